@@ -1,0 +1,98 @@
+package handlers
+
+import (
+	"context"
+	"net/http"
+	"strconv"
+
+	"github.com/fabrikam/dronedelivery/shared/domain"
+	"github.com/fabrikam/dronedelivery/shared/runtime"
+)
+
+// PutDrone serves PUT /api/drones/{id}: it registers a drone or updates its
+// specification, position and status. A drone on a delivery cannot be
+// changed by an operator until the delivery releases it.
+func (h *Handlers) PutDrone(ctx context.Context, req *runtime.Request) *runtime.Response {
+	in, err := domain.ParseDrone(req.Params["id"], req.Body)
+	if err != nil {
+		return h.errorResponse(ctx, err)
+	}
+	in.UpdatedAt = h.clock.Now()
+	created := false
+	d, err := h.store.Fleet.Upsert(ctx, in.ID, func(cur *domain.Drone) (*domain.Drone, error) {
+		created = cur == nil
+		if cur != nil && cur.CurrentDeliveryID != "" {
+			return nil, domain.Errorf(domain.ECONFLICT, "drone %s is on delivery %s", cur.ID, cur.CurrentDeliveryID)
+		}
+		return in, nil
+	})
+	if err != nil {
+		return h.errorResponse(ctx, err)
+	}
+	status := http.StatusOK
+	if created {
+		status = http.StatusCreated
+	}
+	resp := runtime.JSON(status, d)
+	resp.Header.Set("Location", "/api/drones/"+d.ID)
+	return resp
+}
+
+// GetDrone serves GET /api/drones/{id}.
+func (h *Handlers) GetDrone(ctx context.Context, req *runtime.Request) *runtime.Response {
+	id := req.Params["id"]
+	if err := domain.ValidID("id", id); err != nil {
+		return h.errorResponse(ctx, err)
+	}
+	d, err := h.store.Fleet.Find(ctx, id)
+	if domain.IsCode(err, domain.ENOTFOUND) {
+		err = domain.Errorf(domain.ENOTFOUND, "drone %s not found", id)
+	}
+	if err != nil {
+		return h.errorResponse(ctx, err)
+	}
+	return runtime.JSON(http.StatusOK, d)
+}
+
+// droneList is one page of GET /api/drones.
+type droneList struct {
+	Drones []*domain.Drone `json:"drones"`
+	Next   string          `json:"next,omitempty"` // pass as ?after= for the next page
+}
+
+// ListDrones serves GET /api/drones?status=&after=&limit=, ordered by id.
+func (h *Handlers) ListDrones(ctx context.Context, req *runtime.Request) *runtime.Response {
+	status := domain.DroneStatus(req.Query.Get("status"))
+	switch status {
+	case "", domain.DroneAvailable, domain.DroneAssigned, domain.DroneInFlight, domain.DroneCharging, domain.DroneMaintenance:
+	default:
+		return h.errorResponse(ctx, domain.Invalid("status", "must be one of Available, Assigned, InFlight, Charging, Maintenance"))
+	}
+	limit := 100
+	if s := req.Query.Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > 1000 {
+			return h.errorResponse(ctx, domain.Invalid("limit", "must be an integer from 1 to 1000"))
+		}
+		limit = n
+	}
+	after := req.Query.Get("after")
+	if after != "" {
+		if err := domain.ValidID("after", after); err != nil {
+			return h.errorResponse(ctx, err)
+		}
+	}
+	drones, err := h.store.Fleet.List(ctx, status, after, limit+1)
+	if err != nil {
+		return h.errorResponse(ctx, err)
+	}
+	page := droneList{Drones: drones}
+	if len(drones) > limit {
+		page.Drones = drones[:limit]
+		page.Next = drones[limit-1].ID
+	}
+	if page.Drones == nil {
+		page.Drones = []*domain.Drone{}
+	}
+	return runtime.JSON(http.StatusOK, page)
+}

@@ -1,0 +1,52 @@
+package handlers
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/fabrikam/dronedelivery/shared/domain"
+	"github.com/fabrikam/dronedelivery/shared/ports"
+)
+
+// ComputeEta estimates when the assigned drone reaches the pickup and the
+// dropoff, from where the drone is now, and marks the delivery Scheduled.
+// It runs once per delivery: a redelivered message finds the stage past
+// Created and changes nothing, so no stage ever moves backwards.
+func (h *Handlers) ComputeEta(ctx context.Context, msg *ports.Delivered) ([]ports.Message, error) {
+	ctx, _, d, err := h.loadEnvelope(ctx, msg)
+	if err != nil {
+		return nil, err
+	}
+	if d.Stage != domain.StageCreated {
+		return nil, nil
+	}
+	if d.DroneAssignedAt == nil || d.PackageRecordedAt == nil {
+		return nil, &domain.Permanent{Err: fmt.Errorf("delivery %s reached the ETA step before its drone and package", d.ID)}
+	}
+	drone, err := h.store.Fleet.Find(ctx, d.DroneID)
+	if err != nil {
+		return nil, fmt.Errorf("find drone %s: %w", d.DroneID, err)
+	}
+	if drone.CurrentDeliveryID != d.ID {
+		return nil, &domain.Permanent{Err: fmt.Errorf("drone %s is not assigned to delivery %s", drone.ID, d.ID)}
+	}
+
+	now := h.clock.Now()
+	eta := domain.ComputeETA(now, drone.Location, drone.CruiseSpeedMps, &d.Request)
+	d, err = h.store.Deliveries.Update(ctx, d.ID, func(cur *domain.Delivery) error {
+		if cur.Stage != domain.StageCreated {
+			return ports.ErrSkip
+		}
+		t, loc := now, drone.Location
+		cur.Stage = domain.StageScheduled
+		cur.PickupETA, cur.DeliveryETA = &eta.Pickup, &eta.Delivery
+		cur.LastKnownLocation = &loc
+		cur.ScheduledAt, cur.UpdatedAt = &t, now
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("record ETA: %w", err)
+	}
+	h.log.InfoContext(ctx, "delivery scheduled", "droneId", d.DroneID, "pickupETA", eta.Pickup, "deliveryETA", eta.Delivery)
+	return nil, nil
+}

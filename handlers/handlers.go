@@ -1,0 +1,167 @@
+// Package handlers holds one function per step of the delivery service.
+// Handlers are plain Go over the ports: no handler imports an SDK, so the
+// same code runs under the Functions host, the standalone runtime and AWS
+// Lambda, on the embedded backend or on Azure.
+package handlers
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/fabrikam/dronedelivery/shared/domain"
+	"github.com/fabrikam/dronedelivery/shared/obs"
+	"github.com/fabrikam/dronedelivery/shared/ports"
+	"github.com/fabrikam/dronedelivery/shared/runtime"
+	"github.com/fabrikam/dronedelivery/shared/topology"
+)
+
+// Config tunes the steps; the zero value means the defaults.
+type Config struct {
+	// RetryBase is the first delay before scheduling is tried again when no
+	// drone is available; each attempt doubles it up to RetryMax.
+	RetryBase time.Duration
+	RetryMax  time.Duration
+	// DispatchRadiusKm bounds the search for a drone around the pickup: a
+	// drone farther away is never considered, which keeps a search for an
+	// unservable package from walking the whole fleet.
+	DispatchRadiusKm float64
+}
+
+func (c Config) withDefaults() Config {
+	if c.RetryBase <= 0 {
+		c.RetryBase = time.Second
+	}
+	if c.RetryMax <= 0 {
+		c.RetryMax = time.Minute
+	}
+	if c.DispatchRadiusKm <= 0 {
+		c.DispatchRadiusKm = 200
+	}
+	return c
+}
+
+// Deps is what the handlers need from the outside.
+type Deps struct {
+	Store  ports.Store
+	Bus    ports.Publisher
+	Clock  ports.Clock
+	IDs    ports.IDs
+	Log    *slog.Logger
+	Config Config
+}
+
+// Handlers binds the step functions to their dependencies.
+type Handlers struct {
+	store ports.Store
+	bus   ports.Publisher
+	clock ports.Clock
+	ids   ports.IDs
+	log   *slog.Logger
+	cfg   Config
+}
+
+// New returns the handlers over deps.
+func New(d Deps) *Handlers {
+	log := d.Log
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Handlers{store: d.Store, bus: d.Bus, clock: d.Clock, ids: d.IDs, log: log, cfg: d.Config.withDefaults()}
+}
+
+// Registry maps every function name under functions/ to its handler.
+func (h *Handlers) Registry() runtime.Registry {
+	return runtime.Registry{
+		"IngestDelivery":    {HTTP: h.IngestDelivery},
+		"ScheduleDrone":     {Queue: h.ScheduleDrone},
+		"UpdatePackage":     {Queue: h.UpdatePackage},
+		"ComputeEta":        {Queue: h.ComputeEta},
+		"GetDelivery":       {HTTP: h.GetDelivery},
+		"GetDeliveryStatus": {HTTP: h.GetDeliveryStatus},
+		"GetPackage":        {HTTP: h.GetPackage},
+		"PutDrone":          {HTTP: h.PutDrone},
+		"GetDrone":          {HTTP: h.GetDrone},
+		"ListDrones":        {HTTP: h.ListDrones},
+		"Healthz":           {HTTP: h.Healthz},
+	}
+}
+
+// The steps' names make message ids: deliveryId + ":" + step, so both the
+// bus's duplicate detection and the steps' own idempotency key on them.
+const (
+	stepRequested = "requested"
+	stepScheduled = "drone-scheduled"
+	stepPackaged  = "package-updated"
+)
+
+// message builds the envelope for the next step of d.
+func message(queue, step string, env domain.Envelope) ports.Message {
+	body, _ := json.Marshal(env) // an Envelope always encodes
+	return ports.Message{
+		ID:            env.DeliveryID + ":" + step,
+		Queue:         queue,
+		Body:          body,
+		CorrelationID: env.CorrelationID,
+		Operation:     string(env.Operation),
+	}
+}
+
+// nextMessage is the message that hands d to the step reading queue.
+func nextMessage(d *domain.Delivery, queue, step string) ports.Message {
+	return message(queue, step, domain.Envelope{Operation: domain.OpDelivery, DeliveryID: d.ID, CorrelationID: d.CorrelationID})
+}
+
+// requestedMessage starts the chain for a newly accepted delivery.
+func requestedMessage(d *domain.Delivery) ports.Message {
+	return nextMessage(d, topology.QueueDeliveryRequests, stepRequested)
+}
+
+// withDelivery adds a delivery's ids to the log context.
+func withDelivery(ctx context.Context, env *domain.Envelope) context.Context {
+	return obs.With(ctx, "deliveryId", env.DeliveryID, "correlationId", env.CorrelationID)
+}
+
+// errorResponse maps an application error to a problem response; anything
+// unexpected is logged and reported without details.
+func (h *Handlers) errorResponse(ctx context.Context, err error) *runtime.Response {
+	status := http.StatusInternalServerError
+	switch domain.ErrorCode(err) {
+	case domain.EINVALID:
+		status = http.StatusBadRequest
+	case domain.ENOTFOUND:
+		status = http.StatusNotFound
+	case domain.ECONFLICT:
+		status = http.StatusConflict
+	case domain.EUNAVAILABLE, domain.EPRECONDITION:
+		status = http.StatusServiceUnavailable
+	}
+	if status >= 500 {
+		h.log.ErrorContext(ctx, "request failed", "err", err)
+	}
+	resp := runtime.Problem(status, domain.ErrorField(err), domain.ErrorMessage(err))
+	if status == http.StatusServiceUnavailable {
+		resp.Header.Set("Retry-After", "1")
+	}
+	return resp
+}
+
+// loadEnvelope decodes a queue message and finds its delivery. A message
+// naming no known delivery can never succeed.
+func (h *Handlers) loadEnvelope(ctx context.Context, msg *ports.Delivered) (context.Context, *domain.Envelope, *domain.Delivery, error) {
+	env, err := domain.ParseEnvelope(msg.Body)
+	if err != nil {
+		return ctx, nil, nil, err
+	}
+	ctx = withDelivery(ctx, env)
+	d, err := h.store.Deliveries.Find(ctx, env.DeliveryID)
+	if domain.IsCode(err, domain.ENOTFOUND) {
+		return ctx, env, nil, &domain.Permanent{Err: err}
+	}
+	if err != nil {
+		return ctx, env, nil, err
+	}
+	return ctx, env, d, nil
+}

@@ -1,0 +1,436 @@
+package handlers_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/fabrikam/dronedelivery/handlers"
+	"github.com/fabrikam/dronedelivery/shared/adapters/embedded"
+	"github.com/fabrikam/dronedelivery/shared/adapters/sys"
+	"github.com/fabrikam/dronedelivery/shared/domain"
+	"github.com/fabrikam/dronedelivery/shared/ports"
+	"github.com/fabrikam/dronedelivery/shared/runtime"
+	"github.com/fabrikam/dronedelivery/shared/topology"
+)
+
+// clock is a settable test clock.
+type clock struct{ ns atomic.Int64 }
+
+func (c *clock) Now() time.Time          { return time.Unix(0, c.ns.Load()).UTC() }
+func (c *clock) Set(t time.Time)         { c.ns.Store(t.UnixNano()) }
+func (c *clock) Advance(d time.Duration) { c.ns.Add(int64(d)) }
+
+var t0 = time.Date(2026, 11, 26, 9, 0, 0, 0, time.UTC)
+
+type fixture struct {
+	db    *embedded.DB
+	store ports.Store
+	bus   *embedded.Bus
+	clock *clock
+	h     *handlers.Handlers
+}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	db, err := embedded.Open(filepath.Join(t.TempDir(), "test.db"), embedded.Options{LockDuration: 30 * time.Second})
+	require.NoError(t, err)
+	t.Cleanup(func() { db.Close() })
+	c := &clock{}
+	c.Set(t0)
+	f := &fixture{db: db, store: db.Store(), bus: db.Bus(), clock: c}
+	f.h = handlers.New(handlers.Deps{Store: f.store, Bus: f.bus, Clock: c, IDs: sys.IDs{}})
+	return f
+}
+
+var seattle = domain.Location{Latitude: 47.6062, Longitude: -122.3321}
+
+func at(dLat, dLon float64) domain.Location {
+	return domain.Location{Latitude: seattle.Latitude + dLat, Longitude: seattle.Longitude + dLon}
+}
+
+func (f *fixture) putDrone(t *testing.T, d domain.Drone) {
+	t.Helper()
+	if d.HomeBase == (domain.Location{}) {
+		d.HomeBase = d.Location
+	}
+	if d.Status == "" {
+		d.Status = domain.DroneAvailable
+	}
+	if d.CruiseSpeedMps == 0 {
+		d.CruiseSpeedMps = 15
+	}
+	if d.MaxPayloadKg == 0 {
+		d.MaxPayloadKg = 5
+	}
+	if d.MaxPackageSize == "" {
+		d.MaxPackageSize = domain.SizeLarge
+	}
+	if d.RangeKm == 0 {
+		d.RangeKm = 50
+	}
+	body, err := json.Marshal(d)
+	require.NoError(t, err)
+	var m map[string]any
+	require.NoError(t, json.Unmarshal(body, &m))
+	delete(m, "id")
+	delete(m, "updatedAt")
+	body, _ = json.Marshal(m)
+	resp := f.h.PutDrone(context.Background(), &runtime.Request{Method: "PUT", Params: map[string]string{"id": d.ID}, Body: body})
+	require.Contains(t, []int{200, 201}, resp.Status, string(resp.Body))
+}
+
+func requestBody(id string, pickup, drop domain.Location, size string, weight float64) []byte {
+	b, _ := json.Marshal(map[string]any{
+		"deliveryId":      id,
+		"ownerId":         "owner-1",
+		"pickupLocation":  pickup,
+		"dropOffLocation": drop,
+		"packageInfo":     map[string]any{"packageId": "pkg-" + id, "size": size, "weight": weight},
+	})
+	return b
+}
+
+func (f *fixture) ingest(t *testing.T, body []byte) *runtime.Response {
+	t.Helper()
+	return f.h.IngestDelivery(context.Background(), &runtime.Request{Method: "POST", Header: http.Header{}, Body: body})
+}
+
+// drain runs every visible message through its step until the queues are
+// empty, as a runtime would, and returns how many messages it processed.
+func (f *fixture) drain(t *testing.T) int {
+	t.Helper()
+	steps := map[string]runtime.QueueFunc{
+		topology.QueueDeliveryRequests: f.h.ScheduleDrone,
+		topology.QueueDroneScheduled:   f.h.UpdatePackage,
+		topology.QueuePackageUpdated:   f.h.ComputeEta,
+	}
+	n := 0
+	for progress := true; progress; {
+		progress = false
+		for _, q := range topology.Queues {
+			for {
+				active, _, err := f.bus.Depth(context.Background(), q)
+				require.NoError(t, err)
+				if active == 0 {
+					break
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+				msgs, err := f.bus.Receive(ctx, q, 10)
+				cancel()
+				if err != nil { // only delayed messages are left
+					break
+				}
+				for _, m := range msgs {
+					outcome, err := runtime.Process(context.Background(), steps[q], f.bus, m)
+					require.Equal(t, runtime.Done, outcome, "%s: %v", m.ID, err)
+					require.NoError(t, f.bus.Complete(context.Background(), m))
+					n++
+					progress = true
+				}
+			}
+		}
+	}
+	return n
+}
+
+func (f *fixture) delivery(t *testing.T, id string) *domain.Delivery {
+	t.Helper()
+	d, err := f.store.Deliveries.Find(context.Background(), id)
+	require.NoError(t, err)
+	return d
+}
+
+func (f *fixture) drone(t *testing.T, id string) *domain.Drone {
+	t.Helper()
+	d, err := f.store.Fleet.Find(context.Background(), id)
+	require.NoError(t, err)
+	return d
+}
+
+func TestChainPicksNearestFitAndComputesETA(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	pickup, drop := at(0.01, 0), at(0.03, 0.01)
+	// Nearest first: too small, too weak, too short-ranged, then the one that fits,
+	// then a farther one that also fits.
+	f.putDrone(t, domain.Drone{ID: "small", Location: at(0.0101, 0), MaxPackageSize: domain.SizeSmall})
+	f.putDrone(t, domain.Drone{ID: "weak", Location: at(0.0102, 0), MaxPayloadKg: 1})
+	f.putDrone(t, domain.Drone{ID: "short", Location: at(0.0103, 0), RangeKm: 3})
+	f.putDrone(t, domain.Drone{ID: "fits", Location: at(0.0110, 0), CruiseSpeedMps: 12})
+	f.putDrone(t, domain.Drone{ID: "far", Location: at(0.05, 0)})
+	f.putDrone(t, domain.Drone{ID: "resting", Location: at(0.01, 0), Status: domain.DroneCharging})
+
+	resp := f.ingest(t, requestBody("d1", pickup, drop, "Medium", 2))
+	require.Equal(t, http.StatusAccepted, resp.Status, string(resp.Body))
+	assert.Equal(t, "/api/deliveries/d1", resp.Header.Get("Location"))
+	assert.Equal(t, 3, f.drain(t), "three steps")
+
+	d := f.delivery(t, "d1")
+	assert.Equal(t, domain.StageScheduled, d.Stage)
+	assert.Equal(t, "fits", d.DroneID)
+	drone := f.drone(t, "fits")
+	assert.Equal(t, domain.DroneAssigned, drone.Status)
+	assert.Equal(t, "d1", drone.CurrentDeliveryID)
+	want := domain.ComputeETA(t0, drone.Location, 12, &d.Request)
+	assert.Equal(t, want.Pickup, *d.PickupETA)
+	assert.Equal(t, want.Delivery, *d.DeliveryETA)
+	pkg, err := f.store.Packages.Find(context.Background(), "pkg-d1")
+	require.NoError(t, err)
+	assert.Equal(t, "d1", pkg.DeliveryID)
+	assert.Equal(t, 2.0, pkg.Weight)
+
+	// The next delivery at the same place gets the farther drone.
+	require.Equal(t, http.StatusAccepted, f.ingest(t, requestBody("d2", pickup, drop, "Medium", 2)).Status)
+	f.drain(t)
+	assert.Equal(t, "far", f.delivery(t, "d2").DroneID)
+}
+
+func TestIngestIdempotentByDeliveryID(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	body := requestBody("same", at(0, 0), at(0.01, 0), "Small", 1)
+	first := f.ingest(t, body)
+	require.Equal(t, http.StatusAccepted, first.Status)
+	f.clock.Advance(time.Minute)
+	again := f.ingest(t, body)
+	assert.Equal(t, http.StatusAccepted, again.Status)
+	assert.JSONEq(t, string(first.Body), string(again.Body))
+	active, _, err := f.bus.Depth(context.Background(), topology.QueueDeliveryRequests)
+	require.NoError(t, err)
+	assert.Equal(t, 1, active, "the retry's message is a duplicate and dropped")
+
+	other := f.ingest(t, requestBody("same", at(0, 0), at(0.02, 0), "Small", 1))
+	assert.Equal(t, http.StatusConflict, other.Status)
+	assert.Equal(t, "application/problem+json", other.Header.Get("Content-Type"))
+}
+
+func TestNoDroneRetriesWithBackoffThenFails(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	body, _ := json.Marshal(map[string]any{
+		"deliveryId": "lonely", "ownerId": "o",
+		"pickupLocation": at(0, 0), "dropOffLocation": at(0.01, 0),
+		"pickupTime": t0.Format(time.RFC3339), "deadline": t0.Add(10 * time.Second).Format(time.RFC3339),
+		"packageInfo": map[string]any{"size": "Small", "weight": 1},
+	})
+	require.Equal(t, http.StatusAccepted, f.ingest(t, body).Status)
+
+	msgs := f.receive(t, topology.QueueDeliveryRequests)
+	out, err := f.h.ScheduleDrone(context.Background(), msgs[0])
+	require.NoError(t, err)
+	require.Len(t, out, 1, "a retry is scheduled")
+	assert.Equal(t, "lonely:retry-1", out[0].ID)
+	assert.Equal(t, t0.Add(time.Second), out[0].NotBefore)
+	var env domain.Envelope
+	require.NoError(t, json.Unmarshal(out[0].Body, &env))
+	assert.Equal(t, 1, env.Attempt)
+
+	// Attempt 4 would wait 16 s, past the 10 s deadline: the delivery fails.
+	env.Attempt = 4
+	retry := *msgs[0]
+	retry.Body, _ = json.Marshal(env)
+	out, err = f.h.ScheduleDrone(context.Background(), &retry)
+	require.NoError(t, err)
+	assert.Empty(t, out)
+	d := f.delivery(t, "lonely")
+	assert.Equal(t, domain.StageFailed, d.Stage)
+	assert.Contains(t, d.FailureReason, "deadline")
+}
+
+func (f *fixture) receive(t *testing.T, q string) []*ports.Delivered {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	msgs, err := f.bus.Receive(ctx, q, 100)
+	require.NoError(t, err)
+	return msgs
+}
+
+// snapshot is every document the chain touches, as stored.
+func (f *fixture) snapshot(t *testing.T, deliveryIDs, droneIDs []string) string {
+	t.Helper()
+	var all []any
+	for _, id := range deliveryIDs {
+		d := f.delivery(t, id)
+		all = append(all, d)
+		if p, err := f.store.Packages.Find(context.Background(), d.Request.PackageInfo.PackageID); err == nil {
+			all = append(all, p)
+		}
+	}
+	for _, id := range droneIDs {
+		all = append(all, f.drone(t, id))
+	}
+	b, err := json.Marshal(all)
+	require.NoError(t, err)
+	return string(b)
+}
+
+func TestEveryStepTwiceLeavesTheSameState(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	f.putDrone(t, domain.Drone{ID: "a", Location: at(0.001, 0)})
+	f.putDrone(t, domain.Drone{ID: "b", Location: at(0.002, 0)})
+	require.Equal(t, http.StatusAccepted, f.ingest(t, requestBody("twice", at(0, 0), at(0.01, 0), "Small", 1)).Status)
+
+	steps := []struct {
+		queue string
+		fn    runtime.QueueFunc
+	}{
+		{topology.QueueDeliveryRequests, f.h.ScheduleDrone},
+		{topology.QueueDroneScheduled, f.h.UpdatePackage},
+		{topology.QueuePackageUpdated, f.h.ComputeEta},
+	}
+	for _, s := range steps {
+		msgs := f.receive(t, s.queue)
+		require.Len(t, msgs, 1, s.queue)
+		f.clock.Advance(time.Second)
+		out1, err := s.fn(context.Background(), msgs[0])
+		require.NoError(t, err)
+		before := f.snapshot(t, []string{"twice"}, []string{"a", "b"})
+		f.clock.Advance(time.Second)
+		out2, err := s.fn(context.Background(), msgs[0])
+		require.NoError(t, err)
+		assert.Equal(t, before, f.snapshot(t, []string{"twice"}, []string{"a", "b"}), "%s redelivered changed state", s.queue)
+		assert.Equal(t, out1, out2, "%s redelivered emits the same messages", s.queue)
+		require.NoError(t, f.bus.Publish(context.Background(), append(out1, out2...)...))
+		require.NoError(t, f.bus.Complete(context.Background(), msgs[0]))
+	}
+	d := f.delivery(t, "twice")
+	assert.Equal(t, domain.StageScheduled, d.Stage)
+	assert.Equal(t, "a", d.DroneID)
+	assert.Equal(t, domain.DroneAvailable, f.drone(t, "b").Status, "one drone only")
+}
+
+func TestInterruptedAssignmentIsFinishedNotDuplicated(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	f.putDrone(t, domain.Drone{ID: "a", Location: at(0.001, 0)})
+	f.putDrone(t, domain.Drone{ID: "b", Location: at(0.002, 0)})
+	require.Equal(t, http.StatusAccepted, f.ingest(t, requestBody("crash", at(0, 0), at(0.01, 0), "Small", 1)).Status)
+	ctx := context.Background()
+	// A scheduler reserved drone a and claimed it, then died before recording it.
+	_, err := f.store.Deliveries.Update(ctx, "crash", func(d *domain.Delivery) error { d.DroneID = "a"; return nil })
+	require.NoError(t, err)
+	_, err = f.store.Fleet.Update(ctx, "a", func(d *domain.Drone) error {
+		d.Status, d.CurrentDeliveryID = domain.DroneAssigned, "crash"
+		return nil
+	})
+	require.NoError(t, err)
+	f.drain(t)
+	d := f.delivery(t, "crash")
+	assert.Equal(t, domain.StageScheduled, d.Stage)
+	assert.Equal(t, "a", d.DroneID)
+	assert.Equal(t, domain.DroneAvailable, f.drone(t, "b").Status)
+}
+
+func TestRacingSchedulersNeverDoubleBook(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	const drones, deliveries, schedulers = 10, 100, 8
+	for i := range drones {
+		f.putDrone(t, domain.Drone{ID: fmt.Sprintf("d%02d", i), Location: at(0.001*float64(i), 0)})
+	}
+	for i := range deliveries {
+		require.Equal(t, http.StatusAccepted, f.ingest(t, requestBody(fmt.Sprintf("r%03d", i), at(0, 0), at(0.01, 0), "Small", 1)).Status)
+	}
+	msgs := f.receive(t, topology.QueueDeliveryRequests)
+	for len(msgs) < deliveries {
+		msgs = append(msgs, f.receive(t, topology.QueueDeliveryRequests)...)
+	}
+	// Every message is handled by two schedulers at once, and all of them
+	// compete for ten drones.
+	var wg sync.WaitGroup
+	work := make(chan *ports.Delivered)
+	for range schedulers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for m := range work {
+				_, err := f.h.ScheduleDrone(context.Background(), m)
+				assert.NoError(t, err)
+			}
+		}()
+	}
+	for _, m := range msgs {
+		work <- m
+		work <- m
+	}
+	close(work)
+	wg.Wait()
+
+	holder := map[string]string{}
+	assigned := 0
+	for i := range deliveries {
+		d := f.delivery(t, fmt.Sprintf("r%03d", i))
+		if d.DroneAssignedAt == nil {
+			continue
+		}
+		assigned++
+		prev, dup := holder[d.DroneID]
+		assert.False(t, dup, "drone %s booked by %s and %s", d.DroneID, prev, d.ID)
+		holder[d.DroneID] = d.ID
+		assert.Equal(t, d.ID, f.drone(t, d.DroneID).CurrentDeliveryID)
+	}
+	assert.Equal(t, drones, assigned, "every drone is used exactly once")
+}
+
+func TestPermanentFailures(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	cases := map[string][]byte{
+		"garbage":          []byte("{not json"),
+		"unknown delivery": []byte(`{"operation":"delivery","deliveryId":"ghost","correlationId":"c"}`),
+		"bad operation":    []byte(`{"operation":"launch","deliveryId":"x","correlationId":"c"}`),
+	}
+	for name, body := range cases {
+		for _, fn := range []runtime.QueueFunc{f.h.ScheduleDrone, f.h.UpdatePackage, f.h.ComputeEta} {
+			_, err := fn(context.Background(), &ports.Delivered{Message: ports.Message{ID: "m", Body: body}})
+			assert.True(t, domain.IsPermanent(err), "%s: %v", name, err)
+		}
+	}
+}
+
+func TestPutDroneValidatesAndProtectsBusyDrones(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	put := func(id, body string) *runtime.Response {
+		return f.h.PutDrone(context.Background(), &runtime.Request{Params: map[string]string{"id": id}, Body: []byte(body)})
+	}
+	good := `{"location":{"latitude":47.6,"longitude":-122.3},"maxPayloadKg":5,"maxPackageSize":"Medium","rangeKm":30,"cruiseSpeedMps":15,"batteryPercent":90}`
+	resp := put("x1", good)
+	require.Equal(t, http.StatusCreated, resp.Status, string(resp.Body))
+	d := f.drone(t, "x1")
+	assert.Equal(t, d.Location, d.HomeBase, "home base defaults to the location")
+	assert.Equal(t, domain.DroneAvailable, d.Status)
+	assert.Equal(t, http.StatusOK, put("x1", good).Status)
+
+	for field, body := range map[string]string{
+		"maxPackageSize":     `{"location":{"latitude":47.6,"longitude":-122.3},"maxPayloadKg":5,"maxPackageSize":"XL","rangeKm":30,"cruiseSpeedMps":15}`,
+		"location.latitude":  `{"location":{"latitude":95,"longitude":-122.3},"maxPayloadKg":5,"maxPackageSize":"Small","rangeKm":30,"cruiseSpeedMps":15}`,
+		"status":             `{"location":{"latitude":47.6,"longitude":-122.3},"maxPayloadKg":5,"maxPackageSize":"Small","rangeKm":30,"cruiseSpeedMps":15,"status":"Assigned"}`,
+		"cruiseSpeedMps":     `{"location":{"latitude":47.6,"longitude":-122.3},"maxPayloadKg":5,"maxPackageSize":"Small","rangeKm":30}`,
+		"homeBase.longitude": `{"location":{"latitude":47.6,"longitude":-122.3},"homeBase":{"latitude":47.6,"longitude":500},"maxPayloadKg":5,"maxPackageSize":"Small","rangeKm":30,"cruiseSpeedMps":15}`,
+	} {
+		resp := put("x2", body)
+		assert.Equal(t, http.StatusBadRequest, resp.Status, field)
+		var p runtime.ProblemDetails
+		require.NoError(t, json.Unmarshal(resp.Body, &p))
+		assert.Equal(t, field, p.Field)
+	}
+	_, err := f.store.Fleet.Find(context.Background(), "x2")
+	assert.True(t, domain.IsCode(err, domain.ENOTFOUND), "nothing stored by a bad request")
+
+	_, err = f.store.Fleet.Update(context.Background(), "x1", func(d *domain.Drone) error { d.CurrentDeliveryID = "busy"; return nil })
+	require.NoError(t, err)
+	assert.Equal(t, http.StatusConflict, put("x1", good).Status)
+}

@@ -1,0 +1,81 @@
+package handlers
+
+import (
+	"context"
+	"net/http"
+
+	"github.com/fabrikam/dronedelivery/shared/domain"
+	"github.com/fabrikam/dronedelivery/shared/obs"
+	"github.com/fabrikam/dronedelivery/shared/runtime"
+)
+
+// accepted is the 202 body: the request as stored, with its ids.
+type accepted struct {
+	DeliveryID string `json:"deliveryId"`
+	TrackingID string `json:"trackingId"`
+	domain.DeliveryRequest
+}
+
+// IngestDelivery accepts POST /api/deliveryrequests. The delivery is stored,
+// then its message is queued, and only then does the 202 leave: an accepted
+// request is never lost. A client-chosen deliveryId makes the call
+// idempotent: the same body again gets the same 202 (and the message is
+// queued again if the first attempt failed to), a different body gets 409.
+func (h *Handlers) IngestDelivery(ctx context.Context, req *runtime.Request) *runtime.Response {
+	p, err := domain.ParseDeliveryRequest(req.Body)
+	if err != nil {
+		return h.errorResponse(ctx, err)
+	}
+	now := h.clock.Now()
+	id := p.DeliveryID
+	if id == "" {
+		id = h.ids.NewID()
+	}
+	correlationID := req.Header.Get("X-Correlation-Id")
+	if domain.ValidID("X-Correlation-Id", correlationID) != nil {
+		correlationID = h.ids.NewID()
+	}
+	d := &domain.Delivery{
+		ID:            id,
+		TrackingID:    h.ids.NewTrackingID(),
+		OwnerID:       p.Request.OwnerID,
+		CorrelationID: correlationID,
+		Request:       p.Request,
+		RequestHash:   p.Hash,
+		Stage:         domain.StageCreated,
+		CreatedAt:     now,
+		UpdatedAt:     now,
+	}
+	d.Request.Defaults(now, id)
+	ctx = obs.With(ctx, "deliveryId", id, "correlationId", d.CorrelationID)
+
+	err = h.store.Deliveries.Create(ctx, id, d)
+	if domain.IsCode(err, domain.ECONFLICT) {
+		if d, err = h.store.Deliveries.Find(ctx, id); err != nil {
+			return h.errorResponse(ctx, err)
+		}
+		if d.RequestHash != p.Hash {
+			return h.errorResponse(ctx, domain.Errorf(domain.ECONFLICT, "deliveryId %s was already used for a different request", id))
+		}
+		ctx = obs.With(ctx, "correlationId", d.CorrelationID)
+		if d.Stage != domain.StageCreated {
+			return h.acceptedResponse(d)
+		}
+	} else if err != nil {
+		return h.errorResponse(ctx, err)
+	}
+
+	if err := h.bus.Publish(ctx, requestedMessage(d)); err != nil {
+		// The client's retry with the same deliveryId queues it again; the
+		// stored delivery stays Created until then.
+		return h.errorResponse(ctx, domain.Unavailable(err, "the delivery could not be queued; retry with deliveryId %s", id))
+	}
+	h.log.InfoContext(ctx, "delivery accepted")
+	return h.acceptedResponse(d)
+}
+
+func (h *Handlers) acceptedResponse(d *domain.Delivery) *runtime.Response {
+	resp := runtime.JSON(http.StatusAccepted, accepted{DeliveryID: d.ID, TrackingID: d.TrackingID, DeliveryRequest: d.Request})
+	resp.Header.Set("Location", "/api/deliveries/"+d.ID)
+	return resp
+}

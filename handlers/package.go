@@ -1,0 +1,71 @@
+package handlers
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/fabrikam/dronedelivery/shared/domain"
+	"github.com/fabrikam/dronedelivery/shared/ports"
+	"github.com/fabrikam/dronedelivery/shared/topology"
+)
+
+// UpdatePackage creates or updates the package record of a delivery whose
+// drone is assigned, and hands the delivery to the ETA step. A package id
+// already owned by another business is never overwritten: the delivery
+// fails instead.
+func (h *Handlers) UpdatePackage(ctx context.Context, msg *ports.Delivered) ([]ports.Message, error) {
+	ctx, _, d, err := h.loadEnvelope(ctx, msg)
+	if err != nil {
+		return nil, err
+	}
+	if d.Stage.Terminal() {
+		return nil, nil
+	}
+	if d.DroneAssignedAt == nil {
+		return nil, &domain.Permanent{Err: fmt.Errorf("delivery %s has no drone assigned", d.ID)}
+	}
+	if d.PackageRecordedAt != nil {
+		return []ports.Message{nextMessage(d, topology.QueuePackageUpdated, stepPackaged)}, nil
+	}
+
+	now := h.clock.Now()
+	info := d.Request.PackageInfo
+	_, err = h.store.Packages.Upsert(ctx, info.PackageID, func(cur *domain.Package) (*domain.Package, error) {
+		if cur == nil {
+			return &domain.Package{ID: info.PackageID, OwnerID: d.OwnerID, DeliveryID: d.ID,
+				Size: info.Size, Weight: info.Weight, Tag: info.Tag, CreatedAt: now, UpdatedAt: now}, nil
+		}
+		if cur.OwnerID != d.OwnerID {
+			return nil, errForeignPackage
+		}
+		if cur.DeliveryID == d.ID && cur.Size == info.Size && cur.Weight == info.Weight && cur.Tag == info.Tag {
+			return nil, ports.ErrSkip
+		}
+		cur.DeliveryID, cur.Size, cur.Weight, cur.Tag, cur.UpdatedAt = d.ID, info.Size, info.Weight, info.Tag, now
+		return cur, nil
+	})
+	if err == errForeignPackage {
+		return nil, h.fail(ctx, d.ID, fmt.Sprintf("package id %s belongs to another owner", info.PackageID))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("upsert package %s: %w", info.PackageID, err)
+	}
+
+	d, err = h.store.Deliveries.Update(ctx, d.ID, func(cur *domain.Delivery) error {
+		if cur.PackageRecordedAt != nil || cur.Stage.Terminal() {
+			return ports.ErrSkip
+		}
+		t := now
+		cur.PackageID, cur.PackageRecordedAt, cur.UpdatedAt = info.PackageID, &t, now
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("record package on delivery: %w", err)
+	}
+	if d.Stage.Terminal() {
+		return nil, nil
+	}
+	return []ports.Message{nextMessage(d, topology.QueuePackageUpdated, stepPackaged)}, nil
+}
+
+var errForeignPackage = fmt.Errorf("package belongs to another owner")

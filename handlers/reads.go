@@ -1,0 +1,114 @@
+package handlers
+
+import (
+	"context"
+	"net/http"
+	"time"
+
+	"github.com/fabrikam/dronedelivery/shared/domain"
+	"github.com/fabrikam/dronedelivery/shared/runtime"
+)
+
+// deliveryView is the public shape of a delivery.
+type deliveryView struct {
+	ID                string                  `json:"id"`
+	TrackingID        string                  `json:"trackingId"`
+	OwnerID           string                  `json:"ownerId"`
+	Stage             domain.Stage            `json:"stage"`
+	PickupLocation    domain.Location         `json:"pickupLocation"`
+	DropoffLocation   domain.Location         `json:"dropOffLocation"`
+	PickupTime        time.Time               `json:"pickupTime"`
+	Deadline          time.Time               `json:"deadline"`
+	Expedited         bool                    `json:"expedited"`
+	Confirmation      domain.ConfirmationType `json:"confirmationRequired"`
+	PackageInfo       domain.PackageInfo      `json:"packageInfo"`
+	DroneID           string                  `json:"droneId,omitempty"`
+	PickupETA         *time.Time              `json:"pickupETA,omitempty"`
+	DeliveryETA       *time.Time              `json:"deliveryETA,omitempty"`
+	LastKnownLocation *domain.Location        `json:"lastKnownLocation,omitempty"`
+	FailureReason     string                  `json:"failureReason,omitempty"`
+	CreatedAt         time.Time               `json:"createdAt"`
+	ScheduledAt       *time.Time              `json:"scheduledAt,omitempty"`
+	UpdatedAt         time.Time               `json:"updatedAt"`
+}
+
+// statusView is GET /api/deliveries/{id}/status.
+type statusView struct {
+	Stage             domain.Stage     `json:"stage"`
+	DroneID           string           `json:"droneId,omitempty"`
+	LastKnownLocation *domain.Location `json:"lastKnownLocation"`
+	PickupETA         *time.Time       `json:"pickupETA"`
+	DeliveryETA       *time.Time       `json:"deliveryETA"`
+	FailureReason     string           `json:"failureReason,omitempty"`
+	UpdatedAt         time.Time        `json:"updatedAt"`
+}
+
+// assignedDrone hides a reservation that is not yet a claim.
+func assignedDrone(d *domain.Delivery) string {
+	if d.DroneAssignedAt == nil {
+		return ""
+	}
+	return d.DroneID
+}
+
+// GetDelivery serves GET /api/deliveries/{id}.
+func (h *Handlers) GetDelivery(ctx context.Context, req *runtime.Request) *runtime.Response {
+	d, err := h.findDelivery(ctx, req.Params["id"])
+	if err != nil {
+		return h.errorResponse(ctx, err)
+	}
+	r := d.Request
+	return runtime.JSON(http.StatusOK, deliveryView{
+		ID: d.ID, TrackingID: d.TrackingID, OwnerID: d.OwnerID, Stage: d.Stage,
+		PickupLocation: r.PickupLocation, DropoffLocation: r.DropoffLocation,
+		PickupTime: r.PickupTime, Deadline: r.Deadline, Expedited: r.Expedited,
+		Confirmation: r.ConfirmationRequired, PackageInfo: r.PackageInfo,
+		DroneID: assignedDrone(d), PickupETA: d.PickupETA, DeliveryETA: d.DeliveryETA,
+		LastKnownLocation: d.LastKnownLocation, FailureReason: d.FailureReason,
+		CreatedAt: d.CreatedAt, ScheduledAt: d.ScheduledAt, UpdatedAt: d.UpdatedAt,
+	})
+}
+
+// GetDeliveryStatus serves GET /api/deliveries/{id}/status.
+func (h *Handlers) GetDeliveryStatus(ctx context.Context, req *runtime.Request) *runtime.Response {
+	d, err := h.findDelivery(ctx, req.Params["id"])
+	if err != nil {
+		return h.errorResponse(ctx, err)
+	}
+	return runtime.JSON(http.StatusOK, statusView{
+		Stage: d.Stage, DroneID: assignedDrone(d), LastKnownLocation: d.LastKnownLocation,
+		PickupETA: d.PickupETA, DeliveryETA: d.DeliveryETA, FailureReason: d.FailureReason, UpdatedAt: d.UpdatedAt,
+	})
+}
+
+func (h *Handlers) findDelivery(ctx context.Context, id string) (*domain.Delivery, error) {
+	if err := domain.ValidID("id", id); err != nil {
+		return nil, err
+	}
+	d, err := h.store.Deliveries.Find(ctx, id)
+	if domain.IsCode(err, domain.ENOTFOUND) {
+		return nil, domain.Errorf(domain.ENOTFOUND, "delivery %s not found", id)
+	}
+	return d, err
+}
+
+// GetPackage serves GET /api/packages/{id}.
+func (h *Handlers) GetPackage(ctx context.Context, req *runtime.Request) *runtime.Response {
+	id := req.Params["id"]
+	if err := domain.ValidID("id", id); err != nil {
+		return h.errorResponse(ctx, err)
+	}
+	p, err := h.store.Packages.Find(ctx, id)
+	if domain.IsCode(err, domain.ENOTFOUND) {
+		err = domain.Errorf(domain.ENOTFOUND, "package %s not found", id)
+	}
+	if err != nil {
+		return h.errorResponse(ctx, err)
+	}
+	return runtime.JSON(http.StatusOK, p)
+}
+
+// Healthz serves GET /api/healthz.
+func (h *Handlers) Healthz(ctx context.Context, req *runtime.Request) *runtime.Response {
+	return runtime.JSON(http.StatusOK, map[string]string{"status": "ok"})
+}

@@ -1,0 +1,421 @@
+package embedded
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/fabrikam/dronedelivery/shared/domain"
+	"github.com/fabrikam/dronedelivery/shared/ports"
+)
+
+// ReasonMaxDeliveryCountExceeded is the dead-letter reason of a message that
+// was delivered MaxDeliveryCount times without being completed; Service Bus
+// uses the same words.
+const ReasonMaxDeliveryCountExceeded = "MaxDeliveryCountExceeded"
+
+// maxBatch caps one Receive so that one transaction cannot hold the write
+// lock for long.
+const maxBatch = 1000
+
+// dlqSuffix ends every dead-letter queue's name.
+var dlqSuffix = ports.DeadLetterQueue("")
+
+func isDLQ(queue string) bool { return strings.HasSuffix(queue, dlqSuffix) }
+
+// Bus is a durable peek-lock queue in the DB's file that behaves like the
+// parts of Service Bus the functions use: duplicate detection, scheduled
+// messages, lock expiry, delivery counts and dead-lettering.
+//
+// A message row is visible when its visible_at has passed; receiving it
+// moves visible_at to the lock's expiry, so an expired lock needs no sweeper
+// to make the message receivable again.
+type Bus struct {
+	db *DB
+
+	mu   sync.Mutex
+	wake map[string]chan struct{} // closed when the queue may have news
+
+	lastPrune atomic.Int64 // unix ns of the last purge of expired message ids
+}
+
+func newBus(db *DB) *Bus {
+	b := &Bus{db: db, wake: make(map[string]chan struct{})}
+	b.lastPrune.Store(time.Now().UnixNano())
+	return b
+}
+
+// waiter returns a channel that is closed at the queue's next news; taking
+// it before looking at the queue means no news can slip in between.
+func (b *Bus) waiter(queue string) <-chan struct{} {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	ch := b.wake[queue]
+	if ch == nil {
+		ch = make(chan struct{})
+		b.wake[queue] = ch
+	}
+	return ch
+}
+
+// signal wakes the receivers of queue in this process.
+func (b *Bus) signal(queue string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if ch := b.wake[queue]; ch != nil {
+		close(ch)
+		delete(b.wake, queue)
+	}
+}
+
+// Publish implements ports.Publisher: all messages go in one transaction, so
+// a batch costs one commit.
+func (b *Bus) Publish(ctx context.Context, msgs ...ports.Message) error {
+	if len(msgs) == 0 {
+		return nil
+	}
+	var queues []string
+	for i := range msgs {
+		q := msgs[i].Queue
+		if q == "" || isDLQ(q) {
+			return domain.Invalid("queue", "cannot publish to %q", q)
+		}
+		if !slices.Contains(queues, q) {
+			queues = append(queues, q)
+		}
+	}
+
+	now := time.Now().UnixNano()
+	expires := now + int64(b.db.opts.DuplicateWindow)
+	tx, err := b.db.w.BeginTx(ctx, nil)
+	if err != nil {
+		return b.db.fail(err, "publish")
+	}
+	defer tx.Rollback()
+	dedupe := tx.StmtContext(ctx, b.db.st.msgDedupe)
+	insert := tx.StmtContext(ctx, b.db.st.msgInsert)
+	for i := range msgs {
+		m := &msgs[i]
+		id := m.ID
+		if id == "" {
+			id = newMessageID()
+		}
+		res, err := dedupe.ExecContext(ctx, m.Queue, id, expires, now)
+		if err != nil {
+			return b.db.fail(err, "publish %s to %s", id, m.Queue)
+		}
+		if n, err := res.RowsAffected(); err != nil || n == 0 {
+			if err != nil {
+				return b.db.fail(err, "publish %s to %s", id, m.Queue)
+			}
+			continue // a duplicate
+		}
+		visible, notBefore := now, int64(0)
+		if !m.NotBefore.IsZero() {
+			notBefore = m.NotBefore.UnixNano()
+			visible = max(now, notBefore)
+		}
+		if _, err := insert.ExecContext(ctx, m.Queue, id, m.Body, m.CorrelationID, m.Operation, notBefore, now, visible); err != nil {
+			return b.db.fail(err, "publish %s to %s", id, m.Queue)
+		}
+	}
+	if err := b.prune(ctx, tx, now); err != nil {
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return b.db.fail(err, "publish")
+	}
+	for _, q := range queues {
+		b.signal(q)
+	}
+	return nil
+}
+
+// prune forgets expired message ids now and then, inside a publish that
+// holds the write lock anyway, so the table stays about one window's worth
+// of ids without a background goroutine.
+func (b *Bus) prune(ctx context.Context, tx *sql.Tx, now int64) error {
+	every := min(int64(b.db.opts.DuplicateWindow), int64(time.Minute))
+	last := b.lastPrune.Load()
+	if now-last < every || !b.lastPrune.CompareAndSwap(last, now) {
+		return nil
+	}
+	if _, err := tx.StmtContext(ctx, b.db.st.msgPrune).ExecContext(ctx, now); err != nil {
+		return b.db.fail(err, "prune message ids")
+	}
+	return nil
+}
+
+func newMessageID() string {
+	var b [16]byte
+	rand.Read(b[:]) // never fails on supported platforms
+	return hex.EncodeToString(b[:])
+}
+
+// Receive implements ports.Consumer. It wakes at once for a publish or an
+// abandon in this process and otherwise looks again every PollInterval, or
+// when the earliest delayed or locked message becomes visible if that is
+// sooner, so that publishes from other processes and expired locks are seen.
+func (b *Bus) Receive(ctx context.Context, queue string, n int) ([]*ports.Delivered, error) {
+	n = min(max(n, 1), maxBatch)
+	for {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		wake := b.waiter(queue)
+		next, ok, err := b.next(ctx, queue)
+		if err != nil {
+			return nil, err
+		}
+		now := time.Now()
+		if ok && !next.After(now) {
+			got, err := b.lock(ctx, queue, n)
+			if err != nil || len(got) > 0 {
+				return got, err
+			}
+			continue // another receiver was quicker; look again
+		}
+		wait := b.db.opts.PollInterval
+		if ok {
+			wait = min(wait, next.Sub(now))
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, ctx.Err()
+		case <-b.db.done:
+			t.Stop()
+			return nil, domain.Unavailable(ErrClosed, "receive from %s", queue)
+		case <-wake:
+		case <-t.C:
+		}
+		t.Stop()
+	}
+}
+
+// next reads when the queue's earliest message becomes visible, on the
+// read pool so that idle receivers never take the write lock.
+func (b *Bus) next(ctx context.Context, queue string) (time.Time, bool, error) {
+	var ns int64
+	err := b.db.st.msgNext.QueryRowContext(ctx, queue).Scan(&ns)
+	if errors.Is(err, sql.ErrNoRows) {
+		return time.Time{}, false, nil
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			return time.Time{}, false, ctx.Err()
+		}
+		return time.Time{}, false, b.db.fail(err, "receive from %s", queue)
+	}
+	return time.Unix(0, ns), true, nil
+}
+
+// lock takes up to n visible messages in one transaction, first moving
+// to the dead-letter queue any that would exceed MaxDeliveryCount.
+func (b *Bus) lock(ctx context.Context, queue string, n int) ([]*ports.Delivered, error) {
+	fail := func(err error) ([]*ports.Delivered, error) {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, b.db.fail(err, "receive from %s", queue)
+	}
+	maxCount := int64(b.db.opts.MaxDeliveryCount)
+	if isDLQ(queue) {
+		maxCount = math.MaxInt64 // a dead-letter queue has no dead-letter queue
+	}
+	tx, err := b.db.w.BeginTx(ctx, nil)
+	if err != nil {
+		return fail(err)
+	}
+	defer tx.Rollback()
+	now := time.Now()
+	lockedUntil := now.Add(b.db.opts.LockDuration)
+	var out []*ports.Delivered
+	expired := false
+	for len(out) == 0 {
+		rows, err := tx.StmtContext(ctx, b.db.st.msgPick).QueryContext(ctx, queue, now.UnixNano(), n)
+		if err != nil {
+			return fail(err)
+		}
+		var order, take, exceeded []int64
+		for rows.Next() {
+			var seq, count int64
+			if err := rows.Scan(&seq, &count); err != nil {
+				rows.Close()
+				return fail(err)
+			}
+			order = append(order, seq)
+			if count >= maxCount {
+				exceeded = append(exceeded, seq)
+			} else {
+				take = append(take, seq)
+			}
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return fail(err)
+		}
+		if len(order) == 0 {
+			break
+		}
+		if len(exceeded) > 0 {
+			expired = true
+			desc := fmt.Sprintf("Message could not be consumed after %d delivery attempts.", maxCount)
+			if _, err := tx.StmtContext(ctx, b.db.st.msgExpire).ExecContext(ctx,
+				ports.DeadLetterQueue(queue), ReasonMaxDeliveryCountExceeded, desc, now.UnixNano(), seqList(exceeded)); err != nil {
+				return fail(err)
+			}
+		}
+		if len(take) == 0 {
+			continue
+		}
+		rows, err = tx.StmtContext(ctx, b.db.st.msgLock).QueryContext(ctx, lockedUntil.UnixNano(), seqList(take))
+		if err != nil {
+			return fail(err)
+		}
+		for rows.Next() {
+			d := &ports.Delivered{LockedUntil: lockedUntil.UTC()}
+			d.Queue = queue
+			var notBefore, enqueued int64
+			if err := rows.Scan(&d.SequenceNumber, &d.ID, &d.Body, &d.CorrelationID, &d.Operation,
+				&notBefore, &enqueued, &d.DeliveryCount, &d.LockToken, &d.DeadLetterReason, &d.DeadLetterDescription); err != nil {
+				rows.Close()
+				return fail(err)
+			}
+			d.NotBefore, d.EnqueuedAt = fromNanos(notBefore), fromNanos(enqueued)
+			out = append(out, d)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return fail(err)
+		}
+		// RETURNING comes in no promised order.
+		pos := make(map[int64]int, len(order))
+		for i, seq := range order {
+			pos[seq] = i
+		}
+		slices.SortFunc(out, func(a, b *ports.Delivered) int { return pos[a.SequenceNumber] - pos[b.SequenceNumber] })
+	}
+	if err := tx.Commit(); err != nil {
+		return fail(err)
+	}
+	if expired {
+		b.signal(ports.DeadLetterQueue(queue))
+	}
+	return out, nil
+}
+
+// seqList encodes sequence numbers as a JSON array, so one prepared
+// statement can address any number of them through json_each.
+func seqList(seqs []int64) string {
+	buf := make([]byte, 0, 2+len(seqs)*8)
+	buf = append(buf, '[')
+	for i, s := range seqs {
+		if i > 0 {
+			buf = append(buf, ',')
+		}
+		buf = strconv.AppendInt(buf, s, 10)
+	}
+	return string(append(buf, ']'))
+}
+
+// Complete implements ports.Consumer.
+func (b *Bus) Complete(ctx context.Context, m *ports.Delivered) error {
+	if err := checkDelivered(m); err != nil {
+		return err
+	}
+	res, err := b.db.st.msgComplete.ExecContext(ctx, m.SequenceNumber, m.Queue, m.LockToken, time.Now().UnixNano())
+	return b.settled(res, err, "complete", m)
+}
+
+// Abandon implements ports.Consumer. An abandon that uses up the message's
+// last delivery dead-letters it at once, as Service Bus does.
+func (b *Bus) Abandon(ctx context.Context, m *ports.Delivered) error {
+	if err := checkDelivered(m); err != nil {
+		return err
+	}
+	maxCount := int64(b.db.opts.MaxDeliveryCount)
+	if isDLQ(m.Queue) {
+		maxCount = math.MaxInt64
+	}
+	desc := fmt.Sprintf("Message could not be consumed after %d delivery attempts.", maxCount)
+	var queue string
+	err := b.db.st.msgAbandon.QueryRowContext(ctx, m.SequenceNumber, m.Queue, m.LockToken, time.Now().UnixNano(),
+		maxCount, ports.DeadLetterQueue(m.Queue), ReasonMaxDeliveryCountExceeded, desc).Scan(&queue)
+	if errors.Is(err, sql.ErrNoRows) {
+		return lockLost("abandon", m)
+	}
+	if err != nil {
+		return b.db.fail(err, "abandon %s on %s", m.ID, m.Queue)
+	}
+	b.signal(queue)
+	return nil
+}
+
+// DeadLetter implements ports.Consumer.
+func (b *Bus) DeadLetter(ctx context.Context, m *ports.Delivered, reason, description string) error {
+	if err := checkDelivered(m); err != nil {
+		return err
+	}
+	if isDLQ(m.Queue) {
+		return domain.Invalid("queue", "message %s is already dead-lettered", m.ID)
+	}
+	dlq := ports.DeadLetterQueue(m.Queue)
+	res, err := b.db.st.msgDeadLetter.ExecContext(ctx, m.SequenceNumber, m.Queue, m.LockToken, time.Now().UnixNano(),
+		dlq, reason, description)
+	if err := b.settled(res, err, "dead-letter", m); err != nil {
+		return err
+	}
+	b.signal(dlq)
+	return nil
+}
+
+func (b *Bus) settled(res sql.Result, err error, op string, m *ports.Delivered) error {
+	if err != nil {
+		return b.db.fail(err, "%s %s on %s", op, m.ID, m.Queue)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return b.db.fail(err, "%s %s on %s", op, m.ID, m.Queue)
+	}
+	if n == 0 {
+		return lockLost(op, m)
+	}
+	return nil
+}
+
+func checkDelivered(m *ports.Delivered) error {
+	if m == nil || m.LockToken == "" {
+		return domain.Invalid("message", "is not a received message")
+	}
+	return nil
+}
+
+// lockLost is the error of a settlement whose lock expired, or was taken
+// over by a later delivery, or was already used.
+func lockLost(op string, m *ports.Delivered) error {
+	return domain.Errorf(domain.ECONFLICT, "%s message %s on %s: lock lost", op, m.ID, m.Queue)
+}
+
+// Depth counts the queue's messages, whether visible, delayed or locked, and
+// those in its dead-letter queue.
+func (b *Bus) Depth(ctx context.Context, queue string) (active, deadLettered int, err error) {
+	if err := b.db.st.msgCount.QueryRowContext(ctx, queue).Scan(&active); err != nil {
+		return 0, 0, b.db.fail(err, "depth of %s", queue)
+	}
+	if err := b.db.st.msgCount.QueryRowContext(ctx, ports.DeadLetterQueue(queue)).Scan(&deadLettered); err != nil {
+		return 0, 0, b.db.fail(err, "depth of %s", queue)
+	}
+	return active, deadLettered, nil
+}

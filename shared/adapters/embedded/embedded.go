@@ -1,0 +1,243 @@
+// Package embedded implements the store and bus ports on one SQLite file, so
+// the whole service runs on a laptop or in a test with nothing installed and
+// survives kill -9 without losing an accepted request.
+//
+// Every write goes through a single connection: SQLite admits one writer at a
+// time anyway, and queueing writers in process is cheaper and fairer than
+// letting them collide on SQLITE_BUSY. Reads use a small pool of their own,
+// which WAL lets run beside the writer. Another process may open the same
+// file; the busy timeout makes the two take turns at the write lock.
+package embedded
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/fabrikam/dronedelivery/shared/domain"
+	"github.com/fabrikam/dronedelivery/shared/ports"
+	"github.com/fabrikam/dronedelivery/shared/topology"
+)
+
+// Options tunes the bus; a zero field takes its default.
+type Options struct {
+	// LockDuration is how long a received message stays locked (default 60s).
+	LockDuration time.Duration
+	// MaxDeliveryCount is how many deliveries a message gets before it is
+	// dead-lettered (default topology.MaxDeliveryCount).
+	MaxDeliveryCount int
+	// DuplicateWindow is how long a message id is remembered per queue
+	// (default 10 minutes, Service Bus's default).
+	DuplicateWindow time.Duration
+	// PollInterval bounds how late Receive notices a message published by
+	// another process or one whose delay ends (default 100ms).
+	PollInterval time.Duration
+}
+
+func (o Options) withDefaults() Options {
+	if o.LockDuration <= 0 {
+		o.LockDuration = 60 * time.Second
+	}
+	if o.MaxDeliveryCount <= 0 {
+		o.MaxDeliveryCount = topology.MaxDeliveryCount
+	}
+	if o.DuplicateWindow <= 0 {
+		o.DuplicateWindow = 10 * time.Minute
+	}
+	if o.PollInterval <= 0 {
+		o.PollInterval = 100 * time.Millisecond
+	}
+	return o
+}
+
+// ErrClosed is the cause of errors from a DB that has been closed.
+var ErrClosed = errors.New("embedded database closed")
+
+const (
+	// busyTimeoutMs is how long a statement waits for another process to
+	// release the write lock before failing with EUNAVAILABLE.
+	busyTimeoutMs = 5000
+	readPoolSize  = 4
+)
+
+// DB is one open SQLite file holding the documents and the queues.
+type DB struct {
+	w, r  *sql.DB // the single writer and the read pool
+	opts  Options
+	st    statements
+	fleet *fleet
+	store ports.Store
+	bus   *Bus
+
+	done      chan struct{} // closed by Close, so blocked receivers return
+	closeOnce sync.Once
+}
+
+// Open opens or creates the database at path and loads the fleet's spatial
+// index from it.
+func Open(path string, opts Options) (*DB, error) {
+	if path == "" || strings.ContainsRune(path, '?') {
+		// The driver reads everything after '?' as its own parameters.
+		return nil, domain.Invalid("path", "must be a file name without '?'")
+	}
+	common := fmt.Sprintf("%s?_pragma=busy_timeout(%d)&_pragma=synchronous(NORMAL)", path, busyTimeoutMs)
+	// IMMEDIATE takes the write lock at BEGIN, where the busy timeout can
+	// wait for it; a deferred transaction that reads first and then writes
+	// fails at once if another process committed in between.
+	w, err := sql.Open("sqlite", common+"&_pragma=journal_mode(WAL)&_txlock=immediate")
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	w.SetMaxOpenConns(1)
+	w.SetMaxIdleConns(1)
+	w.SetConnMaxLifetime(0)
+	w.SetConnMaxIdleTime(0)
+
+	db := &DB{w: w, opts: opts.withDefaults(), done: make(chan struct{})}
+	ctx := context.Background()
+	if err := db.migrate(ctx); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	// Readers open only after the writer has switched the file to WAL, or
+	// the first of them could race it in rollback-journal mode.
+	db.r, err = sql.Open("sqlite", common+"&_query_only=1")
+	if err != nil {
+		w.Close()
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	db.r.SetMaxOpenConns(readPoolSize)
+	db.r.SetMaxIdleConns(readPoolSize)
+	db.r.SetConnMaxLifetime(0)
+	db.r.SetConnMaxIdleTime(0)
+
+	if err := db.st.prepare(ctx, db.w, db.r); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	db.fleet = newFleet(db)
+	if err := db.fleet.load(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	db.store = ports.Store{
+		Deliveries: &collection[domain.Delivery]{db: db, name: topology.ContainerDeliveries},
+		Packages:   &collection[domain.Package]{db: db, name: topology.ContainerPackages},
+		Fleet:      db.fleet,
+	}
+	db.bus = newBus(db)
+	return db, nil
+}
+
+// Close closes the file; receivers blocked on this DB return ErrClosed.
+func (db *DB) Close() error {
+	var err error
+	db.closeOnce.Do(func() {
+		close(db.done)
+		db.st.close()
+		if db.r != nil {
+			err = db.r.Close()
+		}
+		err = errors.Join(err, db.w.Close())
+	})
+	return err
+}
+
+// Store returns the document collections kept in this file.
+func (db *DB) Store() ports.Store { return db.store }
+
+// Bus returns the queues kept in this file.
+func (db *DB) Bus() *Bus { return db.bus }
+
+// schema is idempotent so every process may run it on open; the write lock
+// of BEGIN IMMEDIATE keeps two processes from interleaving it.
+const schema = `
+CREATE TABLE IF NOT EXISTS documents (
+	collection TEXT    NOT NULL,
+	id         TEXT    NOT NULL,
+	version    INTEGER NOT NULL,
+	body       TEXT    NOT NULL, -- JSON
+	updated_at INTEGER NOT NULL, -- unix ns
+	status     TEXT GENERATED ALWAYS AS (json_extract(body, '$.status')) VIRTUAL,
+	PRIMARY KEY (collection, id)
+);
+CREATE INDEX IF NOT EXISTS documents_drone_status
+	ON documents (status, id) WHERE collection = 'drones';
+
+CREATE TABLE IF NOT EXISTS messages (
+	seq            INTEGER PRIMARY KEY AUTOINCREMENT,
+	queue          TEXT    NOT NULL,
+	id             TEXT    NOT NULL,
+	body           BLOB,
+	correlation_id TEXT    NOT NULL DEFAULT '',
+	operation      TEXT    NOT NULL DEFAULT '',
+	not_before     INTEGER NOT NULL DEFAULT 0,
+	enqueued_at    INTEGER NOT NULL,
+	visible_at     INTEGER NOT NULL,
+	delivery_count INTEGER NOT NULL DEFAULT 0,
+	lock_token     TEXT,
+	dl_reason      TEXT    NOT NULL DEFAULT '',
+	dl_description TEXT    NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS messages_visible ON messages (queue, visible_at, seq);
+
+CREATE TABLE IF NOT EXISTS message_ids (
+	queue      TEXT    NOT NULL,
+	id         TEXT    NOT NULL,
+	expires_at INTEGER NOT NULL,
+	PRIMARY KEY (queue, id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS message_ids_expiry ON message_ids (expires_at);
+`
+
+func (db *DB) migrate(ctx context.Context) error {
+	tx, err := db.w.BeginTx(ctx, nil)
+	if err != nil {
+		return db.fail(err, "migrate")
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, schema); err != nil {
+		return db.fail(err, "migrate")
+	}
+	return db.fail(tx.Commit(), "migrate")
+}
+
+// fail adds context to a driver error and classifies it: a busy or locked
+// file means another process held the write lock past the busy timeout, and
+// a closed DB may be reopened, so both are EUNAVAILABLE because retrying
+// may cure them; anything else keeps its cause and counts as internal.
+func (db *DB) fail(err error, format string, args ...any) error {
+	if err == nil {
+		return nil
+	}
+	msg := fmt.Sprintf(format, args...)
+	select {
+	case <-db.done:
+		return domain.Unavailable(ErrClosed, "%s", msg)
+	default:
+	}
+	var se *sqlite.Error
+	if errors.As(err, &se) {
+		switch se.Code() & 0xff {
+		case sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED:
+			return domain.Unavailable(err, "%s", msg)
+		}
+	}
+	return fmt.Errorf("%s: %w", msg, err)
+}
+
+func nanos(t time.Time) int64 { return t.UnixNano() }
+
+func fromNanos(ns int64) time.Time {
+	if ns == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, ns).UTC()
+}

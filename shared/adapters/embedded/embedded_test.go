@@ -1,0 +1,516 @@
+package embedded
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/fabrikam/dronedelivery/shared/domain"
+	"github.com/fabrikam/dronedelivery/shared/ports"
+	"github.com/fabrikam/dronedelivery/shared/ports/porttest"
+)
+
+// MustOpen opens a database in a fresh temporary directory and closes it
+// when the test ends.
+func MustOpen(tb testing.TB, opts Options) *DB {
+	tb.Helper()
+	return mustOpenAt(tb, filepath.Join(tb.TempDir(), "dronedelivery.db"), opts)
+}
+
+func mustOpenAt(tb testing.TB, path string, opts Options) *DB {
+	tb.Helper()
+	db, err := Open(path, opts)
+	if err != nil {
+		tb.Fatalf("open %s: %v", path, err)
+	}
+	tb.Cleanup(func() {
+		if err := db.Close(); err != nil {
+			tb.Errorf("close %s: %v", path, err)
+		}
+	})
+	return db
+}
+
+func busOptions(o porttest.BusOptions) Options {
+	return Options{LockDuration: o.LockDuration, MaxDeliveryCount: o.MaxDeliveryCount}
+}
+
+func TestCollections(t *testing.T) {
+	t.Parallel()
+	porttest.Collections(t, func(t *testing.T) ports.Store { return MustOpen(t, Options{}).Store() })
+}
+
+func TestFleet(t *testing.T) {
+	t.Parallel()
+	porttest.Fleet(t, func(t *testing.T) ports.Store { return MustOpen(t, Options{}).Store() })
+}
+
+func TestBus(t *testing.T) {
+	t.Parallel()
+	porttest.Bus(t, func(t *testing.T, o porttest.BusOptions) ports.Bus { return MustOpen(t, busOptions(o)).Bus() })
+}
+
+// TestSharedBackend runs the suites against one file per option set, as
+// they promise to allow, so every test also contends with all the others
+// for the single writer.
+func TestSharedBackend(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	dbs := map[porttest.BusOptions]*DB{}
+	shared := func(o porttest.BusOptions) *DB {
+		mu.Lock()
+		defer mu.Unlock()
+		if dbs[o] == nil {
+			dbs[o] = MustOpen(t, busOptions(o))
+		}
+		return dbs[o]
+	}
+	t.Run("Collections", func(t *testing.T) {
+		t.Parallel()
+		porttest.Collections(t, func(*testing.T) ports.Store { return shared(porttest.BusOptions{}).Store() })
+	})
+	t.Run("Fleet", func(t *testing.T) {
+		t.Parallel()
+		porttest.Fleet(t, func(*testing.T) ports.Store { return shared(porttest.BusOptions{}).Store() })
+	})
+	t.Run("Bus", func(t *testing.T) {
+		t.Parallel()
+		porttest.Bus(t, func(_ *testing.T, o porttest.BusOptions) ports.Bus { return shared(o).Bus() })
+	})
+}
+
+func ctxFor(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func must(t *testing.T, err error, what string) {
+	t.Helper()
+	if err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+}
+
+func receive(t *testing.T, b *Bus, queue string, n int) []*ports.Delivered {
+	t.Helper()
+	ctx := ctxFor(t)
+	var out []*ports.Delivered
+	for len(out) < n {
+		msgs, err := b.Receive(ctx, queue, n-len(out))
+		must(t, err, fmt.Sprintf("receive %d of %d from %s", len(out), n, queue))
+		out = append(out, msgs...)
+	}
+	return out
+}
+
+func expectDepth(t *testing.T, b *Bus, queue string, active, dead int) {
+	t.Helper()
+	a, d, err := b.Depth(ctxFor(t), queue)
+	must(t, err, "depth")
+	if a != active || d != dead {
+		t.Fatalf("depth of %s = %d active, %d dead-lettered; want %d, %d", queue, a, d, active, dead)
+	}
+}
+
+func testDrone(id string, lat, lon float64) *domain.Drone {
+	loc := domain.Location{Latitude: lat, Longitude: lon}
+	return &domain.Drone{ID: id, Location: loc, HomeBase: loc, MaxPayloadKg: 5, MaxPackageSize: domain.SizeLarge,
+		RangeKm: 40, CruiseSpeedMps: 20, BatteryPercent: 90, Status: domain.DroneAvailable}
+}
+
+func nearestIDs(ctx context.Context, f ports.Fleet, loc domain.Location) []string {
+	var ids []string
+	for d := range f.NearestAvailable(ctx, loc) {
+		ids = append(ids, d.ID)
+	}
+	return ids
+}
+
+func TestReopenKeepsDocumentsAndMessages(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "db")
+	opts := Options{LockDuration: 200 * time.Millisecond}
+	ctx := ctxFor(t)
+
+	db, err := Open(path, opts)
+	must(t, err, "open")
+	store, bus := db.Store(), db.Bus()
+	must(t, store.Deliveries.Create(ctx, "d1", &domain.Delivery{ID: "d1", Stage: domain.StageCreated}), "create delivery")
+	must(t, store.Packages.Create(ctx, "p1", &domain.Package{ID: "p1", DeliveryID: "d1"}), "create package")
+	must(t, store.Fleet.Create(ctx, "drone-1", testDrone("drone-1", 47.6, -122.3)), "create drone")
+	must(t, store.Fleet.Create(ctx, "drone-2", testDrone("drone-2", 47.7, -122.3)), "create drone")
+	_, err = store.Fleet.Update(ctx, "drone-2", func(d *domain.Drone) error {
+		d.Status, d.CurrentDeliveryID = domain.DroneAssigned, "d1"
+		return nil
+	})
+	must(t, err, "claim drone")
+	must(t, bus.Publish(ctx,
+		ports.Message{ID: "now", Queue: "q", Body: []byte(`1`), CorrelationID: "c1", Operation: "delivery"},
+		ports.Message{ID: "later", Queue: "q", Body: []byte(`2`), NotBefore: time.Now().Add(300 * time.Millisecond)},
+		ports.Message{ID: "locked", Queue: "q", Body: []byte(`3`)},
+		ports.Message{ID: "poison", Queue: "q", Body: []byte(`4`)},
+	), "publish")
+	got := receive(t, bus, "q", 3) // now, locked, poison
+	must(t, bus.DeadLetter(ctx, got[2], "Poison", "cannot parse"), "dead-letter")
+	must(t, bus.Abandon(ctx, got[0]), "abandon")
+	maxSeq := got[2].SequenceNumber
+	must(t, db.Close(), "close")
+
+	db = mustOpenAt(t, path, opts)
+	store, bus = db.Store(), db.Bus()
+	if d, err := store.Deliveries.Find(ctx, "d1"); err != nil || d.Stage != domain.StageCreated {
+		t.Fatalf("delivery after reopen: %+v, %v", d, err)
+	}
+	if _, err := store.Packages.Find(ctx, "p1"); err != nil {
+		t.Fatalf("package after reopen: %v", err)
+	}
+	if ids := nearestIDs(ctx, store.Fleet, domain.Location{Latitude: 47.6, Longitude: -122.3}); strings.Join(ids, ",") != "drone-1" {
+		t.Fatalf("available drones after reopen: %v, want only drone-1", ids)
+	}
+	expectDepth(t, bus, "q", 3, 1)
+
+	// "locked" keeps its lock across the reopen and returns when it
+	// expires; "later" keeps its delay.
+	var ids []string
+	for _, m := range receive(t, bus, "q", 3) {
+		ids = append(ids, fmt.Sprintf("%s#%d", m.ID, m.DeliveryCount))
+		must(t, bus.Complete(ctx, m), "complete")
+	}
+	if strings.Join(ids, ",") != "now#2,locked#2,later#1" && strings.Join(ids, ",") != "now#2,later#1,locked#2" {
+		t.Fatalf("received %v after reopen", ids)
+	}
+	dead := receive(t, bus, ports.DeadLetterQueue("q"), 1)[0]
+	if dead.ID != "poison" || dead.DeadLetterReason != "Poison" || dead.DeadLetterDescription != "cannot parse" {
+		t.Fatalf("dead-lettered after reopen: %+v", dead)
+	}
+	must(t, bus.Complete(ctx, dead), "complete dead-lettered")
+
+	// Sequence numbers keep increasing even once every message is gone.
+	must(t, db.Close(), "close")
+	db = mustOpenAt(t, path, opts)
+	must(t, db.Bus().Publish(ctx, ports.Message{ID: "next", Queue: "q"}), "publish after reopen")
+	if m := receive(t, db.Bus(), "q", 1)[0]; m.SequenceNumber <= maxSeq {
+		t.Fatalf("sequence number %d after reopen, not above %d", m.SequenceNumber, maxSeq)
+	}
+}
+
+func TestSecondOpenSharesTheFile(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "db")
+	opts := Options{PollInterval: 20 * time.Millisecond}
+	a, b := mustOpenAt(t, path, opts), mustOpenAt(t, path, opts)
+	ctx := ctxFor(t)
+
+	// b cannot be woken by a's publish, only by polling the file.
+	got := make(chan []*ports.Delivered, 1)
+	go func() {
+		msgs, err := b.Bus().Receive(ctx, "q", 10)
+		if err != nil {
+			t.Errorf("receive through the second handle: %v", err)
+		}
+		got <- msgs
+	}()
+	time.Sleep(50 * time.Millisecond)
+	must(t, a.Bus().Publish(ctx, ports.Message{ID: "m1", Queue: "q", Body: []byte(`{}`)}), "publish")
+	msgs := <-got
+	if len(msgs) != 1 || msgs[0].ID != "m1" {
+		t.Fatalf("second handle received %+v", msgs)
+	}
+	must(t, b.Bus().Complete(ctx, msgs[0]), "complete through the second handle")
+	expectDepth(t, a.Bus(), "q", 0, 0)
+
+	// Optimistic concurrency holds across handles.
+	must(t, a.Store().Deliveries.Create(ctx, "d", &domain.Delivery{ID: "d"}), "create")
+	var wg sync.WaitGroup
+	for _, db := range []*DB{a, b, a, b} {
+		wg.Go(func() {
+			for range 25 {
+				if _, err := db.Store().Deliveries.Update(ctx, "d", func(d *domain.Delivery) error {
+					d.ScheduleAttempts++
+					return nil
+				}); err != nil {
+					t.Errorf("update: %v", err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	d, err := b.Store().Deliveries.Find(ctx, "d")
+	must(t, err, "find")
+	if d.ScheduleAttempts != 100 {
+		t.Fatalf("ScheduleAttempts = %d after 100 updates through two handles", d.ScheduleAttempts)
+	}
+
+	// A claim through one handle is not in the other's index until reopen,
+	// as documented; the re-check in Update is what keeps dispatch right.
+	must(t, a.Store().Fleet.Create(ctx, "drone", testDrone("drone", 10, 10)), "create drone")
+	_, err = b.Store().Fleet.Update(ctx, "drone", func(d *domain.Drone) error {
+		d.Status, d.CurrentDeliveryID = domain.DroneAssigned, "d"
+		return nil
+	})
+	must(t, err, "claim through the second handle")
+	for d := range a.Store().Fleet.NearestAvailable(ctx, domain.Location{Latitude: 10, Longitude: 10}) {
+		cur, err := a.Store().Fleet.Find(ctx, d.ID)
+		must(t, err, "re-check")
+		if cur.Status != domain.DroneAssigned {
+			t.Fatalf("re-check through the first handle read %s", cur.Status)
+		}
+	}
+}
+
+// TestCrossProcess has a second process publish and update the same file
+// while this one does too; the file's locks, not this process's mutexes,
+// must keep them apart.
+func TestCrossProcess(t *testing.T) {
+	t.Parallel()
+	const perProcess, updates = 300, 40
+	path := filepath.Join(t.TempDir(), "db")
+	db := mustOpenAt(t, path, Options{PollInterval: 20 * time.Millisecond})
+	ctx := ctxFor(t)
+	must(t, db.Store().Deliveries.Create(ctx, "shared", &domain.Delivery{ID: "shared"}), "create")
+
+	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestCrossProcessHelper$", "-test.count=1")
+	cmd.Env = append(os.Environ(), helperEnv+"="+path, helperCountEnv+"="+strconv.Itoa(perProcess))
+	out := &strings.Builder{}
+	cmd.Stdout, cmd.Stderr = out, out
+	must(t, cmd.Start(), "start helper process")
+
+	seen := map[string]int{}
+	var wg sync.WaitGroup
+	wg.Go(func() { crossProcessWork(t, db, "parent", perProcess, updates) })
+	for len(seen) < 2*perProcess {
+		msgs, err := db.Bus().Receive(ctx, "xproc", 50)
+		must(t, err, fmt.Sprintf("receive after %d messages (helper said: %s)", len(seen), out))
+		for _, m := range msgs {
+			seen[m.ID]++
+			must(t, db.Bus().Complete(ctx, m), "complete")
+		}
+	}
+	wg.Wait()
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("helper process: %v\n%s", err, out)
+	}
+	for id, n := range seen {
+		if n != 1 {
+			t.Errorf("%s received %d times", id, n)
+		}
+	}
+	d, err := db.Store().Deliveries.Find(ctx, "shared")
+	must(t, err, "find")
+	if d.ScheduleAttempts != 2*updates {
+		t.Fatalf("ScheduleAttempts = %d after %d updates from two processes", d.ScheduleAttempts, 2*updates)
+	}
+	expectDepth(t, db.Bus(), "xproc", 0, 0)
+}
+
+const (
+	helperEnv      = "EMBEDDED_TEST_HELPER_DB"
+	helperCountEnv = "EMBEDDED_TEST_HELPER_COUNT"
+)
+
+// TestCrossProcessHelper is the second process of TestCrossProcess; run
+// directly it has nothing to do.
+func TestCrossProcessHelper(t *testing.T) {
+	path := os.Getenv(helperEnv)
+	if path == "" {
+		return
+	}
+	n, err := strconv.Atoi(os.Getenv(helperCountEnv))
+	must(t, err, "message count")
+	crossProcessWork(t, mustOpenAt(t, path, Options{}), "helper", n, 40)
+}
+
+// crossProcessWork publishes n messages in small batches interleaved with
+// updates of the shared delivery.
+func crossProcessWork(t *testing.T, db *DB, who string, n, updates int) {
+	ctx := ctxFor(t)
+	const batch = 10
+	for i := 0; i < n; i += batch {
+		var msgs []ports.Message
+		for j := i; j < min(i+batch, n); j++ {
+			msgs = append(msgs, ports.Message{ID: fmt.Sprintf("%s-%d", who, j), Queue: "xproc", Body: []byte(`{}`)})
+		}
+		if err := db.Bus().Publish(ctx, msgs...); err != nil {
+			t.Errorf("%s publish: %v", who, err)
+			return
+		}
+		if i/batch < updates {
+			if _, err := db.Store().Deliveries.Update(ctx, "shared", func(d *domain.Delivery) error {
+				d.ScheduleAttempts++
+				return nil
+			}); err != nil {
+				t.Errorf("%s update: %v", who, err)
+				return
+			}
+		}
+	}
+}
+
+func TestLockExpiryAtMaxDeliveryCountDeadLetters(t *testing.T) {
+	t.Parallel()
+	db := MustOpen(t, Options{LockDuration: 100 * time.Millisecond, MaxDeliveryCount: 1})
+	bus := db.Bus()
+	ctx := ctxFor(t)
+	must(t, bus.Publish(ctx, ports.Message{ID: "m", Queue: "q"}), "publish")
+	first := receive(t, bus, "q", 1)[0]
+
+	// The lock lapses with the only delivery used up: the next receive
+	// moves the message to the dead-letter queue instead of delivering it.
+	short, cancel := context.WithTimeout(ctx, 400*time.Millisecond)
+	defer cancel()
+	msgs, err := bus.Receive(short, "q", 1)
+	if len(msgs) != 0 || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("receive after the last lock lapsed: %d messages, %v", len(msgs), err)
+	}
+	dead := receive(t, bus, ports.DeadLetterQueue("q"), 1)[0]
+	if dead.ID != "m" || dead.DeadLetterReason != ReasonMaxDeliveryCountExceeded || dead.DeadLetterDescription == "" {
+		t.Fatalf("dead-lettered %+v", dead)
+	}
+	if err := bus.Complete(ctx, first); domain.ErrorCode(err) != domain.ECONFLICT {
+		t.Fatalf("complete with the lapsed lock: %v", err)
+	}
+	expectDepth(t, bus, "q", 0, 1)
+}
+
+func TestDuplicateWindowExpires(t *testing.T) {
+	t.Parallel()
+	const window = 150 * time.Millisecond
+	db := MustOpen(t, Options{DuplicateWindow: window})
+	bus := db.Bus()
+	ctx := ctxFor(t)
+	must(t, bus.Publish(ctx, ports.Message{ID: "a", Queue: "q"}, ports.Message{ID: "b", Queue: "q"}), "publish")
+	must(t, bus.Publish(ctx, ports.Message{ID: "a", Queue: "q"}), "publish a duplicate")
+	expectDepth(t, bus, "q", 2, 0)
+
+	time.Sleep(window + 50*time.Millisecond)
+	must(t, bus.Publish(ctx, ports.Message{ID: "a", Queue: "q"}), "publish after the window")
+	expectDepth(t, bus, "q", 3, 0)
+	// That publish also forgot the expired ids it had not reused.
+	var n int
+	must(t, db.r.QueryRowContext(ctx, `SELECT count(*) FROM message_ids WHERE id = 'b'`).Scan(&n), "count ids")
+	if n != 0 {
+		t.Fatalf("the expired id b is still remembered")
+	}
+}
+
+func TestPublishRejectsDeadLetterQueue(t *testing.T) {
+	t.Parallel()
+	bus := MustOpen(t, Options{}).Bus()
+	err := bus.Publish(ctxFor(t), ports.Message{ID: "x", Queue: ports.DeadLetterQueue("q")})
+	if domain.ErrorCode(err) != domain.EINVALID {
+		t.Fatalf("publish to a dead-letter queue: %v", err)
+	}
+}
+
+func TestDepthCountsEveryPendingMessage(t *testing.T) {
+	t.Parallel()
+	bus := MustOpen(t, Options{}).Bus()
+	ctx := ctxFor(t)
+	must(t, bus.Publish(ctx,
+		ports.Message{ID: "a", Queue: "q"},
+		ports.Message{ID: "b", Queue: "q"},
+		ports.Message{ID: "c", Queue: "q", NotBefore: time.Now().Add(time.Hour)},
+	), "publish")
+	expectDepth(t, bus, "q", 3, 0)
+	got := receive(t, bus, "q", 2)
+	expectDepth(t, bus, "q", 3, 0)
+	must(t, bus.DeadLetter(ctx, got[0], "r", "d"), "dead-letter")
+	must(t, bus.Complete(ctx, got[1]), "complete")
+	expectDepth(t, bus, "q", 1, 1)
+}
+
+func TestCloseWakesReceivers(t *testing.T) {
+	t.Parallel()
+	db, err := Open(filepath.Join(t.TempDir(), "db"), Options{PollInterval: time.Hour})
+	must(t, err, "open")
+	done := make(chan error, 1)
+	go func() {
+		_, err := db.Bus().Receive(context.Background(), "q", 1)
+		done <- err
+	}()
+	time.Sleep(50 * time.Millisecond)
+	must(t, db.Close(), "close")
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrClosed) || domain.ErrorCode(err) != domain.EUNAVAILABLE {
+			t.Fatalf("receive after close: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("receive did not return after close")
+	}
+	if _, err := db.Store().Deliveries.Find(context.Background(), "x"); !errors.Is(err, ErrClosed) {
+		t.Fatalf("find after close: %v", err)
+	}
+}
+
+func TestFleetIndexHoldsOnlyDispatchableDrones(t *testing.T) {
+	t.Parallel()
+	db := MustOpen(t, Options{})
+	fleet := db.Store().Fleet
+	ctx := ctxFor(t)
+	here := domain.Location{Latitude: 1, Longitude: 1}
+	must(t, fleet.Create(ctx, "free", testDrone("free", 1, 1.01)), "create")
+	odd := testDrone("odd", 1, 1)
+	odd.CurrentDeliveryID = "d" // Available on paper but still carrying a delivery
+	must(t, fleet.Create(ctx, "odd", odd), "create")
+	if ids := nearestIDs(ctx, fleet, here); strings.Join(ids, ",") != "free" {
+		t.Fatalf("yielded %v, want only free", ids)
+	}
+
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	if ids := nearestIDs(cancelled, fleet, here); len(ids) != 0 {
+		t.Fatalf("yielded %v under a cancelled context", ids)
+	}
+
+	// Commits may be reported out of order; the older one must not win.
+	f := db.fleet
+	stale := testDrone("free", 1, 1.01)
+	stale.Status = domain.DroneCharging
+	f.track("free", 0, stale)
+	if ids := nearestIDs(ctx, fleet, here); strings.Join(ids, ",") != "free" {
+		t.Fatalf("a stale write changed the index: %v", ids)
+	}
+	if f.index.Len() != 1 {
+		t.Fatalf("index holds %d drones, want 1", f.index.Len())
+	}
+}
+
+// TestQueriesUseIndexes guards the plans the hot paths depend on: a SCAN of
+// documents or messages would turn each call into a walk of the whole file.
+func TestQueriesUseIndexes(t *testing.T) {
+	t.Parallel()
+	db := MustOpen(t, Options{})
+	for query, index := range map[string]string{
+		`SELECT body FROM documents WHERE ` + dronesWhere + ` AND status = 'Available' AND id > '' ORDER BY id LIMIT 10`: "documents_drone_status",
+		`SELECT id, version, body FROM documents WHERE ` + dronesWhere + ` AND status = 'Available'`:                     "documents_drone_status",
+		`SELECT seq, delivery_count FROM messages WHERE queue = 'q' AND visible_at <= 0 ORDER BY visible_at, seq LIMIT 5`: "messages_visible",
+		`SELECT visible_at FROM messages WHERE queue = 'q' ORDER BY visible_at LIMIT 1`:                                   "messages_visible",
+		`DELETE FROM message_ids WHERE expires_at <= 0`:                                                                   "message_ids_expiry",
+	} {
+		rows, err := db.r.QueryContext(ctxFor(t), "EXPLAIN QUERY PLAN "+query)
+		must(t, err, "explain")
+		var plan []string
+		for rows.Next() {
+			var id, parent, unused int
+			var detail string
+			must(t, rows.Scan(&id, &parent, &unused, &detail), "scan plan")
+			plan = append(plan, detail)
+		}
+		rows.Close()
+		joined := strings.Join(plan, "; ")
+		if !strings.Contains(joined, index) || strings.Contains(joined, "TEMP B-TREE") {
+			t.Errorf("%s\n  plan: %s\n  want it to use %s without sorting", query, joined, index)
+		}
+	}
+}

@@ -1,0 +1,189 @@
+package embedded
+
+import (
+	"context"
+	"database/sql"
+	"iter"
+	"slices"
+	"sync"
+
+	"github.com/fabrikam/dronedelivery/shared/domain"
+	"github.com/fabrikam/dronedelivery/shared/geo"
+	"github.com/fabrikam/dronedelivery/shared/topology"
+)
+
+// fleet stores drones like any collection and keeps the dispatchable ones
+// in an in-memory spatial index, because finding the nearest of 100,000
+// drones by scanning rows would cost milliseconds per delivery.
+//
+// The index learns only of writes committed through this DB: a drone that
+// another process claims or frees is seen here after the next reopen. That
+// is safe because the scheduler re-checks every candidate in Update, which
+// reads the row; it only costs a wasted claim attempt, or a drone freed
+// elsewhere going unused until then.
+type fleet struct {
+	*collection[domain.Drone]
+	index *geo.Index[*domain.Drone]
+
+	// mu orders index updates by version, since writers report their
+	// commits concurrently and possibly out of order.
+	mu       sync.Mutex
+	versions map[string]int64
+}
+
+func newFleet(db *DB) *fleet {
+	f := &fleet{
+		collection: &collection[domain.Drone]{db: db, name: topology.ContainerDrones},
+		index:      geo.NewIndex[*domain.Drone](0),
+		versions:   make(map[string]int64),
+	}
+	f.written = f.track
+	return f
+}
+
+// dispatchable is what the index holds: the drones a scheduler may claim.
+func dispatchable(d *domain.Drone) bool {
+	return d.Status == domain.DroneAvailable && d.CurrentDeliveryID == ""
+}
+
+// load fills the index from the file at open.
+func (f *fleet) load(ctx context.Context) error {
+	rows, err := f.db.st.droneLoad.QueryContext(ctx, string(domain.DroneAvailable))
+	if err != nil {
+		return f.db.fail(err, "load fleet")
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id string
+		var version int64
+		var body []byte
+		if err := rows.Scan(&id, &version, &body); err != nil {
+			return f.db.fail(err, "load fleet")
+		}
+		d, err := f.decode(id, body)
+		if err != nil {
+			return err
+		}
+		f.track(id, version, d)
+	}
+	return f.db.fail(rows.Err(), "load fleet")
+}
+
+// track brings the index up to date with a committed write of drone d.
+func (f *fleet) track(id string, version int64, d *domain.Drone) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if version <= f.versions[id] {
+		return
+	}
+	f.versions[id] = version
+	if dispatchable(d) {
+		// A copy: the caller keeps d and may change it.
+		f.index.Upsert(id, d.Location.Point(), cloneDrone(d))
+	} else {
+		f.index.Remove(id)
+	}
+}
+
+// List implements ports.Fleet.
+func (f *fleet) List(ctx context.Context, status domain.DroneStatus, after string, limit int) ([]*domain.Drone, error) {
+	if limit <= 0 {
+		return nil, nil
+	}
+	var rows *sql.Rows
+	var err error
+	if status == "" {
+		rows, err = f.db.st.droneListAny.QueryContext(ctx, after, limit)
+	} else {
+		rows, err = f.db.st.droneList.QueryContext(ctx, string(status), after, limit)
+	}
+	if err != nil {
+		return nil, f.db.fail(err, "list drones")
+	}
+	defer rows.Close()
+	var out []*domain.Drone
+	for rows.Next() {
+		var body []byte
+		if err := rows.Scan(&body); err != nil {
+			return nil, f.db.fail(err, "list drones")
+		}
+		d, err := f.decode("", body)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, d)
+	}
+	return out, f.db.fail(rows.Err(), "list drones")
+}
+
+// NearestAvailable implements ports.Fleet. It yields copies, so a caller
+// that edits a drone before claiming it cannot corrupt the index, and holds
+// no lock while the caller's loop body runs, so the body may Update.
+func (f *fleet) NearestAvailable(ctx context.Context, loc domain.Location) iter.Seq2[*domain.Drone, float64] {
+	return func(yield func(*domain.Drone, float64) bool) {
+		// The index may yield a drone that moved during the walk twice.
+		var seen idSet
+		for it, km := range f.index.Nearest(loc.Point()) {
+			if ctx.Err() != nil {
+				return
+			}
+			// Skip drones claimed since their cell was read, most likely
+			// by a concurrent scheduler: the caller would only lose the
+			// race for them.
+			if _, _, ok := f.index.Get(it.ID); !ok || !seen.add(it.ID) {
+				continue
+			}
+			if !yield(cloneDrone(it.Value), km) {
+				return
+			}
+		}
+	}
+}
+
+// idSet stays a short slice while small, because most callers take one or
+// two drones and a map would cost more than the search that found them.
+type idSet struct {
+	few  []string
+	many map[string]struct{}
+}
+
+// add reports whether id was new.
+func (s *idSet) add(id string) bool {
+	if s.many != nil {
+		if _, ok := s.many[id]; ok {
+			return false
+		}
+		s.many[id] = struct{}{}
+		return true
+	}
+	if slices.Contains(s.few, id) {
+		return false
+	}
+	if len(s.few) < 16 {
+		s.few = append(s.few, id)
+		return true
+	}
+	s.many = make(map[string]struct{}, 4*len(s.few))
+	for _, x := range s.few {
+		s.many[x] = struct{}{}
+	}
+	s.many[id] = struct{}{}
+	return true
+}
+
+// cloneDrone copies the drone deeply enough that neither copy can change
+// the other; the only shared parts of a Drone are its altitude pointers.
+func cloneDrone(d *domain.Drone) *domain.Drone {
+	c := *d
+	c.Location.Altitude = clonePtr(d.Location.Altitude)
+	c.HomeBase.Altitude = clonePtr(d.HomeBase.Altitude)
+	return &c
+}
+
+func clonePtr[T any](p *T) *T {
+	if p == nil {
+		return nil
+	}
+	v := *p
+	return &v
+}

@@ -1,0 +1,93 @@
+package embedded
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+
+	"github.com/fabrikam/dronedelivery/shared/topology"
+)
+
+// statements are prepared once at Open: compiling SQL costs more than
+// running these statements, and the hot paths run them thousands of times
+// a second. Writer statements are prepared on the writer so they run on its
+// single connection; reader statements on the read pool.
+type statements struct {
+	docFind, docInsert, docUpdate          *sql.Stmt
+	droneList, droneListAny, droneLoad     *sql.Stmt
+	msgDedupe, msgInsert, msgPrune         *sql.Stmt
+	msgPick, msgExpire, msgLock            *sql.Stmt
+	msgComplete, msgAbandon, msgDeadLetter *sql.Stmt
+	msgNext, msgCount                      *sql.Stmt
+	all                                    []*sql.Stmt
+}
+
+// dronesWhere names the collection literally so the planner can use the
+// partial status index, which a bound parameter would not let it prove
+// applicable.
+const dronesWhere = "collection = '" + topology.ContainerDrones + "'"
+
+func (s *statements) prepare(ctx context.Context, w, r *sql.DB) error {
+	for _, p := range []struct {
+		db    *sql.DB
+		stmt  **sql.Stmt
+		query string
+	}{
+		{r, &s.docFind, `SELECT version, body FROM documents WHERE collection = ? AND id = ?`},
+		{w, &s.docInsert, `INSERT INTO documents (collection, id, version, body, updated_at) VALUES (?, ?, 1, ?, ?)
+			ON CONFLICT (collection, id) DO NOTHING`},
+		{w, &s.docUpdate, `UPDATE documents SET version = version + 1, body = ?, updated_at = ?
+			WHERE collection = ? AND id = ? AND version = ?`},
+
+		{r, &s.droneList, `SELECT body FROM documents WHERE ` + dronesWhere + ` AND status = ? AND id > ? ORDER BY id LIMIT ?`},
+		{r, &s.droneListAny, `SELECT body FROM documents WHERE ` + dronesWhere + ` AND id > ? ORDER BY id LIMIT ?`},
+		{r, &s.droneLoad, `SELECT id, version, body FROM documents WHERE ` + dronesWhere + ` AND status = ?`},
+
+		// A remembered id is taken over once it has expired, so the row
+		// count says whether the message is new.
+		{w, &s.msgDedupe, `INSERT INTO message_ids (queue, id, expires_at) VALUES (?1, ?2, ?3)
+			ON CONFLICT (queue, id) DO UPDATE SET expires_at = excluded.expires_at
+			WHERE message_ids.expires_at <= ?4`},
+		{w, &s.msgInsert, `INSERT INTO messages (queue, id, body, correlation_id, operation, not_before, enqueued_at, visible_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?)`},
+		{w, &s.msgPrune, `DELETE FROM message_ids WHERE expires_at <= ?`},
+
+		// A locked message's visible_at is its lock expiry, so one index
+		// serves fresh, delayed and expired-lock messages alike.
+		{w, &s.msgPick, `SELECT seq, delivery_count FROM messages
+			WHERE queue = ? AND visible_at <= ? ORDER BY visible_at, seq LIMIT ?`},
+		{w, &s.msgExpire, `UPDATE messages SET queue = ?1, dl_reason = ?2, dl_description = ?3, visible_at = ?4, lock_token = NULL
+			WHERE seq IN (SELECT value FROM json_each(?5))`},
+		{w, &s.msgLock, `UPDATE messages
+			SET delivery_count = delivery_count + 1, lock_token = lower(hex(randomblob(16))), visible_at = ?1
+			WHERE seq IN (SELECT value FROM json_each(?2))
+			RETURNING seq, id, body, correlation_id, operation, not_before, enqueued_at, delivery_count, lock_token, dl_reason, dl_description`},
+		{w, &s.msgComplete, `DELETE FROM messages WHERE seq = ?1 AND queue = ?2 AND lock_token = ?3 AND visible_at > ?4`},
+		// An abandon that uses up the last delivery dead-letters at once,
+		// as Service Bus does, rather than waiting for the next receive.
+		{w, &s.msgAbandon, `UPDATE messages SET lock_token = NULL, visible_at = ?4,
+				queue          = CASE WHEN delivery_count >= ?5 THEN ?6 ELSE queue END,
+				dl_reason      = CASE WHEN delivery_count >= ?5 THEN ?7 ELSE dl_reason END,
+				dl_description = CASE WHEN delivery_count >= ?5 THEN ?8 ELSE dl_description END
+			WHERE seq = ?1 AND queue = ?2 AND lock_token = ?3 AND visible_at > ?4
+			RETURNING queue`},
+		{w, &s.msgDeadLetter, `UPDATE messages SET queue = ?5, dl_reason = ?6, dl_description = ?7, visible_at = ?4, lock_token = NULL
+			WHERE seq = ?1 AND queue = ?2 AND lock_token = ?3 AND visible_at > ?4`},
+		{r, &s.msgNext, `SELECT visible_at FROM messages WHERE queue = ? ORDER BY visible_at LIMIT 1`},
+		{r, &s.msgCount, `SELECT count(*) FROM messages WHERE queue = ?`},
+	} {
+		st, err := p.db.PrepareContext(ctx, p.query)
+		if err != nil {
+			return fmt.Errorf("prepare %q: %w", p.query, err)
+		}
+		*p.stmt = st
+		s.all = append(s.all, st)
+	}
+	return nil
+}
+
+func (s *statements) close() {
+	for _, st := range s.all {
+		st.Close()
+	}
+}

@@ -1,0 +1,271 @@
+// Package cli is the command line of the one binary: under the Functions
+// host it serves the custom-handler protocol; otherwise its subcommands run
+// the standalone server and seed a fleet.
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/fabrikam/dronedelivery/handlers"
+	"github.com/fabrikam/dronedelivery/shared/adapters/embedded"
+	"github.com/fabrikam/dronedelivery/shared/adapters/sys"
+	"github.com/fabrikam/dronedelivery/shared/backend"
+	"github.com/fabrikam/dronedelivery/shared/domain"
+	"github.com/fabrikam/dronedelivery/shared/fleet"
+	"github.com/fabrikam/dronedelivery/shared/obs"
+	"github.com/fabrikam/dronedelivery/shared/runtime"
+	"github.com/fabrikam/dronedelivery/shared/runtime/host"
+	"github.com/fabrikam/dronedelivery/shared/runtime/standalone"
+)
+
+const usage = `usage: dronedelivery <command> [flags]
+
+commands:
+  serve   run the standalone server: every HTTP route and every queue consumer
+  host    serve the Azure Functions custom-handler protocol (the default when
+          FUNCTIONS_CUSTOMHANDLER_PORT or FUNCTIONS_HTTPWORKER_PORT is set)
+  seed    add a generated drone fleet to the store and exit
+
+Run 'dronedelivery <command> -h' for the flags of each.`
+
+// Main runs the command line and returns the process exit code. app holds
+// host.json and functions/*/function.json.
+func Main(args []string, app fs.FS, stdout, stderr io.Writer) int {
+	env := os.Getenv
+	cmd := ""
+	if len(args) > 0 {
+		cmd, args = args[0], args[1:]
+	} else if _, ok := host.ListenAddr(); ok {
+		cmd = "host"
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	log := obs.NewLogger(stderr, logLevel(env("LOG_LEVEL")))
+	var err error
+	switch cmd {
+	case "serve":
+		err = serve(ctx, args, app, env, stdout, log)
+	case "host":
+		err = hostMode(ctx, args, app, env, log)
+	case "seed":
+		err = seed(ctx, args, env, stdout)
+	case "help", "-h", "--help":
+		fmt.Fprintln(stdout, usage)
+		return 0
+	default:
+		fmt.Fprintln(stderr, usage)
+		return 2
+	}
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "dronedelivery:", err)
+		return 1
+	}
+	return 0
+}
+
+func logLevel(s string) slog.Level {
+	var l slog.Level
+	if l.UnmarshalText([]byte(s)) != nil {
+		return slog.LevelInfo
+	}
+	return l
+}
+
+// common are the flags every serving command shares.
+type common struct {
+	dataDir   string
+	fleetSize int
+	center    string
+	lock      time.Duration
+}
+
+func (c *common) register(fs *flag.FlagSet, env func(string) string) {
+	fs.StringVar(&c.dataDir, "data-dir", envOr(env, "DATA_DIR", ".data"), "folder of the embedded backend (env DATA_DIR)")
+	fs.IntVar(&c.fleetSize, "seed", envInt(env, "FLEET_SIZE", 0), "seed this many drones when the fleet has none of them yet (env FLEET_SIZE)")
+	fs.StringVar(&c.center, "fleet-center", envOr(env, "FLEET_CENTER", "47.6062,-122.3321"), "latitude,longitude the seeded fleet is spread around (env FLEET_CENTER)")
+	lock, err := time.ParseDuration(envOr(env, "QUEUE_LOCK_DURATION", "30s"))
+	if err != nil {
+		lock = 30 * time.Second
+	}
+	fs.DurationVar(&c.lock, "lock-duration", lock, "embedded queue: how long a received message stays locked; after a crash its messages return after this (env QUEUE_LOCK_DURATION)")
+}
+
+// app wires handlers to a backend and reads the function bindings.
+type appParts struct {
+	backend *backend.Backend
+	reg     runtime.Registry
+	fns     []runtime.FunctionConfig
+}
+
+func open(ctx context.Context, c common, app fs.FS, log *slog.Logger) (*appParts, error) {
+	fns, err := runtime.LoadFunctions(app, "functions")
+	if err != nil {
+		return nil, err
+	}
+	b, err := backend.OpenEmbedded(c.dataDir, embedded.Options{LockDuration: c.lock})
+	if err != nil {
+		return nil, err
+	}
+	if c.fleetSize > 0 {
+		if _, err := seedFleet(ctx, b, c); err != nil {
+			b.Close()
+			return nil, err
+		}
+	}
+	h := handlers.New(handlers.Deps{Store: b.Store, Bus: b.Bus, Clock: sys.Clock{}, IDs: sys.IDs{}, Log: log})
+	reg := h.Registry()
+	if err := reg.Check(fns); err != nil {
+		b.Close()
+		return nil, err
+	}
+	return &appParts{backend: b, reg: reg, fns: fns}, nil
+}
+
+func seedFleet(ctx context.Context, b *backend.Backend, c common) (int, error) {
+	center, err := parseCenter(c.center)
+	if err != nil {
+		return 0, err
+	}
+	return fleet.Seed(ctx, b.Store.Fleet, fleet.Generate(c.fleetSize, center, 5, 1, sys.Clock{}.Now()))
+}
+
+func serve(ctx context.Context, args []string, app fs.FS, env func(string) string, stdout io.Writer, log *slog.Logger) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	var c common
+	c.register(fs, env)
+	addr := fs.String("addr", "127.0.0.1:"+envOr(env, "PORT", "7071"), "listen address (env PORT sets the port)")
+	banner := fs.Bool("banner", false, "print how to use the running service")
+	workers := fs.Int("workers", 16, "messages processed at once per queue")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	parts, err := open(ctx, c, app, log)
+	if err != nil {
+		return err
+	}
+	defer parts.backend.Close()
+	srv, err := standalone.New(parts.reg, parts.fns, parts.backend.Bus, log, standalone.Options{Workers: *workers})
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		return err
+	}
+	base := "http://" + ln.Addr().String()
+	log.Info("standalone runtime listening", "addr", base, "backend", parts.backend.Name)
+	if *banner {
+		printBanner(stdout, base, parts.backend.Name)
+	}
+	return srv.Run(ctx, ln)
+}
+
+func hostMode(ctx context.Context, args []string, app fs.FS, env func(string) string, log *slog.Logger) error {
+	fs := flag.NewFlagSet("host", flag.ContinueOnError)
+	var c common
+	c.register(fs, env)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	addr, ok := host.ListenAddr()
+	if !ok {
+		return errors.New("FUNCTIONS_CUSTOMHANDLER_PORT is not set: the Functions host sets it when it starts this handler")
+	}
+	parts, err := open(ctx, c, app, log)
+	if err != nil {
+		return err
+	}
+	defer parts.backend.Close()
+	h, err := host.New(parts.reg, parts.fns, parts.backend.Bus, log)
+	if err != nil {
+		return err
+	}
+	log.Info("custom handler listening", "addr", addr, "backend", parts.backend.Name)
+	return host.Serve(ctx, addr, h, log)
+}
+
+func seed(ctx context.Context, args []string, env func(string) string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("seed", flag.ContinueOnError)
+	var c common
+	c.register(fs, env)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if c.fleetSize <= 0 {
+		c.fleetSize = 50
+	}
+	b, err := backend.OpenEmbedded(c.dataDir, embedded.Options{})
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	n, err := seedFleet(ctx, b, c)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "seeded %d new drones (fleet of %d requested) in %s\n", n, c.fleetSize, b.Name)
+	return nil
+}
+
+func printBanner(w io.Writer, base, backendName string) {
+	fmt.Fprintf(w, `
+Drone delivery backend is running at %[1]s (%[2]s).
+Stop it with Ctrl-C.
+
+Request a delivery:
+  curl -si -X POST %[1]s/api/deliveryrequests -H 'Content-Type: application/json' -d '{
+    "ownerId": "fabrikam",
+    "pickupLocation": {"latitude": 47.6101, "longitude": -122.3421},
+    "dropOffLocation": {"latitude": 47.6205, "longitude": -122.3493},
+    "packageInfo": {"packageId": "pkg-1", "size": "Small", "weight": 1.2}
+  }'
+
+Then, with the deliveryId from the answer:
+  curl -s %[1]s/api/deliveries/<deliveryId>/status
+  curl -s %[1]s/api/packages/pkg-1
+  curl -s '%[1]s/api/drones?status=Available&limit=5'
+
+`, base, backendName)
+}
+
+func parseCenter(s string) (domain.Location, error) {
+	lat, lon, ok := strings.Cut(s, ",")
+	if ok {
+		la, err1 := strconv.ParseFloat(strings.TrimSpace(lat), 64)
+		lo, err2 := strconv.ParseFloat(strings.TrimSpace(lon), 64)
+		if err1 == nil && err2 == nil && la >= -90 && la <= 90 && lo >= -180 && lo <= 180 {
+			return domain.Location{Latitude: la, Longitude: lo}, nil
+		}
+	}
+	return domain.Location{}, fmt.Errorf("FLEET_CENTER %q must be latitude,longitude", s)
+}
+
+func envOr(env func(string) string, key, def string) string {
+	if v := env(key); v != "" {
+		return v
+	}
+	return def
+}
+
+func envInt(env func(string) string, key string, def int) int {
+	if n, err := strconv.Atoi(env(key)); err == nil {
+		return n
+	}
+	return def
+}

@@ -1,0 +1,160 @@
+// Package domain holds the delivery service's types and rules: deliveries,
+// drones, packages, their validation, the dispatch rule and the ETA. It does
+// no I/O; the ports package names what the handlers need from the outside.
+package domain
+
+import (
+	"time"
+
+	"github.com/fabrikam/dronedelivery/shared/geo"
+)
+
+// Location is a point on the Earth; altitude is optional and in metres.
+type Location struct {
+	Latitude  float64  `json:"latitude"`
+	Longitude float64  `json:"longitude"`
+	Altitude  *float64 `json:"altitude,omitempty"`
+}
+
+// Point converts the location for distance computations.
+func (l Location) Point() geo.Point { return geo.Point{Lat: l.Latitude, Lon: l.Longitude} }
+
+// DistanceKm is the great-circle distance between two locations.
+func DistanceKm(a, b Location) float64 { return geo.DistanceKm(a.Point(), b.Point()) }
+
+// Stage is where a delivery is in its life.
+type Stage string
+
+// The stages of a delivery, in the order a normal delivery passes them.
+const (
+	StageCreated         Stage = "Created"
+	StageScheduled       Stage = "Scheduled"
+	StageHeadedToPickup  Stage = "HeadedToPickup"
+	StageHeadedToDropoff Stage = "HeadedToDropoff"
+	StageCompleted       Stage = "Completed"
+	StageCancelled       Stage = "Cancelled"
+	StageRescheduled     Stage = "Rescheduled"
+	StageFailed          Stage = "Failed"
+)
+
+// Terminal reports whether no further step may change the delivery.
+func (s Stage) Terminal() bool {
+	return s == StageCompleted || s == StageCancelled || s == StageFailed
+}
+
+// PackageSize is the size class of a package; sizes are ordered.
+type PackageSize string
+
+// The package sizes, smallest first.
+const (
+	SizeSmall  PackageSize = "Small"
+	SizeMedium PackageSize = "Medium"
+	SizeLarge  PackageSize = "Large"
+)
+
+// Rank orders sizes (Small < Medium < Large); 0 means not a size.
+func (s PackageSize) Rank() int {
+	switch s {
+	case SizeSmall:
+		return 1
+	case SizeMedium:
+		return 2
+	case SizeLarge:
+		return 3
+	}
+	return 0
+}
+
+// ConfirmationType is how the recipient confirms a delivery.
+type ConfirmationType string
+
+// The confirmation types the reference API accepts.
+const (
+	ConfirmationNone        ConfirmationType = "None"
+	ConfirmationFingerPrint ConfirmationType = "FingerPrint"
+	ConfirmationPicture     ConfirmationType = "Picture"
+	ConfirmationVoice       ConfirmationType = "Voice"
+)
+
+// PackageInfo describes the package a delivery carries.
+type PackageInfo struct {
+	PackageID string      `json:"packageId"`
+	Size      PackageSize `json:"size"`
+	Weight    float64     `json:"weight"`
+	Tag       string      `json:"tag,omitempty"`
+}
+
+// DeliveryRequest is a validated, normalised request for a delivery.
+type DeliveryRequest struct {
+	OwnerID              string           `json:"ownerId"`
+	PickupLocation       Location         `json:"pickupLocation"`
+	DropoffLocation      Location         `json:"dropOffLocation"`
+	PickupTime           time.Time        `json:"pickupTime"`
+	Deadline             time.Time        `json:"deadline"`
+	Expedited            bool             `json:"expedited"`
+	ConfirmationRequired ConfirmationType `json:"confirmationRequired"`
+	PackageInfo          PackageInfo      `json:"packageInfo"`
+}
+
+// Delivery is the state of one delivery request as the chain advances it.
+type Delivery struct {
+	ID                string          `json:"id"`
+	TrackingID        string          `json:"trackingId"`
+	OwnerID           string          `json:"ownerId"`
+	CorrelationID     string          `json:"correlationId"`
+	Request           DeliveryRequest `json:"request"`
+	RequestHash       string          `json:"requestHash"`
+	Stage             Stage           `json:"stage"`
+	DroneID           string          `json:"droneId,omitempty"`
+	DroneAssignedAt   *time.Time      `json:"droneAssignedAt,omitempty"`
+	PackageID         string          `json:"packageId,omitempty"`
+	PackageRecordedAt *time.Time      `json:"packageRecordedAt,omitempty"`
+	PickupETA         *time.Time      `json:"pickupETA,omitempty"`
+	DeliveryETA       *time.Time      `json:"deliveryETA,omitempty"`
+	LastKnownLocation *Location       `json:"lastKnownLocation,omitempty"`
+	ScheduleAttempts  int             `json:"scheduleAttempts,omitempty"`
+	FailureReason     string          `json:"failureReason,omitempty"`
+	CreatedAt         time.Time       `json:"createdAt"`
+	ScheduledAt       *time.Time      `json:"scheduledAt,omitempty"`
+	UpdatedAt         time.Time       `json:"updatedAt"`
+}
+
+// DroneStatus is what a drone is doing.
+type DroneStatus string
+
+// The drone statuses; only Available drones are dispatched.
+const (
+	DroneAvailable   DroneStatus = "Available"
+	DroneAssigned    DroneStatus = "Assigned"
+	DroneInFlight    DroneStatus = "InFlight"
+	DroneCharging    DroneStatus = "Charging"
+	DroneMaintenance DroneStatus = "Maintenance"
+)
+
+// Drone is one aircraft of the fleet. RangeKm is the distance it can fly on
+// its current charge.
+type Drone struct {
+	ID                string      `json:"id"`
+	Location          Location    `json:"location"`
+	HomeBase          Location    `json:"homeBase"`
+	MaxPayloadKg      float64     `json:"maxPayloadKg"`
+	MaxPackageSize    PackageSize `json:"maxPackageSize"`
+	RangeKm           float64     `json:"rangeKm"`
+	CruiseSpeedMps    float64     `json:"cruiseSpeedMps"`
+	BatteryPercent    float64     `json:"batteryPercent"`
+	Status            DroneStatus `json:"status"`
+	CurrentDeliveryID string      `json:"currentDeliveryId,omitempty"`
+	UpdatedAt         time.Time   `json:"updatedAt"`
+}
+
+// Package is the record of a package and the delivery carrying it.
+type Package struct {
+	ID         string      `json:"id"`
+	OwnerID    string      `json:"ownerId"`
+	DeliveryID string      `json:"deliveryId"`
+	Size       PackageSize `json:"size"`
+	Weight     float64     `json:"weight"`
+	Tag        string      `json:"tag,omitempty"`
+	CreatedAt  time.Time   `json:"createdAt"`
+	UpdatedAt  time.Time   `json:"updatedAt"`
+}

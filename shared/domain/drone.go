@@ -1,0 +1,81 @@
+package domain
+
+import (
+	"encoding/json"
+	"math"
+)
+
+type droneWire struct {
+	Location       json.RawMessage `json:"location"`
+	HomeBase       json.RawMessage `json:"homeBase"`
+	MaxPayloadKg   *float64        `json:"maxPayloadKg"`
+	MaxPackageSize *string         `json:"maxPackageSize"`
+	RangeKm        *float64        `json:"rangeKm"`
+	CruiseSpeedMps *float64        `json:"cruiseSpeedMps"`
+	BatteryPercent *float64        `json:"batteryPercent"`
+	Status         *string         `json:"status"`
+}
+
+// ParseDrone decodes and validates a PUT /api/drones/{id} body. The home
+// base defaults to the location and the status to Available; an operator may
+// set only the statuses a drone can hold without a delivery.
+func ParseDrone(id string, body []byte) (*Drone, error) {
+	if err := ValidID("id", id); err != nil {
+		return nil, err
+	}
+	var w droneWire
+	if err := DecodeStrict(body, &w); err != nil {
+		return nil, err
+	}
+	d := &Drone{ID: id, Status: DroneAvailable, BatteryPercent: 100}
+	var err error
+	if d.Location, err = ParseLocation("location", w.Location); err != nil {
+		return nil, err
+	}
+	d.HomeBase = d.Location
+	if len(w.HomeBase) > 0 && string(w.HomeBase) != "null" {
+		if d.HomeBase, err = ParseLocation("homeBase", w.HomeBase); err != nil {
+			return nil, err
+		}
+	}
+	if d.MaxPayloadKg, err = positive("maxPayloadKg", w.MaxPayloadKg, MaxWeightKg); err != nil {
+		return nil, err
+	}
+	if w.MaxPackageSize == nil {
+		return nil, Invalid("maxPackageSize", "is required")
+	}
+	if d.MaxPackageSize = PackageSize(*w.MaxPackageSize); d.MaxPackageSize.Rank() == 0 {
+		return nil, Invalid("maxPackageSize", "must be one of Small, Medium, Large")
+	}
+	if d.RangeKm, err = positive("rangeKm", w.RangeKm, 20000); err != nil {
+		return nil, err
+	}
+	if d.CruiseSpeedMps, err = positive("cruiseSpeedMps", w.CruiseSpeedMps, 350); err != nil {
+		return nil, err
+	}
+	if w.BatteryPercent != nil {
+		if b := *w.BatteryPercent; math.IsNaN(b) || b < 0 || b > 100 {
+			return nil, Invalid("batteryPercent", "must be between 0 and 100")
+		}
+		d.BatteryPercent = *w.BatteryPercent
+	}
+	if w.Status != nil {
+		switch s := DroneStatus(*w.Status); s {
+		case DroneAvailable, DroneCharging, DroneMaintenance:
+			d.Status = s
+		default:
+			return nil, Invalid("status", "must be one of Available, Charging, Maintenance")
+		}
+	}
+	return d, nil
+}
+
+func positive(field string, v *float64, max float64) (float64, error) {
+	if v == nil {
+		return 0, Invalid(field, "is required")
+	}
+	if math.IsNaN(*v) || *v <= 0 || *v > max {
+		return 0, Invalid(field, "must be greater than 0 and at most %g", max)
+	}
+	return *v, nil
+}

@@ -1,0 +1,106 @@
+package domain
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Error codes shared by every layer; transports map them to statuses.
+const (
+	EINVALID      = "invalid"      // the input is malformed or breaks a rule
+	ENOTFOUND     = "not_found"    // the addressed thing does not exist
+	ECONFLICT     = "conflict"     // the request contradicts the current state
+	EPRECONDITION = "precondition" // an optimistic-concurrency check failed
+	EUNAVAILABLE  = "unavailable"  // a dependency failed; retrying may succeed
+	EINTERNAL     = "internal"     // a bug or an unexpected failure
+)
+
+// Error is the application error: a machine code, a message safe to show a
+// client, and for validation failures the path of the offending field.
+type Error struct {
+	Code    string
+	Message string
+	Field   string
+	Err     error // the underlying cause, never shown to clients
+}
+
+// Error implements the error interface.
+func (e *Error) Error() string {
+	msg := e.Message
+	if e.Field != "" {
+		msg = e.Field + ": " + msg
+	}
+	if e.Err != nil {
+		return msg + ": " + e.Err.Error()
+	}
+	return msg
+}
+
+// Unwrap exposes the cause to errors.Is and errors.As.
+func (e *Error) Unwrap() error { return e.Err }
+
+// Errorf builds an Error with a formatted message.
+func Errorf(code, format string, args ...any) *Error {
+	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// Invalid reports a validation failure of one field.
+func Invalid(field, format string, args ...any) *Error {
+	return &Error{Code: EINVALID, Field: field, Message: fmt.Sprintf(format, args...)}
+}
+
+// Unavailable wraps a transient failure of a dependency.
+func Unavailable(err error, format string, args ...any) *Error {
+	return &Error{Code: EUNAVAILABLE, Message: fmt.Sprintf(format, args...), Err: err}
+}
+
+// ErrorCode returns the code of the first *Error in err's chain, EINTERNAL
+// for any other non-nil error, and "" for nil.
+func ErrorCode(err error) string {
+	if err == nil {
+		return ""
+	}
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Code
+	}
+	return EINTERNAL
+}
+
+// ErrorField returns the field path of the first *Error in err's chain.
+func ErrorField(err error) string {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Field
+	}
+	return ""
+}
+
+// ErrorMessage returns the client-safe message of err; internal errors are
+// reported generically so details do not leak.
+func ErrorMessage(err error) string {
+	var e *Error
+	if errors.As(err, &e) && e.Code != EINTERNAL {
+		return e.Message
+	}
+	return "internal error"
+}
+
+// IsCode reports whether err carries the given code.
+func IsCode(err error, code string) bool { return ErrorCode(err) == code }
+
+// Permanent marks a queue message that can never succeed: the runtime
+// acknowledges (or dead-letters) it instead of retrying.
+type Permanent struct{ Err error }
+
+// Error implements the error interface.
+func (p *Permanent) Error() string { return "permanent: " + p.Err.Error() }
+
+// Unwrap exposes the cause.
+func (p *Permanent) Unwrap() error { return p.Err }
+
+// IsPermanent reports whether err must not be retried.
+func IsPermanent(err error) bool {
+	var p *Permanent
+	return errors.As(err, &p)
+}

@@ -1,0 +1,307 @@
+package domain
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"io"
+	"math"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+)
+
+// Limits on client-supplied values.
+const (
+	MaxIDLength     = 128
+	MaxTagLength    = 256
+	MaxWeightKg     = 1000
+	DefaultDeadline = 2 * time.Hour // after the pickup time, when the client names none
+)
+
+// The wire shapes accept optional and misspelled fields so that validation,
+// not decoding, reports what is wrong, by the field's name.
+type locationWire struct {
+	Latitude  *float64 `json:"latitude"`
+	Longitude *float64 `json:"longitude"`
+	Altitude  *float64 `json:"altitude"`
+}
+
+type packageInfoWire struct {
+	PackageID *string  `json:"packageId"`
+	Size      *string  `json:"size"`
+	Weight    *float64 `json:"weight"`
+	Tag       *string  `json:"tag"`
+}
+
+type deliveryRequestWire struct {
+	DeliveryID           *string          `json:"deliveryId"`
+	OwnerID              *string          `json:"ownerId"`
+	PickupLocation       *locationWire    `json:"pickupLocation"`
+	DropOffLocation      *locationWire    `json:"dropOffLocation"`
+	DropoffLocation      *locationWire    `json:"dropoffLocation"`
+	PickupTime           *string          `json:"pickupTime"`
+	Deadline             *string          `json:"deadline"`
+	Expedited            *bool            `json:"expedited"`
+	ConfirmationRequired *string          `json:"confirmationRequired"`
+	PackageInfo          *packageInfoWire `json:"packageInfo"`
+}
+
+// ParsedRequest is a delivery request as the client sent it, validated.
+// Optional times are zero when absent; Defaults fills them at acceptance.
+type ParsedRequest struct {
+	DeliveryID string // "" when the client did not choose one
+	Request    DeliveryRequest
+	Hash       string // identifies the request's content for idempotent retries
+}
+
+// ParseDeliveryRequest decodes and validates a POST /api/deliveryrequests body.
+func ParseDeliveryRequest(body []byte) (*ParsedRequest, error) {
+	var w deliveryRequestWire
+	if err := DecodeStrict(body, &w); err != nil {
+		return nil, err
+	}
+	var p ParsedRequest
+	r := &p.Request
+	if w.DeliveryID != nil {
+		if err := ValidID("deliveryId", *w.DeliveryID); err != nil {
+			return nil, err
+		}
+		p.DeliveryID = *w.DeliveryID
+	}
+	if w.OwnerID == nil || *w.OwnerID == "" {
+		return nil, Invalid("ownerId", "is required")
+	}
+	if err := ValidText("ownerId", *w.OwnerID, MaxIDLength); err != nil {
+		return nil, err
+	}
+	r.OwnerID = *w.OwnerID
+	var err error
+	if r.PickupLocation, err = parseLocation("pickupLocation", w.PickupLocation); err != nil {
+		return nil, err
+	}
+	drop, field := w.DropOffLocation, "dropOffLocation"
+	if drop == nil && w.DropoffLocation != nil {
+		drop, field = w.DropoffLocation, "dropoffLocation"
+	} else if drop != nil && w.DropoffLocation != nil {
+		return nil, Invalid("dropoffLocation", "give either dropOffLocation or dropoffLocation, not both")
+	}
+	if r.DropoffLocation, err = parseLocation(field, drop); err != nil {
+		return nil, err
+	}
+	if r.PickupTime, err = parseTime("pickupTime", w.PickupTime); err != nil {
+		return nil, err
+	}
+	if r.Deadline, err = parseTime("deadline", w.Deadline); err != nil {
+		return nil, err
+	}
+	if !r.PickupTime.IsZero() && !r.Deadline.IsZero() && !r.Deadline.After(r.PickupTime) {
+		return nil, Invalid("deadline", "must be after pickupTime")
+	}
+	if w.Expedited != nil {
+		r.Expedited = *w.Expedited
+	}
+	r.ConfirmationRequired = ConfirmationNone
+	if w.ConfirmationRequired != nil {
+		switch c := ConfirmationType(*w.ConfirmationRequired); c {
+		case ConfirmationNone, ConfirmationFingerPrint, ConfirmationPicture, ConfirmationVoice:
+			r.ConfirmationRequired = c
+		default:
+			return nil, Invalid("confirmationRequired", "must be one of None, FingerPrint, Picture, Voice")
+		}
+	}
+	if r.PackageInfo, err = parsePackageInfo(w.PackageInfo); err != nil {
+		return nil, err
+	}
+	p.Hash = hashJSON(&p.Request, p.DeliveryID)
+	return &p, nil
+}
+
+// Defaults fills what the client left out, as of the moment of acceptance:
+// the pickup is as soon as possible, the deadline DefaultDeadline after it,
+// and the package id is the delivery id.
+func (r *DeliveryRequest) Defaults(now time.Time, deliveryID string) {
+	if r.PickupTime.IsZero() {
+		r.PickupTime = now.UTC().Truncate(time.Second)
+	}
+	if r.Deadline.IsZero() {
+		r.Deadline = r.PickupTime.Add(DefaultDeadline)
+	}
+	if r.PackageInfo.PackageID == "" {
+		r.PackageInfo.PackageID = deliveryID
+	}
+}
+
+func parseLocation(field string, w *locationWire) (Location, error) {
+	if w == nil {
+		return Location{}, Invalid(field, "is required")
+	}
+	if w.Latitude == nil {
+		return Location{}, Invalid(field+".latitude", "is required")
+	}
+	if w.Longitude == nil {
+		return Location{}, Invalid(field+".longitude", "is required")
+	}
+	if lat := *w.Latitude; math.IsNaN(lat) || lat < -90 || lat > 90 {
+		return Location{}, Invalid(field+".latitude", "must be between -90 and 90")
+	}
+	if lon := *w.Longitude; math.IsNaN(lon) || lon < -180 || lon > 180 {
+		return Location{}, Invalid(field+".longitude", "must be between -180 and 180")
+	}
+	if w.Altitude != nil && (*w.Altitude < -500 || *w.Altitude > 20000) {
+		return Location{}, Invalid(field+".altitude", "must be between -500 and 20000 metres")
+	}
+	return Location{Latitude: *w.Latitude, Longitude: *w.Longitude, Altitude: w.Altitude}, nil
+}
+
+// ParseLocation validates a location given as a JSON object.
+func ParseLocation(field string, raw json.RawMessage) (Location, error) {
+	var w *locationWire
+	if len(raw) > 0 {
+		if err := DecodeStrict(raw, &w); err != nil {
+			var e *Error
+			if errors.As(err, &e) && e.Field != "" && e.Field != "body" {
+				e.Field = field + "." + e.Field
+				return Location{}, e
+			}
+			return Location{}, Invalid(field, "must be an object with latitude and longitude")
+		}
+	}
+	return parseLocation(field, w)
+}
+
+func parseTime(field string, s *string) (time.Time, error) {
+	if s == nil || *s == "" {
+		return time.Time{}, nil
+	}
+	t, err := time.Parse(time.RFC3339, *s)
+	if err != nil {
+		return time.Time{}, Invalid(field, "must be an RFC 3339 date-time such as 2026-11-26T15:04:05Z")
+	}
+	return t.UTC(), nil
+}
+
+func parsePackageInfo(w *packageInfoWire) (PackageInfo, error) {
+	var p PackageInfo
+	if w == nil {
+		return p, Invalid("packageInfo", "is required")
+	}
+	if w.PackageID != nil && *w.PackageID != "" {
+		if err := ValidID("packageInfo.packageId", *w.PackageID); err != nil {
+			return p, err
+		}
+		p.PackageID = *w.PackageID
+	}
+	if w.Size == nil {
+		return p, Invalid("packageInfo.size", "is required")
+	}
+	p.Size = PackageSize(*w.Size)
+	if p.Size.Rank() == 0 {
+		return p, Invalid("packageInfo.size", "must be one of Small, Medium, Large")
+	}
+	if w.Weight == nil {
+		return p, Invalid("packageInfo.weight", "is required")
+	}
+	if wt := *w.Weight; math.IsNaN(wt) || wt <= 0 || wt > MaxWeightKg {
+		return p, Invalid("packageInfo.weight", "must be greater than 0 and at most %d kg", MaxWeightKg)
+	}
+	p.Weight = *w.Weight
+	if w.Tag != nil {
+		if err := ValidText("packageInfo.tag", *w.Tag, MaxTagLength); err != nil {
+			return p, err
+		}
+		p.Tag = *w.Tag
+	}
+	return p, nil
+}
+
+// ValidID checks an identifier chosen by a client: it becomes part of URLs,
+// queue message ids and database keys, so only URL-safe characters pass.
+func ValidID(field, id string) error {
+	if id == "" || len(id) > MaxIDLength {
+		return Invalid(field, "must be 1 to %d characters", MaxIDLength)
+	}
+	for _, c := range id {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.ContainsRune("-_.~", c)) {
+			return Invalid(field, "may contain only letters, digits and - _ . ~")
+		}
+	}
+	return nil
+}
+
+// ValidText checks free text: valid UTF-8, no control characters, bounded.
+func ValidText(field, s string, max int) error {
+	if !utf8.ValidString(s) {
+		return Invalid(field, "must be valid UTF-8")
+	}
+	if utf8.RuneCountInString(s) > max {
+		return Invalid(field, "must be at most %d characters", max)
+	}
+	for _, c := range s {
+		if unicode.IsControl(c) {
+			return Invalid(field, "must not contain control characters")
+		}
+	}
+	return nil
+}
+
+// DecodeStrict decodes one JSON value into v, rejecting unknown fields and
+// trailing data, and reports type errors by the offending field's path.
+func DecodeStrict(body []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return decodeError(err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return Invalid("body", "must hold a single JSON value")
+	}
+	return nil
+}
+
+func decodeError(err error) error {
+	var typeErr *json.UnmarshalTypeError
+	var syntaxErr *json.SyntaxError
+	switch {
+	case errors.As(err, &typeErr):
+		field := typeErr.Field
+		if field == "" {
+			field = "body"
+		}
+		return &Error{Code: EINVALID, Field: field, Message: "must be of type " + jsonType(typeErr.Type.Kind().String()), Err: err}
+	case errors.As(err, &syntaxErr):
+		return &Error{Code: EINVALID, Field: "body", Message: "is not valid JSON", Err: err}
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return &Error{Code: EINVALID, Field: "body", Message: "is empty or truncated JSON", Err: err}
+	}
+	if name, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+		return &Error{Code: EINVALID, Field: strings.Trim(name, `"`), Message: "is not a known field", Err: err}
+	}
+	return &Error{Code: EINVALID, Field: "body", Message: "is not valid JSON", Err: err}
+}
+
+func jsonType(kind string) string {
+	switch kind {
+	case "float64", "float32", "int", "int64", "int32":
+		return "number"
+	case "ptr", "struct", "map":
+		return "object"
+	case "slice", "array":
+		return "array"
+	case "bool":
+		return "boolean"
+	}
+	return kind
+}
+
+func hashJSON(parts ...any) string {
+	h := sha256.New()
+	enc := json.NewEncoder(h)
+	for _, p := range parts {
+		_ = enc.Encode(p) // encoding plain structs cannot fail
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}

@@ -1,0 +1,126 @@
+package domain_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/fabrikam/dronedelivery/shared/domain"
+)
+
+const validBody = `{
+  "deliveryId": "d-1",
+  "ownerId": "owner-1",
+  "pickupLocation": {"latitude": 47.61, "longitude": -122.34, "altitude": 10},
+  "dropOffLocation": {"latitude": 47.62, "longitude": -122.35},
+  "pickupTime": "2026-11-26T10:00:00Z",
+  "deadline": "2026-11-26T12:00:00+01:00",
+  "expedited": true,
+  "confirmationRequired": "Picture",
+  "packageInfo": {"packageId": "p-1", "size": "Medium", "weight": 2.5, "tag": "fragile"}
+}`
+
+func TestParseDeliveryRequestValid(t *testing.T) {
+	t.Parallel()
+	p, err := domain.ParseDeliveryRequest([]byte(validBody))
+	require.NoError(t, err)
+	assert.Equal(t, "d-1", p.DeliveryID)
+	r := p.Request
+	assert.Equal(t, "owner-1", r.OwnerID)
+	assert.Equal(t, 47.61, r.PickupLocation.Latitude)
+	require.NotNil(t, r.PickupLocation.Altitude)
+	assert.Equal(t, 10.0, *r.PickupLocation.Altitude)
+	assert.Equal(t, -122.35, r.DropoffLocation.Longitude)
+	assert.Equal(t, time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC), r.PickupTime)
+	assert.Equal(t, time.Date(2026, 11, 26, 11, 0, 0, 0, time.UTC), r.Deadline)
+	assert.True(t, r.Expedited)
+	assert.Equal(t, domain.ConfirmationPicture, r.ConfirmationRequired)
+	assert.Equal(t, domain.PackageInfo{PackageID: "p-1", Size: domain.SizeMedium, Weight: 2.5, Tag: "fragile"}, r.PackageInfo)
+	assert.Len(t, p.Hash, 64)
+}
+
+func TestParseDeliveryRequestBothSpellings(t *testing.T) {
+	t.Parallel()
+	lower := `{"ownerId":"o","pickupLocation":{"latitude":1,"longitude":2},"dropoffLocation":{"latitude":3,"longitude":4},"packageInfo":{"size":"Small","weight":1}}`
+	upper := `{"ownerId":"o","pickupLocation":{"latitude":1,"longitude":2},"dropOffLocation":{"latitude":3,"longitude":4},"packageInfo":{"size":"Small","weight":1}}`
+	a, err := domain.ParseDeliveryRequest([]byte(lower))
+	require.NoError(t, err)
+	b, err := domain.ParseDeliveryRequest([]byte(upper))
+	require.NoError(t, err)
+	assert.Equal(t, 3.0, a.Request.DropoffLocation.Latitude)
+	assert.Equal(t, a.Request, b.Request)
+	assert.Equal(t, a.Hash, b.Hash, "the two spellings are the same request")
+	assert.Equal(t, domain.ConfirmationNone, a.Request.ConfirmationRequired)
+}
+
+func TestParseDeliveryRequestInvalid(t *testing.T) {
+	t.Parallel()
+	base := `"pickupLocation":{"latitude":1,"longitude":2},"dropOffLocation":{"latitude":3,"longitude":4}`
+	pkg := `"packageInfo":{"size":"Small","weight":1}`
+	cases := []struct {
+		name, body, field string
+	}{
+		{"malformed JSON", `{"ownerId":`, "body"},
+		{"not an object", `[1,2]`, "body"},
+		{"trailing data", `{"ownerId":"o",` + base + `,` + pkg + `} {}`, "body"},
+		{"missing ownerId", `{` + base + `,` + pkg + `}`, "ownerId"},
+		{"empty ownerId", `{"ownerId":"",` + base + `,` + pkg + `}`, "ownerId"},
+		{"ownerId wrong type", `{"ownerId":5,` + base + `,` + pkg + `}`, "ownerId"},
+		{"ownerId control chars", `{"ownerId":"a\u0000b",` + base + `,` + pkg + `}`, "ownerId"},
+		{"unknown field", `{"ownerId":"o","color":"red",` + base + `,` + pkg + `}`, "color"},
+		{"missing pickup", `{"ownerId":"o","dropOffLocation":{"latitude":3,"longitude":4},` + pkg + `}`, "pickupLocation"},
+		{"latitude 91", `{"ownerId":"o","pickupLocation":{"latitude":91,"longitude":2},"dropOffLocation":{"latitude":3,"longitude":4},` + pkg + `}`, "pickupLocation.latitude"},
+		{"longitude -181", `{"ownerId":"o","pickupLocation":{"latitude":1,"longitude":2},"dropOffLocation":{"latitude":3,"longitude":-181},` + pkg + `}`, "dropOffLocation.longitude"},
+		{"latitude missing", `{"ownerId":"o","pickupLocation":{"longitude":2},"dropOffLocation":{"latitude":3,"longitude":4},` + pkg + `}`, "pickupLocation.latitude"},
+		{"location as string", `{"ownerId":"o","pickupLocation":"here","dropOffLocation":{"latitude":3,"longitude":4},` + pkg + `}`, "pickupLocation"},
+		{"missing dropoff", `{"ownerId":"o","pickupLocation":{"latitude":1,"longitude":2},` + pkg + `}`, "dropOffLocation"},
+		{"both spellings", `{"ownerId":"o",` + base + `,"dropoffLocation":{"latitude":3,"longitude":4},` + pkg + `}`, "dropoffLocation"},
+		{"missing packageInfo", `{"ownerId":"o",` + base + `}`, "packageInfo"},
+		{"weight zero", `{"ownerId":"o",` + base + `,"packageInfo":{"size":"Small","weight":0}}`, "packageInfo.weight"},
+		{"weight negative", `{"ownerId":"o",` + base + `,"packageInfo":{"size":"Small","weight":-1}}`, "packageInfo.weight"},
+		{"weight huge", `{"ownerId":"o",` + base + `,"packageInfo":{"size":"Small","weight":1e9}}`, "packageInfo.weight"},
+		{"weight string", `{"ownerId":"o",` + base + `,"packageInfo":{"size":"Small","weight":"1"}}`, "packageInfo.weight"},
+		{"unknown size", `{"ownerId":"o",` + base + `,"packageInfo":{"size":"Huge","weight":1}}`, "packageInfo.size"},
+		{"missing size", `{"ownerId":"o",` + base + `,"packageInfo":{"weight":1}}`, "packageInfo.size"},
+		{"bad packageId", `{"ownerId":"o",` + base + `,"packageInfo":{"packageId":"a/b","size":"Small","weight":1}}`, "packageInfo.packageId"},
+		{"bad deliveryId", `{"deliveryId":"../x","ownerId":"o",` + base + `,` + pkg + `}`, "deliveryId"},
+		{"bad pickupTime", `{"ownerId":"o","pickupTime":"tomorrow",` + base + `,` + pkg + `}`, "pickupTime"},
+		{"deadline before pickup", `{"ownerId":"o","pickupTime":"2026-11-26T10:00:00Z","deadline":"2026-11-26T09:00:00Z",` + base + `,` + pkg + `}`, "deadline"},
+		{"unknown confirmation", `{"ownerId":"o","confirmationRequired":"Smell",` + base + `,` + pkg + `}`, "confirmationRequired"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			_, err := domain.ParseDeliveryRequest([]byte(tc.body))
+			require.Error(t, err)
+			assert.Equal(t, domain.EINVALID, domain.ErrorCode(err))
+			assert.Equal(t, tc.field, domain.ErrorField(err), "error: %v", err)
+		})
+	}
+}
+
+func TestDefaults(t *testing.T) {
+	t.Parallel()
+	p, err := domain.ParseDeliveryRequest([]byte(`{"ownerId":"o","pickupLocation":{"latitude":1,"longitude":2},"dropOffLocation":{"latitude":3,"longitude":4},"packageInfo":{"size":"Small","weight":1}}`))
+	require.NoError(t, err)
+	now := time.Date(2026, 11, 26, 8, 30, 15, 500, time.UTC)
+	r := p.Request
+	r.Defaults(now, "d-9")
+	assert.Equal(t, now.Truncate(time.Second), r.PickupTime)
+	assert.Equal(t, r.PickupTime.Add(domain.DefaultDeadline), r.Deadline)
+	assert.Equal(t, "d-9", r.PackageInfo.PackageID)
+}
+
+func TestParseEnvelope(t *testing.T) {
+	t.Parallel()
+	e, err := domain.ParseEnvelope([]byte(`{"operation":"delivery","deliveryId":"d-1","correlationId":"c","attempt":2}`))
+	require.NoError(t, err)
+	assert.Equal(t, domain.OpDelivery, e.Operation)
+	assert.Equal(t, 2, e.Attempt)
+	for _, bad := range []string{`{`, `{"operation":"explode","deliveryId":"d"}`, `{"operation":"delivery","deliveryId":""}`, `{"operation":"delivery","deliveryId":"d","extra":1}`} {
+		_, err := domain.ParseEnvelope([]byte(bad))
+		assert.True(t, domain.IsPermanent(err), "%s: %v", bad, err)
+	}
+}

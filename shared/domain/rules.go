@@ -1,0 +1,78 @@
+package domain
+
+import (
+	"fmt"
+	"math"
+	"time"
+)
+
+// Handling times added to the flight legs of an ETA. They are deliberately
+// explicit so a customer-facing ETA can be explained: every leg starts with a
+// climb to cruise altitude and ends with a descent, and loading a package at
+// the pickup takes a minute.
+const (
+	TakeoffDuration = 30 * time.Second
+	LandingDuration = 30 * time.Second
+	PickupHandling  = 60 * time.Second
+)
+
+// MissionKm is the distance a drone flies to serve req from where it is now:
+// to the pickup, to the dropoff, and back to its home base.
+func MissionKm(d *Drone, req *DeliveryRequest) float64 {
+	return DistanceKm(d.Location, req.PickupLocation) +
+		DistanceKm(req.PickupLocation, req.DropoffLocation) +
+		DistanceKm(req.DropoffLocation, d.HomeBase)
+}
+
+// Unfit says why drone d cannot serve req, or returns "" when it can: it
+// must be Available, carry the package's weight and size, and have the range
+// for the whole mission.
+func Unfit(d *Drone, req *DeliveryRequest) string {
+	switch {
+	case d.Status != DroneAvailable || d.CurrentDeliveryID != "":
+		return fmt.Sprintf("drone is %s", d.Status)
+	case req.PackageInfo.Weight > d.MaxPayloadKg:
+		return fmt.Sprintf("payload %.2f kg exceeds %.2f kg", req.PackageInfo.Weight, d.MaxPayloadKg)
+	case req.PackageInfo.Size.Rank() > d.MaxPackageSize.Rank():
+		return fmt.Sprintf("package size %s exceeds %s", req.PackageInfo.Size, d.MaxPackageSize)
+	}
+	if need := MissionKm(d, req); need > d.RangeKm {
+		return fmt.Sprintf("mission %.1f km exceeds range %.1f km", need, d.RangeKm)
+	}
+	return ""
+}
+
+// LegDuration is the time to fly distanceKm at speedMps, including the climb
+// and descent.
+func LegDuration(distanceKm, speedMps float64) time.Duration {
+	flight := time.Duration(math.Round(distanceKm * 1000 / speedMps * float64(time.Second)))
+	return TakeoffDuration + flight + LandingDuration
+}
+
+// ETA is when the drone is expected at the pickup and at the dropoff.
+type ETA struct {
+	Pickup   time.Time
+	Delivery time.Time
+}
+
+// ComputeETA estimates both arrival times for a drone at from, flying at
+// speedMps, that has not picked the package up yet. A drone early for the
+// requested pickup time waits for it. Times are rounded up to whole seconds
+// because they are shown to people.
+func ComputeETA(now time.Time, from Location, speedMps float64, req *DeliveryRequest) ETA {
+	pickup := now.Add(LegDuration(DistanceKm(from, req.PickupLocation), speedMps))
+	if req.PickupTime.After(pickup) {
+		pickup = req.PickupTime
+	}
+	pickup = ceilSecond(pickup)
+	delivery := pickup.Add(PickupHandling + LegDuration(DistanceKm(req.PickupLocation, req.DropoffLocation), speedMps))
+	return ETA{Pickup: pickup, Delivery: ceilSecond(delivery)}
+}
+
+func ceilSecond(t time.Time) time.Time {
+	r := t.Truncate(time.Second)
+	if r.Before(t) {
+		r = r.Add(time.Second)
+	}
+	return r.UTC()
+}

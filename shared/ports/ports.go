@@ -1,0 +1,132 @@
+// Package ports names what the handlers need from the outside world: a store
+// per aggregate, a message bus, a clock and an id source. Adapters implement
+// each port for the embedded backend and for Azure; the contract suites in
+// porttest hold every implementation to the same behaviour.
+package ports
+
+import (
+	"context"
+	"errors"
+	"iter"
+	"time"
+
+	"github.com/fabrikam/dronedelivery/shared/domain"
+)
+
+// ErrSkip, returned by an update function, ends the update without writing:
+// the stored document is returned unchanged. Steps use it to stay idempotent.
+var ErrSkip = errors.New("no change")
+
+// Collection stores documents of one aggregate by id, with optimistic
+// concurrency: every write of an existing document is conditional on the
+// version that was read.
+type Collection[T any] interface {
+	// Find returns the document, or ENOTFOUND.
+	Find(ctx context.Context, id string) (*T, error)
+	// Create stores a new document, or returns ECONFLICT if the id exists.
+	Create(ctx context.Context, id string, v *T) error
+	// Update reads the document, applies fn and writes the result if nobody
+	// wrote in between, re-reading and re-applying fn after a lost race. It
+	// returns ENOTFOUND for a missing document; an error from fn aborts the
+	// update and is returned as is, except ErrSkip (see there).
+	Update(ctx context.Context, id string, fn func(*T) error) (*T, error)
+	// Upsert is Update that also creates: fn receives nil when the document
+	// does not exist and returns the document to store.
+	Upsert(ctx context.Context, id string, fn func(cur *T) (*T, error)) (*T, error)
+}
+
+// Deliveries stores deliveries, keyed by delivery id.
+type Deliveries = Collection[domain.Delivery]
+
+// Packages stores packages, keyed by package id.
+type Packages = Collection[domain.Package]
+
+// Fleet stores drones and finds the nearest available ones.
+type Fleet interface {
+	Collection[domain.Drone]
+	// List returns up to limit drones ordered by id, after the id cursor
+	// after, with the given status ("" for any).
+	List(ctx context.Context, status domain.DroneStatus, after string, limit int) ([]*domain.Drone, error)
+	// NearestAvailable yields Available drones with their great-circle
+	// distance in km from loc, nearest first. It reads an index that may
+	// trail the store for a moment, so a caller must re-check a drone in
+	// Update before relying on it.
+	NearestAvailable(ctx context.Context, loc domain.Location) iter.Seq2[*domain.Drone, float64]
+}
+
+// Message is a message to send to a queue.
+type Message struct {
+	ID            string    // deliveryId + step: duplicate detection keys on it
+	Queue         string    // the destination queue
+	Body          []byte    // a JSON domain.Envelope
+	CorrelationID string    // born at ingest, carried by every message
+	Operation     string    // copied from the envelope for routing and filters
+	NotBefore     time.Time // zero: deliver now; else not before this time
+}
+
+// Publisher sends messages. A message whose ID was sent to the same queue
+// within the duplicate-detection window is dropped silently.
+type Publisher interface {
+	// Publish sends every message or returns an error; after an error some
+	// messages may have been sent, which duplicate detection makes harmless
+	// when the caller retries.
+	Publish(ctx context.Context, msgs ...Message) error
+}
+
+// Delivered is a message received under a peek-lock.
+type Delivered struct {
+	Message
+	DeliveryCount  int       // 1 on the first delivery
+	EnqueuedAt     time.Time // when the message was accepted by the bus
+	SequenceNumber int64     // unique per queue, increasing
+	LockToken      string    // identifies this delivery's lock
+	LockedUntil    time.Time // the lock's expiry
+
+	DeadLetterReason      string // set on messages read from a dead-letter queue
+	DeadLetterDescription string
+}
+
+// DeadLetterQueue names the dead-letter queue of a queue; receiving from it
+// reads the messages dead-lettered there.
+func DeadLetterQueue(queue string) string { return queue + "/$deadletterqueue" }
+
+// Consumer receives messages peek-locked and settles them.
+type Consumer interface {
+	// Receive blocks until at least one message of queue is available (then
+	// returns up to max of them, each locked) or ctx ends (ctx.Err()).
+	Receive(ctx context.Context, queue string, max int) ([]*Delivered, error)
+	// Complete removes the message; ECONFLICT if its lock was lost.
+	Complete(ctx context.Context, m *Delivered) error
+	// Abandon releases the lock so the message is redelivered at once;
+	// ECONFLICT if its lock was lost.
+	Abandon(ctx context.Context, m *Delivered) error
+	// DeadLetter moves the message to the queue's dead-letter queue with a
+	// reason; ECONFLICT if its lock was lost.
+	DeadLetter(ctx context.Context, m *Delivered, reason, description string) error
+}
+
+// Bus is a message bus with both ends.
+type Bus interface {
+	Publisher
+	Consumer
+}
+
+// Clock tells the time; tests substitute a fixed or stepping clock.
+type Clock interface {
+	Now() time.Time
+}
+
+// IDs makes identifiers.
+type IDs interface {
+	// NewID returns a new delivery id.
+	NewID() string
+	// NewTrackingID returns an unguessable id (at least 128 random bits).
+	NewTrackingID() string
+}
+
+// Store groups the collections of one backend.
+type Store struct {
+	Deliveries Deliveries
+	Packages   Packages
+	Fleet      Fleet
+}

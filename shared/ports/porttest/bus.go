@@ -1,0 +1,394 @@
+package porttest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/fabrikam/dronedelivery/shared/domain"
+	"github.com/fabrikam/dronedelivery/shared/ports"
+)
+
+// BusOptions are the queue settings a Bus test needs; zero means the
+// adapter's default. An adapter applies them to the queues it creates.
+type BusOptions struct {
+	LockDuration     time.Duration
+	MaxDeliveryCount int
+}
+
+// shortDelay is long enough to tell "later" from "at once" on a loaded
+// machine, and short enough to keep the suite quick.
+const shortDelay = 300 * time.Millisecond
+
+// Bus checks the peek-lock semantics of a bus: ordering, duplicate
+// detection, scheduled messages, abandon, dead-lettering, lock expiry,
+// blocking receive and competing consumers. Each test uses its own queues,
+// so open may return one shared bus per options.
+func Bus(t *testing.T, open func(t *testing.T, o BusOptions) ports.Bus) {
+	setup := func(t *testing.T, o BusOptions) (ports.Bus, string) {
+		t.Parallel()
+		return open(t, o), unique("q")
+	}
+
+	t.Run("PublishReceiveComplete", func(t *testing.T) {
+		bus, q := setup(t, BusOptions{})
+		ctx := ctxFor(t)
+		sent := message(q, "m1")
+		sent.CorrelationID, sent.Operation = "corr-1", string(domain.OpDelivery)
+		before := time.Now()
+		must(t, bus.Publish(ctx, sent), "publish")
+
+		m := receiveOne(t, bus, q)
+		if m.ID != sent.ID || string(m.Body) != string(sent.Body) || m.CorrelationID != sent.CorrelationID ||
+			m.Operation != sent.Operation || m.Queue != q {
+			t.Fatalf("received %s, want %s", show(m.Message), show(sent))
+		}
+		if m.DeliveryCount != 1 || m.LockToken == "" || m.SequenceNumber == 0 || m.EnqueuedAt.IsZero() {
+			t.Fatalf("received count %d, token %q, sequence %d, enqueued %v", m.DeliveryCount, m.LockToken, m.SequenceNumber, m.EnqueuedAt)
+		}
+		if !m.LockedUntil.After(before) {
+			t.Fatalf("locked until %v, which is before the publish at %v", m.LockedUntil, before)
+		}
+		must(t, bus.Complete(ctx, m), "complete")
+		expectEmpty(t, bus, q)
+		mustCode(t, bus.Complete(ctx, m), domain.ECONFLICT, "second complete")
+		mustCode(t, bus.Abandon(ctx, m), domain.ECONFLICT, "abandon after complete")
+		mustCode(t, bus.DeadLetter(ctx, m, "r", "d"), domain.ECONFLICT, "dead-letter after complete")
+	})
+
+	t.Run("Order", func(t *testing.T) {
+		bus, q := setup(t, BusOptions{})
+		ctx := ctxFor(t)
+		var want []string
+		for i := range 5 {
+			m := message(q, fmt.Sprintf("single-%d", i))
+			must(t, bus.Publish(ctx, m), "publish")
+			want = append(want, m.ID)
+		}
+		var batch []ports.Message
+		for i := range 5 {
+			batch = append(batch, message(q, fmt.Sprintf("batch-%d", i)))
+			want = append(want, batch[i].ID)
+		}
+		must(t, bus.Publish(ctx, batch...), "publish batch")
+
+		got := receiveN(t, bus, q, len(want), 3)
+		var ids []string
+		for i, m := range got {
+			ids = append(ids, m.ID)
+			if i > 0 && m.SequenceNumber <= got[i-1].SequenceNumber {
+				t.Fatalf("sequence number %d follows %d", m.SequenceNumber, got[i-1].SequenceNumber)
+			}
+			must(t, bus.Complete(ctx, m), "complete")
+		}
+		mustEqual(t, want, ids, "order of receipt")
+	})
+
+	t.Run("DuplicateIDDropped", func(t *testing.T) {
+		bus, q := setup(t, BusOptions{})
+		other := q + "-other"
+		ctx := ctxFor(t)
+		a, b := message(q, "a"), message(q, "b")
+		must(t, bus.Publish(ctx, a), "publish")
+		dup := a
+		dup.Body = []byte(`{"duplicate":true}`)
+		must(t, bus.Publish(ctx, dup), "publish a duplicate")
+		must(t, bus.Publish(ctx, b, b), "publish a batch holding a duplicate")
+		elsewhere := a
+		elsewhere.Queue = other
+		must(t, bus.Publish(ctx, elsewhere), "publish the same id to another queue")
+
+		got := receiveN(t, bus, q, 2, 10)
+		mustEqual(t, []string{a.ID, b.ID}, []string{got[0].ID, got[1].ID}, "ids received")
+		mustEqual(t, string(a.Body), string(got[0].Body), "body of the first publish")
+		for _, m := range got {
+			must(t, bus.Complete(ctx, m), "complete")
+		}
+		// Duplicate detection remembers ids, not just pending messages.
+		must(t, bus.Publish(ctx, a), "publish again after completion")
+		expectEmpty(t, bus, q)
+
+		m := receiveOne(t, bus, other)
+		mustEqual(t, a.ID, m.ID, "id on the other queue")
+		must(t, bus.Complete(ctx, m), "complete")
+	})
+
+	t.Run("NotBeforeDelays", func(t *testing.T) {
+		bus, q := setup(t, BusOptions{})
+		ctx := ctxFor(t)
+		later := message(q, "later")
+		later.NotBefore = time.Now().Add(shortDelay)
+		now := message(q, "now")
+		must(t, bus.Publish(ctx, later, now), "publish")
+
+		first := receiveOne(t, bus, q)
+		mustEqual(t, now.ID, first.ID, "first message received")
+		must(t, bus.Complete(ctx, first), "complete")
+		second := receiveOne(t, bus, q)
+		mustEqual(t, later.ID, second.ID, "second message received")
+		if at := time.Now(); at.Before(later.NotBefore) {
+			t.Fatalf("received at %v, before its NotBefore %v", at, later.NotBefore)
+		}
+		must(t, bus.Complete(ctx, second), "complete")
+	})
+
+	t.Run("AbandonRedelivers", func(t *testing.T) {
+		// A lock far longer than patience: only the abandon can free it.
+		bus, q := setup(t, BusOptions{LockDuration: time.Minute})
+		ctx := ctxFor(t)
+		must(t, bus.Publish(ctx, message(q, "m")), "publish")
+		first := receiveOne(t, bus, q)
+		must(t, bus.Abandon(ctx, first), "abandon")
+		second := receiveOne(t, bus, q)
+		if second.ID != first.ID || second.DeliveryCount != 2 {
+			t.Fatalf("redelivered %s with count %d, want %s with count 2", second.ID, second.DeliveryCount, first.ID)
+		}
+		if second.LockToken == first.LockToken {
+			t.Fatal("the redelivery kept the old lock token")
+		}
+		mustCode(t, bus.Complete(ctx, first), domain.ECONFLICT, "complete with the abandoned lock")
+		must(t, bus.Complete(ctx, second), "complete")
+	})
+
+	t.Run("DeadLetterAndReplay", func(t *testing.T) {
+		bus, q := setup(t, BusOptions{LockDuration: time.Minute})
+		ctx := ctxFor(t)
+		sent := message(q, "poison")
+		sent.CorrelationID, sent.Operation = "corr-p", string(domain.OpCancel)
+		must(t, bus.Publish(ctx, sent), "publish")
+		m := receiveOne(t, bus, q)
+		must(t, bus.DeadLetter(ctx, m, "InvalidEnvelope", "operation is missing"), "dead-letter")
+		mustCode(t, bus.DeadLetter(ctx, m, "again", ""), domain.ECONFLICT, "second dead-letter")
+		expectEmpty(t, bus, q)
+
+		dead := receiveOne(t, bus, ports.DeadLetterQueue(q))
+		if dead.ID != sent.ID || string(dead.Body) != string(sent.Body) || dead.CorrelationID != sent.CorrelationID ||
+			dead.Operation != sent.Operation {
+			t.Fatalf("dead-lettered %s, want %s", show(dead.Message), show(sent))
+		}
+		if dead.DeadLetterReason != "InvalidEnvelope" || dead.DeadLetterDescription != "operation is missing" {
+			t.Fatalf("dead-letter reason %q, description %q", dead.DeadLetterReason, dead.DeadLetterDescription)
+		}
+
+		// An operator replays it: publish a copy, then complete the
+		// dead-lettered one. The copy needs a new id, or duplicate
+		// detection would drop it within the window.
+		replay := dead.Message
+		replay.Queue, replay.ID = q, dead.ID+"-replay"
+		must(t, bus.Publish(ctx, replay), "replay")
+		must(t, bus.Complete(ctx, dead), "complete the dead-lettered copy")
+		expectEmpty(t, bus, ports.DeadLetterQueue(q))
+		again := receiveOne(t, bus, q)
+		if again.ID != replay.ID || string(again.Body) != string(sent.Body) || again.DeliveryCount != 1 {
+			t.Fatalf("replayed %s with count %d", show(again.Message), again.DeliveryCount)
+		}
+		must(t, bus.Complete(ctx, again), "complete the replay")
+	})
+
+	t.Run("MaxDeliveryCountDeadLetters", func(t *testing.T) {
+		const maxDeliveries = 3
+		bus, q := setup(t, BusOptions{LockDuration: time.Minute, MaxDeliveryCount: maxDeliveries})
+		ctx := ctxFor(t)
+		sent := message(q, "unlucky")
+		must(t, bus.Publish(ctx, sent), "publish")
+		for i := 1; i <= maxDeliveries; i++ {
+			m := receiveOne(t, bus, q)
+			if m.ID != sent.ID || m.DeliveryCount != i {
+				t.Fatalf("delivery %d: got %s with count %d", i, m.ID, m.DeliveryCount)
+			}
+			must(t, bus.Abandon(ctx, m), "abandon")
+		}
+		expectEmpty(t, bus, q)
+		dead := receiveOne(t, bus, ports.DeadLetterQueue(q))
+		if dead.ID != sent.ID || dead.DeadLetterReason != "MaxDeliveryCountExceeded" {
+			t.Fatalf("dead-lettered %s with reason %q", dead.ID, dead.DeadLetterReason)
+		}
+		must(t, bus.Complete(ctx, dead), "complete the dead-lettered message")
+	})
+
+	t.Run("LockExpiryRedelivers", func(t *testing.T) {
+		bus, q := setup(t, BusOptions{LockDuration: shortDelay})
+		ctx := ctxFor(t)
+		must(t, bus.Publish(ctx, message(q, "slow")), "publish")
+		start := time.Now()
+		first := receiveOne(t, bus, q)
+		second := receiveOne(t, bus, q) // blocks until the first lock expires
+		if elapsed := time.Since(start); elapsed < shortDelay {
+			t.Fatalf("redelivered after %v, before the %v lock expired", elapsed, shortDelay)
+		}
+		if second.ID != first.ID || second.DeliveryCount <= first.DeliveryCount || second.LockToken == first.LockToken {
+			t.Fatalf("redelivered %s count %d token %q after %s count %d token %q",
+				second.ID, second.DeliveryCount, second.LockToken, first.ID, first.DeliveryCount, first.LockToken)
+		}
+		mustCode(t, bus.Complete(ctx, first), domain.ECONFLICT, "complete with the expired lock")
+		mustCode(t, bus.Abandon(ctx, first), domain.ECONFLICT, "abandon with the expired lock")
+		must(t, bus.Complete(ctx, second), "complete with the current lock")
+		expectEmpty(t, bus, q)
+	})
+
+	t.Run("ReceiveBlocksUntilPublish", func(t *testing.T) {
+		bus, q := setup(t, BusOptions{})
+		ctx := ctxFor(t)
+		type result struct {
+			msgs []*ports.Delivered
+			err  error
+		}
+		done := make(chan result, 1)
+		go func() {
+			msgs, err := bus.Receive(ctx, q, 10)
+			done <- result{msgs, err}
+		}()
+		select {
+		case r := <-done:
+			t.Fatalf("receive from an empty queue returned %d messages, error %v", len(r.msgs), r.err)
+		case <-time.After(shortDelay):
+		}
+		sent := message(q, "awaited")
+		published := make(chan error, 1)
+		go func() { published <- bus.Publish(ctx, sent) }()
+		must(t, <-published, "publish")
+		r := <-done
+		must(t, r.err, "receive")
+		if len(r.msgs) != 1 || r.msgs[0].ID != sent.ID {
+			t.Fatalf("received %d messages, want only %s", len(r.msgs), sent.ID)
+		}
+		must(t, bus.Complete(ctx, r.msgs[0]), "complete")
+	})
+
+	t.Run("ReceiveReturnsOnCancel", func(t *testing.T) {
+		bus, q := setup(t, BusOptions{})
+		ctx, cancel := context.WithCancel(ctxFor(t))
+		done := make(chan error, 1)
+		go func() {
+			msgs, err := bus.Receive(ctx, q, 10)
+			if len(msgs) > 0 {
+				err = fmt.Errorf("received %d messages from an empty queue", len(msgs))
+			}
+			done <- err
+		}()
+		time.Sleep(50 * time.Millisecond)
+		cancel()
+		select {
+		case err := <-done:
+			if !errors.Is(err, context.Canceled) {
+				t.Fatalf("receive returned %v, want context.Canceled", err)
+			}
+		case <-time.After(patience):
+			t.Fatal("receive did not return after its context was cancelled")
+		}
+	})
+
+	t.Run("CompetingReceiversGetEachMessageOnce", func(t *testing.T) {
+		bus, q := setup(t, BusOptions{})
+		ctx := ctxFor(t)
+		const total, receivers = 100, 4
+		var batch []ports.Message
+		for i := range total {
+			batch = append(batch, message(q, fmt.Sprintf("m%03d", i)))
+		}
+		must(t, bus.Publish(ctx, batch...), "publish batch")
+
+		rctx, stop := context.WithCancel(ctx)
+		defer stop()
+		var (
+			mu   sync.Mutex
+			seen = map[string]int{}
+			n    int
+			wg   sync.WaitGroup
+			errs = make(chan error, receivers)
+		)
+		for range receivers {
+			wg.Go(func() {
+				for {
+					msgs, err := bus.Receive(rctx, q, 16)
+					if rctx.Err() != nil {
+						return
+					}
+					if err != nil {
+						errs <- err
+						return
+					}
+					for _, m := range msgs {
+						if err := bus.Complete(ctx, m); err != nil {
+							errs <- err
+							return
+						}
+						mu.Lock()
+						seen[m.ID]++
+						if n++; n == total {
+							stop()
+						}
+						mu.Unlock()
+					}
+				}
+			})
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Errorf("receiver: %v", err)
+		}
+		must(t, ctx.Err(), "receiving the batch")
+		for _, m := range batch {
+			if seen[m.ID] != 1 {
+				t.Errorf("%s received %d times", m.ID, seen[m.ID])
+			}
+		}
+		if len(seen) != total {
+			t.Errorf("received %d distinct messages, want %d", len(seen), total)
+		}
+		expectEmpty(t, bus, q)
+	})
+}
+
+func message(queue, name string) ports.Message {
+	id := unique(name)
+	return ports.Message{ID: id, Queue: queue, Body: []byte(`{"name":"` + name + `","id":"` + id + `"}`)}
+}
+
+// receiveN receives exactly n messages in at most batch-sized receives.
+func receiveN(t *testing.T, bus ports.Bus, queue string, n, batch int) []*ports.Delivered {
+	t.Helper()
+	ctx := ctxFor(t)
+	var out []*ports.Delivered
+	for len(out) < n {
+		msgs, err := bus.Receive(ctx, queue, min(batch, n-len(out)))
+		must(t, err, fmt.Sprintf("receive from %s after %d of %d messages", queue, len(out), n))
+		if len(msgs) == 0 || len(msgs) > batch {
+			t.Fatalf("receive with max %d returned %d messages", batch, len(msgs))
+		}
+		out = append(out, msgs...)
+	}
+	if len(out) != n {
+		t.Fatalf("received %d messages, want %d", len(out), n)
+	}
+	return out
+}
+
+func receiveOne(t *testing.T, bus ports.Bus, queue string) *ports.Delivered {
+	t.Helper()
+	return receiveN(t, bus, queue, 1, 1)[0]
+}
+
+// expectEmpty checks that nothing becomes receivable for a short while.
+func expectEmpty(t *testing.T, bus ports.Bus, queue string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), shortDelay)
+	defer cancel()
+	msgs, err := bus.Receive(ctx, queue, 10)
+	if len(msgs) > 0 {
+		ids := make([]string, len(msgs))
+		for i, m := range msgs {
+			ids[i] = m.ID
+		}
+		slices.Sort(ids)
+		t.Fatalf("%s should be empty but delivered %v", queue, ids)
+	}
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("receive from empty %s: got %v, want the context's deadline", queue, err)
+	}
+}

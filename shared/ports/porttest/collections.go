@@ -1,0 +1,330 @@
+package porttest
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/fabrikam/dronedelivery/shared/domain"
+	"github.com/fabrikam/dronedelivery/shared/ports"
+)
+
+// kind describes one collection to the generic tests: how to reach it, how
+// to make a document, and one counter in the document to change and read.
+type kind[T any] struct {
+	name  string
+	coll  func(ports.Store) ports.Collection[T]
+	make  func(id string) *T
+	bump  func(*T)
+	count func(*T) int
+}
+
+// at is a fixed instant in UTC, so documents compare equal after a round
+// trip through JSON.
+var at = time.Date(2025, 3, 14, 15, 9, 26, 0, time.UTC)
+
+func deliveryKind() kind[domain.Delivery] {
+	return kind[domain.Delivery]{
+		name: "Deliveries",
+		coll: func(s ports.Store) ports.Collection[domain.Delivery] { return s.Deliveries },
+		make: func(id string) *domain.Delivery {
+			alt := 120.0
+			eta := at.Add(time.Hour)
+			return &domain.Delivery{
+				ID: id, TrackingID: "T" + id, OwnerID: "owner-1", CorrelationID: "corr-" + id,
+				Request: domain.DeliveryRequest{
+					OwnerID:              "owner-1",
+					PickupLocation:       domain.Location{Latitude: 47.6, Longitude: -122.3, Altitude: &alt},
+					DropoffLocation:      domain.Location{Latitude: 47.7, Longitude: -122.2},
+					PickupTime:           at,
+					Deadline:             at.Add(2 * time.Hour),
+					ConfirmationRequired: domain.ConfirmationNone,
+					PackageInfo:          domain.PackageInfo{PackageID: "pkg-" + id, Size: domain.SizeSmall, Weight: 1.5},
+				},
+				RequestHash: "hash",
+				Stage:       domain.StageCreated,
+				PickupETA:   &eta,
+				CreatedAt:   at,
+				UpdatedAt:   at,
+			}
+		},
+		bump:  func(d *domain.Delivery) { d.ScheduleAttempts++ },
+		count: func(d *domain.Delivery) int { return d.ScheduleAttempts },
+	}
+}
+
+func packageKind() kind[domain.Package] {
+	return kind[domain.Package]{
+		name: "Packages",
+		coll: func(s ports.Store) ports.Collection[domain.Package] { return s.Packages },
+		make: func(id string) *domain.Package {
+			return &domain.Package{ID: id, OwnerID: "owner-1", DeliveryID: "del-" + id, Size: domain.SizeMedium,
+				Weight: 0, Tag: "fragile", CreatedAt: at, UpdatedAt: at}
+		},
+		bump:  func(p *domain.Package) { p.Weight++ },
+		count: func(p *domain.Package) int { return int(p.Weight) },
+	}
+}
+
+func droneKind() kind[domain.Drone] {
+	return kind[domain.Drone]{
+		name: "Fleet",
+		coll: func(s ports.Store) ports.Collection[domain.Drone] { return s.Fleet },
+		make: func(id string) *domain.Drone {
+			// Far from anywhere the Fleet suite searches, and not
+			// dispatchable, so these never disturb its answers.
+			return &domain.Drone{ID: id, Location: domain.Location{Latitude: -89, Longitude: 0},
+				HomeBase: domain.Location{Latitude: -89, Longitude: 0}, MaxPayloadKg: 5, MaxPackageSize: domain.SizeMedium,
+				RangeKm: 0, CruiseSpeedMps: 20, BatteryPercent: 80, Status: domain.DroneMaintenance, UpdatedAt: at}
+		},
+		bump:  func(d *domain.Drone) { d.RangeKm++ },
+		count: func(d *domain.Drone) int { return int(d.RangeKm) },
+	}
+}
+
+// Collections checks the document semantics of every collection of a store:
+// create, find, optimistic update with its skip and error paths, upsert,
+// and that concurrent updates lose nothing. open may return one shared
+// store or a new one per test.
+func Collections(t *testing.T, open func(t *testing.T) ports.Store) {
+	t.Run("Deliveries", func(t *testing.T) { collectionTests(t, open, deliveryKind()) })
+	t.Run("Packages", func(t *testing.T) { collectionTests(t, open, packageKind()) })
+	t.Run("Fleet", func(t *testing.T) { collectionTests(t, open, droneKind()) })
+}
+
+func collectionTests[T any](t *testing.T, open func(t *testing.T) ports.Store, k kind[T]) {
+	t.Parallel()
+	setup := func(t *testing.T) ports.Collection[T] {
+		t.Parallel()
+		return k.coll(open(t))
+	}
+	// created stores a new document and returns its id and content.
+	created := func(t *testing.T, c ports.Collection[T]) (string, *T) {
+		t.Helper()
+		id := unique("doc")
+		doc := k.make(id)
+		must(t, c.Create(ctxFor(t), id, doc), "create")
+		return id, k.make(id)
+	}
+
+	t.Run("CreateThenFind", func(t *testing.T) {
+		c := setup(t)
+		id, want := created(t, c)
+		got, err := c.Find(ctxFor(t), id)
+		must(t, err, "find")
+		mustEqual(t, want, got, "found document")
+	})
+
+	t.Run("FindReturnsACopy", func(t *testing.T) {
+		c := setup(t)
+		id, want := created(t, c)
+		got, err := c.Find(ctxFor(t), id)
+		must(t, err, "find")
+		k.bump(got)
+		again, err := c.Find(ctxFor(t), id)
+		must(t, err, "find again")
+		mustEqual(t, want, again, "document after changing a found copy")
+	})
+
+	t.Run("FindMissing", func(t *testing.T) {
+		c := setup(t)
+		_, err := c.Find(ctxFor(t), unique("missing"))
+		mustCode(t, err, domain.ENOTFOUND, "find of a missing id")
+	})
+
+	t.Run("CreateExisting", func(t *testing.T) {
+		c := setup(t)
+		id, want := created(t, c)
+		other := k.make(id)
+		k.bump(other)
+		mustCode(t, c.Create(ctxFor(t), id, other), domain.ECONFLICT, "second create")
+		got, err := c.Find(ctxFor(t), id)
+		must(t, err, "find")
+		mustEqual(t, want, got, "document after a refused create")
+	})
+
+	t.Run("UpdateAppliesAndPersists", func(t *testing.T) {
+		c := setup(t)
+		id, _ := created(t, c)
+		for i := 1; i <= 2; i++ {
+			got, err := c.Update(ctxFor(t), id, func(v *T) error { k.bump(v); return nil })
+			must(t, err, "update")
+			if n := k.count(got); n != i {
+				t.Fatalf("update %d returned count %d", i, n)
+			}
+			found, err := c.Find(ctxFor(t), id)
+			must(t, err, "find")
+			mustEqual(t, got, found, "stored document after update")
+		}
+	})
+
+	t.Run("UpdateMissing", func(t *testing.T) {
+		c := setup(t)
+		called := false
+		_, err := c.Update(ctxFor(t), unique("missing"), func(*T) error { called = true; return nil })
+		mustCode(t, err, domain.ENOTFOUND, "update of a missing id")
+		if called {
+			t.Fatal("the update function ran for a missing document")
+		}
+		_, err = c.Find(ctxFor(t), unique("missing"))
+		mustCode(t, err, domain.ENOTFOUND, "find after update of a missing id")
+	})
+
+	t.Run("UpdateSkipWritesNothing", func(t *testing.T) {
+		c := setup(t)
+		id, want := created(t, c)
+		got, err := c.Update(ctxFor(t), id, func(v *T) error {
+			k.bump(v) // a change the skip must discard
+			return ports.ErrSkip
+		})
+		must(t, err, "skipped update")
+		mustEqual(t, want, got, "document returned by a skipped update")
+		found, err := c.Find(ctxFor(t), id)
+		must(t, err, "find")
+		mustEqual(t, want, found, "stored document after a skipped update")
+		// A write after the skip must not trip over it.
+		got, err = c.Update(ctxFor(t), id, func(v *T) error { k.bump(v); return nil })
+		must(t, err, "update after skip")
+		if k.count(got) != 1 {
+			t.Fatalf("count after skip and update = %d, want 1", k.count(got))
+		}
+	})
+
+	t.Run("UpdateErrorAborts", func(t *testing.T) {
+		c := setup(t)
+		id, want := created(t, c)
+		_, err := c.Update(ctxFor(t), id, func(v *T) error { k.bump(v); return errSentinel })
+		if err != errSentinel {
+			t.Fatalf("update returned %v, want the function's own error", err)
+		}
+		found, err := c.Find(ctxFor(t), id)
+		must(t, err, "find")
+		mustEqual(t, want, found, "stored document after a failed update")
+	})
+
+	t.Run("UpsertCreatesThenUpdates", func(t *testing.T) {
+		c := setup(t)
+		id := unique("doc")
+		want := k.make(id)
+		got, err := c.Upsert(ctxFor(t), id, func(cur *T) (*T, error) {
+			if cur != nil {
+				return nil, fmt.Errorf("got %s for a missing document", show(cur))
+			}
+			return k.make(id), nil
+		})
+		must(t, err, "upsert of a missing document")
+		mustEqual(t, want, got, "document returned by the creating upsert")
+		found, err := c.Find(ctxFor(t), id)
+		must(t, err, "find")
+		mustEqual(t, want, found, "stored document after the creating upsert")
+
+		got, err = c.Upsert(ctxFor(t), id, func(cur *T) (*T, error) {
+			if cur == nil {
+				return nil, errors.New("got nil for an existing document")
+			}
+			if k.count(cur) != 0 {
+				return nil, fmt.Errorf("got %s, not the stored document", show(cur))
+			}
+			k.bump(cur)
+			return cur, nil
+		})
+		must(t, err, "upsert of an existing document")
+		if k.count(got) != 1 {
+			t.Fatalf("count after the updating upsert = %d, want 1", k.count(got))
+		}
+		found, err = c.Find(ctxFor(t), id)
+		must(t, err, "find")
+		mustEqual(t, got, found, "stored document after the updating upsert")
+	})
+
+	t.Run("UpsertSkipAndError", func(t *testing.T) {
+		c := setup(t)
+		missing := unique("missing")
+		got, err := c.Upsert(ctxFor(t), missing, func(*T) (*T, error) { return nil, ports.ErrSkip })
+		must(t, err, "skipped upsert of a missing document")
+		if got != nil {
+			t.Fatalf("skipped upsert of a missing document returned %s", show(got))
+		}
+		_, err = c.Find(ctxFor(t), missing)
+		mustCode(t, err, domain.ENOTFOUND, "find after a skipped upsert")
+
+		id, want := created(t, c)
+		got, err = c.Upsert(ctxFor(t), id, func(cur *T) (*T, error) { k.bump(cur); return nil, ports.ErrSkip })
+		must(t, err, "skipped upsert of an existing document")
+		mustEqual(t, want, got, "document returned by a skipped upsert")
+		_, err = c.Upsert(ctxFor(t), id, func(cur *T) (*T, error) { k.bump(cur); return cur, errSentinel })
+		if err != errSentinel {
+			t.Fatalf("upsert returned %v, want the function's own error", err)
+		}
+		found, err := c.Find(ctxFor(t), id)
+		must(t, err, "find")
+		mustEqual(t, want, found, "stored document after a skipped and a failed upsert")
+	})
+
+	t.Run("ConcurrentUpdatesLoseNothing", func(t *testing.T) {
+		c := setup(t)
+		id, _ := created(t, c)
+		ctx := ctxFor(t)
+		const workers, each = 8, 25
+		hammer(t, workers, each, func() error {
+			_, err := c.Update(ctx, id, func(v *T) error { k.bump(v); return nil })
+			return err
+		})
+		got, err := c.Find(ctxFor(t), id)
+		must(t, err, "find")
+		if n := k.count(got); n != workers*each {
+			t.Fatalf("count after %d concurrent updates = %d", workers*each, n)
+		}
+	})
+
+	t.Run("ConcurrentUpsertsCreateOnce", func(t *testing.T) {
+		c := setup(t)
+		id := unique("doc")
+		ctx := ctxFor(t)
+		const workers = 8
+		hammer(t, workers, 1, func() error {
+			_, err := c.Upsert(ctx, id, func(cur *T) (*T, error) {
+				if cur == nil {
+					cur = k.make(id)
+				}
+				k.bump(cur)
+				return cur, nil
+			})
+			return err
+		})
+		got, err := c.Find(ctxFor(t), id)
+		must(t, err, "find")
+		if n := k.count(got); n != workers {
+			t.Fatalf("count after %d concurrent upserts = %d", workers, n)
+		}
+	})
+}
+
+// hammer runs op each times in each of workers goroutines at once.
+func hammer(t *testing.T, workers, each int, op func() error) {
+	t.Helper()
+	var wg sync.WaitGroup
+	errs := make(chan error, workers*each)
+	start := make(chan struct{})
+	for range workers {
+		wg.Go(func() {
+			<-start
+			for range each {
+				if err := op(); err != nil {
+					errs <- err
+				}
+			}
+		})
+	}
+	close(start)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Errorf("concurrent operation: %v", err)
+	}
+	if t.Failed() {
+		t.FailNow()
+	}
+}

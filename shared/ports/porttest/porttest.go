@@ -1,0 +1,88 @@
+// Package porttest holds the contract suites that every adapter of a port
+// must pass, so the embedded backend and the Azure one cannot drift apart.
+//
+// The suites see an adapter only through the port interfaces. Every test
+// runs in parallel and names its own ids and queues at random, so an
+// adapter may hand all of them one shared backend. Waits have generous
+// deadlines that only keep a broken adapter from hanging the run; nothing
+// asserts how fast an operation is.
+package porttest
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/fabrikam/dronedelivery/shared/domain"
+)
+
+// patience bounds every wait for something that should happen promptly.
+const patience = 10 * time.Second
+
+// unique returns a name no other test will use, so tests can share a
+// backend.
+func unique(prefix string) string {
+	var b [6]byte
+	rand.Read(b[:])
+	return "porttest-" + prefix + "-" + hex.EncodeToString(b[:])
+}
+
+func ctxFor(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(t.Context(), patience)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func must(t *testing.T, err error, what string) {
+	t.Helper()
+	if err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+}
+
+func mustCode(t *testing.T, err error, code, what string) {
+	t.Helper()
+	if got := domain.ErrorCode(err); got != code {
+		t.Fatalf("%s: got error %v (code %q), want code %q", what, err, got, code)
+	}
+}
+
+func mustEqual[T any](t *testing.T, want, got T, what string) {
+	t.Helper()
+	if !reflect.DeepEqual(want, got) {
+		t.Fatalf("%s:\n got  %s\n want %s", what, show(got), show(want))
+	}
+}
+
+func show(v any) string {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err.Error()
+	}
+	return string(b)
+}
+
+// eventually retries check until it succeeds or patience runs out; it is for
+// the things a port allows to trail a write for a moment.
+func eventually(t *testing.T, what string, check func() error) {
+	t.Helper()
+	deadline := time.Now().Add(patience)
+	for {
+		err := check()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: still failing after %v: %v", what, patience, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// errSentinel is an update function's own error, which must come back as is.
+var errSentinel = errors.New("porttest: the update function failed")

@@ -1,0 +1,190 @@
+package host
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/fabrikam/dronedelivery/shared/runtime"
+)
+
+// httpData is Data.<trigger> of an HTTP invocation. Fields whose shape
+// varies between host versions stay raw until decoded defensively.
+type httpData struct {
+	URL     string                     `json:"Url"`
+	Method  string                     `json:"Method"`
+	Query   json.RawMessage            `json:"Query"`
+	Headers map[string]json.RawMessage `json:"Headers"`
+	Params  map[string]json.RawMessage `json:"Params"`
+	Body    json.RawMessage            `json:"Body"`
+}
+
+// httpOutput is an http output binding's value. The host parses statusCode
+// from a string, and a body it receives as a string reaches the caller as
+// is, so both are strings.
+type httpOutput struct {
+	StatusCode string            `json:"statusCode"`
+	Body       string            `json:"body"`
+	Headers    map[string]string `json:"headers"`
+}
+
+func (h *handler) invokeHTTP(w http.ResponseWriter, r *http.Request, fn *function, inv *invocation) {
+	ctx := r.Context()
+	raw, ok := binding(inv.Data, fn.trigger.Name)
+	if !ok || isNull(raw) {
+		h.malformed(w, r, fmt.Errorf("missing Data.%s", fn.trigger.Name))
+		return
+	}
+	req, err := decodeHTTPRequest(raw)
+	if err != nil {
+		h.malformed(w, r, fmt.Errorf("bad Data.%s: %w", fn.trigger.Name, err))
+		return
+	}
+	var resp *runtime.Response
+	switch {
+	case len(req.Body) > runtime.MaxBodyBytes:
+		// The same answer the router gives a forwarded request.
+		resp = runtime.Problem(http.StatusRequestEntityTooLarge, "body", fmt.Sprintf("must be at most %d bytes", runtime.MaxBodyBytes))
+	case len(fn.methods) > 0 && !slices.Contains(fn.methods, req.Method):
+		resp = runtime.Problem(http.StatusMethodNotAllowed, "", "method not allowed")
+		resp.Header.Set("Allow", strings.Join(fn.methods, ", "))
+	default:
+		resp = runtime.Call(ctx, fn.http, req)
+	}
+	status := resp.Status
+	if status == 0 {
+		status = http.StatusOK
+	}
+	line := fmt.Sprintf("%s %s answered %d", req.Method, req.Path, status)
+	level := slog.LevelInfo
+	if status >= http.StatusInternalServerError {
+		level = slog.LevelError
+	}
+	h.log.Log(ctx, level, "http invocation", "method", req.Method, "path", req.Path, "status", status)
+
+	out := httpOutput{StatusCode: strconv.Itoa(status), Body: string(resp.Body), Headers: map[string]string{}}
+	for k, vs := range resp.Header {
+		// The output binding takes one string per header; a comma-joined
+		// list is the HTTP equivalent of repeated fields.
+		out.Headers[k] = strings.Join(vs, ", ")
+	}
+	rep := reply{Logs: []string{line}}
+	if fn.out == "$return" {
+		rep.ReturnValue = out
+	} else {
+		// A 4xx for the caller travels here, inside a 200: any non-2xx to
+		// the host fails the invocation and the caller would see a 500.
+		rep.Outputs = map[string]any{fn.out: out}
+	}
+	writeReply(w, rep)
+}
+
+// malformed answers an invocation the host built wrongly.
+func (h *handler) malformed(w http.ResponseWriter, r *http.Request, err error) {
+	h.reject(w, r, http.StatusBadRequest, err)
+}
+
+// reject fails an invocation: the host fails it on any non-2xx and records
+// only that, so our log line is the one place that says why.
+func (h *handler) reject(w http.ResponseWriter, r *http.Request, status int, err error) {
+	h.log.ErrorContext(r.Context(), "invocation rejected", "status", status, "error", err)
+	runtime.WriteResponse(w, runtime.Problem(status, "", err.Error()))
+}
+
+func decodeHTTPRequest(raw json.RawMessage) (*runtime.Request, error) {
+	var d httpData
+	if err := json.Unmarshal(raw, &d); err != nil {
+		return nil, fmt.Errorf("not an HTTP request object: %w", err)
+	}
+	if d.Method == "" {
+		return nil, errors.New("missing Method")
+	}
+	u, err := url.Parse(d.URL)
+	if err != nil {
+		return nil, fmt.Errorf("bad Url: %w", err)
+	}
+	query, err := decodeQuery(d.Query)
+	if err != nil {
+		return nil, fmt.Errorf("bad Query: %w", err)
+	}
+	if len(query) == 0 && u.RawQuery != "" {
+		// A host that leaves Query out still forwards the URL it received.
+		query = u.Query()
+	}
+	header := http.Header{}
+	for k, raw := range d.Headers {
+		vs, err := stringList(raw)
+		if err != nil {
+			return nil, fmt.Errorf("bad Headers.%s: %w", k, err)
+		}
+		for _, v := range vs {
+			header.Add(k, v)
+		}
+	}
+	params := make(map[string]string, len(d.Params))
+	for k, raw := range d.Params {
+		v, err := scalarString(raw)
+		if err != nil {
+			return nil, fmt.Errorf("bad Params.%s: %w", k, err)
+		}
+		params[k] = v
+	}
+	return &runtime.Request{
+		Method: strings.ToUpper(d.Method),
+		Path:   u.Path,
+		Params: params,
+		Query:  query,
+		Header: header,
+		Body:   httpBody(d.Body),
+	}, nil
+}
+
+// decodeQuery accepts the object current hosts send and the JSON string
+// older ones send; a string that is not JSON is taken for a raw query.
+func decodeQuery(raw json.RawMessage) (url.Values, error) {
+	q := url.Values{}
+	if isNull(raw) {
+		return q, nil
+	}
+	if s, ok := jsonString(raw); ok {
+		s = strings.TrimSpace(s)
+		if s == "" || s == "null" {
+			return q, nil
+		}
+		if !strings.HasPrefix(s, "{") {
+			return url.ParseQuery(strings.TrimPrefix(s, "?"))
+		}
+		raw = json.RawMessage(s)
+	}
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return nil, fmt.Errorf("want an object or a string holding one, got %.40s", raw)
+	}
+	for k, v := range m {
+		vs, err := stringList(v)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", k, err)
+		}
+		q[k] = vs
+	}
+	return q, nil
+}
+
+// httpBody takes a string body as is (binary content arrives base64 and
+// the handler is the one that knows it) and any other JSON value as its
+// raw text, which is what the caller sent when the host parsed it for us.
+func httpBody(raw json.RawMessage) []byte {
+	if isNull(raw) {
+		return nil
+	}
+	if s, ok := jsonString(raw); ok {
+		return []byte(s)
+	}
+	return raw
+}

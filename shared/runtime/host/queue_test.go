@@ -1,0 +1,368 @@
+package host
+
+import (
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/fabrikam/dronedelivery/shared/domain"
+	"github.com/fabrikam/dronedelivery/shared/ports"
+	"github.com/fabrikam/dronedelivery/shared/topology"
+)
+
+// ingested is the Delivered that every encoding of the ingest message
+// must decode to.
+func ingested() ports.Delivered {
+	return ports.Delivered{
+		Message: ports.Message{
+			ID:            "d-0042.ingest",
+			Queue:         topology.QueueDeliveryRequests,
+			Body:          []byte(envelopeBody),
+			CorrelationID: "corr-7f3a",
+			Operation:     "delivery",
+		},
+		DeliveryCount:  3,
+		EnqueuedAt:     time.Date(2025, 3, 14, 9, 26, 53, 589793200, time.UTC),
+		SequenceNumber: 12884901893,
+		LockToken:      "5f4e0b6c-1d2a-4c8e-9a7b-3e2f1d0c9b8a",
+	}
+}
+
+func TestQueueInvocationDecodesMessage(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		doc  func(t *testing.T) []byte
+		want func() ports.Delivered
+		logs []string // lines expected in Logs before the outcome's line
+	}{
+		{name: "double-encoded metadata and body", doc: goldenDoc("servicebus_double_encoded.json"), want: ingested},
+		{name: "plain metadata and an object body", doc: goldenDoc("servicebus_object_body.json"), want: ingested},
+		{name: "base64 body of a binary trigger", doc: goldenDoc("servicebus_base64_body.json"), want: ingested},
+		{
+			name: "older host: UserProperties only, null correlation id, a dead-lettered message",
+			doc:  goldenDoc("servicebus_user_properties.json"),
+			want: func() ports.Delivered {
+				return ports.Delivered{
+					Message: ports.Message{
+						ID:        "d-0099.cancel",
+						Queue:     topology.QueueDeliveryRequests,
+						Body:      []byte(`{"operation":"cancel","deliveryId":"d-0099","correlationId":"corr-1b2c"}`),
+						Operation: "cancel",
+					},
+					DeliveryCount:         10,
+					EnqueuedAt:            time.Date(2025, 3, 14, 8, 0, 0, 0, time.UTC),
+					SequenceNumber:        42,
+					LockToken:             "00000000-0000-0000-0000-000000000000",
+					DeadLetterReason:      "MaxDeliveryCountExceeded",
+					DeadLetterDescription: "Message could not be consumed after 10 delivery attempts.",
+				}
+			},
+		},
+		{
+			name: "ApplicationProperties wins over UserProperties",
+			doc: func(t *testing.T) []byte {
+				return patch(t, golden(t, "servicebus_double_encoded.json"), "Metadata", "UserProperties", map[string]any{"operation": "cancel"})
+			},
+			want: ingested,
+		},
+		{
+			name: "EnqueuedTime stands in for a missing EnqueuedTimeUtc",
+			doc: func(t *testing.T) []byte {
+				return patch(t, golden(t, "servicebus_double_encoded.json"), "Metadata", "EnqueuedTimeUtc", nil)
+			},
+			want: ingested,
+		},
+		{
+			name: "undecodable metadata is ignored with a warning, not a failure",
+			doc: func(t *testing.T) []byte {
+				doc := patch(t, golden(t, "servicebus_double_encoded.json"), "Metadata", "DeliveryCount", `"three"`)
+				return patch(t, doc, "Metadata", "EnqueuedTimeUtc", "14/03/2025 09:26:53")
+			},
+			want: func() ports.Delivered {
+				d := ingested()
+				d.DeliveryCount = 0
+				return d
+			},
+			logs: []string{
+				`ignored metadata: DeliveryCount: want an integer, got "three"`,
+				`ignored metadata: EnqueuedTimeUtc: want an ISO 8601 time, got "14/03/2025 09:26:53"`,
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			f := newFixture(t, nil)
+			rep := decodeReply(t, f.invoke("ScheduleDrone", "inv-q", tt.doc(t)))
+
+			got := f.delivered()
+			require.Len(t, got, 1)
+			want := tt.want()
+			assert.Equal(t, string(want.Body), string(got[0].Body))
+			assert.True(t, want.EnqueuedAt.Equal(got[0].EnqueuedAt), "EnqueuedAt %v, want %v", got[0].EnqueuedAt, want.EnqueuedAt)
+			want.EnqueuedAt = got[0].EnqueuedAt
+			assert.Equal(t, want, *got[0])
+			require.Len(t, rep.Logs, len(tt.logs)+1)
+			for i, line := range tt.logs {
+				assert.Equal(t, line, rep.Logs[i])
+			}
+		})
+	}
+}
+
+func goldenDoc(name string) func(t *testing.T) []byte {
+	return func(t *testing.T) []byte { return golden(t, name) }
+}
+
+func TestQueueBodyEncodingsAgree(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, nil)
+	for _, name := range []string{"servicebus_double_encoded.json", "servicebus_object_body.json", "servicebus_base64_body.json"} {
+		decodeReply(t, f.invoke("ScheduleDrone", "inv-"+name, golden(t, name)))
+	}
+	got := f.delivered()
+	require.Len(t, got, 3)
+	for _, d := range got {
+		assert.Equal(t, envelopeBody, string(d.Body))
+	}
+}
+
+func TestMessageBody(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name   string
+		raw    string
+		binary bool
+		want   string
+	}{
+		{name: "base64 on a binary trigger", raw: `"aGVsbG8="`, binary: true, want: "hello"},
+		{name: "double-encoded JSON on a binary trigger", raw: `"{\"a\":1}"`, binary: true, want: `{"a":1}`},
+		{name: "double-encoded JSON", raw: `"{\"a\":1}"`, want: `{"a":1}`},
+		{name: "a string is not decoded without dataType binary", raw: `"aGVsbG8="`, want: "aGVsbG8="},
+		{name: "an object as is", raw: `{"a":[1,2]}`, want: `{"a":[1,2]}`},
+		{name: "an array as is", raw: `[1,2]`, binary: true, want: `[1,2]`},
+		{name: "null is an empty body", raw: `null`, binary: true, want: ""},
+		{name: "an empty base64 string is an empty body", raw: `""`, binary: true, want: ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			got, err := messageBody([]byte(tt.raw), tt.binary)
+			require.NoError(t, err)
+			assert.Equal(t, tt.want, string(got))
+		})
+	}
+}
+
+func TestQueueOutcomes(t *testing.T) {
+	t.Parallel()
+	next := ports.Message{
+		ID: "d-0042.schedule", Queue: topology.QueueDroneScheduled, Body: []byte(`{"operation":"delivery","deliveryId":"d-0042","correlationId":"corr-7f3a"}`),
+		CorrelationID: "corr-7f3a", Operation: "delivery",
+	}
+	tests := []struct {
+		name       string
+		step       stepFunc
+		publishErr error
+		status     int
+		events     []string
+		published  [][]ports.Message
+		logLine    string // a substring of the reply's last Logs line, for a 200
+		errorLog   bool   // whether an error-level line is logged
+	}{
+		{
+			name:      "done: the output is published once, before the 200",
+			step:      func(*ports.Delivered) ([]ports.Message, error) { return []ports.Message{next}, nil },
+			status:    http.StatusOK,
+			events:    []string{"publish", "status 200"},
+			published: [][]ports.Message{{next}},
+			logLine:   "message d-0042.ingest processed on delivery 3; 1 message(s) published",
+		},
+		{
+			name:    "done without outputs publishes nothing",
+			status:  http.StatusOK,
+			events:  []string{"status 200"},
+			logLine: "message d-0042.ingest processed on delivery 3; 0 message(s) published",
+		},
+		{
+			name: "a transient error is retried",
+			step: func(*ports.Delivered) ([]ports.Message, error) {
+				return nil, domain.Unavailable(errors.New("429 from the store"), "store unavailable")
+			},
+			status: http.StatusInternalServerError,
+			events: []string{"status 500"},
+		},
+		{
+			name: "a permanent error is acknowledged and logged",
+			step: func(*ports.Delivered) ([]ports.Message, error) {
+				return []ports.Message{next}, &domain.Permanent{Err: domain.Invalid("operation", "must be one of delivery, cancel, reschedule")}
+			},
+			status:   http.StatusOK,
+			events:   []string{"status 200"},
+			logLine:  "message d-0042.ingest can never succeed and was acknowledged without retry: permanent: operation: must be one of delivery, cancel, reschedule",
+			errorLog: true,
+		},
+		{
+			name:   "a panic is retried",
+			step:   func(*ports.Delivered) ([]ports.Message, error) { panic("nil map") },
+			status: http.StatusInternalServerError,
+			events: []string{"status 500"},
+		},
+		{
+			name:       "a publish failure is retried",
+			step:       func(*ports.Delivered) ([]ports.Message, error) { return []ports.Message{next}, nil },
+			publishErr: errors.New("amqp: link detached"),
+			status:     http.StatusInternalServerError,
+			events:     []string{"publish", "status 500"},
+			published:  [][]ports.Message{{next}},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			f := newFixture(t, tt.step)
+			f.pub.err = tt.publishErr
+			rec := f.invoke("ScheduleDrone", "inv-outcome", golden(t, "servicebus_double_encoded.json"))
+
+			require.Equal(t, tt.status, rec.Code, rec.Body.String())
+			assert.Equal(t, tt.events, f.ev.get())
+			assert.Equal(t, tt.published, f.pub.published())
+			if tt.status == http.StatusOK {
+				rep := decodeReply(t, rec)
+				assert.Empty(t, rep.Outputs)
+				assert.JSONEq(t, `null`, string(rep.ReturnValue))
+				require.NotEmpty(t, rep.Logs)
+				assert.Equal(t, tt.logLine, rep.Logs[len(rep.Logs)-1])
+			} else {
+				assert.Equal(t, http.StatusInternalServerError, problemOf(t, rec).Status)
+			}
+			var errorLines int
+			for _, l := range f.logs.lines(t) {
+				if l["level"] == "ERROR" {
+					errorLines++
+					assert.Equal(t, "d-0042.ingest", l["messageId"])
+				}
+			}
+			assert.Equal(t, tt.errorLog, errorLines > 0)
+		})
+	}
+}
+
+func TestLogLinesCarryInvocationAttributes(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name, function, golden string
+		want                   map[string]any
+	}{
+		{
+			name: "queue", function: "ScheduleDrone", golden: "servicebus_double_encoded.json",
+			want: map[string]any{"invocationId": "inv-logs", "function": "ScheduleDrone", "messageId": "d-0042.ingest", "correlationId": "corr-7f3a"},
+		},
+		{
+			name: "http", function: "Echo", golden: "http_get_query_object.json",
+			want: map[string]any{"invocationId": "inv-logs", "function": "Echo"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			f := newFixture(t, nil)
+			decodeReply(t, f.invoke(tt.function, "inv-logs", golden(t, tt.golden)))
+			lines := f.logs.lines(t)
+			require.NotEmpty(t, lines)
+			for _, l := range lines {
+				for k, v := range tt.want {
+					assert.Equal(t, v, l[k], "attribute %s of %v", k, l)
+				}
+			}
+		})
+	}
+}
+
+func TestInvocationErrors(t *testing.T) {
+	t.Parallel()
+	queueDoc := func(t *testing.T) []byte { return golden(t, "servicebus_double_encoded.json") }
+	httpDoc := func(t *testing.T) []byte { return golden(t, "http_get_query_object.json") }
+	tests := []struct {
+		name, method, function string
+		body                   func(t *testing.T) []byte
+		status                 int
+		detail                 string // a substring of the problem's detail
+	}{
+		{name: "unknown function", function: "NoSuchFunction", body: queueDoc, status: http.StatusNotFound, detail: `no function is named "NoSuchFunction"`},
+		{name: "the readiness probe", method: http.MethodGet, function: "", status: http.StatusNotFound},
+		{name: "a nested path", function: "ScheduleDrone/extra", body: queueDoc, status: http.StatusNotFound},
+		{name: "an invocation must be POSTed", method: http.MethodGet, function: "ScheduleDrone", status: http.StatusMethodNotAllowed},
+		{name: "truncated JSON", function: "ScheduleDrone", body: raw(`{"Data":{"msg":`), status: http.StatusBadRequest, detail: "not a JSON envelope"},
+		{name: "not an object", function: "ScheduleDrone", body: raw(`[]`), status: http.StatusBadRequest, detail: "not a JSON envelope"},
+		{name: "an empty body", function: "Echo", body: raw(``), status: http.StatusBadRequest, detail: "not a JSON envelope"},
+		{name: "no Data", function: "ScheduleDrone", body: raw(`{"Metadata":{}}`), status: http.StatusBadRequest, detail: "no Data object"},
+		{name: "Data is not an object", function: "ScheduleDrone", body: raw(`{"Data":"msg"}`), status: http.StatusBadRequest, detail: "not a JSON envelope"},
+		{name: "queue: no trigger data", function: "ScheduleDrone", body: raw(`{"Data":{"message":"{}"},"Metadata":{"MessageId":"\"m\""}}`), status: http.StatusBadRequest, detail: "missing Data.msg"},
+		{
+			name: "queue: no message id", function: "ScheduleDrone", status: http.StatusBadRequest, detail: "missing Metadata.MessageId",
+			body: func(t *testing.T) []byte { return patch(t, queueDoc(t), "Metadata", "MessageId", nil) },
+		},
+		{name: "http: no trigger data", function: "Echo", body: raw(`{"Data":{},"Metadata":{}}`), status: http.StatusBadRequest, detail: "missing Data.req"},
+		{name: "http: request is not an object", function: "Echo", body: raw(`{"Data":{"req":"GET /api/echo/1"}}`), status: http.StatusBadRequest, detail: "not an HTTP request object"},
+		{
+			name: "http: no method", function: "Echo", status: http.StatusBadRequest, detail: "missing Method",
+			body: func(t *testing.T) []byte { return patch(t, httpDoc(t), "Data.req", "Method", nil) },
+		},
+		{
+			name: "http: Query neither object nor string", function: "Echo", status: http.StatusBadRequest, detail: "bad Query",
+			body: func(t *testing.T) []byte { return patch(t, httpDoc(t), "Data.req", "Query", 5) },
+		},
+		{
+			name: "http: a header value that is not a string", function: "Echo", status: http.StatusBadRequest, detail: "bad Headers.Accept",
+			body: func(t *testing.T) []byte {
+				return patch(t, httpDoc(t), "Data.req", "Headers", map[string]any{"Accept": []any{1}})
+			},
+		},
+		{
+			name: "an envelope over the limit", function: "ScheduleDrone", status: http.StatusRequestEntityTooLarge, detail: "exceeds",
+			body: raw(`{"Data":{"msg":"` + strings.Repeat("a", maxInvocationBytes) + `"}}`),
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			f := newFixture(t, nil)
+			method := tt.method
+			if method == "" {
+				method = http.MethodPost
+			}
+			var body []byte
+			if tt.body != nil {
+				body = tt.body(t)
+			}
+			rec := &recorder{ResponseRecorder: httptest.NewRecorder(), ev: f.ev}
+			f.h.ServeHTTP(rec, newRequest(method, "/"+tt.function, body))
+
+			require.Equal(t, tt.status, rec.Code, rec.Body.String())
+			p := problemOf(t, rec)
+			assert.Contains(t, p.Detail, tt.detail)
+			if tt.status == http.StatusMethodNotAllowed {
+				assert.Equal(t, http.MethodPost, rec.Header().Get("Allow"))
+			}
+			assert.Empty(t, f.delivered())
+			assert.Empty(t, f.pub.published())
+		})
+	}
+}
+
+func raw(s string) func(*testing.T) []byte { return func(*testing.T) []byte { return []byte(s) } }
+
+func TestFunctionNamesIgnoreCase(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, nil)
+	decodeReply(t, f.invoke("scheduledrone", "inv-case", golden(t, "servicebus_double_encoded.json")))
+	assert.Len(t, f.delivered(), 1)
+}
