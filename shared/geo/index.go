@@ -43,7 +43,9 @@ type slot struct {
 	i   int
 }
 
-// NewIndex returns an empty index whose cells are about cellDeg degrees on a side, or 0.05° when cellDeg <= 0 because that suits a city fleet.
+// NewIndex returns an empty index whose cells are about cellDeg degrees on a
+// side, or 0.02° when cellDeg <= 0 because that suits a city fleet (see
+// defaultCellDeg).
 func NewIndex[V any](cellDeg float64) *Index[V] {
 	return &Index[V]{
 		g:     newGrid(cellDeg),
@@ -52,7 +54,8 @@ func NewIndex[V any](cellDeg float64) *Index[V] {
 	}
 }
 
-// Upsert inserts the item or moves and replaces it, clamping the latitude to ±90° so the grid can bound its distance.
+// Upsert inserts the item or moves and replaces it, clamping the latitude to
+// ±90° so that the grid can bound its distance.
 func (x *Index[V]) Upsert(id string, p Point, v V) {
 	p.Lat = clampLat(p.Lat)
 	k := x.g.keyOf(p)
@@ -77,7 +80,8 @@ func (x *Index[V]) Upsert(id string, p Point, v V) {
 	c.items = append(c.items, it)
 }
 
-// Remove deletes the item and is a no-op when it is absent, so claiming an already-claimed drone is harmless.
+// Remove deletes the item and is a no-op when it is absent, so claiming an
+// already-claimed drone is harmless.
 func (x *Index[V]) Remove(id string) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
@@ -108,7 +112,8 @@ func (x *Index[V]) detach(s slot) {
 	}
 }
 
-// Get returns the item's current position and value, which callers use to re-verify what Nearest yielded.
+// Get returns the item's current position and value, which callers use to
+// re-verify what Nearest yielded.
 func (x *Index[V]) Get(id string) (Point, V, bool) {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
@@ -121,14 +126,16 @@ func (x *Index[V]) Get(id string) (Point, V, bool) {
 	return it.Point, it.Value, true
 }
 
-// Len returns the number of items in the index.
+// Len returns the number of items, each id counted once however often it was
+// upserted.
 func (x *Index[V]) Len() int {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
 	return len(x.byID)
 }
 
-// Nearest yields every item in order of increasing great-circle distance from p, with that distance in km.
+// Nearest yields every item in order of increasing great-circle distance from
+// p, with that distance in km.
 //
 // The index is not locked while the caller's loop body runs, so the body may
 // Upsert and Remove (for example to claim the drone it was given). The price
