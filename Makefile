@@ -7,7 +7,7 @@ FLEET_SIZE ?= 50
 FLEET_CENTER ?= 47.6062,-122.3321
 BIN := bin/dronedelivery
 
-.PHONY: all build run test vet fmt-check unit race bench package clean help
+.PHONY: all build run test test-deps vet fmt-check unit race bench package clean help
 
 all: build
 
@@ -24,7 +24,7 @@ build:
 run: build
 	./$(BIN) serve -addr 127.0.0.1:$(PORT) -data-dir $(DATA_DIR) -seed $(FLEET_SIZE) -fleet-center $(FLEET_CENTER) -banner
 
-test: vet fmt-check unit race
+test: vet fmt-check test-deps unit race
 
 vet:
 	$(GO) vet ./...
@@ -32,6 +32,11 @@ vet:
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+
+# The Cosmos DB and Service Bus test doubles are Node programs installed from a lockfile.
+test-deps:
+	@command -v node >/dev/null && command -v npm >/dev/null || { echo "make test needs Node.js 20+ and npm: apt-get install -y nodejs npm"; exit 1; }
+	cd shared/testdoubles && npm ci --no-audit --no-fund --loglevel=error
 
 unit:
 	$(GO) test -count=1 -timeout 20m ./...

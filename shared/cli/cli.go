@@ -54,6 +54,7 @@ func Main(args []string, app fs.FS, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	log := obs.NewLogger(stderr, logLevel(env("LOG_LEVEL")))
+	slog.SetDefault(log)
 	var err error
 	switch cmd {
 	case "serve":

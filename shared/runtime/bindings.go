@@ -91,7 +91,11 @@ func (r Registry) Check(fns []FunctionConfig) error {
 		if !ok {
 			return fmt.Errorf("function %s has no handler", fc.Name)
 		}
-		switch t := fc.Trigger().Type; t {
+		trigger := fc.Trigger()
+		if trigger == nil {
+			return fmt.Errorf("function %s has no trigger", fc.Name)
+		}
+		switch t := trigger.Type; t {
 		case "httpTrigger":
 			if h.HTTP == nil {
 				return fmt.Errorf("function %s is HTTP-triggered but its handler is not", fc.Name)

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
+	"runtime/debug"
 	"strings"
 
 	"github.com/fabrikam/dronedelivery/shared/obs"
@@ -23,6 +25,9 @@ func NewRouter(reg Registry, fns []FunctionConfig, prefix string) (*http.ServeMu
 	mux := http.NewServeMux()
 	for _, fc := range fns {
 		t := fc.Trigger()
+		if t == nil {
+			return nil, fmt.Errorf("function %s has no trigger", fc.Name)
+		}
 		if t.Type != "httpTrigger" {
 			continue
 		}
@@ -92,6 +97,7 @@ func FromHTTP(r *http.Request, body []byte) *Request {
 func Call(ctx context.Context, h HTTPFunc, req *Request) (resp *Response) {
 	defer func() {
 		if r := recover(); r != nil {
+			slog.ErrorContext(ctx, "handler panic", "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
 			resp = Problem(http.StatusInternalServerError, "", "internal error")
 		}
 	}()

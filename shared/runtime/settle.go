@@ -3,6 +3,7 @@ package runtime
 import (
 	"context"
 	"fmt"
+	"runtime/debug"
 
 	"github.com/fabrikam/dronedelivery/shared/domain"
 	"github.com/fabrikam/dronedelivery/shared/ports"
@@ -44,7 +45,7 @@ func Process(ctx context.Context, fn QueueFunc, pub ports.Publisher, msg *ports.
 func safeCall(ctx context.Context, fn QueueFunc, msg *ports.Delivered) (out []ports.Message, err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			err = fmt.Errorf("handler panic: %v", r)
+			err = fmt.Errorf("handler panic: %v\n%s", r, debug.Stack())
 		}
 	}()
 	return fn(ctx, msg)

@@ -22,3 +22,18 @@ const (
 	ContainerPackages   = "packages"
 	ContainerDrones     = "drones"
 )
+
+// Container is a Cosmos DB container and its partition key path.
+type Container struct {
+	Name         string
+	PartitionKey string
+}
+
+// Containers lists every container of the store. Each aggregate is keyed by
+// its own id so that every read and write on the hot path is a point
+// operation in one logical partition.
+var Containers = []Container{
+	{Name: ContainerDeliveries, PartitionKey: "/id"},
+	{Name: ContainerPackages, PartitionKey: "/id"},
+	{Name: ContainerDrones, PartitionKey: "/id"},
+}

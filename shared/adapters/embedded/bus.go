@@ -28,6 +28,9 @@ const ReasonMaxDeliveryCountExceeded = "MaxDeliveryCountExceeded"
 // lock for long.
 const maxBatch = 1000
 
+// pruneBatch bounds how many expired message ids one publish deletes.
+const pruneBatch = 2000
+
 // dlqSuffix ends every dead-letter queue's name.
 var dlqSuffix = ports.DeadLetterQueue("")
 
@@ -48,6 +51,8 @@ type Bus struct {
 
 	lastPrune atomic.Int64 // unix ns of the last purge of expired message ids
 }
+
+var _ ports.Bus = (*Bus)(nil)
 
 func newBus(db *DB) *Bus {
 	b := &Bus{db: db, wake: make(map[string]chan struct{})}
@@ -114,10 +119,7 @@ func (b *Bus) Publish(ctx context.Context, msgs ...ports.Message) error {
 		if err != nil {
 			return b.db.fail(err, "publish %s to %s", id, m.Queue)
 		}
-		if n, err := res.RowsAffected(); err != nil || n == 0 {
-			if err != nil {
-				return b.db.fail(err, "publish %s to %s", id, m.Queue)
-			}
+		if affected(res) == 0 {
 			continue // a duplicate
 		}
 		visible, notBefore := now, int64(0)
@@ -143,15 +145,21 @@ func (b *Bus) Publish(ctx context.Context, msgs ...ports.Message) error {
 
 // prune forgets expired message ids now and then, inside a publish that
 // holds the write lock anyway, so the table stays about one window's worth
-// of ids without a background goroutine.
+// of ids without a background goroutine. Each pass deletes at most
+// pruneBatch rows so no publish stalls the writer; a full pass makes the
+// next publish prune again, which lets pruning keep up with any rate.
 func (b *Bus) prune(ctx context.Context, tx *sql.Tx, now int64) error {
-	every := min(int64(b.db.opts.DuplicateWindow), int64(time.Minute))
+	every := min(int64(b.db.opts.DuplicateWindow)/10, int64(time.Second))
 	last := b.lastPrune.Load()
 	if now-last < every || !b.lastPrune.CompareAndSwap(last, now) {
 		return nil
 	}
-	if _, err := tx.StmtContext(ctx, b.db.st.msgPrune).ExecContext(ctx, now); err != nil {
+	res, err := tx.StmtContext(ctx, b.db.st.msgPrune).ExecContext(ctx, now, pruneBatch)
+	if err != nil {
 		return b.db.fail(err, "prune message ids")
+	}
+	if affected(res) == pruneBatch {
+		b.lastPrune.Store(0)
 	}
 	return nil
 }
@@ -221,6 +229,15 @@ func (b *Bus) next(ctx context.Context, queue string) (time.Time, bool, error) {
 	return time.Unix(0, ns), true, nil
 }
 
+// maxDeliveries is the delivery count past which a message of queue is
+// dead-lettered.
+func (b *Bus) maxDeliveries(queue string) int64 {
+	if isDLQ(queue) {
+		return math.MaxInt64 // a dead-letter queue has no dead-letter queue
+	}
+	return int64(b.db.opts.MaxDeliveryCount)
+}
+
 // lock takes up to n visible messages in one transaction, first moving
 // to the dead-letter queue any that would exceed MaxDeliveryCount.
 func (b *Bus) lock(ctx context.Context, queue string, n int) ([]*ports.Delivered, error) {
@@ -230,10 +247,7 @@ func (b *Bus) lock(ctx context.Context, queue string, n int) ([]*ports.Delivered
 		}
 		return nil, b.db.fail(err, "receive from %s", queue)
 	}
-	maxCount := int64(b.db.opts.MaxDeliveryCount)
-	if isDLQ(queue) {
-		maxCount = math.MaxInt64 // a dead-letter queue has no dead-letter queue
-	}
+	maxCount := b.maxDeliveries(queue)
 	tx, err := b.db.w.BeginTx(ctx, nil)
 	if err != nil {
 		return fail(err)
@@ -271,9 +285,8 @@ func (b *Bus) lock(ctx context.Context, queue string, n int) ([]*ports.Delivered
 		}
 		if len(exceeded) > 0 {
 			expired = true
-			desc := fmt.Sprintf("Message could not be consumed after %d delivery attempts.", maxCount)
-			if _, err := tx.StmtContext(ctx, b.db.st.msgExpire).ExecContext(ctx,
-				ports.DeadLetterQueue(queue), ReasonMaxDeliveryCountExceeded, desc, now.UnixNano(), seqList(exceeded)); err != nil {
+			if _, err := tx.StmtContext(ctx, b.db.st.msgExpire).ExecContext(ctx, ports.DeadLetterQueue(queue),
+				ReasonMaxDeliveryCountExceeded, exceededDescription(maxCount), now.UnixNano(), seqList(exceeded)); err != nil {
 				return fail(err)
 			}
 		}
@@ -316,6 +329,11 @@ func (b *Bus) lock(ctx context.Context, queue string, n int) ([]*ports.Delivered
 	return out, nil
 }
 
+// exceededDescription words the dead-letter description as Service Bus does.
+func exceededDescription(maxCount int64) string {
+	return fmt.Sprintf("Message could not be consumed after %d delivery attempts.", maxCount)
+}
+
 // seqList encodes sequence numbers as a JSON array, so one prepared
 // statement can address any number of them through json_each.
 func seqList(seqs []int64) string {
@@ -345,14 +363,10 @@ func (b *Bus) Abandon(ctx context.Context, m *ports.Delivered) error {
 	if err := checkDelivered(m); err != nil {
 		return err
 	}
-	maxCount := int64(b.db.opts.MaxDeliveryCount)
-	if isDLQ(m.Queue) {
-		maxCount = math.MaxInt64
-	}
-	desc := fmt.Sprintf("Message could not be consumed after %d delivery attempts.", maxCount)
+	maxCount := b.maxDeliveries(m.Queue)
 	var queue string
 	err := b.db.st.msgAbandon.QueryRowContext(ctx, m.SequenceNumber, m.Queue, m.LockToken, time.Now().UnixNano(),
-		maxCount, ports.DeadLetterQueue(m.Queue), ReasonMaxDeliveryCountExceeded, desc).Scan(&queue)
+		maxCount, ports.DeadLetterQueue(m.Queue), ReasonMaxDeliveryCountExceeded, exceededDescription(maxCount)).Scan(&queue)
 	if errors.Is(err, sql.ErrNoRows) {
 		return lockLost("abandon", m)
 	}
@@ -385,11 +399,7 @@ func (b *Bus) settled(res sql.Result, err error, op string, m *ports.Delivered) 
 	if err != nil {
 		return b.db.fail(err, "%s %s on %s", op, m.ID, m.Queue)
 	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return b.db.fail(err, "%s %s on %s", op, m.ID, m.Queue)
-	}
-	if n == 0 {
+	if affected(res) == 0 {
 		return lockLost(op, m)
 	}
 	return nil

@@ -6,7 +6,11 @@
 // time anyway, and queueing writers in process is cheaper and fairer than
 // letting them collide on SQLITE_BUSY. Reads use a small pool of their own,
 // which WAL lets run beside the writer. Another process may open the same
-// file; the busy timeout makes the two take turns at the write lock.
+// file; the busy timeout makes the two take turns at the write lock. What
+// one process cannot see of another is its in-memory state: queue wake-ups
+// (the other process's receivers notice by polling) and the nearest-drone
+// index (drones claimed or freed elsewhere show there only after a reopen;
+// the scheduler re-checks each candidate in Update, which reads the file).
 package embedded
 
 import (
@@ -75,6 +79,7 @@ type DB struct {
 	fleet *fleet
 	store ports.Store
 	bus   *Bus
+	turns turns
 
 	done      chan struct{} // closed by Close, so blocked receivers return
 	closeOnce sync.Once
@@ -233,8 +238,14 @@ func (db *DB) fail(err error, format string, args ...any) error {
 	return fmt.Errorf("%s: %w", msg, err)
 }
 
-func nanos(t time.Time) int64 { return t.UnixNano() }
+// affected returns the rows a statement changed; the driver counts them
+// while executing, so RowsAffected cannot fail.
+func affected(res sql.Result) int64 {
+	n, _ := res.RowsAffected()
+	return n
+}
 
+// fromNanos reads a stored time, where 0 means none.
 func fromNanos(ns int64) time.Time {
 	if ns == 0 {
 		return time.Time{}

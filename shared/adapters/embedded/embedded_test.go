@@ -165,6 +165,9 @@ func TestReopenKeepsDocumentsAndMessages(t *testing.T) {
 	maxSeq := got[2].SequenceNumber
 	must(t, db.Close(), "close")
 
+	// A long lock now, so the checks below cannot outlast it; "locked"
+	// keeps the short one it was given before the reopen.
+	opts.LockDuration = time.Minute
 	db = mustOpenAt(t, path, opts)
 	store, bus = db.Store(), db.Bus()
 	if d, err := store.Deliveries.Find(ctx, "d1"); err != nil || d.Stage != domain.StageCreated {
@@ -273,7 +276,8 @@ func TestSecondOpenSharesTheFile(t *testing.T) {
 // must keep them apart.
 func TestCrossProcess(t *testing.T) {
 	t.Parallel()
-	const perProcess, updates = 300, 40
+	const perProcess = 300
+	const updates = perProcess / crossProcessBatch
 	path := filepath.Join(t.TempDir(), "db")
 	db := mustOpenAt(t, path, Options{PollInterval: 20 * time.Millisecond})
 	ctx := ctxFor(t)
@@ -287,10 +291,13 @@ func TestCrossProcess(t *testing.T) {
 
 	seen := map[string]int{}
 	var wg sync.WaitGroup
-	wg.Go(func() { crossProcessWork(t, db, "parent", perProcess, updates) })
+	wg.Go(func() { crossProcessWork(t, db, "parent", perProcess) })
 	for len(seen) < 2*perProcess {
 		msgs, err := db.Bus().Receive(ctx, "xproc", 50)
-		must(t, err, fmt.Sprintf("receive after %d messages (helper said: %s)", len(seen), out))
+		if err != nil {
+			cmd.Wait() // output is safe to read only once the process is gone
+			t.Fatalf("receive after %d messages: %v\nhelper process: %s", len(seen), err, out)
+		}
 		for _, m := range msgs {
 			seen[m.ID]++
 			must(t, db.Bus().Complete(ctx, m), "complete")
@@ -327,31 +334,30 @@ func TestCrossProcessHelper(t *testing.T) {
 	}
 	n, err := strconv.Atoi(os.Getenv(helperCountEnv))
 	must(t, err, "message count")
-	crossProcessWork(t, mustOpenAt(t, path, Options{}), "helper", n, 40)
+	crossProcessWork(t, mustOpenAt(t, path, Options{}), "helper", n)
 }
 
-// crossProcessWork publishes n messages in small batches interleaved with
-// updates of the shared delivery.
-func crossProcessWork(t *testing.T, db *DB, who string, n, updates int) {
+const crossProcessBatch = 10
+
+// crossProcessWork publishes n messages in small batches, each followed by
+// an update of the shared delivery.
+func crossProcessWork(t *testing.T, db *DB, who string, n int) {
 	ctx := ctxFor(t)
-	const batch = 10
-	for i := 0; i < n; i += batch {
+	for i := 0; i < n; i += crossProcessBatch {
 		var msgs []ports.Message
-		for j := i; j < min(i+batch, n); j++ {
+		for j := i; j < min(i+crossProcessBatch, n); j++ {
 			msgs = append(msgs, ports.Message{ID: fmt.Sprintf("%s-%d", who, j), Queue: "xproc", Body: []byte(`{}`)})
 		}
 		if err := db.Bus().Publish(ctx, msgs...); err != nil {
 			t.Errorf("%s publish: %v", who, err)
 			return
 		}
-		if i/batch < updates {
-			if _, err := db.Store().Deliveries.Update(ctx, "shared", func(d *domain.Delivery) error {
-				d.ScheduleAttempts++
-				return nil
-			}); err != nil {
-				t.Errorf("%s update: %v", who, err)
-				return
-			}
+		if _, err := db.Store().Deliveries.Update(ctx, "shared", func(d *domain.Delivery) error {
+			d.ScheduleAttempts++
+			return nil
+		}); err != nil {
+			t.Errorf("%s update: %v", who, err)
+			return
 		}
 	}
 }
@@ -486,17 +492,29 @@ func TestFleetIndexHoldsOnlyDispatchableDrones(t *testing.T) {
 	}
 }
 
+func TestPragmas(t *testing.T) {
+	t.Parallel()
+	db := MustOpen(t, Options{})
+	for pragma, want := range map[string]string{"journal_mode": "wal", "synchronous": "1", "busy_timeout": "5000"} {
+		var got string
+		must(t, db.w.QueryRowContext(ctxFor(t), "PRAGMA "+pragma).Scan(&got), pragma)
+		if got != want {
+			t.Errorf("PRAGMA %s = %s, want %s", pragma, got, want)
+		}
+	}
+}
+
 // TestQueriesUseIndexes guards the plans the hot paths depend on: a SCAN of
 // documents or messages would turn each call into a walk of the whole file.
 func TestQueriesUseIndexes(t *testing.T) {
 	t.Parallel()
 	db := MustOpen(t, Options{})
 	for query, index := range map[string]string{
-		`SELECT body FROM documents WHERE ` + dronesWhere + ` AND status = 'Available' AND id > '' ORDER BY id LIMIT 10`: "documents_drone_status",
-		`SELECT id, version, body FROM documents WHERE ` + dronesWhere + ` AND status = 'Available'`:                     "documents_drone_status",
+		`SELECT body FROM documents WHERE ` + dronesWhere + ` AND status = 'Available' AND id > '' ORDER BY id LIMIT 10`:  "documents_drone_status",
+		`SELECT id, version, body FROM documents WHERE ` + dronesWhere + ` AND status = 'Available'`:                      "documents_drone_status",
 		`SELECT seq, delivery_count FROM messages WHERE queue = 'q' AND visible_at <= 0 ORDER BY visible_at, seq LIMIT 5`: "messages_visible",
 		`SELECT visible_at FROM messages WHERE queue = 'q' ORDER BY visible_at LIMIT 1`:                                   "messages_visible",
-		`DELETE FROM message_ids WHERE expires_at <= 0`:                                                                   "message_ids_expiry",
+		`SELECT queue, id FROM message_ids WHERE expires_at <= 0 ORDER BY expires_at LIMIT 10`:                            "message_ids_expiry",
 	} {
 		rows, err := db.r.QueryContext(ctxFor(t), "EXPLAIN QUERY PLAN "+query)
 		must(t, err, "explain")

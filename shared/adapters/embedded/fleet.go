@@ -9,6 +9,7 @@ import (
 
 	"github.com/fabrikam/dronedelivery/shared/domain"
 	"github.com/fabrikam/dronedelivery/shared/geo"
+	"github.com/fabrikam/dronedelivery/shared/ports"
 	"github.com/fabrikam/dronedelivery/shared/topology"
 )
 
@@ -30,6 +31,8 @@ type fleet struct {
 	mu       sync.Mutex
 	versions map[string]int64
 }
+
+var _ ports.Fleet = (*fleet)(nil)
 
 func newFleet(db *DB) *fleet {
 	f := &fleet{

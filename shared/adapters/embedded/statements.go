@@ -50,7 +50,8 @@ func (s *statements) prepare(ctx context.Context, w, r *sql.DB) error {
 			WHERE message_ids.expires_at <= ?4`},
 		{w, &s.msgInsert, `INSERT INTO messages (queue, id, body, correlation_id, operation, not_before, enqueued_at, visible_at)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?)`},
-		{w, &s.msgPrune, `DELETE FROM message_ids WHERE expires_at <= ?`},
+		{w, &s.msgPrune, `DELETE FROM message_ids WHERE (queue, id) IN
+			(SELECT queue, id FROM message_ids WHERE expires_at <= ?1 ORDER BY expires_at LIMIT ?2)`},
 
 		// A locked message's visible_at is its lock expiry, so one index
 		// serves fresh, delayed and expired-lock messages alike.

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"sync"
 	"time"
 
 	"github.com/fabrikam/dronedelivery/shared/domain"
@@ -51,6 +52,11 @@ func (c *collection[T]) Create(ctx context.Context, id string, v *T) error {
 
 // Update implements ports.Collection.
 func (c *collection[T]) Update(ctx context.Context, id string, fn func(*T) error) (*T, error) {
+	unlock, err := c.db.turns.take(ctx, c.name, id)
+	if err != nil {
+		return nil, fmt.Errorf("update %s/%s: %w", c.name, id, err)
+	}
+	defer unlock()
 	for attempt := 1; ; attempt++ {
 		version, body, err := c.read(ctx, id)
 		if err != nil {
@@ -82,6 +88,11 @@ func (c *collection[T]) Update(ctx context.Context, id string, fn func(*T) error
 
 // Upsert implements ports.Collection.
 func (c *collection[T]) Upsert(ctx context.Context, id string, fn func(cur *T) (*T, error)) (*T, error) {
+	unlock, err := c.db.turns.take(ctx, c.name, id)
+	if err != nil {
+		return nil, fmt.Errorf("upsert %s/%s: %w", c.name, id, err)
+	}
+	defer unlock()
 	for attempt := 1; ; attempt++ {
 		version, body, err := c.read(ctx, id)
 		missing := domain.IsCode(err, domain.ENOTFOUND)
@@ -160,7 +171,7 @@ func (c *collection[T]) insert(ctx context.Context, id string, v *T) (bool, erro
 	if err != nil {
 		return false, c.db.fail(err, "insert")
 	}
-	return c.committed(res, id, 1, v)
+	return c.committed(affected(res) > 0, id, 1, v), nil
 }
 
 // replace reports false when somebody wrote since version was read.
@@ -173,21 +184,15 @@ func (c *collection[T]) replace(ctx context.Context, id string, version int64, v
 	if err != nil {
 		return false, c.db.fail(err, "write")
 	}
-	return c.committed(res, id, version+1, v)
+	return c.committed(affected(res) > 0, id, version+1, v), nil
 }
 
-func (c *collection[T]) committed(res sql.Result, id string, version int64, v *T) (bool, error) {
-	n, err := res.RowsAffected()
-	if err != nil {
-		return false, c.db.fail(err, "write")
-	}
-	if n == 0 {
-		return false, nil
-	}
-	if c.written != nil {
+// committed tells the written hook about a successful write.
+func (c *collection[T]) committed(ok bool, id string, version int64, v *T) bool {
+	if ok && c.written != nil {
 		c.written(id, version, v)
 	}
-	return true, nil
+	return ok
 }
 
 // backoff waits a random moment after a lost race, growing with the
@@ -204,5 +209,52 @@ func (c *collection[T]) backoff(ctx context.Context, op, id string, attempt int)
 		return fmt.Errorf("%s %s/%s: %w", op, c.name, id, ctx.Err())
 	case <-t.C:
 		return nil
+	}
+}
+
+// turns queues this process's read-modify-writes of one document. Left to
+// the optimistic loop alone, eight goroutines updating one document starve
+// each other: whoever just won re-reads first and wins again, while those
+// backing off lose until they run out of attempts. Versions still guard
+// against other processes, which turns cannot see.
+type turns struct {
+	mu sync.Mutex
+	m  map[string]*turn
+}
+
+type turn struct {
+	sem     chan struct{} // holds a token while a writer has the turn
+	waiters int           // writers holding or waiting for the turn
+}
+
+// take waits for the document's turn; waiting ends with ctx, so an update
+// function that updates its own document fails instead of hanging.
+func (ts *turns) take(ctx context.Context, collection, id string) (func(), error) {
+	key := collection + "\x00" + id
+	ts.mu.Lock()
+	if ts.m == nil {
+		ts.m = make(map[string]*turn)
+	}
+	t := ts.m[key]
+	if t == nil {
+		t = &turn{sem: make(chan struct{}, 1)}
+		ts.m[key] = t
+	}
+	t.waiters++
+	ts.mu.Unlock()
+
+	release := func() {
+		ts.mu.Lock()
+		if t.waiters--; t.waiters == 0 {
+			delete(ts.m, key)
+		}
+		ts.mu.Unlock()
+	}
+	select {
+	case t.sem <- struct{}{}:
+		return func() { <-t.sem; release() }, nil
+	case <-ctx.Done():
+		release()
+		return nil, ctx.Err()
 	}
 }

@@ -16,7 +16,10 @@ import (
 // BusOptions are the queue settings a Bus test needs; zero means the
 // adapter's default. An adapter applies them to the queues it creates.
 type BusOptions struct {
-	LockDuration     time.Duration
+	// LockDuration is how long a received message stays locked.
+	LockDuration time.Duration
+	// MaxDeliveryCount is how many deliveries a message gets before it
+	// is dead-lettered.
 	MaxDeliveryCount int
 }
 

@@ -1,0 +1,211 @@
+package embedded
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/fabrikam/dronedelivery/shared/domain"
+	"github.com/fabrikam/dronedelivery/shared/ports"
+	"github.com/fabrikam/dronedelivery/shared/topology"
+)
+
+func benchDelivery(id string) *domain.Delivery {
+	now := time.Now().UTC()
+	eta := now.Add(30 * time.Minute)
+	return &domain.Delivery{
+		ID: id, TrackingID: "TRACK" + id, OwnerID: "owner-1", CorrelationID: "corr-" + id,
+		Request: domain.DeliveryRequest{
+			OwnerID:              "owner-1",
+			PickupLocation:       domain.Location{Latitude: 47.61, Longitude: -122.33},
+			DropoffLocation:      domain.Location{Latitude: 47.65, Longitude: -122.30},
+			PickupTime:           now,
+			Deadline:             now.Add(2 * time.Hour),
+			ConfirmationRequired: domain.ConfirmationNone,
+			PackageInfo:          domain.PackageInfo{PackageID: "pkg-" + id, Size: domain.SizeSmall, Weight: 1.2},
+		},
+		RequestHash: "0123456789abcdef0123456789abcdef",
+		Stage:       domain.StageCreated,
+		PickupETA:   &eta,
+		CreatedAt:   now,
+		UpdatedAt:   now,
+	}
+}
+
+func BenchmarkDeliveryCreate(b *testing.B) {
+	deliveries := MustOpen(b, Options{}).Store().Deliveries
+	ctx := context.Background()
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		id := "d" + strconv.Itoa(i)
+		if err := deliveries.Create(ctx, id, benchDelivery(id)); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkDeliveryFind(b *testing.B) {
+	deliveries := MustOpen(b, Options{}).Store().Deliveries
+	ctx := context.Background()
+	const n = 1000
+	for i := range n {
+		id := "d" + strconv.Itoa(i)
+		if err := deliveries.Create(ctx, id, benchDelivery(id)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		if _, err := deliveries.Find(ctx, "d"+strconv.Itoa(i%n)); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkDeliveryUpdate(b *testing.B) {
+	deliveries := MustOpen(b, Options{}).Store().Deliveries
+	ctx := context.Background()
+	const n = 1000
+	for i := range n {
+		id := "d" + strconv.Itoa(i)
+		if err := deliveries.Create(ctx, id, benchDelivery(id)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		if _, err := deliveries.Update(ctx, "d"+strconv.Itoa(i%n), func(d *domain.Delivery) error {
+			d.ScheduleAttempts++
+			return nil
+		}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func benchMessage(i int) ports.Message {
+	id := "delivery-" + strconv.Itoa(i)
+	body, _ := json.Marshal(domain.Envelope{Operation: domain.OpDelivery, DeliveryID: id, CorrelationID: "corr-" + id})
+	return ports.Message{ID: id + "/schedule", Queue: topology.QueueDeliveryRequests, Body: body,
+		CorrelationID: "corr-" + id, Operation: string(domain.OpDelivery)}
+}
+
+func BenchmarkPublish(b *testing.B) {
+	bus := MustOpen(b, Options{}).Bus()
+	ctx := context.Background()
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		if err := bus.Publish(ctx, benchMessage(i)); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkPublishBatch100(b *testing.B) {
+	bus := MustOpen(b, Options{}).Bus()
+	ctx := context.Background()
+	batch := make([]ports.Message, 100)
+	b.ReportAllocs()
+	n := 0
+	for b.Loop() {
+		for j := range batch {
+			batch[j] = benchMessage(n)
+			n++
+		}
+		if err := bus.Publish(ctx, batch...); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "msgs/s")
+}
+
+// BenchmarkReceiveComplete measures one message's round trip through a
+// one-message receive and its completion, the shape of a queue trigger.
+func BenchmarkReceiveComplete(b *testing.B) {
+	bus := MustOpen(b, Options{}).Bus()
+	ctx := context.Background()
+	fill := func(n int) {
+		batch := make([]ports.Message, 0, 100)
+		for i := range n {
+			batch = append(batch, benchMessage(i))
+			if len(batch) == cap(batch) || i == n-1 {
+				if err := bus.Publish(ctx, batch...); err != nil {
+					b.Fatal(err)
+				}
+				batch = batch[:0]
+			}
+		}
+	}
+	fill(b.N)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		msgs, err := bus.Receive(ctx, topology.QueueDeliveryRequests, 1)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := bus.Complete(ctx, msgs[0]); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// seedFleet writes n available drones spread over a metro area in one
+// transaction, then loads the index as Open would; creating them one by
+// one would make the 100k case take minutes of setup.
+func seedFleet(b *testing.B, db *DB, n int) {
+	ctx := context.Background()
+	r := rand.New(rand.NewPCG(1, 2))
+	tx, err := db.w.BeginTx(ctx, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	insert := tx.StmtContext(ctx, db.st.docInsert)
+	for i := range n {
+		id := fmt.Sprintf("drone-%06d", i)
+		d := testDrone(id, 47.6+r.Float64()-0.5, -122.3+r.Float64()-0.5)
+		body, err := json.Marshal(d)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := insert.ExecContext(ctx, topology.ContainerDrones, id, string(body), time.Now().UnixNano()); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		b.Fatal(err)
+	}
+	if err := db.fleet.load(ctx); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// BenchmarkNearestAvailable measures what dispatch pays to find its first
+// candidate in fleets of growing size.
+func BenchmarkNearestAvailable(b *testing.B) {
+	for _, n := range []int{1_000, 10_000, 100_000} {
+		b.Run(strconv.Itoa(n), func(b *testing.B) {
+			db := MustOpen(b, Options{})
+			seedFleet(b, db, n)
+			fleet := db.Store().Fleet
+			ctx := context.Background()
+			r := rand.New(rand.NewPCG(3, 4))
+			b.ReportAllocs()
+			for b.Loop() {
+				loc := domain.Location{Latitude: 47.6 + r.Float64() - 0.5, Longitude: -122.3 + r.Float64() - 0.5}
+				found := false
+				for range fleet.NearestAvailable(ctx, loc) {
+					found = true
+					break
+				}
+				if !found {
+					b.Fatal("no drone found")
+				}
+			}
+		})
+	}
+}

@@ -1,0 +1,128 @@
+// Package config reads the settings that choose and reach the backends. It
+// uses the names the Functions host's identity-based connections use, so
+// one set of app settings serves the bindings and the handler alike.
+package config
+
+import (
+	"fmt"
+	"net/url"
+	"strings"
+)
+
+// Setting names, as the bindings' "connection" prefixes make them.
+const (
+	CosmosPrefix     = "CosmosDBConnection"
+	ServiceBusPrefix = "ServiceBusConnection"
+	CosmosDatabase   = "COSMOS_DATABASE"
+	DataDir          = "DATA_DIR"
+)
+
+// Connection is how to reach one Azure service.
+type Connection struct {
+	Prefix           string // the setting prefix, for messages
+	Endpoint         string // Cosmos account endpoint URL, or Service Bus namespace host name
+	ConnectionString string // for local doubles and emulators; exclusive with Endpoint
+	ManagedIdentity  bool   // use ManagedIdentityCredential rather than DefaultAzureCredential
+	ClientID         string // a user-assigned identity's client id
+}
+
+// Configured reports whether any setting of the connection was given.
+func (c Connection) Configured() bool { return c.Endpoint != "" || c.ConnectionString != "" }
+
+// Config is the backend configuration.
+type Config struct {
+	// Azure is true when Cosmos DB and Service Bus are configured; false
+	// means the embedded backend in DataDir.
+	Azure      bool
+	DataDir    string
+	Database   string
+	Cosmos     Connection
+	ServiceBus Connection
+}
+
+// Load reads the configuration from env (os.Getenv in production). A
+// missing or contradictory setting is an error that names it.
+func Load(env func(string) string) (*Config, error) {
+	c := &Config{DataDir: env(DataDir), Database: env(CosmosDatabase)}
+	if c.DataDir == "" {
+		c.DataDir = ".data"
+	}
+	if c.Database == "" {
+		c.Database = "dronedelivery"
+	}
+	var err error
+	if c.Cosmos, err = connection(env, CosmosPrefix, "accountEndpoint"); err != nil {
+		return nil, err
+	}
+	if c.ServiceBus, err = connection(env, ServiceBusPrefix, "fullyQualifiedNamespace"); err != nil {
+		return nil, err
+	}
+	switch {
+	case c.Cosmos.Configured() && !c.ServiceBus.Configured():
+		return nil, fmt.Errorf("%s is configured but %s is not: set %s__fullyQualifiedNamespace (or %s for a local double)", CosmosPrefix, ServiceBusPrefix, ServiceBusPrefix, ServiceBusPrefix)
+	case c.ServiceBus.Configured() && !c.Cosmos.Configured():
+		return nil, fmt.Errorf("%s is configured but %s is not: set %s__accountEndpoint (or %s for a local double)", ServiceBusPrefix, CosmosPrefix, CosmosPrefix, CosmosPrefix)
+	}
+	c.Azure = c.Cosmos.Configured()
+	if err := validEndpoints(c); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func connection(env func(string) string, prefix, endpointKey string) (Connection, error) {
+	c := Connection{
+		Prefix:           prefix,
+		Endpoint:         strings.TrimSpace(env(prefix + "__" + endpointKey)),
+		ConnectionString: strings.TrimSpace(env(prefix)),
+		ClientID:         strings.TrimSpace(env(prefix + "__clientId")),
+	}
+	if c.Endpoint != "" && c.ConnectionString != "" {
+		return c, fmt.Errorf("set either %s or %s__%s, not both", prefix, prefix, endpointKey)
+	}
+	switch cred := strings.TrimSpace(env(prefix + "__credential")); strings.ToLower(cred) {
+	case "":
+	case "managedidentity":
+		c.ManagedIdentity = true
+	default:
+		return c, fmt.Errorf("%s__credential is %q; the only supported value is managedidentity", prefix, cred)
+	}
+	if c.ClientID != "" {
+		c.ManagedIdentity = true
+	}
+	if (c.ManagedIdentity) && c.Endpoint == "" {
+		return c, fmt.Errorf("%s__credential or __clientId is set but %s__%s is not", prefix, prefix, endpointKey)
+	}
+	return c, nil
+}
+
+func validEndpoints(c *Config) error {
+	if e := c.Cosmos.Endpoint; e != "" {
+		u, err := url.Parse(e)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			return fmt.Errorf("%s__accountEndpoint %q must be a URL such as https://<account>.documents.azure.com:443/", CosmosPrefix, e)
+		}
+	}
+	if e := c.ServiceBus.Endpoint; e != "" && (strings.Contains(e, "://") || strings.Contains(e, "/")) {
+		return fmt.Errorf("%s__fullyQualifiedNamespace %q must be a host name such as <namespace>.servicebus.windows.net", ServiceBusPrefix, e)
+	}
+	if s := c.Cosmos.ConnectionString; s != "" && !strings.Contains(s, "AccountEndpoint=") {
+		return fmt.Errorf("%s must be a connection string with AccountEndpoint= and AccountKey=", CosmosPrefix)
+	}
+	if s := c.ServiceBus.ConnectionString; s != "" && !strings.Contains(s, "Endpoint=sb://") {
+		return fmt.Errorf("%s must be a connection string starting Endpoint=sb://", ServiceBusPrefix)
+	}
+	return nil
+}
+
+// AppSettings lists every setting the code reads when it runs in Azure, so
+// a test can check that the infrastructure sets each one.
+var AppSettings = []string{
+	CosmosPrefix + "__accountEndpoint",
+	CosmosPrefix + "__credential",
+	CosmosPrefix + "__clientId",
+	ServiceBusPrefix + "__fullyQualifiedNamespace",
+	ServiceBusPrefix + "__credential",
+	ServiceBusPrefix + "__clientId",
+	CosmosDatabase,
+}

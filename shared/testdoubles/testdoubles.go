@@ -1,0 +1,127 @@
+// Package testdoubles starts the local stand-ins for Cosmos DB and Service
+// Bus that the contract and end-to-end tests run the Azure adapters against.
+// They are Node.js programs in this folder, installed from its lockfile;
+// they are test tools, not parts of the product.
+package testdoubles
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	goruntime "runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Dir is the folder holding the doubles and their package.json.
+func Dir() string {
+	_, file, _, _ := goruntime.Caller(0)
+	return filepath.Dir(file)
+}
+
+// EnsureInstalled installs the doubles' npm packages from the lockfile when
+// they are missing. Test binaries of several packages may call it at once,
+// so the install runs under a file lock.
+func EnsureInstalled(t testing.TB) {
+	t.Helper()
+	dir := Dir()
+	if _, err := exec.LookPath("node"); err != nil {
+		t.Fatalf("the Cosmos DB and Service Bus test doubles need Node.js 20 or later with npm on PATH (Debian: apt-get install -y nodejs npm): %v", err)
+	}
+	lock, err := os.OpenFile(filepath.Join(dir, ".install.lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		t.Fatalf("open install lock: %v", err)
+	}
+	defer lock.Close()
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+		t.Fatalf("lock install: %v", err)
+	}
+	defer syscall.Flock(int(lock.Fd()), syscall.LOCK_UN)
+	if installed(dir) {
+		return
+	}
+	cmd := exec.Command("npm", "ci", "--no-audit", "--no-fund")
+	cmd.Dir = dir
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("npm ci in %s: %v\n%s", dir, err, out)
+	}
+}
+
+// installed reports whether node_modules matches the lockfile: npm ci
+// writes node_modules/.package-lock.json, newer than the lockfile.
+func installed(dir string) bool {
+	hidden, err := os.Stat(filepath.Join(dir, "node_modules", ".package-lock.json"))
+	if err != nil {
+		return false
+	}
+	lock, err := os.Stat(filepath.Join(dir, "package-lock.json"))
+	return err == nil && !hidden.ModTime().Before(lock.ModTime())
+}
+
+// Process is a running double.
+type Process struct {
+	Port int
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+// Start runs `node <script> args...` from this folder and waits for the
+// line "READY <port>" on its standard output. The process is stopped when
+// the test ends; its standard error goes to the test log on failure.
+func Start(t testing.TB, script string, args ...string) *Process {
+	t.Helper()
+	EnsureInstalled(t)
+	cmd := exec.Command("node", append([]string{filepath.Join(Dir(), script)}, args...)...)
+	cmd.Dir = Dir()
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr strings.Builder
+	cmd.Stderr = &lockedWriter{w: &stderr}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", script, err)
+	}
+	p := &Process{cmd: cmd, done: make(chan struct{})}
+	ready := make(chan int, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			if rest, ok := strings.CutPrefix(sc.Text(), "READY "); ok {
+				if port, err := strconv.Atoi(strings.TrimSpace(rest)); err == nil {
+					ready <- port
+				}
+			}
+		}
+	}()
+	go func() { cmd.Wait(); close(p.done) }()
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-p.done:
+		case <-time.After(5 * time.Second):
+			cmd.Process.Kill()
+			<-p.done
+		}
+		if t.Failed() {
+			t.Logf("%s stderr:\n%s", script, cmd.Stderr.(*lockedWriter).String())
+		}
+	})
+	select {
+	case p.Port = <-ready:
+		return p
+	case <-p.done:
+		t.Fatalf("%s exited before it was ready:\n%s", script, cmd.Stderr.(*lockedWriter).String())
+	case <-time.After(60 * time.Second):
+		t.Fatalf("%s was not ready within 60s:\n%s", script, cmd.Stderr.(*lockedWriter).String())
+	}
+	return nil
+}
+
+// Addr is the double's loopback address.
+func (p *Process) Addr() string { return fmt.Sprintf("127.0.0.1:%d", p.Port) }
