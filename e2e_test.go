@@ -76,7 +76,7 @@ func (l *lockedBuffer) String() string {
 
 // startServe runs `dronedelivery serve` on a free port and waits until it
 // answers.
-func startServe(t *testing.T, dataDir string, args ...string) *proc {
+func startServe(t testing.TB, dataDir string, args ...string) *proc {
 	t.Helper()
 	args = append([]string{"serve", "-addr", "127.0.0.1:0", "-data-dir", dataDir}, args...)
 	cmd := exec.Command(binary, args...)
@@ -177,6 +177,8 @@ func (r *response) decode(t *testing.T, v any) {
 	t.Helper()
 	require.NoError(t, json.Unmarshal(r.Body, v), string(r.Body))
 }
+
+func bytesReader(b []byte) io.Reader { return bytes.NewReader(b) }
 
 func call(t *testing.T, method, url string, body any) *response {
 	t.Helper()
