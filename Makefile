@@ -43,7 +43,7 @@ unit:
 
 # The packages where concurrency is the point run again under the race detector.
 race:
-	$(GO) test -count=1 -race -timeout 20m ./shared/geo/ ./shared/runtime/... ./handlers/
+	$(GO) test -count=1 -race -timeout 20m ./shared/geo/ ./shared/runtime/... ./shared/adapters/embedded/ ./handlers/
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 2000x ./...

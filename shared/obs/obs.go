@@ -12,7 +12,8 @@ import (
 type attrsKey struct{}
 
 // With returns a context whose log lines carry the given key/value pairs in
-// addition to those ctx already carries.
+// addition to those ctx already carries; a key given again replaces its
+// earlier value, so a line never names one key twice.
 func With(ctx context.Context, args ...any) context.Context {
 	prev, _ := ctx.Value(attrsKey{}).([]slog.Attr)
 	r := slog.Record{}
@@ -20,6 +21,12 @@ func With(ctx context.Context, args ...any) context.Context {
 	attrs := make([]slog.Attr, 0, len(prev)+r.NumAttrs())
 	attrs = append(attrs, prev...)
 	r.Attrs(func(a slog.Attr) bool {
+		for i := range attrs {
+			if attrs[i].Key == a.Key {
+				attrs[i] = a
+				return true
+			}
+		}
 		attrs = append(attrs, a)
 		return true
 	})
