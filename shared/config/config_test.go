@@ -29,7 +29,7 @@ func TestLoad(t *testing.T) {
 		{name: "identity-based connections", env: map[string]string{
 			"CosmosDBConnection__accountEndpoint":           "https://acct.documents.azure.com:443/",
 			"ServiceBusConnection__fullyQualifiedNamespace": "ns.servicebus.windows.net",
-			"COSMOS_DATABASE": "db1",
+			"COSMOS_DATABASE":                               "db1",
 		}, check: func(t *testing.T, c *config.Config) {
 			assert.True(t, c.Azure)
 			assert.Equal(t, "db1", c.Database)
