@@ -165,13 +165,16 @@ func TestHostProtocolChain(t *testing.T) {
 		{"ScheduleDrone", topology.QueueDeliveryRequests},
 		{"UpdatePackage", topology.QueueDroneScheduled},
 		{"ComputeEta", topology.QueuePackageUpdated},
+		{"SendNotification", topology.QueueNotifications},
 	}
 	for i, s := range steps {
 		msgs, err := bus.Receive(withTimeout(t, 10*time.Second), s.queue, 10)
 		require.NoError(t, err, s.queue)
 		require.Len(t, msgs, 1, s.queue)
 		m := msgs[0]
-		assert.Equal(t, "delivery", m.Operation)
+		if s.queue != topology.QueueNotifications {
+			assert.Equal(t, "delivery", m.Operation)
+		}
 		status, res := invoke(t, p, s.fn, fmt.Sprintf("inv-%d-a", i), queueInvocation(s.fn, m, 1))
 		require.Equal(t, http.StatusOK, status, s.fn)
 		assert.Empty(t, res.Outputs, "queue outputs go through the bus, not output bindings")

@@ -3,6 +3,7 @@ package handlers
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/fabrikam/dronedelivery/shared/domain"
 	"github.com/fabrikam/dronedelivery/shared/ports"
@@ -13,11 +14,19 @@ import (
 // It runs once per delivery: a redelivered message finds the stage past
 // Created and changes nothing, so no stage ever moves backwards.
 func (h *Handlers) ComputeEta(ctx context.Context, msg *ports.Delivered) ([]ports.Message, error) {
-	ctx, _, d, err := h.loadEnvelope(ctx, msg)
+	ctx, env, d, err := h.loadEnvelope(ctx, msg)
 	if err != nil {
 		return nil, err
 	}
-	if d.Stage != domain.StageCreated {
+	if env.Generation != d.Generation {
+		return nil, nil // an earlier schedule's message
+	}
+	if d.Stage != domain.StageCreated && d.Stage != domain.StageRescheduled {
+		if d.ScheduledAt != nil {
+			// A redelivery: send the scheduled notice again in case the
+			// first attempt stopped before it; duplicates are dropped.
+			return notifyMessages(d, notificationsOfKind(d, domain.NotifyScheduled)), nil
+		}
 		return nil, nil
 	}
 	if d.DroneAssignedAt == nil || d.PackageRecordedAt == nil {
@@ -33,20 +42,24 @@ func (h *Handlers) ComputeEta(ctx context.Context, msg *ports.Delivered) ([]port
 
 	now := h.clock.Now()
 	eta := domain.ComputeETA(now, drone.Location, drone.CruiseSpeedMps, &d.Request)
+	var notes []domain.Notification
 	d, err = h.store.Deliveries.Update(ctx, d.ID, func(cur *domain.Delivery) error {
-		if cur.Stage != domain.StageCreated {
+		notes = nil
+		if (cur.Stage != domain.StageCreated && cur.Stage != domain.StageRescheduled) || cur.Generation != env.Generation {
 			return ports.ErrSkip
 		}
 		t, loc := now, drone.Location
-		cur.Stage = domain.StageScheduled
 		cur.PickupETA, cur.DeliveryETA = &eta.Pickup, &eta.Delivery
 		cur.LastKnownLocation = &loc
-		cur.ScheduledAt, cur.UpdatedAt = &t, now
+		cur.ScheduledAt = &t
+		cur.SetStage(domain.StageScheduled, now, "")
+		notes = append(notes, cur.Notify(domain.NotifyScheduled,
+			fmt.Sprintf("A drone is on its way: pickup at %s, delivery at %s.", eta.Pickup.Format(time.RFC3339), eta.Delivery.Format(time.RFC3339)), now))
 		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("record ETA: %w", err)
 	}
 	h.log.InfoContext(ctx, "delivery scheduled", "droneId", d.DroneID, "pickupETA", eta.Pickup, "deliveryETA", eta.Delivery)
-	return nil, nil
+	return notifyMessages(d, notes), nil
 }

@@ -7,6 +7,7 @@ package handlers
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"time"
@@ -28,6 +29,13 @@ type Config struct {
 	// drone farther away is never considered, which keeps a search for an
 	// unservable package from walking the whole fleet.
 	DispatchRadiusKm float64
+	// Tracking tunes how telemetry moves deliveries.
+	Tracking domain.TrackingConfig
+	// WebhookAttempts is how many times a notification is offered to a
+	// business's webhook before it is dead-lettered.
+	WebhookAttempts int
+	// WebhookClient sends webhooks; its timeout bounds each attempt.
+	WebhookClient *http.Client
 }
 
 func (c Config) withDefaults() Config {
@@ -39,6 +47,13 @@ func (c Config) withDefaults() Config {
 	}
 	if c.DispatchRadiusKm <= 0 {
 		c.DispatchRadiusKm = 200
+	}
+	c.Tracking = c.Tracking.WithDefaults()
+	if c.WebhookAttempts <= 0 {
+		c.WebhookAttempts = 8
+	}
+	if c.WebhookClient == nil {
+		c.WebhookClient = &http.Client{Timeout: 5 * time.Second}
 	}
 	return c
 }
@@ -86,6 +101,21 @@ func (h *Handlers) Registry() runtime.Registry {
 		"GetDrone":          {HTTP: h.GetDrone},
 		"ListDrones":        {HTTP: h.ListDrones},
 		"Healthz":           {HTTP: h.Healthz},
+
+		"PostTelemetry":        {HTTP: h.PostTelemetry},
+		"TrackDrone":           {Queue: h.TrackDrone},
+		"CancelDelivery":       {HTTP: h.CancelDelivery},
+		"RescheduleDelivery":   {HTTP: h.RescheduleDelivery},
+		"PostConfirmation":     {HTTP: h.PostConfirmation},
+		"PostNotifyMeRequest":  {HTTP: h.PostNotifyMeRequest},
+		"GetNotifications":     {HTTP: h.GetNotifications},
+		"GetHistory":           {HTTP: h.GetHistory},
+		"SendNotification":     {Queue: h.SendNotification},
+		"TrackPage":            {HTTP: h.TrackPage},
+		"TrackFeed":            {HTTP: h.TrackFeed},
+		"GetDeliveriesSummary": {HTTP: h.GetDeliveriesSummary},
+		"GetUtilization":       {HTTP: h.GetUtilization},
+		"CreateAccount":        {HTTP: h.CreateAccount},
 	}
 }
 
@@ -109,9 +139,24 @@ func message(queue, step string, env domain.Envelope) ports.Message {
 	}
 }
 
-// nextMessage is the message that hands d to the step reading queue.
+// nextMessage is the message that hands d to the step reading queue. After
+// a reschedule the generation is part of the id, so the new run's messages
+// are not taken for duplicates of the old run's.
 func nextMessage(d *domain.Delivery, queue, step string) ports.Message {
-	return message(queue, step, domain.Envelope{Operation: domain.OpDelivery, DeliveryID: d.ID, CorrelationID: d.CorrelationID})
+	if d.Generation > 0 {
+		step = fmt.Sprintf("g%d:%s", d.Generation, step)
+	}
+	return message(queue, step, domain.Envelope{Operation: domain.OpDelivery, DeliveryID: d.ID, CorrelationID: d.CorrelationID, Generation: d.Generation})
+}
+
+// notifyMessages hands notifications to the webhook step, one message each.
+func notifyMessages(d *domain.Delivery, ns []domain.Notification) []ports.Message {
+	out := make([]ports.Message, 0, len(ns))
+	for _, n := range ns {
+		body, _ := json.Marshal(domain.Envelope{Operation: domain.OpNotify, DeliveryID: d.ID, CorrelationID: d.CorrelationID, NotificationID: n.ID})
+		out = append(out, ports.Message{ID: n.ID, Queue: topology.QueueNotifications, Body: body, CorrelationID: d.CorrelationID, Operation: string(domain.OpNotify)})
+	}
+	return out
 }
 
 // requestedMessage starts the chain for a newly accepted delivery.
@@ -158,6 +203,11 @@ func (h *Handlers) loadEnvelope(ctx context.Context, msg *ports.Delivered) (cont
 	ctx = withDelivery(ctx, env)
 	d, err := h.store.Deliveries.Find(ctx, env.DeliveryID)
 	if domain.IsCode(err, domain.ENOTFOUND) {
+		if msg.DeliveryCount < 3 {
+			// Cosmos DB replicas may trail the write that created the
+			// delivery when another instance made it: try again first.
+			return ctx, env, nil, fmt.Errorf("delivery %s not found yet: %w", env.DeliveryID, err)
+		}
 		return ctx, env, nil, &domain.Permanent{Err: err}
 	}
 	if err != nil {

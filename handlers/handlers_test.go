@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"path/filepath"
 	"sync"
@@ -48,7 +49,7 @@ func newFixture(t *testing.T) *fixture {
 	c := &clock{}
 	c.Set(t0)
 	f := &fixture{db: db, store: db.Store(), bus: db.Bus(), clock: c}
-	f.h = handlers.New(handlers.Deps{Store: f.store, Bus: f.bus, Clock: c, IDs: sys.IDs{}})
+	f.h = handlers.New(handlers.Deps{Store: f.store, Bus: f.bus, Clock: c, IDs: sys.IDs{}, Log: slog.New(slog.DiscardHandler)})
 	return f
 }
 
@@ -113,6 +114,8 @@ func (f *fixture) drain(t *testing.T) int {
 		topology.QueueDeliveryRequests: f.h.ScheduleDrone,
 		topology.QueueDroneScheduled:   f.h.UpdatePackage,
 		topology.QueuePackageUpdated:   f.h.ComputeEta,
+		topology.QueueDroneTelemetry:   f.h.TrackDrone,
+		topology.QueueNotifications:    f.h.SendNotification,
 	}
 	n := 0
 	for progress := true; progress; {
@@ -173,7 +176,7 @@ func TestChainPicksNearestFitAndComputesETA(t *testing.T) {
 	resp := f.ingest(t, requestBody("d1", pickup, drop, "Medium", 2))
 	require.Equal(t, http.StatusAccepted, resp.Status, string(resp.Body))
 	assert.Equal(t, "/api/deliveries/d1", resp.Header.Get("Location"))
-	assert.Equal(t, 3, f.drain(t), "three steps")
+	assert.Equal(t, 4, f.drain(t), "three steps and the scheduled notice")
 
 	d := f.delivery(t, "d1")
 	assert.Equal(t, domain.StageScheduled, d.Stage)
@@ -241,10 +244,14 @@ func TestNoDroneRetriesWithBackoffThenFails(t *testing.T) {
 	retry.Body, _ = json.Marshal(env)
 	out, err = f.h.ScheduleDrone(context.Background(), &retry)
 	require.NoError(t, err)
-	assert.Empty(t, out)
+	require.Len(t, out, 1, "only the customer's notice")
+	assert.Equal(t, topology.QueueNotifications, out[0].Queue)
 	d := f.delivery(t, "lonely")
 	assert.Equal(t, domain.StageFailed, d.Stage)
 	assert.Contains(t, d.FailureReason, "deadline")
+	require.Len(t, d.Notifications, 1)
+	assert.Equal(t, domain.NotifyFailed, d.Notifications[0].Kind)
+	assert.NoError(t, domain.LegalHistory(d.History))
 }
 
 func (f *fixture) receive(t *testing.T, q string) []*ports.Delivered {
@@ -394,7 +401,7 @@ func TestPermanentFailures(t *testing.T) {
 	}
 	for name, body := range cases {
 		for _, fn := range []runtime.QueueFunc{f.h.ScheduleDrone, f.h.UpdatePackage, f.h.ComputeEta} {
-			_, err := fn(context.Background(), &ports.Delivered{Message: ports.Message{ID: "m", Body: body}})
+			_, err := fn(context.Background(), &ports.Delivered{Message: ports.Message{ID: "m", Body: body}, DeliveryCount: 3})
 			assert.True(t, domain.IsPermanent(err), "%s: %v", name, err)
 		}
 	}

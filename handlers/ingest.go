@@ -37,7 +37,7 @@ func (h *Handlers) IngestDelivery(ctx context.Context, req *runtime.Request) *ru
 	}
 	d := &domain.Delivery{
 		ID:            id,
-		TrackingID:    h.ids.NewTrackingID(),
+		TrackingID:    trackingID(h.ids.NewTrackingID(), id),
 		OwnerID:       p.Request.OwnerID,
 		CorrelationID: correlationID,
 		Request:       p.Request,
@@ -47,6 +47,7 @@ func (h *Handlers) IngestDelivery(ctx context.Context, req *runtime.Request) *ru
 		UpdatedAt:     now,
 	}
 	d.Request.Defaults(now, id)
+	d.History = []domain.Event{{Stage: domain.StageCreated, At: now}}
 	ctx = obs.With(ctx, "deliveryId", id, "correlationId", d.CorrelationID)
 
 	err = h.store.Deliveries.Create(ctx, id, d)

@@ -14,11 +14,11 @@ import (
 // already owned by another business is never overwritten: the delivery
 // fails instead.
 func (h *Handlers) UpdatePackage(ctx context.Context, msg *ports.Delivered) ([]ports.Message, error) {
-	ctx, _, d, err := h.loadEnvelope(ctx, msg)
+	ctx, env, d, err := h.loadEnvelope(ctx, msg)
 	if err != nil {
 		return nil, err
 	}
-	if d.Stage.Terminal() {
+	if d.Stage.Terminal() || env.Generation != d.Generation {
 		return nil, nil
 	}
 	if d.DroneAssignedAt == nil {
@@ -33,19 +33,19 @@ func (h *Handlers) UpdatePackage(ctx context.Context, msg *ports.Delivered) ([]p
 	_, err = h.store.Packages.Upsert(ctx, info.PackageID, func(cur *domain.Package) (*domain.Package, error) {
 		if cur == nil {
 			return &domain.Package{ID: info.PackageID, OwnerID: d.OwnerID, DeliveryID: d.ID,
-				Size: info.Size, Weight: info.Weight, Tag: info.Tag, CreatedAt: now, UpdatedAt: now}, nil
+				Size: info.Size, Weight: info.Weight, Tag: info.Tag, Status: "Scheduled", CreatedAt: now, UpdatedAt: now}, nil
 		}
 		if cur.OwnerID != d.OwnerID {
 			return nil, errForeignPackage
 		}
-		if cur.DeliveryID == d.ID && cur.Size == info.Size && cur.Weight == info.Weight && cur.Tag == info.Tag {
+		if cur.DeliveryID == d.ID && cur.Size == info.Size && cur.Weight == info.Weight && cur.Tag == info.Tag && cur.Status == "Scheduled" {
 			return nil, ports.ErrSkip
 		}
-		cur.DeliveryID, cur.Size, cur.Weight, cur.Tag, cur.UpdatedAt = d.ID, info.Size, info.Weight, info.Tag, now
+		cur.DeliveryID, cur.Size, cur.Weight, cur.Tag, cur.Status, cur.UpdatedAt = d.ID, info.Size, info.Weight, info.Tag, "Scheduled", now
 		return cur, nil
 	})
 	if err == errForeignPackage {
-		return nil, h.fail(ctx, d.ID, fmt.Sprintf("package id %s belongs to another owner", info.PackageID))
+		return h.fail(ctx, d.ID, fmt.Sprintf("package id %s belongs to another owner", info.PackageID))
 	}
 	if err != nil {
 		return nil, fmt.Errorf("upsert package %s: %w", info.PackageID, err)

@@ -15,8 +15,9 @@ import (
 var errTaken = errors.New("drone not claimable")
 
 // ScheduleDrone assigns the nearest drone that can serve a delivery. It
-// reads delivery-requests; operations other than delivery belong to later
-// steps of the product and are refused as permanent failures.
+// reads delivery-requests, where cancel and reschedule operations arrive too:
+// a cancel releases the drone the delivery held (compensation), a
+// reschedule releases it and dispatches again.
 //
 // Assignment is three writes so that a crash between any two of them
 // neither leaks a drone nor books a second one: the delivery first reserves
@@ -28,12 +29,25 @@ func (h *Handlers) ScheduleDrone(ctx context.Context, msg *ports.Delivered) ([]p
 	if err != nil {
 		return nil, err
 	}
-	if env.Operation != domain.OpDelivery {
-		return nil, &domain.Permanent{Err: domain.Invalid("operation", "%s is not supported by this step", env.Operation)}
+	switch env.Operation {
+	case domain.OpCancel:
+		return nil, h.releaseDrone(ctx, d)
+	case domain.OpDelivery, domain.OpReschedule:
+	default:
+		return nil, &domain.Permanent{Err: domain.Invalid("operation", "%s is not handled by this step", env.Operation)}
+	}
+	if env.Generation != d.Generation {
+		h.log.InfoContext(ctx, "stale message of an earlier schedule; ignored", "generation", env.Generation)
+		return nil, nil
 	}
 	if d.Stage.Terminal() {
 		h.log.InfoContext(ctx, "delivery already ended; nothing to schedule", "stage", d.Stage)
-		return nil, nil
+		return nil, h.releaseDrone(ctx, d)
+	}
+	if d.Generation > d.ResetGeneration {
+		if d, err = h.resetAssignment(ctx, d); err != nil {
+			return nil, err
+		}
 	}
 	if d.DroneAssignedAt != nil {
 		return []ports.Message{nextMessage(d, topology.QueueDroneScheduled, stepScheduled)}, nil
@@ -55,14 +69,64 @@ func (h *Handlers) ScheduleDrone(ctx context.Context, msg *ports.Delivered) ([]p
 	// No drone now: try again later, backing off, while the deadline allows.
 	delay := h.backoff(env.Attempt)
 	if at := now.Add(delay); !at.Before(d.Request.Deadline) {
-		return nil, h.fail(ctx, d.ID, "no drone could be assigned before the deadline")
+		return h.fail(ctx, d.ID, "no drone could be assigned before the deadline")
 	}
 	retry := *env
 	retry.Attempt++
-	m := message(topology.QueueDeliveryRequests, fmt.Sprintf("retry-%d", retry.Attempt), retry)
+	step := fmt.Sprintf("retry-%d", retry.Attempt)
+	if d.Generation > 0 {
+		step = fmt.Sprintf("g%d:%s", d.Generation, step)
+	}
+	m := message(topology.QueueDeliveryRequests, step, retry)
 	m.NotBefore = now.Add(delay)
 	h.log.InfoContext(ctx, "no drone available; retrying later", "attempt", retry.Attempt, "delay", delay.String())
 	return []ports.Message{m}, nil
+}
+
+// releaseDrone frees the drone a delivery holds, if it still holds one. It
+// is the compensation for a cancel, and a self-repair for any drone found
+// attached to a delivery that has ended.
+func (h *Handlers) releaseDrone(ctx context.Context, d *domain.Delivery) error {
+	if d.DroneID == "" {
+		return nil
+	}
+	now := h.clock.Now()
+	_, err := h.store.Fleet.Update(ctx, d.DroneID, func(dr *domain.Drone) error {
+		if dr.CurrentDeliveryID != d.ID {
+			return ports.ErrSkip
+		}
+		domain.ReleaseDrone(dr, h.cfg.Tracking, now)
+		return nil
+	})
+	if domain.IsCode(err, domain.ENOTFOUND) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("release drone %s: %w", d.DroneID, err)
+	}
+	h.log.InfoContext(ctx, "drone released", "droneId", d.DroneID, "stage", d.Stage)
+	return nil
+}
+
+// resetAssignment undoes the previous generation's assignment before a
+// rescheduled delivery is dispatched again.
+func (h *Handlers) resetAssignment(ctx context.Context, d *domain.Delivery) (*domain.Delivery, error) {
+	if err := h.releaseDrone(ctx, d); err != nil {
+		return nil, err
+	}
+	gen := d.Generation
+	got, err := h.store.Deliveries.Update(ctx, d.ID, func(cur *domain.Delivery) error {
+		if cur.Generation != gen || cur.ResetGeneration >= gen {
+			return ports.ErrSkip
+		}
+		cur.DroneID, cur.DroneAssignedAt, cur.PackageRecordedAt = "", nil, nil
+		cur.ResetGeneration = gen
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("reset assignment: %w", err)
+	}
+	return got, nil
 }
 
 func (h *Handlers) backoff(attempt int) time.Duration {
@@ -166,7 +230,7 @@ func (h *Handlers) claim(ctx context.Context, d *domain.Delivery, droneID string
 	}
 
 	got, err := h.store.Deliveries.Update(ctx, d.ID, func(cur *domain.Delivery) error {
-		if cur.DroneAssignedAt != nil {
+		if cur.DroneAssignedAt != nil || cur.Stage.Terminal() {
 			return ports.ErrSkip
 		}
 		if cur.DroneID != droneID {
@@ -180,24 +244,47 @@ func (h *Handlers) claim(ctx context.Context, d *domain.Delivery, droneID string
 	if err != nil {
 		return nil, fmt.Errorf("record assignment of drone %s: %w", droneID, err)
 	}
+	if got.Stage.Terminal() && got.DroneAssignedAt == nil {
+		// Cancelled while the drone was being claimed: give it back.
+		return got, h.releaseDrone(ctx, got)
+	}
 	return got, nil
 }
 
-// fail marks a delivery Failed with a reason; the message is then done.
-func (h *Handlers) fail(ctx context.Context, id, reason string) error {
+// fail marks a delivery Failed with a reason and tells the customer; the
+// message is then done. A delivery that already ended is left alone.
+func (h *Handlers) fail(ctx context.Context, id, reason string) ([]ports.Message, error) {
 	now := h.clock.Now()
-	_, err := h.store.Deliveries.Update(ctx, id, func(cur *domain.Delivery) error {
+	var notes []domain.Notification
+	d, err := h.store.Deliveries.Update(ctx, id, func(cur *domain.Delivery) error {
+		notes = nil
 		if cur.Stage.Terminal() || cur.DroneAssignedAt != nil {
 			return ports.ErrSkip
 		}
-		cur.Stage = domain.StageFailed
 		cur.FailureReason = reason
-		cur.UpdatedAt = now
+		cur.SetStage(domain.StageFailed, now, reason)
+		notes = append(notes, cur.Notify(domain.NotifyFailed, "We could not deliver your package: "+reason+".", now))
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("mark delivery failed: %w", err)
+		return nil, fmt.Errorf("mark delivery failed: %w", err)
+	}
+	if notes == nil && d.Stage == domain.StageFailed {
+		// A redelivery: send the failure notice again in case the first
+		// attempt stopped before it; duplicate detection drops a repeat.
+		notes = notificationsOfKind(d, domain.NotifyFailed)
 	}
 	h.log.WarnContext(ctx, "delivery failed", "reason", reason)
-	return nil
+	return notifyMessages(d, notes), nil
+}
+
+// notificationsOfKind returns a delivery's notifications of one kind.
+func notificationsOfKind(d *domain.Delivery, kind string) []domain.Notification {
+	var out []domain.Notification
+	for _, n := range d.Notifications {
+		if n.Kind == kind {
+			out = append(out, n)
+		}
+	}
+	return out
 }

@@ -117,6 +117,66 @@ type Delivery struct {
 	CreatedAt         time.Time       `json:"createdAt"`
 	ScheduledAt       *time.Time      `json:"scheduledAt,omitempty"`
 	UpdatedAt         time.Time       `json:"updatedAt"`
+
+	// Generation counts reschedules; messages of an older generation are
+	// stale and ignored. ResetGeneration is the generation whose earlier
+	// assignment was released.
+	Generation      int `json:"generation,omitempty"`
+	ResetGeneration int `json:"resetGeneration,omitempty"`
+
+	PickedUpAt          *time.Time        `json:"pickedUpAt,omitempty"`
+	CompletedAt         *time.Time        `json:"completedAt,omitempty"`
+	CancelledAt         *time.Time        `json:"cancelledAt,omitempty"`
+	LastTelemetryAt     *time.Time        `json:"lastTelemetryAt,omitempty"`
+	TraveledKm          float64           `json:"traveledKm,omitempty"`
+	Trail               []TrailPoint      `json:"trail,omitempty"`
+	History             []Event           `json:"history,omitempty"`
+	Notifications       []Notification    `json:"notifications,omitempty"`
+	NotifiedDeliveryETA *time.Time        `json:"notifiedDeliveryETA,omitempty"`
+	Confirmation        *Confirmation     `json:"confirmation,omitempty"`
+	NotifyMe            []NotifyMeRequest `json:"notifyMe,omitempty"`
+}
+
+// Event is one entry of a delivery's append-only history.
+type Event struct {
+	Stage    Stage     `json:"stage"`
+	At       time.Time `json:"at"`
+	DroneID  string    `json:"droneId,omitempty"`
+	Location *Location `json:"location,omitempty"`
+	Note     string    `json:"note,omitempty"`
+}
+
+// TrailPoint is one reported position of the drone flying a delivery.
+type TrailPoint struct {
+	Latitude  float64   `json:"latitude"`
+	Longitude float64   `json:"longitude"`
+	At        time.Time `json:"at"`
+}
+
+// Notification is a milestone the customer is told about.
+type Notification struct {
+	ID          string     `json:"id"`
+	Kind        string     `json:"kind"`
+	Message     string     `json:"message"`
+	At          time.Time  `json:"at"`
+	Stage       Stage      `json:"stage"`
+	PickupETA   *time.Time `json:"pickupETA,omitempty"`
+	DeliveryETA *time.Time `json:"deliveryETA,omitempty"`
+}
+
+// Confirmation is the recipient's proof of delivery.
+type Confirmation struct {
+	DateTime         time.Time        `json:"dateTime"`
+	GeoCoordinates   Location         `json:"geoCoordinates"`
+	ConfirmationType ConfirmationType `json:"confirmationType"`
+	ConfirmationBlob string           `json:"confirmationBlob,omitempty"`
+}
+
+// NotifyMeRequest asks for delivery updates by e-mail or SMS.
+type NotifyMeRequest struct {
+	EmailAddress string    `json:"emailAddress,omitempty"`
+	SMS          string    `json:"sms,omitempty"`
+	At           time.Time `json:"at"`
 }
 
 // DroneStatus is what a drone is doing.
@@ -144,6 +204,7 @@ type Drone struct {
 	BatteryPercent    float64     `json:"batteryPercent"`
 	Status            DroneStatus `json:"status"`
 	CurrentDeliveryID string      `json:"currentDeliveryId,omitempty"`
+	LastTelemetryAt   *time.Time  `json:"lastTelemetryAt,omitempty"`
 	UpdatedAt         time.Time   `json:"updatedAt"`
 }
 
@@ -155,6 +216,7 @@ type Package struct {
 	Size       PackageSize `json:"size"`
 	Weight     float64     `json:"weight"`
 	Tag        string      `json:"tag,omitempty"`
+	Status     string      `json:"status"` // Scheduled, Delivered or Cancelled
 	CreatedAt  time.Time   `json:"createdAt"`
 	UpdatedAt  time.Time   `json:"updatedAt"`
 }

@@ -12,6 +12,7 @@ const (
 	OpDelivery   Operation = "delivery"
 	OpCancel     Operation = "cancel"
 	OpReschedule Operation = "reschedule"
+	OpNotify     Operation = "notify"
 )
 
 // Envelope is the JSON body of every message between steps. The store is
@@ -22,7 +23,12 @@ type Envelope struct {
 	DeliveryID    string          `json:"deliveryId"`
 	CorrelationID string          `json:"correlationId"`
 	Attempt       int             `json:"attempt,omitempty"`
-	Payload       json.RawMessage `json:"payload,omitempty"`
+	// Generation is the delivery's reschedule count when the message was
+	// sent; a step ignores a message of an older generation.
+	Generation int `json:"generation,omitempty"`
+	// NotificationID names the notification an OpNotify message sends.
+	NotificationID string          `json:"notificationId,omitempty"`
+	Payload        json.RawMessage `json:"payload,omitempty"`
 }
 
 // ParseEnvelope decodes and validates a message body. A body that fails here
@@ -33,9 +39,9 @@ func ParseEnvelope(body []byte) (*Envelope, error) {
 		return nil, &Permanent{Err: err}
 	}
 	switch e.Operation {
-	case OpDelivery, OpCancel, OpReschedule:
+	case OpDelivery, OpCancel, OpReschedule, OpNotify:
 	default:
-		return nil, &Permanent{Err: Invalid("operation", "must be one of delivery, cancel, reschedule")}
+		return nil, &Permanent{Err: Invalid("operation", "must be one of delivery, cancel, reschedule, notify")}
 	}
 	if err := ValidID("deliveryId", e.DeliveryID); err != nil {
 		return nil, &Permanent{Err: err}
@@ -43,5 +49,29 @@ func ParseEnvelope(body []byte) (*Envelope, error) {
 	if e.Attempt < 0 {
 		return nil, &Permanent{Err: Invalid("attempt", "must not be negative")}
 	}
+	if e.Generation < 0 {
+		return nil, &Permanent{Err: Invalid("generation", "must not be negative")}
+	}
+	if e.Operation == OpNotify && e.NotificationID == "" {
+		return nil, &Permanent{Err: Invalid("notificationId", "is required for notify")}
+	}
 	return &e, nil
+}
+
+// ParseTelemetryMessage decodes and validates a telemetry queue message.
+func ParseTelemetryMessage(body []byte) (*Telemetry, error) {
+	var t struct {
+		DroneID        string          `json:"droneId"`
+		Location       json.RawMessage `json:"location"`
+		BatteryPercent *float64        `json:"batteryPercent"`
+		Timestamp      *string         `json:"timestamp"`
+	}
+	if err := DecodeStrict(body, &t); err != nil {
+		return nil, &Permanent{Err: err}
+	}
+	r, err := telemetryReport(t.DroneID, "", t.Location, t.BatteryPercent, t.Timestamp)
+	if err != nil {
+		return nil, &Permanent{Err: err}
+	}
+	return r, nil
 }

@@ -305,3 +305,89 @@ func hashJSON(parts ...any) string {
 	}
 	return hex.EncodeToString(h.Sum(nil))
 }
+
+// Reschedule is a validated PATCH /api/deliveryrequests/{id} body: the
+// fields the client wants changed.
+type Reschedule struct {
+	PickupLocation  *Location
+	DropoffLocation *Location
+	PickupTime      *time.Time
+	Deadline        *time.Time
+}
+
+// ParseReschedule decodes and validates a reschedule; at least one field
+// must be given.
+func ParseReschedule(body []byte) (*Reschedule, error) {
+	var w struct {
+		PickupLocation  *locationWire `json:"pickupLocation"`
+		DropOffLocation *locationWire `json:"dropOffLocation"`
+		DropoffLocation *locationWire `json:"dropoffLocation"`
+		PickupTime      *string       `json:"pickupTime"`
+		Deadline        *string       `json:"deadline"`
+	}
+	if err := DecodeStrict(body, &w); err != nil {
+		return nil, err
+	}
+	var r Reschedule
+	if w.PickupLocation != nil {
+		l, err := parseLocation("pickupLocation", w.PickupLocation)
+		if err != nil {
+			return nil, err
+		}
+		r.PickupLocation = &l
+	}
+	drop, field := w.DropOffLocation, "dropOffLocation"
+	if drop == nil && w.DropoffLocation != nil {
+		drop, field = w.DropoffLocation, "dropoffLocation"
+	} else if drop != nil && w.DropoffLocation != nil {
+		return nil, Invalid("dropoffLocation", "give either dropOffLocation or dropoffLocation, not both")
+	}
+	if drop != nil {
+		l, err := parseLocation(field, drop)
+		if err != nil {
+			return nil, err
+		}
+		r.DropoffLocation = &l
+	}
+	for _, f := range []struct {
+		name string
+		in   *string
+		out  **time.Time
+	}{{"pickupTime", w.PickupTime, &r.PickupTime}, {"deadline", w.Deadline, &r.Deadline}} {
+		if f.in == nil {
+			continue
+		}
+		t, err := parseTime(f.name, f.in)
+		if err != nil {
+			return nil, err
+		}
+		if t.IsZero() {
+			return nil, Invalid(f.name, "must not be empty")
+		}
+		*f.out = &t
+	}
+	if r == (Reschedule{}) {
+		return nil, Invalid("body", "must change at least one of pickupLocation, dropOffLocation, pickupTime, deadline")
+	}
+	return &r, nil
+}
+
+// Apply changes req as asked, keeping the deadline after the pickup time.
+func (r *Reschedule) Apply(req *DeliveryRequest) error {
+	if r.PickupLocation != nil {
+		req.PickupLocation = *r.PickupLocation
+	}
+	if r.DropoffLocation != nil {
+		req.DropoffLocation = *r.DropoffLocation
+	}
+	if r.PickupTime != nil {
+		req.PickupTime = *r.PickupTime
+	}
+	if r.Deadline != nil {
+		req.Deadline = *r.Deadline
+	}
+	if !req.Deadline.After(req.PickupTime) {
+		return Invalid("deadline", "must be after pickupTime")
+	}
+	return nil
+}

@@ -36,10 +36,19 @@ type Collection[T any] interface {
 }
 
 // Deliveries stores deliveries, keyed by delivery id.
-type Deliveries = Collection[domain.Delivery]
+type Deliveries interface {
+	Collection[domain.Delivery]
+	// ListByOwner returns up to limit of the owner's deliveries created in
+	// [from, to), oldest first. It is for reports, not for the hot path: in
+	// Cosmos DB it is a cross-partition query.
+	ListByOwner(ctx context.Context, ownerID string, from, to time.Time, limit int) ([]*domain.Delivery, error)
+}
 
 // Packages stores packages, keyed by package id.
 type Packages = Collection[domain.Package]
+
+// Accounts stores business accounts, keyed by account id.
+type Accounts = Collection[domain.Account]
 
 // Fleet stores drones and finds the nearest available ones.
 type Fleet interface {
@@ -129,4 +138,5 @@ type Store struct {
 	Deliveries Deliveries
 	Packages   Packages
 	Fleet      Fleet
+	Accounts   Accounts
 }

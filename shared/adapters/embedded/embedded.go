@@ -133,9 +133,10 @@ func Open(path string, opts Options) (*DB, error) {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
 	db.store = ports.Store{
-		Deliveries: &collection[domain.Delivery]{db: db, name: topology.ContainerDeliveries},
+		Deliveries: deliveries{&collection[domain.Delivery]{db: db, name: topology.ContainerDeliveries}},
 		Packages:   &collection[domain.Package]{db: db, name: topology.ContainerPackages},
 		Fleet:      db.fleet,
+		Accounts:   &collection[domain.Account]{db: db, name: topology.ContainerAccounts},
 	}
 	db.bus = newBus(db)
 	return db, nil
@@ -175,6 +176,8 @@ CREATE TABLE IF NOT EXISTS documents (
 );
 CREATE INDEX IF NOT EXISTS documents_drone_status
 	ON documents (status, id) WHERE collection = 'drones';
+CREATE INDEX IF NOT EXISTS documents_delivery_owner
+	ON documents (json_extract(body, '$.ownerId')) WHERE collection = 'deliveries';
 
 CREATE TABLE IF NOT EXISTS messages (
 	seq            INTEGER PRIMARY KEY AUTOINCREMENT,

@@ -1,0 +1,110 @@
+package handlers
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+
+	"github.com/fabrikam/dronedelivery/shared/domain"
+	"github.com/fabrikam/dronedelivery/shared/obs"
+	"github.com/fabrikam/dronedelivery/shared/ports"
+	"github.com/fabrikam/dronedelivery/shared/runtime"
+	"github.com/fabrikam/dronedelivery/shared/topology"
+)
+
+// CancelDelivery serves DELETE /api/deliveryrequests/{id} (204). The
+// delivery is Cancelled at once, so every reader sees it; the release of
+// its drone and package travels through the queue as a cancel operation.
+// A completed or failed delivery cannot be cancelled (409); cancelling a
+// cancelled one again is a no-op that queues the compensation again, which
+// the step's idempotency absorbs.
+func (h *Handlers) CancelDelivery(ctx context.Context, req *runtime.Request) *runtime.Response {
+	id := req.Params["id"]
+	if err := domain.ValidID("id", id); err != nil {
+		return h.errorResponse(ctx, err)
+	}
+	now := h.clock.Now()
+	var notes []domain.Notification
+	d, err := h.store.Deliveries.Update(ctx, id, func(cur *domain.Delivery) error {
+		notes = nil
+		switch cur.Stage {
+		case domain.StageCompleted:
+			return domain.Errorf(domain.ECONFLICT, "delivery %s is completed and cannot be cancelled", id)
+		case domain.StageFailed:
+			return domain.Errorf(domain.ECONFLICT, "delivery %s failed and cannot be cancelled", id)
+		case domain.StageCancelled:
+			return ports.ErrSkip
+		}
+		t := now
+		cur.CancelledAt = &t
+		cur.SetStage(domain.StageCancelled, now, "cancelled by the business")
+		notes = append(notes, cur.Notify(domain.NotifyCancelled, "Your delivery was cancelled.", now))
+		return nil
+	})
+	if domain.IsCode(err, domain.ENOTFOUND) {
+		err = domain.Errorf(domain.ENOTFOUND, "delivery %s not found", id)
+	}
+	if err != nil {
+		return h.errorResponse(ctx, err)
+	}
+	ctx = obs.With(ctx, "deliveryId", id, "correlationId", d.CorrelationID)
+	if notes == nil {
+		notes = notificationsOfKind(d, domain.NotifyCancelled)
+	}
+	msgs := append([]ports.Message{message(topology.QueueDeliveryRequests, "cancel",
+		domain.Envelope{Operation: domain.OpCancel, DeliveryID: id, CorrelationID: d.CorrelationID, Generation: d.Generation})},
+		notifyMessages(d, notes)...)
+	if err := h.bus.Publish(ctx, msgs...); err != nil {
+		return h.errorResponse(ctx, domain.Unavailable(err, "the cancellation is recorded but its follow-up could not be queued; send the DELETE again"))
+	}
+	h.log.InfoContext(ctx, "delivery cancelled")
+	return &runtime.Response{Status: http.StatusNoContent, Header: http.Header{}}
+}
+
+// RescheduleDelivery serves PATCH /api/deliveryrequests/{id} with any of
+// pickupLocation, dropOffLocation, pickupTime and deadline. The delivery
+// becomes Rescheduled with a new generation, and dispatch and ETA run again
+// through the queue (the old drone is released first). A package already
+// picked up, or a delivery that has ended, cannot be rescheduled (409).
+func (h *Handlers) RescheduleDelivery(ctx context.Context, req *runtime.Request) *runtime.Response {
+	id := req.Params["id"]
+	if err := domain.ValidID("id", id); err != nil {
+		return h.errorResponse(ctx, err)
+	}
+	change, err := domain.ParseReschedule(req.Body)
+	if err != nil {
+		return h.errorResponse(ctx, err)
+	}
+	now := h.clock.Now()
+	d, err := h.store.Deliveries.Update(ctx, id, func(cur *domain.Delivery) error {
+		switch cur.Stage {
+		case domain.StageHeadedToDropoff, domain.StageCompleted, domain.StageCancelled, domain.StageFailed:
+			return domain.Errorf(domain.ECONFLICT, "delivery %s is %s and cannot be rescheduled", id, cur.Stage)
+		}
+		next := cur.Request
+		if err := change.Apply(&next); err != nil {
+			return err
+		}
+		cur.Request = next
+		cur.Generation++
+		cur.PickupETA, cur.DeliveryETA, cur.ScheduledAt = nil, nil, nil
+		cur.SetStage(domain.StageRescheduled, now, fmt.Sprintf("rescheduled (generation %d)", cur.Generation))
+		return nil
+	})
+	if domain.IsCode(err, domain.ENOTFOUND) {
+		err = domain.Errorf(domain.ENOTFOUND, "delivery %s not found", id)
+	}
+	if err != nil {
+		return h.errorResponse(ctx, err)
+	}
+	ctx = obs.With(ctx, "deliveryId", id, "correlationId", d.CorrelationID)
+	m := message(topology.QueueDeliveryRequests, fmt.Sprintf("g%d:reschedule", d.Generation),
+		domain.Envelope{Operation: domain.OpReschedule, DeliveryID: id, CorrelationID: d.CorrelationID, Generation: d.Generation})
+	if err := h.bus.Publish(ctx, m); err != nil {
+		return h.errorResponse(ctx, domain.Unavailable(err, "the reschedule is recorded but could not be queued"))
+	}
+	h.log.InfoContext(ctx, "delivery rescheduled", "generation", d.Generation)
+	resp := runtime.JSON(http.StatusAccepted, accepted{DeliveryID: d.ID, TrackingID: d.TrackingID, DeliveryRequest: d.Request})
+	resp.Header.Set("Location", "/api/deliveries/"+d.ID)
+	return resp
+}

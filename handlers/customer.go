@@ -1,0 +1,99 @@
+package handlers
+
+import (
+	"context"
+	"net/http"
+
+	"github.com/fabrikam/dronedelivery/shared/domain"
+	"github.com/fabrikam/dronedelivery/shared/runtime"
+)
+
+// PostConfirmation serves POST /api/deliveries/{id}/confirmations: the
+// recipient's proof of delivery, accepted once the package is on its way to
+// them or delivered, of the type the delivery asked for.
+func (h *Handlers) PostConfirmation(ctx context.Context, req *runtime.Request) *runtime.Response {
+	id := req.Params["id"]
+	if err := domain.ValidID("id", id); err != nil {
+		return h.errorResponse(ctx, err)
+	}
+	c, err := domain.ParseConfirmation(req.Body)
+	if err != nil {
+		return h.errorResponse(ctx, err)
+	}
+	_, err = h.store.Deliveries.Update(ctx, id, func(d *domain.Delivery) error {
+		if d.Stage != domain.StageHeadedToDropoff && d.Stage != domain.StageCompleted {
+			return domain.Errorf(domain.ECONFLICT, "delivery %s is %s: a confirmation comes with the delivery", id, d.Stage)
+		}
+		if want := d.Request.ConfirmationRequired; want != domain.ConfirmationNone && c.ConfirmationType != want {
+			return domain.Invalid("confirmationType", "must be %s for this delivery", want)
+		}
+		d.Confirmation = c
+		d.UpdatedAt = h.clock.Now()
+		return nil
+	})
+	if domain.IsCode(err, domain.ENOTFOUND) {
+		err = domain.Errorf(domain.ENOTFOUND, "delivery %s not found", id)
+	}
+	if err != nil {
+		return h.errorResponse(ctx, err)
+	}
+	return runtime.JSON(http.StatusCreated, c)
+}
+
+// PostNotifyMeRequest serves POST /api/deliveries/{id}/notifymerequests.
+func (h *Handlers) PostNotifyMeRequest(ctx context.Context, req *runtime.Request) *runtime.Response {
+	id := req.Params["id"]
+	if err := domain.ValidID("id", id); err != nil {
+		return h.errorResponse(ctx, err)
+	}
+	now := h.clock.Now()
+	r, err := domain.ParseNotifyMe(req.Body, now)
+	if err != nil {
+		return h.errorResponse(ctx, err)
+	}
+	_, err = h.store.Deliveries.Update(ctx, id, func(d *domain.Delivery) error {
+		if d.Stage.Terminal() {
+			return domain.Errorf(domain.ECONFLICT, "delivery %s has ended", id)
+		}
+		if len(d.NotifyMe) >= domain.MaxNotifyMeRequests {
+			return domain.Errorf(domain.ECONFLICT, "delivery %s already has %d notify-me requests", id, domain.MaxNotifyMeRequests)
+		}
+		d.NotifyMe = append(d.NotifyMe, *r)
+		d.UpdatedAt = now
+		return nil
+	})
+	if domain.IsCode(err, domain.ENOTFOUND) {
+		err = domain.Errorf(domain.ENOTFOUND, "delivery %s not found", id)
+	}
+	if err != nil {
+		return h.errorResponse(ctx, err)
+	}
+	return runtime.JSON(http.StatusCreated, r)
+}
+
+// GetNotifications serves GET /api/deliveries/{id}/notifications.
+func (h *Handlers) GetNotifications(ctx context.Context, req *runtime.Request) *runtime.Response {
+	d, err := h.findDelivery(ctx, req.Params["id"])
+	if err != nil {
+		return h.errorResponse(ctx, err)
+	}
+	ns := d.Notifications
+	if ns == nil {
+		ns = []domain.Notification{}
+	}
+	return runtime.JSON(http.StatusOK, map[string]any{"deliveryId": d.ID, "notifications": ns})
+}
+
+// GetHistory serves GET /api/deliveries/{id}/history: every stage the
+// delivery passed, in order, with when and where.
+func (h *Handlers) GetHistory(ctx context.Context, req *runtime.Request) *runtime.Response {
+	d, err := h.findDelivery(ctx, req.Params["id"])
+	if err != nil {
+		return h.errorResponse(ctx, err)
+	}
+	events := d.History
+	if events == nil {
+		events = []domain.Event{}
+	}
+	return runtime.JSON(http.StatusOK, map[string]any{"deliveryId": d.ID, "events": events})
+}

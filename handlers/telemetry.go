@@ -1,0 +1,160 @@
+package handlers
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/fabrikam/dronedelivery/shared/domain"
+	"github.com/fabrikam/dronedelivery/shared/obs"
+	"github.com/fabrikam/dronedelivery/shared/ports"
+	"github.com/fabrikam/dronedelivery/shared/runtime"
+	"github.com/fabrikam/dronedelivery/shared/topology"
+)
+
+// PostTelemetry accepts POST /api/drones/{id}/telemetry: one report or an
+// array. Each report is queued for the tracking step and the 202 leaves only
+// once they are all queued.
+func (h *Handlers) PostTelemetry(ctx context.Context, req *runtime.Request) *runtime.Response {
+	id := req.Params["id"]
+	reports, err := domain.ParseTelemetry(id, req.Body)
+	if err != nil {
+		return h.errorResponse(ctx, err)
+	}
+	if _, err := h.store.Fleet.Find(ctx, id); err != nil {
+		if domain.IsCode(err, domain.ENOTFOUND) {
+			err = domain.Errorf(domain.ENOTFOUND, "drone %s not found", id)
+		}
+		return h.errorResponse(ctx, err)
+	}
+	msgs := make([]ports.Message, len(reports))
+	for i, r := range reports {
+		body, _ := json.Marshal(r) // a Telemetry always encodes
+		msgs[i] = ports.Message{
+			ID:            id + ":t:" + strconv.FormatInt(r.Timestamp.UnixNano(), 10),
+			Queue:         topology.QueueDroneTelemetry,
+			Body:          body,
+			CorrelationID: id,
+			Operation:     "telemetry",
+		}
+	}
+	if err := h.bus.Publish(ctx, msgs...); err != nil {
+		return h.errorResponse(ctx, domain.Unavailable(err, "telemetry could not be queued; send it again"))
+	}
+	return runtime.JSON(http.StatusAccepted, map[string]int{"accepted": len(msgs)})
+}
+
+// TrackDrone applies one telemetry report: it moves the drone's active
+// delivery (stage, position, trail, ETAs) and then the drone itself. Each
+// document keeps the timestamp of the last report applied to it, so a
+// duplicate or out-of-order report changes nothing, and a crash between the
+// two writes is finished by the redelivery.
+func (h *Handlers) TrackDrone(ctx context.Context, msg *ports.Delivered) ([]ports.Message, error) {
+	r, err := domain.ParseTelemetryMessage(msg.Body)
+	if err != nil {
+		return nil, err
+	}
+	ctx = obs.With(ctx, "droneId", r.DroneID)
+	drone, err := h.store.Fleet.Find(ctx, r.DroneID)
+	if domain.IsCode(err, domain.ENOTFOUND) {
+		return nil, &domain.Permanent{Err: fmt.Errorf("telemetry for unknown drone %s", r.DroneID)}
+	}
+	if err != nil {
+		return nil, err
+	}
+	if drone.LastTelemetryAt != nil && !r.Timestamp.After(*drone.LastTelemetryAt) {
+		return nil, nil // stale or duplicate
+	}
+
+	var out []ports.Message
+	var d *domain.Delivery
+	if drone.CurrentDeliveryID != "" {
+		ctx = obs.With(ctx, "deliveryId", drone.CurrentDeliveryID)
+		var notes []domain.Notification
+		d, err = h.store.Deliveries.Update(ctx, drone.CurrentDeliveryID, func(cur *domain.Delivery) error {
+			changed, ns := domain.Track(cur, drone, *r, h.cfg.Tracking)
+			if !changed {
+				return ports.ErrSkip
+			}
+			notes = ns
+			return nil
+		})
+		if err != nil && !domain.IsCode(err, domain.ENOTFOUND) {
+			return nil, fmt.Errorf("track delivery %s: %w", drone.CurrentDeliveryID, err)
+		}
+		if d != nil {
+			if notes == nil {
+				notes = notificationsAt(d, r.Timestamp)
+			}
+			out = notifyMessages(d, notes)
+			if d.Stage == domain.StageCompleted {
+				if err := h.markPackage(ctx, d, "Delivered"); err != nil {
+					return nil, err
+				}
+			}
+		}
+	}
+
+	now := h.clock.Now()
+	_, err = h.store.Fleet.Update(ctx, r.DroneID, func(dr *domain.Drone) error {
+		if dr.LastTelemetryAt != nil && !r.Timestamp.After(*dr.LastTelemetryAt) {
+			return ports.ErrSkip
+		}
+		if dr.BatteryPercent > 0 && r.BatteryPercent < dr.BatteryPercent {
+			// Range is what the current charge allows, so it shrinks with it.
+			dr.RangeKm *= r.BatteryPercent / dr.BatteryPercent
+		}
+		t := r.Timestamp
+		dr.Location, dr.BatteryPercent, dr.LastTelemetryAt, dr.UpdatedAt = r.Location, r.BatteryPercent, &t, now
+		switch {
+		case dr.CurrentDeliveryID == "":
+		case d == nil || d.ID != dr.CurrentDeliveryID:
+			// Its delivery is gone: nothing holds the drone any more.
+			domain.ReleaseDrone(dr, h.cfg.Tracking, now)
+		case d.Stage.Terminal():
+			domain.ReleaseDrone(dr, h.cfg.Tracking, now)
+		default:
+			dr.Status = domain.DroneInFlight
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("update drone %s: %w", r.DroneID, err)
+	}
+	return out, nil
+}
+
+// notificationsAt returns the notifications a report at t produced, to send
+// them again when the report is redelivered.
+func notificationsAt(d *domain.Delivery, t time.Time) []domain.Notification {
+	var out []domain.Notification
+	for _, n := range d.Notifications {
+		if t.Equal(n.At) {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// markPackage records what became of a delivery's package.
+func (h *Handlers) markPackage(ctx context.Context, d *domain.Delivery, status string) error {
+	id := d.Request.PackageInfo.PackageID
+	if d.PackageRecordedAt == nil {
+		return nil
+	}
+	now := h.clock.Now()
+	_, err := h.store.Packages.Update(ctx, id, func(p *domain.Package) error {
+		if p.DeliveryID != d.ID || p.Status == status {
+			return ports.ErrSkip
+		}
+		p.Status, p.UpdatedAt = status, now
+		return nil
+	})
+	if err != nil && !domain.IsCode(err, domain.ENOTFOUND) {
+		return fmt.Errorf("mark package %s %s: %w", id, status, err)
+	}
+	return nil
+}

@@ -1,0 +1,115 @@
+package handlers
+
+import (
+	"context"
+	"crypto/subtle"
+	_ "embed"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/fabrikam/dronedelivery/shared/domain"
+	"github.com/fabrikam/dronedelivery/shared/runtime"
+)
+
+//go:embed assets/track.html
+var trackPage []byte
+
+// trackingID joins an unguessable random part and the delivery id, so the
+// feed finds its delivery with one point read and no lookup table; the
+// random part is compared in constant time.
+func trackingID(random, deliveryID string) string { return random + "." + deliveryID }
+
+// findTracked returns the delivery a tracking id names, or ENOTFOUND for an
+// id that is unknown or wrong in any way.
+func (h *Handlers) findTracked(ctx context.Context, tid string) (*domain.Delivery, error) {
+	notFound := domain.Errorf(domain.ENOTFOUND, "tracking id not found")
+	_, deliveryID, ok := strings.Cut(tid, ".")
+	if !ok || domain.ValidID("trackingId", deliveryID) != nil {
+		return nil, notFound
+	}
+	d, err := h.store.Deliveries.Find(ctx, deliveryID)
+	if domain.IsCode(err, domain.ENOTFOUND) {
+		return nil, notFound
+	}
+	if err != nil {
+		return nil, err
+	}
+	if subtle.ConstantTimeCompare([]byte(d.TrackingID), []byte(tid)) != 1 {
+		return nil, notFound
+	}
+	return d, nil
+}
+
+// TrackPage serves GET /api/track/{trackingId}: the customer's live
+// tracking page, a self-contained HTML file that polls the feed.
+func (h *Handlers) TrackPage(ctx context.Context, req *runtime.Request) *runtime.Response {
+	if _, err := h.findTracked(ctx, req.Params["trackingId"]); err != nil {
+		return h.errorResponse(ctx, err)
+	}
+	return &runtime.Response{Status: http.StatusOK, Body: trackPage, Header: http.Header{
+		"Content-Type":            {"text/html; charset=utf-8"},
+		"Cache-Control":           {"no-store"},
+		"Content-Security-Policy": {"default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:; connect-src 'self'"},
+		"Referrer-Policy":         {"no-referrer"},
+		"X-Content-Type-Options":  {"nosniff"},
+	}}
+}
+
+type feedDrone struct {
+	ID             string          `json:"id"`
+	Location       domain.Location `json:"location"`
+	BatteryPercent float64         `json:"batteryPercent"`
+}
+
+type feedEvent struct {
+	Stage domain.Stage `json:"stage"`
+	At    time.Time    `json:"at"`
+}
+
+// trackFeed is GET /api/track/{trackingId}/feed: what the page draws.
+type trackFeed struct {
+	TrackingID      string              `json:"trackingId"`
+	Stage           domain.Stage        `json:"stage"`
+	PickupLocation  domain.Location     `json:"pickupLocation"`
+	DropoffLocation domain.Location     `json:"dropOffLocation"`
+	Drone           *feedDrone          `json:"drone"`
+	Trail           []domain.TrailPoint `json:"trail"`
+	PickupETA       *time.Time          `json:"pickupETA"`
+	DeliveryETA     *time.Time          `json:"deliveryETA"`
+	UpdatedAt       time.Time           `json:"updatedAt"`
+	History         []feedEvent         `json:"history"`
+	FailureReason   string              `json:"failureReason,omitempty"`
+}
+
+// TrackFeed serves GET /api/track/{trackingId}/feed.
+func (h *Handlers) TrackFeed(ctx context.Context, req *runtime.Request) *runtime.Response {
+	d, err := h.findTracked(ctx, req.Params["trackingId"])
+	if err != nil {
+		return h.errorResponse(ctx, err)
+	}
+	f := trackFeed{
+		TrackingID: d.TrackingID, Stage: d.Stage,
+		PickupLocation: d.Request.PickupLocation, DropoffLocation: d.Request.DropoffLocation,
+		Trail: d.Trail, PickupETA: d.PickupETA, DeliveryETA: d.DeliveryETA, UpdatedAt: d.UpdatedAt,
+		FailureReason: d.FailureReason, History: make([]feedEvent, len(d.History)),
+	}
+	if f.Trail == nil {
+		f.Trail = []domain.TrailPoint{}
+	}
+	for i, e := range d.History {
+		f.History[i] = feedEvent{Stage: e.Stage, At: e.At}
+	}
+	if id := assignedDrone(d); id != "" {
+		if dr, err := h.store.Fleet.Find(ctx, id); err == nil {
+			loc := dr.Location
+			if d.LastKnownLocation != nil && (dr.CurrentDeliveryID != d.ID) {
+				loc = *d.LastKnownLocation // the drone has moved on to other work
+			}
+			f.Drone = &feedDrone{ID: dr.ID, Location: loc, BatteryPercent: dr.BatteryPercent}
+		}
+	}
+	resp := runtime.JSON(http.StatusOK, f)
+	resp.Header.Set("Cache-Control", "no-store")
+	return resp
+}

@@ -1,0 +1,171 @@
+// Package cosmos implements the store ports over Azure Cosmos DB (azcosmos).
+//
+// Every aggregate lives in its own container partitioned by its id, so each
+// Find, Create and Update is a point operation in one logical partition. The
+// only queries are the fleet's: List, and the background load of the drone
+// index that NearestAvailable reads, so a delivery costs point operations
+// only (see CountingPolicy for how that is measured).
+//
+// Throttling (429) is left to the client: azcosmos v1.5.0 builds its
+// pipeline with azcore's retry policy, which retries 429 after the server's
+// x-ms-retry-after-ms, up to ClientOptions.Retry.MaxRetries (3 by default;
+// raise it for production, as the other Cosmos SDKs retry 9 times). A 429
+// that outlasts those retries surfaces as EUNAVAILABLE.
+package cosmos
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/data/azcosmos"
+
+	"github.com/fabrikam/dronedelivery/shared/domain"
+	"github.com/fabrikam/dronedelivery/shared/ports"
+	"github.com/fabrikam/dronedelivery/shared/topology"
+)
+
+// DefaultIndexRefresh is how stale the drone index may grow when other
+// processes claim and free drones: long enough that the poll's query stays a
+// small share of the account's throughput, short enough that a freed drone
+// is soon dispatched again.
+const DefaultIndexRefresh = 5 * time.Second
+
+// Options tunes a Store; the zero value means the defaults.
+type Options struct {
+	// IndexRefresh is the period of the drone index reload (DefaultIndexRefresh when zero).
+	IndexRefresh time.Duration
+	// Logger receives the failures of background index reloads, which have
+	// no caller to return them to (slog.Default() when nil).
+	Logger *slog.Logger
+}
+
+// Store is the Cosmos DB backend of ports.Store over one database.
+type Store struct {
+	deliveries deliveries
+	packages   *collection[domain.Package]
+	accounts   *collection[domain.Account]
+	fleet      *fleet
+
+	stop      context.CancelFunc
+	done      chan struct{}
+	closeOnce sync.Once
+}
+
+// Open connects to the containers of database, loads the drone index and
+// starts its periodic refresh; the database and containers must exist (see
+// Bootstrap for development and tests).
+func Open(ctx context.Context, client *azcosmos.Client, database string, opts Options) (*Store, error) {
+	if opts.IndexRefresh <= 0 {
+		opts.IndexRefresh = DefaultIndexRefresh
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	db, err := client.NewDatabase(database)
+	if err != nil {
+		return nil, fmt.Errorf("open cosmos database %s: %w", database, err)
+	}
+	containers := map[string]*azcosmos.ContainerClient{}
+	for _, name := range []string{topology.ContainerDeliveries, topology.ContainerPackages, topology.ContainerDrones, topology.ContainerAccounts} {
+		i := slices.IndexFunc(topology.Containers, func(c topology.Container) bool { return c.Name == name })
+		if i < 0 {
+			return nil, fmt.Errorf("open cosmos store: topology lists no container %s", name)
+		}
+		// Every operation here addresses a document's partition by its
+		// id; a container partitioned otherwise would answer 400s.
+		if pk := topology.Containers[i].PartitionKey; pk != "/id" {
+			return nil, fmt.Errorf("open cosmos container %s: partition key %s, but this adapter needs /id", name, pk)
+		}
+		if containers[name], err = db.NewContainer(name); err != nil {
+			return nil, fmt.Errorf("open cosmos container %s: %w", name, err)
+		}
+	}
+	s := &Store{
+		deliveries: deliveries{newCollection[domain.Delivery](containers[topology.ContainerDeliveries], topology.ContainerDeliveries)},
+		packages:   newCollection[domain.Package](containers[topology.ContainerPackages], topology.ContainerPackages),
+		accounts:   newCollection[domain.Account](containers[topology.ContainerAccounts], topology.ContainerAccounts),
+		fleet:      newFleet(containers[topology.ContainerDrones], opts.Logger),
+		done:       make(chan struct{}),
+	}
+	if err := s.fleet.refresh(ctx); err != nil {
+		return nil, fmt.Errorf("open cosmos store %s: load the drone index: %w", database, err)
+	}
+	bg, stop := context.WithCancel(context.Background())
+	s.stop = stop
+	go func() {
+		defer close(s.done)
+		s.fleet.poll(bg, opts.IndexRefresh)
+	}()
+	return s, nil
+}
+
+// Store returns the collections as the ports the handlers use.
+func (s *Store) Store() ports.Store {
+	return ports.Store{Deliveries: s.deliveries, Packages: s.packages, Fleet: s.fleet, Accounts: s.accounts}
+}
+
+// Close stops the index refresh and waits for it; the client stays open
+// because the caller owns it.
+func (s *Store) Close() {
+	s.closeOnce.Do(func() {
+		s.stop()
+		<-s.done
+	})
+}
+
+// Bootstrap creates the database and every container of the topology with
+// its partition key and default TTL, leaving existing ones alone; in Azure the
+// infrastructure templates create them, so only development and tests call it.
+func Bootstrap(ctx context.Context, client *azcosmos.Client, database string) error {
+	_, err := client.CreateDatabase(ctx, azcosmos.DatabaseProperties{ID: database}, nil)
+	if err != nil && statusOf(err) != http.StatusConflict {
+		return domain.Unavailable(err, "create database %s", database)
+	}
+	db, err := client.NewDatabase(database)
+	if err != nil {
+		return fmt.Errorf("create database %s: %w", database, err)
+	}
+	for _, c := range topology.Containers {
+		props := azcosmos.ContainerProperties{
+			ID:                     c.Name,
+			PartitionKeyDefinition: azcosmos.PartitionKeyDefinition{Paths: []string{c.PartitionKey}},
+		}
+		if c.DefaultTTL != 0 {
+			ttl := int32(c.DefaultTTL)
+			props.DefaultTimeToLive = &ttl
+		}
+		_, err := db.CreateContainer(ctx, props, nil)
+		if err != nil && statusOf(err) != http.StatusConflict {
+			return domain.Unavailable(err, "create container %s/%s", database, c.Name)
+		}
+	}
+	return nil
+}
+
+// statusOf returns the HTTP status of a Cosmos error response, or 0 when err
+// did not come from a response (a transport failure, a cancelled context).
+func statusOf(err error) int {
+	var re *azcore.ResponseError
+	if errors.As(err, &re) {
+		return re.StatusCode
+	}
+	return 0
+}
+
+// subStatusOf returns the x-ms-substatus of a Cosmos error response, which
+// tells a missing document (0) from a missing container (1003) and a query
+// the gateway cannot serve (1004).
+func subStatusOf(err error) string {
+	var re *azcore.ResponseError
+	if errors.As(err, &re) && re.RawResponse != nil {
+		return re.RawResponse.Header.Get("x-ms-substatus")
+	}
+	return ""
+}

@@ -1,0 +1,790 @@
+package cosmos
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+	"github.com/Azure/azure-sdk-for-go/sdk/data/azcosmos"
+
+	"github.com/fabrikam/dronedelivery/shared/domain"
+	"github.com/fabrikam/dronedelivery/shared/ports"
+	"github.com/fabrikam/dronedelivery/shared/ports/porttest"
+	"github.com/fabrikam/dronedelivery/shared/testdoubles"
+	"github.com/fabrikam/dronedelivery/shared/topology"
+)
+
+// TestCosmos runs everything against one Cosmos DB double: its subtests run
+// in parallel, each in a database of its own unless it says otherwise, and
+// the double stops when the last of them ends.
+func TestCosmos(t *testing.T) {
+	e := &env{conn: testdoubles.StartCosmos(t)}
+	e.client = e.newClient(t, nil)
+
+	t.Run("Collections", func(t *testing.T) {
+		t.Parallel()
+		porttest.Collections(t, func(t *testing.T) ports.Store { return e.open(t, e.client, e.freshDB(t), Options{}).Store() })
+	})
+	t.Run("Fleet", func(t *testing.T) {
+		t.Parallel()
+		porttest.Fleet(t, func(t *testing.T) ports.Store { return e.open(t, e.client, e.freshDB(t), Options{}).Store() })
+	})
+	t.Run("SharedDatabase", func(t *testing.T) {
+		t.Parallel()
+		testSharedDatabase(t, e)
+	})
+	t.Run("ErrorMapping", func(t *testing.T) { t.Parallel(); testErrorMapping(t, e) })
+	t.Run("LostRaceRetries", func(t *testing.T) { t.Parallel(); testLostRace(t, e) })
+	t.Run("ConcurrentStoresLoseNothing", func(t *testing.T) { t.Parallel(); testConcurrentStores(t, e) })
+	t.Run("LostRacesAreBounded", func(t *testing.T) { t.Parallel(); testLostRacesBounded(t, e) })
+	t.Run("ThrottledOnceSucceeds", func(t *testing.T) { t.Parallel(); testThrottledOnce(t, e) })
+	t.Run("ThrottledAlwaysUnavailable", func(t *testing.T) { t.Parallel(); testThrottledAlways(t, e) })
+	t.Run("IndexSeesOtherStores", func(t *testing.T) { t.Parallel(); testIndexSeesOtherStores(t, e) })
+	t.Run("StaleIndexEntryCostsOneRead", func(t *testing.T) { t.Parallel(); testStaleIndexEntry(t, e) })
+	t.Run("CountingPolicy", func(t *testing.T) { t.Parallel(); testCounting(t, e) })
+	t.Run("ScheduleCostsFourPointOperations", func(t *testing.T) { t.Parallel(); testScheduleCost(t, e) })
+	t.Run("ListWithoutGatewayOrderBy", func(t *testing.T) { t.Parallel(); testListFallback(t, e) })
+	t.Run("BootstrapIsIdempotent", func(t *testing.T) { t.Parallel(); testBootstrapTwice(t, e) })
+}
+
+// env is the double and what the subtests share of it.
+type env struct {
+	conn   string
+	client *azcosmos.Client
+}
+
+// base is the HTTP client under every test client; keep-alive with room for
+// the parallel tests keeps them from exhausting ephemeral ports.
+var base = &http.Client{Transport: &http.Transport{MaxIdleConns: 256, MaxIdleConnsPerHost: 256, IdleConnTimeout: 30 * time.Second}}
+
+// newClient connects to the double; o may add policies, a transport or
+// retry options.
+func (e *env) newClient(t testing.TB, o *azcosmos.ClientOptions) *azcosmos.Client {
+	t.Helper()
+	if o == nil {
+		o = &azcosmos.ClientOptions{}
+	}
+	if o.Transport == nil {
+		o.Transport = base
+	}
+	c, err := azcosmos.NewClientFromConnectionString(e.conn, o)
+	if err != nil {
+		t.Fatalf("connect to the Cosmos DB double: %v", err)
+	}
+	return c
+}
+
+// freshDB bootstraps a database no other test uses.
+func (e *env) freshDB(t testing.TB) string {
+	t.Helper()
+	var b [6]byte
+	rand.Read(b[:])
+	name := "test-" + hex.EncodeToString(b[:])
+	if err := Bootstrap(context.Background(), e.client, name); err != nil {
+		t.Fatalf("bootstrap %s: %v", name, err)
+	}
+	return name
+}
+
+func (e *env) open(t testing.TB, client *azcosmos.Client, db string, o Options) *Store {
+	t.Helper()
+	s, err := Open(ctxFor(t), client, db, o)
+	if err != nil {
+		t.Fatalf("open %s: %v", db, err)
+	}
+	t.Cleanup(s.Close)
+	return s
+}
+
+func ctxFor(t testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func uniqueID(prefix string) string {
+	var b [6]byte
+	rand.Read(b[:])
+	return prefix + "-" + hex.EncodeToString(b[:])
+}
+
+func mustCode(t *testing.T, err error, code, what string) {
+	t.Helper()
+	if got := domain.ErrorCode(err); got != code {
+		t.Fatalf("%s: got %v (code %q), want code %q", what, err, got, code)
+	}
+}
+
+func must(t *testing.T, err error, what string) {
+	t.Helper()
+	if err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+}
+
+// eventually retries check until it passes; it is for what the index may
+// learn only at its next reload.
+func eventually(t *testing.T, what string, check func() error) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		err := check()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: still failing: %v", what, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+var at = time.Date(2025, 3, 14, 15, 9, 26, 0, time.UTC)
+
+func testPackage(id string) *domain.Package {
+	return &domain.Package{ID: id, OwnerID: "owner-1", DeliveryID: "del-" + id, Size: domain.SizeSmall, CreatedAt: at, UpdatedAt: at}
+}
+
+func testDrone(id string, loc domain.Location) *domain.Drone {
+	return &domain.Drone{ID: id, Location: loc, HomeBase: loc, MaxPayloadKg: 5, MaxPackageSize: domain.SizeLarge,
+		RangeKm: 100, CruiseSpeedMps: 20, BatteryPercent: 90, Status: domain.DroneAvailable, UpdatedAt: at}
+}
+
+// nearestIDs lists the ids NearestAvailable yields that start with prefix.
+func nearestIDs(ctx context.Context, f ports.Fleet, loc domain.Location, prefix string) []string {
+	var ids []string
+	for d := range f.NearestAvailable(ctx, loc) {
+		if strings.HasPrefix(d.ID, prefix) {
+			ids = append(ids, d.ID)
+		}
+	}
+	return ids
+}
+
+// testSharedDatabase runs both suites on one database through two Stores,
+// as the suites allow, so every test also meets the others' documents and
+// the fleet tests meet drones another Store wrote.
+func testSharedDatabase(t *testing.T, e *env) {
+	db := e.freshDB(t)
+	stores := []*Store{
+		e.open(t, e.client, db, Options{IndexRefresh: 100 * time.Millisecond}),
+		e.open(t, e.newClient(t, nil), db, Options{IndexRefresh: 100 * time.Millisecond}),
+	}
+	var n atomic.Int64
+	open := func(*testing.T) ports.Store { return stores[n.Add(1)%2].Store() }
+	t.Run("Collections", func(t *testing.T) { t.Parallel(); porttest.Collections(t, open) })
+	t.Run("Fleet", func(t *testing.T) { t.Parallel(); porttest.Fleet(t, open) })
+}
+
+func testErrorMapping(t *testing.T, e *env) {
+	ctx := ctxFor(t)
+	db := e.freshDB(t)
+	st := e.open(t, e.client, db, Options{}).Store()
+	id := uniqueID("pkg")
+
+	_, err := st.Packages.Find(ctx, id)
+	mustCode(t, err, domain.ENOTFOUND, "find of a missing package (404)")
+	_, err = st.Packages.Update(ctx, id, func(*domain.Package) error { return nil })
+	mustCode(t, err, domain.ENOTFOUND, "update of a missing package (404)")
+	must(t, st.Packages.Create(ctx, id, testPackage(id)), "create")
+	mustCode(t, st.Packages.Create(ctx, id, testPackage(id)), domain.ECONFLICT, "second create (409)")
+
+	// A missing database is a deployment fault, never a missing document:
+	// a step that took it for one would drop the delivery's message.
+	orphan := newCollection[domain.Delivery](container(t, e.client, uniqueID("nodb"), topology.ContainerDeliveries), topology.ContainerDeliveries)
+	_, err = orphan.Find(ctx, id)
+	mustCode(t, err, domain.EUNAVAILABLE, "find in a missing database (404, sub-status 1003)")
+	_, err = Open(ctx, e.client, uniqueID("nodb"), Options{})
+	mustCode(t, err, domain.EUNAVAILABLE, "open of a missing database")
+
+	// Server failures keep their cause, and say what failed.
+	failing := &faultTransport{next: base, inject: func(r *http.Request, _ []byte) *http.Response {
+		if Operation(r) == OpReplace {
+			return respond(r, http.StatusServiceUnavailable, nil, `{"code":"ServiceUnavailable","message":"injected"}`)
+		}
+		return nil
+	}}
+	fast := policy.RetryOptions{MaxRetries: 1, RetryDelay: time.Millisecond, MaxRetryDelay: 10 * time.Millisecond}
+	c := e.newClient(t, &azcosmos.ClientOptions{ClientOptions: azcore.ClientOptions{Transport: failing, Retry: fast}})
+	other, err := Open(ctx, c, db, Options{})
+	must(t, err, "open through the failing transport")
+	defer other.Close()
+	_, err = other.Store().Packages.Update(ctx, id, func(p *domain.Package) error { p.Weight++; return nil })
+	mustCode(t, err, domain.EUNAVAILABLE, "update answered 503")
+	var re *azcore.ResponseError
+	if !errors.As(err, &re) || re.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("the 503 is not in the error's chain: %v", err)
+	}
+	if want := "replace packages/" + id; !strings.Contains(err.Error(), want) {
+		t.Fatalf("error %q does not say %q", err.Error(), want)
+	}
+
+	// A transport failure is as transient as a 503.
+	dead := e.newClient(t, &azcosmos.ClientOptions{ClientOptions: azcore.ClientOptions{Retry: fast,
+		Transport: &faultTransport{next: base, fail: errors.New("injected: connection refused")}}})
+	_, err = newCollection[domain.Package](container(t, dead, db, topology.ContainerPackages), topology.ContainerPackages).Find(ctx, id)
+	mustCode(t, err, domain.EUNAVAILABLE, "find over a failing network")
+}
+
+func container(t *testing.T, c *azcosmos.Client, db, name string) *azcosmos.ContainerClient {
+	t.Helper()
+	d, err := c.NewDatabase(db)
+	must(t, err, "database client")
+	cc, err := d.NewContainer(name)
+	must(t, err, "container client")
+	return cc
+}
+
+// pair opens two Stores with separate clients on one fresh database, as two
+// processes would, so that only ETags keep their writes apart.
+func pair(t *testing.T, e *env, o Options) (a, b ports.Store) {
+	db := e.freshDB(t)
+	a = e.open(t, e.client, db, o).Store()
+	b = e.open(t, e.newClient(t, nil), db, o).Store()
+	return a, b
+}
+
+func testLostRace(t *testing.T, e *env) {
+	ctx := ctxFor(t)
+	a, b := pair(t, e, Options{})
+	id := uniqueID("pkg")
+	must(t, a.Packages.Create(ctx, id, testPackage(id)), "create")
+
+	// The first run of fn lets the other Store write in between, so the
+	// replace must fail its ETag check (412), re-read and re-apply fn.
+	runs := 0
+	got, err := a.Packages.Update(ctx, id, func(p *domain.Package) error {
+		runs++
+		if runs == 1 {
+			_, err := b.Packages.Update(ctx, id, func(p *domain.Package) error { p.Weight += 10; return nil })
+			must(t, err, "the other store's update")
+		}
+		p.Weight++
+		return nil
+	})
+	must(t, err, "update that lost a race")
+	if runs != 2 || got.Weight != 11 {
+		t.Fatalf("fn ran %d times and left weight %v; want 2 runs and 11", runs, got.Weight)
+	}
+	found, err := b.Packages.Find(ctx, id)
+	must(t, err, "find")
+	if found.Weight != 11 {
+		t.Fatalf("stored weight %v, want 11", found.Weight)
+	}
+
+	// The same for an Upsert of an existing document, and for one that
+	// creates: a concurrent create (409) makes it run again as an update.
+	runs = 0
+	got, err = a.Packages.Upsert(ctx, id, func(cur *domain.Package) (*domain.Package, error) {
+		runs++
+		if runs == 1 {
+			_, err := b.Packages.Update(ctx, id, func(p *domain.Package) error { p.Weight += 10; return nil })
+			must(t, err, "the other store's update")
+		}
+		cur.Weight++
+		return cur, nil
+	})
+	must(t, err, "upsert that lost a race")
+	if runs != 2 || got.Weight != 22 {
+		t.Fatalf("fn ran %d times and left weight %v; want 2 runs and 22", runs, got.Weight)
+	}
+	fresh := uniqueID("pkg")
+	var seen []bool
+	got, err = a.Packages.Upsert(ctx, fresh, func(cur *domain.Package) (*domain.Package, error) {
+		seen = append(seen, cur != nil)
+		if cur == nil {
+			must(t, b.Packages.Create(ctx, fresh, testPackage(fresh)), "the other store's create")
+			cur = testPackage(fresh)
+		}
+		cur.Weight++
+		return cur, nil
+	})
+	must(t, err, "upsert that lost a create race")
+	if fmt.Sprint(seen) != "[false true]" || got.Weight != 1 {
+		t.Fatalf("fn saw documents %v and left weight %v; want [false true] and 1", seen, got.Weight)
+	}
+}
+
+func testConcurrentStores(t *testing.T, e *env) {
+	ctx := ctxFor(t)
+	a, b := pair(t, e, Options{})
+	id := uniqueID("pkg")
+	must(t, a.Packages.Create(ctx, id, testPackage(id)), "create")
+	const workers, each = 4, 15
+	var wg sync.WaitGroup
+	errs := make(chan error, 2*workers*each)
+	for _, st := range []ports.Store{a, b} {
+		for range workers {
+			wg.Go(func() {
+				for range each {
+					if _, err := st.Packages.Update(ctx, id, func(p *domain.Package) error { p.Weight++; return nil }); err != nil {
+						errs <- err
+					}
+				}
+			})
+		}
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Errorf("update: %v", err)
+	}
+	got, err := a.Packages.Find(ctx, id)
+	must(t, err, "find")
+	if got.Weight != 2*workers*each {
+		t.Fatalf("weight after %d updates from two stores = %v", 2*workers*each, got.Weight)
+	}
+}
+
+func testLostRacesBounded(t *testing.T, e *env) {
+	ctx := ctxFor(t)
+	a, b := pair(t, e, Options{})
+	id := uniqueID("pkg")
+	must(t, a.Packages.Create(ctx, id, testPackage(id)), "create")
+	runs := 0
+	_, err := a.Packages.Update(ctx, id, func(p *domain.Package) error {
+		runs++
+		_, err := b.Packages.Update(ctx, id, func(p *domain.Package) error { p.Weight++; return nil })
+		must(t, err, "the other store's update")
+		return nil
+	})
+	mustCode(t, err, domain.EUNAVAILABLE, "update that always loses")
+	if runs > maxAttempts+1 {
+		t.Fatalf("fn ran %d times; the loop should give up after %d attempts", runs, maxAttempts)
+	}
+}
+
+// throttle answers 429 with a retry-after hint to the first `times`
+// replaces, and counts the attempts the transport sees.
+func throttle(times int) *faultTransport {
+	var left atomic.Int64
+	left.Store(int64(times))
+	return &faultTransport{next: base, inject: func(r *http.Request, _ []byte) *http.Response {
+		if Operation(r) == OpReplace && left.Add(-1) >= 0 {
+			h := http.Header{"X-Ms-Retry-After-Ms": {"25"}, "X-Ms-Substatus": {"3200"}}
+			return respond(r, http.StatusTooManyRequests, h, `{"code":"TooManyRequests","message":"Request rate is large"}`)
+		}
+		return nil
+	}}
+}
+
+func testThrottledOnce(t *testing.T, e *env) {
+	ctx := ctxFor(t)
+	tr := throttle(1)
+	counts := &CountingPolicy{}
+	c := e.newClient(t, &azcosmos.ClientOptions{ClientOptions: azcore.ClientOptions{
+		Transport: tr, PerCallPolicies: []policy.Policy{counts}}})
+	st := e.open(t, c, e.freshDB(t), Options{}).Store()
+	id := uniqueID("pkg")
+	must(t, st.Packages.Create(ctx, id, testPackage(id)), "create")
+
+	before := counts.Snapshot()
+	got, err := st.Packages.Update(ctx, id, func(p *domain.Package) error { p.Weight++; return nil })
+	must(t, err, "update throttled once")
+	if got.Weight != 1 {
+		t.Fatalf("weight %v, want 1", got.Weight)
+	}
+	if n := tr.attempts(OpReplace); n != 2 {
+		t.Fatalf("the transport saw %d replaces; want the throttled one and its retry", n)
+	}
+	// The SDK's retry policy resent it below the per-call counter.
+	if d := delta(before, counts.Snapshot()); d[OpReplace] != 1 {
+		t.Fatalf("counted %v; want one replace", d)
+	}
+}
+
+func testThrottledAlways(t *testing.T, e *env) {
+	ctx := ctxFor(t)
+	tr := throttle(1 << 30)
+	c := e.newClient(t, &azcosmos.ClientOptions{ClientOptions: azcore.ClientOptions{
+		Transport: tr, Retry: policy.RetryOptions{MaxRetries: 2}}})
+	st := e.open(t, c, e.freshDB(t), Options{}).Store()
+	id := uniqueID("pkg")
+	must(t, st.Packages.Create(ctx, id, testPackage(id)), "create")
+	_, err := st.Packages.Update(ctx, id, func(p *domain.Package) error { p.Weight++; return nil })
+	mustCode(t, err, domain.EUNAVAILABLE, "update throttled past the SDK's retries")
+	if statusOf(err) != http.StatusTooManyRequests {
+		t.Fatalf("the 429 is not in the error's chain: %v", err)
+	}
+	if n := tr.attempts(OpReplace); n != 3 {
+		t.Fatalf("the transport saw %d replaces; want 1 + MaxRetries (2)", n)
+	}
+}
+
+func testIndexSeesOtherStores(t *testing.T, e *env) {
+	ctx := ctxFor(t)
+	a, b := pair(t, e, Options{IndexRefresh: 50 * time.Millisecond})
+	center := domain.Location{Latitude: 51.5, Longitude: -0.12}
+	id := uniqueID("other")
+	must(t, b.Fleet.Create(ctx, id, testDrone(id, center)), "create through the other store")
+
+	want := func(ids ...string) func() error {
+		return func() error {
+			got := nearestIDs(ctx, a.Fleet, center, "other-")
+			if fmt.Sprint(got) != fmt.Sprint(ids) {
+				return fmt.Errorf("store A yields %v, want %v", got, ids)
+			}
+			return nil
+		}
+	}
+	eventually(t, "a drone created elsewhere", want(id))
+	_, err := b.Fleet.Update(ctx, id, func(d *domain.Drone) error {
+		d.Status, d.CurrentDeliveryID = domain.DroneAssigned, "del-1"
+		return nil
+	})
+	must(t, err, "claim elsewhere")
+	eventually(t, "a drone claimed elsewhere", want())
+	_, err = b.Fleet.Update(ctx, id, func(d *domain.Drone) error {
+		d.Status, d.CurrentDeliveryID = domain.DroneAvailable, ""
+		d.Location.Latitude += 0.01
+		return nil
+	})
+	must(t, err, "release elsewhere")
+	eventually(t, "a drone freed and moved elsewhere", func() error {
+		if err := want(id)(); err != nil {
+			return err
+		}
+		for d := range a.Fleet.NearestAvailable(ctx, center) {
+			if d.ID == id && d.Location.Latitude != center.Latitude+0.01 {
+				return fmt.Errorf("store A has the drone at %v", d.Location)
+			}
+		}
+		return nil
+	})
+}
+
+func testStaleIndexEntry(t *testing.T, e *env) {
+	ctx := ctxFor(t)
+	tr := &faultTransport{next: base}
+	counts := &CountingPolicy{}
+	c := e.newClient(t, &azcosmos.ClientOptions{ClientOptions: azcore.ClientOptions{Transport: tr, PerCallPolicies: []policy.Policy{counts}}})
+	db := e.freshDB(t)
+	// A never reloads during the test, so only its own reads can teach it.
+	a := e.open(t, c, db, Options{IndexRefresh: time.Hour}).Store()
+	b := e.open(t, e.newClient(t, nil), db, Options{}).Store()
+	center := domain.Location{Latitude: -33.9, Longitude: 18.4}
+	id := uniqueID("stale")
+	must(t, a.Fleet.Create(ctx, id, testDrone(id, center)), "create")
+	_, err := b.Fleet.Update(ctx, id, func(d *domain.Drone) error {
+		d.Status, d.CurrentDeliveryID = domain.DroneAssigned, "del-b"
+		return nil
+	})
+	must(t, err, "claim through the other store")
+	if got := nearestIDs(ctx, a.Fleet, center, "stale-"); len(got) != 1 {
+		t.Fatalf("store A should still think the drone available, yields %v", got)
+	}
+
+	errTaken := errors.New("taken")
+	before := counts.Snapshot()
+	_, err = a.Fleet.Update(ctx, id, func(d *domain.Drone) error {
+		if d.Status != domain.DroneAvailable {
+			return errTaken
+		}
+		d.Status, d.CurrentDeliveryID = domain.DroneAssigned, "del-a"
+		return nil
+	})
+	if err != errTaken {
+		t.Fatalf("claim of a drone claimed elsewhere: %v, want the function's error", err)
+	}
+	// The claim tried the indexed version (412), then read the drone.
+	if d := delta(before, counts.Snapshot()); d[OpReplace] != 1 || d[OpRead] != 1 || len(d) != 2 {
+		t.Fatalf("a claim from a stale index entry cost %v; want one replace and one read", d)
+	}
+	if got := nearestIDs(ctx, a.Fleet, center, "stale-"); len(got) != 0 {
+		t.Fatalf("the read should have taken the drone out of A's index, which yields %v", got)
+	}
+}
+
+func testCounting(t *testing.T, e *env) {
+	ctx := ctxFor(t)
+	counts := &CountingPolicy{}
+	c := e.newClient(t, &azcosmos.ClientOptions{ClientOptions: azcore.ClientOptions{PerCallPolicies: []policy.Policy{counts}}})
+	db := e.freshDB(t)
+	before := counts.Snapshot()
+	st := e.open(t, c, db, Options{IndexRefresh: time.Hour}).Store()
+	step := func(what string, want map[string]int, op func()) {
+		t.Helper()
+		before := counts.Snapshot()
+		op()
+		after := counts.Snapshot()
+		if d := delta(before, after); !maps.Equal(d, want) {
+			t.Fatalf("%s cost %v, want %v", what, d, want)
+		}
+		if n := counts.Total(); n < sum(after) {
+			t.Fatalf("%s: Total is %d, below the %d of the snapshot before it", what, n, sum(after))
+		}
+	}
+	if d := delta(before, counts.Snapshot()); d[OpQuery] != 1 || len(d) != 1 {
+		t.Fatalf("open cost %v, want the one query that loads the index", d)
+	}
+
+	id := uniqueID("pkg")
+	step("create", map[string]int{OpCreate: 1}, func() { must(t, st.Packages.Create(ctx, id, testPackage(id)), "create") })
+	step("find", map[string]int{OpRead: 1}, func() { _, err := st.Packages.Find(ctx, id); must(t, err, "find") })
+	step("update after find", map[string]int{OpReplace: 1}, func() {
+		_, err := st.Packages.Update(ctx, id, func(p *domain.Package) error { p.Weight++; return nil })
+		must(t, err, "update")
+	})
+	step("skipped update", map[string]int{OpRead: 1}, func() {
+		_, err := st.Packages.Update(ctx, id, func(*domain.Package) error { return ports.ErrSkip })
+		must(t, err, "update")
+	})
+	other := uniqueID("pkg")
+	step("creating upsert", map[string]int{OpRead: 1, OpCreate: 1}, func() {
+		_, err := st.Packages.Upsert(ctx, other, func(*domain.Package) (*domain.Package, error) { return testPackage(other), nil })
+		must(t, err, "upsert")
+	})
+	step("list", map[string]int{OpQuery: 1}, func() {
+		_, err := st.Fleet.List(ctx, domain.DroneAvailable, "", 10)
+		must(t, err, "list")
+	})
+	step("nearest", map[string]int{}, func() { nearestIDs(ctx, st.Fleet, domain.Location{}, "") })
+
+	if got := Operation(mustRequest(t, http.MethodGet, "/")); got != OpAccount {
+		t.Fatalf("the root is %q, want %q", got, OpAccount)
+	}
+	if got := Operation(mustRequest(t, http.MethodPost, "/dbs/d/colls")); got != "POST colls" {
+		t.Fatalf("a container create is %q", got)
+	}
+}
+
+func mustRequest(t *testing.T, method, path string) *http.Request {
+	r, err := http.NewRequest(method, "http://127.0.0.1"+path, nil)
+	must(t, err, "request")
+	return r
+}
+
+// testScheduleCost replays, through the ports, what the schedule step
+// (handlers/schedule.go) does for one delivery, and counts what it costs in
+// Cosmos: the figure the docs quote. It copies the step's calls rather than
+// importing it, so that this package's tests do not break while the
+// handlers change.
+func testScheduleCost(t *testing.T, e *env) {
+	ctx := ctxFor(t)
+	counts := &CountingPolicy{}
+	c := e.newClient(t, &azcosmos.ClientOptions{ClientOptions: azcore.ClientOptions{PerCallPolicies: []policy.Policy{counts}}})
+	db := e.freshDB(t)
+	now := time.Now().UTC().Truncate(time.Second)
+	pickup := domain.Location{Latitude: 47.6, Longitude: -122.3}
+
+	// One drone written by another process, which this Store knows only
+	// from its index load, and one written through this Store.
+	seed := e.open(t, e.client, db, Options{}).Store()
+	cold, warm := uniqueID("cold"), uniqueID("warm")
+	must(t, seed.Fleet.Create(ctx, cold, testDrone(cold, pickup)), "create a drone elsewhere")
+	st := e.open(t, c, db, Options{IndexRefresh: time.Hour}).Store()
+	must(t, st.Fleet.Create(ctx, warm, testDrone(warm, domain.Location{Latitude: 47.601, Longitude: -122.3})), "create a drone here")
+
+	for _, want := range []string{cold, warm} {
+		id := uniqueID("del")
+		d := &domain.Delivery{ID: id, TrackingID: "T" + id, OwnerID: "owner-1", CorrelationID: "corr-" + id,
+			Request: domain.DeliveryRequest{OwnerID: "owner-1", PickupLocation: pickup,
+				DropoffLocation: domain.Location{Latitude: 47.65, Longitude: -122.25},
+				PickupTime:      now, Deadline: now.Add(time.Hour), ConfirmationRequired: domain.ConfirmationNone,
+				PackageInfo: domain.PackageInfo{PackageID: "pkg-" + id, Size: domain.SizeSmall, Weight: 1}},
+			Stage: domain.StageCreated, CreatedAt: now, UpdatedAt: now}
+		// Written elsewhere, as ingest would in another instance.
+		must(t, seed.Deliveries.Create(ctx, id, d), "create the delivery elsewhere")
+
+		before := counts.Snapshot()
+		got := schedule(t, ctx, st, id, now)
+		cost := delta(before, counts.Snapshot())
+		if got.DroneID != want || got.DroneAssignedAt == nil {
+			t.Fatalf("delivery got drone %q (assigned at %v), want %s", got.DroneID, got.DroneAssignedAt, want)
+		}
+		// Find the delivery, then reserve, claim and record, each a
+		// conditional replace on a version already in hand.
+		if wantCost := map[string]int{OpRead: 1, OpReplace: 3}; !maps.Equal(cost, wantCost) {
+			t.Fatalf("scheduling with drone %s cost %v, want %v", want, cost, wantCost)
+		}
+		t.Logf("schedule with drone %s: %v", want, cost)
+		stored, err := seed.Fleet.Find(ctx, want)
+		must(t, err, "find the drone")
+		if stored.CurrentDeliveryID != id {
+			t.Fatalf("drone %s is on delivery %q, want %s", want, stored.CurrentDeliveryID, id)
+		}
+	}
+}
+
+// schedule makes the schedule step's calls for delivery id: find it,
+// reserve the nearest fit drone on it, claim that drone, record the claim.
+func schedule(t *testing.T, ctx context.Context, st ports.Store, id string, now time.Time) *domain.Delivery {
+	t.Helper()
+	d, err := st.Deliveries.Find(ctx, id)
+	must(t, err, "find the delivery")
+	for drone := range st.Fleet.NearestAvailable(ctx, d.Request.PickupLocation) {
+		if domain.Unfit(drone, &d.Request) != "" {
+			continue
+		}
+		_, err := st.Deliveries.Update(ctx, id, func(cur *domain.Delivery) error {
+			if cur.DroneID == drone.ID {
+				return ports.ErrSkip
+			}
+			cur.DroneID, cur.UpdatedAt = drone.ID, now
+			return nil
+		})
+		must(t, err, "reserve")
+		_, err = st.Fleet.Update(ctx, drone.ID, func(dr *domain.Drone) error {
+			if why := domain.Unfit(dr, &d.Request); why != "" {
+				return errors.New(why)
+			}
+			dr.Status, dr.CurrentDeliveryID, dr.UpdatedAt = domain.DroneAssigned, id, now
+			return nil
+		})
+		must(t, err, "claim")
+		got, err := st.Deliveries.Update(ctx, id, func(cur *domain.Delivery) error {
+			cur.DroneAssignedAt, cur.UpdatedAt = &now, now
+			return nil
+		})
+		must(t, err, "record")
+		return got
+	}
+	t.Fatal("no drone to schedule")
+	return nil
+}
+
+func testListFallback(t *testing.T, e *env) {
+	ctx := ctxFor(t)
+	var refused atomic.Int64
+	tr := &faultTransport{next: base, inject: func(r *http.Request, body []byte) *http.Response {
+		if Operation(r) == OpQuery && bytes.Contains(body, []byte("ORDER BY")) {
+			refused.Add(1)
+			h := http.Header{"X-Ms-Substatus": {"1004"}}
+			return respond(r, http.StatusBadRequest, h, `{"code":"BadRequest","message":"The provided cross partition query can not be directly served by the gateway."}`)
+		}
+		return nil
+	}}
+	c := e.newClient(t, &azcosmos.ClientOptions{ClientOptions: azcore.ClientOptions{Transport: tr}})
+	st := e.open(t, c, e.freshDB(t), Options{}).Store()
+	prefix := uniqueID("list")
+	var all []string
+	for i := 9; i >= 0; i-- { // created out of order on purpose
+		id := fmt.Sprintf("%s-%d", prefix, i)
+		d := testDrone(id, domain.Location{Latitude: 10, Longitude: float64(i)})
+		if i%3 == 0 {
+			d.Status = domain.DroneCharging
+		}
+		must(t, st.Fleet.Create(ctx, id, d), "create")
+	}
+	for i := range 10 {
+		all = append(all, fmt.Sprintf("%s-%d", prefix, i))
+	}
+	list := func(status domain.DroneStatus, after string, limit int) string {
+		got, err := st.Fleet.List(ctx, status, after, limit)
+		must(t, err, "list")
+		var ids []string
+		for _, d := range got {
+			ids = append(ids, d.ID)
+		}
+		return fmt.Sprint(ids)
+	}
+	if got, want := list("", "", 4), fmt.Sprint(all[:4]); got != want {
+		t.Fatalf("first page %s, want %s", got, want)
+	}
+	if got, want := list(domain.DroneAvailable, all[2], 3), fmt.Sprint([]string{all[4], all[5], all[7]}); got != want {
+		t.Fatalf("available after %s: %s, want %s", all[2], got, want)
+	}
+	if got, want := list(domain.DroneCharging, "", 200), fmt.Sprint([]string{all[0], all[3], all[6], all[9]}); got != want {
+		t.Fatalf("charging: %s, want %s", got, want)
+	}
+	if n := refused.Load(); n != 1 {
+		t.Fatalf("the gateway refused %d ORDER BY queries; the adapter should have stopped after the first", n)
+	}
+}
+
+func testBootstrapTwice(t *testing.T, e *env) {
+	db := e.freshDB(t)
+	must(t, Bootstrap(ctxFor(t), e.client, db), "second bootstrap")
+	s := e.open(t, e.client, db, Options{})
+	s.Close()
+	s.Close() // Close is idempotent; the cleanup closes it a third time
+}
+
+// delta is what happened between two snapshots, leaving out the SDK's own
+// account metadata refreshes, which come on its schedule, not ours.
+func delta(before, after map[string]int) map[string]int {
+	d := map[string]int{}
+	for k, v := range after {
+		if n := v - before[k]; n != 0 && k != OpAccount {
+			d[k] = n
+		}
+	}
+	return d
+}
+
+func sum(m map[string]int) int {
+	n := 0
+	for _, v := range m {
+		n += v
+	}
+	return n
+}
+
+// faultTransport sits under the SDK's retry policy, where it can answer
+// for the server (inject), fail like a network (fail), and count attempts.
+type faultTransport struct {
+	next   policy.Transporter
+	inject func(r *http.Request, body []byte) *http.Response
+	fail   error
+
+	mu   sync.Mutex
+	seen map[string]int
+}
+
+func (f *faultTransport) Do(r *http.Request) (*http.Response, error) {
+	op := Operation(r)
+	f.mu.Lock()
+	if f.seen == nil {
+		f.seen = map[string]int{}
+	}
+	f.seen[op]++
+	f.mu.Unlock()
+	if f.fail != nil {
+		return nil, f.fail
+	}
+	if f.inject != nil {
+		var body []byte
+		if r.Body != nil {
+			var err error
+			if body, err = io.ReadAll(r.Body); err != nil {
+				return nil, err
+			}
+			r.Body = io.NopCloser(bytes.NewReader(body))
+		}
+		if resp := f.inject(r, body); resp != nil {
+			return resp, nil
+		}
+	}
+	return f.next.Do(r)
+}
+
+func (f *faultTransport) attempts(op string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.seen[op]
+}
+
+func respond(r *http.Request, status int, h http.Header, body string) *http.Response {
+	if h == nil {
+		h = http.Header{}
+	}
+	h.Set("Content-Type", "application/json")
+	return &http.Response{
+		StatusCode: status, Status: fmt.Sprintf("%d %s", status, http.StatusText(status)),
+		Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+		Header: h, Body: io.NopCloser(strings.NewReader(body)), ContentLength: int64(len(body)), Request: r,
+	}
+}

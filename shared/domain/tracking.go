@@ -1,0 +1,226 @@
+package domain
+
+import (
+	"fmt"
+	"math"
+	"time"
+)
+
+// Notification kinds, one per milestone a customer hears about.
+const (
+	NotifyScheduled  = "scheduled"
+	NotifyETAChanged = "eta-changed"
+	NotifyPickedUp   = "picked-up"
+	NotifyDelivered  = "delivered"
+	NotifyFailed     = "failed"
+	NotifyCancelled  = "cancelled"
+)
+
+// TrackingConfig tunes how telemetry moves a delivery.
+type TrackingConfig struct {
+	// ArrivalRadiusKm is how close a report must be to the pickup or the
+	// dropoff to count as arrived there; GPS is good to a few metres, a
+	// hovering drone drifts, 50 m is a landing pad with margin.
+	ArrivalRadiusKm float64
+	// ETAChangeThreshold is how far the delivery ETA must move from the one
+	// last told to the customer before they are told again.
+	ETAChangeThreshold time.Duration
+	// LowBatteryPercent sends a drone to Charging instead of Available when
+	// it finishes a delivery below it.
+	LowBatteryPercent float64
+}
+
+// WithDefaults fills zero fields.
+func (c TrackingConfig) WithDefaults() TrackingConfig {
+	if c.ArrivalRadiusKm <= 0 {
+		c.ArrivalRadiusKm = 0.05
+	}
+	if c.ETAChangeThreshold <= 0 {
+		c.ETAChangeThreshold = 2 * time.Minute
+	}
+	if c.LowBatteryPercent <= 0 {
+		c.LowBatteryPercent = 20
+	}
+	return c
+}
+
+// MaxTrailPoints bounds the trail kept on a delivery document: enough for a
+// long flight at one report every few seconds, small enough for one item.
+const MaxTrailPoints = 720
+
+// legal lists each stage's allowed successors.
+var legal = map[Stage][]Stage{
+	StageCreated:         {StageScheduled, StageRescheduled, StageCancelled, StageFailed},
+	StageScheduled:       {StageHeadedToPickup, StageRescheduled, StageCancelled, StageFailed},
+	StageHeadedToPickup:  {StageHeadedToDropoff, StageRescheduled, StageCancelled, StageFailed},
+	StageHeadedToDropoff: {StageCompleted, StageCancelled, StageFailed},
+	StageRescheduled:     {StageScheduled, StageRescheduled, StageCancelled, StageFailed},
+}
+
+// LegalTransition reports whether a delivery may move from one stage to another.
+func LegalTransition(from, to Stage) bool {
+	for _, s := range legal[from] {
+		if s == to {
+			return true
+		}
+	}
+	return false
+}
+
+// LegalHistory checks that a history starts at Created and only makes legal moves.
+func LegalHistory(events []Event) error {
+	if len(events) == 0 || events[0].Stage != StageCreated {
+		return fmt.Errorf("history must start with %s", StageCreated)
+	}
+	for i := 1; i < len(events); i++ {
+		if !LegalTransition(events[i-1].Stage, events[i].Stage) {
+			return fmt.Errorf("illegal move %s → %s at event %d", events[i-1].Stage, events[i].Stage, i)
+		}
+		if events[i].At.Before(events[i-1].At) {
+			return fmt.Errorf("event %d goes back in time", i)
+		}
+	}
+	return nil
+}
+
+// SetStage moves d to stage s at t and records the move in its history.
+func (d *Delivery) SetStage(s Stage, t time.Time, note string) {
+	d.Stage = s
+	e := Event{Stage: s, At: t, Note: note}
+	if d.LastKnownLocation != nil {
+		loc := *d.LastKnownLocation
+		e.Location = &loc
+	}
+	if d.DroneAssignedAt != nil {
+		e.DroneID = d.DroneID
+	}
+	d.History = append(d.History, e)
+	d.UpdatedAt = t
+}
+
+// Notify records a notification and returns it, so the caller can send it
+// on once the delivery is stored.
+func (d *Delivery) Notify(kind, message string, t time.Time) Notification {
+	n := Notification{
+		ID:      fmt.Sprintf("%s:n%d", d.ID, len(d.Notifications)+1),
+		Kind:    kind,
+		Message: message,
+		At:      t,
+		Stage:   d.Stage,
+	}
+	if d.PickupETA != nil {
+		p := *d.PickupETA
+		n.PickupETA = &p
+	}
+	if d.DeliveryETA != nil {
+		e := *d.DeliveryETA
+		n.DeliveryETA = &e
+		d.NotifiedDeliveryETA = &e
+	}
+	d.Notifications = append(d.Notifications, n)
+	return n
+}
+
+// Telemetry is one position report of a drone.
+type Telemetry struct {
+	DroneID        string    `json:"droneId"`
+	Location       Location  `json:"location"`
+	BatteryPercent float64   `json:"batteryPercent"`
+	Timestamp      time.Time `json:"timestamp"`
+}
+
+// FlightETA estimates arrival times for a drone already in the air at
+// from: no climb before the next leg. Before the pickup, the pickup leg
+// ends with a landing and loading, and the dropoff leg starts with a climb;
+// after it, only the descent at the dropoff remains.
+func FlightETA(now time.Time, from Location, speedMps float64, req *DeliveryRequest, pickedUp bool) ETA {
+	cruise := func(km float64) time.Duration {
+		return time.Duration(math.Round(km * 1000 / speedMps * float64(time.Second)))
+	}
+	if pickedUp {
+		return ETA{Delivery: ceilSecond(now.Add(cruise(DistanceKm(from, req.DropoffLocation)) + LandingDuration))}
+	}
+	pickup := now.Add(cruise(DistanceKm(from, req.PickupLocation)) + LandingDuration)
+	if req.PickupTime.After(pickup) {
+		pickup = req.PickupTime
+	}
+	pickup = ceilSecond(pickup)
+	delivery := pickup.Add(PickupHandling + LegDuration(DistanceKm(req.PickupLocation, req.DropoffLocation), speedMps))
+	return ETA{Pickup: pickup, Delivery: ceilSecond(delivery)}
+}
+
+// Track applies a telemetry report to the delivery its drone is flying. It
+// returns false, changing nothing, for a report no newer than the last one
+// applied or a delivery not in flight; otherwise it moves the position, the
+// trail, the stage and the ETAs forward and returns the notifications due.
+func Track(d *Delivery, drone *Drone, r Telemetry, cfg TrackingConfig) (bool, []Notification) {
+	cfg = cfg.WithDefaults()
+	if d.LastTelemetryAt != nil && !r.Timestamp.After(*d.LastTelemetryAt) {
+		return false, nil
+	}
+	switch d.Stage {
+	case StageScheduled, StageHeadedToPickup, StageHeadedToDropoff:
+	default:
+		return false, nil
+	}
+	t := r.Timestamp
+	if d.LastKnownLocation != nil {
+		d.TraveledKm += DistanceKm(*d.LastKnownLocation, r.Location)
+	}
+	loc := r.Location
+	d.LastKnownLocation = &loc
+	d.LastTelemetryAt = &t
+	d.Trail = append(d.Trail, TrailPoint{Latitude: loc.Latitude, Longitude: loc.Longitude, At: t})
+	if len(d.Trail) > MaxTrailPoints {
+		d.Trail = append(d.Trail[:0:0], d.Trail[len(d.Trail)-MaxTrailPoints:]...)
+	}
+	d.UpdatedAt = t
+
+	var out []Notification
+	if d.Stage == StageScheduled {
+		d.SetStage(StageHeadedToPickup, t, "")
+	}
+	if d.Stage == StageHeadedToPickup && DistanceKm(loc, d.Request.PickupLocation) <= cfg.ArrivalRadiusKm {
+		pt := t
+		d.PickedUpAt = &pt
+		d.PickupETA = &pt
+		d.SetStage(StageHeadedToDropoff, t, "package picked up")
+		out = append(out, d.Notify(NotifyPickedUp, "Your package has been picked up.", t))
+	}
+	if d.Stage == StageHeadedToDropoff && DistanceKm(loc, d.Request.DropoffLocation) <= cfg.ArrivalRadiusKm {
+		ct := t
+		d.CompletedAt = &ct
+		d.DeliveryETA = &ct
+		d.SetStage(StageCompleted, t, "package delivered")
+		out = append(out, d.Notify(NotifyDelivered, "Your package has been delivered.", t))
+		return true, out
+	}
+
+	eta := FlightETA(t, loc, drone.CruiseSpeedMps, &d.Request, d.Stage == StageHeadedToDropoff)
+	if d.Stage == StageHeadedToPickup {
+		d.PickupETA = &eta.Pickup
+	}
+	d.DeliveryETA = &eta.Delivery
+	if d.NotifiedDeliveryETA != nil {
+		moved := eta.Delivery.Sub(*d.NotifiedDeliveryETA)
+		if moved < 0 {
+			moved = -moved
+		}
+		if moved > cfg.ETAChangeThreshold {
+			out = append(out, d.Notify(NotifyETAChanged, "Your delivery's estimated time changed to "+eta.Delivery.Format(time.RFC3339)+".", t))
+		}
+	}
+	return true, out
+}
+
+// ReleaseDrone frees a drone at the end of its delivery: Available again,
+// or Charging when its battery is low.
+func ReleaseDrone(dr *Drone, cfg TrackingConfig, t time.Time) {
+	cfg = cfg.WithDefaults()
+	dr.CurrentDeliveryID = ""
+	dr.Status = DroneAvailable
+	if dr.BatteryPercent < cfg.LowBatteryPercent {
+		dr.Status = DroneCharging
+	}
+	dr.UpdatedAt = t
+}

@@ -1,0 +1,142 @@
+package topology
+
+import (
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// The constants exist only because Go cannot declare constants from a file;
+// these tests make topology.json win any disagreement.
+
+func TestQueueConstantsMatchJSON(t *testing.T) {
+	consts := []string{QueueDeliveryRequests, QueueDroneScheduled, QueuePackageUpdated, QueueDroneTelemetry, QueueNotifications}
+	var fromJSON []string
+	for _, q := range Spec.Queues {
+		fromJSON = append(fromJSON, q.Name)
+	}
+	for _, c := range consts {
+		if !slices.Contains(fromJSON, c) {
+			t.Errorf("constant queue %q is not declared in topology.json", c)
+		}
+	}
+	for _, q := range fromJSON {
+		if !slices.Contains(consts, q) {
+			t.Errorf("topology.json declares queue %q but no Queue* constant names it", q)
+		}
+	}
+	if !slices.Equal(Queues, fromJSON) {
+		t.Errorf("Queues = %v, want the names of topology.json in order %v", Queues, fromJSON)
+	}
+}
+
+func TestContainerConstantsMatchJSON(t *testing.T) {
+	consts := []string{ContainerDeliveries, ContainerPackages, ContainerDrones, ContainerAccounts}
+	var fromJSON []string
+	for _, c := range Spec.Containers {
+		fromJSON = append(fromJSON, c.Name)
+	}
+	for _, c := range consts {
+		if !slices.Contains(fromJSON, c) {
+			t.Errorf("constant container %q is not declared in topology.json", c)
+		}
+	}
+	for _, c := range fromJSON {
+		if !slices.Contains(consts, c) {
+			t.Errorf("topology.json declares container %q but no Container* constant names it", c)
+		}
+	}
+	if !slices.Equal(Containers, Spec.Containers) {
+		t.Errorf("Containers = %v, want %v", Containers, Spec.Containers)
+	}
+}
+
+func TestEveryQueueUsesMaxDeliveryCount(t *testing.T) {
+	for _, q := range Spec.Queues {
+		if q.MaxDeliveryCount != MaxDeliveryCount {
+			t.Errorf("queue %s: maxDeliveryCount %d, but the embedded bus dead-letters after MaxDeliveryCount = %d", q.Name, q.MaxDeliveryCount, MaxDeliveryCount)
+		}
+	}
+}
+
+func TestQueueSpec(t *testing.T) {
+	q, ok := QueueSpec(QueueDroneScheduled)
+	if !ok || q.Name != QueueDroneScheduled || q.LockDuration == "" {
+		t.Fatalf("QueueSpec(%q) = %+v, %v", QueueDroneScheduled, q, ok)
+	}
+	if _, ok := QueueSpec("no-such-queue"); ok {
+		t.Error("QueueSpec found a queue that is not declared")
+	}
+}
+
+func TestJSONIsACopy(t *testing.T) {
+	b := JSON()
+	b[0] = 'x'
+	if JSON()[0] == 'x' {
+		t.Error("JSON() handed out the embedded bytes themselves")
+	}
+}
+
+func TestParseDuration(t *testing.T) {
+	for in, want := range map[string]time.Duration{
+		"PT1M":       time.Minute,
+		"PT30S":      30 * time.Second,
+		"PT0.5S":     500 * time.Millisecond,
+		"PT10M":      10 * time.Minute,
+		"P7D":        7 * 24 * time.Hour,
+		"P1DT2H3M4S": 26*time.Hour + 3*time.Minute + 4*time.Second,
+	} {
+		got, err := ParseDuration(in)
+		if err != nil || got != want {
+			t.Errorf("ParseDuration(%q) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "P", "PT", "P1DT", "1M", "PT1X", "P1Y", "P1M", "00:01:00", "pt1m"} {
+		if _, err := ParseDuration(in); err == nil {
+			t.Errorf("ParseDuration(%q) succeeded; want an error", in)
+		}
+	}
+}
+
+func TestParseRejectsBadFiles(t *testing.T) {
+	for name, tc := range map[string]struct{ json, want string }{
+		"unknown field":   {`{"queues":[],"containers":[],"topics":[]}`, "topics"},
+		"no queues":       {`{"queues":[],"containers":[{"name":"a","partitionKey":"/id"}]}`, "no queues"},
+		"duplicate queue": {queues(`{"name":"q-1","maxDeliveryCount":1,"lockDuration":"PT1M","duplicateDetectionHistoryTimeWindow":"PT10M"},{"name":"q-1","maxDeliveryCount":1,"lockDuration":"PT1M","duplicateDetectionHistoryTimeWindow":"PT10M"}`), `"q-1" is declared twice`},
+		"bad queue name":  {queues(`{"name":"Q_1","maxDeliveryCount":1,"lockDuration":"PT1M","duplicateDetectionHistoryTimeWindow":"PT10M"}`), `queue "Q_1"`},
+		"zero deliveries": {queues(`{"name":"q-1","maxDeliveryCount":0,"lockDuration":"PT1M","duplicateDetectionHistoryTimeWindow":"PT10M"}`), "maxDeliveryCount 0"},
+		"lock too long":   {queues(`{"name":"q-1","maxDeliveryCount":1,"lockDuration":"PT6M","duplicateDetectionHistoryTimeWindow":"PT10M"}`), "lockDuration"},
+		"window too long": {queues(`{"name":"q-1","maxDeliveryCount":1,"lockDuration":"PT1M","duplicateDetectionHistoryTimeWindow":"P8D"}`), "duplicateDetectionHistoryTimeWindow"},
+		"no lock":         {queues(`{"name":"q-1","maxDeliveryCount":1,"duplicateDetectionHistoryTimeWindow":"PT10M"}`), "lockDuration"},
+		"bad key":         {containers(`{"name":"c","partitionKey":"id"}`), `partitionKey "id"`},
+		"zero ttl":        {containers(`{"name":"c","partitionKey":"/id","defaultTtl":0}`), "defaultTtl 0"},
+		"duplicate":       {containers(`{"name":"c","partitionKey":"/id"},{"name":"c","partitionKey":"/x"}`), `"c" is declared twice`},
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := Parse([]byte(tc.json))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("Parse error = %v; want one mentioning %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestParseReadsDefaultTTL(t *testing.T) {
+	top, err := Parse([]byte(containers(`{"name":"sessions","partitionKey":"/owner","defaultTtl":3600},{"name":"audit","partitionKey":"/id","defaultTtl":-1},{"name":"kept","partitionKey":"/id"}`)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Container{{"sessions", "/owner", 3600}, {"audit", "/id", -1}, {"kept", "/id", 0}}
+	if !slices.Equal(top.Containers, want) {
+		t.Errorf("Containers = %v, want %v", top.Containers, want)
+	}
+}
+
+func queues(items string) string {
+	return `{"queues":[` + items + `],"containers":[{"name":"c","partitionKey":"/id"}]}`
+}
+
+func containers(items string) string {
+	return `{"queues":[{"name":"q-1","maxDeliveryCount":1,"lockDuration":"PT1M","duplicateDetectionHistoryTimeWindow":"PT10M"}],"containers":[` + items + `]}`
+}
