@@ -19,10 +19,10 @@ const (
 // the source of truth; the envelope says which delivery to advance and
 // carries the correlation id born at ingest.
 type Envelope struct {
-	Operation     Operation       `json:"operation"`
-	DeliveryID    string          `json:"deliveryId"`
-	CorrelationID string          `json:"correlationId"`
-	Attempt       int             `json:"attempt,omitempty"`
+	Operation     Operation `json:"operation"`
+	DeliveryID    string    `json:"deliveryId"`
+	CorrelationID string    `json:"correlationId"`
+	Attempt       int       `json:"attempt,omitempty"`
 	// Generation is the delivery's reschedule count when the message was
 	// sent; a step ignores a message of an older generation.
 	Generation int `json:"generation,omitempty"`
