@@ -31,7 +31,9 @@ func (c *clock) Now() time.Time          { return time.Unix(0, c.ns.Load()).UTC(
 func (c *clock) Set(t time.Time)         { c.ns.Store(t.UnixNano()) }
 func (c *clock) Advance(d time.Duration) { c.ns.Add(int64(d)) }
 
-var t0 = time.Date(2026, 11, 26, 9, 0, 0, 0, time.UTC)
+// t0 is the fake clock's start: the real time, so that messages the steps
+// delay with it become visible in the embedded queue a real second later.
+var t0 = time.Now().UTC().Truncate(time.Second)
 
 type fixture struct {
 	db    *embedded.DB
@@ -78,6 +80,9 @@ func (f *fixture) putDrone(t *testing.T, d domain.Drone) {
 	}
 	if d.RangeKm == 0 {
 		d.RangeKm = 50
+	}
+	if d.BatteryPercent == 0 {
+		d.BatteryPercent = 100
 	}
 	body, err := json.Marshal(d)
 	require.NoError(t, err)

@@ -31,7 +31,13 @@ func (h *Handlers) ScheduleDrone(ctx context.Context, msg *ports.Delivered) ([]p
 	}
 	switch env.Operation {
 	case domain.OpCancel:
-		return nil, h.releaseDrone(ctx, d)
+		if d.Stage != domain.StageCancelled {
+			return nil, nil // nothing was cancelled; a stray message
+		}
+		if err := h.releaseDrone(ctx, d); err != nil {
+			return nil, err
+		}
+		return nil, h.markPackage(ctx, d, "Cancelled")
 	case domain.OpDelivery, domain.OpReschedule:
 	default:
 		return nil, &domain.Permanent{Err: domain.Invalid("operation", "%s is not handled by this step", env.Operation)}

@@ -1,0 +1,476 @@
+package handlers_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/fabrikam/dronedelivery/handlers"
+	"github.com/fabrikam/dronedelivery/shared/domain"
+	"github.com/fabrikam/dronedelivery/shared/ports"
+	"github.com/fabrikam/dronedelivery/shared/runtime"
+	"github.com/fabrikam/dronedelivery/shared/topology"
+)
+
+// leg interpolates n reports from a to b (both ends included).
+func leg(a, b domain.Location, n int) []domain.Location {
+	out := make([]domain.Location, n)
+	for i := range n {
+		f := float64(i) / float64(n-1)
+		out[i] = domain.Location{Latitude: a.Latitude + f*(b.Latitude-a.Latitude), Longitude: a.Longitude + f*(b.Longitude-a.Longitude)}
+	}
+	return out
+}
+
+// report posts one telemetry report through the HTTP handler and runs the
+// queues dry.
+func (f *fixture) report(t *testing.T, droneID string, loc domain.Location, battery float64, at time.Time) {
+	t.Helper()
+	body, _ := json.Marshal(map[string]any{"location": loc, "batteryPercent": battery, "timestamp": at.Format(time.RFC3339Nano)})
+	resp := f.h.PostTelemetry(context.Background(), &runtime.Request{Params: map[string]string{"id": droneID}, Body: body})
+	require.Equal(t, http.StatusAccepted, resp.Status, string(resp.Body))
+	f.drain(t)
+}
+
+func (f *fixture) scheduled(t *testing.T, id string, pickup, drop domain.Location) *domain.Delivery {
+	t.Helper()
+	require.Equal(t, http.StatusAccepted, f.ingest(t, requestBody(id, pickup, drop, "Small", 1)).Status)
+	f.drain(t)
+	d := f.delivery(t, id)
+	require.Equal(t, domain.StageScheduled, d.Stage)
+	return d
+}
+
+func TestTelemetryCarriesADeliveryToCompletion(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	home := at(-0.01, 0)
+	pickup, drop := at(0, 0), at(0.02, 0.01)
+	f.putDrone(t, domain.Drone{ID: "flyer", Location: home, CruiseSpeedMps: 10})
+	d := f.scheduled(t, "trip", pickup, drop)
+	assert.Equal(t, "flyer", d.DroneID)
+
+	now := t0.Add(time.Minute)
+	var remaining []time.Duration
+	var stages []domain.Stage
+	route := append(leg(home, pickup, 6), leg(pickup, drop, 8)[1:]...)
+	for i, loc := range route {
+		now = now.Add(20 * time.Second)
+		f.report(t, "flyer", loc, 100-float64(i), now)
+		d = f.delivery(t, "trip")
+		stages = append(stages, d.Stage)
+		require.NotNil(t, d.LastKnownLocation)
+		assert.Equal(t, loc, *d.LastKnownLocation)
+		if d.Stage != domain.StageCompleted {
+			remaining = append(remaining, d.DeliveryETA.Sub(now))
+		}
+	}
+	assert.Equal(t, domain.StageHeadedToPickup, stages[0])
+	assert.Equal(t, domain.StageHeadedToDropoff, stages[5], "at the pickup")
+	assert.Equal(t, domain.StageCompleted, stages[len(stages)-1])
+	for i := 1; i < len(remaining); i++ {
+		assert.Less(t, remaining[i], remaining[i-1], "the ETA comes closer with every report (report %d)", i)
+	}
+
+	require.NoError(t, domain.LegalHistory(d.History))
+	var kinds []string
+	for _, n := range d.Notifications {
+		kinds = append(kinds, n.Kind)
+	}
+	// The flight above runs ahead of the plan (no time spent loading), so
+	// eta-changed notices may come between the milestones.
+	var milestones []string
+	for _, k := range kinds {
+		if k != domain.NotifyETAChanged {
+			milestones = append(milestones, k)
+		}
+	}
+	assert.Equal(t, []string{domain.NotifyScheduled, domain.NotifyPickedUp, domain.NotifyDelivered}, milestones)
+	assert.InDelta(t, domain.DistanceKm(home, pickup)+domain.DistanceKm(pickup, drop), d.TraveledKm, 0.01)
+	assert.Len(t, d.Trail, len(route))
+
+	drone := f.drone(t, "flyer")
+	assert.Equal(t, domain.DroneAvailable, drone.Status)
+	assert.Empty(t, drone.CurrentDeliveryID)
+	assert.Equal(t, drop, drone.Location, "free at its final position")
+	pkg, err := f.store.Packages.Find(context.Background(), "pkg-trip")
+	require.NoError(t, err)
+	assert.Equal(t, "Delivered", pkg.Status)
+
+	// A stale or repeated report changes nothing.
+	before := f.snapshot(t, []string{"trip"}, []string{"flyer"})
+	f.report(t, "flyer", home, 50, now.Add(-time.Minute))
+	f.report(t, "flyer", drop, 86, now)
+	assert.Equal(t, before, f.snapshot(t, []string{"trip"}, []string{"flyer"}))
+}
+
+func TestLowBatteryDroneGoesToCharging(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	pickup, drop := at(0, 0), at(0.005, 0)
+	f.putDrone(t, domain.Drone{ID: "tired", Location: pickup})
+	f.scheduled(t, "low", pickup, drop)
+	f.report(t, "tired", pickup, 30, t0.Add(time.Minute))
+	f.report(t, "tired", drop, 15, t0.Add(2*time.Minute))
+	assert.Equal(t, domain.StageCompleted, f.delivery(t, "low").Stage)
+	dr := f.drone(t, "tired")
+	assert.Equal(t, domain.DroneCharging, dr.Status)
+	assert.Less(t, dr.RangeKm, 50.0, "range shrinks with the charge")
+}
+
+func TestTelemetryValidation(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	f.putDrone(t, domain.Drone{ID: "v", Location: at(0, 0)})
+	for field, body := range map[string]string{
+		"timestamp":         `{"location":{"latitude":1,"longitude":2},"batteryPercent":50}`,
+		"batteryPercent":    `{"location":{"latitude":1,"longitude":2},"batteryPercent":101,"timestamp":"2026-11-26T10:00:00Z"}`,
+		"location.latitude": `{"location":{"latitude":-91,"longitude":2},"batteryPercent":1,"timestamp":"2026-11-26T10:00:00Z"}`,
+		"[1].timestamp":     `[{"location":{"latitude":1,"longitude":2},"batteryPercent":1,"timestamp":"2026-11-26T10:00:00Z"},{"location":{"latitude":1,"longitude":2},"batteryPercent":1,"timestamp":"soon"}]`,
+		"body":              `[]`,
+	} {
+		resp := f.h.PostTelemetry(context.Background(), &runtime.Request{Params: map[string]string{"id": "v"}, Body: []byte(body)})
+		require.Equal(t, http.StatusBadRequest, resp.Status, field)
+		var p runtime.ProblemDetails
+		require.NoError(t, json.Unmarshal(resp.Body, &p))
+		assert.Equal(t, field, p.Field)
+	}
+	resp := f.h.PostTelemetry(context.Background(), &runtime.Request{Params: map[string]string{"id": "ghost"},
+		Body: []byte(`{"location":{"latitude":1,"longitude":2},"batteryPercent":1,"timestamp":"2026-11-26T10:00:00Z"}`)})
+	assert.Equal(t, http.StatusNotFound, resp.Status)
+	active, _, err := f.bus.Depth(context.Background(), topology.QueueDroneTelemetry)
+	require.NoError(t, err)
+	assert.Zero(t, active, "nothing queued by bad reports")
+}
+
+func (f *fixture) cancel(t *testing.T, id string) *runtime.Response {
+	t.Helper()
+	return f.h.CancelDelivery(context.Background(), &runtime.Request{Params: map[string]string{"id": id}})
+}
+
+func TestCancelAfterAssignmentReleasesTheDrone(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	f.putDrone(t, domain.Drone{ID: "c1", Location: at(0.001, 0)})
+	f.scheduled(t, "gone", at(0, 0), at(0.01, 0))
+	assert.Equal(t, domain.DroneAssigned, f.drone(t, "c1").Status)
+
+	require.Equal(t, http.StatusNoContent, f.cancel(t, "gone").Status)
+	assert.Equal(t, domain.StageCancelled, f.delivery(t, "gone").Stage, "visible at once")
+	f.drain(t)
+	dr := f.drone(t, "c1")
+	assert.Equal(t, domain.DroneAvailable, dr.Status)
+	assert.Empty(t, dr.CurrentDeliveryID)
+	pkg, err := f.store.Packages.Find(context.Background(), "pkg-gone")
+	require.NoError(t, err)
+	assert.Equal(t, "Cancelled", pkg.Status)
+
+	before := f.snapshot(t, []string{"gone"}, []string{"c1"})
+	require.Equal(t, http.StatusNoContent, f.cancel(t, "gone").Status, "idempotent")
+	f.drain(t)
+	assert.Equal(t, before, f.snapshot(t, []string{"gone"}, []string{"c1"}))
+	d := f.delivery(t, "gone")
+	require.NoError(t, domain.LegalHistory(d.History))
+	assert.Equal(t, domain.NotifyCancelled, d.Notifications[len(d.Notifications)-1].Kind)
+
+	// The freed drone takes the next job.
+	assert.Equal(t, "c1", f.scheduled(t, "next", at(0, 0), at(0.01, 0)).DroneID)
+	assert.Equal(t, http.StatusNotFound, f.cancel(t, "missing").Status)
+}
+
+func TestCancelCompletedIsRefused(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	pickup, drop := at(0, 0), at(0.005, 0)
+	f.putDrone(t, domain.Drone{ID: "c2", Location: pickup})
+	f.scheduled(t, "done", pickup, drop)
+	f.report(t, "c2", pickup, 90, t0.Add(time.Minute))
+	f.report(t, "c2", drop, 80, t0.Add(2*time.Minute))
+	require.Equal(t, domain.StageCompleted, f.delivery(t, "done").Stage)
+	resp := f.cancel(t, "done")
+	assert.Equal(t, http.StatusConflict, resp.Status)
+	assert.Equal(t, "application/problem+json", resp.Header.Get("Content-Type"))
+	assert.Equal(t, domain.StageCompleted, f.delivery(t, "done").Stage)
+}
+
+func TestCancelWhileSchedulingNeverStrandsADrone(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	f.putDrone(t, domain.Drone{ID: "c3", Location: at(0.001, 0)})
+	require.Equal(t, http.StatusAccepted, f.ingest(t, requestBody("race", at(0, 0), at(0.01, 0), "Small", 1)).Status)
+	msgs := f.receive(t, topology.QueueDeliveryRequests)
+	// The cancel lands before the scheduler runs its message.
+	require.Equal(t, http.StatusNoContent, f.cancel(t, "race").Status)
+	_, err := f.h.ScheduleDrone(context.Background(), msgs[0])
+	require.NoError(t, err)
+	require.NoError(t, f.bus.Complete(context.Background(), msgs[0]))
+	f.drain(t)
+	assert.Equal(t, domain.DroneAvailable, f.drone(t, "c3").Status)
+	assert.Equal(t, domain.StageCancelled, f.delivery(t, "race").Stage)
+}
+
+func TestRescheduleDispatchesAgain(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	f.putDrone(t, domain.Drone{ID: "west", Location: at(0, -0.001)})
+	f.putDrone(t, domain.Drone{ID: "east", Location: at(0, 0.101)})
+	d := f.scheduled(t, "move", at(0, 0), at(0.01, 0))
+	require.Equal(t, "west", d.DroneID)
+
+	patch := func(body string) *runtime.Response {
+		return f.h.RescheduleDelivery(context.Background(), &runtime.Request{Params: map[string]string{"id": "move"}, Body: []byte(body)})
+	}
+	newPickup := at(0, 0.1)
+	body, _ := json.Marshal(map[string]any{"pickupLocation": newPickup, "dropoffLocation": at(0.01, 0.1)})
+	resp := patch(string(body))
+	require.Equal(t, http.StatusAccepted, resp.Status, string(resp.Body))
+	assert.Equal(t, domain.StageRescheduled, f.delivery(t, "move").Stage)
+	f.drain(t)
+
+	d = f.delivery(t, "move")
+	assert.Equal(t, domain.StageScheduled, d.Stage)
+	assert.Equal(t, "east", d.DroneID, "the nearest drone to the new pickup")
+	assert.Equal(t, 1, d.Generation)
+	assert.Equal(t, newPickup, d.Request.PickupLocation)
+	assert.Equal(t, domain.DroneAvailable, f.drone(t, "west").Status, "the old drone is released")
+	assert.Equal(t, "move", f.drone(t, "east").CurrentDeliveryID)
+	require.NoError(t, domain.LegalHistory(d.History))
+
+	assert.Equal(t, http.StatusBadRequest, patch(`{}`).Status)
+	assert.Equal(t, http.StatusBadRequest, patch(`{"deadline":"2000-01-01T00:00:00Z"}`).Status, "deadline before pickup")
+	require.Equal(t, http.StatusNoContent, f.cancel(t, "move").Status)
+	assert.Equal(t, http.StatusConflict, patch(string(body)).Status)
+}
+
+// webhookReceiver records what reaches a business's webhook and fails the
+// first failures requests.
+type webhookReceiver struct {
+	mu       sync.Mutex
+	failures int
+	calls    []webhookCall
+}
+
+type webhookCall struct {
+	status    int
+	id        string
+	signature string
+	ts        int64
+	body      []byte
+}
+
+func (w *webhookReceiver) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	body, _ := io.ReadAll(r.Body)
+	ts, _ := strconv.ParseInt(r.Header.Get(handlers.HeaderTimestamp), 10, 64)
+	c := webhookCall{status: http.StatusOK, id: r.Header.Get(handlers.HeaderNotificationID), signature: r.Header.Get(handlers.HeaderSignature), ts: ts, body: body}
+	if len(w.calls) < w.failures {
+		c.status = http.StatusServiceUnavailable
+	}
+	w.calls = append(w.calls, c)
+	rw.WriteHeader(c.status)
+}
+
+func TestWebhookIsSignedAndRetried(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	recv := &webhookReceiver{failures: 1}
+	srv := httptest.NewServer(recv)
+	defer srv.Close()
+
+	resp := f.h.CreateAccount(context.Background(), &runtime.Request{Body: []byte(fmt.Sprintf(`{"name":"Contoso","contactEmail":"ops@contoso.example","webhookUrl":%q}`, srv.URL))})
+	require.Equal(t, http.StatusCreated, resp.Status, string(resp.Body))
+	var acct struct {
+		AccountID, APIKey, WebhookSecret string
+	}
+	require.NoError(t, json.Unmarshal(resp.Body, &acct))
+	stored, err := f.store.Accounts.Find(context.Background(), acct.AccountID)
+	require.NoError(t, err)
+	assert.NotContains(t, string(mustJSON(stored.Keys)), acct.APIKey, "only a hash of the key is stored")
+
+	f.putDrone(t, domain.Drone{ID: "w1", Location: at(0.001, 0)})
+	body, _ := json.Marshal(map[string]any{"deliveryId": "hook", "ownerId": acct.AccountID, "pickupLocation": at(0, 0),
+		"dropOffLocation": at(0.01, 0), "packageInfo": map[string]any{"size": "Small", "weight": 1}})
+	require.Equal(t, http.StatusAccepted, f.ingest(t, body).Status)
+	f.drain(t) // the chain, and the first (failing) webhook attempt
+
+	recv.mu.Lock()
+	require.Len(t, recv.calls, 1)
+	recv.mu.Unlock()
+	// The retry waits in the queue; play it as the bus would deliver it.
+	retry := f.receiveDelayed(t, topology.QueueNotifications)
+	assert.Equal(t, "hook:n1:retry-1", retry.ID)
+	out, err := f.h.SendNotification(context.Background(), retry)
+	require.NoError(t, err)
+	assert.Empty(t, out, "delivered on the second attempt")
+
+	recv.mu.Lock()
+	defer recv.mu.Unlock()
+	require.Len(t, recv.calls, 2)
+	for _, c := range recv.calls {
+		assert.Equal(t, "hook:n1", c.id)
+		assert.Equal(t, handlers.Sign(acct.WebhookSecret, c.ts, c.body), c.signature, "signature verifies with the account's secret")
+		assert.NotEqual(t, handlers.Sign("wrong", c.ts, c.body), c.signature)
+		var n map[string]any
+		require.NoError(t, json.Unmarshal(c.body, &n))
+		assert.Equal(t, "scheduled", n["kind"])
+		assert.Equal(t, "hook", n["deliveryId"])
+	}
+	assert.Equal(t, http.StatusServiceUnavailable, recv.calls[0].status)
+	assert.Equal(t, http.StatusOK, recv.calls[1].status)
+}
+
+func TestWebhookGivesUpAfterTheLimit(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	recv := &webhookReceiver{failures: 1000}
+	srv := httptest.NewServer(recv)
+	defer srv.Close()
+	require.NoError(t, f.store.Accounts.Create(context.Background(), "acct", &domain.Account{ID: "acct", WebhookURL: srv.URL, WebhookSecret: "s"}))
+	f.putDrone(t, domain.Drone{ID: "w2", Location: at(0.001, 0)})
+	body, _ := json.Marshal(map[string]any{"deliveryId": "nohook", "ownerId": "acct", "pickupLocation": at(0, 0),
+		"dropOffLocation": at(0.01, 0), "packageInfo": map[string]any{"size": "Small", "weight": 1}})
+	require.Equal(t, http.StatusAccepted, f.ingest(t, body).Status)
+	f.drain(t)
+	msg := f.receiveDelayed(t, topology.QueueNotifications)
+	var env domain.Envelope
+	require.NoError(t, json.Unmarshal(msg.Body, &env))
+	env.Attempt = 7 // the eighth and last attempt
+	msg.Body, _ = json.Marshal(env)
+	_, err := f.h.SendNotification(context.Background(), msg)
+	assert.True(t, domain.IsPermanent(err), "dead-lettered after the limit: %v", err)
+}
+
+// receiveDelayed waits for the one delayed message of a queue.
+func (f *fixture) receiveDelayed(t *testing.T, q string) *ports.Delivered {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	msgs, err := f.bus.Receive(ctx, q, 10)
+	require.NoError(t, err)
+	require.Len(t, msgs, 1)
+	return msgs[0]
+}
+
+func mustJSON(v any) []byte {
+	b, _ := json.Marshal(v)
+	return b
+}
+
+func TestSummaryAndUtilizationFromHistories(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ctx := context.Background()
+	nov := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
+	tp := func(d time.Duration) *time.Time { x := nov.Add(d); return &x }
+	mk := func(id, owner string, created time.Duration, stage domain.Stage, edit func(*domain.Delivery)) {
+		d := &domain.Delivery{ID: id, OwnerID: owner, Stage: stage, CreatedAt: nov.Add(created)}
+		d.Request.Deadline = nov.Add(created + 2*time.Hour)
+		if edit != nil {
+			edit(d)
+		}
+		require.NoError(t, f.store.Deliveries.Create(ctx, id, d))
+	}
+	h := time.Hour
+	mk("a", "o", h, domain.StageCompleted, func(d *domain.Delivery) { // on time, 30 min, 3 km, assigned 25 min
+		d.DroneAssignedAt, d.CompletedAt, d.TraveledKm = tp(h+5*time.Minute), tp(h+30*time.Minute), 3
+	})
+	mk("b", "o", 2*h, domain.StageCompleted, func(d *domain.Delivery) { // late, 3 h, 5 km, assigned 2 h
+		d.DroneAssignedAt, d.CompletedAt, d.TraveledKm = tp(3*h), tp(5*h), 5
+	})
+	mk("c", "o", 3*h, domain.StageCancelled, func(d *domain.Delivery) { d.DroneAssignedAt, d.CancelledAt = tp(3*h), tp(3*h+30*time.Minute) })
+	mk("d", "o", 4*h, domain.StageFailed, nil)
+	mk("e", "o", 5*h, domain.StageScheduled, nil)
+	mk("other-owner", "x", h, domain.StageCompleted, nil)
+	mk("october", "o", -24*h, domain.StageCompleted, nil)
+
+	resp := f.h.GetDeliveriesSummary(ctx, &runtime.Request{Query: map[string][]string{"ownerId": {"o"}, "year": {"2026"}, "month": {"11"}}})
+	require.Equal(t, http.StatusOK, resp.Status, string(resp.Body))
+	var s handlers.DeliverySummary
+	require.NoError(t, json.Unmarshal(resp.Body, &s))
+	assert.Equal(t, handlers.DeliverySummary{OwnerID: "o", Year: 2026, Month: 11, Count: 5, Completed: 2, Cancelled: 1, Failed: 1,
+		InProgress: 1, OnTimeRate: 0.5, AverageDurationMinutes: 105}, s)
+
+	resp = f.h.GetUtilization(ctx, &runtime.Request{Query: map[string][]string{"ownerId": {"o"}, "year": {"2026"}, "month": {"11"}}})
+	require.Equal(t, http.StatusOK, resp.Status)
+	var u handlers.Utilization
+	require.NoError(t, json.Unmarshal(resp.Body, &u))
+	assert.InDelta(t, 8*0.621371, u.TraveledMiles, 0.001)
+	assert.InDelta(t, 25.0/60+2+0.5, u.AssignedHours, 0.001)
+
+	for _, q := range []map[string][]string{{"year": {"2026"}}, {"ownerId": {"o"}, "month": {"0"}}, {"ownerId": {"o"}, "month": {"13"}}, {"ownerId": {"o"}, "year": {"abc"}}} {
+		assert.Equal(t, http.StatusBadRequest, f.h.GetDeliveriesSummary(ctx, &runtime.Request{Query: q}).Status, "%v", q)
+		assert.Equal(t, http.StatusBadRequest, f.h.GetUtilization(ctx, &runtime.Request{Query: q}).Status, "%v", q)
+	}
+}
+
+func TestConfirmationsAndNotifyMe(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	pickup, drop := at(0, 0), at(0.005, 0)
+	f.putDrone(t, domain.Drone{ID: "cf", Location: pickup})
+	body, _ := json.Marshal(map[string]any{"deliveryId": "conf", "ownerId": "o", "pickupLocation": pickup, "dropOffLocation": drop,
+		"confirmationRequired": "Picture", "packageInfo": map[string]any{"size": "Small", "weight": 1}})
+	require.Equal(t, http.StatusAccepted, f.ingest(t, body).Status)
+	f.drain(t)
+	post := func(fn runtime.HTTPFunc, body string) *runtime.Response {
+		return fn(context.Background(), &runtime.Request{Params: map[string]string{"id": "conf"}, Body: []byte(body)})
+	}
+	picture := `{"dateTime":"2026-11-26T10:00:00Z","geoCoordinates":{"latitude":47.61,"longitude":-122.33},"confirmationType":"Picture","confirmationBlob":"aGVsbG8="}`
+	assert.Equal(t, http.StatusConflict, post(f.h.PostConfirmation, picture).Status, "not before the package is on its way")
+
+	assert.Equal(t, http.StatusCreated, post(f.h.PostNotifyMeRequest, `{"emailAddress":"me@example.com","sms":"+15551234567"}`).Status)
+	assert.Equal(t, http.StatusBadRequest, post(f.h.PostNotifyMeRequest, `{"emailAddress":"not-an-address"}`).Status)
+	assert.Equal(t, http.StatusBadRequest, post(f.h.PostNotifyMeRequest, `{}`).Status)
+
+	f.report(t, "cf", pickup, 90, t0.Add(time.Minute))
+	resp := post(f.h.PostConfirmation, `{"dateTime":"2026-11-26T10:00:00Z","geoCoordinates":{"latitude":47.61,"longitude":-122.33},"confirmationType":"Voice"}`)
+	assert.Equal(t, http.StatusBadRequest, resp.Status, "the delivery asked for a picture")
+	assert.Equal(t, http.StatusCreated, post(f.h.PostConfirmation, picture).Status)
+	d := f.delivery(t, "conf")
+	require.NotNil(t, d.Confirmation)
+	assert.Equal(t, domain.ConfirmationPicture, d.Confirmation.ConfirmationType)
+	require.Len(t, d.NotifyMe, 1)
+	assert.Equal(t, "+15551234567", d.NotifyMe[0].SMS)
+}
+
+func TestTrackingFeedByTrackingIDOnly(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	f.putDrone(t, domain.Drone{ID: "tf", Location: at(0.001, 0), BatteryPercent: 80})
+	resp := f.ingest(t, requestBody("feed", at(0, 0), at(0.01, 0), "Small", 1))
+	var acc struct{ TrackingID string }
+	require.NoError(t, json.Unmarshal(resp.Body, &acc))
+	f.drain(t)
+	f.report(t, "tf", at(0.0005, 0), 79, t0.Add(time.Minute))
+
+	get := func(fn runtime.HTTPFunc, tid string) *runtime.Response {
+		return fn(context.Background(), &runtime.Request{Params: map[string]string{"trackingId": tid}})
+	}
+	resp = get(f.h.TrackFeed, acc.TrackingID)
+	require.Equal(t, http.StatusOK, resp.Status)
+	var feed map[string]any
+	require.NoError(t, json.Unmarshal(resp.Body, &feed))
+	assert.Equal(t, "HeadedToPickup", feed["stage"])
+	assert.Len(t, feed["trail"], 1)
+	assert.Equal(t, "tf", feed["drone"].(map[string]any)["id"])
+	assert.Len(t, feed["history"], 3)
+
+	page := get(f.h.TrackPage, acc.TrackingID)
+	assert.Equal(t, http.StatusOK, page.Status)
+	assert.Contains(t, page.Header.Get("Content-Type"), "text/html")
+	for _, bad := range []string{"feed", "x.feed", acc.TrackingID[:10] + ".feed", "AAAA" + acc.TrackingID[4:]} {
+		assert.Equal(t, http.StatusNotFound, get(f.h.TrackFeed, bad).Status, bad)
+		assert.Equal(t, http.StatusNotFound, get(f.h.TrackPage, bad).Status, bad)
+	}
+}
