@@ -1,13 +1,26 @@
-// Package backend opens the store and bus the configuration names: with no
-// cloud settings, the embedded backend (one SQLite file in a data folder).
+// Package backend opens the store and bus the configuration names: Cosmos
+// DB and Service Bus when they are configured, otherwise the embedded
+// backend (one SQLite file in a data folder).
 package backend
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
+	"github.com/Azure/azure-sdk-for-go/sdk/data/azcosmos"
+	"github.com/Azure/azure-sdk-for-go/sdk/messaging/azservicebus"
+
+	"github.com/fabrikam/dronedelivery/shared/adapters/cosmos"
 	"github.com/fabrikam/dronedelivery/shared/adapters/embedded"
+	"github.com/fabrikam/dronedelivery/shared/adapters/servicebus"
+	"github.com/fabrikam/dronedelivery/shared/config"
 	"github.com/fabrikam/dronedelivery/shared/ports"
 )
 
@@ -22,6 +35,27 @@ type Backend struct {
 // Close releases the backend.
 func (b *Backend) Close() error { return b.close() }
 
+// Options tunes what Open builds.
+type Options struct {
+	Embedded embedded.Options
+	// Bootstrap creates the Cosmos DB database and containers when missing;
+	// for local doubles and development only, as infrastructure creates them
+	// in Azure (setting COSMOS_BOOTSTRAP=true turns it on from the command line).
+	Bootstrap bool
+	// CosmosPolicies are added to the Cosmos DB client's pipeline (tests
+	// count operations with one).
+	CosmosPolicies []policy.Policy
+	Log            *slog.Logger
+}
+
+// Open opens the backend cfg names.
+func Open(ctx context.Context, cfg *config.Config, opts Options) (*Backend, error) {
+	if !cfg.Azure {
+		return OpenEmbedded(cfg.DataDir, opts.Embedded)
+	}
+	return openAzure(ctx, cfg, opts)
+}
+
 // OpenEmbedded opens (creating if needed) the embedded backend in dataDir.
 func OpenEmbedded(dataDir string, opts embedded.Options) (*Backend, error) {
 	if err := os.MkdirAll(dataDir, 0o755); err != nil {
@@ -33,4 +67,104 @@ func OpenEmbedded(dataDir string, opts embedded.Options) (*Backend, error) {
 		return nil, fmt.Errorf("open embedded store %s: %w", path, err)
 	}
 	return &Backend{Store: db.Store(), Bus: db.Bus(), Name: "embedded SQLite at " + path, close: db.Close}, nil
+}
+
+func openAzure(ctx context.Context, cfg *config.Config, opts Options) (*Backend, error) {
+	cc, err := cosmosClient(cfg.Cosmos, opts.CosmosPolicies)
+	if err != nil {
+		return nil, err
+	}
+	if opts.Bootstrap {
+		if err := cosmos.Bootstrap(ctx, cc, cfg.Database); err != nil {
+			return nil, fmt.Errorf("bootstrap cosmos database %s: %w", cfg.Database, err)
+		}
+	}
+	store, err := cosmos.Open(ctx, cc, cfg.Database, cosmos.Options{Logger: opts.Log})
+	if err != nil {
+		return nil, err
+	}
+	sc, err := serviceBusClient(cfg.ServiceBus)
+	if err != nil {
+		store.Close()
+		return nil, err
+	}
+	bus := servicebus.New(sc, servicebus.Options{})
+	name := fmt.Sprintf("Cosmos DB %s (database %s) and Service Bus %s", endpointOf(cfg.Cosmos), cfg.Database, endpointOf(cfg.ServiceBus))
+	return &Backend{Store: store.Store(), Bus: bus, Name: name, close: func() error {
+		store.Close()
+		return errors.Join(bus.Close(context.Background()), sc.Close(context.Background()))
+	}}, nil
+}
+
+func cosmosClient(c config.Connection, policies []policy.Policy) (*azcosmos.Client, error) {
+	opts := &azcosmos.ClientOptions{}
+	opts.PerCallPolicies = policies
+	// The other Cosmos DB SDKs retry throttling nine times; three is azcore's
+	// default and gives up too soon under a burst.
+	opts.Retry.MaxRetries = 9
+	if c.ConnectionString != "" {
+		client, err := azcosmos.NewClientFromConnectionString(c.ConnectionString, opts)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", c.Prefix, err)
+		}
+		return client, nil
+	}
+	cred, err := credential(c)
+	if err != nil {
+		return nil, err
+	}
+	client, err := azcosmos.NewClient(c.Endpoint, cred, opts)
+	if err != nil {
+		return nil, fmt.Errorf("%s__accountEndpoint: %w", c.Prefix, err)
+	}
+	return client, nil
+}
+
+func serviceBusClient(c config.Connection) (*azservicebus.Client, error) {
+	if c.ConnectionString != "" {
+		client, err := azservicebus.NewClientFromConnectionString(c.ConnectionString, nil)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", c.Prefix, err)
+		}
+		return client, nil
+	}
+	cred, err := credential(c)
+	if err != nil {
+		return nil, err
+	}
+	client, err := azservicebus.NewClient(c.Endpoint, cred, nil)
+	if err != nil {
+		return nil, fmt.Errorf("%s__fullyQualifiedNamespace: %w", c.Prefix, err)
+	}
+	return client, nil
+}
+
+// credential resolves a connection's identity the way the Functions host
+// does for its bindings: a user-assigned managed identity when a client id
+// is given, the system-assigned one for credential=managedidentity, and
+// otherwise DefaultAzureCredential (developer sign-in, workload identity…).
+func credential(c config.Connection) (azcore.TokenCredential, error) {
+	if c.ManagedIdentity {
+		opts := &azidentity.ManagedIdentityCredentialOptions{}
+		if c.ClientID != "" {
+			opts.ID = azidentity.ClientID(c.ClientID)
+		}
+		cred, err := azidentity.NewManagedIdentityCredential(opts)
+		if err != nil {
+			return nil, fmt.Errorf("%s managed identity: %w", c.Prefix, err)
+		}
+		return cred, nil
+	}
+	cred, err := azidentity.NewDefaultAzureCredential(nil)
+	if err != nil {
+		return nil, fmt.Errorf("%s: DefaultAzureCredential: %w", c.Prefix, err)
+	}
+	return cred, nil
+}
+
+func endpointOf(c config.Connection) string {
+	if c.Endpoint != "" {
+		return c.Endpoint
+	}
+	return "(connection string)"
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/fabrikam/dronedelivery/shared/adapters/embedded"
 	"github.com/fabrikam/dronedelivery/shared/adapters/sys"
 	"github.com/fabrikam/dronedelivery/shared/backend"
+	"github.com/fabrikam/dronedelivery/shared/config"
 	"github.com/fabrikam/dronedelivery/shared/domain"
 	"github.com/fabrikam/dronedelivery/shared/fleet"
 	"github.com/fabrikam/dronedelivery/shared/obs"
@@ -114,12 +115,12 @@ type appParts struct {
 	fns     []runtime.FunctionConfig
 }
 
-func open(ctx context.Context, c common, app fs.FS, log *slog.Logger) (*appParts, error) {
+func open(ctx context.Context, c common, app fs.FS, env func(string) string, log *slog.Logger) (*appParts, error) {
 	fns, err := runtime.LoadFunctions(app, "functions")
 	if err != nil {
 		return nil, err
 	}
-	b, err := backend.OpenEmbedded(c.dataDir, embedded.Options{LockDuration: c.lock})
+	b, err := openBackend(ctx, c, env, log)
 	if err != nil {
 		return nil, err
 	}
@@ -136,6 +137,21 @@ func open(ctx context.Context, c common, app fs.FS, log *slog.Logger) (*appParts
 		return nil, err
 	}
 	return &appParts{backend: b, reg: reg, fns: fns}, nil
+}
+
+// openBackend opens what the settings name: Cosmos DB and Service Bus when
+// configured, the embedded backend in the data folder otherwise.
+func openBackend(ctx context.Context, c common, env func(string) string, log *slog.Logger) (*backend.Backend, error) {
+	cfg, err := config.Load(env)
+	if err != nil {
+		return nil, err
+	}
+	cfg.DataDir = c.dataDir
+	return backend.Open(ctx, cfg, backend.Options{
+		Embedded:  embedded.Options{LockDuration: c.lock},
+		Bootstrap: strings.EqualFold(env("COSMOS_BOOTSTRAP"), "true"),
+		Log:       log,
+	})
 }
 
 func seedFleet(ctx context.Context, b *backend.Backend, c common) (int, error) {
@@ -156,7 +172,7 @@ func serve(ctx context.Context, args []string, app fs.FS, env func(string) strin
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	parts, err := open(ctx, c, app, log)
+	parts, err := open(ctx, c, app, env, log)
 	if err != nil {
 		return err
 	}
@@ -188,7 +204,7 @@ func hostMode(ctx context.Context, args []string, app fs.FS, env func(string) st
 	if !ok {
 		return errors.New("FUNCTIONS_CUSTOMHANDLER_PORT is not set: the Functions host sets it when it starts this handler")
 	}
-	parts, err := open(ctx, c, app, log)
+	parts, err := open(ctx, c, app, env, log)
 	if err != nil {
 		return err
 	}
@@ -211,7 +227,7 @@ func seed(ctx context.Context, args []string, env func(string) string, stdout io
 	if c.fleetSize <= 0 {
 		c.fleetSize = 50
 	}
-	b, err := backend.OpenEmbedded(c.dataDir, embedded.Options{})
+	b, err := openBackend(ctx, c, env, slog.Default())
 	if err != nil {
 		return err
 	}
