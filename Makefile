@@ -7,7 +7,7 @@ FLEET_SIZE ?= 50
 FLEET_CENTER ?= 47.6062,-122.3321
 BIN := bin/dronedelivery
 
-.PHONY: all build run test test-deps vet fmt-check unit race bench package clean help
+.PHONY: all build run test test-deps vet fmt-check unit race bench package deploy start clean help
 
 all: build
 
@@ -16,6 +16,8 @@ help:
 	@echo "make test     vet, format check and every test"
 	@echo "make build    build $(BIN)"
 	@echo "make package  assemble the function app in dist/app and dist/app.zip (linux/amd64)"
+	@echo "make deploy   create the Azure resources (infra/main.bicep) and publish dist/app.zip; see docs/deploy.md"
+	@echo "make start    run the packaged app under Azure Functions Core Tools (func start) with ./local.settings.json"
 	@echo "make bench    run the Go benchmarks"
 
 build:
@@ -48,17 +50,52 @@ race:
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 2000x ./...
 
+# DIST lets a test package into a temporary directory (infra/package_test.go).
+DIST ?= dist
+
 package:
 	@command -v zip >/dev/null || { echo "make package needs zip: apt-get install -y zip"; exit 1; }
-	rm -rf dist/app dist/app.zip
-	mkdir -p dist/app
-	GOOS=linux GOARCH=amd64 CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o dist/app/dronedelivery .
-	cp host.json dist/app/
+	@test -n "$(DIST)" || { echo "make package: DIST must not be empty"; exit 1; }
+	rm -rf $(DIST)/app $(DIST)/app.zip
+	mkdir -p $(DIST)/app
+	GOOS=linux GOARCH=amd64 CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o $(DIST)/app/dronedelivery .
+	cp host.json $(DIST)/app/
 	for f in functions/*/function.json; do \
-		name=$$(basename $$(dirname $$f)); mkdir -p dist/app/$$name; cp $$f dist/app/$$name/; \
+		name=$$(basename $$(dirname $$f)); mkdir -p $(DIST)/app/$$name; cp $$f $(DIST)/app/$$name/; \
 	done
-	cd dist/app && zip -qr ../app.zip .
-	@echo "dist/app.zip ready: cd dist/app && func start"
+	cd $(DIST)/app && zip -qr ../app.zip .
+	@echo "$(DIST)/app.zip ready: cd $(DIST)/app && func start"
 
 clean:
 	rm -rf bin dist
+
+# Deploy to Azure (docs/deploy.md): needs the az CLI with Bicep, signed in to a
+# subscription. NAME is the base of every resource name; LOCATION must offer
+# Flex Consumption. The resource group is created if it does not exist.
+NAME ?= dronedelivery
+RESOURCE_GROUP ?= rg-$(NAME)
+LOCATION ?= eastus
+
+deploy:
+	@command -v az >/dev/null || { echo "make deploy needs the Azure CLI: https://learn.microsoft.com/cli/azure/install-azure-cli, then az login"; exit 1; }
+	$(MAKE) package
+	az group create --name $(RESOURCE_GROUP) --location $(LOCATION) --output none
+	az deployment group create --resource-group $(RESOURCE_GROUP) --name $(NAME) \
+		--template-file infra/main.bicep --parameters @infra/main.parameters.json \
+		--parameters name=$(NAME) location=$(LOCATION) --output none
+	set -e; \
+	app=$$(az deployment group show --resource-group $(RESOURCE_GROUP) --name $(NAME) --query properties.outputs.functionAppName.value --output tsv); \
+	api=$$(az deployment group show --resource-group $(RESOURCE_GROUP) --name $(NAME) --query properties.outputs.apiBaseUrl.value --output tsv); \
+	az functionapp deployment source config-zip --resource-group $(RESOURCE_GROUP) --name "$$app" --src $(DIST)/app.zip; \
+	echo "deployed $$app: $$api/healthz"
+
+# Run the packaged app under the real Functions host, for those with Core Tools.
+# The settings come from ./local.settings.json (git-ignored) because make package
+# rebuilds $(DIST)/app from scratch.
+start:
+	@command -v func >/dev/null || { echo "make start needs Azure Functions Core Tools v4 (func): https://learn.microsoft.com/azure/azure-functions/functions-run-local; make run serves the same API without it"; exit 1; }
+	@test -f local.settings.json || { echo "make start needs local.settings.json: cp local.settings.sample.json local.settings.json and fill in your endpoints (docs/deploy.md)"; exit 1; }
+	@[ "$$($(GO) env GOHOSTOS)/$$($(GO) env GOHOSTARCH)" = linux/amd64 ] || echo "warning: make package builds linux/amd64; on this machine build dronedelivery for your platform into $(DIST)/app"
+	$(MAKE) package
+	cp local.settings.json $(DIST)/app/local.settings.json
+	cd $(DIST)/app && func start --port $(PORT)

@@ -1,0 +1,815 @@
+package infra
+
+import (
+	"encoding/json"
+	"fmt"
+	"maps"
+	"os"
+	"path"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/fabrikam/dronedelivery/shared/config"
+	"github.com/fabrikam/dronedelivery/shared/runtime"
+	"github.com/fabrikam/dronedelivery/shared/topology"
+)
+
+// No Bicep compiler can be installed where these tests run, so they read the
+// templates as text. The Bicep is written to make that reliable: one setting
+// per line in main.bicep's appSettings, role ids in named variables, loops over
+// topology.json rather than literal names. Every check is a function of its
+// inputs, so TestChecksCatchDrift can feed it a broken input and watch it fail.
+
+// inputs is everything the checks compare.
+type inputs struct {
+	functions  []runtime.FunctionConfig
+	topology   topology.Topology
+	bicep      map[string]string // path relative to infra/ → text
+	parameters []byte            // main.parameters.json
+	required   []string          // config.AppSettings
+	hostJSON   []byte
+	localJSON  []byte // local.settings.sample.json
+}
+
+func repoRoot(t *testing.T) string {
+	t.Helper()
+	root, err := filepath.Abs("..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return root
+}
+
+func loadInputs(t *testing.T) inputs {
+	t.Helper()
+	root := repoRoot(t)
+	fns, err := runtime.LoadFunctions(os.DirFS(root), "functions")
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile(filepath.Join(root, "shared", "topology", "topology.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	topo, err := topology.Parse(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := inputs{functions: fns, topology: topo, bicep: map[string]string{}, required: config.AppSettings}
+	files, err := filepath.Glob(filepath.Join(root, "infra", "modules", "*.bicep"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	files = append(files, filepath.Join(root, "infra", "main.bicep"))
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rel, _ := filepath.Rel(filepath.Join(root, "infra"), f)
+		in.bicep[filepath.ToSlash(rel)] = string(b)
+	}
+	if in.parameters, err = os.ReadFile(filepath.Join(root, "infra", "main.parameters.json")); err != nil {
+		t.Fatal(err)
+	}
+	if in.hostJSON, err = os.ReadFile(filepath.Join(root, "host.json")); err != nil {
+		t.Fatal(err)
+	}
+	if in.localJSON, err = os.ReadFile(filepath.Join(root, "local.settings.sample.json")); err != nil {
+		t.Fatal(err)
+	}
+	return in
+}
+
+// TestConsistency runs every check on the repository as it is.
+func TestConsistency(t *testing.T) {
+	in := loadInputs(t)
+	settings, err := appSettings(in.bicep["main.bicep"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, problems := range map[string][]string{
+		"QueuesMatchFunctions":        checkQueues(in.functions, in.topology),
+		"GoTopologyMatchesJSON":       checkGoTopology(topology.Queues, topology.Containers, in.topology),
+		"BicepBuildsTopologyFromJSON": checkBicepTopology(in.bicep, in.topology),
+		"AppSettingsCoverConfig":      checkAppSettings(in.required, settings),
+		"ConnectionsAreIdentityBased": checkConnections(in.functions, settings),
+		"HostSettings":                checkHostSettings(settings),
+		"RolesAssigned":               checkRoles(in.bicep),
+		"NoSecrets":                   checkNoSecrets(in.bicep, in.parameters),
+		"LocalAuthDisabled":           checkLocalAuthDisabled(in.bicep),
+		"FlexConsumptionApp":          checkFlexApp(in.bicep),
+		"ModulesWiredUp":              checkModules(in.bicep),
+		"ParametersFileMatches":       checkParameters(in.bicep["main.bicep"], in.parameters),
+		"Outputs":                     checkOutputs(in.bicep["main.bicep"], in.hostJSON),
+		"LocalSettingsSample":         checkLocalSettings(in.localJSON, in.functions),
+	} {
+		t.Run(name, func(t *testing.T) {
+			for _, p := range problems {
+				t.Error(p)
+			}
+		})
+	}
+}
+
+// TestChecksCatchDrift proves each check fails, naming the culprit, when one
+// side changes without the other.
+func TestChecksCatchDrift(t *testing.T) {
+	in := loadInputs(t)
+	mainBicep := in.bicep["main.bicep"]
+	settings, err := appSettings(mainBicep)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	mustMention := func(t *testing.T, problems []string, names ...string) {
+		t.Helper()
+		all := strings.Join(problems, "\n")
+		if len(problems) == 0 {
+			t.Fatalf("the check passed; want it to fail naming %q", names)
+		}
+		for _, n := range names {
+			if !strings.Contains(all, n) {
+				t.Errorf("problems do not name %q:\n%s", n, all)
+			}
+		}
+	}
+
+	t.Run("QueueRenamedInFunctionJSONOnly", func(t *testing.T) {
+		fns := cloneFunctions(in.functions)
+		renameTriggerQueue(t, fns, topology.QueueDeliveryRequests, "delivery-requests-v2")
+		mustMention(t, checkQueues(fns, in.topology), "delivery-requests-v2", `"`+topology.QueueDeliveryRequests+`"`)
+	})
+	t.Run("QueueRenamedInTopologyOnly", func(t *testing.T) {
+		topo := cloneTopology(in.topology)
+		topo.Queues[1].Name = "drone-assigned"
+		mustMention(t, checkQueues(in.functions, topo), "drone-assigned", topology.QueueDroneScheduled)
+	})
+	t.Run("GoContainerKeyDiffersFromJSON", func(t *testing.T) {
+		goContainers := slices.Clone(topology.Containers)
+		goContainers[0].PartitionKey = "/ownerId"
+		mustMention(t, checkGoTopology(topology.Queues, goContainers, in.topology), goContainers[0].Name, "/ownerId")
+	})
+	t.Run("QueueHardCodedInBicep", func(t *testing.T) {
+		files := cloneFiles(in.bicep)
+		files["modules/servicebus.bicep"] += "\nresource extra 'Microsoft.ServiceBus/namespaces/queues@2024-01-01' = {\n  parent: namespace\n  name: 'package-updated'\n}\n"
+		mustMention(t, checkBicepTopology(files, in.topology), "package-updated")
+	})
+	t.Run("ContainersNotFromJSON", func(t *testing.T) {
+		files := cloneFiles(in.bicep)
+		files["main.bicep"] = replaceLine(t, files["main.bicep"], "containers: topology.containers", "containers: []")
+		mustMention(t, checkBicepTopology(files, in.topology), "topology.containers")
+	})
+	t.Run("AppSettingRemovedFromBicep", func(t *testing.T) {
+		s, err := appSettings(dropLine(t, mainBicep, "COSMOS_DATABASE:"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		mustMention(t, checkAppSettings(in.required, s), config.CosmosDatabase)
+	})
+	t.Run("SettingAddedToConfigOnly", func(t *testing.T) {
+		mustMention(t, checkAppSettings(append(slices.Clone(in.required), "DISPATCH_RADIUS_KM"), settings), "DISPATCH_RADIUS_KM")
+	})
+	t.Run("IdentitySettingRemovedFromBicep", func(t *testing.T) {
+		s, err := appSettings(dropLine(t, mainBicep, "ServiceBusConnection__clientId:"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		mustMention(t, checkConnections(in.functions, s), "ServiceBusConnection__clientId")
+	})
+	t.Run("ConnectionWithSecretCredential", func(t *testing.T) {
+		s := cloneSettings(settings)
+		s["ServiceBusConnection__credential"] = "'connectionstring'"
+		mustMention(t, checkConnections(in.functions, s), "ServiceBusConnection__credential")
+	})
+	t.Run("NewConnectionPrefixInFunctionJSON", func(t *testing.T) {
+		fns := cloneFunctions(in.functions)
+		fns[0].Bindings = append(fns[0].Bindings, runtime.Binding{Type: "serviceBus", Direction: "out", Name: "audit", QueueName: topology.QueuePackageUpdated, Connection: "AuditBus"})
+		mustMention(t, checkConnections(fns, settings), "AuditBus__fullyQualifiedNamespace", "AuditBus__credential", "AuditBus__clientId")
+	})
+	t.Run("HostStorageSettingRemoved", func(t *testing.T) {
+		s, err := appSettings(dropLine(t, mainBicep, "AzureWebJobsStorage__credential:"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		mustMention(t, checkHostSettings(s), "AzureWebJobsStorage__credential")
+	})
+	t.Run("WorkerRuntimeSettingOnFlex", func(t *testing.T) {
+		s := cloneSettings(settings)
+		s["FUNCTIONS_WORKER_RUNTIME"] = "'custom'"
+		mustMention(t, checkHostSettings(s), "FUNCTIONS_WORKER_RUNTIME")
+	})
+	t.Run("RoleAssignmentRemoved", func(t *testing.T) {
+		files := cloneFiles(in.bicep)
+		files["modules/servicebus.bicep"] = strings.ReplaceAll(files["modules/servicebus.bicep"], "4f6d3b9b-027b-4f4c-9142-0e5a2a2247e0", "00000000-0000-0000-0000-0000000000ff")
+		mustMention(t, checkRoles(files), "Azure Service Bus Data Receiver")
+	})
+	t.Run("KeyReadInBicep", func(t *testing.T) {
+		files := cloneFiles(in.bicep)
+		files["modules/cosmos.bicep"] += "\noutput key string = account.listKeys().primaryMasterKey\n"
+		mustMention(t, checkNoSecrets(files, in.parameters), "modules/cosmos.bicep", "listKeys")
+	})
+	t.Run("LocalAuthLeftOn", func(t *testing.T) {
+		files := cloneFiles(in.bicep)
+		files["modules/servicebus.bicep"] = replaceLine(t, files["modules/servicebus.bicep"], "disableLocalAuth: true", "disableLocalAuth: false")
+		mustMention(t, checkLocalAuthDisabled(files), "modules/servicebus.bicep")
+	})
+	t.Run("ModuleParamMisspelled", func(t *testing.T) {
+		files := cloneFiles(in.bicep)
+		files["main.bicep"] = replaceLine(t, files["main.bicep"], "queues: topology.queues", "queue: topology.queues")
+		mustMention(t, checkModules(files), "queue", "queues")
+	})
+	t.Run("ParameterFileNamesUnknownParam", func(t *testing.T) {
+		var p map[string]any
+		if err := json.Unmarshal(in.parameters, &p); err != nil {
+			t.Fatal(err)
+		}
+		p["parameters"].(map[string]any)["cosmosServeless"] = map[string]any{"value": true}
+		b, _ := json.Marshal(p)
+		mustMention(t, checkParameters(mainBicep, b), "cosmosServeless")
+	})
+	t.Run("SampleSettingsWithAKey", func(t *testing.T) {
+		sample := strings.Replace(string(in.localJSON), `"UseDevelopmentStorage=true"`, `"DefaultEndpointsProtocol=https;AccountName=x;AccountKey=abc="`, 1)
+		mustMention(t, checkLocalSettings([]byte(sample), in.functions), "AzureWebJobsStorage", "AccountKey")
+	})
+	t.Run("RoutePrefixChanged", func(t *testing.T) {
+		mustMention(t, checkOutputs(mainBicep, []byte(`{"extensions":{"http":{"routePrefix":"v2"}}}`)), "/v2")
+	})
+}
+
+// checkQueues: every queue a trigger or output binding names is declared in
+// topology.json, and every declared queue has a function that consumes it.
+func checkQueues(fns []runtime.FunctionConfig, topo topology.Topology) []string {
+	declared := map[string]bool{}
+	for _, q := range topo.Queues {
+		declared[q.Name] = true
+	}
+	consumed := map[string]bool{}
+	var problems []string
+	for _, fn := range fns {
+		for _, b := range fn.Bindings {
+			if b.QueueName == "" {
+				continue
+			}
+			if strings.HasSuffix(b.Type, "Trigger") {
+				consumed[b.QueueName] = true
+			}
+			if !declared[b.QueueName] {
+				problems = append(problems, fmt.Sprintf("functions/%s/function.json binding %q names queue %q, which shared/topology/topology.json does not declare", fn.Name, b.Name, b.QueueName))
+			}
+		}
+	}
+	for _, q := range topo.Queues {
+		if !consumed[q.Name] {
+			problems = append(problems, fmt.Sprintf("topology.json declares queue %q but no function.json has a serviceBusTrigger on it", q.Name))
+		}
+	}
+	return problems
+}
+
+// checkGoTopology: the Go package's Queues and Containers (names and partition
+// keys) are exactly those of topology.json.
+func checkGoTopology(goQueues []string, goContainers []topology.Container, topo topology.Topology) []string {
+	var problems []string
+	jsonQueues := map[string]bool{}
+	for _, q := range topo.Queues {
+		jsonQueues[q.Name] = true
+		if !slices.Contains(goQueues, q.Name) {
+			problems = append(problems, fmt.Sprintf("topology.json queue %q is missing from topology.Queues", q.Name))
+		}
+	}
+	for _, q := range goQueues {
+		if !jsonQueues[q] {
+			problems = append(problems, fmt.Sprintf("topology.Queues has %q, which topology.json does not declare", q))
+		}
+	}
+	jsonContainers := map[string]topology.Container{}
+	for _, c := range topo.Containers {
+		jsonContainers[c.Name] = c
+	}
+	for _, c := range goContainers {
+		j, ok := jsonContainers[c.Name]
+		switch {
+		case !ok:
+			problems = append(problems, fmt.Sprintf("topology.Containers has %q, which topology.json does not declare", c.Name))
+		case j != c:
+			problems = append(problems, fmt.Sprintf("container %q: Go has partition key %s (ttl %d), topology.json %s (ttl %d)", c.Name, c.PartitionKey, c.DefaultTTL, j.PartitionKey, j.DefaultTTL))
+		}
+		delete(jsonContainers, c.Name)
+	}
+	for name := range jsonContainers {
+		problems = append(problems, fmt.Sprintf("topology.json container %q is missing from topology.Containers", name))
+	}
+	sort.Strings(problems)
+	return problems
+}
+
+var loadJSON = regexp.MustCompile(`loadJsonContent\('([^']+)'\)`)
+
+// checkBicepTopology: main.bicep loads topology.json and hands its lists to
+// the modules, the modules build every queue and container from those lists
+// with the settings the file declares, and no Bicep spells a name of its own.
+func checkBicepTopology(files map[string]string, topo topology.Topology) []string {
+	var problems []string
+	main := files["main.bicep"]
+	loads := loadJSON.FindAllStringSubmatch(main, -1)
+	if len(loads) != 1 {
+		problems = append(problems, fmt.Sprintf("main.bicep has %d loadJsonContent calls; want one loading the topology", len(loads)))
+	} else if got := path.Clean(path.Join("infra", loads[0][1])); got != "shared/topology/topology.json" {
+		problems = append(problems, fmt.Sprintf("main.bicep loads %s (resolved from infra/ to %s), not shared/topology/topology.json", loads[0][1], got))
+	}
+	want := map[string][]string{
+		"main.bicep": {
+			`queues: topology.queues`,
+			`containers: topology.containers`,
+		},
+		"modules/servicebus.bicep": {
+			`for q in queues: {`,
+			`name: q.name`,
+			`maxDeliveryCount: q.maxDeliveryCount`,
+			`lockDuration: q.lockDuration`,
+			`requiresDuplicateDetection: true`,
+			`duplicateDetectionHistoryTimeWindow: q.duplicateDetectionHistoryTimeWindow`,
+			`deadLetteringOnMessageExpiration: true`,
+		},
+		"modules/cosmos.bicep": {
+			`for c in containers: {`,
+			`name: c.name`,
+			`id: c.name`,
+			`paths: [c.partitionKey]`,
+			`defaultTtl: c.?defaultTtl`,
+		},
+	}
+	for _, file := range slices.Sorted(maps.Keys(want)) {
+		for _, line := range want[file] {
+			if !hasLine(files[file], line) {
+				problems = append(problems, fmt.Sprintf("%s has no line %q: the topology must come from topology.json", file, line))
+			}
+		}
+	}
+	var names []string
+	for _, q := range topo.Queues {
+		names = append(names, q.Name)
+	}
+	for _, c := range topo.Containers {
+		names = append(names, c.Name)
+	}
+	for _, file := range slices.Sorted(maps.Keys(files)) {
+		for _, n := range names {
+			if strings.Contains(files[file], "'"+n+"'") {
+				problems = append(problems, fmt.Sprintf("%s spells '%s' itself; take it from topology.json so there is one source", file, n))
+			}
+		}
+	}
+	return problems
+}
+
+// checkAppSettings: every setting the code reads in Azure is set.
+func checkAppSettings(required []string, settings map[string]string) []string {
+	var problems []string
+	for _, s := range required {
+		if _, ok := settings[s]; !ok {
+			problems = append(problems, fmt.Sprintf("config.AppSettings reads %s but main.bicep's appSettings does not set it", s))
+		}
+	}
+	return problems
+}
+
+// endpointSetting is the identity-based endpoint setting each binding type
+// reads under its connection prefix.
+var endpointSetting = map[string]string{
+	"serviceBusTrigger": "fullyQualifiedNamespace",
+	"serviceBus":        "fullyQualifiedNamespace",
+	"cosmosDBTrigger":   "accountEndpoint",
+	"cosmosDB":          "accountEndpoint",
+}
+
+// checkConnections: every binding's connection prefix has its endpoint,
+// credential=managedidentity and the identity's client id, and no secret form.
+func checkConnections(fns []runtime.FunctionConfig, settings map[string]string) []string {
+	need := map[string]string{} // prefix → endpoint key
+	var problems []string
+	for _, fn := range fns {
+		for _, b := range fn.Bindings {
+			if b.Connection == "" {
+				continue
+			}
+			key, ok := endpointSetting[b.Type]
+			if !ok {
+				problems = append(problems, fmt.Sprintf("functions/%s binding %q (%s) uses connection %s; teach infra_test.go its identity-based endpoint setting", fn.Name, b.Name, b.Type, b.Connection))
+				continue
+			}
+			need[b.Connection] = key
+		}
+	}
+	for _, prefix := range slices.Sorted(maps.Keys(need)) {
+		problems = append(problems, identityConnection(settings, prefix, need[prefix])...)
+	}
+	return problems
+}
+
+func identityConnection(settings map[string]string, prefix, endpointKey string) []string {
+	var problems []string
+	if _, ok := settings[prefix]; ok {
+		problems = append(problems, fmt.Sprintf("%s is set: that is the connection-string form; use %s__%s", prefix, prefix, endpointKey))
+	}
+	for _, key := range []string{prefix + "__" + endpointKey, prefix + "__credential", prefix + "__clientId"} {
+		if _, ok := settings[key]; !ok {
+			problems = append(problems, fmt.Sprintf("main.bicep's appSettings lacks %s, which the %s connection needs", key, prefix))
+		}
+	}
+	if v, ok := settings[prefix+"__credential"]; ok && v != "'managedidentity'" {
+		problems = append(problems, fmt.Sprintf("%s__credential is %s; want 'managedidentity'", prefix, v))
+	}
+	if v, ok := settings[prefix+"__clientId"]; ok && v != "identity.outputs.clientId" {
+		problems = append(problems, fmt.Sprintf("%s__clientId is %s; want identity.outputs.clientId, the app's identity", prefix, v))
+	}
+	return problems
+}
+
+// checkHostSettings: the host's own storage and Application Insights use the
+// identity, and no setting that Flex Consumption rejects or that carries a
+// secret is present.
+func checkHostSettings(settings map[string]string) []string {
+	problems := identityConnection(settings, "AzureWebJobsStorage", "accountName")
+	if v := settings["APPLICATIONINSIGHTS_AUTHENTICATION_STRING"]; v != "'ClientId=${identity.outputs.clientId};Authorization=AAD'" {
+		problems = append(problems, fmt.Sprintf("APPLICATIONINSIGHTS_AUTHENTICATION_STRING is %q; want 'ClientId=${identity.outputs.clientId};Authorization=AAD'", v))
+	}
+	if _, ok := settings["APPLICATIONINSIGHTS_CONNECTION_STRING"]; !ok {
+		problems = append(problems, "APPLICATIONINSIGHTS_CONNECTION_STRING is not set: the host would send no telemetry")
+	}
+	for _, bad := range []string{
+		"FUNCTIONS_WORKER_RUNTIME", "FUNCTIONS_EXTENSION_VERSION", "WEBSITE_RUN_FROM_PACKAGE", // Flex takes these from functionAppConfig and rejects them
+		"WEBSITE_CONTENTAZUREFILECONNECTIONSTRING", "WEBSITE_CONTENTSHARE", "APPINSIGHTS_INSTRUMENTATIONKEY", // key-based or not for Flex
+	} {
+		if _, ok := settings[bad]; ok {
+			problems = append(problems, fmt.Sprintf("%s is set; Flex Consumption with identity-based connections must not set it", bad))
+		}
+	}
+	return problems
+}
+
+// requiredRoles are the built-in roles the app's identity needs, by their
+// well-known role definition ids.
+var requiredRoles = []struct{ name, id, assignment string }{
+	{"Azure Service Bus Data Sender", "69a216fc-b8fb-44d8-bc22-1f3c2cd27a39", "Microsoft.Authorization/roleAssignments@"},
+	{"Azure Service Bus Data Receiver", "4f6d3b9b-027b-4f4c-9142-0e5a2a2247e0", "Microsoft.Authorization/roleAssignments@"},
+	{"Storage Blob Data Owner", "b7e6dc6d-f1e8-4753-8033-0f276bb0955b", "Microsoft.Authorization/roleAssignments@"},
+	{"Monitoring Metrics Publisher", "3913510d-42f4-4e42-8a64-420c390055eb", "Microsoft.Authorization/roleAssignments@"},
+	{"Cosmos DB Built-in Data Contributor", "00000000-0000-0000-0000-000000000002", "Microsoft.DocumentDB/databaseAccounts/sqlRoleAssignments@"},
+}
+
+// checkRoles: each required role id is declared in a variable whose line names
+// the role, and that variable is the roleDefinitionId of an assignment of the
+// right kind in the same file.
+func checkRoles(files map[string]string) []string {
+	var problems []string
+	for _, role := range requiredRoles {
+		decl := regexp.MustCompile(`(?m)^var (\w+) = '` + role.id + `' // ` + regexp.QuoteMeta(role.name) + `$`)
+		found := false
+		for _, file := range slices.Sorted(maps.Keys(files)) {
+			text := files[file]
+			m := decl.FindStringSubmatch(text)
+			if m == nil {
+				continue
+			}
+			use := regexp.MustCompile(`(?m)^\s*roleDefinitionId: .*\b` + m[1] + `\b`)
+			if use.MatchString(text) && strings.Contains(text, "'"+role.assignment) {
+				found = true
+			}
+		}
+		if !found {
+			problems = append(problems, fmt.Sprintf("no Bicep assigns %s (%s) with %s", role.name, role.id, strings.TrimSuffix(role.assignment, "@")))
+		}
+	}
+	return problems
+}
+
+// secretPatterns are ways a key or secret could enter a template.
+var secretPatterns = regexp.MustCompile(`(?i)list\w*keys\(|listConnectionStrings|listAccountSas|listServiceSas|accountkey|sharedaccesskey|primarykey|secondarykey|masterkey|@secure\(|password|connectionstring`)
+
+// checkNoSecrets: no template reads a key, asks for a secure parameter or
+// handles a connection string; the only connection string is Application
+// Insights', an address rather than a credential once local auth is off.
+func checkNoSecrets(files map[string]string, parameters []byte) []string {
+	allowed := []string{
+		"output connectionString string = appInsights.properties.ConnectionString",
+		"APPLICATIONINSIGHTS_CONNECTION_STRING: monitoring.outputs.connectionString",
+	}
+	var problems []string
+	all := cloneFiles(files)
+	all["main.parameters.json"] = string(parameters)
+	for _, file := range slices.Sorted(maps.Keys(all)) {
+		for i, line := range strings.Split(all[file], "\n") {
+			trimmed := strings.TrimSpace(line)
+			if strings.HasPrefix(trimmed, "//") || slices.Contains(allowed, trimmed) {
+				continue
+			}
+			if m := secretPatterns.FindString(line); m != "" {
+				problems = append(problems, fmt.Sprintf("%s:%d: %q looks like a key or secret: %s", file, i+1, m, trimmed))
+			}
+		}
+	}
+	return problems
+}
+
+// checkLocalAuthDisabled: every service the identity reaches refuses keys.
+func checkLocalAuthDisabled(files map[string]string) []string {
+	var problems []string
+	for file, line := range map[string]string{
+		"modules/servicebus.bicep": "disableLocalAuth: true",
+		"modules/cosmos.bicep":     "disableLocalAuth: true",
+		"modules/storage.bicep":    "allowSharedKeyAccess: false",
+		"modules/monitoring.bicep": "DisableLocalAuth: true",
+	} {
+		if !hasLine(files[file], line) {
+			problems = append(problems, fmt.Sprintf("%s has no line %q: keys would still work", file, line))
+		}
+	}
+	sort.Strings(problems)
+	return problems
+}
+
+// checkFlexApp: the plan and site are Flex Consumption, Linux, the custom
+// handler runtime, deploying from blob storage with the user-assigned identity.
+func checkFlexApp(files map[string]string) []string {
+	var problems []string
+	text := files["modules/functionapp.bicep"]
+	for _, line := range []string{
+		"name: 'FC1'",
+		"tier: 'FlexConsumption'",
+		"reserved: true // Linux",
+		"kind: 'functionapp,linux'",
+		"type: 'UserAssigned'",
+		"type: 'blobContainer'",
+		"type: 'UserAssignedIdentity'",
+		"userAssignedIdentityResourceId: identityId",
+		"name: 'custom'",
+		"version: '1.0'",
+		"name: 'appsettings'",
+		"properties: appSettings",
+	} {
+		if !hasLine(text, line) {
+			problems = append(problems, fmt.Sprintf("modules/functionapp.bicep has no line %q", line))
+		}
+	}
+	return problems
+}
+
+var (
+	moduleBlock = regexp.MustCompile(`(?ms)^module (\w+) '([^']+)' = \{\n(.*?)^\}`)
+	paramsBlock = regexp.MustCompile(`(?ms)^  params: \{\n(.*?)^  \}`)
+	paramKey    = regexp.MustCompile(`(?m)^    (\w+):`)
+	paramDecl   = regexp.MustCompile(`(?m)^param (\w+) [\w\[\]]+( = .*)?$`)
+	outputDecl  = regexp.MustCompile(`(?m)^output (\w+) `)
+	outputUse   = regexp.MustCompile(`\b(\w+)\.outputs\.(\w+)\b`)
+)
+
+// checkModules stands in for the compiler's module checks: main.bicep passes
+// only parameters a module declares, passes every one without a default, and
+// reads only outputs the module has.
+func checkModules(files map[string]string) []string {
+	main := files["main.bicep"]
+	var problems []string
+	outputsOf := map[string]map[string]bool{}
+	for _, m := range moduleBlock.FindAllStringSubmatch(main, -1) {
+		symbol, file, body := m[1], m[2], m[3]
+		text, ok := files[file]
+		if !ok {
+			problems = append(problems, fmt.Sprintf("module %s: %s does not exist", symbol, file))
+			continue
+		}
+		declared := map[string]bool{}
+		var mandatory []string
+		for _, d := range paramDecl.FindAllStringSubmatch(text, -1) {
+			declared[d[1]] = true
+			if d[2] == "" {
+				mandatory = append(mandatory, d[1])
+			}
+		}
+		passed := map[string]bool{}
+		if p := paramsBlock.FindStringSubmatch(body); p != nil {
+			for _, k := range paramKey.FindAllStringSubmatch(p[1], -1) {
+				passed[k[1]] = true
+				if !declared[k[1]] {
+					problems = append(problems, fmt.Sprintf("module %s passes %s, which %s does not declare (it has %v)", symbol, k[1], file, slices.Sorted(maps.Keys(declared))))
+				}
+			}
+		}
+		for _, p := range mandatory {
+			if !passed[p] {
+				problems = append(problems, fmt.Sprintf("module %s does not pass %s, which %s requires", symbol, p, file))
+			}
+		}
+		outputsOf[symbol] = map[string]bool{}
+		for _, o := range outputDecl.FindAllStringSubmatch(text, -1) {
+			outputsOf[symbol][o[1]] = true
+		}
+	}
+	if len(outputsOf) == 0 {
+		problems = append(problems, "main.bicep declares no modules the test can read")
+	}
+	for _, u := range outputUse.FindAllStringSubmatch(main, -1) {
+		outs, ok := outputsOf[u[1]]
+		if !ok {
+			problems = append(problems, fmt.Sprintf("main.bicep reads %s.outputs.%s but declares no module %s", u[1], u[2], u[1]))
+		} else if !outs[u[2]] {
+			problems = append(problems, fmt.Sprintf("main.bicep reads %s.outputs.%s, which that module does not output", u[1], u[2]))
+		}
+	}
+	return problems
+}
+
+// checkParameters: main.parameters.json names only parameters main.bicep
+// declares, since a misspelt one fails the deployment.
+func checkParameters(main string, parameters []byte) []string {
+	var f struct {
+		Parameters map[string]json.RawMessage `json:"parameters"`
+	}
+	if err := json.Unmarshal(parameters, &f); err != nil {
+		return []string{fmt.Sprintf("main.parameters.json: %v", err)}
+	}
+	declared := map[string]bool{}
+	for _, d := range paramDecl.FindAllStringSubmatch(main, -1) {
+		declared[d[1]] = true
+	}
+	var problems []string
+	for _, p := range slices.Sorted(maps.Keys(f.Parameters)) {
+		if !declared[p] {
+			problems = append(problems, fmt.Sprintf("main.parameters.json sets %s, which main.bicep does not declare", p))
+		}
+	}
+	return problems
+}
+
+// checkOutputs: the outputs make deploy and the docs rely on exist, and the
+// API base URL ends in host.json's routePrefix.
+func checkOutputs(main string, hostJSON []byte) []string {
+	var host struct {
+		Extensions struct {
+			HTTP struct {
+				RoutePrefix *string `json:"routePrefix"`
+			} `json:"http"`
+		} `json:"extensions"`
+	}
+	if err := json.Unmarshal(hostJSON, &host); err != nil {
+		return []string{fmt.Sprintf("host.json: %v", err)}
+	}
+	prefix := "api" // the host's default
+	if p := host.Extensions.HTTP.RoutePrefix; p != nil {
+		prefix = *p
+	}
+	var problems []string
+	want := "output apiBaseUrl string = 'https://${functionApp.outputs.defaultHostName}/" + prefix + "'"
+	if prefix == "" {
+		want = "output apiBaseUrl string = 'https://${functionApp.outputs.defaultHostName}'"
+	}
+	if !hasLine(main, want) {
+		problems = append(problems, fmt.Sprintf("main.bicep has no line %q (host.json routePrefix is %q, so the API is under /%s)", want, prefix, prefix))
+	}
+	if !hasLine(main, "output functionAppName string = functionApp.outputs.name") {
+		problems = append(problems, "main.bicep does not output functionAppName, which make deploy reads")
+	}
+	return problems
+}
+
+// checkLocalSettings: the sample for local.settings.json is valid, points the
+// host's storage at Azurite, names every binding's endpoint by its
+// identity-based setting and carries no key.
+func checkLocalSettings(sample []byte, fns []runtime.FunctionConfig) []string {
+	var f struct {
+		IsEncrypted bool              `json:"IsEncrypted"`
+		Values      map[string]string `json:"Values"`
+	}
+	if err := json.Unmarshal(sample, &f); err != nil {
+		return []string{fmt.Sprintf("local.settings.sample.json: %v", err)}
+	}
+	var problems []string
+	if f.IsEncrypted {
+		problems = append(problems, "local.settings.sample.json: IsEncrypted must be false for a readable sample")
+	}
+	if v := f.Values["FUNCTIONS_WORKER_RUNTIME"]; v != "custom" {
+		problems = append(problems, fmt.Sprintf("local.settings.sample.json: FUNCTIONS_WORKER_RUNTIME is %q; Core Tools needs custom", v))
+	}
+	if v := f.Values["AzureWebJobsStorage"]; v != "UseDevelopmentStorage=true" {
+		problems = append(problems, fmt.Sprintf("local.settings.sample.json: AzureWebJobsStorage is %q; want UseDevelopmentStorage=true (Azurite)", v))
+	}
+	for _, fn := range fns {
+		for _, b := range fn.Bindings {
+			if key, ok := endpointSetting[b.Type]; ok && f.Values[b.Connection+"__"+key] == "" {
+				problems = append(problems, fmt.Sprintf("local.settings.sample.json lacks %s__%s, which functions/%s needs", b.Connection, key, fn.Name))
+			}
+		}
+	}
+	if f.Values[config.CosmosPrefix+"__accountEndpoint"] == "" {
+		problems = append(problems, fmt.Sprintf("local.settings.sample.json lacks %s__accountEndpoint, which shared/config reads", config.CosmosPrefix))
+	}
+	for _, k := range slices.Sorted(maps.Keys(f.Values)) {
+		if m := secretPatterns.FindString(f.Values[k]); m != "" {
+			problems = append(problems, fmt.Sprintf("local.settings.sample.json: %s holds %q; the sample must carry no key", k, m))
+		}
+	}
+	return problems
+}
+
+var settingLine = regexp.MustCompile(`^\s*([A-Za-z_][A-Za-z0-9_]*)\s*:\s*(.+?)\s*$`)
+
+// appSettings reads main.bicep's `var appSettings = { ... }` block: one
+// setting per line, key to the Bicep expression of its value.
+func appSettings(main string) (map[string]string, error) {
+	lines := strings.Split(main, "\n")
+	start := slices.Index(lines, "var appSettings = {")
+	if start < 0 {
+		return nil, fmt.Errorf("main.bicep has no line %q", "var appSettings = {")
+	}
+	out := map[string]string{}
+	for _, line := range lines[start+1:] {
+		if line == "}" {
+			return out, nil
+		}
+		trimmed := strings.TrimSpace(line)
+		if trimmed == "" || strings.HasPrefix(trimmed, "//") {
+			continue
+		}
+		m := settingLine.FindStringSubmatch(line)
+		if m == nil {
+			return nil, fmt.Errorf("main.bicep appSettings: cannot read %q; keep one `Name: value` per line", trimmed)
+		}
+		if _, dup := out[m[1]]; dup {
+			return nil, fmt.Errorf("main.bicep appSettings sets %s twice", m[1])
+		}
+		out[m[1]] = m[2]
+	}
+	return nil, fmt.Errorf("main.bicep appSettings block never closes with a line %q", "}")
+}
+
+// hasLine reports whether text has a line equal to want once trimmed.
+func hasLine(text, want string) bool {
+	for _, line := range strings.Split(text, "\n") {
+		if strings.TrimSpace(line) == want {
+			return true
+		}
+	}
+	return false
+}
+
+func cloneFiles(m map[string]string) map[string]string { return maps.Clone(m) }
+
+func cloneSettings(m map[string]string) map[string]string { return maps.Clone(m) }
+
+func cloneFunctions(fns []runtime.FunctionConfig) []runtime.FunctionConfig {
+	out := make([]runtime.FunctionConfig, len(fns))
+	for i, fn := range fns {
+		out[i] = fn
+		out[i].Bindings = slices.Clone(fn.Bindings)
+	}
+	return out
+}
+
+func cloneTopology(t topology.Topology) topology.Topology {
+	return topology.Topology{Queues: slices.Clone(t.Queues), Containers: slices.Clone(t.Containers)}
+}
+
+func renameTriggerQueue(t *testing.T, fns []runtime.FunctionConfig, from, to string) {
+	t.Helper()
+	for i := range fns {
+		for j := range fns[i].Bindings {
+			if fns[i].Bindings[j].QueueName == from {
+				fns[i].Bindings[j].QueueName = to
+				return
+			}
+		}
+	}
+	t.Fatalf("no binding names queue %s", from)
+}
+
+// dropLine removes the one line that starts (after indentation) with prefix.
+func dropLine(t *testing.T, text, prefix string) string {
+	t.Helper()
+	lines := strings.Split(text, "\n")
+	for i, l := range lines {
+		if strings.HasPrefix(strings.TrimSpace(l), prefix) {
+			return strings.Join(slices.Delete(lines, i, i+1), "\n")
+		}
+	}
+	t.Fatalf("no line starts with %q", prefix)
+	return ""
+}
+
+// replaceLine swaps the one line equal (once trimmed) to from for to.
+func replaceLine(t *testing.T, text, from, to string) string {
+	t.Helper()
+	lines := strings.Split(text, "\n")
+	for i, l := range lines {
+		if strings.TrimSpace(l) == from {
+			lines[i] = strings.Replace(l, from, to, 1)
+			return strings.Join(lines, "\n")
+		}
+	}
+	t.Fatalf("no line %q", from)
+	return ""
+}

@@ -1,0 +1,111 @@
+// The Cosmos DB account, the database and one container per entry of
+// topology.json. Keys are disabled (disableLocalAuth), so the data plane
+// accepts only Entra ID tokens, and a data-plane role cannot create containers:
+// that is why every container is created here rather than by the code.
+
+@description('Name of the account (3-44 lowercase letters, digits and hyphens, globally unique).')
+@minLength(3)
+@maxLength(44)
+param name string
+
+@description('Azure region.')
+param location string
+
+@description('Name of the SQL database the code reads from COSMOS_DATABASE.')
+param databaseName string
+
+@description('The containers of topology.json: name, partitionKey and an optional defaultTtl.')
+param containers array
+
+@description('Serverless (pay per request, nothing when idle) or provisioned autoscale throughput.')
+param serverless bool = true
+
+@description('Autoscale maximum RU/s shared by the database when serverless is false.')
+@minValue(1000)
+param provisionedMaxThroughput int = 1000
+
+@description('Object (principal) ID of the identity the function app runs as.')
+param principalId string
+
+@description('Tags for every resource.')
+param tags object = {}
+
+// Cosmos DB Built-in Data Contributor is a data-plane role: it is assigned with
+// sqlRoleAssignments, not Microsoft.Authorization/roleAssignments.
+var cosmosDataContributorRoleId = '00000000-0000-0000-0000-000000000002' // Cosmos DB Built-in Data Contributor
+
+resource account 'Microsoft.DocumentDB/databaseAccounts@2024-11-15' = {
+  name: name
+  location: location
+  tags: tags
+  kind: 'GlobalDocumentDB'
+  properties: {
+    databaseAccountOfferType: 'Standard'
+    consistencyPolicy: {
+      defaultConsistencyLevel: 'Session'
+    }
+    locations: [
+      {
+        locationName: location
+        failoverPriority: 0
+        isZoneRedundant: false
+      }
+    ]
+    capabilities: serverless ? [{ name: 'EnableServerless' }] : []
+    disableLocalAuth: true
+    disableKeyBasedMetadataWriteAccess: true
+    publicNetworkAccess: 'Enabled'
+  }
+}
+
+resource database 'Microsoft.DocumentDB/databaseAccounts/sqlDatabases@2024-11-15' = {
+  parent: account
+  name: databaseName
+  properties: {
+    resource: {
+      id: databaseName
+    }
+    // Serverless accounts refuse any throughput setting; a provisioned one
+    // shares one autoscale budget across the containers.
+    options: serverless ? {} : { autoscaleSettings: { maxThroughput: provisionedMaxThroughput } }
+  }
+}
+
+// defaultTtl is left out (null) where topology.json declares none, so such a
+// container keeps its items until they are deleted.
+resource container 'Microsoft.DocumentDB/databaseAccounts/sqlDatabases/containers@2024-11-15' = [
+  for c in containers: {
+    parent: database
+    name: c.name
+    properties: {
+      resource: {
+        id: c.name
+        partitionKey: {
+          paths: [c.partitionKey]
+          kind: 'Hash'
+          version: 2
+        }
+        defaultTtl: c.?defaultTtl
+      }
+    }
+  }
+]
+
+resource dataContributor 'Microsoft.DocumentDB/databaseAccounts/sqlRoleAssignments@2024-11-15' = {
+  parent: account
+  name: guid(account.id, principalId, cosmosDataContributorRoleId)
+  properties: {
+    roleDefinitionId: '${account.id}/sqlRoleDefinitions/${cosmosDataContributorRoleId}'
+    principalId: principalId
+    scope: account.id
+  }
+}
+
+@description('Name of the account.')
+output name string = account.name
+
+@description('Account endpoint, for CosmosDBConnection__accountEndpoint.')
+output endpoint string = account.properties.documentEndpoint
+
+@description('Name of the database, for COSMOS_DATABASE.')
+output databaseName string = database.name

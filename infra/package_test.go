@@ -1,0 +1,155 @@
+package infra
+
+import (
+	"archive/zip"
+	"bytes"
+	"debug/elf"
+	"encoding/json"
+	"io"
+	"os"
+	"os/exec"
+	"path"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// TestPackageZip runs `make package` into a temporary directory and inspects
+// the zip the way the Flex Consumption host will use it: host.json at the
+// root, one folder per function, and the executable host.json names, built for
+// linux/amd64 with no dynamic loader and marked executable (the platform
+// extracts the zip as is; a file without the bit cannot be started).
+func TestPackageZip(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the linux/amd64 binary; skipped with -short")
+	}
+	for _, tool := range []string{"make", "zip"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("make package needs %s, which is not installed", tool)
+		}
+	}
+	root := repoRoot(t)
+	dist := t.TempDir()
+	cmd := exec.Command("make", "--no-print-directory", "package", "DIST="+dist)
+	cmd.Dir = root
+	// A make that runs `go test` passes its flags and jobserver down; the
+	// nested make must start clean.
+	cmd.Env = slices.DeleteFunc(os.Environ(), func(kv string) bool {
+		return strings.HasPrefix(kv, "MAKEFLAGS=") || strings.HasPrefix(kv, "MFLAGS=") || strings.HasPrefix(kv, "MAKELEVEL=")
+	})
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("make package: %v\n%s", err, out)
+	}
+
+	zr, err := zip.OpenReader(filepath.Join(dist, "app.zip"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer zr.Close()
+	entries := map[string]*zip.File{}
+	for _, f := range zr.File {
+		entries[strings.TrimPrefix(f.Name, "./")] = f
+	}
+
+	hostFile, ok := entries["host.json"]
+	if !ok {
+		t.Fatalf("app.zip has no host.json at its root; entries: %v", names(zr.File))
+	}
+	var host struct {
+		CustomHandler struct {
+			Description struct {
+				DefaultExecutablePath string `json:"defaultExecutablePath"`
+			} `json:"description"`
+		} `json:"customHandler"`
+	}
+	if err := json.Unmarshal(read(t, hostFile), &host); err != nil {
+		t.Fatalf("host.json in app.zip: %v", err)
+	}
+	if want, err := os.ReadFile(filepath.Join(root, "host.json")); err != nil || !bytes.Equal(read(t, hostFile), want) {
+		t.Errorf("host.json in app.zip differs from the repository's (%v)", err)
+	}
+
+	// One folder per function, each with the repository's function.json, and
+	// no function.json the repository does not have.
+	want, err := filepath.Glob(filepath.Join(root, "functions", "*", "function.json"))
+	if err != nil || len(want) == 0 {
+		t.Fatalf("no functions/*/function.json in the repository (%v)", err)
+	}
+	for _, src := range want {
+		name := filepath.Base(filepath.Dir(src)) + "/function.json"
+		f, ok := entries[name]
+		if !ok {
+			t.Errorf("app.zip has no %s", name)
+			continue
+		}
+		b, err := os.ReadFile(src)
+		if err != nil || !bytes.Equal(read(t, f), b) {
+			t.Errorf("%s in app.zip differs from %s (%v)", name, src, err)
+		}
+	}
+	for name := range entries {
+		if path.Base(name) == "function.json" && strings.Count(name, "/") != 1 {
+			t.Errorf("app.zip has %s; function.json files belong one folder below the root", name)
+		}
+	}
+	var functionJSON int
+	for name := range entries {
+		if path.Base(name) == "function.json" {
+			functionJSON++
+		}
+	}
+	if functionJSON != len(want) {
+		t.Errorf("app.zip has %d function.json files; the repository has %d", functionJSON, len(want))
+	}
+	if _, ok := entries["local.settings.json"]; ok {
+		t.Error("app.zip carries local.settings.json, which holds local secrets")
+	}
+
+	exe := path.Clean(host.CustomHandler.Description.DefaultExecutablePath)
+	f, ok := entries[exe]
+	if !ok {
+		t.Fatalf("host.json names executable %q, which app.zip does not contain", exe)
+	}
+	if mode := f.Mode(); mode&0o111 == 0 {
+		t.Errorf("%s has mode %v in app.zip; the host cannot start it without the executable bit", exe, mode)
+	}
+	bin, err := elf.NewFile(bytes.NewReader(read(t, f)))
+	if err != nil {
+		t.Fatalf("%s is not an ELF executable: %v", exe, err)
+	}
+	defer bin.Close()
+	if bin.Class != elf.ELFCLASS64 || bin.Machine != elf.EM_X86_64 {
+		t.Errorf("%s is %v %v; the Flex Consumption workers are linux/amd64 (ELFCLASS64, EM_X86_64)", exe, bin.Class, bin.Machine)
+	}
+	if bin.Type != elf.ET_EXEC && bin.Type != elf.ET_DYN {
+		t.Errorf("%s is an ELF %v, not an executable", exe, bin.Type)
+	}
+	for _, p := range bin.Progs {
+		if p.Type == elf.PT_INTERP {
+			t.Errorf("%s asks for a dynamic loader; build it with CGO_ENABLED=0 so it runs on any Linux image", exe)
+		}
+	}
+}
+
+func read(t *testing.T, f *zip.File) []byte {
+	t.Helper()
+	rc, err := f.Open()
+	if err != nil {
+		t.Fatalf("%s: %v", f.Name, err)
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(rc)
+	if err != nil {
+		t.Fatalf("%s: %v", f.Name, err)
+	}
+	return b
+}
+
+func names(files []*zip.File) []string {
+	out := make([]string, len(files))
+	for i, f := range files {
+		out[i] = f.Name
+	}
+	return out
+}
