@@ -1,0 +1,134 @@
+package backend_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/fabrikam/dronedelivery/handlers"
+	"github.com/fabrikam/dronedelivery/shared/adapters/cosmos"
+	"github.com/fabrikam/dronedelivery/shared/adapters/sys"
+	"github.com/fabrikam/dronedelivery/shared/backend"
+	"github.com/fabrikam/dronedelivery/shared/config"
+	"github.com/fabrikam/dronedelivery/shared/domain"
+	"github.com/fabrikam/dronedelivery/shared/runtime"
+	"github.com/fabrikam/dronedelivery/shared/runtime/standalone"
+	"github.com/fabrikam/dronedelivery/shared/testdoubles"
+)
+
+// TestCosmosOperationsPerDelivery runs the chain on the Azure adapters
+// against the local doubles and counts the Cosmos DB requests the chain
+// makes per delivery, through an azcore pipeline policy. The figure is
+// quoted in docs/data-layout.md; change both together.
+func TestCosmosOperationsPerDelivery(t *testing.T) {
+	cosmosConn := testdoubles.StartCosmos(t)
+	sb := testdoubles.StartServiceBus(t)
+	env := map[string]string{"CosmosDBConnection": cosmosConn, "ServiceBusConnection": sb.ConnectionString(), "COSMOS_DATABASE": "ops" + fmt.Sprint(time.Now().UnixNano())}
+	cfg, err := config.Load(func(k string) string { return env[k] })
+	require.NoError(t, err)
+	require.True(t, cfg.Azure)
+
+	counter := &cosmos.CountingPolicy{}
+	b, err := backend.Open(context.Background(), cfg, backend.Options{Bootstrap: true, CosmosPolicies: []policy.Policy{counter}})
+	require.NoError(t, err)
+	defer b.Close()
+
+	log := slog.New(slog.DiscardHandler)
+	h := handlers.New(handlers.Deps{Store: b.Store, Bus: b.Bus, Clock: sys.Clock{}, IDs: sys.IDs{}, Log: log})
+	fns, err := runtime.LoadFunctions(os.DirFS("../.."), "functions")
+	require.NoError(t, err)
+	srv, err := standalone.New(h.Registry(), fns, b.Bus, log, standalone.Options{Workers: 4})
+	require.NoError(t, err)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx, ln) }()
+	defer func() { cancel(); <-done }()
+	base := "http://" + ln.Addr().String()
+
+	do := func(method, path string, body any) (int, []byte) {
+		var rd io.Reader
+		if body != nil {
+			j, _ := json.Marshal(body)
+			rd = bytes.NewReader(j)
+		}
+		req, _ := http.NewRequest(method, base+path, rd)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, b
+	}
+	const n = 10
+	for i := range n {
+		status, body := do("PUT", fmt.Sprintf("/api/drones/az-%02d", i), map[string]any{
+			"location":     domain.Location{Latitude: 47.6 + 0.001*float64(i), Longitude: -122.33},
+			"maxPayloadKg": 5, "maxPackageSize": "Large", "rangeKm": 40, "cruiseSpeedMps": 15})
+		require.Equal(t, http.StatusCreated, status, string(body))
+	}
+
+	before := counter.Snapshot()
+	for i := range n {
+		status, body := do("POST", "/api/deliveryrequests", map[string]any{
+			"deliveryId": fmt.Sprintf("az-%d", i), "ownerId": "o",
+			"pickupLocation":  domain.Location{Latitude: 47.6 + 0.001*float64(i), Longitude: -122.3301},
+			"dropOffLocation": domain.Location{Latitude: 47.61, Longitude: -122.33},
+			"packageInfo":     map[string]any{"size": "Small", "weight": 1}})
+		require.Equal(t, http.StatusAccepted, status, string(body))
+	}
+	// Wait for the chain without reading Cosmos: the last step's only
+	// output is the scheduled notice on the notifications queue... which
+	// SendNotification consumes with one read. So poll sparingly, and count
+	// the polls, which are reads the chain did not make.
+	polls := 0
+	deadline := time.Now().Add(60 * time.Second)
+	for i := 0; i < n; {
+		require.True(t, time.Now().Before(deadline), "the chain did not finish on the Azure adapters")
+		status, body := do("GET", fmt.Sprintf("/api/deliveries/az-%d/status", i), nil)
+		polls++
+		require.Equal(t, http.StatusOK, status)
+		var st struct{ Stage domain.Stage }
+		require.NoError(t, json.Unmarshal(body, &st))
+		if st.Stage == domain.StageScheduled {
+			i++
+			continue
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	time.Sleep(time.Second) // let the notification step finish its reads
+	after := counter.Snapshot()
+
+	ops := map[string]int{}
+	total := 0
+	for k, v := range after {
+		if d := v - before[k]; d > 0 && k != cosmos.OpQuery && k != cosmos.OpAccount {
+			ops[k] = d
+			total += d
+		}
+	}
+	ops[cosmos.OpRead] -= polls
+	total -= polls
+	perDelivery := float64(total) / n
+	t.Logf("Cosmos DB point operations per delivery through the chain: %.1f (%v per %d deliveries; index and metadata queries excluded)", perDelivery, ops, n)
+	// ingest: create; schedule: read, reserve, claim, record; package:
+	// read, create package, record; ETA: read, read drone, record; the
+	// notice: read delivery, read account. Each delivery here has its own
+	// nearest drone, so no race for a drone adds operations.
+	assert.GreaterOrEqual(t, perDelivery, 11.0)
+	assert.LessOrEqual(t, perDelivery, 15.0)
+	assert.Zero(t, after[cosmos.OpUpsert]+after[cosmos.OpBatch]-before[cosmos.OpUpsert]-before[cosmos.OpBatch], "no blind writes")
+}
