@@ -22,6 +22,14 @@ import (
 func TestStandaloneChain(t *testing.T) {
 	t.Parallel()
 	p := startServe(t, t.TempDir())
+	chainScenario(t, p)
+	p.stop(t)
+}
+
+// chainScenario registers a fleet over HTTP, sends deliveries one at a time
+// and then in a burst, and checks each reaches Scheduled with the drone the
+// dispatch rule picks and ETAs that follow from its legs and speed.
+func chainScenario(t *testing.T, p *proc) {
 	fleet := testFleet(40)
 	registerFleet(t, p.base, fleet)
 	rng := rand.New(rand.NewPCG(7, 7))
@@ -105,7 +113,6 @@ func TestStandaloneChain(t *testing.T) {
 
 	health := call(t, "GET", p.base+"/api/healthz", nil)
 	assert.Equal(t, http.StatusOK, health.Status)
-	p.stop(t)
 }
 
 func TestStandaloneRejectsBadRequests(t *testing.T) {

@@ -78,9 +78,16 @@ func (l *lockedBuffer) String() string {
 // answers.
 func startServe(t testing.TB, dataDir string, args ...string) *proc {
 	t.Helper()
+	return startServeEnv(t, dataDir, nil, args...)
+}
+
+// startServeEnv is startServe with extra environment settings.
+func startServeEnv(t testing.TB, dataDir string, env []string, args ...string) *proc {
+	t.Helper()
 	args = append([]string{"serve", "-addr", "127.0.0.1:0", "-data-dir", dataDir}, args...)
 	cmd := exec.Command(binary, args...)
 	cmd.Env = append(os.Environ(), "FUNCTIONS_CUSTOMHANDLER_PORT=", "FUNCTIONS_HTTPWORKER_PORT=")
+	cmd.Env = append(cmd.Env, env...)
 	stderr, err := cmd.StderrPipe()
 	require.NoError(t, err)
 	p := &proc{cmd: cmd, done: make(chan struct{}), logs: &lockedBuffer{}}
