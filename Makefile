@@ -39,6 +39,7 @@ fmt-check:
 test-deps:
 	@command -v node >/dev/null && command -v npm >/dev/null || { echo "make test needs Node.js 20+ and npm: apt-get install -y nodejs npm"; exit 1; }
 	cd shared/testdoubles && npm ci --no-audit --no-fund --loglevel=error
+	command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
 
 unit:
 	$(GO) test -count=1 -timeout 20m ./...
@@ -99,3 +100,10 @@ start:
 	$(MAKE) package
 	cp local.settings.json $(DIST)/app/local.settings.json
 	cd $(DIST)/app && func start --port $(PORT)
+
+# Fly every assigned drone of a running service (make run in another
+# terminal) so deliveries reach Completed and the tracking page moves:
+# make simulate SIMULATE_ARGS='-time-scale 20 -until-idle'
+.PHONY: simulate
+simulate:
+	$(GO) run . simulate $(SIMULATE_ARGS)

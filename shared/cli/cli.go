@@ -35,10 +35,11 @@ import (
 const usage = `usage: dronedelivery <command> [flags]
 
 commands:
-  serve   run the standalone server: every HTTP route and every queue consumer
-  host    serve the Azure Functions custom-handler protocol (the default when
-          FUNCTIONS_CUSTOMHANDLER_PORT or FUNCTIONS_HTTPWORKER_PORT is set)
-  seed    add a generated drone fleet to the store and exit
+  serve     run the standalone server: every HTTP route and every queue consumer
+  host      serve the Azure Functions custom-handler protocol (the default when
+            FUNCTIONS_CUSTOMHANDLER_PORT or FUNCTIONS_HTTPWORKER_PORT is set)
+  seed      add a generated drone fleet to the store and exit
+  simulate  fly every assigned drone and report its telemetry to a running service
 
 Run 'dronedelivery <command> -h' for the flags of each.`
 
@@ -64,6 +65,8 @@ func Main(args []string, app fs.FS, stdout, stderr io.Writer) int {
 		err = hostMode(ctx, args, app, env, log)
 	case "seed":
 		err = seed(ctx, args, env, stdout)
+	case "simulate":
+		err = simulate(ctx, args, env, stdout)
 	case "help", "-h", "--help":
 		fmt.Fprintln(stdout, usage)
 		return 0

@@ -1,0 +1,480 @@
+// Package simulator flies the fleet's assigned drones over the public HTTP
+// API, posting telemetry as real drones would, so that a laptop running the
+// service sees deliveries move through every stage and the tracking page
+// come alive. It is a plain API client: it never touches a store.
+package simulator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/fabrikam/dronedelivery/shared/geo"
+)
+
+// Options configure Run; zero fields take the documented defaults.
+type Options struct {
+	// BaseURL is the service's root, for example http://127.0.0.1:7071.
+	BaseURL string
+	// Interval is how often each drone reports (default 1 s of real time).
+	Interval time.Duration
+	// TimeScale is how many simulated seconds pass per real second
+	// (default 10): drones fly that much faster and their reports carry
+	// timestamps that run that much faster, so the ETAs stay consistent.
+	TimeScale float64
+	// Out receives progress; a terminal gets lines redrawn in place.
+	Out io.Writer
+	// OperatorKey, when set, is sent as "Authorization: Bearer <key>".
+	OperatorKey string
+	// UntilIdle makes Run return once no drone has had an active delivery
+	// for a few intervals, instead of running until ctx is cancelled.
+	UntilIdle bool
+	// HTTPClient is the client to use (default: one with a 10 s timeout).
+	HTTPClient *http.Client
+}
+
+const (
+	// listEvery is how many intervals pass between polls of the drone list
+	// (and of each flight's delivery): new assignments show up within a few
+	// seconds without a list query per report.
+	listEvery = 3
+	// idleLists is how many drone lists in a row must show nothing to fly
+	// before UntilIdle returns, so a delivery still being scheduled is not
+	// mistaken for the end of the work.
+	idleLists = 2
+	// confirmWait is how many intervals a flight waits after its last report
+	// for the backend's queue step to mark the delivery Completed.
+	confirmWait = 5
+	// cruiseAltitudeM is reported in flight; 0 on the ground.
+	cruiseAltitudeM = 120.0
+	// fallbackSpeedMps flies a drone whose record has no usable speed.
+	fallbackSpeedMps = 15.0
+)
+
+// Run flies every Assigned or InFlight drone with a current delivery from
+// where it is to the pickup and on to the dropoff, posting a telemetry
+// report each Interval, until ctx is cancelled (or, with UntilIdle, until
+// there is nothing left to fly). A cancelled ctx is a clean stop and returns
+// nil; an unreachable API at the start or a refused operator key is an error.
+func Run(ctx context.Context, opts Options) error {
+	base, err := url.Parse(strings.TrimRight(opts.BaseURL, "/"))
+	if err != nil || (base.Scheme != "http" && base.Scheme != "https") || base.Host == "" {
+		return fmt.Errorf("simulator: base URL %q must be an http or https URL", opts.BaseURL)
+	}
+	if opts.Interval <= 0 {
+		opts.Interval = time.Second
+	}
+	if opts.TimeScale <= 0 || math.IsNaN(opts.TimeScale) || math.IsInf(opts.TimeScale, 0) {
+		opts.TimeScale = 10
+	}
+	hc := opts.HTTPClient
+	if hc == nil {
+		hc = &http.Client{Timeout: 10 * time.Second}
+	}
+	now := time.Now()
+	s := &sim{
+		opts:     opts,
+		api:      &client{base: base.String(), key: opts.OperatorKey, http: hc},
+		prog:     newProgress(opts.Out),
+		start:    now,
+		simStart: now.UTC(),
+		flights:  map[string]*flight{},
+		done:     map[string]bool{},
+		fatal:    make(chan error, 1),
+	}
+	return s.run(ctx)
+}
+
+type sim struct {
+	opts     Options
+	api      *client
+	prog     *progress
+	start    time.Time // real, with the monotonic reading
+	simStart time.Time
+
+	mu      sync.Mutex
+	flights map[string]*flight // by drone id
+	done    map[string]bool    // droneID + "\x00" + deliveryID flown to the end
+	wg      sync.WaitGroup
+	fatal   chan error
+}
+
+// flight is one drone flying one delivery.
+type flight struct {
+	drone   drone // as the list showed it when the flight began
+	cancel  context.CancelCauseFunc
+	arrived atomic.Bool // the last report has gone; only confirmation is left
+}
+
+func doneKey(droneID, deliveryID string) string { return droneID + "\x00" + deliveryID }
+
+// simNow is the simulated clock: it starts at the real time and runs
+// TimeScale times as fast.
+func (s *sim) simNow() time.Time {
+	return s.simStart.Add(time.Duration(float64(time.Since(s.start)) * s.opts.TimeScale))
+}
+
+func (s *sim) run(parent context.Context) error {
+	ctx, cancel := context.WithCancel(parent)
+	defer cancel()
+	ticker := time.NewTicker(s.opts.Interval)
+	defer ticker.Stop()
+	s.prog.eventf("simulating drones against %s: a report every %s, time ×%g", s.api.base, s.opts.Interval, s.opts.TimeScale)
+
+	var fatal error
+	idle := 0
+loop:
+	for round := 0; ; round++ {
+		if round%listEvery == 0 {
+			pending, err := s.refresh(ctx)
+			switch {
+			case err == nil && pending == 0 && s.active() == 0:
+				idle++
+			case err == nil:
+				idle = 0
+			case ctx.Err() != nil:
+				break loop
+			case unauthorized(err):
+				fatal = fmt.Errorf("simulator: the API refused the operator key (set -operator-key or OPERATOR_KEY): %w", err)
+				break loop
+			case round == 0:
+				fatal = fmt.Errorf("simulator: cannot list drones at %s (is the service running? make run): %w", s.api.base, err)
+				break loop
+			default:
+				s.prog.eventf("drone list failed, retrying: %v", err)
+			}
+		}
+		s.prog.render()
+		if s.opts.UntilIdle && idle >= idleLists && s.active() == 0 {
+			s.prog.eventf("no drone has a delivery to fly: done")
+			break
+		}
+		select {
+		case <-ctx.Done():
+			break loop
+		case fatal = <-s.fatal:
+			break loop
+		case <-ticker.C:
+		}
+	}
+	cancel()
+	s.wg.Wait()
+	if fatal == nil && parent.Err() == nil {
+		select {
+		case fatal = <-s.fatal: // raised while the last flights wound down
+		default:
+		}
+	}
+	s.prog.render()
+	return fatal
+}
+
+func (s *sim) active() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.flights)
+}
+
+// fail stops the whole run: some errors (a refused key) no retry can fix.
+func (s *sim) fail(err error) {
+	select {
+	case s.fatal <- err:
+	default:
+	}
+}
+
+// refresh reads the drones that have a delivery, starts a flight for each
+// new one, stops flights whose drone was released, and returns how many
+// drones still have a delivery to fly.
+func (s *sim) refresh(ctx context.Context) (int, error) {
+	want := map[string]drone{}
+	// Assigned before InFlight: a drone moving between the two during the
+	// two reads is then seen at least once.
+	for _, st := range []string{"Assigned", "InFlight"} {
+		ds, err := s.api.listDrones(ctx, st)
+		if err != nil {
+			return 0, err
+		}
+		for _, d := range ds {
+			if d.CurrentDeliveryID != "" {
+				want[d.ID] = d
+			}
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for id, f := range s.flights {
+		if d, ok := want[id]; (!ok || d.CurrentDeliveryID != f.drone.CurrentDeliveryID) && !f.arrived.Load() {
+			f.cancel(errReleased)
+		}
+	}
+	for key := range s.done {
+		droneID, deliveryID, _ := strings.Cut(key, "\x00")
+		if d, ok := want[droneID]; !ok || d.CurrentDeliveryID != deliveryID {
+			delete(s.done, key) // released at last: nothing to guard against
+		}
+	}
+	pending := 0
+	for id, d := range want {
+		if s.done[doneKey(id, d.CurrentDeliveryID)] {
+			continue
+		}
+		pending++
+		if _, flying := s.flights[id]; flying {
+			continue
+		}
+		fctx, cancel := context.WithCancelCause(ctx)
+		f := &flight{drone: d, cancel: cancel}
+		s.flights[id] = f
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			defer cancel(nil)
+			final := s.fly(fctx, f)
+			if errors.Is(context.Cause(fctx), errReleased) && ctx.Err() == nil {
+				final = s.released(ctx, d.CurrentDeliveryID)
+			}
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			if s.flights[id] == f {
+				delete(s.flights, id)
+			}
+			if final {
+				s.done[doneKey(id, d.CurrentDeliveryID)] = true
+			}
+		}()
+	}
+	return pending, nil
+}
+
+// interrupted retires the line of a flight stopped by shutdown; a released
+// drone's line is retired by released, which knows why.
+func (s *sim) interrupted(ctx context.Context, id string, pct int) {
+	if !errors.Is(context.Cause(ctx), errReleased) {
+		s.prog.done(id, fmt.Sprintf("%s: stopped at %d%%", id, pct))
+	}
+}
+
+// errReleased cancels a flight whose drone the list no longer shows on its
+// delivery: the backend completed, cancelled or reassigned it.
+var errReleased = errors.New("drone released")
+
+// released says what became of a delivery whose drone was let go while the
+// simulator was still flying it; a delivery completed on a report inside the
+// arrival radius is the common case.
+func (s *sim) released(ctx context.Context, id string) bool {
+	d, err := s.api.getDelivery(ctx, id)
+	switch {
+	case err != nil:
+		s.prog.done(id, fmt.Sprintf("%s: the drone was released; the delivery could not be read: %v", id, err))
+	case d.Stage == "Completed":
+		s.prog.done(id, fmt.Sprintf("%s  %-15s  %s 100%%  delivered", id, "Completed", strings.Repeat("█", 10)))
+	default:
+		s.prog.done(id, fmt.Sprintf("%s: the drone was released; the delivery is %s", id, d.Stage))
+	}
+	return true
+}
+
+func terminalStage(s string) bool { return s == "Completed" || s == "Cancelled" || s == "Failed" }
+
+// fly flies one delivery and reports whether it is finished with, as
+// opposed to interrupted by a transient error and worth another try.
+func (s *sim) fly(ctx context.Context, f *flight) bool {
+	dr := f.drone
+	id := dr.CurrentDeliveryID
+	del, err := s.api.getDelivery(ctx, id)
+	switch {
+	case err == nil:
+	case ctx.Err() != nil:
+		return false
+	case unauthorized(err):
+		s.fail(fmt.Errorf("simulator: the API refused the operator key: %w", err))
+		return false
+	case statusOf(err) == http.StatusNotFound:
+		s.prog.eventf("%s: drone %s is assigned a delivery that does not exist; leaving it", id, dr.ID)
+		return true
+	default:
+		s.prog.eventf("%s: cannot read the delivery, will retry: %v", id, err)
+		return false
+	}
+	if terminalStage(del.Stage) {
+		return true
+	}
+
+	pos := point(dr.Location)
+	legs := []geo.Point{point(del.PickupLocation), point(del.DropoffLocation)}
+	if del.Stage == "HeadedToDropoff" {
+		legs = legs[1:] // the package is already aboard (a restarted simulator)
+	}
+	totalKm, from := 0.0, pos
+	for _, l := range legs {
+		totalKm += geo.DistanceKm(from, l)
+		from = l
+	}
+	speed := dr.CruiseSpeedMps
+	if !(speed > 0) {
+		speed = fallbackSpeedMps
+	}
+	rangeKm := dr.RangeKm
+	if !(rangeKm > 0) {
+		rangeKm = math.Inf(1)
+	}
+	// The backend ignores reports no newer than the drone's last one, which
+	// an earlier run at a high time scale may have put in the future.
+	var shift time.Duration
+	if last := dr.LastTelemetryAt; last != nil {
+		if now := s.simNow(); !now.After(*last) {
+			shift = last.Sub(now) + time.Millisecond
+		}
+	}
+	s.prog.eventf("%s: drone %s takes off, %.2f km to fly at %g m/s", id, dr.ID, totalKm, speed)
+
+	stage, etaAt := del.Stage, del.DeliveryETA
+	var lastTS, tookOff time.Time
+	flownKm := 0.0
+	failures := 0
+	ticker := time.NewTicker(s.opts.Interval)
+	defer ticker.Stop()
+	for tick := 1; ; tick++ {
+		ts := s.simNow().Add(shift).Truncate(time.Millisecond)
+		if !ts.After(lastTS) {
+			ts = lastTS.Add(time.Millisecond)
+		}
+		// The first report is from where the drone stands; one at the dropoff
+		// is sent again until the API takes it, or the delivery never ends.
+		grounded := lastTS.IsZero() || len(legs) == 0
+		if !lastTS.IsZero() && len(legs) > 0 {
+			prev := pos
+			var arrived bool
+			pos, arrived = advance(pos, legs[0], speed*ts.Sub(lastTS).Seconds()/1000)
+			flownKm += geo.DistanceKm(prev, pos)
+			if arrived {
+				legs = legs[1:]
+				grounded = true
+			}
+		}
+		alt := cruiseAltitudeM
+		if grounded {
+			alt = 0
+		}
+		battery := min(max(dr.BatteryPercent*(1-flownKm/rangeKm), 0), 100)
+		err := s.api.postTelemetry(ctx, dr.ID, report{
+			Location:       location{Latitude: pos.Lat, Longitude: pos.Lon, Altitude: &alt},
+			BatteryPercent: math.Round(battery*100) / 100,
+			Timestamp:      ts.Format("2006-01-02T15:04:05.000Z07:00"),
+		})
+		if lastTS.IsZero() {
+			tookOff = ts
+		}
+		lastTS = ts
+		switch {
+		case err == nil:
+			failures = 0
+		case ctx.Err() != nil:
+			s.interrupted(ctx, id, percent(flownKm, totalKm))
+			return false
+		case unauthorized(err):
+			s.fail(fmt.Errorf("simulator: the API refused the operator key: %w", err))
+			return false
+		case statusOf(err) >= 400 && statusOf(err) < 500 && statusOf(err) != http.StatusTooManyRequests:
+			// The API will refuse every report like this one alike.
+			s.prog.done(id, fmt.Sprintf("%s: drone %s grounded: %v", id, dr.ID, err))
+			return true
+		default:
+			if failures++; failures == 1 {
+				s.prog.eventf("%s: telemetry failed, flying on: %v", id, err)
+			}
+		}
+
+		if len(legs) == 0 && err == nil {
+			f.arrived.Store(true)
+			return s.confirm(ctx, id, totalKm, ts.Sub(tookOff))
+		}
+		if tick%listEvery == 0 {
+			if d, err := s.api.getDelivery(ctx, id); err == nil {
+				stage, etaAt = d.Stage, d.DeliveryETA
+				if d.Stage == "Cancelled" || d.Stage == "Failed" {
+					s.prog.done(id, fmt.Sprintf("%s: %s by the backend; drone %s stops", id, d.Stage, dr.ID))
+					return true
+				}
+			} else if unauthorized(err) {
+				s.fail(fmt.Errorf("simulator: the API refused the operator key: %w", err))
+				return false
+			}
+		}
+		shown := stage
+		if shown == "" || shown == "Scheduled" || shown == "Created" {
+			shown = "HeadedToPickup"
+		}
+		var eta time.Duration
+		if etaAt != nil {
+			eta = max(etaAt.Sub(ts), 0)
+		} else {
+			eta = time.Duration(remainingKm(pos, legs) * 1000 / speed * float64(time.Second))
+		}
+		s.prog.set(id, status{stage: shown, frac: frac(flownKm, totalKm), eta: eta})
+
+		select {
+		case <-ctx.Done():
+			s.interrupted(ctx, id, percent(flownKm, totalKm))
+			return false
+		case <-ticker.C:
+		}
+	}
+}
+
+// confirm waits a few intervals for the backend to mark the delivery
+// Completed after the report at the dropoff, so the output says what the
+// service made of the flight rather than what the simulator hoped.
+func (s *sim) confirm(ctx context.Context, id string, totalKm float64, took time.Duration) bool {
+	stage := ""
+wait:
+	for range confirmWait + 1 {
+		if d, err := s.api.getDelivery(ctx, id); err == nil {
+			stage = d.Stage
+			if terminalStage(stage) {
+				break
+			}
+		}
+		select {
+		case <-ctx.Done():
+			break wait
+		case <-time.After(s.opts.Interval):
+		}
+	}
+	switch stage {
+	case "Completed":
+		s.prog.done(id, fmt.Sprintf("%s  %-15s  %s 100%%  delivered: %.2f km in %s simulated", id, "Completed", strings.Repeat("█", 10), totalKm, formatDuration(took)))
+	case "":
+		s.prog.done(id, fmt.Sprintf("%s: landed at the dropoff; the delivery could not be read back", id))
+	default:
+		s.prog.done(id, fmt.Sprintf("%s: landed at the dropoff but the backend still says %s", id, stage))
+	}
+	return true
+}
+
+func remainingKm(p geo.Point, legs []geo.Point) float64 {
+	km := 0.0
+	for _, l := range legs {
+		km += geo.DistanceKm(p, l)
+		p = l
+	}
+	return km
+}
+
+func frac(done, total float64) float64 {
+	if total <= 0 {
+		return 1
+	}
+	return min(done/total, 1)
+}
+
+func percent(done, total float64) int { return int(frac(done, total)*100 + 1e-9) }

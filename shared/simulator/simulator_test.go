@@ -1,0 +1,534 @@
+package simulator
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/fabrikam/dronedelivery/shared/geo"
+)
+
+// fakeAPI is the part of the public API the simulator uses, with the
+// backend's tracking rules in miniature: the first report moves a delivery
+// to HeadedToPickup, one within 50 m of the pickup to HeadedToDropoff, one
+// within 50 m of the dropoff to Completed and frees the drone.
+type fakeAPI struct {
+	t          *testing.T
+	mu         sync.Mutex
+	drones     map[string]*drone
+	deliveries map[string]*delivery
+	reports    map[string][]gotReport // by drone, every report posted
+	auth       map[string]bool        // Authorization headers seen
+	pageSize   int                    // the list's page size, to exercise paging
+	listStatus int                    // when set, GET /api/drones answers it
+	failEvery  int                    // answer every n-th report 503
+	failLand   int                    // answer this many reports at the dropoff 503
+	posted     int
+}
+
+type gotReport struct {
+	report
+	at       time.Time // parsed timestamp
+	accepted bool      // newer than the drone's last one
+	stage    string    // the delivery's stage after it
+}
+
+const radiusKm = 0.05
+
+func newFakeAPI(t *testing.T) (*fakeAPI, *httptest.Server) {
+	f := &fakeAPI{t: t, drones: map[string]*drone{}, deliveries: map[string]*delivery{},
+		reports: map[string][]gotReport{}, auth: map[string]bool{}, pageSize: 2}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /api/drones", f.list)
+	mux.HandleFunc("GET /api/deliveries/{id}", f.getDelivery)
+	mux.HandleFunc("POST /api/drones/{id}/telemetry", f.telemetry)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		f.mu.Lock()
+		f.auth[r.Header.Get("Authorization")] = true
+		f.mu.Unlock()
+		mux.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	return f, srv
+}
+
+// assign books a drone at from for a delivery from pickup to dropoff.
+func (f *fakeAPI) assign(droneID, deliveryID string, from, pickup, dropoff geo.Point) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.drones[droneID] = &drone{ID: droneID, Location: loc(from), RangeKm: 20, CruiseSpeedMps: 15,
+		BatteryPercent: 90, Status: "Assigned", CurrentDeliveryID: deliveryID}
+	f.deliveries[deliveryID] = &delivery{ID: deliveryID, Stage: "Scheduled", DroneID: droneID,
+		PickupLocation: loc(pickup), DropoffLocation: loc(dropoff)}
+}
+
+func loc(p geo.Point) location { return location{Latitude: p.Lat, Longitude: p.Lon} }
+
+func (f *fakeAPI) list(w http.ResponseWriter, r *http.Request) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.listStatus != 0 {
+		w.Header().Set("Content-Type", "application/problem+json")
+		w.WriteHeader(f.listStatus)
+		fmt.Fprintf(w, `{"title":%q,"status":%d}`, http.StatusText(f.listStatus), f.listStatus)
+		return
+	}
+	if r.URL.Query().Get("limit") != "1000" {
+		f.t.Errorf("drone list asked with limit %q, want 1000", r.URL.Query().Get("limit"))
+	}
+	status, after := r.URL.Query().Get("status"), r.URL.Query().Get("after")
+	var ids []string
+	for id, d := range f.drones {
+		if d.Status == status && id > after {
+			ids = append(ids, id)
+		}
+	}
+	slices.Sort(ids)
+	page := dronePage{Drones: []drone{}}
+	for i, id := range ids {
+		if i == f.pageSize {
+			page.Next = ids[i-1]
+			break
+		}
+		page.Drones = append(page.Drones, *f.drones[id])
+	}
+	json.NewEncoder(w).Encode(page)
+}
+
+func (f *fakeAPI) getDelivery(w http.ResponseWriter, r *http.Request) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	d, ok := f.deliveries[r.PathValue("id")]
+	if !ok {
+		http.Error(w, `{"title":"Not Found","status":404}`, http.StatusNotFound)
+		return
+	}
+	json.NewEncoder(w).Encode(d)
+}
+
+func (f *fakeAPI) telemetry(w http.ResponseWriter, r *http.Request) {
+	var rep report
+	if err := json.NewDecoder(r.Body).Decode(&rep); err != nil {
+		f.t.Errorf("telemetry body: %v", err)
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	at, err := time.Parse(time.RFC3339, rep.Timestamp)
+	if err != nil {
+		f.t.Errorf("telemetry timestamp %q is not RFC 3339: %v", rep.Timestamp, err)
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	if rep.BatteryPercent < 0 || rep.BatteryPercent > 100 {
+		f.t.Errorf("battery %v out of range", rep.BatteryPercent)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.posted++
+	landing := geo.DistanceKm(point(rep.Location), dropoff) <= radiusKm
+	if (f.failEvery > 0 && f.posted%f.failEvery == 0) || (landing && f.failLand > 0) {
+		if landing {
+			f.failLand--
+		}
+		http.Error(w, `{"title":"Service Unavailable","status":503}`, http.StatusServiceUnavailable)
+		return
+	}
+	id := r.PathValue("id")
+	dr, ok := f.drones[id]
+	if !ok {
+		http.Error(w, `{"title":"Not Found","status":404}`, http.StatusNotFound)
+		return
+	}
+	g := gotReport{report: rep, at: at}
+	if dr.LastTelemetryAt == nil || at.After(*dr.LastTelemetryAt) {
+		g.accepted = true
+		dr.LastTelemetryAt = &at
+		dr.Location, dr.BatteryPercent = rep.Location, rep.BatteryPercent
+		if d := f.deliveries[dr.CurrentDeliveryID]; d != nil {
+			p := point(rep.Location)
+			if d.Stage == "Scheduled" {
+				d.Stage = "HeadedToPickup"
+			}
+			if d.Stage == "HeadedToPickup" && geo.DistanceKm(p, point(d.PickupLocation)) <= radiusKm {
+				d.Stage = "HeadedToDropoff"
+			}
+			if d.Stage == "HeadedToDropoff" && geo.DistanceKm(p, point(d.DropoffLocation)) <= radiusKm {
+				d.Stage = "Completed"
+				dr.Status, dr.CurrentDeliveryID = "Available", ""
+			} else {
+				dr.Status = "InFlight"
+				eta := at.Add(time.Duration(remainingKm(p, []geo.Point{point(d.DropoffLocation)}) / 0.015 * float64(time.Second)))
+				d.DeliveryETA = &eta
+			}
+			g.stage = d.Stage
+		}
+	}
+	f.reports[id] = append(f.reports[id], g)
+	w.WriteHeader(http.StatusAccepted)
+	w.Write([]byte(`{"accepted":1}`))
+}
+
+func (f *fakeAPI) snapshot(droneID string) ([]gotReport, drone, delivery) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	dr := *f.drones[droneID]
+	var d delivery
+	for _, x := range f.deliveries {
+		if x.DroneID == droneID {
+			d = *x
+		}
+	}
+	return slices.Clone(f.reports[droneID]), dr, d
+}
+
+// Points about 1 km apart around Seattle.
+var (
+	base    = geo.Point{Lat: 47.6030, Lon: -122.3300}
+	pickup  = geo.Point{Lat: 47.6101, Lon: -122.3421}
+	dropoff = geo.Point{Lat: 47.6205, Lon: -122.3493}
+)
+
+// checkFlight asserts the physics of one drone's reports: time only moves
+// forward, the drone closes in on the pickup and then on the dropoff at its
+// speed, lands within the radius of each, and the battery only drains.
+func checkFlight(t *testing.T, reps []gotReport, speedMps float64) {
+	t.Helper()
+	if len(reps) < 5 {
+		t.Fatalf("only %d reports", len(reps))
+	}
+	for i, r := range reps {
+		if !r.accepted {
+			t.Errorf("report %d (%s) was not newer than the one before and would be ignored", i, r.Timestamp)
+		}
+		if i > 0 && !r.at.After(reps[i-1].at) {
+			t.Errorf("report %d at %s is not after report %d at %s", i, r.Timestamp, i-1, reps[i-1].Timestamp)
+		}
+		if i > 0 && r.BatteryPercent > reps[i-1].BatteryPercent {
+			t.Errorf("battery rose from %v to %v at report %d", reps[i-1].BatteryPercent, r.BatteryPercent, i)
+		}
+	}
+	atPickup := slices.IndexFunc(reps, func(r gotReport) bool {
+		return geo.DistanceKm(point(r.Location), pickup) <= radiusKm
+	})
+	if atPickup < 0 {
+		t.Fatalf("no report within %g km of the pickup", radiusKm)
+	}
+	for i := 1; i <= atPickup; i++ {
+		before, after := geo.DistanceKm(point(reps[i-1].Location), pickup), geo.DistanceKm(point(reps[i].Location), pickup)
+		if after >= before {
+			t.Errorf("report %d moved away from the pickup: %.5f km → %.5f km", i, before, after)
+		}
+	}
+	for i := atPickup + 1; i < len(reps); i++ {
+		before, after := geo.DistanceKm(point(reps[i-1].Location), dropoff), geo.DistanceKm(point(reps[i].Location), dropoff)
+		if after >= before {
+			t.Errorf("report %d moved away from the dropoff: %.5f km → %.5f km", i, before, after)
+		}
+	}
+	last := reps[len(reps)-1]
+	if d := geo.DistanceKm(point(last.Location), dropoff); d > radiusKm {
+		t.Errorf("last report is %.3f km from the dropoff", d)
+	}
+	if last.stage != "Completed" {
+		t.Errorf("stage after the last report %q, want Completed", last.stage)
+	}
+	// Speed: each hop is the cruise speed times the simulated time between
+	// the reports, shorter only when it ends on the pickup or the dropoff.
+	for i := 1; i < len(reps); i++ {
+		hop := geo.DistanceKm(point(reps[i-1].Location), point(reps[i].Location)) * 1000
+		want := speedMps * reps[i].at.Sub(reps[i-1].at).Seconds()
+		// The hop onto the pad may be up to landingKm longer, never shorter
+		// than the radius allows.
+		ends := i == atPickup || i == len(reps)-1
+		if (!ends && (hop > want+0.5 || hop < want-0.5)) || (ends && hop > want+landingKm*1000+0.5) {
+			t.Errorf("hop %d is %.1f m in %s simulated, want %.1f m at %g m/s", i, hop, reps[i].at.Sub(reps[i-1].at), want, speedMps)
+		}
+	}
+	if alt := reps[atPickup].Location.Altitude; alt == nil || *alt != 0 {
+		t.Errorf("the drone did not land at the pickup: altitude %v", alt)
+	}
+}
+
+func TestFliesAnAssignedDroneToCompletion(t *testing.T) {
+	api, srv := newFakeAPI(t)
+	api.assign("drone-001", "order-1", base, pickup, dropoff)
+	var out bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	startReal := time.Now()
+	err := Run(ctx, Options{BaseURL: srv.URL + "/", Interval: 20 * time.Millisecond, TimeScale: 100,
+		Out: &out, OperatorKey: "op-key", UntilIdle: true})
+	if err != nil {
+		t.Fatalf("Run: %v\n%s", err, out.String())
+	}
+	if ctx.Err() != nil {
+		t.Fatalf("Run returned only at the deadline: UntilIdle did not stop it\n%s", out.String())
+	}
+	elapsed := time.Since(startReal)
+
+	reps, dr, del := api.snapshot("drone-001")
+	checkFlight(t, reps, 15)
+	if del.Stage != "Completed" || dr.Status != "Available" {
+		t.Errorf("delivery %s, drone %s: want Completed and Available", del.Stage, dr.Status)
+	}
+	// Simulated time runs TimeScale times as fast as real time.
+	simSpan := reps[len(reps)-1].at.Sub(reps[0].at)
+	if simSpan > time.Duration(float64(elapsed)*100) {
+		t.Errorf("reports span %s simulated in %s real, faster than ×100", simSpan, elapsed)
+	}
+	routeKm := geo.DistanceKm(base, pickup) + geo.DistanceKm(pickup, dropoff)
+	// Each of the two legs may end with a hop stretched by landingKm.
+	if min := time.Duration((routeKm - 2*landingKm) * 1000 / 15 * float64(time.Second)); simSpan < min {
+		t.Errorf("flew %.2f km in %s simulated, faster than 15 m/s", routeKm, simSpan)
+	}
+	if want := 90 * (1 - routeKm/20); math.Abs(reps[len(reps)-1].BatteryPercent-want) > 0.05 {
+		t.Errorf("battery at the end %v%%, want %.2f%% (%.2f km of a 20 km range from 90%%)", reps[len(reps)-1].BatteryPercent, want, routeKm)
+	}
+	if !api.auth["Bearer op-key"] || len(api.auth) != 1 {
+		t.Errorf("Authorization headers %v, want only Bearer op-key", api.auth)
+	}
+	text := out.String()
+	t.Logf("progress:\n%s", text)
+	if !strings.Contains(text, "order-1  Completed        ██████████ 100%") {
+		t.Errorf("progress does not show order-1 completed:\n%s", text)
+	}
+	if !strings.Contains(text, "HeadedToDropoff") || strings.Contains(text, "\x1b[") {
+		t.Errorf("plain progress should show the stages and no cursor movement:\n%s", text)
+	}
+}
+
+func TestFliesOnThroughFailedReports(t *testing.T) {
+	api, srv := newFakeAPI(t)
+	api.assign("drone-001", "order-1", base, pickup, dropoff)
+	api.failEvery, api.failLand = 7, 2
+	var out bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err := Run(ctx, Options{BaseURL: srv.URL, Interval: 20 * time.Millisecond, TimeScale: 100, Out: &out, UntilIdle: true})
+	if err != nil || ctx.Err() != nil {
+		t.Fatalf("Run: %v (ctx %v)\n%s", err, ctx.Err(), out.String())
+	}
+	// The reports the API took still make a consistent flight, and the one
+	// at the dropoff was sent again until it was taken.
+	reps, _, del := api.snapshot("drone-001")
+	checkFlight(t, reps, 15)
+	if del.Stage != "Completed" {
+		t.Errorf("stage %s, want Completed\n%s", del.Stage, out.String())
+	}
+	if !strings.Contains(out.String(), "telemetry failed, flying on") {
+		t.Errorf("the failures were not reported:\n%s", out.String())
+	}
+}
+
+func TestPicksUpDronesAsTheyAreAssigned(t *testing.T) {
+	api, srv := newFakeAPI(t)
+	// Enough drones for the list to take several pages, none assigned.
+	for i := range 5 {
+		api.mu.Lock()
+		id := fmt.Sprintf("idle-%d", i)
+		api.drones[id] = &drone{ID: id, Location: loc(base), Status: "Available", CruiseSpeedMps: 15, RangeKm: 20, BatteryPercent: 100}
+		api.mu.Unlock()
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var out bytes.Buffer
+	done := make(chan error, 1)
+	go func() {
+		done <- Run(ctx, Options{BaseURL: srv.URL, Interval: 20 * time.Millisecond, TimeScale: 100, Out: &out})
+	}()
+
+	time.Sleep(150 * time.Millisecond)
+	for i := range 3 {
+		id := fmt.Sprintf("drone-%03d", i)
+		api.assign(id, "order-"+strconv.Itoa(i), geo.Point{Lat: base.Lat + float64(i)*0.001, Lon: base.Lon}, pickup, dropoff)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		all := true
+		for i := range 3 {
+			_, _, d := api.snapshot(fmt.Sprintf("drone-%03d", i))
+			all = all && d.Stage == "Completed"
+		}
+		if all {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not every delivery completed\n%s", out.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run after cancel: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not return after its context was cancelled")
+	}
+	for i := range 3 {
+		reps, _, _ := api.snapshot(fmt.Sprintf("drone-%03d", i))
+		checkFlight(t, reps, 15)
+	}
+	for i := range 5 {
+		if reps, _, _ := api.snapshot(fmt.Sprintf("idle-%d", i)); len(reps) > 0 {
+			t.Errorf("idle-%d, never assigned, reported %d times", i, len(reps))
+		}
+	}
+}
+
+func TestStopsCleanlyWhenCancelled(t *testing.T) {
+	api, srv := newFakeAPI(t)
+	far := geo.Point{Lat: 48.5, Lon: -122.3} // about 100 km: never reached here
+	api.assign("drone-001", "order-1", base, far, dropoff)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- Run(ctx, Options{BaseURL: srv.URL, Interval: 10 * time.Millisecond, TimeScale: 10}) }()
+	time.Sleep(300 * time.Millisecond)
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+	case <-time.After(3 * time.Second):
+		t.Fatal("Run did not return after cancel")
+	}
+	// A request cancelled on the way may still reach the handler: wait it out.
+	time.Sleep(50 * time.Millisecond)
+	reps, _, _ := api.snapshot("drone-001")
+	time.Sleep(100 * time.Millisecond)
+	after, _, _ := api.snapshot("drone-001")
+	if len(reps) == 0 || len(after) != len(reps) {
+		t.Errorf("%d reports before Run returned, %d after: want some, then none", len(reps), len(after))
+	}
+	for i := 1; i < len(reps); i++ {
+		if geo.DistanceKm(point(reps[i].Location), far) >= geo.DistanceKm(point(reps[i-1].Location), far) {
+			t.Fatalf("report %d did not get closer to the pickup", i)
+		}
+	}
+}
+
+func TestStopsFlyingACancelledDelivery(t *testing.T) {
+	api, srv := newFakeAPI(t)
+	far := geo.Point{Lat: 48.5, Lon: -122.3}
+	api.assign("drone-001", "order-1", base, far, dropoff)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var out bytes.Buffer
+	done := make(chan error, 1)
+	go func() {
+		done <- Run(ctx, Options{BaseURL: srv.URL, Interval: 10 * time.Millisecond, Out: &out, UntilIdle: true})
+	}()
+	time.Sleep(200 * time.Millisecond)
+	api.mu.Lock()
+	api.deliveries["order-1"].Stage = "Cancelled"
+	api.drones["drone-001"].Status, api.drones["drone-001"].CurrentDeliveryID = "Available", ""
+	api.mu.Unlock()
+	if err := <-done; err != nil || ctx.Err() != nil {
+		t.Fatalf("Run: %v (ctx %v)\n%s", err, ctx.Err(), out.String())
+	}
+	time.Sleep(50 * time.Millisecond)
+	reps, _, _ := api.snapshot("drone-001")
+	time.Sleep(100 * time.Millisecond)
+	if after, _, _ := api.snapshot("drone-001"); len(after) != len(reps) {
+		t.Errorf("the drone kept reporting after its delivery was cancelled")
+	}
+}
+
+func TestResumesAfterAFutureTimestamp(t *testing.T) {
+	api, srv := newFakeAPI(t)
+	api.assign("drone-001", "order-1", base, pickup, dropoff)
+	future := time.Now().Add(3 * time.Hour).UTC()
+	api.mu.Lock()
+	api.drones["drone-001"].LastTelemetryAt = &future
+	api.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := Run(ctx, Options{BaseURL: srv.URL, Interval: 20 * time.Millisecond, TimeScale: 100, UntilIdle: true}); err != nil {
+		t.Fatal(err)
+	}
+	reps, _, _ := api.snapshot("drone-001")
+	checkFlight(t, reps, 15)
+	if !reps[0].at.After(future) {
+		t.Errorf("first report at %s, not after the drone's last one at %s", reps[0].at, future)
+	}
+}
+
+func TestRefusedKeyAndUnreachableAPIAreErrors(t *testing.T) {
+	api, srv := newFakeAPI(t)
+	api.listStatus = http.StatusUnauthorized
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err := Run(ctx, Options{BaseURL: srv.URL, Interval: 10 * time.Millisecond})
+	if err == nil || !strings.Contains(err.Error(), "operator key") {
+		t.Errorf("refused key: %v, want an error naming the operator key", err)
+	}
+
+	dead := httptest.NewServer(http.NotFoundHandler())
+	dead.Close()
+	err = Run(ctx, Options{BaseURL: dead.URL, Interval: 10 * time.Millisecond})
+	if err == nil || !strings.Contains(err.Error(), "is the service running") {
+		t.Errorf("unreachable API: %v, want an error saying so", err)
+	}
+
+	if err := Run(ctx, Options{BaseURL: "127.0.0.1:7071"}); err == nil {
+		t.Error("a base URL without a scheme was accepted")
+	}
+}
+
+func TestProgressOnATerminalRedrawsInPlace(t *testing.T) {
+	var b bytes.Buffer
+	p := newProgress(&b)
+	p.tty = true
+	p.set("order-1", status{stage: "HeadedToPickup", frac: 0.3, eta: 192 * time.Second})
+	p.set("order-22", status{stage: "HeadedToDropoff", frac: 0.7, eta: -1})
+	p.render()
+	first := b.String()
+	if !strings.Contains(first, "order-1   HeadedToPickup   ███░░░░░░░  30%  ETA 3m12s\n") ||
+		!strings.Contains(first, "order-22  HeadedToDropoff  ███████░░░  70%  ETA ?\n") {
+		t.Fatalf("first frame:\n%q", first)
+	}
+	b.Reset()
+	p.done("order-1", "order-1 done")
+	p.render()
+	second := b.String()
+	if !strings.HasPrefix(second, "\x1b[2A") {
+		t.Errorf("second frame does not move back over the two live lines: %q", second)
+	}
+	if !strings.Contains(second, "order-1 done\n") || !strings.Contains(second, "order-22  HeadedToDropoff") {
+		t.Errorf("second frame: %q", second)
+	}
+	if got := formatLine("x", 1, status{stage: "HeadedToDropoff", frac: 1, eta: 0}); got != "x  HeadedToDropoff  ██████████ 100%  ETA 0s" {
+		t.Errorf("formatLine: %q", got)
+	}
+}
+
+func TestTowardFollowsTheGreatCircle(t *testing.T) {
+	a, b := geo.Point{Lat: 47.6, Lon: -122.3}, geo.Point{Lat: 51.5, Lon: -0.1} // Seattle → London
+	total := geo.DistanceKm(a, b)
+	for _, f := range []float64{0.1, 0.25, 0.5, 0.9} {
+		m := toward(a, b, f)
+		if d := geo.DistanceKm(a, m); math.Abs(d-f*total) > 1e-6*total {
+			t.Errorf("f=%g: %.3f km from the start, want %.3f", f, d, f*total)
+		}
+		if d := geo.DistanceKm(a, m) + geo.DistanceKm(m, b); math.Abs(d-total) > 1e-6*total {
+			t.Errorf("f=%g: the point is off the great circle by %.3f km", f, d-total)
+		}
+	}
+	// The great circle from Seattle to London passes north of both.
+	if mid := toward(a, b, 0.5); mid.Lat < 60 {
+		t.Errorf("midpoint latitude %.2f: not a great circle", mid.Lat)
+	}
+}

@@ -1,0 +1,112 @@
+#!/usr/bin/env node
+// Drives Debian's Chromium through playwright-core to watch the tracking page
+// the way a customer's phone would, for the Go tests (browser.go).
+//
+//   node browser.js <url> <screenshot.png> <timeout-ms>
+//
+// It opens the page at 390x844, records every change of body[data-stage] and
+// of #drone-marker's data-lat/data-lon, waits until the stage is terminal
+// (Completed, or Cancelled/Failed, which never move on) or the timeout, saves
+// a screenshot and prints one JSON line:
+//   {"stages":[...],"positions":[{"lat":..,"lon":..}],"finalStage":"...",
+//    "connections":[...],"text":"...","errors":[...]}
+// connections are the changes of body[data-connection] ("ok", "lost") and
+// text is what the page finally says, for tests of its error states.
+// COLOR_SCHEME=dark renders the page as a phone in dark mode would, and
+// CHROMIUM_PATH points at another Chromium build.
+// It never downloads a browser: Playwright's own builds cannot be fetched here.
+'use strict';
+
+const fs = require('fs');
+const os = require('os');
+const path = require('path');
+const { chromium } = require('playwright-core');
+
+const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
+const TERMINAL = ['Completed', 'Cancelled', 'Failed'];
+
+async function main() {
+  const [url, screenshot, timeoutArg] = process.argv.slice(2);
+  const timeout = Number(timeoutArg || 30000);
+  if (!url || !screenshot || !(timeout > 0)) {
+    throw new Error('usage: node browser.js <url> <screenshot.png> <timeout-ms>');
+  }
+  if (!fs.existsSync(CHROMIUM)) {
+    throw new Error(`${CHROMIUM} not found: install Debian's chromium (apt-get install -y chromium)`);
+  }
+  // A fresh profile per run: nothing cached from an earlier page version and
+  // no lock shared with a concurrent test.
+  const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'track-browser-'));
+  let context;
+  try {
+    context = await chromium.launchPersistentContext(profile, {
+      executablePath: CHROMIUM,
+      headless: true,
+      args: [
+        '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+        '--disable-background-networking', '--disable-component-update', '--disable-sync',
+      ],
+      viewport: { width: 390, height: 844 },
+      deviceScaleFactor: 2,
+      isMobile: true,
+      hasTouch: true,
+      locale: 'en-US',
+      colorScheme: process.env.COLOR_SCHEME || 'light',
+      timeout: 60000,
+    });
+    const page = context.pages()[0] || await context.newPage();
+    const errors = [];
+    page.on('pageerror', (e) => errors.push(`pageerror: ${e.message}`));
+    page.on('console', (m) => { if (m.type() === 'error') errors.push(`console: ${m.text()}`); });
+
+    // A MutationObserver sees every change, however fast the page polls; a
+    // sampling loop here could miss a stage that lasts one poll.
+    await page.addInitScript(() => {
+      const rec = { stages: [], positions: [], connections: [] };
+      window.__trackRecord = rec;
+      const look = () => {
+        const stage = document.body ? document.body.getAttribute('data-stage') : null;
+        if (stage && rec.stages[rec.stages.length - 1] !== stage) rec.stages.push(stage);
+        const conn = document.body ? document.body.getAttribute('data-connection') : null;
+        if (conn && rec.connections[rec.connections.length - 1] !== conn) rec.connections.push(conn);
+        const m = document.getElementById('drone-marker');
+        if (!m) return;
+        const lat = m.getAttribute('data-lat'), lon = m.getAttribute('data-lon');
+        if (lat === null || lon === null) return;
+        const p = { lat: Number(lat), lon: Number(lon) };
+        const last = rec.positions[rec.positions.length - 1];
+        if (!last || last.lat !== p.lat || last.lon !== p.lon) rec.positions.push(p);
+      };
+      new MutationObserver(look).observe(document, {
+        subtree: true, childList: true, attributes: true, attributeFilter: ['data-stage', 'data-connection', 'data-lat', 'data-lon'],
+      });
+    });
+
+    await page.goto(url, { waitUntil: 'load', timeout });
+    try {
+      await page.waitForFunction(
+        (terminal) => terminal.includes(document.body.getAttribute('data-stage')),
+        TERMINAL, { timeout, polling: 50 });
+      // Let the last frame of the drone's glide and the countdown settle.
+      await page.waitForTimeout(600);
+    } catch (e) {
+      if (!/Timeout/i.test(String(e && e.name)) && !/Timeout/i.test(String(e && e.message))) throw e;
+    }
+    const rec = await page.evaluate(() => window.__trackRecord);
+    const finalStage = await page.evaluate(() => document.body.getAttribute('data-stage') || '');
+    const text = await page.evaluate(() => document.body.innerText);
+    fs.mkdirSync(path.dirname(path.resolve(screenshot)), { recursive: true });
+    await page.screenshot({ path: screenshot, fullPage: true });
+    process.stdout.write(JSON.stringify({
+      stages: rec.stages, positions: rec.positions, finalStage, connections: rec.connections, text, errors,
+    }) + '\n');
+  } finally {
+    if (context) await context.close().catch(() => {});
+    fs.rmSync(profile, { recursive: true, force: true });
+  }
+}
+
+main().catch((e) => {
+  process.stderr.write(`browser.js: ${e && e.stack || e}\n`);
+  process.exit(1);
+});
