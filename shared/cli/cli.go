@@ -30,6 +30,7 @@ import (
 	"github.com/fabrikam/dronedelivery/shared/runtime"
 	"github.com/fabrikam/dronedelivery/shared/runtime/host"
 	"github.com/fabrikam/dronedelivery/shared/runtime/standalone"
+	"github.com/fabrikam/dronedelivery/shared/simulator"
 )
 
 const usage = `usage: dronedelivery <command> [flags]
@@ -172,6 +173,8 @@ func serve(ctx context.Context, args []string, app fs.FS, env func(string) strin
 	addr := fs.String("addr", "127.0.0.1:"+envOr(env, "PORT", "7071"), "listen address (env PORT sets the port)")
 	banner := fs.Bool("banner", false, "print how to use the running service")
 	workers := fs.Int("workers", 16, "messages processed at once per queue")
+	simulate := fs.Bool("simulate", strings.EqualFold(env("SIMULATE"), "true") || env("SIMULATE") == "1",
+		"also fly every assigned drone and report its telemetry, so deliveries reach Completed (env SIMULATE=1)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -192,6 +195,14 @@ func serve(ctx context.Context, args []string, app fs.FS, env func(string) strin
 	log.Info("standalone runtime listening", "addr", base, "backend", parts.backend.Name)
 	if *banner {
 		printBanner(stdout, base, parts.backend.Name)
+	}
+	if *simulate {
+		go func() {
+			opts := simulator.Options{BaseURL: base, Out: stdout, OperatorKey: env("OPERATOR_KEY")}
+			if err := simulator.Run(ctx, opts); err != nil {
+				log.Error("simulator stopped", "err", err)
+			}
+		}()
 	}
 	return srv.Run(ctx, ln)
 }
