@@ -1,0 +1,249 @@
+package sqs_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awssqs "github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/fabrikam/dronedelivery/shared/adapters/sqs"
+	"github.com/fabrikam/dronedelivery/shared/domain"
+	"github.com/fabrikam/dronedelivery/shared/ports"
+	"github.com/fabrikam/dronedelivery/shared/ports/porttest"
+	"github.com/fabrikam/dronedelivery/shared/testdoubles"
+)
+
+// TestBusContract holds the adapter to the bus contract every other bus
+// passes, against goaws behind the test double's front.
+func TestBusContract(t *testing.T) {
+	t.Parallel()
+	d := testdoubles.StartSQS(t)
+	porttest.Bus(t, func(t *testing.T, o porttest.BusOptions) ports.Bus {
+		return open(t, d, o)
+	})
+}
+
+func open(t *testing.T, d *testdoubles.SQS, o porttest.BusOptions) *sqs.Bus {
+	t.Helper()
+	bus := sqs.New(d.Client(), sqs.Options{CreateQueues: &sqs.QueueSettings{VisibilityTimeout: o.LockDuration, MaxReceiveCount: o.MaxDeliveryCount}})
+	t.Cleanup(func() { bus.Close() })
+	return bus
+}
+
+func ctxFor(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func testQueue(t *testing.T) string {
+	return fmt.Sprintf("t-%d-%s", time.Now().UnixNano()%1e9, strings.ToLower(strings.NewReplacer("/", "-", "_", "-").Replace(t.Name())))
+}
+
+func receiveOne(t *testing.T, bus ports.Bus, queue string) *ports.Delivered {
+	t.Helper()
+	msgs, err := bus.Receive(ctxFor(t), queue, 1)
+	require.NoError(t, err)
+	require.Len(t, msgs, 1)
+	return msgs[0]
+}
+
+// counting counts the SDK calls the adapter makes.
+type counting struct {
+	sqs.API
+	mu    sync.Mutex
+	calls map[string]int
+}
+
+func (c *counting) add(op string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.calls[op]++
+}
+
+func (c *counting) count(op string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.calls[op]
+}
+
+func (c *counting) SendMessageBatch(ctx context.Context, in *awssqs.SendMessageBatchInput, opts ...func(*awssqs.Options)) (*awssqs.SendMessageBatchOutput, error) {
+	c.add("SendMessageBatch")
+	return c.API.SendMessageBatch(ctx, in, opts...)
+}
+
+func (c *counting) GetQueueUrl(ctx context.Context, in *awssqs.GetQueueUrlInput, opts ...func(*awssqs.Options)) (*awssqs.GetQueueUrlOutput, error) {
+	c.add("GetQueueUrl")
+	return c.API.GetQueueUrl(ctx, in, opts...)
+}
+
+// TestWireShape checks what another SQS client sees of a published message,
+// and that a message from another producer reaches the port intact.
+func TestWireShape(t *testing.T) {
+	t.Parallel()
+	d := testdoubles.StartSQS(t)
+	q := testQueue(t)
+	bus := open(t, d, porttest.BusOptions{})
+	ctx := ctxFor(t)
+	sent := ports.Message{ID: "d1:drone-scheduled", Queue: q, Body: []byte(`{"operation":"delivery"}`), CorrelationID: "corr-1", Operation: "delivery"}
+	require.NoError(t, bus.Publish(ctx, sent))
+
+	raw := d.Client()
+	url, err := raw.GetQueueUrl(ctx, &awssqs.GetQueueUrlInput{QueueName: aws.String(q + ".fifo")})
+	require.NoError(t, err, "the queue is a FIFO queue named after the port's queue")
+	out, err := raw.ReceiveMessage(ctx, &awssqs.ReceiveMessageInput{
+		QueueUrl: url.QueueUrl, MaxNumberOfMessages: 1, WaitTimeSeconds: 5,
+		MessageAttributeNames:       []string{"All"},
+		MessageSystemAttributeNames: []types.MessageSystemAttributeName{types.MessageSystemAttributeNameAll},
+	})
+	require.NoError(t, err)
+	require.Len(t, out.Messages, 1)
+	m := out.Messages[0]
+	assert.Equal(t, string(sent.Body), aws.ToString(m.Body))
+	assert.Equal(t, sent.ID, m.Attributes["MessageDeduplicationId"], "SQS deduplicates on the port's id")
+	assert.Equal(t, sent.ID, m.Attributes["MessageGroupId"], "each message is its own group")
+	assert.Equal(t, sent.ID, aws.ToString(m.MessageAttributes[sqs.AttrID].StringValue))
+	assert.Equal(t, sent.CorrelationID, aws.ToString(m.MessageAttributes[sqs.AttrCorrelationID].StringValue))
+	assert.Equal(t, sent.Operation, aws.ToString(m.MessageAttributes[sqs.AttrOperation].StringValue))
+	assert.NotContains(t, m.MessageAttributes, sqs.AttrNotBefore, "a message due now carries no NotBefore")
+	_, err = raw.DeleteMessage(ctx, &awssqs.DeleteMessageInput{QueueUrl: url.QueueUrl, ReceiptHandle: m.ReceiptHandle})
+	require.NoError(t, err)
+
+	// Another producer's message has no id attribute: SQS's id stands in.
+	other, err := raw.SendMessage(ctx, &awssqs.SendMessageInput{
+		QueueUrl: url.QueueUrl, MessageBody: aws.String(`{}`),
+		MessageGroupId: aws.String("g"), MessageDeduplicationId: aws.String("x"),
+	})
+	require.NoError(t, err)
+	got := receiveOne(t, bus, q)
+	assert.Equal(t, aws.ToString(other.MessageId), got.ID)
+	assert.Equal(t, q, got.Queue)
+	require.NoError(t, bus.Complete(ctx, got))
+}
+
+// TestPublishBatchesOfTen checks that a publish goes in SendMessageBatch
+// calls of at most ten, which is SQS's limit, and looks the queue up once.
+func TestPublishBatchesOfTen(t *testing.T) {
+	t.Parallel()
+	d := testdoubles.StartSQS(t)
+	q := testQueue(t)
+	api := &counting{API: d.Client(), calls: map[string]int{}}
+	bus := sqs.New(api, sqs.Options{CreateQueues: &sqs.QueueSettings{}})
+	ctx := ctxFor(t)
+	var msgs []ports.Message
+	for i := range 25 {
+		msgs = append(msgs, ports.Message{ID: fmt.Sprintf("m%02d", i), Queue: q, Body: []byte(`{}`)})
+	}
+	require.NoError(t, bus.Publish(ctx, msgs...))
+	require.NoError(t, bus.Publish(ctx, ports.Message{ID: "last", Queue: q, Body: []byte(`{}`)}))
+	assert.Equal(t, 4, api.count("SendMessageBatch"))
+	assert.Equal(t, 2, api.count("GetQueueUrl"), "one miss before the queue is created, then the cached URL")
+	seen := map[string]bool{}
+	for len(seen) < 26 {
+		got, err := bus.Receive(ctx, q, 10)
+		require.NoError(t, err)
+		for _, m := range got {
+			seen[m.ID] = true
+			require.NoError(t, bus.Complete(ctx, m))
+		}
+	}
+}
+
+// TestEarlyMessageIsHiddenUntilDue shows the cost of delaying on a FIFO
+// queue: the early receive counts in the delivery count.
+func TestEarlyMessageIsHiddenUntilDue(t *testing.T) {
+	t.Parallel()
+	d := testdoubles.StartSQS(t)
+	q := testQueue(t)
+	bus := open(t, d, porttest.BusOptions{})
+	ctx := ctxFor(t)
+	due := time.Now().Add(1500 * time.Millisecond).Truncate(time.Millisecond)
+	require.NoError(t, bus.Publish(ctx, ports.Message{ID: "retry-1", Queue: q, Body: []byte(`{}`), NotBefore: due}))
+	m := receiveOne(t, bus, q)
+	assert.False(t, time.Now().Before(due), "received before its NotBefore")
+	assert.True(t, m.NotBefore.Equal(due), "NotBefore came back as %v, want %v", m.NotBefore, due)
+	assert.Equal(t, 2, m.DeliveryCount, "the early receive that hid it counts")
+	require.NoError(t, bus.Complete(ctx, m))
+}
+
+// TestDelayHidesAMessageTakenElsewhere covers what the Lambda runtime does
+// with an early record: hide it by its receipt handle.
+func TestDelayHidesAMessageTakenElsewhere(t *testing.T) {
+	t.Parallel()
+	d := testdoubles.StartSQS(t)
+	q := testQueue(t)
+	bus := open(t, d, porttest.BusOptions{})
+	ctx := ctxFor(t)
+	require.NoError(t, bus.Publish(ctx, ports.Message{ID: "m", Queue: q, Body: []byte(`{}`)}))
+	raw := d.Client()
+	url, err := raw.GetQueueUrl(ctx, &awssqs.GetQueueUrlInput{QueueName: aws.String(sqs.QueueName(q))})
+	require.NoError(t, err)
+	out, err := raw.ReceiveMessage(ctx, &awssqs.ReceiveMessageInput{QueueUrl: url.QueueUrl, WaitTimeSeconds: 5})
+	require.NoError(t, err)
+	require.Len(t, out.Messages, 1)
+	// Visible again at once, as a failed Lambda record with a zero timeout would be...
+	_, err = raw.ChangeMessageVisibility(ctx, &awssqs.ChangeMessageVisibilityInput{QueueUrl: url.QueueUrl, ReceiptHandle: out.Messages[0].ReceiptHandle})
+	require.NoError(t, err)
+	again, err := raw.ReceiveMessage(ctx, &awssqs.ReceiveMessageInput{QueueUrl: url.QueueUrl, WaitTimeSeconds: 5})
+	require.NoError(t, err)
+	require.Len(t, again.Messages, 1)
+	// ...unless Delay hides it.
+	until := time.Now().Add(1500 * time.Millisecond)
+	require.NoError(t, bus.Delay(ctx, q, aws.ToString(again.Messages[0].ReceiptHandle), until))
+	m := receiveOne(t, bus, q)
+	assert.False(t, time.Now().Before(until), "visible before the delay ended")
+	require.NoError(t, bus.Complete(ctx, m))
+	err = bus.Delay(ctx, q, aws.ToString(again.Messages[0].ReceiptHandle), until)
+	assert.Equal(t, domain.ECONFLICT, domain.ErrorCode(err), "a receipt handle of a deleted message holds nothing: %v", err)
+}
+
+func TestOversizedMessageIsInvalid(t *testing.T) {
+	t.Parallel()
+	d := testdoubles.StartSQS(t)
+	bus := open(t, d, porttest.BusOptions{})
+	huge := ports.Message{ID: "huge", Queue: testQueue(t), Body: []byte(`"` + strings.Repeat("x", 300*1024) + `"`)}
+	err := bus.Publish(ctxFor(t), huge)
+	assert.Equal(t, domain.EINVALID, domain.ErrorCode(err), "%v", err)
+}
+
+func TestMissingQueueIsUnavailableAndNamed(t *testing.T) {
+	t.Parallel()
+	d := testdoubles.StartSQS(t)
+	bus := sqs.New(d.Client(), sqs.Options{})
+	err := bus.Publish(ctxFor(t), ports.Message{ID: "m", Queue: "nowhere", Body: []byte(`{}`)})
+	assert.Equal(t, domain.EUNAVAILABLE, domain.ErrorCode(err))
+	assert.ErrorContains(t, err, "nowhere.fifo does not exist")
+}
+
+func TestClosedBusIsUnavailable(t *testing.T) {
+	t.Parallel()
+	d := testdoubles.StartSQS(t)
+	q := testQueue(t)
+	bus := open(t, d, porttest.BusOptions{})
+	ctx := ctxFor(t)
+	require.NoError(t, bus.Publish(ctx, ports.Message{ID: "m", Queue: q, Body: []byte(`{}`)}))
+	m := receiveOne(t, bus, q)
+	require.NoError(t, bus.Close())
+	assert.Equal(t, domain.EUNAVAILABLE, domain.ErrorCode(bus.Publish(ctx, ports.Message{ID: "n", Queue: q, Body: []byte(`{}`)})))
+	_, err := bus.Receive(ctx, q, 1)
+	assert.Equal(t, domain.EUNAVAILABLE, domain.ErrorCode(err))
+	assert.Equal(t, domain.EUNAVAILABLE, domain.ErrorCode(bus.Complete(ctx, m)))
+}
+
+func TestPublishRefusesDeadLetterQueuesAndBinaryBodies(t *testing.T) {
+	t.Parallel()
+	bus := sqs.New(nil, sqs.Options{})
+	ctx := context.Background()
+	err := bus.Publish(ctx, ports.Message{ID: "m", Queue: ports.DeadLetterQueue("q"), Body: []byte(`{}`)})
+	assert.Equal(t, domain.EINVALID, domain.ErrorCode(err))
+	err = bus.Publish(ctx, ports.Message{ID: "m", Queue: "q", Body: []byte{0xff, 0xfe}})
+	assert.Equal(t, domain.EINVALID, domain.ErrorCode(err))
+}

@@ -1,0 +1,143 @@
+package sqs
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"math/big"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/fabrikam/dronedelivery/shared/ports"
+)
+
+// The message attributes that carry a ports.Message across SQS. SQS assigns
+// its own MessageId, so the port's id travels as an attribute; a Lambda
+// event carries the same attributes, which is how the Lambda runtime
+// rebuilds the message the adapter sent.
+const (
+	AttrID                    = "id"
+	AttrCorrelationID         = "correlationId"
+	AttrOperation             = "operation"
+	AttrNotBefore             = "notBefore"
+	AttrDeadLetterReason      = "deadLetterReason"
+	AttrDeadLetterDescription = "deadLetterDescription"
+)
+
+// ReasonMaxDeliveryCountExceeded is the dead-letter reason given to a
+// message that SQS's redrive policy moved: SQS records no reason, and this is
+// the one Service Bus and the embedded bus use for the same event.
+const ReasonMaxDeliveryCountExceeded = "MaxDeliveryCountExceeded"
+
+const (
+	fifoSuffix = ".fifo"
+	dlqSuffix  = "-dlq"
+)
+
+// portDLQSuffix ends a dead-letter queue's name in the ports' naming.
+var portDLQSuffix = ports.DeadLetterQueue("")
+
+// QueueName maps a port queue name to its SQS queue: "delivery-requests"
+// to "delivery-requests.fifo", and its dead-letter queue
+// ports.DeadLetterQueue("delivery-requests") to "delivery-requests-dlq.fifo".
+func QueueName(queue string) string {
+	if base, ok := strings.CutSuffix(queue, portDLQSuffix); ok {
+		return base + dlqSuffix + fifoSuffix
+	}
+	return queue + fifoSuffix
+}
+
+// PortQueue is the inverse of QueueName: it maps an SQS queue name (or the
+// last part of a queue ARN or URL) back to the port's queue name.
+func PortQueue(name string) string {
+	if i := strings.LastIndexAny(name, ":/"); i >= 0 {
+		name = name[i+1:]
+	}
+	name = strings.TrimSuffix(name, fifoSuffix)
+	if base, ok := strings.CutSuffix(name, dlqSuffix); ok {
+		return ports.DeadLetterQueue(base)
+	}
+	return name
+}
+
+func isDLQ(queue string) bool { return strings.HasSuffix(queue, portDLQSuffix) }
+
+// dedupChars is what SQS accepts in a MessageDeduplicationId and a
+// MessageGroupId: 1 to 128 alphanumeric or punctuation characters.
+var dedupChars = regexp.MustCompile(`^[A-Za-z0-9!"#$%&'()*+,\-./:;<=>?@\[\\\]^_` + "`" + `{|}~]{1,128}$`)
+
+// dedupID turns a port message id into the MessageDeduplicationId (and
+// MessageGroupId) SQS accepts; an id SQS would refuse is replaced by its
+// hash, so it still deduplicates with itself.
+func dedupID(id string) string {
+	if dedupChars.MatchString(id) {
+		return id
+	}
+	sum := sha256.Sum256([]byte(id))
+	return "sha256-" + hex.EncodeToString(sum[:])
+}
+
+// Record is a received SQS message as both the SDK and a Lambda event give
+// it: system attributes and string message attributes by name.
+type Record struct {
+	MessageID         string
+	ReceiptHandle     string
+	Body              string
+	Attributes        map[string]string // SentTimestamp, ApproximateReceiveCount, SequenceNumber...
+	MessageAttributes map[string]string
+}
+
+// Delivered rebuilds the port's message from a record received from queue
+// (a port queue name). LockedUntil is left for the caller, which alone
+// knows when the receive began.
+func (r Record) Delivered(queue string) *ports.Delivered {
+	ma := r.MessageAttributes
+	d := &ports.Delivered{
+		Message: ports.Message{
+			ID:            ma[AttrID],
+			Queue:         queue,
+			Body:          []byte(r.Body),
+			CorrelationID: ma[AttrCorrelationID],
+			Operation:     ma[AttrOperation],
+		},
+		LockToken: r.ReceiptHandle,
+	}
+	if d.ID == "" {
+		// Sent by another producer: SQS's own id is all there is.
+		d.ID = r.MessageID
+	}
+	if at, err := time.Parse(time.RFC3339Nano, ma[AttrNotBefore]); err == nil {
+		d.NotBefore = at.UTC()
+	}
+	if n, err := strconv.Atoi(r.Attributes["ApproximateReceiveCount"]); err == nil {
+		d.DeliveryCount = n
+	}
+	if ms, err := strconv.ParseInt(r.Attributes["SentTimestamp"], 10, 64); err == nil {
+		d.EnqueuedAt = time.UnixMilli(ms).UTC()
+	}
+	d.SequenceNumber = sequenceNumber(r.Attributes["SequenceNumber"])
+	if isDLQ(queue) {
+		d.DeadLetterReason = ma[AttrDeadLetterReason]
+		d.DeadLetterDescription = ma[AttrDeadLetterDescription]
+		if d.DeadLetterReason == "" {
+			// Only the redrive policy moves a message without saying why.
+			d.DeadLetterReason = ReasonMaxDeliveryCountExceeded
+		}
+	}
+	return d
+}
+
+// seqMask keeps the low 63 bits of a sequence number.
+var seqMask = new(big.Int).Sub(new(big.Int).Lsh(big.NewInt(1), 63), big.NewInt(1))
+
+// sequenceNumber fits SQS's 128-bit FIFO sequence number into the port's
+// int64. The numbers SQS issues are 2^64 plus a part that grows with time,
+// so the low 63 bits keep their order; a value that does not parse is 0.
+func sequenceNumber(s string) int64 {
+	n, ok := new(big.Int).SetString(s, 10)
+	if !ok || n.Sign() <= 0 {
+		return 0
+	}
+	return n.And(n, seqMask).Int64()
+}

@@ -1,0 +1,159 @@
+package testdoubles
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+)
+
+// The account, region and keys the SQS double answers for; it checks no
+// signatures, but the SDK signs every request and needs keys to do so.
+const (
+	SQSAccount   = "000000000000"
+	SQSRegion    = "us-east-1"
+	sqsAccessKey = "dronedelivery-test"
+	sqsSecretKey = "dronedelivery-test-secret"
+)
+
+// SQS is a running SQS double: goaws, installed from the Go module proxy,
+// behind a front in the test process that speaks the JSON protocol of
+// aws-sdk-go-v2 and mends what goaws lacks (see sqsFront).
+type SQS struct {
+	// Endpoint is the front's URL, for SQS_ENDPOINT or a client's
+	// BaseEndpoint.
+	Endpoint string
+}
+
+// StartSQS starts goaws and the front for the duration of the test.
+func StartSQS(t testing.TB) *SQS {
+	t.Helper()
+	bin := installGoTool(t, goawsPackage, goawsVersion, goawsBinary)
+	goaws := startGoaws(t, bin)
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := "http://" + ln.Addr().String()
+	front := newSQSFront(goaws, base, SQSAccount, SQSRegion)
+	srv := &http.Server{Handler: front, ReadHeaderTimeout: 10 * time.Second}
+	go srv.Serve(ln)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+	})
+	return &SQS{Endpoint: base}
+}
+
+// startGoaws runs goaws on a free loopback port and returns its URL once
+// it answers; a port taken in the meantime means another try.
+func startGoaws(t testing.TB, bin string) string {
+	t.Helper()
+	var lastErr string
+	for range 3 {
+		port := freePort(t)
+		dir := t.TempDir()
+		config := filepath.Join(dir, "goaws.yaml")
+		yaml := fmt.Sprintf("Local:\n  Host: 127.0.0.1\n  Port: %d\n  AccountId: %q\n  EnableDuplicates: false\n"+
+			"  QueueAttributeDefaults:\n    VisibilityTimeout: 30\n    ReceiveMessageWaitTimeSeconds: 0\n", port, SQSAccount)
+		if err := os.WriteFile(config, []byte(yaml), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command(bin, "-config", config)
+		cmd.Dir = dir
+		// goaws logs every message it handles; only the tail matters, and
+		// only when a test fails.
+		logs := &lockedWriter{w: &strings.Builder{}}
+		cmd.Stdout, cmd.Stderr = logs, logs
+		if err := cmd.Start(); err != nil {
+			t.Fatalf("start goaws: %v", err)
+		}
+		done := make(chan struct{})
+		go func() { cmd.Wait(); close(done) }()
+		stop := func() {
+			cmd.Process.Signal(syscall.SIGTERM)
+			select {
+			case <-done:
+			case <-time.After(5 * time.Second):
+				cmd.Process.Kill()
+				<-done
+			}
+		}
+		base := "http://" + loopback(port)
+		if waitHealthy(base+"/health", done, 30*time.Second) {
+			t.Cleanup(func() {
+				stop()
+				if t.Failed() {
+					out := logs.String()
+					t.Logf("goaws output (last 4000 bytes):\n%s", out[max(0, len(out)-4000):])
+				}
+			})
+			return base
+		}
+		stop()
+		lastErr = logs.String()
+	}
+	t.Fatalf("goaws did not start:\n%s", lastErr)
+	return ""
+}
+
+// waitHealthy polls url until it answers 200, the process ends or the time
+// is up.
+func waitHealthy(url string, done <-chan struct{}, within time.Duration) bool {
+	deadline := time.Now().Add(within)
+	for time.Now().Before(deadline) {
+		if resp, err := http.Get(url); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return true
+			}
+		}
+		select {
+		case <-done:
+			return false
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	return false
+}
+
+// Env is what a process needs to reach the double: the settings that
+// choose SQS, its endpoint, a region and keys for the SDK to sign with.
+func (s *SQS) Env() []string {
+	return []string{
+		"MESSAGE_BUS=sqs",
+		"SQS_ENDPOINT=" + s.Endpoint,
+		"AWS_REGION=" + SQSRegion,
+		"AWS_ACCESS_KEY_ID=" + sqsAccessKey,
+		"AWS_SECRET_ACCESS_KEY=" + sqsSecretKey,
+		"AWS_EC2_METADATA_DISABLED=true",
+	}
+}
+
+// Client returns an SDK client of the double.
+func (s *SQS) Client() *sqs.Client {
+	return sqs.New(sqs.Options{
+		Region:       SQSRegion,
+		BaseEndpoint: aws.String(s.Endpoint),
+		Credentials:  credentials.NewStaticCredentialsProvider(sqsAccessKey, sqsSecretKey, ""),
+	})
+}
+
+// QueueARN is the ARN the double gives the named SQS queue, as a Lambda
+// event's eventSourceARN carries it.
+func QueueARN(name string) string {
+	return fmt.Sprintf("arn:aws:sqs:%s:%s:%s", SQSRegion, SQSAccount, name)
+}
