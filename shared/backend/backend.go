@@ -1,6 +1,7 @@
 // Package backend opens the store and bus the configuration names: Cosmos
-// DB and Service Bus when they are configured, otherwise the embedded
-// backend (one SQLite file in a data folder).
+// DB and Service Bus when they are configured, Cosmos DB and SQS when SQS is
+// chosen (on AWS), otherwise the embedded backend (one SQLite file in a data
+// folder).
 package backend
 
 import (
@@ -16,12 +17,17 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 	"github.com/Azure/azure-sdk-for-go/sdk/data/azcosmos"
 	"github.com/Azure/azure-sdk-for-go/sdk/messaging/azservicebus"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	awssqs "github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"github.com/fabrikam/dronedelivery/shared/adapters/cosmos"
 	"github.com/fabrikam/dronedelivery/shared/adapters/embedded"
 	"github.com/fabrikam/dronedelivery/shared/adapters/servicebus"
+	"github.com/fabrikam/dronedelivery/shared/adapters/sqs"
 	"github.com/fabrikam/dronedelivery/shared/config"
 	"github.com/fabrikam/dronedelivery/shared/ports"
+	"github.com/fabrikam/dronedelivery/shared/topology"
 )
 
 // Backend is an open store and bus.
@@ -50,6 +56,9 @@ type Options struct {
 
 // Open opens the backend cfg names.
 func Open(ctx context.Context, cfg *config.Config, opts Options) (*Backend, error) {
+	if cfg.AWS {
+		return openAWS(ctx, cfg, opts)
+	}
 	if !cfg.Azure {
 		return OpenEmbedded(cfg.DataDir, opts.Embedded)
 	}
@@ -94,6 +103,61 @@ func openAzure(ctx context.Context, cfg *config.Config, opts Options) (*Backend,
 		store.Close()
 		return errors.Join(bus.Close(context.Background()), sc.Close(context.Background()))
 	}}, nil
+}
+
+// openAWS opens Cosmos DB by connection string (there is no Azure identity
+// on AWS) and SQS with the SDK's default credential chain: the function's
+// role on Lambda, the usual AWS_* settings elsewhere.
+func openAWS(ctx context.Context, cfg *config.Config, opts Options) (*Backend, error) {
+	cc, err := cosmosClient(cfg.Cosmos, opts.CosmosPolicies)
+	if err != nil {
+		return nil, err
+	}
+	if opts.Bootstrap {
+		if err := cosmos.Bootstrap(ctx, cc, cfg.Database); err != nil {
+			return nil, fmt.Errorf("bootstrap cosmos database %s: %w", cfg.Database, err)
+		}
+	}
+	awsCfg, err := awsconfig.LoadDefaultConfig(ctx, awsconfig.WithRegion(cfg.SQS.Region))
+	if err != nil {
+		return nil, fmt.Errorf("AWS configuration: %w", err)
+	}
+	store, err := cosmos.Open(ctx, cc, cfg.Database, cosmos.Options{Logger: opts.Log})
+	if err != nil {
+		return nil, err
+	}
+	client := awssqs.NewFromConfig(awsCfg, func(o *awssqs.Options) {
+		if cfg.SQS.Endpoint != "" {
+			o.BaseEndpoint = aws.String(cfg.SQS.Endpoint)
+		}
+	})
+	var create *sqs.QueueSettings
+	if cfg.SQS.CreateQueues {
+		create = sqsQueueSettings()
+	}
+	bus := sqs.New(client, sqs.Options{CreateQueues: create, Logger: opts.Log})
+	where := cfg.SQS.Region
+	if cfg.SQS.Endpoint != "" {
+		where = cfg.SQS.Endpoint
+	}
+	name := fmt.Sprintf("Cosmos DB (connection string, database %s) and SQS %s", cfg.Database, where)
+	return &Backend{Store: store.Store(), Bus: bus, Name: name, close: func() error {
+		store.Close()
+		return bus.Close()
+	}}, nil
+}
+
+// sqsQueueSettings gives created queues what topology.json gives Service
+// Bus queues, so a local SQS locks and redrives as Azure and
+// infra/aws/template.yaml do.
+func sqsQueueSettings() *sqs.QueueSettings {
+	s := &sqs.QueueSettings{MaxReceiveCount: topology.MaxDeliveryCount}
+	for _, q := range topology.Spec.Queues {
+		if d, err := topology.ParseDuration(q.LockDuration); err == nil {
+			s.VisibilityTimeout = max(s.VisibilityTimeout, d)
+		}
+	}
+	return s
 }
 
 func cosmosClient(c config.Connection, policies []policy.Policy) (*azcosmos.Client, error) {

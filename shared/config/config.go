@@ -17,6 +17,15 @@ const (
 	DataDir          = "DATA_DIR"
 )
 
+// The settings that choose SQS, for running on AWS: there the state is
+// still in Cosmos DB, reached with a connection string.
+const (
+	MessageBus      = "MESSAGE_BUS"       // "sqs" chooses SQS; unset leaves the choice to the settings above
+	SQSEndpoint     = "SQS_ENDPOINT"      // a local SQS-compatible server; unset on AWS
+	SQSCreateQueues = "SQS_CREATE_QUEUES" // "true": create missing queues, for local servers only
+	AWSRegion       = "AWS_REGION"        // set by Lambda itself
+)
+
 // Connection is how to reach one Azure service.
 type Connection struct {
 	Prefix           string // the setting prefix, for messages
@@ -29,15 +38,25 @@ type Connection struct {
 // Configured reports whether any setting of the connection was given.
 func (c Connection) Configured() bool { return c.Endpoint != "" || c.ConnectionString != "" }
 
+// SQS is how to reach SQS.
+type SQS struct {
+	Region       string
+	Endpoint     string // empty: the region's public endpoint
+	CreateQueues bool
+}
+
 // Config is the backend configuration.
 type Config struct {
 	// Azure is true when Cosmos DB and Service Bus are configured; false
-	// means the embedded backend in DataDir.
-	Azure      bool
+	// means the embedded backend in DataDir, unless AWS is true.
+	Azure bool
+	// AWS is true when SQS is chosen; Cosmos DB then holds the state.
+	AWS        bool
 	DataDir    string
 	Database   string
 	Cosmos     Connection
 	ServiceBus Connection
+	SQS        SQS
 }
 
 // Load reads the configuration from env (os.Getenv in production). A
@@ -57,6 +76,15 @@ func Load(env func(string) string) (*Config, error) {
 	if c.ServiceBus, err = connection(env, ServiceBusPrefix, "fullyQualifiedNamespace"); err != nil {
 		return nil, err
 	}
+	if c.AWS, err = loadSQS(env, c); err != nil {
+		return nil, err
+	}
+	if c.AWS {
+		if err := validEndpoints(c); err != nil {
+			return nil, err
+		}
+		return c, nil
+	}
 	switch {
 	case c.Cosmos.Configured() && !c.ServiceBus.Configured():
 		return nil, fmt.Errorf("%s is configured but %s is not: set %s__fullyQualifiedNamespace (or %s for a local double)", CosmosPrefix, ServiceBusPrefix, ServiceBusPrefix, ServiceBusPrefix)
@@ -68,6 +96,51 @@ func Load(env func(string) string) (*Config, error) {
 		return nil, err
 	}
 	return c, nil
+}
+
+// loadSQS reads the SQS settings into c and reports whether SQS is chosen.
+// Managed identity does not exist on AWS, so Cosmos DB must then be reached
+// with a connection string, and Service Bus must not be configured as well.
+func loadSQS(env func(string) string, c *Config) (bool, error) {
+	bus := strings.ToLower(strings.TrimSpace(env(MessageBus)))
+	c.SQS = SQS{Endpoint: strings.TrimSpace(env(SQSEndpoint)), Region: strings.TrimSpace(env(AWSRegion))}
+	if c.SQS.Region == "" {
+		c.SQS.Region = strings.TrimSpace(env("AWS_DEFAULT_REGION"))
+	}
+	switch create := strings.ToLower(strings.TrimSpace(env(SQSCreateQueues))); create {
+	case "", "false":
+	case "true":
+		c.SQS.CreateQueues = true
+	default:
+		return false, fmt.Errorf("%s is %q; it must be true or false", SQSCreateQueues, create)
+	}
+	switch bus {
+	case "":
+		if c.SQS.Endpoint != "" || c.SQS.CreateQueues {
+			return false, fmt.Errorf("%s or %s is set but %s is not sqs", SQSEndpoint, SQSCreateQueues, MessageBus)
+		}
+		return false, nil
+	case "sqs":
+	default:
+		return false, fmt.Errorf("%s is %q; the only value it takes is sqs (Service Bus is chosen by %s)", MessageBus, bus, ServiceBusPrefix)
+	}
+	switch {
+	case c.ServiceBus.Configured():
+		return false, fmt.Errorf("%s=sqs and %s are both set: choose one message bus", MessageBus, ServiceBusPrefix)
+	case c.Cosmos.Endpoint != "":
+		return false, fmt.Errorf("%s=sqs: set %s to a connection string; %s__accountEndpoint needs an Azure identity, which does not exist on AWS", MessageBus, CosmosPrefix, CosmosPrefix)
+	case c.Cosmos.ConnectionString == "":
+		return false, fmt.Errorf("%s=sqs keeps the state in Cosmos DB: set %s to its connection string", MessageBus, CosmosPrefix)
+	case c.SQS.Region == "":
+		return false, fmt.Errorf("%s=sqs needs %s (Lambda sets it; elsewhere set it to the queues' region)", MessageBus, AWSRegion)
+	}
+	if e := c.SQS.Endpoint; e != "" {
+		u, err := url.Parse(e)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			return false, fmt.Errorf("%s %q must be a URL such as http://127.0.0.1:4100", SQSEndpoint, e)
+		}
+	}
+	return true, nil
 }
 
 func connection(env func(string) string, prefix, endpointKey string) (Connection, error) {
