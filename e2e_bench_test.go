@@ -26,9 +26,10 @@ func BenchmarkChainStandalone(b *testing.B) {
 	for range b.N {
 		dir := b.TempDir()
 		p := startServe(b, dir, "-seed", fmt.Sprint(benchDeliveries*2))
+		a := signUp(b, p.base)
 		ids := make([]string, benchDeliveries)
 		start := time.Now()
-		post(b, p.base+"/api/deliveryrequests", benchDeliveries, 32, func(i int) []byte {
+		post(b, p.base+"/api/deliveryrequests", a.key, benchDeliveries, 32, func(i int) []byte {
 			ids[i] = fmt.Sprintf("bench-%d", i)
 			body, _ := json.Marshal(deliveryRequest(ids[i], domain.Location{Latitude: 47.6062 + float64(i%100)*0.0003, Longitude: -122.3321},
 				domain.Location{Latitude: 47.6162, Longitude: -122.3221}, "Small", 1))
@@ -40,7 +41,9 @@ func BenchmarkChainStandalone(b *testing.B) {
 				var st struct {
 					Stage domain.Stage `json:"stage"`
 				}
-				resp, err := http.Get(p.base + "/api/deliveries/" + id + "/status")
+				req, _ := http.NewRequest("GET", p.base+"/api/deliveries/"+id+"/status", nil)
+				req.Header.Set("Authorization", "Bearer "+a.key)
+				resp, err := http.DefaultClient.Do(req)
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -84,7 +87,7 @@ func BenchmarkBaselineHTTP(b *testing.B) {
 	defer srv.Close()
 	for range b.N {
 		start := time.Now()
-		post(b, "http://"+ln.Addr().String()+"/", benchDeliveries, 32, func(i int) []byte {
+		post(b, "http://"+ln.Addr().String()+"/", "", benchDeliveries, 32, func(i int) []byte {
 			body, _ := json.Marshal(deliveryRequest(fmt.Sprintf("bench-%d", i), domain.Location{Latitude: 47.6, Longitude: -122.3},
 				domain.Location{Latitude: 47.61, Longitude: -122.31}, "Small", 1))
 			return body
@@ -93,9 +96,9 @@ func BenchmarkBaselineHTTP(b *testing.B) {
 	}
 }
 
-// post sends n requests from workers concurrent clients and fails on any
-// answer but 202.
-func post(b *testing.B, url string, n, workers int, body func(i int) []byte) {
+// post sends n requests from workers concurrent clients, with key as the
+// bearer token when given, and fails on any answer but 202.
+func post(b *testing.B, url, key string, n, workers int, body func(i int) []byte) {
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: workers}}
@@ -108,7 +111,12 @@ func post(b *testing.B, url string, n, workers int, body func(i int) []byte) {
 				if i >= n {
 					return
 				}
-				resp, err := client.Post(url, "application/json", bytesReader(body(i)))
+				req, _ := http.NewRequest("POST", url, bytesReader(body(i)))
+				req.Header.Set("Content-Type", "application/json")
+				if key != "" {
+					req.Header.Set("Authorization", "Bearer "+key)
+				}
+				resp, err := client.Do(req)
 				if err != nil {
 					b.Error(err)
 					return

@@ -25,26 +25,28 @@ import (
 func TestTrackingPageInBrowser(t *testing.T) {
 	t.Parallel()
 	p := startServe(t, t.TempDir())
+	a := signUp(t, p.base)
 	home := domain.Location{Latitude: 47.6050, Longitude: -122.3350}
 	pickup := domain.Location{Latitude: 47.6080, Longitude: -122.3350}
 	drop := domain.Location{Latitude: 47.6140, Longitude: -122.3300}
-	require.Equal(t, http.StatusCreated, call(t, "PUT", p.base+"/api/drones/browser-drone", droneSpec{
+	require.Equal(t, http.StatusCreated, a.fleet(t, "PUT", "/api/drones/browser-drone", droneSpec{
 		Location: home, MaxPayloadKg: 5, MaxPackageSize: "Medium", RangeKm: 30, CruiseSpeedMps: 12, BatteryPercent: 100,
 	}).Status)
-	resp := call(t, "POST", p.base+"/api/deliveryrequests", deliveryRequest("browser", pickup, drop, "Small", 1))
+	resp := a.call(t, "POST", "/api/deliveryrequests", deliveryRequest("browser", pickup, drop, "Small", 1))
 	require.Equal(t, http.StatusAccepted, resp.Status, string(resp.Body))
 	var acc struct {
 		TrackingID string `json:"trackingId"`
 	}
 	resp.decode(t, &acc)
-	waitStage(t, p.base, "browser", 20*time.Second, domain.StageScheduled)
+	waitStage(t, a, "browser", 20*time.Second, domain.StageScheduled)
 
 	// About 1.4 km of flight at 12 m/s is two minutes; at 20× it takes six
 	// seconds of real time, long enough for the page to see it move.
 	ctx, cancel := context.WithCancel(context.Background())
 	simDone := make(chan error, 1)
 	go func() {
-		simDone <- simulator.Run(ctx, simulator.Options{BaseURL: p.base, Interval: 250 * time.Millisecond, TimeScale: 20, Out: io.Discard, UntilIdle: true})
+		simDone <- simulator.Run(ctx, simulator.Options{BaseURL: p.base, Interval: 250 * time.Millisecond, TimeScale: 20, Out: io.Discard, UntilIdle: true,
+			OperatorKey: e2eOperatorKey})
 	}()
 	defer func() { cancel(); <-simDone }()
 

@@ -29,15 +29,19 @@ func jsonString(v any) string {
 }
 
 // httpInvocation is what the host POSTs for an HTTP function when it does
-// not forward the request.
-func httpInvocation(method, url string, params map[string]string, body string) map[string]any {
+// not forward the request; key, when given, is the caller's bearer token.
+func httpInvocation(method, url, key string, params map[string]string, body string) map[string]any {
+	headers := map[string][]string{"Content-Type": {"application/json"}, "User-Agent": {"curl/8.0"}}
+	if key != "" {
+		headers["Authorization"] = []string{"Bearer " + key}
+	}
 	return map[string]any{
 		"Data": map[string]any{
 			"req": map[string]any{
 				"Url":        url,
 				"Method":     method,
 				"Query":      map[string]any{},
-				"Headers":    map[string][]string{"Content-Type": {"application/json"}, "User-Agent": {"curl/8.0"}},
+				"Headers":    headers,
 				"Params":     params,
 				"Identities": []any{},
 				"Body":       body,
@@ -104,12 +108,12 @@ func invoke(t *testing.T, p *proc, fn, invocationID string, payload any) (int, *
 
 // hostState is every document the chain touched, read through the
 // forwarded HTTP routes.
-func hostState(t *testing.T, p *proc, deliveryID string, drones []string) string {
+func hostState(t *testing.T, a api, deliveryID string, drones []string) string {
 	t.Helper()
-	out := call(t, "GET", p.base+"/api/deliveries/"+deliveryID, nil).Body
-	out = append(out, call(t, "GET", p.base+"/api/packages/pkg-"+deliveryID, nil).Body...)
+	out := a.call(t, "GET", "/api/deliveries/"+deliveryID, nil).Body
+	out = append(out, a.call(t, "GET", "/api/packages/pkg-"+deliveryID, nil).Body...)
 	for _, d := range drones {
-		out = append(out, call(t, "GET", p.base+"/api/drones/"+d, nil).Body...)
+		out = append(out, a.fleet(t, "GET", "/api/drones/"+d, nil).Body...)
 	}
 	return string(out)
 }
@@ -124,11 +128,12 @@ func TestHostProtocolChain(t *testing.T) {
 		droneIDs = append(droneIDs, id)
 	}
 	// Forwarded HTTP: the host passes the original request through.
-	registerFleet(t, p.base, fleet)
+	a := signUp(t, p.base)
+	registerFleet(t, a, fleet)
 
 	body := deliveryRequest("host-1", domain.Location{Latitude: 47.607, Longitude: -122.334},
 		domain.Location{Latitude: 47.615, Longitude: -122.34}, "Small", 1.5)
-	want := expectedDrone(availableDrones(t, p.base), &domain.DeliveryRequest{
+	want := expectedDrone(availableDrones(t, a), &domain.DeliveryRequest{
 		PickupLocation:  body["pickupLocation"].(domain.Location),
 		DropoffLocation: body["dropOffLocation"].(domain.Location),
 		PackageInfo:     domain.PackageInfo{Size: domain.SizeSmall, Weight: 1.5},
@@ -136,7 +141,7 @@ func TestHostProtocolChain(t *testing.T) {
 	raw, _ := json.Marshal(body)
 
 	// Invocation shape for the HTTP function: the 202 travels in Outputs.res.
-	status, res := invoke(t, p, "IngestDelivery", "inv-ingest", httpInvocation("POST", p.base+"/api/deliveryrequests", map[string]string{}, string(raw)))
+	status, res := invoke(t, p, "IngestDelivery", "inv-unauthenticated", httpInvocation("POST", p.base+"/api/deliveryrequests", "", map[string]string{}, string(raw)))
 	require.Equal(t, http.StatusOK, status)
 	var out struct {
 		StatusCode string            `json:"statusCode"`
@@ -144,11 +149,15 @@ func TestHostProtocolChain(t *testing.T) {
 		Headers    map[string]string `json:"headers"`
 	}
 	require.NoError(t, json.Unmarshal(res.Outputs["res"], &out), string(res.Outputs["res"]))
+	require.Equal(t, "401", out.StatusCode, "the API key is checked under the host too: %s", out.Body)
+	status, res = invoke(t, p, "IngestDelivery", "inv-ingest", httpInvocation("POST", p.base+"/api/deliveryrequests", a.key, map[string]string{}, string(raw)))
+	require.Equal(t, http.StatusOK, status)
+	require.NoError(t, json.Unmarshal(res.Outputs["res"], &out), string(res.Outputs["res"]))
 	require.Equal(t, "202", out.StatusCode, out.Body)
 	assert.Contains(t, out.Body, `"deliveryId":"host-1"`)
 
 	// A 400 for the caller also travels inside a 200 to the host.
-	status, res = invoke(t, p, "IngestDelivery", "inv-bad", httpInvocation("POST", p.base+"/api/deliveryrequests", map[string]string{}, `{"ownerId":"x"}`))
+	status, res = invoke(t, p, "IngestDelivery", "inv-bad", httpInvocation("POST", p.base+"/api/deliveryrequests", a.key, map[string]string{}, `{"expedited":true}`))
 	require.Equal(t, http.StatusOK, status)
 	require.NoError(t, json.Unmarshal(res.Outputs["res"], &out))
 	assert.Equal(t, "400", out.StatusCode)
@@ -178,10 +187,10 @@ func TestHostProtocolChain(t *testing.T) {
 		status, res := invoke(t, p, s.fn, fmt.Sprintf("inv-%d-a", i), queueInvocation(s.fn, m, 1))
 		require.Equal(t, http.StatusOK, status, s.fn)
 		assert.Empty(t, res.Outputs, "queue outputs go through the bus, not output bindings")
-		first := hostState(t, p, "host-1", droneIDs)
+		first := hostState(t, a, "host-1", droneIDs)
 		status, _ = invoke(t, p, s.fn, fmt.Sprintf("inv-%d-b", i), queueInvocation(s.fn, m, 2))
 		require.Equal(t, http.StatusOK, status, s.fn)
-		assert.Equal(t, first, hostState(t, p, "host-1", droneIDs), "%s delivered twice changed state", s.fn)
+		assert.Equal(t, first, hostState(t, a, "host-1", droneIDs), "%s delivered twice changed state", s.fn)
 		require.NoError(t, bus.Complete(withTimeout(t, 5*time.Second), m)) // autoCompleteMessages
 	}
 	for _, q := range topology.Queues {
@@ -190,9 +199,9 @@ func TestHostProtocolChain(t *testing.T) {
 		assert.Zero(t, active+dead, "%s: duplicates emitted no extra messages", q)
 	}
 
-	d := getDelivery(t, p.base, "host-1")
+	d := getDelivery(t, a, "host-1")
 	assert.Equal(t, want, d.DroneID)
-	checkSchedule(t, p.base, d)
+	checkSchedule(t, a, d)
 
 	// A message that can never succeed is acknowledged (200), not retried forever.
 	poison := &ports.Delivered{Message: ports.Message{ID: "poison", Body: []byte("{oops"), Operation: "delivery"}, SequenceNumber: 99, EnqueuedAt: time.Now()}

@@ -30,8 +30,9 @@ func TestStandaloneChain(t *testing.T) {
 // and then in a burst, and checks each reaches Scheduled with the drone the
 // dispatch rule picks and ETAs that follow from its legs and speed.
 func chainScenario(t *testing.T, p *proc) {
+	a := signUp(t, p.base)
 	fleet := testFleet(40)
-	registerFleet(t, p.base, fleet)
+	registerFleet(t, a, fleet)
 	rng := rand.New(rand.NewPCG(7, 7))
 	sizes := []string{"Small", "Medium", "Large"}
 	near := func() domain.Location {
@@ -47,24 +48,24 @@ func chainScenario(t *testing.T, p *proc) {
 			DropoffLocation: body["dropOffLocation"].(domain.Location),
 			PackageInfo:     domain.PackageInfo{Size: domain.PackageSize(sizes[i%3]), Weight: 1 + float64(i%4)},
 		}
-		want := expectedDrone(availableDrones(t, p.base), req)
+		want := expectedDrone(availableDrones(t, a), req)
 		require.NotEmpty(t, want, "the test fleet must serve delivery %d", i)
 
-		resp := call(t, "POST", p.base+"/api/deliveryrequests", body)
+		resp := a.call(t, "POST", "/api/deliveryrequests", body)
 		require.Equal(t, http.StatusAccepted, resp.Status, string(resp.Body))
 		assert.Equal(t, "/api/deliveries/"+id, resp.Header.Get("Location"))
 		var acc map[string]any
 		resp.decode(t, &acc)
 		assert.Equal(t, id, acc["deliveryId"])
-		assert.Equal(t, "fabrikam", acc["ownerId"])
+		assert.Len(t, acc["ownerId"], 32, "the account owns it")
 		assert.GreaterOrEqual(t, len(acc["trackingId"].(string)), 26, "at least 128 bits")
 
-		d := waitStage(t, p.base, id, 20*time.Second, domain.StageScheduled, domain.StageFailed)
+		d := waitStage(t, a, id, 20*time.Second, domain.StageScheduled, domain.StageFailed)
 		assert.Equal(t, want, d.DroneID, "delivery %s", id)
-		checkSchedule(t, p.base, d)
+		checkSchedule(t, a, d)
 
 		var st map[string]any
-		call(t, "GET", p.base+"/api/deliveries/"+id+"/status", nil).decode(t, &st)
+		a.call(t, "GET", "/api/deliveries/"+id+"/status", nil).decode(t, &st)
 		assert.Equal(t, "Scheduled", st["stage"])
 		assert.Equal(t, want, st["droneId"])
 		for _, k := range []string{"pickupETA", "deliveryETA", "updatedAt"} {
@@ -74,7 +75,7 @@ func chainScenario(t *testing.T, p *proc) {
 		assert.NotNil(t, st["lastKnownLocation"])
 
 		var pkg domain.Package
-		call(t, "GET", p.base+"/api/packages/pkg-"+id, nil).decode(t, &pkg)
+		a.call(t, "GET", "/api/packages/pkg-"+id, nil).decode(t, &pkg)
 		assert.Equal(t, id, pkg.DeliveryID)
 	}
 
@@ -86,7 +87,7 @@ func chainScenario(t *testing.T, p *proc) {
 			defer wg.Done()
 			body := deliveryRequest(fmt.Sprintf("burst-%d", i), domain.Location{Latitude: 47.6062, Longitude: -122.3321},
 				domain.Location{Latitude: 47.61, Longitude: -122.33}, "Small", 1)
-			resp := call(t, "POST", p.base+"/api/deliveryrequests", body)
+			resp := a.call(t, "POST", "/api/deliveryrequests", body)
 			assert.Equal(t, http.StatusAccepted, resp.Status, string(resp.Body))
 		}()
 	}
@@ -94,8 +95,8 @@ func chainScenario(t *testing.T, p *proc) {
 	seen := map[string]string{}
 	for i := range 12 {
 		id := fmt.Sprintf("burst-%d", i)
-		d := waitStage(t, p.base, id, 20*time.Second, domain.StageScheduled)
-		checkSchedule(t, p.base, d)
+		d := waitStage(t, a, id, 20*time.Second, domain.StageScheduled)
+		checkSchedule(t, a, d)
 		prev, dup := seen[d.DroneID]
 		assert.False(t, dup, "drone %s on %s and %s", d.DroneID, prev, id)
 		seen[d.DroneID] = id
@@ -105,9 +106,9 @@ func chainScenario(t *testing.T, p *proc) {
 		Drones []*domain.Drone `json:"drones"`
 		Next   string          `json:"next"`
 	}
-	call(t, "GET", p.base+"/api/drones?status=Assigned&limit=1000", nil).decode(t, &page)
+	a.fleet(t, "GET", "/api/drones?status=Assigned&limit=1000", nil).decode(t, &page)
 	assert.Len(t, page.Drones, 20)
-	call(t, "GET", p.base+"/api/drones?limit=5", nil).decode(t, &page)
+	a.fleet(t, "GET", "/api/drones?limit=5", nil).decode(t, &page)
 	assert.Len(t, page.Drones, 5)
 	assert.Equal(t, page.Drones[4].ID, page.Next)
 
@@ -119,6 +120,7 @@ func TestStandaloneRejectsBadRequests(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	p := startServe(t, dir)
+	a := signUp(t, p.base)
 	good := func() map[string]any {
 		return deliveryRequest("bad-1", domain.Location{Latitude: 47.6, Longitude: -122.3}, domain.Location{Latitude: 47.61, Longitude: -122.31}, "Small", 1)
 	}
@@ -134,14 +136,14 @@ func TestStandaloneRejectsBadRequests(t *testing.T) {
 		field string
 	}{
 		{"malformed JSON", []byte(`{"deliveryId":"bad-1","ownerId":`), "body"},
-		{"missing ownerId", with(func(m map[string]any) { delete(m, "ownerId") }), "ownerId"},
+		{"missing pickupLocation", with(func(m map[string]any) { delete(m, "pickupLocation") }), "pickupLocation"},
 		{"weight zero", with(func(m map[string]any) { m["packageInfo"].(map[string]any)["weight"] = 0 }), "packageInfo.weight"},
 		{"weight negative", with(func(m map[string]any) { m["packageInfo"].(map[string]any)["weight"] = -2 }), "packageInfo.weight"},
 		{"unknown size", with(func(m map[string]any) { m["packageInfo"].(map[string]any)["size"] = "Enormous" }), "packageInfo.size"},
 		{"latitude 91", with(func(m map[string]any) { m["pickupLocation"] = domain.Location{Latitude: 91, Longitude: 0} }), "pickupLocation.latitude"},
 	}
 	for _, tc := range cases {
-		resp := call(t, "POST", p.base+"/api/deliveryrequests", tc.body)
+		resp := a.call(t, "POST", "/api/deliveryrequests", tc.body)
 		assert.Equal(t, http.StatusBadRequest, resp.Status, tc.name)
 		assert.Equal(t, "application/problem+json", resp.Header.Get("Content-Type"), tc.name)
 		var prob runtime.ProblemDetails
@@ -150,7 +152,7 @@ func TestStandaloneRejectsBadRequests(t *testing.T) {
 		assert.Equal(t, 400, prob.Status, tc.name)
 		assert.Contains(t, prob.Detail, tc.field, tc.name)
 	}
-	assert.Equal(t, http.StatusNotFound, call(t, "GET", p.base+"/api/deliveries/bad-1", nil).Status, "nothing stored")
+	assert.Equal(t, http.StatusNotFound, a.call(t, "GET", "/api/deliveries/bad-1", nil).Status, "nothing stored")
 	assert.Equal(t, http.StatusNotFound, call(t, "GET", p.base+"/api/nowhere", nil).Status)
 	assert.Equal(t, http.StatusMethodNotAllowed, call(t, "DELETE", p.base+"/api/healthz", nil).Status)
 
@@ -165,11 +167,11 @@ func TestStandaloneRejectsBadRequests(t *testing.T) {
 	}
 
 	// The same id and body is idempotent; the same id with another body is a conflict.
-	first := call(t, "POST", p.base+"/api/deliveryrequests", good())
+	first := a.call(t, "POST", "/api/deliveryrequests", good())
 	require.Equal(t, http.StatusAccepted, first.Status)
-	again := call(t, "POST", p.base+"/api/deliveryrequests", good())
+	again := a.call(t, "POST", "/api/deliveryrequests", good())
 	assert.Equal(t, http.StatusAccepted, again.Status)
 	assert.JSONEq(t, string(first.Body), string(again.Body))
-	changed := call(t, "POST", p.base+"/api/deliveryrequests", with(func(m map[string]any) { m["expedited"] = true }))
+	changed := a.call(t, "POST", "/api/deliveryrequests", with(func(m map[string]any) { m["expedited"] = true }))
 	assert.Equal(t, http.StatusConflict, changed.Status)
 }

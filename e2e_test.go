@@ -49,6 +49,9 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
+// e2eOperatorKey is the operator key every instance these tests start has.
+const e2eOperatorKey = "e2e-operator-key-7c1f09d2b5"
+
 // proc is a running instance of the binary.
 type proc struct {
 	cmd  *exec.Cmd
@@ -86,7 +89,8 @@ func startServeEnv(t testing.TB, dataDir string, env []string, args ...string) *
 	t.Helper()
 	args = append([]string{"serve", "-addr", "127.0.0.1:0", "-data-dir", dataDir}, args...)
 	cmd := exec.Command(binary, args...)
-	cmd.Env = append(os.Environ(), "FUNCTIONS_CUSTOMHANDLER_PORT=", "FUNCTIONS_HTTPWORKER_PORT=")
+	cmd.Env = append(os.Environ(), "FUNCTIONS_CUSTOMHANDLER_PORT=", "FUNCTIONS_HTTPWORKER_PORT=",
+		"OPERATOR_KEY="+e2eOperatorKey)
 	cmd.Env = append(cmd.Env, env...)
 	stderr, err := cmd.StderrPipe()
 	require.NoError(t, err)
@@ -132,6 +136,7 @@ func startHost(t *testing.T, dataDir string) *proc {
 	cmd.Env = append(os.Environ(),
 		fmt.Sprintf("FUNCTIONS_CUSTOMHANDLER_PORT=%d", port),
 		"FUNCTIONS_CUSTOMHANDLER_WORKER_ID=worker-1",
+		"OPERATOR_KEY="+e2eOperatorKey,
 		"DATA_DIR="+dataDir)
 	p := &proc{cmd: cmd, base: fmt.Sprintf("http://127.0.0.1:%d", port), done: make(chan struct{}), logs: &lockedBuffer{}}
 	cmd.Stderr = p.logs
@@ -180,14 +185,22 @@ type response struct {
 	Body   []byte
 }
 
-func (r *response) decode(t *testing.T, v any) {
+func (r *response) decode(t testing.TB, v any) {
 	t.Helper()
 	require.NoError(t, json.Unmarshal(r.Body, v), string(r.Body))
 }
 
 func bytesReader(b []byte) io.Reader { return bytes.NewReader(b) }
 
-func call(t *testing.T, method, url string, body any) *response {
+// call sends a request without credentials.
+func call(t testing.TB, method, url string, body any) *response {
+	t.Helper()
+	return callAs(t, "", method, url, body)
+}
+
+// callAs sends a request with key as the bearer token (none when empty)
+// and a body, if any, as JSON.
+func callAs(t testing.TB, key, method, url string, body any) *response {
 	t.Helper()
 	var rd io.Reader
 	switch b := body.(type) {
@@ -206,12 +219,46 @@ func call(t *testing.T, method, url string, body any) *response {
 	if rd != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
+	if key != "" {
+		req.Header.Set("Authorization", "Bearer "+key)
+	}
 	resp, err := http.DefaultClient.Do(req)
 	require.NoError(t, err)
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	require.NoError(t, err)
 	return &response{Status: resp.StatusCode, Header: resp.Header, Body: b}
+}
+
+// api is one business calling a running instance with its API key; fleet
+// calls go with the operator key.
+type api struct {
+	base, key string
+}
+
+// signUp registers a business with the instance at base.
+func signUp(t testing.TB, base string) api {
+	t.Helper()
+	resp := call(t, "POST", base+"/api/accounts", map[string]any{"name": "Fabrikam", "contactEmail": "ops@fabrikam.example"})
+	require.Equal(t, http.StatusCreated, resp.Status, string(resp.Body))
+	var out struct {
+		AccountID, APIKey string
+	}
+	resp.decode(t, &out)
+	require.NotEmpty(t, out.APIKey)
+	return api{base: base, key: out.APIKey}
+}
+
+// call sends a request as the business.
+func (a api) call(t *testing.T, method, path string, body any) *response {
+	t.Helper()
+	return callAs(t, a.key, method, a.base+path, body)
+}
+
+// fleet sends a request with the operator key.
+func (a api) fleet(t *testing.T, method, path string, body any) *response {
+	t.Helper()
+	return callAs(t, e2eOperatorKey, method, a.base+path, body)
 }
 
 // eventually polls cond until it holds or the time is up.
@@ -256,10 +303,10 @@ func testFleet(n int) map[string]droneSpec {
 	return out
 }
 
-func registerFleet(t *testing.T, base string, fleet map[string]droneSpec) {
+func registerFleet(t *testing.T, a api, fleet map[string]droneSpec) {
 	t.Helper()
 	for id, spec := range fleet {
-		resp := call(t, "PUT", base+"/api/drones/"+id, spec)
+		resp := a.fleet(t, "PUT", "/api/drones/"+id, spec)
 		require.Equal(t, http.StatusCreated, resp.Status, string(resp.Body))
 	}
 }
@@ -279,12 +326,12 @@ func expectedDrone(drones []*domain.Drone, req *domain.DeliveryRequest) string {
 	return best
 }
 
-func availableDrones(t *testing.T, base string) []*domain.Drone {
+func availableDrones(t *testing.T, a api) []*domain.Drone {
 	t.Helper()
 	var page struct {
 		Drones []*domain.Drone `json:"drones"`
 	}
-	call(t, "GET", base+"/api/drones?status=Available&limit=1000", nil).decode(t, &page)
+	a.fleet(t, "GET", "/api/drones?status=Available&limit=1000", nil).decode(t, &page)
 	return page.Drones
 }
 
@@ -304,20 +351,20 @@ type deliveryDoc struct {
 	PackageInfo       domain.PackageInfo
 }
 
-func getDelivery(t *testing.T, base, id string) *deliveryDoc {
+func getDelivery(t *testing.T, a api, id string) *deliveryDoc {
 	t.Helper()
-	resp := call(t, "GET", base+"/api/deliveries/"+id, nil)
+	resp := a.call(t, "GET", "/api/deliveries/"+id, nil)
 	require.Equal(t, http.StatusOK, resp.Status, string(resp.Body))
 	var d deliveryDoc
 	resp.decode(t, &d)
 	return &d
 }
 
-func waitStage(t *testing.T, base, id string, within time.Duration, stages ...domain.Stage) *deliveryDoc {
+func waitStage(t *testing.T, a api, id string, within time.Duration, stages ...domain.Stage) *deliveryDoc {
 	t.Helper()
 	var d *deliveryDoc
 	eventually(t, within, id+" to reach "+fmt.Sprint(stages), func() bool {
-		d = getDelivery(t, base, id)
+		d = getDelivery(t, a, id)
 		for _, s := range stages {
 			if d.Stage == s {
 				return true
@@ -331,7 +378,6 @@ func waitStage(t *testing.T, base, id string, within time.Duration, stages ...do
 func deliveryRequest(id string, pickup, drop domain.Location, size string, weight float64) map[string]any {
 	return map[string]any{
 		"deliveryId":      id,
-		"ownerId":         "fabrikam",
 		"pickupLocation":  pickup,
 		"dropOffLocation": drop,
 		"packageInfo":     map[string]any{"packageId": "pkg-" + id, "size": size, "weight": weight, "tag": "e2e"},
@@ -340,12 +386,12 @@ func deliveryRequest(id string, pickup, drop domain.Location, size string, weigh
 
 // checkSchedule asserts a Scheduled delivery's ETAs follow from its drone's
 // position and speed at the moment it was scheduled.
-func checkSchedule(t *testing.T, base string, d *deliveryDoc) {
+func checkSchedule(t *testing.T, a api, d *deliveryDoc) {
 	t.Helper()
 	require.Equal(t, domain.StageScheduled, d.Stage)
 	require.NotNil(t, d.ScheduledAt)
 	var drone domain.Drone
-	call(t, "GET", base+"/api/drones/"+d.DroneID, nil).decode(t, &drone)
+	a.fleet(t, "GET", "/api/drones/"+d.DroneID, nil).decode(t, &drone)
 	require.Equal(t, d.ID, drone.CurrentDeliveryID)
 	req := &domain.DeliveryRequest{PickupLocation: d.PickupLocation, DropoffLocation: d.DropoffLocation, PickupTime: d.PickupTime}
 	want := domain.ComputeETA(*d.ScheduledAt, drone.Location, drone.CruiseSpeedMps, req)

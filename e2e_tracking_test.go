@@ -35,19 +35,20 @@ type statusDoc struct {
 func TestTrackingEndToEnd(t *testing.T) {
 	t.Parallel()
 	p := startServe(t, t.TempDir())
+	a := signUp(t, p.base)
 	home := domain.Location{Latitude: 47.600, Longitude: -122.330}
 	pickup := domain.Location{Latitude: 47.610, Longitude: -122.330}
 	drop := domain.Location{Latitude: 47.625, Longitude: -122.320}
-	require.Equal(t, http.StatusCreated, call(t, "PUT", p.base+"/api/drones/courier", droneSpec{
+	require.Equal(t, http.StatusCreated, a.fleet(t, "PUT", "/api/drones/courier", droneSpec{
 		Location: home, MaxPayloadKg: 5, MaxPackageSize: "Medium", RangeKm: 30, CruiseSpeedMps: 12, BatteryPercent: 100,
 	}).Status)
-	resp := call(t, "POST", p.base+"/api/deliveryrequests", deliveryRequest("live", pickup, drop, "Small", 1))
+	resp := a.call(t, "POST", "/api/deliveryrequests", deliveryRequest("live", pickup, drop, "Small", 1))
 	require.Equal(t, http.StatusAccepted, resp.Status, string(resp.Body))
 	var acc struct {
 		TrackingID string `json:"trackingId"`
 	}
 	resp.decode(t, &acc)
-	waitStage(t, p.base, "live", 20*time.Second, domain.StageScheduled)
+	waitStage(t, a, "live", 20*time.Second, domain.StageScheduled)
 
 	clock := time.Now().UTC()
 	var remaining []time.Duration
@@ -55,12 +56,12 @@ func TestTrackingEndToEnd(t *testing.T) {
 	route := append(flightPath(home, pickup, 8), flightPath(pickup, drop, 10)[1:]...)
 	for i, loc := range route {
 		clock = clock.Add(15 * time.Second)
-		r := call(t, "POST", p.base+"/api/drones/courier/telemetry", map[string]any{
+		r := a.fleet(t, "POST", "/api/drones/courier/telemetry", map[string]any{
 			"location": loc, "batteryPercent": 100 - i, "timestamp": clock.Format(time.RFC3339Nano)})
 		require.Equal(t, http.StatusAccepted, r.Status, string(r.Body))
 		var st statusDoc
 		eventually(t, 10*time.Second, fmt.Sprintf("report %d applied", i), func() bool {
-			call(t, "GET", p.base+"/api/deliveries/live/status", nil).decode(t, &st)
+			a.call(t, "GET", "/api/deliveries/live/status", nil).decode(t, &st)
 			return st.LastKnownLocation != nil && *st.LastKnownLocation == loc
 		})
 		seen[st.Stage] = true
@@ -80,21 +81,21 @@ func TestTrackingEndToEnd(t *testing.T) {
 	}
 
 	var drone domain.Drone
-	call(t, "GET", p.base+"/api/drones/courier", nil).decode(t, &drone)
+	a.fleet(t, "GET", "/api/drones/courier", nil).decode(t, &drone)
 	assert.Equal(t, domain.DroneAvailable, drone.Status)
 	assert.Empty(t, drone.CurrentDeliveryID)
 
 	var hist struct {
 		Events []domain.Event `json:"events"`
 	}
-	call(t, "GET", p.base+"/api/deliveries/live/history", nil).decode(t, &hist)
+	a.call(t, "GET", "/api/deliveries/live/history", nil).decode(t, &hist)
 	require.NoError(t, domain.LegalHistory(hist.Events))
 	assert.Equal(t, domain.StageCompleted, hist.Events[len(hist.Events)-1].Stage)
 
 	var notes struct {
 		Notifications []domain.Notification `json:"notifications"`
 	}
-	call(t, "GET", p.base+"/api/deliveries/live/notifications", nil).decode(t, &notes)
+	a.call(t, "GET", "/api/deliveries/live/notifications", nil).decode(t, &notes)
 	require.NotEmpty(t, notes.Notifications)
 	assert.Equal(t, domain.NotifyDelivered, notes.Notifications[len(notes.Notifications)-1].Kind)
 
@@ -110,11 +111,11 @@ func TestTrackingEndToEnd(t *testing.T) {
 	assert.Equal(t, http.StatusNotFound, call(t, "GET", p.base+"/api/track/NOPE.live/feed", nil).Status)
 
 	// A completed delivery cannot be cancelled.
-	assert.Equal(t, http.StatusConflict, call(t, "DELETE", p.base+"/api/deliveryrequests/live", nil).Status)
+	assert.Equal(t, http.StatusConflict, a.call(t, "DELETE", "/api/deliveryrequests/live", nil).Status)
 
 	var summary map[string]any
 	now := time.Now().UTC()
-	call(t, "GET", p.base+"/api/deliveries/summary?ownerId=fabrikam&year="+now.Format("2006")+"&month="+now.Format("1"), nil).decode(t, &summary)
+	a.call(t, "GET", "/api/deliveries/summary?year="+now.Format("2006")+"&month="+now.Format("1"), nil).decode(t, &summary)
 	assert.EqualValues(t, 1, summary["count"])
 	assert.EqualValues(t, 1, summary["completed"])
 }
@@ -123,33 +124,34 @@ func TestTrackingEndToEnd(t *testing.T) {
 func TestCancelAndRescheduleEndToEnd(t *testing.T) {
 	t.Parallel()
 	p := startServe(t, t.TempDir())
-	registerFleet(t, p.base, testFleet(6))
+	a := signUp(t, p.base)
+	registerFleet(t, a, testFleet(6))
 	near := domain.Location{Latitude: 47.6062, Longitude: -122.3321}
 	drop := domain.Location{Latitude: 47.61, Longitude: -122.33}
 
-	require.Equal(t, http.StatusAccepted, call(t, "POST", p.base+"/api/deliveryrequests", deliveryRequest("cx", near, drop, "Small", 1)).Status)
-	d := waitStage(t, p.base, "cx", 20*time.Second, domain.StageScheduled)
-	require.Equal(t, http.StatusNoContent, call(t, "DELETE", p.base+"/api/deliveryrequests/cx", nil).Status)
-	assert.Equal(t, domain.StageCancelled, getDelivery(t, p.base, "cx").Stage)
+	require.Equal(t, http.StatusAccepted, a.call(t, "POST", "/api/deliveryrequests", deliveryRequest("cx", near, drop, "Small", 1)).Status)
+	d := waitStage(t, a, "cx", 20*time.Second, domain.StageScheduled)
+	require.Equal(t, http.StatusNoContent, a.call(t, "DELETE", "/api/deliveryrequests/cx", nil).Status)
+	assert.Equal(t, domain.StageCancelled, getDelivery(t, a, "cx").Stage)
 	eventually(t, 10*time.Second, "the cancelled delivery's drone to be free", func() bool {
 		var dr domain.Drone
-		call(t, "GET", p.base+"/api/drones/"+d.DroneID, nil).decode(t, &dr)
+		a.fleet(t, "GET", "/api/drones/"+d.DroneID, nil).decode(t, &dr)
 		return dr.Status == domain.DroneAvailable && dr.CurrentDeliveryID == ""
 	})
-	assert.Equal(t, http.StatusNoContent, call(t, "DELETE", p.base+"/api/deliveryrequests/cx", nil).Status, "idempotent")
+	assert.Equal(t, http.StatusNoContent, a.call(t, "DELETE", "/api/deliveryrequests/cx", nil).Status, "idempotent")
 
-	require.Equal(t, http.StatusAccepted, call(t, "POST", p.base+"/api/deliveryrequests", deliveryRequest("rx", near, drop, "Small", 1)).Status)
-	waitStage(t, p.base, "rx", 20*time.Second, domain.StageScheduled)
-	r := call(t, "PATCH", p.base+"/api/deliveryrequests/rx", map[string]any{"dropOffLocation": domain.Location{Latitude: 47.612, Longitude: -122.331}})
+	require.Equal(t, http.StatusAccepted, a.call(t, "POST", "/api/deliveryrequests", deliveryRequest("rx", near, drop, "Small", 1)).Status)
+	waitStage(t, a, "rx", 20*time.Second, domain.StageScheduled)
+	r := a.call(t, "PATCH", "/api/deliveryrequests/rx", map[string]any{"dropOffLocation": domain.Location{Latitude: 47.612, Longitude: -122.331}})
 	require.Equal(t, http.StatusAccepted, r.Status, string(r.Body))
 	eventually(t, 20*time.Second, "the rescheduled delivery to be scheduled again", func() bool {
-		g := getDelivery(t, p.base, "rx")
+		g := getDelivery(t, a, "rx")
 		return g.Stage == domain.StageScheduled && g.DropoffLocation.Latitude == 47.612
 	})
 	var hist struct {
 		Events []domain.Event `json:"events"`
 	}
-	call(t, "GET", p.base+"/api/deliveries/rx/history", nil).decode(t, &hist)
+	a.call(t, "GET", "/api/deliveries/rx/history", nil).decode(t, &hist)
 	require.NoError(t, domain.LegalHistory(hist.Events))
 	var stages []domain.Stage
 	for _, e := range hist.Events {

@@ -8,8 +8,11 @@ import (
 	"encoding/hex"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/fabrikam/dronedelivery/shared/domain"
+	"github.com/fabrikam/dronedelivery/shared/obs"
+	"github.com/fabrikam/dronedelivery/shared/ports"
 	"github.com/fabrikam/dronedelivery/shared/runtime"
 )
 
@@ -21,7 +24,15 @@ type signedUp struct {
 	ContactEmail  string `json:"contactEmail"`
 	WebhookURL    string `json:"webhookUrl,omitempty"`
 	APIKey        string `json:"apiKey"`
+	KeyPrefix     string `json:"keyPrefix"`
 	WebhookSecret string `json:"webhookSecret"`
+}
+
+// issuedKey is the 201 body of POST /api/accounts/{id}/keys.
+type issuedKey struct {
+	Prefix    string    `json:"prefix"`
+	APIKey    string    `json:"apiKey"`
+	CreatedAt time.Time `json:"createdAt"`
 }
 
 var keyEncoding = base32.StdEncoding.WithPadding(base32.NoPadding)
@@ -36,36 +47,174 @@ func randomToken(n int) string {
 // "dd_<prefix>_<secret>": the prefix names the key in lists and revocations,
 // the 160-bit secret is kept only as a SHA-256 hash (a fast hash is right
 // for a high-entropy secret; slow hashes are for passwords).
-func newAPIKey(a domain.Account) (string, domain.APIKey) {
-	prefix := randomToken(5)
+func newAPIKey(accountID string, now time.Time) (string, *domain.APIKey) {
+	prefix := randomToken(10)
 	secret := randomToken(20)
-	plain := "dd_" + prefix + "_" + secret
+	plain := domain.APIKeyTag + prefix + "_" + secret
 	sum := sha256.Sum256([]byte(plain))
-	return plain, domain.APIKey{Prefix: prefix, Hash: hex.EncodeToString(sum[:]), CreatedAt: a.CreatedAt}
+	return plain, &domain.APIKey{Prefix: prefix, AccountID: accountID, Hash: hex.EncodeToString(sum[:]), CreatedAt: now}
 }
 
 // CreateAccount serves POST /api/accounts: a business signs up and gets its
-// account id, an API key and the secret that signs its webhooks.
+// account id, an API key and the secret that signs its webhooks. The
+// account is written before its key, so a failure in between leaves an
+// account nobody can use rather than a key for an account that does not
+// exist.
 func (h *Handlers) CreateAccount(ctx context.Context, req *runtime.Request) *runtime.Response {
 	s, err := domain.ParseSignUp(req.Body)
 	if err != nil {
 		return h.errorResponse(ctx, err)
 	}
+	now := h.clock.Now()
 	a := &domain.Account{
 		ID:            h.ids.NewID(),
 		Name:          s.Name,
 		ContactEmail:  s.ContactEmail,
 		WebhookURL:    s.WebhookURL,
 		WebhookSecret: "whsec_" + randomToken(24),
-		CreatedAt:     h.clock.Now(),
+		CreatedAt:     now,
 	}
-	plain, key := newAPIKey(*a)
-	a.Keys = []domain.APIKey{key}
+	plain, key := newAPIKey(a.ID, now)
+	a.Keys = []domain.KeyInfo{{Prefix: key.Prefix, CreatedAt: now}}
+	ctx = obs.With(ctx, "accountId", a.ID)
 	if err := h.store.Accounts.Create(ctx, a.ID, a); err != nil {
 		return h.errorResponse(ctx, err)
 	}
+	if err := h.storeKey(ctx, key); err != nil {
+		return h.errorResponse(ctx, err)
+	}
+	h.log.InfoContext(ctx, "account created", "keyPrefix", key.Prefix)
 	resp := runtime.JSON(http.StatusCreated, signedUp{AccountID: a.ID, Name: a.Name, ContactEmail: a.ContactEmail,
-		WebhookURL: a.WebhookURL, APIKey: plain, WebhookSecret: a.WebhookSecret})
+		WebhookURL: a.WebhookURL, APIKey: plain, KeyPrefix: key.Prefix, WebhookSecret: a.WebhookSecret})
 	resp.Header.Set("Location", "/api/accounts/"+a.ID)
+	resp.Header.Set("Cache-Control", "no-store")
 	return resp
+}
+
+// storeKey writes a new key document and drops any memory of its prefix
+// having been absent.
+func (h *Handlers) storeKey(ctx context.Context, k *domain.APIKey) error {
+	defer h.keys.forget(k.Prefix)
+	if err := h.store.APIKeys.Create(ctx, k.Prefix, k); err != nil {
+		return domain.Unavailable(err, "the API key could not be stored; retry")
+	}
+	return nil
+}
+
+// ownAccount checks that the {id} of an account route is the caller's own
+// account; any other id answers as a missing account does.
+func ownAccount(ctx context.Context, id string) (string, error) {
+	acct, err := callerAccount(ctx)
+	if err != nil {
+		return "", err
+	}
+	if err := domain.ValidID("id", id); err != nil {
+		return "", err
+	}
+	if id != acct {
+		return "", domain.Errorf(domain.ENOTFOUND, "account %s not found", id)
+	}
+	return acct, nil
+}
+
+// CreateAPIKey serves POST /api/accounts/{id}/keys (201): another key for
+// the caller's account, shown only in this answer. The body, if any, must
+// be an empty JSON object. An account holds at most domain.MaxActiveKeys
+// unrevoked keys (409 beyond).
+func (h *Handlers) CreateAPIKey(ctx context.Context, req *runtime.Request) *runtime.Response {
+	acct, err := ownAccount(ctx, req.Params["id"])
+	if err != nil {
+		return h.errorResponse(ctx, err)
+	}
+	if len(req.Body) > 0 {
+		if err := domain.DecodeStrict(req.Body, &struct{}{}); err != nil {
+			return h.errorResponse(ctx, err)
+		}
+	}
+	now := h.clock.Now()
+	plain, key := newAPIKey(acct, now)
+	// The account lists the key before the key exists, so the limit holds
+	// under concurrent requests; a failure in between leaves a listed key
+	// that never worked, which revoking clears.
+	_, err = h.store.Accounts.Update(ctx, acct, func(a *domain.Account) error {
+		if a.ActiveKeys() >= domain.MaxActiveKeys {
+			return domain.Errorf(domain.ECONFLICT, "the account already has %d active keys; revoke one first", domain.MaxActiveKeys)
+		}
+		a.Keys = append(a.Keys, domain.KeyInfo{Prefix: key.Prefix, CreatedAt: now})
+		return nil
+	})
+	if domain.IsCode(err, domain.ENOTFOUND) {
+		err = domain.Errorf(domain.ENOTFOUND, "account %s not found", acct)
+	}
+	if err != nil {
+		return h.errorResponse(ctx, err)
+	}
+	if err := h.storeKey(ctx, key); err != nil {
+		return h.errorResponse(ctx, err)
+	}
+	h.log.InfoContext(ctx, "API key issued", "keyPrefix", key.Prefix)
+	resp := runtime.JSON(http.StatusCreated, issuedKey{Prefix: key.Prefix, APIKey: plain, CreatedAt: now})
+	resp.Header.Set("Location", "/api/accounts/"+acct+"/keys/"+key.Prefix)
+	resp.Header.Set("Cache-Control", "no-store")
+	return resp
+}
+
+// RevokeAPIKey serves DELETE /api/accounts/{id}/keys/{prefix} (204). The
+// account's last active key cannot be revoked (409), because nothing could
+// then issue another; revoking a revoked key again is a no-op. The key
+// stops working in this process at once and in others within the key
+// cache's TTL.
+func (h *Handlers) RevokeAPIKey(ctx context.Context, req *runtime.Request) *runtime.Response {
+	acct, err := ownAccount(ctx, req.Params["id"])
+	if err != nil {
+		return h.errorResponse(ctx, err)
+	}
+	prefix := req.Params["prefix"]
+	if err := domain.ValidID("prefix", prefix); err != nil {
+		return h.errorResponse(ctx, err)
+	}
+	notFound := domain.Errorf(domain.ENOTFOUND, "key %s not found", prefix)
+	now := h.clock.Now()
+	// The account is marked first: it is where the last-key rule can be
+	// held against concurrent revocations. A retry after a failure below
+	// finds it marked and finishes the key document.
+	_, err = h.store.Accounts.Update(ctx, acct, func(a *domain.Account) error {
+		i := -1
+		for j := range a.Keys {
+			if a.Keys[j].Prefix == prefix {
+				i = j
+			}
+		}
+		switch {
+		case i < 0:
+			return notFound
+		case a.Keys[i].RevokedAt != nil:
+			return ports.ErrSkip
+		case a.ActiveKeys() <= 1:
+			return domain.Errorf(domain.ECONFLICT, "key %s is the account's only active key; issue another before revoking it", prefix)
+		}
+		t := now
+		a.Keys[i].RevokedAt = &t
+		return nil
+	})
+	if err != nil {
+		return h.errorResponse(ctx, err)
+	}
+	_, err = h.store.APIKeys.Update(ctx, prefix, func(k *domain.APIKey) error {
+		if k.AccountID != acct {
+			return notFound
+		}
+		if k.RevokedAt != nil {
+			return ports.ErrSkip
+		}
+		t := now
+		k.RevokedAt = &t
+		return nil
+	})
+	h.keys.forget(prefix)
+	if err != nil && !domain.IsCode(err, domain.ENOTFOUND) {
+		return h.errorResponse(ctx, domain.Unavailable(err, "the key could not be revoked; send the DELETE again"))
+	}
+	h.log.InfoContext(ctx, "API key revoked", "keyPrefix", prefix)
+	return &runtime.Response{Status: http.StatusNoContent, Header: http.Header{}}
 }

@@ -15,21 +15,26 @@ import (
 const maxSummarised = 100000
 
 // month parses the ownerId, year and month query parameters shared by the
-// summaries; a missing owner or a month outside 1..12 is a 400, as in the
-// reference API.
-func month(q map[string][]string, now time.Time) (owner string, from, to time.Time, err error) {
+// summaries; a month outside 1..12 is a 400, as in the reference API. The
+// owner is the caller's account: ownerId may repeat it and is refused (403)
+// when it names another.
+func month(ctx context.Context, q map[string][]string, now time.Time) (owner string, from, to time.Time, err error) {
 	get := func(k string) string {
 		if v := q[k]; len(v) > 0 {
 			return v[0]
 		}
 		return ""
 	}
-	owner = get("ownerId")
-	if owner == "" {
-		return "", from, to, domain.Invalid("ownerId", "is required")
-	}
-	if err := domain.ValidText("ownerId", owner, domain.MaxIDLength); err != nil {
+	if owner, err = callerAccount(ctx); err != nil {
 		return "", from, to, err
+	}
+	if given := get("ownerId"); given != "" {
+		if err := domain.ValidText("ownerId", given, domain.MaxIDLength); err != nil {
+			return "", from, to, err
+		}
+		if given != owner {
+			return "", from, to, domain.Forbidden("ownerId", "must be the id of the account whose API key is used, or be left out")
+		}
 	}
 	year, mon := now.Year(), int(now.Month())
 	if s := get("year"); s != "" {
@@ -63,7 +68,7 @@ type DeliverySummary struct {
 // GetDeliveriesSummary serves GET /api/deliveries/summary?ownerId&year&month,
 // computed from the deliveries' recorded history.
 func (h *Handlers) GetDeliveriesSummary(ctx context.Context, req *runtime.Request) *runtime.Response {
-	owner, from, to, err := month(req.Query, h.clock.Now())
+	owner, from, to, err := month(ctx, req.Query, h.clock.Now())
 	if err != nil {
 		return h.errorResponse(ctx, err)
 	}
@@ -119,7 +124,7 @@ type Utilization struct {
 // or failure; still running deliveries count up to now).
 func (h *Handlers) GetUtilization(ctx context.Context, req *runtime.Request) *runtime.Response {
 	now := h.clock.Now()
-	owner, from, to, err := month(req.Query, now)
+	owner, from, to, err := month(ctx, req.Query, now)
 	if err != nil {
 		return h.errorResponse(ctx, err)
 	}

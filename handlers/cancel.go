@@ -25,7 +25,7 @@ func (h *Handlers) CancelDelivery(ctx context.Context, req *runtime.Request) *ru
 	}
 	now := h.clock.Now()
 	var notes []domain.Notification
-	d, err := h.store.Deliveries.Update(ctx, id, func(cur *domain.Delivery) error {
+	d, err := h.updateOwnDelivery(ctx, id, func(cur *domain.Delivery) error {
 		notes = nil
 		switch cur.Stage {
 		case domain.StageCompleted:
@@ -41,9 +41,6 @@ func (h *Handlers) CancelDelivery(ctx context.Context, req *runtime.Request) *ru
 		notes = append(notes, cur.Notify(domain.NotifyCancelled, "Your delivery was cancelled.", now))
 		return nil
 	})
-	if domain.IsCode(err, domain.ENOTFOUND) {
-		err = domain.Errorf(domain.ENOTFOUND, "delivery %s not found", id)
-	}
 	if err != nil {
 		return h.errorResponse(ctx, err)
 	}
@@ -76,7 +73,7 @@ func (h *Handlers) RescheduleDelivery(ctx context.Context, req *runtime.Request)
 		return h.errorResponse(ctx, err)
 	}
 	now := h.clock.Now()
-	d, err := h.store.Deliveries.Update(ctx, id, func(cur *domain.Delivery) error {
+	d, err := h.updateOwnDelivery(ctx, id, func(cur *domain.Delivery) error {
 		switch cur.Stage {
 		case domain.StageHeadedToDropoff, domain.StageCompleted, domain.StageCancelled, domain.StageFailed:
 			return domain.Errorf(domain.ECONFLICT, "delivery %s is %s and cannot be rescheduled", id, cur.Stage)
@@ -91,9 +88,6 @@ func (h *Handlers) RescheduleDelivery(ctx context.Context, req *runtime.Request)
 		cur.SetStage(domain.StageRescheduled, now, fmt.Sprintf("rescheduled (generation %d)", cur.Generation))
 		return nil
 	})
-	if domain.IsCode(err, domain.ENOTFOUND) {
-		err = domain.Errorf(domain.ENOTFOUND, "delivery %s not found", id)
-	}
 	if err != nil {
 		return h.errorResponse(ctx, err)
 	}

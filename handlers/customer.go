@@ -20,7 +20,7 @@ func (h *Handlers) PostConfirmation(ctx context.Context, req *runtime.Request) *
 	if err != nil {
 		return h.errorResponse(ctx, err)
 	}
-	_, err = h.store.Deliveries.Update(ctx, id, func(d *domain.Delivery) error {
+	_, err = h.updateOwnDelivery(ctx, id, func(d *domain.Delivery) error {
 		if d.Stage != domain.StageHeadedToDropoff && d.Stage != domain.StageCompleted {
 			return domain.Errorf(domain.ECONFLICT, "delivery %s is %s: a confirmation comes with the delivery", id, d.Stage)
 		}
@@ -31,9 +31,6 @@ func (h *Handlers) PostConfirmation(ctx context.Context, req *runtime.Request) *
 		d.UpdatedAt = h.clock.Now()
 		return nil
 	})
-	if domain.IsCode(err, domain.ENOTFOUND) {
-		err = domain.Errorf(domain.ENOTFOUND, "delivery %s not found", id)
-	}
 	if err != nil {
 		return h.errorResponse(ctx, err)
 	}
@@ -51,7 +48,7 @@ func (h *Handlers) PostNotifyMeRequest(ctx context.Context, req *runtime.Request
 	if err != nil {
 		return h.errorResponse(ctx, err)
 	}
-	_, err = h.store.Deliveries.Update(ctx, id, func(d *domain.Delivery) error {
+	_, err = h.updateOwnDelivery(ctx, id, func(d *domain.Delivery) error {
 		if d.Stage.Terminal() {
 			return domain.Errorf(domain.ECONFLICT, "delivery %s has ended", id)
 		}
@@ -62,9 +59,6 @@ func (h *Handlers) PostNotifyMeRequest(ctx context.Context, req *runtime.Request
 		d.UpdatedAt = now
 		return nil
 	})
-	if domain.IsCode(err, domain.ENOTFOUND) {
-		err = domain.Errorf(domain.ENOTFOUND, "delivery %s not found", id)
-	}
 	if err != nil {
 		return h.errorResponse(ctx, err)
 	}

@@ -6,6 +6,7 @@ package handlers
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -36,7 +37,20 @@ type Config struct {
 	WebhookAttempts int
 	// WebhookClient sends webhooks; its timeout bounds each attempt.
 	WebhookClient *http.Client
+	// OperatorKey is the bearer token of the fleet endpoints (drones and
+	// telemetry); empty closes them.
+	OperatorKey string
+	// KeyCacheTTL is how long a looked-up API key is trusted without
+	// reading it again, and so how long a key revoked through another
+	// process keeps working here; negative turns the cache off.
+	KeyCacheTTL time.Duration
 }
+
+// DefaultKeyCacheTTL is the default Config.KeyCacheTTL.
+const DefaultKeyCacheTTL = 30 * time.Second
+
+// keyCacheSize bounds the keys one process remembers.
+const keyCacheSize = 10000
 
 func (c Config) withDefaults() Config {
 	if c.RetryBase <= 0 {
@@ -55,6 +69,9 @@ func (c Config) withDefaults() Config {
 	if c.WebhookClient == nil {
 		c.WebhookClient = &http.Client{Timeout: 5 * time.Second}
 	}
+	if c.KeyCacheTTL == 0 {
+		c.KeyCacheTTL = DefaultKeyCacheTTL
+	}
 	return c
 }
 
@@ -70,12 +87,14 @@ type Deps struct {
 
 // Handlers binds the step functions to their dependencies.
 type Handlers struct {
-	store ports.Store
-	bus   ports.Publisher
-	clock ports.Clock
-	ids   ports.IDs
-	log   *slog.Logger
-	cfg   Config
+	store        ports.Store
+	bus          ports.Publisher
+	clock        ports.Clock
+	ids          ports.IDs
+	log          *slog.Logger
+	cfg          Config
+	keys         *keyCache
+	operatorHash []byte // SHA-256 of Config.OperatorKey; nil when there is none
 }
 
 // New returns the handlers over deps.
@@ -84,38 +103,54 @@ func New(d Deps) *Handlers {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Handlers{store: d.Store, bus: d.Bus, clock: d.Clock, ids: d.IDs, log: log, cfg: d.Config.withDefaults()}
+	cfg := d.Config.withDefaults()
+	h := &Handlers{store: d.Store, bus: d.Bus, clock: d.Clock, ids: d.IDs, log: log, cfg: cfg,
+		keys: newKeyCache(cfg.KeyCacheTTL, keyCacheSize)}
+	if cfg.OperatorKey != "" {
+		sum := sha256.Sum256([]byte(cfg.OperatorKey))
+		h.operatorHash = sum[:]
+	}
+	return h
 }
 
-// Registry maps every function name under functions/ to its handler.
+// Registry maps every function name under functions/ to its handler. Each
+// HTTP function is wrapped in its guard here, so every runtime enforces the
+// same authentication, ownership rules and media type.
 func (h *Handlers) Registry() runtime.Registry {
+	biz := func(fn runtime.HTTPFunc) runtime.Function { return runtime.Function{HTTP: h.guard(business, fn)} }
+	op := func(fn runtime.HTTPFunc) runtime.Function { return runtime.Function{HTTP: h.guard(operator, fn)} }
+	open := func(fn runtime.HTTPFunc) runtime.Function {
+		return runtime.Function{HTTP: h.guard(anyone, fn), Public: true}
+	}
 	return runtime.Registry{
-		"IngestDelivery":    {HTTP: h.IngestDelivery},
+		"IngestDelivery":    biz(h.IngestDelivery),
 		"ScheduleDrone":     {Queue: h.ScheduleDrone},
 		"UpdatePackage":     {Queue: h.UpdatePackage},
 		"ComputeEta":        {Queue: h.ComputeEta},
-		"GetDelivery":       {HTTP: h.GetDelivery},
-		"GetDeliveryStatus": {HTTP: h.GetDeliveryStatus},
-		"GetPackage":        {HTTP: h.GetPackage},
-		"PutDrone":          {HTTP: h.PutDrone},
-		"GetDrone":          {HTTP: h.GetDrone},
-		"ListDrones":        {HTTP: h.ListDrones},
-		"Healthz":           {HTTP: h.Healthz},
+		"GetDelivery":       {HTTP: h.guard(businessOrOperator, h.GetDelivery)},
+		"GetDeliveryStatus": {HTTP: h.guard(businessOrOperator, h.GetDeliveryStatus)},
+		"GetPackage":        biz(h.GetPackage),
+		"PutDrone":          op(h.PutDrone),
+		"GetDrone":          op(h.GetDrone),
+		"ListDrones":        op(h.ListDrones),
+		"Healthz":           open(h.Healthz),
 
-		"PostTelemetry":        {HTTP: h.PostTelemetry},
+		"PostTelemetry":        op(h.PostTelemetry),
 		"TrackDrone":           {Queue: h.TrackDrone},
-		"CancelDelivery":       {HTTP: h.CancelDelivery},
-		"RescheduleDelivery":   {HTTP: h.RescheduleDelivery},
-		"PostConfirmation":     {HTTP: h.PostConfirmation},
-		"PostNotifyMeRequest":  {HTTP: h.PostNotifyMeRequest},
-		"GetNotifications":     {HTTP: h.GetNotifications},
-		"GetHistory":           {HTTP: h.GetHistory},
+		"CancelDelivery":       biz(h.CancelDelivery),
+		"RescheduleDelivery":   biz(h.RescheduleDelivery),
+		"PostConfirmation":     biz(h.PostConfirmation),
+		"PostNotifyMeRequest":  biz(h.PostNotifyMeRequest),
+		"GetNotifications":     biz(h.GetNotifications),
+		"GetHistory":           biz(h.GetHistory),
 		"SendNotification":     {Queue: h.SendNotification},
-		"TrackPage":            {HTTP: h.TrackPage},
-		"TrackFeed":            {HTTP: h.TrackFeed},
-		"GetDeliveriesSummary": {HTTP: h.GetDeliveriesSummary},
-		"GetUtilization":       {HTTP: h.GetUtilization},
-		"CreateAccount":        {HTTP: h.CreateAccount},
+		"TrackPage":            open(h.TrackPage),
+		"TrackFeed":            open(h.TrackFeed),
+		"GetDeliveriesSummary": biz(h.GetDeliveriesSummary),
+		"GetUtilization":       biz(h.GetUtilization),
+		"CreateAccount":        open(h.CreateAccount),
+		"CreateApiKey":         biz(h.CreateAPIKey),
+		"RevokeApiKey":         biz(h.RevokeAPIKey),
 	}
 }
 
@@ -176,6 +211,10 @@ func (h *Handlers) errorResponse(ctx context.Context, err error) *runtime.Respon
 	switch domain.ErrorCode(err) {
 	case domain.EINVALID:
 		status = http.StatusBadRequest
+	case domain.EUNAUTHORIZED:
+		status = http.StatusUnauthorized
+	case domain.EFORBIDDEN:
+		status = http.StatusForbidden
 	case domain.ENOTFOUND:
 		status = http.StatusNotFound
 	case domain.ECONFLICT:
@@ -187,8 +226,11 @@ func (h *Handlers) errorResponse(ctx context.Context, err error) *runtime.Respon
 		h.log.ErrorContext(ctx, "request failed", "err", err)
 	}
 	resp := runtime.Problem(status, domain.ErrorField(err), domain.ErrorMessage(err))
-	if status == http.StatusServiceUnavailable {
+	switch status {
+	case http.StatusServiceUnavailable:
 		resp.Header.Set("Retry-After", "1")
+	case http.StatusUnauthorized:
+		resp.Header.Set("WWW-Authenticate", `Bearer realm="dronedelivery"`)
 	}
 	return resp
 }

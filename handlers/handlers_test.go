@@ -41,7 +41,13 @@ type fixture struct {
 	bus   *embedded.Bus
 	clock *clock
 	h     *handlers.Handlers
+	reg   runtime.Registry
+	// acct and key are the account every business call acts for.
+	acct, key string
 }
+
+// operatorKey opens the fleet endpoints in these tests.
+const operatorKey = "test-operator-key-0123456789"
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
@@ -51,8 +57,46 @@ func newFixture(t *testing.T) *fixture {
 	c := &clock{}
 	c.Set(t0)
 	f := &fixture{db: db, store: db.Store(), bus: db.Bus(), clock: c}
-	f.h = handlers.New(handlers.Deps{Store: f.store, Bus: f.bus, Clock: c, IDs: sys.IDs{}, Log: slog.New(slog.DiscardHandler)})
+	f.h = handlers.New(handlers.Deps{Store: f.store, Bus: f.bus, Clock: c, IDs: sys.IDs{}, Log: slog.New(slog.DiscardHandler),
+		Config: handlers.Config{OperatorKey: operatorKey}})
+	f.reg = f.h.Registry()
+	f.acct, f.key = f.signUp(t, `{"name":"Fabrikam","contactEmail":"ops@fabrikam.example"}`)
 	return f
+}
+
+// signUp creates an account and returns its id and API key.
+func (f *fixture) signUp(t *testing.T, body string) (string, string) {
+	t.Helper()
+	resp := f.call("CreateAccount", "", &runtime.Request{Method: "POST", Body: []byte(body)})
+	require.Equal(t, http.StatusCreated, resp.Status, string(resp.Body))
+	var out struct{ AccountID, APIKey string }
+	require.NoError(t, json.Unmarshal(resp.Body, &out))
+	return out.AccountID, out.APIKey
+}
+
+// call runs a function as a runtime would: through its registry entry,
+// with key (if any) as the bearer token and a JSON body declared as such.
+func (f *fixture) call(name, key string, req *runtime.Request) *runtime.Response {
+	if req.Header == nil {
+		req.Header = http.Header{}
+	}
+	if key != "" {
+		req.Header.Set("Authorization", "Bearer "+key)
+	}
+	if len(req.Body) > 0 && req.Header.Get("Content-Type") == "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	return runtime.Call(context.Background(), f.reg[name].HTTP, req)
+}
+
+// biz calls a business function as the fixture's account.
+func (f *fixture) biz(name string, req *runtime.Request) *runtime.Response {
+	return f.call(name, f.key, req)
+}
+
+// fleet calls a fleet function with the operator key.
+func (f *fixture) fleet(name string, req *runtime.Request) *runtime.Response {
+	return f.call(name, operatorKey, req)
 }
 
 var seattle = domain.Location{Latitude: 47.6062, Longitude: -122.3321}
@@ -91,14 +135,13 @@ func (f *fixture) putDrone(t *testing.T, d domain.Drone) {
 	delete(m, "id")
 	delete(m, "updatedAt")
 	body, _ = json.Marshal(m)
-	resp := f.h.PutDrone(context.Background(), &runtime.Request{Method: "PUT", Params: map[string]string{"id": d.ID}, Body: body})
+	resp := f.fleet("PutDrone", &runtime.Request{Method: "PUT", Params: map[string]string{"id": d.ID}, Body: body})
 	require.Contains(t, []int{200, 201}, resp.Status, string(resp.Body))
 }
 
 func requestBody(id string, pickup, drop domain.Location, size string, weight float64) []byte {
 	b, _ := json.Marshal(map[string]any{
 		"deliveryId":      id,
-		"ownerId":         "owner-1",
 		"pickupLocation":  pickup,
 		"dropOffLocation": drop,
 		"packageInfo":     map[string]any{"packageId": "pkg-" + id, "size": size, "weight": weight},
@@ -108,7 +151,7 @@ func requestBody(id string, pickup, drop domain.Location, size string, weight fl
 
 func (f *fixture) ingest(t *testing.T, body []byte) *runtime.Response {
 	t.Helper()
-	return f.h.IngestDelivery(context.Background(), &runtime.Request{Method: "POST", Header: http.Header{}, Body: body})
+	return f.biz("IngestDelivery", &runtime.Request{Method: "POST", Body: body})
 }
 
 // drain runs every visible message through its step until the queues are
@@ -226,7 +269,7 @@ func TestNoDroneRetriesWithBackoffThenFails(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
 	body, _ := json.Marshal(map[string]any{
-		"deliveryId": "lonely", "ownerId": "o",
+		"deliveryId":     "lonely",
 		"pickupLocation": at(0, 0), "dropOffLocation": at(0.01, 0),
 		"pickupTime": t0.Format(time.RFC3339), "deadline": t0.Add(10 * time.Second).Format(time.RFC3339),
 		"packageInfo": map[string]any{"size": "Small", "weight": 1},
@@ -416,7 +459,7 @@ func TestPutDroneValidatesAndProtectsBusyDrones(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
 	put := func(id, body string) *runtime.Response {
-		return f.h.PutDrone(context.Background(), &runtime.Request{Params: map[string]string{"id": id}, Body: []byte(body)})
+		return f.fleet("PutDrone", &runtime.Request{Method: "PUT", Params: map[string]string{"id": id}, Body: []byte(body)})
 	}
 	good := `{"location":{"latitude":47.6,"longitude":-122.3},"maxPayloadKg":5,"maxPackageSize":"Medium","rangeKm":30,"cruiseSpeedMps":15,"batteryPercent":90}`
 	resp := put("x1", good)

@@ -21,11 +21,24 @@ type accepted struct {
 // request is never lost. A client-chosen deliveryId makes the call
 // idempotent: the same body again gets the same 202 (and the message is
 // queued again if the first attempt failed to), a different body gets 409.
+//
+// The caller's account owns the delivery: a body's ownerId may repeat the
+// account id and is refused (403) when it names another. Delivery ids are
+// one space for every account, so an id another account holds is a 409
+// like any other reuse, which tells nothing of that delivery.
 func (h *Handlers) IngestDelivery(ctx context.Context, req *runtime.Request) *runtime.Response {
+	acct, err := callerAccount(ctx)
+	if err != nil {
+		return h.errorResponse(ctx, err)
+	}
 	p, err := domain.ParseDeliveryRequest(req.Body)
 	if err != nil {
 		return h.errorResponse(ctx, err)
 	}
+	if p.Request.OwnerID != "" && p.Request.OwnerID != acct {
+		return h.errorResponse(ctx, domain.Forbidden("ownerId", "must be the id of the account whose API key is used, or be left out"))
+	}
+	p.SetOwner(acct)
 	now := h.clock.Now()
 	id := p.DeliveryID
 	if id == "" {

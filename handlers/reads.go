@@ -81,25 +81,66 @@ func (h *Handlers) GetDeliveryStatus(ctx context.Context, req *runtime.Request) 
 	})
 }
 
+// findDelivery returns a delivery the caller may see: its owner's, or any
+// for the operator. Another account's delivery is reported exactly as a
+// missing one, so ids cannot be probed across accounts.
 func (h *Handlers) findDelivery(ctx context.Context, id string) (*domain.Delivery, error) {
 	if err := domain.ValidID("id", id); err != nil {
 		return nil, err
 	}
+	operator := callerIsOperator(ctx)
+	acct, err := callerAccount(ctx)
+	if err != nil && !operator {
+		return nil, err
+	}
+	notFound := domain.Errorf(domain.ENOTFOUND, "delivery %s not found", id)
 	d, err := h.store.Deliveries.Find(ctx, id)
 	if domain.IsCode(err, domain.ENOTFOUND) {
-		return nil, domain.Errorf(domain.ENOTFOUND, "delivery %s not found", id)
+		return nil, notFound
+	}
+	if err != nil {
+		return nil, err
+	}
+	if !operator && d.OwnerID != acct {
+		return nil, notFound
+	}
+	return d, nil
+}
+
+// updateOwnDelivery is Deliveries.Update for a delivery of the caller's
+// account: fn never sees another account's delivery, which is reported,
+// without a write, exactly as a missing one.
+func (h *Handlers) updateOwnDelivery(ctx context.Context, id string, fn func(*domain.Delivery) error) (*domain.Delivery, error) {
+	acct, err := callerAccount(ctx)
+	if err != nil {
+		return nil, err
+	}
+	notFound := domain.Errorf(domain.ENOTFOUND, "delivery %s not found", id)
+	d, err := h.store.Deliveries.Update(ctx, id, func(cur *domain.Delivery) error {
+		if cur.OwnerID != acct {
+			return notFound
+		}
+		return fn(cur)
+	})
+	if domain.IsCode(err, domain.ENOTFOUND) {
+		return nil, notFound
 	}
 	return d, err
 }
 
-// GetPackage serves GET /api/packages/{id}.
+// GetPackage serves GET /api/packages/{id}; another account's package is
+// reported as missing.
 func (h *Handlers) GetPackage(ctx context.Context, req *runtime.Request) *runtime.Response {
+	acct, err := callerAccount(ctx)
+	if err != nil {
+		return h.errorResponse(ctx, err)
+	}
 	id := req.Params["id"]
 	if err := domain.ValidID("id", id); err != nil {
 		return h.errorResponse(ctx, err)
 	}
 	p, err := h.store.Packages.Find(ctx, id)
-	if domain.IsCode(err, domain.ENOTFOUND) {
+	if domain.IsCode(err, domain.ENOTFOUND) || err == nil && p.OwnerID != acct {
 		err = domain.Errorf(domain.ENOTFOUND, "package %s not found", id)
 	}
 	if err != nil {

@@ -5,6 +5,8 @@ package cli
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -119,7 +121,7 @@ type appParts struct {
 	fns     []runtime.FunctionConfig
 }
 
-func open(ctx context.Context, c common, app fs.FS, env func(string) string, log *slog.Logger) (*appParts, error) {
+func open(ctx context.Context, c common, app fs.FS, env func(string) string, log *slog.Logger, cfg handlers.Config) (*appParts, error) {
 	fns, err := runtime.LoadFunctions(app, "functions")
 	if err != nil {
 		return nil, err
@@ -134,7 +136,7 @@ func open(ctx context.Context, c common, app fs.FS, env func(string) string, log
 			return nil, err
 		}
 	}
-	h := handlers.New(handlers.Deps{Store: b.Store, Bus: b.Bus, Clock: sys.Clock{}, IDs: sys.IDs{}, Log: log})
+	h := handlers.New(handlers.Deps{Store: b.Store, Bus: b.Bus, Clock: sys.Clock{}, IDs: sys.IDs{}, Log: log, Config: cfg})
 	reg := h.Registry()
 	if err := reg.Check(fns); err != nil {
 		b.Close()
@@ -171,14 +173,21 @@ func serve(ctx context.Context, args []string, app fs.FS, env func(string) strin
 	var c common
 	c.register(fs, env)
 	addr := fs.String("addr", "127.0.0.1:"+envOr(env, "PORT", "7071"), "listen address (env PORT sets the port)")
-	banner := fs.Bool("banner", false, "print how to use the running service")
+	banner := fs.Bool("banner", false, "print how to use the running service; with OPERATOR_KEY unset, generate an operator key and print it")
 	workers := fs.Int("workers", 16, "messages processed at once per queue")
 	simulate := fs.Bool("simulate", strings.EqualFold(env("SIMULATE"), "true") || env("SIMULATE") == "1",
 		"also fly every assigned drone and report its telemetry, so deliveries reach Completed (env SIMULATE=1)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	parts, err := open(ctx, c, app, env, log)
+	opKey, generated, err := operatorKey(env, *banner)
+	if err != nil {
+		return err
+	}
+	if opKey == "" {
+		log.Warn(OperatorKeySetting + " is not set: the fleet endpoints (drones, telemetry) refuse every caller")
+	}
+	parts, err := open(ctx, c, app, env, log, handlers.Config{OperatorKey: opKey})
 	if err != nil {
 		return err
 	}
@@ -194,17 +203,52 @@ func serve(ctx context.Context, args []string, app fs.FS, env func(string) strin
 	base := "http://" + ln.Addr().String()
 	log.Info("standalone runtime listening", "addr", base, "backend", parts.backend.Name)
 	if *banner {
-		printBanner(stdout, base, parts.backend.Name)
+		printBanner(stdout, base, parts.backend.Name, opKey, generated)
 	}
 	if *simulate {
 		go func() {
-			opts := simulator.Options{BaseURL: base, Out: stdout, OperatorKey: env("OPERATOR_KEY")}
+			opts := simulator.Options{BaseURL: base, Out: stdout, OperatorKey: opKey}
 			if err := simulator.Run(ctx, opts); err != nil {
 				log.Error("simulator stopped", "err", err)
 			}
 		}()
 	}
 	return srv.Run(ctx, ln)
+}
+
+// OperatorKeySetting names the setting that holds the operator key.
+const OperatorKeySetting = "OPERATOR_KEY"
+
+// operatorKey reads the operator key; when it is unset and generate is
+// true (make run), it makes one for this run.
+func operatorKey(env func(string) string, generate bool) (key string, generated bool, err error) {
+	key = env(OperatorKeySetting)
+	if key != "" {
+		return key, false, validOperatorKey(key)
+	}
+	if !generate {
+		return "", false, nil
+	}
+	b := make([]byte, 20)
+	rand.Read(b) // crypto/rand.Read never fails on supported platforms
+	return "op_" + hex.EncodeToString(b), true, nil
+}
+
+// validOperatorKey refuses a key too short to resist guessing, or a
+// placeholder left in a settings file.
+func validOperatorKey(key string) error {
+	if len(key) < 16 {
+		return fmt.Errorf("%s must be at least 16 characters (openssl rand -hex 32 makes a good one)", OperatorKeySetting)
+	}
+	for _, c := range key {
+		if c <= ' ' || c > '~' {
+			return fmt.Errorf("%s must be printable ASCII without spaces (openssl rand -hex 32 makes a good one)", OperatorKeySetting)
+		}
+	}
+	if strings.HasPrefix(key, domain.APIKeyTag) {
+		return fmt.Errorf("%s must not start with %s, which marks business API keys", OperatorKeySetting, domain.APIKeyTag)
+	}
+	return nil
 }
 
 func hostMode(ctx context.Context, args []string, app fs.FS, env func(string) string, log *slog.Logger) error {
@@ -218,7 +262,14 @@ func hostMode(ctx context.Context, args []string, app fs.FS, env func(string) st
 	if !ok {
 		return errors.New("FUNCTIONS_CUSTOMHANDLER_PORT is not set: the Functions host sets it when it starts this handler")
 	}
-	parts, err := open(ctx, c, app, env, log)
+	opKey, _, err := operatorKey(env, false)
+	if err != nil {
+		return err
+	}
+	if opKey == "" {
+		return fmt.Errorf("%s is not set: set the app setting to a long random string (openssl rand -hex 32); the fleet endpoints authenticate with it", OperatorKeySetting)
+	}
+	parts, err := open(ctx, c, app, env, log, handlers.Config{OperatorKey: opKey})
 	if err != nil {
 		return err
 	}
@@ -254,25 +305,42 @@ func seed(ctx context.Context, args []string, env func(string) string, stdout io
 	return nil
 }
 
-func printBanner(w io.Writer, base, backendName string) {
+func printBanner(w io.Writer, base, backendName, opKey string, generated bool) {
 	fmt.Fprintf(w, `
 Drone delivery backend is running at %[1]s (%[2]s).
 Stop it with Ctrl-C.
 
+Sign up; the answer holds your API key, shown only this once:
+  curl -s -X POST %[1]s/api/accounts -H 'Content-Type: application/json' \
+    -d '{"name": "Fabrikam", "contactEmail": "ops@fabrikam.example"}'
+  KEY=dd_...   # the apiKey from the answer
+
 Request a delivery:
-  curl -si -X POST %[1]s/api/deliveryrequests -H 'Content-Type: application/json' -d '{
-    "ownerId": "fabrikam",
+  curl -si -X POST %[1]s/api/deliveryrequests -H "Authorization: Bearer $KEY" \
+    -H 'Content-Type: application/json' -d '{
     "pickupLocation": {"latitude": 47.6101, "longitude": -122.3421},
     "dropOffLocation": {"latitude": 47.6205, "longitude": -122.3493},
     "packageInfo": {"packageId": "pkg-1", "size": "Small", "weight": 1.2}
   }'
 
 Then, with the deliveryId from the answer:
-  curl -s %[1]s/api/deliveries/<deliveryId>/status
-  curl -s %[1]s/api/packages/pkg-1
-  curl -s '%[1]s/api/drones?status=Available&limit=5'
-
+  curl -s -H "Authorization: Bearer $KEY" %[1]s/api/deliveries/<deliveryId>/status
+  curl -s -H "Authorization: Bearer $KEY" %[1]s/api/packages/pkg-1
 `, base, backendName)
+	if opKey == "" {
+		fmt.Fprintf(w, "\nThe fleet endpoints (drones, telemetry) are closed: set %s to open them.\n\n", OperatorKeySetting)
+		return
+	}
+	how := "from " + OperatorKeySetting
+	if generated {
+		how = "generated for this run; set " + OperatorKeySetting + " to keep one across restarts"
+	}
+	fmt.Fprintf(w, `
+The operator key (%[2]s) opens the fleet endpoints:
+  OPERATOR_KEY=%[3]s
+  curl -s -H "Authorization: Bearer $OPERATOR_KEY" '%[1]s/api/drones?status=Available&limit=5'
+
+`, base, how, opKey)
 }
 
 func parseCenter(s string) (domain.Location, error) {

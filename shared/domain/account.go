@@ -6,24 +6,87 @@ import (
 	"time"
 )
 
-// Account is a business registered with the service.
+// Account is a business registered with the service. Its id is the owner
+// id of everything it creates.
 type Account struct {
 	ID            string    `json:"id"`
 	Name          string    `json:"name"`
 	ContactEmail  string    `json:"contactEmail"`
 	WebhookURL    string    `json:"webhookUrl,omitempty"`
 	WebhookSecret string    `json:"webhookSecret,omitempty"` // signs webhook bodies; shown once at sign-up
-	Keys          []APIKey  `json:"keys,omitempty"`
+	Keys          []KeyInfo `json:"keys,omitempty"`
 	CreatedAt     time.Time `json:"createdAt"`
 }
 
-// APIKey is one of an account's keys. Only a hash of the secret is kept;
-// the prefix identifies the key in lists and revocations.
-type APIKey struct {
+// KeyInfo is what an account records of each of its keys: enough to list
+// and count them, nothing that would authenticate.
+type KeyInfo struct {
 	Prefix    string     `json:"prefix"`
-	Hash      string     `json:"hash"`
 	CreatedAt time.Time  `json:"createdAt"`
 	RevokedAt *time.Time `json:"revokedAt,omitempty"`
+}
+
+// ActiveKeys counts the account's keys that are not revoked.
+func (a *Account) ActiveKeys() int {
+	n := 0
+	for _, k := range a.Keys {
+		if k.RevokedAt == nil {
+			n++
+		}
+	}
+	return n
+}
+
+// MaxActiveKeys bounds an account's unrevoked keys: enough to rotate and to
+// give each of a business's systems its own, few enough that the per-key
+// rate limit stays a per-account one within a small factor.
+const MaxActiveKeys = 10
+
+// APIKey is the stored form of one API key, kept under its prefix in a
+// collection of its own so that authenticating a request is one point
+// read. Only a SHA-256 hash of the key text is kept.
+type APIKey struct {
+	Prefix    string     `json:"prefix"`
+	AccountID string     `json:"accountId"`
+	Hash      string     `json:"hash"` // hex SHA-256 of the whole key text
+	CreatedAt time.Time  `json:"createdAt"`
+	RevokedAt *time.Time `json:"revokedAt,omitempty"`
+}
+
+// The shape of an API key's text: "dd_<prefix>_<secret>", both parts in
+// lowercase base32. The prefix is 80 random bits that name the key (enough
+// that two keys never share one); the secret, 160 random bits, is what
+// proves it.
+const (
+	APIKeyTag       = "dd_"
+	KeyPrefixLength = 16
+	KeySecretLength = 32
+)
+
+// SplitAPIKey returns the prefix of a key with the right shape, which is
+// all that can be told of a key before it is looked up.
+func SplitAPIKey(key string) (prefix string, ok bool) {
+	rest, ok := strings.CutPrefix(key, APIKeyTag)
+	if !ok || len(rest) != KeyPrefixLength+1+KeySecretLength || rest[KeyPrefixLength] != '_' {
+		return "", false
+	}
+	prefix, secret := rest[:KeyPrefixLength], rest[KeyPrefixLength+1:]
+	if !base32Lower(prefix) || !base32Lower(secret) {
+		return "", false
+	}
+	return prefix, true
+}
+
+// ValidKeyPrefix reports whether s could be the prefix of a key.
+func ValidKeyPrefix(s string) bool { return len(s) == KeyPrefixLength && base32Lower(s) }
+
+func base32Lower(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !(c >= 'a' && c <= 'z' || c >= '2' && c <= '7') {
+			return false
+		}
+	}
+	return true
 }
 
 // SignUp is a validated POST /api/accounts body.

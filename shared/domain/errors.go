@@ -8,7 +8,9 @@ import (
 // Error codes shared by every layer; transports map them to statuses.
 const (
 	EINVALID      = "invalid"      // the input is malformed or breaks a rule
-	ENOTFOUND     = "not_found"    // the addressed thing does not exist
+	EUNAUTHORIZED = "unauthorized" // no valid credential came with the request
+	EFORBIDDEN    = "forbidden"    // the credential is valid but may not do this
+	ENOTFOUND     = "not_found"    // the addressed thing does not exist, or is not the caller's
 	ECONFLICT     = "conflict"     // the request contradicts the current state
 	EPRECONDITION = "precondition" // an optimistic-concurrency check failed
 	EUNAVAILABLE  = "unavailable"  // a dependency failed; retrying may succeed
@@ -47,6 +49,17 @@ func Errorf(code, format string, args ...any) *Error {
 // Invalid reports a validation failure of one field.
 func Invalid(field, format string, args ...any) *Error {
 	return &Error{Code: EINVALID, Field: field, Message: fmt.Sprintf(format, args...)}
+}
+
+// Unauthorized reports a request without a valid credential. The message
+// never says which part of a presented key was wrong.
+func Unauthorized() *Error {
+	return &Error{Code: EUNAUTHORIZED, Field: "Authorization", Message: "must be Bearer and a valid API key"}
+}
+
+// Forbidden reports a valid caller asking for what it may not do.
+func Forbidden(field, format string, args ...any) *Error {
+	return &Error{Code: EFORBIDDEN, Field: field, Message: fmt.Sprintf(format, args...)}
 }
 
 // Unavailable wraps a transient failure of a dependency.

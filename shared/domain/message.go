@@ -46,6 +46,10 @@ func ParseEnvelope(body []byte) (*Envelope, error) {
 	if err := ValidID("deliveryId", e.DeliveryID); err != nil {
 		return nil, &Permanent{Err: err}
 	}
+	// The correlation id rides every log line and message after this one.
+	if err := ValidText("correlationId", e.CorrelationID, MaxIDLength); err != nil {
+		return nil, &Permanent{Err: err}
+	}
 	if e.Attempt < 0 {
 		return nil, &Permanent{Err: Invalid("attempt", "must not be negative")}
 	}
@@ -54,6 +58,10 @@ func ParseEnvelope(body []byte) (*Envelope, error) {
 	}
 	if e.Operation == OpNotify && e.NotificationID == "" {
 		return nil, &Permanent{Err: Invalid("notificationId", "is required for notify")}
+	}
+	// A notification id is its delivery's id and a ":n<sequence>" suffix.
+	if err := ValidText("notificationId", e.NotificationID, MaxIDLength+16); err != nil {
+		return nil, &Permanent{Err: err}
 	}
 	return &e, nil
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"math"
 	"strings"
@@ -58,7 +59,8 @@ type ParsedRequest struct {
 	Hash       string // identifies the request's content for idempotent retries
 }
 
-// ParseDeliveryRequest decodes and validates a POST /api/deliveryrequests body.
+// ParseDeliveryRequest decodes and validates a POST /api/deliveryrequests
+// body. ownerId is optional: the caller's account owns the delivery.
 func ParseDeliveryRequest(body []byte) (*ParsedRequest, error) {
 	var w deliveryRequestWire
 	if err := DecodeStrict(body, &w); err != nil {
@@ -72,13 +74,14 @@ func ParseDeliveryRequest(body []byte) (*ParsedRequest, error) {
 		}
 		p.DeliveryID = *w.DeliveryID
 	}
-	if w.OwnerID == nil || *w.OwnerID == "" {
-		return nil, Invalid("ownerId", "is required")
+	if w.OwnerID != nil && *w.OwnerID != "" {
+		// The owner is the authenticated account; a body may repeat it, and
+		// the handler refuses one that names somebody else.
+		if err := ValidText("ownerId", *w.OwnerID, MaxIDLength); err != nil {
+			return nil, err
+		}
+		r.OwnerID = *w.OwnerID
 	}
-	if err := ValidText("ownerId", *w.OwnerID, MaxIDLength); err != nil {
-		return nil, err
-	}
-	r.OwnerID = *w.OwnerID
 	var err error
 	if r.PickupLocation, err = parseLocation("pickupLocation", w.PickupLocation); err != nil {
 		return nil, err
@@ -118,6 +121,14 @@ func ParseDeliveryRequest(body []byte) (*ParsedRequest, error) {
 	}
 	p.Hash = hashJSON(&p.Request, p.DeliveryID)
 	return &p, nil
+}
+
+// SetOwner makes owner the request's owner and updates its hash, so that a
+// body that names its owner and one that leaves it to the API key are the
+// same request.
+func (p *ParsedRequest) SetOwner(owner string) {
+	p.Request.OwnerID = owner
+	p.Hash = hashJSON(&p.Request, p.DeliveryID)
 }
 
 // Defaults fills what the client left out, as of the moment of acceptance:
@@ -173,6 +184,14 @@ func ParseLocation(field string, raw json.RawMessage) (Location, error) {
 	return parseLocation(field, w)
 }
 
+// The times a client may give. Both bounds keep every time the service
+// derives from one (a default deadline hours later, an ETA) inside the years
+// 0000-9999 that RFC 3339, and so encoding/json, can represent.
+var (
+	MinTime = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
+	MaxTime = time.Date(3000, 1, 1, 0, 0, 0, 0, time.UTC)
+)
+
 func parseTime(field string, s *string) (time.Time, error) {
 	if s == nil || *s == "" {
 		return time.Time{}, nil
@@ -180,6 +199,14 @@ func parseTime(field string, s *string) (time.Time, error) {
 	t, err := time.Parse(time.RFC3339, *s)
 	if err != nil {
 		return time.Time{}, Invalid(field, "must be an RFC 3339 date-time such as 2026-11-26T15:04:05Z")
+	}
+	return inRange(field, t)
+}
+
+// inRange returns t in UTC when it lies in [MinTime, MaxTime).
+func inRange(field string, t time.Time) (time.Time, error) {
+	if t.Before(MinTime) || !t.Before(MaxTime) {
+		return time.Time{}, Invalid(field, "must be from %s up to %s", MinTime.Format(time.DateOnly), MaxTime.Format(time.DateOnly))
 	}
 	return t.UTC(), nil
 }
@@ -248,9 +275,23 @@ func ValidText(field, s string, max int) error {
 	return nil
 }
 
-// DecodeStrict decodes one JSON value into v, rejecting unknown fields and
-// trailing data, and reports type errors by the offending field's path.
+// MaxJSONDepth bounds how deeply a client's JSON may nest; no body of the
+// API nests more than four levels, so anything deeper is hostile.
+const MaxJSONDepth = 32
+
+// DecodeStrict decodes one JSON value into v, rejecting invalid UTF-8,
+// unknown fields, duplicate keys, nesting deeper than MaxJSONDepth and
+// trailing data, and reports each problem by the offending field's path.
 func DecodeStrict(body []byte, v any) error {
+	// encoding/json would quietly replace invalid UTF-8 with U+FFFD and let
+	// the last of two duplicate keys win, so a value could pass validation
+	// looking different from what the client, or a proxy before us, read.
+	if !utf8.Valid(body) {
+		return Invalid("body", "must be valid UTF-8")
+	}
+	if err := checkShape(body); err != nil {
+		return err
+	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
@@ -260,6 +301,85 @@ func DecodeStrict(body []byte, v any) error {
 		return Invalid("body", "must hold a single JSON value")
 	}
 	return nil
+}
+
+// checkShape walks the tokens of body once, before it is decoded, for what
+// the decoder does not refuse by itself: keys given twice in one object
+// (compared as the decoder matches them, without regard to case) and
+// nesting deeper than MaxJSONDepth.
+func checkShape(body []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber() // a number too large for float64 is the decoder's to report, by field
+	return walkValue(dec, "", 0)
+}
+
+func walkValue(dec *json.Decoder, path string, depth int) error {
+	tok, err := dec.Token()
+	if err != nil {
+		return decodeError(err)
+	}
+	delim, ok := tok.(json.Delim)
+	if !ok {
+		return nil
+	}
+	if depth >= MaxJSONDepth {
+		return Invalid(orBody(path), "nests deeper than %d levels", MaxJSONDepth)
+	}
+	switch delim {
+	case '{':
+		seen := map[string]bool{}
+		for dec.More() {
+			kt, err := dec.Token()
+			if err != nil {
+				return decodeError(err)
+			}
+			key, _ := kt.(string) // object keys are always strings
+			field := key
+			if path != "" {
+				field = path + "." + key
+			}
+			folded := foldKey(key)
+			if seen[folded] {
+				return Invalid(field, "is given more than once")
+			}
+			seen[folded] = true
+			if err := walkValue(dec, field, depth+1); err != nil {
+				return err
+			}
+		}
+	case '[':
+		for i := 0; dec.More(); i++ {
+			if err := walkValue(dec, fmt.Sprintf("%s[%d]", path, i), depth+1); err != nil {
+				return err
+			}
+		}
+	}
+	if _, err := dec.Token(); err != nil { // the closing delimiter
+		return decodeError(err)
+	}
+	return nil
+}
+
+func orBody(path string) string {
+	if path == "" {
+		return "body"
+	}
+	return path
+}
+
+// foldKey maps every spelling that encoding/json takes for the same field
+// name (it matches names with Unicode case folding, so "WEIGHT" and
+// "weight" are one field) to a single key.
+func foldKey(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		least := r
+		for f := unicode.SimpleFold(r); f != r; f = unicode.SimpleFold(f) {
+			least = min(least, f)
+		}
+		b.WriteRune(least)
+	}
+	return b.String()
 }
 
 func decodeError(err error) error {

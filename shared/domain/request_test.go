@@ -1,6 +1,7 @@
 package domain_test
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -65,8 +66,6 @@ func TestParseDeliveryRequestInvalid(t *testing.T) {
 		{"malformed JSON", `{"ownerId":`, "body"},
 		{"not an object", `[1,2]`, "body"},
 		{"trailing data", `{"ownerId":"o",` + base + `,` + pkg + `} {}`, "body"},
-		{"missing ownerId", `{` + base + `,` + pkg + `}`, "ownerId"},
-		{"empty ownerId", `{"ownerId":"",` + base + `,` + pkg + `}`, "ownerId"},
 		{"ownerId wrong type", `{"ownerId":5,` + base + `,` + pkg + `}`, "ownerId"},
 		{"ownerId control chars", `{"ownerId":"a\u0000b",` + base + `,` + pkg + `}`, "ownerId"},
 		{"unknown field", `{"ownerId":"o","color":"red",` + base + `,` + pkg + `}`, "color"},
@@ -89,6 +88,16 @@ func TestParseDeliveryRequestInvalid(t *testing.T) {
 		{"bad pickupTime", `{"ownerId":"o","pickupTime":"tomorrow",` + base + `,` + pkg + `}`, "pickupTime"},
 		{"deadline before pickup", `{"ownerId":"o","pickupTime":"2026-11-26T10:00:00Z","deadline":"2026-11-26T09:00:00Z",` + base + `,` + pkg + `}`, "deadline"},
 		{"unknown confirmation", `{"ownerId":"o","confirmationRequired":"Smell",` + base + `,` + pkg + `}`, "confirmationRequired"},
+		{"duplicate key", `{"ownerId":"o",` + base + `,` + pkg + `,"ownerId":"p"}`, "ownerId"},
+		{"duplicate key in another case", `{"ownerId":"o",` + base + `,` + pkg + `,"OWNERID":"p"}`, "OWNERID"},
+		{"duplicate nested key", `{` + base + `,"packageInfo":{"size":"Small","weight":1,"weight":900}}`, "packageInfo.weight"},
+		{"duplicate key with a folded letter", `{` + base + `,"packageInfo":{"size":"Small","weight":1,"ſize":"Large"}}`, "packageInfo.ſize"},
+		{"nesting", `{` + base + `,` + pkg + `,"tag":` + strings.Repeat("[", 40) + strings.Repeat("]", 40) + `}`, "tag" + strings.Repeat("[0]", domain.MaxJSONDepth-1)},
+		{"invalid UTF-8", "{\"packageInfo\":{\"size\":\"Small\",\"weight\":1,\"tag\":\"\xff\"}," + base + "}", "body"},
+		{"number beyond float64", `{` + base + `,"packageInfo":{"size":"Small","weight":1e400}}`, "packageInfo.weight"},
+		{"pickupTime before 2000", `{"pickupTime":"1999-12-31T23:59:59Z",` + base + `,` + pkg + `}`, "pickupTime"},
+		{"pickupTime in year 9999", `{"pickupTime":"9999-12-31T23:00:00Z",` + base + `,` + pkg + `}`, "pickupTime"},
+		{"deadline past year 9999 in UTC", `{"pickupTime":"2026-11-26T10:00:00Z","deadline":"9999-12-31T23:00:00-14:00",` + base + `,` + pkg + `}`, "deadline"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -99,6 +108,21 @@ func TestParseDeliveryRequestInvalid(t *testing.T) {
 			assert.Equal(t, tc.field, domain.ErrorField(err), "error: %v", err)
 		})
 	}
+}
+
+func TestOwnerIsOptionalAndPartOfTheHash(t *testing.T) {
+	t.Parallel()
+	body := `{"pickupLocation":{"latitude":1,"longitude":2},"dropOffLocation":{"latitude":3,"longitude":4},"packageInfo":{"size":"Small","weight":1}}`
+	anon, err := domain.ParseDeliveryRequest([]byte(body))
+	require.NoError(t, err)
+	assert.Empty(t, anon.Request.OwnerID)
+	named, err := domain.ParseDeliveryRequest([]byte(`{"ownerId":"acct-1",` + body[1:]))
+	require.NoError(t, err)
+	assert.Equal(t, "acct-1", named.Request.OwnerID)
+	anon.SetOwner("acct-1")
+	assert.Equal(t, named.Hash, anon.Hash, "naming the owner or leaving it to the key is the same request")
+	anon.SetOwner("acct-2")
+	assert.NotEqual(t, named.Hash, anon.Hash, "another owner's request differs")
 }
 
 func TestDefaults(t *testing.T) {

@@ -73,5 +73,8 @@ func telemetryReport(droneID, field string, loc json.RawMessage, battery *float6
 	if err != nil {
 		return nil, Invalid(field+"timestamp", "must be an RFC 3339 date-time")
 	}
-	return &Telemetry{DroneID: droneID, Location: l, BatteryPercent: *battery, Timestamp: t.UTC()}, nil
+	if t, err = inRange(field+"timestamp", t); err != nil {
+		return nil, err
+	}
+	return &Telemetry{DroneID: droneID, Location: l, BatteryPercent: *battery, Timestamp: t}, nil
 }

@@ -50,6 +50,10 @@ type Packages = Collection[domain.Package]
 // Accounts stores business accounts, keyed by account id.
 type Accounts = Collection[domain.Account]
 
+// APIKeys stores the hashed API keys, keyed by key prefix, so that
+// authenticating a request is one point read.
+type APIKeys = Collection[domain.APIKey]
+
 // Fleet stores drones and finds the nearest available ones.
 type Fleet interface {
 	Collection[domain.Drone]
@@ -139,4 +143,5 @@ type Store struct {
 	Packages   Packages
 	Fleet      Fleet
 	Accounts   Accounts
+	APIKeys    APIKeys
 }

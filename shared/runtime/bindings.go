@@ -100,6 +100,14 @@ func (r Registry) Check(fns []FunctionConfig) error {
 			if h.HTTP == nil {
 				return fmt.Errorf("function %s is HTTP-triggered but its handler is not", fc.Name)
 			}
+			// The host's default authLevel is function.
+			anonymous := strings.EqualFold(trigger.AuthLevel, "anonymous")
+			if h.Public && !anonymous {
+				return fmt.Errorf("function %s is public but its function.json has authLevel %q: callers would need the platform's key; set anonymous", fc.Name, trigger.AuthLevel)
+			}
+			if !h.Public && anonymous {
+				return fmt.Errorf("function %s needs an API key but its function.json has authLevel anonymous; set function so the platform's key guards it too", fc.Name)
+			}
 		case "serviceBusTrigger":
 			if h.Queue == nil {
 				return fmt.Errorf("function %s is queue-triggered but its handler is not", fc.Name)

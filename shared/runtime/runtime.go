@@ -44,6 +44,11 @@ type QueueFunc func(ctx context.Context, msg *ports.Delivered) ([]ports.Message,
 type Function struct {
 	HTTP  HTTPFunc
 	Queue QueueFunc
+	// Public says an HTTP function answers callers without an API key. Its
+	// function.json must then say authLevel anonymous, and every other HTTP
+	// function's must not, so the platform's key guards exactly the
+	// functions the API key guards (Registry.Check holds them together).
+	Public bool
 }
 
 // Registry maps a function's name (its folder under functions/) to its handler.

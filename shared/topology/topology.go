@@ -44,6 +44,7 @@ const (
 	ContainerPackages   = "packages"
 	ContainerDrones     = "drones"
 	ContainerAccounts   = "accounts"
+	ContainerAPIKeys    = "apikeys" // keyed by key prefix: authentication is a point read
 )
 
 // Queue is one Service Bus queue as topology.json declares it; the durations

@@ -51,6 +51,7 @@ type Store struct {
 	deliveries deliveries
 	packages   *collection[domain.Package]
 	accounts   *collection[domain.Account]
+	apiKeys    *collection[domain.APIKey]
 	fleet      *fleet
 
 	stop      context.CancelFunc
@@ -73,7 +74,7 @@ func Open(ctx context.Context, client *azcosmos.Client, database string, opts Op
 		return nil, fmt.Errorf("open cosmos database %s: %w", database, err)
 	}
 	containers := map[string]*azcosmos.ContainerClient{}
-	for _, name := range []string{topology.ContainerDeliveries, topology.ContainerPackages, topology.ContainerDrones, topology.ContainerAccounts} {
+	for _, name := range []string{topology.ContainerDeliveries, topology.ContainerPackages, topology.ContainerDrones, topology.ContainerAccounts, topology.ContainerAPIKeys} {
 		i := slices.IndexFunc(topology.Containers, func(c topology.Container) bool { return c.Name == name })
 		if i < 0 {
 			return nil, fmt.Errorf("open cosmos store: topology lists no container %s", name)
@@ -91,6 +92,7 @@ func Open(ctx context.Context, client *azcosmos.Client, database string, opts Op
 		deliveries: deliveries{newCollection[domain.Delivery](containers[topology.ContainerDeliveries], topology.ContainerDeliveries)},
 		packages:   newCollection[domain.Package](containers[topology.ContainerPackages], topology.ContainerPackages),
 		accounts:   newCollection[domain.Account](containers[topology.ContainerAccounts], topology.ContainerAccounts),
+		apiKeys:    newCollection[domain.APIKey](containers[topology.ContainerAPIKeys], topology.ContainerAPIKeys),
 		fleet:      newFleet(containers[topology.ContainerDrones], opts.Logger),
 		done:       make(chan struct{}),
 	}
@@ -108,7 +110,7 @@ func Open(ctx context.Context, client *azcosmos.Client, database string, opts Op
 
 // Store returns the collections as the ports the handlers use.
 func (s *Store) Store() ports.Store {
-	return ports.Store{Deliveries: s.deliveries, Packages: s.packages, Fleet: s.fleet, Accounts: s.accounts}
+	return ports.Store{Deliveries: s.deliveries, Packages: s.packages, Fleet: s.fleet, Accounts: s.accounts, APIKeys: s.apiKeys}
 }
 
 // Close stops the index refresh and waits for it; the client stays open

@@ -137,6 +137,7 @@ func Open(path string, opts Options) (*DB, error) {
 		Packages:   &collection[domain.Package]{db: db, name: topology.ContainerPackages},
 		Fleet:      db.fleet,
 		Accounts:   &collection[domain.Account]{db: db, name: topology.ContainerAccounts},
+		APIKeys:    &collection[domain.APIKey]{db: db, name: topology.ContainerAPIKeys},
 	}
 	db.bus = newBus(db)
 	return db, nil

@@ -84,6 +84,48 @@ func droneKind() kind[domain.Drone] {
 	}
 }
 
+func accountKind() kind[domain.Account] {
+	return kind[domain.Account]{
+		name: "Accounts",
+		coll: func(s ports.Store) ports.Collection[domain.Account] { return s.Accounts },
+		make: func(id string) *domain.Account {
+			revoked := at.Add(time.Hour)
+			return &domain.Account{ID: id, Name: "Contoso ✈", ContactEmail: "ops@contoso.example", WebhookURL: "https://contoso.example/hook",
+				WebhookSecret: "whsec_x", CreatedAt: at, Keys: []domain.KeyInfo{
+					{Prefix: "aaaaaaaaaaaaaaaa", CreatedAt: at, RevokedAt: &revoked}, {Prefix: "bbbbbbbbbbbbbbbb", CreatedAt: at}}}
+		},
+		bump: func(a *domain.Account) {
+			a.Keys = append(a.Keys, domain.KeyInfo{Prefix: "cccccccccccccccc", CreatedAt: at})
+		},
+		count: func(a *domain.Account) int { return len(a.Keys) - 2 },
+	}
+}
+
+// apiKeyKind stores key documents, which carry no id field of their own:
+// the adapter must keep them under the prefix it is given.
+func apiKeyKind() kind[domain.APIKey] {
+	return kind[domain.APIKey]{
+		name: "APIKeys",
+		coll: func(s ports.Store) ports.Collection[domain.APIKey] { return s.APIKeys },
+		make: func(id string) *domain.APIKey {
+			return &domain.APIKey{Prefix: id, AccountID: "acct-" + id, Hash: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08", CreatedAt: at}
+		},
+		bump: func(k *domain.APIKey) {
+			t := at
+			if k.RevokedAt != nil {
+				t = k.RevokedAt.Add(time.Second)
+			}
+			k.RevokedAt = &t
+		},
+		count: func(k *domain.APIKey) int {
+			if k.RevokedAt == nil {
+				return 0
+			}
+			return int(k.RevokedAt.Sub(at)/time.Second) + 1
+		},
+	}
+}
+
 // Collections checks the document semantics of every collection of a store:
 // create, find, optimistic update with its skip and error paths, upsert,
 // and that concurrent updates lose nothing. open may return one shared
@@ -92,6 +134,8 @@ func Collections(t *testing.T, open func(t *testing.T) ports.Store) {
 	t.Run("Deliveries", func(t *testing.T) { collectionTests(t, open, deliveryKind()) })
 	t.Run("Packages", func(t *testing.T) { collectionTests(t, open, packageKind()) })
 	t.Run("Fleet", func(t *testing.T) { collectionTests(t, open, droneKind()) })
+	t.Run("Accounts", func(t *testing.T) { collectionTests(t, open, accountKind()) })
+	t.Run("APIKeys", func(t *testing.T) { collectionTests(t, open, apiKeyKind()) })
 }
 
 func collectionTests[T any](t *testing.T, open func(t *testing.T) ports.Store, k kind[T]) {

@@ -1,0 +1,237 @@
+package handlers
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"mime"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/fabrikam/dronedelivery/shared/domain"
+	"github.com/fabrikam/dronedelivery/shared/obs"
+	"github.com/fabrikam/dronedelivery/shared/runtime"
+)
+
+// access is who may call a function.
+type access int
+
+const (
+	// anyone: health, sign-up, and the tracking page and feed, which the
+	// unguessable tracking id guards.
+	anyone access = iota
+	// business: an account's API key; the account owns what it creates and
+	// sees nothing of other accounts.
+	business
+	// operator: the operator key, for the fleet (drones and telemetry).
+	operator
+	// businessOrOperator: reading one delivery, which its business owns and
+	// the operator's drones fly.
+	businessOrOperator
+)
+
+// principal is who a request acts for, once authenticated.
+type principal struct {
+	accountID string // the account whose key was presented; "" for the operator
+	keyPrefix string
+	operator  bool
+}
+
+type principalKey struct{}
+
+func withPrincipal(ctx context.Context, p principal) context.Context {
+	return context.WithValue(ctx, principalKey{}, p)
+}
+
+// callerAccount returns the account a business request acts for. A handler
+// reached without authentication, which only a wiring mistake can cause,
+// fails closed.
+func callerAccount(ctx context.Context) (string, error) {
+	p, ok := ctx.Value(principalKey{}).(principal)
+	if !ok || p.accountID == "" {
+		return "", domain.Unauthorized()
+	}
+	return p.accountID, nil
+}
+
+// callerIsOperator reports whether the request came with the operator key.
+func callerIsOperator(ctx context.Context) bool {
+	p, ok := ctx.Value(principalKey{}).(principal)
+	return ok && p.operator
+}
+
+// guard wraps a function with what every entry point checks before the
+// handler runs: the caller's credential (401 without a valid one, 403 with
+// one that may not call this function) and then, for a request with a
+// body, its media type (415). Being part of the registry, it runs the same
+// under every runtime.
+func (h *Handlers) guard(a access, fn runtime.HTTPFunc) runtime.HTTPFunc {
+	return func(ctx context.Context, req *runtime.Request) *runtime.Response {
+		if a != anyone {
+			p, err := h.authenticate(ctx, req.Header.Get("Authorization"))
+			if err != nil {
+				return h.errorResponse(ctx, err)
+			}
+			switch {
+			case a == business && p.operator:
+				return h.errorResponse(ctx, domain.Forbidden("Authorization", "is the operator key; this endpoint needs a business's API key"))
+			case a == operator && !p.operator:
+				return h.errorResponse(ctx, domain.Forbidden("Authorization", "is a business's API key; this endpoint needs the operator key"))
+			}
+			ctx = withPrincipal(ctx, p)
+			if p.accountID != "" {
+				ctx = obs.With(ctx, "accountId", p.accountID)
+			}
+		}
+		if resp := checkContentType(req); resp != nil {
+			return resp
+		}
+		return fn(ctx, req)
+	}
+}
+
+// checkContentType refuses a body that does not say it is JSON: every body
+// the API takes is JSON, and a form or text post is a client mistake or a
+// cross-site request trying its luck.
+func checkContentType(req *runtime.Request) *runtime.Response {
+	if len(req.Body) == 0 {
+		return nil
+	}
+	ct := req.Header.Get("Content-Type")
+	mt, params, err := mime.ParseMediaType(ct)
+	if err == nil && mt == "application/json" {
+		cs, ok := params["charset"]
+		if !ok || strings.EqualFold(cs, "utf-8") {
+			return nil
+		}
+	}
+	resp := runtime.Problem(http.StatusUnsupportedMediaType, "Content-Type", "must be application/json (charset utf-8, if given)")
+	resp.Header.Set("Accept", "application/json")
+	return resp
+}
+
+// authenticate resolves a bearer credential: an account's API key, looked
+// up by its prefix with one point read (or none, when cached), or the
+// operator key. Every failure is the same 401, so a caller learns nothing
+// about which part of a guessed key was right.
+func (h *Handlers) authenticate(ctx context.Context, header string) (principal, error) {
+	scheme, token, ok := strings.Cut(header, " ")
+	token = strings.TrimSpace(token)
+	if !ok || !strings.EqualFold(scheme, "Bearer") || token == "" {
+		return principal{}, domain.Unauthorized()
+	}
+	if prefix, ok := domain.SplitAPIKey(token); ok {
+		k, err := h.findKey(ctx, prefix)
+		if err != nil {
+			return principal{}, err
+		}
+		sum := sha256.Sum256([]byte(token))
+		if k == nil || k.RevokedAt != nil || !equalHex(k.Hash, sum[:]) {
+			return principal{}, domain.Unauthorized()
+		}
+		return principal{accountID: k.AccountID, keyPrefix: prefix}, nil
+	}
+	if h.operatorHash != nil {
+		// Comparing hashes keeps the comparison constant-time whatever the
+		// length of what was presented.
+		sum := sha256.Sum256([]byte(token))
+		if subtle.ConstantTimeCompare(sum[:], h.operatorHash) == 1 {
+			return principal{operator: true}, nil
+		}
+	}
+	return principal{}, domain.Unauthorized()
+}
+
+func equalHex(stored string, sum []byte) bool {
+	want, err := hex.DecodeString(stored)
+	return err == nil && subtle.ConstantTimeCompare(want, sum) == 1
+}
+
+// findKey returns the key stored under prefix, or nil when there is none.
+func (h *Handlers) findKey(ctx context.Context, prefix string) (*domain.APIKey, error) {
+	now := h.clock.Now()
+	if k, ok := h.keys.get(prefix, now); ok {
+		return k, nil
+	}
+	k, err := h.store.APIKeys.Find(ctx, prefix)
+	if domain.IsCode(err, domain.ENOTFOUND) {
+		k, err = nil, nil
+	}
+	if err != nil {
+		return nil, domain.Unavailable(err, "the API key could not be checked; retry")
+	}
+	h.keys.put(prefix, k, now)
+	return k, nil
+}
+
+// keyCache remembers looked-up keys for a short time, so a busy client
+// costs one store read per TTL rather than one per request. Revoking a key
+// through this process drops it at once; another process notices within
+// the TTL. Absent keys are remembered too, so guessing at prefixes costs
+// the store nothing extra; a key is new only when issued, and issuing
+// drops its prefix here.
+type keyCache struct {
+	mu  sync.Mutex
+	ttl time.Duration
+	max int
+	m   map[string]cachedKey
+}
+
+type cachedKey struct {
+	key     *domain.APIKey // nil: no such key
+	expires time.Time
+}
+
+func newKeyCache(ttl time.Duration, max int) *keyCache {
+	return &keyCache{ttl: ttl, max: max, m: map[string]cachedKey{}}
+}
+
+func (c *keyCache) get(prefix string, now time.Time) (*domain.APIKey, bool) {
+	if c.ttl <= 0 {
+		return nil, false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.m[prefix]
+	if !ok || !now.Before(e.expires) {
+		return nil, false
+	}
+	if e.key == nil {
+		return nil, true
+	}
+	k := *e.key
+	return &k, true
+}
+
+func (c *keyCache) put(prefix string, k *domain.APIKey, now time.Time) {
+	if c.ttl <= 0 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.m) >= c.max {
+		for p, e := range c.m {
+			if !now.Before(e.expires) {
+				delete(c.m, p)
+			}
+		}
+		// Still full of live entries: drop some at random (map order), which
+		// costs their owners one read each and bounds the memory.
+		for p := range c.m {
+			if len(c.m) < c.max*9/10 {
+				break
+			}
+			delete(c.m, p)
+		}
+	}
+	c.m[prefix] = cachedKey{key: k, expires: now.Add(c.ttl)}
+}
+
+func (c *keyCache) forget(prefix string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.m, prefix)
+}

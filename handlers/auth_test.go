@@ -1,0 +1,290 @@
+package handlers_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/fabrikam/dronedelivery/handlers"
+	"github.com/fabrikam/dronedelivery/shared/adapters/sys"
+	"github.com/fabrikam/dronedelivery/shared/domain"
+	"github.com/fabrikam/dronedelivery/shared/runtime"
+)
+
+func problemOf(t *testing.T, resp *runtime.Response) runtime.ProblemDetails {
+	t.Helper()
+	assert.Equal(t, "application/problem+json", resp.Header.Get("Content-Type"))
+	var p runtime.ProblemDetails
+	require.NoError(t, json.Unmarshal(resp.Body, &p), string(resp.Body))
+	return p
+}
+
+func TestEveryBusinessAndFleetFunctionNeedsItsKey(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	wellFormedUnknown := domain.APIKeyTag + strings.Repeat("a", domain.KeyPrefixLength) + "_" + strings.Repeat("b", domain.KeySecretLength)
+	// The fixture's key with its secret changed: the prefix exists.
+	prefix, _ := domain.SplitAPIKey(f.key)
+	wrongSecret := domain.APIKeyTag + prefix + "_" + strings.Repeat("c", domain.KeySecretLength)
+	for name, fn := range f.reg {
+		if fn.HTTP == nil || fn.Public {
+			continue
+		}
+		for _, header := range []string{"", "Basic " + f.key, "Bearer", "Bearer ", "bearer nonsense", "Bearer " + wellFormedUnknown, "Bearer " + wrongSecret, "Bearer " + operatorKey + "x"} {
+			req := &runtime.Request{Method: "GET", Params: map[string]string{"id": "x"}, Header: http.Header{}}
+			if header != "" {
+				req.Header.Set("Authorization", header)
+			}
+			resp := runtime.Call(context.Background(), fn.HTTP, req)
+			require.Equal(t, http.StatusUnauthorized, resp.Status, "%s with %q: %s", name, header, resp.Body)
+			assert.Equal(t, "Authorization", problemOf(t, resp).Field, name)
+			assert.Contains(t, resp.Header.Get("WWW-Authenticate"), "Bearer", name)
+		}
+	}
+	fleetFns := []string{"PutDrone", "GetDrone", "ListDrones", "PostTelemetry"}
+	for _, name := range fleetFns {
+		resp := f.biz(name, &runtime.Request{Method: "GET", Params: map[string]string{"id": "x"}})
+		assert.Equal(t, http.StatusForbidden, resp.Status, "%s with a business key", name)
+	}
+	for _, name := range []string{"IngestDelivery", "GetPackage", "CancelDelivery", "GetHistory", "GetDeliveriesSummary", "CreateApiKey"} {
+		resp := f.fleet(name, &runtime.Request{Method: "GET", Params: map[string]string{"id": "x"}})
+		assert.Equal(t, http.StatusForbidden, resp.Status, "%s with the operator key", name)
+	}
+	// The operator's drones fly any delivery, so it may read one.
+	f.putDrone(t, domain.Drone{ID: "op", Location: at(0.001, 0)})
+	f.scheduled(t, "flown", at(0, 0), at(0.01, 0))
+	assert.Equal(t, http.StatusOK, f.fleet("GetDelivery", &runtime.Request{Method: "GET", Params: map[string]string{"id": "flown"}}).Status)
+	assert.Equal(t, http.StatusOK, f.fleet("GetDeliveryStatus", &runtime.Request{Method: "GET", Params: map[string]string{"id": "flown"}}).Status)
+}
+
+func TestNoOperatorKeyClosesTheFleet(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	h := handlers.New(handlers.Deps{Store: f.store, Bus: f.bus, Clock: f.clock, IDs: sys.IDs{}, Log: slog.New(slog.DiscardHandler)})
+	for _, token := range []string{"", " ", operatorKey} {
+		req := &runtime.Request{Method: "GET", Header: http.Header{"Authorization": {"Bearer " + token}}}
+		assert.Equal(t, http.StatusUnauthorized, runtime.Call(context.Background(), h.Registry()["ListDrones"].HTTP, req).Status, "%q", token)
+	}
+}
+
+func TestContentTypeIsChecked(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	body := requestBody("ct", at(0, 0), at(0.01, 0), "Small", 1)
+	for _, ct := range []string{"text/plain", "application/x-www-form-urlencoded", "application/json; charset=latin1", "application/jsonx", "json", ";;"} {
+		resp := f.biz("IngestDelivery", &runtime.Request{Method: "POST", Header: http.Header{"Content-Type": {ct}}, Body: body})
+		require.Equal(t, http.StatusUnsupportedMediaType, resp.Status, ct)
+		assert.Equal(t, "Content-Type", problemOf(t, resp).Field)
+	}
+	req := &runtime.Request{Method: "POST", Header: http.Header{}, Body: body}
+	req.Header.Set("Authorization", "Bearer "+f.key)
+	resp := runtime.Call(context.Background(), f.reg["IngestDelivery"].HTTP, req)
+	assert.Equal(t, http.StatusUnsupportedMediaType, resp.Status, "a body without a Content-Type")
+	_, err := f.store.Deliveries.Find(context.Background(), "ct")
+	assert.True(t, domain.IsCode(err, domain.ENOTFOUND), "nothing stored")
+
+	resp = f.biz("IngestDelivery", &runtime.Request{Method: "POST", Header: http.Header{"Content-Type": {"Application/JSON; Charset=UTF-8"}}, Body: body})
+	assert.Equal(t, http.StatusAccepted, resp.Status, string(resp.Body))
+	resp = f.call("Healthz", "", &runtime.Request{Method: "GET", Header: http.Header{"Content-Type": {"text/plain"}}})
+	assert.Equal(t, http.StatusOK, resp.Status, "no body, no media type to check")
+}
+
+func TestOwnerComesFromTheKey(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	other, _ := f.signUp(t, `{"name":"Contoso","contactEmail":"ops@contoso.example"}`)
+	with := func(owner string) []byte {
+		var m map[string]any
+		require.NoError(t, json.Unmarshal(requestBody("own-1", at(0, 0), at(0.01, 0), "Small", 1), &m))
+		m["ownerId"] = owner
+		b, _ := json.Marshal(m)
+		return b
+	}
+	resp := f.biz("IngestDelivery", &runtime.Request{Method: "POST", Body: with(other)})
+	require.Equal(t, http.StatusForbidden, resp.Status)
+	assert.Equal(t, "ownerId", problemOf(t, resp).Field)
+	_, err := f.store.Deliveries.Find(context.Background(), "own-1")
+	assert.True(t, domain.IsCode(err, domain.ENOTFOUND), "nothing stored")
+
+	first := f.biz("IngestDelivery", &runtime.Request{Method: "POST", Body: with(f.acct)})
+	require.Equal(t, http.StatusAccepted, first.Status, string(first.Body))
+	assert.Equal(t, f.acct, f.delivery(t, "own-1").OwnerID)
+	again := f.ingest(t, requestBody("own-1", at(0, 0), at(0.01, 0), "Small", 1))
+	assert.Equal(t, http.StatusAccepted, again.Status, "naming the owner or not is the same request")
+	assert.JSONEq(t, string(first.Body), string(again.Body))
+}
+
+func TestAccountsSeeOnlyTheirOwn(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	f.putDrone(t, domain.Drone{ID: "iso", Location: at(0.001, 0)})
+	f.scheduled(t, "mine", at(0, 0), at(0.01, 0))
+	_, intruder := f.signUp(t, `{"name":"Mallory","contactEmail":"m@mallory.example"}`)
+	ctx := context.Background()
+	before := f.snapshot(t, []string{"mine"}, []string{"iso"})
+
+	as := func(key, name, method, id, body string) *runtime.Response {
+		req := &runtime.Request{Method: method, Params: map[string]string{"id": id}}
+		if body != "" {
+			req.Body = []byte(body)
+		}
+		return f.call(name, key, req)
+	}
+	calls := []struct{ name, method, id, body string }{
+		{"GetDelivery", "GET", "", ""},
+		{"GetDeliveryStatus", "GET", "", ""},
+		{"GetHistory", "GET", "", ""},
+		{"GetNotifications", "GET", "", ""},
+		{"GetPackage", "GET", "pkg-", ""},
+		{"CancelDelivery", "DELETE", "", ""},
+		{"RescheduleDelivery", "PATCH", "", `{"pickupTime":"2030-01-01T00:00:00Z"}`},
+		{"PostNotifyMeRequest", "POST", "", `{"emailAddress":"m@mallory.example"}`},
+		{"PostConfirmation", "POST", "", `{"dateTime":"2026-11-26T10:00:00Z","geoCoordinates":{"latitude":47.61,"longitude":-122.33},"confirmationType":"None"}`},
+	}
+	for _, c := range calls {
+		theirs := as(intruder, c.name, c.method, c.id+"mine", c.body)
+		missing := as(intruder, c.name, c.method, c.id+"nothing-here", c.body)
+		require.Equal(t, http.StatusNotFound, theirs.Status, "%s of another account's delivery: %s", c.name, theirs.Body)
+		// Indistinguishable: the same answer, bar the id it names.
+		assert.Equal(t, strings.ReplaceAll(string(missing.Body), "nothing-here", "mine"), string(theirs.Body), c.name)
+		assert.Equal(t, missing.Header, theirs.Header, c.name)
+	}
+	assert.Equal(t, before, f.snapshot(t, []string{"mine"}, []string{"iso"}), "another account changed nothing")
+	d := f.delivery(t, "mine")
+	assert.Empty(t, d.NotifyMe)
+	assert.Nil(t, d.Confirmation)
+
+	// A delivery id is one space for all accounts: reusing another's id is
+	// a conflict that shows nothing of the delivery.
+	resp := f.call("IngestDelivery", intruder, &runtime.Request{Method: "POST", Body: requestBody("mine", at(0, 0), at(0.01, 0), "Small", 1)})
+	assert.Equal(t, http.StatusConflict, resp.Status)
+	assert.NotContains(t, string(resp.Body), f.acct)
+	assert.Equal(t, before, f.snapshot(t, []string{"mine"}, []string{"iso"}))
+
+	// The owner still reaches everything.
+	for _, c := range calls[:5] {
+		assert.Equal(t, http.StatusOK, f.biz(c.name, &runtime.Request{Method: c.method, Params: map[string]string{"id": c.id + "mine"}}).Status, c.name)
+	}
+	_, err := f.store.Deliveries.Find(ctx, "mine")
+	require.NoError(t, err)
+}
+
+func TestKeysAreIssuedAndRevoked(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	issue := func(key, acct string) *runtime.Response {
+		return f.call("CreateApiKey", key, &runtime.Request{Method: "POST", Params: map[string]string{"id": acct}})
+	}
+	revoke := func(key, acct, prefix string) *runtime.Response {
+		return f.call("RevokeApiKey", key, &runtime.Request{Method: "DELETE", Params: map[string]string{"id": acct, "prefix": prefix}})
+	}
+	works := func(key string) bool {
+		return f.call("GetDeliveriesSummary", key, &runtime.Request{Method: "GET"}).Status == http.StatusOK
+	}
+	first, _ := domain.SplitAPIKey(f.key)
+
+	resp := issue(f.key, f.acct)
+	require.Equal(t, http.StatusCreated, resp.Status, string(resp.Body))
+	var second struct{ Prefix, APIKey string }
+	require.NoError(t, json.Unmarshal(resp.Body, &second))
+	p, ok := domain.SplitAPIKey(second.APIKey)
+	require.True(t, ok, second.APIKey)
+	assert.Equal(t, second.Prefix, p)
+	assert.True(t, works(f.key))
+	assert.True(t, works(second.APIKey))
+
+	// The key just used, revoked with the other, stops working at once.
+	require.True(t, works(f.key)) // cached now
+	require.Equal(t, http.StatusNoContent, revoke(second.APIKey, f.acct, first).Status)
+	assert.False(t, works(f.key), "a revoked key is refused")
+	assert.Equal(t, http.StatusNoContent, revoke(second.APIKey, f.acct, first).Status, "revoking again is a no-op")
+	stored, err := f.store.APIKeys.Find(context.Background(), first)
+	require.NoError(t, err)
+	assert.NotNil(t, stored.RevokedAt)
+
+	resp = revoke(second.APIKey, f.acct, second.Prefix)
+	assert.Equal(t, http.StatusConflict, resp.Status, "the last active key stays")
+	assert.True(t, works(second.APIKey))
+
+	// Another account's key or account is not there for this one.
+	otherAcct, otherKey := f.signUp(t, `{"name":"Contoso","contactEmail":"ops@contoso.example"}`)
+	otherPrefix, _ := domain.SplitAPIKey(otherKey)
+	assert.Equal(t, http.StatusNotFound, revoke(second.APIKey, f.acct, otherPrefix).Status)
+	assert.Equal(t, http.StatusNotFound, revoke(second.APIKey, otherAcct, otherPrefix).Status)
+	assert.Equal(t, http.StatusNotFound, issue(second.APIKey, otherAcct).Status)
+	assert.True(t, works(otherKey))
+	assert.Equal(t, http.StatusBadRequest, revoke(second.APIKey, f.acct, "../x").Status)
+	assert.Equal(t, http.StatusBadRequest, f.call("CreateApiKey", second.APIKey, &runtime.Request{Method: "POST",
+		Params: map[string]string{"id": f.acct}, Body: []byte(`{"name":"x"}`)}).Status, "the body, if any, is empty")
+
+	// At most MaxActiveKeys.
+	for i := 1; i < domain.MaxActiveKeys; i++ {
+		require.Equal(t, http.StatusCreated, issue(second.APIKey, f.acct).Status, "key %d", i+1)
+	}
+	assert.Equal(t, http.StatusConflict, issue(second.APIKey, f.acct).Status)
+	acct, err := f.store.Accounts.Find(context.Background(), f.acct)
+	require.NoError(t, err)
+	assert.Equal(t, domain.MaxActiveKeys, acct.ActiveKeys())
+	assert.Len(t, acct.Keys, domain.MaxActiveKeys+1)
+}
+
+// A key revoked through one process keeps working in another only until
+// that process's cache entry expires.
+func TestRevocationReachesOtherProcessesWithinTheCacheTTL(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ttl := 10 * time.Second
+	other := handlers.New(handlers.Deps{Store: f.store, Bus: f.bus, Clock: f.clock, IDs: sys.IDs{}, Log: slog.New(slog.DiscardHandler),
+		Config: handlers.Config{KeyCacheTTL: ttl}})
+	summary := func(reg runtime.Registry, key string) int {
+		req := &runtime.Request{Method: "GET", Header: http.Header{"Authorization": {"Bearer " + key}}}
+		return runtime.Call(context.Background(), reg["GetDeliveriesSummary"].HTTP, req).Status
+	}
+	resp := f.biz("CreateApiKey", &runtime.Request{Method: "POST", Params: map[string]string{"id": f.acct}})
+	require.Equal(t, http.StatusCreated, resp.Status)
+	var spare struct{ APIKey string }
+	require.NoError(t, json.Unmarshal(resp.Body, &spare))
+	reg := other.Registry()
+	require.Equal(t, http.StatusOK, summary(reg, f.key))
+
+	prefix, _ := domain.SplitAPIKey(f.key)
+	require.Equal(t, http.StatusNoContent, f.call("RevokeApiKey", spare.APIKey, &runtime.Request{Method: "DELETE",
+		Params: map[string]string{"id": f.acct, "prefix": prefix}}).Status)
+	assert.Equal(t, http.StatusOK, summary(reg, f.key), "still cached in the other process")
+	f.clock.Advance(ttl)
+	assert.Equal(t, http.StatusUnauthorized, summary(reg, f.key), "refused once the entry expires")
+}
+
+func TestSignUpValidates(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	for field, body := range map[string]string{
+		"name":         `{"contactEmail":"a@b.example"}`,
+		"contactEmail": `{"name":"A","contactEmail":"not-an-address"}`,
+		"webhookUrl":   `{"name":"A","contactEmail":"a@b.example","webhookUrl":"ftp://x.example"}`,
+		"admin":        `{"name":"A","contactEmail":"a@b.example","admin":true}`,
+		"body":         `{"name":"A","contactEmail":"a@b.example"} {}`,
+	} {
+		resp := f.call("CreateAccount", "", &runtime.Request{Method: "POST", Body: []byte(body)})
+		require.Equal(t, http.StatusBadRequest, resp.Status, field)
+		assert.Equal(t, field, problemOf(t, resp).Field)
+	}
+	resp := f.call("CreateAccount", "", &runtime.Request{Method: "POST", Body: []byte(`{"name":"A","contactEmail":"a@b.example"}`)})
+	require.Equal(t, http.StatusCreated, resp.Status)
+	assert.Equal(t, "no-store", resp.Header.Get("Cache-Control"), "the key must not be cached on the way")
+	var out map[string]any
+	require.NoError(t, json.Unmarshal(resp.Body, &out))
+	key, _ := out["apiKey"].(string)
+	prefix, ok := domain.SplitAPIKey(key)
+	require.True(t, ok, key)
+	assert.Equal(t, prefix, out["keyPrefix"])
+	assert.Equal(t, fmt.Sprintf("/api/accounts/%s", out["accountId"]), resp.Header.Get("Location"))
+}
