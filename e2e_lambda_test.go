@@ -24,6 +24,10 @@ import (
 	"github.com/fabrikam/dronedelivery/shared/topology"
 )
 
+// queuePrefix begins the SQS queue names in these tests, as the stack name
+// does in infra/aws/template.yaml.
+const queuePrefix = "e2e-"
+
 // awsEnv starts the Cosmos DB and SQS doubles and returns the settings that
 // point the binary at them, as Lambda's environment would point it at AWS.
 func awsEnv(t *testing.T) (*testdoubles.SQS, []string) {
@@ -35,6 +39,7 @@ func awsEnv(t *testing.T) (*testdoubles.SQS, []string) {
 		fmt.Sprintf("COSMOS_DATABASE=aws%d", time.Now().UnixNano()),
 		"COSMOS_BOOTSTRAP=true",
 		"SQS_CREATE_QUEUES=true",
+		"SQS_QUEUE_PREFIX="+queuePrefix,
 	)
 }
 
@@ -90,7 +95,7 @@ func takeMessage(t *testing.T, q *testdoubles.SQS, queue string) (events.SQSMess
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
 	client := q.Client()
-	name := sqs.QueueName(queue)
+	name := sqs.QueueName(queuePrefix, queue)
 	url, err := client.GetQueueUrl(ctx, &awssqs.GetQueueUrlInput{QueueName: aws.String(name)})
 	require.NoError(t, err, "queue %s", name)
 	out, err := client.ReceiveMessage(ctx, &awssqs.ReceiveMessageInput{

@@ -135,7 +135,7 @@ func openAWS(ctx context.Context, cfg *config.Config, opts Options) (*Backend, e
 	if cfg.SQS.CreateQueues {
 		create = sqsQueueSettings()
 	}
-	bus := sqs.New(client, sqs.Options{CreateQueues: create, Logger: opts.Log})
+	bus := sqs.New(client, sqs.Options{CreateQueues: create, QueuePrefix: cfg.SQS.QueuePrefix, Logger: opts.Log})
 	where := cfg.SQS.Region
 	if cfg.SQS.Endpoint != "" {
 		where = cfg.SQS.Endpoint

@@ -48,7 +48,7 @@ func lambdaMode(ctx context.Context, app fs.FS, env func(string) string, log *sl
 	}
 	defer b.Close()
 	reg := handlers.New(handlers.Deps{Store: b.Store, Bus: b.Bus, Clock: sys.Clock{}, IDs: sys.IDs{}, Log: log}).Registry()
-	h, err := lambda.New(reg, fns, b.Bus, log, lambda.Options{Function: only})
+	h, err := lambda.New(reg, fns, b.Bus, log, lambda.Options{Function: only, QueuePrefix: cfg.SQS.QueuePrefix})
 	if err != nil {
 		return err
 	}

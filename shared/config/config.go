@@ -6,6 +6,7 @@ package config
 import (
 	"fmt"
 	"net/url"
+	"regexp"
 	"strings"
 )
 
@@ -23,6 +24,7 @@ const (
 	MessageBus      = "MESSAGE_BUS"       // "sqs" chooses SQS; unset leaves the choice to the settings above
 	SQSEndpoint     = "SQS_ENDPOINT"      // a local SQS-compatible server; unset on AWS
 	SQSCreateQueues = "SQS_CREATE_QUEUES" // "true": create missing queues, for local servers only
+	SQSQueuePrefix  = "SQS_QUEUE_PREFIX"  // begins every queue name, so deployments can share an account
 	AWSRegion       = "AWS_REGION"        // set by Lambda itself
 )
 
@@ -42,6 +44,7 @@ func (c Connection) Configured() bool { return c.Endpoint != "" || c.ConnectionS
 type SQS struct {
 	Region       string
 	Endpoint     string // empty: the region's public endpoint
+	QueuePrefix  string
 	CreateQueues bool
 }
 
@@ -103,7 +106,7 @@ func Load(env func(string) string) (*Config, error) {
 // with a connection string, and Service Bus must not be configured as well.
 func loadSQS(env func(string) string, c *Config) (bool, error) {
 	bus := strings.ToLower(strings.TrimSpace(env(MessageBus)))
-	c.SQS = SQS{Endpoint: strings.TrimSpace(env(SQSEndpoint)), Region: strings.TrimSpace(env(AWSRegion))}
+	c.SQS = SQS{Endpoint: strings.TrimSpace(env(SQSEndpoint)), Region: strings.TrimSpace(env(AWSRegion)), QueuePrefix: strings.TrimSpace(env(SQSQueuePrefix))}
 	if c.SQS.Region == "" {
 		c.SQS.Region = strings.TrimSpace(env("AWS_DEFAULT_REGION"))
 	}
@@ -116,8 +119,8 @@ func loadSQS(env func(string) string, c *Config) (bool, error) {
 	}
 	switch bus {
 	case "":
-		if c.SQS.Endpoint != "" || c.SQS.CreateQueues {
-			return false, fmt.Errorf("%s or %s is set but %s is not sqs", SQSEndpoint, SQSCreateQueues, MessageBus)
+		if c.SQS.Endpoint != "" || c.SQS.CreateQueues || c.SQS.QueuePrefix != "" {
+			return false, fmt.Errorf("%s, %s or %s is set but %s is not sqs", SQSEndpoint, SQSCreateQueues, SQSQueuePrefix, MessageBus)
 		}
 		return false, nil
 	case "sqs":
@@ -134,6 +137,9 @@ func loadSQS(env func(string) string, c *Config) (bool, error) {
 	case c.SQS.Region == "":
 		return false, fmt.Errorf("%s=sqs needs %s (Lambda sets it; elsewhere set it to the queues' region)", MessageBus, AWSRegion)
 	}
+	if !queuePrefix.MatchString(c.SQS.QueuePrefix) {
+		return false, fmt.Errorf("%s %q must be at most 40 letters, digits, '-' or '_' (SQS queue names allow no more)", SQSQueuePrefix, c.SQS.QueuePrefix)
+	}
 	if e := c.SQS.Endpoint; e != "" {
 		u, err := url.Parse(e)
 		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
@@ -142,6 +148,10 @@ func loadSQS(env func(string) string, c *Config) (bool, error) {
 	}
 	return true, nil
 }
+
+// queuePrefix leaves room in SQS's 80 characters for the longest queue
+// name with its "-dlq.fifo".
+var queuePrefix = regexp.MustCompile(`^[A-Za-z0-9_-]{0,40}$`)
 
 func connection(env func(string) string, prefix, endpointKey string) (Connection, error) {
 	c := Connection{

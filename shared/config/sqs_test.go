@@ -26,11 +26,14 @@ func TestLoadSQS(t *testing.T) {
 				assert.Equal(t, cosmos, c.Cosmos.ConnectionString)
 			}},
 		{name: "a local server", env: map[string]string{"MESSAGE_BUS": "SQS", "CosmosDBConnection": cosmos, "AWS_DEFAULT_REGION": "us-east-1",
-			"SQS_ENDPOINT": "http://127.0.0.1:4100", "SQS_CREATE_QUEUES": "true"},
+			"SQS_ENDPOINT": "http://127.0.0.1:4100", "SQS_CREATE_QUEUES": "true", "SQS_QUEUE_PREFIX": "dev-"},
 			check: func(t *testing.T, c *config.Config) {
 				assert.True(t, c.AWS)
-				assert.Equal(t, config.SQS{Region: "us-east-1", Endpoint: "http://127.0.0.1:4100", CreateQueues: true}, c.SQS)
+				assert.Equal(t, config.SQS{Region: "us-east-1", Endpoint: "http://127.0.0.1:4100", QueuePrefix: "dev-", CreateQueues: true}, c.SQS)
 			}},
+		{name: "bad prefix", env: map[string]string{"MESSAGE_BUS": "sqs", "CosmosDBConnection": cosmos, "AWS_REGION": "eu-west-1",
+			"SQS_QUEUE_PREFIX": "my.stack"}, wantErr: []string{"SQS_QUEUE_PREFIX"}},
+		{name: "prefix without the choice", env: map[string]string{"SQS_QUEUE_PREFIX": "dev-"}, wantErr: []string{"SQS_QUEUE_PREFIX", "MESSAGE_BUS"}},
 		{name: "no cosmos", env: map[string]string{"MESSAGE_BUS": "sqs", "AWS_REGION": "eu-west-1"}, wantErr: []string{"CosmosDBConnection"}},
 		{name: "cosmos by identity", env: map[string]string{"MESSAGE_BUS": "sqs", "AWS_REGION": "eu-west-1",
 			"CosmosDBConnection__accountEndpoint": "https://acct.documents.azure.com:443/"}, wantErr: []string{"CosmosDBConnection", "connection string"}},

@@ -28,7 +28,7 @@ type queue struct {
 // queue resolves a port queue name to its SQS queue, once per Bus: the URL
 // and the visibility timeout do not change while the queue exists.
 func (b *Bus) queue(ctx context.Context, port string) (*queue, error) {
-	name := QueueName(port)
+	name := QueueName(b.opts.QueuePrefix, port)
 	b.mu.Lock()
 	if b.closed {
 		b.mu.Unlock()
@@ -105,7 +105,7 @@ func (b *Bus) create(ctx context.Context, base string) error {
 		string(types.QueueAttributeNameContentBasedDeduplication): "false",
 		string(types.QueueAttributeNameVisibilityTimeout):         visibility,
 	}
-	dlqName := QueueName(ports.DeadLetterQueue(base))
+	dlqName := QueueName(b.opts.QueuePrefix, ports.DeadLetterQueue(base))
 	dlq, err := b.api.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: &dlqName, Attributes: fifo})
 	if err != nil {
 		return domain.Unavailable(err, "create SQS queue %s", dlqName)
@@ -123,7 +123,7 @@ func (b *Bus) create(ctx context.Context, base string) error {
 	for k, v := range fifo {
 		attrs[k] = v
 	}
-	name := QueueName(base)
+	name := QueueName(b.opts.QueuePrefix, base)
 	if _, err := b.api.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: &name, Attributes: attrs}); err != nil {
 		return domain.Unavailable(err, "create SQS queue %s", name)
 	}

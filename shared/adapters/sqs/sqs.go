@@ -82,6 +82,8 @@ type Options struct {
 	// first time either is used. It is for local servers: on AWS the
 	// template creates them, and the function's role may not create queues.
 	CreateQueues *QueueSettings
+	// QueuePrefix begins the name of every SQS queue (see QueueName).
+	QueuePrefix string
 	// Logger receives what the adapter cannot report to a caller; nil
 	// means slog.Default().
 	Logger *slog.Logger

@@ -99,6 +99,14 @@ func TestWireShape(t *testing.T) {
 	raw := d.Client()
 	url, err := raw.GetQueueUrl(ctx, &awssqs.GetQueueUrlInput{QueueName: aws.String(q + ".fifo")})
 	require.NoError(t, err, "the queue is a FIFO queue named after the port's queue")
+
+	prefixed := sqs.New(d.Client(), sqs.Options{CreateQueues: &sqs.QueueSettings{}, QueuePrefix: "stack-"})
+	require.NoError(t, prefixed.Publish(ctx, ports.Message{ID: "p", Queue: q, Body: []byte(`{}`)}))
+	_, err = raw.GetQueueUrl(ctx, &awssqs.GetQueueUrlInput{QueueName: aws.String("stack-" + q + ".fifo")})
+	require.NoError(t, err, "a prefix begins the queue's name")
+	_, err = raw.GetQueueUrl(ctx, &awssqs.GetQueueUrlInput{QueueName: aws.String("stack-" + q + "-dlq.fifo")})
+	require.NoError(t, err, "and its dead-letter queue's")
+	assert.Equal(t, "p", receiveOne(t, prefixed, q).ID)
 	out, err := raw.ReceiveMessage(ctx, &awssqs.ReceiveMessageInput{
 		QueueUrl: url.QueueUrl, MaxNumberOfMessages: 1, WaitTimeSeconds: 5,
 		MessageAttributeNames:       []string{"All"},
@@ -184,7 +192,7 @@ func TestDelayHidesAMessageTakenElsewhere(t *testing.T) {
 	ctx := ctxFor(t)
 	require.NoError(t, bus.Publish(ctx, ports.Message{ID: "m", Queue: q, Body: []byte(`{}`)}))
 	raw := d.Client()
-	url, err := raw.GetQueueUrl(ctx, &awssqs.GetQueueUrlInput{QueueName: aws.String(sqs.QueueName(q))})
+	url, err := raw.GetQueueUrl(ctx, &awssqs.GetQueueUrlInput{QueueName: aws.String(sqs.QueueName("", q))})
 	require.NoError(t, err)
 	out, err := raw.ReceiveMessage(ctx, &awssqs.ReceiveMessageInput{QueueUrl: url.QueueUrl, WaitTimeSeconds: 5})
 	require.NoError(t, err)

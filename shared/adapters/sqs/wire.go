@@ -39,21 +39,24 @@ const (
 var portDLQSuffix = ports.DeadLetterQueue("")
 
 // QueueName maps a port queue name to its SQS queue: "delivery-requests"
-// to "delivery-requests.fifo", and its dead-letter queue
-// ports.DeadLetterQueue("delivery-requests") to "delivery-requests-dlq.fifo".
-func QueueName(queue string) string {
+// to prefix+"delivery-requests.fifo", and its dead-letter queue
+// ports.DeadLetterQueue("delivery-requests") to
+// prefix+"delivery-requests-dlq.fifo". The prefix lets several deployments
+// share an account and region (the template uses the stack's name).
+func QueueName(prefix, queue string) string {
 	if base, ok := strings.CutSuffix(queue, portDLQSuffix); ok {
-		return base + dlqSuffix + fifoSuffix
+		return prefix + base + dlqSuffix + fifoSuffix
 	}
-	return queue + fifoSuffix
+	return prefix + queue + fifoSuffix
 }
 
 // PortQueue is the inverse of QueueName: it maps an SQS queue name (or the
 // last part of a queue ARN or URL) back to the port's queue name.
-func PortQueue(name string) string {
+func PortQueue(prefix, name string) string {
 	if i := strings.LastIndexAny(name, ":/"); i >= 0 {
 		name = name[i+1:]
 	}
+	name = strings.TrimPrefix(name, prefix)
 	name = strings.TrimSuffix(name, fifoSuffix)
 	if base, ok := strings.CutSuffix(name, dlqSuffix); ok {
 		return ports.DeadLetterQueue(base)

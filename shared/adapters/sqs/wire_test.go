@@ -12,15 +12,17 @@ import (
 
 func TestQueueNames(t *testing.T) {
 	t.Parallel()
-	tests := []struct{ port, sqs string }{
-		{"delivery-requests", "delivery-requests.fifo"},
-		{ports.DeadLetterQueue("delivery-requests"), "delivery-requests-dlq.fifo"},
+	tests := []struct{ prefix, port, sqs string }{
+		{"", "delivery-requests", "delivery-requests.fifo"},
+		{"", ports.DeadLetterQueue("delivery-requests"), "delivery-requests-dlq.fifo"},
+		{"prod-", "delivery-requests", "prod-delivery-requests.fifo"},
+		{"prod-", ports.DeadLetterQueue("drone-scheduled"), "prod-drone-scheduled-dlq.fifo"},
 	}
 	for _, tt := range tests {
-		assert.Equal(t, tt.sqs, QueueName(tt.port))
-		assert.Equal(t, tt.port, PortQueue(tt.sqs))
-		assert.Equal(t, tt.port, PortQueue("arn:aws:sqs:eu-west-1:123456789012:"+tt.sqs), "from an event source ARN")
-		assert.Equal(t, tt.port, PortQueue("https://sqs.eu-west-1.amazonaws.com/123456789012/"+tt.sqs), "from a queue URL")
+		assert.Equal(t, tt.sqs, QueueName(tt.prefix, tt.port))
+		assert.Equal(t, tt.port, PortQueue(tt.prefix, tt.sqs))
+		assert.Equal(t, tt.port, PortQueue(tt.prefix, "arn:aws:sqs:eu-west-1:123456789012:"+tt.sqs), "from an event source ARN")
+		assert.Equal(t, tt.port, PortQueue(tt.prefix, "https://sqs.eu-west-1.amazonaws.com/123456789012/"+tt.sqs), "from a queue URL")
 	}
 }
 

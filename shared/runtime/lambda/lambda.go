@@ -44,6 +44,9 @@ type Options struct {
 	// Function, when not empty, is the one function this handler serves;
 	// events for any other fail.
 	Function string
+	// QueuePrefix is the SQS bus's queue name prefix, which the queue of a
+	// record's event source ARN begins with.
+	QueuePrefix string
 	// Now tells the time, for tests; nil means time.Now.
 	Now func() time.Time
 }
@@ -54,8 +57,10 @@ type Handler struct {
 	queues map[string]queueFunc // by the port's queue name
 	only   string
 	pub    ports.Publisher
-	log    *slog.Logger
-	now    func() time.Time
+	// queuePrefix is stripped from a record's queue name.
+	queuePrefix string
+	log         *slog.Logger
+	now         func() time.Time
 }
 
 type queueFunc struct {
@@ -92,7 +97,7 @@ func New(reg runtime.Registry, fns []runtime.FunctionConfig, pub ports.Publisher
 			return nil, fmt.Errorf("%s names function %q, which has no function.json", EnvFunction, opts.Function)
 		}
 	}
-	h := &Handler{queues: map[string]queueFunc{}, only: opts.Function, pub: pub, log: log, now: opts.Now}
+	h := &Handler{queues: map[string]queueFunc{}, only: opts.Function, pub: pub, log: log, now: opts.Now, queuePrefix: opts.QueuePrefix}
 	if h.now == nil {
 		h.now = time.Now
 	}

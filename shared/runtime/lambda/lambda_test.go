@@ -285,7 +285,7 @@ func sqsRecord(queue, id, body string, receiveCount int) events.SQSMessage {
 			sqs.AttrID: str(id), sqs.AttrCorrelationID: str("corr-" + id), sqs.AttrOperation: str("delivery"),
 		},
 		EventSource:    "aws:sqs",
-		EventSourceARN: "arn:aws:sqs:eu-west-1:123456789012:" + sqs.QueueName(queue),
+		EventSourceARN: "arn:aws:sqs:eu-west-1:123456789012:" + sqs.QueueName("", queue),
 		AWSRegion:      "eu-west-1",
 	}
 }
@@ -379,6 +379,17 @@ func TestSQSRecordFromAnUnservedQueueStays(t *testing.T) {
 	}})
 	assert.Equal(t, []string{"sqs-d1:drone-scheduled"}, failures(resp), "a pinned function serves only its own queue")
 	assert.Nil(t, pinned.delivered("d1:drone-scheduled"))
+}
+
+func TestSQSRecordQueueNamesWithAPrefix(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, &fakePublisher{}, Options{QueuePrefix: "prod-"})
+	rec := sqsRecord("delivery-requests", "d1:requested", "ok", 1)
+	rec.EventSourceARN = "arn:aws:sqs:eu-west-1:123456789012:" + sqs.QueueName("prod-", "delivery-requests")
+	resp := invoke[events.SQSEventResponse](t, f.h, events.SQSEvent{Records: []events.SQSMessage{rec}})
+	assert.Empty(t, failures(resp))
+	require.NotNil(t, f.delivered("d1:requested"))
+	assert.Equal(t, "delivery-requests", f.delivered("d1:requested").Queue, "the port sees its own queue name")
 }
 
 func TestPinnedFunctionServesOnlyItsRoute(t *testing.T) {

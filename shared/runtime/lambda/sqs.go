@@ -48,7 +48,7 @@ func (h *Handler) serveSQS(ctx context.Context, event json.RawMessage) (*events.
 // processRecord runs one record's step and reports whether Lambda may
 // delete the record.
 func (h *Handler) processRecord(ctx context.Context, rec *events.SQSMessage) bool {
-	queue := sqs.PortQueue(rec.EventSourceARN)
+	queue := sqs.PortQueue(h.queuePrefix, rec.EventSourceARN)
 	ctx = obs.With(ctx, "queue", queue, "sqsMessageId", rec.MessageId)
 	fn, ok := h.queues[queue]
 	if !ok {
