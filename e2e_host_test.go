@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -212,4 +214,21 @@ func TestHostProtocolChain(t *testing.T) {
 	eventually(t, 5*time.Second, "the poison message's log line", func() bool {
 		return strings.Contains(p.logs.String(), `"invocationId":"inv-poison"`)
 	})
+}
+
+// TestHostNeedsAnOperatorKey: under the Functions host the operator key is
+// an app setting, and a deployment without it fails at start-up, naming it.
+func TestHostNeedsAnOperatorKey(t *testing.T) {
+	t.Parallel()
+	cmd := exec.Command(binary)
+	cmd.Env = append(os.Environ(), "FUNCTIONS_CUSTOMHANDLER_PORT=1", "OPERATOR_KEY=", "DATA_DIR="+t.TempDir())
+	out, err := cmd.CombinedOutput()
+	require.Error(t, err, "the handler must not start")
+	assert.Contains(t, string(out), "OPERATOR_KEY is not set")
+
+	cmd = exec.Command(binary)
+	cmd.Env = append(os.Environ(), "FUNCTIONS_CUSTOMHANDLER_PORT=1", "OPERATOR_KEY=<paste a key here>", "DATA_DIR="+t.TempDir())
+	out, err = cmd.CombinedOutput()
+	require.Error(t, err, "a placeholder is not a key")
+	assert.Contains(t, string(out), "OPERATOR_KEY must be")
 }

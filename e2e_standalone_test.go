@@ -6,6 +6,8 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -174,4 +176,48 @@ func TestStandaloneRejectsBadRequests(t *testing.T) {
 	assert.JSONEq(t, string(first.Body), string(again.Body))
 	changed := a.call(t, "POST", "/api/deliveryrequests", with(func(m map[string]any) { m["expedited"] = true }))
 	assert.Equal(t, http.StatusConflict, changed.Status)
+}
+
+// TestStandaloneRateLimits sends more than a key's burst and more sign-ups
+// than an address may make: both get 429 with Retry-After, and other keys
+// are not held back.
+func TestStandaloneRateLimits(t *testing.T) {
+	t.Parallel()
+	p := startServe(t, t.TempDir(), "-rate-limit", "1/m", "-rate-burst", "3", "-signup-rate-limit", "1/h", "-signup-burst", "2")
+	a, b := signUp(t, p.base), signUp(t, p.base)
+	third := call(t, "POST", p.base+"/api/accounts", map[string]any{"name": "C", "contactEmail": "c@c.example"})
+	require.Equal(t, http.StatusTooManyRequests, third.Status, string(third.Body))
+	wait, err := strconv.Atoi(third.Header.Get("Retry-After"))
+	require.NoError(t, err)
+	assert.Greater(t, wait, 3000, "one sign-up an hour")
+
+	for i := range 3 {
+		require.Equal(t, http.StatusOK, a.call(t, "GET", "/api/deliveries/summary", nil).Status, "request %d of the burst", i)
+	}
+	limited := a.call(t, "GET", "/api/deliveries/summary", nil)
+	require.Equal(t, http.StatusTooManyRequests, limited.Status)
+	assert.Equal(t, "application/problem+json", limited.Header.Get("Content-Type"))
+	assert.NotEmpty(t, limited.Header.Get("Retry-After"))
+	assert.Equal(t, http.StatusOK, b.call(t, "GET", "/api/deliveries/summary", nil).Status, "another key is not held back")
+	assert.Equal(t, http.StatusOK, call(t, "GET", p.base+"/api/healthz", nil).Status, "health is never limited")
+}
+
+// TestBannerGeneratesAnOperatorKey: make run with no OPERATOR_KEY prints a
+// fresh key that opens the fleet endpoints.
+func TestBannerGeneratesAnOperatorKey(t *testing.T) {
+	t.Parallel()
+	p := startServeEnv(t, t.TempDir(), []string{"OPERATOR_KEY="}, "-banner")
+	var key string
+	eventually(t, 5*time.Second, "the banner", func() bool {
+		for _, line := range strings.Split(p.out.String(), "\n") {
+			if k, ok := strings.CutPrefix(strings.TrimSpace(line), "OPERATOR_KEY="); ok {
+				key = k
+			}
+		}
+		return key != ""
+	})
+	assert.NotEqual(t, e2eOperatorKey, key)
+	assert.Contains(t, p.out.String(), "Authorization: Bearer $KEY", "the banner shows how to call with an API key")
+	assert.Equal(t, http.StatusOK, callAs(t, key, "GET", p.base+"/api/drones?limit=1", nil).Status)
+	assert.Equal(t, http.StatusUnauthorized, callAs(t, e2eOperatorKey, "GET", p.base+"/api/drones?limit=1", nil).Status)
 }

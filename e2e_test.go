@@ -58,6 +58,7 @@ type proc struct {
 	base string // http://127.0.0.1:port
 	done chan struct{}
 	logs *lockedBuffer
+	out  *lockedBuffer // stdout: the banner
 }
 
 type lockedBuffer struct {
@@ -84,17 +85,20 @@ func startServe(t testing.TB, dataDir string, args ...string) *proc {
 	return startServeEnv(t, dataDir, nil, args...)
 }
 
-// startServeEnv is startServe with extra environment settings.
+// startServeEnv is startServe with extra environment settings. Rate
+// limits are off unless env or args set them: these tests poll far faster
+// than a client should.
 func startServeEnv(t testing.TB, dataDir string, env []string, args ...string) *proc {
 	t.Helper()
 	args = append([]string{"serve", "-addr", "127.0.0.1:0", "-data-dir", dataDir}, args...)
 	cmd := exec.Command(binary, args...)
 	cmd.Env = append(os.Environ(), "FUNCTIONS_CUSTOMHANDLER_PORT=", "FUNCTIONS_HTTPWORKER_PORT=",
-		"OPERATOR_KEY="+e2eOperatorKey)
+		"OPERATOR_KEY="+e2eOperatorKey, "RATE_LIMIT=off", "SIGNUP_RATE_LIMIT=off")
 	cmd.Env = append(cmd.Env, env...)
 	stderr, err := cmd.StderrPipe()
 	require.NoError(t, err)
-	p := &proc{cmd: cmd, done: make(chan struct{}), logs: &lockedBuffer{}}
+	p := &proc{cmd: cmd, done: make(chan struct{}), logs: &lockedBuffer{}, out: &lockedBuffer{}}
+	cmd.Stdout = p.out
 	require.NoError(t, cmd.Start())
 	addr := make(chan string, 1)
 	go func() {

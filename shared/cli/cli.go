@@ -177,7 +177,13 @@ func serve(ctx context.Context, args []string, app fs.FS, env func(string) strin
 	workers := fs.Int("workers", 16, "messages processed at once per queue")
 	simulate := fs.Bool("simulate", strings.EqualFold(env("SIMULATE"), "true") || env("SIMULATE") == "1",
 		"also fly every assigned drone and report its telemetry, so deliveries reach Completed (env SIMULATE=1)")
+	var limits rateFlags
+	limits.register(fs, env)
 	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	rl, err := limits.limits()
+	if err != nil {
 		return err
 	}
 	opKey, generated, err := operatorKey(env, *banner)
@@ -192,7 +198,7 @@ func serve(ctx context.Context, args []string, app fs.FS, env func(string) strin
 		return err
 	}
 	defer parts.backend.Close()
-	srv, err := standalone.New(parts.reg, parts.fns, parts.backend.Bus, log, standalone.Options{Workers: *workers})
+	srv, err := standalone.New(parts.reg, parts.fns, parts.backend.Bus, log, standalone.Options{Workers: *workers, RateLimits: rl})
 	if err != nil {
 		return err
 	}
@@ -201,7 +207,8 @@ func serve(ctx context.Context, args []string, app fs.FS, env func(string) strin
 		return err
 	}
 	base := "http://" + ln.Addr().String()
-	log.Info("standalone runtime listening", "addr", base, "backend", parts.backend.Name)
+	log.Info("standalone runtime listening", "addr", base, "backend", parts.backend.Name,
+		"rateLimit", rl.PerKey.String(), "signUpRateLimit", rl.SignUp.String())
 	if *banner {
 		printBanner(stdout, base, parts.backend.Name, opKey, generated)
 	}
@@ -249,6 +256,41 @@ func validOperatorKey(key string) error {
 		return fmt.Errorf("%s must not start with %s, which marks business API keys", OperatorKeySetting, domain.APIKeyTag)
 	}
 	return nil
+}
+
+// rateFlags are the standalone runtime's rate-limit flags.
+type rateFlags struct {
+	perKey, signUp     string
+	burst, signUpBurst int
+	trustForwarded     bool
+}
+
+func (f *rateFlags) register(fs *flag.FlagSet, env func(string) string) {
+	fs.StringVar(&f.perKey, "rate-limit", envOr(env, "RATE_LIMIT", standalone.DefaultPerKey.String()),
+		"requests per API key (per client address without one), e.g. 50/s or 600/m; off disables it and the failed-authentication limit (env RATE_LIMIT)")
+	fs.IntVar(&f.burst, "rate-burst", envInt(env, "RATE_BURST", standalone.DefaultBurst), "requests a key may send at once above its rate (env RATE_BURST)")
+	fs.StringVar(&f.signUp, "signup-rate-limit", envOr(env, "SIGNUP_RATE_LIMIT", standalone.DefaultSignUp.String()),
+		"sign-ups (POST /api/accounts) per client address, e.g. 20/h; off disables it (env SIGNUP_RATE_LIMIT)")
+	fs.IntVar(&f.signUpBurst, "signup-burst", envInt(env, "SIGNUP_BURST", standalone.DefaultSignUpBurst), "sign-ups an address may make at once (env SIGNUP_BURST)")
+	fs.BoolVar(&f.trustForwarded, "trust-forwarded-for", strings.EqualFold(env("TRUST_FORWARDED_FOR"), "true"),
+		"take the client address from X-Forwarded-For; only behind a proxy that sets it (env TRUST_FORWARDED_FOR)")
+}
+
+func (f *rateFlags) limits() (standalone.RateLimits, error) {
+	perKey, err := standalone.ParseRate(f.perKey)
+	if err != nil {
+		return standalone.RateLimits{}, fmt.Errorf("-rate-limit: %w", err)
+	}
+	signUp, err := standalone.ParseRate(f.signUp)
+	if err != nil {
+		return standalone.RateLimits{}, fmt.Errorf("-signup-rate-limit: %w", err)
+	}
+	return standalone.RateLimits{
+		PerKey: perKey, Burst: f.burst,
+		SignUp: signUp, SignUpBurst: f.signUpBurst, SignUpFunctions: []string{"CreateAccount"},
+		Exempt:            []string{"Healthz"},
+		TrustForwardedFor: f.trustForwarded,
+	}, nil
 }
 
 func hostMode(ctx context.Context, args []string, app fs.FS, env func(string) string, log *slog.Logger) error {

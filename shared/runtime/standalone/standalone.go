@@ -28,6 +28,9 @@ type Options struct {
 	Prefetch int
 	// DrainTimeout bounds how long shutdown waits for in-flight work.
 	DrainTimeout time.Duration
+	// RateLimits are applied to every HTTP request before it is routed;
+	// the zero value limits nothing.
+	RateLimits RateLimits
 }
 
 func (o Options) withDefaults() Options {
@@ -51,6 +54,7 @@ type Server struct {
 	log     *slog.Logger
 	opts    Options
 	handler http.Handler
+	lim     *limiter
 }
 
 // New builds the runtime for the functions fns, checking that each has a
@@ -63,8 +67,38 @@ func New(reg runtime.Registry, fns []runtime.FunctionConfig, bus ports.Bus, log 
 	if err != nil {
 		return nil, err
 	}
-	return &Server{reg: reg, fns: fns, bus: bus, log: log, opts: opts.withDefaults(), handler: withProblems(mux)}, nil
+	// The limiter learns which function a request is for from the pattern
+	// the mux would route it by.
+	names := map[string]string{}
+	for _, fc := range fns {
+		t := fc.Trigger()
+		if t.Type != "httpTrigger" {
+			continue
+		}
+		route := t.Route
+		if route == "" {
+			route = fc.Name
+		}
+		pattern := runtime.RoutePattern(runtime.RoutePrefix, route)
+		names[pattern] = fc.Name
+		for _, m := range fc.Methods() {
+			names[m+" "+pattern] = fc.Name
+		}
+	}
+	function := func(r *http.Request) string {
+		_, pattern := mux.Handler(r)
+		return names[pattern]
+	}
+	s := &Server{reg: reg, fns: fns, bus: bus, log: log, opts: opts.withDefaults(), handler: withProblems(mux)}
+	if opts.RateLimits.PerKey != (Rate{}) || opts.RateLimits.SignUp != (Rate{}) {
+		s.lim = newLimiter(opts.RateLimits)
+		s.handler = s.lim.wrap(s.handler, function)
+	}
+	return s, nil
 }
+
+// limiter returns the rate limiter, if the options asked for one.
+func (s *Server) limiter() (*limiter, bool) { return s.lim, s.lim != nil }
 
 // Handler returns the HTTP side alone.
 func (s *Server) Handler() http.Handler { return s.handler }
