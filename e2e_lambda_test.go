@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -40,6 +41,7 @@ func awsEnv(t *testing.T) (*testdoubles.SQS, []string) {
 		"COSMOS_BOOTSTRAP=true",
 		"SQS_CREATE_QUEUES=true",
 		"SQS_QUEUE_PREFIX="+queuePrefix,
+		"OPERATOR_KEY="+e2eOperatorKey,
 	)
 }
 
@@ -148,9 +150,16 @@ func TestLambdaUnderRuntimeInterfaceEmulator(t *testing.T) {
 	out, err := seed.CombinedOutput()
 	require.NoError(t, err, "seed the fleet: %s", out)
 
-	ingest := testdoubles.StartRIE(t, binary, "IngestDelivery", env)
-	schedule := testdoubles.StartRIE(t, binary, "", append(env, "DRONEDELIVERY_FUNCTION=ScheduleDrone"))
-	every := testdoubles.StartRIE(t, binary, "", env)
+	// The bootstrap as make package-lambda builds it.
+	bootstrap := filepath.Join(t.TempDir(), "bootstrap")
+	build := exec.Command("go", "build", "-trimpath", "-tags", "lambda.norpc", "-o", bootstrap, ".")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	out, err = build.CombinedOutput()
+	require.NoError(t, err, "build the bootstrap: %s", out)
+
+	ingest := testdoubles.StartRIE(t, bootstrap, "IngestDelivery", env)
+	schedule := testdoubles.StartRIE(t, bootstrap, "", append(env, "DRONEDELIVERY_FUNCTION=ScheduleDrone"))
+	every := testdoubles.StartRIE(t, bootstrap, "", env)
 
 	var a lambdaAPI
 	resp := a.call(t, every, http.MethodPost, "/api/accounts", map[string]any{"name": "Fabrikam", "contactEmail": "ops@fabrikam.example"})
@@ -205,5 +214,17 @@ func TestLambdaUnderRuntimeInterfaceEmulator(t *testing.T) {
 	require.NotNil(t, d.DeliveryETA)
 	assert.True(t, d.DeliveryETA.After(*d.PickupETA))
 	assert.Equal(t, http.StatusOK, a.call(t, every, http.MethodGet, "/api/healthz", nil).StatusCode)
+
+	// The fleet endpoints take the operator key, as under the other runtimes.
+	operator := lambdaAPI{key: e2eOperatorKey}
+	resp = operator.call(t, every, http.MethodGet, "/api/drones?status=Assigned&limit=5", nil)
+	require.Equal(t, http.StatusOK, resp.StatusCode, resp.Body)
+	var page struct {
+		Drones []domain.Drone `json:"drones"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(resp.Body), &page))
+	require.Len(t, page.Drones, 1, "one drone is assigned")
+	assert.Equal(t, d.DroneID, page.Drones[0].ID)
+	assert.Equal(t, http.StatusForbidden, a.call(t, every, http.MethodGet, "/api/drones", nil).StatusCode, "a business key is not the operator's")
 	assert.Contains(t, every.Logs(), `"msg":"lambda runtime started"`)
 }

@@ -56,6 +56,9 @@ func Main(args []string, app fs.FS, stdout, stderr io.Writer) int {
 	} else if _, ok := host.ListenAddr(); ok {
 		cmd = "host"
 	}
+	if env(lambdaEnv) != "" {
+		cmd = "lambda" // Lambda passes no arguments, the emulator the handler name
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	log := obs.NewLogger(stderr, logLevel(env("LOG_LEVEL")))
@@ -68,6 +71,8 @@ func Main(args []string, app fs.FS, stdout, stderr io.Writer) int {
 		err = hostMode(ctx, args, app, env, log)
 	case "seed":
 		err = seed(ctx, args, env, stdout)
+	case "lambda":
+		err = lambdaMode(ctx, app, env, log)
 	case "simulate":
 		err = simulate(ctx, args, env, stdout)
 	case "help", "-h", "--help":

@@ -5,15 +5,11 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
-	"strings"
 
 	awslambda "github.com/aws/aws-lambda-go/lambda"
 
 	"github.com/fabrikam/dronedelivery/handlers"
-	"github.com/fabrikam/dronedelivery/shared/adapters/sys"
-	"github.com/fabrikam/dronedelivery/shared/backend"
 	"github.com/fabrikam/dronedelivery/shared/config"
-	"github.com/fabrikam/dronedelivery/shared/runtime"
 	"github.com/fabrikam/dronedelivery/shared/runtime/lambda"
 )
 
@@ -25,14 +21,6 @@ const lambdaEnv = "AWS_LAMBDA_RUNTIME_API"
 // process ends, which is how Lambda stops it; it returns only an error of
 // start-up.
 func lambdaMode(ctx context.Context, app fs.FS, env func(string) string, log *slog.Logger) error {
-	fns, err := runtime.LoadFunctions(app, "functions")
-	if err != nil {
-		return err
-	}
-	only, err := lambda.SelectFunction(fns, env)
-	if err != nil {
-		return err
-	}
 	cfg, err := config.Load(env)
 	if err != nil {
 		return err
@@ -42,13 +30,24 @@ func lambdaMode(ctx context.Context, app fs.FS, env func(string) string, log *sl
 		return fmt.Errorf("under AWS Lambda the state and the queues must outlive an instance: set %s=sqs and %s to a Cosmos DB connection string",
 			config.MessageBus, config.CosmosPrefix)
 	}
-	b, err := backend.Open(ctx, cfg, backend.Options{Bootstrap: strings.EqualFold(env("COSMOS_BOOTSTRAP"), "true"), Log: log})
+	opKey, _, err := operatorKey(env, false)
 	if err != nil {
 		return err
 	}
-	defer b.Close()
-	reg := handlers.New(handlers.Deps{Store: b.Store, Bus: b.Bus, Clock: sys.Clock{}, IDs: sys.IDs{}, Log: log}).Registry()
-	h, err := lambda.New(reg, fns, b.Bus, log, lambda.Options{Function: only, QueuePrefix: cfg.SQS.QueuePrefix})
+	if opKey == "" {
+		return fmt.Errorf("%s is not set: the template sets it from a secret; the fleet endpoints authenticate with it", OperatorKeySetting)
+	}
+	// No flags: Lambda starts the bootstrap bare, and nothing is seeded.
+	parts, err := open(ctx, common{}, app, env, log, handlers.Config{OperatorKey: opKey})
+	if err != nil {
+		return err
+	}
+	defer parts.backend.Close()
+	only, err := lambda.SelectFunction(parts.fns, env)
+	if err != nil {
+		return err
+	}
+	h, err := lambda.New(parts.reg, parts.fns, parts.backend.Bus, log, lambda.Options{Function: only, QueuePrefix: cfg.SQS.QueuePrefix})
 	if err != nil {
 		return err
 	}
@@ -56,7 +55,7 @@ func lambdaMode(ctx context.Context, app fs.FS, env func(string) string, log *sl
 	if serves == "" {
 		serves = "every function, by event"
 	}
-	log.Info("lambda runtime started", "serves", serves, "backend", b.Name)
+	log.Info("lambda runtime started", "serves", serves, "backend", parts.backend.Name)
 	awslambda.StartWithOptions(h.Invoke, awslambda.WithContext(ctx))
 	return nil
 }
