@@ -7,7 +7,7 @@ FLEET_SIZE ?= 50
 FLEET_CENTER ?= 47.6062,-122.3321
 BIN := bin/dronedelivery
 
-.PHONY: all build run test test-deps vet fmt-check unit race bench package deploy start clean help
+.PHONY: all build run test test-deps vet fmt-check unit race bench fuzz package deploy start clean help
 
 all: build
 
@@ -19,6 +19,7 @@ help:
 	@echo "make deploy   create the Azure resources (infra/main.bicep) and publish dist/app.zip; see docs/deploy.md"
 	@echo "make start    run the packaged app under Azure Functions Core Tools (func start) with ./local.settings.json"
 	@echo "make bench    run the Go benchmarks"
+	@echo "make fuzz     run every fuzz target for FUZZTIME (default $(FUZZTIME)) each; not part of make test"
 
 build:
 	$(GO) build -o $(BIN) .
@@ -50,6 +51,29 @@ race:
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 2000x ./...
+
+# Each decoder of hostile input in turn: the delivery request (and its
+# reschedule and telemetry siblings), the queue messages, and the Functions
+# host's invocations. A failure leaves the input in the package's
+# testdata/fuzz, where it runs with the unit tests from then on.
+FUZZTIME ?= 60s
+FUZZ_TARGETS := \
+	./shared/domain:FuzzParseDeliveryRequest \
+	./shared/domain:FuzzParseReschedule \
+	./shared/domain:FuzzParseTelemetry \
+	./shared/domain:FuzzParseTelemetryMessage \
+	./shared/domain:FuzzParseEnvelope \
+	./shared/runtime/host:FuzzDecodeHTTPInvocation \
+	./shared/runtime/host:FuzzDecodeQueueInvocation
+
+fuzz:
+	@set -eo pipefail; log=$$(mktemp); trap 'rm -f $$log' EXIT; \
+	for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; fn=$${t##*:}; \
+		echo "== $$fn ($$pkg) for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) $$pkg 2>&1 | tee $$log | grep -v '^fuzz: elapsed'; \
+		grep '^fuzz: elapsed' $$log | tail -1 | sed "s|^fuzz: |$$fn: |"; \
+	done
 
 # DIST lets a test package into a temporary directory (infra/package_test.go).
 DIST ?= dist

@@ -32,7 +32,12 @@ func (h *Handlers) PostTelemetry(ctx context.Context, req *runtime.Request) *run
 	}
 	msgs := make([]ports.Message, len(reports))
 	for i, r := range reports {
-		body, _ := json.Marshal(r) // a Telemetry always encodes
+		body, err := json.Marshal(r)
+		if err != nil {
+			// Parsing keeps times encodable; should that ever slip, an empty
+			// message must not be queued behind a 202.
+			return h.errorResponse(ctx, fmt.Errorf("encode telemetry of %s: %w", id, err))
+		}
 		msgs[i] = ports.Message{
 			ID:            id + ":t:" + strconv.FormatInt(r.Timestamp.UnixNano(), 10),
 			Queue:         topology.QueueDroneTelemetry,

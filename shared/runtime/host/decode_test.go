@@ -179,3 +179,37 @@ func TestExpandSettings(t *testing.T) {
 		})
 	}
 }
+
+// Found by review of the invocation decoder: route parameters went through
+// the metadata decoder, which undoes a double encoding, so a path segment
+// that reads as a quoted string reached the handler without its quotes and
+// named another resource than the same request forwarded would.
+func TestRouteParamsAreNotDoubleDecoded(t *testing.T) {
+	t.Parallel()
+	req, err := decodeHTTPRequest(json.RawMessage(`{"Url":"https://x/api/deliveries/%22abc%22","Method":"GET","Params":{"id":"\"abc\"","n":7,"none":null}}`))
+	require.NoError(t, err)
+	assert.Equal(t, `"abc"`, req.Params["id"])
+	assert.Equal(t, "7", req.Params["n"])
+	assert.Equal(t, "", req.Params["none"])
+}
+
+// Found by FuzzDecodeHTTPInvocation (testdata/fuzz): a relative Url and a
+// method that is not a token were accepted.
+func TestInvocationURLAndMethodMustBeWellFormed(t *testing.T) {
+	t.Parallel()
+	for _, raw := range []string{
+		`{"Url":"0","Method":"GET"}`,
+		`{"Url":"api/deliveries/1","Method":"GET"}`,
+		`{"Url":"/api/x","Method":"\b"}`,
+		`{"Url":"/api/x","Method":"GET /"}`,
+	} {
+		_, err := decodeHTTPRequest(json.RawMessage(raw))
+		assert.Error(t, err, raw)
+	}
+	for _, raw := range []string{`{"Url":"/api/x","Method":"patch"}`, `{"Url":"","Method":"GET"}`, `{"Url":"https://h/api/x?a=1","Method":"GET"}`} {
+		_, err := decodeHTTPRequest(json.RawMessage(raw))
+		assert.NoError(t, err, raw)
+	}
+	_, err := parseInvocation([]byte("{\"Data\":{\"req\":{\"Method\":\"POST\",\"Body\":{\"a\":\"\xec\"}}}}"))
+	assert.ErrorContains(t, err, "UTF-8")
+}

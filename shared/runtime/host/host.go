@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/fabrikam/dronedelivery/shared/obs"
 	"github.com/fabrikam/dronedelivery/shared/ports"
@@ -172,14 +173,29 @@ func readInvocation(w http.ResponseWriter, r *http.Request) (*invocation, int, e
 		}
 		return nil, http.StatusBadRequest, fmt.Errorf("read invocation: %w", err)
 	}
+	inv, err := parseInvocation(body)
+	if err != nil {
+		return nil, http.StatusBadRequest, err
+	}
+	return inv, 0, nil
+}
+
+// parseInvocation decodes an invocation envelope.
+func parseInvocation(body []byte) (*invocation, error) {
+	// encoding/json keeps invalid UTF-8 inside a raw value as it is but
+	// replaces it inside a string, so one request body would read two ways
+	// depending on how the host chose to encode it.
+	if !utf8.Valid(body) {
+		return nil, errors.New("invocation is not valid UTF-8")
+	}
 	var inv invocation
 	if err := json.Unmarshal(body, &inv); err != nil {
-		return nil, http.StatusBadRequest, fmt.Errorf("invocation is not a JSON envelope: %w", err)
+		return nil, fmt.Errorf("invocation is not a JSON envelope: %w", err)
 	}
 	if inv.Data == nil {
-		return nil, http.StatusBadRequest, errors.New("invocation has no Data object")
+		return nil, errors.New("invocation has no Data object")
 	}
-	return &inv, 0, nil
+	return &inv, nil
 }
 
 // binding returns the Data or Metadata entry of name. The host spells keys

@@ -105,9 +105,17 @@ func decodeHTTPRequest(raw json.RawMessage) (*runtime.Request, error) {
 	if d.Method == "" {
 		return nil, errors.New("missing Method")
 	}
+	if !validMethod(d.Method) {
+		return nil, fmt.Errorf("bad Method %.40q: want an HTTP method token", d.Method)
+	}
 	u, err := url.Parse(d.URL)
 	if err != nil {
 		return nil, fmt.Errorf("bad Url: %w", err)
+	}
+	if u.Path != "" && !strings.HasPrefix(u.Path, "/") {
+		// The host sends the absolute URL it received; a relative one is
+		// not from a host, and its path would mean something else again.
+		return nil, fmt.Errorf("bad Url %.60q: want an absolute URL", d.URL)
 	}
 	query, err := decodeQuery(d.Query)
 	if err != nil {
@@ -129,7 +137,7 @@ func decodeHTTPRequest(raw json.RawMessage) (*runtime.Request, error) {
 	}
 	params := make(map[string]string, len(d.Params))
 	for k, raw := range d.Params {
-		v, err := scalarString(raw)
+		v, err := paramString(raw)
 		if err != nil {
 			return nil, fmt.Errorf("bad Params.%s: %w", k, err)
 		}
@@ -143,6 +151,36 @@ func decodeHTTPRequest(raw json.RawMessage) (*runtime.Request, error) {
 		Header: header,
 		Body:   httpBody(d.Body),
 	}, nil
+}
+
+// validMethod reports whether m is an RFC 9110 token, as every method is.
+func validMethod(m string) bool {
+	if len(m) > 32 {
+		return false
+	}
+	for i := 0; i < len(m); i++ {
+		c := m[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0) {
+			return false
+		}
+	}
+	return true
+}
+
+// paramString decodes a route parameter: the text the route matched, sent
+// as a JSON string (a number on hosts that type constrained parameters).
+// Unlike trigger metadata it is never double-encoded, so a string is taken
+// as it is: a segment that itself reads as a quoted string, such as
+// %22abc%22, must reach the handler as "abc" with its quotes, the value
+// the forwarded route gives it, not as abc.
+func paramString(raw json.RawMessage) (string, error) {
+	if isNull(raw) {
+		return "", nil
+	}
+	if s, ok := jsonString(raw); ok {
+		return s, nil
+	}
+	return scalarString(raw)
 }
 
 // decodeQuery accepts the object current hosts send and the JSON string
