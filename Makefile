@@ -19,6 +19,8 @@ help:
 	@echo "make deploy   create the Azure resources (infra/main.bicep) and publish dist/app.zip; see docs/deploy.md"
 	@echo "make start    run the packaged app under Azure Functions Core Tools (func start) with ./local.settings.json"
 	@echo "make bench    run the Go benchmarks"
+	@echo "make package-lambda  build the AWS Lambda bootstrap into dist/lambda.zip (LAMBDA_ARCH=amd64|arm64)"
+	@echo "make deploy-aws      deploy infra/aws/template.yaml with the SAM CLI; see README, Run on AWS Lambda"
 	@echo "make fuzz     run every fuzz target for FUZZTIME (default $(FUZZTIME)) each; not part of make test"
 
 build:
@@ -93,6 +95,39 @@ package:
 
 clean:
 	rm -rf bin dist
+
+.PHONY: package-lambda deploy-aws
+
+# The AWS Lambda package (infra/aws/template.yaml): the same binary, named
+# bootstrap as the provided.al2023 runtime wants, alone in a zip. lambda.norpc
+# leaves out aws-lambda-go's RPC mode, which only the retired go1.x runtime used.
+LAMBDA_ARCH ?= amd64
+
+package-lambda:
+	@command -v zip >/dev/null || { echo "make package-lambda needs zip: apt-get install -y zip"; exit 1; }
+	@test -n "$(DIST)" || { echo "make package-lambda: DIST must not be empty"; exit 1; }
+	@case "$(LAMBDA_ARCH)" in amd64|arm64) ;; *) echo "make package-lambda: LAMBDA_ARCH must be amd64 or arm64"; exit 1;; esac
+	rm -rf $(DIST)/lambda $(DIST)/lambda.zip
+	mkdir -p $(DIST)/lambda
+	GOOS=linux GOARCH=$(LAMBDA_ARCH) CGO_ENABLED=0 $(GO) build -trimpath -tags lambda.norpc -ldflags '-s -w' -o $(DIST)/lambda/bootstrap .
+	cd $(DIST)/lambda && zip -q ../lambda.zip bootstrap
+	@echo "$(DIST)/lambda.zip ready for infra/aws/template.yaml"
+
+# Deploy to AWS (README, Run on AWS Lambda): needs the SAM CLI and AWS
+# credentials, and Secrets Manager secrets holding the Cosmos DB connection
+# string and the operator key. STACK is also the queues' name prefix, so at
+# most 39 characters.
+STACK ?= dronedelivery
+COSMOS_SECRET ?= dronedelivery/cosmos-connection
+OPERATOR_SECRET ?= dronedelivery/operator-key
+AWS_ARCH = $(if $(filter arm64,$(LAMBDA_ARCH)),arm64,x86_64)
+
+deploy-aws:
+	@command -v sam >/dev/null || { echo "make deploy-aws needs the AWS SAM CLI: https://docs.aws.amazon.com/serverless-application-model/latest/developerguide/install-sam-cli.html"; exit 1; }
+	$(MAKE) package-lambda
+	sam deploy --template-file infra/aws/template.yaml --stack-name $(STACK) --resolve-s3 \
+		--capabilities CAPABILITY_IAM --no-fail-on-empty-changeset \
+		--parameter-overrides CosmosConnectionSecret=$(COSMOS_SECRET) OperatorKeySecret=$(OPERATOR_SECRET) Architecture=$(AWS_ARCH)
 
 # Deploy to Azure (docs/deploy.md): needs the az CLI with Bicep, signed in to a
 # subscription. NAME is the base of every resource name; LOCATION must offer
