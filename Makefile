@@ -131,13 +131,16 @@ deploy-aws:
 
 # Deploy to Azure (docs/deploy.md): needs the az CLI with Bicep, signed in to a
 # subscription. NAME is the base of every resource name; LOCATION must offer
-# Flex Consumption. The resource group is created if it does not exist.
+# Flex Consumption. The resource group is created if it does not exist. The
+# operator key is set after the template, which keeps no secret and replaces
+# every app setting it deploys, so it comes from OPERATOR_KEY each time.
 NAME ?= dronedelivery
 RESOURCE_GROUP ?= rg-$(NAME)
 LOCATION ?= eastus
 
 deploy:
 	@command -v az >/dev/null || { echo "make deploy needs the Azure CLI: https://learn.microsoft.com/cli/azure/install-azure-cli, then az login"; exit 1; }
+	@test -n "$$OPERATOR_KEY" || { echo "make deploy needs OPERATOR_KEY, the fleet endpoints' key: make one with openssl rand -hex 32, keep it, and pass the same on every deploy"; exit 1; }
 	$(MAKE) package
 	az group create --name $(RESOURCE_GROUP) --location $(LOCATION) --output none
 	az deployment group create --resource-group $(RESOURCE_GROUP) --name $(NAME) \
@@ -146,6 +149,7 @@ deploy:
 	set -e; \
 	app=$$(az deployment group show --resource-group $(RESOURCE_GROUP) --name $(NAME) --query properties.outputs.functionAppName.value --output tsv); \
 	api=$$(az deployment group show --resource-group $(RESOURCE_GROUP) --name $(NAME) --query properties.outputs.apiBaseUrl.value --output tsv); \
+	az functionapp config appsettings set --resource-group $(RESOURCE_GROUP) --name "$$app" --settings "OPERATOR_KEY=$$OPERATOR_KEY" --output none; \
 	az functionapp deployment source config-zip --resource-group $(RESOURCE_GROUP) --name "$$app" --src $(DIST)/app.zip; \
 	echo "deployed $$app: $$api/healthz"
 
