@@ -53,10 +53,10 @@ func (h *Handlers) PostTelemetry(ctx context.Context, req *runtime.Request) *run
 }
 
 // TrackDrone applies one telemetry report: it moves the drone's active
-// delivery (stage, position, trail, ETAs) and then the drone itself. Each
-// document keeps the timestamp of the last report applied to it, so a
-// duplicate or out-of-order report changes nothing, and a crash between the
-// two writes is finished by the redelivery.
+// delivery (trail, stage, position, ETAs) and then the drone itself. The
+// delivery files reports by timestamp, so a duplicate changes nothing and a
+// late one lands where it belongs; the drone keeps the newest position
+// only. A crash between the two writes is finished by the redelivery.
 func (h *Handlers) TrackDrone(ctx context.Context, msg *ports.Delivered) ([]ports.Message, error) {
 	r, err := domain.ParseTelemetryMessage(msg.Body)
 	if err != nil {
@@ -70,10 +70,8 @@ func (h *Handlers) TrackDrone(ctx context.Context, msg *ports.Delivered) ([]port
 	if err != nil {
 		return nil, err
 	}
-	if drone.LastTelemetryAt != nil && !r.Timestamp.After(*drone.LastTelemetryAt) {
-		return nil, nil // stale or duplicate
-	}
-
+	// A report older than the drone's last one still goes to the delivery:
+	// it belongs in the trail and may be the one that reached the pickup.
 	var out []ports.Message
 	var d *domain.Delivery
 	if drone.CurrentDeliveryID != "" {

@@ -3,6 +3,8 @@ package domain
 import (
 	"fmt"
 	"math"
+	"slices"
+	"sort"
 	"time"
 )
 
@@ -150,54 +152,62 @@ func FlightETA(now time.Time, from Location, speedMps float64, req *DeliveryRequ
 }
 
 // Track applies a telemetry report to the delivery its drone is flying. It
-// returns false, changing nothing, for a report no newer than the last one
-// applied or a delivery not in flight; otherwise it moves the position, the
-// trail, the stage and the ETAs forward and returns the notifications due.
+// returns false, changing nothing, for a report already applied (same
+// timestamp) or a delivery not in flight; otherwise it files the report in
+// the trail by its timestamp, moves the stage forward and, when the report
+// is the newest, the position and the ETAs, and returns the notifications
+// due. Reports may arrive late or out of order, as queues deliver them: the
+// trail stays sorted, the distance flown is kept exact by splicing, and the
+// pickup and dropoff are found from the trail in time order, so the order of
+// arrival does not change where the delivery ends up.
 func Track(d *Delivery, drone *Drone, r Telemetry, cfg TrackingConfig) (bool, []Notification) {
 	cfg = cfg.WithDefaults()
-	if d.LastTelemetryAt != nil && !r.Timestamp.After(*d.LastTelemetryAt) {
-		return false, nil
-	}
 	switch d.Stage {
 	case StageScheduled, StageHeadedToPickup, StageHeadedToDropoff:
 	default:
 		return false, nil
 	}
 	t := r.Timestamp
-	if d.LastKnownLocation != nil {
-		d.TraveledKm += DistanceKm(*d.LastKnownLocation, r.Location)
+	if !d.insertTrail(TrailPoint{Latitude: r.Location.Latitude, Longitude: r.Location.Longitude, At: t}) {
+		return false, nil
 	}
-	loc := r.Location
-	d.LastKnownLocation = &loc
-	d.LastTelemetryAt = &t
-	d.Trail = append(d.Trail, TrailPoint{Latitude: loc.Latitude, Longitude: loc.Longitude, At: t})
-	if len(d.Trail) > MaxTrailPoints {
-		d.Trail = append(d.Trail[:0:0], d.Trail[len(d.Trail)-MaxTrailPoints:]...)
+	newest := d.LastTelemetryAt == nil || t.After(*d.LastTelemetryAt)
+	if newest {
+		loc := r.Location
+		d.LastKnownLocation = &loc
+		d.LastTelemetryAt = &t
+		d.UpdatedAt = t
 	}
-	d.UpdatedAt = t
 
 	var out []Notification
 	if d.Stage == StageScheduled {
-		d.SetStage(StageHeadedToPickup, t, "")
+		d.SetStage(StageHeadedToPickup, d.eventTime(t), "")
 	}
-	if d.Stage == StageHeadedToPickup && DistanceKm(loc, d.Request.PickupLocation) <= cfg.ArrivalRadiusKm {
-		pt := t
-		d.PickedUpAt = &pt
-		d.PickupETA = &pt
-		d.SetStage(StageHeadedToDropoff, t, "package picked up")
-		out = append(out, d.Notify(NotifyPickedUp, "Your package has been picked up.", t))
+	if d.PickedUpAt == nil {
+		if p, ok := firstWithin(d.Trail, d.Request.PickupLocation, cfg.ArrivalRadiusKm, time.Time{}); ok {
+			pt := p.At
+			d.PickedUpAt = &pt
+			d.PickupETA = &pt
+			d.SetStage(StageHeadedToDropoff, d.eventTime(pt), "package picked up")
+			out = append(out, d.Notify(NotifyPickedUp, "Your package has been picked up.", d.eventTime(pt)))
+		}
 	}
-	if d.Stage == StageHeadedToDropoff && DistanceKm(loc, d.Request.DropoffLocation) <= cfg.ArrivalRadiusKm {
-		ct := t
-		d.CompletedAt = &ct
-		d.DeliveryETA = &ct
-		d.SetStage(StageCompleted, t, "package delivered")
-		out = append(out, d.Notify(NotifyDelivered, "Your package has been delivered.", t))
-		return true, out
+	if d.PickedUpAt != nil && d.Stage == StageHeadedToDropoff {
+		if p, ok := firstWithin(d.Trail, d.Request.DropoffLocation, cfg.ArrivalRadiusKm, *d.PickedUpAt); ok {
+			ct := p.At
+			d.CompletedAt = &ct
+			d.DeliveryETA = &ct
+			d.SetStage(StageCompleted, d.eventTime(ct), "package delivered")
+			out = append(out, d.Notify(NotifyDelivered, "Your package has been delivered.", d.eventTime(ct)))
+			return true, out
+		}
+	}
+	if !newest {
+		return true, out // an old report says nothing about where the drone is now
 	}
 
-	eta := FlightETA(t, loc, drone.CruiseSpeedMps, &d.Request, d.Stage == StageHeadedToDropoff)
-	if d.Stage == StageHeadedToPickup {
+	eta := FlightETA(t, r.Location, drone.CruiseSpeedMps, &d.Request, d.PickedUpAt != nil)
+	if d.PickedUpAt == nil {
 		d.PickupETA = &eta.Pickup
 	}
 	d.DeliveryETA = &eta.Delivery
@@ -211,6 +221,56 @@ func Track(d *Delivery, drone *Drone, r Telemetry, cfg TrackingConfig) (bool, []
 		}
 	}
 	return true, out
+}
+
+// insertTrail files p in the trail by time and keeps TraveledKm the length
+// of the path through every point ever filed. It returns false for a point
+// whose time is already there (a duplicate report) or that is older than a
+// full trail's oldest point.
+func (d *Delivery) insertTrail(p TrailPoint) bool {
+	i := sort.Search(len(d.Trail), func(i int) bool { return !d.Trail[i].At.Before(p.At) })
+	if i < len(d.Trail) && d.Trail[i].At.Equal(p.At) {
+		return false
+	}
+	if i == 0 && len(d.Trail) >= MaxTrailPoints {
+		return false
+	}
+	km := func(a, b TrailPoint) float64 {
+		return DistanceKm(Location{Latitude: a.Latitude, Longitude: a.Longitude}, Location{Latitude: b.Latitude, Longitude: b.Longitude})
+	}
+	switch {
+	case i > 0 && i < len(d.Trail):
+		d.TraveledKm += km(d.Trail[i-1], p) + km(p, d.Trail[i]) - km(d.Trail[i-1], d.Trail[i])
+	case i > 0:
+		d.TraveledKm += km(d.Trail[i-1], p)
+	case len(d.Trail) > 0:
+		d.TraveledKm += km(p, d.Trail[0])
+	}
+	d.Trail = slices.Insert(d.Trail, i, p)
+	if len(d.Trail) > MaxTrailPoints {
+		d.Trail = slices.Delete(d.Trail, 0, len(d.Trail)-MaxTrailPoints)
+	}
+	return true
+}
+
+// firstWithin returns the earliest trail point after "after" within
+// radiusKm of loc.
+func firstWithin(trail []TrailPoint, loc Location, radiusKm float64, after time.Time) (TrailPoint, bool) {
+	for _, p := range trail {
+		if p.At.After(after) && DistanceKm(Location{Latitude: p.Latitude, Longitude: p.Longitude}, loc) <= radiusKm {
+			return p, true
+		}
+	}
+	return TrailPoint{}, false
+}
+
+// eventTime keeps the history in time order when a late report reveals a
+// milestone that happened before the last recorded event.
+func (d *Delivery) eventTime(t time.Time) time.Time {
+	if n := len(d.History); n > 0 && d.History[n-1].At.After(t) {
+		return d.History[n-1].At
+	}
+	return t
 }
 
 // ReleaseDrone frees a drone at the end of its delivery: Available again,

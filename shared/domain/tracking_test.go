@@ -1,6 +1,8 @@
 package domain_test
 
 import (
+	"math/rand/v2"
+	"slices"
 	"testing"
 	"time"
 
@@ -34,8 +36,13 @@ func TestTrackStagesAndETAChanges(t *testing.T) {
 
 	changed, _ = report(pickup, start.Add(time.Minute))
 	assert.False(t, changed, "same timestamp: a duplicate")
-	changed, _ = report(pickup, start.Add(30*time.Second))
-	assert.False(t, changed, "older: stale")
+	earlier := domain.Location{Latitude: 47.585, Longitude: -122.33}
+	changed, _ = report(earlier, start.Add(30*time.Second))
+	assert.True(t, changed, "a late report is filed in the trail")
+	assert.Equal(t, away, *d.LastKnownLocation, "but does not move the drone back")
+	require.Len(t, d.Trail, 2)
+	assert.True(t, d.Trail[0].At.Before(d.Trail[1].At), "the trail stays in time order")
+	assert.InDelta(t, domain.DistanceKm(earlier, away), d.TraveledKm, 1e-9)
 
 	// 40 m from the pickup is within the default 50 m radius.
 	near := domain.Location{Latitude: pickup.Latitude + 0.00036, Longitude: pickup.Longitude}
@@ -56,6 +63,56 @@ func TestTrackStagesAndETAChanges(t *testing.T) {
 	assert.NoError(t, domain.LegalHistory(d.History))
 	changed, _ = report(away, start.Add(7*time.Minute))
 	assert.False(t, changed, "a completed delivery does not move")
+}
+
+// TestTrackIgnoresArrivalOrder replays one flight in order and shuffled,
+// with duplicates, and expects the same outcome: queues do not keep order.
+func TestTrackIgnoresArrivalOrder(t *testing.T) {
+	t.Parallel()
+	start := time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC)
+	pickup := domain.Location{Latitude: 47.60, Longitude: -122.33}
+	drop := domain.Location{Latitude: 47.62, Longitude: -122.31}
+	home := domain.Location{Latitude: 47.59, Longitude: -122.34}
+	var route []domain.Telemetry
+	add := func(a, b domain.Location, n int) {
+		for i := range n {
+			f := float64(i) / float64(n)
+			route = append(route, domain.Telemetry{
+				Location:  domain.Location{Latitude: a.Latitude + f*(b.Latitude-a.Latitude), Longitude: a.Longitude + f*(b.Longitude-a.Longitude)},
+				Timestamp: start.Add(time.Duration(len(route)+1) * 10 * time.Second),
+			})
+		}
+	}
+	add(home, pickup, 7)
+	add(pickup, drop, 9)
+	route = append(route, domain.Telemetry{Location: drop, Timestamp: start.Add(time.Duration(len(route)+1) * 10 * time.Second)})
+
+	fly := func(reports []domain.Telemetry) *domain.Delivery {
+		d := &domain.Delivery{ID: "d", Stage: domain.StageScheduled, Request: domain.DeliveryRequest{PickupLocation: pickup, DropoffLocation: drop}}
+		d.History = []domain.Event{{Stage: domain.StageCreated, At: start}, {Stage: domain.StageScheduled, At: start}}
+		for _, r := range reports {
+			domain.Track(d, &domain.Drone{CruiseSpeedMps: 12}, r, domain.TrackingConfig{})
+		}
+		return d
+	}
+	want := fly(route)
+	require.Equal(t, domain.StageCompleted, want.Stage)
+	rng := rand.New(rand.NewPCG(1, 2))
+	for range 50 {
+		// Everything but the landing arrives shuffled and some of it twice;
+		// the landing comes last, as a drone reports it after the flight.
+		body := slices.Clone(route[:len(route)-1])
+		body = append(body, body[:rng.IntN(len(body))]...)
+		rng.Shuffle(len(body), func(i, j int) { body[i], body[j] = body[j], body[i] })
+		got := fly(append(body, route[len(route)-1]))
+		assert.Equal(t, want.Stage, got.Stage)
+		assert.Equal(t, want.Trail, got.Trail)
+		assert.InDelta(t, want.TraveledKm, got.TraveledKm, 1e-9)
+		assert.Equal(t, want.PickedUpAt, got.PickedUpAt)
+		assert.Equal(t, want.CompletedAt, got.CompletedAt)
+		assert.Equal(t, *want.LastKnownLocation, *got.LastKnownLocation)
+		assert.NoError(t, domain.LegalHistory(got.History))
+	}
 }
 
 func TestLegalHistory(t *testing.T) {
