@@ -16,8 +16,11 @@ import (
 	"github.com/stretchr/testify/require"
 	_ "modernc.org/sqlite" // the embedded store's driver, to read its file beside the process
 
+	"github.com/fabrikam/dronedelivery/shared/adapters/embedded"
 	"github.com/fabrikam/dronedelivery/shared/domain"
+	"github.com/fabrikam/dronedelivery/shared/ports"
 	"github.com/fabrikam/dronedelivery/shared/runtime"
+	"github.com/fabrikam/dronedelivery/shared/topology"
 )
 
 // hostile is one malformed or hostile request and the answer it must get.
@@ -463,4 +466,51 @@ func changedLines(before, after string) string {
 		count[l] = 0
 	}
 	return b.String()
+}
+
+// TestPoisonMessagesAreDeadLetteredOnce puts undecodable and invalid
+// messages on every queue of a running binary, as a broken or hostile
+// publisher could: each is dead-lettered on its first delivery, with a
+// reason, instead of being retried, and the process keeps serving.
+func TestPoisonMessagesAreDeadLetteredOnce(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	p := startServe(t, dir)
+	db, err := embedded.Open(filepath.Join(dir, "dronedelivery.db"), embedded.Options{})
+	require.NoError(t, err)
+	defer db.Close()
+	bus := db.Bus()
+	poison := []string{
+		`{oops`, ``, `null`, `[]`, `"delivery"`, "{\"operation\":\"delivery\",\"deliveryId\":\"\xff\",\"correlationId\":\"c\"}",
+		`{"operation":"launch","deliveryId":"d","correlationId":"c"}`,
+		`{"operation":"delivery","deliveryId":"../d","correlationId":"c"}`,
+		`{"operation":"delivery","deliveryId":"d","correlationId":"c\u0000"}`,
+		`{"operation":"delivery","deliveryId":"d","correlationId":"c","attempt":-1}`,
+		`{"operation":"delivery","deliveryId":"d","correlationId":"c","deliveryId":"e"}`,
+		`{"operation":"notify","deliveryId":"d","correlationId":"c"}`,
+		`{"droneId":"drone-1","location":{"latitude":1,"longitude":2},"batteryPercent":5,"timestamp":"0000-01-01T0:00:00+01:00"}`,
+		strings.Repeat(`{"a":`, 5000) + "1" + strings.Repeat("}", 5000),
+	}
+	ctx := withTimeout(t, 30*time.Second)
+	for _, q := range topology.Queues {
+		for i, body := range poison {
+			require.NoError(t, bus.Publish(ctx, ports.Message{ID: fmt.Sprintf("poison-%d", i), Queue: q, Body: []byte(body), Operation: "delivery"}))
+		}
+	}
+	for _, q := range topology.Queues {
+		eventually(t, 20*time.Second, q+" to dead-letter its poison", func() bool {
+			active, dead, err := bus.Depth(ctx, q)
+			require.NoError(t, err)
+			return active == 0 && dead == len(poison)
+		})
+		msgs, err := bus.Receive(ctx, ports.DeadLetterQueue(q), len(poison))
+		require.NoError(t, err)
+		for _, m := range msgs {
+			// One delivery to the step, then this receive from the dead-letter queue.
+			assert.Equal(t, 2, m.DeliveryCount, "%s %s: dead-lettered on its first delivery, not retried", q, m.ID)
+			assert.Equal(t, "ProcessingFailed", m.DeadLetterReason, "%s %s", q, m.ID)
+			assert.NotEmpty(t, m.DeadLetterDescription, "%s %s", q, m.ID)
+		}
+	}
+	assert.Equal(t, http.StatusOK, call(t, "GET", p.base+"/api/healthz", nil).Status)
 }

@@ -174,6 +174,9 @@ func (h *Handlers) RevokeAPIKey(ctx context.Context, req *runtime.Request) *runt
 		return h.errorResponse(ctx, err)
 	}
 	notFound := domain.Errorf(domain.ENOTFOUND, "key %s not found", prefix)
+	if !domain.ValidKeyPrefix(prefix) {
+		return h.errorResponse(ctx, notFound) // no key has it, so no read is needed to say so
+	}
 	now := h.clock.Now()
 	// The account is marked first: it is where the last-key rule can be
 	// held against concurrent revocations. A retry after a failure below

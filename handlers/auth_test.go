@@ -222,6 +222,7 @@ func TestKeysAreIssuedAndRevoked(t *testing.T) {
 	assert.Equal(t, http.StatusNotFound, issue(second.APIKey, otherAcct).Status)
 	assert.True(t, works(otherKey))
 	assert.Equal(t, http.StatusBadRequest, revoke(second.APIKey, f.acct, "../x").Status)
+	assert.Equal(t, http.StatusNotFound, revoke(second.APIKey, f.acct, "NOT-A-PREFIX").Status, "no key has that shape")
 	assert.Equal(t, http.StatusBadRequest, f.call("CreateApiKey", second.APIKey, &runtime.Request{Method: "POST",
 		Params: map[string]string{"id": f.acct}, Body: []byte(`{"name":"x"}`)}).Status, "the body, if any, is empty")
 
