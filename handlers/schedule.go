@@ -55,6 +55,14 @@ func (h *Handlers) ScheduleDrone(ctx context.Context, msg *ports.Delivered) ([]p
 			return nil, err
 		}
 	}
+	if d.PreviousDroneID != "" {
+		// Every run of this generation repeats the release of the old
+		// generation's drone, so a crash right after the reset cannot
+		// strand it; the release is a no-op once done.
+		if err := h.releaseOldDrone(ctx, d); err != nil {
+			return nil, err
+		}
+	}
 	if d.DroneAssignedAt != nil {
 		return []ports.Message{nextMessage(d, topology.QueueDroneScheduled, stepScheduled)}, nil
 	}
@@ -114,16 +122,17 @@ func (h *Handlers) releaseDrone(ctx context.Context, d *domain.Delivery) error {
 	return nil
 }
 
-// resetAssignment undoes the previous generation's assignment before a
-// rescheduled delivery is dispatched again.
+// resetAssignment forgets the previous generation's assignment before a
+// rescheduled delivery is dispatched again, remembering its drone so that
+// releaseOldDrone can give it back.
 func (h *Handlers) resetAssignment(ctx context.Context, d *domain.Delivery) (*domain.Delivery, error) {
-	if err := h.releaseDrone(ctx, d); err != nil {
-		return nil, err
-	}
 	gen := d.Generation
 	got, err := h.store.Deliveries.Update(ctx, d.ID, func(cur *domain.Delivery) error {
 		if cur.Generation != gen || cur.ResetGeneration >= gen {
 			return ports.ErrSkip
+		}
+		if cur.DroneID != "" {
+			cur.PreviousDroneID = cur.DroneID
 		}
 		cur.DroneID, cur.DroneAssignedAt, cur.PackageRecordedAt = "", nil, nil
 		cur.ResetGeneration = gen
@@ -133,6 +142,25 @@ func (h *Handlers) resetAssignment(ctx context.Context, d *domain.Delivery) (*do
 		return nil, fmt.Errorf("reset assignment: %w", err)
 	}
 	return got, nil
+}
+
+// releaseOldDrone frees the drone an earlier generation of d claimed, unless
+// the current generation has claimed it again (the drone records the
+// generation it serves), so duplicate or concurrent runs cannot free a drone
+// the new schedule holds.
+func (h *Handlers) releaseOldDrone(ctx context.Context, d *domain.Delivery) error {
+	now := h.clock.Now()
+	_, err := h.store.Fleet.Update(ctx, d.PreviousDroneID, func(dr *domain.Drone) error {
+		if dr.CurrentDeliveryID != d.ID || dr.CurrentGeneration >= d.Generation {
+			return ports.ErrSkip
+		}
+		domain.ReleaseDrone(dr, h.cfg.Tracking, now)
+		return nil
+	})
+	if err != nil && !domain.IsCode(err, domain.ENOTFOUND) {
+		return fmt.Errorf("release drone %s of an earlier schedule: %w", d.PreviousDroneID, err)
+	}
+	return nil
 }
 
 func (h *Handlers) backoff(attempt int) time.Duration {
@@ -203,15 +231,28 @@ func (h *Handlers) claim(ctx context.Context, d *domain.Delivery, droneID string
 		return h.claim(ctx, reserved, reserved.DroneID, now)
 	}
 
+	gen := reserved.Generation
 	_, err = h.store.Fleet.Update(ctx, droneID, func(dr *domain.Drone) error {
 		if dr.CurrentDeliveryID == d.ID {
-			return ports.ErrSkip
+			if dr.CurrentGeneration == gen {
+				return ports.ErrSkip // claimed already, by an earlier run of this message
+			}
+			// Still held from before a reschedule: keep it if it can do the
+			// new job, as if it had been freed and claimed again.
+			probe := *dr
+			probe.Status, probe.CurrentDeliveryID = domain.DroneAvailable, ""
+			if why := domain.Unfit(&probe, &reserved.Request); why != "" {
+				return fmt.Errorf("%w: %s", errTaken, why)
+			}
+			dr.CurrentGeneration, dr.UpdatedAt = gen, now
+			return nil
 		}
 		if why := domain.Unfit(dr, &reserved.Request); why != "" {
 			return fmt.Errorf("%w: %s", errTaken, why)
 		}
 		dr.Status = domain.DroneAssigned
 		dr.CurrentDeliveryID = d.ID
+		dr.CurrentGeneration = gen
 		dr.UpdatedAt = now
 		return nil
 	})

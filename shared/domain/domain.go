@@ -123,6 +123,8 @@ type Delivery struct {
 	// assignment was released.
 	Generation      int `json:"generation,omitempty"`
 	ResetGeneration int `json:"resetGeneration,omitempty"`
+	// PreviousDroneID is the drone the generation before this one held.
+	PreviousDroneID string `json:"previousDroneId,omitempty"`
 
 	PickedUpAt          *time.Time        `json:"pickedUpAt,omitempty"`
 	CompletedAt         *time.Time        `json:"completedAt,omitempty"`
@@ -204,8 +206,12 @@ type Drone struct {
 	BatteryPercent    float64     `json:"batteryPercent"`
 	Status            DroneStatus `json:"status"`
 	CurrentDeliveryID string      `json:"currentDeliveryId,omitempty"`
-	LastTelemetryAt   *time.Time  `json:"lastTelemetryAt,omitempty"`
-	UpdatedAt         time.Time   `json:"updatedAt"`
+	// CurrentGeneration is the reschedule generation of the delivery the
+	// drone was claimed for, so releasing an earlier generation's drone
+	// never frees one the current generation holds.
+	CurrentGeneration int        `json:"currentGeneration,omitempty"`
+	LastTelemetryAt   *time.Time `json:"lastTelemetryAt,omitempty"`
+	UpdatedAt         time.Time  `json:"updatedAt"`
 }
 
 // Package is the record of a package and the delivery carrying it.
