@@ -40,6 +40,10 @@ type Config struct {
 	// OperatorKey is the bearer token of the fleet endpoints (drones and
 	// telemetry); empty closes them.
 	OperatorKey string
+	// MaxBacklog is how many messages may wait in the chain's queues before
+	// ingest answers 503 with Retry-After; zero means no bound. Only a bus
+	// that can count its queues (the embedded one) applies it.
+	MaxBacklog int
 	// KeyCacheTTL is how long a looked-up API key is trusted without
 	// reading it again, and so how long a key revoked through another
 	// process keeps working here; negative turns the cache off.
@@ -95,6 +99,7 @@ type Handlers struct {
 	cfg          Config
 	keys         *keyCache
 	operatorHash []byte // SHA-256 of Config.OperatorKey; nil when there is none
+	backlog      backlogGate
 }
 
 // New returns the handlers over deps.

@@ -31,6 +31,9 @@ func (h *Handlers) IngestDelivery(ctx context.Context, req *runtime.Request) *ru
 	if err != nil {
 		return h.errorResponse(ctx, err)
 	}
+	if h.overloaded(ctx) {
+		return busy()
+	}
 	p, err := domain.ParseDeliveryRequest(req.Body)
 	if err != nil {
 		return h.errorResponse(ctx, err)

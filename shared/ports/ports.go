@@ -118,6 +118,14 @@ type Consumer interface {
 	DeadLetter(ctx context.Context, m *Delivered, reason, description string) error
 }
 
+// Backlog is implemented by a bus that can count waiting messages cheaply;
+// ingest uses it to shed load.
+type Backlog interface {
+	// Depth returns how many messages of queue wait to be processed (now or
+	// later) and how many sit in its dead-letter queue.
+	Depth(ctx context.Context, queue string) (active, deadLettered int, err error)
+}
+
 // Bus is a message bus with both ends.
 type Bus interface {
 	Publisher
