@@ -43,6 +43,7 @@ commands:
             FUNCTIONS_CUSTOMHANDLER_PORT or FUNCTIONS_HTTPWORKER_PORT is set)
   seed      add a generated drone fleet to the store and exit
   simulate  fly every assigned drone and report its telemetry to a running service
+  deadletters  list the dead-lettered messages of every queue, or replay one (-queue q -replay id)
 
 Run 'dronedelivery <command> -h' for the flags of each.`
 
@@ -75,6 +76,8 @@ func Main(args []string, app fs.FS, stdout, stderr io.Writer) int {
 		err = lambdaMode(ctx, app, env, log)
 	case "simulate":
 		err = simulate(ctx, args, env, stdout)
+	case "deadletters":
+		err = deadLetters(ctx, args, env, stdout, log)
 	case "help", "-h", "--help":
 		fmt.Fprintln(stdout, usage)
 		return 0
@@ -99,6 +102,11 @@ func logLevel(s string) slog.Level {
 	}
 	return l
 }
+
+// DefaultMaxBacklog bounds the embedded queues' backlog: at the measured
+// throughput it is well under a minute of work, so a client told to retry
+// is told early, and the SQLite file stays small.
+const DefaultMaxBacklog = 50000
 
 // common are the flags every serving command shares.
 type common struct {
@@ -182,6 +190,8 @@ func serve(ctx context.Context, args []string, app fs.FS, env func(string) strin
 	workers := fs.Int("workers", 16, "messages processed at once per queue")
 	simulate := fs.Bool("simulate", strings.EqualFold(env("SIMULATE"), "true") || env("SIMULATE") == "1",
 		"also fly every assigned drone and report its telemetry, so deliveries reach Completed (env SIMULATE=1)")
+	maxBacklog := fs.Int("max-backlog", envInt(env, "MAX_BACKLOG", DefaultMaxBacklog),
+		"messages waiting in the chain's queues beyond which new deliveries get 503 with Retry-After; 0 for no bound (env MAX_BACKLOG)")
 	var limits rateFlags
 	limits.register(fs, env)
 	if err := fs.Parse(args); err != nil {
@@ -198,7 +208,7 @@ func serve(ctx context.Context, args []string, app fs.FS, env func(string) strin
 	if opKey == "" {
 		log.Warn(OperatorKeySetting + " is not set: the fleet endpoints (drones, telemetry) refuse every caller")
 	}
-	parts, err := open(ctx, c, app, env, log, handlers.Config{OperatorKey: opKey})
+	parts, err := open(ctx, c, app, env, log, handlers.Config{OperatorKey: opKey, MaxBacklog: *maxBacklog})
 	if err != nil {
 		return err
 	}
