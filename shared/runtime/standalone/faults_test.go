@@ -133,9 +133,15 @@ func (w *world) quiet() {
 // of processing left out, as those differ from run to run by nature.
 func scenario(t *testing.T, w *world) map[string]any {
 	const n = 8
-	drone := func(i int) domain.Location { return domain.Location{Latitude: 47.55 + 0.01*float64(i), Longitude: -122.33} }
-	pickup := func(i int) domain.Location { return domain.Location{Latitude: drone(i).Latitude + 0.003, Longitude: -122.33} }
-	drop := func(i int) domain.Location { return domain.Location{Latitude: drone(i).Latitude + 0.003, Longitude: -122.32} }
+	drone := func(i int) domain.Location {
+		return domain.Location{Latitude: 47.55 + 0.01*float64(i), Longitude: -122.33}
+	}
+	pickup := func(i int) domain.Location {
+		return domain.Location{Latitude: drone(i).Latitude + 0.003, Longitude: -122.33}
+	}
+	drop := func(i int) domain.Location {
+		return domain.Location{Latitude: drone(i).Latitude + 0.003, Longitude: -122.32}
+	}
 	for i := range n {
 		w.do(operatorKey, "PUT", fmt.Sprintf("/api/drones/f%d", i), map[string]any{"location": drone(i), "maxPayloadKg": 5,
 			"maxPackageSize": "Large", "rangeKm": 40, "cruiseSpeedMps": 15}, http.StatusCreated)
