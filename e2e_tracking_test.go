@@ -80,9 +80,12 @@ func TestTrackingEndToEnd(t *testing.T) {
 		assert.Less(t, remaining[i], remaining[i-1], "time to delivery shrinks as the drone approaches (report %d)", i)
 	}
 
+	// The drone is written after the delivery, by the same report.
 	var drone domain.Drone
-	a.fleet(t, "GET", "/api/drones/courier", nil).decode(t, &drone)
-	assert.Equal(t, domain.DroneAvailable, drone.Status)
+	eventually(t, 10*time.Second, "the drone to be freed", func() bool {
+		a.fleet(t, "GET", "/api/drones/courier", nil).decode(t, &drone)
+		return drone.Status == domain.DroneAvailable
+	})
 	assert.Empty(t, drone.CurrentDeliveryID)
 
 	var hist struct {
