@@ -7,7 +7,7 @@ FLEET_SIZE ?= 50
 FLEET_CENTER ?= 47.6062,-122.3321
 BIN := bin/dronedelivery
 
-.PHONY: all build run test test-deps vet fmt-check unit race bench fuzz package deploy start clean help
+.PHONY: all build run test test-deps vet fmt-check unit race bench bench-go fuzz package deploy start clean help
 
 all: build
 
@@ -18,7 +18,8 @@ help:
 	@echo "make package  assemble the function app in dist/app and dist/app.zip (linux/amd64)"
 	@echo "make deploy   create the Azure resources (infra/main.bicep) and publish dist/app.zip; see docs/deploy.md"
 	@echo "make start    run the packaged app under Azure Functions Core Tools (func start) with ./local.settings.json"
-	@echo "make bench    run the Go benchmarks"
+	@echo "make bench    load-test the service beside a bare net/http baseline (under 3 minutes); writes bench/report.md and bench/report.json"
+	@echo "make bench-go run the Go benchmarks"
 	@echo "make package-lambda  build the AWS Lambda bootstrap into dist/lambda.zip (LAMBDA_ARCH=amd64|arm64)"
 	@echo "make deploy-aws      deploy infra/aws/template.yaml with the SAM CLI; see README, Run on AWS Lambda"
 	@echo "make fuzz     run every fuzz target for FUZZTIME (default $(FUZZTIME)) each; not part of make test"
@@ -51,7 +52,14 @@ unit:
 race:
 	$(GO) test -count=1 -race -timeout 20m ./shared/geo/ ./shared/runtime/... ./shared/adapters/embedded/ ./handlers/
 
-bench:
+# The load generator starts the service as a separate process and loads it
+# over loopback; BENCH_FLAGS passes flags through (dronedelivery bench -h).
+BENCH_FLAGS ?=
+
+bench: build
+	./$(BIN) bench -out bench $(BENCH_FLAGS)
+
+bench-go:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 2000x ./...
 
 # Each decoder of hostile input in turn: the delivery request (and its

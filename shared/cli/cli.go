@@ -74,6 +74,8 @@ func Main(args []string, app fs.FS, stdout, stderr io.Writer) int {
 		err = seed(ctx, args, env, stdout)
 	case "lambda":
 		err = lambdaMode(ctx, app, env, log)
+	case "bench":
+		err = bench(ctx, args, env, stdout)
 	case "simulate":
 		err = simulate(ctx, args, env, stdout)
 	case "deadletters":
