@@ -103,25 +103,36 @@ func (h *Handlers) TrackDrone(ctx context.Context, msg *ports.Delivered) ([]port
 
 	now := h.clock.Now()
 	_, err = h.store.Fleet.Update(ctx, r.DroneID, func(dr *domain.Drone) error {
-		if dr.LastTelemetryAt != nil && !r.Timestamp.After(*dr.LastTelemetryAt) {
+		changed := false
+		if dr.LastTelemetryAt == nil || r.Timestamp.After(*dr.LastTelemetryAt) {
+			// Only the newest report says where the drone is.
+			if dr.BatteryPercent > 0 && r.BatteryPercent < dr.BatteryPercent {
+				// Range is what the current charge allows, so it shrinks with it.
+				dr.RangeKm *= r.BatteryPercent / dr.BatteryPercent
+			}
+			t := r.Timestamp
+			dr.Location, dr.BatteryPercent, dr.LastTelemetryAt = r.Location, r.BatteryPercent, &t
+			changed = true
+		}
+		// Any report, even a late one (it may be the one that completed the
+		// delivery), settles the assignment; but only for the delivery it
+		// was applied to: a concurrent report may have finished that one and
+		// another delivery claimed the drone since it was read above.
+		if dr.CurrentDeliveryID != "" && dr.CurrentDeliveryID == drone.CurrentDeliveryID {
+			switch {
+			case d == nil, d.Stage.Terminal():
+				// Its delivery is gone or over: nothing holds the drone any more.
+				domain.ReleaseDrone(dr, h.cfg.Tracking, now)
+				changed = true
+			case dr.Status != domain.DroneInFlight:
+				dr.Status = domain.DroneInFlight
+				changed = true
+			}
+		}
+		if !changed {
 			return ports.ErrSkip
 		}
-		if dr.BatteryPercent > 0 && r.BatteryPercent < dr.BatteryPercent {
-			// Range is what the current charge allows, so it shrinks with it.
-			dr.RangeKm *= r.BatteryPercent / dr.BatteryPercent
-		}
-		t := r.Timestamp
-		dr.Location, dr.BatteryPercent, dr.LastTelemetryAt, dr.UpdatedAt = r.Location, r.BatteryPercent, &t, now
-		switch {
-		case dr.CurrentDeliveryID == "":
-		case d == nil || d.ID != dr.CurrentDeliveryID:
-			// Its delivery is gone: nothing holds the drone any more.
-			domain.ReleaseDrone(dr, h.cfg.Tracking, now)
-		case d.Stage.Terminal():
-			domain.ReleaseDrone(dr, h.cfg.Tracking, now)
-		default:
-			dr.Status = domain.DroneInFlight
-		}
+		dr.UpdatedAt = now
 		return nil
 	})
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -16,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/fabrikam/dronedelivery/handlers"
+	"github.com/fabrikam/dronedelivery/shared/adapters/sys"
 	"github.com/fabrikam/dronedelivery/shared/domain"
 	"github.com/fabrikam/dronedelivery/shared/ports"
 	"github.com/fabrikam/dronedelivery/shared/runtime"
@@ -486,4 +488,49 @@ func TestTrackingFeedByTrackingIDOnly(t *testing.T) {
 		assert.Equal(t, http.StatusNotFound, get("TrackFeed", bad).Status, bad)
 		assert.Equal(t, http.StatusNotFound, get("TrackPage", bad).Status, bad)
 	}
+}
+
+// staleFleet answers Find with an old copy of one drone, as a read that
+// raced a concurrent write would.
+type staleFleet struct {
+	ports.Fleet
+	old *domain.Drone
+}
+
+func (s staleFleet) Find(ctx context.Context, id string) (*domain.Drone, error) {
+	if id == s.old.ID {
+		c := *s.old
+		return &c, nil
+	}
+	return s.Fleet.Find(ctx, id)
+}
+
+// TestLateReportNeverFreesTheDronesNextDelivery replays the race the crash
+// test found: a report read the drone while it still served delivery A; by
+// the time it writes the drone, A is completed and B has claimed the drone.
+// The report must not free the drone from B.
+func TestLateReportNeverFreesTheDronesNextDelivery(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	pickup, drop := at(0, 0), at(0.005, 0)
+	f.putDrone(t, domain.Drone{ID: "busy", Location: pickup})
+	f.scheduled(t, "first", pickup, drop)
+	stale := f.drone(t, "busy") // serving "first"
+	f.report(t, "busy", pickup, 90, t0.Add(time.Minute))
+	f.report(t, "busy", drop, 80, t0.Add(2*time.Minute))
+	require.Equal(t, domain.StageCompleted, f.delivery(t, "first").Stage)
+	f.scheduled(t, "second", drop, at(0.01, 0))
+	require.Equal(t, "second", f.drone(t, "busy").CurrentDeliveryID)
+
+	store := f.store
+	store.Fleet = staleFleet{Fleet: f.store.Fleet, old: stale}
+	racer := handlers.New(handlers.Deps{Store: store, Bus: f.bus, Clock: f.clock, IDs: sys.IDs{}, Log: slog.New(slog.DiscardHandler)})
+	body, _ := json.Marshal(domain.Telemetry{DroneID: "busy", Location: drop, BatteryPercent: 79, Timestamp: t0.Add(3 * time.Minute)})
+	_, err := racer.TrackDrone(context.Background(), &ports.Delivered{Message: ports.Message{ID: "late", Body: body}, DeliveryCount: 1})
+	require.NoError(t, err)
+
+	dr := f.drone(t, "busy")
+	assert.Equal(t, "second", dr.CurrentDeliveryID, "the drone still serves the delivery that claimed it")
+	assert.NotEqual(t, domain.DroneAvailable, dr.Status)
+	assert.Equal(t, drop, dr.Location, "the report still moves the drone")
 }
