@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -128,19 +130,7 @@ func BenchmarkPublishBatch100(b *testing.B) {
 func BenchmarkReceiveComplete(b *testing.B) {
 	bus := MustOpen(b, Options{}).Bus()
 	ctx := context.Background()
-	fill := func(n int) {
-		batch := make([]ports.Message, 0, 100)
-		for i := range n {
-			batch = append(batch, benchMessage(i))
-			if len(batch) == cap(batch) || i == n-1 {
-				if err := bus.Publish(ctx, batch...); err != nil {
-					b.Fatal(err)
-				}
-				batch = batch[:0]
-			}
-		}
-	}
-	fill(b.N)
+	fillQueue(b, bus, b.N)
 	b.ReportAllocs()
 	b.ResetTimer()
 	for range b.N {
@@ -207,5 +197,111 @@ func BenchmarkNearestAvailable(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// BenchmarkDeliveryUpdateParallel measures updates of different documents
+// from many goroutines at once, the shape of the queue consumers' load,
+// where group commit lets concurrent writers share transactions.
+func BenchmarkDeliveryUpdateParallel(b *testing.B) {
+	deliveries := MustOpen(b, Options{}).Store().Deliveries
+	ctx := context.Background()
+	const n = 4096
+	for i := range n {
+		id := "d" + strconv.Itoa(i)
+		if err := deliveries.Create(ctx, id, benchDelivery(id)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	var next atomic.Int64
+	b.ReportAllocs()
+	b.SetParallelism(32)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			id := "d" + strconv.Itoa(int(next.Add(1))%n)
+			if _, err := deliveries.Update(ctx, id, func(d *domain.Delivery) error {
+				d.ScheduleAttempts++
+				return nil
+			}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// fillQueue publishes n messages in batches of 100.
+func fillQueue(b *testing.B, bus *Bus, n int) {
+	ctx := context.Background()
+	batch := make([]ports.Message, 0, 100)
+	for i := range n {
+		batch = append(batch, benchMessage(i))
+		if len(batch) == cap(batch) || i == n-1 {
+			if err := bus.Publish(ctx, batch...); err != nil {
+				b.Fatal(err)
+			}
+			batch = batch[:0]
+		}
+	}
+}
+
+// BenchmarkReceiveBatchComplete receives 100 messages at a time and
+// completes them from 16 goroutines at once, as the standalone runtime's
+// workers do, so that group commit can put many completions in one commit.
+func BenchmarkReceiveBatchComplete(b *testing.B) {
+	db := MustOpen(b, Options{})
+	bus := db.Bus()
+	ctx := context.Background()
+	fillQueue(b, bus, b.N)
+	st0 := db.Stats()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for done := 0; done < b.N; {
+		msgs, err := bus.Receive(ctx, topology.QueueDeliveryRequests, 100)
+		if err != nil {
+			b.Fatal(err)
+		}
+		work := make(chan *ports.Delivered)
+		var wg sync.WaitGroup
+		for range 16 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for m := range work {
+					if err := bus.Complete(ctx, m); err != nil {
+						b.Error(err)
+					}
+				}
+			}()
+		}
+		for _, m := range msgs {
+			work <- m
+		}
+		close(work)
+		wg.Wait()
+		done += len(msgs)
+	}
+	st := db.Stats()
+	b.ReportMetric(float64(st.Writes-st0.Writes)/float64(st.Commits-st0.Commits), "writes/commit")
+}
+
+// BenchmarkCompleteWith measures a step's settlement on the embedded bus:
+// its output published and its input completed in one write.
+func BenchmarkCompleteWith(b *testing.B) {
+	bus := MustOpen(b, Options{}).Bus()
+	ctx := context.Background()
+	fillQueue(b, bus, b.N)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		msgs, err := bus.Receive(ctx, topology.QueueDeliveryRequests, 1)
+		if err != nil {
+			b.Fatal(err)
+		}
+		out := benchMessage(i)
+		out.Queue = topology.QueueDroneScheduled
+		if err := bus.CompleteWith(ctx, msgs[0], out); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

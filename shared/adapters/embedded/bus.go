@@ -89,53 +89,12 @@ func (b *Bus) Publish(ctx context.Context, msgs ...ports.Message) error {
 	if len(msgs) == 0 {
 		return nil
 	}
-	var queues []string
-	for i := range msgs {
-		q := msgs[i].Queue
-		if q == "" || isDLQ(q) {
-			return domain.Invalid("queue", "cannot publish to %q", q)
-		}
-		if !slices.Contains(queues, q) {
-			queues = append(queues, q)
-		}
-	}
-
-	now := time.Now().UnixNano()
-	expires := now + int64(b.db.opts.DuplicateWindow)
-	tx, err := b.db.w.BeginTx(ctx, nil)
+	queues, err := publishQueues(msgs)
 	if err != nil {
-		return b.db.fail(err, "publish")
-	}
-	defer tx.Rollback()
-	dedupe := tx.StmtContext(ctx, b.db.st.msgDedupe)
-	insert := tx.StmtContext(ctx, b.db.st.msgInsert)
-	for i := range msgs {
-		m := &msgs[i]
-		id := m.ID
-		if id == "" {
-			id = newMessageID()
-		}
-		res, err := dedupe.ExecContext(ctx, m.Queue, id, expires, now)
-		if err != nil {
-			return b.db.fail(err, "publish %s to %s", id, m.Queue)
-		}
-		if affected(res) == 0 {
-			continue // a duplicate
-		}
-		visible, notBefore := now, int64(0)
-		if !m.NotBefore.IsZero() {
-			notBefore = m.NotBefore.UnixNano()
-			visible = max(now, notBefore)
-		}
-		if _, err := insert.ExecContext(ctx, m.Queue, id, m.Body, m.CorrelationID, m.Operation, notBefore, now, visible); err != nil {
-			return b.db.fail(err, "publish %s to %s", id, m.Queue)
-		}
-	}
-	if err := b.prune(ctx, tx, now); err != nil {
 		return err
 	}
-	if err := tx.Commit(); err != nil {
-		return b.db.fail(err, "publish")
+	if err := b.db.commit.write(ctx, "publish", func(w *writeTx) error { return b.insert(w, msgs) }); err != nil {
+		return err
 	}
 	for _, q := range queues {
 		b.signal(q)
@@ -143,22 +102,69 @@ func (b *Bus) Publish(ctx context.Context, msgs ...ports.Message) error {
 	return nil
 }
 
+// publishQueues checks that every message names a queue one may publish to
+// and returns those queues.
+func publishQueues(msgs []ports.Message) ([]string, error) {
+	var queues []string
+	for i := range msgs {
+		q := msgs[i].Queue
+		if q == "" || isDLQ(q) {
+			return nil, domain.Invalid("queue", "cannot publish to %q", q)
+		}
+		if !slices.Contains(queues, q) {
+			queues = append(queues, q)
+		}
+	}
+	return queues, nil
+}
+
+// insert enqueues msgs inside a write, dropping those whose id the queue
+// has seen within the duplicate-detection window.
+func (b *Bus) insert(w *writeTx, msgs []ports.Message) error {
+	now := time.Now().UnixNano()
+	expires := now + int64(b.db.opts.DuplicateWindow)
+	dedupe, insert := w.stmt(b.db.st.msgDedupe), w.stmt(b.db.st.msgInsert)
+	for i := range msgs {
+		m := &msgs[i]
+		id := m.ID
+		if id == "" {
+			id = newMessageID()
+		}
+		res, err := dedupe.Exec(m.Queue, id, expires, now)
+		if err != nil {
+			return fmt.Errorf("publish %s to %s: %w", id, m.Queue, err)
+		}
+		if affected(res, nil) == 0 {
+			continue // a duplicate
+		}
+		visible, notBefore := now, int64(0)
+		if !m.NotBefore.IsZero() {
+			notBefore = m.NotBefore.UnixNano()
+			visible = max(now, notBefore)
+		}
+		if _, err := insert.Exec(m.Queue, id, m.Body, m.CorrelationID, m.Operation, notBefore, now, visible); err != nil {
+			return fmt.Errorf("publish %s to %s: %w", id, m.Queue, err)
+		}
+	}
+	return b.prune(w, now)
+}
+
 // prune forgets expired message ids now and then, inside a publish that
 // holds the write lock anyway, so the table stays about one window's worth
 // of ids without a background goroutine. Each pass deletes at most
 // pruneBatch rows so no publish stalls the writer; a full pass makes the
 // next publish prune again, which lets pruning keep up with any rate.
-func (b *Bus) prune(ctx context.Context, tx *sql.Tx, now int64) error {
+func (b *Bus) prune(w *writeTx, now int64) error {
 	every := min(int64(b.db.opts.DuplicateWindow)/10, int64(time.Second))
 	last := b.lastPrune.Load()
 	if now-last < every || !b.lastPrune.CompareAndSwap(last, now) {
 		return nil
 	}
-	res, err := tx.StmtContext(ctx, b.db.st.msgPrune).ExecContext(ctx, now, pruneBatch)
+	res, err := w.stmt(b.db.st.msgPrune).Exec(now, pruneBatch)
 	if err != nil {
-		return b.db.fail(err, "prune message ids")
+		return fmt.Errorf("prune message ids: %w", err)
 	}
-	if affected(res) == pruneBatch {
+	if affected(res, nil) == pruneBatch {
 		b.lastPrune.Store(0)
 	}
 	return nil
@@ -238,36 +244,45 @@ func (b *Bus) maxDeliveries(queue string) int64 {
 	return int64(b.db.opts.MaxDeliveryCount)
 }
 
-// lock takes up to n visible messages in one transaction, first moving
-// to the dead-letter queue any that would exceed MaxDeliveryCount.
+// lock takes up to n visible messages in one write, first moving to the
+// dead-letter queue any that would exceed MaxDeliveryCount.
 func (b *Bus) lock(ctx context.Context, queue string, n int) ([]*ports.Delivered, error) {
-	fail := func(err error) ([]*ports.Delivered, error) {
+	maxCount := b.maxDeliveries(queue)
+	var out []*ports.Delivered
+	var expired bool
+	err := b.db.commit.write(ctx, "receive from "+queue, func(w *writeTx) error {
+		var err error
+		out, expired, err = b.lockIn(w, queue, n, maxCount)
+		return err
+	})
+	if err != nil {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		return nil, b.db.fail(err, "receive from %s", queue)
+		return nil, err
 	}
-	maxCount := b.maxDeliveries(queue)
-	tx, err := b.db.w.BeginTx(ctx, nil)
-	if err != nil {
-		return fail(err)
+	if expired {
+		b.signal(ports.DeadLetterQueue(queue))
 	}
-	defer tx.Rollback()
+	return out, nil
+}
+
+func (b *Bus) lockIn(w *writeTx, queue string, n int, maxCount int64) ([]*ports.Delivered, bool, error) {
 	now := time.Now()
 	lockedUntil := now.Add(b.db.opts.LockDuration)
 	var out []*ports.Delivered
 	expired := false
 	for len(out) == 0 {
-		rows, err := tx.StmtContext(ctx, b.db.st.msgPick).QueryContext(ctx, queue, now.UnixNano(), n)
+		rows, err := w.stmt(b.db.st.msgPick).Query(queue, now.UnixNano(), n)
 		if err != nil {
-			return fail(err)
+			return nil, false, err
 		}
 		var order, take, exceeded []int64
 		for rows.Next() {
 			var seq, count int64
 			if err := rows.Scan(&seq, &count); err != nil {
 				rows.Close()
-				return fail(err)
+				return nil, false, err
 			}
 			order = append(order, seq)
 			if count >= maxCount {
@@ -278,24 +293,24 @@ func (b *Bus) lock(ctx context.Context, queue string, n int) ([]*ports.Delivered
 		}
 		rows.Close()
 		if err := rows.Err(); err != nil {
-			return fail(err)
+			return nil, false, err
 		}
 		if len(order) == 0 {
 			break
 		}
 		if len(exceeded) > 0 {
 			expired = true
-			if _, err := tx.StmtContext(ctx, b.db.st.msgExpire).ExecContext(ctx, ports.DeadLetterQueue(queue),
+			if _, err := w.stmt(b.db.st.msgExpire).Exec(ports.DeadLetterQueue(queue),
 				ReasonMaxDeliveryCountExceeded, exceededDescription(maxCount), now.UnixNano(), seqList(exceeded)); err != nil {
-				return fail(err)
+				return nil, false, err
 			}
 		}
 		if len(take) == 0 {
 			continue
 		}
-		rows, err = tx.StmtContext(ctx, b.db.st.msgLock).QueryContext(ctx, lockedUntil.UnixNano(), seqList(take))
+		rows, err = w.stmt(b.db.st.msgLock).Query(lockedUntil.UnixNano(), seqList(take))
 		if err != nil {
-			return fail(err)
+			return nil, false, err
 		}
 		for rows.Next() {
 			d := &ports.Delivered{LockedUntil: lockedUntil.UTC()}
@@ -304,14 +319,14 @@ func (b *Bus) lock(ctx context.Context, queue string, n int) ([]*ports.Delivered
 			if err := rows.Scan(&d.SequenceNumber, &d.ID, &d.Body, &d.CorrelationID, &d.Operation,
 				&notBefore, &enqueued, &d.DeliveryCount, &d.LockToken, &d.DeadLetterReason, &d.DeadLetterDescription); err != nil {
 				rows.Close()
-				return fail(err)
+				return nil, false, err
 			}
 			d.NotBefore, d.EnqueuedAt = fromNanos(notBefore), fromNanos(enqueued)
 			out = append(out, d)
 		}
 		rows.Close()
 		if err := rows.Err(); err != nil {
-			return fail(err)
+			return nil, false, err
 		}
 		// RETURNING comes in no promised order.
 		pos := make(map[int64]int, len(order))
@@ -320,13 +335,7 @@ func (b *Bus) lock(ctx context.Context, queue string, n int) ([]*ports.Delivered
 		}
 		slices.SortFunc(out, func(a, b *ports.Delivered) int { return pos[a.SequenceNumber] - pos[b.SequenceNumber] })
 	}
-	if err := tx.Commit(); err != nil {
-		return fail(err)
-	}
-	if expired {
-		b.signal(ports.DeadLetterQueue(queue))
-	}
-	return out, nil
+	return out, expired, nil
 }
 
 // exceededDescription words the dead-letter description as Service Bus does.
@@ -350,11 +359,45 @@ func seqList(seqs []int64) string {
 
 // Complete implements ports.Consumer.
 func (b *Bus) Complete(ctx context.Context, m *ports.Delivered) error {
+	return b.CompleteWith(ctx, m)
+}
+
+// CompleteWith publishes a step's outputs and completes the message that
+// produced them in one write. Done apart, as ports.Consumer has it, they
+// are two commits and a crash between them runs the step again; together
+// they cost one and leave no such window. The outputs are published even
+// when the message's lock turns out to be lost, as a Publish before the
+// Complete would have been: the redelivered step's outputs are then
+// duplicates, which the queue drops.
+func (b *Bus) CompleteWith(ctx context.Context, m *ports.Delivered, out ...ports.Message) error {
 	if err := checkDelivered(m); err != nil {
 		return err
 	}
-	res, err := b.db.st.msgComplete.ExecContext(ctx, m.SequenceNumber, m.Queue, m.LockToken, time.Now().UnixNano())
-	return b.settled(res, err, "complete", m)
+	queues, err := publishQueues(out)
+	if err != nil {
+		return err
+	}
+	var n int64
+	err = b.db.commit.write(ctx, "complete "+m.ID+" on "+m.Queue, func(w *writeTx) error {
+		if len(out) > 0 {
+			if err := b.insert(w, out); err != nil {
+				return err
+			}
+		}
+		res, err := w.stmt(b.db.st.msgComplete).Exec(m.SequenceNumber, m.Queue, m.LockToken, time.Now().UnixNano())
+		n = affected(res, err)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	for _, q := range queues {
+		b.signal(q)
+	}
+	if n == 0 {
+		return lockLost("complete", m)
+	}
+	return nil
 }
 
 // Abandon implements ports.Consumer. An abandon that uses up the message's
@@ -365,13 +408,20 @@ func (b *Bus) Abandon(ctx context.Context, m *ports.Delivered) error {
 	}
 	maxCount := b.maxDeliveries(m.Queue)
 	var queue string
-	err := b.db.st.msgAbandon.QueryRowContext(ctx, m.SequenceNumber, m.Queue, m.LockToken, time.Now().UnixNano(),
-		maxCount, ports.DeadLetterQueue(m.Queue), ReasonMaxDeliveryCountExceeded, exceededDescription(maxCount)).Scan(&queue)
-	if errors.Is(err, sql.ErrNoRows) {
-		return lockLost("abandon", m)
-	}
+	err := b.db.commit.write(ctx, "abandon "+m.ID+" on "+m.Queue, func(w *writeTx) error {
+		queue = ""
+		err := w.stmt(b.db.st.msgAbandon).QueryRow(m.SequenceNumber, m.Queue, m.LockToken, time.Now().UnixNano(),
+			maxCount, ports.DeadLetterQueue(m.Queue), ReasonMaxDeliveryCountExceeded, exceededDescription(maxCount)).Scan(&queue)
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil
+		}
+		return err
+	})
 	if err != nil {
-		return b.db.fail(err, "abandon %s on %s", m.ID, m.Queue)
+		return err
+	}
+	if queue == "" {
+		return lockLost("abandon", m)
 	}
 	b.signal(queue)
 	return nil
@@ -386,22 +436,19 @@ func (b *Bus) DeadLetter(ctx context.Context, m *ports.Delivered, reason, descri
 		return domain.Invalid("queue", "message %s is already dead-lettered", m.ID)
 	}
 	dlq := ports.DeadLetterQueue(m.Queue)
-	res, err := b.db.st.msgDeadLetter.ExecContext(ctx, m.SequenceNumber, m.Queue, m.LockToken, time.Now().UnixNano(),
-		dlq, reason, description)
-	if err := b.settled(res, err, "dead-letter", m); err != nil {
+	var n int64
+	err := b.db.commit.write(ctx, "dead-letter "+m.ID+" on "+m.Queue, func(w *writeTx) error {
+		res, err := w.stmt(b.db.st.msgDeadLetter).Exec(m.SequenceNumber, m.Queue, m.LockToken, time.Now().UnixNano(), dlq, reason, description)
+		n = affected(res, err)
+		return err
+	})
+	if err != nil {
 		return err
 	}
+	if n == 0 {
+		return lockLost("dead-letter", m)
+	}
 	b.signal(dlq)
-	return nil
-}
-
-func (b *Bus) settled(res sql.Result, err error, op string, m *ports.Delivered) error {
-	if err != nil {
-		return b.db.fail(err, "%s %s on %s", op, m.ID, m.Queue)
-	}
-	if affected(res) == 0 {
-		return lockLost(op, m)
-	}
 	return nil
 }
 

@@ -4,8 +4,10 @@
 //
 // Every write goes through a single connection: SQLite admits one writer at a
 // time anyway, and queueing writers in process is cheaper and fairer than
-// letting them collide on SQLITE_BUSY. Reads use a small pool of their own,
-// which WAL lets run beside the writer. Another process may open the same
+// letting them collide on SQLITE_BUSY. That queue is group commit: the
+// writes waiting at any moment share one transaction (see committer). Reads
+// use a small pool of their own, which WAL lets run beside the writer.
+// Another process may open the same
 // file; the busy timeout makes the two take turns at the write lock. What
 // one process cannot see of another is its in-memory state: queue wake-ups
 // (the other process's receivers notice by polling) and the nearest-drone
@@ -73,13 +75,14 @@ const (
 
 // DB is one open SQLite file holding the documents and the queues.
 type DB struct {
-	w, r  *sql.DB // the single writer and the read pool
-	opts  Options
-	st    statements
-	fleet *fleet
-	store ports.Store
-	bus   *Bus
-	turns turns
+	w, r   *sql.DB // the single writer and the read pool
+	opts   Options
+	st     statements
+	commit *committer
+	fleet  *fleet
+	store  ports.Store
+	bus    *Bus
+	turns  turns
 
 	done      chan struct{} // closed by Close, so blocked receivers return
 	closeOnce sync.Once
@@ -127,6 +130,7 @@ func Open(path string, opts Options) (*DB, error) {
 		db.Close()
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
+	db.commit = newCommitter(db)
 	db.fleet = newFleet(db)
 	if err := db.fleet.load(ctx); err != nil {
 		db.Close()
@@ -148,6 +152,10 @@ func (db *DB) Close() error {
 	var err error
 	db.closeOnce.Do(func() {
 		close(db.done)
+		if db.commit != nil {
+			// The statements must outlive the group being committed.
+			<-db.commit.stopped
+		}
 		db.st.close()
 		if db.r != nil {
 			err = db.r.Close()
@@ -242,9 +250,12 @@ func (db *DB) fail(err error, format string, args ...any) error {
 	return fmt.Errorf("%s: %w", msg, err)
 }
 
-// affected returns the rows a statement changed; the driver counts them
-// while executing, so RowsAffected cannot fail.
-func affected(res sql.Result) int64 {
+// affected returns the rows a statement changed, or 0 when it failed; the
+// driver counts them while executing, so RowsAffected cannot fail.
+func affected(res sql.Result, err error) int64 {
+	if err != nil {
+		return 0
+	}
 	n, _ := res.RowsAffected()
 	return n
 }

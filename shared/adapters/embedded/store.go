@@ -165,13 +165,18 @@ func (c *collection[T]) insert(ctx context.Context, id string, v *T) (bool, erro
 	if err != nil {
 		return false, fmt.Errorf("encode: %w", err)
 	}
-	// Bound as text: SQLite's JSON functions take a blob for JSONB, which
-	// would break the status column.
-	res, err := c.db.st.docInsert.ExecContext(ctx, c.name, id, string(body), time.Now().UnixNano())
+	var n int64
+	err = c.db.commit.write(ctx, "insert", func(w *writeTx) error {
+		// Bound as text: SQLite's JSON functions take a blob for JSONB,
+		// which would break the status column.
+		res, err := w.stmt(c.db.st.docInsert).Exec(c.name, id, string(body), time.Now().UnixNano())
+		n = affected(res, err)
+		return err
+	})
 	if err != nil {
-		return false, c.db.fail(err, "insert")
+		return false, err
 	}
-	return c.committed(affected(res) > 0, id, 1, v), nil
+	return c.committed(n > 0, id, 1, v), nil
 }
 
 // replace reports false when somebody wrote since version was read.
@@ -180,11 +185,16 @@ func (c *collection[T]) replace(ctx context.Context, id string, version int64, v
 	if err != nil {
 		return false, fmt.Errorf("encode: %w", err)
 	}
-	res, err := c.db.st.docUpdate.ExecContext(ctx, string(body), time.Now().UnixNano(), c.name, id, version)
+	var n int64
+	err = c.db.commit.write(ctx, "write", func(w *writeTx) error {
+		res, err := w.stmt(c.db.st.docUpdate).Exec(string(body), time.Now().UnixNano(), c.name, id, version)
+		n = affected(res, err)
+		return err
+	})
 	if err != nil {
-		return false, c.db.fail(err, "write")
+		return false, err
 	}
-	return c.committed(affected(res) > 0, id, version+1, v), nil
+	return c.committed(n > 0, id, version+1, v), nil
 }
 
 // committed tells the written hook about a successful write.
