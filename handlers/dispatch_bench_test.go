@@ -1,0 +1,230 @@
+package handlers_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"math"
+	"math/rand/v2"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/fabrikam/dronedelivery/handlers"
+	"github.com/fabrikam/dronedelivery/shared/adapters/embedded"
+	"github.com/fabrikam/dronedelivery/shared/adapters/sys"
+	"github.com/fabrikam/dronedelivery/shared/domain"
+	"github.com/fabrikam/dronedelivery/shared/fleet"
+	"github.com/fabrikam/dronedelivery/shared/loadgen"
+	"github.com/fabrikam/dronedelivery/shared/ports"
+	"github.com/fabrikam/dronedelivery/shared/topology"
+)
+
+// The dispatch benchmarks use a metro-sized fleet: drones based within
+// 30 km of Seattle, pickups within 25 km, as in a city-wide service.
+const (
+	dispatchFleetKm  = 30
+	dispatchPickupKm = 25
+	dispatchRadiusKm = 200 // the handlers' default search radius
+)
+
+var dispatchSizes = []int{1_000, 10_000, 100_000}
+
+// dispatchWorld is a seeded store, built once per fleet size.
+type dispatchWorld struct {
+	db     *embedded.DB
+	drones []*domain.Drone // the fleet as seeded, for the linear scan
+	reqs   []*domain.DeliveryRequest
+	seq    int // deliveries created so far, since a benchmark runs more than once
+}
+
+type dispatchWorlds struct {
+	dir string
+	mu  sync.Mutex
+	m   map[int]*dispatchWorld
+}
+
+func (w *dispatchWorlds) get(b *testing.B, n int) *dispatchWorld {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if x, ok := w.m[n]; ok {
+		return x
+	}
+	db, err := embedded.Open(filepath.Join(w.dir, strconv.Itoa(n)+".db"), embedded.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	now := time.Now().UTC()
+	drones := fleet.Generate(n, seattle, dispatchFleetKm, 1, now)
+	seedConcurrently(b, db.Store().Fleet, drones)
+	r := rand.New(rand.NewPCG(7, uint64(n)))
+	x := &dispatchWorld{db: db, drones: drones}
+	for range 1024 {
+		pickup := randomNear(r, seattle, dispatchPickupKm)
+		x.reqs = append(x.reqs, &domain.DeliveryRequest{
+			OwnerID: "owner-1", PickupLocation: pickup, DropoffLocation: randomNear(r, pickup, 3),
+			PickupTime: now, Deadline: now.Add(2 * time.Hour), ConfirmationRequired: domain.ConfirmationNone,
+			PackageInfo: domain.PackageInfo{PackageID: "p", Size: domain.SizeSmall, Weight: 1.5},
+		})
+	}
+	w.m[n] = x
+	return x
+}
+
+func (w *dispatchWorlds) close() {
+	for _, x := range w.m {
+		x.db.Close()
+	}
+}
+
+// seedConcurrently creates the drones from several goroutines, so that the
+// embedded store commits them in groups and 100,000 take seconds.
+func seedConcurrently(b *testing.B, f ports.Fleet, drones []*domain.Drone) {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(drones) {
+					return
+				}
+				if err := f.Create(context.Background(), drones[i].ID, drones[i]); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+func randomNear(r *rand.Rand, c domain.Location, km float64) domain.Location {
+	d, bearing := km*math.Sqrt(r.Float64()), 2*math.Pi*r.Float64()
+	return domain.Location{
+		Latitude:  c.Latitude + d*math.Cos(bearing)/111.32,
+		Longitude: c.Longitude + d*math.Sin(bearing)/(111.32*math.Cos(c.Latitude*math.Pi/180)),
+	}
+}
+
+// BenchmarkDispatchSearch is ScheduleDrone's candidate search alone, the
+// nearest drone that passes domain.Unfit: through the embedded fleet's
+// spatial index (NearestAvailable), and as a linear scan of every drone,
+// which is what the index saves.
+func BenchmarkDispatchSearch(b *testing.B) {
+	worlds := &dispatchWorlds{dir: b.TempDir(), m: map[int]*dispatchWorld{}}
+	defer worlds.close()
+	ctx := context.Background()
+	for _, n := range dispatchSizes {
+		b.Run(fmt.Sprintf("index/drones=%d", n), func(b *testing.B) {
+			w := worlds.get(b, n)
+			f := w.db.Store().Fleet
+			i := 0
+			b.ReportAllocs()
+			for b.Loop() {
+				req := w.reqs[i%len(w.reqs)]
+				i++
+				found := false
+				for d, km := range f.NearestAvailable(ctx, req.PickupLocation) {
+					if km > dispatchRadiusKm {
+						break
+					}
+					if domain.Unfit(d, req) == "" {
+						found = true
+						break
+					}
+				}
+				if !found {
+					b.Fatal("no drone found")
+				}
+			}
+		})
+		b.Run(fmt.Sprintf("linear/drones=%d", n), func(b *testing.B) {
+			w := worlds.get(b, n)
+			i := 0
+			b.ReportAllocs()
+			for b.Loop() {
+				req := w.reqs[i%len(w.reqs)]
+				i++
+				best, bestKm := -1, math.Inf(1)
+				for k, d := range w.drones {
+					if domain.Unfit(d, req) != "" {
+						continue
+					}
+					if km := domain.DistanceKm(d.Location, req.PickupLocation); km < bestKm && km <= dispatchRadiusKm {
+						best, bestKm = k, km
+					}
+				}
+				if best < 0 {
+					b.Fatal("no drone found")
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkScheduleDrone is a whole assignment by the ScheduleDrone
+// handler on the embedded backend: the search, the reservation on the
+// delivery, the conditional claim of the drone and the recorded assignment.
+// Between assignments the drone is freed again (not timed), so the fleet
+// keeps its size. It reports the 99th percentile besides the mean, since
+// the target is a p99.
+func BenchmarkScheduleDrone(b *testing.B) {
+	worlds := &dispatchWorlds{dir: b.TempDir(), m: map[int]*dispatchWorld{}}
+	defer worlds.close()
+	ctx := context.Background()
+	for _, n := range dispatchSizes {
+		b.Run(fmt.Sprintf("drones=%d", n), func(b *testing.B) {
+			w := worlds.get(b, n)
+			store := w.db.Store()
+			h := handlers.New(handlers.Deps{Store: store, Bus: w.db.Bus(), Clock: sys.Clock{}, IDs: sys.IDs{}, Log: slog.New(slog.DiscardHandler)})
+			hist := loadgen.NewHistogram()
+			now := time.Now().UTC()
+			b.ReportAllocs()
+			b.ResetTimer()
+			for range b.N {
+				b.StopTimer()
+				w.seq++
+				id := fmt.Sprintf("sched-%d-%d", n, w.seq)
+				d := &domain.Delivery{ID: id, TrackingID: "T" + id, OwnerID: "owner-1", CorrelationID: id, Stage: domain.StageCreated,
+					Request: *w.reqs[w.seq%len(w.reqs)], CreatedAt: now, UpdatedAt: now}
+				if err := store.Deliveries.Create(ctx, id, d); err != nil {
+					b.Fatal(err)
+				}
+				body, _ := json.Marshal(domain.Envelope{Operation: domain.OpDelivery, DeliveryID: id, CorrelationID: id})
+				msg := &ports.Delivered{Message: ports.Message{ID: id + ":requested", Queue: topology.QueueDeliveryRequests, Body: body}, DeliveryCount: 1}
+				b.StartTimer()
+
+				start := time.Now()
+				out, err := h.ScheduleDrone(ctx, msg)
+				hist.Record(time.Since(start))
+
+				b.StopTimer()
+				if err != nil {
+					b.Fatal(err)
+				}
+				if len(out) != 1 || out[0].Queue != topology.QueueDroneScheduled {
+					b.Fatalf("delivery %s got no drone: %+v", id, out)
+				}
+				got, err := store.Deliveries.Find(ctx, id)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if _, err := store.Fleet.Update(ctx, got.DroneID, func(dr *domain.Drone) error {
+					dr.Status, dr.CurrentDeliveryID = domain.DroneAvailable, ""
+					return nil
+				}); err != nil {
+					b.Fatal(err)
+				}
+				b.StartTimer()
+			}
+			b.ReportMetric(float64(hist.Quantile(0.99))/1e6, "p99-ms")
+		})
+	}
+}
