@@ -219,5 +219,9 @@ func (c *committer) commit(ops []*writeOp, grow bool) ([]*writeOp, error) {
 	}
 	c.commits.Add(1)
 	c.writes.Add(int64(len(ops)))
-	return ops, tx.Commit()
+	if err := tx.Commit(); err != nil {
+		return ops, err
+	}
+	c.db.ckpt.nudge()
+	return ops, nil
 }

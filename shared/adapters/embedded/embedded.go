@@ -79,6 +79,7 @@ type DB struct {
 	opts   Options
 	st     statements
 	commit *committer
+	ckpt   *checkpointer
 	fleet  *fleet
 	store  ports.Store
 	bus    *Bus
@@ -99,7 +100,8 @@ func Open(path string, opts Options) (*DB, error) {
 	// IMMEDIATE takes the write lock at BEGIN, where the busy timeout can
 	// wait for it; a deferred transaction that reads first and then writes
 	// fails at once if another process committed in between.
-	w, err := sql.Open("sqlite", common+"&_pragma=journal_mode(WAL)&_txlock=immediate")
+	w, err := sql.Open("sqlite", common+"&_pragma=journal_mode(WAL)&_txlock=immediate"+
+		fmt.Sprintf("&_pragma=wal_autocheckpoint(%d)", writerAutocheckpoint))
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
@@ -130,6 +132,10 @@ func Open(path string, opts Options) (*DB, error) {
 		db.Close()
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
+	if db.ckpt, err = newCheckpointer(db, common); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
 	db.commit = newCommitter(db)
 	db.fleet = newFleet(db)
 	if err := db.fleet.load(ctx); err != nil {
@@ -156,9 +162,12 @@ func (db *DB) Close() error {
 			// The statements must outlive the group being committed.
 			<-db.commit.stopped
 		}
+		if db.ckpt != nil {
+			err = db.ckpt.close()
+		}
 		db.st.close()
 		if db.r != nil {
-			err = db.r.Close()
+			err = errors.Join(err, db.r.Close())
 		}
 		err = errors.Join(err, db.w.Close())
 	})
