@@ -102,8 +102,10 @@ func (h *Handlers) TrackDrone(ctx context.Context, msg *ports.Delivered) ([]port
 	}
 
 	now := h.clock.Now()
+	freed := false
 	_, err = h.store.Fleet.Update(ctx, r.DroneID, func(dr *domain.Drone) error {
 		changed := false
+		freed = false
 		if dr.LastTelemetryAt == nil || r.Timestamp.After(*dr.LastTelemetryAt) {
 			// Only the newest report says where the drone is.
 			if dr.BatteryPercent > 0 && r.BatteryPercent < dr.BatteryPercent {
@@ -123,7 +125,7 @@ func (h *Handlers) TrackDrone(ctx context.Context, msg *ports.Delivered) ([]port
 			case d == nil, d.Stage.Terminal():
 				// Its delivery is gone or over: nothing holds the drone any more.
 				domain.ReleaseDrone(dr, h.cfg.Tracking, now)
-				changed = true
+				changed, freed = true, true
 			case dr.Status != domain.DroneInFlight:
 				dr.Status = domain.DroneInFlight
 				changed = true
@@ -137,6 +139,9 @@ func (h *Handlers) TrackDrone(ctx context.Context, msg *ports.Delivered) ([]port
 	})
 	if err != nil {
 		return nil, fmt.Errorf("update drone %s: %w", r.DroneID, err)
+	}
+	if freed {
+		h.log.InfoContext(ctx, "drone freed", "droneId", r.DroneID, "deliveryId", drone.CurrentDeliveryID, "at", r.Timestamp)
 	}
 	return out, nil
 }
