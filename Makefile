@@ -44,6 +44,7 @@ test-deps:
 	@command -v node >/dev/null && command -v npm >/dev/null || { echo "make test needs Node.js 20+ and npm: apt-get install -y nodejs npm"; exit 1; }
 	cd shared/testdoubles && npm ci --no-audit --no-fund --loglevel=error
 	command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
+	command -v zip >/dev/null || (apt-get update && apt-get install -y zip)
 
 unit:
 	$(GO) test -count=1 -timeout 20m ./...

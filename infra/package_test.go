@@ -26,7 +26,7 @@ func TestPackageZip(t *testing.T) {
 	}
 	for _, tool := range []string{"make", "zip"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("make package needs %s, which is not installed", tool)
+			t.Fatalf("make package needs %s: apt-get install -y %s (make test-deps installs it)", tool, tool)
 		}
 	}
 	root := repoRoot(t)
