@@ -15,12 +15,13 @@ import (
 
 	"github.com/fabrikam/dronedelivery/shared/domain"
 	"github.com/fabrikam/dronedelivery/shared/ports"
+	"github.com/fabrikam/dronedelivery/shared/turns"
 )
 
 // maxAttempts bounds the optimistic-concurrency loop: a document this
 // contended is better reported as EUNAVAILABLE, so the message is retried
 // later, than fought over indefinitely. Writers in this process take turns
-// (see turns), so only other processes make it lose.
+// (see package turns), so only other processes make it lose.
 const maxAttempts = 16
 
 // cacheSize bounds the versions each collection remembers; a delivery's
@@ -33,7 +34,7 @@ const cacheSize = 4096
 type collection[T any] struct {
 	c     *azcosmos.ContainerClient
 	name  string
-	turns turns
+	turns turns.Turns
 	cache versions
 
 	// observe, when set, learns every version this Store reads inside a
@@ -69,7 +70,7 @@ func (c *collection[T]) Find(ctx context.Context, id string) (*T, error) {
 
 // Create implements ports.Collection.
 func (c *collection[T]) Create(ctx context.Context, id string, v *T) error {
-	unlock, err := c.turns.take(ctx, id)
+	unlock, err := c.turns.Take(ctx, id)
 	if err != nil {
 		return domain.Unavailable(err, "create %s/%s", c.name, id)
 	}
@@ -88,7 +89,7 @@ func (c *collection[T]) Create(ctx context.Context, id string, v *T) error {
 // current, so an fn that fails or skips on one is judged again on a fresh
 // read.
 func (c *collection[T]) Update(ctx context.Context, id string, fn func(*T) error) (*T, error) {
-	unlock, err := c.turns.take(ctx, id)
+	unlock, err := c.turns.Take(ctx, id)
 	if err != nil {
 		return nil, domain.Unavailable(err, "update %s/%s", c.name, id)
 	}
@@ -139,7 +140,7 @@ func (c *collection[T]) Update(ctx context.Context, id string, fn func(*T) error
 // that of two concurrent creators one loses with 409 and runs again as an
 // update.
 func (c *collection[T]) Upsert(ctx context.Context, id string, fn func(cur *T) (*T, error)) (*T, error) {
-	unlock, err := c.turns.take(ctx, id)
+	unlock, err := c.turns.Take(ctx, id)
 	if err != nil {
 		return nil, domain.Unavailable(err, "upsert %s/%s", c.name, id)
 	}
@@ -407,51 +408,4 @@ func (vs *versions) drop(id string) {
 	vs.mu.Lock()
 	defer vs.mu.Unlock()
 	delete(vs.m, id)
-}
-
-// turns queues this process's read-modify-writes of one document. Left to
-// the optimistic loop alone, eight goroutines updating one document starve
-// each other: whoever just won re-reads first and wins again, while those
-// backing off run out of attempts. It also keeps a document's versions
-// reaching observe in write order. ETags still guard against other
-// processes, which turns cannot see.
-type turns struct {
-	mu sync.Mutex
-	m  map[string]*turn
-}
-
-type turn struct {
-	sem     chan struct{} // holds a token while a writer has the turn
-	waiters int           // writers holding or waiting for the turn
-}
-
-// take waits for the document's turn; waiting ends with ctx, so an update
-// function that updates its own document fails instead of hanging.
-func (ts *turns) take(ctx context.Context, id string) (func(), error) {
-	ts.mu.Lock()
-	if ts.m == nil {
-		ts.m = make(map[string]*turn)
-	}
-	t := ts.m[id]
-	if t == nil {
-		t = &turn{sem: make(chan struct{}, 1)}
-		ts.m[id] = t
-	}
-	t.waiters++
-	ts.mu.Unlock()
-
-	release := func() {
-		ts.mu.Lock()
-		if t.waiters--; t.waiters == 0 {
-			delete(ts.m, id)
-		}
-		ts.mu.Unlock()
-	}
-	select {
-	case t.sem <- struct{}{}:
-		return func() { <-t.sem; release() }, nil
-	case <-ctx.Done():
-		release()
-		return nil, ctx.Err()
-	}
 }

@@ -30,6 +30,7 @@ import (
 	"github.com/fabrikam/dronedelivery/shared/domain"
 	"github.com/fabrikam/dronedelivery/shared/ports"
 	"github.com/fabrikam/dronedelivery/shared/topology"
+	"github.com/fabrikam/dronedelivery/shared/turns"
 )
 
 // Options tunes the bus; a zero field takes its default.
@@ -83,7 +84,7 @@ type DB struct {
 	fleet  *fleet
 	store  ports.Store
 	bus    *Bus
-	turns  turns
+	turns  turns.Turns
 
 	done      chan struct{} // closed by Close, so blocked receivers return
 	closeOnce sync.Once

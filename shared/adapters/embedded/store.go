@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"sync"
 	"time"
 
 	"github.com/fabrikam/dronedelivery/shared/domain"
@@ -52,7 +51,7 @@ func (c *collection[T]) Create(ctx context.Context, id string, v *T) error {
 
 // Update implements ports.Collection.
 func (c *collection[T]) Update(ctx context.Context, id string, fn func(*T) error) (*T, error) {
-	unlock, err := c.db.turns.take(ctx, c.name, id)
+	unlock, err := c.db.turns.Take(ctx, c.name+"\x00"+id)
 	if err != nil {
 		return nil, fmt.Errorf("update %s/%s: %w", c.name, id, err)
 	}
@@ -88,7 +87,7 @@ func (c *collection[T]) Update(ctx context.Context, id string, fn func(*T) error
 
 // Upsert implements ports.Collection.
 func (c *collection[T]) Upsert(ctx context.Context, id string, fn func(cur *T) (*T, error)) (*T, error) {
-	unlock, err := c.db.turns.take(ctx, c.name, id)
+	unlock, err := c.db.turns.Take(ctx, c.name+"\x00"+id)
 	if err != nil {
 		return nil, fmt.Errorf("upsert %s/%s: %w", c.name, id, err)
 	}
@@ -219,52 +218,5 @@ func (c *collection[T]) backoff(ctx context.Context, op, id string, attempt int)
 		return fmt.Errorf("%s %s/%s: %w", op, c.name, id, ctx.Err())
 	case <-t.C:
 		return nil
-	}
-}
-
-// turns queues this process's read-modify-writes of one document. Left to
-// the optimistic loop alone, eight goroutines updating one document starve
-// each other: whoever just won re-reads first and wins again, while those
-// backing off lose until they run out of attempts. Versions still guard
-// against other processes, which turns cannot see.
-type turns struct {
-	mu sync.Mutex
-	m  map[string]*turn
-}
-
-type turn struct {
-	sem     chan struct{} // holds a token while a writer has the turn
-	waiters int           // writers holding or waiting for the turn
-}
-
-// take waits for the document's turn; waiting ends with ctx, so an update
-// function that updates its own document fails instead of hanging.
-func (ts *turns) take(ctx context.Context, collection, id string) (func(), error) {
-	key := collection + "\x00" + id
-	ts.mu.Lock()
-	if ts.m == nil {
-		ts.m = make(map[string]*turn)
-	}
-	t := ts.m[key]
-	if t == nil {
-		t = &turn{sem: make(chan struct{}, 1)}
-		ts.m[key] = t
-	}
-	t.waiters++
-	ts.mu.Unlock()
-
-	release := func() {
-		ts.mu.Lock()
-		if t.waiters--; t.waiters == 0 {
-			delete(ts.m, key)
-		}
-		ts.mu.Unlock()
-	}
-	select {
-	case t.sem <- struct{}{}:
-		return func() { <-t.sem; release() }, nil
-	case <-ctx.Done():
-		release()
-		return nil, ctx.Err()
 	}
 }
