@@ -45,6 +45,7 @@ type benchOptions struct {
 	dispatchFleet, dispatch int
 	quiet                   bool
 	serverEnv               []string
+	serveFlags              []string
 }
 
 // The bench fleet is spread wider than a demo fleet so that 100,000 drones
@@ -86,6 +87,10 @@ func bench(ctx context.Context, args []string, env func(string) string, stdout i
 			return fmt.Errorf("want KEY=VALUE, got %q", s)
 		}
 		o.serverEnv = append(o.serverEnv, s)
+		return nil
+	})
+	fs.Func("serve-flag", "flag added to the serve command of the servers under test (repeatable), e.g. -workers=32", func(s string) error {
+		o.serveFlags = append(o.serveFlags, s)
 		return nil
 	})
 	serveBaseline := fs.String("serve-baseline", "", "run only the bare net/http baseline server on this address (used by bench itself)")
@@ -335,7 +340,7 @@ func (b *benchRun) startServer(ctx context.Context, name, template string) (*ser
 	key := randomHex(16)
 	p, err := loadgen.Start(ctx, loadgen.StartOptions{
 		Path:     b.o.binary,
-		Args:     []string{"serve", "-addr", "127.0.0.1:0", "-data-dir", dir},
+		Args:     append([]string{"serve", "-addr", "127.0.0.1:0", "-data-dir", dir}, b.o.serveFlags...),
 		Env:      b.serverEnv(key),
 		ReadyMsg: "standalone runtime listening",
 	})

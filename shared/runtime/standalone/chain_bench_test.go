@@ -29,8 +29,10 @@ import (
 // reports the process's CPU time per delivery besides the wall time, since
 // on a shared machine CPU time is the steadier figure; profile it with
 // -cpuprofile to see where the steps spend it. Run with -benchtime 5000x.
+// The sub-benchmarks size the consumers' worker pools: more workers per
+// queue mean more writes waiting at once, so larger groups per commit.
 func BenchmarkQueueSteps(b *testing.B) {
-	for _, workers := range []int{16} {
+	for _, workers := range []int{8, 16, 32, 64} {
 		b.Run(fmt.Sprintf("workers=%d", workers), func(b *testing.B) {
 			benchmarkQueueSteps(b, workers)
 		})
