@@ -341,6 +341,7 @@ func (s *sim) fly(ctx context.Context, f *flight) bool {
 	var lastTS, tookOff time.Time
 	flownKm := 0.0
 	failures := 0
+	hold := false // a landing report failed: stay on the pad and send it again
 	ticker := time.NewTicker(s.opts.Interval)
 	defer ticker.Stop()
 	for tick := 1; ; tick++ {
@@ -348,19 +349,21 @@ func (s *sim) fly(ctx context.Context, f *flight) bool {
 		if !ts.After(lastTS) {
 			ts = lastTS.Add(time.Millisecond)
 		}
-		// The first report is from where the drone stands; one at the dropoff
-		// is sent again until the API takes it, or the delivery never ends.
-		grounded := lastTS.IsZero() || len(legs) == 0
-		if !lastTS.IsZero() && len(legs) > 0 {
+		// The first report is from where the drone stands; a landing, at the
+		// pickup or the dropoff, is sent again until the API takes it, or
+		// the backend never sees the drone arrive and the delivery never ends.
+		grounded := lastTS.IsZero() || len(legs) == 0 || hold
+		landed := false
+		if !lastTS.IsZero() && len(legs) > 0 && !hold {
 			prev := pos
-			var arrived bool
-			pos, arrived = advance(pos, legs[0], speed*ts.Sub(lastTS).Seconds()/1000)
+			pos, landed = advance(pos, legs[0], speed*ts.Sub(lastTS).Seconds()/1000)
 			flownKm += geo.DistanceKm(prev, pos)
-			if arrived {
+			if landed {
 				legs = legs[1:]
 				grounded = true
 			}
 		}
+		landing := landed || hold
 		alt := cruiseAltitudeM
 		if grounded {
 			alt = 0
@@ -375,6 +378,7 @@ func (s *sim) fly(ctx context.Context, f *flight) bool {
 			tookOff = ts
 		}
 		lastTS = ts
+		hold = false
 		switch {
 		case err == nil:
 			failures = 0
@@ -392,6 +396,7 @@ func (s *sim) fly(ctx context.Context, f *flight) bool {
 			if failures++; failures == 1 {
 				s.prog.eventf("%s: telemetry failed, flying on: %v", id, err)
 			}
+			hold = landing && len(legs) > 0
 		}
 
 		if len(legs) == 0 && err == nil {

@@ -33,6 +33,7 @@ type fakeAPI struct {
 	listStatus int                    // when set, GET /api/drones answers it
 	failEvery  int                    // answer every n-th report 503
 	failLand   int                    // answer this many reports at the dropoff 503
+	failPickup int                    // answer this many reports at the pickup 503
 	posted     int
 }
 
@@ -136,9 +137,13 @@ func (f *fakeAPI) telemetry(w http.ResponseWriter, r *http.Request) {
 	defer f.mu.Unlock()
 	f.posted++
 	landing := geo.DistanceKm(point(rep.Location), dropoff) <= radiusKm
-	if (f.failEvery > 0 && f.posted%f.failEvery == 0) || (landing && f.failLand > 0) {
+	atPickup := geo.DistanceKm(point(rep.Location), pickup) <= radiusKm
+	if (f.failEvery > 0 && f.posted%f.failEvery == 0) || (landing && f.failLand > 0) || (atPickup && f.failPickup > 0) {
 		if landing {
 			f.failLand--
+		}
+		if atPickup {
+			f.failPickup--
 		}
 		http.Error(w, `{"title":"Service Unavailable","status":503}`, http.StatusServiceUnavailable)
 		return
@@ -311,7 +316,7 @@ func TestFliesAnAssignedDroneToCompletion(t *testing.T) {
 func TestFliesOnThroughFailedReports(t *testing.T) {
 	api, srv := newFakeAPI(t)
 	api.assign("drone-001", "order-1", base, pickup, dropoff)
-	api.failEvery, api.failLand = 7, 2
+	api.failEvery, api.failLand, api.failPickup = 7, 2, 2
 	var out bytes.Buffer
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
