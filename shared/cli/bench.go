@@ -306,18 +306,26 @@ func copyData(from, to string) error {
 
 // --- the server under test ----------------------------------------------
 
-// serverEnv is a clean environment for a child: inheriting ours could
-// point it at Azure or set a Functions port and measure something else.
-func (b *benchRun) serverEnv(operatorKey string, extra ...string) []string {
-	// The per-key rate limit stays in the request path, where it costs what
-	// it costs in production, but set far above any load the bench offers
-	// with its one API key.
-	env := []string{"OPERATOR_KEY=" + operatorKey, "RATE_LIMIT=1000000/s", "RATE_BURST=1000000"}
-	for _, k := range []string{"PATH", "HOME", "TMPDIR", "LOG_LEVEL", "GOMAXPROCS", "GOGC", "GOMEMLIMIT"} {
+// childEnv is a clean environment for a child process: inheriting ours
+// could point it at Azure or set a Functions port and measure something
+// else. LOG_LEVEL is not inherited either: the servers log as they do by
+// default, and their listen address is read from an info line.
+func (b *benchRun) childEnv(extra ...string) []string {
+	var env []string
+	for _, k := range []string{"PATH", "HOME", "TMPDIR", "GOMAXPROCS", "GOGC", "GOMEMLIMIT"} {
 		if v := b.env(k); v != "" {
 			env = append(env, k+"="+v)
 		}
 	}
+	return append(env, extra...)
+}
+
+// serverEnv is the environment of a dronedelivery server under test.
+func (b *benchRun) serverEnv(operatorKey string, extra ...string) []string {
+	// The per-key rate limit stays in the request path, where it costs what
+	// it costs in production, but set far above any load the bench offers
+	// with its one API key.
+	env := b.childEnv("OPERATOR_KEY="+operatorKey, "RATE_LIMIT=1000000/s", "RATE_BURST=1000000")
 	env = append(env, b.o.serverEnv...)
 	return append(env, extra...)
 }
@@ -338,12 +346,26 @@ func (b *benchRun) startServer(ctx context.Context, name, template string) (*ser
 		}
 	}
 	key := randomHex(16)
-	p, err := loadgen.Start(ctx, loadgen.StartOptions{
+	opts := loadgen.StartOptions{
 		Path:     b.o.binary,
 		Args:     append([]string{"serve", "-addr", "127.0.0.1:0", "-data-dir", dir}, b.o.serveFlags...),
 		Env:      b.serverEnv(key),
 		ReadyMsg: "standalone runtime listening",
-	})
+	}
+	var p *loadgen.Process
+	var err error
+	if b.quietServer() {
+		// No info line will name the address: choose the port and wait
+		// for the health check instead.
+		addr, aerr := loadgen.FreeAddr()
+		if aerr != nil {
+			return nil, aerr
+		}
+		opts.Args[2], opts.Base = addr, "http://"+addr
+		_, p, err = loadgen.TimeToReady(ctx, opts, opts.Base+"/api/healthz")
+	} else {
+		p, err = loadgen.Start(ctx, opts)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -356,6 +378,17 @@ func (b *benchRun) startServer(ctx context.Context, name, template string) (*ser
 		return nil, fmt.Errorf("probe %s: %w", p.Base, err)
 	}
 	return &server{p: p, client: c, dir: dir}, nil
+}
+
+// quietServer reports whether -server-env sets a log level above info.
+func (b *benchRun) quietServer() bool {
+	for _, kv := range b.o.serverEnv {
+		if v, ok := strings.CutPrefix(kv, "LOG_LEVEL="); ok {
+			var l slog.Level
+			return l.UnmarshalText([]byte(v)) == nil && l > slog.LevelInfo
+		}
+	}
+	return false
 }
 
 func (s *server) stop() {
@@ -482,7 +515,7 @@ func (b *benchRun) startup(ctx context.Context) error {
 			return loadgen.StartOptions{Path: b.o.binary, Env: b.serverEnv(randomHex(8), "FUNCTIONS_CUSTOMHANDLER_PORT="+port, "DATA_DIR="+dir)}
 		}},
 		{"bare net/http baseline", func(addr, dir string) loadgen.StartOptions {
-			return loadgen.StartOptions{Path: b.o.self, Args: []string{"bench", "-serve-baseline", addr}, Env: b.serverEnv("")}
+			return loadgen.StartOptions{Path: b.o.self, Args: []string{"bench", "-serve-baseline", addr}, Env: b.childEnv()}
 		}},
 	}
 	for _, k := range kinds {
@@ -523,7 +556,7 @@ func (b *benchRun) startup(ctx context.Context) error {
 // test, with the same client: the yardstick for every HTTP figure.
 func (b *benchRun) baseline(ctx context.Context) error {
 	p, err := loadgen.Start(ctx, loadgen.StartOptions{Path: b.o.self, Args: []string{"bench", "-serve-baseline", "127.0.0.1:0"},
-		Env: b.serverEnv(""), ReadyMsg: "baseline listening"})
+		Env: b.childEnv(), ReadyMsg: "baseline listening"})
 	if err != nil {
 		return err
 	}
