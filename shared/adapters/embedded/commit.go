@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"runtime"
+	"sync"
 	"sync/atomic"
 )
 
@@ -12,18 +13,27 @@ import (
 // cannot make the first writer of a group wait for thousands behind it.
 const maxGroup = 256
 
-// committer is group commit: every write of this process is queued to one
-// goroutine that runs whatever has queued up meanwhile in a single
-// transaction. A commit in WAL mode appends each page it changed to the log,
-// and most of a small write's cost is that commit, not the write: a hundred
-// writes in one transaction cost a few times one, not a hundred times. A
-// writer still returns only after its own transaction committed, so nothing
-// is acknowledged that a crash could lose, and when nobody else is writing
-// the group is just that one write.
+// committer is group commit: writes are queued, and the writes waiting at
+// any moment run in a single transaction. A commit in WAL mode appends
+// each page it changed to the log, and most of a small write's cost is
+// that commit, not the write: a hundred writes in one transaction cost a
+// few times one, not a hundred times. A writer still returns only after
+// its own transaction committed, so nothing is acknowledged that a crash
+// could lose.
+//
+// There is no committer goroutine: the writer that finds nobody committing
+// commits itself, taking along whatever queued meanwhile, then hands the
+// lead to the first writer still waiting. A lone writer thus commits on
+// its own goroutine, with no hand-off to another and back, which is most
+// of what a small write costs beyond SQLite itself.
 type committer struct {
-	db      *DB
-	ops     chan *writeOp
-	stopped chan struct{} // closed when the loop has exited
+	db *DB
+
+	mu      sync.Mutex
+	queue   []*writeOp
+	leading bool // a writer is committing a group
+	closed  bool
+	idle    *sync.Cond // signalled when leading turns false
 
 	commits, writes atomic.Int64
 }
@@ -52,7 +62,9 @@ type writeOp struct {
 	fn      func(*writeTx) error
 	err     error
 	skipped bool // its ctx ended before its turn: it never ran
-	done    chan struct{}
+	// wake tells a waiting writer either that its write is done (false)
+	// or that it now leads the next group (true).
+	wake chan bool
 }
 
 // writeTx is a group's transaction as one write sees it.
@@ -73,105 +85,127 @@ func (w *writeTx) stmt(s *sql.Stmt) *sql.Stmt {
 }
 
 func newCommitter(db *DB) *committer {
-	c := &committer{db: db, ops: make(chan *writeOp, maxGroup), stopped: make(chan struct{})}
-	go c.loop()
+	c := &committer{db: db}
+	c.idle = sync.NewCond(&c.mu)
 	return c
 }
 
 // write runs fn in a transaction shared with whatever other writes are
 // waiting and returns once that transaction has committed or failed. A
-// write whose ctx ends before its turn is not run.
+// write whose ctx ends before its turn is not run; once queued, a write is
+// waited for even if ctx ends, since whether it committed must be known,
+// and a group takes milliseconds.
 func (c *committer) write(ctx context.Context, what string, fn func(*writeTx) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	op := &writeOp{ctx: ctx, what: what, fn: fn, done: make(chan struct{})}
-	select {
-	case c.ops <- op:
-	case <-c.db.done:
+	op := &writeOp{ctx: ctx, what: what, fn: fn, wake: make(chan bool, 1)}
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
 		return c.db.fail(ErrClosed, "%s", what)
 	}
-	// Once queued, the op is waited for even if ctx ends: whether it
-	// committed must be known, and a group takes milliseconds.
-	select {
-	case <-op.done:
-		return op.err
-	case <-c.stopped:
-		select {
-		case <-op.done:
+	c.queue = append(c.queue, op)
+	if c.leading {
+		c.mu.Unlock()
+		if lead := <-op.wake; !lead {
 			return op.err
-		default:
-			return c.db.fail(ErrClosed, "%s", what)
 		}
+	} else {
+		c.leading = true
+		c.mu.Unlock()
 	}
+	c.lead(op)
+	return op.err
 }
 
-func (c *committer) loop() {
-	defer close(c.stopped)
-	group := make([]*writeOp, 0, maxGroup)
-	for {
-		select {
-		case <-c.db.done:
-			c.drain()
-			return
-		case op := <-c.ops:
-			group = c.collect(append(group[:0], op))
+// lead commits the next group, which holds own, then passes the lead to
+// the first writer still queued, or gives it up.
+func (c *committer) lead(own *writeOp) {
+	c.mu.Lock()
+	group := c.take(nil)
+	c.mu.Unlock()
+	group = c.run(group)
+	for _, op := range group {
+		if op != own {
+			op.wake <- false
 		}
-		group = c.run(group)
-		clear(group)
 	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		c.fail(c.queue)
+		c.queue = nil
+	}
+	if len(c.queue) == 0 {
+		c.leading = false
+		c.idle.Broadcast()
+		return
+	}
+	c.queue[0].wake <- true
 }
 
-// collect adds the writes that are waiting, without waiting for more.
-func (c *committer) collect(group []*writeOp) []*writeOp {
-	for len(group) < maxGroup {
-		select {
-		case op := <-c.ops:
-			group = append(group, op)
-		default:
-			return group
-		}
-	}
+// take moves queued writes into group, up to maxGroup; c.mu is held.
+func (c *committer) take(group []*writeOp) []*writeOp {
+	n := min(len(c.queue), maxGroup-len(group))
+	group = append(group, c.queue[:n]...)
+	clear(c.queue[:n])
+	c.queue = c.queue[n:]
 	return group
 }
 
-// drain fails the writes still queued when the DB closes.
-func (c *committer) drain() {
-	for {
-		select {
-		case op := <-c.ops:
-			op.err = c.db.fail(ErrClosed, "%s", op.what)
-			close(op.done)
-		default:
-			return
-		}
+// collect adds the writes queued since the group was taken.
+func (c *committer) collect(group []*writeOp) []*writeOp {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.take(group)
+}
+
+// fail ends writes that will never run because the DB closed; c.mu is held.
+func (c *committer) fail(ops []*writeOp) {
+	for _, op := range ops {
+		op.err = c.db.fail(ErrClosed, "%s", op.what)
+		op.wake <- false
 	}
+}
+
+// close fails the writes still queued and waits for a group in progress.
+func (c *committer) close() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.closed = true
+	for c.leading {
+		c.idle.Wait()
+	}
+	c.fail(c.queue)
+	c.queue = nil
 }
 
 // run commits a group, which may grow while it runs, and returns it. If
 // one write fails, the group is rolled back and every write runs alone, so
-// that one bad write cannot fail the others.
+// that one bad write cannot fail the others. It leaves every op's err set.
 func (c *committer) run(group []*writeOp) []*writeOp {
 	group, err := c.commit(group, true)
 	if !errors.Is(err, errOpFailed) {
-		for _, op := range group {
-			if err != nil && !op.skipped {
-				op.err = c.db.fail(err, "%s", op.what)
+		if err != nil {
+			for _, op := range group {
+				if !op.skipped {
+					op.err = c.db.fail(err, "%s", op.what)
+				}
 			}
-			close(op.done)
 		}
 		return group
 	}
 	for _, op := range group {
-		if !op.skipped {
-			op.err = nil
-			if _, err := c.commit([]*writeOp{op}, false); errors.Is(err, errOpFailed) {
-				op.err = c.db.fail(op.err, "%s", op.what)
-			} else if err != nil {
-				op.err = c.db.fail(err, "%s", op.what)
-			}
+		if op.skipped {
+			continue
 		}
-		close(op.done)
+		op.err = nil
+		if _, err := c.commit([]*writeOp{op}, false); errors.Is(err, errOpFailed) {
+			op.err = c.db.fail(op.err, "%s", op.what)
+		} else if err != nil {
+			op.err = c.db.fail(err, "%s", op.what)
+		}
 	}
 	return group
 }

@@ -56,7 +56,7 @@ func TestConcurrentWritesShareACommit(t *testing.T) {
 			errs[i] = deliveries.Create(ctx, id, &domain.Delivery{ID: id, Stage: domain.StageCreated})
 		}()
 	}
-	for len(db.commit.ops) < 20 {
+	for pending(db) < 20 {
 		runtime.Gosched()
 	}
 	release()
@@ -100,7 +100,7 @@ func TestAFailingWriteDoesNotFailItsGroup(t *testing.T) {
 			errs[i] = deliveries.Create(ctx, id, &domain.Delivery{ID: id, Stage: domain.StageCreated})
 		}()
 	}
-	for len(db.commit.ops) < 10 {
+	for pending(db) < 10 {
 		runtime.Gosched()
 	}
 	release()
@@ -128,7 +128,7 @@ func TestAWriteWhoseContextEndedIsNotRun(t *testing.T) {
 	go func() {
 		done <- db.commit.write(ctx, "late", func(*writeTx) error { ran = true; return nil })
 	}()
-	for len(db.commit.ops) < 1 {
+	for pending(db) < 1 {
 		runtime.Gosched()
 	}
 	cancel()
@@ -192,4 +192,11 @@ func TestCheckpointsRunBesideTheWriter(t *testing.T) {
 	require.NoError(t, db.ckpt.conn.QueryRowContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)").Scan(&busy, &logged, &copied))
 	assert.Zero(t, busy)
 	assert.Equal(t, logged, copied, "every frame of the WAL is in the database file")
+}
+
+// pending is how many writes wait for a group.
+func pending(db *DB) int {
+	db.commit.mu.Lock()
+	defer db.commit.mu.Unlock()
+	return len(db.commit.queue)
 }

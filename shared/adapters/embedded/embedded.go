@@ -167,7 +167,7 @@ func (db *DB) Close() error {
 		close(db.done)
 		if db.commit != nil {
 			// The statements must outlive the group being committed.
-			<-db.commit.stopped
+			db.commit.close()
 		}
 		if db.ckpt != nil {
 			err = db.ckpt.close()
