@@ -276,3 +276,35 @@ func (r *Result) ErrorKinds() []string {
 	})
 	return kinds
 }
+
+// Measure runs op n times, one after another, and records the duration
+// each call reports, so that an op can leave its setup and cleanup out of
+// what is timed. A call that fails counts as failed and is not recorded.
+func Measure(ctx context.Context, name string, n int, op func(ctx context.Context, i int) (time.Duration, error)) *Result {
+	r := &Result{Name: name, Mode: "closed", Concurrency: 1, latency: NewHistogram(), service: NewHistogram()}
+	t := &tally{errors: map[string]int64{}}
+	r.Started = time.Now()
+	var busy time.Duration
+	for i := 0; i < n && ctx.Err() == nil; i++ {
+		t.sent.Add(1)
+		d, err := op(ctx, i)
+		if err != nil {
+			t.fail(err)
+			continue
+		}
+		t.ok.Add(1)
+		busy += d
+		r.latency.Record(d)
+		r.service.Record(d)
+	}
+	r.ElapsedSec = busy.Seconds()
+	r.Sent, r.OK, r.Failed = t.sent.Load(), t.ok.Load(), t.failed.Load()
+	if r.ElapsedSec > 0 {
+		r.Throughput = float64(r.OK) / r.ElapsedSec
+	}
+	r.Latency, r.Service = r.latency.Summary(), r.service.Summary()
+	if len(t.errors) > 0 {
+		r.Errors = t.errors
+	}
+	return r
+}
