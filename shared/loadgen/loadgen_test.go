@@ -245,3 +245,19 @@ func TestReportWritesJSONAndMarkdown(t *testing.T) {
 	require.NoError(t, json.Unmarshal(b, &back))
 	assert.Equal(t, "NOT MET", back.Targets[0].Status)
 }
+
+func TestMeasureRecordsWhatTheOpReports(t *testing.T) {
+	t.Parallel()
+	r := Measure(context.Background(), "m", 10, func(_ context.Context, i int) (time.Duration, error) {
+		if i == 9 {
+			return 0, errors.New("no drone")
+		}
+		return time.Duration(i+1) * time.Millisecond, nil
+	})
+	assert.Equal(t, int64(9), r.OK)
+	assert.Equal(t, int64(1), r.Failed)
+	assert.Equal(t, map[string]int64{"no drone": 1}, r.Errors)
+	assert.InDelta(t, 9.0, r.Latency.MaxMs, 0.02)
+	assert.InDelta(t, 1.0, r.Latency.MinMs, 0.002)
+	assert.InDelta(t, 0.045, r.ElapsedSec, 1e-9, "the elapsed time is the sum of what was timed")
+}
