@@ -8,8 +8,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"strings"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -51,22 +49,7 @@ func StartRIE(t testing.TB, bootstrap, handler string, env []string) *RIE {
 		// names Lambda reserves; the function's timeout is generous so a
 		// loaded machine does not fail an invocation.
 		cmd.Env = append(append(os.Environ(), "AWS_LAMBDA_FUNCTION_TIMEOUT=60"), env...)
-		logs := &lockedWriter{w: &strings.Builder{}}
-		cmd.Stdout, cmd.Stderr = logs, logs
-		if err := cmd.Start(); err != nil {
-			t.Fatalf("start the Lambda Runtime Interface Emulator: %v", err)
-		}
-		done := make(chan struct{})
-		go func() { cmd.Wait(); close(done) }()
-		stop := func() {
-			cmd.Process.Signal(syscall.SIGTERM)
-			select {
-			case <-done:
-			case <-time.After(5 * time.Second):
-				cmd.Process.Kill()
-				<-done
-			}
-		}
+		logs, done, stop := background(t, cmd, "the Lambda Runtime Interface Emulator")
 		r := &RIE{URL: "http://" + loopback(invokePort) + rieInvokePath, logs: logs}
 		if r.listening(done, 30*time.Second) {
 			t.Cleanup(func() {

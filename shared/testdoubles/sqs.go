@@ -8,8 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -76,22 +74,7 @@ func startGoaws(t testing.TB, bin string) string {
 		cmd.Dir = dir
 		// goaws logs every message it handles; only the tail matters, and
 		// only when a test fails.
-		logs := &lockedWriter{w: &strings.Builder{}}
-		cmd.Stdout, cmd.Stderr = logs, logs
-		if err := cmd.Start(); err != nil {
-			t.Fatalf("start goaws: %v", err)
-		}
-		done := make(chan struct{})
-		go func() { cmd.Wait(); close(done) }()
-		stop := func() {
-			cmd.Process.Signal(syscall.SIGTERM)
-			select {
-			case <-done:
-			case <-time.After(5 * time.Second):
-				cmd.Process.Kill()
-				<-done
-			}
-		}
+		logs, done, stop := background(t, cmd, "goaws")
 		base := "http://" + loopback(port)
 		if waitHealthy(base+"/health", done, 30*time.Second) {
 			t.Cleanup(func() {
