@@ -210,10 +210,9 @@ func (h *Handlers) claim(ctx context.Context, d *domain.Delivery, droneID string
 		if cur.DroneAssignedAt != nil || cur.Stage.Terminal() {
 			return ports.ErrSkip
 		}
-		if cur.DroneID != "" && cur.DroneID != droneID {
-			return ports.ErrSkip // a concurrent redelivery reserved another one
-		}
-		if cur.DroneID == droneID {
+		if cur.DroneID != "" {
+			// Reserved already: this drone by an earlier run, or another one
+			// by a concurrent redelivery, which the caller then finishes.
 			return ports.ErrSkip
 		}
 		cur.DroneID = droneID
