@@ -42,7 +42,7 @@ fmt-check:
 # The Cosmos DB and Service Bus test doubles are Node programs installed from a lockfile.
 test-deps:
 	@command -v node >/dev/null && command -v npm >/dev/null || { echo "make test needs Node.js 20+ and npm: apt-get install -y nodejs npm"; exit 1; }
-	cd shared/testdoubles && npm ci --no-audit --no-fund --loglevel=error
+	cd tools/testdoubles && npm ci --no-audit --no-fund --loglevel=error
 	command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
 	command -v zip >/dev/null || (apt-get update && apt-get install -y zip)
 
@@ -51,7 +51,7 @@ unit:
 
 # The packages where concurrency is the point run again under the race detector.
 race:
-	$(GO) test -count=1 -race -timeout 20m ./shared/geo/ ./shared/runtime/... ./shared/adapters/embedded/ ./handlers/
+	$(GO) test -count=1 -race -timeout 20m ./shared/geo/ ./shared/functionapp/... ./shared/adapters/embedded/ ./handlers/
 
 # The load generator starts the service as a separate process and loads it
 # over loopback; BENCH_FLAGS passes flags through (dronedelivery bench -h).
@@ -77,8 +77,8 @@ FUZZ_TARGETS := \
 	./shared/domain:FuzzParseTelemetry \
 	./shared/domain:FuzzParseTelemetryMessage \
 	./shared/domain:FuzzParseEnvelope \
-	./shared/runtime/host:FuzzDecodeHTTPInvocation \
-	./shared/runtime/host:FuzzDecodeQueueInvocation
+	./shared/functionapp/host:FuzzDecodeHTTPInvocation \
+	./shared/functionapp/host:FuzzDecodeQueueInvocation
 
 fuzz:
 	@set -eo pipefail; log=$$(mktemp); trap 'rm -f $$log' EXIT; \

@@ -11,9 +11,9 @@ import (
 	"time"
 
 	"github.com/fabrikam/dronedelivery/shared/domain"
-	"github.com/fabrikam/dronedelivery/shared/obs"
+	"github.com/fabrikam/dronedelivery/shared/functionapp"
+	"github.com/fabrikam/dronedelivery/shared/logctx"
 	"github.com/fabrikam/dronedelivery/shared/ports"
-	"github.com/fabrikam/dronedelivery/shared/runtime"
 )
 
 // signedUp is the 201 body of a sign-up: the only time the key and the
@@ -60,7 +60,7 @@ func newAPIKey(accountID string, now time.Time) (string, *domain.APIKey) {
 // account is written before its key, so a failure in between leaves an
 // account nobody can use rather than a key for an account that does not
 // exist.
-func (h *Handlers) CreateAccount(ctx context.Context, req *runtime.Request) *runtime.Response {
+func (h *Handlers) CreateAccount(ctx context.Context, req *functionapp.Request) *functionapp.Response {
 	s, err := domain.ParseSignUp(req.Body)
 	if err != nil {
 		return h.errorResponse(ctx, err)
@@ -76,7 +76,7 @@ func (h *Handlers) CreateAccount(ctx context.Context, req *runtime.Request) *run
 	}
 	plain, key := newAPIKey(a.ID, now)
 	a.Keys = []domain.KeyInfo{{Prefix: key.Prefix, CreatedAt: now}}
-	ctx = obs.With(ctx, "accountId", a.ID)
+	ctx = logctx.With(ctx, "accountId", a.ID)
 	if err := h.store.Accounts.Create(ctx, a.ID, a); err != nil {
 		return h.errorResponse(ctx, err)
 	}
@@ -84,7 +84,7 @@ func (h *Handlers) CreateAccount(ctx context.Context, req *runtime.Request) *run
 		return h.errorResponse(ctx, err)
 	}
 	h.log.InfoContext(ctx, "account created", "keyPrefix", key.Prefix)
-	resp := runtime.JSON(http.StatusCreated, signedUp{AccountID: a.ID, Name: a.Name, ContactEmail: a.ContactEmail,
+	resp := functionapp.JSON(http.StatusCreated, signedUp{AccountID: a.ID, Name: a.Name, ContactEmail: a.ContactEmail,
 		WebhookURL: a.WebhookURL, APIKey: plain, KeyPrefix: key.Prefix, WebhookSecret: a.WebhookSecret})
 	resp.Header.Set("Location", "/api/accounts/"+a.ID)
 	resp.Header.Set("Cache-Control", "no-store")
@@ -121,7 +121,7 @@ func ownAccount(ctx context.Context, id string) (string, error) {
 // the caller's account, shown only in this answer. The body, if any, must
 // be an empty JSON object. An account holds at most domain.MaxActiveKeys
 // unrevoked keys (409 beyond).
-func (h *Handlers) CreateAPIKey(ctx context.Context, req *runtime.Request) *runtime.Response {
+func (h *Handlers) CreateAPIKey(ctx context.Context, req *functionapp.Request) *functionapp.Response {
 	acct, err := ownAccount(ctx, req.Params["id"])
 	if err != nil {
 		return h.errorResponse(ctx, err)
@@ -153,7 +153,7 @@ func (h *Handlers) CreateAPIKey(ctx context.Context, req *runtime.Request) *runt
 		return h.errorResponse(ctx, err)
 	}
 	h.log.InfoContext(ctx, "API key issued", "keyPrefix", key.Prefix)
-	resp := runtime.JSON(http.StatusCreated, issuedKey{Prefix: key.Prefix, APIKey: plain, CreatedAt: now})
+	resp := functionapp.JSON(http.StatusCreated, issuedKey{Prefix: key.Prefix, APIKey: plain, CreatedAt: now})
 	resp.Header.Set("Location", "/api/accounts/"+acct+"/keys/"+key.Prefix)
 	resp.Header.Set("Cache-Control", "no-store")
 	return resp
@@ -164,7 +164,7 @@ func (h *Handlers) CreateAPIKey(ctx context.Context, req *runtime.Request) *runt
 // then issue another; revoking a revoked key again is a no-op. The key
 // stops working in this process at once and in others within the key
 // cache's TTL.
-func (h *Handlers) RevokeAPIKey(ctx context.Context, req *runtime.Request) *runtime.Response {
+func (h *Handlers) RevokeAPIKey(ctx context.Context, req *functionapp.Request) *functionapp.Response {
 	acct, err := ownAccount(ctx, req.Params["id"])
 	if err != nil {
 		return h.errorResponse(ctx, err)
@@ -219,5 +219,5 @@ func (h *Handlers) RevokeAPIKey(ctx context.Context, req *runtime.Request) *runt
 		return h.errorResponse(ctx, domain.Unavailable(err, "the key could not be revoked; send the DELETE again"))
 	}
 	h.log.InfoContext(ctx, "API key revoked", "keyPrefix", prefix)
-	return &runtime.Response{Status: http.StatusNoContent, Header: http.Header{}}
+	return &functionapp.Response{Status: http.StatusNoContent, Header: http.Header{}}
 }

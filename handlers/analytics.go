@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/fabrikam/dronedelivery/shared/domain"
-	"github.com/fabrikam/dronedelivery/shared/runtime"
+	"github.com/fabrikam/dronedelivery/shared/functionapp"
 )
 
 // maxSummarised bounds the deliveries one summary reads.
@@ -67,7 +67,7 @@ type DeliverySummary struct {
 
 // GetDeliveriesSummary serves GET /api/deliveries/summary?ownerId&year&month,
 // computed from the deliveries' recorded history.
-func (h *Handlers) GetDeliveriesSummary(ctx context.Context, req *runtime.Request) *runtime.Response {
+func (h *Handlers) GetDeliveriesSummary(ctx context.Context, req *functionapp.Request) *functionapp.Response {
 	owner, from, to, err := month(ctx, req.Query, h.clock.Now())
 	if err != nil {
 		return h.errorResponse(ctx, err)
@@ -76,7 +76,7 @@ func (h *Handlers) GetDeliveriesSummary(ctx context.Context, req *runtime.Reques
 	if err != nil {
 		return h.errorResponse(ctx, err)
 	}
-	return runtime.JSON(http.StatusOK, Summarise(owner, from, ds))
+	return functionapp.JSON(http.StatusOK, Summarise(owner, from, ds))
 }
 
 // Summarise computes a month's summary from its deliveries.
@@ -122,7 +122,7 @@ type Utilization struct {
 // the miles drones flew for the owner's deliveries (from telemetry) and the
 // hours drones were assigned to them (assignment to completion, cancellation
 // or failure; still running deliveries count up to now).
-func (h *Handlers) GetUtilization(ctx context.Context, req *runtime.Request) *runtime.Response {
+func (h *Handlers) GetUtilization(ctx context.Context, req *functionapp.Request) *functionapp.Response {
 	now := h.clock.Now()
 	owner, from, to, err := month(ctx, req.Query, now)
 	if err != nil {
@@ -132,7 +132,7 @@ func (h *Handlers) GetUtilization(ctx context.Context, req *runtime.Request) *ru
 	if err != nil {
 		return h.errorResponse(ctx, err)
 	}
-	return runtime.JSON(http.StatusOK, Utilize(owner, from, ds, now))
+	return functionapp.JSON(http.StatusOK, Utilize(owner, from, ds, now))
 }
 
 // Utilize computes a month's drone utilisation from its deliveries.

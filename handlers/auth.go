@@ -12,8 +12,8 @@ import (
 	"time"
 
 	"github.com/fabrikam/dronedelivery/shared/domain"
-	"github.com/fabrikam/dronedelivery/shared/obs"
-	"github.com/fabrikam/dronedelivery/shared/runtime"
+	"github.com/fabrikam/dronedelivery/shared/functionapp"
+	"github.com/fabrikam/dronedelivery/shared/logctx"
 )
 
 // access is who may call a function.
@@ -68,8 +68,8 @@ func callerIsOperator(ctx context.Context) bool {
 // one that may not call this function) and then, for a request with a
 // body, its media type (415). Being part of the registry, it runs the same
 // under every runtime.
-func (h *Handlers) guard(a access, fn runtime.HTTPFunc) runtime.HTTPFunc {
-	return func(ctx context.Context, req *runtime.Request) *runtime.Response {
+func (h *Handlers) guard(a access, fn functionapp.HTTPFunc) functionapp.HTTPFunc {
+	return func(ctx context.Context, req *functionapp.Request) *functionapp.Response {
 		if a != anyone {
 			p, err := h.authenticate(ctx, req.Header.Get("Authorization"))
 			if err != nil {
@@ -83,7 +83,7 @@ func (h *Handlers) guard(a access, fn runtime.HTTPFunc) runtime.HTTPFunc {
 			}
 			ctx = withPrincipal(ctx, p)
 			if p.accountID != "" {
-				ctx = obs.With(ctx, "accountId", p.accountID)
+				ctx = logctx.With(ctx, "accountId", p.accountID)
 			}
 		}
 		if resp := checkContentType(req); resp != nil {
@@ -96,7 +96,7 @@ func (h *Handlers) guard(a access, fn runtime.HTTPFunc) runtime.HTTPFunc {
 // checkContentType refuses a body that does not say it is JSON: every body
 // the API takes is JSON, and a form or text post is a client mistake or a
 // cross-site request trying its luck.
-func checkContentType(req *runtime.Request) *runtime.Response {
+func checkContentType(req *functionapp.Request) *functionapp.Response {
 	if len(req.Body) == 0 {
 		return nil
 	}
@@ -108,7 +108,7 @@ func checkContentType(req *runtime.Request) *runtime.Response {
 			return nil
 		}
 	}
-	resp := runtime.Problem(http.StatusUnsupportedMediaType, "Content-Type", "must be application/json (charset utf-8, if given)")
+	resp := functionapp.Problem(http.StatusUnsupportedMediaType, "Content-Type", "must be application/json (charset utf-8, if given)")
 	resp.Header.Set("Accept", "application/json")
 	return resp
 }

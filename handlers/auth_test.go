@@ -14,15 +14,15 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/fabrikam/dronedelivery/handlers"
-	"github.com/fabrikam/dronedelivery/shared/adapters/sys"
+	"github.com/fabrikam/dronedelivery/shared/adapters/platform"
 	"github.com/fabrikam/dronedelivery/shared/domain"
-	"github.com/fabrikam/dronedelivery/shared/runtime"
+	"github.com/fabrikam/dronedelivery/shared/functionapp"
 )
 
-func problemOf(t *testing.T, resp *runtime.Response) runtime.ProblemDetails {
+func problemOf(t *testing.T, resp *functionapp.Response) functionapp.ProblemDetails {
 	t.Helper()
 	assert.Equal(t, "application/problem+json", resp.Header.Get("Content-Type"))
-	var p runtime.ProblemDetails
+	var p functionapp.ProblemDetails
 	require.NoError(t, json.Unmarshal(resp.Body, &p), string(resp.Body))
 	return p
 }
@@ -39,11 +39,11 @@ func TestEveryBusinessAndFleetFunctionNeedsItsKey(t *testing.T) {
 			continue
 		}
 		for _, header := range []string{"", "Basic " + f.key, "Bearer", "Bearer ", "bearer nonsense", "Bearer " + wellFormedUnknown, "Bearer " + wrongSecret, "Bearer " + operatorKey + "x"} {
-			req := &runtime.Request{Method: "GET", Params: map[string]string{"id": "x"}, Header: http.Header{}}
+			req := &functionapp.Request{Method: "GET", Params: map[string]string{"id": "x"}, Header: http.Header{}}
 			if header != "" {
 				req.Header.Set("Authorization", header)
 			}
-			resp := runtime.Call(context.Background(), fn.HTTP, req)
+			resp := functionapp.Call(context.Background(), fn.HTTP, req)
 			require.Equal(t, http.StatusUnauthorized, resp.Status, "%s with %q: %s", name, header, resp.Body)
 			assert.Equal(t, "Authorization", problemOf(t, resp).Field, name)
 			assert.Contains(t, resp.Header.Get("WWW-Authenticate"), "Bearer", name)
@@ -51,27 +51,27 @@ func TestEveryBusinessAndFleetFunctionNeedsItsKey(t *testing.T) {
 	}
 	fleetFns := []string{"PutDrone", "GetDrone", "ListDrones", "PostTelemetry"}
 	for _, name := range fleetFns {
-		resp := f.biz(name, &runtime.Request{Method: "GET", Params: map[string]string{"id": "x"}})
+		resp := f.biz(name, &functionapp.Request{Method: "GET", Params: map[string]string{"id": "x"}})
 		assert.Equal(t, http.StatusForbidden, resp.Status, "%s with a business key", name)
 	}
 	for _, name := range []string{"IngestDelivery", "GetPackage", "CancelDelivery", "GetHistory", "GetDeliveriesSummary", "CreateApiKey"} {
-		resp := f.fleet(name, &runtime.Request{Method: "GET", Params: map[string]string{"id": "x"}})
+		resp := f.fleet(name, &functionapp.Request{Method: "GET", Params: map[string]string{"id": "x"}})
 		assert.Equal(t, http.StatusForbidden, resp.Status, "%s with the operator key", name)
 	}
 	// The operator's drones fly any delivery, so it may read one.
 	f.putDrone(t, domain.Drone{ID: "op", Location: at(0.001, 0)})
 	f.scheduled(t, "flown", at(0, 0), at(0.01, 0))
-	assert.Equal(t, http.StatusOK, f.fleet("GetDelivery", &runtime.Request{Method: "GET", Params: map[string]string{"id": "flown"}}).Status)
-	assert.Equal(t, http.StatusOK, f.fleet("GetDeliveryStatus", &runtime.Request{Method: "GET", Params: map[string]string{"id": "flown"}}).Status)
+	assert.Equal(t, http.StatusOK, f.fleet("GetDelivery", &functionapp.Request{Method: "GET", Params: map[string]string{"id": "flown"}}).Status)
+	assert.Equal(t, http.StatusOK, f.fleet("GetDeliveryStatus", &functionapp.Request{Method: "GET", Params: map[string]string{"id": "flown"}}).Status)
 }
 
 func TestNoOperatorKeyClosesTheFleet(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
-	h := handlers.New(handlers.Deps{Store: f.store, Bus: f.bus, Clock: f.clock, IDs: sys.IDs{}, Log: slog.New(slog.DiscardHandler)})
+	h := handlers.New(handlers.Deps{Store: f.store, Bus: f.bus, Clock: f.clock, IDs: platform.IDs{}, Log: slog.New(slog.DiscardHandler)})
 	for _, token := range []string{"", " ", operatorKey} {
-		req := &runtime.Request{Method: "GET", Header: http.Header{"Authorization": {"Bearer " + token}}}
-		assert.Equal(t, http.StatusUnauthorized, runtime.Call(context.Background(), h.Registry()["ListDrones"].HTTP, req).Status, "%q", token)
+		req := &functionapp.Request{Method: "GET", Header: http.Header{"Authorization": {"Bearer " + token}}}
+		assert.Equal(t, http.StatusUnauthorized, functionapp.Call(context.Background(), h.Registry()["ListDrones"].HTTP, req).Status, "%q", token)
 	}
 }
 
@@ -80,20 +80,20 @@ func TestContentTypeIsChecked(t *testing.T) {
 	f := newFixture(t)
 	body := requestBody("ct", at(0, 0), at(0.01, 0), "Small", 1)
 	for _, ct := range []string{"text/plain", "application/x-www-form-urlencoded", "application/json; charset=latin1", "application/jsonx", "json", ";;"} {
-		resp := f.biz("IngestDelivery", &runtime.Request{Method: "POST", Header: http.Header{"Content-Type": {ct}}, Body: body})
+		resp := f.biz("IngestDelivery", &functionapp.Request{Method: "POST", Header: http.Header{"Content-Type": {ct}}, Body: body})
 		require.Equal(t, http.StatusUnsupportedMediaType, resp.Status, ct)
 		assert.Equal(t, "Content-Type", problemOf(t, resp).Field)
 	}
-	req := &runtime.Request{Method: "POST", Header: http.Header{}, Body: body}
+	req := &functionapp.Request{Method: "POST", Header: http.Header{}, Body: body}
 	req.Header.Set("Authorization", "Bearer "+f.key)
-	resp := runtime.Call(context.Background(), f.reg["IngestDelivery"].HTTP, req)
+	resp := functionapp.Call(context.Background(), f.reg["IngestDelivery"].HTTP, req)
 	assert.Equal(t, http.StatusUnsupportedMediaType, resp.Status, "a body without a Content-Type")
 	_, err := f.store.Deliveries.Find(context.Background(), "ct")
 	assert.True(t, domain.IsCode(err, domain.ENOTFOUND), "nothing stored")
 
-	resp = f.biz("IngestDelivery", &runtime.Request{Method: "POST", Header: http.Header{"Content-Type": {"Application/JSON; Charset=UTF-8"}}, Body: body})
+	resp = f.biz("IngestDelivery", &functionapp.Request{Method: "POST", Header: http.Header{"Content-Type": {"Application/JSON; Charset=UTF-8"}}, Body: body})
 	assert.Equal(t, http.StatusAccepted, resp.Status, string(resp.Body))
-	resp = f.call("Healthz", "", &runtime.Request{Method: "GET", Header: http.Header{"Content-Type": {"text/plain"}}})
+	resp = f.call("Healthz", "", &functionapp.Request{Method: "GET", Header: http.Header{"Content-Type": {"text/plain"}}})
 	assert.Equal(t, http.StatusOK, resp.Status, "no body, no media type to check")
 }
 
@@ -108,13 +108,13 @@ func TestOwnerComesFromTheKey(t *testing.T) {
 		b, _ := json.Marshal(m)
 		return b
 	}
-	resp := f.biz("IngestDelivery", &runtime.Request{Method: "POST", Body: with(other)})
+	resp := f.biz("IngestDelivery", &functionapp.Request{Method: "POST", Body: with(other)})
 	require.Equal(t, http.StatusForbidden, resp.Status)
 	assert.Equal(t, "ownerId", problemOf(t, resp).Field)
 	_, err := f.store.Deliveries.Find(context.Background(), "own-1")
 	assert.True(t, domain.IsCode(err, domain.ENOTFOUND), "nothing stored")
 
-	first := f.biz("IngestDelivery", &runtime.Request{Method: "POST", Body: with(f.acct)})
+	first := f.biz("IngestDelivery", &functionapp.Request{Method: "POST", Body: with(f.acct)})
 	require.Equal(t, http.StatusAccepted, first.Status, string(first.Body))
 	assert.Equal(t, f.acct, f.delivery(t, "own-1").OwnerID)
 	again := f.ingest(t, requestBody("own-1", at(0, 0), at(0.01, 0), "Small", 1))
@@ -131,8 +131,8 @@ func TestAccountsSeeOnlyTheirOwn(t *testing.T) {
 	ctx := context.Background()
 	before := f.snapshot(t, []string{"mine"}, []string{"iso"})
 
-	as := func(key, name, method, id, body string) *runtime.Response {
-		req := &runtime.Request{Method: method, Params: map[string]string{"id": id}}
+	as := func(key, name, method, id, body string) *functionapp.Response {
+		req := &functionapp.Request{Method: method, Params: map[string]string{"id": id}}
 		if body != "" {
 			req.Body = []byte(body)
 		}
@@ -164,14 +164,14 @@ func TestAccountsSeeOnlyTheirOwn(t *testing.T) {
 
 	// A delivery id is one space for all accounts: reusing another's id is
 	// a conflict that shows nothing of the delivery.
-	resp := f.call("IngestDelivery", intruder, &runtime.Request{Method: "POST", Body: requestBody("mine", at(0, 0), at(0.01, 0), "Small", 1)})
+	resp := f.call("IngestDelivery", intruder, &functionapp.Request{Method: "POST", Body: requestBody("mine", at(0, 0), at(0.01, 0), "Small", 1)})
 	assert.Equal(t, http.StatusConflict, resp.Status)
 	assert.NotContains(t, string(resp.Body), f.acct)
 	assert.Equal(t, before, f.snapshot(t, []string{"mine"}, []string{"iso"}))
 
 	// The owner still reaches everything.
 	for _, c := range calls[:5] {
-		assert.Equal(t, http.StatusOK, f.biz(c.name, &runtime.Request{Method: c.method, Params: map[string]string{"id": c.id + "mine"}}).Status, c.name)
+		assert.Equal(t, http.StatusOK, f.biz(c.name, &functionapp.Request{Method: c.method, Params: map[string]string{"id": c.id + "mine"}}).Status, c.name)
 	}
 	_, err := f.store.Deliveries.Find(ctx, "mine")
 	require.NoError(t, err)
@@ -180,14 +180,14 @@ func TestAccountsSeeOnlyTheirOwn(t *testing.T) {
 func TestKeysAreIssuedAndRevoked(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
-	issue := func(key, acct string) *runtime.Response {
-		return f.call("CreateApiKey", key, &runtime.Request{Method: "POST", Params: map[string]string{"id": acct}})
+	issue := func(key, acct string) *functionapp.Response {
+		return f.call("CreateApiKey", key, &functionapp.Request{Method: "POST", Params: map[string]string{"id": acct}})
 	}
-	revoke := func(key, acct, prefix string) *runtime.Response {
-		return f.call("RevokeApiKey", key, &runtime.Request{Method: "DELETE", Params: map[string]string{"id": acct, "prefix": prefix}})
+	revoke := func(key, acct, prefix string) *functionapp.Response {
+		return f.call("RevokeApiKey", key, &functionapp.Request{Method: "DELETE", Params: map[string]string{"id": acct, "prefix": prefix}})
 	}
 	works := func(key string) bool {
-		return f.call("GetDeliveriesSummary", key, &runtime.Request{Method: "GET"}).Status == http.StatusOK
+		return f.call("GetDeliveriesSummary", key, &functionapp.Request{Method: "GET"}).Status == http.StatusOK
 	}
 	first, _ := domain.SplitAPIKey(f.key)
 
@@ -223,7 +223,7 @@ func TestKeysAreIssuedAndRevoked(t *testing.T) {
 	assert.True(t, works(otherKey))
 	assert.Equal(t, http.StatusBadRequest, revoke(second.APIKey, f.acct, "../x").Status)
 	assert.Equal(t, http.StatusNotFound, revoke(second.APIKey, f.acct, "NOT-A-PREFIX").Status, "no key has that shape")
-	assert.Equal(t, http.StatusBadRequest, f.call("CreateApiKey", second.APIKey, &runtime.Request{Method: "POST",
+	assert.Equal(t, http.StatusBadRequest, f.call("CreateApiKey", second.APIKey, &functionapp.Request{Method: "POST",
 		Params: map[string]string{"id": f.acct}, Body: []byte(`{"name":"x"}`)}).Status, "the body, if any, is empty")
 
 	// At most MaxActiveKeys.
@@ -243,13 +243,13 @@ func TestRevocationReachesOtherProcessesWithinTheCacheTTL(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
 	ttl := 10 * time.Second
-	other := handlers.New(handlers.Deps{Store: f.store, Bus: f.bus, Clock: f.clock, IDs: sys.IDs{}, Log: slog.New(slog.DiscardHandler),
+	other := handlers.New(handlers.Deps{Store: f.store, Bus: f.bus, Clock: f.clock, IDs: platform.IDs{}, Log: slog.New(slog.DiscardHandler),
 		Config: handlers.Config{KeyCacheTTL: ttl}})
-	summary := func(reg runtime.Registry, key string) int {
-		req := &runtime.Request{Method: "GET", Header: http.Header{"Authorization": {"Bearer " + key}}}
-		return runtime.Call(context.Background(), reg["GetDeliveriesSummary"].HTTP, req).Status
+	summary := func(reg functionapp.Registry, key string) int {
+		req := &functionapp.Request{Method: "GET", Header: http.Header{"Authorization": {"Bearer " + key}}}
+		return functionapp.Call(context.Background(), reg["GetDeliveriesSummary"].HTTP, req).Status
 	}
-	resp := f.biz("CreateApiKey", &runtime.Request{Method: "POST", Params: map[string]string{"id": f.acct}})
+	resp := f.biz("CreateApiKey", &functionapp.Request{Method: "POST", Params: map[string]string{"id": f.acct}})
 	require.Equal(t, http.StatusCreated, resp.Status)
 	var spare struct{ APIKey string }
 	require.NoError(t, json.Unmarshal(resp.Body, &spare))
@@ -257,7 +257,7 @@ func TestRevocationReachesOtherProcessesWithinTheCacheTTL(t *testing.T) {
 	require.Equal(t, http.StatusOK, summary(reg, f.key))
 
 	prefix, _ := domain.SplitAPIKey(f.key)
-	require.Equal(t, http.StatusNoContent, f.call("RevokeApiKey", spare.APIKey, &runtime.Request{Method: "DELETE",
+	require.Equal(t, http.StatusNoContent, f.call("RevokeApiKey", spare.APIKey, &functionapp.Request{Method: "DELETE",
 		Params: map[string]string{"id": f.acct, "prefix": prefix}}).Status)
 	assert.Equal(t, http.StatusOK, summary(reg, f.key), "still cached in the other process")
 	f.clock.Advance(ttl)
@@ -274,11 +274,11 @@ func TestSignUpValidates(t *testing.T) {
 		"admin":        `{"name":"A","contactEmail":"a@b.example","admin":true}`,
 		"body":         `{"name":"A","contactEmail":"a@b.example"} {}`,
 	} {
-		resp := f.call("CreateAccount", "", &runtime.Request{Method: "POST", Body: []byte(body)})
+		resp := f.call("CreateAccount", "", &functionapp.Request{Method: "POST", Body: []byte(body)})
 		require.Equal(t, http.StatusBadRequest, resp.Status, field)
 		assert.Equal(t, field, problemOf(t, resp).Field)
 	}
-	resp := f.call("CreateAccount", "", &runtime.Request{Method: "POST", Body: []byte(`{"name":"A","contactEmail":"a@b.example"}`)})
+	resp := f.call("CreateAccount", "", &functionapp.Request{Method: "POST", Body: []byte(`{"name":"A","contactEmail":"a@b.example"}`)})
 	require.Equal(t, http.StatusCreated, resp.Status)
 	assert.Equal(t, "no-store", resp.Header.Get("Cache-Control"), "the key must not be cached on the way")
 	var out map[string]any

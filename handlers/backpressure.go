@@ -6,8 +6,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/fabrikam/dronedelivery/shared/functionapp"
 	"github.com/fabrikam/dronedelivery/shared/ports"
-	"github.com/fabrikam/dronedelivery/shared/runtime"
 	"github.com/fabrikam/dronedelivery/shared/topology"
 )
 
@@ -62,8 +62,8 @@ func (h *Handlers) overloaded(ctx context.Context) bool {
 }
 
 // busy is the answer to a shed request.
-func busy() *runtime.Response {
-	resp := runtime.Problem(http.StatusServiceUnavailable, "", "the service is busy with a backlog of deliveries; retry after "+backlogRetryAfter+" s")
+func busy() *functionapp.Response {
+	resp := functionapp.Problem(http.StatusServiceUnavailable, "", "the service is busy with a backlog of deliveries; retry after "+backlogRetryAfter+" s")
 	resp.Header.Set("Retry-After", backlogRetryAfter)
 	return resp
 }

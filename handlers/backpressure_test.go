@@ -14,9 +14,9 @@ import (
 
 	"github.com/fabrikam/dronedelivery/handlers"
 	"github.com/fabrikam/dronedelivery/shared/adapters/embedded"
-	"github.com/fabrikam/dronedelivery/shared/adapters/sys"
+	"github.com/fabrikam/dronedelivery/shared/adapters/platform"
 	"github.com/fabrikam/dronedelivery/shared/domain"
-	"github.com/fabrikam/dronedelivery/shared/runtime"
+	"github.com/fabrikam/dronedelivery/shared/functionapp"
 	"github.com/fabrikam/dronedelivery/shared/topology"
 )
 
@@ -27,7 +27,7 @@ func TestIngestShedsLoadPastTheBacklogBound(t *testing.T) {
 	defer db.Close()
 	c := &clock{}
 	c.Set(t0)
-	h := handlers.New(handlers.Deps{Store: db.Store(), Bus: db.Bus(), Clock: c, IDs: sys.IDs{}, Log: slog.New(slog.DiscardHandler),
+	h := handlers.New(handlers.Deps{Store: db.Store(), Bus: db.Bus(), Clock: c, IDs: platform.IDs{}, Log: slog.New(slog.DiscardHandler),
 		Config: handlers.Config{OperatorKey: operatorKey, MaxBacklog: 3}})
 	f := &fixture{db: db, store: db.Store(), bus: db.Bus(), clock: c, h: h, reg: h.Registry()}
 	f.acct, f.key = f.signUp(t, `{"name":"Busy","contactEmail":"ops@busy.example"}`)
@@ -42,7 +42,7 @@ func TestIngestShedsLoadPastTheBacklogBound(t *testing.T) {
 	resp := f.ingest(t, requestBody("bp-shed", at(0, 0), at(0.01, 0), "Small", 1))
 	assert.Equal(t, http.StatusServiceUnavailable, resp.Status)
 	assert.Equal(t, "2", resp.Header.Get("Retry-After"))
-	var p runtime.ProblemDetails
+	var p functionapp.ProblemDetails
 	require.NoError(t, json.Unmarshal(resp.Body, &p))
 	assert.Contains(t, p.Detail, "busy")
 	_, err = db.Store().Deliveries.Find(context.Background(), "bp-shed")

@@ -6,9 +6,9 @@ import (
 	"net/http"
 
 	"github.com/fabrikam/dronedelivery/shared/domain"
-	"github.com/fabrikam/dronedelivery/shared/obs"
+	"github.com/fabrikam/dronedelivery/shared/functionapp"
+	"github.com/fabrikam/dronedelivery/shared/logctx"
 	"github.com/fabrikam/dronedelivery/shared/ports"
-	"github.com/fabrikam/dronedelivery/shared/runtime"
 	"github.com/fabrikam/dronedelivery/shared/topology"
 )
 
@@ -18,7 +18,7 @@ import (
 // A completed or failed delivery cannot be cancelled (409); cancelling a
 // cancelled one again is a no-op that queues the compensation again, which
 // the step's idempotency absorbs.
-func (h *Handlers) CancelDelivery(ctx context.Context, req *runtime.Request) *runtime.Response {
+func (h *Handlers) CancelDelivery(ctx context.Context, req *functionapp.Request) *functionapp.Response {
 	id := req.Params["id"]
 	if err := domain.ValidID("id", id); err != nil {
 		return h.errorResponse(ctx, err)
@@ -44,7 +44,7 @@ func (h *Handlers) CancelDelivery(ctx context.Context, req *runtime.Request) *ru
 	if err != nil {
 		return h.errorResponse(ctx, err)
 	}
-	ctx = obs.With(ctx, "deliveryId", id, "correlationId", d.CorrelationID)
+	ctx = logctx.With(ctx, "deliveryId", id, "correlationId", d.CorrelationID)
 	if notes == nil {
 		notes = notificationsOfKind(d, domain.NotifyCancelled)
 	}
@@ -55,7 +55,7 @@ func (h *Handlers) CancelDelivery(ctx context.Context, req *runtime.Request) *ru
 		return h.errorResponse(ctx, domain.Unavailable(err, "the cancellation is recorded but its follow-up could not be queued; send the DELETE again"))
 	}
 	h.log.InfoContext(ctx, "delivery cancelled")
-	return &runtime.Response{Status: http.StatusNoContent, Header: http.Header{}}
+	return &functionapp.Response{Status: http.StatusNoContent, Header: http.Header{}}
 }
 
 // RescheduleDelivery serves PATCH /api/deliveryrequests/{id} with any of
@@ -63,7 +63,7 @@ func (h *Handlers) CancelDelivery(ctx context.Context, req *runtime.Request) *ru
 // becomes Rescheduled with a new generation, and dispatch and ETA run again
 // through the queue (the old drone is released first). A package already
 // picked up, or a delivery that has ended, cannot be rescheduled (409).
-func (h *Handlers) RescheduleDelivery(ctx context.Context, req *runtime.Request) *runtime.Response {
+func (h *Handlers) RescheduleDelivery(ctx context.Context, req *functionapp.Request) *functionapp.Response {
 	id := req.Params["id"]
 	if err := domain.ValidID("id", id); err != nil {
 		return h.errorResponse(ctx, err)
@@ -91,14 +91,14 @@ func (h *Handlers) RescheduleDelivery(ctx context.Context, req *runtime.Request)
 	if err != nil {
 		return h.errorResponse(ctx, err)
 	}
-	ctx = obs.With(ctx, "deliveryId", id, "correlationId", d.CorrelationID)
+	ctx = logctx.With(ctx, "deliveryId", id, "correlationId", d.CorrelationID)
 	m := message(topology.QueueDeliveryRequests, fmt.Sprintf("g%d:reschedule", d.Generation),
 		domain.Envelope{Operation: domain.OpReschedule, DeliveryID: id, CorrelationID: d.CorrelationID, Generation: d.Generation})
 	if err := h.bus.Publish(ctx, m); err != nil {
 		return h.errorResponse(ctx, domain.Unavailable(err, "the reschedule is recorded but could not be queued"))
 	}
 	h.log.InfoContext(ctx, "delivery rescheduled", "generation", d.Generation)
-	resp := runtime.JSON(http.StatusAccepted, accepted{DeliveryID: d.ID, TrackingID: d.TrackingID, DeliveryRequest: d.Request})
+	resp := functionapp.JSON(http.StatusAccepted, accepted{DeliveryID: d.ID, TrackingID: d.TrackingID, DeliveryRequest: d.Request})
 	resp.Header.Set("Location", "/api/deliveries/"+d.ID)
 	return resp
 }

@@ -5,13 +5,13 @@ import (
 	"net/http"
 
 	"github.com/fabrikam/dronedelivery/shared/domain"
-	"github.com/fabrikam/dronedelivery/shared/runtime"
+	"github.com/fabrikam/dronedelivery/shared/functionapp"
 )
 
 // PostConfirmation serves POST /api/deliveries/{id}/confirmations: the
 // recipient's proof of delivery, accepted once the package is on its way to
 // them or delivered, of the type the delivery asked for.
-func (h *Handlers) PostConfirmation(ctx context.Context, req *runtime.Request) *runtime.Response {
+func (h *Handlers) PostConfirmation(ctx context.Context, req *functionapp.Request) *functionapp.Response {
 	id := req.Params["id"]
 	if err := domain.ValidID("id", id); err != nil {
 		return h.errorResponse(ctx, err)
@@ -34,11 +34,11 @@ func (h *Handlers) PostConfirmation(ctx context.Context, req *runtime.Request) *
 	if err != nil {
 		return h.errorResponse(ctx, err)
 	}
-	return runtime.JSON(http.StatusCreated, c)
+	return functionapp.JSON(http.StatusCreated, c)
 }
 
 // PostNotifyMeRequest serves POST /api/deliveries/{id}/notifymerequests.
-func (h *Handlers) PostNotifyMeRequest(ctx context.Context, req *runtime.Request) *runtime.Response {
+func (h *Handlers) PostNotifyMeRequest(ctx context.Context, req *functionapp.Request) *functionapp.Response {
 	id := req.Params["id"]
 	if err := domain.ValidID("id", id); err != nil {
 		return h.errorResponse(ctx, err)
@@ -62,11 +62,11 @@ func (h *Handlers) PostNotifyMeRequest(ctx context.Context, req *runtime.Request
 	if err != nil {
 		return h.errorResponse(ctx, err)
 	}
-	return runtime.JSON(http.StatusCreated, r)
+	return functionapp.JSON(http.StatusCreated, r)
 }
 
 // GetNotifications serves GET /api/deliveries/{id}/notifications.
-func (h *Handlers) GetNotifications(ctx context.Context, req *runtime.Request) *runtime.Response {
+func (h *Handlers) GetNotifications(ctx context.Context, req *functionapp.Request) *functionapp.Response {
 	d, err := h.findDelivery(ctx, req.Params["id"])
 	if err != nil {
 		return h.errorResponse(ctx, err)
@@ -75,12 +75,12 @@ func (h *Handlers) GetNotifications(ctx context.Context, req *runtime.Request) *
 	if ns == nil {
 		ns = []domain.Notification{}
 	}
-	return runtime.JSON(http.StatusOK, map[string]any{"deliveryId": d.ID, "notifications": ns})
+	return functionapp.JSON(http.StatusOK, map[string]any{"deliveryId": d.ID, "notifications": ns})
 }
 
 // GetHistory serves GET /api/deliveries/{id}/history: every stage the
 // delivery passed, in order, with when and where.
-func (h *Handlers) GetHistory(ctx context.Context, req *runtime.Request) *runtime.Response {
+func (h *Handlers) GetHistory(ctx context.Context, req *functionapp.Request) *functionapp.Response {
 	d, err := h.findDelivery(ctx, req.Params["id"])
 	if err != nil {
 		return h.errorResponse(ctx, err)
@@ -89,5 +89,5 @@ func (h *Handlers) GetHistory(ctx context.Context, req *runtime.Request) *runtim
 	if events == nil {
 		events = []domain.Event{}
 	}
-	return runtime.JSON(http.StatusOK, map[string]any{"deliveryId": d.ID, "events": events})
+	return functionapp.JSON(http.StatusOK, map[string]any{"deliveryId": d.ID, "events": events})
 }

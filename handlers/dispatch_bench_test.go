@@ -16,12 +16,12 @@ import (
 
 	"github.com/fabrikam/dronedelivery/handlers"
 	"github.com/fabrikam/dronedelivery/shared/adapters/embedded"
-	"github.com/fabrikam/dronedelivery/shared/adapters/sys"
+	"github.com/fabrikam/dronedelivery/shared/adapters/platform"
 	"github.com/fabrikam/dronedelivery/shared/domain"
-	"github.com/fabrikam/dronedelivery/shared/fleet"
-	"github.com/fabrikam/dronedelivery/shared/loadgen"
+	"github.com/fabrikam/dronedelivery/shared/fleetgen"
 	"github.com/fabrikam/dronedelivery/shared/ports"
 	"github.com/fabrikam/dronedelivery/shared/topology"
+	"github.com/fabrikam/dronedelivery/tools/loadgen"
 )
 
 // The dispatch benchmarks use a metro-sized fleet: drones based within
@@ -59,7 +59,7 @@ func (w *dispatchWorlds) get(b *testing.B, n int) *dispatchWorld {
 		b.Fatal(err)
 	}
 	now := time.Now().UTC()
-	drones := fleet.Generate(n, seattle, dispatchFleetKm, 1, now)
+	drones := fleetgen.Generate(n, seattle, dispatchFleetKm, 1, now)
 	seedConcurrently(b, db.Store().Fleet, drones)
 	r := rand.New(rand.NewPCG(7, uint64(n)))
 	x := &dispatchWorld{db: db, drones: drones}
@@ -183,7 +183,7 @@ func BenchmarkScheduleDrone(b *testing.B) {
 		b.Run(fmt.Sprintf("drones=%d", n), func(b *testing.B) {
 			w := worlds.get(b, n)
 			store := w.db.Store()
-			h := handlers.New(handlers.Deps{Store: store, Bus: w.db.Bus(), Clock: sys.Clock{}, IDs: sys.IDs{}, Log: slog.New(slog.DiscardHandler)})
+			h := handlers.New(handlers.Deps{Store: store, Bus: w.db.Bus(), Clock: platform.Clock{}, IDs: platform.IDs{}, Log: slog.New(slog.DiscardHandler)})
 			hist := loadgen.NewHistogram()
 			now := time.Now().UTC()
 			b.ReportAllocs()

@@ -6,13 +6,13 @@ import (
 	"strconv"
 
 	"github.com/fabrikam/dronedelivery/shared/domain"
-	"github.com/fabrikam/dronedelivery/shared/runtime"
+	"github.com/fabrikam/dronedelivery/shared/functionapp"
 )
 
 // PutDrone serves PUT /api/drones/{id}: it registers a drone or updates its
 // specification, position and status. A drone on a delivery cannot be
 // changed by an operator until the delivery releases it.
-func (h *Handlers) PutDrone(ctx context.Context, req *runtime.Request) *runtime.Response {
+func (h *Handlers) PutDrone(ctx context.Context, req *functionapp.Request) *functionapp.Response {
 	in, err := domain.ParseDrone(req.Params["id"], req.Body)
 	if err != nil {
 		return h.errorResponse(ctx, err)
@@ -33,13 +33,13 @@ func (h *Handlers) PutDrone(ctx context.Context, req *runtime.Request) *runtime.
 	if created {
 		status = http.StatusCreated
 	}
-	resp := runtime.JSON(status, d)
+	resp := functionapp.JSON(status, d)
 	resp.Header.Set("Location", "/api/drones/"+d.ID)
 	return resp
 }
 
 // GetDrone serves GET /api/drones/{id}.
-func (h *Handlers) GetDrone(ctx context.Context, req *runtime.Request) *runtime.Response {
+func (h *Handlers) GetDrone(ctx context.Context, req *functionapp.Request) *functionapp.Response {
 	id := req.Params["id"]
 	if err := domain.ValidID("id", id); err != nil {
 		return h.errorResponse(ctx, err)
@@ -51,7 +51,7 @@ func (h *Handlers) GetDrone(ctx context.Context, req *runtime.Request) *runtime.
 	if err != nil {
 		return h.errorResponse(ctx, err)
 	}
-	return runtime.JSON(http.StatusOK, d)
+	return functionapp.JSON(http.StatusOK, d)
 }
 
 // droneList is one page of GET /api/drones.
@@ -61,7 +61,7 @@ type droneList struct {
 }
 
 // ListDrones serves GET /api/drones?status=&after=&limit=, ordered by id.
-func (h *Handlers) ListDrones(ctx context.Context, req *runtime.Request) *runtime.Response {
+func (h *Handlers) ListDrones(ctx context.Context, req *functionapp.Request) *functionapp.Response {
 	status := domain.DroneStatus(req.Query.Get("status"))
 	switch status {
 	case "", domain.DroneAvailable, domain.DroneAssigned, domain.DroneInFlight, domain.DroneCharging, domain.DroneMaintenance:
@@ -94,5 +94,5 @@ func (h *Handlers) ListDrones(ctx context.Context, req *runtime.Request) *runtim
 	if page.Drones == nil {
 		page.Drones = []*domain.Drone{}
 	}
-	return runtime.JSON(http.StatusOK, page)
+	return functionapp.JSON(http.StatusOK, page)
 }

@@ -14,9 +14,9 @@ import (
 	"time"
 
 	"github.com/fabrikam/dronedelivery/shared/domain"
-	"github.com/fabrikam/dronedelivery/shared/obs"
+	"github.com/fabrikam/dronedelivery/shared/functionapp"
+	"github.com/fabrikam/dronedelivery/shared/logctx"
 	"github.com/fabrikam/dronedelivery/shared/ports"
-	"github.com/fabrikam/dronedelivery/shared/runtime"
 	"github.com/fabrikam/dronedelivery/shared/topology"
 )
 
@@ -121,13 +121,17 @@ func New(d Deps) *Handlers {
 // Registry maps every function name under functions/ to its handler. Each
 // HTTP function is wrapped in its guard here, so every runtime enforces the
 // same authentication, ownership rules and media type.
-func (h *Handlers) Registry() runtime.Registry {
-	biz := func(fn runtime.HTTPFunc) runtime.Function { return runtime.Function{HTTP: h.guard(business, fn)} }
-	op := func(fn runtime.HTTPFunc) runtime.Function { return runtime.Function{HTTP: h.guard(operator, fn)} }
-	open := func(fn runtime.HTTPFunc) runtime.Function {
-		return runtime.Function{HTTP: h.guard(anyone, fn), Public: true}
+func (h *Handlers) Registry() functionapp.Registry {
+	biz := func(fn functionapp.HTTPFunc) functionapp.Function {
+		return functionapp.Function{HTTP: h.guard(business, fn)}
 	}
-	return runtime.Registry{
+	op := func(fn functionapp.HTTPFunc) functionapp.Function {
+		return functionapp.Function{HTTP: h.guard(operator, fn)}
+	}
+	open := func(fn functionapp.HTTPFunc) functionapp.Function {
+		return functionapp.Function{HTTP: h.guard(anyone, fn), Public: true}
+	}
+	return functionapp.Registry{
 		"IngestDelivery":    biz(h.IngestDelivery),
 		"ScheduleDrone":     {Queue: h.ScheduleDrone},
 		"UpdatePackage":     {Queue: h.UpdatePackage},
@@ -206,12 +210,12 @@ func requestedMessage(d *domain.Delivery) ports.Message {
 
 // withDelivery adds a delivery's ids to the log context.
 func withDelivery(ctx context.Context, env *domain.Envelope) context.Context {
-	return obs.With(ctx, "deliveryId", env.DeliveryID, "correlationId", env.CorrelationID)
+	return logctx.With(ctx, "deliveryId", env.DeliveryID, "correlationId", env.CorrelationID)
 }
 
 // errorResponse maps an application error to a problem response; anything
 // unexpected is logged and reported without details.
-func (h *Handlers) errorResponse(ctx context.Context, err error) *runtime.Response {
+func (h *Handlers) errorResponse(ctx context.Context, err error) *functionapp.Response {
 	status := http.StatusInternalServerError
 	switch domain.ErrorCode(err) {
 	case domain.EINVALID:
@@ -230,7 +234,7 @@ func (h *Handlers) errorResponse(ctx context.Context, err error) *runtime.Respon
 	if status >= 500 {
 		h.log.ErrorContext(ctx, "request failed", "err", err)
 	}
-	resp := runtime.Problem(status, domain.ErrorField(err), domain.ErrorMessage(err))
+	resp := functionapp.Problem(status, domain.ErrorField(err), domain.ErrorMessage(err))
 	switch status {
 	case http.StatusServiceUnavailable:
 		resp.Header.Set("Retry-After", "1")

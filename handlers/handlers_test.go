@@ -17,10 +17,10 @@ import (
 
 	"github.com/fabrikam/dronedelivery/handlers"
 	"github.com/fabrikam/dronedelivery/shared/adapters/embedded"
-	"github.com/fabrikam/dronedelivery/shared/adapters/sys"
+	"github.com/fabrikam/dronedelivery/shared/adapters/platform"
 	"github.com/fabrikam/dronedelivery/shared/domain"
+	"github.com/fabrikam/dronedelivery/shared/functionapp"
 	"github.com/fabrikam/dronedelivery/shared/ports"
-	"github.com/fabrikam/dronedelivery/shared/runtime"
 	"github.com/fabrikam/dronedelivery/shared/topology"
 )
 
@@ -41,7 +41,7 @@ type fixture struct {
 	bus   *embedded.Bus
 	clock *clock
 	h     *handlers.Handlers
-	reg   runtime.Registry
+	reg   functionapp.Registry
 	// acct and key are the account every business call acts for.
 	acct, key string
 }
@@ -57,7 +57,7 @@ func newFixture(t *testing.T) *fixture {
 	c := &clock{}
 	c.Set(t0)
 	f := &fixture{db: db, store: db.Store(), bus: db.Bus(), clock: c}
-	f.h = handlers.New(handlers.Deps{Store: f.store, Bus: f.bus, Clock: c, IDs: sys.IDs{}, Log: slog.New(slog.DiscardHandler),
+	f.h = handlers.New(handlers.Deps{Store: f.store, Bus: f.bus, Clock: c, IDs: platform.IDs{}, Log: slog.New(slog.DiscardHandler),
 		Config: handlers.Config{OperatorKey: operatorKey}})
 	f.reg = f.h.Registry()
 	f.acct, f.key = f.signUp(t, `{"name":"Fabrikam","contactEmail":"ops@fabrikam.example"}`)
@@ -67,7 +67,7 @@ func newFixture(t *testing.T) *fixture {
 // signUp creates an account and returns its id and API key.
 func (f *fixture) signUp(t *testing.T, body string) (string, string) {
 	t.Helper()
-	resp := f.call("CreateAccount", "", &runtime.Request{Method: "POST", Body: []byte(body)})
+	resp := f.call("CreateAccount", "", &functionapp.Request{Method: "POST", Body: []byte(body)})
 	require.Equal(t, http.StatusCreated, resp.Status, string(resp.Body))
 	var out struct{ AccountID, APIKey string }
 	require.NoError(t, json.Unmarshal(resp.Body, &out))
@@ -76,7 +76,7 @@ func (f *fixture) signUp(t *testing.T, body string) (string, string) {
 
 // call runs a function as a runtime would: through its registry entry,
 // with key (if any) as the bearer token and a JSON body declared as such.
-func (f *fixture) call(name, key string, req *runtime.Request) *runtime.Response {
+func (f *fixture) call(name, key string, req *functionapp.Request) *functionapp.Response {
 	if req.Header == nil {
 		req.Header = http.Header{}
 	}
@@ -86,16 +86,16 @@ func (f *fixture) call(name, key string, req *runtime.Request) *runtime.Response
 	if len(req.Body) > 0 && req.Header.Get("Content-Type") == "" {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	return runtime.Call(context.Background(), f.reg[name].HTTP, req)
+	return functionapp.Call(context.Background(), f.reg[name].HTTP, req)
 }
 
 // biz calls a business function as the fixture's account.
-func (f *fixture) biz(name string, req *runtime.Request) *runtime.Response {
+func (f *fixture) biz(name string, req *functionapp.Request) *functionapp.Response {
 	return f.call(name, f.key, req)
 }
 
 // fleet calls a fleet function with the operator key.
-func (f *fixture) fleet(name string, req *runtime.Request) *runtime.Response {
+func (f *fixture) fleet(name string, req *functionapp.Request) *functionapp.Response {
 	return f.call(name, operatorKey, req)
 }
 
@@ -135,7 +135,7 @@ func (f *fixture) putDrone(t *testing.T, d domain.Drone) {
 	delete(m, "id")
 	delete(m, "updatedAt")
 	body, _ = json.Marshal(m)
-	resp := f.fleet("PutDrone", &runtime.Request{Method: "PUT", Params: map[string]string{"id": d.ID}, Body: body})
+	resp := f.fleet("PutDrone", &functionapp.Request{Method: "PUT", Params: map[string]string{"id": d.ID}, Body: body})
 	require.Contains(t, []int{200, 201}, resp.Status, string(resp.Body))
 }
 
@@ -149,16 +149,16 @@ func requestBody(id string, pickup, drop domain.Location, size string, weight fl
 	return b
 }
 
-func (f *fixture) ingest(t *testing.T, body []byte) *runtime.Response {
+func (f *fixture) ingest(t *testing.T, body []byte) *functionapp.Response {
 	t.Helper()
-	return f.biz("IngestDelivery", &runtime.Request{Method: "POST", Body: body})
+	return f.biz("IngestDelivery", &functionapp.Request{Method: "POST", Body: body})
 }
 
 // drain runs every visible message through its step until the queues are
 // empty, as a runtime would, and returns how many messages it processed.
 func (f *fixture) drain(t *testing.T) int {
 	t.Helper()
-	steps := map[string]runtime.QueueFunc{
+	steps := map[string]functionapp.QueueFunc{
 		topology.QueueDeliveryRequests: f.h.ScheduleDrone,
 		topology.QueueDroneScheduled:   f.h.UpdatePackage,
 		topology.QueuePackageUpdated:   f.h.ComputeEta,
@@ -182,8 +182,8 @@ func (f *fixture) drain(t *testing.T) int {
 					break
 				}
 				for _, m := range msgs {
-					outcome, err := runtime.Process(context.Background(), steps[q], f.bus, m)
-					require.Equal(t, runtime.Done, outcome, "%s: %v", m.ID, err)
+					outcome, err := functionapp.Process(context.Background(), steps[q], f.bus, m)
+					require.Equal(t, functionapp.Done, outcome, "%s: %v", m.ID, err)
 					require.NoError(t, f.bus.Complete(context.Background(), m))
 					n++
 					progress = true
@@ -339,7 +339,7 @@ func TestEveryStepTwiceLeavesTheSameState(t *testing.T) {
 
 	steps := []struct {
 		queue string
-		fn    runtime.QueueFunc
+		fn    functionapp.QueueFunc
 	}{
 		{topology.QueueDeliveryRequests, f.h.ScheduleDrone},
 		{topology.QueueDroneScheduled, f.h.UpdatePackage},
@@ -448,7 +448,7 @@ func TestPermanentFailures(t *testing.T) {
 		"bad operation":    []byte(`{"operation":"launch","deliveryId":"x","correlationId":"c"}`),
 	}
 	for name, body := range cases {
-		for _, fn := range []runtime.QueueFunc{f.h.ScheduleDrone, f.h.UpdatePackage, f.h.ComputeEta} {
+		for _, fn := range []functionapp.QueueFunc{f.h.ScheduleDrone, f.h.UpdatePackage, f.h.ComputeEta} {
 			_, err := fn(context.Background(), &ports.Delivered{Message: ports.Message{ID: "m", Body: body}, DeliveryCount: 3})
 			assert.True(t, domain.IsPermanent(err), "%s: %v", name, err)
 		}
@@ -458,8 +458,8 @@ func TestPermanentFailures(t *testing.T) {
 func TestPutDroneValidatesAndProtectsBusyDrones(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
-	put := func(id, body string) *runtime.Response {
-		return f.fleet("PutDrone", &runtime.Request{Method: "PUT", Params: map[string]string{"id": id}, Body: []byte(body)})
+	put := func(id, body string) *functionapp.Response {
+		return f.fleet("PutDrone", &functionapp.Request{Method: "PUT", Params: map[string]string{"id": id}, Body: []byte(body)})
 	}
 	good := `{"location":{"latitude":47.6,"longitude":-122.3},"maxPayloadKg":5,"maxPackageSize":"Medium","rangeKm":30,"cruiseSpeedMps":15,"batteryPercent":90}`
 	resp := put("x1", good)
@@ -478,7 +478,7 @@ func TestPutDroneValidatesAndProtectsBusyDrones(t *testing.T) {
 	} {
 		resp := put("x2", body)
 		assert.Equal(t, http.StatusBadRequest, resp.Status, field)
-		var p runtime.ProblemDetails
+		var p functionapp.ProblemDetails
 		require.NoError(t, json.Unmarshal(resp.Body, &p))
 		assert.Equal(t, field, p.Field)
 	}

@@ -5,8 +5,8 @@ import (
 	"net/http"
 
 	"github.com/fabrikam/dronedelivery/shared/domain"
-	"github.com/fabrikam/dronedelivery/shared/obs"
-	"github.com/fabrikam/dronedelivery/shared/runtime"
+	"github.com/fabrikam/dronedelivery/shared/functionapp"
+	"github.com/fabrikam/dronedelivery/shared/logctx"
 )
 
 // accepted is the 202 body: the request as stored, with its ids.
@@ -26,7 +26,7 @@ type accepted struct {
 // account id and is refused (403) when it names another. Delivery ids are
 // one space for every account, so an id another account holds is a 409
 // like any other reuse, which tells nothing of that delivery.
-func (h *Handlers) IngestDelivery(ctx context.Context, req *runtime.Request) *runtime.Response {
+func (h *Handlers) IngestDelivery(ctx context.Context, req *functionapp.Request) *functionapp.Response {
 	acct, err := callerAccount(ctx)
 	if err != nil {
 		return h.errorResponse(ctx, err)
@@ -64,7 +64,7 @@ func (h *Handlers) IngestDelivery(ctx context.Context, req *runtime.Request) *ru
 	}
 	d.Request.Defaults(now, id)
 	d.History = []domain.Event{{Stage: domain.StageCreated, At: now}}
-	ctx = obs.With(ctx, "deliveryId", id, "correlationId", d.CorrelationID)
+	ctx = logctx.With(ctx, "deliveryId", id, "correlationId", d.CorrelationID)
 
 	err = h.store.Deliveries.Create(ctx, id, d)
 	if domain.IsCode(err, domain.ECONFLICT) {
@@ -74,7 +74,7 @@ func (h *Handlers) IngestDelivery(ctx context.Context, req *runtime.Request) *ru
 		if d.RequestHash != p.Hash {
 			return h.errorResponse(ctx, domain.Errorf(domain.ECONFLICT, "deliveryId %s was already used for a different request", id))
 		}
-		ctx = obs.With(ctx, "correlationId", d.CorrelationID)
+		ctx = logctx.With(ctx, "correlationId", d.CorrelationID)
 		if d.Stage != domain.StageCreated {
 			return h.acceptedResponse(d)
 		}
@@ -91,8 +91,8 @@ func (h *Handlers) IngestDelivery(ctx context.Context, req *runtime.Request) *ru
 	return h.acceptedResponse(d)
 }
 
-func (h *Handlers) acceptedResponse(d *domain.Delivery) *runtime.Response {
-	resp := runtime.JSON(http.StatusAccepted, accepted{DeliveryID: d.ID, TrackingID: d.TrackingID, DeliveryRequest: d.Request})
+func (h *Handlers) acceptedResponse(d *domain.Delivery) *functionapp.Response {
+	resp := functionapp.JSON(http.StatusAccepted, accepted{DeliveryID: d.ID, TrackingID: d.TrackingID, DeliveryRequest: d.Request})
 	resp.Header.Set("Location", "/api/deliveries/"+d.ID)
 	return resp
 }

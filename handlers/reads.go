@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/fabrikam/dronedelivery/shared/domain"
-	"github.com/fabrikam/dronedelivery/shared/runtime"
+	"github.com/fabrikam/dronedelivery/shared/functionapp"
 )
 
 // deliveryView is the public shape of a delivery.
@@ -52,13 +52,13 @@ func assignedDrone(d *domain.Delivery) string {
 }
 
 // GetDelivery serves GET /api/deliveries/{id}.
-func (h *Handlers) GetDelivery(ctx context.Context, req *runtime.Request) *runtime.Response {
+func (h *Handlers) GetDelivery(ctx context.Context, req *functionapp.Request) *functionapp.Response {
 	d, err := h.findDelivery(ctx, req.Params["id"])
 	if err != nil {
 		return h.errorResponse(ctx, err)
 	}
 	r := d.Request
-	return runtime.JSON(http.StatusOK, deliveryView{
+	return functionapp.JSON(http.StatusOK, deliveryView{
 		ID: d.ID, TrackingID: d.TrackingID, OwnerID: d.OwnerID, Stage: d.Stage,
 		PickupLocation: r.PickupLocation, DropoffLocation: r.DropoffLocation,
 		PickupTime: r.PickupTime, Deadline: r.Deadline, Expedited: r.Expedited,
@@ -70,12 +70,12 @@ func (h *Handlers) GetDelivery(ctx context.Context, req *runtime.Request) *runti
 }
 
 // GetDeliveryStatus serves GET /api/deliveries/{id}/status.
-func (h *Handlers) GetDeliveryStatus(ctx context.Context, req *runtime.Request) *runtime.Response {
+func (h *Handlers) GetDeliveryStatus(ctx context.Context, req *functionapp.Request) *functionapp.Response {
 	d, err := h.findDelivery(ctx, req.Params["id"])
 	if err != nil {
 		return h.errorResponse(ctx, err)
 	}
-	return runtime.JSON(http.StatusOK, statusView{
+	return functionapp.JSON(http.StatusOK, statusView{
 		Stage: d.Stage, DroneID: assignedDrone(d), LastKnownLocation: d.LastKnownLocation,
 		PickupETA: d.PickupETA, DeliveryETA: d.DeliveryETA, FailureReason: d.FailureReason, UpdatedAt: d.UpdatedAt,
 	})
@@ -130,7 +130,7 @@ func (h *Handlers) updateOwnDelivery(ctx context.Context, id string, fn func(*do
 
 // GetPackage serves GET /api/packages/{id}; another account's package is
 // reported as missing.
-func (h *Handlers) GetPackage(ctx context.Context, req *runtime.Request) *runtime.Response {
+func (h *Handlers) GetPackage(ctx context.Context, req *functionapp.Request) *functionapp.Response {
 	acct, err := callerAccount(ctx)
 	if err != nil {
 		return h.errorResponse(ctx, err)
@@ -146,10 +146,10 @@ func (h *Handlers) GetPackage(ctx context.Context, req *runtime.Request) *runtim
 	if err != nil {
 		return h.errorResponse(ctx, err)
 	}
-	return runtime.JSON(http.StatusOK, p)
+	return functionapp.JSON(http.StatusOK, p)
 }
 
 // Healthz serves GET /api/healthz.
-func (h *Handlers) Healthz(ctx context.Context, req *runtime.Request) *runtime.Response {
-	return runtime.JSON(http.StatusOK, map[string]string{"status": "ok"})
+func (h *Handlers) Healthz(ctx context.Context, req *functionapp.Request) *functionapp.Response {
+	return functionapp.JSON(http.StatusOK, map[string]string{"status": "ok"})
 }

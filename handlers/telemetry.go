@@ -9,16 +9,16 @@ import (
 	"time"
 
 	"github.com/fabrikam/dronedelivery/shared/domain"
-	"github.com/fabrikam/dronedelivery/shared/obs"
+	"github.com/fabrikam/dronedelivery/shared/functionapp"
+	"github.com/fabrikam/dronedelivery/shared/logctx"
 	"github.com/fabrikam/dronedelivery/shared/ports"
-	"github.com/fabrikam/dronedelivery/shared/runtime"
 	"github.com/fabrikam/dronedelivery/shared/topology"
 )
 
 // PostTelemetry accepts POST /api/drones/{id}/telemetry: one report or an
 // array. Each report is queued for the tracking step and the 202 leaves only
 // once they are all queued.
-func (h *Handlers) PostTelemetry(ctx context.Context, req *runtime.Request) *runtime.Response {
+func (h *Handlers) PostTelemetry(ctx context.Context, req *functionapp.Request) *functionapp.Response {
 	id := req.Params["id"]
 	reports, err := domain.ParseTelemetry(id, req.Body)
 	if err != nil {
@@ -49,7 +49,7 @@ func (h *Handlers) PostTelemetry(ctx context.Context, req *runtime.Request) *run
 	if err := h.bus.Publish(ctx, msgs...); err != nil {
 		return h.errorResponse(ctx, domain.Unavailable(err, "telemetry could not be queued; send it again"))
 	}
-	return runtime.JSON(http.StatusAccepted, map[string]int{"accepted": len(msgs)})
+	return functionapp.JSON(http.StatusAccepted, map[string]int{"accepted": len(msgs)})
 }
 
 // TrackDrone applies one telemetry report: it moves the drone's active
@@ -62,7 +62,7 @@ func (h *Handlers) TrackDrone(ctx context.Context, msg *ports.Delivered) ([]port
 	if err != nil {
 		return nil, err
 	}
-	ctx = obs.With(ctx, "droneId", r.DroneID)
+	ctx = logctx.With(ctx, "droneId", r.DroneID)
 	drone, err := h.store.Fleet.Find(ctx, r.DroneID)
 	if domain.IsCode(err, domain.ENOTFOUND) {
 		return nil, &domain.Permanent{Err: fmt.Errorf("telemetry for unknown drone %s", r.DroneID)}
@@ -75,7 +75,7 @@ func (h *Handlers) TrackDrone(ctx context.Context, msg *ports.Delivered) ([]port
 	var out []ports.Message
 	var d *domain.Delivery
 	if drone.CurrentDeliveryID != "" {
-		ctx = obs.With(ctx, "deliveryId", drone.CurrentDeliveryID)
+		ctx = logctx.With(ctx, "deliveryId", drone.CurrentDeliveryID)
 		var notes []domain.Notification
 		d, err = h.store.Deliveries.Update(ctx, drone.CurrentDeliveryID, func(cur *domain.Delivery) error {
 			changed, ns := domain.Track(cur, drone, *r, h.cfg.Tracking)

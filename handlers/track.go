@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/fabrikam/dronedelivery/shared/domain"
-	"github.com/fabrikam/dronedelivery/shared/runtime"
+	"github.com/fabrikam/dronedelivery/shared/functionapp"
 )
 
 //go:embed assets/track.html
@@ -43,11 +43,11 @@ func (h *Handlers) findTracked(ctx context.Context, tid string) (*domain.Deliver
 
 // TrackPage serves GET /api/track/{trackingId}: the customer's live
 // tracking page, a self-contained HTML file that polls the feed.
-func (h *Handlers) TrackPage(ctx context.Context, req *runtime.Request) *runtime.Response {
+func (h *Handlers) TrackPage(ctx context.Context, req *functionapp.Request) *functionapp.Response {
 	if _, err := h.findTracked(ctx, req.Params["trackingId"]); err != nil {
 		return h.errorResponse(ctx, err)
 	}
-	return &runtime.Response{Status: http.StatusOK, Body: trackPage, Header: http.Header{
+	return &functionapp.Response{Status: http.StatusOK, Body: trackPage, Header: http.Header{
 		"Content-Type":            {"text/html; charset=utf-8"},
 		"Cache-Control":           {"no-store"},
 		"Content-Security-Policy": {"default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:; connect-src 'self'"},
@@ -83,7 +83,7 @@ type trackFeed struct {
 }
 
 // TrackFeed serves GET /api/track/{trackingId}/feed.
-func (h *Handlers) TrackFeed(ctx context.Context, req *runtime.Request) *runtime.Response {
+func (h *Handlers) TrackFeed(ctx context.Context, req *functionapp.Request) *functionapp.Response {
 	d, err := h.findTracked(ctx, req.Params["trackingId"])
 	if err != nil {
 		return h.errorResponse(ctx, err)
@@ -109,7 +109,7 @@ func (h *Handlers) TrackFeed(ctx context.Context, req *runtime.Request) *runtime
 			f.Drone = &feedDrone{ID: dr.ID, Location: loc, BatteryPercent: dr.BatteryPercent}
 		}
 	}
-	resp := runtime.JSON(http.StatusOK, f)
+	resp := functionapp.JSON(http.StatusOK, f)
 	resp.Header.Set("Cache-Control", "no-store")
 	return resp
 }

@@ -17,10 +17,10 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/fabrikam/dronedelivery/handlers"
-	"github.com/fabrikam/dronedelivery/shared/adapters/sys"
+	"github.com/fabrikam/dronedelivery/shared/adapters/platform"
 	"github.com/fabrikam/dronedelivery/shared/domain"
+	"github.com/fabrikam/dronedelivery/shared/functionapp"
 	"github.com/fabrikam/dronedelivery/shared/ports"
-	"github.com/fabrikam/dronedelivery/shared/runtime"
 	"github.com/fabrikam/dronedelivery/shared/topology"
 )
 
@@ -39,7 +39,7 @@ func leg(a, b domain.Location, n int) []domain.Location {
 func (f *fixture) report(t *testing.T, droneID string, loc domain.Location, battery float64, at time.Time) {
 	t.Helper()
 	body, _ := json.Marshal(map[string]any{"location": loc, "batteryPercent": battery, "timestamp": at.Format(time.RFC3339Nano)})
-	resp := f.fleet("PostTelemetry", &runtime.Request{Method: "POST", Params: map[string]string{"id": droneID}, Body: body})
+	resp := f.fleet("PostTelemetry", &functionapp.Request{Method: "POST", Params: map[string]string{"id": droneID}, Body: body})
 	require.Equal(t, http.StatusAccepted, resp.Status, string(resp.Body))
 	f.drain(t)
 }
@@ -141,13 +141,13 @@ func TestTelemetryValidation(t *testing.T) {
 		"[1].timestamp":     `[{"location":{"latitude":1,"longitude":2},"batteryPercent":1,"timestamp":"2026-11-26T10:00:00Z"},{"location":{"latitude":1,"longitude":2},"batteryPercent":1,"timestamp":"soon"}]`,
 		"body":              `[]`,
 	} {
-		resp := f.fleet("PostTelemetry", &runtime.Request{Method: "POST", Params: map[string]string{"id": "v"}, Body: []byte(body)})
+		resp := f.fleet("PostTelemetry", &functionapp.Request{Method: "POST", Params: map[string]string{"id": "v"}, Body: []byte(body)})
 		require.Equal(t, http.StatusBadRequest, resp.Status, field)
-		var p runtime.ProblemDetails
+		var p functionapp.ProblemDetails
 		require.NoError(t, json.Unmarshal(resp.Body, &p))
 		assert.Equal(t, field, p.Field)
 	}
-	resp := f.fleet("PostTelemetry", &runtime.Request{Method: "POST", Params: map[string]string{"id": "ghost"},
+	resp := f.fleet("PostTelemetry", &functionapp.Request{Method: "POST", Params: map[string]string{"id": "ghost"},
 		Body: []byte(`{"location":{"latitude":1,"longitude":2},"batteryPercent":1,"timestamp":"2026-11-26T10:00:00Z"}`)})
 	assert.Equal(t, http.StatusNotFound, resp.Status)
 	active, _, err := f.bus.Depth(context.Background(), topology.QueueDroneTelemetry)
@@ -155,9 +155,9 @@ func TestTelemetryValidation(t *testing.T) {
 	assert.Zero(t, active, "nothing queued by bad reports")
 }
 
-func (f *fixture) cancel(t *testing.T, id string) *runtime.Response {
+func (f *fixture) cancel(t *testing.T, id string) *functionapp.Response {
 	t.Helper()
-	return f.biz("CancelDelivery", &runtime.Request{Method: "DELETE", Params: map[string]string{"id": id}})
+	return f.biz("CancelDelivery", &functionapp.Request{Method: "DELETE", Params: map[string]string{"id": id}})
 }
 
 func TestCancelAfterAssignmentReleasesTheDrone(t *testing.T) {
@@ -229,8 +229,8 @@ func TestRescheduleDispatchesAgain(t *testing.T) {
 	d := f.scheduled(t, "move", at(0, 0), at(0.01, 0))
 	require.Equal(t, "west", d.DroneID)
 
-	patch := func(body string) *runtime.Response {
-		return f.biz("RescheduleDelivery", &runtime.Request{Method: "PATCH", Params: map[string]string{"id": "move"}, Body: []byte(body)})
+	patch := func(body string) *functionapp.Response {
+		return f.biz("RescheduleDelivery", &functionapp.Request{Method: "PATCH", Params: map[string]string{"id": "move"}, Body: []byte(body)})
 	}
 	newPickup := at(0, 0.1)
 	body, _ := json.Marshal(map[string]any{"pickupLocation": newPickup, "dropoffLocation": at(0.01, 0.1)})
@@ -294,7 +294,7 @@ func TestWebhookIsSignedAndRetried(t *testing.T) {
 	srv := httptest.NewServer(recv)
 	defer srv.Close()
 
-	resp := f.call("CreateAccount", "", &runtime.Request{Method: "POST", Body: []byte(fmt.Sprintf(`{"name":"Contoso","contactEmail":"ops@contoso.example","webhookUrl":%q}`, srv.URL))})
+	resp := f.call("CreateAccount", "", &functionapp.Request{Method: "POST", Body: []byte(fmt.Sprintf(`{"name":"Contoso","contactEmail":"ops@contoso.example","webhookUrl":%q}`, srv.URL))})
 	require.Equal(t, http.StatusCreated, resp.Status, string(resp.Body))
 	var acct struct {
 		AccountID, APIKey, WebhookSecret, KeyPrefix string
@@ -309,7 +309,7 @@ func TestWebhookIsSignedAndRetried(t *testing.T) {
 	f.putDrone(t, domain.Drone{ID: "w1", Location: at(0.001, 0)})
 	body, _ := json.Marshal(map[string]any{"deliveryId": "hook", "ownerId": acct.AccountID, "pickupLocation": at(0, 0),
 		"dropOffLocation": at(0.01, 0), "packageInfo": map[string]any{"size": "Small", "weight": 1}})
-	require.Equal(t, http.StatusAccepted, f.call("IngestDelivery", acct.APIKey, &runtime.Request{Method: "POST", Body: body}).Status)
+	require.Equal(t, http.StatusAccepted, f.call("IngestDelivery", acct.APIKey, &functionapp.Request{Method: "POST", Body: body}).Status)
 	f.drain(t) // the chain, and the first (failing) webhook attempt
 
 	recv.mu.Lock()
@@ -348,7 +348,7 @@ func TestWebhookGivesUpAfterTheLimit(t *testing.T) {
 	f.putDrone(t, domain.Drone{ID: "w2", Location: at(0.001, 0)})
 	body, _ := json.Marshal(map[string]any{"deliveryId": "nohook", "pickupLocation": at(0, 0),
 		"dropOffLocation": at(0.01, 0), "packageInfo": map[string]any{"size": "Small", "weight": 1}})
-	require.Equal(t, http.StatusAccepted, f.call("IngestDelivery", key, &runtime.Request{Method: "POST", Body: body}).Status)
+	require.Equal(t, http.StatusAccepted, f.call("IngestDelivery", key, &functionapp.Request{Method: "POST", Body: body}).Status)
 	f.drain(t)
 	msg := f.receiveDelayed(t, topology.QueueNotifications)
 	var env domain.Envelope
@@ -403,8 +403,8 @@ func TestSummaryAndUtilizationFromHistories(t *testing.T) {
 	mk("other-owner", "x", h, domain.StageCompleted, nil)
 	mk("october", o, -24*h, domain.StageCompleted, nil)
 
-	get := func(name string, q map[string][]string) *runtime.Response {
-		return f.biz(name, &runtime.Request{Method: "GET", Query: q})
+	get := func(name string, q map[string][]string) *functionapp.Response {
+		return f.biz(name, &functionapp.Request{Method: "GET", Query: q})
 	}
 	resp := get("GetDeliveriesSummary", map[string][]string{"ownerId": {o}, "year": {"2026"}, "month": {"11"}})
 	require.Equal(t, http.StatusOK, resp.Status, string(resp.Body))
@@ -438,8 +438,8 @@ func TestConfirmationsAndNotifyMe(t *testing.T) {
 		"confirmationRequired": "Picture", "packageInfo": map[string]any{"size": "Small", "weight": 1}})
 	require.Equal(t, http.StatusAccepted, f.ingest(t, body).Status)
 	f.drain(t)
-	post := func(name string, body string) *runtime.Response {
-		return f.biz(name, &runtime.Request{Method: "POST", Params: map[string]string{"id": "conf"}, Body: []byte(body)})
+	post := func(name string, body string) *functionapp.Response {
+		return f.biz(name, &functionapp.Request{Method: "POST", Params: map[string]string{"id": "conf"}, Body: []byte(body)})
 	}
 	picture := `{"dateTime":"2026-11-26T10:00:00Z","geoCoordinates":{"latitude":47.61,"longitude":-122.33},"confirmationType":"Picture","confirmationBlob":"aGVsbG8="}`
 	assert.Equal(t, http.StatusConflict, post("PostConfirmation", picture).Status, "not before the package is on its way")
@@ -469,8 +469,8 @@ func TestTrackingFeedByTrackingIDOnly(t *testing.T) {
 	f.drain(t)
 	f.report(t, "tf", at(0.0005, 0), 79, t0.Add(time.Minute))
 
-	get := func(name string, tid string) *runtime.Response {
-		return f.call(name, "", &runtime.Request{Method: "GET", Params: map[string]string{"trackingId": tid}})
+	get := func(name string, tid string) *functionapp.Response {
+		return f.call(name, "", &functionapp.Request{Method: "GET", Params: map[string]string{"trackingId": tid}})
 	}
 	resp = get("TrackFeed", acc.TrackingID)
 	require.Equal(t, http.StatusOK, resp.Status)
@@ -524,7 +524,7 @@ func TestLateReportNeverFreesTheDronesNextDelivery(t *testing.T) {
 
 	store := f.store
 	store.Fleet = staleFleet{Fleet: f.store.Fleet, old: stale}
-	racer := handlers.New(handlers.Deps{Store: store, Bus: f.bus, Clock: f.clock, IDs: sys.IDs{}, Log: slog.New(slog.DiscardHandler)})
+	racer := handlers.New(handlers.Deps{Store: store, Bus: f.bus, Clock: f.clock, IDs: platform.IDs{}, Log: slog.New(slog.DiscardHandler)})
 	body, _ := json.Marshal(domain.Telemetry{DroneID: "busy", Location: drop, BatteryPercent: 79, Timestamp: t0.Add(3 * time.Minute)})
 	_, err := racer.TrackDrone(context.Background(), &ports.Delivered{Message: ports.Message{ID: "late", Body: body}, DeliveryCount: 1})
 	require.NoError(t, err)

@@ -14,7 +14,7 @@ import (
 	"testing"
 
 	"github.com/fabrikam/dronedelivery/shared/config"
-	"github.com/fabrikam/dronedelivery/shared/runtime"
+	"github.com/fabrikam/dronedelivery/shared/functionapp"
 	"github.com/fabrikam/dronedelivery/shared/topology"
 )
 
@@ -26,7 +26,7 @@ import (
 
 // inputs is everything the checks compare.
 type inputs struct {
-	functions  []runtime.FunctionConfig
+	functions  []functionapp.FunctionConfig
 	topology   topology.Topology
 	bicep      map[string]string // path relative to infra/ → text
 	parameters []byte            // main.parameters.json
@@ -47,7 +47,7 @@ func repoRoot(t *testing.T) string {
 func loadInputs(t *testing.T) inputs {
 	t.Helper()
 	root := repoRoot(t)
-	fns, err := runtime.LoadFunctions(os.DirFS(root), "functions")
+	fns, err := functionapp.LoadFunctions(os.DirFS(root), "functions")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -188,7 +188,7 @@ func TestChecksCatchDrift(t *testing.T) {
 	})
 	t.Run("NewConnectionPrefixInFunctionJSON", func(t *testing.T) {
 		fns := cloneFunctions(in.functions)
-		fns[0].Bindings = append(fns[0].Bindings, runtime.Binding{Type: "serviceBus", Direction: "out", Name: "audit", QueueName: topology.QueuePackageUpdated, Connection: "AuditBus"})
+		fns[0].Bindings = append(fns[0].Bindings, functionapp.Binding{Type: "serviceBus", Direction: "out", Name: "audit", QueueName: topology.QueuePackageUpdated, Connection: "AuditBus"})
 		mustMention(t, checkConnections(fns, settings), "AuditBus__fullyQualifiedNamespace", "AuditBus__credential", "AuditBus__clientId")
 	})
 	t.Run("HostStorageSettingRemoved", func(t *testing.T) {
@@ -243,7 +243,7 @@ func TestChecksCatchDrift(t *testing.T) {
 
 // checkQueues: every queue a trigger or output binding names is declared in
 // topology.json, and every declared queue has a function that consumes it.
-func checkQueues(fns []runtime.FunctionConfig, topo topology.Topology) []string {
+func checkQueues(fns []functionapp.FunctionConfig, topo topology.Topology) []string {
 	declared := map[string]bool{}
 	for _, q := range topo.Queues {
 		declared[q.Name] = true
@@ -390,7 +390,7 @@ var endpointSetting = map[string]string{
 
 // checkConnections: every binding's connection prefix has its endpoint,
 // credential=managedidentity and the identity's client id, and no secret form.
-func checkConnections(fns []runtime.FunctionConfig, settings map[string]string) []string {
+func checkConnections(fns []functionapp.FunctionConfig, settings map[string]string) []string {
 	need := map[string]string{} // prefix → endpoint key
 	var problems []string
 	for _, fn := range fns {
@@ -680,7 +680,7 @@ func checkOutputs(main string, hostJSON []byte) []string {
 // checkLocalSettings: the sample for local.settings.json is valid, points the
 // host's storage at Azurite, names every binding's endpoint by its
 // identity-based setting and carries no key.
-func checkLocalSettings(sample []byte, fns []runtime.FunctionConfig) []string {
+func checkLocalSettings(sample []byte, fns []functionapp.FunctionConfig) []string {
 	var f struct {
 		IsEncrypted bool              `json:"IsEncrypted"`
 		Values      map[string]string `json:"Values"`
@@ -761,8 +761,8 @@ func cloneFiles(m map[string]string) map[string]string { return maps.Clone(m) }
 
 func cloneSettings(m map[string]string) map[string]string { return maps.Clone(m) }
 
-func cloneFunctions(fns []runtime.FunctionConfig) []runtime.FunctionConfig {
-	out := make([]runtime.FunctionConfig, len(fns))
+func cloneFunctions(fns []functionapp.FunctionConfig) []functionapp.FunctionConfig {
+	out := make([]functionapp.FunctionConfig, len(fns))
 	for i, fn := range fns {
 		out[i] = fn
 		out[i].Bindings = slices.Clone(fn.Bindings)
@@ -774,7 +774,7 @@ func cloneTopology(t topology.Topology) topology.Topology {
 	return topology.Topology{Queues: slices.Clone(t.Queues), Containers: slices.Clone(t.Containers)}
 }
 
-func renameTriggerQueue(t *testing.T, fns []runtime.FunctionConfig, from, to string) {
+func renameTriggerQueue(t *testing.T, fns []functionapp.FunctionConfig, from, to string) {
 	t.Helper()
 	for i := range fns {
 		for j := range fns[i].Bindings {

@@ -12,7 +12,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	"github.com/fabrikam/dronedelivery/shared/runtime"
+	"github.com/fabrikam/dronedelivery/shared/functionapp"
 	"github.com/fabrikam/dronedelivery/shared/topology"
 )
 
@@ -33,7 +33,7 @@ type resource struct {
 	Properties map[string]any `yaml:"Properties"`
 }
 
-func load(t *testing.T) (*template, []runtime.FunctionConfig, topology.Topology) {
+func load(t *testing.T) (*template, []functionapp.FunctionConfig, topology.Topology) {
 	t.Helper()
 	raw, err := os.ReadFile("template.yaml")
 	if err != nil {
@@ -47,7 +47,7 @@ func load(t *testing.T) (*template, []runtime.FunctionConfig, topology.Topology)
 	if err != nil {
 		t.Fatal(err)
 	}
-	fns, err := runtime.LoadFunctions(os.DirFS(root), "functions")
+	fns, err := functionapp.LoadFunctions(os.DirFS(root), "functions")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -151,7 +151,7 @@ func checkQueues(tpl *template, topo topology.Topology) error {
 // per function, pinned by DRONEDELIVERY_FUNCTION, with an HttpApi event per
 // method at the route, or an SQS event on its queue reporting partial batch
 // failures.
-func checkFunctions(tpl *template, fns []runtime.FunctionConfig) error {
+func checkFunctions(tpl *template, fns []functionapp.FunctionConfig) error {
 	var errs []error
 	names := map[string]bool{}
 	timeout, _ := tpl.Globals.Function["Timeout"].(int)
@@ -174,7 +174,7 @@ func checkFunctions(tpl *template, fns []runtime.FunctionConfig) error {
 			if route == "" {
 				route = fc.Name
 			}
-			path := runtime.RoutePattern(runtime.RoutePrefix, route)
+			path := functionapp.RoutePattern(functionapp.RoutePrefix, route)
 			var want, got []string
 			for _, m := range fc.Methods() {
 				want = append(want, m+" "+path)

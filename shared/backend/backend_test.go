@@ -19,13 +19,13 @@ import (
 
 	"github.com/fabrikam/dronedelivery/handlers"
 	"github.com/fabrikam/dronedelivery/shared/adapters/cosmos"
-	"github.com/fabrikam/dronedelivery/shared/adapters/sys"
+	"github.com/fabrikam/dronedelivery/shared/adapters/platform"
 	"github.com/fabrikam/dronedelivery/shared/backend"
 	"github.com/fabrikam/dronedelivery/shared/config"
 	"github.com/fabrikam/dronedelivery/shared/domain"
-	"github.com/fabrikam/dronedelivery/shared/runtime"
-	"github.com/fabrikam/dronedelivery/shared/runtime/standalone"
-	"github.com/fabrikam/dronedelivery/shared/testdoubles"
+	"github.com/fabrikam/dronedelivery/shared/functionapp"
+	"github.com/fabrikam/dronedelivery/shared/functionapp/standalone"
+	"github.com/fabrikam/dronedelivery/tools/testdoubles"
 )
 
 // TestCosmosOperationsPerDelivery runs the chain on the Azure adapters
@@ -47,9 +47,9 @@ func TestCosmosOperationsPerDelivery(t *testing.T) {
 
 	log := slog.New(slog.DiscardHandler)
 	const operatorKey = "backend-test-operator-key"
-	h := handlers.New(handlers.Deps{Store: b.Store, Bus: b.Bus, Clock: sys.Clock{}, IDs: sys.IDs{}, Log: log,
+	h := handlers.New(handlers.Deps{Store: b.Store, Bus: b.Bus, Clock: platform.Clock{}, IDs: platform.IDs{}, Log: log,
 		Config: handlers.Config{OperatorKey: operatorKey}})
-	fns, err := runtime.LoadFunctions(os.DirFS("../.."), "functions")
+	fns, err := functionapp.LoadFunctions(os.DirFS("../.."), "functions")
 	require.NoError(t, err)
 	srv, err := standalone.New(h.Registry(), fns, b.Bus, log, standalone.Options{Workers: 4})
 	require.NoError(t, err)

@@ -23,16 +23,17 @@ import (
 
 	"github.com/fabrikam/dronedelivery/handlers"
 	"github.com/fabrikam/dronedelivery/shared/adapters/embedded"
-	"github.com/fabrikam/dronedelivery/shared/adapters/sys"
+	"github.com/fabrikam/dronedelivery/shared/adapters/platform"
 	"github.com/fabrikam/dronedelivery/shared/backend"
 	"github.com/fabrikam/dronedelivery/shared/config"
 	"github.com/fabrikam/dronedelivery/shared/domain"
-	"github.com/fabrikam/dronedelivery/shared/fleet"
-	"github.com/fabrikam/dronedelivery/shared/obs"
-	"github.com/fabrikam/dronedelivery/shared/runtime"
-	"github.com/fabrikam/dronedelivery/shared/runtime/host"
-	"github.com/fabrikam/dronedelivery/shared/runtime/standalone"
-	"github.com/fabrikam/dronedelivery/shared/simulator"
+	"github.com/fabrikam/dronedelivery/shared/fleetgen"
+	"github.com/fabrikam/dronedelivery/shared/functionapp"
+	"github.com/fabrikam/dronedelivery/shared/functionapp/host"
+	"github.com/fabrikam/dronedelivery/shared/functionapp/standalone"
+	"github.com/fabrikam/dronedelivery/shared/logctx"
+	"github.com/fabrikam/dronedelivery/tools/bench"
+	"github.com/fabrikam/dronedelivery/tools/simulator"
 )
 
 const usage = `usage: dronedelivery <command> [flags]
@@ -62,7 +63,7 @@ func Main(args []string, app fs.FS, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	log := obs.NewLogger(stderr, logLevel(env("LOG_LEVEL")))
+	log := logctx.NewLogger(stderr, logLevel(env("LOG_LEVEL")))
 	slog.SetDefault(log)
 	var err error
 	switch cmd {
@@ -75,7 +76,7 @@ func Main(args []string, app fs.FS, stdout, stderr io.Writer) int {
 	case "lambda":
 		err = lambdaMode(ctx, app, env, log)
 	case "bench":
-		err = bench(ctx, args, env, stdout)
+		err = bench.Run(ctx, args, env, stdout)
 	case "simulate":
 		err = simulate(ctx, args, env, stdout)
 	case "deadletters":
@@ -132,12 +133,12 @@ func (c *common) register(fs *flag.FlagSet, env func(string) string) {
 // app wires handlers to a backend and reads the function bindings.
 type appParts struct {
 	backend *backend.Backend
-	reg     runtime.Registry
-	fns     []runtime.FunctionConfig
+	reg     functionapp.Registry
+	fns     []functionapp.FunctionConfig
 }
 
 func open(ctx context.Context, c common, app fs.FS, env func(string) string, log *slog.Logger, cfg handlers.Config) (*appParts, error) {
-	fns, err := runtime.LoadFunctions(app, "functions")
+	fns, err := functionapp.LoadFunctions(app, "functions")
 	if err != nil {
 		return nil, err
 	}
@@ -151,7 +152,7 @@ func open(ctx context.Context, c common, app fs.FS, env func(string) string, log
 			return nil, err
 		}
 	}
-	h := handlers.New(handlers.Deps{Store: b.Store, Bus: b.Bus, Clock: sys.Clock{}, IDs: sys.IDs{}, Log: log, Config: cfg})
+	h := handlers.New(handlers.Deps{Store: b.Store, Bus: b.Bus, Clock: platform.Clock{}, IDs: platform.IDs{}, Log: log, Config: cfg})
 	reg := h.Registry()
 	if err := reg.Check(fns); err != nil {
 		b.Close()
@@ -180,7 +181,7 @@ func seedFleet(ctx context.Context, b *backend.Backend, c common) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	return fleet.Seed(ctx, b.Store.Fleet, fleet.Generate(c.fleetSize, center, 5, 1, sys.Clock{}.Now()))
+	return fleetgen.Seed(ctx, b.Store.Fleet, fleetgen.Generate(c.fleetSize, center, 5, 1, platform.Clock{}.Now()))
 }
 
 func serve(ctx context.Context, args []string, app fs.FS, env func(string) string, stdout io.Writer, log *slog.Logger) error {

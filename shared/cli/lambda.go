@@ -10,7 +10,7 @@ import (
 
 	"github.com/fabrikam/dronedelivery/handlers"
 	"github.com/fabrikam/dronedelivery/shared/config"
-	"github.com/fabrikam/dronedelivery/shared/runtime/lambda"
+	"github.com/fabrikam/dronedelivery/shared/functionapp/lambda"
 )
 
 // lambdaEnv is set by AWS Lambda (and by the Runtime Interface Emulator)

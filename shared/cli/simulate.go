@@ -8,7 +8,7 @@ import (
 	"math"
 	"time"
 
-	"github.com/fabrikam/dronedelivery/shared/simulator"
+	"github.com/fabrikam/dronedelivery/tools/simulator"
 )
 
 // simulate runs `dronedelivery simulate`: it flies every assigned drone of a

@@ -13,9 +13,9 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/data/azcosmos"
 
+	"github.com/fabrikam/dronedelivery/shared/adapters/optimistic"
 	"github.com/fabrikam/dronedelivery/shared/domain"
 	"github.com/fabrikam/dronedelivery/shared/ports"
-	"github.com/fabrikam/dronedelivery/shared/turns"
 )
 
 // maxAttempts bounds the optimistic-concurrency loop: a document this
@@ -34,7 +34,7 @@ const cacheSize = 4096
 type collection[T any] struct {
 	c     *azcosmos.ContainerClient
 	name  string
-	turns turns.Turns
+	turns optimistic.Turns
 	cache versions
 
 	// observe, when set, learns every version this Store reads inside a

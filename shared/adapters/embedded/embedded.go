@@ -27,10 +27,10 @@ import (
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
 
+	"github.com/fabrikam/dronedelivery/shared/adapters/optimistic"
 	"github.com/fabrikam/dronedelivery/shared/domain"
 	"github.com/fabrikam/dronedelivery/shared/ports"
 	"github.com/fabrikam/dronedelivery/shared/topology"
-	"github.com/fabrikam/dronedelivery/shared/turns"
 )
 
 // Options tunes the bus; a zero field takes its default.
@@ -85,7 +85,7 @@ type DB struct {
 	fleet  *fleet
 	store  ports.Store
 	bus    *Bus
-	turns  turns.Turns
+	turns  optimistic.Turns
 
 	done      chan struct{} // closed by Close, so blocked receivers return
 	closeOnce sync.Once

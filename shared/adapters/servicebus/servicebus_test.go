@@ -16,7 +16,7 @@ import (
 	"github.com/fabrikam/dronedelivery/shared/domain"
 	"github.com/fabrikam/dronedelivery/shared/ports"
 	"github.com/fabrikam/dronedelivery/shared/ports/porttest"
-	"github.com/fabrikam/dronedelivery/shared/testdoubles"
+	"github.com/fabrikam/dronedelivery/tools/testdoubles"
 )
 
 // patience bounds waits for things that should happen promptly.

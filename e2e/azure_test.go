@@ -1,0 +1,30 @@
+package e2e
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fabrikam/dronedelivery/tools/testdoubles"
+)
+
+// TestStandaloneChainOnAzureAdapters runs the chain scenario with the binary
+// configured for Cosmos DB and Service Bus, reached through the local test
+// doubles by connection strings, exactly as it would reach emulators.
+func TestStandaloneChainOnAzureAdapters(t *testing.T) {
+	t.Parallel()
+	cosmos := testdoubles.StartCosmos(t)
+	sb := testdoubles.StartServiceBus(t)
+	p := startServeEnv(t, t.TempDir(), []string{
+		"CosmosDBConnection=" + cosmos,
+		"ServiceBusConnection=" + sb.ConnectionString(),
+		fmt.Sprintf("COSMOS_DATABASE=e2e%d", time.Now().UnixNano()),
+		"COSMOS_BOOTSTRAP=true",
+	})
+	if !strings.Contains(p.logs.String(), `"backend":"Cosmos DB`) {
+		t.Fatalf("the binary did not open the Azure backends:\n%s", p.logs)
+	}
+	chainScenario(t, p)
+	p.stop(t)
+}

@@ -1,0 +1,70 @@
+package e2e
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/fabrikam/dronedelivery/shared/domain"
+	"github.com/fabrikam/dronedelivery/tools/simulator"
+	"github.com/fabrikam/dronedelivery/tools/testdoubles"
+)
+
+// TestTrackingPageInBrowser opens a customer's tracking page in headless
+// Chromium while the simulator flies the delivery, and checks that the page
+// follows it live: the drone marker moves and the stage reaches Completed.
+// The screenshot is kept in the test's artifact directory (go test
+// -artifacts keeps it after the run) or in $SCREENSHOT_DIR.
+func TestTrackingPageInBrowser(t *testing.T) {
+	t.Parallel()
+	p := startServe(t, t.TempDir())
+	a := signUp(t, p.base)
+	home := domain.Location{Latitude: 47.6050, Longitude: -122.3350}
+	pickup := domain.Location{Latitude: 47.6080, Longitude: -122.3350}
+	drop := domain.Location{Latitude: 47.6140, Longitude: -122.3300}
+	require.Equal(t, http.StatusCreated, a.fleet(t, "PUT", "/api/drones/browser-drone", droneSpec{
+		Location: home, MaxPayloadKg: 5, MaxPackageSize: "Medium", RangeKm: 30, CruiseSpeedMps: 12, BatteryPercent: 100,
+	}).Status)
+	resp := a.call(t, "POST", "/api/deliveryrequests", deliveryRequest("browser", pickup, drop, "Small", 1))
+	require.Equal(t, http.StatusAccepted, resp.Status, string(resp.Body))
+	var acc struct {
+		TrackingID string `json:"trackingId"`
+	}
+	resp.decode(t, &acc)
+	waitStage(t, a, "browser", 20*time.Second, domain.StageScheduled)
+
+	// About 1.4 km of flight at 12 m/s is two minutes; at 20× it takes six
+	// seconds of real time, long enough for the page to see it move.
+	ctx, cancel := context.WithCancel(context.Background())
+	simDone := make(chan error, 1)
+	go func() {
+		simDone <- simulator.Run(ctx, simulator.Options{BaseURL: p.base, Interval: 250 * time.Millisecond, TimeScale: 20, Out: io.Discard, UntilIdle: true,
+			OperatorKey: e2eOperatorKey})
+	}()
+	defer func() { cancel(); <-simDone }()
+
+	dir := t.ArtifactDir()
+	if env := os.Getenv("SCREENSHOT_DIR"); env != "" {
+		dir = env
+	}
+	shot := filepath.Join(dir, "tracking-page.png")
+	res := testdoubles.RunBrowser(t, p.base+"/api/track/"+acc.TrackingID+"?interval=300", shot, 60*time.Second)
+	t.Logf("stages seen by the page: %v; marker positions: %d; screenshot: %s", res.Stages, len(res.Positions), shot)
+
+	assert.Equal(t, string(domain.StageCompleted), res.FinalStage)
+	assert.Contains(t, res.Stages, string(domain.StageHeadedToDropoff), "the page saw the flight, not just its end")
+	require.GreaterOrEqual(t, len(res.Positions), 2, "the drone marker moved")
+	first, last := res.Positions[0], res.Positions[len(res.Positions)-1]
+	assert.NotEqual(t, first, last)
+	info, err := os.Stat(shot)
+	require.NoError(t, err)
+	assert.Greater(t, info.Size(), int64(1000), "a real screenshot")
+	assert.Empty(t, res.Errors, "no errors in the page")
+}

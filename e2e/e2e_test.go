@@ -1,0 +1,410 @@
+package e2e
+
+// End-to-end tests: each starts the real binary, as a user or the Functions
+// host would, and talks to it only through its public entry points (HTTP and,
+// for the host protocol, invocation payloads). The embedded store is opened
+// beside the process only to observe queues, never to change state.
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/fabrikam/dronedelivery/shared/domain"
+)
+
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "dronedelivery-e2e-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binary = filepath.Join(dir, "dronedelivery")
+	build := exec.Command("go", "build", "-o", binary, "..")
+	build.Stdout, build.Stderr = os.Stdout, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// e2eOperatorKey is the operator key every instance these tests start has.
+const e2eOperatorKey = "e2e-operator-key-7c1f09d2b5"
+
+// proc is a running instance of the binary.
+type proc struct {
+	cmd  *exec.Cmd
+	base string // http://127.0.0.1:port
+	done chan struct{}
+	logs *lockedBuffer
+	out  *lockedBuffer // stdout: the banner
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// startServe runs `dronedelivery serve` on a free port and waits until it
+// answers.
+func startServe(t testing.TB, dataDir string, args ...string) *proc {
+	t.Helper()
+	return startServeEnv(t, dataDir, nil, args...)
+}
+
+// startServeEnv is startServe with extra environment settings. Rate
+// limits are off unless env or args set them: these tests poll far faster
+// than a client should.
+func startServeEnv(t testing.TB, dataDir string, env []string, args ...string) *proc {
+	t.Helper()
+	args = append([]string{"serve", "-addr", "127.0.0.1:0", "-data-dir", dataDir}, args...)
+	cmd := exec.Command(binary, args...)
+	cmd.Env = append(os.Environ(), "FUNCTIONS_CUSTOMHANDLER_PORT=", "FUNCTIONS_HTTPWORKER_PORT=",
+		"OPERATOR_KEY="+e2eOperatorKey, "RATE_LIMIT=off", "SIGNUP_RATE_LIMIT=off")
+	cmd.Env = append(cmd.Env, env...)
+	stderr, err := cmd.StderrPipe()
+	require.NoError(t, err)
+	p := &proc{cmd: cmd, done: make(chan struct{}), logs: &lockedBuffer{}, out: &lockedBuffer{}}
+	cmd.Stdout = p.out
+	require.NoError(t, cmd.Start())
+	addr := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		for sc.Scan() {
+			line := sc.Text()
+			fmt.Fprintln(p.logs, line)
+			var rec struct {
+				Msg  string `json:"msg"`
+				Addr string `json:"addr"`
+			}
+			if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "standalone runtime listening" {
+				addr <- rec.Addr
+			}
+		}
+	}()
+	go func() { cmd.Wait(); close(p.done) }()
+	t.Cleanup(func() { p.kill() })
+	select {
+	case p.base = <-addr:
+	case <-p.done:
+		t.Fatalf("serve exited early:\n%s", p.logs)
+	case <-time.After(30 * time.Second):
+		t.Fatalf("serve did not start:\n%s", p.logs)
+	}
+	return p
+}
+
+// startHost runs the binary as the Functions host would: no arguments, the
+// port in FUNCTIONS_CUSTOMHANDLER_PORT. Ready is any HTTP answer.
+func startHost(t *testing.T, dataDir string) *proc {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	cmd := exec.Command(binary)
+	cmd.Env = append(os.Environ(),
+		fmt.Sprintf("FUNCTIONS_CUSTOMHANDLER_PORT=%d", port),
+		"FUNCTIONS_CUSTOMHANDLER_WORKER_ID=worker-1",
+		"OPERATOR_KEY="+e2eOperatorKey,
+		"DATA_DIR="+dataDir)
+	p := &proc{cmd: cmd, base: fmt.Sprintf("http://127.0.0.1:%d", port), done: make(chan struct{}), logs: &lockedBuffer{}}
+	cmd.Stderr = p.logs
+	require.NoError(t, cmd.Start())
+	go func() { cmd.Wait(); close(p.done) }()
+	t.Cleanup(func() { p.kill() })
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Get(p.base + "/")
+		if err == nil {
+			resp.Body.Close()
+			return p
+		}
+		select {
+		case <-p.done:
+			t.Fatalf("handler exited early:\n%s", p.logs)
+		default:
+		}
+		require.True(t, time.Now().Before(deadline), "handler did not answer:\n%s", p.logs)
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// kill ends the process with SIGKILL: no chance to flush or drain.
+func (p *proc) kill() {
+	if p.cmd.Process != nil {
+		p.cmd.Process.Kill()
+	}
+	<-p.done
+}
+
+// stop ends the process with SIGTERM and waits for it to drain.
+func (p *proc) stop(t *testing.T) {
+	t.Helper()
+	require.NoError(t, p.cmd.Process.Signal(os.Interrupt))
+	select {
+	case <-p.done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("process did not stop on SIGTERM")
+	}
+}
+
+type response struct {
+	Status int
+	Header http.Header
+	Body   []byte
+}
+
+func (r *response) decode(t testing.TB, v any) {
+	t.Helper()
+	require.NoError(t, json.Unmarshal(r.Body, v), string(r.Body))
+}
+
+func bytesReader(b []byte) io.Reader { return bytes.NewReader(b) }
+
+// call sends a request without credentials.
+func call(t testing.TB, method, url string, body any) *response {
+	t.Helper()
+	return callAs(t, "", method, url, body)
+}
+
+// callAs sends a request with key as the bearer token (none when empty)
+// and a body, if any, as JSON.
+func callAs(t testing.TB, key, method, url string, body any) *response {
+	t.Helper()
+	var rd io.Reader
+	switch b := body.(type) {
+	case nil:
+	case string:
+		rd = strings.NewReader(b)
+	case []byte:
+		rd = bytes.NewReader(b)
+	default:
+		j, err := json.Marshal(b)
+		require.NoError(t, err)
+		rd = bytes.NewReader(j)
+	}
+	req, err := http.NewRequest(method, url, rd)
+	require.NoError(t, err)
+	if rd != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if key != "" {
+		req.Header.Set("Authorization", "Bearer "+key)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return &response{Status: resp.StatusCode, Header: resp.Header, Body: b}
+}
+
+// api is one business calling a running instance with its API key; fleet
+// calls go with the operator key.
+type api struct {
+	base, key string
+}
+
+// signUp registers a business with the instance at base.
+func signUp(t testing.TB, base string) api {
+	t.Helper()
+	resp := call(t, "POST", base+"/api/accounts", map[string]any{"name": "Fabrikam", "contactEmail": "ops@fabrikam.example"})
+	require.Equal(t, http.StatusCreated, resp.Status, string(resp.Body))
+	var out struct {
+		AccountID, APIKey string
+	}
+	resp.decode(t, &out)
+	require.NotEmpty(t, out.APIKey)
+	return api{base: base, key: out.APIKey}
+}
+
+// call sends a request as the business.
+func (a api) call(t *testing.T, method, path string, body any) *response {
+	t.Helper()
+	return callAs(t, a.key, method, a.base+path, body)
+}
+
+// fleet sends a request with the operator key.
+func (a api) fleet(t *testing.T, method, path string, body any) *response {
+	t.Helper()
+	return callAs(t, e2eOperatorKey, method, a.base+path, body)
+}
+
+// eventually polls cond until it holds or the time is up.
+func eventually(t *testing.T, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+}
+
+// droneSpec is the PUT /api/drones/{id} body.
+type droneSpec struct {
+	Location       domain.Location `json:"location"`
+	MaxPayloadKg   float64         `json:"maxPayloadKg"`
+	MaxPackageSize string          `json:"maxPackageSize"`
+	RangeKm        float64         `json:"rangeKm"`
+	CruiseSpeedMps float64         `json:"cruiseSpeedMps"`
+	BatteryPercent float64         `json:"batteryPercent"`
+}
+
+// testFleet is a fleet of varied drones around Seattle, placed on a
+// deterministic spiral so every distance differs.
+func testFleet(n int) map[string]droneSpec {
+	sizes := []string{"Small", "Medium", "Large"}
+	out := map[string]droneSpec{}
+	for i := range n {
+		angle := float64(i) * 2.39996
+		r := 0.002 + 0.0015*float64(i)
+		out[fmt.Sprintf("drone-%02d", i)] = droneSpec{
+			Location:       domain.Location{Latitude: 47.6062 + r*math.Sin(angle), Longitude: -122.3321 + r*math.Cos(angle)},
+			MaxPayloadKg:   float64(2 + i%4*2),
+			MaxPackageSize: sizes[i%3],
+			RangeKm:        float64(6 + (i*7)%20),
+			CruiseSpeedMps: float64(10 + i%7),
+			BatteryPercent: 100,
+		}
+	}
+	return out
+}
+
+func registerFleet(t *testing.T, a api, fleet map[string]droneSpec) {
+	t.Helper()
+	for id, spec := range fleet {
+		resp := a.fleet(t, "PUT", "/api/drones/"+id, spec)
+		require.Equal(t, http.StatusCreated, resp.Status, string(resp.Body))
+	}
+}
+
+// expectedDrone applies the dispatch rule by a linear scan over drones.
+func expectedDrone(drones []*domain.Drone, req *domain.DeliveryRequest) string {
+	best, bestKm := "", math.Inf(1)
+	sort.Slice(drones, func(i, j int) bool { return drones[i].ID < drones[j].ID })
+	for _, d := range drones {
+		if domain.Unfit(d, req) != "" {
+			continue
+		}
+		if km := domain.DistanceKm(d.Location, req.PickupLocation); km < bestKm {
+			best, bestKm = d.ID, km
+		}
+	}
+	return best
+}
+
+func availableDrones(t *testing.T, a api) []*domain.Drone {
+	t.Helper()
+	var page struct {
+		Drones []*domain.Drone `json:"drones"`
+	}
+	a.fleet(t, "GET", "/api/drones?status=Available&limit=1000", nil).decode(t, &page)
+	return page.Drones
+}
+
+type deliveryDoc struct {
+	ID                string           `json:"id"`
+	TrackingID        string           `json:"trackingId"`
+	Stage             domain.Stage     `json:"stage"`
+	DroneID           string           `json:"droneId"`
+	PickupLocation    domain.Location  `json:"pickupLocation"`
+	DropoffLocation   domain.Location  `json:"dropOffLocation"`
+	PickupTime        time.Time        `json:"pickupTime"`
+	PickupETA         *time.Time       `json:"pickupETA"`
+	DeliveryETA       *time.Time       `json:"deliveryETA"`
+	ScheduledAt       *time.Time       `json:"scheduledAt"`
+	LastKnownLocation *domain.Location `json:"lastKnownLocation"`
+	FailureReason     string           `json:"failureReason"`
+	PackageInfo       domain.PackageInfo
+}
+
+func getDelivery(t *testing.T, a api, id string) *deliveryDoc {
+	t.Helper()
+	resp := a.call(t, "GET", "/api/deliveries/"+id, nil)
+	require.Equal(t, http.StatusOK, resp.Status, string(resp.Body))
+	var d deliveryDoc
+	resp.decode(t, &d)
+	return &d
+}
+
+func waitStage(t *testing.T, a api, id string, within time.Duration, stages ...domain.Stage) *deliveryDoc {
+	t.Helper()
+	var d *deliveryDoc
+	eventually(t, within, id+" to reach "+fmt.Sprint(stages), func() bool {
+		d = getDelivery(t, a, id)
+		for _, s := range stages {
+			if d.Stage == s {
+				return true
+			}
+		}
+		return false
+	})
+	return d
+}
+
+func deliveryRequest(id string, pickup, drop domain.Location, size string, weight float64) map[string]any {
+	return map[string]any{
+		"deliveryId":      id,
+		"pickupLocation":  pickup,
+		"dropOffLocation": drop,
+		"packageInfo":     map[string]any{"packageId": "pkg-" + id, "size": size, "weight": weight, "tag": "e2e"},
+	}
+}
+
+// checkSchedule asserts a Scheduled delivery's ETAs follow from its drone's
+// position and speed at the moment it was scheduled.
+func checkSchedule(t *testing.T, a api, d *deliveryDoc) {
+	t.Helper()
+	require.Equal(t, domain.StageScheduled, d.Stage)
+	require.NotNil(t, d.ScheduledAt)
+	var drone domain.Drone
+	a.fleet(t, "GET", "/api/drones/"+d.DroneID, nil).decode(t, &drone)
+	require.Equal(t, d.ID, drone.CurrentDeliveryID)
+	req := &domain.DeliveryRequest{PickupLocation: d.PickupLocation, DropoffLocation: d.DropoffLocation, PickupTime: d.PickupTime}
+	want := domain.ComputeETA(*d.ScheduledAt, drone.Location, drone.CruiseSpeedMps, req)
+	require.True(t, want.Pickup.Equal(*d.PickupETA), "pickupETA %s, want %s", d.PickupETA, want.Pickup)
+	require.True(t, want.Delivery.Equal(*d.DeliveryETA), "deliveryETA %s, want %s", d.DeliveryETA, want.Delivery)
+}
+
+func withTimeout(t *testing.T, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}

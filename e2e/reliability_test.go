@@ -1,0 +1,296 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/fabrikam/dronedelivery/shared/adapters/embedded"
+	"github.com/fabrikam/dronedelivery/shared/domain"
+	"github.com/fabrikam/dronedelivery/shared/ports"
+	"github.com/fabrikam/dronedelivery/tools/simulator"
+	"github.com/fabrikam/dronedelivery/shared/topology"
+)
+
+// load posts deliveries from several clients until stop closes, and keeps
+// the ids of those answered 202. A refused connection (the process is down)
+// is not an error here; any 5xx answer is.
+type load struct {
+	a        api
+	prefix   string
+	max      int64 // requests to send at most, so the fleet never runs out of drones
+	accepted []string
+	statuses map[int]int
+	mu       sync.Mutex
+	sent     atomic.Int64
+}
+
+func (l *load) run(stop <-chan struct{}, clients int) *sync.WaitGroup {
+	var wg sync.WaitGroup
+	client := &http.Client{Timeout: 10 * time.Second}
+	for c := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if l.sent.Load() >= l.max {
+					time.Sleep(10 * time.Millisecond)
+					continue
+				}
+				id := fmt.Sprintf("%s-%d-%d", l.prefix, c, i)
+				body, _ := json.Marshal(deliveryRequest(id,
+					domain.Location{Latitude: 47.6062 + float64(i%40)*0.0005, Longitude: -122.3321 + float64(c)*0.001},
+					domain.Location{Latitude: 47.6162, Longitude: -122.3221}, "Small", 1))
+				req, _ := http.NewRequest("POST", l.a.base+"/api/deliveryrequests", bytes.NewReader(body))
+				req.Header.Set("Content-Type", "application/json")
+				req.Header.Set("Authorization", "Bearer "+l.a.key)
+				l.sent.Add(1)
+				resp, err := client.Do(req)
+				if err != nil {
+					time.Sleep(20 * time.Millisecond)
+					continue
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				l.mu.Lock()
+				if l.statuses == nil {
+					l.statuses = map[int]int{}
+				}
+				l.statuses[resp.StatusCode]++
+				if resp.StatusCode == http.StatusAccepted {
+					l.accepted = append(l.accepted, id)
+				}
+				l.mu.Unlock()
+			}
+		}()
+	}
+	return &wg
+}
+
+// settle waits until every accepted delivery is Scheduled or further and
+// then until no message is left in any queue, so the checks that follow
+// read one consistent state: while messages are in flight, a delivery read
+// early may complete and free its drone for one read later.
+func settle(t *testing.T, a api, dataDir string, accepted []string) {
+	t.Helper()
+	for _, id := range accepted {
+		waitStage(t, a, id, 90*time.Second, domain.StageScheduled, domain.StageHeadedToPickup,
+			domain.StageHeadedToDropoff, domain.StageCompleted, domain.StageFailed)
+	}
+	db, err := embedded.Open(filepath.Join(dataDir, "dronedelivery.db"), embedded.Options{})
+	require.NoError(t, err)
+	defer db.Close()
+	calm := 0
+	eventually(t, 120*time.Second, "every queue to drain", func() bool {
+		for _, q := range topology.Queues {
+			active, _, err := db.Bus().Depth(context.Background(), q)
+			require.NoError(t, err)
+			if active > 0 {
+				calm = 0
+				return false
+			}
+		}
+		calm++
+		return calm >= 20 // half a second with nothing to do
+	})
+}
+
+// checkOutcome asserts the guarantees on every accepted delivery once the
+// service has settled: it exists and is Scheduled or further, or Failed
+// with a reason; its history is legal; its package belongs to it; and no
+// drone serves two active deliveries.
+func checkOutcome(t *testing.T, a api, dataDir string, accepted []string) {
+	t.Helper()
+	settle(t, a, dataDir, accepted)
+	heldBy := map[string]string{}
+	for _, id := range accepted {
+		d := getDelivery(t, a, id)
+		if d.Stage == domain.StageFailed {
+			assert.NotEmpty(t, d.FailureReason, id)
+			continue
+		}
+		var hist struct {
+			Events []domain.Event `json:"events"`
+		}
+		a.call(t, "GET", "/api/deliveries/"+id+"/history", nil).decode(t, &hist)
+		assert.NoError(t, domain.LegalHistory(hist.Events), id)
+		drones := map[string]bool{}
+		for _, e := range hist.Events {
+			if e.DroneID != "" {
+				drones[e.DroneID] = true
+			}
+		}
+		assert.LessOrEqual(t, len(drones), 1, "%s was flown by %v", id, drones)
+		var pkg domain.Package
+		a.call(t, "GET", "/api/packages/pkg-"+id, nil).decode(t, &pkg)
+		assert.Equal(t, id, pkg.DeliveryID, "the package of %s", id)
+		if d.Stage != domain.StageCompleted {
+			prev, dup := heldBy[d.DroneID]
+			assert.False(t, dup, "drone %s on active deliveries %s and %s", d.DroneID, prev, id)
+			heldBy[d.DroneID] = id
+		}
+	}
+	var page struct {
+		Drones []*domain.Drone `json:"drones"`
+	}
+	for _, status := range []string{"Assigned", "InFlight"} {
+		a.fleet(t, "GET", "/api/drones?status="+status+"&limit=1000", nil).decode(t, &page)
+		for _, dr := range page.Drones {
+			d := getDelivery(t, a, dr.CurrentDeliveryID)
+			assert.Equal(t, dr.ID, d.DroneID, "drone %s holds %s, which does not know it", dr.ID, d.ID)
+			assert.NotEqual(t, domain.StageCompleted, d.Stage)
+		}
+	}
+}
+
+// TestCrashUnderLoad kills the process with SIGKILL at random moments while
+// deliveries arrive and the simulator flies drones and reports telemetry,
+// restarts it each time, and then checks that nothing accepted was lost and
+// nothing was double-booked. DRONEDELIVERY_LONG_CRASH=1 runs 25 kills.
+func TestCrashUnderLoad(t *testing.T) {
+	t.Parallel()
+	kills := 6
+	if os.Getenv("DRONEDELIVERY_LONG_CRASH") != "" {
+		kills = 25
+	}
+	dir := t.TempDir()
+	args := []string{"-seed", "4000", "-lock-duration", "2s"}
+	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
+	l := &load{prefix: "kill", max: int64(500 * kills)}
+	for round := range kills {
+		p := startServe(t, dir, args...)
+		if round == 0 {
+			l.a = signUp(t, p.base)
+		}
+		l.a.base = p.base
+		l.prefix = fmt.Sprintf("kill%d", round) // a fresh id space: a repeated id would be an idempotent retry
+		stop := make(chan struct{})
+		wg := l.run(stop, 4)
+		ctx, cancel := context.WithCancel(context.Background())
+		simDone := make(chan struct{})
+		go func() {
+			defer close(simDone)
+			simulator.Run(ctx, simulator.Options{BaseURL: p.base, OperatorKey: e2eOperatorKey, Interval: 200 * time.Millisecond, TimeScale: 30, Out: io.Discard})
+		}()
+		time.Sleep(time.Duration(500+rng.IntN(2500)) * time.Millisecond)
+		p.kill() // mid-request, mid-message, mid-flight
+		cancel()
+		close(stop)
+		wg.Wait()
+		<-simDone
+	}
+	p := startServe(t, dir, args...)
+	l.a.base = p.base
+	for status := range l.statuses {
+		assert.Less(t, status, 500, "an answer of %d", status)
+	}
+	t.Logf("%d kills, %d requests sent, %d accepted; answers %v", kills, l.sent.Load(), len(l.accepted), l.statuses)
+	require.NotEmpty(t, l.accepted)
+	checkOutcome(t, l.a, dir, l.accepted)
+}
+
+// TestGracefulShutdownUnderLoad sends SIGTERM while requests pour in: no
+// request sees a 5xx, the process exits within its drain timeout, and
+// after a restart every accepted delivery finishes its chain.
+func TestGracefulShutdownUnderLoad(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	p := startServe(t, dir, "-seed", "4000")
+	l := &load{prefix: "term", a: signUp(t, p.base), max: 3000}
+	stop := make(chan struct{})
+	wg := l.run(stop, 8)
+	time.Sleep(1500 * time.Millisecond)
+	began := time.Now()
+	require.NoError(t, p.cmd.Process.Signal(os.Interrupt))
+	select {
+	case <-p.done:
+	case <-time.After(25 * time.Second):
+		t.Fatal("the process did not exit within 25 s of SIGTERM")
+	}
+	exited := time.Since(began)
+	close(stop)
+	wg.Wait()
+	assert.Equal(t, 0, p.cmd.ProcessState.ExitCode(), "a clean exit")
+	for status := range l.statuses {
+		assert.Less(t, status, 500, "an answer of %d during shutdown", status)
+	}
+	t.Logf("exited %v after SIGTERM; %d requests, %d accepted; answers %v", exited.Round(time.Millisecond), l.sent.Load(), len(l.accepted), l.statuses)
+
+	p = startServe(t, dir, "-seed", "4000")
+	l.a.base = p.base
+	checkOutcome(t, l.a, dir, l.accepted)
+}
+
+// TestPoisonMessagesAreDeadLetteredAndReplayed puts two bad messages on the
+// delivery-requests queue: garbage, and one that names a delivery that does
+// not exist yet. Both end in the dead-letter queue with a reason; the
+// operator's command lists them, and replaying the second once its delivery
+// exists carries that delivery through the chain.
+func TestPoisonMessagesAreDeadLetteredAndReplayed(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	p := startServe(t, dir)
+	a := signUp(t, p.base)
+	registerFleet(t, a, testFleet(5))
+
+	db, err := embedded.Open(filepath.Join(dir, "dronedelivery.db"), embedded.Options{})
+	require.NoError(t, err)
+	defer db.Close()
+	early, _ := json.Marshal(domain.Envelope{Operation: domain.OpDelivery, DeliveryID: "early", CorrelationID: "c-early"})
+	require.NoError(t, db.Bus().Publish(withTimeout(t, 5*time.Second),
+		ports.Message{ID: "garbage-1", Queue: topology.QueueDeliveryRequests, Body: []byte("{not json"), Operation: "delivery"},
+		// The same id ingest will give its message, so ingest's own is dropped as a duplicate.
+		ports.Message{ID: "early:requested", Queue: topology.QueueDeliveryRequests, Body: early, CorrelationID: "c-early", Operation: "delivery"}))
+	eventually(t, 30*time.Second, "both poison messages dead-lettered", func() bool {
+		_, dead, err := db.Bus().Depth(context.Background(), topology.QueueDeliveryRequests)
+		require.NoError(t, err)
+		return dead == 2
+	})
+
+	deadletters := func(args ...string) string {
+		cmd := exec.Command(binary, append([]string{"deadletters", "-data-dir", dir}, args...)...)
+		cmd.Env = append(os.Environ(), "FUNCTIONS_CUSTOMHANDLER_PORT=", "OPERATOR_KEY="+e2eOperatorKey)
+		out, err := cmd.CombinedOutput()
+		require.NoError(t, err, string(out))
+		return string(out)
+	}
+	list := deadletters()
+	assert.Contains(t, list, "garbage-1")
+	assert.Contains(t, list, "early:requested")
+	assert.Contains(t, list, "ProcessingFailed")
+	assert.Contains(t, list, "2 dead-lettered message(s)")
+
+	// The delivery arrives; its own message is a duplicate of the dead one.
+	body := deliveryRequest("early", domain.Location{Latitude: 47.6062, Longitude: -122.3321}, domain.Location{Latitude: 47.61, Longitude: -122.33}, "Small", 1)
+	require.Equal(t, http.StatusAccepted, a.call(t, "POST", "/api/deliveryrequests", body).Status)
+	time.Sleep(500 * time.Millisecond)
+	assert.Equal(t, domain.StageCreated, getDelivery(t, a, "early").Stage, "stuck until the operator acts")
+
+	out := deadletters("-queue", topology.QueueDeliveryRequests, "-replay", "early:requested")
+	assert.True(t, strings.HasPrefix(out, "replayed early:requested"), out)
+	d := waitStage(t, a, "early", 30*time.Second, domain.StageScheduled)
+	checkSchedule(t, a, d)
+	list = deadletters()
+	assert.NotContains(t, list, "early:requested")
+	assert.Contains(t, list, "1 dead-lettered message(s)")
+}

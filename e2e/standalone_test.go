@@ -1,0 +1,223 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/fabrikam/dronedelivery/shared/adapters/embedded"
+	"github.com/fabrikam/dronedelivery/shared/domain"
+	"github.com/fabrikam/dronedelivery/shared/functionapp"
+	"github.com/fabrikam/dronedelivery/shared/topology"
+)
+
+func TestStandaloneChain(t *testing.T) {
+	t.Parallel()
+	p := startServe(t, t.TempDir())
+	chainScenario(t, p)
+	p.stop(t)
+}
+
+// chainScenario registers a fleet over HTTP, sends deliveries one at a time
+// and then in a burst, and checks each reaches Scheduled with the drone the
+// dispatch rule picks and ETAs that follow from its legs and speed.
+func chainScenario(t *testing.T, p *proc) {
+	a := signUp(t, p.base)
+	fleet := testFleet(40)
+	registerFleet(t, a, fleet)
+	rng := rand.New(rand.NewPCG(7, 7))
+	sizes := []string{"Small", "Medium", "Large"}
+	near := func() domain.Location {
+		return domain.Location{Latitude: 47.6062 + (rng.Float64()-0.5)*0.06, Longitude: -122.3321 + (rng.Float64()-0.5)*0.06}
+	}
+
+	// One at a time, so the expected drone is determined by the fleet as it is.
+	for i := range 8 {
+		id := fmt.Sprintf("seq-%d", i)
+		body := deliveryRequest(id, near(), near(), sizes[i%3], 1+float64(i%4))
+		req := &domain.DeliveryRequest{
+			PickupLocation:  body["pickupLocation"].(domain.Location),
+			DropoffLocation: body["dropOffLocation"].(domain.Location),
+			PackageInfo:     domain.PackageInfo{Size: domain.PackageSize(sizes[i%3]), Weight: 1 + float64(i%4)},
+		}
+		want := expectedDrone(availableDrones(t, a), req)
+		require.NotEmpty(t, want, "the test fleet must serve delivery %d", i)
+
+		resp := a.call(t, "POST", "/api/deliveryrequests", body)
+		require.Equal(t, http.StatusAccepted, resp.Status, string(resp.Body))
+		assert.Equal(t, "/api/deliveries/"+id, resp.Header.Get("Location"))
+		var acc map[string]any
+		resp.decode(t, &acc)
+		assert.Equal(t, id, acc["deliveryId"])
+		assert.Len(t, acc["ownerId"], 32, "the account owns it")
+		assert.GreaterOrEqual(t, len(acc["trackingId"].(string)), 26, "at least 128 bits")
+
+		d := waitStage(t, a, id, 20*time.Second, domain.StageScheduled, domain.StageFailed)
+		assert.Equal(t, want, d.DroneID, "delivery %s", id)
+		checkSchedule(t, a, d)
+
+		var st map[string]any
+		a.call(t, "GET", "/api/deliveries/"+id+"/status", nil).decode(t, &st)
+		assert.Equal(t, "Scheduled", st["stage"])
+		assert.Equal(t, want, st["droneId"])
+		for _, k := range []string{"pickupETA", "deliveryETA", "updatedAt"} {
+			_, err := time.Parse(time.RFC3339, st[k].(string))
+			assert.NoError(t, err, k)
+		}
+		assert.NotNil(t, st["lastKnownLocation"])
+
+		var pkg domain.Package
+		a.call(t, "GET", "/api/packages/pkg-"+id, nil).decode(t, &pkg)
+		assert.Equal(t, id, pkg.DeliveryID)
+	}
+
+	// A burst: every delivery gets its own drone, each one fit for it.
+	var wg sync.WaitGroup
+	for i := range 12 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			body := deliveryRequest(fmt.Sprintf("burst-%d", i), domain.Location{Latitude: 47.6062, Longitude: -122.3321},
+				domain.Location{Latitude: 47.61, Longitude: -122.33}, "Small", 1)
+			resp := a.call(t, "POST", "/api/deliveryrequests", body)
+			assert.Equal(t, http.StatusAccepted, resp.Status, string(resp.Body))
+		}()
+	}
+	wg.Wait()
+	seen := map[string]string{}
+	for i := range 12 {
+		id := fmt.Sprintf("burst-%d", i)
+		d := waitStage(t, a, id, 20*time.Second, domain.StageScheduled)
+		checkSchedule(t, a, d)
+		prev, dup := seen[d.DroneID]
+		assert.False(t, dup, "drone %s on %s and %s", d.DroneID, prev, id)
+		seen[d.DroneID] = id
+	}
+
+	var page struct {
+		Drones []*domain.Drone `json:"drones"`
+		Next   string          `json:"next"`
+	}
+	a.fleet(t, "GET", "/api/drones?status=Assigned&limit=1000", nil).decode(t, &page)
+	assert.Len(t, page.Drones, 20)
+	a.fleet(t, "GET", "/api/drones?limit=5", nil).decode(t, &page)
+	assert.Len(t, page.Drones, 5)
+	assert.Equal(t, page.Drones[4].ID, page.Next)
+
+	health := call(t, "GET", p.base+"/api/healthz", nil)
+	assert.Equal(t, http.StatusOK, health.Status)
+}
+
+func TestStandaloneRejectsBadRequests(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	p := startServe(t, dir)
+	a := signUp(t, p.base)
+	good := func() map[string]any {
+		return deliveryRequest("bad-1", domain.Location{Latitude: 47.6, Longitude: -122.3}, domain.Location{Latitude: 47.61, Longitude: -122.31}, "Small", 1)
+	}
+	with := func(edit func(m map[string]any)) []byte {
+		m := good()
+		edit(m)
+		b, _ := json.Marshal(m)
+		return b
+	}
+	cases := []struct {
+		name  string
+		body  []byte
+		field string
+	}{
+		{"malformed JSON", []byte(`{"deliveryId":"bad-1","ownerId":`), "body"},
+		{"missing pickupLocation", with(func(m map[string]any) { delete(m, "pickupLocation") }), "pickupLocation"},
+		{"weight zero", with(func(m map[string]any) { m["packageInfo"].(map[string]any)["weight"] = 0 }), "packageInfo.weight"},
+		{"weight negative", with(func(m map[string]any) { m["packageInfo"].(map[string]any)["weight"] = -2 }), "packageInfo.weight"},
+		{"unknown size", with(func(m map[string]any) { m["packageInfo"].(map[string]any)["size"] = "Enormous" }), "packageInfo.size"},
+		{"latitude 91", with(func(m map[string]any) { m["pickupLocation"] = domain.Location{Latitude: 91, Longitude: 0} }), "pickupLocation.latitude"},
+	}
+	for _, tc := range cases {
+		resp := a.call(t, "POST", "/api/deliveryrequests", tc.body)
+		assert.Equal(t, http.StatusBadRequest, resp.Status, tc.name)
+		assert.Equal(t, "application/problem+json", resp.Header.Get("Content-Type"), tc.name)
+		var prob functionapp.ProblemDetails
+		resp.decode(t, &prob)
+		assert.Equal(t, tc.field, prob.Field, tc.name)
+		assert.Equal(t, 400, prob.Status, tc.name)
+		assert.Contains(t, prob.Detail, tc.field, tc.name)
+	}
+	assert.Equal(t, http.StatusNotFound, a.call(t, "GET", "/api/deliveries/bad-1", nil).Status, "nothing stored")
+	assert.Equal(t, http.StatusNotFound, call(t, "GET", p.base+"/api/nowhere", nil).Status)
+	assert.Equal(t, http.StatusMethodNotAllowed, call(t, "DELETE", p.base+"/api/healthz", nil).Status)
+
+	// Nothing was queued either.
+	db, err := embedded.Open(filepath.Join(dir, "dronedelivery.db"), embedded.Options{})
+	require.NoError(t, err)
+	defer db.Close()
+	for _, q := range topology.Queues {
+		active, dead, err := db.Bus().Depth(withTimeout(t, 5*time.Second), q)
+		require.NoError(t, err)
+		assert.Zero(t, active+dead, q)
+	}
+
+	// The same id and body is idempotent; the same id with another body is a conflict.
+	first := a.call(t, "POST", "/api/deliveryrequests", good())
+	require.Equal(t, http.StatusAccepted, first.Status)
+	again := a.call(t, "POST", "/api/deliveryrequests", good())
+	assert.Equal(t, http.StatusAccepted, again.Status)
+	assert.JSONEq(t, string(first.Body), string(again.Body))
+	changed := a.call(t, "POST", "/api/deliveryrequests", with(func(m map[string]any) { m["expedited"] = true }))
+	assert.Equal(t, http.StatusConflict, changed.Status)
+}
+
+// TestStandaloneRateLimits sends more than a key's burst and more sign-ups
+// than an address may make: both get 429 with Retry-After, and other keys
+// are not held back.
+func TestStandaloneRateLimits(t *testing.T) {
+	t.Parallel()
+	p := startServe(t, t.TempDir(), "-rate-limit", "1/m", "-rate-burst", "3", "-signup-rate-limit", "1/h", "-signup-burst", "2")
+	a, b := signUp(t, p.base), signUp(t, p.base)
+	third := call(t, "POST", p.base+"/api/accounts", map[string]any{"name": "C", "contactEmail": "c@c.example"})
+	require.Equal(t, http.StatusTooManyRequests, third.Status, string(third.Body))
+	wait, err := strconv.Atoi(third.Header.Get("Retry-After"))
+	require.NoError(t, err)
+	assert.Greater(t, wait, 3000, "one sign-up an hour")
+
+	for i := range 3 {
+		require.Equal(t, http.StatusOK, a.call(t, "GET", "/api/deliveries/summary", nil).Status, "request %d of the burst", i)
+	}
+	limited := a.call(t, "GET", "/api/deliveries/summary", nil)
+	require.Equal(t, http.StatusTooManyRequests, limited.Status)
+	assert.Equal(t, "application/problem+json", limited.Header.Get("Content-Type"))
+	assert.NotEmpty(t, limited.Header.Get("Retry-After"))
+	assert.Equal(t, http.StatusOK, b.call(t, "GET", "/api/deliveries/summary", nil).Status, "another key is not held back")
+	assert.Equal(t, http.StatusOK, call(t, "GET", p.base+"/api/healthz", nil).Status, "health is never limited")
+}
+
+// TestBannerGeneratesAnOperatorKey: make run with no OPERATOR_KEY prints a
+// fresh key that opens the fleet endpoints.
+func TestBannerGeneratesAnOperatorKey(t *testing.T) {
+	t.Parallel()
+	p := startServeEnv(t, t.TempDir(), []string{"OPERATOR_KEY="}, "-banner")
+	var key string
+	eventually(t, 5*time.Second, "the banner", func() bool {
+		for _, line := range strings.Split(p.out.String(), "\n") {
+			if k, ok := strings.CutPrefix(strings.TrimSpace(line), "OPERATOR_KEY="); ok {
+				key = k
+			}
+		}
+		return key != ""
+	})
+	assert.NotEqual(t, e2eOperatorKey, key)
+	assert.Contains(t, p.out.String(), "Authorization: Bearer $KEY", "the banner shows how to call with an API key")
+	assert.Equal(t, http.StatusOK, callAs(t, key, "GET", p.base+"/api/drones?limit=1", nil).Status)
+	assert.Equal(t, http.StatusUnauthorized, callAs(t, e2eOperatorKey, "GET", p.base+"/api/drones?limit=1", nil).Status)
+}

@@ -1,0 +1,55 @@
+// Package turns queues a process's read-modify-writes of one document, for
+// the store adapters. Left to an optimistic-concurrency loop alone, eight
+// goroutines updating one document starve each other: whoever just won
+// re-reads first and wins again, while those backing off run out of
+// attempts. Versions (ETags) still guard against other processes, which
+// turns cannot see.
+package optimistic
+
+import (
+	"context"
+	"sync"
+)
+
+// Turns hands out one turn at a time per key; the zero value is ready.
+type Turns struct {
+	mu sync.Mutex
+	m  map[string]*turn
+}
+
+type turn struct {
+	sem     chan struct{} // holds a token while a writer has the turn
+	waiters int           // writers holding or waiting for the turn
+}
+
+// Take waits for key's turn and returns the function that ends it; waiting
+// ends with ctx, so an update function that updates its own document fails
+// instead of hanging.
+func (ts *Turns) Take(ctx context.Context, key string) (func(), error) {
+	ts.mu.Lock()
+	if ts.m == nil {
+		ts.m = make(map[string]*turn)
+	}
+	t := ts.m[key]
+	if t == nil {
+		t = &turn{sem: make(chan struct{}, 1)}
+		ts.m[key] = t
+	}
+	t.waiters++
+	ts.mu.Unlock()
+
+	release := func() {
+		ts.mu.Lock()
+		if t.waiters--; t.waiters == 0 {
+			delete(ts.m, key)
+		}
+		ts.mu.Unlock()
+	}
+	select {
+	case t.sem <- struct{}{}:
+		return func() { <-t.sem; release() }, nil
+	case <-ctx.Done():
+		release()
+		return nil, ctx.Err()
+	}
+}

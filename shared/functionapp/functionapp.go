@@ -1,0 +1,55 @@
+// Package runtime is what every runtime (the Functions custom handler, the
+// standalone server, AWS Lambda) shares: the handler registry, the function
+// bindings read from function.json, and the policy that turns a queue
+// handler's result into a settlement.
+package functionapp
+
+import (
+	"context"
+	"net/http"
+	"net/url"
+
+	"github.com/fabrikam/dronedelivery/shared/ports"
+)
+
+// Request is an HTTP request as a handler sees it, whichever runtime
+// received it.
+type Request struct {
+	Method string
+	Path   string            // the URL path, e.g. /api/deliveries/42
+	Params map[string]string // route parameters, e.g. {"id": "42"}
+	Query  url.Values
+	Header http.Header
+	Body   []byte
+}
+
+// Response is an HTTP response as a handler produces it.
+type Response struct {
+	Status int
+	Header http.Header
+	Body   []byte
+}
+
+// HTTPFunc handles one HTTP-triggered function. It reports every failure in
+// the response it returns.
+type HTTPFunc func(ctx context.Context, req *Request) *Response
+
+// QueueFunc handles one queue message and returns the messages to send next.
+// A nil error means done; an error wrapped in domain.Permanent means the
+// message can never succeed; any other error is transient and the message is
+// retried.
+type QueueFunc func(ctx context.Context, msg *ports.Delivered) ([]ports.Message, error)
+
+// Function is one entry of the registry: exactly one of HTTP and Queue is set.
+type Function struct {
+	HTTP  HTTPFunc
+	Queue QueueFunc
+	// Public says an HTTP function answers callers without an API key. Its
+	// function.json must then say authLevel anonymous, and every other HTTP
+	// function's must not, so the platform's key guards exactly the
+	// functions the API key guards (Registry.Check holds them together).
+	Public bool
+}
+
+// Registry maps a function's name (its folder under functions/) to its handler.
+type Registry map[string]Function

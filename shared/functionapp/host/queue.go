@@ -1,0 +1,191 @@
+package host
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/fabrikam/dronedelivery/shared/functionapp"
+	"github.com/fabrikam/dronedelivery/shared/logctx"
+	"github.com/fabrikam/dronedelivery/shared/ports"
+)
+
+func (h *handler) invokeQueue(w http.ResponseWriter, r *http.Request, fn *function, inv *invocation) {
+	ctx := r.Context()
+	raw, ok := binding(inv.Data, fn.trigger.Name)
+	if !ok {
+		h.malformed(w, r, fmt.Errorf("missing Data.%s", fn.trigger.Name))
+		return
+	}
+	msg, warnings, err := decodeMessage(raw, inv.Metadata, fn.trigger.DataType == "binary", fn.qname)
+	if err != nil {
+		h.malformed(w, r, err)
+		return
+	}
+	ctx = logctx.With(ctx, "messageId", msg.ID, "correlationId", msg.CorrelationID)
+	var logs []string
+	for _, warn := range warnings {
+		h.log.WarnContext(ctx, "undecodable message metadata ignored", "detail", warn)
+		logs = append(logs, "ignored metadata: "+warn)
+	}
+
+	pub := &countingPublisher{Publisher: h.pub}
+	outcome, err := functionapp.Process(ctx, fn.queue, pub, msg)
+	switch outcome {
+	case functionapp.Done:
+		h.log.InfoContext(ctx, "message processed", "deliveryCount", msg.DeliveryCount, "published", pub.n)
+		logs = append(logs, fmt.Sprintf("message %s processed on delivery %d; %d message(s) published", msg.ID, msg.DeliveryCount, pub.n))
+		writeReply(w, reply{Logs: logs})
+	case functionapp.Poisonous:
+		// A custom handler cannot dead-letter: the step has recorded the
+		// failure, so acknowledging is all that is left, and retrying would
+		// only fail again until the broker dead-letters it anyway.
+		h.log.ErrorContext(ctx, "message can never succeed; acknowledged without retry", "deliveryCount", msg.DeliveryCount, "error", err)
+		logs = append(logs, fmt.Sprintf("message %s can never succeed and was acknowledged without retry: %v", msg.ID, err))
+		writeReply(w, reply{Logs: logs})
+	default:
+		// The 500 makes the host abandon the message, so Service Bus
+		// redelivers it and dead-letters it after its maximum delivery count.
+		h.log.WarnContext(ctx, "message will be retried", "deliveryCount", msg.DeliveryCount, "error", err)
+		functionapp.WriteResponse(w, functionapp.Problem(http.StatusInternalServerError, "", "processing failed; the message will be redelivered"))
+	}
+}
+
+// countingPublisher counts what a step published, for the invocation's logs.
+type countingPublisher struct {
+	ports.Publisher
+	n int
+}
+
+func (p *countingPublisher) Publish(ctx context.Context, msgs ...ports.Message) error {
+	if err := p.Publisher.Publish(ctx, msgs...); err != nil {
+		return err
+	}
+	p.n += len(msgs)
+	return nil
+}
+
+// decodeMessage builds the delivered message from a Service Bus invocation.
+// Only a missing message id or body is an error: the rest is informational,
+// and failing every message because a host version formats a time
+// differently would stop the whole pipeline, so undecodable values become
+// warnings and zero values instead.
+func decodeMessage(raw json.RawMessage, md map[string]json.RawMessage, binary bool, queue string) (*ports.Delivered, []string, error) {
+	body, err := messageBody(raw, binary)
+	if err != nil {
+		return nil, nil, err
+	}
+	d := metaDecoder{md: md}
+	msg := &ports.Delivered{
+		Message: ports.Message{
+			ID:            d.str("MessageId"),
+			Queue:         queue,
+			Body:          body,
+			CorrelationID: d.str("CorrelationId"),
+		},
+		DeliveryCount:  int(d.int("DeliveryCount")),
+		SequenceNumber: d.int("SequenceNumber"),
+		LockToken:      d.str("LockToken"),
+	}
+	msg.EnqueuedAt = d.when("EnqueuedTimeUtc")
+	if msg.EnqueuedAt.IsZero() {
+		msg.EnqueuedAt = d.when("EnqueuedTime")
+	}
+	props := d.obj("ApplicationProperties")
+	if props == nil {
+		props = d.obj("UserProperties") // the name before extension v5
+	}
+	msg.Operation = d.prop(props, "operation")
+	// Service Bus keeps a dead-lettered message's reason in these
+	// properties, which a function reading a dead-letter queue wants.
+	msg.DeadLetterReason = d.prop(props, "DeadLetterReason")
+	msg.DeadLetterDescription = d.prop(props, "DeadLetterErrorDescription")
+	if msg.ID == "" {
+		return nil, nil, errors.New("missing Metadata.MessageId")
+	}
+	return msg, d.warnings, nil
+}
+
+// messageBody accepts the three ways a body arrives: base64 for a binary
+// trigger, a JSON string holding the JSON body, and the JSON body itself.
+func messageBody(raw json.RawMessage, binary bool) ([]byte, error) {
+	if isNull(raw) {
+		return nil, nil // an empty message; the step decides what that means
+	}
+	s, ok := jsonString(raw)
+	if !ok {
+		return raw, nil
+	}
+	if binary {
+		// A double-encoded JSON object or array is never valid base64
+		// ('{', '[' and '"' are outside its alphabet), so falling back to
+		// the string cannot misread a body the host did not encode.
+		if b, err := base64.StdEncoding.DecodeString(s); err == nil {
+			return b, nil
+		}
+	}
+	return []byte(s), nil
+}
+
+// metaDecoder reads metadata keys, collecting what it could not decode.
+type metaDecoder struct {
+	md       map[string]json.RawMessage
+	warnings []string
+}
+
+func (d *metaDecoder) raw(key string) json.RawMessage {
+	v, _ := binding(d.md, key)
+	return v
+}
+
+func (d *metaDecoder) warn(key string, err error) {
+	d.warnings = append(d.warnings, key+": "+err.Error())
+}
+
+func (d *metaDecoder) str(key string) string {
+	s, err := scalarString(d.raw(key))
+	if err != nil {
+		d.warn(key, err)
+	}
+	return s
+}
+
+func (d *metaDecoder) int(key string) int64 {
+	n, err := scalarInt(d.raw(key))
+	if err != nil {
+		d.warn(key, err)
+	}
+	return n
+}
+
+func (d *metaDecoder) when(key string) time.Time {
+	t, err := scalarTime(d.raw(key))
+	if err != nil {
+		d.warn(key, err)
+	}
+	return t
+}
+
+func (d *metaDecoder) obj(key string) map[string]json.RawMessage {
+	m, err := object(d.raw(key))
+	if err != nil {
+		d.warn(key, err)
+	}
+	return m
+}
+
+func (d *metaDecoder) prop(props map[string]json.RawMessage, key string) string {
+	v, ok := props[key]
+	if !ok {
+		return ""
+	}
+	s, err := scalarString(v)
+	if err != nil {
+		d.warn("ApplicationProperties."+key, err)
+	}
+	return s
+}

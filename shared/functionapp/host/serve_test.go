@@ -1,0 +1,218 @@
+package host
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/fabrikam/dronedelivery/shared/functionapp"
+	"github.com/fabrikam/dronedelivery/shared/ports"
+)
+
+func TestNewRejectsWhatItCannotServe(t *testing.T) {
+	t.Parallel()
+	queue := func(context.Context, *ports.Delivered) ([]ports.Message, error) { return nil, nil }
+	httpTrigger := functionapp.Binding{Type: "httpTrigger", Direction: "in", Name: "req", Route: "x"}
+	httpOut := functionapp.Binding{Type: "http", Direction: "out", Name: "res"}
+	sbTrigger := functionapp.Binding{Type: "serviceBusTrigger", Direction: "in", Name: "msg", QueueName: "q"}
+	pub := &fakePublisher{ev: &events{}}
+	tests := []struct {
+		name    string
+		reg     functionapp.Registry
+		fns     []functionapp.FunctionConfig
+		pub     ports.Publisher
+		wantErr string
+	}{
+		{
+			name:    "a function without a handler",
+			reg:     functionapp.Registry{},
+			fns:     []functionapp.FunctionConfig{{Name: "Echo", Bindings: []functionapp.Binding{httpTrigger, httpOut}}},
+			wantErr: "has no handler",
+		},
+		{
+			name:    "a function without a trigger",
+			reg:     functionapp.Registry{"Echo": {HTTP: echo}},
+			fns:     []functionapp.FunctionConfig{{Name: "Echo", Bindings: []functionapp.Binding{httpOut}}},
+			wantErr: "no trigger binding",
+		},
+		{
+			name:    "an HTTP function without an http output",
+			reg:     functionapp.Registry{"Echo": {HTTP: echo}},
+			fns:     []functionapp.FunctionConfig{{Name: "Echo", Bindings: []functionapp.Binding{httpTrigger}}},
+			wantErr: "no http output binding",
+		},
+		{
+			name:    "a queue function without a publisher",
+			reg:     functionapp.Registry{"Q": {Queue: queue}},
+			fns:     []functionapp.FunctionConfig{{Name: "Q", Bindings: []functionapp.Binding{sbTrigger}}},
+			wantErr: "no publisher",
+		},
+		{
+			name:    "a function named like the route prefix",
+			reg:     functionapp.Registry{"API": {Queue: queue}},
+			fns:     []functionapp.FunctionConfig{{Name: "API", Bindings: []functionapp.Binding{sbTrigger}}},
+			pub:     pub,
+			wantErr: "forwarded HTTP",
+		},
+		{
+			name: "two functions whose names differ only in case",
+			reg:  functionapp.Registry{"Q": {Queue: queue}, "q": {Queue: queue}},
+			fns: []functionapp.FunctionConfig{
+				{Name: "Q", Bindings: []functionapp.Binding{sbTrigger}},
+				{Name: "q", Bindings: []functionapp.Binding{sbTrigger}},
+			},
+			pub:     pub,
+			wantErr: "configured twice",
+		},
+		{
+			name: "an HTTP-only app needs no publisher",
+			reg:  functionapp.Registry{"Echo": {HTTP: echo}},
+			fns:  []functionapp.FunctionConfig{{Name: "Echo", Bindings: []functionapp.Binding{httpTrigger, httpOut}}},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			h, err := New(tt.reg, tt.fns, tt.pub, nil)
+			if tt.wantErr == "" {
+				require.NoError(t, err)
+				assert.NotNil(t, h)
+				return
+			}
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tt.wantErr)
+		})
+	}
+}
+
+func TestListenAddr(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name   string
+		env    map[string]string
+		want   string
+		wantOK bool
+	}{
+		{name: "custom handler port", env: map[string]string{"FUNCTIONS_CUSTOMHANDLER_PORT": "40123"}, want: "127.0.0.1:40123", wantOK: true},
+		{name: "older http worker port", env: map[string]string{"FUNCTIONS_HTTPWORKER_PORT": "40124"}, want: "127.0.0.1:40124", wantOK: true},
+		{
+			name: "the custom handler port wins",
+			env:  map[string]string{"FUNCTIONS_CUSTOMHANDLER_PORT": "40123", "FUNCTIONS_HTTPWORKER_PORT": "40124"},
+			want: "127.0.0.1:40123", wantOK: true,
+		},
+		{
+			name: "an empty custom handler port falls back",
+			env:  map[string]string{"FUNCTIONS_CUSTOMHANDLER_PORT": " ", "FUNCTIONS_HTTPWORKER_PORT": "40124"},
+			want: "127.0.0.1:40124", wantOK: true,
+		},
+		{name: "neither set", env: map[string]string{}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			got, ok := listenAddr(func(k string) (string, bool) { v, ok := tt.env[k]; return v, ok })
+			assert.Equal(t, tt.wantOK, ok)
+			assert.Equal(t, tt.want, got)
+		})
+	}
+}
+
+// TestListenAddrReadsTheEnvironment cannot run in parallel: it sets
+// process environment variables.
+func TestListenAddrReadsTheEnvironment(t *testing.T) {
+	t.Setenv("FUNCTIONS_CUSTOMHANDLER_PORT", "40125")
+	t.Setenv("FUNCTIONS_HTTPWORKER_PORT", "40126")
+	addr, ok := ListenAddr()
+	require.True(t, ok)
+	assert.Equal(t, "127.0.0.1:40125", addr)
+}
+
+func TestServeListener(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, nil)
+	entered, release := make(chan struct{}), make(chan struct{})
+	mux := http.NewServeMux()
+	mux.HandleFunc("/Slow", func(w http.ResponseWriter, _ *http.Request) {
+		close(entered)
+		<-release
+		w.WriteHeader(http.StatusOK)
+	})
+	mux.Handle("/", f.h)
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	base := "http://" + ln.Addr().String()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	served := make(chan error, 1)
+	go func() { served <- ServeListener(ctx, ln, mux, slog.New(slog.DiscardHandler)) }()
+
+	// Ready: the host accepts any answer, even a 404.
+	resp, err := http.Get(base + "/")
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusNotFound, resp.StatusCode)
+
+	// An invocation over a real connection.
+	resp, err = http.Post(base+"/ScheduleDrone", "application/json", bytes.NewReader(golden(t, "servicebus_base64_body.json")))
+	require.NoError(t, err)
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusOK, resp.StatusCode, string(body))
+	require.Len(t, f.delivered(), 1)
+	assert.Equal(t, envelopeBody, string(f.delivered()[0].Body))
+
+	// Shutdown waits for the invocation in flight.
+	slow := make(chan int, 1)
+	go func() {
+		resp, err := http.Post(base+"/Slow", "application/json", nil)
+		if err != nil {
+			slow <- 0
+			return
+		}
+		resp.Body.Close()
+		slow <- resp.StatusCode
+	}()
+	<-entered
+	cancel()
+	select {
+	case err := <-served:
+		t.Fatalf("ServeListener returned %v with an invocation in flight", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	close(release)
+	assert.Equal(t, http.StatusOK, <-slow)
+	select {
+	case err := <-served:
+		assert.NoError(t, err)
+	case <-time.After(5 * time.Second):
+		t.Fatal("ServeListener did not return after shutdown")
+	}
+}
+
+func TestServeFailsToListen(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	err = Serve(context.Background(), ln.Addr().String(), http.NotFoundHandler(), nil)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "listen on")
+}
+
+func TestServeListenerReportsAFailedListener(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	require.NoError(t, ln.Close())
+	err = ServeListener(context.Background(), ln, http.NotFoundHandler(), nil)
+	require.Error(t, err)
+}

@@ -1,0 +1,109 @@
+package lambda
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sync"
+
+	"github.com/aws/aws-lambda-go/events"
+
+	"github.com/fabrikam/dronedelivery/shared/adapters/sqs"
+	"github.com/fabrikam/dronedelivery/shared/functionapp"
+	"github.com/fabrikam/dronedelivery/shared/logctx"
+	"github.com/fabrikam/dronedelivery/shared/ports"
+)
+
+// serveSQS processes a batch and reports partial failure: the records to
+// retry are listed in BatchItemFailures (the event source mapping has
+// ReportBatchItemFailures on), so one bad message does not send its whole
+// batch back. Records are independent (each is its own FIFO group), so
+// they run at once.
+//
+// Settlement follows runtime.Process: Done and Poisonous records are
+// reported processed and Lambda deletes them; a Poisonous one cannot succeed
+// and its step has recorded why, so retrying would only feed the DLQ. Retry
+// records stay, come back after the visibility timeout, and reach the
+// dead-letter queue after maxReceiveCount receives.
+func (h *Handler) serveSQS(ctx context.Context, event json.RawMessage) (*events.SQSEventResponse, error) {
+	var e events.SQSEvent
+	if err := json.Unmarshal(event, &e); err != nil {
+		return nil, fmt.Errorf("decode the SQS event: %w", err)
+	}
+	failed := make([]bool, len(e.Records))
+	var wg sync.WaitGroup
+	for i := range e.Records {
+		wg.Go(func() { failed[i] = !h.processRecord(ctx, &e.Records[i]) })
+	}
+	wg.Wait()
+	resp := &events.SQSEventResponse{BatchItemFailures: []events.SQSBatchItemFailure{}}
+	for i, f := range failed {
+		if f {
+			resp.BatchItemFailures = append(resp.BatchItemFailures, events.SQSBatchItemFailure{ItemIdentifier: e.Records[i].MessageId})
+		}
+	}
+	return resp, nil
+}
+
+// processRecord runs one record's step and reports whether Lambda may
+// delete the record.
+func (h *Handler) processRecord(ctx context.Context, rec *events.SQSMessage) bool {
+	queue := sqs.PortQueue(h.queuePrefix, rec.EventSourceARN)
+	ctx = logctx.With(ctx, "queue", queue, "sqsMessageId", rec.MessageId)
+	fn, ok := h.queues[queue]
+	if !ok {
+		// A mapping to the wrong function is a deployment mistake; keeping
+		// the record lets the redrive policy park it where it can be
+		// replayed once the mapping is fixed.
+		what := "no function consumes it"
+		if h.only != "" {
+			what = "this deployment serves only " + h.only
+		}
+		h.log.ErrorContext(ctx, "SQS record from a queue this handler does not serve; it stays on the queue", "eventSourceARN", rec.EventSourceARN, "reason", what)
+		return false
+	}
+	msg := toRecord(rec).Delivered(queue)
+	ctx = logctx.With(ctx, "function", fn.name, "messageId", msg.ID, "correlationId", msg.CorrelationID, "deliveryCount", msg.DeliveryCount)
+	if !msg.NotBefore.IsZero() && h.now().Before(msg.NotBefore) {
+		h.delay(ctx, queue, rec.ReceiptHandle, msg)
+		return false
+	}
+	outcome, err := functionapp.Process(ctx, fn.fn, h.pub, msg)
+	switch outcome {
+	case functionapp.Retry:
+		h.log.WarnContext(ctx, "message failed; it will be retried", "err", err)
+		return false
+	case functionapp.Poisonous:
+		h.log.ErrorContext(ctx, "message can never succeed; acknowledging it", "err", err)
+	}
+	return true
+}
+
+// delay hides an early record until its NotBefore, so that SQS, not this
+// invocation, does the waiting. Without a Delayer, or if hiding fails, the
+// record returns after the queue's visibility timeout and is looked at again.
+func (h *Handler) delay(ctx context.Context, queue, receiptHandle string, msg *ports.Delivered) {
+	d, ok := h.pub.(Delayer)
+	if !ok {
+		h.log.InfoContext(ctx, "message is not due yet; it returns after the visibility timeout", "notBefore", msg.NotBefore)
+		return
+	}
+	if err := d.Delay(ctx, queue, receiptHandle, msg.NotBefore); err != nil {
+		h.log.WarnContext(ctx, "message is not due yet and could not be hidden until it is", "notBefore", msg.NotBefore, "err", err)
+		return
+	}
+	h.log.DebugContext(ctx, "message is not due yet; hidden until it is", "notBefore", msg.NotBefore)
+}
+
+func toRecord(m *events.SQSMessage) sqs.Record {
+	r := sqs.Record{
+		MessageID: m.MessageId, ReceiptHandle: m.ReceiptHandle, Body: m.Body,
+		Attributes: m.Attributes, MessageAttributes: make(map[string]string, len(m.MessageAttributes)),
+	}
+	for k, v := range m.MessageAttributes {
+		if v.StringValue != nil {
+			r.MessageAttributes[k] = *v.StringValue
+		}
+	}
+	return r
+}

@@ -1,0 +1,145 @@
+package standalone_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/fabrikam/dronedelivery/handlers"
+	"github.com/fabrikam/dronedelivery/shared/adapters/embedded"
+	"github.com/fabrikam/dronedelivery/shared/adapters/platform"
+	"github.com/fabrikam/dronedelivery/shared/domain"
+	"github.com/fabrikam/dronedelivery/shared/fleetgen"
+	"github.com/fabrikam/dronedelivery/shared/functionapp"
+	"github.com/fabrikam/dronedelivery/shared/functionapp/standalone"
+	"github.com/fabrikam/dronedelivery/shared/ports"
+	"github.com/fabrikam/dronedelivery/shared/topology"
+)
+
+// BenchmarkQueueSteps carries b.N accepted deliveries through the queue
+// steps (ScheduleDrone, UpdatePackage, ComputeEta, SendNotification) in this
+// process, on the embedded backend, with the runtime's consumers. It
+// reports the process's CPU time per delivery besides the wall time, since
+// on a shared machine CPU time is the steadier figure; profile it with
+// -cpuprofile to see where the steps spend it. Run with -benchtime 5000x.
+// The sub-benchmarks size the consumers' worker pools: more workers per
+// queue mean more writes waiting at once, so larger groups per commit.
+func BenchmarkQueueSteps(b *testing.B) {
+	for _, workers := range []int{8, 16, 32, 64} {
+		b.Run(fmt.Sprintf("workers=%d", workers), func(b *testing.B) {
+			benchmarkQueueSteps(b, workers)
+		})
+	}
+}
+
+func benchmarkQueueSteps(b *testing.B, workers int) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	db, err := embedded.Open(filepath.Join(b.TempDir(), "bench.db"), embedded.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	store, bus := db.Store(), db.Bus()
+	center := domain.Location{Latitude: 47.6062, Longitude: -122.3321}
+	now := time.Now().UTC()
+	// The fleet outnumbers the deliveries and covers the area their pickups
+	// are spread over, so no delivery waits for a drone.
+	if _, err := fleetgen.Seed(ctx, store.Fleet, fleetgen.Generate(b.N*5/4+100, center, 20, 1, now)); err != nil {
+		b.Fatal(err)
+	}
+	msgs := make([]ports.Message, b.N)
+	pickups := fleetgen.Generate(b.N, center, 15, 2, now)
+	for i := range b.N {
+		id := fmt.Sprintf("bench-%d", i)
+		d := &domain.Delivery{ID: id, TrackingID: "T" + id, OwnerID: "bench", CorrelationID: id, Stage: domain.StageCreated,
+			CreatedAt: now, UpdatedAt: now, History: []domain.Event{{Stage: domain.StageCreated, At: now}},
+			Request: domain.DeliveryRequest{OwnerID: "bench",
+				PickupLocation:  pickups[i].Location,
+				DropoffLocation: domain.Location{Latitude: pickups[i].Location.Latitude + 0.01, Longitude: pickups[i].Location.Longitude - 0.01},
+				PickupTime:      now, Deadline: now.Add(2 * time.Hour), ConfirmationRequired: domain.ConfirmationNone,
+				PackageInfo: domain.PackageInfo{PackageID: "pkg-" + id, Size: domain.SizeSmall, Weight: 1}}}
+		if err := store.Deliveries.Create(ctx, id, d); err != nil {
+			b.Fatal(err)
+		}
+		body, _ := json.Marshal(domain.Envelope{Operation: domain.OpDelivery, DeliveryID: id, CorrelationID: id})
+		msgs[i] = ports.Message{ID: id + ":requested", Queue: topology.QueueDeliveryRequests, Body: body, CorrelationID: id, Operation: string(domain.OpDelivery)}
+	}
+
+	log := slog.New(slog.DiscardHandler)
+	h := handlers.New(handlers.Deps{Store: store, Bus: bus, Clock: platform.Clock{}, IDs: platform.IDs{}, Log: log})
+	fns, err := functionapp.LoadFunctions(os.DirFS("../../.."), "functions")
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv, err := standalone.New(h.Registry(), fns, bus, log, standalone.Options{Workers: workers})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	done := make(chan error, 1)
+
+	cpu0, st0 := cpuTime(), db.Stats()
+	b.ResetTimer()
+	go func() { done <- srv.Run(ctx, ln) }()
+	for i := 0; i < len(msgs); i += 500 {
+		if err := bus.Publish(ctx, msgs[i:min(i+500, len(msgs))]...); err != nil {
+			b.Fatal(err)
+		}
+	}
+	queues := []string{topology.QueueDeliveryRequests, topology.QueueDroneScheduled, topology.QueuePackageUpdated, topology.QueueNotifications}
+	for {
+		busy := false
+		for _, q := range queues {
+			active, dead, err := bus.Depth(ctx, q)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if dead > 0 {
+				b.Fatalf("%d messages dead-lettered on %s", dead, q)
+			}
+			busy = busy || active > 0
+		}
+		if !busy {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	b.StopTimer()
+	cpu, st := cpuTime()-cpu0, db.Stats()
+	b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-µs/delivery")
+	b.ReportMetric(float64(st.Commits-st0.Commits)/float64(b.N), "commits/delivery")
+	b.ReportMetric(float64(st.Writes-st0.Writes)/float64(st.Commits-st0.Commits), "writes/commit")
+	cancel()
+	if err := <-done; err != nil {
+		b.Fatal(err)
+	}
+	for _, i := range []int{0, b.N / 2, b.N - 1} {
+		d, err := store.Deliveries.Find(context.Background(), fmt.Sprintf("bench-%d", i))
+		if err != nil {
+			b.Fatal(err)
+		}
+		if d.Stage != domain.StageScheduled {
+			b.Fatalf("delivery %s is %s, not Scheduled", d.ID, d.Stage)
+		}
+	}
+}
+
+// cpuTime is the CPU time this process has used.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}

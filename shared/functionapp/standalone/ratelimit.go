@@ -1,0 +1,379 @@
+package standalone
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"math"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/fabrikam/dronedelivery/shared/domain"
+	"github.com/fabrikam/dronedelivery/shared/functionapp"
+)
+
+// Rate is a sustained request rate; zero means unlimited.
+type Rate struct {
+	N   float64
+	Per time.Duration
+}
+
+// perSecond is the rate in tokens per second.
+func (r Rate) perSecond() float64 {
+	if r.N <= 0 || r.Per <= 0 {
+		return 0
+	}
+	return r.N / r.Per.Seconds()
+}
+
+// String formats the rate as ParseRate reads it.
+func (r Rate) String() string {
+	if r.perSecond() == 0 {
+		return "off"
+	}
+	unit := map[time.Duration]string{time.Second: "s", time.Minute: "m", time.Hour: "h"}[r.Per]
+	if unit == "" {
+		return fmt.Sprintf("%g/%s", r.N, r.Per)
+	}
+	return fmt.Sprintf("%g/%s", r.N, unit)
+}
+
+// ParseRate reads a rate such as "50/s", "600/m" or "20/h"; "off" and "0"
+// mean unlimited.
+func ParseRate(s string) (Rate, error) {
+	s = strings.TrimSpace(s)
+	if s == "off" || s == "0" {
+		return Rate{}, nil
+	}
+	n, unit, ok := strings.Cut(s, "/")
+	per := map[string]time.Duration{"s": time.Second, "m": time.Minute, "h": time.Hour}[unit]
+	v, err := strconv.ParseFloat(n, 64)
+	if !ok || per == 0 || err != nil || !(v > 0) || math.IsInf(v, 0) {
+		return Rate{}, fmt.Errorf("rate %q must look like 50/s, 600/m or 20/h, or be off", s)
+	}
+	return Rate{N: v, Per: per}, nil
+}
+
+// RateLimits configures the standalone runtime's token buckets. Under the
+// Functions host the platform (or API Management in front of it) is where
+// such limits belong, so only this runtime applies them.
+type RateLimits struct {
+	// PerKey is each API key's sustained rate, with Burst requests in hand.
+	// Requests without a key share a bucket per client address.
+	PerKey Rate
+	Burst  int
+	// SignUp is each client address's rate on the SignUpFunctions, with
+	// SignUpBurst in hand; sign-up is open to anyone, so it is held tighter.
+	SignUp          Rate
+	SignUpBurst     int
+	SignUpFunctions []string
+	// Exempt names functions never limited (health probes).
+	Exempt []string
+	// FailedAuth is each client address's allowance of 401 answers, with
+	// FailedAuthBurst in hand; once spent, the address's requests get 429
+	// until it refills, which makes guessing keys slow. It applies only
+	// while PerKey does.
+	FailedAuth      Rate
+	FailedAuthBurst int
+	// TrustForwardedFor takes the client address from the last entry of
+	// X-Forwarded-For, for a deployment behind a proxy that sets it; without
+	// a proxy a client could name any address there.
+	TrustForwardedFor bool
+	// MaxBuckets bounds the memory of each limiter; idle buckets are
+	// forgotten first.
+	MaxBuckets int
+}
+
+// Default rate limits, documented in the README.
+var (
+	DefaultPerKey          = Rate{N: 50, Per: time.Second}
+	DefaultBurst           = 100
+	DefaultSignUp          = Rate{N: 20, Per: time.Hour}
+	DefaultSignUpBurst     = 5
+	DefaultFailedAuth      = Rate{N: 30, Per: time.Minute}
+	DefaultFailedAuthBurst = 20
+	DefaultMaxBuckets      = 50000
+)
+
+func (l RateLimits) withDefaults() RateLimits {
+	if l.Burst <= 0 {
+		l.Burst = DefaultBurst
+	}
+	if l.SignUpBurst <= 0 {
+		l.SignUpBurst = DefaultSignUpBurst
+	}
+	if l.FailedAuth == (Rate{}) {
+		l.FailedAuth = DefaultFailedAuth
+	}
+	if l.FailedAuthBurst <= 0 {
+		l.FailedAuthBurst = DefaultFailedAuthBurst
+	}
+	if l.MaxBuckets <= 0 {
+		l.MaxBuckets = DefaultMaxBuckets
+	}
+	return l
+}
+
+// bucket is one token bucket: tokens in hand as of last.
+type bucket struct {
+	tokens float64
+	last   time.Time
+}
+
+// buckets is a set of token buckets of one rate and size, keyed by who is
+// charged. A bucket that has refilled is the same as no bucket, which is
+// what lets idle ones be forgotten.
+type buckets struct {
+	mu    sync.Mutex
+	rate  float64 // tokens per second
+	burst float64
+	max   int
+	m     map[string]*bucket
+}
+
+func newBuckets(r Rate, burst, max int) *buckets {
+	if r.perSecond() == 0 {
+		return nil
+	}
+	return &buckets{rate: r.perSecond(), burst: float64(burst), max: max, m: map[string]*bucket{}}
+}
+
+// refill brings b up to now and returns it.
+func (bs *buckets) refill(b *bucket, now time.Time) *bucket {
+	if dt := now.Sub(b.last).Seconds(); dt > 0 {
+		b.tokens = math.Min(bs.burst, b.tokens+dt*bs.rate)
+	}
+	b.last = now
+	return b
+}
+
+func (bs *buckets) get(key string, now time.Time) *bucket {
+	b, ok := bs.m[key]
+	if ok {
+		return bs.refill(b, now)
+	}
+	if len(bs.m) >= bs.max {
+		bs.evict(now)
+	}
+	b = &bucket{tokens: bs.burst, last: now}
+	bs.m[key] = b
+	return b
+}
+
+// evict forgets buckets that have refilled; if that is not enough (a flood
+// of distinct keys) it forgets others at random, which at worst hands their
+// owners a fresh burst.
+func (bs *buckets) evict(now time.Time) {
+	for k, b := range bs.m {
+		if bs.refill(b, now).tokens >= bs.burst {
+			delete(bs.m, k)
+		}
+	}
+	for k := range bs.m {
+		if len(bs.m) < bs.max*9/10 {
+			break
+		}
+		delete(bs.m, k)
+	}
+}
+
+// take spends a token of key's bucket, or says how long until one is there.
+func (bs *buckets) take(key string, now time.Time) (bool, time.Duration) {
+	if bs == nil {
+		return true, 0
+	}
+	bs.mu.Lock()
+	defer bs.mu.Unlock()
+	b := bs.get(key, now)
+	if b.tokens >= 1 {
+		b.tokens--
+		return true, 0
+	}
+	return false, time.Duration((1 - b.tokens) / bs.rate * float64(time.Second))
+}
+
+// peek reports whether key's bucket has a token, without spending it.
+func (bs *buckets) peek(key string, now time.Time) (bool, time.Duration) {
+	if bs == nil {
+		return true, 0
+	}
+	bs.mu.Lock()
+	defer bs.mu.Unlock()
+	b, ok := bs.m[key]
+	if !ok {
+		return true, 0
+	}
+	if bs.refill(b, now).tokens >= 1 {
+		return true, 0
+	}
+	return false, time.Duration((1 - b.tokens) / bs.rate * float64(time.Second))
+}
+
+// give returns a token to key's bucket.
+func (bs *buckets) give(key string) {
+	if bs == nil {
+		return
+	}
+	bs.mu.Lock()
+	defer bs.mu.Unlock()
+	if b, ok := bs.m[key]; ok {
+		b.tokens = math.Min(bs.burst, b.tokens+1)
+	}
+}
+
+// len reports how many buckets are remembered.
+func (bs *buckets) len() int {
+	if bs == nil {
+		return 0
+	}
+	bs.mu.Lock()
+	defer bs.mu.Unlock()
+	return len(bs.m)
+}
+
+// limiter is the HTTP middleware that applies RateLimits.
+type limiter struct {
+	cfg     RateLimits
+	perKey  *buckets
+	signUp  *buckets
+	failed  *buckets
+	signUps map[string]bool
+	exempt  map[string]bool
+	now     func() time.Time
+}
+
+func newLimiter(cfg RateLimits) *limiter {
+	cfg = cfg.withDefaults()
+	l := &limiter{
+		cfg:     cfg,
+		perKey:  newBuckets(cfg.PerKey, cfg.Burst, cfg.MaxBuckets),
+		signUp:  newBuckets(cfg.SignUp, cfg.SignUpBurst, cfg.MaxBuckets),
+		failed:  newBuckets(cfg.FailedAuth, cfg.FailedAuthBurst, cfg.MaxBuckets),
+		signUps: map[string]bool{},
+		exempt:  map[string]bool{},
+		now:     time.Now,
+	}
+	if l.perKey == nil {
+		// Limiting failed authentications without limiting requests would
+		// only make a load test against wrong keys flaky.
+		l.failed = nil
+	}
+	for _, n := range cfg.SignUpFunctions {
+		l.signUps[n] = true
+	}
+	for _, n := range cfg.Exempt {
+		l.exempt[n] = true
+	}
+	return l
+}
+
+// wrap limits next; function names the function a request is routed to
+// ("" when none is).
+func (l *limiter) wrap(next http.Handler, function func(*http.Request) string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		name := function(r)
+		if l.exempt[name] {
+			next.ServeHTTP(w, r)
+			return
+		}
+		now := l.now()
+		client := l.clientAddr(r)
+		if l.signUps[name] {
+			if ok, wait := l.signUp.take("ip:"+client, now); !ok {
+				tooMany(w, wait, "sign-ups from this address")
+				return
+			}
+			next.ServeHTTP(w, r)
+			return
+		}
+		if ok, wait := l.failed.peek("ip:"+client, now); !ok {
+			tooMany(w, wait, "failed authentications from this address")
+			return
+		}
+		key := bucketKey(r, client)
+		if ok, wait := l.perKey.take(key, now); !ok {
+			tooMany(w, wait, "requests for this API key")
+			return
+		}
+		rec := &statusWriter{ResponseWriter: w}
+		next.ServeHTTP(rec, r)
+		if rec.status == http.StatusUnauthorized {
+			// A refused key must not spend the bucket of the key whose
+			// prefix it borrowed, and counts against its sender instead.
+			l.perKey.give(key)
+			l.failed.take("ip:"+client, now)
+		}
+	})
+}
+
+// bucketKey names whom a request is charged to: the key's prefix for a
+// well-formed API key, a digest of any other bearer token (the operator
+// key), and otherwise the client address.
+func bucketKey(r *http.Request, client string) string {
+	scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+	token = strings.TrimSpace(token)
+	if !ok || !strings.EqualFold(scheme, "Bearer") || token == "" {
+		return "ip:" + client
+	}
+	if prefix, ok := domain.SplitAPIKey(token); ok {
+		return "key:" + prefix
+	}
+	return "token:" + shortHash(token)
+}
+
+// clientAddr is the address a request came from.
+func (l *limiter) clientAddr(r *http.Request) string {
+	if l.cfg.TrustForwardedFor {
+		if xff := r.Header.Values("X-Forwarded-For"); len(xff) > 0 {
+			parts := strings.Split(xff[len(xff)-1], ",")
+			if a := strings.TrimSpace(parts[len(parts)-1]); a != "" {
+				return a
+			}
+		}
+	}
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+func tooMany(w http.ResponseWriter, wait time.Duration, what string) {
+	secs := int(math.Ceil(wait.Seconds()))
+	if secs < 1 {
+		secs = 1
+	}
+	resp := functionapp.Problem(http.StatusTooManyRequests, "", fmt.Sprintf("too many %s; retry after %d s", what, secs))
+	resp.Header.Set("Retry-After", strconv.Itoa(secs))
+	functionapp.WriteResponse(w, resp)
+}
+
+// statusWriter notes the status a handler answered.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (s *statusWriter) WriteHeader(code int) {
+	if s.status == 0 {
+		s.status = code
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusWriter) Write(b []byte) (int, error) {
+	if s.status == 0 {
+		s.status = http.StatusOK
+	}
+	return s.ResponseWriter.Write(b)
+}
+
+// shortHash names a token without keeping it.
+func shortHash(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(sum[:8])
+}

@@ -1,0 +1,217 @@
+package standalone
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/fabrikam/dronedelivery/shared/domain"
+	"github.com/fabrikam/dronedelivery/shared/functionapp"
+)
+
+func TestParseRate(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]Rate{
+		"50/s": {50, time.Second}, "600/m": {600, time.Minute}, "20/h": {20, time.Hour}, "0.5/s": {0.5, time.Second},
+		"off": {}, "0": {},
+	} {
+		got, err := ParseRate(in)
+		require.NoError(t, err, in)
+		assert.Equal(t, want, got, in)
+		if want != (Rate{}) {
+			again, err := ParseRate(got.String())
+			require.NoError(t, err)
+			assert.Equal(t, got, again, "String reads back")
+		}
+	}
+	for _, bad := range []string{"", "50", "50/d", "-1/s", "x/s", "NaN/s", "Inf/s", "1e999/s", "/s"} {
+		_, err := ParseRate(bad)
+		assert.Error(t, err, bad)
+	}
+}
+
+// clock is a settable time for the buckets.
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *clock) Now() time.Time          { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
+func (c *clock) Advance(d time.Duration) { c.mu.Lock(); defer c.mu.Unlock(); c.now = c.now.Add(d) }
+
+func TestBucketsRefillAndStayBounded(t *testing.T) {
+	t.Parallel()
+	now := time.Unix(1_800_000_000, 0)
+	bs := newBuckets(Rate{N: 2, Per: time.Second}, 3, 10)
+	for i := range 3 {
+		ok, _ := bs.take("k", now)
+		require.True(t, ok, "token %d of the burst", i)
+	}
+	ok, wait := bs.take("k", now)
+	require.False(t, ok)
+	assert.Equal(t, 500*time.Millisecond, wait, "one token comes every half second")
+	ok, _ = bs.take("k", now.Add(499*time.Millisecond))
+	assert.False(t, ok)
+	ok, _ = bs.take("k", now.Add(500*time.Millisecond))
+	assert.True(t, ok)
+	ok, _ = bs.take("other", now)
+	assert.True(t, ok, "buckets are per key")
+
+	for i := range 1000 {
+		bs.take(fmt.Sprint("flood-", i), now)
+	}
+	assert.LessOrEqual(t, bs.len(), 10, "a flood of keys cannot grow the limiter without bound")
+	// Idle buckets are the first forgotten: after a refill a new key evicts them.
+	bs.take("late", now.Add(time.Hour))
+	assert.LessOrEqual(t, bs.len(), 2)
+}
+
+// limited serves one function that answers 200 to the key "good" and 401
+// to anything else, one open sign-up function, and health.
+func limited(t *testing.T, limits RateLimits) (*httptest.Server, *clock) {
+	t.Helper()
+	fn := func(public bool) functionapp.Function {
+		return functionapp.Function{Public: public, HTTP: func(_ context.Context, req *functionapp.Request) *functionapp.Response {
+			if public || strings.HasSuffix(req.Header.Get("Authorization"), "good") {
+				return functionapp.JSON(http.StatusOK, map[string]string{"ok": "yes"})
+			}
+			return functionapp.Problem(http.StatusUnauthorized, "Authorization", "no")
+		}}
+	}
+	reg := functionapp.Registry{"Work": fn(false), "SignUp": fn(true), "Healthz": fn(true)}
+	httpFn := func(name, method, route, auth string) functionapp.FunctionConfig {
+		return functionapp.FunctionConfig{Name: name, Bindings: []functionapp.Binding{
+			{Type: "httpTrigger", Direction: "in", Name: "req", AuthLevel: auth, Methods: []string{method}, Route: route},
+			{Type: "http", Direction: "out", Name: "res"},
+		}}
+	}
+	fns := []functionapp.FunctionConfig{
+		httpFn("Work", "get", "work/{id}", "function"),
+		httpFn("SignUp", "post", "accounts", "anonymous"),
+		httpFn("Healthz", "get", "healthz", "anonymous"),
+	}
+	limits.SignUpFunctions = []string{"SignUp"}
+	limits.Exempt = []string{"Healthz"}
+	srv, err := New(reg, fns, nil, slog.New(slog.DiscardHandler), Options{RateLimits: limits})
+	require.NoError(t, err)
+	c := &clock{now: time.Unix(1_800_000_000, 0)}
+	if lim, ok := srv.limiter(); ok {
+		lim.now = c.Now
+	}
+	ts := httptest.NewServer(srv.Handler())
+	t.Cleanup(ts.Close)
+	return ts, c
+}
+
+func get(t *testing.T, ts *httptest.Server, method, path, key string, header ...string) *http.Response {
+	t.Helper()
+	req, err := http.NewRequest(method, ts.URL+path, nil)
+	require.NoError(t, err)
+	if key != "" {
+		req.Header.Set("Authorization", "Bearer "+key)
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	resp, err := ts.Client().Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	return resp
+}
+
+// apiKey makes a well-formed key whose prefix is p repeated.
+func apiKey(p byte, suffix string) string {
+	return domain.APIKeyTag + strings.Repeat(string(p), domain.KeyPrefixLength) + "_" + strings.Repeat("a", domain.KeySecretLength-len(suffix)) + suffix
+}
+
+func TestRateLimitPerKeyAnswers429WithRetryAfter(t *testing.T) {
+	t.Parallel()
+	ts, c := limited(t, RateLimits{PerKey: Rate{N: 1, Per: time.Second}, Burst: 3, SignUp: Rate{N: 1, Per: time.Hour}, SignUpBurst: 2})
+	a, b := apiKey('a', "good"), apiKey('b', "good")
+	for i := range 3 {
+		require.Equal(t, http.StatusOK, get(t, ts, "GET", "/api/work/1", a).StatusCode, "request %d of the burst", i)
+	}
+	resp := get(t, ts, "GET", "/api/work/1", a)
+	require.Equal(t, http.StatusTooManyRequests, resp.StatusCode)
+	assert.Equal(t, "1", resp.Header.Get("Retry-After"))
+	assert.Equal(t, "application/problem+json", resp.Header.Get("Content-Type"))
+	assert.Equal(t, http.StatusOK, get(t, ts, "GET", "/api/work/1", b).StatusCode, "another key has its own bucket")
+	c.Advance(time.Second)
+	assert.Equal(t, http.StatusOK, get(t, ts, "GET", "/api/work/1", a).StatusCode, "refilled")
+
+	// Health is never limited; sign-up has its own, stricter, bucket per address.
+	for range 10 {
+		require.Equal(t, http.StatusOK, get(t, ts, "GET", "/api/healthz", "").StatusCode)
+	}
+	assert.Equal(t, http.StatusOK, get(t, ts, "POST", "/api/accounts", "").StatusCode)
+	assert.Equal(t, http.StatusOK, get(t, ts, "POST", "/api/accounts", "").StatusCode)
+	resp = get(t, ts, "POST", "/api/accounts", "")
+	require.Equal(t, http.StatusTooManyRequests, resp.StatusCode)
+	wait, err := strconv.Atoi(resp.Header.Get("Retry-After"))
+	require.NoError(t, err)
+	assert.InDelta(t, 3600, wait, 2, "one sign-up an hour")
+}
+
+func TestFailedAuthenticationsAreLimitedPerAddress(t *testing.T) {
+	t.Parallel()
+	ts, _ := limited(t, RateLimits{PerKey: Rate{N: 1, Per: time.Hour}, Burst: 2, FailedAuth: Rate{N: 1, Per: time.Hour}, FailedAuthBurst: 3})
+	victim := apiKey('v', "good")
+	// Guesses borrowing the victim's prefix spend the guesser's allowance,
+	// not the victim's bucket.
+	for i := range 3 {
+		require.Equal(t, http.StatusUnauthorized, get(t, ts, "GET", "/api/work/1", apiKey('v', "bad")).StatusCode, "guess %d", i)
+	}
+	resp := get(t, ts, "GET", "/api/work/1", apiKey('w', "bad"))
+	assert.Equal(t, http.StatusTooManyRequests, resp.StatusCode, "the address has used up its failures")
+	assert.NotEmpty(t, resp.Header.Get("Retry-After"))
+
+	// From another address the victim still has its whole burst.
+	ts2 := ts.Config.Handler
+	for i := range 2 {
+		rec := httptest.NewRecorder()
+		req := httptest.NewRequest("GET", "/api/work/1", nil)
+		req.RemoteAddr = "192.0.2.7:4000"
+		req.Header.Set("Authorization", "Bearer "+victim)
+		ts2.ServeHTTP(rec, req)
+		require.Equal(t, http.StatusOK, rec.Code, "victim request %d", i)
+	}
+}
+
+func TestForwardedForOnlyWhenTrusted(t *testing.T) {
+	t.Parallel()
+	for _, trust := range []bool{false, true} {
+		ts, _ := limited(t, RateLimits{PerKey: Rate{N: 1, Per: time.Hour}, Burst: 1, SignUp: Rate{N: 1, Per: time.Hour}, SignUpBurst: 1, TrustForwardedFor: trust})
+		require.Equal(t, http.StatusOK, get(t, ts, "POST", "/api/accounts", "", "X-Forwarded-For", "198.51.100.1").StatusCode)
+		status := get(t, ts, "POST", "/api/accounts", "", "X-Forwarded-For", "10.0.0.1, 198.51.100.2").StatusCode
+		if trust {
+			assert.Equal(t, http.StatusOK, status, "behind a proxy the last hop names the client")
+		} else {
+			assert.Equal(t, http.StatusTooManyRequests, status, "without one a client cannot pick its address")
+		}
+	}
+}
+
+func TestNoLimitsNoLimiter(t *testing.T) {
+	t.Parallel()
+	ts, _ := limited(t, RateLimits{})
+	for range 50 {
+		require.Equal(t, http.StatusOK, get(t, ts, "POST", "/api/accounts", "").StatusCode)
+	}
+	var p functionapp.ProblemDetails
+	resp, err := ts.Client().Get(ts.URL + "/api/nowhere")
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&p))
+	assert.Equal(t, http.StatusNotFound, p.Status)
+}

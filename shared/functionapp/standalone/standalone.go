@@ -1,0 +1,282 @@
+// Package standalone runs the function app as one process: it serves every
+// httpTrigger route itself and consumes every serviceBusTrigger queue from
+// the configured bus, as the Functions host would, so the app runs on a
+// laptop or in a container without the host.
+package standalone
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	goruntime "runtime"
+	"sync"
+	"time"
+
+	"github.com/fabrikam/dronedelivery/shared/domain"
+	"github.com/fabrikam/dronedelivery/shared/functionapp"
+	"github.com/fabrikam/dronedelivery/shared/logctx"
+	"github.com/fabrikam/dronedelivery/shared/ports"
+)
+
+// Options tunes the runtime; zero values mean the defaults.
+type Options struct {
+	// Workers is how many messages of one queue are processed at once
+	// (the host's maxConcurrentCalls).
+	Workers int
+	// Prefetch is how many messages one receive asks for.
+	Prefetch int
+	// DrainTimeout bounds how long shutdown waits for in-flight work.
+	DrainTimeout time.Duration
+	// RateLimits are applied to every HTTP request before it is routed;
+	// the zero value limits nothing.
+	RateLimits RateLimits
+}
+
+func (o Options) withDefaults() Options {
+	if o.Workers <= 0 {
+		// The Functions host's default maxConcurrentCalls. On the embedded
+		// bus more workers mean more writes waiting at once, so larger
+		// groups per commit: on two cores 32 beat 16 and 64 (BenchmarkQueueSteps).
+		o.Workers = 16 * goruntime.GOMAXPROCS(0)
+	}
+	if o.Prefetch <= 0 {
+		o.Prefetch = 32
+	}
+	if o.DrainTimeout <= 0 {
+		o.DrainTimeout = 20 * time.Second
+	}
+	return o
+}
+
+// Server is the standalone runtime.
+type Server struct {
+	reg     functionapp.Registry
+	fns     []functionapp.FunctionConfig
+	bus     ports.Bus
+	log     *slog.Logger
+	opts    Options
+	handler http.Handler
+	lim     *limiter
+}
+
+// New builds the runtime for the functions fns, checking that each has a
+// handler of the right kind.
+func New(reg functionapp.Registry, fns []functionapp.FunctionConfig, bus ports.Bus, log *slog.Logger, opts Options) (*Server, error) {
+	if err := reg.Check(fns); err != nil {
+		return nil, err
+	}
+	mux, err := functionapp.NewRouter(reg, fns, functionapp.RoutePrefix)
+	if err != nil {
+		return nil, err
+	}
+	// The limiter learns which function a request is for from the pattern
+	// the mux would route it by.
+	names := map[string]string{}
+	for _, fc := range fns {
+		t := fc.Trigger()
+		if t.Type != "httpTrigger" {
+			continue
+		}
+		route := t.Route
+		if route == "" {
+			route = fc.Name
+		}
+		pattern := functionapp.RoutePattern(functionapp.RoutePrefix, route)
+		names[pattern] = fc.Name
+		for _, m := range fc.Methods() {
+			names[m+" "+pattern] = fc.Name
+		}
+	}
+	function := func(r *http.Request) string {
+		_, pattern := mux.Handler(r)
+		return names[pattern]
+	}
+	s := &Server{reg: reg, fns: fns, bus: bus, log: log, opts: opts.withDefaults(), handler: withProblems(mux)}
+	if opts.RateLimits.PerKey != (Rate{}) || opts.RateLimits.SignUp != (Rate{}) {
+		s.lim = newLimiter(opts.RateLimits)
+		s.handler = s.lim.wrap(s.handler, function)
+	}
+	return s, nil
+}
+
+// limiter returns the rate limiter, if the options asked for one.
+func (s *Server) limiter() (*limiter, bool) { return s.lim, s.lim != nil }
+
+// Handler returns the HTTP side alone.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// Run serves HTTP on ln and consumes every queue until ctx ends, then stops
+// taking requests and messages, lets in-flight work finish (messages not
+// started go back to the queue when their lock expires), and returns.
+func (s *Server) Run(ctx context.Context, ln net.Listener) error {
+	srv := &http.Server{Handler: s.handler, ReadHeaderTimeout: 10 * time.Second}
+	httpErr := make(chan error, 1)
+	go func() { httpErr <- srv.Serve(ln) }()
+
+	var consumers sync.WaitGroup
+	for _, fc := range s.fns {
+		t := fc.Trigger()
+		if t.Type != "serviceBusTrigger" {
+			continue
+		}
+		consumers.Add(1)
+		go func() {
+			defer consumers.Done()
+			s.consume(ctx, fc.Name, t.QueueName, s.reg[fc.Name].Queue)
+		}()
+	}
+
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-httpErr:
+	}
+	drain, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.opts.DrainTimeout)
+	defer cancel()
+	if serr := srv.Shutdown(drain); serr != nil && err == nil {
+		err = serr
+	}
+	consumers.Wait()
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	return err
+}
+
+// consume receives from queue and processes with a bounded worker pool.
+// Processing and settlement use a context that outlives ctx, so a message
+// taken before shutdown is finished rather than abandoned half-way.
+func (s *Server) consume(ctx context.Context, name, queue string, fn functionapp.QueueFunc) {
+	work := make(chan *ports.Delivered, s.opts.Workers)
+	var workers sync.WaitGroup
+	runCtx := context.WithoutCancel(ctx)
+	for range s.opts.Workers {
+		workers.Add(1)
+		go func() {
+			defer workers.Done()
+			for msg := range work {
+				s.handle(runCtx, name, fn, msg)
+			}
+		}()
+	}
+	defer func() {
+		close(work)
+		workers.Wait()
+	}()
+	for {
+		msgs, err := s.bus.Receive(ctx, queue, s.opts.Prefetch)
+		if ctx.Err() != nil {
+			// Messages received as ctx ended are still locked to us: finish them.
+			for _, m := range msgs {
+				work <- m
+			}
+			return
+		}
+		if err != nil {
+			s.log.ErrorContext(ctx, "receive failed", "queue", queue, "err", err)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(time.Second):
+			}
+			continue
+		}
+		for _, m := range msgs {
+			work <- m
+		}
+	}
+}
+
+// completeWither is a bus that can publish a step's outputs and complete
+// its input in one operation (the embedded bus: one commit instead of two).
+type completeWither interface {
+	CompleteWith(ctx context.Context, m *ports.Delivered, out ...ports.Message) error
+}
+
+// held keeps what a step publishes, so that it can go out together with
+// the completion of the step's message.
+type held struct{ msgs []ports.Message }
+
+func (h *held) Publish(_ context.Context, msgs ...ports.Message) error {
+	h.msgs = append(h.msgs, msgs...)
+	return nil
+}
+
+func (s *Server) handle(ctx context.Context, name string, fn functionapp.QueueFunc, msg *ports.Delivered) {
+	ctx = logctx.With(ctx, "function", name, "messageId", msg.ID, "correlationId", msg.CorrelationID, "deliveryCount", msg.DeliveryCount)
+	cw, together := s.bus.(completeWither)
+	var pub ports.Publisher = s.bus
+	var out held
+	if together {
+		pub = &out
+	}
+	outcome, err := functionapp.Process(ctx, fn, pub, msg)
+	var serr error
+	switch outcome {
+	case functionapp.Done:
+		if !together {
+			serr = s.bus.Complete(ctx, msg)
+			break
+		}
+		serr = cw.CompleteWith(ctx, msg, out.msgs...)
+		if serr != nil && !domain.IsCode(serr, domain.ECONFLICT) {
+			// Nothing was published or completed: as when a publish fails,
+			// the message goes back to be tried again.
+			s.log.WarnContext(ctx, "message failed; it will be retried", "err", serr)
+			serr = s.bus.Abandon(ctx, msg)
+		}
+	case functionapp.Retry:
+		s.log.WarnContext(ctx, "message failed; it will be retried", "err", err)
+		serr = s.bus.Abandon(ctx, msg)
+	case functionapp.Poisonous:
+		s.log.ErrorContext(ctx, "message can never succeed; dead-lettering it", "err", err)
+		serr = s.bus.DeadLetter(ctx, msg, "ProcessingFailed", truncate(err.Error(), 1024))
+	}
+	if serr != nil {
+		// The lock is gone or the bus failed: the message comes back and the
+		// idempotent step runs again.
+		s.log.WarnContext(ctx, "settle failed", "err", serr)
+	}
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n]
+}
+
+// withProblems answers unrouted requests with problem documents instead of
+// ServeMux's plain-text 404 and 405.
+func withProblems(mux *http.ServeMux) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h, pattern := mux.Handler(r)
+		if pattern != "" {
+			mux.ServeHTTP(w, r) // sets the request's pattern and path values
+			return
+		}
+		rec := &statusRecorder{header: http.Header{}}
+		h.ServeHTTP(rec, r)
+		status := rec.status
+		if status == 0 {
+			status = http.StatusNotFound
+		}
+		resp := functionapp.Problem(status, "", fmt.Sprintf("%s %s is not served", r.Method, r.URL.Path))
+		if allow := rec.header.Get("Allow"); allow != "" {
+			resp.Header.Set("Allow", allow)
+		}
+		functionapp.WriteResponse(w, resp)
+	})
+}
+
+type statusRecorder struct {
+	header http.Header
+	status int
+}
+
+func (r *statusRecorder) Header() http.Header         { return r.header }
+func (r *statusRecorder) Write(b []byte) (int, error) { return len(b), nil }
+func (r *statusRecorder) WriteHeader(status int)      { r.status = status }

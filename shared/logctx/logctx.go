@@ -1,0 +1,67 @@
+// Package obs carries log attributes in a context, so that every log line of
+// a request or message names its correlation id, delivery id and (under the
+// Functions host) invocation id without each call site repeating them.
+package logctx
+
+import (
+	"context"
+	"io"
+	"log/slog"
+)
+
+type attrsKey struct{}
+
+// With returns a context whose log lines carry the given key/value pairs in
+// addition to those ctx already carries; a key given again replaces its
+// earlier value, so a line never names one key twice.
+func With(ctx context.Context, args ...any) context.Context {
+	prev, _ := ctx.Value(attrsKey{}).([]slog.Attr)
+	r := slog.Record{}
+	r.Add(args...)
+	attrs := make([]slog.Attr, 0, len(prev)+r.NumAttrs())
+	attrs = append(attrs, prev...)
+	r.Attrs(func(a slog.Attr) bool {
+		for i := range attrs {
+			if attrs[i].Key == a.Key {
+				attrs[i] = a
+				return true
+			}
+		}
+		attrs = append(attrs, a)
+		return true
+	})
+	return context.WithValue(ctx, attrsKey{}, attrs)
+}
+
+// Attrs returns the attributes ctx carries.
+func Attrs(ctx context.Context) []slog.Attr {
+	a, _ := ctx.Value(attrsKey{}).([]slog.Attr)
+	return a
+}
+
+// ContextHandler adds the context's attributes to every record.
+type ContextHandler struct{ slog.Handler }
+
+// Handle implements slog.Handler.
+func (h ContextHandler) Handle(ctx context.Context, r slog.Record) error {
+	if a := Attrs(ctx); len(a) > 0 {
+		r = r.Clone()
+		r.AddAttrs(a...)
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+// WithAttrs implements slog.Handler.
+func (h ContextHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return ContextHandler{h.Handler.WithAttrs(attrs)}
+}
+
+// WithGroup implements slog.Handler.
+func (h ContextHandler) WithGroup(name string) slog.Handler {
+	return ContextHandler{h.Handler.WithGroup(name)}
+}
+
+// NewLogger returns a JSON logger to w that adds context attributes.
+func NewLogger(w io.Writer, level slog.Level) *slog.Logger {
+	return slog.New(ContextHandler{slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level})})
+}

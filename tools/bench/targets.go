@@ -1,0 +1,99 @@
+package bench
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/fabrikam/dronedelivery/tools/loadgen"
+)
+
+// targets sets the report's target table from the runs of this session.
+func (b *benchRun) targets() {
+	find := func(prefix string) *loadgen.Result {
+		for _, r := range b.rep.Runs {
+			if strings.HasPrefix(r.Name, prefix) {
+				return r
+			}
+		}
+		return nil
+	}
+	completion := func(name string) *loadgen.Completion {
+		for i := range b.rep.Completions {
+			if b.rep.Completions[i].Name == name {
+				return &b.rep.Completions[i]
+			}
+		}
+		return nil
+	}
+	var t []loadgen.Target
+
+	through := loadgen.Target{Name: "deliveries/s accepted and carried to Scheduled", Goal: "≥ 5,000/s", Limit: 5000, HigherIsBetter: true, Unit: "/s",
+		Reference: "1,100/s (35 workflow replicas on AKS)"}
+	if c := completion("e2e-max"); c != nil {
+		through.Measured, through.Value = true, c.Throughput
+	}
+	if b.baseMax != nil {
+		through.Baseline, through.BaselineValue = fmt.Sprintf("bare net/http %.0f req/s", b.baseMax.Throughput), b.baseMax.Throughput
+	}
+	t = append(t, through)
+
+	e2eName := fmt.Sprintf("e2e-%g/s", b.o.e2eRate)
+	ingest := loadgen.Target{Name: fmt.Sprintf("ingest p99 at %g/s", b.o.e2eRate), Goal: "≤ 10 ms", Limit: 10, Unit: "ms",
+		Reference: "2,540 ms (ingestion p99, 10 replicas)"}
+	if r := find(e2eName); r != nil && r.OK > 0 {
+		ingest.Measured, ingest.Value = true, r.Latency.P99Ms
+	}
+	if b.base1000 != nil {
+		ingest.Baseline, ingest.BaselineValue = fmt.Sprintf("bare net/http p99 %.2f ms", b.base1000.Latency.P99Ms), b.base1000.Latency.P99Ms
+	}
+	t = append(t, ingest)
+
+	sched := loadgen.Target{Name: fmt.Sprintf("accept → Scheduled p99 at %g/s", b.o.e2eRate), Goal: "≤ 100 ms", Limit: 100, Unit: "ms",
+		Reference: "2,540 ms (workflow p99)"}
+	if c := completion(e2eName); c != nil && c.Completed > 0 {
+		sched.Measured, sched.Value = true, c.Latency.P99Ms
+	}
+	if b.base1000 != nil {
+		sched.Baseline, sched.BaselineValue = fmt.Sprintf("bare net/http p99 %.2f ms", b.base1000.Latency.P99Ms), b.base1000.Latency.P99Ms
+	}
+	t = append(t, sched)
+
+	disp := loadgen.Target{Name: fmt.Sprintf("dispatch p99 per assignment, %d drones", b.o.dispatchFleet), Goal: "≤ 1 ms", Limit: 1, Unit: "ms",
+		Reference: "none: a stub returning a random id"}
+	if r := find("dispatch ScheduleDrone"); r != nil && r.OK > 0 {
+		disp.Measured, disp.Value = true, r.Latency.P99Ms
+	}
+	if r := find("dispatch search, linear"); r != nil && r.OK > 0 {
+		disp.Baseline, disp.BaselineValue = fmt.Sprintf("linear-scan search p99 %.2f ms", r.Latency.P99Ms), r.Latency.P99Ms
+	}
+	t = append(t, disp)
+
+	for _, name := range []string{"dronedelivery serve", "dronedelivery as custom handler"} {
+		st := loadgen.Target{Name: "start-up to first 200, " + strings.TrimPrefix(name, "dronedelivery "), Goal: "≤ 50 ms", Limit: 50, Unit: "ms", Reference: "not published"}
+		for _, s := range b.rep.Startups {
+			if s.Name == name && s.Runs > 0 {
+				st.Measured, st.Value = true, s.MedianMs
+			}
+		}
+		if b.baseStartMs > 0 {
+			st.Baseline, st.BaselineValue = fmt.Sprintf("bare net/http %.1f ms", b.baseStartMs), b.baseStartMs
+		}
+		t = append(t, st)
+	}
+
+	mem := loadgen.Target{Name: fmt.Sprintf("resident memory at %g deliveries/s", b.o.e2eRate), Goal: "≤ 60 MB", Limit: 60, Unit: "MB", Reference: "not published"}
+	for _, m := range b.rep.Memory {
+		if m.Process == "dronedelivery serve" && strings.HasPrefix(m.When, "under") {
+			mem.Measured, mem.Value = true, m.RSSMB
+		}
+	}
+	if b.baseRSS > 0 {
+		mem.Baseline, mem.BaselineValue = fmt.Sprintf("bare net/http %.1f MB", b.baseRSS), b.baseRSS
+	}
+	t = append(t, mem)
+	b.rep.Targets = t
+	if !slices.ContainsFunc(t, func(x loadgen.Target) bool { return x.Measured }) {
+		b.note("No target was measured in this session.")
+	}
+}
