@@ -72,11 +72,11 @@ bench-go:
 # testdata/fuzz, where it runs with the unit tests from then on.
 FUZZTIME ?= 60s
 FUZZ_TARGETS := \
-	./shared/domain:FuzzParseDeliveryRequest \
-	./shared/domain:FuzzParseReschedule \
-	./shared/domain:FuzzParseTelemetry \
-	./shared/domain:FuzzParseTelemetryMessage \
-	./shared/domain:FuzzParseEnvelope \
+	./shared/wire:FuzzParseDeliveryRequest \
+	./shared/wire:FuzzParseReschedule \
+	./shared/wire:FuzzParseTelemetry \
+	./shared/wire:FuzzParseTelemetryMessage \
+	./shared/wire:FuzzParseEnvelope \
 	./shared/functionapp/host:FuzzDecodeHTTPInvocation \
 	./shared/functionapp/host:FuzzDecodeQueueInvocation
 

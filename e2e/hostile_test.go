@@ -21,6 +21,7 @@ import (
 	"github.com/fabrikam/dronedelivery/shared/functionapp"
 	"github.com/fabrikam/dronedelivery/shared/ports"
 	"github.com/fabrikam/dronedelivery/shared/topology"
+	"github.com/fabrikam/dronedelivery/shared/wire"
 )
 
 // hostile is one malformed or hostile request and the answer it must get.
@@ -158,7 +159,7 @@ func TestHostileRequests(t *testing.T) {
 		return strings.Replace(drone, `"maxPayloadKg":5`, `"maxPayloadKg":5,"`+k+`":`+v, 1)
 	}
 	report := `{"location":{"latitude":47.6,"longitude":-122.3},"batteryPercent":50,"timestamp":"2026-11-26T10:00:00Z"}`
-	many := "[" + strings.TrimSuffix(strings.Repeat(report+",", domain.MaxReportsPerPost+1), ",") + "]"
+	many := "[" + strings.TrimSuffix(strings.Repeat(report+",", wire.MaxReportsPerPost+1), ",") + "]"
 	deep := strings.Repeat(`{"x":`, 1000) + "1" + strings.Repeat("}", 1000)
 	confirm := `{"dateTime":"2026-11-26T10:00:00Z","geoCoordinates":{"latitude":47.61,"longitude":-122.33},"confirmationType":"None"}`
 
@@ -230,8 +231,8 @@ func TestHostileRequests(t *testing.T) {
 		{name: "a prototype-pollution key", method: "POST", path: "/api/deliveryrequests", key: a.key, body: good(set("__proto__", map[string]any{"admin": true})), status: 400, field: "__proto__"},
 		{name: "a duplicate key", method: "POST", path: "/api/deliveryrequests", key: a.key, body: raw(inject(`"packageInfo":{`, `"packageInfo":{"weight":999,`)), status: 400, field: "packageInfo.weight"},
 		{name: "a duplicate key in another case", method: "POST", path: "/api/deliveryrequests", key: a.key, body: raw(inject(`"deliveryId"`, `"DeliveryID":"other","deliveryId"`)), status: 400, field: "deliveryId"},
-		{name: "nesting 1000 deep", method: "POST", path: "/api/deliveryrequests", key: a.key, body: raw(`{"x":` + deep + `}`), status: 400, field: "x" + strings.Repeat(".x", domain.MaxJSONDepth-1)},
-		{name: "arrays nested 100 deep", method: "POST", path: "/api/deliveryrequests", key: a.key, body: raw(strings.Repeat("[", 100) + strings.Repeat("]", 100)), status: 400, field: strings.Repeat("[0]", domain.MaxJSONDepth)},
+		{name: "nesting 1000 deep", method: "POST", path: "/api/deliveryrequests", key: a.key, body: raw(`{"x":` + deep + `}`), status: 400, field: "x" + strings.Repeat(".x", wire.MaxJSONDepth-1)},
+		{name: "arrays nested 100 deep", method: "POST", path: "/api/deliveryrequests", key: a.key, body: raw(strings.Repeat("[", 100) + strings.Repeat("]", 100)), status: 400, field: strings.Repeat("[0]", wire.MaxJSONDepth)},
 		{name: "invalid UTF-8", method: "POST", path: "/api/deliveryrequests", key: a.key, body: []byte(inject(`"tag":"e2e"`, "\"tag\":\"\xff\xfe\"")), status: 400, field: "body"},
 		{name: "a lone surrogate escape in an id", method: "POST", path: "/api/deliveryrequests", key: a.key, body: raw(inject(`"deliveryId":"hostile-1"`, `"deliveryId":"\ud800"`)), status: 400, field: "deliveryId"},
 		{name: "latitude as a string", method: "POST", path: "/api/deliveryrequests", key: a.key, body: raw(inject(`"latitude":47.6062`, `"latitude":"47.6"`)), status: 400, field: "pickupLocation.latitude"},

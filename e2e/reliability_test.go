@@ -23,8 +23,9 @@ import (
 	"github.com/fabrikam/dronedelivery/shared/adapters/embedded"
 	"github.com/fabrikam/dronedelivery/shared/domain"
 	"github.com/fabrikam/dronedelivery/shared/ports"
-	"github.com/fabrikam/dronedelivery/tools/simulator"
 	"github.com/fabrikam/dronedelivery/shared/topology"
+	"github.com/fabrikam/dronedelivery/shared/wire"
+	"github.com/fabrikam/dronedelivery/tools/simulator"
 )
 
 // load posts deliveries from several clients until stop closes, and keeps
@@ -256,7 +257,7 @@ func TestPoisonMessagesAreDeadLetteredAndReplayed(t *testing.T) {
 	db, err := embedded.Open(filepath.Join(dir, "dronedelivery.db"), embedded.Options{})
 	require.NoError(t, err)
 	defer db.Close()
-	early, _ := json.Marshal(domain.Envelope{Operation: domain.OpDelivery, DeliveryID: "early", CorrelationID: "c-early"})
+	early, _ := json.Marshal(wire.Envelope{Operation: wire.OpDelivery, DeliveryID: "early", CorrelationID: "c-early"})
 	require.NoError(t, db.Bus().Publish(withTimeout(t, 5*time.Second),
 		ports.Message{ID: "garbage-1", Queue: topology.QueueDeliveryRequests, Body: []byte("{not json"), Operation: "delivery"},
 		// The same id ingest will give its message, so ingest's own is dropped as a duplicate.

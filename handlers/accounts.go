@@ -14,6 +14,7 @@ import (
 	"github.com/fabrikam/dronedelivery/shared/functionapp"
 	"github.com/fabrikam/dronedelivery/shared/logctx"
 	"github.com/fabrikam/dronedelivery/shared/ports"
+	"github.com/fabrikam/dronedelivery/shared/wire"
 )
 
 // signedUp is the 201 body of a sign-up: the only time the key and the
@@ -61,7 +62,7 @@ func newAPIKey(accountID string, now time.Time) (string, *domain.APIKey) {
 // account nobody can use rather than a key for an account that does not
 // exist.
 func (h *Handlers) CreateAccount(ctx context.Context, req *functionapp.Request) *functionapp.Response {
-	s, err := domain.ParseSignUp(req.Body)
+	s, err := wire.ParseSignUp(req.Body)
 	if err != nil {
 		return h.errorResponse(ctx, err)
 	}
@@ -127,7 +128,7 @@ func (h *Handlers) CreateAPIKey(ctx context.Context, req *functionapp.Request) *
 		return h.errorResponse(ctx, err)
 	}
 	if len(req.Body) > 0 {
-		if err := domain.DecodeStrict(req.Body, &struct{}{}); err != nil {
+		if err := wire.DecodeStrict(req.Body, &struct{}{}); err != nil {
 			return h.errorResponse(ctx, err)
 		}
 	}

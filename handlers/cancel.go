@@ -10,6 +10,7 @@ import (
 	"github.com/fabrikam/dronedelivery/shared/logctx"
 	"github.com/fabrikam/dronedelivery/shared/ports"
 	"github.com/fabrikam/dronedelivery/shared/topology"
+	"github.com/fabrikam/dronedelivery/shared/wire"
 )
 
 // CancelDelivery serves DELETE /api/deliveryrequests/{id} (204). The
@@ -49,7 +50,7 @@ func (h *Handlers) CancelDelivery(ctx context.Context, req *functionapp.Request)
 		notes = notificationsOfKind(d, domain.NotifyCancelled)
 	}
 	msgs := append([]ports.Message{message(topology.QueueDeliveryRequests, "cancel",
-		domain.Envelope{Operation: domain.OpCancel, DeliveryID: id, CorrelationID: d.CorrelationID, Generation: d.Generation})},
+		wire.Envelope{Operation: wire.OpCancel, DeliveryID: id, CorrelationID: d.CorrelationID, Generation: d.Generation})},
 		notifyMessages(d, notes)...)
 	if err := h.bus.Publish(ctx, msgs...); err != nil {
 		return h.errorResponse(ctx, domain.Unavailable(err, "the cancellation is recorded but its follow-up could not be queued; send the DELETE again"))
@@ -68,7 +69,7 @@ func (h *Handlers) RescheduleDelivery(ctx context.Context, req *functionapp.Requ
 	if err := domain.ValidID("id", id); err != nil {
 		return h.errorResponse(ctx, err)
 	}
-	change, err := domain.ParseReschedule(req.Body)
+	change, err := wire.ParseReschedule(req.Body)
 	if err != nil {
 		return h.errorResponse(ctx, err)
 	}
@@ -93,7 +94,7 @@ func (h *Handlers) RescheduleDelivery(ctx context.Context, req *functionapp.Requ
 	}
 	ctx = logctx.With(ctx, "deliveryId", id, "correlationId", d.CorrelationID)
 	m := message(topology.QueueDeliveryRequests, fmt.Sprintf("g%d:reschedule", d.Generation),
-		domain.Envelope{Operation: domain.OpReschedule, DeliveryID: id, CorrelationID: d.CorrelationID, Generation: d.Generation})
+		wire.Envelope{Operation: wire.OpReschedule, DeliveryID: id, CorrelationID: d.CorrelationID, Generation: d.Generation})
 	if err := h.bus.Publish(ctx, m); err != nil {
 		return h.errorResponse(ctx, domain.Unavailable(err, "the reschedule is recorded but could not be queued"))
 	}

@@ -6,6 +6,7 @@ import (
 
 	"github.com/fabrikam/dronedelivery/shared/domain"
 	"github.com/fabrikam/dronedelivery/shared/functionapp"
+	"github.com/fabrikam/dronedelivery/shared/wire"
 )
 
 // PostConfirmation serves POST /api/deliveries/{id}/confirmations: the
@@ -16,7 +17,7 @@ func (h *Handlers) PostConfirmation(ctx context.Context, req *functionapp.Reques
 	if err := domain.ValidID("id", id); err != nil {
 		return h.errorResponse(ctx, err)
 	}
-	c, err := domain.ParseConfirmation(req.Body)
+	c, err := wire.ParseConfirmation(req.Body)
 	if err != nil {
 		return h.errorResponse(ctx, err)
 	}
@@ -44,7 +45,7 @@ func (h *Handlers) PostNotifyMeRequest(ctx context.Context, req *functionapp.Req
 		return h.errorResponse(ctx, err)
 	}
 	now := h.clock.Now()
-	r, err := domain.ParseNotifyMe(req.Body, now)
+	r, err := wire.ParseNotifyMe(req.Body, now)
 	if err != nil {
 		return h.errorResponse(ctx, err)
 	}
@@ -52,8 +53,8 @@ func (h *Handlers) PostNotifyMeRequest(ctx context.Context, req *functionapp.Req
 		if d.Stage.Terminal() {
 			return domain.Errorf(domain.ECONFLICT, "delivery %s has ended", id)
 		}
-		if len(d.NotifyMe) >= domain.MaxNotifyMeRequests {
-			return domain.Errorf(domain.ECONFLICT, "delivery %s already has %d notify-me requests", id, domain.MaxNotifyMeRequests)
+		if len(d.NotifyMe) >= wire.MaxNotifyMeRequests {
+			return domain.Errorf(domain.ECONFLICT, "delivery %s already has %d notify-me requests", id, wire.MaxNotifyMeRequests)
 		}
 		d.NotifyMe = append(d.NotifyMe, *r)
 		d.UpdatedAt = now

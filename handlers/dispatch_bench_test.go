@@ -21,6 +21,7 @@ import (
 	"github.com/fabrikam/dronedelivery/shared/fleetgen"
 	"github.com/fabrikam/dronedelivery/shared/ports"
 	"github.com/fabrikam/dronedelivery/shared/topology"
+	"github.com/fabrikam/dronedelivery/shared/wire"
 	"github.com/fabrikam/dronedelivery/tools/loadgen"
 )
 
@@ -197,7 +198,7 @@ func BenchmarkScheduleDrone(b *testing.B) {
 				if err := store.Deliveries.Create(ctx, id, d); err != nil {
 					b.Fatal(err)
 				}
-				body, _ := json.Marshal(domain.Envelope{Operation: domain.OpDelivery, DeliveryID: id, CorrelationID: id})
+				body, _ := json.Marshal(wire.Envelope{Operation: wire.OpDelivery, DeliveryID: id, CorrelationID: id})
 				msg := &ports.Delivered{Message: ports.Message{ID: id + ":requested", Queue: topology.QueueDeliveryRequests, Body: body}, DeliveryCount: 1}
 				b.StartTimer()
 

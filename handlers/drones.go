@@ -7,13 +7,14 @@ import (
 
 	"github.com/fabrikam/dronedelivery/shared/domain"
 	"github.com/fabrikam/dronedelivery/shared/functionapp"
+	"github.com/fabrikam/dronedelivery/shared/wire"
 )
 
 // PutDrone serves PUT /api/drones/{id}: it registers a drone or updates its
 // specification, position and status. A drone on a delivery cannot be
 // changed by an operator until the delivery releases it.
 func (h *Handlers) PutDrone(ctx context.Context, req *functionapp.Request) *functionapp.Response {
-	in, err := domain.ParseDrone(req.Params["id"], req.Body)
+	in, err := wire.ParseDrone(req.Params["id"], req.Body)
 	if err != nil {
 		return h.errorResponse(ctx, err)
 	}

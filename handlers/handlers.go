@@ -18,6 +18,7 @@ import (
 	"github.com/fabrikam/dronedelivery/shared/logctx"
 	"github.com/fabrikam/dronedelivery/shared/ports"
 	"github.com/fabrikam/dronedelivery/shared/topology"
+	"github.com/fabrikam/dronedelivery/shared/wire"
 )
 
 // Config tunes the steps; the zero value means the defaults.
@@ -172,7 +173,7 @@ const (
 )
 
 // message builds the envelope for the next step of d.
-func message(queue, step string, env domain.Envelope) ports.Message {
+func message(queue, step string, env wire.Envelope) ports.Message {
 	body, _ := json.Marshal(env) // an Envelope always encodes
 	return ports.Message{
 		ID:            env.DeliveryID + ":" + step,
@@ -190,15 +191,15 @@ func nextMessage(d *domain.Delivery, queue, step string) ports.Message {
 	if d.Generation > 0 {
 		step = fmt.Sprintf("g%d:%s", d.Generation, step)
 	}
-	return message(queue, step, domain.Envelope{Operation: domain.OpDelivery, DeliveryID: d.ID, CorrelationID: d.CorrelationID, Generation: d.Generation})
+	return message(queue, step, wire.Envelope{Operation: wire.OpDelivery, DeliveryID: d.ID, CorrelationID: d.CorrelationID, Generation: d.Generation})
 }
 
 // notifyMessages hands notifications to the webhook step, one message each.
 func notifyMessages(d *domain.Delivery, ns []domain.Notification) []ports.Message {
 	out := make([]ports.Message, 0, len(ns))
 	for _, n := range ns {
-		body, _ := json.Marshal(domain.Envelope{Operation: domain.OpNotify, DeliveryID: d.ID, CorrelationID: d.CorrelationID, NotificationID: n.ID})
-		out = append(out, ports.Message{ID: n.ID, Queue: topology.QueueNotifications, Body: body, CorrelationID: d.CorrelationID, Operation: string(domain.OpNotify)})
+		body, _ := json.Marshal(wire.Envelope{Operation: wire.OpNotify, DeliveryID: d.ID, CorrelationID: d.CorrelationID, NotificationID: n.ID})
+		out = append(out, ports.Message{ID: n.ID, Queue: topology.QueueNotifications, Body: body, CorrelationID: d.CorrelationID, Operation: string(wire.OpNotify)})
 	}
 	return out
 }
@@ -209,7 +210,7 @@ func requestedMessage(d *domain.Delivery) ports.Message {
 }
 
 // withDelivery adds a delivery's ids to the log context.
-func withDelivery(ctx context.Context, env *domain.Envelope) context.Context {
+func withDelivery(ctx context.Context, env *wire.Envelope) context.Context {
 	return logctx.With(ctx, "deliveryId", env.DeliveryID, "correlationId", env.CorrelationID)
 }
 
@@ -246,8 +247,8 @@ func (h *Handlers) errorResponse(ctx context.Context, err error) *functionapp.Re
 
 // loadEnvelope decodes a queue message and finds its delivery. A message
 // naming no known delivery can never succeed.
-func (h *Handlers) loadEnvelope(ctx context.Context, msg *ports.Delivered) (context.Context, *domain.Envelope, *domain.Delivery, error) {
-	env, err := domain.ParseEnvelope(msg.Body)
+func (h *Handlers) loadEnvelope(ctx context.Context, msg *ports.Delivered) (context.Context, *wire.Envelope, *domain.Delivery, error) {
+	env, err := wire.ParseEnvelope(msg.Body)
 	if err != nil {
 		return ctx, nil, nil, err
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/fabrikam/dronedelivery/shared/functionapp"
 	"github.com/fabrikam/dronedelivery/shared/ports"
 	"github.com/fabrikam/dronedelivery/shared/topology"
+	"github.com/fabrikam/dronedelivery/shared/wire"
 )
 
 // clock is a settable test clock.
@@ -282,7 +283,7 @@ func TestNoDroneRetriesWithBackoffThenFails(t *testing.T) {
 	require.Len(t, out, 1, "a retry is scheduled")
 	assert.Equal(t, "lonely:retry-1", out[0].ID)
 	assert.Equal(t, t0.Add(time.Second), out[0].NotBefore)
-	var env domain.Envelope
+	var env wire.Envelope
 	require.NoError(t, json.Unmarshal(out[0].Body, &env))
 	assert.Equal(t, 1, env.Attempt)
 

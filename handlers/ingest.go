@@ -7,6 +7,7 @@ import (
 	"github.com/fabrikam/dronedelivery/shared/domain"
 	"github.com/fabrikam/dronedelivery/shared/functionapp"
 	"github.com/fabrikam/dronedelivery/shared/logctx"
+	"github.com/fabrikam/dronedelivery/shared/wire"
 )
 
 // accepted is the 202 body: the request as stored, with its ids.
@@ -34,7 +35,7 @@ func (h *Handlers) IngestDelivery(ctx context.Context, req *functionapp.Request)
 	if h.overloaded(ctx) {
 		return busy()
 	}
-	p, err := domain.ParseDeliveryRequest(req.Body)
+	p, err := wire.ParseDeliveryRequest(req.Body)
 	if err != nil {
 		return h.errorResponse(ctx, err)
 	}

@@ -9,6 +9,7 @@ import (
 	"github.com/fabrikam/dronedelivery/shared/domain"
 	"github.com/fabrikam/dronedelivery/shared/ports"
 	"github.com/fabrikam/dronedelivery/shared/topology"
+	"github.com/fabrikam/dronedelivery/shared/wire"
 )
 
 // errTaken says a candidate drone could not be claimed for the delivery.
@@ -30,7 +31,7 @@ func (h *Handlers) ScheduleDrone(ctx context.Context, msg *ports.Delivered) ([]p
 		return nil, err
 	}
 	switch env.Operation {
-	case domain.OpCancel:
+	case wire.OpCancel:
 		if d.Stage != domain.StageCancelled {
 			return nil, nil // nothing was cancelled; a stray message
 		}
@@ -38,7 +39,7 @@ func (h *Handlers) ScheduleDrone(ctx context.Context, msg *ports.Delivered) ([]p
 			return nil, err
 		}
 		return nil, h.markPackage(ctx, d, "Cancelled")
-	case domain.OpDelivery, domain.OpReschedule:
+	case wire.OpDelivery, wire.OpReschedule:
 	default:
 		return nil, &domain.Permanent{Err: domain.Invalid("operation", "%s is not handled by this step", env.Operation)}
 	}

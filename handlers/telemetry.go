@@ -13,6 +13,7 @@ import (
 	"github.com/fabrikam/dronedelivery/shared/logctx"
 	"github.com/fabrikam/dronedelivery/shared/ports"
 	"github.com/fabrikam/dronedelivery/shared/topology"
+	"github.com/fabrikam/dronedelivery/shared/wire"
 )
 
 // PostTelemetry accepts POST /api/drones/{id}/telemetry: one report or an
@@ -20,7 +21,7 @@ import (
 // once they are all queued.
 func (h *Handlers) PostTelemetry(ctx context.Context, req *functionapp.Request) *functionapp.Response {
 	id := req.Params["id"]
-	reports, err := domain.ParseTelemetry(id, req.Body)
+	reports, err := wire.ParseTelemetry(id, req.Body)
 	if err != nil {
 		return h.errorResponse(ctx, err)
 	}
@@ -58,7 +59,7 @@ func (h *Handlers) PostTelemetry(ctx context.Context, req *functionapp.Request) 
 // late one lands where it belongs; the drone keeps the newest position
 // only. A crash between the two writes is finished by the redelivery.
 func (h *Handlers) TrackDrone(ctx context.Context, msg *ports.Delivered) ([]ports.Message, error) {
-	r, err := domain.ParseTelemetryMessage(msg.Body)
+	r, err := wire.ParseTelemetryMessage(msg.Body)
 	if err != nil {
 		return nil, err
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/fabrikam/dronedelivery/shared/functionapp"
 	"github.com/fabrikam/dronedelivery/shared/ports"
 	"github.com/fabrikam/dronedelivery/shared/topology"
+	"github.com/fabrikam/dronedelivery/shared/wire"
 )
 
 // leg interpolates n reports from a to b (both ends included).
@@ -351,7 +352,7 @@ func TestWebhookGivesUpAfterTheLimit(t *testing.T) {
 	require.Equal(t, http.StatusAccepted, f.call("IngestDelivery", key, &functionapp.Request{Method: "POST", Body: body}).Status)
 	f.drain(t)
 	msg := f.receiveDelayed(t, topology.QueueNotifications)
-	var env domain.Envelope
+	var env wire.Envelope
 	require.NoError(t, json.Unmarshal(msg.Body, &env))
 	env.Attempt = 7 // the eighth and last attempt
 	msg.Body, _ = json.Marshal(env)

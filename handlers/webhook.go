@@ -16,6 +16,7 @@ import (
 	"github.com/fabrikam/dronedelivery/shared/domain"
 	"github.com/fabrikam/dronedelivery/shared/ports"
 	"github.com/fabrikam/dronedelivery/shared/topology"
+	"github.com/fabrikam/dronedelivery/shared/wire"
 )
 
 // Webhook headers. The signature is HMAC-SHA256, keyed with the account's
@@ -53,7 +54,7 @@ func (h *Handlers) SendNotification(ctx context.Context, msg *ports.Delivered) (
 	if err != nil {
 		return nil, err
 	}
-	if env.Operation != domain.OpNotify {
+	if env.Operation != wire.OpNotify {
 		return nil, &domain.Permanent{Err: domain.Invalid("operation", "must be notify")}
 	}
 	var n *domain.Notification

@@ -71,7 +71,7 @@ type Fleet interface {
 type Message struct {
 	ID            string    // deliveryId + step: duplicate detection keys on it
 	Queue         string    // the destination queue
-	Body          []byte    // a JSON domain.Envelope
+	Body          []byte    // a JSON wire.Envelope
 	CorrelationID string    // born at ingest, carried by every message
 	Operation     string    // copied from the envelope for routing and filters
 	NotBefore     time.Time // zero: deliver now; else not before this time

@@ -18,6 +18,7 @@ import (
 	"github.com/fabrikam/dronedelivery/shared/domain"
 	"github.com/fabrikam/dronedelivery/shared/ports"
 	"github.com/fabrikam/dronedelivery/shared/topology"
+	"github.com/fabrikam/dronedelivery/shared/wire"
 	"github.com/fabrikam/dronedelivery/tools/loadgen"
 )
 
@@ -53,7 +54,7 @@ func (b *benchRun) dispatchScenario(ctx context.Context) error {
 	now := time.Now().UTC()
 	reqs := make([]*domain.DeliveryRequest, n)
 	for i := range n {
-		p, err := domain.ParseDeliveryRequest(requestBody(fmt.Sprintf("dispatch-%d", i), "bench", i))
+		p, err := wire.ParseDeliveryRequest(requestBody(fmt.Sprintf("dispatch-%d", i), "bench", i))
 		if err != nil {
 			return err
 		}
@@ -114,7 +115,7 @@ func (b *benchRun) dispatchScenario(ctx context.Context) error {
 		if err := store.Deliveries.Create(ctx, id, d); err != nil {
 			return err
 		}
-		body, _ := json.Marshal(domain.Envelope{Operation: domain.OpDelivery, DeliveryID: id, CorrelationID: id})
+		body, _ := json.Marshal(wire.Envelope{Operation: wire.OpDelivery, DeliveryID: id, CorrelationID: id})
 		msgs[i] = &ports.Delivered{Message: ports.Message{ID: id + ":requested", Queue: topology.QueueDeliveryRequests, Body: body, CorrelationID: id}, DeliveryCount: 1}
 	}
 	// Each assigned drone is freed again, untimed, so that every

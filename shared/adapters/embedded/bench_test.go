@@ -14,6 +14,7 @@ import (
 	"github.com/fabrikam/dronedelivery/shared/domain"
 	"github.com/fabrikam/dronedelivery/shared/ports"
 	"github.com/fabrikam/dronedelivery/shared/topology"
+	"github.com/fabrikam/dronedelivery/shared/wire"
 )
 
 func benchDelivery(id string) *domain.Delivery {
@@ -91,9 +92,9 @@ func BenchmarkDeliveryUpdate(b *testing.B) {
 
 func benchMessage(i int) ports.Message {
 	id := "delivery-" + strconv.Itoa(i)
-	body, _ := json.Marshal(domain.Envelope{Operation: domain.OpDelivery, DeliveryID: id, CorrelationID: "corr-" + id})
+	body, _ := json.Marshal(wire.Envelope{Operation: wire.OpDelivery, DeliveryID: id, CorrelationID: "corr-" + id})
 	return ports.Message{ID: id + "/schedule", Queue: topology.QueueDeliveryRequests, Body: body,
-		CorrelationID: "corr-" + id, Operation: string(domain.OpDelivery)}
+		CorrelationID: "corr-" + id, Operation: string(wire.OpDelivery)}
 }
 
 func BenchmarkPublish(b *testing.B) {

@@ -16,6 +16,7 @@ import (
 	"github.com/fabrikam/dronedelivery/shared/domain"
 	"github.com/fabrikam/dronedelivery/shared/ports"
 	"github.com/fabrikam/dronedelivery/shared/ports/porttest"
+	"github.com/fabrikam/dronedelivery/shared/wire"
 	"github.com/fabrikam/dronedelivery/tools/testdoubles"
 )
 
@@ -171,7 +172,7 @@ func TestPropertiesRoundTrip(t *testing.T) {
 	bus, client := open(t, sb.ConnectionString(), Options{})
 	ctx := ctxFor(t)
 
-	sent := ports.Message{ID: "d1-schedule", Queue: q, Body: []byte(`{"operation":"delivery"}`), CorrelationID: "corr-1", Operation: string(domain.OpDelivery)}
+	sent := ports.Message{ID: "d1-schedule", Queue: q, Body: []byte(`{"operation":"delivery"}`), CorrelationID: "corr-1", Operation: string(wire.OpDelivery)}
 	if err := bus.Publish(ctx, sent); err != nil {
 		t.Fatalf("publish: %v", err)
 	}
@@ -204,13 +205,13 @@ func TestPropertiesRoundTrip(t *testing.T) {
 	id, corr, ct := "d2-schedule", "corr-2", "application/json"
 	err = rawSender.SendMessage(ctx, &azservicebus.Message{
 		MessageID: &id, CorrelationID: &corr, ContentType: &ct, Body: []byte(`{}`),
-		ApplicationProperties: map[string]any{OperationProperty: string(domain.OpCancel), "attempt": int64(3), "urgent": true},
+		ApplicationProperties: map[string]any{OperationProperty: string(wire.OpCancel), "attempt": int64(3), "urgent": true},
 	}, nil)
 	if err != nil {
 		t.Fatalf("raw send: %v", err)
 	}
 	d := receiveOne(t, bus, q)
-	if d.ID != id || d.CorrelationID != corr || d.Operation != string(domain.OpCancel) || d.Queue != q {
+	if d.ID != id || d.CorrelationID != corr || d.Operation != string(wire.OpCancel) || d.Queue != q {
 		t.Fatalf("port saw %+v", d.Message)
 	}
 	if err := bus.Abandon(ctx, d); err != nil {

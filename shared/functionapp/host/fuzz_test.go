@@ -14,6 +14,7 @@ import (
 
 	"github.com/fabrikam/dronedelivery/shared/domain"
 	"github.com/fabrikam/dronedelivery/shared/ports"
+	"github.com/fabrikam/dronedelivery/shared/wire"
 )
 
 // The fuzz targets feed the decoders whatever a host, or something posing
@@ -150,10 +151,10 @@ func FuzzDecodeQueueInvocation(f *testing.F) {
 			}
 			// Whatever the body, the step's decoder must turn it into a
 			// value or a permanent failure, never a panic or a retry.
-			if _, err := domain.ParseEnvelope(msg.Body); err != nil && !domain.IsPermanent(err) {
+			if _, err := wire.ParseEnvelope(msg.Body); err != nil && !domain.IsPermanent(err) {
 				t.Fatalf("message body %q: %v is not permanent", msg.Body, err)
 			}
-			if _, err := domain.ParseTelemetryMessage(msg.Body); err != nil && !domain.IsPermanent(err) {
+			if _, err := wire.ParseTelemetryMessage(msg.Body); err != nil && !domain.IsPermanent(err) {
 				t.Fatalf("telemetry body %q: %v is not permanent", msg.Body, err)
 			}
 			rawBody, md := canonicalQueue(msg)

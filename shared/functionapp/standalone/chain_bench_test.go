@@ -21,6 +21,7 @@ import (
 	"github.com/fabrikam/dronedelivery/shared/functionapp/standalone"
 	"github.com/fabrikam/dronedelivery/shared/ports"
 	"github.com/fabrikam/dronedelivery/shared/topology"
+	"github.com/fabrikam/dronedelivery/shared/wire"
 )
 
 // BenchmarkQueueSteps carries b.N accepted deliveries through the queue
@@ -69,8 +70,8 @@ func benchmarkQueueSteps(b *testing.B, workers int) {
 		if err := store.Deliveries.Create(ctx, id, d); err != nil {
 			b.Fatal(err)
 		}
-		body, _ := json.Marshal(domain.Envelope{Operation: domain.OpDelivery, DeliveryID: id, CorrelationID: id})
-		msgs[i] = ports.Message{ID: id + ":requested", Queue: topology.QueueDeliveryRequests, Body: body, CorrelationID: id, Operation: string(domain.OpDelivery)}
+		body, _ := json.Marshal(wire.Envelope{Operation: wire.OpDelivery, DeliveryID: id, CorrelationID: id})
+		msgs[i] = ports.Message{ID: id + ":requested", Queue: topology.QueueDeliveryRequests, Body: body, CorrelationID: id, Operation: string(wire.OpDelivery)}
 	}
 
 	log := slog.New(slog.DiscardHandler)

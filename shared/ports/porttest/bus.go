@@ -11,6 +11,7 @@ import (
 
 	"github.com/fabrikam/dronedelivery/shared/domain"
 	"github.com/fabrikam/dronedelivery/shared/ports"
+	"github.com/fabrikam/dronedelivery/shared/wire"
 )
 
 // BusOptions are the queue settings a Bus test needs; zero means the
@@ -41,7 +42,7 @@ func Bus(t *testing.T, open func(t *testing.T, o BusOptions) ports.Bus) {
 		bus, q := setup(t, BusOptions{})
 		ctx := ctxFor(t)
 		sent := message(q, "m1")
-		sent.CorrelationID, sent.Operation = "corr-1", string(domain.OpDelivery)
+		sent.CorrelationID, sent.Operation = "corr-1", string(wire.OpDelivery)
 		before := time.Now()
 		must(t, bus.Publish(ctx, sent), "publish")
 
@@ -161,7 +162,7 @@ func Bus(t *testing.T, open func(t *testing.T, o BusOptions) ports.Bus) {
 		bus, q := setup(t, BusOptions{LockDuration: time.Minute})
 		ctx := ctxFor(t)
 		sent := message(q, "poison")
-		sent.CorrelationID, sent.Operation = "corr-p", string(domain.OpCancel)
+		sent.CorrelationID, sent.Operation = "corr-p", string(wire.OpCancel)
 		must(t, bus.Publish(ctx, sent), "publish")
 		m := receiveOne(t, bus, q)
 		must(t, bus.DeadLetter(ctx, m, "InvalidEnvelope", "operation is missing"), "dead-letter")

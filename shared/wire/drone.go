@@ -1,6 +1,8 @@
-package domain
+package wire
 
 import (
+	"github.com/fabrikam/dronedelivery/shared/domain"
+
 	"encoding/json"
 	"math"
 )
@@ -19,15 +21,15 @@ type droneWire struct {
 // ParseDrone decodes and validates a PUT /api/drones/{id} body. The home
 // base defaults to the location and the status to Available; an operator may
 // set only the statuses a drone can hold without a delivery.
-func ParseDrone(id string, body []byte) (*Drone, error) {
-	if err := ValidID("id", id); err != nil {
+func ParseDrone(id string, body []byte) (*domain.Drone, error) {
+	if err := domain.ValidID("id", id); err != nil {
 		return nil, err
 	}
 	var w droneWire
 	if err := DecodeStrict(body, &w); err != nil {
 		return nil, err
 	}
-	d := &Drone{ID: id, Status: DroneAvailable, BatteryPercent: 100}
+	d := &domain.Drone{ID: id, Status: domain.DroneAvailable, BatteryPercent: 100}
 	var err error
 	if d.Location, err = ParseLocation("location", w.Location); err != nil {
 		return nil, err
@@ -38,14 +40,14 @@ func ParseDrone(id string, body []byte) (*Drone, error) {
 			return nil, err
 		}
 	}
-	if d.MaxPayloadKg, err = positive("maxPayloadKg", w.MaxPayloadKg, MaxWeightKg); err != nil {
+	if d.MaxPayloadKg, err = positive("maxPayloadKg", w.MaxPayloadKg, domain.MaxWeightKg); err != nil {
 		return nil, err
 	}
 	if w.MaxPackageSize == nil {
-		return nil, Invalid("maxPackageSize", "is required")
+		return nil, domain.Invalid("maxPackageSize", "is required")
 	}
-	if d.MaxPackageSize = PackageSize(*w.MaxPackageSize); d.MaxPackageSize.Rank() == 0 {
-		return nil, Invalid("maxPackageSize", "must be one of Small, Medium, Large")
+	if d.MaxPackageSize = domain.PackageSize(*w.MaxPackageSize); d.MaxPackageSize.Rank() == 0 {
+		return nil, domain.Invalid("maxPackageSize", "must be one of Small, Medium, Large")
 	}
 	if d.RangeKm, err = positive("rangeKm", w.RangeKm, 20000); err != nil {
 		return nil, err
@@ -55,16 +57,16 @@ func ParseDrone(id string, body []byte) (*Drone, error) {
 	}
 	if w.BatteryPercent != nil {
 		if b := *w.BatteryPercent; math.IsNaN(b) || b < 0 || b > 100 {
-			return nil, Invalid("batteryPercent", "must be between 0 and 100")
+			return nil, domain.Invalid("batteryPercent", "must be between 0 and 100")
 		}
 		d.BatteryPercent = *w.BatteryPercent
 	}
 	if w.Status != nil {
-		switch s := DroneStatus(*w.Status); s {
-		case DroneAvailable, DroneCharging, DroneMaintenance:
+		switch s := domain.DroneStatus(*w.Status); s {
+		case domain.DroneAvailable, domain.DroneCharging, domain.DroneMaintenance:
 			d.Status = s
 		default:
-			return nil, Invalid("status", "must be one of Available, Charging, Maintenance")
+			return nil, domain.Invalid("status", "must be one of Available, Charging, Maintenance")
 		}
 	}
 	return d, nil
@@ -72,10 +74,10 @@ func ParseDrone(id string, body []byte) (*Drone, error) {
 
 func positive(field string, v *float64, max float64) (float64, error) {
 	if v == nil {
-		return 0, Invalid(field, "is required")
+		return 0, domain.Invalid(field, "is required")
 	}
 	if math.IsNaN(*v) || *v <= 0 || *v > max {
-		return 0, Invalid(field, "must be greater than 0 and at most %g", max)
+		return 0, domain.Invalid(field, "must be greater than 0 and at most %g", max)
 	}
 	return *v, nil
 }

@@ -1,4 +1,4 @@
-package domain_test
+package wire_test
 
 import (
 	"bytes"
@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/fabrikam/dronedelivery/shared/domain"
+	"github.com/fabrikam/dronedelivery/shared/wire"
 )
 
 // The fuzz targets hold every decoder of client or queue input to two
@@ -28,7 +29,7 @@ var requestSeeds = []string{
 }
 
 // wireRequest is how a client would send r again.
-func wireRequest(p *domain.ParsedRequest) []byte {
+func wireRequest(p *wire.ParsedRequest) []byte {
 	r := p.Request
 	m := map[string]any{
 		"pickupLocation":       r.PickupLocation,
@@ -74,12 +75,12 @@ func FuzzParseDeliveryRequest(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
-		p, err := domain.ParseDeliveryRequest(body)
+		p, err := wire.ParseDeliveryRequest(body)
 		if err != nil {
 			mustBeInvalid(t, err, body)
 			return
 		}
-		again, err := domain.ParseDeliveryRequest(wireRequest(p))
+		again, err := wire.ParseDeliveryRequest(wireRequest(p))
 		if err != nil {
 			t.Fatalf("accepted %q, but not its re-encoding %s: %v", body, wireRequest(p), err)
 		}
@@ -102,7 +103,7 @@ func FuzzParseReschedule(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
-		r, err := domain.ParseReschedule(body)
+		r, err := wire.ParseReschedule(body)
 		if err != nil {
 			mustBeInvalid(t, err, body)
 			return
@@ -120,10 +121,10 @@ func FuzzParseReschedule(f *testing.F) {
 		if r.Deadline != nil {
 			m["deadline"] = r.Deadline.Format(time.RFC3339Nano)
 		}
-		wire, _ := json.Marshal(m)
-		again, err := domain.ParseReschedule(wire)
+		encoded, _ := json.Marshal(m)
+		again, err := wire.ParseReschedule(encoded)
 		if err != nil || !reflect.DeepEqual(r, again) {
-			t.Fatalf("%q re-encoded as %s decodes to %+v, %v; want %+v", body, wire, again, err, r)
+			t.Fatalf("%q re-encoded as %s decodes to %+v, %v; want %+v", body, encoded, again, err, r)
 		}
 	})
 }
@@ -140,7 +141,7 @@ func FuzzParseTelemetry(f *testing.F) {
 		f.Add("drone-1", []byte(s))
 	}
 	f.Fuzz(func(t *testing.T, droneID string, body []byte) {
-		reports, err := domain.ParseTelemetry(droneID, body)
+		reports, err := wire.ParseTelemetry(droneID, body)
 		if err != nil {
 			mustBeInvalid(t, err, body)
 			return
@@ -150,7 +151,7 @@ func FuzzParseTelemetry(f *testing.F) {
 			if err != nil {
 				t.Fatalf("accepted %q, but report %+v cannot be queued: %v", body, r, err)
 			}
-			got, err := domain.ParseTelemetryMessage(msg)
+			got, err := wire.ParseTelemetryMessage(msg)
 			if err != nil || !reflect.DeepEqual(&r, got) {
 				t.Fatalf("queued %s decodes to %+v, %v; want %+v", msg, got, err, r)
 			}
@@ -166,7 +167,7 @@ func FuzzParseTelemetryMessage(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
-		r, err := domain.ParseTelemetryMessage(body)
+		r, err := wire.ParseTelemetryMessage(body)
 		if err != nil {
 			if !domain.IsPermanent(err) {
 				t.Fatalf("undecodable message %q is not a permanent failure: %v", body, err)
@@ -177,7 +178,7 @@ func FuzzParseTelemetryMessage(f *testing.F) {
 		if err != nil {
 			t.Fatalf("accepted %q, which does not encode again: %v", body, err)
 		}
-		again, err := domain.ParseTelemetryMessage(msg)
+		again, err := wire.ParseTelemetryMessage(msg)
 		if err != nil || !reflect.DeepEqual(r, again) {
 			t.Fatalf("%q re-encoded as %s decodes to %+v, %v; want %+v", body, msg, again, err, r)
 		}
@@ -196,7 +197,7 @@ func FuzzParseEnvelope(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
-		e, err := domain.ParseEnvelope(body)
+		e, err := wire.ParseEnvelope(body)
 		if err != nil {
 			if !domain.IsPermanent(err) {
 				t.Fatalf("undecodable message %q is not a permanent failure: %v", body, err)
@@ -207,7 +208,7 @@ func FuzzParseEnvelope(f *testing.F) {
 		if err != nil {
 			t.Fatalf("accepted %q, which does not encode again: %v", body, err)
 		}
-		again, err := domain.ParseEnvelope(msg)
+		again, err := wire.ParseEnvelope(msg)
 		if err != nil {
 			t.Fatalf("accepted %q but not its re-encoding %s: %v", body, msg, err)
 		}
@@ -235,12 +236,12 @@ func TestTimesOutsideTheEncodableRangeAreRefused(t *testing.T) {
 	t.Parallel()
 	for _, ts := range []string{"0000-01-01T0:00:00+01:00", "9999-12-31T23:30:00-01:00", "1999-12-31T23:59:59Z", "3000-01-01T00:00:00Z"} {
 		body := `{"location":{"latitude":0,"longitude":0},"batteryPercent":0,"timestamp":"` + ts + `"}`
-		_, err := domain.ParseTelemetry("d", []byte(body))
+		_, err := wire.ParseTelemetry("d", []byte(body))
 		mustBeInvalid(t, err, []byte(body))
 		if f := domain.ErrorField(err); f != "timestamp" {
 			t.Errorf("%s: field %q, want timestamp", ts, f)
 		}
-		_, err = domain.ParseTelemetryMessage([]byte(`{"droneId":"d",` + body[1:]))
+		_, err = wire.ParseTelemetryMessage([]byte(`{"droneId":"d",` + body[1:]))
 		if !domain.IsPermanent(err) {
 			t.Errorf("%s: queue decoder answered %v, want a permanent failure", ts, err)
 		}

@@ -1,6 +1,8 @@
-package domain
+package wire
 
 import (
+	"github.com/fabrikam/dronedelivery/shared/domain"
+
 	"bytes"
 	"encoding/json"
 	"fmt"
@@ -19,8 +21,8 @@ type telemetryWire struct {
 
 // ParseTelemetry decodes and validates POST /api/drones/{id}/telemetry: one
 // report or an array of them.
-func ParseTelemetry(droneID string, body []byte) ([]Telemetry, error) {
-	if err := ValidID("id", droneID); err != nil {
+func ParseTelemetry(droneID string, body []byte) ([]domain.Telemetry, error) {
+	if err := domain.ValidID("id", droneID); err != nil {
 		return nil, err
 	}
 	var wires []telemetryWire
@@ -30,7 +32,7 @@ func ParseTelemetry(droneID string, body []byte) ([]Telemetry, error) {
 			return nil, err
 		}
 		if len(wires) == 0 || len(wires) > MaxReportsPerPost {
-			return nil, Invalid("body", "must hold 1 to %d reports", MaxReportsPerPost)
+			return nil, domain.Invalid("body", "must hold 1 to %d reports", MaxReportsPerPost)
 		}
 		prefix = "["
 	} else {
@@ -40,7 +42,7 @@ func ParseTelemetry(droneID string, body []byte) ([]Telemetry, error) {
 		}
 		wires = []telemetryWire{w}
 	}
-	out := make([]Telemetry, len(wires))
+	out := make([]domain.Telemetry, len(wires))
 	for i, w := range wires {
 		field := ""
 		if prefix != "" {
@@ -55,8 +57,8 @@ func ParseTelemetry(droneID string, body []byte) ([]Telemetry, error) {
 	return out, nil
 }
 
-func telemetryReport(droneID, field string, loc json.RawMessage, battery *float64, ts *string) (*Telemetry, error) {
-	if err := ValidID(field+"droneId", droneID); err != nil {
+func telemetryReport(droneID, field string, loc json.RawMessage, battery *float64, ts *string) (*domain.Telemetry, error) {
+	if err := domain.ValidID(field+"droneId", droneID); err != nil {
 		return nil, err
 	}
 	l, err := ParseLocation(field+"location", loc)
@@ -64,17 +66,17 @@ func telemetryReport(droneID, field string, loc json.RawMessage, battery *float6
 		return nil, err
 	}
 	if battery == nil || math.IsNaN(*battery) || *battery < 0 || *battery > 100 {
-		return nil, Invalid(field+"batteryPercent", "is required, between 0 and 100")
+		return nil, domain.Invalid(field+"batteryPercent", "is required, between 0 and 100")
 	}
 	if ts == nil {
-		return nil, Invalid(field+"timestamp", "is required")
+		return nil, domain.Invalid(field+"timestamp", "is required")
 	}
 	t, err := time.Parse(time.RFC3339Nano, *ts)
 	if err != nil {
-		return nil, Invalid(field+"timestamp", "must be an RFC 3339 date-time")
+		return nil, domain.Invalid(field+"timestamp", "must be an RFC 3339 date-time")
 	}
 	if t, err = inRange(field+"timestamp", t); err != nil {
 		return nil, err
 	}
-	return &Telemetry{DroneID: droneID, Location: l, BatteryPercent: *battery, Timestamp: t}, nil
+	return &domain.Telemetry{DroneID: droneID, Location: l, BatteryPercent: *battery, Timestamp: t}, nil
 }

@@ -1,6 +1,8 @@
-package domain
+package wire
 
 import (
+	"github.com/fabrikam/dronedelivery/shared/domain"
+
 	"encoding/json"
 )
 
@@ -32,42 +34,42 @@ type Envelope struct {
 }
 
 // ParseEnvelope decodes and validates a message body. A body that fails here
-// can never succeed, so the error is Permanent.
+// can never succeed, so the error is domain.Permanent.
 func ParseEnvelope(body []byte) (*Envelope, error) {
 	var e Envelope
 	if err := DecodeStrict(body, &e); err != nil {
-		return nil, &Permanent{Err: err}
+		return nil, &domain.Permanent{Err: err}
 	}
 	switch e.Operation {
 	case OpDelivery, OpCancel, OpReschedule, OpNotify:
 	default:
-		return nil, &Permanent{Err: Invalid("operation", "must be one of delivery, cancel, reschedule, notify")}
+		return nil, &domain.Permanent{Err: domain.Invalid("operation", "must be one of delivery, cancel, reschedule, notify")}
 	}
-	if err := ValidID("deliveryId", e.DeliveryID); err != nil {
-		return nil, &Permanent{Err: err}
+	if err := domain.ValidID("deliveryId", e.DeliveryID); err != nil {
+		return nil, &domain.Permanent{Err: err}
 	}
 	// The correlation id rides every log line and message after this one.
-	if err := ValidText("correlationId", e.CorrelationID, MaxIDLength); err != nil {
-		return nil, &Permanent{Err: err}
+	if err := domain.ValidText("correlationId", e.CorrelationID, domain.MaxIDLength); err != nil {
+		return nil, &domain.Permanent{Err: err}
 	}
 	if e.Attempt < 0 {
-		return nil, &Permanent{Err: Invalid("attempt", "must not be negative")}
+		return nil, &domain.Permanent{Err: domain.Invalid("attempt", "must not be negative")}
 	}
 	if e.Generation < 0 {
-		return nil, &Permanent{Err: Invalid("generation", "must not be negative")}
+		return nil, &domain.Permanent{Err: domain.Invalid("generation", "must not be negative")}
 	}
 	if e.Operation == OpNotify && e.NotificationID == "" {
-		return nil, &Permanent{Err: Invalid("notificationId", "is required for notify")}
+		return nil, &domain.Permanent{Err: domain.Invalid("notificationId", "is required for notify")}
 	}
 	// A notification id is its delivery's id and a ":n<sequence>" suffix.
-	if err := ValidText("notificationId", e.NotificationID, MaxIDLength+16); err != nil {
-		return nil, &Permanent{Err: err}
+	if err := domain.ValidText("notificationId", e.NotificationID, domain.MaxIDLength+16); err != nil {
+		return nil, &domain.Permanent{Err: err}
 	}
 	return &e, nil
 }
 
 // ParseTelemetryMessage decodes and validates a telemetry queue message.
-func ParseTelemetryMessage(body []byte) (*Telemetry, error) {
+func ParseTelemetryMessage(body []byte) (*domain.Telemetry, error) {
 	var t struct {
 		DroneID        string          `json:"droneId"`
 		Location       json.RawMessage `json:"location"`
@@ -75,11 +77,11 @@ func ParseTelemetryMessage(body []byte) (*Telemetry, error) {
 		Timestamp      *string         `json:"timestamp"`
 	}
 	if err := DecodeStrict(body, &t); err != nil {
-		return nil, &Permanent{Err: err}
+		return nil, &domain.Permanent{Err: err}
 	}
 	r, err := telemetryReport(t.DroneID, "", t.Location, t.BatteryPercent, t.Timestamp)
 	if err != nil {
-		return nil, &Permanent{Err: err}
+		return nil, &domain.Permanent{Err: err}
 	}
 	return r, nil
 }

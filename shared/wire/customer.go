@@ -1,6 +1,8 @@
-package domain
+package wire
 
 import (
+	"github.com/fabrikam/dronedelivery/shared/domain"
+
 	"encoding/json"
 	"strings"
 	"time"
@@ -11,7 +13,7 @@ const MaxNotifyMeRequests = 10
 
 // ParseConfirmation decodes and validates a POST
 // /api/deliveries/{id}/confirmations body.
-func ParseConfirmation(body []byte) (*Confirmation, error) {
+func ParseConfirmation(body []byte) (*domain.Confirmation, error) {
 	var w struct {
 		DateTime         *string         `json:"dateTime"`
 		GeoCoordinates   json.RawMessage `json:"geoCoordinates"`
@@ -21,30 +23,30 @@ func ParseConfirmation(body []byte) (*Confirmation, error) {
 	if err := DecodeStrict(body, &w); err != nil {
 		return nil, err
 	}
-	var c Confirmation
+	var c domain.Confirmation
 	t, err := parseTime("dateTime", w.DateTime)
 	if err != nil {
 		return nil, err
 	}
 	if t.IsZero() {
-		return nil, Invalid("dateTime", "is required")
+		return nil, domain.Invalid("dateTime", "is required")
 	}
 	c.DateTime = t
 	if c.GeoCoordinates, err = ParseLocation("geoCoordinates", w.GeoCoordinates); err != nil {
 		return nil, err
 	}
 	if w.ConfirmationType == nil {
-		return nil, Invalid("confirmationType", "is required")
+		return nil, domain.Invalid("confirmationType", "is required")
 	}
-	switch ct := ConfirmationType(*w.ConfirmationType); ct {
-	case ConfirmationFingerPrint, ConfirmationPicture, ConfirmationVoice, ConfirmationNone:
+	switch ct := domain.ConfirmationType(*w.ConfirmationType); ct {
+	case domain.ConfirmationFingerPrint, domain.ConfirmationPicture, domain.ConfirmationVoice, domain.ConfirmationNone:
 		c.ConfirmationType = ct
 	default:
-		return nil, Invalid("confirmationType", "must be one of FingerPrint, Picture, Voice, None")
+		return nil, domain.Invalid("confirmationType", "must be one of FingerPrint, Picture, Voice, None")
 	}
 	if w.ConfirmationBlob != nil {
 		if len(*w.ConfirmationBlob) > 256*1024 {
-			return nil, Invalid("confirmationBlob", "must be at most 256 KiB")
+			return nil, domain.Invalid("confirmationBlob", "must be at most 256 KiB")
 		}
 		c.ConfirmationBlob = *w.ConfirmationBlob
 	}
@@ -54,7 +56,7 @@ func ParseConfirmation(body []byte) (*Confirmation, error) {
 // ParseNotifyMe decodes and validates a POST
 // /api/deliveries/{id}/notifymerequests body: an e-mail address, an SMS
 // number, or both.
-func ParseNotifyMe(body []byte, now time.Time) (*NotifyMeRequest, error) {
+func ParseNotifyMe(body []byte, now time.Time) (*domain.NotifyMeRequest, error) {
 	var w struct {
 		EmailAddress *string `json:"emailAddress"`
 		SMS          *string `json:"sms"`
@@ -62,22 +64,22 @@ func ParseNotifyMe(body []byte, now time.Time) (*NotifyMeRequest, error) {
 	if err := DecodeStrict(body, &w); err != nil {
 		return nil, err
 	}
-	r := NotifyMeRequest{At: now}
+	r := domain.NotifyMeRequest{At: now}
 	if w.EmailAddress != nil && *w.EmailAddress != "" {
 		if !validEmail(*w.EmailAddress) {
-			return nil, Invalid("emailAddress", "must be an e-mail address")
+			return nil, domain.Invalid("emailAddress", "must be an e-mail address")
 		}
 		r.EmailAddress = *w.EmailAddress
 	}
 	if w.SMS != nil && *w.SMS != "" {
 		digits := strings.TrimPrefix(*w.SMS, "+")
 		if len(digits) < 6 || len(digits) > 15 || strings.Trim(digits, "0123456789") != "" {
-			return nil, Invalid("sms", "must be a phone number of 6 to 15 digits, optionally starting with +")
+			return nil, domain.Invalid("sms", "must be a phone number of 6 to 15 digits, optionally starting with +")
 		}
 		r.SMS = *w.SMS
 	}
 	if r.EmailAddress == "" && r.SMS == "" {
-		return nil, Invalid("emailAddress", "give an emailAddress, an sms number, or both")
+		return nil, domain.Invalid("emailAddress", "give an emailAddress, an sms number, or both")
 	}
 	return &r, nil
 }

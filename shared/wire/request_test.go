@@ -1,4 +1,4 @@
-package domain_test
+package wire_test
 
 import (
 	"strings"
@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/fabrikam/dronedelivery/shared/domain"
+	"github.com/fabrikam/dronedelivery/shared/wire"
 )
 
 const validBody = `{
@@ -25,7 +26,7 @@ const validBody = `{
 
 func TestParseDeliveryRequestValid(t *testing.T) {
 	t.Parallel()
-	p, err := domain.ParseDeliveryRequest([]byte(validBody))
+	p, err := wire.ParseDeliveryRequest([]byte(validBody))
 	require.NoError(t, err)
 	assert.Equal(t, "d-1", p.DeliveryID)
 	r := p.Request
@@ -46,9 +47,9 @@ func TestParseDeliveryRequestBothSpellings(t *testing.T) {
 	t.Parallel()
 	lower := `{"ownerId":"o","pickupLocation":{"latitude":1,"longitude":2},"dropoffLocation":{"latitude":3,"longitude":4},"packageInfo":{"size":"Small","weight":1}}`
 	upper := `{"ownerId":"o","pickupLocation":{"latitude":1,"longitude":2},"dropOffLocation":{"latitude":3,"longitude":4},"packageInfo":{"size":"Small","weight":1}}`
-	a, err := domain.ParseDeliveryRequest([]byte(lower))
+	a, err := wire.ParseDeliveryRequest([]byte(lower))
 	require.NoError(t, err)
-	b, err := domain.ParseDeliveryRequest([]byte(upper))
+	b, err := wire.ParseDeliveryRequest([]byte(upper))
 	require.NoError(t, err)
 	assert.Equal(t, 3.0, a.Request.DropoffLocation.Latitude)
 	assert.Equal(t, a.Request, b.Request)
@@ -92,7 +93,7 @@ func TestParseDeliveryRequestInvalid(t *testing.T) {
 		{"duplicate key in another case", `{"ownerId":"o",` + base + `,` + pkg + `,"OWNERID":"p"}`, "OWNERID"},
 		{"duplicate nested key", `{` + base + `,"packageInfo":{"size":"Small","weight":1,"weight":900}}`, "packageInfo.weight"},
 		{"duplicate key with a folded letter", `{` + base + `,"packageInfo":{"size":"Small","weight":1,"ſize":"Large"}}`, "packageInfo.ſize"},
-		{"nesting", `{` + base + `,` + pkg + `,"tag":` + strings.Repeat("[", 40) + strings.Repeat("]", 40) + `}`, "tag" + strings.Repeat("[0]", domain.MaxJSONDepth-1)},
+		{"nesting", `{` + base + `,` + pkg + `,"tag":` + strings.Repeat("[", 40) + strings.Repeat("]", 40) + `}`, "tag" + strings.Repeat("[0]", wire.MaxJSONDepth-1)},
 		{"invalid UTF-8", "{\"packageInfo\":{\"size\":\"Small\",\"weight\":1,\"tag\":\"\xff\"}," + base + "}", "body"},
 		{"number beyond float64", `{` + base + `,"packageInfo":{"size":"Small","weight":1e400}}`, "packageInfo.weight"},
 		{"pickupTime before 2000", `{"pickupTime":"1999-12-31T23:59:59Z",` + base + `,` + pkg + `}`, "pickupTime"},
@@ -102,7 +103,7 @@ func TestParseDeliveryRequestInvalid(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			_, err := domain.ParseDeliveryRequest([]byte(tc.body))
+			_, err := wire.ParseDeliveryRequest([]byte(tc.body))
 			require.Error(t, err)
 			assert.Equal(t, domain.EINVALID, domain.ErrorCode(err))
 			assert.Equal(t, tc.field, domain.ErrorField(err), "error: %v", err)
@@ -113,10 +114,10 @@ func TestParseDeliveryRequestInvalid(t *testing.T) {
 func TestOwnerIsOptionalAndPartOfTheHash(t *testing.T) {
 	t.Parallel()
 	body := `{"pickupLocation":{"latitude":1,"longitude":2},"dropOffLocation":{"latitude":3,"longitude":4},"packageInfo":{"size":"Small","weight":1}}`
-	anon, err := domain.ParseDeliveryRequest([]byte(body))
+	anon, err := wire.ParseDeliveryRequest([]byte(body))
 	require.NoError(t, err)
 	assert.Empty(t, anon.Request.OwnerID)
-	named, err := domain.ParseDeliveryRequest([]byte(`{"ownerId":"acct-1",` + body[1:]))
+	named, err := wire.ParseDeliveryRequest([]byte(`{"ownerId":"acct-1",` + body[1:]))
 	require.NoError(t, err)
 	assert.Equal(t, "acct-1", named.Request.OwnerID)
 	anon.SetOwner("acct-1")
@@ -127,7 +128,7 @@ func TestOwnerIsOptionalAndPartOfTheHash(t *testing.T) {
 
 func TestDefaults(t *testing.T) {
 	t.Parallel()
-	p, err := domain.ParseDeliveryRequest([]byte(`{"ownerId":"o","pickupLocation":{"latitude":1,"longitude":2},"dropOffLocation":{"latitude":3,"longitude":4},"packageInfo":{"size":"Small","weight":1}}`))
+	p, err := wire.ParseDeliveryRequest([]byte(`{"ownerId":"o","pickupLocation":{"latitude":1,"longitude":2},"dropOffLocation":{"latitude":3,"longitude":4},"packageInfo":{"size":"Small","weight":1}}`))
 	require.NoError(t, err)
 	now := time.Date(2026, 11, 26, 8, 30, 15, 500, time.UTC)
 	r := p.Request
@@ -139,12 +140,12 @@ func TestDefaults(t *testing.T) {
 
 func TestParseEnvelope(t *testing.T) {
 	t.Parallel()
-	e, err := domain.ParseEnvelope([]byte(`{"operation":"delivery","deliveryId":"d-1","correlationId":"c","attempt":2}`))
+	e, err := wire.ParseEnvelope([]byte(`{"operation":"delivery","deliveryId":"d-1","correlationId":"c","attempt":2}`))
 	require.NoError(t, err)
-	assert.Equal(t, domain.OpDelivery, e.Operation)
+	assert.Equal(t, wire.OpDelivery, e.Operation)
 	assert.Equal(t, 2, e.Attempt)
 	for _, bad := range []string{`{`, `{"operation":"explode","deliveryId":"d"}`, `{"operation":"delivery","deliveryId":""}`, `{"operation":"delivery","deliveryId":"d","extra":1}`} {
-		_, err := domain.ParseEnvelope([]byte(bad))
+		_, err := wire.ParseEnvelope([]byte(bad))
 		assert.True(t, domain.IsPermanent(err), "%s: %v", bad, err)
 	}
 }

@@ -1,0 +1,53 @@
+package wire
+
+import (
+	"github.com/fabrikam/dronedelivery/shared/domain"
+
+	"strings"
+)
+
+// SignUp is a validated POST /api/accounts body.
+type SignUp struct {
+	Name         string
+	ContactEmail string
+	WebhookURL   string
+}
+
+// ParseSignUp decodes and validates a sign-up.
+func ParseSignUp(body []byte) (*SignUp, error) {
+	var w struct {
+		Name         *string `json:"name"`
+		ContactEmail *string `json:"contactEmail"`
+		WebhookURL   *string `json:"webhookUrl"`
+	}
+	if err := DecodeStrict(body, &w); err != nil {
+		return nil, err
+	}
+	var s SignUp
+	if w.Name == nil || strings.TrimSpace(*w.Name) == "" {
+		return nil, domain.Invalid("name", "is required")
+	}
+	if err := domain.ValidText("name", *w.Name, 200); err != nil {
+		return nil, err
+	}
+	s.Name = strings.TrimSpace(*w.Name)
+	if w.ContactEmail == nil || !validEmail(*w.ContactEmail) {
+		return nil, domain.Invalid("contactEmail", "must be an e-mail address")
+	}
+	s.ContactEmail = *w.ContactEmail
+	if w.WebhookURL != nil && *w.WebhookURL != "" {
+		if err := domain.ValidWebhookURL("webhookUrl", *w.WebhookURL); err != nil {
+			return nil, err
+		}
+		s.WebhookURL = *w.WebhookURL
+	}
+	return &s, nil
+}
+
+func validEmail(s string) bool {
+	if len(s) > 254 || domain.ValidText("contactEmail", s, 254) != nil {
+		return false
+	}
+	local, domainPart, ok := strings.Cut(s, "@")
+	return ok && local != "" && strings.Contains(domainPart, ".") && !strings.ContainsAny(s, " <>\"(),;:[]\\")
+}

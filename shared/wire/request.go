@@ -1,0 +1,433 @@
+package wire
+
+import (
+	"github.com/fabrikam/dronedelivery/shared/domain"
+
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+)
+
+// The wire shapes accept optional and misspelled fields so that validation,
+// not decoding, reports what is wrong, by the field's name.
+type locationWire struct {
+	Latitude  *float64 `json:"latitude"`
+	Longitude *float64 `json:"longitude"`
+	Altitude  *float64 `json:"altitude"`
+}
+
+type packageInfoWire struct {
+	PackageID *string  `json:"packageId"`
+	Size      *string  `json:"size"`
+	Weight    *float64 `json:"weight"`
+	Tag       *string  `json:"tag"`
+}
+
+type deliveryRequestWire struct {
+	DeliveryID           *string          `json:"deliveryId"`
+	OwnerID              *string          `json:"ownerId"`
+	PickupLocation       *locationWire    `json:"pickupLocation"`
+	DropOffLocation      *locationWire    `json:"dropOffLocation"`
+	DropoffLocation      *locationWire    `json:"dropoffLocation"`
+	PickupTime           *string          `json:"pickupTime"`
+	Deadline             *string          `json:"deadline"`
+	Expedited            *bool            `json:"expedited"`
+	ConfirmationRequired *string          `json:"confirmationRequired"`
+	PackageInfo          *packageInfoWire `json:"packageInfo"`
+}
+
+// ParsedRequest is a delivery request as the client sent it, validated.
+// Optional times are zero when absent; Defaults fills them at acceptance.
+type ParsedRequest struct {
+	DeliveryID string // "" when the client did not choose one
+	Request    domain.DeliveryRequest
+	Hash       string // identifies the request's content for idempotent retries
+}
+
+// ParseDeliveryRequest decodes and validates a POST /api/deliveryrequests
+// body. ownerId is optional: the caller's account owns the delivery.
+func ParseDeliveryRequest(body []byte) (*ParsedRequest, error) {
+	var w deliveryRequestWire
+	if err := DecodeStrict(body, &w); err != nil {
+		return nil, err
+	}
+	var p ParsedRequest
+	r := &p.Request
+	if w.DeliveryID != nil {
+		if err := domain.ValidID("deliveryId", *w.DeliveryID); err != nil {
+			return nil, err
+		}
+		p.DeliveryID = *w.DeliveryID
+	}
+	if w.OwnerID != nil && *w.OwnerID != "" {
+		// The owner is the authenticated account; a body may repeat it, and
+		// the handler refuses one that names somebody else.
+		if err := domain.ValidText("ownerId", *w.OwnerID, domain.MaxIDLength); err != nil {
+			return nil, err
+		}
+		r.OwnerID = *w.OwnerID
+	}
+	var err error
+	if r.PickupLocation, err = parseLocation("pickupLocation", w.PickupLocation); err != nil {
+		return nil, err
+	}
+	drop, field := w.DropOffLocation, "dropOffLocation"
+	if drop == nil && w.DropoffLocation != nil {
+		drop, field = w.DropoffLocation, "dropoffLocation"
+	} else if drop != nil && w.DropoffLocation != nil {
+		return nil, domain.Invalid("dropoffLocation", "give either dropOffLocation or dropoffLocation, not both")
+	}
+	if r.DropoffLocation, err = parseLocation(field, drop); err != nil {
+		return nil, err
+	}
+	if r.PickupTime, err = parseTime("pickupTime", w.PickupTime); err != nil {
+		return nil, err
+	}
+	if r.Deadline, err = parseTime("deadline", w.Deadline); err != nil {
+		return nil, err
+	}
+	if !r.PickupTime.IsZero() && !r.Deadline.IsZero() && !r.Deadline.After(r.PickupTime) {
+		return nil, domain.Invalid("deadline", "must be after pickupTime")
+	}
+	if w.Expedited != nil {
+		r.Expedited = *w.Expedited
+	}
+	r.ConfirmationRequired = domain.ConfirmationNone
+	if w.ConfirmationRequired != nil {
+		switch c := domain.ConfirmationType(*w.ConfirmationRequired); c {
+		case domain.ConfirmationNone, domain.ConfirmationFingerPrint, domain.ConfirmationPicture, domain.ConfirmationVoice:
+			r.ConfirmationRequired = c
+		default:
+			return nil, domain.Invalid("confirmationRequired", "must be one of None, FingerPrint, Picture, Voice")
+		}
+	}
+	if r.PackageInfo, err = parsePackageInfo(w.PackageInfo); err != nil {
+		return nil, err
+	}
+	p.Hash = hashJSON(&p.Request, p.DeliveryID)
+	return &p, nil
+}
+
+// SetOwner makes owner the request's owner and updates its hash, so that a
+// body that names its owner and one that leaves it to the API key are the
+// same request.
+func (p *ParsedRequest) SetOwner(owner string) {
+	p.Request.OwnerID = owner
+	p.Hash = hashJSON(&p.Request, p.DeliveryID)
+}
+
+func parseLocation(field string, w *locationWire) (domain.Location, error) {
+	if w == nil {
+		return domain.Location{}, domain.Invalid(field, "is required")
+	}
+	if w.Latitude == nil {
+		return domain.Location{}, domain.Invalid(field+".latitude", "is required")
+	}
+	if w.Longitude == nil {
+		return domain.Location{}, domain.Invalid(field+".longitude", "is required")
+	}
+	if lat := *w.Latitude; math.IsNaN(lat) || lat < -90 || lat > 90 {
+		return domain.Location{}, domain.Invalid(field+".latitude", "must be between -90 and 90")
+	}
+	if lon := *w.Longitude; math.IsNaN(lon) || lon < -180 || lon > 180 {
+		return domain.Location{}, domain.Invalid(field+".longitude", "must be between -180 and 180")
+	}
+	if w.Altitude != nil && (*w.Altitude < -500 || *w.Altitude > 20000) {
+		return domain.Location{}, domain.Invalid(field+".altitude", "must be between -500 and 20000 metres")
+	}
+	return domain.Location{Latitude: *w.Latitude, Longitude: *w.Longitude, Altitude: w.Altitude}, nil
+}
+
+// ParseLocation validates a location given as a JSON object.
+func ParseLocation(field string, raw json.RawMessage) (domain.Location, error) {
+	var w *locationWire
+	if len(raw) > 0 {
+		if err := DecodeStrict(raw, &w); err != nil {
+			var e *domain.Error
+			if errors.As(err, &e) && e.Field != "" && e.Field != "body" {
+				e.Field = field + "." + e.Field
+				return domain.Location{}, e
+			}
+			return domain.Location{}, domain.Invalid(field, "must be an object with latitude and longitude")
+		}
+	}
+	return parseLocation(field, w)
+}
+
+// The times a client may give. Both bounds keep every time the service
+// derives from one (a default deadline hours later, an ETA) inside the years
+// 0000-9999 that RFC 3339, and so encoding/json, can represent.
+var (
+	MinTime = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
+	MaxTime = time.Date(3000, 1, 1, 0, 0, 0, 0, time.UTC)
+)
+
+func parseTime(field string, s *string) (time.Time, error) {
+	if s == nil || *s == "" {
+		return time.Time{}, nil
+	}
+	t, err := time.Parse(time.RFC3339, *s)
+	if err != nil {
+		return time.Time{}, domain.Invalid(field, "must be an RFC 3339 date-time such as 2026-11-26T15:04:05Z")
+	}
+	return inRange(field, t)
+}
+
+// inRange returns t in UTC when it lies in [MinTime, MaxTime).
+func inRange(field string, t time.Time) (time.Time, error) {
+	if t.Before(MinTime) || !t.Before(MaxTime) {
+		return time.Time{}, domain.Invalid(field, "must be from %s up to %s", MinTime.Format(time.DateOnly), MaxTime.Format(time.DateOnly))
+	}
+	return t.UTC(), nil
+}
+
+func parsePackageInfo(w *packageInfoWire) (domain.PackageInfo, error) {
+	var p domain.PackageInfo
+	if w == nil {
+		return p, domain.Invalid("packageInfo", "is required")
+	}
+	if w.PackageID != nil && *w.PackageID != "" {
+		if err := domain.ValidID("packageInfo.packageId", *w.PackageID); err != nil {
+			return p, err
+		}
+		p.PackageID = *w.PackageID
+	}
+	if w.Size == nil {
+		return p, domain.Invalid("packageInfo.size", "is required")
+	}
+	p.Size = domain.PackageSize(*w.Size)
+	if p.Size.Rank() == 0 {
+		return p, domain.Invalid("packageInfo.size", "must be one of Small, Medium, Large")
+	}
+	if w.Weight == nil {
+		return p, domain.Invalid("packageInfo.weight", "is required")
+	}
+	if wt := *w.Weight; math.IsNaN(wt) || wt <= 0 || wt > domain.MaxWeightKg {
+		return p, domain.Invalid("packageInfo.weight", "must be greater than 0 and at most %d kg", domain.MaxWeightKg)
+	}
+	p.Weight = *w.Weight
+	if w.Tag != nil {
+		if err := domain.ValidText("packageInfo.tag", *w.Tag, domain.MaxTagLength); err != nil {
+			return p, err
+		}
+		p.Tag = *w.Tag
+	}
+	return p, nil
+}
+
+// MaxJSONDepth bounds how deeply a client's JSON may nest; no body of the
+// API nests more than four levels, so anything deeper is hostile.
+const MaxJSONDepth = 32
+
+// DecodeStrict decodes one JSON value into v, rejecting invalid UTF-8,
+// unknown fields, duplicate keys, nesting deeper than MaxJSONDepth and
+// trailing data, and reports each problem by the offending field's path.
+func DecodeStrict(body []byte, v any) error {
+	// encoding/json would quietly replace invalid UTF-8 with U+FFFD and let
+	// the last of two duplicate keys win, so a value could pass validation
+	// looking different from what the client, or a proxy before us, read.
+	if !utf8.Valid(body) {
+		return domain.Invalid("body", "must be valid UTF-8")
+	}
+	if err := checkShape(body); err != nil {
+		return err
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return decodeError(err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return domain.Invalid("body", "must hold a single JSON value")
+	}
+	return nil
+}
+
+// checkShape walks the tokens of body once, before it is decoded, for what
+// the decoder does not refuse by itself: keys given twice in one object
+// (compared as the decoder matches them, without regard to case) and
+// nesting deeper than MaxJSONDepth.
+func checkShape(body []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber() // a number too large for float64 is the decoder's to report, by field
+	return walkValue(dec, "", 0)
+}
+
+func walkValue(dec *json.Decoder, path string, depth int) error {
+	tok, err := dec.Token()
+	if err != nil {
+		return decodeError(err)
+	}
+	delim, ok := tok.(json.Delim)
+	if !ok {
+		return nil
+	}
+	if depth >= MaxJSONDepth {
+		return domain.Invalid(orBody(path), "nests deeper than %d levels", MaxJSONDepth)
+	}
+	switch delim {
+	case '{':
+		seen := map[string]bool{}
+		for dec.More() {
+			kt, err := dec.Token()
+			if err != nil {
+				return decodeError(err)
+			}
+			key, _ := kt.(string) // object keys are always strings
+			field := key
+			if path != "" {
+				field = path + "." + key
+			}
+			folded := foldKey(key)
+			if seen[folded] {
+				return domain.Invalid(field, "is given more than once")
+			}
+			seen[folded] = true
+			if err := walkValue(dec, field, depth+1); err != nil {
+				return err
+			}
+		}
+	case '[':
+		for i := 0; dec.More(); i++ {
+			if err := walkValue(dec, fmt.Sprintf("%s[%d]", path, i), depth+1); err != nil {
+				return err
+			}
+		}
+	}
+	if _, err := dec.Token(); err != nil { // the closing delimiter
+		return decodeError(err)
+	}
+	return nil
+}
+
+func orBody(path string) string {
+	if path == "" {
+		return "body"
+	}
+	return path
+}
+
+// foldKey maps every spelling that encoding/json takes for the same field
+// name (it matches names with Unicode case folding, so "WEIGHT" and
+// "weight" are one field) to a single key.
+func foldKey(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		least := r
+		for f := unicode.SimpleFold(r); f != r; f = unicode.SimpleFold(f) {
+			least = min(least, f)
+		}
+		b.WriteRune(least)
+	}
+	return b.String()
+}
+
+func decodeError(err error) error {
+	var typeErr *json.UnmarshalTypeError
+	var syntaxErr *json.SyntaxError
+	switch {
+	case errors.As(err, &typeErr):
+		field := typeErr.Field
+		if field == "" {
+			field = "body"
+		}
+		return &domain.Error{Code: domain.EINVALID, Field: field, Message: "must be of type " + jsonType(typeErr.Type.Kind().String()), Err: err}
+	case errors.As(err, &syntaxErr):
+		return &domain.Error{Code: domain.EINVALID, Field: "body", Message: "is not valid JSON", Err: err}
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return &domain.Error{Code: domain.EINVALID, Field: "body", Message: "is empty or truncated JSON", Err: err}
+	}
+	if name, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+		return &domain.Error{Code: domain.EINVALID, Field: strings.Trim(name, `"`), Message: "is not a known field", Err: err}
+	}
+	return &domain.Error{Code: domain.EINVALID, Field: "body", Message: "is not valid JSON", Err: err}
+}
+
+func jsonType(kind string) string {
+	switch kind {
+	case "float64", "float32", "int", "int64", "int32":
+		return "number"
+	case "ptr", "struct", "map":
+		return "object"
+	case "slice", "array":
+		return "array"
+	case "bool":
+		return "boolean"
+	}
+	return kind
+}
+
+func hashJSON(parts ...any) string {
+	h := sha256.New()
+	enc := json.NewEncoder(h)
+	for _, p := range parts {
+		_ = enc.Encode(p) // encoding plain structs cannot fail
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// ParseReschedule decodes and validates a reschedule; at least one field
+// must be given.
+func ParseReschedule(body []byte) (*domain.Reschedule, error) {
+	var w struct {
+		PickupLocation  *locationWire `json:"pickupLocation"`
+		DropOffLocation *locationWire `json:"dropOffLocation"`
+		DropoffLocation *locationWire `json:"dropoffLocation"`
+		PickupTime      *string       `json:"pickupTime"`
+		Deadline        *string       `json:"deadline"`
+	}
+	if err := DecodeStrict(body, &w); err != nil {
+		return nil, err
+	}
+	var r domain.Reschedule
+	if w.PickupLocation != nil {
+		l, err := parseLocation("pickupLocation", w.PickupLocation)
+		if err != nil {
+			return nil, err
+		}
+		r.PickupLocation = &l
+	}
+	drop, field := w.DropOffLocation, "dropOffLocation"
+	if drop == nil && w.DropoffLocation != nil {
+		drop, field = w.DropoffLocation, "dropoffLocation"
+	} else if drop != nil && w.DropoffLocation != nil {
+		return nil, domain.Invalid("dropoffLocation", "give either dropOffLocation or dropoffLocation, not both")
+	}
+	if drop != nil {
+		l, err := parseLocation(field, drop)
+		if err != nil {
+			return nil, err
+		}
+		r.DropoffLocation = &l
+	}
+	for _, f := range []struct {
+		name string
+		in   *string
+		out  **time.Time
+	}{{"pickupTime", w.PickupTime, &r.PickupTime}, {"deadline", w.Deadline, &r.Deadline}} {
+		if f.in == nil {
+			continue
+		}
+		t, err := parseTime(f.name, f.in)
+		if err != nil {
+			return nil, err
+		}
+		if t.IsZero() {
+			return nil, domain.Invalid(f.name, "must not be empty")
+		}
+		*f.out = &t
+	}
+	if r == (domain.Reschedule{}) {
+		return nil, domain.Invalid("body", "must change at least one of pickupLocation, dropOffLocation, pickupTime, deadline")
+	}
+	return &r, nil
+}
