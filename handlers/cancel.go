@@ -49,8 +49,12 @@ func (h *Handlers) CancelDelivery(ctx context.Context, req *functionapp.Request)
 	if notes == nil {
 		notes = notificationsOfKind(d, domain.NotifyCancelled)
 	}
-	msgs := append([]ports.Message{message(topology.QueueDeliveryRequests, "cancel",
-		wire.Envelope{Operation: wire.OpCancel, DeliveryID: id, CorrelationID: d.CorrelationID, Generation: d.Generation})},
+	// One cancel message whatever the generation: its id leaves the
+	// generation out, so cancelling twice queues one compensation.
+	cancel := message(topology.QueueDeliveryRequests, "cancel",
+		wire.Envelope{Operation: wire.OpCancel, DeliveryID: id, CorrelationID: d.CorrelationID, Generation: d.Generation})
+	cancel.ID = wire.MessageID(id, 0, "cancel")
+	msgs := append([]ports.Message{cancel},
 		notifyMessages(d, notes)...)
 	if err := h.bus.Publish(ctx, msgs...); err != nil {
 		return h.errorResponse(ctx, domain.Unavailable(err, "the cancellation is recorded but its follow-up could not be queued; send the DELETE again"))
@@ -93,7 +97,7 @@ func (h *Handlers) RescheduleDelivery(ctx context.Context, req *functionapp.Requ
 		return h.errorResponse(ctx, err)
 	}
 	ctx = logctx.With(ctx, "deliveryId", id, "correlationId", d.CorrelationID)
-	m := message(topology.QueueDeliveryRequests, fmt.Sprintf("g%d:reschedule", d.Generation),
+	m := message(topology.QueueDeliveryRequests, "reschedule",
 		wire.Envelope{Operation: wire.OpReschedule, DeliveryID: id, CorrelationID: d.CorrelationID, Generation: d.Generation})
 	if err := h.bus.Publish(ctx, m); err != nil {
 		return h.errorResponse(ctx, domain.Unavailable(err, "the reschedule is recorded but could not be queued"))

@@ -132,6 +132,10 @@ func (h *Handlers) Registry() functionapp.Registry {
 	open := func(fn functionapp.HTTPFunc) functionapp.Function {
 		return functionapp.Function{HTTP: h.guard(anyone, fn), Public: true}
 	}
+	emits := map[string][]string{}
+	for _, s := range topology.Chain {
+		emits[s.Function] = s.Emits
+	}
 	return functionapp.Registry{
 		"IngestDelivery":    biz(h.IngestDelivery),
 		"ScheduleDrone":     {Queue: h.ScheduleDrone},
@@ -161,22 +165,22 @@ func (h *Handlers) Registry() functionapp.Registry {
 		"CreateAccount":        open(h.CreateAccount),
 		"CreateApiKey":         biz(h.CreateAPIKey),
 		"RevokeApiKey":         biz(h.RevokeAPIKey),
-	}
+	}.Use(functionapp.EmitsOnly(emits))
 }
 
-// The steps' names make message ids: deliveryId + ":" + step, so both the
-// bus's duplicate detection and the steps' own idempotency key on them.
+// The steps' names make message ids (wire.MessageID).
 const (
 	stepRequested = "requested"
 	stepScheduled = "drone-scheduled"
 	stepPackaged  = "package-updated"
 )
 
-// message builds the envelope for the next step of d.
+// message builds the message that carries env to queue; its id names the
+// delivery, the envelope's generation and the step.
 func message(queue, step string, env wire.Envelope) ports.Message {
 	body, _ := json.Marshal(env) // an Envelope always encodes
 	return ports.Message{
-		ID:            env.DeliveryID + ":" + step,
+		ID:            wire.MessageID(env.DeliveryID, env.Generation, step),
 		Queue:         queue,
 		Body:          body,
 		CorrelationID: env.CorrelationID,
@@ -188,9 +192,6 @@ func message(queue, step string, env wire.Envelope) ports.Message {
 // a reschedule the generation is part of the id, so the new run's messages
 // are not taken for duplicates of the old run's.
 func nextMessage(d *domain.Delivery, queue, step string) ports.Message {
-	if d.Generation > 0 {
-		step = fmt.Sprintf("g%d:%s", d.Generation, step)
-	}
 	return message(queue, step, wire.Envelope{Operation: wire.OpDelivery, DeliveryID: d.ID, CorrelationID: d.CorrelationID, Generation: d.Generation})
 }
 

@@ -88,11 +88,7 @@ func (h *Handlers) ScheduleDrone(ctx context.Context, msg *ports.Delivered) ([]p
 	}
 	retry := *env
 	retry.Attempt++
-	step := fmt.Sprintf("retry-%d", retry.Attempt)
-	if d.Generation > 0 {
-		step = fmt.Sprintf("g%d:%s", d.Generation, step)
-	}
-	m := message(topology.QueueDeliveryRequests, step, retry)
+	m := message(topology.QueueDeliveryRequests, fmt.Sprintf("retry-%d", retry.Attempt), retry)
 	m.NotBefore = now.Add(delay)
 	h.log.InfoContext(ctx, "no drone available; retrying later", "attempt", retry.Attempt, "delay", delay.String())
 	return []ports.Message{m}, nil

@@ -40,7 +40,7 @@ func (h *Handlers) PostTelemetry(ctx context.Context, req *functionapp.Request) 
 			return h.errorResponse(ctx, fmt.Errorf("encode telemetry of %s: %w", id, err))
 		}
 		msgs[i] = ports.Message{
-			ID:            id + ":t:" + strconv.FormatInt(r.Timestamp.UnixNano(), 10),
+			ID:            wire.MessageID(id, 0, "t:"+strconv.FormatInt(r.Timestamp.UnixNano(), 10)),
 			Queue:         topology.QueueDroneTelemetry,
 			Body:          body,
 			CorrelationID: id,

@@ -91,7 +91,7 @@ func (h *Handlers) SendNotification(ctx context.Context, msg *ports.Delivered) (
 	retry := *env
 	retry.Attempt = attempt
 	m := message(topology.QueueNotifications, "", retry)
-	m.ID = fmt.Sprintf("%s:retry-%d", n.ID, attempt)
+	m.ID = wire.MessageID(n.ID, 0, fmt.Sprintf("retry-%d", attempt))
 	m.NotBefore = now.Add(h.backoff(attempt - 1))
 	h.log.WarnContext(ctx, "webhook failed; retrying later", "notificationId", n.ID, "attempt", attempt, "err", werr)
 	return []ports.Message{m}, nil

@@ -3,7 +3,6 @@ package functionapp
 import (
 	"context"
 	"fmt"
-	"runtime/debug"
 
 	"github.com/fabrikam/dronedelivery/shared/domain"
 	"github.com/fabrikam/dronedelivery/shared/ports"
@@ -19,12 +18,13 @@ const (
 	Poisonous                // it can never succeed: dead-letter it, or acknowledge it where the runtime cannot
 )
 
-// Process runs a queue handler and publishes what it produced. Outputs are
+// Process runs a queue function (wrapped by the registry's middleware, see
+// Standard) and publishes what it produced. Outputs are
 // published before the caller settles the input, so a crash in between
 // redelivers the input and the idempotent step emits the same messages
 // again, which duplicate detection drops.
 func Process(ctx context.Context, fn QueueFunc, pub ports.Publisher, msg *ports.Delivered) (Outcome, error) {
-	out, err := safeCall(ctx, fn, msg)
+	out, err := fn(ctx, msg)
 	if err != nil {
 		if domain.IsPermanent(err) {
 			return Poisonous, err
@@ -39,14 +39,3 @@ func Process(ctx context.Context, fn QueueFunc, pub ports.Publisher, msg *ports.
 	return Done, nil
 }
 
-// safeCall turns a handler panic into a transient error: the message is
-// retried and dead-lettered by the bus after its maximum delivery count,
-// instead of the panic taking down every other message in flight.
-func safeCall(ctx context.Context, fn QueueFunc, msg *ports.Delivered) (out []ports.Message, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("handler panic: %v\n%s", r, debug.Stack())
-		}
-	}()
-	return fn(ctx, msg)
-}

@@ -70,6 +70,7 @@ func New(reg functionapp.Registry, fns []functionapp.FunctionConfig, pub ports.P
 	if err := reg.Check(fns); err != nil {
 		return nil, err
 	}
+	reg = reg.Use(functionapp.Standard(log)...)
 	router, err := functionapp.NewRouter(reg, fns, functionapp.RoutePrefix)
 	if err != nil {
 		return nil, err

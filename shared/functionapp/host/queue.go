@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/fabrikam/dronedelivery/shared/functionapp"
-	"github.com/fabrikam/dronedelivery/shared/logctx"
 	"github.com/fabrikam/dronedelivery/shared/ports"
 )
 
@@ -26,10 +25,9 @@ func (h *handler) invokeQueue(w http.ResponseWriter, r *http.Request, fn *functi
 		h.malformed(w, r, err)
 		return
 	}
-	ctx = logctx.With(ctx, "messageId", msg.ID, "correlationId", msg.CorrelationID)
 	var logs []string
 	for _, warn := range warnings {
-		h.log.WarnContext(ctx, "undecodable message metadata ignored", "detail", warn)
+		h.log.WarnContext(ctx, "undecodable message metadata ignored", "messageId", msg.ID, "detail", warn)
 		logs = append(logs, "ignored metadata: "+warn)
 	}
 
@@ -37,20 +35,17 @@ func (h *handler) invokeQueue(w http.ResponseWriter, r *http.Request, fn *functi
 	outcome, err := functionapp.Process(ctx, fn.queue, pub, msg)
 	switch outcome {
 	case functionapp.Done:
-		h.log.InfoContext(ctx, "message processed", "deliveryCount", msg.DeliveryCount, "published", pub.n)
 		logs = append(logs, fmt.Sprintf("message %s processed on delivery %d; %d message(s) published", msg.ID, msg.DeliveryCount, pub.n))
 		writeReply(w, reply{Logs: logs})
 	case functionapp.Poisonous:
 		// A custom handler cannot dead-letter: the step has recorded the
 		// failure, so acknowledging is all that is left, and retrying would
 		// only fail again until the broker dead-letters it anyway.
-		h.log.ErrorContext(ctx, "message can never succeed; acknowledged without retry", "deliveryCount", msg.DeliveryCount, "error", err)
 		logs = append(logs, fmt.Sprintf("message %s can never succeed and was acknowledged without retry: %v", msg.ID, err))
 		writeReply(w, reply{Logs: logs})
 	default:
 		// The 500 makes the host abandon the message, so Service Bus
 		// redelivers it and dead-letters it after its maximum delivery count.
-		h.log.WarnContext(ctx, "message will be retried", "deliveryCount", msg.DeliveryCount, "error", err)
 		functionapp.WriteResponse(w, functionapp.Problem(http.StatusInternalServerError, "", "processing failed; the message will be redelivered"))
 	}
 }

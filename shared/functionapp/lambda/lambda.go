@@ -85,6 +85,7 @@ func New(reg functionapp.Registry, fns []functionapp.FunctionConfig, pub ports.P
 	if err := reg.Check(fns); err != nil {
 		return nil, err
 	}
+	reg = reg.Use(functionapp.Standard(log)...)
 	served := fns
 	if opts.Function != "" {
 		served = nil

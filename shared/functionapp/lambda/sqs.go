@@ -63,20 +63,15 @@ func (h *Handler) processRecord(ctx context.Context, rec *events.SQSMessage) boo
 		return false
 	}
 	msg := toRecord(rec).Delivered(queue)
-	ctx = logctx.With(ctx, "function", fn.name, "messageId", msg.ID, "correlationId", msg.CorrelationID, "deliveryCount", msg.DeliveryCount)
 	if !msg.NotBefore.IsZero() && h.now().Before(msg.NotBefore) {
+		ctx = logctx.With(ctx, "messageId", msg.ID)
 		h.delay(ctx, queue, rec.ReceiptHandle, msg)
 		return false
 	}
-	outcome, err := functionapp.Process(ctx, fn.fn, h.pub, msg)
-	switch outcome {
-	case functionapp.Retry:
-		h.log.WarnContext(ctx, "message failed; it will be retried", "err", err)
-		return false
-	case functionapp.Poisonous:
-		h.log.ErrorContext(ctx, "message can never succeed; acknowledging it", "err", err)
-	}
-	return true
+	outcome, _ := functionapp.Process(ctx, fn.fn, h.pub, msg)
+	// A Poisonous record is deleted too: its step has recorded why it
+	// cannot succeed, and retrying would only feed the DLQ.
+	return outcome != functionapp.Retry
 }
 
 // delay hides an early record until its NotBefore, so that SQS, not this

@@ -17,7 +17,6 @@ import (
 
 	"github.com/fabrikam/dronedelivery/shared/domain"
 	"github.com/fabrikam/dronedelivery/shared/functionapp"
-	"github.com/fabrikam/dronedelivery/shared/logctx"
 	"github.com/fabrikam/dronedelivery/shared/ports"
 )
 
@@ -68,6 +67,7 @@ func New(reg functionapp.Registry, fns []functionapp.FunctionConfig, bus ports.B
 	if err := reg.Check(fns); err != nil {
 		return nil, err
 	}
+	reg = reg.Use(functionapp.Standard(log)...)
 	mux, err := functionapp.NewRouter(reg, fns, functionapp.RoutePrefix)
 	if err != nil {
 		return nil, err
@@ -206,7 +206,6 @@ func (h *held) Publish(_ context.Context, msgs ...ports.Message) error {
 }
 
 func (s *Server) handle(ctx context.Context, name string, fn functionapp.QueueFunc, msg *ports.Delivered) {
-	ctx = logctx.With(ctx, "function", name, "messageId", msg.ID, "correlationId", msg.CorrelationID, "deliveryCount", msg.DeliveryCount)
 	cw, together := s.bus.(completeWither)
 	var pub ports.Publisher = s.bus
 	var out held
@@ -225,20 +224,18 @@ func (s *Server) handle(ctx context.Context, name string, fn functionapp.QueueFu
 		if serr != nil && !domain.IsCode(serr, domain.ECONFLICT) {
 			// Nothing was published or completed: as when a publish fails,
 			// the message goes back to be tried again.
-			s.log.WarnContext(ctx, "message failed; it will be retried", "err", serr)
+			s.log.WarnContext(ctx, "completing the message failed; it will be retried", "function", name, "messageId", msg.ID, "err", serr)
 			serr = s.bus.Abandon(ctx, msg)
 		}
 	case functionapp.Retry:
-		s.log.WarnContext(ctx, "message failed; it will be retried", "err", err)
 		serr = s.bus.Abandon(ctx, msg)
 	case functionapp.Poisonous:
-		s.log.ErrorContext(ctx, "message can never succeed; dead-lettering it", "err", err)
 		serr = s.bus.DeadLetter(ctx, msg, "ProcessingFailed", truncate(err.Error(), 1024))
 	}
 	if serr != nil {
 		// The lock is gone or the bus failed: the message comes back and the
 		// idempotent step runs again.
-		s.log.WarnContext(ctx, "settle failed", "err", serr)
+		s.log.WarnContext(ctx, "settle failed", "function", name, "messageId", msg.ID, "err", serr)
 	}
 }
 

@@ -1,0 +1,104 @@
+package functionapp
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"slices"
+
+	"github.com/fabrikam/dronedelivery/shared/domain"
+	"github.com/fabrikam/dronedelivery/shared/logctx"
+	"github.com/fabrikam/dronedelivery/shared/ports"
+)
+
+// Middleware wraps a queue function: what every message needs whichever step
+// handles it (log context, panic recovery, the classification of failures)
+// is written once as middleware instead of in each step and each runtime.
+// name is the function's name in the registry.
+type Middleware func(name string, next QueueFunc) QueueFunc
+
+// Use returns a copy of the registry whose queue functions are wrapped by
+// mw, the first outermost. HTTP functions are unchanged.
+func (r Registry) Use(mw ...Middleware) Registry {
+	out := make(Registry, len(r))
+	for name, f := range r {
+		if f.Queue != nil {
+			for _, m := range slices.Backward(mw) {
+				f.Queue = m(name, f.Queue)
+			}
+		}
+		out[name] = f
+	}
+	return out
+}
+
+// Standard is the middleware every runtime applies to the registry it
+// serves: the log context first, so that every line about the message names
+// it, then the classification of the result, then panic recovery around the
+// step itself.
+func Standard(log *slog.Logger) []Middleware {
+	return []Middleware{LogContext, Classify(log), Recoverer}
+}
+
+// LogContext names the function, the message, its correlation id and its
+// delivery count on every log line written while the message is handled.
+func LogContext(name string, next QueueFunc) QueueFunc {
+	return func(ctx context.Context, msg *ports.Delivered) ([]ports.Message, error) {
+		ctx = logctx.With(ctx, "function", name, "messageId", msg.ID, "correlationId", msg.CorrelationID, "deliveryCount", msg.DeliveryCount)
+		return next(ctx, msg)
+	}
+}
+
+// Recoverer turns a panic in a step into a transient error: the message is
+// retried, and dead-lettered by the bus after its maximum delivery count,
+// instead of the panic taking down every other message in flight.
+func Recoverer(_ string, next QueueFunc) QueueFunc {
+	return func(ctx context.Context, msg *ports.Delivered) (out []ports.Message, err error) {
+		defer func() {
+			if r := recover(); r != nil {
+				out, err = nil, fmt.Errorf("handler panic: %v\n%s", r, debug.Stack())
+			}
+		}()
+		return next(ctx, msg)
+	}
+}
+
+// Classify logs how a message ended, once: a permanent failure (an error
+// wrapping domain.Permanent) can never succeed and the runtime settles it
+// without retry; any other error is transient and the message is retried.
+func Classify(log *slog.Logger) Middleware {
+	return func(_ string, next QueueFunc) QueueFunc {
+		return func(ctx context.Context, msg *ports.Delivered) ([]ports.Message, error) {
+			out, err := next(ctx, msg)
+			switch {
+			case err == nil:
+				log.DebugContext(ctx, "message processed", "outputs", len(out))
+			case domain.IsPermanent(err):
+				log.ErrorContext(ctx, "message can never succeed; it will not be retried", "err", err)
+			default:
+				log.WarnContext(ctx, "message failed; it will be retried", "err", err)
+			}
+			return out, err
+		}
+	}
+}
+
+// EmitsOnly refuses, as a permanent failure, a step's output to a queue that
+// emits[name] does not list: the chain's table (topology.Chain) is then the
+// whole truth about which step feeds which. A function missing from emits
+// may emit nothing.
+func EmitsOnly(emits map[string][]string) Middleware {
+	return func(name string, next QueueFunc) QueueFunc {
+		allowed := emits[name]
+		return func(ctx context.Context, msg *ports.Delivered) ([]ports.Message, error) {
+			out, err := next(ctx, msg)
+			for _, m := range out {
+				if !slices.Contains(allowed, m.Queue) {
+					return nil, &domain.Permanent{Err: fmt.Errorf("%s may not send to queue %s (see topology.Chain)", name, m.Queue)}
+				}
+			}
+			return out, err
+		}
+	}
+}

@@ -1,0 +1,93 @@
+package functionapp_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/fabrikam/dronedelivery/shared/domain"
+	"github.com/fabrikam/dronedelivery/shared/functionapp"
+	"github.com/fabrikam/dronedelivery/shared/ports"
+)
+
+func call(t *testing.T, f functionapp.QueueFunc) ([]ports.Message, error) {
+	t.Helper()
+	return f(context.Background(), &ports.Delivered{Message: ports.Message{ID: "m-1", CorrelationID: "c-1"}, DeliveryCount: 1})
+}
+
+func TestUseWrapsQueueFunctionsFirstOutermost(t *testing.T) {
+	var order []string
+	tag := func(s string) functionapp.Middleware {
+		return func(name string, next functionapp.QueueFunc) functionapp.QueueFunc {
+			return func(ctx context.Context, m *ports.Delivered) ([]ports.Message, error) {
+				order = append(order, s+":"+name)
+				return next(ctx, m)
+			}
+		}
+	}
+	httpFn := func(context.Context, *functionapp.Request) *functionapp.Response { return nil }
+	reg := functionapp.Registry{
+		"Step": {Queue: func(context.Context, *ports.Delivered) ([]ports.Message, error) { order = append(order, "step"); return nil, nil }},
+		"Page": {HTTP: httpFn, Public: true},
+	}
+	wrapped := reg.Use(tag("a"), tag("b"))
+	_, err := call(t, wrapped["Step"].Queue)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"a:Step", "b:Step", "step"}, order)
+	assert.NotNil(t, wrapped["Page"].HTTP)
+	assert.True(t, wrapped["Page"].Public)
+	order = nil
+	_, _ = call(t, reg["Step"].Queue)
+	assert.Equal(t, []string{"step"}, order, "the original registry is unchanged")
+}
+
+func TestRecovererTurnsAPanicIntoATransientError(t *testing.T) {
+	f := functionapp.Recoverer("Step", func(context.Context, *ports.Delivered) ([]ports.Message, error) { panic("boom") })
+	out, err := call(t, f)
+	require.Error(t, err)
+	assert.Nil(t, out)
+	assert.Contains(t, err.Error(), "boom")
+	assert.False(t, domain.IsPermanent(err), "a panic is retried, not dead-lettered at once")
+}
+
+func TestStandardKeepsTheStepsResult(t *testing.T) {
+	log := slog.New(slog.NewJSONHandler(io.Discard, nil))
+	permanent := &domain.Permanent{Err: errors.New("bad message")}
+	for _, tc := range []struct {
+		name string
+		err  error
+	}{{"success", nil}, {"transient", errors.New("store busy")}, {"permanent", permanent}} {
+		t.Run(tc.name, func(t *testing.T) {
+			want := []ports.Message{{ID: "next", Queue: "q"}}
+			reg := functionapp.Registry{"Step": {Queue: func(context.Context, *ports.Delivered) ([]ports.Message, error) { return want, tc.err }}}
+			out, err := call(t, reg.Use(functionapp.Standard(log)...)["Step"].Queue)
+			assert.Equal(t, want, out)
+			assert.Equal(t, tc.err, err)
+		})
+	}
+}
+
+func TestEmitsOnlyRefusesAnUndeclaredQueue(t *testing.T) {
+	emits := map[string][]string{"Step": {"next"}}
+	step := func(queue string) functionapp.QueueFunc {
+		return func(context.Context, *ports.Delivered) ([]ports.Message, error) {
+			return []ports.Message{{ID: "x", Queue: queue}}, nil
+		}
+	}
+	out, err := call(t, functionapp.EmitsOnly(emits)("Step", step("next")))
+	require.NoError(t, err)
+	assert.Len(t, out, 1)
+
+	out, err = call(t, functionapp.EmitsOnly(emits)("Step", step("elsewhere")))
+	require.Error(t, err)
+	assert.True(t, domain.IsPermanent(err))
+	assert.Nil(t, out)
+
+	_, err = call(t, functionapp.EmitsOnly(emits)("Other", step("next")))
+	assert.True(t, domain.IsPermanent(err), "a function the table does not name may emit nothing")
+}
