@@ -32,7 +32,10 @@ func TestUseWrapsQueueFunctionsFirstOutermost(t *testing.T) {
 	}
 	httpFn := func(context.Context, *functionapp.Request) *functionapp.Response { return nil }
 	reg := functionapp.Registry{
-		"Step": {Queue: func(context.Context, *ports.Delivered) ([]ports.Message, error) { order = append(order, "step"); return nil, nil }},
+		"Step": {Queue: func(context.Context, *ports.Delivered) ([]ports.Message, error) {
+			order = append(order, "step")
+			return nil, nil
+		}},
 		"Page": {HTTP: httpFn, Public: true},
 	}
 	wrapped := reg.Use(tag("a"), tag("b"))

@@ -38,4 +38,3 @@ func Process(ctx context.Context, fn QueueFunc, pub ports.Publisher, msg *ports.
 	}
 	return Done, nil
 }
-
