@@ -2,7 +2,6 @@ package handlers
 
 import (
 	"context"
-	"fmt"
 	"net/http"
 
 	"github.com/fabrikam/dronedelivery/shared/domain"
@@ -28,19 +27,11 @@ func (h *Handlers) CancelDelivery(ctx context.Context, req *functionapp.Request)
 	var notes []domain.Notification
 	d, err := h.updateOwnDelivery(ctx, id, func(cur *domain.Delivery) error {
 		notes = nil
-		switch cur.Stage {
-		case domain.StageCompleted:
-			return domain.Errorf(domain.ECONFLICT, "delivery %s is completed and cannot be cancelled", id)
-		case domain.StageFailed:
-			return domain.Errorf(domain.ECONFLICT, "delivery %s failed and cannot be cancelled", id)
-		case domain.StageCancelled:
-			return ports.ErrSkip
+		n, err := cur.Cancel(now)
+		if err == nil {
+			notes = append(notes, n)
 		}
-		t := now
-		cur.CancelledAt = &t
-		cur.SetStage(domain.StageCancelled, now, "cancelled by the business")
-		notes = append(notes, cur.Notify(domain.NotifyCancelled, "Your delivery was cancelled.", now))
-		return nil
+		return err
 	})
 	if err != nil {
 		return h.errorResponse(ctx, err)
@@ -79,19 +70,7 @@ func (h *Handlers) RescheduleDelivery(ctx context.Context, req *functionapp.Requ
 	}
 	now := h.clock.Now()
 	d, err := h.updateOwnDelivery(ctx, id, func(cur *domain.Delivery) error {
-		switch cur.Stage {
-		case domain.StageHeadedToDropoff, domain.StageCompleted, domain.StageCancelled, domain.StageFailed:
-			return domain.Errorf(domain.ECONFLICT, "delivery %s is %s and cannot be rescheduled", id, cur.Stage)
-		}
-		next := cur.Request
-		if err := change.Apply(&next); err != nil {
-			return err
-		}
-		cur.Request = next
-		cur.Generation++
-		cur.PickupETA, cur.DeliveryETA, cur.ScheduledAt = nil, nil, nil
-		cur.SetStage(domain.StageRescheduled, now, fmt.Sprintf("rescheduled (generation %d)", cur.Generation))
-		return nil
+		return cur.Reschedule(change, now)
 	})
 	if err != nil {
 		return h.errorResponse(ctx, err)

@@ -3,7 +3,6 @@ package handlers
 import (
 	"context"
 	"fmt"
-	"time"
 
 	"github.com/fabrikam/dronedelivery/shared/domain"
 	"github.com/fabrikam/dronedelivery/shared/ports"
@@ -45,17 +44,11 @@ func (h *Handlers) ComputeEta(ctx context.Context, msg *ports.Delivered) ([]port
 	var notes []domain.Notification
 	d, err = h.store.Deliveries.Update(ctx, d.ID, func(cur *domain.Delivery) error {
 		notes = nil
-		if (cur.Stage != domain.StageCreated && cur.Stage != domain.StageRescheduled) || cur.Generation != env.Generation {
-			return ports.ErrSkip
+		n, err := cur.Schedule(env.Generation, eta, drone.Location, now)
+		if err == nil {
+			notes = append(notes, n)
 		}
-		t, loc := now, drone.Location
-		cur.PickupETA, cur.DeliveryETA = &eta.Pickup, &eta.Delivery
-		cur.LastKnownLocation = &loc
-		cur.ScheduledAt = &t
-		cur.SetStage(domain.StageScheduled, now, "")
-		notes = append(notes, cur.Notify(domain.NotifyScheduled,
-			fmt.Sprintf("A drone is on its way: pickup at %s, delivery at %s.", eta.Pickup.Format(time.RFC3339), eta.Delivery.Format(time.RFC3339)), now))
-		return nil
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("record ETA: %w", err)

@@ -52,12 +52,7 @@ func (h *Handlers) UpdatePackage(ctx context.Context, msg *ports.Delivered) ([]p
 	}
 
 	d, err = h.store.Deliveries.Update(ctx, d.ID, func(cur *domain.Delivery) error {
-		if cur.PackageRecordedAt != nil || cur.Stage.Terminal() {
-			return ports.ErrSkip
-		}
-		t := now
-		cur.PackageID, cur.PackageRecordedAt, cur.UpdatedAt = info.PackageID, &t, now
-		return nil
+		return cur.RecordPackage(info.PackageID, now)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("record package on delivery: %w", err)

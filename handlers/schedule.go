@@ -12,9 +12,6 @@ import (
 	"github.com/fabrikam/dronedelivery/shared/wire"
 )
 
-// errTaken says a candidate drone could not be claimed for the delivery.
-var errTaken = errors.New("drone not claimable")
-
 // ScheduleDrone assigns the nearest drone that can serve a delivery. It
 // reads delivery-requests, where cancel and reschedule operations arrive too:
 // a cancel releases the drone the delivery held (compensation), a
@@ -103,11 +100,7 @@ func (h *Handlers) releaseDrone(ctx context.Context, d *domain.Delivery) error {
 	}
 	now := h.clock.Now()
 	_, err := h.store.Fleet.Update(ctx, d.DroneID, func(dr *domain.Drone) error {
-		if dr.CurrentDeliveryID != d.ID {
-			return ports.ErrSkip
-		}
-		domain.ReleaseDrone(dr, h.cfg.Tracking, now)
-		return nil
+		return dr.Release(d.ID, h.cfg.Tracking, now)
 	})
 	if domain.IsCode(err, domain.ENOTFOUND) {
 		return nil
@@ -125,15 +118,7 @@ func (h *Handlers) releaseDrone(ctx context.Context, d *domain.Delivery) error {
 func (h *Handlers) resetAssignment(ctx context.Context, d *domain.Delivery) (*domain.Delivery, error) {
 	gen := d.Generation
 	got, err := h.store.Deliveries.Update(ctx, d.ID, func(cur *domain.Delivery) error {
-		if cur.Generation != gen || cur.ResetGeneration >= gen {
-			return ports.ErrSkip
-		}
-		if cur.DroneID != "" {
-			cur.PreviousDroneID = cur.DroneID
-		}
-		cur.DroneID, cur.DroneAssignedAt, cur.PackageRecordedAt = "", nil, nil
-		cur.ResetGeneration = gen
-		return nil
+		return cur.ResetAssignment(gen)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("reset assignment: %w", err)
@@ -148,11 +133,7 @@ func (h *Handlers) resetAssignment(ctx context.Context, d *domain.Delivery) (*do
 func (h *Handlers) releaseOldDrone(ctx context.Context, d *domain.Delivery) error {
 	now := h.clock.Now()
 	_, err := h.store.Fleet.Update(ctx, d.PreviousDroneID, func(dr *domain.Drone) error {
-		if dr.CurrentDeliveryID != d.ID || dr.CurrentGeneration >= d.Generation {
-			return ports.ErrSkip
-		}
-		domain.ReleaseDrone(dr, h.cfg.Tracking, now)
-		return nil
+		return dr.ReleaseEarlier(d.ID, d.Generation, h.cfg.Tracking, now)
 	})
 	if err != nil && !domain.IsCode(err, domain.ENOTFOUND) {
 		return fmt.Errorf("release drone %s of an earlier schedule: %w", d.PreviousDroneID, err)
@@ -175,7 +156,7 @@ func (h *Handlers) backoff(attempt int) time.Duration {
 func (h *Handlers) assign(ctx context.Context, d *domain.Delivery, now time.Time) (*domain.Delivery, error) {
 	if d.DroneID != "" {
 		got, err := h.claim(ctx, d, d.DroneID, now)
-		if err == nil || !errors.Is(err, errTaken) {
+		if err == nil || !errors.Is(err, domain.ErrDroneUnavailable) {
 			return got, err
 		}
 	}
@@ -191,7 +172,7 @@ func (h *Handlers) assign(ctx context.Context, d *domain.Delivery, now time.Time
 			continue
 		}
 		got, err := h.claim(ctx, d, drone.ID, now)
-		if errors.Is(err, errTaken) {
+		if errors.Is(err, domain.ErrDroneUnavailable) {
 			continue
 		}
 		return got, err
@@ -200,21 +181,11 @@ func (h *Handlers) assign(ctx context.Context, d *domain.Delivery, now time.Time
 }
 
 // claim reserves droneID on the delivery, claims the drone and records the
-// assignment. It returns errTaken when the drone cannot be had, after
-// clearing the reservation.
+// assignment. It returns an error wrapping domain.ErrDroneUnavailable when
+// the drone cannot be had, after dropping the reservation.
 func (h *Handlers) claim(ctx context.Context, d *domain.Delivery, droneID string, now time.Time) (*domain.Delivery, error) {
 	reserved, err := h.store.Deliveries.Update(ctx, d.ID, func(cur *domain.Delivery) error {
-		if cur.DroneAssignedAt != nil || cur.Stage.Terminal() {
-			return ports.ErrSkip
-		}
-		if cur.DroneID != "" {
-			// Reserved already: this drone by an earlier run, or another one
-			// by a concurrent redelivery, which the caller then finishes.
-			return ports.ErrSkip
-		}
-		cur.DroneID = droneID
-		cur.UpdatedAt = now
-		return nil
+		return cur.Reserve(droneID, now)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("reserve drone %s: %w", droneID, err)
@@ -229,40 +200,14 @@ func (h *Handlers) claim(ctx context.Context, d *domain.Delivery, droneID string
 
 	gen := reserved.Generation
 	_, err = h.store.Fleet.Update(ctx, droneID, func(dr *domain.Drone) error {
-		if dr.CurrentDeliveryID == d.ID {
-			if dr.CurrentGeneration == gen {
-				return ports.ErrSkip // claimed already, by an earlier run of this message
-			}
-			// Still held from before a reschedule: keep it if it can do the
-			// new job, as if it had been freed and claimed again.
-			probe := *dr
-			probe.Status, probe.CurrentDeliveryID = domain.DroneAvailable, ""
-			if why := domain.Unfit(&probe, &reserved.Request); why != "" {
-				return fmt.Errorf("%w: %s", errTaken, why)
-			}
-			dr.CurrentGeneration, dr.UpdatedAt = gen, now
-			return nil
-		}
-		if why := domain.Unfit(dr, &reserved.Request); why != "" {
-			return fmt.Errorf("%w: %s", errTaken, why)
-		}
-		dr.Status = domain.DroneAssigned
-		dr.CurrentDeliveryID = d.ID
-		dr.CurrentGeneration = gen
-		dr.UpdatedAt = now
-		return nil
+		return dr.Claim(d.ID, gen, &reserved.Request, now)
 	})
 	if domain.IsCode(err, domain.ENOTFOUND) {
-		err = fmt.Errorf("%w: drone %s is gone", errTaken, droneID)
+		err = fmt.Errorf("%w: drone %s is gone", domain.ErrDroneUnavailable, droneID)
 	}
-	if errors.Is(err, errTaken) {
+	if errors.Is(err, domain.ErrDroneUnavailable) {
 		if _, uerr := h.store.Deliveries.Update(ctx, d.ID, func(cur *domain.Delivery) error {
-			if cur.DroneID != droneID || cur.DroneAssignedAt != nil {
-				return ports.ErrSkip
-			}
-			cur.DroneID = ""
-			cur.UpdatedAt = now
-			return nil
+			return cur.DropReservation(droneID, now)
 		}); uerr != nil {
 			return nil, fmt.Errorf("release reservation of drone %s: %w", droneID, uerr)
 		}
@@ -273,16 +218,7 @@ func (h *Handlers) claim(ctx context.Context, d *domain.Delivery, droneID string
 	}
 
 	got, err := h.store.Deliveries.Update(ctx, d.ID, func(cur *domain.Delivery) error {
-		if cur.DroneAssignedAt != nil || cur.Stage.Terminal() {
-			return ports.ErrSkip
-		}
-		if cur.DroneID != droneID {
-			return fmt.Errorf("delivery reserved drone %s but drone %s was claimed", cur.DroneID, droneID)
-		}
-		t := now
-		cur.DroneAssignedAt = &t
-		cur.UpdatedAt = now
-		return nil
+		return cur.RecordAssignment(droneID, now)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("record assignment of drone %s: %w", droneID, err)
@@ -301,13 +237,11 @@ func (h *Handlers) fail(ctx context.Context, id, reason string) ([]ports.Message
 	var notes []domain.Notification
 	d, err := h.store.Deliveries.Update(ctx, id, func(cur *domain.Delivery) error {
 		notes = nil
-		if cur.Stage.Terminal() || cur.DroneAssignedAt != nil {
-			return ports.ErrSkip
+		n, err := cur.Fail(reason, now)
+		if err == nil {
+			notes = append(notes, n)
 		}
-		cur.FailureReason = reason
-		cur.SetStage(domain.StageFailed, now, reason)
-		notes = append(notes, cur.Notify(domain.NotifyFailed, "We could not deliver your package: "+reason+".", now))
-		return nil
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("mark delivery failed: %w", err)

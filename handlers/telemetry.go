@@ -105,38 +105,9 @@ func (h *Handlers) TrackDrone(ctx context.Context, msg *ports.Delivered) ([]port
 	now := h.clock.Now()
 	freed := false
 	_, err = h.store.Fleet.Update(ctx, r.DroneID, func(dr *domain.Drone) error {
-		changed := false
-		freed = false
-		if dr.LastTelemetryAt == nil || r.Timestamp.After(*dr.LastTelemetryAt) {
-			// Only the newest report says where the drone is.
-			if dr.BatteryPercent > 0 && r.BatteryPercent < dr.BatteryPercent {
-				// Range is what the current charge allows, so it shrinks with it.
-				dr.RangeKm *= r.BatteryPercent / dr.BatteryPercent
-			}
-			t := r.Timestamp
-			dr.Location, dr.BatteryPercent, dr.LastTelemetryAt = r.Location, r.BatteryPercent, &t
-			changed = true
-		}
-		// Any report, even a late one (it may be the one that completed the
-		// delivery), settles the assignment; but only for the delivery it
-		// was applied to: a concurrent report may have finished that one and
-		// another delivery claimed the drone since it was read above.
-		if dr.CurrentDeliveryID != "" && dr.CurrentDeliveryID == drone.CurrentDeliveryID {
-			switch {
-			case d == nil, d.Stage.Terminal():
-				// Its delivery is gone or over: nothing holds the drone any more.
-				domain.ReleaseDrone(dr, h.cfg.Tracking, now)
-				changed, freed = true, true
-			case dr.Status != domain.DroneInFlight:
-				dr.Status = domain.DroneInFlight
-				changed = true
-			}
-		}
-		if !changed {
-			return ports.ErrSkip
-		}
-		dr.UpdatedAt = now
-		return nil
+		var err error
+		freed, err = dr.ApplyReport(*r, drone.CurrentDeliveryID, d == nil || d.Stage.Terminal(), h.cfg.Tracking, now)
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("update drone %s: %w", r.DroneID, err)

@@ -6,7 +6,6 @@ package ports
 
 import (
 	"context"
-	"errors"
 	"iter"
 	"time"
 
@@ -15,7 +14,7 @@ import (
 
 // ErrSkip, returned by an update function, ends the update without writing:
 // the stored document is returned unchanged. Steps use it to stay idempotent.
-var ErrSkip = errors.New("no change")
+var ErrSkip = domain.ErrNoChange
 
 // Collection stores documents of one aggregate by id, with optimistic
 // concurrency: every write of an existing document is conditional on the

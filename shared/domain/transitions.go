@@ -1,0 +1,232 @@
+package domain
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// The named state changes of the chain. Each checks that the transition is
+// allowed and applies it, or returns an error: ErrNoChange when the change
+// was already made (a redelivered message: the caller writes nothing and
+// goes on), or an error that says why it may not happen. They do no I/O; a
+// handler loads the aggregate, calls one of them inside the store's update,
+// and saves.
+
+// ErrNoChange says a state change had already been made, so there is
+// nothing to write. Stores treat it as a successful update that wrote
+// nothing (ports.ErrSkip is the same value).
+var ErrNoChange = errors.New("no change")
+
+// ErrDroneUnavailable says a drone cannot be claimed for a delivery: it is
+// busy, gone, or unfit for the package or the distance.
+var ErrDroneUnavailable = errors.New("drone not claimable")
+
+// Reserve notes droneID on the delivery before the drone is claimed, so that
+// a crash between the claim and RecordAssignment leaves a trace that the next
+// run finishes. A delivery that is assigned, ended or already reserved (by
+// this run or a concurrent redelivery, which the caller then finishes) is
+// left as it is.
+func (d *Delivery) Reserve(droneID string, now time.Time) error {
+	if d.DroneAssignedAt != nil || d.Stage.Terminal() || d.DroneID != "" {
+		return ErrNoChange
+	}
+	d.DroneID, d.UpdatedAt = droneID, now
+	return nil
+}
+
+// DropReservation forgets a reservation whose drone could not be claimed.
+func (d *Delivery) DropReservation(droneID string, now time.Time) error {
+	if d.DroneID != droneID || d.DroneAssignedAt != nil {
+		return ErrNoChange
+	}
+	d.DroneID, d.UpdatedAt = "", now
+	return nil
+}
+
+// RecordAssignment completes an assignment once the reserved drone is
+// claimed. It is an error for any other drone than the reserved one.
+func (d *Delivery) RecordAssignment(droneID string, now time.Time) error {
+	if d.DroneAssignedAt != nil || d.Stage.Terminal() {
+		return ErrNoChange
+	}
+	if d.DroneID != droneID {
+		return fmt.Errorf("delivery reserved drone %s but drone %s was claimed", d.DroneID, droneID)
+	}
+	t := now
+	d.DroneAssignedAt, d.UpdatedAt = &t, now
+	return nil
+}
+
+// ResetAssignment forgets the assignment of the generation before gen when
+// a rescheduled delivery is dispatched again, remembering its drone in
+// PreviousDroneID so that it can be given back.
+func (d *Delivery) ResetAssignment(gen int) error {
+	if d.Generation != gen || d.ResetGeneration >= gen {
+		return ErrNoChange
+	}
+	if d.DroneID != "" {
+		d.PreviousDroneID = d.DroneID
+	}
+	d.DroneID, d.DroneAssignedAt, d.PackageRecordedAt = "", nil, nil
+	d.ResetGeneration = gen
+	return nil
+}
+
+// RecordPackage notes that the delivery's package record is written.
+func (d *Delivery) RecordPackage(packageID string, now time.Time) error {
+	if d.PackageRecordedAt != nil || d.Stage.Terminal() {
+		return ErrNoChange
+	}
+	t := now
+	d.PackageID, d.PackageRecordedAt, d.UpdatedAt = packageID, &t, now
+	return nil
+}
+
+// Schedule records the ETAs of generation gen, from the drone's position at,
+// and makes the delivery Scheduled; it returns the notice for the customer.
+// Only a Created or Rescheduled delivery of that generation is scheduled,
+// so a stage never moves backwards.
+func (d *Delivery) Schedule(gen int, eta ETA, at Location, now time.Time) (Notification, error) {
+	if (d.Stage != StageCreated && d.Stage != StageRescheduled) || d.Generation != gen {
+		return Notification{}, ErrNoChange
+	}
+	t := now
+	d.PickupETA, d.DeliveryETA = &eta.Pickup, &eta.Delivery
+	d.LastKnownLocation = &at
+	d.ScheduledAt = &t
+	d.SetStage(StageScheduled, now, "")
+	return d.Notify(NotifyScheduled,
+		fmt.Sprintf("A drone is on its way: pickup at %s, delivery at %s.", eta.Pickup.Format(time.RFC3339), eta.Delivery.Format(time.RFC3339)), now), nil
+}
+
+// Fail ends a delivery that has no drone assigned, with a reason the
+// customer is told. An ended or assigned delivery is left as it is.
+func (d *Delivery) Fail(reason string, now time.Time) (Notification, error) {
+	if d.Stage.Terminal() || d.DroneAssignedAt != nil {
+		return Notification{}, ErrNoChange
+	}
+	d.FailureReason = reason
+	d.SetStage(StageFailed, now, reason)
+	return d.Notify(NotifyFailed, "We could not deliver your package: "+reason+".", now), nil
+}
+
+// Cancel ends a delivery at its business's request. A completed or failed
+// delivery cannot be cancelled (ECONFLICT); a cancelled one is unchanged.
+func (d *Delivery) Cancel(now time.Time) (Notification, error) {
+	switch d.Stage {
+	case StageCompleted:
+		return Notification{}, Errorf(ECONFLICT, "delivery %s is completed and cannot be cancelled", d.ID)
+	case StageFailed:
+		return Notification{}, Errorf(ECONFLICT, "delivery %s failed and cannot be cancelled", d.ID)
+	case StageCancelled:
+		return Notification{}, ErrNoChange
+	}
+	t := now
+	d.CancelledAt = &t
+	d.SetStage(StageCancelled, now, "cancelled by the business")
+	return d.Notify(NotifyCancelled, "Your delivery was cancelled.", now), nil
+}
+
+// Reschedule applies a change of places or times and starts a new
+// generation, which dispatch and ETA run for again. A package already picked
+// up, or a delivery that has ended, cannot be rescheduled (ECONFLICT).
+func (d *Delivery) Reschedule(change *Reschedule, now time.Time) error {
+	switch d.Stage {
+	case StageHeadedToDropoff, StageCompleted, StageCancelled, StageFailed:
+		return Errorf(ECONFLICT, "delivery %s is %s and cannot be rescheduled", d.ID, d.Stage)
+	}
+	next := d.Request
+	if err := change.Apply(&next); err != nil {
+		return err
+	}
+	d.Request = next
+	d.Generation++
+	d.PickupETA, d.DeliveryETA, d.ScheduledAt = nil, nil, nil
+	d.SetStage(StageRescheduled, now, fmt.Sprintf("rescheduled (generation %d)", d.Generation))
+	return nil
+}
+
+// Claim books the drone for generation gen of a delivery. A drone already
+// booked for that generation is unchanged; one still held by the delivery
+// from before a reschedule is kept if it can do the new job, as if it had
+// been freed and claimed again. Any other drone must be Available and fit
+// for req, or the error wraps ErrDroneUnavailable with the reason.
+func (dr *Drone) Claim(deliveryID string, gen int, req *DeliveryRequest, now time.Time) error {
+	if dr.CurrentDeliveryID == deliveryID {
+		if dr.CurrentGeneration == gen {
+			return ErrNoChange
+		}
+		probe := *dr
+		probe.Status, probe.CurrentDeliveryID = DroneAvailable, ""
+		if why := Unfit(&probe, req); why != "" {
+			return fmt.Errorf("%w: %s", ErrDroneUnavailable, why)
+		}
+		dr.CurrentGeneration, dr.UpdatedAt = gen, now
+		return nil
+	}
+	if why := Unfit(dr, req); why != "" {
+		return fmt.Errorf("%w: %s", ErrDroneUnavailable, why)
+	}
+	dr.Status = DroneAssigned
+	dr.CurrentDeliveryID = deliveryID
+	dr.CurrentGeneration = gen
+	dr.UpdatedAt = now
+	return nil
+}
+
+// Release frees the drone from deliveryID (compensation for a cancel, or the
+// end of a delivery). A drone that serves another delivery is unchanged.
+func (dr *Drone) Release(deliveryID string, cfg TrackingConfig, now time.Time) error {
+	if dr.CurrentDeliveryID != deliveryID {
+		return ErrNoChange
+	}
+	ReleaseDrone(dr, cfg, now)
+	return nil
+}
+
+// ReleaseEarlier frees the drone from a generation of deliveryID before gen,
+// and leaves it booked when generation gen has claimed it again, so that a
+// duplicate or concurrent run never frees a drone the new schedule holds.
+func (dr *Drone) ReleaseEarlier(deliveryID string, gen int, cfg TrackingConfig, now time.Time) error {
+	if dr.CurrentDeliveryID != deliveryID || dr.CurrentGeneration >= gen {
+		return ErrNoChange
+	}
+	ReleaseDrone(dr, cfg, now)
+	return nil
+}
+
+// ApplyReport moves the drone with a telemetry report. Only the newest
+// report says where the drone is and what charge it has (range shrinks with
+// the charge). Any report, even a late one (it may be the one that completed
+// the delivery), settles the assignment, but only for deliveryID, the
+// delivery the report was applied to: a concurrent report may have finished
+// that one and another delivery claimed the drone since. When that delivery
+// has ended (or is gone) the drone is released and freed is true; otherwise
+// a drone serving it is InFlight.
+func (dr *Drone) ApplyReport(r Telemetry, deliveryID string, ended bool, cfg TrackingConfig, now time.Time) (freed bool, err error) {
+	changed := false
+	if dr.LastTelemetryAt == nil || r.Timestamp.After(*dr.LastTelemetryAt) {
+		if dr.BatteryPercent > 0 && r.BatteryPercent < dr.BatteryPercent {
+			dr.RangeKm *= r.BatteryPercent / dr.BatteryPercent
+		}
+		t := r.Timestamp
+		dr.Location, dr.BatteryPercent, dr.LastTelemetryAt = r.Location, r.BatteryPercent, &t
+		changed = true
+	}
+	if dr.CurrentDeliveryID != "" && dr.CurrentDeliveryID == deliveryID {
+		switch {
+		case ended:
+			ReleaseDrone(dr, cfg, now)
+			changed, freed = true, true
+		case dr.Status != DroneInFlight:
+			dr.Status = DroneInFlight
+			changed = true
+		}
+	}
+	if !changed {
+		return false, ErrNoChange
+	}
+	dr.UpdatedAt = now
+	return freed, nil
+}

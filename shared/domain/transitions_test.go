@@ -1,0 +1,176 @@
+package domain_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/fabrikam/dronedelivery/shared/domain"
+)
+
+var t0 = time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)
+
+func delivery(stage domain.Stage) *domain.Delivery {
+	return &domain.Delivery{ID: "d-1", Stage: stage, Request: domain.DeliveryRequest{
+		PickupLocation:  domain.Location{Latitude: 47.61, Longitude: -122.34},
+		DropoffLocation: domain.Location{Latitude: 47.62, Longitude: -122.35},
+		PickupTime:      t0, Deadline: t0.Add(2 * time.Hour),
+		PackageInfo: domain.PackageInfo{PackageID: "p-1", Size: domain.SizeSmall, Weight: 1},
+	}}
+}
+
+func assigned(stage domain.Stage) *domain.Delivery {
+	d := delivery(stage)
+	at := t0
+	d.DroneID, d.DroneAssignedAt = "drone-1", &at
+	return d
+}
+
+func drone() *domain.Drone {
+	return &domain.Drone{ID: "drone-1", Status: domain.DroneAvailable, Location: domain.Location{Latitude: 47.60, Longitude: -122.33},
+		HomeBase: domain.Location{Latitude: 47.60, Longitude: -122.33}, MaxPayloadKg: 5, MaxPackageSize: domain.SizeLarge,
+		RangeKm: 50, CruiseSpeedMps: 15, BatteryPercent: 90}
+}
+
+// Each transition, from each kind of state it meets: allowed (the change
+// is made), already made (ErrNoChange, nothing changed) or refused.
+func TestDeliveryTransitions(t *testing.T) {
+	reschedule := &domain.Reschedule{PickupTime: ptr(t0.Add(time.Hour))}
+	tests := []struct {
+		name   string
+		from   *domain.Delivery
+		change func(*domain.Delivery) error
+		want   error // nil, domain.ErrNoChange, or a code via wantCode
+		code   string
+		check  func(*testing.T, *domain.Delivery)
+	}{
+		{"reserve a free delivery", delivery(domain.StageCreated), func(d *domain.Delivery) error { return d.Reserve("drone-1", t0) }, nil, "",
+			func(t *testing.T, d *domain.Delivery) { assert.Equal(t, "drone-1", d.DroneID) }},
+		{"reserve a reserved delivery", func() *domain.Delivery { d := delivery(domain.StageCreated); d.DroneID = "drone-9"; return d }(),
+			func(d *domain.Delivery) error { return d.Reserve("drone-1", t0) }, domain.ErrNoChange, "", nil},
+		{"reserve a cancelled delivery", delivery(domain.StageCancelled), func(d *domain.Delivery) error { return d.Reserve("drone-1", t0) }, domain.ErrNoChange, "", nil},
+		{"drop the reservation", func() *domain.Delivery { d := delivery(domain.StageCreated); d.DroneID = "drone-1"; return d }(),
+			func(d *domain.Delivery) error { return d.DropReservation("drone-1", t0) }, nil, "",
+			func(t *testing.T, d *domain.Delivery) { assert.Empty(t, d.DroneID) }},
+		{"drop another drone's reservation", func() *domain.Delivery { d := delivery(domain.StageCreated); d.DroneID = "drone-9"; return d }(),
+			func(d *domain.Delivery) error { return d.DropReservation("drone-1", t0) }, domain.ErrNoChange, "", nil},
+		{"record the reserved drone", func() *domain.Delivery { d := delivery(domain.StageCreated); d.DroneID = "drone-1"; return d }(),
+			func(d *domain.Delivery) error { return d.RecordAssignment("drone-1", t0) }, nil, "",
+			func(t *testing.T, d *domain.Delivery) { require.NotNil(t, d.DroneAssignedAt) }},
+		{"record a drone twice", assigned(domain.StageCreated), func(d *domain.Delivery) error { return d.RecordAssignment("drone-1", t0) }, domain.ErrNoChange, "", nil},
+		{"record the package", assigned(domain.StageCreated), func(d *domain.Delivery) error { return d.RecordPackage("p-1", t0) }, nil, "",
+			func(t *testing.T, d *domain.Delivery) { assert.Equal(t, "p-1", d.PackageID) }},
+		{"record the package of a cancelled delivery", assigned(domain.StageCancelled), func(d *domain.Delivery) error { return d.RecordPackage("p-1", t0) }, domain.ErrNoChange, "", nil},
+		{"fail a waiting delivery", delivery(domain.StageCreated), func(d *domain.Delivery) error { _, err := d.Fail("no drone", t0); return err }, nil, "",
+			func(t *testing.T, d *domain.Delivery) {
+				assert.Equal(t, domain.StageFailed, d.Stage)
+				assert.Equal(t, domain.NotifyFailed, d.Notifications[0].Kind)
+			}},
+		{"fail an assigned delivery", assigned(domain.StageCreated), func(d *domain.Delivery) error { _, err := d.Fail("no drone", t0); return err }, domain.ErrNoChange, "", nil},
+		{"cancel", assigned(domain.StageScheduled), func(d *domain.Delivery) error { _, err := d.Cancel(t0); return err }, nil, "",
+			func(t *testing.T, d *domain.Delivery) { assert.Equal(t, domain.StageCancelled, d.Stage) }},
+		{"cancel twice", delivery(domain.StageCancelled), func(d *domain.Delivery) error { _, err := d.Cancel(t0); return err }, domain.ErrNoChange, "", nil},
+		{"cancel a completed delivery", delivery(domain.StageCompleted), func(d *domain.Delivery) error { _, err := d.Cancel(t0); return err }, nil, domain.ECONFLICT, nil},
+		{"reschedule", assigned(domain.StageScheduled), func(d *domain.Delivery) error { return d.Reschedule(reschedule, t0) }, nil, "",
+			func(t *testing.T, d *domain.Delivery) {
+				assert.Equal(t, 1, d.Generation)
+				assert.Equal(t, domain.StageRescheduled, d.Stage)
+				assert.Nil(t, d.PickupETA)
+			}},
+		{"reschedule a package in flight", assigned(domain.StageHeadedToDropoff), func(d *domain.Delivery) error { return d.Reschedule(reschedule, t0) }, nil, domain.ECONFLICT, nil},
+		{"reset the assignment of the earlier generation", func() *domain.Delivery { d := assigned(domain.StageRescheduled); d.Generation = 1; return d }(),
+			func(d *domain.Delivery) error { return d.ResetAssignment(1) }, nil, "",
+			func(t *testing.T, d *domain.Delivery) {
+				assert.Equal(t, "drone-1", d.PreviousDroneID)
+				assert.Empty(t, d.DroneID)
+				assert.Nil(t, d.DroneAssignedAt)
+			}},
+		{"reset twice", func() *domain.Delivery { d := delivery(domain.StageRescheduled); d.Generation, d.ResetGeneration = 1, 1; return d }(),
+			func(d *domain.Delivery) error { return d.ResetAssignment(1) }, domain.ErrNoChange, "", nil},
+		{"schedule", assigned(domain.StageCreated), func(d *domain.Delivery) error {
+			_, err := d.Schedule(0, domain.ETA{Pickup: t0.Add(time.Minute), Delivery: t0.Add(5 * time.Minute)}, domain.Location{}, t0)
+			return err
+		}, nil, "", func(t *testing.T, d *domain.Delivery) {
+			assert.Equal(t, domain.StageScheduled, d.Stage)
+			require.NotNil(t, d.DeliveryETA)
+			assert.Equal(t, domain.NotifyScheduled, d.Notifications[0].Kind)
+		}},
+		{"schedule with an earlier generation's message", func() *domain.Delivery { d := assigned(domain.StageRescheduled); d.Generation = 2; return d }(),
+			func(d *domain.Delivery) error { _, err := d.Schedule(1, domain.ETA{}, domain.Location{}, t0); return err }, domain.ErrNoChange, "", nil},
+		{"schedule a delivery in flight", assigned(domain.StageHeadedToPickup),
+			func(d *domain.Delivery) error { _, err := d.Schedule(0, domain.ETA{}, domain.Location{}, t0); return err }, domain.ErrNoChange, "", nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			before := *tc.from
+			err := tc.change(tc.from)
+			switch {
+			case tc.code != "":
+				assert.Equal(t, tc.code, domain.ErrorCode(err))
+			case tc.want != nil:
+				assert.ErrorIs(t, err, tc.want)
+			default:
+				require.NoError(t, err)
+			}
+			if err != nil {
+				assert.Equal(t, before, *tc.from, "a refused or repeated change leaves the delivery as it was")
+			}
+			if tc.check != nil {
+				tc.check(t, tc.from)
+			}
+		})
+	}
+}
+
+func TestDroneTransitions(t *testing.T) {
+	req := &delivery(domain.StageCreated).Request
+
+	dr := drone()
+	require.NoError(t, dr.Claim("d-1", 0, req, t0))
+	assert.Equal(t, domain.DroneAssigned, dr.Status)
+	assert.ErrorIs(t, dr.Claim("d-1", 0, req, t0), domain.ErrNoChange, "claimed already by this generation")
+	assert.ErrorIs(t, dr.Claim("d-2", 0, req, t0), domain.ErrDroneUnavailable, "busy with another delivery")
+	require.NoError(t, dr.Claim("d-1", 1, req, t0), "kept across a reschedule when it can do the new job")
+	assert.Equal(t, 1, dr.CurrentGeneration)
+
+	heavy := *req
+	heavy.PackageInfo.Weight = 50
+	assert.ErrorIs(t, drone().Claim("d-1", 0, &heavy, t0), domain.ErrDroneUnavailable, "unfit for the package")
+
+	assert.ErrorIs(t, dr.ReleaseEarlier("d-1", 1, domain.TrackingConfig{}, t0), domain.ErrNoChange, "the new generation holds it")
+	assert.ErrorIs(t, dr.Release("d-2", domain.TrackingConfig{}, t0), domain.ErrNoChange, "not this delivery's drone")
+	require.NoError(t, dr.Release("d-1", domain.TrackingConfig{}, t0))
+	assert.Equal(t, domain.DroneAvailable, dr.Status)
+	assert.Empty(t, dr.CurrentDeliveryID)
+
+	low := drone()
+	require.NoError(t, low.Claim("d-1", 0, req, t0))
+	low.BatteryPercent = 5
+	require.NoError(t, low.Release("d-1", domain.TrackingConfig{}, t0))
+	assert.Equal(t, domain.DroneCharging, low.Status, "a drone low on battery goes to charge")
+}
+
+func TestApplyReport(t *testing.T) {
+	dr := drone()
+	require.NoError(t, dr.Claim("d-1", 0, &delivery(domain.StageCreated).Request, t0))
+	r := domain.Telemetry{DroneID: dr.ID, Location: domain.Location{Latitude: 47.615, Longitude: -122.34}, BatteryPercent: 45, Timestamp: t0.Add(time.Minute)}
+	freed, err := dr.ApplyReport(r, "d-1", false, domain.TrackingConfig{}, t0)
+	require.NoError(t, err)
+	assert.False(t, freed)
+	assert.Equal(t, domain.DroneInFlight, dr.Status)
+	assert.InDelta(t, 25, dr.RangeKm, 1e-9, "range shrinks with the charge")
+
+	_, err = dr.ApplyReport(r, "d-1", false, domain.TrackingConfig{}, t0)
+	assert.ErrorIs(t, err, domain.ErrNoChange, "the same report again changes nothing")
+
+	late := r
+	late.Timestamp = t0
+	freed, err = dr.ApplyReport(late, "d-1", true, domain.TrackingConfig{}, t0)
+	require.NoError(t, err)
+	assert.True(t, freed, "a late report still settles an ended delivery")
+	assert.Equal(t, r.Location, dr.Location, "but does not move the drone back")
+}
+
+func ptr[T any](v T) *T { return &v }
