@@ -87,7 +87,11 @@ func TestDeliveryTransitions(t *testing.T) {
 				assert.Empty(t, d.DroneID)
 				assert.Nil(t, d.DroneAssignedAt)
 			}},
-		{"reset twice", func() *domain.Delivery { d := delivery(domain.StageRescheduled); d.Generation, d.ResetGeneration = 1, 1; return d }(),
+		{"reset twice", func() *domain.Delivery {
+			d := delivery(domain.StageRescheduled)
+			d.Generation, d.ResetGeneration = 1, 1
+			return d
+		}(),
 			func(d *domain.Delivery) error { return d.ResetAssignment(1) }, domain.ErrNoChange, "", nil},
 		{"schedule", assigned(domain.StageCreated), func(d *domain.Delivery) error {
 			_, err := d.Schedule(0, domain.ETA{Pickup: t0.Add(time.Minute), Delivery: t0.Add(5 * time.Minute)}, domain.Location{}, t0)
@@ -98,9 +102,15 @@ func TestDeliveryTransitions(t *testing.T) {
 			assert.Equal(t, domain.NotifyScheduled, d.Notifications[0].Kind)
 		}},
 		{"schedule with an earlier generation's message", func() *domain.Delivery { d := assigned(domain.StageRescheduled); d.Generation = 2; return d }(),
-			func(d *domain.Delivery) error { _, err := d.Schedule(1, domain.ETA{}, domain.Location{}, t0); return err }, domain.ErrNoChange, "", nil},
+			func(d *domain.Delivery) error {
+				_, err := d.Schedule(1, domain.ETA{}, domain.Location{}, t0)
+				return err
+			}, domain.ErrNoChange, "", nil},
 		{"schedule a delivery in flight", assigned(domain.StageHeadedToPickup),
-			func(d *domain.Delivery) error { _, err := d.Schedule(0, domain.ETA{}, domain.Location{}, t0); return err }, domain.ErrNoChange, "", nil},
+			func(d *domain.Delivery) error {
+				_, err := d.Schedule(0, domain.ETA{}, domain.Location{}, t0)
+				return err
+			}, domain.ErrNoChange, "", nil},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
