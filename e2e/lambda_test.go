@@ -19,9 +19,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/fabrikam/dronedelivery/shared/adapters/sqs"
 	"github.com/fabrikam/dronedelivery/shared/domain"
 	"github.com/fabrikam/dronedelivery/shared/topology"
+	"github.com/fabrikam/dronedelivery/shared/wire/sqsmsg"
 	"github.com/fabrikam/dronedelivery/tools/testdoubles"
 )
 
@@ -97,7 +97,7 @@ func takeMessage(t *testing.T, q *testdoubles.SQS, queue string) (events.SQSMess
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
 	client := q.Client()
-	name := sqs.QueueName(queuePrefix, queue)
+	name := sqsmsg.QueueName(queuePrefix, queue)
 	url, err := client.GetQueueUrl(ctx, &awssqs.GetQueueUrlInput{QueueName: aws.String(name)})
 	require.NoError(t, err, "queue %s", name)
 	out, err := client.ReceiveMessage(ctx, &awssqs.ReceiveMessageInput{
@@ -181,8 +181,8 @@ func TestLambdaUnderRuntimeInterfaceEmulator(t *testing.T) {
 	// Schedule: the message ingest left, with a record that cannot succeed
 	// yet beside it; only that one is reported for retry.
 	requested, done := takeMessage(t, q, topology.QueueDeliveryRequests)
-	require.NotNil(t, requested.MessageAttributes[sqs.AttrID].StringValue)
-	assert.Equal(t, id+":requested", *requested.MessageAttributes[sqs.AttrID].StringValue, "the port's message id rides as an attribute")
+	require.NotNil(t, requested.MessageAttributes[sqsmsg.AttrID].StringValue)
+	assert.Equal(t, id+":requested", *requested.MessageAttributes[sqsmsg.AttrID].StringValue, "the port's message id rides as an attribute")
 	ghost := requested
 	ghost.MessageId, ghost.ReceiptHandle = "ghost-message", "ghost-receipt"
 	ghost.Body = `{"operation":"delivery","deliveryId":"ghost-1","correlationId":"ghost"}`

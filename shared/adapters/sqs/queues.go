@@ -15,6 +15,7 @@ import (
 
 	"github.com/fabrikam/dronedelivery/shared/domain"
 	"github.com/fabrikam/dronedelivery/shared/ports"
+	"github.com/fabrikam/dronedelivery/shared/wire/sqsmsg"
 )
 
 // queue is a resolved SQS queue.
@@ -28,7 +29,7 @@ type queue struct {
 // queue resolves a port queue name to its SQS queue, once per Bus: the URL
 // and the visibility timeout do not change while the queue exists.
 func (b *Bus) queue(ctx context.Context, port string) (*queue, error) {
-	name := QueueName(b.opts.QueuePrefix, port)
+	name := sqsmsg.QueueName(b.opts.QueuePrefix, port)
 	b.mu.Lock()
 	if b.closed {
 		b.mu.Unlock()
@@ -55,7 +56,7 @@ func (b *Bus) queue(ctx context.Context, port string) (*queue, error) {
 func (b *Bus) resolve(ctx context.Context, port, name string) (*queue, error) {
 	url, err := b.queueURL(ctx, name)
 	if isNotExist(err) && b.opts.CreateQueues != nil {
-		base := strings.TrimSuffix(port, portDLQSuffix)
+		base := strings.TrimSuffix(port, sqsmsg.PortDLQSuffix)
 		if err := b.create(ctx, base); err != nil {
 			return nil, err
 		}
@@ -105,7 +106,7 @@ func (b *Bus) create(ctx context.Context, base string) error {
 		string(types.QueueAttributeNameContentBasedDeduplication): "false",
 		string(types.QueueAttributeNameVisibilityTimeout):         visibility,
 	}
-	dlqName := QueueName(b.opts.QueuePrefix, ports.DeadLetterQueue(base))
+	dlqName := sqsmsg.QueueName(b.opts.QueuePrefix, ports.DeadLetterQueue(base))
 	dlq, err := b.api.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: &dlqName, Attributes: fifo})
 	if err != nil {
 		return domain.Unavailable(err, "create SQS queue %s", dlqName)
@@ -123,7 +124,7 @@ func (b *Bus) create(ctx context.Context, base string) error {
 	for k, v := range fifo {
 		attrs[k] = v
 	}
-	name := QueueName(b.opts.QueuePrefix, base)
+	name := sqsmsg.QueueName(b.opts.QueuePrefix, base)
 	if _, err := b.api.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: &name, Attributes: attrs}); err != nil {
 		return domain.Unavailable(err, "create SQS queue %s", name)
 	}

@@ -39,6 +39,7 @@ import (
 
 	"github.com/fabrikam/dronedelivery/shared/domain"
 	"github.com/fabrikam/dronedelivery/shared/ports"
+	"github.com/fabrikam/dronedelivery/shared/wire/sqsmsg"
 )
 
 // SQS's own limits.
@@ -82,7 +83,7 @@ type Options struct {
 	// first time either is used. It is for local servers: on AWS the
 	// template creates them, and the function's role may not create queues.
 	CreateQueues *QueueSettings
-	// QueuePrefix begins the name of every SQS queue (see QueueName).
+	// QueuePrefix begins the name of every SQS queue (see sqsmsg.QueueName).
 	QueuePrefix string
 	// Logger receives what the adapter cannot report to a caller; nil
 	// means slog.Default().
@@ -134,7 +135,7 @@ func (b *Bus) Publish(ctx context.Context, msgs ...ports.Message) error {
 	byQueue := map[string][]*ports.Message{}
 	for i := range msgs {
 		q := msgs[i].Queue
-		if q == "" || isDLQ(q) {
+		if q == "" || sqsmsg.IsDLQ(q) {
 			return domain.Invalid("queue", "cannot publish to %q", q)
 		}
 		if !utf8.Valid(msgs[i].Body) {
@@ -217,16 +218,16 @@ func entry(m *ports.Message, batchID string) types.SendMessageBatchRequestEntry 
 	if id == "" {
 		id = newMessageID()
 	}
-	dedup := dedupID(id)
-	attrs := map[string]types.MessageAttributeValue{AttrID: stringAttr(id)}
+	dedup := sqsmsg.DedupID(id)
+	attrs := map[string]types.MessageAttributeValue{sqsmsg.AttrID: stringAttr(id)}
 	if m.CorrelationID != "" {
-		attrs[AttrCorrelationID] = stringAttr(m.CorrelationID)
+		attrs[sqsmsg.AttrCorrelationID] = stringAttr(m.CorrelationID)
 	}
 	if m.Operation != "" {
-		attrs[AttrOperation] = stringAttr(m.Operation)
+		attrs[sqsmsg.AttrOperation] = stringAttr(m.Operation)
 	}
 	if !m.NotBefore.IsZero() {
-		attrs[AttrNotBefore] = stringAttr(m.NotBefore.UTC().Format(time.RFC3339Nano))
+		attrs[sqsmsg.AttrNotBefore] = stringAttr(m.NotBefore.UTC().Format(time.RFC3339Nano))
 	}
 	return types.SendMessageBatchRequestEntry{
 		Id:                     aws.String(batchID),
@@ -298,7 +299,7 @@ func (b *Bus) Receive(ctx context.Context, queue string, n int) ([]*ports.Delive
 		for _, m := range out.Messages {
 			d := fromSQS(queue, m)
 			d.LockedUntil = received.Add(q.visibility)
-			if !isDLQ(queue) && time.Until(d.NotBefore) > 0 {
+			if !sqsmsg.IsDLQ(queue) && time.Until(d.NotBefore) > 0 {
 				b.hide(ctx, q, d)
 				continue
 			}
@@ -311,7 +312,7 @@ func (b *Bus) Receive(ctx context.Context, queue string, n int) ([]*ports.Delive
 }
 
 func fromSQS(queue string, m types.Message) *ports.Delivered {
-	r := Record{
+	r := sqsmsg.Record{
 		MessageID:         aws.ToString(m.MessageId),
 		ReceiptHandle:     aws.ToString(m.ReceiptHandle),
 		Body:              aws.ToString(m.Body),
@@ -380,7 +381,7 @@ func (b *Bus) Abandon(ctx context.Context, m *ports.Delivered) error {
 // original's deduplication id, so dead-lettering the original again within
 // five minutes adds no second copy.
 func (b *Bus) DeadLetter(ctx context.Context, m *ports.Delivered, reason, description string) error {
-	if m != nil && isDLQ(m.Queue) {
+	if m != nil && sqsmsg.IsDLQ(m.Queue) {
 		return domain.Invalid("queue", "message %s is already dead-lettered", m.ID)
 	}
 	return b.settle(ctx, m, "dead-letter", func(q *queue) error {
@@ -390,10 +391,10 @@ func (b *Bus) DeadLetter(ctx context.Context, m *ports.Delivered, reason, descri
 		}
 		e := entry(&m.Message, "0")
 		if reason != "" {
-			e.MessageAttributes[AttrDeadLetterReason] = stringAttr(reason)
+			e.MessageAttributes[sqsmsg.AttrDeadLetterReason] = stringAttr(reason)
 		}
 		if description != "" {
-			e.MessageAttributes[AttrDeadLetterDescription] = stringAttr(description)
+			e.MessageAttributes[sqsmsg.AttrDeadLetterDescription] = stringAttr(description)
 		}
 		if _, err := b.api.SendMessage(ctx, &sqs.SendMessageInput{
 			QueueUrl: &dlq.url, MessageBody: e.MessageBody, MessageAttributes: e.MessageAttributes,

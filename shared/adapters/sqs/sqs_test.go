@@ -18,6 +18,7 @@ import (
 	"github.com/fabrikam/dronedelivery/shared/domain"
 	"github.com/fabrikam/dronedelivery/shared/ports"
 	"github.com/fabrikam/dronedelivery/shared/ports/porttest"
+	"github.com/fabrikam/dronedelivery/shared/wire/sqsmsg"
 	"github.com/fabrikam/dronedelivery/tools/testdoubles"
 )
 
@@ -118,10 +119,10 @@ func TestWireShape(t *testing.T) {
 	assert.Equal(t, string(sent.Body), aws.ToString(m.Body))
 	assert.Equal(t, sent.ID, m.Attributes["MessageDeduplicationId"], "SQS deduplicates on the port's id")
 	assert.Equal(t, sent.ID, m.Attributes["MessageGroupId"], "each message is its own group")
-	assert.Equal(t, sent.ID, aws.ToString(m.MessageAttributes[sqs.AttrID].StringValue))
-	assert.Equal(t, sent.CorrelationID, aws.ToString(m.MessageAttributes[sqs.AttrCorrelationID].StringValue))
-	assert.Equal(t, sent.Operation, aws.ToString(m.MessageAttributes[sqs.AttrOperation].StringValue))
-	assert.NotContains(t, m.MessageAttributes, sqs.AttrNotBefore, "a message due now carries no NotBefore")
+	assert.Equal(t, sent.ID, aws.ToString(m.MessageAttributes[sqsmsg.AttrID].StringValue))
+	assert.Equal(t, sent.CorrelationID, aws.ToString(m.MessageAttributes[sqsmsg.AttrCorrelationID].StringValue))
+	assert.Equal(t, sent.Operation, aws.ToString(m.MessageAttributes[sqsmsg.AttrOperation].StringValue))
+	assert.NotContains(t, m.MessageAttributes, sqsmsg.AttrNotBefore, "a message due now carries no NotBefore")
 	_, err = raw.DeleteMessage(ctx, &awssqs.DeleteMessageInput{QueueUrl: url.QueueUrl, ReceiptHandle: m.ReceiptHandle})
 	require.NoError(t, err)
 
@@ -192,7 +193,7 @@ func TestDelayHidesAMessageTakenElsewhere(t *testing.T) {
 	ctx := ctxFor(t)
 	require.NoError(t, bus.Publish(ctx, ports.Message{ID: "m", Queue: q, Body: []byte(`{}`)}))
 	raw := d.Client()
-	url, err := raw.GetQueueUrl(ctx, &awssqs.GetQueueUrlInput{QueueName: aws.String(sqs.QueueName("", q))})
+	url, err := raw.GetQueueUrl(ctx, &awssqs.GetQueueUrlInput{QueueName: aws.String(sqsmsg.QueueName("", q))})
 	require.NoError(t, err)
 	out, err := raw.ReceiveMessage(ctx, &awssqs.ReceiveMessageInput{QueueUrl: url.QueueUrl, WaitTimeSeconds: 5})
 	require.NoError(t, err)

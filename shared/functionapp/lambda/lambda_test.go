@@ -19,11 +19,11 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/fabrikam/dronedelivery/shared/adapters/sqs"
 	"github.com/fabrikam/dronedelivery/shared/domain"
 	"github.com/fabrikam/dronedelivery/shared/functionapp"
 	"github.com/fabrikam/dronedelivery/shared/logctx"
 	"github.com/fabrikam/dronedelivery/shared/ports"
+	"github.com/fabrikam/dronedelivery/shared/wire/sqsmsg"
 )
 
 // testFunctions is what the function.json files of a small app declare.
@@ -282,10 +282,10 @@ func sqsRecord(queue, id, body string, receiveCount int) events.SQSMessage {
 			"SequenceNumber": "18849496460467696128", "MessageGroupId": id, "MessageDeduplicationId": id,
 		},
 		MessageAttributes: map[string]events.SQSMessageAttribute{
-			sqs.AttrID: str(id), sqs.AttrCorrelationID: str("corr-" + id), sqs.AttrOperation: str("delivery"),
+			sqsmsg.AttrID: str(id), sqsmsg.AttrCorrelationID: str("corr-" + id), sqsmsg.AttrOperation: str("delivery"),
 		},
 		EventSource:    "aws:sqs",
-		EventSourceARN: "arn:aws:sqs:eu-west-1:123456789012:" + sqs.QueueName("", queue),
+		EventSourceARN: "arn:aws:sqs:eu-west-1:123456789012:" + sqsmsg.QueueName("", queue),
 		AWSRegion:      "eu-west-1",
 	}
 }
@@ -341,7 +341,7 @@ func TestSQSEarlyRecordIsHiddenNotRun(t *testing.T) {
 	due := now.Add(42 * time.Second)
 	early := sqsRecord("delivery-requests", "d1:retry-1", "ok", 1)
 	s := due.Format(time.RFC3339Nano)
-	early.MessageAttributes[sqs.AttrNotBefore] = events.SQSMessageAttribute{StringValue: &s, DataType: "String"}
+	early.MessageAttributes[sqsmsg.AttrNotBefore] = events.SQSMessageAttribute{StringValue: &s, DataType: "String"}
 	onTime := sqsRecord("delivery-requests", "d2:requested", "ok", 1)
 	event := events.SQSEvent{Records: []events.SQSMessage{early, onTime}}
 
@@ -385,7 +385,7 @@ func TestSQSRecordQueueNamesWithAPrefix(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, &fakePublisher{}, Options{QueuePrefix: "prod-"})
 	rec := sqsRecord("delivery-requests", "d1:requested", "ok", 1)
-	rec.EventSourceARN = "arn:aws:sqs:eu-west-1:123456789012:" + sqs.QueueName("prod-", "delivery-requests")
+	rec.EventSourceARN = "arn:aws:sqs:eu-west-1:123456789012:" + sqsmsg.QueueName("prod-", "delivery-requests")
 	resp := invoke[events.SQSEventResponse](t, f.h, events.SQSEvent{Records: []events.SQSMessage{rec}})
 	assert.Empty(t, failures(resp))
 	require.NotNil(t, f.delivered("d1:requested"))

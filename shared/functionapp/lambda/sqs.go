@@ -8,10 +8,10 @@ import (
 
 	"github.com/aws/aws-lambda-go/events"
 
-	"github.com/fabrikam/dronedelivery/shared/adapters/sqs"
 	"github.com/fabrikam/dronedelivery/shared/functionapp"
 	"github.com/fabrikam/dronedelivery/shared/logctx"
 	"github.com/fabrikam/dronedelivery/shared/ports"
+	"github.com/fabrikam/dronedelivery/shared/wire/sqsmsg"
 )
 
 // serveSQS processes a batch and reports partial failure: the records to
@@ -48,7 +48,7 @@ func (h *Handler) serveSQS(ctx context.Context, event json.RawMessage) (*events.
 // processRecord runs one record's step and reports whether Lambda may
 // delete the record.
 func (h *Handler) processRecord(ctx context.Context, rec *events.SQSMessage) bool {
-	queue := sqs.PortQueue(h.queuePrefix, rec.EventSourceARN)
+	queue := sqsmsg.PortQueue(h.queuePrefix, rec.EventSourceARN)
 	ctx = logctx.With(ctx, "queue", queue, "sqsMessageId", rec.MessageId)
 	fn, ok := h.queues[queue]
 	if !ok {
@@ -90,8 +90,8 @@ func (h *Handler) delay(ctx context.Context, queue, receiptHandle string, msg *p
 	h.log.DebugContext(ctx, "message is not due yet; hidden until it is", "notBefore", msg.NotBefore)
 }
 
-func toRecord(m *events.SQSMessage) sqs.Record {
-	r := sqs.Record{
+func toRecord(m *events.SQSMessage) sqsmsg.Record {
+	r := sqsmsg.Record{
 		MessageID: m.MessageId, ReceiptHandle: m.ReceiptHandle, Body: m.Body,
 		Attributes: m.Attributes, MessageAttributes: make(map[string]string, len(m.MessageAttributes)),
 	}

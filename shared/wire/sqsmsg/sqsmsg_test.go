@@ -1,4 +1,4 @@
-package sqs
+package sqsmsg
 
 import (
 	"strings"
@@ -28,11 +28,11 @@ func TestQueueNames(t *testing.T) {
 
 func TestDedupID(t *testing.T) {
 	t.Parallel()
-	assert.Equal(t, "d-1:drone-scheduled", dedupID("d-1:drone-scheduled"), "the ids the steps make pass unchanged")
+	assert.Equal(t, "d-1:drone-scheduled", DedupID("d-1:drone-scheduled"), "the ids the steps make pass unchanged")
 	for _, id := range []string{"with space", "ünïcode", strings.Repeat("x", 129)} {
-		got := dedupID(id)
+		got := DedupID(id)
 		assert.Regexp(t, `^sha256-[0-9a-f]{64}$`, got, id)
-		assert.Equal(t, got, dedupID(id), "stable, so a repeat still deduplicates")
+		assert.Equal(t, got, DedupID(id), "stable, so a repeat still deduplicates")
 	}
 }
 

@@ -1,4 +1,10 @@
-package sqs
+// Package sqsmsg says how a ports.Message travels across Amazon SQS: the
+// message attributes that carry its id, correlation id, operation and
+// schedule, the queue names, and how a received record (from the SDK or
+// from a Lambda SQS event) becomes a ports.Delivered again. It uses no SDK,
+// so the Lambda runtime and the SQS adapter share it without the runtime
+// importing an adapter.
+package sqsmsg
 
 import (
 	"crypto/sha256"
@@ -35,8 +41,8 @@ const (
 	dlqSuffix  = "-dlq"
 )
 
-// portDLQSuffix ends a dead-letter queue's name in the ports' naming.
-var portDLQSuffix = ports.DeadLetterQueue("")
+// PortDLQSuffix ends a dead-letter queue's name in the ports' naming.
+var PortDLQSuffix = ports.DeadLetterQueue("")
 
 // QueueName maps a port queue name to its SQS queue: "delivery-requests"
 // to prefix+"delivery-requests.fifo", and its dead-letter queue
@@ -44,7 +50,7 @@ var portDLQSuffix = ports.DeadLetterQueue("")
 // prefix+"delivery-requests-dlq.fifo". The prefix lets several deployments
 // share an account and region (the template uses the stack's name).
 func QueueName(prefix, queue string) string {
-	if base, ok := strings.CutSuffix(queue, portDLQSuffix); ok {
+	if base, ok := strings.CutSuffix(queue, PortDLQSuffix); ok {
 		return prefix + base + dlqSuffix + fifoSuffix
 	}
 	return prefix + queue + fifoSuffix
@@ -64,16 +70,16 @@ func PortQueue(prefix, name string) string {
 	return name
 }
 
-func isDLQ(queue string) bool { return strings.HasSuffix(queue, portDLQSuffix) }
+func IsDLQ(queue string) bool { return strings.HasSuffix(queue, PortDLQSuffix) }
 
 // dedupChars is what SQS accepts in a MessageDeduplicationId and a
 // MessageGroupId: 1 to 128 alphanumeric or punctuation characters.
 var dedupChars = regexp.MustCompile(`^[A-Za-z0-9!"#$%&'()*+,\-./:;<=>?@\[\\\]^_` + "`" + `{|}~]{1,128}$`)
 
-// dedupID turns a port message id into the MessageDeduplicationId (and
+// DedupID turns a port message id into the MessageDeduplicationId (and
 // MessageGroupId) SQS accepts; an id SQS would refuse is replaced by its
 // hash, so it still deduplicates with itself.
-func dedupID(id string) string {
+func DedupID(id string) string {
 	if dedupChars.MatchString(id) {
 		return id
 	}
@@ -120,7 +126,7 @@ func (r Record) Delivered(queue string) *ports.Delivered {
 		d.EnqueuedAt = time.UnixMilli(ms).UTC()
 	}
 	d.SequenceNumber = sequenceNumber(r.Attributes["SequenceNumber"])
-	if isDLQ(queue) {
+	if IsDLQ(queue) {
 		d.DeadLetterReason = ma[AttrDeadLetterReason]
 		d.DeadLetterDescription = ma[AttrDeadLetterDescription]
 		if d.DeadLetterReason == "" {
