@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/fabrikam/dronedelivery/shared/adapters/webhook"
 	"github.com/fabrikam/dronedelivery/shared/domain"
 	"github.com/fabrikam/dronedelivery/shared/functionapp"
 	"github.com/fabrikam/dronedelivery/shared/logctx"
@@ -36,7 +37,8 @@ type Config struct {
 	// WebhookAttempts is how many times a notification is offered to a
 	// business's webhook before it is dead-lettered.
 	WebhookAttempts int
-	// WebhookClient sends webhooks; its timeout bounds each attempt.
+	// WebhookClient sends webhooks when Deps.Webhooks is nil; its timeout
+	// bounds each attempt.
 	WebhookClient *http.Client
 	// OperatorKey is the bearer token of the fleet endpoints (drones and
 	// telemetry); empty closes them.
@@ -71,9 +73,6 @@ func (c Config) withDefaults() Config {
 	if c.WebhookAttempts <= 0 {
 		c.WebhookAttempts = 8
 	}
-	if c.WebhookClient == nil {
-		c.WebhookClient = &http.Client{Timeout: 5 * time.Second}
-	}
 	if c.KeyCacheTTL == 0 {
 		c.KeyCacheTTL = DefaultKeyCacheTTL
 	}
@@ -82,12 +81,15 @@ func (c Config) withDefaults() Config {
 
 // Deps is what the handlers need from the outside.
 type Deps struct {
-	Store  ports.Store
-	Bus    ports.Publisher
-	Clock  ports.Clock
-	IDs    ports.IDs
-	Log    *slog.Logger
-	Config Config
+	Store ports.Store
+	Bus   ports.Publisher
+	Clock ports.Clock
+	IDs   ports.IDs
+	// Webhooks delivers notifications to businesses; nil means over HTTP
+	// with Config.WebhookClient.
+	Webhooks ports.Webhooks
+	Log      *slog.Logger
+	Config   Config
 }
 
 // Handlers binds the step functions to their dependencies.
@@ -96,6 +98,7 @@ type Handlers struct {
 	bus          ports.Publisher
 	clock        ports.Clock
 	ids          ports.IDs
+	webhooks     ports.Webhooks
 	log          *slog.Logger
 	cfg          Config
 	keys         *keyCache
@@ -110,8 +113,11 @@ func New(d Deps) *Handlers {
 		log = slog.Default()
 	}
 	cfg := d.Config.withDefaults()
-	h := &Handlers{store: d.Store, bus: d.Bus, clock: d.Clock, ids: d.IDs, log: log, cfg: cfg,
+	h := &Handlers{store: d.Store, bus: d.Bus, clock: d.Clock, ids: d.IDs, webhooks: d.Webhooks, log: log, cfg: cfg,
 		keys: newKeyCache(cfg.KeyCacheTTL, keyCacheSize)}
+	if h.webhooks == nil {
+		h.webhooks = webhook.New(cfg.WebhookClient)
+	}
 	if cfg.OperatorKey != "" {
 		sum := sha256.Sum256([]byte(cfg.OperatorKey))
 		h.operatorHash = sum[:]

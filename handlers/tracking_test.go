@@ -18,6 +18,7 @@ import (
 
 	"github.com/fabrikam/dronedelivery/handlers"
 	"github.com/fabrikam/dronedelivery/shared/adapters/platform"
+	"github.com/fabrikam/dronedelivery/shared/adapters/webhook"
 	"github.com/fabrikam/dronedelivery/shared/domain"
 	"github.com/fabrikam/dronedelivery/shared/functionapp"
 	"github.com/fabrikam/dronedelivery/shared/ports"
@@ -275,8 +276,8 @@ func (w *webhookReceiver) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	body, _ := io.ReadAll(r.Body)
-	ts, _ := strconv.ParseInt(r.Header.Get(handlers.HeaderTimestamp), 10, 64)
-	c := webhookCall{status: http.StatusOK, id: r.Header.Get(handlers.HeaderNotificationID), signature: r.Header.Get(handlers.HeaderSignature), ts: ts, body: body}
+	ts, _ := strconv.ParseInt(r.Header.Get(webhook.HeaderTimestamp), 10, 64)
+	c := webhookCall{status: http.StatusOK, id: r.Header.Get(webhook.HeaderNotificationID), signature: r.Header.Get(webhook.HeaderSignature), ts: ts, body: body}
 	if len(w.calls) < w.failures {
 		c.status = http.StatusServiceUnavailable
 	}
@@ -328,8 +329,8 @@ func TestWebhookIsSignedAndRetried(t *testing.T) {
 	require.Len(t, recv.calls, 2)
 	for _, c := range recv.calls {
 		assert.Equal(t, "hook:n1", c.id)
-		assert.Equal(t, handlers.Sign(acct.WebhookSecret, c.ts, c.body), c.signature, "signature verifies with the account's secret")
-		assert.NotEqual(t, handlers.Sign("wrong", c.ts, c.body), c.signature)
+		assert.Equal(t, webhook.Sign(acct.WebhookSecret, c.ts, c.body), c.signature, "signature verifies with the account's secret")
+		assert.NotEqual(t, webhook.Sign("wrong", c.ts, c.body), c.signature)
 		var n map[string]any
 		require.NoError(t, json.Unmarshal(c.body, &n))
 		assert.Equal(t, "scheduled", n["kind"])

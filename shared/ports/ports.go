@@ -144,6 +144,22 @@ type IDs interface {
 	NewTrackingID() string
 }
 
+// Webhook is one notification for a business's endpoint.
+type Webhook struct {
+	URL            string
+	Secret         string // the account's webhook secret, which signs the body
+	NotificationID string // receivers dedupe on it
+	Body           []byte // JSON
+	At             time.Time
+}
+
+// Webhooks delivers notifications to businesses' endpoints.
+type Webhooks interface {
+	// Post delivers one webhook; an error (the endpoint could not be
+	// reached or did not answer 2xx) means it may be tried again.
+	Post(ctx context.Context, w Webhook) error
+}
+
 // Store groups the collections of one backend.
 type Store struct {
 	Deliveries Deliveries
