@@ -31,7 +31,7 @@ func (h *Handlers) ComputeEta(ctx context.Context, msg *ports.Delivered) ([]port
 	if d.DroneAssignedAt == nil || d.PackageRecordedAt == nil {
 		return nil, &domain.Permanent{Err: fmt.Errorf("delivery %s reached the ETA step before its drone and package", d.ID)}
 	}
-	drone, err := h.store.Fleet.Find(ctx, d.DroneID)
+	drone, err := h.st(ctx).Fleet.Find(ctx, d.DroneID)
 	if err != nil {
 		return nil, fmt.Errorf("find drone %s: %w", d.DroneID, err)
 	}
@@ -42,7 +42,7 @@ func (h *Handlers) ComputeEta(ctx context.Context, msg *ports.Delivered) ([]port
 	now := h.clock.Now()
 	eta := domain.ComputeETA(now, drone.Location, drone.CruiseSpeedMps, &d.Request)
 	var notes []domain.Notification
-	d, err = h.store.Deliveries.Update(ctx, d.ID, func(cur *domain.Delivery) error {
+	d, err = h.st(ctx).Deliveries.Update(ctx, d.ID, func(cur *domain.Delivery) error {
 		notes = nil
 		n, err := cur.Schedule(env.Generation, eta, drone.Location, now)
 		if err == nil {

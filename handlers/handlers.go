@@ -252,6 +252,11 @@ func (h *Handlers) errorResponse(ctx context.Context, err error) *functionapp.Re
 	return resp
 }
 
+// st is the store a step uses: the unit of work the runtime started for the
+// message when the backend has them (ports.Transactional), so the step's
+// writes commit with its messages; otherwise the store itself.
+func (h *Handlers) st(ctx context.Context) ports.Store { return ports.StoreFrom(ctx, h.store) }
+
 // loadEnvelope decodes a queue message and finds its delivery. A message
 // naming no known delivery can never succeed.
 func (h *Handlers) loadEnvelope(ctx context.Context, msg *ports.Delivered) (context.Context, *wire.Envelope, *domain.Delivery, error) {
@@ -260,7 +265,7 @@ func (h *Handlers) loadEnvelope(ctx context.Context, msg *ports.Delivered) (cont
 		return ctx, nil, nil, err
 	}
 	ctx = withDelivery(ctx, env)
-	d, err := h.store.Deliveries.Find(ctx, env.DeliveryID)
+	d, err := h.st(ctx).Deliveries.Find(ctx, env.DeliveryID)
 	if domain.IsCode(err, domain.ENOTFOUND) {
 		if msg.DeliveryCount < 3 {
 			// Cosmos DB replicas may trail the write that created the

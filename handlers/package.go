@@ -30,7 +30,7 @@ func (h *Handlers) UpdatePackage(ctx context.Context, msg *ports.Delivered) ([]p
 
 	now := h.clock.Now()
 	info := d.Request.PackageInfo
-	_, err = h.store.Packages.Upsert(ctx, info.PackageID, func(cur *domain.Package) (*domain.Package, error) {
+	_, err = h.st(ctx).Packages.Upsert(ctx, info.PackageID, func(cur *domain.Package) (*domain.Package, error) {
 		if cur == nil {
 			return &domain.Package{ID: info.PackageID, OwnerID: d.OwnerID, DeliveryID: d.ID,
 				Size: info.Size, Weight: info.Weight, Tag: info.Tag, Status: "Scheduled", CreatedAt: now, UpdatedAt: now}, nil
@@ -51,7 +51,7 @@ func (h *Handlers) UpdatePackage(ctx context.Context, msg *ports.Delivered) ([]p
 		return nil, fmt.Errorf("upsert package %s: %w", info.PackageID, err)
 	}
 
-	d, err = h.store.Deliveries.Update(ctx, d.ID, func(cur *domain.Delivery) error {
+	d, err = h.st(ctx).Deliveries.Update(ctx, d.ID, func(cur *domain.Delivery) error {
 		return cur.RecordPackage(info.PackageID, now)
 	})
 	if err != nil {

@@ -99,7 +99,7 @@ func (h *Handlers) releaseDrone(ctx context.Context, d *domain.Delivery) error {
 		return nil
 	}
 	now := h.clock.Now()
-	_, err := h.store.Fleet.Update(ctx, d.DroneID, func(dr *domain.Drone) error {
+	_, err := h.st(ctx).Fleet.Update(ctx, d.DroneID, func(dr *domain.Drone) error {
 		return dr.Release(d.ID, h.cfg.Tracking, now)
 	})
 	if domain.IsCode(err, domain.ENOTFOUND) {
@@ -117,7 +117,7 @@ func (h *Handlers) releaseDrone(ctx context.Context, d *domain.Delivery) error {
 // releaseOldDrone can give it back.
 func (h *Handlers) resetAssignment(ctx context.Context, d *domain.Delivery) (*domain.Delivery, error) {
 	gen := d.Generation
-	got, err := h.store.Deliveries.Update(ctx, d.ID, func(cur *domain.Delivery) error {
+	got, err := h.st(ctx).Deliveries.Update(ctx, d.ID, func(cur *domain.Delivery) error {
 		return cur.ResetAssignment(gen)
 	})
 	if err != nil {
@@ -132,7 +132,7 @@ func (h *Handlers) resetAssignment(ctx context.Context, d *domain.Delivery) (*do
 // the new schedule holds.
 func (h *Handlers) releaseOldDrone(ctx context.Context, d *domain.Delivery) error {
 	now := h.clock.Now()
-	_, err := h.store.Fleet.Update(ctx, d.PreviousDroneID, func(dr *domain.Drone) error {
+	_, err := h.st(ctx).Fleet.Update(ctx, d.PreviousDroneID, func(dr *domain.Drone) error {
 		return dr.ReleaseEarlier(d.ID, d.Generation, h.cfg.Tracking, now)
 	})
 	if err != nil && !domain.IsCode(err, domain.ENOTFOUND) {
@@ -164,7 +164,7 @@ func (h *Handlers) assign(ctx context.Context, d *domain.Delivery, now time.Time
 		return d, nil
 	}
 	radius := h.cfg.DispatchRadiusKm
-	for drone, km := range h.store.Fleet.NearestAvailable(ctx, d.Request.PickupLocation) {
+	for drone, km := range h.st(ctx).Fleet.NearestAvailable(ctx, d.Request.PickupLocation) {
 		if km > radius {
 			break
 		}
@@ -184,7 +184,7 @@ func (h *Handlers) assign(ctx context.Context, d *domain.Delivery, now time.Time
 // assignment. It returns an error wrapping domain.ErrDroneUnavailable when
 // the drone cannot be had, after dropping the reservation.
 func (h *Handlers) claim(ctx context.Context, d *domain.Delivery, droneID string, now time.Time) (*domain.Delivery, error) {
-	reserved, err := h.store.Deliveries.Update(ctx, d.ID, func(cur *domain.Delivery) error {
+	reserved, err := h.st(ctx).Deliveries.Update(ctx, d.ID, func(cur *domain.Delivery) error {
 		return cur.Reserve(droneID, now)
 	})
 	if err != nil {
@@ -199,14 +199,14 @@ func (h *Handlers) claim(ctx context.Context, d *domain.Delivery, droneID string
 	}
 
 	gen := reserved.Generation
-	_, err = h.store.Fleet.Update(ctx, droneID, func(dr *domain.Drone) error {
+	_, err = h.st(ctx).Fleet.Update(ctx, droneID, func(dr *domain.Drone) error {
 		return dr.Claim(d.ID, gen, &reserved.Request, now)
 	})
 	if domain.IsCode(err, domain.ENOTFOUND) {
 		err = fmt.Errorf("%w: drone %s is gone", domain.ErrDroneUnavailable, droneID)
 	}
 	if errors.Is(err, domain.ErrDroneUnavailable) {
-		if _, uerr := h.store.Deliveries.Update(ctx, d.ID, func(cur *domain.Delivery) error {
+		if _, uerr := h.st(ctx).Deliveries.Update(ctx, d.ID, func(cur *domain.Delivery) error {
 			return cur.DropReservation(droneID, now)
 		}); uerr != nil {
 			return nil, fmt.Errorf("release reservation of drone %s: %w", droneID, uerr)
@@ -217,7 +217,7 @@ func (h *Handlers) claim(ctx context.Context, d *domain.Delivery, droneID string
 		return nil, fmt.Errorf("claim drone %s: %w", droneID, err)
 	}
 
-	got, err := h.store.Deliveries.Update(ctx, d.ID, func(cur *domain.Delivery) error {
+	got, err := h.st(ctx).Deliveries.Update(ctx, d.ID, func(cur *domain.Delivery) error {
 		return cur.RecordAssignment(droneID, now)
 	})
 	if err != nil {
@@ -235,7 +235,7 @@ func (h *Handlers) claim(ctx context.Context, d *domain.Delivery, droneID string
 func (h *Handlers) fail(ctx context.Context, id, reason string) ([]ports.Message, error) {
 	now := h.clock.Now()
 	var notes []domain.Notification
-	d, err := h.store.Deliveries.Update(ctx, id, func(cur *domain.Delivery) error {
+	d, err := h.st(ctx).Deliveries.Update(ctx, id, func(cur *domain.Delivery) error {
 		notes = nil
 		n, err := cur.Fail(reason, now)
 		if err == nil {

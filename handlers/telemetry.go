@@ -64,6 +64,11 @@ func (h *Handlers) TrackDrone(ctx context.Context, msg *ports.Delivered) ([]port
 		return nil, err
 	}
 	ctx = logctx.With(ctx, "droneId", r.DroneID)
+	// Reports for one drone arrive close together and each writes its
+	// delivery and the drone: they write through at once, each document
+	// under its turn (see the store adapters), rather than in a unit of work
+	// whose commit would fail whenever a neighbouring report got in first.
+	ctx = ports.WithStore(ctx, h.store)
 	drone, err := h.store.Fleet.Find(ctx, r.DroneID)
 	if domain.IsCode(err, domain.ENOTFOUND) {
 		return nil, &domain.Permanent{Err: fmt.Errorf("telemetry for unknown drone %s", r.DroneID)}
@@ -137,12 +142,8 @@ func (h *Handlers) markPackage(ctx context.Context, d *domain.Delivery, status s
 		return nil
 	}
 	now := h.clock.Now()
-	_, err := h.store.Packages.Update(ctx, id, func(p *domain.Package) error {
-		if p.DeliveryID != d.ID || p.Status == status {
-			return ports.ErrSkip
-		}
-		p.Status, p.UpdatedAt = status, now
-		return nil
+	_, err := h.st(ctx).Packages.Update(ctx, id, func(p *domain.Package) error {
+		return p.Mark(d.ID, status, now)
 	})
 	if err != nil && !domain.IsCode(err, domain.ENOTFOUND) {
 		return fmt.Errorf("mark package %s %s: %w", id, status, err)

@@ -41,7 +41,7 @@ func (h *Handlers) SendNotification(ctx context.Context, msg *ports.Delivered) (
 	if n == nil {
 		return nil, &domain.Permanent{Err: fmt.Errorf("delivery %s has no notification %s", d.ID, env.NotificationID)}
 	}
-	acct, err := h.store.Accounts.Find(ctx, d.OwnerID)
+	acct, err := h.st(ctx).Accounts.Find(ctx, d.OwnerID)
 	if domain.IsCode(err, domain.ENOTFOUND) {
 		return nil, nil // no account, no webhook: the record is all there is
 	}

@@ -230,3 +230,14 @@ func (dr *Drone) ApplyReport(r Telemetry, deliveryID string, ended bool, cfg Tra
 	dr.UpdatedAt = now
 	return freed, nil
 }
+
+// Mark sets the status of the package carried by deliveryID (Delivered,
+// Cancelled). A package another delivery has taken over, or one with that
+// status already, is unchanged.
+func (p *Package) Mark(deliveryID, status string, now time.Time) error {
+	if p.DeliveryID != deliveryID || p.Status == status {
+		return ErrNoChange
+	}
+	p.Status, p.UpdatedAt = status, now
+	return nil
+}

@@ -6,6 +6,7 @@ package ports
 
 import (
 	"context"
+	"errors"
 	"iter"
 	"time"
 
@@ -158,6 +159,53 @@ type Webhooks interface {
 	// Post delivers one webhook; an error (the endpoint could not be
 	// reached or did not answer 2xx) means it may be tried again.
 	Post(ctx context.Context, w Webhook) error
+}
+
+// ErrStale says a unit of work did not commit because a document it read
+// was written by somebody else in the meantime; nothing of it was written,
+// and the step may be run again on fresh reads.
+var ErrStale = errors.New("a document changed since it was read")
+
+// Transactional is implemented by a backend whose store and queue live in
+// one database (the embedded SQLite file), so that a queue step's state
+// changes, the messages it sends and the completion of the message it
+// handled commit in one transaction: an outbox. The other backends cannot
+// share a transaction between the store and the queue, and rely on each
+// step's idempotent replay instead (docs/data-layout.md).
+type Transactional interface {
+	// Begin starts a unit of work.
+	Begin() UnitOfWork
+}
+
+// UnitOfWork holds one step's state changes until they commit together with
+// its messages. It is used by one goroutine.
+type UnitOfWork interface {
+	// Store reads each document at most once (later reads and updates of
+	// it reuse what was read) and holds every write until Commit. Queries
+	// (Fleet's List and NearestAvailable, Deliveries' ListByOwner) read the
+	// backend as it is.
+	Store() Store
+	// Commit writes the held changes, sends out and, when settle is not
+	// nil, completes settle: all of it or, on an error, none of it. It
+	// returns ErrStale when a document changed since it was read, and
+	// ECONFLICT when settle's lock was lost.
+	Commit(ctx context.Context, settle *Delivered, out ...Message) error
+}
+
+type storeKey struct{}
+
+// WithStore returns a context that hands st to the steps run with it: a
+// runtime passes a unit of work's store this way.
+func WithStore(ctx context.Context, st Store) context.Context {
+	return context.WithValue(ctx, storeKey{}, st)
+}
+
+// StoreFrom returns the store ctx carries, or def.
+func StoreFrom(ctx context.Context, def Store) Store {
+	if st, ok := ctx.Value(storeKey{}).(Store); ok {
+		return st
+	}
+	return def
 }
 
 // Store groups the collections of one backend.

@@ -23,8 +23,9 @@ type recordingBus struct {
 	msg       *ports.Delivered
 	published []ports.Message
 	calls     []string
-	with      []ports.Message // what CompleteWith was given
+	with      []ports.Message // what a unit of work committed
 	withErr   error
+	stale     []error // what the next commits answer, before withErr
 	settled   chan struct{}
 }
 
@@ -69,16 +70,28 @@ func (b *recordingBus) DeadLetter(context.Context, *ports.Delivered, string, str
 	return nil
 }
 
-// withBus adds the one-commit settlement the embedded bus offers.
+// withBus adds the units of work the embedded backend offers: the step's
+// writes, its outputs and the completion commit together.
 type withBus struct{ *recordingBus }
 
-func (b withBus) CompleteWith(_ context.Context, _ *ports.Delivered, out ...ports.Message) error {
-	b.mu.Lock()
-	b.with = append(b.with, out...)
-	err := b.withErr
-	b.mu.Unlock()
+func (b withBus) Begin() ports.UnitOfWork { return withWork(b) }
+
+type withWork withBus
+
+func (withWork) Store() ports.Store { return ports.Store{} }
+
+func (w withWork) Commit(_ context.Context, _ *ports.Delivered, out ...ports.Message) error {
+	w.mu.Lock()
+	err := w.withErr
+	if n := len(w.stale); n > 0 {
+		err, w.stale = w.stale[0], w.stale[1:]
+	}
 	if err == nil {
-		b.record("complete-with")
+		w.with = append(w.with, out...)
+	}
+	w.mu.Unlock()
+	if err == nil {
+		w.record("complete-with")
 	}
 	return err
 }
@@ -138,4 +151,13 @@ func TestAFailedCompleteWithAbandons(t *testing.T) {
 	rb.withErr = domain.Unavailable(nil, "bus down")
 	runStep(t, withBus{rb}, rb)
 	assert.Equal(t, []string{"abandon"}, rb.calls, "nothing went out, so the message is tried again")
+}
+
+func TestAStepThatLostARaceRunsAgain(t *testing.T) {
+	t.Parallel()
+	rb := newRecordingBus()
+	rb.stale = []error{ports.ErrStale, ports.ErrStale}
+	runStep(t, withBus{rb}, rb)
+	assert.Equal(t, []string{"complete-with"}, rb.calls, "the third run commits; nothing was settled before it")
+	require.Len(t, rb.with, 1, "only the committed run's outputs went out")
 }

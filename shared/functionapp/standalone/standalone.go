@@ -190,11 +190,10 @@ func (s *Server) consume(ctx context.Context, name, queue string, fn functionapp
 	}
 }
 
-// completeWither is a bus that can publish a step's outputs and complete
-// its input in one operation (the embedded bus: one commit instead of two).
-type completeWither interface {
-	CompleteWith(ctx context.Context, m *ports.Delivered, out ...ports.Message) error
-}
+// maxRuns bounds how often a step is run again at once because another
+// writer changed a document it read (a lost race for a drone, say) before
+// the message goes back to the bus.
+const maxRuns = 8
 
 // held keeps what a step publishes, so that it can go out together with
 // the completion of the step's message.
@@ -205,32 +204,53 @@ func (h *held) Publish(_ context.Context, msgs ...ports.Message) error {
 	return nil
 }
 
+// handle runs a step for msg and settles it. On a transactional backend
+// (the embedded one) each run is a unit of work: the step's writes, what it
+// publishes and the completion of msg commit in one transaction, and a run
+// that lost a race to another writer is run again on fresh reads. Elsewhere
+// the step writes as it goes, its messages are published, then msg is
+// completed; a crash in between is repaired by the idempotent step when msg
+// comes back.
 func (s *Server) handle(ctx context.Context, name string, fn functionapp.QueueFunc, msg *ports.Delivered) {
-	cw, together := s.bus.(completeWither)
-	var pub ports.Publisher = s.bus
-	var out held
-	if together {
-		pub = &out
-	}
-	outcome, err := functionapp.Process(ctx, fn, pub, msg)
-	var serr error
-	switch outcome {
-	case functionapp.Done:
-		if !together {
+	tx, transactional := s.bus.(ports.Transactional)
+	var (
+		outcome    functionapp.Outcome
+		perr, serr error
+	)
+	for run := 1; ; run++ {
+		var out held
+		var pub ports.Publisher = s.bus
+		var uow ports.UnitOfWork
+		runCtx := ctx
+		if transactional {
+			uow, pub = tx.Begin(), &out
+			runCtx = ports.WithStore(ctx, uow.Store())
+		}
+		outcome, perr = functionapp.Process(runCtx, fn, pub, msg)
+		if outcome != functionapp.Done {
+			break
+		}
+		if !transactional {
 			serr = s.bus.Complete(ctx, msg)
 			break
 		}
-		serr = cw.CompleteWith(ctx, msg, out.msgs...)
+		serr = uow.Commit(ctx, msg, out.msgs...)
+		if errors.Is(serr, ports.ErrStale) && run < maxRuns {
+			continue
+		}
 		if serr != nil && !domain.IsCode(serr, domain.ECONFLICT) {
-			// Nothing was published or completed: as when a publish fails,
-			// the message goes back to be tried again.
-			s.log.WarnContext(ctx, "completing the message failed; it will be retried", "function", name, "messageId", msg.ID, "err", serr)
+			// Nothing was written, published or completed: the message goes
+			// back to be tried again, as when a publish fails.
+			s.log.WarnContext(ctx, "committing the step failed; it will be retried", "function", name, "messageId", msg.ID, "err", serr)
 			serr = s.bus.Abandon(ctx, msg)
 		}
+		break
+	}
+	switch outcome {
 	case functionapp.Retry:
 		serr = s.bus.Abandon(ctx, msg)
 	case functionapp.Poisonous:
-		serr = s.bus.DeadLetter(ctx, msg, "ProcessingFailed", truncate(err.Error(), 1024))
+		serr = s.bus.DeadLetter(ctx, msg, "ProcessingFailed", truncate(perr.Error(), 1024))
 	}
 	if serr != nil {
 		// The lock is gone or the bus failed: the message comes back and the
