@@ -5,7 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"math/rand/v2"
+	"fmt"
 	"net/http"
 	"sync"
 	"time"
@@ -18,11 +18,13 @@ import (
 	"github.com/fabrikam/dronedelivery/shared/ports"
 )
 
-// maxAttempts bounds the optimistic-concurrency loop: a document this
-// contended is better reported as EUNAVAILABLE, so the message is retried
-// later, than fought over indefinitely. Writers in this process take turns
-// (see package turns), so only other processes make it lose.
-const maxAttempts = 16
+// maxAttempts and backoffStep bound the optimistic-concurrency loop (see
+// optimistic.Loop). Writers in this process take turns, so only other
+// processes make it lose, each race at the cost of a round trip.
+const (
+	maxAttempts = 16
+	backoffStep = 2 * time.Millisecond
+)
 
 // cacheSize bounds the versions each collection remembers; a delivery's
 // steps follow each other within milliseconds, so a few thousand recent
@@ -34,6 +36,7 @@ const cacheSize = 4096
 type collection[T any] struct {
 	c     *azcosmos.ContainerClient
 	name  string
+	loop  optimistic.Loop[T, version]
 	turns optimistic.Turns
 	cache versions
 
@@ -44,8 +47,11 @@ type collection[T any] struct {
 	hint func(id string) (version, bool)
 }
 
-func newCollection[T any](c *azcosmos.ContainerClient, name string) *collection[T] {
-	return &collection[T]{c: c, name: name}
+func newCollection[T any](cc *azcosmos.ContainerClient, name string) *collection[T] {
+	c := &collection[T]{c: cc, name: name}
+	c.loop = optimistic.Loop[T, version]{Name: name, Store: c, Turns: &c.turns,
+		Attempts: maxAttempts, Backoff: backoffStep, Fail: c.fail}
+	return c
 }
 
 // version is a document as stored: its JSON and the ETag that makes a
@@ -56,7 +62,10 @@ type version struct {
 	session string // the session token of the write that made it, if ours
 }
 
-var _ ports.Collection[domain.Delivery] = (*collection[domain.Delivery])(nil)
+var (
+	_ ports.Collection[domain.Delivery]             = (*collection[domain.Delivery])(nil)
+	_ optimistic.Recaller[domain.Delivery, version] = (*collection[domain.Delivery])(nil)
+)
 
 // Find implements ports.Collection. It always reads, because a caller
 // deciding what to do next needs the stored state, not a remembered one.
@@ -68,156 +77,70 @@ func (c *collection[T]) Find(ctx context.Context, id string) (*T, error) {
 	return c.decode(id, cur.body)
 }
 
-// Create implements ports.Collection.
+// Create implements ports.Collection. It takes the document's turn, so that
+// what the cache and the observer learn of one document arrives in order.
 func (c *collection[T]) Create(ctx context.Context, id string, v *T) error {
 	unlock, err := c.turns.Take(ctx, id)
 	if err != nil {
-		return domain.Unavailable(err, "create %s/%s", c.name, id)
-	}
-	defer unlock()
-	if err := c.create(ctx, id, v); err != nil {
 		return c.fail(err, "create", id)
 	}
-	return nil
+	defer unlock()
+	return c.Insert(ctx, id, v)
 }
 
-// Update implements ports.Collection.
-//
-// It first applies fn to the version this Store last saw, when it has one,
-// and writes conditionally on that version's ETag: when nobody wrote since,
-// that saves the read. Only a successful write proves a remembered version
-// current, so an fn that fails or skips on one is judged again on a fresh
-// read.
+// Update implements ports.Collection. It starts from the version this Store
+// last saw, when it has one (see Recall).
 func (c *collection[T]) Update(ctx context.Context, id string, fn func(*T) error) (*T, error) {
-	unlock, err := c.turns.Take(ctx, id)
-	if err != nil {
-		return nil, domain.Unavailable(err, "update %s/%s", c.name, id)
-	}
-	defer unlock()
-	remembered := true
-	for attempt := 1; ; {
-		cur, fresh, err := c.current(ctx, id, remembered)
-		remembered = false
-		if err != nil {
-			return nil, err
-		}
-		v, err := c.decode(id, cur.body)
-		if err != nil {
-			return nil, err
-		}
-		if fresh && c.observe != nil {
-			c.observe(id, cur.etag, v)
-		}
-		if err := fn(v); err != nil {
-			switch {
-			case !fresh:
-				continue
-			case errors.Is(err, ports.ErrSkip):
-				// fn may have changed v before giving up.
-				return c.decode(id, cur.body)
-			default:
-				return nil, err
-			}
-		}
-		err = c.replace(ctx, id, cur.etag, v)
-		switch status := statusOf(err); {
-		case err == nil:
-			return v, nil
-		case !fresh && (status == http.StatusPreconditionFailed || status == http.StatusNotFound):
-			// The remembered version was stale: expected, and no race lost.
-			continue
-		case status == http.StatusPreconditionFailed:
-			if err := c.backoff(ctx, "update", id, &attempt); err != nil {
-				return nil, err
-			}
-		default:
-			return nil, c.fail(err, "replace", id)
-		}
-	}
+	return c.loop.Update(ctx, id, fn)
 }
 
 // Upsert implements ports.Collection, creating with a conditional create so
 // that of two concurrent creators one loses with 409 and runs again as an
 // update.
 func (c *collection[T]) Upsert(ctx context.Context, id string, fn func(cur *T) (*T, error)) (*T, error) {
-	unlock, err := c.turns.Take(ctx, id)
-	if err != nil {
-		return nil, domain.Unavailable(err, "upsert %s/%s", c.name, id)
-	}
-	defer unlock()
-	remembered := true
-	for attempt := 1; ; {
-		cur, fresh, err := c.current(ctx, id, remembered)
-		remembered = false
-		missing := domain.IsCode(err, domain.ENOTFOUND)
-		if err != nil && !missing {
-			return nil, err
-		}
-		var v *T
-		if !missing {
-			if v, err = c.decode(id, cur.body); err != nil {
-				return nil, err
-			}
-			if fresh && c.observe != nil {
-				c.observe(id, cur.etag, v)
-			}
-		}
-		next, err := fn(v)
-		if err != nil {
-			switch {
-			case !fresh:
-				continue
-			case !errors.Is(err, ports.ErrSkip):
-				return nil, err
-			case missing:
-				return nil, nil
-			default:
-				return c.decode(id, cur.body)
-			}
-		}
-		if next == nil {
-			return nil, domain.Errorf(domain.EINTERNAL, "upsert %s/%s: the update function returned no document", c.name, id)
-		}
-		op := "replace"
-		if missing {
-			op = "create"
-			err = c.create(ctx, id, next)
-		} else {
-			err = c.replace(ctx, id, cur.etag, next)
-		}
-		switch status := statusOf(err); {
-		case err == nil:
-			return next, nil
-		case !fresh && (status == http.StatusPreconditionFailed || status == http.StatusNotFound):
-			continue
-		case status == http.StatusPreconditionFailed, status == http.StatusNotFound && op == "replace",
-			status == http.StatusConflict && op == "create":
-			// Somebody wrote, deleted or created it since the read.
-			if err := c.backoff(ctx, "upsert", id, &attempt); err != nil {
-				return nil, err
-			}
-		default:
-			return nil, c.fail(err, op, id)
-		}
-	}
+	return c.loop.Upsert(ctx, id, fn)
 }
 
-// current returns the version to apply an update to: the remembered one
-// when asked and known (fresh = false), else a read (fresh = true).
-func (c *collection[T]) current(ctx context.Context, id string, remembered bool) (version, bool, error) {
-	if remembered {
-		if c.hint != nil {
-			if v, ok := c.hint(id); ok {
-				return v, false, nil
-			}
-		}
-		if v, ok := c.cache.get(id); ok {
-			return v, false, nil
-		}
+// Recall implements optimistic.Recaller with the version the hint offers,
+// else the one the cache remembers: a conditional write on it saves the
+// read when nobody wrote since.
+func (c *collection[T]) Recall(id string) (*T, version, bool) {
+	cur, ok := version{}, false
+	if c.hint != nil {
+		cur, ok = c.hint(id)
 	}
-	v, err := c.read(ctx, id)
-	return v, true, err
+	if !ok {
+		cur, ok = c.cache.get(id)
+	}
+	if !ok {
+		return nil, version{}, false
+	}
+	v, err := c.decode(id, cur.body)
+	if err != nil {
+		return nil, version{}, false
+	}
+	return v, cur, true
 }
+
+// Load implements optimistic.Store with a point read, and tells the
+// observer what it found before the update function can change it.
+func (c *collection[T]) Load(ctx context.Context, id string) (*T, version, error) {
+	cur, err := c.read(ctx, id)
+	if err != nil {
+		return nil, version{}, err
+	}
+	v, err := c.decode(id, cur.body)
+	if err != nil {
+		return nil, version{}, err
+	}
+	if c.observe != nil {
+		c.observe(id, cur.etag, v)
+	}
+	return v, cur, nil
+}
+
+// Decode implements optimistic.Store.
+func (c *collection[T]) Decode(id string, s version) (*T, error) { return c.decode(id, s.body) }
 
 // read is a point read that remembers what it found.
 func (c *collection[T]) read(ctx context.Context, id string) (version, error) {
@@ -239,36 +162,39 @@ func (c *collection[T]) read(ctx context.Context, id string) (version, error) {
 	return v, nil
 }
 
-// create stores a new document; the caller holds the document's turn. The
-// raw error comes back so the caller can tell a lost race (409) from a
-// failure.
-func (c *collection[T]) create(ctx context.Context, id string, v *T) error {
+// Insert implements optimistic.Store; the caller holds the document's turn.
+func (c *collection[T]) Insert(ctx context.Context, id string, v *T) error {
 	body, err := c.encode(id, v)
 	if err != nil {
 		return err
 	}
 	resp, err := c.c.CreateItem(ctx, partition(id), body, nil)
 	if err != nil {
-		return err
+		return c.fail(err, "create", id)
 	}
 	c.written(id, resp, body, v)
 	return nil
 }
 
-// replace writes v if the stored ETag is still etag; the caller holds the
-// document's turn. The raw error comes back so the caller can tell a lost
-// race (412) from a failure.
-func (c *collection[T]) replace(ctx context.Context, id string, etag azcore.ETag, v *T) error {
+// Replace implements optimistic.Store, writing v if the stored ETag is
+// still s's; the caller holds the document's turn. A 404 is a lost race
+// too: the document was removed since it was read, which the next read
+// reports.
+func (c *collection[T]) Replace(ctx context.Context, id string, s version, v *T) error {
 	body, err := c.encode(id, v)
 	if err != nil {
 		return err
 	}
-	resp, err := c.c.ReplaceItem(ctx, partition(id), id, body, &azcosmos.ItemOptions{IfMatchEtag: &etag})
+	resp, err := c.c.ReplaceItem(ctx, partition(id), id, body, &azcosmos.ItemOptions{IfMatchEtag: &s.etag})
 	if err != nil {
-		if statusOf(err) != 0 {
+		status := statusOf(err)
+		if status != 0 {
 			c.cache.drop(id)
 		}
-		return err
+		if status == http.StatusPreconditionFailed || status == http.StatusNotFound {
+			return fmt.Errorf("%w: %w", optimistic.ErrChanged, err)
+		}
+		return c.fail(err, "replace", id)
 	}
 	c.written(id, resp, body, v)
 	return nil
@@ -352,24 +278,6 @@ func (c *collection[T]) fail(err error, op, id string) error {
 	// x-ms-retry-after-ms and retried (see the package doc): the message
 	// queue's redelivery is the next, slower, back-off.
 	return domain.Unavailable(err, "%s %s/%s", op, c.name, id)
-}
-
-// backoff waits a random moment after a lost race, growing with the
-// attempt, so that writers in different processes which keep colliding
-// spread out instead of colliding again in lockstep.
-func (c *collection[T]) backoff(ctx context.Context, op, id string, attempt *int) error {
-	if *attempt >= maxAttempts {
-		return domain.Errorf(domain.EUNAVAILABLE, "%s %s/%s: lost %d races to concurrent writers", op, c.name, id, *attempt)
-	}
-	t := time.NewTimer(rand.N(time.Duration(*attempt) * 2 * time.Millisecond))
-	defer t.Stop()
-	*attempt++
-	select {
-	case <-ctx.Done():
-		return domain.Unavailable(ctx.Err(), "%s %s/%s", op, c.name, id)
-	case <-t.C:
-		return nil
-	}
 }
 
 func partition(id string) azcosmos.PartitionKey { return azcosmos.NewPartitionKeyString(id) }

@@ -27,7 +27,6 @@ import (
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
 
-	"github.com/fabrikam/dronedelivery/shared/adapters/optimistic"
 	"github.com/fabrikam/dronedelivery/shared/domain"
 	"github.com/fabrikam/dronedelivery/shared/ports"
 	"github.com/fabrikam/dronedelivery/shared/topology"
@@ -85,7 +84,6 @@ type DB struct {
 	fleet  *fleet
 	store  ports.Store
 	bus    *Bus
-	turns  optimistic.Turns
 
 	done      chan struct{} // closed by Close, so blocked receivers return
 	closeOnce sync.Once
@@ -150,11 +148,11 @@ func Open(path string, opts Options) (*DB, error) {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
 	db.store = ports.Store{
-		Deliveries: deliveries{&collection[domain.Delivery]{db: db, name: topology.ContainerDeliveries}},
-		Packages:   &collection[domain.Package]{db: db, name: topology.ContainerPackages},
+		Deliveries: deliveries{newCollection[domain.Delivery](db, topology.ContainerDeliveries)},
+		Packages:   newCollection[domain.Package](db, topology.ContainerPackages),
 		Fleet:      db.fleet,
-		Accounts:   &collection[domain.Account]{db: db, name: topology.ContainerAccounts},
-		APIKeys:    &collection[domain.APIKey]{db: db, name: topology.ContainerAPIKeys},
+		Accounts:   newCollection[domain.Account](db, topology.ContainerAccounts),
+		APIKeys:    newCollection[domain.APIKey](db, topology.ContainerAPIKeys),
 	}
 	db.bus = newBus(db)
 	return db, nil

@@ -36,7 +36,7 @@ var _ ports.Fleet = (*fleet)(nil)
 
 func newFleet(db *DB) *fleet {
 	f := &fleet{
-		collection: &collection[domain.Drone]{db: db, name: topology.ContainerDrones},
+		collection: newCollection[domain.Drone](db, topology.ContainerDrones),
 		index:      geo.NewIndex[*domain.Drone](0),
 		versions:   make(map[string]int64),
 	}

@@ -6,27 +6,49 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"time"
 
+	"github.com/fabrikam/dronedelivery/shared/adapters/optimistic"
 	"github.com/fabrikam/dronedelivery/shared/domain"
-	"github.com/fabrikam/dronedelivery/shared/ports"
 )
 
-// maxAttempts bounds the optimistic-concurrency loop: a document this
-// contended is better reported as EUNAVAILABLE, so the message is retried
-// later, than fought over indefinitely.
-const maxAttempts = 32
+// maxAttempts and backoffStep bound the optimistic-concurrency loop (see
+// optimistic.Loop). Writers in this process take turns, so a race is lost
+// only to another process sharing the file.
+const (
+	maxAttempts = 32
+	backoffStep = 200 * time.Microsecond
+)
 
 // collection keeps the documents of one aggregate as JSON rows of the
 // shared documents table.
 type collection[T any] struct {
 	db   *DB
 	name string
+	loop optimistic.Loop[T, stored]
+	// turns queues this process's read-modify-writes of one document.
+	turns optimistic.Turns
 	// written, when set, learns of every write this process commits, in no
 	// particular order; the version lets it discard stale news.
 	written func(id string, version int64, v *T)
 }
+
+// stored is a document as read: its version, on which a write is
+// conditional, and its JSON, kept so that an update that skips can return
+// the stored document without reading it again.
+type stored struct {
+	version int64
+	body    []byte
+}
+
+func newCollection[T any](db *DB, name string) *collection[T] {
+	c := &collection[T]{db: db, name: name}
+	c.loop = optimistic.Loop[T, stored]{Name: name, Store: c, Turns: &c.turns,
+		Attempts: maxAttempts, Backoff: backoffStep, Fail: c.wrap}
+	return c
+}
+
+var _ optimistic.Store[domain.Delivery, stored] = (*collection[domain.Delivery])(nil)
 
 // Find implements ports.Collection.
 func (c *collection[T]) Find(ctx context.Context, id string) (*T, error) {
@@ -39,104 +61,42 @@ func (c *collection[T]) Find(ctx context.Context, id string) (*T, error) {
 
 // Create implements ports.Collection.
 func (c *collection[T]) Create(ctx context.Context, id string, v *T) error {
-	ok, err := c.insert(ctx, id, v)
-	if err != nil {
-		return fmt.Errorf("create %s/%s: %w", c.name, id, err)
+	err := c.Insert(ctx, id, v)
+	if err != nil && !domain.IsCode(err, domain.ECONFLICT) {
+		return c.wrap(err, "create", id)
 	}
-	if !ok {
-		return domain.Errorf(domain.ECONFLICT, "%s %s already exists", c.name, id)
-	}
-	return nil
+	return err
 }
 
 // Update implements ports.Collection.
 func (c *collection[T]) Update(ctx context.Context, id string, fn func(*T) error) (*T, error) {
-	unlock, err := c.db.turns.Take(ctx, c.name+"\x00"+id)
-	if err != nil {
-		return nil, fmt.Errorf("update %s/%s: %w", c.name, id, err)
-	}
-	defer unlock()
-	for attempt := 1; ; attempt++ {
-		version, body, err := c.read(ctx, id)
-		if err != nil {
-			return nil, fmt.Errorf("update %s/%s: %w", c.name, id, err)
-		}
-		v, err := c.decode(id, body)
-		if err != nil {
-			return nil, err
-		}
-		if err := fn(v); err != nil {
-			if errors.Is(err, ports.ErrSkip) {
-				// fn may have changed v before giving up.
-				return c.decode(id, body)
-			}
-			return nil, err
-		}
-		ok, err := c.replace(ctx, id, version, v)
-		if err != nil {
-			return nil, fmt.Errorf("update %s/%s: %w", c.name, id, err)
-		}
-		if ok {
-			return v, nil
-		}
-		if err := c.backoff(ctx, "update", id, attempt); err != nil {
-			return nil, err
-		}
-	}
+	return c.loop.Update(ctx, id, fn)
 }
 
 // Upsert implements ports.Collection.
 func (c *collection[T]) Upsert(ctx context.Context, id string, fn func(cur *T) (*T, error)) (*T, error) {
-	unlock, err := c.db.turns.Take(ctx, c.name+"\x00"+id)
-	if err != nil {
-		return nil, fmt.Errorf("upsert %s/%s: %w", c.name, id, err)
-	}
-	defer unlock()
-	for attempt := 1; ; attempt++ {
-		version, body, err := c.read(ctx, id)
-		missing := domain.IsCode(err, domain.ENOTFOUND)
-		if err != nil && !missing {
-			return nil, fmt.Errorf("upsert %s/%s: %w", c.name, id, err)
-		}
-		var cur *T
-		if !missing {
-			if cur, err = c.decode(id, body); err != nil {
-				return nil, err
-			}
-		}
-		next, err := fn(cur)
-		if err != nil {
-			if !errors.Is(err, ports.ErrSkip) {
-				return nil, err
-			}
-			if missing {
-				return nil, nil
-			}
-			return c.decode(id, body)
-		}
-		if next == nil {
-			return nil, domain.Errorf(domain.EINTERNAL, "upsert %s/%s: the update function returned no document", c.name, id)
-		}
-		var ok bool
-		if missing {
-			ok, err = c.insert(ctx, id, next)
-		} else {
-			ok, err = c.replace(ctx, id, version, next)
-		}
-		if err != nil {
-			return nil, fmt.Errorf("upsert %s/%s: %w", c.name, id, err)
-		}
-		if ok {
-			return next, nil
-		}
-		if err := c.backoff(ctx, "upsert", id, attempt); err != nil {
-			return nil, err
-		}
-	}
+	return c.loop.Upsert(ctx, id, fn)
 }
 
-// read returns the stored version and JSON; the body is kept undecoded so
-// an update that skips can return the stored document without reading again.
+// Load implements optimistic.Store.
+func (c *collection[T]) Load(ctx context.Context, id string) (*T, stored, error) {
+	version, body, err := c.read(ctx, id)
+	if err != nil {
+		return nil, stored{}, err
+	}
+	v, err := c.decode(id, body)
+	return v, stored{version, body}, err
+}
+
+// Decode implements optimistic.Store.
+func (c *collection[T]) Decode(id string, s stored) (*T, error) { return c.decode(id, s.body) }
+
+// wrap says which operation on which document failed.
+func (c *collection[T]) wrap(err error, op, id string) error {
+	return fmt.Errorf("%s %s/%s: %w", op, c.name, id, err)
+}
+
+// read returns the stored version and JSON.
 func (c *collection[T]) read(ctx context.Context, id string) (int64, []byte, error) {
 	var version int64
 	var body []byte
@@ -158,11 +118,11 @@ func (c *collection[T]) decode(id string, body []byte) (*T, error) {
 	return v, nil
 }
 
-// insert reports false when the id is taken.
-func (c *collection[T]) insert(ctx context.Context, id string, v *T) (bool, error) {
+// Insert implements optimistic.Store.
+func (c *collection[T]) Insert(ctx context.Context, id string, v *T) error {
 	body, err := json.Marshal(v)
 	if err != nil {
-		return false, fmt.Errorf("encode: %w", err)
+		return fmt.Errorf("encode: %w", err)
 	}
 	var n int64
 	err = c.db.commit.write(ctx, "insert", func(w *writeTx) error {
@@ -173,50 +133,40 @@ func (c *collection[T]) insert(ctx context.Context, id string, v *T) (bool, erro
 		return err
 	})
 	if err != nil {
-		return false, err
+		return err
 	}
-	return c.committed(n > 0, id, 1, v), nil
+	if n == 0 {
+		return domain.Errorf(domain.ECONFLICT, "%s %s already exists", c.name, id)
+	}
+	c.committed(id, 1, v)
+	return nil
 }
 
-// replace reports false when somebody wrote since version was read.
-func (c *collection[T]) replace(ctx context.Context, id string, version int64, v *T) (bool, error) {
+// Replace implements optimistic.Store.
+func (c *collection[T]) Replace(ctx context.Context, id string, s stored, v *T) error {
 	body, err := json.Marshal(v)
 	if err != nil {
-		return false, fmt.Errorf("encode: %w", err)
+		return fmt.Errorf("encode: %w", err)
 	}
 	var n int64
 	err = c.db.commit.write(ctx, "write", func(w *writeTx) error {
-		res, err := w.stmt(c.db.st.docUpdate).Exec(string(body), time.Now().UnixNano(), c.name, id, version)
+		res, err := w.stmt(c.db.st.docUpdate).Exec(string(body), time.Now().UnixNano(), c.name, id, s.version)
 		n = affected(res, err)
 		return err
 	})
 	if err != nil {
-		return false, err
+		return err
 	}
-	return c.committed(n > 0, id, version+1, v), nil
+	if n == 0 {
+		return optimistic.ErrChanged
+	}
+	c.committed(id, s.version+1, v)
+	return nil
 }
 
 // committed tells the written hook about a successful write.
-func (c *collection[T]) committed(ok bool, id string, version int64, v *T) bool {
-	if ok && c.written != nil {
+func (c *collection[T]) committed(id string, version int64, v *T) {
+	if c.written != nil {
 		c.written(id, version, v)
-	}
-	return ok
-}
-
-// backoff waits a random moment after a lost race, growing with the
-// attempt, so that writers which keep colliding spread out instead of
-// colliding again in lockstep.
-func (c *collection[T]) backoff(ctx context.Context, op, id string, attempt int) error {
-	if attempt >= maxAttempts {
-		return domain.Errorf(domain.EUNAVAILABLE, "%s %s/%s: lost %d races to concurrent writers", op, c.name, id, attempt)
-	}
-	t := time.NewTimer(rand.N(time.Duration(attempt) * 200 * time.Microsecond))
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return fmt.Errorf("%s %s/%s: %w", op, c.name, id, ctx.Err())
-	case <-t.C:
-		return nil
 	}
 }

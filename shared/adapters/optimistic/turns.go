@@ -1,9 +1,3 @@
-// Package turns queues a process's read-modify-writes of one document, for
-// the store adapters. Left to an optimistic-concurrency loop alone, eight
-// goroutines updating one document starve each other: whoever just won
-// re-reads first and wins again, while those backing off run out of
-// attempts. Versions (ETags) still guard against other processes, which
-// turns cannot see.
 package optimistic
 
 import (
@@ -11,7 +5,12 @@ import (
 	"sync"
 )
 
-// Turns hands out one turn at a time per key; the zero value is ready.
+// Turns hands out one turn at a time per key; the zero value is ready. Loop
+// takes one per document around its read-modify-writes: left to the
+// optimistic-concurrency loop alone, eight goroutines updating one document
+// starve each other, because whoever just won re-reads first and wins
+// again, while those backing off run out of attempts. Versions (ETags)
+// still guard against other processes, which turns cannot see.
 type Turns struct {
 	mu sync.Mutex
 	m  map[string]*turn
