@@ -1,0 +1,360 @@
+package embedded
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"iter"
+	"slices"
+	"time"
+
+	"github.com/fabrikam/dronedelivery/shared/domain"
+	"github.com/fabrikam/dronedelivery/shared/ports"
+)
+
+// Units of work. The documents and the queues share the SQLite file, so a
+// step's writes, the messages it sends and the completion of its message
+// can be one transaction: the outbox pattern with the outbox in the same
+// file. A unit of work reads each document once, applies the step's
+// updates to what it read, and at Commit writes every changed document on
+// the condition that its version is still the one read. Nothing is held
+// while the step runs: a lost race shows at Commit as ports.ErrStale, and
+// the runtime runs the step again.
+
+var _ ports.Transactional = (*Bus)(nil)
+
+// Begin implements ports.Transactional.
+func (b *Bus) Begin() ports.UnitOfWork { return b.db.Begin() }
+
+// Begin starts a unit of work over the DB's store and bus.
+func (db *DB) Begin() ports.UnitOfWork {
+	w := &work{db: db, docs: make(map[string]*workDoc, 4)}
+	st := db.store
+	w.store = ports.Store{
+		Deliveries: workDeliveries{workCollection[domain.Delivery]{w, st.Deliveries.(deliveries).collection}, st.Deliveries},
+		Packages:   workCollection[domain.Package]{w, st.Packages.(*collection[domain.Package])},
+		Fleet:      workFleet{workCollection[domain.Drone]{w, db.fleet.collection}, db.fleet},
+		Accounts:   workCollection[domain.Account]{w, st.Accounts.(*collection[domain.Account])},
+		APIKeys:    workCollection[domain.APIKey]{w, st.APIKeys.(*collection[domain.APIKey])},
+	}
+	return w
+}
+
+type work struct {
+	db    *DB
+	store ports.Store
+	docs  map[string]*workDoc // by collection + "\x00" + id
+	dirty []*workDoc          // in the order they were first changed
+}
+
+// workDoc is one document as the unit of work knows it: as read (version 0
+// when it did not exist) and as changed since.
+type workDoc struct {
+	coll, id string
+	version  int64
+	exists   bool   // as the step sees it now
+	body     []byte // the JSON of value
+	value    any    // *T, decoded from body; nil when !exists
+	changed  bool
+	written  func(version int64) // tells the collection of the commit
+}
+
+// Store implements ports.UnitOfWork.
+func (w *work) Store() ports.Store { return w.store }
+
+// Commit implements ports.UnitOfWork.
+func (w *work) Commit(ctx context.Context, settle *ports.Delivered, out ...ports.Message) error {
+	if settle != nil {
+		if err := checkDelivered(settle); err != nil {
+			return err
+		}
+	}
+	queues, err := publishQueues(out)
+	if err != nil {
+		return err
+	}
+	b := w.db.bus
+	var stale, lost bool
+	what := "commit a unit of work"
+	if settle != nil {
+		what = "complete " + settle.ID + " on " + settle.Queue
+	}
+	err = w.db.commit.write(ctx, what, func(tx *writeTx) error {
+		stale, lost = false, false
+		// A savepoint lets this unit of work undo its own writes when a
+		// condition fails, without failing the group it commits in.
+		if _, err := tx.tx.Exec("SAVEPOINT work"); err != nil {
+			return err
+		}
+		now := time.Now().UnixNano()
+		for _, d := range w.dirty {
+			var n int64
+			if d.version == 0 {
+				res, err := tx.stmt(w.db.st.docInsert).Exec(d.coll, d.id, string(d.body), now)
+				n = affected(res, err)
+				if err != nil {
+					return err
+				}
+			} else {
+				res, err := tx.stmt(w.db.st.docUpdate).Exec(string(d.body), now, d.coll, d.id, d.version)
+				n = affected(res, err)
+				if err != nil {
+					return err
+				}
+			}
+			if n == 0 {
+				stale = true
+				break
+			}
+		}
+		if !stale && len(out) > 0 {
+			if err := b.insert(tx, out); err != nil {
+				return err
+			}
+		}
+		if !stale && settle != nil {
+			res, err := tx.stmt(w.db.st.msgComplete).Exec(settle.SequenceNumber, settle.Queue, settle.LockToken, now)
+			if err != nil {
+				return err
+			}
+			lost = affected(res, err) == 0
+		}
+		if stale || lost {
+			if _, err := tx.tx.Exec("ROLLBACK TO work"); err != nil {
+				return err
+			}
+		}
+		_, err := tx.tx.Exec("RELEASE work")
+		return err
+	})
+	switch {
+	case err != nil:
+		return err
+	case stale:
+		return fmt.Errorf("%s: %w", what, ports.ErrStale)
+	case lost:
+		return lockLost("complete", settle)
+	}
+	for _, d := range w.dirty {
+		d.written(d.version + 1)
+	}
+	for _, q := range queues {
+		b.signal(q)
+	}
+	return nil
+}
+
+// workCollection is one collection seen through a unit of work.
+type workCollection[T any] struct {
+	w *work
+	c *collection[T]
+}
+
+// doc returns what the unit of work knows of a document, reading it the
+// first time.
+func (wc workCollection[T]) doc(ctx context.Context, id string) (*workDoc, error) {
+	key := wc.c.name + "\x00" + id
+	if d, ok := wc.w.docs[key]; ok {
+		return d, nil
+	}
+	d := &workDoc{coll: wc.c.name, id: id}
+	version, body, err := wc.c.read(ctx, id)
+	switch {
+	case domain.IsCode(err, domain.ENOTFOUND):
+	case err != nil:
+		return nil, err
+	default:
+		v, err := wc.c.decode(id, body)
+		if err != nil {
+			return nil, err
+		}
+		d.version, d.exists, d.body, d.value = version, true, body, v
+	}
+	wc.w.docs[key] = d
+	return d, nil
+}
+
+// current returns a shallow copy of the document as the step sees it.
+func (wc workCollection[T]) current(d *workDoc) *T {
+	v := *d.value.(*T)
+	return &v
+}
+
+// change records v as the document's new content.
+func (wc workCollection[T]) change(d *workDoc, v *T) error {
+	body, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("encode %s/%s: %w", wc.c.name, d.id, err)
+	}
+	d.body, d.value, d.exists = body, v, true
+	c, id := wc.c, d.id
+	d.written = func(version int64) { c.committed(id, version, v) }
+	if !d.changed {
+		d.changed = true
+		wc.w.dirty = append(wc.w.dirty, d)
+	}
+	return nil
+}
+
+func (wc workCollection[T]) notFound(id string) error {
+	return domain.Errorf(domain.ENOTFOUND, "%s %s not found", wc.c.name, id)
+}
+
+// Find implements ports.Collection.
+func (wc workCollection[T]) Find(ctx context.Context, id string) (*T, error) {
+	d, err := wc.doc(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if !d.exists {
+		return nil, wc.notFound(id)
+	}
+	return wc.current(d), nil
+}
+
+// Create implements ports.Collection: ECONFLICT when the document exists
+// as far as this unit of work knows; one created meanwhile by another
+// writer makes Commit fail with ErrStale.
+func (wc workCollection[T]) Create(ctx context.Context, id string, v *T) error {
+	d, err := wc.doc(ctx, id)
+	if err != nil {
+		return err
+	}
+	if d.exists {
+		return domain.Errorf(domain.ECONFLICT, "%s %s already exists", wc.c.name, id)
+	}
+	return wc.change(d, v)
+}
+
+// Update implements ports.Collection. fn works on its own copy of the
+// document, decoded from what the unit of work holds, so a failing fn
+// changes nothing.
+func (wc workCollection[T]) Update(ctx context.Context, id string, fn func(*T) error) (*T, error) {
+	d, err := wc.doc(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if !d.exists {
+		return nil, wc.notFound(id)
+	}
+	v, err := wc.c.decode(id, d.body)
+	if err != nil {
+		return nil, err
+	}
+	if err := fn(v); err != nil {
+		if errors.Is(err, ports.ErrSkip) {
+			return wc.current(d), nil
+		}
+		return nil, err
+	}
+	if err := wc.change(d, v); err != nil {
+		return nil, err
+	}
+	return wc.current(d), nil
+}
+
+// Upsert implements ports.Collection.
+func (wc workCollection[T]) Upsert(ctx context.Context, id string, fn func(cur *T) (*T, error)) (*T, error) {
+	d, err := wc.doc(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	var cur *T
+	if d.exists {
+		if cur, err = wc.c.decode(id, d.body); err != nil {
+			return nil, err
+		}
+	}
+	next, err := fn(cur)
+	if err != nil {
+		if !errors.Is(err, ports.ErrSkip) {
+			return nil, err
+		}
+		if !d.exists {
+			return nil, nil
+		}
+		return wc.current(d), nil
+	}
+	if next == nil {
+		return nil, domain.Errorf(domain.EINTERNAL, "upsert %s/%s: the update function returned no document", wc.c.name, id)
+	}
+	if err := wc.change(d, next); err != nil {
+		return nil, err
+	}
+	return wc.current(d), nil
+}
+
+// workDeliveries adds the owner query, which reads the store as it is.
+type workDeliveries struct {
+	workCollection[domain.Delivery]
+	base ports.Deliveries
+}
+
+// ListByOwner implements ports.Deliveries.
+func (d workDeliveries) ListByOwner(ctx context.Context, ownerID string, from, to time.Time, limit int) ([]*domain.Delivery, error) {
+	return d.base.ListByOwner(ctx, ownerID, from, to, limit)
+}
+
+// workFleet adds the fleet's queries, which read the index and the store as
+// they are.
+type workFleet struct {
+	workCollection[domain.Drone]
+	base *fleet
+}
+
+// List implements ports.Fleet.
+func (f workFleet) List(ctx context.Context, status domain.DroneStatus, after string, limit int) ([]*domain.Drone, error) {
+	return f.base.List(ctx, status, after, limit)
+}
+
+// NearestAvailable implements ports.Fleet. The index knows only committed
+// writes, so the drones this unit of work changed are judged as it left
+// them: one it freed (a reschedule gives its old drone back before looking
+// for one) is a candidate at its distance, one it claimed is not.
+func (f workFleet) NearestAvailable(ctx context.Context, loc domain.Location) iter.Seq2[*domain.Drone, float64] {
+	changed := map[string]bool{}
+	var own []candidate
+	for _, d := range f.w.dirty {
+		if d.coll != f.c.name {
+			continue
+		}
+		changed[d.id] = true
+		if dr := d.value.(*domain.Drone); dispatchable(dr) {
+			own = append(own, candidate{cloneDrone(dr), domain.DistanceKm(loc, dr.Location)})
+		}
+	}
+	base := f.base.NearestAvailable(ctx, loc)
+	if len(changed) == 0 {
+		return base
+	}
+	slices.SortFunc(own, func(a, b candidate) int { return cmp.Compare(a.km, b.km) })
+	return func(yield func(*domain.Drone, float64) bool) {
+		i := 0
+		for dr, km := range base {
+			if changed[dr.ID] {
+				continue
+			}
+			for ; i < len(own) && own[i].km <= km; i++ {
+				if !yield(own[i].drone, own[i].km) {
+					return
+				}
+			}
+			if !yield(dr, km) {
+				return
+			}
+		}
+		for ; i < len(own); i++ {
+			if !yield(own[i].drone, own[i].km) {
+				return
+			}
+		}
+	}
+}
+
+// candidate is a drone at its distance from a pickup.
+type candidate struct {
+	drone *domain.Drone
+	km    float64
+}
