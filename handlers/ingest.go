@@ -2,11 +2,13 @@ package handlers
 
 import (
 	"context"
+	"errors"
 	"net/http"
 
 	"github.com/fabrikam/dronedelivery/shared/domain"
 	"github.com/fabrikam/dronedelivery/shared/functionapp"
 	"github.com/fabrikam/dronedelivery/shared/logctx"
+	"github.com/fabrikam/dronedelivery/shared/ports"
 	"github.com/fabrikam/dronedelivery/shared/wire"
 )
 
@@ -67,7 +69,11 @@ func (h *Handlers) IngestDelivery(ctx context.Context, req *functionapp.Request)
 	d.History = []domain.Event{{Stage: domain.StageCreated, At: now}}
 	ctx = logctx.With(ctx, "deliveryId", id, "correlationId", d.CorrelationID)
 
-	err = h.store.Deliveries.Create(ctx, id, d)
+	stored, err := h.create(ctx, d)
+	if stored {
+		h.log.InfoContext(ctx, "delivery accepted")
+		return h.acceptedResponse(d)
+	}
 	if domain.IsCode(err, domain.ECONFLICT) {
 		if d, err = h.store.Deliveries.Find(ctx, id); err != nil {
 			return h.errorResponse(ctx, err)
@@ -96,4 +102,29 @@ func (h *Handlers) acceptedResponse(d *domain.Delivery) *functionapp.Response {
 	resp := functionapp.JSON(http.StatusAccepted, accepted{DeliveryID: d.ID, TrackingID: d.TrackingID, DeliveryRequest: d.Request})
 	resp.Header.Set("Location", "/api/deliveries/"+d.ID)
 	return resp
+}
+
+// create stores a new delivery and queues its first message: in one commit
+// when the backend has units of work, so that the delivery and its message
+// exist together or not at all; elsewhere one after the other, and a
+// failure between them leaves a Created delivery that the client's retry
+// with the same deliveryId queues. stored reports that both happened.
+func (h *Handlers) create(ctx context.Context, d *domain.Delivery) (stored bool, err error) {
+	tx, ok := h.bus.(ports.Transactional)
+	if !ok {
+		return false, h.store.Deliveries.Create(ctx, d.ID, d)
+	}
+	uow := tx.Begin()
+	if err := uow.Store().Deliveries.Create(ctx, d.ID, d); err != nil {
+		return false, err
+	}
+	err = uow.Commit(ctx, nil, requestedMessage(d))
+	if errors.Is(err, ports.ErrStale) {
+		// Another request with this id got in first.
+		return false, domain.Errorf(domain.ECONFLICT, "delivery %s exists", d.ID)
+	}
+	if err != nil {
+		return false, domain.Unavailable(err, "the delivery could not be stored; retry with deliveryId %s", d.ID)
+	}
+	return true, nil
 }

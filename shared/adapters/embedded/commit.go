@@ -45,11 +45,13 @@ type Stats struct {
 	// Writes is how many writes those transactions carried; Writes per
 	// Commit is how well group commit is batching.
 	Writes int64
+	// Reads is how many documents were read by id.
+	Reads int64
 }
 
 // Stats returns the writer's counts so far.
 func (db *DB) Stats() Stats {
-	return Stats{Commits: db.commit.commits.Load(), Writes: db.commit.writes.Load()}
+	return Stats{Commits: db.commit.commits.Load(), Writes: db.commit.writes.Load(), Reads: db.reads.Load()}
 }
 
 // writeOp is one writer's share of a group. fn runs inside the group's

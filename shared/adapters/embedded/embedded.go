@@ -22,6 +22,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"modernc.org/sqlite"
@@ -84,6 +85,7 @@ type DB struct {
 	fleet  *fleet
 	store  ports.Store
 	bus    *Bus
+	reads  atomic.Int64 // documents read by id, for Stats
 
 	done      chan struct{} // closed by Close, so blocked receivers return
 	closeOnce sync.Once

@@ -100,6 +100,7 @@ func (c *collection[T]) wrap(err error, op, id string) error {
 func (c *collection[T]) read(ctx context.Context, id string) (int64, []byte, error) {
 	var version int64
 	var body []byte
+	c.db.reads.Add(1)
 	err := c.db.st.docFind.QueryRowContext(ctx, c.name, id).Scan(&version, &body)
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, nil, domain.Errorf(domain.ENOTFOUND, "%s %s not found", c.name, id)
