@@ -166,27 +166,30 @@ func cosmosClient(c config.Connection, policies []policy.Policy) (*azcosmos.Clie
 	// The other Cosmos DB SDKs retry throttling nine times; three is azcore's
 	// default and gives up too soon under a burst.
 	opts.Retry.MaxRetries = 9
-	if c.ConnectionString != "" {
-		client, err := azcosmos.NewClientFromConnectionString(c.ConnectionString, opts)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", c.Prefix, err)
-		}
-		return client, nil
-	}
-	cred, err := credential(c)
-	if err != nil {
-		return nil, err
-	}
-	client, err := azcosmos.NewClient(c.Endpoint, cred, opts)
-	if err != nil {
-		return nil, fmt.Errorf("%s__accountEndpoint: %w", c.Prefix, err)
-	}
-	return client, nil
+	return sdkClient(c, "accountEndpoint",
+		func(conn string) (*azcosmos.Client, error) { return azcosmos.NewClientFromConnectionString(conn, opts) },
+		func(endpoint string, cred azcore.TokenCredential) (*azcosmos.Client, error) {
+			return azcosmos.NewClient(endpoint, cred, opts)
+		})
 }
 
 func serviceBusClient(c config.Connection) (*azservicebus.Client, error) {
+	return sdkClient(c, "fullyQualifiedNamespace",
+		func(conn string) (*azservicebus.Client, error) {
+			return azservicebus.NewClientFromConnectionString(conn, nil)
+		},
+		func(ns string, cred azcore.TokenCredential) (*azservicebus.Client, error) {
+			return azservicebus.NewClient(ns, cred, nil)
+		})
+}
+
+// sdkClient makes an SDK client from a connection's connection string when
+// it has one, and otherwise from its endpoint (the setting named
+// <prefix>__<endpointSetting>) and identity.
+func sdkClient[C any](c config.Connection, endpointSetting string, fromString func(string) (*C, error),
+	fromIdentity func(string, azcore.TokenCredential) (*C, error)) (*C, error) {
 	if c.ConnectionString != "" {
-		client, err := azservicebus.NewClientFromConnectionString(c.ConnectionString, nil)
+		client, err := fromString(c.ConnectionString)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", c.Prefix, err)
 		}
@@ -196,9 +199,9 @@ func serviceBusClient(c config.Connection) (*azservicebus.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	client, err := azservicebus.NewClient(c.Endpoint, cred, nil)
+	client, err := fromIdentity(c.Endpoint, cred)
 	if err != nil {
-		return nil, fmt.Errorf("%s__fullyQualifiedNamespace: %w", c.Prefix, err)
+		return nil, fmt.Errorf("%s__%s: %w", c.Prefix, endpointSetting, err)
 	}
 	return client, nil
 }

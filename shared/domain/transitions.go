@@ -241,3 +241,28 @@ func (p *Package) Mark(deliveryID, status string, now time.Time) error {
 	p.Status, p.UpdatedAt = status, now
 	return nil
 }
+
+// Dispatchable reports whether dispatch may claim the drone: it is
+// Available and serves no delivery. The stores' dispatch indexes hold
+// exactly these drones.
+func (dr *Drone) Dispatchable() bool {
+	return dr.Status == DroneAvailable && dr.CurrentDeliveryID == ""
+}
+
+// Clone returns a copy of the drone that shares nothing a caller could
+// change with the original (its pointer fields are copied too).
+func (dr *Drone) Clone() *Drone {
+	c := *dr
+	c.Location.Altitude = clonePtr(dr.Location.Altitude)
+	c.HomeBase.Altitude = clonePtr(dr.HomeBase.Altitude)
+	c.LastTelemetryAt = clonePtr(dr.LastTelemetryAt)
+	return &c
+}
+
+func clonePtr[T any](p *T) *T {
+	if p == nil {
+		return nil
+	}
+	v := *p
+	return &v
+}

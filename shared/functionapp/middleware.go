@@ -102,3 +102,26 @@ func EmitsOnly(emits map[string][]string) Middleware {
 		}
 	}
 }
+
+// Prepare is how every runtime starts: it checks the registry against the
+// functions' configuration (each has a trigger and a handler of its kind),
+// wraps the queue functions in the Standard middleware, and returns a
+// logger that keeps the attributes logctx.With attaches (nil means
+// slog.Default()).
+func Prepare(reg Registry, fns []FunctionConfig, log *slog.Logger) (Registry, *slog.Logger, error) {
+	if log == nil {
+		log = slog.Default()
+	}
+	if _, ok := log.Handler().(logctx.ContextHandler); !ok {
+		log = slog.New(logctx.ContextHandler{Handler: log.Handler()})
+	}
+	for _, fc := range fns {
+		if fc.Trigger() == nil {
+			return nil, nil, fmt.Errorf("function %s has no trigger binding", fc.Name)
+		}
+	}
+	if err := reg.Check(fns); err != nil {
+		return nil, nil, err
+	}
+	return reg.Use(Standard(log)...), log, nil
+}

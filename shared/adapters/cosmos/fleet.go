@@ -74,11 +74,6 @@ func newFleet(c *azcosmos.ContainerClient, log *slog.Logger) *fleet {
 	return f
 }
 
-// dispatchable is what the index holds: the drones a scheduler may claim.
-func dispatchable(d *domain.Drone) bool {
-	return d.Status == domain.DroneAvailable && d.CurrentDeliveryID == ""
-}
-
 // track brings the index up to date with a version of drone d this Store
 // read or wrote; the collection calls it under the drone's turn, so the
 // versions of one drone arrive in order.
@@ -92,9 +87,9 @@ func (f *fleet) track(id string, etag azcore.ETag, d *domain.Drone) {
 
 // apply indexes or unindexes one drone; the caller holds mu.
 func (f *fleet) apply(id string, etag azcore.ETag, d *domain.Drone) {
-	if dispatchable(d) && etag != "" {
+	if d.Dispatchable() && etag != "" {
 		// A copy: the caller keeps d and may change it.
-		f.index.Upsert(id, d.Location.Point(), cloneDrone(d))
+		f.index.Upsert(id, d.Location.Point(), d.Clone())
 		f.etags[id] = etag
 	} else {
 		f.index.Remove(id)
@@ -142,7 +137,7 @@ func (f *fleet) refresh(ctx context.Context) error {
 	params := []azcosmos.QueryParameter{{Name: "@status", Value: string(domain.DroneAvailable)}}
 	found := map[string]*storedDrone{}
 	err := f.query(ctx, query, params, func(d *storedDrone) {
-		if dispatchable(&d.Drone) {
+		if d.Drone.Dispatchable() {
 			found[d.ID] = d
 		}
 	})
@@ -184,7 +179,7 @@ func (f *fleet) poll(ctx context.Context, period time.Duration) {
 		case <-t.C:
 		}
 		if err := f.refresh(ctx); err != nil && ctx.Err() == nil {
-			f.log.WarnContext(ctx, "cosmos: drone index reload failed; keeping the previous index", "error", err.Error())
+			f.log.WarnContext(ctx, "cosmos: drone index reload failed; keeping the previous index", "err", err)
 		}
 	}
 }
@@ -313,26 +308,9 @@ func (f *fleet) NearestAvailable(ctx context.Context, loc domain.Location) iter.
 				continue
 			}
 			seen[it.ID] = struct{}{}
-			if !yield(cloneDrone(it.Value), km) {
+			if !yield(it.Value.Clone(), km) {
 				return
 			}
 		}
 	}
-}
-
-// cloneDrone copies the drone deeply enough that neither copy can change
-// the other; the only shared parts of a Drone are its altitude pointers.
-func cloneDrone(d *domain.Drone) *domain.Drone {
-	c := *d
-	c.Location.Altitude = clonePtr(d.Location.Altitude)
-	c.HomeBase.Altitude = clonePtr(d.HomeBase.Altitude)
-	return &c
-}
-
-func clonePtr[T any](p *T) *T {
-	if p == nil {
-		return nil
-	}
-	v := *p
-	return &v
 }

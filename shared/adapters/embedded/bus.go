@@ -2,9 +2,7 @@ package embedded
 
 import (
 	"context"
-	"crypto/rand"
 	"database/sql"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"math"
@@ -15,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/fabrikam/dronedelivery/shared/adapters/platform"
 	"github.com/fabrikam/dronedelivery/shared/domain"
 	"github.com/fabrikam/dronedelivery/shared/ports"
 )
@@ -128,7 +127,7 @@ func (b *Bus) insert(w *writeTx, msgs []ports.Message) error {
 		m := &msgs[i]
 		id := m.ID
 		if id == "" {
-			id = newMessageID()
+			id = platform.IDs{}.NewID()
 		}
 		res, err := dedupe.Exec(m.Queue, id, expires, now)
 		if err != nil {
@@ -168,12 +167,6 @@ func (b *Bus) prune(w *writeTx, now int64) error {
 		b.lastPrune.Store(0)
 	}
 	return nil
-}
-
-func newMessageID() string {
-	var b [16]byte
-	rand.Read(b[:]) // never fails on supported platforms
-	return hex.EncodeToString(b[:])
 }
 
 // Receive implements ports.Consumer. It wakes at once for a publish or an

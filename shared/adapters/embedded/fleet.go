@@ -44,11 +44,6 @@ func newFleet(db *DB) *fleet {
 	return f
 }
 
-// dispatchable is what the index holds: the drones a scheduler may claim.
-func dispatchable(d *domain.Drone) bool {
-	return d.Status == domain.DroneAvailable && d.CurrentDeliveryID == ""
-}
-
 // load fills the index from the file at open.
 func (f *fleet) load(ctx context.Context) error {
 	rows, err := f.db.st.droneLoad.QueryContext(ctx, string(domain.DroneAvailable))
@@ -80,9 +75,9 @@ func (f *fleet) track(id string, version int64, d *domain.Drone) {
 		return
 	}
 	f.versions[id] = version
-	if dispatchable(d) {
+	if d.Dispatchable() {
 		// A copy: the caller keeps d and may change it.
-		f.index.Upsert(id, d.Location.Point(), cloneDrone(d))
+		f.index.Upsert(id, d.Location.Point(), d.Clone())
 	} else {
 		f.index.Remove(id)
 	}
@@ -136,7 +131,7 @@ func (f *fleet) NearestAvailable(ctx context.Context, loc domain.Location) iter.
 			if _, _, ok := f.index.Get(it.ID); !ok || !seen.add(it.ID) {
 				continue
 			}
-			if !yield(cloneDrone(it.Value), km) {
+			if !yield(it.Value.Clone(), km) {
 				return
 			}
 		}
@@ -172,21 +167,4 @@ func (s *idSet) add(id string) bool {
 	}
 	s.many[id] = struct{}{}
 	return true
-}
-
-// cloneDrone copies the drone deeply enough that neither copy can change
-// the other; the only shared parts of a Drone are its altitude pointers.
-func cloneDrone(d *domain.Drone) *domain.Drone {
-	c := *d
-	c.Location.Altitude = clonePtr(d.Location.Altitude)
-	c.HomeBase.Altitude = clonePtr(d.HomeBase.Altitude)
-	return &c
-}
-
-func clonePtr[T any](p *T) *T {
-	if p == nil {
-		return nil
-	}
-	v := *p
-	return &v
 }

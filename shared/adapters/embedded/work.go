@@ -321,8 +321,8 @@ func (f workFleet) NearestAvailable(ctx context.Context, loc domain.Location) it
 			continue
 		}
 		changed[d.id] = true
-		if dr := d.value.(*domain.Drone); dispatchable(dr) {
-			own = append(own, candidate{cloneDrone(dr), domain.DistanceKm(loc, dr.Location)})
+		if dr := d.value.(*domain.Drone); dr.Dispatchable() {
+			own = append(own, candidate{dr.Clone(), domain.DistanceKm(loc, dr.Location)})
 		}
 	}
 	base := f.base.NearestAvailable(ctx, loc)

@@ -7,7 +7,6 @@ package servicebus
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/messaging/azservicebus"
 
+	"github.com/fabrikam/dronedelivery/shared/adapters/platform"
 	"github.com/fabrikam/dronedelivery/shared/domain"
 	"github.com/fabrikam/dronedelivery/shared/ports"
 )
@@ -251,7 +251,7 @@ func sendFailed(err error, queue string, id ...string) error {
 func toServiceBus(m *ports.Message) *azservicebus.Message {
 	id := m.ID
 	if id == "" {
-		id = newMessageID()
+		id = platform.IDs{}.NewID()
 	}
 	ct := contentType
 	out := &azservicebus.Message{
@@ -269,12 +269,6 @@ func toServiceBus(m *ports.Message) *azservicebus.Message {
 		out.ScheduledEnqueueTime = &at
 	}
 	return out
-}
-
-func newMessageID() string {
-	var b [16]byte
-	rand.Read(b[:]) // never fails on supported platforms
-	return hex.EncodeToString(b[:])
 }
 
 // Receive implements ports.Consumer.
@@ -375,7 +369,7 @@ func (b *Bus) keep(h *held, lockedUntil time.Time) {
 			return
 		case err != nil:
 			// Try again at the next interval while the lock lasts.
-			b.log.Warn("renew message lock", "messageId", h.msg.MessageID, "error", err)
+			b.log.Warn("renew message lock", "messageId", h.msg.MessageID, "err", err)
 		}
 	}
 	if sleep(h.ctx, time.Until(lockedUntil)+forgetGrace) {

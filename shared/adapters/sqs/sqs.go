@@ -20,8 +20,6 @@ package sqs
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -37,6 +35,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/aws/smithy-go"
 
+	"github.com/fabrikam/dronedelivery/shared/adapters/platform"
 	"github.com/fabrikam/dronedelivery/shared/domain"
 	"github.com/fabrikam/dronedelivery/shared/ports"
 	"github.com/fabrikam/dronedelivery/shared/wire/sqsmsg"
@@ -216,7 +215,7 @@ func sendFailed(err error, queue string) error {
 func entry(m *ports.Message, batchID string) types.SendMessageBatchRequestEntry {
 	id := m.ID
 	if id == "" {
-		id = newMessageID()
+		id = platform.IDs{}.NewID()
 	}
 	dedup := sqsmsg.DedupID(id)
 	attrs := map[string]types.MessageAttributeValue{sqsmsg.AttrID: stringAttr(id)}
@@ -251,12 +250,6 @@ func messageSize(e types.SendMessageBatchRequestEntry) int {
 
 func stringAttr(s string) types.MessageAttributeValue {
 	return types.MessageAttributeValue{DataType: aws.String("String"), StringValue: aws.String(s)}
-}
-
-func newMessageID() string {
-	var b [16]byte
-	rand.Read(b[:]) // never fails on supported platforms
-	return hex.EncodeToString(b[:])
 }
 
 // Receive implements ports.Consumer with long polls of up to 20 s, repeated

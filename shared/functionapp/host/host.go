@@ -53,24 +53,10 @@ type handler struct {
 // rejects a configuration the host would run but the registry cannot serve,
 // so a deployment fails at start-up rather than on its first message.
 func New(reg functionapp.Registry, fns []functionapp.FunctionConfig, pub ports.Publisher, log *slog.Logger) (http.Handler, error) {
-	if log == nil {
-		log = slog.Default()
-	}
-	// Without the context handler the invocation and message attributes
-	// that obs.With attaches would silently vanish from every line.
-	if _, ok := log.Handler().(logctx.ContextHandler); !ok {
-		log = slog.New(logctx.ContextHandler{Handler: log.Handler()})
-	}
-	for _, fc := range fns {
-		// Registry.Check and NewRouter dereference the trigger.
-		if fc.Trigger() == nil {
-			return nil, fmt.Errorf("function %s has no trigger binding", fc.Name)
-		}
-	}
-	if err := reg.Check(fns); err != nil {
+	reg, log, err := functionapp.Prepare(reg, fns, log)
+	if err != nil {
 		return nil, err
 	}
-	reg = reg.Use(functionapp.Standard(log)...)
 	router, err := functionapp.NewRouter(reg, fns, functionapp.RoutePrefix)
 	if err != nil {
 		return nil, err

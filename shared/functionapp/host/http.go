@@ -93,7 +93,7 @@ func (h *handler) malformed(w http.ResponseWriter, r *http.Request, err error) {
 // reject fails an invocation: the host fails it on any non-2xx and records
 // only that, so our log line is the one place that says why.
 func (h *handler) reject(w http.ResponseWriter, r *http.Request, status int, err error) {
-	h.log.ErrorContext(r.Context(), "invocation rejected", "status", status, "error", err)
+	h.log.ErrorContext(r.Context(), "invocation rejected", "status", status, "err", err)
 	functionapp.WriteResponse(w, functionapp.Problem(status, "", err.Error()))
 }
 

@@ -71,21 +71,10 @@ type queueFunc struct {
 // New checks that every function has a handler of its trigger's kind and
 // returns the Handler; pub receives what the queue steps produce.
 func New(reg functionapp.Registry, fns []functionapp.FunctionConfig, pub ports.Publisher, log *slog.Logger, opts Options) (*Handler, error) {
-	if log == nil {
-		log = slog.Default()
-	}
-	if _, ok := log.Handler().(logctx.ContextHandler); !ok {
-		log = slog.New(logctx.ContextHandler{Handler: log.Handler()})
-	}
-	for _, fc := range fns {
-		if fc.Trigger() == nil {
-			return nil, fmt.Errorf("function %s has no trigger binding", fc.Name)
-		}
-	}
-	if err := reg.Check(fns); err != nil {
+	reg, log, err := functionapp.Prepare(reg, fns, log)
+	if err != nil {
 		return nil, err
 	}
-	reg = reg.Use(functionapp.Standard(log)...)
 	served := fns
 	if opts.Function != "" {
 		served = nil
@@ -115,7 +104,6 @@ func New(reg functionapp.Registry, fns []functionapp.FunctionConfig, pub ports.P
 		}
 		h.queues[t.QueueName] = queueFunc{name: fc.Name, fn: reg[fc.Name].Queue}
 	}
-	var err error
 	if h.http, err = newHTTPSide(reg, served); err != nil {
 		return nil, err
 	}

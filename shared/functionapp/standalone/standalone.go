@@ -64,10 +64,10 @@ type Server struct {
 // New builds the runtime for the functions fns, checking that each has a
 // handler of the right kind.
 func New(reg functionapp.Registry, fns []functionapp.FunctionConfig, bus ports.Bus, log *slog.Logger, opts Options) (*Server, error) {
-	if err := reg.Check(fns); err != nil {
+	reg, log, err := functionapp.Prepare(reg, fns, log)
+	if err != nil {
 		return nil, err
 	}
-	reg = reg.Use(functionapp.Standard(log)...)
 	mux, err := functionapp.NewRouter(reg, fns, functionapp.RoutePrefix)
 	if err != nil {
 		return nil, err
