@@ -181,9 +181,11 @@ type Transactional interface {
 // its messages. It is used by one goroutine.
 type UnitOfWork interface {
 	// Store reads each document at most once (later reads and updates of
-	// it reuse what was read) and holds every write until Commit. Queries
-	// (Fleet's List and NearestAvailable, Deliveries' ListByOwner) read the
-	// backend as it is.
+	// it reuse what was read) and holds every write until Commit. A Create
+	// of a document it has not read is checked at Commit (ErrStale if the
+	// document exists by then). Queries (Fleet's List, Deliveries'
+	// ListByOwner) read the backend as it is; Fleet's NearestAvailable
+	// counts the drones this unit of work freed or claimed.
 	Store() Store
 	// Commit writes the held changes, sends out and, when settle is not
 	// nil, completes settle: all of it or, on an error, none of it. It

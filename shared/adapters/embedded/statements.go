@@ -19,6 +19,7 @@ type statements struct {
 	msgPick, msgExpire, msgLock            *sql.Stmt
 	msgComplete, msgAbandon, msgDeadLetter *sql.Stmt
 	msgNext, msgCount                      *sql.Stmt
+	workBegin, workUndo, workEnd           *sql.Stmt // a unit of work's savepoint
 	all                                    []*sql.Stmt
 }
 
@@ -74,6 +75,9 @@ func (s *statements) prepare(ctx context.Context, w, r *sql.DB) error {
 			RETURNING queue`},
 		{w, &s.msgDeadLetter, `UPDATE messages SET queue = ?5, dl_reason = ?6, dl_description = ?7, visible_at = ?4, lock_token = NULL
 			WHERE seq = ?1 AND queue = ?2 AND lock_token = ?3 AND visible_at > ?4`},
+		{w, &s.workBegin, `SAVEPOINT work`},
+		{w, &s.workUndo, `ROLLBACK TO work`},
+		{w, &s.workEnd, `RELEASE work`},
 		{r, &s.msgNext, `SELECT visible_at FROM messages WHERE queue = ? ORDER BY visible_at LIMIT 1`},
 		{r, &s.msgCount, `SELECT count(*) FROM messages WHERE queue = ?`},
 	} {

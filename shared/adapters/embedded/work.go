@@ -85,7 +85,7 @@ func (w *work) Commit(ctx context.Context, settle *ports.Delivered, out ...ports
 		stale, lost = false, false
 		// A savepoint lets this unit of work undo its own writes when a
 		// condition fails, without failing the group it commits in.
-		if _, err := tx.tx.Exec("SAVEPOINT work"); err != nil {
+		if _, err := tx.stmt(w.db.st.workBegin).Exec(); err != nil {
 			return err
 		}
 		now := time.Now().UnixNano()
@@ -122,11 +122,11 @@ func (w *work) Commit(ctx context.Context, settle *ports.Delivered, out ...ports
 			lost = affected(res, err) == 0
 		}
 		if stale || lost {
-			if _, err := tx.tx.Exec("ROLLBACK TO work"); err != nil {
+			if _, err := tx.stmt(w.db.st.workUndo).Exec(); err != nil {
 				return err
 			}
 		}
-		_, err := tx.tx.Exec("RELEASE work")
+		_, err := tx.stmt(w.db.st.workEnd).Exec()
 		return err
 	})
 	switch {
@@ -152,10 +152,12 @@ type workCollection[T any] struct {
 	c *collection[T]
 }
 
+func (wc workCollection[T]) key(id string) string { return wc.c.name + "\x00" + id }
+
 // doc returns what the unit of work knows of a document, reading it the
 // first time.
 func (wc workCollection[T]) doc(ctx context.Context, id string) (*workDoc, error) {
-	key := wc.c.name + "\x00" + id
+	key := wc.key(id)
 	if d, ok := wc.w.docs[key]; ok {
 		return d, nil
 	}
@@ -214,16 +216,19 @@ func (wc workCollection[T]) Find(ctx context.Context, id string) (*T, error) {
 	return wc.current(d), nil
 }
 
-// Create implements ports.Collection: ECONFLICT when the document exists
-// as far as this unit of work knows; one created meanwhile by another
-// writer makes Commit fail with ErrStale.
+// Create implements ports.Collection: ECONFLICT when the unit of work has
+// read the document; one it has not read is not read now, and if it exists
+// Commit fails with ErrStale (a create is an insert on condition that there
+// is none), which saves a read on the common path.
 func (wc workCollection[T]) Create(ctx context.Context, id string, v *T) error {
-	d, err := wc.doc(ctx, id)
-	if err != nil {
-		return err
-	}
-	if d.exists {
+	key := wc.key(id)
+	d, ok := wc.w.docs[key]
+	if ok && d.exists {
 		return domain.Errorf(domain.ECONFLICT, "%s %s already exists", wc.c.name, id)
+	}
+	if !ok {
+		d = &workDoc{coll: wc.c.name, id: id}
+		wc.w.docs[key] = d
 	}
 	return wc.change(d, v)
 }

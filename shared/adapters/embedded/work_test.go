@@ -138,3 +138,24 @@ func TestAUnitOfWorkFindsTheDronesItFreed(t *testing.T) {
 	assert.Equal(t, []string{"near"}, nearestIDs(ctx, fleet, home), "not the drone it claimed")
 	assert.Equal(t, []string{"far"}, nearestIDs(ctx, db.Store().Fleet, home), "others see the index as committed")
 }
+
+func TestAUnitOfWorkCreatesOnlyWhatDoesNotExist(t *testing.T) {
+	t.Parallel()
+	db := MustOpen(t, Options{})
+	ctx := ctxFor(t)
+	require.NoError(t, db.Store().Deliveries.Create(ctx, "d1", &domain.Delivery{ID: "d1", Stage: domain.StageCreated}))
+
+	uow := db.Begin()
+	require.NoError(t, uow.Store().Deliveries.Create(ctx, "d1", &domain.Delivery{ID: "d1", Stage: domain.StageFailed}),
+		"a document the unit of work has not read is checked at commit")
+	require.ErrorIs(t, uow.Commit(ctx, nil), ports.ErrStale)
+	stored, err := db.Store().Deliveries.Find(ctx, "d1")
+	require.NoError(t, err)
+	assert.Equal(t, domain.StageCreated, stored.Stage)
+
+	read := db.Begin()
+	_, err = read.Store().Deliveries.Find(ctx, "d1")
+	require.NoError(t, err)
+	err = read.Store().Deliveries.Create(ctx, "d1", &domain.Delivery{ID: "d1"})
+	assert.True(t, domain.IsCode(err, domain.ECONFLICT), "one it has read is refused at once: %v", err)
+}
