@@ -220,6 +220,7 @@ func TestBannerGeneratesAnOperatorKey(t *testing.T) {
 	})
 	assert.NotEqual(t, e2eOperatorKey, key)
 	assert.Contains(t, p.out.String(), "Authorization: Bearer $KEY", "the banner shows how to call with an API key")
+	assert.Contains(t, p.out.String(), p.base+"/api/docs", "and where the API reference is")
 	assert.Equal(t, http.StatusOK, callAs(t, key, "GET", p.base+"/api/drones?limit=1", nil).Status)
 	assert.Equal(t, http.StatusUnauthorized, callAs(t, e2eOperatorKey, "GET", p.base+"/api/drones?limit=1", nil).Status)
 }
