@@ -101,9 +101,9 @@ func minus(a, b []operation) []string {
 }
 
 // TestDocumentStatesWhatEveryEntryPointChecks holds each operation to the
-// answers the runtimes give before and around its handler: the body limit
-// (413), the media-type check (415) and panic recovery (500) on every
-// function; the credential check (401) on every function that is not
+// answers the runtimes give before and around its handler: a body that
+// cannot be read (400), the body limit (413), the media-type check (415)
+// and panic recovery (500) on every function; the credential check (401) on every function that is not
 // anonymous, and no credential on those that are; the standalone rate
 // limiter (429) on every function but health. Errors are problem documents.
 func TestDocumentStatesWhatEveryEntryPointChecks(t *testing.T) {
@@ -119,7 +119,7 @@ func TestDocumentStatesWhatEveryEntryPointChecks(t *testing.T) {
 				require.NotNil(t, op.Security, "%s states its credentials, if only none", fc.Name)
 				anonymous := strings.EqualFold(fc.Trigger().AuthLevel, "anonymous")
 				assert.Equal(t, anonymous, len(*op.Security) == 0, "authLevel %q and the security of %s", fc.Trigger().AuthLevel, fc.Name)
-				want := []int{http.StatusRequestEntityTooLarge, http.StatusUnsupportedMediaType, http.StatusInternalServerError}
+				want := []int{http.StatusBadRequest, http.StatusRequestEntityTooLarge, http.StatusUnsupportedMediaType, http.StatusInternalServerError}
 				if !anonymous {
 					want = append(want, http.StatusUnauthorized, http.StatusServiceUnavailable)
 				}
