@@ -46,7 +46,7 @@ func TestTrackingPageInBrowser(t *testing.T) {
 	simDone := make(chan error, 1)
 	go func() {
 		simDone <- simulator.Run(ctx, simulator.Options{BaseURL: p.base, Interval: 250 * time.Millisecond, TimeScale: 20, Out: io.Discard, UntilIdle: true,
-			OperatorKey: e2eOperatorKey})
+			OperatorKey: e2eOperatorKey, HTTPClient: checkedClient(t, 10*time.Second)})
 	}()
 	defer func() { cancel(); <-simDone }()
 

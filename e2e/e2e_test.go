@@ -45,6 +45,9 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	code := m.Run()
+	if testing.Verbose() {
+		fmt.Println(exercised.summary())
+	}
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
@@ -203,7 +206,7 @@ func call(t testing.TB, method, url string, body any) *response {
 }
 
 // callAs sends a request with key as the bearer token (none when empty)
-// and a body, if any, as JSON.
+// and a body, if any, as JSON; the exchange is held to the OpenAPI document.
 func callAs(t testing.TB, key, method, url string, body any) *response {
 	t.Helper()
 	var rd io.Reader
@@ -226,7 +229,7 @@ func callAs(t testing.TB, key, method, url string, body any) *response {
 	if key != "" {
 		req.Header.Set("Authorization", "Bearer "+key)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := checkedClient(t, 0).Do(req)
 	require.NoError(t, err)
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)

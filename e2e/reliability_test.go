@@ -32,6 +32,7 @@ import (
 // the ids of those answered 202. A refused connection (the process is down)
 // is not an error here; any 5xx answer is.
 type load struct {
+	t        testing.TB // whose exchanges are held to the OpenAPI document
 	a        api
 	prefix   string
 	max      int64 // requests to send at most, so the fleet never runs out of drones
@@ -43,7 +44,7 @@ type load struct {
 
 func (l *load) run(stop <-chan struct{}, clients int) *sync.WaitGroup {
 	var wg sync.WaitGroup
-	client := &http.Client{Timeout: 10 * time.Second}
+	client := checkedClient(l.t, 10*time.Second)
 	for c := range clients {
 		wg.Add(1)
 		go func() {
@@ -177,7 +178,7 @@ func TestCrashUnderLoad(t *testing.T) {
 	dir := t.TempDir()
 	args := []string{"-seed", "4000", "-lock-duration", "2s"}
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
-	l := &load{prefix: "kill", max: int64(500 * kills)}
+	l := &load{t: t, prefix: "kill", max: int64(500 * kills)}
 	for round := range kills {
 		p := startServe(t, dir, args...)
 		if round == 0 {
@@ -191,7 +192,8 @@ func TestCrashUnderLoad(t *testing.T) {
 		simDone := make(chan struct{})
 		go func() {
 			defer close(simDone)
-			simulator.Run(ctx, simulator.Options{BaseURL: p.base, OperatorKey: e2eOperatorKey, Interval: 200 * time.Millisecond, TimeScale: 30, Out: io.Discard})
+			simulator.Run(ctx, simulator.Options{BaseURL: p.base, OperatorKey: e2eOperatorKey, Interval: 200 * time.Millisecond, TimeScale: 30, Out: io.Discard,
+				HTTPClient: checkedClient(t, 10*time.Second)})
 		}()
 		time.Sleep(time.Duration(500+rng.IntN(2500)) * time.Millisecond)
 		p.kill() // mid-request, mid-message, mid-flight
@@ -217,7 +219,7 @@ func TestGracefulShutdownUnderLoad(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	p := startServe(t, dir, "-seed", "4000")
-	l := &load{prefix: "term", a: signUp(t, p.base), max: 3000}
+	l := &load{t: t, prefix: "term", a: signUp(t, p.base), max: 3000}
 	stop := make(chan struct{})
 	wg := l.run(stop, 8)
 	time.Sleep(1500 * time.Millisecond)

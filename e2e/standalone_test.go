@@ -144,16 +144,18 @@ func TestStandaloneRejectsBadRequests(t *testing.T) {
 		{"unknown size", with(func(m map[string]any) { m["packageInfo"].(map[string]any)["size"] = "Enormous" }), "packageInfo.size"},
 		{"latitude 91", with(func(m map[string]any) { m["pickupLocation"] = domain.Location{Latitude: 91, Longitude: 0} }), "pickupLocation.latitude"},
 	}
-	for _, tc := range cases {
-		resp := a.call(t, "POST", "/api/deliveryrequests", tc.body)
-		assert.Equal(t, http.StatusBadRequest, resp.Status, tc.name)
-		assert.Equal(t, "application/problem+json", resp.Header.Get("Content-Type"), tc.name)
-		var prob functionapp.ProblemDetails
-		resp.decode(t, &prob)
-		assert.Equal(t, tc.field, prob.Field, tc.name)
-		assert.Equal(t, 400, prob.Status, tc.name)
-		assert.Contains(t, prob.Detail, tc.field, tc.name)
-	}
+	sendingMalformed(t, func() {
+		for _, tc := range cases {
+			resp := a.call(t, "POST", "/api/deliveryrequests", tc.body)
+			assert.Equal(t, http.StatusBadRequest, resp.Status, tc.name)
+			assert.Equal(t, "application/problem+json", resp.Header.Get("Content-Type"), tc.name)
+			var prob functionapp.ProblemDetails
+			resp.decode(t, &prob)
+			assert.Equal(t, tc.field, prob.Field, tc.name)
+			assert.Equal(t, 400, prob.Status, tc.name)
+			assert.Contains(t, prob.Detail, tc.field, tc.name)
+		}
+	})
 	assert.Equal(t, http.StatusNotFound, a.call(t, "GET", "/api/deliveries/bad-1", nil).Status, "nothing stored")
 	assert.Equal(t, http.StatusNotFound, call(t, "GET", p.base+"/api/nowhere", nil).Status)
 	assert.Equal(t, http.StatusMethodNotAllowed, call(t, "DELETE", p.base+"/api/healthz", nil).Status)
@@ -218,6 +220,7 @@ func TestBannerGeneratesAnOperatorKey(t *testing.T) {
 	})
 	assert.NotEqual(t, e2eOperatorKey, key)
 	assert.Contains(t, p.out.String(), "Authorization: Bearer $KEY", "the banner shows how to call with an API key")
+	assert.Contains(t, p.out.String(), p.base+"/api/docs", "and where the API reference is")
 	assert.Equal(t, http.StatusOK, callAs(t, key, "GET", p.base+"/api/drones?limit=1", nil).Status)
 	assert.Equal(t, http.StatusUnauthorized, callAs(t, e2eOperatorKey, "GET", p.base+"/api/drones?limit=1", nil).Status)
 }

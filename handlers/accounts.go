@@ -18,14 +18,17 @@ import (
 )
 
 // signedUp is the 201 body of a sign-up: the only time the key and the
-// webhook secret are shown.
+// webhook secret are shown. The key is named by prefix, as everywhere else
+// in the API; keyPrefix repeats it for the clients written when sign-up
+// alone called it that (the README's walkthrough among them).
 type signedUp struct {
 	AccountID     string `json:"accountId"`
 	Name          string `json:"name"`
 	ContactEmail  string `json:"contactEmail"`
 	WebhookURL    string `json:"webhookUrl,omitempty"`
 	APIKey        string `json:"apiKey"`
-	KeyPrefix     string `json:"keyPrefix"`
+	Prefix        string `json:"prefix"`
+	KeyPrefix     string `json:"keyPrefix"` // deprecated: the same as Prefix
 	WebhookSecret string `json:"webhookSecret"`
 }
 
@@ -86,7 +89,7 @@ func (h *Handlers) CreateAccount(ctx context.Context, req *functionapp.Request) 
 	}
 	h.log.InfoContext(ctx, "account created", "keyPrefix", key.Prefix)
 	resp := functionapp.JSON(http.StatusCreated, signedUp{AccountID: a.ID, Name: a.Name, ContactEmail: a.ContactEmail,
-		WebhookURL: a.WebhookURL, APIKey: plain, KeyPrefix: key.Prefix, WebhookSecret: a.WebhookSecret})
+		WebhookURL: a.WebhookURL, APIKey: plain, Prefix: key.Prefix, KeyPrefix: key.Prefix, WebhookSecret: a.WebhookSecret})
 	resp.Header.Set("Location", "/api/accounts/"+a.ID)
 	resp.Header.Set("Cache-Control", "no-store")
 	return resp

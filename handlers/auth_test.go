@@ -286,6 +286,7 @@ func TestSignUpValidates(t *testing.T) {
 	key, _ := out["apiKey"].(string)
 	prefix, ok := domain.SplitAPIKey(key)
 	require.True(t, ok, key)
-	assert.Equal(t, prefix, out["keyPrefix"])
+	assert.Equal(t, prefix, out["prefix"], "named as a new key names it")
+	assert.Equal(t, prefix, out["keyPrefix"], "and as sign-up first named it")
 	assert.Equal(t, fmt.Sprintf("/api/accounts/%s", out["accountId"]), resp.Header.Get("Location"))
 }

@@ -34,7 +34,7 @@ func (h *Handlers) PutDrone(ctx context.Context, req *functionapp.Request) *func
 	if created {
 		status = http.StatusCreated
 	}
-	resp := functionapp.JSON(status, d)
+	resp := functionapp.JSON(status, droneView(d))
 	resp.Header.Set("Location", "/api/drones/"+d.ID)
 	return resp
 }
@@ -52,7 +52,18 @@ func (h *Handlers) GetDrone(ctx context.Context, req *functionapp.Request) *func
 	if err != nil {
 		return h.errorResponse(ctx, err)
 	}
-	return functionapp.JSON(http.StatusOK, d)
+	return functionapp.JSON(http.StatusOK, droneView(d))
+}
+
+// droneView is a drone as the API shows it, its measurements rounded to
+// what they can mean: the range to the metre and the battery to a tenth of
+// a percent. The stored range is the registered one scaled by each battery
+// report, and that arithmetic would otherwise show as 37.800000000000004.
+func droneView(d *domain.Drone) *domain.Drone {
+	v := *d
+	v.RangeKm = round(d.RangeKm, 3)
+	v.BatteryPercent = round(d.BatteryPercent, 1)
+	return &v
 }
 
 // droneList is one page of GET /api/drones.
@@ -87,13 +98,13 @@ func (h *Handlers) ListDrones(ctx context.Context, req *functionapp.Request) *fu
 	if err != nil {
 		return h.errorResponse(ctx, err)
 	}
-	page := droneList{Drones: drones}
+	page := droneList{Drones: []*domain.Drone{}}
 	if len(drones) > limit {
-		page.Drones = drones[:limit]
+		drones = drones[:limit]
 		page.Next = drones[limit-1].ID
 	}
-	if page.Drones == nil {
-		page.Drones = []*domain.Drone{}
+	for _, d := range drones {
+		page.Drones = append(page.Drones, droneView(d))
 	}
 	return functionapp.JSON(http.StatusOK, page)
 }

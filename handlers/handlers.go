@@ -171,6 +171,8 @@ func (h *Handlers) Registry() functionapp.Registry {
 		"CreateAccount":        open(h.CreateAccount),
 		"CreateApiKey":         biz(h.CreateAPIKey),
 		"RevokeApiKey":         biz(h.RevokeAPIKey),
+		"OpenApiDocument":      open(h.OpenAPIDocument),
+		"ApiReference":         open(h.APIReference),
 	}.Use(functionapp.EmitsOnly(emits))
 }
 

@@ -18,6 +18,7 @@ import (
 	"github.com/fabrikam/dronedelivery/handlers"
 	"github.com/fabrikam/dronedelivery/shared/adapters/embedded"
 	"github.com/fabrikam/dronedelivery/shared/adapters/platform"
+	"github.com/fabrikam/dronedelivery/shared/apidoc"
 	"github.com/fabrikam/dronedelivery/shared/domain"
 	"github.com/fabrikam/dronedelivery/shared/functionapp"
 	"github.com/fabrikam/dronedelivery/shared/ports"
@@ -489,4 +490,23 @@ func TestPutDroneValidatesAndProtectsBusyDrones(t *testing.T) {
 	_, err = f.store.Fleet.Update(context.Background(), "x1", func(d *domain.Drone) error { d.CurrentDeliveryID = "busy"; return nil })
 	require.NoError(t, err)
 	assert.Equal(t, http.StatusConflict, put("x1", good).Status)
+}
+
+// TestAPIDocumentsAreServed: the OpenAPI document and its reference page
+// are open to anyone, and the page may load nothing from elsewhere.
+func TestAPIDocumentsAreServed(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	doc := f.call("OpenApiDocument", "", &functionapp.Request{Method: "GET"})
+	require.Equal(t, http.StatusOK, doc.Status)
+	assert.Equal(t, "application/json", doc.Header.Get("Content-Type"))
+	assert.Equal(t, apidoc.JSON(), doc.Body)
+
+	page := f.call("ApiReference", "", &functionapp.Request{Method: "GET"})
+	require.Equal(t, http.StatusOK, page.Status, string(page.Body))
+	assert.Equal(t, "text/html; charset=utf-8", page.Header.Get("Content-Type"))
+	assert.Equal(t, "default-src 'none'; style-src 'unsafe-inline'", page.Header.Get("Content-Security-Policy"))
+	assert.Contains(t, string(page.Body), `<a href="openapi.json">`)
+	assert.True(t, f.reg["OpenApiDocument"].Public)
+	assert.True(t, f.reg["ApiReference"].Public)
 }

@@ -106,7 +106,7 @@ func (h *Handlers) TrackFeed(ctx context.Context, req *functionapp.Request) *fun
 			if d.LastKnownLocation != nil && (dr.CurrentDeliveryID != d.ID) {
 				loc = *d.LastKnownLocation // the drone has moved on to other work
 			}
-			f.Drone = &feedDrone{ID: dr.ID, Location: loc, BatteryPercent: dr.BatteryPercent}
+			f.Drone = &feedDrone{ID: dr.ID, Location: loc, BatteryPercent: round(dr.BatteryPercent, 1)}
 		}
 	}
 	resp := functionapp.JSON(http.StatusOK, f)

@@ -536,3 +536,39 @@ func TestLateReportNeverFreesTheDronesNextDelivery(t *testing.T) {
 	assert.NotEqual(t, domain.DroneAvailable, dr.Status)
 	assert.Equal(t, drop, dr.Location, "the report still moves the drone")
 }
+
+// TestDroneMeasurementsAreRounded: the range a drone has left is its
+// registered range scaled by each battery report, and that arithmetic shows
+// only to the metre; the battery shows to a tenth of a percent. Whichever
+// function reads the drone, it reads the same rounded figures.
+func TestDroneMeasurementsAreRounded(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	f.putDrone(t, domain.Drone{ID: "worn", Location: at(0, 0), RangeKm: 42, BatteryPercent: 100})
+	f.report(t, "worn", at(0.001, 0), 90, t0.Add(time.Minute))
+	require.Equal(t, 37.800000000000004, f.drone(t, "worn").RangeKm, "the stored range keeps its arithmetic")
+	f.report(t, "worn", at(0.002, 0), 89.96, t0.Add(2*time.Minute))
+
+	var one domain.Drone
+	resp := f.fleet("GetDrone", &functionapp.Request{Method: "GET", Params: map[string]string{"id": "worn"}})
+	require.Equal(t, http.StatusOK, resp.Status, string(resp.Body))
+	require.NoError(t, json.Unmarshal(resp.Body, &one))
+	assert.Equal(t, 37.783, one.RangeKm, "km to 3 decimals")
+	assert.Equal(t, 90.0, one.BatteryPercent, "percent to 1 decimal")
+	assert.NotContains(t, string(resp.Body), "37.78320", "no digits beyond the metre")
+
+	var page struct{ Drones []domain.Drone }
+	resp = f.fleet("ListDrones", &functionapp.Request{Method: "GET"})
+	require.NoError(t, json.Unmarshal(resp.Body, &page))
+	require.Len(t, page.Drones, 1)
+	assert.Equal(t, one.RangeKm, page.Drones[0].RangeKm)
+	assert.Equal(t, one.BatteryPercent, page.Drones[0].BatteryPercent)
+
+	resp = f.fleet("PutDrone", &functionapp.Request{Method: "PUT", Params: map[string]string{"id": "worn-copy"},
+		Body: []byte(`{"location":{"latitude":0,"longitude":0},"maxPayloadKg":5,"maxPackageSize":"Small","rangeKm":37.783199999999994,"cruiseSpeedMps":15,"batteryPercent":89.96}`)})
+	require.Equal(t, http.StatusCreated, resp.Status, string(resp.Body))
+	var put domain.Drone
+	require.NoError(t, json.Unmarshal(resp.Body, &put))
+	assert.Equal(t, 37.783, put.RangeKm)
+	assert.Equal(t, 90.0, put.BatteryPercent)
+}

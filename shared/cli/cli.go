@@ -368,7 +368,7 @@ func seed(ctx context.Context, args []string, env func(string) string, stdout io
 func printBanner(w io.Writer, base, backendName, opKey string, generated bool) {
 	fmt.Fprintf(w, `
 Drone delivery backend is running at %[1]s (%[2]s).
-Stop it with Ctrl-C.
+Stop it with Ctrl-C. The API reference: %[1]s/api/docs
 
 Sign up; the answer holds your API key, shown only this once:
   curl -s -X POST %[1]s/api/accounts -H 'Content-Type: application/json' \
