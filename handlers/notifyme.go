@@ -53,8 +53,10 @@ func (h *Handlers) PostNotifyMeRequest(ctx context.Context, req *functionapp.Req
 	// The token joins an unguessable part and the delivery id, like the
 	// tracking id, so the unsubscribe link finds its delivery with one
 	// point read.
+	sid := h.ids.NewID()
+	sid = sid[:min(len(sid), subscriptionIDLength)]
 	sub := domain.Subscription{
-		ID:           h.ids.NewID()[:subscriptionIDLength],
+		ID:           sid,
 		EmailAddress: r.EmailAddress,
 		SMS:          r.SMS,
 		Token:        h.ids.NewTrackingID() + "." + id,
@@ -79,7 +81,7 @@ func (h *Handlers) PostNotifyMeRequest(ctx context.Context, req *functionapp.Req
 	}
 	h.log.InfoContext(logctx.With(ctx, "deliveryId", id), "customer subscribed", "subscriptionId", got.ID, "channels", fmt.Sprint(got.Channels()))
 	resp := functionapp.JSON(http.StatusCreated, viewSubscription(id, got))
-	resp.Header.Set("Location", "/"+functionapp.RoutePrefix+"/deliveries/"+id+"/notifymerequests/"+got.ID)
+	resp.Header.Set("Location", "/api/deliveries/"+id+"/notifymerequests/"+got.ID)
 	return resp
 }
 
