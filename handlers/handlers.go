@@ -99,6 +99,9 @@ type Deps struct {
 	// Webhooks delivers notifications to businesses; nil means over HTTP
 	// with Config.WebhookClient.
 	Webhooks ports.Webhooks
+	Log      *slog.Logger
+	Config   Config
+
 	// Messenger sends customers their e-mail and SMS; nil keeps every
 	// message in an in-memory outbox (messaging.Outbox), which Outbox then
 	// is too.
@@ -106,8 +109,6 @@ type Deps struct {
 	// Outbox reads back the messages kept rather than sent; nil (with a
 	// Messenger) means there is none, and GET …/outbox answers 404.
 	Outbox ports.Outbox
-	Log    *slog.Logger
-	Config Config
 }
 
 // Handlers binds the step functions to their dependencies.
@@ -179,27 +180,28 @@ func (h *Handlers) Registry() functionapp.Registry {
 		"ListDrones":        op(h.ListDrones),
 		"Healthz":           open(h.Healthz),
 
-		"PostTelemetry":         op(h.PostTelemetry),
-		"TrackDrone":            {Queue: h.TrackDrone},
-		"CancelDelivery":        biz(h.CancelDelivery),
-		"RescheduleDelivery":    biz(h.RescheduleDelivery),
-		"PostConfirmation":      biz(h.PostConfirmation),
-		"PostNotifyMeRequest":   biz(h.PostNotifyMeRequest),
+		"PostTelemetry":        op(h.PostTelemetry),
+		"TrackDrone":           {Queue: h.TrackDrone},
+		"CancelDelivery":       biz(h.CancelDelivery),
+		"RescheduleDelivery":   biz(h.RescheduleDelivery),
+		"PostConfirmation":     biz(h.PostConfirmation),
+		"PostNotifyMeRequest":  biz(h.PostNotifyMeRequest),
+		"GetNotifications":     biz(h.GetNotifications),
+		"GetHistory":           biz(h.GetHistory),
+		"SendNotification":     {Queue: h.SendNotification},
+		"TrackPage":            open(h.TrackPage),
+		"TrackFeed":            open(h.TrackFeed),
+		"GetDeliveriesSummary": biz(h.GetDeliveriesSummary),
+		"GetUtilization":       biz(h.GetUtilization),
+		"CreateAccount":        open(h.CreateAccount),
+		"CreateApiKey":         biz(h.CreateAPIKey),
+		"RevokeApiKey":         biz(h.RevokeAPIKey),
+
 		"ListNotifyMeRequests":  biz(h.ListNotifyMeRequests),
 		"DeleteNotifyMeRequest": biz(h.DeleteNotifyMeRequest),
 		"Unsubscribe":           open(h.Unsubscribe),
 		"GetOutbox":             biz(h.GetOutbox),
 		"SendCustomerMessage":   {Queue: h.SendCustomerMessage},
-		"GetNotifications":      biz(h.GetNotifications),
-		"GetHistory":            biz(h.GetHistory),
-		"SendNotification":      {Queue: h.SendNotification},
-		"TrackPage":             open(h.TrackPage),
-		"TrackFeed":             open(h.TrackFeed),
-		"GetDeliveriesSummary":  biz(h.GetDeliveriesSummary),
-		"GetUtilization":        biz(h.GetUtilization),
-		"CreateAccount":         open(h.CreateAccount),
-		"CreateApiKey":          biz(h.CreateAPIKey),
-		"RevokeApiKey":          biz(h.RevokeAPIKey),
 	}.Use(functionapp.EmitsOnly(emits))
 }
 
