@@ -1,8 +1,9 @@
 // Package acs sends customer e-mail and SMS through Azure Communication
 // Services, calling its data-plane REST API with a Microsoft Entra token
 // (the app's managed identity in Azure): the ACS adapter of
-// ports.Messenger. It uses no Communication Services SDK (there is none for
-// Go); the requests follow Microsoft's REST reference:
+// ports.Messenger. The Azure SDK for Go has no data-plane client for
+// Communication Services e-mail or SMS, so the requests are built here,
+// following Microsoft's REST reference:
 //
 //   - Email - Send: POST {endpoint}/emails:send?api-version=2023-03-31
 //     https://learn.microsoft.com/rest/api/communication/email/send
