@@ -149,6 +149,7 @@ deploy-aws:
 NAME ?= dronedelivery
 RESOURCE_GROUP ?= rg-$(NAME)
 LOCATION ?= eastus
+SMS_SENDER ?=
 
 deploy:
 	@command -v az >/dev/null || { echo "make deploy needs the Azure CLI: https://learn.microsoft.com/cli/azure/install-azure-cli, then az login"; exit 1; }
@@ -157,7 +158,7 @@ deploy:
 	az group create --name $(RESOURCE_GROUP) --location $(LOCATION) --output none
 	az deployment group create --resource-group $(RESOURCE_GROUP) --name $(NAME) \
 		--template-file infra/main.bicep --parameters @infra/main.parameters.json \
-		--parameters name=$(NAME) location=$(LOCATION) --output none
+		--parameters name=$(NAME) location=$(LOCATION) $(if $(SMS_SENDER),smsSender=$(SMS_SENDER)) --output none
 	set -e; \
 	app=$$(az deployment group show --resource-group $(RESOURCE_GROUP) --name $(NAME) --query properties.outputs.functionAppName.value --output tsv); \
 	api=$$(az deployment group show --resource-group $(RESOURCE_GROUP) --name $(NAME) --query properties.outputs.apiBaseUrl.value --output tsv); \

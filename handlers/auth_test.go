@@ -129,10 +129,14 @@ func TestAccountsSeeOnlyTheirOwn(t *testing.T) {
 	f.scheduled(t, "mine", at(0, 0), at(0.01, 0))
 	_, intruder := f.signUp(t, `{"name":"Mallory","contactEmail":"m@mallory.example"}`)
 	ctx := context.Background()
+	sub := f.biz("PostNotifyMeRequest", &functionapp.Request{Method: "POST", Params: map[string]string{"id": "mine"}, Body: []byte(`{"emailAddress":"me@example.com"}`)})
+	require.Equal(t, http.StatusCreated, sub.Status, string(sub.Body))
+	var mySub struct{ ID string }
+	require.NoError(t, json.Unmarshal(sub.Body, &mySub))
 	before := f.snapshot(t, []string{"mine"}, []string{"iso"})
 
 	as := func(key, name, method, id, body string) *functionapp.Response {
-		req := &functionapp.Request{Method: method, Params: map[string]string{"id": id}}
+		req := &functionapp.Request{Method: method, Params: map[string]string{"id": id, "subscriptionId": mySub.ID}}
 		if body != "" {
 			req.Body = []byte(body)
 		}
@@ -147,6 +151,9 @@ func TestAccountsSeeOnlyTheirOwn(t *testing.T) {
 		{"CancelDelivery", "DELETE", "", ""},
 		{"RescheduleDelivery", "PATCH", "", `{"pickupTime":"2030-01-01T00:00:00Z"}`},
 		{"PostNotifyMeRequest", "POST", "", `{"emailAddress":"m@mallory.example"}`},
+		{"ListNotifyMeRequests", "GET", "", ""},
+		{"DeleteNotifyMeRequest", "DELETE", "", ""},
+		{"GetOutbox", "GET", "", ""},
 		{"PostConfirmation", "POST", "", `{"dateTime":"2026-11-26T10:00:00Z","geoCoordinates":{"latitude":47.61,"longitude":-122.33},"confirmationType":"None"}`},
 	}
 	for _, c := range calls {
@@ -159,7 +166,8 @@ func TestAccountsSeeOnlyTheirOwn(t *testing.T) {
 	}
 	assert.Equal(t, before, f.snapshot(t, []string{"mine"}, []string{"iso"}), "another account changed nothing")
 	d := f.delivery(t, "mine")
-	assert.Empty(t, d.NotifyMe)
+	require.Len(t, d.Subscriptions, 1, "the owner's subscription is still there")
+	assert.Equal(t, "me@example.com", d.Subscriptions[0].EmailAddress)
 	assert.Nil(t, d.Confirmation)
 
 	// A delivery id is one space for all accounts: reusing another's id is

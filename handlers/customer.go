@@ -38,34 +38,6 @@ func (h *Handlers) PostConfirmation(ctx context.Context, req *functionapp.Reques
 	return functionapp.JSON(http.StatusCreated, c)
 }
 
-// PostNotifyMeRequest serves POST /api/deliveries/{id}/notifymerequests.
-func (h *Handlers) PostNotifyMeRequest(ctx context.Context, req *functionapp.Request) *functionapp.Response {
-	id := req.Params["id"]
-	if err := domain.ValidID("id", id); err != nil {
-		return h.errorResponse(ctx, err)
-	}
-	now := h.clock.Now()
-	r, err := wire.ParseNotifyMe(req.Body, now)
-	if err != nil {
-		return h.errorResponse(ctx, err)
-	}
-	_, err = h.updateOwnDelivery(ctx, id, func(d *domain.Delivery) error {
-		if d.Stage.Terminal() {
-			return domain.Errorf(domain.ECONFLICT, "delivery %s has ended", id)
-		}
-		if len(d.NotifyMe) >= wire.MaxNotifyMeRequests {
-			return domain.Errorf(domain.ECONFLICT, "delivery %s already has %d notify-me requests", id, wire.MaxNotifyMeRequests)
-		}
-		d.NotifyMe = append(d.NotifyMe, *r)
-		d.UpdatedAt = now
-		return nil
-	})
-	if err != nil {
-		return h.errorResponse(ctx, err)
-	}
-	return functionapp.JSON(http.StatusCreated, r)
-}
-
 // GetNotifications serves GET /api/deliveries/{id}/notifications.
 func (h *Handlers) GetNotifications(ctx context.Context, req *functionapp.Request) *functionapp.Response {
 	d, err := h.findDelivery(ctx, req.Params["id"])

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/fabrikam/dronedelivery/shared/adapters/messaging"
 	"github.com/fabrikam/dronedelivery/shared/adapters/webhook"
 	"github.com/fabrikam/dronedelivery/shared/domain"
 	"github.com/fabrikam/dronedelivery/shared/functionapp"
@@ -43,6 +44,13 @@ type Config struct {
 	// OperatorKey is the bearer token of the fleet endpoints (drones and
 	// telemetry); empty closes them.
 	OperatorKey string
+	// MessageAttempts is how many times a customer message is offered to
+	// its provider before it is dead-lettered.
+	MessageAttempts int
+	// PublicBaseURL is where customers reach the API (scheme and host,
+	// e.g. https://drones.fabrikam.example): the tracking and unsubscribe
+	// links in their messages start with it. Empty makes the links paths.
+	PublicBaseURL string
 	// MaxBacklog is how many messages may wait in the chain's queues before
 	// ingest answers 503 with Retry-After; zero means no bound. Only a bus
 	// that can count its queues (the embedded one) applies it.
@@ -73,6 +81,9 @@ func (c Config) withDefaults() Config {
 	if c.WebhookAttempts <= 0 {
 		c.WebhookAttempts = 8
 	}
+	if c.MessageAttempts <= 0 {
+		c.MessageAttempts = 8
+	}
 	if c.KeyCacheTTL == 0 {
 		c.KeyCacheTTL = DefaultKeyCacheTTL
 	}
@@ -90,6 +101,14 @@ type Deps struct {
 	Webhooks ports.Webhooks
 	Log      *slog.Logger
 	Config   Config
+
+	// Messenger sends customers their e-mail and SMS; nil keeps every
+	// message in an in-memory outbox (messaging.Outbox), which Outbox then
+	// is too.
+	Messenger ports.Messenger
+	// Outbox reads back the messages kept rather than sent; nil (with a
+	// Messenger) means there is none, and GET …/outbox answers 404.
+	Outbox ports.Outbox
 }
 
 // Handlers binds the step functions to their dependencies.
@@ -99,6 +118,8 @@ type Handlers struct {
 	clock        ports.Clock
 	ids          ports.IDs
 	webhooks     ports.Webhooks
+	messenger    ports.Messenger
+	outbox       ports.Outbox
 	log          *slog.Logger
 	cfg          Config
 	keys         *keyCache
@@ -114,9 +135,13 @@ func New(d Deps) *Handlers {
 	}
 	cfg := d.Config.withDefaults()
 	h := &Handlers{store: d.Store, bus: d.Bus, clock: d.Clock, ids: d.IDs, webhooks: d.Webhooks, log: log, cfg: cfg,
-		keys: newKeyCache(cfg.KeyCacheTTL, keyCacheSize)}
+		messenger: d.Messenger, outbox: d.Outbox, keys: newKeyCache(cfg.KeyCacheTTL, keyCacheSize)}
 	if h.webhooks == nil {
 		h.webhooks = webhook.New(cfg.WebhookClient)
+	}
+	if h.messenger == nil {
+		o := messaging.NewOutbox(log, 0)
+		h.messenger, h.outbox = o, o
 	}
 	if cfg.OperatorKey != "" {
 		sum := sha256.Sum256([]byte(cfg.OperatorKey))
@@ -173,6 +198,12 @@ func (h *Handlers) Registry() functionapp.Registry {
 		"RevokeApiKey":         biz(h.RevokeAPIKey),
 		"OpenApiDocument":      open(h.OpenAPIDocument),
 		"ApiReference":         open(h.APIReference),
+
+		"ListNotifyMeRequests":  biz(h.ListNotifyMeRequests),
+		"DeleteNotifyMeRequest": biz(h.DeleteNotifyMeRequest),
+		"Unsubscribe":           open(h.Unsubscribe),
+		"GetOutbox":             biz(h.GetOutbox),
+		"SendCustomerMessage":   {Queue: h.SendCustomerMessage},
 	}.Use(functionapp.EmitsOnly(emits))
 }
 
@@ -203,12 +234,21 @@ func nextMessage(d *domain.Delivery, queue, step string) ports.Message {
 	return message(queue, step, wire.Envelope{Operation: wire.OpDelivery, DeliveryID: d.ID, CorrelationID: d.CorrelationID, Generation: d.Generation})
 }
 
-// notifyMessages hands notifications to the webhook step, one message each.
+// notifyMessages hands notifications on: one message each to the webhook
+// step, and one to the customer-message step for every channel of every
+// subscription the delivery has now. Their ids follow from the
+// notification's, so a step that runs again sends nothing twice.
 func notifyMessages(d *domain.Delivery, ns []domain.Notification) []ports.Message {
-	out := make([]ports.Message, 0, len(ns))
+	out := make([]ports.Message, 0, len(ns)*(1+2*len(d.Subscriptions)))
 	for _, n := range ns {
 		body, _ := json.Marshal(wire.Envelope{Operation: wire.OpNotify, DeliveryID: d.ID, CorrelationID: d.CorrelationID, NotificationID: n.ID})
 		out = append(out, ports.Message{ID: n.ID, Queue: topology.QueueNotifications, Body: body, CorrelationID: d.CorrelationID, Operation: string(wire.OpNotify)})
+		for _, s := range d.Subscriptions {
+			for _, ch := range s.Channels() {
+				out = append(out, customerMessage(wire.Envelope{Operation: wire.OpCustomerMessage, DeliveryID: d.ID, CorrelationID: d.CorrelationID,
+					NotificationID: n.ID, SubscriptionID: s.ID, Channel: ch}))
+			}
+		}
 	}
 	return out
 }

@@ -53,14 +53,25 @@ const operatorKey = "test-operator-key-0123456789"
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
+	return newFixtureWith(t, nil)
+}
+
+// newFixtureWith is newFixture with the handlers' dependencies adjusted by
+// edit before they are built.
+func newFixtureWith(t *testing.T, edit func(*handlers.Deps)) *fixture {
+	t.Helper()
 	db, err := embedded.Open(filepath.Join(t.TempDir(), "test.db"), embedded.Options{LockDuration: 30 * time.Second})
 	require.NoError(t, err)
 	t.Cleanup(func() { db.Close() })
 	c := &clock{}
 	c.Set(t0)
 	f := &fixture{db: db, store: db.Store(), bus: db.Bus(), clock: c}
-	f.h = handlers.New(handlers.Deps{Store: f.store, Bus: f.bus, Clock: c, IDs: platform.IDs{}, Log: slog.New(slog.DiscardHandler),
-		Config: handlers.Config{OperatorKey: operatorKey}})
+	deps := handlers.Deps{Store: f.store, Bus: f.bus, Clock: c, IDs: platform.IDs{}, Log: slog.New(slog.DiscardHandler),
+		Config: handlers.Config{OperatorKey: operatorKey}}
+	if edit != nil {
+		edit(&deps)
+	}
+	f.h = handlers.New(deps)
 	f.reg = f.h.Registry()
 	f.acct, f.key = f.signUp(t, `{"name":"Fabrikam","contactEmail":"ops@fabrikam.example"}`)
 	return f
@@ -166,6 +177,7 @@ func (f *fixture) drain(t *testing.T) int {
 		topology.QueuePackageUpdated:   f.h.ComputeEta,
 		topology.QueueDroneTelemetry:   f.h.TrackDrone,
 		topology.QueueNotifications:    f.h.SendNotification,
+		topology.QueueCustomerMessages: f.h.SendCustomerMessage,
 	}
 	n := 0
 	for progress := true; progress; {

@@ -457,8 +457,8 @@ func TestConfirmationsAndNotifyMe(t *testing.T) {
 	d := f.delivery(t, "conf")
 	require.NotNil(t, d.Confirmation)
 	assert.Equal(t, domain.ConfirmationPicture, d.Confirmation.ConfirmationType)
-	require.Len(t, d.NotifyMe, 1)
-	assert.Equal(t, "+15551234567", d.NotifyMe[0].SMS)
+	require.Len(t, d.Subscriptions, 1)
+	assert.Equal(t, "+15551234567", d.Subscriptions[0].SMS)
 }
 
 func TestTrackingFeedByTrackingIDOnly(t *testing.T) {

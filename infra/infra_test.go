@@ -208,6 +208,18 @@ func TestChecksCatchDrift(t *testing.T) {
 		files["modules/servicebus.bicep"] = strings.ReplaceAll(files["modules/servicebus.bicep"], "4f6d3b9b-027b-4f4c-9142-0e5a2a2247e0", "00000000-0000-0000-0000-0000000000ff")
 		mustMention(t, checkRoles(files), "Azure Service Bus Data Receiver")
 	})
+	t.Run("CommunicationRoleRemoved", func(t *testing.T) {
+		files := cloneFiles(in.bicep)
+		files["modules/communication.bicep"] = strings.ReplaceAll(files["modules/communication.bicep"], "09976791-48a7-449e-bb21-39d1a415f350", "00000000-0000-0000-0000-0000000000ff")
+		mustMention(t, checkRoles(files), "Communication and Email Service Owner")
+	})
+	t.Run("CommunicationSettingDropped", func(t *testing.T) {
+		s, err := appSettings(dropLine(t, mainBicep, "ACS_ENDPOINT:"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		mustMention(t, checkAppSettings(in.required, s), config.ACSEndpoint)
+	})
 	t.Run("KeyReadInBicep", func(t *testing.T) {
 		files := cloneFiles(in.bicep)
 		files["modules/cosmos.bicep"] += "\noutput key string = account.listKeys().primaryMasterKey\n"
@@ -461,6 +473,7 @@ var requiredRoles = []struct{ name, id, assignment string }{
 	{"Storage Blob Data Owner", "b7e6dc6d-f1e8-4753-8033-0f276bb0955b", "Microsoft.Authorization/roleAssignments@"},
 	{"Monitoring Metrics Publisher", "3913510d-42f4-4e42-8a64-420c390055eb", "Microsoft.Authorization/roleAssignments@"},
 	{"Cosmos DB Built-in Data Contributor", "00000000-0000-0000-0000-000000000002", "Microsoft.DocumentDB/databaseAccounts/sqlRoleAssignments@"},
+	{"Communication and Email Service Owner", "09976791-48a7-449e-bb21-39d1a415f350", "Microsoft.Authorization/roleAssignments@"},
 }
 
 // checkRoles: each required role id is declared in a variable whose line names
@@ -521,10 +534,11 @@ func checkNoSecrets(files map[string]string, parameters []byte) []string {
 func checkLocalAuthDisabled(files map[string]string) []string {
 	var problems []string
 	for file, line := range map[string]string{
-		"modules/servicebus.bicep": "disableLocalAuth: true",
-		"modules/cosmos.bicep":     "disableLocalAuth: true",
-		"modules/storage.bicep":    "allowSharedKeyAccess: false",
-		"modules/monitoring.bicep": "DisableLocalAuth: true",
+		"modules/servicebus.bicep":    "disableLocalAuth: true",
+		"modules/cosmos.bicep":        "disableLocalAuth: true",
+		"modules/storage.bicep":       "allowSharedKeyAccess: false",
+		"modules/monitoring.bicep":    "DisableLocalAuth: true",
+		"modules/communication.bicep": "disableLocalAuth: true",
 	} {
 		if !hasLine(files[file], line) {
 			problems = append(problems, fmt.Sprintf("%s has no line %q: keys would still work", file, line))

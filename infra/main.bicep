@@ -1,8 +1,9 @@
 // The drone delivery backend in Azure: a Flex Consumption function app (the
 // Go custom handler) running as one user-assigned identity, Service Bus queues
-// that chain the steps, Cosmos DB for state, its own storage account, and
-// Application Insights. Nothing holds a key or a connection secret: every
-// service has local auth off and the identity is granted data roles instead.
+// that chain the steps, Cosmos DB for state, its own storage account,
+// Application Insights, and Azure Communication Services for customer e-mail
+// and SMS. Nothing holds a key or a connection secret: every service has local
+// auth off and the identity is granted data roles instead.
 //
 // Deploy with `make deploy` (docs/deploy.md). infra/infra_test.go reads this
 // file as text, so keep one setting per line in appSettings below.
@@ -44,6 +45,12 @@ param logRetentionDays int = 30
 @description('How long an unconsumed queue message lives before it is dead-lettered (ISO 8601).')
 param messageTimeToLive string = 'P14D'
 
+@description('Where Azure Communication Services (customer e-mail and SMS) keep data at rest, e.g. United States, Europe, UK.')
+param communicationDataLocation string = 'United States'
+
+@description('A phone number the Communication Services resource owns, in E.164 form, to send SMS from; empty until one is bought (docs/deploy.md): SMS are then kept in the outbox.')
+param smsSender string = ''
+
 @description('Tags for every resource.')
 param tags object = {}
 
@@ -64,6 +71,8 @@ var serviceBusName = 'sb-${base}-${suffix}'
 var cosmosAccountName = 'cosmos-${base}-${suffix}'
 var planName = 'plan-${base}-${suffix}'
 var functionAppName = 'func-${base}-${suffix}'
+var communicationName = 'acs-${base}-${suffix}'
+var emailServiceName = 'acs-email-${base}-${suffix}'
 
 module identity 'modules/identity.bicep' = {
   name: 'identity'
@@ -123,6 +132,17 @@ module cosmos 'modules/cosmos.bicep' = {
   }
 }
 
+module communication 'modules/communication.bicep' = {
+  name: 'communication'
+  params: {
+    name: communicationName
+    emailServiceName: emailServiceName
+    dataLocation: communicationDataLocation
+    principalId: identity.outputs.principalId
+    tags: tags
+  }
+}
+
 // Every setting the Functions host (the bindings' identity-based connections,
 // AzureWebJobsStorage, Application Insights) and the Go code (shared/config)
 // read. For each connection prefix: the endpoint, credential=managedidentity and
@@ -139,6 +159,10 @@ var appSettings = {
   CosmosDBConnection__credential: 'managedidentity'
   CosmosDBConnection__clientId: identity.outputs.clientId
   COSMOS_DATABASE: cosmos.outputs.databaseName
+  ACS_ENDPOINT: communication.outputs.endpoint
+  ACS_EMAIL_SENDER: communication.outputs.emailSender
+  ACS_SMS_SENDER: smsSender
+  ACS_CLIENT_ID: identity.outputs.clientId
   APPLICATIONINSIGHTS_CONNECTION_STRING: monitoring.outputs.connectionString
   APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identity.outputs.clientId};Authorization=AAD'
 }
@@ -192,6 +216,12 @@ output cosmosEndpoint string = cosmos.outputs.endpoint
 
 @description('Name of the Cosmos DB database, for COSMOS_DATABASE.')
 output cosmosDatabaseName string = cosmos.outputs.databaseName
+
+@description('Name of the Communication Services resource that sends customer e-mail and SMS.')
+output communicationServiceName string = communication.outputs.name
+
+@description('The From address of customer e-mail (ACS_EMAIL_SENDER).')
+output emailSenderAddress string = communication.outputs.emailSender
 
 @description('Name of the Application Insights component.')
 output appInsightsName string = monitoring.outputs.appInsightsName

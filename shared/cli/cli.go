@@ -132,13 +132,30 @@ func (c *common) register(fs *flag.FlagSet, env func(string) string) {
 
 // app wires handlers to a backend and reads the function bindings.
 type appParts struct {
-	backend *backend.Backend
-	reg     functionapp.Registry
-	fns     []functionapp.FunctionConfig
+	backend   *backend.Backend
+	messaging *backend.Messaging
+	reg       functionapp.Registry
+	fns       []functionapp.FunctionConfig
 }
 
+// open builds the app. cfg.PublicBaseURL is the runtime's guess at where
+// customers reach it; the PUBLIC_BASE_URL setting overrides it.
 func open(ctx context.Context, c common, app fs.FS, env func(string) string, log *slog.Logger, cfg handlers.Config) (*appParts, error) {
 	fns, err := functionapp.LoadFunctions(app, "functions")
+	if err != nil {
+		return nil, err
+	}
+	mcfg, err := config.LoadMessaging(env)
+	if err != nil {
+		return nil, err
+	}
+	if mcfg.PublicBaseURL != "" {
+		cfg.PublicBaseURL = mcfg.PublicBaseURL
+	}
+	if cfg.PublicBaseURL == "" {
+		log.Warn(config.PublicBaseURL + " is not set: the links in customer messages are paths without a host")
+	}
+	msg, err := backend.OpenMessaging(mcfg, log)
 	if err != nil {
 		return nil, err
 	}
@@ -152,13 +169,15 @@ func open(ctx context.Context, c common, app fs.FS, env func(string) string, log
 			return nil, err
 		}
 	}
-	h := handlers.New(handlers.Deps{Store: b.Store, Bus: b.Bus, Clock: platform.Clock{}, IDs: platform.IDs{}, Log: log, Config: cfg})
+	h := handlers.New(handlers.Deps{Store: b.Store, Bus: b.Bus, Clock: platform.Clock{}, IDs: platform.IDs{},
+		Messenger: msg.Messenger, Outbox: msg.Outbox, Log: log, Config: cfg})
 	reg := h.Registry()
 	if err := reg.Check(fns); err != nil {
 		b.Close()
 		return nil, err
 	}
-	return &appParts{backend: b, reg: reg, fns: fns}, nil
+	log.Info("customer messages", "email", msg.Email, "sms", msg.SMS, "linksStartWith", cfg.PublicBaseURL)
+	return &appParts{backend: b, messaging: msg, reg: reg, fns: fns}, nil
 }
 
 // openBackend opens what the settings name: Cosmos DB and Service Bus when
@@ -211,24 +230,29 @@ func serve(ctx context.Context, args []string, app fs.FS, env func(string) strin
 	if opKey == "" {
 		log.Warn(OperatorKeySetting + " is not set: the fleet endpoints (drones, telemetry) refuse every caller")
 	}
-	parts, err := open(ctx, c, app, env, log, handlers.Config{OperatorKey: opKey, MaxBacklog: *maxBacklog})
-	if err != nil {
-		return err
-	}
-	defer parts.backend.Close()
-	srv, err := standalone.New(parts.reg, parts.fns, parts.backend.Bus, log, standalone.Options{Workers: *workers, RateLimits: rl})
-	if err != nil {
-		return err
-	}
+	// Listening first tells the app its own address, which the links in
+	// customer messages start with unless PUBLIC_BASE_URL says otherwise.
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
 		return err
 	}
 	base := "http://" + ln.Addr().String()
+	parts, err := open(ctx, c, app, env, log, handlers.Config{OperatorKey: opKey, MaxBacklog: *maxBacklog, PublicBaseURL: base})
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	defer parts.backend.Close()
+	srv, err := standalone.New(parts.reg, parts.fns, parts.backend.Bus, log, standalone.Options{Workers: *workers, RateLimits: rl})
+	if err != nil {
+		ln.Close()
+		return err
+	}
 	log.Info("standalone runtime listening", "addr", base, "backend", parts.backend.Name,
 		"rateLimit", rl.PerKey.String(), "signUpRateLimit", rl.SignUp.String())
 	if *banner {
 		printBanner(stdout, base, parts.backend.Name, opKey, generated)
+		printMessagingBanner(stdout, base, parts.messaging)
 	}
 	if *simulate {
 		go func() {
@@ -329,7 +353,13 @@ func hostMode(ctx context.Context, args []string, app fs.FS, env func(string) st
 	if opKey == "" {
 		return fmt.Errorf("%s is not set: set the app setting to a long random string (openssl rand -hex 32); the fleet endpoints authenticate with it", OperatorKeySetting)
 	}
-	parts, err := open(ctx, c, app, env, log, handlers.Config{OperatorKey: opKey})
+	// The platform names the app's host in WEBSITE_HOSTNAME; a custom
+	// domain in front of it is PUBLIC_BASE_URL's to say.
+	var public string
+	if hn := env("WEBSITE_HOSTNAME"); hn != "" {
+		public = "https://" + hn
+	}
+	parts, err := open(ctx, c, app, env, log, handlers.Config{OperatorKey: opKey, PublicBaseURL: public})
 	if err != nil {
 		return err
 	}
@@ -401,6 +431,26 @@ The operator key (%[2]s) opens the fleet endpoints:
   curl -s -H "Authorization: Bearer $OPERATOR_KEY" '%[1]s/api/drones?status=Available&limit=5'
 
 `, base, how, opKey)
+}
+
+// printMessagingBanner says where customer e-mail and SMS go, and how to
+// read them back when they are kept rather than sent.
+func printMessagingBanner(w io.Writer, base string, m *backend.Messaging) {
+	switch {
+	case m.Email == backend.KeptInOutbox && m.SMS == backend.KeptInOutbox:
+		fmt.Fprintf(w, "Customer e-mail and SMS (notify-me requests) are not sent: neither SMTP nor Azure Communication\n"+
+			"Services is configured. Each message is logged and kept in an outbox instead.\n")
+	case m.Unsent():
+		fmt.Fprintf(w, "Customer messages (notify-me requests): %s. Those kept in the outbox are logged.\n", m.Describe())
+	default:
+		fmt.Fprintf(w, "Customer messages (notify-me requests): %s.\n\n", m.Describe())
+		return
+	}
+	fmt.Fprintf(w, `The delivery's business reads the outbox:
+  curl -s -H "Authorization: Bearer $KEY" %[1]s/api/deliveries/<deliveryId>/outbox
+Set %[2]s and %[3]s (or %[4]s and %[5]s) to send e-mail, %[4]s and %[6]s to send SMS.
+
+`, base, config.SMTPHost, config.SMTPFrom, config.ACSEndpoint, config.ACSEmailSender, config.ACSSMSSender)
 }
 
 func parseCenter(s string) (domain.Location, error) {

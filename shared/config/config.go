@@ -208,4 +208,8 @@ var AppSettings = []string{
 	ServiceBusPrefix + "__credential",
 	ServiceBusPrefix + "__clientId",
 	CosmosDatabase,
+	ACSEndpoint,
+	ACSEmailSender,
+	ACSSMSSender,
+	ACSClientID,
 }

@@ -126,17 +126,20 @@ type Delivery struct {
 	// PreviousDroneID is the drone the generation before this one held.
 	PreviousDroneID string `json:"previousDroneId,omitempty"`
 
-	PickedUpAt          *time.Time        `json:"pickedUpAt,omitempty"`
-	CompletedAt         *time.Time        `json:"completedAt,omitempty"`
-	CancelledAt         *time.Time        `json:"cancelledAt,omitempty"`
-	LastTelemetryAt     *time.Time        `json:"lastTelemetryAt,omitempty"`
-	TraveledKm          float64           `json:"traveledKm,omitempty"`
-	Trail               []TrailPoint      `json:"trail,omitempty"`
-	History             []Event           `json:"history,omitempty"`
-	Notifications       []Notification    `json:"notifications,omitempty"`
-	NotifiedDeliveryETA *time.Time        `json:"notifiedDeliveryETA,omitempty"`
-	Confirmation        *Confirmation     `json:"confirmation,omitempty"`
-	NotifyMe            []NotifyMeRequest `json:"notifyMe,omitempty"`
+	PickedUpAt          *time.Time     `json:"pickedUpAt,omitempty"`
+	CompletedAt         *time.Time     `json:"completedAt,omitempty"`
+	CancelledAt         *time.Time     `json:"cancelledAt,omitempty"`
+	LastTelemetryAt     *time.Time     `json:"lastTelemetryAt,omitempty"`
+	TraveledKm          float64        `json:"traveledKm,omitempty"`
+	Trail               []TrailPoint   `json:"trail,omitempty"`
+	History             []Event        `json:"history,omitempty"`
+	Notifications       []Notification `json:"notifications,omitempty"`
+	NotifiedDeliveryETA *time.Time     `json:"notifiedDeliveryETA,omitempty"`
+	Confirmation        *Confirmation  `json:"confirmation,omitempty"`
+
+	// Subscriptions are the customers' notify-me requests: who hears of
+	// each milestone by e-mail or SMS.
+	Subscriptions []Subscription `json:"subscriptions,omitempty"`
 }
 
 // Event is one entry of a delivery's append-only history.
@@ -172,13 +175,6 @@ type Confirmation struct {
 	GeoCoordinates   Location         `json:"geoCoordinates"`
 	ConfirmationType ConfirmationType `json:"confirmationType"`
 	ConfirmationBlob string           `json:"confirmationBlob,omitempty"`
-}
-
-// NotifyMeRequest asks for delivery updates by e-mail or SMS.
-type NotifyMeRequest struct {
-	EmailAddress string    `json:"emailAddress,omitempty"`
-	SMS          string    `json:"sms,omitempty"`
-	At           time.Time `json:"at"`
 }
 
 // DroneStatus is what a drone is doing.

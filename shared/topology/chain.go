@@ -11,18 +11,24 @@ type Step struct {
 	Emits    []string
 }
 
-// Chain lists every function that reads or writes a queue.
+// Chain lists every function that reads or writes a queue. A step that
+// records a milestone emits it twice over: once to notifications (the
+// business's webhook) and once per subscription and channel to
+// customer-messages (the customers' e-mail and SMS), so that a slow or
+// failing webhook never holds up a customer's message, nor the reverse.
 var Chain = []Step{
 	{Function: "IngestDelivery", Emits: []string{QueueDeliveryRequests}},
-	{Function: "CancelDelivery", Emits: []string{QueueDeliveryRequests, QueueNotifications}},
+	{Function: "CancelDelivery", Emits: []string{QueueDeliveryRequests, QueueNotifications, QueueCustomerMessages}},
 	{Function: "RescheduleDelivery", Emits: []string{QueueDeliveryRequests}},
 	// A retry when no drone is free goes back to the queue it came from.
-	{Function: "ScheduleDrone", Reads: QueueDeliveryRequests, Emits: []string{QueueDroneScheduled, QueueDeliveryRequests, QueueNotifications}},
-	{Function: "UpdatePackage", Reads: QueueDroneScheduled, Emits: []string{QueuePackageUpdated, QueueNotifications}},
-	{Function: "ComputeEta", Reads: QueuePackageUpdated, Emits: []string{QueueNotifications}},
+	{Function: "ScheduleDrone", Reads: QueueDeliveryRequests, Emits: []string{QueueDroneScheduled, QueueDeliveryRequests, QueueNotifications, QueueCustomerMessages}},
+	{Function: "UpdatePackage", Reads: QueueDroneScheduled, Emits: []string{QueuePackageUpdated, QueueNotifications, QueueCustomerMessages}},
+	{Function: "ComputeEta", Reads: QueuePackageUpdated, Emits: []string{QueueNotifications, QueueCustomerMessages}},
 	{Function: "PostTelemetry", Emits: []string{QueueDroneTelemetry}},
-	{Function: "TrackDrone", Reads: QueueDroneTelemetry, Emits: []string{QueueNotifications}},
+	{Function: "TrackDrone", Reads: QueueDroneTelemetry, Emits: []string{QueueNotifications, QueueCustomerMessages}},
 	{Function: "SendNotification", Reads: QueueNotifications, Emits: []string{QueueNotifications}},
+	// A failed send is tried again through its own queue.
+	{Function: "SendCustomerMessage", Reads: QueueCustomerMessages, Emits: []string{QueueCustomerMessages}},
 }
 
 // StepOf returns the chain's entry for a function.

@@ -29,6 +29,7 @@ const (
 	QueuePackageUpdated   = "package-updated"   // update package → compute ETA
 	QueueDroneTelemetry   = "drone-telemetry"   // telemetry report → track (stage, ETA, drone freed)
 	QueueNotifications    = "notifications"     // a step's customer notification → webhook delivery
+	QueueCustomerMessages = "customer-messages" // one milestone for one subscription → e-mail or SMS
 )
 
 // MaxDeliveryCount is how many times a message is delivered before the bus

@@ -11,7 +11,7 @@ import (
 // these tests make topology.json win any disagreement.
 
 func TestQueueConstantsMatchJSON(t *testing.T) {
-	consts := []string{QueueDeliveryRequests, QueueDroneScheduled, QueuePackageUpdated, QueueDroneTelemetry, QueueNotifications}
+	consts := []string{QueueDeliveryRequests, QueueDroneScheduled, QueuePackageUpdated, QueueDroneTelemetry, QueueNotifications, QueueCustomerMessages}
 	var fromJSON []string
 	for _, q := range Spec.Queues {
 		fromJSON = append(fromJSON, q.Name)

@@ -31,7 +31,7 @@ func ParseSignUp(body []byte) (*SignUp, error) {
 		return nil, err
 	}
 	s.Name = strings.TrimSpace(*w.Name)
-	if w.ContactEmail == nil || !validEmail(*w.ContactEmail) {
+	if w.ContactEmail == nil || !domain.ValidEmailAddress(*w.ContactEmail) {
 		return nil, domain.Invalid("contactEmail", "must be an e-mail address")
 	}
 	s.ContactEmail = *w.ContactEmail
@@ -42,12 +42,4 @@ func ParseSignUp(body []byte) (*SignUp, error) {
 		s.WebhookURL = *w.WebhookURL
 	}
 	return &s, nil
-}
-
-func validEmail(s string) bool {
-	if len(s) > 254 || domain.ValidText("contactEmail", s, 254) != nil {
-		return false
-	}
-	local, domainPart, ok := strings.Cut(s, "@")
-	return ok && local != "" && strings.Contains(domainPart, ".") && !strings.ContainsAny(s, " <>\"(),;:[]\\")
 }

@@ -4,12 +4,7 @@ import (
 	"github.com/fabrikam/dronedelivery/shared/domain"
 
 	"encoding/json"
-	"strings"
-	"time"
 )
-
-// MaxNotifyMeRequests bounds the notify-me requests one delivery keeps.
-const MaxNotifyMeRequests = 10
 
 // ParseConfirmation decodes and validates a POST
 // /api/deliveries/{id}/confirmations body.
@@ -51,35 +46,4 @@ func ParseConfirmation(body []byte) (*domain.Confirmation, error) {
 		c.ConfirmationBlob = *w.ConfirmationBlob
 	}
 	return &c, nil
-}
-
-// ParseNotifyMe decodes and validates a POST
-// /api/deliveries/{id}/notifymerequests body: an e-mail address, an SMS
-// number, or both.
-func ParseNotifyMe(body []byte, now time.Time) (*domain.NotifyMeRequest, error) {
-	var w struct {
-		EmailAddress *string `json:"emailAddress"`
-		SMS          *string `json:"sms"`
-	}
-	if err := DecodeStrict(body, &w); err != nil {
-		return nil, err
-	}
-	r := domain.NotifyMeRequest{At: now}
-	if w.EmailAddress != nil && *w.EmailAddress != "" {
-		if !validEmail(*w.EmailAddress) {
-			return nil, domain.Invalid("emailAddress", "must be an e-mail address")
-		}
-		r.EmailAddress = *w.EmailAddress
-	}
-	if w.SMS != nil && *w.SMS != "" {
-		digits := strings.TrimPrefix(*w.SMS, "+")
-		if len(digits) < 6 || len(digits) > 15 || strings.Trim(digits, "0123456789") != "" {
-			return nil, domain.Invalid("sms", "must be a phone number of 6 to 15 digits, optionally starting with +")
-		}
-		r.SMS = *w.SMS
-	}
-	if r.EmailAddress == "" && r.SMS == "" {
-		return nil, domain.Invalid("emailAddress", "give an emailAddress, an sms number, or both")
-	}
-	return &r, nil
 }

@@ -15,6 +15,9 @@ const (
 	OpCancel     Operation = "cancel"
 	OpReschedule Operation = "reschedule"
 	OpNotify     Operation = "notify"
+	// OpCustomerMessage sends one milestone to one subscription on one
+	// channel (the customer-messages queue).
+	OpCustomerMessage Operation = "customer-message"
 )
 
 // Envelope is the JSON body of every message between steps. The store is
@@ -29,7 +32,11 @@ type Envelope struct {
 	// sent; a step ignores a message of an older generation.
 	Generation int `json:"generation,omitempty"`
 	// NotificationID names the notification an OpNotify message sends.
-	NotificationID string          `json:"notificationId,omitempty"`
+	NotificationID string `json:"notificationId,omitempty"`
+	// SubscriptionID and Channel say who an OpCustomerMessage message goes
+	// to, and how.
+	SubscriptionID string          `json:"subscriptionId,omitempty"`
+	Channel        domain.Channel  `json:"channel,omitempty"`
 	Payload        json.RawMessage `json:"payload,omitempty"`
 }
 
@@ -41,9 +48,9 @@ func ParseEnvelope(body []byte) (*Envelope, error) {
 		return nil, &domain.Permanent{Err: err}
 	}
 	switch e.Operation {
-	case OpDelivery, OpCancel, OpReschedule, OpNotify:
+	case OpDelivery, OpCancel, OpReschedule, OpNotify, OpCustomerMessage:
 	default:
-		return nil, &domain.Permanent{Err: domain.Invalid("operation", "must be one of delivery, cancel, reschedule, notify")}
+		return nil, &domain.Permanent{Err: domain.Invalid("operation", "must be one of delivery, cancel, reschedule, notify, customer-message")}
 	}
 	if err := domain.ValidID("deliveryId", e.DeliveryID); err != nil {
 		return nil, &domain.Permanent{Err: err}
@@ -58,8 +65,18 @@ func ParseEnvelope(body []byte) (*Envelope, error) {
 	if e.Generation < 0 {
 		return nil, &domain.Permanent{Err: domain.Invalid("generation", "must not be negative")}
 	}
-	if e.Operation == OpNotify && e.NotificationID == "" {
-		return nil, &domain.Permanent{Err: domain.Invalid("notificationId", "is required for notify")}
+	if (e.Operation == OpNotify || e.Operation == OpCustomerMessage) && e.NotificationID == "" {
+		return nil, &domain.Permanent{Err: domain.Invalid("notificationId", "is required for %s", e.Operation)}
+	}
+	if e.Operation == OpCustomerMessage {
+		if err := domain.ValidID("subscriptionId", e.SubscriptionID); err != nil {
+			return nil, &domain.Permanent{Err: err}
+		}
+		if e.Channel != domain.ChannelEmail && e.Channel != domain.ChannelSMS {
+			return nil, &domain.Permanent{Err: domain.Invalid("channel", "must be email or sms")}
+		}
+	} else if e.SubscriptionID != "" || e.Channel != "" {
+		return nil, &domain.Permanent{Err: domain.Invalid("subscriptionId", "belongs to customer-message only")}
 	}
 	// A notification id is its delivery's id and a ":n<sequence>" suffix.
 	if err := domain.ValidText("notificationId", e.NotificationID, domain.MaxIDLength+16); err != nil {

@@ -1,0 +1,326 @@
+package handlers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/fabrikam/dronedelivery/shared/domain"
+	"github.com/fabrikam/dronedelivery/shared/functionapp"
+	"github.com/fabrikam/dronedelivery/shared/logctx"
+	"github.com/fabrikam/dronedelivery/shared/ports"
+	"github.com/fabrikam/dronedelivery/shared/topology"
+	"github.com/fabrikam/dronedelivery/shared/wire"
+)
+
+// subscriptionView is the public shape of a notify-me subscription; the
+// unsubscribe token stays out of it, as it belongs to the customer.
+type subscriptionView struct {
+	ID           string    `json:"id"`
+	DeliveryID   string    `json:"deliveryId"`
+	EmailAddress string    `json:"emailAddress,omitempty"`
+	SMS          string    `json:"sms,omitempty"`
+	CreatedAt    time.Time `json:"createdAt"`
+}
+
+func viewSubscription(deliveryID string, s domain.Subscription) subscriptionView {
+	return subscriptionView{ID: s.ID, DeliveryID: deliveryID, EmailAddress: s.EmailAddress, SMS: s.SMS, CreatedAt: s.CreatedAt}
+}
+
+// subscriptionIDLength keeps subscription ids short, as they are part of
+// every customer message's id; 48 random bits are plenty among the ten
+// subscriptions of one delivery.
+const subscriptionIDLength = 12
+
+// PostNotifyMeRequest serves POST /api/deliveries/{id}/notifymerequests:
+// a customer asks to hear of the delivery's milestones by e-mail, SMS or
+// both. 201 with the new subscription and its Location; 200 with the
+// existing one when the same addresses are subscribed already.
+func (h *Handlers) PostNotifyMeRequest(ctx context.Context, req *functionapp.Request) *functionapp.Response {
+	id := req.Params["id"]
+	if err := domain.ValidID("id", id); err != nil {
+		return h.errorResponse(ctx, err)
+	}
+	r, err := wire.ParseNotifyMe(req.Body)
+	if err != nil {
+		return h.errorResponse(ctx, err)
+	}
+	now := h.clock.Now()
+	// The token joins an unguessable part and the delivery id, like the
+	// tracking id, so the unsubscribe link finds its delivery with one
+	// point read.
+	sid := h.ids.NewID()
+	sid = sid[:min(len(sid), subscriptionIDLength)]
+	sub := domain.Subscription{
+		ID:           sid,
+		EmailAddress: r.EmailAddress,
+		SMS:          r.SMS,
+		Token:        h.ids.NewTrackingID() + "." + id,
+		CreatedAt:    now,
+	}
+	var got domain.Subscription
+	created := false
+	_, err = h.updateOwnDelivery(ctx, id, func(d *domain.Delivery) error {
+		var err error
+		got, err = d.Subscribe(sub)
+		created = err == nil
+		if created {
+			d.UpdatedAt = now
+		}
+		return err
+	})
+	if err != nil {
+		return h.errorResponse(ctx, err)
+	}
+	if !created {
+		return functionapp.JSON(http.StatusOK, viewSubscription(id, got))
+	}
+	h.log.InfoContext(logctx.With(ctx, "deliveryId", id), "customer subscribed", "subscriptionId", got.ID, "channels", fmt.Sprint(got.Channels()))
+	resp := functionapp.JSON(http.StatusCreated, viewSubscription(id, got))
+	resp.Header.Set("Location", "/api/deliveries/"+id+"/notifymerequests/"+got.ID)
+	return resp
+}
+
+// ListNotifyMeRequests serves GET /api/deliveries/{id}/notifymerequests:
+// the delivery's subscriptions, oldest first.
+func (h *Handlers) ListNotifyMeRequests(ctx context.Context, req *functionapp.Request) *functionapp.Response {
+	d, err := h.findDelivery(ctx, req.Params["id"])
+	if err != nil {
+		return h.errorResponse(ctx, err)
+	}
+	out := make([]subscriptionView, 0, len(d.Subscriptions))
+	for _, s := range d.Subscriptions {
+		out = append(out, viewSubscription(d.ID, s))
+	}
+	return functionapp.JSON(http.StatusOK, map[string]any{"deliveryId": d.ID, "subscriptions": out})
+}
+
+// DeleteNotifyMeRequest serves DELETE
+// /api/deliveries/{id}/notifymerequests/{subscriptionId}: no more messages
+// for that subscription (204), or 404 when the delivery has none by that id.
+func (h *Handlers) DeleteNotifyMeRequest(ctx context.Context, req *functionapp.Request) *functionapp.Response {
+	id, sid := req.Params["id"], req.Params["subscriptionId"]
+	if err := domain.ValidID("id", id); err != nil {
+		return h.errorResponse(ctx, err)
+	}
+	if err := domain.ValidID("subscriptionId", sid); err != nil {
+		return h.errorResponse(ctx, err)
+	}
+	now := h.clock.Now()
+	_, err := h.updateOwnDelivery(ctx, id, func(d *domain.Delivery) error {
+		if err := d.Unsubscribe(sid); err != nil {
+			return err
+		}
+		d.UpdatedAt = now
+		return nil
+	})
+	if err != nil {
+		return h.errorResponse(ctx, err)
+	}
+	h.log.InfoContext(logctx.With(ctx, "deliveryId", id), "subscription deleted by the business", "subscriptionId", sid)
+	return &functionapp.Response{Status: http.StatusNoContent, Header: http.Header{}}
+}
+
+// maxTokenLength bounds an unsubscribe token: the random part and a
+// delivery id.
+const maxTokenLength = 64 + 1 + domain.MaxIDLength
+
+// unsubscribedPage is what a customer sees after following the link.
+const unsubscribedPage = `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Unsubscribed</title>
+<style>body{font-family:system-ui,sans-serif;max-width:32rem;margin:3rem auto;padding:0 1rem;line-height:1.5}</style>
+</head><body><h1>You are unsubscribed</h1>
+<p>You will get no more messages about this delivery at this address.</p></body></html>
+`
+
+// Unsubscribe serves GET /api/unsubscribe/{token}, the link in every
+// customer message: it ends the subscription the token belongs to and
+// shows a short page. Anyone holding the link may follow it, and it can do
+// nothing else; a wrong or spent token is 404, whatever was wrong with it.
+// Only GET acts: a HEAD (which net/http routes with GET, and which some
+// mail scanners send to check links) shows the page and changes nothing.
+func (h *Handlers) Unsubscribe(ctx context.Context, req *functionapp.Request) *functionapp.Response {
+	token := req.Params["token"]
+	notFound := domain.Errorf(domain.ENOTFOUND, "this unsubscribe link is not valid, or was used already")
+	_, deliveryID, ok := strings.Cut(token, ".")
+	if !ok || len(token) > maxTokenLength || domain.ValidID("token", deliveryID) != nil {
+		return h.errorResponse(ctx, notFound)
+	}
+	if req.Method == http.MethodGet {
+		var removed string
+		now := h.clock.Now()
+		_, err := h.store.Deliveries.Update(ctx, deliveryID, func(d *domain.Delivery) error {
+			sid, ok := d.SubscriptionByToken(token)
+			if !ok {
+				return notFound
+			}
+			removed = sid
+			d.UpdatedAt = now
+			return d.Unsubscribe(sid)
+		})
+		if domain.IsCode(err, domain.ENOTFOUND) {
+			return h.errorResponse(ctx, notFound)
+		}
+		if err != nil {
+			return h.errorResponse(ctx, err)
+		}
+		h.log.InfoContext(logctx.With(ctx, "deliveryId", deliveryID), "customer unsubscribed through the link", "subscriptionId", removed)
+	}
+	return &functionapp.Response{Status: http.StatusOK, Body: []byte(unsubscribedPage), Header: http.Header{
+		"Content-Type":            {"text/html; charset=utf-8"},
+		"Cache-Control":           {"no-store"},
+		"Content-Security-Policy": {"default-src 'none'; style-src 'unsafe-inline'"},
+		// The token is in the URL: no page this one links to may see it.
+		"Referrer-Policy":        {"no-referrer"},
+		"X-Content-Type-Options": {"nosniff"},
+	}}
+}
+
+// outboxMessage is one kept message as GET …/outbox shows it.
+type outboxMessage struct {
+	ID             string         `json:"id"`
+	Channel        domain.Channel `json:"channel"`
+	To             string         `json:"to"`
+	Subject        string         `json:"subject,omitempty"`
+	Text           string         `json:"text"`
+	UnsubscribeURL string         `json:"unsubscribeUrl"`
+	At             time.Time      `json:"at"`
+}
+
+// GetOutbox serves GET /api/deliveries/{id}/outbox: the customer messages
+// of the delivery that were kept rather than sent, because no provider is
+// configured for their channel. 404 when every channel has a provider.
+func (h *Handlers) GetOutbox(ctx context.Context, req *functionapp.Request) *functionapp.Response {
+	d, err := h.findDelivery(ctx, req.Params["id"])
+	if err != nil {
+		return h.errorResponse(ctx, err)
+	}
+	if h.outbox == nil {
+		return h.errorResponse(ctx, domain.Errorf(domain.ENOTFOUND, "no outbox: e-mail and SMS both have a provider, so messages are sent, not kept"))
+	}
+	kept, err := h.outbox.Kept(ctx, d.ID)
+	if err != nil {
+		return h.errorResponse(ctx, err)
+	}
+	out := make([]outboxMessage, 0, len(kept))
+	for _, m := range kept {
+		out = append(out, outboxMessage{ID: m.ID, Channel: m.Channel, To: m.To, Subject: m.Subject, Text: m.Text, UnsubscribeURL: m.UnsubscribeURL, At: m.At})
+	}
+	return functionapp.JSON(http.StatusOK, map[string]any{"deliveryId": d.ID, "messages": out})
+}
+
+// customerMessageID names one milestone's message to one subscription on
+// one channel; a retry adds its attempt, so that duplicate detection does
+// not take it for the first.
+func customerMessageID(env wire.Envelope) string {
+	step := "to-" + env.SubscriptionID + "-" + string(env.Channel)
+	if env.Attempt > 0 {
+		step += fmt.Sprintf("-retry-%d", env.Attempt)
+	}
+	return wire.MessageID(env.NotificationID, 0, step)
+}
+
+// customerMessage builds the customer-messages queue message for env.
+func customerMessage(env wire.Envelope) ports.Message {
+	m := message(topology.QueueCustomerMessages, "", env)
+	m.ID = customerMessageID(env)
+	return m
+}
+
+// SendCustomerMessage sends one milestone to one subscription on one
+// channel through the messenger. A subscription ended since the milestone
+// gets nothing. A failed attempt is tried again through the queue with a
+// growing delay; a refusal the provider calls final, or
+// Config.MessageAttempts failures, is a permanent failure, which the
+// runtime dead-letters. Delivery is at least once.
+func (h *Handlers) SendCustomerMessage(ctx context.Context, msg *ports.Delivered) ([]ports.Message, error) {
+	ctx, env, d, err := h.loadEnvelope(ctx, msg)
+	if err != nil {
+		return nil, err
+	}
+	if env.Operation != wire.OpCustomerMessage {
+		return nil, &domain.Permanent{Err: domain.Invalid("operation", "must be customer-message")}
+	}
+	ctx = logctx.With(ctx, "notificationId", env.NotificationID, "subscriptionId", env.SubscriptionID, "channel", string(env.Channel))
+	var n *domain.Notification
+	for i := range d.Notifications {
+		if d.Notifications[i].ID == env.NotificationID {
+			n = &d.Notifications[i]
+		}
+	}
+	if n == nil {
+		return nil, &domain.Permanent{Err: fmt.Errorf("delivery %s has no notification %s", d.ID, env.NotificationID)}
+	}
+	s, ok := d.Subscription(env.SubscriptionID)
+	if !ok || s.Address(env.Channel) == "" {
+		h.log.InfoContext(ctx, "subscription ended: customer message not sent")
+		return nil, nil
+	}
+	out := h.composeMessage(d, n, s, env.Channel)
+	attempt := env.Attempt + 1
+	serr := h.messenger.Send(ctx, out)
+	if serr == nil {
+		h.log.InfoContext(ctx, "customer message handed to the provider", "messageId", out.ID, "attempt", attempt)
+		return nil, nil
+	}
+	if errors.Is(serr, ports.ErrUndeliverable) {
+		return nil, &domain.Permanent{Err: fmt.Errorf("customer message %s refused: %w", out.ID, serr)}
+	}
+	if attempt >= h.cfg.MessageAttempts {
+		return nil, &domain.Permanent{Err: fmt.Errorf("customer message %s failed %d times, last: %w", out.ID, attempt, serr)}
+	}
+	retry := *env
+	retry.Attempt = attempt
+	m := customerMessage(retry)
+	m.NotBefore = h.clock.Now().Add(h.backoff(attempt - 1))
+	h.log.WarnContext(ctx, "customer message failed; retrying later", "messageId", out.ID, "attempt", attempt, "err", serr)
+	return []ports.Message{m}, nil
+}
+
+// subjects are the e-mail subjects of the milestones.
+var subjects = map[string]string{
+	domain.NotifyScheduled:  "Your delivery is scheduled",
+	domain.NotifyETAChanged: "Your delivery's time has changed",
+	domain.NotifyPickedUp:   "Your package is on its way",
+	domain.NotifyDelivered:  "Your package has been delivered",
+	domain.NotifyFailed:     "We could not deliver your package",
+	domain.NotifyCancelled:  "Your delivery was cancelled",
+}
+
+// composeMessage writes the message a subscription gets for a milestone:
+// what happened, the tracking link, and the link that ends the
+// subscription. Its id is the same on every attempt.
+func (h *Handlers) composeMessage(d *domain.Delivery, n *domain.Notification, s *domain.Subscription, ch domain.Channel) ports.Outgoing {
+	track := h.link("track/" + url.PathEscape(d.TrackingID))
+	stop := h.link("unsubscribe/" + url.PathEscape(s.Token))
+	subject, ok := subjects[n.Kind]
+	if !ok {
+		subject = "News of your delivery"
+	}
+	var text string
+	switch ch {
+	case domain.ChannelSMS:
+		// One line: every character costs on a phone.
+		text = fmt.Sprintf("%s Follow it: %s Stop these texts: %s", n.Message, track, stop)
+	default:
+		text = fmt.Sprintf("%s\n\nFollow your delivery live: %s\n\n"+
+			"You get these messages because they were asked for when delivery %s was arranged.\n"+
+			"To get no more of them, open %s\n", n.Message, track, d.ID, stop)
+	}
+	return ports.Outgoing{
+		ID:         customerMessageID(wire.Envelope{NotificationID: n.ID, SubscriptionID: s.ID, Channel: ch}),
+		DeliveryID: d.ID, Channel: ch, To: s.Address(ch),
+		Subject: subject, Text: text, UnsubscribeURL: stop, At: n.At,
+	}
+}
+
+// link is an absolute URL of the API when Config.PublicBaseURL is known,
+// and a path from the host's root otherwise.
+func (h *Handlers) link(path string) string {
+	return strings.TrimRight(h.cfg.PublicBaseURL, "/") + "/" + functionapp.RoutePrefix + "/" + path
+}

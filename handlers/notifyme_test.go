@@ -1,0 +1,310 @@
+package handlers_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/fabrikam/dronedelivery/handlers"
+	"github.com/fabrikam/dronedelivery/shared/domain"
+	"github.com/fabrikam/dronedelivery/shared/functionapp"
+	"github.com/fabrikam/dronedelivery/shared/ports"
+	"github.com/fabrikam/dronedelivery/shared/topology"
+	"github.com/fabrikam/dronedelivery/shared/wire"
+)
+
+type subscriptionDoc struct {
+	ID           string    `json:"id"`
+	DeliveryID   string    `json:"deliveryId"`
+	EmailAddress string    `json:"emailAddress"`
+	SMS          string    `json:"sms"`
+	CreatedAt    time.Time `json:"createdAt"`
+}
+
+func (f *fixture) subscribe(t *testing.T, id, body string) (*functionapp.Response, subscriptionDoc) {
+	t.Helper()
+	resp := f.biz("PostNotifyMeRequest", &functionapp.Request{Method: "POST", Params: map[string]string{"id": id}, Body: []byte(body)})
+	var s subscriptionDoc
+	if resp.Status < 300 {
+		require.NoError(t, json.Unmarshal(resp.Body, &s), string(resp.Body))
+	}
+	return resp, s
+}
+
+func (f *fixture) subscriptions(t *testing.T, id string) []subscriptionDoc {
+	t.Helper()
+	resp := f.biz("ListNotifyMeRequests", &functionapp.Request{Method: "GET", Params: map[string]string{"id": id}})
+	require.Equal(t, http.StatusOK, resp.Status, string(resp.Body))
+	var out struct {
+		DeliveryID    string            `json:"deliveryId"`
+		Subscriptions []subscriptionDoc `json:"subscriptions"`
+	}
+	require.NoError(t, json.Unmarshal(resp.Body, &out))
+	require.Equal(t, id, out.DeliveryID)
+	require.NotNil(t, out.Subscriptions, "an empty list, not null")
+	return out.Subscriptions
+}
+
+type outboxDoc struct {
+	ID             string         `json:"id"`
+	Channel        domain.Channel `json:"channel"`
+	To             string         `json:"to"`
+	Subject        string         `json:"subject"`
+	Text           string         `json:"text"`
+	UnsubscribeURL string         `json:"unsubscribeUrl"`
+	At             time.Time      `json:"at"`
+}
+
+func (f *fixture) outbox(t *testing.T, id string) []outboxDoc {
+	t.Helper()
+	resp := f.biz("GetOutbox", &functionapp.Request{Method: "GET", Params: map[string]string{"id": id}})
+	require.Equal(t, http.StatusOK, resp.Status, string(resp.Body))
+	var out struct {
+		Messages []outboxDoc `json:"messages"`
+	}
+	require.NoError(t, json.Unmarshal(resp.Body, &out))
+	return out.Messages
+}
+
+func TestSubscriptionsAreCreatedListedAndDeleted(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	f.putDrone(t, domain.Drone{ID: "sub", Location: at(0.001, 0)})
+	f.scheduled(t, "subs", at(0, 0), at(0.01, 0))
+	assert.Empty(t, f.subscriptions(t, "subs"))
+
+	resp, a := f.subscribe(t, "subs", `{"emailAddress":"ana@example.com","sms":"+14255550123"}`)
+	require.Equal(t, http.StatusCreated, resp.Status, string(resp.Body))
+	assert.Equal(t, "/api/deliveries/subs/notifymerequests/"+a.ID, resp.Header.Get("Location"))
+	assert.Equal(t, subscriptionDoc{ID: a.ID, DeliveryID: "subs", EmailAddress: "ana@example.com", SMS: "+14255550123", CreatedAt: f.clock.Now()}, a)
+	assert.NotContains(t, string(resp.Body), "token", "the unsubscribe secret is the customer's, not the API's")
+
+	again, same := f.subscribe(t, "subs", `{"sms":"+14255550123","emailAddress":"ana@example.com"}`)
+	assert.Equal(t, http.StatusOK, again.Status, "the same request again is the same subscription")
+	assert.Equal(t, a.ID, same.ID)
+
+	overlap, _ := f.subscribe(t, "subs", `{"emailAddress":"ANA@example.com"}`)
+	assert.Equal(t, http.StatusConflict, overlap.Status, "one address hears of a milestone once")
+	assert.Equal(t, "emailAddress", problemOf(t, overlap).Field)
+
+	_, b := f.subscribe(t, "subs", `{"emailAddress":"ben@example.com"}`)
+	assert.Equal(t, []string{a.ID, b.ID}, ids(f.subscriptions(t, "subs")))
+
+	del := func(sid string) *functionapp.Response {
+		return f.biz("DeleteNotifyMeRequest", &functionapp.Request{Method: "DELETE", Params: map[string]string{"id": "subs", "subscriptionId": sid}})
+	}
+	assert.Equal(t, http.StatusNoContent, del(a.ID).Status)
+	assert.Equal(t, http.StatusNotFound, del(a.ID).Status, "gone")
+	assert.Equal(t, http.StatusBadRequest, del("no/such").Status)
+	assert.Equal(t, []string{b.ID}, ids(f.subscriptions(t, "subs")))
+
+	// A bounded number per delivery.
+	for i := len(f.subscriptions(t, "subs")); i < domain.MaxSubscriptions; i++ {
+		resp, _ := f.subscribe(t, "subs", fmt.Sprintf(`{"emailAddress":"c%d@example.com"}`, i))
+		require.Equal(t, http.StatusCreated, resp.Status, string(resp.Body))
+	}
+	full, _ := f.subscribe(t, "subs", `{"emailAddress":"one-too-many@example.com"}`)
+	assert.Equal(t, http.StatusConflict, full.Status)
+
+	for body, field := range map[string]string{
+		`{"emailAddress":"not-an-address"}`:    "emailAddress",
+		`{"sms":"425 555 0123"}`:               "sms",
+		`{"sms":"14255550123"}`:                "sms",
+		`{}`:                                   "emailAddress",
+		`{"emailAddress":"a@b.example","x":1}`: "x",
+	} {
+		resp, _ := f.subscribe(t, "subs", body)
+		assert.Equal(t, http.StatusBadRequest, resp.Status, body)
+		assert.Equal(t, field, problemOf(t, resp).Field, body)
+	}
+	missing, _ := f.subscribe(t, "no-such-delivery", `{"emailAddress":"a@b.example"}`)
+	assert.Equal(t, http.StatusNotFound, missing.Status)
+}
+
+func ids(subs []subscriptionDoc) []string {
+	var out []string
+	for _, s := range subs {
+		out = append(out, s.ID)
+	}
+	return out
+}
+
+func TestEndedDeliveryTakesNoSubscription(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	f.putDrone(t, domain.Drone{ID: "end", Location: at(0.001, 0)})
+	f.scheduled(t, "ended", at(0, 0), at(0.01, 0))
+	require.Equal(t, http.StatusNoContent, f.cancel(t, "ended").Status)
+	resp, _ := f.subscribe(t, "ended", `{"emailAddress":"late@example.com"}`)
+	assert.Equal(t, http.StatusConflict, resp.Status)
+}
+
+// TestMilestonesReachSubscribersAndTheLinkUnsubscribes follows a delivery
+// with the default messenger, the outbox: every milestone reaches every
+// channel of every subscription, with the tracking link and a working
+// unsubscribe link.
+func TestMilestonesReachSubscribersAndTheLinkUnsubscribes(t *testing.T) {
+	t.Parallel()
+	f := newFixtureWith(t, func(d *handlers.Deps) { d.Config.PublicBaseURL = "https://drones.example/" })
+	pickup, drop := at(0, 0), at(0.005, 0)
+	f.putDrone(t, domain.Drone{ID: "m1", Location: pickup})
+	require.Equal(t, http.StatusAccepted, f.ingest(t, requestBody("told", pickup, drop, "Small", 1)).Status)
+	_, ana := f.subscribe(t, "told", `{"emailAddress":"ana@example.com","sms":"+14255550123"}`)
+	_, ben := f.subscribe(t, "told", `{"emailAddress":"ben@example.com"}`)
+	f.drain(t)
+	d := f.delivery(t, "told")
+	require.Equal(t, domain.StageScheduled, d.Stage)
+
+	kept := f.outbox(t, "told")
+	require.Len(t, kept, 3, "scheduled: ana by e-mail and SMS, ben by e-mail")
+	byTo := map[string]outboxDoc{}
+	for _, m := range kept {
+		byTo[m.To] = m
+	}
+	track := "https://drones.example/api/track/" + d.TrackingID
+	mail := byTo["ana@example.com"]
+	assert.Equal(t, domain.ChannelEmail, mail.Channel)
+	assert.Equal(t, "Your delivery is scheduled", mail.Subject)
+	assert.Equal(t, "told:n1:to-"+ana.ID+"-email", mail.ID)
+	assert.Contains(t, mail.Text, d.Notifications[0].Message)
+	assert.Contains(t, mail.Text, track)
+	assert.True(t, strings.HasPrefix(mail.UnsubscribeURL, "https://drones.example/api/unsubscribe/"), mail.UnsubscribeURL)
+	assert.Contains(t, mail.Text, mail.UnsubscribeURL)
+	assert.Equal(t, d.Notifications[0].At, mail.At)
+	sms := byTo["+14255550123"]
+	assert.Equal(t, domain.ChannelSMS, sms.Channel)
+	assert.Contains(t, sms.Text, track)
+	assert.Equal(t, mail.UnsubscribeURL, sms.UnsubscribeURL, "one subscription, one link")
+	assert.NotEqual(t, mail.UnsubscribeURL, byTo["ben@example.com"].UnsubscribeURL)
+
+	// Ana follows her link (a HEAD first, as a link checker would).
+	token := strings.TrimPrefix(mail.UnsubscribeURL, "https://drones.example/api/unsubscribe/")
+	follow := func(method, tok string) *functionapp.Response {
+		return f.call("Unsubscribe", "", &functionapp.Request{Method: method, Params: map[string]string{"token": tok}})
+	}
+	assert.Equal(t, http.StatusOK, follow(http.MethodHead, token).Status)
+	assert.Len(t, f.subscriptions(t, "told"), 2, "a HEAD changes nothing")
+	page := follow(http.MethodGet, token)
+	require.Equal(t, http.StatusOK, page.Status, string(page.Body))
+	assert.Equal(t, "text/html; charset=utf-8", page.Header.Get("Content-Type"))
+	assert.Equal(t, "no-referrer", page.Header.Get("Referrer-Policy"))
+	assert.Contains(t, string(page.Body), "unsubscribed")
+	assert.Equal(t, []string{ben.ID}, ids(f.subscriptions(t, "told")))
+	assert.Equal(t, http.StatusNotFound, follow(http.MethodGet, token).Status, "a spent link")
+	for _, wrong := range []string{"", "nodot", strings.Repeat("A", 32) + ".told", token + "x", strings.Repeat("A", 32) + ".no-such"} {
+		resp := follow(http.MethodGet, wrong)
+		assert.Equal(t, http.StatusNotFound, resp.Status, wrong)
+		assert.Equal(t, "application/problem+json", resp.Header.Get("Content-Type"))
+	}
+
+	// The pickup: only ben hears of it.
+	f.report(t, "m1", pickup, 95, t0.Add(time.Minute))
+	d = f.delivery(t, "told")
+	require.Equal(t, domain.StageHeadedToDropoff, d.Stage)
+	var pickedUp []outboxDoc
+	for _, m := range f.outbox(t, "told") {
+		if m.Subject == "Your package is on its way" {
+			pickedUp = append(pickedUp, m)
+		}
+	}
+	require.Len(t, pickedUp, 1)
+	assert.Equal(t, "ben@example.com", pickedUp[0].To)
+}
+
+// scriptedMessenger fails as told and records what it was asked to send.
+type scriptedMessenger struct {
+	mu    sync.Mutex
+	errs  []error // returned in order; nil when used up
+	sent  []ports.Outgoing
+	calls int
+}
+
+func (m *scriptedMessenger) Send(_ context.Context, o ports.Outgoing) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.calls++
+	if len(m.errs) > 0 {
+		err := m.errs[0]
+		m.errs = m.errs[1:]
+		if err != nil {
+			return err
+		}
+	}
+	m.sent = append(m.sent, o)
+	return nil
+}
+
+func (m *scriptedMessenger) snapshot() (int, []ports.Outgoing) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.calls, append([]ports.Outgoing(nil), m.sent...)
+}
+
+func TestCustomerMessageIsRetriedThenDeadLettered(t *testing.T) {
+	t.Parallel()
+	msgr := &scriptedMessenger{errs: []error{errors.New("connection refused")}}
+	f := newFixtureWith(t, func(d *handlers.Deps) { d.Messenger = msgr })
+	// The retry is delayed by a second of the fake clock; starting it at
+	// the real time keeps it out of the first drain.
+	f.clock.Set(time.Now().UTC())
+	f.putDrone(t, domain.Drone{ID: "r1", Location: at(0.001, 0)})
+	require.Equal(t, http.StatusAccepted, f.ingest(t, requestBody("retry", at(0, 0), at(0.01, 0), "Small", 1)).Status)
+	_, sub := f.subscribe(t, "retry", `{"emailAddress":"ana@example.com"}`)
+	f.drain(t)
+	calls, sent := msgr.snapshot()
+	require.Equal(t, 1, calls)
+	require.Empty(t, sent)
+
+	retry := f.receiveDelayed(t, topology.QueueCustomerMessages)
+	assert.Equal(t, "retry:n1:to-"+sub.ID+"-email-retry-1", retry.ID)
+	out, err := f.h.SendCustomerMessage(context.Background(), retry)
+	require.NoError(t, err)
+	assert.Empty(t, out, "sent on the second attempt")
+	_, sent = msgr.snapshot()
+	require.Len(t, sent, 1)
+	assert.Equal(t, "retry:n1:to-"+sub.ID+"-email", sent[0].ID, "the message keeps its id across attempts")
+
+	var env wire.Envelope
+	require.NoError(t, json.Unmarshal(retry.Body, &env))
+	last := func(attempt int, err error) error {
+		msgr.mu.Lock()
+		msgr.errs = []error{err}
+		msgr.mu.Unlock()
+		env.Attempt = attempt
+		m := *retry
+		m.Body, _ = json.Marshal(env)
+		_, serr := f.h.SendCustomerMessage(context.Background(), &m)
+		return serr
+	}
+	assert.True(t, domain.IsPermanent(last(7, errors.New("timeout"))), "dead-lettered after the eighth attempt")
+	assert.True(t, domain.IsPermanent(last(0, fmt.Errorf("550 no such mailbox: %w", ports.ErrUndeliverable))), "a final refusal is not retried")
+
+	// Deleted by the business: nothing more is sent for it.
+	require.Equal(t, http.StatusNoContent, f.biz("DeleteNotifyMeRequest",
+		&functionapp.Request{Method: "DELETE", Params: map[string]string{"id": "retry", "subscriptionId": sub.ID}}).Status)
+	before, _ := msgr.snapshot()
+	out, err = f.h.SendCustomerMessage(context.Background(), retry)
+	require.NoError(t, err)
+	assert.Empty(t, out)
+	after, _ := msgr.snapshot()
+	assert.Equal(t, before, after, "the messenger was not called")
+}
+
+func TestOutboxIsAbsentWhenEveryChannelHasAProvider(t *testing.T) {
+	t.Parallel()
+	f := newFixtureWith(t, func(d *handlers.Deps) { d.Messenger = &scriptedMessenger{} })
+	f.putDrone(t, domain.Drone{ID: "o1", Location: at(0.001, 0)})
+	f.scheduled(t, "sent", at(0, 0), at(0.01, 0))
+	resp := f.biz("GetOutbox", &functionapp.Request{Method: "GET", Params: map[string]string{"id": "sent"}})
+	assert.Equal(t, http.StatusNotFound, resp.Status)
+	assert.Contains(t, problemOf(t, resp).Detail, "no outbox")
+}

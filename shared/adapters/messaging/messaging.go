@@ -1,0 +1,113 @@
+// Package messaging routes customer messages to the provider of their
+// channel and keeps, in an outbox, those whose channel has no provider: the
+// glue between ports.Messenger and the SMTP and Azure Communication
+// Services adapters.
+package messaging
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+
+	"github.com/fabrikam/dronedelivery/shared/domain"
+	"github.com/fabrikam/dronedelivery/shared/ports"
+)
+
+// Router sends each message with the messenger of its channel.
+type Router struct {
+	Email ports.Messenger
+	SMS   ports.Messenger
+}
+
+// Send implements ports.Messenger. A channel without a messenger is a
+// wiring mistake that no retry mends, so it is ErrUndeliverable.
+func (r Router) Send(ctx context.Context, m ports.Outgoing) error {
+	var to ports.Messenger
+	switch m.Channel {
+	case domain.ChannelEmail:
+		to = r.Email
+	case domain.ChannelSMS:
+		to = r.SMS
+	}
+	if to == nil {
+		return fmt.Errorf("no messenger for channel %q: %w", m.Channel, ports.ErrUndeliverable)
+	}
+	return to.Send(ctx, m)
+}
+
+// DefaultOutboxSize is how many messages an outbox keeps before it forgets
+// the oldest: plenty for a laptop's day, and a bound on the memory a busy
+// run can take.
+const DefaultOutboxSize = 10000
+
+// Outbox keeps messages in memory and logs each one: the messenger of a
+// channel with no provider configured. It is for `make run` and tests; the
+// messages do not outlive the process, and each process has its own.
+type Outbox struct {
+	log  *slog.Logger
+	max  int
+	mu   sync.Mutex
+	seen map[string]bool             // ids kept, so a retried send is kept once
+	byID map[string][]ports.Outgoing // delivery id → its messages, oldest first
+	fifo []string                    // ids in the order kept, for forgetting
+	of   map[string]string           // id → delivery id
+}
+
+// NewOutbox returns an outbox that keeps up to max messages (DefaultOutboxSize
+// when max ≤ 0) and logs each to log.
+func NewOutbox(log *slog.Logger, max int) *Outbox {
+	if max <= 0 {
+		max = DefaultOutboxSize
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Outbox{log: log, max: max, seen: map[string]bool{}, byID: map[string][]ports.Outgoing{}, of: map[string]string{}}
+}
+
+// Send keeps m and logs it; it never fails.
+func (o *Outbox) Send(ctx context.Context, m ports.Outgoing) error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.seen[m.ID] {
+		return nil
+	}
+	for len(o.fifo) >= o.max {
+		o.forgetOldest()
+	}
+	o.seen[m.ID] = true
+	o.of[m.ID] = m.DeliveryID
+	o.fifo = append(o.fifo, m.ID)
+	o.byID[m.DeliveryID] = append(o.byID[m.DeliveryID], m)
+	o.log.InfoContext(ctx, "customer message kept in the outbox (no provider configured for its channel)",
+		"messageId", m.ID, "channel", string(m.Channel), "to", m.To, "subject", m.Subject, "text", m.Text)
+	return nil
+}
+
+func (o *Outbox) forgetOldest() {
+	id := o.fifo[0]
+	o.fifo = o.fifo[1:]
+	d := o.of[id]
+	delete(o.of, id)
+	delete(o.seen, id)
+	kept := o.byID[d]
+	for i := range kept {
+		if kept[i].ID == id {
+			kept = append(kept[:i:i], kept[i+1:]...)
+			break
+		}
+	}
+	if len(kept) == 0 {
+		delete(o.byID, d)
+	} else {
+		o.byID[d] = kept
+	}
+}
+
+// Kept implements ports.Outbox.
+func (o *Outbox) Kept(_ context.Context, deliveryID string) ([]ports.Outgoing, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return append([]ports.Outgoing{}, o.byID[deliveryID]...), nil
+}

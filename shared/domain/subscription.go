@@ -1,0 +1,192 @@
+package domain
+
+import (
+	"crypto/subtle"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Channel is a way of telling a customer about a delivery's milestones.
+type Channel string
+
+// The channels a subscription may use.
+const (
+	ChannelEmail Channel = "email"
+	ChannelSMS   Channel = "sms"
+)
+
+// MaxSubscriptions bounds the subscriptions one delivery keeps, so that a
+// business cannot make one milestone fan out to an unbounded number of
+// messages.
+const MaxSubscriptions = 10
+
+// Subscription is a customer's request to hear of a delivery's milestones
+// by e-mail, by SMS or both (the reference API's notify-me request).
+type Subscription struct {
+	ID           string `json:"id"`
+	EmailAddress string `json:"emailAddress,omitempty"`
+	SMS          string `json:"sms,omitempty"`
+	// Token is the unguessable secret of the unsubscribe link every message
+	// carries; whoever holds it may end the subscription, and nothing else.
+	Token     string    `json:"token"`
+	CreatedAt time.Time `json:"createdAt"`
+}
+
+// Address returns where the subscription sends on channel c, or "".
+func (s *Subscription) Address(c Channel) string {
+	switch c {
+	case ChannelEmail:
+		return s.EmailAddress
+	case ChannelSMS:
+		return s.SMS
+	}
+	return ""
+}
+
+// Channels lists the channels the subscription sends on, e-mail first.
+func (s *Subscription) Channels() []Channel {
+	var out []Channel
+	if s.EmailAddress != "" {
+		out = append(out, ChannelEmail)
+	}
+	if s.SMS != "" {
+		out = append(out, ChannelSMS)
+	}
+	return out
+}
+
+// Subscribe adds s to the delivery and returns it. A subscription to the
+// same addresses already there is returned with ErrNoChange, so a client
+// repeating its request does not make every message arrive twice; one that
+// shares an address with another subscription is ECONFLICT for the same
+// reason. An ended delivery, or one holding MaxSubscriptions, takes no more
+// (ECONFLICT).
+func (d *Delivery) Subscribe(s Subscription) (Subscription, error) {
+	for _, cur := range d.Subscriptions {
+		if strings.EqualFold(cur.EmailAddress, s.EmailAddress) && cur.SMS == s.SMS {
+			return cur, ErrNoChange
+		}
+	}
+	if d.Stage.Terminal() {
+		return Subscription{}, Errorf(ECONFLICT, "delivery %s has ended", d.ID)
+	}
+	for _, cur := range d.Subscriptions {
+		if s.EmailAddress != "" && strings.EqualFold(cur.EmailAddress, s.EmailAddress) {
+			return Subscription{}, &Error{Code: ECONFLICT, Field: "emailAddress", Message: "is already subscribed to this delivery (subscription " + cur.ID + ")"}
+		}
+		if s.SMS != "" && cur.SMS == s.SMS {
+			return Subscription{}, &Error{Code: ECONFLICT, Field: "sms", Message: "is already subscribed to this delivery (subscription " + cur.ID + ")"}
+		}
+		if cur.ID == s.ID {
+			return Subscription{}, Errorf(ECONFLICT, "subscription %s exists", s.ID)
+		}
+	}
+	if len(d.Subscriptions) >= MaxSubscriptions {
+		return Subscription{}, Errorf(ECONFLICT, "delivery %s already has %d subscriptions", d.ID, MaxSubscriptions)
+	}
+	if len(s.Channels()) == 0 {
+		return Subscription{}, Invalid("emailAddress", "give an emailAddress, an sms number, or both")
+	}
+	d.Subscriptions = append(d.Subscriptions, s)
+	return s, nil
+}
+
+// Subscription returns the subscription with the given id.
+func (d *Delivery) Subscription(id string) (*Subscription, bool) {
+	for i := range d.Subscriptions {
+		if d.Subscriptions[i].ID == id {
+			return &d.Subscriptions[i], true
+		}
+	}
+	return nil, false
+}
+
+// Unsubscribe removes the subscription with the given id, or returns
+// ENOTFOUND. Ended deliveries allow it too: it only ever stops messages.
+func (d *Delivery) Unsubscribe(id string) error {
+	i := slices.IndexFunc(d.Subscriptions, func(s Subscription) bool { return s.ID == id })
+	if i < 0 {
+		return Errorf(ENOTFOUND, "subscription %s not found", id)
+	}
+	d.Subscriptions = slices.Delete(d.Subscriptions, i, i+1)
+	return nil
+}
+
+// SubscriptionByToken returns the id of the subscription whose unsubscribe
+// token is token. Every token is compared in full, in constant time, so the
+// time taken says nothing about how much of a guess was right.
+func (d *Delivery) SubscriptionByToken(token string) (string, bool) {
+	found := ""
+	for _, s := range d.Subscriptions {
+		if s.Token != "" && subtle.ConstantTimeCompare([]byte(s.Token), []byte(token)) == 1 {
+			found = s.ID
+		}
+	}
+	return found, found != ""
+}
+
+// Address limits: RFC 5321 allows 64 characters before the @ and 254 in
+// all; E.164 numbers have at most 15 digits.
+const (
+	maxEmailLength = 254
+	maxLocalLength = 64
+	maxLabelLength = 63
+)
+
+// ValidEmailAddress reports whether s is an e-mail address the service
+// sends to: a dot-atom local part, an @, and a domain name of at least two
+// labels of letters, digits and hyphens. Quoted local parts, address
+// literals, display names, comments and non-ASCII addresses are refused:
+// they are legal in some header but not something a customer types, and
+// every character allowed here is safe in an SMTP command and a header.
+func ValidEmailAddress(s string) bool {
+	if len(s) > maxEmailLength {
+		return false
+	}
+	local, host, ok := strings.Cut(s, "@")
+	if !ok || local == "" || len(local) > maxLocalLength || strings.Contains(host, "@") {
+		return false
+	}
+	for _, atom := range strings.Split(local, ".") {
+		if atom == "" {
+			return false // a leading, trailing or doubled dot
+		}
+		for _, c := range atom {
+			if !(isAlnum(c) || strings.ContainsRune("!#$%&'*+/=?^_`{|}~-", c)) {
+				return false
+			}
+		}
+	}
+	labels := strings.Split(host, ".")
+	if len(labels) < 2 {
+		return false
+	}
+	for _, l := range labels {
+		if l == "" || len(l) > maxLabelLength || l[0] == '-' || l[len(l)-1] == '-' {
+			return false
+		}
+		for _, c := range l {
+			if !(isAlnum(c) || c == '-') {
+				return false
+			}
+		}
+	}
+	// A top-level domain is never all digits; this refuses 1.2.3.4.
+	return strings.Trim(labels[len(labels)-1], "0123456789") != ""
+}
+
+// ValidPhoneNumber reports whether s is an E.164 number as SMS providers
+// take it: a +, a country code that does not start with 0, and 7 to 15
+// digits in all, without spaces or punctuation.
+func ValidPhoneNumber(s string) bool {
+	digits, ok := strings.CutPrefix(s, "+")
+	if !ok || len(digits) < 7 || len(digits) > 15 || digits[0] == '0' {
+		return false
+	}
+	return strings.Trim(digits, "0123456789") == ""
+}
+
+func isAlnum(c rune) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
+}

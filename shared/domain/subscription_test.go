@@ -1,0 +1,125 @@
+package domain_test
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/fabrikam/dronedelivery/shared/domain"
+)
+
+func TestValidEmailAddress(t *testing.T) {
+	t.Parallel()
+	for _, ok := range []string{
+		"ana@example.com",
+		"a.b-c+tag@mail.example.co.uk",
+		"o'brien@example.ie",
+		"x@a-b.example",
+		"{weird}|!#$%&*=?^_`~@example.org",
+		strings.Repeat("l", 64) + "@example.com",
+		"a@" + strings.Repeat("d", 63) + ".com",
+	} {
+		assert.True(t, domain.ValidEmailAddress(ok), ok)
+	}
+	for _, bad := range []string{
+		"",
+		"plainaddress",
+		"@example.com",
+		"ana@",
+		"ana@localhost",                  // one label: not an Internet domain
+		"ana@@example.com",               // two @
+		"ana@exa@mple.com",               // two @
+		".ana@example.com",               // leading dot
+		"ana.@example.com",               // trailing dot
+		"a..na@example.com",              // doubled dot
+		"ana@example..com",               // empty label
+		"ana@-example.com",               // hyphen at a label's edge
+		"ana@example-.com",               // hyphen at a label's edge
+		"ana@1.2.3.4",                    // numeric top-level domain
+		"ana@[192.0.2.1]",                // address literal
+		`"ana maria"@example.com`,        // quoted local part
+		"Ana <ana@example.com>",          // display name
+		"ana @example.com",               // space
+		"ana@example.com\r\nBcc: x@y.io", // header injection
+		"ana(comment)@example.com",
+		"anä@example.com", // non-ASCII
+		"ana@exämple.com",
+		strings.Repeat("l", 65) + "@example.com",
+		"a@" + strings.Repeat("d", 64) + ".com",
+		"a@" + strings.Repeat("abcdefgh.", 30) + "com", // over 254 in all
+	} {
+		assert.False(t, domain.ValidEmailAddress(bad), bad)
+	}
+}
+
+func TestValidPhoneNumber(t *testing.T) {
+	t.Parallel()
+	for _, ok := range []string{"+14255550123", "+442071838750", "+6834002", "+123456789012345"} {
+		assert.True(t, domain.ValidPhoneNumber(ok), ok)
+	}
+	for _, bad := range []string{
+		"", "+", "14255550123", // no +
+		"+1 425 555 0123", "+1-425-555-0123", "+1(425)5550123", // punctuation
+		"+04255550123",                                  // country codes do not start with 0
+		"+123456",                                       // too short
+		"+1234567890123456",                             // 16 digits: over E.164's 15
+		"++14255550123", "+1425555012a", "+١٤٢٥٥٥٥٠١٢٣", // non-ASCII digits
+	} {
+		assert.False(t, domain.ValidPhoneNumber(bad), bad)
+	}
+}
+
+func TestSubscribeRules(t *testing.T) {
+	t.Parallel()
+	d := delivery(domain.StageScheduled)
+	a := domain.Subscription{ID: "a", EmailAddress: "ana@example.com", SMS: "+14255550123", Token: "tok-a"}
+	got, err := d.Subscribe(a)
+	require.NoError(t, err)
+	assert.Equal(t, a, got)
+
+	got, err = d.Subscribe(domain.Subscription{ID: "a2", EmailAddress: "Ana@Example.com", SMS: "+14255550123"})
+	assert.ErrorIs(t, err, domain.ErrNoChange, "the same addresses: the existing subscription")
+	assert.Equal(t, "a", got.ID)
+
+	_, err = d.Subscribe(domain.Subscription{ID: "b", SMS: "+14255550123"})
+	assert.True(t, domain.IsCode(err, domain.ECONFLICT))
+	assert.Equal(t, "sms", domain.ErrorField(err))
+
+	_, err = d.Subscribe(domain.Subscription{ID: "c"})
+	assert.True(t, domain.IsCode(err, domain.EINVALID), "no address at all")
+
+	id, ok := d.SubscriptionByToken("tok-a")
+	assert.True(t, ok)
+	assert.Equal(t, "a", id)
+	_, ok = d.SubscriptionByToken("tok-")
+	assert.False(t, ok)
+	_, ok = d.SubscriptionByToken("")
+	assert.False(t, ok)
+
+	require.NoError(t, d.Unsubscribe("a"))
+	assert.True(t, domain.IsCode(d.Unsubscribe("a"), domain.ENOTFOUND))
+	_, ok = d.SubscriptionByToken("tok-a")
+	assert.False(t, ok)
+
+	for i := range domain.MaxSubscriptions {
+		_, err := d.Subscribe(domain.Subscription{ID: string(rune('k' + i)), EmailAddress: string(rune('k'+i)) + "@example.com"})
+		require.NoError(t, err)
+	}
+	_, err = d.Subscribe(domain.Subscription{ID: "z", EmailAddress: "z@example.com"})
+	assert.True(t, domain.IsCode(err, domain.ECONFLICT), "bounded")
+
+	ended := delivery(domain.StageCompleted)
+	_, err = ended.Subscribe(domain.Subscription{ID: "late", EmailAddress: "late@example.com"})
+	assert.True(t, domain.IsCode(err, domain.ECONFLICT), "an ended delivery takes no new subscription")
+}
+
+func TestSubscriptionChannels(t *testing.T) {
+	t.Parallel()
+	s := domain.Subscription{EmailAddress: "a@b.example", SMS: "+14255550123"}
+	assert.Equal(t, []domain.Channel{domain.ChannelEmail, domain.ChannelSMS}, s.Channels())
+	assert.Equal(t, "+14255550123", s.Address(domain.ChannelSMS))
+	assert.Equal(t, "", s.Address("fax"))
+	assert.Empty(t, (&domain.Subscription{}).Channels())
+}

@@ -1,0 +1,49 @@
+package ports
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/fabrikam/dronedelivery/shared/domain"
+)
+
+// Outgoing is one message to one customer about one milestone.
+type Outgoing struct {
+	// ID is the same on every attempt to send this message, so that a
+	// provider that takes an idempotency key, and a receiver that reads
+	// Message-ID, can drop a repeat.
+	ID         string
+	DeliveryID string
+	Channel    domain.Channel
+	To         string // an e-mail address, or an E.164 number
+	Subject    string // e-mail only
+	Text       string // plain text, with the tracking and unsubscribe links in it
+	// UnsubscribeURL ends the subscription when followed; an e-mail also
+	// carries it as its List-Unsubscribe header.
+	UnsubscribeURL string
+	// At is when the milestone happened: the same on every attempt.
+	At time.Time
+}
+
+// ErrUndeliverable marks a send the provider refused for good (an address
+// it will never deliver to, a sender it does not know): trying again cannot
+// help, so the message is dead-lettered at once. Adapters wrap it.
+var ErrUndeliverable = errors.New("the provider refused the message for good")
+
+// Messenger sends messages to customers by e-mail or SMS.
+type Messenger interface {
+	// Send hands one message to the provider of its channel. An error
+	// wrapping ErrUndeliverable is permanent; any other error may pass on
+	// another attempt. A nil error means the provider accepted the message,
+	// not that it reached the customer.
+	Send(ctx context.Context, m Outgoing) error
+}
+
+// Outbox keeps the messages that have no provider to go to (neither SMTP
+// nor Azure Communication Services is configured for their channel), so
+// that they can be read back over the API.
+type Outbox interface {
+	// Kept returns the kept messages of a delivery, oldest first.
+	Kept(ctx context.Context, deliveryID string) ([]Outgoing, error)
+}
