@@ -59,26 +59,40 @@ func httpInvocation(method, url, key string, params map[string]string, body stri
 }
 
 // queueInvocation is what the host POSTs for a serviceBusTrigger with
-// dataType binary: the body in base64, scalar metadata double-encoded.
+// dataType binary, in the shape shared/functionapp/host/hostshape_test.go
+// traces to the host's source: the body in base64, string and number
+// metadata double-encoded, times re-parsed without a fraction (and the *Utc
+// ones without a zone), null values left out, the action objects present.
 func queueInvocation(fn string, m *ports.Delivered, deliveryCount int) map[string]any {
+	const noZone, withZone = "2006-01-02T15:04:05", "2006-01-02T15:04:05-07:00"
 	now := time.Now().UTC()
+	enqueued, expires := m.EnqueuedAt.UTC(), m.EnqueuedAt.UTC().Add(14*24*time.Hour)
+	md := map[string]any{
+		"MessageReceiver":       map[string]any{},
+		"MessageSession":        map[string]any{},
+		"MessageActions":        map[string]any{},
+		"SessionActions":        map[string]any{},
+		"ReceiveActions":        map[string]any{},
+		"Client":                map[string]any{"FullyQualifiedNamespace": "sb-e2e.servicebus.windows.net", "IsClosed": false, "TransportType": 0, "Identifier": "sb-e2e.servicebus.windows.net-1"},
+		"MessageId":             jsonString(m.ID),
+		"DeliveryCount":         strconv.Itoa(deliveryCount),
+		"ContentType":           jsonString("application/json"),
+		"SequenceNumber":        strconv.FormatInt(m.SequenceNumber, 10),
+		"EnqueuedTimeUtc":       enqueued.Format(noZone),
+		"EnqueuedTime":          enqueued.Format(withZone),
+		"ExpiresAtUtc":          expires.Format(noZone),
+		"ExpiresAt":             expires.Format(withZone),
+		"LockToken":             jsonString(m.LockToken),
+		"ApplicationProperties": map[string]any{"operation": m.Operation},
+		"UserProperties":        map[string]any{"operation": m.Operation},
+		"sys":                   map[string]any{"MethodName": fn, "UtcNow": now.Format(time.RFC3339Nano), "RandGuid": "7c9e6679-7425-40de-944b-e07fc1f90ae7"},
+	}
+	if m.CorrelationID != "" {
+		md["CorrelationId"] = jsonString(m.CorrelationID)
+	}
 	return map[string]any{
-		"Data": map[string]any{"msg": base64.StdEncoding.EncodeToString(m.Body)},
-		"Metadata": map[string]any{
-			"MessageId":             jsonString(m.ID),
-			"DeliveryCount":         strconv.Itoa(deliveryCount),
-			"CorrelationId":         jsonString(m.CorrelationID),
-			"SessionId":             "null",
-			"ContentType":           jsonString("application/json"),
-			"SequenceNumber":        strconv.FormatInt(m.SequenceNumber, 10),
-			"EnqueuedTimeUtc":       jsonString(m.EnqueuedAt.UTC().Format(time.RFC3339Nano)),
-			"EnqueuedTime":          jsonString(m.EnqueuedAt.UTC().Format(time.RFC3339Nano)),
-			"ExpiresAtUtc":          jsonString(now.Add(14 * 24 * time.Hour).Format(time.RFC3339Nano)),
-			"LockToken":             jsonString(m.LockToken),
-			"ApplicationProperties": map[string]any{"operation": m.Operation},
-			"UserProperties":        map[string]any{"operation": m.Operation},
-			"sys":                   map[string]any{"MethodName": fn, "UtcNow": now.Format(time.RFC3339Nano), "RandGuid": "7c9e6679-7425-40de-944b-e07fc1f90ae7"},
-		},
+		"Data":     map[string]any{"msg": base64.StdEncoding.EncodeToString(m.Body)},
+		"Metadata": md,
 	}
 }
 
