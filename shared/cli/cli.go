@@ -247,7 +247,7 @@ func serve(ctx context.Context, args []string, app fs.FS, env func(string) strin
 }
 
 // OperatorKeySetting names the setting that holds the operator key.
-const OperatorKeySetting = "OPERATOR_KEY"
+const OperatorKeySetting = config.OperatorKey
 
 // operatorKey reads the operator key; when it is unset and generate is
 // true (make run), it makes one for this run.
