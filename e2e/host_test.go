@@ -268,6 +268,9 @@ func TestHostLogsInfoToStdoutAndErrorsToStderr(t *testing.T) {
 	levels := func(out string) map[string][]string {
 		byLevel := map[string][]string{}
 		for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+			if line == "" {
+				continue
+			}
 			var rec struct{ Level, Msg, InvocationID string }
 			require.NoError(t, json.Unmarshal([]byte(line), &rec), "every line is JSON: %q", line)
 			byLevel[rec.Level] = append(byLevel[rec.Level], rec.Msg+" "+rec.InvocationID)
