@@ -318,7 +318,8 @@ func (f *rateFlags) limits() (standalone.RateLimits, error) {
 
 // Under the Functions host the backend opens after the handler listens, and
 // is retried until it opens: a failure at start-up would make the process
-// exit, and the host gives up on a handler after three exits. The first
+// exit, and the host shuts itself down after three failed starts of its
+// handler within 30 minutes (see host.Gate). The first
 // retry comes soon, for a token that was slow to arrive; later ones back off
 // to backendRetryMax, for a role assignment that takes minutes to propagate.
 // backendAttemptTimeout bounds one attempt, whose requests the SDKs already
