@@ -28,8 +28,9 @@ const startingRetryAfter = 5
 // answer, and gives up after HttpWorkerOptions.InitializationTimeout, 30 s
 // (DefaultHttpWorkerService.IsWorkerReady and Configuration/HttpWorkerOptions.cs
 // in Azure/azure-functions-host, src/WebJobs.Script/Workers/Http); after three
-// failed starts within the restart window it shuts itself down
-// (HttpFunctionInvocationDispatcher.ErrorEventsThreshold). Opening Cosmos DB
+// failed starts within 30 minutes it shuts itself down
+// (HttpFunctionInvocationDispatcher.ErrorEventsThreshold,
+// WorkerConstants.WorkerRestartErrorIntervalThresholdInMinutes). Opening Cosmos DB
 // can take longer than that (a token, a role assignment still propagating),
 // so the handler listens first, behind a Gate, and opens its backend after.
 type Gate struct {
