@@ -16,7 +16,8 @@ help:
 	@echo "make test     vet, format check and every test"
 	@echo "make build    build $(BIN)"
 	@echo "make package  assemble the function app in dist/app and dist/app.zip (linux/amd64)"
-	@echo "make deploy   create the Azure resources (infra/main.bicep) and publish dist/app.zip; see docs/deploy.md"
+	@echo "make deploy   OPERATOR_KEY=... : create or update the Azure resources (infra/main.bicep) and publish dist/app.zip; see docs/deploy.md"
+	@echo "make publish  publish dist/app.zip to the deployed app only (a code-only redeploy)"
 	@echo "make start    run the packaged app under Azure Functions Core Tools (func start) with ./local.settings.json"
 	@echo "make bench    load-test the service beside a bare net/http baseline (under 3 minutes); writes bench/report.md and bench/report.json"
 	@echo "make bench-go run the Go benchmarks"
@@ -141,30 +142,76 @@ deploy-aws:
 		--capabilities CAPABILITY_IAM --no-fail-on-empty-changeset \
 		--parameter-overrides CosmosConnectionSecret=$(COSMOS_SECRET) OperatorKeySecret=$(OPERATOR_SECRET) Architecture=$(AWS_ARCH)
 
-# Deploy to Azure (docs/deploy.md): needs the az CLI with Bicep, signed in to a
-# subscription. NAME is the base of every resource name; LOCATION must offer
-# Flex Consumption. The resource group is created if it does not exist. The
-# operator key is set after the template, which keeps no secret and replaces
-# every app setting it deploys, so it comes from OPERATOR_KEY each time.
+# Deploy to Azure (docs/deploy.md): needs the az CLI (2.60 or later) with
+# Bicep, signed in to a subscription, and curl. NAME is the base of every
+# resource name; LOCATION must offer Flex Consumption. The resource group is
+# created if it does not exist.
+#
+# The operator key is the template's secure parameter operatorKey, so it is
+# part of the app settings the template deploys, every time: the settings
+# resource replaces the whole set, and a key set by a later command would be
+# lost at the next deployment. It goes to az in a parameters file that only
+# this user can read, not on the command line, where ps would show it.
+#
+# make publish (part of make deploy) sends dist/app.zip with
+# az functionapp deployment source config-zip, which for a Flex Consumption
+# app posts it to the One Deploy endpoint (/api/publish) and then polls the
+# host's status without a bound (azure-cli, appservice/custom.py,
+# enable_zip_deploy_flex and check_flex_app_after_deployment, whose loop
+# never counts its attempts): PUBLISH_TIMEOUT bounds it. Then the health
+# endpoint must answer 200 within HEALTH_TIMEOUT seconds.
 NAME ?= dronedelivery
 RESOURCE_GROUP ?= rg-$(NAME)
 LOCATION ?= eastus
 SMS_SENDER ?=
+PUBLISH_TIMEOUT ?= 900
+HEALTH_TIMEOUT ?= 300
 
-deploy:
+.PHONY: deploy-check deploy-infra publish
+
+deploy-check:
 	@command -v az >/dev/null || { echo "make deploy needs the Azure CLI: https://learn.microsoft.com/cli/azure/install-azure-cli, then az login"; exit 1; }
-	@test -n "$$OPERATOR_KEY" || { echo "make deploy needs OPERATOR_KEY, the fleet endpoints' key: make one with openssl rand -hex 32, keep it, and pass the same on every deploy"; exit 1; }
+	@command -v curl >/dev/null || { echo "make deploy needs curl for its health check"; exit 1; }
+	@v=$$(az version --query '"azure-cli"' --output tsv 2>/dev/null); \
+	[ "$$(printf '%s\n2.60.0\n' "$$v" | sort -V | head -1)" = 2.60.0 ] || { echo "make deploy needs Azure CLI 2.60.0 or later (found '$$v'): az upgrade"; exit 1; }
+
+deploy: deploy-check
+	@printf '%s' "$$OPERATOR_KEY" | LC_ALL=C grep -Eq '^[!-~]{16,}$$' || { echo "make deploy needs OPERATOR_KEY, the fleet endpoints' key: at least 16 printable characters without spaces (openssl rand -hex 32 makes one); keep it and pass the same on every deploy"; exit 1; }
+	@case "$$OPERATOR_KEY" in dd_*) echo "OPERATOR_KEY must not start with dd_, which marks business API keys"; exit 1;; esac
 	$(MAKE) package
 	az group create --name $(RESOURCE_GROUP) --location $(LOCATION) --output none
+	$(MAKE) deploy-infra
+	$(MAKE) publish
+
+# The template alone; OPERATOR_KEY as for make deploy.
+deploy-infra: deploy-check
+	@set -e; umask 077; params=$$(mktemp); trap 'rm -f "$$params"' EXIT; \
+	key=$$(printf '%s' "$$OPERATOR_KEY" | sed 's/[\\"]/\\&/g'); \
+	printf '{"$$schema": "https://schema.management.azure.com/schemas/2019-04-01/deploymentParameters.json#", "contentVersion": "1.0.0.0", "parameters": {"operatorKey": {"value": "%s"}}}\n' "$$key" > "$$params"; \
+	echo "az deployment group create --resource-group $(RESOURCE_GROUP) --name $(NAME) --template-file infra/main.bicep (operatorKey from OPERATOR_KEY)"; \
 	az deployment group create --resource-group $(RESOURCE_GROUP) --name $(NAME) \
 		--template-file infra/main.bicep --parameters @infra/main.parameters.json \
-		--parameters name=$(NAME) location=$(LOCATION) $(if $(SMS_SENDER),smsSender=$(SMS_SENDER)) --output none
-	set -e; \
+		--parameters name=$(NAME) location=$(LOCATION) $(if $(SMS_SENDER),smsSender=$(SMS_SENDER)) --parameters "@$$params" --output none
+
+# Publish dist/app.zip to the deployed app (a code-only redeploy) and wait,
+# a bounded time, for its health endpoint.
+publish: deploy-check
+	@test -f $(DIST)/app.zip || { echo "make publish needs $(DIST)/app.zip: make package"; exit 1; }
+	@set -e; \
 	app=$$(az deployment group show --resource-group $(RESOURCE_GROUP) --name $(NAME) --query properties.outputs.functionAppName.value --output tsv); \
 	api=$$(az deployment group show --resource-group $(RESOURCE_GROUP) --name $(NAME) --query properties.outputs.apiBaseUrl.value --output tsv); \
-	az functionapp config appsettings set --resource-group $(RESOURCE_GROUP) --name "$$app" --settings "OPERATOR_KEY=$$OPERATOR_KEY" --output none; \
-	az functionapp deployment source config-zip --resource-group $(RESOURCE_GROUP) --name "$$app" --src $(DIST)/app.zip; \
-	echo "deployed $$app: $$api/healthz"
+	bound=$$(command -v timeout || command -v gtimeout || true); \
+	[ -n "$$bound" ] || echo "warning: no timeout command (coreutils): az cannot be bounded and may wait forever on an unhealthy app"; \
+	echo "publishing $(DIST)/app.zip to $$app"; \
+	$${bound:+$$bound $(PUBLISH_TIMEOUT)} az functionapp deployment source config-zip --resource-group $(RESOURCE_GROUP) --name "$$app" --src $(DIST)/app.zip --output none \
+		|| { echo "publishing to $$app failed or took over $(PUBLISH_TIMEOUT) s; see docs/deploy.md, When a deployment fails"; exit 1; }; \
+	deadline=$$(( $$(date +%s) + $(HEALTH_TIMEOUT) )); \
+	while :; do \
+		code=$$(curl -s -o /dev/null -w '%{http_code}' --max-time 10 "$$api/healthz" || true); \
+		if [ "$$code" = 200 ]; then echo "deployed $$app: $$api/healthz answers 200"; exit 0; fi; \
+		if [ "$$(date +%s)" -ge "$$deadline" ]; then echo "$$api/healthz answered $$code, not 200, for $(HEALTH_TIMEOUT) s; see docs/deploy.md, When a deployment fails"; exit 1; fi; \
+		sleep 5; \
+	done
 
 # Run the packaged app under the real Functions host, for those with Core Tools.
 # The settings come from ./local.settings.json (git-ignored) because make package

@@ -132,39 +132,69 @@ func startServeEnv(t testing.TB, dataDir string, env []string, args ...string) *
 }
 
 // startHost runs the binary as the Functions host would: no arguments, the
-// port in FUNCTIONS_CUSTOMHANDLER_PORT. Ready is any HTTP answer.
+// port in FUNCTIONS_CUSTOMHANDLER_PORT. The host counts any HTTP answer as
+// ready; these tests wait until the backend is open too (healthz 200).
 func startHost(t *testing.T, dataDir string) *proc {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
-	cmd := exec.Command(binary)
+	p := launchHost(t, []string{"OPERATOR_KEY=" + e2eOperatorKey, "DATA_DIR=" + dataDir})
+	waitReady(t, p, 30*time.Second)
+	return p
+}
+
+// launchHost starts the binary under the host's protocol with extra
+// environment settings and arguments, and returns without waiting: its
+// stderr is p.logs and its stdout p.out.
+func launchHost(t *testing.T, env []string, args ...string) *proc {
+	t.Helper()
+	cmd := exec.Command(binary, args...)
 	cmd.Env = append(os.Environ(),
-		fmt.Sprintf("FUNCTIONS_CUSTOMHANDLER_PORT=%d", port),
-		"FUNCTIONS_CUSTOMHANDLER_WORKER_ID=worker-1",
-		"OPERATOR_KEY="+e2eOperatorKey,
-		"DATA_DIR="+dataDir)
-	p := &proc{cmd: cmd, base: fmt.Sprintf("http://127.0.0.1:%d", port), done: make(chan struct{}), logs: &lockedBuffer{}}
+		fmt.Sprintf("FUNCTIONS_CUSTOMHANDLER_PORT=%d", freePort(t)),
+		"FUNCTIONS_CUSTOMHANDLER_WORKER_ID=worker-1")
+	cmd.Env = append(cmd.Env, env...)
+	port := ""
+	for _, kv := range cmd.Env {
+		if v, ok := strings.CutPrefix(kv, "FUNCTIONS_CUSTOMHANDLER_PORT="); ok {
+			port = v // the last one wins, as in the process
+		}
+	}
+	p := &proc{cmd: cmd, base: "http://127.0.0.1:" + port, done: make(chan struct{}), logs: &lockedBuffer{}, out: &lockedBuffer{}}
 	cmd.Stderr = p.logs
+	cmd.Stdout = p.out
 	require.NoError(t, cmd.Start())
 	go func() { cmd.Wait(); close(p.done) }()
 	t.Cleanup(func() { p.kill() })
-	deadline := time.Now().Add(30 * time.Second)
+	return p
+}
+
+// waitReady polls the health endpoint until it answers 200.
+func waitReady(t *testing.T, p *proc, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
 	for {
-		resp, err := http.Get(p.base + "/")
+		resp, err := http.Get(p.base + "/api/healthz")
 		if err == nil {
 			resp.Body.Close()
-			return p
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
 		}
 		select {
 		case <-p.done:
 			t.Fatalf("handler exited early:\n%s", p.logs)
 		default:
 		}
-		require.True(t, time.Now().Before(deadline), "handler did not answer:\n%s", p.logs)
+		require.True(t, time.Now().Before(deadline), "handler did not become ready:\nstderr:\n%s\nstdout:\n%s", p.logs, p.out)
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// freePort returns a loopback port that was free a moment ago.
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
 }
 
 // kill ends the process with SIGKILL: no chance to flush or drain.

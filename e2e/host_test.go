@@ -5,9 +5,9 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -21,6 +21,7 @@ import (
 	"github.com/fabrikam/dronedelivery/shared/domain"
 	"github.com/fabrikam/dronedelivery/shared/ports"
 	"github.com/fabrikam/dronedelivery/shared/topology"
+	"github.com/fabrikam/dronedelivery/tools/testdoubles"
 )
 
 // jsonString double-encodes a scalar the way the host sends Service Bus
@@ -58,26 +59,40 @@ func httpInvocation(method, url, key string, params map[string]string, body stri
 }
 
 // queueInvocation is what the host POSTs for a serviceBusTrigger with
-// dataType binary: the body in base64, scalar metadata double-encoded.
+// dataType binary, in the shape shared/functionapp/host/hostshape_test.go
+// traces to the host's source: the body in base64, string and number
+// metadata double-encoded, times re-parsed without a fraction (and the *Utc
+// ones without a zone), null values left out, the action objects present.
 func queueInvocation(fn string, m *ports.Delivered, deliveryCount int) map[string]any {
+	const noZone, withZone = "2006-01-02T15:04:05", "2006-01-02T15:04:05-07:00"
 	now := time.Now().UTC()
+	enqueued, expires := m.EnqueuedAt.UTC(), m.EnqueuedAt.UTC().Add(14*24*time.Hour)
+	md := map[string]any{
+		"MessageReceiver":       map[string]any{},
+		"MessageSession":        map[string]any{},
+		"MessageActions":        map[string]any{},
+		"SessionActions":        map[string]any{},
+		"ReceiveActions":        map[string]any{},
+		"Client":                map[string]any{"FullyQualifiedNamespace": "sb-e2e.servicebus.windows.net", "IsClosed": false, "TransportType": 0, "Identifier": "sb-e2e.servicebus.windows.net-1"},
+		"MessageId":             jsonString(m.ID),
+		"DeliveryCount":         strconv.Itoa(deliveryCount),
+		"ContentType":           jsonString("application/json"),
+		"SequenceNumber":        strconv.FormatInt(m.SequenceNumber, 10),
+		"EnqueuedTimeUtc":       enqueued.Format(noZone),
+		"EnqueuedTime":          enqueued.Format(withZone),
+		"ExpiresAtUtc":          expires.Format(noZone),
+		"ExpiresAt":             expires.Format(withZone),
+		"LockToken":             jsonString(m.LockToken),
+		"ApplicationProperties": map[string]any{"operation": m.Operation},
+		"UserProperties":        map[string]any{"operation": m.Operation},
+		"sys":                   map[string]any{"MethodName": fn, "UtcNow": now.Format(time.RFC3339Nano), "RandGuid": "7c9e6679-7425-40de-944b-e07fc1f90ae7"},
+	}
+	if m.CorrelationID != "" {
+		md["CorrelationId"] = jsonString(m.CorrelationID)
+	}
 	return map[string]any{
-		"Data": map[string]any{"msg": base64.StdEncoding.EncodeToString(m.Body)},
-		"Metadata": map[string]any{
-			"MessageId":             jsonString(m.ID),
-			"DeliveryCount":         strconv.Itoa(deliveryCount),
-			"CorrelationId":         jsonString(m.CorrelationID),
-			"SessionId":             "null",
-			"ContentType":           jsonString("application/json"),
-			"SequenceNumber":        strconv.FormatInt(m.SequenceNumber, 10),
-			"EnqueuedTimeUtc":       jsonString(m.EnqueuedAt.UTC().Format(time.RFC3339Nano)),
-			"EnqueuedTime":          jsonString(m.EnqueuedAt.UTC().Format(time.RFC3339Nano)),
-			"ExpiresAtUtc":          jsonString(now.Add(14 * 24 * time.Hour).Format(time.RFC3339Nano)),
-			"LockToken":             jsonString(m.LockToken),
-			"ApplicationProperties": map[string]any{"operation": m.Operation},
-			"UserProperties":        map[string]any{"operation": m.Operation},
-			"sys":                   map[string]any{"MethodName": fn, "UtcNow": now.Format(time.RFC3339Nano), "RandGuid": "7c9e6679-7425-40de-944b-e07fc1f90ae7"},
-		},
+		"Data":     map[string]any{"msg": base64.StdEncoding.EncodeToString(m.Body)},
+		"Metadata": md,
 	}
 }
 
@@ -216,19 +231,131 @@ func TestHostProtocolChain(t *testing.T) {
 	})
 }
 
-// TestHostNeedsAnOperatorKey: under the Functions host the operator key is
-// an app setting, and a deployment without it fails at start-up, naming it.
-func TestHostNeedsAnOperatorKey(t *testing.T) {
+// TestHostStartsWithoutAnOperatorKey: under the Functions host a missing or
+// unusable operator key closes the fleet endpoints, as serve does, instead
+// of keeping the whole app down; the log names the setting.
+func TestHostStartsWithoutAnOperatorKey(t *testing.T) {
 	t.Parallel()
-	cmd := exec.Command(binary)
-	cmd.Env = append(os.Environ(), "FUNCTIONS_CUSTOMHANDLER_PORT=1", "OPERATOR_KEY=", "DATA_DIR="+t.TempDir())
-	out, err := cmd.CombinedOutput()
-	require.Error(t, err, "the handler must not start")
-	assert.Contains(t, string(out), "OPERATOR_KEY is not set")
+	for _, tt := range []struct{ name, key, logged string }{
+		{name: "unset", key: "", logged: "OPERATOR_KEY is not set"},
+		{name: "a placeholder", key: "<paste a key here>", logged: "OPERATOR_KEY must be"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			p := launchHost(t, []string{"OPERATOR_KEY=" + tt.key, "DATA_DIR=" + t.TempDir()})
+			waitReady(t, p, 30*time.Second)
+			signUp(t, p.base) // the business API is up
+			for _, key := range []string{e2eOperatorKey, tt.key} {
+				assert.Equal(t, http.StatusUnauthorized, callAs(t, key, "GET", p.base+"/api/drones?limit=1", nil).Status,
+					"the fleet endpoints are closed to %q", key)
+			}
+			eventually(t, 5*time.Second, "the log line naming the setting", func() bool {
+				return strings.Contains(p.logs.String(), tt.logged)
+			})
+		})
+	}
+}
 
-	cmd = exec.Command(binary)
-	cmd.Env = append(os.Environ(), "FUNCTIONS_CUSTOMHANDLER_PORT=1", "OPERATOR_KEY=<paste a key here>", "DATA_DIR="+t.TempDir())
-	out, err = cmd.CombinedOutput()
-	require.Error(t, err, "a placeholder is not a key")
-	assert.Contains(t, string(out), "OPERATOR_KEY must be")
+// TestHostLogsInfoToStdoutAndErrorsToStderr: the host makes an Error trace of
+// every stderr line, so under it info goes to stdout and errors to stderr.
+func TestHostLogsInfoToStdoutAndErrorsToStderr(t *testing.T) {
+	t.Parallel()
+	p := startHost(t, t.TempDir())
+	poison := &ports.Delivered{Message: ports.Message{ID: "poison", Body: []byte("{oops"), Operation: "delivery"}, SequenceNumber: 7, EnqueuedAt: time.Now()}
+	status, _ := invoke(t, p, "ScheduleDrone", "inv-logs-poison", queueInvocation("ScheduleDrone", poison, 1))
+	require.Equal(t, http.StatusOK, status)
+
+	levels := func(out string) map[string][]string {
+		byLevel := map[string][]string{}
+		for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+			if line == "" {
+				continue
+			}
+			var rec struct{ Level, Msg, InvocationID string }
+			require.NoError(t, json.Unmarshal([]byte(line), &rec), "every line is JSON: %q", line)
+			byLevel[rec.Level] = append(byLevel[rec.Level], rec.Msg+" "+rec.InvocationID)
+		}
+		return byLevel
+	}
+	eventually(t, 5*time.Second, "the poison message's error line on stderr", func() bool {
+		return strings.Contains(p.logs.String(), `"invocationId":"inv-logs-poison"`)
+	})
+	stderr, stdout := levels(p.logs.String()), levels(p.out.String())
+	assert.NotEmpty(t, stderr["ERROR"])
+	assert.Empty(t, stderr["INFO"], "no info line on stderr")
+	assert.Empty(t, stderr["DEBUG"], "no debug line on stderr")
+	assert.Contains(t, stdout["INFO"], "custom handler ready ")
+	assert.Empty(t, stdout["ERROR"], "no error line on stdout")
+	assert.Empty(t, stdout["WARN"], "no warning on stdout")
+}
+
+// TestHostAnswersBeforeCosmosIsReachable: the host waits 30 s for the port and
+// gives up on a handler that exits three times, so the handler listens at
+// once and opens Cosmos DB behind it: with the account unreachable the port
+// answers within a second (503 for HTTP, a non-2xx for an invocation), and
+// the handler becomes ready once the account can be reached.
+func TestHostAnswersBeforeCosmosIsReachable(t *testing.T) {
+	t.Parallel()
+	cosmos := testdoubles.StartCosmos(t)
+	sb := testdoubles.StartServiceBus(t)
+	double := strings.TrimSuffix(strings.TrimPrefix(strings.SplitN(cosmos, ";", 2)[0], "AccountEndpoint=http://"), "/")
+	closed := fmt.Sprintf("127.0.0.1:%d", freePort(t)) // nothing listens here yet
+	p := launchHost(t, []string{
+		"OPERATOR_KEY=" + e2eOperatorKey,
+		"CosmosDBConnection=" + strings.Replace(cosmos, double, closed, 1),
+		"ServiceBusConnection=" + sb.ConnectionString(),
+		fmt.Sprintf("COSMOS_DATABASE=e2estart%d", time.Now().UnixNano()),
+		"COSMOS_BOOTSTRAP=true",
+	}, "host", "-start-wait", "50ms")
+	started := time.Now()
+
+	var resp *http.Response
+	for {
+		var err error
+		if resp, err = http.Get(p.base + "/api/healthz"); err == nil {
+			break
+		}
+		require.Less(t, time.Since(started), time.Second, "the port did not answer within a second:\n%s", p.logs)
+		time.Sleep(10 * time.Millisecond)
+	}
+	resp.Body.Close()
+	assert.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
+	assert.Equal(t, "application/problem+json", resp.Header.Get("Content-Type"))
+	assert.NotEmpty(t, resp.Header.Get("Retry-After"))
+	m := &ports.Delivered{Message: ports.Message{ID: "early", Body: []byte(`{}`), Operation: "delivery"}, EnqueuedAt: time.Now()}
+	status, _ := invoke(t, p, "ScheduleDrone", "inv-early", queueInvocation("ScheduleDrone", m, 1))
+	assert.GreaterOrEqual(t, status, 300, "an invocation before the backend opens fails, so Service Bus delivers it again")
+
+	proxy(t, closed, double) // the account becomes reachable
+	waitReady(t, p, 2*time.Minute)
+	a := signUp(t, p.base)
+	assert.NotEmpty(t, a.key, "the business API works on Cosmos DB")
+}
+
+// proxy forwards connections to from on to to, for the rest of the test.
+func proxy(t *testing.T, from, to string) {
+	t.Helper()
+	ln, err := net.Listen("tcp", from)
+	require.NoError(t, err)
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				u, err := net.Dial("tcp", to)
+				if err != nil {
+					return
+				}
+				defer u.Close()
+				done := make(chan struct{}, 2)
+				go func() { io.Copy(u, c); done <- struct{}{} }()
+				go func() { io.Copy(c, u); done <- struct{}{} }()
+				<-done
+			}()
+		}
+	}()
 }

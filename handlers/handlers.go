@@ -36,7 +36,8 @@ type Config struct {
 	// Tracking tunes how telemetry moves deliveries.
 	Tracking domain.TrackingConfig
 	// WebhookAttempts is how many times a notification is offered to a
-	// business's webhook before it is dead-lettered.
+	// business's webhook before the step gives up on it (a permanent
+	// failure: see SendNotification for what each runtime does then).
 	WebhookAttempts int
 	// WebhookClient sends webhooks when Deps.Webhooks is nil; its timeout
 	// bounds each attempt.
@@ -310,8 +311,18 @@ func (h *Handlers) loadEnvelope(ctx context.Context, msg *ports.Delivered) (cont
 	d, err := h.st(ctx).Deliveries.Find(ctx, env.DeliveryID)
 	if domain.IsCode(err, domain.ENOTFOUND) {
 		if msg.DeliveryCount < 3 {
-			// Cosmos DB replicas may trail the write that created the
-			// delivery when another instance made it: try again first.
+			// A message is sent only after the delivery it names was
+			// written, but the write may have been another instance's.
+			// infra/modules/cosmos.bicep gives the account Strong
+			// consistency, under which every read returns the last
+			// committed write; under Session consistency a read without the
+			// writer's session token may come from a replica that trails
+			// it (Consistent Prefix for "clients outside of the session",
+			// learn.microsoft.com/azure/cosmos-db/consistency-levels). For
+			// an account configured so, a miss is tried twice more before
+			// it is taken as final, after the runtime's delay (under the
+			// Functions host a scheduled retry, whose DeliveryCount counts
+			// the copies before it).
 			return ctx, env, nil, fmt.Errorf("delivery %s not found yet: %w", env.DeliveryID, err)
 		}
 		return ctx, env, nil, &domain.Permanent{Err: err}

@@ -22,8 +22,11 @@ type webhookBody struct {
 // SendNotification offers one notification to the owner's webhook, when the
 // owner has one. A failed attempt is tried again through the queue with a
 // growing delay; after Config.WebhookAttempts the message is a permanent
-// failure, which the runtime dead-letters. Delivery is at least once:
-// receivers dedupe on the notification id header.
+// failure. The standalone runtime then dead-letters it; under the Functions
+// host, where a custom handler cannot dead-letter, it is acknowledged and an
+// error line logged; on Lambda it is logged and acknowledged. Either way the
+// notification stays on the delivery (GET …/notifications). Delivery is at
+// least once: receivers dedupe on the notification id header.
 func (h *Handlers) SendNotification(ctx context.Context, msg *ports.Delivered) ([]ports.Message, error) {
 	ctx, env, d, err := h.loadEnvelope(ctx, msg)
 	if err != nil {

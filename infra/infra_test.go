@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/fabrikam/dronedelivery/shared/config"
 	"github.com/fabrikam/dronedelivery/shared/functionapp"
@@ -33,6 +34,7 @@ type inputs struct {
 	required   []string          // config.AppSettings
 	hostJSON   []byte
 	localJSON  []byte // local.settings.sample.json
+	makefile   string
 }
 
 func repoRoot(t *testing.T) string {
@@ -82,6 +84,11 @@ func loadInputs(t *testing.T) inputs {
 	if in.localJSON, err = os.ReadFile(filepath.Join(root, "local.settings.sample.json")); err != nil {
 		t.Fatal(err)
 	}
+	mk, err := os.ReadFile(filepath.Join(root, "Makefile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	in.makefile = string(mk)
 	return in
 }
 
@@ -107,6 +114,9 @@ func TestConsistency(t *testing.T) {
 		"ParametersFileMatches":       checkParameters(in.bicep["main.bicep"], in.parameters),
 		"Outputs":                     checkOutputs(in.bicep["main.bicep"], in.hostJSON),
 		"LocalSettingsSample":         checkLocalSettings(in.localJSON, in.functions),
+		"OperatorKeyInAppSettings":    checkOperatorKey(in.bicep, settings, in.parameters, in.makefile),
+		"CosmosConsistency":           checkCosmosConsistency(in.bicep),
+		"ServiceBusHostSettings":      checkServiceBusHost(in.hostJSON),
 	} {
 		t.Run(name, func(t *testing.T) {
 			for _, p := range problems {
@@ -247,6 +257,67 @@ func TestChecksCatchDrift(t *testing.T) {
 	t.Run("SampleSettingsWithAKey", func(t *testing.T) {
 		sample := strings.Replace(string(in.localJSON), `"UseDevelopmentStorage=true"`, `"DefaultEndpointsProtocol=https;AccountName=x;AccountKey=abc="`, 1)
 		mustMention(t, checkLocalSettings([]byte(sample), in.functions), "AzureWebJobsStorage", "AccountKey")
+	})
+	t.Run("OperatorKeyLeftOutOfAppSettings", func(t *testing.T) {
+		s, err := appSettings(dropLine(t, mainBicep, "OPERATOR_KEY:"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		mustMention(t, checkOperatorKey(in.bicep, s, in.parameters, in.makefile), "OPERATOR_KEY")
+	})
+	t.Run("OperatorKeyNotSecure", func(t *testing.T) {
+		files := cloneFiles(in.bicep)
+		files["main.bicep"] = dropLineBefore(t, files["main.bicep"], "param operatorKey string", "@secure()")
+		mustMention(t, checkOperatorKey(files, settings, in.parameters, in.makefile), "operatorKey", "@secure()")
+	})
+	t.Run("AppSettingsModuleParamNotSecure", func(t *testing.T) {
+		files := cloneFiles(in.bicep)
+		files["modules/functionapp.bicep"] = dropLineBefore(t, files["modules/functionapp.bicep"], "param appSettings object", "@secure()")
+		mustMention(t, checkOperatorKey(files, settings, in.parameters, in.makefile), "appSettings", "modules/functionapp.bicep")
+	})
+	t.Run("OperatorKeySetAfterTheTemplate", func(t *testing.T) {
+		mk := in.makefile + "\n\taz functionapp config appsettings set --name app --settings OPERATOR_KEY=$$OPERATOR_KEY\n"
+		mustMention(t, checkOperatorKey(in.bicep, settings, in.parameters, mk), "appsettings set")
+	})
+	t.Run("OperatorKeyInParametersFile", func(t *testing.T) {
+		var p map[string]any
+		if err := json.Unmarshal(in.parameters, &p); err != nil {
+			t.Fatal(err)
+		}
+		p["parameters"].(map[string]any)["operatorKey"] = map[string]any{"value": "op-key-in-git-0123456789"}
+		b, _ := json.Marshal(p)
+		mustMention(t, checkOperatorKey(in.bicep, settings, b, in.makefile), "main.parameters.json", "operatorKey")
+	})
+	t.Run("AnotherSecureParameter", func(t *testing.T) {
+		files := cloneFiles(in.bicep)
+		files["modules/cosmos.bicep"] += "\n@secure()\nparam adminPassword string\n"
+		mustMention(t, checkNoSecrets(files, in.parameters), "modules/cosmos.bicep", "adminPassword")
+	})
+	t.Run("StorageQueueRoleRemoved", func(t *testing.T) {
+		files := cloneFiles(in.bicep)
+		files["modules/storage.bicep"] = strings.ReplaceAll(files["modules/storage.bicep"], "974c5e8b-45b9-4653-ba55-5f855dd0fb88", "00000000-0000-0000-0000-0000000000fe")
+		mustMention(t, checkRoles(files), "Storage Queue Data Contributor")
+	})
+	t.Run("StorageTableRoleRemoved", func(t *testing.T) {
+		files := cloneFiles(in.bicep)
+		files["modules/storage.bicep"] = strings.ReplaceAll(files["modules/storage.bicep"], "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3", "00000000-0000-0000-0000-0000000000fd")
+		mustMention(t, checkRoles(files), "Storage Table Data Contributor")
+	})
+	t.Run("ServiceBusDataOwnerRemoved", func(t *testing.T) {
+		files := cloneFiles(in.bicep)
+		files["modules/servicebus.bicep"] = strings.ReplaceAll(files["modules/servicebus.bicep"], "090c5cfd-751d-490a-894a-3ce6f1109419", "00000000-0000-0000-0000-0000000000fc")
+		mustMention(t, checkRoles(files), "Azure Service Bus Data Owner")
+	})
+	t.Run("SessionConsistency", func(t *testing.T) {
+		files := cloneFiles(in.bicep)
+		files["modules/cosmos.bicep"] = replaceLine(t, files["modules/cosmos.bicep"], "defaultConsistencyLevel: 'Strong'", "defaultConsistencyLevel: 'Session'")
+		mustMention(t, checkCosmosConsistency(files), "Strong")
+	})
+	t.Run("PrefetchTurnedOn", func(t *testing.T) {
+		mustMention(t, checkServiceBusHost([]byte(`{"functionTimeout":"00:05:00","extensions":{"serviceBus":{"prefetchCount":32,"maxAutoLockRenewalDuration":"00:05:00"}}}`)), "prefetchCount")
+	})
+	t.Run("LockRenewalShorterThanTheTimeout", func(t *testing.T) {
+		mustMention(t, checkServiceBusHost([]byte(`{"functionTimeout":"00:10:00","extensions":{"serviceBus":{"prefetchCount":0,"maxAutoLockRenewalDuration":"00:05:00"}}}`)), "maxAutoLockRenewalDuration")
 	})
 	t.Run("RoutePrefixChanged", func(t *testing.T) {
 		mustMention(t, checkOutputs(mainBicep, []byte(`{"extensions":{"http":{"routePrefix":"v2"}}}`)), "/v2")
@@ -470,7 +541,10 @@ func checkHostSettings(settings map[string]string) []string {
 var requiredRoles = []struct{ name, id, assignment string }{
 	{"Azure Service Bus Data Sender", "69a216fc-b8fb-44d8-bc22-1f3c2cd27a39", "Microsoft.Authorization/roleAssignments@"},
 	{"Azure Service Bus Data Receiver", "4f6d3b9b-027b-4f4c-9142-0e5a2a2247e0", "Microsoft.Authorization/roleAssignments@"},
+	{"Azure Service Bus Data Owner", "090c5cfd-751d-490a-894a-3ce6f1109419", "Microsoft.Authorization/roleAssignments@"},
 	{"Storage Blob Data Owner", "b7e6dc6d-f1e8-4753-8033-0f276bb0955b", "Microsoft.Authorization/roleAssignments@"},
+	{"Storage Queue Data Contributor", "974c5e8b-45b9-4653-ba55-5f855dd0fb88", "Microsoft.Authorization/roleAssignments@"},
+	{"Storage Table Data Contributor", "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3", "Microsoft.Authorization/roleAssignments@"},
 	{"Monitoring Metrics Publisher", "3913510d-42f4-4e42-8a64-420c390055eb", "Microsoft.Authorization/roleAssignments@"},
 	{"Cosmos DB Built-in Data Contributor", "00000000-0000-0000-0000-000000000002", "Microsoft.DocumentDB/databaseAccounts/sqlRoleAssignments@"},
 	{"Communication and Email Service Owner", "09976791-48a7-449e-bb21-39d1a415f350", "Microsoft.Authorization/roleAssignments@"},
@@ -505,9 +579,18 @@ func checkRoles(files map[string]string) []string {
 // secretPatterns are ways a key or secret could enter a template.
 var secretPatterns = regexp.MustCompile(`(?i)list\w*keys\(|listConnectionStrings|listAccountSas|listServiceSas|accountkey|sharedaccesskey|primarykey|secondarykey|masterkey|@secure\(|password|connectionstring`)
 
-// checkNoSecrets: no template reads a key, asks for a secure parameter or
-// handles a connection string; the only connection string is Application
-// Insights', an address rather than a credential once local auth is off.
+// secureParams are the only secure parameters the templates may declare:
+// the operator key, and the app settings object that carries it into the
+// function app module.
+var secureParams = map[string]string{
+	"main.bicep":                "operatorKey",
+	"modules/functionapp.bicep": "appSettings",
+}
+
+// checkNoSecrets: no template reads a key, handles a connection string or
+// asks for a secure parameter other than the operator key's (secureParams);
+// the only connection string is Application Insights', an address rather
+// than a credential once local auth is off.
 func checkNoSecrets(files map[string]string, parameters []byte) []string {
 	allowed := []string{
 		"output connectionString string = appInsights.properties.ConnectionString",
@@ -517,9 +600,16 @@ func checkNoSecrets(files map[string]string, parameters []byte) []string {
 	all := cloneFiles(files)
 	all["main.parameters.json"] = string(parameters)
 	for _, file := range slices.Sorted(maps.Keys(all)) {
-		for i, line := range strings.Split(all[file], "\n") {
+		lines := strings.Split(all[file], "\n")
+		for i, line := range lines {
 			trimmed := strings.TrimSpace(line)
 			if strings.HasPrefix(trimmed, "//") || slices.Contains(allowed, trimmed) {
+				continue
+			}
+			if trimmed == "@secure()" {
+				if name := nextParam(lines[i+1:]); name != secureParams[file] || name == "" {
+					problems = append(problems, fmt.Sprintf("%s:%d: secure parameter %q: the operator key is the deployment's only secret", file, i+1, name))
+				}
 				continue
 			}
 			if m := secretPatterns.FindString(line); m != "" {
@@ -728,6 +818,145 @@ func checkLocalSettings(sample []byte, fns []functionapp.FunctionConfig) []strin
 		}
 	}
 	return problems
+}
+
+// nextParam returns the name of the first param declared in lines,
+// skipping decorators and comments, or "" when something else comes first.
+func nextParam(lines []string) string {
+	for _, l := range lines {
+		t := strings.TrimSpace(l)
+		if t == "" || strings.HasPrefix(t, "@") || strings.HasPrefix(t, "//") {
+			continue
+		}
+		if m := paramDecl.FindStringSubmatch(t); m != nil {
+			return m[1]
+		}
+		return ""
+	}
+	return ""
+}
+
+// decorated reports whether the declaration line decl in text is preceded
+// by the decorator dec among the decorators and comments right above it.
+func decorated(text, decl, dec string) bool {
+	lines := strings.Split(text, "\n")
+	for i, l := range lines {
+		if strings.TrimSpace(l) != decl {
+			continue
+		}
+		for j := i - 1; j >= 0; j-- {
+			t := strings.TrimSpace(lines[j])
+			if t == dec {
+				return true
+			}
+			if !strings.HasPrefix(t, "@") && !strings.HasPrefix(t, "//") {
+				break
+			}
+		}
+	}
+	return false
+}
+
+// checkOperatorKey: the operator key reaches the app with the rest of the
+// settings, from a secure parameter, in every deployment: the settings
+// resource replaces the whole set, so a key set by a later command is lost at
+// the next redeploy, and a key in the parameters file would sit in git.
+func checkOperatorKey(files map[string]string, settings map[string]string, parameters []byte, makefile string) []string {
+	var problems []string
+	if v := settings[config.OperatorKey]; v != "operatorKey" {
+		problems = append(problems, fmt.Sprintf("main.bicep's appSettings sets %s to %q; want the secure parameter operatorKey", config.OperatorKey, v))
+	}
+	if !decorated(files["main.bicep"], "param operatorKey string", "@secure()") {
+		problems = append(problems, "main.bicep does not declare param operatorKey string with @secure(): the key would be kept in the deployment's history")
+	}
+	if !decorated(files["modules/functionapp.bicep"], "param appSettings object", "@secure()") {
+		problems = append(problems, "modules/functionapp.bicep does not declare param appSettings object with @secure(): the settings carry the operator key")
+	}
+	if !hasLine(files["main.bicep"], "appSettings: appSettings") {
+		problems = append(problems, "main.bicep does not pass appSettings: appSettings to the function app module")
+	}
+	var f struct {
+		Parameters map[string]json.RawMessage `json:"parameters"`
+	}
+	if err := json.Unmarshal(parameters, &f); err == nil {
+		if _, ok := f.Parameters["operatorKey"]; ok {
+			problems = append(problems, "main.parameters.json sets operatorKey: the key must not be committed; make deploy passes it from OPERATOR_KEY")
+		}
+	}
+	if strings.Contains(makefile, "appsettings set") {
+		problems = append(problems, "the Makefile runs az functionapp config appsettings set: a setting set after the template is wiped by the next deployment of it")
+	}
+	if !strings.Contains(makefile, "operatorKey") {
+		problems = append(problems, "the Makefile does not pass the operatorKey parameter to the deployment")
+	}
+	return problems
+}
+
+// checkCosmosConsistency: reads of another instance's writes need a
+// consistency that guarantees them (see modules/cosmos.bicep).
+func checkCosmosConsistency(files map[string]string) []string {
+	if !hasLine(files["modules/cosmos.bicep"], "defaultConsistencyLevel: 'Strong'") {
+		return []string{"modules/cosmos.bicep does not set defaultConsistencyLevel: 'Strong': a step may not see the delivery another instance just wrote"}
+	}
+	return nil
+}
+
+// checkServiceBusHost: no prefetch, whose buffered messages hold locks that
+// nobody renews, and lock renewal that lasts as long as an invocation may.
+func checkServiceBusHost(hostJSON []byte) []string {
+	var h struct {
+		FunctionTimeout string `json:"functionTimeout"`
+		Extensions      struct {
+			ServiceBus struct {
+				PrefetchCount              *int   `json:"prefetchCount"`
+				MaxAutoLockRenewalDuration string `json:"maxAutoLockRenewalDuration"`
+			} `json:"serviceBus"`
+		} `json:"extensions"`
+	}
+	if err := json.Unmarshal(hostJSON, &h); err != nil {
+		return []string{fmt.Sprintf("host.json: %v", err)}
+	}
+	var problems []string
+	if p := h.Extensions.ServiceBus.PrefetchCount; p != nil && *p != 0 {
+		problems = append(problems, fmt.Sprintf("host.json sets serviceBus.prefetchCount %d: a prefetched message's lock runs while it waits in the buffer, unrenewed", *p))
+	}
+	timeout, err1 := timeSpan(h.FunctionTimeout)
+	renewal, err2 := timeSpan(h.Extensions.ServiceBus.MaxAutoLockRenewalDuration)
+	switch {
+	case err1 != nil || err2 != nil:
+		problems = append(problems, fmt.Sprintf("host.json: functionTimeout %q and serviceBus.maxAutoLockRenewalDuration %q must both be set as hh:mm:ss", h.FunctionTimeout, h.Extensions.ServiceBus.MaxAutoLockRenewalDuration))
+	case renewal < timeout:
+		problems = append(problems, fmt.Sprintf("host.json: serviceBus.maxAutoLockRenewalDuration %s is shorter than functionTimeout %s: a long invocation would lose its message's lock", renewal, timeout))
+	}
+	return problems
+}
+
+// timeSpan parses a .NET TimeSpan as host.json writes it, hh:mm:ss.
+func timeSpan(s string) (time.Duration, error) {
+	var h, m, sec int
+	if _, err := fmt.Sscanf(s, "%d:%d:%d", &h, &m, &sec); err != nil {
+		return 0, err
+	}
+	return time.Duration(h)*time.Hour + time.Duration(m)*time.Minute + time.Duration(sec)*time.Second, nil
+}
+
+// dropLineBefore removes the line equal (once trimmed) to what among the
+// decorators right above the line decl.
+func dropLineBefore(t *testing.T, text, decl, what string) string {
+	t.Helper()
+	lines := strings.Split(text, "\n")
+	for i, l := range lines {
+		if strings.TrimSpace(l) != decl {
+			continue
+		}
+		for j := i - 1; j >= 0 && strings.HasPrefix(strings.TrimSpace(lines[j]), "@"); j-- {
+			if strings.TrimSpace(lines[j]) == what {
+				return strings.Join(slices.Delete(lines, j, j+1), "\n")
+			}
+		}
+	}
+	t.Fatalf("no %q above %q", what, decl)
+	return ""
 }
 
 var settingLine = regexp.MustCompile(`^\s*([A-Za-z_][A-Za-z0-9_]*)\s*:\s*(.+?)\s*$`)

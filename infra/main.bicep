@@ -54,6 +54,17 @@ param smsSender string = ''
 @description('Tags for every resource.')
 param tags object = {}
 
+// The fleet endpoints' bearer key, the one secret of the deployment. It is a
+// secure parameter, so ARM keeps it out of the deployment's history and
+// outputs, and it goes into the app settings with everything else: the
+// settings resource replaces the whole set, so a key set by a later command
+// would be wiped by every redeploy (and the handler would then serve without
+// its fleet endpoints). make deploy passes it from OPERATOR_KEY.
+@secure()
+@minLength(16)
+@description('Bearer key of the fleet endpoints (drones, telemetry): at least 16 printable characters, e.g. openssl rand -hex 32. Pass the same one on every deployment; a new one rotates it.')
+param operatorKey string
+
 // The one list of queues and containers, shared with the Go code, which embeds
 // the same file (shared/topology). The path is relative to this file.
 var topology = loadJsonContent('../shared/topology/topology.json')
@@ -145,7 +156,7 @@ module communication 'modules/communication.bicep' = {
 
 // Every setting the Functions host (the bindings' identity-based connections,
 // AzureWebJobsStorage, Application Insights) and the Go code (shared/config)
-// read. For each connection prefix: the endpoint, credential=managedidentity and
+// read, the operator key included. For each connection prefix: the endpoint, credential=managedidentity and
 // the identity's client id, because a user-assigned identity must be named.
 // No FUNCTIONS_WORKER_RUNTIME: Flex takes the runtime from functionAppConfig.
 var appSettings = {
@@ -165,6 +176,7 @@ var appSettings = {
   ACS_CLIENT_ID: identity.outputs.clientId
   APPLICATIONINSIGHTS_CONNECTION_STRING: monitoring.outputs.connectionString
   APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identity.outputs.clientId};Authorization=AAD'
+  OPERATOR_KEY: operatorKey
 }
 
 // Taking module outputs as parameters makes this module wait for the others,
@@ -187,7 +199,7 @@ module functionApp 'modules/functionapp.bicep' = {
 @description('Base URL of the HTTP API (host.json routePrefix is api).')
 output apiBaseUrl string = 'https://${functionApp.outputs.defaultHostName}/api'
 
-@description('Name of the function app, for az functionapp deployment source config-zip.')
+@description('Name of the function app, which the publish step of make deploy targets.')
 output functionAppName string = functionApp.outputs.name
 
 @description('Name of the user-assigned identity the app runs as.')

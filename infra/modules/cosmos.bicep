@@ -41,8 +41,16 @@ resource account 'Microsoft.DocumentDB/databaseAccounts@2024-11-15' = {
   kind: 'GlobalDocumentDB'
   properties: {
     databaseAccountOfferType: 'Standard'
+    // Strong: a step on one instance reads the delivery another instance
+    // wrote just before queueing its message. Under Session consistency a
+    // client outside the writer's session gets only Consistent Prefix and
+    // can miss that write; Strong reads return the last committed write
+    // (learn.microsoft.com/azure/cosmos-db/consistency-levels). It costs
+    // about twice the RUs per read (quorum reads,
+    // learn.microsoft.com/azure/cosmos-db/request-units) and needs a single
+    // write region, which this account has.
     consistencyPolicy: {
-      defaultConsistencyLevel: 'Session'
+      defaultConsistencyLevel: 'Strong'
     }
     locations: [
       {

@@ -18,6 +18,9 @@ param identityId string
 @description('URL of the blob container that holds the deployment package.')
 param deploymentContainerUrl string
 
+// Secure because it holds the operator key: a module's parameters are
+// otherwise recorded in its deployment's history.
+@secure()
 @description('Every app setting, as main.bicep lists them.')
 param appSettings object
 

@@ -24,9 +24,17 @@ param principalId string
 param tags object = {}
 
 // The steps both consume (trigger bindings) and publish (the azservicebus
-// client in the handlers), so the identity gets both data roles.
+// client in the handlers), so the identity gets both data roles. It also gets
+// Data Owner, whose Manage right the scale controller needs to read a queue's
+// length: without it GetQueueRuntimePropertiesAsync is refused and the
+// extension falls back to incremental scaling
+// (Azure/azure-sdk-for-net, sdk/servicebus/Microsoft.Azure.WebJobs.Extensions.ServiceBus/src/Listeners/ServiceBusMetricsProvider.cs,
+// GetMessageCountAsync); the Functions docs list Data Receiver and Data
+// Owner for a Service Bus trigger on an identity
+// (learn.microsoft.com/azure/azure-functions/functions-reference#grant-permission-to-the-identity).
 var serviceBusDataSenderRoleId = '69a216fc-b8fb-44d8-bc22-1f3c2cd27a39' // Azure Service Bus Data Sender
 var serviceBusDataReceiverRoleId = '4f6d3b9b-027b-4f4c-9142-0e5a2a2247e0' // Azure Service Bus Data Receiver
+var serviceBusDataOwnerRoleId = '090c5cfd-751d-490a-894a-3ce6f1109419' // Azure Service Bus Data Owner
 
 resource namespace 'Microsoft.ServiceBus/namespaces@2024-01-01' = {
   name: name
@@ -74,6 +82,16 @@ resource dataReceiver 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   scope: namespace
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', serviceBusDataReceiverRoleId)
+    principalId: principalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+resource dataOwner 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(namespace.id, principalId, serviceBusDataOwnerRoleId)
+  scope: namespace
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', serviceBusDataOwnerRoleId)
     principalId: principalId
     principalType: 'ServicePrincipal'
   }

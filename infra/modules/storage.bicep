@@ -1,5 +1,6 @@
 // The function app's own storage account: AzureWebJobsStorage for the host
-// (leases, keys) and the blob container Flex Consumption deploys packages to.
+// (leases, keys, queues, diagnostic tables) and the blob container Flex
+// Consumption deploys packages to.
 // Shared-key access is off, so every caller, the platform included, comes in
 // with an Entra ID token for the app's identity.
 
@@ -22,7 +23,14 @@ param tags object = {}
 
 // Storage Blob Data Owner: the host keeps its locks and keys in blobs, and the
 // platform reads the package from the deployment container with this identity.
+// Storage Queue Data Contributor and Storage Table Data Contributor: the host
+// uses AzureWebJobsStorage's queues and tables too (diagnostic events go to a
+// table), and Microsoft's Flex Consumption samples grant the app's identity
+// all three (Azure-Samples/azure-functions-flex-consumption-samples,
+// IaC/bicep/rbac.bicep, roleDefinitions).
 var storageBlobDataOwnerRoleId = 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b' // Storage Blob Data Owner
+var storageQueueDataContributorRoleId = '974c5e8b-45b9-4653-ba55-5f855dd0fb88' // Storage Queue Data Contributor
+var storageTableDataContributorRoleId = '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3' // Storage Table Data Contributor
 
 resource account 'Microsoft.Storage/storageAccounts@2023-05-01' = {
   name: name
@@ -60,6 +68,26 @@ resource blobDataOwner 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   scope: account
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageBlobDataOwnerRoleId)
+    principalId: principalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+resource queueDataContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(account.id, principalId, storageQueueDataContributorRoleId)
+  scope: account
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageQueueDataContributorRoleId)
+    principalId: principalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+resource tableDataContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(account.id, principalId, storageTableDataContributorRoleId)
+  scope: account
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageTableDataContributorRoleId)
     principalId: principalId
     principalType: 'ServicePrincipal'
   }

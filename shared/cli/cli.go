@@ -64,6 +64,11 @@ func Main(args []string, app fs.FS, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	log := logctx.NewLogger(stderr, logLevel(env("LOG_LEVEL")))
+	if cmd == "host" {
+		// The host turns every stderr line into an Error trace; see
+		// logctx.NewSplitLogger.
+		log = logctx.NewSplitLogger(stdout, stderr, logLevel(env("LOG_LEVEL")))
+	}
 	slog.SetDefault(log)
 	var err error
 	switch cmd {
@@ -266,7 +271,7 @@ func serve(ctx context.Context, args []string, app fs.FS, env func(string) strin
 }
 
 // OperatorKeySetting names the setting that holds the operator key.
-const OperatorKeySetting = "OPERATOR_KEY"
+const OperatorKeySetting = config.OperatorKey
 
 // operatorKey reads the operator key; when it is unset and generate is
 // true (make run), it makes one for this run.
@@ -335,10 +340,25 @@ func (f *rateFlags) limits() (standalone.RateLimits, error) {
 	}, nil
 }
 
+// Under the Functions host the backend opens after the handler listens, and
+// is retried until it opens: a failure at start-up would make the process
+// exit, and the host shuts itself down after three failed starts of its
+// handler within 30 minutes (see host.Gate). The first
+// retry comes soon, for a token that was slow to arrive; later ones back off
+// to backendRetryMax, for a role assignment that takes minutes to propagate.
+// backendAttemptTimeout bounds one attempt, whose requests the SDKs already
+// retry on their own.
+const (
+	backendRetryFirst     = 500 * time.Millisecond
+	backendRetryMax       = 30 * time.Second
+	backendAttemptTimeout = time.Minute
+)
+
 func hostMode(ctx context.Context, args []string, app fs.FS, env func(string) string, log *slog.Logger) error {
 	fs := flag.NewFlagSet("host", flag.ContinueOnError)
 	var c common
 	c.register(fs, env)
+	startWait := fs.Duration("start-wait", host.DefaultStartWait, "how long an invocation that arrives before the backend is open waits for it before it is refused")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -346,12 +366,22 @@ func hostMode(ctx context.Context, args []string, app fs.FS, env func(string) st
 	if !ok {
 		return errors.New("FUNCTIONS_CUSTOMHANDLER_PORT is not set: the Functions host sets it when it starts this handler")
 	}
-	opKey, _, err := operatorKey(env, false)
+	opKey := hostOperatorKey(env, log)
+	// What no wait can mend stops the handler before it listens: the
+	// package's own function.json files and settings that do not parse.
+	fns, err := functionapp.LoadFunctions(app, "functions")
 	if err != nil {
 		return err
 	}
-	if opKey == "" {
-		return fmt.Errorf("%s is not set: set the app setting to a long random string (openssl rand -hex 32); the fleet endpoints authenticate with it", OperatorKeySetting)
+	if err := handlers.New(handlers.Deps{}).Registry().Check(fns); err != nil {
+		return err
+	}
+	if _, err := config.Load(env); err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", addr, err)
 	}
 	// The platform names the app's host in WEBSITE_HOSTNAME; a custom
 	// domain in front of it is PUBLIC_BASE_URL's to say.
@@ -359,17 +389,80 @@ func hostMode(ctx context.Context, args []string, app fs.FS, env func(string) st
 	if hn := env("WEBSITE_HOSTNAME"); hn != "" {
 		public = "https://" + hn
 	}
-	parts, err := open(ctx, c, app, env, log, handlers.Config{OperatorKey: opKey, PublicBaseURL: public})
-	if err != nil {
-		return err
+	gate := host.NewGate(*startWait)
+	sctx, stop := context.WithCancelCause(ctx)
+	defer stop(nil)
+	var parts *appParts
+	opened := make(chan struct{})
+	go func() {
+		defer close(opened)
+		p, err := openRetrying(sctx, log, func(actx context.Context) (*appParts, error) {
+			return open(actx, c, app, env, log, handlers.Config{OperatorKey: opKey, PublicBaseURL: public})
+		})
+		if err != nil {
+			return // the handler is stopping
+		}
+		h, err := host.New(p.reg, p.fns, p.backend.Bus, log, host.Options{})
+		if err != nil {
+			p.backend.Close()
+			stop(err)
+			return
+		}
+		parts = p
+		gate.Open(h)
+		log.Info("custom handler ready", "backend", p.backend.Name)
+	}()
+	err = host.ServeListener(sctx, ln, gate, log)
+	stop(nil) // ends the opener's retries if the server stopped first
+	<-opened
+	if parts != nil {
+		parts.backend.Close()
 	}
-	defer parts.backend.Close()
-	h, err := host.New(parts.reg, parts.fns, parts.backend.Bus, log)
-	if err != nil {
-		return err
+	if cause := context.Cause(sctx); cause != nil && !errors.Is(cause, context.Canceled) {
+		return cause
 	}
-	log.Info("custom handler listening", "addr", addr, "backend", parts.backend.Name)
-	return host.Serve(ctx, addr, h, log)
+	return err
+}
+
+// hostOperatorKey reads the operator key under the host. Without a usable
+// key the fleet endpoints stay closed, as serve's do, rather than the whole
+// app staying down: the business API and the chain need no operator key.
+func hostOperatorKey(env func(string) string, log *slog.Logger) string {
+	key, _, err := operatorKey(env, false)
+	switch {
+	case err != nil:
+		log.Error(OperatorKeySetting+" is not usable, so the fleet endpoints (drones, telemetry) refuse every caller", "err", err)
+		return ""
+	case key == "":
+		log.Warn(OperatorKeySetting + " is not set: the fleet endpoints (drones, telemetry) refuse every caller")
+	}
+	return key
+}
+
+// openRetrying calls open until it succeeds or ctx ends, waiting a doubling
+// delay between attempts, and logs every failure.
+func openRetrying(ctx context.Context, log *slog.Logger, open func(context.Context) (*appParts, error)) (*appParts, error) {
+	delay := backendRetryFirst
+	for attempt := 1; ; attempt++ {
+		actx, cancel := context.WithTimeout(ctx, backendAttemptTimeout)
+		parts, err := open(actx)
+		cancel()
+		if err == nil {
+			return parts, nil
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		log.Error("opening the backend failed; the handler answers 503 until it opens", "attempt", attempt, "retryIn", delay.String(), "err", err)
+		t := time.NewTimer(delay)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return nil, ctx.Err()
+		}
+		delay = min(2*delay, backendRetryMax)
+	}
 }
 
 func seed(ctx context.Context, args []string, env func(string) string, stdout io.Writer) error {

@@ -198,9 +198,13 @@ func validEndpoints(c *Config) error {
 	return nil
 }
 
+// OperatorKey names the setting that holds the fleet endpoints' bearer key.
+const OperatorKey = "OPERATOR_KEY"
+
 // AppSettings lists every setting the code reads when it runs in Azure, so
 // a test can check that the infrastructure sets each one.
 var AppSettings = []string{
+	OperatorKey,
 	CosmosPrefix + "__accountEndpoint",
 	CosmosPrefix + "__credential",
 	CosmosPrefix + "__clientId",

@@ -1,4 +1,4 @@
-// Package obs carries log attributes in a context, so that every log line of
+// Package logctx carries log attributes in a context, so that every log line of
 // a request or message names its correlation id, delivery id and (under the
 // Functions host) invocation id without each call site repeating them.
 package logctx
@@ -64,4 +64,50 @@ func (h ContextHandler) WithGroup(name string) slog.Handler {
 // NewLogger returns a JSON logger to w that adds context attributes.
 func NewLogger(w io.Writer, level slog.Level) *slog.Logger {
 	return slog.New(ContextHandler{slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level})})
+}
+
+// NewSplitLogger returns a JSON logger that writes records below Warn to low
+// and the rest to high, adding context attributes to both.
+//
+// A custom handler needs it: the Functions host logs every line of the
+// handler's stderr as an Error (as a Warning when it contains "warn") and
+// every line of its stdout as Information (WorkerProcess.ParseErrorMessageAndLog
+// and OnOutputDataReceived in Azure/azure-functions-host,
+// src/WebJobs.Script/Workers/ProcessManagement/WorkerProcess.cs, with
+// UseStdErrorStreamForErrorsOnly true for HTTP workers in
+// Workers/Http/HttpWorkerDescription.cs). Info and debug lines therefore go
+// to stdout and warnings and errors to stderr, whose JSON "level":"WARN"
+// keeps a warning a Warning.
+func NewSplitLogger(low, high io.Writer, level slog.Level) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: level}
+	return slog.New(ContextHandler{splitHandler{
+		low:  slog.NewJSONHandler(low, opts),
+		high: slog.NewJSONHandler(high, opts),
+	}})
+}
+
+// splitHandler sends a record to one of two handlers by its level.
+type splitHandler struct{ low, high slog.Handler }
+
+// Enabled implements slog.Handler; both handlers share one level.
+func (h splitHandler) Enabled(ctx context.Context, l slog.Level) bool {
+	return h.low.Enabled(ctx, l)
+}
+
+// Handle implements slog.Handler.
+func (h splitHandler) Handle(ctx context.Context, r slog.Record) error {
+	if r.Level >= slog.LevelWarn {
+		return h.high.Handle(ctx, r)
+	}
+	return h.low.Handle(ctx, r)
+}
+
+// WithAttrs implements slog.Handler.
+func (h splitHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return splitHandler{low: h.low.WithAttrs(attrs), high: h.high.WithAttrs(attrs)}
+}
+
+// WithGroup implements slog.Handler.
+func (h splitHandler) WithGroup(name string) slog.Handler {
+	return splitHandler{low: h.low.WithGroup(name), high: h.high.WithGroup(name)}
 }

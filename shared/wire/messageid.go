@@ -1,6 +1,9 @@
 package wire
 
-import "strconv"
+import (
+	"strconv"
+	"strings"
+)
 
 // MessageID names a message: its subject (a delivery, a notification or a
 // drone), the generation of a rescheduled delivery (0 for none) and the
@@ -12,4 +15,32 @@ func MessageID(subject string, generation int, step string) string {
 		return subject + ":g" + strconv.Itoa(generation) + ":" + step
 	}
 	return subject + ":" + step
+}
+
+// redeliveryStep marks the copies a runtime schedules of a message whose
+// step failed transiently. It differs from the steps' own "retry-<n>" (the
+// webhook step's), so that a runtime's copy of one of those can never take
+// the id of the step's next attempt, which duplicate detection would drop.
+const redeliveryStep = "redelivery-"
+
+// RedeliveryID names the n-th scheduled copy (n ≥ 1) of the message named
+// id, which may itself be a copy: the copies of one message are numbered
+// from its first id.
+func RedeliveryID(id string, n int) string {
+	base, _ := Redelivery(id)
+	return MessageID(base, 0, redeliveryStep+strconv.Itoa(n))
+}
+
+// Redelivery returns the id of the message a copy was made of and the
+// copy's number, or id itself and 0 when id names no copy.
+func Redelivery(id string) (base string, n int) {
+	i := strings.LastIndex(id, ":"+redeliveryStep)
+	if i < 0 {
+		return id, 0
+	}
+	n, err := strconv.Atoi(id[i+1+len(redeliveryStep):])
+	if err != nil || n < 1 || strconv.Itoa(n) != id[i+1+len(redeliveryStep):] {
+		return id, 0
+	}
+	return id[:i], n
 }

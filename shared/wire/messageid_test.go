@@ -14,3 +14,31 @@ func TestMessageID(t *testing.T) {
 	assert.NotEqual(t, wire.MessageID("d-1", 1, "retry-1"), wire.MessageID("d-1", 2, "retry-1"),
 		"a reschedule's messages are not duplicates of the earlier run's")
 }
+
+func TestRedeliveryID(t *testing.T) {
+	tests := []struct {
+		id   string
+		base string
+		n    int
+	}{
+		{"d-1:requested", "d-1:requested", 0},
+		{"d-1:requested:redelivery-1", "d-1:requested", 1},
+		{"d-1:g2:requested:redelivery-12", "d-1:g2:requested", 12},
+		{"n-7:retry-3", "n-7:retry-3", 0},
+		{"n-7:retry-3:redelivery-2", "n-7:retry-3", 2},
+		{"d-1:redelivery-0", "d-1:redelivery-0", 0},
+		{"d-1:redelivery-01", "d-1:redelivery-01", 0},
+		{"d-1:redelivery-x", "d-1:redelivery-x", 0},
+		{"d-1:redelivery-", "d-1:redelivery-", 0},
+	}
+	for _, tt := range tests {
+		base, n := wire.Redelivery(tt.id)
+		assert.Equal(t, tt.base, base, tt.id)
+		assert.Equal(t, tt.n, n, tt.id)
+	}
+	assert.Equal(t, "d-1:requested:redelivery-1", wire.RedeliveryID("d-1:requested", 1))
+	assert.Equal(t, "d-1:requested:redelivery-3", wire.RedeliveryID("d-1:requested:redelivery-2", 3),
+		"a copy of a copy is numbered from the first id")
+	assert.NotEqual(t, wire.MessageID("n-7", 0, "retry-3"), wire.RedeliveryID("n-7:retry-2", 1),
+		"a runtime's copy never takes the webhook step's own retry id")
+}

@@ -93,7 +93,7 @@ func BenchmarkQueueInvocation(b *testing.B) {
 	body := benchGolden(b, "servicebus_base64_body.json")
 	out := []ports.Message{{ID: "d-0042:next", Queue: "drone-scheduled", Body: []byte(`{}`)}}
 	reg := functionapp.Registry{"ScheduleDrone": {Queue: func(context.Context, *ports.Delivered) ([]ports.Message, error) { return out, nil }}}
-	h, err := New(reg, testFunctions()[1:], discardPublisher{}, slog.New(slog.DiscardHandler))
+	h, err := New(reg, testFunctions()[1:], discardPublisher{}, slog.New(slog.DiscardHandler), Options{})
 	if err != nil {
 		b.Fatal(err)
 	}

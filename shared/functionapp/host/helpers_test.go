@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -155,14 +156,23 @@ type fixture struct {
 	pub  *fakePublisher
 	ev   *events
 	logs *syncBuffer
+	opts Options
 
 	mu  sync.Mutex
 	got []*ports.Delivered
 }
 
+// fixtureNow is the fixture's clock, which retries are scheduled from.
+var fixtureNow = time.Date(2025, 3, 14, 9, 27, 0, 0, time.UTC)
+
 func newFixture(t *testing.T, step stepFunc) *fixture {
 	t.Helper()
-	f := &fixture{ev: &events{}, logs: &syncBuffer{}}
+	return newFixtureWith(t, step, Options{Now: func() time.Time { return fixtureNow }, Jitter: func() float64 { return 0 }})
+}
+
+func newFixtureWith(t *testing.T, step stepFunc, opts Options) *fixture {
+	t.Helper()
+	f := &fixture{ev: &events{}, logs: &syncBuffer{}, opts: opts}
 	f.pub = &fakePublisher{ev: f.ev}
 	reg := functionapp.Registry{
 		"Echo": {HTTP: echo},
@@ -176,7 +186,7 @@ func newFixture(t *testing.T, step stepFunc) *fixture {
 			return step(msg)
 		}},
 	}
-	h, err := New(reg, testFunctions(), f.pub, logctx.NewLogger(f.logs, slog.LevelDebug))
+	h, err := New(reg, testFunctions(), f.pub, logctx.NewLogger(f.logs, slog.LevelDebug), f.opts)
 	require.NoError(t, err)
 	f.h = h
 	return f

@@ -1,7 +1,9 @@
 // Package host runs the functions as an Azure Functions custom handler: it
 // answers the HTTP requests the host forwards unchanged and the invocations
 // it wraps in {"Data","Metadata"} envelopes, and settles queue messages the
-// only way a custom handler can, through its HTTP status.
+// only way a custom handler can, through its HTTP status, scheduling a copy
+// of a message whose step failed transiently (see RetryPolicy). A Gate
+// answers for it while its backend opens.
 package host
 
 import (
@@ -10,9 +12,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net/http"
 	"os"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/fabrikam/dronedelivery/shared/functionapp"
@@ -47,12 +51,27 @@ type handler struct {
 	fns    map[string]*function
 	pub    ports.Publisher
 	log    *slog.Logger
+	retry  RetryPolicy
+	now    func() time.Time
+	jitter func() float64 // in [0, 1)
+}
+
+// Options tunes a handler; the zero value means the defaults.
+type Options struct {
+	// Retry says when a message whose step failed transiently is tried
+	// again (DefaultRetry when zero).
+	Retry RetryPolicy
+	// Now tells the time retries are scheduled from (time.Now when nil).
+	Now func() time.Time
+	// Jitter returns a number in [0, 1) that spreads retries scheduled
+	// together (math/rand/v2's Float64 when nil).
+	Jitter func() float64
 }
 
 // New returns the handler for everything the Functions host sends; it
 // rejects a configuration the host would run but the registry cannot serve,
 // so a deployment fails at start-up rather than on its first message.
-func New(reg functionapp.Registry, fns []functionapp.FunctionConfig, pub ports.Publisher, log *slog.Logger) (http.Handler, error) {
+func New(reg functionapp.Registry, fns []functionapp.FunctionConfig, pub ports.Publisher, log *slog.Logger, opts Options) (http.Handler, error) {
 	reg, log, err := functionapp.Prepare(reg, fns, log)
 	if err != nil {
 		return nil, err
@@ -61,12 +80,27 @@ func New(reg functionapp.Registry, fns []functionapp.FunctionConfig, pub ports.P
 	if err != nil {
 		return nil, err
 	}
+	if opts.Retry == (RetryPolicy{}) {
+		opts.Retry = DefaultRetry
+	}
+	if err := opts.Retry.check(); err != nil {
+		return nil, err
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Jitter == nil {
+		opts.Jitter = rand.Float64
+	}
 	h := &handler{
 		router: router,
 		prefix: "/" + functionapp.RoutePrefix,
 		fns:    make(map[string]*function, len(fns)),
 		pub:    pub,
 		log:    log,
+		retry:  opts.Retry,
+		now:    opts.Now,
+		jitter: opts.Jitter,
 	}
 	for _, fc := range fns {
 		fn, err := newFunction(fc, reg[fc.Name])

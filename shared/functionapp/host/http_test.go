@@ -156,7 +156,7 @@ func TestHTTPInvocationReturnBinding(t *testing.T) {
 		{Type: "httpTrigger", Direction: "in", Name: "req", Methods: []string{"get"}, Route: "echo/{id}"},
 		{Type: "http", Direction: "out", Name: "$return"},
 	}}}
-	h, err := New(functionapp.Registry{"Echo": {HTTP: echo}}, fns, nil, nil)
+	h, err := New(functionapp.Registry{"Echo": {HTTP: echo}}, fns, nil, nil, Options{})
 	require.NoError(t, err)
 	f := &fixture{h: h, ev: &events{}}
 
@@ -219,7 +219,7 @@ func TestInvocationUsesTheRequestContext(t *testing.T) {
 	h, err := New(functionapp.Registry{"Echo": {HTTP: func(ctx context.Context, req *functionapp.Request) *functionapp.Response {
 		seen = append(seen, ctx.Value(key{}))
 		return echo(ctx, req)
-	}}}, fns, nil, nil)
+	}}}, fns, nil, nil, Options{})
 	require.NoError(t, err)
 
 	req := httptest.NewRequest(http.MethodPost, "/Echo", strings.NewReader(string(golden(t, "http_get_query_object.json"))))

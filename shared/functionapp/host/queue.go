@@ -7,10 +7,13 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/fabrikam/dronedelivery/shared/functionapp"
+	"github.com/fabrikam/dronedelivery/shared/logctx"
 	"github.com/fabrikam/dronedelivery/shared/ports"
+	"github.com/fabrikam/dronedelivery/shared/wire"
 )
 
 func (h *handler) invokeQueue(w http.ResponseWriter, r *http.Request, fn *function, inv *invocation) {
@@ -25,6 +28,14 @@ func (h *handler) invokeQueue(w http.ResponseWriter, r *http.Request, fn *functi
 		h.malformed(w, r, err)
 		return
 	}
+	// A scheduled copy is a new message to Service Bus, delivered once so
+	// far; the step is told every earlier attempt too, so that a rule such
+	// as "not found yet, try again twice" counts the copies.
+	_, copies := wire.Redelivery(msg.ID)
+	msg.DeliveryCount += copies
+	// What this runtime logs about the message names it, as the step's lines do.
+	ctx = logctx.With(ctx, "messageId", msg.ID, "correlationId", msg.CorrelationID)
+	r = r.WithContext(ctx)
 	var logs []string
 	for _, warn := range warnings {
 		h.log.WarnContext(ctx, "undecodable message metadata ignored", "messageId", msg.ID, "detail", warn)
@@ -44,10 +55,42 @@ func (h *handler) invokeQueue(w http.ResponseWriter, r *http.Request, fn *functi
 		logs = append(logs, fmt.Sprintf("message %s can never succeed and was acknowledged without retry: %v", msg.ID, err))
 		writeReply(w, reply{Logs: logs})
 	default:
-		// The 500 makes the host abandon the message, so Service Bus
-		// redelivers it and dead-letters it after its maximum delivery count.
-		functionapp.WriteResponse(w, functionapp.Problem(http.StatusInternalServerError, "", "processing failed; the message will be redelivered"))
+		h.retryLater(w, r, msg, err, logs)
 	}
+}
+
+// retryLater schedules the next copy of a message whose step failed
+// transiently and answers 200, or answers 500 when the retries are used up
+// or the copy cannot be sent (see RetryPolicy).
+func (h *handler) retryLater(w http.ResponseWriter, r *http.Request, msg *ports.Delivered, cause error, logs []string) {
+	ctx := r.Context()
+	_, done := wire.Redelivery(msg.ID)
+	if done >= h.retry.Attempts {
+		h.log.ErrorContext(ctx, "message failed after its scheduled retries; Service Bus delivers it again until its maxDeliveryCount and then dead-letters it",
+			"retries", done, "err", cause)
+		functionapp.WriteResponse(w, functionapp.Problem(http.StatusInternalServerError, "",
+			fmt.Sprintf("processing failed after %d scheduled retries; the message is left to Service Bus", done)))
+		return
+	}
+	n := done + 1
+	wait := h.retry.delay(n, h.jitter())
+	next := msg.Message
+	next.ID = wire.RedeliveryID(msg.ID, n)
+	next.NotBefore = h.now().Add(wait)
+	if err := h.pub.Publish(ctx, next); err != nil {
+		// Without the copy the message must not be completed: the 500
+		// abandons it, and Service Bus delivers it again at once.
+		h.log.ErrorContext(ctx, "scheduling a retry failed; the message is abandoned", "retryMessageId", next.ID, "err", err)
+		functionapp.WriteResponse(w, functionapp.Problem(http.StatusInternalServerError, "", "processing failed and no retry could be scheduled; the message will be redelivered"))
+		return
+	}
+	h.log.InfoContext(ctx, "retry scheduled", "retry", n, "retryMessageId", next.ID, "retryIn", wait.String())
+	// The first line names the failure; a panic's stack trace stays in the
+	// handler's own log.
+	why, _, _ := strings.Cut(cause.Error(), "\n")
+	logs = append(logs, fmt.Sprintf("message %s failed and retry %d of %d is scheduled as %s at %s: %s",
+		msg.ID, n, h.retry.Attempts, next.ID, next.NotBefore.UTC().Format(time.RFC3339), why))
+	writeReply(w, reply{Logs: logs})
 }
 
 // countingPublisher counts what a step published, for the invocation's logs.

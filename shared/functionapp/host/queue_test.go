@@ -1,6 +1,7 @@
 package host
 
 import (
+	"encoding/json"
 	"errors"
 	"net/http"
 	"net/http/httptest"
@@ -167,6 +168,12 @@ func TestQueueOutcomes(t *testing.T) {
 		ID: "d-0042.schedule", Queue: topology.QueueDroneScheduled, Body: []byte(`{"operation":"delivery","deliveryId":"d-0042","correlationId":"corr-7f3a"}`),
 		CorrelationID: "corr-7f3a", Operation: "delivery",
 	}
+	// The copy a transient failure schedules: the message as delivered,
+	// with the first redelivery's id, due 2 s (DefaultRetry.First) later.
+	retry := ports.Message{
+		ID: "d-0042.ingest:redelivery-1", Queue: topology.QueueDeliveryRequests, Body: []byte(envelopeBody),
+		CorrelationID: "corr-7f3a", Operation: "delivery", NotBefore: fixtureNow.Add(2 * time.Second),
+	}
 	tests := []struct {
 		name       string
 		step       stepFunc
@@ -192,12 +199,14 @@ func TestQueueOutcomes(t *testing.T) {
 			logLine: "message d-0042.ingest processed on delivery 3; 0 message(s) published",
 		},
 		{
-			name: "a transient error is retried",
+			name: "a transient error schedules a retry and completes the message",
 			step: func(*ports.Delivered) ([]ports.Message, error) {
 				return nil, domain.Unavailable(errors.New("429 from the store"), "store unavailable")
 			},
-			status: http.StatusInternalServerError,
-			events: []string{"status 500"},
+			status:    http.StatusOK,
+			events:    []string{"publish", "status 200"},
+			published: [][]ports.Message{{retry}},
+			logLine:   "message d-0042.ingest failed and retry 1 of 8 is scheduled as d-0042.ingest:redelivery-1 at 2025-03-14T09:27:02Z: store unavailable: 429 from the store",
 		},
 		{
 			name: "a permanent error is acknowledged and logged",
@@ -210,18 +219,21 @@ func TestQueueOutcomes(t *testing.T) {
 			errorLog: true,
 		},
 		{
-			name:   "a panic is retried",
-			step:   func(*ports.Delivered) ([]ports.Message, error) { panic("nil map") },
-			status: http.StatusInternalServerError,
-			events: []string{"status 500"},
+			name:      "a panic is retried later",
+			step:      func(*ports.Delivered) ([]ports.Message, error) { panic("nil map") },
+			status:    http.StatusOK,
+			events:    []string{"publish", "status 200"},
+			published: [][]ports.Message{{retry}},
+			logLine:   "message d-0042.ingest failed and retry 1 of 8 is scheduled as d-0042.ingest:redelivery-1 at 2025-03-14T09:27:02Z: handler panic: nil map",
 		},
 		{
-			name:       "a publish failure is retried",
+			name:       "a publish failure that also stops the retry is left to Service Bus",
 			step:       func(*ports.Delivered) ([]ports.Message, error) { return []ports.Message{next}, nil },
 			publishErr: errors.New("amqp: link detached"),
 			status:     http.StatusInternalServerError,
-			events:     []string{"publish", "status 500"},
-			published:  [][]ports.Message{{next}},
+			events:     []string{"publish", "publish", "status 500"},
+			published:  [][]ports.Message{{next}, {retry}},
+			errorLog:   true,
 		},
 	}
 	for _, tt := range tests {
@@ -365,4 +377,80 @@ func TestFunctionNamesIgnoreCase(t *testing.T) {
 	f := newFixture(t, nil)
 	decodeReply(t, f.invoke("scheduledrone", "inv-case", golden(t, "servicebus_double_encoded.json")))
 	assert.Len(t, f.delivered(), 1)
+}
+
+// transient is a step that fails as a throttled store does.
+func transient(*ports.Delivered) ([]ports.Message, error) {
+	return nil, domain.Unavailable(errors.New("429 from the store"), "store unavailable")
+}
+
+// TestTransientFailuresAreRetriedLater: the host would redeliver an
+// abandoned message at once, so each transient failure schedules a copy with
+// a longer delay, under a new id, and completes the message it was.
+func TestTransientFailuresAreRetriedLater(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, transient)
+	doc := golden(t, "servicebus_double_encoded.json")
+
+	rep := decodeReply(t, f.invoke("ScheduleDrone", "inv-1", doc))
+	require.Len(t, f.pub.published(), 1)
+	first := f.pub.published()[0]
+	require.Len(t, first, 1)
+	assert.Contains(t, rep.Logs[len(rep.Logs)-1], "retry 1 of 8")
+
+	// The host delivers the copy when it is due: a new message, delivered once.
+	copyDoc := patch(t, doc, "Metadata", "MessageId", jsonQuoted(first[0].ID))
+	copyDoc = patch(t, copyDoc, "Metadata", "DeliveryCount", "1")
+	decodeReply(t, f.invoke("ScheduleDrone", "inv-2", copyDoc))
+	require.Len(t, f.pub.published(), 2)
+	second := f.pub.published()[1]
+	require.Len(t, second, 1)
+
+	assert.Equal(t, "d-0042.ingest:redelivery-1", first[0].ID)
+	assert.Equal(t, "d-0042.ingest:redelivery-2", second[0].ID, "each retry has an id of its own, so duplicate detection keeps it")
+	for _, m := range []ports.Message{first[0], second[0]} {
+		assert.Equal(t, topology.QueueDeliveryRequests, m.Queue)
+		assert.Equal(t, envelopeBody, string(m.Body))
+		assert.Equal(t, "corr-7f3a", m.CorrelationID)
+		assert.Equal(t, "delivery", m.Operation)
+	}
+	d1, d2 := first[0].NotBefore.Sub(fixtureNow), second[0].NotBefore.Sub(fixtureNow)
+	assert.Equal(t, 2*time.Second, d1)
+	assert.Greater(t, d2, d1, "the delays grow")
+
+	got := f.delivered()
+	require.Len(t, got, 2)
+	assert.Equal(t, 3, got[0].DeliveryCount, "the golden message's own count")
+	assert.Equal(t, 2, got[1].DeliveryCount, "the copy's one delivery plus the attempt before it")
+}
+
+func TestRetriesUsedUpLeaveTheMessageToServiceBus(t *testing.T) {
+	t.Parallel()
+	f := newFixtureWith(t, transient, Options{Retry: RetryPolicy{First: time.Second, Max: time.Minute, Attempts: 2}})
+	doc := patch(t, golden(t, "servicebus_double_encoded.json"), "Metadata", "MessageId", jsonQuoted("d-0042.ingest:redelivery-2"))
+	rec := f.invoke("ScheduleDrone", "inv-last", doc)
+	require.Equal(t, http.StatusInternalServerError, rec.Code, "a non-2xx lets the broker's maxDeliveryCount dead-letter it")
+	assert.Contains(t, problemOf(t, rec).Detail, "after 2 scheduled retries")
+	assert.Empty(t, f.pub.published())
+}
+
+func TestRetryDelays(t *testing.T) {
+	t.Parallel()
+	p := DefaultRetry
+	var prev time.Duration
+	for n := 1; n <= p.Attempts; n++ {
+		d := p.delay(n, 0)
+		assert.Greater(t, d, prev, "retry %d", n)
+		assert.LessOrEqual(t, d, p.Max, "retry %d", n)
+		assert.Less(t, p.delay(n, 0.999), d+d/4+time.Millisecond, "jitter adds at most a quarter")
+		prev = d
+	}
+	assert.Equal(t, 5*time.Minute, RetryPolicy{First: time.Second, Max: 5 * time.Minute, Attempts: 20}.delay(20, 0), "capped at Max")
+	assert.Error(t, RetryPolicy{First: time.Minute, Max: time.Second}.check())
+}
+
+// jsonQuoted double-encodes a string the way the host sends string metadata.
+func jsonQuoted(s string) string {
+	b, _ := json.Marshal(s)
+	return string(b)
 }

@@ -81,7 +81,7 @@ func TestNewRejectsWhatItCannotServe(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			h, err := New(tt.reg, tt.fns, tt.pub, nil)
+			h, err := New(tt.reg, tt.fns, tt.pub, nil, Options{})
 			if tt.wantErr == "" {
 				require.NoError(t, err)
 				assert.NotNil(t, h)
