@@ -52,6 +52,11 @@ func TestMain(m *testing.M) {
 // e2eOperatorKey is the operator key every instance these tests start has.
 const e2eOperatorKey = "e2e-operator-key-7c1f09d2b5"
 
+// patience bounds every wait for the binary: for a start, a stage, a queue
+// to drain. Each wait is for a condition and returns as soon as it holds,
+// so only a hang, never a busy machine, reaches this.
+const patience = 2 * time.Minute
+
 // proc is a running instance of the binary.
 type proc struct {
 	cmd  *exec.Cmd
@@ -122,7 +127,7 @@ func startServeEnv(t testing.TB, dataDir string, env []string, args ...string) *
 	case p.base = <-addr:
 	case <-p.done:
 		t.Fatalf("serve exited early:\n%s", p.logs)
-	case <-time.After(30 * time.Second):
+	case <-time.After(patience):
 		t.Fatalf("serve did not start:\n%s", p.logs)
 	}
 	return p
@@ -147,21 +152,20 @@ func startHost(t *testing.T, dataDir string) *proc {
 	require.NoError(t, cmd.Start())
 	go func() { cmd.Wait(); close(p.done) }()
 	t.Cleanup(func() { p.kill() })
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		resp, err := http.Get(p.base + "/")
-		if err == nil {
-			resp.Body.Close()
-			return p
-		}
+	eventually(t, "the handler to answer", func() bool {
 		select {
 		case <-p.done:
 			t.Fatalf("handler exited early:\n%s", p.logs)
 		default:
 		}
-		require.True(t, time.Now().Before(deadline), "handler did not answer:\n%s", p.logs)
-		time.Sleep(20 * time.Millisecond)
-	}
+		resp, err := http.Get(p.base + "/")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return true
+	})
+	return p
 }
 
 // kill ends the process with SIGKILL: no chance to flush or drain.
@@ -178,7 +182,7 @@ func (p *proc) stop(t *testing.T) {
 	require.NoError(t, p.cmd.Process.Signal(os.Interrupt))
 	select {
 	case <-p.done:
-	case <-time.After(30 * time.Second):
+	case <-time.After(patience):
 		t.Fatal("process did not stop on SIGTERM")
 	}
 }
@@ -265,15 +269,19 @@ func (a api) fleet(t *testing.T, method, path string, body any) *response {
 	return callAs(t, e2eOperatorKey, method, a.base+path, body)
 }
 
-// eventually polls cond until it holds or the time is up.
-func eventually(t *testing.T, within time.Duration, what string, cond func() bool) {
+// eventually polls cond until it holds; only a hang outlasts patience.
+// Unlike require.Eventually it calls cond on the test's goroutine, so cond
+// may use require.
+func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(within)
+	deadline := time.Now().Add(patience)
+	tick := time.NewTicker(25 * time.Millisecond)
+	defer tick.Stop()
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
+			t.Fatalf("still waiting for %s after %s", what, patience)
 		}
-		time.Sleep(25 * time.Millisecond)
+		<-tick.C
 	}
 }
 
@@ -364,10 +372,10 @@ func getDelivery(t *testing.T, a api, id string) *deliveryDoc {
 	return &d
 }
 
-func waitStage(t *testing.T, a api, id string, within time.Duration, stages ...domain.Stage) *deliveryDoc {
+func waitStage(t *testing.T, a api, id string, stages ...domain.Stage) *deliveryDoc {
 	t.Helper()
 	var d *deliveryDoc
-	eventually(t, within, id+" to reach "+fmt.Sprint(stages), func() bool {
+	eventually(t, id+" to reach "+fmt.Sprint(stages), func() bool {
 		d = getDelivery(t, a, id)
 		for _, s := range stages {
 			if d.Stage == s {
@@ -403,8 +411,9 @@ func checkSchedule(t *testing.T, a api, d *deliveryDoc) {
 	require.True(t, want.Delivery.Equal(*d.DeliveryETA), "deliveryETA %s, want %s", d.DeliveryETA, want.Delivery)
 }
 
-func withTimeout(t *testing.T, d time.Duration) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), d)
+// ctxFor is a context for the test's own calls that only a hang outlasts.
+func ctxFor(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), patience)
 	t.Cleanup(cancel)
 	return ctx
 }

@@ -179,7 +179,7 @@ func TestHostProtocolChain(t *testing.T) {
 		{"SendNotification", topology.QueueNotifications},
 	}
 	for i, s := range steps {
-		msgs, err := bus.Receive(withTimeout(t, 10*time.Second), s.queue, 10)
+		msgs, err := bus.Receive(ctxFor(t), s.queue, 10)
 		require.NoError(t, err, s.queue)
 		require.Len(t, msgs, 1, s.queue)
 		m := msgs[0]
@@ -193,10 +193,10 @@ func TestHostProtocolChain(t *testing.T) {
 		status, _ = invoke(t, p, s.fn, fmt.Sprintf("inv-%d-b", i), queueInvocation(s.fn, m, 2))
 		require.Equal(t, http.StatusOK, status, s.fn)
 		assert.Equal(t, first, hostState(t, a, "host-1", droneIDs), "%s delivered twice changed state", s.fn)
-		require.NoError(t, bus.Complete(withTimeout(t, 5*time.Second), m)) // autoCompleteMessages
+		require.NoError(t, bus.Complete(ctxFor(t), m)) // autoCompleteMessages
 	}
 	for _, q := range topology.Queues {
-		active, dead, err := bus.Depth(withTimeout(t, 5*time.Second), q)
+		active, dead, err := bus.Depth(ctxFor(t), q)
 		require.NoError(t, err)
 		assert.Zero(t, active+dead, "%s: duplicates emitted no extra messages", q)
 	}
@@ -211,7 +211,7 @@ func TestHostProtocolChain(t *testing.T) {
 	assert.Equal(t, http.StatusOK, status)
 	assert.NotEmpty(t, res.Logs)
 	// The handler's stderr reaches the buffer through a pipe, a moment later.
-	eventually(t, 5*time.Second, "the poison message's log line", func() bool {
+	eventually(t, "the poison message's log line", func() bool {
 		return strings.Contains(p.logs.String(), `"invocationId":"inv-poison"`)
 	})
 }
