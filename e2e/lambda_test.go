@@ -21,8 +21,8 @@ import (
 
 	"github.com/fabrikam/dronedelivery/shared/adapters/sqs"
 	"github.com/fabrikam/dronedelivery/shared/domain"
-	"github.com/fabrikam/dronedelivery/tools/testdoubles"
 	"github.com/fabrikam/dronedelivery/shared/topology"
+	"github.com/fabrikam/dronedelivery/tools/testdoubles"
 )
 
 // queuePrefix begins the SQS queue names in these tests, as the stack name

@@ -23,8 +23,8 @@ import (
 	"github.com/fabrikam/dronedelivery/shared/domain"
 	"github.com/fabrikam/dronedelivery/shared/ports"
 	"github.com/fabrikam/dronedelivery/shared/ports/porttest"
-	"github.com/fabrikam/dronedelivery/tools/testdoubles"
 	"github.com/fabrikam/dronedelivery/shared/topology"
+	"github.com/fabrikam/dronedelivery/tools/testdoubles"
 )
 
 // TestCosmos runs everything against one Cosmos DB double: its subtests run
