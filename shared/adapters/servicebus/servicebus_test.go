@@ -317,16 +317,15 @@ func TestScheduledMessageWaitsForItsTime(t *testing.T) {
 		}
 	}
 
-	// A message due soon comes at its time, not before.
+	// A message due soon comes at its time, not before: the receive starts
+	// at once and the message must not be in hand before its time. (A
+	// window of "nothing yet" would not do: a receive called off just before
+	// the time can still hand over a message that arrives while the client
+	// winds the link down.)
 	const delay = 1500 * time.Millisecond
 	later := ports.Message{ID: "retry-1", Queue: q, Body: []byte(`{}`), NotBefore: time.Now().Add(delay).Truncate(time.Millisecond)}
 	if err := bus.Publish(ctx, later); err != nil {
 		t.Fatalf("publish: %v", err)
-	}
-	// Nothing comes early. (When the machine was too slow to ask before
-	// the time, there is nothing to watch: this can only pass.)
-	if early := time.Until(later.NotBefore) - 100*time.Millisecond; early > 0 {
-		expectNothing(t, bus, q, early)
 	}
 	m := receiveOne(t, bus, q)
 	if at := time.Now(); m.ID != later.ID || at.Before(later.NotBefore) {
