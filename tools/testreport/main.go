@@ -257,18 +257,30 @@ func parentOf(name string) (string, bool) {
 	return name[:i], true
 }
 
-// slowest lists the n slowest top-level tests, slowest first.
+// slowest lists the n slowest top-level tests, slowest first, each
+// package named without the path all the packages of the run share.
 func (r *report) slowest(n int) string {
 	if n <= 0 || len(r.timings) == 0 {
 		return ""
 	}
 	ts := append([]Timing(nil), r.timings...)
 	sort.SliceStable(ts, func(i, j int) bool { return ts[i].Seconds > ts[j].Seconds })
+	shared := ts[0].Package
+	for _, t := range ts {
+		for !strings.HasPrefix(t.Package, shared) {
+			shared = shared[:len(shared)-1]
+		}
+	}
+	shared = shared[:strings.LastIndexByte(shared, '/')+1]
 	ts = ts[:min(n, len(ts))]
 	var b strings.Builder
-	fmt.Fprintf(&b, "\nThe %d slowest tests:\n", len(ts))
+	if len(ts) == 1 {
+		b.WriteString("\nThe slowest test:\n")
+	} else {
+		fmt.Fprintf(&b, "\nThe %d slowest tests:\n", len(ts))
+	}
 	for _, t := range ts {
-		fmt.Fprintf(&b, "%9.2fs  %s  %s\n", t.Seconds, t.Package, t.Test)
+		fmt.Fprintf(&b, "%9.2fs  %s  %s\n", t.Seconds, strings.TrimPrefix(t.Package, shared), t.Test)
 	}
 	return b.String()
 }

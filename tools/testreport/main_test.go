@@ -69,9 +69,9 @@ func TestListsTheSlowestTopLevelTests(t *testing.T) {
 	require.NoError(t, r.read(strings.NewReader(stream)))
 	assert.Equal(t, "ok  \tm/a\t42.1s\nFAIL\tm/b\t3.3s\nFAIL\n", out.String())
 	assert.Equal(t, "\nThe 3 slowest tests:\n"+
-		"    42.00s  m/a  TestSlow\n"+
-		"     3.25s  m/b  TestMiddling\n"+
-		"     0.01s  m/a  TestQuick\n", r.slowest(3), "subtests are inside their test's time")
+		"    42.00s  a  TestSlow\n"+
+		"     3.25s  b  TestMiddling\n"+
+		"     0.01s  a  TestQuick\n", r.slowest(3), "subtests are inside their test's time; packages without the path they share")
 	assert.Empty(t, r.slowest(0))
 }
 
