@@ -7,13 +7,14 @@ FLEET_SIZE ?= 50
 FLEET_CENTER ?= 47.6062,-122.3321
 BIN := bin/dronedelivery
 
-.PHONY: all build run test test-deps vet fmt-check unit race bench bench-go fuzz package deploy start clean help
+.PHONY: all build run test test-deps vet fmt-check unit race test-stress bench bench-go fuzz package deploy start clean help
 
 all: build
 
 help:
 	@echo "make run      build and start the standalone service on 127.0.0.1:$(PORT) (embedded backend in $(DATA_DIR))"
-	@echo "make test     vet, format check and every test"
+	@echo "make test     vet, format check and every test; ends with the ten slowest tests"
+	@echo "make test-stress  the tests STRESS_RUNS times (default 3) beside STRESS_LOAD busy loops (default 2); not part of make test"
 	@echo "make build    build $(BIN)"
 	@echo "make package  assemble the function app in dist/app and dist/app.zip (linux/amd64)"
 	@echo "make deploy   OPERATOR_KEY=... : create or update the Azure resources (infra/main.bicep) and publish dist/app.zip; see docs/deploy.md"
@@ -32,6 +33,7 @@ run: build
 	./$(BIN) serve -addr 127.0.0.1:$(PORT) -data-dir $(DATA_DIR) -seed $(FLEET_SIZE) -fleet-center $(FLEET_CENTER) -banner
 
 test: vet fmt-check test-deps unit race
+	@cat $(SLOWEST)
 
 vet:
 	$(GO) vet ./...
@@ -47,12 +49,29 @@ test-deps:
 	command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
 	command -v zip >/dev/null || (apt-get update && apt-get install -y zip)
 
+# go test -json through tools/testreport: the same text as go test writes,
+# package by package, then the ten slowest tests, which are also kept in
+# $(SLOWEST) for make test to show again at its very end. pipefail keeps go
+# test's exit status.
+SLOWEST ?= bin/slowest-tests.txt
+
 unit:
-	$(GO) test -count=1 -timeout 20m ./...
+	@mkdir -p $(dir $(SLOWEST))
+	set -o pipefail; $(GO) test -json -count=1 -timeout 20m ./... | $(GO) run ./tools/testreport -slowest 10 -save $(SLOWEST)
 
 # The packages where concurrency is the point run again under the race detector.
 race:
 	$(GO) test -count=1 -race -timeout 20m ./shared/geo/ ./shared/functionapp/... ./shared/adapters/embedded/ ./handlers/
+
+# The suite again and again beside a CPU load, as on a busy CI machine; see
+# the README's Tests section. tools/stress.sh stops the busy loops however
+# it ends.
+STRESS_RUNS ?= 3
+STRESS_LOAD ?= 2
+STRESS_TARGET ?= unit
+
+test-stress:
+	STRESS_RUNS=$(STRESS_RUNS) STRESS_LOAD=$(STRESS_LOAD) STRESS_TARGET=$(STRESS_TARGET) MAKE="$(MAKE)" ./tools/stress.sh
 
 # The load generator starts the service as a separate process and loads it
 # over loopback; BENCH_FLAGS passes flags through (dronedelivery bench -h).

@@ -20,6 +20,9 @@ import (
 // TestTrackingPageInBrowser opens a customer's tracking page in headless
 // Chromium while the simulator flies the delivery, and checks that the page
 // follows it live: the drone marker moves and the stage reaches Completed.
+// Nothing is left to timing: the flight starts only once the page has
+// rendered the scheduled delivery, and each report waits until the page
+// has shown it (or the delivery's end) before the drone flies on.
 // The screenshot is kept in the test's artifact directory (go test
 // -artifacts keeps it after the run) or in $SCREENSHOT_DIR.
 func TestTrackingPageInBrowser(t *testing.T) {
@@ -38,31 +41,40 @@ func TestTrackingPageInBrowser(t *testing.T) {
 		TrackingID string `json:"trackingId"`
 	}
 	resp.decode(t, &acc)
-	waitStage(t, a, "browser", 20*time.Second, domain.StageScheduled)
-
-	// About 1.4 km of flight at 12 m/s is two minutes; at 20× it takes six
-	// seconds of real time, long enough for the page to see it move.
-	ctx, cancel := context.WithCancel(context.Background())
-	simDone := make(chan error, 1)
-	go func() {
-		simDone <- simulator.Run(ctx, simulator.Options{BaseURL: p.base, Interval: 250 * time.Millisecond, TimeScale: 20, Out: io.Discard, UntilIdle: true,
-			OperatorKey: e2eOperatorKey, HTTPClient: checkedClient(t, 10*time.Second)})
-	}()
-	defer func() { cancel(); <-simDone }()
+	waitStage(t, a, "browser", domain.StageScheduled)
 
 	dir := t.ArtifactDir()
 	if env := os.Getenv("SCREENSHOT_DIR"); env != "" {
 		dir = env
 	}
 	shot := filepath.Join(dir, "tracking-page.png")
-	res := testdoubles.RunBrowser(t, p.base+"/api/track/"+acc.TrackingID+"?interval=300", shot, 60*time.Second)
+	page := testdoubles.StartBrowser(t, p.base+"/api/track/"+acc.TrackingID+"?interval=300", shot, patience)
+	first := page.Ready(t)
+	require.Equal(t, string(domain.StageScheduled), first.Stage, "the page shows the scheduled delivery before the flight")
+
+	// About 1.4 km at 12 m/s, a report every 10 s of simulated time: some
+	// fifteen reports, each shown on the page before the next is sent.
+	ctx, cancel := context.WithCancel(context.Background())
+	simDone := make(chan error, 1)
+	go func() {
+		simDone <- simulator.Run(ctx, simulator.Options{BaseURL: p.base, Interval: 100 * time.Millisecond, Step: 10 * time.Second,
+			Out: io.Discard, UntilIdle: true, OperatorKey: e2eOperatorKey, HTTPClient: checkedClient(t, 10*time.Second),
+			AfterReport: func(ctx context.Context, r simulator.Report) {
+				page.Await(ctx, func(s testdoubles.BrowserState) bool {
+					return s.HasShown(r.Latitude, r.Longitude) || s.Stage == string(domain.StageCompleted)
+				})
+			}})
+	}()
+	defer func() { cancel(); <-simDone }()
+
+	res := page.Result(t)
 	t.Logf("stages seen by the page: %v; marker positions: %d; screenshot: %s", res.Stages, len(res.Positions), shot)
 
 	assert.Equal(t, string(domain.StageCompleted), res.FinalStage)
 	assert.Contains(t, res.Stages, string(domain.StageHeadedToDropoff), "the page saw the flight, not just its end")
 	require.GreaterOrEqual(t, len(res.Positions), 2, "the drone marker moved")
-	first, last := res.Positions[0], res.Positions[len(res.Positions)-1]
-	assert.NotEqual(t, first, last)
+	start, last := res.Positions[0], res.Positions[len(res.Positions)-1]
+	assert.NotEqual(t, start, last)
 	info, err := os.Stat(shot)
 	require.NoError(t, err)
 	assert.Greater(t, info.Size(), int64(1000), "a real screenshot")

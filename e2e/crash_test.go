@@ -5,7 +5,6 @@ import (
 	"net/http"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -57,7 +56,7 @@ func TestCrashLosesNothingAccepted(t *testing.T) {
 	a.base = p.base
 	drones := map[string]string{}
 	for _, id := range accepted {
-		d := waitStage(t, a, id, 60*time.Second, domain.StageScheduled, domain.StageFailed)
+		d := waitStage(t, a, id, domain.StageScheduled, domain.StageFailed)
 		if d.Stage == domain.StageFailed {
 			assert.NotEmpty(t, d.FailureReason, id)
 			continue

@@ -55,6 +55,11 @@ func TestMain(m *testing.M) {
 // e2eOperatorKey is the operator key every instance these tests start has.
 const e2eOperatorKey = "e2e-operator-key-7c1f09d2b5"
 
+// patience bounds every wait for the binary: for a start, a stage, a queue
+// to drain. Each wait is for a condition and returns as soon as it holds,
+// so only a hang, never a busy machine, reaches this.
+const patience = 2 * time.Minute
+
 // proc is a running instance of the binary.
 type proc struct {
 	cmd  *exec.Cmd
@@ -125,7 +130,7 @@ func startServeEnv(t testing.TB, dataDir string, env []string, args ...string) *
 	case p.base = <-addr:
 	case <-p.done:
 		t.Fatalf("serve exited early:\n%s", p.logs)
-	case <-time.After(30 * time.Second):
+	case <-time.After(patience):
 		t.Fatalf("serve did not start:\n%s", p.logs)
 	}
 	return p
@@ -137,7 +142,7 @@ func startServeEnv(t testing.TB, dataDir string, env []string, args ...string) *
 func startHost(t *testing.T, dataDir string) *proc {
 	t.Helper()
 	p := launchHost(t, []string{"OPERATOR_KEY=" + e2eOperatorKey, "DATA_DIR=" + dataDir})
-	waitReady(t, p, 30*time.Second)
+	waitReady(t, p)
 	return p
 }
 
@@ -166,26 +171,23 @@ func launchHost(t *testing.T, env []string, args ...string) *proc {
 	return p
 }
 
-// waitReady polls the health endpoint until it answers 200.
-func waitReady(t *testing.T, p *proc, within time.Duration) {
+// waitReady waits until the health endpoint answers 200: the handler is
+// listening and its backend is open.
+func waitReady(t *testing.T, p *proc) {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		resp, err := http.Get(p.base + "/api/healthz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
-		}
+	eventually(t, "the handler to be ready", func() bool {
 		select {
 		case <-p.done:
-			t.Fatalf("handler exited early:\n%s", p.logs)
+			t.Fatalf("handler exited early:\nstderr:\n%s\nstdout:\n%s", p.logs, p.out)
 		default:
 		}
-		require.True(t, time.Now().Before(deadline), "handler did not become ready:\nstderr:\n%s\nstdout:\n%s", p.logs, p.out)
-		time.Sleep(20 * time.Millisecond)
-	}
+		resp, err := http.Get(p.base + "/api/healthz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
 }
 
 // freePort returns a loopback port that was free a moment ago.
@@ -211,7 +213,7 @@ func (p *proc) stop(t *testing.T) {
 	require.NoError(t, p.cmd.Process.Signal(os.Interrupt))
 	select {
 	case <-p.done:
-	case <-time.After(30 * time.Second):
+	case <-time.After(patience):
 		t.Fatal("process did not stop on SIGTERM")
 	}
 }
@@ -298,15 +300,19 @@ func (a api) fleet(t *testing.T, method, path string, body any) *response {
 	return callAs(t, e2eOperatorKey, method, a.base+path, body)
 }
 
-// eventually polls cond until it holds or the time is up.
-func eventually(t *testing.T, within time.Duration, what string, cond func() bool) {
+// eventually polls cond until it holds; only a hang outlasts patience.
+// Unlike require.Eventually it calls cond on the test's goroutine, so cond
+// may use require.
+func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(within)
+	deadline := time.Now().Add(patience)
+	tick := time.NewTicker(25 * time.Millisecond)
+	defer tick.Stop()
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
+			t.Fatalf("still waiting for %s after %s", what, patience)
 		}
-		time.Sleep(25 * time.Millisecond)
+		<-tick.C
 	}
 }
 
@@ -397,10 +403,10 @@ func getDelivery(t *testing.T, a api, id string) *deliveryDoc {
 	return &d
 }
 
-func waitStage(t *testing.T, a api, id string, within time.Duration, stages ...domain.Stage) *deliveryDoc {
+func waitStage(t *testing.T, a api, id string, stages ...domain.Stage) *deliveryDoc {
 	t.Helper()
 	var d *deliveryDoc
-	eventually(t, within, id+" to reach "+fmt.Sprint(stages), func() bool {
+	eventually(t, id+" to reach "+fmt.Sprint(stages), func() bool {
 		d = getDelivery(t, a, id)
 		for _, s := range stages {
 			if d.Stage == s {
@@ -436,8 +442,9 @@ func checkSchedule(t *testing.T, a api, d *deliveryDoc) {
 	require.True(t, want.Delivery.Equal(*d.DeliveryETA), "deliveryETA %s, want %s", d.DeliveryETA, want.Delivery)
 }
 
-func withTimeout(t *testing.T, d time.Duration) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), d)
+// ctxFor is a context for the test's own calls that only a hang outlasts.
+func ctxFor(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), patience)
 	t.Cleanup(cancel)
 	return ctx
 }

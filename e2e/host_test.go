@@ -194,7 +194,7 @@ func TestHostProtocolChain(t *testing.T) {
 		{"SendNotification", topology.QueueNotifications},
 	}
 	for i, s := range steps {
-		msgs, err := bus.Receive(withTimeout(t, 10*time.Second), s.queue, 10)
+		msgs, err := bus.Receive(ctxFor(t), s.queue, 10)
 		require.NoError(t, err, s.queue)
 		require.Len(t, msgs, 1, s.queue)
 		m := msgs[0]
@@ -208,10 +208,10 @@ func TestHostProtocolChain(t *testing.T) {
 		status, _ = invoke(t, p, s.fn, fmt.Sprintf("inv-%d-b", i), queueInvocation(s.fn, m, 2))
 		require.Equal(t, http.StatusOK, status, s.fn)
 		assert.Equal(t, first, hostState(t, a, "host-1", droneIDs), "%s delivered twice changed state", s.fn)
-		require.NoError(t, bus.Complete(withTimeout(t, 5*time.Second), m)) // autoCompleteMessages
+		require.NoError(t, bus.Complete(ctxFor(t), m)) // autoCompleteMessages
 	}
 	for _, q := range topology.Queues {
-		active, dead, err := bus.Depth(withTimeout(t, 5*time.Second), q)
+		active, dead, err := bus.Depth(ctxFor(t), q)
 		require.NoError(t, err)
 		assert.Zero(t, active+dead, "%s: duplicates emitted no extra messages", q)
 	}
@@ -226,7 +226,7 @@ func TestHostProtocolChain(t *testing.T) {
 	assert.Equal(t, http.StatusOK, status)
 	assert.NotEmpty(t, res.Logs)
 	// The handler's stderr reaches the buffer through a pipe, a moment later.
-	eventually(t, 5*time.Second, "the poison message's log line", func() bool {
+	eventually(t, "the poison message's log line", func() bool {
 		return strings.Contains(p.logs.String(), `"invocationId":"inv-poison"`)
 	})
 }
@@ -243,13 +243,13 @@ func TestHostStartsWithoutAnOperatorKey(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			p := launchHost(t, []string{"OPERATOR_KEY=" + tt.key, "DATA_DIR=" + t.TempDir()})
-			waitReady(t, p, 30*time.Second)
+			waitReady(t, p)
 			signUp(t, p.base) // the business API is up
 			for _, key := range []string{e2eOperatorKey, tt.key} {
 				assert.Equal(t, http.StatusUnauthorized, callAs(t, key, "GET", p.base+"/api/drones?limit=1", nil).Status,
 					"the fleet endpoints are closed to %q", key)
 			}
-			eventually(t, 5*time.Second, "the log line naming the setting", func() bool {
+			eventually(t, "the log line naming the setting", func() bool {
 				return strings.Contains(p.logs.String(), tt.logged)
 			})
 		})
@@ -277,7 +277,7 @@ func TestHostLogsInfoToStdoutAndErrorsToStderr(t *testing.T) {
 		}
 		return byLevel
 	}
-	eventually(t, 5*time.Second, "the poison message's error line on stderr", func() bool {
+	eventually(t, "the poison message's error line on stderr", func() bool {
 		return strings.Contains(p.logs.String(), `"invocationId":"inv-logs-poison"`)
 	})
 	stderr, stdout := levels(p.logs.String()), levels(p.out.String())
@@ -327,7 +327,7 @@ func TestHostAnswersBeforeCosmosIsReachable(t *testing.T) {
 	assert.GreaterOrEqual(t, status, 300, "an invocation before the backend opens fails, so Service Bus delivers it again")
 
 	proxy(t, closed, double) // the account becomes reachable
-	waitReady(t, p, 2*time.Minute)
+	waitReady(t, p)
 	a := signUp(t, p.base)
 	assert.NotEmpty(t, a.key, "the business API works on Cosmos DB")
 }

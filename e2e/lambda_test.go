@@ -95,18 +95,23 @@ func (a *lambdaAPI) call(t *testing.T, fn *testdoubles.RIE, method, path string,
 // source mapping would, and shapes it as the SQS event Lambda would send.
 func takeMessage(t *testing.T, q *testdoubles.SQS, queue string) (events.SQSMessage, func()) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
-	defer cancel()
+	ctx := ctxFor(t)
 	client := q.Client()
 	name := sqsmsg.QueueName(queuePrefix, queue)
 	url, err := client.GetQueueUrl(ctx, &awssqs.GetQueueUrlInput{QueueName: aws.String(name)})
 	require.NoError(t, err, "queue %s", name)
-	out, err := client.ReceiveMessage(ctx, &awssqs.ReceiveMessageInput{
-		QueueUrl: url.QueueUrl, MaxNumberOfMessages: 10, WaitTimeSeconds: 10,
-		MessageAttributeNames:       []string{"All"},
-		MessageSystemAttributeNames: []types.MessageSystemAttributeName{types.MessageSystemAttributeNameAll},
+	// A long poll that ends empty is asked again: how long the message takes
+	// to show is not the test's business, only that one comes.
+	var out *awssqs.ReceiveMessageOutput
+	eventually(t, "a message on "+name, func() bool {
+		out, err = client.ReceiveMessage(ctx, &awssqs.ReceiveMessageInput{
+			QueueUrl: url.QueueUrl, MaxNumberOfMessages: 10, WaitTimeSeconds: 10,
+			MessageAttributeNames:       []string{"All"},
+			MessageSystemAttributeNames: []types.MessageSystemAttributeName{types.MessageSystemAttributeNameAll},
+		})
+		require.NoError(t, err)
+		return len(out.Messages) > 0
 	})
-	require.NoError(t, err)
 	require.Len(t, out.Messages, 1, "one message on %s", name)
 	m := out.Messages[0]
 	rec := events.SQSMessage{

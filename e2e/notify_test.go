@@ -63,7 +63,7 @@ var unsubscribeLink = regexp.MustCompile(`https?://\S+/api/unsubscribe/\S+`)
 func waitMail(t *testing.T, srv *testdoubles.MailServer, rcpt, subject string) testdoubles.Mail {
 	t.Helper()
 	var got testdoubles.Mail
-	eventually(t, 60*time.Second, fmt.Sprintf("an e-mail %q to %s", subject, rcpt), func() bool {
+	eventually(t, fmt.Sprintf("an e-mail %q to %s", subject, rcpt), func() bool {
 		for _, m := range srv.To(rcpt) {
 			if m.Header().Get("Subject") == subject {
 				got = m
@@ -102,7 +102,7 @@ func TestNotifyMeSendsEmailThroughSMTP(t *testing.T) {
 		"SMTP_USERNAME=drones", "SMTP_PASSWORD=mail-password-1",
 		"SMTP_FROM=Fabrikam Drones <drones@fabrikam.example>",
 	}, "-banner")
-	eventually(t, 10*time.Second, "the banner", func() bool { return strings.Contains(p.out.String(), "Customer messages") })
+	eventually(t, "the banner", func() bool { return strings.Contains(p.out.String(), "Customer messages") })
 	assert.Contains(t, p.out.String(), "e-mail: SMTP "+srv.Addr()+" (TLS required) from drones@fabrikam.example; SMS: kept in the outbox")
 	assert.NotContains(t, p.out.String()+p.logs.String(), "mail-password-1", "the password is never printed")
 
@@ -147,7 +147,7 @@ func TestNotifyMeSendsEmailThroughSMTP(t *testing.T) {
 
 	// The delivery completes: ben hears of it, ana does not.
 	reportAt(t, a, "mailed-drone", notifyDropoff, now.Add(90*time.Second))
-	waitStage(t, a, "mailed", 30*time.Second, domain.StageCompleted)
+	waitStage(t, a, "mailed", domain.StageCompleted)
 	waitMail(t, srv, "ben@example.com", "Your package has been delivered")
 	assert.NotContains(t, subjectsTo(srv, "ana@example.com"), "Your package has been delivered")
 	assert.Contains(t, subjectsTo(srv, "ana@example.com"), "Your package is on its way", "ana heard of everything before she left")
@@ -160,7 +160,7 @@ func TestNotifyMeSendsEmailThroughSMTP(t *testing.T) {
 func TestNotifyMeWithoutProviderKeepsAnOutbox(t *testing.T) {
 	t.Parallel()
 	p := startServe(t, t.TempDir(), "-banner")
-	eventually(t, 10*time.Second, "the banner", func() bool { return strings.Contains(p.out.String(), "Customer e-mail and SMS") })
+	eventually(t, "the banner", func() bool { return strings.Contains(p.out.String(), "Customer e-mail and SMS") })
 	assert.Contains(t, p.out.String(), "neither SMTP nor Azure Communication")
 	assert.Contains(t, p.out.String(), p.base+"/api/deliveries/<deliveryId>/outbox")
 
@@ -175,7 +175,7 @@ func TestNotifyMeWithoutProviderKeepsAnOutbox(t *testing.T) {
 		DeliveryID string `json:"deliveryId"`
 		Messages   []kept `json:"messages"`
 	}
-	eventually(t, 60*time.Second, "the scheduled notice in the outbox", func() bool {
+	eventually(t, "the scheduled notice in the outbox", func() bool {
 		resp := a.call(t, "GET", "/api/deliveries/kept/outbox", nil)
 		require.Equal(t, http.StatusOK, resp.Status, string(resp.Body))
 		resp.decode(t, &box)

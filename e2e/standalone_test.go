@@ -62,7 +62,7 @@ func chainScenario(t *testing.T, p *proc) {
 		assert.Len(t, acc["ownerId"], 32, "the account owns it")
 		assert.GreaterOrEqual(t, len(acc["trackingId"].(string)), 26, "at least 128 bits")
 
-		d := waitStage(t, a, id, 20*time.Second, domain.StageScheduled, domain.StageFailed)
+		d := waitStage(t, a, id, domain.StageScheduled, domain.StageFailed)
 		assert.Equal(t, want, d.DroneID, "delivery %s", id)
 		checkSchedule(t, a, d)
 
@@ -97,7 +97,7 @@ func chainScenario(t *testing.T, p *proc) {
 	seen := map[string]string{}
 	for i := range 12 {
 		id := fmt.Sprintf("burst-%d", i)
-		d := waitStage(t, a, id, 20*time.Second, domain.StageScheduled)
+		d := waitStage(t, a, id, domain.StageScheduled)
 		checkSchedule(t, a, d)
 		prev, dup := seen[d.DroneID]
 		assert.False(t, dup, "drone %s on %s and %s", d.DroneID, prev, id)
@@ -165,7 +165,7 @@ func TestStandaloneRejectsBadRequests(t *testing.T) {
 	require.NoError(t, err)
 	defer db.Close()
 	for _, q := range topology.Queues {
-		active, dead, err := db.Bus().Depth(withTimeout(t, 5*time.Second), q)
+		active, dead, err := db.Bus().Depth(ctxFor(t), q)
 		require.NoError(t, err)
 		assert.Zero(t, active+dead, q)
 	}
@@ -210,7 +210,7 @@ func TestBannerGeneratesAnOperatorKey(t *testing.T) {
 	t.Parallel()
 	p := startServeEnv(t, t.TempDir(), []string{"OPERATOR_KEY="}, "-banner")
 	var key string
-	eventually(t, 5*time.Second, "the banner", func() bool {
+	eventually(t, "the banner", func() bool {
 		for _, line := range strings.Split(p.out.String(), "\n") {
 			if k, ok := strings.CutPrefix(strings.TrimSpace(line), "OPERATOR_KEY="); ok {
 				key = k

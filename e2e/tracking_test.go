@@ -48,7 +48,7 @@ func TestTrackingEndToEnd(t *testing.T) {
 		TrackingID string `json:"trackingId"`
 	}
 	resp.decode(t, &acc)
-	waitStage(t, a, "live", 20*time.Second, domain.StageScheduled)
+	waitStage(t, a, "live", domain.StageScheduled)
 
 	clock := time.Now().UTC()
 	var remaining []time.Duration
@@ -60,7 +60,7 @@ func TestTrackingEndToEnd(t *testing.T) {
 			"location": loc, "batteryPercent": 100 - i, "timestamp": clock.Format(time.RFC3339Nano)})
 		require.Equal(t, http.StatusAccepted, r.Status, string(r.Body))
 		var st statusDoc
-		eventually(t, 10*time.Second, fmt.Sprintf("report %d applied", i), func() bool {
+		eventually(t, fmt.Sprintf("report %d applied", i), func() bool {
 			a.call(t, "GET", "/api/deliveries/live/status", nil).decode(t, &st)
 			return st.LastKnownLocation != nil && *st.LastKnownLocation == loc
 		})
@@ -82,7 +82,7 @@ func TestTrackingEndToEnd(t *testing.T) {
 
 	// The drone is written after the delivery, by the same report.
 	var drone domain.Drone
-	eventually(t, 10*time.Second, "the drone to be freed", func() bool {
+	eventually(t, "the drone to be freed", func() bool {
 		a.fleet(t, "GET", "/api/drones/courier", nil).decode(t, &drone)
 		return drone.Status == domain.DroneAvailable
 	})
@@ -133,10 +133,10 @@ func TestCancelAndRescheduleEndToEnd(t *testing.T) {
 	drop := domain.Location{Latitude: 47.61, Longitude: -122.33}
 
 	require.Equal(t, http.StatusAccepted, a.call(t, "POST", "/api/deliveryrequests", deliveryRequest("cx", near, drop, "Small", 1)).Status)
-	d := waitStage(t, a, "cx", 20*time.Second, domain.StageScheduled)
+	d := waitStage(t, a, "cx", domain.StageScheduled)
 	require.Equal(t, http.StatusNoContent, a.call(t, "DELETE", "/api/deliveryrequests/cx", nil).Status)
 	assert.Equal(t, domain.StageCancelled, getDelivery(t, a, "cx").Stage)
-	eventually(t, 10*time.Second, "the cancelled delivery's drone to be free", func() bool {
+	eventually(t, "the cancelled delivery's drone to be free", func() bool {
 		var dr domain.Drone
 		a.fleet(t, "GET", "/api/drones/"+d.DroneID, nil).decode(t, &dr)
 		return dr.Status == domain.DroneAvailable && dr.CurrentDeliveryID == ""
@@ -144,10 +144,10 @@ func TestCancelAndRescheduleEndToEnd(t *testing.T) {
 	assert.Equal(t, http.StatusNoContent, a.call(t, "DELETE", "/api/deliveryrequests/cx", nil).Status, "idempotent")
 
 	require.Equal(t, http.StatusAccepted, a.call(t, "POST", "/api/deliveryrequests", deliveryRequest("rx", near, drop, "Small", 1)).Status)
-	waitStage(t, a, "rx", 20*time.Second, domain.StageScheduled)
+	waitStage(t, a, "rx", domain.StageScheduled)
 	r := a.call(t, "PATCH", "/api/deliveryrequests/rx", map[string]any{"dropOffLocation": domain.Location{Latitude: 47.612, Longitude: -122.331}})
 	require.Equal(t, http.StatusAccepted, r.Status, string(r.Body))
-	eventually(t, 20*time.Second, "the rescheduled delivery to be scheduled again", func() bool {
+	eventually(t, "the rescheduled delivery to be scheduled again", func() bool {
 		g := getDelivery(t, a, "rx")
 		return g.Stage == domain.StageScheduled && g.DropoffLocation.Latitude == 47.612
 	})

@@ -46,6 +46,18 @@ type fixture struct {
 	reg   functionapp.Registry
 	// acct and key are the account every business call acts for.
 	acct, key string
+	// delayed holds, by queue, the outputs drain kept aside because a step
+	// delayed them (NotBefore), for receiveDelayed.
+	delayed map[string][]ports.Message
+}
+
+// patience bounds every wait for the embedded bus: only a hang reaches it.
+const patience = time.Minute
+
+func ctxFor(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), patience)
+	t.Cleanup(cancel)
+	return ctx
 }
 
 // operatorKey opens the fleet endpoints in these tests.
@@ -65,7 +77,7 @@ func newFixtureWith(t *testing.T, edit func(*handlers.Deps)) *fixture {
 	t.Cleanup(func() { db.Close() })
 	c := &clock{}
 	c.Set(t0)
-	f := &fixture{db: db, store: db.Store(), bus: db.Bus(), clock: c}
+	f := &fixture{db: db, store: db.Store(), bus: db.Bus(), clock: c, delayed: map[string][]ports.Message{}}
 	deps := handlers.Deps{Store: f.store, Bus: f.bus, Clock: c, IDs: platform.IDs{}, Log: slog.New(slog.DiscardHandler),
 		Config: handlers.Config{OperatorKey: operatorKey}}
 	if edit != nil {
@@ -167,8 +179,12 @@ func (f *fixture) ingest(t *testing.T, body []byte) *functionapp.Response {
 	return f.biz("IngestDelivery", &functionapp.Request{Method: "POST", Body: body})
 }
 
-// drain runs every visible message through its step until the queues are
-// empty, as a runtime would, and returns how many messages it processed.
+// drain runs every message through its step until the queues are empty, as
+// a runtime would, and returns how many messages it processed. An output a
+// step delays (a retry, with NotBefore) is kept aside rather than queued:
+// the bus would hold it back by the real clock, and whether it fell due
+// during the drain would depend on how long the drain took. A test plays it
+// with receiveDelayed.
 func (f *fixture) drain(t *testing.T) int {
 	t.Helper()
 	steps := map[string]functionapp.QueueFunc{
@@ -189,14 +205,10 @@ func (f *fixture) drain(t *testing.T) int {
 				if active == 0 {
 					break
 				}
-				ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
-				msgs, err := f.bus.Receive(ctx, q, 10)
-				cancel()
-				if err != nil { // only delayed messages are left
-					break
-				}
+				msgs, err := f.bus.Receive(ctxFor(t), q, 10)
+				require.NoError(t, err)
 				for _, m := range msgs {
-					outcome, err := functionapp.Process(context.Background(), steps[q], f.bus, m)
+					outcome, err := functionapp.Process(context.Background(), steps[q], delayAside{f}, m)
 					require.Equal(t, functionapp.Done, outcome, "%s: %v", m.ID, err)
 					require.NoError(t, f.bus.Complete(context.Background(), m))
 					n++
@@ -206,6 +218,25 @@ func (f *fixture) drain(t *testing.T) int {
 		}
 	}
 	return n
+}
+
+// delayAside publishes a step's outputs as drain wants them: delayed ones
+// into the fixture's delayed, the others onto the bus.
+type delayAside struct{ f *fixture }
+
+func (d delayAside) Publish(ctx context.Context, msgs ...ports.Message) error {
+	var now []ports.Message
+	for _, m := range msgs {
+		if m.NotBefore.IsZero() {
+			now = append(now, m)
+		} else {
+			d.f.delayed[m.Queue] = append(d.f.delayed[m.Queue], m)
+		}
+	}
+	if len(now) == 0 {
+		return nil
+	}
+	return d.f.bus.Publish(ctx, now...)
 }
 
 func (f *fixture) delivery(t *testing.T, id string) *domain.Delivery {
@@ -318,9 +349,7 @@ func TestNoDroneRetriesWithBackoffThenFails(t *testing.T) {
 
 func (f *fixture) receive(t *testing.T, q string) []*ports.Delivered {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	msgs, err := f.bus.Receive(ctx, q, 100)
+	msgs, err := f.bus.Receive(ctxFor(t), q, 100)
 	require.NoError(t, err)
 	return msgs
 }

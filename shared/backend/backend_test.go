@@ -25,8 +25,12 @@ import (
 	"github.com/fabrikam/dronedelivery/shared/domain"
 	"github.com/fabrikam/dronedelivery/shared/functionapp"
 	"github.com/fabrikam/dronedelivery/shared/functionapp/standalone"
+	"github.com/fabrikam/dronedelivery/shared/topology"
 	"github.com/fabrikam/dronedelivery/tools/testdoubles"
 )
+
+// patience bounds the waits for the chain: only a hang reaches it.
+const patience = 2 * time.Minute
 
 // TestCosmosOperationsPerDelivery runs the chain on the Azure adapters
 // against the local doubles and counts the Cosmos DB requests the chain
@@ -101,12 +105,17 @@ func TestCosmosOperationsPerDelivery(t *testing.T) {
 			"packageInfo":     map[string]any{"size": "Small", "weight": 1}})
 		require.Equal(t, http.StatusAccepted, status, string(body))
 	}
-	// Wait for the chain without reading Cosmos: the last step's only
-	// output is the scheduled notice on the notifications queue... which
-	// SendNotification consumes with one read. So poll sparingly, and count
-	// the polls, which are reads the chain did not make.
+	// Wait for the chain: every delivery Scheduled, read through the API
+	// (reads the chain did not make, counted and taken off), then every
+	// queue empty, read from the Service Bus double (no Cosmos read). A step
+	// publishes its outputs before it completes its message, so a queue
+	// read empty after the queue before it means the work has moved on or
+	// is done, and the last, the notifications queue, read empty means the
+	// notice step has made its reads.
 	polls := 0
-	deadline := time.Now().Add(60 * time.Second)
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.Now().Add(patience)
 	for i := 0; i < n; {
 		require.True(t, time.Now().Before(deadline), "the chain did not finish on the Azure adapters")
 		status, body := do("GET", fmt.Sprintf("/api/deliveries/az-%d/status", i), nil)
@@ -118,9 +127,17 @@ func TestCosmosOperationsPerDelivery(t *testing.T) {
 			i++
 			continue
 		}
-		time.Sleep(200 * time.Millisecond)
+		<-tick.C
 	}
-	time.Sleep(time.Second) // let the notification step finish its reads
+	chain := []string{topology.QueueDeliveryRequests, topology.QueueDroneScheduled, topology.QueuePackageUpdated, topology.QueueNotifications}
+	for q := 0; q < len(chain); {
+		require.True(t, time.Now().Before(deadline), "the chain's queues did not empty")
+		if st := sb.Stats(t, chain[q]); st.Active+st.Scheduled == 0 {
+			q++
+			continue
+		}
+		<-tick.C
+	}
 	after := counter.Snapshot()
 
 	ops := map[string]int{}

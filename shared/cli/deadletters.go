@@ -16,8 +16,14 @@ import (
 )
 
 // deadLetterWait is how long a listing waits for a dead-letter queue to
-// answer; an empty queue answers nothing at all, so this ends the wait.
+// answer when the bus cannot say how many messages it holds; an empty queue
+// answers nothing at all, so this ends the wait.
 const deadLetterWait = 2 * time.Second
+
+// countedWait bounds a receive from a dead-letter queue the bus has counted:
+// the messages are there and come at once, unless one went meanwhile (an
+// operator replayed it) or another listing holds it.
+const countedWait = 30 * time.Second
 
 // deadLetters lists the dead-lettered messages of the configured backend's
 // queues, or replays one: the operator's tool for poison messages. Listing
@@ -85,12 +91,22 @@ func giveBack(ctx context.Context, bus ports.Bus, msgs []*ports.Delivered) {
 }
 
 // peekDeadLetters reads up to limit messages of q's dead-letter queue,
-// locked; the caller gives them back.
+// locked; the caller gives them back. A bus that counts its queues (the
+// embedded one) says how many to read, so that neither an empty queue nor
+// a busy machine is mistaken for the other.
 func peekDeadLetters(ctx context.Context, bus ports.Bus, q string, limit int) ([]*ports.Delivered, error) {
+	want, patience := limit, deadLetterWait
+	if b, ok := bus.(ports.Backlog); ok {
+		_, dead, err := b.Depth(ctx, q)
+		if err != nil {
+			return nil, fmt.Errorf("count the dead-letter queue of %s: %w", q, err)
+		}
+		want, patience = min(limit, dead), countedWait
+	}
 	var out []*ports.Delivered
-	for len(out) < limit {
-		wait, cancel := context.WithTimeout(ctx, deadLetterWait)
-		msgs, err := bus.Receive(wait, ports.DeadLetterQueue(q), limit-len(out))
+	for len(out) < want {
+		wait, cancel := context.WithTimeout(ctx, patience)
+		msgs, err := bus.Receive(wait, ports.DeadLetterQueue(q), want-len(out))
 		cancel()
 		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
 			break

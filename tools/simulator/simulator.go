@@ -39,6 +39,23 @@ type Options struct {
 	UntilIdle bool
 	// HTTPClient is the client to use (default: one with a 10 s timeout).
 	HTTPClient *http.Client
+	// Step, when set, dates each report of a flight exactly Step of
+	// simulated time after the one before, however late the real tick
+	// came, so that the path flown does not depend on how busy the machine
+	// is; the first report still carries the simulated clock's time.
+	Step time.Duration
+	// AfterReport, when set, is called after each report the API accepted,
+	// and the flight waits for it before the next: a test that watches the
+	// service (the tracking page, say) returns once it has seen the report,
+	// so that the drone flies at the watcher's pace, step by step.
+	AfterReport func(ctx context.Context, r Report)
+}
+
+// Report is a telemetry report the API accepted, as AfterReport sees it.
+type Report struct {
+	DroneID, DeliveryID string
+	Latitude, Longitude float64
+	At                  time.Time // the report's timestamp, in simulated time
 }
 
 const (
@@ -346,6 +363,9 @@ func (s *sim) fly(ctx context.Context, f *flight) bool {
 	defer ticker.Stop()
 	for tick := 1; ; tick++ {
 		ts := s.simNow().Add(shift).Truncate(time.Millisecond)
+		if s.opts.Step > 0 && !lastTS.IsZero() {
+			ts = lastTS.Add(s.opts.Step).Truncate(time.Millisecond)
+		}
 		if !ts.After(lastTS) {
 			ts = lastTS.Add(time.Millisecond)
 		}
@@ -399,6 +419,9 @@ func (s *sim) fly(ctx context.Context, f *flight) bool {
 			hold = landing && len(legs) > 0
 		}
 
+		if err == nil && s.opts.AfterReport != nil {
+			s.opts.AfterReport(ctx, Report{DroneID: dr.ID, DeliveryID: id, Latitude: pos.Lat, Longitude: pos.Lon, At: ts})
+		}
 		if len(legs) == 0 && err == nil {
 			f.arrived.Store(true)
 			return s.confirm(ctx, id, totalKm, ts.Sub(tookOff))

@@ -12,11 +12,22 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
 	"github.com/fabrikam/dronedelivery/shared/geo"
 )
+
+// patience bounds every wait for the simulator: only a hang reaches it.
+const patience = time.Minute
+
+// step is the simulated time between two reports in the tests that check a
+// flight's path: with it the path is the same however busy the machine is.
+const step = 2 * time.Second
 
 // fakeAPI is the part of the public API the simulator uses, with the
 // backend's tracking rules in miniature: the first report moves a delivery
@@ -35,6 +46,7 @@ type fakeAPI struct {
 	failLand   int                    // answer this many reports at the dropoff 503
 	failPickup int                    // answer this many reports at the pickup 503
 	posted     int
+	lists      int // GET /api/drones answered
 }
 
 type gotReport struct {
@@ -78,6 +90,7 @@ func loc(p geo.Point) location { return location{Latitude: p.Lat, Longitude: p.L
 func (f *fakeAPI) list(w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.lists++
 	if f.listStatus != 0 {
 		w.Header().Set("Content-Type", "application/problem+json")
 		w.WriteHeader(f.listStatus)
@@ -265,14 +278,14 @@ func checkFlight(t *testing.T, reps []gotReport, speedMps float64) {
 }
 
 func TestFliesAnAssignedDroneToCompletion(t *testing.T) {
+	t.Parallel()
 	api, srv := newFakeAPI(t)
 	api.assign("drone-001", "order-1", base, pickup, dropoff)
 	var out bytes.Buffer
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), patience)
 	defer cancel()
 
-	startReal := time.Now()
-	err := Run(ctx, Options{BaseURL: srv.URL + "/", Interval: 20 * time.Millisecond, TimeScale: 100,
+	err := Run(ctx, Options{BaseURL: srv.URL + "/", Interval: 20 * time.Millisecond, Step: step,
 		Out: &out, OperatorKey: "op-key", UntilIdle: true})
 	if err != nil {
 		t.Fatalf("Run: %v\n%s", err, out.String())
@@ -280,18 +293,18 @@ func TestFliesAnAssignedDroneToCompletion(t *testing.T) {
 	if ctx.Err() != nil {
 		t.Fatalf("Run returned only at the deadline: UntilIdle did not stop it\n%s", out.String())
 	}
-	elapsed := time.Since(startReal)
 
 	reps, dr, del := api.snapshot("drone-001")
 	checkFlight(t, reps, 15)
 	if del.Stage != "Completed" || dr.Status != "Available" {
 		t.Errorf("delivery %s, drone %s: want Completed and Available", del.Stage, dr.Status)
 	}
-	// Simulated time runs TimeScale times as fast as real time.
-	simSpan := reps[len(reps)-1].at.Sub(reps[0].at)
-	if simSpan > time.Duration(float64(elapsed)*100) {
-		t.Errorf("reports span %s simulated in %s real, faster than ×100", simSpan, elapsed)
+	for i := 1; i < len(reps); i++ {
+		if gap := reps[i].at.Sub(reps[i-1].at); gap != step {
+			t.Errorf("reports %d and %d are %s apart in simulated time, want the step of %s", i-1, i, gap, step)
+		}
 	}
+	simSpan := reps[len(reps)-1].at.Sub(reps[0].at)
 	routeKm := geo.DistanceKm(base, pickup) + geo.DistanceKm(pickup, dropoff)
 	// Each of the two legs may end with a hop stretched by landingKm.
 	if min := time.Duration((routeKm - 2*landingKm) * 1000 / 15 * float64(time.Second)); simSpan < min {
@@ -313,14 +326,54 @@ func TestFliesAnAssignedDroneToCompletion(t *testing.T) {
 	}
 }
 
+// TestSimulatedClockRunsTimeScaleTimesFaster reads the simulated clock
+// between two readings of the real one: however long the reading took, the
+// simulated time gone lies between TimeScale times each.
+func TestSimulatedClockRunsTimeScaleTimesFaster(t *testing.T) {
+	t.Parallel()
+	start := time.Now()
+	s := &sim{opts: Options{TimeScale: 100}, start: start, simStart: start.UTC()}
+	before := time.Since(start)
+	got := s.simNow().Sub(s.simStart)
+	after := time.Since(start)
+	assert.GreaterOrEqual(t, got, 100*before, "not slower than ×100")
+	assert.LessOrEqual(t, got, 100*after, "not faster than ×100")
+}
+
+// TestAfterReportPacesTheFlight holds each report in AfterReport until the
+// test lets it go: no report is posted while the one before is held, and
+// every accepted report is seen there once, in order.
+func TestAfterReportPacesTheFlight(t *testing.T) {
+	t.Parallel()
+	api, srv := newFakeAPI(t)
+	api.assign("drone-001", "order-1", base, pickup, dropoff)
+	ctx, cancel := context.WithTimeout(context.Background(), patience)
+	defer cancel()
+	var seen []Report
+	err := Run(ctx, Options{BaseURL: srv.URL, Interval: 10 * time.Millisecond, Step: step, UntilIdle: true,
+		AfterReport: func(_ context.Context, r Report) {
+			reps, _, _ := api.snapshot("drone-001")
+			assert.Len(t, reps, len(seen)+1, "one report posted per call")
+			seen = append(seen, r)
+		}})
+	require.NoError(t, err)
+	require.NoError(t, ctx.Err(), "UntilIdle stopped the run")
+	reps, _, _ := api.snapshot("drone-001")
+	require.Len(t, seen, len(reps))
+	for i, r := range reps {
+		assert.Equal(t, Report{DroneID: "drone-001", DeliveryID: "order-1", Latitude: r.Location.Latitude, Longitude: r.Location.Longitude, At: r.at}, seen[i], "report %d", i)
+	}
+}
+
 func TestFliesOnThroughFailedReports(t *testing.T) {
+	t.Parallel()
 	api, srv := newFakeAPI(t)
 	api.assign("drone-001", "order-1", base, pickup, dropoff)
 	api.failEvery, api.failLand, api.failPickup = 7, 2, 2
 	var out bytes.Buffer
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), patience)
 	defer cancel()
-	err := Run(ctx, Options{BaseURL: srv.URL, Interval: 20 * time.Millisecond, TimeScale: 100, Out: &out, UntilIdle: true})
+	err := Run(ctx, Options{BaseURL: srv.URL, Interval: 20 * time.Millisecond, Step: step, Out: &out, UntilIdle: true})
 	if err != nil || ctx.Err() != nil {
 		t.Fatalf("Run: %v (ctx %v)\n%s", err, ctx.Err(), out.String())
 	}
@@ -337,6 +390,7 @@ func TestFliesOnThroughFailedReports(t *testing.T) {
 }
 
 func TestPicksUpDronesAsTheyAreAssigned(t *testing.T) {
+	t.Parallel()
 	api, srv := newFakeAPI(t)
 	// Enough drones for the list to take several pages, none assigned.
 	for i := range 5 {
@@ -347,39 +401,35 @@ func TestPicksUpDronesAsTheyAreAssigned(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var out bytes.Buffer
+	var out lockedBuffer
 	done := make(chan error, 1)
 	go func() {
-		done <- Run(ctx, Options{BaseURL: srv.URL, Interval: 20 * time.Millisecond, TimeScale: 100, Out: &out})
+		done <- Run(ctx, Options{BaseURL: srv.URL, Interval: 20 * time.Millisecond, Step: step, Out: &out})
 	}()
 
-	time.Sleep(150 * time.Millisecond)
+	// The simulator has looked for work (both lists) and found none.
+	require.Eventually(t, func() bool {
+		api.mu.Lock()
+		defer api.mu.Unlock()
+		return api.lists >= 2
+	}, patience, 5*time.Millisecond, "the simulator listed the drones")
 	for i := range 3 {
 		id := fmt.Sprintf("drone-%03d", i)
 		api.assign(id, "order-"+strconv.Itoa(i), geo.Point{Lat: base.Lat + float64(i)*0.001, Lon: base.Lon}, pickup, dropoff)
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		all := true
+	require.Eventually(t, func() bool {
 		for i := range 3 {
-			_, _, d := api.snapshot(fmt.Sprintf("drone-%03d", i))
-			all = all && d.Stage == "Completed"
+			if _, _, d := api.snapshot(fmt.Sprintf("drone-%03d", i)); d.Stage != "Completed" {
+				return false
+			}
 		}
-		if all {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not every delivery completed\n%s", out.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return true
+	}, patience, 10*time.Millisecond, "every delivery completed\n%s", &out)
 	cancel()
 	select {
 	case err := <-done:
-		if err != nil {
-			t.Fatalf("Run after cancel: %v", err)
-		}
-	case <-time.After(5 * time.Second):
+		require.NoError(t, err, "Run after cancel")
+	case <-time.After(patience):
 		t.Fatal("Run did not return after its context was cancelled")
 	}
 	for i := range 3 {
@@ -393,31 +443,81 @@ func TestPicksUpDronesAsTheyAreAssigned(t *testing.T) {
 	}
 }
 
+// lockedBuffer is a bytes.Buffer for a writer and a reader on two goroutines.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// countingTransport counts the simulator's requests from its own side: how
+// many it started and how many have not returned yet.
+type countingTransport struct {
+	base            http.RoundTripper
+	started, active atomic.Int64
+}
+
+func newCountingClient(t *testing.T) (*http.Client, *countingTransport) {
+	tr := &http.Transport{}
+	t.Cleanup(tr.CloseIdleConnections)
+	c := &countingTransport{base: tr}
+	return &http.Client{Transport: c}, c
+}
+
+func (c *countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	c.started.Add(1)
+	c.active.Add(1)
+	defer c.active.Add(-1)
+	return c.base.RoundTrip(r)
+}
+
+// expectStopped checks that Run, which has just returned, left no request
+// of its own running and starts none afterwards. The second half can only
+// watch for a while: passing does not depend on how long.
+func expectStopped(t *testing.T, c *countingTransport) {
+	t.Helper()
+	assert.Zero(t, c.active.Load(), "requests still running when Run returned")
+	started := c.started.Load()
+	assert.Never(t, func() bool { return c.started.Load() != started }, 200*time.Millisecond, 10*time.Millisecond,
+		"a request started after Run returned")
+}
+
 func TestStopsCleanlyWhenCancelled(t *testing.T) {
+	t.Parallel()
 	api, srv := newFakeAPI(t)
 	far := geo.Point{Lat: 48.5, Lon: -122.3} // about 100 km: never reached here
 	api.assign("drone-001", "order-1", base, far, dropoff)
+	hc, requests := newCountingClient(t)
 	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
 	done := make(chan error, 1)
-	go func() { done <- Run(ctx, Options{BaseURL: srv.URL, Interval: 10 * time.Millisecond, TimeScale: 10}) }()
-	time.Sleep(300 * time.Millisecond)
+	go func() {
+		done <- Run(ctx, Options{BaseURL: srv.URL, Interval: 10 * time.Millisecond, TimeScale: 10, HTTPClient: hc})
+	}()
+	require.Eventually(t, func() bool {
+		reps, _, _ := api.snapshot("drone-001")
+		return len(reps) >= 3
+	}, patience, 5*time.Millisecond, "the drone is flying")
 	cancel()
 	select {
 	case err := <-done:
-		if err != nil {
-			t.Fatalf("Run: %v", err)
-		}
-	case <-time.After(3 * time.Second):
+		require.NoError(t, err, "Run")
+	case <-time.After(patience):
 		t.Fatal("Run did not return after cancel")
 	}
-	// A request cancelled on the way may still reach the handler: wait it out.
-	time.Sleep(50 * time.Millisecond)
+	expectStopped(t, requests)
 	reps, _, _ := api.snapshot("drone-001")
-	time.Sleep(100 * time.Millisecond)
-	after, _, _ := api.snapshot("drone-001")
-	if len(reps) == 0 || len(after) != len(reps) {
-		t.Errorf("%d reports before Run returned, %d after: want some, then none", len(reps), len(after))
-	}
 	for i := 1; i < len(reps); i++ {
 		if geo.DistanceKm(point(reps[i].Location), far) >= geo.DistanceKm(point(reps[i-1].Location), far) {
 			t.Fatalf("report %d did not get closer to the pickup", i)
@@ -426,17 +526,22 @@ func TestStopsCleanlyWhenCancelled(t *testing.T) {
 }
 
 func TestStopsFlyingACancelledDelivery(t *testing.T) {
+	t.Parallel()
 	api, srv := newFakeAPI(t)
 	far := geo.Point{Lat: 48.5, Lon: -122.3}
 	api.assign("drone-001", "order-1", base, far, dropoff)
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	hc, requests := newCountingClient(t)
+	ctx, cancel := context.WithTimeout(context.Background(), patience)
 	defer cancel()
-	var out bytes.Buffer
+	var out lockedBuffer
 	done := make(chan error, 1)
 	go func() {
-		done <- Run(ctx, Options{BaseURL: srv.URL, Interval: 10 * time.Millisecond, Out: &out, UntilIdle: true})
+		done <- Run(ctx, Options{BaseURL: srv.URL, Interval: 10 * time.Millisecond, Out: &out, UntilIdle: true, HTTPClient: hc})
 	}()
-	time.Sleep(200 * time.Millisecond)
+	require.Eventually(t, func() bool {
+		reps, _, _ := api.snapshot("drone-001")
+		return len(reps) >= 3
+	}, patience, 5*time.Millisecond, "the drone is flying")
 	api.mu.Lock()
 	api.deliveries["order-1"].Stage = "Cancelled"
 	api.drones["drone-001"].Status, api.drones["drone-001"].CurrentDeliveryID = "Available", ""
@@ -444,24 +549,20 @@ func TestStopsFlyingACancelledDelivery(t *testing.T) {
 	if err := <-done; err != nil || ctx.Err() != nil {
 		t.Fatalf("Run: %v (ctx %v)\n%s", err, ctx.Err(), out.String())
 	}
-	time.Sleep(50 * time.Millisecond)
-	reps, _, _ := api.snapshot("drone-001")
-	time.Sleep(100 * time.Millisecond)
-	if after, _, _ := api.snapshot("drone-001"); len(after) != len(reps) {
-		t.Errorf("the drone kept reporting after its delivery was cancelled")
-	}
+	expectStopped(t, requests)
 }
 
 func TestResumesAfterAFutureTimestamp(t *testing.T) {
+	t.Parallel()
 	api, srv := newFakeAPI(t)
 	api.assign("drone-001", "order-1", base, pickup, dropoff)
 	future := time.Now().Add(3 * time.Hour).UTC()
 	api.mu.Lock()
 	api.drones["drone-001"].LastTelemetryAt = &future
 	api.mu.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), patience)
 	defer cancel()
-	if err := Run(ctx, Options{BaseURL: srv.URL, Interval: 20 * time.Millisecond, TimeScale: 100, UntilIdle: true}); err != nil {
+	if err := Run(ctx, Options{BaseURL: srv.URL, Interval: 20 * time.Millisecond, TimeScale: 100, Step: step, UntilIdle: true}); err != nil {
 		t.Fatal(err)
 	}
 	reps, _, _ := api.snapshot("drone-001")
@@ -472,9 +573,10 @@ func TestResumesAfterAFutureTimestamp(t *testing.T) {
 }
 
 func TestRefusedKeyAndUnreachableAPIAreErrors(t *testing.T) {
+	t.Parallel()
 	api, srv := newFakeAPI(t)
 	api.listStatus = http.StatusUnauthorized
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), patience)
 	defer cancel()
 	err := Run(ctx, Options{BaseURL: srv.URL, Interval: 10 * time.Millisecond})
 	if err == nil || !strings.Contains(err.Error(), "operator key") {
@@ -494,6 +596,7 @@ func TestRefusedKeyAndUnreachableAPIAreErrors(t *testing.T) {
 }
 
 func TestProgressOnATerminalRedrawsInPlace(t *testing.T) {
+	t.Parallel()
 	var b bytes.Buffer
 	p := newProgress(&b)
 	p.tty = true
@@ -521,6 +624,7 @@ func TestProgressOnATerminalRedrawsInPlace(t *testing.T) {
 }
 
 func TestTowardFollowsTheGreatCircle(t *testing.T) {
+	t.Parallel()
 	a, b := geo.Point{Lat: 47.6, Lon: -122.3}, geo.Point{Lat: 51.5, Lon: -0.1} // Seattle → London
 	total := geo.DistanceKm(a, b)
 	for _, f := range []float64{0.1, 0.25, 0.5, 0.9} {

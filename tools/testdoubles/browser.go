@@ -1,14 +1,18 @@
 package testdoubles
 
 import (
-	"bytes"
+	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -34,11 +38,48 @@ type BrowserResult struct {
 	Errors      []string          `json:"errors"`      // page exceptions and console errors
 }
 
-// RunBrowser opens url in headless Chromium at a phone's 390×844, watches
-// the tracking page until its stage is terminal or timeout passes, saves a
-// screenshot to the given path and returns what it recorded. The test fails
-// when Chromium is missing, naming the package to install.
-func RunBrowser(t testing.TB, url, screenshot string, timeout time.Duration) BrowserResult {
+// BrowserState is what the page has shown so far, as browser.js reports it
+// after every change.
+type BrowserState struct {
+	Ready       bool              `json:"-"`           // the page has loaded and rendered its first state
+	Seq         int               `json:"seq"`         // changes seen; a later state has a higher one
+	Stage       string            `json:"stage"`       // body[data-stage] now
+	Error       string            `json:"error"`       // body[data-error] now ("not-found")
+	Stages      []string          `json:"stages"`      // every stage shown, in order
+	Positions   []BrowserPosition `json:"positions"`   // every marker position shown, in order
+	Connections []string          `json:"connections"` // every connection state shown, in order
+}
+
+// HasShown reports whether the drone marker has stood at lat, lon.
+func (s BrowserState) HasShown(lat, lon float64) bool {
+	return slices.Contains(s.Positions, BrowserPosition{Lat: lat, Lon: lon})
+}
+
+// Browser is the tracking page open in headless Chromium, watched by
+// browser.js until the page is done (a terminal stage, or an unknown
+// tracking id). A test waits on what the page shows: Ready before it starts
+// what the page is to follow, Await for anything on the way, Result at the
+// end. Nothing here waits for time to pass.
+type Browser struct {
+	url    string
+	cmd    *exec.Cmd
+	stderr *lockedWriter
+
+	mu      sync.Mutex
+	state   BrowserState
+	result  *BrowserResult
+	bad     []string      // lines that were not the protocol's
+	changed chan struct{} // closed and replaced at every new state
+	done    chan struct{} // closed once the output is read to its end
+	waitErr error         // the process's exit, set before done closes
+}
+
+// StartBrowser opens url in headless Chromium at a phone's 390×844 and
+// watches it; the screenshot is saved to the given path when the page is
+// done. timeout only ends a page that never gets done. The test fails when
+// Chromium is missing, naming the package to install; the browser is
+// stopped when the test ends.
+func StartBrowser(t testing.TB, url, screenshot string, timeout time.Duration) *Browser {
 	t.Helper()
 	if _, err := os.Stat(ChromiumPath); err != nil {
 		t.Fatalf("the browser test needs Debian's Chromium at %s: apt-get install -y chromium (make test-deps installs it): %v", ChromiumPath, err)
@@ -46,19 +87,163 @@ func RunBrowser(t testing.TB, url, screenshot string, timeout time.Duration) Bro
 	EnsureInstalled(t)
 	// Chromium's start-up is not part of the page's time budget.
 	ctx, cancel := context.WithTimeout(context.Background(), timeout+90*time.Second)
-	defer cancel()
 	cmd := exec.CommandContext(ctx, "node", filepath.Join(Dir(), "browser.js"), url, screenshot, strconv.FormatInt(timeout.Milliseconds(), 10))
 	cmd.Dir = Dir()
 	cmd.WaitDelay = 5 * time.Second
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("browser.js %s: %v\n%s", url, err, stderr.String())
+	b := &Browser{url: url, cmd: cmd, stderr: &lockedWriter{w: &strings.Builder{}}, changed: make(chan struct{}), done: make(chan struct{})}
+	cmd.Stderr = b.stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		cancel()
+		t.Fatal(err)
 	}
-	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
-	var res BrowserResult
-	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &res); err != nil {
-		t.Fatalf("browser.js printed no result line: %v\nstdout:\n%s\nstderr:\n%s", err, stdout.String(), stderr.String())
+	if err := cmd.Start(); err != nil {
+		cancel()
+		t.Fatalf("start browser.js: %v", err)
 	}
-	return res
+	go b.read(stdout)
+	t.Cleanup(func() {
+		cancel()
+		<-b.done
+	})
+	return b
+}
+
+// RunBrowser opens url like StartBrowser and returns what the page showed
+// once it is done.
+func RunBrowser(t testing.TB, url, screenshot string, timeout time.Duration) BrowserResult {
+	t.Helper()
+	return StartBrowser(t, url, screenshot, timeout).Result(t)
+}
+
+// read follows browser.js's output to its end, then waits for the process.
+func (b *Browser) read(stdout io.Reader) {
+	sc := bufio.NewScanner(stdout)
+	sc.Buffer(make([]byte, 1<<20), 16<<20)
+	for sc.Scan() {
+		line := sc.Bytes()
+		var head struct {
+			Event string `json:"event"`
+		}
+		if json.Unmarshal(line, &head) != nil {
+			b.note(string(line))
+			continue
+		}
+		switch head.Event {
+		case "state", "ready":
+			var s BrowserState
+			if err := json.Unmarshal(line, &s); err != nil {
+				b.note(string(line))
+				continue
+			}
+			b.update(s, head.Event == "ready")
+		case "result":
+			var r BrowserResult
+			if err := json.Unmarshal(line, &r); err != nil {
+				b.note(string(line))
+				continue
+			}
+			b.mu.Lock()
+			b.result = &r
+			b.mu.Unlock()
+		default:
+			b.note(string(line))
+		}
+	}
+	err := b.cmd.Wait()
+	b.mu.Lock()
+	b.waitErr = err
+	b.mu.Unlock()
+	close(b.done)
+}
+
+func (b *Browser) note(line string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.bad = append(b.bad, line)
+}
+
+// update keeps the newest state: the lines may arrive out of order, their
+// sequence numbers may not.
+func (b *Browser) update(s BrowserState, ready bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	ready = ready || b.state.Ready
+	if s.Seq >= b.state.Seq {
+		b.state = s
+	}
+	b.state.Ready = ready
+	close(b.changed)
+	b.changed = make(chan struct{})
+}
+
+// Await waits until what the page has shown satisfies cond and returns
+// that state. It fails, returning the last state, when ctx ends or the page
+// is done (or browser.js has stopped) without cond having held. It is safe
+// to call from any goroutine.
+func (b *Browser) Await(ctx context.Context, cond func(BrowserState) bool) (BrowserState, error) {
+	for {
+		b.mu.Lock()
+		s, changed := b.state, b.changed
+		b.mu.Unlock()
+		if cond(s) {
+			return s, nil
+		}
+		select {
+		case <-changed:
+		case <-b.done:
+			b.mu.Lock()
+			s = b.state
+			b.mu.Unlock()
+			if cond(s) {
+				return s, nil
+			}
+			return s, fmt.Errorf("browser.js stopped watching %s before the page showed what was awaited: %s", b.url, b.exit())
+		case <-ctx.Done():
+			return s, ctx.Err()
+		}
+	}
+}
+
+// Ready waits until the page has loaded and rendered its first state, and
+// returns that state; the test fails if browser.js stops before.
+func (b *Browser) Ready(t testing.TB) BrowserState {
+	t.Helper()
+	s, err := b.Await(context.Background(), func(s BrowserState) bool { return s.Ready })
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// Result waits until the page is done and browser.js has saved the
+// screenshot, and returns what it recorded.
+func (b *Browser) Result(t testing.TB) BrowserResult {
+	t.Helper()
+	<-b.done
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.waitErr != nil || b.result == nil {
+		t.Fatalf("browser.js %s gave no result: %s", b.url, b.exitLocked())
+	}
+	return *b.result
+}
+
+func (b *Browser) exit() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.exitLocked()
+}
+
+func (b *Browser) exitLocked() string {
+	msg := "still running"
+	select {
+	case <-b.done:
+		msg = fmt.Sprintf("exit %v", b.waitErr)
+	default:
+	}
+	if len(b.bad) > 0 {
+		msg += fmt.Sprintf("\nother output: %q", b.bad)
+	}
+	return msg + "\nstderr:\n" + b.stderr.String()
 }

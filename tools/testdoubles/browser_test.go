@@ -13,6 +13,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // The tracking page's regression tests: handlers/assets/track.html served
@@ -62,11 +65,15 @@ type script struct {
 	feeds []fakeFeed
 	fail  map[int]bool // poll numbers answered 503, to exercise the retry
 	polls int
+	held  bool // while set, every poll is told the first feed again
 }
 
 func (s *script) next() (fakeFeed, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.held {
+		return s.feeds[0], true
+	}
 	n := s.polls
 	s.polls++
 	if s.fail[n] {
@@ -74,6 +81,16 @@ func (s *script) next() (fakeFeed, bool) {
 	}
 	return s.feeds[min(n-countBefore(s.fail, n), len(s.feeds)-1)], true
 }
+
+func (s *script) release() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.held = false
+}
+
+// pageTimeout only ends a page that hangs: the driver returns as soon as the
+// page is done.
+const pageTimeout = 2 * time.Minute
 
 func countBefore(fail map[int]bool, n int) int {
 	c := 0
@@ -233,7 +250,7 @@ func TestTrackingPageFollowsADelivery(t *testing.T) {
 	srv := serveTrack(t, tid, s)
 	shot := screenshotPath(t, "track-completed.png")
 
-	res := RunBrowser(t, srv.URL+"/api/track/"+tid+"?interval=120", shot, 30*time.Second)
+	res := RunBrowser(t, srv.URL+"/api/track/"+tid+"?interval=120", shot, pageTimeout)
 
 	if res.FinalStage != "Completed" {
 		t.Fatalf("final stage %q, want Completed; stages %v; errors %v", res.FinalStage, res.Stages, res.Errors)
@@ -285,7 +302,7 @@ func TestTrackingPageShowsAFailure(t *testing.T) {
 	srv := serveTrack(t, tid, s)
 	shot := screenshotPath(t, "track-failed.png")
 
-	res := RunBrowser(t, srv.URL+"/api/track/"+tid+"?interval=120", shot, 20*time.Second)
+	res := RunBrowser(t, srv.URL+"/api/track/"+tid+"?interval=120", shot, pageTimeout)
 
 	if res.FinalStage != "Failed" {
 		t.Fatalf("final stage %q, want Failed; stages %v; errors %v", res.FinalStage, res.Stages, res.Errors)
@@ -304,18 +321,43 @@ func TestTrackingPageUnknownTrackingID(t *testing.T) {
 	srv := serveTrack(t, "known", s)
 	shot := screenshotPath(t, "track-unknown.png")
 
-	res := RunBrowser(t, srv.URL+"/api/track/nobody.order-9?interval=100", shot, 2*time.Second)
+	// The driver stops watching once the page says the id is unknown.
+	res := RunBrowser(t, srv.URL+"/api/track/nobody.order-9?interval=100", shot, pageTimeout)
 
-	if res.FinalStage != "" || len(res.Stages) > 0 {
-		t.Errorf("stages %v for an unknown tracking id", res.Stages)
-	}
-	if !strings.Contains(res.Text, "can’t find this delivery") {
-		t.Errorf("the page does not say the delivery is unknown:\n%s", res.Text)
-	}
-	if errs := pageErrors(res); len(errs) > 0 {
-		t.Errorf("the page reported errors: %v", errs)
-	}
+	assert.Empty(t, res.FinalStage, "no stage for an unknown tracking id")
+	assert.Empty(t, res.Stages, "no stage for an unknown tracking id")
+	assert.Contains(t, res.Text, "can’t find this delivery", "the page says the delivery is unknown")
+	assert.Empty(t, pageErrors(res), "the page reported errors")
 	checkScreenshot(t, shot)
+}
+
+// TestBrowserIsReadyBeforeThePageMoves is how a browser test starts what
+// the page is to follow: the feed stays at its first state until the page
+// has rendered it (Ready), and each later state is awaited, not hoped for.
+func TestBrowserIsReadyBeforeThePageMoves(t *testing.T) {
+	tid := "Rd7Qp2vNcx.order-1003"
+	s := &script{feeds: flight(tid, time.Now().UTC().Truncate(time.Second)), held: true}
+	srv := serveTrack(t, tid, s)
+	shot := screenshotPath(t, "track-ready.png")
+
+	b := StartBrowser(t, srv.URL+"/api/track/"+tid+"?interval=100", shot, pageTimeout)
+	first := b.Ready(t)
+	assert.Equal(t, "Created", first.Stage, "ready once the first feed is on the page")
+	assert.Equal(t, []string{"Created"}, first.Stages)
+
+	s.release()
+	pickedUp, err := b.Await(t.Context(), func(s BrowserState) bool { return s.HasShown(pickup.Latitude, pickup.Longitude) })
+	require.NoError(t, err)
+	assert.Contains(t, pickedUp.Stages, "HeadedToPickup", "the page showed the flight to the pickup on the way")
+
+	res := b.Result(t)
+	assert.Equal(t, []string{"Created", "Scheduled", "HeadedToPickup", "HeadedToDropoff", "Completed"}, res.Stages)
+	assert.Equal(t, "Completed", res.FinalStage)
+	assert.Empty(t, pageErrors(res), "the page reported errors")
+	checkScreenshot(t, shot)
+
+	_, err = b.Await(t.Context(), func(s BrowserState) bool { return s.Stage == "Cancelled" })
+	assert.Error(t, err, "awaiting what a finished page never shows fails instead of hanging")
 }
 
 // pageErrors drops Chromium's own console line for a failed request, which

@@ -109,8 +109,12 @@ func (e *env) open(t testing.TB, client *azcosmos.Client, db string, o Options) 
 	return s
 }
 
+// patience bounds every wait for the Cosmos DB double: only a hang reaches
+// it.
+const patience = time.Minute
+
 func ctxFor(t testing.TB) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), patience)
 	t.Cleanup(cancel)
 	return ctx
 }
@@ -139,7 +143,9 @@ func must(t *testing.T, err error, what string) {
 // learn only at its next reload.
 func eventually(t *testing.T, what string, check func() error) {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
+	deadline := time.Now().Add(patience)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
 	for {
 		err := check()
 		if err == nil {
@@ -148,7 +154,7 @@ func eventually(t *testing.T, what string, check func() error) {
 		if time.Now().After(deadline) {
 			t.Fatalf("%s: still failing: %v", what, err)
 		}
-		time.Sleep(20 * time.Millisecond)
+		<-tick.C
 	}
 }
 

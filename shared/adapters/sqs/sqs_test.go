@@ -39,8 +39,11 @@ func open(t *testing.T, d *testdoubles.SQS, o porttest.BusOptions) *sqs.Bus {
 	return bus
 }
 
+// patience bounds every wait for the SQS double: only a hang reaches it.
+const patience = time.Minute
+
 func ctxFor(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), patience)
 	t.Cleanup(cancel)
 	return ctx
 }
@@ -81,6 +84,27 @@ func (c *counting) SendMessageBatch(ctx context.Context, in *awssqs.SendMessageB
 	return c.API.SendMessageBatch(ctx, in, opts...)
 }
 
+func (c *counting) ChangeMessageVisibility(ctx context.Context, in *awssqs.ChangeMessageVisibilityInput, opts ...func(*awssqs.Options)) (*awssqs.ChangeMessageVisibilityOutput, error) {
+	c.add("ChangeMessageVisibility")
+	return c.API.ChangeMessageVisibility(ctx, in, opts...)
+}
+
+// rawReceive long-polls with the bare client until a message comes: a poll
+// that ends empty is asked again, since how long the message takes to show
+// is not what the tests check.
+func rawReceive(t *testing.T, c sqs.API, in *awssqs.ReceiveMessageInput) *awssqs.ReceiveMessageOutput {
+	t.Helper()
+	ctx := ctxFor(t)
+	in.WaitTimeSeconds = 5
+	for {
+		out, err := c.ReceiveMessage(ctx, in)
+		require.NoError(t, err)
+		if len(out.Messages) > 0 {
+			return out
+		}
+	}
+}
+
 func (c *counting) GetQueueUrl(ctx context.Context, in *awssqs.GetQueueUrlInput, opts ...func(*awssqs.Options)) (*awssqs.GetQueueUrlOutput, error) {
 	c.add("GetQueueUrl")
 	return c.API.GetQueueUrl(ctx, in, opts...)
@@ -108,12 +132,11 @@ func TestWireShape(t *testing.T) {
 	_, err = raw.GetQueueUrl(ctx, &awssqs.GetQueueUrlInput{QueueName: aws.String("stack-" + q + "-dlq.fifo")})
 	require.NoError(t, err, "and its dead-letter queue's")
 	assert.Equal(t, "p", receiveOne(t, prefixed, q).ID)
-	out, err := raw.ReceiveMessage(ctx, &awssqs.ReceiveMessageInput{
-		QueueUrl: url.QueueUrl, MaxNumberOfMessages: 1, WaitTimeSeconds: 5,
+	out := rawReceive(t, raw, &awssqs.ReceiveMessageInput{
+		QueueUrl: url.QueueUrl, MaxNumberOfMessages: 1,
 		MessageAttributeNames:       []string{"All"},
 		MessageSystemAttributeNames: []types.MessageSystemAttributeName{types.MessageSystemAttributeNameAll},
 	})
-	require.NoError(t, err)
 	require.Len(t, out.Messages, 1)
 	m := out.Messages[0]
 	assert.Equal(t, string(sent.Body), aws.ToString(m.Body))
@@ -172,15 +195,29 @@ func TestEarlyMessageIsHiddenUntilDue(t *testing.T) {
 	t.Parallel()
 	d := testdoubles.StartSQS(t)
 	q := testQueue(t)
-	bus := open(t, d, porttest.BusOptions{})
+	api := &counting{API: d.Client(), calls: map[string]int{}}
+	bus := sqs.New(api, sqs.Options{CreateQueues: &sqs.QueueSettings{}})
+	t.Cleanup(func() { bus.Close() })
 	ctx := ctxFor(t)
-	due := time.Now().Add(1500 * time.Millisecond).Truncate(time.Millisecond)
-	require.NoError(t, bus.Publish(ctx, ports.Message{ID: "retry-1", Queue: q, Body: []byte(`{}`), NotBefore: due}))
-	m := receiveOne(t, bus, q)
-	assert.False(t, time.Now().Before(due), "received before its NotBefore")
-	assert.True(t, m.NotBefore.Equal(due), "NotBefore came back as %v, want %v", m.NotBefore, due)
-	assert.Equal(t, 2, m.DeliveryCount, "the early receive that hid it counts")
-	require.NoError(t, bus.Complete(ctx, m))
+	// Whether the first receive came early is seen, not assumed: the adapter
+	// hides an early message (ChangeMessageVisibility). On a machine so busy
+	// that the message was already due when first received, there was no
+	// early receive to count, and the case is tried again.
+	for try := 1; ; try++ {
+		require.LessOrEqual(t, try, 10, "not once was a message received before its NotBefore")
+		hides := api.count("ChangeMessageVisibility")
+		due := time.Now().Add(1500 * time.Millisecond).Truncate(time.Millisecond)
+		require.NoError(t, bus.Publish(ctx, ports.Message{ID: fmt.Sprintf("retry-%d", try), Queue: q, Body: []byte(`{}`), NotBefore: due}))
+		m := receiveOne(t, bus, q)
+		assert.False(t, time.Now().Before(due), "received before its NotBefore")
+		assert.True(t, m.NotBefore.Equal(due), "NotBefore came back as %v, want %v", m.NotBefore, due)
+		require.NoError(t, bus.Complete(ctx, m))
+		if api.count("ChangeMessageVisibility") > hides {
+			assert.Equal(t, 2, m.DeliveryCount, "the early receive that hid it counts")
+			return
+		}
+		assert.Equal(t, 1, m.DeliveryCount, "received once, when it was due")
+	}
 }
 
 // TestDelayHidesAMessageTakenElsewhere covers what the Lambda runtime does
@@ -195,14 +232,12 @@ func TestDelayHidesAMessageTakenElsewhere(t *testing.T) {
 	raw := d.Client()
 	url, err := raw.GetQueueUrl(ctx, &awssqs.GetQueueUrlInput{QueueName: aws.String(sqsmsg.QueueName("", q))})
 	require.NoError(t, err)
-	out, err := raw.ReceiveMessage(ctx, &awssqs.ReceiveMessageInput{QueueUrl: url.QueueUrl, WaitTimeSeconds: 5})
-	require.NoError(t, err)
+	out := rawReceive(t, raw, &awssqs.ReceiveMessageInput{QueueUrl: url.QueueUrl})
 	require.Len(t, out.Messages, 1)
 	// Visible again at once, as a failed Lambda record with a zero timeout would be...
 	_, err = raw.ChangeMessageVisibility(ctx, &awssqs.ChangeMessageVisibilityInput{QueueUrl: url.QueueUrl, ReceiptHandle: out.Messages[0].ReceiptHandle})
 	require.NoError(t, err)
-	again, err := raw.ReceiveMessage(ctx, &awssqs.ReceiveMessageInput{QueueUrl: url.QueueUrl, WaitTimeSeconds: 5})
-	require.NoError(t, err)
+	again := rawReceive(t, raw, &awssqs.ReceiveMessageInput{QueueUrl: url.QueueUrl})
 	require.Len(t, again.Messages, 1)
 	// ...unless Delay hides it.
 	until := time.Now().Add(1500 * time.Millisecond)

@@ -124,14 +124,21 @@ func Bus(t *testing.T, open func(t *testing.T, o BusOptions) ports.Bus) {
 	t.Run("NotBeforeDelays", func(t *testing.T) {
 		bus, q := setup(t, BusOptions{})
 		ctx := ctxFor(t)
-		later := message(q, "later")
-		later.NotBefore = time.Now().Add(shortDelay)
+		// An hour off, so that however slow the receive, the due message
+		// published beside it is the one delivered.
+		distant := message(q, "distant")
+		distant.NotBefore = time.Now().Add(time.Hour)
 		now := message(q, "now")
-		must(t, bus.Publish(ctx, later, now), "publish")
+		must(t, bus.Publish(ctx, distant, now), "publish")
 
 		first := receiveOne(t, bus, q)
 		mustEqual(t, now.ID, first.ID, "first message received")
 		must(t, bus.Complete(ctx, first), "complete")
+
+		// A short delay is waited out, never cut short.
+		later := message(q, "later")
+		later.NotBefore = time.Now().Add(shortDelay)
+		must(t, bus.Publish(ctx, later), "publish")
 		second := receiveOne(t, bus, q)
 		mustEqual(t, later.ID, second.ID, "second message received")
 		if at := time.Now(); at.Before(later.NotBefore) {
@@ -274,7 +281,11 @@ func Bus(t *testing.T, open func(t *testing.T, o BusOptions) ports.Bus) {
 			}
 			done <- err
 		}()
-		time.Sleep(50 * time.Millisecond)
+		select {
+		case err := <-done:
+			t.Fatalf("receive from an empty queue returned %v before it was cancelled", err)
+		case <-time.After(shortDelay):
+		}
 		cancel()
 		select {
 		case err := <-done:
