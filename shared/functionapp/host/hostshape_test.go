@@ -53,11 +53,12 @@ var hostShaped = map[string]struct {
 	deliveryCount                int
 	parse                        func([]byte) error // the step's own decoder accepts the body
 }{
-	"ScheduleDrone":    {"d-0042:requested", "corr-7f3a", "delivery", 1, parseEnvelope},
-	"UpdatePackage":    {"d-0042:drone-scheduled", "corr-7f3a", "delivery", 1, parseEnvelope},
-	"ComputeEta":       {"d-0042:package-updated", "corr-7f3a", "delivery", 2, parseEnvelope},
-	"SendNotification": {"d-0042:n1", "corr-7f3a", "notify", 1, parseEnvelope},
-	"TrackDrone":       {"drone-07:t:1741944410000000000", "drone-07", "telemetry", 1, parseTelemetry},
+	"ScheduleDrone":       {"d-0042:requested", "corr-7f3a", "delivery", 1, parseEnvelope},
+	"UpdatePackage":       {"d-0042:drone-scheduled", "corr-7f3a", "delivery", 1, parseEnvelope},
+	"ComputeEta":          {"d-0042:package-updated", "corr-7f3a", "delivery", 2, parseEnvelope},
+	"SendNotification":    {"d-0042:n1", "corr-7f3a", "notify", 1, parseEnvelope},
+	"TrackDrone":          {"drone-07:t:1741944410000000000", "drone-07", "telemetry", 1, parseTelemetry},
+	"SendCustomerMessage": {"d-0042:n1:to-s1-email", "corr-7f3a", "customer-message", 1, parseEnvelope},
 }
 
 func parseEnvelope(b []byte) error { _, err := wire.ParseEnvelope(b); return err }
