@@ -48,6 +48,7 @@ test-deps:
 	cd tools/testdoubles && npm ci --no-audit --no-fund --loglevel=error
 	command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
 	command -v zip >/dev/null || (apt-get update && apt-get install -y zip)
+	command -v curl >/dev/null || (apt-get update && apt-get install -y curl)
 
 # go test -json through tools/testreport: the same text as go test writes,
 # package by package, then the ten slowest tests, which are also kept in
