@@ -19,6 +19,7 @@ type statements struct {
 	msgPick, msgExpire, msgLock            *sql.Stmt
 	msgComplete, msgAbandon, msgDeadLetter *sql.Stmt
 	msgNext, msgCount                      *sql.Stmt
+	idxPut, idxPage, idxPageStage          *sql.Stmt
 	all                                    []*sql.Stmt
 }
 
@@ -74,6 +75,17 @@ func (s *statements) prepare(ctx context.Context, w, r *sql.DB) error {
 			RETURNING queue`},
 		{w, &s.msgDeadLetter, `UPDATE messages SET queue = ?5, dl_reason = ?6, dl_description = ?7, visible_at = ?4, lock_token = NULL
 			WHERE seq = ?1 AND queue = ?2 AND lock_token = ?3 AND visible_at > ?4`},
+		// The owner, creation time and stage of a delivery change rarely;
+		// the WHERE leaves the row alone, unwritten, when none did.
+		{w, &s.idxPut, `INSERT INTO delivery_index (id, owner, created, stage) VALUES (?1, ?2, ?3, ?4)
+			ON CONFLICT (id) DO UPDATE SET owner = excluded.owner, created = excluded.created, stage = excluded.stage
+			WHERE owner IS NOT excluded.owner OR created IS NOT excluded.created OR stage IS NOT excluded.stage`},
+		// A listing page: a range of one owner's index rows, newest first,
+		// each joined to its document by primary key. CROSS JOIN keeps the
+		// index as the outer loop.
+		{r, &s.idxPage, deliveryPageQuery("")},
+		{r, &s.idxPageStage, deliveryPageQuery("AND i.stage = ?6")},
+
 		{r, &s.msgNext, `SELECT visible_at FROM messages WHERE queue = ? ORDER BY visible_at LIMIT 1`},
 		{r, &s.msgCount, `SELECT count(*) FROM messages WHERE queue = ?`},
 	} {
@@ -85,6 +97,19 @@ func (s *statements) prepare(ctx context.Context, w, r *sql.DB) error {
 		s.all = append(s.all, st)
 	}
 	return nil
+}
+
+// deliveryPageQuery selects a page of an owner's deliveries: ?1 the owner,
+// [?2, ?3] the creation times, ?4 when not NULL the id below which rows
+// created at ?3 are kept (the position a page starts after), ?5 the most
+// rows; extra adds a condition. The position is folded into the upper
+// bound by the caller, so the index range starts where the page does
+// rather than at the owner's newest delivery.
+func deliveryPageQuery(extra string) string {
+	return `SELECT i.created, i.id, d.body FROM delivery_index i CROSS JOIN documents d
+		ON d.collection = '` + topology.ContainerDeliveries + `' AND d.id = i.id
+		WHERE i.owner = ?1 AND i.created >= ?2 AND i.created <= ?3 AND (i.created < ?3 OR ?4 IS NULL OR i.id < ?4) ` + extra + `
+		ORDER BY i.created DESC, i.id DESC LIMIT ?5`
 }
 
 func (s *statements) close() {
