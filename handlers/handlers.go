@@ -149,6 +149,7 @@ func (h *Handlers) Registry() functionapp.Registry {
 		"ComputeEta":        {Queue: h.ComputeEta},
 		"GetDelivery":       {HTTP: h.guard(businessOrOperator, h.GetDelivery)},
 		"GetDeliveryStatus": {HTTP: h.guard(businessOrOperator, h.GetDeliveryStatus)},
+		"ListDeliveries":    biz(h.ListDeliveries),
 		"GetPackage":        biz(h.GetPackage),
 		"PutDrone":          op(h.PutDrone),
 		"GetDrone":          op(h.GetDrone),

@@ -37,6 +37,21 @@ const (
 	StageFailed          Stage = "Failed"
 )
 
+// Stages lists every stage: those of a normal delivery in order, then the
+// others.
+var Stages = []Stage{StageCreated, StageScheduled, StageHeadedToPickup, StageHeadedToDropoff, StageCompleted,
+	StageCancelled, StageRescheduled, StageFailed}
+
+// Valid reports whether s is one of Stages.
+func (s Stage) Valid() bool {
+	for _, v := range Stages {
+		if s == v {
+			return true
+		}
+	}
+	return false
+}
+
 // Terminal reports whether no further step may change the delivery.
 func (s Stage) Terminal() bool {
 	return s == StageCompleted || s == StageCancelled || s == StageFailed
