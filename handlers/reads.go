@@ -22,7 +22,7 @@ type deliveryView struct {
 	PickupTime        time.Time               `json:"pickupTime"`
 	Deadline          time.Time               `json:"deadline"`
 	Expedited         bool                    `json:"expedited"`
-	Confirmation      domain.ConfirmationType `json:"confirmationRequired"`
+	ConfirmationReq   domain.ConfirmationType `json:"confirmationRequired"`
 	PackageInfo       domain.PackageInfo      `json:"packageInfo"`
 	DroneID           string                  `json:"droneId,omitempty"`
 	PickupETA         *time.Time              `json:"pickupETA,omitempty"`
@@ -32,6 +32,8 @@ type deliveryView struct {
 	CreatedAt         time.Time               `json:"createdAt"`
 	ScheduledAt       *time.Time              `json:"scheduledAt,omitempty"`
 	UpdatedAt         time.Time               `json:"updatedAt"`
+	// Confirmation is the proof of delivery, once given, without its blob.
+	Confirmation *confirmationView `json:"confirmation,omitempty"`
 }
 
 // statusView is GET /api/deliveries/{id}/status.
@@ -60,10 +62,11 @@ func viewOf(d *domain.Delivery) deliveryView {
 		ID: d.ID, TrackingID: d.TrackingID, OwnerID: d.OwnerID, Stage: d.Stage,
 		PickupLocation: r.PickupLocation, DropoffLocation: r.DropoffLocation,
 		PickupTime: r.PickupTime, Deadline: r.Deadline, Expedited: r.Expedited,
-		Confirmation: r.ConfirmationRequired, PackageInfo: r.PackageInfo,
+		ConfirmationReq: r.ConfirmationRequired, PackageInfo: r.PackageInfo,
 		DroneID: assignedDrone(d), PickupETA: d.PickupETA, DeliveryETA: d.DeliveryETA,
 		LastKnownLocation: d.LastKnownLocation, FailureReason: d.FailureReason,
 		CreatedAt: d.CreatedAt, ScheduledAt: d.ScheduledAt, UpdatedAt: d.UpdatedAt,
+		Confirmation: confirmationOf(d),
 	}
 }
 

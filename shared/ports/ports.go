@@ -103,6 +103,10 @@ type Accounts = Collection[domain.Account]
 // authenticating a request is one point read.
 type APIKeys = Collection[domain.APIKey]
 
+// ConfirmationBlobs stores the blobs of proofs of delivery, keyed by
+// domain.ConfirmationBlobID, apart from the deliveries that name them.
+type ConfirmationBlobs = Collection[domain.ConfirmationBlob]
+
 // Fleet stores drones and finds the nearest available ones.
 type Fleet interface {
 	Collection[domain.Drone]
@@ -264,4 +268,6 @@ type Store struct {
 	Fleet      Fleet
 	Accounts   Accounts
 	APIKeys    APIKeys
+	// Confirmations holds the blobs of proofs of delivery.
+	Confirmations ConfirmationBlobs
 }

@@ -49,6 +49,9 @@ const (
 	// entry per delivery, partitioned by owner, so that listing an owner's
 	// deliveries is a single-partition query.
 	ContainerDeliveriesByOwner = "deliveriesbyowner"
+	// ContainerConfirmations holds the blobs of proofs of delivery, which
+	// only a request for the proof reads.
+	ContainerConfirmations = "confirmations"
 )
 
 // Queue is one Service Bus queue as topology.json declares it; the durations

@@ -57,6 +57,8 @@ type Store struct {
 	apiKeys    *collection[domain.APIKey]
 	fleet      *fleet
 
+	confirmations *collection[domain.ConfirmationBlob]
+
 	stop      context.CancelFunc
 	done      chan struct{}
 	closeOnce sync.Once
@@ -83,6 +85,7 @@ func Open(ctx context.Context, client *azcosmos.Client, database string, opts Op
 	for name, want := range map[string]string{
 		topology.ContainerDeliveries: "/id", topology.ContainerPackages: "/id", topology.ContainerDrones: "/id",
 		topology.ContainerAccounts: "/id", topology.ContainerAPIKeys: "/id", topology.ContainerDeliveriesByOwner: "/ownerId",
+		topology.ContainerConfirmations: "/id",
 	} {
 		i := slices.IndexFunc(topology.Containers, func(c topology.Container) bool { return c.Name == name })
 		if i < 0 {
@@ -96,12 +99,13 @@ func Open(ctx context.Context, client *azcosmos.Client, database string, opts Op
 		}
 	}
 	s := &Store{
-		deliveries: newDeliveries(containers[topology.ContainerDeliveries], containers[topology.ContainerDeliveriesByOwner]),
-		packages:   newCollection[domain.Package](containers[topology.ContainerPackages], topology.ContainerPackages),
-		accounts:   newCollection[domain.Account](containers[topology.ContainerAccounts], topology.ContainerAccounts),
-		apiKeys:    newCollection[domain.APIKey](containers[topology.ContainerAPIKeys], topology.ContainerAPIKeys),
-		fleet:      newFleet(containers[topology.ContainerDrones], opts.Logger),
-		done:       make(chan struct{}),
+		deliveries:    newDeliveries(containers[topology.ContainerDeliveries], containers[topology.ContainerDeliveriesByOwner]),
+		packages:      newCollection[domain.Package](containers[topology.ContainerPackages], topology.ContainerPackages),
+		accounts:      newCollection[domain.Account](containers[topology.ContainerAccounts], topology.ContainerAccounts),
+		apiKeys:       newCollection[domain.APIKey](containers[topology.ContainerAPIKeys], topology.ContainerAPIKeys),
+		confirmations: newCollection[domain.ConfirmationBlob](containers[topology.ContainerConfirmations], topology.ContainerConfirmations),
+		fleet:         newFleet(containers[topology.ContainerDrones], opts.Logger),
+		done:          make(chan struct{}),
 	}
 	if err := s.fleet.refresh(ctx); err != nil {
 		return nil, fmt.Errorf("open cosmos store %s: load the drone index: %w", database, err)
@@ -117,7 +121,8 @@ func Open(ctx context.Context, client *azcosmos.Client, database string, opts Op
 
 // Store returns the collections as the ports the handlers use.
 func (s *Store) Store() ports.Store {
-	return ports.Store{Deliveries: s.deliveries, Packages: s.packages, Fleet: s.fleet, Accounts: s.accounts, APIKeys: s.apiKeys}
+	return ports.Store{Deliveries: s.deliveries, Packages: s.packages, Fleet: s.fleet, Accounts: s.accounts, APIKeys: s.apiKeys,
+		Confirmations: s.confirmations}
 }
 
 // Close stops the index refresh and waits for it; the client stays open

@@ -155,6 +155,8 @@ func Open(path string, opts Options) (*DB, error) {
 		Fleet:      db.fleet,
 		Accounts:   newCollection[domain.Account](db, topology.ContainerAccounts),
 		APIKeys:    newCollection[domain.APIKey](db, topology.ContainerAPIKeys),
+
+		Confirmations: newCollection[domain.ConfirmationBlob](db, topology.ContainerConfirmations),
 	}
 	db.bus = newBus(db)
 	return db, nil

@@ -38,6 +38,8 @@ func (db *DB) Begin() ports.UnitOfWork {
 		Fleet:      workFleet{workCollection[domain.Drone]{w, db.fleet.collection}, db.fleet},
 		Accounts:   workCollection[domain.Account]{w, st.Accounts.(*collection[domain.Account])},
 		APIKeys:    workCollection[domain.APIKey]{w, st.APIKeys.(*collection[domain.APIKey])},
+
+		Confirmations: workCollection[domain.ConfirmationBlob]{w, st.Confirmations.(*collection[domain.ConfirmationBlob])},
 	}
 	return w
 }
