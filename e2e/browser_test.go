@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -16,6 +17,11 @@ import (
 	"github.com/fabrikam/dronedelivery/tools/simulator"
 	"github.com/fabrikam/dronedelivery/tools/testdoubles"
 )
+
+// browserTurn lets one test at a time drive Chromium: two browsers starting
+// at once on a small machine take long enough that a flight the page is
+// meant to follow may be over before it opens.
+var browserTurn sync.Mutex
 
 // TestTrackingPageInBrowser opens a customer's tracking page in headless
 // Chromium while the simulator flies the delivery, and checks that the page
@@ -42,6 +48,8 @@ func TestTrackingPageInBrowser(t *testing.T) {
 
 	// About 1.4 km of flight at 12 m/s is two minutes; at 20× it takes six
 	// seconds of real time, long enough for the page to see it move.
+	browserTurn.Lock()
+	defer browserTurn.Unlock()
 	ctx, cancel := context.WithCancel(context.Background())
 	simDone := make(chan error, 1)
 	go func() {

@@ -142,7 +142,11 @@ func TestProofOfDeliveryEndToEnd(t *testing.T) {
 		assert.Empty(t, e.Kind, "the feed's history holds the changes of stage")
 	}
 	shot := filepath.Join(t.ArtifactDir(), "tracking-page-confirmed.png")
-	res := testdoubles.RunBrowser(t, p.base+"/api/track/"+acc.TrackingID+"?interval=300", shot, 30*time.Second)
+	res := func() testdoubles.BrowserResult {
+		browserTurn.Lock()
+		defer browserTurn.Unlock() // also when RunBrowser fails the test
+		return testdoubles.RunBrowser(t, p.base+"/api/track/"+acc.TrackingID+"?interval=300", shot, 30*time.Second)
+	}()
 	assert.Equal(t, string(domain.StageCompleted), res.FinalStage)
 	assert.Contains(t, res.Text, "confirmed by a picture")
 	assert.Empty(t, res.Errors, "no errors in the page")

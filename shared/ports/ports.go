@@ -47,8 +47,11 @@ type Deliveries interface {
 	// through a per-owner index so that a page costs one indexed range
 	// read (SQLite) or one single-partition query and a point read per
 	// delivery (Cosmos DB), however many deliveries other owners have.
-	// Every write of a delivery keeps its index entry current. The page is
-	// never longer than f.Limit; Next is set when more may follow.
+	// Every write of a delivery keeps its index entry current: in the same
+	// transaction on SQLite; on Cosmos DB right after it, and a write of
+	// the entry that failed is mended by the retry (docs/data-layout.md).
+	// The page is never longer than f.Limit; Next is set when more may
+	// follow.
 	PageByOwner(ctx context.Context, f DeliveryFilter) (DeliveryPage, error)
 }
 
