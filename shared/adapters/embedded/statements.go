@@ -75,11 +75,11 @@ func (s *statements) prepare(ctx context.Context, w, r *sql.DB) error {
 			RETURNING queue`},
 		{w, &s.msgDeadLetter, `UPDATE messages SET queue = ?5, dl_reason = ?6, dl_description = ?7, visible_at = ?4, lock_token = NULL
 			WHERE seq = ?1 AND queue = ?2 AND lock_token = ?3 AND visible_at > ?4`},
-		// The owner, creation time and stage of a delivery change rarely;
-		// the WHERE leaves the row alone, unwritten, when none did.
+		// A delivery's stage changes a few times in its life, against
+		// many writes; the WHERE leaves the row alone, unwritten, when it
+		// did not change.
 		{w, &s.idxPut, `INSERT INTO delivery_index (id, owner, created, stage) VALUES (?1, ?2, ?3, ?4)
-			ON CONFLICT (id) DO UPDATE SET owner = excluded.owner, created = excluded.created, stage = excluded.stage
-			WHERE owner IS NOT excluded.owner OR created IS NOT excluded.created OR stage IS NOT excluded.stage`},
+			ON CONFLICT (owner, created, id) DO UPDATE SET stage = excluded.stage WHERE stage IS NOT excluded.stage`},
 		// A listing page: a range of one owner's index rows, newest first,
 		// each joined to its document by primary key. CROSS JOIN keeps the
 		// index as the outer loop.
