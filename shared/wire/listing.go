@@ -137,8 +137,11 @@ func EncodeCursor(c Cursor) string {
 // naming cursor.
 func DecodeCursor(s string) (*Cursor, error) {
 	bad := domain.Invalid("cursor", "must be a nextCursor from an earlier page of this listing")
+	if len(s) > 512 { // a time and an id of at most 128 characters, encoded
+		return nil, bad
+	}
 	b, err := base64.RawURLEncoding.DecodeString(s)
-	if err != nil || len(s) > 512 {
+	if err != nil {
 		return nil, bad
 	}
 	var w cursorWire
