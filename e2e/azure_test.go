@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/require"
+
 	"github.com/fabrikam/dronedelivery/tools/testdoubles"
 )
 
@@ -26,5 +28,23 @@ func TestStandaloneChainOnAzureAdapters(t *testing.T) {
 		t.Fatalf("the binary did not open the Azure backends:\n%s", p.logs)
 	}
 	chainScenario(t, p)
+	p.stop(t)
+}
+
+// TestListingOnAzureAdapters runs the listing scenario on Cosmos DB and
+// Service Bus, through the local doubles: every page is a query of the
+// owner index's partition and point reads.
+func TestListingOnAzureAdapters(t *testing.T) {
+	t.Parallel()
+	cosmos := testdoubles.StartCosmos(t)
+	sb := testdoubles.StartServiceBus(t)
+	p := startServeEnv(t, t.TempDir(), []string{
+		"CosmosDBConnection=" + cosmos,
+		"ServiceBusConnection=" + sb.ConnectionString(),
+		fmt.Sprintf("COSMOS_DATABASE=e2e%d", time.Now().UnixNano()),
+		"COSMOS_BOOTSTRAP=true",
+	})
+	require.Contains(t, p.logs.String(), `"backend":"Cosmos DB`, "the binary opened the Azure backends")
+	listingScenario(t, p)
 	p.stop(t)
 }

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -16,6 +17,11 @@ import (
 	"github.com/fabrikam/dronedelivery/tools/simulator"
 	"github.com/fabrikam/dronedelivery/tools/testdoubles"
 )
+
+// browserTurn lets one test at a time drive Chromium: two browsers starting
+// at once on a small machine take long enough that a flight the page is
+// meant to follow may be over before it opens.
+var browserTurn sync.Mutex
 
 // TestTrackingPageInBrowser opens a customer's tracking page in headless
 // Chromium while the simulator flies the delivery, and checks that the page

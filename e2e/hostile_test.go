@@ -45,6 +45,7 @@ func storeSnapshot(t *testing.T, db *sql.DB) string {
 		`SELECT collection, id, version, body FROM documents ORDER BY collection, id`,
 		`SELECT queue, id, body, delivery_count, dl_reason FROM messages ORDER BY seq`,
 		`SELECT queue, id FROM message_ids ORDER BY queue, id`,
+		`SELECT owner, created, id, stage FROM delivery_index ORDER BY owner, created, id`,
 	} {
 		rows, err := db.Query(q)
 		require.NoError(t, err, q)
@@ -323,6 +324,16 @@ func TestHostileRequests(t *testing.T) {
 		{name: "a confirmation with a bad time", method: "POST", path: "/api/deliveries/a-1/confirmations", key: a.key, body: strings.Replace(confirm, "2026-11-26T10:00:00Z", "now", 1), status: 400, field: "dateTime"},
 		{name: "a confirmation before the flight", method: "POST", path: "/api/deliveries/a-1/confirmations", key: a.key, body: confirm, status: 409},
 		{name: "a confirmation of an unknown type", method: "POST", path: "/api/deliveries/a-1/confirmations", key: a.key, body: strings.Replace(confirm, `"None"`, `"Retina"`, 1), status: 400, field: "confirmationType"},
+		{name: "a confirmation with a blob that is no data: URI", method: "POST", path: "/api/deliveries/a-1/confirmations", key: a.key,
+			body: strings.Replace(confirm, `"None"`, `"Picture","confirmationBlob":"aGVsbG8="`, 1), status: 400, field: "confirmationBlob"},
+		{name: "a listing by an unknown stage", method: "GET", path: "/api/deliveries?stage=Lost", key: a.key, status: 400, field: "stage"},
+		{name: "a listing from a malformed time", method: "GET", path: "/api/deliveries?createdFrom=yesterday", key: a.key, status: 400, field: "createdFrom"},
+		{name: "a listing of 10,000 a page", method: "GET", path: "/api/deliveries?limit=10000", key: a.key, status: 400, field: "limit"},
+		{name: "a listing from a forged cursor", method: "GET", path: "/api/deliveries?cursor=eyJjIjoiMCJ9", key: a.key, status: 400, field: "cursor"},
+		{name: "a listing with a misspelt filter", method: "GET", path: "/api/deliveries?stages=Created", key: a.key, status: 400, field: "stages"},
+		{name: "a listing of another account", method: "GET", path: "/api/deliveries?ownerId=" + "someone-else", key: a.key, status: 403, field: "ownerId"},
+		{name: "a listing without a key", method: "GET", path: "/api/deliveries", status: 401, field: "Authorization"},
+		{name: "a listing with the operator key", method: "GET", path: "/api/deliveries", key: op, status: 403, field: "Authorization"},
 		{name: "an empty notify-me", method: "POST", path: "/api/deliveries/a-1/notifymerequests", key: a.key, body: `{}`, status: 400, field: "emailAddress"},
 		{name: "a notify-me SMS that is no number", method: "POST", path: "/api/deliveries/a-1/notifymerequests", key: a.key, body: `{"sms":"call me"}`, status: 400, field: "sms"},
 		{name: "a notify-me address with markup", method: "POST", path: "/api/deliveries/a-1/notifymerequests", key: a.key, body: `{"emailAddress":"<script>@x.example"}`, status: 400, field: "emailAddress"},

@@ -2,6 +2,8 @@ package handlers
 
 import (
 	"context"
+	"encoding/base64"
+	"fmt"
 	"net/http"
 
 	"github.com/fabrikam/dronedelivery/shared/domain"
@@ -9,33 +11,107 @@ import (
 	"github.com/fabrikam/dronedelivery/shared/wire"
 )
 
+// confirmationView is a proof of delivery as the delivery shows it: all
+// but the blob, which href serves.
+type confirmationView struct {
+	domain.Confirmation
+	Href string `json:"href"`
+}
+
+func confirmationOf(d *domain.Delivery) *confirmationView {
+	if d.Confirmation == nil {
+		return nil
+	}
+	return &confirmationView{Confirmation: *d.Confirmation, Href: "/api/deliveries/" + d.ID + "/confirmation"}
+}
+
 // PostConfirmation serves POST /api/deliveries/{id}/confirmations: the
-// recipient's proof of delivery, accepted once the package is on its way to
-// them or delivered, of the type the delivery asked for.
+// recipient's proof of delivery, taken once (a second is 409) and only for
+// a Completed delivery (409 before), of the type the delivery asked for
+// unless it asked for None (422), given within the configured radius of
+// the dropoff (422), with a blob of a type the confirmation takes (422) and
+// at most wire.MaxConfirmationBlobBytes (413). It answers 201 with the
+// confirmation as GET /api/deliveries/{id} shows it, and a Location
+// header where its blob can be read.
+//
+// The confirmation is judged on the delivery as read before anything is
+// written, so one that is refused writes nothing, not even its blob. The
+// blob is then stored under its hash, and the delivery updated, judging it
+// again: of two confirmations racing, one wins and the other gets 409,
+// leaving at most a blob no delivery names.
 func (h *Handlers) PostConfirmation(ctx context.Context, req *functionapp.Request) *functionapp.Response {
 	id := req.Params["id"]
 	if err := domain.ValidID("id", id); err != nil {
 		return h.errorResponse(ctx, err)
 	}
-	c, err := wire.ParseConfirmation(req.Body)
+	p, err := wire.ParseConfirmation(req.Body)
 	if err != nil {
 		return h.errorResponse(ctx, err)
 	}
-	_, err = h.updateOwnDelivery(ctx, id, func(d *domain.Delivery) error {
-		if d.Stage != domain.StageHeadedToDropoff && d.Stage != domain.StageCompleted {
-			return domain.Errorf(domain.ECONFLICT, "delivery %s is %s: a confirmation comes with the delivery", id, d.Stage)
+	acct, err := callerAccount(ctx)
+	if err != nil {
+		return h.errorResponse(ctx, err)
+	}
+	d, err := h.findDelivery(ctx, id)
+	if err != nil {
+		return h.errorResponse(ctx, err)
+	}
+	now := h.clock.Now()
+	if err := d.Confirm(p.Confirmation, h.cfg.Confirmation, now); err != nil {
+		return h.errorResponse(ctx, err)
+	}
+	if p.Blob != nil {
+		blob := &domain.ConfirmationBlob{ID: domain.ConfirmationBlobID(id, p.Confirmation.BlobSHA256), DeliveryID: id, OwnerID: acct,
+			ContentType: p.Confirmation.BlobType, Data: p.Blob, CreatedAt: now}
+		// The id is the content's hash: one there already holds this blob.
+		if err := h.store.Confirmations.Create(ctx, blob.ID, blob); err != nil && !domain.IsCode(err, domain.ECONFLICT) {
+			return h.errorResponse(ctx, domain.Unavailable(err, "the confirmation could not be stored; send it again"))
 		}
-		if want := d.Request.ConfirmationRequired; want != domain.ConfirmationNone && c.ConfirmationType != want {
-			return domain.Invalid("confirmationType", "must be %s for this delivery", want)
-		}
-		d.Confirmation = c
-		d.UpdatedAt = h.clock.Now()
-		return nil
+	}
+	d, err = h.updateOwnDelivery(ctx, id, func(cur *domain.Delivery) error {
+		return cur.Confirm(p.Confirmation, h.cfg.Confirmation, now)
 	})
 	if err != nil {
 		return h.errorResponse(ctx, err)
 	}
-	return functionapp.JSON(http.StatusCreated, c)
+	h.log.InfoContext(ctx, "delivery confirmed", "deliveryId", id, "confirmationType", p.Confirmation.ConfirmationType)
+	v := confirmationOf(d)
+	resp := functionapp.JSON(http.StatusCreated, v)
+	resp.Header.Set("Location", v.Href)
+	return resp
+}
+
+// confirmationWithBlob is GET /api/deliveries/{id}/confirmation.
+type confirmationWithBlob struct {
+	DeliveryID string `json:"deliveryId"`
+	confirmationView
+	// ConfirmationBlob is the blob as it was sent, a data: URI; absent for
+	// a confirmation without one.
+	ConfirmationBlob string `json:"confirmationBlob,omitempty"`
+}
+
+// GetConfirmation serves GET /api/deliveries/{id}/confirmation: the proof
+// of delivery with its blob. A delivery without one, like another
+// account's, is 404.
+func (h *Handlers) GetConfirmation(ctx context.Context, req *functionapp.Request) *functionapp.Response {
+	d, err := h.findDelivery(ctx, req.Params["id"])
+	if err != nil {
+		return h.errorResponse(ctx, err)
+	}
+	v := confirmationOf(d)
+	if v == nil {
+		return h.errorResponse(ctx, domain.Errorf(domain.ENOTFOUND, "delivery %s has no confirmation", d.ID))
+	}
+	out := confirmationWithBlob{DeliveryID: d.ID, confirmationView: *v}
+	if sha := d.Confirmation.BlobSHA256; sha != "" {
+		b, err := h.store.Confirmations.Find(ctx, domain.ConfirmationBlobID(d.ID, sha))
+		if err != nil {
+			// Stored before the delivery named it: missing is a fault.
+			return h.errorResponse(ctx, fmt.Errorf("confirmation blob of %s: %w", d.ID, err))
+		}
+		out.ConfirmationBlob = "data:" + b.ContentType + ";base64," + base64.StdEncoding.EncodeToString(b.Data)
+	}
+	return functionapp.JSON(http.StatusOK, out)
 }
 
 // GetNotifications serves GET /api/deliveries/{id}/notifications.

@@ -35,6 +35,10 @@ type Config struct {
 	DispatchRadiusKm float64
 	// Tracking tunes how telemetry moves deliveries.
 	Tracking domain.TrackingConfig
+	// Confirmation bounds proofs of delivery: how far from the dropoff
+	// (default 100 m, the CONFIRMATION_RADIUS_M setting) and how far ahead
+	// of this clock one may be dated.
+	Confirmation domain.ConfirmationRules
 	// WebhookAttempts is how many times a notification is offered to a
 	// business's webhook before the step gives up on it (a permanent
 	// failure: see SendNotification for what each runtime does then).
@@ -79,6 +83,7 @@ func (c Config) withDefaults() Config {
 		c.DispatchRadiusKm = 200
 	}
 	c.Tracking = c.Tracking.WithDefaults()
+	c.Confirmation = c.Confirmation.WithDefaults()
 	if c.WebhookAttempts <= 0 {
 		c.WebhookAttempts = 8
 	}
@@ -175,6 +180,7 @@ func (h *Handlers) Registry() functionapp.Registry {
 		"ComputeEta":        {Queue: h.ComputeEta},
 		"GetDelivery":       {HTTP: h.guard(businessOrOperator, h.GetDelivery)},
 		"GetDeliveryStatus": {HTTP: h.guard(businessOrOperator, h.GetDeliveryStatus)},
+		"ListDeliveries":    biz(h.ListDeliveries),
 		"GetPackage":        biz(h.GetPackage),
 		"PutDrone":          op(h.PutDrone),
 		"GetDrone":          op(h.GetDrone),
@@ -186,6 +192,7 @@ func (h *Handlers) Registry() functionapp.Registry {
 		"CancelDelivery":       biz(h.CancelDelivery),
 		"RescheduleDelivery":   biz(h.RescheduleDelivery),
 		"PostConfirmation":     biz(h.PostConfirmation),
+		"GetConfirmation":      biz(h.GetConfirmation),
 		"PostNotifyMeRequest":  biz(h.PostNotifyMeRequest),
 		"GetNotifications":     biz(h.GetNotifications),
 		"GetHistory":           biz(h.GetHistory),
@@ -279,6 +286,10 @@ func (h *Handlers) errorResponse(ctx context.Context, err error) *functionapp.Re
 		status = http.StatusNotFound
 	case domain.ECONFLICT:
 		status = http.StatusConflict
+	case domain.EUNPROCESSABLE:
+		status = http.StatusUnprocessableEntity
+	case domain.ETOOLARGE:
+		status = http.StatusRequestEntityTooLarge
 	case domain.EUNAVAILABLE, domain.EPRECONDITION:
 		status = http.StatusServiceUnavailable
 	}

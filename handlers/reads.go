@@ -7,6 +7,8 @@ import (
 
 	"github.com/fabrikam/dronedelivery/shared/domain"
 	"github.com/fabrikam/dronedelivery/shared/functionapp"
+	"github.com/fabrikam/dronedelivery/shared/ports"
+	"github.com/fabrikam/dronedelivery/shared/wire"
 )
 
 // deliveryView is the public shape of a delivery.
@@ -20,7 +22,7 @@ type deliveryView struct {
 	PickupTime        time.Time               `json:"pickupTime"`
 	Deadline          time.Time               `json:"deadline"`
 	Expedited         bool                    `json:"expedited"`
-	Confirmation      domain.ConfirmationType `json:"confirmationRequired"`
+	ConfirmationReq   domain.ConfirmationType `json:"confirmationRequired"`
 	PackageInfo       domain.PackageInfo      `json:"packageInfo"`
 	DroneID           string                  `json:"droneId,omitempty"`
 	PickupETA         *time.Time              `json:"pickupETA,omitempty"`
@@ -30,6 +32,8 @@ type deliveryView struct {
 	CreatedAt         time.Time               `json:"createdAt"`
 	ScheduledAt       *time.Time              `json:"scheduledAt,omitempty"`
 	UpdatedAt         time.Time               `json:"updatedAt"`
+	// Confirmation is the proof of delivery, once given, without its blob.
+	Confirmation *confirmationView `json:"confirmation,omitempty"`
 }
 
 // statusView is GET /api/deliveries/{id}/status.
@@ -51,22 +55,74 @@ func assignedDrone(d *domain.Delivery) string {
 	return d.DroneID
 }
 
+// viewOf is the public shape of d.
+func viewOf(d *domain.Delivery) deliveryView {
+	r := d.Request
+	return deliveryView{
+		ID: d.ID, TrackingID: d.TrackingID, OwnerID: d.OwnerID, Stage: d.Stage,
+		PickupLocation: r.PickupLocation, DropoffLocation: r.DropoffLocation,
+		PickupTime: r.PickupTime, Deadline: r.Deadline, Expedited: r.Expedited,
+		ConfirmationReq: r.ConfirmationRequired, PackageInfo: r.PackageInfo,
+		DroneID: assignedDrone(d), PickupETA: d.PickupETA, DeliveryETA: d.DeliveryETA,
+		LastKnownLocation: d.LastKnownLocation, FailureReason: d.FailureReason,
+		CreatedAt: d.CreatedAt, ScheduledAt: d.ScheduledAt, UpdatedAt: d.UpdatedAt,
+		Confirmation: confirmationOf(d),
+	}
+}
+
 // GetDelivery serves GET /api/deliveries/{id}.
 func (h *Handlers) GetDelivery(ctx context.Context, req *functionapp.Request) *functionapp.Response {
 	d, err := h.findDelivery(ctx, req.Params["id"])
 	if err != nil {
 		return h.errorResponse(ctx, err)
 	}
-	r := d.Request
-	return functionapp.JSON(http.StatusOK, deliveryView{
-		ID: d.ID, TrackingID: d.TrackingID, OwnerID: d.OwnerID, Stage: d.Stage,
-		PickupLocation: r.PickupLocation, DropoffLocation: r.DropoffLocation,
-		PickupTime: r.PickupTime, Deadline: r.Deadline, Expedited: r.Expedited,
-		Confirmation: r.ConfirmationRequired, PackageInfo: r.PackageInfo,
-		DroneID: assignedDrone(d), PickupETA: d.PickupETA, DeliveryETA: d.DeliveryETA,
-		LastKnownLocation: d.LastKnownLocation, FailureReason: d.FailureReason,
-		CreatedAt: d.CreatedAt, ScheduledAt: d.ScheduledAt, UpdatedAt: d.UpdatedAt,
-	})
+	return functionapp.JSON(http.StatusOK, viewOf(d))
+}
+
+// deliveryList is the body of GET /api/deliveries.
+type deliveryList struct {
+	Items []deliveryView `json:"items"`
+	// NextCursor, passed as ?cursor=, fetches the next page; absent on the
+	// last one.
+	NextCursor string `json:"nextCursor,omitempty"`
+}
+
+// ListDeliveries serves GET /api/deliveries: the caller's deliveries,
+// newest first, optionally in one stage and created in [createdFrom,
+// createdTo), limit at a time (default 50, at most 200), each as GET
+// /api/deliveries/{id} shows it. A page is read through the owner index
+// (ports.Deliveries.PageByOwner), so its cost does not grow with the
+// number of deliveries of other accounts or of earlier pages. A page may
+// hold fewer than limit deliveries and still have a nextCursor; only its
+// absence ends the listing.
+func (h *Handlers) ListDeliveries(ctx context.Context, req *functionapp.Request) *functionapp.Response {
+	acct, err := callerAccount(ctx)
+	if err != nil {
+		return h.errorResponse(ctx, err)
+	}
+	q, err := wire.ParseDeliveryListing(req.Query)
+	if err != nil {
+		return h.errorResponse(ctx, err)
+	}
+	if q.OwnerID != "" && q.OwnerID != acct {
+		return h.errorResponse(ctx, domain.Forbidden("ownerId", "must be the id of the account whose API key is used, or be left out"))
+	}
+	f := ports.DeliveryFilter{OwnerID: acct, Stage: q.Stage, CreatedFrom: q.CreatedFrom, CreatedTo: q.CreatedTo, Limit: q.Limit}
+	if q.After != nil {
+		f.After = &ports.DeliveryPosition{CreatedAt: q.After.CreatedAt, ID: q.After.ID}
+	}
+	page, err := h.store.Deliveries.PageByOwner(ctx, f)
+	if err != nil {
+		return h.errorResponse(ctx, err)
+	}
+	out := deliveryList{Items: make([]deliveryView, 0, len(page.Deliveries))}
+	for _, d := range page.Deliveries {
+		out.Items = append(out.Items, viewOf(d))
+	}
+	if page.Next != nil {
+		out.NextCursor = wire.EncodeCursor(wire.Cursor{CreatedAt: page.Next.CreatedAt, ID: page.Next.ID})
+	}
+	return functionapp.JSON(http.StatusOK, out)
 }
 
 // GetDeliveryStatus serves GET /api/deliveries/{id}/status.

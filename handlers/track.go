@@ -67,6 +67,14 @@ type feedEvent struct {
 	At    time.Time    `json:"at"`
 }
 
+// feedConfirmation is the proof of delivery as the customer's page shows
+// it: by what, and when it was received; not where, nor the blob.
+type feedConfirmation struct {
+	ConfirmationType domain.ConfirmationType `json:"confirmationType"`
+	By               string                  `json:"by"` // "a fingerprint", for "confirmed by a fingerprint"
+	At               time.Time               `json:"at"`
+}
+
 // trackFeed is GET /api/track/{trackingId}/feed: what the page draws.
 type trackFeed struct {
 	TrackingID      string              `json:"trackingId"`
@@ -78,8 +86,12 @@ type trackFeed struct {
 	PickupETA       *time.Time          `json:"pickupETA"`
 	DeliveryETA     *time.Time          `json:"deliveryETA"`
 	UpdatedAt       time.Time           `json:"updatedAt"`
-	History         []feedEvent         `json:"history"`
+	History         []feedEvent         `json:"history"` // the changes of stage
 	FailureReason   string              `json:"failureReason,omitempty"`
+	// ConfirmationRequired tells the page to wait for a proof of delivery
+	// after the delivery is Completed; Confirmation is that proof.
+	ConfirmationRequired domain.ConfirmationType `json:"confirmationRequired"`
+	Confirmation         *feedConfirmation       `json:"confirmation,omitempty"`
 }
 
 // TrackFeed serves GET /api/track/{trackingId}/feed.
@@ -92,13 +104,21 @@ func (h *Handlers) TrackFeed(ctx context.Context, req *functionapp.Request) *fun
 		TrackingID: d.TrackingID, Stage: d.Stage,
 		PickupLocation: d.Request.PickupLocation, DropoffLocation: d.Request.DropoffLocation,
 		Trail: d.Trail, PickupETA: d.PickupETA, DeliveryETA: d.DeliveryETA, UpdatedAt: d.UpdatedAt,
-		FailureReason: d.FailureReason, History: make([]feedEvent, len(d.History)),
+		FailureReason: d.FailureReason, History: make([]feedEvent, 0, len(d.History)),
+		ConfirmationRequired: d.Request.ConfirmationRequired,
 	}
 	if f.Trail == nil {
 		f.Trail = []domain.TrailPoint{}
 	}
-	for i, e := range d.History {
-		f.History[i] = feedEvent{Stage: e.Stage, At: e.At}
+	for _, e := range d.History {
+		// The page dates each stage by its event; a proof of delivery,
+		// recorded in the Completed stage, would redate the delivery.
+		if e.Kind == "" {
+			f.History = append(f.History, feedEvent{Stage: e.Stage, At: e.At})
+		}
+	}
+	if c := d.Confirmation; c != nil {
+		f.Confirmation = &feedConfirmation{ConfirmationType: c.ConfirmationType, By: c.ConfirmationType.Describe(), At: c.ReceivedAt}
 	}
 	if id := assignedDrone(d); id != "" {
 		if dr, err := h.store.Fleet.Find(ctx, id); err == nil {

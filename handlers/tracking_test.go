@@ -430,32 +430,19 @@ func TestSummaryAndUtilizationFromHistories(t *testing.T) {
 	assert.Equal(t, http.StatusForbidden, get("GetUtilization", map[string][]string{"ownerId": {"x"}}).Status)
 }
 
-func TestConfirmationsAndNotifyMe(t *testing.T) {
+func TestNotifyMe(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
-	pickup, drop := at(0, 0), at(0.005, 0)
-	f.putDrone(t, domain.Drone{ID: "cf", Location: pickup})
-	body, _ := json.Marshal(map[string]any{"deliveryId": "conf", "pickupLocation": pickup, "dropOffLocation": drop,
-		"confirmationRequired": "Picture", "packageInfo": map[string]any{"size": "Small", "weight": 1}})
-	require.Equal(t, http.StatusAccepted, f.ingest(t, body).Status)
+	f.putDrone(t, domain.Drone{ID: "nm", Location: at(0, 0)})
+	require.Equal(t, http.StatusAccepted, f.ingest(t, requestBody("nm", at(0, 0), at(0.005, 0), "Small", 1)).Status)
 	f.drain(t)
-	post := func(name string, body string) *functionapp.Response {
-		return f.biz(name, &functionapp.Request{Method: "POST", Params: map[string]string{"id": "conf"}, Body: []byte(body)})
+	post := func(body string) *functionapp.Response {
+		return f.biz("PostNotifyMeRequest", &functionapp.Request{Method: "POST", Params: map[string]string{"id": "nm"}, Body: []byte(body)})
 	}
-	picture := `{"dateTime":"2026-11-26T10:00:00Z","geoCoordinates":{"latitude":47.61,"longitude":-122.33},"confirmationType":"Picture","confirmationBlob":"aGVsbG8="}`
-	assert.Equal(t, http.StatusConflict, post("PostConfirmation", picture).Status, "not before the package is on its way")
-
-	assert.Equal(t, http.StatusCreated, post("PostNotifyMeRequest", `{"emailAddress":"me@example.com","sms":"+15551234567"}`).Status)
-	assert.Equal(t, http.StatusBadRequest, post("PostNotifyMeRequest", `{"emailAddress":"not-an-address"}`).Status)
-	assert.Equal(t, http.StatusBadRequest, post("PostNotifyMeRequest", `{}`).Status)
-
-	f.report(t, "cf", pickup, 90, t0.Add(time.Minute))
-	resp := post("PostConfirmation", `{"dateTime":"2026-11-26T10:00:00Z","geoCoordinates":{"latitude":47.61,"longitude":-122.33},"confirmationType":"Voice"}`)
-	assert.Equal(t, http.StatusBadRequest, resp.Status, "the delivery asked for a picture")
-	assert.Equal(t, http.StatusCreated, post("PostConfirmation", picture).Status)
-	d := f.delivery(t, "conf")
-	require.NotNil(t, d.Confirmation)
-	assert.Equal(t, domain.ConfirmationPicture, d.Confirmation.ConfirmationType)
+	assert.Equal(t, http.StatusCreated, post(`{"emailAddress":"me@example.com","sms":"+15551234567"}`).Status)
+	assert.Equal(t, http.StatusBadRequest, post(`{"emailAddress":"not-an-address"}`).Status)
+	assert.Equal(t, http.StatusBadRequest, post(`{}`).Status)
+	d := f.delivery(t, "nm")
 	require.Len(t, d.Subscriptions, 1)
 	assert.Equal(t, "+15551234567", d.Subscriptions[0].SMS)
 }

@@ -164,7 +164,12 @@ func open(ctx context.Context, c common, app fs.FS, env func(string) string, log
 	if err != nil {
 		return nil, err
 	}
-	b, err := openBackend(ctx, c, env, log)
+	settings, err := config.Load(env)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Confirmation.RadiusKm = settings.ConfirmationRadiusMeters / 1000
+	b, err := openBackendWith(ctx, c, settings, env, log)
 	if err != nil {
 		return nil, err
 	}
@@ -192,6 +197,11 @@ func openBackend(ctx context.Context, c common, env func(string) string, log *sl
 	if err != nil {
 		return nil, err
 	}
+	return openBackendWith(ctx, c, cfg, env, log)
+}
+
+// openBackendWith is openBackend with the settings already read.
+func openBackendWith(ctx context.Context, c common, cfg *config.Config, env func(string) string, log *slog.Logger) (*backend.Backend, error) {
 	cfg.DataDir = c.dataDir
 	return backend.Open(ctx, cfg, backend.Options{
 		Embedded:  embedded.Options{LockDuration: c.lock},

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/url"
 	"regexp"
+	"strconv"
 	"strings"
 )
 
@@ -16,7 +17,13 @@ const (
 	ServiceBusPrefix = "ServiceBusConnection"
 	CosmosDatabase   = "COSMOS_DATABASE"
 	DataDir          = "DATA_DIR"
+	// ConfirmationRadius is how far, in metres, from a delivery's dropoff
+	// its proof of delivery may be given (POST …/confirmations).
+	ConfirmationRadius = "CONFIRMATION_RADIUS_M"
 )
+
+// DefaultConfirmationRadiusMeters is the ConfirmationRadius when it is unset.
+const DefaultConfirmationRadiusMeters = 100
 
 // The settings that choose SQS, for running on AWS: there the state is
 // still in Cosmos DB, reached with a connection string.
@@ -60,6 +67,8 @@ type Config struct {
 	Cosmos     Connection
 	ServiceBus Connection
 	SQS        SQS
+	// ConfirmationRadiusMeters is the ConfirmationRadius setting.
+	ConfirmationRadiusMeters float64
 }
 
 // Load reads the configuration from env (os.Getenv in production). A
@@ -73,6 +82,9 @@ func Load(env func(string) string) (*Config, error) {
 		c.Database = "dronedelivery"
 	}
 	var err error
+	if c.ConfirmationRadiusMeters, err = confirmationRadius(env); err != nil {
+		return nil, err
+	}
 	if c.Cosmos, err = connection(env, CosmosPrefix, "accountEndpoint"); err != nil {
 		return nil, err
 	}
@@ -99,6 +111,21 @@ func Load(env func(string) string) (*Config, error) {
 		return nil, err
 	}
 	return c, nil
+}
+
+// confirmationRadius reads ConfirmationRadius: a number of metres from 1 to
+// 10,000 (beyond that the check proves nothing about where the recipient
+// was).
+func confirmationRadius(env func(string) string) (float64, error) {
+	s := strings.TrimSpace(env(ConfirmationRadius))
+	if s == "" {
+		return DefaultConfirmationRadiusMeters, nil
+	}
+	m, err := strconv.ParseFloat(s, 64)
+	if err != nil || !(m >= 1 && m <= 10000) {
+		return 0, fmt.Errorf("%s is %q; it must be a distance in metres from 1 to 10000", ConfirmationRadius, s)
+	}
+	return m, nil
 }
 
 // loadSQS reads the SQS settings into c and reports whether SQS is chosen.

@@ -25,7 +25,14 @@ func TestLoad(t *testing.T) {
 			assert.False(t, c.Azure)
 			assert.Equal(t, ".data", c.DataDir)
 			assert.Equal(t, "dronedelivery", c.Database)
+			assert.Equal(t, float64(config.DefaultConfirmationRadiusMeters), c.ConfirmationRadiusMeters)
 		}},
+		{name: "confirmation radius", env: map[string]string{"CONFIRMATION_RADIUS_M": " 250.5 "}, check: func(t *testing.T, c *config.Config) {
+			assert.Equal(t, 250.5, c.ConfirmationRadiusMeters)
+		}},
+		{name: "confirmation radius not a number", env: map[string]string{"CONFIRMATION_RADIUS_M": "100m"}, wantErr: "CONFIRMATION_RADIUS_M"},
+		{name: "confirmation radius zero", env: map[string]string{"CONFIRMATION_RADIUS_M": "0"}, wantErr: "CONFIRMATION_RADIUS_M"},
+		{name: "confirmation radius too far", env: map[string]string{"CONFIRMATION_RADIUS_M": "20000"}, wantErr: "CONFIRMATION_RADIUS_M"},
 		{name: "identity-based connections", env: map[string]string{
 			"CosmosDBConnection__accountEndpoint":           "https://acct.documents.azure.com:443/",
 			"ServiceBusConnection__fullyQualifiedNamespace": "ns.servicebus.windows.net",

@@ -37,6 +37,21 @@ const (
 	StageFailed          Stage = "Failed"
 )
 
+// Stages lists every stage: those of a normal delivery in order, then the
+// others.
+var Stages = []Stage{StageCreated, StageScheduled, StageHeadedToPickup, StageHeadedToDropoff, StageCompleted,
+	StageCancelled, StageRescheduled, StageFailed}
+
+// Valid reports whether s is one of Stages.
+func (s Stage) Valid() bool {
+	for _, v := range Stages {
+		if s == v {
+			return true
+		}
+	}
+	return false
+}
+
 // Terminal reports whether no further step may change the delivery.
 func (s Stage) Terminal() bool {
 	return s == StageCompleted || s == StageCancelled || s == StageFailed
@@ -75,6 +90,20 @@ const (
 	ConfirmationPicture     ConfirmationType = "Picture"
 	ConfirmationVoice       ConfirmationType = "Voice"
 )
+
+// Describe names the confirmation type as a sentence uses it: "confirmed
+// by a fingerprint".
+func (c ConfirmationType) Describe() string {
+	switch c {
+	case ConfirmationFingerPrint:
+		return "a fingerprint"
+	case ConfirmationPicture:
+		return "a picture"
+	case ConfirmationVoice:
+		return "a voice recording"
+	}
+	return "the recipient"
+}
 
 // PackageInfo describes the package a delivery carries.
 type PackageInfo struct {
@@ -142,14 +171,21 @@ type Delivery struct {
 	Subscriptions []Subscription `json:"subscriptions,omitempty"`
 }
 
-// Event is one entry of a delivery's append-only history.
+// Event is one entry of a delivery's append-only history: a change of
+// stage, or, when Kind says so, something that happened in a stage.
 type Event struct {
 	Stage    Stage     `json:"stage"`
 	At       time.Time `json:"at"`
 	DroneID  string    `json:"droneId,omitempty"`
 	Location *Location `json:"location,omitempty"`
 	Note     string    `json:"note,omitempty"`
+	// Kind is empty for a change of stage; EventConfirmed marks the proof
+	// of delivery, recorded in the stage the delivery was in.
+	Kind string `json:"kind,omitempty"`
 }
+
+// EventConfirmed is the Kind of the history event of a proof of delivery.
+const EventConfirmed = "confirmed"
 
 // TrailPoint is one reported position of the drone flying a delivery.
 type TrailPoint struct {
@@ -169,13 +205,38 @@ type Notification struct {
 	DeliveryETA *time.Time `json:"deliveryETA,omitempty"`
 }
 
-// Confirmation is the recipient's proof of delivery.
+// Confirmation is the recipient's proof of delivery as the delivery keeps
+// it. Its blob (a picture, a voice recording, a fingerprint), when it has
+// one, is stored apart as a ConfirmationBlob; the delivery keeps its type,
+// size and hash.
 type Confirmation struct {
-	DateTime         time.Time        `json:"dateTime"`
+	DateTime         time.Time        `json:"dateTime"` // when the recipient confirmed, by their clock
 	GeoCoordinates   Location         `json:"geoCoordinates"`
 	ConfirmationType ConfirmationType `json:"confirmationType"`
-	ConfirmationBlob string           `json:"confirmationBlob,omitempty"`
+	BlobType         string           `json:"blobType,omitempty"`   // the blob's media type
+	BlobBytes        int              `json:"blobBytes,omitempty"`  // its decoded size
+	BlobSHA256       string           `json:"blobSha256,omitempty"` // hex; names the ConfirmationBlob
+	// DistanceMeters is how far from the dropoff it was given, to 0.1 m.
+	DistanceMeters float64   `json:"distanceMeters"`
+	ReceivedAt     time.Time `json:"receivedAt"` // when the service accepted it
 }
+
+// ConfirmationBlob is the content of a proof of delivery. It is kept apart
+// from the delivery, which every step, listing and report reads, so that
+// only a request for the proof itself reads the blob.
+type ConfirmationBlob struct {
+	ID          string    `json:"id"` // ConfirmationBlobID of the delivery and the content
+	DeliveryID  string    `json:"deliveryId"`
+	OwnerID     string    `json:"ownerId"`
+	ContentType string    `json:"contentType"`
+	Data        []byte    `json:"data"`
+	CreatedAt   time.Time `json:"createdAt"`
+}
+
+// ConfirmationBlobID names a delivery's blob by its content's SHA-256 (in
+// hex): of two confirmations racing, the loser's blob can never overwrite
+// the winner's, and a retried request writes the same document again.
+func ConfirmationBlobID(deliveryID, sha256Hex string) string { return deliveryID + "." + sha256Hex }
 
 // DroneStatus is what a drone is doing.
 type DroneStatus string

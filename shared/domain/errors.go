@@ -7,14 +7,16 @@ import (
 
 // Error codes shared by every layer; transports map them to statuses.
 const (
-	EINVALID      = "invalid"      // the input is malformed or breaks a rule
-	EUNAUTHORIZED = "unauthorized" // no valid credential came with the request
-	EFORBIDDEN    = "forbidden"    // the credential is valid but may not do this
-	ENOTFOUND     = "not_found"    // the addressed thing does not exist, or is not the caller's
-	ECONFLICT     = "conflict"     // the request contradicts the current state
-	EPRECONDITION = "precondition" // an optimistic-concurrency check failed
-	EUNAVAILABLE  = "unavailable"  // a dependency failed; retrying may succeed
-	EINTERNAL     = "internal"     // a bug or an unexpected failure
+	EINVALID       = "invalid"       // the input is malformed or breaks a rule
+	EUNAUTHORIZED  = "unauthorized"  // no valid credential came with the request
+	EFORBIDDEN     = "forbidden"     // the credential is valid but may not do this
+	ENOTFOUND      = "not_found"     // the addressed thing does not exist, or is not the caller's
+	ECONFLICT      = "conflict"      // the request contradicts the current state
+	EPRECONDITION  = "precondition"  // an optimistic-concurrency check failed
+	EUNPROCESSABLE = "unprocessable" // well-formed, but breaks a rule of what it addresses
+	ETOOLARGE      = "too_large"     // a value is larger than the service keeps
+	EUNAVAILABLE   = "unavailable"   // a dependency failed; retrying may succeed
+	EINTERNAL      = "internal"      // a bug or an unexpected failure
 )
 
 // Error is the application error: a machine code, a message safe to show a
@@ -55,6 +57,17 @@ func Invalid(field, format string, args ...any) *Error {
 // never says which part of a presented key was wrong.
 func Unauthorized() *Error {
 	return &Error{Code: EUNAUTHORIZED, Field: "Authorization", Message: "must be Bearer and a valid API key"}
+}
+
+// Unprocessable reports a well-formed value that the addressed thing cannot
+// take, such as a proof of delivery given too far from the dropoff.
+func Unprocessable(field, format string, args ...any) *Error {
+	return &Error{Code: EUNPROCESSABLE, Field: field, Message: fmt.Sprintf(format, args...)}
+}
+
+// TooLarge reports a value above the size the service keeps.
+func TooLarge(field, format string, args ...any) *Error {
+	return &Error{Code: ETOOLARGE, Field: field, Message: fmt.Sprintf(format, args...)}
 }
 
 // Forbidden reports a valid caller asking for what it may not do.

@@ -69,18 +69,29 @@ func LegalTransition(from, to Stage) bool {
 	return false
 }
 
-// LegalHistory checks that a history starts at Created and only makes legal moves.
+// LegalHistory checks that a history starts at Created, only makes legal
+// moves and never goes back in time. Events that are not changes of stage
+// (a proof of delivery) must be in the stage the delivery was in.
 func LegalHistory(events []Event) error {
-	if len(events) == 0 || events[0].Stage != StageCreated {
+	if len(events) == 0 || events[0].Stage != StageCreated || events[0].Kind != "" {
 		return fmt.Errorf("history must start with %s", StageCreated)
 	}
+	stage := events[0].Stage
 	for i := 1; i < len(events); i++ {
-		if !LegalTransition(events[i-1].Stage, events[i].Stage) {
-			return fmt.Errorf("illegal move %s → %s at event %d", events[i-1].Stage, events[i].Stage, i)
-		}
-		if events[i].At.Before(events[i-1].At) {
+		e := events[i]
+		if e.At.Before(events[i-1].At) {
 			return fmt.Errorf("event %d goes back in time", i)
 		}
+		if e.Kind != "" {
+			if e.Stage != stage {
+				return fmt.Errorf("event %d (%s) says %s in stage %s", i, e.Kind, e.Stage, stage)
+			}
+			continue
+		}
+		if !LegalTransition(stage, e.Stage) {
+			return fmt.Errorf("illegal move %s → %s at event %d", stage, e.Stage, i)
+		}
+		stage = e.Stage
 	}
 	return nil
 }

@@ -133,4 +133,11 @@ func TestLegalHistory(t *testing.T) {
 	back := ev(domain.StageCreated, domain.StageScheduled)
 	back[1].At = at.Add(-time.Minute)
 	assert.Error(t, domain.LegalHistory(back))
+
+	// A proof of delivery is an event in the stage it was given in.
+	proved := append(ev(domain.StageCreated, domain.StageScheduled, domain.StageHeadedToPickup, domain.StageHeadedToDropoff, domain.StageCompleted),
+		domain.Event{Stage: domain.StageCompleted, At: at.Add(time.Hour), Kind: domain.EventConfirmed})
+	assert.NoError(t, domain.LegalHistory(proved))
+	proved[len(proved)-1].Stage = domain.StageFailed
+	assert.Error(t, domain.LegalHistory(proved), "an event of another stage than the delivery's")
 }

@@ -3,6 +3,7 @@ package domain
 import (
 	"errors"
 	"fmt"
+	"math"
 	"time"
 )
 
@@ -146,6 +147,70 @@ func (d *Delivery) Reschedule(change *Reschedule, now time.Time) error {
 	d.SetStage(StageRescheduled, now, fmt.Sprintf("rescheduled (generation %d)", d.Generation))
 	return nil
 }
+
+// ConfirmationRules bound a proof of delivery.
+type ConfirmationRules struct {
+	// RadiusKm is how far from the dropoff the recipient may confirm: GPS
+	// on a phone is good to tens of metres, and a recipient may walk the
+	// package indoors before confirming.
+	RadiusKm float64
+	// Skew is how far ahead of the service's clock a confirmation's
+	// dateTime may be, for a phone whose clock runs fast.
+	Skew time.Duration
+}
+
+// DefaultConfirmationRadiusKm is the ConfirmationRules radius when none is
+// configured.
+const DefaultConfirmationRadiusKm = 0.1
+
+// WithDefaults fills zero fields.
+func (r ConfirmationRules) WithDefaults() ConfirmationRules {
+	if r.RadiusKm <= 0 {
+		r.RadiusKm = DefaultConfirmationRadiusKm
+	}
+	if r.Skew <= 0 {
+		r.Skew = 5 * time.Minute
+	}
+	return r
+}
+
+// Confirm records the recipient's proof of delivery c, received at now, and
+// notes it in the history. A delivery is confirmed once, and only once it
+// is Completed (ECONFLICT otherwise); c must be of the type the delivery
+// asked for, unless it asked for None, dated no later than now (give or
+// take the clock skew allowed), and given within the radius of the
+// dropoff (EUNPROCESSABLE otherwise, naming the field). c's distance and
+// receipt time are set here.
+func (d *Delivery) Confirm(c Confirmation, rules ConfirmationRules, now time.Time) error {
+	rules = rules.WithDefaults()
+	if d.Confirmation != nil {
+		return Errorf(ECONFLICT, "delivery %s is already confirmed", d.ID)
+	}
+	if d.Stage != StageCompleted {
+		return Errorf(ECONFLICT, "delivery %s is %s: only a Completed delivery can be confirmed", d.ID, d.Stage)
+	}
+	if want := d.Request.ConfirmationRequired; want != "" && want != ConfirmationNone && c.ConfirmationType != want {
+		return Unprocessable("confirmationType", "must be %s, which this delivery requires", want)
+	}
+	if c.DateTime.After(now.Add(rules.Skew)) {
+		return Unprocessable("dateTime", "must not be in the future")
+	}
+	km := DistanceKm(c.GeoCoordinates, d.Request.DropoffLocation)
+	if km > rules.RadiusKm {
+		return Unprocessable("geoCoordinates", "must be within %s of the dropoff; it is %s away", meters(rules.RadiusKm), meters(km))
+	}
+	c.DistanceMeters = math.Round(km*10000) / 10
+	c.ReceivedAt = now
+	d.Confirmation = &c
+	at := c.GeoCoordinates
+	d.History = append(d.History, Event{Stage: d.Stage, At: d.eventTime(now), Location: &at, Kind: EventConfirmed,
+		Note: "confirmed by " + c.ConfirmationType.Describe()})
+	d.UpdatedAt = now
+	return nil
+}
+
+// meters writes a distance in km as whole metres.
+func meters(km float64) string { return fmt.Sprintf("%.0f m", km*1000) }
 
 // Claim books the drone for generation gen of a delivery. A drone already
 // booked for that generation is unchanged; one still held by the delivery

@@ -184,3 +184,70 @@ func TestApplyReport(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+func TestConfirm(t *testing.T) {
+	t.Parallel()
+	drop := delivery(domain.StageCompleted).Request.DropoffLocation
+	near := domain.Location{Latitude: drop.Latitude + 0.0005, Longitude: drop.Longitude} // about 56 m
+	far := domain.Location{Latitude: drop.Latitude + 0.0015, Longitude: drop.Longitude}  // about 167 m
+	picture := domain.Confirmation{DateTime: t0, GeoCoordinates: near, ConfirmationType: domain.ConfirmationPicture}
+	with := func(c domain.Confirmation, change func(*domain.Confirmation)) domain.Confirmation {
+		change(&c)
+		return c
+	}
+	completed := func(required domain.ConfirmationType) *domain.Delivery {
+		d := delivery(domain.StageCompleted)
+		d.Request.ConfirmationRequired = required
+		for i, s := range []domain.Stage{domain.StageCreated, domain.StageScheduled, domain.StageHeadedToPickup, domain.StageHeadedToDropoff, domain.StageCompleted} {
+			d.History = append(d.History, domain.Event{Stage: s, At: t0.Add(time.Duration(i) * 15 * time.Minute)})
+		}
+		return d
+	}
+	confirmed := completed(domain.ConfirmationPicture)
+	first := picture
+	confirmed.Confirmation = &first
+
+	for _, c := range []struct {
+		name  string
+		d     *domain.Delivery
+		c     domain.Confirmation
+		rules domain.ConfirmationRules
+		code  string // "" when it is taken
+		field string
+	}{
+		{"as required", completed(domain.ConfirmationPicture), picture, domain.ConfirmationRules{}, "", ""},
+		{"any type when None is required", completed(domain.ConfirmationNone), with(picture, func(c *domain.Confirmation) { c.ConfirmationType = domain.ConfirmationVoice }), domain.ConfirmationRules{}, "", ""},
+		{"another type than required", completed(domain.ConfirmationPicture), with(picture, func(c *domain.Confirmation) { c.ConfirmationType = domain.ConfirmationFingerPrint }), domain.ConfirmationRules{}, domain.EUNPROCESSABLE, "confirmationType"},
+		{"beyond the default 100 m", completed(domain.ConfirmationPicture), with(picture, func(c *domain.Confirmation) { c.GeoCoordinates = far }), domain.ConfirmationRules{}, domain.EUNPROCESSABLE, "geoCoordinates"},
+		{"within a wider radius", completed(domain.ConfirmationPicture), with(picture, func(c *domain.Confirmation) { c.GeoCoordinates = far }), domain.ConfirmationRules{RadiusKm: 0.2}, "", ""},
+		{"beyond a narrower radius", completed(domain.ConfirmationPicture), picture, domain.ConfirmationRules{RadiusKm: 0.05}, domain.EUNPROCESSABLE, "geoCoordinates"},
+		{"dated later than the skew allows", completed(domain.ConfirmationPicture), with(picture, func(c *domain.Confirmation) { c.DateTime = t0.Add(2 * time.Hour) }), domain.ConfirmationRules{}, domain.EUNPROCESSABLE, "dateTime"},
+		{"dated within the skew", completed(domain.ConfirmationPicture), with(picture, func(c *domain.Confirmation) { c.DateTime = t0.Add(4 * time.Minute) }), domain.ConfirmationRules{}, "", ""},
+		{"in flight", delivery(domain.StageHeadedToDropoff), picture, domain.ConfirmationRules{}, domain.ECONFLICT, ""},
+		{"cancelled", delivery(domain.StageCancelled), picture, domain.ConfirmationRules{}, domain.ECONFLICT, ""},
+		{"a second time", confirmed, picture, domain.ConfirmationRules{}, domain.ECONFLICT, ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			before := *c.d
+			before.History = append([]domain.Event(nil), c.d.History...)
+			err := c.d.Confirm(c.c, c.rules, t0)
+			if c.code != "" {
+				assert.Equal(t, c.code, domain.ErrorCode(err), "%v", err)
+				assert.Equal(t, c.field, domain.ErrorField(err))
+				assert.Equal(t, before, *c.d, "a refused confirmation changes nothing")
+				return
+			}
+			require.NoError(t, err)
+			require.NotNil(t, c.d.Confirmation)
+			assert.Equal(t, t0, c.d.Confirmation.ReceivedAt)
+			want := domain.DistanceKm(c.c.GeoCoordinates, drop) * 1000
+			assert.InDelta(t, want, c.d.Confirmation.DistanceMeters, 0.05, "to 0.1 m")
+			last := c.d.History[len(c.d.History)-1]
+			assert.Equal(t, domain.EventConfirmed, last.Kind)
+			assert.Equal(t, domain.StageCompleted, last.Stage)
+			assert.Equal(t, t0.Add(time.Hour), last.At, "never before the event it follows")
+			assert.Equal(t, "confirmed by "+c.c.ConfirmationType.Describe(), last.Note)
+			assert.NoError(t, domain.LegalHistory(c.d.History))
+		})
+	}
+}

@@ -42,6 +42,58 @@ type Deliveries interface {
 	// [from, to), oldest first. It is for reports, not for the hot path: in
 	// Cosmos DB it is a cross-partition query.
 	ListByOwner(ctx context.Context, ownerID string, from, to time.Time, limit int) ([]*domain.Delivery, error)
+	// PageByOwner returns one page of the owner's deliveries that match f,
+	// newest first (by creation time, then by id, both descending), read
+	// through a per-owner index so that a page costs one indexed range
+	// read (SQLite) or one single-partition query and a point read per
+	// delivery (Cosmos DB), however many deliveries other owners have.
+	// Every write of a delivery keeps its index entry current: in the same
+	// transaction on SQLite; on Cosmos DB right after it, and a write of
+	// the entry that failed is mended by the retry (docs/data-layout.md).
+	// The page is never longer than f.Limit; Next is set when more may
+	// follow.
+	PageByOwner(ctx context.Context, f DeliveryFilter) (DeliveryPage, error)
+}
+
+// DeliveryFilter chooses the deliveries of one listing page.
+type DeliveryFilter struct {
+	OwnerID string
+	// Stage, when not empty, keeps only the deliveries now in that stage.
+	Stage domain.Stage
+	// CreatedFrom (inclusive) and CreatedTo (exclusive) bound the creation
+	// time; a zero value leaves that side open.
+	CreatedFrom, CreatedTo time.Time
+	// After, when set, continues a listing after the position where its
+	// previous page ended: only deliveries after it in the listing's
+	// order (older, or as old with a smaller id) are returned.
+	After *DeliveryPosition
+	// Limit is the most deliveries the page holds; it must be positive.
+	Limit int
+}
+
+// DeliveryPosition is a place in an owner's listing: the creation time and
+// id of a delivery, which together order the listing.
+type DeliveryPosition struct {
+	CreatedAt time.Time
+	ID        string
+}
+
+// Before reports whether a delivery created at createdAt with id id comes
+// after p in a listing, which runs newest first.
+func (p DeliveryPosition) Before(createdAt time.Time, id string) bool {
+	if !createdAt.Equal(p.CreatedAt) {
+		return createdAt.Before(p.CreatedAt)
+	}
+	return id < p.ID
+}
+
+// DeliveryPage is one page of a listing.
+type DeliveryPage struct {
+	Deliveries []*domain.Delivery
+	// Next is where the following page starts (DeliveryFilter.After); nil
+	// when the listing has ended. A page may hold fewer than Limit
+	// deliveries and still have a Next.
+	Next *DeliveryPosition
 }
 
 // Packages stores packages, keyed by package id.
@@ -53,6 +105,10 @@ type Accounts = Collection[domain.Account]
 // APIKeys stores the hashed API keys, keyed by key prefix, so that
 // authenticating a request is one point read.
 type APIKeys = Collection[domain.APIKey]
+
+// ConfirmationBlobs stores the blobs of proofs of delivery, keyed by
+// domain.ConfirmationBlobID, apart from the deliveries that name them.
+type ConfirmationBlobs = Collection[domain.ConfirmationBlob]
 
 // Fleet stores drones and finds the nearest available ones.
 type Fleet interface {
@@ -184,7 +240,7 @@ type UnitOfWork interface {
 	// it reuse what was read) and holds every write until Commit. A Create
 	// of a document it has not read is checked at Commit (ErrStale if the
 	// document exists by then). Queries (Fleet's List, Deliveries'
-	// ListByOwner) read the backend as it is; Fleet's NearestAvailable
+	// ListByOwner and PageByOwner) read the backend as it is; Fleet's NearestAvailable
 	// counts the drones this unit of work freed or claimed.
 	Store() Store
 	// Commit writes the held changes, sends out and, when settle is not
@@ -217,4 +273,6 @@ type Store struct {
 	Fleet      Fleet
 	Accounts   Accounts
 	APIKeys    APIKeys
+	// Confirmations holds the blobs of proofs of delivery.
+	Confirmations ConfirmationBlobs
 }

@@ -46,6 +46,13 @@ const (
 	ContainerDrones     = "drones"
 	ContainerAccounts   = "accounts"
 	ContainerAPIKeys    = "apikeys" // keyed by key prefix: authentication is a point read
+	// ContainerDeliveriesByOwner is the owner index of deliveries: one small
+	// entry per delivery, partitioned by owner, so that listing an owner's
+	// deliveries is a single-partition query.
+	ContainerDeliveriesByOwner = "deliveriesbyowner"
+	// ContainerConfirmations holds the blobs of proofs of delivery, which
+	// only a request for the proof reads.
+	ContainerConfirmations = "confirmations"
 )
 
 // Queue is one Service Bus queue as topology.json declares it; the durations

@@ -32,13 +32,18 @@ const (
 const cacheSize = 4096
 
 // collection stores the documents of one aggregate in one container whose
-// partition key is the document id.
+// partition key is the document id, unless locate says otherwise.
 type collection[T any] struct {
 	c     *azcosmos.ContainerClient
 	name  string
 	loop  optimistic.Loop[T, version]
 	turns optimistic.Turns
 	cache versions
+
+	// locate, when set, maps the key the collection is used with to the
+	// document's id and partition key, for a container partitioned by
+	// something else than the id; the key then names both (see ownerKey).
+	locate func(key string) (id string, pk azcosmos.PartitionKey)
 
 	// observe, when set, learns every version this Store reads inside a
 	// turn or writes, in order for each document, before fn can change v.
@@ -150,7 +155,8 @@ func (c *collection[T]) read(ctx context.Context, id string) (version, error) {
 		// that trails it (Session consistency needs the token for that).
 		o = &azcosmos.ItemOptions{SessionToken: &known.session}
 	}
-	resp, err := c.c.ReadItem(ctx, partition(id), id, o)
+	docID, pk := c.where(id)
+	resp, err := c.c.ReadItem(ctx, pk, docID, o)
 	if err != nil {
 		if statusOf(err) == http.StatusNotFound {
 			c.cache.drop(id)
@@ -168,7 +174,8 @@ func (c *collection[T]) Insert(ctx context.Context, id string, v *T) error {
 	if err != nil {
 		return err
 	}
-	resp, err := c.c.CreateItem(ctx, partition(id), body, nil)
+	_, pk := c.where(id)
+	resp, err := c.c.CreateItem(ctx, pk, body, nil)
 	if err != nil {
 		return c.fail(err, "create", id)
 	}
@@ -185,7 +192,8 @@ func (c *collection[T]) Replace(ctx context.Context, id string, s version, v *T)
 	if err != nil {
 		return err
 	}
-	resp, err := c.c.ReplaceItem(ctx, partition(id), id, body, &azcosmos.ItemOptions{IfMatchEtag: &s.etag})
+	docID, pk := c.where(id)
+	resp, err := c.c.ReplaceItem(ctx, pk, docID, body, &azcosmos.ItemOptions{IfMatchEtag: &s.etag})
 	if err != nil {
 		status := statusOf(err)
 		if status != 0 {
@@ -217,9 +225,34 @@ func (c *collection[T]) written(id string, resp azcosmos.ItemResponse, body []by
 	}
 }
 
+// remove deletes a document; a missing one is no error.
+func (c *collection[T]) remove(ctx context.Context, key string) error {
+	unlock, err := c.turns.Take(ctx, key)
+	if err != nil {
+		return c.fail(err, "delete", key)
+	}
+	defer unlock()
+	docID, pk := c.where(key)
+	_, err = c.c.DeleteItem(ctx, pk, docID, nil)
+	c.cache.drop(key)
+	if err != nil && statusOf(err) != http.StatusNotFound {
+		return c.fail(err, "delete", key)
+	}
+	return nil
+}
+
+// where returns the id and partition key of the document stored under key.
+func (c *collection[T]) where(key string) (string, azcosmos.PartitionKey) {
+	if c.locate != nil {
+		return c.locate(key)
+	}
+	return key, partition(key)
+}
+
 // encode marshals v and makes sure its id is the document id, which the
-// container also uses as partition key.
-func (c *collection[T]) encode(id string, v *T) ([]byte, error) {
+// container also uses as partition key unless locate says otherwise.
+func (c *collection[T]) encode(key string, v *T) ([]byte, error) {
+	id, _ := c.where(key)
 	body, err := json.Marshal(v)
 	if err != nil {
 		return nil, domain.Errorf(domain.EINTERNAL, "encode %s/%s: %v", c.name, id, err)

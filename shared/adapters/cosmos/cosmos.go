@@ -1,10 +1,13 @@
 // Package cosmos implements the store ports over Azure Cosmos DB (azcosmos).
 //
 // Every aggregate lives in its own container partitioned by its id, so each
-// Find, Create and Update is a point operation in one logical partition. The
-// only queries are the fleet's: List, and the background load of the drone
-// index that NearestAvailable reads, so a delivery costs point operations
-// only (see CountingPolicy for how that is measured).
+// Find, Create and Update is a point operation in one logical partition.
+// Beside them, the owner index of deliveries (deliveriesbyowner, partitioned
+// by owner) makes listing an owner's deliveries a single-partition query.
+// The chain runs no query: a delivery costs point operations only (see
+// CountingPolicy for how that is measured); the queries are the fleet's
+// List, the background load of the drone index that NearestAvailable
+// reads, the listing, and the monthly reports.
 //
 // Throttling (429) is left to the client: azcosmos v1.5.0 builds its
 // pipeline with azcore's retry policy, which retries 429 after the server's
@@ -54,6 +57,8 @@ type Store struct {
 	apiKeys    *collection[domain.APIKey]
 	fleet      *fleet
 
+	confirmations *collection[domain.ConfirmationBlob]
+
 	stop      context.CancelFunc
 	done      chan struct{}
 	closeOnce sync.Once
@@ -74,27 +79,33 @@ func Open(ctx context.Context, client *azcosmos.Client, database string, opts Op
 		return nil, fmt.Errorf("open cosmos database %s: %w", database, err)
 	}
 	containers := map[string]*azcosmos.ContainerClient{}
-	for _, name := range []string{topology.ContainerDeliveries, topology.ContainerPackages, topology.ContainerDrones, topology.ContainerAccounts, topology.ContainerAPIKeys} {
+	// Every operation here addresses a document's partition by its id,
+	// except in the owner index; a container partitioned otherwise than
+	// the adapter expects would answer 400s.
+	for name, want := range map[string]string{
+		topology.ContainerDeliveries: "/id", topology.ContainerPackages: "/id", topology.ContainerDrones: "/id",
+		topology.ContainerAccounts: "/id", topology.ContainerAPIKeys: "/id", topology.ContainerDeliveriesByOwner: "/ownerId",
+		topology.ContainerConfirmations: "/id",
+	} {
 		i := slices.IndexFunc(topology.Containers, func(c topology.Container) bool { return c.Name == name })
 		if i < 0 {
 			return nil, fmt.Errorf("open cosmos store: topology lists no container %s", name)
 		}
-		// Every operation here addresses a document's partition by its
-		// id; a container partitioned otherwise would answer 400s.
-		if pk := topology.Containers[i].PartitionKey; pk != "/id" {
-			return nil, fmt.Errorf("open cosmos container %s: partition key %s, but this adapter needs /id", name, pk)
+		if pk := topology.Containers[i].PartitionKey; pk != want {
+			return nil, fmt.Errorf("open cosmos container %s: partition key %s, but this adapter needs %s", name, pk, want)
 		}
 		if containers[name], err = db.NewContainer(name); err != nil {
 			return nil, fmt.Errorf("open cosmos container %s: %w", name, err)
 		}
 	}
 	s := &Store{
-		deliveries: deliveries{newCollection[domain.Delivery](containers[topology.ContainerDeliveries], topology.ContainerDeliveries)},
-		packages:   newCollection[domain.Package](containers[topology.ContainerPackages], topology.ContainerPackages),
-		accounts:   newCollection[domain.Account](containers[topology.ContainerAccounts], topology.ContainerAccounts),
-		apiKeys:    newCollection[domain.APIKey](containers[topology.ContainerAPIKeys], topology.ContainerAPIKeys),
-		fleet:      newFleet(containers[topology.ContainerDrones], opts.Logger),
-		done:       make(chan struct{}),
+		deliveries:    newDeliveries(containers[topology.ContainerDeliveries], containers[topology.ContainerDeliveriesByOwner]),
+		packages:      newCollection[domain.Package](containers[topology.ContainerPackages], topology.ContainerPackages),
+		accounts:      newCollection[domain.Account](containers[topology.ContainerAccounts], topology.ContainerAccounts),
+		apiKeys:       newCollection[domain.APIKey](containers[topology.ContainerAPIKeys], topology.ContainerAPIKeys),
+		confirmations: newCollection[domain.ConfirmationBlob](containers[topology.ContainerConfirmations], topology.ContainerConfirmations),
+		fleet:         newFleet(containers[topology.ContainerDrones], opts.Logger),
+		done:          make(chan struct{}),
 	}
 	if err := s.fleet.refresh(ctx); err != nil {
 		return nil, fmt.Errorf("open cosmos store %s: load the drone index: %w", database, err)
@@ -110,7 +121,8 @@ func Open(ctx context.Context, client *azcosmos.Client, database string, opts Op
 
 // Store returns the collections as the ports the handlers use.
 func (s *Store) Store() ports.Store {
-	return ports.Store{Deliveries: s.deliveries, Packages: s.packages, Fleet: s.fleet, Accounts: s.accounts, APIKeys: s.apiKeys}
+	return ports.Store{Deliveries: s.deliveries, Packages: s.packages, Fleet: s.fleet, Accounts: s.accounts, APIKeys: s.apiKeys,
+		Confirmations: s.confirmations}
 }
 
 // Close stops the index refresh and waits for it; the client stays open

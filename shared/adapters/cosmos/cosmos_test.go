@@ -38,6 +38,10 @@ func TestCosmos(t *testing.T) {
 		t.Parallel()
 		porttest.Collections(t, func(t *testing.T) ports.Store { return e.open(t, e.client, e.freshDB(t), Options{}).Store() })
 	})
+	t.Run("Listing", func(t *testing.T) {
+		t.Parallel()
+		porttest.Listing(t, func(t *testing.T) ports.Store { return e.open(t, e.client, e.freshDB(t), Options{}).Store() })
+	})
 	t.Run("Fleet", func(t *testing.T) {
 		t.Parallel()
 		porttest.Fleet(t, func(t *testing.T) ports.Store { return e.open(t, e.client, e.freshDB(t), Options{}).Store() })
@@ -57,6 +61,10 @@ func TestCosmos(t *testing.T) {
 	t.Run("CountingPolicy", func(t *testing.T) { t.Parallel(); testCounting(t, e) })
 	t.Run("ScheduleCostsFourPointOperations", func(t *testing.T) { t.Parallel(); testScheduleCost(t, e) })
 	t.Run("ListWithoutGatewayOrderBy", func(t *testing.T) { t.Parallel(); testListFallback(t, e) })
+	t.Run("ListingCost", func(t *testing.T) { t.Parallel(); testListingCost(t, e) })
+	t.Run("FailedEntryWriteIsMended", func(t *testing.T) { t.Parallel(); testFailedEntryWrite(t, e) })
+	t.Run("ListingMendsTrailingEntries", func(t *testing.T) { t.Parallel(); testListingMendsTrailingEntries(t, e) })
+	t.Run("ListingSkipsStrayEntries", func(t *testing.T) { t.Parallel(); testListingSkipsStrayEntries(t, e) })
 	t.Run("BootstrapIsIdempotent", func(t *testing.T) { t.Parallel(); testBootstrapTwice(t, e) })
 }
 
@@ -193,6 +201,7 @@ func testSharedDatabase(t *testing.T, e *env) {
 	open := func(*testing.T) ports.Store { return stores[n.Add(1)%2].Store() }
 	t.Run("Collections", func(t *testing.T) { t.Parallel(); porttest.Collections(t, open) })
 	t.Run("Fleet", func(t *testing.T) { t.Parallel(); porttest.Fleet(t, open) })
+	t.Run("Listing", func(t *testing.T) { t.Parallel(); porttest.Listing(t, open) })
 }
 
 func testErrorMapping(t *testing.T, e *env) {

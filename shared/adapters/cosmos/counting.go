@@ -17,7 +17,7 @@ const (
 	OpQuery   = "POST docs query"  // a query page
 	OpReplace = "PUT docs"         // a replace, conditional on an ETag here
 	OpPatch   = "PATCH docs"       // a partial update (this adapter sends none)
-	OpDelete  = "DELETE docs"      // a delete (this adapter sends none)
+	OpDelete  = "DELETE docs"      // a delete (only of an owner index entry made for an id another owner holds)
 	OpAccount = "GET account"      // the SDK's account metadata refresh
 	OpBatch   = "POST docs batch"  // a transactional batch (this adapter sends none)
 	opUnknown = "OTHER"

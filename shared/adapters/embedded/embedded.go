@@ -150,11 +150,13 @@ func Open(path string, opts Options) (*DB, error) {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
 	db.store = ports.Store{
-		Deliveries: deliveries{newCollection[domain.Delivery](db, topology.ContainerDeliveries)},
+		Deliveries: newDeliveries(db),
 		Packages:   newCollection[domain.Package](db, topology.ContainerPackages),
 		Fleet:      db.fleet,
 		Accounts:   newCollection[domain.Account](db, topology.ContainerAccounts),
 		APIKeys:    newCollection[domain.APIKey](db, topology.ContainerAPIKeys),
+
+		Confirmations: newCollection[domain.ConfirmationBlob](db, topology.ContainerConfirmations),
 	}
 	db.bus = newBus(db)
 	return db, nil
@@ -204,6 +206,22 @@ CREATE INDEX IF NOT EXISTS documents_drone_status
 CREATE INDEX IF NOT EXISTS documents_delivery_owner
 	ON documents (json_extract(body, '$.ownerId')) WHERE collection = 'deliveries';
 
+-- The owner index of deliveries, which listings read: one row per delivery,
+-- written in the transaction that writes the delivery (see indexDelivery).
+-- Creation times are unix nanoseconds, which sort as numbers, where the
+-- RFC 3339 text in the documents would not. The rows are kept in listing
+-- order (a clustered primary key), so a listing without a stage filter
+-- reads the table itself and each write touches two B-trees, not three; a
+-- delivery's owner and creation time never change, so the key never moves.
+CREATE TABLE IF NOT EXISTS delivery_index (
+	owner   TEXT    NOT NULL,
+	created INTEGER NOT NULL,
+	id      TEXT    NOT NULL,
+	stage   TEXT    NOT NULL,
+	PRIMARY KEY (owner, created, id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS delivery_index_owner_stage ON delivery_index (owner, stage, created, id);
+
 CREATE TABLE IF NOT EXISTS messages (
 	seq            INTEGER PRIMARY KEY AUTOINCREMENT,
 	queue          TEXT    NOT NULL,
@@ -230,6 +248,11 @@ CREATE TABLE IF NOT EXISTS message_ids (
 CREATE INDEX IF NOT EXISTS message_ids_expiry ON message_ids (expires_at);
 `
 
+// schemaVersion is the PRAGMA user_version of a file whose data is up to
+// date with the schema: 1 once the deliveries written before the owner
+// index existed have their rows in it.
+const schemaVersion = 1
+
 func (db *DB) migrate(ctx context.Context) error {
 	tx, err := db.w.BeginTx(ctx, nil)
 	if err != nil {
@@ -238,6 +261,20 @@ func (db *DB) migrate(ctx context.Context) error {
 	defer tx.Rollback()
 	if _, err := tx.ExecContext(ctx, schema); err != nil {
 		return db.fail(err, "migrate")
+	}
+	var version int
+	if err := tx.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil {
+		return db.fail(err, "migrate")
+	}
+	if version < 1 {
+		if err := backfillDeliveryIndex(ctx, tx); err != nil {
+			return db.fail(err, "migrate: index the existing deliveries")
+		}
+	}
+	if version < schemaVersion {
+		if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", schemaVersion)); err != nil {
+			return db.fail(err, "migrate")
+		}
 	}
 	return db.fail(tx.Commit(), "migrate")
 }

@@ -50,6 +50,11 @@ func TestCollections(t *testing.T) {
 	porttest.Collections(t, func(t *testing.T) ports.Store { return MustOpen(t, Options{}).Store() })
 }
 
+func TestListing(t *testing.T) {
+	t.Parallel()
+	porttest.Listing(t, func(t *testing.T) ports.Store { return MustOpen(t, Options{}).Store() })
+}
+
 func TestFleet(t *testing.T) {
 	t.Parallel()
 	porttest.Fleet(t, func(t *testing.T) ports.Store { return MustOpen(t, Options{}).Store() })
@@ -82,6 +87,10 @@ func TestSharedBackend(t *testing.T) {
 	t.Run("Fleet", func(t *testing.T) {
 		t.Parallel()
 		porttest.Fleet(t, func(*testing.T) ports.Store { return shared(porttest.BusOptions{}).Store() })
+	})
+	t.Run("Listing", func(t *testing.T) {
+		t.Parallel()
+		porttest.Listing(t, func(*testing.T) ports.Store { return shared(porttest.BusOptions{}).Store() })
 	})
 	t.Run("Bus", func(t *testing.T) {
 		t.Parallel()
@@ -578,8 +587,20 @@ func TestQueriesUseIndexes(t *testing.T) {
 		`SELECT seq, delivery_count FROM messages WHERE queue = 'q' AND visible_at <= 0 ORDER BY visible_at, seq LIMIT 5`: "messages_visible",
 		`SELECT visible_at FROM messages WHERE queue = 'q' ORDER BY visible_at LIMIT 1`:                                   "messages_visible",
 		`SELECT queue, id FROM message_ids WHERE expires_at <= 0 ORDER BY expires_at LIMIT 10`:                            "message_ids_expiry",
+		// A listing page: a range of one owner's index rows, not a walk
+		// from the owner's newest.
+		deliveryPageQuery(""):                 "SEARCH i USING PRIMARY KEY (owner=? AND created>? AND created<?)",
+		deliveryPageQuery("AND i.stage = ?6"): "COVERING INDEX delivery_index_owner_stage (owner=? AND stage=? AND created>? AND created<?)",
 	} {
-		rows, err := db.r.QueryContext(ctxFor(t), "EXPLAIN QUERY PLAN "+query)
+		// The listing's statements take parameters (owner, times, id,
+		// limit and maybe stage); the plan does not depend on their values.
+		var args []any
+		for i, v := range []any{"owner", 0, 100, "id", 10, "Created"} {
+			if strings.Contains(query, fmt.Sprintf("?%d", i+1)) {
+				args = append(args, v)
+			}
+		}
+		rows, err := db.r.QueryContext(ctxFor(t), "EXPLAIN QUERY PLAN "+query, args...)
 		must(t, err, "explain")
 		var plan []string
 		for rows.Next() {

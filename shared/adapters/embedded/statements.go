@@ -20,6 +20,7 @@ type statements struct {
 	msgComplete, msgAbandon, msgDeadLetter *sql.Stmt
 	msgNext, msgCount                      *sql.Stmt
 	workBegin, workUndo, workEnd           *sql.Stmt // a unit of work's savepoint
+	idxPut, idxPage, idxPageStage          *sql.Stmt
 	all                                    []*sql.Stmt
 }
 
@@ -78,6 +79,17 @@ func (s *statements) prepare(ctx context.Context, w, r *sql.DB) error {
 		{w, &s.workBegin, `SAVEPOINT work`},
 		{w, &s.workUndo, `ROLLBACK TO work`},
 		{w, &s.workEnd, `RELEASE work`},
+		// A delivery's stage changes a few times in its life, against
+		// many writes; the WHERE leaves the row alone, unwritten, when it
+		// did not change.
+		{w, &s.idxPut, `INSERT INTO delivery_index (id, owner, created, stage) VALUES (?1, ?2, ?3, ?4)
+			ON CONFLICT (owner, created, id) DO UPDATE SET stage = excluded.stage WHERE stage IS NOT excluded.stage`},
+		// A listing page: a range of one owner's index rows, newest first,
+		// each joined to its document by primary key. CROSS JOIN keeps the
+		// index as the outer loop.
+		{r, &s.idxPage, deliveryPageQuery("")},
+		{r, &s.idxPageStage, deliveryPageQuery("AND i.stage = ?6")},
+
 		{r, &s.msgNext, `SELECT visible_at FROM messages WHERE queue = ? ORDER BY visible_at LIMIT 1`},
 		{r, &s.msgCount, `SELECT count(*) FROM messages WHERE queue = ?`},
 	} {
@@ -89,6 +101,19 @@ func (s *statements) prepare(ctx context.Context, w, r *sql.DB) error {
 		s.all = append(s.all, st)
 	}
 	return nil
+}
+
+// deliveryPageQuery selects a page of an owner's deliveries: ?1 the owner,
+// [?2, ?3] the creation times, ?4 when not NULL the id below which rows
+// created at ?3 are kept (the position a page starts after), ?5 the most
+// rows; extra adds a condition. The position is folded into the upper
+// bound by the caller, so the index range starts where the page does
+// rather than at the owner's newest delivery.
+func deliveryPageQuery(extra string) string {
+	return `SELECT i.created, i.id, d.body FROM delivery_index i CROSS JOIN documents d
+		ON d.collection = '` + topology.ContainerDeliveries + `' AND d.id = i.id
+		WHERE i.owner = ?1 AND i.created >= ?2 AND i.created <= ?3 AND (i.created < ?3 OR ?4 IS NULL OR i.id < ?4) ` + extra + `
+		ORDER BY i.created DESC, i.id DESC LIMIT ?5`
 }
 
 func (s *statements) close() {

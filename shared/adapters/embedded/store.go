@@ -31,6 +31,9 @@ type collection[T any] struct {
 	// written, when set, learns of every write this process commits, in no
 	// particular order; the version lets it discard stale news.
 	written func(id string, version int64, v *T)
+	// index, when set, writes what an index table keeps of a document, in
+	// the transaction that writes the document, so the two never disagree.
+	index func(w *writeTx, id string, v *T) error
 }
 
 // stored is a document as read: its version, on which a write is
@@ -130,8 +133,10 @@ func (c *collection[T]) Insert(ctx context.Context, id string, v *T) error {
 		// Bound as text: SQLite's JSON functions take a blob for JSONB,
 		// which would break the status column.
 		res, err := w.stmt(c.db.st.docInsert).Exec(c.name, id, string(body), time.Now().UnixNano())
-		n = affected(res, err)
-		return err
+		if n = affected(res, err); n == 0 || err != nil {
+			return err
+		}
+		return c.indexed(w, id, v)
 	})
 	if err != nil {
 		return err
@@ -152,8 +157,10 @@ func (c *collection[T]) Replace(ctx context.Context, id string, s stored, v *T) 
 	var n int64
 	err = c.db.commit.write(ctx, "write", func(w *writeTx) error {
 		res, err := w.stmt(c.db.st.docUpdate).Exec(string(body), time.Now().UnixNano(), c.name, id, s.version)
-		n = affected(res, err)
-		return err
+		if n = affected(res, err); n == 0 || err != nil {
+			return err
+		}
+		return c.indexed(w, id, v)
 	})
 	if err != nil {
 		return err
@@ -163,6 +170,14 @@ func (c *collection[T]) Replace(ctx context.Context, id string, s stored, v *T) 
 	}
 	c.committed(id, s.version+1, v)
 	return nil
+}
+
+// indexed runs the index hook, if any, for a document just written in w.
+func (c *collection[T]) indexed(w *writeTx, id string, v *T) error {
+	if c.index == nil {
+		return nil
+	}
+	return c.index(w, id, v)
 }
 
 // committed tells the written hook about a successful write.

@@ -38,6 +38,8 @@ func (db *DB) Begin() ports.UnitOfWork {
 		Fleet:      workFleet{workCollection[domain.Drone]{w, db.fleet.collection}, db.fleet},
 		Accounts:   workCollection[domain.Account]{w, st.Accounts.(*collection[domain.Account])},
 		APIKeys:    workCollection[domain.APIKey]{w, st.APIKeys.(*collection[domain.APIKey])},
+
+		Confirmations: workCollection[domain.ConfirmationBlob]{w, st.Confirmations.(*collection[domain.ConfirmationBlob])},
 	}
 	return w
 }
@@ -58,7 +60,8 @@ type workDoc struct {
 	body     []byte // the JSON of value
 	value    any    // *T, decoded from body; nil when !exists
 	changed  bool
-	written  func(version int64) // tells the collection of the commit
+	written  func(version int64)  // tells the collection of the commit
+	index    func(*writeTx) error // the collection's index write, if it has one
 }
 
 // Store implements ports.UnitOfWork.
@@ -107,6 +110,11 @@ func (w *work) Commit(ctx context.Context, settle *ports.Delivered, out ...ports
 			if n == 0 {
 				stale = true
 				break
+			}
+			if d.index != nil {
+				if err := d.index(tx); err != nil {
+					return err
+				}
 			}
 		}
 		if !stale && len(out) > 0 {
@@ -193,6 +201,9 @@ func (wc workCollection[T]) change(d *workDoc, v *T) error {
 	d.body, d.value, d.exists = body, v, true
 	c, id := wc.c, d.id
 	d.written = func(version int64) { c.committed(id, version, v) }
+	if c.index != nil {
+		d.index = func(tx *writeTx) error { return c.index(tx, id, v) }
+	}
 	if !d.changed {
 		d.changed = true
 		wc.w.dirty = append(wc.w.dirty, d)
@@ -295,6 +306,11 @@ func (wc workCollection[T]) Upsert(ctx context.Context, id string, fn func(cur *
 type workDeliveries struct {
 	workCollection[domain.Delivery]
 	base ports.Deliveries
+}
+
+// PageByOwner implements ports.Deliveries.
+func (d workDeliveries) PageByOwner(ctx context.Context, f ports.DeliveryFilter) (ports.DeliveryPage, error) {
+	return d.base.PageByOwner(ctx, f)
 }
 
 // ListByOwner implements ports.Deliveries.

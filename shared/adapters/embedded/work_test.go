@@ -1,7 +1,10 @@
 package embedded
 
 import (
+	"fmt"
+	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -158,4 +161,87 @@ func TestAUnitOfWorkCreatesOnlyWhatDoesNotExist(t *testing.T) {
 	require.NoError(t, err)
 	err = read.Store().Deliveries.Create(ctx, "d1", &domain.Delivery{ID: "d1"})
 	assert.True(t, domain.IsCode(err, domain.ECONFLICT), "one it has read is refused at once: %v", err)
+}
+
+// stageIDs lists owner's deliveries in stage, one page of up to 10.
+func stageIDs(t *testing.T, db *DB, owner string, stage domain.Stage) []string {
+	t.Helper()
+	page, err := db.Store().Deliveries.PageByOwner(ctxFor(t), ports.DeliveryFilter{OwnerID: owner, Stage: stage, Limit: 10})
+	require.NoError(t, err)
+	ids := []string{}
+	for _, d := range page.Deliveries {
+		ids = append(ids, d.ID)
+	}
+	return ids
+}
+
+func TestAUnitOfWorkMovesTheOwnerIndexWithItsCommit(t *testing.T) {
+	t.Parallel()
+	db := MustOpen(t, Options{})
+	ctx := ctxFor(t)
+	// Ingest's way: the delivery is created in a unit of work.
+	uow := db.Begin()
+	require.NoError(t, uow.Store().Deliveries.Create(ctx, "d1", &domain.Delivery{ID: "d1", OwnerID: "o1", Stage: domain.StageCreated}))
+	assert.Empty(t, stageIDs(t, db, "o1", ""), "not listed before the commit")
+	require.NoError(t, uow.Commit(ctx, nil))
+	assert.Equal(t, []string{"d1"}, stageIDs(t, db, "o1", domain.StageCreated))
+
+	schedule := func(uow ports.UnitOfWork) {
+		_, err := uow.Store().Deliveries.Update(ctx, "d1", func(d *domain.Delivery) error {
+			d.SetStage(domain.StageScheduled, d.CreatedAt, "")
+			return nil
+		})
+		require.NoError(t, err)
+	}
+	uow = db.Begin()
+	schedule(uow)
+	assert.Equal(t, []string{"d1"}, stageIDs(t, db, "o1", domain.StageCreated), "still Created before the commit")
+
+	// A unit of work that lost its race leaves the index as it was.
+	lost := db.Begin()
+	schedule(lost)
+	require.NoError(t, uow.Commit(ctx, nil))
+	require.ErrorIs(t, lost.Commit(ctx, nil), ports.ErrStale)
+	assert.Equal(t, []string{"d1"}, stageIDs(t, db, "o1", domain.StageScheduled))
+	assert.Empty(t, stageIDs(t, db, "o1", domain.StageCreated))
+
+	// A rerun that finds the stage already changed skips: the index keeps
+	// its one row.
+	again := db.Begin()
+	_, err := again.Store().Deliveries.Update(ctx, "d1", func(d *domain.Delivery) error {
+		if d.Stage == domain.StageScheduled {
+			return ports.ErrSkip
+		}
+		return nil
+	})
+	require.NoError(t, err)
+	require.NoError(t, again.Commit(ctx, nil))
+	assert.Equal(t, []string{"d1"}, stageIDs(t, db, "o1", ""))
+}
+
+// TestOpenIndexesDeliveriesStoredBeforeTheIndex opens a file as an older
+// binary left it, deliveries without owner index rows, and finds them
+// listed.
+func TestOpenIndexesDeliveriesStoredBeforeTheIndex(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "old.db")
+	db, err := Open(path, Options{})
+	require.NoError(t, err)
+	ctx := ctxFor(t)
+	at := time.Date(2026, 1, 2, 3, 4, 5, 600, time.UTC)
+	for i, stage := range []domain.Stage{domain.StageCompleted, domain.StageCreated} {
+		id := fmt.Sprintf("old-%d", i)
+		require.NoError(t, db.Store().Deliveries.Create(ctx, id, &domain.Delivery{ID: id, OwnerID: "o1", Stage: stage, CreatedAt: at.Add(time.Duration(i))}))
+	}
+	_, err = db.w.ExecContext(ctx, "DELETE FROM delivery_index; PRAGMA user_version = 0")
+	require.NoError(t, err)
+	assert.Empty(t, stageIDs(t, db, "o1", ""), "the old file has no index rows")
+	require.NoError(t, db.Close())
+
+	db = mustOpenAt(t, path, Options{})
+	assert.Equal(t, []string{"old-1", "old-0"}, stageIDs(t, db, "o1", ""))
+	assert.Equal(t, []string{"old-0"}, stageIDs(t, db, "o1", domain.StageCompleted))
+	var version int
+	require.NoError(t, db.w.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version))
+	assert.Equal(t, schemaVersion, version)
 }

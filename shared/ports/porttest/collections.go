@@ -126,6 +126,20 @@ func apiKeyKind() kind[domain.APIKey] {
 	}
 }
 
+// confirmationKind stores blobs, whose data travels as base64 in JSON.
+func confirmationKind() kind[domain.ConfirmationBlob] {
+	return kind[domain.ConfirmationBlob]{
+		name: "Confirmations",
+		coll: func(s ports.Store) ports.Collection[domain.ConfirmationBlob] { return s.Confirmations },
+		make: func(id string) *domain.ConfirmationBlob {
+			return &domain.ConfirmationBlob{ID: id, DeliveryID: "del-" + id, OwnerID: "owner-1", ContentType: "image/png",
+				Data: []byte("\x89PNG\r\n\x1a\n\x00\xff"), CreatedAt: at}
+		},
+		bump:  func(b *domain.ConfirmationBlob) { b.Data = append(b.Data, 0) },
+		count: func(b *domain.ConfirmationBlob) int { return len(b.Data) - 10 },
+	}
+}
+
 // Collections checks the document semantics of every collection of a store:
 // create, find, optimistic update with its skip and error paths, upsert,
 // and that concurrent updates lose nothing. open may return one shared
@@ -136,6 +150,7 @@ func Collections(t *testing.T, open func(t *testing.T) ports.Store) {
 	t.Run("Fleet", func(t *testing.T) { collectionTests(t, open, droneKind()) })
 	t.Run("Accounts", func(t *testing.T) { collectionTests(t, open, accountKind()) })
 	t.Run("APIKeys", func(t *testing.T) { collectionTests(t, open, apiKeyKind()) })
+	t.Run("Confirmations", func(t *testing.T) { collectionTests(t, open, confirmationKind()) })
 }
 
 func collectionTests[T any](t *testing.T, open func(t *testing.T) ports.Store, k kind[T]) {
