@@ -222,14 +222,16 @@ func listingScenario(t *testing.T, p *proc) {
 	}
 
 	// What cannot be read is refused, naming the parameter.
-	for param, value := range map[string]string{"stage": "Delivered", "createdFrom": "26/11/2026", "createdTo": "2026-11-26", "limit": "500", "cursor": "not-a-cursor"} {
-		resp := a.call(t, "GET", "/api/deliveries?"+url.Values{param: {value}}.Encode(), nil)
-		require.Equal(t, http.StatusBadRequest, resp.Status, "%s=%s: %s", param, value, resp.Body)
-		assert.Equal(t, "application/problem+json", resp.Header.Get("Content-Type"))
-		var prob struct{ Field string }
-		resp.decode(t, &prob)
-		assert.Equal(t, param, prob.Field)
-	}
-	assert.Equal(t, http.StatusUnauthorized, call(t, "GET", p.base+"/api/deliveries", nil).Status)
+	sendingMalformed(t, func() {
+		for param, value := range map[string]string{"stage": "Delivered", "createdFrom": "26/11/2026", "createdTo": "2026-11-26", "limit": "500", "cursor": "not-a-cursor"} {
+			resp := a.call(t, "GET", "/api/deliveries?"+url.Values{param: {value}}.Encode(), nil)
+			require.Equal(t, http.StatusBadRequest, resp.Status, "%s=%s: %s", param, value, resp.Body)
+			assert.Equal(t, "application/problem+json", resp.Header.Get("Content-Type"))
+			var prob struct{ Field string }
+			resp.decode(t, &prob)
+			assert.Equal(t, param, prob.Field)
+		}
+		assert.Equal(t, http.StatusUnauthorized, call(t, "GET", p.base+"/api/deliveries", nil).Status)
+	})
 	assert.NotContains(t, p.logs.String(), `"level":"ERROR"`, "no request or step failed")
 }
