@@ -295,8 +295,10 @@ func TestHostLogsInfoToStdoutAndErrorsToStderr(t *testing.T) {
 // TestHostAnswersBeforeCosmosIsReachable: the host waits 30 s for the port and
 // gives up on a handler that exits three times, so the handler listens at
 // once and opens Cosmos DB behind it: with the account unreachable the port
-// answers within a second (503 for HTTP, a non-2xx for an invocation), and
-// the handler becomes ready once the account can be reached.
+// answers (503 for HTTP, a non-2xx for an invocation), and the handler
+// becomes ready once the account can be reached. The test asserts no
+// duration: the answer arriving while Cosmos DB cannot be reached is what
+// shows that listening does not wait for it.
 func TestHostAnswersBeforeCosmosIsReachable(t *testing.T) {
 	t.Parallel()
 	cosmos := testdoubles.StartCosmos(t)
@@ -310,17 +312,16 @@ func TestHostAnswersBeforeCosmosIsReachable(t *testing.T) {
 		fmt.Sprintf("COSMOS_DATABASE=e2estart%d", time.Now().UnixNano()),
 		"COSMOS_BOOTSTRAP=true",
 	}, "host", "-start-wait", "50ms")
-	started := time.Now()
 
+	// Cosmos DB stays unreachable until the proxy below opens, so an answer
+	// now shows the handler listening without waiting for it: the host's
+	// readiness check passes at once, however slow the machine.
 	var resp *http.Response
-	for {
+	eventually(t, "the port to answer", func() bool {
 		var err error
-		if resp, err = http.Get(p.base + "/api/healthz"); err == nil {
-			break
-		}
-		require.Less(t, time.Since(started), time.Second, "the port did not answer within a second:\n%s", p.logs)
-		time.Sleep(10 * time.Millisecond)
-	}
+		resp, err = http.Get(p.base + "/api/healthz")
+		return err == nil
+	})
 	resp.Body.Close()
 	assert.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
 	assert.Equal(t, "application/problem+json", resp.Header.Get("Content-Type"))
