@@ -20,13 +20,13 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/fabrikam/dronedelivery/shared/domain"
+	"github.com/fabrikam/dronedelivery/tools/testdoubles"
 )
 
 var binary string
@@ -65,25 +65,8 @@ type proc struct {
 	cmd  *exec.Cmd
 	base string // http://127.0.0.1:port
 	done chan struct{}
-	logs *lockedBuffer
-	out  *lockedBuffer // stdout: the banner
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
+	logs *testdoubles.LockedBuffer
+	out  *testdoubles.LockedBuffer // stdout: the banner
 }
 
 // startServe runs `dronedelivery serve` on a free port and waits until it
@@ -105,7 +88,7 @@ func startServeEnv(t testing.TB, dataDir string, env []string, args ...string) *
 	cmd.Env = append(cmd.Env, env...)
 	stderr, err := cmd.StderrPipe()
 	require.NoError(t, err)
-	p := &proc{cmd: cmd, done: make(chan struct{}), logs: &lockedBuffer{}, out: &lockedBuffer{}}
+	p := &proc{cmd: cmd, done: make(chan struct{}), logs: &testdoubles.LockedBuffer{}, out: &testdoubles.LockedBuffer{}}
 	cmd.Stdout = p.out
 	require.NoError(t, cmd.Start())
 	addr := make(chan string, 1)
@@ -162,7 +145,7 @@ func launchHost(t *testing.T, env []string, args ...string) *proc {
 			port = v // the last one wins, as in the process
 		}
 	}
-	p := &proc{cmd: cmd, base: "http://127.0.0.1:" + port, done: make(chan struct{}), logs: &lockedBuffer{}, out: &lockedBuffer{}}
+	p := &proc{cmd: cmd, base: "http://127.0.0.1:" + port, done: make(chan struct{}), logs: &testdoubles.LockedBuffer{}, out: &testdoubles.LockedBuffer{}}
 	cmd.Stderr = p.logs
 	cmd.Stdout = p.out
 	require.NoError(t, cmd.Start())

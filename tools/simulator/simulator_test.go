@@ -20,6 +20,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/fabrikam/dronedelivery/shared/geo"
+	"github.com/fabrikam/dronedelivery/tools/testdoubles"
 )
 
 // patience bounds every wait for the simulator: only a hang reaches it.
@@ -401,7 +402,7 @@ func TestPicksUpDronesAsTheyAreAssigned(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var out lockedBuffer
+	var out testdoubles.LockedBuffer
 	done := make(chan error, 1)
 	go func() {
 		done <- Run(ctx, Options{BaseURL: srv.URL, Interval: 20 * time.Millisecond, Step: step, Out: &out})
@@ -441,24 +442,6 @@ func TestPicksUpDronesAsTheyAreAssigned(t *testing.T) {
 			t.Errorf("idle-%d, never assigned, reported %d times", i, len(reps))
 		}
 	}
-}
-
-// lockedBuffer is a bytes.Buffer for a writer and a reader on two goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // countingTransport counts the simulator's requests from its own side: how
@@ -533,7 +516,7 @@ func TestStopsFlyingACancelledDelivery(t *testing.T) {
 	hc, requests := newCountingClient(t)
 	ctx, cancel := context.WithTimeout(context.Background(), patience)
 	defer cancel()
-	var out lockedBuffer
+	var out testdoubles.LockedBuffer
 	done := make(chan error, 1)
 	go func() {
 		done <- Run(ctx, Options{BaseURL: srv.URL, Interval: 10 * time.Millisecond, Out: &out, UntilIdle: true, HTTPClient: hc})

@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -63,7 +62,7 @@ func (s BrowserState) HasShown(lat, lon float64) bool {
 type Browser struct {
 	url    string
 	cmd    *exec.Cmd
-	stderr *lockedWriter
+	stderr *LockedBuffer
 
 	mu      sync.Mutex
 	state   BrowserState
@@ -90,7 +89,7 @@ func StartBrowser(t testing.TB, url, screenshot string, timeout time.Duration) *
 	cmd := exec.CommandContext(ctx, "node", filepath.Join(Dir(), "browser.js"), url, screenshot, strconv.FormatInt(timeout.Milliseconds(), 10))
 	cmd.Dir = Dir()
 	cmd.WaitDelay = 5 * time.Second
-	b := &Browser{url: url, cmd: cmd, stderr: &lockedWriter{w: &strings.Builder{}}, changed: make(chan struct{}), done: make(chan struct{})}
+	b := &Browser{url: url, cmd: cmd, stderr: &LockedBuffer{}, changed: make(chan struct{}), done: make(chan struct{})}
 	cmd.Stderr = b.stderr
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {

@@ -18,7 +18,7 @@ import (
 type RIE struct {
 	// URL is the invocation endpoint.
 	URL  string
-	logs *lockedWriter
+	logs *LockedBuffer
 }
 
 // rieInvokePath is where the emulator takes invocations.

@@ -82,8 +82,7 @@ func Start(t testing.TB, script string, args ...string) *Process {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var stderr strings.Builder
-	cmd.Stderr = &lockedWriter{w: &stderr}
+	cmd.Stderr = &LockedBuffer{}
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", script, err)
 	}
@@ -109,16 +108,16 @@ func Start(t testing.TB, script string, args ...string) *Process {
 			<-p.done
 		}
 		if t.Failed() {
-			t.Logf("%s stderr:\n%s", script, cmd.Stderr.(*lockedWriter).String())
+			t.Logf("%s stderr:\n%s", script, cmd.Stderr.(*LockedBuffer).String())
 		}
 	})
 	select {
 	case p.Port = <-ready:
 		return p
 	case <-p.done:
-		t.Fatalf("%s exited before it was ready:\n%s", script, cmd.Stderr.(*lockedWriter).String())
+		t.Fatalf("%s exited before it was ready:\n%s", script, cmd.Stderr.(*LockedBuffer).String())
 	case <-time.After(60 * time.Second):
-		t.Fatalf("%s was not ready within 60s:\n%s", script, cmd.Stderr.(*lockedWriter).String())
+		t.Fatalf("%s was not ready within 60s:\n%s", script, cmd.Stderr.(*LockedBuffer).String())
 	}
 	return nil
 }

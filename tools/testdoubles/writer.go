@@ -1,39 +1,42 @@
 package testdoubles
 
 import (
+	"bytes"
 	"os/exec"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 )
 
-// lockedWriter lets the process's output goroutine and the test read and
-// write the captured standard error safely.
-type lockedWriter struct {
+// LockedBuffer is a bytes.Buffer that one goroutine may write while another
+// reads it: a process's captured output, read by the test. The zero value is
+// ready.
+type LockedBuffer struct {
 	mu sync.Mutex
-	w  *strings.Builder
+	b  bytes.Buffer
 }
 
-func (l *lockedWriter) Write(p []byte) (int, error) {
+// Write appends p.
+func (l *LockedBuffer) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.w.Write(p)
+	return l.b.Write(p)
 }
 
-func (l *lockedWriter) String() string {
+// String returns everything written so far.
+func (l *LockedBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.w.String()
+	return l.b.String()
 }
 
 // background starts cmd with its output captured and returns the capture, a
 // channel closed when the process ends, and a stop that asks it to end
 // (SIGTERM) and kills it if it has not within 5 s.
-func background(t testing.TB, cmd *exec.Cmd, what string) (*lockedWriter, <-chan struct{}, func()) {
+func background(t testing.TB, cmd *exec.Cmd, what string) (*LockedBuffer, <-chan struct{}, func()) {
 	t.Helper()
-	logs := &lockedWriter{w: &strings.Builder{}}
+	logs := &LockedBuffer{}
 	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", what, err)
