@@ -123,6 +123,16 @@ type Fleet interface {
 	NearestAvailable(ctx context.Context, loc domain.Location) iter.Seq2[*domain.Drone, float64]
 }
 
+// Airspace gives the handlers the airspace in force: the service areas and
+// no-fly zones the operator has defined. A change made through any process
+// must show in the next call of every process, so an implementation may
+// cache only what it can check is current.
+type Airspace interface {
+	// Current returns the airspace now; domain.OpenAirspace when nothing
+	// is defined.
+	Current(ctx context.Context) (domain.Airspace, error)
+}
+
 // Message is a message to send to a queue.
 type Message struct {
 	ID            string    // deliveryId + step: duplicate detection keys on it

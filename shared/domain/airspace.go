@@ -1,0 +1,41 @@
+package domain
+
+import "time"
+
+// Airspace says where drones may fly at a moment: the service areas that
+// bound where pickups and dropoffs may be, and the no-fly zones that legs
+// must go around. It is a snapshot; the ports package says how the
+// handlers get the current one.
+type Airspace interface {
+	// Admit returns nil when loc may be a pickup or dropoff at t, and
+	// otherwise an EUNPROCESSABLE *Error naming field with the reason
+	// (outside every service area, inside a named no-fly zone).
+	Admit(field string, loc Location, at time.Time) error
+	// Route returns the shortest path a drone may fly from a to b at t,
+	// going around the no-fly zones then in force. It returns an
+	// EUNPROCESSABLE *Error when no such path exists.
+	Route(a, b Location, at time.Time) (Route, error)
+}
+
+// Route is a flyable path: its points from start to end, both included,
+// and its length along the great circles between them.
+type Route struct {
+	Points []Location `json:"points"`
+	Km     float64    `json:"km"`
+}
+
+// StraightRoute is the direct path from a to b.
+func StraightRoute(a, b Location) Route {
+	return Route{Points: []Location{a, b}, Km: DistanceKm(a, b)}
+}
+
+// OpenAirspace has no service areas and no no-fly zones: every point is
+// admitted and every route is straight. It is the airspace of a service
+// whose operator has defined neither.
+type OpenAirspace struct{}
+
+// Admit admits every location.
+func (OpenAirspace) Admit(string, Location, time.Time) error { return nil }
+
+// Route returns the straight route.
+func (OpenAirspace) Route(a, b Location, _ time.Time) (Route, error) { return StraightRoute(a, b), nil }
