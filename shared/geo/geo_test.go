@@ -3,6 +3,7 @@ package geo
 import (
 	"cmp"
 	"fmt"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -11,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/golang/geo/s2"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -75,6 +77,22 @@ var scenarios = []scenario{
 		// A handful of distinct positions forces many exact ties.
 		return Point{float64(r.IntN(3)) * 0.01, float64(r.IntN(3)) * 0.01}
 	}},
+	{"dense", func(r *rand.Rand) Point { return discPoint(r, seattle, 5) }},
+	{"clusters", func(r *rand.Rand) Point {
+		// Drones waiting at three bases: some on the pad itself, the
+		// rest within 30 m of it.
+		base := []Point{seattle, {47.61, -122.33}, {47.65, -122.35}}[r.IntN(3)]
+		if r.IntN(4) == 0 {
+			return base
+		}
+		return discPoint(r, base, 0.03)
+	}},
+	{"cube corner", func(r *rand.Rand) Point {
+		// Four S2 cube faces meet near 35.26°N 45°E, where cells are
+		// most distorted and neighbours in space are far apart in key
+		// order.
+		return discPoint(r, Point{35.26439, 45}, 50)
+	}},
 }
 
 type yielded struct {
@@ -94,26 +112,30 @@ func collect(x *Index[int], q Point, limit int) []yielded {
 }
 
 // TestNearestMatchesLinearScan is the property that matters: whatever the
-// data, cell size and query, Nearest yields exactly the linear scan's order.
+// data, how many items a cell may hold before it is split, and the query,
+// Nearest yields exactly the order of a brute-force sort.
 func TestNearestMatchesLinearScan(t *testing.T) {
 	t.Parallel()
-	cellSizes := []float64{0, 0.01, 0.3, 2, 10, 45, 200}
 	for _, sc := range scenarios {
-		for _, cellDeg := range cellSizes {
-			t.Run(fmt.Sprintf("%s/cell=%g", sc.name, cellDeg), func(t *testing.T) {
+		for _, leafCap := range leafCaps {
+			t.Run(fmt.Sprintf("%s/leafcap=%d", sc.name, leafCap), func(t *testing.T) {
 				t.Parallel()
 				for seed := range uint64(40) {
-					checkAgainstLinear(t, sc, cellDeg, seed)
+					checkAgainstLinear(t, sc, leafCap, seed)
 				}
 			})
 		}
 	}
 }
 
-func checkAgainstLinear(t *testing.T, sc scenario, cellDeg float64, seed uint64) {
+// leafCaps runs the search from splitting at every second item to never
+// splitting below a face.
+var leafCaps = []int{1, 4, defaultLeafCap, 1000}
+
+func checkAgainstLinear(t *testing.T, sc scenario, leafCap int, seed uint64) {
 	t.Helper()
 	r := rand.New(rand.NewPCG(seed, uint64(len(sc.name))))
-	x := NewIndex[int](cellDeg)
+	x := newIndex[int](leafCap)
 	n := r.IntN(300)
 	pts := make([]Point, n)
 	for i := range pts {
@@ -158,142 +180,113 @@ func checkAgainstLinear(t *testing.T, sc scenario, cellDeg float64, seed uint64)
 	}
 }
 
-func TestNearestEmptyIndex(t *testing.T) {
+// TestNearestAfterRemovalsMatchesLinearScan is the depleted fleet: after
+// the items nearest a centre and a random share of the rest are removed,
+// Nearest still yields exactly the brute-force order of what is left.
+func TestNearestAfterRemovalsMatchesLinearScan(t *testing.T) {
 	t.Parallel()
-	x := NewIndex[int](0)
-	assert.Empty(t, collect(x, Point{47.6, -122.3}, -1))
-}
-
-// TestBounds checks the ring and cell bounds directly against random point
-// pairs, because an over-optimistic bound only shows up in Nearest as a rare
-// misordering.
-func TestBounds(t *testing.T) {
-	t.Parallel()
-	for _, cellDeg := range []float64{0.05, 1, 7.5, 15, 20, 30, 100} {
-		t.Run(fmt.Sprint(cellDeg), func(t *testing.T) {
-			t.Parallel()
-			g := newGrid(cellDeg)
-			r := rand.New(rand.NewPCG(1, 2))
-			// Points on cell edges and corners are where a bound that is
-			// only slightly too optimistic gets caught.
-			within := func() float64 {
-				switch r.IntN(4) {
-				case 0:
-					return 0
-				case 1:
-					return 1
-				default:
-					return r.Float64()
-				}
-			}
-			inCell := func(row, col int) Point {
-				lat := min(float64(row)*g.deg-90+within()*g.deg, 90)
-				return Point{lat, float64(col)*g.deg - 180 + within()*g.deg}
-			}
-			for range 20000 {
-				qr, qc := r.IntN(g.rows), r.IntN(g.cols)
-				if r.IntN(4) == 0 {
-					qr = []int{0, g.rows - 1}[r.IntN(2)] // stress the poles
-				}
-				row, col := r.IntN(g.rows), r.IntN(g.cols)
-				if r.IntN(2) == 0 { // stay near the query, where bounds are tight
-					row = min(max(qr+r.IntN(9)-4, 0), g.rows-1)
-					col = g.wrapCol(qc + r.IntN(9) - 4)
-				}
-				a, b := inCell(qr, qc), inCell(row, col)
-				require.LessOrEqual(t, g.cellHav(newOrigin(a), cellKey(row, col)), newOrigin(a).hav(b),
-					"query %v, cell (%d,%d) %v", a, row, col, b)
-				ring := g.ringOf(qr, qc, cellKey(row, col))
-				for _, k := range []int{1, 2, 1 + r.IntN(max(ring, 1)), ring} {
-					if k < 1 || k > ring {
-						continue
+	for _, sc := range scenarios {
+		for _, leafCap := range leafCaps {
+			t.Run(fmt.Sprintf("%s/leafcap=%d", sc.name, leafCap), func(t *testing.T) {
+				t.Parallel()
+				for seed := range uint64(20) {
+					r := rand.New(rand.NewPCG(seed, 99))
+					x := newIndex[int](leafCap)
+					n := 1 + r.IntN(600)
+					left := map[int]Point{}
+					for i := range n {
+						p := sc.gen(r)
+						x.Upsert(strconv.Itoa(i), p, i)
+						left[i] = p
 					}
-					require.LessOrEqual(t, g.boundKm(qr, k), DistanceKm(a, b),
-						"query cell (%d,%d) %v, cell (%d,%d) %v, ring %d, k %d", qr, qc, a, row, col, b, ring, k)
-				}
-			}
-		})
-	}
-}
-
-// TestRingsPartitionGrid checks that rings visit every cell exactly once,
-// including where columns wrap and rows stop at the poles.
-func TestRingsPartitionGrid(t *testing.T) {
-	t.Parallel()
-	for _, cellDeg := range []float64{360, 180, 120, 90, 45, 30, 7.5} {
-		g := newGrid(cellDeg)
-		for qr := range g.rows {
-			for qc := range g.cols {
-				seen := map[uint64]int{}
-				for r := 0; ; r++ {
-					for _, k := range g.appendRing(nil, qr, qc, r) {
-						seen[k]++
-						require.Equal(t, r, g.ringOf(qr, qc, k), "cell %d query (%d,%d)", cellDeg, qr, qc)
+					centre := sc.gen(r)
+					order := slices.Collect(maps.Keys(left))
+					slices.SortFunc(order, func(a, b int) int {
+						return cmp.Compare(DistanceKm(centre, left[a]), DistanceKm(centre, left[b]))
+					})
+					for _, i := range order[:n/2] {
+						x.Remove(strconv.Itoa(i))
+						delete(left, i)
 					}
-					if math.IsInf(g.boundKm(qr, r+1), 1) {
-						break
+					for i := range left {
+						if r.IntN(5) == 0 {
+							x.Remove(strconv.Itoa(i))
+							delete(left, i)
+						}
+					}
+					checkInvariants(t, x)
+					for _, q := range []Point{centre, sc.gen(r), uniformSphere(r)} {
+						want := make([]float64, 0, len(left))
+						for _, p := range left {
+							want = append(want, DistanceKm(q, p))
+						}
+						slices.Sort(want)
+						got := collect(x, q, -1)
+						require.Len(t, got, len(want))
+						for i, y := range got {
+							require.Equal(t, left[y.item.Value], y.item.Point)
+							require.Equal(t, want[i], y.dist, "seed %d query %v position %d", seed, q, i)
+						}
 					}
 				}
-				require.Len(t, seen, g.rows*g.cols, "cell %g query (%d,%d)", cellDeg, qr, qc)
-				for k, n := range seen {
-					require.Equal(t, 1, n, "cell %x visited twice, cell %g query (%d,%d)", k, cellDeg, qr, qc)
-				}
-			}
+			})
 		}
 	}
 }
 
-func TestNewIndexCellSize(t *testing.T) {
+func TestNearestEmptyIndex(t *testing.T) {
 	t.Parallel()
-	tests := []struct {
-		cellDeg float64
-		wantDeg float64
-	}{
-		{0, 0.02},
-		{-1, 0.02},
-		{math.NaN(), 0.02},
-		{0.05, 0.05},
-		{1, 1},
-		{0.7, 360.0 / 515}, // narrowed so that columns tile 360° exactly
-		{1e-9, 1e-4},
-		{1000, 360},
-	}
-	for _, tt := range tests {
-		g := NewIndex[int](tt.cellDeg).g
-		assert.InDelta(t, tt.wantDeg, g.deg, 1e-12, "cellDeg %g", tt.cellDeg)
-		assert.InDelta(t, 360, g.deg*float64(g.cols), 1e-9, "cellDeg %g", tt.cellDeg)
-		assert.GreaterOrEqual(t, g.deg*float64(g.rows), 180-1e-9, "cellDeg %g", tt.cellDeg)
+	x := NewIndex[int]()
+	assert.Empty(t, collect(x, Point{47.6, -122.3}, -1))
+}
+
+// TestCellBounds checks the cell bound directly against random points in
+// random cells at every level, because an over-optimistic bound only shows
+// up in Nearest as a rare misordering.
+func TestCellBounds(t *testing.T) {
+	t.Parallel()
+	r := rand.New(rand.NewPCG(1, 2))
+	for range 200000 {
+		sc := scenarios[r.IntN(len(scenarios))]
+		q, p := sc.gen(r), sc.gen(r)
+		switch r.IntN(4) {
+		case 0: // a point right beside the query: distances near zero
+			p = Point{q.Lat + (r.Float64()-0.5)*1e-6, q.Lon + (r.Float64()-0.5)*1e-6}
+		case 1: // a cell vertex, where a bound a hair too high gets caught
+			c := s2.CellFromCellID(leafOf(p).Parent(r.IntN(s2.MaxLevel + 1)))
+			ll := s2.LatLngFromPoint(c.Vertex(r.IntN(4)))
+			p = Point{ll.Lat.Degrees(), ll.Lng.Degrees()}
+		}
+		p.Lat, q.Lat = clampLat(p.Lat), clampLat(q.Lat)
+		cell := leafOf(p).Parent(r.IntN(s2.MaxLevel + 1))
+		require.LessOrEqual(t, cellHav(s2Point(q), cell), newOrigin(q).hav(p),
+			"query %v, point %v, cell %v", q, p, cell)
 	}
 }
 
 // checkInvariants verifies the bookkeeping that Upsert and Remove maintain
-// between byID and the cells.
+// between byID and the tree.
 func checkInvariants[V any](t *testing.T, x *Index[V]) {
 	t.Helper()
 	x.mu.RLock()
 	defer x.mu.RUnlock()
-	total := 0
-	for k, c := range x.cells {
-		require.NotEmpty(t, c.items, "empty cell %x kept", k)
-		for i, it := range c.items {
-			require.Equal(t, slot{key: k, i: i}, x.byID[it.ID], "slot of %s", it.ID)
-			require.Equal(t, k, x.g.keyOf(it.Point), "%s is in the wrong cell", it.ID)
-		}
-		total += len(c.items)
-	}
-	require.Len(t, x.byID, total)
+	require.Equal(t, len(x.byID), x.tree.Len())
+	x.tree.Ascend(func(e entry[V]) bool {
+		require.Equal(t, leafOf(e.p), e.cell, "%s is filed under the wrong cell", e.id)
+		require.Equal(t, e, x.byID[e.id], "byID of %s", e.id)
+		return true
+	})
 }
 
-func cellHolds[V any](x *Index[V], p Point, id string) bool {
+func treeHolds[V any](x *Index[V], p Point, id string) bool {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
-	c, ok := x.cells[x.g.keyOf(p)]
-	return ok && slices.ContainsFunc(c.items, func(it Item[V]) bool { return it.ID == id })
+	return x.tree.Has(entry[V]{cell: leafOf(p), id: id})
 }
 
 func TestIndexUpsertMovesItem(t *testing.T) {
 	t.Parallel()
-	x := NewIndex[string](0)
+	x := NewIndex[string]()
 	seattle, portland := Point{47.6062, -122.3321}, Point{45.5152, -122.6784}
 
 	x.Upsert("d1", seattle, "idle")
@@ -301,8 +294,8 @@ func TestIndexUpsertMovesItem(t *testing.T) {
 	x.Upsert("d3", seattle, "idle")
 	x.Upsert("d1", portland, "busy")
 
-	assert.False(t, cellHolds(x, seattle, "d1"), "old cell still holds the moved item")
-	assert.True(t, cellHolds(x, portland, "d1"))
+	assert.False(t, treeHolds(x, seattle, "d1"), "old cell still holds the moved item")
+	assert.True(t, treeHolds(x, portland, "d1"))
 	p, v, ok := x.Get("d1")
 	require.True(t, ok)
 	assert.Equal(t, portland, p)
@@ -310,7 +303,7 @@ func TestIndexUpsertMovesItem(t *testing.T) {
 	assert.Equal(t, 3, x.Len())
 	checkInvariants(t, x)
 
-	// A move within the same cell replaces in place.
+	// A move within the same leaf cell replaces the entry in place.
 	nudged := Point{seattle.Lat + 1e-4, seattle.Lon}
 	x.Upsert("d2", nudged, "charging")
 	p, v, ok = x.Get("d2")
@@ -320,7 +313,7 @@ func TestIndexUpsertMovesItem(t *testing.T) {
 	assert.Equal(t, 3, x.Len())
 	checkInvariants(t, x)
 
-	// Latitudes past the poles are clamped so the grid can reason about them.
+	// Latitudes past the poles are clamped so the cell bounds hold for them.
 	x.Upsert("d4", Point{95, 10}, "glitch")
 	p, _, _ = x.Get("d4")
 	assert.Equal(t, Point{90, 10}, p)
@@ -329,10 +322,10 @@ func TestIndexUpsertMovesItem(t *testing.T) {
 
 func TestIndexRemove(t *testing.T) {
 	t.Parallel()
-	x := NewIndex[int](0)
+	x := NewIndex[int]()
 	p := Point{47.6, -122.3}
 	for i := range 5 {
-		x.Upsert(strconv.Itoa(i), p, i) // one cell, so removal swaps items around
+		x.Upsert(strconv.Itoa(i), p, i) // one leaf cell, told apart by id
 	}
 	x.Remove("1")
 	x.Remove("1")
@@ -340,7 +333,7 @@ func TestIndexRemove(t *testing.T) {
 	assert.Equal(t, 4, x.Len())
 	_, _, ok := x.Get("1")
 	assert.False(t, ok)
-	assert.False(t, cellHolds(x, p, "1"))
+	assert.False(t, treeHolds(x, p, "1"))
 	for _, id := range []string{"0", "2", "3", "4"} {
 		_, v, ok := x.Get(id)
 		require.True(t, ok, id)
@@ -352,7 +345,7 @@ func TestIndexRemove(t *testing.T) {
 		x.Remove(id)
 	}
 	assert.Zero(t, x.Len())
-	assert.Empty(t, x.cells, "emptied cells must be dropped")
+	assert.Zero(t, x.tree.Len())
 	assert.Empty(t, collect(x, p, -1))
 }
 
@@ -361,7 +354,7 @@ func TestIndexRemove(t *testing.T) {
 func TestIndexRandomOps(t *testing.T) {
 	t.Parallel()
 	r := rand.New(rand.NewPCG(3, 4))
-	x := NewIndex[int](0.5)
+	x := NewIndex[int]()
 	ref := map[string]Point{}
 	for i := range 20000 {
 		id := strconv.Itoa(r.IntN(300))
@@ -408,7 +401,7 @@ func TestNearestClaimInsideLoop(t *testing.T) {
 		t.Run(sc.name, func(t *testing.T) {
 			t.Parallel()
 			r := rand.New(rand.NewPCG(5, 6))
-			x := NewIndex[int](0)
+			x := NewIndex[int]()
 			const n = 2000
 			for i := range n {
 				x.Upsert(strconv.Itoa(i), sc.gen(r), i)
@@ -436,7 +429,7 @@ func TestNearestClaimInsideLoop(t *testing.T) {
 func TestNearestUpsertInsideLoop(t *testing.T) {
 	t.Parallel()
 	r := rand.New(rand.NewPCG(7, 8))
-	x := NewIndex[int](0)
+	x := NewIndex[int]()
 	city := scenarios[0].gen
 	for i := range 2000 {
 		x.Upsert(strconv.Itoa(i), city(r), i)
@@ -461,7 +454,7 @@ func TestNearestUpsertInsideLoop(t *testing.T) {
 // cells, not about any particular item.
 func TestNearestConcurrentWriters(t *testing.T) {
 	t.Parallel()
-	x := NewIndex[int](0)
+	x := NewIndex[int]()
 	city := scenarios[0].gen
 	seed := rand.New(rand.NewPCG(9, 10))
 	for i := range 5000 {
@@ -512,7 +505,7 @@ func TestNearestConcurrentWriters(t *testing.T) {
 
 func TestNearestNonFinitePointsComeLast(t *testing.T) {
 	t.Parallel()
-	x := NewIndex[int](0)
+	x := NewIndex[int]()
 	x.Upsert("nan", Point{math.NaN(), 0}, 0)
 	x.Upsert("inf", Point{0, math.Inf(1)}, 0)
 	x.Upsert("ok", Point{10, 10}, 0)
@@ -521,4 +514,46 @@ func TestNearestNonFinitePointsComeLast(t *testing.T) {
 	assert.Equal(t, "ok", got[0].item.ID)
 	assert.True(t, math.IsInf(got[1].dist, 1))
 	assert.True(t, math.IsInf(got[2].dist, 1))
+}
+
+// TestSearchCostFollowsTheAnswer counts the items a search copies out of
+// the index, which is what grew with density in a fixed grid (about 15,000
+// for the first drone in this fleet with 0.02° cells): it must stay near
+// the number of items asked for, in a dense fleet and in one whose middle
+// has been emptied.
+func TestSearchCostFollowsTheAnswer(t *testing.T) {
+	t.Parallel()
+	r := rand.New(rand.NewPCG(13, 14))
+	x := NewIndex[int]()
+	pts := make([]Point, 40000)
+	for i := range pts {
+		pts[i] = discPoint(r, seattle, 5)
+		x.Upsert(strconv.Itoa(i), pts[i], i)
+	}
+	reads := func(q Point, k int) int {
+		s := search[int]{x: x}
+		n := 0
+		s.all(q, func(Item[int], float64) bool { n++; return n < k })
+		require.Equal(t, k, n)
+		return s.read
+	}
+	for _, k := range []int{1, 10} {
+		for range 20 {
+			got := reads(discPoint(r, seattle, 5), k)
+			t.Logf("dense, first %d: %d read", k, got)
+		}
+	}
+	for i, p := range pts {
+		if DistanceKm(seattle, p) < 5/math.Sqrt2 {
+			x.Remove(strconv.Itoa(i))
+		}
+	}
+	for _, k := range []int{1, 10} {
+		got := reads(seattle, k)
+		t.Logf("depleted, first %d from the centre: %d read", k, got)
+		for range 20 {
+			got := reads(discPoint(r, seattle, 5), k)
+			t.Logf("depleted, first %d: %d read", k, got)
+		}
+	}
 }

@@ -3,8 +3,10 @@ package geo
 import (
 	"iter"
 	"math"
-	"slices"
 	"sync"
+
+	"github.com/golang/geo/s2"
+	"github.com/google/btree"
 )
 
 // Item is what Nearest yields, carrying a copy of the value so the caller can
@@ -12,72 +14,94 @@ import (
 type Item[V any] struct {
 	// ID lets the caller claim or update the item it picked.
 	ID string
-	// Point is where the item was when Nearest read its cell.
+	// Point is where the item was when Nearest read it.
 	Point Point
-	// Value is the payload as it was when Nearest read its cell.
+	// Value is the payload as it was when Nearest read it.
 	Value V
 }
 
-// Index is a concurrency-safe grid index of items keyed by id.
+// defaultLeafCap is how many items a search reads from a cell before it
+// splits the cell in four instead. Each read is a B-tree seek plus a short
+// ordered walk, so reading a few items costs about as much as splitting;
+// S2's own closest-point query in C++ uses 13.
+const defaultLeafCap = 16
+
+// Index is a concurrency-safe spatial index of items keyed by id, whose
+// nearest-first search costs in proportion to the answer rather than to how
+// densely the items are packed.
 //
-// Bucketing items into fixed lat/lon cells keeps moves cheap (a drone that
-// stays inside its cell is updated in place) while letting Nearest read only
-// the cells around the query. Create it with NewIndex; the zero value has no
-// grid.
+// Items are kept in a B-tree ordered by the S2 leaf cell of their position
+// (github.com/golang/geo), that is along S2's Hilbert curve, so every S2 cell
+// at every level is one contiguous range of keys. A search walks the cell
+// hierarchy best-first from the six cube faces, by each cell's exact
+// distance bound from S2: a cell holding few items is read, a fuller one is
+// split into its four children. Cells thus adapt to the density where and
+// when the search needs them, with no tuning and no rebuild, and a region
+// emptied of items costs one seek per empty cell however many items it once
+// held. A move or a removal is one B-tree update.
+//
+// Neither library offers this as such: golang/geo has no point index or
+// closest-point query (its ShapeIndex is rebuilt after removals and its
+// queries return a finished list), and google/btree knows nothing of
+// geometry; the search over both is the one in this file.
+//
+// Create it with NewIndex; the zero value is not usable.
 type Index[V any] struct {
-	g grid // immutable after NewIndex, so read without the lock
+	mu   sync.RWMutex
+	tree *btree.BTreeG[entry[V]]
+	byID map[string]entry[V]
 
-	mu    sync.RWMutex
-	cells map[uint64]*cell[V]
-	byID  map[string]slot
-	// version changes on every write, so Nearest can tell that the count of
-	// items it has read still means "all of them".
-	version uint64
+	leafCap int // immutable after NewIndex, so read without the lock
 }
 
-type cell[V any] struct{ items []Item[V] }
-
-// slot locates an item so Upsert and Remove avoid scanning its cell.
-type slot struct {
-	key uint64
-	i   int
+// entry is an item under its key (cell, id); ids break ties between items
+// in the same leaf cell.
+type entry[V any] struct {
+	cell s2.CellID // leafOf(p)
+	id   string
+	p    Point
+	v    V
 }
 
-// NewIndex returns an empty index whose cells are about cellDeg degrees on a
-// side, or 0.02° when cellDeg <= 0 because that suits a city fleet (see
-// defaultCellDeg).
-func NewIndex[V any](cellDeg float64) *Index[V] {
+func (e entry[V]) item() Item[V] { return Item[V]{ID: e.id, Point: e.p, Value: e.v} }
+
+func lessEntry[V any](a, b entry[V]) bool {
+	if a.cell != b.cell {
+		return a.cell < b.cell
+	}
+	return a.id < b.id
+}
+
+// btreeDegree gives nodes of 31 to 63 items: wide enough for a shallow tree
+// at 100,000 items, narrow enough that an insert shifts little.
+const btreeDegree = 32
+
+// NewIndex returns an empty index.
+func NewIndex[V any]() *Index[V] {
+	return newIndex[V](defaultLeafCap)
+}
+
+func newIndex[V any](leafCap int) *Index[V] {
 	return &Index[V]{
-		g:     newGrid(cellDeg),
-		cells: make(map[uint64]*cell[V]),
-		byID:  make(map[string]slot),
+		tree:    btree.NewG(btreeDegree, lessEntry[V]),
+		byID:    make(map[string]entry[V]),
+		leafCap: max(leafCap, 1),
 	}
 }
 
 // Upsert inserts the item or moves and replaces it, clamping the latitude to
-// ±90° so that the grid can bound its distance.
+// ±90° so that the cell bounds hold for it.
 func (x *Index[V]) Upsert(id string, p Point, v V) {
 	p.Lat = clampLat(p.Lat)
-	k := x.g.keyOf(p)
-	it := Item[V]{ID: id, Point: p, Value: v}
+	e := entry[V]{cell: leafOf(p), id: id, p: p, v: v}
 
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	x.version++
-	if s, ok := x.byID[id]; ok {
-		if s.key == k {
-			x.cells[k].items[s.i] = it
-			return
-		}
-		x.detach(s)
+	if old, ok := x.byID[id]; ok && old.cell != e.cell {
+		x.tree.Delete(old)
 	}
-	c := x.cells[k]
-	if c == nil {
-		c = &cell[V]{}
-		x.cells[k] = c
-	}
-	x.byID[id] = slot{key: k, i: len(c.items)}
-	c.items = append(c.items, it)
+	x.tree.ReplaceOrInsert(e)
+	x.byID[id] = e
 }
 
 // Remove deletes the item and is a no-op when it is absent, so claiming an
@@ -85,31 +109,12 @@ func (x *Index[V]) Upsert(id string, p Point, v V) {
 func (x *Index[V]) Remove(id string) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	s, ok := x.byID[id]
+	old, ok := x.byID[id]
 	if !ok {
 		return
 	}
-	x.version++
-	x.detach(s)
+	x.tree.Delete(old)
 	delete(x.byID, id)
-}
-
-// detach swap-removes the item at s from its cell and drops the cell when it
-// empties, so the map only holds occupied cells and Nearest can use its size
-// to decide when walking rings costs more than scanning it. The caller holds
-// the write lock and fixes up byID for the detached item.
-func (x *Index[V]) detach(s slot) {
-	c := x.cells[s.key]
-	last := len(c.items) - 1
-	if s.i != last {
-		c.items[s.i] = c.items[last]
-		x.byID[c.items[s.i].ID] = s
-	}
-	c.items[last] = Item[V]{} // let the GC have the value
-	c.items = c.items[:last]
-	if last == 0 {
-		delete(x.cells, s.key)
-	}
 }
 
 // Get returns the item's current position and value, which callers use to
@@ -117,13 +122,8 @@ func (x *Index[V]) detach(s slot) {
 func (x *Index[V]) Get(id string) (Point, V, bool) {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
-	s, ok := x.byID[id]
-	if !ok {
-		var zero V
-		return Point{}, zero, false
-	}
-	it := x.cells[s.key].items[s.i]
-	return it.Point, it.Value, true
+	e, ok := x.byID[id]
+	return e.p, e.v, ok
 }
 
 // Len returns the number of items, each id counted once however often it was
@@ -135,226 +135,193 @@ func (x *Index[V]) Len() int {
 }
 
 // Nearest yields every item in order of increasing great-circle distance from
-// p, with that distance in km.
+// p, with that distance in km, bit for bit what DistanceKm returns.
 //
 // The index is not locked while the caller's loop body runs, so the body may
 // Upsert and Remove (for example to claim the drone it was given). The price
-// is that each cell is read once, at the moment the search reaches it: an
-// item that moves or changes while the loop runs may be yielded with stale
-// data, late, twice or not at all, so callers must re-verify an item (with
-// Get, or by a conditional claim) before acting on it. Breaking out of the
-// loop early is cheap; only the cells needed so far have been read. The
-// latitude of p is clamped to ±90°; items with non-finite coordinates come
-// last with distance +Inf.
+// is that each cell is read at the moment the search reaches it: an item
+// that moves or changes while the loop runs may be yielded with stale data,
+// late, twice or not at all, so callers must re-verify an item (with Get, or
+// by a conditional claim) before acting on it. Breaking out of the loop
+// early is cheap; only the cells needed so far have been read. The latitude
+// of p is clamped to ±90°; items with non-finite coordinates come last with
+// distance +Inf, and from a non-finite p every item is at distance +Inf.
 func (x *Index[V]) Nearest(p Point) iter.Seq2[Item[V], float64] {
 	return func(yield func(Item[V], float64) bool) {
-		p.Lat = clampLat(p.Lat)
-		qr, qc := x.g.cellOf(p)
-		s := search[V]{x: x, q: newOrigin(p)}
-		s.run(qr, qc, yield)
+		s := search[V]{x: x}
+		s.all(p, yield)
 	}
 }
 
 // search is the state of one Nearest iteration.
 type search[V any] struct {
-	x     *Index[V]
-	q     origin
-	items []Item[V] // copies of everything read so far
-	cands minHeap   // k: hav of the distance, v: index into items
-	keys  []uint64
+	x      *Index[V]
+	q      origin
+	target s2.Point
+	cells  minHeap[s2.CellID] // cells not yet read, by cellHav
+	cands  minHeap[Item[V]]   // items read, not yet yielded, by hav
+	buf    []entry[V]
+
+	read int // entries copied out of the tree, for the tests of its cost
 }
 
-func (s *search[V]) run(qr, qc int, yield func(Item[V], float64) bool) {
-	x, g := s.x, s.x.g
-	var version uint64
-	probes := 0
-	for r := 0; ; r++ {
-		s.keys = g.appendRing(s.keys[:0], qr, qc, r)
-		probes += len(s.keys)
+func (s *search[V]) all(p Point, yield func(Item[V], float64) bool) {
+	p.Lat = clampLat(p.Lat)
+	s.q = newOrigin(p)
+	if !finite(p) {
+		s.unmeasured(math.MaxUint64, yield)
+		return
+	}
+	s.target = s2Point(p)
+	if s.run(yield) {
+		s.unmeasured(1, yield) // the items filed under cell 0
+	}
+}
 
-		x.mu.RLock()
-		if r == 0 {
-			version = x.version
+// run yields every finite item nearest first and reports whether the caller
+// wants more.
+func (s *search[V]) run(yield func(Item[V], float64) bool) bool {
+	for f := range 6 {
+		id := s2.CellIDFromFace(f)
+		s.cells.push(cellHav(s.target, id), id)
+	}
+	for {
+		s.explore()
+		if len(s.cands) == 0 {
+			return true // explore stops only when no cell is left
 		}
-		if r > 0 && probes > len(x.cells) {
-			// Walking rings has now cost more than one pass over the
-			// occupied cells (a sparse or far-away fleet, or rings grown
-			// huge near a pole), so rank those cells instead.
-			cells := s.rankCells(qr, qc, r)
-			x.mu.RUnlock()
-			s.runSparse(cells, yield)
-			return
-		}
-		from := len(s.items)
-		s.read(s.keys)
-		allRead := x.version == version && len(s.items) == len(x.byID)
-		x.mu.RUnlock()
-
-		s.push(from)
+		// A candidate can go once no unread cell could hold anything
+		// closer.
 		bound := math.Inf(1)
-		if !allRead {
-			bound = g.boundKm(qr, r+1)
+		if len(s.cells) > 0 {
+			bound = s.cells[0].k
 		}
-		if !s.emit(havFromKm(bound), yield) || math.IsInf(bound, 1) {
-			return
+		for len(s.cands) > 0 && s.cands[0].k <= bound {
+			c := s.cands.pop()
+			if !yield(c.v, kmFromHav(c.k)) {
+				return false
+			}
 		}
 	}
 }
 
-// rankCells heaps the occupied cells not yet read by their distance bound;
-// a heap rather than a sort because the caller usually stops after a few
-// items. The caller holds the read lock. Cells that become occupied later are
-// missed, which Nearest's contract allows.
-func (s *search[V]) rankCells(qr, qc, r int) minHeap {
-	g := s.x.g
-	h := make(minHeap, 0, len(s.x.cells))
-	for k := range s.x.cells {
-		if g.ringOf(qr, qc, k) >= r {
-			h = append(h, entry{k: g.cellHav(s.q, k), v: k})
-		}
-	}
-	h.init()
-	return h
-}
-
-// runSparse reads cells best-first: a candidate can be released once no
-// unread cell could hold anything closer.
-func (s *search[V]) runSparse(cells minHeap, yield func(Item[V], float64) bool) {
+// explore reads cells, nearest bound first, until the best candidate is no
+// farther than every unread cell, under one read lock because nothing can be
+// yielded before then anyway.
+func (s *search[V]) explore() {
 	x := s.x
-	for len(cells) > 0 {
-		// Every cell that could beat the best candidate so far has to be
-		// read before anything is yielded, so read them under one lock.
-		s.keys = append(s.keys[:0], cells.pop().v)
-		for len(cells) > 0 && len(s.cands) > 0 && cells[0].k <= s.cands[0].k {
-			s.keys = append(s.keys, cells.pop().v)
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	for len(s.cells) > 0 && (len(s.cands) == 0 || s.cells[0].k < s.cands[0].k) {
+		c := s.cells.pop()
+		id, last := c.v, c.v.RangeMax()
+		// A leaf cell cannot be split, so items stacked on one spot are
+		// read together however many there are.
+		all := id.IsLeaf()
+		s.buf = s.buf[:0]
+		x.tree.AscendGreaterOrEqual(entry[V]{cell: id.RangeMin()}, func(e entry[V]) bool {
+			if e.cell > last {
+				return false
+			}
+			s.buf = append(s.buf, e)
+			return all || len(s.buf) <= x.leafCap
+		})
+		s.read += len(s.buf)
+		if all || len(s.buf) <= x.leafCap {
+			for _, e := range s.buf {
+				s.cands.push(s.q.hav(e.p), e.item())
+			}
+			continue
 		}
+		for _, child := range id.Children() {
+			// A child lies inside its parent, so its bound is never
+			// lower; taking the larger keeps rounding from making it so,
+			// which keeps yielded distances in order under concurrent
+			// writes.
+			s.cells.push(max(cellHav(s.target, child), c.k), child)
+		}
+	}
+}
 
+// unmeasured yields, at distance +Inf, the items filed under cells below
+// end: those with non-finite coordinates when end is 1. It reads leafCap
+// items at a time, continuing after the last one yielded.
+func (s *search[V]) unmeasured(end s2.CellID, yield func(Item[V], float64) bool) {
+	x := s.x
+	var from entry[V]
+	first := true
+	for {
+		s.buf = s.buf[:0]
 		x.mu.RLock()
-		from := len(s.items)
-		s.read(s.keys)
+		x.tree.AscendGreaterOrEqual(from, func(e entry[V]) bool {
+			if e.cell >= end {
+				return false
+			}
+			if first || lessEntry(from, e) {
+				s.buf = append(s.buf, e)
+			}
+			return len(s.buf) < x.leafCap
+		})
 		x.mu.RUnlock()
-
-		s.push(from)
-		bound := math.Inf(1)
-		if len(cells) > 0 {
-			bound = cells[0].k
-		}
-		if !s.emit(bound, yield) {
+		if len(s.buf) == 0 {
 			return
 		}
-	}
-	s.emit(math.Inf(1), yield)
-}
-
-// read copies the items of the given cells; the caller holds the read lock.
-func (s *search[V]) read(keys []uint64) {
-	n := 0
-	for _, k := range keys {
-		if c, ok := s.x.cells[k]; ok {
-			n += len(c.items)
+		for _, e := range s.buf {
+			if !yield(e.item(), math.Inf(1)) {
+				return
+			}
 		}
-	}
-	s.items = slices.Grow(s.items, n) // one allocation instead of doubling
-	for _, k := range keys {
-		if c, ok := s.x.cells[k]; ok {
-			s.items = append(s.items, c.items...)
-		}
+		from, first = s.buf[len(s.buf)-1], false
 	}
 }
 
-// push measures items[from:] outside the lock and adds them to the candidates.
-func (s *search[V]) push(from int) {
-	n := len(s.items) - from
-	if n == 0 {
-		return
-	}
-	old := len(s.cands)
-	s.cands = slices.Grow(s.cands, n)
-	for i := from; i < len(s.items); i++ {
-		h := s.q.hav(s.items[i].Point)
-		if math.IsNaN(h) {
-			h = math.Inf(1) // NaN would break the heap's ordering
-		}
-		s.cands = append(s.cands, entry{k: h, v: uint64(i)})
-	}
-	if n > old {
-		s.cands.init()
-		return
-	}
-	for i := old; i < len(s.cands); i++ {
-		s.cands.up(i)
-	}
-}
-
-// emit yields candidates whose hav is at most bound, reporting whether the
-// caller wants more.
-func (s *search[V]) emit(bound float64, yield func(Item[V], float64) bool) bool {
-	for len(s.cands) > 0 && s.cands[0].k <= bound {
-		e := s.cands.pop()
-		d := math.Inf(1)
-		if !math.IsInf(e.k, 1) {
-			d = kmFromHav(e.k)
-		}
-		if !yield(s.items[e.v], d) {
-			return false
-		}
-	}
-	return true
-}
-
-// entry serves both heaps: candidates and cells, each keyed by hav of a
+// keyed is a heap entry: candidates and cells are both ordered by hav of a
 // distance.
-type entry struct {
+type keyed[T any] struct {
 	k float64
-	v uint64
+	v T
 }
 
 // minHeap is hand-rolled because container/heap's interface calls and boxing
-// show up when a query heaps thousands of candidates.
-type minHeap []entry
+// show up when a query heaps hundreds of entries.
+type minHeap[T any] []keyed[T]
 
-func (h minHeap) init() {
-	for i := len(h)/2 - 1; i >= 0; i-- {
-		h.down(i)
-	}
-}
-
-func (h minHeap) up(i int) {
-	for i > 0 {
+func (h *minHeap[T]) push(k float64, v T) {
+	*h = append(*h, keyed[T]{k, v})
+	s := *h
+	for i := len(s) - 1; i > 0; {
 		p := (i - 1) / 2
-		if h[p].k <= h[i].k {
+		if s[p].k <= s[i].k {
 			return
 		}
-		h[p], h[i] = h[i], h[p]
+		s[p], s[i] = s[i], s[p]
 		i = p
 	}
 }
 
-func (h minHeap) down(i int) {
-	n := len(h)
-	for {
+func (h *minHeap[T]) pop() keyed[T] {
+	s := *h
+	top := s[0]
+	last := len(s) - 1
+	s[0] = s[last]
+	var zero keyed[T]
+	s[last] = zero // let the GC have the value
+	s = s[:last]
+	*h = s
+	for i := 0; ; {
 		l := 2*i + 1
-		if l >= n {
-			return
+		if l >= len(s) {
+			break
 		}
 		m := l
-		if r := l + 1; r < n && h[r].k < h[l].k {
+		if r := l + 1; r < len(s) && s[r].k < s[l].k {
 			m = r
 		}
-		if h[i].k <= h[m].k {
-			return
+		if s[i].k <= s[m].k {
+			break
 		}
-		h[i], h[m] = h[m], h[i]
+		s[i], s[m] = s[m], s[i]
 		i = m
 	}
-}
-
-func (h *minHeap) pop() entry {
-	old := *h
-	top := old[0]
-	last := len(old) - 1
-	old[0] = old[last]
-	*h = old[:last]
-	h.down(0)
 	return top
 }

@@ -64,7 +64,7 @@ var _ ports.Fleet = (*fleet)(nil)
 func newFleet(c *azcosmos.ContainerClient, log *slog.Logger) *fleet {
 	f := &fleet{
 		collection: newCollection[domain.Drone](c, topology.ContainerDrones),
-		index:      geo.NewIndex[*domain.Drone](0),
+		index:      geo.NewIndex[*domain.Drone](),
 		log:        log,
 		touched:    make(map[string]uint64),
 		etags:      make(map[string]azcore.ETag),

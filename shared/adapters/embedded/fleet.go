@@ -37,7 +37,7 @@ var _ ports.Fleet = (*fleet)(nil)
 func newFleet(db *DB) *fleet {
 	f := &fleet{
 		collection: newCollection[domain.Drone](db, topology.ContainerDrones),
-		index:      geo.NewIndex[*domain.Drone](0),
+		index:      geo.NewIndex[*domain.Drone](),
 		versions:   make(map[string]int64),
 	}
 	f.written = f.track
