@@ -49,6 +49,12 @@ func cellHav(target s2.Point, id s2.CellID) float64 {
 	return havFromChord(s2.CellFromCellID(id).Distance(target))
 }
 
+// boundaryHav is a lower bound on hav(d/R) for the distance d from the query
+// target, which lies in cell id, to any point outside the cell.
+func boundaryHav(target s2.Point, id s2.CellID) float64 {
+	return havFromChord(s2.CellFromCellID(id).BoundaryDistance(target))
+}
+
 func havFromChord(ca s1.ChordAngle) float64 {
 	c := math.Sqrt(float64(ca))*(1-1e-12) - 1e-13
 	if !(c > 0) {

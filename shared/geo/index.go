@@ -3,6 +3,7 @@ package geo
 import (
 	"iter"
 	"math"
+	"sort"
 	"sync"
 
 	"github.com/golang/geo/s2"
@@ -50,6 +51,8 @@ type Index[V any] struct {
 	mu   sync.RWMutex
 	tree *btree.BTreeG[entry[V]]
 	byID map[string]entry[V]
+
+	searches sync.Pool // of *search[V]
 
 	leafCap int // immutable after NewIndex, so read without the lock
 }
@@ -148,7 +151,14 @@ func (x *Index[V]) Len() int {
 // distance +Inf, and from a non-finite p every item is at distance +Inf.
 func (x *Index[V]) Nearest(p Point) iter.Seq2[Item[V], float64] {
 	return func(yield func(Item[V], float64) bool) {
-		s := search[V]{x: x}
+		// The search state is pooled: dispatch runs one search per
+		// delivery, and its heaps would otherwise be most of its garbage.
+		s, _ := x.searches.Get().(*search[V])
+		if s == nil {
+			s = &search[V]{x: x}
+		}
+		defer x.searches.Put(s)
+		defer s.reset()
 		s.all(p, yield)
 	}
 }
@@ -158,11 +168,28 @@ type search[V any] struct {
 	x      *Index[V]
 	q      origin
 	target s2.Point
-	cells  minHeap[s2.CellID] // cells not yet read, by cellHav
-	cands  minHeap[Item[V]]   // items read, not yet yielded, by hav
+	todo   minHeap[region]  // what is not yet read, by a lower bound on hav
+	cands  minHeap[Item[V]] // items read, not yet yielded, by hav
 	buf    []entry[V]
 
 	read int // entries copied out of the tree, for the tests of its cost
+}
+
+// region is a part of the sphere that the search has not read: the cell id,
+// or everything outside it.
+type region struct {
+	id      s2.CellID
+	outside bool
+}
+
+// reset drops what the last search held, values included, so that a pooled
+// search keeps no drone alive.
+func (s *search[V]) reset() {
+	clear(s.todo)
+	clear(s.cands)
+	clear(s.buf)
+	s.todo, s.cands, s.buf = s.todo[:0], s.cands[:0], s.buf[:0]
+	s.read = 0
 }
 
 func (s *search[V]) all(p Point, yield func(Item[V], float64) bool) {
@@ -173,28 +200,88 @@ func (s *search[V]) all(p Point, yield func(Item[V], float64) bool) {
 		return
 	}
 	s.target = s2Point(p)
+	s.start(leafOf(p))
 	if s.run(yield) {
 		s.unmeasured(1, yield) // the items filed under cell 0
 	}
 }
 
+// start finds the smallest cell around the query that holds at most
+// leafCap items and takes them as the first candidates, leaving the rest of
+// the sphere as one region outside it. In a dense fleet that cell is many
+// levels below the cube face, and one walk each way along the Hilbert curve
+// from the query finds it, where splitting cells from the face down would
+// cost a B-tree seek per level.
+//
+// The walks read at most leafCap+1 items each, the nearest to the query's
+// leaf cell in key order. A cell around the query is a range of keys around
+// it, so the items of the walks inside that range are all of its items
+// unless a walk was cut short inside the range, which takes more than
+// leafCap of them: where they number at most leafCap, they are exact.
+func (s *search[V]) start(leaf s2.CellID) {
+	x, limit := s.x, s.x.leafCap+1
+	pivot := entry[V]{cell: leaf}
+	x.mu.RLock()
+	x.tree.AscendGreaterOrEqual(pivot, func(e entry[V]) bool {
+		s.buf = append(s.buf, e)
+		return len(s.buf) < limit
+	})
+	ahead := len(s.buf)
+	x.tree.DescendLessOrEqual(pivot, func(e entry[V]) bool {
+		if e.cell != leaf || e.id != "" { // the pivot itself came ahead
+			s.buf = append(s.buf, e)
+		}
+		return len(s.buf)-ahead < limit
+	})
+	x.mu.RUnlock()
+	s.read += len(s.buf)
+	after, before := s.buf[:ahead], s.buf[ahead:]
+	within := func(c s2.CellID) int {
+		lo, hi := c.RangeMin(), c.RangeMax()
+		n := 0
+		for _, e := range after {
+			if e.cell <= hi {
+				n++
+			}
+		}
+		for _, e := range before {
+			if e.cell >= lo {
+				n++
+			}
+		}
+		return n
+	}
+	// Cells shrink, and so hold fewer items, level by level.
+	level := sort.Search(s2.MaxLevel+1, func(l int) bool { return within(leaf.Parent(l)) <= x.leafCap })
+	if level > s2.MaxLevel {
+		// More than leafCap items stacked in the query's own leaf cell:
+		// explore reads it whole.
+		s.todo.push(-1, region{id: leaf})
+	} else {
+		home := leaf.Parent(level)
+		lo, hi := home.RangeMin(), home.RangeMax()
+		for _, e := range s.buf {
+			if e.cell >= lo && e.cell <= hi {
+				s.cands.push(s.q.hav(e.p), e.item())
+			}
+		}
+		leaf = home
+	}
+	s.todo.push(boundaryHav(s.target, leaf), region{id: leaf, outside: true})
+}
+
 // run yields every finite item nearest first and reports whether the caller
 // wants more.
 func (s *search[V]) run(yield func(Item[V], float64) bool) bool {
-	for f := range 6 {
-		id := s2.CellIDFromFace(f)
-		s.cells.push(cellHav(s.target, id), id)
-	}
 	for {
 		s.explore()
 		if len(s.cands) == 0 {
-			return true // explore stops only when no cell is left
+			return true // explore stops only when nothing is left to read
 		}
-		// A candidate can go once no unread cell could hold anything
-		// closer.
+		// A candidate can go once nothing unread could be closer.
 		bound := math.Inf(1)
-		if len(s.cells) > 0 {
-			bound = s.cells[0].k
+		if len(s.todo) > 0 {
+			bound = s.todo[0].k
 		}
 		for len(s.cands) > 0 && s.cands[0].k <= bound {
 			c := s.cands.pop()
@@ -205,16 +292,43 @@ func (s *search[V]) run(yield func(Item[V], float64) bool) bool {
 	}
 }
 
-// explore reads cells, nearest bound first, until the best candidate is no
-// farther than every unread cell, under one read lock because nothing can be
-// yielded before then anyway.
+// explore reads regions, nearest bound first, until the best candidate is
+// no farther than everything unread, under one read lock because nothing
+// can be yielded before then anyway.
+//
+// Every bound pushed is at least the bound of the region it came from: a
+// part is never nearer than the whole, and taking the larger keeps rounding
+// from making it so, which keeps yielded distances in order even while
+// writers move items between the reads.
 func (s *search[V]) explore() {
 	x := s.x
 	x.mu.RLock()
 	defer x.mu.RUnlock()
-	for len(s.cells) > 0 && (len(s.cands) == 0 || s.cells[0].k < s.cands[0].k) {
-		c := s.cells.pop()
-		id, last := c.v, c.v.RangeMax()
+	for len(s.todo) > 0 && (len(s.cands) == 0 || s.todo[0].k < s.cands[0].k) {
+		r := s.todo.pop()
+		id := r.v.id
+		if r.v.outside {
+			// Outside a cell is its three siblings and outside its
+			// parent, or the other five faces outside a face.
+			if id.Level() == 0 {
+				for f := range 6 {
+					if face := s2.CellIDFromFace(f); face != id {
+						s.todo.push(max(cellHav(s.target, face), r.k), region{id: face})
+					}
+				}
+				continue
+			}
+			parent := id.Parent(id.Level() - 1)
+			for _, sib := range parent.Children() {
+				if sib != id {
+					s.todo.push(max(cellHav(s.target, sib), r.k), region{id: sib})
+				}
+			}
+			s.todo.push(max(boundaryHav(s.target, parent), r.k), region{id: parent, outside: true})
+			continue
+		}
+
+		last := id.RangeMax()
 		// A leaf cell cannot be split, so items stacked on one spot are
 		// read together however many there are.
 		all := id.IsLeaf()
@@ -234,11 +348,7 @@ func (s *search[V]) explore() {
 			continue
 		}
 		for _, child := range id.Children() {
-			// A child lies inside its parent, so its bound is never
-			// lower; taking the larger keeps rounding from making it so,
-			// which keeps yielded distances in order under concurrent
-			// writes.
-			s.cells.push(max(cellHav(s.target, child), c.k), child)
+			s.todo.push(max(cellHav(s.target, child), r.k), region{id: child})
 		}
 	}
 }
