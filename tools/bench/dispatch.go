@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,6 +10,7 @@ import (
 	"math"
 	"path/filepath"
 	goruntime "runtime"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -16,21 +18,72 @@ import (
 	"github.com/fabrikam/dronedelivery/shared/adapters/embedded"
 	"github.com/fabrikam/dronedelivery/shared/adapters/platform"
 	"github.com/fabrikam/dronedelivery/shared/domain"
+	"github.com/fabrikam/dronedelivery/shared/fleetgen"
 	"github.com/fabrikam/dronedelivery/shared/ports"
 	"github.com/fabrikam/dronedelivery/shared/topology"
 	"github.com/fabrikam/dronedelivery/shared/wire"
 	"github.com/fabrikam/dronedelivery/tools/loadgen"
 )
 
-// dispatchScenario times the scheduling step in this process on a fleet of
-// -dispatch-fleet drones: the whole ScheduleDrone handler per assignment
-// (search, reservation, claim, record), its candidate search alone through
-// the spatial index, and the same search as a linear scan of the fleet.
+// The dense dispatch fleets pack -dispatch-fleet drones and every pickup
+// within this radius of the centre, the shape that made a fixed-grid index
+// slow down (issue 17).
+const denseFleetRadiusKm = 5
+
+// dispatchScenario times the scheduling step in this process on three
+// fleets of -dispatch-fleet drones: the bench fleet spread over 20 km, a
+// dense one within 5 km, and the dense one with the half nearest the centre
+// unavailable, as a busy spell of pickups around the centre leaves it.
 func (b *benchRun) dispatchScenario(ctx context.Context) error {
 	dir := filepath.Join(b.work, "dispatch")
 	if err := copyData(b.large, dir); err != nil {
 		return err
 	}
+	if err := b.dispatchOn(ctx, dir, dispatchShapes[0], benchPickupRadiusKm); err != nil {
+		return err
+	}
+
+	start := time.Now()
+	now := time.Now().UTC()
+	dense := fleetgen.Generate(b.o.dispatchFleet, benchCenter, denseFleetRadiusKm, 2, now)
+	dir = filepath.Join(b.work, "dispatch-dense")
+	if err := seedTemplate(ctx, dir, dense); err != nil {
+		return err
+	}
+	taken := slices.Clone(dense)
+	slices.SortFunc(taken, func(a, b *domain.Drone) int {
+		return cmp.Compare(domain.DistanceKm(benchCenter, a.Location), domain.DistanceKm(benchCenter, b.Location))
+	})
+	for _, d := range taken[:len(taken)/2] {
+		d.Status = domain.DroneMaintenance
+	}
+	depleted := filepath.Join(b.work, "dispatch-depleted")
+	if err := seedTemplate(ctx, depleted, dense); err != nil {
+		return err
+	}
+	b.say("   dense fleets: 2 × %d drones seeded in %.1fs", len(dense), time.Since(start).Seconds())
+	dense, taken = nil, nil
+	if err := b.dispatchOn(ctx, dir, dispatchShapes[1], denseFleetRadiusKm); err != nil {
+		return err
+	}
+	return b.dispatchOn(ctx, depleted, dispatchShapes[2], denseFleetRadiusKm)
+}
+
+// dispatchShapes are the fleets dispatchScenario measures, as they appear
+// in run names after the fleet size.
+var dispatchShapes = []string{"", fmt.Sprintf(" within %d km", denseFleetRadiusKm), fmt.Sprintf(" within %d km, nearest half taken", denseFleetRadiusKm)}
+
+// dispatchTag names a dispatch fleet in run names: its size and shape.
+func dispatchTag(fleet int, shape string) string {
+	return fmt.Sprintf("%dk drones%s", fleet/1000, shape)
+}
+
+// dispatchOn times, on the fleet in data folder dir with pickups within
+// pickupKm of the centre, the whole ScheduleDrone handler per assignment
+// (search, reservation, claim, record), its candidate search alone through
+// the spatial index, and the same search as a linear scan of the fleet.
+// Drones beyond -dispatch-fleet are made unavailable first.
+func (b *benchRun) dispatchOn(ctx context.Context, dir, shape string, pickupKm float64) error {
 	db, err := embedded.Open(filepath.Join(dir, benchDataFile), embedded.Options{})
 	if err != nil {
 		return err
@@ -58,10 +111,15 @@ func (b *benchRun) dispatchScenario(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		if pickupKm != benchPickupRadiusKm {
+			// The same draw as requestBody's, over the smaller disc.
+			p.Request.PickupLocation = offsetKm(benchCenter, pickupKm*math.Sqrt(unit(i, 1)), 2*math.Pi*unit(i, 2))
+			p.Request.DropoffLocation = offsetKm(p.Request.PickupLocation, benchDropoffKm*unit(i, 3), 2*math.Pi*unit(i, 4))
+		}
 		p.Request.Defaults(now, fmt.Sprintf("dispatch-%d", i))
 		reqs[i] = &p.Request
 	}
-	tag := fmt.Sprintf("%dk drones", len(all)/1000)
+	tag := dispatchTag(b.o.dispatchFleet, shape)
 
 	// The searches first, on the untouched fleet.
 	const radius = 200.0

@@ -18,6 +18,14 @@ func (b *benchRun) targets() {
 		}
 		return nil
 	}
+	named := func(name string) *loadgen.Result {
+		for _, r := range b.rep.Runs {
+			if r.Name == name {
+				return r
+			}
+		}
+		return nil
+	}
 	completion := func(name string) *loadgen.Completion {
 		for i := range b.rep.Completions {
 			if b.rep.Completions[i].Name == name {
@@ -59,15 +67,18 @@ func (b *benchRun) targets() {
 	}
 	t = append(t, sched)
 
-	disp := loadgen.Target{Name: fmt.Sprintf("dispatch p99 per assignment, %d drones", b.o.dispatchFleet), Goal: "≤ 1 ms", Limit: 1, Unit: "ms",
-		Reference: "none: a stub returning a random id"}
-	if r := find("dispatch ScheduleDrone"); r != nil && r.OK > 0 {
-		disp.Measured, disp.Value = true, r.Latency.P99Ms
+	for _, shape := range dispatchShapes {
+		tag := dispatchTag(b.o.dispatchFleet, shape)
+		disp := loadgen.Target{Name: "dispatch p99 per assignment, " + tag, Goal: "≤ 1 ms", Limit: 1, Unit: "ms",
+			Reference: "none: a stub returning a random id"}
+		if r := named("dispatch ScheduleDrone, " + tag); r != nil && r.OK > 0 {
+			disp.Measured, disp.Value = true, r.Latency.P99Ms
+		}
+		if r := named("dispatch search, linear scan, " + tag); r != nil && r.OK > 0 {
+			disp.Baseline, disp.BaselineValue = fmt.Sprintf("linear-scan search p99 %.2f ms", r.Latency.P99Ms), r.Latency.P99Ms
+		}
+		t = append(t, disp)
 	}
-	if r := find("dispatch search, linear"); r != nil && r.OK > 0 {
-		disp.Baseline, disp.BaselineValue = fmt.Sprintf("linear-scan search p99 %.2f ms", r.Latency.P99Ms), r.Latency.P99Ms
-	}
-	t = append(t, disp)
 
 	for _, name := range []string{"dronedelivery serve", "dronedelivery as custom handler"} {
 		st := loadgen.Target{Name: "start-up to first 200, " + strings.TrimPrefix(name, "dronedelivery "), Goal: "≤ 50 ms", Limit: 50, Unit: "ms", Reference: "not published"}
