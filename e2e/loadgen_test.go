@@ -77,3 +77,41 @@ func TestBenchCommandWritesItsReport(t *testing.T) {
 	assert.Equal(t, 6, measured, "every target but dispatch, which was not run, has a figure")
 	assert.NotEmpty(t, rep.CPU)
 }
+
+// TestBenchDispatchScenarioMeasuresEachFleet runs the dispatch scenario on
+// a small fleet: the spread fleet, the dense one and the dense one with its
+// nearest half taken must each assign every delivery and fill their target
+// row.
+func TestBenchDispatchScenarioMeasuresEachFleet(t *testing.T) {
+	t.Parallel()
+	out := t.TempDir()
+	cmd := exec.Command(binary, "bench", "-out", out, "-quiet", "-scenarios", "dispatch",
+		"-dispatch-fleet", "2000", "-dispatch-count", "100")
+	cmd.Env = append(os.Environ(), "FUNCTIONS_CUSTOMHANDLER_PORT=", "FUNCTIONS_HTTPWORKER_PORT=")
+	stdout, err := cmd.CombinedOutput()
+	require.NoError(t, err, string(stdout))
+
+	b, err := os.ReadFile(filepath.Join(out, "report.json"))
+	require.NoError(t, err)
+	var rep loadgen.Report
+	require.NoError(t, json.Unmarshal(b, &rep))
+	runs := map[string]*loadgen.Result{}
+	for _, r := range rep.Runs {
+		runs[r.Name] = r
+	}
+	for _, fleet := range []string{"2k drones", "2k drones within 5 km", "2k drones within 5 km, nearest half taken"} {
+		for _, run := range []string{"dispatch ScheduleDrone, ", "dispatch search, spatial index, "} {
+			r := runs[run+fleet]
+			require.NotNil(t, r, run+fleet)
+			assert.Equal(t, int64(100), r.OK, "%s%s: %v", run, fleet, r.Errors)
+			assert.Zero(t, r.Failed, "%s%s: %v", run, fleet, r.Errors)
+		}
+		measured := false
+		for _, tg := range rep.Targets {
+			if tg.Name == "dispatch p99 per assignment, "+fleet {
+				measured = tg.Measured && tg.BaselineValue > 0
+			}
+		}
+		assert.True(t, measured, "target row for %s", fleet)
+	}
+}
