@@ -557,7 +557,7 @@ func TestSearchCostFollowsTheAnswer(t *testing.T) {
 			assert.LessOrEqual(t, reads(q, k), 1600, "depleted fleet, first %d from %v", k, q)
 		}
 		// From the middle of the emptied disc the nearest drones lie all
-		// round a circle 3.5 km across, and every cell on that circle has
+		// round a circle of 3.5 km radius, and every cell on that circle has
 		// to be read: about 3,400 items.
 		assert.LessOrEqual(t, reads(seattle, k), 7000, "depleted fleet, first %d from the centre", k)
 	}
