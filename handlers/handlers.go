@@ -43,9 +43,14 @@ type Config struct {
 	// business's webhook before the step gives up on it (a permanent
 	// failure: see SendNotification for what each runtime does then).
 	WebhookAttempts int
-	// WebhookClient sends webhooks when Deps.Webhooks is nil; its timeout
-	// bounds each attempt.
-	WebhookClient *http.Client
+	// Webhook configures the HTTP client that sends webhooks when
+	// Deps.Webhooks is nil. Its AllowPrivate (a development setting) also
+	// lets sign-up accept webhook URLs on loopback and private hosts.
+	Webhook webhook.Options
+	// WebhookFairness bounds each account's webhooks in flight and opens
+	// its circuit after consecutive failures (see webhook.Fair), whichever
+	// Webhooks sends them.
+	WebhookFairness webhook.FairOptions
 	// OperatorKey is the bearer token of the fleet endpoints (drones and
 	// telemetry); empty closes them.
 	OperatorKey string
@@ -103,7 +108,7 @@ type Deps struct {
 	Clock ports.Clock
 	IDs   ports.IDs
 	// Webhooks delivers notifications to businesses; nil means over HTTP
-	// with Config.WebhookClient.
+	// as Config.Webhook says. Either way Config.WebhookFairness applies.
 	Webhooks ports.Webhooks
 	Log      *slog.Logger
 	Config   Config
@@ -143,8 +148,16 @@ func New(d Deps) *Handlers {
 	h := &Handlers{store: d.Store, bus: d.Bus, clock: d.Clock, ids: d.IDs, webhooks: d.Webhooks, log: log, cfg: cfg,
 		messenger: d.Messenger, outbox: d.Outbox, keys: newKeyCache(cfg.KeyCacheTTL, keyCacheSize)}
 	if h.webhooks == nil {
-		h.webhooks = webhook.New(cfg.WebhookClient)
+		h.webhooks = webhook.New(cfg.Webhook)
 	}
+	fair := cfg.WebhookFairness
+	if fair.Log == nil {
+		fair.Log = log
+	}
+	if fair.BusyRetry <= 0 {
+		fair.BusyRetry = cfg.Webhook.Timeout
+	}
+	h.webhooks = webhook.NewFair(h.webhooks, fair)
 	if h.messenger == nil {
 		o := messaging.NewOutbox(log, 0)
 		h.messenger, h.outbox = o, o

@@ -24,6 +24,7 @@ import (
 	"github.com/fabrikam/dronedelivery/handlers"
 	"github.com/fabrikam/dronedelivery/shared/adapters/embedded"
 	"github.com/fabrikam/dronedelivery/shared/adapters/platform"
+	"github.com/fabrikam/dronedelivery/shared/adapters/webhook"
 	"github.com/fabrikam/dronedelivery/shared/backend"
 	"github.com/fabrikam/dronedelivery/shared/config"
 	"github.com/fabrikam/dronedelivery/shared/domain"
@@ -169,6 +170,12 @@ func open(ctx context.Context, c common, app fs.FS, env func(string) string, log
 		return nil, err
 	}
 	cfg.Confirmation.RadiusKm = settings.ConfirmationRadiusMeters / 1000
+	w := settings.Webhooks
+	cfg.Webhook = webhook.Options{Timeout: w.Timeout, AllowPrivate: w.AllowPrivate}
+	cfg.WebhookFairness = webhook.FairOptions{PerAccount: w.PerAccount, FailuresToOpen: w.FailuresToOpen, CoolDown: w.CoolDown}
+	if w.AllowPrivate {
+		log.Warn(config.WebhookAllowPrivate + " is on: webhooks may reach loopback and private addresses; never set it in production")
+	}
 	b, err := openBackendWith(ctx, c, settings, env, log)
 	if err != nil {
 		return nil, err

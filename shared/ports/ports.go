@@ -7,6 +7,7 @@ package ports
 import (
 	"context"
 	"errors"
+	"fmt"
 	"iter"
 	"time"
 
@@ -213,6 +214,7 @@ type IDs interface {
 
 // Webhook is one notification for a business's endpoint.
 type Webhook struct {
+	AccountID      string // whose endpoint: fairness and circuit breaking are per account
 	URL            string
 	Secret         string // the account's webhook secret, which signs the body
 	NotificationID string // receivers dedupe on it
@@ -222,9 +224,36 @@ type Webhook struct {
 
 // Webhooks delivers notifications to businesses' endpoints.
 type Webhooks interface {
-	// Post delivers one webhook; an error (the endpoint could not be
-	// reached or did not answer 2xx) means it may be tried again.
+	// Post delivers one webhook. An error wrapping ErrWebhookRefused means
+	// it may never be sent (its address is not one the service sends to);
+	// a *WebhookHeld means it was not sent and says when to try again; any
+	// other error (the endpoint could not be reached or did not answer
+	// 2xx) means it may be tried again.
 	Post(ctx context.Context, w Webhook) error
+}
+
+// ErrWebhookRefused says a webhook's address is one the service never
+// sends to (loopback, private, link-local and the like): trying again
+// cannot help.
+var ErrWebhookRefused = errors.New("the webhook's address is not one the service sends to")
+
+// WebhookHeld is the error of a webhook held back without being sent:
+// either its account already has its share of webhooks in flight (Busy),
+// or its endpoint's recent consecutive failures opened its circuit.
+type WebhookHeld struct {
+	// Busy says the account's share of sends is taken: the webhook waits
+	// its turn, which is no failed attempt. Otherwise the circuit is open,
+	// which counts as a failed attempt.
+	Busy bool
+	// RetryAfter is the earliest a new try is worthwhile.
+	RetryAfter time.Duration
+}
+
+func (e *WebhookHeld) Error() string {
+	if e.Busy {
+		return fmt.Sprintf("webhook held back: its account has its share in flight; try again in %s", e.RetryAfter)
+	}
+	return fmt.Sprintf("webhook held back: its endpoint failed repeatedly and its circuit is open; try again in %s", e.RetryAfter)
 }
 
 // ErrStale says a unit of work did not commit because a document it read
