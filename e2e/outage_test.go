@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -12,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -159,10 +161,12 @@ func (l *patientLoad) acceptedCount() int {
 }
 
 // outagePhase is one window of failure: start opens it, ended reports
-// whether it is over.
+// whether it is over. Reads are probed during the window unless frozen
+// (a stopped process would hold the probe until the window ends).
 type outagePhase struct {
-	start func()
-	ended func() bool
+	start  func()
+	ended  func() bool
+	frozen bool
 }
 
 // outageService is the service under test and how to look into its queues.
@@ -223,6 +227,10 @@ func runOutage(t *testing.T, s *outageService, fault string, window time.Duratio
 	for _, ph := range phases {
 		ph.start()
 		for !ph.ended() {
+			if ph.frozen {
+				time.Sleep(100 * time.Millisecond)
+				continue
+			}
 			// Reads during the outage: served, or 503 with Retry-After.
 			l.mu.Lock()
 			id := l.accepted[len(l.accepted)/2]
@@ -357,22 +365,42 @@ func TestOutagesUnderLoad(t *testing.T) {
 		})
 		rows = append(rows, row.String())
 	})
+	t.Run("ProcessFreeze", func(t *testing.T) {
+		// SIGSTOP for longer than the queue's lock: every message the
+		// process held comes back to the queue while it sleeps, and after
+		// SIGCONT its workers finish work whose locks are gone.
+		dir := t.TempDir()
+		p := startServe(t, dir, "-seed", outageFleet, "-lock-duration", "2s")
+		db := openReadOnly(t, dir)
+		s := &outageService{p: p, a: signUp(t, p.base),
+			pending:      func() int { return queuedMessages(t, db) },
+			deadLettered: func() int { return deadLetteredMessages(t, db) },
+		}
+		var began time.Time
+		row := runOutage(t, s, "process frozen (SIGSTOP, lock 2 s), embedded", outage, outagePhase{
+			frozen: true,
+			start: func() {
+				require.NoError(t, p.cmd.Process.Signal(syscall.SIGSTOP))
+				began = time.Now()
+			},
+			ended: func() bool {
+				if time.Since(began) < outage {
+					return false
+				}
+				require.NoError(t, p.cmd.Process.Signal(syscall.SIGCONT))
+				return true
+			},
+		})
+		rows = append(rows, row.String())
+	})
 	t.Run("EmbeddedStoreOutage", func(t *testing.T) {
 		dir := t.TempDir()
 		sw := filepath.Join(t.TempDir(), "store-fault")
 		p := startServeEnv(t, dir, []string{"DRONEDELIVERY_TEST_STORE_FAULT=" + sw}, "-seed", outageFleet)
 		db := openReadOnly(t, dir)
-		dead := make([]any, len(topology.Queues))
-		for i, q := range topology.Queues {
-			dead[i] = ports.DeadLetterQueue(q)
-		}
 		s := &outageService{p: p, a: signUp(t, p.base),
-			pending: func() int { return queuedMessages(t, db) },
-			deadLettered: func() int {
-				var n int
-				require.NoError(t, db.QueryRow(`SELECT count(*) FROM messages WHERE queue IN (?`+strings.Repeat(`, ?`, len(dead)-1)+`)`, dead...).Scan(&n))
-				return n
-			},
+			pending:      func() int { return queuedMessages(t, db) },
+			deadLettered: func() int { return deadLetteredMessages(t, db) },
 		}
 		var began time.Time
 		row := runOutage(t, s, "embedded store: every write fails (disk full)", outage, outagePhase{
@@ -390,4 +418,17 @@ func TestOutagesUnderLoad(t *testing.T) {
 		})
 		rows = append(rows, row.String())
 	})
+}
+
+// deadLetteredMessages counts the messages in every dead-letter queue of
+// the embedded database.
+func deadLetteredMessages(t *testing.T, db *sql.DB) int {
+	t.Helper()
+	dead := make([]any, len(topology.Queues))
+	for i, q := range topology.Queues {
+		dead[i] = ports.DeadLetterQueue(q)
+	}
+	var n int
+	require.NoError(t, db.QueryRow(`SELECT count(*) FROM messages WHERE queue IN (?`+strings.Repeat(`, ?`, len(dead)-1)+`)`, dead...).Scan(&n))
+	return n
 }
