@@ -200,6 +200,15 @@ func (r outageRow) String() string {
 // nothing dead-lettered.
 func runOutage(t *testing.T, s *outageService, fault string, window time.Duration, phases ...outagePhase) outageRow {
 	t.Helper()
+	t.Cleanup(func() {
+		if t.Failed() {
+			// The service's log is long; keep it beside the test's output.
+			f := filepath.Join(os.TempDir(), fmt.Sprintf("outage-%d.log", time.Now().UnixNano()))
+			if os.WriteFile(f, []byte(s.p.logs.String()), 0o644) == nil {
+				t.Logf("the service's log: %s", f)
+			}
+		}
+	})
 	l := &patientLoad{a: s.a, prefix: "outage", client: checkedClient(t, 30*time.Second)}
 	stop := make(chan struct{})
 	wg := l.run(stop, 4)

@@ -598,6 +598,12 @@ class Namespace {
     const delivery = ctx.delivery;
     const raw = ctx.format === undefined ? ctx.message.raw : ctx.message;
     try {
+      if (!link.role) {
+        // A transfer on a link this double refused: the client may send
+        // before it reads the detach, and an accepted outcome would tell
+        // it that a message nobody stored was sent.
+        throw Object.assign(new Error('the link was refused'), { condition: 'amqp:link:detach-forced' });
+      }
       if (link.role === 'entity' && this.busy()) {
         throw Object.assign(new Error('the namespace is busy (test fault)'), { condition: 'com.microsoft:server-busy' });
       } else if (link.role === 'management' && this.busy()) {
