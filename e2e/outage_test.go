@@ -176,6 +176,8 @@ type outageService struct {
 	// pending counts the messages waiting, scheduled or locked in the
 	// chain's queues; deadLettered those in their dead-letter queues.
 	pending, deadLettered func() int
+	// queues describes the queues, for the log of a failed run.
+	queues func() string
 }
 
 // outageRow is one line of docs/RELIABILITY.md's outage table.
@@ -206,6 +208,9 @@ func runOutage(t *testing.T, s *outageService, fault string, window time.Duratio
 			f := filepath.Join(os.TempDir(), fmt.Sprintf("outage-%d.log", time.Now().UnixNano()))
 			if os.WriteFile(f, []byte(s.p.logs.String()), 0o644) == nil {
 				t.Logf("the service's log: %s", f)
+			}
+			if s.queues != nil {
+				t.Logf("the queues: %s", s.queues())
 			}
 		}
 	})
@@ -300,6 +305,7 @@ func startOnAzureDoubles(t *testing.T) (*outageService, *testdoubles.Cosmos, *te
 		"ServiceBusConnection=" + sb.ConnectionString(),
 		fmt.Sprintf("COSMOS_DATABASE=outage%d", time.Now().UnixNano()),
 		"COSMOS_BOOTSTRAP=true",
+		"LOG_LEVEL=" + os.Getenv("DRONEDELIVERY_OUTAGE_LOG_LEVEL"),
 	}, "-seed", outageFleet)
 	require.Contains(t, p.logs.String(), `"backend":"Cosmos DB`, "the binary opened the Azure backends")
 	count := func(f func(testdoubles.QueueStats) int) int {
@@ -315,6 +321,13 @@ func startOnAzureDoubles(t *testing.T) (*outageService, *testdoubles.Cosmos, *te
 			return count(func(s testdoubles.QueueStats) int { return s.Active + s.Scheduled + s.Locked })
 		},
 		deadLettered: func() int { return count(func(s testdoubles.QueueStats) int { return s.DeadLettered }) },
+		queues: func() string {
+			var b strings.Builder
+			for _, q := range topology.Queues {
+				fmt.Fprintf(&b, "%s %+v; ", q, sb.Stats(t, q))
+			}
+			return b.String()
+		},
 	}, cosmos, sb
 }
 

@@ -501,6 +501,9 @@ class Namespace {
   refused(link) {
     if (this.fault && this.fault.refuseLinks) {
       this.fault.refused++;
+      // The attach that precedes the detach still states the size limit:
+      // a client that read 0 there would find every message too large.
+      link.local.attach.max_message_size = MAX_MESSAGE_SIZE;
       link.close({ condition: 'amqp:link:detach-forced', description: 'the namespace is unavailable (test fault)' });
       return true;
     }
