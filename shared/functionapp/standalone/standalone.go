@@ -339,7 +339,9 @@ func (s *Server) retryLater(ctx context.Context, stopping <-chan struct{}, msg *
 	_, done := wire.Redelivery(msg.ID)
 	if domain.ErrorCode(cause) != domain.EUNAVAILABLE || done >= s.opts.Retry.Attempts {
 		if done >= s.opts.Retry.Attempts {
-			s.log.ErrorContext(ctx, "message failed after its scheduled retries; it is left to the queue's maxDeliveryCount", "messageId", msg.ID, "retries", done)
+			s.log.ErrorContext(ctx, "message failed after its scheduled retries; it is left to the queue's maxDeliveryCount", "messageId", msg.ID, "retries", done, "err", cause)
+		} else {
+			s.log.WarnContext(ctx, "message failed; it is abandoned for redelivery", "messageId", msg.ID, "err", cause)
 		}
 		return s.persist(ctx, stopping, func() error { return s.bus.Abandon(ctx, msg) })
 	}
