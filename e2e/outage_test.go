@@ -7,9 +7,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -190,8 +192,12 @@ type outageRow struct {
 }
 
 func (r outageRow) String() string {
-	return fmt.Sprintf("| %s | %v | %d sent, answers %v | %d | 0 | 0 | 0 | %d | first new delivery Scheduled %v, backlog Scheduled %v after the window |",
-		r.fault, r.window, r.sent, r.statuses, r.accepted, r.failed, r.firstScheduled.Round(100*time.Millisecond), r.backlogDone.Round(100*time.Millisecond))
+	var answers []string
+	for _, status := range slices.Sorted(maps.Keys(r.statuses)) {
+		answers = append(answers, fmt.Sprintf("%d×%d", status, r.statuses[status]))
+	}
+	return fmt.Sprintf("| %s | %v | %d sent, answers %s | %d | 0 | 0 | 0 | %d | first new delivery Scheduled %v, backlog Scheduled %v after the window |",
+		r.fault, r.window, r.sent, strings.Join(answers, ", "), r.accepted, r.failed, r.firstScheduled.Round(100*time.Millisecond), r.backlogDone.Round(100*time.Millisecond))
 }
 
 // runOutage puts the service under load with the simulator flying its
