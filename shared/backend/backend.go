@@ -176,10 +176,10 @@ func cosmosClient(c config.Connection, policies []policy.Policy) (*azcosmos.Clie
 func serviceBusClient(c config.Connection) (*azservicebus.Client, error) {
 	return sdkClient(c, "fullyQualifiedNamespace",
 		func(conn string) (*azservicebus.Client, error) {
-			return azservicebus.NewClientFromConnectionString(conn, nil)
+			return azservicebus.NewClientFromConnectionString(conn, servicebus.ClientOptions())
 		},
 		func(ns string, cred azcore.TokenCredential) (*azservicebus.Client, error) {
-			return azservicebus.NewClient(ns, cred, nil)
+			return azservicebus.NewClient(ns, cred, servicebus.ClientOptions())
 		})
 }
 

@@ -211,7 +211,9 @@ func openBackend(ctx context.Context, c common, env func(string) string, log *sl
 func openBackendWith(ctx context.Context, c common, cfg *config.Config, env func(string) string, log *slog.Logger) (*backend.Backend, error) {
 	cfg.DataDir = c.dataDir
 	return backend.Open(ctx, cfg, backend.Options{
-		Embedded:  embedded.Options{LockDuration: c.lock},
+		// DRONEDELIVERY_TEST_STORE_FAULT is the outage tests' switch (see
+		// embedded.Options.FaultSwitch); unset, nothing is checked.
+		Embedded:  embedded.Options{LockDuration: c.lock, FaultSwitch: env("DRONEDELIVERY_TEST_STORE_FAULT")},
 		Bootstrap: strings.EqualFold(env("COSMOS_BOOTSTRAP"), "true"),
 		Log:       log,
 	})

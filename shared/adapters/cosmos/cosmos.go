@@ -13,7 +13,13 @@
 // pipeline with azcore's retry policy, which retries 429 after the server's
 // x-ms-retry-after-ms, up to ClientOptions.Retry.MaxRetries (3 by default;
 // raise it for production, as the other Cosmos SDKs retry 9 times). A 429
-// that outlasts those retries surfaces as EUNAVAILABLE.
+// that outlasts those retries surfaces as EUNAVAILABLE. The SDK's own
+// clientRetryPolicy (cosmos_client_retry_policy.go) retries a 503 only in
+// another preferred region, and a write only with multiple write locations,
+// so with one region a 503 surfaces at once; a refused connection is tried
+// three times in the region, 1 s apart, before it surfaces. Both are
+// EUNAVAILABLE too: the HTTP layer answers 503 with Retry-After and the
+// runtime retries a step later (docs/RELIABILITY.md, TestOutagesAreUnavailable).
 package cosmos
 
 import (
