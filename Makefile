@@ -98,6 +98,7 @@ FUZZ_TARGETS := \
 	./shared/wire:FuzzParseTelemetry \
 	./shared/wire:FuzzParseTelemetryMessage \
 	./shared/wire:FuzzParseEnvelope \
+	./shared/wire:FuzzParseZone \
 	./shared/functionapp/host:FuzzDecodeHTTPInvocation \
 	./shared/functionapp/host:FuzzDecodeQueueInvocation
 
