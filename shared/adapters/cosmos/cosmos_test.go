@@ -42,6 +42,10 @@ func TestCosmos(t *testing.T) {
 		t.Parallel()
 		porttest.Listing(t, func(t *testing.T) ports.Store { return e.open(t, e.client, e.freshDB(t), Options{}).Store() })
 	})
+	t.Run("Zones", func(t *testing.T) {
+		t.Parallel()
+		porttest.Zones(t, func(t *testing.T) ports.Store { return e.open(t, e.client, e.freshDB(t), Options{}).Store() })
+	})
 	t.Run("Fleet", func(t *testing.T) {
 		t.Parallel()
 		porttest.Fleet(t, func(t *testing.T) ports.Store { return e.open(t, e.client, e.freshDB(t), Options{}).Store() })
@@ -202,6 +206,7 @@ func testSharedDatabase(t *testing.T, e *env) {
 	t.Run("Collections", func(t *testing.T) { t.Parallel(); porttest.Collections(t, open) })
 	t.Run("Fleet", func(t *testing.T) { t.Parallel(); porttest.Fleet(t, open) })
 	t.Run("Listing", func(t *testing.T) { t.Parallel(); porttest.Listing(t, open) })
+	t.Run("Zones", func(t *testing.T) { t.Parallel(); porttest.Zones(t, open) })
 }
 
 func testErrorMapping(t *testing.T, e *env) {
