@@ -147,7 +147,7 @@ func zoneKind() kind[domain.Zone] {
 		coll: func(s ports.Store) ports.Collection[domain.Zone] { return s.Zones },
 		make: func(id string) *domain.Zone {
 			return &domain.Zone{ID: id, Kind: domain.NoFlyZone, Name: "Stadium", GeometryType: "Polygon",
-				Polygons: []domain.Polygon{{{{-122.35, 47.60}, {-122.33, 47.60}, {-122.33, 47.62}, {-122.35, 47.60}}}},
+				Polygons:  []domain.Polygon{{{{-122.35, 47.60}, {-122.33, 47.60}, {-122.33, 47.62}, {-122.35, 47.60}}}},
 				ValidFrom: at, UpdatedAt: at}
 		},
 		bump:  func(z *domain.Zone) { z.Polygons = append(z.Polygons, z.Polygons[0]) },
