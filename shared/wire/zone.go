@@ -10,6 +10,7 @@ import (
 	"github.com/paulmach/orb/geojson"
 
 	"github.com/fabrikam/dronedelivery/shared/domain"
+	"github.com/fabrikam/dronedelivery/shared/geo"
 )
 
 // MaxZoneBytes bounds the body of PUT /api/serviceareas/{id} and
@@ -207,18 +208,8 @@ func checkPolygon(path string, p orb.Polygon) (domain.Polygon, error) {
 	}
 	// The edges of all rings of the polygon must not cross each other:
 	// a ring that crosses itself, or a hole that crosses its boundary.
-	index := s2.NewShapeIndex()
-	for _, l := range loops {
-		index.Add(l)
-	}
-	q := s2.NewCrossingEdgeQuery(index)
-	for r, l := range loops {
-		for i := range l.NumEdges() {
-			e := l.Edge(i)
-			if len(q.CrossingsEdgeMap(e.V0, e.V1, s2.CrossingTypeInterior)) > 0 {
-				return nil, domain.Invalid(fmt.Sprintf("%s[%d][%d]", path, r, i+1), "makes an edge that crosses another edge of the polygon")
-			}
-		}
+	if r, i, found := geo.FirstCrossing(loops); found {
+		return nil, domain.Invalid(fmt.Sprintf("%s[%d][%d]", path, r, i+1), "makes an edge that crosses another edge of the polygon")
 	}
 	for r, l := range loops {
 		if l.Area() < minRingSteradians {
