@@ -38,8 +38,8 @@ type Backend struct {
 	// Airspace is the airspace kept in Store's zones, which dispatch
 	// reads through (airspace.For).
 	Airspace ports.Airspace
-	Name  string // a human description, for logs and banners
-	close func() error
+	Name     string // a human description, for logs and banners
+	close    func() error
 }
 
 // Close releases the backend.
