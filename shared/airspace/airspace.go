@@ -71,6 +71,15 @@ type Airspace struct {
 	areas []*zone // service areas
 	nfz   []*zone // no-fly zones
 
+	// timed says whether a no-fly zone has a window; without one the set
+	// in force never changes and its graph is kept apart, found without
+	// working out the set.
+	timed  bool
+	static struct {
+		once sync.Once
+		g    *graph
+	}
+
 	mu     sync.Mutex
 	graphs map[string]*graph // by the set of no-fly zones in force
 }
@@ -102,6 +111,7 @@ func New(zones []*domain.Zone) *Airspace {
 			a.areas = append(a.areas, newZone(z, false))
 		case domain.NoFlyZone:
 			a.nfz = append(a.nfz, newZone(z, true))
+			a.timed = a.timed || !z.ValidFrom.IsZero() || !z.ValidTo.IsZero()
 		}
 	}
 	return a
@@ -288,6 +298,14 @@ func (a *Airspace) Route(from, to domain.Location, t time.Time) (domain.Route, e
 // graphAt returns the graph of the no-fly zones in force at t, building it
 // on first use; nil when none is.
 func (a *Airspace) graphAt(t time.Time) *graph {
+	if !a.timed {
+		a.static.once.Do(func() {
+			if len(a.nfz) > 0 {
+				a.static.g = newGraph(a.nfz)
+			}
+		})
+		return a.static.g
+	}
 	var key strings.Builder
 	var active []*zone
 	for i, z := range a.nfz {
@@ -321,6 +339,7 @@ type graph struct {
 	nodes     []corner
 	locs      []domain.Location
 	adj       []lazyEdges
+	buffers   sync.Pool // of *searchBuffers
 }
 
 // obstacle is one grown polygon with the bounds that let most tests skip
@@ -366,7 +385,16 @@ func newGraph(zones []*zone) *graph {
 		}
 	}
 	g.adj = make([]lazyEdges, len(g.nodes))
+	g.buffers.New = func() any {
+		return &searchBuffers{prev: make([]int, len(g.nodes)+1), open: make(queue, 0, 4*len(g.nodes))}
+	}
 	return g
+}
+
+// searchBuffers are what one search works in, kept for the next.
+type searchBuffers struct {
+	prev []int
+	open queue
 }
 
 // inside returns the zone whose grown polygon holds p, or nil.
@@ -476,11 +504,15 @@ func (g *graph) search(a, b s2.Point) ([]int, bool) {
 		}
 		return g.nodes[n].p
 	}
-	prev := make([]int, goal+1)
+	buf := g.buffers.Get().(*searchBuffers)
+	prev, q := buf.prev, buf.open[:0]
+	defer func() {
+		buf.open = q[:0] // with whatever room the search added
+		g.buffers.Put(buf)
+	}()
 	for i := range prev {
 		prev[i] = unreached
 	}
-	q := make(queue, 0, 4*len(g.nodes))
 	for _, e := range g.candidates(a, start) {
 		q = append(q, item{node: e.to, from: start, g: e.rad, f: e.rad + h(e.to)})
 	}

@@ -132,3 +132,48 @@ func BenchmarkCurrent(b *testing.B) {
 	}
 	reportP99(b, took)
 }
+
+// BenchmarkDispatchAirspace is the airspace's share of one dispatch on the
+// embedded backend with the 50 zones stored: Current, then Admit of the
+// pickup and the dropoff and a Route for each of the two legs (the drone
+// to the pickup, the pickup to the dropoff), over legs of up to 15 km.
+func BenchmarkDispatchAirspace(b *testing.B) {
+	ctx := context.Background()
+	db := openDB(b, filepath.Join(b.TempDir(), "bench.db"))
+	zs := db.Store().Zones
+	zones := benchZones()
+	for _, z := range zones {
+		require.NoError(b, zs.Create(ctx, z.Key(), z))
+	}
+	st := airspace.NewStore(zs)
+	legs := benchLegs(airspace.New(zones), 1000)
+	r := rand.New(rand.NewPCG(9, 9))
+	drones := make([]domain.Location, len(legs))
+	for i, l := range legs {
+		drones[i] = offset(l[0], r.Float64()*6-3, r.Float64()*6-3)
+	}
+	dispatch := func(i int) {
+		a, err := st.Current(ctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		l := legs[i%len(legs)]
+		_ = a.Admit("pickupLocation", l[0], now)
+		_ = a.Admit("dropoffLocation", l[1], now)
+		_, _ = a.Route(drones[i%len(legs)], l[0], now)
+		_, _ = a.Route(l[0], l[1], now)
+	}
+	for i := range legs {
+		dispatch(i) // the graph's nodes learn whom they see
+	}
+	took := make([]time.Duration, 0, b.N)
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		start := time.Now()
+		dispatch(i)
+		took = append(took, time.Since(start))
+		i++
+	}
+	reportP99(b, took)
+}
