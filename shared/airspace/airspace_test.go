@@ -284,3 +284,49 @@ func TestTemporaryRestriction(t *testing.T) {
 	assert.Error(t, a.Admit("pickupLocation", seattle, tfr.ValidFrom))
 	assert.NoError(t, a.Admit("pickupLocation", seattle, tfr.ValidTo))
 }
+
+// TestConcurrentRoutes: goroutines sharing one snapshot, whose graph is
+// built and learns its edges while they route, get the answers a snapshot
+// used by one goroutine gives.
+func TestConcurrentRoutes(t *testing.T) {
+	t.Parallel()
+	r := rand.New(rand.NewPCG(4, 4))
+	var zones []*domain.Zone
+	for i := range 15 {
+		zones = append(zones, nfz(fmt.Sprint("c", i), star(r, offset(seattle, r.Float64()*8-4, r.Float64()*8-4), 8, 0.2, 0.8)))
+	}
+	timed := nfz("timed", box(offset(seattle, -5, 0), 0.5, 0.5))
+	timed.ValidFrom = now
+	zones = append(zones, timed)
+	var legs [][2]domain.Location
+	for range 60 {
+		legs = append(legs, [2]domain.Location{offset(seattle, r.Float64()*10-5, r.Float64()*10-5), offset(seattle, r.Float64()*10-5, r.Float64()*10-5)})
+	}
+	type answer struct {
+		r   domain.Route
+		err error
+	}
+	want := make([]answer, len(legs))
+	alone := airspace.New(zones)
+	for i, l := range legs {
+		want[i].r, want[i].err = alone.Route(l[0], l[1], now)
+	}
+	shared := airspace.New(zones)
+	errs := make(chan error, 8)
+	for g := range 8 {
+		go func() {
+			for k := range legs {
+				i := (k + g*7) % len(legs)
+				got, err := shared.Route(legs[i][0], legs[i][1], now)
+				if fmt.Sprint(err) != fmt.Sprint(want[i].err) || fmt.Sprint(got) != fmt.Sprint(want[i].r) {
+					errs <- fmt.Errorf("leg %d: got %v, %v; want %v, %v", i, got, err, want[i].r, want[i].err)
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range 8 {
+		require.NoError(t, <-errs)
+	}
+}
