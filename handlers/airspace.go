@@ -90,6 +90,18 @@ func (h *Handlers) putZone(ctx context.Context, kind domain.ZoneKind, req *funct
 		return h.errorResponse(ctx, err)
 	}
 	in.UpdatedAt = h.clock.Now().UTC()
+	if _, err := zs.Find(ctx, in.Key()); domain.IsCode(err, domain.ENOTFOUND) {
+		// A new zone: one query, on a request an operator makes rarely.
+		all, err := zs.List(ctx, kind, "", domain.MaxZonesPerKind)
+		if err != nil {
+			return h.errorResponse(ctx, err)
+		}
+		if len(all) >= domain.MaxZonesPerKind {
+			return h.errorResponse(ctx, domain.Unprocessable("id", "there are %d %ss already, the most kept; delete one first", len(all), zoneNoun(kind)))
+		}
+	} else if err != nil {
+		return h.errorResponse(ctx, err)
+	}
 	created := false
 	z, err := zs.Upsert(ctx, in.Key(), func(cur *domain.Zone) (*domain.Zone, error) {
 		created = cur == nil

@@ -9,9 +9,11 @@ import (
 	"github.com/fabrikam/dronedelivery/shared/ports"
 )
 
-// MaxZones bounds the zones one snapshot loads; a store that holds more
-// fails Current rather than route over a part of them.
-const MaxZones = 5000
+// MaxZones bounds the zones one snapshot loads: the handlers keep each kind
+// to domain.MaxZonesPerKind, and concurrent creations can pass that bound
+// by a few at most. A store that holds more fails Current rather than
+// route over a part of them.
+const MaxZones = 4 * domain.MaxZonesPerKind
 
 // Store is the ports.Airspace of a store's zones. Every Current reads the
 // zones' version token (one point read: a SQLite row, or a 1 RU Cosmos DB

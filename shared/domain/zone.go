@@ -25,6 +25,9 @@ const (
 	MaxZonePolygons = 50
 	// MaxZoneNameLength bounds a zone's name, in characters.
 	MaxZoneNameLength = 200
+	// MaxZonesPerKind bounds the service areas, and the no-fly zones, an
+	// operator keeps: every dispatch works with all of them.
+	MaxZonesPerKind = 1000
 )
 
 // Position is a GeoJSON position: longitude, then latitude, in degrees.
