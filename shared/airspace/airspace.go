@@ -12,10 +12,15 @@
 // corners of the no-fly zones in force, each moved outwards by NodeMargin;
 // its edges join two nodes (or a leg's end and a node) that see each other,
 // that is, whose great-circle segment touches no zone grown by Margin. A*
-// with the great-circle distance to the goal finds the shortest path. The
+// finds the shortest path over it, considering only segments tangent to
+// the zones at their turning points (no shortest path turns anywhere else)
+// and testing a segment for visibility only when the search reaches it. The
 // path thus keeps about Margin clear of every zone's edge and NodeMargin
 // clear of its corners, so a drone that drifts a little does not graze one.
 // Limits:
+//   - The route is the shortest that turns at the moved corners; the
+//     shortest around the grown zones would hug them, so a route can be
+//     longer than it by a few times NodeMargin per turn.
 //   - A leg whose end lies inside a zone grown by Margin has no route
 //     (Admit refuses such pickups and dropoffs).
 //   - Zones that touch or overlap are obstacles each, and a corner of one
