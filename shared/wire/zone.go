@@ -16,7 +16,8 @@ import (
 // MaxZoneBytes bounds the body of PUT /api/serviceareas/{id} and
 // /api/noflyzones/{id}: MaxZoneVertices positions written out in full
 // precision fit in it with room to spare, and a zone document stays far
-// below Cosmos DB's 2 MB item limit.
+// below Cosmos DB's item limit of 2 MB of JSON
+// (learn.microsoft.com/azure/cosmos-db/concepts-limits, "Per-item limits").
 const MaxZoneBytes = 256 << 10
 
 type zoneWire struct {

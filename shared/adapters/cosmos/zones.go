@@ -21,7 +21,9 @@ import (
 // partitions), so the order carries the promise of ports.Zones: the zone is
 // written first and the version second, and the write returns only when
 // both are done. A reader that sees the new version therefore reloads and
-// finds the new zone (the account is Strong, infra/modules/cosmos.bicep);
+// finds the new zone: infra/modules/cosmos.bicep gives the account Strong
+// consistency, under which a read returns the latest committed write
+// (learn.microsoft.com/azure/cosmos-db/consistency-levels);
 // when the version write fails the write reports the failure, and the
 // operator's retry, which PUT and DELETE allow, bumps it.
 type zones struct {
@@ -136,7 +138,12 @@ func (z *zones) List(ctx context.Context, kind domain.ZoneKind, after string, li
 }
 
 // Version implements ports.Zones: the ETag of the version document, read
-// with one point read (1 RU).
+// with one point read of a tiny item. That is 1 RU at the weaker
+// consistency levels (a point read of a 1 KB item is one request unit,
+// learn.microsoft.com/azure/cosmos-db/request-units) and about 2 RU under
+// the Strong consistency the account uses, whose reads cost about twice as
+// many RUs (learn.microsoft.com/azure/cosmos-db/consistency-levels,
+// "Consistency levels and throughput").
 func (z *zones) Version(ctx context.Context) (string, error) {
 	resp, err := z.c.ReadItem(ctx, partition(zoneVersionID), zoneVersionID, nil)
 	if statusOf(err) == http.StatusNotFound {
