@@ -330,3 +330,31 @@ func TestConcurrentRoutes(t *testing.T) {
 		require.NoError(t, <-errs)
 	}
 }
+
+// TestRouteAcrossTheAntimeridian: a zone that straddles longitude 180 is
+// one small zone on the sphere, and a leg across it goes around it.
+func TestRouteAcrossTheAntimeridian(t *testing.T) {
+	t.Parallel()
+	zone := nfz("dateline", []domain.Position{{179.99, -0.01}, {-179.99, -0.01}, {-179.99, 0.01}, {179.99, 0.01}, {179.99, -0.01}})
+	a := airspace.New([]*domain.Zone{zone})
+	require.Error(t, a.Admit("pickupLocation", domain.Location{Latitude: 0, Longitude: 180}, now))
+	from, to := domain.Location{Latitude: 0, Longitude: 179.95}, domain.Location{Latitude: 0, Longitude: -179.95}
+	r, err := a.Route(from, to, now)
+	require.NoError(t, err)
+	require.Greater(t, len(r.Points), 2, "the leg turns")
+	straight := domain.DistanceKm(from, to)
+	assert.Greater(t, r.Km, straight)
+	assert.Less(t, r.Km, straight+3, "around a 2.2 km zone, not around the Earth")
+	// Sampled with s2 itself, since orb's planar test has no antimeridian.
+	loop := s2.LoopFromPoints([]s2.Point{
+		s2.PointFromLatLng(s2.LatLngFromDegrees(-0.01, 179.99)), s2.PointFromLatLng(s2.LatLngFromDegrees(-0.01, -179.99)),
+		s2.PointFromLatLng(s2.LatLngFromDegrees(0.01, -179.99)), s2.PointFromLatLng(s2.LatLngFromDegrees(0.01, 179.99))})
+	loop.Normalize()
+	for i := 1; i < len(r.Points); i++ {
+		pa := s2.PointFromLatLng(s2.LatLngFromDegrees(r.Points[i-1].Latitude, r.Points[i-1].Longitude))
+		pb := s2.PointFromLatLng(s2.LatLngFromDegrees(r.Points[i].Latitude, r.Points[i].Longitude))
+		for k := 0; k <= 1000; k++ {
+			require.False(t, loop.ContainsPoint(s2.Interpolate(float64(k)/1000, pa, pb)), "leg %d enters the zone", i)
+		}
+	}
+}
