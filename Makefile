@@ -99,6 +99,7 @@ FUZZ_TARGETS := \
 	./shared/wire:FuzzParseTelemetryMessage \
 	./shared/wire:FuzzParseEnvelope \
 	./shared/wire:FuzzParseSignUp \
+	./shared/wire:FuzzParseZone \
 	./shared/functionapp/host:FuzzDecodeHTTPInvocation \
 	./shared/functionapp/host:FuzzDecodeQueueInvocation
 

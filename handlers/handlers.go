@@ -15,6 +15,7 @@ import (
 
 	"github.com/fabrikam/dronedelivery/shared/adapters/messaging"
 	"github.com/fabrikam/dronedelivery/shared/adapters/webhook"
+	"github.com/fabrikam/dronedelivery/shared/airspace"
 	"github.com/fabrikam/dronedelivery/shared/domain"
 	"github.com/fabrikam/dronedelivery/shared/functionapp"
 	"github.com/fabrikam/dronedelivery/shared/logctx"
@@ -120,6 +121,10 @@ type Deps struct {
 	// Outbox reads back the messages kept rather than sent; nil (with a
 	// Messenger) means there is none, and GET …/outbox answers 404.
 	Outbox ports.Outbox
+	// Airspace tells dispatch where drones may fly; nil means the
+	// store's zones (airspace.For), or the open airspace for a store
+	// that keeps none.
+	Airspace ports.Airspace
 }
 
 // Handlers binds the step functions to their dependencies.
@@ -131,6 +136,7 @@ type Handlers struct {
 	webhooks     ports.Webhooks
 	messenger    ports.Messenger
 	outbox       ports.Outbox
+	airspace     ports.Airspace
 	log          *slog.Logger
 	cfg          Config
 	keys         *keyCache
@@ -146,7 +152,10 @@ func New(d Deps) *Handlers {
 	}
 	cfg := d.Config.withDefaults()
 	h := &Handlers{store: d.Store, bus: d.Bus, clock: d.Clock, ids: d.IDs, webhooks: d.Webhooks, log: log, cfg: cfg,
-		messenger: d.Messenger, outbox: d.Outbox, keys: newKeyCache(cfg.KeyCacheTTL, keyCacheSize)}
+		messenger: d.Messenger, outbox: d.Outbox, airspace: d.Airspace, keys: newKeyCache(cfg.KeyCacheTTL, keyCacheSize)}
+	if h.airspace == nil {
+		h.airspace = airspace.For(d.Store)
+	}
 	if h.webhooks == nil {
 		h.webhooks = webhook.New(cfg.Webhook)
 	}
@@ -168,6 +177,9 @@ func New(d Deps) *Handlers {
 	}
 	return h
 }
+
+// Airspace returns the airspace the handlers dispatch in.
+func (h *Handlers) Airspace() ports.Airspace { return h.airspace }
 
 // Registry maps every function name under functions/ to its handler. Each
 // HTTP function is wrapped in its guard here, so every runtime enforces the
@@ -225,6 +237,15 @@ func (h *Handlers) Registry() functionapp.Registry {
 		"Unsubscribe":           open(h.Unsubscribe),
 		"GetOutbox":             biz(h.GetOutbox),
 		"SendCustomerMessage":   {Queue: h.SendCustomerMessage},
+
+		"PutServiceArea":    op(h.PutServiceArea),
+		"GetServiceArea":    op(h.GetServiceArea),
+		"DeleteServiceArea": op(h.DeleteServiceArea),
+		"ListServiceAreas":  op(h.ListServiceAreas),
+		"PutNoFlyZone":      op(h.PutNoFlyZone),
+		"GetNoFlyZone":      op(h.GetNoFlyZone),
+		"DeleteNoFlyZone":   op(h.DeleteNoFlyZone),
+		"ListNoFlyZones":    op(h.ListNoFlyZones),
 	}.Use(functionapp.EmitsOnly(emits))
 }
 

@@ -186,7 +186,7 @@ func open(ctx context.Context, c common, app fs.FS, env func(string) string, log
 			return nil, err
 		}
 	}
-	h := handlers.New(handlers.Deps{Store: b.Store, Bus: b.Bus, Clock: platform.Clock{}, IDs: platform.IDs{},
+	h := handlers.New(handlers.Deps{Store: b.Store, Bus: b.Bus, Airspace: b.Airspace, Clock: platform.Clock{}, IDs: platform.IDs{},
 		Messenger: msg.Messenger, Outbox: msg.Outbox, Log: log, Config: cfg})
 	reg := h.Registry()
 	if err := reg.Check(fns); err != nil {

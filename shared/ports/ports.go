@@ -134,6 +134,23 @@ type Airspace interface {
 	Current(ctx context.Context) (domain.Airspace, error)
 }
 
+// Zones stores the operator's service areas and no-fly zones, each under
+// its domain.ZoneKey. The collection is small (an operator's few hundred
+// zones at most), so its queries read all of it.
+type Zones interface {
+	Collection[domain.Zone]
+	// Delete removes the zone stored under key, or returns ENOTFOUND.
+	Delete(ctx context.Context, key string) error
+	// List returns up to limit zones of kind ("" for both), ordered by
+	// key, with keys after the cursor after ("" to start).
+	List(ctx context.Context, kind domain.ZoneKind, after string, limit int) ([]*domain.Zone, error)
+	// Version returns a token that differs after every write of a zone
+	// (create, update, delete), made through any process, has returned.
+	// It costs one point read, so a reader checks it before trusting the
+	// zones it loaded earlier.
+	Version(ctx context.Context) (string, error)
+}
+
 // Message is a message to send to a queue.
 type Message struct {
 	ID            string    // deliveryId + step: duplicate detection keys on it
@@ -314,4 +331,7 @@ type Store struct {
 	APIKeys    APIKeys
 	// Confirmations holds the blobs of proofs of delivery.
 	Confirmations ConfirmationBlobs
+	// Zones holds the service areas and no-fly zones; nil in a store
+	// that keeps none, whose airspace is open.
+	Zones Zones
 }

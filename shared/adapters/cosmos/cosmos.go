@@ -64,6 +64,7 @@ type Store struct {
 	fleet      *fleet
 
 	confirmations *collection[domain.ConfirmationBlob]
+	zones         *zones
 
 	stop      context.CancelFunc
 	done      chan struct{}
@@ -91,7 +92,7 @@ func Open(ctx context.Context, client *azcosmos.Client, database string, opts Op
 	for name, want := range map[string]string{
 		topology.ContainerDeliveries: "/id", topology.ContainerPackages: "/id", topology.ContainerDrones: "/id",
 		topology.ContainerAccounts: "/id", topology.ContainerAPIKeys: "/id", topology.ContainerDeliveriesByOwner: "/ownerId",
-		topology.ContainerConfirmations: "/id",
+		topology.ContainerConfirmations: "/id", topology.ContainerAirspace: "/id",
 	} {
 		i := slices.IndexFunc(topology.Containers, func(c topology.Container) bool { return c.Name == name })
 		if i < 0 {
@@ -111,6 +112,7 @@ func Open(ctx context.Context, client *azcosmos.Client, database string, opts Op
 		apiKeys:       newCollection[domain.APIKey](containers[topology.ContainerAPIKeys], topology.ContainerAPIKeys),
 		confirmations: newCollection[domain.ConfirmationBlob](containers[topology.ContainerConfirmations], topology.ContainerConfirmations),
 		fleet:         newFleet(containers[topology.ContainerDrones], opts.Logger),
+		zones:         newZones(containers[topology.ContainerAirspace]),
 		done:          make(chan struct{}),
 	}
 	if err := s.fleet.refresh(ctx); err != nil {
@@ -128,7 +130,7 @@ func Open(ctx context.Context, client *azcosmos.Client, database string, opts Op
 // Store returns the collections as the ports the handlers use.
 func (s *Store) Store() ports.Store {
 	return ports.Store{Deliveries: s.deliveries, Packages: s.packages, Fleet: s.fleet, Accounts: s.accounts, APIKeys: s.apiKeys,
-		Confirmations: s.confirmations}
+		Confirmations: s.confirmations, Zones: s.zones}
 }
 
 // Close stops the index refresh and waits for it; the client stays open

@@ -166,6 +166,7 @@ func Open(path string, opts Options) (*DB, error) {
 		APIKeys:    newCollection[domain.APIKey](db, topology.ContainerAPIKeys),
 
 		Confirmations: newCollection[domain.ConfirmationBlob](db, topology.ContainerConfirmations),
+		Zones:         newZones(db),
 	}
 	db.bus = newBus(db)
 	return db, nil

@@ -21,6 +21,7 @@ type statements struct {
 	msgNext, msgCount                      *sql.Stmt
 	workBegin, workUndo, workEnd           *sql.Stmt // a unit of work's savepoint
 	idxPut, idxPage, idxPageStage          *sql.Stmt
+	docDelete, zoneBump, zoneList          *sql.Stmt
 	all                                    []*sql.Stmt
 }
 
@@ -40,6 +41,12 @@ func (s *statements) prepare(ctx context.Context, w, r *sql.DB) error {
 			ON CONFLICT (collection, id) DO NOTHING`},
 		{w, &s.docUpdate, `UPDATE documents SET version = version + 1, body = ?, updated_at = ?
 			WHERE collection = ? AND id = ? AND version = ?`},
+
+		{w, &s.docDelete, `DELETE FROM documents WHERE collection = ? AND id = ?`},
+		{w, &s.zoneBump, `INSERT INTO documents (collection, id, version, body, updated_at)
+			VALUES ('` + topology.ContainerAirspace + `', '` + zoneVersionID + `', 1, '{}', ?1)
+			ON CONFLICT (collection, id) DO UPDATE SET version = version + 1, updated_at = excluded.updated_at`},
+		{r, &s.zoneList, `SELECT id, body FROM documents WHERE ` + zonesWhere + ` AND id > ? AND id GLOB ? ORDER BY id LIMIT ?`},
 
 		{r, &s.droneList, `SELECT body FROM documents WHERE ` + dronesWhere + ` AND status = ? AND id > ? ORDER BY id LIMIT ?`},
 		{r, &s.droneListAny, `SELECT body FROM documents WHERE ` + dronesWhere + ` AND id > ? ORDER BY id LIMIT ?`},
