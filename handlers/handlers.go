@@ -64,6 +64,17 @@ type Config struct {
 	// reading it again, and so how long a key revoked through another
 	// process keeps working here; negative turns the cache off.
 	KeyCacheTTL time.Duration
+
+	// Feasibility bounds what ingest accepts besides what the fleet can do:
+	// how far in the past a pickupTime may be, how far ahead a deadline.
+	Feasibility domain.FeasibilityRules
+	// FleetSummaryTTL is how old the summary of the fleet's capabilities
+	// that ingest checks requests against may grow before it is listed
+	// again; drones registered through this process count at once.
+	FleetSummaryTTL time.Duration
+	// MaxEligible bounds the eligible drones one dispatch compares
+	// (domain.ChoiceLimits).
+	MaxEligible int
 }
 
 // DefaultKeyCacheTTL is the default Config.KeyCacheTTL.
@@ -93,6 +104,10 @@ func (c Config) withDefaults() Config {
 	if c.KeyCacheTTL == 0 {
 		c.KeyCacheTTL = DefaultKeyCacheTTL
 	}
+	c.Feasibility = c.Feasibility.WithDefaults()
+	if c.FleetSummaryTTL <= 0 {
+		c.FleetSummaryTTL = DefaultFleetSummaryTTL
+	}
 	return c
 }
 
@@ -115,6 +130,9 @@ type Deps struct {
 	// Outbox reads back the messages kept rather than sent; nil (with a
 	// Messenger) means there is none, and GET …/outbox answers 404.
 	Outbox ports.Outbox
+
+	// Airspace says where drones may fly; nil means domain.OpenAirspace.
+	Airspace ports.Airspace
 }
 
 // Handlers binds the step functions to their dependencies.
@@ -131,6 +149,8 @@ type Handlers struct {
 	keys         *keyCache
 	operatorHash []byte // SHA-256 of Config.OperatorKey; nil when there is none
 	backlog      backlogGate
+	air          ports.Airspace
+	summary      fleetSummary
 }
 
 // New returns the handlers over deps.
@@ -141,7 +161,7 @@ func New(d Deps) *Handlers {
 	}
 	cfg := d.Config.withDefaults()
 	h := &Handlers{store: d.Store, bus: d.Bus, clock: d.Clock, ids: d.IDs, webhooks: d.Webhooks, log: log, cfg: cfg,
-		messenger: d.Messenger, outbox: d.Outbox, keys: newKeyCache(cfg.KeyCacheTTL, keyCacheSize)}
+		messenger: d.Messenger, outbox: d.Outbox, keys: newKeyCache(cfg.KeyCacheTTL, keyCacheSize), air: d.Airspace}
 	if h.webhooks == nil {
 		h.webhooks = webhook.New(cfg.WebhookClient)
 	}
@@ -175,6 +195,7 @@ func (h *Handlers) Registry() functionapp.Registry {
 	}
 	return functionapp.Registry{
 		"IngestDelivery":    biz(h.IngestDelivery),
+		"QuoteDelivery":     biz(h.QuoteDelivery),
 		"ScheduleDrone":     {Queue: h.ScheduleDrone},
 		"UpdatePackage":     {Queue: h.UpdatePackage},
 		"ComputeEta":        {Queue: h.ComputeEta},

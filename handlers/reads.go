@@ -28,6 +28,7 @@ type deliveryView struct {
 	PickupETA         *time.Time              `json:"pickupETA,omitempty"`
 	DeliveryETA       *time.Time              `json:"deliveryETA,omitempty"`
 	LastKnownLocation *domain.Location        `json:"lastKnownLocation,omitempty"`
+	PlannedRoute      *domain.PlannedRoute    `json:"plannedRoute,omitempty"`
 	FailureReason     string                  `json:"failureReason,omitempty"`
 	CreatedAt         time.Time               `json:"createdAt"`
 	ScheduledAt       *time.Time              `json:"scheduledAt,omitempty"`
@@ -64,7 +65,7 @@ func viewOf(d *domain.Delivery) deliveryView {
 		PickupTime: r.PickupTime, Deadline: r.Deadline, Expedited: r.Expedited,
 		ConfirmationReq: r.ConfirmationRequired, PackageInfo: r.PackageInfo,
 		DroneID: assignedDrone(d), PickupETA: d.PickupETA, DeliveryETA: d.DeliveryETA,
-		LastKnownLocation: d.LastKnownLocation, FailureReason: d.FailureReason,
+		LastKnownLocation: d.LastKnownLocation, PlannedRoute: d.PlannedRoute, FailureReason: d.FailureReason,
 		CreatedAt: d.CreatedAt, ScheduledAt: d.ScheduledAt, UpdatedAt: d.UpdatedAt,
 		Confirmation: confirmationOf(d),
 	}

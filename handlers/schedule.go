@@ -12,7 +12,9 @@ import (
 	"github.com/fabrikam/dronedelivery/shared/wire"
 )
 
-// ScheduleDrone assigns the nearest drone that can serve a delivery. It
+// ScheduleDrone assigns the drone that serves a delivery best by the
+// dispatch rule (domain.Choose: the earliest delivery ETA that meets the
+// deadline, then the nearest). It
 // reads delivery-requests, where cancel and reschedule operations arrive too:
 // a cancel releases the drone the delivery held (compensation), a
 // reschedule releases it and dispatches again.
@@ -163,22 +165,36 @@ func (h *Handlers) assign(ctx context.Context, d *domain.Delivery, now time.Time
 	if !now.Before(d.Request.Deadline) {
 		return d, nil
 	}
-	radius := h.cfg.DispatchRadiusKm
-	for drone, km := range h.st(ctx).Fleet.NearestAvailable(ctx, d.Request.PickupLocation) {
-		if km > radius {
-			break
+	// A drone lost to a concurrent claim is left out and the rule applied
+	// again to the others.
+	lost := map[string]bool{}
+	for range maxClaimAttempts {
+		plan, err := h.choose(ctx, h.st(ctx), &d.Request, now, lost)
+		if domain.IsCode(err, domain.EUNPROCESSABLE) {
+			// No way from the pickup to the dropoff now (a zone in force):
+			// wait as for a drone.
+			h.log.InfoContext(ctx, "no route for the delivery now", "reason", domain.ErrorMessage(err))
+			return d, nil
 		}
-		if domain.Unfit(drone, &d.Request) != "" {
-			continue
+		if err != nil {
+			return nil, err
 		}
-		got, err := h.claim(ctx, d, drone.ID, now)
+		if plan == nil {
+			return d, ctx.Err()
+		}
+		got, err := h.claim(ctx, d, plan.Drone.ID, now)
 		if errors.Is(err, domain.ErrDroneUnavailable) {
+			lost[plan.Drone.ID] = true
 			continue
 		}
 		return got, err
 	}
 	return d, ctx.Err()
 }
+
+// maxClaimAttempts bounds the drones one run of dispatch tries to claim
+// before it waits like a delivery that found none.
+const maxClaimAttempts = 8
 
 // claim reserves droneID on the delivery, claims the drone and records the
 // assignment. It returns an error wrapping domain.ErrDroneUnavailable when

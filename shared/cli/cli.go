@@ -168,6 +168,9 @@ func open(ctx context.Context, c common, app fs.FS, env func(string) string, log
 	if err != nil {
 		return nil, err
 	}
+	if err := dispatchSettings(env, &cfg); err != nil {
+		return nil, err
+	}
 	cfg.Confirmation.RadiusKm = settings.ConfirmationRadiusMeters / 1000
 	b, err := openBackendWith(ctx, c, settings, env, log)
 	if err != nil {
@@ -580,4 +583,35 @@ func envInt(env func(string) string, key string, def int) int {
 		return n
 	}
 	return def
+}
+
+// The settings of dispatch, as Go durations ("90s", "168h").
+const (
+	// MaxHorizonSetting is how far ahead a deadline may be (default 7 days).
+	MaxHorizonSetting = "DISPATCH_MAX_HORIZON"
+	// PickupToleranceSetting is how far in the past a pickupTime may be
+	// (default 5 minutes).
+	PickupToleranceSetting = "DISPATCH_PICKUP_TOLERANCE"
+)
+
+// dispatchSettings reads the dispatch settings into cfg.
+func dispatchSettings(env func(string) string, cfg *handlers.Config) error {
+	for _, s := range []struct {
+		name string
+		to   *time.Duration
+	}{
+		{MaxHorizonSetting, &cfg.Feasibility.MaxHorizon},
+		{PickupToleranceSetting, &cfg.Feasibility.PickupTolerance},
+	} {
+		v := env(s.name)
+		if v == "" {
+			continue
+		}
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			return fmt.Errorf("%s: %q is not a positive duration such as 90s or 168h", s.name, v)
+		}
+		*s.to = d
+	}
+	return nil
 }

@@ -51,6 +51,18 @@ func RoutedETA(now time.Time, toPickupKm, legKm, speedMps float64, pickupTime ti
 	return ETA{Pickup: pickup, Delivery: ceilSecond(delivery)}
 }
 
+// PlanRoute plans the flight of drone d for req from where it is at now,
+// whatever its status: the routed legs and the ETA. leg is the routed
+// pickup → dropoff leg.
+func PlanRoute(d *Drone, req *DeliveryRequest, air Airspace, leg Route, now time.Time) (Plan, error) {
+	toPickup, err := air.Route(d.Location, req.PickupLocation, now)
+	if err != nil {
+		return Plan{}, err
+	}
+	return Plan{Drone: d, Km: DistanceKm(d.Location, req.PickupLocation), Route: PlannedRoute{Pickup: toPickup, Dropoff: leg},
+		ETA: RoutedETA(now, toPickup.Km, leg.Km, d.CruiseSpeedMps, req.PickupTime)}, nil
+}
+
 // PlanFor plans drone d, km from the pickup as the crow flies, for req at
 // now, with leg the routed pickup → dropoff leg. It returns the reason d
 // cannot serve req instead when it cannot (see the dispatch rule).
@@ -58,22 +70,22 @@ func PlanFor(d *Drone, km float64, req *DeliveryRequest, air Airspace, leg Route
 	if why := unfitCraft(d, req); why != "" {
 		return Plan{}, why
 	}
-	toPickup, err := air.Route(d.Location, req.PickupLocation, now)
+	p, err := PlanRoute(d, req, air, leg, now)
 	if err != nil {
 		return Plan{}, "no route to the pickup: " + ErrorMessage(err)
 	}
+	p.Km = km
 	home, err := air.Route(req.DropoffLocation, d.HomeBase, now)
 	if err != nil {
 		return Plan{}, "no route home: " + ErrorMessage(err)
 	}
-	if need := toPickup.Km + leg.Km + home.Km; need > d.RangeKm {
+	if need := p.Route.Pickup.Km + leg.Km + home.Km; need > d.RangeKm {
 		return Plan{}, fmt.Sprintf("mission %.1f km exceeds range %.1f km", need, d.RangeKm)
 	}
-	eta := RoutedETA(now, toPickup.Km, leg.Km, d.CruiseSpeedMps, req.PickupTime)
-	if eta.Delivery.After(req.Deadline) {
-		return Plan{}, fmt.Sprintf("would deliver at %s, after the deadline", eta.Delivery.Format(time.RFC3339))
+	if p.ETA.Delivery.After(req.Deadline) {
+		return Plan{}, fmt.Sprintf("would deliver at %s, after the deadline", p.ETA.Delivery.Format(time.RFC3339))
 	}
-	return Plan{Drone: d, Km: km, Route: PlannedRoute{Pickup: toPickup, Dropoff: leg}, ETA: eta}, ""
+	return p, ""
 }
 
 // unfitCraft is Unfit without the range: whether the drone is free and

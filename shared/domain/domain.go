@@ -141,11 +141,14 @@ type Delivery struct {
 	PickupETA         *time.Time      `json:"pickupETA,omitempty"`
 	DeliveryETA       *time.Time      `json:"deliveryETA,omitempty"`
 	LastKnownLocation *Location       `json:"lastKnownLocation,omitempty"`
-	ScheduleAttempts  int             `json:"scheduleAttempts,omitempty"`
-	FailureReason     string          `json:"failureReason,omitempty"`
-	CreatedAt         time.Time       `json:"createdAt"`
-	ScheduledAt       *time.Time      `json:"scheduledAt,omitempty"`
-	UpdatedAt         time.Time       `json:"updatedAt"`
+	// PlannedRoute is the path the assigned drone is to fly, once
+	// scheduled.
+	PlannedRoute     *PlannedRoute `json:"plannedRoute,omitempty"`
+	ScheduleAttempts int           `json:"scheduleAttempts,omitempty"`
+	FailureReason    string        `json:"failureReason,omitempty"`
+	CreatedAt        time.Time     `json:"createdAt"`
+	ScheduledAt      *time.Time    `json:"scheduledAt,omitempty"`
+	UpdatedAt        time.Time     `json:"updatedAt"`
 
 	// Generation counts reschedules; messages of an older generation are
 	// stale and ignored. ResetGeneration is the generation whose earlier

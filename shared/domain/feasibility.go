@@ -227,3 +227,14 @@ func Feasible(req *DeliveryRequest, fleet *FleetSummary, air Airspace, rules Fea
 func (c Capability) String() string {
 	return fmt.Sprintf("%s/%.0fkg/%.0fm/s/%.0fkm", c.Size, c.PayloadKg, c.SpeedMps, c.FullRangeKm)
 }
+
+// Clone returns a copy that Add does not change the original through.
+func (s *FleetSummary) Clone() *FleetSummary {
+	c := &FleetSummary{cells: make(map[[2]int32]*summaryCell, len(s.cells)), drones: s.drones}
+	for k, v := range s.cells {
+		cell := *v
+		cell.caps = slices.Clone(v.caps)
+		c.cells[k] = &cell
+	}
+	return c
+}

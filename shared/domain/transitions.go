@@ -84,16 +84,18 @@ func (d *Delivery) RecordPackage(packageID string, now time.Time) error {
 	return nil
 }
 
-// Schedule records the ETAs of generation gen, from the drone's position at,
-// and makes the delivery Scheduled; it returns the notice for the customer.
-// Only a Created or Rescheduled delivery of that generation is scheduled,
-// so a stage never moves backwards.
-func (d *Delivery) Schedule(gen int, eta ETA, at Location, now time.Time) (Notification, error) {
+// Schedule records the ETAs of generation gen and the route planned for
+// them, from the drone's position at, and makes the delivery Scheduled; it
+// returns the notice for the customer. Only a Created or Rescheduled
+// delivery of that generation is scheduled, so a stage never moves
+// backwards.
+func (d *Delivery) Schedule(gen int, eta ETA, route *PlannedRoute, at Location, now time.Time) (Notification, error) {
 	if (d.Stage != StageCreated && d.Stage != StageRescheduled) || d.Generation != gen {
 		return Notification{}, ErrNoChange
 	}
 	t := now
 	d.PickupETA, d.DeliveryETA = &eta.Pickup, &eta.Delivery
+	d.PlannedRoute = route
 	d.LastKnownLocation = &at
 	d.ScheduledAt = &t
 	d.SetStage(StageScheduled, now, "")
@@ -143,7 +145,7 @@ func (d *Delivery) Reschedule(change *Reschedule, now time.Time) error {
 	}
 	d.Request = next
 	d.Generation++
-	d.PickupETA, d.DeliveryETA, d.ScheduledAt = nil, nil, nil
+	d.PickupETA, d.DeliveryETA, d.ScheduledAt, d.PlannedRoute = nil, nil, nil, nil
 	d.SetStage(StageRescheduled, now, fmt.Sprintf("rescheduled (generation %d)", d.Generation))
 	return nil
 }
