@@ -21,7 +21,7 @@ func (h *Handlers) ComputeEta(ctx context.Context, msg *ports.Delivered) ([]port
 	if env.Generation != d.Generation {
 		return nil, nil // an earlier schedule's message
 	}
-	if d.Stage != domain.StageCreated && d.Stage != domain.StageRescheduled {
+	if !d.AwaitsSchedule() {
 		if d.ScheduledAt != nil {
 			// A redelivery: send the scheduled notice again in case the
 			// first attempt stopped before it; duplicates are dropped.

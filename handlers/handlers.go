@@ -75,6 +75,12 @@ type Config struct {
 	// MaxEligible bounds the eligible drones one dispatch compares
 	// (domain.ChoiceLimits).
 	MaxEligible int
+	// DispatchMargin is how much earlier than the flight to the pickup
+	// needs a booked pickup's drone is dispatched (default 2 minutes).
+	DispatchMargin time.Duration
+	// DispatchLead is the flight time a booking assumes when no drone
+	// could be chosen at booking time (default 15 minutes).
+	DispatchLead time.Duration
 }
 
 // DefaultKeyCacheTTL is the default Config.KeyCacheTTL.
@@ -105,6 +111,12 @@ func (c Config) withDefaults() Config {
 		c.KeyCacheTTL = DefaultKeyCacheTTL
 	}
 	c.Feasibility = c.Feasibility.WithDefaults()
+	if c.DispatchMargin <= 0 {
+		c.DispatchMargin = 2 * time.Minute
+	}
+	if c.DispatchLead <= 0 {
+		c.DispatchLead = 15 * time.Minute
+	}
 	if c.FleetSummaryTTL <= 0 {
 		c.FleetSummaryTTL = DefaultFleetSummaryTTL
 	}

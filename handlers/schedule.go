@@ -68,6 +68,11 @@ func (h *Handlers) ScheduleDrone(ctx context.Context, msg *ports.Delivered) ([]p
 	}
 
 	now := h.clock.Now()
+	if d.DroneID == "" {
+		if msgs, booked, err := h.book(ctx, d, now); err != nil || booked {
+			return msgs, err
+		}
+	}
 	d, err = h.assign(ctx, d, now)
 	if err != nil {
 		return nil, err
@@ -91,6 +96,76 @@ func (h *Handlers) ScheduleDrone(ctx context.Context, msg *ports.Delivered) ([]p
 	m.NotBefore = now.Add(delay)
 	h.log.InfoContext(ctx, "no drone available; retrying later", "attempt", retry.Attempt, "delay", delay.String())
 	return []ports.Message{m}, nil
+}
+
+// book makes d a booked pickup when its pickup time is later than a drone
+// needs to get there: no drone is claimed, and a message to this step is
+// queued for the dispatch time, pickupTime − the flight to the pickup of
+// the drone that would be chosen now − Config.DispatchMargin (or −
+// Config.DispatchLead when no drone could be chosen now). booked reports
+// that d waits for its dispatch time; at that time dispatch runs as for
+// any delivery, and when no drone is free then, d waits for one as any
+// delivery does, keeping its planned times until a drone is assigned.
+func (h *Handlers) book(ctx context.Context, d *domain.Delivery, now time.Time) (msgs []ports.Message, booked bool, err error) {
+	if d.DispatchAt != nil {
+		if now.Before(*d.DispatchAt) {
+			// Early: a redelivery of the message that booked it. Queue the
+			// dispatch again in case that run stopped before it.
+			return []ports.Message{dispatchMessage(d)}, true, nil
+		}
+		return nil, false, nil
+	}
+	if !d.Request.PickupTime.After(now.Add(h.cfg.DispatchMargin)) {
+		return nil, false, nil
+	}
+	plan, err := h.choose(ctx, h.st(ctx), &d.Request, now, nil)
+	if err != nil && !domain.IsCode(err, domain.EUNPROCESSABLE) {
+		return nil, false, err
+	}
+	var eta domain.ETA
+	lead := h.cfg.DispatchLead
+	if plan != nil {
+		lead, eta = domain.LegDuration(plan.Route.Pickup.Km, plan.Drone.CruiseSpeedMps), plan.ETA
+	} else {
+		fleet, err := h.fleetSummary(ctx)
+		if err != nil {
+			return nil, false, err
+		}
+		speed := fleet.MaxSpeedMps(&d.Request.PackageInfo)
+		if speed <= 0 {
+			return nil, false, nil
+		}
+		eta = domain.RoutedETA(d.Request.PickupTime, 0, domain.DistanceKm(d.Request.PickupLocation, d.Request.DropoffLocation), speed, d.Request.PickupTime)
+	}
+	dispatchAt := d.Request.PickupTime.Add(-lead - h.cfg.DispatchMargin)
+	if !now.Before(dispatchAt) {
+		return nil, false, nil
+	}
+	var notes []domain.Notification
+	gen := d.Generation
+	got, err := h.st(ctx).Deliveries.Update(ctx, d.ID, func(cur *domain.Delivery) error {
+		notes = nil
+		n, err := cur.Book(gen, dispatchAt, eta, now)
+		if err == nil {
+			notes = append(notes, n)
+		}
+		return err
+	})
+	if err != nil {
+		return nil, false, fmt.Errorf("book the pickup: %w", err)
+	}
+	if got.DispatchAt == nil {
+		return nil, false, nil // a drone was reserved meanwhile: finish that
+	}
+	h.log.InfoContext(ctx, "pickup booked", "dispatchAt", got.DispatchAt, "pickupTime", got.Request.PickupTime)
+	return append(notifyMessages(got, notes), dispatchMessage(got)), true, nil
+}
+
+// dispatchMessage wakes dispatch for a booked pickup at its dispatch time.
+func dispatchMessage(d *domain.Delivery) ports.Message {
+	m := message(topology.QueueDeliveryRequests, "dispatch", wire.Envelope{Operation: wire.OpDelivery, DeliveryID: d.ID, CorrelationID: d.CorrelationID, Generation: d.Generation})
+	m.NotBefore = *d.DispatchAt
+	return m
 }
 
 // releaseDrone frees the drone a delivery holds, if it still holds one. It

@@ -592,6 +592,12 @@ const (
 	// PickupToleranceSetting is how far in the past a pickupTime may be
 	// (default 5 minutes).
 	PickupToleranceSetting = "DISPATCH_PICKUP_TOLERANCE"
+	// DispatchMarginSetting is how much earlier than its flight needs a
+	// booked pickup's drone is dispatched (default 2 minutes).
+	DispatchMarginSetting = "DISPATCH_MARGIN"
+	// PickupEarlinessSetting is how long before pickupTime telemetry may
+	// count a pickup (default 1 minute).
+	PickupEarlinessSetting = "PICKUP_EARLINESS"
 )
 
 // dispatchSettings reads the dispatch settings into cfg.
@@ -602,6 +608,8 @@ func dispatchSettings(env func(string) string, cfg *handlers.Config) error {
 	}{
 		{MaxHorizonSetting, &cfg.Feasibility.MaxHorizon},
 		{PickupToleranceSetting, &cfg.Feasibility.PickupTolerance},
+		{DispatchMarginSetting, &cfg.DispatchMargin},
+		{PickupEarlinessSetting, &cfg.Tracking.PickupTolerance},
 	} {
 		v := env(s.name)
 		if v == "" {

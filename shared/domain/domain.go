@@ -141,6 +141,9 @@ type Delivery struct {
 	PickupETA         *time.Time      `json:"pickupETA,omitempty"`
 	DeliveryETA       *time.Time      `json:"deliveryETA,omitempty"`
 	LastKnownLocation *Location       `json:"lastKnownLocation,omitempty"`
+	// DispatchAt is set on a booked pickup (Book): no drone is claimed
+	// for it before then.
+	DispatchAt *time.Time `json:"dispatchAt,omitempty"`
 	// PlannedRoute is the path the assigned drone is to fly, once
 	// scheduled.
 	PlannedRoute     *PlannedRoute `json:"plannedRoute,omitempty"`
@@ -189,6 +192,10 @@ type Event struct {
 
 // EventConfirmed is the Kind of the history event of a proof of delivery.
 const EventConfirmed = "confirmed"
+
+// EventDispatched is the Kind of the history event of the drone of a
+// booked pickup being dispatched.
+const EventDispatched = "dispatched"
 
 // TrailPoint is one reported position of the drone flying a delivery.
 type TrailPoint struct {
