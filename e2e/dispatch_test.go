@@ -145,3 +145,109 @@ func dispatchScenario(t *testing.T, p *proc) {
 	assert.True(t, strings.HasPrefix(field, "dropOffLocation") || field == "pickupLocation", field)
 	assert.Equal(t, domain.StageScheduled, getDelivery(t, a, "tight").Stage)
 }
+
+// bookingEnv makes the booked pickup quick to test: the drone is
+// dispatched 3 s before it needs to fly, and a report at the pickup counts
+// from 10 s before the pickup time.
+var bookingEnv = []string{"DISPATCH_MARGIN=3s", "PICKUP_EARLINESS=10s"}
+
+// TestBookedPickup: a pickup booked ahead holds no drone until its
+// dispatch time and is picked up within the tolerance of its pickupTime.
+func TestBookedPickup(t *testing.T) {
+	t.Parallel()
+	p := startServeEnv(t, t.TempDir(), bookingEnv)
+	bookedPickupScenario(t, p)
+	p.stop(t)
+}
+
+// TestBookedPickupOnAzureAdapters is the same on Cosmos DB and Service Bus
+// (the dispatch time is a scheduled message), through the local doubles.
+func TestBookedPickupOnAzureAdapters(t *testing.T) {
+	t.Parallel()
+	cosmos := testdoubles.StartCosmos(t)
+	sb := testdoubles.StartServiceBus(t)
+	p := startServeEnv(t, t.TempDir(), append([]string{
+		"CosmosDBConnection=" + cosmos,
+		"ServiceBusConnection=" + sb.ConnectionString(),
+		fmt.Sprintf("COSMOS_DATABASE=e2e%d", time.Now().UnixNano()),
+		"COSMOS_BOOTSTRAP=true",
+	}, bookingEnv...))
+	require.Contains(t, p.logs.String(), `"backend":"Cosmos DB`, "the binary opened the Azure backends")
+	bookedPickupScenario(t, p)
+	p.stop(t)
+}
+
+func bookedPickupScenario(t *testing.T, p *proc) {
+	a := signUp(t, p.base)
+	pickup := domain.Location{Latitude: 47.6062, Longitude: -122.3321}
+	drop := domain.Location{Latitude: 47.6162, Longitude: -122.3321}
+	// 10 m from the pickup: the flight there is the climb and the descent,
+	// a minute.
+	registerFleet(t, a, map[string]droneSpec{
+		"courier": {Location: domain.Location{Latitude: 47.60629, Longitude: -122.3321}, MaxPayloadKg: 5, MaxPackageSize: "Large",
+			RangeKm: 30, CruiseSpeedMps: 20, BatteryPercent: 100},
+	})
+	pickupTime := time.Now().Add(75 * time.Second).UTC().Truncate(time.Second)
+	body := deliveryRequest("booked", pickup, drop, "Small", 1)
+	body["pickupTime"] = pickupTime.Format(time.RFC3339)
+	resp := a.call(t, "POST", "/api/deliveryrequests", body)
+	require.Equal(t, http.StatusAccepted, resp.Status, string(resp.Body))
+	var acc struct {
+		TrackingID string `json:"trackingId"`
+	}
+	resp.decode(t, &acc)
+
+	var booked struct {
+		Stage      domain.Stage `json:"stage"`
+		DroneID    string       `json:"droneId"`
+		DispatchAt *time.Time   `json:"dispatchAt"`
+		PickupETA  *time.Time   `json:"pickupETA"`
+	}
+	eventually(t, "the pickup to be booked", func() bool {
+		a.call(t, "GET", "/api/deliveries/booked/status", nil).decode(t, &booked)
+		return booked.DispatchAt != nil || booked.DroneID != ""
+	})
+	require.Equal(t, domain.StageScheduled, booked.Stage)
+	require.NotNil(t, booked.DispatchAt, "booked, not dispatched")
+	assert.True(t, booked.PickupETA.Equal(pickupTime), "planned pickup %s, want %s", booked.PickupETA, pickupTime)
+	assert.True(t, booked.DispatchAt.Before(pickupTime.Add(-time.Minute)), "dispatched a flight and a margin ahead: %s", booked.DispatchAt)
+	var drone domain.Drone
+	if time.Now().Before(*booked.DispatchAt) {
+		a.fleet(t, "GET", "/api/drones/courier", nil).decode(t, &drone)
+		assert.Equal(t, domain.DroneAvailable, drone.Status, "no drone held before the dispatch time")
+		assert.Empty(t, drone.CurrentDeliveryID)
+	}
+	var feed struct {
+		Notice string `json:"notice"`
+	}
+	call(t, "GET", p.base+"/api/track/"+acc.TrackingID+"/feed", nil).decode(t, &feed)
+	assert.Equal(t, "pickup at "+pickupTime.Format("15:04")+" UTC", feed.Notice)
+
+	d := waitStage(t, a, "booked", domain.StageScheduled)
+	eventually(t, "the drone to be dispatched", func() bool {
+		d = getDelivery(t, a, "booked")
+		return d.DroneID != ""
+	})
+	assert.Equal(t, "courier", d.DroneID)
+	assert.False(t, time.Now().Before(*booked.DispatchAt), "claimed no earlier than the dispatch time")
+
+	// At the pickup a minute early: the drone waits, nothing is picked up.
+	reportAt(t, a, "courier", pickup, time.Now())
+	eventually(t, "the early report to be applied", func() bool { return getDelivery(t, a, "booked").Stage == domain.StageHeadedToPickup })
+	// Still waiting at the pickup when the time comes.
+	eventually(t, "the pickup time to come", func() bool { return !time.Now().Before(pickupTime.Add(-5 * time.Second)) })
+	at := time.Now()
+	reportAt(t, a, "courier", pickup, at)
+	d = waitStage(t, a, "booked", domain.StageHeadedToDropoff)
+	var hist struct {
+		Events []domain.Event `json:"events"`
+	}
+	a.call(t, "GET", "/api/deliveries/booked/history", nil).decode(t, &hist)
+	var picked time.Time
+	for _, e := range hist.Events {
+		if e.Stage == domain.StageHeadedToDropoff {
+			picked = e.At
+		}
+	}
+	assert.WithinDuration(t, pickupTime, picked, 10*time.Second, "picked up within the tolerance of the pickup time")
+}
