@@ -81,6 +81,13 @@ type Config struct {
 	// DispatchLead is the flight time a booking assumes when no drone
 	// could be chosen at booking time (default 15 minutes).
 	DispatchLead time.Duration
+	// MaxAccountShare, between 0 and 1, caps the share of an area's drones
+	// one account's deliveries may hold at once; 0 (the default) sets no
+	// cap, so an account alone may use every drone.
+	MaxAccountShare float64
+	// MaxActiveDeliveries is how many deliveries that have not ended an
+	// account may have; ingest answers 429 beyond it. 0 means no limit.
+	MaxActiveDeliveries int
 }
 
 // DefaultKeyCacheTTL is the default Config.KeyCacheTTL.
@@ -163,6 +170,7 @@ type Handlers struct {
 	backlog      backlogGate
 	air          ports.Airspace
 	summary      fleetSummary
+	waiting      waitingBoard
 }
 
 // New returns the handlers over deps.

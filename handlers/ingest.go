@@ -47,6 +47,12 @@ func (h *Handlers) IngestDelivery(ctx context.Context, req *functionapp.Request)
 		return h.errorResponse(ctx, domain.Forbidden("ownerId", "must be the id of the account whose API key is used, or be left out"))
 	}
 	p.SetOwner(acct)
+	if resp, err := h.tooManyActive(ctx, acct); err != nil || resp != nil {
+		if err != nil {
+			return h.errorResponse(ctx, domain.Unavailable(err, "the account's deliveries could not be counted; retry"))
+		}
+		return resp
+	}
 	now := h.clock.Now()
 	id := p.DeliveryID
 	if id == "" {

@@ -47,6 +47,7 @@ func (h *Handlers) ScheduleDrone(ctx context.Context, msg *ports.Delivered) ([]p
 		return nil, nil
 	}
 	if d.Stage.Terminal() {
+		h.waiting.remove(d)
 		h.log.InfoContext(ctx, "delivery already ended; nothing to schedule", "stage", d.Stage)
 		return nil, h.releaseDrone(ctx, d)
 	}
@@ -73,29 +74,38 @@ func (h *Handlers) ScheduleDrone(ctx context.Context, msg *ports.Delivered) ([]p
 			return msgs, err
 		}
 	}
-	d, err = h.assign(ctx, d, now)
+	d, wakes, err := h.assign(ctx, d, now)
 	if err != nil {
 		return nil, err
 	}
 	if d.DroneAssignedAt != nil {
+		h.waiting.remove(d)
 		h.log.InfoContext(ctx, "drone assigned", "droneId", d.DroneID)
 		return []ports.Message{nextMessage(d, topology.QueueDroneScheduled, stepScheduled)}, nil
 	}
 	if d.Stage.Terminal() {
+		h.waiting.remove(d)
 		return nil, nil
 	}
+	if env.Wake {
+		// The delivery's own retries go on; this run adds none.
+		return wakes, nil
+	}
 
-	// No drone now: try again later, backing off, while the deadline allows.
+	// No drone now: wait in the area's queue and try again later, backing
+	// off, while the deadline allows.
 	delay := h.backoff(env.Attempt)
 	if at := now.Add(delay); !at.Before(d.Request.Deadline) {
+		h.waiting.remove(d)
 		return h.fail(ctx, d.ID, "no drone could be assigned before the deadline")
 	}
 	retry := *env
 	retry.Attempt++
 	m := message(topology.QueueDeliveryRequests, fmt.Sprintf("retry-%d", retry.Attempt), retry)
 	m.NotBefore = now.Add(delay)
+	h.waiting.add(d, retry.Attempt)
 	h.log.InfoContext(ctx, "no drone available; retrying later", "attempt", retry.Attempt, "delay", delay.String())
-	return []ports.Message{m}, nil
+	return append(wakes, m), nil
 }
 
 // book makes d a booked pickup when its pickup time is later than a drone
@@ -227,18 +237,20 @@ func (h *Handlers) backoff(attempt int) time.Duration {
 }
 
 // assign returns d with DroneAssignedAt set when a drone was claimed, or
-// unchanged when none is available. A reservation left by an interrupted
+// unchanged when none is available to it: none is free, or the fair-share
+// rule gives the one it would take to a waiting delivery that outranks it,
+// which wakes holds the message for. A reservation left by an interrupted
 // attempt is finished first, even past the deadline, so a drone claimed by
 // that attempt is never stranded.
-func (h *Handlers) assign(ctx context.Context, d *domain.Delivery, now time.Time) (*domain.Delivery, error) {
+func (h *Handlers) assign(ctx context.Context, d *domain.Delivery, now time.Time) (_ *domain.Delivery, wakes []ports.Message, _ error) {
 	if d.DroneID != "" {
 		got, err := h.claim(ctx, d, d.DroneID, now)
 		if err == nil || !errors.Is(err, domain.ErrDroneUnavailable) {
-			return got, err
+			return got, nil, err
 		}
 	}
 	if !now.Before(d.Request.Deadline) {
-		return d, nil
+		return d, nil, nil
 	}
 	// A drone lost to a concurrent claim is left out and the rule applied
 	// again to the others.
@@ -249,22 +261,34 @@ func (h *Handlers) assign(ctx context.Context, d *domain.Delivery, now time.Time
 			// No way from the pickup to the dropoff now (a zone in force):
 			// wait as for a drone.
 			h.log.InfoContext(ctx, "no route for the delivery now", "reason", domain.ErrorMessage(err))
-			return d, nil
+			return d, nil, nil
 		}
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if plan == nil {
-			return d, ctx.Err()
+			return d, nil, ctx.Err()
+		}
+		w, err := h.yieldTo(ctx, d, plan, now)
+		if errors.Is(err, errOverShare) {
+			h.log.InfoContext(ctx, "account at its share of the area's drones; waiting")
+			return d, nil, nil
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+		if w != nil {
+			h.log.InfoContext(ctx, "drone left to a waiting delivery that ranks first", "droneId", plan.Drone.ID, "for", w.DeliveryID)
+			return d, []ports.Message{h.wakeMessage(w)}, nil
 		}
 		got, err := h.claim(ctx, d, plan.Drone.ID, now)
 		if errors.Is(err, domain.ErrDroneUnavailable) {
 			lost[plan.Drone.ID] = true
 			continue
 		}
-		return got, err
+		return got, nil, err
 	}
-	return d, ctx.Err()
+	return d, nil, ctx.Err()
 }
 
 // maxClaimAttempts bounds the drones one run of dispatch tries to claim

@@ -55,6 +55,7 @@ type FleetSummary struct {
 }
 
 type summaryCell struct {
+	drones                         int
 	minLat, maxLat, minLon, maxLon float64
 	caps                           []Capability
 }
@@ -69,12 +70,13 @@ func (s *FleetSummary) Drones() int { return s.drones }
 func (s *FleetSummary) Add(d *Drone) {
 	s.drones++
 	b := d.HomeBase
-	k := [2]int32{int32(math.Floor(b.Latitude / summaryCellDeg)), int32(math.Floor(b.Longitude / summaryCellDeg))}
+	k := cellOf(b)
 	c := s.cells[k]
 	if c == nil {
 		c = &summaryCell{minLat: b.Latitude, maxLat: b.Latitude, minLon: b.Longitude, maxLon: b.Longitude}
 		s.cells[k] = c
 	}
+	c.drones++
 	c.minLat, c.maxLat = min(c.minLat, b.Latitude), max(c.maxLat, b.Latitude)
 	c.minLon, c.maxLon = min(c.minLon, b.Longitude), max(c.maxLon, b.Longitude)
 	cp := Capability{PayloadKg: d.MaxPayloadKg, Size: d.MaxPackageSize, SpeedMps: d.CruiseSpeedMps, FullRangeKm: FullRangeKm(d)}
