@@ -251,3 +251,75 @@ func bookedPickupScenario(t *testing.T, p *proc) {
 	}
 	assert.WithinDuration(t, pickupTime, picked, 10*time.Second, "picked up within the tolerance of the pickup time")
 }
+
+// TestFairShare: one account's burst of 45 requests holds every drone and
+// keeps waiting; another account's delivery, waiting behind it, gets the
+// first drone that comes free.
+func TestFairShare(t *testing.T) {
+	t.Parallel()
+	p := startServe(t, t.TempDir())
+	fairShareScenario(t, p)
+	p.stop(t)
+}
+
+// TestFairShareOnAzureAdapters is the same on Cosmos DB and Service Bus.
+func TestFairShareOnAzureAdapters(t *testing.T) {
+	t.Parallel()
+	cosmos := testdoubles.StartCosmos(t)
+	sb := testdoubles.StartServiceBus(t)
+	p := startServeEnv(t, t.TempDir(), []string{
+		"CosmosDBConnection=" + cosmos,
+		"ServiceBusConnection=" + sb.ConnectionString(),
+		fmt.Sprintf("COSMOS_DATABASE=e2e%d", time.Now().UnixNano()),
+		"COSMOS_BOOTSTRAP=true",
+	})
+	require.Contains(t, p.logs.String(), `"backend":"Cosmos DB`, "the binary opened the Azure backends")
+	fairShareScenario(t, p)
+	p.stop(t)
+}
+
+func fairShareScenario(t *testing.T, p *proc) {
+	busy, patient := signUp(t, p.base), signUp(t, p.base)
+	pickup := domain.Location{Latitude: 47.6062, Longitude: -122.3321}
+	drop := domain.Location{Latitude: 47.6162, Longitude: -122.3321}
+	fleet := map[string]droneSpec{}
+	for i := range 3 {
+		fleet[fmt.Sprint("fs-", i)] = droneSpec{Location: domain.Location{Latitude: 47.6062 + 0.001*float64(i), Longitude: -122.3321},
+			MaxPayloadKg: 5, MaxPackageSize: "Large", RangeKm: 30, CruiseSpeedMps: 15, BatteryPercent: 100}
+	}
+	registerFleet(t, busy, fleet)
+
+	var burst []string
+	for i := range 45 {
+		id := fmt.Sprint("burst-", i)
+		burst = append(burst, id)
+		resp := busy.call(t, "POST", "/api/deliveryrequests", deliveryRequest(id, pickup, drop, "Small", 1))
+		require.Equal(t, http.StatusAccepted, resp.Status, string(resp.Body))
+	}
+	flying := func() []string {
+		var out []string
+		for _, id := range burst {
+			if d := getDelivery(t, busy, id); d.DroneID != "" {
+				out = append(out, id)
+			}
+		}
+		return out
+	}
+	eventually(t, "the burst to take every drone", func() bool { return len(flying()) == 3 })
+
+	resp := patient.call(t, "POST", "/api/deliveryrequests", deliveryRequest("patient-1", pickup, drop, "Small", 1))
+	require.Equal(t, http.StatusAccepted, resp.Status, string(resp.Body))
+	assert.Empty(t, getDelivery(t, patient, "patient-1").DroneID)
+
+	// One of the burst's deliveries is flown; its drone comes free.
+	done := flying()[0]
+	d := getDelivery(t, busy, done)
+	reportAt(t, busy, d.DroneID, pickup, time.Now())
+	waitStage(t, busy, done, domain.StageHeadedToDropoff)
+	reportAt(t, busy, d.DroneID, drop, time.Now().Add(time.Second))
+	waitStage(t, busy, done, domain.StageCompleted)
+
+	got := waitStage(t, patient, "patient-1", domain.StageScheduled)
+	assert.Equal(t, d.DroneID, got.DroneID, "the freed drone went to the account holding none")
+	assert.Len(t, flying(), 3, "the burst got no drone meanwhile: two flying and the one done")
+}

@@ -598,6 +598,12 @@ const (
 	// PickupEarlinessSetting is how long before pickupTime telemetry may
 	// count a pickup (default 1 minute).
 	PickupEarlinessSetting = "PICKUP_EARLINESS"
+	// MaxAccountShareSetting caps the share (0 to 1) of an area's drones
+	// one account may hold; unset, no cap.
+	MaxAccountShareSetting = "DISPATCH_MAX_ACCOUNT_SHARE"
+	// MaxActiveDeliveriesSetting limits the deliveries that have not
+	// ended per account; unset, no limit.
+	MaxActiveDeliveriesSetting = "MAX_ACTIVE_DELIVERIES"
 )
 
 // dispatchSettings reads the dispatch settings into cfg.
@@ -620,6 +626,20 @@ func dispatchSettings(env func(string) string, cfg *handlers.Config) error {
 			return fmt.Errorf("%s: %q is not a positive duration such as 90s or 168h", s.name, v)
 		}
 		*s.to = d
+	}
+	if v := env(MaxAccountShareSetting); v != "" {
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil || f <= 0 || f > 1 {
+			return fmt.Errorf("%s: %q is not a share between 0 and 1", MaxAccountShareSetting, v)
+		}
+		cfg.MaxAccountShare = f
+	}
+	if v := env(MaxActiveDeliveriesSetting); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			return fmt.Errorf("%s: %q is not a count", MaxActiveDeliveriesSetting, v)
+		}
+		cfg.MaxActiveDeliveries = n
 	}
 	return nil
 }
