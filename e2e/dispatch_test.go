@@ -76,10 +76,17 @@ func dispatchScenario(t *testing.T, p *proc) {
 	}
 	year2999 := deliveryRequest("y2999", seattle, north(1), "Small", 1)
 	year2999["deadline"] = "2999-01-01T00:00:00Z"
+	// 11 km in three minutes: even the fastest drone, at the pickup now,
+	// needs a minute to load and ten to fly.
+	tooSoon := deliveryRequest("too-soon", seattle, north(11), "Small", 1)
+	tooSoon["deadline"] = time.Now().Add(3 * time.Minute).UTC().Format(time.RFC3339)
 	refused = append(refused, struct {
 		name, field, says string
 		body              map[string]any
-	}{"deadline in 2999", "deadline", "ahead", year2999})
+	}{"deadline in 2999", "deadline", "ahead", year2999}, struct {
+		name, field, says string
+		body              map[string]any
+	}{"deadline no drone can meet", "deadline", "cannot be met", tooSoon})
 	for _, tc := range refused {
 		resp := a.call(t, "POST", "/api/deliveryrequests", tc.body)
 		require.Equal(t, http.StatusUnprocessableEntity, resp.Status, "%s: %s", tc.name, resp.Body)
