@@ -27,6 +27,9 @@ type fleetSummary struct {
 	cur      *domain.FleetSummary
 	built    time.Time
 	building bool
+	// first makes the requests that find no summary yet wait for one
+	// listing rather than each list the fleet.
+	first sync.Mutex
 }
 
 // fleetSummary returns the current summary, building it on first use.
@@ -40,6 +43,14 @@ func (h *Handlers) fleetSummary(ctx context.Context) (*domain.FleetSummary, erro
 	}
 	c.mu.Unlock()
 	if cur == nil {
+		c.first.Lock()
+		defer c.first.Unlock()
+		c.mu.Lock()
+		cur = c.cur
+		c.mu.Unlock()
+		if cur != nil {
+			return cur, nil
+		}
 		return h.rebuildFleetSummary(ctx)
 	}
 	if stale {
