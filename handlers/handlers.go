@@ -70,6 +70,30 @@ type Config struct {
 	// reading it again, and so how long a key revoked through another
 	// process keeps working here; negative turns the cache off.
 	KeyCacheTTL time.Duration
+
+	// Feasibility bounds what ingest accepts besides what the fleet can do:
+	// how far in the past a pickupTime may be, how far ahead a deadline.
+	Feasibility domain.FeasibilityRules
+	// FleetSummaryTTL is how old the summary of the fleet's capabilities
+	// that ingest checks requests against may grow before it is listed
+	// again; drones registered through this process count at once.
+	FleetSummaryTTL time.Duration
+	// MaxEligible bounds the eligible drones one dispatch compares
+	// (domain.ChoiceLimits).
+	MaxEligible int
+	// DispatchMargin is how much earlier than the flight to the pickup
+	// needs a booked pickup's drone is dispatched (default 2 minutes).
+	DispatchMargin time.Duration
+	// DispatchLead is the flight time a booking assumes when no drone
+	// could be chosen at booking time (default 15 minutes).
+	DispatchLead time.Duration
+	// MaxAccountShare, between 0 and 1, caps the share of an area's drones
+	// one account's deliveries may hold at once; 0 (the default) sets no
+	// cap, so an account alone may use every drone.
+	MaxAccountShare float64
+	// MaxActiveDeliveries is how many deliveries that have not ended an
+	// account may have; ingest answers 429 beyond it. 0 means no limit.
+	MaxActiveDeliveries int
 }
 
 // DefaultKeyCacheTTL is the default Config.KeyCacheTTL.
@@ -98,6 +122,16 @@ func (c Config) withDefaults() Config {
 	}
 	if c.KeyCacheTTL == 0 {
 		c.KeyCacheTTL = DefaultKeyCacheTTL
+	}
+	c.Feasibility = c.Feasibility.WithDefaults()
+	if c.DispatchMargin <= 0 {
+		c.DispatchMargin = 2 * time.Minute
+	}
+	if c.DispatchLead <= 0 {
+		c.DispatchLead = 15 * time.Minute
+	}
+	if c.FleetSummaryTTL <= 0 {
+		c.FleetSummaryTTL = DefaultFleetSummaryTTL
 	}
 	return c
 }
@@ -136,12 +170,14 @@ type Handlers struct {
 	webhooks     ports.Webhooks
 	messenger    ports.Messenger
 	outbox       ports.Outbox
-	airspace     ports.Airspace
 	log          *slog.Logger
 	cfg          Config
 	keys         *keyCache
 	operatorHash []byte // SHA-256 of Config.OperatorKey; nil when there is none
 	backlog      backlogGate
+	air          ports.Airspace
+	summary      fleetSummary
+	waiting      waitingBoard
 }
 
 // New returns the handlers over deps.
@@ -152,9 +188,9 @@ func New(d Deps) *Handlers {
 	}
 	cfg := d.Config.withDefaults()
 	h := &Handlers{store: d.Store, bus: d.Bus, clock: d.Clock, ids: d.IDs, webhooks: d.Webhooks, log: log, cfg: cfg,
-		messenger: d.Messenger, outbox: d.Outbox, airspace: d.Airspace, keys: newKeyCache(cfg.KeyCacheTTL, keyCacheSize)}
-	if h.airspace == nil {
-		h.airspace = airspace.For(d.Store)
+		messenger: d.Messenger, outbox: d.Outbox, air: d.Airspace, keys: newKeyCache(cfg.KeyCacheTTL, keyCacheSize)}
+	if h.air == nil {
+		h.air = airspace.For(d.Store)
 	}
 	if h.webhooks == nil {
 		h.webhooks = webhook.New(cfg.Webhook)
@@ -178,9 +214,6 @@ func New(d Deps) *Handlers {
 	return h
 }
 
-// Airspace returns the airspace the handlers dispatch in.
-func (h *Handlers) Airspace() ports.Airspace { return h.airspace }
-
 // Registry maps every function name under functions/ to its handler. Each
 // HTTP function is wrapped in its guard here, so every runtime enforces the
 // same authentication, ownership rules and media type.
@@ -200,6 +233,7 @@ func (h *Handlers) Registry() functionapp.Registry {
 	}
 	return functionapp.Registry{
 		"IngestDelivery":    biz(h.IngestDelivery),
+		"QuoteDelivery":     biz(h.QuoteDelivery),
 		"ScheduleDrone":     {Queue: h.ScheduleDrone},
 		"UpdatePackage":     {Queue: h.UpdatePackage},
 		"ComputeEta":        {Queue: h.ComputeEta},

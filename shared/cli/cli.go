@@ -169,6 +169,9 @@ func open(ctx context.Context, c common, app fs.FS, env func(string) string, log
 	if err != nil {
 		return nil, err
 	}
+	if err := dispatchSettings(env, &cfg); err != nil {
+		return nil, err
+	}
 	cfg.Confirmation.RadiusKm = settings.ConfirmationRadiusMeters / 1000
 	w := settings.Webhooks
 	cfg.Webhook = webhook.Options{Timeout: w.Timeout, AllowPrivate: w.AllowPrivate}
@@ -589,4 +592,63 @@ func envInt(env func(string) string, key string, def int) int {
 		return n
 	}
 	return def
+}
+
+// The settings of dispatch, as Go durations ("90s", "168h").
+const (
+	// MaxHorizonSetting is how far ahead a deadline may be (default 7 days).
+	MaxHorizonSetting = "DISPATCH_MAX_HORIZON"
+	// PickupToleranceSetting is how far in the past a pickupTime may be
+	// (default 5 minutes).
+	PickupToleranceSetting = "DISPATCH_PICKUP_TOLERANCE"
+	// DispatchMarginSetting is how much earlier than its flight needs a
+	// booked pickup's drone is dispatched (default 2 minutes).
+	DispatchMarginSetting = "DISPATCH_MARGIN"
+	// PickupEarlinessSetting is how long before pickupTime telemetry may
+	// count a pickup (default 1 minute).
+	PickupEarlinessSetting = "PICKUP_EARLINESS"
+	// MaxAccountShareSetting caps the share (0 to 1) of an area's drones
+	// one account may hold; unset, no cap.
+	MaxAccountShareSetting = "DISPATCH_MAX_ACCOUNT_SHARE"
+	// MaxActiveDeliveriesSetting limits the deliveries that have not
+	// ended per account; unset, no limit.
+	MaxActiveDeliveriesSetting = "MAX_ACTIVE_DELIVERIES"
+)
+
+// dispatchSettings reads the dispatch settings into cfg.
+func dispatchSettings(env func(string) string, cfg *handlers.Config) error {
+	for _, s := range []struct {
+		name string
+		to   *time.Duration
+	}{
+		{MaxHorizonSetting, &cfg.Feasibility.MaxHorizon},
+		{PickupToleranceSetting, &cfg.Feasibility.PickupTolerance},
+		{DispatchMarginSetting, &cfg.DispatchMargin},
+		{PickupEarlinessSetting, &cfg.Tracking.PickupTolerance},
+	} {
+		v := env(s.name)
+		if v == "" {
+			continue
+		}
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			return fmt.Errorf("%s: %q is not a positive duration such as 90s or 168h", s.name, v)
+		}
+		*s.to = d
+	}
+	if v := env(MaxAccountShareSetting); v != "" {
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil || f <= 0 || f > 1 {
+			return fmt.Errorf("%s: %q is not a share between 0 and 1", MaxAccountShareSetting, v)
+		}
+		cfg.MaxAccountShare = f
+	}
+	if v := env(MaxActiveDeliveriesSetting); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			return fmt.Errorf("%s: %q is not a count", MaxActiveDeliveriesSetting, v)
+		}
+		cfg.MaxActiveDeliveries = n
+	}
+	return nil
 }

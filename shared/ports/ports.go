@@ -208,6 +208,10 @@ type Backlog interface {
 	// Depth returns how many messages of queue wait to be processed (now or
 	// later) and how many sit in its dead-letter queue.
 	Depth(ctx context.Context, queue string) (active, deadLettered int, err error)
+	// Ready returns how many messages of queue a consumer could receive
+	// now: neither scheduled for later (a delayed retry) nor locked by a
+	// consumer.
+	Ready(ctx context.Context, queue string) (int, error)
 }
 
 // Bus is a message bus with both ends.

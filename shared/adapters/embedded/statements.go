@@ -18,7 +18,7 @@ type statements struct {
 	msgDedupe, msgInsert, msgPrune         *sql.Stmt
 	msgPick, msgExpire, msgLock            *sql.Stmt
 	msgComplete, msgAbandon, msgDeadLetter *sql.Stmt
-	msgNext, msgCount                      *sql.Stmt
+	msgNext, msgCount, msgReady            *sql.Stmt
 	workBegin, workUndo, workEnd           *sql.Stmt // a unit of work's savepoint
 	idxPut, idxPage, idxPageStage          *sql.Stmt
 	docDelete, zoneBump, zoneList          *sql.Stmt
@@ -99,6 +99,8 @@ func (s *statements) prepare(ctx context.Context, w, r *sql.DB) error {
 
 		{r, &s.msgNext, `SELECT visible_at FROM messages WHERE queue = ? ORDER BY visible_at LIMIT 1`},
 		{r, &s.msgCount, `SELECT count(*) FROM messages WHERE queue = ?`},
+		// Messages a consumer could receive now: a range of messages_visible.
+		{r, &s.msgReady, `SELECT count(*) FROM messages WHERE queue = ? AND visible_at <= ?`},
 	} {
 		st, err := p.db.PrepareContext(ctx, p.query)
 		if err != nil {
