@@ -64,7 +64,18 @@ type Config struct {
 	// reading it again, and so how long a key revoked through another
 	// process keeps working here; negative turns the cache off.
 	KeyCacheTTL time.Duration
+	// TrackingLinkLifetime is how long after a delivery ends (Completed,
+	// Cancelled or Failed) its tracking link keeps answering; after that
+	// the page and feed answer 410 Gone. Zero means
+	// DefaultTrackingLinkLifetime; negative keeps links forever.
+	TrackingLinkLifetime time.Duration
 }
+
+// DefaultTrackingLinkLifetime is how long a finished delivery stays
+// trackable: long enough for a customer to look back at a delivery, short
+// enough that a link forwarded or left in an inbox does not show where
+// someone lives for ever.
+const DefaultTrackingLinkLifetime = 30 * 24 * time.Hour
 
 // DefaultKeyCacheTTL is the default Config.KeyCacheTTL.
 const DefaultKeyCacheTTL = 30 * time.Second
@@ -92,6 +103,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.KeyCacheTTL == 0 {
 		c.KeyCacheTTL = DefaultKeyCacheTTL
+	}
+	if c.TrackingLinkLifetime == 0 {
+		c.TrackingLinkLifetime = DefaultTrackingLinkLifetime
 	}
 	return c
 }

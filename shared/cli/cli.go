@@ -169,6 +169,9 @@ func open(ctx context.Context, c common, app fs.FS, env func(string) string, log
 		return nil, err
 	}
 	cfg.Confirmation.RadiusKm = settings.ConfirmationRadiusMeters / 1000
+	if cfg.TrackingLinkLifetime, err = trackingLinkLifetime(env); err != nil {
+		return nil, err
+	}
 	b, err := openBackendWith(ctx, c, settings, env, log)
 	if err != nil {
 		return nil, err
@@ -524,16 +527,22 @@ Then, with the deliveryId from the answer:
 		fmt.Fprintf(w, "\nThe fleet endpoints (drones, telemetry) are closed: set %s to open them.\n\n", OperatorKeySetting)
 		return
 	}
-	how := "from " + OperatorKeySetting
-	if generated {
-		how = "generated for this run; set " + OperatorKeySetting + " to keep one across restarts"
+	if !generated {
+		// A configured key is a standing secret: a banner ends up in
+		// terminal scroll-back, CI logs and screenshots, so it is not shown.
+		fmt.Fprintf(w, `
+The operator key opens the fleet endpoints; it is the one %[2]s holds (not shown here):
+  curl -s -H "Authorization: Bearer $%[2]s" '%[1]s/api/drones?status=Available&limit=5'
+
+`, base, OperatorKeySetting)
+		return
 	}
 	fmt.Fprintf(w, `
-The operator key (%[2]s) opens the fleet endpoints:
-  OPERATOR_KEY=%[3]s
-  curl -s -H "Authorization: Bearer $OPERATOR_KEY" '%[1]s/api/drones?status=Available&limit=5'
+The operator key (generated for this run; set %[2]s to keep one across restarts) opens the fleet endpoints:
+  %[2]s=%[3]s
+  curl -s -H "Authorization: Bearer $%[2]s" '%[1]s/api/drones?status=Available&limit=5'
 
-`, base, how, opKey)
+`, base, OperatorKeySetting, opKey)
 }
 
 // printMessagingBanner says where customer e-mail and SMS go, and how to
@@ -554,6 +563,27 @@ func printMessagingBanner(w io.Writer, base string, m *backend.Messaging) {
 Set %[2]s and %[3]s (or %[4]s and %[5]s) to send e-mail, %[4]s and %[6]s to send SMS.
 
 `, base, config.SMTPHost, config.SMTPFrom, config.ACSEndpoint, config.ACSEmailSender, config.ACSSMSSender)
+}
+
+// TrackingLinkLifetimeSetting names the setting of how long a finished
+// delivery's tracking link keeps working.
+const TrackingLinkLifetimeSetting = "TRACKING_LINK_LIFETIME"
+
+// trackingLinkLifetime reads TRACKING_LINK_LIFETIME: a Go duration such as
+// 720h; "off" keeps links for ever; unset means the handlers' default.
+func trackingLinkLifetime(env func(string) string) (time.Duration, error) {
+	v := strings.TrimSpace(env(TrackingLinkLifetimeSetting))
+	switch v {
+	case "":
+		return 0, nil
+	case "off":
+		return -1, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("%s %q must be a duration such as 720h (30 days), or off", TrackingLinkLifetimeSetting, v)
+	}
+	return d, nil
 }
 
 func parseCenter(s string) (domain.Location, error) {

@@ -7,7 +7,6 @@ package standalone
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -94,7 +93,7 @@ func New(reg functionapp.Registry, fns []functionapp.FunctionConfig, bus ports.B
 		_, pattern := mux.Handler(r)
 		return names[pattern]
 	}
-	s := &Server{reg: reg, fns: fns, bus: bus, log: log, opts: opts.withDefaults(), handler: withProblems(mux)}
+	s := &Server{reg: reg, fns: fns, bus: bus, log: log, opts: opts.withDefaults(), handler: functionapp.ServeRouted(mux)}
 	if opts.RateLimits.PerKey != (Rate{}) || opts.RateLimits.SignUp != (Rate{}) {
 		s.lim = newLimiter(opts.RateLimits)
 		s.handler = s.lim.wrap(s.handler, function)
@@ -265,35 +264,3 @@ func truncate(s string, n int) string {
 	}
 	return s[:n]
 }
-
-// withProblems answers unrouted requests with problem documents instead of
-// ServeMux's plain-text 404 and 405.
-func withProblems(mux *http.ServeMux) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		h, pattern := mux.Handler(r)
-		if pattern != "" {
-			mux.ServeHTTP(w, r) // sets the request's pattern and path values
-			return
-		}
-		rec := &statusRecorder{header: http.Header{}}
-		h.ServeHTTP(rec, r)
-		status := rec.status
-		if status == 0 {
-			status = http.StatusNotFound
-		}
-		resp := functionapp.Problem(status, "", fmt.Sprintf("%s %s is not served", r.Method, r.URL.Path))
-		if allow := rec.header.Get("Allow"); allow != "" {
-			resp.Header.Set("Allow", allow)
-		}
-		functionapp.WriteResponse(w, resp)
-	})
-}
-
-type statusRecorder struct {
-	header http.Header
-	status int
-}
-
-func (r *statusRecorder) Header() http.Header         { return r.header }
-func (r *statusRecorder) Write(b []byte) (int, error) { return len(b), nil }
-func (r *statusRecorder) WriteHeader(status int)      { r.status = status }
