@@ -234,6 +234,8 @@ func serve(ctx context.Context, args []string, app fs.FS, env func(string) strin
 		"messages waiting in the chain's queues beyond which new deliveries get 503 with Retry-After; 0 for no bound (env MAX_BACKLOG)")
 	var limits rateFlags
 	limits.register(fs, env)
+	var conns connFlags
+	conns.register(fs, env)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -261,13 +263,14 @@ func serve(ctx context.Context, args []string, app fs.FS, env func(string) strin
 		return err
 	}
 	defer parts.backend.Close()
-	srv, err := standalone.New(parts.reg, parts.fns, parts.backend.Bus, log, standalone.Options{Workers: *workers, RateLimits: rl})
+	srv, err := standalone.New(parts.reg, parts.fns, parts.backend.Bus, log, standalone.Options{Workers: *workers, RateLimits: rl, Conns: conns.limits()})
 	if err != nil {
 		ln.Close()
 		return err
 	}
 	log.Info("standalone runtime listening", "addr", base, "backend", parts.backend.Name,
-		"rateLimit", rl.PerKey.String(), "signUpRateLimit", rl.SignUp.String())
+		"rateLimit", rl.PerKey.String(), "signUpRateLimit", rl.SignUp.String(),
+		"maxConnections", conns.max, "maxConnectionsPerAddress", conns.perAddr)
 	if *banner {
 		printBanner(stdout, base, parts.backend.Name, opKey, generated)
 		printMessagingBanner(stdout, base, parts.messaging)
@@ -351,6 +354,29 @@ func (f *rateFlags) limits() (standalone.RateLimits, error) {
 		Exempt:            []string{"Healthz"},
 		TrustForwardedFor: f.trustForwarded,
 	}, nil
+}
+
+// connFlags are the standalone server's connection limits.
+type connFlags struct {
+	max, perAddr      int
+	read, idle, write time.Duration
+}
+
+func (f *connFlags) register(fs *flag.FlagSet, env func(string) string) {
+	fs.IntVar(&f.max, "max-connections", envInt(env, "MAX_CONNECTIONS", standalone.DefaultMaxConns),
+		"open connections beyond which new ones get 503 with Retry-After; -1 for no cap (env MAX_CONNECTIONS)")
+	fs.IntVar(&f.perAddr, "max-connections-per-address", envInt(env, "MAX_CONNECTIONS_PER_ADDRESS", standalone.DefaultMaxConnsPerAddr),
+		"open connections from one client address beyond which its new ones get 503; -1 for no cap; off with -trust-forwarded-for (env MAX_CONNECTIONS_PER_ADDRESS)")
+	fs.DurationVar(&f.read, "read-timeout", envDuration(env, "READ_TIMEOUT", standalone.DefaultReadTimeout),
+		"how long a client may take to send a whole request, and at most how long a new connection may stay silent (env READ_TIMEOUT)")
+	fs.DurationVar(&f.write, "write-timeout", envDuration(env, "WRITE_TIMEOUT", standalone.DefaultWriteTimeout),
+		"how long handling a request and writing its answer may take (env WRITE_TIMEOUT)")
+	fs.DurationVar(&f.idle, "idle-timeout", envDuration(env, "IDLE_TIMEOUT", standalone.DefaultIdleTimeout),
+		"how long a kept-alive connection may wait for its next request (env IDLE_TIMEOUT)")
+}
+
+func (f *connFlags) limits() standalone.ConnLimits {
+	return standalone.ConnLimits{MaxConns: f.max, MaxConnsPerAddr: f.perAddr, ReadTimeout: f.read, WriteTimeout: f.write, IdleTimeout: f.idle}
 }
 
 // Under the Functions host the backend opens after the handler listens, and
@@ -601,6 +627,13 @@ func parseCenter(s string) (domain.Location, error) {
 func envOr(env func(string) string, key, def string) string {
 	if v := env(key); v != "" {
 		return v
+	}
+	return def
+}
+
+func envDuration(env func(string) string, key string, def time.Duration) time.Duration {
+	if d, err := time.ParseDuration(env(key)); err == nil && d > 0 {
+		return d
 	}
 	return def
 }

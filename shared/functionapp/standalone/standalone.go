@@ -31,6 +31,69 @@ type Options struct {
 	// RateLimits are applied to every HTTP request before it is routed;
 	// the zero value limits nothing.
 	RateLimits RateLimits
+	// Conns bounds the HTTP server's connections and how long each may
+	// take; zero fields take the defaults.
+	Conns ConnLimits
+}
+
+// ConnLimits bounds the HTTP server's connections: how many may be open,
+// and how long a client may take to send a request, to take an answer, and
+// to send its next request on a kept-alive connection.
+type ConnLimits struct {
+	// MaxConns caps open connections; MaxConnsPerAddr caps those from one
+	// client address, so one client cannot take them all. A connection
+	// over either gets a 503 with Retry-After and is closed. Negative
+	// means no cap.
+	MaxConns, MaxConnsPerAddr int
+	// ReadHeaderTimeout bounds reading a request's headers, and how long
+	// a new connection may stay silent; ReadTimeout bounds reading the
+	// whole request, body included (at most MaxBodyBytes).
+	ReadHeaderTimeout, ReadTimeout time.Duration
+	// WriteTimeout bounds handling a request and writing its answer. No
+	// answer is long-lived: the tracking page polls its feed.
+	WriteTimeout time.Duration
+	// IdleTimeout bounds how long a kept-alive connection may wait for
+	// its next request. It stays above the idle timeouts of the proxies
+	// and load balancers usually put in front (60 s is common), which
+	// otherwise may reuse a connection just as this server closes it.
+	IdleTimeout time.Duration
+	// MaxHeaderBytes bounds a request's header block.
+	MaxHeaderBytes int
+}
+
+// Defaults of ConnLimits.
+const (
+	DefaultReadHeaderTimeout = 10 * time.Second
+	// DefaultReadTimeout lets a 1 MiB body arrive at 35 KiB/s.
+	DefaultReadTimeout    = 30 * time.Second
+	DefaultWriteTimeout   = 60 * time.Second
+	DefaultIdleTimeout    = 120 * time.Second
+	DefaultMaxHeaderBytes = 64 << 10
+)
+
+func (c ConnLimits) withDefaults() ConnLimits {
+	if c.MaxConns == 0 {
+		c.MaxConns = DefaultMaxConns
+	}
+	if c.MaxConnsPerAddr == 0 {
+		c.MaxConnsPerAddr = DefaultMaxConnsPerAddr
+	}
+	if c.ReadTimeout <= 0 {
+		c.ReadTimeout = DefaultReadTimeout
+	}
+	if c.ReadHeaderTimeout <= 0 {
+		c.ReadHeaderTimeout = min(DefaultReadHeaderTimeout, c.ReadTimeout)
+	}
+	if c.WriteTimeout <= 0 {
+		c.WriteTimeout = DefaultWriteTimeout
+	}
+	if c.IdleTimeout <= 0 {
+		c.IdleTimeout = DefaultIdleTimeout
+	}
+	if c.MaxHeaderBytes <= 0 {
+		c.MaxHeaderBytes = DefaultMaxHeaderBytes
+	}
+	return c
 }
 
 func (o Options) withDefaults() Options {
@@ -45,6 +108,11 @@ func (o Options) withDefaults() Options {
 	}
 	if o.DrainTimeout <= 0 {
 		o.DrainTimeout = 20 * time.Second
+	}
+	o.Conns = o.Conns.withDefaults()
+	if o.RateLimits.TrustForwardedFor {
+		// Behind a proxy every connection comes from the proxy's address.
+		o.Conns.MaxConnsPerAddr = -1
 	}
 	return o
 }
@@ -111,7 +179,17 @@ func (s *Server) Handler() http.Handler { return s.handler }
 // taking requests and messages, lets in-flight work finish (messages not
 // started go back to the queue when their lock expires), and returns.
 func (s *Server) Run(ctx context.Context, ln net.Listener) error {
-	srv := &http.Server{Handler: s.handler, ReadHeaderTimeout: 10 * time.Second}
+	c := s.opts.Conns
+	srv := &http.Server{
+		Handler:           s.handler,
+		ReadHeaderTimeout: c.ReadHeaderTimeout,
+		ReadTimeout:       c.ReadTimeout,
+		WriteTimeout:      c.WriteTimeout,
+		IdleTimeout:       c.IdleTimeout,
+		MaxHeaderBytes:    c.MaxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+	ln = newLimitListener(ln, max(c.MaxConns, 0), max(c.MaxConnsPerAddr, 0))
 	httpErr := make(chan error, 1)
 	go func() { httpErr <- srv.Serve(ln) }()
 
