@@ -203,6 +203,25 @@ func FromHTTP(r *http.Request, body []byte) *Request {
 	}
 }
 
+type authNoteKey struct{}
+
+// WithAuthNote returns ctx carrying note, which NoteAuthenticated calls
+// with whom the request's credential proved it to be. A rate limiter in
+// front of the handlers uses it to learn which bearer tokens are real
+// without checking them itself.
+func WithAuthNote(ctx context.Context, note func(principal string)) context.Context {
+	return context.WithValue(ctx, authNoteKey{}, note)
+}
+
+// NoteAuthenticated tells whoever asked through WithAuthNote that the
+// request's credential authenticated as principal (an API key's prefix,
+// say); without such a listener it does nothing.
+func NoteAuthenticated(ctx context.Context, principal string) {
+	if note, ok := ctx.Value(authNoteKey{}).(func(string)); ok {
+		note(principal)
+	}
+}
+
 // Call runs an HTTP handler, turning a panic into a 500 problem.
 func Call(ctx context.Context, h HTTPFunc, req *Request) (resp *Response) {
 	defer func() {
