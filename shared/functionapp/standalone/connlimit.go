@@ -1,8 +1,10 @@
 package standalone
 
 import (
+	"bufio"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"sync"
@@ -28,9 +30,14 @@ const (
 	// connections; beyond it a refused connection is closed without an
 	// answer, as a flood of them would otherwise cost what the cap saves.
 	refusalsInFlight = 64
-	// refusalWait bounds how long a refused connection is given to take
-	// its answer.
+	// refusalWait bounds how long a refused connection is given to send
+	// its request's head, and then to take its answer.
 	refusalWait = time.Second
+	// refusalHeadBytes bounds what is read of a refused request's head.
+	refusalHeadBytes = 16 << 10
+	// maxBodyDrain bounds what is read and dropped of a refused request's
+	// body before its connection is closed.
+	maxBodyDrain = 64 << 10
 )
 
 // limitListener accepts connections up to a global cap and a cap per
@@ -101,11 +108,13 @@ func (l *limitListener) counts(addr string) (open, fromAddr int) {
 	return l.open, l.byAddr[addr]
 }
 
-// refuse answers c with a 503 and closes it. The answer goes before the
-// request is read; the connection is then half-closed and what the client
-// sends is drained briefly, because closing with unread input makes the
-// kernel reset the connection, which can destroy the answer before the
-// client reads it.
+// refuse answers c with a 503 and closes it. The request's head is read
+// first, for at most refusalWait: an HTTP client takes an answer that
+// arrives before it has sent its request for a broken connection, not for
+// a refusal. After the answer the connection is half-closed and what the
+// client still sends is drained briefly, because closing with unread
+// input makes the kernel reset the connection, which can destroy the
+// answer before the client reads it.
 func (l *limitListener) refuse(c net.Conn, why string) {
 	select {
 	case l.refusing <- struct{}{}:
@@ -117,18 +126,17 @@ func (l *limitListener) refuse(c net.Conn, why string) {
 		defer func() { <-l.refusing }()
 		defer c.Close()
 		_ = c.SetDeadline(time.Now().Add(refusalWait))
+		// Whatever the head turns out to be (or none, by the deadline),
+		// the answer is the same.
+		_, _ = http.ReadRequest(bufio.NewReader(io.LimitReader(c, refusalHeadBytes)))
+		_ = c.SetDeadline(time.Now().Add(refusalWait))
 		if _, err := c.Write(refusal(why)); err != nil {
 			return
 		}
 		if cw, ok := c.(interface{ CloseWrite() error }); ok {
 			_ = cw.CloseWrite()
 		}
-		buf := make([]byte, 4096)
-		for {
-			if _, err := c.Read(buf); err != nil {
-				return
-			}
-		}
+		_, _ = io.Copy(io.Discard, io.LimitReader(c, maxBodyDrain))
 	}()
 }
 
