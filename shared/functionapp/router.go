@@ -127,9 +127,10 @@ func canonicalPath(r *http.Request) bool {
 		return false
 	}
 	// The mux cleans the escaped path; a segment of %2E or %2E%2E is "." or
-	// ".." to every server that decodes first.
-	for _, seg := range strings.Split(r.URL.Path, "/") {
-		if seg == "." || seg == ".." {
+	// ".." to every server that decodes first. (A segment such as
+	// ..%2Fx is one segment, an id the handler refuses.)
+	for seg := range strings.SplitSeq(p, "/") {
+		if dec, err := url.PathUnescape(seg); err == nil && (dec == "." || dec == "..") {
 			return false
 		}
 	}

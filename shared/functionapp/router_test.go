@@ -38,6 +38,11 @@ func TestServeRoutedRefusesPathsTheMuxWouldClean(t *testing.T) {
 	h.ServeHTTP(rec, httptest.NewRequest("GET", "/api/deliveries/x", nil))
 	require.Equal(t, http.StatusOK, rec.Code)
 	assert.JSONEq(t, `{"id":"x"}`, rec.Body.String())
+	// An encoded slash keeps a segment whole: the handler judges the id.
+	rec = httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", "/api/deliveries/..%2Fx", nil))
+	require.Equal(t, http.StatusOK, rec.Code)
+	assert.JSONEq(t, `{"id":"../x"}`, rec.Body.String())
 }
 
 func TestServeRoutedAnswersProblems(t *testing.T) {
