@@ -168,15 +168,19 @@ func ParseQuery(raw string) (url.Values, *QueryError) {
 		if err != nil {
 			return nil, &QueryError{Field: "query", Detail: fmt.Sprintf("has a parameter name that is not URL-encoded text: %.40q", k)}
 		}
+		field := key
+		if field == "" {
+			field = "query"
+		}
 		if strings.Contains(k, ";") {
-			return nil, &QueryError{Field: key, Detail: "must not contain ';' (parameters are separated by '&')"}
+			return nil, &QueryError{Field: field, Detail: "must not contain ';' (parameters are separated by '&')"}
 		}
 		if strings.Contains(v, ";") {
-			return nil, &QueryError{Field: key, Detail: "must not contain ';' (parameters are separated by '&'; encode it as %3B)"}
+			return nil, &QueryError{Field: field, Detail: "must not contain ';' (parameters are separated by '&'; encode it as %3B)"}
 		}
 		val, err := url.QueryUnescape(v)
 		if err != nil {
-			return nil, &QueryError{Field: key, Detail: "is not URL-encoded text"}
+			return nil, &QueryError{Field: field, Detail: "is not URL-encoded text"}
 		}
 		q[key] = append(q[key], val)
 	}
