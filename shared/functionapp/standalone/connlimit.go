@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"sync"
@@ -23,9 +24,16 @@ import (
 // cap still has room for other clients. The global cap bounds memory when
 // many addresses do it at once; then new connections are refused, clearly,
 // until the timeouts have cut the silent ones.
+//
+// The cap per address is a quarter of the global one: one address may be a
+// whole fleet's gateway or an office behind NAT (the simulator, one
+// connection per drone in flight, passed 256 under the crash test), yet no
+// single address can take more than a quarter of the server. An idle
+// connection costs about 16 KiB (its goroutine and buffers), so the global
+// cap bounds them to some 64 MiB.
 const (
 	DefaultMaxConns        = 4096
-	DefaultMaxConnsPerAddr = 256
+	DefaultMaxConnsPerAddr = 1024
 	// refusalsInFlight bounds the goroutines answering refused
 	// connections; beyond it a refused connection is closed without an
 	// answer, as a flood of them would otherwise cost what the cap saves.
@@ -54,10 +62,20 @@ type limitListener struct {
 	byAddr map[string]int
 
 	refusing chan struct{}
+
+	// Refusals are logged at most once per refusalLogGap, with how many
+	// there were since the last line.
+	log        *slog.Logger
+	refused    int
+	lastLogged time.Time
 }
 
-func newLimitListener(ln net.Listener, max, perAddr int) *limitListener {
-	return &limitListener{Listener: ln, max: max, perAddr: perAddr, byAddr: map[string]int{}, refusing: make(chan struct{}, refusalsInFlight)}
+// refusalLogGap spaces the log lines about refused connections, so a flood
+// of them does not become a flood of log lines.
+const refusalLogGap = 10 * time.Second
+
+func newLimitListener(ln net.Listener, max, perAddr int, log *slog.Logger) *limitListener {
+	return &limitListener{Listener: ln, max: max, perAddr: perAddr, byAddr: map[string]int{}, refusing: make(chan struct{}, refusalsInFlight), log: log}
 }
 
 // Accept returns the next connection within the caps, answering and
@@ -81,15 +99,24 @@ func (l *limitListener) Accept() (net.Conn, error) {
 func (l *limitListener) admit(addr string) string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.max > 0 && l.open >= l.max {
-		return fmt.Sprintf("the server has %d connections open, its limit", l.open)
+	why := ""
+	switch {
+	case l.max > 0 && l.open >= l.max:
+		why = fmt.Sprintf("the server has %d connections open, its limit", l.open)
+	case l.perAddr > 0 && l.byAddr[addr] >= l.perAddr:
+		why = fmt.Sprintf("this address has %d connections open, its limit", l.byAddr[addr])
+	default:
+		l.open++
+		l.byAddr[addr]++
+		return ""
 	}
-	if l.perAddr > 0 && l.byAddr[addr] >= l.perAddr {
-		return fmt.Sprintf("this address has %d connections open, its limit", l.byAddr[addr])
+	l.refused++
+	if now := time.Now(); l.log != nil && now.Sub(l.lastLogged) >= refusalLogGap {
+		l.log.Warn("connections refused over the cap", "refused", l.refused, "latest", why, "address", addr,
+			"open", l.open, "maxConnections", l.max, "maxConnectionsPerAddress", l.perAddr)
+		l.refused, l.lastLogged = 0, now
 	}
-	l.open++
-	l.byAddr[addr]++
-	return ""
+	return why
 }
 
 func (l *limitListener) release(addr string) {

@@ -34,7 +34,7 @@ func TestLimitListenerRefusesClearlyOverEitherCap(t *testing.T) {
 	t.Parallel()
 	inner, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
-	ln := newLimitListener(inner, 3, 2)
+	ln := newLimitListener(inner, 3, 2, nil)
 	defer ln.Close()
 	accepted := make(chan net.Conn, 10)
 	go func() {

@@ -189,7 +189,7 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 		MaxHeaderBytes:    c.MaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
-	ln = newLimitListener(ln, max(c.MaxConns, 0), max(c.MaxConnsPerAddr, 0))
+	ln = newLimitListener(ln, max(c.MaxConns, 0), max(c.MaxConnsPerAddr, 0), s.log)
 	httpErr := make(chan error, 1)
 	go func() { httpErr <- srv.Serve(ln) }()
 
