@@ -30,6 +30,11 @@ type TrackingConfig struct {
 	// LowBatteryPercent sends a drone to Charging instead of Available when
 	// it finishes a delivery below it.
 	LowBatteryPercent float64
+	// PickupTolerance is how long before the requested pickupTime a
+	// package may be picked up: a drone reported at the pickup earlier is
+	// waiting there, and the pickup counts from its first report at the
+	// pickup from pickupTime − PickupTolerance on.
+	PickupTolerance time.Duration
 }
 
 // WithDefaults fills zero fields.
@@ -43,8 +48,15 @@ func (c TrackingConfig) WithDefaults() TrackingConfig {
 	if c.LowBatteryPercent <= 0 {
 		c.LowBatteryPercent = 20
 	}
+	if c.PickupTolerance <= 0 {
+		c.PickupTolerance = DefaultPickupEarliness
+	}
 	return c
 }
+
+// DefaultPickupEarliness is TrackingConfig.PickupTolerance when none is
+// set.
+const DefaultPickupEarliness = time.Minute
 
 // MaxTrailPoints bounds the trail kept on a delivery document: enough for a
 // long flight at one report every few seconds, small enough for one item.
@@ -195,7 +207,10 @@ func Track(d *Delivery, drone *Drone, r Telemetry, cfg TrackingConfig) (bool, []
 		d.SetStage(StageHeadedToPickup, d.eventTime(t), "")
 	}
 	if d.PickedUpAt == nil {
-		if p, ok := firstWithin(d.Trail, d.Request.PickupLocation, cfg.ArrivalRadiusKm, time.Time{}); ok {
+		// A drone at the pickup early waits there: no pickup before
+		// pickupTime − PickupTolerance.
+		earliest := d.Request.PickupTime.Add(-cfg.PickupTolerance - time.Nanosecond)
+		if p, ok := firstWithin(d.Trail, d.Request.PickupLocation, cfg.ArrivalRadiusKm, earliest); ok {
 			pt := p.At
 			d.PickedUpAt = &pt
 			d.PickupETA = &pt

@@ -165,7 +165,10 @@ func scenario(t *testing.T, w *world) map[string]any {
 		w.until(id+" scheduled", func() bool { return w.delivery(id).Stage == domain.StageScheduled })
 	}
 
-	start := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
+	// Reports are dated from now, as a pickup counts only from the pickup
+	// time on; the outcome keeps times as offsets from start so that runs
+	// at different moments compare.
+	start := time.Now().UTC().Truncate(time.Second)
 	for i := range 4 {
 		var route []map[string]any
 		at := func(loc domain.Location) {
@@ -195,6 +198,12 @@ func scenario(t *testing.T, w *world) map[string]any {
 	})
 	w.quiet()
 
+	since := func(t *time.Time) any {
+		if t == nil {
+			return nil
+		}
+		return t.Sub(start)
+	}
 	out := map[string]any{}
 	for i := range n {
 		d := w.delivery(fmt.Sprintf("fd%d", i))
@@ -209,11 +218,15 @@ func scenario(t *testing.T, w *world) map[string]any {
 				kinds = append(kinds, n.Kind)
 			}
 		}
+		var trail []map[string]any
+		for _, p := range d.Trail {
+			trail = append(trail, map[string]any{"lat": p.Latitude, "lon": p.Longitude, "at": p.At.Sub(start)})
+		}
 		pkg, err := w.store.Packages.Find(context.Background(), d.Request.PackageInfo.PackageID)
 		require.NoError(t, err)
 		out[d.ID] = map[string]any{
-			"stage": d.Stage, "drone": d.DroneID, "generation": d.Generation, "history": stages, "trail": d.Trail,
-			"km": math.Round(d.TraveledKm * 1e6), "pickedUp": d.PickedUpAt, "completed": d.CompletedAt,
+			"stage": d.Stage, "drone": d.DroneID, "generation": d.Generation, "history": stages, "trail": trail,
+			"km": math.Round(d.TraveledKm * 1e6), "pickedUp": since(d.PickedUpAt), "completed": since(d.CompletedAt),
 			"notices": kinds, "package": pkg.Status, "packageDelivery": pkg.DeliveryID, "dropoff": d.Request.DropoffLocation,
 		}
 	}
