@@ -142,7 +142,7 @@ func (h *Handlers) markPackage(ctx context.Context, d *domain.Delivery, status s
 		return nil
 	}
 	now := h.clock.Now()
-	_, err := h.st(ctx).Packages.Update(ctx, id, func(p *domain.Package) error {
+	_, err := h.st(ctx).Packages.Update(ctx, domain.PackageKey(d.OwnerID, id), func(p *domain.Package) error {
 		return p.Mark(d.ID, status, now)
 	})
 	if err != nil && !domain.IsCode(err, domain.ENOTFOUND) {

@@ -107,7 +107,7 @@ func TestTelemetryCarriesADeliveryToCompletion(t *testing.T) {
 	assert.Equal(t, domain.DroneAvailable, drone.Status)
 	assert.Empty(t, drone.CurrentDeliveryID)
 	assert.Equal(t, drop, drone.Location, "free at its final position")
-	pkg, err := f.store.Packages.Find(context.Background(), "pkg-trip")
+	pkg, err := f.store.Packages.Find(context.Background(), domain.PackageKey(f.acct, "pkg-trip"))
 	require.NoError(t, err)
 	assert.Equal(t, "Delivered", pkg.Status)
 
@@ -175,7 +175,7 @@ func TestCancelAfterAssignmentReleasesTheDrone(t *testing.T) {
 	dr := f.drone(t, "c1")
 	assert.Equal(t, domain.DroneAvailable, dr.Status)
 	assert.Empty(t, dr.CurrentDeliveryID)
-	pkg, err := f.store.Packages.Find(context.Background(), "pkg-gone")
+	pkg, err := f.store.Packages.Find(context.Background(), domain.PackageKey(f.acct, "pkg-gone"))
 	require.NoError(t, err)
 	assert.Equal(t, "Cancelled", pkg.Status)
 

@@ -2,7 +2,6 @@ package domain
 
 import (
 	"fmt"
-	"math"
 	"slices"
 	"sort"
 	"time"
@@ -46,10 +45,6 @@ func (c TrackingConfig) WithDefaults() TrackingConfig {
 	return c
 }
 
-// MaxTrailPoints bounds the trail kept on a delivery document: enough for a
-// long flight at one report every few seconds, small enough for one item.
-const MaxTrailPoints = 720
-
 // legal lists each stage's allowed successors.
 var legal = map[Stage][]Stage{
 	StageCreated:         {StageScheduled, StageRescheduled, StageCancelled, StageFailed},
@@ -71,7 +66,8 @@ func LegalTransition(from, to Stage) bool {
 
 // LegalHistory checks that a history starts at Created, only makes legal
 // moves and never goes back in time. Events that are not changes of stage
-// (a proof of delivery) must be in the stage the delivery was in.
+// (a proof of delivery) must be in the stage the delivery was in; a
+// truncation marker sets the stage the events it omits left.
 func LegalHistory(events []Event) error {
 	if len(events) == 0 || events[0].Stage != StageCreated || events[0].Kind != "" {
 		return fmt.Errorf("history must start with %s", StageCreated)
@@ -81,6 +77,10 @@ func LegalHistory(events []Event) error {
 		e := events[i]
 		if e.At.Before(events[i-1].At) {
 			return fmt.Errorf("event %d goes back in time", i)
+		}
+		if e.Kind == EventTruncated {
+			stage = e.Stage // the moves it stands for were checked when they were made
+			continue
 		}
 		if e.Kind != "" {
 			if e.Stage != stage {
@@ -107,7 +107,7 @@ func (d *Delivery) SetStage(s Stage, t time.Time, note string) {
 	if d.DroneAssignedAt != nil {
 		e.DroneID = d.DroneID
 	}
-	d.History = append(d.History, e)
+	d.record(e)
 	d.UpdatedAt = t
 }
 
@@ -115,7 +115,7 @@ func (d *Delivery) SetStage(s Stage, t time.Time, note string) {
 // on once the delivery is stored.
 func (d *Delivery) Notify(kind, message string, t time.Time) Notification {
 	n := Notification{
-		ID:      fmt.Sprintf("%s:n%d", d.ID, len(d.Notifications)+1),
+		ID:      fmt.Sprintf("%s:n%d", d.ID, max(d.NotificationCount, len(d.Notifications))+1),
 		Kind:    kind,
 		Message: message,
 		At:      t,
@@ -130,7 +130,8 @@ func (d *Delivery) Notify(kind, message string, t time.Time) Notification {
 		n.DeliveryETA = &e
 		d.NotifiedDeliveryETA = &e
 	}
-	d.Notifications = append(d.Notifications, n)
+	d.NotificationCount = max(d.NotificationCount, len(d.Notifications)) + 1
+	d.keepNotification(n)
 	return n
 }
 
@@ -147,9 +148,7 @@ type Telemetry struct {
 // ends with a landing and loading, and the dropoff leg starts with a climb;
 // after it, only the descent at the dropoff remains.
 func FlightETA(now time.Time, from Location, speedMps float64, req *DeliveryRequest, pickedUp bool) ETA {
-	cruise := func(km float64) time.Duration {
-		return time.Duration(math.Round(km * 1000 / speedMps * float64(time.Second)))
-	}
+	cruise := func(km float64) time.Duration { return cruiseDuration(km, speedMps) }
 	if pickedUp {
 		return ETA{Delivery: ceilSecond(now.Add(cruise(DistanceKm(from, req.DropoffLocation)) + LandingDuration))}
 	}
@@ -196,7 +195,10 @@ func Track(d *Delivery, drone *Drone, r Telemetry, cfg TrackingConfig) (bool, []
 	}
 	if d.PickedUpAt == nil {
 		if p, ok := firstWithin(d.Trail, d.Request.PickupLocation, cfg.ArrivalRadiusKm, time.Time{}); ok {
-			pt := p.At
+			// A drone's clock may lag the service's: no milestone is
+			// dated before the delivery was accepted, so no duration
+			// measured from then is negative.
+			pt := latest(p.At, d.CreatedAt)
 			d.PickedUpAt = &pt
 			d.PickupETA = &pt
 			d.SetStage(StageHeadedToDropoff, d.eventTime(pt), "package picked up")
@@ -205,7 +207,7 @@ func Track(d *Delivery, drone *Drone, r Telemetry, cfg TrackingConfig) (bool, []
 	}
 	if d.PickedUpAt != nil && d.Stage == StageHeadedToDropoff {
 		if p, ok := firstWithin(d.Trail, d.Request.DropoffLocation, cfg.ArrivalRadiusKm, *d.PickedUpAt); ok {
-			ct := p.At
+			ct := latest(p.At, d.CreatedAt)
 			d.CompletedAt = &ct
 			d.DeliveryETA = &ct
 			d.SetStage(StageCompleted, d.eventTime(ct), "package delivered")
@@ -258,9 +260,7 @@ func (d *Delivery) insertTrail(p TrailPoint) bool {
 		d.TraveledKm += km(p, d.Trail[0])
 	}
 	d.Trail = slices.Insert(d.Trail, i, p)
-	if len(d.Trail) > MaxTrailPoints {
-		d.Trail = slices.Delete(d.Trail, 0, len(d.Trail)-MaxTrailPoints)
-	}
+	d.thinTrail()
 	return true
 }
 
@@ -282,6 +282,13 @@ func (d *Delivery) eventTime(t time.Time) time.Time {
 		return d.History[n-1].At
 	}
 	return t
+}
+
+func latest(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 // ReleaseDrone frees a drone at the end of its delivery: Available again,

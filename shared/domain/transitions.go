@@ -101,10 +101,12 @@ func (d *Delivery) Schedule(gen int, eta ETA, at Location, now time.Time) (Notif
 		fmt.Sprintf("A drone is on its way: pickup at %s, delivery at %s.", eta.Pickup.Format(time.RFC3339), eta.Delivery.Format(time.RFC3339)), now), nil
 }
 
-// Fail ends a delivery that has no drone assigned, with a reason the
-// customer is told. An ended or assigned delivery is left as it is.
+// Fail ends a delivery that is not yet Scheduled (Created or Rescheduled),
+// with a reason the customer is told; any other delivery is left as it is.
+// The delivery may hold a drone: the caller releases it (Drone.Release),
+// so that no failure leaves a drone booked for a delivery that ended.
 func (d *Delivery) Fail(reason string, now time.Time) (Notification, error) {
-	if d.Stage.Terminal() || d.DroneAssignedAt != nil {
+	if d.Stage != StageCreated && d.Stage != StageRescheduled {
 		return Notification{}, ErrNoChange
 	}
 	d.FailureReason = reason
@@ -203,7 +205,7 @@ func (d *Delivery) Confirm(c Confirmation, rules ConfirmationRules, now time.Tim
 	c.ReceivedAt = now
 	d.Confirmation = &c
 	at := c.GeoCoordinates
-	d.History = append(d.History, Event{Stage: d.Stage, At: d.eventTime(now), Location: &at, Kind: EventConfirmed,
+	d.record(Event{Stage: d.Stage, At: d.eventTime(now), Location: &at, Kind: EventConfirmed,
 		Note: "confirmed by " + c.ConfirmationType.Describe()})
 	d.UpdatedAt = now
 	return nil
