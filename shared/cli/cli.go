@@ -169,6 +169,9 @@ func open(ctx context.Context, c common, app fs.FS, env func(string) string, log
 		return nil, err
 	}
 	cfg.Confirmation.RadiusKm = settings.ConfirmationRadiusMeters / 1000
+	if settings.TelemetryClockSkew > 0 {
+		cfg.Tracking.ClockSkew = settings.TelemetryClockSkew
+	}
 	b, err := openBackendWith(ctx, c, settings, env, log)
 	if err != nil {
 		return nil, err
@@ -252,7 +255,13 @@ func serve(ctx context.Context, args []string, app fs.FS, env func(string) strin
 		return err
 	}
 	base := "http://" + ln.Addr().String()
-	parts, err := open(ctx, c, app, env, log, handlers.Config{OperatorKey: opKey, MaxBacklog: *maxBacklog, PublicBaseURL: base})
+	hcfg := handlers.Config{OperatorKey: opKey, MaxBacklog: *maxBacklog, PublicBaseURL: base}
+	if *simulate {
+		// The simulator's clock runs ahead of the real one (its time scale):
+		// take its reports up to a day ahead unless the setting says otherwise.
+		hcfg.Tracking.ClockSkew = config.MaxTelemetryClockSkew
+	}
+	parts, err := open(ctx, c, app, env, log, hcfg)
 	if err != nil {
 		ln.Close()
 		return err

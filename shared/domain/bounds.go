@@ -39,24 +39,26 @@ func cruiseDuration(km, speedMps float64) time.Duration {
 	return time.Duration(math.Round(km * 1000 / speedMps * float64(time.Second)))
 }
 
-// The window of telemetry timestamps the service takes, against its own
-// clock: a drone's clock may run a little fast, and a drone out of reach may
-// send what it buffered a while later; anything outside is a broken or
-// hostile clock. A report from beyond the window would freeze the drone
-// (only a newer report moves it) and date ETAs and completions by it.
+// The default window of telemetry timestamps the service takes, against its
+// own clock (TrackingConfig): a drone's clock may run a little fast, and a
+// drone out of reach may send what it buffered a while later; anything
+// outside is a broken or hostile clock. A report from beyond the window
+// would freeze the drone (only a newer report moves it) and date ETAs and
+// completions by it.
 const (
 	TelemetryFutureSkew = 5 * time.Minute
 	TelemetryMaxAge     = 24 * time.Hour
 )
 
 // CheckReportTime refuses (EUNPROCESSABLE, naming field) a report dated more
-// than TelemetryFutureSkew after now or more than TelemetryMaxAge before it.
-func CheckReportTime(field string, at, now time.Time) error {
-	if at.After(now.Add(TelemetryFutureSkew)) {
-		return Unprocessable(field, "must be no more than %s ahead of the service's clock (%s)", TelemetryFutureSkew, now.UTC().Format(time.RFC3339))
+// than cfg.ClockSkew after now or more than cfg.MaxReportAge before it.
+func (cfg TrackingConfig) CheckReportTime(field string, at, now time.Time) error {
+	cfg = cfg.WithDefaults()
+	if at.After(now.Add(cfg.ClockSkew)) {
+		return Unprocessable(field, "must be no more than %s ahead of the service's clock (%s)", cfg.ClockSkew, now.UTC().Format(time.RFC3339))
 	}
-	if at.Before(now.Add(-TelemetryMaxAge)) {
-		return Unprocessable(field, "must be no more than %s before the service's clock (%s)", TelemetryMaxAge, now.UTC().Format(time.RFC3339))
+	if at.Before(now.Add(-cfg.MaxReportAge)) {
+		return Unprocessable(field, "must be no more than %s before the service's clock (%s)", cfg.MaxReportAge, now.UTC().Format(time.RFC3339))
 	}
 	return nil
 }

@@ -29,6 +29,11 @@ type TrackingConfig struct {
 	// LowBatteryPercent sends a drone to Charging instead of Available when
 	// it finishes a delivery below it.
 	LowBatteryPercent float64
+	// ClockSkew is how far ahead of the service's clock a report may be
+	// dated (default TelemetryFutureSkew); MaxReportAge how far behind it
+	// (default TelemetryMaxAge). See CheckReportTime.
+	ClockSkew    time.Duration
+	MaxReportAge time.Duration
 }
 
 // WithDefaults fills zero fields.
@@ -41,6 +46,12 @@ func (c TrackingConfig) WithDefaults() TrackingConfig {
 	}
 	if c.LowBatteryPercent <= 0 {
 		c.LowBatteryPercent = 20
+	}
+	if c.ClockSkew <= 0 {
+		c.ClockSkew = TelemetryFutureSkew
+	}
+	if c.MaxReportAge <= 0 {
+		c.MaxReportAge = TelemetryMaxAge
 	}
 	return c
 }
@@ -195,10 +206,7 @@ func Track(d *Delivery, drone *Drone, r Telemetry, cfg TrackingConfig) (bool, []
 	}
 	if d.PickedUpAt == nil {
 		if p, ok := firstWithin(d.Trail, d.Request.PickupLocation, cfg.ArrivalRadiusKm, time.Time{}); ok {
-			// A drone's clock may lag the service's: no milestone is
-			// dated before the delivery was accepted, so no duration
-			// measured from then is negative.
-			pt := latest(p.At, d.CreatedAt)
+			pt := p.At
 			d.PickedUpAt = &pt
 			d.PickupETA = &pt
 			d.SetStage(StageHeadedToDropoff, d.eventTime(pt), "package picked up")
@@ -207,6 +215,10 @@ func Track(d *Delivery, drone *Drone, r Telemetry, cfg TrackingConfig) (bool, []
 	}
 	if d.PickedUpAt != nil && d.Stage == StageHeadedToDropoff {
 		if p, ok := firstWithin(d.Trail, d.Request.DropoffLocation, cfg.ArrivalRadiusKm, *d.PickedUpAt); ok {
+			// A drone's clock may lag the service's: the completion is
+			// dated no earlier than the delivery's acceptance, so no
+			// duration measured from then is negative. (The pickup time
+			// stays as reported: the dropoff is searched for after it.)
 			ct := latest(p.At, d.CreatedAt)
 			d.CompletedAt = &ct
 			d.DeliveryETA = &ct
