@@ -107,10 +107,13 @@ func LegalHistory(events []Event) error {
 	return nil
 }
 
-// SetStage moves d to stage s at t and records the move in its history.
+// SetStage moves d to stage s at t and records the move in its history,
+// dated no earlier than the event before it: writers that read the clock
+// before they won the document (two PATCHes at once) keep the history in
+// time order.
 func (d *Delivery) SetStage(s Stage, t time.Time, note string) {
 	d.Stage = s
-	e := Event{Stage: s, At: t, Note: note}
+	e := Event{Stage: s, At: d.eventTime(t), Note: note}
 	if d.LastKnownLocation != nil {
 		loc := *d.LastKnownLocation
 		e.Location = &loc
