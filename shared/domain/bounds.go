@@ -66,13 +66,17 @@ func (cfg TrackingConfig) CheckReportTime(field string, at, now time.Time) error
 // What one delivery document keeps, so that no document approaches Cosmos
 // DB's item size limit (2 MB, learn.microsoft.com/azure/cosmos-db/concepts-limits
 // "Per-item limits"), whatever its drone reports or its business sends.
-// At the caps a document holds about 720 trail points of some 80 bytes,
-// 100 events of at most a few hundred bytes and 50 notices of some 300
-// bytes: about 150 KB (docs/SECURITY.md gives the measured figure).
+// At the caps a document holds 240 trail points of some 80 bytes, 100
+// events of at most a few hundred bytes and 50 notices of some 300 bytes:
+// well under 100 KB (docs/SECURITY.md gives the measured figure).
 const (
-	// MaxTrailPoints bounds the trail: enough for a long flight at one
-	// report every few seconds; past it the older half is thinned.
-	MaxTrailPoints = 720
+	// MaxTrailPoints bounds the trail: past it the older half is thinned
+	// (every other point dropped, the first kept), so the page still draws
+	// the whole path, the latest stretch in full. Every report rewrites the
+	// document, and its cost (and Cosmos DB's request charge) grows with
+	// the document's size: a short trail keeps a report's cost near that
+	// of a new delivery's (BenchmarkTrackReportCost).
+	MaxTrailPoints = 240
 	// MaxHistoryEvents bounds the history: the first event, a marker of
 	// the omitted ones, and the newest.
 	MaxHistoryEvents = 100

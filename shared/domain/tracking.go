@@ -195,6 +195,10 @@ func Track(d *Delivery, drone *Drone, r Telemetry, cfg TrackingConfig) (bool, []
 	if !d.insertTrail(TrailPoint{Latitude: r.Location.Latitude, Longitude: r.Location.Longitude, At: t}) {
 		return false, nil
 	}
+	// Thinned only once the pickup and the dropoff have been looked for
+	// with the new point in the trail: a late report that is thinned away
+	// at once may still be the one that reached either.
+	defer d.thinTrail()
 	newest := d.LastTelemetryAt == nil || t.After(*d.LastTelemetryAt)
 	if newest {
 		loc := r.Location
@@ -275,7 +279,6 @@ func (d *Delivery) insertTrail(p TrailPoint) bool {
 		d.TraveledKm += km(p, d.Trail[0])
 	}
 	d.Trail = slices.Insert(d.Trail, i, p)
-	d.thinTrail()
 	return true
 }
 
