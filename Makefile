@@ -100,6 +100,8 @@ FUZZ_TARGETS := \
 	./shared/wire:FuzzParseTelemetry \
 	./shared/wire:FuzzParseTelemetryMessage \
 	./shared/wire:FuzzParseEnvelope \
+	./shared/wire:FuzzParseSignUp \
+	./shared/wire:FuzzParseZone \
 	./shared/functionapp/host:FuzzDecodeHTTPInvocation \
 	./shared/functionapp/host:FuzzDecodeQueueInvocation
 

@@ -337,19 +337,36 @@ func registerFleet(t *testing.T, a api, fleet map[string]droneSpec) {
 	}
 }
 
-// expectedDrone applies the dispatch rule by a linear scan over drones.
-func expectedDrone(drones []*domain.Drone, req *domain.DeliveryRequest) string {
-	best, bestKm := "", math.Inf(1)
+// expectedDrones applies the dispatch rule by a linear scan over drones as
+// of now (open airspace): the drone with the earliest delivery ETA, then
+// any whose ETA is within two seconds of it, since the service dispatches
+// a moment later and its ETAs are rounded to the second. req's times are
+// filled in as ingest fills them.
+func expectedDrones(drones []*domain.Drone, req *domain.DeliveryRequest) []string {
+	now := time.Now().UTC()
+	r := *req
+	r.Defaults(now, "expected")
+	leg := domain.StraightRoute(r.PickupLocation, r.DropoffLocation)
 	sort.Slice(drones, func(i, j int) bool { return drones[i].ID < drones[j].ID })
+	var plans []domain.Plan
 	for _, d := range drones {
-		if domain.Unfit(d, req) != "" {
-			continue
-		}
-		if km := domain.DistanceKm(d.Location, req.PickupLocation); km < bestKm {
-			best, bestKm = d.ID, km
+		if p, why := domain.PlanFor(d, domain.DistanceKm(d.Location, r.PickupLocation), &r, domain.OpenAirspace{}, leg, now); why == "" {
+			plans = append(plans, p)
 		}
 	}
-	return best
+	sort.SliceStable(plans, func(i, j int) bool {
+		if !plans[i].ETA.Delivery.Equal(plans[j].ETA.Delivery) {
+			return plans[i].ETA.Delivery.Before(plans[j].ETA.Delivery)
+		}
+		return plans[i].Km < plans[j].Km
+	})
+	var out []string
+	for _, p := range plans {
+		if p.ETA.Delivery.Sub(plans[0].ETA.Delivery) <= 2*time.Second {
+			out = append(out, p.Drone.ID)
+		}
+	}
+	return out
 }
 
 func availableDrones(t *testing.T, a api) []*domain.Drone {

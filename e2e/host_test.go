@@ -150,7 +150,7 @@ func TestHostProtocolChain(t *testing.T) {
 
 	body := deliveryRequest("host-1", domain.Location{Latitude: 47.607, Longitude: -122.334},
 		domain.Location{Latitude: 47.615, Longitude: -122.34}, "Small", 1.5)
-	want := expectedDrone(availableDrones(t, a), &domain.DeliveryRequest{
+	want := expectedDrones(availableDrones(t, a), &domain.DeliveryRequest{
 		PickupLocation:  body["pickupLocation"].(domain.Location),
 		DropoffLocation: body["dropOffLocation"].(domain.Location),
 		PackageInfo:     domain.PackageInfo{Size: domain.SizeSmall, Weight: 1.5},
@@ -217,7 +217,7 @@ func TestHostProtocolChain(t *testing.T) {
 	}
 
 	d := getDelivery(t, a, "host-1")
-	assert.Equal(t, want, d.DroneID)
+	assert.Contains(t, want, d.DroneID)
 	checkSchedule(t, a, d)
 
 	// A message that can never succeed is acknowledged (200), not retried forever.

@@ -384,6 +384,26 @@ func TestHostileRequests(t *testing.T) {
 		{name: "sign-up with no e-mail address", method: "POST", path: "/api/accounts", body: map[string]any{"name": "A", "contactEmail": "not-an-address"}, status: 400, field: "contactEmail"},
 		{name: "sign-up with a javascript: webhook", method: "POST", path: "/api/accounts", body: map[string]any{"name": "A", "contactEmail": "a@b.example", "webhookUrl": "javascript:alert(1)"}, status: 400, field: "webhookUrl"},
 		{name: "sign-up with credentials in the webhook", method: "POST", path: "/api/accounts", body: map[string]any{"name": "A", "contactEmail": "a@b.example", "webhookUrl": "https://u:p@hooks.example/x"}, status: 400, field: "webhookUrl"},
+		// Sign-up with a webhook aimed inside (issue 16, finding 1): refused, with
+		// private targets not allowed (WEBHOOK_ALLOW_PRIVATE unset).
+		{name: "sign-up with a loopback webhook", method: "POST", path: "/api/accounts", body: hookAt("http://127.0.0.1:7071/hook"), status: 400, field: "webhookUrl"},
+		{name: "sign-up with a webhook at the service itself", method: "POST", path: "/api/accounts", body: hookAt(p.base + "/api/deliveryrequests"), status: 400, field: "webhookUrl"},
+		{name: "sign-up with a localhost webhook", method: "POST", path: "/api/accounts", body: hookAt("http://localhost:7071/"), status: 400, field: "webhookUrl"},
+		{name: "sign-up with a *.localhost webhook", method: "POST", path: "/api/accounts", body: hookAt("http://api.localhost/"), status: 400, field: "webhookUrl"},
+		{name: "sign-up with an IPv6 loopback webhook", method: "POST", path: "/api/accounts", body: hookAt("http://[::1]:7071/"), status: 400, field: "webhookUrl"},
+		{name: "sign-up with an IPv4-mapped loopback webhook", method: "POST", path: "/api/accounts", body: hookAt("http://[::ffff:127.0.0.1]:7071/"), status: 400, field: "webhookUrl"},
+		{name: "sign-up with a NAT64 loopback webhook", method: "POST", path: "/api/accounts", body: hookAt("http://[64:ff9b::7f00:1]/"), status: 400, field: "webhookUrl"},
+		{name: "sign-up with a metadata-service webhook", method: "POST", path: "/api/accounts", body: hookAt("http://169.254.169.254/latest/meta-data/"), status: 400, field: "webhookUrl"},
+		{name: "sign-up with an IPv6 metadata-service webhook", method: "POST", path: "/api/accounts", body: hookAt("http://[fd00:ec2::254]/"), status: 400, field: "webhookUrl"},
+		{name: "sign-up with a metadata host-name webhook", method: "POST", path: "/api/accounts", body: hookAt("http://metadata.google.internal/computeMetadata/v1/"), status: 400, field: "webhookUrl"},
+		{name: "sign-up with a private-network webhook", method: "POST", path: "/api/accounts", body: hookAt("https://10.0.0.8/hook"), status: 400, field: "webhookUrl"},
+		{name: "sign-up with a carrier-grade NAT webhook", method: "POST", path: "/api/accounts", body: hookAt("https://100.64.0.1/hook"), status: 400, field: "webhookUrl"},
+		{name: "sign-up with a dotless host webhook", method: "POST", path: "/api/accounts", body: hookAt("http://intranet/hook"), status: 400, field: "webhookUrl"},
+		{name: "sign-up with a decimal-integer webhook host", method: "POST", path: "/api/accounts", body: hookAt("http://2130706433/"), status: 400, field: "webhookUrl"},
+		{name: "sign-up with a hexadecimal webhook host", method: "POST", path: "/api/accounts", body: hookAt("http://0x7f000001/"), status: 400, field: "webhookUrl"},
+		{name: "sign-up with an octal webhook host", method: "POST", path: "/api/accounts", body: hookAt("http://0177.0.0.1/"), status: 400, field: "webhookUrl"},
+		{name: "sign-up with a shortened webhook host", method: "POST", path: "/api/accounts", body: hookAt("http://127.1/"), status: 400, field: "webhookUrl"},
+		{name: "sign-up with a user name in the webhook", method: "POST", path: "/api/accounts", body: hookAt("https://token@hooks.example/x"), status: 400, field: "webhookUrl"},
 		{name: "sign-up asking to be an admin", method: "POST", path: "/api/accounts", body: map[string]any{"name": "A", "contactEmail": "a@b.example", "admin": true}, status: 400, field: "admin"},
 		{name: "sign-up choosing its own id", method: "POST", path: "/api/accounts", body: map[string]any{"name": "A", "contactEmail": "a@b.example", "id": id}, status: 400, field: "id"},
 		{name: "sign-up as text", method: "POST", path: "/api/accounts", header: map[string]string{"Content-Type": "text/plain"}, body: `{"name":"A","contactEmail":"a@b.example"}`, status: 415, field: "Content-Type"},
@@ -461,6 +481,11 @@ func TestHostileRequests(t *testing.T) {
 	}
 	assert.Equal(t, http.StatusOK, call(t, "GET", p.base+"/api/healthz", nil).Status, "still serving")
 	assert.NotContains(t, p.logs.String(), `"level":"ERROR"`, "no request was a server error")
+}
+
+// hookAt is a sign-up body with webhook url.
+func hookAt(url string) map[string]any {
+	return map[string]any{"name": "A", "contactEmail": "a@b.example", "webhookUrl": url}
 }
 
 // acctIDOf returns the account id behind a business's key.

@@ -143,11 +143,19 @@ func queuedMessages(t *testing.T, db *sql.DB) int {
 func checkOutcome(t *testing.T, a api, dataDir string, accepted []string) {
 	t.Helper()
 	settle(t, a, dataDir, accepted)
+	checkSettled(t, a, accepted)
+}
+
+// checkSettled is checkOutcome's checks, for a service that has settled:
+// every queue drained. It returns how many deliveries ended Failed.
+func checkSettled(t *testing.T, a api, accepted []string) (failed int) {
+	t.Helper()
 	heldBy := map[string]string{}
 	for _, id := range accepted {
 		d := getDelivery(t, a, id)
 		if d.Stage == domain.StageFailed {
 			assert.NotEmpty(t, d.FailureReason, id)
+			failed++
 			continue
 		}
 		var hist struct {
@@ -182,6 +190,7 @@ func checkOutcome(t *testing.T, a api, dataDir string, accepted []string) {
 			assert.NotEqual(t, domain.StageCompleted, d.Stage)
 		}
 	}
+	return failed
 }
 
 // TestCrashUnderLoad kills the process with SIGKILL at random moments while

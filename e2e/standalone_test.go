@@ -50,7 +50,7 @@ func chainScenario(t *testing.T, p *proc) {
 			DropoffLocation: body["dropOffLocation"].(domain.Location),
 			PackageInfo:     domain.PackageInfo{Size: domain.PackageSize(sizes[i%3]), Weight: 1 + float64(i%4)},
 		}
-		want := expectedDrone(availableDrones(t, a), req)
+		want := expectedDrones(availableDrones(t, a), req)
 		require.NotEmpty(t, want, "the test fleet must serve delivery %d", i)
 
 		resp := a.call(t, "POST", "/api/deliveryrequests", body)
@@ -63,13 +63,13 @@ func chainScenario(t *testing.T, p *proc) {
 		assert.GreaterOrEqual(t, len(acc["trackingId"].(string)), 26, "at least 128 bits")
 
 		d := waitStage(t, a, id, domain.StageScheduled, domain.StageFailed)
-		assert.Equal(t, want, d.DroneID, "delivery %s", id)
+		assert.Contains(t, want, d.DroneID, "delivery %s", id)
 		checkSchedule(t, a, d)
 
 		var st map[string]any
 		a.call(t, "GET", "/api/deliveries/"+id+"/status", nil).decode(t, &st)
 		assert.Equal(t, "Scheduled", st["stage"])
-		assert.Equal(t, want, st["droneId"])
+		assert.Equal(t, d.DroneID, st["droneId"])
 		for _, k := range []string{"pickupETA", "deliveryETA", "updatedAt"} {
 			_, err := time.Parse(time.RFC3339, st[k].(string))
 			assert.NoError(t, err, k)

@@ -19,8 +19,11 @@ const backlogCheckEvery = 250 * time.Millisecond
 const backlogRetryAfter = "2"
 
 // backlogGate sheds new deliveries while the chain's queues hold more than
-// Config.MaxBacklog messages, so an overloaded service answers 503 at once
-// instead of accepting work it will finish late and growing without limit.
+// Config.MaxBacklog messages ready to run, so an overloaded service answers
+// 503 at once instead of accepting work it will finish late and growing
+// without limit. Delayed retries (deliveries waiting for a drone) do not
+// count: they wait by design, and counting them let deliveries that wait
+// long shut ingest for every account.
 type backlogGate struct {
 	mu      sync.Mutex
 	checked time.Time
@@ -47,12 +50,12 @@ func (h *Handlers) overloaded(ctx context.Context) bool {
 	}
 	total := 0
 	for _, q := range chainQueues {
-		active, _, err := counter.Depth(ctx, q)
+		ready, err := counter.Ready(ctx, q)
 		if err != nil {
 			h.log.WarnContext(ctx, "backlog count failed; not shedding", "queue", q, "err", err)
 			return false
 		}
-		total += active
+		total += ready
 	}
 	g.checked, g.over = now, total >= h.cfg.MaxBacklog
 	if g.over {

@@ -58,7 +58,8 @@ func (h *Handlers) CancelDelivery(ctx context.Context, req *functionapp.Request)
 // pickupLocation, dropOffLocation, pickupTime and deadline. The delivery
 // becomes Rescheduled with a new generation, and dispatch and ETA run again
 // through the queue (the old drone is released first). A package already
-// picked up, or a delivery that has ended, cannot be rescheduled (409).
+// picked up, or a delivery that has ended, cannot be rescheduled (409); a
+// change no drone could ever serve is refused like such a request (422).
 func (h *Handlers) RescheduleDelivery(ctx context.Context, req *functionapp.Request) *functionapp.Response {
 	id := req.Params["id"]
 	if err := domain.ValidID("id", id); err != nil {
@@ -70,7 +71,10 @@ func (h *Handlers) RescheduleDelivery(ctx context.Context, req *functionapp.Requ
 	}
 	now := h.clock.Now()
 	d, err := h.updateOwnDelivery(ctx, id, func(cur *domain.Delivery) error {
-		return cur.Reschedule(change, now)
+		if err := cur.Reschedule(change, now); err != nil {
+			return err
+		}
+		return h.feasible(ctx, &cur.Request)
 	})
 	if err != nil {
 		return h.errorResponse(ctx, err)

@@ -30,6 +30,7 @@ func (h *Handlers) PutDrone(ctx context.Context, req *functionapp.Request) *func
 	if err != nil {
 		return h.errorResponse(ctx, err)
 	}
+	h.noteDrone(d)
 	status := http.StatusOK
 	if created {
 		status = http.StatusCreated

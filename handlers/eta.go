@@ -9,7 +9,8 @@ import (
 )
 
 // ComputeEta estimates when the assigned drone reaches the pickup and the
-// dropoff, from where the drone is now, and marks the delivery Scheduled.
+// dropoff, from where the drone is now along the legs routed around no-fly
+// zones, records that route, and marks the delivery Scheduled.
 // It runs once per delivery: a redelivered message finds the stage past
 // Created and changes nothing, so no stage ever moves backwards.
 func (h *Handlers) ComputeEta(ctx context.Context, msg *ports.Delivered) ([]ports.Message, error) {
@@ -20,7 +21,7 @@ func (h *Handlers) ComputeEta(ctx context.Context, msg *ports.Delivered) ([]port
 	if env.Generation != d.Generation {
 		return nil, nil // an earlier schedule's message
 	}
-	if d.Stage != domain.StageCreated && d.Stage != domain.StageRescheduled {
+	if !d.AwaitsSchedule() {
 		if d.ScheduledAt != nil {
 			// A redelivery: send the scheduled notice again in case the
 			// first attempt stopped before it; duplicates are dropped.
@@ -40,11 +41,17 @@ func (h *Handlers) ComputeEta(ctx context.Context, msg *ports.Delivered) ([]port
 	}
 
 	now := h.clock.Now()
-	eta := domain.ComputeETA(now, drone.Location, drone.CruiseSpeedMps, &d.Request)
+	plan, err := h.plan(ctx, drone, d, now)
+	if err != nil {
+		// A zone now closes every way to the pickup or the dropoff; the
+		// message is tried again, by when it may have lifted.
+		return nil, fmt.Errorf("plan the route of drone %s: %w", drone.ID, err)
+	}
+	eta := plan.ETA
 	var notes []domain.Notification
 	d, err = h.st(ctx).Deliveries.Update(ctx, d.ID, func(cur *domain.Delivery) error {
 		notes = nil
-		n, err := cur.Schedule(env.Generation, eta, drone.Location, now)
+		n, err := cur.Schedule(env.Generation, eta, &plan.Route, drone.Location, now)
 		if err == nil {
 			notes = append(notes, n)
 		}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/fabrikam/dronedelivery/shared/adapters/messaging"
 	"github.com/fabrikam/dronedelivery/shared/adapters/webhook"
+	"github.com/fabrikam/dronedelivery/shared/airspace"
 	"github.com/fabrikam/dronedelivery/shared/domain"
 	"github.com/fabrikam/dronedelivery/shared/functionapp"
 	"github.com/fabrikam/dronedelivery/shared/logctx"
@@ -43,9 +44,14 @@ type Config struct {
 	// business's webhook before the step gives up on it (a permanent
 	// failure: see SendNotification for what each runtime does then).
 	WebhookAttempts int
-	// WebhookClient sends webhooks when Deps.Webhooks is nil; its timeout
-	// bounds each attempt.
-	WebhookClient *http.Client
+	// Webhook configures the HTTP client that sends webhooks when
+	// Deps.Webhooks is nil. Its AllowPrivate (a development setting) also
+	// lets sign-up accept webhook URLs on loopback and private hosts.
+	Webhook webhook.Options
+	// WebhookFairness bounds each account's webhooks in flight and opens
+	// its circuit after consecutive failures (see webhook.Fair), whichever
+	// Webhooks sends them.
+	WebhookFairness webhook.FairOptions
 	// OperatorKey is the bearer token of the fleet endpoints (drones and
 	// telemetry); empty closes them.
 	OperatorKey string
@@ -64,6 +70,30 @@ type Config struct {
 	// reading it again, and so how long a key revoked through another
 	// process keeps working here; negative turns the cache off.
 	KeyCacheTTL time.Duration
+
+	// Feasibility bounds what ingest accepts besides what the fleet can do:
+	// how far in the past a pickupTime may be, how far ahead a deadline.
+	Feasibility domain.FeasibilityRules
+	// FleetSummaryTTL is how old the summary of the fleet's capabilities
+	// that ingest checks requests against may grow before it is listed
+	// again; drones registered through this process count at once.
+	FleetSummaryTTL time.Duration
+	// MaxEligible bounds the eligible drones one dispatch compares
+	// (domain.ChoiceLimits).
+	MaxEligible int
+	// DispatchMargin is how much earlier than the flight to the pickup
+	// needs a booked pickup's drone is dispatched (default 2 minutes).
+	DispatchMargin time.Duration
+	// DispatchLead is the flight time a booking assumes when no drone
+	// could be chosen at booking time (default 15 minutes).
+	DispatchLead time.Duration
+	// MaxAccountShare, between 0 and 1, caps the share of an area's drones
+	// one account's deliveries may hold at once; 0 (the default) sets no
+	// cap, so an account alone may use every drone.
+	MaxAccountShare float64
+	// MaxActiveDeliveries is how many deliveries that have not ended an
+	// account may have; ingest answers 429 beyond it. 0 means no limit.
+	MaxActiveDeliveries int
 }
 
 // DefaultKeyCacheTTL is the default Config.KeyCacheTTL.
@@ -93,6 +123,16 @@ func (c Config) withDefaults() Config {
 	if c.KeyCacheTTL == 0 {
 		c.KeyCacheTTL = DefaultKeyCacheTTL
 	}
+	c.Feasibility = c.Feasibility.WithDefaults()
+	if c.DispatchMargin <= 0 {
+		c.DispatchMargin = 2 * time.Minute
+	}
+	if c.DispatchLead <= 0 {
+		c.DispatchLead = 15 * time.Minute
+	}
+	if c.FleetSummaryTTL <= 0 {
+		c.FleetSummaryTTL = DefaultFleetSummaryTTL
+	}
 	return c
 }
 
@@ -103,7 +143,7 @@ type Deps struct {
 	Clock ports.Clock
 	IDs   ports.IDs
 	// Webhooks delivers notifications to businesses; nil means over HTTP
-	// with Config.WebhookClient.
+	// as Config.Webhook says. Either way Config.WebhookFairness applies.
 	Webhooks ports.Webhooks
 	Log      *slog.Logger
 	Config   Config
@@ -115,6 +155,10 @@ type Deps struct {
 	// Outbox reads back the messages kept rather than sent; nil (with a
 	// Messenger) means there is none, and GET …/outbox answers 404.
 	Outbox ports.Outbox
+	// Airspace tells dispatch where drones may fly; nil means the
+	// store's zones (airspace.For), or the open airspace for a store
+	// that keeps none.
+	Airspace ports.Airspace
 }
 
 // Handlers binds the step functions to their dependencies.
@@ -131,6 +175,9 @@ type Handlers struct {
 	keys         *keyCache
 	operatorHash []byte // SHA-256 of Config.OperatorKey; nil when there is none
 	backlog      backlogGate
+	air          ports.Airspace
+	summary      fleetSummary
+	waiting      waitingBoard
 }
 
 // New returns the handlers over deps.
@@ -141,10 +188,21 @@ func New(d Deps) *Handlers {
 	}
 	cfg := d.Config.withDefaults()
 	h := &Handlers{store: d.Store, bus: d.Bus, clock: d.Clock, ids: d.IDs, webhooks: d.Webhooks, log: log, cfg: cfg,
-		messenger: d.Messenger, outbox: d.Outbox, keys: newKeyCache(cfg.KeyCacheTTL, keyCacheSize)}
-	if h.webhooks == nil {
-		h.webhooks = webhook.New(cfg.WebhookClient)
+		messenger: d.Messenger, outbox: d.Outbox, air: d.Airspace, keys: newKeyCache(cfg.KeyCacheTTL, keyCacheSize)}
+	if h.air == nil {
+		h.air = airspace.For(d.Store)
 	}
+	if h.webhooks == nil {
+		h.webhooks = webhook.New(cfg.Webhook)
+	}
+	fair := cfg.WebhookFairness
+	if fair.Log == nil {
+		fair.Log = log
+	}
+	if fair.BusyRetry <= 0 {
+		fair.BusyRetry = cfg.Webhook.Timeout
+	}
+	h.webhooks = webhook.NewFair(h.webhooks, fair)
 	if h.messenger == nil {
 		o := messaging.NewOutbox(log, 0)
 		h.messenger, h.outbox = o, o
@@ -175,6 +233,7 @@ func (h *Handlers) Registry() functionapp.Registry {
 	}
 	return functionapp.Registry{
 		"IngestDelivery":    biz(h.IngestDelivery),
+		"QuoteDelivery":     biz(h.QuoteDelivery),
 		"ScheduleDrone":     {Queue: h.ScheduleDrone},
 		"UpdatePackage":     {Queue: h.UpdatePackage},
 		"ComputeEta":        {Queue: h.ComputeEta},
@@ -212,6 +271,15 @@ func (h *Handlers) Registry() functionapp.Registry {
 		"Unsubscribe":           open(h.Unsubscribe),
 		"GetOutbox":             biz(h.GetOutbox),
 		"SendCustomerMessage":   {Queue: h.SendCustomerMessage},
+
+		"PutServiceArea":    op(h.PutServiceArea),
+		"GetServiceArea":    op(h.GetServiceArea),
+		"DeleteServiceArea": op(h.DeleteServiceArea),
+		"ListServiceAreas":  op(h.ListServiceAreas),
+		"PutNoFlyZone":      op(h.PutNoFlyZone),
+		"GetNoFlyZone":      op(h.GetNoFlyZone),
+		"DeleteNoFlyZone":   op(h.DeleteNoFlyZone),
+		"ListNoFlyZones":    op(h.ListNoFlyZones),
 	}.Use(functionapp.EmitsOnly(emits))
 }
 

@@ -447,15 +447,26 @@ func TestRacingSchedulersNeverDoubleBook(t *testing.T) {
 	}
 	// Every message is handled by two schedulers at once, and all of them
 	// compete for ten drones.
+	// A run that leaves its drone to an older waiting delivery (the
+	// fair-share rule) wakes that one at once: those wakes run after.
 	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var wakes []*ports.Delivered
 	work := make(chan *ports.Delivered)
 	for range schedulers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for m := range work {
-				_, err := f.h.ScheduleDrone(context.Background(), m)
+				out, err := f.h.ScheduleDrone(context.Background(), m)
 				assert.NoError(t, err)
+				for _, o := range out {
+					if o.Queue == topology.QueueDeliveryRequests && o.NotBefore.IsZero() {
+						mu.Lock()
+						wakes = append(wakes, &ports.Delivered{Message: o, DeliveryCount: 1})
+						mu.Unlock()
+					}
+				}
 			}
 		}()
 	}
@@ -465,6 +476,10 @@ func TestRacingSchedulersNeverDoubleBook(t *testing.T) {
 	}
 	close(work)
 	wg.Wait()
+	for _, m := range wakes {
+		_, err := f.h.ScheduleDrone(context.Background(), m)
+		require.NoError(t, err)
+	}
 
 	holder := map[string]string{}
 	assigned := 0

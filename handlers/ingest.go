@@ -19,7 +19,9 @@ type accepted struct {
 	domain.DeliveryRequest
 }
 
-// IngestDelivery accepts POST /api/deliveryrequests. The delivery is stored,
+// IngestDelivery accepts POST /api/deliveryrequests. A request no drone of
+// the fleet could ever serve is refused with 422 naming the field and the
+// reason (domain.Feasible), and nothing is stored. The delivery is stored,
 // then its message is queued, and only then does the 202 leave: an accepted
 // request is never lost. A client-chosen deliveryId makes the call
 // idempotent: the same body again gets the same 202 (and the message is
@@ -45,6 +47,12 @@ func (h *Handlers) IngestDelivery(ctx context.Context, req *functionapp.Request)
 		return h.errorResponse(ctx, domain.Forbidden("ownerId", "must be the id of the account whose API key is used, or be left out"))
 	}
 	p.SetOwner(acct)
+	if resp, err := h.tooManyActive(ctx, acct); err != nil || resp != nil {
+		if err != nil {
+			return h.errorResponse(ctx, domain.Unavailable(err, "the account's deliveries could not be counted; retry"))
+		}
+		return resp
+	}
 	now := h.clock.Now()
 	id := p.DeliveryID
 	if id == "" {
@@ -66,6 +74,16 @@ func (h *Handlers) IngestDelivery(ctx context.Context, req *functionapp.Request)
 		UpdatedAt:     now,
 	}
 	d.Request.Defaults(now, id)
+	if err := h.feasible(ctx, &d.Request); err != nil {
+		// A retry of a request accepted earlier gets its 202 again, even
+		// if by now its pickup time has passed.
+		if p.DeliveryID != "" {
+			if prev, ferr := h.store.Deliveries.Find(ctx, id); ferr == nil && prev.RequestHash == p.Hash {
+				return h.acceptedResponse(prev)
+			}
+		}
+		return h.errorResponse(ctx, err)
+	}
 	d.History = []domain.Event{{Stage: domain.StageCreated, At: now}}
 	ctx = logctx.With(ctx, "deliveryId", id, "correlationId", d.CorrelationID)
 

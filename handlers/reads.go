@@ -28,6 +28,8 @@ type deliveryView struct {
 	PickupETA         *time.Time              `json:"pickupETA,omitempty"`
 	DeliveryETA       *time.Time              `json:"deliveryETA,omitempty"`
 	LastKnownLocation *domain.Location        `json:"lastKnownLocation,omitempty"`
+	PlannedRoute      *domain.PlannedRoute    `json:"plannedRoute,omitempty"`
+	DispatchAt        *time.Time              `json:"dispatchAt,omitempty"`
 	FailureReason     string                  `json:"failureReason,omitempty"`
 	CreatedAt         time.Time               `json:"createdAt"`
 	ScheduledAt       *time.Time              `json:"scheduledAt,omitempty"`
@@ -43,6 +45,7 @@ type statusView struct {
 	LastKnownLocation *domain.Location `json:"lastKnownLocation"`
 	PickupETA         *time.Time       `json:"pickupETA"`
 	DeliveryETA       *time.Time       `json:"deliveryETA"`
+	DispatchAt        *time.Time       `json:"dispatchAt,omitempty"`
 	FailureReason     string           `json:"failureReason,omitempty"`
 	UpdatedAt         time.Time        `json:"updatedAt"`
 }
@@ -64,7 +67,7 @@ func viewOf(d *domain.Delivery) deliveryView {
 		PickupTime: r.PickupTime, Deadline: r.Deadline, Expedited: r.Expedited,
 		ConfirmationReq: r.ConfirmationRequired, PackageInfo: r.PackageInfo,
 		DroneID: assignedDrone(d), PickupETA: d.PickupETA, DeliveryETA: d.DeliveryETA,
-		LastKnownLocation: d.LastKnownLocation, FailureReason: d.FailureReason,
+		LastKnownLocation: d.LastKnownLocation, PlannedRoute: d.PlannedRoute, DispatchAt: d.DispatchAt, FailureReason: d.FailureReason,
 		CreatedAt: d.CreatedAt, ScheduledAt: d.ScheduledAt, UpdatedAt: d.UpdatedAt,
 		Confirmation: confirmationOf(d),
 	}
@@ -133,7 +136,7 @@ func (h *Handlers) GetDeliveryStatus(ctx context.Context, req *functionapp.Reque
 	}
 	return functionapp.JSON(http.StatusOK, statusView{
 		Stage: d.Stage, DroneID: assignedDrone(d), LastKnownLocation: d.LastKnownLocation,
-		PickupETA: d.PickupETA, DeliveryETA: d.DeliveryETA, FailureReason: d.FailureReason, UpdatedAt: d.UpdatedAt,
+		PickupETA: d.PickupETA, DeliveryETA: d.DeliveryETA, DispatchAt: d.DispatchAt, FailureReason: d.FailureReason, UpdatedAt: d.UpdatedAt,
 	})
 }
 

@@ -12,7 +12,9 @@ import (
 	"github.com/fabrikam/dronedelivery/shared/wire"
 )
 
-// ScheduleDrone assigns the nearest drone that can serve a delivery. It
+// ScheduleDrone assigns the drone that serves a delivery best by the
+// dispatch rule (domain.Choose: the earliest delivery ETA that meets the
+// deadline, then the nearest). It
 // reads delivery-requests, where cancel and reschedule operations arrive too:
 // a cancel releases the drone the delivery held (compensation), a
 // reschedule releases it and dispatches again.
@@ -45,6 +47,7 @@ func (h *Handlers) ScheduleDrone(ctx context.Context, msg *ports.Delivered) ([]p
 		return nil, nil
 	}
 	if d.Stage.Terminal() {
+		h.waiting.remove(d)
 		h.log.InfoContext(ctx, "delivery already ended; nothing to schedule", "stage", d.Stage)
 		return nil, h.releaseDrone(ctx, d)
 	}
@@ -66,29 +69,113 @@ func (h *Handlers) ScheduleDrone(ctx context.Context, msg *ports.Delivered) ([]p
 	}
 
 	now := h.clock.Now()
-	d, err = h.assign(ctx, d, now)
+	if d.DroneID == "" {
+		if msgs, booked, err := h.book(ctx, d, now); err != nil || booked {
+			return msgs, err
+		}
+	}
+	d, wakes, err := h.assign(ctx, d, now)
 	if err != nil {
 		return nil, err
 	}
 	if d.DroneAssignedAt != nil {
+		h.waiting.remove(d)
 		h.log.InfoContext(ctx, "drone assigned", "droneId", d.DroneID)
 		return []ports.Message{nextMessage(d, topology.QueueDroneScheduled, stepScheduled)}, nil
 	}
 	if d.Stage.Terminal() {
+		h.waiting.remove(d)
 		return nil, nil
 	}
+	if env.Wake {
+		// The delivery's own retries go on; this run adds none.
+		return wakes, nil
+	}
 
-	// No drone now: try again later, backing off, while the deadline allows.
+	// No drone now: wait in the area's queue and try again later, backing
+	// off, while the deadline allows.
 	delay := h.backoff(env.Attempt)
 	if at := now.Add(delay); !at.Before(d.Request.Deadline) {
+		h.waiting.remove(d)
 		return h.fail(ctx, d.ID, "no drone could be assigned before the deadline")
 	}
 	retry := *env
 	retry.Attempt++
 	m := message(topology.QueueDeliveryRequests, fmt.Sprintf("retry-%d", retry.Attempt), retry)
 	m.NotBefore = now.Add(delay)
+	h.waiting.add(d, retry.Attempt)
 	h.log.InfoContext(ctx, "no drone available; retrying later", "attempt", retry.Attempt, "delay", delay.String())
-	return []ports.Message{m}, nil
+	return append(wakes, m), nil
+}
+
+// book makes d a booked pickup when its pickup time is later than a drone
+// needs to get there: no drone is claimed, and a message to this step is
+// queued for the dispatch time, pickupTime − the flight to the pickup of
+// the drone that would be chosen now − Config.DispatchMargin (or −
+// Config.DispatchLead when no drone could be chosen now). booked reports
+// that d waits for its dispatch time; at that time dispatch runs as for
+// any delivery, and when no drone is free then, d waits for one as any
+// delivery does, keeping its planned times until a drone is assigned.
+func (h *Handlers) book(ctx context.Context, d *domain.Delivery, now time.Time) (msgs []ports.Message, booked bool, err error) {
+	if d.DispatchAt != nil {
+		if now.Before(*d.DispatchAt) {
+			// Early: a redelivery of the message that booked it. Queue the
+			// dispatch again in case that run stopped before it.
+			return []ports.Message{dispatchMessage(d)}, true, nil
+		}
+		return nil, false, nil
+	}
+	if !d.Request.PickupTime.After(now.Add(h.cfg.DispatchMargin)) {
+		return nil, false, nil
+	}
+	plan, err := h.choose(ctx, h.st(ctx), &d.Request, now, nil)
+	if err != nil && !domain.IsCode(err, domain.EUNPROCESSABLE) {
+		return nil, false, err
+	}
+	var eta domain.ETA
+	lead := h.cfg.DispatchLead
+	if plan != nil {
+		lead, eta = domain.LegDuration(plan.Route.Pickup.Km, plan.Drone.CruiseSpeedMps), plan.ETA
+	} else {
+		fleet, err := h.fleetSummary(ctx)
+		if err != nil {
+			return nil, false, err
+		}
+		speed := fleet.MaxSpeedMps(&d.Request.PackageInfo)
+		if speed <= 0 {
+			return nil, false, nil
+		}
+		eta = domain.RoutedETA(d.Request.PickupTime, 0, domain.DistanceKm(d.Request.PickupLocation, d.Request.DropoffLocation), speed, d.Request.PickupTime)
+	}
+	dispatchAt := d.Request.PickupTime.Add(-lead - h.cfg.DispatchMargin)
+	if !now.Before(dispatchAt) {
+		return nil, false, nil
+	}
+	var notes []domain.Notification
+	gen := d.Generation
+	got, err := h.st(ctx).Deliveries.Update(ctx, d.ID, func(cur *domain.Delivery) error {
+		notes = nil
+		n, err := cur.Book(gen, dispatchAt, eta, now)
+		if err == nil {
+			notes = append(notes, n)
+		}
+		return err
+	})
+	if err != nil {
+		return nil, false, fmt.Errorf("book the pickup: %w", err)
+	}
+	if got.DispatchAt == nil {
+		return nil, false, nil // a drone was reserved meanwhile: finish that
+	}
+	h.log.InfoContext(ctx, "pickup booked", "dispatchAt", got.DispatchAt, "pickupTime", got.Request.PickupTime)
+	return append(notifyMessages(got, notes), dispatchMessage(got)), true, nil
+}
+
+// dispatchMessage wakes dispatch for a booked pickup at its dispatch time.
+func dispatchMessage(d *domain.Delivery) ports.Message {
+	m := message(topology.QueueDeliveryRequests, "dispatch", wire.Envelope{Operation: wire.OpDelivery, DeliveryID: d.ID, CorrelationID: d.CorrelationID, Generation: d.Generation})
+	m.NotBefore = *d.DispatchAt
+	return m
 }
 
 // releaseDrone frees the drone a delivery holds, if it still holds one. It
@@ -150,35 +237,63 @@ func (h *Handlers) backoff(attempt int) time.Duration {
 }
 
 // assign returns d with DroneAssignedAt set when a drone was claimed, or
-// unchanged when none is available. A reservation left by an interrupted
+// unchanged when none is available to it: none is free, or the fair-share
+// rule gives the one it would take to a waiting delivery that outranks it,
+// which wakes holds the message for. A reservation left by an interrupted
 // attempt is finished first, even past the deadline, so a drone claimed by
 // that attempt is never stranded.
-func (h *Handlers) assign(ctx context.Context, d *domain.Delivery, now time.Time) (*domain.Delivery, error) {
+func (h *Handlers) assign(ctx context.Context, d *domain.Delivery, now time.Time) (_ *domain.Delivery, wakes []ports.Message, _ error) {
 	if d.DroneID != "" {
 		got, err := h.claim(ctx, d, d.DroneID, now)
 		if err == nil || !errors.Is(err, domain.ErrDroneUnavailable) {
-			return got, err
+			return got, nil, err
 		}
 	}
 	if !now.Before(d.Request.Deadline) {
-		return d, nil
+		return d, nil, nil
 	}
-	radius := h.cfg.DispatchRadiusKm
-	for drone, km := range h.st(ctx).Fleet.NearestAvailable(ctx, d.Request.PickupLocation) {
-		if km > radius {
-			break
+	// A drone lost to a concurrent claim is left out and the rule applied
+	// again to the others.
+	lost := map[string]bool{}
+	for range maxClaimAttempts {
+		plan, err := h.choose(ctx, h.st(ctx), &d.Request, now, lost)
+		if domain.IsCode(err, domain.EUNPROCESSABLE) {
+			// No way from the pickup to the dropoff now (a zone in force):
+			// wait as for a drone.
+			h.log.InfoContext(ctx, "no route for the delivery now", "reason", domain.ErrorMessage(err))
+			return d, nil, nil
 		}
-		if domain.Unfit(drone, &d.Request) != "" {
-			continue
+		if err != nil {
+			return nil, nil, err
 		}
-		got, err := h.claim(ctx, d, drone.ID, now)
+		if plan == nil {
+			return d, nil, ctx.Err()
+		}
+		w, err := h.yieldTo(ctx, d, plan, now)
+		if errors.Is(err, errOverShare) {
+			h.log.InfoContext(ctx, "account at its share of the area's drones; waiting")
+			return d, nil, nil
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+		if w != nil {
+			h.log.InfoContext(ctx, "drone left to a waiting delivery that ranks first", "droneId", plan.Drone.ID, "for", w.DeliveryID)
+			return d, []ports.Message{h.wakeMessage(w)}, nil
+		}
+		got, err := h.claim(ctx, d, plan.Drone.ID, now)
 		if errors.Is(err, domain.ErrDroneUnavailable) {
+			lost[plan.Drone.ID] = true
 			continue
 		}
-		return got, err
+		return got, nil, err
 	}
-	return d, ctx.Err()
+	return d, nil, ctx.Err()
 }
+
+// maxClaimAttempts bounds the drones one run of dispatch tries to claim
+// before it waits like a delivery that found none.
+const maxClaimAttempts = 8
 
 // claim reserves droneID on the delivery, claims the drone and records the
 // assignment. It returns an error wrapping domain.ErrDroneUnavailable when

@@ -87,9 +87,14 @@ type trackFeed struct {
 	Trail           []domain.TrailPoint `json:"trail"`
 	PickupETA       *time.Time          `json:"pickupETA"`
 	DeliveryETA     *time.Time          `json:"deliveryETA"`
-	UpdatedAt       time.Time           `json:"updatedAt"`
-	History         []feedEvent         `json:"history"` // the changes of stage
-	FailureReason   string              `json:"failureReason,omitempty"`
+	// PickupTime is the requested one; Notice says "pickup at HH:MM UTC"
+	// while a pickup booked ahead waits for it.
+	PickupTime    time.Time            `json:"pickupTime"`
+	Notice        string               `json:"notice,omitempty"`
+	PlannedRoute  *domain.PlannedRoute `json:"plannedRoute,omitempty"`
+	UpdatedAt     time.Time            `json:"updatedAt"`
+	History       []feedEvent          `json:"history"` // the changes of stage
+	FailureReason string               `json:"failureReason,omitempty"`
 	// ConfirmationRequired tells the page to wait for a proof of delivery
 	// after the delivery is Completed; Confirmation is that proof.
 	ConfirmationRequired domain.ConfirmationType `json:"confirmationRequired"`
@@ -108,6 +113,10 @@ func (h *Handlers) TrackFeed(ctx context.Context, req *functionapp.Request) *fun
 		Trail: d.Trail, PickupETA: d.PickupETA, DeliveryETA: d.DeliveryETA, UpdatedAt: d.UpdatedAt,
 		FailureReason: d.FailureReason, History: make([]feedEvent, 0, len(d.History)),
 		ConfirmationRequired: d.Request.ConfirmationRequired,
+		PickupTime:           d.Request.PickupTime, PlannedRoute: d.PlannedRoute,
+	}
+	if d.PickedUpAt == nil && !d.Stage.Terminal() && d.Request.PickupTime.After(h.clock.Now().Add(time.Minute)) {
+		f.Notice = "pickup at " + d.Request.PickupTime.UTC().Format("15:04") + " UTC"
 	}
 	if f.Trail == nil {
 		f.Trail = []domain.TrailPoint{}

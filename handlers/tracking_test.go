@@ -300,9 +300,13 @@ func (w *webhookReceiver) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	rw.WriteHeader(c.status)
 }
 
+// allowPrivateWebhooks lets a fixture's webhooks reach the loopback
+// listeners these tests start.
+func allowPrivateWebhooks(d *handlers.Deps) { d.Config.Webhook.AllowPrivate = true }
+
 func TestWebhookIsSignedAndRetried(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t)
+	f := newFixtureWith(t, allowPrivateWebhooks)
 	recv := &webhookReceiver{failures: 1}
 	srv := httptest.NewServer(recv)
 	defer srv.Close()
@@ -353,7 +357,7 @@ func TestWebhookIsSignedAndRetried(t *testing.T) {
 
 func TestWebhookGivesUpAfterTheLimit(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t)
+	f := newFixtureWith(t, allowPrivateWebhooks)
 	recv := &webhookReceiver{failures: 1000}
 	srv := httptest.NewServer(recv)
 	defer srv.Close()

@@ -2,7 +2,10 @@ package handlers
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 
 	"github.com/fabrikam/dronedelivery/shared/domain"
@@ -27,6 +30,14 @@ type webhookBody struct {
 // error line logged; on Lambda it is logged and acknowledged. Either way the
 // notification stays on the delivery (GET …/notifications). Delivery is at
 // least once: receivers dedupe on the notification id header.
+//
+// A webhook whose address the service never sends to (ports.ErrWebhookRefused)
+// is a permanent failure at once: no retry can change the answer, and
+// retries would tell a prober which internal addresses answer. One held
+// back because its account has its share of sends in flight waits its turn
+// without spending an attempt; one held back by its account's open circuit
+// spends one and is tried again after the cool-down or its backoff,
+// whichever is later.
 func (h *Handlers) SendNotification(ctx context.Context, msg *ports.Delivered) ([]ports.Message, error) {
 	ctx, env, d, err := h.loadEnvelope(ctx, msg)
 	if err != nil {
@@ -57,20 +68,39 @@ func (h *Handlers) SendNotification(ctx context.Context, msg *ports.Delivered) (
 
 	body, _ := json.Marshal(webhookBody{Notification: *n, DeliveryID: d.ID, TrackingID: d.TrackingID, OwnerID: d.OwnerID})
 	now := h.clock.Now()
-	werr := h.webhooks.Post(ctx, ports.Webhook{URL: acct.WebhookURL, Secret: acct.WebhookSecret, NotificationID: n.ID, Body: body, At: now})
+	werr := h.webhooks.Post(ctx, ports.Webhook{AccountID: acct.ID, URL: acct.WebhookURL, Secret: acct.WebhookSecret, NotificationID: n.ID, Body: body, At: now})
 	if werr == nil {
 		h.log.InfoContext(ctx, "webhook delivered", "notificationId", n.ID, "attempt", env.Attempt+1)
 		return nil, nil
+	}
+	if errors.Is(werr, ports.ErrWebhookRefused) {
+		return nil, &domain.Permanent{Err: fmt.Errorf("webhook for %s not sent: %w", n.ID, werr)}
+	}
+	var held *ports.WebhookHeld
+	if errors.As(werr, &held) && held.Busy {
+		// The same message again, later, under an id drawn from this
+		// message's: a redelivery of this one makes the same copy, which
+		// duplicate detection drops, and each wait gets a new one.
+		sum := sha256.Sum256([]byte(msg.ID))
+		m := message(topology.QueueNotifications, "", *env)
+		m.ID = wire.MessageID(n.ID, 0, "wait-"+hex.EncodeToString(sum[:6]))
+		m.NotBefore = now.Add(held.RetryAfter)
+		h.log.InfoContext(ctx, "webhook waits its turn", "notificationId", n.ID, "retryAfter", held.RetryAfter.String())
+		return []ports.Message{m}, nil
 	}
 	attempt := env.Attempt + 1
 	if attempt >= h.cfg.WebhookAttempts {
 		return nil, &domain.Permanent{Err: fmt.Errorf("webhook for %s failed %d times, last: %w", n.ID, attempt, werr)}
 	}
+	delay := h.backoff(attempt - 1)
+	if held != nil {
+		delay = max(delay, held.RetryAfter)
+	}
 	retry := *env
 	retry.Attempt = attempt
 	m := message(topology.QueueNotifications, "", retry)
 	m.ID = wire.MessageID(n.ID, 0, fmt.Sprintf("retry-%d", attempt))
-	m.NotBefore = now.Add(h.backoff(attempt - 1))
+	m.NotBefore = now.Add(delay)
 	h.log.WarnContext(ctx, "webhook failed; retrying later", "notificationId", n.ID, "attempt", attempt, "err", werr)
 	return []ports.Message{m}, nil
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/fabrikam/dronedelivery/shared/adapters/embedded"
 	"github.com/fabrikam/dronedelivery/shared/adapters/servicebus"
 	"github.com/fabrikam/dronedelivery/shared/adapters/sqs"
+	"github.com/fabrikam/dronedelivery/shared/airspace"
 	"github.com/fabrikam/dronedelivery/shared/config"
 	"github.com/fabrikam/dronedelivery/shared/ports"
 	"github.com/fabrikam/dronedelivery/shared/topology"
@@ -34,8 +35,11 @@ import (
 type Backend struct {
 	Store ports.Store
 	Bus   ports.Bus
-	Name  string // a human description, for logs and banners
-	close func() error
+	// Airspace is the airspace kept in Store's zones, which dispatch
+	// reads through (airspace.For).
+	Airspace ports.Airspace
+	Name     string // a human description, for logs and banners
+	close    func() error
 }
 
 // Close releases the backend.
@@ -75,7 +79,7 @@ func OpenEmbedded(dataDir string, opts embedded.Options) (*Backend, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open embedded store %s: %w", path, err)
 	}
-	return &Backend{Store: db.Store(), Bus: db.Bus(), Name: "embedded SQLite at " + path, close: db.Close}, nil
+	return &Backend{Store: db.Store(), Bus: db.Bus(), Airspace: airspace.For(db.Store()), Name: "embedded SQLite at " + path, close: db.Close}, nil
 }
 
 func openAzure(ctx context.Context, cfg *config.Config, opts Options) (*Backend, error) {
@@ -99,7 +103,7 @@ func openAzure(ctx context.Context, cfg *config.Config, opts Options) (*Backend,
 	}
 	bus := servicebus.New(sc, servicebus.Options{})
 	name := fmt.Sprintf("Cosmos DB %s (database %s) and Service Bus %s", endpointOf(cfg.Cosmos), cfg.Database, endpointOf(cfg.ServiceBus))
-	return &Backend{Store: store.Store(), Bus: bus, Name: name, close: func() error {
+	return &Backend{Store: store.Store(), Bus: bus, Airspace: airspace.For(store.Store()), Name: name, close: func() error {
 		store.Close()
 		return errors.Join(bus.Close(context.Background()), sc.Close(context.Background()))
 	}}, nil
@@ -141,7 +145,7 @@ func openAWS(ctx context.Context, cfg *config.Config, opts Options) (*Backend, e
 		where = cfg.SQS.Endpoint
 	}
 	name := fmt.Sprintf("Cosmos DB (connection string, database %s) and SQS %s", cfg.Database, where)
-	return &Backend{Store: store.Store(), Bus: bus, Name: name, close: func() error {
+	return &Backend{Store: store.Store(), Bus: bus, Airspace: airspace.For(store.Store()), Name: name, close: func() error {
 		store.Close()
 		return bus.Close()
 	}}, nil
@@ -176,10 +180,10 @@ func cosmosClient(c config.Connection, policies []policy.Policy) (*azcosmos.Clie
 func serviceBusClient(c config.Connection) (*azservicebus.Client, error) {
 	return sdkClient(c, "fullyQualifiedNamespace",
 		func(conn string) (*azservicebus.Client, error) {
-			return azservicebus.NewClientFromConnectionString(conn, nil)
+			return azservicebus.NewClientFromConnectionString(conn, servicebus.ClientOptions())
 		},
 		func(ns string, cred azcore.TokenCredential) (*azservicebus.Client, error) {
-			return azservicebus.NewClient(ns, cred, nil)
+			return azservicebus.NewClient(ns, cred, servicebus.ClientOptions())
 		})
 }
 

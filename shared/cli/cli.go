@@ -24,6 +24,7 @@ import (
 	"github.com/fabrikam/dronedelivery/handlers"
 	"github.com/fabrikam/dronedelivery/shared/adapters/embedded"
 	"github.com/fabrikam/dronedelivery/shared/adapters/platform"
+	"github.com/fabrikam/dronedelivery/shared/adapters/webhook"
 	"github.com/fabrikam/dronedelivery/shared/backend"
 	"github.com/fabrikam/dronedelivery/shared/config"
 	"github.com/fabrikam/dronedelivery/shared/domain"
@@ -168,9 +169,18 @@ func open(ctx context.Context, c common, app fs.FS, env func(string) string, log
 	if err != nil {
 		return nil, err
 	}
+	if err := dispatchSettings(env, &cfg); err != nil {
+		return nil, err
+	}
 	cfg.Confirmation.RadiusKm = settings.ConfirmationRadiusMeters / 1000
 	if settings.TelemetryClockSkew > 0 {
 		cfg.Tracking.ClockSkew = settings.TelemetryClockSkew
+	}
+	w := settings.Webhooks
+	cfg.Webhook = webhook.Options{Timeout: w.Timeout, AllowPrivate: w.AllowPrivate}
+	cfg.WebhookFairness = webhook.FairOptions{PerAccount: w.PerAccount, FailuresToOpen: w.FailuresToOpen, CoolDown: w.CoolDown}
+	if w.AllowPrivate {
+		log.Warn(config.WebhookAllowPrivate + " is on: webhooks may reach loopback and private addresses; never set it in production")
 	}
 	b, err := openBackendWith(ctx, c, settings, env, log)
 	if err != nil {
@@ -182,7 +192,7 @@ func open(ctx context.Context, c common, app fs.FS, env func(string) string, log
 			return nil, err
 		}
 	}
-	h := handlers.New(handlers.Deps{Store: b.Store, Bus: b.Bus, Clock: platform.Clock{}, IDs: platform.IDs{},
+	h := handlers.New(handlers.Deps{Store: b.Store, Bus: b.Bus, Airspace: b.Airspace, Clock: platform.Clock{}, IDs: platform.IDs{},
 		Messenger: msg.Messenger, Outbox: msg.Outbox, Log: log, Config: cfg})
 	reg := h.Registry()
 	if err := reg.Check(fns); err != nil {
@@ -207,7 +217,9 @@ func openBackend(ctx context.Context, c common, env func(string) string, log *sl
 func openBackendWith(ctx context.Context, c common, cfg *config.Config, env func(string) string, log *slog.Logger) (*backend.Backend, error) {
 	cfg.DataDir = c.dataDir
 	return backend.Open(ctx, cfg, backend.Options{
-		Embedded:  embedded.Options{LockDuration: c.lock},
+		// DRONEDELIVERY_TEST_STORE_FAULT is the outage tests' switch (see
+		// embedded.Options.FaultSwitch); unset, nothing is checked.
+		Embedded:  embedded.Options{LockDuration: c.lock, FaultSwitch: env("DRONEDELIVERY_TEST_STORE_FAULT")},
 		Bootstrap: strings.EqualFold(env("COSMOS_BOOTSTRAP"), "true"),
 		Log:       log,
 	})
@@ -589,4 +601,63 @@ func envInt(env func(string) string, key string, def int) int {
 		return n
 	}
 	return def
+}
+
+// The settings of dispatch, as Go durations ("90s", "168h").
+const (
+	// MaxHorizonSetting is how far ahead a deadline may be (default 7 days).
+	MaxHorizonSetting = "DISPATCH_MAX_HORIZON"
+	// PickupToleranceSetting is how far in the past a pickupTime may be
+	// (default 5 minutes).
+	PickupToleranceSetting = "DISPATCH_PICKUP_TOLERANCE"
+	// DispatchMarginSetting is how much earlier than its flight needs a
+	// booked pickup's drone is dispatched (default 2 minutes).
+	DispatchMarginSetting = "DISPATCH_MARGIN"
+	// PickupEarlinessSetting is how long before pickupTime telemetry may
+	// count a pickup (default 1 minute).
+	PickupEarlinessSetting = "PICKUP_EARLINESS"
+	// MaxAccountShareSetting caps the share (0 to 1) of an area's drones
+	// one account may hold; unset, no cap.
+	MaxAccountShareSetting = "DISPATCH_MAX_ACCOUNT_SHARE"
+	// MaxActiveDeliveriesSetting limits the deliveries that have not
+	// ended per account; unset, no limit.
+	MaxActiveDeliveriesSetting = "MAX_ACTIVE_DELIVERIES"
+)
+
+// dispatchSettings reads the dispatch settings into cfg.
+func dispatchSettings(env func(string) string, cfg *handlers.Config) error {
+	for _, s := range []struct {
+		name string
+		to   *time.Duration
+	}{
+		{MaxHorizonSetting, &cfg.Feasibility.MaxHorizon},
+		{PickupToleranceSetting, &cfg.Feasibility.PickupTolerance},
+		{DispatchMarginSetting, &cfg.DispatchMargin},
+		{PickupEarlinessSetting, &cfg.Tracking.PickupTolerance},
+	} {
+		v := env(s.name)
+		if v == "" {
+			continue
+		}
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			return fmt.Errorf("%s: %q is not a positive duration such as 90s or 168h", s.name, v)
+		}
+		*s.to = d
+	}
+	if v := env(MaxAccountShareSetting); v != "" {
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil || f <= 0 || f > 1 {
+			return fmt.Errorf("%s: %q is not a share between 0 and 1", MaxAccountShareSetting, v)
+		}
+		cfg.MaxAccountShare = f
+	}
+	if v := env(MaxActiveDeliveriesSetting); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			return fmt.Errorf("%s: %q is not a count", MaxActiveDeliveriesSetting, v)
+		}
+		cfg.MaxActiveDeliveries = n
+	}
+	return nil
 }

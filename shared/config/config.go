@@ -32,6 +32,35 @@ const (
 // service takes reports from the past.
 const MaxTelemetryClockSkew = 24 * time.Hour
 
+// The webhook settings. Unset, each takes the webhook adapter's default.
+const (
+	// WebhookAllowPrivate, "true", lets webhooks reach loopback, private
+	// and link-local addresses, and sign-up accept such webhook URLs: for
+	// development and tests on one machine only. Unset or "false" refuses
+	// them.
+	WebhookAllowPrivate = "WEBHOOK_ALLOW_PRIVATE"
+	// WebhookTimeout bounds one webhook attempt (a duration, e.g. 5s).
+	WebhookTimeout = "WEBHOOK_TIMEOUT"
+	// WebhookConcurrency is how many webhooks one account may have in
+	// flight at once, per process.
+	WebhookConcurrency = "WEBHOOK_CONCURRENCY"
+	// WebhookBreakerFailures is how many consecutive failures of an
+	// account's endpoint open its circuit.
+	WebhookBreakerFailures = "WEBHOOK_BREAKER_FAILURES"
+	// WebhookBreakerCoolDown is how long an open circuit fails fast before
+	// one trial is let through (a duration, e.g. 30s).
+	WebhookBreakerCoolDown = "WEBHOOK_BREAKER_COOLDOWN"
+)
+
+// Webhooks are the webhook settings; zero values mean the defaults.
+type Webhooks struct {
+	AllowPrivate   bool
+	Timeout        time.Duration
+	PerAccount     int
+	FailuresToOpen int
+	CoolDown       time.Duration
+}
+
 // DefaultConfirmationRadiusMeters is the ConfirmationRadius when it is unset.
 const DefaultConfirmationRadiusMeters = 100
 
@@ -82,6 +111,8 @@ type Config struct {
 	// TelemetryClockSkew is the TelemetryClockSkew setting; zero when
 	// unset (the tracking default applies).
 	TelemetryClockSkew time.Duration
+	// Webhooks are the WEBHOOK_* settings.
+	Webhooks Webhooks
 }
 
 // Load reads the configuration from env (os.Getenv in production). A
@@ -104,6 +135,9 @@ func Load(env func(string) string) (*Config, error) {
 			return nil, fmt.Errorf("%s is %q; it must be a duration from 1s to %s, such as 5m", TelemetryClockSkew, s, MaxTelemetryClockSkew)
 		}
 		c.TelemetryClockSkew = d
+	}
+	if c.Webhooks, err = webhooks(env); err != nil {
+		return nil, err
 	}
 	if c.Cosmos, err = connection(env, CosmosPrefix, "accountEndpoint"); err != nil {
 		return nil, err
@@ -146,6 +180,58 @@ func confirmationRadius(env func(string) string) (float64, error) {
 		return 0, fmt.Errorf("%s is %q; it must be a distance in metres from 1 to 10000", ConfirmationRadius, s)
 	}
 	return m, nil
+}
+
+// webhooks reads the WEBHOOK_* settings.
+func webhooks(env func(string) string) (Webhooks, error) {
+	var w Webhooks
+	switch v := strings.ToLower(strings.TrimSpace(env(WebhookAllowPrivate))); v {
+	case "", "false":
+	case "true":
+		w.AllowPrivate = true
+	default:
+		return w, fmt.Errorf("%s is %q; it must be true or false", WebhookAllowPrivate, v)
+	}
+	var err error
+	if w.Timeout, err = duration(env, WebhookTimeout, time.Second, 10*time.Minute); err != nil {
+		return w, err
+	}
+	if w.CoolDown, err = duration(env, WebhookBreakerCoolDown, time.Second, time.Hour); err != nil {
+		return w, err
+	}
+	if w.PerAccount, err = count(env, WebhookConcurrency, 1, 1000); err != nil {
+		return w, err
+	}
+	if w.FailuresToOpen, err = count(env, WebhookBreakerFailures, 1, 1000); err != nil {
+		return w, err
+	}
+	return w, nil
+}
+
+// duration reads an optional duration setting within [lo, hi]; unset is 0.
+func duration(env func(string) string, name string, lo, hi time.Duration) (time.Duration, error) {
+	s := strings.TrimSpace(env(name))
+	if s == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < lo || d > hi {
+		return 0, fmt.Errorf("%s is %q; it must be a duration from %s to %s", name, s, lo, hi)
+	}
+	return d, nil
+}
+
+// count reads an optional whole-number setting within [lo, hi]; unset is 0.
+func count(env func(string) string, name string, lo, hi int) (int, error) {
+	s := strings.TrimSpace(env(name))
+	if s == "" {
+		return 0, nil
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < lo || n > hi {
+		return 0, fmt.Errorf("%s is %q; it must be a whole number from %d to %d", name, s, lo, hi)
+	}
+	return n, nil
 }
 
 // loadSQS reads the SQS settings into c and reports whether SQS is chosen.

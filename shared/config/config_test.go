@@ -31,6 +31,19 @@ func TestLoad(t *testing.T) {
 		{name: "confirmation radius", env: map[string]string{"CONFIRMATION_RADIUS_M": " 250.5 "}, check: func(t *testing.T, c *config.Config) {
 			assert.Equal(t, 250.5, c.ConfirmationRadiusMeters)
 		}},
+		{name: "webhooks refuse private targets by default", env: map[string]string{}, check: func(t *testing.T, c *config.Config) {
+			assert.Equal(t, config.Webhooks{}, c.Webhooks)
+		}},
+		{name: "webhook settings", env: map[string]string{"WEBHOOK_ALLOW_PRIVATE": "TRUE", "WEBHOOK_TIMEOUT": "2m", "WEBHOOK_CONCURRENCY": "2",
+			"WEBHOOK_BREAKER_FAILURES": "3", "WEBHOOK_BREAKER_COOLDOWN": "1s"}, check: func(t *testing.T, c *config.Config) {
+			assert.Equal(t, config.Webhooks{AllowPrivate: true, Timeout: 2 * time.Minute, PerAccount: 2, FailuresToOpen: 3, CoolDown: time.Second}, c.Webhooks)
+		}},
+		{name: "webhook private setting not a boolean", env: map[string]string{"WEBHOOK_ALLOW_PRIVATE": "yes"}, wantErr: "WEBHOOK_ALLOW_PRIVATE"},
+		{name: "webhook timeout not a duration", env: map[string]string{"WEBHOOK_TIMEOUT": "5"}, wantErr: "WEBHOOK_TIMEOUT"},
+		{name: "webhook timeout too short", env: map[string]string{"WEBHOOK_TIMEOUT": "1ms"}, wantErr: "WEBHOOK_TIMEOUT"},
+		{name: "webhook concurrency zero", env: map[string]string{"WEBHOOK_CONCURRENCY": "0"}, wantErr: "WEBHOOK_CONCURRENCY"},
+		{name: "webhook breaker failures not a number", env: map[string]string{"WEBHOOK_BREAKER_FAILURES": "five"}, wantErr: "WEBHOOK_BREAKER_FAILURES"},
+		{name: "webhook cool-down too long", env: map[string]string{"WEBHOOK_BREAKER_COOLDOWN": "2h"}, wantErr: "WEBHOOK_BREAKER_COOLDOWN"},
 		{name: "confirmation radius not a number", env: map[string]string{"CONFIRMATION_RADIUS_M": "100m"}, wantErr: "CONFIRMATION_RADIUS_M"},
 		{name: "confirmation radius zero", env: map[string]string{"CONFIRMATION_RADIUS_M": "0"}, wantErr: "CONFIRMATION_RADIUS_M"},
 		{name: "confirmation radius too far", env: map[string]string{"CONFIRMATION_RADIUS_M": "20000"}, wantErr: "CONFIRMATION_RADIUS_M"},

@@ -1,6 +1,7 @@
 package domain
 
 import (
+	"net/netip"
 	"net/url"
 	"strings"
 	"time"
@@ -90,8 +91,16 @@ func base32Lower(s string) bool {
 }
 
 // ValidWebhookURL checks a webhook address: absolute http(s), no
-// credentials in it, at most 2048 characters.
-func ValidWebhookURL(field, s string) error {
+// credentials in it, at most 2048 characters, and a host written the one
+// way that every resolver reads alike (a DNS name, four decimal numbers, or
+// an IPv6 address in brackets): forms such as 2130706433, 0x7f000001,
+// 0177.0.0.1 and 127.1 are refused, since some resolvers take them for
+// 127.0.0.1. Unless allowPrivate (for development only), the host must
+// also be public: an IP address outside every range WebhookAddrRefused
+// names, and a DNS name with a dot that is not localhost or an internal
+// or link-local name. A DNS name that resolves to a refused address passes
+// here; the webhook client refuses it when it dials.
+func ValidWebhookURL(field, s string, allowPrivate bool) error {
 	if len(s) > 2048 {
 		return Invalid(field, "must be at most 2048 characters")
 	}
@@ -99,5 +108,37 @@ func ValidWebhookURL(field, s string) error {
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.User != nil {
 		return Invalid(field, "must be an absolute http or https URL without credentials")
 	}
+	host := u.Hostname()
+	if addr, err := netip.ParseAddr(host); err == nil {
+		if addr.Zone() != "" {
+			return Invalid(field, "must not name a network interface")
+		}
+		if why := WebhookAddrRefused(addr); why != "" && !allowPrivate {
+			return Invalid(field, "must point at a public address, not a %s one", why)
+		}
+		return nil
+	}
+	name := strings.TrimSuffix(strings.ToLower(host), ".")
+	labels := strings.Split(name, ".")
+	last := labels[len(labels)-1]
+	// No top-level domain begins with a digit, so such a host is an IPv4
+	// address in one of the forms that resolvers disagree on.
+	if last == "" || last[0] >= '0' && last[0] <= '9' || strings.Contains(host, "%") {
+		return Invalid(field, "must name its host by a DNS name, four decimal numbers, or an IPv6 address in brackets")
+	}
+	if allowPrivate {
+		return nil
+	}
+	if len(labels) < 2 {
+		return Invalid(field, "must name a public host by its full DNS name")
+	}
+	if internalTLD[last] || name == "metadata.google.internal" || strings.HasSuffix(name, ".home.arpa") {
+		return Invalid(field, "must name a public host, not a local or internal one")
+	}
 	return nil
 }
+
+// internalTLD are the top-level names that never name a public host:
+// localhost (RFC 6761), multicast DNS's local (RFC 6762) and internal,
+// which ICANN reserved for private use in 2024.
+var internalTLD = map[string]bool{"localhost": true, "local": true, "internal": true}

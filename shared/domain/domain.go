@@ -141,11 +141,17 @@ type Delivery struct {
 	PickupETA         *time.Time      `json:"pickupETA,omitempty"`
 	DeliveryETA       *time.Time      `json:"deliveryETA,omitempty"`
 	LastKnownLocation *Location       `json:"lastKnownLocation,omitempty"`
-	ScheduleAttempts  int             `json:"scheduleAttempts,omitempty"`
-	FailureReason     string          `json:"failureReason,omitempty"`
-	CreatedAt         time.Time       `json:"createdAt"`
-	ScheduledAt       *time.Time      `json:"scheduledAt,omitempty"`
-	UpdatedAt         time.Time       `json:"updatedAt"`
+	// DispatchAt is set on a booked pickup (Book): no drone is claimed
+	// for it before then.
+	DispatchAt *time.Time `json:"dispatchAt,omitempty"`
+	// PlannedRoute is the path the assigned drone is to fly, once
+	// scheduled.
+	PlannedRoute     *PlannedRoute `json:"plannedRoute,omitempty"`
+	ScheduleAttempts int           `json:"scheduleAttempts,omitempty"`
+	FailureReason    string        `json:"failureReason,omitempty"`
+	CreatedAt        time.Time     `json:"createdAt"`
+	ScheduledAt      *time.Time    `json:"scheduledAt,omitempty"`
+	UpdatedAt        time.Time     `json:"updatedAt"`
 
 	// Generation counts reschedules; messages of an older generation are
 	// stale and ignored. ResetGeneration is the generation whose earlier
@@ -192,6 +198,10 @@ type Event struct {
 
 // EventConfirmed is the Kind of the history event of a proof of delivery.
 const EventConfirmed = "confirmed"
+
+// EventDispatched is the Kind of the history event of the drone of a
+// booked pickup being dispatched.
+const EventDispatched = "dispatched"
 
 // TrailPoint is one reported position of the drone flying a delivery.
 type TrailPoint struct {

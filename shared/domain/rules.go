@@ -27,13 +27,8 @@ func MissionKm(d *Drone, req *DeliveryRequest) float64 {
 // must be Available, carry the package's weight and size, and have the range
 // for the whole mission.
 func Unfit(d *Drone, req *DeliveryRequest) string {
-	switch {
-	case d.Status != DroneAvailable || d.CurrentDeliveryID != "":
-		return fmt.Sprintf("drone is %s", d.Status)
-	case req.PackageInfo.Weight > d.MaxPayloadKg:
-		return fmt.Sprintf("payload %.2f kg exceeds %.2f kg", req.PackageInfo.Weight, d.MaxPayloadKg)
-	case req.PackageInfo.Size.Rank() > d.MaxPackageSize.Rank():
-		return fmt.Sprintf("package size %s exceeds %s", req.PackageInfo.Size, d.MaxPackageSize)
+	if why := unfitCraft(d, req); why != "" {
+		return why
 	}
 	if need := MissionKm(d, req); need > d.RangeKm {
 		return fmt.Sprintf("mission %.1f km exceeds range %.1f km", need, d.RangeKm)
@@ -60,13 +55,7 @@ type ETA struct {
 // requested pickup time waits for it. Times are rounded up to whole seconds
 // because they are shown to people.
 func ComputeETA(now time.Time, from Location, speedMps float64, req *DeliveryRequest) ETA {
-	pickup := now.Add(LegDuration(DistanceKm(from, req.PickupLocation), speedMps))
-	if req.PickupTime.After(pickup) {
-		pickup = req.PickupTime
-	}
-	pickup = ceilSecond(pickup)
-	delivery := pickup.Add(PickupHandling + LegDuration(DistanceKm(req.PickupLocation, req.DropoffLocation), speedMps))
-	return ETA{Pickup: pickup, Delivery: ceilSecond(delivery)}
+	return RoutedETA(now, DistanceKm(from, req.PickupLocation), DistanceKm(req.PickupLocation, req.DropoffLocation), speedMps, req.PickupTime)
 }
 
 func ceilSecond(t time.Time) time.Time {

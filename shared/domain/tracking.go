@@ -34,6 +34,11 @@ type TrackingConfig struct {
 	// (default TelemetryMaxAge). See CheckReportTime.
 	ClockSkew    time.Duration
 	MaxReportAge time.Duration
+	// PickupTolerance is how long before the requested pickupTime a
+	// package may be picked up: a drone reported at the pickup earlier is
+	// waiting there, and the pickup counts from its first report at the
+	// pickup from pickupTime − PickupTolerance on.
+	PickupTolerance time.Duration
 }
 
 // WithDefaults fills zero fields.
@@ -53,8 +58,15 @@ func (c TrackingConfig) WithDefaults() TrackingConfig {
 	if c.MaxReportAge <= 0 {
 		c.MaxReportAge = TelemetryMaxAge
 	}
+	if c.PickupTolerance <= 0 {
+		c.PickupTolerance = DefaultPickupEarliness
+	}
 	return c
 }
+
+// DefaultPickupEarliness is TrackingConfig.PickupTolerance when none is
+// set.
+const DefaultPickupEarliness = time.Minute
 
 // legal lists each stage's allowed successors.
 var legal = map[Stage][]Stage{
@@ -212,7 +224,10 @@ func Track(d *Delivery, drone *Drone, r Telemetry, cfg TrackingConfig) (bool, []
 		d.SetStage(StageHeadedToPickup, d.eventTime(t), "")
 	}
 	if d.PickedUpAt == nil {
-		if p, ok := firstWithin(d.Trail, d.Request.PickupLocation, cfg.ArrivalRadiusKm, time.Time{}); ok {
+		// A drone at the pickup early waits there: no pickup before
+		// pickupTime − PickupTolerance.
+		earliest := d.Request.PickupTime.Add(-cfg.PickupTolerance - time.Nanosecond)
+		if p, ok := firstWithin(d.Trail, d.Request.PickupLocation, cfg.ArrivalRadiusKm, earliest); ok {
 			pt := p.At
 			d.PickedUpAt = &pt
 			d.PickupETA = &pt

@@ -84,29 +84,70 @@ func (d *Delivery) RecordPackage(packageID string, now time.Time) error {
 	return nil
 }
 
-// Schedule records the ETAs of generation gen, from the drone's position at,
-// and makes the delivery Scheduled; it returns the notice for the customer.
-// Only a Created or Rescheduled delivery of that generation is scheduled,
-// so a stage never moves backwards.
-func (d *Delivery) Schedule(gen int, eta ETA, at Location, now time.Time) (Notification, error) {
-	if (d.Stage != StageCreated && d.Stage != StageRescheduled) || d.Generation != gen {
+// Schedule records the ETAs of generation gen and the route planned for
+// them, from the drone's position at, and makes the delivery Scheduled; it
+// returns the notice for the customer. Only a Created or Rescheduled
+// delivery of that generation is scheduled, so a stage never moves
+// backwards.
+func (d *Delivery) Schedule(gen int, eta ETA, route *PlannedRoute, at Location, now time.Time) (Notification, error) {
+	if !d.AwaitsSchedule() || d.Generation != gen {
 		return Notification{}, ErrNoChange
 	}
 	t := now
 	d.PickupETA, d.DeliveryETA = &eta.Pickup, &eta.Delivery
+	d.PlannedRoute = route
 	d.LastKnownLocation = &at
 	d.ScheduledAt = &t
-	d.SetStage(StageScheduled, now, "")
+	if d.Stage == StageScheduled {
+		// A booked pickup: the stage said so since the booking.
+		d.record(Event{Stage: d.Stage, At: d.eventTime(now), DroneID: d.DroneID, Kind: EventDispatched,
+			Note: "drone " + d.DroneID + " dispatched"})
+		d.UpdatedAt = now
+	} else {
+		d.SetStage(StageScheduled, now, "")
+	}
 	return d.Notify(NotifyScheduled,
 		fmt.Sprintf("A drone is on its way: pickup at %s, delivery at %s.", eta.Pickup.Format(time.RFC3339), eta.Delivery.Format(time.RFC3339)), now), nil
 }
 
-// Fail ends a delivery that is not yet Scheduled (Created or Rescheduled),
-// with a reason the customer is told; any other delivery is left as it is.
-// The delivery may hold a drone: the caller releases it (Drone.Release),
-// so that no failure leaves a drone booked for a delivery that ended.
+// AwaitsSchedule reports whether the ETA step may still schedule the
+// delivery: it is Created or Rescheduled, or Scheduled by a booking
+// (Book) whose drone has not been scheduled yet.
+func (d *Delivery) AwaitsSchedule() bool {
+	switch d.Stage {
+	case StageCreated, StageRescheduled:
+		return true
+	case StageScheduled:
+		return d.DispatchAt != nil && d.ScheduledAt == nil
+	}
+	return false
+}
+
+// Book makes generation gen of a delivery whose pickup is later than a
+// drone needs to get there a booked pickup: it is Scheduled, with the ETAs
+// planned, and no drone is claimed for it until dispatchAt, when dispatch
+// runs for it as for any delivery. It returns the notice for the customer.
+// Only a Created or Rescheduled delivery with no drone reserved is booked.
+func (d *Delivery) Book(gen int, dispatchAt time.Time, eta ETA, now time.Time) (Notification, error) {
+	if (d.Stage != StageCreated && d.Stage != StageRescheduled) || d.Generation != gen || d.DroneID != "" || d.DispatchAt != nil {
+		return Notification{}, ErrNoChange
+	}
+	at := dispatchAt.UTC()
+	d.DispatchAt = &at
+	d.PickupETA, d.DeliveryETA = &eta.Pickup, &eta.Delivery
+	d.SetStage(StageScheduled, now, "pickup booked for "+eta.Pickup.Format(time.RFC3339))
+	return d.Notify(NotifyScheduled, fmt.Sprintf("Your delivery is booked: pickup at %s, delivery by %s.",
+		eta.Pickup.Format(time.RFC3339), eta.Delivery.Format(time.RFC3339)), now), nil
+}
+
+// Fail ends a delivery that no drone flies yet (one with no drone
+// assigned, or one that still awaits its schedule: Created, Rescheduled or
+// booked), with a reason the customer is told; any other delivery is left
+// as it is. The delivery may hold a drone: the caller releases it
+// (Drone.Release), so that no failure leaves a drone booked for a delivery
+// that ended.
 func (d *Delivery) Fail(reason string, now time.Time) (Notification, error) {
-	if d.Stage != StageCreated && d.Stage != StageRescheduled {
+	if d.Stage.Terminal() || d.DroneAssignedAt != nil && !d.AwaitsSchedule() {
 		return Notification{}, ErrNoChange
 	}
 	d.FailureReason = reason
@@ -145,7 +186,7 @@ func (d *Delivery) Reschedule(change *Reschedule, now time.Time) error {
 	}
 	d.Request = next
 	d.Generation++
-	d.PickupETA, d.DeliveryETA, d.ScheduledAt = nil, nil, nil
+	d.PickupETA, d.DeliveryETA, d.ScheduledAt, d.PlannedRoute, d.DispatchAt = nil, nil, nil, nil, nil
 	d.SetStage(StageRescheduled, now, fmt.Sprintf("rescheduled (generation %d)", d.Generation))
 	return nil
 }

@@ -101,7 +101,7 @@ func TestDeliveryTransitions(t *testing.T) {
 		}(),
 			func(d *domain.Delivery) error { return d.ResetAssignment(1) }, domain.ErrNoChange, "", nil},
 		{"schedule", assigned(domain.StageCreated), func(d *domain.Delivery) error {
-			_, err := d.Schedule(0, domain.ETA{Pickup: t0.Add(time.Minute), Delivery: t0.Add(5 * time.Minute)}, domain.Location{}, t0)
+			_, err := d.Schedule(0, domain.ETA{Pickup: t0.Add(time.Minute), Delivery: t0.Add(5 * time.Minute)}, nil, domain.Location{}, t0)
 			return err
 		}, nil, "", func(t *testing.T, d *domain.Delivery) {
 			assert.Equal(t, domain.StageScheduled, d.Stage)
@@ -110,12 +110,12 @@ func TestDeliveryTransitions(t *testing.T) {
 		}},
 		{"schedule with an earlier generation's message", func() *domain.Delivery { d := assigned(domain.StageRescheduled); d.Generation = 2; return d }(),
 			func(d *domain.Delivery) error {
-				_, err := d.Schedule(1, domain.ETA{}, domain.Location{}, t0)
+				_, err := d.Schedule(1, domain.ETA{}, nil, domain.Location{}, t0)
 				return err
 			}, domain.ErrNoChange, "", nil},
 		{"schedule a delivery in flight", assigned(domain.StageHeadedToPickup),
 			func(d *domain.Delivery) error {
-				_, err := d.Schedule(0, domain.ETA{}, domain.Location{}, t0)
+				_, err := d.Schedule(0, domain.ETA{}, nil, domain.Location{}, t0)
 				return err
 			}, domain.ErrNoChange, "", nil},
 	}

@@ -7,6 +7,7 @@ package ports
 import (
 	"context"
 	"errors"
+	"fmt"
 	"iter"
 	"time"
 
@@ -133,6 +134,23 @@ type Airspace interface {
 	Current(ctx context.Context) (domain.Airspace, error)
 }
 
+// Zones stores the operator's service areas and no-fly zones, each under
+// its domain.ZoneKey. The collection is small (an operator's few hundred
+// zones at most), so its queries read all of it.
+type Zones interface {
+	Collection[domain.Zone]
+	// Delete removes the zone stored under key, or returns ENOTFOUND.
+	Delete(ctx context.Context, key string) error
+	// List returns up to limit zones of kind ("" for both), ordered by
+	// key, with keys after the cursor after ("" to start).
+	List(ctx context.Context, kind domain.ZoneKind, after string, limit int) ([]*domain.Zone, error)
+	// Version returns a token that differs after every write of a zone
+	// (create, update, delete), made through any process, has returned.
+	// It costs one point read, so a reader checks it before trusting the
+	// zones it loaded earlier.
+	Version(ctx context.Context) (string, error)
+}
+
 // Message is a message to send to a queue.
 type Message struct {
 	ID            string    // deliveryId + step: duplicate detection keys on it
@@ -190,6 +208,10 @@ type Backlog interface {
 	// Depth returns how many messages of queue wait to be processed (now or
 	// later) and how many sit in its dead-letter queue.
 	Depth(ctx context.Context, queue string) (active, deadLettered int, err error)
+	// Ready returns how many messages of queue a consumer could receive
+	// now: neither scheduled for later (a delayed retry) nor locked by a
+	// consumer.
+	Ready(ctx context.Context, queue string) (int, error)
 }
 
 // Bus is a message bus with both ends.
@@ -213,6 +235,7 @@ type IDs interface {
 
 // Webhook is one notification for a business's endpoint.
 type Webhook struct {
+	AccountID      string // whose endpoint: fairness and circuit breaking are per account
 	URL            string
 	Secret         string // the account's webhook secret, which signs the body
 	NotificationID string // receivers dedupe on it
@@ -222,9 +245,36 @@ type Webhook struct {
 
 // Webhooks delivers notifications to businesses' endpoints.
 type Webhooks interface {
-	// Post delivers one webhook; an error (the endpoint could not be
-	// reached or did not answer 2xx) means it may be tried again.
+	// Post delivers one webhook. An error wrapping ErrWebhookRefused means
+	// it may never be sent (its address is not one the service sends to);
+	// a *WebhookHeld means it was not sent and says when to try again; any
+	// other error (the endpoint could not be reached or did not answer
+	// 2xx) means it may be tried again.
 	Post(ctx context.Context, w Webhook) error
+}
+
+// ErrWebhookRefused says a webhook's address is one the service never
+// sends to (loopback, private, link-local and the like): trying again
+// cannot help.
+var ErrWebhookRefused = errors.New("the webhook's address is not one the service sends to")
+
+// WebhookHeld is the error of a webhook held back without being sent:
+// either its account already has its share of webhooks in flight (Busy),
+// or its endpoint's recent consecutive failures opened its circuit.
+type WebhookHeld struct {
+	// Busy says the account's share of sends is taken: the webhook waits
+	// its turn, which is no failed attempt. Otherwise the circuit is open,
+	// which counts as a failed attempt.
+	Busy bool
+	// RetryAfter is the earliest a new try is worthwhile.
+	RetryAfter time.Duration
+}
+
+func (e *WebhookHeld) Error() string {
+	if e.Busy {
+		return fmt.Sprintf("webhook held back: its account has its share in flight; try again in %s", e.RetryAfter)
+	}
+	return fmt.Sprintf("webhook held back: its endpoint failed repeatedly and its circuit is open; try again in %s", e.RetryAfter)
 }
 
 // ErrStale says a unit of work did not commit because a document it read
@@ -285,4 +335,7 @@ type Store struct {
 	APIKeys    APIKeys
 	// Confirmations holds the blobs of proofs of delivery.
 	Confirmations ConfirmationBlobs
+	// Zones holds the service areas and no-fly zones; nil in a store
+	// that keeps none, whose airspace is open.
+	Zones Zones
 }

@@ -53,6 +53,9 @@ const (
 	// ContainerConfirmations holds the blobs of proofs of delivery, which
 	// only a request for the proof reads.
 	ContainerConfirmations = "confirmations"
+	// ContainerAirspace holds the operator's service areas and no-fly
+	// zones, and the version document every write of one of them changes.
+	ContainerAirspace = "airspace"
 )
 
 // Queue is one Service Bus queue as topology.json declares it; the durations

@@ -13,8 +13,10 @@ type SignUp struct {
 	WebhookURL   string
 }
 
-// ParseSignUp decodes and validates a sign-up.
-func ParseSignUp(body []byte) (*SignUp, error) {
+// ParseSignUp decodes and validates a sign-up. Its webhook URL must name
+// a public host unless privateWebhooks (a development setting) allows
+// loopback and private ones: see domain.ValidWebhookURL.
+func ParseSignUp(body []byte, privateWebhooks bool) (*SignUp, error) {
 	var w struct {
 		Name         *string `json:"name"`
 		ContactEmail *string `json:"contactEmail"`
@@ -36,7 +38,7 @@ func ParseSignUp(body []byte) (*SignUp, error) {
 	}
 	s.ContactEmail = *w.ContactEmail
 	if w.WebhookURL != nil && *w.WebhookURL != "" {
-		if err := domain.ValidWebhookURL("webhookUrl", *w.WebhookURL); err != nil {
+		if err := domain.ValidWebhookURL("webhookUrl", *w.WebhookURL, privateWebhooks); err != nil {
 			return nil, err
 		}
 		s.WebhookURL = *w.WebhookURL

@@ -28,6 +28,10 @@ type Envelope struct {
 	DeliveryID    string    `json:"deliveryId"`
 	CorrelationID string    `json:"correlationId"`
 	Attempt       int       `json:"attempt,omitempty"`
+	// Wake marks a dispatch run asked for by the fair-share rule, for a
+	// waiting delivery a drone has come free for: when it finds none, it
+	// schedules no retry of its own, since the delivery's retries go on.
+	Wake bool `json:"wake,omitempty"`
 	// Generation is the delivery's reschedule count when the message was
 	// sent; a step ignores a message of an older generation.
 	Generation int `json:"generation,omitempty"`

@@ -43,6 +43,7 @@ type delivery struct {
 	Stage           string     `json:"stage"`
 	PickupLocation  location   `json:"pickupLocation"`
 	DropoffLocation location   `json:"dropOffLocation"`
+	PickupTime      time.Time  `json:"pickupTime"`
 	DroneID         string     `json:"droneId"`
 	PickupETA       *time.Time `json:"pickupETA"`
 	DeliveryETA     *time.Time `json:"deliveryETA"`

@@ -328,8 +328,13 @@ func (s *sim) fly(ctx context.Context, f *flight) bool {
 
 	pos := point(dr.Location)
 	legs := []geo.Point{point(del.PickupLocation), point(del.DropoffLocation)}
+	// A drone at the pickup before the package's pickupTime waits there,
+	// on the pad, reporting, until that time: the backend counts no pickup
+	// earlier.
+	waitUntil := del.PickupTime
 	if del.Stage == "HeadedToDropoff" {
 		legs = legs[1:] // the package is already aboard (a restarted simulator)
+		waitUntil = time.Time{}
 	}
 	totalKm, from := 0.0, pos
 	for _, l := range legs {
@@ -372,11 +377,15 @@ func (s *sim) fly(ctx context.Context, f *flight) bool {
 		// The first report is from where the drone stands; a landing, at the
 		// pickup or the dropoff, is sent again until the API takes it, or
 		// the backend never sees the drone arrive and the delivery never ends.
-		grounded := lastTS.IsZero() || len(legs) == 0 || hold
+		waiting := len(legs) == 1 && ts.Before(waitUntil)
+		grounded := lastTS.IsZero() || len(legs) == 0 || hold || waiting
 		landed := false
-		if !lastTS.IsZero() && len(legs) > 0 && !hold {
-			prev := pos
-			pos, landed = advance(pos, legs[0], speed*ts.Sub(lastTS).Seconds()/1000)
+		if !lastTS.IsZero() && len(legs) > 0 && !hold && !waiting {
+			prev, since := pos, lastTS
+			if len(legs) == 1 && waitUntil.After(since) {
+				since = waitUntil // it took off from the pickup at the pickup time
+			}
+			pos, landed = advance(pos, legs[0], speed*ts.Sub(since).Seconds()/1000)
 			flownKm += geo.DistanceKm(prev, pos)
 			if landed {
 				legs = legs[1:]

@@ -624,3 +624,41 @@ func TestTowardFollowsTheGreatCircle(t *testing.T) {
 		t.Errorf("midpoint latitude %.2f: not a great circle", mid.Lat)
 	}
 }
+
+// TestWaitsAtThePickupUntilThePickupTime: a drone that reaches the pickup
+// before the package's pickupTime stays on the pad, reporting, and leaves
+// for the dropoff only from that time on.
+func TestWaitsAtThePickupUntilThePickupTime(t *testing.T) {
+	t.Parallel()
+	api, srv := newFakeAPI(t)
+	api.assign("drone-001", "order-1", base, pickup, dropoff)
+	// The flight to the pickup takes about 100 s of simulated time; the
+	// package is ready 5 minutes after the simulation starts.
+	ready := time.Now().Add(5 * time.Minute).UTC().Truncate(time.Second)
+	api.mu.Lock()
+	api.deliveries["order-1"].PickupTime = ready
+	api.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), patience)
+	defer cancel()
+	var out bytes.Buffer
+	err := Run(ctx, Options{BaseURL: srv.URL, Interval: 5 * time.Millisecond, Step: 10 * time.Second, Out: &out, UntilIdle: true})
+	require.NoError(t, err, out.String())
+
+	reps, _, del := api.snapshot("drone-001")
+	require.Equal(t, "Completed", del.Stage)
+	arrived, left := -1, -1
+	for i, r := range reps {
+		at := geo.DistanceKm(point(r.Location), pickup) <= radiusKm
+		if at && arrived < 0 {
+			arrived = i
+		}
+		if arrived >= 0 && !at && left < 0 {
+			left = i
+		}
+	}
+	require.Positive(t, arrived)
+	require.Positive(t, left)
+	assert.True(t, reps[arrived].at.Before(ready), "the drone was early, at %s for %s", reps[arrived].at, ready)
+	assert.Greater(t, left-arrived, 2, "it waited several reports at the pickup")
+	assert.False(t, reps[left-1].at.Before(ready), "it left no earlier than the pickup time: last report at the pickup %s, ready %s", reps[left-1].at, ready)
+}

@@ -10,12 +10,30 @@
 //   - Connection: keep-alive, which quadruples sequential throughput;
 //   - account locations on http://, so an SDK that follows the account's
 //     endpoint list keeps talking plain HTTP;
-//   - a clean exit on SIGTERM.
-// Usage: node cosmos.js   (prints "READY <port>" once listening)
+//   - a clean exit on SIGTERM;
+//   - fault switches for outage tests, on an HTTP admin endpoint of its own
+//     (its port is written to --admin-port-file before READY is printed):
+//       PUT    /faults {kind, container, durationMs, retryAfterMs}
+//       DELETE /faults          ends the fault at once
+//       GET    /faults          {active, kind, container, injected}
+//     kind is one of
+//       throttle     429 with x-ms-retry-after-ms (retryAfterMs, default 100)
+//                    and sub-status 3200, as Cosmos DB answers when a
+//                    partition's request units are spent;
+//       unavailable  503, as during a failover;
+//       drop         the connection is closed without an answer;
+//       refuse       the listening socket is closed and every open
+//                    connection destroyed, so connections are refused, and
+//                    it listens again on the same port when the window ends.
+//     container limits throttle, unavailable and drop to one container's
+//     requests (all requests when empty); the window ends by itself after
+//     durationMs (0: until DELETE).
+// Usage: node cosmos.js [--admin-port-file PATH]   (prints "READY <port>" once listening)
 "use strict";
 
 const http = require("http");
 const crypto = require("crypto");
+const fs = require("fs");
 
 const lib = "@vercel/cosmosdb-server/lib";
 const Account = require(`${lib}/account`).default;
@@ -58,11 +76,46 @@ function mend(account, req, res, params) {
   return undefined;
 }
 
+function argValue(name) {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 ? process.argv[i + 1] : undefined;
+}
+
+// fault is the switch the admin endpoint sets; null when requests are served.
+let fault = null;
+const FAULT_KINDS = ["throttle", "unavailable", "drop", "refuse"];
+
+// faulted answers a request the active fault applies to, or returns false.
+function faulted(req, res, params) {
+  if (!fault || fault.kind === "refuse") return false;
+  if (fault.container && (!params || params.collId !== fault.container)) return false;
+  fault.injected++;
+  if (fault.kind === "drop") {
+    req.socket.destroy();
+    return true;
+  }
+  if (fault.kind === "throttle") {
+    res.statusCode = 429;
+    res.setHeader("x-ms-retry-after-ms", String(fault.retryAfterMs));
+    res.setHeader("x-ms-substatus", "3200");
+    res.setHeader("content-type", "application/json");
+    res.end(JSON.stringify({ code: "TooManyRequests", message: "Request rate is large (test fault)" }));
+    return true;
+  }
+  res.statusCode = 503;
+  res.setHeader("content-type", "application/json");
+  res.end(JSON.stringify({ code: "ServiceUnavailable", message: "Service is currently unavailable (test fault)" }));
+  return true;
+}
+
 function main() {
   let account;
+  let port = 0;
+  const sockets = new Set();
   const server = http.createServer({ keepAliveTimeout: 60000 }, (req, res) => {
     (async () => {
       const route = routes(req);
+      if (faulted(req, res, route && route[0])) return;
       let body;
       if (!route) {
         res.statusCode = 400;
@@ -99,16 +152,78 @@ function main() {
       }
     });
   });
-  server.on("listening", () => {
-    const { port } = server.address();
+  server.on("connection", (socket) => {
+    sockets.add(socket);
+    socket.on("close", () => sockets.delete(socket));
+  });
+  server.once("listening", async () => {
+    port = server.address().port;
     account = new Account("127.0.0.1", port);
     const data = account.read();
     for (const loc of [...data.writableLocations, ...data.readableLocations]) {
       loc.databaseAccountEndpoint = `http://127.0.0.1:${port}/`;
     }
+    const adminPort = await startAdmin();
+    const portFile = argValue("admin-port-file");
+    if (portFile) fs.writeFileSync(portFile, String(adminPort));
     process.stdout.write(`READY ${port}\n`);
   });
   server.listen(0, "127.0.0.1");
+
+  // setFault starts a fault window, ending any earlier one first.
+  function setFault(f) {
+    clearFault();
+    fault = Object.assign({ injected: 0 }, f);
+    if (f.durationMs > 0) fault.timer = setTimeout(clearFault, f.durationMs);
+    if (f.kind === "refuse") {
+      server.close();
+      for (const socket of sockets) socket.destroy();
+    }
+  }
+
+  function clearFault() {
+    if (!fault) return;
+    clearTimeout(fault.timer);
+    const was = fault;
+    fault = null;
+    if (was.kind === "refuse") server.listen(port, "127.0.0.1");
+  }
+
+  function startAdmin() {
+    const admin = http.createServer((req, res) => {
+      let data = "";
+      req.on("data", (chunk) => { data += chunk; });
+      req.on("end", () => {
+        const send = (status, obj) => {
+          res.writeHead(status, { "content-type": "application/json" });
+          res.end(JSON.stringify(obj));
+        };
+        try {
+          if (req.url !== "/faults") return send(404, { error: `no route ${req.method} ${req.url}` });
+          if (req.method === "PUT") {
+            const body = JSON.parse(data || "{}");
+            if (!FAULT_KINDS.includes(body.kind)) return send(400, { error: `kind must be one of ${FAULT_KINDS.join(", ")}` });
+            setFault({
+              kind: body.kind,
+              container: body.container || "",
+              durationMs: Number(body.durationMs || 0),
+              retryAfterMs: Number(body.retryAfterMs || 100),
+            });
+          } else if (req.method === "DELETE") {
+            clearFault();
+          } else if (req.method !== "GET") {
+            return send(405, { error: `${req.method} /faults` });
+          }
+          return send(200, fault
+            ? { active: true, kind: fault.kind, container: fault.container, injected: fault.injected }
+            : { active: false });
+        } catch (err) {
+          return send(400, { error: err.message });
+        }
+      });
+    });
+    return new Promise((resolve) => admin.listen(0, "127.0.0.1", () => resolve(admin.address().port)));
+  }
   const stop = () => process.exit(0);
   process.on("SIGTERM", stop);
   process.on("SIGINT", stop);

@@ -45,17 +45,29 @@ func StartServiceBus(t testing.TB) *ServiceBus {
 	t.Helper()
 	// The harness reads only the READY line, so the double also writes its
 	// admin port to a file, before it prints READY.
-	portFile := filepath.Join(t.TempDir(), "servicebus-admin-port")
+	portFile := tempPortFile(t, "servicebus-admin-port")
 	p := Start(t, "servicebus.js", "--admin-port-file", portFile)
+	return &ServiceBus{proc: p, admin: readAdminURL(t, portFile, "Service Bus")}
+}
+
+// tempPortFile names a file in the test's temporary folder where a double
+// writes its admin port: the harness reads only the READY line.
+func tempPortFile(t testing.TB, name string) string {
+	return filepath.Join(t.TempDir(), name)
+}
+
+// readAdminURL reads the admin port a double wrote before it printed READY.
+func readAdminURL(t testing.TB, portFile, double string) string {
+	t.Helper()
 	raw, err := os.ReadFile(portFile)
 	if err != nil {
-		t.Fatalf("read the Service Bus double's admin port: %v", err)
+		t.Fatalf("read the %s double's admin port: %v", double, err)
 	}
 	port, err := strconv.Atoi(strings.TrimSpace(string(raw)))
 	if err != nil {
-		t.Fatalf("the Service Bus double's admin port %q: %v", raw, err)
+		t.Fatalf("the %s double's admin port %q: %v", double, raw, err)
 	}
-	return &ServiceBus{proc: p, admin: fmt.Sprintf("http://127.0.0.1:%d", port)}
+	return fmt.Sprintf("http://127.0.0.1:%d", port)
 }
 
 // ConnectionString reaches the double's default namespace.
@@ -108,6 +120,13 @@ func (p QueueProperties) body() map[string]any {
 
 func (s *ServiceBus) call(t testing.TB, method, path string, in, out any) {
 	t.Helper()
+	adminCall(t, "Service Bus", method, s.admin+path, in, out)
+}
+
+// adminCall sends a JSON request to a double's admin endpoint and decodes
+// its JSON answer into out (unless nil), failing the test on any error.
+func adminCall(t testing.TB, double, method, url string, in, out any) {
+	t.Helper()
 	var body io.Reader
 	if in != nil {
 		b, err := json.Marshal(in)
@@ -116,22 +135,69 @@ func (s *ServiceBus) call(t testing.TB, method, path string, in, out any) {
 		}
 		body = bytes.NewReader(b)
 	}
-	req, err := http.NewRequest(method, s.admin+path, body)
+	req, err := http.NewRequest(method, url, body)
 	if err != nil {
 		t.Fatal(err)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		t.Fatalf("Service Bus double admin %s %s: %v", method, path, err)
+		t.Fatalf("%s double admin %s %s: %v", double, method, url, err)
 	}
 	defer resp.Body.Close()
 	raw, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode/100 != 2 {
-		t.Fatalf("Service Bus double admin %s %s: %s: %s", method, path, resp.Status, raw)
+		t.Fatalf("%s double admin %s %s: %s: %s", double, method, url, resp.Status, raw)
 	}
 	if out != nil {
 		if err := json.Unmarshal(raw, out); err != nil {
-			t.Fatalf("Service Bus double admin %s %s: %v: %s", method, path, err, raw)
+			t.Fatalf("%s double admin %s %s: %v: %s", double, method, url, err, raw)
 		}
 	}
+}
+
+// ServiceBusFault is one window of failure of the double's default
+// namespace. Locks held when it opens stay, and expire as usual.
+type ServiceBusFault struct {
+	// RefuseLinks answers every new link but the $cbs token exchange with
+	// a detach (amqp:link:detach-forced) while the window lasts.
+	RefuseLinks bool
+	// DetachLinks detaches every open link (amqp:link:detach-forced) when
+	// the window opens, as Service Bus does during an upgrade.
+	DetachLinks bool
+	// ServerBusy rejects sends and management requests with
+	// com.microsoft:server-busy and delivers no message.
+	ServerBusy bool
+	// For is the window's length; zero lasts until Heal.
+	For time.Duration
+}
+
+// ServiceBusFaultState is what the double reports about its fault switch.
+type ServiceBusFaultState struct {
+	Active   bool `json:"active"`
+	Refused  int  `json:"refused"`  // links refused in the window
+	Detached int  `json:"detached"` // links detached when it opened
+	Busy     int  `json:"busy"`     // requests answered server-busy
+}
+
+// Fault opens a window of failure, replacing any window still open; the
+// double ends it by itself after f.For.
+func (s *ServiceBus) Fault(t testing.TB, f ServiceBusFault) {
+	t.Helper()
+	s.call(t, http.MethodPut, "/faults", map[string]any{
+		"refuseLinks": f.RefuseLinks, "detachLinks": f.DetachLinks, "serverBusy": f.ServerBusy, "durationMs": f.For.Milliseconds(),
+	}, nil)
+}
+
+// Heal ends the current fault at once.
+func (s *ServiceBus) Heal(t testing.TB) {
+	t.Helper()
+	s.call(t, http.MethodDelete, "/faults", nil, nil)
+}
+
+// FaultState reports whether a fault is active and what it refused.
+func (s *ServiceBus) FaultState(t testing.TB) ServiceBusFaultState {
+	t.Helper()
+	var out ServiceBusFaultState
+	s.call(t, http.MethodGet, "/faults", nil, &out)
+	return out
 }

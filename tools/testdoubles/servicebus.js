@@ -20,6 +20,15 @@
 //   POST /namespaces         {same defaults} starts another namespace on its own AMQP port and
 //                            answers {port}; its queues, created on first use, get those defaults
 //   PUT|GET /namespaces/PORT/queues/NAME   the same, in that namespace
+//   PUT  /faults             {refuseLinks, detachLinks, serverBusy, durationMs} opens a window of
+//                            failure, replacing any open one, that ends by itself after durationMs
+//                            (0: until DELETE): refuseLinks answers every new link but $cbs with a
+//                            detach (amqp:link:detach-forced); detachLinks detaches every open link
+//                            the same way when the window opens; serverBusy rejects sends and
+//                            management requests with com.microsoft:server-busy and delivers nothing.
+//                            Locks held when the window opens stay, and expire as usual.
+//   DELETE /faults           ends the window; GET /faults reports it and counts what it refused
+//   PUT|GET|DELETE /namespaces/PORT/faults   the same, for that namespace
 //
 // It is a test tool: it does not persist, partition, expire messages by TTL,
 // support sessions, topics or deferral, or check tokens.
@@ -260,6 +269,7 @@ class Queue {
 
   // pump hands available messages to receivers with credit, round robin.
   pump() {
+    if (this.ns.fault && this.ns.fault.serverBusy) return;
     while (this.available.length > 0) {
       const link = this.nextConsumer();
       if (!link) return;
@@ -411,6 +421,8 @@ class Namespace {
     this.defaults = Object.assign({}, DEFAULTS, defaults);
     this.queues = new Map();
     this.locks = new Map(); // lock token (hex, RFC order) -> lock
+    this.links = new Set(); // open links but $cbs, for a fault to detach
+    this.fault = null; // the open window of failure, if any
     this.container = rhea.create_container({ id: 'servicebus-double' });
     this.container.sasl_server_mechanisms.enable_anonymous();
     this.wire(this.container);
@@ -454,6 +466,57 @@ class Namespace {
     return q;
   }
 
+  // setFault opens a window of failure (see the admin API above).
+  setFault(f) {
+    this.clearFault();
+    this.fault = Object.assign({ refused: 0, detached: 0, busy: 0 }, f);
+    if (f.durationMs > 0) this.fault.timer = setTimeout(() => this.clearFault(), f.durationMs);
+    if (f.detachLinks) {
+      for (const link of this.links) {
+        this.dropConsumer(link);
+        this.links.delete(link);
+        if (link.is_open()) {
+          this.fault.detached++;
+          link.close({ condition: 'amqp:link:detach-forced', description: 'the entity is being updated (test fault)' });
+        }
+      }
+    }
+  }
+
+  clearFault() {
+    if (!this.fault) return;
+    clearTimeout(this.fault.timer);
+    this.fault = null;
+    for (const q of this.queues.values()) q.pump();
+  }
+
+  faultState() {
+    if (!this.fault) return { active: false };
+    const { refuseLinks, detachLinks, serverBusy, refused, detached, busy } = this.fault;
+    return { active: true, refuseLinks: !!refuseLinks, detachLinks: !!detachLinks, serverBusy: !!serverBusy, refused, detached, busy };
+  }
+
+  // refused closes a new link while the fault refuses links, and tracks it
+  // otherwise; it reports whether the link was closed.
+  refused(link) {
+    if (this.fault && this.fault.refuseLinks) {
+      this.fault.refused++;
+      // The attach that precedes the detach still states the size limit:
+      // a client that read 0 there would find every message too large.
+      link.local.attach.max_message_size = MAX_MESSAGE_SIZE;
+      link.close({ condition: 'amqp:link:detach-forced', description: 'the namespace is unavailable (test fault)' });
+      return true;
+    }
+    this.links.add(link);
+    return false;
+  }
+
+  busy() {
+    if (!this.fault || !this.fault.serverBusy) return false;
+    this.fault.busy++;
+    return true;
+  }
+
   wire(c) {
     // A remotely initiated link is opened by rhea before these events; the
     // fields set here go out in our attach. The client insists that the
@@ -466,7 +529,8 @@ class Namespace {
     for (const outcome of ['accepted', 'rejected', 'released', 'modified']) {
       c.on(outcome, (ctx) => this.onOutcome(outcome, ctx.delivery));
     }
-    c.on('sender_close', (ctx) => this.dropConsumer(ctx.sender));
+    c.on('sender_close', (ctx) => { this.links.delete(ctx.sender); this.dropConsumer(ctx.sender); });
+    c.on('receiver_close', (ctx) => this.links.delete(ctx.receiver));
     c.on('disconnected', (ctx) => this.dropConnection(ctx.connection));
     c.on('connection_close', (ctx) => this.dropConnection(ctx.connection));
     c.on('error', (err) => log('amqp error', err && err.message));
@@ -493,9 +557,11 @@ class Namespace {
       // Replies are routed by the request's reply-to, which names this
       // link's target address.
       const target = String((link.remote.attach.target || {}).address || '');
+      if (this.refused(link)) return;
       replyLinks(link.connection).set(target, link);
       return;
     }
+    if (this.refused(link)) return;
     const q = this.entity(source);
     if (!q) {
       link.close({ condition: 'amqp:not-found', description: `no entity ${source}` });
@@ -514,6 +580,8 @@ class Namespace {
     const lower = target.toLowerCase();
     if (target === '$cbs') {
       link.role = 'cbs';
+    } else if (this.refused(link)) {
+      return;
     } else if (lower.endsWith('/$management')) {
       link.role = 'management';
       link.queue = this.entity(target.slice(0, -'/$management'.length));
@@ -533,7 +601,17 @@ class Namespace {
     const delivery = ctx.delivery;
     const raw = ctx.format === undefined ? ctx.message.raw : ctx.message;
     try {
-      if (link.role === 'entity') {
+      if (!link.role) {
+        // A transfer on a link this double refused: the client may send
+        // before it reads the detach, and an accepted outcome would tell
+        // it that a message nobody stored was sent.
+        throw Object.assign(new Error('the link was refused'), { condition: 'amqp:link:detach-forced' });
+      }
+      if (link.role === 'entity' && this.busy()) {
+        throw Object.assign(new Error('the namespace is busy (test fault)'), { condition: 'com.microsoft:server-busy' });
+      } else if (link.role === 'management' && this.busy()) {
+        this.reply(link, decodeMessage(raw), 503, 'the namespace is busy (test fault)', undefined, 'com.microsoft:server-busy');
+      } else if (link.role === 'entity') {
         this.onSend(link.queue, raw, ctx.format || 0);
       } else if (link.role === 'cbs') {
         this.reply(link, decodeMessage(raw), 200, 'OK'); // any token will do
@@ -670,6 +748,7 @@ class Namespace {
   // dropConnection forgets a connection's receivers; their locks stay and
   // expire as usual, as in Service Bus.
   dropConnection(connection) {
+    for (const link of this.links) if (link.connection === connection) this.links.delete(link);
     for (const q of this.queues.values()) {
       for (const queue of [q, q.dlq]) queue.consumers = queue.consumers.filter((l) => l.connection !== connection);
     }
@@ -717,6 +796,19 @@ function startAdmin(namespaces) {
           const port = await created.listen();
           namespaces.set(String(port), created);
           return send(201, { port });
+        }
+        if (path === '/faults') {
+          if (req.method === 'PUT') {
+            ns.setFault({
+              refuseLinks: !!body.refuseLinks, detachLinks: !!body.detachLinks, serverBusy: !!body.serverBusy,
+              durationMs: Number(body.durationMs || 0),
+            });
+          } else if (req.method === 'DELETE') {
+            ns.clearFault();
+          } else if (req.method !== 'GET') {
+            return send(405, { error: `${req.method} /faults` });
+          }
+          return send(200, ns.faultState());
         }
         const q = path.match(/^\/queues\/(.+)$/);
         if (q && req.method === 'PUT') return send(200, ns.queue(decodeURIComponent(q[1]), queueProps(body)).stats());

@@ -13,7 +13,13 @@
 // pipeline with azcore's retry policy, which retries 429 after the server's
 // x-ms-retry-after-ms, up to ClientOptions.Retry.MaxRetries (3 by default;
 // raise it for production, as the other Cosmos SDKs retry 9 times). A 429
-// that outlasts those retries surfaces as EUNAVAILABLE.
+// that outlasts those retries surfaces as EUNAVAILABLE. The SDK's own
+// clientRetryPolicy (cosmos_client_retry_policy.go) retries a 503 only in
+// another preferred region, and a write only with multiple write locations,
+// so with one region a 503 surfaces at once; a refused connection is tried
+// three times in the region, 1 s apart, before it surfaces. Both are
+// EUNAVAILABLE too: the HTTP layer answers 503 with Retry-After and the
+// runtime retries a step later (docs/RELIABILITY.md, TestOutagesAreUnavailable).
 package cosmos
 
 import (
@@ -58,6 +64,7 @@ type Store struct {
 	fleet      *fleet
 
 	confirmations *collection[domain.ConfirmationBlob]
+	zones         *zones
 
 	stop      context.CancelFunc
 	done      chan struct{}
@@ -85,7 +92,7 @@ func Open(ctx context.Context, client *azcosmos.Client, database string, opts Op
 	for name, want := range map[string]string{
 		topology.ContainerDeliveries: "/id", topology.ContainerPackages: "/id", topology.ContainerDrones: "/id",
 		topology.ContainerAccounts: "/id", topology.ContainerAPIKeys: "/id", topology.ContainerDeliveriesByOwner: "/ownerId",
-		topology.ContainerConfirmations: "/id",
+		topology.ContainerConfirmations: "/id", topology.ContainerAirspace: "/id",
 	} {
 		i := slices.IndexFunc(topology.Containers, func(c topology.Container) bool { return c.Name == name })
 		if i < 0 {
@@ -105,6 +112,7 @@ func Open(ctx context.Context, client *azcosmos.Client, database string, opts Op
 		apiKeys:       newCollection[domain.APIKey](containers[topology.ContainerAPIKeys], topology.ContainerAPIKeys),
 		confirmations: newCollection[domain.ConfirmationBlob](containers[topology.ContainerConfirmations], topology.ContainerConfirmations),
 		fleet:         newFleet(containers[topology.ContainerDrones], opts.Logger),
+		zones:         newZones(containers[topology.ContainerAirspace]),
 		done:          make(chan struct{}),
 	}
 	if err := s.fleet.refresh(ctx); err != nil {
@@ -122,7 +130,7 @@ func Open(ctx context.Context, client *azcosmos.Client, database string, opts Op
 // Store returns the collections as the ports the handlers use.
 func (s *Store) Store() ports.Store {
 	return ports.Store{Deliveries: s.deliveries, Packages: s.packages, Fleet: s.fleet, Accounts: s.accounts, APIKeys: s.apiKeys,
-		Confirmations: s.confirmations}
+		Confirmations: s.confirmations, Zones: s.zones}
 }
 
 // Close stops the index refresh and waits for it; the client stays open

@@ -20,6 +20,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/Azure/azure-sdk-for-go/sdk/data/azcosmos"
 
+	"github.com/fabrikam/dronedelivery/shared/airspace"
 	"github.com/fabrikam/dronedelivery/shared/domain"
 	"github.com/fabrikam/dronedelivery/shared/ports"
 	"github.com/fabrikam/dronedelivery/shared/ports/porttest"
@@ -42,6 +43,10 @@ func TestCosmos(t *testing.T) {
 		t.Parallel()
 		porttest.Listing(t, func(t *testing.T) ports.Store { return e.open(t, e.client, e.freshDB(t), Options{}).Store() })
 	})
+	t.Run("Zones", func(t *testing.T) {
+		t.Parallel()
+		porttest.Zones(t, func(t *testing.T) ports.Store { return e.open(t, e.client, e.freshDB(t), Options{}).Store() })
+	})
 	t.Run("Fleet", func(t *testing.T) {
 		t.Parallel()
 		porttest.Fleet(t, func(t *testing.T) ports.Store { return e.open(t, e.client, e.freshDB(t), Options{}).Store() })
@@ -57,6 +62,7 @@ func TestCosmos(t *testing.T) {
 	t.Run("ThrottledOnceSucceeds", func(t *testing.T) { t.Parallel(); testThrottledOnce(t, e) })
 	t.Run("ThrottledAlwaysUnavailable", func(t *testing.T) { t.Parallel(); testThrottledAlways(t, e) })
 	t.Run("IndexSeesOtherStores", func(t *testing.T) { t.Parallel(); testIndexSeesOtherStores(t, e) })
+	t.Run("AirspaceSeesOtherStores", func(t *testing.T) { t.Parallel(); testAirspaceSeesOtherStores(t, e) })
 	t.Run("StaleIndexEntryCostsOneRead", func(t *testing.T) { t.Parallel(); testStaleIndexEntry(t, e) })
 	t.Run("CountingPolicy", func(t *testing.T) { t.Parallel(); testCounting(t, e) })
 	t.Run("ScheduleCostsFourPointOperations", func(t *testing.T) { t.Parallel(); testScheduleCost(t, e) })
@@ -202,6 +208,7 @@ func testSharedDatabase(t *testing.T, e *env) {
 	t.Run("Collections", func(t *testing.T) { t.Parallel(); porttest.Collections(t, open) })
 	t.Run("Fleet", func(t *testing.T) { t.Parallel(); porttest.Fleet(t, open) })
 	t.Run("Listing", func(t *testing.T) { t.Parallel(); porttest.Listing(t, open) })
+	t.Run("Zones", func(t *testing.T) { t.Parallel(); porttest.Zones(t, open) })
 }
 
 func testErrorMapping(t *testing.T, e *env) {
@@ -436,6 +443,34 @@ func testThrottledAlways(t *testing.T, e *env) {
 	}
 	if n := tr.attempts(OpReplace); n != 3 {
 		t.Fatalf("the transport saw %d replaces; want 1 + MaxRetries (2)", n)
+	}
+}
+
+// testAirspaceSeesOtherStores: a zone written through one Store (another
+// instance) is in force in the very next Current of the airspace over the
+// other, with no wait, and so is its deletion.
+func testAirspaceSeesOtherStores(t *testing.T, e *env) {
+	ctx := ctxFor(t)
+	a, b := pair(t, e, Options{})
+	air := airspace.NewStore(a.Zones)
+	spot := domain.Location{Latitude: 51.5, Longitude: -0.12}
+	admitted := func() bool {
+		snap, err := air.Current(ctx)
+		must(t, err, "current airspace")
+		return snap.Admit("pickupLocation", spot, time.Now()) == nil
+	}
+	if !admitted() {
+		t.Fatal("no zones, yet the spot is refused")
+	}
+	z := &domain.Zone{ID: "city", Kind: domain.NoFlyZone, GeometryType: "Polygon", Polygons: []domain.Polygon{{{
+		{-0.13, 51.49}, {-0.11, 51.49}, {-0.11, 51.51}, {-0.13, 51.51}, {-0.13, 51.49}}}}}
+	must(t, b.Zones.Create(ctx, z.Key(), z), "create a zone through the other store")
+	if admitted() {
+		t.Fatal("the zone written elsewhere is not in force at once")
+	}
+	must(t, b.Zones.Delete(ctx, z.Key()), "delete it there")
+	if !admitted() {
+		t.Fatal("the zone deleted elsewhere is still in force")
 	}
 }
 

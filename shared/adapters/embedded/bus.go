@@ -458,6 +458,16 @@ func lockLost(op string, m *ports.Delivered) error {
 	return domain.Errorf(domain.ECONFLICT, "%s message %s on %s: lock lost", op, m.ID, m.Queue)
 }
 
+// Ready implements ports.Backlog: a locked message's visible_at is its lock
+// expiry and a delayed one's its time, so both are later than now.
+func (b *Bus) Ready(ctx context.Context, queue string) (int, error) {
+	var n int
+	if err := b.db.st.msgReady.QueryRowContext(ctx, queue, time.Now().UnixNano()).Scan(&n); err != nil {
+		return 0, b.db.fail(err, "ready messages of %s", queue)
+	}
+	return n, nil
+}
+
 // Depth counts the queue's messages, whether visible, delayed or locked, and
 // those in its dead-letter queue.
 func (b *Bus) Depth(ctx context.Context, queue string) (active, deadLettered int, err error) {

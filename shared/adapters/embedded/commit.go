@@ -4,9 +4,12 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
+
+	"github.com/fabrikam/dronedelivery/shared/domain"
 )
 
 // maxGroup bounds the writes one transaction carries, so that a burst
@@ -100,6 +103,11 @@ func newCommitter(db *DB) *committer {
 func (c *committer) write(ctx context.Context, what string, fn func(*writeTx) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
+	}
+	if sw := c.db.opts.FaultSwitch; sw != "" {
+		if _, err := os.Stat(sw); err == nil {
+			return domain.Unavailable(ErrInjectedFault, "%s: %s exists", what, sw)
+		}
 	}
 	op := &writeOp{ctx: ctx, what: what, fn: fn, wake: make(chan bool, 1)}
 	c.mu.Lock()

@@ -46,7 +46,16 @@ type Options struct {
 	// PollInterval bounds how late Receive notices a message published by
 	// another process or one whose delay ends (default 100ms).
 	PollInterval time.Duration
+	// FaultSwitch is a test hook for outage tests: while a file exists at
+	// this path, every write (a document, a publish, a receive's lock, a
+	// settlement) fails with EUNAVAILABLE, as when the data folder's disk
+	// is full or read-only, and reads go on. Empty, the default, checks
+	// nothing.
+	FaultSwitch string
 }
+
+// ErrInjectedFault is the cause of the writes that Options.FaultSwitch fails.
+var ErrInjectedFault = errors.New("injected store fault (test hook)")
 
 func (o Options) withDefaults() Options {
 	if o.LockDuration <= 0 {
@@ -157,6 +166,7 @@ func Open(path string, opts Options) (*DB, error) {
 		APIKeys:    newCollection[domain.APIKey](db, topology.ContainerAPIKeys),
 
 		Confirmations: newCollection[domain.ConfirmationBlob](db, topology.ContainerConfirmations),
+		Zones:         newZones(db),
 	}
 	db.bus = newBus(db)
 	return db, nil

@@ -50,6 +50,11 @@ func TestCollections(t *testing.T) {
 	porttest.Collections(t, func(t *testing.T) ports.Store { return MustOpen(t, Options{}).Store() })
 }
 
+func TestZones(t *testing.T) {
+	t.Parallel()
+	porttest.Zones(t, func(t *testing.T) ports.Store { return MustOpen(t, Options{}).Store() })
+}
+
 func TestListing(t *testing.T) {
 	t.Parallel()
 	porttest.Listing(t, func(t *testing.T) ports.Store { return MustOpen(t, Options{}).Store() })
@@ -91,6 +96,10 @@ func TestSharedBackend(t *testing.T) {
 	t.Run("Listing", func(t *testing.T) {
 		t.Parallel()
 		porttest.Listing(t, func(*testing.T) ports.Store { return shared(porttest.BusOptions{}).Store() })
+	})
+	t.Run("Zones", func(t *testing.T) {
+		t.Parallel()
+		porttest.Zones(t, func(*testing.T) ports.Store { return shared(porttest.BusOptions{}).Store() })
 	})
 	t.Run("Bus", func(t *testing.T) {
 		t.Parallel()

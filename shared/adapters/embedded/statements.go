@@ -18,9 +18,10 @@ type statements struct {
 	msgDedupe, msgInsert, msgPrune         *sql.Stmt
 	msgPick, msgExpire, msgLock            *sql.Stmt
 	msgComplete, msgAbandon, msgDeadLetter *sql.Stmt
-	msgNext, msgCount                      *sql.Stmt
+	msgNext, msgCount, msgReady            *sql.Stmt
 	workBegin, workUndo, workEnd           *sql.Stmt // a unit of work's savepoint
 	idxPut, idxPage, idxPageStage          *sql.Stmt
+	docDelete, zoneBump, zoneList          *sql.Stmt
 	all                                    []*sql.Stmt
 }
 
@@ -40,6 +41,12 @@ func (s *statements) prepare(ctx context.Context, w, r *sql.DB) error {
 			ON CONFLICT (collection, id) DO NOTHING`},
 		{w, &s.docUpdate, `UPDATE documents SET version = version + 1, body = ?, updated_at = ?
 			WHERE collection = ? AND id = ? AND version = ?`},
+
+		{w, &s.docDelete, `DELETE FROM documents WHERE collection = ? AND id = ?`},
+		{w, &s.zoneBump, `INSERT INTO documents (collection, id, version, body, updated_at)
+			VALUES ('` + topology.ContainerAirspace + `', '` + zoneVersionID + `', 1, '{}', ?1)
+			ON CONFLICT (collection, id) DO UPDATE SET version = version + 1, updated_at = excluded.updated_at`},
+		{r, &s.zoneList, `SELECT id, body FROM documents WHERE ` + zonesWhere + ` AND id > ? AND id GLOB ? ORDER BY id LIMIT ?`},
 
 		{r, &s.droneList, `SELECT body FROM documents WHERE ` + dronesWhere + ` AND status = ? AND id > ? ORDER BY id LIMIT ?`},
 		{r, &s.droneListAny, `SELECT body FROM documents WHERE ` + dronesWhere + ` AND id > ? ORDER BY id LIMIT ?`},
@@ -92,6 +99,8 @@ func (s *statements) prepare(ctx context.Context, w, r *sql.DB) error {
 
 		{r, &s.msgNext, `SELECT visible_at FROM messages WHERE queue = ? ORDER BY visible_at LIMIT 1`},
 		{r, &s.msgCount, `SELECT count(*) FROM messages WHERE queue = ?`},
+		// Messages a consumer could receive now: a range of messages_visible.
+		{r, &s.msgReady, `SELECT count(*) FROM messages WHERE queue = ? AND visible_at <= ?`},
 	} {
 		st, err := p.db.PrepareContext(ctx, p.query)
 		if err != nil {

@@ -40,6 +40,8 @@ func (db *DB) Begin() ports.UnitOfWork {
 		APIKeys:    workCollection[domain.APIKey]{w, st.APIKeys.(*collection[domain.APIKey])},
 
 		Confirmations: workCollection[domain.ConfirmationBlob]{w, st.Confirmations.(*collection[domain.ConfirmationBlob])},
+		// No step writes zones; a unit of work reads them as they are.
+		Zones: st.Zones,
 	}
 	return w
 }

@@ -45,6 +45,14 @@ const (
 	// for settlement on its own link; after that the broker is asked
 	// through the management link, which answers the same way.
 	forgetGrace = time.Second
+
+	// settleTimeout bounds one settlement. The SDK retries a settlement
+	// with its default retry options whatever the client's (azservicebus
+	// v1.11.0, messageSettler.go: settleWithRetries passes RetryOptions{}),
+	// 4 s, 8 s and 16 s apart: 46 s measured against the double with its
+	// links refused. The caller, told EUNAVAILABLE sooner, may try again by
+	// lock token once the broker is back.
+	settleTimeout = 10 * time.Second
 )
 
 // dlqSuffix ends every dead-letter queue's name in the ports' naming.
@@ -61,6 +69,20 @@ type Options struct {
 	MaxLockRenewal time.Duration
 	// Logger receives lock renewal failures; nil means slog.Default().
 	Logger *slog.Logger
+}
+
+// ClientOptions are the azservicebus client options the adapter is meant
+// to run with. The SDK's own retries (azservicebus v1.11.0,
+// internal/exported/retry_options.go) default to three after 4 s, 8 s and
+// 16 s: during an outage a publish would hold its HTTP request for about
+// half a minute before failing (43 s measured against the double with its
+// links refused). Everything above the adapter retries by itself (a
+// client told 503 with Retry-After, a step rescheduled by the runtime), so
+// the SDK needs only to ride out a blip and then fail fast.
+func ClientOptions() *azservicebus.ClientOptions {
+	return &azservicebus.ClientOptions{RetryOptions: azservicebus.RetryOptions{
+		MaxRetries: 3, RetryDelay: 250 * time.Millisecond, MaxRetryDelay: 2 * time.Second,
+	}}
 }
 
 // Bus is a ports.Bus on the queues of one Service Bus namespace.
@@ -422,14 +444,14 @@ func (b *Bus) putBack(h *held) {
 
 // Complete implements ports.Consumer.
 func (b *Bus) Complete(ctx context.Context, m *ports.Delivered) error {
-	return b.settle(ctx, m, "complete", func(r *azservicebus.Receiver, msg *azservicebus.ReceivedMessage) error {
+	return b.settle(ctx, m, "complete", func(ctx context.Context, r *azservicebus.Receiver, msg *azservicebus.ReceivedMessage) error {
 		return r.CompleteMessage(ctx, msg, nil)
 	})
 }
 
 // Abandon implements ports.Consumer.
 func (b *Bus) Abandon(ctx context.Context, m *ports.Delivered) error {
-	return b.settle(ctx, m, "abandon", func(r *azservicebus.Receiver, msg *azservicebus.ReceivedMessage) error {
+	return b.settle(ctx, m, "abandon", func(ctx context.Context, r *azservicebus.Receiver, msg *azservicebus.ReceivedMessage) error {
 		return r.AbandonMessage(ctx, msg, nil)
 	})
 }
@@ -439,7 +461,7 @@ func (b *Bus) DeadLetter(ctx context.Context, m *ports.Delivered, reason, descri
 	if m != nil && strings.HasSuffix(m.Queue, dlqSuffix) {
 		return domain.Invalid("queue", "message %s is already dead-lettered", m.ID)
 	}
-	return b.settle(ctx, m, "dead-letter", func(r *azservicebus.Receiver, msg *azservicebus.ReceivedMessage) error {
+	return b.settle(ctx, m, "dead-letter", func(ctx context.Context, r *azservicebus.Receiver, msg *azservicebus.ReceivedMessage) error {
 		return r.DeadLetterMessage(ctx, msg, &azservicebus.DeadLetterOptions{Reason: &reason, ErrorDescription: &description})
 	})
 }
@@ -448,10 +470,12 @@ func (b *Bus) DeadLetter(ctx context.Context, m *ports.Delivered, reason, descri
 // it. Otherwise (settled before, lock expired, or received by another Bus)
 // it settles by lock token through the queue's management link, and the
 // broker, which alone knows, answers whether the lock is still held.
-func (b *Bus) settle(ctx context.Context, m *ports.Delivered, op string, fn func(*azservicebus.Receiver, *azservicebus.ReceivedMessage) error) error {
+func (b *Bus) settle(ctx context.Context, m *ports.Delivered, op string, fn func(context.Context, *azservicebus.Receiver, *azservicebus.ReceivedMessage) error) error {
 	if m == nil || m.LockToken == "" || m.Queue == "" {
 		return domain.Invalid("message", "is not a received message")
 	}
+	ctx, cancel := context.WithTimeout(ctx, settleTimeout)
+	defer cancel()
 	h := b.take(m.LockToken)
 	var (
 		r   *receiver
@@ -470,7 +494,7 @@ func (b *Bus) settle(ctx context.Context, m *ports.Delivered, op string, fn func
 		// A message with only a lock token is settled on the management link.
 		msg = &azservicebus.ReceivedMessage{LockToken: token}
 	}
-	err := fn(r.Receiver, msg)
+	err := fn(ctx, r.Receiver, msg)
 	switch {
 	case err == nil:
 		if h != nil {

@@ -27,7 +27,7 @@ const patience = time.Minute
 // open connects a Bus to a namespace of the double; both close when tb ends.
 func open(tb testing.TB, conn string, opts Options) (*Bus, *azservicebus.Client) {
 	tb.Helper()
-	client, err := azservicebus.NewClientFromConnectionString(conn, nil)
+	client, err := azservicebus.NewClientFromConnectionString(conn, ClientOptions())
 	if err != nil {
 		tb.Fatalf("client: %v", err)
 	}

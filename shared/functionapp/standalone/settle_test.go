@@ -2,6 +2,7 @@ package standalone_test
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net"
 	"sync"
@@ -15,6 +16,7 @@ import (
 	"github.com/fabrikam/dronedelivery/shared/functionapp"
 	"github.com/fabrikam/dronedelivery/shared/functionapp/standalone"
 	"github.com/fabrikam/dronedelivery/shared/ports"
+	"github.com/fabrikam/dronedelivery/shared/wire"
 )
 
 // recordingBus delivers one message and records how it was settled.
@@ -26,6 +28,7 @@ type recordingBus struct {
 	with      []ports.Message // what a unit of work committed
 	withErr   error
 	stale     []error // what the next commits answer, before withErr
+	failing   []error // what the next completions answer
 	settled   chan struct{}
 }
 
@@ -58,6 +61,14 @@ func (b *recordingBus) Publish(_ context.Context, msgs ...ports.Message) error {
 	return nil
 }
 func (b *recordingBus) Complete(context.Context, *ports.Delivered) error {
+	b.mu.Lock()
+	if n := len(b.failing); n > 0 {
+		err := b.failing[0]
+		b.failing = b.failing[1:]
+		b.mu.Unlock()
+		return err
+	}
+	b.mu.Unlock()
 	b.record("complete")
 	return nil
 }
@@ -100,9 +111,15 @@ func (w withWork) Commit(_ context.Context, _ *ports.Delivered, out ...ports.Mes
 func runStep(t *testing.T, bus ports.Bus, rb *recordingBus) {
 	t.Helper()
 	out := ports.Message{ID: "d1:next", Queue: "next", Body: []byte(`{}`)}
-	reg := functionapp.Registry{"Step": {Queue: func(context.Context, *ports.Delivered) ([]ports.Message, error) {
+	runStepWith(t, bus, rb, func(context.Context, *ports.Delivered) ([]ports.Message, error) {
 		return []ports.Message{out}, nil
-	}}}
+	})
+}
+
+// runStepWith runs step over bus until the message is settled.
+func runStepWith(t *testing.T, bus ports.Bus, rb *recordingBus, step functionapp.QueueFunc) {
+	t.Helper()
+	reg := functionapp.Registry{"Step": {Queue: step}}
 	fns := []functionapp.FunctionConfig{{Name: "Step", Bindings: []functionapp.Binding{
 		{Type: "serviceBusTrigger", Direction: "in", Name: "msg", QueueName: "q", Connection: "ServiceBusConnection"}}}}
 	srv, err := standalone.New(reg, fns, bus, slog.New(slog.DiscardHandler), standalone.Options{Workers: 1})
@@ -145,12 +162,67 @@ func TestOutputsArePublishedBeforeTheCompletionOtherwise(t *testing.T) {
 	assert.Equal(t, "d1:next", rb.published[0].ID)
 }
 
-func TestAFailedCompleteWithAbandons(t *testing.T) {
+// checkCopy asserts that m is the first scheduled copy of d1:step.
+func checkCopy(t *testing.T, m ports.Message, before time.Time) {
+	t.Helper()
+	base, n := wire.Redelivery(m.ID)
+	assert.Equal(t, "d1:step", base)
+	assert.Equal(t, 1, n, "the first copy")
+	assert.True(t, m.NotBefore.After(before), "the copy is scheduled for later")
+}
+
+func TestAFailedCommitSchedulesACopyInsteadOfAbandoning(t *testing.T) {
 	t.Parallel()
 	rb := newRecordingBus()
-	rb.withErr = domain.Unavailable(nil, "bus down")
+	rb.stale = []error{domain.Unavailable(nil, "store down")}
+	before := time.Now()
 	runStep(t, withBus{rb}, rb)
-	assert.Equal(t, []string{"abandon"}, rb.calls, "nothing went out, so the message is tried again")
+	assert.Equal(t, []string{"complete-with"}, rb.calls, "the copy and the completion commit together; no abandon burns a delivery")
+	require.Len(t, rb.with, 1, "the failed run's outputs did not go out")
+	checkCopy(t, rb.with[0], before)
+}
+
+func TestAFailedStepSchedulesACopyBeforeTheCompletion(t *testing.T) {
+	t.Parallel()
+	rb := newRecordingBus()
+	before := time.Now()
+	runStepWith(t, rb, rb, func(context.Context, *ports.Delivered) ([]ports.Message, error) {
+		return nil, domain.Unavailable(nil, "Cosmos DB throttled")
+	})
+	assert.Equal(t, []string{"publish", "complete"}, rb.calls)
+	require.Len(t, rb.published, 1)
+	checkCopy(t, rb.published[0], before)
+}
+
+func TestAMessageWhoseCopiesAreUsedUpIsAbandoned(t *testing.T) {
+	t.Parallel()
+	rb := newRecordingBus()
+	rb.msg.ID = wire.RedeliveryID("d1:step", standalone.DefaultRetry.Attempts)
+	var told int
+	runStepWith(t, rb, rb, func(_ context.Context, m *ports.Delivered) ([]ports.Message, error) {
+		told = m.DeliveryCount
+		return nil, domain.Unavailable(nil, "still down")
+	})
+	assert.Equal(t, []string{"abandon"}, rb.calls, "left to the queue's maxDeliveryCount")
+	assert.Equal(t, 1+standalone.DefaultRetry.Attempts, told, "the step is told the copies before it as deliveries")
+}
+
+func TestAFailureOtherThanUnavailabilityIsAbandonedAtOnce(t *testing.T) {
+	t.Parallel()
+	rb := newRecordingBus()
+	runStepWith(t, rb, rb, func(context.Context, *ports.Delivered) ([]ports.Message, error) {
+		return nil, errors.New("delivery d1 not found yet")
+	})
+	assert.Equal(t, []string{"abandon"}, rb.calls, "waiting would not help; the dead-letter queue shows a failure that repeats")
+}
+
+func TestASettlementTheBusRefusesIsTriedAgain(t *testing.T) {
+	t.Parallel()
+	rb := newRecordingBus()
+	rb.failing = []error{domain.Unavailable(nil, "link detached"), domain.Unavailable(nil, "link refused")}
+	runStep(t, rb, rb)
+	assert.Equal(t, []string{"publish", "complete"}, rb.calls, "completed once the bus answered")
+	assert.Empty(t, rb.failing)
 }
 
 func TestAStepThatLostARaceRunsAgain(t *testing.T) {

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	goruntime "runtime"
@@ -18,6 +19,7 @@ import (
 	"github.com/fabrikam/dronedelivery/shared/domain"
 	"github.com/fabrikam/dronedelivery/shared/functionapp"
 	"github.com/fabrikam/dronedelivery/shared/ports"
+	"github.com/fabrikam/dronedelivery/shared/wire"
 )
 
 // Options tunes the runtime; zero values mean the defaults.
@@ -32,6 +34,54 @@ type Options struct {
 	// RateLimits are applied to every HTTP request before it is routed;
 	// the zero value limits nothing.
 	RateLimits RateLimits
+	// Retry says when a message whose step failed transiently is tried
+	// again; zero fields take DefaultRetry's.
+	Retry Backoff
+}
+
+// Backoff is when a message whose step failed because a dependency was
+// unavailable (domain.EUNAVAILABLE: Cosmos DB throttling or down, the bus
+// or the store refusing) is tried again.
+//
+// Abandoning it would have the bus deliver it again at once and count a
+// delivery each time: Service Bus increments a message's delivery count on
+// every abandon and dead-letters it when the count passes the queue's
+// maxDeliveryCount (https://learn.microsoft.com/azure/service-bus-messaging/message-transfers-locks-settlement#peeklock,
+// https://learn.microsoft.com/azure/service-bus-messaging/service-bus-dead-letter-queues#maximum-delivery-count),
+// so a Cosmos DB throttle of a few seconds would dead-letter messages that
+// would have succeeded a little later. Instead the runtime sends a copy
+// scheduled for later, as a scheduled message
+// (https://learn.microsoft.com/azure/service-bus-messaging/message-sequencing#scheduled-messages;
+// azservicebus Message.ScheduledEnqueueTime) under a new id
+// (wire.RedeliveryID), and completes the original, both in one commit on
+// the embedded backend. The copy is a first delivery to the bus; the step
+// is told the copies before it as deliveries. When the copies are used up
+// the message is abandoned and left to the queue's maxDeliveryCount. Any
+// other transient failure (a panic, a delivery not found yet) is abandoned
+// at once: waiting would not help it, and the dead-letter queue is where
+// a failure that repeats should show.
+type Backoff struct {
+	// First is the wait before the first copy; each later one waits twice
+	// as long, up to Max, plus up to a quarter more at random so that
+	// messages that failed together do not come back together.
+	First, Max time.Duration
+	// Attempts is how many copies are scheduled.
+	Attempts int
+}
+
+// DefaultRetry waits 1 s, 2 s, 4 s, … up to 30 s between ten copies: about
+// three minutes in all. The cap bounds how long after an outage ends a
+// message waits to be tried again.
+var DefaultRetry = Backoff{First: time.Second, Max: 30 * time.Second, Attempts: 10}
+
+// delay is the wait before copy n (1 for the first).
+func (b Backoff) delay(n int) time.Duration {
+	d := b.First
+	for i := 1; i < n && d < b.Max; i++ {
+		d *= 2
+	}
+	d = min(d, b.Max)
+	return d + time.Duration(rand.Int64N(int64(d)/4+1))
 }
 
 func (o Options) withDefaults() Options {
@@ -46,6 +96,15 @@ func (o Options) withDefaults() Options {
 	}
 	if o.DrainTimeout <= 0 {
 		o.DrainTimeout = 20 * time.Second
+	}
+	if o.Retry.First <= 0 {
+		o.Retry.First = DefaultRetry.First
+	}
+	if o.Retry.Max < o.Retry.First {
+		o.Retry.Max = max(DefaultRetry.Max, o.Retry.First)
+	}
+	if o.Retry.Attempts <= 0 {
+		o.Retry.Attempts = DefaultRetry.Attempts
 	}
 	return o
 }
@@ -158,7 +217,7 @@ func (s *Server) consume(ctx context.Context, name, queue string, fn functionapp
 		go func() {
 			defer workers.Done()
 			for msg := range work {
-				s.handle(runCtx, name, fn, msg)
+				s.handle(runCtx, ctx.Done(), name, fn, msg)
 			}
 		}()
 	}
@@ -211,8 +270,20 @@ func (h *held) Publish(_ context.Context, msgs ...ports.Message) error {
 // the step writes as it goes, its messages are published, then msg is
 // completed; a crash in between is repaired by the idempotent step when msg
 // comes back.
-func (s *Server) handle(ctx context.Context, name string, fn functionapp.QueueFunc, msg *ports.Delivered) {
+//
+// A step that failed transiently is tried again later (see Backoff). A
+// settlement the bus refuses for a passing reason (an outage) is tried
+// again with backoff while the message's lock may still hold, rather than
+// left to the lock's expiry: the adapter renews a Service Bus lock for
+// minutes, and the message would wait that long after the bus is back.
+// stopping ends those waits at shutdown.
+func (s *Server) handle(ctx context.Context, stopping <-chan struct{}, name string, fn functionapp.QueueFunc, msg *ports.Delivered) {
 	tx, transactional := s.bus.(ports.Transactional)
+	// A scheduled copy is a first delivery to the bus; the step is told
+	// every earlier attempt too, so that a rule such as "not found yet, try
+	// again twice" counts the copies.
+	_, copies := wire.Redelivery(msg.ID)
+	msg.DeliveryCount += copies
 	var (
 		outcome    functionapp.Outcome
 		perr, serr error
@@ -231,7 +302,7 @@ func (s *Server) handle(ctx context.Context, name string, fn functionapp.QueueFu
 			break
 		}
 		if !transactional {
-			serr = s.bus.Complete(ctx, msg)
+			serr = s.persist(ctx, stopping, func() error { return s.bus.Complete(ctx, msg) })
 			break
 		}
 		serr = uow.Commit(ctx, msg, out.msgs...)
@@ -239,23 +310,82 @@ func (s *Server) handle(ctx context.Context, name string, fn functionapp.QueueFu
 			continue
 		}
 		if serr != nil && !domain.IsCode(serr, domain.ECONFLICT) {
-			// Nothing was written, published or completed: the message goes
-			// back to be tried again, as when a publish fails.
+			// Nothing was written, published or completed: the step is
+			// tried again later, as when a publish fails.
 			s.log.WarnContext(ctx, "committing the step failed; it will be retried", "function", name, "messageId", msg.ID, "err", serr)
-			serr = s.bus.Abandon(ctx, msg)
+			serr = s.retryLater(ctx, stopping, msg, serr)
 		}
 		break
 	}
 	switch outcome {
 	case functionapp.Retry:
-		serr = s.bus.Abandon(ctx, msg)
+		serr = s.retryLater(ctx, stopping, msg, perr)
 	case functionapp.Poisonous:
-		serr = s.bus.DeadLetter(ctx, msg, "ProcessingFailed", truncate(perr.Error(), 1024))
+		serr = s.persist(ctx, stopping, func() error {
+			return s.bus.DeadLetter(ctx, msg, "ProcessingFailed", truncate(perr.Error(), 1024))
+		})
 	}
 	if serr != nil {
 		// The lock is gone or the bus failed: the message comes back and the
 		// idempotent step runs again.
 		s.log.WarnContext(ctx, "settle failed", "function", name, "messageId", msg.ID, "err", serr)
+	}
+}
+
+// retryLater schedules the next copy of msg and completes msg when cause
+// is a dependency's unavailability (see Backoff); otherwise, or once the
+// copies are used up, it abandons msg.
+func (s *Server) retryLater(ctx context.Context, stopping <-chan struct{}, msg *ports.Delivered, cause error) error {
+	_, done := wire.Redelivery(msg.ID)
+	if domain.ErrorCode(cause) != domain.EUNAVAILABLE || done >= s.opts.Retry.Attempts {
+		if done >= s.opts.Retry.Attempts {
+			s.log.ErrorContext(ctx, "message failed after its scheduled retries; it is left to the queue's maxDeliveryCount", "messageId", msg.ID, "retries", done, "err", cause)
+		} else {
+			s.log.WarnContext(ctx, "message failed; it is abandoned for redelivery", "messageId", msg.ID, "err", cause)
+		}
+		return s.persist(ctx, stopping, func() error { return s.bus.Abandon(ctx, msg) })
+	}
+	next := msg.Message
+	next.ID = wire.RedeliveryID(msg.ID, done+1)
+	next.NotBefore = time.Now().Add(s.opts.Retry.delay(done + 1))
+	if tx, ok := s.bus.(ports.Transactional); ok {
+		return s.persist(ctx, stopping, func() error { return tx.Begin().Commit(ctx, msg, next) })
+	}
+	// The copy goes out before the original is completed: a failure in
+	// between brings both back, and the idempotent step runs twice.
+	return s.persist(ctx, stopping, func() error {
+		if err := s.bus.Publish(ctx, next); err != nil {
+			return err
+		}
+		return s.bus.Complete(ctx, msg)
+	})
+}
+
+// Settlement retries: from settleFirst, doubling up to settleMax, for at
+// most settleFor; a lock lasts a minute by default, and a message held
+// longer is redelivered anyway when its lock ends.
+const (
+	settleFirst = 200 * time.Millisecond
+	settleMax   = 5 * time.Second
+	settleFor   = 2 * time.Minute
+)
+
+// persist runs a settlement until it succeeds, fails for good (a lost lock,
+// an invalid request), stopping closes or settleFor has passed.
+func (s *Server) persist(ctx context.Context, stopping <-chan struct{}, settle func() error) error {
+	wait, deadline := settleFirst, time.Now().Add(settleFor)
+	for {
+		err := settle()
+		if err == nil || domain.ErrorCode(err) != domain.EUNAVAILABLE || time.Now().Add(wait).After(deadline) {
+			return err
+		}
+		s.log.WarnContext(ctx, "settling a message failed; trying again", "retryIn", wait.String(), "err", err)
+		select {
+		case <-stopping:
+			return err
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, settleMax)
 	}
 }
 

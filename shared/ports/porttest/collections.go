@@ -140,6 +140,21 @@ func confirmationKind() kind[domain.ConfirmationBlob] {
 	}
 }
 
+// zoneKind stores no-fly zones; their version token is checked by Zones.
+func zoneKind() kind[domain.Zone] {
+	return kind[domain.Zone]{
+		name: "Zones",
+		coll: func(s ports.Store) ports.Collection[domain.Zone] { return s.Zones },
+		make: func(id string) *domain.Zone {
+			return &domain.Zone{ID: id, Kind: domain.NoFlyZone, Name: "Stadium", GeometryType: "Polygon",
+				Polygons:  []domain.Polygon{{{{-122.35, 47.60}, {-122.33, 47.60}, {-122.33, 47.62}, {-122.35, 47.60}}}},
+				ValidFrom: at, UpdatedAt: at}
+		},
+		bump:  func(z *domain.Zone) { z.Polygons = append(z.Polygons, z.Polygons[0]) },
+		count: func(z *domain.Zone) int { return len(z.Polygons) - 1 },
+	}
+}
+
 // Collections checks the document semantics of every collection of a store:
 // create, find, optimistic update with its skip and error paths, upsert,
 // and that concurrent updates lose nothing. open may return one shared
@@ -151,6 +166,7 @@ func Collections(t *testing.T, open func(t *testing.T) ports.Store) {
 	t.Run("Accounts", func(t *testing.T) { collectionTests(t, open, accountKind()) })
 	t.Run("APIKeys", func(t *testing.T) { collectionTests(t, open, apiKeyKind()) })
 	t.Run("Confirmations", func(t *testing.T) { collectionTests(t, open, confirmationKind()) })
+	t.Run("Zones", func(t *testing.T) { collectionTests(t, open, zoneKind()) })
 }
 
 func collectionTests[T any](t *testing.T, open func(t *testing.T) ports.Store, k kind[T]) {

@@ -1,0 +1,332 @@
+package e2e
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/fabrikam/dronedelivery/shared/domain"
+	"github.com/fabrikam/dronedelivery/tools/testdoubles"
+)
+
+// TestDispatchRules runs the dispatch scenario through the binary on the
+// embedded backend.
+func TestDispatchRules(t *testing.T) {
+	t.Parallel()
+	p := startServe(t, t.TempDir())
+	dispatchScenario(t, p)
+	p.stop(t)
+}
+
+// TestDispatchRulesOnAzureAdapters runs it on Cosmos DB and Service Bus,
+// through the local doubles.
+func TestDispatchRulesOnAzureAdapters(t *testing.T) {
+	t.Parallel()
+	cosmos := testdoubles.StartCosmos(t)
+	sb := testdoubles.StartServiceBus(t)
+	p := startServeEnv(t, t.TempDir(), []string{
+		"CosmosDBConnection=" + cosmos,
+		"ServiceBusConnection=" + sb.ConnectionString(),
+		fmt.Sprintf("COSMOS_DATABASE=e2e%d", time.Now().UnixNano()),
+		"COSMOS_BOOTSTRAP=true",
+	})
+	require.Contains(t, p.logs.String(), `"backend":"Cosmos DB`, "the binary opened the Azure backends")
+	dispatchScenario(t, p)
+	p.stop(t)
+}
+
+// problemOf decodes a problem document.
+func problemOf(t *testing.T, r *response) (field, detail string) {
+	t.Helper()
+	require.Equal(t, "application/problem+json", r.Header.Get("Content-Type"), string(r.Body))
+	var p struct{ Field, Detail string }
+	r.decode(t, &p)
+	return p.Field, p.Detail
+}
+
+// dispatchScenario: what no drone could ever serve is refused with the
+// field and the reason and leaves nothing behind; a quote names what
+// dispatch will do; the nearest drone that would miss the deadline is
+// passed over for a farther, faster one.
+func dispatchScenario(t *testing.T, p *proc) {
+	a := signUp(t, p.base)
+	seattle := domain.Location{Latitude: 47.6062, Longitude: -122.3321}
+	north := func(km float64) domain.Location {
+		return domain.Location{Latitude: seattle.Latitude + km/111.2, Longitude: seattle.Longitude}
+	}
+	// The nearest drone to the pickup is slow; a faster one waits 2 km south.
+	registerFleet(t, a, map[string]droneSpec{
+		"slow": {Location: north(0.05), MaxPayloadKg: 10, MaxPackageSize: "Large", RangeKm: 60, CruiseSpeedMps: 5, BatteryPercent: 100},
+		"fast": {Location: north(-2), MaxPayloadKg: 10, MaxPackageSize: "Large", RangeKm: 60, CruiseSpeedMps: 20, BatteryPercent: 100},
+	})
+
+	sydney := domain.Location{Latitude: -33.87, Longitude: 151.21}
+	refused := []struct {
+		name, field, says string
+		body              map[string]any
+	}{
+		{"50 kg", "packageInfo.weight", "more than any drone", deliveryRequest("heavy", seattle, north(1), "Small", 50)},
+		{"Sydney", "pickupLocation", "out of range", deliveryRequest("sydney", sydney, sydney, "Small", 1)},
+		{"dropoff out of range", "dropOffLocation", "out of range", deliveryRequest("far", seattle, north(40), "Small", 1)},
+	}
+	year2999 := deliveryRequest("y2999", seattle, north(1), "Small", 1)
+	year2999["deadline"] = "2999-01-01T00:00:00Z"
+	// 11 km in three minutes: even the fastest drone, at the pickup now,
+	// needs a minute to load and ten to fly.
+	tooSoon := deliveryRequest("too-soon", seattle, north(11), "Small", 1)
+	tooSoon["deadline"] = time.Now().Add(3 * time.Minute).UTC().Format(time.RFC3339)
+	refused = append(refused, struct {
+		name, field, says string
+		body              map[string]any
+	}{"deadline in 2999", "deadline", "ahead", year2999}, struct {
+		name, field, says string
+		body              map[string]any
+	}{"deadline no drone can meet", "deadline", "cannot be met", tooSoon})
+	for _, tc := range refused {
+		resp := a.call(t, "POST", "/api/deliveryrequests", tc.body)
+		require.Equal(t, http.StatusUnprocessableEntity, resp.Status, "%s: %s", tc.name, resp.Body)
+		field, detail := problemOf(t, resp)
+		assert.Equal(t, tc.field, field, tc.name)
+		assert.Contains(t, detail, tc.says, tc.name)
+		assert.Equal(t, http.StatusNotFound, a.call(t, "GET", "/api/deliveries/"+tc.body["deliveryId"].(string), nil).Status, "%s: nothing stored", tc.name)
+
+		var q struct {
+			Feasible bool
+			Reasons  []struct{ Field, Detail string }
+		}
+		qr := a.call(t, "POST", "/api/deliveryquotes", tc.body)
+		require.Equal(t, http.StatusOK, qr.Status, string(qr.Body))
+		qr.decode(t, &q)
+		assert.False(t, q.Feasible, tc.name)
+		require.Len(t, q.Reasons, 1, tc.name)
+		assert.Equal(t, tc.field, q.Reasons[0].Field, tc.name)
+	}
+
+	// 11 km north within 20 minutes: the slow drone would take 37 minutes
+	// for that leg alone, the fast one about 9.
+	body := deliveryRequest("tight", seattle, north(11), "Small", 2)
+	body["deadline"] = time.Now().Add(20 * time.Minute).UTC().Format(time.RFC3339)
+	var q struct {
+		Feasible    bool
+		PickupETA   *time.Time `json:"pickupETA"`
+		DeliveryETA *time.Time `json:"deliveryETA"`
+		DroneClass  struct {
+			CruiseSpeedMps float64 `json:"cruiseSpeedMps"`
+		} `json:"droneClass"`
+	}
+	qr := a.call(t, "POST", "/api/deliveryquotes", body)
+	require.Equal(t, http.StatusOK, qr.Status, string(qr.Body))
+	qr.decode(t, &q)
+	require.True(t, q.Feasible)
+	require.NotNil(t, q.DeliveryETA)
+	assert.Equal(t, 20.0, q.DroneClass.CruiseSpeedMps, "the quote names the fast drone's class")
+	assert.Equal(t, http.StatusNotFound, a.call(t, "GET", "/api/deliveries/tight", nil).Status, "a quote stores nothing")
+
+	resp := a.call(t, "POST", "/api/deliveryrequests", body)
+	require.Equal(t, http.StatusAccepted, resp.Status, string(resp.Body))
+	d := waitStage(t, a, "tight", domain.StageScheduled, domain.StageFailed)
+	require.Equal(t, domain.StageScheduled, d.Stage, d.FailureReason)
+	assert.Equal(t, "fast", d.DroneID)
+	checkSchedule(t, a, d)
+	var full struct {
+		PlannedRoute *domain.PlannedRoute `json:"plannedRoute"`
+		Deadline     time.Time            `json:"deadline"`
+	}
+	a.call(t, "GET", "/api/deliveries/tight", nil).decode(t, &full)
+	require.NotNil(t, full.PlannedRoute, "the route is part of the delivery")
+	assert.InDelta(t, 11, full.PlannedRoute.Dropoff.Km, 0.1)
+	assert.False(t, d.DeliveryETA.After(full.Deadline), "delivered by the deadline")
+	var slow domain.Drone
+	a.fleet(t, "GET", "/api/drones/slow", nil).decode(t, &slow)
+	assert.Equal(t, domain.DroneAvailable, slow.Status, "the nearest drone was passed over")
+
+	// A reschedule no drone could serve is refused and changes nothing.
+	patch := a.call(t, "PATCH", "/api/deliveryrequests/tight", map[string]any{"dropOffLocation": sydney})
+	require.Equal(t, http.StatusUnprocessableEntity, patch.Status, string(patch.Body))
+	field, _ := problemOf(t, patch)
+	assert.True(t, strings.HasPrefix(field, "dropOffLocation") || field == "pickupLocation", field)
+	assert.Equal(t, domain.StageScheduled, getDelivery(t, a, "tight").Stage)
+}
+
+// bookingEnv makes the booked pickup quick to test: the drone is
+// dispatched 3 s before it needs to fly, and a report at the pickup counts
+// from 10 s before the pickup time.
+var bookingEnv = []string{"DISPATCH_MARGIN=3s", "PICKUP_EARLINESS=10s"}
+
+// TestBookedPickup: a pickup booked ahead holds no drone until its
+// dispatch time and is picked up within the tolerance of its pickupTime.
+func TestBookedPickup(t *testing.T) {
+	t.Parallel()
+	p := startServeEnv(t, t.TempDir(), bookingEnv)
+	bookedPickupScenario(t, p)
+	p.stop(t)
+}
+
+// TestBookedPickupOnAzureAdapters is the same on Cosmos DB and Service Bus
+// (the dispatch time is a scheduled message), through the local doubles.
+func TestBookedPickupOnAzureAdapters(t *testing.T) {
+	t.Parallel()
+	cosmos := testdoubles.StartCosmos(t)
+	sb := testdoubles.StartServiceBus(t)
+	p := startServeEnv(t, t.TempDir(), append([]string{
+		"CosmosDBConnection=" + cosmos,
+		"ServiceBusConnection=" + sb.ConnectionString(),
+		fmt.Sprintf("COSMOS_DATABASE=e2e%d", time.Now().UnixNano()),
+		"COSMOS_BOOTSTRAP=true",
+	}, bookingEnv...))
+	require.Contains(t, p.logs.String(), `"backend":"Cosmos DB`, "the binary opened the Azure backends")
+	bookedPickupScenario(t, p)
+	p.stop(t)
+}
+
+func bookedPickupScenario(t *testing.T, p *proc) {
+	a := signUp(t, p.base)
+	pickup := domain.Location{Latitude: 47.6062, Longitude: -122.3321}
+	drop := domain.Location{Latitude: 47.6162, Longitude: -122.3321}
+	// 10 m from the pickup: the flight there is the climb and the descent,
+	// a minute.
+	registerFleet(t, a, map[string]droneSpec{
+		"courier": {Location: domain.Location{Latitude: 47.60629, Longitude: -122.3321}, MaxPayloadKg: 5, MaxPackageSize: "Large",
+			RangeKm: 30, CruiseSpeedMps: 20, BatteryPercent: 100},
+	})
+	pickupTime := time.Now().Add(75 * time.Second).UTC().Truncate(time.Second)
+	body := deliveryRequest("booked", pickup, drop, "Small", 1)
+	body["pickupTime"] = pickupTime.Format(time.RFC3339)
+	resp := a.call(t, "POST", "/api/deliveryrequests", body)
+	require.Equal(t, http.StatusAccepted, resp.Status, string(resp.Body))
+	var acc struct {
+		TrackingID string `json:"trackingId"`
+	}
+	resp.decode(t, &acc)
+
+	var booked struct {
+		Stage      domain.Stage `json:"stage"`
+		DroneID    string       `json:"droneId"`
+		DispatchAt *time.Time   `json:"dispatchAt"`
+		PickupETA  *time.Time   `json:"pickupETA"`
+	}
+	eventually(t, "the pickup to be booked", func() bool {
+		a.call(t, "GET", "/api/deliveries/booked/status", nil).decode(t, &booked)
+		return booked.DispatchAt != nil || booked.DroneID != ""
+	})
+	require.Equal(t, domain.StageScheduled, booked.Stage)
+	require.NotNil(t, booked.DispatchAt, "booked, not dispatched")
+	assert.True(t, booked.PickupETA.Equal(pickupTime), "planned pickup %s, want %s", booked.PickupETA, pickupTime)
+	assert.True(t, booked.DispatchAt.Before(pickupTime.Add(-time.Minute)), "dispatched a flight and a margin ahead: %s", booked.DispatchAt)
+	var drone domain.Drone
+	if time.Now().Before(*booked.DispatchAt) {
+		a.fleet(t, "GET", "/api/drones/courier", nil).decode(t, &drone)
+		assert.Equal(t, domain.DroneAvailable, drone.Status, "no drone held before the dispatch time")
+		assert.Empty(t, drone.CurrentDeliveryID)
+	}
+	var feed struct {
+		Notice string `json:"notice"`
+	}
+	call(t, "GET", p.base+"/api/track/"+acc.TrackingID+"/feed", nil).decode(t, &feed)
+	assert.Equal(t, "pickup at "+pickupTime.Format("15:04")+" UTC", feed.Notice)
+
+	d := waitStage(t, a, "booked", domain.StageScheduled)
+	eventually(t, "the drone to be dispatched", func() bool {
+		d = getDelivery(t, a, "booked")
+		return d.DroneID != ""
+	})
+	assert.Equal(t, "courier", d.DroneID)
+	assert.False(t, time.Now().Before(*booked.DispatchAt), "claimed no earlier than the dispatch time")
+
+	// At the pickup a minute early: the drone waits, nothing is picked up.
+	reportAt(t, a, "courier", pickup, time.Now())
+	eventually(t, "the early report to be applied", func() bool { return getDelivery(t, a, "booked").Stage == domain.StageHeadedToPickup })
+	// Still waiting at the pickup when the time comes.
+	eventually(t, "the pickup time to come", func() bool { return !time.Now().Before(pickupTime.Add(-5 * time.Second)) })
+	at := time.Now()
+	reportAt(t, a, "courier", pickup, at)
+	d = waitStage(t, a, "booked", domain.StageHeadedToDropoff)
+	var hist struct {
+		Events []domain.Event `json:"events"`
+	}
+	a.call(t, "GET", "/api/deliveries/booked/history", nil).decode(t, &hist)
+	var picked time.Time
+	for _, e := range hist.Events {
+		if e.Stage == domain.StageHeadedToDropoff {
+			picked = e.At
+		}
+	}
+	assert.WithinDuration(t, pickupTime, picked, 10*time.Second, "picked up within the tolerance of the pickup time")
+}
+
+// TestFairShare: one account's burst of 45 requests holds every drone and
+// keeps waiting; another account's delivery, waiting behind it, gets the
+// first drone that comes free.
+func TestFairShare(t *testing.T) {
+	t.Parallel()
+	p := startServe(t, t.TempDir())
+	fairShareScenario(t, p)
+	p.stop(t)
+}
+
+// TestFairShareOnAzureAdapters is the same on Cosmos DB and Service Bus.
+func TestFairShareOnAzureAdapters(t *testing.T) {
+	t.Parallel()
+	cosmos := testdoubles.StartCosmos(t)
+	sb := testdoubles.StartServiceBus(t)
+	p := startServeEnv(t, t.TempDir(), []string{
+		"CosmosDBConnection=" + cosmos,
+		"ServiceBusConnection=" + sb.ConnectionString(),
+		fmt.Sprintf("COSMOS_DATABASE=e2e%d", time.Now().UnixNano()),
+		"COSMOS_BOOTSTRAP=true",
+	})
+	require.Contains(t, p.logs.String(), `"backend":"Cosmos DB`, "the binary opened the Azure backends")
+	fairShareScenario(t, p)
+	p.stop(t)
+}
+
+func fairShareScenario(t *testing.T, p *proc) {
+	busy, patient := signUp(t, p.base), signUp(t, p.base)
+	pickup := domain.Location{Latitude: 47.6062, Longitude: -122.3321}
+	drop := domain.Location{Latitude: 47.6162, Longitude: -122.3321}
+	fleet := map[string]droneSpec{}
+	for i := range 3 {
+		fleet[fmt.Sprint("fs-", i)] = droneSpec{Location: domain.Location{Latitude: 47.6062 + 0.001*float64(i), Longitude: -122.3321},
+			MaxPayloadKg: 5, MaxPackageSize: "Large", RangeKm: 30, CruiseSpeedMps: 15, BatteryPercent: 100}
+	}
+	registerFleet(t, busy, fleet)
+
+	var burst []string
+	for i := range 45 {
+		id := fmt.Sprint("burst-", i)
+		burst = append(burst, id)
+		resp := busy.call(t, "POST", "/api/deliveryrequests", deliveryRequest(id, pickup, drop, "Small", 1))
+		require.Equal(t, http.StatusAccepted, resp.Status, string(resp.Body))
+	}
+	flying := func() []string {
+		var out []string
+		for _, id := range burst {
+			if d := getDelivery(t, busy, id); d.DroneID != "" {
+				out = append(out, id)
+			}
+		}
+		return out
+	}
+	eventually(t, "the burst to take every drone", func() bool { return len(flying()) == 3 })
+
+	resp := patient.call(t, "POST", "/api/deliveryrequests", deliveryRequest("patient-1", pickup, drop, "Small", 1))
+	require.Equal(t, http.StatusAccepted, resp.Status, string(resp.Body))
+	assert.Empty(t, getDelivery(t, patient, "patient-1").DroneID)
+
+	// One of the burst's deliveries is flown; its drone comes free.
+	done := flying()[0]
+	d := getDelivery(t, busy, done)
+	reportAt(t, busy, d.DroneID, pickup, time.Now())
+	waitStage(t, busy, done, domain.StageHeadedToDropoff)
+	reportAt(t, busy, d.DroneID, drop, time.Now().Add(time.Second))
+	waitStage(t, busy, done, domain.StageCompleted)
+
+	got := waitStage(t, patient, "patient-1", domain.StageScheduled)
+	assert.Equal(t, d.DroneID, got.DroneID, "the freed drone went to the account holding none")
+	assert.Len(t, flying(), 3, "the burst got no drone meanwhile: two flying and the one done")
+}

@@ -1,0 +1,53 @@
+package handlers_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"sync"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/fabrikam/dronedelivery/shared/domain"
+	"github.com/fabrikam/dronedelivery/shared/functionapp"
+)
+
+const square = `{"geometry":{"type":"Polygon","coordinates":[[[-122.35,47.60],[-122.33,47.60],[-122.33,47.62],[-122.35,47.62],[-122.35,47.60]]]}}`
+
+// TestZonesPerKindAreBounded: a new zone beyond the most kept of its kind
+// is refused, a replacement is not, and the other kind has room of its own.
+func TestZonesPerKindAreBounded(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ctx := context.Background()
+	// Fill the store directly: the bound is what the handler checks.
+	var wg sync.WaitGroup
+	for w := range 10 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < domain.MaxZonesPerKind; i += 10 {
+				id := fmt.Sprintf("z%04d", i)
+				z := &domain.Zone{ID: id, Kind: domain.NoFlyZone, GeometryType: "Polygon",
+					Polygons: []domain.Polygon{{{{-122.35, 47.60}, {-122.33, 47.60}, {-122.33, 47.62}, {-122.35, 47.60}}}}}
+				assert.NoError(t, f.store.Zones.Create(ctx, z.Key(), z))
+			}
+		}()
+	}
+	wg.Wait()
+	put := func(fn, id string) *functionapp.Response {
+		return f.call(fn, operatorKey, &functionapp.Request{Method: http.MethodPut, Params: map[string]string{"id": id}, Body: []byte(square)})
+	}
+	resp := put("PutNoFlyZone", "one-more")
+	require.Equal(t, http.StatusUnprocessableEntity, resp.Status, string(resp.Body))
+	assert.Contains(t, string(resp.Body), `"field":"id"`)
+	_, err := f.store.Zones.Find(ctx, domain.ZoneKey(domain.NoFlyZone, "one-more"))
+	assert.True(t, domain.IsCode(err, domain.ENOTFOUND), "nothing was stored")
+
+	resp = put("PutNoFlyZone", "z0007")
+	assert.Equal(t, http.StatusOK, resp.Status, "replacing a zone adds none: %s", resp.Body)
+	resp = put("PutServiceArea", "one-more")
+	assert.Equal(t, http.StatusCreated, resp.Status, "service areas are counted apart: %s", resp.Body)
+}

@@ -1,0 +1,97 @@
+package handlers_test
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/fabrikam/dronedelivery/shared/domain"
+	"github.com/fabrikam/dronedelivery/shared/ports"
+	"github.com/fabrikam/dronedelivery/shared/topology"
+)
+
+// releaseDelayed queues the messages drain kept aside for q as if their
+// time had come, and returns them.
+func (f *fixture) releaseDelayed(t *testing.T, q string) []ports.Message {
+	t.Helper()
+	msgs := f.delayed[q]
+	delete(f.delayed, q)
+	for _, m := range msgs {
+		m.NotBefore = time.Time{}
+		require.NoError(t, f.bus.Publish(context.Background(), m))
+	}
+	return msgs
+}
+
+// A pickup an hour ahead is booked: Scheduled with the planned times, no
+// drone held; at its dispatch time a drone is claimed and flies, and its
+// report at the pickup counts only from pickupTime − the tolerance on.
+func TestBookedPickupHoldsNoDroneUntilItsDispatchTime(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	f.putDrone(t, domain.Drone{ID: "d1", Location: at(0, 0), CruiseSpeedMps: 10})
+	pickupAt := t0.Add(time.Hour)
+	body, _ := json.Marshal(map[string]any{"deliveryId": "later", "pickupLocation": at(0.01, 0), "dropOffLocation": at(0.02, 0),
+		"pickupTime": pickupAt.Format(time.RFC3339), "packageInfo": map[string]any{"size": "Small", "weight": 1}})
+	require.Equal(t, http.StatusAccepted, f.ingest(t, body).Status)
+	f.drain(t)
+
+	d := f.delivery(t, "later")
+	assert.Equal(t, domain.StageScheduled, d.Stage)
+	assert.Empty(t, d.DroneID, "no drone reserved")
+	require.NotNil(t, d.DispatchAt)
+	flight := domain.LegDuration(domain.DistanceKm(at(0, 0), at(0.01, 0)), 10)
+	assert.Equal(t, pickupAt.Add(-flight-2*time.Minute), *d.DispatchAt, "pickupTime − flight − margin")
+	assert.Equal(t, pickupAt, *d.PickupETA)
+	assert.Equal(t, domain.DroneAvailable, f.drone(t, "d1").Status, "the drone stays Available")
+	require.Len(t, f.delayed[topology.QueueDeliveryRequests], 1)
+	assert.Equal(t, *d.DispatchAt, f.delayed[topology.QueueDeliveryRequests][0].NotBefore)
+	assert.Contains(t, d.Notifications[0].Message, "booked")
+
+	// Dispatch time.
+	f.clock.Set(*d.DispatchAt)
+	f.releaseDelayed(t, topology.QueueDeliveryRequests)
+	f.drain(t)
+	d = f.delivery(t, "later")
+	assert.Equal(t, domain.StageScheduled, d.Stage)
+	assert.Equal(t, "d1", d.DroneID)
+	require.NotNil(t, d.ScheduledAt)
+	assert.Equal(t, pickupAt, *d.PickupETA, "the drone waits for the pickup time")
+	assert.NoError(t, domain.LegalHistory(d.History))
+	assert.Equal(t, domain.DroneAssigned, f.drone(t, "d1").Status)
+
+	// The drone is at the pickup five minutes early: it waits; the pickup
+	// counts from a minute before the time.
+	f.clock.Set(pickupAt.Add(-5 * time.Minute))
+	f.report(t, "d1", at(0.01, 0), 90, pickupAt.Add(-5*time.Minute))
+	assert.Equal(t, domain.StageHeadedToPickup, f.delivery(t, "later").Stage)
+	f.report(t, "d1", at(0.01, 0), 89, pickupAt.Add(-30*time.Second))
+	d = f.delivery(t, "later")
+	assert.Equal(t, domain.StageHeadedToDropoff, d.Stage)
+	assert.Equal(t, pickupAt.Add(-30*time.Second), *d.PickedUpAt)
+}
+
+// A redelivered booking message neither books twice nor claims early.
+func TestBookingIsIdempotent(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	f.putDrone(t, domain.Drone{ID: "d1", Location: at(0, 0)})
+	body, _ := json.Marshal(map[string]any{"deliveryId": "b", "pickupLocation": at(0.01, 0), "dropOffLocation": at(0.02, 0),
+		"pickupTime": t0.Add(time.Hour).Format(time.RFC3339), "packageInfo": map[string]any{"size": "Small", "weight": 1}})
+	require.Equal(t, http.StatusAccepted, f.ingest(t, body).Status)
+	msgs := f.receive(t, topology.QueueDeliveryRequests)
+	first, err := f.h.ScheduleDrone(context.Background(), msgs[0])
+	require.NoError(t, err)
+	again, err := f.h.ScheduleDrone(context.Background(), msgs[0])
+	require.NoError(t, err)
+	d := f.delivery(t, "b")
+	assert.Len(t, d.Notifications, 1)
+	assert.Empty(t, d.DroneID)
+	require.NotEmpty(t, again)
+	assert.Equal(t, first[len(first)-1].ID, again[0].ID, "the same dispatch message, which duplicate detection drops")
+}

@@ -1,0 +1,54 @@
+package handlers
+
+import (
+	"context"
+	"iter"
+	"time"
+
+	"github.com/fabrikam/dronedelivery/shared/domain"
+	"github.com/fabrikam/dronedelivery/shared/ports"
+)
+
+// choose applies the dispatch rule (domain.Choose) to the Available drones
+// of st around req's pickup, leaving out the drones skip names. Dispatch
+// and quotes both choose through it, so a quote names the drone dispatch
+// would take at that moment. A nil plan means no drone can serve req now.
+func (h *Handlers) choose(ctx context.Context, st ports.Store, req *domain.DeliveryRequest, now time.Time, skip map[string]bool) (*domain.Plan, error) {
+	fleet, err := h.fleetSummary(ctx)
+	if err != nil {
+		return nil, err
+	}
+	air, err := h.airspace(ctx)
+	if err != nil {
+		return nil, err
+	}
+	lim := domain.ChoiceLimits{RadiusKm: h.cfg.DispatchRadiusKm, MaxSpeedMps: fleet.MaxSpeedMps(&req.PackageInfo), MaxEligible: h.cfg.MaxEligible}
+	return domain.Choose(without(st.Fleet.NearestAvailable(ctx, req.PickupLocation), skip), req, air, lim, now)
+}
+
+// without leaves the drones skip names out of candidates.
+func without(candidates iter.Seq2[*domain.Drone, float64], skip map[string]bool) iter.Seq2[*domain.Drone, float64] {
+	if len(skip) == 0 {
+		return candidates
+	}
+	return func(yield func(*domain.Drone, float64) bool) {
+		for d, km := range candidates {
+			if !skip[d.ID] && !yield(d, km) {
+				return
+			}
+		}
+	}
+}
+
+// plan is the flight of the drone assigned to d from where it is now.
+func (h *Handlers) plan(ctx context.Context, drone *domain.Drone, d *domain.Delivery, now time.Time) (domain.Plan, error) {
+	air, err := h.airspace(ctx)
+	if err != nil {
+		return domain.Plan{}, err
+	}
+	leg, err := air.Route(d.Request.PickupLocation, d.Request.DropoffLocation, now)
+	if err != nil {
+		return domain.Plan{}, err
+	}
+	return domain.PlanRoute(drone, &d.Request, air, leg, now)
+}

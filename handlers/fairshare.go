@@ -1,0 +1,227 @@
+package handlers
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"net/http"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/fabrikam/dronedelivery/shared/domain"
+	"github.com/fabrikam/dronedelivery/shared/functionapp"
+	"github.com/fabrikam/dronedelivery/shared/ports"
+	"github.com/fabrikam/dronedelivery/shared/topology"
+	"github.com/fabrikam/dronedelivery/shared/wire"
+)
+
+// waitingBoard is the queue per area of the deliveries waiting for a drone
+// (the fair-share rule, domain.Waiter), as this process knows them: every
+// delivery its dispatch found no drone for, until one is assigned or it
+// ends. Each waiting delivery's scheduled retries stay the durable record;
+// the board only decides who goes first, so a process that restarts, or
+// one that never saw a delivery wait, ranks fewer deliveries, never loses
+// one.
+type waitingBoard struct {
+	mu     sync.Mutex
+	byArea map[string]map[string]*waiter
+}
+
+// waiter is one waiting delivery.
+type waiter struct {
+	domain.Waiter
+	req           domain.DeliveryRequest
+	generation    int
+	correlationID string
+	attempt       int
+	wakes         int
+}
+
+// add puts d on the board (or updates its entry) after its attempt-th
+// retry was scheduled.
+func (b *waitingBoard) add(d *domain.Delivery, attempt int) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.byArea == nil {
+		b.byArea = map[string]map[string]*waiter{}
+	}
+	area := domain.AreaOf(d.Request.PickupLocation)
+	q := b.byArea[area]
+	if q == nil {
+		q = map[string]*waiter{}
+		b.byArea[area] = q
+	}
+	w := q[d.ID]
+	if w == nil {
+		w = &waiter{}
+		q[d.ID] = w
+	}
+	w.Waiter = domain.Waiter{DeliveryID: d.ID, OwnerID: d.OwnerID, Expedited: d.Request.Expedited, CreatedAt: d.CreatedAt}
+	w.req, w.generation, w.correlationID, w.attempt = d.Request, d.Generation, d.CorrelationID, attempt
+}
+
+// remove takes d off the board.
+func (b *waitingBoard) remove(d *domain.Delivery) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if q := b.byArea[domain.AreaOf(d.Request.PickupLocation)]; q != nil {
+		delete(q, d.ID)
+	}
+}
+
+// others returns copies of the entries of area but id's, dropping those
+// past their deadline.
+func (b *waitingBoard) others(area, id string, now time.Time) []waiter {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var out []waiter
+	for k, w := range b.byArea[area] {
+		if !now.Before(w.req.Deadline) {
+			delete(b.byArea[area], k)
+			continue
+		}
+		if k != id {
+			out = append(out, *w)
+		}
+	}
+	return out
+}
+
+// woken counts a wake of id and returns the wake's number.
+func (b *waitingBoard) woken(area, id string) int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if w := b.byArea[area][id]; w != nil {
+		w.wakes++
+		return w.wakes
+	}
+	return 0
+}
+
+// heldPage bounds the deliveries read to count an account's drones: an
+// account holding more ranks last anyway.
+const heldPage = 200
+
+// held counts the drones owner's deliveries hold in area, through the
+// owner index (one indexed read per stage of a delivery that has not
+// ended: a claimed drone is held from before the stage says Scheduled).
+func (h *Handlers) held(ctx context.Context, owner, area string) (int, error) {
+	n := 0
+	for _, s := range activeStages {
+		page, err := h.store.Deliveries.PageByOwner(ctx, ports.DeliveryFilter{OwnerID: owner, Stage: s, Limit: heldPage})
+		if err != nil {
+			return 0, fmt.Errorf("count the drones of account %s: %w", owner, err)
+		}
+		for _, d := range page.Deliveries {
+			if d.HoldsDrone() && domain.AreaOf(d.Request.PickupLocation) == area {
+				n++
+			}
+		}
+	}
+	return n, nil
+}
+
+// errOverShare says the operator's cap keeps an account from another drone
+// in the area for now.
+var errOverShare = fmt.Errorf("the account holds its share of the area's drones")
+
+// yieldTo applies the fair-share rule before d claims plan's drone: it
+// returns the waiting delivery that outranks d and could take that drone
+// instead (nil when none does), or errOverShare when the operator's cap
+// (Config.MaxAccountShare) keeps d's account from another drone there.
+func (h *Handlers) yieldTo(ctx context.Context, d *domain.Delivery, plan *domain.Plan, now time.Time) (*waiter, error) {
+	area := domain.AreaOf(d.Request.PickupLocation)
+	others := h.waiting.others(area, d.ID, now)
+	if len(others) == 0 && h.cfg.MaxAccountShare <= 0 {
+		return nil, nil
+	}
+	counts := map[string]int{}
+	count := func(owner string) (int, error) {
+		if n, ok := counts[owner]; ok {
+			return n, nil
+		}
+		n, err := h.held(ctx, owner, area)
+		counts[owner] = n
+		return n, err
+	}
+	mine, err := count(d.OwnerID)
+	if err != nil {
+		return nil, err
+	}
+	if h.cfg.MaxAccountShare > 0 {
+		fleet, err := h.fleetSummary(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if limit := int(math.Ceil(h.cfg.MaxAccountShare * float64(fleet.DronesIn(d.Request.PickupLocation)))); limit > 0 && mine >= limit {
+			return nil, errOverShare
+		}
+	}
+	me := domain.Waiter{DeliveryID: d.ID, OwnerID: d.OwnerID, Expedited: d.Request.Expedited, CreatedAt: d.CreatedAt, Held: mine}
+	for i := range others {
+		if others[i].Held, err = count(others[i].OwnerID); err != nil {
+			return nil, err
+		}
+	}
+	slices.SortFunc(others, func(a, b waiter) int {
+		if a.Outranks(b.Waiter) {
+			return -1
+		}
+		return 1
+	})
+	air, err := h.airspace(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for i := range others {
+		w := &others[i]
+		if !w.Outranks(me) {
+			break
+		}
+		leg, err := air.Route(w.req.PickupLocation, w.req.DropoffLocation, now)
+		if err != nil {
+			continue
+		}
+		if _, why := domain.PlanFor(plan.Drone, domain.DistanceKm(plan.Drone.Location, w.req.PickupLocation), &w.req, air, leg, now); why == "" {
+			return w, nil
+		}
+	}
+	return nil, nil
+}
+
+// wakeMessage asks dispatch to run for w now.
+func (h *Handlers) wakeMessage(w *waiter) ports.Message {
+	n := h.waiting.woken(domain.AreaOf(w.req.PickupLocation), w.DeliveryID)
+	return message(topology.QueueDeliveryRequests, "wake-"+strconv.Itoa(w.attempt)+"-"+strconv.Itoa(n),
+		wire.Envelope{Operation: wire.OpDelivery, DeliveryID: w.DeliveryID, CorrelationID: w.correlationID,
+			Attempt: w.attempt, Generation: w.generation, Wake: true})
+}
+
+// activeStages are the stages of a delivery that has not ended.
+var activeStages = []domain.Stage{domain.StageCreated, domain.StageScheduled, domain.StageRescheduled,
+	domain.StageHeadedToPickup, domain.StageHeadedToDropoff}
+
+// tooManyActive answers 429 when the account has Config.MaxActiveDeliveries
+// deliveries that have not ended, counted through the owner index.
+func (h *Handlers) tooManyActive(ctx context.Context, owner string) (*functionapp.Response, error) {
+	limit := h.cfg.MaxActiveDeliveries
+	if limit <= 0 {
+		return nil, nil
+	}
+	n := 0
+	for _, s := range activeStages {
+		page, err := h.store.Deliveries.PageByOwner(ctx, ports.DeliveryFilter{OwnerID: owner, Stage: s, Limit: limit})
+		if err != nil {
+			return nil, fmt.Errorf("count active deliveries: %w", err)
+		}
+		if n += len(page.Deliveries); n >= limit {
+			resp := functionapp.Problem(http.StatusTooManyRequests, "",
+				fmt.Sprintf("the account has %d deliveries that have not ended, its limit; retry once some have", limit))
+			resp.Header.Set("Retry-After", "60")
+			return resp, nil
+		}
+	}
+	return nil, nil
+}

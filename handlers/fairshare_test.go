@@ -1,0 +1,161 @@
+package handlers_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/fabrikam/dronedelivery/handlers"
+	"github.com/fabrikam/dronedelivery/shared/domain"
+	"github.com/fabrikam/dronedelivery/shared/functionapp"
+	"github.com/fabrikam/dronedelivery/shared/ports"
+	"github.com/fabrikam/dronedelivery/shared/topology"
+	"github.com/fabrikam/dronedelivery/shared/wire"
+)
+
+// playRetries queues, as if due, the delayed retries drain kept aside for
+// the given deliveries, keeps the others aside, and drains.
+func (f *fixture) playRetries(t *testing.T, ids ...string) {
+	t.Helper()
+	var keep []ports.Message
+	for _, m := range f.delayed[topology.QueueDeliveryRequests] {
+		var env wire.Envelope
+		require.NoError(t, json.Unmarshal(m.Body, &env))
+		if !contains(ids, env.DeliveryID) {
+			keep = append(keep, m)
+			continue
+		}
+		m.NotBefore = time.Time{}
+		require.NoError(t, f.bus.Publish(ctxFor(t), m))
+	}
+	f.delayed[topology.QueueDeliveryRequests] = keep
+	f.drain(t)
+}
+
+func contains(ids []string, id string) bool {
+	for _, x := range ids {
+		if x == id {
+			return true
+		}
+	}
+	return false
+}
+
+// ingestAs posts a delivery as the account with key.
+func (f *fixture) ingestAs(t *testing.T, key, id string, expedited bool) {
+	t.Helper()
+	body, _ := json.Marshal(map[string]any{"deliveryId": id, "pickupLocation": at(0.01, 0), "dropOffLocation": at(0.02, 0),
+		"expedited": expedited, "packageInfo": map[string]any{"size": "Small", "weight": 1}})
+	resp := f.call("IngestDelivery", key, &functionapp.Request{Method: "POST", Body: body})
+	require.Equal(t, http.StatusAccepted, resp.Status, string(resp.Body))
+}
+
+// complete flies a scheduled delivery's drone to the pickup and dropoff.
+func (f *fixture) complete(t *testing.T, id string) {
+	t.Helper()
+	d := f.delivery(t, id)
+	f.clock.Advance(time.Minute)
+	f.report(t, d.DroneID, d.Request.PickupLocation, 90, f.clock.Now())
+	f.clock.Advance(time.Minute)
+	f.report(t, d.DroneID, d.Request.DropoffLocation, 85, f.clock.Now())
+	require.Equal(t, domain.StageCompleted, f.delivery(t, id).Stage)
+}
+
+func (f *fixture) assigned(t *testing.T, ids ...string) []string {
+	t.Helper()
+	var out []string
+	for _, id := range ids {
+		if f.delivery(t, id).DroneAssignedAt != nil {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+// One account's burst holds both drones and keeps waiting; the other
+// account's delivery, waiting behind it, gets the first drone that frees,
+// although the burst's retries come round first.
+func TestFairShareGivesAFreedDroneToTheAccountHoldingFewest(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	_, other := f.signUp(t, `{"name":"Contoso","contactEmail":"ops@contoso.example"}`)
+	f.putDrone(t, domain.Drone{ID: "d1", Location: at(0, 0)})
+	f.putDrone(t, domain.Drone{ID: "d2", Location: at(0, 0.001)})
+	var burst []string
+	for i := range 6 {
+		id := fmt.Sprint("a", i)
+		burst = append(burst, id)
+		f.ingestAs(t, f.key, id, false)
+	}
+	f.drain(t)
+	require.Len(t, f.assigned(t, burst...), 2)
+	f.clock.Advance(time.Second)
+	f.ingestAs(t, other, "b0", false)
+	f.drain(t)
+	require.Empty(t, f.assigned(t, "b0"))
+
+	f.complete(t, f.assigned(t, burst...)[0])
+	// The burst's retries run first and find the drone free, but leave it
+	// to b0, whose account holds none.
+	f.playRetries(t, burst...)
+	assert.Equal(t, []string{"b0"}, f.assigned(t, "b0"))
+	assert.Len(t, f.assigned(t, burst...), 2, "one done, one flying: the burst got no third drone")
+}
+
+// Expedited deliveries go first; with nobody else waiting an account may
+// take every free drone.
+func TestExpeditedFirstAndWorkConserving(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	f.putDrone(t, domain.Drone{ID: "d1", Location: at(0, 0)})
+	f.ingestAs(t, f.key, "first", false)
+	f.drain(t)
+	f.ingestAs(t, f.key, "plain", false)
+	f.clock.Advance(time.Second)
+	f.ingestAs(t, f.key, "urgent", true)
+	f.drain(t)
+	require.Empty(t, f.assigned(t, "plain", "urgent"))
+	f.complete(t, "first")
+	f.playRetries(t, "plain")
+	assert.Equal(t, []string{"urgent"}, f.assigned(t, "plain", "urgent"), "the older, plain delivery leaves the drone to the expedited one")
+
+	f.complete(t, "urgent")
+	f.playRetries(t, "plain")
+	assert.Equal(t, []string{"plain"}, f.assigned(t, "plain"), "alone in the queue, it takes the drone")
+}
+
+// The operator may cap an account's share of an area's drones.
+func TestOperatorCapsAnAccountsShare(t *testing.T) {
+	t.Parallel()
+	f := newFixtureWith(t, func(d *handlers.Deps) { d.Config.MaxAccountShare = 0.5 })
+	f.putDrone(t, domain.Drone{ID: "d1", Location: at(0, 0)})
+	f.putDrone(t, domain.Drone{ID: "d2", Location: at(0, 0.001)})
+	f.ingestAs(t, f.key, "x1", false)
+	f.ingestAs(t, f.key, "x2", false)
+	f.drain(t)
+	assert.Len(t, f.assigned(t, "x1", "x2"), 1, "half of two drones")
+	assert.Equal(t, domain.DroneAvailable, f.drone(t, "d2").Status)
+}
+
+// Beyond the limit of deliveries that have not ended, ingest answers 429.
+func TestActiveDeliveriesPerAccountAreLimited(t *testing.T) {
+	t.Parallel()
+	f := newFixtureWith(t, func(d *handlers.Deps) { d.Config.MaxActiveDeliveries = 2 })
+	_, other := f.signUp(t, `{"name":"Contoso","contactEmail":"ops@contoso.example"}`)
+	f.ingestAs(t, f.key, "l1", false)
+	f.ingestAs(t, f.key, "l2", false)
+	body := requestBody("l3", at(0.01, 0), at(0.02, 0), "Small", 1)
+	resp := f.ingest(t, body)
+	require.Equal(t, http.StatusTooManyRequests, resp.Status, string(resp.Body))
+	assert.True(t, strings.Contains(string(resp.Body), "limit"))
+	assert.NotEmpty(t, resp.Header.Get("Retry-After"))
+	f.ingestAs(t, other, "o1", false)
+	require.Equal(t, http.StatusNoContent, f.biz("CancelDelivery", &functionapp.Request{Method: "DELETE", Params: map[string]string{"id": "l1"}}).Status)
+	assert.Equal(t, http.StatusAccepted, f.ingest(t, body).Status, "a cancelled delivery frees its place")
+}

@@ -1,0 +1,138 @@
+package handlers
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/fabrikam/dronedelivery/shared/domain"
+)
+
+// DefaultFleetSummaryTTL is the default Config.FleetSummaryTTL.
+const DefaultFleetSummaryTTL = 30 * time.Second
+
+// fleetSummaryPage is how many drones one read of the rebuild lists.
+const fleetSummaryPage = 1000
+
+// fleetSummary keeps what the fleet can do (domain.FleetSummary) so that
+// checking a request against it reads no drone. It is built by listing the
+// fleet once, then grows with every drone this process registers, and is
+// built again in the background once it is older than the TTL, which is
+// how drones registered or retired through another process are learnt.
+// A summary is never changed once published: a registration publishes a
+// copy, so readers take it without a lock.
+type fleetSummary struct {
+	mu       sync.Mutex
+	cur      *domain.FleetSummary
+	built    time.Time
+	building bool
+	// first makes the requests that find no summary yet wait for one
+	// listing rather than each list the fleet.
+	first sync.Mutex
+}
+
+// fleetSummary returns the current summary, building it on first use.
+func (h *Handlers) fleetSummary(ctx context.Context) (*domain.FleetSummary, error) {
+	c := &h.summary
+	c.mu.Lock()
+	cur, built, building := c.cur, c.built, c.building
+	stale := cur != nil && !building && h.clock.Now().Sub(built) > h.cfg.FleetSummaryTTL
+	if stale {
+		c.building = true
+	}
+	c.mu.Unlock()
+	if cur == nil {
+		c.first.Lock()
+		defer c.first.Unlock()
+		c.mu.Lock()
+		cur = c.cur
+		c.mu.Unlock()
+		if cur != nil {
+			return cur, nil
+		}
+		return h.rebuildFleetSummary(ctx)
+	}
+	if stale {
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			if _, err := h.rebuildFleetSummary(ctx); err != nil {
+				h.log.Warn("fleet summary rebuild failed; keeping the previous one", "err", err)
+			}
+		}()
+	}
+	return cur, nil
+}
+
+// rebuildFleetSummary lists the whole fleet into a new summary.
+func (h *Handlers) rebuildFleetSummary(ctx context.Context) (*domain.FleetSummary, error) {
+	start := h.clock.Now()
+	s := domain.NewFleetSummary()
+	after := ""
+	for {
+		page, err := h.store.Fleet.List(ctx, "", after, fleetSummaryPage)
+		if err != nil {
+			h.summary.mu.Lock()
+			h.summary.building = false
+			h.summary.mu.Unlock()
+			return nil, fmt.Errorf("summarise the fleet: %w", err)
+		}
+		for _, d := range page {
+			s.Add(d)
+		}
+		if len(page) < fleetSummaryPage {
+			break
+		}
+		after = page[len(page)-1].ID
+	}
+	c := &h.summary
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.building = false
+	if c.cur != nil && c.built.After(start) {
+		return c.cur, nil
+	}
+	c.cur, c.built = s, start
+	return s, nil
+}
+
+// noteDrone adds a registered drone to the summary at once.
+func (h *Handlers) noteDrone(d *domain.Drone) {
+	c := &h.summary
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cur == nil {
+		return // the first use lists the fleet, this drone included
+	}
+	next := c.cur.Clone()
+	next.Add(d)
+	c.cur = next
+}
+
+// airspace is the airspace in force now.
+func (h *Handlers) airspace(ctx context.Context) (domain.Airspace, error) {
+	if h.air == nil {
+		return domain.OpenAirspace{}, nil
+	}
+	a, err := h.air.Current(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read the airspace: %w", err)
+	}
+	return a, nil
+}
+
+// feasible checks req (its times filled in) against the fleet and the
+// airspace: nil, or the EUNPROCESSABLE error that says which field no
+// drone could ever serve and why.
+func (h *Handlers) feasible(ctx context.Context, req *domain.DeliveryRequest) error {
+	fleet, err := h.fleetSummary(ctx)
+	if err != nil {
+		return domain.Unavailable(err, "the fleet could not be read; retry")
+	}
+	air, err := h.airspace(ctx)
+	if err != nil {
+		return domain.Unavailable(err, "the airspace could not be read; retry")
+	}
+	return domain.Feasible(req, fleet, air, h.cfg.Feasibility, h.clock.Now())
+}

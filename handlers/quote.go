@@ -1,0 +1,86 @@
+package handlers
+
+import (
+	"context"
+	"net/http"
+	"time"
+
+	"github.com/fabrikam/dronedelivery/shared/domain"
+	"github.com/fabrikam/dronedelivery/shared/functionapp"
+	"github.com/fabrikam/dronedelivery/shared/wire"
+)
+
+// quoteView is the answer of POST /api/deliveryquotes.
+type quoteView struct {
+	// Feasible says some drone of the fleet could ever serve the request;
+	// when false, Reasons say why, as ingest's 422 would.
+	Feasible bool          `json:"feasible"`
+	Reasons  []quoteReason `json:"reasons"`
+	// The ETAs, class and route of the drone dispatch would choose now;
+	// null when none is free to serve the request now.
+	PickupETA    *time.Time           `json:"pickupETA"`
+	DeliveryETA  *time.Time           `json:"deliveryETA"`
+	DroneClass   *droneClass          `json:"droneClass"`
+	PlannedRoute *domain.PlannedRoute `json:"plannedRoute,omitempty"`
+}
+
+// quoteReason is why a request would be refused or would wait.
+type quoteReason struct {
+	Field  string `json:"field,omitempty"`
+	Detail string `json:"detail"`
+}
+
+// droneClass is what the chosen drone can do, without naming it.
+type droneClass struct {
+	MaxPackageSize domain.PackageSize `json:"maxPackageSize"`
+	MaxPayloadKg   float64            `json:"maxPayloadKg"`
+	CruiseSpeedMps float64            `json:"cruiseSpeedMps"`
+}
+
+// QuoteDelivery serves POST /api/deliveryquotes: the body of a delivery
+// request, validated as ingest validates it (400 for malformed input),
+// answered 200 with whether the fleet could serve it and, if a drone could
+// now, the ETAs of the drone dispatch would choose (the same rule through
+// the same code). It stores and claims nothing.
+func (h *Handlers) QuoteDelivery(ctx context.Context, req *functionapp.Request) *functionapp.Response {
+	acct, err := callerAccount(ctx)
+	if err != nil {
+		return h.errorResponse(ctx, err)
+	}
+	p, err := wire.ParseDeliveryRequest(req.Body)
+	if err != nil {
+		return h.errorResponse(ctx, err)
+	}
+	if p.Request.OwnerID != "" && p.Request.OwnerID != acct {
+		return h.errorResponse(ctx, domain.Forbidden("ownerId", "must be the id of the account whose API key is used, or be left out"))
+	}
+	p.SetOwner(acct)
+	now := h.clock.Now()
+	r := p.Request
+	r.Defaults(now, "quote")
+	out := quoteView{Feasible: true, Reasons: []quoteReason{}}
+	if err := h.feasible(ctx, &r); err != nil {
+		if !domain.IsCode(err, domain.EUNPROCESSABLE) {
+			return h.errorResponse(ctx, err)
+		}
+		out.Feasible = false
+		out.Reasons = append(out.Reasons, quoteReason{Field: domain.ErrorField(err), Detail: domain.ErrorMessage(err)})
+		return functionapp.JSON(http.StatusOK, out)
+	}
+	plan, err := h.choose(ctx, h.store, &r, now, nil)
+	if err != nil && !domain.IsCode(err, domain.EUNPROCESSABLE) {
+		return h.errorResponse(ctx, domain.Unavailable(err, "the fleet could not be read; retry"))
+	}
+	if plan == nil {
+		detail := "no drone is free to serve it before the deadline now; an accepted request waits for one"
+		if err != nil {
+			detail = domain.ErrorMessage(err)
+		}
+		out.Reasons = append(out.Reasons, quoteReason{Detail: detail})
+		return functionapp.JSON(http.StatusOK, out)
+	}
+	out.PickupETA, out.DeliveryETA = &plan.ETA.Pickup, &plan.ETA.Delivery
+	out.DroneClass = &droneClass{MaxPackageSize: plan.Drone.MaxPackageSize, MaxPayloadKg: plan.Drone.MaxPayloadKg, CruiseSpeedMps: plan.Drone.CruiseSpeedMps}
+	out.PlannedRoute = &plan.Route
+	return functionapp.JSON(http.StatusOK, out)
+}

@@ -1,0 +1,142 @@
+package webhook
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/sony/gobreaker/v2"
+
+	"github.com/fabrikam/dronedelivery/shared/ports"
+)
+
+// Defaults of FairOptions.
+const (
+	DefaultPerAccount     = 4
+	DefaultFailuresToOpen = 5
+	DefaultCoolDown       = 30 * time.Second
+)
+
+// maxBreakers bounds the accounts whose circuits one process remembers;
+// past it, closed circuits without failures are forgotten.
+const maxBreakers = 10000
+
+// FairOptions configure Fair. Each bound holds per process: under the
+// Functions host or on Lambda, per instance.
+type FairOptions struct {
+	// PerAccount is how many webhooks one account may have in flight at
+	// once; zero means DefaultPerAccount. The rest of the workers serve
+	// other accounts.
+	PerAccount int
+	// FailuresToOpen is how many consecutive failures open an account's
+	// circuit; zero means DefaultFailuresToOpen.
+	FailuresToOpen int
+	// CoolDown is how long an open circuit fails fast before it lets one
+	// trial through (half-open); zero means DefaultCoolDown.
+	CoolDown time.Duration
+	// BusyRetry is how long a webhook held back by PerAccount waits before
+	// it is offered again (plus up to as much again at random, so held
+	// ones do not return together); zero means DefaultTimeout, one
+	// attempt's bound, by which time a slot has most likely come free.
+	BusyRetry time.Duration
+	Log       *slog.Logger
+}
+
+// Fair wraps a ports.Webhooks so that one account's slow or dead endpoint
+// delays only that account: at most PerAccount of its webhooks are in
+// flight at once, and after FailuresToOpen consecutive failures its
+// circuit opens and its webhooks fail fast, without a connection, until a
+// trial after CoolDown succeeds. A webhook held back either way returns a
+// *ports.WebhookHeld, and the caller schedules it again: nothing is
+// dropped.
+type Fair struct {
+	next ports.Webhooks
+	o    FairOptions
+
+	mu       sync.Mutex
+	inFlight map[string]int
+	breakers map[string]*gobreaker.CircuitBreaker[struct{}]
+}
+
+// NewFair wraps next.
+func NewFair(next ports.Webhooks, o FairOptions) *Fair {
+	if o.PerAccount <= 0 {
+		o.PerAccount = DefaultPerAccount
+	}
+	if o.FailuresToOpen <= 0 {
+		o.FailuresToOpen = DefaultFailuresToOpen
+	}
+	if o.CoolDown <= 0 {
+		o.CoolDown = DefaultCoolDown
+	}
+	if o.BusyRetry <= 0 {
+		o.BusyRetry = DefaultTimeout
+	}
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
+	return &Fair{next: next, o: o, inFlight: map[string]int{}, breakers: map[string]*gobreaker.CircuitBreaker[struct{}]{}}
+}
+
+// Post sends w unless its account has its share in flight or its circuit
+// is open.
+func (f *Fair) Post(ctx context.Context, w ports.Webhook) error {
+	cb, ok := f.acquire(w.AccountID)
+	if !ok {
+		return &ports.WebhookHeld{Busy: true, RetryAfter: f.o.BusyRetry + rand.N(f.o.BusyRetry+1)}
+	}
+	defer f.release(w.AccountID)
+	_, err := cb.Execute(func() (struct{}, error) { return struct{}{}, f.next.Post(ctx, w) })
+	if errors.Is(err, gobreaker.ErrOpenState) || errors.Is(err, gobreaker.ErrTooManyRequests) {
+		return &ports.WebhookHeld{RetryAfter: f.o.CoolDown}
+	}
+	return err
+}
+
+// acquire takes one of the account's slots and returns its circuit, or
+// reports that every slot is taken.
+func (f *Fair) acquire(account string) (*gobreaker.CircuitBreaker[struct{}], bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.inFlight[account] >= f.o.PerAccount {
+		return nil, false
+	}
+	f.inFlight[account]++
+	cb := f.breakers[account]
+	if cb == nil {
+		if len(f.breakers) >= maxBreakers {
+			for k, b := range f.breakers {
+				if b.State() == gobreaker.StateClosed && b.Counts().ConsecutiveFailures == 0 && f.inFlight[k] == 0 {
+					delete(f.breakers, k)
+				}
+			}
+		}
+		cb = gobreaker.NewCircuitBreaker[struct{}](gobreaker.Settings{
+			Name:        account,
+			MaxRequests: 1,
+			Timeout:     f.o.CoolDown,
+			ReadyToTrip: func(c gobreaker.Counts) bool { return c.ConsecutiveFailures >= uint32(f.o.FailuresToOpen) },
+			// A refused address says nothing of the endpoint's health, and
+			// a cancelled context (shutdown) nothing at all.
+			IsExcluded: func(err error) bool {
+				return errors.Is(err, ports.ErrWebhookRefused) || errors.Is(err, context.Canceled)
+			},
+			OnStateChange: func(account string, from, to gobreaker.State) {
+				f.o.Log.Warn("webhook circuit "+to.String(), "accountId", account, "from", from.String())
+			},
+		})
+		f.breakers[account] = cb
+	}
+	return cb, true
+}
+
+func (f *Fair) release(account string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.inFlight[account]--; f.inFlight[account] <= 0 {
+		delete(f.inFlight, account)
+	}
+}

@@ -1,0 +1,142 @@
+package webhook_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/fabrikam/dronedelivery/shared/adapters/webhook"
+	"github.com/fabrikam/dronedelivery/shared/ports"
+)
+
+// endpoints is a ports.Webhooks double: each account's endpoint answers
+// with its err, after waiting on its gate when it has one.
+type endpoints struct {
+	mu      sync.Mutex
+	err     map[string]error
+	gate    map[string]chan struct{}
+	calls   map[string]int
+	waiting atomic.Int32
+}
+
+func newEndpoints() *endpoints {
+	return &endpoints{err: map[string]error{}, gate: map[string]chan struct{}{}, calls: map[string]int{}}
+}
+
+func (e *endpoints) Post(ctx context.Context, w ports.Webhook) error {
+	e.mu.Lock()
+	e.calls[w.AccountID]++
+	gate, err := e.gate[w.AccountID], e.err[w.AccountID]
+	e.mu.Unlock()
+	if gate != nil {
+		e.waiting.Add(1)
+		<-gate
+	}
+	return err
+}
+
+func (e *endpoints) set(account string, err error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.err[account] = err
+}
+
+func (e *endpoints) callsOf(account string) int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.calls[account]
+}
+
+func post(f *webhook.Fair, account string) error {
+	return f.Post(context.Background(), ports.Webhook{AccountID: account, URL: "https://" + account + ".example/h"})
+}
+
+func TestFairBoundsEachAccountsWebhooksInFlight(t *testing.T) {
+	t.Parallel()
+	e := newEndpoints()
+	e.gate["slow"] = make(chan struct{})
+	f := webhook.NewFair(e, webhook.FairOptions{PerAccount: 2, BusyRetry: time.Second, Log: slog.New(slog.DiscardHandler)})
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Go(func() { assert.NoError(t, post(f, "slow")) })
+	}
+	require.Eventually(t, func() bool { return e.waiting.Load() == 2 }, time.Minute, time.Millisecond)
+
+	err := post(f, "slow")
+	var held *ports.WebhookHeld
+	require.True(t, errors.As(err, &held), "%v", err)
+	assert.True(t, held.Busy, "the third of the account's webhooks waits its turn")
+	assert.GreaterOrEqual(t, held.RetryAfter, time.Second)
+	assert.LessOrEqual(t, held.RetryAfter, 2*time.Second)
+	assert.Equal(t, 2, e.callsOf("slow"), "it never reached the endpoint")
+	for i := range 5 {
+		assert.NoError(t, post(f, fmt.Sprintf("other-%d", i)), "other accounts are served meanwhile")
+	}
+
+	close(e.gate["slow"])
+	wg.Wait()
+	assert.NoError(t, post(f, "slow"), "a slot came free")
+}
+
+func TestFairOpensAnAccountsCircuitAndHalfOpensAfterTheCoolDown(t *testing.T) {
+	t.Parallel()
+	e := newEndpoints()
+	e.set("dead", errors.New("webhook answered 503"))
+	f := webhook.NewFair(e, webhook.FairOptions{FailuresToOpen: 3, CoolDown: 50 * time.Millisecond, Log: slog.New(slog.DiscardHandler)})
+	for range 3 {
+		err := post(f, "dead")
+		require.Error(t, err)
+		var held *ports.WebhookHeld
+		assert.False(t, errors.As(err, &held), "the endpoint's own answer: %v", err)
+	}
+	require.Equal(t, 3, e.callsOf("dead"))
+
+	// Open: fail fast, without reaching the endpoint.
+	err := post(f, "dead")
+	var held *ports.WebhookHeld
+	require.True(t, errors.As(err, &held), "%v", err)
+	assert.False(t, held.Busy, "an open circuit counts as a failed attempt")
+	assert.Equal(t, 50*time.Millisecond, held.RetryAfter, "tried again after the cool-down")
+	assert.Equal(t, 3, e.callsOf("dead"))
+	assert.NoError(t, post(f, "alive"), "another account's circuit is its own")
+
+	// The endpoint recovers; after the cool-down one trial goes through
+	// and closes the circuit.
+	e.set("dead", nil)
+	require.Eventually(t, func() bool { return post(f, "dead") == nil }, time.Minute, 5*time.Millisecond)
+	assert.Equal(t, 4, e.callsOf("dead"), "one trial reached the endpoint")
+	for range 5 {
+		assert.NoError(t, post(f, "dead"))
+	}
+	assert.Equal(t, 9, e.callsOf("dead"), "closed again")
+}
+
+func TestFairTripsOnlyOnTheEndpointsFailures(t *testing.T) {
+	t.Parallel()
+	e := newEndpoints()
+	f := webhook.NewFair(e, webhook.FairOptions{FailuresToOpen: 2, CoolDown: time.Hour, Log: slog.New(slog.DiscardHandler)})
+	e.set("a", fmt.Errorf("webhook to http://127.0.0.1: %w", ports.ErrWebhookRefused))
+	for range 5 {
+		assert.ErrorIs(t, post(f, "a"), ports.ErrWebhookRefused)
+	}
+	e.set("a", context.Canceled)
+	for range 5 {
+		assert.ErrorIs(t, post(f, "a"), context.Canceled)
+	}
+	assert.Equal(t, 10, e.callsOf("a"), "refusals and cancellations leave the circuit closed")
+	e.set("a", errors.New("boom"))
+	post(f, "a")
+	e.set("a", nil)
+	require.NoError(t, post(f, "a"), "a success resets the count of consecutive failures")
+	e.set("a", errors.New("boom"))
+	post(f, "a")
+	assert.Equal(t, 13, e.callsOf("a"))
+}

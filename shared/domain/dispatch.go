@@ -1,0 +1,164 @@
+package domain
+
+import (
+	"fmt"
+	"iter"
+	"time"
+)
+
+// The dispatch rule. Among the drones that can serve a request (Available,
+// able to lift the package, with the charge for drone → pickup → dropoff →
+// home base along routed legs, and delivering no later than the deadline),
+// dispatch chooses the one with the earliest delivery ETA; of drones with
+// the same ETA, the nearest to the pickup. A drone early for the pickup
+// time waits for it, so for a pickup booked ahead the fastest drone wins,
+// while for a pickup now the nearness counts too.
+//
+// Candidates are read nearest first. The walk stops when even the fastest
+// drone of the fleet able to carry the package, flying straight from the
+// next candidate's distance, could not beat the best ETA found; at the
+// search radius; or after a bounded number of eligible candidates, so a
+// choice costs a few dozen plans whatever the fleet's size.
+
+// PlannedRoute is the path a drone is planned to fly for a delivery.
+type PlannedRoute struct {
+	// Pickup runs from where the drone was when it was chosen to the
+	// pickup.
+	Pickup Route `json:"pickup"`
+	// Dropoff runs from the pickup to the dropoff.
+	Dropoff Route `json:"dropoff"`
+}
+
+// Plan is how one drone would serve a request.
+type Plan struct {
+	Drone *Drone
+	// Km is the straight-line distance from the drone to the pickup.
+	Km    float64
+	Route PlannedRoute
+	ETA   ETA
+}
+
+// RoutedETA is when a drone flying at speedMps reaches the pickup toPickupKm
+// away (waiting for pickupTime if early) and then the dropoff legKm further,
+// as ComputeETA counts handling and rounding.
+func RoutedETA(now time.Time, toPickupKm, legKm, speedMps float64, pickupTime time.Time) ETA {
+	pickup := now.Add(LegDuration(toPickupKm, speedMps))
+	if pickupTime.After(pickup) {
+		pickup = pickupTime
+	}
+	pickup = ceilSecond(pickup)
+	delivery := pickup.Add(PickupHandling + LegDuration(legKm, speedMps))
+	return ETA{Pickup: pickup, Delivery: ceilSecond(delivery)}
+}
+
+// PlanRoute plans the flight of drone d for req from where it is at now,
+// whatever its status: the routed legs and the ETA. leg is the routed
+// pickup → dropoff leg.
+func PlanRoute(d *Drone, req *DeliveryRequest, air Airspace, leg Route, now time.Time) (Plan, error) {
+	toPickup, err := air.Route(d.Location, req.PickupLocation, now)
+	if err != nil {
+		return Plan{}, err
+	}
+	return Plan{Drone: d, Km: DistanceKm(d.Location, req.PickupLocation), Route: PlannedRoute{Pickup: toPickup, Dropoff: leg},
+		ETA: RoutedETA(now, toPickup.Km, leg.Km, d.CruiseSpeedMps, req.PickupTime)}, nil
+}
+
+// PlanFor plans drone d, km from the pickup as the crow flies, for req at
+// now, with leg the routed pickup → dropoff leg. It returns the reason d
+// cannot serve req instead when it cannot (see the dispatch rule).
+func PlanFor(d *Drone, km float64, req *DeliveryRequest, air Airspace, leg Route, now time.Time) (Plan, string) {
+	if why := unfitCraft(d, req); why != "" {
+		return Plan{}, why
+	}
+	p, err := PlanRoute(d, req, air, leg, now)
+	if err != nil {
+		return Plan{}, "no route to the pickup: " + ErrorMessage(err)
+	}
+	p.Km = km
+	home, err := air.Route(req.DropoffLocation, d.HomeBase, now)
+	if err != nil {
+		return Plan{}, "no route home: " + ErrorMessage(err)
+	}
+	if need := p.Route.Pickup.Km + leg.Km + home.Km; need > d.RangeKm {
+		return Plan{}, fmt.Sprintf("mission %.1f km exceeds range %.1f km", need, d.RangeKm)
+	}
+	if p.ETA.Delivery.After(req.Deadline) {
+		return Plan{}, fmt.Sprintf("would deliver at %s, after the deadline", p.ETA.Delivery.Format(time.RFC3339))
+	}
+	return p, ""
+}
+
+// unfitCraft is Unfit without the range: whether the drone is free and
+// lifts the package.
+func unfitCraft(d *Drone, req *DeliveryRequest) string {
+	switch {
+	case d.Status != DroneAvailable || d.CurrentDeliveryID != "":
+		return fmt.Sprintf("drone is %s", d.Status)
+	case req.PackageInfo.Weight > d.MaxPayloadKg:
+		return fmt.Sprintf("payload %.2f kg exceeds %.2f kg", req.PackageInfo.Weight, d.MaxPayloadKg)
+	case req.PackageInfo.Size.Rank() > d.MaxPackageSize.Rank():
+		return fmt.Sprintf("package size %s exceeds %s", req.PackageInfo.Size, d.MaxPackageSize)
+	}
+	return ""
+}
+
+// ChoiceLimits bound the walk of Choose.
+type ChoiceLimits struct {
+	// RadiusKm: candidates farther from the pickup are not considered.
+	RadiusKm float64
+	// MaxSpeedMps is the fastest cruise speed of any drone able to lift
+	// the package (FleetSummary.MaxSpeedMps); with it the walk stops once
+	// no farther candidate can beat the best plan. 0 turns that off.
+	MaxSpeedMps float64
+	// MaxEligible ends the walk after that many eligible candidates; 0
+	// means DefaultMaxEligible.
+	MaxEligible int
+}
+
+// DefaultMaxEligible is ChoiceLimits.MaxEligible when none is set.
+const DefaultMaxEligible = 64
+
+// Choose applies the dispatch rule to candidates, which yields drones with
+// their straight-line distance from the pickup, nearest first (as
+// ports.Fleet.NearestAvailable does). It returns the chosen plan, or nil
+// when no candidate is eligible, or the airspace's error when there is no
+// route from the pickup to the dropoff at all.
+func Choose(candidates iter.Seq2[*Drone, float64], req *DeliveryRequest, air Airspace, lim ChoiceLimits, now time.Time) (*Plan, error) {
+	if air == nil {
+		air = OpenAirspace{}
+	}
+	if lim.MaxEligible <= 0 {
+		lim.MaxEligible = DefaultMaxEligible
+	}
+	leg, err := air.Route(req.PickupLocation, req.DropoffLocation, now)
+	if err != nil {
+		return nil, err
+	}
+	var best *Plan
+	eligible := 0
+	for d, km := range candidates {
+		if lim.RadiusKm > 0 && km > lim.RadiusKm {
+			break
+		}
+		if best != nil && lim.MaxSpeedMps > 0 {
+			// No route is shorter than the straight line, and no drone
+			// able to carry the package is faster than MaxSpeedMps.
+			bound := RoutedETA(now, km, leg.Km, lim.MaxSpeedMps, req.PickupTime)
+			if !bound.Delivery.Before(best.ETA.Delivery) {
+				break
+			}
+		}
+		p, why := PlanFor(d, km, req, air, leg, now)
+		if why != "" {
+			continue
+		}
+		if best == nil || p.ETA.Delivery.Before(best.ETA.Delivery) ||
+			p.ETA.Delivery.Equal(best.ETA.Delivery) && p.Km < best.Km {
+			best = &p
+		}
+		if eligible++; eligible >= lim.MaxEligible {
+			break
+		}
+	}
+	return best, nil
+}

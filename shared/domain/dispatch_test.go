@@ -1,0 +1,216 @@
+package domain_test
+
+import (
+	"fmt"
+	"iter"
+	"math"
+	"math/rand/v2"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/fabrikam/dronedelivery/shared/domain"
+	"github.com/fabrikam/dronedelivery/shared/domain/airspacetest"
+)
+
+var (
+	center = domain.Location{Latitude: 47.6062, Longitude: -122.3321}
+	now    = time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)
+)
+
+func near(dLat, dLon float64) domain.Location {
+	return domain.Location{Latitude: center.Latitude + dLat, Longitude: center.Longitude + dLon}
+}
+
+func aDrone(id string, loc domain.Location, speed float64) *domain.Drone {
+	return &domain.Drone{ID: id, Location: loc, HomeBase: loc, MaxPayloadKg: 5, MaxPackageSize: domain.SizeMedium,
+		RangeKm: 40, CruiseSpeedMps: speed, BatteryPercent: 100, Status: domain.DroneAvailable}
+}
+
+func request(pickup, drop domain.Location, weight float64, deadline time.Duration) *domain.DeliveryRequest {
+	return &domain.DeliveryRequest{PickupLocation: pickup, DropoffLocation: drop, PickupTime: now, Deadline: now.Add(deadline),
+		PackageInfo: domain.PackageInfo{Size: domain.SizeSmall, Weight: weight}}
+}
+
+func summary(drones ...*domain.Drone) *domain.FleetSummary {
+	s := domain.NewFleetSummary()
+	for _, d := range drones {
+		s.Add(d)
+	}
+	return s
+}
+
+func TestFeasibleRefusesWhatNoDroneCouldServe(t *testing.T) {
+	t.Parallel()
+	fleet := summary(aDrone("a", center, 15), aDrone("b", near(0.01, 0), 20))
+	zone := airspacetest.Circles{Zones: []airspacetest.Zone{{Name: "stadium", Center: near(0.05, 0.05), RadiusKm: 0.5}}}
+	sydney := domain.Location{Latitude: -33.87, Longitude: 151.21}
+	cases := []struct {
+		name  string
+		edit  func(r *domain.DeliveryRequest)
+		field string
+	}{
+		{"fine", func(*domain.DeliveryRequest) {}, ""},
+		{"50 kg", func(r *domain.DeliveryRequest) { r.PackageInfo.Weight = 50 }, "packageInfo.weight"},
+		{"too large", func(r *domain.DeliveryRequest) { r.PackageInfo.Size = domain.SizeLarge }, "packageInfo.size"},
+		{"pickup in Sydney", func(r *domain.DeliveryRequest) { r.PickupLocation, r.DropoffLocation = sydney, sydney }, "pickupLocation"},
+		{"dropoff 30 km away", func(r *domain.DeliveryRequest) { r.DropoffLocation = near(0.27, 0) }, "dropOffLocation"},
+		{"pickup in a zone", func(r *domain.DeliveryRequest) { r.PickupLocation = near(0.05, 0.05) }, "pickupLocation"},
+		{"dropoff in a zone", func(r *domain.DeliveryRequest) { r.DropoffLocation = near(0.05, 0.05) }, "dropOffLocation"},
+		{"pickup an hour ago", func(r *domain.DeliveryRequest) { r.PickupTime = now.Add(-time.Hour) }, "pickupTime"},
+		{"pickup a minute ago", func(r *domain.DeliveryRequest) { r.PickupTime = now.Add(-time.Minute) }, ""},
+		{"deadline in 2999", func(r *domain.DeliveryRequest) { r.Deadline = time.Date(2999, 1, 1, 0, 0, 0, 0, time.UTC) }, "deadline"},
+		{"deadline in six days", func(r *domain.DeliveryRequest) { r.Deadline = now.Add(6 * 24 * time.Hour) }, ""},
+		{"deadline too tight", func(r *domain.DeliveryRequest) { r.Deadline = now.Add(3 * time.Minute) }, "deadline"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r := request(near(0.01, 0.01), near(0.05, 0.02), 2, 2*time.Hour)
+			tc.edit(r)
+			err := domain.Feasible(r, fleet, zone, domain.FeasibilityRules{}, now)
+			if tc.field == "" {
+				require.NoError(t, err)
+				return
+			}
+			require.Error(t, err)
+			assert.Equal(t, domain.EUNPROCESSABLE, domain.ErrorCode(err), err.Error())
+			assert.Equal(t, tc.field, domain.ErrorField(err), err.Error())
+		})
+	}
+}
+
+func TestFeasibleNeedsOneDroneAbleToDoItAll(t *testing.T) {
+	t.Parallel()
+	heavy := aDrone("heavy", center, 15)
+	heavy.MaxPayloadKg, heavy.MaxPackageSize = 10, domain.SizeSmall
+	large := aDrone("large", center, 15)
+	large.MaxPayloadKg, large.MaxPackageSize = 3, domain.SizeLarge
+	r := request(near(0.01, 0), near(0.02, 0), 8, time.Hour)
+	r.PackageInfo.Size = domain.SizeLarge
+	err := domain.Feasible(r, summary(heavy, large), nil, domain.FeasibilityRules{}, now)
+	assert.Equal(t, "packageInfo", domain.ErrorField(err), "each drone does half: %v", err)
+
+	// A drone at half charge still counts its full range.
+	half := aDrone("half", center, 15)
+	half.RangeKm, half.BatteryPercent = 20, 50
+	far := request(near(0.15, 0), near(0.15, 0.01), 1, time.Hour)
+	require.NoError(t, domain.Feasible(far, summary(half), nil, domain.FeasibilityRules{}, now))
+
+	// An empty fleet refuses only by time and airspace.
+	huge := request(near(0.01, 0), near(0.02, 0), 900, time.Hour)
+	assert.NoError(t, domain.Feasible(huge, domain.NewFleetSummary(), nil, domain.FeasibilityRules{}, now))
+}
+
+// bruteForce is the dispatch rule by a walk over every drone.
+func bruteForce(drones []*domain.Drone, req *domain.DeliveryRequest, air domain.Airspace) *domain.Plan {
+	leg, err := air.Route(req.PickupLocation, req.DropoffLocation, now)
+	if err != nil {
+		return nil
+	}
+	var best *domain.Plan
+	for _, d := range drones {
+		p, why := domain.PlanFor(d, domain.DistanceKm(d.Location, req.PickupLocation), req, air, leg, now)
+		if why != "" {
+			continue
+		}
+		if best == nil || p.ETA.Delivery.Before(best.ETA.Delivery) || p.ETA.Delivery.Equal(best.ETA.Delivery) && p.Km < best.Km {
+			best = &p
+		}
+	}
+	return best
+}
+
+// nearest yields the drones nearest first, as the fleet's index does.
+func nearest(drones []*domain.Drone, at domain.Location) iter.Seq2[*domain.Drone, float64] {
+	s := slices.Clone(drones)
+	slices.SortStableFunc(s, func(a, b *domain.Drone) int {
+		return int(math.Copysign(1, domain.DistanceKm(a.Location, at)-domain.DistanceKm(b.Location, at)))
+	})
+	return func(yield func(*domain.Drone, float64) bool) {
+		for _, d := range s {
+			if !yield(d, domain.DistanceKm(d.Location, at)) {
+				return
+			}
+		}
+	}
+}
+
+// The chosen drone never delivers after the deadline, and the walk that
+// stops early picks what a walk over every drone picks.
+func TestChooseProperties(t *testing.T) {
+	t.Parallel()
+	zones := airspacetest.Circles{Zones: []airspacetest.Zone{{Name: "z", Center: near(0.02, 0.02), RadiusKm: 1}}}
+	for seed := range uint64(300) {
+		r := rand.New(rand.NewPCG(seed, 1))
+		var drones []*domain.Drone
+		for i := range 1 + r.IntN(40) {
+			d := aDrone(fmt.Sprint("d", i), near(r.Float64()*0.1-0.05, r.Float64()*0.1-0.05), float64(10+r.IntN(11)))
+			d.RangeKm = float64(10 + r.IntN(30))
+			d.MaxPayloadKg = float64(1 + r.IntN(6))
+			if r.IntN(5) == 0 {
+				d.Status = domain.DroneCharging
+			}
+			drones = append(drones, d)
+		}
+		req := request(near(r.Float64()*0.06-0.03, r.Float64()*0.06-0.03), near(r.Float64()*0.06-0.03, r.Float64()*0.06-0.03),
+			float64(r.IntN(4)), time.Duration(5+r.IntN(30))*time.Minute)
+		if r.IntN(3) == 0 {
+			req.PickupTime = now.Add(time.Duration(r.IntN(40)) * time.Minute)
+			req.Deadline = req.PickupTime.Add(time.Duration(5+r.IntN(30)) * time.Minute)
+		}
+		var air domain.Airspace = domain.OpenAirspace{}
+		if seed%2 == 1 {
+			air = zones
+		}
+		fast := 0.0
+		for _, d := range drones {
+			fast = max(fast, d.CruiseSpeedMps)
+		}
+		got, err := domain.Choose(nearest(drones, req.PickupLocation), req, air, domain.ChoiceLimits{MaxSpeedMps: fast, MaxEligible: 1000}, now)
+		require.NoError(t, err)
+		want := bruteForce(drones, req, air)
+		if want == nil {
+			assert.Nil(t, got, "seed %d", seed)
+			continue
+		}
+		require.NotNil(t, got, "seed %d", seed)
+		assert.Equal(t, want.Drone.ID, got.Drone.ID, "seed %d", seed)
+		assert.False(t, got.ETA.Delivery.After(req.Deadline), "seed %d: delivers after the deadline", seed)
+		assert.LessOrEqual(t, got.Route.Pickup.Km+got.Route.Dropoff.Km+domain.DistanceKm(req.DropoffLocation, got.Drone.HomeBase), got.Drone.RangeKm+1e-9)
+	}
+}
+
+func TestChoosePassesOverTheNearestDroneThatMissesTheDeadline(t *testing.T) {
+	t.Parallel()
+	pickup, drop := near(0, 0), near(0.1, 0)  // 11 km
+	slow := aDrone("slow", near(0.001, 0), 5) // 37 min for the leg
+	fast := aDrone("fast", near(0.02, 0), 20) // 2.2 km away, 9 min for the leg
+	req := request(pickup, drop, 1, 20*time.Minute)
+	got, err := domain.Choose(nearest([]*domain.Drone{slow, fast}, pickup), req, nil, domain.ChoiceLimits{MaxSpeedMps: 20}, now)
+	require.NoError(t, err)
+	require.NotNil(t, got)
+	assert.Equal(t, "fast", got.Drone.ID)
+
+	// With an easy deadline the slow one still loses: the fast one delivers first.
+	req.Deadline = now.Add(2 * time.Hour)
+	got, _ = domain.Choose(nearest([]*domain.Drone{slow, fast}, pickup), req, nil, domain.ChoiceLimits{MaxSpeedMps: 20}, now)
+	assert.Equal(t, "fast", got.Drone.ID)
+}
+
+func TestChooseUsesRoutedLegs(t *testing.T) {
+	t.Parallel()
+	pickup, drop := near(0, 0), near(0.04, 0)
+	zone := airspacetest.Circles{Zones: []airspacetest.Zone{{Name: "z", Center: near(0.02, 0), RadiusKm: 0.5}}}
+	d := aDrone("a", near(-0.001, 0), 15)
+	got, err := domain.Choose(nearest([]*domain.Drone{d}, pickup), request(pickup, drop, 1, time.Hour), zone, domain.ChoiceLimits{}, now)
+	require.NoError(t, err)
+	require.NotNil(t, got)
+	require.Len(t, got.Route.Dropoff.Points, 3, "the leg goes round the zone")
+	straight := domain.DistanceKm(pickup, drop)
+	assert.Greater(t, got.Route.Dropoff.Km, straight)
+	want := domain.RoutedETA(now, got.Route.Pickup.Km, got.Route.Dropoff.Km, 15, now)
+	assert.Equal(t, want, got.ETA)
+}

@@ -1,0 +1,242 @@
+package domain
+
+import (
+	"fmt"
+	"math"
+	"slices"
+	"time"
+)
+
+// Capability is what one kind of drone can do on a full charge.
+type Capability struct {
+	PayloadKg   float64
+	Size        PackageSize
+	SpeedMps    float64
+	FullRangeKm float64
+}
+
+// covers reports whether c is at least as able as o in every respect.
+func (c Capability) covers(o Capability) bool {
+	return c.PayloadKg >= o.PayloadKg && c.Size.Rank() >= o.Size.Rank() && c.SpeedMps >= o.SpeedMps && c.FullRangeKm >= o.FullRangeKm
+}
+
+// carries reports whether a drone of capability c can lift the package.
+func (c Capability) carries(p *PackageInfo) bool {
+	return p.Weight <= c.PayloadKg && p.Size.Rank() <= c.Size.Rank()
+}
+
+// FullRangeKm is how far the drone flies on a full charge: its range now,
+// scaled up from its battery level.
+func FullRangeKm(d *Drone) float64 {
+	if d.BatteryPercent > 0 && d.BatteryPercent < 100 {
+		return d.RangeKm * 100 / d.BatteryPercent
+	}
+	return d.RangeKm
+}
+
+// summaryCellDeg is the side of the cells that group home bases in a
+// FleetSummary: about 28 km north–south, so that a city's fleet is a
+// handful of cells.
+const summaryCellDeg = 0.25
+
+// FleetSummary is what the whole fleet can do, kept small enough to check
+// every request against it: the drones' home bases grouped into cells, and
+// in each cell the capabilities no other drone of the cell outdoes (the
+// Pareto front over payload, size, speed and full range). It answers
+// whether any drone could ever serve a request without reading the fleet,
+// and errs only towards accepting: a cell's bases count as its bounding
+// box, and a drone's capability as its cell's best that covers it.
+//
+// A summary only grows (Add); a drone removed or made less able stays
+// counted until the summary is built again.
+type FleetSummary struct {
+	cells  map[[2]int32]*summaryCell
+	drones int
+}
+
+type summaryCell struct {
+	drones                         int
+	minLat, maxLat, minLon, maxLon float64
+	caps                           []Capability
+}
+
+// NewFleetSummary returns an empty summary.
+func NewFleetSummary() *FleetSummary { return &FleetSummary{cells: map[[2]int32]*summaryCell{}} }
+
+// Drones is how many drones were added.
+func (s *FleetSummary) Drones() int { return s.drones }
+
+// Add counts drone d (any status: a drone busy now may serve later).
+func (s *FleetSummary) Add(d *Drone) {
+	s.drones++
+	b := d.HomeBase
+	k := cellOf(b)
+	c := s.cells[k]
+	if c == nil {
+		c = &summaryCell{minLat: b.Latitude, maxLat: b.Latitude, minLon: b.Longitude, maxLon: b.Longitude}
+		s.cells[k] = c
+	}
+	c.drones++
+	c.minLat, c.maxLat = min(c.minLat, b.Latitude), max(c.maxLat, b.Latitude)
+	c.minLon, c.maxLon = min(c.minLon, b.Longitude), max(c.maxLon, b.Longitude)
+	cp := Capability{PayloadKg: d.MaxPayloadKg, Size: d.MaxPackageSize, SpeedMps: d.CruiseSpeedMps, FullRangeKm: FullRangeKm(d)}
+	for _, o := range c.caps {
+		if o.covers(cp) {
+			return
+		}
+	}
+	c.caps = slices.DeleteFunc(c.caps, func(o Capability) bool { return cp.covers(o) })
+	c.caps = append(c.caps, cp)
+}
+
+// MaxSpeedMps is the fastest cruise speed of a drone that can lift p, or 0
+// when none can.
+func (s *FleetSummary) MaxSpeedMps(p *PackageInfo) float64 {
+	best := 0.0
+	for _, c := range s.cells {
+		for _, cp := range c.caps {
+			if cp.carries(p) {
+				best = max(best, cp.SpeedMps)
+			}
+		}
+	}
+	return best
+}
+
+// nearestKm is a lower bound of the distance from loc to any base of the
+// cell: the distance to the nearest point of the bases' bounding box.
+func (c *summaryCell) nearestKm(loc Location) float64 {
+	p := Location{Latitude: min(max(loc.Latitude, c.minLat), c.maxLat), Longitude: min(max(loc.Longitude, c.minLon), c.maxLon)}
+	return DistanceKm(p, loc)
+}
+
+// FeasibilityRules bound what is accepted besides what the fleet can do.
+type FeasibilityRules struct {
+	// PickupTolerance is how far in the past a pickupTime may be (a client's
+	// clock, the time the request took to arrive).
+	PickupTolerance time.Duration
+	// MaxHorizon is how far ahead of now a deadline may be.
+	MaxHorizon time.Duration
+}
+
+// Defaults of FeasibilityRules.
+const (
+	DefaultPickupTolerance = 5 * time.Minute
+	DefaultMaxHorizon      = 7 * 24 * time.Hour
+)
+
+// WithDefaults fills zero fields.
+func (r FeasibilityRules) WithDefaults() FeasibilityRules {
+	if r.PickupTolerance <= 0 {
+		r.PickupTolerance = DefaultPickupTolerance
+	}
+	if r.MaxHorizon <= 0 {
+		r.MaxHorizon = DefaultMaxHorizon
+	}
+	return r
+}
+
+// Feasible returns nil when some drone of the fleet could ever serve req
+// (with its times filled in), and otherwise an EUNPROCESSABLE *Error that
+// names the field at fault and says why. The checks, in order:
+//   - pickupTime no further in the past than rules.PickupTolerance, and
+//     deadline within rules.MaxHorizon of now;
+//   - the pickup and the dropoff admitted by the airspace at pickupTime;
+//   - some drone lifting the package's weight and size;
+//   - of those, some drone whose full-charge range covers home base →
+//     pickup → dropoff → home base (the pickup → dropoff leg routed around
+//     no-fly zones, the legs from and to the base as the crow flies, which
+//     only makes the check more lenient);
+//   - of those, some drone fast enough to deliver before the deadline if
+//     it were at the pickup at max(now, pickupTime).
+//
+// An empty fleet says nothing of what the service will fly, so only the
+// times and the airspace are checked against it.
+func Feasible(req *DeliveryRequest, fleet *FleetSummary, air Airspace, rules FeasibilityRules, now time.Time) error {
+	rules = rules.WithDefaults()
+	if req.PickupTime.Before(now.Add(-rules.PickupTolerance)) {
+		return Unprocessable("pickupTime", "is more than %s in the past", rules.PickupTolerance)
+	}
+	if req.Deadline.After(now.Add(rules.MaxHorizon)) {
+		return Unprocessable("deadline", "is more than %s ahead; deliveries are accepted up to %s in advance", rules.MaxHorizon, now.Add(rules.MaxHorizon).UTC().Format(time.RFC3339))
+	}
+	if air == nil {
+		air = OpenAirspace{}
+	}
+	if err := air.Admit("pickupLocation", req.PickupLocation, req.PickupTime); err != nil {
+		return err
+	}
+	if err := air.Admit("dropOffLocation", req.DropoffLocation, req.PickupTime); err != nil {
+		return err
+	}
+	leg, err := air.Route(req.PickupLocation, req.DropoffLocation, req.PickupTime)
+	if err != nil {
+		return err
+	}
+	if fleet == nil || fleet.drones == 0 {
+		return nil
+	}
+
+	p := &req.PackageInfo
+	lifts, weighs, sized := false, false, false
+	minMissionKm, minPickupKm, maxRangeKm := math.Inf(1), math.Inf(1), 0.0
+	reach := false
+	start := req.PickupTime
+	if start.Before(now) {
+		start = now
+	}
+	earliest := time.Time{}
+	for _, c := range fleet.cells {
+		toPickup, fromDropoff := c.nearestKm(req.PickupLocation), c.nearestKm(req.DropoffLocation)
+		mission := toPickup + leg.Km + fromDropoff
+		for _, cp := range c.caps {
+			weighs = weighs || p.Weight <= cp.PayloadKg
+			sized = sized || p.Size.Rank() <= cp.Size.Rank()
+			if !cp.carries(p) {
+				continue
+			}
+			lifts = true
+			minPickupKm, minMissionKm, maxRangeKm = min(minPickupKm, toPickup), min(minMissionKm, mission), max(maxRangeKm, cp.FullRangeKm)
+			if mission > cp.FullRangeKm {
+				continue
+			}
+			reach = true
+			at := start.Add(PickupHandling + LegDuration(leg.Km, cp.SpeedMps))
+			if earliest.IsZero() || at.Before(earliest) {
+				earliest = at
+			}
+		}
+	}
+	switch {
+	case !weighs:
+		return Unprocessable("packageInfo.weight", "%.2f kg is more than any drone of the fleet can carry", p.Weight)
+	case !sized:
+		return Unprocessable("packageInfo.size", "no drone of the fleet carries a %s package", p.Size)
+	case !lifts:
+		return Unprocessable("packageInfo", "no drone of the fleet carries a %s package of %.2f kg", p.Size, p.Weight)
+	case !reach:
+		if 2*minPickupKm > maxRangeKm {
+			return Unprocessable("pickupLocation", "is out of range: %.1f km from the nearest base of a drone that can carry the package, and none flies more than %.1f km on a full charge", minPickupKm, maxRangeKm)
+		}
+		return Unprocessable("dropOffLocation", "is out of range: base → pickup → dropoff → base is at least %.1f km for every drone that can carry the package, more than it flies on a full charge", minMissionKm)
+	case earliest.After(req.Deadline):
+		return Unprocessable("deadline", "cannot be met: even the fastest drone able to carry the package would deliver at %s at the earliest", ceilSecond(earliest).Format(time.RFC3339))
+	}
+	return nil
+}
+
+// String describes a capability, for logs and quotes.
+func (c Capability) String() string {
+	return fmt.Sprintf("%s/%.0fkg/%.0fm/s/%.0fkm", c.Size, c.PayloadKg, c.SpeedMps, c.FullRangeKm)
+}
+
+// Clone returns a copy that Add does not change the original through.
+func (s *FleetSummary) Clone() *FleetSummary {
+	c := &FleetSummary{cells: make(map[[2]int32]*summaryCell, len(s.cells)), drones: s.drones}
+	for k, v := range s.cells {
+		cell := *v
+		cell.caps = slices.Clone(v.caps)
+		c.cells[k] = &cell
+	}
+	return c
+}
