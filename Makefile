@@ -90,8 +90,8 @@ bench-go:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 1x .
 
 # Each decoder of hostile input in turn: the delivery request (and its
-# reschedule and telemetry siblings), the queue messages, and the Functions
-# host's invocations. A failure leaves the input in the package's
+# reschedule and telemetry siblings), the queue messages, the query string,
+# and the Functions host's invocations. A failure leaves the input in the package's
 # testdata/fuzz, where it runs with the unit tests from then on.
 FUZZTIME ?= 60s
 FUZZ_TARGETS := \
@@ -102,6 +102,7 @@ FUZZ_TARGETS := \
 	./shared/wire:FuzzParseEnvelope \
 	./shared/wire:FuzzParseSignUp \
 	./shared/wire:FuzzParseZone \
+	./shared/functionapp:FuzzParseQuery \
 	./shared/functionapp/host:FuzzDecodeHTTPInvocation \
 	./shared/functionapp/host:FuzzDecodeQueueInvocation
 

@@ -262,6 +262,9 @@ func TestHostileRequests(t *testing.T) {
 		{name: "an SQL-injection deliveryId", method: "POST", path: "/api/deliveryrequests", key: a.key, body: good(set("deliveryId", "x'; DROP TABLE documents;--")), status: 400, field: "deliveryId"},
 		{name: "a 129-character deliveryId", method: "POST", path: "/api/deliveryrequests", key: a.key, body: good(set("deliveryId", strings.Repeat("d", 129))), status: 400, field: "deliveryId"},
 		{name: "an empty deliveryId", method: "POST", path: "/api/deliveryrequests", key: a.key, body: good(set("deliveryId", "")), status: 400, field: "deliveryId"},
+		{name: "a deliveryId of .", method: "POST", path: "/api/deliveryrequests", key: a.key, body: good(set("deliveryId", ".")), status: 400, field: "deliveryId"},
+		{name: "a deliveryId of ..", method: "POST", path: "/api/deliveryrequests", key: a.key, body: good(set("deliveryId", "..")), status: 400, field: "deliveryId"},
+		{name: "a packageId of ..", method: "POST", path: "/api/deliveryrequests", key: a.key, body: good(pkg("packageId", "..")), status: 400, field: "packageInfo.packageId"},
 		{name: "a NoSQL operator as packageId", method: "POST", path: "/api/deliveryrequests", key: a.key, body: good(pkg("packageId", map[string]any{"$ne": nil})), status: 400, field: "packageInfo.packageId"},
 		{name: "a script tag as packageId", method: "POST", path: "/api/deliveryrequests", key: a.key, body: good(pkg("packageId", "<script>alert(1)</script>")), status: 400, field: "packageInfo.packageId"},
 		{name: "a NUL in the tag", method: "POST", path: "/api/deliveryrequests", key: a.key, body: good(pkg("tag", "a\x00b")), status: 400, field: "packageInfo.tag"},
@@ -302,6 +305,11 @@ func TestHostileRequests(t *testing.T) {
 		{name: "TRACE on a delivery", method: "TRACE", path: "/api/deliveries/a-1", key: a.key, status: 405},
 		{name: "an unknown route", method: "GET", path: "/api/admin", key: a.key, status: 404},
 		{name: "outside the route prefix", method: "GET", path: "/deliveries/a-1", key: a.key, status: 404},
+		{name: "a doubled slash in an unrouted path", method: "GET", path: "/api//admin", key: a.key, status: 404},
+		{name: "a dot segment in an unrouted path", method: "GET", path: "/api/./admin", key: a.key, status: 404},
+		{name: "a dot-dot path onto sign-up", method: "GET", path: "/api/deliveries/../accounts", status: 404},
+		{name: "a dot-dot path onto a delivery", method: "GET", path: "/api/x/../deliveries/a-1", key: a.key, status: 404},
+		{name: "a drone id of an encoded dot-dot", method: "PUT", path: "/api/drones/%2E%2E", key: op, body: drone, status: 404},
 		{name: "an encoded slash in an id", method: "GET", path: "/api/deliveries/a%2F1", key: a.key, status: 400, field: "id"},
 		{name: "a NUL in an id", method: "GET", path: "/api/deliveries/a-1%00", key: a.key, status: 400, field: "id"},
 		{name: "an injection string as an id", method: "GET", path: "/api/deliveries/1%27%20OR%20%271%27%3D%271", key: a.key, status: 400, field: "id"},
@@ -310,6 +318,16 @@ func TestHostileRequests(t *testing.T) {
 
 		// Queries.
 		{name: "limit not a number", method: "GET", path: "/api/drones?limit=abc", key: op, status: 400, field: "limit"},
+		{name: "limit that does not decode", method: "GET", path: "/api/drones?limit=%zz", key: op, status: 400, field: "limit"},
+		{name: "limit given twice", method: "GET", path: "/api/drones?limit=5&limit=abc", key: op, status: 400, field: "limit"},
+		{name: "limit empty", method: "GET", path: "/api/drones?limit=", key: op, status: 400, field: "limit"},
+		{name: "limit with a plus sign", method: "GET", path: "/api/drones?limit=%2B5", key: op, status: 400, field: "limit"},
+		{name: "a misspelt drone filter", method: "GET", path: "/api/drones?stauts=Available", key: op, status: 400, field: "stauts"},
+		{name: "month empty", method: "GET", path: "/api/deliveries/summary?month=", key: a.key, status: 400, field: "month"},
+		{name: "a year with a leading zero", method: "GET", path: "/api/deliveries/summary?year=02026", key: a.key, status: 400, field: "year"},
+		{name: "parameters joined by a semicolon", method: "GET", path: "/api/deliveries/summary?year=2026;month=5", key: a.key, status: 400, field: "year"},
+		{name: "a misspelt utilization filter", method: "GET", path: "/api/dronedeliveries/utilization?mnth=5", key: a.key, status: 400, field: "mnth"},
+		{name: "a listing limit that does not decode", method: "GET", path: "/api/deliveries?limit=%zz", key: a.key, status: 400, field: "limit"},
 		{name: "limit too large", method: "GET", path: "/api/drones?limit=1000000", key: op, status: 400, field: "limit"},
 		{name: "limit beyond int64", method: "GET", path: "/api/drones?limit=99999999999999999999999", key: op, status: 400, field: "limit"},
 		{name: "unknown drone status", method: "GET", path: "/api/drones?status=Flying", key: op, status: 400, field: "status"},
@@ -458,6 +476,8 @@ func TestHostileRequests(t *testing.T) {
 		}
 		assert.Less(t, resp.StatusCode, 500, c.name)
 		assert.Equal(t, "application/problem+json", resp.Header.Get("Content-Type"), c.name)
+		assert.Equal(t, "nosniff", resp.Header.Get("X-Content-Type-Options"), c.name)
+		assert.Equal(t, "no-store", resp.Header.Get("Cache-Control"), c.name)
 		var prob functionapp.ProblemDetails
 		if assert.NoError(t, json.Unmarshal(body, &prob), "%s: %s", c.name, body) {
 			assert.Equal(t, c.status, prob.Status, c.name)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/fabrikam/dronedelivery/shared/domain"
 	"github.com/fabrikam/dronedelivery/shared/functionapp"
+	"github.com/fabrikam/dronedelivery/shared/wire"
 )
 
 // maxSummarised bounds the deliveries one summary reads.
@@ -25,6 +26,9 @@ func month(ctx context.Context, q map[string][]string, now time.Time) (owner str
 		}
 		return ""
 	}
+	if err = wire.CheckQuery(q, "ownerId", "year", "month"); err != nil {
+		return "", from, to, err
+	}
 	if owner, err = callerAccount(ctx); err != nil {
 		return "", from, to, err
 	}
@@ -38,12 +42,12 @@ func month(ctx context.Context, q map[string][]string, now time.Time) (owner str
 	}
 	year, mon := now.Year(), int(now.Month())
 	if s := get("year"); s != "" {
-		if year, err = strconv.Atoi(s); err != nil || year < 2000 || year > 9999 {
+		if year, err = strconv.Atoi(s); err != nil || year < 2000 || year > 9999 || strconv.Itoa(year) != s {
 			return "", from, to, domain.Invalid("year", "must be a year from 2000 to 9999")
 		}
 	}
 	if s := get("month"); s != "" {
-		if mon, err = strconv.Atoi(s); err != nil || mon < 1 || mon > 12 {
+		if mon, err = strconv.Atoi(s); err != nil || mon < 1 || mon > 12 || (strconv.Itoa(mon) != s && "0"+strconv.Itoa(mon) != s) {
 			return "", from, to, domain.Invalid("month", "must be from 1 to 12")
 		}
 	}

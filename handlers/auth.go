@@ -40,6 +40,15 @@ type principal struct {
 	operator  bool
 }
 
+// rateKey names whom a rate limiter charges this principal's requests to:
+// each API key on its own, the operator as one.
+func (p principal) rateKey() string {
+	if p.operator {
+		return "operator"
+	}
+	return "key:" + p.keyPrefix
+}
+
 type principalKey struct{}
 
 func withPrincipal(ctx context.Context, p principal) context.Context {
@@ -82,6 +91,7 @@ func (h *Handlers) guard(a access, fn functionapp.HTTPFunc) functionapp.HTTPFunc
 				return h.errorResponse(ctx, domain.Forbidden("Authorization", "is a business's API key; this endpoint needs the operator key"))
 			}
 			ctx = withPrincipal(ctx, p)
+			functionapp.NoteAuthenticated(ctx, p.rateKey())
 			if p.accountID != "" {
 				ctx = logctx.With(ctx, "accountId", p.accountID)
 			}

@@ -75,6 +75,9 @@ type droneList struct {
 
 // ListDrones serves GET /api/drones?status=&after=&limit=, ordered by id.
 func (h *Handlers) ListDrones(ctx context.Context, req *functionapp.Request) *functionapp.Response {
+	if err := wire.CheckQuery(req.Query, "status", "after", "limit"); err != nil {
+		return h.errorResponse(ctx, err)
+	}
 	status := domain.DroneStatus(req.Query.Get("status"))
 	switch status {
 	case "", domain.DroneAvailable, domain.DroneAssigned, domain.DroneInFlight, domain.DroneCharging, domain.DroneMaintenance:
@@ -84,7 +87,7 @@ func (h *Handlers) ListDrones(ctx context.Context, req *functionapp.Request) *fu
 	limit := 100
 	if s := req.Query.Get("limit"); s != "" {
 		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 || n > 1000 {
+		if err != nil || n < 1 || n > 1000 || strconv.Itoa(n) != s {
 			return h.errorResponse(ctx, domain.Invalid("limit", "must be an integer from 1 to 1000"))
 		}
 		limit = n

@@ -94,7 +94,18 @@ type Config struct {
 	// MaxActiveDeliveries is how many deliveries that have not ended an
 	// account may have; ingest answers 429 beyond it. 0 means no limit.
 	MaxActiveDeliveries int
+	// TrackingLinkLifetime is how long after a delivery ends (Completed,
+	// Cancelled or Failed) its tracking link keeps answering; after that
+	// the page and feed answer 410 Gone. Zero means
+	// DefaultTrackingLinkLifetime; negative keeps links forever.
+	TrackingLinkLifetime time.Duration
 }
+
+// DefaultTrackingLinkLifetime is how long a finished delivery stays
+// trackable: long enough for a customer to look back at a delivery, short
+// enough that a link forwarded or left in an inbox does not show where
+// someone lives for ever.
+const DefaultTrackingLinkLifetime = 30 * 24 * time.Hour
 
 // DefaultKeyCacheTTL is the default Config.KeyCacheTTL.
 const DefaultKeyCacheTTL = 30 * time.Second
@@ -132,6 +143,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.FleetSummaryTTL <= 0 {
 		c.FleetSummaryTTL = DefaultFleetSummaryTTL
+	}
+	if c.TrackingLinkLifetime == 0 {
+		c.TrackingLinkLifetime = DefaultTrackingLinkLifetime
 	}
 	return c
 }

@@ -4,7 +4,9 @@ import (
 	"context"
 	"crypto/subtle"
 	_ "embed"
+	"errors"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -20,8 +22,50 @@ var trackPage []byte
 // random part is compared in constant time.
 func trackingID(random, deliveryID string) string { return random + "." + deliveryID }
 
-// findTracked returns the delivery a tracking id names, or ENOTFOUND for an
-// id that is unknown or wrong in any way.
+// errLinkExpired marks a tracking link past its lifetime.
+var errLinkExpired = errors.New("tracking link expired")
+
+// trackingError answers a failed findTracked: 410 for an expired link, so
+// the customer learns the link is over rather than wrong.
+func (h *Handlers) trackingError(ctx context.Context, err error) *functionapp.Response {
+	if errors.Is(err, errLinkExpired) {
+		return functionapp.Problem(http.StatusGone, "trackingId",
+			"has expired: tracking links end "+lifetimeText(h.cfg.TrackingLinkLifetime)+" after their delivery does")
+	}
+	return h.errorResponse(ctx, err)
+}
+
+// lifetimeText says a link lifetime in the largest whole unit.
+func lifetimeText(d time.Duration) string {
+	switch {
+	case d >= 24*time.Hour && d%(24*time.Hour) == 0:
+		return strconv.Itoa(int(d/(24*time.Hour))) + " days"
+	default:
+		return d.String()
+	}
+}
+
+// endedAt reports when a finished delivery ended; ok is false while it runs.
+func endedAt(d *domain.Delivery) (at time.Time, ok bool) {
+	switch {
+	case !d.Stage.Terminal():
+		return time.Time{}, false
+	case d.Stage == domain.StageCompleted && d.CompletedAt != nil:
+		return *d.CompletedAt, true
+	case d.Stage == domain.StageCancelled && d.CancelledAt != nil:
+		return *d.CancelledAt, true
+	}
+	for i := len(d.History) - 1; i >= 0; i-- {
+		if e := d.History[i]; e.Kind == "" && e.Stage == d.Stage {
+			return e.At, true
+		}
+	}
+	return d.UpdatedAt, true
+}
+
+// findTracked returns the delivery a tracking id names, ENOTFOUND for an
+// id that is unknown or wrong in any way, or errLinkExpired for the link of
+// a delivery that ended more than the link lifetime ago.
 func (h *Handlers) findTracked(ctx context.Context, tid string) (*domain.Delivery, error) {
 	notFound := domain.Errorf(domain.ENOTFOUND, "tracking id not found")
 	_, deliveryID, ok := strings.Cut(tid, ".")
@@ -38,6 +82,11 @@ func (h *Handlers) findTracked(ctx context.Context, tid string) (*domain.Deliver
 	if subtle.ConstantTimeCompare([]byte(d.TrackingID), []byte(tid)) != 1 {
 		return nil, notFound
 	}
+	if life := h.cfg.TrackingLinkLifetime; life > 0 {
+		if ended, ok := endedAt(d); ok && h.clock.Now().Sub(ended) > life {
+			return nil, errLinkExpired
+		}
+	}
 	return d, nil
 }
 
@@ -45,14 +94,17 @@ func (h *Handlers) findTracked(ctx context.Context, tid string) (*domain.Deliver
 // tracking page, a self-contained HTML file that polls the feed.
 func (h *Handlers) TrackPage(ctx context.Context, req *functionapp.Request) *functionapp.Response {
 	if _, err := h.findTracked(ctx, req.Params["trackingId"]); err != nil {
-		return h.errorResponse(ctx, err)
+		return h.trackingError(ctx, err)
 	}
 	return &functionapp.Response{Status: http.StatusOK, Body: trackPage, Header: http.Header{
 		"Content-Type":            {"text/html; charset=utf-8"},
 		"Cache-Control":           {"no-store"},
-		"Content-Security-Policy": {"default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:; connect-src 'self'"},
-		"Referrer-Policy":         {"no-referrer"},
-		"X-Content-Type-Options":  {"nosniff"},
+		"Content-Security-Policy": {"default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"},
+		// frame-ancestors is what current browsers obey; X-Frame-Options
+		// keeps older ones from framing the page too.
+		"X-Frame-Options":        {"DENY"},
+		"Referrer-Policy":        {"no-referrer"},
+		"X-Content-Type-Options": {"nosniff"},
 	}}
 }
 
@@ -105,7 +157,7 @@ type trackFeed struct {
 func (h *Handlers) TrackFeed(ctx context.Context, req *functionapp.Request) *functionapp.Response {
 	d, err := h.findTracked(ctx, req.Params["trackingId"])
 	if err != nil {
-		return h.errorResponse(ctx, err)
+		return h.trackingError(ctx, err)
 	}
 	f := trackFeed{
 		TrackingID: d.TrackingID, Stage: d.Stage,

@@ -577,3 +577,37 @@ func TestDroneMeasurementsAreRounded(t *testing.T) {
 	assert.Equal(t, 37.783, put.RangeKm)
 	assert.Equal(t, 90.0, put.BatteryPercent)
 }
+
+func TestTrackingLinkExpiresAfterTheDeliveryEnds(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	f.putDrone(t, domain.Drone{ID: "ex", Location: at(0.001, 0)})
+	resp := f.ingest(t, requestBody("expiring", at(0, 0), at(0.01, 0), "Small", 1))
+	var acc struct{ TrackingID string }
+	require.NoError(t, json.Unmarshal(resp.Body, &acc))
+	f.drain(t)
+	get := func(name string) *functionapp.Response {
+		return f.call(name, "", &functionapp.Request{Method: "GET", Params: map[string]string{"trackingId": acc.TrackingID}})
+	}
+	// A running delivery's link never expires, however old the delivery.
+	f.clock.Advance(2 * handlers.DefaultTrackingLinkLifetime)
+	require.Equal(t, http.StatusOK, get("TrackFeed").Status)
+
+	require.Equal(t, http.StatusNoContent, f.cancel(t, "expiring").Status)
+	f.drain(t)
+	require.Equal(t, domain.StageCancelled, f.delivery(t, "expiring").Stage)
+	f.clock.Advance(handlers.DefaultTrackingLinkLifetime - time.Minute)
+	assert.Equal(t, http.StatusOK, get("TrackFeed").Status, "still within its lifetime")
+	assert.Equal(t, http.StatusOK, get("TrackPage").Status, "still within its lifetime")
+
+	f.clock.Advance(2 * time.Minute)
+	for _, name := range []string{"TrackFeed", "TrackPage"} {
+		resp := get(name)
+		assert.Equal(t, http.StatusGone, resp.Status, name)
+		assert.Equal(t, "application/problem+json", resp.Header.Get("Content-Type"), name)
+		var p functionapp.ProblemDetails
+		require.NoError(t, json.Unmarshal(resp.Body, &p))
+		assert.Equal(t, "trackingId", p.Field)
+		assert.Contains(t, p.Detail, "30 days")
+	}
+}

@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"path/filepath"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
@@ -71,8 +70,8 @@ func Open(ctx context.Context, cfg *config.Config, opts Options) (*Backend, erro
 
 // OpenEmbedded opens (creating if needed) the embedded backend in dataDir.
 func OpenEmbedded(dataDir string, opts embedded.Options) (*Backend, error) {
-	if err := os.MkdirAll(dataDir, 0o755); err != nil {
-		return nil, fmt.Errorf("create data folder: %w", err)
+	if err := embedded.PrepareDir(dataDir); err != nil {
+		return nil, err
 	}
 	path := filepath.Join(dataDir, "dronedelivery.db")
 	db, err := embedded.Open(path, opts)

@@ -155,11 +155,13 @@ func TestCosmosOperationsPerDelivery(t *testing.T) {
 	// ingest: create the owner index entry, create the delivery; schedule:
 	// read, reserve, claim, record; package: read, create package, record;
 	// ETA: read, read drone, record, move the owner index entry to
-	// Scheduled; the notice: read delivery, read account. Each delivery
+	// Scheduled; the notice: read delivery, read account; the airspace's
+	// version, read by ingest's feasibility check and twice by dispatch
+	// (the choice and the fair-share ranking). Each delivery
 	// here has its own nearest drone, so no race for a drone adds
 	// operations. The API key is read once for all of them and then
 	// cached: a tenth of a read each.
 	assert.GreaterOrEqual(t, perDelivery, 13.0)
-	assert.LessOrEqual(t, perDelivery, 17.0)
+	assert.LessOrEqual(t, perDelivery, 20.0)
 	assert.Zero(t, after[cosmos.OpUpsert]+after[cosmos.OpBatch]-before[cosmos.OpUpsert]-before[cosmos.OpBatch], "no blind writes")
 }

@@ -182,6 +182,9 @@ func open(ctx context.Context, c common, app fs.FS, env func(string) string, log
 	if w.AllowPrivate {
 		log.Warn(config.WebhookAllowPrivate + " is on: webhooks may reach loopback and private addresses; never set it in production")
 	}
+	if cfg.TrackingLinkLifetime, err = trackingLinkLifetime(env); err != nil {
+		return nil, err
+	}
 	b, err := openBackendWith(ctx, c, settings, env, log)
 	if err != nil {
 		return nil, err
@@ -246,6 +249,8 @@ func serve(ctx context.Context, args []string, app fs.FS, env func(string) strin
 		"messages waiting in the chain's queues beyond which new deliveries get 503 with Retry-After; 0 for no bound (env MAX_BACKLOG)")
 	var limits rateFlags
 	limits.register(fs, env)
+	var conns connFlags
+	conns.register(fs, env)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -279,13 +284,14 @@ func serve(ctx context.Context, args []string, app fs.FS, env func(string) strin
 		return err
 	}
 	defer parts.backend.Close()
-	srv, err := standalone.New(parts.reg, parts.fns, parts.backend.Bus, log, standalone.Options{Workers: *workers, RateLimits: rl})
+	srv, err := standalone.New(parts.reg, parts.fns, parts.backend.Bus, log, standalone.Options{Workers: *workers, RateLimits: rl, Conns: conns.limits()})
 	if err != nil {
 		ln.Close()
 		return err
 	}
 	log.Info("standalone runtime listening", "addr", base, "backend", parts.backend.Name,
-		"rateLimit", rl.PerKey.String(), "signUpRateLimit", rl.SignUp.String())
+		"rateLimit", rl.PerKey.String(), "signUpRateLimit", rl.SignUp.String(),
+		"maxConnections", conns.max, "maxConnectionsPerAddress", conns.perAddr)
 	if *banner {
 		printBanner(stdout, base, parts.backend.Name, opKey, generated)
 		printMessagingBanner(stdout, base, parts.messaging)
@@ -369,6 +375,29 @@ func (f *rateFlags) limits() (standalone.RateLimits, error) {
 		Exempt:            []string{"Healthz"},
 		TrustForwardedFor: f.trustForwarded,
 	}, nil
+}
+
+// connFlags are the standalone server's connection limits.
+type connFlags struct {
+	max, perAddr      int
+	read, idle, write time.Duration
+}
+
+func (f *connFlags) register(fs *flag.FlagSet, env func(string) string) {
+	fs.IntVar(&f.max, "max-connections", envInt(env, "MAX_CONNECTIONS", standalone.DefaultMaxConns),
+		"open connections beyond which new ones get 503 with Retry-After; -1 for no cap (env MAX_CONNECTIONS)")
+	fs.IntVar(&f.perAddr, "max-connections-per-address", envInt(env, "MAX_CONNECTIONS_PER_ADDRESS", standalone.DefaultMaxConnsPerAddr),
+		"open connections from one client address beyond which its new ones get 503; -1 for no cap; off with -trust-forwarded-for (env MAX_CONNECTIONS_PER_ADDRESS)")
+	fs.DurationVar(&f.read, "read-timeout", envDuration(env, "READ_TIMEOUT", standalone.DefaultReadTimeout),
+		"how long a client may take to send a whole request, and at most how long a new connection may stay silent (env READ_TIMEOUT)")
+	fs.DurationVar(&f.write, "write-timeout", envDuration(env, "WRITE_TIMEOUT", standalone.DefaultWriteTimeout),
+		"how long handling a request and writing its answer may take (env WRITE_TIMEOUT)")
+	fs.DurationVar(&f.idle, "idle-timeout", envDuration(env, "IDLE_TIMEOUT", standalone.DefaultIdleTimeout),
+		"how long a kept-alive connection may wait for its next request (env IDLE_TIMEOUT)")
+}
+
+func (f *connFlags) limits() standalone.ConnLimits {
+	return standalone.ConnLimits{MaxConns: f.max, MaxConnsPerAddr: f.perAddr, ReadTimeout: f.read, WriteTimeout: f.write, IdleTimeout: f.idle}
 }
 
 // Under the Functions host the backend opens after the handler listens, and
@@ -545,16 +574,22 @@ Then, with the deliveryId from the answer:
 		fmt.Fprintf(w, "\nThe fleet endpoints (drones, telemetry) are closed: set %s to open them.\n\n", OperatorKeySetting)
 		return
 	}
-	how := "from " + OperatorKeySetting
-	if generated {
-		how = "generated for this run; set " + OperatorKeySetting + " to keep one across restarts"
+	if !generated {
+		// A configured key is a standing secret: a banner ends up in
+		// terminal scroll-back, CI logs and screenshots, so it is not shown.
+		fmt.Fprintf(w, `
+The operator key opens the fleet endpoints; it is the one %[2]s holds (not shown here):
+  curl -s -H "Authorization: Bearer $%[2]s" '%[1]s/api/drones?status=Available&limit=5'
+
+`, base, OperatorKeySetting)
+		return
 	}
 	fmt.Fprintf(w, `
-The operator key (%[2]s) opens the fleet endpoints:
-  OPERATOR_KEY=%[3]s
-  curl -s -H "Authorization: Bearer $OPERATOR_KEY" '%[1]s/api/drones?status=Available&limit=5'
+The operator key (generated for this run; set %[2]s to keep one across restarts) opens the fleet endpoints:
+  %[2]s=%[3]s
+  curl -s -H "Authorization: Bearer $%[2]s" '%[1]s/api/drones?status=Available&limit=5'
 
-`, base, how, opKey)
+`, base, OperatorKeySetting, opKey)
 }
 
 // printMessagingBanner says where customer e-mail and SMS go, and how to
@@ -577,6 +612,27 @@ Set %[2]s and %[3]s (or %[4]s and %[5]s) to send e-mail, %[4]s and %[6]s to send
 `, base, config.SMTPHost, config.SMTPFrom, config.ACSEndpoint, config.ACSEmailSender, config.ACSSMSSender)
 }
 
+// TrackingLinkLifetimeSetting names the setting of how long a finished
+// delivery's tracking link keeps working.
+const TrackingLinkLifetimeSetting = "TRACKING_LINK_LIFETIME"
+
+// trackingLinkLifetime reads TRACKING_LINK_LIFETIME: a Go duration such as
+// 720h; "off" keeps links for ever; unset means the handlers' default.
+func trackingLinkLifetime(env func(string) string) (time.Duration, error) {
+	v := strings.TrimSpace(env(TrackingLinkLifetimeSetting))
+	switch v {
+	case "":
+		return 0, nil
+	case "off":
+		return -1, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("%s %q must be a duration such as 720h (30 days), or off", TrackingLinkLifetimeSetting, v)
+	}
+	return d, nil
+}
+
 func parseCenter(s string) (domain.Location, error) {
 	lat, lon, ok := strings.Cut(s, ",")
 	if ok {
@@ -592,6 +648,13 @@ func parseCenter(s string) (domain.Location, error) {
 func envOr(env func(string) string, key, def string) string {
 	if v := env(key); v != "" {
 		return v
+	}
+	return def
+}
+
+func envDuration(env func(string) string, key string, def time.Duration) time.Duration {
+	if d, err := time.ParseDuration(env(key)); err == nil && d > 0 {
+		return d
 	}
 	return def
 }

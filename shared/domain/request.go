@@ -36,6 +36,10 @@ func ValidID(field, id string) error {
 	if id == "" || len(id) > MaxIDLength {
 		return Invalid(field, "must be 1 to %d characters", MaxIDLength)
 	}
+	if id == "." || id == ".." {
+		// A path segment of its own that every URL resolver removes.
+		return Invalid(field, "must not be . or ..")
+	}
 	for _, c := range id {
 		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.ContainsRune("-_.~", c)) {
 			return Invalid(field, "may contain only letters, digits and - _ . ~")

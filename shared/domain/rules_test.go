@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 
 	"github.com/fabrikam/dronedelivery/shared/domain"
 )
@@ -68,4 +69,15 @@ func TestComputeETA(t *testing.T) {
 	late := domain.ComputeETA(now, from, 10, req)
 	assert.Equal(t, req.PickupTime, late.Pickup)
 	assert.True(t, late.Delivery.After(late.Pickup))
+}
+
+func TestValidIDRefusesDotSegments(t *testing.T) {
+	for _, id := range []string{".", ".."} {
+		err := domain.ValidID("deliveryId", id)
+		require.Error(t, err, id)
+		assert.Equal(t, "deliveryId", domain.ErrorField(err))
+	}
+	for _, id := range []string{"...", ".a", "a.b", "v1.2~x"} {
+		assert.NoError(t, domain.ValidID("deliveryId", id), id)
+	}
 }

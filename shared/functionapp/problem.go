@@ -22,11 +22,13 @@ func Problem(status int, field, detail string) *Response {
 		p.Detail = field + " " + detail
 	}
 	b, _ := json.Marshal(p) // a flat struct of strings cannot fail to encode
-	return &Response{
+	resp := &Response{
 		Status: status,
 		Header: http.Header{"Content-Type": {"application/problem+json"}},
 		Body:   b,
 	}
+	defaultHeaders(resp.Header)
+	return resp
 }
 
 // JSON builds a JSON response from v.
@@ -35,5 +37,22 @@ func JSON(status int, v any) *Response {
 	if err != nil {
 		return Problem(http.StatusInternalServerError, "", "internal error")
 	}
-	return &Response{Status: status, Header: http.Header{"Content-Type": {"application/json"}}, Body: b}
+	resp := &Response{Status: status, Header: http.Header{"Content-Type": {"application/json"}}, Body: b}
+	defaultHeaders(resp.Header)
+	return resp
+}
+
+// defaultHeaders adds what every answer of the API carries unless its
+// handler said otherwise: browsers must not guess a JSON body to be HTML
+// or script (nosniff), and no cache, shared or private, may keep an answer
+// that holds one account's data (no-store); the few public documents that
+// may be cached (the OpenAPI document, the reference page) set their own
+// Cache-Control.
+func defaultHeaders(h http.Header) {
+	if h.Get("X-Content-Type-Options") == "" {
+		h.Set("X-Content-Type-Options", "nosniff")
+	}
+	if h.Get("Cache-Control") == "" {
+		h.Set("Cache-Control", "no-store")
+	}
 }

@@ -7,6 +7,8 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
+	"path"
 	"runtime/debug"
 	"strings"
 
@@ -58,18 +60,131 @@ func serveFunc(name string, h HTTPFunc) http.Handler {
 		if id := r.Header.Get("X-Azure-Functions-InvocationId"); id != "" {
 			ctx = logctx.With(ctx, "invocationId", id)
 		}
-		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+		query, err := ParseQuery(r.URL.RawQuery)
 		if err != nil {
+			WriteResponse(w, Problem(http.StatusBadRequest, err.Field, err.Detail))
+			return
+		}
+		body, rerr := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+		if rerr != nil {
 			var tooBig *http.MaxBytesError
-			if errors.As(err, &tooBig) {
+			if errors.As(rerr, &tooBig) {
 				WriteResponse(w, Problem(http.StatusRequestEntityTooLarge, "body", fmt.Sprintf("must be at most %d bytes", MaxBodyBytes)))
 				return
 			}
 			WriteResponse(w, Problem(http.StatusBadRequest, "body", "could not be read"))
 			return
 		}
-		WriteResponse(w, Call(ctx, h, FromHTTP(r, body)))
+		req := FromHTTP(r, body)
+		req.Query = query
+		WriteResponse(w, Call(ctx, h, req))
 	})
+}
+
+// ServeRouted serves what mux routes and answers everything else with a
+// problem document instead of ServeMux's plain-text 404 and 405. A path
+// ServeMux would clean (a doubled slash, a "." or ".." segment, either
+// percent-encoded) is not served: the mux's answer to it is a redirect,
+// which an API client would follow with its method and credentials to
+// wherever the cleaned path leads, so the API asks for canonical paths.
+func ServeRouted(mux *http.ServeMux) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !canonicalPath(r) {
+			WriteResponse(w, Problem(http.StatusNotFound, "", fmt.Sprintf("%s %s is not served: the path is not in canonical form (no empty, . or .. segments)", r.Method, r.URL.EscapedPath())))
+			return
+		}
+		h, pattern := mux.Handler(r)
+		if pattern != "" {
+			mux.ServeHTTP(w, r) // sets the request's pattern and path values
+			return
+		}
+		rec := &statusRecorder{header: http.Header{}}
+		h.ServeHTTP(rec, r)
+		status := rec.status
+		if status != http.StatusMethodNotAllowed {
+			status = http.StatusNotFound
+		}
+		resp := Problem(status, "", fmt.Sprintf("%s %s is not served", r.Method, r.URL.Path))
+		if allow := rec.header.Get("Allow"); allow != "" && status == http.StatusMethodNotAllowed {
+			resp.Header.Set("Allow", allow)
+		}
+		WriteResponse(w, resp)
+	})
+}
+
+// canonicalPath reports whether r's path is one ServeMux would route as it
+// is rather than redirect to a cleaned form.
+func canonicalPath(r *http.Request) bool {
+	p := r.URL.EscapedPath()
+	if p == "" || p[0] != '/' {
+		return false
+	}
+	clean := path.Clean(p)
+	if strings.HasSuffix(p, "/") && clean != "/" {
+		clean += "/"
+	}
+	if clean != p {
+		return false
+	}
+	// The mux cleans the escaped path; a segment of %2E or %2E%2E is "." or
+	// ".." to every server that decodes first. (A segment such as
+	// ..%2Fx is one segment, an id the handler refuses.)
+	for seg := range strings.SplitSeq(p, "/") {
+		if dec, err := url.PathUnescape(seg); err == nil && (dec == "." || dec == "..") {
+			return false
+		}
+	}
+	return true
+}
+
+type statusRecorder struct {
+	header http.Header
+	status int
+}
+
+func (r *statusRecorder) Header() http.Header         { return r.header }
+func (r *statusRecorder) Write(b []byte) (int, error) { return len(b), nil }
+func (r *statusRecorder) WriteHeader(status int)      { r.status = status }
+
+// QueryError names the query parameter a request could not be read by.
+type QueryError struct {
+	Field  string
+	Detail string
+}
+
+func (e *QueryError) Error() string { return e.Field + " " + e.Detail }
+
+// ParseQuery decodes a raw query string. Unlike url.URL.Query, which drops
+// a pair it cannot decode, it refuses the request, naming the parameter,
+// so a malformed value is never taken as absent.
+func ParseQuery(raw string) (url.Values, *QueryError) {
+	q := url.Values{}
+	for pair := range strings.SplitSeq(raw, "&") {
+		if pair == "" {
+			continue
+		}
+		k, v, _ := strings.Cut(pair, "=")
+		key, err := url.QueryUnescape(k)
+		if err != nil {
+			return nil, &QueryError{Field: "query", Detail: fmt.Sprintf("has a parameter name that is not URL-encoded text: %.40q", k)}
+		}
+		field := key
+		if field == "" {
+			field = "query"
+		}
+		if strings.Contains(k, ";") {
+			return nil, &QueryError{Field: field, Detail: "must not contain ';' (parameters are separated by '&')"}
+		}
+		if strings.Contains(v, ";") {
+			return nil, &QueryError{Field: field, Detail: "must not contain ';' (parameters are separated by '&'; encode it as %3B)"}
+		}
+		val, err := url.QueryUnescape(v)
+		if err != nil {
+			return nil, &QueryError{Field: field, Detail: "is not URL-encoded text"}
+		}
+		q[key] = append(q[key], val)
+	}
+	return q, nil
 }
 
 // FromHTTP converts a net/http request whose body was already read.
@@ -93,6 +208,25 @@ func FromHTTP(r *http.Request, body []byte) *Request {
 	}
 }
 
+type authNoteKey struct{}
+
+// WithAuthNote returns ctx carrying note, which NoteAuthenticated calls
+// with whom the request's credential proved it to be. A rate limiter in
+// front of the handlers uses it to learn which bearer tokens are real
+// without checking them itself.
+func WithAuthNote(ctx context.Context, note func(principal string)) context.Context {
+	return context.WithValue(ctx, authNoteKey{}, note)
+}
+
+// NoteAuthenticated tells whoever asked through WithAuthNote that the
+// request's credential authenticated as principal (an API key's prefix,
+// say); without such a listener it does nothing.
+func NoteAuthenticated(ctx context.Context, principal string) {
+	if note, ok := ctx.Value(authNoteKey{}).(func(string)); ok {
+		note(principal)
+	}
+}
+
 // Call runs an HTTP handler, turning a panic into a 500 problem.
 func Call(ctx context.Context, h HTTPFunc, req *Request) (resp *Response) {
 	defer func() {
@@ -105,6 +239,10 @@ func Call(ctx context.Context, h HTTPFunc, req *Request) (resp *Response) {
 	if resp == nil {
 		resp = Problem(http.StatusInternalServerError, "", "internal error")
 	}
+	if resp.Header == nil {
+		resp.Header = http.Header{}
+	}
+	defaultHeaders(resp.Header)
 	return resp
 }
 

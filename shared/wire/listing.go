@@ -36,10 +36,8 @@ type Cursor struct {
 	ID        string
 }
 
-// listingParams are the query parameters GET /api/deliveries takes; code
-// is the Functions host's function key, which the platform reads.
-var listingParams = map[string]bool{"ownerId": true, "stage": true, "createdFrom": true, "createdTo": true,
-	"cursor": true, "limit": true, "code": true}
+// listingParams are the query parameters GET /api/deliveries takes.
+var listingParams = []string{"ownerId", "stage", "createdFrom", "createdTo", "cursor", "limit"}
 
 // ParseDeliveryListing decodes and validates the query of GET
 // /api/deliveries. Every error names the parameter at fault: an unknown or
@@ -47,13 +45,8 @@ var listingParams = map[string]bool{"ownerId": true, "stage": true, "createdFrom
 // ignored, since ignoring a misspelt filter would answer a different
 // question than the one asked.
 func ParseDeliveryListing(q url.Values) (*DeliveryListing, error) {
-	for k, vs := range q {
-		if !listingParams[k] {
-			return nil, domain.Invalid(k, "is not a parameter of this listing (ownerId, stage, createdFrom, createdTo, cursor, limit)")
-		}
-		if len(vs) > 1 {
-			return nil, domain.Invalid(k, "is given more than once")
-		}
+	if err := CheckQuery(q, listingParams...); err != nil {
+		return nil, err
 	}
 	l := &DeliveryListing{Limit: DefaultListLimit}
 	if v, ok := one(q, "ownerId"); ok {

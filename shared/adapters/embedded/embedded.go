@@ -107,6 +107,9 @@ func Open(path string, opts Options) (*DB, error) {
 		// The driver reads everything after '?' as its own parameters.
 		return nil, domain.Invalid("path", "must be a file name without '?'")
 	}
+	if err := restrictFiles(path); err != nil {
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
 	common := fmt.Sprintf("%s?_pragma=busy_timeout(%d)&_pragma=synchronous(NORMAL)", path, busyTimeoutMs)
 	// IMMEDIATE takes the write lock at BEGIN, where the busy timeout can
 	// wait for it; a deferred transaction that reads first and then writes

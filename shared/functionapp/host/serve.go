@@ -17,6 +17,36 @@ import (
 // spares work, and it stays short because the host will not wait long.
 const shutdownGrace = 20 * time.Second
 
+// Timeouts of the server the Functions host talks to. Only the local host
+// connects, but it forwards what callers send, so the server bounds what a
+// request may take without cutting off anything the host may need:
+//   - writeTimeout bounds an invocation from its request to the end of its
+//     answer. It stays above host.json's functionTimeout (5 minutes), past
+//     which the host gives the invocation up anyway; a test holds the two
+//     together. https://learn.microsoft.com/azure/azure-functions/functions-host-json#functiontimeout
+//   - idleTimeout stays above the idle time after which the host's .NET
+//     HttpClient drops a pooled connection (1 minute on .NET 6 and later, 2
+//     before), so the handler never closes a connection the host is about
+//     to reuse, which would fail that invocation.
+//     https://learn.microsoft.com/dotnet/api/system.net.http.socketshttphandler.pooledconnectionidletimeout
+//   - maxHeaderBytes stays above the 32 KB of headers the host's Kestrel
+//     accepts from a caller, so whatever it forwards fits.
+//     https://learn.microsoft.com/aspnet/core/fundamentals/servers/kestrel/options#maximum-request-header-size
+//
+// No connection cap applies: the host's own settings (http
+// maxConcurrentRequests, serviceBus maxConcurrentCalls in host.json) bound
+// how many invocations it makes at once, and a refused invocation is a
+// failed one.
+const (
+	readHeaderTimeout = 10 * time.Second
+	// readTimeout bounds reading an invocation, body included; the host
+	// sends bodies of at most a few megabytes over loopback.
+	readTimeout    = 2 * time.Minute
+	writeTimeout   = 10 * time.Minute
+	idleTimeout    = 5 * time.Minute
+	maxHeaderBytes = 64 << 10
+)
+
 // ListenAddr returns the loopback address the host told us to serve on,
 // reading the older variable too so the handler runs under any v4 host.
 func ListenAddr() (string, bool) { return listenAddr(os.LookupEnv) }
@@ -40,6 +70,19 @@ func Serve(ctx context.Context, addr string, h http.Handler, log *slog.Logger) e
 	return ServeListener(ctx, ln, h, log)
 }
 
+// newServer is the server for h, with the timeouts above.
+func newServer(h http.Handler, log *slog.Logger) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       readTimeout,
+		WriteTimeout:      writeTimeout,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+}
+
 // ServeListener serves h on ln until ctx ends, then lets in-flight
 // invocations finish so their messages settle instead of being redelivered;
 // it returns nil after such a shutdown.
@@ -47,13 +90,7 @@ func ServeListener(ctx context.Context, ln net.Listener, h http.Handler, log *sl
 	if log == nil {
 		log = slog.Default()
 	}
-	srv := &http.Server{
-		Handler: h,
-		// No read or write timeout: an invocation runs as long as the
-		// function's timeout allows, and only the local host connects.
-		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}
+	srv := newServer(h, log)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	log.InfoContext(ctx, "custom handler listening", "addr", ln.Addr().String())

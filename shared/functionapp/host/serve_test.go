@@ -3,10 +3,14 @@ package host
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -217,4 +221,38 @@ func TestServeListenerReportsAFailedListener(t *testing.T) {
 	require.NoError(t, ln.Close())
 	err = ServeListener(context.Background(), ln, http.NotFoundHandler(), nil)
 	require.Error(t, err)
+}
+
+// TestServerTimeoutsLeaveTheHostRoom holds the server's timeouts to what
+// the host needs: an invocation may run to host.json's functionTimeout,
+// and a pooled connection stays idle up to .NET's pool timeout (2 minutes
+// at most) before the host drops it.
+func TestServerTimeoutsLeaveTheHostRoom(t *testing.T) {
+	t.Parallel()
+	raw, err := os.ReadFile(filepath.Join("..", "..", "..", "host.json"))
+	require.NoError(t, err)
+	var hj struct {
+		FunctionTimeout string `json:"functionTimeout"`
+	}
+	require.NoError(t, json.Unmarshal(raw, &hj))
+	var h, m, s int
+	_, err = fmt.Sscanf(hj.FunctionTimeout, "%d:%d:%d", &h, &m, &s)
+	require.NoError(t, err, hj.FunctionTimeout)
+	fnTimeout := time.Duration(h)*time.Hour + time.Duration(m)*time.Minute + time.Duration(s)*time.Second
+	assert.Greater(t, writeTimeout, fnTimeout, "an invocation may run for functionTimeout")
+	assert.Greater(t, idleTimeout, 2*time.Minute, "the host's pooled connections idle up to 2 minutes")
+	assert.Greater(t, maxHeaderBytes, 32<<10, "the host forwards up to 32 KB of headers")
+}
+
+// TestServerSetsEveryTimeout: without them a caller the host forwards, or
+// anything else that reaches the port, could hold a connection for ever.
+func TestServerSetsEveryTimeout(t *testing.T) {
+	t.Parallel()
+	srv := newServer(http.NotFoundHandler(), slog.New(slog.DiscardHandler))
+	assert.Positive(t, srv.ReadHeaderTimeout)
+	assert.Positive(t, srv.ReadTimeout)
+	assert.Positive(t, srv.WriteTimeout)
+	assert.Positive(t, srv.IdleTimeout)
+	assert.Positive(t, srv.MaxHeaderBytes)
+	assert.Less(t, srv.MaxHeaderBytes, http.DefaultMaxHeaderBytes)
 }

@@ -22,7 +22,7 @@ import (
 // every runtime shares, so that routes, methods and path parameters come
 // from function.json exactly as they do elsewhere.
 type httpSide struct {
-	mux *http.ServeMux
+	h http.Handler
 }
 
 func newHTTPSide(reg functionapp.Registry, fns []functionapp.FunctionConfig) (*httpSide, error) {
@@ -30,7 +30,7 @@ func newHTTPSide(reg functionapp.Registry, fns []functionapp.FunctionConfig) (*h
 	if err != nil {
 		return nil, err
 	}
-	return &httpSide{mux: mux}, nil
+	return &httpSide{h: functionapp.ServeRouted(mux)}, nil
 }
 
 func (h *Handler) serveHTTP(ctx context.Context, event json.RawMessage) (*events.APIGatewayV2HTTPResponse, error) {
@@ -52,24 +52,7 @@ func (h *Handler) serveHTTP(ctx context.Context, event json.RawMessage) (*events
 	return rec.response(), nil
 }
 
-func (s *httpSide) serve(w http.ResponseWriter, r *http.Request) {
-	if _, pattern := s.mux.Handler(r); pattern != "" {
-		s.mux.ServeHTTP(w, r) // sets the request's pattern and path values
-		return
-	}
-	// ServeMux's own 404 and 405 are plain text; the API answers problems.
-	rec := &recorder{header: http.Header{}}
-	s.mux.ServeHTTP(rec, r)
-	status := rec.status
-	if status == 0 || status == http.StatusOK {
-		status = http.StatusNotFound
-	}
-	resp := functionapp.Problem(status, "", fmt.Sprintf("%s %s is not served", r.Method, r.URL.Path))
-	if allow := rec.header.Get("Allow"); allow != "" {
-		resp.Header.Set("Allow", allow)
-	}
-	functionapp.WriteResponse(w, resp)
-}
+func (s *httpSide) serve(w http.ResponseWriter, r *http.Request) { s.h.ServeHTTP(w, r) }
 
 // toRequest rebuilds the request API Gateway received. The payload joins a
 // repeated header's values with commas and moves cookies to their own list.

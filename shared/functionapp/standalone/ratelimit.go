@@ -12,7 +12,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/fabrikam/dronedelivery/shared/domain"
 	"github.com/fabrikam/dronedelivery/shared/functionapp"
 )
 
@@ -63,7 +62,8 @@ func ParseRate(s string) (Rate, error) {
 // such limits belong, so only this runtime applies them.
 type RateLimits struct {
 	// PerKey is each API key's sustained rate, with Burst requests in hand.
-	// Requests without a key share a bucket per client address.
+	// Requests without a key, and those with a bearer token that has not
+	// yet authenticated, share a bucket per client address.
 	PerKey Rate
 	Burst  int
 	// SignUp is each client address's rate on the SignUpFunctions, with
@@ -241,6 +241,7 @@ type limiter struct {
 	perKey  *buckets
 	signUp  *buckets
 	failed  *buckets
+	known   *knownTokens
 	signUps map[string]bool
 	exempt  map[string]bool
 	now     func() time.Time
@@ -253,6 +254,7 @@ func newLimiter(cfg RateLimits) *limiter {
 		perKey:  newBuckets(cfg.PerKey, cfg.Burst, cfg.MaxBuckets),
 		signUp:  newBuckets(cfg.SignUp, cfg.SignUpBurst, cfg.MaxBuckets),
 		failed:  newBuckets(cfg.FailedAuth, cfg.FailedAuthBurst, cfg.MaxBuckets),
+		known:   newKnownTokens(cfg.MaxBuckets),
 		signUps: map[string]bool{},
 		exempt:  map[string]bool{},
 		now:     time.Now,
@@ -294,35 +296,98 @@ func (l *limiter) wrap(next http.Handler, function func(*http.Request) string) h
 			tooMany(w, wait, "failed authentications from this address")
 			return
 		}
-		key := bucketKey(r, client)
+		token := bearerToken(r)
+		key, known := l.known.get(token)
+		if !known {
+			key = "ip:" + client
+		}
 		if ok, wait := l.perKey.take(key, now); !ok {
-			tooMany(w, wait, "requests for this API key")
+			if known {
+				tooMany(w, wait, "requests for this API key")
+			} else {
+				tooMany(w, wait, "requests from this address")
+			}
 			return
 		}
+		var authed string
+		r = r.WithContext(functionapp.WithAuthNote(r.Context(), func(p string) { authed = p }))
 		rec := &statusWriter{ResponseWriter: w}
 		next.ServeHTTP(rec, r)
-		if rec.status == http.StatusUnauthorized {
-			// A refused key must not spend the bucket of the key whose
-			// prefix it borrowed, and counts against its sender instead.
+		switch {
+		case rec.status == http.StatusUnauthorized:
+			// A refused credential counts against its sender, not against
+			// the bucket it was charged to, and is no longer taken for real.
 			l.perKey.give(key)
 			l.failed.take("ip:"+client, now)
+			l.known.forget(token)
+		case authed != "" && !known:
+			// From now on this token has a bucket of its own.
+			l.known.put(token, authed)
 		}
 	})
 }
 
-// bucketKey names whom a request is charged to: the key's prefix for a
-// well-formed API key, a digest of any other bearer token (the operator
-// key), and otherwise the client address.
-func bucketKey(r *http.Request, client string) string {
+// bearerToken is the request's bearer token, or "" when it has none.
+func bearerToken(r *http.Request) string {
 	scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
 	token = strings.TrimSpace(token)
-	if !ok || !strings.EqualFold(scheme, "Bearer") || token == "" {
-		return "ip:" + client
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return ""
 	}
-	if prefix, ok := domain.SplitAPIKey(token); ok {
-		return "key:" + prefix
+	return token
+}
+
+// knownTokens remembers which bearer tokens have authenticated, by a
+// digest, and whom as. Until a token has, its requests are charged to its
+// sender's address: a made-up token on an endpoint that does not check it
+// (sign-up's neighbours, the tracking feed) would otherwise open a fresh
+// bucket with every guess.
+type knownTokens struct {
+	mu  sync.Mutex
+	max int
+	m   map[string]string
+}
+
+func newKnownTokens(max int) *knownTokens {
+	return &knownTokens{max: max, m: map[string]string{}}
+}
+
+func (k *knownTokens) get(token string) (string, bool) {
+	if token == "" {
+		return "", false
 	}
-	return "token:" + shortHash(token)
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	p, ok := k.m[shortHash(token)]
+	return p, ok
+}
+
+func (k *knownTokens) put(token, principal string) {
+	if token == "" {
+		return
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if len(k.m) >= k.max {
+		// Forgetting a token costs its owner one request charged to its
+		// address, so random eviction is enough to bound the memory.
+		for h := range k.m {
+			if len(k.m) < k.max*9/10 {
+				break
+			}
+			delete(k.m, h)
+		}
+	}
+	k.m[shortHash(token)] = principal
+}
+
+func (k *knownTokens) forget(token string) {
+	if token == "" {
+		return
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	delete(k.m, shortHash(token))
 }
 
 // clientAddr is the address a request came from.

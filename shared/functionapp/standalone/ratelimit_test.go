@@ -77,19 +77,26 @@ func TestBucketsRefillAndStayBounded(t *testing.T) {
 	assert.LessOrEqual(t, bs.len(), 2)
 }
 
-// limited serves one function that answers 200 to the key "good" and 401
-// to anything else, one open sign-up function, and health.
+// limited serves one function that authenticates a key ending in "good"
+// (as the handlers' guard does, telling the limiter so) and answers 401 to
+// anything else, one open sign-up function, one open function that reads
+// no credential (as the tracking feed), and health.
 func limited(t *testing.T, limits RateLimits) (*httptest.Server, *clock) {
 	t.Helper()
 	fn := func(public bool) functionapp.Function {
-		return functionapp.Function{Public: public, HTTP: func(_ context.Context, req *functionapp.Request) *functionapp.Response {
-			if public || strings.HasSuffix(req.Header.Get("Authorization"), "good") {
+		return functionapp.Function{Public: public, HTTP: func(ctx context.Context, req *functionapp.Request) *functionapp.Response {
+			if public {
+				return functionapp.JSON(http.StatusOK, map[string]string{"ok": "yes"})
+			}
+			if auth := req.Header.Get("Authorization"); strings.HasSuffix(auth, "good") {
+				prefix, _ := domain.SplitAPIKey(strings.TrimPrefix(auth, "Bearer "))
+				functionapp.NoteAuthenticated(ctx, "key:"+prefix)
 				return functionapp.JSON(http.StatusOK, map[string]string{"ok": "yes"})
 			}
 			return functionapp.Problem(http.StatusUnauthorized, "Authorization", "no")
 		}}
 	}
-	reg := functionapp.Registry{"Work": fn(false), "SignUp": fn(true), "Healthz": fn(true)}
+	reg := functionapp.Registry{"Work": fn(false), "SignUp": fn(true), "Healthz": fn(true), "Track": fn(true)}
 	httpFn := func(name, method, route, auth string) functionapp.FunctionConfig {
 		return functionapp.FunctionConfig{Name: name, Bindings: []functionapp.Binding{
 			{Type: "httpTrigger", Direction: "in", Name: "req", AuthLevel: auth, Methods: []string{method}, Route: route},
@@ -100,6 +107,7 @@ func limited(t *testing.T, limits RateLimits) (*httptest.Server, *clock) {
 		httpFn("Work", "get", "work/{id}", "function"),
 		httpFn("SignUp", "post", "accounts", "anonymous"),
 		httpFn("Healthz", "get", "healthz", "anonymous"),
+		httpFn("Track", "get", "track/{id}", "anonymous"),
 	}
 	limits.SignUpFunctions = []string{"SignUp"}
 	limits.Exempt = []string{"Healthz"}
@@ -139,6 +147,9 @@ func TestRateLimitPerKeyAnswers429WithRetryAfter(t *testing.T) {
 	t.Parallel()
 	ts, c := limited(t, RateLimits{PerKey: Rate{N: 1, Per: time.Second}, Burst: 3, SignUp: Rate{N: 1, Per: time.Hour}, SignUpBurst: 2})
 	a, b := apiKey('a', "good"), apiKey('b', "good")
+	// A key's first request is charged to its address; once it has
+	// authenticated the key has its own bucket.
+	require.Equal(t, http.StatusOK, get(t, ts, "GET", "/api/work/1", a).StatusCode, "the first request")
 	for i := range 3 {
 		require.Equal(t, http.StatusOK, get(t, ts, "GET", "/api/work/1", a).StatusCode, "request %d of the burst", i)
 	}
@@ -161,6 +172,33 @@ func TestRateLimitPerKeyAnswers429WithRetryAfter(t *testing.T) {
 	wait, err := strconv.Atoi(resp.Header.Get("Retry-After"))
 	require.NoError(t, err)
 	assert.InDelta(t, 3600, wait, 2, "one sign-up an hour")
+}
+
+func TestMadeUpTokensShareTheirAddressBucket(t *testing.T) {
+	t.Parallel()
+	ts, c := limited(t, RateLimits{PerKey: Rate{N: 1, Per: time.Minute}, Burst: 3})
+	// An endpoint that checks no credential: each request's new token is
+	// charged to the address all the same.
+	for i := range 3 {
+		require.Equal(t, http.StatusOK, get(t, ts, "GET", "/api/track/x", apiKey('t', fmt.Sprint("r", i))).StatusCode, "request %d of the burst", i)
+	}
+	for _, token := range []string{apiKey('t', "r9"), "made-up", apiKey('z', "good")} {
+		resp := get(t, ts, "GET", "/api/track/x", token)
+		assert.Equal(t, http.StatusTooManyRequests, resp.StatusCode, token)
+	}
+	assert.Equal(t, http.StatusTooManyRequests, get(t, ts, "GET", "/api/track/x", "").StatusCode)
+
+	// A real key, once it has authenticated, is not held back by its
+	// address's bucket, and a made-up token is not let through by it.
+	c.Advance(time.Minute)
+	good := apiKey('g', "good")
+	require.Equal(t, http.StatusOK, get(t, ts, "GET", "/api/work/1", good).StatusCode, "authenticates, charged to the address")
+	for i := range 3 {
+		require.Equal(t, http.StatusOK, get(t, ts, "GET", "/api/track/x", good).StatusCode, "request %d on the key's own bucket", i)
+	}
+	assert.Equal(t, http.StatusTooManyRequests, get(t, ts, "GET", "/api/track/x", "made-up").StatusCode, "the address's bucket is spent")
+	// A token borrowing the real key's prefix is not the key.
+	assert.Equal(t, http.StatusTooManyRequests, get(t, ts, "GET", "/api/track/x", apiKey('g', "bad")).StatusCode)
 }
 
 func TestFailedAuthenticationsAreLimitedPerAddress(t *testing.T) {

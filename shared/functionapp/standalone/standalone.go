@@ -7,7 +7,6 @@ package standalone
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"net"
@@ -37,6 +36,9 @@ type Options struct {
 	// Retry says when a message whose step failed transiently is tried
 	// again; zero fields take DefaultRetry's.
 	Retry Backoff
+	// Conns bounds the HTTP server's connections and how long each may
+	// take; zero fields take the defaults.
+	Conns ConnLimits
 }
 
 // Backoff is when a message whose step failed because a dependency was
@@ -84,6 +86,66 @@ func (b Backoff) delay(n int) time.Duration {
 	return d + time.Duration(rand.Int64N(int64(d)/4+1))
 }
 
+// ConnLimits bounds the HTTP server's connections: how many may be open,
+// and how long a client may take to send a request, to take an answer, and
+// to send its next request on a kept-alive connection.
+type ConnLimits struct {
+	// MaxConns caps open connections; MaxConnsPerAddr caps those from one
+	// client address, so one client cannot take them all. A connection
+	// over either gets a 503 with Retry-After and is closed. Negative
+	// means no cap.
+	MaxConns, MaxConnsPerAddr int
+	// ReadHeaderTimeout bounds reading a request's headers, and how long
+	// a new connection may stay silent; ReadTimeout bounds reading the
+	// whole request, body included (at most MaxBodyBytes).
+	ReadHeaderTimeout, ReadTimeout time.Duration
+	// WriteTimeout bounds handling a request and writing its answer. No
+	// answer is long-lived: the tracking page polls its feed.
+	WriteTimeout time.Duration
+	// IdleTimeout bounds how long a kept-alive connection may wait for
+	// its next request. It stays above the idle timeouts of the proxies
+	// and load balancers usually put in front (60 s is common), which
+	// otherwise may reuse a connection just as this server closes it.
+	IdleTimeout time.Duration
+	// MaxHeaderBytes bounds a request's header block.
+	MaxHeaderBytes int
+}
+
+// Defaults of ConnLimits.
+const (
+	DefaultReadHeaderTimeout = 10 * time.Second
+	// DefaultReadTimeout lets a 1 MiB body arrive at 35 KiB/s.
+	DefaultReadTimeout    = 30 * time.Second
+	DefaultWriteTimeout   = 60 * time.Second
+	DefaultIdleTimeout    = 120 * time.Second
+	DefaultMaxHeaderBytes = 64 << 10
+)
+
+func (c ConnLimits) withDefaults() ConnLimits {
+	if c.MaxConns == 0 {
+		c.MaxConns = DefaultMaxConns
+	}
+	if c.MaxConnsPerAddr == 0 {
+		c.MaxConnsPerAddr = DefaultMaxConnsPerAddr
+	}
+	if c.ReadTimeout <= 0 {
+		c.ReadTimeout = DefaultReadTimeout
+	}
+	if c.ReadHeaderTimeout <= 0 {
+		c.ReadHeaderTimeout = min(DefaultReadHeaderTimeout, c.ReadTimeout)
+	}
+	if c.WriteTimeout <= 0 {
+		c.WriteTimeout = DefaultWriteTimeout
+	}
+	if c.IdleTimeout <= 0 {
+		c.IdleTimeout = DefaultIdleTimeout
+	}
+	if c.MaxHeaderBytes <= 0 {
+		c.MaxHeaderBytes = DefaultMaxHeaderBytes
+	}
+	return c
+}
+
 func (o Options) withDefaults() Options {
 	if o.Workers <= 0 {
 		// The Functions host's default maxConcurrentCalls. On the embedded
@@ -105,6 +167,11 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Retry.Attempts <= 0 {
 		o.Retry.Attempts = DefaultRetry.Attempts
+	}
+	o.Conns = o.Conns.withDefaults()
+	if o.RateLimits.TrustForwardedFor {
+		// Behind a proxy every connection comes from the proxy's address.
+		o.Conns.MaxConnsPerAddr = -1
 	}
 	return o
 }
@@ -153,7 +220,7 @@ func New(reg functionapp.Registry, fns []functionapp.FunctionConfig, bus ports.B
 		_, pattern := mux.Handler(r)
 		return names[pattern]
 	}
-	s := &Server{reg: reg, fns: fns, bus: bus, log: log, opts: opts.withDefaults(), handler: withProblems(mux)}
+	s := &Server{reg: reg, fns: fns, bus: bus, log: log, opts: opts.withDefaults(), handler: functionapp.ServeRouted(mux)}
 	if opts.RateLimits.PerKey != (Rate{}) || opts.RateLimits.SignUp != (Rate{}) {
 		s.lim = newLimiter(opts.RateLimits)
 		s.handler = s.lim.wrap(s.handler, function)
@@ -171,7 +238,17 @@ func (s *Server) Handler() http.Handler { return s.handler }
 // taking requests and messages, lets in-flight work finish (messages not
 // started go back to the queue when their lock expires), and returns.
 func (s *Server) Run(ctx context.Context, ln net.Listener) error {
-	srv := &http.Server{Handler: s.handler, ReadHeaderTimeout: 10 * time.Second}
+	c := s.opts.Conns
+	srv := &http.Server{
+		Handler:           s.handler,
+		ReadHeaderTimeout: c.ReadHeaderTimeout,
+		ReadTimeout:       c.ReadTimeout,
+		WriteTimeout:      c.WriteTimeout,
+		IdleTimeout:       c.IdleTimeout,
+		MaxHeaderBytes:    c.MaxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+	ln = newLimitListener(ln, max(c.MaxConns, 0), max(c.MaxConnsPerAddr, 0), s.log)
 	httpErr := make(chan error, 1)
 	go func() { httpErr <- srv.Serve(ln) }()
 
@@ -395,35 +472,3 @@ func truncate(s string, n int) string {
 	}
 	return s[:n]
 }
-
-// withProblems answers unrouted requests with problem documents instead of
-// ServeMux's plain-text 404 and 405.
-func withProblems(mux *http.ServeMux) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		h, pattern := mux.Handler(r)
-		if pattern != "" {
-			mux.ServeHTTP(w, r) // sets the request's pattern and path values
-			return
-		}
-		rec := &statusRecorder{header: http.Header{}}
-		h.ServeHTTP(rec, r)
-		status := rec.status
-		if status == 0 {
-			status = http.StatusNotFound
-		}
-		resp := functionapp.Problem(status, "", fmt.Sprintf("%s %s is not served", r.Method, r.URL.Path))
-		if allow := rec.header.Get("Allow"); allow != "" {
-			resp.Header.Set("Allow", allow)
-		}
-		functionapp.WriteResponse(w, resp)
-	})
-}
-
-type statusRecorder struct {
-	header http.Header
-	status int
-}
-
-func (r *statusRecorder) Header() http.Header         { return r.header }
-func (r *statusRecorder) Write(b []byte) (int, error) { return len(b), nil }
-func (r *statusRecorder) WriteHeader(status int)      { r.status = status }

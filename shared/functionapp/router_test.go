@@ -1,0 +1,133 @@
+package functionapp_test
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/fabrikam/dronedelivery/shared/functionapp"
+)
+
+func routed(t *testing.T) http.Handler {
+	t.Helper()
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /api/deliveries/{id}", func(w http.ResponseWriter, r *http.Request) {
+		functionapp.WriteResponse(w, functionapp.JSON(http.StatusOK, map[string]string{"id": r.PathValue("id")}))
+	})
+	return functionapp.ServeRouted(mux)
+}
+
+func TestServeRoutedRefusesPathsTheMuxWouldClean(t *testing.T) {
+	h := routed(t)
+	for _, target := range []string{
+		"/api//deliveries/x", "/api/deliveries/./x", "/api/deliveries/../deliveries/x",
+		"/api/deliveries/%2E", "/api/deliveries/%2e%2e", "/api/x/../../etc", "//api/deliveries/x",
+	} {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest("GET", target, nil))
+		assert.Equal(t, http.StatusNotFound, rec.Code, target)
+		assert.Empty(t, rec.Header().Get("Location"), target)
+		assert.Equal(t, "application/problem+json", rec.Header().Get("Content-Type"), target)
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", "/api/deliveries/x", nil))
+	require.Equal(t, http.StatusOK, rec.Code)
+	assert.JSONEq(t, `{"id":"x"}`, rec.Body.String())
+	// An encoded slash keeps a segment whole: the handler judges the id.
+	rec = httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", "/api/deliveries/..%2Fx", nil))
+	require.Equal(t, http.StatusOK, rec.Code)
+	assert.JSONEq(t, `{"id":"../x"}`, rec.Body.String())
+}
+
+func TestServeRoutedAnswersProblems(t *testing.T) {
+	h := routed(t)
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("DELETE", "/api/deliveries/x", nil))
+	assert.Equal(t, http.StatusMethodNotAllowed, rec.Code)
+	assert.Contains(t, rec.Header().Get("Allow"), "GET")
+	rec = httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", "/api/nothing", nil))
+	assert.Equal(t, http.StatusNotFound, rec.Code)
+	assert.Equal(t, "nosniff", rec.Header().Get("X-Content-Type-Options"))
+	assert.Equal(t, "no-store", rec.Header().Get("Cache-Control"))
+}
+
+func TestParseQueryNamesTheParameterItCannotRead(t *testing.T) {
+	for raw, field := range map[string]string{
+		"limit=%zz":        "limit",
+		"limit=5;after=x":  "limit",
+		"a=1&after=x%":     "after",
+		"%zz=1":            "query",
+		"limit;after=5":    "limit;after",
+		"status=ok&limit=": "", // empty values are the handlers' to judge
+	} {
+		q, err := functionapp.ParseQuery(raw)
+		if field == "" {
+			require.Nil(t, err, raw)
+			continue
+		}
+		require.NotNil(t, err, raw)
+		assert.Equal(t, field, err.Field, raw)
+		assert.Nil(t, q)
+	}
+	q, err := functionapp.ParseQuery("a=1&a=2&b=x+y&c=%2F")
+	require.Nil(t, err)
+	assert.Equal(t, []string{"1", "2"}, q["a"])
+	assert.Equal(t, "x y", q.Get("b"))
+	assert.Equal(t, "/", q.Get("c"))
+}
+
+func TestRouterRefusesAnUnreadableQuery(t *testing.T) {
+	fc := functionapp.FunctionConfig{Name: "List"}
+	require.NoError(t, json.Unmarshal([]byte(`{"bindings":[{"type":"httpTrigger","direction":"in","name":"req","methods":["get"],"route":"things"},{"type":"http","direction":"out","name":"res"}]}`), &fc))
+	fns := []functionapp.FunctionConfig{fc}
+	reg := functionapp.Registry{"List": {HTTP: func(_ context.Context, req *functionapp.Request) *functionapp.Response {
+		return functionapp.JSON(http.StatusOK, req.Query)
+	}}}
+	mux, err := functionapp.NewRouter(reg, fns, "api")
+	require.NoError(t, err)
+	rec := httptest.NewRecorder()
+	mux.ServeHTTP(rec, httptest.NewRequest("GET", "/api/things?limit=%zz", nil))
+	assert.Equal(t, http.StatusBadRequest, rec.Code)
+	assert.Contains(t, rec.Body.String(), `"field":"limit"`)
+	rec = httptest.NewRecorder()
+	mux.ServeHTTP(rec, httptest.NewRequest("GET", "/api/things?limit=5", nil))
+	assert.Equal(t, http.StatusOK, rec.Code)
+	assert.JSONEq(t, `{"limit":["5"]}`, rec.Body.String())
+	assert.Equal(t, "nosniff", rec.Header().Get("X-Content-Type-Options"))
+	assert.Equal(t, "no-store", rec.Header().Get("Cache-Control"))
+}
+
+// FuzzParseQuery: the strict query decoder never panics, agrees with
+// net/url wherever net/url reads the whole query without complaint, and
+// what it accepts survives a round trip.
+func FuzzParseQuery(f *testing.F) {
+	for _, s := range []string{"", "a=1", "limit=%zz", "a=1;b=2", "a=1&a=2&b", "x+y=%2B&&=", "%=", "k=%E2%82%AC"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		q, qerr := functionapp.ParseQuery(raw)
+		want, err := url.ParseQuery(raw)
+		if err == nil {
+			require.Nil(t, qerr, "net/url reads %q", raw)
+			assert.Equal(t, len(want), len(q))
+			for k, vs := range want {
+				assert.Equal(t, vs, q[k], k)
+			}
+		}
+		if qerr != nil {
+			assert.NotEmpty(t, qerr.Field)
+			return
+		}
+		again, qerr := functionapp.ParseQuery(q.Encode())
+		require.Nil(t, qerr)
+		assert.Equal(t, len(q), len(again))
+	})
+}

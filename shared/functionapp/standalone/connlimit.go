@@ -1,0 +1,213 @@
+package standalone
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+)
+
+// Connection limits. Each open connection costs a goroutine and buffers
+// however little it sends, so a client that opens thousands and sends
+// nothing (or a body a byte a minute) could hold the server without
+// tripping any request limit. The server's timeouts bound how long a
+// connection may stay silent or slow; these caps bound how many may be
+// open at once.
+//
+// The cap per client address is what keeps everyone else served: one
+// address that opens more than its share gets refusals while the global
+// cap still has room for other clients. The global cap bounds memory when
+// many addresses do it at once; then new connections are refused, clearly,
+// until the timeouts have cut the silent ones.
+//
+// The cap per address is a quarter of the global one: one address may be a
+// whole fleet's gateway or an office behind NAT (the simulator, one
+// connection per drone in flight, passed 256 under the crash test), yet no
+// single address can take more than a quarter of the server. An idle
+// connection costs about 16 KiB (its goroutine and buffers), so the global
+// cap bounds them to some 64 MiB.
+const (
+	DefaultMaxConns        = 4096
+	DefaultMaxConnsPerAddr = 1024
+	// refusalsInFlight bounds the goroutines answering refused
+	// connections; beyond it a refused connection is closed without an
+	// answer, as a flood of them would otherwise cost what the cap saves.
+	refusalsInFlight = 64
+	// refusalWait bounds how long a refused connection is given to send
+	// its request's head, and then to take its answer.
+	refusalWait = time.Second
+	// refusalHeadBytes bounds what is read of a refused request's head.
+	refusalHeadBytes = 16 << 10
+	// maxBodyDrain bounds what is read and dropped of a refused request's
+	// body before its connection is closed.
+	maxBodyDrain = 64 << 10
+)
+
+// limitListener accepts connections up to a global cap and a cap per
+// remote address; a connection over either is answered with a minimal
+// 503 problem document and Retry-After and closed, unlike
+// netutil.LimitListener, which stops accepting and leaves clients waiting
+// in the kernel's queue with no answer.
+type limitListener struct {
+	net.Listener
+	max, perAddr int // zero: no cap
+
+	mu     sync.Mutex
+	open   int
+	byAddr map[string]int
+
+	refusing chan struct{}
+
+	// Refusals are logged at most once per refusalLogGap, with how many
+	// there were since the last line.
+	log        *slog.Logger
+	refused    int
+	lastLogged time.Time
+}
+
+// refusalLogGap spaces the log lines about refused connections, so a flood
+// of them does not become a flood of log lines.
+const refusalLogGap = 10 * time.Second
+
+func newLimitListener(ln net.Listener, max, perAddr int, log *slog.Logger) *limitListener {
+	return &limitListener{Listener: ln, max: max, perAddr: perAddr, byAddr: map[string]int{}, refusing: make(chan struct{}, refusalsInFlight), log: log}
+}
+
+// Accept returns the next connection within the caps, answering and
+// closing those over them.
+func (l *limitListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		addr := remoteHost(c)
+		if why := l.admit(addr); why != "" {
+			l.refuse(c, why)
+			continue
+		}
+		return &limitedConn{Conn: c, release: func() { l.release(addr) }}, nil
+	}
+}
+
+// admit counts a connection from addr in, or says why it cannot be.
+func (l *limitListener) admit(addr string) string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	why := ""
+	switch {
+	case l.max > 0 && l.open >= l.max:
+		why = fmt.Sprintf("the server has %d connections open, its limit", l.open)
+	case l.perAddr > 0 && l.byAddr[addr] >= l.perAddr:
+		why = fmt.Sprintf("this address has %d connections open, its limit", l.byAddr[addr])
+	default:
+		l.open++
+		l.byAddr[addr]++
+		return ""
+	}
+	l.refused++
+	if now := time.Now(); l.log != nil && now.Sub(l.lastLogged) >= refusalLogGap {
+		l.log.Warn("connections refused over the cap", "refused", l.refused, "latest", why, "address", addr,
+			"open", l.open, "maxConnections", l.max, "maxConnectionsPerAddress", l.perAddr)
+		l.refused, l.lastLogged = 0, now
+	}
+	return why
+}
+
+func (l *limitListener) release(addr string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.open--
+	if l.byAddr[addr]--; l.byAddr[addr] <= 0 {
+		delete(l.byAddr, addr)
+	}
+}
+
+// counts reports the connections open, and those from addr.
+func (l *limitListener) counts(addr string) (open, fromAddr int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.open, l.byAddr[addr]
+}
+
+// refuse answers c with a 503 and closes it. The request's head is read
+// first, for at most refusalWait: an HTTP client takes an answer that
+// arrives before it has sent its request for a broken connection, not for
+// a refusal. After the answer the connection is half-closed and what the
+// client still sends is drained briefly, because closing with unread
+// input makes the kernel reset the connection, which can destroy the
+// answer before the client reads it.
+func (l *limitListener) refuse(c net.Conn, why string) {
+	select {
+	case l.refusing <- struct{}{}:
+	default:
+		c.Close()
+		return
+	}
+	go func() {
+		defer func() { <-l.refusing }()
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(refusalWait))
+		// Whatever the head turns out to be (or none, by the deadline),
+		// the answer is the same.
+		_, _ = http.ReadRequest(bufio.NewReader(io.LimitReader(c, refusalHeadBytes)))
+		_ = c.SetDeadline(time.Now().Add(refusalWait))
+		if _, err := c.Write(refusal(why)); err != nil {
+			return
+		}
+		if cw, ok := c.(interface{ CloseWrite() error }); ok {
+			_ = cw.CloseWrite()
+		}
+		_, _ = io.Copy(io.Discard, io.LimitReader(c, maxBodyDrain))
+	}()
+}
+
+// refusal is the whole HTTP/1.1 answer to a connection over the cap.
+func refusal(why string) []byte {
+	body, _ := json.Marshal(map[string]any{
+		"type": "about:blank", "title": http.StatusText(http.StatusServiceUnavailable), "status": http.StatusServiceUnavailable,
+		"detail": "too many connections: " + why + "; retry after 1 s",
+	})
+	return fmt.Appendf(nil, "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/problem+json\r\n"+
+		"Retry-After: 1\r\nConnection: close\r\nCache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n"+
+		"Content-Length: %d\r\n\r\n%s", len(body), body)
+}
+
+// remoteHost is the IP a connection comes from.
+func remoteHost(c net.Conn) string {
+	a := c.RemoteAddr()
+	if tcp, ok := a.(*net.TCPAddr); ok {
+		return tcp.IP.String()
+	}
+	if host, _, err := net.SplitHostPort(a.String()); err == nil {
+		return host
+	}
+	return a.String()
+}
+
+// limitedConn gives its slot back when closed, once.
+type limitedConn struct {
+	net.Conn
+	once    sync.Once
+	release func()
+}
+
+func (c *limitedConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(c.release)
+	return err
+}
+
+// CloseWrite half-closes a TCP connection, which the HTTP server does
+// before closing one whose request it did not read to the end.
+func (c *limitedConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}

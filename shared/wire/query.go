@@ -1,0 +1,45 @@
+package wire
+
+import (
+	"net/url"
+	"slices"
+	"strings"
+
+	"github.com/fabrikam/dronedelivery/shared/domain"
+)
+
+// hostKeyParam is the Functions host's function key, which the platform
+// reads from the query of any HTTP function and passes on.
+const hostKeyParam = "code"
+
+// CheckQuery refuses, naming the parameter, a query parameter the endpoint
+// does not take, one given more than once and one given empty: each is a
+// client mistake that, ignored, would answer a question other than the one
+// asked (a misspelt filter, a second limit, "limit=" taken for the default).
+// The values themselves are the endpoint's to check.
+func CheckQuery(q url.Values, params ...string) error {
+	keys := make([]string, 0, len(q))
+	for k := range q {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys) // the same parameter is named whatever the map's order
+	for _, k := range keys {
+		if k == hostKeyParam {
+			continue
+		}
+		if !slices.Contains(params, k) {
+			if len(params) == 0 {
+				return domain.Invalid(k, "is not a parameter of this endpoint, which takes none")
+			}
+			return domain.Invalid(k, "is not a parameter of this endpoint (%s)", strings.Join(params, ", "))
+		}
+		vs := q[k]
+		if len(vs) > 1 {
+			return domain.Invalid(k, "is given more than once")
+		}
+		if len(vs) == 1 && vs[0] == "" {
+			return domain.Invalid(k, "must not be empty; leave the parameter out for its default")
+		}
+	}
+	return nil
+}
