@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"math"
 	"net/http"
 	"strings"
 	"testing"
@@ -151,6 +152,74 @@ func dispatchScenario(t *testing.T, p *proc) {
 	field, _ := problemOf(t, patch)
 	assert.True(t, strings.HasPrefix(field, "dropOffLocation") || field == "pickupLocation", field)
 	assert.Equal(t, domain.StageScheduled, getDelivery(t, a, "tight").Stage)
+
+	zoneScenario(t, a, seattle)
+}
+
+// zoneScenario: a no-fly zone between a pickup and its dropoff makes
+// dispatch route the leg around it, and the ETA follows the routed length;
+// a pickup inside the zone is refused. The zone is a wall 200 m wide,
+// reaching from 0.5 km south of the leg to 2 km north of it, so the short
+// way round is past its southern end.
+func zoneScenario(t *testing.T, a api, from domain.Location) {
+	kmLat := 1 / 111.2
+	kmLon := 1 / (111.32 * math.Cos(from.Latitude*math.Pi/180))
+	at := func(eastKm, northKm float64) domain.Location {
+		return domain.Location{Latitude: from.Latitude + northKm*kmLat, Longitude: from.Longitude + eastKm*kmLon}
+	}
+	corner := func(eastKm, northKm float64) []float64 {
+		l := at(eastKm, northKm)
+		return []float64{l.Longitude, l.Latitude}
+	}
+	wall := map[string]any{"name": "Wall", "geometry": map[string]any{"type": "Polygon", "coordinates": [][][]float64{{
+		corner(1.9, -0.5), corner(2.1, -0.5), corner(2.1, 2), corner(1.9, 2), corner(1.9, -0.5)}}}}
+	resp := a.fleet(t, "PUT", "/api/noflyzones/wall", wall)
+	require.Equal(t, http.StatusCreated, resp.Status, string(resp.Body))
+	defer func() {
+		assert.Equal(t, http.StatusNoContent, a.fleet(t, "DELETE", "/api/noflyzones/wall", nil).Status)
+	}()
+
+	inside := a.call(t, "POST", "/api/deliveryrequests", deliveryRequest("in-zone", at(2, 1), at(4, 0), "Small", 1))
+	require.Equal(t, http.StatusUnprocessableEntity, inside.Status, string(inside.Body))
+	field, detail := problemOf(t, inside)
+	assert.Equal(t, "pickupLocation", field)
+	assert.Contains(t, detail, "Wall", "the refusal names the zone")
+	assert.Equal(t, http.StatusNotFound, a.call(t, "GET", "/api/deliveries/in-zone", nil).Status, "nothing stored")
+
+	pickup, dropoff := at(0, 0), at(4, 0)
+	resp = a.call(t, "POST", "/api/deliveryrequests", deliveryRequest("around", pickup, dropoff, "Small", 1))
+	require.Equal(t, http.StatusAccepted, resp.Status, string(resp.Body))
+	d := waitStage(t, a, "around", domain.StageScheduled, domain.StageFailed)
+	require.Equal(t, domain.StageScheduled, d.Stage, d.FailureReason)
+	var full struct {
+		PlannedRoute *domain.PlannedRoute `json:"plannedRoute"`
+	}
+	a.call(t, "GET", "/api/deliveries/around", nil).decode(t, &full)
+	require.NotNil(t, full.PlannedRoute)
+	leg := full.PlannedRoute.Dropoff
+
+	// The shortest way round turns at the wall's southern corners, each
+	// moved a little way out; within 1 % that is this length.
+	want := domain.DistanceKm(pickup, at(1.9, -0.5)) + domain.DistanceKm(at(1.9, -0.5), at(2.1, -0.5)) + domain.DistanceKm(at(2.1, -0.5), dropoff)
+	assert.InEpsilon(t, want, leg.Km, 0.01, "routed length %.3f km against %.3f km round the wall", leg.Km, want)
+	assert.Greater(t, len(leg.Points), 2, "the leg turns")
+	for _, p := range leg.Points {
+		inWall := p.Latitude > at(0, -0.5).Latitude && p.Latitude < at(0, 2).Latitude &&
+			p.Longitude > at(1.9, 0).Longitude && p.Longitude < at(2.1, 0).Longitude
+		assert.False(t, inWall, "no point of the route is inside the zone: %+v", p)
+		assert.Less(t, p.Latitude, at(0, 0.01).Latitude, "the route goes round the near (southern) end")
+	}
+
+	// The ETA flies the routed length at the drone's speed: the delivery
+	// ETA is the pickup ETA plus loading, take-off and landing, and the
+	// routed leg.
+	var drone domain.Drone
+	a.fleet(t, "GET", "/api/drones/"+d.DroneID, nil).decode(t, &drone)
+	handling := domain.PickupHandling + domain.TakeoffDuration + domain.LandingDuration
+	flown := d.DeliveryETA.Sub(*d.PickupETA) - handling
+	flownKm := flown.Seconds() * drone.CruiseSpeedMps / 1000
+	assert.InEpsilon(t, want, flownKm, 0.01, "the ETA flies %.3f km; the route is %.3f km", flownKm, want)
+	assert.Greater(t, flownKm, domain.DistanceKm(pickup, dropoff)*1.02, "the ETA is not the straight line's")
 }
 
 // bookingEnv makes the booked pickup quick to test: the drone is
