@@ -158,7 +158,10 @@ func TestHostileRequests(t *testing.T) {
 	droneWith := func(k, v string) string {
 		return strings.Replace(drone, `"maxPayloadKg":5`, `"maxPayloadKg":5,"`+k+`":`+v, 1)
 	}
-	report := `{"location":{"latitude":47.6,"longitude":-122.3},"batteryPercent":50,"timestamp":"2026-11-26T10:00:00Z"}`
+	// Dated now: the service takes reports only near its own clock.
+	reportAt := time.Now().UTC().Format(time.RFC3339)
+	report := `{"location":{"latitude":47.6,"longitude":-122.3},"batteryPercent":50,"timestamp":"` + reportAt + `"}`
+	reportDated := func(ts string) string { return strings.Replace(report, reportAt, ts, 1) }
 	many := "[" + strings.TrimSuffix(strings.Repeat(report+",", wire.MaxReportsPerPost+1), ",") + "]"
 	deep := strings.Repeat(`{"x":`, 1000) + "1" + strings.Repeat("}", 1000)
 	confirm := `{"dateTime":"2026-11-26T10:00:00Z","geoCoordinates":{"latitude":47.61,"longitude":-122.33},"confirmationType":"None"}`
@@ -370,9 +373,27 @@ func TestHostileRequests(t *testing.T) {
 		{name: "telemetry as an empty array", method: "POST", path: "/api/drones/drone-00/telemetry", key: op, body: `[]`, status: 400, field: "body"},
 		{name: "telemetry with too many reports", method: "POST", path: "/api/drones/drone-00/telemetry", key: op, body: many, status: 400, field: "body"},
 		{name: "telemetry with a 101% battery", method: "POST", path: "/api/drones/drone-00/telemetry", key: op, body: strings.Replace(report, `"batteryPercent":50`, `"batteryPercent":101`, 1), status: 400, field: "batteryPercent"},
-		{name: "telemetry from year 0", method: "POST", path: "/api/drones/drone-00/telemetry", key: op, body: strings.Replace(report, "2026-11-26T10:00:00Z", "0000-01-01T0:00:00+01:00", 1), status: 400, field: "timestamp"},
-		{name: "telemetry located by a word", method: "POST", path: "/api/drones/drone-00/telemetry", key: op, body: `{"location":"here","batteryPercent":5,"timestamp":"2026-11-26T10:00:00Z"}`, status: 400, field: "location"},
+		{name: "telemetry from year 0", method: "POST", path: "/api/drones/drone-00/telemetry", key: op, body: reportDated("0000-01-01T0:00:00+01:00"), status: 400, field: "timestamp"},
+		{name: "telemetry located by a word", method: "POST", path: "/api/drones/drone-00/telemetry", key: op, body: `{"location":"here","batteryPercent":5,"timestamp":"` + reportAt + `"}`, status: 400, field: "location"},
 		{name: "telemetry with a bad second report", method: "POST", path: "/api/drones/drone-00/telemetry", key: op, body: "[" + report + `,{"location":{"latitude":1,"longitude":2},"batteryPercent":1,"timestamp":"soon"}]`, status: 400, field: "[1].timestamp"},
+		// Every number that feeds an ETA is bounded, and telemetry is dated
+		// near the service's clock (issue 16: a 1e-300 m/s drone made an ETA
+		// of 1734; a report of 2999 froze its drone, one of 2001 made
+		// durations negative).
+		{name: "a drone at 1e-300 m/s", method: "PUT", path: "/api/drones/rogue", key: op, body: strings.Replace(drone, `"cruiseSpeedMps":15`, `"cruiseSpeedMps":1e-300`, 1), status: 400, field: "cruiseSpeedMps"},
+		{name: "a drone at walking pace", method: "PUT", path: "/api/drones/rogue", key: op, body: strings.Replace(drone, `"cruiseSpeedMps":15`, `"cruiseSpeedMps":0.5`, 1), status: 400, field: "cruiseSpeedMps"},
+		{name: "a drone at 101 m/s", method: "PUT", path: "/api/drones/rogue", key: op, body: strings.Replace(drone, `"cruiseSpeedMps":15`, `"cruiseSpeedMps":101`, 1), status: 400, field: "cruiseSpeedMps"},
+		{name: "a drone with a range of 1e9 km", method: "PUT", path: "/api/drones/rogue", key: op, body: strings.Replace(drone, `"rangeKm":30`, `"rangeKm":1e9`, 1), status: 400, field: "rangeKm"},
+		{name: "a drone with a range of 0 km", method: "PUT", path: "/api/drones/rogue", key: op, body: strings.Replace(drone, `"rangeKm":30`, `"rangeKm":0`, 1), status: 400, field: "rangeKm"},
+		{name: "a drone carrying 1e9 kg", method: "PUT", path: "/api/drones/rogue", key: op, body: strings.Replace(drone, `"maxPayloadKg":5`, `"maxPayloadKg":1e9`, 1), status: 400, field: "maxPayloadKg"},
+		{name: "a drone at 1e9 m altitude", method: "PUT", path: "/api/drones/rogue", key: op, body: strings.Replace(drone, `"longitude":-122.3}`, `"longitude":-122.3,"altitude":1e9}`, 1), status: 400, field: "location.altitude"},
+		{name: "a home base at longitude 200", method: "PUT", path: "/api/drones/rogue", key: op, body: droneWith("homeBase", `{"latitude":47.6,"longitude":200}`), status: 400, field: "homeBase.longitude"},
+		{name: "a battery of 1e300 %", method: "PUT", path: "/api/drones/rogue", key: op, body: droneWith("batteryPercent", "1e300"), status: 400, field: "batteryPercent"},
+		{name: "telemetry dated 2999", method: "POST", path: "/api/drones/drone-00/telemetry", key: op, body: reportDated("2999-01-01T00:00:00Z"), status: 422, field: "timestamp"},
+		{name: "telemetry dated an hour ahead", method: "POST", path: "/api/drones/drone-00/telemetry", key: op, body: reportDated(time.Now().UTC().Add(time.Hour).Format(time.RFC3339)), status: 422, field: "timestamp"},
+		{name: "telemetry dated 2001", method: "POST", path: "/api/drones/drone-00/telemetry", key: op, body: reportDated("2001-01-01T00:00:00Z"), status: 422, field: "timestamp"},
+		{name: "telemetry with a second report dated 2999", method: "POST", path: "/api/drones/drone-00/telemetry", key: op, body: "[" + report + "," + reportDated("2999-01-01T00:00:00Z") + "]", status: 422, field: "[1].timestamp"},
+		{name: "telemetry at 1e9 m altitude", method: "POST", path: "/api/drones/drone-00/telemetry", key: op, body: strings.Replace(report, `"longitude":-122.3}`, `"longitude":-122.3,"altitude":1e9}`, 1), status: 400, field: "location.altitude"},
 
 		// Sign-up.
 		{name: "sign-up with nothing", method: "POST", path: "/api/accounts", body: `{}`, status: 400, field: "name"},

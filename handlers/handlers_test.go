@@ -280,7 +280,7 @@ func TestChainPicksNearestFitAndComputesETA(t *testing.T) {
 	want := domain.ComputeETA(t0, drone.Location, 12, &d.Request)
 	assert.Equal(t, want.Pickup, *d.PickupETA)
 	assert.Equal(t, want.Delivery, *d.DeliveryETA)
-	pkg, err := f.store.Packages.Find(context.Background(), "pkg-d1")
+	pkg, err := f.store.Packages.Find(context.Background(), domain.PackageKey(f.acct, "pkg-d1"))
 	require.NoError(t, err)
 	assert.Equal(t, "d1", pkg.DeliveryID)
 	assert.Equal(t, 2.0, pkg.Weight)
@@ -361,7 +361,7 @@ func (f *fixture) snapshot(t *testing.T, deliveryIDs, droneIDs []string) string 
 	for _, id := range deliveryIDs {
 		d := f.delivery(t, id)
 		all = append(all, d)
-		if p, err := f.store.Packages.Find(context.Background(), d.Request.PackageInfo.PackageID); err == nil {
+		if p, err := f.store.Packages.Find(context.Background(), domain.PackageKey(d.OwnerID, d.Request.PackageInfo.PackageID)); err == nil {
 			all = append(all, p)
 		}
 	}

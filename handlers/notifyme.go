@@ -247,11 +247,11 @@ func (h *Handlers) SendCustomerMessage(ctx context.Context, msg *ports.Delivered
 		return nil, &domain.Permanent{Err: domain.Invalid("operation", "must be customer-message")}
 	}
 	ctx = logctx.With(ctx, "notificationId", env.NotificationID, "subscriptionId", env.SubscriptionID, "channel", string(env.Channel))
-	var n *domain.Notification
-	for i := range d.Notifications {
-		if d.Notifications[i].ID == env.NotificationID {
-			n = &d.Notifications[i]
-		}
+	n, dropped := d.Notification(env.NotificationID)
+	if dropped {
+		// Superseded by the newer notices the delivery keeps instead.
+		h.log.InfoContext(ctx, "notice no longer kept; not sent", "notificationId", env.NotificationID)
+		return nil, nil
 	}
 	if n == nil {
 		return nil, &domain.Permanent{Err: fmt.Errorf("delivery %s has no notification %s", d.ID, env.NotificationID)}

@@ -2,6 +2,7 @@ package handlers
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/fabrikam/dronedelivery/shared/domain"
@@ -10,9 +11,12 @@ import (
 )
 
 // UpdatePackage creates or updates the package record of a delivery whose
-// drone is assigned, and hands the delivery to the ETA step. A package id
-// already owned by another business is never overwritten: the delivery
-// fails instead.
+// drone is assigned, and hands the delivery to the ETA step. Package ids
+// are scoped to the business (domain.PackageKey): another business using
+// the same id has a record of its own. A record that still cannot be taken
+// (one naming another owner under this key, which only a corrupted store
+// holds) fails the delivery and releases its drone rather than leave it
+// Created with the drone booked.
 func (h *Handlers) UpdatePackage(ctx context.Context, msg *ports.Delivered) ([]ports.Message, error) {
 	ctx, env, d, err := h.loadEnvelope(ctx, msg)
 	if err != nil {
@@ -30,9 +34,10 @@ func (h *Handlers) UpdatePackage(ctx context.Context, msg *ports.Delivered) ([]p
 
 	now := h.clock.Now()
 	info := d.Request.PackageInfo
-	_, err = h.st(ctx).Packages.Upsert(ctx, info.PackageID, func(cur *domain.Package) (*domain.Package, error) {
+	key := domain.PackageKey(d.OwnerID, info.PackageID)
+	_, err = h.st(ctx).Packages.Upsert(ctx, key, func(cur *domain.Package) (*domain.Package, error) {
 		if cur == nil {
-			return &domain.Package{ID: info.PackageID, OwnerID: d.OwnerID, DeliveryID: d.ID,
+			return &domain.Package{ID: key, PackageID: info.PackageID, OwnerID: d.OwnerID, DeliveryID: d.ID,
 				Size: info.Size, Weight: info.Weight, Tag: info.Tag, Status: "Scheduled", CreatedAt: now, UpdatedAt: now}, nil
 		}
 		if cur.OwnerID != d.OwnerID {
@@ -44,8 +49,8 @@ func (h *Handlers) UpdatePackage(ctx context.Context, msg *ports.Delivered) ([]p
 		cur.DeliveryID, cur.Size, cur.Weight, cur.Tag, cur.Status, cur.UpdatedAt = d.ID, info.Size, info.Weight, info.Tag, "Scheduled", now
 		return cur, nil
 	})
-	if err == errForeignPackage {
-		return h.fail(ctx, d.ID, fmt.Sprintf("package id %s belongs to another owner", info.PackageID))
+	if errors.Is(err, errForeignPackage) {
+		return h.fail(ctx, d.ID, fmt.Sprintf("package %s could not be recorded", info.PackageID))
 	}
 	if err != nil {
 		return nil, fmt.Errorf("upsert package %s: %w", info.PackageID, err)
@@ -63,4 +68,4 @@ func (h *Handlers) UpdatePackage(ctx context.Context, msg *ports.Delivered) ([]p
 	return []ports.Message{nextMessage(d, topology.QueuePackageUpdated, stepPackaged)}, nil
 }
 
-var errForeignPackage = fmt.Errorf("package belongs to another owner")
+var errForeignPackage = errors.New("package record names another owner")

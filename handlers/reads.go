@@ -198,14 +198,30 @@ func (h *Handlers) GetPackage(ctx context.Context, req *functionapp.Request) *fu
 	if err := domain.ValidID("id", id); err != nil {
 		return h.errorResponse(ctx, err)
 	}
-	p, err := h.store.Packages.Find(ctx, id)
+	p, err := h.store.Packages.Find(ctx, domain.PackageKey(acct, id))
+	if domain.IsCode(err, domain.ENOTFOUND) {
+		// A record written before package ids were scoped to the account
+		// is under the bare id.
+		p, err = h.store.Packages.Find(ctx, id)
+	}
 	if domain.IsCode(err, domain.ENOTFOUND) || err == nil && p.OwnerID != acct {
 		err = domain.Errorf(domain.ENOTFOUND, "package %s not found", id)
 	}
 	if err != nil {
 		return h.errorResponse(ctx, err)
 	}
-	return functionapp.JSON(http.StatusOK, p)
+	return functionapp.JSON(http.StatusOK, packageView(p))
+}
+
+// packageView is a package as the API shows it: by the id its business
+// gave it, not the key it is stored under.
+func packageView(p *domain.Package) *domain.Package {
+	v := *p
+	if v.PackageID != "" {
+		v.ID = v.PackageID
+	}
+	v.PackageID = ""
+	return &v
 }
 
 // Healthz serves GET /api/healthz.

@@ -345,8 +345,9 @@ func (h *Handlers) claim(ctx context.Context, d *domain.Delivery, droneID string
 	return got, nil
 }
 
-// fail marks a delivery Failed with a reason and tells the customer; the
-// message is then done. A delivery that already ended is left alone.
+// fail marks a delivery that is not yet Scheduled Failed with a reason,
+// releases the drone it holds, if any, and tells the customer; the message
+// is then done. Any other delivery is left alone.
 func (h *Handlers) fail(ctx context.Context, id, reason string) ([]ports.Message, error) {
 	now := h.clock.Now()
 	var notes []domain.Notification
@@ -361,10 +362,17 @@ func (h *Handlers) fail(ctx context.Context, id, reason string) ([]ports.Message
 	if err != nil {
 		return nil, fmt.Errorf("mark delivery failed: %w", err)
 	}
-	if notes == nil && d.Stage == domain.StageFailed {
+	if d.Stage != domain.StageFailed {
+		return nil, nil
+	}
+	if notes == nil {
 		// A redelivery: send the failure notice again in case the first
 		// attempt stopped before it; duplicate detection drops a repeat.
 		notes = notificationsOfKind(d, domain.NotifyFailed)
+	}
+	// Repeated on every redelivery, like the notice; a no-op once done.
+	if err := h.releaseDrone(ctx, d); err != nil {
+		return nil, err
 	}
 	h.log.WarnContext(ctx, "delivery failed", "reason", reason)
 	return notifyMessages(d, notes), nil

@@ -18,10 +18,14 @@ import (
 
 // PostTelemetry accepts POST /api/drones/{id}/telemetry: one report or an
 // array. Each report is queued for the tracking step and the 202 leaves only
-// once they are all queued.
+// once they are all queued. A report dated outside the window around this
+// clock (Tracking.CheckReportTime) refuses the whole POST with 422.
 func (h *Handlers) PostTelemetry(ctx context.Context, req *functionapp.Request) *functionapp.Response {
 	id := req.Params["id"]
-	reports, err := wire.ParseTelemetry(id, req.Body)
+	now := h.clock.Now()
+	reports, err := wire.ParseTelemetry(id, req.Body, func(field string, at time.Time) error {
+		return h.cfg.Tracking.CheckReportTime(field, at, now)
+	})
 	if err != nil {
 		return h.errorResponse(ctx, err)
 	}
@@ -64,6 +68,12 @@ func (h *Handlers) TrackDrone(ctx context.Context, msg *ports.Delivered) ([]port
 		return nil, err
 	}
 	ctx = logctx.With(ctx, "droneId", r.DroneID)
+	if r.Timestamp.After(h.clock.Now().Add(h.cfg.Tracking.WithDefaults().ClockSkew)) {
+		// Queued before the window was checked at the door: a report from
+		// the future would freeze the drone and date its ETAs.
+		h.log.WarnContext(ctx, "telemetry dated ahead of the clock; ignored", "timestamp", r.Timestamp)
+		return nil, nil
+	}
 	// Reports for one drone arrive close together and each writes its
 	// delivery and the drone: they write through at once, each document
 	// under its turn (see the store adapters), rather than in a unit of work
@@ -142,7 +152,7 @@ func (h *Handlers) markPackage(ctx context.Context, d *domain.Delivery, status s
 		return nil
 	}
 	now := h.clock.Now()
-	_, err := h.st(ctx).Packages.Update(ctx, id, func(p *domain.Package) error {
+	_, err := h.st(ctx).Packages.Update(ctx, domain.PackageKey(d.OwnerID, id), func(p *domain.Package) error {
 		return p.Mark(d.ID, status, now)
 	})
 	if err != nil && !domain.IsCode(err, domain.ENOTFOUND) {

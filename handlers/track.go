@@ -108,10 +108,12 @@ func (h *Handlers) TrackPage(ctx context.Context, req *functionapp.Request) *fun
 	}}
 }
 
+// feedDrone is the drone as the page shows it: live while it serves this
+// delivery, else where it was last seen on it, without its battery.
 type feedDrone struct {
 	ID             string          `json:"id"`
 	Location       domain.Location `json:"location"`
-	BatteryPercent float64         `json:"batteryPercent"`
+	BatteryPercent *float64        `json:"batteryPercent,omitempty"`
 }
 
 type feedEvent struct {
@@ -182,15 +184,29 @@ func (h *Handlers) TrackFeed(ctx context.Context, req *functionapp.Request) *fun
 		f.Confirmation = &feedConfirmation{ConfirmationType: c.ConfirmationType, By: c.ConfirmationType.Describe(), At: c.ReceivedAt}
 	}
 	if id := assignedDrone(d); id != "" {
-		if dr, err := h.store.Fleet.Find(ctx, id); err == nil {
-			loc := dr.Location
-			if d.LastKnownLocation != nil && (dr.CurrentDeliveryID != d.ID) {
-				loc = *d.LastKnownLocation // the drone has moved on to other work
-			}
-			f.Drone = &feedDrone{ID: dr.ID, Location: loc, BatteryPercent: round(dr.BatteryPercent, 1)}
-		}
+		f.Drone = h.feedDrone(ctx, d, id)
 	}
 	resp := functionapp.JSON(http.StatusOK, f)
 	resp.Header.Set("Cache-Control", "no-store")
 	return resp
+}
+
+// feedDrone is the drone of d for an anonymous reader. Only a drone that
+// serves d, which has not ended, is shown live (its position and battery):
+// once d is cancelled, failed, completed or stuck the drone may fly another
+// account's delivery, and its position then is none of this reader's
+// business. Otherwise the drone is shown where d last recorded it, or not
+// at all.
+func (h *Handlers) feedDrone(ctx context.Context, d *domain.Delivery, id string) *feedDrone {
+	if !d.Stage.Terminal() {
+		dr, err := h.store.Fleet.Find(ctx, id)
+		if err == nil && dr.CurrentDeliveryID == d.ID {
+			battery := round(dr.BatteryPercent, 1)
+			return &feedDrone{ID: id, Location: dr.Location, BatteryPercent: &battery}
+		}
+	}
+	if d.LastKnownLocation == nil {
+		return nil
+	}
+	return &feedDrone{ID: id, Location: *d.LastKnownLocation}
 }

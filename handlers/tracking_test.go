@@ -40,6 +40,9 @@ func leg(a, b domain.Location, n int) []domain.Location {
 // queues dry.
 func (f *fixture) report(t *testing.T, droneID string, loc domain.Location, battery float64, at time.Time) {
 	t.Helper()
+	if at.After(f.clock.Now()) {
+		f.clock.Set(at) // a report is sent as it is made
+	}
 	body, _ := json.Marshal(map[string]any{"location": loc, "batteryPercent": battery, "timestamp": at.Format(time.RFC3339Nano)})
 	resp := f.fleet("PostTelemetry", &functionapp.Request{Method: "POST", Params: map[string]string{"id": droneID}, Body: body})
 	require.Equal(t, http.StatusAccepted, resp.Status, string(resp.Body))
@@ -107,7 +110,7 @@ func TestTelemetryCarriesADeliveryToCompletion(t *testing.T) {
 	assert.Equal(t, domain.DroneAvailable, drone.Status)
 	assert.Empty(t, drone.CurrentDeliveryID)
 	assert.Equal(t, drop, drone.Location, "free at its final position")
-	pkg, err := f.store.Packages.Find(context.Background(), "pkg-trip")
+	pkg, err := f.store.Packages.Find(context.Background(), domain.PackageKey(f.acct, "pkg-trip"))
 	require.NoError(t, err)
 	assert.Equal(t, "Delivered", pkg.Status)
 
@@ -136,11 +139,12 @@ func TestTelemetryValidation(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
 	f.putDrone(t, domain.Drone{ID: "v", Location: at(0, 0)})
+	now := `"` + t0.Format(time.RFC3339) + `"`
 	for field, body := range map[string]string{
 		"timestamp":         `{"location":{"latitude":1,"longitude":2},"batteryPercent":50}`,
-		"batteryPercent":    `{"location":{"latitude":1,"longitude":2},"batteryPercent":101,"timestamp":"2026-11-26T10:00:00Z"}`,
-		"location.latitude": `{"location":{"latitude":-91,"longitude":2},"batteryPercent":1,"timestamp":"2026-11-26T10:00:00Z"}`,
-		"[1].timestamp":     `[{"location":{"latitude":1,"longitude":2},"batteryPercent":1,"timestamp":"2026-11-26T10:00:00Z"},{"location":{"latitude":1,"longitude":2},"batteryPercent":1,"timestamp":"soon"}]`,
+		"batteryPercent":    `{"location":{"latitude":1,"longitude":2},"batteryPercent":101,"timestamp":` + now + `}`,
+		"location.latitude": `{"location":{"latitude":-91,"longitude":2},"batteryPercent":1,"timestamp":` + now + `}`,
+		"[1].timestamp":     `[{"location":{"latitude":1,"longitude":2},"batteryPercent":1,"timestamp":` + now + `},{"location":{"latitude":1,"longitude":2},"batteryPercent":1,"timestamp":"soon"}]`,
 		"body":              `[]`,
 	} {
 		resp := f.fleet("PostTelemetry", &functionapp.Request{Method: "POST", Params: map[string]string{"id": "v"}, Body: []byte(body)})
@@ -149,8 +153,19 @@ func TestTelemetryValidation(t *testing.T) {
 		require.NoError(t, json.Unmarshal(resp.Body, &p))
 		assert.Equal(t, field, p.Field)
 	}
+	// Dated outside the window around the service's clock: 422.
+	for field, body := range map[string]string{
+		"timestamp":     `{"location":{"latitude":1,"longitude":2},"batteryPercent":50,"timestamp":"2999-01-01T00:00:00Z"}`,
+		"[1].timestamp": `[{"location":{"latitude":1,"longitude":2},"batteryPercent":1,"timestamp":` + now + `},{"location":{"latitude":1,"longitude":2},"batteryPercent":1,"timestamp":"2001-01-01T00:00:00Z"}]`,
+	} {
+		resp := f.fleet("PostTelemetry", &functionapp.Request{Method: "POST", Params: map[string]string{"id": "v"}, Body: []byte(body)})
+		require.Equal(t, http.StatusUnprocessableEntity, resp.Status, field)
+		var p functionapp.ProblemDetails
+		require.NoError(t, json.Unmarshal(resp.Body, &p))
+		assert.Equal(t, field, p.Field)
+	}
 	resp := f.fleet("PostTelemetry", &functionapp.Request{Method: "POST", Params: map[string]string{"id": "ghost"},
-		Body: []byte(`{"location":{"latitude":1,"longitude":2},"batteryPercent":1,"timestamp":"2026-11-26T10:00:00Z"}`)})
+		Body: []byte(`{"location":{"latitude":1,"longitude":2},"batteryPercent":1,"timestamp":` + now + `}`)})
 	assert.Equal(t, http.StatusNotFound, resp.Status)
 	active, _, err := f.bus.Depth(context.Background(), topology.QueueDroneTelemetry)
 	require.NoError(t, err)
@@ -175,7 +190,7 @@ func TestCancelAfterAssignmentReleasesTheDrone(t *testing.T) {
 	dr := f.drone(t, "c1")
 	assert.Equal(t, domain.DroneAvailable, dr.Status)
 	assert.Empty(t, dr.CurrentDeliveryID)
-	pkg, err := f.store.Packages.Find(context.Background(), "pkg-gone")
+	pkg, err := f.store.Packages.Find(context.Background(), domain.PackageKey(f.acct, "pkg-gone"))
 	require.NoError(t, err)
 	assert.Equal(t, "Cancelled", pkg.Status)
 

@@ -46,11 +46,11 @@ func (h *Handlers) SendNotification(ctx context.Context, msg *ports.Delivered) (
 	if env.Operation != wire.OpNotify {
 		return nil, &domain.Permanent{Err: domain.Invalid("operation", "must be notify")}
 	}
-	var n *domain.Notification
-	for i := range d.Notifications {
-		if d.Notifications[i].ID == env.NotificationID {
-			n = &d.Notifications[i]
-		}
+	n, dropped := d.Notification(env.NotificationID)
+	if dropped {
+		// Superseded by the newer notices the delivery keeps instead.
+		h.log.InfoContext(ctx, "notice no longer kept; not sent", "notificationId", env.NotificationID)
+		return nil, nil
 	}
 	if n == nil {
 		return nil, &domain.Permanent{Err: fmt.Errorf("delivery %s has no notification %s", d.ID, env.NotificationID)}

@@ -173,6 +173,9 @@ func open(ctx context.Context, c common, app fs.FS, env func(string) string, log
 		return nil, err
 	}
 	cfg.Confirmation.RadiusKm = settings.ConfirmationRadiusMeters / 1000
+	if settings.TelemetryClockSkew > 0 {
+		cfg.Tracking.ClockSkew = settings.TelemetryClockSkew
+	}
 	w := settings.Webhooks
 	cfg.Webhook = webhook.Options{Timeout: w.Timeout, AllowPrivate: w.AllowPrivate}
 	cfg.WebhookFairness = webhook.FairOptions{PerAccount: w.PerAccount, FailuresToOpen: w.FailuresToOpen, CoolDown: w.CoolDown}
@@ -269,7 +272,13 @@ func serve(ctx context.Context, args []string, app fs.FS, env func(string) strin
 		return err
 	}
 	base := "http://" + ln.Addr().String()
-	parts, err := open(ctx, c, app, env, log, handlers.Config{OperatorKey: opKey, MaxBacklog: *maxBacklog, PublicBaseURL: base})
+	hcfg := handlers.Config{OperatorKey: opKey, MaxBacklog: *maxBacklog, PublicBaseURL: base}
+	if *simulate {
+		// The simulator's clock runs ahead of the real one (its time scale):
+		// take its reports up to a day ahead unless the setting says otherwise.
+		hcfg.Tracking.ClockSkew = config.MaxTelemetryClockSkew
+	}
+	parts, err := open(ctx, c, app, env, log, hcfg)
 	if err != nil {
 		ln.Close()
 		return err

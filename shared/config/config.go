@@ -21,7 +21,16 @@ const (
 	// ConfirmationRadius is how far, in metres, from a delivery's dropoff
 	// its proof of delivery may be given (POST …/confirmations).
 	ConfirmationRadius = "CONFIRMATION_RADIUS_M"
+	// TelemetryClockSkew is how far ahead of the service's clock a
+	// telemetry report may be dated (a Go duration; default 5m). A
+	// simulator whose clock runs faster than the real one (make run sets
+	// 24h for `dronedelivery simulate -time-scale`) needs more.
+	TelemetryClockSkew = "TELEMETRY_CLOCK_SKEW"
 )
+
+// MaxTelemetryClockSkew bounds TelemetryClockSkew: a day, as far as the
+// service takes reports from the past.
+const MaxTelemetryClockSkew = 24 * time.Hour
 
 // The webhook settings. Unset, each takes the webhook adapter's default.
 const (
@@ -99,6 +108,9 @@ type Config struct {
 	SQS        SQS
 	// ConfirmationRadiusMeters is the ConfirmationRadius setting.
 	ConfirmationRadiusMeters float64
+	// TelemetryClockSkew is the TelemetryClockSkew setting; zero when
+	// unset (the tracking default applies).
+	TelemetryClockSkew time.Duration
 	// Webhooks are the WEBHOOK_* settings.
 	Webhooks Webhooks
 }
@@ -116,6 +128,13 @@ func Load(env func(string) string) (*Config, error) {
 	var err error
 	if c.ConfirmationRadiusMeters, err = confirmationRadius(env); err != nil {
 		return nil, err
+	}
+	if s := strings.TrimSpace(env(TelemetryClockSkew)); s != "" {
+		d, err := time.ParseDuration(s)
+		if err != nil || d < time.Second || d > MaxTelemetryClockSkew {
+			return nil, fmt.Errorf("%s is %q; it must be a duration from 1s to %s, such as 5m", TelemetryClockSkew, s, MaxTelemetryClockSkew)
+		}
+		c.TelemetryClockSkew = d
 	}
 	if c.Webhooks, err = webhooks(env); err != nil {
 		return nil, err

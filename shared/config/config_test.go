@@ -47,6 +47,11 @@ func TestLoad(t *testing.T) {
 		{name: "confirmation radius not a number", env: map[string]string{"CONFIRMATION_RADIUS_M": "100m"}, wantErr: "CONFIRMATION_RADIUS_M"},
 		{name: "confirmation radius zero", env: map[string]string{"CONFIRMATION_RADIUS_M": "0"}, wantErr: "CONFIRMATION_RADIUS_M"},
 		{name: "confirmation radius too far", env: map[string]string{"CONFIRMATION_RADIUS_M": "20000"}, wantErr: "CONFIRMATION_RADIUS_M"},
+		{name: "telemetry clock skew", env: map[string]string{"TELEMETRY_CLOCK_SKEW": " 2h "}, check: func(t *testing.T, c *config.Config) {
+			assert.Equal(t, 2*time.Hour, c.TelemetryClockSkew)
+		}},
+		{name: "telemetry clock skew not a duration", env: map[string]string{"TELEMETRY_CLOCK_SKEW": "300"}, wantErr: "TELEMETRY_CLOCK_SKEW"},
+		{name: "telemetry clock skew beyond a day", env: map[string]string{"TELEMETRY_CLOCK_SKEW": "25h"}, wantErr: "TELEMETRY_CLOCK_SKEW"},
 		{name: "identity-based connections", env: map[string]string{
 			"CosmosDBConnection__accountEndpoint":           "https://acct.documents.azure.com:443/",
 			"ServiceBusConnection__fullyQualifiedNamespace": "ns.servicebus.windows.net",

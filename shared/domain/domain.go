@@ -161,16 +161,20 @@ type Delivery struct {
 	// PreviousDroneID is the drone the generation before this one held.
 	PreviousDroneID string `json:"previousDroneId,omitempty"`
 
-	PickedUpAt          *time.Time     `json:"pickedUpAt,omitempty"`
-	CompletedAt         *time.Time     `json:"completedAt,omitempty"`
-	CancelledAt         *time.Time     `json:"cancelledAt,omitempty"`
-	LastTelemetryAt     *time.Time     `json:"lastTelemetryAt,omitempty"`
-	TraveledKm          float64        `json:"traveledKm,omitempty"`
-	Trail               []TrailPoint   `json:"trail,omitempty"`
-	History             []Event        `json:"history,omitempty"`
-	Notifications       []Notification `json:"notifications,omitempty"`
-	NotifiedDeliveryETA *time.Time     `json:"notifiedDeliveryETA,omitempty"`
-	Confirmation        *Confirmation  `json:"confirmation,omitempty"`
+	PickedUpAt      *time.Time     `json:"pickedUpAt,omitempty"`
+	CompletedAt     *time.Time     `json:"completedAt,omitempty"`
+	CancelledAt     *time.Time     `json:"cancelledAt,omitempty"`
+	LastTelemetryAt *time.Time     `json:"lastTelemetryAt,omitempty"`
+	TraveledKm      float64        `json:"traveledKm,omitempty"`
+	Trail           []TrailPoint   `json:"trail,omitempty"`
+	History         []Event        `json:"history,omitempty"`
+	Notifications   []Notification `json:"notifications,omitempty"`
+	// NotificationCount is how many notices the delivery ever issued; it
+	// numbers them, since Notifications keeps only the newest
+	// MaxNotifications.
+	NotificationCount   int           `json:"notificationCount,omitempty"`
+	NotifiedDeliveryETA *time.Time    `json:"notifiedDeliveryETA,omitempty"`
+	Confirmation        *Confirmation `json:"confirmation,omitempty"`
 
 	// Subscriptions are the customers' notify-me requests: who hears of
 	// each milestone by e-mail or SMS.
@@ -186,8 +190,10 @@ type Event struct {
 	Location *Location `json:"location,omitempty"`
 	Note     string    `json:"note,omitempty"`
 	// Kind is empty for a change of stage; EventConfirmed marks the proof
-	// of delivery, recorded in the stage the delivery was in.
-	Kind string `json:"kind,omitempty"`
+	// of delivery, recorded in the stage the delivery was in;
+	// EventTruncated stands for Omitted earlier events.
+	Kind    string `json:"kind,omitempty"`
+	Omitted int    `json:"omitted,omitempty"`
 }
 
 // EventConfirmed is the Kind of the history event of a proof of delivery.
@@ -281,9 +287,12 @@ type Drone struct {
 	UpdatedAt         time.Time  `json:"updatedAt"`
 }
 
-// Package is the record of a package and the delivery carrying it.
+// Package is the record of a package and the delivery carrying it. Package
+// ids are the businesses' own: two accounts may use the same one, so the
+// record is stored under PackageKey(owner, package id).
 type Package struct {
-	ID         string      `json:"id"`
+	ID         string      `json:"id"`                  // PackageKey(OwnerID, PackageID)
+	PackageID  string      `json:"packageId,omitempty"` // as the business gave it
 	OwnerID    string      `json:"ownerId"`
 	DeliveryID string      `json:"deliveryId"`
 	Size       PackageSize `json:"size"`
@@ -293,3 +302,8 @@ type Package struct {
 	CreatedAt  time.Time   `json:"createdAt"`
 	UpdatedAt  time.Time   `json:"updatedAt"`
 }
+
+// PackageKey is the key a package is stored under: its owner's account id
+// and the business's package id, joined by a character package ids cannot
+// contain (ValidID), so no two pairs share a key.
+func PackageKey(ownerID, packageID string) string { return ownerID + ":" + packageID }

@@ -2,7 +2,6 @@ package domain
 
 import (
 	"fmt"
-	"math"
 	"time"
 )
 
@@ -38,10 +37,11 @@ func Unfit(d *Drone, req *DeliveryRequest) string {
 }
 
 // LegDuration is the time to fly distanceKm at speedMps, including the climb
-// and descent.
+// and descent. It cannot overflow: the speed counts as at least
+// MinCruiseSpeedMps and the distance as at most half the Earth's
+// circumference.
 func LegDuration(distanceKm, speedMps float64) time.Duration {
-	flight := time.Duration(math.Round(distanceKm * 1000 / speedMps * float64(time.Second)))
-	return TakeoffDuration + flight + LandingDuration
+	return TakeoffDuration + cruiseDuration(distanceKm, speedMps) + LandingDuration
 }
 
 // ETA is when the drone is expected at the pickup and at the dropoff.

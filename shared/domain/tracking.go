@@ -2,7 +2,6 @@ package domain
 
 import (
 	"fmt"
-	"math"
 	"slices"
 	"sort"
 	"time"
@@ -30,6 +29,11 @@ type TrackingConfig struct {
 	// LowBatteryPercent sends a drone to Charging instead of Available when
 	// it finishes a delivery below it.
 	LowBatteryPercent float64
+	// ClockSkew is how far ahead of the service's clock a report may be
+	// dated (default TelemetryFutureSkew); MaxReportAge how far behind it
+	// (default TelemetryMaxAge). See CheckReportTime.
+	ClockSkew    time.Duration
+	MaxReportAge time.Duration
 	// PickupTolerance is how long before the requested pickupTime a
 	// package may be picked up: a drone reported at the pickup earlier is
 	// waiting there, and the pickup counts from its first report at the
@@ -48,6 +52,12 @@ func (c TrackingConfig) WithDefaults() TrackingConfig {
 	if c.LowBatteryPercent <= 0 {
 		c.LowBatteryPercent = 20
 	}
+	if c.ClockSkew <= 0 {
+		c.ClockSkew = TelemetryFutureSkew
+	}
+	if c.MaxReportAge <= 0 {
+		c.MaxReportAge = TelemetryMaxAge
+	}
 	if c.PickupTolerance <= 0 {
 		c.PickupTolerance = DefaultPickupEarliness
 	}
@@ -57,10 +67,6 @@ func (c TrackingConfig) WithDefaults() TrackingConfig {
 // DefaultPickupEarliness is TrackingConfig.PickupTolerance when none is
 // set.
 const DefaultPickupEarliness = time.Minute
-
-// MaxTrailPoints bounds the trail kept on a delivery document: enough for a
-// long flight at one report every few seconds, small enough for one item.
-const MaxTrailPoints = 720
 
 // legal lists each stage's allowed successors.
 var legal = map[Stage][]Stage{
@@ -83,7 +89,8 @@ func LegalTransition(from, to Stage) bool {
 
 // LegalHistory checks that a history starts at Created, only makes legal
 // moves and never goes back in time. Events that are not changes of stage
-// (a proof of delivery) must be in the stage the delivery was in.
+// (a proof of delivery) must be in the stage the delivery was in; a
+// truncation marker sets the stage the events it omits left.
 func LegalHistory(events []Event) error {
 	if len(events) == 0 || events[0].Stage != StageCreated || events[0].Kind != "" {
 		return fmt.Errorf("history must start with %s", StageCreated)
@@ -93,6 +100,10 @@ func LegalHistory(events []Event) error {
 		e := events[i]
 		if e.At.Before(events[i-1].At) {
 			return fmt.Errorf("event %d goes back in time", i)
+		}
+		if e.Kind == EventTruncated {
+			stage = e.Stage // the moves it stands for were checked when they were made
+			continue
 		}
 		if e.Kind != "" {
 			if e.Stage != stage {
@@ -108,10 +119,13 @@ func LegalHistory(events []Event) error {
 	return nil
 }
 
-// SetStage moves d to stage s at t and records the move in its history.
+// SetStage moves d to stage s at t and records the move in its history,
+// dated no earlier than the event before it: writers that read the clock
+// before they won the document (two PATCHes at once) keep the history in
+// time order.
 func (d *Delivery) SetStage(s Stage, t time.Time, note string) {
 	d.Stage = s
-	e := Event{Stage: s, At: t, Note: note}
+	e := Event{Stage: s, At: d.eventTime(t), Note: note}
 	if d.LastKnownLocation != nil {
 		loc := *d.LastKnownLocation
 		e.Location = &loc
@@ -119,7 +133,7 @@ func (d *Delivery) SetStage(s Stage, t time.Time, note string) {
 	if d.DroneAssignedAt != nil {
 		e.DroneID = d.DroneID
 	}
-	d.History = append(d.History, e)
+	d.record(e)
 	d.UpdatedAt = t
 }
 
@@ -127,7 +141,7 @@ func (d *Delivery) SetStage(s Stage, t time.Time, note string) {
 // on once the delivery is stored.
 func (d *Delivery) Notify(kind, message string, t time.Time) Notification {
 	n := Notification{
-		ID:      fmt.Sprintf("%s:n%d", d.ID, len(d.Notifications)+1),
+		ID:      fmt.Sprintf("%s:n%d", d.ID, max(d.NotificationCount, len(d.Notifications))+1),
 		Kind:    kind,
 		Message: message,
 		At:      t,
@@ -142,7 +156,8 @@ func (d *Delivery) Notify(kind, message string, t time.Time) Notification {
 		n.DeliveryETA = &e
 		d.NotifiedDeliveryETA = &e
 	}
-	d.Notifications = append(d.Notifications, n)
+	d.NotificationCount = max(d.NotificationCount, len(d.Notifications)) + 1
+	d.keepNotification(n)
 	return n
 }
 
@@ -159,9 +174,7 @@ type Telemetry struct {
 // ends with a landing and loading, and the dropoff leg starts with a climb;
 // after it, only the descent at the dropoff remains.
 func FlightETA(now time.Time, from Location, speedMps float64, req *DeliveryRequest, pickedUp bool) ETA {
-	cruise := func(km float64) time.Duration {
-		return time.Duration(math.Round(km * 1000 / speedMps * float64(time.Second)))
-	}
+	cruise := func(km float64) time.Duration { return cruiseDuration(km, speedMps) }
 	if pickedUp {
 		return ETA{Delivery: ceilSecond(now.Add(cruise(DistanceKm(from, req.DropoffLocation)) + LandingDuration))}
 	}
@@ -194,6 +207,10 @@ func Track(d *Delivery, drone *Drone, r Telemetry, cfg TrackingConfig) (bool, []
 	if !d.insertTrail(TrailPoint{Latitude: r.Location.Latitude, Longitude: r.Location.Longitude, At: t}) {
 		return false, nil
 	}
+	// Thinned only once the pickup and the dropoff have been looked for
+	// with the new point in the trail: a late report that is thinned away
+	// at once may still be the one that reached either.
+	defer d.thinTrail()
 	newest := d.LastTelemetryAt == nil || t.After(*d.LastTelemetryAt)
 	if newest {
 		loc := r.Location
@@ -220,7 +237,11 @@ func Track(d *Delivery, drone *Drone, r Telemetry, cfg TrackingConfig) (bool, []
 	}
 	if d.PickedUpAt != nil && d.Stage == StageHeadedToDropoff {
 		if p, ok := firstWithin(d.Trail, d.Request.DropoffLocation, cfg.ArrivalRadiusKm, *d.PickedUpAt); ok {
-			ct := p.At
+			// A drone's clock may lag the service's: the completion is
+			// dated no earlier than the delivery's acceptance, so no
+			// duration measured from then is negative. (The pickup time
+			// stays as reported: the dropoff is searched for after it.)
+			ct := latest(p.At, d.CreatedAt)
 			d.CompletedAt = &ct
 			d.DeliveryETA = &ct
 			d.SetStage(StageCompleted, d.eventTime(ct), "package delivered")
@@ -273,9 +294,6 @@ func (d *Delivery) insertTrail(p TrailPoint) bool {
 		d.TraveledKm += km(p, d.Trail[0])
 	}
 	d.Trail = slices.Insert(d.Trail, i, p)
-	if len(d.Trail) > MaxTrailPoints {
-		d.Trail = slices.Delete(d.Trail, 0, len(d.Trail)-MaxTrailPoints)
-	}
 	return true
 }
 
@@ -297,6 +315,13 @@ func (d *Delivery) eventTime(t time.Time) time.Time {
 		return d.History[n-1].At
 	}
 	return t
+}
+
+func latest(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 // ReleaseDrone frees a drone at the end of its delivery: Available again,

@@ -100,7 +100,7 @@ func (d *Delivery) Schedule(gen int, eta ETA, route *PlannedRoute, at Location, 
 	d.ScheduledAt = &t
 	if d.Stage == StageScheduled {
 		// A booked pickup: the stage said so since the booking.
-		d.History = append(d.History, Event{Stage: d.Stage, At: d.eventTime(now), DroneID: d.DroneID, Kind: EventDispatched,
+		d.record(Event{Stage: d.Stage, At: d.eventTime(now), DroneID: d.DroneID, Kind: EventDispatched,
 			Note: "drone " + d.DroneID + " dispatched"})
 		d.UpdatedAt = now
 	} else {
@@ -140,10 +140,14 @@ func (d *Delivery) Book(gen int, dispatchAt time.Time, eta ETA, now time.Time) (
 		eta.Pickup.Format(time.RFC3339), eta.Delivery.Format(time.RFC3339)), now), nil
 }
 
-// Fail ends a delivery that has no drone assigned, with a reason the
-// customer is told. An ended or assigned delivery is left as it is.
+// Fail ends a delivery that no drone flies yet (one with no drone
+// assigned, or one that still awaits its schedule: Created, Rescheduled or
+// booked), with a reason the customer is told; any other delivery is left
+// as it is. The delivery may hold a drone: the caller releases it
+// (Drone.Release), so that no failure leaves a drone booked for a delivery
+// that ended.
 func (d *Delivery) Fail(reason string, now time.Time) (Notification, error) {
-	if d.Stage.Terminal() || d.DroneAssignedAt != nil {
+	if d.Stage.Terminal() || d.DroneAssignedAt != nil && !d.AwaitsSchedule() {
 		return Notification{}, ErrNoChange
 	}
 	d.FailureReason = reason
@@ -242,7 +246,7 @@ func (d *Delivery) Confirm(c Confirmation, rules ConfirmationRules, now time.Tim
 	c.ReceivedAt = now
 	d.Confirmation = &c
 	at := c.GeoCoordinates
-	d.History = append(d.History, Event{Stage: d.Stage, At: d.eventTime(now), Location: &at, Kind: EventConfirmed,
+	d.record(Event{Stage: d.Stage, At: d.eventTime(now), Location: &at, Kind: EventConfirmed,
 		Note: "confirmed by " + c.ConfirmationType.Describe()})
 	d.UpdatedAt = now
 	return nil

@@ -68,7 +68,14 @@ func TestDeliveryTransitions(t *testing.T) {
 				assert.Equal(t, domain.StageFailed, d.Stage)
 				assert.Equal(t, domain.NotifyFailed, d.Notifications[0].Kind)
 			}},
-		{"fail an assigned delivery", assigned(domain.StageCreated), func(d *domain.Delivery) error { _, err := d.Fail("no drone", t0); return err }, domain.ErrNoChange, "", nil},
+		// The caller releases the drone (handlers' fail): a delivery whose
+		// package could not be recorded must not stay Created with it booked.
+		{"fail an assigned delivery not yet scheduled", assigned(domain.StageCreated), func(d *domain.Delivery) error { _, err := d.Fail("no package", t0); return err }, nil, "",
+			func(t *testing.T, d *domain.Delivery) {
+				assert.Equal(t, domain.StageFailed, d.Stage)
+				assert.Equal(t, "drone-1", d.DroneID, "the drone to release stays named")
+			}},
+		{"fail a scheduled delivery", assigned(domain.StageScheduled), func(d *domain.Delivery) error { _, err := d.Fail("late", t0); return err }, domain.ErrNoChange, "", nil},
 		{"cancel", assigned(domain.StageScheduled), func(d *domain.Delivery) error { _, err := d.Cancel(t0); return err }, nil, "",
 			func(t *testing.T, d *domain.Delivery) { assert.Equal(t, domain.StageCancelled, d.Stage) }},
 		{"cancel twice", delivery(domain.StageCancelled), func(d *domain.Delivery) error { _, err := d.Cancel(t0); return err }, domain.ErrNoChange, "", nil},

@@ -49,12 +49,14 @@ func ParseDrone(id string, body []byte) (*domain.Drone, error) {
 	if d.MaxPackageSize = domain.PackageSize(*w.MaxPackageSize); d.MaxPackageSize.Rank() == 0 {
 		return nil, domain.Invalid("maxPackageSize", "must be one of Small, Medium, Large")
 	}
-	if d.RangeKm, err = positive("rangeKm", w.RangeKm, 20000); err != nil {
+	if d.RangeKm, err = positive("rangeKm", w.RangeKm, domain.MaxRangeKm); err != nil {
 		return nil, err
 	}
-	if d.CruiseSpeedMps, err = positive("cruiseSpeedMps", w.CruiseSpeedMps, 350); err != nil {
-		return nil, err
+	// The speed divides every leg of an ETA: a tiny one would overflow it.
+	if v := w.CruiseSpeedMps; v == nil || math.IsNaN(*v) || *v < domain.MinCruiseSpeedMps || *v > domain.MaxCruiseSpeedMps {
+		return nil, domain.Invalid("cruiseSpeedMps", "is required, from %d to %d m/s", domain.MinCruiseSpeedMps, domain.MaxCruiseSpeedMps)
 	}
+	d.CruiseSpeedMps = *w.CruiseSpeedMps
 	if w.BatteryPercent != nil {
 		if b := *w.BatteryPercent; math.IsNaN(b) || b < 0 || b > 100 {
 			return nil, domain.Invalid("batteryPercent", "must be between 0 and 100")

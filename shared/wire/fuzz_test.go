@@ -141,7 +141,7 @@ func FuzzParseTelemetry(f *testing.F) {
 		f.Add("drone-1", []byte(s))
 	}
 	f.Fuzz(func(t *testing.T, droneID string, body []byte) {
-		reports, err := wire.ParseTelemetry(droneID, body)
+		reports, err := wire.ParseTelemetry(droneID, body, nil)
 		if err != nil {
 			mustBeInvalid(t, err, body)
 			return
@@ -236,7 +236,7 @@ func TestTimesOutsideTheEncodableRangeAreRefused(t *testing.T) {
 	t.Parallel()
 	for _, ts := range []string{"0000-01-01T0:00:00+01:00", "9999-12-31T23:30:00-01:00", "1999-12-31T23:59:59Z", "3000-01-01T00:00:00Z"} {
 		body := `{"location":{"latitude":0,"longitude":0},"batteryPercent":0,"timestamp":"` + ts + `"}`
-		_, err := wire.ParseTelemetry("d", []byte(body))
+		_, err := wire.ParseTelemetry("d", []byte(body), nil)
 		mustBeInvalid(t, err, []byte(body))
 		if f := domain.ErrorField(err); f != "timestamp" {
 			t.Errorf("%s: field %q, want timestamp", ts, f)

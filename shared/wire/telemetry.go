@@ -20,8 +20,10 @@ type telemetryWire struct {
 }
 
 // ParseTelemetry decodes and validates POST /api/drones/{id}/telemetry: one
-// report or an array of them.
-func ParseTelemetry(droneID string, body []byte) ([]domain.Telemetry, error) {
+// report or an array of them. checkTime, when not nil, is given each
+// report's timestamp and the field to name should it refuse it (see
+// domain.TrackingConfig.CheckReportTime).
+func ParseTelemetry(droneID string, body []byte, checkTime func(field string, at time.Time) error) ([]domain.Telemetry, error) {
 	if err := domain.ValidID("id", droneID); err != nil {
 		return nil, err
 	}
@@ -51,6 +53,11 @@ func ParseTelemetry(droneID string, body []byte) ([]domain.Telemetry, error) {
 		r, err := telemetryReport(droneID, field, w.Location, w.BatteryPercent, w.Timestamp)
 		if err != nil {
 			return nil, err
+		}
+		if checkTime != nil {
+			if err := checkTime(field+"timestamp", r.Timestamp); err != nil {
+				return nil, err
+			}
 		}
 		out[i] = *r
 	}

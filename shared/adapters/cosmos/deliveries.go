@@ -72,7 +72,7 @@ func sortKey(createdAt, id string) string { return createdAt + " " + id }
 
 func entryOf(id string, d *domain.Delivery) *ownerEntry {
 	at := sortable(d.CreatedAt)
-	return &ownerEntry{ID: id, OwnerID: d.OwnerID, CreatedAt: at, SortKey: sortKey(at, id), Stage: d.Stage, Seq: len(d.History)}
+	return &ownerEntry{ID: id, OwnerID: d.OwnerID, CreatedAt: at, SortKey: sortKey(at, id), Stage: d.Stage, Seq: d.EventCount()}
 }
 
 // supersedes reports whether entry e should replace cur: it comes from a

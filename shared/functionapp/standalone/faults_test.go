@@ -222,7 +222,7 @@ func scenario(t *testing.T, w *world) map[string]any {
 		for _, p := range d.Trail {
 			trail = append(trail, map[string]any{"lat": p.Latitude, "lon": p.Longitude, "at": p.At.Sub(start)})
 		}
-		pkg, err := w.store.Packages.Find(context.Background(), d.Request.PackageInfo.PackageID)
+		pkg, err := w.store.Packages.Find(context.Background(), domain.PackageKey(d.OwnerID, d.Request.PackageInfo.PackageID))
 		require.NoError(t, err)
 		out[d.ID] = map[string]any{
 			"stage": d.Stage, "drone": d.DroneID, "generation": d.Generation, "history": stages, "trail": trail,
