@@ -116,7 +116,9 @@ func (l *patientLoad) post(stop <-chan struct{}, id string, body []byte) bool {
 		req.Header.Set("Authorization", "Bearer "+l.a.key)
 		resp, err := l.client.Do(req)
 		if err != nil {
-			time.Sleep(100 * time.Millisecond)
+			if !pause(stop, 100*time.Millisecond) {
+				return false
+			}
 			continue
 		}
 		io.Copy(io.Discard, resp.Body)
@@ -140,7 +142,20 @@ func (l *patientLoad) post(stop <-chan struct{}, id string, body []byte) bool {
 		}
 		// Retry-After is 1 or 2 s here; a shorter wait keeps the load up
 		// without changing what is tested.
-		time.Sleep(250 * time.Millisecond)
+		if !pause(stop, 250*time.Millisecond) {
+			return false
+		}
+	}
+}
+
+// pause paces the load: it waits d, or returns false at once when the
+// load is stopped.
+func pause(stop <-chan struct{}, d time.Duration) bool {
+	select {
+	case <-stop:
+		return false
+	case <-time.After(d):
+		return true
 	}
 }
 
