@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"encoding/json"
-	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -10,8 +9,6 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-
-	"github.com/fabrikam/dronedelivery/tools/testdoubles"
 )
 
 // TestAirspaceEndToEnd: the operator puts, reads, lists and deletes
@@ -28,15 +25,7 @@ func TestAirspaceEndToEnd(t *testing.T) {
 // in Cosmos DB, through the local doubles.
 func TestAirspaceOnAzureAdapters(t *testing.T) {
 	t.Parallel()
-	cosmos := testdoubles.StartCosmos(t)
-	sb := testdoubles.StartServiceBus(t)
-	p := startServeEnv(t, t.TempDir(), []string{
-		"CosmosDBConnection=" + cosmos,
-		"ServiceBusConnection=" + sb.ConnectionString(),
-		fmt.Sprintf("COSMOS_DATABASE=e2e%d", time.Now().UnixNano()),
-		"COSMOS_BOOTSTRAP=true",
-	})
-	require.Contains(t, p.logs.String(), `"backend":"Cosmos DB`, "the binary opened the Azure backends")
+	p := startOnAzure(t)
 	airspaceScenario(t, p)
 	p.stop(t)
 }

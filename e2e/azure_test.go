@@ -36,15 +36,23 @@ func TestStandaloneChainOnAzureAdapters(t *testing.T) {
 // owner index's partition and point reads.
 func TestListingOnAzureAdapters(t *testing.T) {
 	t.Parallel()
+	p := startOnAzure(t)
+	listingScenario(t, p)
+	p.stop(t)
+}
+
+// startOnAzure starts the binary on the Cosmos DB and Service Bus adapters,
+// over fresh local doubles and a database of its own, with extra settings.
+func startOnAzure(t *testing.T, env ...string) *proc {
+	t.Helper()
 	cosmos := testdoubles.StartCosmos(t)
 	sb := testdoubles.StartServiceBus(t)
-	p := startServeEnv(t, t.TempDir(), []string{
+	p := startServeEnv(t, t.TempDir(), append([]string{
 		"CosmosDBConnection=" + cosmos,
 		"ServiceBusConnection=" + sb.ConnectionString(),
 		fmt.Sprintf("COSMOS_DATABASE=e2e%d", time.Now().UnixNano()),
 		"COSMOS_BOOTSTRAP=true",
-	})
+	}, env...))
 	require.Contains(t, p.logs.String(), `"backend":"Cosmos DB`, "the binary opened the Azure backends")
-	listingScenario(t, p)
-	p.stop(t)
+	return p
 }

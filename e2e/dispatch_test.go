@@ -12,7 +12,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/fabrikam/dronedelivery/shared/domain"
-	"github.com/fabrikam/dronedelivery/tools/testdoubles"
 )
 
 // TestDispatchRules runs the dispatch scenario through the binary on the
@@ -28,15 +27,7 @@ func TestDispatchRules(t *testing.T) {
 // through the local doubles.
 func TestDispatchRulesOnAzureAdapters(t *testing.T) {
 	t.Parallel()
-	cosmos := testdoubles.StartCosmos(t)
-	sb := testdoubles.StartServiceBus(t)
-	p := startServeEnv(t, t.TempDir(), []string{
-		"CosmosDBConnection=" + cosmos,
-		"ServiceBusConnection=" + sb.ConnectionString(),
-		fmt.Sprintf("COSMOS_DATABASE=e2e%d", time.Now().UnixNano()),
-		"COSMOS_BOOTSTRAP=true",
-	})
-	require.Contains(t, p.logs.String(), `"backend":"Cosmos DB`, "the binary opened the Azure backends")
+	p := startOnAzure(t)
 	dispatchScenario(t, p)
 	p.stop(t)
 }
@@ -240,15 +231,7 @@ func TestBookedPickup(t *testing.T) {
 // (the dispatch time is a scheduled message), through the local doubles.
 func TestBookedPickupOnAzureAdapters(t *testing.T) {
 	t.Parallel()
-	cosmos := testdoubles.StartCosmos(t)
-	sb := testdoubles.StartServiceBus(t)
-	p := startServeEnv(t, t.TempDir(), append([]string{
-		"CosmosDBConnection=" + cosmos,
-		"ServiceBusConnection=" + sb.ConnectionString(),
-		fmt.Sprintf("COSMOS_DATABASE=e2e%d", time.Now().UnixNano()),
-		"COSMOS_BOOTSTRAP=true",
-	}, bookingEnv...))
-	require.Contains(t, p.logs.String(), `"backend":"Cosmos DB`, "the binary opened the Azure backends")
+	p := startOnAzure(t, bookingEnv...)
 	bookedPickupScenario(t, p)
 	p.stop(t)
 }
@@ -341,15 +324,7 @@ func TestFairShare(t *testing.T) {
 // TestFairShareOnAzureAdapters is the same on Cosmos DB and Service Bus.
 func TestFairShareOnAzureAdapters(t *testing.T) {
 	t.Parallel()
-	cosmos := testdoubles.StartCosmos(t)
-	sb := testdoubles.StartServiceBus(t)
-	p := startServeEnv(t, t.TempDir(), []string{
-		"CosmosDBConnection=" + cosmos,
-		"ServiceBusConnection=" + sb.ConnectionString(),
-		fmt.Sprintf("COSMOS_DATABASE=e2e%d", time.Now().UnixNano()),
-		"COSMOS_BOOTSTRAP=true",
-	})
-	require.Contains(t, p.logs.String(), `"backend":"Cosmos DB`, "the binary opened the Azure backends")
+	p := startOnAzure(t)
 	fairShareScenario(t, p)
 	p.stop(t)
 }
