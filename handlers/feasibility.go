@@ -122,6 +122,21 @@ func (h *Handlers) airspace(ctx context.Context) (domain.Airspace, error) {
 	return a, nil
 }
 
+// areaOf names the service area holding loc, which analytics count a
+// delivery under: "" for none, or when the airspace cannot be read (the
+// delivery was just admitted, so that is a passing failure, and counting
+// it as unzoned loses nothing else).
+func (h *Handlers) areaOf(ctx context.Context, loc domain.Location, now time.Time) string {
+	air, err := h.airspace(ctx)
+	if err != nil {
+		return ""
+	}
+	if l, ok := air.(domain.AreaLocator); ok {
+		return l.AreaOf(loc, now)
+	}
+	return ""
+}
+
 // feasible checks req (its times filled in) against the fleet and the
 // airspace: nil, or the EUNPROCESSABLE error that says which field no
 // drone could ever serve and why.

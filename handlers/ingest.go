@@ -85,6 +85,7 @@ func (h *Handlers) IngestDelivery(ctx context.Context, req *functionapp.Request)
 		return h.errorResponse(ctx, err)
 	}
 	d.History = []domain.Event{{Stage: domain.StageCreated, At: now}}
+	d.AreaID = h.areaOf(ctx, d.Request.PickupLocation, now)
 	ctx = logctx.With(ctx, "deliveryId", id, "correlationId", d.CorrelationID)
 
 	stored, err := h.create(ctx, d)
