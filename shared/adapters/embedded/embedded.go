@@ -94,9 +94,9 @@ type DB struct {
 	fleet  *fleet
 	// analytics keeps the running totals; deliveries' writes add to them.
 	analytics *analytics
-	store  ports.Store
-	bus    *Bus
-	reads  atomic.Int64 // documents read by id, for Stats
+	store     ports.Store
+	bus       *Bus
+	reads     atomic.Int64 // documents read by id, for Stats
 
 	done      chan struct{} // closed by Close, so blocked receivers return
 	closeOnce sync.Once
