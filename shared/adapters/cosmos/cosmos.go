@@ -65,6 +65,7 @@ type Store struct {
 
 	confirmations *collection[domain.ConfirmationBlob]
 	zones         *zones
+	analytics     *analytics
 
 	stop      context.CancelFunc
 	done      chan struct{}
@@ -92,7 +93,7 @@ func Open(ctx context.Context, client *azcosmos.Client, database string, opts Op
 	for name, want := range map[string]string{
 		topology.ContainerDeliveries: "/id", topology.ContainerPackages: "/id", topology.ContainerDrones: "/id",
 		topology.ContainerAccounts: "/id", topology.ContainerAPIKeys: "/id", topology.ContainerDeliveriesByOwner: "/ownerId",
-		topology.ContainerConfirmations: "/id", topology.ContainerAirspace: "/id",
+		topology.ContainerConfirmations: "/id", topology.ContainerAirspace: "/id", topology.ContainerAnalytics: "/bucket",
 	} {
 		i := slices.IndexFunc(topology.Containers, func(c topology.Container) bool { return c.Name == name })
 		if i < 0 {
@@ -115,6 +116,8 @@ func Open(ctx context.Context, client *azcosmos.Client, database string, opts Op
 		zones:         newZones(containers[topology.ContainerAirspace]),
 		done:          make(chan struct{}),
 	}
+	s.analytics = &analytics{c: containers[topology.ContainerAnalytics], deliveries: s.deliveries}
+	s.deliveries.analytics = s.analytics
 	if err := s.fleet.refresh(ctx); err != nil {
 		return nil, fmt.Errorf("open cosmos store %s: load the drone index: %w", database, err)
 	}
@@ -130,7 +133,7 @@ func Open(ctx context.Context, client *azcosmos.Client, database string, opts Op
 // Store returns the collections as the ports the handlers use.
 func (s *Store) Store() ports.Store {
 	return ports.Store{Deliveries: s.deliveries, Packages: s.packages, Fleet: s.fleet, Accounts: s.accounts, APIKeys: s.apiKeys,
-		Confirmations: s.confirmations, Zones: s.zones}
+		Confirmations: s.confirmations, Zones: s.zones, Analytics: s.analytics}
 }
 
 // Close stops the index refresh and waits for it; the client stays open
