@@ -51,6 +51,11 @@ func TestCosmos(t *testing.T) {
 		t.Parallel()
 		porttest.Fleet(t, func(t *testing.T) ports.Store { return e.open(t, e.client, e.freshDB(t), Options{}).Store() })
 	})
+	t.Run("Analytics", func(t *testing.T) {
+		t.Parallel()
+		porttest.Analytics(t, func(t *testing.T) ports.Store { return e.open(t, e.client, e.freshDB(t), Options{}).Store() })
+	})
+	t.Run("BatchAllOrNothing", func(t *testing.T) { t.Parallel(); testBatchAllOrNothing(t, e) })
 	t.Run("SharedDatabase", func(t *testing.T) {
 		t.Parallel()
 		testSharedDatabase(t, e)
@@ -837,4 +842,46 @@ func respond(r *http.Request, status int, h http.Header, body string) *http.Resp
 		Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
 		Header: h, Body: io.NopCloser(strings.NewReader(body)), ContentLength: int64(len(body)), Request: r,
 	}
+}
+
+// testBatchAllOrNothing holds the double to what the analytics rely on: a
+// transactional batch whose second operation fails leaves nothing of the
+// first, and says which operation failed.
+func testBatchAllOrNothing(t *testing.T, e *env) {
+	ctx := ctxFor(t)
+	db := e.freshDB(t)
+	cc := container(t, e.client, db, topology.ContainerAnalytics)
+	part := uniqueID("bucket")
+	pk := azcosmos.NewPartitionKeyString(part)
+	doc := func(id string) []byte {
+		return []byte(`{"id":"` + id + `","bucket":"` + part + `"}`)
+	}
+	_, err := cc.CreateItem(ctx, pk, doc("aggregate"), nil)
+	must(t, err, "create the aggregate")
+
+	stale := azcore.ETag(`"stale"`)
+	b := cc.NewTransactionalBatch(pk)
+	b.CreateItem(doc("marker"), nil)
+	b.ReplaceItem("aggregate", doc("aggregate"), &azcosmos.TransactionalBatchItemOptions{IfMatchETag: &stale})
+	resp, err := cc.ExecuteTransactionalBatch(ctx, b, nil)
+	must(t, err, "run the batch")
+	if resp.Success || len(resp.OperationResults) != 2 ||
+		resp.OperationResults[0].StatusCode != http.StatusFailedDependency ||
+		resp.OperationResults[1].StatusCode != http.StatusPreconditionFailed {
+		t.Fatalf("a batch with a stale ETag: success %v, results %+v", resp.Success, resp.OperationResults)
+	}
+	if _, err := cc.ReadItem(ctx, pk, "marker", nil); statusOf(err) != http.StatusNotFound {
+		t.Fatalf("the failed batch's first operation stayed: read error %v", err)
+	}
+
+	b = cc.NewTransactionalBatch(pk)
+	b.CreateItem(doc("marker"), nil)
+	b.UpsertItem(doc("aggregate"), nil)
+	resp, err = cc.ExecuteTransactionalBatch(ctx, b, nil)
+	must(t, err, "run the batch")
+	if !resp.Success {
+		t.Fatalf("a batch that can succeed: results %+v", resp.OperationResults)
+	}
+	_, err = cc.ReadItem(ctx, pk, "marker", nil)
+	must(t, err, "read the marker the batch created")
 }
