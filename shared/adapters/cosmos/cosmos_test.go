@@ -55,6 +55,7 @@ func TestCosmos(t *testing.T) {
 		t.Parallel()
 		porttest.Analytics(t, func(t *testing.T) ports.Store { return e.open(t, e.client, e.freshDB(t), Options{}).Store() })
 	})
+	t.Run("AnalyticsCost", func(t *testing.T) { t.Parallel(); testAnalyticsCost(t, e) })
 	t.Run("BatchAllOrNothing", func(t *testing.T) { t.Parallel(); testBatchAllOrNothing(t, e) })
 	t.Run("SharedDatabase", func(t *testing.T) {
 		t.Parallel()
@@ -884,4 +885,47 @@ func testBatchAllOrNothing(t *testing.T, e *env) {
 	}
 	_, err = cc.ReadItem(ctx, pk, "marker", nil)
 	must(t, err, "read the marker the batch created")
+}
+
+// testAnalyticsCost counts what the analytics add to a delivery's writes in
+// Cosmos DB: the figures docs/data-layout.md quotes.
+func testAnalyticsCost(t *testing.T, e *env) {
+	ctx := ctxFor(t)
+	counts := &CountingPolicy{}
+	c := e.newClient(t, &azcosmos.ClientOptions{ClientOptions: azcore.ClientOptions{PerCallPolicies: []policy.Policy{counts}}})
+	st := e.open(t, c, e.freshDB(t), Options{IndexRefresh: time.Hour}).Store()
+	now := time.Now().UTC()
+	id := uniqueID("del")
+	d := &domain.Delivery{ID: id, OwnerID: "owner-1", Stage: domain.StageCreated, CreatedAt: now, UpdatedAt: now,
+		History: []domain.Event{{Stage: domain.StageCreated, At: now}}}
+	step := func(what string, want map[string]int, op func() error) {
+		t.Helper()
+		before := counts.Snapshot()
+		must(t, op(), what)
+		if got := delta(before, counts.Snapshot()); !maps.Equal(got, want) {
+			t.Fatalf("%s cost %v, want %v", what, got, want)
+		}
+	}
+	// The owner index entry and the delivery, then per bucket (account,
+	// area, fleet) an aggregate read and a batch.
+	step("create", map[string]int{OpCreate: 2, OpRead: 3, OpBatch: 3}, func() error { return st.Deliveries.Create(ctx, id, d) })
+	complete := func(d *domain.Delivery) error {
+		if d.Stage.Terminal() {
+			return ports.ErrSkip
+		}
+		d.Stage = domain.StageCancelled
+		d.CancelledAt = &now
+		return nil
+	}
+	// The delivery and its entry, then per bucket the acceptance's marker
+	// read, an aggregate read and a batch.
+	step("end", map[string]int{OpReplace: 2, OpRead: 6, OpBatch: 3}, func() error {
+		_, err := st.Deliveries.Update(ctx, id, complete)
+		return err
+	})
+	// A replay reads the delivery, then both markers of each bucket.
+	step("replayed end", map[string]int{OpRead: 7}, func() error {
+		_, err := st.Deliveries.Update(ctx, id, complete)
+		return err
+	})
 }

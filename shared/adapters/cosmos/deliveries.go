@@ -51,7 +51,7 @@ func (d deliveries) counted(ctx context.Context, id string, v *domain.Delivery, 
 	if d.analytics == nil || !skipped && v.Stage != domain.StageCreated && !v.Stage.Terminal() {
 		return nil
 	}
-	return d.analytics.apply(ctx, id, v)
+	return d.analytics.apply(ctx, id, v, skipped)
 }
 
 func newDeliveries(docs, index *azcosmos.ContainerClient) deliveries {
