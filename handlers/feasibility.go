@@ -122,32 +122,30 @@ func (h *Handlers) airspace(ctx context.Context) (domain.Airspace, error) {
 	return a, nil
 }
 
-// areaOf names the service area holding loc, which analytics count a
-// delivery under: "" for none, or when the airspace cannot be read (the
-// delivery was just admitted, so that is a passing failure, and counting
-// it as unzoned loses nothing else).
-func (h *Handlers) areaOf(ctx context.Context, loc domain.Location, now time.Time) string {
-	air, err := h.airspace(ctx)
-	if err != nil {
-		return ""
-	}
-	if l, ok := air.(domain.AreaLocator); ok {
-		return l.AreaOf(loc, now)
-	}
-	return ""
-}
-
 // feasible checks req (its times filled in) against the fleet and the
 // airspace: nil, or the EUNPROCESSABLE error that says which field no
 // drone could ever serve and why.
 func (h *Handlers) feasible(ctx context.Context, req *domain.DeliveryRequest) error {
+	_, err := h.feasibleIn(ctx, req)
+	return err
+}
+
+// feasibleIn is feasible that also names the service area holding the
+// pickup ("" for none), which analytics count the delivery under.
+func (h *Handlers) feasibleIn(ctx context.Context, req *domain.DeliveryRequest) (area string, err error) {
 	fleet, err := h.fleetSummary(ctx)
 	if err != nil {
-		return domain.Unavailable(err, "the fleet could not be read; retry")
+		return "", domain.Unavailable(err, "the fleet could not be read; retry")
 	}
 	air, err := h.airspace(ctx)
 	if err != nil {
-		return domain.Unavailable(err, "the airspace could not be read; retry")
+		return "", domain.Unavailable(err, "the airspace could not be read; retry")
 	}
-	return domain.Feasible(req, fleet, air, h.cfg.Feasibility, h.clock.Now())
+	if err := domain.Feasible(req, fleet, air, h.cfg.Feasibility, h.clock.Now()); err != nil {
+		return "", err
+	}
+	if l, ok := air.(domain.AreaLocator); ok {
+		area = l.AreaOf(req.PickupLocation, h.clock.Now())
+	}
+	return area, nil
 }
