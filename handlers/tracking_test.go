@@ -638,3 +638,29 @@ func TestTrackingLinkExpiresAfterTheDeliveryEnds(t *testing.T) {
 		assert.Contains(t, p.Detail, "30 days")
 	}
 }
+
+// TestAnalyticsCountTheAreaHoldingThePickup: a delivery counts under the
+// service area its pickup lay in when it was accepted, and the operator
+// reads that area's figures.
+func TestAnalyticsCountTheAreaHoldingThePickup(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	resp := f.fleet("PutServiceArea", &functionapp.Request{Method: http.MethodPut, Params: map[string]string{"id": "downtown"}, Body: []byte(square)})
+	require.Equal(t, http.StatusCreated, resp.Status, string(resp.Body))
+	f.putDrone(t, domain.Drone{ID: "dt", Location: at(0.001, -0.005)})
+	require.Equal(t, http.StatusAccepted, f.ingest(t, requestBody("in-area", at(0.002, -0.005), at(0.005, -0.005), "Small", 1)).Status)
+	assert.Equal(t, "downtown", f.delivery(t, "in-area").AreaID)
+
+	now := time.Now().UTC()
+	q := map[string][]string{"areaId": {"downtown"}, "year": {now.Format("2006")}, "month": {now.Format("1")}}
+	resp = f.fleet("GetDeliveriesSummary", &functionapp.Request{Method: "GET", Query: q})
+	require.Equal(t, http.StatusOK, resp.Status, string(resp.Body))
+	var s handlers.DeliverySummary
+	require.NoError(t, json.Unmarshal(resp.Body, &s))
+	assert.EqualValues(t, 1, s.Count)
+	assert.Equal(t, "downtown", s.AreaID)
+	q["areaId"] = []string{domain.UnzonedArea}
+	resp = f.fleet("GetDeliveriesSummary", &functionapp.Request{Method: "GET", Query: q})
+	require.NoError(t, json.Unmarshal(resp.Body, &s))
+	assert.EqualValues(t, 0, s.Count, "none outside the areas")
+}
