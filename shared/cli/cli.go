@@ -46,6 +46,7 @@ commands:
   seed      add a generated drone fleet to the store and exit
   simulate  fly every assigned drone and report its telemetry to a running service
   deadletters  list the dead-lettered messages of every queue, or replay one (-queue q -replay id)
+  reaggregate  re-derive a month's analytics from its deliveries (-month 2026-12), or compare (-check)
 
 Run 'dronedelivery <command> -h' for the flags of each.`
 
@@ -87,6 +88,8 @@ func Main(args []string, app fs.FS, stdout, stderr io.Writer) int {
 		err = simulate(ctx, args, env, stdout)
 	case "deadletters":
 		err = deadLetters(ctx, args, env, stdout, log)
+	case "reaggregate":
+		err = reaggregate(ctx, args, env, stdout, log)
 	case "help", "-h", "--help":
 		fmt.Fprintln(stdout, usage)
 		return 0
