@@ -159,6 +159,14 @@ func (h *Handlers) TrackFeed(ctx context.Context, req *functionapp.Request) *fun
 	if err != nil {
 		return h.trackingError(ctx, err)
 	}
+	resp := functionapp.JSON(http.StatusOK, h.feedOf(ctx, d))
+	resp.Header.Set("Cache-Control", "no-store")
+	return resp
+}
+
+// feedOf is what the tracking page draws of d: the body of the feed, and
+// of every event pushed to the page.
+func (h *Handlers) feedOf(ctx context.Context, d *domain.Delivery) trackFeed {
 	f := trackFeed{
 		TrackingID: d.TrackingID, Stage: d.Stage,
 		PickupLocation: d.Request.PickupLocation, DropoffLocation: d.Request.DropoffLocation,
@@ -186,9 +194,7 @@ func (h *Handlers) TrackFeed(ctx context.Context, req *functionapp.Request) *fun
 	if id := assignedDrone(d); id != "" {
 		f.Drone = h.feedDrone(ctx, d, id)
 	}
-	resp := functionapp.JSON(http.StatusOK, f)
-	resp.Header.Set("Cache-Control", "no-store")
-	return resp
+	return f
 }
 
 // feedDrone is the drone of d for an anonymous reader. Only a drone that
