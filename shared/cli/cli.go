@@ -30,10 +30,10 @@ import (
 	"github.com/fabrikam/dronedelivery/shared/domain"
 	"github.com/fabrikam/dronedelivery/shared/fleetgen"
 	"github.com/fabrikam/dronedelivery/shared/functionapp"
-	"github.com/fabrikam/dronedelivery/shared/ports"
 	"github.com/fabrikam/dronedelivery/shared/functionapp/host"
 	"github.com/fabrikam/dronedelivery/shared/functionapp/standalone"
 	"github.com/fabrikam/dronedelivery/shared/logctx"
+	"github.com/fabrikam/dronedelivery/shared/ports"
 	"github.com/fabrikam/dronedelivery/tools/bench"
 	"github.com/fabrikam/dronedelivery/tools/simulator"
 )

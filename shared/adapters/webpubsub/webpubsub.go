@@ -88,7 +88,9 @@ func New(cfg Config) (*Client, error) {
 }
 
 // Describe names the resource and hub, for logs.
-func (c *Client) Describe() string { return "Azure Web PubSub " + c.endpoint.Host + " hub " + c.cfg.Hub }
+func (c *Client) Describe() string {
+	return "Azure Web PubSub " + c.endpoint.Host + " hub " + c.cfg.Hub
+}
 
 // Origin is where browsers connect: the endpoint with ws or wss.
 func (c *Client) Origin() string {
