@@ -102,8 +102,9 @@ type ConnLimits struct {
 	// a new connection may stay silent; ReadTimeout bounds reading the
 	// whole request, body included (at most MaxBodyBytes).
 	ReadHeaderTimeout, ReadTimeout time.Duration
-	// WriteTimeout bounds handling a request and writing its answer. No
-	// answer is long-lived: the tracking page polls its feed.
+	// WriteTimeout bounds handling a request and writing its answer. The
+	// one long-lived answer, an event stream, is bounded write by write
+	// instead (functionapp.StreamWriteWait).
 	WriteTimeout time.Duration
 	// IdleTimeout bounds how long a kept-alive connection may wait for
 	// its next request. It stays above the idle timeouts of the proxies
