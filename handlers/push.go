@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"time"
 
@@ -134,7 +135,7 @@ func (h *Handlers) TrackEvents(ctx context.Context, req *functionapp.Request, s 
 		d, err = h.findTracked(ctx, tid)
 		switch {
 		case err == nil:
-		case domain.IsCode(err, domain.ENOTFOUND) || err == errLinkExpired:
+		case domain.IsCode(err, domain.ENOTFOUND) || errors.Is(err, errLinkExpired):
 			_ = s.Event("end", []byte(`{"stage":null}`))
 			return nil
 		default:
