@@ -24,7 +24,8 @@ type PushConfig struct {
 	// watcher costs (two point reads each time).
 	PollInterval time.Duration
 	// KeepAlive is how long a stream may stay silent before a comment is
-	// sent on it (default 15 s), below the idle timeouts of proxies.
+	// sent on it (default 15 s, at most half functionapp.StreamWriteWait),
+	// below the idle timeouts of proxies.
 	KeepAlive time.Duration
 	// MaxLifetime ends a stream after this long (default 30 min); the
 	// browser's EventSource then connects again, possibly to another
@@ -52,6 +53,9 @@ func (c PushConfig) withDefaults() PushConfig {
 	if c.KeepAlive <= 0 {
 		c.KeepAlive = DefaultPushKeepAlive
 	}
+	// A write must come well within the runtime's bound on each write,
+	// or an idle stream would be cut.
+	c.KeepAlive = min(c.KeepAlive, functionapp.StreamWriteWait/2)
 	if c.MaxLifetime <= 0 {
 		c.MaxLifetime = DefaultPushMaxLifetime
 	}
