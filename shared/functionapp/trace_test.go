@@ -158,3 +158,35 @@ func TestTraceOffStartsNoSpanAndStampsNothing(t *testing.T) {
 	assert.False(t, inside.IsValid())
 	assert.Empty(t, out[0].TraceParent)
 }
+
+// BenchmarkTrace is the cost of the Trace middleware around a step that
+// does nothing but name its delivery and send one message: without the
+// middleware, with tracing off, and on (spans batched to an exporter that
+// drops them, so the figure is the spans' own cost, not an export's).
+func BenchmarkTrace(b *testing.B) {
+	step := func(ctx context.Context, m *ports.Delivered) ([]ports.Message, error) {
+		logctx.With(ctx, "deliveryId", "d-1")
+		return []ports.Message{{ID: "d-1:scheduled", Queue: "drone-scheduled"}}, nil
+	}
+	msg := &ports.Delivered{Message: ports.Message{ID: "d-1:requested", Queue: "delivery-requests", TraceParent: senderParent}}
+	run := func(b *testing.B, fn functionapp.QueueFunc) {
+		b.ReportAllocs()
+		ctx := context.Background()
+		for b.Loop() {
+			if _, err := fn(ctx, msg); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	b.Run("without", func(b *testing.B) { run(b, step) })
+	b.Run("off", func(b *testing.B) {
+		b.Cleanup(tracing.Use(nil))
+		run(b, functionapp.Trace("ScheduleDrone", step))
+	})
+	b.Run("on", func(b *testing.B) {
+		tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(tracetest.NewNoopExporter()))
+		b.Cleanup(func() { tp.Shutdown(context.Background()) })
+		b.Cleanup(tracing.Use(tp))
+		run(b, functionapp.Trace("ScheduleDrone", step))
+	})
+}
