@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -130,13 +131,33 @@ func traceScenario(t *testing.T, p *proc, rcv *testdoubles.OTLPReceiver) {
 	id := "traced-1"
 	submitTraced(t, a, c, deliveryRequest(id, domain.Location{Latitude: 47.607, Longitude: -122.334},
 		domain.Location{Latitude: 47.615, Longitude: -122.34}, "Small", 1.5))
-	waitStage(t, a, id, domain.StageScheduled)
+	d := waitStage(t, a, id, domain.StageScheduled)
 	checkDeliveryTrace(t, rcv, c, id)
+
+	// A telemetry report is a trace of its own, whose TrackDrone span names
+	// the delivery the drone flies.
+	r := a.fleet(t, "POST", "/api/drones/"+d.DroneID+"/telemetry", map[string]any{
+		"location": d.PickupLocation, "batteryPercent": 90, "timestamp": time.Now().UTC().Format(time.RFC3339Nano)})
+	require.Equal(t, http.StatusAccepted, r.Status, string(r.Body))
+	eventually(t, "the report's TrackDrone span, the child of its PostTelemetry span", func() bool {
+		spans := rcv.Spans()
+		for _, track := range spans {
+			if track.Name != "TrackDrone" || track.Attributes["deliveryId"] != id {
+				continue
+			}
+			for _, post := range spans {
+				if post.Name == "PostTelemetry" && post.SpanID == track.ParentID && post.TraceID == track.TraceID {
+					return true
+				}
+			}
+		}
+		return false
+	})
 }
 
 // TestTraceOfADelivery: the standalone runtime on the embedded backend
 // exports, over OTLP/HTTP, one trace for a delivery from the caller's
-// span through every step.
+// span through every step, and one per telemetry report.
 func TestTraceOfADelivery(t *testing.T) {
 	t.Parallel()
 	rcv := testdoubles.StartOTLPReceiver(t)
