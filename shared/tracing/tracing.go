@@ -53,7 +53,10 @@ const instrumentation = "github.com/fabrikam/dronedelivery"
 const DefaultServiceName = "dronedelivery"
 
 // holder lets an interface live in an atomic.Pointer.
-type holder struct{ t trace.Tracer }
+type holder struct {
+	t     trace.Tracer
+	flush func(context.Context) error // nil when the provider buffers nothing
+}
 
 var current atomic.Pointer[holder]
 
@@ -75,9 +78,23 @@ func Use(tp trace.TracerProvider) (restore func()) {
 	var h *holder
 	if tp != nil {
 		h = &holder{t: tp.Tracer(instrumentation)}
+		if f, ok := tp.(interface{ ForceFlush(context.Context) error }); ok {
+			h.flush = f.ForceFlush
+		}
 	}
 	prev := current.Swap(h)
 	return func() { current.Store(prev) }
+}
+
+// Flush exports the spans the provider still holds. A runtime whose
+// process may be frozen or ended right after it answers (AWS Lambda) calls
+// it before answering; elsewhere the batch processor's schedule does.
+func Flush(ctx context.Context) error {
+	h := current.Load()
+	if h == nil || h.flush == nil {
+		return nil
+	}
+	return h.flush(ctx)
 }
 
 // Enabled reports whether the environment asks for traces: an OTLP endpoint

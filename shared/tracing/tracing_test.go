@@ -4,8 +4,12 @@ import (
 	"context"
 	"net/http"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/fabrikam/dronedelivery/shared/ports"
@@ -65,4 +69,18 @@ func TestInjectAndExtractRoundTrip(t *testing.T) {
 	h := http.Header{}
 	h.Set("Traceparent", parent)
 	assert.Equal(t, sc.TraceID(), trace.SpanContextFromContext(tracing.FromHTTP(context.Background(), h)).TraceID())
+}
+
+func TestFlushExportsWhatTheBatchHolds(t *testing.T) {
+	assert.NoError(t, tracing.Flush(context.Background()), "off: nothing to flush")
+	exp := tracetest.NewInMemoryExporter()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp, sdktrace.WithBatchTimeout(time.Hour)))
+	t.Cleanup(tracing.Use(tp))
+	tr, on := tracing.Tracer()
+	require.True(t, on)
+	_, span := tr.Start(context.Background(), "step")
+	span.End()
+	assert.Empty(t, exp.GetSpans(), "the batch holds the span for an hour")
+	require.NoError(t, tracing.Flush(context.Background()))
+	assert.Len(t, exp.GetSpans(), 1)
 }
