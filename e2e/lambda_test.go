@@ -163,6 +163,9 @@ func TestLambdaUnderRuntimeInterfaceEmulator(t *testing.T) {
 	out, err = build.CombinedOutput()
 	require.NoError(t, err, "build the bootstrap: %s", out)
 
+	// The functions export their spans, each invocation's before it answers.
+	rcv := testdoubles.StartOTLPReceiver(t)
+	env = append(env, otlpEnv(rcv)...)
 	ingest := testdoubles.StartRIE(t, bootstrap, "IngestDelivery", env)
 	schedule := testdoubles.StartRIE(t, bootstrap, "", append(env, "DRONEDELIVERY_FUNCTION=ScheduleDrone"))
 	every := testdoubles.StartRIE(t, bootstrap, "", env)
@@ -237,4 +240,8 @@ func TestLambdaUnderRuntimeInterfaceEmulator(t *testing.T) {
 	assert.Equal(t, d.DroneID, page.Drones[0].ID)
 	assert.Equal(t, http.StatusForbidden, a.call(t, every, http.MethodGet, "/api/drones", nil).StatusCode, "a business key is not the operator's")
 	assert.Contains(t, every.Logs(), `"msg":"lambda runtime started"`)
+
+	// One trace from the HTTP API event through the SQS events, across three
+	// processes: the context rode the SQS message attributes.
+	checkDeliveryTrace(t, rcv, rootOf(t, rcv, "IngestDelivery", id), id, "IngestDelivery", "ScheduleDrone", "UpdatePackage", "ComputeEta")
 }

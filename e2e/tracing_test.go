@@ -70,13 +70,16 @@ func submitTraced(t *testing.T, a api, c clientSpan, body any) {
 }
 
 // checkDeliveryTrace waits until the receiver holds a span of every
-// function of the chain in the caller's trace, then checks that the chain
-// is one trace of parent links: the ingest's span is the caller's child,
+// function of chain in the caller's trace, then checks that the chain is
+// one trace of parent links: the ingest's span is the caller's child,
 // every step's span the child of the step that sent its message; that
 // every span names the delivery and the service; and that no span naming
 // the delivery lies in another trace.
-func checkDeliveryTrace(t *testing.T, rcv *testdoubles.OTLPReceiver, c clientSpan, deliveryID string) {
+func checkDeliveryTrace(t *testing.T, rcv *testdoubles.OTLPReceiver, c clientSpan, deliveryID string, chain ...string) {
 	t.Helper()
+	if len(chain) == 0 {
+		chain = deliveryChain
+	}
 	var spans []testdoubles.Span
 	byName := map[string][]testdoubles.Span{}
 	eventually(t, "a span of every step in the delivery's trace", func() bool {
@@ -88,7 +91,7 @@ func checkDeliveryTrace(t *testing.T, rcv *testdoubles.OTLPReceiver, c clientSpa
 				byName[s.Name] = append(byName[s.Name], s)
 			}
 		}
-		for _, fn := range deliveryChain {
+		for _, fn := range chain {
 			if len(byName[fn]) == 0 {
 				return false
 			}
@@ -99,14 +102,14 @@ func checkDeliveryTrace(t *testing.T, rcv *testdoubles.OTLPReceiver, c clientSpa
 	for _, s := range spans {
 		ids[s.SpanID] = s.Name
 	}
-	ingest := byName["IngestDelivery"]
+	ingest := byName[chain[0]]
 	require.Len(t, ingest, 1)
 	assert.Equal(t, c.spanID, ingest[0].ParentID, "the ingest's span is the caller's child")
 	assert.Equal(t, "SPAN_KIND_SERVER", ingest[0].Kind.String())
 	assert.Equal(t, "202", ingest[0].Attributes["http.response.status_code"])
-	for i, fn := range deliveryChain[1:] {
+	for i, fn := range chain[1:] {
 		for _, s := range byName[fn] {
-			assert.Equal(t, deliveryChain[i], ids[s.ParentID], "%s's parent is a span of %s", fn, deliveryChain[i])
+			assert.Equal(t, chain[i], ids[s.ParentID], "%s's parent is a span of %s", fn, chain[i])
 			assert.Equal(t, "SPAN_KIND_CONSUMER", s.Kind.String(), fn)
 			assert.False(t, s.StatusError, "%s: %s", fn, s.StatusMessage)
 		}
@@ -120,6 +123,23 @@ func checkDeliveryTrace(t *testing.T, rcv *testdoubles.OTLPReceiver, c clientSpa
 			assert.Equal(t, c.traceID, s.TraceID, "%s names the delivery in another trace", s.Name)
 		}
 	}
+}
+
+// rootOf waits for the span of function fn that names the delivery and
+// returns its trace and span, for a request sent without a traceparent.
+func rootOf(t *testing.T, rcv *testdoubles.OTLPReceiver, fn, deliveryID string) clientSpan {
+	t.Helper()
+	var c clientSpan
+	eventually(t, fn+"'s span for "+deliveryID, func() bool {
+		for _, s := range rcv.Spans() {
+			if s.Name == fn && s.Attributes["deliveryId"] == deliveryID {
+				c = clientSpan{traceID: s.TraceID, spanID: s.ParentID}
+				return true
+			}
+		}
+		return false
+	})
+	return c
 }
 
 // traceScenario accepts one delivery inside a caller's span and checks its
@@ -173,6 +193,17 @@ func TestTraceOfADeliveryOnAzureAdapters(t *testing.T) {
 	t.Parallel()
 	rcv := testdoubles.StartOTLPReceiver(t)
 	p := startOnAzure(t, otlpEnv(rcv)...)
+	traceScenario(t, p, rcv)
+	p.stop(t)
+}
+
+// TestTraceOfADeliveryOnSQS: the same with SQS between the steps, the
+// trace context in the messages' attributes.
+func TestTraceOfADeliveryOnSQS(t *testing.T) {
+	t.Parallel()
+	rcv := testdoubles.StartOTLPReceiver(t)
+	_, env := awsEnv(t)
+	p := startServeEnv(t, t.TempDir(), append(env, otlpEnv(rcv)...))
 	traceScenario(t, p, rcv)
 	p.stop(t)
 }
