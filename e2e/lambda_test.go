@@ -196,6 +196,13 @@ func TestLambdaUnderRuntimeInterfaceEmulator(t *testing.T) {
 	assert.Equal(t, id+":requested", *requested.MessageAttributes[sqsmsg.AttrID].StringValue, "the port's message id rides as an attribute")
 	ghost := requested
 	ghost.MessageId, ghost.ReceiptHandle = "ghost-message", "ghost-receipt"
+	// The ghost is no part of the delivery's trace.
+	ghost.MessageAttributes = map[string]events.SQSMessageAttribute{}
+	for k, v := range requested.MessageAttributes {
+		if k != sqsmsg.AttrTraceParent && k != sqsmsg.AttrTraceState {
+			ghost.MessageAttributes[k] = v
+		}
+	}
 	ghost.Body = `{"operation":"delivery","deliveryId":"ghost-1","correlationId":"ghost"}`
 	failures := batchFailures(t, schedule.Invoke(t, events.SQSEvent{Records: []events.SQSMessage{requested, ghost}}))
 	assert.Equal(t, []string{"ghost-message"}, failures, "one bad record does not fail its batch")
