@@ -90,6 +90,14 @@ func queueInvocation(fn string, m *ports.Delivered, deliveryCount int) map[strin
 	if m.CorrelationID != "" {
 		md["CorrelationId"] = jsonString(m.CorrelationID)
 	}
+	if m.TraceParent != "" {
+		// As the Service Bus adapter writes them (tracing.PropTraceParent).
+		props := map[string]any{"operation": m.Operation, "traceparent": m.TraceParent, "Diagnostic-Id": m.TraceParent}
+		if m.TraceState != "" {
+			props["tracestate"] = m.TraceState
+		}
+		md["ApplicationProperties"], md["UserProperties"] = props, props
+	}
 	return map[string]any{
 		"Data":     map[string]any{"msg": base64.StdEncoding.EncodeToString(m.Body)},
 		"Metadata": md,

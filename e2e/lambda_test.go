@@ -163,6 +163,9 @@ func TestLambdaUnderRuntimeInterfaceEmulator(t *testing.T) {
 	out, err = build.CombinedOutput()
 	require.NoError(t, err, "build the bootstrap: %s", out)
 
+	// The functions export their spans, each invocation's before it answers.
+	rcv := testdoubles.StartOTLPReceiver(t)
+	env = append(env, otlpEnv(rcv)...)
 	ingest := testdoubles.StartRIE(t, bootstrap, "IngestDelivery", env)
 	schedule := testdoubles.StartRIE(t, bootstrap, "", append(env, "DRONEDELIVERY_FUNCTION=ScheduleDrone"))
 	every := testdoubles.StartRIE(t, bootstrap, "", env)
@@ -193,6 +196,13 @@ func TestLambdaUnderRuntimeInterfaceEmulator(t *testing.T) {
 	assert.Equal(t, id+":requested", *requested.MessageAttributes[sqsmsg.AttrID].StringValue, "the port's message id rides as an attribute")
 	ghost := requested
 	ghost.MessageId, ghost.ReceiptHandle = "ghost-message", "ghost-receipt"
+	// The ghost is no part of the delivery's trace.
+	ghost.MessageAttributes = map[string]events.SQSMessageAttribute{}
+	for k, v := range requested.MessageAttributes {
+		if k != sqsmsg.AttrTraceParent && k != sqsmsg.AttrTraceState {
+			ghost.MessageAttributes[k] = v
+		}
+	}
 	ghost.Body = `{"operation":"delivery","deliveryId":"ghost-1","correlationId":"ghost"}`
 	failures := batchFailures(t, schedule.Invoke(t, events.SQSEvent{Records: []events.SQSMessage{requested, ghost}}))
 	assert.Equal(t, []string{"ghost-message"}, failures, "one bad record does not fail its batch")
@@ -237,4 +247,8 @@ func TestLambdaUnderRuntimeInterfaceEmulator(t *testing.T) {
 	assert.Equal(t, d.DroneID, page.Drones[0].ID)
 	assert.Equal(t, http.StatusForbidden, a.call(t, every, http.MethodGet, "/api/drones", nil).StatusCode, "a business key is not the operator's")
 	assert.Contains(t, every.Logs(), `"msg":"lambda runtime started"`)
+
+	// One trace from the HTTP API event through the SQS events, across three
+	// processes: the context rode the SQS message attributes.
+	checkDeliveryTrace(t, rcv, rootOf(t, rcv, "IngestDelivery", id), id, "IngestDelivery", "ScheduleDrone", "UpdatePackage", "ComputeEta")
 }

@@ -34,6 +34,7 @@ import (
 	"github.com/fabrikam/dronedelivery/shared/functionapp/standalone"
 	"github.com/fabrikam/dronedelivery/shared/logctx"
 	"github.com/fabrikam/dronedelivery/shared/ports"
+	"github.com/fabrikam/dronedelivery/shared/tracing"
 	"github.com/fabrikam/dronedelivery/tools/bench"
 	"github.com/fabrikam/dronedelivery/tools/simulator"
 )
@@ -73,6 +74,21 @@ func Main(args []string, app fs.FS, stdout, stderr io.Writer) int {
 		log = logctx.NewSplitLogger(stdout, stderr, logLevel(env("LOG_LEVEL")))
 	}
 	slog.SetDefault(log)
+	if cmd == "serve" || cmd == "host" || cmd == "lambda" {
+		shutdown, err := tracing.Setup(ctx, env)
+		if err != nil {
+			fmt.Fprintln(stderr, "dronedelivery: tracing:", err)
+			return 1
+		}
+		defer func() {
+			// The spans still buffered go out before the process ends.
+			flush, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if err := shutdown(flush); err != nil {
+				log.Warn("exporting the last spans failed", "err", err)
+			}
+		}()
+	}
 	var err error
 	switch cmd {
 	case "serve":

@@ -34,11 +34,12 @@ func (r Registry) Use(mw ...Middleware) Registry {
 }
 
 // Standard is the middleware every runtime applies to the registry it
-// serves: the log context first, so that every line about the message names
-// it, then the classification of the result, then panic recovery around the
-// step itself.
+// serves: the step's span outermost, so that it covers everything else and
+// carries the log context's attributes; then the log context, so that every
+// line about the message names it; then the classification of the result,
+// then panic recovery around the step itself.
 func Standard(log *slog.Logger) []Middleware {
-	return []Middleware{LogContext, Classify(log), Recoverer}
+	return []Middleware{Trace, LogContext, Classify(log), Recoverer}
 }
 
 // LogContext names the function, the message, its correlation id and its
@@ -105,7 +106,8 @@ func EmitsOnly(emits map[string][]string) Middleware {
 
 // Prepare is how every runtime starts: it checks the registry against the
 // functions' configuration (each has a trigger and a handler of its kind),
-// wraps the queue functions in the Standard middleware, and returns a
+// wraps the queue functions in the Standard middleware and the HTTP
+// functions in TraceHTTP, and returns a
 // logger that keeps the attributes logctx.With attaches (nil means
 // slog.Default()).
 func Prepare(reg Registry, fns []FunctionConfig, log *slog.Logger) (Registry, *slog.Logger, error) {
@@ -123,5 +125,17 @@ func Prepare(reg Registry, fns []FunctionConfig, log *slog.Logger) (Registry, *s
 	if err := reg.Check(fns); err != nil {
 		return nil, nil, err
 	}
-	return reg.Use(Standard(log)...), log, nil
+	reg = reg.Use(Standard(log)...)
+	for _, fc := range fns {
+		if t := fc.Trigger(); t.Type == "httpTrigger" {
+			f := reg[fc.Name]
+			route := t.Route
+			if route == "" {
+				route = fc.Name
+			}
+			f.HTTP = TraceHTTP(fc.Name, "/"+RoutePrefix+"/"+route, f.HTTP)
+			reg[fc.Name] = f
+		}
+	}
+	return reg, log, nil
 }

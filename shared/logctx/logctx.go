@@ -1,23 +1,37 @@
 // Package logctx carries log attributes in a context, so that every log line of
 // a request or message names its correlation id, delivery id and (under the
-// Functions host) invocation id without each call site repeating them.
+// Functions host) invocation id without each call site repeating them. The
+// same attributes are set on the trace span the context carries, so that a
+// span and the log lines written under it name the same delivery.
 package logctx
 
 import (
 	"context"
 	"io"
 	"log/slog"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 )
 
 type attrsKey struct{}
 
 // With returns a context whose log lines carry the given key/value pairs in
 // addition to those ctx already carries; a key given again replaces its
-// earlier value, so a line never names one key twice.
+// earlier value, so a line never names one key twice. When ctx carries a
+// recording span, the pairs become the span's attributes too.
 func With(ctx context.Context, args ...any) context.Context {
 	prev, _ := ctx.Value(attrsKey{}).([]slog.Attr)
 	r := slog.Record{}
 	r.Add(args...)
+	if span := trace.SpanFromContext(ctx); span.IsRecording() {
+		kv := make([]attribute.KeyValue, 0, r.NumAttrs())
+		r.Attrs(func(a slog.Attr) bool {
+			kv = append(kv, spanAttr(a))
+			return true
+		})
+		span.SetAttributes(kv...)
+	}
 	attrs := make([]slog.Attr, 0, len(prev)+r.NumAttrs())
 	attrs = append(attrs, prev...)
 	r.Attrs(func(a slog.Attr) bool {
@@ -31,6 +45,21 @@ func With(ctx context.Context, args ...any) context.Context {
 		return true
 	})
 	return context.WithValue(ctx, attrsKey{}, attrs)
+}
+
+// spanAttr turns a log attribute into a span attribute of the same name.
+func spanAttr(a slog.Attr) attribute.KeyValue {
+	v := a.Value.Resolve()
+	switch v.Kind() {
+	case slog.KindInt64:
+		return attribute.Int64(a.Key, v.Int64())
+	case slog.KindBool:
+		return attribute.Bool(a.Key, v.Bool())
+	case slog.KindFloat64:
+		return attribute.Float64(a.Key, v.Float64())
+	default:
+		return attribute.String(a.Key, v.String())
+	}
 }
 
 // Attrs returns the attributes ctx carries.

@@ -186,6 +186,12 @@ type Message struct {
 	CorrelationID string    // born at ingest, carried by every message
 	Operation     string    // copied from the envelope for routing and filters
 	NotBefore     time.Time // zero: deliver now; else not before this time
+	// TraceParent and TraceState are the W3C trace context of the span
+	// that sent the message (empty when tracing is off): the bus adapters
+	// carry them in the message's application properties, and the step
+	// that receives it continues the trace (see package tracing).
+	TraceParent string
+	TraceState  string
 }
 
 // Publisher sends messages. A message whose ID was sent to the same queue

@@ -16,6 +16,7 @@ import (
 	"github.com/fabrikam/dronedelivery/shared/adapters/platform"
 	"github.com/fabrikam/dronedelivery/shared/domain"
 	"github.com/fabrikam/dronedelivery/shared/ports"
+	"github.com/fabrikam/dronedelivery/shared/tracing"
 )
 
 // ReasonMaxDeliveryCountExceeded is the dead-letter reason of a message that
@@ -83,11 +84,13 @@ func (b *Bus) signal(queue string) {
 }
 
 // Publish implements ports.Publisher: all messages go in one transaction, so
-// a batch costs one commit.
+// a batch costs one commit. Each message carries the trace context of the
+// span ctx carries (tracing.Inject).
 func (b *Bus) Publish(ctx context.Context, msgs ...ports.Message) error {
 	if len(msgs) == 0 {
 		return nil
 	}
+	tracing.Inject(ctx, msgs)
 	queues, err := publishQueues(msgs)
 	if err != nil {
 		return err
@@ -141,7 +144,7 @@ func (b *Bus) insert(w *writeTx, msgs []ports.Message) error {
 			notBefore = m.NotBefore.UnixNano()
 			visible = max(now, notBefore)
 		}
-		if _, err := insert.Exec(m.Queue, id, m.Body, m.CorrelationID, m.Operation, notBefore, now, visible); err != nil {
+		if _, err := insert.Exec(m.Queue, id, m.Body, m.CorrelationID, m.Operation, notBefore, now, visible, m.TraceParent, m.TraceState); err != nil {
 			return fmt.Errorf("publish %s to %s: %w", id, m.Queue, err)
 		}
 	}
@@ -310,7 +313,8 @@ func (b *Bus) lockIn(w *writeTx, queue string, n int, maxCount int64) ([]*ports.
 			d.Queue = queue
 			var notBefore, enqueued int64
 			if err := rows.Scan(&d.SequenceNumber, &d.ID, &d.Body, &d.CorrelationID, &d.Operation,
-				&notBefore, &enqueued, &d.DeliveryCount, &d.LockToken, &d.DeadLetterReason, &d.DeadLetterDescription); err != nil {
+				&notBefore, &enqueued, &d.DeliveryCount, &d.LockToken, &d.DeadLetterReason, &d.DeadLetterDescription,
+				&d.TraceParent, &d.TraceState); err != nil {
 				rows.Close()
 				return nil, false, err
 			}
@@ -370,6 +374,7 @@ func (b *Bus) CompleteWith(ctx context.Context, m *ports.Delivered, out ...ports
 	if err != nil {
 		return err
 	}
+	tracing.Inject(ctx, out)
 	var n int64
 	err = b.db.commit.write(ctx, "complete "+m.ID+" on "+m.Queue, func(w *writeTx) error {
 		if len(out) > 0 {

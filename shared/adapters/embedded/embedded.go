@@ -291,8 +291,36 @@ CREATE INDEX IF NOT EXISTS message_ids_expiry ON message_ids (expires_at);
 
 // schemaVersion is the PRAGMA user_version of a file whose data is up to
 // date with the schema: 1 once the deliveries written before the owner
-// index existed have their rows in it.
-const schemaVersion = 1
+// index existed have their rows in it; 2 once messages have the columns of
+// their trace context (traceColumns).
+const schemaVersion = 2
+
+// traceColumns add a message's W3C trace context (see package tracing) to
+// the messages table. They are added by ALTER TABLE rather than in the
+// CREATE TABLE above, so that a file made before them and a new one end up
+// with the same table; addColumns skips those a file already has.
+var traceColumns = []string{
+	"trace_parent TEXT NOT NULL DEFAULT ''",
+	"trace_state  TEXT NOT NULL DEFAULT ''",
+}
+
+// addColumns adds to table each column definition whose column it lacks.
+func addColumns(ctx context.Context, tx *sql.Tx, table string, defs []string) error {
+	for _, def := range defs {
+		name, _, _ := strings.Cut(def, " ")
+		var n int
+		if err := tx.QueryRowContext(ctx, "SELECT count(*) FROM pragma_table_info(?) WHERE name = ?", table, name).Scan(&n); err != nil {
+			return err
+		}
+		if n > 0 {
+			continue
+		}
+		if _, err := tx.ExecContext(ctx, "ALTER TABLE "+table+" ADD COLUMN "+def); err != nil {
+			return err
+		}
+	}
+	return nil
+}
 
 func (db *DB) migrate(ctx context.Context) error {
 	tx, err := db.w.BeginTx(ctx, nil)
@@ -310,6 +338,11 @@ func (db *DB) migrate(ctx context.Context) error {
 	if version < 1 {
 		if err := backfillDeliveryIndex(ctx, tx); err != nil {
 			return db.fail(err, "migrate: index the existing deliveries")
+		}
+	}
+	if version < 2 {
+		if err := addColumns(ctx, tx, "messages", traceColumns); err != nil {
+			return db.fail(err, "migrate: add the messages' trace context")
 		}
 	}
 	if version < schemaVersion {

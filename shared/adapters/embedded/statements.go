@@ -58,8 +58,8 @@ func (s *statements) prepare(ctx context.Context, w, r *sql.DB) error {
 		{w, &s.msgDedupe, `INSERT INTO message_ids (queue, id, expires_at) VALUES (?1, ?2, ?3)
 			ON CONFLICT (queue, id) DO UPDATE SET expires_at = excluded.expires_at
 			WHERE message_ids.expires_at <= ?4`},
-		{w, &s.msgInsert, `INSERT INTO messages (queue, id, body, correlation_id, operation, not_before, enqueued_at, visible_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?)`},
+		{w, &s.msgInsert, `INSERT INTO messages (queue, id, body, correlation_id, operation, not_before, enqueued_at, visible_at, trace_parent, trace_state)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`},
 		{w, &s.msgPrune, `DELETE FROM message_ids WHERE (queue, id) IN
 			(SELECT queue, id FROM message_ids WHERE expires_at <= ?1 ORDER BY expires_at LIMIT ?2)`},
 
@@ -72,7 +72,7 @@ func (s *statements) prepare(ctx context.Context, w, r *sql.DB) error {
 		{w, &s.msgLock, `UPDATE messages
 			SET delivery_count = delivery_count + 1, lock_token = lower(hex(randomblob(16))), visible_at = ?1
 			WHERE seq IN (SELECT value FROM json_each(?2))
-			RETURNING seq, id, body, correlation_id, operation, not_before, enqueued_at, delivery_count, lock_token, dl_reason, dl_description`},
+			RETURNING seq, id, body, correlation_id, operation, not_before, enqueued_at, delivery_count, lock_token, dl_reason, dl_description, trace_parent, trace_state`},
 		{w, &s.msgComplete, `DELETE FROM messages WHERE seq = ?1 AND queue = ?2 AND lock_token = ?3 AND visible_at > ?4`},
 		// An abandon that uses up the last delivery dead-letters at once,
 		// as Service Bus does, rather than waiting for the next receive.

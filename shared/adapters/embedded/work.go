@@ -12,6 +12,7 @@ import (
 
 	"github.com/fabrikam/dronedelivery/shared/domain"
 	"github.com/fabrikam/dronedelivery/shared/ports"
+	"github.com/fabrikam/dronedelivery/shared/tracing"
 )
 
 // Units of work. The documents and the queues share the SQLite file, so a
@@ -81,6 +82,7 @@ func (w *work) Commit(ctx context.Context, settle *ports.Delivered, out ...ports
 	if err != nil {
 		return err
 	}
+	tracing.Inject(ctx, out)
 	b := w.db.bus
 	var stale, lost bool
 	what := "commit a unit of work"

@@ -20,6 +20,7 @@ import (
 	"github.com/fabrikam/dronedelivery/shared/adapters/platform"
 	"github.com/fabrikam/dronedelivery/shared/domain"
 	"github.com/fabrikam/dronedelivery/shared/ports"
+	"github.com/fabrikam/dronedelivery/shared/tracing"
 )
 
 // DefaultMaxLockRenewal is how long a message's lock is kept alive when
@@ -180,7 +181,10 @@ func (b *Bus) Close(ctx context.Context) error {
 // Publish implements ports.Publisher. Messages are grouped by queue and
 // sent in as few batches as the link's size limit allows, in the order
 // given; a message with a NotBefore is sent on its own (see sendQueue).
+// Each carries the trace context of the span ctx carries (tracing.Inject)
+// in its application properties.
 func (b *Bus) Publish(ctx context.Context, msgs ...ports.Message) error {
+	tracing.Inject(ctx, msgs)
 	var order []string
 	byQueue := map[string][]*ports.Message{}
 	for i := range msgs {
@@ -286,6 +290,15 @@ func toServiceBus(m *ports.Message) *azservicebus.Message {
 		corr := m.CorrelationID
 		out.CorrelationID = &corr
 	}
+	if m.TraceParent != "" {
+		// Under the names Azure's SDKs write (see tracing.PropTraceParent),
+		// so that the Functions host and any other Azure client read them.
+		out.ApplicationProperties[tracing.PropTraceParent] = m.TraceParent
+		out.ApplicationProperties[tracing.PropDiagnosticID] = m.TraceParent
+		if m.TraceState != "" {
+			out.ApplicationProperties[tracing.PropTraceState] = m.TraceState
+		}
+	}
 	if !m.NotBefore.IsZero() {
 		at := m.NotBefore.UTC()
 		out.ScheduledEnqueueTime = &at
@@ -363,6 +376,10 @@ func fromServiceBus(queue string, m *azservicebus.ReceivedMessage) *ports.Delive
 		DeadLetterDescription: deref(m.DeadLetterErrorDescription),
 	}
 	d.Operation, _ = m.ApplicationProperties[OperationProperty].(string)
+	d.TraceParent, d.TraceState = tracing.FromProperties(func(key string) string {
+		v, _ := m.ApplicationProperties[key].(string)
+		return v
+	})
 	return d
 }
 

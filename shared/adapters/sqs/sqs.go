@@ -38,6 +38,7 @@ import (
 	"github.com/fabrikam/dronedelivery/shared/adapters/platform"
 	"github.com/fabrikam/dronedelivery/shared/domain"
 	"github.com/fabrikam/dronedelivery/shared/ports"
+	"github.com/fabrikam/dronedelivery/shared/tracing"
 	"github.com/fabrikam/dronedelivery/shared/wire/sqsmsg"
 )
 
@@ -128,8 +129,10 @@ func (b *Bus) isClosed() bool {
 }
 
 // Publish implements ports.Publisher. Messages go in batches of up to ten
-// per queue, in the order given.
+// per queue, in the order given, each with the trace context of the span
+// ctx carries (tracing.Inject) among its message attributes.
 func (b *Bus) Publish(ctx context.Context, msgs ...ports.Message) error {
+	tracing.Inject(ctx, msgs)
 	var order []string
 	byQueue := map[string][]*ports.Message{}
 	for i := range msgs {
@@ -227,6 +230,12 @@ func entry(m *ports.Message, batchID string) types.SendMessageBatchRequestEntry 
 	}
 	if !m.NotBefore.IsZero() {
 		attrs[sqsmsg.AttrNotBefore] = stringAttr(m.NotBefore.UTC().Format(time.RFC3339Nano))
+	}
+	if m.TraceParent != "" {
+		attrs[sqsmsg.AttrTraceParent] = stringAttr(m.TraceParent)
+		if m.TraceState != "" {
+			attrs[sqsmsg.AttrTraceState] = stringAttr(m.TraceState)
+		}
 	}
 	return types.SendMessageBatchRequestEntry{
 		Id:                     aws.String(batchID),

@@ -13,6 +13,7 @@ import (
 	"github.com/fabrikam/dronedelivery/shared/functionapp"
 	"github.com/fabrikam/dronedelivery/shared/logctx"
 	"github.com/fabrikam/dronedelivery/shared/ports"
+	"github.com/fabrikam/dronedelivery/shared/tracing"
 	"github.com/fabrikam/dronedelivery/shared/wire"
 )
 
@@ -138,6 +139,8 @@ func decodeMessage(raw json.RawMessage, md map[string]json.RawMessage, binary bo
 		props = d.obj("UserProperties") // the name before extension v5
 	}
 	msg.Operation = d.prop(props, "operation")
+	// The trace context the sender wrote, so the step continues its trace.
+	msg.TraceParent, msg.TraceState = tracing.FromProperties(func(key string) string { return d.prop(props, key) })
 	// Service Bus keeps a dead-lettered message's reason in these
 	// properties, which a function reading a dead-letter queue wants.
 	msg.DeadLetterReason = d.prop(props, "DeadLetterReason")

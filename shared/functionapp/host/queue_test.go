@@ -74,6 +74,18 @@ func TestQueueInvocationDecodesMessage(t *testing.T) {
 			want: ingested,
 		},
 		{
+			name: "the trace context in the application properties, by either Azure SDK name",
+			doc: func(t *testing.T) []byte {
+				return patch(t, golden(t, "servicebus_double_encoded.json"), "Metadata", "ApplicationProperties", map[string]any{
+					"operation": "delivery", "Diagnostic-Id": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "tracestate": "a=b"})
+			},
+			want: func() ports.Delivered {
+				d := ingested()
+				d.TraceParent, d.TraceState = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "a=b"
+				return d
+			},
+		},
+		{
 			name: "EnqueuedTime stands in for a missing EnqueuedTimeUtc",
 			doc: func(t *testing.T) []byte {
 				return patch(t, golden(t, "servicebus_double_encoded.json"), "Metadata", "EnqueuedTimeUtc", nil)

@@ -23,6 +23,7 @@ import (
 	"github.com/fabrikam/dronedelivery/shared/functionapp"
 	"github.com/fabrikam/dronedelivery/shared/logctx"
 	"github.com/fabrikam/dronedelivery/shared/ports"
+	"github.com/fabrikam/dronedelivery/shared/tracing"
 )
 
 // The settings that pin the bootstrap to one function: ours first, then
@@ -138,6 +139,13 @@ var errUnknownEvent = errors.New("the event is neither an API Gateway HTTP API (
 // an events.APIGatewayV2HTTPResponse, an SQS event an
 // events.SQSEventResponse listing the records to retry.
 func (h *Handler) Invoke(ctx context.Context, event json.RawMessage) (any, error) {
+	// Lambda may freeze the process as soon as this returns, before the
+	// batch processor's next export: the invocation's spans go out first.
+	defer func() {
+		if err := tracing.Flush(ctx); err != nil {
+			h.log.WarnContext(ctx, "exporting the invocation's spans failed", "err", err)
+		}
+	}()
 	if lc, ok := lambdacontext.FromContext(ctx); ok {
 		ctx = logctx.With(ctx, "awsRequestId", lc.AwsRequestID)
 	}

@@ -12,6 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+
 	"github.com/fabrikam/dronedelivery/handlers"
 	"github.com/fabrikam/dronedelivery/shared/adapters/embedded"
 	"github.com/fabrikam/dronedelivery/shared/adapters/platform"
@@ -21,7 +24,9 @@ import (
 	"github.com/fabrikam/dronedelivery/shared/functionapp/standalone"
 	"github.com/fabrikam/dronedelivery/shared/ports"
 	"github.com/fabrikam/dronedelivery/shared/topology"
+	"github.com/fabrikam/dronedelivery/shared/tracing"
 	"github.com/fabrikam/dronedelivery/shared/wire"
+	"github.com/fabrikam/dronedelivery/tools/testdoubles"
 )
 
 // BenchmarkQueueSteps carries b.N accepted deliveries through the queue
@@ -38,6 +43,32 @@ func BenchmarkQueueSteps(b *testing.B) {
 			benchmarkQueueSteps(b, workers)
 		})
 	}
+}
+
+// BenchmarkQueueStepsTracing is BenchmarkQueueSteps (16 workers) with
+// tracing off and on in the same run, so the two figures share the
+// machine's state: on, every step's span goes through the batch span
+// processor and the OTLP/HTTP exporter, as the binary's Setup builds them,
+// to a receiver on loopback that decodes every request. spans/delivery
+// counts what the receiver got: the batch processor drops spans when its
+// queue is full, as it would in production, which the figure would show.
+func BenchmarkQueueStepsTracing(b *testing.B) {
+	b.Run("tracing=off", func(b *testing.B) { benchmarkQueueSteps(b, 16) })
+	b.Run("tracing=on", func(b *testing.B) {
+		rcv := testdoubles.StartOTLPReceiver(b)
+		exp, err := otlptracehttp.New(context.Background(), otlptracehttp.WithEndpointURL(rcv.URL+"/v1/traces"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp))
+		restore := tracing.Use(tp)
+		benchmarkQueueSteps(b, 16)
+		restore()
+		if err := tp.Shutdown(context.Background()); err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(float64(len(rcv.Spans()))/float64(b.N), "spans/delivery")
+	})
 }
 
 func benchmarkQueueSteps(b *testing.B, workers int) {

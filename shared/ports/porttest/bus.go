@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/fabrikam/dronedelivery/shared/domain"
 	"github.com/fabrikam/dronedelivery/shared/ports"
 	"github.com/fabrikam/dronedelivery/shared/wire"
@@ -62,6 +64,39 @@ func Bus(t *testing.T, open func(t *testing.T, o BusOptions) ports.Bus) {
 		mustCode(t, bus.Complete(ctx, m), domain.ECONFLICT, "second complete")
 		mustCode(t, bus.Abandon(ctx, m), domain.ECONFLICT, "abandon after complete")
 		mustCode(t, bus.DeadLetter(ctx, m, "r", "d"), domain.ECONFLICT, "dead-letter after complete")
+	})
+
+	t.Run("TraceContext", func(t *testing.T) {
+		bus, q := setup(t, BusOptions{})
+		ctx := ctxFor(t)
+		// A message's own context travels as it is when ctx has no span.
+		kept := message(q, "kept")
+		kept.TraceParent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+		kept.TraceState = "congo=t61rcWkgMzE"
+		must(t, bus.Publish(ctx, kept), "publish")
+		// A span in ctx makes the message its child.
+		sc := trace.NewSpanContext(trace.SpanContextConfig{
+			TraceID:    trace.TraceID{0x4b, 0xf9, 0x2f, 0x35, 0x77, 0xb3, 0x4d, 0xa6, 0xa3, 0xce, 0x92, 0x9d, 0x0e, 0x0e, 0x47, 0x36},
+			SpanID:     trace.SpanID{0x00, 0xf0, 0x67, 0xaa, 0x0b, 0xa9, 0x02, 0xb7},
+			TraceFlags: trace.FlagsSampled,
+		})
+		stamped := message(q, "stamped")
+		must(t, bus.Publish(trace.ContextWithSpanContext(ctx, sc), stamped), "publish under a span")
+		none := message(q, "none")
+		must(t, bus.Publish(ctx, none), "publish without a context")
+
+		got := receiveN(t, bus, q, 3, 10)
+		want := []string{
+			kept.TraceParent + " " + kept.TraceState,
+			"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01 ",
+			" ",
+		}
+		var have []string
+		for _, m := range got {
+			have = append(have, m.TraceParent+" "+m.TraceState)
+			must(t, bus.Complete(ctx, m), "complete")
+		}
+		mustEqual(t, want, have, "trace context received")
 	})
 
 	t.Run("Order", func(t *testing.T) {

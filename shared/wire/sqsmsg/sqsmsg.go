@@ -1,6 +1,6 @@
 // Package sqsmsg says how a ports.Message travels across Amazon SQS: the
-// message attributes that carry its id, correlation id, operation and
-// schedule, the queue names, and how a received record (from the SDK or
+// message attributes that carry its id, correlation id, operation,
+// schedule and trace context, the queue names, and how a received record (from the SDK or
 // from a Lambda SQS event) becomes a ports.Delivered again. It uses no SDK,
 // so the Lambda runtime and the SQS adapter share it without the runtime
 // importing an adapter.
@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/fabrikam/dronedelivery/shared/ports"
+	"github.com/fabrikam/dronedelivery/shared/tracing"
 )
 
 // The message attributes that carry a ports.Message across SQS. SQS assigns
@@ -29,6 +30,10 @@ const (
 	AttrNotBefore             = "notBefore"
 	AttrDeadLetterReason      = "deadLetterReason"
 	AttrDeadLetterDescription = "deadLetterDescription"
+	// The W3C trace context, under its own names (tracing.PropTraceParent):
+	// SQS allows ten message attributes, and these bring the count to eight.
+	AttrTraceParent = tracing.PropTraceParent
+	AttrTraceState  = tracing.PropTraceState
 )
 
 // ReasonMaxDeliveryCountExceeded is the dead-letter reason given to a
@@ -109,6 +114,8 @@ func (r Record) Delivered(queue string) *ports.Delivered {
 			Body:          []byte(r.Body),
 			CorrelationID: ma[AttrCorrelationID],
 			Operation:     ma[AttrOperation],
+			TraceParent:   ma[AttrTraceParent],
+			TraceState:    ma[AttrTraceState],
 		},
 		LockToken: r.ReceiptHandle,
 	}
