@@ -156,10 +156,10 @@ type Delivery struct {
 	AvoidDroneID string `json:"avoidDroneId,omitempty"`
 	// HeldReason says why dispatch holds the delivery (a service pause);
 	// empty when it is not held.
-	HeldReason string `json:"heldReason,omitempty"`
-	CreatedAt        time.Time     `json:"createdAt"`
-	ScheduledAt      *time.Time    `json:"scheduledAt,omitempty"`
-	UpdatedAt        time.Time     `json:"updatedAt"`
+	HeldReason  string     `json:"heldReason,omitempty"`
+	CreatedAt   time.Time  `json:"createdAt"`
+	ScheduledAt *time.Time `json:"scheduledAt,omitempty"`
+	UpdatedAt   time.Time  `json:"updatedAt"`
 
 	// Generation counts reschedules; messages of an older generation are
 	// stale and ignored. ResetGeneration is the generation whose earlier
