@@ -186,7 +186,9 @@ func (h *Handlers) releaseDrone(ctx context.Context, d *domain.Delivery) error {
 		return nil
 	}
 	now := h.clock.Now()
-	_, err := h.st(ctx).Fleet.Update(ctx, d.DroneID, func(dr *domain.Drone) error {
+	var before *domain.Drone
+	after, err := h.st(ctx).Fleet.Update(ctx, d.DroneID, func(dr *domain.Drone) error {
+		before = dr.Clone()
 		return dr.Release(d.ID, h.cfg.Tracking, now)
 	})
 	if domain.IsCode(err, domain.ENOTFOUND) {
@@ -194,6 +196,9 @@ func (h *Handlers) releaseDrone(ctx context.Context, d *domain.Delivery) error {
 	}
 	if err != nil {
 		return fmt.Errorf("release drone %s: %w", d.DroneID, err)
+	}
+	if err := h.publishChargeCheck(ctx, before, after); err != nil {
+		return err
 	}
 	h.log.InfoContext(ctx, "drone released", "droneId", d.DroneID, "stage", d.Stage)
 	return nil
@@ -219,13 +224,18 @@ func (h *Handlers) resetAssignment(ctx context.Context, d *domain.Delivery) (*do
 // the new schedule holds.
 func (h *Handlers) releaseOldDrone(ctx context.Context, d *domain.Delivery) error {
 	now := h.clock.Now()
-	_, err := h.st(ctx).Fleet.Update(ctx, d.PreviousDroneID, func(dr *domain.Drone) error {
+	var before *domain.Drone
+	after, err := h.st(ctx).Fleet.Update(ctx, d.PreviousDroneID, func(dr *domain.Drone) error {
+		before = dr.Clone()
 		return dr.ReleaseEarlier(d.ID, d.Generation, h.cfg.Tracking, now)
 	})
-	if err != nil && !domain.IsCode(err, domain.ENOTFOUND) {
+	if domain.IsCode(err, domain.ENOTFOUND) {
+		return nil
+	}
+	if err != nil {
 		return fmt.Errorf("release drone %s of an earlier schedule: %w", d.PreviousDroneID, err)
 	}
-	return nil
+	return h.publishChargeCheck(ctx, before, after)
 }
 
 func (h *Handlers) backoff(attempt int) time.Duration {
