@@ -260,7 +260,7 @@ func (h *Handlers) Registry() functionapp.Registry {
 		"ListDrones":        op(h.ListDrones),
 		"Healthz":           open(h.Healthz),
 
-		"PostTelemetry":        op(h.PostTelemetry),
+		"PostTelemetry":        {HTTP: h.guard(droneOrOperator, h.PostTelemetry)},
 		"TrackDrone":           {Queue: h.TrackDrone},
 		"CancelDelivery":       biz(h.CancelDelivery),
 		"RescheduleDelivery":   biz(h.RescheduleDelivery),
@@ -294,6 +294,11 @@ func (h *Handlers) Registry() functionapp.Registry {
 		"GetNoFlyZone":      op(h.GetNoFlyZone),
 		"DeleteNoFlyZone":   op(h.DeleteNoFlyZone),
 		"ListNoFlyZones":    op(h.ListNoFlyZones),
+
+		"DroneAction":    op(h.DroneAction),
+		"DeliveryAction": op(h.DeliveryAction),
+		"CreateDroneKey": op(h.CreateDroneKey),
+		"RevokeDroneKey": op(h.RevokeDroneKey),
 	}.Use(functionapp.EmitsOnly(emits))
 }
 

@@ -31,6 +31,7 @@ type deliveryView struct {
 	PlannedRoute      *domain.PlannedRoute    `json:"plannedRoute,omitempty"`
 	DispatchAt        *time.Time              `json:"dispatchAt,omitempty"`
 	FailureReason     string                  `json:"failureReason,omitempty"`
+	Outcome           domain.AbortOutcome     `json:"outcome,omitempty"`
 	CreatedAt         time.Time               `json:"createdAt"`
 	ScheduledAt       *time.Time              `json:"scheduledAt,omitempty"`
 	UpdatedAt         time.Time               `json:"updatedAt"`
@@ -68,7 +69,7 @@ func viewOf(d *domain.Delivery) deliveryView {
 		ConfirmationReq: r.ConfirmationRequired, PackageInfo: r.PackageInfo,
 		DroneID: assignedDrone(d), PickupETA: d.PickupETA, DeliveryETA: d.DeliveryETA,
 		LastKnownLocation: d.LastKnownLocation, PlannedRoute: d.PlannedRoute, DispatchAt: d.DispatchAt, FailureReason: d.FailureReason,
-		CreatedAt: d.CreatedAt, ScheduledAt: d.ScheduledAt, UpdatedAt: d.UpdatedAt,
+		Outcome: d.Outcome, CreatedAt: d.CreatedAt, ScheduledAt: d.ScheduledAt, UpdatedAt: d.UpdatedAt,
 		Confirmation: confirmationOf(d),
 	}
 }

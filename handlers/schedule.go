@@ -31,7 +31,8 @@ func (h *Handlers) ScheduleDrone(ctx context.Context, msg *ports.Delivered) ([]p
 	}
 	switch env.Operation {
 	case wire.OpCancel:
-		if d.Stage != domain.StageCancelled {
+		// Cancelled by the business, or aborted by the operator (Failed).
+		if d.Stage != domain.StageCancelled && d.Stage != domain.StageFailed {
 			return nil, nil // nothing was cancelled; a stray message
 		}
 		if err := h.releaseDrone(ctx, d); err != nil {
@@ -265,6 +266,9 @@ func (h *Handlers) assign(ctx context.Context, d *domain.Delivery, now time.Time
 	// A drone lost to a concurrent claim is left out and the rule applied
 	// again to the others.
 	lost := map[string]bool{}
+	if d.AvoidDroneID != "" {
+		lost[d.AvoidDroneID] = true // handed on from it by the operator
+	}
 	for range maxClaimAttempts {
 		plan, err := h.choose(ctx, h.st(ctx), &d.Request, now, lost)
 		if domain.IsCode(err, domain.EUNPROCESSABLE) {

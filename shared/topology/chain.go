@@ -23,6 +23,10 @@ var Chain = []Step{
 	// A retry when no drone is free goes back to the queue it came from.
 	{Function: "ScheduleDrone", Reads: QueueDeliveryRequests, Emits: []string{QueueDroneScheduled, QueueDeliveryRequests, QueueNotifications, QueueCustomerMessages, QueueDroneTelemetry}},
 	{Function: "PutDrone", Emits: []string{QueueDroneTelemetry}},
+	// The operator's actions hand deliveries on through dispatch and tell
+	// their customers.
+	{Function: "DroneAction", Emits: []string{QueueDeliveryRequests, QueueNotifications, QueueCustomerMessages}},
+	{Function: "DeliveryAction", Emits: []string{QueueDeliveryRequests, QueueNotifications, QueueCustomerMessages}},
 	{Function: "UpdatePackage", Reads: QueueDroneScheduled, Emits: []string{QueuePackageUpdated, QueueNotifications, QueueCustomerMessages}},
 	{Function: "ComputeEta", Reads: QueuePackageUpdated, Emits: []string{QueueNotifications, QueueCustomerMessages}},
 	{Function: "PostTelemetry", Emits: []string{QueueDroneTelemetry}},
