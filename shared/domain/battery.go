@@ -46,8 +46,8 @@ func (c TrackingConfig) ChargeDuration(battery float64) time.Duration {
 // FullRange is the drone's range at a full charge: FullRangeKm once set,
 // else what its current range and battery imply under the model (for a
 // drone registered with a range on a partial charge, or stored before the
-// model). A battery at or under the reserve implies nothing; its range is
-// then taken as the usable share of a full charge.
+// model). A battery at or under the reserve leaves no usable range to
+// scale from: the range given is then taken as the full charge's.
 func (dr *Drone) FullRange(cfg TrackingConfig) float64 {
 	if dr.FullRangeKm > 0 {
 		return dr.FullRangeKm
@@ -55,7 +55,7 @@ func (dr *Drone) FullRange(cfg TrackingConfig) float64 {
 	cfg = cfg.WithDefaults()
 	share := (dr.BatteryPercent - cfg.ReservePercent) / 100
 	if share <= 0.01 {
-		share = (100 - cfg.ReservePercent) / 100
+		return dr.RangeKm
 	}
 	return dr.RangeKm / share
 }
