@@ -192,6 +192,7 @@ type Handlers struct {
 	air          ports.Airspace
 	summary      fleetSummary
 	waiting      waitingBoard
+	pauses       pauseSet
 }
 
 // New returns the handlers over deps.
@@ -299,6 +300,8 @@ func (h *Handlers) Registry() functionapp.Registry {
 		"DeliveryAction": op(h.DeliveryAction),
 		"CreateDroneKey": op(h.CreateDroneKey),
 		"RevokeDroneKey": op(h.RevokeDroneKey),
+		"PutPause":       op(h.PutPause),
+		"DeletePause":    op(h.DeletePause),
 	}.Use(functionapp.EmitsOnly(emits))
 }
 

@@ -74,6 +74,12 @@ func (h *Handlers) IngestDelivery(ctx context.Context, req *functionapp.Request)
 		UpdatedAt:     now,
 	}
 	d.Request.Defaults(now, id)
+	if hold, err := h.pausedAt(ctx, d.Request.PickupLocation, now); err != nil || hold != nil {
+		if err != nil {
+			return h.errorResponse(ctx, domain.Unavailable(err, "the service pauses could not be read; retry"))
+		}
+		return pausedResponse(hold, now)
+	}
 	if err := h.feasible(ctx, &d.Request); err != nil {
 		// A retry of a request accepted earlier gets its 202 again, even
 		// if by now its pickup time has passed.

@@ -75,6 +75,22 @@ func (h *Handlers) ScheduleDrone(ctx context.Context, msg *ports.Delivered) ([]p
 			return msgs, err
 		}
 	}
+	if d.DroneID == "" {
+		// A service pause holds the deliveries waiting at its pickups.
+		hold, err := h.pausedAt(ctx, d.Request.PickupLocation, now)
+		if err != nil {
+			return nil, err
+		}
+		if hold != nil {
+			h.waiting.remove(d)
+			return h.hold(ctx, d, env, hold, now)
+		}
+		if d.HeldReason != "" {
+			if d, err = h.st(ctx).Deliveries.Update(ctx, d.ID, func(cur *domain.Delivery) error { return cur.Unhold(now) }); err != nil {
+				return nil, fmt.Errorf("resume the held delivery: %w", err)
+			}
+		}
+	}
 	d, wakes, err := h.assign(ctx, d, now)
 	if err != nil {
 		return nil, err

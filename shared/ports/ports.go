@@ -151,6 +151,16 @@ type Zones interface {
 	Version(ctx context.Context) (string, error)
 }
 
+// Pauses stores the operator's service pauses, keyed by pause id. The
+// collection is small (domain.MaxPauses), so its listing reads all of it.
+type Pauses interface {
+	Collection[domain.Pause]
+	// Delete removes the pause, or returns ENOTFOUND.
+	Delete(ctx context.Context, id string) error
+	// List returns every pause, ordered by id.
+	List(ctx context.Context) ([]*domain.Pause, error)
+}
+
 // Message is a message to send to a queue.
 type Message struct {
 	ID            string    // deliveryId + step: duplicate detection keys on it
@@ -338,4 +348,7 @@ type Store struct {
 	// Zones holds the service areas and no-fly zones; nil in a store
 	// that keeps none, whose airspace is open.
 	Zones Zones
+	// Pauses holds the operator's service pauses; nil in a store that
+	// keeps none, which is never paused.
+	Pauses Pauses
 }

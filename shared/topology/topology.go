@@ -56,6 +56,8 @@ const (
 	// ContainerAirspace holds the operator's service areas and no-fly
 	// zones, and the version document every write of one of them changes.
 	ContainerAirspace = "airspace"
+	// ContainerPauses holds the operator's service pauses.
+	ContainerPauses = "pauses"
 )
 
 // Queue is one Service Bus queue as topology.json declares it; the durations

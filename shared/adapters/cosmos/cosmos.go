@@ -65,6 +65,7 @@ type Store struct {
 
 	confirmations *collection[domain.ConfirmationBlob]
 	zones         *zones
+	pauses        *pauses
 
 	stop      context.CancelFunc
 	done      chan struct{}
@@ -92,7 +93,7 @@ func Open(ctx context.Context, client *azcosmos.Client, database string, opts Op
 	for name, want := range map[string]string{
 		topology.ContainerDeliveries: "/id", topology.ContainerPackages: "/id", topology.ContainerDrones: "/id",
 		topology.ContainerAccounts: "/id", topology.ContainerAPIKeys: "/id", topology.ContainerDeliveriesByOwner: "/ownerId",
-		topology.ContainerConfirmations: "/id", topology.ContainerAirspace: "/id",
+		topology.ContainerConfirmations: "/id", topology.ContainerAirspace: "/id", topology.ContainerPauses: "/id",
 	} {
 		i := slices.IndexFunc(topology.Containers, func(c topology.Container) bool { return c.Name == name })
 		if i < 0 {
@@ -113,6 +114,7 @@ func Open(ctx context.Context, client *azcosmos.Client, database string, opts Op
 		confirmations: newCollection[domain.ConfirmationBlob](containers[topology.ContainerConfirmations], topology.ContainerConfirmations),
 		fleet:         newFleet(containers[topology.ContainerDrones], opts.Logger),
 		zones:         newZones(containers[topology.ContainerAirspace]),
+		pauses:        newPauses(containers[topology.ContainerPauses]),
 		done:          make(chan struct{}),
 	}
 	if err := s.fleet.refresh(ctx); err != nil {
@@ -130,7 +132,7 @@ func Open(ctx context.Context, client *azcosmos.Client, database string, opts Op
 // Store returns the collections as the ports the handlers use.
 func (s *Store) Store() ports.Store {
 	return ports.Store{Deliveries: s.deliveries, Packages: s.packages, Fleet: s.fleet, Accounts: s.accounts, APIKeys: s.apiKeys,
-		Confirmations: s.confirmations, Zones: s.zones}
+		Confirmations: s.confirmations, Zones: s.zones, Pauses: s.pauses}
 }
 
 // Close stops the index refresh and waits for it; the client stays open

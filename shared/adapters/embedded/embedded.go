@@ -170,6 +170,7 @@ func Open(path string, opts Options) (*DB, error) {
 
 		Confirmations: newCollection[domain.ConfirmationBlob](db, topology.ContainerConfirmations),
 		Zones:         newZones(db),
+		Pauses:        newPauses(db),
 	}
 	db.bus = newBus(db)
 	return db, nil

@@ -42,6 +42,8 @@ func (db *DB) Begin() ports.UnitOfWork {
 		Confirmations: workCollection[domain.ConfirmationBlob]{w, st.Confirmations.(*collection[domain.ConfirmationBlob])},
 		// No step writes zones; a unit of work reads them as they are.
 		Zones: st.Zones,
+		// Nor pauses: dispatch reads them as they are.
+		Pauses: st.Pauses,
 	}
 	return w
 }
