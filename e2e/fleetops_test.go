@@ -1,7 +1,9 @@
 package e2e
 
 import (
+	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -255,4 +257,118 @@ func TestDroneKeys(t *testing.T) {
 		assert.Equal(t, http.StatusNoContent, a.fleet(t, "DELETE", "/api/drones/alpha/keys/"+key.Prefix, nil).Status)
 	}
 	assert.Equal(t, http.StatusUnauthorized, callAs(t, key.APIKey, "POST", p.base+"/api/drones/alpha/telemetry", body(70)).Status, "revoked")
+}
+
+// pauseScenario pauses service in one service area and everywhere: new
+// requests there are refused with 503, Retry-After and the reason (a quote
+// says so), a delivery waiting for a drone is held with the reason on its
+// tracking page rather than failed, and once the pause is lifted it is
+// dispatched and new requests are accepted: nothing accepted is lost.
+func pauseScenario(t *testing.T, p *proc) {
+	a := signUp(t, p.base)
+	north := domain.Location{Latitude: 47.650, Longitude: -122.330}
+	south := domain.Location{Latitude: 47.600, Longitude: -122.330}
+	for id, lat := range map[string]float64{"north": 47.64, "south": 47.59} {
+		area := fmt.Sprintf(`{"geometry":{"type":"Polygon","coordinates":[[[-122.36,%g],[-122.30,%g],[-122.30,%g],[-122.36,%g],[-122.36,%g]]]}}`,
+			lat, lat, lat+0.03, lat+0.03, lat)
+		require.Equal(t, http.StatusCreated, a.fleet(t, "PUT", "/api/serviceareas/"+id, area).Status)
+	}
+	// The one drone is in maintenance: requests are accepted and wait.
+	require.Equal(t, http.StatusCreated, a.fleet(t, "PUT", "/api/drones/only", map[string]any{
+		"location": south, "maxPayloadKg": 5, "maxPackageSize": "Small", "rangeKm": 30, "cruiseSpeedMps": 12, "status": "Maintenance"}).Status)
+	waiting := deliveryRequest("waiting", north, domain.Location{Latitude: 47.655, Longitude: -122.325}, "Small", 1)
+	require.Equal(t, http.StatusAccepted, a.call(t, "POST", "/api/deliveryrequests", waiting).Status)
+
+	// Bad input names the field and changes nothing.
+	sendingMalformed(t, func() {
+		for _, tc := range []struct {
+			body   map[string]any
+			status int
+			field  string
+		}{
+			{map[string]any{"areaId": "north"}, http.StatusBadRequest, "reason"},
+			{map[string]any{"reason": "storm", "until": "tomorrow"}, http.StatusBadRequest, "until"},
+			{map[string]any{"reason": "storm", "until": "2001-01-01T00:00:00Z"}, http.StatusUnprocessableEntity, "until"},
+			{map[string]any{"reason": "storm", "areaId": "atlantis"}, http.StatusUnprocessableEntity, "areaId"},
+		} {
+			resp := a.fleet(t, "PUT", "/api/pauses/bad", tc.body)
+			require.Equal(t, tc.status, resp.Status, string(resp.Body))
+			assert.Contains(t, string(resp.Body), `"field":"`+tc.field+`"`)
+		}
+	})
+	assert.Equal(t, http.StatusNotFound, a.fleet(t, "DELETE", "/api/pauses/bad", nil).Status, "nothing was stored")
+
+	until := time.Now().UTC().Add(time.Hour).Truncate(time.Second)
+	resp := a.fleet(t, "PUT", "/api/pauses/storm", map[string]any{"areaId": "north", "reason": "thunderstorm over the north", "until": until.Format(time.RFC3339)})
+	require.Equal(t, http.StatusCreated, resp.Status, string(resp.Body))
+
+	// New requests in the north are refused; the south is served.
+	resp = a.call(t, "POST", "/api/deliveryrequests", deliveryRequest("refused", north, domain.Location{Latitude: 47.66, Longitude: -122.33}, "Small", 1))
+	require.Equal(t, http.StatusServiceUnavailable, resp.Status, string(resp.Body))
+	assert.Contains(t, string(resp.Body), "thunderstorm over the north")
+	assert.Contains(t, string(resp.Body), `"field":"pickupLocation"`)
+	retry, err := strconv.Atoi(resp.Header.Get("Retry-After"))
+	require.NoError(t, err)
+	assert.InDelta(t, 3600, retry, 120, "Retry-After is the pause's end")
+	var quote struct {
+		Paused string `json:"paused"`
+	}
+	resp = a.call(t, "POST", "/api/deliveryquotes", deliveryRequest("q", north, domain.Location{Latitude: 47.66, Longitude: -122.33}, "Small", 1))
+	require.Equal(t, http.StatusOK, resp.Status, string(resp.Body))
+	resp.decode(t, &quote)
+	assert.Contains(t, quote.Paused, "thunderstorm over the north")
+	require.Equal(t, http.StatusAccepted, a.call(t, "POST", "/api/deliveryrequests",
+		deliveryRequest("south", south, domain.Location{Latitude: 47.605, Longitude: -122.325}, "Small", 1)).Status, "outside the paused area")
+
+	// The drone comes back: the south's delivery gets it, the north's is held.
+	require.Equal(t, http.StatusOK, a.fleet(t, "PUT", "/api/drones/only", droneSpec{
+		Location: south, MaxPayloadKg: 5, MaxPackageSize: "Small", RangeKm: 30, CruiseSpeedMps: 12, BatteryPercent: 100}).Status)
+	waitStage(t, a, "south", domain.StageScheduled)
+	var st struct {
+		Stage      domain.Stage `json:"stage"`
+		HeldReason string       `json:"heldReason"`
+	}
+	eventually(t, "the waiting delivery held", func() bool {
+		a.call(t, "GET", "/api/deliveries/waiting/status", nil).decode(t, &st)
+		return st.HeldReason != ""
+	})
+	assert.Equal(t, "thunderstorm over the north", st.HeldReason)
+	assert.Equal(t, domain.StageCreated, st.Stage, "held, not failed")
+	tracking := getDelivery(t, a, "waiting").TrackingID
+	var feed struct {
+		Notice, HeldReason string
+	}
+	call(t, "GET", p.base+"/api/track/"+tracking+"/feed", nil).decode(t, &feed)
+	assert.Equal(t, "thunderstorm over the north", feed.HeldReason, "the customer sees why")
+
+	// Free the drone; lift the pause: the held delivery is dispatched.
+	require.Equal(t, http.StatusAccepted, a.fleet(t, "POST", "/api/deliveries/south/actions", map[string]any{"action": "abort", "reason": "test over"}).Status)
+	waitDrone(t, a, "only", "free", func(d *domain.Drone) bool { return d.Status == domain.DroneAvailable })
+	require.Equal(t, http.StatusNoContent, a.fleet(t, "DELETE", "/api/pauses/storm", nil).Status)
+	d := waitStage(t, a, "waiting", domain.StageScheduled)
+	assert.Equal(t, "only", d.DroneID)
+	a.call(t, "GET", "/api/deliveries/waiting/status", nil).decode(t, &st)
+	assert.Empty(t, st.HeldReason)
+
+	// Everywhere: no area.
+	require.Equal(t, http.StatusCreated, a.fleet(t, "PUT", "/api/pauses/all", map[string]any{"reason": "airspace closed"}).Status)
+	resp = a.call(t, "POST", "/api/deliveryrequests", deliveryRequest("closed", south, domain.Location{Latitude: 47.605, Longitude: -122.325}, "Small", 1))
+	require.Equal(t, http.StatusServiceUnavailable, resp.Status)
+	assert.Equal(t, "300", resp.Header.Get("Retry-After"))
+	require.Equal(t, http.StatusNoContent, a.fleet(t, "DELETE", "/api/pauses/all", nil).Status)
+	require.Equal(t, http.StatusAccepted, a.call(t, "POST", "/api/deliveryrequests",
+		deliveryRequest("closed", south, domain.Location{Latitude: 47.605, Longitude: -122.325}, "Small", 1)).Status, "accepted again")
+}
+
+// TestServicePausesEndToEnd runs the pause scenario on the embedded
+// backend; DISPATCH_RETRY_MAX makes a held delivery look again each second.
+func TestServicePausesEndToEnd(t *testing.T) {
+	t.Parallel()
+	pauseScenario(t, startServeEnv(t, t.TempDir(), []string{"DISPATCH_RETRY_MAX=1s"}))
+}
+
+// TestServicePausesOnAzureAdapters runs it on Cosmos DB and Service Bus.
+func TestServicePausesOnAzureAdapters(t *testing.T) {
+	t.Parallel()
+	pauseScenario(t, startOnAzure(t, "DISPATCH_RETRY_MAX=1s"))
 }

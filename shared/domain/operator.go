@@ -123,9 +123,10 @@ func (d *Delivery) HandOver(droneID string, gen int, a OperatorAction, now time.
 }
 
 // Reassign hands the delivery on from the drone that holds it to another
-// one (HandOver). A delivery with no drone, one whose package is aboard,
-// or one that has ended cannot be reassigned (ECONFLICT); the same action
-// again (a.ActionID seen before) is ErrNoChange.
+// one (HandOver). A delivery whose package is aboard, or one that has
+// ended, cannot be reassigned (ECONFLICT); one with no drone yet is left
+// to dispatch, and the same action again (a.ActionID seen before) changes
+// nothing (ErrNoChange both).
 func (d *Delivery) Reassign(a OperatorAction, now time.Time) (Notification, error) {
 	if d.sawAction(a.ActionID) {
 		return Notification{}, ErrNoChange
@@ -136,7 +137,7 @@ func (d *Delivery) Reassign(a OperatorAction, now time.Time) (Notification, erro
 	case d.PickedUpAt != nil:
 		return Notification{}, Errorf(ECONFLICT, "delivery %s has its package aboard drone %s; abort it instead", d.ID, d.DroneID)
 	case d.DroneID == "":
-		return Notification{}, Errorf(ECONFLICT, "delivery %s has no drone to reassign from; it is waiting for dispatch", d.ID)
+		return Notification{}, ErrNoChange // dispatch gives it a drone anyway
 	}
 	n, _, err := d.HandOver(d.DroneID, d.Generation, a, now)
 	return n, err
