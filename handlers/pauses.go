@@ -234,13 +234,15 @@ func (h *Handlers) hold(ctx context.Context, d *domain.Delivery, env *wire.Envel
 	}); err != nil {
 		return nil, fmt.Errorf("hold the delivery: %w", err)
 	}
+	if env.Wake {
+		return nil, nil // the delivery's own retries go on
+	}
 	next := now.Add(h.cfg.RetryMax)
 	if !hold.Until.IsZero() && hold.Until.Before(next) {
 		next = hold.Until
 	}
 	retry := *env
 	retry.Attempt++
-	retry.Wake = false
 	m := message(topology.QueueDeliveryRequests, fmt.Sprintf("retry-%d", retry.Attempt), retry)
 	m.NotBefore = next
 	h.log.InfoContext(ctx, "delivery held by a service pause", "pauseId", hold.PauseID, "until", next)
