@@ -372,3 +372,33 @@ func TestServicePausesOnAzureAdapters(t *testing.T) {
 	t.Parallel()
 	pauseScenario(t, startOnAzure(t, "DISPATCH_RETRY_MAX=1s"))
 }
+
+// TestDroneKeysHaveTheirOwnRateBucket: with the operator's bucket spent,
+// a drone's own key still posts its telemetry.
+func TestDroneKeysHaveTheirOwnRateBucket(t *testing.T) {
+	t.Parallel()
+	p := startServeEnv(t, t.TempDir(), []string{"RATE_LIMIT=5/m", "RATE_BURST=5"})
+	a := api{base: p.base}
+	home := domain.Location{Latitude: 47.600, Longitude: -122.330}
+	require.Equal(t, http.StatusCreated, a.fleet(t, "PUT", "/api/drones/solo", droneSpec{
+		Location: home, MaxPayloadKg: 5, MaxPackageSize: "Small", RangeKm: 30, CruiseSpeedMps: 12, BatteryPercent: 100}).Status)
+	resp := a.fleet(t, "POST", "/api/drones/solo/keys", nil)
+	require.Equal(t, http.StatusCreated, resp.Status, string(resp.Body))
+	var key struct{ APIKey string }
+	resp.decode(t, &key)
+	at := time.Now().UTC()
+	body := func() map[string]any {
+		at = at.Add(time.Second)
+		return map[string]any{"location": home, "batteryPercent": 90, "timestamp": at.Format(time.RFC3339Nano)}
+	}
+	spent := false
+	for range 20 {
+		if r := a.fleet(t, "POST", "/api/drones/solo/telemetry", body()); r.Status == http.StatusTooManyRequests {
+			spent = true
+			break
+		}
+	}
+	require.True(t, spent, "the operator's bucket ran out")
+	r := callAs(t, key.APIKey, "POST", p.base+"/api/drones/solo/telemetry", body())
+	assert.Equal(t, http.StatusAccepted, r.Status, string(r.Body))
+}
