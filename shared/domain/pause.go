@@ -33,7 +33,7 @@ type Hold struct {
 // Hold marks a delivery held by a pause (dispatch waits), or returns
 // ErrNoChange when it is held for that reason already.
 func (d *Delivery) Hold(reason string, now time.Time) error {
-	if d.HeldReason == reason || d.Stage.Terminal() {
+	if d.HeldReason == reason || d.Stage.Terminal() || d.DroneAssignedAt != nil {
 		return ErrNoChange
 	}
 	d.HeldReason, d.UpdatedAt = reason, now

@@ -56,6 +56,7 @@ func (d *Delivery) RecordAssignment(droneID string, now time.Time) error {
 	}
 	t := now
 	d.DroneAssignedAt, d.UpdatedAt = &t, now
+	d.HeldReason = "" // a delivery with a drone is held by no pause
 	return nil
 }
 
