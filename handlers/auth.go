@@ -31,20 +31,27 @@ const (
 	// businessOrOperator: reading one delivery, which its business owns and
 	// the operator's drones fly.
 	businessOrOperator
+	// droneOrOperator: posting a drone's telemetry, with the drone's own
+	// device key (for that drone only) or the operator key (for any).
+	droneOrOperator
 )
 
 // principal is who a request acts for, once authenticated.
 type principal struct {
 	accountID string // the account whose key was presented; "" for the operator
+	droneID   string // the drone whose device key was presented
 	keyPrefix string
 	operator  bool
 }
 
 // rateKey names whom a rate limiter charges this principal's requests to:
-// each API key on its own, the operator as one.
+// each API key on its own, each drone on its own, the operator as one.
 func (p principal) rateKey() string {
-	if p.operator {
+	switch {
+	case p.operator:
 		return "operator"
+	case p.droneID != "":
+		return "drone:" + p.droneID
 	}
 	return "key:" + p.keyPrefix
 }
@@ -85,6 +92,12 @@ func (h *Handlers) guard(a access, fn functionapp.HTTPFunc) functionapp.HTTPFunc
 				return h.errorResponse(ctx, err)
 			}
 			switch {
+			case p.droneID != "" && a != droneOrOperator:
+				return h.errorResponse(ctx, domain.Forbidden("Authorization", "is a drone's device key; it may only post that drone's telemetry"))
+			case p.droneID != "" && req.Params["id"] != p.droneID:
+				return h.errorResponse(ctx, domain.Forbidden("Authorization", "is drone %s's device key; it may not post for another drone", p.droneID))
+			case a == droneOrOperator && p.droneID == "" && !p.operator:
+				return h.errorResponse(ctx, domain.Forbidden("Authorization", "is a business's API key; this endpoint needs the drone's device key or the operator key"))
 			case a == business && p.operator:
 				return h.errorResponse(ctx, domain.Forbidden("Authorization", "is the operator key; this endpoint needs a business's API key"))
 			case a == operator && !p.operator:
@@ -142,7 +155,7 @@ func (h *Handlers) authenticate(ctx context.Context, header string) (principal, 
 		if k == nil || k.RevokedAt != nil || !equalHex(k.Hash, sum[:]) {
 			return principal{}, domain.Unauthorized()
 		}
-		return principal{accountID: k.AccountID, keyPrefix: prefix}, nil
+		return principal{accountID: k.AccountID, droneID: k.DroneID, keyPrefix: prefix}, nil
 	}
 	if h.operatorHash != nil {
 		// Comparing hashes keeps the comparison constant-time whatever the

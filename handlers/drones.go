@@ -18,17 +18,29 @@ func (h *Handlers) PutDrone(ctx context.Context, req *functionapp.Request) *func
 	if err != nil {
 		return h.errorResponse(ctx, err)
 	}
-	in.UpdatedAt = h.clock.Now()
+	now := h.clock.Now()
+	in.UpdatedAt = now
+	// The range given is the range on the battery given: the range at a
+	// full charge follows from it (domain.Drone.FullRange).
+	in.SetBattery(in.BatteryPercent, h.cfg.Tracking)
+	if in.Status == domain.DroneCharging {
+		in.StartCharging(h.cfg.Tracking, now)
+	}
 	created := false
+	var before *domain.Drone
 	d, err := h.store.Fleet.Upsert(ctx, in.ID, func(cur *domain.Drone) (*domain.Drone, error) {
 		created = cur == nil
 		if cur != nil && cur.CurrentDeliveryID != "" {
-			return nil, domain.Errorf(domain.ECONFLICT, "drone %s is on delivery %s", cur.ID, cur.CurrentDeliveryID)
+			return nil, domain.Errorf(domain.ECONFLICT, "drone %s is on delivery %s; ground or recall it first (POST /api/drones/%s/actions)", cur.ID, cur.CurrentDeliveryID, cur.ID)
 		}
+		before = cur
 		return in, nil
 	})
 	if err != nil {
 		return h.errorResponse(ctx, err)
+	}
+	if err := h.publishChargeCheck(ctx, before, d); err != nil {
+		return h.errorResponse(ctx, domain.Unavailable(err, "the drone is stored but its charge check could not be queued; send the PUT again"))
 	}
 	h.noteDrone(d)
 	status := http.StatusOK
@@ -63,6 +75,7 @@ func (h *Handlers) GetDrone(ctx context.Context, req *functionapp.Request) *func
 func droneView(d *domain.Drone) *domain.Drone {
 	v := *d
 	v.RangeKm = round(d.RangeKm, 3)
+	v.FullRangeKm = round(d.FullRangeKm, 3)
 	v.BatteryPercent = round(d.BatteryPercent, 1)
 	return &v
 }

@@ -199,6 +199,7 @@ type Handlers struct {
 	summary      fleetSummary
 	waiting      waitingBoard
 	push         ports.Push
+	pauses       pauseSet
 }
 
 // New returns the handlers over deps.
@@ -267,7 +268,7 @@ func (h *Handlers) Registry() functionapp.Registry {
 		"ListDrones":        op(h.ListDrones),
 		"Healthz":           open(h.Healthz),
 
-		"PostTelemetry":        op(h.PostTelemetry),
+		"PostTelemetry":        {HTTP: h.guard(droneOrOperator, h.PostTelemetry)},
 		"TrackDrone":           {Queue: h.TrackDrone},
 		"CancelDelivery":       biz(h.CancelDelivery),
 		"RescheduleDelivery":   biz(h.RescheduleDelivery),
@@ -303,6 +304,13 @@ func (h *Handlers) Registry() functionapp.Registry {
 		"GetNoFlyZone":      op(h.GetNoFlyZone),
 		"DeleteNoFlyZone":   op(h.DeleteNoFlyZone),
 		"ListNoFlyZones":    op(h.ListNoFlyZones),
+
+		"DroneAction":    op(h.DroneAction),
+		"DeliveryAction": op(h.DeliveryAction),
+		"CreateDroneKey": op(h.CreateDroneKey),
+		"RevokeDroneKey": op(h.RevokeDroneKey),
+		"PutPause":       op(h.PutPause),
+		"DeletePause":    op(h.DeletePause),
 	}.Use(functionapp.EmitsOnly(emits))
 }
 

@@ -78,7 +78,9 @@ func newFixtureWith(t *testing.T, edit func(*handlers.Deps)) *fixture {
 	c := &clock{}
 	c.Set(t0)
 	f := &fixture{db: db, store: db.Store(), bus: db.Bus(), clock: c, delayed: map[string][]ports.Message{}}
-	deps := handlers.Deps{Store: f.store, Bus: f.bus, Clock: c, IDs: platform.IDs{}, Log: slog.New(slog.DiscardHandler),
+	// Messages the handlers publish for later (a charge check) are set
+	// aside like the steps' delayed outputs (see drain).
+	deps := handlers.Deps{Store: f.store, Bus: fixtureBus{delayAside{f}, f.bus}, Clock: c, IDs: platform.IDs{}, Log: slog.New(slog.DiscardHandler),
 		Config: handlers.Config{OperatorKey: operatorKey}}
 	if edit != nil {
 		edit(&deps)
@@ -220,6 +222,13 @@ func (f *fixture) drain(t *testing.T) int {
 	return n
 }
 
+// fixtureBus is the bus the fixture's handlers publish to: delayed
+// messages aside, the rest onto the embedded bus, whose backlog it counts.
+type fixtureBus struct {
+	delayAside
+	ports.Backlog
+}
+
 // delayAside publishes a step's outputs as drain wants them: delayed ones
 // into the fixture's delayed, the others onto the bus.
 type delayAside struct{ f *fixture }
@@ -264,7 +273,7 @@ func TestChainPicksNearestFitAndComputesETA(t *testing.T) {
 	f.putDrone(t, domain.Drone{ID: "short", Location: at(0.0103, 0), RangeKm: 3})
 	f.putDrone(t, domain.Drone{ID: "fits", Location: at(0.0110, 0), CruiseSpeedMps: 12})
 	f.putDrone(t, domain.Drone{ID: "far", Location: at(0.05, 0)})
-	f.putDrone(t, domain.Drone{ID: "resting", Location: at(0.01, 0), Status: domain.DroneCharging})
+	f.putDrone(t, domain.Drone{ID: "resting", Location: at(0.01, 0), Status: domain.DroneCharging, BatteryPercent: 30})
 
 	resp := f.ingest(t, requestBody("d1", pickup, drop, "Medium", 2))
 	require.Equal(t, http.StatusAccepted, resp.Status, string(resp.Body))

@@ -74,14 +74,24 @@ func (h *Handlers) IngestDelivery(ctx context.Context, req *functionapp.Request)
 		UpdatedAt:     now,
 	}
 	d.Request.Defaults(now, id)
-	area, err := h.feasibleIn(ctx, &d.Request)
+	hold, err := h.pausedAt(ctx, d.Request.PickupLocation, now)
 	if err != nil {
+		err = domain.Unavailable(err, "the service pauses could not be read; retry")
+	}
+	var area string
+	if err == nil && hold == nil {
+		area, err = h.feasibleIn(ctx, &d.Request)
+	}
+	if err != nil || hold != nil {
 		// A retry of a request accepted earlier gets its 202 again, even
 		// if by now its pickup time has passed.
 		if p.DeliveryID != "" {
 			if prev, ferr := h.store.Deliveries.Find(ctx, id); ferr == nil && prev.RequestHash == p.Hash {
 				return h.acceptedResponse(prev)
 			}
+		}
+		if hold != nil {
+			return pausedResponse(hold, now)
 		}
 		return h.errorResponse(ctx, err)
 	}

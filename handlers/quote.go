@@ -22,6 +22,8 @@ type quoteView struct {
 	DeliveryETA  *time.Time           `json:"deliveryETA"`
 	DroneClass   *droneClass          `json:"droneClass"`
 	PlannedRoute *domain.PlannedRoute `json:"plannedRoute,omitempty"`
+	// Paused says why a service pause refuses such a request now.
+	Paused string `json:"paused,omitempty"`
 }
 
 // quoteReason is why a request would be refused or would wait.
@@ -59,6 +61,14 @@ func (h *Handlers) QuoteDelivery(ctx context.Context, req *functionapp.Request) 
 	r := p.Request
 	r.Defaults(now, "quote")
 	out := quoteView{Feasible: true, Reasons: []quoteReason{}}
+	if hold, err := h.pausedAt(ctx, r.PickupLocation, now); err != nil {
+		return h.errorResponse(ctx, domain.Unavailable(err, "the service pauses could not be read; retry"))
+	} else if hold != nil {
+		// What a request now would meet (ingest's 503), with no drone
+		// to quote; the fleet may still serve it once service resumes.
+		out.Paused = pausedDetail(hold)
+		return functionapp.JSON(http.StatusOK, out)
+	}
 	if err := h.feasible(ctx, &r); err != nil {
 		if !domain.IsCode(err, domain.EUNPROCESSABLE) {
 			return h.errorResponse(ctx, err)

@@ -27,6 +27,7 @@ type quote struct {
 	DeliveryETA  *time.Time           `json:"deliveryETA"`
 	DroneClass   *json.RawMessage     `json:"droneClass"`
 	PlannedRoute *domain.PlannedRoute `json:"plannedRoute"`
+	Paused       string               `json:"paused"`
 }
 
 func (f *fixture) quote(t *testing.T, body []byte) quote {

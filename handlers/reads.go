@@ -31,6 +31,8 @@ type deliveryView struct {
 	PlannedRoute      *domain.PlannedRoute    `json:"plannedRoute,omitempty"`
 	DispatchAt        *time.Time              `json:"dispatchAt,omitempty"`
 	FailureReason     string                  `json:"failureReason,omitempty"`
+	Outcome           domain.AbortOutcome     `json:"outcome,omitempty"`
+	HeldReason        string                  `json:"heldReason,omitempty"`
 	CreatedAt         time.Time               `json:"createdAt"`
 	ScheduledAt       *time.Time              `json:"scheduledAt,omitempty"`
 	UpdatedAt         time.Time               `json:"updatedAt"`
@@ -47,6 +49,7 @@ type statusView struct {
 	DeliveryETA       *time.Time       `json:"deliveryETA"`
 	DispatchAt        *time.Time       `json:"dispatchAt,omitempty"`
 	FailureReason     string           `json:"failureReason,omitempty"`
+	HeldReason        string           `json:"heldReason,omitempty"`
 	UpdatedAt         time.Time        `json:"updatedAt"`
 }
 
@@ -68,7 +71,7 @@ func viewOf(d *domain.Delivery) deliveryView {
 		ConfirmationReq: r.ConfirmationRequired, PackageInfo: r.PackageInfo,
 		DroneID: assignedDrone(d), PickupETA: d.PickupETA, DeliveryETA: d.DeliveryETA,
 		LastKnownLocation: d.LastKnownLocation, PlannedRoute: d.PlannedRoute, DispatchAt: d.DispatchAt, FailureReason: d.FailureReason,
-		CreatedAt: d.CreatedAt, ScheduledAt: d.ScheduledAt, UpdatedAt: d.UpdatedAt,
+		Outcome: d.Outcome, HeldReason: d.HeldReason, CreatedAt: d.CreatedAt, ScheduledAt: d.ScheduledAt, UpdatedAt: d.UpdatedAt,
 		Confirmation: confirmationOf(d),
 	}
 }
@@ -136,7 +139,7 @@ func (h *Handlers) GetDeliveryStatus(ctx context.Context, req *functionapp.Reque
 	}
 	return functionapp.JSON(http.StatusOK, statusView{
 		Stage: d.Stage, DroneID: assignedDrone(d), LastKnownLocation: d.LastKnownLocation,
-		PickupETA: d.PickupETA, DeliveryETA: d.DeliveryETA, DispatchAt: d.DispatchAt, FailureReason: d.FailureReason, UpdatedAt: d.UpdatedAt,
+		PickupETA: d.PickupETA, DeliveryETA: d.DeliveryETA, DispatchAt: d.DispatchAt, FailureReason: d.FailureReason, HeldReason: d.HeldReason, UpdatedAt: d.UpdatedAt,
 	})
 }
 

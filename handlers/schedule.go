@@ -31,7 +31,8 @@ func (h *Handlers) ScheduleDrone(ctx context.Context, msg *ports.Delivered) ([]p
 	}
 	switch env.Operation {
 	case wire.OpCancel:
-		if d.Stage != domain.StageCancelled {
+		// Cancelled by the business, or aborted by the operator (Failed).
+		if d.Stage != domain.StageCancelled && d.Stage != domain.StageFailed {
 			return nil, nil // nothing was cancelled; a stray message
 		}
 		if err := h.releaseDrone(ctx, d); err != nil {
@@ -72,6 +73,22 @@ func (h *Handlers) ScheduleDrone(ctx context.Context, msg *ports.Delivered) ([]p
 	if d.DroneID == "" {
 		if msgs, booked, err := h.book(ctx, d, now); err != nil || booked {
 			return msgs, err
+		}
+	}
+	if d.DroneID == "" {
+		// A service pause holds the deliveries waiting at its pickups.
+		hold, err := h.pausedAt(ctx, d.Request.PickupLocation, now)
+		if err != nil {
+			return nil, err
+		}
+		if hold != nil {
+			h.waiting.remove(d)
+			return h.hold(ctx, d, env, hold, now)
+		}
+		if d.HeldReason != "" {
+			if d, err = h.st(ctx).Deliveries.Update(ctx, d.ID, func(cur *domain.Delivery) error { return cur.Unhold(now) }); err != nil {
+				return nil, fmt.Errorf("resume the held delivery: %w", err)
+			}
 		}
 	}
 	d, wakes, err := h.assign(ctx, d, now)
@@ -186,7 +203,9 @@ func (h *Handlers) releaseDrone(ctx context.Context, d *domain.Delivery) error {
 		return nil
 	}
 	now := h.clock.Now()
-	_, err := h.st(ctx).Fleet.Update(ctx, d.DroneID, func(dr *domain.Drone) error {
+	var before *domain.Drone
+	after, err := h.st(ctx).Fleet.Update(ctx, d.DroneID, func(dr *domain.Drone) error {
+		before = dr.Clone()
 		return dr.Release(d.ID, h.cfg.Tracking, now)
 	})
 	if domain.IsCode(err, domain.ENOTFOUND) {
@@ -194,6 +213,9 @@ func (h *Handlers) releaseDrone(ctx context.Context, d *domain.Delivery) error {
 	}
 	if err != nil {
 		return fmt.Errorf("release drone %s: %w", d.DroneID, err)
+	}
+	if err := h.publishChargeCheck(ctx, before, after); err != nil {
+		return err
 	}
 	h.log.InfoContext(ctx, "drone released", "droneId", d.DroneID, "stage", d.Stage)
 	return nil
@@ -219,13 +241,18 @@ func (h *Handlers) resetAssignment(ctx context.Context, d *domain.Delivery) (*do
 // the new schedule holds.
 func (h *Handlers) releaseOldDrone(ctx context.Context, d *domain.Delivery) error {
 	now := h.clock.Now()
-	_, err := h.st(ctx).Fleet.Update(ctx, d.PreviousDroneID, func(dr *domain.Drone) error {
+	var before *domain.Drone
+	after, err := h.st(ctx).Fleet.Update(ctx, d.PreviousDroneID, func(dr *domain.Drone) error {
+		before = dr.Clone()
 		return dr.ReleaseEarlier(d.ID, d.Generation, h.cfg.Tracking, now)
 	})
-	if err != nil && !domain.IsCode(err, domain.ENOTFOUND) {
+	if domain.IsCode(err, domain.ENOTFOUND) {
+		return nil
+	}
+	if err != nil {
 		return fmt.Errorf("release drone %s of an earlier schedule: %w", d.PreviousDroneID, err)
 	}
-	return nil
+	return h.publishChargeCheck(ctx, before, after)
 }
 
 func (h *Handlers) backoff(attempt int) time.Duration {
@@ -255,6 +282,9 @@ func (h *Handlers) assign(ctx context.Context, d *domain.Delivery, now time.Time
 	// A drone lost to a concurrent claim is left out and the rule applied
 	// again to the others.
 	lost := map[string]bool{}
+	if d.AvoidDroneID != "" {
+		lost[d.AvoidDroneID] = true // handed on from it by the operator
+	}
 	for range maxClaimAttempts {
 		plan, err := h.choose(ctx, h.st(ctx), &d.Request, now, lost)
 		if domain.IsCode(err, domain.EUNPROCESSABLE) {

@@ -63,6 +63,9 @@ func (h *Handlers) PostTelemetry(ctx context.Context, req *functionapp.Request) 
 // late one lands where it belongs; the drone keeps the newest position
 // only. A crash between the two writes is finished by the redelivery.
 func (h *Handlers) TrackDrone(ctx context.Context, msg *ports.Delivered) ([]ports.Message, error) {
+	if msg.Operation == string(wire.OpChargeCheck) {
+		return h.checkCharge(ctx, msg)
+	}
 	r, err := wire.ParseTelemetryMessage(msg.Body)
 	if err != nil {
 		return nil, err
@@ -119,7 +122,7 @@ func (h *Handlers) TrackDrone(ctx context.Context, msg *ports.Delivered) ([]port
 
 	now := h.clock.Now()
 	freed := false
-	_, err = h.store.Fleet.Update(ctx, r.DroneID, func(dr *domain.Drone) error {
+	after, err := h.store.Fleet.Update(ctx, r.DroneID, func(dr *domain.Drone) error {
 		var err error
 		freed, err = dr.ApplyReport(*r, drone.CurrentDeliveryID, d == nil || d.Stage.Terminal(), h.cfg.Tracking, now)
 		return err
@@ -127,6 +130,7 @@ func (h *Handlers) TrackDrone(ctx context.Context, msg *ports.Delivered) ([]port
 	if err != nil {
 		return nil, fmt.Errorf("update drone %s: %w", r.DroneID, err)
 	}
+	out = append(out, startedCharging(drone, after)...)
 	if freed {
 		h.log.InfoContext(ctx, "drone freed", "droneId", r.DroneID, "deliveryId", drone.CurrentDeliveryID, "at", r.Timestamp)
 	}

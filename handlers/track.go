@@ -147,8 +147,10 @@ type trackFeed struct {
 	DeliveryETA     *time.Time          `json:"deliveryETA"`
 	// PickupTime is the requested one; Notice says "pickup at HH:MM UTC"
 	// while a pickup booked ahead waits for it.
-	PickupTime    time.Time            `json:"pickupTime"`
-	Notice        string               `json:"notice,omitempty"`
+	PickupTime time.Time `json:"pickupTime"`
+	Notice     string    `json:"notice,omitempty"`
+	// HeldReason says why a service pause holds the delivery.
+	HeldReason    string               `json:"heldReason,omitempty"`
 	PlannedRoute  *domain.PlannedRoute `json:"plannedRoute,omitempty"`
 	UpdatedAt     time.Time            `json:"updatedAt"`
 	History       []feedEvent          `json:"history"` // the changes of stage
@@ -183,6 +185,10 @@ func (h *Handlers) feedOf(ctx context.Context, d *domain.Delivery) trackFeed {
 	}
 	if d.PickedUpAt == nil && !d.Stage.Terminal() && d.Request.PickupTime.After(h.clock.Now().Add(time.Minute)) {
 		f.Notice = "pickup at " + d.Request.PickupTime.UTC().Format("15:04") + " UTC"
+	}
+	if d.HeldReason != "" && !d.Stage.Terminal() {
+		f.HeldReason = d.HeldReason
+		f.Notice = "held: " + d.HeldReason
 	}
 	if f.Trail == nil {
 		f.Trail = []domain.TrailPoint{}

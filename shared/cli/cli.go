@@ -742,6 +742,27 @@ const (
 	// MaxActiveDeliveriesSetting limits the deliveries that have not
 	// ended per account; unset, no limit.
 	MaxActiveDeliveriesSetting = "MAX_ACTIVE_DELIVERIES"
+	// DispatchRetryMaxSetting is the longest wait between two dispatch
+	// attempts for a delivery no drone could take, or one a pause holds
+	// (a duration; default 1 minute).
+	DispatchRetryMaxSetting = "DISPATCH_RETRY_MAX"
+)
+
+// The settings of the battery model (docs/operating.md#battery-and-charging),
+// each a percentage but the rate, in percent per hour.
+const (
+	// BatteryReserveSetting is the share of a full charge a drone never
+	// flies on (default 10).
+	BatteryReserveSetting = "BATTERY_RESERVE_PERCENT"
+	// BatteryLowSetting sends a drone that ends a delivery below it to
+	// charge (default 20).
+	BatteryLowSetting = "BATTERY_LOW_PERCENT"
+	// BatteryChargedSetting is the battery at which a charging drone is
+	// Available again (default 95).
+	BatteryChargedSetting = "BATTERY_CHARGED_PERCENT"
+	// BatteryChargeRateSetting is how fast a drone charges, in percent per
+	// hour, when no report says how far it got (default 60).
+	BatteryChargeRateSetting = "BATTERY_CHARGE_RATE"
 )
 
 // dispatchSettings reads the dispatch settings into cfg.
@@ -764,6 +785,38 @@ func dispatchSettings(env func(string) string, cfg *handlers.Config) error {
 			return fmt.Errorf("%s: %q is not a positive duration such as 90s or 168h", s.name, v)
 		}
 		*s.to = d
+	}
+	if v := env(DispatchRetryMaxSetting); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			return fmt.Errorf("%s: %q is not a positive duration such as 90s", DispatchRetryMaxSetting, v)
+		}
+		cfg.RetryMax = d
+		cfg.RetryBase = min(time.Second, d)
+	}
+	for _, s := range []struct {
+		name string
+		max  float64
+		to   *float64
+	}{
+		{BatteryReserveSetting, 100, &cfg.Tracking.ReservePercent},
+		{BatteryLowSetting, 100, &cfg.Tracking.LowBatteryPercent},
+		{BatteryChargedSetting, 100, &cfg.Tracking.ChargedPercent},
+		{BatteryChargeRateSetting, 1e9, &cfg.Tracking.ChargePercentPerHour},
+	} {
+		v := env(s.name)
+		if v == "" {
+			continue
+		}
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil || !(f > 0 && f <= s.max) {
+			return fmt.Errorf("%s: %q is not a number above 0 and at most %g", s.name, v, s.max)
+		}
+		*s.to = f
+	}
+	if t := cfg.Tracking.WithDefaults(); t.ChargedPercent <= t.LowBatteryPercent || t.ReservePercent >= t.ChargedPercent {
+		return fmt.Errorf("%s (%g) must be above %s (%g) and %s (%g)", BatteryChargedSetting, t.ChargedPercent,
+			BatteryLowSetting, t.LowBatteryPercent, BatteryReserveSetting, t.ReservePercent)
 	}
 	if v := env(MaxAccountShareSetting); v != "" {
 		f, err := strconv.ParseFloat(v, 64)

@@ -47,8 +47,11 @@ const MaxActiveKeys = 10
 // collection of its own so that authenticating a request is one point
 // read. Only a SHA-256 hash of the key text is kept.
 type APIKey struct {
-	Prefix    string     `json:"prefix"`
-	AccountID string     `json:"accountId"`
+	Prefix    string `json:"prefix"`
+	AccountID string `json:"accountId"`
+	// DroneID is set on a drone's device key instead of AccountID: the
+	// key may post only that drone's telemetry.
+	DroneID   string     `json:"droneId,omitempty"`
 	Hash      string     `json:"hash"` // hex SHA-256 of the whole key text
 	CreatedAt time.Time  `json:"createdAt"`
 	RevokedAt *time.Time `json:"revokedAt,omitempty"`

@@ -152,9 +152,17 @@ type Delivery struct {
 	PlannedRoute     *PlannedRoute `json:"plannedRoute,omitempty"`
 	ScheduleAttempts int           `json:"scheduleAttempts,omitempty"`
 	FailureReason    string        `json:"failureReason,omitempty"`
-	CreatedAt        time.Time     `json:"createdAt"`
-	ScheduledAt      *time.Time    `json:"scheduledAt,omitempty"`
-	UpdatedAt        time.Time     `json:"updatedAt"`
+	// Outcome says what became of an aborted delivery's package.
+	Outcome AbortOutcome `json:"outcome,omitempty"`
+	// AvoidDroneID is the drone a handed-on delivery was taken from;
+	// dispatch does not give it that drone again.
+	AvoidDroneID string `json:"avoidDroneId,omitempty"`
+	// HeldReason says why dispatch holds the delivery (a service pause);
+	// empty when it is not held.
+	HeldReason  string     `json:"heldReason,omitempty"`
+	CreatedAt   time.Time  `json:"createdAt"`
+	ScheduledAt *time.Time `json:"scheduledAt,omitempty"`
+	UpdatedAt   time.Time  `json:"updatedAt"`
 
 	// Generation counts reschedules; messages of an older generation are
 	// stale and ignored. ResetGeneration is the generation whose earlier
@@ -197,6 +205,10 @@ type Event struct {
 	// EventTruncated stands for Omitted earlier events.
 	Kind    string `json:"kind,omitempty"`
 	Omitted int    `json:"omitted,omitempty"`
+	// By is who took an operator's action (EventOperator); ActionID the
+	// id the caller gave the action, which makes repeating it a no-op.
+	By       string `json:"by,omitempty"`
+	ActionID string `json:"actionId,omitempty"`
 }
 
 // EventConfirmed is the Kind of the history event of a proof of delivery.
@@ -270,7 +282,8 @@ const (
 )
 
 // Drone is one aircraft of the fleet. RangeKm is the distance it can fly on
-// its current charge.
+// its current charge, keeping the reserve; FullRangeKm the distance at a
+// full charge (battery.go has the model).
 type Drone struct {
 	ID                string      `json:"id"`
 	Location          Location    `json:"location"`
@@ -278,6 +291,7 @@ type Drone struct {
 	MaxPayloadKg      float64     `json:"maxPayloadKg"`
 	MaxPackageSize    PackageSize `json:"maxPackageSize"`
 	RangeKm           float64     `json:"rangeKm"`
+	FullRangeKm       float64     `json:"fullRangeKm,omitempty"`
 	CruiseSpeedMps    float64     `json:"cruiseSpeedMps"`
 	BatteryPercent    float64     `json:"batteryPercent"`
 	Status            DroneStatus `json:"status"`
@@ -287,7 +301,15 @@ type Drone struct {
 	// never frees one the current generation holds.
 	CurrentGeneration int        `json:"currentGeneration,omitempty"`
 	LastTelemetryAt   *time.Time `json:"lastTelemetryAt,omitempty"`
-	UpdatedAt         time.Time  `json:"updatedAt"`
+	// ChargeDueAt is when a Charging drone that sends no reports is
+	// charged (StartCharging).
+	ChargeDueAt *time.Time `json:"chargeDueAt,omitempty"`
+	// Recalled is set while a drone the operator recalled flies back to
+	// its home base; StatusReason says why the operator grounded or
+	// recalled it.
+	Recalled     bool      `json:"recalled,omitempty"`
+	StatusReason string    `json:"statusReason,omitempty"`
+	UpdatedAt    time.Time `json:"updatedAt"`
 }
 
 // Package is the record of a package and the delivery carrying it. Package

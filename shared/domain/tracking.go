@@ -29,6 +29,14 @@ type TrackingConfig struct {
 	// LowBatteryPercent sends a drone to Charging instead of Available when
 	// it finishes a delivery below it.
 	LowBatteryPercent float64
+	// ReservePercent is the share of a full charge a drone never flies on
+	// (default DefaultReservePercent); ChargedPercent the battery at which
+	// a charging drone is Available again (DefaultChargedPercent); and
+	// ChargePercentPerHour the rate a drone charges at when it sends no
+	// reports (DefaultChargePercentPerHour). See battery.go.
+	ReservePercent       float64
+	ChargedPercent       float64
+	ChargePercentPerHour float64
 	// ClockSkew is how far ahead of the service's clock a report may be
 	// dated (default TelemetryFutureSkew); MaxReportAge how far behind it
 	// (default TelemetryMaxAge). See CheckReportTime.
@@ -51,6 +59,15 @@ func (c TrackingConfig) WithDefaults() TrackingConfig {
 	}
 	if c.LowBatteryPercent <= 0 {
 		c.LowBatteryPercent = 20
+	}
+	if c.ReservePercent <= 0 {
+		c.ReservePercent = DefaultReservePercent
+	}
+	if c.ChargedPercent <= 0 {
+		c.ChargedPercent = DefaultChargedPercent
+	}
+	if c.ChargePercentPerHour <= 0 {
+		c.ChargePercentPerHour = DefaultChargePercentPerHour
 	}
 	if c.ClockSkew <= 0 {
 		c.ClockSkew = TelemetryFutureSkew
@@ -325,13 +342,16 @@ func latest(a, b time.Time) time.Time {
 }
 
 // ReleaseDrone frees a drone at the end of its delivery: Available again,
-// or Charging when its battery is low.
+// or Charging when its battery is low (StartCharging). A drone the
+// operator recalled keeps flying home (see ApplyReport).
 func ReleaseDrone(dr *Drone, cfg TrackingConfig, t time.Time) {
 	cfg = cfg.WithDefaults()
 	dr.CurrentDeliveryID = ""
-	dr.Status = DroneAvailable
-	if dr.BatteryPercent < cfg.LowBatteryPercent {
-		dr.Status = DroneCharging
+	dr.Status, dr.ChargeDueAt = DroneAvailable, nil
+	if dr.Recalled {
+		dr.Status = DroneInFlight
+	} else if dr.BatteryPercent < cfg.LowBatteryPercent {
+		dr.StartCharging(cfg, t)
 	}
 	dr.UpdatedAt = t
 }

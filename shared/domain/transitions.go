@@ -56,6 +56,7 @@ func (d *Delivery) RecordAssignment(droneID string, now time.Time) error {
 	}
 	t := now
 	d.DroneAssignedAt, d.UpdatedAt = &t, now
+	d.HeldReason = "" // a delivery with a drone is held by no pause
 	return nil
 }
 
@@ -305,8 +306,10 @@ func (dr *Drone) ReleaseEarlier(deliveryID string, gen int, cfg TrackingConfig, 
 }
 
 // ApplyReport moves the drone with a telemetry report. Only the newest
-// report says where the drone is and what charge it has (range shrinks with
-// the charge). Any report, even a late one (it may be the one that completed
+// report says where the drone is and what charge it has (the range follows
+// the charge, SetBattery); it returns a charging drone whose battery reached
+// ChargedPercent to service, and lands a recalled drone that reached its
+// home base. Any report, even a late one (it may be the one that completed
 // the delivery), settles the assignment, but only for deliveryID, the
 // delivery the report was applied to: a concurrent report may have finished
 // that one and another delivery claimed the drone since. When that delivery
@@ -315,11 +318,11 @@ func (dr *Drone) ReleaseEarlier(deliveryID string, gen int, cfg TrackingConfig, 
 func (dr *Drone) ApplyReport(r Telemetry, deliveryID string, ended bool, cfg TrackingConfig, now time.Time) (freed bool, err error) {
 	changed := false
 	if dr.LastTelemetryAt == nil || r.Timestamp.After(*dr.LastTelemetryAt) {
-		if dr.BatteryPercent > 0 && r.BatteryPercent < dr.BatteryPercent {
-			dr.RangeKm *= r.BatteryPercent / dr.BatteryPercent
-		}
+		dr.SetBattery(r.BatteryPercent, cfg)
 		t := r.Timestamp
-		dr.Location, dr.BatteryPercent, dr.LastTelemetryAt = r.Location, r.BatteryPercent, &t
+		dr.Location, dr.LastTelemetryAt = r.Location, &t
+		dr.chargedByReport(cfg)
+		dr.arriveHome(cfg, now)
 		changed = true
 	}
 	if dr.CurrentDeliveryID != "" && dr.CurrentDeliveryID == deliveryID {

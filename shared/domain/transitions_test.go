@@ -177,7 +177,7 @@ func TestApplyReport(t *testing.T) {
 	require.NoError(t, err)
 	assert.False(t, freed)
 	assert.Equal(t, domain.DroneInFlight, dr.Status)
-	assert.InDelta(t, 25, dr.RangeKm, 1e-9, "range shrinks with the charge")
+	assert.InDelta(t, 21.875, dr.RangeKm, 1e-9, "range follows the charge: 62.5 km at 100 % (50 km at 90 %, keeping 10 %) × (45 − 10) %")
 
 	_, err = dr.ApplyReport(r, "d-1", false, domain.TrackingConfig{}, t0)
 	assert.ErrorIs(t, err, domain.ErrNoChange, "the same report again changes nothing")

@@ -178,6 +178,16 @@ type Zones interface {
 	Version(ctx context.Context) (string, error)
 }
 
+// Pauses stores the operator's service pauses, keyed by pause id. The
+// collection is small (domain.MaxPauses), so its listing reads all of it.
+type Pauses interface {
+	Collection[domain.Pause]
+	// Delete removes the pause, or returns ENOTFOUND.
+	Delete(ctx context.Context, id string) error
+	// List returns every pause, ordered by id.
+	List(ctx context.Context) ([]*domain.Pause, error)
+}
+
 // Message is a message to send to a queue.
 type Message struct {
 	ID            string    // deliveryId + step: duplicate detection keys on it
@@ -373,4 +383,7 @@ type Store struct {
 	Zones Zones
 	// Analytics holds the running totals the writes of deliveries keep.
 	Analytics Analytics
+	// Pauses holds the operator's service pauses; nil in a store that
+	// keeps none, which is never paused.
+	Pauses Pauses
 }

@@ -21,11 +21,18 @@ var Chain = []Step{
 	{Function: "CancelDelivery", Emits: []string{QueueDeliveryRequests, QueueNotifications, QueueCustomerMessages}},
 	{Function: "RescheduleDelivery", Emits: []string{QueueDeliveryRequests}},
 	// A retry when no drone is free goes back to the queue it came from.
-	{Function: "ScheduleDrone", Reads: QueueDeliveryRequests, Emits: []string{QueueDroneScheduled, QueueDeliveryRequests, QueueNotifications, QueueCustomerMessages}},
+	{Function: "ScheduleDrone", Reads: QueueDeliveryRequests, Emits: []string{QueueDroneScheduled, QueueDeliveryRequests, QueueNotifications, QueueCustomerMessages, QueueDroneTelemetry}},
+	{Function: "PutDrone", Emits: []string{QueueDroneTelemetry}},
+	// The operator's actions hand deliveries on through dispatch and tell
+	// their customers.
+	{Function: "DroneAction", Emits: []string{QueueDeliveryRequests, QueueNotifications, QueueCustomerMessages}},
+	{Function: "DeliveryAction", Emits: []string{QueueDeliveryRequests, QueueNotifications, QueueCustomerMessages}},
 	{Function: "UpdatePackage", Reads: QueueDroneScheduled, Emits: []string{QueuePackageUpdated, QueueNotifications, QueueCustomerMessages}},
 	{Function: "ComputeEta", Reads: QueuePackageUpdated, Emits: []string{QueueNotifications, QueueCustomerMessages}},
 	{Function: "PostTelemetry", Emits: []string{QueueDroneTelemetry}},
-	{Function: "TrackDrone", Reads: QueueDroneTelemetry, Emits: []string{QueueNotifications, QueueCustomerMessages}},
+	// A drone that goes to charge schedules the check that returns it to
+	// service (wire.OpChargeCheck) on the queue the tracking step reads.
+	{Function: "TrackDrone", Reads: QueueDroneTelemetry, Emits: []string{QueueNotifications, QueueCustomerMessages, QueueDroneTelemetry}},
 	{Function: "SendNotification", Reads: QueueNotifications, Emits: []string{QueueNotifications}},
 	// A failed send is tried again through its own queue.
 	{Function: "SendCustomerMessage", Reads: QueueCustomerMessages, Emits: []string{QueueCustomerMessages}},

@@ -61,6 +61,8 @@ const (
 	// bucket and month, each partition with the markers of the
 	// contributions added to it.
 	ContainerAnalytics = "analytics"
+	// ContainerPauses holds the operator's service pauses.
+	ContainerPauses = "pauses"
 )
 
 // Queue is one Service Bus queue as topology.json declares it; the durations

@@ -18,7 +18,28 @@ const (
 	// OpCustomerMessage sends one milestone to one subscription on one
 	// channel (the customer-messages queue).
 	OpCustomerMessage Operation = "customer-message"
+	// OpChargeCheck asks the tracking step (drone-telemetry queue) to
+	// return a charging drone to service once its charge is due.
+	OpChargeCheck Operation = "charge-check"
 )
+
+// ChargeCheck is the body of an OpChargeCheck message.
+type ChargeCheck struct {
+	DroneID string `json:"droneId"`
+}
+
+// ParseChargeCheck decodes an OpChargeCheck message; a body that fails here
+// can never succeed (domain.Permanent).
+func ParseChargeCheck(body []byte) (*ChargeCheck, error) {
+	var c ChargeCheck
+	if err := DecodeStrict(body, &c); err != nil {
+		return nil, &domain.Permanent{Err: err}
+	}
+	if err := domain.ValidID("droneId", c.DroneID); err != nil {
+		return nil, &domain.Permanent{Err: err}
+	}
+	return &c, nil
+}
 
 // Envelope is the JSON body of every message between steps. The store is
 // the source of truth; the envelope says which delivery to advance and

@@ -68,6 +68,7 @@ type Store struct {
 	confirmations *collection[domain.ConfirmationBlob]
 	zones         *zones
 	analytics     *analytics
+	pauses        *pauses
 }
 
 // Open connects to the containers of database without a request: the
@@ -93,7 +94,7 @@ func Open(_ context.Context, client *azcosmos.Client, database string, opts Opti
 	for name, want := range map[string]string{
 		topology.ContainerDeliveries: "/id", topology.ContainerPackages: "/id", topology.ContainerDrones: "/id",
 		topology.ContainerAccounts: "/id", topology.ContainerAPIKeys: "/id", topology.ContainerDeliveriesByOwner: "/ownerId",
-		topology.ContainerConfirmations: "/id", topology.ContainerAirspace: "/id", topology.ContainerAnalytics: "/bucket",
+		topology.ContainerConfirmations: "/id", topology.ContainerAirspace: "/id", topology.ContainerAnalytics: "/bucket", topology.ContainerPauses: "/id",
 	} {
 		i := slices.IndexFunc(topology.Containers, func(c topology.Container) bool { return c.Name == name })
 		if i < 0 {
@@ -114,6 +115,7 @@ func Open(_ context.Context, client *azcosmos.Client, database string, opts Opti
 		confirmations: newCollection[domain.ConfirmationBlob](containers[topology.ContainerConfirmations], topology.ContainerConfirmations),
 		fleet:         newFleet(containers[topology.ContainerDrones], opts.Logger, opts.FeedPoll),
 		zones:         newZones(containers[topology.ContainerAirspace]),
+		pauses:        newPauses(containers[topology.ContainerPauses]),
 	}
 	s.analytics = &analytics{c: containers[topology.ContainerAnalytics], deliveries: s.deliveries}
 	s.deliveries.analytics = s.analytics
@@ -123,7 +125,7 @@ func Open(_ context.Context, client *azcosmos.Client, database string, opts Opti
 // Store returns the collections as the ports the handlers use.
 func (s *Store) Store() ports.Store {
 	return ports.Store{Deliveries: s.deliveries, Packages: s.packages, Fleet: s.fleet, Accounts: s.accounts, APIKeys: s.apiKeys,
-		Confirmations: s.confirmations, Zones: s.zones, Analytics: s.analytics}
+		Confirmations: s.confirmations, Zones: s.zones, Analytics: s.analytics, Pauses: s.pauses}
 }
 
 // Close stops following the change feed and waits for it; the client

@@ -47,6 +47,10 @@ func TestCosmos(t *testing.T) {
 		t.Parallel()
 		porttest.Zones(t, func(t *testing.T) ports.Store { return e.open(t, e.client, e.freshDB(t), Options{}).Store() })
 	})
+	t.Run("Pauses", func(t *testing.T) {
+		t.Parallel()
+		porttest.Pauses(t, func(t *testing.T) ports.Store { return e.open(t, e.client, e.freshDB(t), Options{}).Store() })
+	})
 	t.Run("Fleet", func(t *testing.T) {
 		t.Parallel()
 		porttest.Fleet(t, func(t *testing.T) ports.Store { return e.open(t, e.client, e.freshDB(t), Options{}).Store() })
@@ -215,6 +219,7 @@ func testSharedDatabase(t *testing.T, e *env) {
 	t.Run("Fleet", func(t *testing.T) { t.Parallel(); porttest.Fleet(t, open) })
 	t.Run("Listing", func(t *testing.T) { t.Parallel(); porttest.Listing(t, open) })
 	t.Run("Zones", func(t *testing.T) { t.Parallel(); porttest.Zones(t, open) })
+	t.Run("Pauses", func(t *testing.T) { t.Parallel(); porttest.Pauses(t, open) })
 }
 
 func testErrorMapping(t *testing.T, e *env) {

@@ -174,6 +174,7 @@ func Open(path string, opts Options) (*DB, error) {
 		Confirmations: newCollection[domain.ConfirmationBlob](db, topology.ContainerConfirmations),
 		Zones:         newZones(db),
 		Analytics:     db.analytics,
+		Pauses:        newPauses(db),
 	}
 	db.bus = newBus(db)
 	return db, nil

@@ -53,6 +53,7 @@ func TestCollections(t *testing.T) {
 func TestZones(t *testing.T) {
 	t.Parallel()
 	porttest.Zones(t, func(t *testing.T) ports.Store { return MustOpen(t, Options{}).Store() })
+	porttest.Pauses(t, func(t *testing.T) ports.Store { return MustOpen(t, Options{}).Store() })
 }
 
 func TestListing(t *testing.T) {

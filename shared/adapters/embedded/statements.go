@@ -23,6 +23,7 @@ type statements struct {
 	idxPut, idxPage, idxPageStage          *sql.Stmt
 	docDelete, zoneBump, zoneList          *sql.Stmt
 	aggMark, aggAdd, aggMonth              *sql.Stmt
+	pauseList                              *sql.Stmt
 	all                                    []*sql.Stmt
 }
 
@@ -48,6 +49,7 @@ func (s *statements) prepare(ctx context.Context, w, r *sql.DB) error {
 			VALUES ('` + topology.ContainerAirspace + `', '` + zoneVersionID + `', 1, '{}', ?1)
 			ON CONFLICT (collection, id) DO UPDATE SET version = version + 1, updated_at = excluded.updated_at`},
 		{r, &s.zoneList, `SELECT id, body FROM documents WHERE ` + zonesWhere + ` AND id > ? AND id GLOB ? ORDER BY id LIMIT ?`},
+		{r, &s.pauseList, `SELECT id, body FROM documents WHERE collection = '` + topology.ContainerPauses + `' ORDER BY id`},
 
 		{r, &s.droneList, `SELECT body FROM documents WHERE ` + dronesWhere + ` AND status = ? AND id > ? ORDER BY id LIMIT ?`},
 		{r, &s.droneListAny, `SELECT body FROM documents WHERE ` + dronesWhere + ` AND id > ? ORDER BY id LIMIT ?`},

@@ -44,6 +44,8 @@ func (db *DB) Begin() ports.UnitOfWork {
 		// No step writes zones; a unit of work reads them as they are.
 		Zones:     st.Zones,
 		Analytics: st.Analytics,
+		// Nor pauses: dispatch reads them as they are.
+		Pauses: st.Pauses,
 	}
 	return w
 }

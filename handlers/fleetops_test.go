@@ -1,0 +1,160 @@
+package handlers_test
+
+import (
+	"encoding/json"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/fabrikam/dronedelivery/shared/domain"
+	"github.com/fabrikam/dronedelivery/shared/functionapp"
+	"github.com/fabrikam/dronedelivery/shared/topology"
+)
+
+func (f *fixture) action(t *testing.T, name, id string, body map[string]any) *functionapp.Response {
+	t.Helper()
+	return f.fleet(name, &functionapp.Request{Method: "POST", Params: map[string]string{"id": id}, Body: mustJSON(body)})
+}
+
+// A pause refuses new requests at its pickups with 503, Retry-After and
+// the reason; dispatch holds a waiting delivery, not failing it, and
+// dispatches it once the pause is lifted.
+func TestPauseHoldsAndResumes(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	f.putDrone(t, domain.Drone{ID: "d1", Location: at(0, 0), Status: domain.DroneMaintenance})
+	require.Equal(t, http.StatusAccepted, f.ingest(t, requestBody("waits", at(0.01, 0), at(0.02, 0), "Small", 1)).Status)
+	f.drain(t)
+	require.Equal(t, domain.StageCreated, f.delivery(t, "waits").Stage, "no drone: it waits")
+
+	until := t0.Add(30 * time.Second)
+	resp := f.fleet("PutPause", &functionapp.Request{Method: "PUT", Params: map[string]string{"id": "storm"},
+		Body: mustJSON(map[string]any{"reason": "hail", "until": until.Format(time.RFC3339)})})
+	require.Equal(t, http.StatusCreated, resp.Status, string(resp.Body))
+
+	resp = f.ingest(t, requestBody("refused", at(0.01, 0), at(0.02, 0), "Small", 1))
+	require.Equal(t, http.StatusServiceUnavailable, resp.Status)
+	assert.Equal(t, "30", resp.Header.Get("Retry-After"))
+	assert.Contains(t, string(resp.Body), "hail")
+	assert.Equal(t, "service is paused here: hail; it resumes at "+until.Format(time.RFC3339), f.quote(t, requestBody("q", at(0.01, 0), at(0.02, 0), "Small", 1)).Paused)
+
+	f.putDrone(t, domain.Drone{ID: "d1", Location: at(0, 0)})
+	f.playRetries(t, "waits")
+	d := f.delivery(t, "waits")
+	assert.Equal(t, domain.StageCreated, d.Stage, "held, not failed")
+	assert.Empty(t, d.DroneID)
+	assert.Equal(t, "hail", d.HeldReason)
+	retries := f.delayed[topology.QueueDeliveryRequests]
+	require.Len(t, retries, 1)
+	assert.Equal(t, until, retries[0].NotBefore, "looked at again when the pause ends (sooner than RetryMax)")
+
+	resp = f.fleet("DeletePause", &functionapp.Request{Method: "DELETE", Params: map[string]string{"id": "storm"}})
+	require.Equal(t, http.StatusNoContent, resp.Status)
+	f.playRetries(t, "waits")
+	d = f.delivery(t, "waits")
+	assert.Equal(t, domain.StageScheduled, d.Stage)
+	assert.Equal(t, "d1", d.DroneID)
+	assert.Empty(t, d.HeldReason)
+	assert.Equal(t, http.StatusAccepted, f.ingest(t, requestBody("after", at(0.01, 0), at(0.02, 0), "Small", 1)).Status)
+}
+
+// Grounding a drone mid-delivery hands the delivery to another drone
+// through dispatch, tells the customer and audits the action once.
+func TestGroundHandsDeliveryOn(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	f.putDrone(t, domain.Drone{ID: "near", Location: at(0.011, 0)})
+	f.putDrone(t, domain.Drone{ID: "far", Location: at(0.03, 0)})
+	require.Equal(t, http.StatusAccepted, f.ingest(t, requestBody("d", at(0.01, 0), at(0.02, 0), "Small", 1)).Status)
+	f.drain(t)
+	require.Equal(t, "near", f.delivery(t, "d").DroneID)
+
+	for range 2 {
+		resp := f.action(t, "DroneAction", "near", map[string]any{"action": "ground", "reason": "bird strike"})
+		require.Equal(t, http.StatusAccepted, resp.Status, string(resp.Body))
+	}
+	f.drain(t)
+	d := f.delivery(t, "d")
+	assert.Equal(t, domain.StageScheduled, d.Stage)
+	assert.Equal(t, "far", d.DroneID)
+	assert.Equal(t, domain.DroneMaintenance, f.drone(t, "near").Status)
+	n := 0
+	for _, e := range d.History {
+		if e.Kind == domain.EventOperator {
+			n++
+			assert.Equal(t, "ground: bird strike", e.Note)
+		}
+	}
+	assert.Equal(t, 1, n, "audited once")
+	require.NoError(t, domain.LegalHistory(d.History))
+	var kinds []string
+	for _, x := range d.Notifications {
+		kinds = append(kinds, x.Kind)
+	}
+	assert.Contains(t, kinds, domain.NotifyReassigned)
+
+	// Reassign it again: "far" is released, and "near" is grounded, so
+	// it waits; the same actionId again changes nothing.
+	for range 2 {
+		resp := f.action(t, "DeliveryAction", "d", map[string]any{"action": "reassign", "reason": "swap", "actionId": "x1"})
+		require.Equal(t, http.StatusAccepted, resp.Status, string(resp.Body))
+	}
+	f.drain(t)
+	assert.Equal(t, domain.DroneAvailable, f.drone(t, "far").Status, "released")
+	assert.Equal(t, 2, f.delivery(t, "d").Generation, "one new generation per action")
+}
+
+// A drone that lands low charges, and its charge check returns it to
+// service at the due time; a report of a full battery restores the range.
+func TestChargeCheckReturnsDrone(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	f.putDrone(t, domain.Drone{ID: "low", Location: at(0, 0), BatteryPercent: 100, RangeKm: 45})
+	f.report(t, "low", at(0, 0), 0, t0.Add(time.Second))
+	assert.Zero(t, f.drone(t, "low").RangeKm)
+	f.report(t, "low", at(0, 0), 100, t0.Add(2*time.Second))
+	assert.Equal(t, 45.0, f.drone(t, "low").RangeKm, "the range comes back with the charge")
+
+	now := f.clock.Now()
+	resp := f.fleet("PutDrone", &functionapp.Request{Method: "PUT", Params: map[string]string{"id": "low"}, Body: mustJSON(map[string]any{
+		"location": at(0, 0), "maxPayloadKg": 5, "maxPackageSize": "Small", "rangeKm": 5, "cruiseSpeedMps": 15, "batteryPercent": 5, "status": "Charging"})})
+	require.Equal(t, http.StatusOK, resp.Status, string(resp.Body))
+	dr := f.drone(t, "low")
+	require.NotNil(t, dr.ChargeDueAt)
+	assert.Equal(t, now.Add(90*time.Minute), *dr.ChargeDueAt, "5 % to 95 % at 60 %/h")
+	f.clock.Advance(90 * time.Minute)
+	require.Len(t, f.releaseDelayed(t, topology.QueueDroneTelemetry), 1, "the charge check")
+	m := f.receive(t, topology.QueueDroneTelemetry)
+	require.Len(t, m, 1)
+	out, err := f.h.TrackDrone(ctxFor(t), m[0])
+	require.NoError(t, err)
+	assert.Empty(t, out)
+	dr = f.drone(t, "low")
+	assert.Equal(t, domain.DroneAvailable, dr.Status)
+	assert.Equal(t, 95.0, dr.BatteryPercent)
+}
+
+// A drone key posts its own drone's telemetry only.
+func TestDroneKeyScope(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	f.putDrone(t, domain.Drone{ID: "a", Location: at(0, 0)})
+	f.putDrone(t, domain.Drone{ID: "b", Location: at(0, 0)})
+	resp := f.fleet("CreateDroneKey", &functionapp.Request{Method: "POST", Params: map[string]string{"id": "a"}})
+	require.Equal(t, http.StatusCreated, resp.Status, string(resp.Body))
+	var k struct{ APIKey, Prefix string }
+	require.NoError(t, json.Unmarshal(resp.Body, &k))
+	post := func(id string) int {
+		return f.call("PostTelemetry", k.APIKey, &functionapp.Request{Method: "POST", Params: map[string]string{"id": id},
+			Body: mustJSON(map[string]any{"location": at(0, 0), "batteryPercent": 50, "timestamp": t0.Format(time.RFC3339)})}).Status
+	}
+	assert.Equal(t, http.StatusAccepted, post("a"))
+	assert.Equal(t, http.StatusForbidden, post("b"))
+	assert.Equal(t, http.StatusForbidden, f.call("ListDrones", k.APIKey, &functionapp.Request{Method: "GET"}).Status)
+	resp = f.fleet("RevokeDroneKey", &functionapp.Request{Method: "DELETE", Params: map[string]string{"id": "a", "prefix": k.Prefix}})
+	require.Equal(t, http.StatusNoContent, resp.Status)
+	assert.Equal(t, http.StatusUnauthorized, post("a"))
+}

@@ -1,0 +1,250 @@
+package handlers
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/fabrikam/dronedelivery/shared/airspace"
+	"github.com/fabrikam/dronedelivery/shared/domain"
+	"github.com/fabrikam/dronedelivery/shared/functionapp"
+	"github.com/fabrikam/dronedelivery/shared/ports"
+	"github.com/fabrikam/dronedelivery/shared/topology"
+	"github.com/fabrikam/dronedelivery/shared/wire"
+)
+
+// Service pauses (docs/operating.md#service-pauses). While a pause covers
+// a pickup (it has no area, or the pickup lies in its service area): ingest
+// answers 503 with Retry-After and the reason, a quote says so, and
+// dispatch holds the deliveries waiting there (ScheduleDrone): it claims
+// no drone, marks them held with the reason (shown on the tracking page)
+// and looks again when the pause ends or after RetryMax, whichever is
+// sooner, without failing them for the wait. Drones already flying go on.
+
+// pauseCacheTTL is how long the pauses read from the store are trusted:
+// every request checks them, and a pause written through another process
+// shows here within this time (at once through this one).
+const pauseCacheTTL = time.Second
+
+// DefaultPauseRetryAfter is the Retry-After of a refusal by a pause with
+// no end set.
+const DefaultPauseRetryAfter = 5 * time.Minute
+
+// pauseSet is the pauses as last read, each with the service area it
+// covers.
+type pauseSet struct {
+	mu     sync.Mutex
+	read   time.Time
+	pauses []coveredPause
+}
+
+type coveredPause struct {
+	pause *domain.Pause
+	area  *airspace.Airspace // nil: everywhere
+	gone  bool               // its service area was deleted: it covers nothing
+}
+
+func (h *Handlers) pausesStore() (ports.Pauses, error) {
+	if h.store.Pauses == nil {
+		return nil, domain.Errorf(domain.EUNAVAILABLE, "this backend keeps no service pauses")
+	}
+	return h.store.Pauses, nil
+}
+
+// currentPauses returns the pauses, read again once pauseCacheTTL passed.
+func (h *Handlers) currentPauses(ctx context.Context, now time.Time) ([]coveredPause, error) {
+	if h.store.Pauses == nil {
+		return nil, nil
+	}
+	c := &h.pauses
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.read.IsZero() && now.Sub(c.read) < pauseCacheTTL && !now.Before(c.read) {
+		return c.pauses, nil
+	}
+	list, err := h.store.Pauses.List(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read the service pauses: %w", err)
+	}
+	out := make([]coveredPause, 0, len(list))
+	for _, p := range list {
+		cp := coveredPause{pause: p}
+		if p.AreaID != "" {
+			var zones []*domain.Zone
+			if h.store.Zones != nil {
+				z, err := h.store.Zones.Find(ctx, domain.ZoneKey(domain.ServiceArea, p.AreaID))
+				if err != nil && !domain.IsCode(err, domain.ENOTFOUND) {
+					return nil, fmt.Errorf("read the service area of pause %s: %w", p.ID, err)
+				}
+				if z != nil {
+					zones = append(zones, z)
+				}
+			}
+			cp.area, cp.gone = airspace.New(zones), len(zones) == 0
+		}
+		out = append(out, cp)
+	}
+	c.pauses, c.read = out, now
+	return out, nil
+}
+
+// forgetPauses makes the next check read the pauses again.
+func (h *Handlers) forgetPauses() {
+	h.pauses.mu.Lock()
+	h.pauses.read = time.Time{}
+	h.pauses.mu.Unlock()
+}
+
+// pausedAt returns the hold of a pause in force at now that covers loc,
+// or nil.
+func (h *Handlers) pausedAt(ctx context.Context, loc domain.Location, now time.Time) (*domain.Hold, error) {
+	ps, err := h.currentPauses(ctx, now)
+	if err != nil {
+		return nil, err
+	}
+	for _, cp := range ps {
+		p := cp.pause
+		if !p.ActiveAt(now) || cp.gone {
+			continue
+		}
+		if cp.area != nil && cp.area.Admit("pickupLocation", loc, now) != nil {
+			continue // outside its service area
+		}
+		return &domain.Hold{PauseID: p.ID, Reason: p.Reason, Until: p.Until}, nil
+	}
+	return nil, nil
+}
+
+// pausedResponse is the 503 of a request a pause refuses: the reason, and
+// Retry-After the pause's end (DefaultPauseRetryAfter when it has none).
+func pausedResponse(hold *domain.Hold, now time.Time) *functionapp.Response {
+	wait := DefaultPauseRetryAfter
+	if !hold.Until.IsZero() {
+		wait = hold.Until.Sub(now)
+	}
+	resp := functionapp.Problem(http.StatusServiceUnavailable, "pickupLocation", pausedDetail(hold))
+	resp.Header.Set("Retry-After", strconv.Itoa(int(math.Max(1, math.Ceil(wait.Seconds())))))
+	return resp
+}
+
+// pausedDetail says why a pause refuses a request, and until when.
+func pausedDetail(hold *domain.Hold) string {
+	detail := "service is paused here: " + hold.Reason
+	if !hold.Until.IsZero() {
+		detail += "; it resumes at " + hold.Until.Format(time.RFC3339)
+	}
+	return detail
+}
+
+// PutPause serves PUT /api/pauses/{id} with the operator key: it pauses
+// service everywhere, or in the service area areaId, with a reason, until
+// it is deleted or until passes. 201 for a new pause, 200 for a replaced
+// one.
+func (h *Handlers) PutPause(ctx context.Context, req *functionapp.Request) *functionapp.Response {
+	ps, err := h.pausesStore()
+	if err != nil {
+		return h.errorResponse(ctx, err)
+	}
+	now := h.clock.Now()
+	p, err := wire.ParsePause(req.Params["id"], req.Body, now)
+	if err != nil {
+		return h.errorResponse(ctx, err)
+	}
+	if p.AreaID != "" {
+		zs, err := h.zones()
+		if err != nil {
+			return h.errorResponse(ctx, err)
+		}
+		if _, err := zs.Find(ctx, domain.ZoneKey(domain.ServiceArea, p.AreaID)); err != nil {
+			if domain.IsCode(err, domain.ENOTFOUND) {
+				err = domain.Unprocessable("areaId", "names no service area (PUT /api/serviceareas/%s first)", p.AreaID)
+			}
+			return h.errorResponse(ctx, err)
+		}
+	}
+	if all, err := ps.List(ctx); err != nil {
+		return h.errorResponse(ctx, err)
+	} else if len(all) >= domain.MaxPauses {
+		found := false
+		for _, q := range all {
+			found = found || q.ID == p.ID
+		}
+		if !found {
+			return h.errorResponse(ctx, domain.Unprocessable("id", "at most %d pauses are kept; delete one first", domain.MaxPauses))
+		}
+	}
+	created := false
+	got, err := ps.Upsert(ctx, p.ID, func(cur *domain.Pause) (*domain.Pause, error) {
+		created = cur == nil
+		next := *p
+		next.CreatedAt, next.UpdatedAt = now, now
+		if cur != nil {
+			next.CreatedAt = cur.CreatedAt
+		}
+		return &next, nil
+	})
+	h.forgetPauses()
+	if err != nil {
+		return h.errorResponse(ctx, err)
+	}
+	h.log.InfoContext(ctx, "service paused", "pauseId", got.ID, "areaId", got.AreaID, "reason", got.Reason)
+	status := http.StatusOK
+	if created {
+		status = http.StatusCreated
+	}
+	resp := functionapp.JSON(status, got)
+	resp.Header.Set("Location", "/api/pauses/"+got.ID)
+	return resp
+}
+
+// DeletePause serves DELETE /api/pauses/{id} (204): service resumes there.
+// The deliveries it held are dispatched at their next look, within
+// RetryMax.
+func (h *Handlers) DeletePause(ctx context.Context, req *functionapp.Request) *functionapp.Response {
+	ps, err := h.pausesStore()
+	if err != nil {
+		return h.errorResponse(ctx, err)
+	}
+	id := req.Params["id"]
+	if err := domain.ValidID("id", id); err != nil {
+		return h.errorResponse(ctx, err)
+	}
+	err = ps.Delete(ctx, id)
+	h.forgetPauses()
+	if domain.IsCode(err, domain.ENOTFOUND) {
+		err = domain.Errorf(domain.ENOTFOUND, "pause %s not found", id)
+	}
+	if err != nil {
+		return h.errorResponse(ctx, err)
+	}
+	h.log.InfoContext(ctx, "service resumed", "pauseId", id)
+	return &functionapp.Response{Status: http.StatusNoContent, Header: http.Header{}}
+}
+
+// hold keeps d, which a pause covers, from dispatch: it is marked held with
+// the pause's reason and looked at again when the pause ends or after
+// RetryMax, whichever is sooner. The wait does not count against it.
+func (h *Handlers) hold(ctx context.Context, d *domain.Delivery, env *wire.Envelope, hold *domain.Hold, now time.Time) ([]ports.Message, error) {
+	if _, err := h.st(ctx).Deliveries.Update(ctx, d.ID, func(cur *domain.Delivery) error {
+		return cur.Hold(hold.Reason, now)
+	}); err != nil {
+		return nil, fmt.Errorf("hold the delivery: %w", err)
+	}
+	if env.Wake {
+		return nil, nil // the delivery's own retries go on
+	}
+	next := now.Add(h.cfg.RetryMax)
+	if !hold.Until.IsZero() && hold.Until.Before(next) {
+		next = hold.Until
+	}
+	retry := *env
+	retry.Attempt++
+	m := message(topology.QueueDeliveryRequests, fmt.Sprintf("retry-%d", retry.Attempt), retry)
+	m.NotBefore = next
+	h.log.InfoContext(ctx, "delivery held by a service pause", "pauseId", hold.PauseID, "until", next)
+	return []ports.Message{m}, nil
+}

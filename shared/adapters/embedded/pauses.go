@@ -1,0 +1,61 @@
+package embedded
+
+import (
+	"context"
+
+	"github.com/fabrikam/dronedelivery/shared/domain"
+	"github.com/fabrikam/dronedelivery/shared/ports"
+	"github.com/fabrikam/dronedelivery/shared/topology"
+)
+
+// pauses stores the operator's service pauses like any collection, with a
+// delete and a listing of all of them.
+type pauses struct {
+	*collection[domain.Pause]
+}
+
+var _ ports.Pauses = (*pauses)(nil)
+
+func newPauses(db *DB) *pauses {
+	return &pauses{collection: newCollection[domain.Pause](db, topology.ContainerPauses)}
+}
+
+// Delete implements ports.Pauses.
+func (p *pauses) Delete(ctx context.Context, id string) error {
+	var n int64
+	err := p.db.commit.write(ctx, "delete "+p.name+"/"+id, func(w *writeTx) error {
+		res, err := w.stmt(p.db.st.docDelete).Exec(p.name, id)
+		n = affected(res, err)
+		return err
+	})
+	if err != nil {
+		return p.wrap(err, "delete", id)
+	}
+	if n == 0 {
+		return domain.Errorf(domain.ENOTFOUND, "%s %s not found", p.name, id)
+	}
+	return nil
+}
+
+// List implements ports.Pauses.
+func (p *pauses) List(ctx context.Context) ([]*domain.Pause, error) {
+	rows, err := p.db.st.pauseList.QueryContext(ctx)
+	if err != nil {
+		return nil, p.db.fail(err, "list %s", p.name)
+	}
+	defer rows.Close()
+	var out []*domain.Pause
+	for rows.Next() {
+		var id string
+		var body []byte
+		if err := rows.Scan(&id, &body); err != nil {
+			return nil, p.db.fail(err, "list %s", p.name)
+		}
+		v, err := p.decode(id, body)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, p.db.fail(rows.Err(), "list %s", p.name)
+}

@@ -1,0 +1,212 @@
+package domain
+
+import (
+	"fmt"
+	"time"
+)
+
+// The operator's actions on a drone in service and on a delivery
+// (docs/operating.md#operator-actions). Each is a named state change like
+// those in transitions.go: ErrNoChange when it was already made, an error
+// saying why when it may not be.
+
+// DroneAction is what the operator does to a drone.
+type DroneAction string
+
+// The drone actions.
+const (
+	// ActionGround takes a drone out of service (Maintenance) where it is.
+	ActionGround DroneAction = "ground"
+	// ActionRecall sends a drone back to its home base; it is Available
+	// (or Charging) again once a report places it there.
+	ActionRecall DroneAction = "recall"
+)
+
+// DeliveryAction is what the operator does to a delivery.
+type DeliveryAction string
+
+// The delivery actions.
+const (
+	// ActionReassign hands the delivery on to another drone.
+	ActionReassign DeliveryAction = "reassign"
+	// ActionAbort ends the delivery: Failed, or returned to the sender.
+	ActionAbort DeliveryAction = "abort"
+)
+
+// AbortOutcome is what becomes of an aborted delivery's package.
+type AbortOutcome string
+
+// The outcomes of an abort. Both end the delivery in stage Failed; the
+// delivery's Outcome tells them apart.
+const (
+	OutcomeFailed           AbortOutcome = "failed"
+	OutcomeReturnedToSender AbortOutcome = "returnedToSender"
+)
+
+// EventOperator is the Kind of a history event that records an operator's
+// action: By says who, At when, Note why.
+const EventOperator = "operator-action"
+
+// NotifyReassigned is the kind of the notice a customer gets when their
+// delivery moves to another drone.
+const NotifyReassigned = "reassigned"
+
+// OperatorAction is one action as the delivery's history audits it.
+type OperatorAction struct {
+	Name     string // ground, recall, reassign, abort
+	By       string // who: "operator", for the operator key
+	Reason   string
+	ActionID string // the caller's id of the action, if it gave one
+}
+
+// Ground takes the drone out of service where it is (Maintenance) even when
+// it serves a delivery, and returns that delivery and the generation the
+// drone was claimed for, which the caller hands on (Delivery.HandOver). A
+// drone already grounded is unchanged.
+func (dr *Drone) Ground(reason string, now time.Time) (deliveryID string, gen int, err error) {
+	if dr.Status == DroneMaintenance && dr.CurrentDeliveryID == "" && !dr.Recalled {
+		return "", 0, ErrNoChange
+	}
+	deliveryID, gen = dr.CurrentDeliveryID, dr.CurrentGeneration
+	dr.Status, dr.CurrentDeliveryID, dr.Recalled, dr.ChargeDueAt = DroneMaintenance, "", false, nil
+	dr.StatusReason, dr.UpdatedAt = reason, now
+	return deliveryID, gen, nil
+}
+
+// Recall sends the drone home even when it serves a delivery, which it
+// returns with the generation the drone was claimed for, for the caller to
+// hand on. The drone flies (InFlight) until a report places it at its
+// home base (ApplyReport). A drone already recalled is unchanged.
+func (dr *Drone) Recall(reason string, now time.Time) (deliveryID string, gen int, err error) {
+	if dr.Recalled && dr.CurrentDeliveryID == "" {
+		return "", 0, ErrNoChange
+	}
+	deliveryID, gen = dr.CurrentDeliveryID, dr.CurrentGeneration
+	dr.Status, dr.CurrentDeliveryID, dr.Recalled, dr.ChargeDueAt = DroneInFlight, "", true, nil
+	dr.StatusReason, dr.UpdatedAt = reason, now
+	return deliveryID, gen, nil
+}
+
+// arriveHome lands a recalled drone that reached its home base: Available,
+// or Charging when its battery is low.
+func (dr *Drone) arriveHome(cfg TrackingConfig, now time.Time) {
+	cfg = cfg.WithDefaults()
+	if !dr.Recalled || dr.CurrentDeliveryID != "" || DistanceKm(dr.Location, dr.HomeBase) > cfg.ArrivalRadiusKm {
+		return
+	}
+	dr.Recalled, dr.StatusReason = false, ""
+	dr.Status = DroneAvailable
+	if dr.BatteryPercent < cfg.LowBatteryPercent {
+		dr.StartCharging(cfg, now)
+	}
+}
+
+// HandOver takes the delivery off droneID, which held it for generation
+// gen and was grounded or recalled (or is being replaced, for a reassign),
+// and sends it back to dispatch as a new generation that will not take
+// that drone again. A package already aboard cannot change drones: the
+// delivery then ends as returned to the sender. It returns the notice for
+// the customer and whether the delivery goes back to dispatch. A delivery
+// no longer held by droneID in generation gen (handed on already, or
+// ended) is unchanged.
+func (d *Delivery) HandOver(droneID string, gen int, a OperatorAction, now time.Time) (n Notification, redispatch bool, err error) {
+	if d.Stage.Terminal() || d.DroneID != droneID || d.Generation != gen {
+		return Notification{}, false, ErrNoChange
+	}
+	d.audit(a, droneID, now)
+	if d.PickedUpAt != nil {
+		n, err := d.end(OutcomeReturnedToSender, fmt.Sprintf("drone %s was %s with the package aboard (%s)", droneID, pastTense(a.Name), a.Reason), now)
+		return n, false, err
+	}
+	d.redispatch(droneID, now, fmt.Sprintf("handed on from drone %s: %s", droneID, a.Reason))
+	return d.Notify(NotifyReassigned, "Your delivery is moving to another drone: "+a.Reason+".", now), true, nil
+}
+
+// Reassign hands the delivery on from the drone that holds it to another
+// one (HandOver). A delivery whose package is aboard, or one that has
+// ended, cannot be reassigned (ECONFLICT); one with no drone yet is left
+// to dispatch, and the same action again (a.ActionID seen before) changes
+// nothing (ErrNoChange both).
+func (d *Delivery) Reassign(a OperatorAction, now time.Time) (Notification, error) {
+	if d.sawAction(a.ActionID) {
+		return Notification{}, ErrNoChange
+	}
+	switch {
+	case d.Stage.Terminal():
+		return Notification{}, Errorf(ECONFLICT, "delivery %s is %s and cannot be reassigned", d.ID, d.Stage)
+	case d.PickedUpAt != nil:
+		return Notification{}, Errorf(ECONFLICT, "delivery %s has its package aboard drone %s; abort it instead", d.ID, d.DroneID)
+	case d.DroneID == "":
+		return Notification{}, ErrNoChange // dispatch gives it a drone anyway
+	}
+	n, _, err := d.HandOver(d.DroneID, d.Generation, a, now)
+	return n, err
+}
+
+// Abort ends a delivery that has not ended, in flight or not, as outcome
+// says, with the operator's reason, and returns the notice for the
+// customer; the caller releases its drone. A completed or cancelled
+// delivery cannot be aborted (ECONFLICT); a failed one, or the same action
+// again, is ErrNoChange.
+func (d *Delivery) Abort(outcome AbortOutcome, a OperatorAction, now time.Time) (Notification, error) {
+	switch {
+	case d.sawAction(a.ActionID) || d.Stage == StageFailed:
+		return Notification{}, ErrNoChange
+	case d.Stage == StageCompleted || d.Stage == StageCancelled:
+		return Notification{}, Errorf(ECONFLICT, "delivery %s is %s and cannot be aborted", d.ID, d.Stage)
+	}
+	d.audit(a, d.DroneID, now)
+	return d.end(outcome, a.Reason, now)
+}
+
+// end makes the delivery Failed with outcome and reason.
+func (d *Delivery) end(outcome AbortOutcome, reason string, now time.Time) (Notification, error) {
+	d.FailureReason, d.Outcome = reason, outcome
+	msg := "We could not deliver your package: " + reason + "."
+	if outcome == OutcomeReturnedToSender {
+		d.SetStage(StageFailed, now, "returned to sender: "+reason)
+		msg = "Your package is being returned to the sender: " + reason + "."
+	} else {
+		d.SetStage(StageFailed, now, reason)
+	}
+	return d.Notify(NotifyFailed, msg, now), nil
+}
+
+// redispatch starts a new generation that dispatch runs for again, leaving
+// out the drone avoid.
+func (d *Delivery) redispatch(avoid string, now time.Time, note string) {
+	d.Generation++
+	d.AvoidDroneID = avoid
+	d.PickupETA, d.DeliveryETA, d.ScheduledAt, d.PlannedRoute, d.DispatchAt = nil, nil, nil, nil, nil
+	d.SetStage(StageRescheduled, now, note)
+}
+
+// audit records an operator's action in the history.
+func (d *Delivery) audit(a OperatorAction, droneID string, now time.Time) {
+	d.record(Event{Stage: d.Stage, At: d.eventTime(now), DroneID: droneID, Kind: EventOperator,
+		Note: a.Name + ": " + a.Reason, By: a.By, ActionID: a.ActionID})
+	d.UpdatedAt = now
+}
+
+// sawAction reports whether the history holds an action with this id.
+func (d *Delivery) sawAction(id string) bool {
+	if id == "" {
+		return false
+	}
+	for _, e := range d.History {
+		if e.Kind == EventOperator && e.ActionID == id {
+			return true
+		}
+	}
+	return false
+}
+
+func pastTense(action string) string {
+	switch action {
+	case string(ActionGround):
+		return "grounded"
+	case string(ActionRecall):
+		return "recalled"
+	}
+	return action + "ed"
+}

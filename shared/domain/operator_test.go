@@ -1,0 +1,139 @@
+package domain_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/fabrikam/dronedelivery/shared/domain"
+)
+
+var byOperator = domain.OperatorAction{Name: "reassign", By: "operator", Reason: "rotor check", ActionID: "a-1"}
+
+func pickedUp() *domain.Delivery {
+	d := assigned(domain.StageHeadedToDropoff)
+	at := t0
+	d.PickedUpAt = &at
+	return d
+}
+
+// Each operator action on a delivery, from each kind of state it meets.
+func TestOperatorDeliveryActions(t *testing.T) {
+	reassign := func(d *domain.Delivery) error { _, err := d.Reassign(byOperator, t0); return err }
+	abort := func(o domain.AbortOutcome) func(d *domain.Delivery) error {
+		return func(d *domain.Delivery) error { _, err := d.Abort(o, byOperator, t0); return err }
+	}
+	handOver := func(drone string, gen int) func(d *domain.Delivery) error {
+		return func(d *domain.Delivery) error { _, _, err := d.HandOver(drone, gen, byOperator, t0); return err }
+	}
+	seen := func(d *domain.Delivery) *domain.Delivery {
+		d.History = append(d.History, domain.Event{Stage: d.Stage, At: t0, Kind: domain.EventOperator, ActionID: "a-1"})
+		return d
+	}
+	tests := []struct {
+		name   string
+		from   *domain.Delivery
+		change func(*domain.Delivery) error
+		want   error
+		code   string
+		check  func(*testing.T, *domain.Delivery)
+	}{
+		{"reassign a scheduled delivery", assigned(domain.StageScheduled), reassign, nil, "", func(t *testing.T, d *domain.Delivery) {
+			assert.Equal(t, domain.StageRescheduled, d.Stage)
+			assert.Equal(t, 1, d.Generation, "a new generation for dispatch")
+			assert.Equal(t, "drone-1", d.AvoidDroneID)
+			assert.Nil(t, d.PickupETA)
+			require.Len(t, d.History, 2)
+			assert.Equal(t, domain.EventOperator, d.History[0].Kind)
+			assert.Equal(t, "operator", d.History[0].By)
+			assert.Equal(t, "reassign: rotor check", d.History[0].Note)
+			assert.Equal(t, domain.NotifyReassigned, d.Notifications[0].Kind)
+		}},
+		{"reassign the same action again", seen(assigned(domain.StageScheduled)), reassign, domain.ErrNoChange, "", nil},
+		{"reassign a delivery without a drone", delivery(domain.StageCreated), reassign, domain.ErrNoChange, "", nil},
+		{"reassign with the package aboard", pickedUp(), reassign, nil, domain.ECONFLICT, nil},
+		{"reassign a completed delivery", assigned(domain.StageCompleted), reassign, nil, domain.ECONFLICT, nil},
+		{"abort in flight", pickedUp(), abort(domain.OutcomeFailed), nil, "", func(t *testing.T, d *domain.Delivery) {
+			assert.Equal(t, domain.StageFailed, d.Stage)
+			assert.Equal(t, "rotor check", d.FailureReason)
+			assert.Equal(t, domain.OutcomeFailed, d.Outcome)
+		}},
+		{"abort returned to sender", assigned(domain.StageHeadedToPickup), abort(domain.OutcomeReturnedToSender), nil, "", func(t *testing.T, d *domain.Delivery) {
+			assert.Equal(t, domain.StageFailed, d.Stage)
+			assert.Equal(t, domain.OutcomeReturnedToSender, d.Outcome)
+			assert.Contains(t, d.Notifications[0].Message, "returned to the sender")
+		}},
+		{"abort twice", delivery(domain.StageFailed), abort(domain.OutcomeFailed), domain.ErrNoChange, "", nil},
+		{"abort a completed delivery", delivery(domain.StageCompleted), abort(domain.OutcomeFailed), nil, domain.ECONFLICT, nil},
+		{"hand over from the grounded drone", assigned(domain.StageHeadedToPickup), handOver("drone-1", 0), nil, "", func(t *testing.T, d *domain.Delivery) {
+			assert.Equal(t, domain.StageRescheduled, d.Stage)
+		}},
+		{"hand over the package aboard", pickedUp(), handOver("drone-1", 0), nil, "", func(t *testing.T, d *domain.Delivery) {
+			assert.Equal(t, domain.StageFailed, d.Stage, "a package aboard cannot change drones")
+			assert.Equal(t, domain.OutcomeReturnedToSender, d.Outcome)
+		}},
+		{"hand over twice", func() *domain.Delivery { d := assigned(domain.StageRescheduled); d.Generation = 1; return d }(), handOver("drone-1", 0), domain.ErrNoChange, "", nil},
+		{"hand over from another drone", assigned(domain.StageScheduled), handOver("drone-9", 0), domain.ErrNoChange, "", nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			before := *tc.from
+			err := tc.change(tc.from)
+			switch {
+			case tc.code != "":
+				assert.Equal(t, tc.code, domain.ErrorCode(err))
+			case tc.want != nil:
+				assert.ErrorIs(t, err, tc.want)
+			default:
+				require.NoError(t, err)
+			}
+			if err != nil {
+				assert.Equal(t, before, *tc.from, "a refused or repeated action leaves the delivery as it was")
+			}
+			if tc.check != nil {
+				tc.check(t, tc.from)
+			}
+		})
+	}
+}
+
+func TestOperatorDroneActions(t *testing.T) {
+	busy := func() *domain.Drone {
+		dr := drone()
+		require.NoError(t, dr.Claim("d-1", 2, &delivery(domain.StageCreated).Request, t0))
+		return dr
+	}
+	dr := busy()
+	id, gen, err := dr.Ground("rotor check", t0)
+	require.NoError(t, err)
+	assert.Equal(t, "d-1", id)
+	assert.Equal(t, 2, gen)
+	assert.Equal(t, domain.DroneMaintenance, dr.Status)
+	assert.Empty(t, dr.CurrentDeliveryID)
+	assert.Equal(t, "rotor check", dr.StatusReason)
+	_, _, err = dr.Ground("again", t0)
+	assert.ErrorIs(t, err, domain.ErrNoChange, "grounding twice")
+
+	dr = busy()
+	dr.Location = domain.Location{Latitude: 47.65, Longitude: -122.33}
+	id, _, err = dr.Recall("storm", t0)
+	require.NoError(t, err)
+	assert.Equal(t, "d-1", id)
+	assert.True(t, dr.Recalled)
+	assert.Equal(t, domain.DroneInFlight, dr.Status)
+	_, _, err = dr.Recall("storm", t0)
+	assert.ErrorIs(t, err, domain.ErrNoChange, "recalling twice")
+
+	away := domain.Telemetry{DroneID: dr.ID, Location: domain.Location{Latitude: 47.63, Longitude: -122.33}, BatteryPercent: 60, Timestamp: t0.Add(time.Minute)}
+	_, err = dr.ApplyReport(away, "", false, domain.TrackingConfig{}, t0)
+	require.NoError(t, err)
+	assert.Equal(t, domain.DroneInFlight, dr.Status, "still flying home")
+	home := away
+	home.Location, home.Timestamp = dr.HomeBase, t0.Add(2*time.Minute)
+	_, err = dr.ApplyReport(home, "", false, domain.TrackingConfig{}, t0)
+	require.NoError(t, err)
+	assert.Equal(t, domain.DroneAvailable, dr.Status, "landed at its home base")
+	assert.False(t, dr.Recalled)
+}

@@ -1,0 +1,95 @@
+package wire
+
+import (
+	"strings"
+	"unicode/utf8"
+
+	"github.com/fabrikam/dronedelivery/shared/domain"
+)
+
+// MaxReasonLength bounds the reason of an operator's action or pause, in
+// characters.
+const MaxReasonLength = 500
+
+type actionWire struct {
+	Action   *string `json:"action"`
+	Reason   *string `json:"reason"`
+	Outcome  *string `json:"outcome"`
+	ActionID *string `json:"actionId"`
+}
+
+// Reason checks the operator's reason for an action or a pause: required,
+// 1 to MaxReasonLength characters, not blank.
+func Reason(field string, s *string) (string, error) {
+	if s == nil || strings.TrimSpace(*s) == "" {
+		return "", domain.Invalid(field, "is required: say why")
+	}
+	if utf8.RuneCountInString(*s) > MaxReasonLength {
+		return "", domain.Invalid(field, "must be at most %d characters", MaxReasonLength)
+	}
+	return strings.TrimSpace(*s), nil
+}
+
+func decodeAction(body []byte) (*actionWire, string, string, error) {
+	var w actionWire
+	if err := DecodeStrict(body, &w); err != nil {
+		return nil, "", "", err
+	}
+	if w.Action == nil {
+		return nil, "", "", domain.Invalid("action", "is required")
+	}
+	reason, err := Reason("reason", w.Reason)
+	if err != nil {
+		return nil, "", "", err
+	}
+	id := ""
+	if w.ActionID != nil {
+		if err := domain.ValidID("actionId", *w.ActionID); err != nil {
+			return nil, "", "", err
+		}
+		id = *w.ActionID
+	}
+	return &w, reason, id, nil
+}
+
+// ParseDroneAction decodes POST /api/drones/{id}/actions:
+// {action: ground|recall, reason, actionId?}.
+func ParseDroneAction(body []byte) (domain.DroneAction, domain.OperatorAction, error) {
+	w, reason, id, err := decodeAction(body)
+	if err != nil {
+		return "", domain.OperatorAction{}, err
+	}
+	a := domain.DroneAction(*w.Action)
+	if a != domain.ActionGround && a != domain.ActionRecall {
+		return "", domain.OperatorAction{}, domain.Invalid("action", "must be ground or recall")
+	}
+	if w.Outcome != nil {
+		return "", domain.OperatorAction{}, domain.Invalid("outcome", "is for aborting a delivery, not for a drone's action")
+	}
+	return a, domain.OperatorAction{Name: string(a), Reason: reason, ActionID: id}, nil
+}
+
+// ParseDeliveryAction decodes POST /api/deliveries/{id}/actions:
+// {action: reassign|abort, reason, outcome?, actionId?}; outcome (failed,
+// the default, or returnedToSender) is for abort only.
+func ParseDeliveryAction(body []byte) (domain.DeliveryAction, domain.AbortOutcome, domain.OperatorAction, error) {
+	w, reason, id, err := decodeAction(body)
+	if err != nil {
+		return "", "", domain.OperatorAction{}, err
+	}
+	a := domain.DeliveryAction(*w.Action)
+	if a != domain.ActionReassign && a != domain.ActionAbort {
+		return "", "", domain.OperatorAction{}, domain.Invalid("action", "must be reassign or abort")
+	}
+	outcome := domain.OutcomeFailed
+	if w.Outcome != nil {
+		if a != domain.ActionAbort {
+			return "", "", domain.OperatorAction{}, domain.Invalid("outcome", "is for abort only")
+		}
+		outcome = domain.AbortOutcome(*w.Outcome)
+		if outcome != domain.OutcomeFailed && outcome != domain.OutcomeReturnedToSender {
+			return "", "", domain.OperatorAction{}, domain.Invalid("outcome", "must be failed or returnedToSender")
+		}
+	}
+	return a, outcome, domain.OperatorAction{Name: string(a), Reason: reason, ActionID: id}, nil
+}
