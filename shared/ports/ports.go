@@ -122,6 +122,12 @@ type Fleet interface {
 	// trail the store for a moment, so a caller must re-check a drone in
 	// Update before relying on it.
 	NearestAvailable(ctx context.Context, loc domain.Location) iter.Seq2[*domain.Drone, float64]
+	// NearestAwaitingTakeoff yields the drones claimed for a delivery
+	// that have not reported since (domain.Drone.AwaitsTakeoff) with
+	// their great-circle distance in km from loc, nearest first: the
+	// drones an expedited delivery may take (the preemption rule). Like
+	// NearestAvailable it reads an index that may trail the store.
+	NearestAwaitingTakeoff(ctx context.Context, loc domain.Location) iter.Seq2[*domain.Drone, float64]
 }
 
 // Airspace gives the handlers the airspace in force: the service areas and

@@ -38,7 +38,12 @@ import (
 type fleet struct {
 	*collection[domain.Drone]
 	index *geo.Index[*domain.Drone]
-	log   *slog.Logger
+	// waiting holds the drones awaiting takeoff (domain.Drone.AwaitsTakeoff),
+	// which an expedited delivery may take, kept as index is; waitingIDs
+	// names them, for the reload to drop those no longer waiting.
+	waiting    *geo.Index[*domain.Drone]
+	waitingIDs map[string]struct{}
+	log        *slog.Logger
 
 	// mu orders index changes: this Store's observations, and reloads
 	// that must not overwrite an observation newer than their query.
@@ -65,6 +70,8 @@ func newFleet(c *azcosmos.ContainerClient, log *slog.Logger) *fleet {
 	f := &fleet{
 		collection: newCollection[domain.Drone](c, topology.ContainerDrones),
 		index:      geo.NewIndex[*domain.Drone](),
+		waiting:    geo.NewIndex[*domain.Drone](),
+		waitingIDs: make(map[string]struct{}),
 		log:        log,
 		touched:    make(map[string]uint64),
 		etags:      make(map[string]azcore.ETag),
@@ -94,6 +101,13 @@ func (f *fleet) apply(id string, etag azcore.ETag, d *domain.Drone) {
 	} else {
 		f.index.Remove(id)
 		delete(f.etags, id)
+	}
+	if d.AwaitsTakeoff() {
+		f.waiting.Upsert(id, d.Location.Point(), d.Clone())
+		f.waitingIDs[id] = struct{}{}
+	} else if _, ok := f.waitingIDs[id]; ok {
+		f.waiting.Remove(id)
+		delete(f.waitingIDs, id)
 	}
 }
 
@@ -133,16 +147,20 @@ func (f *fleet) refresh(ctx context.Context) error {
 	start := f.seq
 	f.mu.Unlock()
 
+	// Two queries, each on one status, since the indexes hold the
+	// Available drones and the Assigned ones (awaiting takeoff).
 	query := "SELECT * FROM c WHERE c.status = @status"
-	params := []azcosmos.QueryParameter{{Name: "@status", Value: string(domain.DroneAvailable)}}
 	found := map[string]*storedDrone{}
-	err := f.query(ctx, query, params, func(d *storedDrone) {
-		if d.Drone.Dispatchable() {
-			found[d.ID] = d
+	for _, status := range []domain.DroneStatus{domain.DroneAvailable, domain.DroneAssigned} {
+		params := []azcosmos.QueryParameter{{Name: "@status", Value: string(status)}}
+		err := f.query(ctx, query, params, func(d *storedDrone) {
+			if d.Drone.Dispatchable() || d.Drone.AwaitsTakeoff() {
+				found[d.ID] = d
+			}
+		})
+		if err != nil {
+			return domain.Unavailable(err, "load the drone index from %s", f.name)
 		}
-	})
-	if err != nil {
-		return domain.Unavailable(err, "load the drone index from %s", f.name)
 	}
 
 	f.mu.Lock()
@@ -156,6 +174,12 @@ func (f *fleet) refresh(ctx context.Context) error {
 		if _, ok := found[id]; !ok && f.touched[id] <= start {
 			f.index.Remove(id)
 			delete(f.etags, id)
+		}
+	}
+	for id := range f.waitingIDs {
+		if _, ok := found[id]; !ok && f.touched[id] <= start {
+			f.waiting.Remove(id)
+			delete(f.waitingIDs, id)
 		}
 	}
 	// No later reload can begin before start, so these no longer matter.
@@ -292,16 +316,26 @@ func notServableByGateway(err error) bool {
 // that edits a drone before claiming it cannot corrupt the index, and holds
 // no lock while the caller's loop body runs, so the body may Update.
 func (f *fleet) NearestAvailable(ctx context.Context, loc domain.Location) iter.Seq2[*domain.Drone, float64] {
+	return nearestIn(ctx, f.index, loc)
+}
+
+// NearestAwaitingTakeoff implements ports.Fleet, as NearestAvailable does.
+func (f *fleet) NearestAwaitingTakeoff(ctx context.Context, loc domain.Location) iter.Seq2[*domain.Drone, float64] {
+	return nearestIn(ctx, f.waiting, loc)
+}
+
+// nearestIn walks index from loc, yielding copies.
+func nearestIn(ctx context.Context, index *geo.Index[*domain.Drone], loc domain.Location) iter.Seq2[*domain.Drone, float64] {
 	return func(yield func(*domain.Drone, float64) bool) {
 		// The index may yield a drone that moved during the walk twice.
 		seen := map[string]struct{}{}
-		for it, km := range f.index.Nearest(loc.Point()) {
+		for it, km := range index.Nearest(loc.Point()) {
 			if ctx.Err() != nil {
 				return
 			}
 			// Skip drones claimed since their cell was read, most likely
 			// by this caller's loop body: it would only lose the race.
-			if _, _, ok := f.index.Get(it.ID); !ok {
+			if _, _, ok := index.Get(it.ID); !ok {
 				continue
 			}
 			if _, dup := seen[it.ID]; dup {

@@ -25,6 +25,9 @@ import (
 type fleet struct {
 	*collection[domain.Drone]
 	index *geo.Index[*domain.Drone]
+	// waiting holds the drones awaiting takeoff (domain.Drone.AwaitsTakeoff),
+	// the ones an expedited delivery may take.
+	waiting *geo.Index[*domain.Drone]
 
 	// mu orders index updates by version, since writers report their
 	// commits concurrently and possibly out of order.
@@ -38,15 +41,25 @@ func newFleet(db *DB) *fleet {
 	f := &fleet{
 		collection: newCollection[domain.Drone](db, topology.ContainerDrones),
 		index:      geo.NewIndex[*domain.Drone](),
+		waiting:    geo.NewIndex[*domain.Drone](),
 		versions:   make(map[string]int64),
 	}
 	f.written = f.track
 	return f
 }
 
-// load fills the index from the file at open.
+// load fills the indexes from the file at open.
 func (f *fleet) load(ctx context.Context) error {
-	rows, err := f.db.st.droneLoad.QueryContext(ctx, string(domain.DroneAvailable))
+	for _, status := range []domain.DroneStatus{domain.DroneAvailable, domain.DroneAssigned} {
+		if err := f.loadStatus(ctx, status); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (f *fleet) loadStatus(ctx context.Context, status domain.DroneStatus) error {
+	rows, err := f.db.st.droneLoad.QueryContext(ctx, string(status))
 	if err != nil {
 		return f.db.fail(err, "load fleet")
 	}
@@ -80,6 +93,11 @@ func (f *fleet) track(id string, version int64, d *domain.Drone) {
 		f.index.Upsert(id, d.Location.Point(), d.Clone())
 	} else {
 		f.index.Remove(id)
+	}
+	if d.AwaitsTakeoff() {
+		f.waiting.Upsert(id, d.Location.Point(), d.Clone())
+	} else if _, _, ok := f.waiting.Get(id); ok {
+		f.waiting.Remove(id)
 	}
 }
 
@@ -118,17 +136,27 @@ func (f *fleet) List(ctx context.Context, status domain.DroneStatus, after strin
 // that edits a drone before claiming it cannot corrupt the index, and holds
 // no lock while the caller's loop body runs, so the body may Update.
 func (f *fleet) NearestAvailable(ctx context.Context, loc domain.Location) iter.Seq2[*domain.Drone, float64] {
+	return nearestIn(ctx, f.index, loc)
+}
+
+// NearestAwaitingTakeoff implements ports.Fleet, as NearestAvailable does.
+func (f *fleet) NearestAwaitingTakeoff(ctx context.Context, loc domain.Location) iter.Seq2[*domain.Drone, float64] {
+	return nearestIn(ctx, f.waiting, loc)
+}
+
+// nearestIn walks index from loc, yielding copies.
+func nearestIn(ctx context.Context, index *geo.Index[*domain.Drone], loc domain.Location) iter.Seq2[*domain.Drone, float64] {
 	return func(yield func(*domain.Drone, float64) bool) {
 		// The index may yield a drone that moved during the walk twice.
 		var seen idSet
-		for it, km := range f.index.Nearest(loc.Point()) {
+		for it, km := range index.Nearest(loc.Point()) {
 			if ctx.Err() != nil {
 				return
 			}
 			// Skip drones claimed since their cell was read, most likely
 			// by a concurrent scheduler: the caller would only lose the
 			// race for them.
-			if _, _, ok := f.index.Get(it.ID); !ok || !seen.add(it.ID) {
+			if _, _, ok := index.Get(it.ID); !ok || !seen.add(it.ID) {
 				continue
 			}
 			if !yield(it.Value.Clone(), km) {
