@@ -30,9 +30,13 @@ type fleet struct {
 	waiting *geo.Index[*domain.Drone]
 
 	// mu orders index updates by version, since writers report their
-	// commits concurrently and possibly out of order.
-	mu       sync.Mutex
-	versions map[string]int64
+	// commits concurrently and possibly out of order; waitingMu does the
+	// same for waiting, apart, so that dispatch's index is updated as
+	// soon as before.
+	mu              sync.Mutex
+	versions        map[string]int64
+	waitingMu       sync.Mutex
+	waitingVersions map[string]int64
 }
 
 var _ ports.Fleet = (*fleet)(nil)
@@ -43,6 +47,8 @@ func newFleet(db *DB) *fleet {
 		index:      geo.NewIndex[*domain.Drone](),
 		waiting:    geo.NewIndex[*domain.Drone](),
 		versions:   make(map[string]int64),
+
+		waitingVersions: make(map[string]int64),
 	}
 	f.written = f.track
 	return f
@@ -82,6 +88,11 @@ func (f *fleet) loadStatus(ctx context.Context, status domain.DroneStatus) error
 
 // track brings the index up to date with a committed write of drone d.
 func (f *fleet) track(id string, version int64, d *domain.Drone) {
+	f.trackAvailable(id, version, d)
+	f.trackWaiting(id, version, d)
+}
+
+func (f *fleet) trackAvailable(id string, version int64, d *domain.Drone) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if version <= f.versions[id] {
@@ -94,9 +105,18 @@ func (f *fleet) track(id string, version int64, d *domain.Drone) {
 	} else {
 		f.index.Remove(id)
 	}
+}
+
+func (f *fleet) trackWaiting(id string, version int64, d *domain.Drone) {
+	f.waitingMu.Lock()
+	defer f.waitingMu.Unlock()
+	if version <= f.waitingVersions[id] {
+		return
+	}
+	f.waitingVersions[id] = version
 	if d.AwaitsTakeoff() {
 		f.waiting.Upsert(id, d.Location.Point(), d.Clone())
-	} else if _, _, ok := f.waiting.Get(id); ok {
+	} else {
 		f.waiting.Remove(id)
 	}
 }
