@@ -45,9 +45,15 @@ fmt-check:
 	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 
 # The Cosmos DB and Service Bus test doubles are Node programs installed from a lockfile.
-test-deps:
+# npm ci runs again only when the lock file is newer than the last install.
+NODE_DEPS := tools/testdoubles/node_modules/.installed
+
+$(NODE_DEPS): tools/testdoubles/package-lock.json
 	@command -v node >/dev/null && command -v npm >/dev/null || { echo "make test needs Node.js 20+ and npm: apt-get install -y nodejs npm"; exit 1; }
 	cd tools/testdoubles && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+test-deps: $(NODE_DEPS)
 	command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
 	command -v zip >/dev/null || (apt-get update && apt-get install -y zip)
 	command -v curl >/dev/null || (apt-get update && apt-get install -y curl)

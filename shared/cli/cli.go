@@ -179,6 +179,17 @@ func open(ctx context.Context, c common, app fs.FS, env func(string) string, log
 	w := settings.Webhooks
 	cfg.Webhook = webhook.Options{Timeout: w.Timeout, AllowPrivate: w.AllowPrivate}
 	cfg.WebhookFairness = webhook.FairOptions{PerAccount: w.PerAccount, FailuresToOpen: w.FailuresToOpen, CoolDown: w.CoolDown}
+	timeout := w.Timeout
+	if timeout == 0 {
+		timeout = webhook.DefaultTimeout
+	}
+	if 2*timeout > c.lock {
+		// Nothing renews a message's lock while its step runs: an attempt
+		// that outlives the lock lets the message run again beside it, so
+		// the endpoint may be called twice (webhooks are at least once).
+		log.Warn(config.WebhookTimeout+" is more than half the queue lock duration: a slow endpoint may get a notification twice",
+			"webhookTimeout", timeout, "lockDuration", c.lock)
+	}
 	if w.AllowPrivate {
 		log.Warn(config.WebhookAllowPrivate + " is on: webhooks may reach loopback and private addresses; never set it in production")
 	}

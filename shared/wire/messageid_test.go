@@ -1,7 +1,9 @@
 package wire_test
 
 import (
+	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/stretchr/testify/assert"
 
@@ -41,4 +43,35 @@ func TestRedeliveryID(t *testing.T) {
 		"a copy of a copy is numbered from the first id")
 	assert.NotEqual(t, wire.MessageID("n-7", 0, "retry-3"), wire.RedeliveryID("n-7:retry-2", 1),
 		"a runtime's copy never takes the webhook step's own retry id")
+}
+
+func TestMessageIDFitsTheBrokersBound(t *testing.T) {
+	long := strings.Repeat("a", 128)
+	other := strings.Repeat("a", 127) + "b"
+	for _, step := range []string{"requested", "t:1764800000000000000", "retry-12"} {
+		for _, gen := range []int{0, 7} {
+			id := wire.MessageID(long, gen, step)
+			assert.LessOrEqual(t, len(id), wire.MaxMessageIDLength, id)
+			assert.True(t, strings.HasSuffix(id, ":"+step), id)
+			assert.Equal(t, id, wire.MessageID(long, gen, step), "the same subject and step give the same id")
+			assert.NotEqual(t, id, wire.MessageID(other, gen, step), "subjects that share a prefix stay apart")
+		}
+	}
+	multibyte := strings.Repeat("é", 64)
+	assert.True(t, utf8.ValidString(wire.MessageID(multibyte, 0, "requested")), "the cut falls between runes")
+
+	first := wire.MessageID(long, 3, "requested")
+	copy1 := wire.RedeliveryID(first, 1)
+	assert.LessOrEqual(t, len(copy1), wire.MaxMessageIDLength)
+	_, n := wire.Redelivery(copy1)
+	assert.Equal(t, 1, n)
+	for want := 2; want <= 12; want++ {
+		next := wire.RedeliveryID(copy1, want)
+		assert.LessOrEqual(t, len(next), wire.MaxMessageIDLength)
+		_, n := wire.Redelivery(next)
+		assert.Equal(t, want, n, "a long id's copies are still counted")
+		assert.Equal(t, next, wire.RedeliveryID(copy1, want), "and named the same each time")
+		copy1 = next
+	}
+	assert.Equal(t, "d-1:requested", wire.MessageID("d-1", 0, "requested"), "short ids are unchanged")
 }
