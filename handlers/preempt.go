@@ -32,13 +32,13 @@ func (h *Handlers) preempt(ctx context.Context, d *domain.Delivery, now time.Tim
 	if err != nil {
 		return nil, nil, err
 	}
-	lim := domain.ChoiceLimits{RadiusKm: h.cfg.DispatchRadiusKm, MaxSpeedMps: fleet.MaxSpeedMps(&d.Request.PackageInfo), MaxEligible: maxTakeoverAttempts}
+	lim := domain.ChoiceLimits{RadiusKm: h.cfg.DispatchRadiusKm, MaxSpeedMps: fleet.MaxSpeedMps(&d.Request.PackageInfo), MaxEligible: h.cfg.MaxEligible}
 	plans, err := domain.ChooseTakeovers(h.st(ctx).Fleet.NearestAwaitingTakeoff(ctx, d.Request.PickupLocation), &d.Request, air, lim, now)
 	if err != nil || len(plans) == 0 {
 		return d, nil, nil // no route (waits as for a drone), or nothing to take
 	}
 	var out []ports.Message
-	for _, p := range plans {
+	for _, p := range plans[:min(len(plans), maxTakeoverAttempts)] {
 		dr := p.Drone
 		got, msgs, err := h.takeOver(ctx, d, dr.ID, domain.Preemption{DeliveryID: dr.CurrentDeliveryID, Generation: dr.CurrentGeneration}, now)
 		out = append(out, msgs...)
