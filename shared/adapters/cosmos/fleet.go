@@ -147,20 +147,19 @@ func (f *fleet) refresh(ctx context.Context) error {
 	start := f.seq
 	f.mu.Unlock()
 
-	// Two queries, each on one status, since the indexes hold the
-	// Available drones and the Assigned ones (awaiting takeoff).
-	query := "SELECT * FROM c WHERE c.status = @status"
+	// The indexes hold the Available drones and the Assigned ones
+	// (awaiting takeoff): one query reads both.
+	query := "SELECT * FROM c WHERE c.status = @available OR c.status = @assigned"
+	params := []azcosmos.QueryParameter{{Name: "@available", Value: string(domain.DroneAvailable)},
+		{Name: "@assigned", Value: string(domain.DroneAssigned)}}
 	found := map[string]*storedDrone{}
-	for _, status := range []domain.DroneStatus{domain.DroneAvailable, domain.DroneAssigned} {
-		params := []azcosmos.QueryParameter{{Name: "@status", Value: string(status)}}
-		err := f.query(ctx, query, params, func(d *storedDrone) {
-			if d.Drone.Dispatchable() || d.Drone.AwaitsTakeoff() {
-				found[d.ID] = d
-			}
-		})
-		if err != nil {
-			return domain.Unavailable(err, "load the drone index from %s", f.name)
+	err := f.query(ctx, query, params, func(d *storedDrone) {
+		if d.Drone.Dispatchable() || d.Drone.AwaitsTakeoff() {
+			found[d.ID] = d
 		}
+	})
+	if err != nil {
+		return domain.Unavailable(err, "load the drone index from %s", f.name)
 	}
 
 	f.mu.Lock()
