@@ -14,6 +14,10 @@ import (
 // and quotes both choose through it, so a quote names the drone dispatch
 // would take at that moment. A nil plan means no drone can serve req now.
 func (h *Handlers) choose(ctx context.Context, st ports.Store, req *domain.DeliveryRequest, now time.Time, skip map[string]bool) (*domain.Plan, error) {
+	// An index that cannot be loaded now is an outage, not an empty fleet.
+	if err := st.Fleet.Ready(ctx); err != nil {
+		return nil, err
+	}
 	fleet, err := h.fleetSummary(ctx)
 	if err != nil {
 		return nil, err

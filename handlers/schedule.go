@@ -305,6 +305,9 @@ func (h *Handlers) assign(ctx context.Context, d *domain.Delivery, now time.Time
 		}
 		got, err := h.claim(ctx, d, plan.Drone.ID, now)
 		if errors.Is(err, domain.ErrDroneUnavailable) {
+			// Another dispatcher took it, or the index had not yet heard
+			// that it was taken: a retry with the next candidate, no error.
+			h.log.InfoContext(ctx, "drone lost to a concurrent claim; trying the next", "droneId", plan.Drone.ID)
 			lost[plan.Drone.ID] = true
 			continue
 		}

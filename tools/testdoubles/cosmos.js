@@ -10,6 +10,9 @@
 //   - Connection: keep-alive, which quadruples sequential throughput;
 //   - account locations on http://, so an SDK that follows the account's
 //     endpoint list keeps talking plain HTTP;
+//   - a change feed (cosmosfeed.js): change feed reads of a container's
+//     documents and its partition key ranges, in the shapes azcosmos
+//     v1.5.0's ReadChangeFeed parses;
 //   - a clean exit on SIGTERM;
 //   - fault switches for outage tests, on an HTTP admin endpoint of its own
 //     (its port is written to --admin-port-file before READY is printed):
@@ -39,6 +42,7 @@ const lib = "@vercel/cosmosdb-server/lib";
 const Account = require(`${lib}/account`).default;
 const routes = require(`${lib}/routes`).default;
 const { parsePartitionKey } = require(`${lib}/utils/get-partition-from-header`);
+const { Feeds } = require("./cosmosfeed");
 
 function notFound(res, subStatus, message) {
   res.statusCode = 404;
@@ -111,6 +115,7 @@ function faulted(req, res, params) {
 function main() {
   let account;
   let port = 0;
+  const feeds = new Feeds();
   const sockets = new Set();
   const server = http.createServer({ keepAliveTimeout: 60000 }, (req, res) => {
     (async () => {
@@ -124,7 +129,11 @@ function main() {
         const [params, handler] = route;
         try {
           body = mend(account, req, res, params);
-          if (body === undefined) body = await handler(account, req, res, params);
+          if (body === undefined) body = feeds.answer(account, req, res, params, handler);
+          if (body === undefined) {
+            body = await handler(account, req, res, params);
+            feeds.written(req, res.statusCode, params, handler, body);
+          }
         } catch (err) {
           console.error(err);
           res.statusCode = 500;
@@ -132,17 +141,13 @@ function main() {
         }
         if (res.statusCode > 399 && body && !body.message) body.message = "";
       }
-      if (body && body._etag) res.setHeader("etag", body._etag);
       res.setHeader("content-type", "application/json");
       res.setHeader("content-location", `http://${req.headers.host}${req.url}`);
       res.setHeader("connection", "keep-alive");
       res.setHeader("x-ms-activity-id", crypto.randomUUID());
       res.setHeader("x-ms-request-charge", "1");
-      if (req.headers["a-im"] && res.statusCode === 200) {
-        // The package's change feed never reports changes: say so plainly.
-        if (req.headers["if-none-match"]) res.statusCode = 304;
-        res.setHeader("etag", "1");
-      }
+      if (body && body._etag && !res.getHeader("etag")) res.setHeader("etag", body._etag);
+      if (res.statusCode === 304) return res.end();
       res.end(JSON.stringify(body === undefined ? {} : body));
     })().catch(err => {
       console.error(err);

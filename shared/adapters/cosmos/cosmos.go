@@ -6,8 +6,9 @@
 // by owner) makes listing an owner's deliveries a single-partition query.
 // The chain runs no query: a delivery costs point operations only (see
 // CountingPolicy for how that is measured); the queries are the fleet's
-// List, the background load of the drone index that NearestAvailable
-// reads, the listing, and the monthly reports.
+// List, the listing, and the monthly reports. The drone index that
+// NearestAvailable reads follows the drones container's change feed,
+// loaded on first use (see fleet).
 //
 // Throttling (429) is left to the client: azcosmos v1.5.0 builds its
 // pipeline with azcore's retry policy, which retries 429 after the server's
@@ -29,7 +30,6 @@ import (
 	"log/slog"
 	"net/http"
 	"slices"
-	"sync"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
@@ -40,17 +40,19 @@ import (
 	"github.com/fabrikam/dronedelivery/shared/topology"
 )
 
-// DefaultIndexRefresh is how stale the drone index may grow when other
-// processes claim and free drones: long enough that the poll's query stays a
-// small share of the account's throughput, short enough that a freed drone
-// is soon dispatched again.
-const DefaultIndexRefresh = 5 * time.Second
+// DefaultFeedPoll is how long the drone index waits, after a read of the
+// change feed found nothing new, before it asks again: how late a drone
+// freed or moved by another process may become dispatchable here. A quiet
+// read costs one small request per physical partition of the drones
+// container, whatever the fleet's size (docs/azure.md).
+const DefaultFeedPoll = time.Second
 
 // Options tunes a Store; the zero value means the defaults.
 type Options struct {
-	// IndexRefresh is the period of the drone index reload (DefaultIndexRefresh when zero).
-	IndexRefresh time.Duration
-	// Logger receives the failures of background index reloads, which have
+	// FeedPoll is the wait between quiet reads of the drone index's
+	// change feed (DefaultFeedPoll when zero).
+	FeedPoll time.Duration
+	// Logger receives the failures of the change feed reads, which have
 	// no caller to return them to (slog.Default() when nil).
 	Logger *slog.Logger
 }
@@ -65,18 +67,16 @@ type Store struct {
 
 	confirmations *collection[domain.ConfirmationBlob]
 	zones         *zones
-
-	stop      context.CancelFunc
-	done      chan struct{}
-	closeOnce sync.Once
 }
 
-// Open connects to the containers of database, loads the drone index and
-// starts its periodic refresh; the database and containers must exist (see
-// Bootstrap for development and tests).
-func Open(ctx context.Context, client *azcosmos.Client, database string, opts Options) (*Store, error) {
-	if opts.IndexRefresh <= 0 {
-		opts.IndexRefresh = DefaultIndexRefresh
+// Open connects to the containers of database without a request: the
+// drone index loads when dispatch first needs it (ports.Fleet's Ready).
+// The database and containers must exist (see Bootstrap for development
+// and tests). ctx is unused and kept for the callers' symmetry with the
+// other backends.
+func Open(_ context.Context, client *azcosmos.Client, database string, opts Options) (*Store, error) {
+	if opts.FeedPoll <= 0 {
+		opts.FeedPoll = DefaultFeedPoll
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
@@ -111,19 +111,9 @@ func Open(ctx context.Context, client *azcosmos.Client, database string, opts Op
 		accounts:      newCollection[domain.Account](containers[topology.ContainerAccounts], topology.ContainerAccounts),
 		apiKeys:       newCollection[domain.APIKey](containers[topology.ContainerAPIKeys], topology.ContainerAPIKeys),
 		confirmations: newCollection[domain.ConfirmationBlob](containers[topology.ContainerConfirmations], topology.ContainerConfirmations),
-		fleet:         newFleet(containers[topology.ContainerDrones], opts.Logger),
+		fleet:         newFleet(containers[topology.ContainerDrones], opts.Logger, opts.FeedPoll),
 		zones:         newZones(containers[topology.ContainerAirspace]),
-		done:          make(chan struct{}),
 	}
-	if err := s.fleet.refresh(ctx); err != nil {
-		return nil, fmt.Errorf("open cosmos store %s: load the drone index: %w", database, err)
-	}
-	bg, stop := context.WithCancel(context.Background())
-	s.stop = stop
-	go func() {
-		defer close(s.done)
-		s.fleet.poll(bg, opts.IndexRefresh)
-	}()
 	return s, nil
 }
 
@@ -133,14 +123,9 @@ func (s *Store) Store() ports.Store {
 		Confirmations: s.confirmations, Zones: s.zones}
 }
 
-// Close stops the index refresh and waits for it; the client stays open
-// because the caller owns it.
-func (s *Store) Close() {
-	s.closeOnce.Do(func() {
-		s.stop()
-		<-s.done
-	})
-}
+// Close stops following the change feed and waits for it; the client
+// stays open because the caller owns it.
+func (s *Store) Close() { s.fleet.close() }
 
 // Bootstrap creates the database and every container of the topology with
 // its partition key and default TTL, leaving existing ones alone; in Azure the

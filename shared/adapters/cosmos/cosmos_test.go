@@ -200,8 +200,8 @@ func nearestIDs(ctx context.Context, f ports.Fleet, loc domain.Location, prefix 
 func testSharedDatabase(t *testing.T, e *env) {
 	db := e.freshDB(t)
 	stores := []*Store{
-		e.open(t, e.client, db, Options{IndexRefresh: 100 * time.Millisecond}),
-		e.open(t, e.newClient(t, nil), db, Options{IndexRefresh: 100 * time.Millisecond}),
+		e.open(t, e.client, db, Options{FeedPoll: 100 * time.Millisecond}),
+		e.open(t, e.newClient(t, nil), db, Options{FeedPoll: 100 * time.Millisecond}),
 	}
 	var n atomic.Int64
 	open := func(*testing.T) ports.Store { return stores[n.Add(1)%2].Store() }
@@ -229,8 +229,12 @@ func testErrorMapping(t *testing.T, e *env) {
 	orphan := newCollection[domain.Delivery](container(t, e.client, uniqueID("nodb"), topology.ContainerDeliveries), topology.ContainerDeliveries)
 	_, err = orphan.Find(ctx, id)
 	mustCode(t, err, domain.EUNAVAILABLE, "find in a missing database (404, sub-status 1003)")
-	_, err = Open(ctx, e.client, uniqueID("nodb"), Options{})
-	mustCode(t, err, domain.EUNAVAILABLE, "open of a missing database")
+	// Opening asks nothing of Cosmos DB (a process starts whatever state
+	// it is in); the drone index's first load finds the database missing.
+	missing, err := Open(ctx, e.client, uniqueID("nodb"), Options{})
+	must(t, err, "open of a missing database")
+	defer missing.Close()
+	mustCode(t, missing.Store().Fleet.Ready(ctx), domain.EUNAVAILABLE, "the drone index of a missing database")
 
 	// Server failures keep their cause, and say what failed.
 	failing := &faultTransport{next: base, inject: func(r *http.Request, _ []byte) *http.Response {
@@ -474,10 +478,18 @@ func testAirspaceSeesOtherStores(t *testing.T, e *env) {
 	}
 }
 
+// testIndexSeesOtherStores follows drones another Store creates, claims,
+// frees and moves into this Store's index through the change feed alone:
+// this Store sends no query after its index is loaded.
 func testIndexSeesOtherStores(t *testing.T, e *env) {
 	ctx := ctxFor(t)
-	a, b := pair(t, e, Options{IndexRefresh: 50 * time.Millisecond})
+	counts := &CountingPolicy{}
+	db := e.freshDB(t)
+	a := e.open(t, e.newClient(t, &azcosmos.ClientOptions{ClientOptions: azcore.ClientOptions{PerCallPolicies: []policy.Policy{counts}}}),
+		db, Options{FeedPoll: 50 * time.Millisecond}).Store()
+	b := e.open(t, e.newClient(t, nil), db, Options{}).Store()
 	center := domain.Location{Latitude: 51.5, Longitude: -0.12}
+	must(t, a.Fleet.Ready(ctx), "load the index")
 	id := uniqueID("other")
 	must(t, b.Fleet.Create(ctx, id, testDrone(id, center)), "create through the other store")
 
@@ -514,6 +526,11 @@ func testIndexSeesOtherStores(t *testing.T, e *env) {
 		}
 		return nil
 	})
+	got := counts.Snapshot()
+	if got[OpQuery] != 0 || got[OpChangeFeed] == 0 {
+		t.Fatalf("store A sent %v; want change feed reads and no query", got)
+	}
+	t.Logf("store A's requests while following: %v", got)
 }
 
 func testStaleIndexEntry(t *testing.T, e *env) {
@@ -523,11 +540,12 @@ func testStaleIndexEntry(t *testing.T, e *env) {
 	c := e.newClient(t, &azcosmos.ClientOptions{ClientOptions: azcore.ClientOptions{Transport: tr, PerCallPolicies: []policy.Policy{counts}}})
 	db := e.freshDB(t)
 	// A never reloads during the test, so only its own reads can teach it.
-	a := e.open(t, c, db, Options{IndexRefresh: time.Hour}).Store()
+	a := e.open(t, c, db, Options{FeedPoll: time.Hour}).Store()
 	b := e.open(t, e.newClient(t, nil), db, Options{}).Store()
 	center := domain.Location{Latitude: -33.9, Longitude: 18.4}
 	id := uniqueID("stale")
 	must(t, a.Fleet.Create(ctx, id, testDrone(id, center)), "create")
+	must(t, a.Fleet.Ready(ctx), "load A's index")
 	_, err := b.Fleet.Update(ctx, id, func(d *domain.Drone) error {
 		d.Status, d.CurrentDeliveryID = domain.DroneAssigned, "del-b"
 		return nil
@@ -564,7 +582,7 @@ func testCounting(t *testing.T, e *env) {
 	c := e.newClient(t, &azcosmos.ClientOptions{ClientOptions: azcore.ClientOptions{PerCallPolicies: []policy.Policy{counts}}})
 	db := e.freshDB(t)
 	before := counts.Snapshot()
-	st := e.open(t, c, db, Options{IndexRefresh: time.Hour}).Store()
+	st := e.open(t, c, db, Options{FeedPoll: time.Hour}).Store()
 	step := func(what string, want map[string]int, op func()) {
 		t.Helper()
 		before := counts.Snapshot()
@@ -577,8 +595,8 @@ func testCounting(t *testing.T, e *env) {
 			t.Fatalf("%s: Total is %d, below the %d of the snapshot before it", what, n, sum(after))
 		}
 	}
-	if d := delta(before, counts.Snapshot()); d[OpQuery] != 1 || len(d) != 1 {
-		t.Fatalf("open cost %v, want the one query that loads the index", d)
+	if d := delta(before, counts.Snapshot()); len(d) != 0 {
+		t.Fatalf("open cost %v, want nothing: the drone index loads on first use", d)
 	}
 
 	id := uniqueID("pkg")
@@ -601,7 +619,27 @@ func testCounting(t *testing.T, e *env) {
 		_, err := st.Fleet.List(ctx, domain.DroneAvailable, "", 10)
 		must(t, err, "list")
 	})
-	step("nearest", map[string]int{}, func() { nearestIDs(ctx, st.Fleet, domain.Location{}, "") })
+	// Drones written before the index is wanted cost their writes only.
+	drone := uniqueID("drone")
+	step("drone create before the index loads", map[string]int{OpCreate: 1}, func() {
+		must(t, st.Fleet.Create(ctx, drone, testDrone(drone, domain.Location{})), "create a drone")
+	})
+	// The first search loads the index from the change feed: the
+	// container's metadata (for its resource id), its partition key
+	// ranges (read until 304), then the feed until a read finds nothing.
+	before = counts.Snapshot()
+	if got := nearestIDs(ctx, st.Fleet, domain.Location{}, drone); len(got) != 1 {
+		t.Fatalf("the first search yields %v, want the drone", got)
+	}
+	load := delta(before, counts.Snapshot())
+	if load[OpQuery] != 0 || load[OpChangeFeed] < 2 {
+		t.Fatalf("loading the index cost %v, want change feed reads (a page, then an empty read) and no query", load)
+	}
+	t.Logf("loading the index: %v", load)
+	step("nearest once loaded", map[string]int{}, func() { nearestIDs(ctx, st.Fleet, domain.Location{}, "") })
+	if got := Operation(mustRequest(t, http.MethodGet, "/dbs/d/colls/c/docs", "A-IM", "Incremental feed")); got != OpChangeFeed {
+		t.Fatalf("a change feed read is %q, want %q", got, OpChangeFeed)
+	}
 
 	if got := Operation(mustRequest(t, http.MethodGet, "/")); got != OpAccount {
 		t.Fatalf("the root is %q, want %q", got, OpAccount)
@@ -611,9 +649,13 @@ func testCounting(t *testing.T, e *env) {
 	}
 }
 
-func mustRequest(t *testing.T, method, path string) *http.Request {
+// mustRequest makes a request with headers given as name, value pairs.
+func mustRequest(t *testing.T, method, path string, headers ...string) *http.Request {
 	r, err := http.NewRequest(method, "http://127.0.0.1"+path, nil)
 	must(t, err, "request")
+	for i := 0; i+1 < len(headers); i += 2 {
+		r.Header.Set(headers[i], headers[i+1])
+	}
 	return r
 }
 
@@ -635,7 +677,8 @@ func testScheduleCost(t *testing.T, e *env) {
 	seed := e.open(t, e.client, db, Options{}).Store()
 	cold, warm := uniqueID("cold"), uniqueID("warm")
 	must(t, seed.Fleet.Create(ctx, cold, testDrone(cold, pickup)), "create a drone elsewhere")
-	st := e.open(t, c, db, Options{IndexRefresh: time.Hour}).Store()
+	st := e.open(t, c, db, Options{FeedPoll: time.Hour}).Store()
+	must(t, st.Fleet.Ready(ctx), "load the index")
 	must(t, st.Fleet.Create(ctx, warm, testDrone(warm, domain.Location{Latitude: 47.601, Longitude: -122.3})), "create a drone here")
 
 	for _, want := range []string{cold, warm} {

@@ -20,7 +20,10 @@ const (
 	OpDelete  = "DELETE docs"      // a delete (only of an owner index entry made for an id another owner holds)
 	OpAccount = "GET account"      // the SDK's account metadata refresh
 	OpBatch   = "POST docs batch"  // a transactional batch (this adapter sends none)
-	opUnknown = "OTHER"
+	// OpChangeFeed is a read of a container's change feed (the drone
+	// index's), told from a point read by its A-IM header.
+	OpChangeFeed = "GET docs feed"
+	opUnknown    = "OTHER"
 )
 
 // CountingPolicy counts a Cosmos client's requests by operation, so tests and
@@ -74,7 +77,7 @@ func (p *CountingPolicy) Total() int {
 // Operation names a Cosmos REST request: its method and the kind of the
 // resource it addresses ("docs", "colls", "dbs", "pkranges", or "account"
 // for the root), with "query", "upsert" or "batch" appended for the POSTs
-// the headers make special.
+// the headers make special, and "feed" for change feed reads.
 func Operation(r *http.Request) string {
 	if r == nil || r.URL == nil {
 		return opUnknown
@@ -89,6 +92,9 @@ func Operation(r *http.Request) string {
 		kind = segs[n-2] // one resource, as in GET /dbs/d/colls/c/docs/id
 	}
 	op := r.Method + " " + kind
+	if r.Method == http.MethodGet && r.Header.Get("A-IM") != "" {
+		op += " feed"
+	}
 	if r.Method == http.MethodPost {
 		switch {
 		case isTrue(r.Header.Get("x-ms-documentdb-isquery")) || r.Header.Get("Content-Type") == "application/query+json":

@@ -27,36 +27,56 @@ import (
 // costs no query: a cross-partition query per delivery would cost RUs in
 // proportion to the fleet and add a round trip before every claim.
 //
-// The index learns of this Store's own writes (and of the drones its
-// updates read) at once, and of other processes' writes by a reload every
-// IndexRefresh. That is safe because the scheduler re-checks every candidate
-// in Update, which writes conditionally on the stored ETag; a stale entry
-// costs only a wasted claim attempt, or a freed drone going unused until the
-// next reload. In production a change-feed processor would replace the poll
-// (the double has no change feed, and azcosmos v1.5.0 has no processor), so
-// that a reload's cost would follow the rate of change, not the fleet size.
+// The index is loaded on first use (Ready, NearestAvailable), so a process
+// that never dispatches never reads the fleet, and it then follows the
+// drones container's change feed (ContainerClient.ReadChangeFeed, GA in
+// azcosmos v1.5.0: sdk/data/azcosmos/cosmos_container.go and
+// cosmos_container_change_feed.go). The load is the feed read from the
+// beginning, which holds the latest version of every drone ("only the most
+// recent change for a given item is included", and deletes are not, which
+// suits drones, never deleted: https://learn.microsoft.com/azure/cosmos-db/change-feed);
+// from then on the continuation token names the point reached, and a read
+// that finds nothing is one small request per physical partition (a 304),
+// so what following costs grows with the rate of change, not the size of
+// the fleet. The index also learns of this Store's own writes, and of the
+// drones its updates read, at once.
+//
+// That is safe because the scheduler re-checks every candidate in Update,
+// which writes conditionally on the stored ETag; a stale entry costs only a
+// wasted claim attempt (which reads the drone and mends the entry), or a
+// freed drone going unused here until the feed brings it, at most FeedPoll
+// later. One such gap outlasts the poll: a read of this Store that was
+// answered before another process's write but observed after the feed
+// brought that write keeps the older version until the drone changes again.
 type fleet struct {
 	*collection[domain.Drone]
 	index *geo.Index[*domain.Drone]
 	// waiting holds the drones awaiting takeoff (domain.Drone.AwaitsTakeoff),
-	// which an expedited delivery may take, kept as index is; waitingIDs
-	// names them, for the reload to drop those no longer waiting.
-	waiting    *geo.Index[*domain.Drone]
-	waitingIDs map[string]struct{}
-	log        *slog.Logger
+	// which an expedited delivery may take, kept from the same feed and
+	// observations as index.
+	waiting *geo.Index[*domain.Drone]
+	log     *slog.Logger
+	poll    time.Duration
 
-	// mu orders index changes: this Store's observations, and reloads
-	// that must not overwrite an observation newer than their query.
+	// mu orders index changes: this Store's observations and feed pages.
 	mu sync.Mutex
-	// seq numbers observations; touched holds, for the drones observed
-	// since the running reload began, the number of the latest one.
-	seq     uint64
-	touched map[string]uint64
+	// following is set when the index starts to be loaded; until then
+	// nothing is indexed, so a process that never dispatches keeps none.
+	following bool
 	// etags holds the version of every indexed drone, so that a claim
 	// can write conditionally on it without reading the drone first.
 	etags map[string]azcore.ETag
+	// loaded is set once the first read of the feed reached its end;
+	// until then loadErr is the failure of the last attempt (nil while the
+	// first runs), and attempt is closed when the running attempt ends.
+	loaded  bool
+	loadErr error
+	attempt chan struct{}
 
-	reloading sync.Mutex // one reload at a time, so touched can be pruned
+	start  sync.Once          // starts follow, or marks a closed fleet
+	bg     context.Context    // ends when the Store closes
+	cancel context.CancelFunc // ends bg
+	done   chan struct{}      // closed when follow has returned (or never will run)
 
 	// unordered is set once the gateway refused List's ORDER BY query
 	// (a container spread over several physical partitions), so later
@@ -66,19 +86,172 @@ type fleet struct {
 
 var _ ports.Fleet = (*fleet)(nil)
 
-func newFleet(c *azcosmos.ContainerClient, log *slog.Logger) *fleet {
+// feedPage is the most drones one change feed page brings.
+const feedPage = 1000
+
+// wholeContainer is the feed range of every partition key; the SDK
+// expands it to the container's physical partitions.
+var wholeContainer = azcosmos.FeedRange{MinInclusive: "", MaxExclusive: "FF"}
+
+// feedBackoff bounds the waits after failed feed reads.
+const (
+	feedBackoffMin = 500 * time.Millisecond
+	feedBackoffMax = 30 * time.Second
+)
+
+func newFleet(c *azcosmos.ContainerClient, log *slog.Logger, poll time.Duration) *fleet {
+	bg, cancel := context.WithCancel(context.Background())
 	f := &fleet{
 		collection: newCollection[domain.Drone](c, topology.ContainerDrones),
 		index:      geo.NewIndex[*domain.Drone](),
 		waiting:    geo.NewIndex[*domain.Drone](),
-		waitingIDs: make(map[string]struct{}),
 		log:        log,
-		touched:    make(map[string]uint64),
+		poll:       poll,
 		etags:      make(map[string]azcore.ETag),
+		attempt:    make(chan struct{}),
+		bg:         bg,
+		cancel:     cancel,
+		done:       make(chan struct{}),
 	}
 	f.observe = f.track
 	f.hint = f.indexed
 	return f
+}
+
+// close stops following the feed and waits for it.
+func (f *fleet) close() {
+	f.cancel()
+	f.start.Do(func() { close(f.done) }) // never started: nothing to wait for
+	<-f.done
+}
+
+// Ready implements ports.Fleet: the first call starts loading the index
+// and following the feed; each waits for the first load to end, and
+// returns EUNAVAILABLE at once while it keeps failing (it is retried in the
+// background, backing off).
+func (f *fleet) Ready(ctx context.Context) error {
+	f.start.Do(func() {
+		f.mu.Lock()
+		f.following = true
+		f.mu.Unlock()
+		go f.follow(f.bg)
+	})
+	f.mu.Lock()
+	loaded, err, attempt := f.loaded, f.loadErr, f.attempt
+	f.mu.Unlock()
+	switch {
+	case loaded:
+		return nil
+	case err != nil:
+		return err
+	case f.bg.Err() != nil:
+		return domain.Unavailable(f.bg.Err(), "the drone index of %s: the store is closed", f.name)
+	}
+	select {
+	case <-attempt:
+	case <-ctx.Done():
+		return domain.Unavailable(ctx.Err(), "wait for the drone index of %s", f.name)
+	case <-f.bg.Done():
+		return domain.Unavailable(f.bg.Err(), "the drone index of %s: the store is closed", f.name)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.loaded {
+		return nil
+	}
+	return f.loadErr
+}
+
+// follow reads the change feed until ctx ends: at once again after a page
+// of changes, FeedPoll after a read that found none, and backing off after
+// a failure, which leaves the index as it was.
+func (f *fleet) follow(ctx context.Context) {
+	defer close(f.done)
+	token := ""
+	began := time.Now()
+	failures := 0
+	for {
+		err := f.drain(ctx, &token)
+		if ctx.Err() != nil {
+			return
+		}
+		f.attempted(err, began)
+		wait := f.poll
+		if err != nil {
+			failures++
+			wait = min(feedBackoffMin<<min(failures-1, 10), feedBackoffMax)
+			f.log.WarnContext(ctx, "cosmos: reading the drone index's change feed failed; keeping the index and retrying",
+				"err", err, "retryIn", wait.String())
+		} else {
+			failures = 0
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// attempted records the end of a read of the feed for Ready, until the
+// first one has succeeded.
+func (f *fleet) attempted(err error, began time.Time) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.loaded {
+		return
+	}
+	if err == nil {
+		f.loaded, f.loadErr = true, nil
+		f.log.Info("cosmos: drone index loaded from the change feed", "available", len(f.etags),
+			"took", time.Since(began).Round(time.Millisecond).String())
+	} else {
+		f.loadErr = err
+	}
+	close(f.attempt)
+	f.attempt = make(chan struct{})
+}
+
+// drain reads the feed from *token (the beginning when empty) until a read
+// finds nothing, applying each page and advancing *token past it.
+func (f *fleet) drain(ctx context.Context, token *string) error {
+	for {
+		opts := &azcosmos.ChangeFeedOptions{MaxItemCount: feedPage}
+		if *token == "" {
+			opts.FeedRange = &wholeContainer
+		} else {
+			opts.Continuation = token
+		}
+		resp, err := f.c.ReadChangeFeed(ctx, opts)
+		if err != nil {
+			return domain.Unavailable(err, "read the change feed of %s", f.name)
+		}
+		f.applyPage(ctx, resp.Items)
+		if resp.ContinuationToken != "" {
+			*token = resp.ContinuationToken
+		}
+		if len(resp.Items) == 0 {
+			return nil
+		}
+	}
+}
+
+// applyPage brings the index up to date with a page of the feed. A page
+// may be older than a write this Store made while it was on its way; the
+// write then follows in a later page, which drain reads at once.
+func (f *fleet) applyPage(ctx context.Context, items [][]byte) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, item := range items {
+		d := new(storedDrone)
+		if err := json.Unmarshal(item, d); err != nil || d.ID == "" {
+			f.log.WarnContext(ctx, "cosmos: a document of the drones container is no drone; left out of the index", "err", err)
+			continue
+		}
+		f.apply(d.ID, d.ETag, &d.Drone)
+	}
 }
 
 // track brings the index up to date with a version of drone d this Store
@@ -87,9 +260,9 @@ func newFleet(c *azcosmos.ContainerClient, log *slog.Logger) *fleet {
 func (f *fleet) track(id string, etag azcore.ETag, d *domain.Drone) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.seq++
-	f.touched[id] = f.seq
-	f.apply(id, etag, d)
+	if f.following {
+		f.apply(id, etag, d)
+	}
 }
 
 // apply indexes or unindexes one drone; the caller holds mu.
@@ -104,10 +277,8 @@ func (f *fleet) apply(id string, etag azcore.ETag, d *domain.Drone) {
 	}
 	if d.AwaitsTakeoff() {
 		f.waiting.Upsert(id, d.Location.Point(), d.Clone())
-		f.waitingIDs[id] = struct{}{}
-	} else if _, ok := f.waitingIDs[id]; ok {
+	} else {
 		f.waiting.Remove(id)
-		delete(f.waitingIDs, id)
 	}
 }
 
@@ -131,80 +302,11 @@ func (f *fleet) indexed(id string) (version, bool) {
 	return version{etag: etag, body: body}, true
 }
 
-// storedDrone is a drone as a query returns it, with its ETag.
+// storedDrone is a drone as a query or the change feed returns it, with
+// its ETag.
 type storedDrone struct {
 	domain.Drone
 	ETag azcore.ETag `json:"_etag"`
-}
-
-// refresh reloads the index from the container. Drones this Store
-// observed after the query began keep what it observed, since the query
-// may have read them before that.
-func (f *fleet) refresh(ctx context.Context) error {
-	f.reloading.Lock()
-	defer f.reloading.Unlock()
-	f.mu.Lock()
-	start := f.seq
-	f.mu.Unlock()
-
-	// The indexes hold the Available drones and the Assigned ones
-	// (awaiting takeoff): one query reads both.
-	query := "SELECT * FROM c WHERE c.status = @available OR c.status = @assigned"
-	params := []azcosmos.QueryParameter{{Name: "@available", Value: string(domain.DroneAvailable)},
-		{Name: "@assigned", Value: string(domain.DroneAssigned)}}
-	found := map[string]*storedDrone{}
-	err := f.query(ctx, query, params, func(d *storedDrone) {
-		if d.Drone.Dispatchable() || d.Drone.AwaitsTakeoff() {
-			found[d.ID] = d
-		}
-	})
-	if err != nil {
-		return domain.Unavailable(err, "load the drone index from %s", f.name)
-	}
-
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	for id, d := range found {
-		if f.touched[id] <= start {
-			f.apply(id, d.ETag, &d.Drone)
-		}
-	}
-	for id := range f.etags {
-		if _, ok := found[id]; !ok && f.touched[id] <= start {
-			f.index.Remove(id)
-			delete(f.etags, id)
-		}
-	}
-	for id := range f.waitingIDs {
-		if _, ok := found[id]; !ok && f.touched[id] <= start {
-			f.waiting.Remove(id)
-			delete(f.waitingIDs, id)
-		}
-	}
-	// No later reload can begin before start, so these no longer matter.
-	for id, seq := range f.touched {
-		if seq <= start {
-			delete(f.touched, id)
-		}
-	}
-	return nil
-}
-
-// poll reloads the index every period until ctx ends; a failed reload
-// leaves the index as it was, to be mended by the next one.
-func (f *fleet) poll(ctx context.Context, period time.Duration) {
-	t := time.NewTicker(period)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		if err := f.refresh(ctx); err != nil && ctx.Err() == nil {
-			f.log.WarnContext(ctx, "cosmos: drone index reload failed; keeping the previous index", "err", err)
-		}
-	}
 }
 
 // query runs a query over every partition and hands each drone to each.
@@ -315,17 +417,20 @@ func notServableByGateway(err error) bool {
 // that edits a drone before claiming it cannot corrupt the index, and holds
 // no lock while the caller's loop body runs, so the body may Update.
 func (f *fleet) NearestAvailable(ctx context.Context, loc domain.Location) iter.Seq2[*domain.Drone, float64] {
-	return nearestIn(ctx, f.index, loc)
+	return f.nearestIn(ctx, f.index, loc)
 }
 
 // NearestAwaitingTakeoff implements ports.Fleet, as NearestAvailable does.
 func (f *fleet) NearestAwaitingTakeoff(ctx context.Context, loc domain.Location) iter.Seq2[*domain.Drone, float64] {
-	return nearestIn(ctx, f.waiting, loc)
+	return f.nearestIn(ctx, f.waiting, loc)
 }
 
 // nearestIn walks index from loc, yielding copies.
-func nearestIn(ctx context.Context, index *geo.Index[*domain.Drone], loc domain.Location) iter.Seq2[*domain.Drone, float64] {
+func (f *fleet) nearestIn(ctx context.Context, index *geo.Index[*domain.Drone], loc domain.Location) iter.Seq2[*domain.Drone, float64] {
 	return func(yield func(*domain.Drone, float64) bool) {
+		if f.Ready(ctx) != nil {
+			return // the caller learns why from Ready
+		}
 		// The index may yield a drone that moved during the walk twice.
 		seen := map[string]struct{}{}
 		for it, km := range index.Nearest(loc.Point()) {

@@ -19,7 +19,8 @@ import (
 // surface as EUNAVAILABLE (never ENOTFOUND, which a step would take as
 // final), a throttle shorter than the SDK's retries is ridden out, a fault
 // on one container leaves the others alone, and once the window ends the
-// same client works again.
+// same client works again; the drone index's first load reports the outage
+// and loads once it ends.
 func TestOutagesAreUnavailable(t *testing.T) {
 	t.Parallel()
 	double := testdoubles.StartCosmosDouble(t)
@@ -65,6 +66,16 @@ func TestOutagesAreUnavailable(t *testing.T) {
 		must(t, err, c.name+": read after the window")
 		assert.Equal(t, id, got.ID)
 	}
+
+	// The drone index's first load in an outage: dispatch is told the
+	// index is unavailable, and it loads in the background once Cosmos DB
+	// answers again.
+	fleet := e.open(t, e.client, e.freshDB(t), Options{}).Store().Fleet
+	double.Fault(t, testdoubles.CosmosFault{Kind: testdoubles.CosmosUnavailable})
+	mustCode(t, fleet.Ready(ctx), domain.EUNAVAILABLE, "the index's first load in an outage")
+	mustCode(t, fleet.Ready(ctx), domain.EUNAVAILABLE, "the index while its load is retried")
+	double.Heal(t)
+	eventually(t, "the index to load once the outage ends", func() error { return fleet.Ready(ctx) })
 
 	// A throttle the SDK's own retries outlast: it waits x-ms-retry-after-ms
 	// between tries, and the window ends before its tries do.

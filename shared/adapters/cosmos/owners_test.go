@@ -65,7 +65,7 @@ func testListingCost(t *testing.T, e *env) {
 		return nil
 	}}
 	c := e.newClient(t, &azcosmos.ClientOptions{ClientOptions: azcore.ClientOptions{Transport: spy, PerCallPolicies: []policy.Policy{counts}}})
-	ds := e.open(t, c, e.freshDB(t), Options{IndexRefresh: time.Hour}).Store().Deliveries
+	ds := e.open(t, c, e.freshDB(t), Options{}).Store().Deliveries
 	step := func(what string, want map[string]int, op func()) {
 		t.Helper()
 		before := counts.Snapshot()

@@ -152,6 +152,9 @@ func (f *fleet) List(ctx context.Context, status domain.DroneStatus, after strin
 	return out, f.db.fail(rows.Err(), "list drones")
 }
 
+// Ready implements ports.Fleet: the index is loaded when the store opens.
+func (f *fleet) Ready(context.Context) error { return nil }
+
 // NearestAvailable implements ports.Fleet. It yields copies, so a caller
 // that edits a drone before claiming it cannot corrupt the index, and holds
 // no lock while the caller's loop body runs, so the body may Update.

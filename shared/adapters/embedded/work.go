@@ -332,6 +332,9 @@ func (f workFleet) List(ctx context.Context, status domain.DroneStatus, after st
 	return f.base.List(ctx, status, after, limit)
 }
 
+// Ready implements ports.Fleet.
+func (f workFleet) Ready(ctx context.Context) error { return f.base.Ready(ctx) }
+
 // NearestAvailable implements ports.Fleet. The index knows only committed
 // writes, so the drones this unit of work changed are judged as it left
 // them: one it freed (a reschedule gives its old drone back before looking
