@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/fabrikam/dronedelivery/handlers"
 	"github.com/fabrikam/dronedelivery/shared/domain"
 	"github.com/fabrikam/dronedelivery/tools/simulator"
 	"github.com/fabrikam/dronedelivery/tools/testdoubles"
@@ -85,4 +87,66 @@ func TestTrackingPageInBrowser(t *testing.T) {
 	require.NoError(t, err)
 	assert.Greater(t, info.Size(), int64(1000), "a real screenshot")
 	assert.Empty(t, res.Errors, "no errors in the page")
+}
+
+// TestTrackingPageIsPushedTo opens the tracking page in headless Chromium
+// on the standalone runtime and checks that it takes its updates by push
+// (server-sent events), not by polling: after each telemetry report the
+// drone marker moves to the reported position with a feed that came
+// through the event stream. The delay from sending each report to the
+// page showing it is measured in the browser (its Date.now() when the
+// marker moved, against the test's clock when it sent the report, on the
+// same machine) and logged, never asserted.
+func TestTrackingPageIsPushedTo(t *testing.T) {
+	t.Parallel()
+	p := startServe(t, t.TempDir())
+	a := signUp(t, p.base)
+	home := domain.Location{Latitude: 47.6050, Longitude: -122.3350}
+	pickup := domain.Location{Latitude: 47.6080, Longitude: -122.3350}
+	drop := domain.Location{Latitude: 47.6140, Longitude: -122.3300}
+	require.Equal(t, http.StatusCreated, a.fleet(t, "PUT", "/api/drones/push-drone", droneSpec{
+		Location: home, MaxPayloadKg: 5, MaxPackageSize: "Medium", RangeKm: 30, CruiseSpeedMps: 12, BatteryPercent: 100,
+	}).Status)
+	resp := a.call(t, "POST", "/api/deliveryrequests", deliveryRequest("push-page", pickup, drop, "Small", 1))
+	require.Equal(t, http.StatusAccepted, resp.Status, string(resp.Body))
+	var acc struct {
+		TrackingID string `json:"trackingId"`
+	}
+	resp.decode(t, &acc)
+	waitStage(t, a, "push-page", domain.StageScheduled)
+
+	browserTurn.Lock()
+	defer browserTurn.Unlock()
+	shot := filepath.Join(t.ArtifactDir(), "tracking-page-pushed.png")
+	// ?interval=50 asks for polling 20 times a second; the page polls
+	// every 2 s at most, and here not at all while push works.
+	page := testdoubles.StartBrowser(t, p.base+"/api/track/"+acc.TrackingID+"?interval=50", shot, patience)
+	page.Ready(t)
+	ctx := ctxFor(t)
+	_, err := page.Await(ctx, func(s testdoubles.BrowserState) bool { return s.Push == "sse" })
+	require.NoError(t, err, "the page opened its event stream")
+
+	clock := time.Now().UTC()
+	// The page shows the drone at home already: the flight starts one
+	// step out.
+	route := append(flightPath(home, pickup, 5)[1:], flightPath(pickup, drop, 8)[1:]...)
+	var delays []time.Duration
+	for i, loc := range route {
+		clock = clock.Add(10 * time.Second)
+		sent := time.Now()
+		r := a.fleet(t, "POST", "/api/drones/push-drone/telemetry", map[string]any{
+			"location": loc, "batteryPercent": 100 - i, "timestamp": clock.Format(time.RFC3339Nano)})
+		require.Equal(t, http.StatusAccepted, r.Status, string(r.Body))
+		s, err := page.Await(ctx, func(s testdoubles.BrowserState) bool { return s.HasShown(loc.Latitude, loc.Longitude) })
+		require.NoError(t, err, "report %d shown", i)
+		pos, _ := s.ShownAt(loc.Latitude, loc.Longitude)
+		assert.Equal(t, "push", pos.Via, "report %d reached the page by push", i)
+		delays = append(delays, time.UnixMilli(int64(pos.At)).Sub(sent))
+	}
+	res := page.Result(t)
+	assert.Equal(t, string(domain.StageCompleted), res.FinalStage)
+	assert.Empty(t, res.Errors, "no errors in the page")
+	slices.Sort(delays)
+	t.Logf("report sent → marker moved on the page, over %d reports: min %v, median %v, max %v (push poll interval %v)",
+		len(delays), delays[0], delays[len(delays)/2], delays[len(delays)-1], handlers.DefaultPushPollInterval)
 }

@@ -12,160 +12,220 @@ import (
 	"github.com/fabrikam/dronedelivery/shared/wire"
 )
 
-// maxSummarised bounds the deliveries one summary reads.
-const maxSummarised = 100000
+// period is what a summary request asks for: one bucket's month.
+type period struct {
+	scope, id string // domain.ScopeAccount, ScopeArea or ScopeFleet; the account or area id
+	from      time.Time
+}
 
-// month parses the ownerId, year and month query parameters shared by the
-// summaries; a month outside 1..12 is a 400, as in the reference API. The
-// owner is the caller's account: ownerId may repeat it and is refused (403)
-// when it names another.
-func month(ctx context.Context, q map[string][]string, now time.Time) (owner string, from, to time.Time, err error) {
+func (p period) bucket() string { return domain.BucketKey(p.scope, p.id) }
+
+// month parses the ownerId, areaId, year and month query parameters shared
+// by the summaries; a month outside 1..12 is a 400, as in the reference
+// API. A business's figures are its own account's: ownerId may repeat it
+// and is refused (403) when it names another, as is areaId. The operator
+// key reads the whole fleet's, one area's (areaId, "unzoned" for pickups
+// outside every service area) or one account's (ownerId).
+func month(ctx context.Context, q map[string][]string, now time.Time) (p period, err error) {
 	get := func(k string) string {
 		if v := q[k]; len(v) > 0 {
 			return v[0]
 		}
 		return ""
 	}
-	if err = wire.CheckQuery(q, "ownerId", "year", "month"); err != nil {
-		return "", from, to, err
+	if err = wire.CheckQuery(q, "ownerId", "areaId", "year", "month"); err != nil {
+		return p, err
 	}
-	if owner, err = callerAccount(ctx); err != nil {
-		return "", from, to, err
+	owner, area := get("ownerId"), get("areaId")
+	if owner != "" {
+		if err := domain.ValidText("ownerId", owner, domain.MaxIDLength); err != nil {
+			return p, err
+		}
 	}
-	if given := get("ownerId"); given != "" {
-		if err := domain.ValidText("ownerId", given, domain.MaxIDLength); err != nil {
-			return "", from, to, err
+	if area != "" {
+		if err := domain.ValidText("areaId", area, domain.MaxIDLength); err != nil {
+			return p, err
 		}
-		if given != owner {
-			return "", from, to, domain.Forbidden("ownerId", "must be the id of the account whose API key is used, or be left out")
+	}
+	switch {
+	case callerIsOperator(ctx) && owner != "" && area != "":
+		return p, domain.Invalid("areaId", "cannot be given with ownerId: ask for one account or one area")
+	case callerIsOperator(ctx) && owner != "":
+		p.scope, p.id = domain.ScopeAccount, owner
+	case callerIsOperator(ctx) && area != "":
+		p.scope, p.id = domain.ScopeArea, area
+	case callerIsOperator(ctx):
+		p.scope = domain.ScopeFleet
+	default:
+		acct, err := callerAccount(ctx)
+		if err != nil {
+			return p, err
 		}
+		if owner != "" && owner != acct {
+			return p, domain.Forbidden("ownerId", "must be the id of the account whose API key is used, or be left out")
+		}
+		if area != "" {
+			return p, domain.Forbidden("areaId", "is for the operator key; a business's figures are its own account's")
+		}
+		p.scope, p.id = domain.ScopeAccount, acct
 	}
 	year, mon := now.Year(), int(now.Month())
 	if s := get("year"); s != "" {
 		if year, err = strconv.Atoi(s); err != nil || year < 2000 || year > 9999 || strconv.Itoa(year) != s {
-			return "", from, to, domain.Invalid("year", "must be a year from 2000 to 9999")
+			return p, domain.Invalid("year", "must be a year from 2000 to 9999")
 		}
 	}
 	if s := get("month"); s != "" {
 		if mon, err = strconv.Atoi(s); err != nil || mon < 1 || mon > 12 || (strconv.Itoa(mon) != s && "0"+strconv.Itoa(mon) != s) {
-			return "", from, to, domain.Invalid("month", "must be from 1 to 12")
+			return p, domain.Invalid("month", "must be from 1 to 12")
 		}
 	}
-	from = time.Date(year, time.Month(mon), 1, 0, 0, 0, 0, time.UTC)
-	return owner, from, from.AddDate(0, 1, 0), nil
+	p.from = time.Date(year, time.Month(mon), 1, 0, 0, 0, 0, time.UTC)
+	return p, nil
+}
+
+// figures reads the month a request asks for from the maintained
+// analytics: one point read.
+func (h *Handlers) figures(ctx context.Context, req *functionapp.Request) (period, *domain.MonthFigures, error) {
+	p, err := month(ctx, req.Query, h.clock.Now())
+	if err != nil {
+		return p, nil, err
+	}
+	if h.store.Analytics == nil {
+		return p, nil, domain.Errorf(domain.EINTERNAL, "this store keeps no analytics")
+	}
+	m, err := h.store.Analytics.Month(ctx, p.bucket(), p.from)
+	if err != nil {
+		return p, nil, err
+	}
+	return p, m, nil
 }
 
 // DeliverySummary is the body of GET /api/deliveries/summary.
 type DeliverySummary struct {
-	OwnerID                string  `json:"ownerId"`
+	OwnerID                string  `json:"ownerId,omitempty"` // the account, for an account's figures
+	AreaID                 string  `json:"areaId,omitempty"`  // the service area, for an area's figures
+	Scope                  string  `json:"scope"`             // account, area or fleet
 	Year                   int     `json:"year"`
 	Month                  int     `json:"month"`
-	Count                  int     `json:"count"`
-	Completed              int     `json:"completed"`
-	Cancelled              int     `json:"cancelled"`
-	Failed                 int     `json:"failed"`
-	InProgress             int     `json:"inProgress"`
+	Count                  int64   `json:"count"`
+	Completed              int64   `json:"completed"`
+	Cancelled              int64   `json:"cancelled"`
+	Failed                 int64   `json:"failed"`
+	InProgress             int64   `json:"inProgress"`
+	OnTime                 int64   `json:"onTime"`                 // completed by the deadline
 	OnTimeRate             float64 `json:"onTimeRate"`             // completed by the deadline / completed
 	AverageDurationMinutes float64 `json:"averageDurationMinutes"` // accepted → delivered, completed only
+	TotalDurationMinutes   float64 `json:"totalDurationMinutes"`
+	// Days are the month's days, the 1st first, each with the
+	// deliveries accepted that day.
+	Days []SummaryDay `json:"days"`
 }
 
-// GetDeliveriesSummary serves GET /api/deliveries/summary?ownerId&year&month,
-// computed from the deliveries' recorded history.
+// SummaryDay is one day of a DeliverySummary.
+type SummaryDay struct {
+	Date      string `json:"date"` // 2026-12-04
+	Count     int64  `json:"count"`
+	Completed int64  `json:"completed"`
+	Cancelled int64  `json:"cancelled"`
+	Failed    int64  `json:"failed"`
+	OnTime    int64  `json:"onTime"`
+}
+
+// GetDeliveriesSummary serves GET /api/deliveries/summary?ownerId&areaId&year&month
+// from the maintained analytics, in constant time.
 func (h *Handlers) GetDeliveriesSummary(ctx context.Context, req *functionapp.Request) *functionapp.Response {
-	owner, from, to, err := month(ctx, req.Query, h.clock.Now())
+	p, m, err := h.figures(ctx, req)
 	if err != nil {
 		return h.errorResponse(ctx, err)
 	}
-	ds, err := h.store.Deliveries.ListByOwner(ctx, owner, from, to, maxSummarised)
-	if err != nil {
-		return h.errorResponse(ctx, err)
-	}
-	return functionapp.JSON(http.StatusOK, Summarise(owner, from, ds))
+	return functionapp.JSON(http.StatusOK, Summarise(p.scope, p.id, p.from, m))
 }
 
-// Summarise computes a month's summary from its deliveries.
-func Summarise(owner string, from time.Time, ds []*domain.Delivery) DeliverySummary {
-	s := DeliverySummary{OwnerID: owner, Year: from.Year(), Month: int(from.Month()), Count: len(ds)}
-	onTime := 0
-	var total time.Duration
-	for _, d := range ds {
-		switch d.Stage {
-		case domain.StageCompleted:
-			s.Completed++
-			if d.CompletedAt != nil {
-				total += d.CompletedAt.Sub(d.CreatedAt)
-				if !d.CompletedAt.After(d.Request.Deadline) {
-					onTime++
-				}
-			}
-		case domain.StageCancelled:
-			s.Cancelled++
-		case domain.StageFailed:
-			s.Failed++
-		default:
-			s.InProgress++
-		}
+// Summarise turns a bucket's month into the summary body.
+func Summarise(scope, id string, from time.Time, m *domain.MonthFigures) DeliverySummary {
+	t := m.Total
+	s := DeliverySummary{Scope: scope, Year: from.Year(), Month: int(from.Month()),
+		Count: t.Count, Completed: t.Completed, Cancelled: t.Cancelled, Failed: t.Failed, OnTime: t.OnTime,
+		InProgress:           max(0, t.Count-t.Completed-t.Cancelled-t.Failed),
+		TotalDurationMinutes: round(float64(t.DurationMs)/60000, 2),
+		Days:                 make([]SummaryDay, len(m.Days))}
+	s.OwnerID, s.AreaID = scopeIDs(scope, id)
+	if t.Completed > 0 {
+		s.OnTimeRate = round(float64(t.OnTime)/float64(t.Completed), 4)
+		s.AverageDurationMinutes = round(float64(t.DurationMs)/60000/float64(t.Completed), 2)
 	}
-	if s.Completed > 0 {
-		s.OnTimeRate = round(float64(onTime)/float64(s.Completed), 4)
-		s.AverageDurationMinutes = round(total.Minutes()/float64(s.Completed), 2)
+	for i, f := range m.Days {
+		s.Days[i] = SummaryDay{Date: from.AddDate(0, 0, i).Format(time.DateOnly),
+			Count: f.Count, Completed: f.Completed, Cancelled: f.Cancelled, Failed: f.Failed, OnTime: f.OnTime}
 	}
 	return s
 }
 
+func scopeIDs(scope, id string) (owner, area string) {
+	switch scope {
+	case domain.ScopeAccount:
+		return id, ""
+	case domain.ScopeArea:
+		return "", id
+	}
+	return "", ""
+}
+
 // Utilization is the body of GET /api/dronedeliveries/utilization.
 type Utilization struct {
-	OwnerID       string  `json:"ownerId"`
+	OwnerID       string  `json:"ownerId,omitempty"`
+	AreaID        string  `json:"areaId,omitempty"`
+	Scope         string  `json:"scope"`
 	Year          int     `json:"year"`
 	Month         int     `json:"month"`
+	TraveledMiles float64 `json:"traveledMiles"`
+	TraveledKm    float64 `json:"traveledKm"`
+	AssignedHours float64 `json:"assignedHours"`
+	// Ended counts the deliveries whose figures are in: those that
+	// completed, were cancelled or failed.
+	Ended int64            `json:"ended"`
+	Days  []UtilizationDay `json:"days"`
+}
+
+// UtilizationDay is one day of a Utilization: the deliveries accepted that
+// day that have ended.
+type UtilizationDay struct {
+	Date          string  `json:"date"`
 	TraveledMiles float64 `json:"traveledMiles"`
 	AssignedHours float64 `json:"assignedHours"`
 }
 
-// GetUtilization serves GET /api/dronedeliveries/utilization?ownerId&year&month:
-// the miles drones flew for the owner's deliveries (from telemetry) and the
-// hours drones were assigned to them (assignment to completion, cancellation
-// or failure; still running deliveries count up to now).
+// GetUtilization serves GET /api/dronedeliveries/utilization?ownerId&areaId&year&month:
+// the miles drones flew for the month's deliveries (from telemetry) and the
+// hours drones were assigned to them (assignment to completion,
+// cancellation or failure), counted when each delivery ends, from the
+// maintained analytics in constant time.
 func (h *Handlers) GetUtilization(ctx context.Context, req *functionapp.Request) *functionapp.Response {
-	now := h.clock.Now()
-	owner, from, to, err := month(ctx, req.Query, now)
+	p, m, err := h.figures(ctx, req)
 	if err != nil {
 		return h.errorResponse(ctx, err)
 	}
-	ds, err := h.store.Deliveries.ListByOwner(ctx, owner, from, to, maxSummarised)
-	if err != nil {
-		return h.errorResponse(ctx, err)
-	}
-	return functionapp.JSON(http.StatusOK, Utilize(owner, from, ds, now))
+	return functionapp.JSON(http.StatusOK, Utilize(p.scope, p.id, p.from, m))
 }
 
-// Utilize computes a month's drone utilisation from its deliveries.
-func Utilize(owner string, from time.Time, ds []*domain.Delivery, now time.Time) Utilization {
-	u := Utilization{OwnerID: owner, Year: from.Year(), Month: int(from.Month())}
-	var km float64
-	var assigned time.Duration
-	for _, d := range ds {
-		km += d.TraveledKm
-		if d.DroneAssignedAt == nil {
-			continue
-		}
-		end := now
-		for _, t := range []*time.Time{d.CompletedAt, d.CancelledAt} {
-			if t != nil {
-				end = *t
-			}
-		}
-		if d.Stage == domain.StageFailed && len(d.History) > 0 {
-			end = d.History[len(d.History)-1].At
-		}
-		if end.After(*d.DroneAssignedAt) {
-			assigned += end.Sub(*d.DroneAssignedAt)
-		}
+// Utilize turns a bucket's month into the utilisation body.
+func Utilize(scope, id string, from time.Time, m *domain.MonthFigures) Utilization {
+	t := m.Total
+	u := Utilization{Scope: scope, Year: from.Year(), Month: int(from.Month()),
+		TraveledMiles: miles(t.TraveledM), TraveledKm: round(float64(t.TraveledM)/1000, 3),
+		AssignedHours: hours(t.AssignedMs), Ended: t.Completed + t.Cancelled + t.Failed,
+		Days: make([]UtilizationDay, len(m.Days))}
+	u.OwnerID, u.AreaID = scopeIDs(scope, id)
+	for i, f := range m.Days {
+		u.Days[i] = UtilizationDay{Date: from.AddDate(0, 0, i).Format(time.DateOnly),
+			TraveledMiles: miles(f.TraveledM), AssignedHours: hours(f.AssignedMs)}
 	}
-	u.TraveledMiles = round(km*0.621371, 3)
-	u.AssignedHours = round(assigned.Hours(), 3)
 	return u
 }
+
+func miles(m int64) float64  { return round(float64(m)/1000*0.621371, 3) }
+func hours(ms int64) float64 { return round(float64(ms)/3.6e6, 3) }
 
 func round(x float64, places int) float64 {
 	p := math.Pow(10, float64(places))

@@ -51,6 +51,7 @@ func (h *Handlers) CancelDelivery(ctx context.Context, req *functionapp.Request)
 		return h.errorResponse(ctx, domain.Unavailable(err, "the cancellation is recorded but its follow-up could not be queued; send the DELETE again"))
 	}
 	h.log.InfoContext(ctx, "delivery cancelled")
+	h.announce(ctx, d)
 	return &functionapp.Response{Status: http.StatusNoContent, Header: http.Header{}}
 }
 
@@ -86,6 +87,7 @@ func (h *Handlers) RescheduleDelivery(ctx context.Context, req *functionapp.Requ
 		return h.errorResponse(ctx, domain.Unavailable(err, "the reschedule is recorded but could not be queued"))
 	}
 	h.log.InfoContext(ctx, "delivery rescheduled", "generation", d.Generation)
+	h.announce(ctx, d)
 	resp := functionapp.JSON(http.StatusAccepted, accepted{DeliveryID: d.ID, TrackingID: d.TrackingID, DeliveryRequest: d.Request})
 	resp.Header.Set("Location", "/api/deliveries/"+d.ID)
 	return resp

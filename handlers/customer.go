@@ -75,6 +75,7 @@ func (h *Handlers) PostConfirmation(ctx context.Context, req *functionapp.Reques
 		return h.errorResponse(ctx, err)
 	}
 	h.log.InfoContext(ctx, "delivery confirmed", "deliveryId", id, "confirmationType", p.Confirmation.ConfirmationType)
+	h.announce(ctx, d)
 	v := confirmationOf(d)
 	resp := functionapp.JSON(http.StatusCreated, v)
 	resp.Header.Set("Location", v.Href)

@@ -61,5 +61,6 @@ func (h *Handlers) ComputeEta(ctx context.Context, msg *ports.Delivered) ([]port
 		return nil, fmt.Errorf("record ETA: %w", err)
 	}
 	h.log.InfoContext(ctx, "delivery scheduled", "droneId", d.DroneID, "pickupETA", eta.Pickup, "deliveryETA", eta.Delivery)
+	h.announce(ctx, d)
 	return notifyMessages(d, notes), nil
 }

@@ -126,13 +126,26 @@ func (h *Handlers) airspace(ctx context.Context) (domain.Airspace, error) {
 // airspace: nil, or the EUNPROCESSABLE error that says which field no
 // drone could ever serve and why.
 func (h *Handlers) feasible(ctx context.Context, req *domain.DeliveryRequest) error {
+	_, err := h.feasibleIn(ctx, req)
+	return err
+}
+
+// feasibleIn is feasible that also names the service area holding the
+// pickup ("" for none), which analytics count the delivery under.
+func (h *Handlers) feasibleIn(ctx context.Context, req *domain.DeliveryRequest) (area string, err error) {
 	fleet, err := h.fleetSummary(ctx)
 	if err != nil {
-		return domain.Unavailable(err, "the fleet could not be read; retry")
+		return "", domain.Unavailable(err, "the fleet could not be read; retry")
 	}
 	air, err := h.airspace(ctx)
 	if err != nil {
-		return domain.Unavailable(err, "the airspace could not be read; retry")
+		return "", domain.Unavailable(err, "the airspace could not be read; retry")
 	}
-	return domain.Feasible(req, fleet, air, h.cfg.Feasibility, h.clock.Now())
+	if err := domain.Feasible(req, fleet, air, h.cfg.Feasibility, h.clock.Now()); err != nil {
+		return "", err
+	}
+	if l, ok := air.(domain.AreaLocator); ok {
+		area = l.AreaOf(req.PickupLocation, h.clock.Now())
+	}
+	return area, nil
 }

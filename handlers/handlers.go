@@ -99,6 +99,8 @@ type Config struct {
 	// the page and feed answer 410 Gone. Zero means
 	// DefaultTrackingLinkLifetime; negative keeps links forever.
 	TrackingLinkLifetime time.Duration
+	// Push tunes the tracking page's push (handlers/push.go).
+	Push PushConfig
 }
 
 // DefaultTrackingLinkLifetime is how long a finished delivery stays
@@ -135,6 +137,7 @@ func (c Config) withDefaults() Config {
 		c.KeyCacheTTL = DefaultKeyCacheTTL
 	}
 	c.Feasibility = c.Feasibility.WithDefaults()
+	c.Push = c.Push.withDefaults()
 	if c.DispatchMargin <= 0 {
 		c.DispatchMargin = 2 * time.Minute
 	}
@@ -173,6 +176,9 @@ type Deps struct {
 	// store's zones (airspace.For), or the open airspace for a store
 	// that keeps none.
 	Airspace ports.Airspace
+	// Push relays changes to the tracking pages through a service that
+	// holds their connections (Web PubSub); nil means none.
+	Push ports.Push
 }
 
 // Handlers binds the step functions to their dependencies.
@@ -192,6 +198,7 @@ type Handlers struct {
 	air          ports.Airspace
 	summary      fleetSummary
 	waiting      waitingBoard
+	push         ports.Push
 }
 
 // New returns the handlers over deps.
@@ -202,7 +209,7 @@ func New(d Deps) *Handlers {
 	}
 	cfg := d.Config.withDefaults()
 	h := &Handlers{store: d.Store, bus: d.Bus, clock: d.Clock, ids: d.IDs, webhooks: d.Webhooks, log: log, cfg: cfg,
-		messenger: d.Messenger, outbox: d.Outbox, air: d.Airspace, keys: newKeyCache(cfg.KeyCacheTTL, keyCacheSize)}
+		messenger: d.Messenger, outbox: d.Outbox, air: d.Airspace, push: d.Push, keys: newKeyCache(cfg.KeyCacheTTL, keyCacheSize)}
 	if h.air == nil {
 		h.air = airspace.For(d.Store)
 	}
@@ -272,8 +279,10 @@ func (h *Handlers) Registry() functionapp.Registry {
 		"SendNotification":     {Queue: h.SendNotification},
 		"TrackPage":            open(h.TrackPage),
 		"TrackFeed":            open(h.TrackFeed),
-		"GetDeliveriesSummary": biz(h.GetDeliveriesSummary),
-		"GetUtilization":       biz(h.GetUtilization),
+		"TrackEvents":          {HTTP: h.guard(anyone, h.TrackEventsUnavailable), Stream: h.TrackEvents, Public: true},
+		"TrackNegotiate":       open(h.TrackNegotiate),
+		"GetDeliveriesSummary": {HTTP: h.guard(businessOrOperator, h.GetDeliveriesSummary)},
+		"GetUtilization":       {HTTP: h.guard(businessOrOperator, h.GetUtilization)},
 		"CreateAccount":        open(h.CreateAccount),
 		"CreateApiKey":         biz(h.CreateAPIKey),
 		"RevokeApiKey":         biz(h.RevokeAPIKey),

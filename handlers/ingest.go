@@ -74,7 +74,8 @@ func (h *Handlers) IngestDelivery(ctx context.Context, req *functionapp.Request)
 		UpdatedAt:     now,
 	}
 	d.Request.Defaults(now, id)
-	if err := h.feasible(ctx, &d.Request); err != nil {
+	area, err := h.feasibleIn(ctx, &d.Request)
+	if err != nil {
 		// A retry of a request accepted earlier gets its 202 again, even
 		// if by now its pickup time has passed.
 		if p.DeliveryID != "" {
@@ -85,6 +86,7 @@ func (h *Handlers) IngestDelivery(ctx context.Context, req *functionapp.Request)
 		return h.errorResponse(ctx, err)
 	}
 	d.History = []domain.Event{{Stage: domain.StageCreated, At: now}}
+	d.AreaID = area
 	ctx = logctx.With(ctx, "deliveryId", id, "correlationId", d.CorrelationID)
 
 	stored, err := h.create(ctx, d)

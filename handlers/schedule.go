@@ -400,6 +400,7 @@ func (h *Handlers) fail(ctx context.Context, id, reason string) ([]ports.Message
 		return nil, err
 	}
 	h.log.WarnContext(ctx, "delivery failed", "reason", reason)
+	h.announce(ctx, d)
 	return notifyMessages(d, notes), nil
 }
 

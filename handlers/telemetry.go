@@ -130,6 +130,8 @@ func (h *Handlers) TrackDrone(ctx context.Context, msg *ports.Delivered) ([]port
 	if freed {
 		h.log.InfoContext(ctx, "drone freed", "droneId", r.DroneID, "deliveryId", drone.CurrentDeliveryID, "at", r.Timestamp)
 	}
+	// After the drone's write, so the feed shows where the report put it.
+	h.announce(ctx, d)
 	return out, nil
 }
 

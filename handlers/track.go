@@ -96,10 +96,16 @@ func (h *Handlers) TrackPage(ctx context.Context, req *functionapp.Request) *fun
 	if _, err := h.findTracked(ctx, req.Params["trackingId"]); err != nil {
 		return h.trackingError(ctx, err)
 	}
+	// The page connects to its own origin, and to Web PubSub where that
+	// pushes its updates.
+	connect := "'self'"
+	if h.push != nil {
+		connect += " " + h.push.Origin()
+	}
 	return &functionapp.Response{Status: http.StatusOK, Body: trackPage, Header: http.Header{
 		"Content-Type":            {"text/html; charset=utf-8"},
 		"Cache-Control":           {"no-store"},
-		"Content-Security-Policy": {"default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"},
+		"Content-Security-Policy": {"default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:; connect-src " + connect + "; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"},
 		// frame-ancestors is what current browsers obey; X-Frame-Options
 		// keeps older ones from framing the page too.
 		"X-Frame-Options":        {"DENY"},
@@ -159,6 +165,14 @@ func (h *Handlers) TrackFeed(ctx context.Context, req *functionapp.Request) *fun
 	if err != nil {
 		return h.trackingError(ctx, err)
 	}
+	resp := functionapp.JSON(http.StatusOK, h.feedOf(ctx, d))
+	resp.Header.Set("Cache-Control", "no-store")
+	return resp
+}
+
+// feedOf is what the tracking page draws of d: the body of the feed, and
+// of every event pushed to the page.
+func (h *Handlers) feedOf(ctx context.Context, d *domain.Delivery) trackFeed {
 	f := trackFeed{
 		TrackingID: d.TrackingID, Stage: d.Stage,
 		PickupLocation: d.Request.PickupLocation, DropoffLocation: d.Request.DropoffLocation,
@@ -186,9 +200,7 @@ func (h *Handlers) TrackFeed(ctx context.Context, req *functionapp.Request) *fun
 	if id := assignedDrone(d); id != "" {
 		f.Drone = h.feedDrone(ctx, d, id)
 	}
-	resp := functionapp.JSON(http.StatusOK, f)
-	resp.Header.Set("Cache-Control", "no-store")
-	return resp
+	return f
 }
 
 // feedDrone is the drone of d for an anonymous reader. Only a drone that

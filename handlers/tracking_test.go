@@ -430,8 +430,13 @@ func TestSummaryAndUtilizationFromHistories(t *testing.T) {
 	require.Equal(t, http.StatusOK, resp.Status, string(resp.Body))
 	var s handlers.DeliverySummary
 	require.NoError(t, json.Unmarshal(resp.Body, &s))
-	assert.Equal(t, handlers.DeliverySummary{OwnerID: o, Year: 2026, Month: 11, Count: 5, Completed: 2, Cancelled: 1, Failed: 1,
-		InProgress: 1, OnTimeRate: 0.5, AverageDurationMinutes: 105}, s)
+	days := s.Days
+	s.Days = nil
+	assert.Equal(t, handlers.DeliverySummary{OwnerID: o, Scope: "account", Year: 2026, Month: 11, Count: 5, Completed: 2, Cancelled: 1, Failed: 1,
+		InProgress: 1, OnTime: 1, OnTimeRate: 0.5, AverageDurationMinutes: 105, TotalDurationMinutes: 210}, s)
+	require.Len(t, days, 30)
+	assert.Equal(t, handlers.SummaryDay{Date: "2026-11-01", Count: 5, Completed: 2, Cancelled: 1, Failed: 1, OnTime: 1}, days[0])
+	assert.Equal(t, handlers.SummaryDay{Date: "2026-11-02"}, days[1])
 
 	resp = get("GetUtilization", map[string][]string{"year": {"2026"}, "month": {"11"}})
 	require.Equal(t, http.StatusOK, resp.Status)
@@ -444,9 +449,31 @@ func TestSummaryAndUtilizationFromHistories(t *testing.T) {
 		assert.Equal(t, http.StatusBadRequest, get("GetDeliveriesSummary", q).Status, "%v", q)
 		assert.Equal(t, http.StatusBadRequest, get("GetUtilization", q).Status, "%v", q)
 	}
-	// Another owner's report is not the caller's to read.
+	// Another owner's report is not the caller's to read, nor is an area's.
 	assert.Equal(t, http.StatusForbidden, get("GetDeliveriesSummary", map[string][]string{"ownerId": {"x"}}).Status)
 	assert.Equal(t, http.StatusForbidden, get("GetUtilization", map[string][]string{"ownerId": {"x"}}).Status)
+	assert.Equal(t, http.StatusForbidden, get("GetDeliveriesSummary", map[string][]string{"areaId": {domain.UnzonedArea}}).Status)
+
+	// The operator reads the fleet, an area and any account.
+	op := func(q map[string][]string) handlers.DeliverySummary {
+		q["year"], q["month"] = []string{"2026"}, []string{"11"}
+		resp := f.fleet("GetDeliveriesSummary", &functionapp.Request{Method: "GET", Query: q})
+		require.Equal(t, http.StatusOK, resp.Status, string(resp.Body))
+		var s handlers.DeliverySummary
+		require.NoError(t, json.Unmarshal(resp.Body, &s))
+		return s
+	}
+	fleet := op(map[string][]string{})
+	assert.Equal(t, "fleet", fleet.Scope)
+	assert.EqualValues(t, 6, fleet.Count)
+	assert.EqualValues(t, 3, fleet.Completed)
+	area := op(map[string][]string{"areaId": {domain.UnzonedArea}})
+	assert.Equal(t, domain.UnzonedArea, area.AreaID)
+	assert.EqualValues(t, 6, area.Count)
+	other := op(map[string][]string{"ownerId": {"x"}})
+	assert.Equal(t, "x", other.OwnerID)
+	assert.EqualValues(t, 1, other.Count)
+	assert.EqualValues(t, 0, op(map[string][]string{"areaId": {"elsewhere"}}).Count)
 }
 
 func TestNotifyMe(t *testing.T) {
@@ -610,4 +637,30 @@ func TestTrackingLinkExpiresAfterTheDeliveryEnds(t *testing.T) {
 		assert.Equal(t, "trackingId", p.Field)
 		assert.Contains(t, p.Detail, "30 days")
 	}
+}
+
+// TestAnalyticsCountTheAreaHoldingThePickup: a delivery counts under the
+// service area its pickup lay in when it was accepted, and the operator
+// reads that area's figures.
+func TestAnalyticsCountTheAreaHoldingThePickup(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	resp := f.fleet("PutServiceArea", &functionapp.Request{Method: http.MethodPut, Params: map[string]string{"id": "downtown"}, Body: []byte(square)})
+	require.Equal(t, http.StatusCreated, resp.Status, string(resp.Body))
+	f.putDrone(t, domain.Drone{ID: "dt", Location: at(0.001, -0.005)})
+	require.Equal(t, http.StatusAccepted, f.ingest(t, requestBody("in-area", at(0.002, -0.005), at(0.005, -0.005), "Small", 1)).Status)
+	assert.Equal(t, "downtown", f.delivery(t, "in-area").AreaID)
+
+	now := time.Now().UTC()
+	q := map[string][]string{"areaId": {"downtown"}, "year": {now.Format("2006")}, "month": {now.Format("1")}}
+	resp = f.fleet("GetDeliveriesSummary", &functionapp.Request{Method: "GET", Query: q})
+	require.Equal(t, http.StatusOK, resp.Status, string(resp.Body))
+	var s handlers.DeliverySummary
+	require.NoError(t, json.Unmarshal(resp.Body, &s))
+	assert.EqualValues(t, 1, s.Count)
+	assert.Equal(t, "downtown", s.AreaID)
+	q["areaId"] = []string{domain.UnzonedArea}
+	resp = f.fleet("GetDeliveriesSummary", &functionapp.Request{Method: "GET", Query: q})
+	require.NoError(t, json.Unmarshal(resp.Body, &s))
+	assert.EqualValues(t, 0, s.Count, "none outside the areas")
 }

@@ -548,6 +548,7 @@ var requiredRoles = []struct{ name, id, assignment string }{
 	{"Monitoring Metrics Publisher", "3913510d-42f4-4e42-8a64-420c390055eb", "Microsoft.Authorization/roleAssignments@"},
 	{"Cosmos DB Built-in Data Contributor", "00000000-0000-0000-0000-000000000002", "Microsoft.DocumentDB/databaseAccounts/sqlRoleAssignments@"},
 	{"Communication and Email Service Owner", "09976791-48a7-449e-bb21-39d1a415f350", "Microsoft.Authorization/roleAssignments@"},
+	{"Web PubSub Service Owner", "12cf5a90-567b-43ae-8102-96cf46c7d9b4", "Microsoft.Authorization/roleAssignments@"},
 }
 
 // checkRoles: each required role id is declared in a variable whose line names
@@ -629,6 +630,7 @@ func checkLocalAuthDisabled(files map[string]string) []string {
 		"modules/storage.bicep":       "allowSharedKeyAccess: false",
 		"modules/monitoring.bicep":    "DisableLocalAuth: true",
 		"modules/communication.bicep": "disableLocalAuth: true",
+		"modules/webpubsub.bicep":     "disableLocalAuth: true",
 	} {
 		if !hasLine(files[file], line) {
 			problems = append(problems, fmt.Sprintf("%s has no line %q: keys would still work", file, line))

@@ -84,6 +84,7 @@ var planName = 'plan-${base}-${suffix}'
 var functionAppName = 'func-${base}-${suffix}'
 var communicationName = 'acs-${base}-${suffix}'
 var emailServiceName = 'acs-email-${base}-${suffix}'
+var webPubSubName = 'wps-${base}-${suffix}'
 
 module identity 'modules/identity.bicep' = {
   name: 'identity'
@@ -154,6 +155,16 @@ module communication 'modules/communication.bicep' = {
   }
 }
 
+module webPubSub 'modules/webpubsub.bicep' = {
+  name: 'webpubsub'
+  params: {
+    name: webPubSubName
+    location: location
+    principalId: identity.outputs.principalId
+    tags: tags
+  }
+}
+
 // Every setting the Functions host (the bindings' identity-based connections,
 // AzureWebJobsStorage, Application Insights) and the Go code (shared/config)
 // read, the operator key included. For each connection prefix: the endpoint, credential=managedidentity and
@@ -174,6 +185,9 @@ var appSettings = {
   ACS_EMAIL_SENDER: communication.outputs.emailSender
   ACS_SMS_SENDER: smsSender
   ACS_CLIENT_ID: identity.outputs.clientId
+  WEBPUBSUB_ENDPOINT: webPubSub.outputs.endpoint
+  WEBPUBSUB_HUB: webPubSub.outputs.hubName
+  WEBPUBSUB_CLIENT_ID: identity.outputs.clientId
   APPLICATIONINSIGHTS_CONNECTION_STRING: monitoring.outputs.connectionString
   APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identity.outputs.clientId};Authorization=AAD'
   OPERATOR_KEY: operatorKey
@@ -234,6 +248,9 @@ output communicationServiceName string = communication.outputs.name
 
 @description('The From address of customer e-mail (ACS_EMAIL_SENDER).')
 output emailSenderAddress string = communication.outputs.emailSender
+
+@description('Name of the Web PubSub resource that pushes to the tracking pages.')
+output webPubSubName string = webPubSub.outputs.name
 
 @description('Name of the Application Insights component.')
 output appInsightsName string = monitoring.outputs.appInsightsName

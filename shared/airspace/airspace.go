@@ -263,6 +263,25 @@ func (a *Airspace) Admit(field string, loc domain.Location, t time.Time) error {
 	return nil
 }
 
+var _ domain.AreaLocator = (*Airspace)(nil)
+
+// AreaOf implements domain.AreaLocator.
+func (a *Airspace) AreaOf(loc domain.Location, t time.Time) string {
+	ll := s2.LatLngFromDegrees(loc.Latitude, loc.Longitude)
+	p := s2.PointFromLatLng(ll)
+	for _, z := range a.areas {
+		if !z.z.ActiveAt(t) {
+			continue
+		}
+		for _, poly := range z.polygons {
+			if poly.RectBound().ContainsLatLng(ll) && poly.ContainsPoint(p) {
+				return z.z.ID
+			}
+		}
+	}
+	return ""
+}
+
 // Route implements domain.Airspace: the straight leg when it touches no
 // no-fly zone in force at t, else the shortest path around them over the
 // visibility graph (see the package documentation).

@@ -8,6 +8,7 @@ import (
 	"github.com/fabrikam/dronedelivery/shared/adapters/acs"
 	"github.com/fabrikam/dronedelivery/shared/adapters/messaging"
 	"github.com/fabrikam/dronedelivery/shared/adapters/smtpmail"
+	"github.com/fabrikam/dronedelivery/shared/adapters/webpubsub"
 	"github.com/fabrikam/dronedelivery/shared/config"
 	"github.com/fabrikam/dronedelivery/shared/ports"
 )
@@ -81,4 +82,16 @@ func (m *Messaging) Describe() string {
 // Unsent reports whether any channel keeps its messages in the outbox.
 func (m *Messaging) Unsent() bool {
 	return strings.Contains(m.Email+m.SMS, KeptInOutbox)
+}
+
+// OpenPush builds the Web PubSub client cfg names; nil cfg means none.
+func OpenPush(cfg *config.WebPubSub) (*webpubsub.Client, error) {
+	if cfg == nil {
+		return nil, nil
+	}
+	cred, err := credential(cfg.Identity)
+	if err != nil {
+		return nil, err
+	}
+	return webpubsub.New(webpubsub.Config{Endpoint: cfg.Endpoint, Hub: cfg.Hub, Credential: cred})
 }

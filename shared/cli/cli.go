@@ -33,6 +33,7 @@ import (
 	"github.com/fabrikam/dronedelivery/shared/functionapp/host"
 	"github.com/fabrikam/dronedelivery/shared/functionapp/standalone"
 	"github.com/fabrikam/dronedelivery/shared/logctx"
+	"github.com/fabrikam/dronedelivery/shared/ports"
 	"github.com/fabrikam/dronedelivery/tools/bench"
 	"github.com/fabrikam/dronedelivery/tools/simulator"
 )
@@ -46,6 +47,7 @@ commands:
   seed      add a generated drone fleet to the store and exit
   simulate  fly every assigned drone and report its telemetry to a running service
   deadletters  list the dead-lettered messages of every queue, or replay one (-queue q -replay id)
+  reaggregate  re-derive a month's analytics from its deliveries (-month 2026-12), or compare (-check)
 
 Run 'dronedelivery <command> -h' for the flags of each.`
 
@@ -87,6 +89,8 @@ func Main(args []string, app fs.FS, stdout, stderr io.Writer) int {
 		err = simulate(ctx, args, env, stdout)
 	case "deadletters":
 		err = deadLetters(ctx, args, env, stdout, log)
+	case "reaggregate":
+		err = reaggregate(ctx, args, env, stdout, log)
 	case "help", "-h", "--help":
 		fmt.Fprintln(stdout, usage)
 		return 0
@@ -196,6 +200,22 @@ func open(ctx context.Context, c common, app fs.FS, env func(string) string, log
 	if cfg.TrackingLinkLifetime, err = trackingLinkLifetime(env); err != nil {
 		return nil, err
 	}
+	cfg.Push.PollInterval = envDuration(env, PushPollIntervalSetting, 0)
+	cfg.Push.KeepAlive = envDuration(env, PushKeepAliveSetting, 0)
+	cfg.Push.MaxLifetime = envDuration(env, PushMaxLifetimeSetting, 0)
+	wps, err := config.LoadWebPubSub(env)
+	if err != nil {
+		return nil, err
+	}
+	var push ports.Push
+	if wps != nil && !cfg.Push.Events {
+		client, err := backend.OpenPush(wps)
+		if err != nil {
+			return nil, err
+		}
+		push = client
+		log.Info("tracking pages are pushed to through " + client.Describe())
+	}
 	b, err := openBackendWith(ctx, c, settings, env, log)
 	if err != nil {
 		return nil, err
@@ -207,7 +227,7 @@ func open(ctx context.Context, c common, app fs.FS, env func(string) string, log
 		}
 	}
 	h := handlers.New(handlers.Deps{Store: b.Store, Bus: b.Bus, Airspace: b.Airspace, Clock: platform.Clock{}, IDs: platform.IDs{},
-		Messenger: msg.Messenger, Outbox: msg.Outbox, Log: log, Config: cfg})
+		Messenger: msg.Messenger, Outbox: msg.Outbox, Push: push, Log: log, Config: cfg})
 	reg := h.Registry()
 	if err := reg.Check(fns); err != nil {
 		b.Close()
@@ -284,6 +304,7 @@ func serve(ctx context.Context, args []string, app fs.FS, env func(string) strin
 	}
 	base := "http://" + ln.Addr().String()
 	hcfg := handlers.Config{OperatorKey: opKey, MaxBacklog: *maxBacklog, PublicBaseURL: base}
+	hcfg.Push.Events = true
 	if *simulate {
 		// The simulator's clock runs ahead of the real one (its time scale):
 		// take its reports up to a day ahead unless the setting says otherwise.
@@ -295,7 +316,8 @@ func serve(ctx context.Context, args []string, app fs.FS, env func(string) strin
 		return err
 	}
 	defer parts.backend.Close()
-	srv, err := standalone.New(parts.reg, parts.fns, parts.backend.Bus, log, standalone.Options{Workers: *workers, RateLimits: rl, Conns: conns.limits()})
+	srv, err := standalone.New(parts.reg, parts.fns, parts.backend.Bus, log, standalone.Options{Workers: *workers, RateLimits: rl, Conns: conns.limits(),
+		Streams: standalone.StreamLimits{Max: envInt(env, "MAX_STREAMS", 0), PerAddr: envInt(env, "MAX_STREAMS_PER_ADDRESS", 0), PerPath: envInt(env, "MAX_STREAMS_PER_LINK", 0)}})
 	if err != nil {
 		ln.Close()
 		return err
@@ -622,6 +644,14 @@ Set %[2]s and %[3]s (or %[4]s and %[5]s) to send e-mail, %[4]s and %[6]s to send
 
 `, base, config.SMTPHost, config.SMTPFrom, config.ACSEndpoint, config.ACSEmailSender, config.ACSSMSSender)
 }
+
+// The settings of the tracking page's event streams (handlers.PushConfig),
+// as Go durations.
+const (
+	PushPollIntervalSetting = "PUSH_POLL_INTERVAL"
+	PushKeepAliveSetting    = "PUSH_KEEPALIVE"
+	PushMaxLifetimeSetting  = "PUSH_MAX_LIFETIME"
+)
 
 // TrackingLinkLifetimeSetting names the setting of how long a finished
 // delivery's tracking link keeps working.

@@ -349,4 +349,7 @@ var AppSettings = []string{
 	ACSEmailSender,
 	ACSSMSSender,
 	ACSClientID,
+	WebPubSubEndpoint,
+	WebPubSubHub,
+	WebPubSubClientID,
 }

@@ -17,6 +17,14 @@ type Airspace interface {
 	Route(a, b Location, at time.Time) (Route, error)
 }
 
+// AreaLocator is implemented by an airspace with service areas: it names
+// the one a location lies in, which analytics count a delivery under.
+type AreaLocator interface {
+	// AreaOf returns the id of the first service area in force at t that
+	// holds loc, or "" when none does.
+	AreaOf(loc Location, at time.Time) string
+}
+
 // Route is a flyable path: its points from start to end, both included,
 // and its length along the great circles between them.
 type Route struct {

@@ -127,20 +127,23 @@ type DeliveryRequest struct {
 
 // Delivery is the state of one delivery request as the chain advances it.
 type Delivery struct {
-	ID                string          `json:"id"`
-	TrackingID        string          `json:"trackingId"`
-	OwnerID           string          `json:"ownerId"`
-	CorrelationID     string          `json:"correlationId"`
-	Request           DeliveryRequest `json:"request"`
-	RequestHash       string          `json:"requestHash"`
-	Stage             Stage           `json:"stage"`
-	DroneID           string          `json:"droneId,omitempty"`
-	DroneAssignedAt   *time.Time      `json:"droneAssignedAt,omitempty"`
-	PackageID         string          `json:"packageId,omitempty"`
-	PackageRecordedAt *time.Time      `json:"packageRecordedAt,omitempty"`
-	PickupETA         *time.Time      `json:"pickupETA,omitempty"`
-	DeliveryETA       *time.Time      `json:"deliveryETA,omitempty"`
-	LastKnownLocation *Location       `json:"lastKnownLocation,omitempty"`
+	ID            string          `json:"id"`
+	TrackingID    string          `json:"trackingId"`
+	OwnerID       string          `json:"ownerId"`
+	CorrelationID string          `json:"correlationId"`
+	Request       DeliveryRequest `json:"request"`
+	// AreaID is the service area that held the pickup when the delivery
+	// was accepted ("" for none); analytics count the delivery there.
+	AreaID            string     `json:"areaId,omitempty"`
+	RequestHash       string     `json:"requestHash"`
+	Stage             Stage      `json:"stage"`
+	DroneID           string     `json:"droneId,omitempty"`
+	DroneAssignedAt   *time.Time `json:"droneAssignedAt,omitempty"`
+	PackageID         string     `json:"packageId,omitempty"`
+	PackageRecordedAt *time.Time `json:"packageRecordedAt,omitempty"`
+	PickupETA         *time.Time `json:"pickupETA,omitempty"`
+	DeliveryETA       *time.Time `json:"deliveryETA,omitempty"`
+	LastKnownLocation *Location  `json:"lastKnownLocation,omitempty"`
 	// DispatchAt is set on a booked pickup (Book): no drone is claimed
 	// for it before then.
 	DispatchAt *time.Time `json:"dispatchAt,omitempty"`

@@ -44,6 +44,10 @@ type QueueFunc func(ctx context.Context, msg *ports.Delivered) ([]ports.Message,
 type Function struct {
 	HTTP  HTTPFunc
 	Queue QueueFunc
+	// Stream, when set beside HTTP, serves the function as a stream of
+	// server-sent events where the runtime can hold a connection open
+	// (WithStreams); HTTP answers elsewhere.
+	Stream StreamFunc
 	// Public says an HTTP function answers callers without an API key. Its
 	// function.json must then say authLevel anonymous, and every other HTTP
 	// function's must not, so the platform's key guards exactly the

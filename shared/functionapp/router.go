@@ -23,7 +23,11 @@ const RoutePrefix = "api"
 
 // NewRouter serves every httpTrigger function of fns at its route under
 // prefix, with the methods function.json allows.
-func NewRouter(reg Registry, fns []FunctionConfig, prefix string) (*http.ServeMux, error) {
+func NewRouter(reg Registry, fns []FunctionConfig, prefix string, opts ...RouterOption) (*http.ServeMux, error) {
+	var o routerOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
 	mux := http.NewServeMux()
 	for _, fc := range fns {
 		t := fc.Trigger()
@@ -42,13 +46,17 @@ func NewRouter(reg Registry, fns []FunctionConfig, prefix string) (*http.ServeMu
 			route = fc.Name
 		}
 		pattern := RoutePattern(prefix, route)
+		serve := serveFunc(fc.Name, h)
+		if s := reg[fc.Name].Stream; s != nil && o.streams {
+			serve = serveStream(fc.Name, s)
+		}
 		methods := fc.Methods()
 		if len(methods) == 0 {
-			mux.Handle(pattern, serveFunc(fc.Name, h))
+			mux.Handle(pattern, serve)
 			continue
 		}
 		for _, m := range methods {
-			mux.Handle(m+" "+pattern, serveFunc(fc.Name, h))
+			mux.Handle(m+" "+pattern, serve)
 		}
 	}
 	return mux, nil
@@ -231,7 +239,7 @@ func NoteAuthenticated(ctx context.Context, principal string) {
 func Call(ctx context.Context, h HTTPFunc, req *Request) (resp *Response) {
 	defer func() {
 		if r := recover(); r != nil {
-			slog.ErrorContext(ctx, "handler panic", "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+			logPanic(ctx, r)
 			resp = Problem(http.StatusInternalServerError, "", "internal error")
 		}
 	}()
@@ -244,6 +252,10 @@ func Call(ctx context.Context, h HTTPFunc, req *Request) (resp *Response) {
 	}
 	defaultHeaders(resp.Header)
 	return resp
+}
+
+func logPanic(ctx context.Context, r any) {
+	slog.ErrorContext(ctx, "handler panic", "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
 }
 
 // WriteResponse writes a handler's response to w.

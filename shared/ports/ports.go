@@ -97,6 +97,28 @@ type DeliveryPage struct {
 	Next *DeliveryPosition
 }
 
+// Analytics keeps the running totals of deliveries per bucket (an account,
+// a service area, the fleet: domain.BucketKey) and month, with a bucket per
+// day. The store of deliveries maintains them as it writes deliveries:
+// every write adds the delivery's contributions (domain.Contributions) not
+// added before, each exactly once, keyed by the delivery and the stage;
+// in the transaction of the write on SQLite, right after it on Cosmos DB,
+// where a skipped update adds them again and the keys make that harmless.
+type Analytics interface {
+	// Month returns one bucket's month, whose first instant is month: a
+	// point read, whatever the number of deliveries. A month nothing was
+	// counted in is returned empty.
+	Month(ctx context.Context, bucket string, month time.Time) (*domain.MonthFigures, error)
+	// Derive computes every bucket of month from the deliveries accepted
+	// in it, without writing: for repairs and checks, not the hot path.
+	Derive(ctx context.Context, month time.Time) (map[string]*domain.MonthFigures, error)
+	// Reaggregate replaces the maintained buckets of month with those
+	// Derive computes and marks the deliveries' contributions as added,
+	// so that their later transitions add only what is new. It returns
+	// the buckets written.
+	Reaggregate(ctx context.Context, month time.Time) (map[string]*domain.MonthFigures, error)
+}
+
 // Packages stores packages, keyed by package id.
 type Packages = Collection[domain.Package]
 
@@ -349,4 +371,6 @@ type Store struct {
 	// Zones holds the service areas and no-fly zones; nil in a store
 	// that keeps none, whose airspace is open.
 	Zones Zones
+	// Analytics holds the running totals the writes of deliveries keep.
+	Analytics Analytics
 }

@@ -56,6 +56,11 @@ const (
 	// ContainerAirspace holds the operator's service areas and no-fly
 	// zones, and the version document every write of one of them changes.
 	ContainerAirspace = "airspace"
+	// ContainerAnalytics holds the running totals of deliveries per bucket
+	// (an account, a service area, the fleet) and month, partitioned by
+	// bucket and month, each partition with the markers of the
+	// contributions added to it.
+	ContainerAnalytics = "analytics"
 )
 
 // Queue is one Service Bus queue as topology.json declares it; the durations

@@ -33,6 +33,8 @@ type benchOptions struct {
 	maxDeliveries           int
 	startupRuns             int
 	dispatchFleet, dispatch int
+	analyticsLarge          int
+	analyticsReads          int
 	quiet                   bool
 	serverEnv               []string
 	serveFlags              []string
@@ -59,7 +61,7 @@ func Run(ctx context.Context, args []string, env func(string) string, stdout io.
 	var o benchOptions
 	fs.StringVar(&o.out, "out", "bench", "folder for report.json and report.md")
 	fs.StringVar(&o.binary, "binary", "", "the dronedelivery binary to measure (default: this one)")
-	fs.StringVar(&o.scenarios, "scenarios", "startup,dispatch,baseline,ingest,e2e,e2e-max", "which scenarios to run, comma-separated")
+	fs.StringVar(&o.scenarios, "scenarios", "startup,dispatch,baseline,ingest,e2e,e2e-max,analytics", "which scenarios to run, comma-separated")
 	fs.IntVar(&o.connections, "connections", 32, "concurrent connections of the closed-loop runs, and the open-loop runs' bound on requests in flight")
 	fs.DurationVar(&o.baselineDur, "baseline-duration", 5*time.Second, "length of each baseline run")
 	fs.DurationVar(&o.ingestDur, "ingest-duration", 8*time.Second, "length of the ingest-only run")
@@ -71,6 +73,8 @@ func Run(ctx context.Context, args []string, env func(string) string, stdout io.
 	fs.IntVar(&o.startupRuns, "startup-runs", 7, "start-ups timed per process kind (the median is reported)")
 	fs.IntVar(&o.dispatchFleet, "dispatch-fleet", 100000, "fleet size of the dispatch measurement")
 	fs.IntVar(&o.dispatch, "dispatch-count", 2000, "assignments timed in the dispatch measurement")
+	fs.IntVar(&o.analyticsLarge, "analytics-deliveries", 100000, "deliveries in the month of the analytics scenario's large account (the small one has 1,000)")
+	fs.IntVar(&o.analyticsReads, "analytics-reads", 2000, "reads timed per endpoint and account in the analytics scenario")
 	fs.BoolVar(&o.quiet, "quiet", false, "no progress lines")
 	fs.Func("server-env", "KEY=VALUE added to the environment of the servers under test (repeatable), e.g. GOGC=200", func(s string) error {
 		if !strings.Contains(s, "=") {
@@ -174,6 +178,7 @@ func (b *benchRun) run(ctx context.Context) error {
 		{"ingest", b.ingest},
 		{"e2e", b.endToEnd},
 		{"e2e-max", b.endToEndMax},
+		{"analytics", b.analyticsScenario},
 	}
 	var errs []error
 	for _, s := range steps {

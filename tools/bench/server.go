@@ -113,6 +113,7 @@ type server struct {
 	p      *loadgen.Process
 	client *loadgen.Client
 	dir    string
+	key    string // the operator key it was started with
 }
 
 // startServer runs `serve` on a copy of a fleet template.
@@ -155,7 +156,7 @@ func (b *benchRun) startServer(ctx context.Context, name, template string) (*ser
 		p.Kill()
 		return nil, fmt.Errorf("probe %s: %w", p.Base, err)
 	}
-	return &server{p: p, client: c, dir: dir}, nil
+	return &server{p: p, client: c, dir: dir, key: key}, nil
 }
 
 // quietServer reports whether -server-env sets a log level above info.

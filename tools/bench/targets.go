@@ -94,6 +94,21 @@ func (b *benchRun) targets() {
 		t = append(t, st)
 	}
 
+	for _, ep := range []string{"summary", "utilization"} {
+		small, large := named(analyticsRunName(ep, 1000)), named(analyticsRunName(ep, b.o.analyticsLarge))
+		lat := loadgen.Target{Name: fmt.Sprintf("%s p99 at %d deliveries in the month", ep, b.o.analyticsLarge), Goal: "< 5 ms", Limit: 5, Unit: "ms",
+			Reference: "313 ms at 11,000 (issue 20, before the aggregates)"}
+		ratio := loadgen.Target{Name: fmt.Sprintf("%s p50 at %d over p50 at 1,000 deliveries", ep, b.o.analyticsLarge), Goal: "≤ 1.5", Limit: 1.5, Unit: "×",
+			Reference: "linear in the month before the aggregates"}
+		if small != nil && large != nil && small.OK > 0 && large.OK > 0 {
+			lat.Measured, lat.Value = true, large.Latency.P99Ms
+			lat.Baseline, lat.BaselineValue = fmt.Sprintf("p99 at 1,000: %.2f ms", small.Latency.P99Ms), small.Latency.P99Ms
+			ratio.Measured, ratio.Value = true, large.Latency.P50Ms/small.Latency.P50Ms
+			ratio.Baseline = fmt.Sprintf("p50 %.2f ms at 1,000, %.2f ms at %d", small.Latency.P50Ms, large.Latency.P50Ms, b.o.analyticsLarge)
+		}
+		t = append(t, lat, ratio)
+	}
+
 	mem := loadgen.Target{Name: fmt.Sprintf("resident memory at %g deliveries/s", b.o.e2eRate), Goal: "≤ 60 MB", Limit: 60, Unit: "MB", Reference: "not published"}
 	for _, m := range b.rep.Memory {
 		if m.Process == "dronedelivery serve" && strings.HasPrefix(m.When, "under") {

@@ -21,10 +21,15 @@ import (
 // reachable from CI.
 const ChromiumPath = "/usr/bin/chromium"
 
-// BrowserPosition is one position of the tracking page's drone marker.
+// BrowserPosition is one position of the tracking page's drone marker,
+// with when the page showed it (the browser's Date.now(), ms since the
+// epoch) and how the feed that put it there came (body[data-via]: "push"
+// or "poll").
 type BrowserPosition struct {
 	Lat float64 `json:"lat"`
 	Lon float64 `json:"lon"`
+	At  float64 `json:"at"`
+	Via string  `json:"via"`
 }
 
 // BrowserResult is what browser.js saw while the tracking page ran.
@@ -44,6 +49,7 @@ type BrowserState struct {
 	Seq         int               `json:"seq"`         // changes seen; a later state has a higher one
 	Stage       string            `json:"stage"`       // body[data-stage] now
 	Error       string            `json:"error"`       // body[data-error] now ("not-found")
+	Push        string            `json:"push"`        // body[data-push] now: sse, webpubsub or poll
 	Stages      []string          `json:"stages"`      // every stage shown, in order
 	Positions   []BrowserPosition `json:"positions"`   // every marker position shown, in order
 	Connections []string          `json:"connections"` // every connection state shown, in order
@@ -51,7 +57,17 @@ type BrowserState struct {
 
 // HasShown reports whether the drone marker has stood at lat, lon.
 func (s BrowserState) HasShown(lat, lon float64) bool {
-	return slices.Contains(s.Positions, BrowserPosition{Lat: lat, Lon: lon})
+	_, ok := s.ShownAt(lat, lon)
+	return ok
+}
+
+// ShownAt returns the first time the drone marker stood at lat, lon.
+func (s BrowserState) ShownAt(lat, lon float64) (BrowserPosition, bool) {
+	i := slices.IndexFunc(s.Positions, func(p BrowserPosition) bool { return p.Lat == lat && p.Lon == lon })
+	if i < 0 {
+		return BrowserPosition{}, false
+	}
+	return s.Positions[i], true
 }
 
 // Browser is the tracking page open in headless Chromium, watched by

@@ -13,14 +13,18 @@
 //
 // It prints one JSON object a line, each with an "event":
 //   state   after every change the page makes to what is recorded:
-//           {"event":"state","seq":n,"stage":"...","error":"...",
-//            "stages":[...],"positions":[{"lat":..,"lon":..}],"connections":[...]}
+//           {"event":"state","seq":n,"stage":"...","error":"...","push":"...",
+//            "stages":[...],"positions":[{"lat":..,"lon":..,"at":..,"via":".."}],
+//            "connections":[...]}
 //   ready   once, as soon as the page has loaded and rendered its first
 //           state (a stage, or an error); the same fields as state. A test
 //           starts what the page is to watch (a flight) only after it.
 //   result  last: {"event":"result","stages":[...],"positions":[...],
 //           "finalStage":"...","connections":[...],"text":"...","errors":[...]}
-// stage and error are body[data-stage] and body[data-error] at that moment,
+// stage, error and push are body[data-stage], body[data-error] and
+// body[data-push] (how the page is pushed to: sse, webpubsub, poll) at that
+// moment; each position carries when it was shown (Date.now()) and
+// body[data-via] then (push or poll: how its feed came);
 // stages, positions and connections every value each took, in order;
 // connections are the changes of body[data-connection] ("ok", "lost") and
 // text is what the page finally says, for tests of its error states.
@@ -79,7 +83,7 @@ async function main() {
     // A MutationObserver sees every change, however fast the page polls; a
     // sampling loop here could miss a stage that lasts one poll.
     await page.addInitScript(() => {
-      const rec = { seq: 0, stage: '', error: '', stages: [], positions: [], connections: [] };
+      const rec = { seq: 0, stage: '', error: '', push: '', stages: [], positions: [], connections: [] };
       window.__trackRecord = rec;
       const look = () => {
         let changed = false;
@@ -92,6 +96,11 @@ async function main() {
           rec.error = error;
           changed = true;
         }
+        const push = body ? body.getAttribute('data-push') || '' : '';
+        if (push !== rec.push) {
+          rec.push = push;
+          changed = true;
+        }
         const conn = body ? body.getAttribute('data-connection') : null;
         if (conn && rec.connections[rec.connections.length - 1] !== conn) {
           rec.connections.push(conn);
@@ -100,7 +109,7 @@ async function main() {
         const m = document.getElementById('drone-marker');
         const lat = m && m.getAttribute('data-lat'), lon = m && m.getAttribute('data-lon');
         if (lat !== null && lon !== null) {
-          const p = { lat: Number(lat), lon: Number(lon) };
+          const p = { lat: Number(lat), lon: Number(lon), at: Date.now(), via: (body && body.getAttribute('data-via')) || '' };
           const last = rec.positions[rec.positions.length - 1];
           if (!last || last.lat !== p.lat || last.lon !== p.lon) {
             rec.positions.push(p);
@@ -114,7 +123,7 @@ async function main() {
       };
       new MutationObserver(look).observe(document, {
         subtree: true, childList: true, attributes: true,
-        attributeFilter: ['data-stage', 'data-error', 'data-connection', 'data-lat', 'data-lon'],
+        attributeFilter: ['data-stage', 'data-error', 'data-connection', 'data-push', 'data-lat', 'data-lon'],
       });
     });
 

@@ -197,6 +197,11 @@ func serveTrack(t *testing.T, tid string, s *script) *httptest.Server {
 		w.Header().Set("Content-Security-Policy", "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:; connect-src 'self'")
 		w.Write(page)
 	})
+	// No push here: the page polls, as it does wherever push fails.
+	mux.HandleFunc("GET /api/track/{tid}/negotiate", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Write([]byte(`{"transport":"poll","pollIntervalMs":2000}`))
+	})
 	mux.HandleFunc("GET /api/track/{tid}/feed", func(w http.ResponseWriter, r *http.Request) {
 		if r.PathValue("tid") != tid {
 			w.Header().Set("Content-Type", "application/problem+json")
@@ -267,7 +272,7 @@ func TestTrackingPageFollowsADelivery(t *testing.T) {
 		t.Fatalf("the drone marker moved %d times, want 15: %v", len(res.Positions), res.Positions)
 	}
 	first, last := res.Positions[0], res.Positions[len(res.Positions)-1]
-	if first != (BrowserPosition{home.Latitude, home.Longitude}) {
+	if first.Lat != home.Latitude || first.Lon != home.Longitude {
 		t.Errorf("first marker position %v, want the drone's home %v", first, home)
 	}
 	if d := distKm(fakeLoc{last.Lat, last.Lon}, dropoff); d > 0.001 {

@@ -67,6 +67,7 @@ type Store struct {
 
 	confirmations *collection[domain.ConfirmationBlob]
 	zones         *zones
+	analytics     *analytics
 }
 
 // Open connects to the containers of database without a request: the
@@ -92,7 +93,7 @@ func Open(_ context.Context, client *azcosmos.Client, database string, opts Opti
 	for name, want := range map[string]string{
 		topology.ContainerDeliveries: "/id", topology.ContainerPackages: "/id", topology.ContainerDrones: "/id",
 		topology.ContainerAccounts: "/id", topology.ContainerAPIKeys: "/id", topology.ContainerDeliveriesByOwner: "/ownerId",
-		topology.ContainerConfirmations: "/id", topology.ContainerAirspace: "/id",
+		topology.ContainerConfirmations: "/id", topology.ContainerAirspace: "/id", topology.ContainerAnalytics: "/bucket",
 	} {
 		i := slices.IndexFunc(topology.Containers, func(c topology.Container) bool { return c.Name == name })
 		if i < 0 {
@@ -114,13 +115,15 @@ func Open(_ context.Context, client *azcosmos.Client, database string, opts Opti
 		fleet:         newFleet(containers[topology.ContainerDrones], opts.Logger, opts.FeedPoll),
 		zones:         newZones(containers[topology.ContainerAirspace]),
 	}
+	s.analytics = &analytics{c: containers[topology.ContainerAnalytics], deliveries: s.deliveries}
+	s.deliveries.analytics = s.analytics
 	return s, nil
 }
 
 // Store returns the collections as the ports the handlers use.
 func (s *Store) Store() ports.Store {
 	return ports.Store{Deliveries: s.deliveries, Packages: s.packages, Fleet: s.fleet, Accounts: s.accounts, APIKeys: s.apiKeys,
-		Confirmations: s.confirmations, Zones: s.zones}
+		Confirmations: s.confirmations, Zones: s.zones, Analytics: s.analytics}
 }
 
 // Close stops following the change feed and waits for it; the client

@@ -51,6 +51,12 @@ func TestCosmos(t *testing.T) {
 		t.Parallel()
 		porttest.Fleet(t, func(t *testing.T) ports.Store { return e.open(t, e.client, e.freshDB(t), Options{}).Store() })
 	})
+	t.Run("Analytics", func(t *testing.T) {
+		t.Parallel()
+		porttest.Analytics(t, func(t *testing.T) ports.Store { return e.open(t, e.client, e.freshDB(t), Options{}).Store() })
+	})
+	t.Run("AnalyticsCost", func(t *testing.T) { t.Parallel(); testAnalyticsCost(t, e) })
+	t.Run("BatchAllOrNothing", func(t *testing.T) { t.Parallel(); testBatchAllOrNothing(t, e) })
 	t.Run("SharedDatabase", func(t *testing.T) {
 		t.Parallel()
 		testSharedDatabase(t, e)
@@ -880,4 +886,89 @@ func respond(r *http.Request, status int, h http.Header, body string) *http.Resp
 		Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
 		Header: h, Body: io.NopCloser(strings.NewReader(body)), ContentLength: int64(len(body)), Request: r,
 	}
+}
+
+// testBatchAllOrNothing holds the double to what the analytics rely on: a
+// transactional batch whose second operation fails leaves nothing of the
+// first, and says which operation failed.
+func testBatchAllOrNothing(t *testing.T, e *env) {
+	ctx := ctxFor(t)
+	db := e.freshDB(t)
+	cc := container(t, e.client, db, topology.ContainerAnalytics)
+	part := uniqueID("bucket")
+	pk := azcosmos.NewPartitionKeyString(part)
+	doc := func(id string) []byte {
+		return []byte(`{"id":"` + id + `","bucket":"` + part + `"}`)
+	}
+	_, err := cc.CreateItem(ctx, pk, doc("aggregate"), nil)
+	must(t, err, "create the aggregate")
+
+	stale := azcore.ETag(`"stale"`)
+	b := cc.NewTransactionalBatch(pk)
+	b.CreateItem(doc("marker"), nil)
+	b.ReplaceItem("aggregate", doc("aggregate"), &azcosmos.TransactionalBatchItemOptions{IfMatchETag: &stale})
+	resp, err := cc.ExecuteTransactionalBatch(ctx, b, nil)
+	must(t, err, "run the batch")
+	if resp.Success || len(resp.OperationResults) != 2 ||
+		resp.OperationResults[0].StatusCode != http.StatusFailedDependency ||
+		resp.OperationResults[1].StatusCode != http.StatusPreconditionFailed {
+		t.Fatalf("a batch with a stale ETag: success %v, results %+v", resp.Success, resp.OperationResults)
+	}
+	if _, err := cc.ReadItem(ctx, pk, "marker", nil); statusOf(err) != http.StatusNotFound {
+		t.Fatalf("the failed batch's first operation stayed: read error %v", err)
+	}
+
+	b = cc.NewTransactionalBatch(pk)
+	b.CreateItem(doc("marker"), nil)
+	b.UpsertItem(doc("aggregate"), nil)
+	resp, err = cc.ExecuteTransactionalBatch(ctx, b, nil)
+	must(t, err, "run the batch")
+	if !resp.Success {
+		t.Fatalf("a batch that can succeed: results %+v", resp.OperationResults)
+	}
+	_, err = cc.ReadItem(ctx, pk, "marker", nil)
+	must(t, err, "read the marker the batch created")
+}
+
+// testAnalyticsCost counts what the analytics add to a delivery's writes in
+// Cosmos DB: the figures docs/data-layout.md quotes.
+func testAnalyticsCost(t *testing.T, e *env) {
+	ctx := ctxFor(t)
+	counts := &CountingPolicy{}
+	c := e.newClient(t, &azcosmos.ClientOptions{ClientOptions: azcore.ClientOptions{PerCallPolicies: []policy.Policy{counts}}})
+	st := e.open(t, c, e.freshDB(t), Options{}).Store()
+	now := time.Now().UTC()
+	id := uniqueID("del")
+	d := &domain.Delivery{ID: id, OwnerID: "owner-1", Stage: domain.StageCreated, CreatedAt: now, UpdatedAt: now,
+		History: []domain.Event{{Stage: domain.StageCreated, At: now}}}
+	step := func(what string, want map[string]int, op func() error) {
+		t.Helper()
+		before := counts.Snapshot()
+		must(t, op(), what)
+		if got := delta(before, counts.Snapshot()); !maps.Equal(got, want) {
+			t.Fatalf("%s cost %v, want %v", what, got, want)
+		}
+	}
+	// The owner index entry and the delivery, then per bucket (account,
+	// area, fleet) an aggregate read and a batch.
+	step("create", map[string]int{OpCreate: 2, OpRead: 3, OpBatch: 3}, func() error { return st.Deliveries.Create(ctx, id, d) })
+	complete := func(d *domain.Delivery) error {
+		if d.Stage.Terminal() {
+			return ports.ErrSkip
+		}
+		d.Stage = domain.StageCancelled
+		d.CancelledAt = &now
+		return nil
+	}
+	// The delivery and its entry, then per bucket the acceptance's marker
+	// read, an aggregate read and a batch.
+	step("end", map[string]int{OpReplace: 2, OpRead: 6, OpBatch: 3}, func() error {
+		_, err := st.Deliveries.Update(ctx, id, complete)
+		return err
+	})
+	// A replay reads the delivery, then both markers of each bucket.
+	step("replayed end", map[string]int{OpRead: 7}, func() error {
+		_, err := st.Deliveries.Update(ctx, id, complete)
+		return err
+	})
 }

@@ -19,7 +19,7 @@ const (
 	OpPatch   = "PATCH docs"       // a partial update (this adapter sends none)
 	OpDelete  = "DELETE docs"      // a delete (only of an owner index entry made for an id another owner holds)
 	OpAccount = "GET account"      // the SDK's account metadata refresh
-	OpBatch   = "POST docs batch"  // a transactional batch (this adapter sends none)
+	OpBatch   = "POST docs batch"  // a transactional batch (the analytics' marker and aggregate)
 	// OpChangeFeed is a read of a container's change feed (the drone
 	// index's), told from a point read by its A-IM header.
 	OpChangeFeed = "GET docs feed"

@@ -39,6 +39,19 @@ import (
 type deliveries struct {
 	*collection[domain.Delivery]
 	owners *collection[ownerEntry]
+	// analytics learns of the writes that may hold a contribution not yet
+	// added (see analytics); nil adds nothing.
+	analytics *analytics
+}
+
+// counted adds the contributions of delivery v not yet added, after a
+// write in stage Created or a terminal stage, or an update that skipped
+// (a retry that may find its earlier attempt's analytics missing).
+func (d deliveries) counted(ctx context.Context, id string, v *domain.Delivery, skipped bool) error {
+	if d.analytics == nil || !skipped && v.Stage != domain.StageCreated && !v.Stage.Terminal() {
+		return nil
+	}
+	return d.analytics.apply(ctx, id, v, skipped)
 }
 
 func newDeliveries(docs, index *azcosmos.ContainerClient) deliveries {
@@ -101,6 +114,9 @@ func (d deliveries) Create(ctx context.Context, id string, v *domain.Delivery) e
 	// An entry that was there already is this owner's earlier attempt.
 	fresh := err == nil
 	err = d.collection.Create(ctx, id, v)
+	if err == nil {
+		return d.counted(ctx, id, v, false)
+	}
 	if fresh && domain.IsCode(err, domain.ECONFLICT) {
 		// The id is another owner's: take back the entry that would point
 		// this owner's listing at it. Should that fail, the listing skips
@@ -130,6 +146,9 @@ func (d deliveries) Update(ctx context.Context, id string, fn func(*domain.Deliv
 		if err := d.sync(ctx, id, v); err != nil {
 			return nil, err
 		}
+		if err := d.counted(ctx, id, v, skipped); err != nil {
+			return nil, err
+		}
 	}
 	return v, nil
 }
@@ -153,6 +172,9 @@ func (d deliveries) Upsert(ctx context.Context, id string, fn func(cur *domain.D
 	}
 	if created || skipped || v.Stage != before {
 		if err := d.sync(ctx, id, v); err != nil {
+			return nil, err
+		}
+		if err := d.counted(ctx, id, v, skipped); err != nil {
 			return nil, err
 		}
 	}

@@ -22,7 +22,10 @@ type deliveries struct {
 func newDeliveries(db *DB) deliveries {
 	c := newCollection[domain.Delivery](db, topology.ContainerDeliveries)
 	c.index = func(w *writeTx, id string, d *domain.Delivery) error {
-		return indexDelivery(w.stmt(db.st.idxPut), id, d)
+		if err := indexDelivery(w.stmt(db.st.idxPut), id, d); err != nil {
+			return err
+		}
+		return db.analytics.apply(w, id, d)
 	}
 	return deliveries{c}
 }

@@ -92,9 +92,11 @@ type DB struct {
 	commit *committer
 	ckpt   *checkpointer
 	fleet  *fleet
-	store  ports.Store
-	bus    *Bus
-	reads  atomic.Int64 // documents read by id, for Stats
+	// analytics keeps the running totals; deliveries' writes add to them.
+	analytics *analytics
+	store     ports.Store
+	bus       *Bus
+	reads     atomic.Int64 // documents read by id, for Stats
 
 	done      chan struct{} // closed by Close, so blocked receivers return
 	closeOnce sync.Once
@@ -156,6 +158,7 @@ func Open(path string, opts Options) (*DB, error) {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
 	db.commit = newCommitter(db)
+	db.analytics = &analytics{db: db}
 	db.fleet = newFleet(db)
 	if err := db.fleet.load(ctx); err != nil {
 		db.Close()
@@ -170,6 +173,7 @@ func Open(path string, opts Options) (*DB, error) {
 
 		Confirmations: newCollection[domain.ConfirmationBlob](db, topology.ContainerConfirmations),
 		Zones:         newZones(db),
+		Analytics:     db.analytics,
 	}
 	db.bus = newBus(db)
 	return db, nil
@@ -234,6 +238,30 @@ CREATE TABLE IF NOT EXISTS delivery_index (
 	PRIMARY KEY (owner, created, id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS delivery_index_owner_stage ON delivery_index (owner, stage, created, id);
+
+-- Analytics: running totals per bucket (an account, a service area, the
+-- fleet), month and day, and the contributions already added, one row per
+-- delivery and stage, both written in the transaction that writes the
+-- delivery (see analytics.go). A month is at most 31 rows of one bucket.
+CREATE TABLE IF NOT EXISTS analytics (
+	bucket      TEXT    NOT NULL,
+	month       TEXT    NOT NULL, -- 2026-12
+	day         INTEGER NOT NULL, -- 1..31
+	count       INTEGER NOT NULL DEFAULT 0,
+	completed   INTEGER NOT NULL DEFAULT 0,
+	cancelled   INTEGER NOT NULL DEFAULT 0,
+	failed      INTEGER NOT NULL DEFAULT 0,
+	on_time     INTEGER NOT NULL DEFAULT 0,
+	duration_ms INTEGER NOT NULL DEFAULT 0,
+	traveled_m  INTEGER NOT NULL DEFAULT 0,
+	assigned_ms INTEGER NOT NULL DEFAULT 0,
+	PRIMARY KEY (bucket, month, day)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS analytics_applied (
+	delivery TEXT NOT NULL,
+	stage    TEXT NOT NULL,
+	PRIMARY KEY (delivery, stage)
+) WITHOUT ROWID;
 
 CREATE TABLE IF NOT EXISTS messages (
 	seq            INTEGER PRIMARY KEY AUTOINCREMENT,

@@ -60,6 +60,11 @@ func TestListing(t *testing.T) {
 	porttest.Listing(t, func(t *testing.T) ports.Store { return MustOpen(t, Options{}).Store() })
 }
 
+func TestAnalytics(t *testing.T) {
+	t.Parallel()
+	porttest.Analytics(t, func(t *testing.T) ports.Store { return MustOpen(t, Options{}).Store() })
+}
+
 func TestFleet(t *testing.T) {
 	t.Parallel()
 	porttest.Fleet(t, func(t *testing.T) ports.Store { return MustOpen(t, Options{}).Store() })

@@ -22,6 +22,7 @@ type statements struct {
 	workBegin, workUndo, workEnd           *sql.Stmt // a unit of work's savepoint
 	idxPut, idxPage, idxPageStage          *sql.Stmt
 	docDelete, zoneBump, zoneList          *sql.Stmt
+	aggMark, aggAdd, aggMonth              *sql.Stmt
 	all                                    []*sql.Stmt
 }
 
@@ -94,6 +95,17 @@ func (s *statements) prepare(ctx context.Context, w, r *sql.DB) error {
 		// A listing page: a range of one owner's index rows, newest first,
 		// each joined to its document by primary key. CROSS JOIN keeps the
 		// index as the outer loop.
+		// Analytics: a contribution is added when its marker is new.
+		{w, &s.aggMark, `INSERT INTO analytics_applied (delivery, stage) VALUES (?1, ?2) ON CONFLICT DO NOTHING`},
+		{w, &s.aggAdd, `INSERT INTO analytics (bucket, month, day, count, completed, cancelled, failed, on_time, duration_ms, traveled_m, assigned_ms)
+			VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+			ON CONFLICT (bucket, month, day) DO UPDATE SET
+				count = count + excluded.count, completed = completed + excluded.completed,
+				cancelled = cancelled + excluded.cancelled, failed = failed + excluded.failed,
+				on_time = on_time + excluded.on_time, duration_ms = duration_ms + excluded.duration_ms,
+				traveled_m = traveled_m + excluded.traveled_m, assigned_ms = assigned_ms + excluded.assigned_ms`},
+		{r, &s.aggMonth, `SELECT day, count, completed, cancelled, failed, on_time, duration_ms, traveled_m, assigned_ms
+			FROM analytics WHERE bucket = ? AND month = ?`},
 		{r, &s.idxPage, deliveryPageQuery("")},
 		{r, &s.idxPageStage, deliveryPageQuery("AND i.stage = ?6")},
 

@@ -41,7 +41,8 @@ func (db *DB) Begin() ports.UnitOfWork {
 
 		Confirmations: workCollection[domain.ConfirmationBlob]{w, st.Confirmations.(*collection[domain.ConfirmationBlob])},
 		// No step writes zones; a unit of work reads them as they are.
-		Zones: st.Zones,
+		Zones:     st.Zones,
+		Analytics: st.Analytics,
 	}
 	return w
 }

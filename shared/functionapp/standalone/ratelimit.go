@@ -391,8 +391,12 @@ func (k *knownTokens) forget(token string) {
 }
 
 // clientAddr is the address a request came from.
-func (l *limiter) clientAddr(r *http.Request) string {
-	if l.cfg.TrustForwardedFor {
+func (l *limiter) clientAddr(r *http.Request) string { return clientAddr(r, l.cfg.TrustForwardedFor) }
+
+// clientAddr is the address r came from: the last entry of
+// X-Forwarded-For when the deployment trusts its proxy to set it.
+func clientAddr(r *http.Request, trustForwardedFor bool) string {
+	if trustForwardedFor {
 		if xff := r.Header.Values("X-Forwarded-For"); len(xff) > 0 {
 			parts := strings.Split(xff[len(xff)-1], ",")
 			if a := strings.TrimSpace(parts[len(parts)-1]); a != "" {
@@ -429,6 +433,10 @@ func (s *statusWriter) WriteHeader(code int) {
 	}
 	s.ResponseWriter.WriteHeader(code)
 }
+
+// Unwrap lets http.ResponseController reach the connection (to flush a
+// stream, and to set its write deadlines).
+func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 
 func (s *statusWriter) Write(b []byte) (int, error) {
 	if s.status == 0 {

@@ -39,6 +39,9 @@ type Options struct {
 	// Conns bounds the HTTP server's connections and how long each may
 	// take; zero fields take the defaults.
 	Conns ConnLimits
+	// Streams bounds the event streams held open; zero fields take the
+	// defaults.
+	Streams StreamLimits
 }
 
 // Backoff is when a message whose step failed because a dependency was
@@ -99,8 +102,9 @@ type ConnLimits struct {
 	// a new connection may stay silent; ReadTimeout bounds reading the
 	// whole request, body included (at most MaxBodyBytes).
 	ReadHeaderTimeout, ReadTimeout time.Duration
-	// WriteTimeout bounds handling a request and writing its answer. No
-	// answer is long-lived: the tracking page polls its feed.
+	// WriteTimeout bounds handling a request and writing its answer. The
+	// one long-lived answer, an event stream, is bounded write by write
+	// instead (functionapp.StreamWriteWait).
 	WriteTimeout time.Duration
 	// IdleTimeout bounds how long a kept-alive connection may wait for
 	// its next request. It stays above the idle timeouts of the proxies
@@ -169,6 +173,7 @@ func (o Options) withDefaults() Options {
 		o.Retry.Attempts = DefaultRetry.Attempts
 	}
 	o.Conns = o.Conns.withDefaults()
+	o.Streams = o.Streams.withDefaults()
 	if o.RateLimits.TrustForwardedFor {
 		// Behind a proxy every connection comes from the proxy's address.
 		o.Conns.MaxConnsPerAddr = -1
@@ -185,6 +190,7 @@ type Server struct {
 	opts    Options
 	handler http.Handler
 	lim     *limiter
+	streams *streamGate
 }
 
 // New builds the runtime for the functions fns, checking that each has a
@@ -194,7 +200,7 @@ func New(reg functionapp.Registry, fns []functionapp.FunctionConfig, bus ports.B
 	if err != nil {
 		return nil, err
 	}
-	mux, err := functionapp.NewRouter(reg, fns, functionapp.RoutePrefix)
+	mux, err := functionapp.NewRouter(reg, fns, functionapp.RoutePrefix, functionapp.WithStreams())
 	if err != nil {
 		return nil, err
 	}
@@ -221,6 +227,8 @@ func New(reg functionapp.Registry, fns []functionapp.FunctionConfig, bus ports.B
 		return names[pattern]
 	}
 	s := &Server{reg: reg, fns: fns, bus: bus, log: log, opts: opts.withDefaults(), handler: functionapp.ServeRouted(mux)}
+	s.streams = newStreamGate(s.opts.Streams, opts.RateLimits.TrustForwardedFor)
+	s.handler = s.streams.wrap(s.handler, func(r *http.Request) bool { return reg[function(r)].Stream != nil })
 	if opts.RateLimits.PerKey != (Rate{}) || opts.RateLimits.SignUp != (Rate{}) {
 		s.lim = newLimiter(opts.RateLimits)
 		s.handler = s.lim.wrap(s.handler, function)
@@ -272,6 +280,9 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 	}
 	drain, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.opts.DrainTimeout)
 	defer cancel()
+	// Streams last as long as their deliveries: they are ended, and their
+	// clients reconnect to another instance or poll.
+	srv.RegisterOnShutdown(s.streams.close)
 	if serr := srv.Shutdown(drain); serr != nil && err == nil {
 		err = serr
 	}

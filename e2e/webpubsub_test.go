@@ -1,0 +1,210 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/fabrikam/dronedelivery/shared/adapters/embedded"
+	"github.com/fabrikam/dronedelivery/shared/domain"
+	"github.com/fabrikam/dronedelivery/shared/topology"
+)
+
+// webPubSubDouble stands in, on loopback, for Azure Web PubSub's data-plane
+// REST API (send to group, generate client token) and for the App Service
+// managed-identity endpoint azidentity gets its token from
+// (IDENTITY_ENDPOINT, IDENTITY_HEADER, as the Functions platform sets them).
+type webPubSubDouble struct {
+	srv *httptest.Server
+
+	mu     sync.Mutex
+	sent   []groupMessage
+	tokens []string // the query of each generateToken call
+	bad    []string // requests the double refused
+}
+
+type groupMessage struct {
+	Group string
+	Body  []byte
+}
+
+const (
+	wpsIdentityHeader = "identity-secret-1"
+	wpsAccessToken    = "entra-token-for-webpubsub"
+	wpsClientToken    = "client-token-1"
+)
+
+func startWebPubSubDouble(t *testing.T) *webPubSubDouble {
+	t.Helper()
+	d := &webPubSubDouble{}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /msi/token", func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("X-IDENTITY-HEADER") != wpsIdentityHeader || r.URL.Query().Get("resource") != "https://webpubsub.azure.com" {
+			d.refuse(w, "token: "+r.URL.String())
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(map[string]string{"access_token": wpsAccessToken, "token_type": "Bearer",
+			"resource": "https://webpubsub.azure.com", "expires_on": strconv.FormatInt(time.Now().Add(time.Hour).Unix(), 10)})
+	})
+	authorized := func(w http.ResponseWriter, r *http.Request) bool {
+		if r.Header.Get("Authorization") != "Bearer "+wpsAccessToken || r.URL.Query().Get("api-version") != "2024-01-01" {
+			d.refuse(w, r.Method+" "+r.URL.String())
+			return false
+		}
+		return true
+	}
+	mux.HandleFunc("POST /api/hubs/tracking/groups/{group}/{action}", func(w http.ResponseWriter, r *http.Request) {
+		if !authorized(w, r) || r.PathValue("action") != ":send" || r.Header.Get("Content-Type") != "application/json" {
+			return
+		}
+		var body json.RawMessage
+		if err := json.NewDecoder(r.Body).Decode(&body); err != nil {
+			d.refuse(w, "send: not JSON")
+			return
+		}
+		d.mu.Lock()
+		d.sent = append(d.sent, groupMessage{Group: r.PathValue("group"), Body: body})
+		d.mu.Unlock()
+		w.WriteHeader(http.StatusAccepted)
+	})
+	mux.HandleFunc("POST /api/hubs/tracking/{action}", func(w http.ResponseWriter, r *http.Request) {
+		if !authorized(w, r) || r.PathValue("action") != ":generateToken" {
+			return
+		}
+		d.mu.Lock()
+		d.tokens = append(d.tokens, r.URL.RawQuery)
+		d.mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		w.Write([]byte(`{"token":"` + wpsClientToken + `"}`))
+	})
+	d.srv = httptest.NewServer(mux)
+	t.Cleanup(d.srv.Close)
+	return d
+}
+
+func (d *webPubSubDouble) refuse(w http.ResponseWriter, what string) {
+	d.mu.Lock()
+	d.bad = append(d.bad, what)
+	d.mu.Unlock()
+	http.Error(w, "refused by the double", http.StatusUnauthorized)
+}
+
+// feedsTo returns the feeds sent to group so far.
+func (d *webPubSubDouble) feedsTo(t *testing.T, group string) []pushFeed {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var out []pushFeed
+	for _, m := range d.sent {
+		if m.Group == group {
+			var f pushFeed
+			require.NoError(t, json.Unmarshal(m.Body, &f))
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// TestHostPushesThroughWebPubSub runs the binary under the Functions
+// host's protocol with WEBPUBSUB_ENDPOINT set: each step that changes what
+// the tracking page shows (the ETA step, each telemetry report) sends the
+// feed to the delivery's Web PubSub group with a managed-identity token,
+// negotiate hands the page a client URL from generateToken for that group
+// alone, the page's CSP lets it connect there, and the event stream, which
+// the host cannot hold, answers 501.
+func TestHostPushesThroughWebPubSub(t *testing.T) {
+	t.Parallel()
+	wps := startWebPubSubDouble(t)
+	dir := t.TempDir()
+	p := launchHost(t, []string{"OPERATOR_KEY=" + e2eOperatorKey, "DATA_DIR=" + dir,
+		"WEBPUBSUB_ENDPOINT=" + wps.srv.URL, "WEBPUBSUB_CLIENT_ID=00000000-0000-0000-0000-0000000000aa",
+		"IDENTITY_ENDPOINT=" + wps.srv.URL + "/msi/token", "IDENTITY_HEADER=" + wpsIdentityHeader})
+	waitReady(t, p)
+	a := signUp(t, p.base)
+	home := domain.Location{Latitude: 47.600, Longitude: -122.330}
+	pickup := domain.Location{Latitude: 47.610, Longitude: -122.330}
+	drop := domain.Location{Latitude: 47.625, Longitude: -122.320}
+	require.Equal(t, http.StatusCreated, a.fleet(t, "PUT", "/api/drones/wps-drone", droneSpec{
+		Location: home, MaxPayloadKg: 5, MaxPackageSize: "Medium", RangeKm: 30, CruiseSpeedMps: 12, BatteryPercent: 100,
+	}).Status)
+	resp := a.call(t, "POST", "/api/deliveryrequests", deliveryRequest("wps-1", pickup, drop, "Small", 1))
+	require.Equal(t, http.StatusAccepted, resp.Status, string(resp.Body))
+	var acc struct {
+		TrackingID string `json:"trackingId"`
+	}
+	resp.decode(t, &acc)
+	group := "delivery.wps-1"
+
+	// Play the host for the chain's queue steps.
+	db, err := embedded.Open(filepath.Join(dir, "dronedelivery.db"), embedded.Options{})
+	require.NoError(t, err)
+	defer db.Close()
+	bus := db.Bus()
+	deliver := func(fn, queue string) {
+		t.Helper()
+		msgs, err := bus.Receive(ctxFor(t), queue, 10)
+		require.NoError(t, err, queue)
+		for i, m := range msgs {
+			status, _ := invoke(t, p, fn, fmt.Sprintf("inv-%s-%d-%d", fn, m.SequenceNumber, i), queueInvocation(fn, m, 1))
+			require.Equal(t, http.StatusOK, status, fn)
+			require.NoError(t, bus.Complete(ctxFor(t), m))
+		}
+	}
+	deliver("ScheduleDrone", topology.QueueDeliveryRequests)
+	deliver("UpdatePackage", topology.QueueDroneScheduled)
+	deliver("ComputeEta", topology.QueuePackageUpdated)
+	feeds := wps.feedsTo(t, group)
+	require.NotEmpty(t, feeds, "the ETA step pushed the scheduled delivery (refused: %v)", wps.bad)
+	assert.Equal(t, domain.StageScheduled, feeds[len(feeds)-1].Stage)
+
+	track := p.base + "/api/track/" + acc.TrackingID
+	var neg struct {
+		Transport, URL string
+	}
+	call(t, "GET", track+"/negotiate", nil).decode(t, &neg)
+	assert.Equal(t, "webpubsub", neg.Transport)
+	wsOrigin := "ws://" + strings.TrimPrefix(wps.srv.URL, "http://")
+	assert.Equal(t, wsOrigin+"/client/hubs/tracking?access_token="+wpsClientToken, neg.URL)
+	wps.mu.Lock()
+	require.Len(t, wps.tokens, 1)
+	assert.Contains(t, wps.tokens[0], "group="+group)
+	assert.Contains(t, wps.tokens[0], "minutesToExpire=60")
+	assert.NotContains(t, wps.tokens[0], "role=", "the client may only receive")
+	wps.mu.Unlock()
+	page := call(t, "GET", track, nil)
+	require.Equal(t, http.StatusOK, page.Status)
+	assert.Contains(t, page.Header.Get("Content-Security-Policy"), "connect-src 'self' "+wsOrigin+";")
+	assert.Equal(t, http.StatusNotImplemented, call(t, "GET", track+"/events", nil).Status)
+
+	// Each telemetry report is pushed with the drone where it put it.
+	clock := time.Now().UTC()
+	route := append(flightPath(home, pickup, 3)[1:], flightPath(pickup, drop, 3)[1:]...)
+	for i, loc := range route {
+		clock = clock.Add(15 * time.Second)
+		r := a.fleet(t, "POST", "/api/drones/wps-drone/telemetry", map[string]any{
+			"location": loc, "batteryPercent": 100 - i, "timestamp": clock.Format(time.RFC3339Nano)})
+		require.Equal(t, http.StatusAccepted, r.Status, string(r.Body))
+		before := len(wps.feedsTo(t, group))
+		deliver("TrackDrone", topology.QueueDroneTelemetry)
+		feeds := wps.feedsTo(t, group)
+		require.Len(t, feeds, before+1, "report %d pushed once", i)
+		last := feeds[len(feeds)-1]
+		require.NotNil(t, last.Drone, "report %d", i)
+		assert.Equal(t, loc, last.Drone.Location, "report %d", i)
+	}
+	feeds = wps.feedsTo(t, group)
+	assert.Equal(t, domain.StageCompleted, feeds[len(feeds)-1].Stage)
+	wps.mu.Lock()
+	assert.Empty(t, wps.bad, "every call to the double was authorized")
+	wps.mu.Unlock()
+}

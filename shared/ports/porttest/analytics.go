@@ -1,0 +1,132 @@
+package porttest
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/fabrikam/dronedelivery/shared/domain"
+	"github.com/fabrikam/dronedelivery/shared/ports"
+)
+
+// Analytics checks that the writes of deliveries keep Store.Analytics: a
+// delivery counts once when accepted and once when it ends, however often
+// the write is replayed; the maintained figures equal the derived ones;
+// Reaggregate rebuilds them and leaves later transitions counted once.
+// open must return a store of its own per call (the fleet's bucket is
+// checked).
+func Analytics(t *testing.T, open func(t *testing.T) ports.Store) {
+	month := time.Date(2031, 3, 1, 0, 0, 0, 0, time.UTC)
+	at := month.Add(4*24*time.Hour + 9*time.Hour) // the 5th
+
+	t.Run("EachTransitionCountsOnce", func(t *testing.T) {
+		t.Parallel()
+		st := open(t)
+		ctx := ctxFor(t)
+		owner := unique("owner")
+		acct := domain.BucketKey(domain.ScopeAccount, owner)
+		read := func(bucket string) *domain.MonthFigures {
+			t.Helper()
+			m, err := st.Analytics.Month(ctx, bucket, month)
+			must(t, err, "read "+bucket)
+			return m
+		}
+		empty := read(acct)
+		mustEqual(t, 31, len(empty.Days), "days of March")
+		mustEqual(t, domain.Figures{}, empty.Total, "figures of a bucket nothing counted in")
+
+		done, cancelled := owner+"-done", owner+"-cancelled"
+		for _, id := range []string{done, cancelled} {
+			d := listed(id, owner, at)
+			d.AreaID = "harbour"
+			d.Request.Deadline = at.Add(time.Hour)
+			must(t, st.Deliveries.Create(ctx, id, d), "create")
+		}
+		mustEqual(t, domain.Figures{Count: 2}, read(acct).Total, "two accepted")
+
+		assigned := at.Add(time.Minute)
+		finish := func(d *domain.Delivery) error {
+			if d.Stage.Terminal() {
+				return ports.ErrSkip
+			}
+			end := at.Add(31 * time.Minute)
+			d.DroneAssignedAt, d.CompletedAt, d.TraveledKm = &assigned, &end, 2.5
+			d.SetStage(domain.StageCompleted, end, "")
+			return nil
+		}
+		for range 3 { // the step, then two replays of it
+			_, err := st.Deliveries.Update(ctx, done, finish)
+			must(t, err, "complete")
+		}
+		// A write in the terminal stage that changes something else.
+		_, err := st.Deliveries.Update(ctx, done, func(d *domain.Delivery) error { d.UpdatedAt = d.UpdatedAt.Add(time.Second); return nil })
+		must(t, err, "touch the completed delivery")
+		_, err = st.Deliveries.Update(ctx, cancelled, func(d *domain.Delivery) error {
+			_, err := d.Cancel(at.Add(2 * time.Minute))
+			return err
+		})
+		must(t, err, "cancel")
+		_, err = st.Deliveries.Update(ctx, cancelled, func(d *domain.Delivery) error {
+			_, err := d.Cancel(at.Add(3 * time.Minute))
+			if errors.Is(err, domain.ErrNoChange) {
+				return ports.ErrSkip
+			}
+			return err
+		})
+		must(t, err, "cancel again")
+
+		want := domain.Figures{Count: 2, Completed: 1, Cancelled: 1, OnTime: 1, DurationMs: (31 * time.Minute).Milliseconds(),
+			TraveledM: 2500, AssignedMs: (30 * time.Minute).Milliseconds()}
+		for _, b := range []string{acct, domain.BucketKey(domain.ScopeArea, "harbour"), domain.ScopeFleet} {
+			m := read(b)
+			mustEqual(t, want, m.Total, b+" total")
+			mustEqual(t, want, m.Days[4], b+" on the 5th")
+		}
+
+		derived, err := st.Analytics.Derive(ctx, month)
+		must(t, err, "derive")
+		for b, m := range derived {
+			mustEqual(t, m.Days, read(b).Days, "maintained and derived "+b)
+		}
+		mustEqual(t, 3, len(derived), "buckets derived")
+	})
+
+	t.Run("ReaggregateRepairsAndLaterTransitionsCountOnce", func(t *testing.T) {
+		t.Parallel()
+		st := open(t)
+		ctx := ctxFor(t)
+		owner := unique("owner")
+		acct := domain.BucketKey(domain.ScopeAccount, owner)
+		running, ended := owner+"-running", owner+"-ended"
+		for _, id := range []string{running, ended} {
+			must(t, st.Deliveries.Create(ctx, id, listed(id, owner, at)), "create")
+		}
+		_, err := st.Deliveries.Update(ctx, ended, func(d *domain.Delivery) error {
+			_, err := d.Fail("no drone", at.Add(time.Minute))
+			return err
+		})
+		must(t, err, "fail")
+		rebuilt, err := st.Analytics.Reaggregate(ctx, month)
+		must(t, err, "reaggregate")
+		want := domain.Figures{Count: 2, Failed: 1}
+		mustEqual(t, want, rebuilt[acct].Total, "rebuilt")
+		again, err := st.Analytics.Reaggregate(ctx, month)
+		must(t, err, "reaggregate again")
+		mustEqual(t, want, again[acct].Total, "rebuilt twice")
+		m, err := st.Analytics.Month(ctx, acct, month)
+		must(t, err, "read")
+		mustEqual(t, want, m.Total, "after the rebuild")
+
+		_, err = st.Deliveries.Update(ctx, running, func(d *domain.Delivery) error {
+			_, err := d.Cancel(at.Add(2 * time.Minute))
+			return err
+		})
+		must(t, err, "cancel")
+		m, err = st.Analytics.Month(ctx, acct, month)
+		must(t, err, "read")
+		mustEqual(t, domain.Figures{Count: 2, Failed: 1, Cancelled: 1}, m.Total, "a transition after the rebuild")
+		m, err = st.Analytics.Month(ctx, domain.BucketKey(domain.ScopeArea, domain.UnzonedArea), month)
+		must(t, err, "read the area")
+		mustEqual(t, domain.Figures{Count: 2, Failed: 1, Cancelled: 1}, m.Total, "the unzoned area")
+	})
+}
