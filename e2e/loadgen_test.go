@@ -100,7 +100,7 @@ func TestBenchDispatchScenarioMeasuresEachFleet(t *testing.T) {
 		runs[r.Name] = r
 	}
 	for _, fleet := range []string{"2k drones", "2k drones within 5 km", "2k drones within 5 km, nearest half taken"} {
-		for _, run := range []string{"dispatch ScheduleDrone, ", "dispatch search, spatial index, "} {
+		for _, run := range []string{"dispatch ScheduleDrone, ", "dispatch ScheduleDrone in a unit of work, ", "dispatch search, spatial index, "} {
 			r := runs[run+fleet]
 			require.NotNil(t, r, run+fleet)
 			assert.Equal(t, int64(100), r.OK, "%s%s: %v", run, fleet, r.Errors)

@@ -187,10 +187,16 @@ func benchZones() airspacetest.Circles {
 // handler on the embedded backend: the search and the dispatch rule
 // (domain.Choose over routed legs), the reservation on the delivery, the
 // conditional claim of the drone and the recorded assignment; in open
-// airspace and with 50 no-fly zones. Between assignments the drone is
-// freed again (not timed), so the fleet keeps its size. One assignment
-// runs untimed first, since the first builds the fleet summary. It
-// reports the 99th percentile besides the mean, since the target is a p99.
+// airspace and with 50 no-fly zones. Each runs two ways: as the standalone
+// runtime runs the step on the embedded backend ("unit": in a unit of
+// work whose one commit holds the delivery, the drone, the next message
+// and the completion of the message handled), and writing each change
+// through as it goes ("direct": each its own commit, the way the step
+// runs where store and queue cannot share a transaction), which is the
+// same-run baseline. Between assignments the drone is freed again (not
+// timed), so the fleet keeps its size. One assignment runs untimed first,
+// since the first builds the fleet summary. It reports the 99th
+// percentile besides the mean, since the target is a p99.
 func BenchmarkScheduleDrone(b *testing.B) {
 	worlds := &dispatchWorlds{dir: b.TempDir(), m: map[int]*dispatchWorld{}}
 	defer worlds.close()
@@ -201,9 +207,15 @@ func BenchmarkScheduleDrone(b *testing.B) {
 	}{{"open", domain.OpenAirspace{}}, {"zones=50", benchZones()}}
 	for _, n := range dispatchSizes {
 		for _, as := range airspaces {
-			b.Run(fmt.Sprintf("drones=%d/%s", n, as.name), func(b *testing.B) {
-				scheduleDroneBench(b, ctx, worlds.get(b, n), n, as.air)
-			})
+			for _, unit := range []bool{true, false} {
+				mode := "direct"
+				if unit {
+					mode = "unit"
+				}
+				b.Run(fmt.Sprintf("drones=%d/%s/%s", n, as.name, mode), func(b *testing.B) {
+					scheduleDroneBench(b, ctx, worlds.get(b, n), n, as.air, unit)
+				})
+			}
 		}
 	}
 }
@@ -212,10 +224,11 @@ type fixedAirspaceBench struct{ a domain.Airspace }
 
 func (f fixedAirspaceBench) Current(context.Context) (domain.Airspace, error) { return f.a, nil }
 
-// scheduleDroneBench measures assignments in world w with airspace air.
-func scheduleDroneBench(b *testing.B, ctx context.Context, w *dispatchWorld, n int, air domain.Airspace) {
-	store := w.db.Store()
-	h := handlers.New(handlers.Deps{Store: store, Bus: w.db.Bus(), Clock: platform.Clock{}, IDs: platform.IDs{}, Log: slog.New(slog.DiscardHandler),
+// scheduleDroneBench measures assignments in world w with airspace air,
+// in a unit of work each when unit is set.
+func scheduleDroneBench(b *testing.B, ctx context.Context, w *dispatchWorld, n int, air domain.Airspace, unit bool) {
+	store, bus := w.db.Store(), w.db.Bus()
+	h := handlers.New(handlers.Deps{Store: store, Bus: bus, Clock: platform.Clock{}, IDs: platform.IDs{}, Log: slog.New(slog.DiscardHandler),
 		Airspace: fixedAirspaceBench{air}})
 	hist := loadgen.NewHistogram()
 	now := time.Now().UTC()
@@ -232,6 +245,18 @@ func scheduleDroneBench(b *testing.B, ctx context.Context, w *dispatchWorld, n i
 		}
 		body, _ := json.Marshal(wire.Envelope{Operation: wire.OpDelivery, DeliveryID: id, CorrelationID: id})
 		msg := &ports.Delivered{Message: ports.Message{ID: id + ":requested", Queue: topology.QueueDeliveryRequests, Body: body}, DeliveryCount: 1}
+		if unit {
+			// The message is received under a lock, as a consumer has it,
+			// so that the commit completes it.
+			if err := bus.Publish(ctx, msg.Message); err != nil {
+				b.Fatal(err)
+			}
+			got, err := bus.Receive(ctx, topology.QueueDeliveryRequests, 1)
+			if err != nil || len(got) != 1 || got[0].ID != msg.ID {
+				b.Fatalf("receive %s: %v %v", msg.ID, got, err)
+			}
+			msg = got[0]
+		}
 		if warm {
 			b.ResetTimer()
 		} else {
@@ -239,7 +264,17 @@ func scheduleDroneBench(b *testing.B, ctx context.Context, w *dispatchWorld, n i
 		}
 
 		start := time.Now()
-		out, err := h.ScheduleDrone(ctx, msg)
+		var out []ports.Message
+		var err error
+		if unit {
+			uow := w.db.Begin()
+			out, err = h.ScheduleDrone(ports.WithStore(ctx, uow.Store()), msg)
+			if err == nil {
+				err = uow.Commit(ctx, msg, out...)
+			}
+		} else {
+			out, err = h.ScheduleDrone(ctx, msg)
+		}
 		if !warm {
 			hist.Record(time.Since(start))
 		}

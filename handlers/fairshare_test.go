@@ -56,6 +56,16 @@ func (f *fixture) ingestAs(t *testing.T, key, id string, expedited bool) {
 	require.Equal(t, http.StatusAccepted, resp.Status, string(resp.Body))
 }
 
+// takeOff has a scheduled delivery's drone report where it stands: it
+// is flying from then on.
+func (f *fixture) takeOff(t *testing.T, id string) {
+	t.Helper()
+	d := f.delivery(t, id)
+	f.clock.Advance(time.Second)
+	f.report(t, d.DroneID, f.drone(t, d.DroneID).Location, 95, f.clock.Now())
+	require.Equal(t, domain.DroneInFlight, f.drone(t, d.DroneID).Status)
+}
+
 // complete flies a scheduled delivery's drone to the pickup and dropoff.
 func (f *fixture) complete(t *testing.T, id string) {
 	t.Helper()
@@ -116,6 +126,8 @@ func TestExpeditedFirstAndWorkConserving(t *testing.T) {
 	f.putDrone(t, domain.Drone{ID: "d1", Location: at(0, 0)})
 	f.ingestAs(t, f.key, "first", false)
 	f.drain(t)
+	// Flying, so that the expedited delivery cannot take its drone.
+	f.takeOff(t, "first")
 	f.ingestAs(t, f.key, "plain", false)
 	f.clock.Advance(time.Second)
 	f.ingestAs(t, f.key, "urgent", true)

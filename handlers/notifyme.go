@@ -290,6 +290,7 @@ var subjects = map[string]string{
 	domain.NotifyDelivered:  "Your package has been delivered",
 	domain.NotifyFailed:     "We could not deliver your package",
 	domain.NotifyCancelled:  "Your delivery was cancelled",
+	domain.NotifyPreempted:  "Your delivery is getting another drone",
 }
 
 // composeMessage writes the message a subscription gets for a milestone:

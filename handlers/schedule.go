@@ -66,7 +66,14 @@ func (h *Handlers) ScheduleDrone(ctx context.Context, msg *ports.Delivered) ([]p
 		}
 	}
 	if d.DroneAssignedAt != nil {
-		return []ports.Message{nextMessage(d, topology.QueueDroneScheduled, stepScheduled)}, nil
+		// A redelivery: a drone taken from another delivery has that
+		// delivery's dispatch sent again, in case the run that took it
+		// stopped before its messages went out.
+		msgs, err := h.preemptedMessages(ctx, d)
+		if err != nil {
+			return nil, err
+		}
+		return append(msgs, nextMessage(d, topology.QueueDroneScheduled, stepScheduled)), nil
 	}
 
 	now := h.clock.Now()
@@ -98,11 +105,11 @@ func (h *Handlers) ScheduleDrone(ctx context.Context, msg *ports.Delivered) ([]p
 	if d.DroneAssignedAt != nil {
 		h.waiting.remove(d)
 		h.log.InfoContext(ctx, "drone assigned", "droneId", d.DroneID)
-		return []ports.Message{nextMessage(d, topology.QueueDroneScheduled, stepScheduled)}, nil
+		return append(wakes, nextMessage(d, topology.QueueDroneScheduled, stepScheduled)), nil
 	}
 	if d.Stage.Terminal() {
 		h.waiting.remove(d)
-		return nil, nil
+		return wakes, nil
 	}
 	if env.Wake {
 		// The delivery's own retries go on; this run adds none.
@@ -114,7 +121,8 @@ func (h *Handlers) ScheduleDrone(ctx context.Context, msg *ports.Delivered) ([]p
 	delay := h.backoff(env.Attempt)
 	if at := now.Add(delay); !at.Before(d.Request.Deadline) {
 		h.waiting.remove(d)
-		return h.fail(ctx, d.ID, "no drone could be assigned before the deadline")
+		msgs, err := h.fail(ctx, d.ID, "no drone could be assigned before the deadline")
+		return append(wakes, msgs...), err
 	}
 	retry := *env
 	retry.Attempt++
@@ -271,13 +279,21 @@ func (h *Handlers) backoff(attempt int) time.Duration {
 // that attempt is never stranded.
 func (h *Handlers) assign(ctx context.Context, d *domain.Delivery, now time.Time) (_ *domain.Delivery, wakes []ports.Message, _ error) {
 	if d.DroneID != "" {
-		got, err := h.claim(ctx, d, d.DroneID, now)
-		if err == nil || !errors.Is(err, domain.ErrDroneUnavailable) {
-			return got, nil, err
+		if p := d.Preempted; p != nil {
+			got, msgs, err := h.takeOver(ctx, d, d.DroneID, *p, now)
+			if err == nil || !errors.Is(err, domain.ErrDroneUnavailable) {
+				return got, msgs, err
+			}
+			wakes = msgs
+		} else {
+			got, err := h.claim(ctx, d, d.DroneID, now)
+			if err == nil || !errors.Is(err, domain.ErrDroneUnavailable) {
+				return got, nil, err
+			}
 		}
 	}
 	if !now.Before(d.Request.Deadline) {
-		return d, nil, nil
+		return d, wakes, nil
 	}
 	// A drone lost to a concurrent claim is left out and the rule applied
 	// again to the others.
@@ -291,25 +307,31 @@ func (h *Handlers) assign(ctx context.Context, d *domain.Delivery, now time.Time
 			// No way from the pickup to the dropoff now (a zone in force):
 			// wait as for a drone.
 			h.log.InfoContext(ctx, "no route for the delivery now", "reason", domain.ErrorMessage(err))
-			return d, nil, nil
+			return d, wakes, nil
 		}
 		if err != nil {
 			return nil, nil, err
 		}
 		if plan == nil {
-			return d, nil, ctx.Err()
+			if d.Request.Expedited && ctx.Err() == nil {
+				// No free drone serves it by its deadline: the
+				// preemption rule.
+				got, msgs, err := h.preempt(ctx, d, now)
+				return got, append(wakes, msgs...), err
+			}
+			return d, wakes, ctx.Err()
 		}
 		w, err := h.yieldTo(ctx, d, plan, now)
 		if errors.Is(err, errOverShare) {
 			h.log.InfoContext(ctx, "account at its share of the area's drones; waiting")
-			return d, nil, nil
+			return d, wakes, nil
 		}
 		if err != nil {
 			return nil, nil, err
 		}
 		if w != nil {
 			h.log.InfoContext(ctx, "drone left to a waiting delivery that ranks first", "droneId", plan.Drone.ID, "for", w.DeliveryID)
-			return d, []ports.Message{h.wakeMessage(w)}, nil
+			return d, append(wakes, h.wakeMessage(w)), nil
 		}
 		got, err := h.claim(ctx, d, plan.Drone.ID, now)
 		if errors.Is(err, domain.ErrDroneUnavailable) {
@@ -319,9 +341,9 @@ func (h *Handlers) assign(ctx context.Context, d *domain.Delivery, now time.Time
 			lost[plan.Drone.ID] = true
 			continue
 		}
-		return got, nil, err
+		return got, wakes, err
 	}
-	return d, nil, ctx.Err()
+	return d, wakes, ctx.Err()
 }
 
 // maxClaimAttempts bounds the drones one run of dispatch tries to claim

@@ -171,6 +171,11 @@ type Delivery struct {
 	ResetGeneration int `json:"resetGeneration,omitempty"`
 	// PreviousDroneID is the drone the generation before this one held.
 	PreviousDroneID string `json:"previousDroneId,omitempty"`
+	// PreemptedBy is the expedited delivery that last took this
+	// delivery's drone (Preempt); Preempted, on an expedited delivery,
+	// the delivery whose drone it took (ReserveTakeover).
+	PreemptedBy string      `json:"preemptedBy,omitempty"`
+	Preempted   *Preemption `json:"preempted,omitempty"`
 
 	PickedUpAt      *time.Time     `json:"pickedUpAt,omitempty"`
 	CompletedAt     *time.Time     `json:"completedAt,omitempty"`

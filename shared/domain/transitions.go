@@ -41,7 +41,7 @@ func (d *Delivery) DropReservation(droneID string, now time.Time) error {
 	if d.DroneID != droneID || d.DroneAssignedAt != nil {
 		return ErrNoChange
 	}
-	d.DroneID, d.UpdatedAt = "", now
+	d.DroneID, d.Preempted, d.UpdatedAt = "", nil, now
 	return nil
 }
 
@@ -70,7 +70,7 @@ func (d *Delivery) ResetAssignment(gen int) error {
 	if d.DroneID != "" {
 		d.PreviousDroneID = d.DroneID
 	}
-	d.DroneID, d.DroneAssignedAt, d.PackageRecordedAt = "", nil, nil
+	d.DroneID, d.DroneAssignedAt, d.PackageRecordedAt, d.Preempted = "", nil, nil, nil
 	d.ResetGeneration = gen
 	return nil
 }

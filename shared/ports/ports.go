@@ -145,6 +145,12 @@ type Fleet interface {
 	// Update before relying on it. It yields nothing when the index cannot
 	// be read; call Ready first to tell that apart from an empty fleet.
 	NearestAvailable(ctx context.Context, loc domain.Location) iter.Seq2[*domain.Drone, float64]
+	// NearestAwaitingTakeoff yields the drones claimed for a delivery
+	// that have not reported since (domain.Drone.AwaitsTakeoff) with
+	// their great-circle distance in km from loc, nearest first: the
+	// drones an expedited delivery may take (the preemption rule). Like
+	// NearestAvailable it reads an index that may trail the store.
+	NearestAwaitingTakeoff(ctx context.Context, loc domain.Location) iter.Seq2[*domain.Drone, float64]
 	// Ready returns once NearestAvailable can read the index, which an
 	// implementation may load on first use; it returns EUNAVAILABLE when
 	// the index cannot be loaded now.

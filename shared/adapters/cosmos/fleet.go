@@ -51,8 +51,12 @@ import (
 type fleet struct {
 	*collection[domain.Drone]
 	index *geo.Index[*domain.Drone]
-	log   *slog.Logger
-	poll  time.Duration
+	// waiting holds the drones awaiting takeoff (domain.Drone.AwaitsTakeoff),
+	// which an expedited delivery may take, kept from the same feed and
+	// observations as index.
+	waiting *geo.Index[*domain.Drone]
+	log     *slog.Logger
+	poll    time.Duration
 
 	// mu orders index changes: this Store's observations and feed pages.
 	mu sync.Mutex
@@ -100,6 +104,7 @@ func newFleet(c *azcosmos.ContainerClient, log *slog.Logger, poll time.Duration)
 	f := &fleet{
 		collection: newCollection[domain.Drone](c, topology.ContainerDrones),
 		index:      geo.NewIndex[*domain.Drone](),
+		waiting:    geo.NewIndex[*domain.Drone](),
 		log:        log,
 		poll:       poll,
 		etags:      make(map[string]azcore.ETag),
@@ -270,6 +275,11 @@ func (f *fleet) apply(id string, etag azcore.ETag, d *domain.Drone) {
 		f.index.Remove(id)
 		delete(f.etags, id)
 	}
+	if d.AwaitsTakeoff() {
+		f.waiting.Upsert(id, d.Location.Point(), d.Clone())
+	} else {
+		f.waiting.Remove(id)
+	}
 }
 
 // indexed offers the indexed version of a drone as the starting point of an
@@ -407,19 +417,29 @@ func notServableByGateway(err error) bool {
 // that edits a drone before claiming it cannot corrupt the index, and holds
 // no lock while the caller's loop body runs, so the body may Update.
 func (f *fleet) NearestAvailable(ctx context.Context, loc domain.Location) iter.Seq2[*domain.Drone, float64] {
+	return f.nearestIn(ctx, f.index, loc)
+}
+
+// NearestAwaitingTakeoff implements ports.Fleet, as NearestAvailable does.
+func (f *fleet) NearestAwaitingTakeoff(ctx context.Context, loc domain.Location) iter.Seq2[*domain.Drone, float64] {
+	return f.nearestIn(ctx, f.waiting, loc)
+}
+
+// nearestIn walks index from loc, yielding copies.
+func (f *fleet) nearestIn(ctx context.Context, index *geo.Index[*domain.Drone], loc domain.Location) iter.Seq2[*domain.Drone, float64] {
 	return func(yield func(*domain.Drone, float64) bool) {
 		if f.Ready(ctx) != nil {
 			return // the caller learns why from Ready
 		}
 		// The index may yield a drone that moved during the walk twice.
 		seen := map[string]struct{}{}
-		for it, km := range f.index.Nearest(loc.Point()) {
+		for it, km := range index.Nearest(loc.Point()) {
 			if ctx.Err() != nil {
 				return
 			}
 			// Skip drones claimed since their cell was read, most likely
 			// by this caller's loop body: it would only lose the race.
-			if _, _, ok := f.index.Get(it.ID); !ok {
+			if _, _, ok := index.Get(it.ID); !ok {
 				continue
 			}
 			if _, dup := seen[it.ID]; dup {

@@ -25,11 +25,18 @@ import (
 type fleet struct {
 	*collection[domain.Drone]
 	index *geo.Index[*domain.Drone]
+	// waiting holds the drones awaiting takeoff (domain.Drone.AwaitsTakeoff),
+	// the ones an expedited delivery may take.
+	waiting *geo.Index[*domain.Drone]
 
 	// mu orders index updates by version, since writers report their
-	// commits concurrently and possibly out of order.
-	mu       sync.Mutex
-	versions map[string]int64
+	// commits concurrently and possibly out of order; waitingMu does the
+	// same for waiting, apart, so that dispatch's index is updated as
+	// soon as before.
+	mu              sync.Mutex
+	versions        map[string]int64
+	waitingMu       sync.Mutex
+	waitingVersions map[string]int64
 }
 
 var _ ports.Fleet = (*fleet)(nil)
@@ -38,15 +45,27 @@ func newFleet(db *DB) *fleet {
 	f := &fleet{
 		collection: newCollection[domain.Drone](db, topology.ContainerDrones),
 		index:      geo.NewIndex[*domain.Drone](),
+		waiting:    geo.NewIndex[*domain.Drone](),
 		versions:   make(map[string]int64),
+
+		waitingVersions: make(map[string]int64),
 	}
 	f.written = f.track
 	return f
 }
 
-// load fills the index from the file at open.
+// load fills the indexes from the file at open.
 func (f *fleet) load(ctx context.Context) error {
-	rows, err := f.db.st.droneLoad.QueryContext(ctx, string(domain.DroneAvailable))
+	for _, status := range []domain.DroneStatus{domain.DroneAvailable, domain.DroneAssigned} {
+		if err := f.loadStatus(ctx, status); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (f *fleet) loadStatus(ctx context.Context, status domain.DroneStatus) error {
+	rows, err := f.db.st.droneLoad.QueryContext(ctx, string(status))
 	if err != nil {
 		return f.db.fail(err, "load fleet")
 	}
@@ -69,6 +88,11 @@ func (f *fleet) load(ctx context.Context) error {
 
 // track brings the index up to date with a committed write of drone d.
 func (f *fleet) track(id string, version int64, d *domain.Drone) {
+	f.trackAvailable(id, version, d)
+	f.trackWaiting(id, version, d)
+}
+
+func (f *fleet) trackAvailable(id string, version int64, d *domain.Drone) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if version <= f.versions[id] {
@@ -80,6 +104,20 @@ func (f *fleet) track(id string, version int64, d *domain.Drone) {
 		f.index.Upsert(id, d.Location.Point(), d.Clone())
 	} else {
 		f.index.Remove(id)
+	}
+}
+
+func (f *fleet) trackWaiting(id string, version int64, d *domain.Drone) {
+	f.waitingMu.Lock()
+	defer f.waitingMu.Unlock()
+	if version <= f.waitingVersions[id] {
+		return
+	}
+	f.waitingVersions[id] = version
+	if d.AwaitsTakeoff() {
+		f.waiting.Upsert(id, d.Location.Point(), d.Clone())
+	} else {
+		f.waiting.Remove(id)
 	}
 }
 
@@ -121,17 +159,27 @@ func (f *fleet) Ready(context.Context) error { return nil }
 // that edits a drone before claiming it cannot corrupt the index, and holds
 // no lock while the caller's loop body runs, so the body may Update.
 func (f *fleet) NearestAvailable(ctx context.Context, loc domain.Location) iter.Seq2[*domain.Drone, float64] {
+	return nearestIn(ctx, f.index, loc)
+}
+
+// NearestAwaitingTakeoff implements ports.Fleet, as NearestAvailable does.
+func (f *fleet) NearestAwaitingTakeoff(ctx context.Context, loc domain.Location) iter.Seq2[*domain.Drone, float64] {
+	return nearestIn(ctx, f.waiting, loc)
+}
+
+// nearestIn walks index from loc, yielding copies.
+func nearestIn(ctx context.Context, index *geo.Index[*domain.Drone], loc domain.Location) iter.Seq2[*domain.Drone, float64] {
 	return func(yield func(*domain.Drone, float64) bool) {
 		// The index may yield a drone that moved during the walk twice.
 		var seen idSet
-		for it, km := range f.index.Nearest(loc.Point()) {
+		for it, km := range index.Nearest(loc.Point()) {
 			if ctx.Err() != nil {
 				return
 			}
 			// Skip drones claimed since their cell was read, most likely
 			// by a concurrent scheduler: the caller would only lose the
 			// race for them.
-			if _, _, ok := f.index.Get(it.ID); !ok || !seen.add(it.ID) {
+			if _, _, ok := index.Get(it.ID); !ok || !seen.add(it.ID) {
 				continue
 			}
 			if !yield(it.Value.Clone(), km) {

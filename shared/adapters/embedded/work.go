@@ -345,6 +345,18 @@ func (f workFleet) Ready(ctx context.Context) error { return f.base.Ready(ctx) }
 // them: one it freed (a reschedule gives its old drone back before looking
 // for one) is a candidate at its distance, one it claimed is not.
 func (f workFleet) NearestAvailable(ctx context.Context, loc domain.Location) iter.Seq2[*domain.Drone, float64] {
+	return f.nearest(loc, f.base.NearestAvailable(ctx, loc), (*domain.Drone).Dispatchable)
+}
+
+// NearestAwaitingTakeoff implements ports.Fleet, judging the drones this
+// unit of work changed as NearestAvailable does.
+func (f workFleet) NearestAwaitingTakeoff(ctx context.Context, loc domain.Location) iter.Seq2[*domain.Drone, float64] {
+	return f.nearest(loc, f.base.NearestAwaitingTakeoff(ctx, loc), (*domain.Drone).AwaitsTakeoff)
+}
+
+// nearest merges the drones this unit of work changed for which keep
+// holds into base, an index's walk from loc, in which they are skipped.
+func (f workFleet) nearest(loc domain.Location, base iter.Seq2[*domain.Drone, float64], keep func(*domain.Drone) bool) iter.Seq2[*domain.Drone, float64] {
 	changed := map[string]bool{}
 	var own []candidate
 	for _, d := range f.w.dirty {
@@ -352,11 +364,10 @@ func (f workFleet) NearestAvailable(ctx context.Context, loc domain.Location) it
 			continue
 		}
 		changed[d.id] = true
-		if dr := d.value.(*domain.Drone); dr.Dispatchable() {
+		if dr := d.value.(*domain.Drone); keep(dr) {
 			own = append(own, candidate{dr.Clone(), domain.DistanceKm(loc, dr.Location)})
 		}
 	}
-	base := f.base.NearestAvailable(ctx, loc)
 	if len(changed) == 0 {
 		return base
 	}

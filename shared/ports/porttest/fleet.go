@@ -176,6 +176,51 @@ func Fleet(t *testing.T, open func(t *testing.T) ports.Store) {
 		})
 	})
 
+	t.Run("NearestAwaitingTakeoffHoldsClaimedDronesUntilTheyReport", func(t *testing.T) {
+		f := setup(t)
+		ctx := ctxFor(t)
+		center := randomCenter()
+		prefix := unique("takeoff")
+		drones := placeAvailable(t, f, center, prefix, []float64{0.5, 1.5})
+		waiting := func(n int) []yielded {
+			var out []yielded
+			for d, km := range f.NearestAwaitingTakeoff(ctx, center) {
+				if strings.HasPrefix(d.ID, prefix) {
+					out = append(out, yielded{d, km})
+				}
+				if len(out) == n {
+					break
+				}
+			}
+			return out
+		}
+		must(t, sameDrones(nil, waiting(0)), "no drone awaits takeoff before a claim")
+
+		for _, d := range drones {
+			_, err := f.Update(ctx, d.ID, func(cur *domain.Drone) error {
+				cur.Status, cur.CurrentDeliveryID = domain.DroneAssigned, "del-"+cur.ID
+				return nil
+			})
+			must(t, err, "claim")
+			d.Status, d.CurrentDeliveryID = domain.DroneAssigned, "del-"+d.ID
+		}
+		eventually(t, "both claimed drones, nearest first", func() error { return sameDrones(drones, waiting(2)) })
+
+		_, err := f.Update(ctx, drones[0].ID, func(cur *domain.Drone) error {
+			cur.Status = domain.DroneInFlight
+			return nil
+		})
+		must(t, err, "first report")
+		eventually(t, "the drone still on the ground", func() error { return sameDrones(drones[1:], waiting(0)) })
+
+		_, err = f.Update(ctx, drones[1].ID, func(cur *domain.Drone) error {
+			cur.Status, cur.CurrentDeliveryID = domain.DroneAvailable, ""
+			return nil
+		})
+		must(t, err, "release")
+		eventually(t, "none after the release", func() error { return sameDrones(nil, waiting(0)) })
+	})
+
 	t.Run("NearestAvailableToleratesUpdateInLoop", func(t *testing.T) {
 		f := setup(t)
 		ctx := ctxFor(t)

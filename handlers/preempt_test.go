@@ -1,0 +1,177 @@
+package handlers_test
+
+import (
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/fabrikam/dronedelivery/shared/domain"
+	"github.com/fabrikam/dronedelivery/shared/ports"
+	"github.com/fabrikam/dronedelivery/shared/topology"
+	"github.com/fabrikam/dronedelivery/shared/wire"
+)
+
+// history notes of a delivery's events.
+func notes(d *domain.Delivery) []string {
+	var out []string
+	for _, e := range d.History {
+		out = append(out, e.Note)
+	}
+	return out
+}
+
+func hasKind(d *domain.Delivery, kind string) bool {
+	for _, n := range d.Notifications {
+		if n.Kind == kind {
+			return true
+		}
+	}
+	return false
+}
+
+// An expedited delivery that no free drone serves takes the drone of a
+// plain delivery that has not taken off; the plain one goes back to
+// dispatch, is told why, and gets the drone once it is free again.
+func TestExpeditedTakesTheDroneOfADeliveryNotYetFlying(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	_, other := f.signUp(t, `{"name":"Contoso","contactEmail":"ops@contoso.example"}`)
+	f.putDrone(t, domain.Drone{ID: "d1", Location: at(0, 0)})
+	f.ingestAs(t, f.key, "plain", false)
+	f.drain(t)
+	require.Equal(t, domain.StageScheduled, f.delivery(t, "plain").Stage)
+	require.Equal(t, domain.DroneAssigned, f.drone(t, "d1").Status)
+
+	f.clock.Advance(time.Second)
+	f.ingestAs(t, other, "urgent", true)
+	f.drain(t)
+
+	urgent := f.delivery(t, "urgent")
+	require.Equal(t, domain.StageScheduled, urgent.Stage)
+	assert.Equal(t, "d1", urgent.DroneID)
+	require.NotNil(t, urgent.Preempted)
+	assert.Equal(t, "plain", urgent.Preempted.DeliveryID)
+	assert.Equal(t, "urgent", f.drone(t, "d1").CurrentDeliveryID)
+	assert.Contains(t, notes(urgent), "drone d1 taken from a delivery that had not started flying")
+
+	plain := f.delivery(t, "plain")
+	assert.Equal(t, domain.StageRescheduled, plain.Stage)
+	assert.Equal(t, 1, plain.Generation)
+	assert.Nil(t, plain.DroneAssignedAt, "its new dispatch ran and found no drone")
+	assert.Equal(t, "urgent", plain.PreemptedBy)
+	assert.True(t, hasKind(plain, domain.NotifyPreempted), "its customer is told why")
+	assert.Contains(t, notes(plain), "drone d1 was given to an expedited delivery before it took off; waiting for another drone")
+	for _, n := range notes(plain) {
+		assert.NotContains(t, n, "urgent", "another account's delivery is not named")
+	}
+	require.NoError(t, domain.LegalHistory(plain.History))
+	require.NotEmpty(t, f.delayed[topology.QueueDeliveryRequests], "it waits for a drone with a retry")
+
+	f.complete(t, "urgent")
+	f.playRetries(t, "plain")
+	plain = f.delivery(t, "plain")
+	assert.Equal(t, domain.StageScheduled, plain.Stage, "nothing lost: dispatched again")
+	assert.Equal(t, "d1", plain.DroneID)
+	assert.Equal(t, "plain", f.drone(t, "d1").CurrentDeliveryID)
+}
+
+// A drone that has reported since its claim is flying: it is not taken,
+// and the expedited delivery waits.
+func TestExpeditedLeavesAFlyingDroneAlone(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	f.putDrone(t, domain.Drone{ID: "d1", Location: at(0, 0)})
+	f.ingestAs(t, f.key, "plain", false)
+	f.drain(t)
+	f.takeOff(t, "plain")
+	f.ingestAs(t, f.key, "urgent", true)
+	f.drain(t)
+	assert.Empty(t, f.assigned(t, "urgent"))
+	assert.Equal(t, "plain", f.drone(t, "d1").CurrentDeliveryID)
+	assert.Equal(t, domain.StageHeadedToPickup, f.delivery(t, "plain").Stage)
+	assert.Equal(t, 0, f.delivery(t, "plain").Generation)
+}
+
+// An expedited delivery's drone is never taken, and a free drone that
+// meets the deadline is taken before anybody's.
+func TestExpeditedTakesAFreeDroneFirstAndNeverAnExpeditedOnesDrone(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	f.putDrone(t, domain.Drone{ID: "d1", Location: at(0, 0)})
+	f.ingestAs(t, f.key, "u1", true)
+	f.drain(t)
+	f.ingestAs(t, f.key, "u2", true)
+	f.drain(t)
+	assert.Equal(t, []string{"u1"}, f.assigned(t, "u1", "u2"))
+	assert.Equal(t, 0, f.delivery(t, "u1").Generation)
+
+	f.ingestAs(t, f.key, "plain", false)
+	f.putDrone(t, domain.Drone{ID: "d2", Location: at(0.05, 0)}) // 5.6 km away, in time
+	f.drain(t)
+	assert.Equal(t, "d2", f.delivery(t, "u2").DroneID, "the free drone")
+	assert.Nil(t, f.delivery(t, "u2").Preempted)
+}
+
+// A run that stopped after the plain delivery gave its drone up, before
+// the drone was handed over, is finished by the redelivered message: the
+// drone goes to the expedited delivery and the plain one is dispatched
+// again; redelivered once more, the message changes nothing.
+func TestTakeoverStoppedHalfWayIsFinishedByTheRedelivery(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ctx := ctxFor(t)
+	f.putDrone(t, domain.Drone{ID: "d1", Location: at(0, 0)})
+	f.ingestAs(t, f.key, "plain", false)
+	f.drain(t)
+	now := f.clock.Now()
+	require.NoError(t, f.store.Deliveries.Create(ctx, "urgent", &domain.Delivery{ID: "urgent", TrackingID: "t.urgent", OwnerID: f.acct,
+		CorrelationID: "c-urgent", Stage: domain.StageCreated, CreatedAt: now, UpdatedAt: now,
+		History: []domain.Event{{Stage: domain.StageCreated, At: now}},
+		Request: domain.DeliveryRequest{OwnerID: f.acct, PickupLocation: at(0.01, 0), DropoffLocation: at(0.02, 0), PickupTime: now,
+			Deadline: now.Add(time.Hour), Expedited: true, ConfirmationRequired: domain.ConfirmationNone,
+			PackageInfo: domain.PackageInfo{PackageID: "p-urgent", Size: domain.SizeSmall, Weight: 1}}}))
+	// What the stopped run wrote: the reservation, and the plain
+	// delivery's new generation.
+	_, err := f.store.Deliveries.Update(ctx, "urgent", func(d *domain.Delivery) error {
+		return d.ReserveTakeover("d1", domain.Preemption{DeliveryID: "plain"}, now)
+	})
+	require.NoError(t, err)
+	_, err = f.store.Deliveries.Update(ctx, "plain", func(d *domain.Delivery) error {
+		_, err := d.Preempt(0, "d1", "urgent", now)
+		return err
+	})
+	require.NoError(t, err)
+
+	body, _ := json.Marshal(wire.Envelope{Operation: wire.OpDelivery, DeliveryID: "urgent", CorrelationID: "c-urgent"})
+	msg := &ports.Delivered{Message: ports.Message{ID: "urgent:requested", Queue: topology.QueueDeliveryRequests, Body: body}, DeliveryCount: 2}
+	out, err := f.h.ScheduleDrone(ctx, msg)
+	require.NoError(t, err)
+	assert.Equal(t, "urgent", f.drone(t, "d1").CurrentDeliveryID)
+	assert.NotNil(t, f.delivery(t, "urgent").DroneAssignedAt)
+	redispatch := wire.MessageID("plain", 1, "preempted")
+	ids := func(ms []ports.Message) []string {
+		var out []string
+		for _, m := range ms {
+			out = append(out, m.ID)
+		}
+		return out
+	}
+	assert.Contains(t, ids(out), redispatch, "the plain delivery is dispatched again")
+
+	before := f.snapshot(t, []string{"urgent", "plain"}, []string{"d1"})
+	again, err := f.h.ScheduleDrone(ctx, msg)
+	require.NoError(t, err)
+	assert.Equal(t, before, f.snapshot(t, []string{"urgent", "plain"}, []string{"d1"}), "a redelivery changes nothing")
+	assert.Contains(t, ids(again), redispatch, "and sends the plain delivery's dispatch again, which duplicate detection drops")
+
+	require.NoError(t, f.bus.Publish(ctx, out...))
+	f.drain(t)
+	assert.Equal(t, domain.StageScheduled, f.delivery(t, "urgent").Stage)
+	plain := f.delivery(t, "plain")
+	assert.Equal(t, domain.StageRescheduled, plain.Stage)
+	assert.Nil(t, plain.DroneAssignedAt)
+	assert.Equal(t, "urgent", f.drone(t, "d1").CurrentDeliveryID, "its new dispatch does not free the drone it lost")
+}
