@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"time"
 
@@ -36,6 +37,7 @@ import (
 type analytics struct {
 	c          *azcosmos.ContainerClient
 	deliveries deliveries
+	log        *slog.Logger
 }
 
 var _ ports.Analytics = (*analytics)(nil)

@@ -52,7 +52,8 @@ type Options struct {
 	// FeedPoll is the wait between quiet reads of the drone index's
 	// change feed (DefaultFeedPoll when zero).
 	FeedPoll time.Duration
-	// Logger receives the failures of the change feed reads, which have
+	// Logger receives the failures of the change feed reads and of the
+	// acceptance's analytics (see deliveries.counted), which have
 	// no caller to return them to (slog.Default() when nil).
 	Logger *slog.Logger
 }
@@ -117,7 +118,7 @@ func Open(_ context.Context, client *azcosmos.Client, database string, opts Opti
 		zones:         newZones(containers[topology.ContainerAirspace]),
 		pauses:        newPauses(containers[topology.ContainerPauses]),
 	}
-	s.analytics = &analytics{c: containers[topology.ContainerAnalytics], deliveries: s.deliveries}
+	s.analytics = &analytics{c: containers[topology.ContainerAnalytics], deliveries: s.deliveries, log: opts.Logger}
 	s.deliveries.analytics = s.analytics
 	return s, nil
 }

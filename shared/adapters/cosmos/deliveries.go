@@ -51,7 +51,18 @@ func (d deliveries) counted(ctx context.Context, id string, v *domain.Delivery, 
 	if d.analytics == nil || !skipped && v.Stage != domain.StageCreated && !v.Stage.Terminal() {
 		return nil
 	}
-	return d.analytics.apply(ctx, id, v, skipped)
+	err := d.analytics.apply(ctx, id, v, skipped)
+	if err != nil && !skipped && v.Stage == domain.StageCreated {
+		// The delivery is stored: refusing the request now would leave it
+		// unqueued until the client retried. Its acceptance is counted later
+		// instead, by the delivery's terminal write (apply adds every
+		// contribution whose marker is missing) or by reaggregate; until
+		// then the month's figures miss it.
+		d.analytics.log.WarnContext(ctx, "cosmos: a delivery's acceptance is not counted yet; its end will count it",
+			"deliveryId", id, "err", err)
+		return nil
+	}
+	return err
 }
 
 func newDeliveries(docs, index *azcosmos.ContainerClient) deliveries {
