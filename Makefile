@@ -24,6 +24,7 @@ help:
 	@echo "make bench-go run the Go benchmarks"
 	@echo "make package-lambda  build the AWS Lambda bootstrap into dist/lambda.zip (LAMBDA_ARCH=amd64|arm64)"
 	@echo "make deploy-aws      deploy infra/aws/template.yaml with the SAM CLI; see README, Run on AWS Lambda"
+	@echo "make screenshots  refresh docs/console.png and docs/tracking-page.png from the browser tests"
 	@echo "make fuzz     run every fuzz target for FUZZTIME (default $(FUZZTIME)) each; not part of make test"
 
 build:
@@ -261,3 +262,9 @@ start:
 .PHONY: simulate
 simulate:
 	$(GO) run . simulate $(SIMULATE_ARGS)
+
+# The README's pictures of the operator console and the tracking page, taken
+# by the browser tests in headless Chromium.
+.PHONY: screenshots
+screenshots: test-deps
+	SCREENSHOT_DIR=$(CURDIR)/docs go test ./e2e -run 'TestConsoleInBrowser|TestTrackingPageInBrowser' -count=1

@@ -279,6 +279,7 @@ func (h *Handlers) Registry() functionapp.Registry {
 		"GetHistory":           biz(h.GetHistory),
 		"SendNotification":     {Queue: h.SendNotification},
 		"TrackPage":            open(h.TrackPage),
+		"Console":              open(h.Console),
 		"TrackFeed":            open(h.TrackFeed),
 		"TrackEvents":          {HTTP: h.guard(anyone, h.TrackEventsUnavailable), Stream: h.TrackEvents, Public: true},
 		"TrackNegotiate":       open(h.TrackNegotiate),

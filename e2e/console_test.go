@@ -1,0 +1,141 @@
+package e2e
+
+import (
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/fabrikam/dronedelivery/shared/domain"
+	"github.com/fabrikam/dronedelivery/tools/testdoubles"
+)
+
+// TestConsoleInBrowser opens the operator console in headless Chromium as
+// an operator would: it pastes the operator key, sees a drone move on the
+// map after a telemetry report, grounds the drone that holds a delivery
+// from the page with a reason, and sees through the API that the delivery
+// went to another drone with the reason in its history. Every step waits
+// for what the page or the API shows. The screenshot is kept in the test's
+// artifact directory, or in $SCREENSHOT_DIR (docs/console.png comes from
+// SCREENSHOT_DIR=docs; see README, Operating the fleet).
+func TestConsoleInBrowser(t *testing.T) {
+	t.Parallel()
+	p := startServe(t, t.TempDir())
+	a := signUp(t, p.base)
+	pickup := domain.Location{Latitude: 47.610, Longitude: -122.330}
+	drop := domain.Location{Latitude: 47.620, Longitude: -122.325}
+	near := domain.Location{Latitude: 47.605, Longitude: -122.330}
+	far := domain.Location{Latitude: 47.595, Longitude: -122.338}
+	for id, loc := range map[string]domain.Location{"console-near": near, "console-far": far} {
+		require.Equal(t, http.StatusCreated, a.fleet(t, "PUT", "/api/drones/"+id, droneSpec{
+			Location: loc, MaxPayloadKg: 5, MaxPackageSize: "Small", RangeKm: 30, CruiseSpeedMps: 12, BatteryPercent: 100}).Status)
+	}
+	// A no-fly zone between the drones and the dropoff, for the map.
+	require.Equal(t, http.StatusCreated, a.fleet(t, "PUT", "/api/noflyzones/stadium", map[string]any{
+		"name": "Stadium", "geometry": map[string]any{"type": "Polygon", "coordinates": [][][2]float64{{
+			{-122.3335, 47.6140}, {-122.3315, 47.6140}, {-122.3315, 47.6160}, {-122.3335, 47.6160}, {-122.3335, 47.6140}}}},
+	}).Status)
+	require.Equal(t, http.StatusAccepted, a.call(t, "POST", "/api/deliveryrequests", deliveryRequest("console", pickup, drop, "Small", 1)).Status)
+	d := waitStage(t, a, "console", domain.StageScheduled)
+	require.Equal(t, "console-near", d.DroneID)
+
+	browserTurn.Lock()
+	defer browserTurn.Unlock()
+	page := testdoubles.OpenPage(t, p.base+"/api/console?interval=500", 1280, 900, patience)
+	page.Wait(t, "the page asks for the key", `document.body.dataset.state === 'locked'`)
+	var url string
+	page.Eval(t, `location.href`, &url)
+	assert.NotContains(t, url, e2eOperatorKey)
+	// A business's key is not the operator key: the page says so and
+	// forgets it.
+	page.Fill(t, "#key", a.key)
+	page.Click(t, "#connect")
+	page.Wait(t, "the page refuses a business key", `document.body.dataset.state === 'unauthorized' &&
+		sessionStorage.length === 0 && document.getElementById('gate-error').textContent.includes('403')`)
+	page.Fill(t, "#key", e2eOperatorKey)
+	page.Click(t, "#connect")
+	page.Wait(t, "the fleet on the map", `document.body.dataset.state === 'ok' &&
+		document.querySelectorAll('#map g.drone').length === 2 &&
+		document.querySelector('#map polyline.route[data-delivery="console"]') !== null &&
+		document.querySelector('#map polygon.zone[data-zone="stadium"]') !== null`)
+	page.Eval(t, `location.href`, &url)
+	assert.NotContains(t, url, e2eOperatorKey, "the key never goes into the URL")
+
+	// The drone reports from further along: the map moves it.
+	moved := domain.Location{Latitude: 47.6075, Longitude: -122.3300}
+	postReport(t, a, "console-near", moved, 92, time.Now().UTC())
+	page.Wait(t, "console-near at its reported position", fmt.Sprintf(`(() => {
+		const g = document.querySelector('#map g.drone[data-id="console-near"]');
+		return g && Number(g.dataset.lat) === %v && Number(g.dataset.lon) === %v;
+	})()`, moved.Latitude, moved.Longitude))
+
+	dir := t.ArtifactDir()
+	if env := os.Getenv("SCREENSHOT_DIR"); env != "" {
+		dir = env
+	}
+	shot := filepath.Join(dir, "console.png")
+	page.Screenshot(t, shot)
+	info, err := os.Stat(shot)
+	require.NoError(t, err)
+	assert.Greater(t, info.Size(), int64(1000), "a real screenshot")
+
+	// Ground it from the page, with a reason.
+	page.Fill(t, `tr[data-drone="console-near"] input.reason`, "rotor vibration")
+	page.Click(t, `tr[data-drone="console-near"] button[data-action="ground"]`)
+	page.Wait(t, "the action accepted", `document.body.dataset.lastAction === 'ground console-near 202'`)
+	page.Wait(t, "console-near shown grounded", `(() => {
+		const g = document.querySelector('#map g.drone[data-id="console-near"]');
+		return g && g.dataset.status === 'Maintenance';
+	})()`)
+
+	eventually(t, "the delivery on the other drone", func() bool {
+		d = getDelivery(t, a, "console")
+		return d.Stage == domain.StageScheduled && d.DroneID == "console-far"
+	})
+	var hist struct {
+		Events []domain.Event `json:"events"`
+	}
+	a.call(t, "GET", "/api/deliveries/console/history", nil).decode(t, &hist)
+	var notes []string
+	for _, e := range hist.Events {
+		if e.Kind == domain.EventOperator {
+			notes = append(notes, e.Note)
+		}
+	}
+	assert.Equal(t, []string{"ground: rotor vibration"}, notes, "the page's reason is audited")
+	page.Wait(t, "the page shows the delivery on console-far", `(() => {
+		const tr = document.querySelector('tr[data-delivery="console"]');
+		return tr && tr.children[2].textContent === 'console-far';
+	})()`)
+	// The browser reports the refused key's 403 as a failed load; nothing
+	// else may go wrong.
+	var errs []string
+	for _, e := range page.Errors(t) {
+		if !strings.Contains(e, "status of 403") {
+			errs = append(errs, e)
+		}
+	}
+	assert.Empty(t, errs, "no errors in the page")
+}
+
+// TestConsoleIsServedToAnyone checks the page itself: served without a key,
+// self-contained (nothing from another origin) and not frameable.
+func TestConsoleIsServedToAnyone(t *testing.T) {
+	t.Parallel()
+	p := startServe(t, t.TempDir())
+	resp := call(t, "GET", p.base+"/api/console", nil)
+	require.Equal(t, http.StatusOK, resp.Status)
+	assert.Equal(t, "text/html; charset=utf-8", resp.Header.Get("Content-Type"))
+	csp := resp.Header.Get("Content-Security-Policy")
+	assert.Contains(t, csp, "default-src 'none'")
+	assert.Contains(t, csp, "connect-src 'self'")
+	assert.Contains(t, csp, "frame-ancestors 'none'")
+	assert.NotContains(t, string(resp.Body), "https://", "no assets from the internet")
+	assert.NotContains(t, string(resp.Body), e2eOperatorKey)
+}
