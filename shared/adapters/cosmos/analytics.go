@@ -33,7 +33,8 @@ import (
 // The deliveries collection calls apply after a write of a delivery in
 // stage Created or a terminal stage, and after every skipped update: a
 // batch that failed leaves the step to fail and be retried, and the
-// retry's skipped update adds what is missing.
+// retry's skipped update adds what is missing. The acceptance's count is
+// the exception (see deliveries.counted): the terminal write adds it.
 type analytics struct {
 	c          *azcosmos.ContainerClient
 	deliveries deliveries
