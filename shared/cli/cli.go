@@ -629,6 +629,7 @@ Then, with the deliveryId from the answer:
 		fmt.Fprintf(w, `
 The operator key opens the fleet endpoints; it is the one %[2]s holds (not shown here):
   curl -s -H "Authorization: Bearer $%[2]s" '%[1]s/api/drones?status=Available&limit=5'
+The operator console (paste the key into it): %[1]s/api/console
 
 `, base, OperatorKeySetting)
 		return
@@ -637,6 +638,7 @@ The operator key opens the fleet endpoints; it is the one %[2]s holds (not shown
 The operator key (generated for this run; set %[2]s to keep one across restarts) opens the fleet endpoints:
   %[2]s=%[3]s
   curl -s -H "Authorization: Bearer $%[2]s" '%[1]s/api/drones?status=Available&limit=5'
+The operator console (paste the key into it): %[1]s/api/console
 
 `, base, OperatorKeySetting, opKey)
 }
