@@ -137,13 +137,17 @@ func (l *scaleLoad) send(stop <-chan struct{}, key, method, path string, body an
 		req.Header.Set("Authorization", "Bearer "+key)
 		resp, err := l.client.Do(req)
 		if err != nil {
-			time.Sleep(20 * time.Millisecond)
+			if !pause(stop, 20*time.Millisecond) {
+				return 0, nil, false
+			}
 			continue
 		}
 		b, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
 		if resp.StatusCode == http.StatusServiceUnavailable {
-			time.Sleep(50 * time.Millisecond)
+			if !pause(stop, 50*time.Millisecond) {
+				return 0, nil, false
+			}
 			continue
 		}
 		return resp.StatusCode, b, true
@@ -338,18 +342,21 @@ func TestScaleOutUnderLoad(t *testing.T) {
 	accepted := slices.Clone(l.accepted)
 	require.Len(t, accepted, clients*perClient, "every delivery is accepted: answers %v", l.statuses)
 	pending := slices.Clone(accepted)
-	deadline := time.Now().Add(patience)
-	for len(pending) > 0 {
-		d := getDelivery(t, a, pending[0])
-		switch {
-		case d.Stage == domain.StageCompleted:
-			pending = pending[1:]
-			continue
-		case time.Now().After(deadline):
-			t.Fatalf("%d deliveries not Completed after %v; the first, %s, is %s with drone %q (%s)", len(pending), patience, d.ID, d.Stage, d.DroneID, d.FailureReason)
+	var first *deliveryDoc // the first delivery not yet Completed, when the wait gives up
+	defer func() {
+		if t.Failed() && first != nil {
+			t.Logf("%d deliveries not Completed; the first, %s, is %s with drone %q (%s)", len(pending), first.ID, first.Stage, first.DroneID, first.FailureReason)
 		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	}()
+	eventually(t, "every accepted delivery to be Completed", func() bool {
+		for len(pending) > 0 {
+			if first = getDelivery(t, a, pending[0]); first.Stage != domain.StageCompleted {
+				return false
+			}
+			pending = pending[1:]
+		}
+		return true
+	})
 	close(stop)
 	driving.Wait()
 	elapsed := time.Since(began)

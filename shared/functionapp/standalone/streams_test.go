@@ -80,11 +80,8 @@ func TestStreamsEndWithTheirClientsAndAtShutdownLeavingNoGoroutine(t *testing.T)
 
 	// A client that goes frees its stream and the handler's goroutine.
 	a.Body.Close()
-	deadline := time.Now().Add(time.Minute)
-	for srv.streams.counts() != 2 {
-		require.True(t, time.Now().Before(deadline), "the stream of a client that left was not ended")
-		time.Sleep(10 * time.Millisecond)
-	}
+	require.Eventually(t, func() bool { return srv.streams.counts() == 2 },
+		time.Minute, 10*time.Millisecond, "the stream of a client that left was not ended")
 	again := openStream(t, base+"a")
 
 	// Shutdown ends the streams still open rather than waiting for them.
