@@ -178,9 +178,12 @@ type Zones interface {
 	// key, with keys after the cursor after ("" to start).
 	List(ctx context.Context, kind domain.ZoneKind, after string, limit int) ([]*domain.Zone, error)
 	// Version returns a token that differs after every write of a zone
-	// (create, update, delete), made through any process, has returned.
-	// It costs one point read, so a reader checks it before trusting the
-	// zones it loaded earlier.
+	// (create, update, delete) has returned: at once for a write made
+	// through this Store, and for one made through any other process at
+	// once on the embedded backend (one row read) and within the change
+	// feed's poll on Cosmos DB (no request per call while the feed is
+	// followed). A reader checks it before trusting the zones it loaded
+	// earlier.
 	Version(ctx context.Context) (string, error)
 }
 

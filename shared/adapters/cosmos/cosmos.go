@@ -115,7 +115,7 @@ func Open(_ context.Context, client *azcosmos.Client, database string, opts Opti
 		apiKeys:       newCollection[domain.APIKey](containers[topology.ContainerAPIKeys], topology.ContainerAPIKeys),
 		confirmations: newCollection[domain.ConfirmationBlob](containers[topology.ContainerConfirmations], topology.ContainerConfirmations),
 		fleet:         newFleet(containers[topology.ContainerDrones], opts.Logger, opts.FeedPoll),
-		zones:         newZones(containers[topology.ContainerAirspace]),
+		zones:         newZones(containers[topology.ContainerAirspace], opts.Logger, opts.FeedPoll),
 		pauses:        newPauses(containers[topology.ContainerPauses]),
 	}
 	s.analytics = &analytics{c: containers[topology.ContainerAnalytics], deliveries: s.deliveries, log: opts.Logger}
@@ -129,9 +129,12 @@ func (s *Store) Store() ports.Store {
 		Confirmations: s.confirmations, Zones: s.zones, Analytics: s.analytics, Pauses: s.pauses}
 }
 
-// Close stops following the change feed and waits for it; the client
+// Close stops following the change feeds and waits for them; the client
 // stays open because the caller owns it.
-func (s *Store) Close() { s.fleet.close() }
+func (s *Store) Close() {
+	s.fleet.close()
+	s.zones.close()
+}
 
 // Bootstrap creates the database and every container of the topology with
 // its partition key and default TTL, leaving existing ones alone; in Azure the
