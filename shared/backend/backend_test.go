@@ -174,5 +174,11 @@ func TestCosmosOperationsPerDelivery(t *testing.T) {
 	assert.GreaterOrEqual(t, perDelivery, 19.0)
 	assert.LessOrEqual(t, perDelivery, 26.0)
 	assert.Zero(t, after[cosmos.OpUpsert]-before[cosmos.OpUpsert], "no blind writes")
-	assert.Equal(t, 3*n, after[cosmos.OpBatch]-before[cosmos.OpBatch], "one analytics batch per bucket")
+	// One analytics batch per bucket, and one more per bucket for the
+	// month's first contribution, which creates the aggregate (this test's
+	// account and database are new; a run across the turn of a month
+	// UTC adds up to three more).
+	batches := after[cosmos.OpBatch] - before[cosmos.OpBatch]
+	assert.GreaterOrEqual(t, batches, 3*n+3, "one analytics batch per bucket")
+	assert.LessOrEqual(t, batches, 3*n+6, "one analytics batch per bucket")
 }
