@@ -110,7 +110,7 @@ func Open(_ context.Context, client *azcosmos.Client, database string, opts Opti
 	}
 	s := &Store{
 		deliveries:    newDeliveries(containers[topology.ContainerDeliveries], containers[topology.ContainerDeliveriesByOwner]),
-		packages:      newCollection[domain.Package](containers[topology.ContainerPackages], topology.ContainerPackages),
+		packages:      newPackages(containers[topology.ContainerPackages]),
 		accounts:      newCollection[domain.Account](containers[topology.ContainerAccounts], topology.ContainerAccounts),
 		apiKeys:       newCollection[domain.APIKey](containers[topology.ContainerAPIKeys], topology.ContainerAPIKeys),
 		confirmations: newCollection[domain.ConfirmationBlob](containers[topology.ContainerConfirmations], topology.ContainerConfirmations),
@@ -121,6 +121,17 @@ func Open(_ context.Context, client *azcosmos.Client, database string, opts Opti
 	s.analytics = &analytics{c: containers[topology.ContainerAnalytics], deliveries: s.deliveries, log: opts.Logger}
 	s.deliveries.analytics = s.analytics
 	return s, nil
+}
+
+// newPackages returns the packages collection. The update-package step
+// upserts a package that is nearly always new (a business's package id,
+// once), so its upsert tries the create first: one operation instead of a
+// read that misses and a create; a package id used again costs a 409, then
+// the read.
+func newPackages(c *azcosmos.ContainerClient) *collection[domain.Package] {
+	p := newCollection[domain.Package](c, topology.ContainerPackages)
+	p.loop.CreateFirst = true
+	return p
 }
 
 // Store returns the collections as the ports the handlers use.
