@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+	"github.com/Azure/azure-sdk-for-go/sdk/data/azcosmos"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -179,6 +180,24 @@ func TestCosmosOperationsPerDelivery(t *testing.T) {
 	assert.GreaterOrEqual(t, perDelivery, 14.0)
 	assert.LessOrEqual(t, perDelivery, 15.0)
 	assert.Zero(t, after[cosmos.OpUpsert]-before[cosmos.OpUpsert], "no blind writes")
+
+	// The sizes of the documents a delivery writes, for the request unit
+	// estimate in docs/data-layout.md (a write costs more as its document
+	// grows). Read outside the counted span.
+	client, err := azcosmos.NewClientFromConnectionString(cosmosConn, nil)
+	require.NoError(t, err)
+	sizes := map[string]int{}
+	for _, doc := range []struct{ container, pk, id string }{
+		{topology.ContainerDeliveries, "az-0", "az-0"},
+		{topology.ContainerAnalytics, "fleet|" + time.Now().UTC().Format("2006-01"), "aggregate"},
+	} {
+		c, err := client.NewContainer(env["COSMOS_DATABASE"], doc.container)
+		require.NoError(t, err)
+		resp, err := c.ReadItem(context.Background(), azcosmos.NewPartitionKeyString(doc.pk), doc.id, nil)
+		require.NoError(t, err)
+		sizes[doc.container] = len(resp.Value)
+	}
+	t.Logf("stored document sizes in bytes: %v", sizes)
 	// One analytics batch per bucket, and one more per bucket for the
 	// month's first contribution, which creates the aggregate (this test's
 	// account and database are new; a run across the turn of a month
