@@ -648,8 +648,21 @@ func testCounting(t *testing.T, e *env) {
 		must(t, err, "update")
 	})
 	other := uniqueID("pkg")
-	step("creating upsert", map[string]int{OpRead: 1, OpCreate: 1}, func() {
+	// Packages are upserted create first (newPackages): a new one costs
+	// the create alone, one that exists a failed create and a read first.
+	step("creating upsert", map[string]int{OpCreate: 1}, func() {
 		_, err := st.Packages.Upsert(ctx, other, func(*domain.Package) (*domain.Package, error) { return testPackage(other), nil })
+		must(t, err, "upsert")
+	})
+	forgotten := e.open(t, c, db, Options{}).Store()
+	step("upsert of a package this Store has not seen", map[string]int{OpCreate: 1, OpRead: 1, OpReplace: 1}, func() {
+		_, err := forgotten.Packages.Upsert(ctx, other, func(cur *domain.Package) (*domain.Package, error) {
+			if cur == nil {
+				return testPackage(other), nil
+			}
+			cur.Weight++
+			return cur, nil
+		})
 		must(t, err, "upsert")
 	})
 	step("list", map[string]int{OpQuery: 1}, func() {
