@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -25,6 +24,7 @@ import (
 	"github.com/fabrikam/dronedelivery/shared/domain"
 	"github.com/fabrikam/dronedelivery/shared/ports"
 	"github.com/fabrikam/dronedelivery/shared/topology"
+	"github.com/fabrikam/dronedelivery/tools/apiclient"
 	"github.com/fabrikam/dronedelivery/tools/simulator"
 	"github.com/fabrikam/dronedelivery/tools/testdoubles"
 )
@@ -63,7 +63,7 @@ const (
 type patientLoad struct {
 	a      api
 	prefix string
-	client *http.Client
+	client apiclient.Client
 
 	mu           sync.Mutex
 	accepted     []string
@@ -111,33 +111,28 @@ func (l *patientLoad) post(stop <-chan struct{}, id string, body []byte) bool {
 			return false
 		default:
 		}
-		req, _ := http.NewRequest("POST", l.a.base+"/api/deliveryrequests", bytes.NewReader(body))
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("Authorization", "Bearer "+l.a.key)
-		resp, err := l.client.Do(req)
+		resp, err := l.client.Send(context.Background(), "POST", "/api/deliveryrequests", body)
 		if err != nil {
 			if !pause(stop, 100*time.Millisecond) {
 				return false
 			}
 			continue
 		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
 		l.mu.Lock()
 		if l.statuses == nil {
 			l.statuses = map[int]int{}
 		}
-		l.statuses[resp.StatusCode]++
-		if resp.StatusCode == http.StatusAccepted {
+		l.statuses[resp.Status]++
+		if resp.Status == http.StatusAccepted {
 			l.accepted = append(l.accepted, id)
 			l.acceptedAt = append(l.acceptedAt, time.Now())
 		}
 		retryAfter := resp.Header.Get("Retry-After")
-		if resp.StatusCode == http.StatusServiceUnavailable && retryAfter == "" {
+		if resp.Status == http.StatusServiceUnavailable && retryAfter == "" {
 			l.noRetryAfter++
 		}
 		l.mu.Unlock()
-		if resp.StatusCode != http.StatusServiceUnavailable {
+		if resp.Status != http.StatusServiceUnavailable {
 			return true
 		}
 		// Retry-After is 1 or 2 s here; a shorter wait keeps the load up
@@ -235,7 +230,7 @@ func runOutage(t *testing.T, s *outageService, fault string, window time.Duratio
 			}
 		}
 	})
-	l := &patientLoad{a: s.a, prefix: "outage", client: checkedClient(t, 30*time.Second)}
+	l := &patientLoad{a: s.a, prefix: "outage", client: timedClient(t, s.a, 30*time.Second)}
 	stop := make(chan struct{})
 	wg := l.run(stop, 4)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -257,7 +252,7 @@ func runOutage(t *testing.T, s *outageService, fault string, window time.Duratio
 	defer stopLoad()
 	eventually(t, "deliveries accepted before the outage", func() bool { return l.acceptedCount() >= 20 })
 
-	probe := checkedClient(t, 30*time.Second)
+	probe := timedClient(t, s.a, 30*time.Second)
 	reads := map[int]int{}
 	for _, ph := range phases {
 		ph.start()
@@ -270,15 +265,11 @@ func runOutage(t *testing.T, s *outageService, fault string, window time.Duratio
 			l.mu.Lock()
 			id := l.accepted[len(l.accepted)/2]
 			l.mu.Unlock()
-			req, _ := http.NewRequest("GET", s.a.base+"/api/deliveries/"+id, nil)
-			req.Header.Set("Authorization", "Bearer "+s.a.key)
-			resp, err := probe.Do(req)
+			resp, err := probe.Send(context.Background(), "GET", "/api/deliveries/"+id, nil)
 			require.NoError(t, err)
-			io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			reads[resp.StatusCode]++
-			assert.Contains(t, []int{http.StatusOK, http.StatusServiceUnavailable}, resp.StatusCode, "a read during the outage")
-			if resp.StatusCode == http.StatusServiceUnavailable {
+			reads[resp.Status]++
+			assert.Contains(t, []int{http.StatusOK, http.StatusServiceUnavailable}, resp.Status, "a read during the outage")
+			if resp.Status == http.StatusServiceUnavailable {
 				assert.NotEmpty(t, resp.Header.Get("Retry-After"), "a 503 read says when to retry")
 			}
 			time.Sleep(100 * time.Millisecond)

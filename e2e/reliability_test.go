@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -45,7 +44,7 @@ type load struct {
 
 func (l *load) run(stop <-chan struct{}, clients int) *sync.WaitGroup {
 	var wg sync.WaitGroup
-	client := checkedClient(l.t, 10*time.Second)
+	client := timedClient(l.t, l.a, 10*time.Second)
 	for c := range clients {
 		wg.Add(1)
 		go func() {
@@ -61,26 +60,21 @@ func (l *load) run(stop <-chan struct{}, clients int) *sync.WaitGroup {
 					continue
 				}
 				id := fmt.Sprintf("%s-%d-%d", l.prefix, c, i)
-				body, _ := json.Marshal(deliveryRequest(id,
+				body := deliveryRequest(id,
 					domain.Location{Latitude: 47.6062 + float64(i%40)*0.0005, Longitude: -122.3321 + float64(c)*0.001},
-					domain.Location{Latitude: 47.6162, Longitude: -122.3221}, "Small", 1))
-				req, _ := http.NewRequest("POST", l.a.base+"/api/deliveryrequests", bytes.NewReader(body))
-				req.Header.Set("Content-Type", "application/json")
-				req.Header.Set("Authorization", "Bearer "+l.a.key)
+					domain.Location{Latitude: 47.6162, Longitude: -122.3221}, "Small", 1)
 				l.sent.Add(1)
-				resp, err := client.Do(req)
+				resp, err := client.Send(context.Background(), "POST", "/api/deliveryrequests", body)
 				if err != nil {
 					time.Sleep(20 * time.Millisecond)
 					continue
 				}
-				io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
 				l.mu.Lock()
 				if l.statuses == nil {
 					l.statuses = map[int]int{}
 				}
-				l.statuses[resp.StatusCode]++
-				if resp.StatusCode == http.StatusAccepted {
+				l.statuses[resp.Status]++
+				if resp.Status == http.StatusAccepted {
 					l.accepted = append(l.accepted, id)
 				}
 				l.mu.Unlock()

@@ -1,12 +1,10 @@
 package e2e
 
 import (
-	"bytes"
+	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"path/filepath"
 	"testing"
@@ -54,19 +52,10 @@ func (c clientSpan) traceparent() string { return "00-" + c.traceID + "-" + c.sp
 // caller's span c.
 func submitTraced(t *testing.T, a api, c clientSpan, body any) {
 	t.Helper()
-	raw, err := json.Marshal(body)
+	client := a.client(t)
+	client.Header = http.Header{"Traceparent": {c.traceparent()}, "Tracestate": {"e2e=1"}}
+	_, err := client.PostDelivery(context.Background(), body)
 	require.NoError(t, err)
-	req, err := http.NewRequest("POST", a.base+"/api/deliveryrequests", bytes.NewReader(raw))
-	require.NoError(t, err)
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Authorization", "Bearer "+a.key)
-	req.Header.Set("traceparent", c.traceparent())
-	req.Header.Set("tracestate", "e2e=1")
-	resp, err := checkedClient(t, 0).Do(req)
-	require.NoError(t, err)
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	require.Equal(t, http.StatusAccepted, resp.StatusCode, string(b))
 }
 
 // checkDeliveryTrace waits until the receiver holds a span of every

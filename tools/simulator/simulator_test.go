@@ -19,7 +19,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/fabrikam/dronedelivery/shared/domain"
 	"github.com/fabrikam/dronedelivery/shared/geo"
+	"github.com/fabrikam/dronedelivery/tools/apiclient"
 	"github.com/fabrikam/dronedelivery/tools/testdoubles"
 )
 
@@ -37,8 +39,8 @@ const step = 2 * time.Second
 type fakeAPI struct {
 	t          *testing.T
 	mu         sync.Mutex
-	drones     map[string]*drone
-	deliveries map[string]*delivery
+	drones     map[string]*domain.Drone
+	deliveries map[string]*apiclient.Delivery
 	reports    map[string][]gotReport // by drone, every report posted
 	auth       map[string]bool        // Authorization headers seen
 	pageSize   int                    // the list's page size, to exercise paging
@@ -51,7 +53,7 @@ type fakeAPI struct {
 }
 
 type gotReport struct {
-	report
+	apiclient.Report
 	at       time.Time // parsed timestamp
 	accepted bool      // newer than the drone's last one
 	stage    string    // the delivery's stage after it
@@ -60,7 +62,7 @@ type gotReport struct {
 const radiusKm = 0.05
 
 func newFakeAPI(t *testing.T) (*fakeAPI, *httptest.Server) {
-	f := &fakeAPI{t: t, drones: map[string]*drone{}, deliveries: map[string]*delivery{},
+	f := &fakeAPI{t: t, drones: map[string]*domain.Drone{}, deliveries: map[string]*apiclient.Delivery{},
 		reports: map[string][]gotReport{}, auth: map[string]bool{}, pageSize: 2}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /api/drones", f.list)
@@ -80,13 +82,13 @@ func newFakeAPI(t *testing.T) (*fakeAPI, *httptest.Server) {
 func (f *fakeAPI) assign(droneID, deliveryID string, from, pickup, dropoff geo.Point) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.drones[droneID] = &drone{ID: droneID, Location: loc(from), RangeKm: 20, CruiseSpeedMps: 15,
+	f.drones[droneID] = &domain.Drone{ID: droneID, Location: loc(from), RangeKm: 20, CruiseSpeedMps: 15,
 		BatteryPercent: 90, Status: "Assigned", CurrentDeliveryID: deliveryID}
-	f.deliveries[deliveryID] = &delivery{ID: deliveryID, Stage: "Scheduled", DroneID: droneID,
+	f.deliveries[deliveryID] = &apiclient.Delivery{ID: deliveryID, Stage: "Scheduled", DroneID: droneID,
 		PickupLocation: loc(pickup), DropoffLocation: loc(dropoff)}
 }
 
-func loc(p geo.Point) location { return location{Latitude: p.Lat, Longitude: p.Lon} }
+func loc(p geo.Point) domain.Location { return domain.Location{Latitude: p.Lat, Longitude: p.Lon} }
 
 func (f *fakeAPI) list(w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
@@ -104,12 +106,16 @@ func (f *fakeAPI) list(w http.ResponseWriter, r *http.Request) {
 	status, after := r.URL.Query().Get("status"), r.URL.Query().Get("after")
 	var ids []string
 	for id, d := range f.drones {
-		if d.Status == status && id > after {
+		if string(d.Status) == status && id > after {
 			ids = append(ids, id)
 		}
 	}
 	slices.Sort(ids)
-	page := dronePage{Drones: []drone{}}
+	var page struct {
+		Drones []domain.Drone `json:"drones"`
+		Next   string         `json:"next,omitempty"`
+	}
+	page.Drones = []domain.Drone{}
 	for i, id := range ids {
 		if i == f.pageSize {
 			page.Next = ids[i-1]
@@ -132,7 +138,7 @@ func (f *fakeAPI) getDelivery(w http.ResponseWriter, r *http.Request) {
 }
 
 func (f *fakeAPI) telemetry(w http.ResponseWriter, r *http.Request) {
-	var rep report
+	var rep apiclient.Report
 	if err := json.NewDecoder(r.Body).Decode(&rep); err != nil {
 		f.t.Errorf("telemetry body: %v", err)
 		http.Error(w, err.Error(), http.StatusBadRequest)
@@ -168,7 +174,7 @@ func (f *fakeAPI) telemetry(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, `{"title":"Not Found","status":404}`, http.StatusNotFound)
 		return
 	}
-	g := gotReport{report: rep, at: at}
+	g := gotReport{Report: rep, at: at}
 	if dr.LastTelemetryAt == nil || at.After(*dr.LastTelemetryAt) {
 		g.accepted = true
 		dr.LastTelemetryAt = &at
@@ -189,7 +195,7 @@ func (f *fakeAPI) telemetry(w http.ResponseWriter, r *http.Request) {
 				eta := at.Add(time.Duration(remainingKm(p, []geo.Point{point(d.DropoffLocation)}) / 0.015 * float64(time.Second)))
 				d.DeliveryETA = &eta
 			}
-			g.stage = d.Stage
+			g.stage = string(d.Stage)
 		}
 	}
 	f.reports[id] = append(f.reports[id], g)
@@ -197,11 +203,11 @@ func (f *fakeAPI) telemetry(w http.ResponseWriter, r *http.Request) {
 	w.Write([]byte(`{"accepted":1}`))
 }
 
-func (f *fakeAPI) snapshot(droneID string) ([]gotReport, drone, delivery) {
+func (f *fakeAPI) snapshot(droneID string) ([]gotReport, domain.Drone, apiclient.Delivery) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	dr := *f.drones[droneID]
-	var d delivery
+	var d apiclient.Delivery
 	for _, x := range f.deliveries {
 		if x.DroneID == droneID {
 			d = *x
@@ -397,7 +403,7 @@ func TestPicksUpDronesAsTheyAreAssigned(t *testing.T) {
 	for i := range 5 {
 		api.mu.Lock()
 		id := fmt.Sprintf("idle-%d", i)
-		api.drones[id] = &drone{ID: id, Location: loc(base), Status: "Available", CruiseSpeedMps: 15, RangeKm: 20, BatteryPercent: 100}
+		api.drones[id] = &domain.Drone{ID: id, Location: loc(base), Status: "Available", CruiseSpeedMps: 15, RangeKm: 20, BatteryPercent: 100}
 		api.mu.Unlock()
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -645,7 +651,7 @@ func TestWaitsAtThePickupUntilThePickupTime(t *testing.T) {
 	require.NoError(t, err, out.String())
 
 	reps, _, del := api.snapshot("drone-001")
-	require.Equal(t, "Completed", del.Stage)
+	require.Equal(t, domain.StageCompleted, del.Stage)
 	arrived, left := -1, -1
 	for i, r := range reps {
 		at := geo.DistanceKm(point(r.Location), pickup) <= radiusKm
