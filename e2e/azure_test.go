@@ -8,7 +8,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/fabrikam/dronedelivery/tools/testdoubles"
+	"github.com/fabrikam/dronedelivery/tools/testdoubles/cosmosdouble"
+	"github.com/fabrikam/dronedelivery/tools/testdoubles/servicebusdouble"
 )
 
 // TestStandaloneChainOnAzureAdapters runs the chain scenario with the binary
@@ -16,8 +17,8 @@ import (
 // doubles by connection strings, exactly as it would reach emulators.
 func TestStandaloneChainOnAzureAdapters(t *testing.T) {
 	t.Parallel()
-	cosmos := testdoubles.StartCosmos(t)
-	sb := testdoubles.StartServiceBus(t)
+	cosmos := cosmosdouble.StartCosmos(t)
+	sb := servicebusdouble.StartServiceBus(t)
 	p := startServeEnv(t, t.TempDir(), []string{
 		"CosmosDBConnection=" + cosmos,
 		"ServiceBusConnection=" + sb.ConnectionString(),
@@ -45,8 +46,8 @@ func TestListingOnAzureAdapters(t *testing.T) {
 // over fresh local doubles and a database of its own, with extra settings.
 func startOnAzure(t *testing.T, env ...string) *proc {
 	t.Helper()
-	cosmos := testdoubles.StartCosmos(t)
-	sb := testdoubles.StartServiceBus(t)
+	cosmos := cosmosdouble.StartCosmos(t)
+	sb := servicebusdouble.StartServiceBus(t)
 	p := startServeEnv(t, t.TempDir(), append([]string{
 		"CosmosDBConnection=" + cosmos,
 		"ServiceBusConnection=" + sb.ConnectionString(),

@@ -17,7 +17,7 @@ import (
 	"github.com/fabrikam/dronedelivery/handlers"
 	"github.com/fabrikam/dronedelivery/shared/domain"
 	"github.com/fabrikam/dronedelivery/tools/simulator"
-	"github.com/fabrikam/dronedelivery/tools/testdoubles"
+	"github.com/fabrikam/dronedelivery/tools/testdoubles/browser"
 )
 
 // browserTurn lets one test at a time drive Chromium: two browsers starting
@@ -56,7 +56,7 @@ func TestTrackingPageInBrowser(t *testing.T) {
 		dir = env
 	}
 	shot := filepath.Join(dir, "tracking-page.png")
-	page := testdoubles.StartBrowser(t, p.base+"/api/track/"+acc.TrackingID+"?interval=300", shot, patience)
+	page := browser.StartBrowser(t, p.base+"/api/track/"+acc.TrackingID+"?interval=300", shot, patience)
 	first := page.Ready(t)
 	require.Equal(t, string(domain.StageScheduled), first.Stage, "the page shows the scheduled delivery before the flight")
 
@@ -68,7 +68,7 @@ func TestTrackingPageInBrowser(t *testing.T) {
 		simDone <- simulator.Run(ctx, simulator.Options{BaseURL: p.base, Interval: 100 * time.Millisecond, Step: 10 * time.Second,
 			Out: io.Discard, UntilIdle: true, OperatorKey: e2eOperatorKey, HTTPClient: checkedClient(t, 10*time.Second),
 			AfterReport: func(ctx context.Context, r simulator.Report) {
-				page.Await(ctx, func(s testdoubles.BrowserState) bool {
+				page.Await(ctx, func(s browser.BrowserState) bool {
 					return s.HasShown(r.Latitude, r.Longitude) || s.Stage == string(domain.StageCompleted)
 				})
 			}})
@@ -120,10 +120,10 @@ func TestTrackingPageIsPushedTo(t *testing.T) {
 	shot := filepath.Join(t.ArtifactDir(), "tracking-page-pushed.png")
 	// ?interval=50 asks for polling 20 times a second; the page polls
 	// every 2 s at most, and here not at all while push works.
-	page := testdoubles.StartBrowser(t, p.base+"/api/track/"+acc.TrackingID+"?interval=50", shot, patience)
+	page := browser.StartBrowser(t, p.base+"/api/track/"+acc.TrackingID+"?interval=50", shot, patience)
 	page.Ready(t)
 	ctx := ctxFor(t)
-	_, err := page.Await(ctx, func(s testdoubles.BrowserState) bool { return s.Push == "sse" })
+	_, err := page.Await(ctx, func(s browser.BrowserState) bool { return s.Push == "sse" })
 	require.NoError(t, err, "the page opened its event stream")
 
 	clock := time.Now().UTC()
@@ -137,7 +137,7 @@ func TestTrackingPageIsPushedTo(t *testing.T) {
 		r := a.fleet(t, "POST", "/api/drones/push-drone/telemetry", map[string]any{
 			"location": loc, "batteryPercent": 100 - i, "timestamp": clock.Format(time.RFC3339Nano)})
 		require.Equal(t, http.StatusAccepted, r.Status, string(r.Body))
-		s, err := page.Await(ctx, func(s testdoubles.BrowserState) bool { return s.HasShown(loc.Latitude, loc.Longitude) })
+		s, err := page.Await(ctx, func(s browser.BrowserState) bool { return s.HasShown(loc.Latitude, loc.Longitude) })
 		require.NoError(t, err, "report %d shown", i)
 		pos, _ := s.ShownAt(loc.Latitude, loc.Longitude)
 		assert.Equal(t, "push", pos.Via, "report %d reached the page by push", i)

@@ -21,7 +21,8 @@ import (
 	"github.com/fabrikam/dronedelivery/shared/domain"
 	"github.com/fabrikam/dronedelivery/shared/ports"
 	"github.com/fabrikam/dronedelivery/shared/topology"
-	"github.com/fabrikam/dronedelivery/tools/testdoubles"
+	"github.com/fabrikam/dronedelivery/tools/testdoubles/cosmosdouble"
+	"github.com/fabrikam/dronedelivery/tools/testdoubles/servicebusdouble"
 )
 
 // jsonString double-encodes a scalar the way the host sends Service Bus
@@ -309,8 +310,8 @@ func TestHostLogsInfoToStdoutAndErrorsToStderr(t *testing.T) {
 // shows that listening does not wait for it.
 func TestHostAnswersBeforeCosmosIsReachable(t *testing.T) {
 	t.Parallel()
-	cosmos := testdoubles.StartCosmos(t)
-	sb := testdoubles.StartServiceBus(t)
+	cosmos := cosmosdouble.StartCosmos(t)
+	sb := servicebusdouble.StartServiceBus(t)
 	double := strings.TrimSuffix(strings.TrimPrefix(strings.SplitN(cosmos, ";", 2)[0], "AccountEndpoint=http://"), "/")
 	closed := fmt.Sprintf("127.0.0.1:%d", freePort(t)) // nothing listens here yet
 	p := launchHost(t, []string{

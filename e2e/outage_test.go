@@ -26,7 +26,8 @@ import (
 	"github.com/fabrikam/dronedelivery/shared/topology"
 	"github.com/fabrikam/dronedelivery/tools/apiclient"
 	"github.com/fabrikam/dronedelivery/tools/simulator"
-	"github.com/fabrikam/dronedelivery/tools/testdoubles"
+	"github.com/fabrikam/dronedelivery/tools/testdoubles/cosmosdouble"
+	"github.com/fabrikam/dronedelivery/tools/testdoubles/servicebusdouble"
 )
 
 // outageWindows are the lengths of the outages TestOutagesUnderLoad
@@ -308,10 +309,10 @@ func runOutage(t *testing.T, s *outageService, fault string, window time.Duratio
 
 // startOnAzureDoubles starts the binary on the Cosmos DB and Service Bus
 // doubles with a seeded fleet.
-func startOnAzureDoubles(t *testing.T) (*outageService, *testdoubles.Cosmos, *testdoubles.ServiceBus) {
+func startOnAzureDoubles(t *testing.T) (*outageService, *cosmosdouble.Cosmos, *servicebusdouble.ServiceBus) {
 	t.Helper()
-	cosmos := testdoubles.StartCosmosDouble(t)
-	sb := testdoubles.StartServiceBus(t)
+	cosmos := cosmosdouble.StartCosmosDouble(t)
+	sb := servicebusdouble.StartServiceBus(t)
 	p := startServeEnv(t, t.TempDir(), []string{
 		"CosmosDBConnection=" + cosmos.ConnectionString(),
 		"ServiceBusConnection=" + sb.ConnectionString(),
@@ -320,7 +321,7 @@ func startOnAzureDoubles(t *testing.T) (*outageService, *testdoubles.Cosmos, *te
 		"LOG_LEVEL=" + os.Getenv("DRONEDELIVERY_OUTAGE_LOG_LEVEL"),
 	}, "-seed", outageFleet)
 	require.Contains(t, p.logs.String(), `"backend":"Cosmos DB`, "the binary opened the Azure backends")
-	count := func(f func(testdoubles.QueueStats) int) int {
+	count := func(f func(servicebusdouble.QueueStats) int) int {
 		n := 0
 		for _, q := range topology.Queues {
 			n += f(sb.Stats(t, q))
@@ -330,9 +331,9 @@ func startOnAzureDoubles(t *testing.T) (*outageService, *testdoubles.Cosmos, *te
 	return &outageService{
 		p: p, a: signUp(t, p.base),
 		pending: func() int {
-			return count(func(s testdoubles.QueueStats) int { return s.Active + s.Scheduled + s.Locked })
+			return count(func(s servicebusdouble.QueueStats) int { return s.Active + s.Scheduled + s.Locked })
 		},
-		deadLettered: func() int { return count(func(s testdoubles.QueueStats) int { return s.DeadLettered }) },
+		deadLettered: func() int { return count(func(s servicebusdouble.QueueStats) int { return s.DeadLettered }) },
 		queues: func() string {
 			var b strings.Builder
 			for _, q := range topology.Queues {
@@ -343,12 +344,12 @@ func startOnAzureDoubles(t *testing.T) (*outageService, *testdoubles.Cosmos, *te
 	}, cosmos, sb
 }
 
-func cosmosPhase(t *testing.T, c *testdoubles.Cosmos, f testdoubles.CosmosFault) outagePhase {
+func cosmosPhase(t *testing.T, c *cosmosdouble.Cosmos, f cosmosdouble.CosmosFault) outagePhase {
 	return outagePhase{start: func() { c.Fault(t, f) }, ended: func() bool { return !c.FaultState(t).Active }}
 }
 
-func serviceBusOutage(window time.Duration) testdoubles.ServiceBusFault {
-	return testdoubles.ServiceBusFault{DetachLinks: true, RefuseLinks: true, For: window}
+func serviceBusOutage(window time.Duration) servicebusdouble.ServiceBusFault {
+	return servicebusdouble.ServiceBusFault{DetachLinks: true, RefuseLinks: true, For: window}
 }
 
 // TestOutagesUnderLoad takes away what the service depends on while
@@ -370,14 +371,14 @@ func TestOutagesUnderLoad(t *testing.T) {
 	t.Run("CosmosThrottleStorm", func(t *testing.T) {
 		s, cosmos, _ := startOnAzureDoubles(t)
 		row := runOutage(t, s, "Cosmos DB 429 storm (x-ms-retry-after-ms 250)", throttle,
-			cosmosPhase(t, cosmos, testdoubles.CosmosFault{Kind: testdoubles.CosmosThrottle, RetryAfter: 250 * time.Millisecond, For: throttle}))
+			cosmosPhase(t, cosmos, cosmosdouble.CosmosFault{Kind: cosmosdouble.CosmosThrottle, RetryAfter: 250 * time.Millisecond, For: throttle}))
 		rows = append(rows, row.String())
 	})
 	t.Run("CosmosOutage", func(t *testing.T) {
 		s, cosmos, _ := startOnAzureDoubles(t)
 		row := runOutage(t, s, "Cosmos DB outage (503, then connections refused)", outage,
-			cosmosPhase(t, cosmos, testdoubles.CosmosFault{Kind: testdoubles.CosmosUnavailable, For: outage / 2}),
-			cosmosPhase(t, cosmos, testdoubles.CosmosFault{Kind: testdoubles.CosmosRefuse, For: outage / 2}))
+			cosmosPhase(t, cosmos, cosmosdouble.CosmosFault{Kind: cosmosdouble.CosmosUnavailable, For: outage / 2}),
+			cosmosPhase(t, cosmos, cosmosdouble.CosmosFault{Kind: cosmosdouble.CosmosRefuse, For: outage / 2}))
 		rows = append(rows, row.String())
 	})
 	t.Run("ServiceBusOutage", func(t *testing.T) {
@@ -392,7 +393,7 @@ func TestOutagesUnderLoad(t *testing.T) {
 		s, cosmos, sb := startOnAzureDoubles(t)
 		row := runOutage(t, s, "Cosmos DB 503 and Service Bus outage at once", outage, outagePhase{
 			start: func() {
-				cosmos.Fault(t, testdoubles.CosmosFault{Kind: testdoubles.CosmosUnavailable, For: outage})
+				cosmos.Fault(t, cosmosdouble.CosmosFault{Kind: cosmosdouble.CosmosUnavailable, For: outage})
 				sb.Fault(t, serviceBusOutage(outage))
 			},
 			ended: func() bool { return !cosmos.FaultState(t).Active && !sb.FaultState(t).Active },

@@ -21,7 +21,8 @@ import (
 	"github.com/fabrikam/dronedelivery/shared/domain"
 	"github.com/fabrikam/dronedelivery/shared/topology"
 	"github.com/fabrikam/dronedelivery/tools/apiclient"
-	"github.com/fabrikam/dronedelivery/tools/testdoubles"
+	"github.com/fabrikam/dronedelivery/tools/testdoubles/cosmosdouble"
+	"github.com/fabrikam/dronedelivery/tools/testdoubles/servicebusdouble"
 )
 
 // scaleCenter is where the scale-out tests' drones and deliveries are.
@@ -50,14 +51,14 @@ func putScaleDrone(t *testing.T, a api, id string, loc domain.Location) {
 // that), and dispatches the drone again.
 func TestIndexFollowsOtherInstance(t *testing.T) {
 	t.Parallel()
-	cosmos := testdoubles.StartCosmos(t)
-	sb := testdoubles.StartServiceBus(t)
+	cosmos := cosmosdouble.StartCosmos(t)
+	sb := servicebusdouble.StartServiceBus(t)
 	db := fmt.Sprintf("COSMOS_DATABASE=follow%d", time.Now().UnixNano())
 	start := func(bus string) *proc {
 		return startServeEnv(t, t.TempDir(), []string{"CosmosDBConnection=" + cosmos, "ServiceBusConnection=" + bus, db, "COSMOS_BOOTSTRAP=true"})
 	}
 	pa := start(sb.ConnectionString())
-	pb := start(sb.Namespace(t, testdoubles.QueueProperties{}))
+	pb := start(sb.Namespace(t, servicebusdouble.QueueProperties{}))
 	a := signUp(t, pa.base)
 	b := api{base: pb.base, key: a.key}
 
@@ -269,8 +270,8 @@ func TestScaleOutUnderLoad(t *testing.T) {
 		killAfter  = 35 // accepted deliveries before the kill
 		startAfter = 60 // accepted deliveries before the restart
 	)
-	cosmos := testdoubles.StartCosmos(t)
-	sb := testdoubles.StartServiceBus(t)
+	cosmos := cosmosdouble.StartCosmos(t)
+	sb := servicebusdouble.StartServiceBus(t)
 	// Short locks, so the messages the killed instance held come back soon.
 	for _, q := range topology.Queues {
 		sb.CreateQueue(t, q, 3*time.Second, 0)

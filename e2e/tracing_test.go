@@ -16,7 +16,7 @@ import (
 	"github.com/fabrikam/dronedelivery/shared/adapters/embedded"
 	"github.com/fabrikam/dronedelivery/shared/domain"
 	"github.com/fabrikam/dronedelivery/shared/topology"
-	"github.com/fabrikam/dronedelivery/tools/testdoubles"
+	"github.com/fabrikam/dronedelivery/tools/testdoubles/otlpdouble"
 )
 
 // deliveryChain is the functions one accepted delivery runs through on its
@@ -25,7 +25,7 @@ var deliveryChain = []string{"IngestDelivery", "ScheduleDrone", "UpdatePackage",
 
 // otlpEnv points the binary's exporter at rcv and has it export at once
 // rather than every five seconds.
-func otlpEnv(rcv *testdoubles.OTLPReceiver) []string {
+func otlpEnv(rcv *otlpdouble.OTLPReceiver) []string {
 	return []string{
 		"OTEL_EXPORTER_OTLP_ENDPOINT=" + rcv.URL,
 		"OTEL_BSP_SCHEDULE_DELAY=50",
@@ -64,13 +64,13 @@ func submitTraced(t *testing.T, a api, c clientSpan, body any) {
 // every step's span the child of the step that sent its message; that
 // every span names the delivery and the service; and that no span naming
 // the delivery lies in another trace.
-func checkDeliveryTrace(t *testing.T, rcv *testdoubles.OTLPReceiver, c clientSpan, deliveryID string, chain ...string) {
+func checkDeliveryTrace(t *testing.T, rcv *otlpdouble.OTLPReceiver, c clientSpan, deliveryID string, chain ...string) {
 	t.Helper()
 	if len(chain) == 0 {
 		chain = deliveryChain
 	}
-	var spans []testdoubles.Span
-	byName := map[string][]testdoubles.Span{}
+	var spans []otlpdouble.Span
+	byName := map[string][]otlpdouble.Span{}
 	eventually(t, "a span of every step in the delivery's trace", func() bool {
 		spans = nil
 		clear(byName)
@@ -116,7 +116,7 @@ func checkDeliveryTrace(t *testing.T, rcv *testdoubles.OTLPReceiver, c clientSpa
 
 // rootOf waits for the span of function fn that names the delivery and
 // returns its trace and span, for a request sent without a traceparent.
-func rootOf(t *testing.T, rcv *testdoubles.OTLPReceiver, fn, deliveryID string) clientSpan {
+func rootOf(t *testing.T, rcv *otlpdouble.OTLPReceiver, fn, deliveryID string) clientSpan {
 	t.Helper()
 	var c clientSpan
 	eventually(t, fn+"'s span for "+deliveryID, func() bool {
@@ -133,7 +133,7 @@ func rootOf(t *testing.T, rcv *testdoubles.OTLPReceiver, fn, deliveryID string) 
 
 // traceScenario accepts one delivery inside a caller's span and checks its
 // trace.
-func traceScenario(t *testing.T, p *proc, rcv *testdoubles.OTLPReceiver) {
+func traceScenario(t *testing.T, p *proc, rcv *otlpdouble.OTLPReceiver) {
 	a := signUp(t, p.base)
 	registerFleet(t, a, testFleet(10))
 	c := newClientSpan(t)
@@ -169,7 +169,7 @@ func traceScenario(t *testing.T, p *proc, rcv *testdoubles.OTLPReceiver) {
 // span through every step, and one per telemetry report.
 func TestTraceOfADelivery(t *testing.T) {
 	t.Parallel()
-	rcv := testdoubles.StartOTLPReceiver(t)
+	rcv := otlpdouble.StartOTLPReceiver(t)
 	p := startServeEnv(t, t.TempDir(), otlpEnv(rcv))
 	traceScenario(t, p, rcv)
 	p.stop(t)
@@ -180,7 +180,7 @@ func TestTraceOfADelivery(t *testing.T) {
 // the messages' application properties.
 func TestTraceOfADeliveryOnAzureAdapters(t *testing.T) {
 	t.Parallel()
-	rcv := testdoubles.StartOTLPReceiver(t)
+	rcv := otlpdouble.StartOTLPReceiver(t)
 	p := startOnAzure(t, otlpEnv(rcv)...)
 	traceScenario(t, p, rcv)
 	p.stop(t)
@@ -190,7 +190,7 @@ func TestTraceOfADeliveryOnAzureAdapters(t *testing.T) {
 // trace context in the messages' attributes.
 func TestTraceOfADeliveryOnSQS(t *testing.T) {
 	t.Parallel()
-	rcv := testdoubles.StartOTLPReceiver(t)
+	rcv := otlpdouble.StartOTLPReceiver(t)
 	_, env := awsEnv(t)
 	p := startServeEnv(t, t.TempDir(), append(env, otlpEnv(rcv)...))
 	traceScenario(t, p, rcv)
@@ -203,7 +203,7 @@ func TestTraceOfADeliveryOnSQS(t *testing.T) {
 // delivers them, and the chain is one trace again.
 func TestTraceOfADeliveryUnderTheHost(t *testing.T) {
 	t.Parallel()
-	rcv := testdoubles.StartOTLPReceiver(t)
+	rcv := otlpdouble.StartOTLPReceiver(t)
 	dir := t.TempDir()
 	p := launchHost(t, append([]string{"OPERATOR_KEY=" + e2eOperatorKey, "DATA_DIR=" + dir}, otlpEnv(rcv)...))
 	waitReady(t, p)

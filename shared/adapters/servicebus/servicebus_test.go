@@ -17,7 +17,7 @@ import (
 	"github.com/fabrikam/dronedelivery/shared/ports"
 	"github.com/fabrikam/dronedelivery/shared/ports/porttest"
 	"github.com/fabrikam/dronedelivery/shared/wire"
-	"github.com/fabrikam/dronedelivery/tools/testdoubles"
+	"github.com/fabrikam/dronedelivery/tools/testdoubles/servicebusdouble"
 )
 
 // patience bounds waits for things that should happen promptly: only a
@@ -52,7 +52,7 @@ func open(tb testing.TB, conn string, opts Options) (*Bus, *azservicebus.Client)
 // case stands for a consumer that died, which could not renew either.
 func TestBus(t *testing.T) {
 	t.Parallel()
-	sb := testdoubles.StartServiceBus(t)
+	sb := servicebusdouble.StartServiceBus(t)
 	var (
 		mu     sync.Mutex
 		buses  = map[porttest.BusOptions]*Bus{}
@@ -64,7 +64,7 @@ func TestBus(t *testing.T) {
 		if bus := buses[o]; bus != nil {
 			return bus
 		}
-		conn := sb.Namespace(t, testdoubles.QueueProperties{LockDuration: o.LockDuration, MaxDeliveryCount: o.MaxDeliveryCount})
+		conn := sb.Namespace(t, servicebusdouble.QueueProperties{LockDuration: o.LockDuration, MaxDeliveryCount: o.MaxDeliveryCount})
 		// The bus outlives this subtest: others with the same options share it.
 		bus, _ := open(parent, conn, Options{MaxLockRenewal: -1})
 		buses[o] = bus
@@ -107,7 +107,7 @@ func expectNothing(t *testing.T, bus ports.Bus, queue string, d time.Duration) {
 
 func TestPublishSplitsBatchesAtTheSizeLimit(t *testing.T) {
 	t.Parallel()
-	sb := testdoubles.StartServiceBus(t)
+	sb := servicebusdouble.StartServiceBus(t)
 	q := testQueue(t)
 	sb.CreateQueue(t, q, 0, 0)
 	bus, _ := open(t, sb.ConnectionString(), Options{})
@@ -154,7 +154,7 @@ func TestPublishSplitsBatchesAtTheSizeLimit(t *testing.T) {
 
 func TestOversizedMessageIsInvalid(t *testing.T) {
 	t.Parallel()
-	sb := testdoubles.StartServiceBus(t)
+	sb := servicebusdouble.StartServiceBus(t)
 	q := testQueue(t)
 	bus, _ := open(t, sb.ConnectionString(), Options{})
 	huge := ports.Message{ID: "huge", Queue: q, Body: []byte(`"` + strings.Repeat("x", 300*1024) + `"`)}
@@ -168,7 +168,7 @@ func TestOversizedMessageIsInvalid(t *testing.T) {
 // see, in both directions, with a bare azservicebus client on the far end.
 func TestPropertiesRoundTrip(t *testing.T) {
 	t.Parallel()
-	sb := testdoubles.StartServiceBus(t)
+	sb := servicebusdouble.StartServiceBus(t)
 	q := testQueue(t)
 	bus, client := open(t, sb.ConnectionString(), Options{})
 	ctx := ctxFor(t)
@@ -232,7 +232,7 @@ func TestPropertiesRoundTrip(t *testing.T) {
 
 func TestLockRenewalKeepsUnsettledMessageLocked(t *testing.T) {
 	t.Parallel()
-	sb := testdoubles.StartServiceBus(t)
+	sb := servicebusdouble.StartServiceBus(t)
 	q := testQueue(t)
 	// Renewal comes at half the lock's remaining time: a long lock leaves
 	// it seconds to spare on a busy machine.
@@ -259,7 +259,7 @@ func TestLockRenewalKeepsUnsettledMessageLocked(t *testing.T) {
 
 func TestLockRenewalEndsAtMaxLockRenewal(t *testing.T) {
 	t.Parallel()
-	sb := testdoubles.StartServiceBus(t)
+	sb := servicebusdouble.StartServiceBus(t)
 	q := testQueue(t)
 	// Renewal comes at half the lock's remaining time: a long lock leaves
 	// it seconds to spare on a busy machine.
@@ -291,7 +291,7 @@ func TestLockRenewalEndsAtMaxLockRenewal(t *testing.T) {
 
 func TestScheduledMessageWaitsForItsTime(t *testing.T) {
 	t.Parallel()
-	sb := testdoubles.StartServiceBus(t)
+	sb := servicebusdouble.StartServiceBus(t)
 	q := testQueue(t)
 	bus, _ := open(t, sb.ConnectionString(), Options{})
 	ctx := ctxFor(t)
@@ -342,7 +342,7 @@ func TestScheduledMessageWaitsForItsTime(t *testing.T) {
 
 func TestClosedBusIsUnavailable(t *testing.T) {
 	t.Parallel()
-	sb := testdoubles.StartServiceBus(t)
+	sb := servicebusdouble.StartServiceBus(t)
 	q := testQueue(t)
 	bus, _ := open(t, sb.ConnectionString(), Options{})
 	ctx := ctxFor(t)
@@ -369,7 +369,7 @@ func TestClosedBusIsUnavailable(t *testing.T) {
 // the management link, and the broker alone decides.
 func TestSettleByLockTokenFromAnotherBus(t *testing.T) {
 	t.Parallel()
-	sb := testdoubles.StartServiceBus(t)
+	sb := servicebusdouble.StartServiceBus(t)
 	q := testQueue(t)
 	sb.CreateQueue(t, q, time.Minute, 0)
 	first, _ := open(t, sb.ConnectionString(), Options{})
@@ -427,10 +427,10 @@ func TestSettleByLockTokenFromAnotherBus(t *testing.T) {
 
 func TestDuplicateDetectionForgetsAfterItsWindow(t *testing.T) {
 	t.Parallel()
-	sb := testdoubles.StartServiceBus(t)
+	sb := servicebusdouble.StartServiceBus(t)
 	q := testQueue(t)
 	const window = time.Second
-	sb.CreateQueueWith(t, q, testdoubles.QueueProperties{DuplicateDetectionWindow: window})
+	sb.CreateQueueWith(t, q, servicebusdouble.QueueProperties{DuplicateDetectionWindow: window})
 	bus, _ := open(t, sb.ConnectionString(), Options{})
 	ctx := ctxFor(t)
 
@@ -480,7 +480,7 @@ func TestDuplicateDetectionForgetsAfterItsWindow(t *testing.T) {
 // scheduling, which other clients use; the adapter sets the annotation.
 func TestScheduleMessageOperation(t *testing.T) {
 	t.Parallel()
-	sb := testdoubles.StartServiceBus(t)
+	sb := servicebusdouble.StartServiceBus(t)
 	q := testQueue(t)
 	bus, client := open(t, sb.ConnectionString(), Options{})
 	ctx := ctxFor(t)
@@ -519,7 +519,7 @@ func TestScheduleMessageOperation(t *testing.T) {
 // BenchmarkPublish measures sequential single-message publishes through
 // the double; it is for judging the double, not Service Bus.
 func BenchmarkPublish(b *testing.B) {
-	sb := testdoubles.StartServiceBus(b)
+	sb := servicebusdouble.StartServiceBus(b)
 	bus, _ := open(b, sb.ConnectionString(), Options{})
 	ctx := context.Background()
 	b.ResetTimer()
@@ -533,7 +533,7 @@ func BenchmarkPublish(b *testing.B) {
 
 // BenchmarkReceiveComplete measures one-at-a-time receive and complete.
 func BenchmarkReceiveComplete(b *testing.B) {
-	sb := testdoubles.StartServiceBus(b)
+	sb := servicebusdouble.StartServiceBus(b)
 	bus, _ := open(b, sb.ConnectionString(), Options{})
 	ctx := context.Background()
 	msgs := make([]ports.Message, b.N)

@@ -19,20 +19,20 @@ import (
 	"github.com/fabrikam/dronedelivery/shared/ports"
 	"github.com/fabrikam/dronedelivery/shared/ports/porttest"
 	"github.com/fabrikam/dronedelivery/shared/wire/sqsmsg"
-	"github.com/fabrikam/dronedelivery/tools/testdoubles"
+	"github.com/fabrikam/dronedelivery/tools/testdoubles/sqsdouble"
 )
 
 // TestBusContract holds the adapter to the bus contract every other bus
 // passes, against goaws behind the test double's front.
 func TestBusContract(t *testing.T) {
 	t.Parallel()
-	d := testdoubles.StartSQS(t)
+	d := sqsdouble.StartSQS(t)
 	porttest.Bus(t, func(t *testing.T, o porttest.BusOptions) ports.Bus {
 		return open(t, d, o)
 	})
 }
 
-func open(t *testing.T, d *testdoubles.SQS, o porttest.BusOptions) *sqs.Bus {
+func open(t *testing.T, d *sqsdouble.SQS, o porttest.BusOptions) *sqs.Bus {
 	t.Helper()
 	bus := sqs.New(d.Client(), sqs.Options{CreateQueues: &sqs.QueueSettings{VisibilityTimeout: o.LockDuration, MaxReceiveCount: o.MaxDeliveryCount}})
 	t.Cleanup(func() { bus.Close() })
@@ -114,7 +114,7 @@ func (c *counting) GetQueueUrl(ctx context.Context, in *awssqs.GetQueueUrlInput,
 // and that a message from another producer reaches the port intact.
 func TestWireShape(t *testing.T) {
 	t.Parallel()
-	d := testdoubles.StartSQS(t)
+	d := sqsdouble.StartSQS(t)
 	q := testQueue(t)
 	bus := open(t, d, porttest.BusOptions{})
 	ctx := ctxFor(t)
@@ -165,7 +165,7 @@ func TestWireShape(t *testing.T) {
 // calls of at most ten, which is SQS's limit, and looks the queue up once.
 func TestPublishBatchesOfTen(t *testing.T) {
 	t.Parallel()
-	d := testdoubles.StartSQS(t)
+	d := sqsdouble.StartSQS(t)
 	q := testQueue(t)
 	api := &counting{API: d.Client(), calls: map[string]int{}}
 	bus := sqs.New(api, sqs.Options{CreateQueues: &sqs.QueueSettings{}})
@@ -193,7 +193,7 @@ func TestPublishBatchesOfTen(t *testing.T) {
 // queue: the early receive counts in the delivery count.
 func TestEarlyMessageIsHiddenUntilDue(t *testing.T) {
 	t.Parallel()
-	d := testdoubles.StartSQS(t)
+	d := sqsdouble.StartSQS(t)
 	q := testQueue(t)
 	api := &counting{API: d.Client(), calls: map[string]int{}}
 	bus := sqs.New(api, sqs.Options{CreateQueues: &sqs.QueueSettings{}})
@@ -224,7 +224,7 @@ func TestEarlyMessageIsHiddenUntilDue(t *testing.T) {
 // with an early record: hide it by its receipt handle.
 func TestDelayHidesAMessageTakenElsewhere(t *testing.T) {
 	t.Parallel()
-	d := testdoubles.StartSQS(t)
+	d := sqsdouble.StartSQS(t)
 	q := testQueue(t)
 	bus := open(t, d, porttest.BusOptions{})
 	ctx := ctxFor(t)
@@ -251,7 +251,7 @@ func TestDelayHidesAMessageTakenElsewhere(t *testing.T) {
 
 func TestOversizedMessageIsInvalid(t *testing.T) {
 	t.Parallel()
-	d := testdoubles.StartSQS(t)
+	d := sqsdouble.StartSQS(t)
 	bus := open(t, d, porttest.BusOptions{})
 	huge := ports.Message{ID: "huge", Queue: testQueue(t), Body: []byte(`"` + strings.Repeat("x", 300*1024) + `"`)}
 	err := bus.Publish(ctxFor(t), huge)
@@ -260,7 +260,7 @@ func TestOversizedMessageIsInvalid(t *testing.T) {
 
 func TestMissingQueueIsUnavailableAndNamed(t *testing.T) {
 	t.Parallel()
-	d := testdoubles.StartSQS(t)
+	d := sqsdouble.StartSQS(t)
 	bus := sqs.New(d.Client(), sqs.Options{})
 	err := bus.Publish(ctxFor(t), ports.Message{ID: "m", Queue: "nowhere", Body: []byte(`{}`)})
 	assert.Equal(t, domain.EUNAVAILABLE, domain.ErrorCode(err))
@@ -269,7 +269,7 @@ func TestMissingQueueIsUnavailableAndNamed(t *testing.T) {
 
 func TestClosedBusIsUnavailable(t *testing.T) {
 	t.Parallel()
-	d := testdoubles.StartSQS(t)
+	d := sqsdouble.StartSQS(t)
 	q := testQueue(t)
 	bus := open(t, d, porttest.BusOptions{})
 	ctx := ctxFor(t)

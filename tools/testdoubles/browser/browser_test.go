@@ -1,4 +1,4 @@
-package testdoubles
+package browser
 
 import (
 	"bytes"
@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fabrikam/dronedelivery/tools/testdoubles"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -184,7 +185,7 @@ func distKm(a, b fakeLoc) float64 {
 // TrackFeed do, CSP included, so a page that breaks the policy fails here.
 func serveTrack(t *testing.T, tid string, s *script) *httptest.Server {
 	t.Helper()
-	page, err := os.ReadFile(filepath.Join(Dir(), "..", "..", "handlers", "assets", "track.html"))
+	page, err := os.ReadFile(filepath.Join(testdoubles.Dir(), "..", "..", "handlers", "assets", "track.html"))
 	if err != nil {
 		t.Fatal(err)
 	}
