@@ -17,6 +17,7 @@ import (
 	"github.com/fabrikam/dronedelivery/shared/config"
 	"github.com/fabrikam/dronedelivery/shared/functionapp"
 	"github.com/fabrikam/dronedelivery/shared/topology"
+	"github.com/stretchr/testify/require"
 )
 
 // No Bicep compiler can be installed where these tests run, so they read the
@@ -40,9 +41,7 @@ type inputs struct {
 func repoRoot(t *testing.T) string {
 	t.Helper()
 	root, err := filepath.Abs("..")
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	return root
 }
 
@@ -50,28 +49,18 @@ func loadInputs(t *testing.T) inputs {
 	t.Helper()
 	root := repoRoot(t)
 	fns, err := functionapp.LoadFunctions(os.DirFS(root), "functions")
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	raw, err := os.ReadFile(filepath.Join(root, "shared", "topology", "topology.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	topo, err := topology.Parse(raw)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	in := inputs{functions: fns, topology: topo, bicep: map[string]string{}, required: config.AppSettings}
 	files, err := filepath.Glob(filepath.Join(root, "infra", "modules", "*.bicep"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	files = append(files, filepath.Join(root, "infra", "main.bicep"))
 	for _, f := range files {
 		b, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		rel, _ := filepath.Rel(filepath.Join(root, "infra"), f)
 		in.bicep[filepath.ToSlash(rel)] = string(b)
 	}
@@ -85,9 +74,7 @@ func loadInputs(t *testing.T) inputs {
 		t.Fatal(err)
 	}
 	mk, err := os.ReadFile(filepath.Join(root, "Makefile"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	in.makefile = string(mk)
 	return in
 }
@@ -96,9 +83,7 @@ func loadInputs(t *testing.T) inputs {
 func TestConsistency(t *testing.T) {
 	in := loadInputs(t)
 	settings, err := appSettings(in.bicep["main.bicep"])
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	for name, problems := range map[string][]string{
 		"QueuesMatchFunctions":        checkQueues(in.functions, in.topology),
 		"GoTopologyMatchesJSON":       checkGoTopology(topology.Queues, topology.Containers, in.topology),
@@ -132,9 +117,7 @@ func TestChecksCatchDrift(t *testing.T) {
 	in := loadInputs(t)
 	mainBicep := in.bicep["main.bicep"]
 	settings, err := appSettings(mainBicep)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 
 	mustMention := func(t *testing.T, problems []string, names ...string) {
 		t.Helper()
@@ -176,9 +159,7 @@ func TestChecksCatchDrift(t *testing.T) {
 	})
 	t.Run("AppSettingRemovedFromBicep", func(t *testing.T) {
 		s, err := appSettings(dropLine(t, mainBicep, "COSMOS_DATABASE:"))
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		mustMention(t, checkAppSettings(in.required, s), config.CosmosDatabase)
 	})
 	t.Run("SettingAddedToConfigOnly", func(t *testing.T) {
@@ -186,9 +167,7 @@ func TestChecksCatchDrift(t *testing.T) {
 	})
 	t.Run("IdentitySettingRemovedFromBicep", func(t *testing.T) {
 		s, err := appSettings(dropLine(t, mainBicep, "ServiceBusConnection__clientId:"))
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		mustMention(t, checkConnections(in.functions, s), "ServiceBusConnection__clientId")
 	})
 	t.Run("ConnectionWithSecretCredential", func(t *testing.T) {
@@ -203,9 +182,7 @@ func TestChecksCatchDrift(t *testing.T) {
 	})
 	t.Run("HostStorageSettingRemoved", func(t *testing.T) {
 		s, err := appSettings(dropLine(t, mainBicep, "AzureWebJobsStorage__credential:"))
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		mustMention(t, checkHostSettings(s), "AzureWebJobsStorage__credential")
 	})
 	t.Run("WorkerRuntimeSettingOnFlex", func(t *testing.T) {
@@ -225,9 +202,7 @@ func TestChecksCatchDrift(t *testing.T) {
 	})
 	t.Run("CommunicationSettingDropped", func(t *testing.T) {
 		s, err := appSettings(dropLine(t, mainBicep, "ACS_ENDPOINT:"))
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		mustMention(t, checkAppSettings(in.required, s), config.ACSEndpoint)
 	})
 	t.Run("KeyReadInBicep", func(t *testing.T) {
@@ -247,9 +222,7 @@ func TestChecksCatchDrift(t *testing.T) {
 	})
 	t.Run("ParameterFileNamesUnknownParam", func(t *testing.T) {
 		var p map[string]any
-		if err := json.Unmarshal(in.parameters, &p); err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, json.Unmarshal(in.parameters, &p))
 		p["parameters"].(map[string]any)["cosmosServeless"] = map[string]any{"value": true}
 		b, _ := json.Marshal(p)
 		mustMention(t, checkParameters(mainBicep, b), "cosmosServeless")
@@ -260,9 +233,7 @@ func TestChecksCatchDrift(t *testing.T) {
 	})
 	t.Run("OperatorKeyLeftOutOfAppSettings", func(t *testing.T) {
 		s, err := appSettings(dropLine(t, mainBicep, "OPERATOR_KEY:"))
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		mustMention(t, checkOperatorKey(in.bicep, s, in.parameters, in.makefile), "OPERATOR_KEY")
 	})
 	t.Run("OperatorKeyNotSecure", func(t *testing.T) {
@@ -281,9 +252,7 @@ func TestChecksCatchDrift(t *testing.T) {
 	})
 	t.Run("OperatorKeyInParametersFile", func(t *testing.T) {
 		var p map[string]any
-		if err := json.Unmarshal(in.parameters, &p); err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, json.Unmarshal(in.parameters, &p))
 		p["parameters"].(map[string]any)["operatorKey"] = map[string]any{"value": "op-key-in-git-0123456789"}
 		b, _ := json.Marshal(p)
 		mustMention(t, checkOperatorKey(in.bicep, settings, b, in.makefile), "main.parameters.json", "operatorKey")

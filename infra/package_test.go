@@ -13,6 +13,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/stretchr/testify/require"
 )
 
 // TestPackageZip runs `make package` into a temporary directory and inspects
@@ -43,9 +45,7 @@ func TestPackageZip(t *testing.T) {
 	}
 
 	zr, err := zip.OpenReader(filepath.Join(dist, "app.zip"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	defer zr.Close()
 	entries := map[string]*zip.File{}
 	for _, f := range zr.File {
@@ -63,9 +63,7 @@ func TestPackageZip(t *testing.T) {
 			} `json:"description"`
 		} `json:"customHandler"`
 	}
-	if err := json.Unmarshal(read(t, hostFile), &host); err != nil {
-		t.Fatalf("host.json in app.zip: %v", err)
-	}
+	require.NoError(t, json.Unmarshal(read(t, hostFile), &host), "host.json in app.zip")
 	if want, err := os.ReadFile(filepath.Join(root, "host.json")); err != nil || !bytes.Equal(read(t, hostFile), want) {
 		t.Errorf("host.json in app.zip differs from the repository's (%v)", err)
 	}
@@ -115,9 +113,7 @@ func TestPackageZip(t *testing.T) {
 		t.Errorf("%s has mode %v in app.zip; the host cannot start it without the executable bit", exe, mode)
 	}
 	bin, err := elf.NewFile(bytes.NewReader(read(t, f)))
-	if err != nil {
-		t.Fatalf("%s is not an ELF executable: %v", exe, err)
-	}
+	require.NoError(t, err, "%s is not an ELF executable", exe)
 	defer bin.Close()
 	if bin.Class != elf.ELFCLASS64 || bin.Machine != elf.EM_X86_64 {
 		t.Errorf("%s is %v %v; the Flex Consumption workers are linux/amd64 (ELFCLASS64, EM_X86_64)", exe, bin.Class, bin.Machine)
@@ -135,14 +131,10 @@ func TestPackageZip(t *testing.T) {
 func read(t *testing.T, f *zip.File) []byte {
 	t.Helper()
 	rc, err := f.Open()
-	if err != nil {
-		t.Fatalf("%s: %v", f.Name, err)
-	}
+	require.NoError(t, err, "%s", f.Name)
 	defer rc.Close()
 	b, err := io.ReadAll(rc)
-	if err != nil {
-		t.Fatalf("%s: %v", f.Name, err)
-	}
+	require.NoError(t, err, "%s", f.Name)
 	return b
 }
 

@@ -551,9 +551,7 @@ func TestResumesAfterAFutureTimestamp(t *testing.T) {
 	api.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), patience)
 	defer cancel()
-	if err := Run(ctx, Options{BaseURL: srv.URL, Interval: 20 * time.Millisecond, TimeScale: 100, Step: step, UntilIdle: true}); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, Run(ctx, Options{BaseURL: srv.URL, Interval: 20 * time.Millisecond, TimeScale: 100, Step: step, UntilIdle: true}))
 	reps, _, _ := api.snapshot("drone-001")
 	checkFlight(t, reps, 15)
 	if !reps[0].at.After(future) {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/messaging/azservicebus"
+	"github.com/stretchr/testify/require"
 
 	"github.com/fabrikam/dronedelivery/shared/domain"
 	"github.com/fabrikam/dronedelivery/shared/ports"
@@ -121,9 +122,7 @@ func TestPublishSplitsBatchesAtTheSizeLimit(t *testing.T) {
 	for i := range n {
 		msgs = append(msgs, ports.Message{ID: fmt.Sprintf("m%03d", i), Queue: q, Body: []byte(`{"pad":"` + pad + `"}`)})
 	}
-	if err := bus.Publish(ctx, msgs...); err != nil {
-		t.Fatalf("publish: %v", err)
-	}
+	require.NoError(t, bus.Publish(ctx, msgs...), "publish")
 	if st := sb.Stats(t, q); st.Transfers < 3 || st.Transfers > 6 || st.Active != n {
 		t.Fatalf("the double got %d transfers holding %d messages; want 3 to 6 batches holding %d", st.Transfers, st.Active, n)
 	}
@@ -133,14 +132,10 @@ func TestPublishSplitsBatchesAtTheSizeLimit(t *testing.T) {
 	bySeq := map[int64]string{}
 	for len(bySeq) < n {
 		batch, err := bus.Receive(ctx, q, 50)
-		if err != nil {
-			t.Fatalf("receive after %d: %v", len(bySeq), err)
-		}
+		require.NoError(t, err, "receive after %d", len(bySeq))
 		for _, m := range batch {
 			bySeq[m.SequenceNumber] = m.ID
-			if err := bus.Complete(ctx, m); err != nil {
-				t.Fatalf("complete %s: %v", m.ID, err)
-			}
+			require.NoError(t, bus.Complete(ctx, m), "complete %s", m.ID)
 		}
 	}
 	seqs := slices.Sorted(maps.Keys(bySeq))
@@ -174,13 +169,9 @@ func TestPropertiesRoundTrip(t *testing.T) {
 	ctx := ctxFor(t)
 
 	sent := ports.Message{ID: "d1-schedule", Queue: q, Body: []byte(`{"operation":"delivery"}`), CorrelationID: "corr-1", Operation: string(wire.OpDelivery)}
-	if err := bus.Publish(ctx, sent); err != nil {
-		t.Fatalf("publish: %v", err)
-	}
+	require.NoError(t, bus.Publish(ctx, sent), "publish")
 	raw, err := client.NewReceiverForQueue(q, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	defer raw.Close(context.Background())
 	got, err := raw.ReceiveMessages(ctx, 1, nil)
 	if err != nil || len(got) != 1 {
@@ -192,32 +183,24 @@ func TestPropertiesRoundTrip(t *testing.T) {
 		t.Fatalf("raw client saw id %q, correlation %q, content type %q, properties %v, body %s",
 			m.MessageID, deref(m.CorrelationID), deref(m.ContentType), m.ApplicationProperties, m.Body)
 	}
-	if err := raw.CompleteMessage(ctx, m, nil); err != nil {
-		t.Fatalf("raw complete: %v", err)
-	}
+	require.NoError(t, raw.CompleteMessage(ctx, m, nil), "raw complete")
 
 	// The other way: another producer's message, with properties of
 	// several AMQP types, reaches the port intact.
 	rawSender, err := client.NewSender(q, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	defer rawSender.Close(context.Background())
 	id, corr, ct := "d2-schedule", "corr-2", "application/json"
 	err = rawSender.SendMessage(ctx, &azservicebus.Message{
 		MessageID: &id, CorrelationID: &corr, ContentType: &ct, Body: []byte(`{}`),
 		ApplicationProperties: map[string]any{OperationProperty: string(wire.OpCancel), "attempt": int64(3), "urgent": true},
 	}, nil)
-	if err != nil {
-		t.Fatalf("raw send: %v", err)
-	}
+	require.NoError(t, err, "raw send")
 	d := receiveOne(t, bus, q)
 	if d.ID != id || d.CorrelationID != corr || d.Operation != string(wire.OpCancel) || d.Queue != q {
 		t.Fatalf("port saw %+v", d.Message)
 	}
-	if err := bus.Abandon(ctx, d); err != nil {
-		t.Fatalf("abandon: %v", err)
-	}
+	require.NoError(t, bus.Abandon(ctx, d), "abandon")
 	again, err := raw.ReceiveMessages(ctx, 1, nil)
 	if err != nil || len(again) != 1 {
 		t.Fatalf("raw receive: %d messages, %v", len(again), err)
@@ -225,9 +208,7 @@ func TestPropertiesRoundTrip(t *testing.T) {
 	if p := again[0].ApplicationProperties; p["attempt"] != int64(3) || p["urgent"] != true || again[0].DeliveryCount != 2 {
 		t.Fatalf("after an abandon the raw client saw properties %v (attempt %T), count %d", p, p["attempt"], again[0].DeliveryCount)
 	}
-	if err := raw.CompleteMessage(ctx, again[0], nil); err != nil {
-		t.Fatalf("raw complete: %v", err)
-	}
+	require.NoError(t, raw.CompleteMessage(ctx, again[0], nil), "raw complete")
 }
 
 func TestLockRenewalKeepsUnsettledMessageLocked(t *testing.T) {
@@ -242,18 +223,14 @@ func TestLockRenewalKeepsUnsettledMessageLocked(t *testing.T) {
 	rival, _ := open(t, sb.ConnectionString(), Options{})
 	ctx := ctxFor(t)
 
-	if err := worker.Publish(ctx, ports.Message{ID: "slow", Queue: q, Body: []byte(`{}`)}); err != nil {
-		t.Fatalf("publish: %v", err)
-	}
+	require.NoError(t, worker.Publish(ctx, ports.Message{ID: "slow", Queue: q, Body: []byte(`{}`)}), "publish")
 	m := receiveOne(t, worker, q)
 	// Long work: two lock durations pass without a settlement.
 	expectNothing(t, rival, q, 2*lock)
 	if st := sb.Stats(t, q); st.Locked != 1 {
 		t.Fatalf("after two lock durations the double shows %d locked messages, want 1", st.Locked)
 	}
-	if err := worker.Complete(ctx, m); err != nil {
-		t.Fatalf("complete after long work: %v", err)
-	}
+	require.NoError(t, worker.Complete(ctx, m), "complete after long work")
 	expectNothing(t, rival, q, lock/2)
 }
 
@@ -269,9 +246,7 @@ func TestLockRenewalEndsAtMaxLockRenewal(t *testing.T) {
 	rival, _ := open(t, sb.ConnectionString(), Options{MaxLockRenewal: -1})
 	ctx := ctxFor(t)
 
-	if err := worker.Publish(ctx, ports.Message{ID: "stuck", Queue: q, Body: []byte(`{}`)}); err != nil {
-		t.Fatalf("publish: %v", err)
-	}
+	require.NoError(t, worker.Publish(ctx, ports.Message{ID: "stuck", Queue: q, Body: []byte(`{}`)}), "publish")
 	start := time.Now()
 	first := receiveOne(t, worker, q)
 	second := receiveOne(t, rival, q) // blocks until the renewed lock runs out
@@ -284,9 +259,7 @@ func TestLockRenewalEndsAtMaxLockRenewal(t *testing.T) {
 	if err := worker.Complete(ctx, first); domain.ErrorCode(err) != domain.ECONFLICT {
 		t.Fatalf("complete with the expired lock: %v, want %s", err, domain.ECONFLICT)
 	}
-	if err := rival.Complete(ctx, second); err != nil {
-		t.Fatalf("complete: %v", err)
-	}
+	require.NoError(t, rival.Complete(ctx, second), "complete")
 }
 
 func TestScheduledMessageWaitsForItsTime(t *testing.T) {
@@ -301,9 +274,7 @@ func TestScheduledMessageWaitsForItsTime(t *testing.T) {
 	distant := ports.Message{ID: "retry-9", Queue: q, Body: []byte(`{}`), NotBefore: time.Now().Add(time.Hour).Truncate(time.Millisecond)}
 	now1 := ports.Message{ID: "now-1", Queue: q, Body: []byte(`{}`)}
 	now2 := ports.Message{ID: "now-2", Queue: q, Body: []byte(`{}`)}
-	if err := bus.Publish(ctx, now1, distant, now2); err != nil {
-		t.Fatalf("publish: %v", err)
-	}
+	require.NoError(t, bus.Publish(ctx, now1, distant, now2), "publish")
 	// The two due messages travel as one batch, the scheduled one alone.
 	if st := sb.Stats(t, q); st.Scheduled != 1 || st.Active != 2 || st.Transfers != 2 {
 		t.Fatalf("the double holds %+v; want 1 scheduled and 2 active in 2 transfers", st)
@@ -313,9 +284,7 @@ func TestScheduledMessageWaitsForItsTime(t *testing.T) {
 		if m.ID != want {
 			t.Fatalf("received %s, want %s", m.ID, want)
 		}
-		if err := bus.Complete(ctx, m); err != nil {
-			t.Fatalf("complete: %v", err)
-		}
+		require.NoError(t, bus.Complete(ctx, m), "complete")
 	}
 
 	// A message due soon comes at its time, not before: the receive starts
@@ -325,9 +294,7 @@ func TestScheduledMessageWaitsForItsTime(t *testing.T) {
 	// winds the link down.)
 	const delay = 1500 * time.Millisecond
 	later := ports.Message{ID: "retry-1", Queue: q, Body: []byte(`{}`), NotBefore: time.Now().Add(delay).Truncate(time.Millisecond)}
-	if err := bus.Publish(ctx, later); err != nil {
-		t.Fatalf("publish: %v", err)
-	}
+	require.NoError(t, bus.Publish(ctx, later), "publish")
 	m := receiveOne(t, bus, q)
 	if at := time.Now(); m.ID != later.ID || at.Before(later.NotBefore) {
 		t.Fatalf("received %s at %v; want %s not before %v", m.ID, at, later.ID, later.NotBefore)
@@ -335,9 +302,7 @@ func TestScheduledMessageWaitsForItsTime(t *testing.T) {
 	if !m.NotBefore.Equal(later.NotBefore) {
 		t.Fatalf("NotBefore came back as %v, want %v", m.NotBefore, later.NotBefore)
 	}
-	if err := bus.Complete(ctx, m); err != nil {
-		t.Fatalf("complete: %v", err)
-	}
+	require.NoError(t, bus.Complete(ctx, m), "complete")
 }
 
 func TestClosedBusIsUnavailable(t *testing.T) {
@@ -346,13 +311,9 @@ func TestClosedBusIsUnavailable(t *testing.T) {
 	q := testQueue(t)
 	bus, _ := open(t, sb.ConnectionString(), Options{})
 	ctx := ctxFor(t)
-	if err := bus.Publish(ctx, ports.Message{ID: "m", Queue: q, Body: []byte(`{}`)}); err != nil {
-		t.Fatalf("publish: %v", err)
-	}
+	require.NoError(t, bus.Publish(ctx, ports.Message{ID: "m", Queue: q, Body: []byte(`{}`)}), "publish")
 	m := receiveOne(t, bus, q)
-	if err := bus.Close(ctx); err != nil {
-		t.Fatalf("close: %v", err)
-	}
+	require.NoError(t, bus.Close(ctx), "close")
 	if err := bus.Publish(ctx, ports.Message{ID: "n", Queue: q}); domain.ErrorCode(err) != domain.EUNAVAILABLE {
 		t.Fatalf("publish after close: %v", err)
 	}
@@ -380,31 +341,21 @@ func TestSettleByLockTokenFromAnotherBus(t *testing.T) {
 	for _, id := range []string{"to-complete", "to-abandon", "to-dead-letter"} {
 		msgs = append(msgs, ports.Message{ID: id, Queue: q, Body: []byte(`{}`)})
 	}
-	if err := first.Publish(ctx, msgs...); err != nil {
-		t.Fatalf("publish: %v", err)
-	}
+	require.NoError(t, first.Publish(ctx, msgs...), "publish")
 	got, err := first.Receive(ctx, q, 3)
 	for len(got) < 3 && err == nil {
 		var more []*ports.Delivered
 		more, err = first.Receive(ctx, q, 3-len(got))
 		got = append(got, more...)
 	}
-	if err != nil {
-		t.Fatalf("receive: %v", err)
-	}
+	require.NoError(t, err, "receive")
 	byID := map[string]*ports.Delivered{}
 	for _, m := range got {
 		byID[m.ID] = m
 	}
-	if err := second.Complete(ctx, byID["to-complete"]); err != nil {
-		t.Fatalf("complete from another bus: %v", err)
-	}
-	if err := second.Abandon(ctx, byID["to-abandon"]); err != nil {
-		t.Fatalf("abandon from another bus: %v", err)
-	}
-	if err := second.DeadLetter(ctx, byID["to-dead-letter"], "Replayed", "by an operator"); err != nil {
-		t.Fatalf("dead-letter from another bus: %v", err)
-	}
+	require.NoError(t, second.Complete(ctx, byID["to-complete"]), "complete from another bus")
+	require.NoError(t, second.Abandon(ctx, byID["to-abandon"]), "abandon from another bus")
+	require.NoError(t, second.DeadLetter(ctx, byID["to-dead-letter"], "Replayed", "by an operator"), "dead-letter from another bus")
 	// The first bus still holds them, but the broker has settled them.
 	if err := first.Complete(ctx, byID["to-complete"]); domain.ErrorCode(err) != domain.ECONFLICT {
 		t.Fatalf("complete on the receiving bus after the other settled it: %v", err)
@@ -413,16 +364,12 @@ func TestSettleByLockTokenFromAnotherBus(t *testing.T) {
 	if again.ID != "to-abandon" || again.DeliveryCount != 2 {
 		t.Fatalf("redelivered %s with count %d", again.ID, again.DeliveryCount)
 	}
-	if err := second.Complete(ctx, again); err != nil {
-		t.Fatalf("complete: %v", err)
-	}
+	require.NoError(t, second.Complete(ctx, again), "complete")
 	dead := receiveOne(t, second, ports.DeadLetterQueue(q))
 	if dead.ID != "to-dead-letter" || dead.DeadLetterReason != "Replayed" || dead.DeadLetterDescription != "by an operator" {
 		t.Fatalf("dead-lettered %s with reason %q, description %q", dead.ID, dead.DeadLetterReason, dead.DeadLetterDescription)
 	}
-	if err := second.Complete(ctx, dead); err != nil {
-		t.Fatalf("complete the dead-lettered message: %v", err)
-	}
+	require.NoError(t, second.Complete(ctx, dead), "complete the dead-lettered message")
 }
 
 func TestDuplicateDetectionForgetsAfterItsWindow(t *testing.T) {
@@ -446,13 +393,9 @@ func TestDuplicateDetectionForgetsAfterItsWindow(t *testing.T) {
 		m = ports.Message{ID: fmt.Sprintf("d%d-schedule", try), Queue: q, Body: []byte(`{}`)}
 		before := sb.Stats(t, q).Active
 		start := time.Now()
-		if err := bus.Publish(ctx, m); err != nil {
-			t.Fatalf("publish: %v", err)
-		}
+		require.NoError(t, bus.Publish(ctx, m), "publish")
 		sent = time.Now()
-		if err := bus.Publish(ctx, m); err != nil {
-			t.Fatalf("publish: %v", err)
-		}
+		require.NoError(t, bus.Publish(ctx, m), "publish")
 		if time.Since(start) >= window {
 			continue
 		}
@@ -468,9 +411,7 @@ func TestDuplicateDetectionForgetsAfterItsWindow(t *testing.T) {
 	for d := time.Until(sent.Add(window)); d >= 0; d = time.Until(sent.Add(window)) {
 		time.Sleep(d + time.Millisecond)
 	}
-	if err := bus.Publish(ctx, m); err != nil {
-		t.Fatalf("publish: %v", err)
-	}
+	require.NoError(t, bus.Publish(ctx, m), "publish")
 	if st := sb.Stats(t, q); st.Active != active+1 {
 		t.Fatalf("%d messages after the window passed, want %d", st.Active, active+1)
 	}
@@ -486,18 +427,14 @@ func TestScheduleMessageOperation(t *testing.T) {
 	ctx := ctxFor(t)
 
 	sender, err := client.NewSender(q, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	defer sender.Close(context.Background())
 	cancelled, kept := "cancelled", "kept"
 	seqs, err := sender.ScheduleMessages(ctx, []*azservicebus.Message{{MessageID: &cancelled, Body: []byte(`{}`)}}, time.Now().Add(time.Hour), nil)
 	if err != nil || len(seqs) != 1 {
 		t.Fatalf("schedule: %v, sequence numbers %v", err, seqs)
 	}
-	if err := sender.CancelScheduledMessages(ctx, seqs, nil); err != nil {
-		t.Fatalf("cancel: %v", err)
-	}
+	require.NoError(t, sender.CancelScheduledMessages(ctx, seqs, nil), "cancel")
 	at := time.Now().Add(500 * time.Millisecond)
 	if _, err := sender.ScheduleMessages(ctx, []*azservicebus.Message{{MessageID: &kept, Body: []byte(`{}`)}}, at, nil); err != nil {
 		t.Fatalf("schedule: %v", err)
@@ -511,9 +448,7 @@ func TestScheduleMessageOperation(t *testing.T) {
 	if m.ID != kept || time.Now().Before(at) {
 		t.Fatalf("received %s at %v, want %s not before %v", m.ID, time.Now(), kept, at)
 	}
-	if err := bus.Complete(ctx, m); err != nil {
-		t.Fatalf("complete: %v", err)
-	}
+	require.NoError(t, bus.Complete(ctx, m), "complete")
 }
 
 // BenchmarkPublish measures sequential single-message publishes through

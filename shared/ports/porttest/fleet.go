@@ -12,6 +12,7 @@ import (
 
 	"github.com/fabrikam/dronedelivery/shared/domain"
 	"github.com/fabrikam/dronedelivery/shared/ports"
+	"github.com/stretchr/testify/require"
 )
 
 // Fleet checks the drone queries of a store: listing by status with a
@@ -142,9 +143,7 @@ func Fleet(t *testing.T, open func(t *testing.T) ports.Store) {
 				break
 			}
 		}
-		if err := sameDrones(want, nearest(ctx, f, center, prefix, 1)); err != nil {
-			t.Fatalf("after changing what NearestAvailable yielded: %v", err)
-		}
+		require.NoError(t, sameDrones(want, nearest(ctx, f, center, prefix, 1)), "after changing what NearestAvailable yielded")
 	})
 
 	t.Run("NearestAvailableReflectsClaimAndRelease", func(t *testing.T) {

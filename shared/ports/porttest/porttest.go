@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/fabrikam/dronedelivery/shared/domain"
+	"github.com/stretchr/testify/require"
 )
 
 // patience bounds every wait for something that should happen promptly;
@@ -42,9 +43,7 @@ func ctxFor(t *testing.T) context.Context {
 
 func must(t *testing.T, err error, what string) {
 	t.Helper()
-	if err != nil {
-		t.Fatalf("%s: %v", what, err)
-	}
+	require.NoError(t, err, "%s", what)
 }
 
 func mustCode(t *testing.T, err error, code, what string) {
