@@ -2,7 +2,6 @@ package servicebus
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -86,9 +85,8 @@ func ctxFor(t *testing.T) context.Context {
 func receiveOne(t *testing.T, bus ports.Bus, queue string) *ports.Delivered {
 	t.Helper()
 	msgs, err := bus.Receive(ctxFor(t), queue, 1)
-	if err != nil || len(msgs) != 1 {
-		t.Fatalf("receive from %s: %d messages, error %v", queue, len(msgs), err)
-	}
+	require.NoError(t, err, "receive from %s", queue)
+	require.Len(t, msgs, 1, "receive from %s", queue)
 	return msgs[0]
 }
 
@@ -98,12 +96,8 @@ func expectNothing(t *testing.T, bus ports.Bus, queue string, d time.Duration) {
 	ctx, cancel := context.WithTimeout(t.Context(), d)
 	defer cancel()
 	msgs, err := bus.Receive(ctx, queue, 10)
-	if len(msgs) > 0 {
-		t.Fatalf("%s delivered %s (count %d) while it should have had nothing", queue, msgs[0].ID, msgs[0].DeliveryCount)
-	}
-	if !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("receive from %s: %v, want the deadline", queue, err)
-	}
+	require.Empty(t, msgs, "%s delivered while it should have had nothing", queue)
+	require.ErrorIs(t, err, context.DeadlineExceeded, "receive from %s", queue)
 }
 
 func TestPublishSplitsBatchesAtTheSizeLimit(t *testing.T) {
@@ -123,9 +117,9 @@ func TestPublishSplitsBatchesAtTheSizeLimit(t *testing.T) {
 		msgs = append(msgs, ports.Message{ID: fmt.Sprintf("m%03d", i), Queue: q, Body: []byte(`{"pad":"` + pad + `"}`)})
 	}
 	require.NoError(t, bus.Publish(ctx, msgs...), "publish")
-	if st := sb.Stats(t, q); st.Transfers < 3 || st.Transfers > 6 || st.Active != n {
-		t.Fatalf("the double got %d transfers holding %d messages; want 3 to 6 batches holding %d", st.Transfers, st.Active, n)
-	}
+	st := sb.Stats(t, q)
+	require.Equal(t, n, st.Active, "messages the double holds")
+	require.True(t, st.Transfers >= 3 && st.Transfers <= 6, "the double got %d transfers, want 3 to 6 batches", st.Transfers)
 	// The batches kept the publish order: sequence numbers follow it. (The
 	// order of receipt may differ a little: messages that arrive between two
 	// receives are released by the SDK and come back after later ones.)
@@ -140,9 +134,7 @@ func TestPublishSplitsBatchesAtTheSizeLimit(t *testing.T) {
 	}
 	seqs := slices.Sorted(maps.Keys(bySeq))
 	for i, seq := range seqs {
-		if want := fmt.Sprintf("m%03d", i); bySeq[seq] != want {
-			t.Fatalf("sequence number %d holds %s, want %s", seq, bySeq[seq], want)
-		}
+		require.Equal(t, fmt.Sprintf("m%03d", i), bySeq[seq], "sequence number %d", seq)
 	}
 	expectNothing(t, bus, q, 300*time.Millisecond)
 }
@@ -154,9 +146,7 @@ func TestOversizedMessageIsInvalid(t *testing.T) {
 	bus, _ := open(t, sb.ConnectionString(), Options{})
 	huge := ports.Message{ID: "huge", Queue: q, Body: []byte(`"` + strings.Repeat("x", 300*1024) + `"`)}
 	err := bus.Publish(ctxFor(t), huge)
-	if domain.ErrorCode(err) != domain.EINVALID {
-		t.Fatalf("publish of a 300 KB message: %v, want %s", err, domain.EINVALID)
-	}
+	require.Equal(t, domain.EINVALID, domain.ErrorCode(err), "publish of a 300 KB message: %v", err)
 }
 
 // TestPropertiesRoundTrip checks the wire shape other Service Bus clients
@@ -174,9 +164,8 @@ func TestPropertiesRoundTrip(t *testing.T) {
 	require.NoError(t, err)
 	defer raw.Close(context.Background())
 	got, err := raw.ReceiveMessages(ctx, 1, nil)
-	if err != nil || len(got) != 1 {
-		t.Fatalf("raw receive: %d messages, %v", len(got), err)
-	}
+	require.NoError(t, err, "raw receive")
+	require.Len(t, got, 1, "raw receive")
 	m := got[0]
 	if m.MessageID != sent.ID || deref(m.CorrelationID) != sent.CorrelationID || deref(m.ContentType) != "application/json" ||
 		m.ApplicationProperties[OperationProperty] != sent.Operation || string(m.Body) != string(sent.Body) {
@@ -197,17 +186,15 @@ func TestPropertiesRoundTrip(t *testing.T) {
 	}, nil)
 	require.NoError(t, err, "raw send")
 	d := receiveOne(t, bus, q)
-	if d.ID != id || d.CorrelationID != corr || d.Operation != string(wire.OpCancel) || d.Queue != q {
-		t.Fatalf("port saw %+v", d.Message)
-	}
+	require.Equal(t, []string{id, corr, string(wire.OpCancel), q}, []string{d.ID, d.CorrelationID, d.Operation, d.Queue}, "the port saw id, correlation, operation, queue")
 	require.NoError(t, bus.Abandon(ctx, d), "abandon")
 	again, err := raw.ReceiveMessages(ctx, 1, nil)
-	if err != nil || len(again) != 1 {
-		t.Fatalf("raw receive: %d messages, %v", len(again), err)
-	}
-	if p := again[0].ApplicationProperties; p["attempt"] != int64(3) || p["urgent"] != true || again[0].DeliveryCount != 2 {
-		t.Fatalf("after an abandon the raw client saw properties %v (attempt %T), count %d", p, p["attempt"], again[0].DeliveryCount)
-	}
+	require.NoError(t, err, "raw receive")
+	require.Len(t, again, 1, "raw receive")
+	p := again[0].ApplicationProperties
+	require.Equal(t, int64(3), p["attempt"], "after an abandon the raw client saw properties %v", p)
+	require.Equal(t, true, p["urgent"], "after an abandon the raw client saw properties %v", p)
+	require.EqualValues(t, 2, again[0].DeliveryCount, "the delivery count after an abandon")
 	require.NoError(t, raw.CompleteMessage(ctx, again[0], nil), "raw complete")
 }
 
@@ -227,9 +214,7 @@ func TestLockRenewalKeepsUnsettledMessageLocked(t *testing.T) {
 	m := receiveOne(t, worker, q)
 	// Long work: two lock durations pass without a settlement.
 	expectNothing(t, rival, q, 2*lock)
-	if st := sb.Stats(t, q); st.Locked != 1 {
-		t.Fatalf("after two lock durations the double shows %d locked messages, want 1", st.Locked)
-	}
+	require.Equal(t, 1, sb.Stats(t, q).Locked, "locked messages after two lock durations")
 	require.NoError(t, worker.Complete(ctx, m), "complete after long work")
 	expectNothing(t, rival, q, lock/2)
 }
@@ -250,15 +235,11 @@ func TestLockRenewalEndsAtMaxLockRenewal(t *testing.T) {
 	start := time.Now()
 	first := receiveOne(t, worker, q)
 	second := receiveOne(t, rival, q) // blocks until the renewed lock runs out
-	if elapsed := time.Since(start); elapsed < 2*lock {
-		t.Fatalf("redelivered after %v, before the renewal budget of %v was spent", elapsed, 2*lock)
-	}
-	if second.ID != first.ID || second.DeliveryCount != 2 {
-		t.Fatalf("redelivered %s with count %d", second.ID, second.DeliveryCount)
-	}
-	if err := worker.Complete(ctx, first); domain.ErrorCode(err) != domain.ECONFLICT {
-		t.Fatalf("complete with the expired lock: %v, want %s", err, domain.ECONFLICT)
-	}
+	require.GreaterOrEqual(t, time.Since(start), 2*lock, "redelivered before the renewal budget was spent")
+	require.Equal(t, first.ID, second.ID, "redelivered")
+	require.EqualValues(t, 2, second.DeliveryCount, "redelivered %s", second.ID)
+	err := worker.Complete(ctx, first)
+	require.Equal(t, domain.ECONFLICT, domain.ErrorCode(err), "complete with the expired lock: %v", err)
 	require.NoError(t, rival.Complete(ctx, second), "complete")
 }
 
@@ -281,9 +262,7 @@ func TestScheduledMessageWaitsForItsTime(t *testing.T) {
 	}
 	for _, want := range []string{now1.ID, now2.ID} {
 		m := receiveOne(t, bus, q)
-		if m.ID != want {
-			t.Fatalf("received %s, want %s", m.ID, want)
-		}
+		require.Equal(t, want, m.ID, "received")
 		require.NoError(t, bus.Complete(ctx, m), "complete")
 	}
 
@@ -296,12 +275,9 @@ func TestScheduledMessageWaitsForItsTime(t *testing.T) {
 	later := ports.Message{ID: "retry-1", Queue: q, Body: []byte(`{}`), NotBefore: time.Now().Add(delay).Truncate(time.Millisecond)}
 	require.NoError(t, bus.Publish(ctx, later), "publish")
 	m := receiveOne(t, bus, q)
-	if at := time.Now(); m.ID != later.ID || at.Before(later.NotBefore) {
-		t.Fatalf("received %s at %v; want %s not before %v", m.ID, at, later.ID, later.NotBefore)
-	}
-	if !m.NotBefore.Equal(later.NotBefore) {
-		t.Fatalf("NotBefore came back as %v, want %v", m.NotBefore, later.NotBefore)
-	}
+	require.Equal(t, later.ID, m.ID, "received")
+	require.False(t, time.Now().Before(later.NotBefore), "received %s before %v", m.ID, later.NotBefore)
+	require.True(t, m.NotBefore.Equal(later.NotBefore), "NotBefore came back as %v, want %v", m.NotBefore, later.NotBefore)
 	require.NoError(t, bus.Complete(ctx, m), "complete")
 }
 
@@ -314,15 +290,12 @@ func TestClosedBusIsUnavailable(t *testing.T) {
 	require.NoError(t, bus.Publish(ctx, ports.Message{ID: "m", Queue: q, Body: []byte(`{}`)}), "publish")
 	m := receiveOne(t, bus, q)
 	require.NoError(t, bus.Close(ctx), "close")
-	if err := bus.Publish(ctx, ports.Message{ID: "n", Queue: q}); domain.ErrorCode(err) != domain.EUNAVAILABLE {
-		t.Fatalf("publish after close: %v", err)
-	}
-	if _, err := bus.Receive(ctx, q, 1); domain.ErrorCode(err) != domain.EUNAVAILABLE {
-		t.Fatalf("receive after close: %v", err)
-	}
-	if err := bus.Complete(ctx, m); domain.ErrorCode(err) != domain.EUNAVAILABLE {
-		t.Fatalf("complete after close: %v", err)
-	}
+	err := bus.Publish(ctx, ports.Message{ID: "n", Queue: q})
+	require.Equal(t, domain.EUNAVAILABLE, domain.ErrorCode(err), "publish after close: %v", err)
+	_, err = bus.Receive(ctx, q, 1)
+	require.Equal(t, domain.EUNAVAILABLE, domain.ErrorCode(err), "receive after close: %v", err)
+	err = bus.Complete(ctx, m)
+	require.Equal(t, domain.EUNAVAILABLE, domain.ErrorCode(err), "complete after close: %v", err)
 }
 
 // TestSettleByLockTokenFromAnotherBus settles messages that a different Bus
@@ -357,18 +330,14 @@ func TestSettleByLockTokenFromAnotherBus(t *testing.T) {
 	require.NoError(t, second.Abandon(ctx, byID["to-abandon"]), "abandon from another bus")
 	require.NoError(t, second.DeadLetter(ctx, byID["to-dead-letter"], "Replayed", "by an operator"), "dead-letter from another bus")
 	// The first bus still holds them, but the broker has settled them.
-	if err := first.Complete(ctx, byID["to-complete"]); domain.ErrorCode(err) != domain.ECONFLICT {
-		t.Fatalf("complete on the receiving bus after the other settled it: %v", err)
-	}
+	err = first.Complete(ctx, byID["to-complete"])
+	require.Equal(t, domain.ECONFLICT, domain.ErrorCode(err), "complete on the receiving bus after the other settled it: %v", err)
 	again := receiveOne(t, second, q)
-	if again.ID != "to-abandon" || again.DeliveryCount != 2 {
-		t.Fatalf("redelivered %s with count %d", again.ID, again.DeliveryCount)
-	}
+	require.Equal(t, "to-abandon", again.ID, "redelivered")
+	require.EqualValues(t, 2, again.DeliveryCount, "redelivered %s", again.ID)
 	require.NoError(t, second.Complete(ctx, again), "complete")
 	dead := receiveOne(t, second, ports.DeadLetterQueue(q))
-	if dead.ID != "to-dead-letter" || dead.DeadLetterReason != "Replayed" || dead.DeadLetterDescription != "by an operator" {
-		t.Fatalf("dead-lettered %s with reason %q, description %q", dead.ID, dead.DeadLetterReason, dead.DeadLetterDescription)
-	}
+	require.Equal(t, []string{"to-dead-letter", "Replayed", "by an operator"}, []string{dead.ID, dead.DeadLetterReason, dead.DeadLetterDescription}, "dead-lettered id, reason, description")
 	require.NoError(t, second.Complete(ctx, dead), "complete the dead-lettered message")
 }
 
@@ -399,9 +368,7 @@ func TestDuplicateDetectionForgetsAfterItsWindow(t *testing.T) {
 		if time.Since(start) >= window {
 			continue
 		}
-		if st := sb.Stats(t, q); st.Active != before+1 {
-			t.Fatalf("%d messages after a duplicate within the window, want %d", st.Active, before+1)
-		}
+		require.Equal(t, before+1, sb.Stats(t, q).Active, "messages after a duplicate within the window")
 		break
 	}
 	active := sb.Stats(t, q).Active
@@ -412,9 +379,7 @@ func TestDuplicateDetectionForgetsAfterItsWindow(t *testing.T) {
 		time.Sleep(d + time.Millisecond)
 	}
 	require.NoError(t, bus.Publish(ctx, m), "publish")
-	if st := sb.Stats(t, q); st.Active != active+1 {
-		t.Fatalf("%d messages after the window passed, want %d", st.Active, active+1)
-	}
+	require.Equal(t, active+1, sb.Stats(t, q).Active, "messages after the window passed")
 }
 
 // TestScheduleMessageOperation covers the management-link way of
@@ -431,23 +396,19 @@ func TestScheduleMessageOperation(t *testing.T) {
 	defer sender.Close(context.Background())
 	cancelled, kept := "cancelled", "kept"
 	seqs, err := sender.ScheduleMessages(ctx, []*azservicebus.Message{{MessageID: &cancelled, Body: []byte(`{}`)}}, time.Now().Add(time.Hour), nil)
-	if err != nil || len(seqs) != 1 {
-		t.Fatalf("schedule: %v, sequence numbers %v", err, seqs)
-	}
+	require.NoError(t, err, "schedule")
+	require.Len(t, seqs, 1, "sequence numbers")
 	require.NoError(t, sender.CancelScheduledMessages(ctx, seqs, nil), "cancel")
 	at := time.Now().Add(500 * time.Millisecond)
-	if _, err := sender.ScheduleMessages(ctx, []*azservicebus.Message{{MessageID: &kept, Body: []byte(`{}`)}}, at, nil); err != nil {
-		t.Fatalf("schedule: %v", err)
-	}
+	_, err = sender.ScheduleMessages(ctx, []*azservicebus.Message{{MessageID: &kept, Body: []byte(`{}`)}}, at, nil)
+	require.NoError(t, err, "schedule")
 	// The cancelled one is gone; the kept one is there, still scheduled or,
 	// on a slow machine, already due.
-	if st := sb.Stats(t, q); st.Scheduled+st.Active != 1 {
-		t.Fatalf("the double holds %+v after one cancel and one schedule, want 1 message", st)
-	}
+	st := sb.Stats(t, q)
+	require.Equal(t, 1, st.Scheduled+st.Active, "messages the double holds after one cancel and one schedule: %+v", st)
 	m := receiveOne(t, bus, q)
-	if m.ID != kept || time.Now().Before(at) {
-		t.Fatalf("received %s at %v, want %s not before %v", m.ID, time.Now(), kept, at)
-	}
+	require.Equal(t, kept, m.ID, "received")
+	require.False(t, time.Now().Before(at), "received %s before %v", m.ID, at)
 	require.NoError(t, bus.Complete(ctx, m), "complete")
 }
 
