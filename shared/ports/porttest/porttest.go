@@ -14,7 +14,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"reflect"
 	"testing"
 	"time"
 
@@ -41,23 +40,9 @@ func ctxFor(t *testing.T) context.Context {
 	return ctx
 }
 
-func must(t *testing.T, err error, what string) {
-	t.Helper()
-	require.NoError(t, err, "%s", what)
-}
-
 func mustCode(t *testing.T, err error, code, what string) {
 	t.Helper()
-	if got := domain.ErrorCode(err); got != code {
-		t.Fatalf("%s: got error %v (code %q), want code %q", what, err, got, code)
-	}
-}
-
-func mustEqual[T any](t *testing.T, want, got T, what string) {
-	t.Helper()
-	if !reflect.DeepEqual(want, got) {
-		t.Fatalf("%s:\n got  %s\n want %s", what, show(got), show(want))
-	}
+	require.Equal(t, code, domain.ErrorCode(err), "%s: the code of error %v", what, err)
 }
 
 func show(v any) string {
