@@ -17,6 +17,7 @@ import (
 	"github.com/fabrikam/dronedelivery/shared/config"
 	"github.com/fabrikam/dronedelivery/shared/functionapp"
 	"github.com/fabrikam/dronedelivery/shared/topology"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
@@ -64,15 +65,12 @@ func loadInputs(t *testing.T) inputs {
 		rel, _ := filepath.Rel(filepath.Join(root, "infra"), f)
 		in.bicep[filepath.ToSlash(rel)] = string(b)
 	}
-	if in.parameters, err = os.ReadFile(filepath.Join(root, "infra", "main.parameters.json")); err != nil {
-		t.Fatal(err)
-	}
-	if in.hostJSON, err = os.ReadFile(filepath.Join(root, "host.json")); err != nil {
-		t.Fatal(err)
-	}
-	if in.localJSON, err = os.ReadFile(filepath.Join(root, "local.settings.sample.json")); err != nil {
-		t.Fatal(err)
-	}
+	in.parameters, err = os.ReadFile(filepath.Join(root, "infra", "main.parameters.json"))
+	require.NoError(t, err)
+	in.hostJSON, err = os.ReadFile(filepath.Join(root, "host.json"))
+	require.NoError(t, err)
+	in.localJSON, err = os.ReadFile(filepath.Join(root, "local.settings.sample.json"))
+	require.NoError(t, err)
 	mk, err := os.ReadFile(filepath.Join(root, "Makefile"))
 	require.NoError(t, err)
 	in.makefile = string(mk)
@@ -122,13 +120,9 @@ func TestChecksCatchDrift(t *testing.T) {
 	mustMention := func(t *testing.T, problems []string, names ...string) {
 		t.Helper()
 		all := strings.Join(problems, "\n")
-		if len(problems) == 0 {
-			t.Fatalf("the check passed; want it to fail naming %q", names)
-		}
+		require.NotEmpty(t, problems, "the check passed; want it to fail naming %q", names)
 		for _, n := range names {
-			if !strings.Contains(all, n) {
-				t.Errorf("problems do not name %q:\n%s", n, all)
-			}
+			assert.Contains(t, all, n, "the problems name it")
 		}
 	}
 
