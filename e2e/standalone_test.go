@@ -21,12 +21,7 @@ import (
 	"github.com/fabrikam/dronedelivery/shared/topology"
 )
 
-func TestStandaloneChain(t *testing.T) {
-	t.Parallel()
-	p := startServe(t, t.TempDir())
-	chainScenario(t, p)
-	p.stop(t)
-}
+func TestStandaloneChain(t *testing.T) { onEmbedded(t, chainScenario) }
 
 // chainScenario registers a fleet over HTTP, sends deliveries one at a time
 // and then in a burst, and checks each reaches Scheduled with the drone the
