@@ -184,16 +184,20 @@ func TestChecksCatchDrift(t *testing.T) {
 		s["FUNCTIONS_WORKER_RUNTIME"] = "'custom'"
 		mustMention(t, checkHostSettings(s), "FUNCTIONS_WORKER_RUNTIME")
 	})
-	t.Run("RoleAssignmentRemoved", func(t *testing.T) {
-		files := cloneFiles(in.bicep)
-		files["modules/servicebus.bicep"] = strings.ReplaceAll(files["modules/servicebus.bicep"], "4f6d3b9b-027b-4f4c-9142-0e5a2a2247e0", "00000000-0000-0000-0000-0000000000ff")
-		mustMention(t, checkRoles(files), "Azure Service Bus Data Receiver")
-	})
-	t.Run("CommunicationRoleRemoved", func(t *testing.T) {
-		files := cloneFiles(in.bicep)
-		files["modules/communication.bicep"] = strings.ReplaceAll(files["modules/communication.bicep"], "09976791-48a7-449e-bb21-39d1a415f350", "00000000-0000-0000-0000-0000000000ff")
-		mustMention(t, checkRoles(files), "Communication and Email Service Owner")
-	})
+	// A role assignment removed (its role id replaced) is named.
+	for _, c := range []struct{ name, file, roleID, replacement, role string }{
+		{"RoleAssignmentRemoved", "modules/servicebus.bicep", "4f6d3b9b-027b-4f4c-9142-0e5a2a2247e0", "00000000-0000-0000-0000-0000000000ff", "Azure Service Bus Data Receiver"},
+		{"CommunicationRoleRemoved", "modules/communication.bicep", "09976791-48a7-449e-bb21-39d1a415f350", "00000000-0000-0000-0000-0000000000ff", "Communication and Email Service Owner"},
+		{"StorageQueueRoleRemoved", "modules/storage.bicep", "974c5e8b-45b9-4653-ba55-5f855dd0fb88", "00000000-0000-0000-0000-0000000000fe", "Storage Queue Data Contributor"},
+		{"StorageTableRoleRemoved", "modules/storage.bicep", "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3", "00000000-0000-0000-0000-0000000000fd", "Storage Table Data Contributor"},
+		{"ServiceBusDataOwnerRemoved", "modules/servicebus.bicep", "090c5cfd-751d-490a-894a-3ce6f1109419", "00000000-0000-0000-0000-0000000000fc", "Azure Service Bus Data Owner"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			files := cloneFiles(in.bicep)
+			files[c.file] = strings.ReplaceAll(files[c.file], c.roleID, c.replacement)
+			mustMention(t, checkRoles(files), c.role)
+		})
+	}
 	t.Run("CommunicationSettingDropped", func(t *testing.T) {
 		s, err := appSettings(dropLine(t, mainBicep, "ACS_ENDPOINT:"))
 		require.NoError(t, err)
@@ -215,10 +219,7 @@ func TestChecksCatchDrift(t *testing.T) {
 		mustMention(t, checkModules(files), "queue", "queues")
 	})
 	t.Run("ParameterFileNamesUnknownParam", func(t *testing.T) {
-		var p map[string]any
-		require.NoError(t, json.Unmarshal(in.parameters, &p))
-		p["parameters"].(map[string]any)["cosmosServeless"] = map[string]any{"value": true}
-		b, _ := json.Marshal(p)
+		b := withParameter(t, in.parameters, "cosmosServeless", true)
 		mustMention(t, checkParameters(mainBicep, b), "cosmosServeless")
 	})
 	t.Run("SampleSettingsWithAKey", func(t *testing.T) {
@@ -245,31 +246,13 @@ func TestChecksCatchDrift(t *testing.T) {
 		mustMention(t, checkOperatorKey(in.bicep, settings, in.parameters, mk), "appsettings set")
 	})
 	t.Run("OperatorKeyInParametersFile", func(t *testing.T) {
-		var p map[string]any
-		require.NoError(t, json.Unmarshal(in.parameters, &p))
-		p["parameters"].(map[string]any)["operatorKey"] = map[string]any{"value": "op-key-in-git-0123456789"}
-		b, _ := json.Marshal(p)
+		b := withParameter(t, in.parameters, "operatorKey", "op-key-in-git-0123456789")
 		mustMention(t, checkOperatorKey(in.bicep, settings, b, in.makefile), "main.parameters.json", "operatorKey")
 	})
 	t.Run("AnotherSecureParameter", func(t *testing.T) {
 		files := cloneFiles(in.bicep)
 		files["modules/cosmos.bicep"] += "\n@secure()\nparam adminPassword string\n"
 		mustMention(t, checkNoSecrets(files, in.parameters), "modules/cosmos.bicep", "adminPassword")
-	})
-	t.Run("StorageQueueRoleRemoved", func(t *testing.T) {
-		files := cloneFiles(in.bicep)
-		files["modules/storage.bicep"] = strings.ReplaceAll(files["modules/storage.bicep"], "974c5e8b-45b9-4653-ba55-5f855dd0fb88", "00000000-0000-0000-0000-0000000000fe")
-		mustMention(t, checkRoles(files), "Storage Queue Data Contributor")
-	})
-	t.Run("StorageTableRoleRemoved", func(t *testing.T) {
-		files := cloneFiles(in.bicep)
-		files["modules/storage.bicep"] = strings.ReplaceAll(files["modules/storage.bicep"], "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3", "00000000-0000-0000-0000-0000000000fd")
-		mustMention(t, checkRoles(files), "Storage Table Data Contributor")
-	})
-	t.Run("ServiceBusDataOwnerRemoved", func(t *testing.T) {
-		files := cloneFiles(in.bicep)
-		files["modules/servicebus.bicep"] = strings.ReplaceAll(files["modules/servicebus.bicep"], "090c5cfd-751d-490a-894a-3ce6f1109419", "00000000-0000-0000-0000-0000000000fc")
-		mustMention(t, checkRoles(files), "Azure Service Bus Data Owner")
 	})
 	t.Run("SessionConsistency", func(t *testing.T) {
 		files := cloneFiles(in.bicep)
@@ -963,6 +946,17 @@ func hasLine(text, want string) bool {
 		}
 	}
 	return false
+}
+
+// withParameter returns the parameters file with name set to value.
+func withParameter(t *testing.T, parameters []byte, name string, value any) []byte {
+	t.Helper()
+	var p map[string]any
+	require.NoError(t, json.Unmarshal(parameters, &p))
+	p["parameters"].(map[string]any)[name] = map[string]any{"value": value}
+	b, err := json.Marshal(p)
+	require.NoError(t, err)
+	return b
 }
 
 func cloneFiles(m map[string]string) map[string]string { return maps.Clone(m) }
