@@ -25,6 +25,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/fabrikam/dronedelivery/shared/adapters/embedded"
 	"github.com/fabrikam/dronedelivery/shared/domain"
 	"github.com/fabrikam/dronedelivery/tools/apiclient"
 	"github.com/fabrikam/dronedelivery/tools/testdoubles"
@@ -200,6 +201,17 @@ func (p *proc) stop(t *testing.T) {
 	case <-time.After(patience):
 		t.Fatal("process did not stop on SIGTERM")
 	}
+}
+
+// openEmbedded opens, beside the instance whose data folder is dir, its
+// embedded store, to observe its queues (or feed them, playing the host);
+// it is closed when the test ends.
+func openEmbedded(t *testing.T, dir string) *embedded.DB {
+	t.Helper()
+	db, err := embedded.Open(filepath.Join(dir, "dronedelivery.db"), embedded.Options{})
+	require.NoError(t, err)
+	t.Cleanup(func() { db.Close() })
+	return db
 }
 
 // response is one answer, read whole.

@@ -8,7 +8,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -17,7 +16,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/fabrikam/dronedelivery/shared/adapters/embedded"
 	"github.com/fabrikam/dronedelivery/shared/domain"
 	"github.com/fabrikam/dronedelivery/shared/ports"
 	"github.com/fabrikam/dronedelivery/shared/topology"
@@ -27,6 +25,24 @@ import (
 
 // jsonString double-encodes a scalar the way the host sends Service Bus
 // trigger metadata: a JSON string holding the value's JSON.
+// hostChain is the chain's queue steps in order: the function the host
+// invokes for each queue.
+var hostChain = []struct{ fn, queue string }{
+	{"ScheduleDrone", topology.QueueDeliveryRequests},
+	{"UpdatePackage", topology.QueueDroneScheduled},
+	{"ComputeEta", topology.QueuePackageUpdated},
+	{"SendNotification", topology.QueueNotifications},
+}
+
+// receiveOnly takes the one message waiting on queue.
+func receiveOnly(t *testing.T, bus ports.Bus, queue string) []*ports.Delivered {
+	t.Helper()
+	msgs, err := bus.Receive(ctxFor(t), queue, 10)
+	require.NoError(t, err, queue)
+	require.Len(t, msgs, 1, queue)
+	return msgs
+}
+
 func jsonString(v any) string {
 	b, _ := json.Marshal(v)
 	return string(b)
@@ -192,20 +208,10 @@ func TestHostProtocolChain(t *testing.T) {
 	// Play the host for each queue step: take the message the previous step
 	// emitted, invoke the function with it, then deliver it a second time;
 	// the state after the duplicate must equal the state after the first.
-	db, err := embedded.Open(filepath.Join(dir, "dronedelivery.db"), embedded.Options{})
-	require.NoError(t, err)
-	defer db.Close()
+	db := openEmbedded(t, dir)
 	bus := db.Bus()
-	steps := []struct{ fn, queue string }{
-		{"ScheduleDrone", topology.QueueDeliveryRequests},
-		{"UpdatePackage", topology.QueueDroneScheduled},
-		{"ComputeEta", topology.QueuePackageUpdated},
-		{"SendNotification", topology.QueueNotifications},
-	}
-	for i, s := range steps {
-		msgs, err := bus.Receive(ctxFor(t), s.queue, 10)
-		require.NoError(t, err, s.queue)
-		require.Len(t, msgs, 1, s.queue)
+	for i, s := range hostChain {
+		msgs := receiveOnly(t, bus, s.queue)
 		m := msgs[0]
 		if s.queue != topology.QueueNotifications {
 			assert.Equal(t, "delivery", m.Operation)

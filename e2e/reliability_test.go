@@ -20,7 +20,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/fabrikam/dronedelivery/shared/adapters/embedded"
 	"github.com/fabrikam/dronedelivery/shared/domain"
 	"github.com/fabrikam/dronedelivery/shared/ports"
 	"github.com/fabrikam/dronedelivery/shared/topology"
@@ -283,9 +282,7 @@ func TestPoisonMessagesAreDeadLetteredAndReplayed(t *testing.T) {
 	a := signUp(t, p.base)
 	registerFleet(t, a, testFleet(5))
 
-	db, err := embedded.Open(filepath.Join(dir, "dronedelivery.db"), embedded.Options{})
-	require.NoError(t, err)
-	defer db.Close()
+	db := openEmbedded(t, dir)
 	early, _ := json.Marshal(wire.Envelope{Operation: wire.OpDelivery, DeliveryID: "early", CorrelationID: "c-early"})
 	require.NoError(t, db.Bus().Publish(ctxFor(t),
 		ports.Message{ID: "garbage-1", Queue: topology.QueueDeliveryRequests, Body: []byte("{not json"), Operation: "delivery"},

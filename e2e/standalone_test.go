@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -15,7 +14,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/fabrikam/dronedelivery/shared/adapters/embedded"
 	"github.com/fabrikam/dronedelivery/shared/domain"
 	"github.com/fabrikam/dronedelivery/shared/functionapp"
 	"github.com/fabrikam/dronedelivery/shared/topology"
@@ -156,9 +154,7 @@ func TestStandaloneRejectsBadRequests(t *testing.T) {
 	assert.Equal(t, http.StatusMethodNotAllowed, call(t, "DELETE", p.base+"/api/healthz", nil).Status)
 
 	// Nothing was queued either.
-	db, err := embedded.Open(filepath.Join(dir, "dronedelivery.db"), embedded.Options{})
-	require.NoError(t, err)
-	defer db.Close()
+	db := openEmbedded(t, dir)
 	for _, q := range topology.Queues {
 		active, dead, err := db.Bus().Depth(ctxFor(t), q)
 		require.NoError(t, err)

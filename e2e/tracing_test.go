@@ -6,16 +6,13 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net/http"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/fabrikam/dronedelivery/shared/adapters/embedded"
 	"github.com/fabrikam/dronedelivery/shared/domain"
-	"github.com/fabrikam/dronedelivery/shared/topology"
 	"github.com/fabrikam/dronedelivery/tools/testdoubles/otlpdouble"
 )
 
@@ -214,20 +211,10 @@ func TestTraceOfADeliveryUnderTheHost(t *testing.T) {
 	submitTraced(t, a, c, deliveryRequest(id, domain.Location{Latitude: 47.607, Longitude: -122.334},
 		domain.Location{Latitude: 47.615, Longitude: -122.34}, "Small", 1.5))
 
-	db, err := embedded.Open(filepath.Join(dir, "dronedelivery.db"), embedded.Options{})
-	require.NoError(t, err)
-	defer db.Close()
+	db := openEmbedded(t, dir)
 	bus := db.Bus()
-	steps := []struct{ fn, queue string }{
-		{"ScheduleDrone", topology.QueueDeliveryRequests},
-		{"UpdatePackage", topology.QueueDroneScheduled},
-		{"ComputeEta", topology.QueuePackageUpdated},
-		{"SendNotification", topology.QueueNotifications},
-	}
-	for i, s := range steps {
-		msgs, err := bus.Receive(ctxFor(t), s.queue, 10)
-		require.NoError(t, err, s.queue)
-		require.Len(t, msgs, 1, s.queue)
+	for i, s := range hostChain {
+		msgs := receiveOnly(t, bus, s.queue)
 		require.NotEmpty(t, msgs[0].TraceParent, "%s: the message carries its sender's span", s.queue)
 		status, _ := invoke(t, p, s.fn, fmt.Sprintf("inv-trace-%d", i), queueInvocation(s.fn, msgs[0], 1))
 		require.Equal(t, http.StatusOK, status, s.fn)
