@@ -19,9 +19,7 @@ import (
 // outage.
 func TestOutageIsUnavailableAndHeals(t *testing.T) {
 	t.Parallel()
-	sb := servicebusdouble.StartServiceBus(t)
-	q := testQueue(t)
-	bus, _ := open(t, sb.ConnectionString(), Options{})
+	sb, q, bus, _ := startBus(t)
 	ctx := ctxFor(t)
 	require.NoError(t, bus.Publish(ctx, ports.Message{ID: "before", Queue: q, Body: []byte(`{}`)}))
 	held := receiveOne(t, bus, q)
@@ -59,9 +57,7 @@ func TestOutageIsUnavailableAndHeals(t *testing.T) {
 // TestServerBusyIsUnavailable rejects sends with com.microsoft:server-busy.
 func TestServerBusyIsUnavailable(t *testing.T) {
 	t.Parallel()
-	sb := servicebusdouble.StartServiceBus(t)
-	q := testQueue(t)
-	bus, _ := open(t, sb.ConnectionString(), Options{})
+	sb, q, bus, _ := startBus(t)
 	ctx := ctxFor(t)
 	require.NoError(t, bus.Publish(ctx, ports.Message{ID: "before", Queue: q, Body: []byte(`{}`)}))
 	sb.Fault(t, servicebusdouble.ServiceBusFault{ServerBusy: true})

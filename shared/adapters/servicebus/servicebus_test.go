@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/messaging/azservicebus"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/fabrikam/dronedelivery/shared/domain"
@@ -28,16 +29,12 @@ const patience = time.Minute
 func open(tb testing.TB, conn string, opts Options) (*Bus, *azservicebus.Client) {
 	tb.Helper()
 	client, err := azservicebus.NewClientFromConnectionString(conn, ClientOptions())
-	if err != nil {
-		tb.Fatalf("client: %v", err)
-	}
+	require.NoError(tb, err, "client")
 	bus := New(client, opts)
 	tb.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), patience)
 		defer cancel()
-		if err := bus.Close(ctx); err != nil {
-			tb.Errorf("close bus: %v", err)
-		}
+		assert.NoError(tb, bus.Close(ctx), "close bus")
 		if err := client.Close(ctx); err != nil {
 			tb.Errorf("close client: %v", err)
 		}
@@ -70,6 +67,15 @@ func TestBus(t *testing.T) {
 		buses[o] = bus
 		return bus
 	})
+}
+
+// startBus starts a double of t's own and opens a Bus on it; q is t's
+// queue.
+func startBus(t *testing.T) (sb *servicebusdouble.ServiceBus, q string, bus *Bus, client *azservicebus.Client) {
+	t.Helper()
+	sb = servicebusdouble.StartServiceBus(t)
+	bus, client = open(t, sb.ConnectionString(), Options{})
+	return sb, testQueue(t), bus, client
 }
 
 func testQueue(t *testing.T) string {
@@ -141,9 +147,7 @@ func TestPublishSplitsBatchesAtTheSizeLimit(t *testing.T) {
 
 func TestOversizedMessageIsInvalid(t *testing.T) {
 	t.Parallel()
-	sb := servicebusdouble.StartServiceBus(t)
-	q := testQueue(t)
-	bus, _ := open(t, sb.ConnectionString(), Options{})
+	_, q, bus, _ := startBus(t)
 	huge := ports.Message{ID: "huge", Queue: q, Body: []byte(`"` + strings.Repeat("x", 300*1024) + `"`)}
 	err := bus.Publish(ctxFor(t), huge)
 	require.Equal(t, domain.EINVALID, domain.ErrorCode(err), "publish of a 300 KB message: %v", err)
@@ -153,9 +157,7 @@ func TestOversizedMessageIsInvalid(t *testing.T) {
 // see, in both directions, with a bare azservicebus client on the far end.
 func TestPropertiesRoundTrip(t *testing.T) {
 	t.Parallel()
-	sb := servicebusdouble.StartServiceBus(t)
-	q := testQueue(t)
-	bus, client := open(t, sb.ConnectionString(), Options{})
+	_, q, bus, client := startBus(t)
 	ctx := ctxFor(t)
 
 	sent := ports.Message{ID: "d1-schedule", Queue: q, Body: []byte(`{"operation":"delivery"}`), CorrelationID: "corr-1", Operation: string(wire.OpDelivery)}
@@ -245,9 +247,7 @@ func TestLockRenewalEndsAtMaxLockRenewal(t *testing.T) {
 
 func TestScheduledMessageWaitsForItsTime(t *testing.T) {
 	t.Parallel()
-	sb := servicebusdouble.StartServiceBus(t)
-	q := testQueue(t)
-	bus, _ := open(t, sb.ConnectionString(), Options{})
+	sb, q, bus, _ := startBus(t)
 	ctx := ctxFor(t)
 
 	// An hour off, so that it is still scheduled when the double is asked,
@@ -283,9 +283,7 @@ func TestScheduledMessageWaitsForItsTime(t *testing.T) {
 
 func TestClosedBusIsUnavailable(t *testing.T) {
 	t.Parallel()
-	sb := servicebusdouble.StartServiceBus(t)
-	q := testQueue(t)
-	bus, _ := open(t, sb.ConnectionString(), Options{})
+	_, q, bus, _ := startBus(t)
 	ctx := ctxFor(t)
 	require.NoError(t, bus.Publish(ctx, ports.Message{ID: "m", Queue: q, Body: []byte(`{}`)}), "publish")
 	m := receiveOne(t, bus, q)
@@ -386,9 +384,7 @@ func TestDuplicateDetectionForgetsAfterItsWindow(t *testing.T) {
 // scheduling, which other clients use; the adapter sets the annotation.
 func TestScheduleMessageOperation(t *testing.T) {
 	t.Parallel()
-	sb := servicebusdouble.StartServiceBus(t)
-	q := testQueue(t)
-	bus, client := open(t, sb.ConnectionString(), Options{})
+	sb, q, bus, client := startBus(t)
 	ctx := ctxFor(t)
 
 	sender, err := client.NewSender(q, nil)
