@@ -161,14 +161,22 @@ func TestWireShape(t *testing.T) {
 	require.NoError(t, bus.Complete(ctx, got))
 }
 
+// countingBus opens a Bus, creating its queues, on a double of t's own,
+// through an API that counts its calls.
+func countingBus(t *testing.T) (*counting, *sqs.Bus) {
+	d := sqsdouble.StartSQS(t)
+	api := &counting{API: d.Client(), calls: map[string]int{}}
+	bus := sqs.New(api, sqs.Options{CreateQueues: &sqs.QueueSettings{}})
+	t.Cleanup(func() { bus.Close() })
+	return api, bus
+}
+
 // TestPublishBatchesOfTen checks that a publish goes in SendMessageBatch
 // calls of at most ten, which is SQS's limit, and looks the queue up once.
 func TestPublishBatchesOfTen(t *testing.T) {
 	t.Parallel()
-	d := sqsdouble.StartSQS(t)
 	q := testQueue(t)
-	api := &counting{API: d.Client(), calls: map[string]int{}}
-	bus := sqs.New(api, sqs.Options{CreateQueues: &sqs.QueueSettings{}})
+	api, bus := countingBus(t)
 	ctx := ctxFor(t)
 	var msgs []ports.Message
 	for i := range 25 {
@@ -193,11 +201,8 @@ func TestPublishBatchesOfTen(t *testing.T) {
 // queue: the early receive counts in the delivery count.
 func TestEarlyMessageIsHiddenUntilDue(t *testing.T) {
 	t.Parallel()
-	d := sqsdouble.StartSQS(t)
 	q := testQueue(t)
-	api := &counting{API: d.Client(), calls: map[string]int{}}
-	bus := sqs.New(api, sqs.Options{CreateQueues: &sqs.QueueSettings{}})
-	t.Cleanup(func() { bus.Close() })
+	api, bus := countingBus(t)
 	ctx := ctxFor(t)
 	// Whether the first receive came early is seen, not assumed: the adapter
 	// hides an early message (ChangeMessageVisibility). On a machine so busy
