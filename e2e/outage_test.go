@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"fmt"
 	"io"
 	"maps"
@@ -66,10 +65,8 @@ type patientLoad struct {
 	prefix string
 	client apiclient.Client
 
-	mu           sync.Mutex
-	accepted     []string
-	acceptedAt   []time.Time
-	statuses     map[int]int
+	answered
+	acceptedAt   []time.Time // under answered's lock, as accepted
 	noRetryAfter int
 	sent         atomic.Int64
 }
@@ -91,10 +88,7 @@ func (l *patientLoad) run(stop <-chan struct{}, clients int) *sync.WaitGroup {
 				}
 				l.sent.Add(1)
 				id := fmt.Sprintf("%s-%d-%d", l.prefix, c, i)
-				body, _ := json.Marshal(deliveryRequest(id,
-					domain.Location{Latitude: 47.6062 + float64(i%40)*0.0005, Longitude: -122.3321 + float64(c)*0.001},
-					domain.Location{Latitude: 47.6162, Longitude: -122.3221}, "Small", 1))
-				if !l.post(stop, id, body) {
+				if !l.post(stop, id, loadRequest(id, c, i)) {
 					return
 				}
 			}
@@ -105,7 +99,7 @@ func (l *patientLoad) run(stop <-chan struct{}, clients int) *sync.WaitGroup {
 
 // post sends one delivery until it is answered with something other than
 // 503, or stop closes; it reports false when it stopped.
-func (l *patientLoad) post(stop <-chan struct{}, id string, body []byte) bool {
+func (l *patientLoad) post(stop <-chan struct{}, id string, body any) bool {
 	for {
 		select {
 		case <-stop:
@@ -119,20 +113,14 @@ func (l *patientLoad) post(stop <-chan struct{}, id string, body []byte) bool {
 			}
 			continue
 		}
-		l.mu.Lock()
-		if l.statuses == nil {
-			l.statuses = map[int]int{}
-		}
-		l.statuses[resp.Status]++
-		if resp.Status == http.StatusAccepted {
-			l.accepted = append(l.accepted, id)
-			l.acceptedAt = append(l.acceptedAt, time.Now())
-		}
-		retryAfter := resp.Header.Get("Retry-After")
-		if resp.Status == http.StatusServiceUnavailable && retryAfter == "" {
-			l.noRetryAfter++
-		}
-		l.mu.Unlock()
+		l.count(id, resp.Status, func() {
+			if resp.Status == http.StatusAccepted {
+				l.acceptedAt = append(l.acceptedAt, time.Now())
+			}
+			if resp.Status == http.StatusServiceUnavailable && resp.Header.Get("Retry-After") == "" {
+				l.noRetryAfter++
+			}
+		})
 		if resp.Status != http.StatusServiceUnavailable {
 			return true
 		}
@@ -165,12 +153,6 @@ func (l *patientLoad) acceptedSince(t time.Time) (string, bool) {
 		}
 	}
 	return "", false
-}
-
-func (l *patientLoad) acceptedCount() int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return len(l.accepted)
 }
 
 // outagePhase is one window of failure: start opens it, ended reports

@@ -31,14 +31,52 @@ import (
 // the ids of those answered 202. A refused connection (the process is down)
 // is not an error here; any 5xx answer is.
 type load struct {
-	t        testing.TB // whose exchanges are held to the OpenAPI document
-	a        api
-	prefix   string
-	max      int64 // requests to send at most, so the fleet never runs out of drones
+	t      testing.TB // whose exchanges are held to the OpenAPI document
+	a      api
+	prefix string
+	max    int64 // requests to send at most, so the fleet never runs out of drones
+	answered
+	sent atomic.Int64
+}
+
+// answered counts a load's answers by status and keeps the ids answered
+// 202.
+type answered struct {
+	mu       sync.Mutex
 	accepted []string
 	statuses map[int]int
-	mu       sync.Mutex
-	sent     atomic.Int64
+}
+
+// count records the answer to the request for id, and runs also, when
+// set, under the same lock.
+func (a *answered) count(id string, status int, also func()) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.statuses == nil {
+		a.statuses = map[int]int{}
+	}
+	a.statuses[status]++
+	if status == http.StatusAccepted {
+		a.accepted = append(a.accepted, id)
+	}
+	if also != nil {
+		also()
+	}
+}
+
+// acceptedCount is how many deliveries have been answered 202 so far.
+func (a *answered) acceptedCount() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return len(a.accepted)
+}
+
+// loadRequest is client c's i-th delivery request of a load: pickups spread
+// over a few blocks of Seattle, one dropoff.
+func loadRequest(id string, c, i int) map[string]any {
+	return deliveryRequest(id,
+		domain.Location{Latitude: 47.6062 + float64(i%40)*0.0005, Longitude: -122.3321 + float64(c)*0.001},
+		domain.Location{Latitude: 47.6162, Longitude: -122.3221}, "Small", 1)
 }
 
 func (l *load) run(stop <-chan struct{}, clients int) *sync.WaitGroup {
@@ -59,35 +97,17 @@ func (l *load) run(stop <-chan struct{}, clients int) *sync.WaitGroup {
 					continue
 				}
 				id := fmt.Sprintf("%s-%d-%d", l.prefix, c, i)
-				body := deliveryRequest(id,
-					domain.Location{Latitude: 47.6062 + float64(i%40)*0.0005, Longitude: -122.3321 + float64(c)*0.001},
-					domain.Location{Latitude: 47.6162, Longitude: -122.3221}, "Small", 1)
 				l.sent.Add(1)
-				resp, err := client.Send(context.Background(), "POST", "/api/deliveryrequests", body)
+				resp, err := client.Send(context.Background(), "POST", "/api/deliveryrequests", loadRequest(id, c, i))
 				if err != nil {
 					time.Sleep(20 * time.Millisecond)
 					continue
 				}
-				l.mu.Lock()
-				if l.statuses == nil {
-					l.statuses = map[int]int{}
-				}
-				l.statuses[resp.Status]++
-				if resp.Status == http.StatusAccepted {
-					l.accepted = append(l.accepted, id)
-				}
-				l.mu.Unlock()
+				l.count(id, resp.Status, nil)
 			}
 		}()
 	}
 	return &wg
-}
-
-// acceptedCount is how many deliveries have been answered 202 so far.
-func (l *load) acceptedCount() int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return len(l.accepted)
 }
 
 // settle waits until every accepted delivery is Scheduled or further and
