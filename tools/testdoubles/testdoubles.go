@@ -22,6 +22,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/stretchr/testify/require"
 )
 
 // Dir is the folder holding the doubles and their package.json.
@@ -39,15 +41,7 @@ func EnsureInstalled(t testing.TB) {
 	if _, err := exec.LookPath("node"); err != nil {
 		t.Fatalf("the Cosmos DB and Service Bus test doubles need Node.js 20 or later with npm on PATH (Debian: apt-get install -y nodejs npm): %v", err)
 	}
-	lock, err := os.OpenFile(filepath.Join(dir, ".install.lock"), os.O_CREATE|os.O_RDWR, 0o644)
-	if err != nil {
-		t.Fatalf("open install lock: %v", err)
-	}
-	defer lock.Close()
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
-		t.Fatalf("lock install: %v", err)
-	}
-	defer syscall.Flock(int(lock.Fd()), syscall.LOCK_UN)
+	defer lockInstall(t, dir)()
 	if installed(dir) {
 		return
 	}
@@ -55,6 +49,22 @@ func EnsureInstalled(t testing.TB) {
 	cmd.Dir = dir
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("npm ci in %s: %v\n%s", dir, err, out)
+	}
+}
+
+// lockInstall takes dir's install lock, for one test binary at a time;
+// call what it returns to let go.
+func lockInstall(t testing.TB, dir string) (unlock func()) {
+	t.Helper()
+	lock, err := os.OpenFile(filepath.Join(dir, ".install.lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	require.NoError(t, err, "open install lock")
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+		lock.Close()
+		require.NoError(t, err, "lock install")
+	}
+	return func() {
+		syscall.Flock(int(lock.Fd()), syscall.LOCK_UN)
+		lock.Close()
 	}
 }
 
