@@ -105,6 +105,13 @@ func TestFeasibleNeedsOneDroneAbleToDoItAll(t *testing.T) {
 }
 
 // bruteForce is the dispatch rule by a walk over every drone.
+// randomRequest is a request within some 3 km of near(0, 0), of up to
+// 3 kg, due in 5 to 35 minutes.
+func randomRequest(r *rand.Rand) *domain.DeliveryRequest {
+	return request(near(r.Float64()*0.06-0.03, r.Float64()*0.06-0.03), near(r.Float64()*0.06-0.03, r.Float64()*0.06-0.03),
+		float64(r.IntN(4)), time.Duration(5+r.IntN(30))*time.Minute)
+}
+
 // airspaceFor is open airspace for an even seed, zones for an odd one.
 func airspaceFor(seed uint64, zones domain.Airspace) domain.Airspace {
 	if seed%2 == 1 {
@@ -173,8 +180,7 @@ func TestChooseProperties(t *testing.T) {
 			}
 			drones = append(drones, d)
 		}
-		req := request(near(r.Float64()*0.06-0.03, r.Float64()*0.06-0.03), near(r.Float64()*0.06-0.03, r.Float64()*0.06-0.03),
-			float64(r.IntN(4)), time.Duration(5+r.IntN(30))*time.Minute)
+		req := randomRequest(r)
 		if r.IntN(3) == 0 {
 			req.PickupTime = now.Add(time.Duration(r.IntN(40)) * time.Minute)
 			req.Deadline = req.PickupTime.Add(time.Duration(5+r.IntN(30)) * time.Minute)

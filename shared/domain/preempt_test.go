@@ -41,8 +41,7 @@ func TestChooseTakeoversProperties(t *testing.T) {
 			}
 			drones = append(drones, d)
 		}
-		req := request(near(r.Float64()*0.06-0.03, r.Float64()*0.06-0.03), near(r.Float64()*0.06-0.03, r.Float64()*0.06-0.03),
-			float64(r.IntN(4)), time.Duration(5+r.IntN(30))*time.Minute)
+		req := randomRequest(r)
 		req.Expedited = true
 		air := airspaceFor(seed, zones)
 		got, err := domain.ChooseTakeovers(nearest(drones, req.PickupLocation), req, air, limitsFor(drones), now)

@@ -114,9 +114,7 @@ func (c *counting) GetQueueUrl(ctx context.Context, in *awssqs.GetQueueUrlInput,
 // and that a message from another producer reaches the port intact.
 func TestWireShape(t *testing.T) {
 	t.Parallel()
-	d := sqsdouble.StartSQS(t)
-	q := testQueue(t)
-	bus := open(t, d, porttest.BusOptions{})
+	d, q, bus := openOwn(t)
 	ctx := ctxFor(t)
 	sent := ports.Message{ID: "d1:drone-scheduled", Queue: q, Body: []byte(`{"operation":"delivery"}`), CorrelationID: "corr-1", Operation: "delivery"}
 	require.NoError(t, bus.Publish(ctx, sent))
@@ -159,6 +157,12 @@ func TestWireShape(t *testing.T) {
 	assert.Equal(t, aws.ToString(other.MessageId), got.ID)
 	assert.Equal(t, q, got.Queue)
 	require.NoError(t, bus.Complete(ctx, got))
+}
+
+// openOwn opens a Bus on a double of t's own; q is t's queue.
+func openOwn(t *testing.T) (*sqsdouble.SQS, string, *sqs.Bus) {
+	d := sqsdouble.StartSQS(t)
+	return d, testQueue(t), open(t, d, porttest.BusOptions{})
 }
 
 // countingBus opens a Bus, creating its queues, on a double of t's own,
@@ -229,9 +233,7 @@ func TestEarlyMessageIsHiddenUntilDue(t *testing.T) {
 // with an early record: hide it by its receipt handle.
 func TestDelayHidesAMessageTakenElsewhere(t *testing.T) {
 	t.Parallel()
-	d := sqsdouble.StartSQS(t)
-	q := testQueue(t)
-	bus := open(t, d, porttest.BusOptions{})
+	d, q, bus := openOwn(t)
 	ctx := ctxFor(t)
 	require.NoError(t, bus.Publish(ctx, ports.Message{ID: "m", Queue: q, Body: []byte(`{}`)}))
 	raw := d.Client()
@@ -274,9 +276,7 @@ func TestMissingQueueIsUnavailableAndNamed(t *testing.T) {
 
 func TestClosedBusIsUnavailable(t *testing.T) {
 	t.Parallel()
-	d := sqsdouble.StartSQS(t)
-	q := testQueue(t)
-	bus := open(t, d, porttest.BusOptions{})
+	_, q, bus := openOwn(t)
 	ctx := ctxFor(t)
 	require.NoError(t, bus.Publish(ctx, ports.Message{ID: "m", Queue: q, Body: []byte(`{}`)}))
 	m := receiveOne(t, bus, q)
