@@ -365,7 +365,13 @@ func expectedDrones(drones []*domain.Drone, req *domain.DeliveryRequest) []strin
 
 func availableDrones(t *testing.T, a api) []*domain.Drone {
 	t.Helper()
-	drones, err := a.operator(t).ListDrones(context.Background(), domain.DroneAvailable)
+	return dronesIn(t, a, domain.DroneAvailable)
+}
+
+// dronesIn lists the drones with the status.
+func dronesIn(t *testing.T, a api, status domain.DroneStatus) []*domain.Drone {
+	t.Helper()
+	drones, err := a.operator(t).ListDrones(context.Background(), status)
 	require.NoError(t, err)
 	return drones
 }

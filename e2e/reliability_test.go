@@ -192,12 +192,8 @@ func checkSettled(t *testing.T, a api, accepted []string) (failed int) {
 			heldBy[d.DroneID] = id
 		}
 	}
-	var page struct {
-		Drones []*domain.Drone `json:"drones"`
-	}
-	for _, status := range []string{"Assigned", "InFlight"} {
-		a.fleet(t, "GET", "/api/drones?status="+status+"&limit=1000", nil).decode(t, &page)
-		for _, dr := range page.Drones {
+	for _, status := range []domain.DroneStatus{domain.DroneAssigned, domain.DroneInFlight} {
+		for _, dr := range dronesIn(t, a, status) {
 			d := getDelivery(t, a, dr.CurrentDeliveryID)
 			assert.Equal(t, dr.ID, d.DroneID, "drone %s holds %s, which does not know it", dr.ID, d.ID)
 			assert.NotEqual(t, domain.StageCompleted, d.Stage)
