@@ -45,6 +45,18 @@ func newClientSpan(t *testing.T) clientSpan {
 
 func (c clientSpan) traceparent() string { return "00-" + c.traceID + "-" + c.spanID + "-01" }
 
+// tracedDelivery signs a business up with the instance at base, registers
+// a fleet and submits delivery id inside a new caller's span.
+func tracedDelivery(t *testing.T, base, id string) (api, clientSpan) {
+	t.Helper()
+	a := signUp(t, base)
+	registerFleet(t, a, testFleet(10))
+	c := newClientSpan(t)
+	submitTraced(t, a, c, deliveryRequest(id, domain.Location{Latitude: 47.607, Longitude: -122.334},
+		domain.Location{Latitude: 47.615, Longitude: -122.34}, "Small", 1.5))
+	return a, c
+}
+
 // submitTraced posts a delivery request as the business, inside the
 // caller's span c.
 func submitTraced(t *testing.T, a api, c clientSpan, body any) {
@@ -131,12 +143,8 @@ func rootOf(t *testing.T, rcv *otlpdouble.OTLPReceiver, fn, deliveryID string) c
 // traceScenario accepts one delivery inside a caller's span and checks its
 // trace.
 func traceScenario(t *testing.T, p *proc, rcv *otlpdouble.OTLPReceiver) {
-	a := signUp(t, p.base)
-	registerFleet(t, a, testFleet(10))
-	c := newClientSpan(t)
 	id := "traced-1"
-	submitTraced(t, a, c, deliveryRequest(id, domain.Location{Latitude: 47.607, Longitude: -122.334},
-		domain.Location{Latitude: 47.615, Longitude: -122.34}, "Small", 1.5))
+	a, c := tracedDelivery(t, p.base, id)
 	d := waitStage(t, a, id, domain.StageScheduled)
 	checkDeliveryTrace(t, rcv, c, id)
 
@@ -204,12 +212,8 @@ func TestTraceOfADeliveryUnderTheHost(t *testing.T) {
 	dir := t.TempDir()
 	p := launchHost(t, append([]string{"OPERATOR_KEY=" + e2eOperatorKey, "DATA_DIR=" + dir}, otlpEnv(rcv)...))
 	waitReady(t, p)
-	a := signUp(t, p.base)
-	registerFleet(t, a, testFleet(10))
-	c := newClientSpan(t)
 	id := "traced-host"
-	submitTraced(t, a, c, deliveryRequest(id, domain.Location{Latitude: 47.607, Longitude: -122.334},
-		domain.Location{Latitude: 47.615, Longitude: -122.34}, "Small", 1.5))
+	a, c := tracedDelivery(t, p.base, id)
 
 	db := openEmbedded(t, dir)
 	bus := db.Bus()
