@@ -50,16 +50,13 @@ func Bus(t *testing.T, open func(t *testing.T, o BusOptions) ports.Bus) {
 		require.NoError(t, bus.Publish(ctx, sent), "publish")
 
 		m := receiveOne(t, bus, q)
-		if m.ID != sent.ID || string(m.Body) != string(sent.Body) || m.CorrelationID != sent.CorrelationID ||
-			m.Operation != sent.Operation || m.Queue != q {
-			t.Fatalf("received %s, want %s", show(m.Message), show(sent))
-		}
-		if m.DeliveryCount != 1 || m.LockToken == "" || m.SequenceNumber == 0 || m.EnqueuedAt.IsZero() {
-			t.Fatalf("received count %d, token %q, sequence %d, enqueued %v", m.DeliveryCount, m.LockToken, m.SequenceNumber, m.EnqueuedAt)
-		}
-		if !m.LockedUntil.After(before) {
-			t.Fatalf("locked until %v, which is before the publish at %v", m.LockedUntil, before)
-		}
+		require.Equal(t, []string{sent.ID, string(sent.Body), sent.CorrelationID, sent.Operation, q},
+			[]string{m.ID, string(m.Body), m.CorrelationID, m.Operation, m.Queue}, "received id, body, correlation, operation, queue")
+		require.Equal(t, 1, m.DeliveryCount, "delivery count")
+		require.NotEmpty(t, m.LockToken, "lock token")
+		require.NotZero(t, m.SequenceNumber, "sequence number")
+		require.False(t, m.EnqueuedAt.IsZero(), "enqueued at")
+		require.True(t, m.LockedUntil.After(before), "locked until %v, which is before the publish at %v", m.LockedUntil, before)
 		require.NoError(t, bus.Complete(ctx, m), "complete")
 		expectEmpty(t, bus, q)
 		mustCode(t, bus.Complete(ctx, m), domain.ECONFLICT, "second complete")
@@ -208,10 +205,8 @@ func Bus(t *testing.T, open func(t *testing.T, o BusOptions) ports.Bus) {
 		expectEmpty(t, bus, q)
 
 		dead := receiveOne(t, bus, ports.DeadLetterQueue(q))
-		if dead.ID != sent.ID || string(dead.Body) != string(sent.Body) || dead.CorrelationID != sent.CorrelationID ||
-			dead.Operation != sent.Operation {
-			t.Fatalf("dead-lettered %s, want %s", show(dead.Message), show(sent))
-		}
+		require.Equal(t, []string{sent.ID, string(sent.Body), sent.CorrelationID, sent.Operation},
+			[]string{dead.ID, string(dead.Body), dead.CorrelationID, dead.Operation}, "dead-lettered id, body, correlation, operation")
 		require.Equal(t, "InvalidEnvelope", dead.DeadLetterReason, "dead-letter reason")
 		require.Equal(t, "operation is missing", dead.DeadLetterDescription, "dead-letter description")
 
@@ -224,9 +219,9 @@ func Bus(t *testing.T, open func(t *testing.T, o BusOptions) ports.Bus) {
 		require.NoError(t, bus.Complete(ctx, dead), "complete the dead-lettered copy")
 		expectEmpty(t, bus, ports.DeadLetterQueue(q))
 		again := receiveOne(t, bus, q)
-		if again.ID != replay.ID || string(again.Body) != string(sent.Body) || again.DeliveryCount != 1 {
-			t.Fatalf("replayed %s with count %d", show(again.Message), again.DeliveryCount)
-		}
+		require.Equal(t, replay.ID, again.ID, "replayed")
+		require.Equal(t, string(sent.Body), string(again.Body), "replayed body")
+		require.Equal(t, 1, again.DeliveryCount, "the replay's delivery count")
 		require.NoError(t, bus.Complete(ctx, again), "complete the replay")
 	})
 

@@ -9,6 +9,7 @@ import (
 
 	"github.com/fabrikam/dronedelivery/shared/domain"
 	"github.com/fabrikam/dronedelivery/shared/ports"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
@@ -227,9 +228,7 @@ func collectionTests[T any](t *testing.T, open func(t *testing.T) ports.Store, k
 		for i := 1; i <= 2; i++ {
 			got, err := c.Update(ctxFor(t), id, func(v *T) error { k.bump(v); return nil })
 			require.NoError(t, err, "update")
-			if n := k.count(got); n != i {
-				t.Fatalf("update %d returned count %d", i, n)
-			}
+			require.Equal(t, i, k.count(got), "the count update %d returned", i)
 			found, err := c.Find(ctxFor(t), id)
 			require.NoError(t, err, "find")
 			require.Equal(t, got, found, "stored document after update")
@@ -241,9 +240,7 @@ func collectionTests[T any](t *testing.T, open func(t *testing.T) ports.Store, k
 		called := false
 		_, err := c.Update(ctxFor(t), unique("missing"), func(*T) error { called = true; return nil })
 		mustCode(t, err, domain.ENOTFOUND, "update of a missing id")
-		if called {
-			t.Fatal("the update function ran for a missing document")
-		}
+		require.False(t, called, "the update function ran for a missing document")
 		_, err = c.Find(ctxFor(t), unique("missing"))
 		mustCode(t, err, domain.ENOTFOUND, "find after update of a missing id")
 	})
@@ -263,18 +260,14 @@ func collectionTests[T any](t *testing.T, open func(t *testing.T) ports.Store, k
 		// A write after the skip must not trip over it.
 		got, err = c.Update(ctxFor(t), id, func(v *T) error { k.bump(v); return nil })
 		require.NoError(t, err, "update after skip")
-		if k.count(got) != 1 {
-			t.Fatalf("count after skip and update = %d, want 1", k.count(got))
-		}
+		require.Equal(t, 1, k.count(got), "count after skip and update")
 	})
 
 	t.Run("UpdateErrorAborts", func(t *testing.T) {
 		c := setup(t)
 		id, want := created(t, c)
 		_, err := c.Update(ctxFor(t), id, func(v *T) error { k.bump(v); return errSentinel })
-		if err != errSentinel {
-			t.Fatalf("update returned %v, want the function's own error", err)
-		}
+		require.Equal(t, errSentinel, err, "update returns the function's own error")
 		found, err := c.Find(ctxFor(t), id)
 		require.NoError(t, err, "find")
 		require.Equal(t, want, found, "stored document after a failed update")
@@ -307,9 +300,7 @@ func collectionTests[T any](t *testing.T, open func(t *testing.T) ports.Store, k
 			return cur, nil
 		})
 		require.NoError(t, err, "upsert of an existing document")
-		if k.count(got) != 1 {
-			t.Fatalf("count after the updating upsert = %d, want 1", k.count(got))
-		}
+		require.Equal(t, 1, k.count(got), "count after the updating upsert")
 		found, err = c.Find(ctxFor(t), id)
 		require.NoError(t, err, "find")
 		require.Equal(t, got, found, "stored document after the updating upsert")
@@ -320,9 +311,7 @@ func collectionTests[T any](t *testing.T, open func(t *testing.T) ports.Store, k
 		missing := unique("missing")
 		got, err := c.Upsert(ctxFor(t), missing, func(*T) (*T, error) { return nil, ports.ErrSkip })
 		require.NoError(t, err, "skipped upsert of a missing document")
-		if got != nil {
-			t.Fatalf("skipped upsert of a missing document returned %s", show(got))
-		}
+		require.Nil(t, got, "skipped upsert of a missing document")
 		_, err = c.Find(ctxFor(t), missing)
 		mustCode(t, err, domain.ENOTFOUND, "find after a skipped upsert")
 
@@ -331,9 +320,7 @@ func collectionTests[T any](t *testing.T, open func(t *testing.T) ports.Store, k
 		require.NoError(t, err, "skipped upsert of an existing document")
 		require.Equal(t, want, got, "document returned by a skipped upsert")
 		_, err = c.Upsert(ctxFor(t), id, func(cur *T) (*T, error) { k.bump(cur); return cur, errSentinel })
-		if err != errSentinel {
-			t.Fatalf("upsert returned %v, want the function's own error", err)
-		}
+		require.Equal(t, errSentinel, err, "upsert returns the function's own error")
 		found, err := c.Find(ctxFor(t), id)
 		require.NoError(t, err, "find")
 		require.Equal(t, want, found, "stored document after a skipped and a failed upsert")
@@ -350,9 +337,7 @@ func collectionTests[T any](t *testing.T, open func(t *testing.T) ports.Store, k
 		})
 		got, err := c.Find(ctxFor(t), id)
 		require.NoError(t, err, "find")
-		if n := k.count(got); n != workers*each {
-			t.Fatalf("count after %d concurrent updates = %d", workers*each, n)
-		}
+		require.Equal(t, workers*each, k.count(got), "count after concurrent updates")
 	})
 
 	t.Run("ConcurrentUpsertsCreateOnce", func(t *testing.T) {
@@ -372,9 +357,7 @@ func collectionTests[T any](t *testing.T, open func(t *testing.T) ports.Store, k
 		})
 		got, err := c.Find(ctxFor(t), id)
 		require.NoError(t, err, "find")
-		if n := k.count(got); n != workers {
-			t.Fatalf("count after %d concurrent upserts = %d", workers, n)
-		}
+		require.Equal(t, workers, k.count(got), "count after concurrent upserts")
 	})
 }
 
@@ -398,7 +381,7 @@ func hammer(t *testing.T, workers, each int, op func() error) {
 	wg.Wait()
 	close(errs)
 	for err := range errs {
-		t.Errorf("concurrent operation: %v", err)
+		assert.NoError(t, err, "concurrent operation")
 	}
 	if t.Failed() {
 		t.FailNow()

@@ -48,13 +48,11 @@ func Fleet(t *testing.T, open func(t *testing.T) ports.Store) {
 			t.Helper()
 			got, err := f.List(ctx, status, after, limit)
 			require.NoError(t, err, "list")
-			if len(got) > limit {
-				t.Fatalf("list with limit %d returned %d drones", limit, len(got))
-			}
+			require.LessOrEqual(t, len(got), limit, "drones a list with the limit returned")
 			var ids []string
 			for _, d := range got {
-				if status != "" && d.Status != status {
-					t.Fatalf("list of %s drones returned %s, which is %s", status, d.ID, d.Status)
+				if status != "" {
+					require.Equal(t, status, d.Status, "the status of %s in the list", d.ID)
 				}
 				if strings.HasPrefix(d.ID, prefix) {
 					ids = append(ids, d.ID)
@@ -70,9 +68,7 @@ func Fleet(t *testing.T, open func(t *testing.T) ports.Store) {
 		require.Equal(t, available[:2], list(domain.DroneAvailable, prefix, 2), "first page")
 		require.Equal(t, available[2:], list(domain.DroneAvailable, available[1], 2), "second page")
 		require.Equal(t, all[1:2], list("", all[0], 1), "one drone after a cursor")
-		if got := list("", prefix, 0); len(got) != 0 {
-			t.Fatalf("list with limit 0 returned %v", got)
-		}
+		require.Empty(t, list("", prefix, 0), "a list with limit 0")
 	})
 
 	t.Run("NearestAvailableOnlyAvailableNearestFirst", func(t *testing.T) {
@@ -249,9 +245,7 @@ func Fleet(t *testing.T, open func(t *testing.T) ports.Store) {
 			}
 		}
 		require.NoError(t, ctx.Err(), "walk with claims")
-		if len(claimed) != len(want) {
-			t.Fatalf("claimed %d of %d drones inside the loop", len(claimed), len(want))
-		}
+		require.Len(t, claimed, len(want), "drones claimed inside the loop")
 		eventually(t, "no drones after claiming all", func() error {
 			return sameDrones(nil, nearest(ctx, f, center, prefix, 0))
 		})

@@ -54,9 +54,7 @@ func Listing(t *testing.T, open func(t *testing.T) ports.Store) {
 		page, err := st.Deliveries.PageByOwner(ctxFor(t), ports.DeliveryFilter{OwnerID: owner, Limit: 10})
 		require.NoError(t, err, "page")
 		require.Equal(t, []*domain.Delivery{want}, page.Deliveries, "the page")
-		if page.Next != nil {
-			t.Fatalf("a page holding the only delivery has next %+v", page.Next)
-		}
+		require.Nil(t, page.Next, "a page holding the only delivery has a next")
 	})
 
 	t.Run("CreationTimeRangeIsHalfOpen", func(t *testing.T) {
@@ -203,13 +201,9 @@ func walkPages(t *testing.T, ds ports.Deliveries, f ports.DeliveryFilter) (ids [
 		page, err := ds.PageByOwner(ctxFor(t), f)
 		require.NoError(t, err, "page")
 		pages++
-		if len(page.Deliveries) > f.Limit {
-			t.Fatalf("a page of limit %d holds %d deliveries", f.Limit, len(page.Deliveries))
-		}
+		require.LessOrEqual(t, len(page.Deliveries), f.Limit, "deliveries in a page of the limit")
 		for _, d := range page.Deliveries {
-			if d.OwnerID != f.OwnerID {
-				t.Fatalf("listing of %s holds %s of %s", f.OwnerID, d.ID, d.OwnerID)
-			}
+			require.Equal(t, f.OwnerID, d.OwnerID, "the owner of %s in the listing", d.ID)
 			ids = append(ids, d.ID)
 		}
 		if page.Next == nil {

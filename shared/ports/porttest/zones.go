@@ -28,9 +28,7 @@ func Zones(t *testing.T, open func(t *testing.T) ports.Store) {
 		require.NoError(t, err, "list")
 		var ids []string
 		for _, z := range got {
-			if z.Kind != kind {
-				t.Fatalf("listing %s returned a %s", kind, z.Kind)
-			}
+			require.Equal(t, kind, z.Kind, "the kind of a zone in the listing")
 			if strings.HasPrefix(z.ID, prefix) {
 				ids = append(ids, z.ID)
 			}
@@ -75,9 +73,7 @@ func Zones(t *testing.T, open func(t *testing.T) ports.Store) {
 			require.NoError(t, write(), what)
 			after, err := zs.Version(ctx)
 			require.NoError(t, err, "version")
-			if after == before {
-				t.Fatalf("the version stayed %q across %s", after, what)
-			}
+			require.NotEqual(t, before, after, "the version stayed the same across %s", what)
 			if prev, ok := seen[after]; ok {
 				t.Fatalf("%s returned the version %q again, first seen after %s", what, after, prev)
 			}
