@@ -85,6 +85,7 @@ func startServeEnv(t testing.TB, dataDir string, env []string, args ...string) *
 	t.Helper()
 	args = append([]string{"serve", "-addr", "127.0.0.1:0", "-data-dir", dataDir}, args...)
 	cmd := exec.Command(binary, args...)
+	testdoubles.DieWithTest(cmd)
 	cmd.Env = append(os.Environ(), "FUNCTIONS_CUSTOMHANDLER_PORT=", "FUNCTIONS_HTTPWORKER_PORT=",
 		"OPERATOR_KEY="+e2eOperatorKey, "RATE_LIMIT=off", "SIGNUP_RATE_LIMIT=off")
 	cmd.Env = append(cmd.Env, env...)
@@ -137,6 +138,7 @@ func startHost(t *testing.T, dataDir string) *proc {
 func launchHost(t *testing.T, env []string, args ...string) *proc {
 	t.Helper()
 	cmd := exec.Command(binary, args...)
+	testdoubles.DieWithTest(cmd)
 	cmd.Env = append(os.Environ(),
 		fmt.Sprintf("FUNCTIONS_CUSTOMHANDLER_PORT=%d", freePort(t)),
 		"FUNCTIONS_CUSTOMHANDLER_WORKER_ID=worker-1")

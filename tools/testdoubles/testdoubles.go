@@ -94,6 +94,7 @@ func Start(t testing.TB, script string, args ...string) *Process {
 	EnsureInstalled(t)
 	cmd := exec.Command("node", append([]string{filepath.Join(Dir(), script)}, args...)...)
 	cmd.Dir = Dir()
+	DieWithTest(cmd)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -108,6 +108,7 @@ func StartBrowser(t testing.TB, url, screenshot string, timeout time.Duration) *
 	ctx, cancel := context.WithTimeout(context.Background(), timeout+90*time.Second)
 	cmd := exec.CommandContext(ctx, "node", filepath.Join(testdoubles.Dir(), "browser.js"), url, screenshot, strconv.FormatInt(timeout.Milliseconds(), 10))
 	cmd.Dir = testdoubles.Dir()
+	testdoubles.DieWithTest(cmd)
 	cmd.WaitDelay = 5 * time.Second
 	b := &Browser{url: url, cmd: cmd, stderr: &testdoubles.LockedBuffer{}, changed: make(chan struct{}), done: make(chan struct{})}
 	cmd.Stderr = b.stderr

@@ -50,6 +50,7 @@ func OpenPage(t testing.TB, url string, width, height int, patience time.Duratio
 	ctx, cancel := context.WithCancel(context.Background())
 	cmd := exec.CommandContext(ctx, "node", filepath.Join(testdoubles.Dir(), "page.js"), url, strconv.Itoa(width), strconv.Itoa(height))
 	cmd.Dir = testdoubles.Dir()
+	testdoubles.DieWithTest(cmd)
 	cmd.WaitDelay = 5 * time.Second
 	p := &Page{url: url, stderr: &testdoubles.LockedBuffer{}, wait: patience}
 	cmd.Stderr = p.stderr

@@ -56,6 +56,7 @@ func StartRIE(t testing.TB, bootstrap, handler string, env []string) *RIE {
 		}
 		cmd := exec.Command(bin, args...)
 		cmd.Dir = t.TempDir()
+		testdoubles.DieWithTest(cmd)
 		// The emulator hands its environment to the bootstrap, minus the
 		// names Lambda reserves; the function's timeout is generous so a
 		// loaded machine does not fail an invocation.

@@ -82,6 +82,7 @@ func startGoaws(t testing.TB, bin string) string {
 		}
 		cmd := exec.Command(bin, "-config", config)
 		cmd.Dir = dir
+		testdoubles.DieWithTest(cmd)
 		// goaws logs every message it handles; only the tail matters, and
 		// only when a test fails.
 		logs, done, stop := testdoubles.Background(t, cmd, "goaws")
