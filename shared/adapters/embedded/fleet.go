@@ -51,7 +51,22 @@ func newFleet(db *DB) *fleet {
 		waitingVersions: make(map[string]int64),
 	}
 	f.written = f.track
+	f.clone = (*domain.Drone).Clone
+	f.cached = f.indexed
 	return f
+}
+
+// indexed returns a copy of an available drone from the index, at the
+// version the index holds it. Dispatch claims drones the index yielded,
+// so a claim in a unit of work reads no row.
+func (f *fleet) indexed(id string) (int64, *domain.Drone, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	_, d, ok := f.index.Get(id)
+	if !ok {
+		return 0, nil, false
+	}
+	return f.versions[id], d.Clone(), true
 }
 
 // load fills the indexes from the file at open.
