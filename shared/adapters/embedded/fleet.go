@@ -37,6 +37,8 @@ type fleet struct {
 	versions        map[string]int64
 	waitingMu       sync.Mutex
 	waitingVersions map[string]int64
+
+	summary fleetSummary
 }
 
 var _ ports.Fleet = (*fleet)(nil)
@@ -69,9 +71,10 @@ func (f *fleet) indexed(id string) (int64, *domain.Drone, bool) {
 	return f.versions[id], d.Clone(), true
 }
 
-// load fills the indexes from the file at open.
+// load fills the indexes and the summary from the file at open.
 func (f *fleet) load(ctx context.Context) error {
-	for _, status := range []domain.DroneStatus{domain.DroneAvailable, domain.DroneAssigned} {
+	for _, status := range []domain.DroneStatus{domain.DroneAvailable, domain.DroneAssigned,
+		domain.DroneInFlight, domain.DroneCharging, domain.DroneMaintenance} {
 		if err := f.loadStatus(ctx, status); err != nil {
 			return err
 		}
@@ -101,12 +104,21 @@ func (f *fleet) loadStatus(ctx context.Context, status domain.DroneStatus) error
 	return f.db.fail(rows.Err(), "load fleet")
 }
 
-// track brings the index up to date with a committed write of drone d.
+// track brings the indexes and the summary up to date with a committed
+// write of drone d.
 func (f *fleet) track(id string, version int64, d *domain.Drone) {
 	f.trackAvailable(id, version, d)
 	f.trackWaiting(id, version, d)
 }
 
+// Summary implements the handlers' fleet summariser: the summary kept as
+// drones are written, which no caller has to build by listing the fleet.
+func (f *fleet) Summary(ctx context.Context) (*domain.FleetSummary, error) {
+	return f.summary.Summary(ctx)
+}
+
+// trackAvailable updates the dispatch index, and the summary, which
+// versions order too.
 func (f *fleet) trackAvailable(id string, version int64, d *domain.Drone) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -114,6 +126,7 @@ func (f *fleet) trackAvailable(id string, version int64, d *domain.Drone) {
 		return
 	}
 	f.versions[id] = version
+	f.summary.note(id, d)
 	if d.Dispatchable() {
 		// A copy: the caller keeps d and may change it.
 		f.index.Upsert(id, d.Location.Point(), d.Clone())
