@@ -18,10 +18,11 @@ import (
 // drones by scanning rows would cost milliseconds per delivery.
 //
 // The index learns only of writes committed through this DB: a drone that
-// another process claims or frees is seen here after the next reopen. That
-// is safe because the scheduler re-checks every candidate in Update, which
-// reads the row; it only costs a wasted claim attempt, or a drone freed
-// elsewhere going unused until then.
+// another process claims or frees is seen here after the next reopen, or
+// after a unit of work's commit found it changed. That is safe because a
+// claim is a conditional write on the version the scheduler started from
+// (the row's, or in a unit of work the index's); it only costs a wasted
+// claim attempt, or a drone freed elsewhere going unused until then.
 type fleet struct {
 	*collection[domain.Drone]
 	index *geo.Index[*domain.Drone]
