@@ -15,11 +15,12 @@ import (
 // route over a part of them.
 const MaxZones = 4 * domain.MaxZonesPerKind
 
-// Store is the ports.Airspace of a store's zones. Every Current reads the
-// zones' version token (one point read: a SQLite row, or a 1 RU Cosmos DB
-// read) and reloads the zones only when it changed, so a write through
-// this process or any other shows in the next Current of every process,
-// with no restart and no staleness window.
+// Store is the ports.Airspace of a store's zones. Every Current asks for
+// the zones' version token (a SQLite row; on Cosmos DB a counter kept from
+// the airspace container's change feed) and reloads the zones only when it
+// changed, so a write through this process shows in its next Current, and
+// one through any other with no restart: at once on SQLite, within the
+// change feed's poll (a second by default) on Cosmos DB.
 type Store struct {
 	zones ports.Zones
 

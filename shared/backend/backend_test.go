@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+	"github.com/Azure/azure-sdk-for-go/sdk/data/azcosmos"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -161,19 +162,48 @@ func TestCosmosOperationsPerDelivery(t *testing.T) {
 	total -= polls
 	perDelivery := float64(total) / n
 	t.Logf("Cosmos DB point operations per delivery through the chain: %.1f (%v per %d deliveries; background requests %v)", perDelivery, ops, n, background)
-	// ingest: create the owner index entry, create the delivery; schedule:
-	// read, reserve, claim, record; package: read, create package, record;
-	// ETA: read, read drone, record, move the owner index entry to
-	// Scheduled; the notice: read delivery, read account; the airspace's
-	// version, read by ingest's feasibility check and twice by dispatch
-	// (the choice and the fair-share ranking). Each delivery
-	// here has its own nearest drone, so no race for a drone adds
+	// ingest: create the owner index entry, create the delivery, and count
+	// the acceptance in three buckets (account, area, fleet) with one
+	// transactional batch each: the marker and the aggregate's increments
+	// (docs/data-layout.md); schedule: reserve, claim, record; package:
+	// create the package (no read first: CreateFirst), record; ETA: read
+	// the drone, record, move the owner index entry to Scheduled; the
+	// notice: read the account. No step reads the delivery: each message
+	// names the version the step before wrote, which this process
+	// remembers (ports.Remembering). Each
+	// delivery here has its own nearest drone, so no race for a drone adds
 	// operations. The API key is read once for all of them and then
-	// cached: a tenth of a read each. The analytics count the acceptance
-	// in three buckets (account, area, fleet): an aggregate read and a
-	// transactional batch each (docs/data-layout.md).
-	assert.GreaterOrEqual(t, perDelivery, 19.0)
-	assert.LessOrEqual(t, perDelivery, 26.0)
+	// cached, and the airspace's version is read until its change feed is
+	// loaded (once here), then kept from the feed: a tenth of a read each.
+	// This test's account and database are new, so the month's first
+	// contribution to each bucket adds a batch that creates its aggregate
+	// (0.3 each).
+	assert.GreaterOrEqual(t, perDelivery, 14.0)
+	assert.LessOrEqual(t, perDelivery, 15.0)
 	assert.Zero(t, after[cosmos.OpUpsert]-before[cosmos.OpUpsert], "no blind writes")
-	assert.Equal(t, 3*n, after[cosmos.OpBatch]-before[cosmos.OpBatch], "one analytics batch per bucket")
+
+	// The sizes of the documents a delivery writes, for the request unit
+	// estimate in docs/data-layout.md (a write costs more as its document
+	// grows). Read outside the counted span.
+	client, err := azcosmos.NewClientFromConnectionString(cosmosConn, nil)
+	require.NoError(t, err)
+	sizes := map[string]int{}
+	for _, doc := range []struct{ container, pk, id string }{
+		{topology.ContainerDeliveries, "az-0", "az-0"},
+		{topology.ContainerAnalytics, "fleet|" + time.Now().UTC().Format("2006-01"), "aggregate"},
+	} {
+		c, err := client.NewContainer(env["COSMOS_DATABASE"], doc.container)
+		require.NoError(t, err)
+		resp, err := c.ReadItem(context.Background(), azcosmos.NewPartitionKeyString(doc.pk), doc.id, nil)
+		require.NoError(t, err)
+		sizes[doc.container] = len(resp.Value)
+	}
+	t.Logf("stored document sizes in bytes: %v", sizes)
+	// One analytics batch per bucket, and one more per bucket for the
+	// month's first contribution, which creates the aggregate (this test's
+	// account and database are new; a run across the turn of a month
+	// UTC adds up to three more).
+	batches := after[cosmos.OpBatch] - before[cosmos.OpBatch]
+	assert.GreaterOrEqual(t, batches, 3*n+3, "one analytics batch per bucket")
+	assert.LessOrEqual(t, batches, 3*n+6, "one analytics batch per bucket")
 }

@@ -178,10 +178,38 @@ type Zones interface {
 	// key, with keys after the cursor after ("" to start).
 	List(ctx context.Context, kind domain.ZoneKind, after string, limit int) ([]*domain.Zone, error)
 	// Version returns a token that differs after every write of a zone
-	// (create, update, delete), made through any process, has returned.
-	// It costs one point read, so a reader checks it before trusting the
-	// zones it loaded earlier.
+	// (create, update, delete) has returned: at once for a write made
+	// through this Store, and for one made through any other process at
+	// once on the embedded backend (one row read) and within the change
+	// feed's poll on Cosmos DB (no request per call while the feed is
+	// followed). A reader checks it before trusting the zones it loaded
+	// earlier.
 	Version(ctx context.Context) (string, error)
+}
+
+// Remembering is a collection that remembers, in this process, the
+// version of each document it last wrote or read (the Cosmos DB adapter).
+// A queue step names the version of the delivery it wrote in the messages
+// it sends (wire.Envelope.Version); the next step, when it runs in the same
+// process, starts from that version without reading it. That is safe
+// because the version is exactly the state the message was sent from, and
+// every write a step makes is conditional on the version it started from:
+// a later write by anyone else makes that write fail and the step read
+// again.
+type Remembering[T any] interface {
+	// Recording returns a context under which the collection notes the
+	// version of each document it reads or writes, for Remembered.
+	Recording(ctx context.Context) context.Context
+	// Remembered returns a token naming the version of document id that
+	// the last read or write made under ctx (from Recording) found or
+	// wrote; "" when none did. It is not what the process last saw of the
+	// document: a read made elsewhere in the process may have been
+	// answered before the step's write and learnt after it.
+	Remembered(ctx context.Context, id string) string
+	// FindRemembered returns document id at the version token names when
+	// this process remembers that version, and otherwise finds it as Find
+	// does.
+	FindRemembered(ctx context.Context, id, token string) (*T, error)
 }
 
 // Pauses stores the operator's service pauses, keyed by pause id. The

@@ -38,7 +38,12 @@ func randomHex(n int) string {
 // city and a dropoff a short hop away, mostly small parcels, so every
 // request is one some nearby drone can take.
 func requestBody(id, owner string, i int) []byte {
-	pickup := offsetKm(benchCenter, benchPickupRadiusKm*math.Sqrt(unit(i, 1)), 2*math.Pi*unit(i, 2))
+	return requestBodyWithin(id, owner, i, benchPickupRadiusKm)
+}
+
+// requestBodyWithin is requestBody with pickups within radiusKm of the centre.
+func requestBodyWithin(id, owner string, i int, radiusKm float64) []byte {
+	pickup := offsetKm(benchCenter, radiusKm*math.Sqrt(unit(i, 1)), 2*math.Pi*unit(i, 2))
 	drop := offsetKm(pickup, benchDropoffKm*unit(i, 3), 2*math.Pi*unit(i, 4))
 	size := "Small"
 	if i%4 == 3 {

@@ -35,6 +35,7 @@ type benchOptions struct {
 	dispatchFleet, dispatch int
 	analyticsLarge          int
 	analyticsReads          int
+	dense                   denseOptions
 	quiet                   bool
 	serverEnv               []string
 	serveFlags              []string
@@ -61,7 +62,7 @@ func Run(ctx context.Context, args []string, env func(string) string, stdout io.
 	var o benchOptions
 	fs.StringVar(&o.out, "out", "bench", "folder for report.json and report.md")
 	fs.StringVar(&o.binary, "binary", "", "the dronedelivery binary to measure (default: this one)")
-	fs.StringVar(&o.scenarios, "scenarios", "startup,dispatch,baseline,ingest,e2e,e2e-max,analytics", "which scenarios to run, comma-separated")
+	fs.StringVar(&o.scenarios, "scenarios", "startup,dispatch,baseline,ingest,e2e,e2e-max,dense,depleted,telemetry,analytics", "which scenarios to run, comma-separated")
 	fs.IntVar(&o.connections, "connections", 32, "concurrent connections of the closed-loop runs, and the open-loop runs' bound on requests in flight")
 	fs.DurationVar(&o.baselineDur, "baseline-duration", 5*time.Second, "length of each baseline run")
 	fs.DurationVar(&o.ingestDur, "ingest-duration", 8*time.Second, "length of the ingest-only run")
@@ -75,6 +76,7 @@ func Run(ctx context.Context, args []string, env func(string) string, stdout io.
 	fs.IntVar(&o.dispatch, "dispatch-count", 2000, "assignments timed in the dispatch measurement")
 	fs.IntVar(&o.analyticsLarge, "analytics-deliveries", 100000, "deliveries in the month of the analytics scenario's large account (the small one has 1,000)")
 	fs.IntVar(&o.analyticsReads, "analytics-reads", 2000, "reads timed per endpoint and account in the analytics scenario")
+	o.dense.flags(fs)
 	fs.BoolVar(&o.quiet, "quiet", false, "no progress lines")
 	fs.Func("server-env", "KEY=VALUE added to the environment of the servers under test (repeatable), e.g. GOGC=200", func(s string) error {
 		if !strings.Contains(s, "=") {
@@ -178,6 +180,9 @@ func (b *benchRun) run(ctx context.Context) error {
 		{"ingest", b.ingest},
 		{"e2e", b.endToEnd},
 		{"e2e-max", b.endToEndMax},
+		{"dense", b.denseScenario},
+		{"depleted", b.depletedScenario},
+		{"telemetry", b.telemetryScenario},
 		{"analytics", b.analyticsScenario},
 	}
 	var errs []error
@@ -214,7 +219,7 @@ func (b *benchRun) fleetSizes() (small, large int) {
 // of the large one's drones); each server then starts on a copy, so no
 // scenario pays for seeding and none sees another's deliveries.
 func (b *benchRun) fleets(ctx context.Context) error {
-	need := b.want["dispatch"] || b.want["ingest"] || b.want["e2e"] || b.want["e2e-max"]
+	need := b.want["dispatch"] || b.want["ingest"] || b.want["e2e"] || b.want["e2e-max"] || b.want["telemetry"]
 	if !need {
 		return nil
 	}

@@ -67,6 +67,8 @@ func (b *benchRun) targets() {
 	}
 	t = append(t, sched)
 
+	t = append(t, b.denseTargets(completion)...)
+
 	for _, shape := range dispatchShapes {
 		tag := dispatchTag(b.o.dispatchFleet, shape)
 		disp := loadgen.Target{Name: "dispatch p99 per assignment, " + tag, Goal: "≤ 1 ms", Limit: 1, Unit: "ms",

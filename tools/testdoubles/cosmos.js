@@ -10,7 +10,8 @@
 //   - Connection: keep-alive, which quadruples sequential throughput;
 //   - account locations on http://, so an SDK that follows the account's
 //     endpoint list keeps talking plain HTTP;
-//   - transactional batches as Cosmos DB runs them: every operation in the
+//   - transactional batches as Cosmos DB runs them (create, upsert, read,
+//     delete, replace and patch): every operation in the
 //     partition the request's header names (the Go SDK sends it only
 //     there), all or nothing (the package keeps the operations before a
 //     failed one), and 207 Multi-Status when one fails, that operation
@@ -89,6 +90,18 @@ function mend(account, req, res, params) {
 const readJSON = require(`${lib}/json`).default;
 const docOps = require(`${lib}/handler/_document-operations`);
 
+const { patchOperation } = require(`${lib}/handler/_patch-operations`);
+
+// patchInBatch runs a batch's patch operation: azcosmos sends the patch
+// specification ({condition, operations}) as the operation's resourceBody.
+function patchInBatch(coll, input) {
+  const spec = input.resourceBody || {};
+  return patchOperation(coll, {
+    id: input.id, partitionKey: input.partitionKey, ifMatch: input.ifMatch,
+    operations: spec.operations || [], condition: spec.condition,
+  });
+}
+
 // batch runs a transactional batch. An operation that fails undoes the
 // ones before it: each document the batch touched is put back as it was
 // (deleted if it did not exist), as one transaction would leave it.
@@ -110,7 +123,7 @@ async function batch(account, req, res, { dbId, collId }) {
     if (id && !before.has(id)) before.set(id, coll.document(id, parsePartitionKey(pkHeader, id)).read() || null);
     const run = {
       Create: docOps.createOperation, Upsert: docOps.upsertOperation, Read: docOps.readOperation,
-      Delete: docOps.deleteOperation, Replace: docOps.replaceOperation,
+      Delete: docOps.deleteOperation, Replace: docOps.replaceOperation, Patch: patchInBatch,
     }[input.operationType];
     if (!run) {
       res.statusCode = 400;

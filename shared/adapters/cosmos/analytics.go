@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
@@ -23,12 +24,12 @@ import (
 // (id "<delivery>:<stage>").
 //
 // A contribution is added by one transactional batch in that partition:
-// create the marker, and replace the aggregate on condition of the ETag
-// read (or create it, for the month's first). A batch is all or nothing
+// create the marker, and patch the aggregate with increments (or create it,
+// for the month's first; see add). A batch is all or nothing
 // (https://learn.microsoft.com/azure/cosmos-db/nosql/transactional-batch),
 // so the aggregate holds a contribution exactly when its marker exists:
-// a replay finds the marker (409) and adds nothing, and a lost race
-// (412) reads again and retries.
+// a replay finds the marker (409) and adds nothing. An increment reads
+// nothing and needs no ETag, so writers of one aggregate do not race.
 //
 // The deliveries collection calls apply after a write of a delivery in
 // stage Created or a terminal stage, and after every skipped update: a
@@ -98,7 +99,18 @@ func (a *analytics) apply(ctx context.Context, id string, v *domain.Delivery, re
 	return nil
 }
 
-// add adds one contribution to one bucket's month, exactly once.
+// add adds one contribution to one bucket's month, exactly once, with one
+// transactional batch: create the marker, and patch the aggregate with an
+// increment of each figure the contribution changes (in the month's total
+// and in its day). An increment needs no read and no ETag: Cosmos DB applies
+// it to the stored value, so concurrent writers of one aggregate do not
+// race (partial document update, "Increment" and the ten operations a
+// patch may hold: https://learn.microsoft.com/azure/cosmos-db/partial-document-update;
+// a patch in a batch: TransactionalBatch.PatchItem, azcosmos v1.5.0
+// cosmos_transactional_batch.go). The month's first contribution finds no
+// aggregate (404 on the patch): the batch then creates it holding the
+// contribution; a writer that created it first makes that create fail with
+// 409, and the patch is tried again.
 func (a *analytics) add(ctx context.Context, bucket, month string, day int, deliveryID string, c domain.Contribution) error {
 	part := partitionOf(bucket, month)
 	pk := azcosmos.NewPartitionKeyString(part)
@@ -106,24 +118,28 @@ func (a *analytics) add(ctx context.Context, bucket, month string, day int, deli
 	if err != nil {
 		return err
 	}
+	patches := increments(day, c.Figures)
+	create := false
 	for range analyticsAttempts {
-		doc, etag, err := a.read(ctx, bucket, month)
-		if err != nil {
-			return err
-		}
-		m := doc.figures()
-		m.AddDay(day, c.Figures)
-		doc.Total, doc.Days = m.Total, m.Days
-		body, err := json.Marshal(doc)
-		if err != nil {
-			return err
-		}
 		b := a.c.NewTransactionalBatch(pk)
 		b.CreateItem(marker, nil)
-		if etag == nil {
+		if create {
+			doc, err := newAggregate(bucket, month)
+			if err != nil {
+				return err
+			}
+			m := doc.figures()
+			m.AddDay(day, c.Figures)
+			doc.Total, doc.Days = m.Total, m.Days
+			body, err := json.Marshal(doc)
+			if err != nil {
+				return err
+			}
 			b.CreateItem(body, nil)
 		} else {
-			b.ReplaceItem(aggregateID, body, &azcosmos.TransactionalBatchItemOptions{IfMatchETag: etag})
+			for _, p := range patches {
+				b.PatchItem(aggregateID, p, nil)
+			}
 		}
 		resp, err := a.c.ExecuteTransactionalBatch(ctx, b, nil)
 		if err != nil {
@@ -132,20 +148,69 @@ func (a *analytics) add(ctx context.Context, bucket, month string, day int, deli
 		if resp.Success {
 			return nil
 		}
-		if len(resp.OperationResults) != 2 {
-			return fmt.Errorf("analytics batch in %s: %d results for 2 operations", part, len(resp.OperationResults))
+		results := resp.OperationResults
+		if len(results) < 2 {
+			return fmt.Errorf("analytics batch in %s: %d results", part, len(results))
+		}
+		if results[0].StatusCode == http.StatusConflict {
+			return nil // added before
+		}
+		failed := slices.IndexFunc(results[1:], func(r azcosmos.TransactionalBatchResult) bool {
+			return r.StatusCode != http.StatusFailedDependency
+		})
+		status := 0
+		if failed >= 0 {
+			status = int(results[1+failed].StatusCode)
 		}
 		switch {
-		case resp.OperationResults[0].StatusCode == http.StatusConflict:
-			return nil // added before
-		case resp.OperationResults[1].StatusCode == http.StatusPreconditionFailed,
-			resp.OperationResults[1].StatusCode == http.StatusConflict:
-			continue // another writer's batch went first: read again
+		case !create && status == http.StatusNotFound:
+			create = true // the month's first contribution
+			continue
+		case create && status == http.StatusConflict:
+			create = false // another writer created the aggregate first
+			continue
 		}
-		return fmt.Errorf("analytics batch in %s failed: marker %d, aggregate %d", part,
-			resp.OperationResults[0].StatusCode, resp.OperationResults[1].StatusCode)
+		return fmt.Errorf("analytics batch in %s failed: marker %d, aggregate %d", part, results[0].StatusCode, status)
 	}
 	return fmt.Errorf("analytics of %s: lost %d races in a row", part, analyticsAttempts)
+}
+
+// maxPatchOperations is the most operations one patch may hold
+// (https://learn.microsoft.com/azure/cosmos-db/partial-document-update).
+const maxPatchOperations = 10
+
+// increments returns the patches that add f to an aggregate's total and to
+// its day: an increment per figure that is not zero, at most
+// maxPatchOperations to a patch.
+func increments(day int, f domain.Figures) []azcosmos.PatchOperations {
+	type figure struct {
+		name  string
+		value int64
+	}
+	figures := []figure{{"count", f.Count}, {"completed", f.Completed}, {"cancelled", f.Cancelled}, {"failed", f.Failed},
+		{"onTime", f.OnTime}, {"durationMs", f.DurationMs}, {"traveledM", f.TraveledM}, {"assignedMs", f.AssignedMs}}
+	var out []azcosmos.PatchOperations
+	var p azcosmos.PatchOperations
+	n := 0
+	add := func(path string, v int64) {
+		if n == maxPatchOperations {
+			out = append(out, p)
+			p, n = azcosmos.PatchOperations{}, 0
+		}
+		p.AppendIncrement(path, v)
+		n++
+	}
+	for _, g := range figures {
+		if g.value == 0 {
+			continue
+		}
+		add("/total/"+g.name, g.value)
+		add(fmt.Sprintf("/days/%d/%s", day-1, g.name), g.value)
+	}
+	if n > 0 {
+		out = append(out, p)
+	}
+	return out
 }
 
 // marked reports whether the marker id exists in partition part.
@@ -167,12 +232,8 @@ func (a *analytics) read(ctx context.Context, bucket, month string) (*aggregateD
 	resp, err := a.c.ReadItem(ctx, azcosmos.NewPartitionKeyString(part), aggregateID, nil)
 	if err != nil {
 		if statusOf(err) == http.StatusNotFound && (subStatusOf(err) == "" || subStatusOf(err) == "0") {
-			first, perr := time.Parse("2006-01", month)
-			if perr != nil {
-				return nil, nil, perr
-			}
-			m := domain.NewMonthFigures(bucket, first)
-			return &aggregateDoc{ID: aggregateID, Bucket: part, Kind: "aggregate", Name: bucket, Month: month, Days: m.Days}, nil, nil
+			doc, err := newAggregate(bucket, month)
+			return doc, nil, err
 		}
 		return nil, nil, err
 	}
@@ -182,6 +243,16 @@ func (a *analytics) read(ctx context.Context, bucket, month string) (*aggregateD
 	}
 	etag := resp.ETag
 	return doc, &etag, nil
+}
+
+// newAggregate returns a bucket's month with nothing added yet.
+func newAggregate(bucket, month string) (*aggregateDoc, error) {
+	first, err := time.Parse("2006-01", month)
+	if err != nil {
+		return nil, err
+	}
+	m := domain.NewMonthFigures(bucket, first)
+	return &aggregateDoc{ID: aggregateID, Bucket: partitionOf(bucket, month), Kind: "aggregate", Name: bucket, Month: month, Days: m.Days}, nil
 }
 
 func (d *aggregateDoc) figures() *domain.MonthFigures {

@@ -110,17 +110,28 @@ func Open(_ context.Context, client *azcosmos.Client, database string, opts Opti
 	}
 	s := &Store{
 		deliveries:    newDeliveries(containers[topology.ContainerDeliveries], containers[topology.ContainerDeliveriesByOwner]),
-		packages:      newCollection[domain.Package](containers[topology.ContainerPackages], topology.ContainerPackages),
+		packages:      newPackages(containers[topology.ContainerPackages]),
 		accounts:      newCollection[domain.Account](containers[topology.ContainerAccounts], topology.ContainerAccounts),
 		apiKeys:       newCollection[domain.APIKey](containers[topology.ContainerAPIKeys], topology.ContainerAPIKeys),
 		confirmations: newCollection[domain.ConfirmationBlob](containers[topology.ContainerConfirmations], topology.ContainerConfirmations),
 		fleet:         newFleet(containers[topology.ContainerDrones], opts.Logger, opts.FeedPoll),
-		zones:         newZones(containers[topology.ContainerAirspace]),
+		zones:         newZones(containers[topology.ContainerAirspace], opts.Logger, opts.FeedPoll),
 		pauses:        newPauses(containers[topology.ContainerPauses]),
 	}
 	s.analytics = &analytics{c: containers[topology.ContainerAnalytics], deliveries: s.deliveries, log: opts.Logger}
 	s.deliveries.analytics = s.analytics
 	return s, nil
+}
+
+// newPackages returns the packages collection. The update-package step
+// upserts a package that is nearly always new (a business's package id,
+// once), so its upsert tries the create first: one operation instead of a
+// read that misses and a create; a package id used again costs a 409, then
+// the read.
+func newPackages(c *azcosmos.ContainerClient) *collection[domain.Package] {
+	p := newCollection[domain.Package](c, topology.ContainerPackages)
+	p.loop.CreateFirst = true
+	return p
 }
 
 // Store returns the collections as the ports the handlers use.
@@ -129,9 +140,12 @@ func (s *Store) Store() ports.Store {
 		Confirmations: s.confirmations, Zones: s.zones, Analytics: s.analytics, Pauses: s.pauses}
 }
 
-// Close stops following the change feed and waits for it; the client
+// Close stops following the change feeds and waits for them; the client
 // stays open because the caller owns it.
-func (s *Store) Close() { s.fleet.close() }
+func (s *Store) Close() {
+	s.fleet.close()
+	s.zones.close()
+}
 
 // Bootstrap creates the database and every container of the topology with
 // its partition key and default TTL, leaving existing ones alone; in Azure the

@@ -4,8 +4,12 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
+	"log/slog"
 	"net/http"
 	"slices"
+	"strconv"
+	"sync"
+	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/data/azcosmos"
 
@@ -20,14 +24,26 @@ import (
 // No transaction spans the two documents (they live in different logical
 // partitions), so the order carries the promise of ports.Zones: the zone is
 // written first and the version second, and the write returns only when
-// both are done. A reader that sees the new version therefore reloads and
-// finds the new zone: infra/modules/cosmos.bicep gives the account Strong
+// both are done. A reader that sees the new version (its own write at once,
+// another process's through the change feed, see Version) therefore
+// reloads and finds the new zone: infra/modules/cosmos.bicep gives the account Strong
 // consistency, under which a read returns the latest committed write
 // (learn.microsoft.com/azure/cosmos-db/consistency-levels);
 // when the version write fails the write reports the failure, and the
 // operator's retry, which PUT and DELETE allow, bumps it.
 type zones struct {
 	*collection[domain.Zone]
+	log  *slog.Logger
+	poll time.Duration
+
+	mu    sync.Mutex
+	gen   uint64    // the version while the feed is followed (see Version)
+	fedAt time.Time // when the last successful read of the feed began
+
+	start  sync.Once
+	bg     context.Context
+	cancel context.CancelFunc
+	done   chan struct{} // closed when follow has returned (or never will run)
 }
 
 var _ ports.Zones = (*zones)(nil)
@@ -36,12 +52,16 @@ var _ ports.Zones = (*zones)(nil)
 // colon (domain.ZoneKey), so it is never taken for a zone.
 const zoneVersionID = "~version"
 
-func newZones(c *azcosmos.ContainerClient) *zones {
-	return &zones{collection: newCollection[domain.Zone](c, topology.ContainerAirspace)}
+func newZones(c *azcosmos.ContainerClient, log *slog.Logger, poll time.Duration) *zones {
+	bg, cancel := context.WithCancel(context.Background())
+	return &zones{collection: newCollection[domain.Zone](c, topology.ContainerAirspace), log: log, poll: poll,
+		bg: bg, cancel: cancel, done: make(chan struct{})}
 }
 
-// bump rewrites the version document, which gives it a new ETag.
+// bump rewrites the version document, which gives it a new ETag, and
+// tells this process's Version at once.
 func (z *zones) bump(ctx context.Context) error {
+	z.changed()
 	_, err := z.c.UpsertItem(ctx, partition(zoneVersionID), []byte(`{"id":"`+zoneVersionID+`"}`), nil)
 	if err != nil {
 		return z.fail(err, "bump the version of", zoneVersionID)
@@ -137,14 +157,33 @@ func (z *zones) List(ctx context.Context, kind domain.ZoneKind, after string, li
 	return out, nil
 }
 
-// Version implements ports.Zones: the ETag of the version document, read
-// with one point read of a tiny item. That is 1 RU at the weaker
-// consistency levels (a point read of a 1 KB item is one request unit,
+// Version implements ports.Zones. While the airspace container's change
+// feed is followed and its last read is recent, the version is a counter
+// this process keeps: bumped by its own writes of a zone at once, and by
+// every page of the feed that brings a change, so a write through another
+// process shows here within FeedPoll, at no request per call. The feed is
+// followed from the first call on (read from the beginning once: the
+// container holds an operator's few zones and the version document) and
+// polled like the drone index's (see fleet): a quiet read is one small
+// request per physical partition. Deletes do not appear in the feed
+// (learn.microsoft.com/azure/cosmos-db/change-feed), but every delete of a
+// zone rewrites the version document, which does. Until the feed's first
+// read has succeeded, or when its reads have failed for longer than
+// staleFeed, the version is read as before: the ETag of the version
+// document, one point read of a tiny item, 1 RU at the weaker consistency
+// levels (a point read of a 1 KB item is one request unit,
 // learn.microsoft.com/azure/cosmos-db/request-units) and about 2 RU under
-// the Strong consistency the account uses, whose reads cost about twice as
-// many RUs (learn.microsoft.com/azure/cosmos-db/consistency-levels,
-// "Consistency levels and throughput").
+// the Strong consistency the account uses
+// (learn.microsoft.com/azure/cosmos-db/consistency-levels, "Consistency
+// levels and throughput").
 func (z *zones) Version(ctx context.Context) (string, error) {
+	z.start.Do(func() { go z.follow(z.bg) })
+	z.mu.Lock()
+	fresh, gen := !z.fedAt.IsZero() && time.Since(z.fedAt) < z.staleAfter(), z.gen
+	z.mu.Unlock()
+	if fresh {
+		return "feed:" + strconv.FormatUint(gen, 10), nil
+	}
 	resp, err := z.c.ReadItem(ctx, partition(zoneVersionID), zoneVersionID, nil)
 	if statusOf(err) == http.StatusNotFound {
 		return "0", nil
@@ -153,4 +192,87 @@ func (z *zones) Version(ctx context.Context) (string, error) {
 		return "", z.fail(err, "read", zoneVersionID)
 	}
 	return string(resp.ETag), nil
+}
+
+// staleAfter is how long after the feed's last successful read Version
+// stops trusting it and reads the version document again.
+func (z *zones) staleAfter() time.Duration { return max(staleFeed, 5*z.poll) }
+
+// staleFeed is the least of staleAfter.
+const staleFeed = 5 * time.Second
+
+// changed bumps the counter Version returns while the feed is followed.
+func (z *zones) changed() {
+	z.mu.Lock()
+	z.gen++
+	z.mu.Unlock()
+}
+
+// follow reads the airspace container's change feed until ctx ends:
+// FeedPoll after a read that reached the end, backing off after a failure.
+func (z *zones) follow(ctx context.Context) {
+	defer close(z.done)
+	token := ""
+	failures := 0
+	for {
+		err := z.drain(ctx, &token)
+		if ctx.Err() != nil {
+			return
+		}
+		wait := z.poll
+		if err != nil {
+			failures++
+			wait = min(feedBackoffMin<<min(failures-1, 10), feedBackoffMax)
+			z.log.WarnContext(ctx, "cosmos: reading the airspace's change feed failed; reading its version document meanwhile",
+				"err", err, "retryIn", wait.String())
+		} else {
+			failures = 0
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// drain reads the feed from *token (the beginning when empty) until a read
+// finds nothing; a page with changes bumps the version.
+func (z *zones) drain(ctx context.Context, token *string) error {
+	began := time.Now()
+	for {
+		opts := &azcosmos.ChangeFeedOptions{MaxItemCount: feedPage}
+		if *token == "" {
+			opts.FeedRange = &wholeContainer
+		} else {
+			opts.Continuation = token
+		}
+		resp, err := z.c.ReadChangeFeed(ctx, opts)
+		if err != nil {
+			return domain.Unavailable(err, "read the change feed of %s", z.name)
+		}
+		if len(resp.Items) > 0 {
+			z.changed()
+		}
+		if resp.ContinuationToken != "" {
+			*token = resp.ContinuationToken
+		}
+		if len(resp.Items) == 0 {
+			z.mu.Lock()
+			// The start of this drain, not its end: a change made while it
+			// ran may be in no page it read.
+			z.fedAt = began
+			z.mu.Unlock()
+			return nil
+		}
+	}
+}
+
+// close stops following the feed and waits for it.
+func (z *zones) close() {
+	z.cancel()
+	z.start.Do(func() { close(z.done) }) // never started: nothing to wait for
+	<-z.done
 }

@@ -69,6 +69,11 @@ type Loop[T, S any] struct {
 	// waits up to n times as long, at random, so that writers which keep
 	// colliding spread out instead of colliding again in lockstep.
 	Backoff time.Duration
+	// CreateFirst makes Upsert, when the Store recalls no version, first
+	// try an Insert as if the document were missing: for documents that
+	// are nearly always new, that saves the read; one that exists costs a
+	// failed Insert (ECONFLICT), then the read, and fn runs again on it.
+	CreateFirst bool
 	// Fail, when set, gives the adapter's form to an error of the Store or
 	// of the context (while waiting for a turn or backing off), with the
 	// operation ("update" or "upsert") and the document id. The update
@@ -113,7 +118,7 @@ func (l *Loop[T, S]) run(ctx context.Context, id string, create bool, fn func(cu
 	defer end()
 	recall := true
 	for lost := 0; ; {
-		cur, s, fresh, err := l.current(ctx, id, recall)
+		cur, s, fresh, err := l.current(ctx, id, recall, create)
 		recall = false
 		missing := domain.IsCode(err, domain.ENOTFOUND)
 		if err != nil && (!missing || !create) {
@@ -160,13 +165,19 @@ func (l *Loop[T, S]) run(ctx context.Context, id string, create bool, fn func(cu
 }
 
 // current returns the version to apply an update to: the recalled one when
-// asked and known (fresh = false), else a read (fresh = true).
-func (l *Loop[T, S]) current(ctx context.Context, id string, recall bool) (*T, S, bool, error) {
+// asked and known (fresh = false), else, for an upsert with CreateFirst, a
+// guess that the document is missing (fresh = false), else a read (fresh =
+// true).
+func (l *Loop[T, S]) current(ctx context.Context, id string, recall, create bool) (*T, S, bool, error) {
 	if recall {
 		if r, ok := l.Store.(Recaller[T, S]); ok {
 			if v, s, ok := r.Recall(id); ok {
 				return v, s, false, nil
 			}
+		}
+		if create && l.CreateFirst {
+			var none S
+			return nil, none, false, domain.Errorf(domain.ENOTFOUND, "%s %s: guessed missing", l.Name, id)
 		}
 	}
 	v, s, err := l.Store.Load(ctx, id)

@@ -273,6 +273,43 @@ func TestUpsertThatLosesTheCreateRunsAgainAsAnUpdate(t *testing.T) {
 	assert.Equal(t, doc{ID: "a", N: 6}, s.get(t, "a"))
 }
 
+// TestCreateFirstSavesTheReadOfANewDocument: with CreateFirst an upsert
+// of a missing document inserts without reading; one of an existing
+// document loses the insert, reads and runs fn again on what it read, with
+// no race counted.
+func TestCreateFirstSavesTheReadOfANewDocument(t *testing.T) {
+	t.Parallel()
+	s := newMemStore()
+	loads := 0
+	s.afterLoad = func() { loads++ }
+	l, _ := loop(s, 1)
+	l.CreateFirst = true
+	var seen []bool
+	upsert := func(cur *doc) (*doc, error) {
+		seen = append(seen, cur != nil)
+		if cur == nil {
+			return &doc{ID: "a", N: 1}, nil
+		}
+		cur.N += 10
+		return cur, nil
+	}
+	got, err := l.Upsert(context.Background(), "a", upsert)
+	require.NoError(t, err)
+	assert.Equal(t, &doc{ID: "a", N: 1}, got, "created")
+	assert.Equal(t, 0, loads, "a new document is not read")
+
+	got, err = l.Upsert(context.Background(), "a", upsert)
+	require.NoError(t, err, "the lost insert is no lost race, even with one attempt allowed")
+	assert.Equal(t, &doc{ID: "a", N: 11}, got, "updated")
+	assert.Equal(t, 1, loads, "an existing document is read after the insert fails")
+	assert.Equal(t, []bool{false, false, true}, seen)
+	assert.Equal(t, doc{ID: "a", N: 11}, s.get(t, "a"))
+	assert.Equal(t, 2, s.writes)
+
+	_, err = l.Update(context.Background(), "b", bump)
+	assert.True(t, domain.IsCode(err, domain.ENOTFOUND), "an update never guesses: %v", err)
+}
+
 func TestUpdateOfAMissingDocument(t *testing.T) {
 	t.Parallel()
 	l, failed := loop(newMemStore(), 4)
