@@ -413,52 +413,40 @@ func (h *Handlers) st(ctx context.Context) ports.Store { return ports.StoreFrom(
 
 // remembering wraps a queue step of the delivery chain: when the store
 // remembers versions (ports.Remembering, the Cosmos DB adapter), each
-// message the step sends about a delivery names the version of it the
-// step itself last wrote or read, so that the step receiving it in this
-// process starts from that version instead of reading it (loadEnvelope).
+// message the step sends about a delivery names the version of it this
+// process holds, the one the step wrote, so that the step receiving it
+// here starts from that version instead of reading it (loadEnvelope).
 func (h *Handlers) remembering(fn functionapp.QueueFunc) functionapp.QueueFunc {
 	r, ok := h.store.Deliveries.(ports.Remembering[domain.Delivery])
 	if !ok {
 		return fn
 	}
 	return func(ctx context.Context, msg *ports.Delivered) ([]ports.Message, error) {
-		ctx = r.Recording(ctx)
 		out, err := fn(ctx, msg)
 		for i := range out {
-			out[i].Body = withVersion(ctx, out[i].Body, r)
+			out[i].Body = withVersion(out[i].Body, r)
 		}
 		return out, err
 	}
 }
 
-// recording is ctx under which the store notes the delivery versions a
-// request reads and writes, for versioned; ctx itself when it does not.
-func (h *Handlers) recording(ctx context.Context) context.Context {
+// versioned is m naming the version of its delivery the store remembers,
+// as remembering does for a queue step's messages.
+func (h *Handlers) versioned(m ports.Message) ports.Message {
 	if r, ok := h.store.Deliveries.(ports.Remembering[domain.Delivery]); ok {
-		return r.Recording(ctx)
-	}
-	return ctx
-}
-
-// versioned is m naming the version of its delivery that the calls under
-// ctx (from recording) last wrote or read, as remembering does for a queue
-// step's messages.
-func (h *Handlers) versioned(ctx context.Context, m ports.Message) ports.Message {
-	if r, ok := h.store.Deliveries.(ports.Remembering[domain.Delivery]); ok {
-		m.Body = withVersion(ctx, m.Body, r)
+		m.Body = withVersion(m.Body, r)
 	}
 	return m
 }
 
-// withVersion sets the version of an envelope's delivery that the calls
-// under ctx last wrote or read; a body that is no envelope of the chain, or
-// whose delivery they did not touch, is left as it is.
-func withVersion(ctx context.Context, body []byte, r ports.Remembering[domain.Delivery]) []byte {
+// withVersion sets the version of an envelope's delivery that r remembers;
+// a body that is no envelope of the chain is left as it is.
+func withVersion(body []byte, r ports.Remembering[domain.Delivery]) []byte {
 	var env wire.Envelope
 	if json.Unmarshal(body, &env) != nil || env.DeliveryID == "" || env.Operation != wire.OpDelivery && env.Operation != wire.OpNotify {
 		return body
 	}
-	v := r.Remembered(ctx, env.DeliveryID)
+	v := r.Remembered(env.DeliveryID)
 	if v == "" || v == env.Version {
 		return body
 	}

@@ -32,7 +32,6 @@ type accepted struct {
 // one space for every account, so an id another account holds is a 409
 // like any other reuse, which tells nothing of that delivery.
 func (h *Handlers) IngestDelivery(ctx context.Context, req *functionapp.Request) *functionapp.Response {
-	ctx = h.recording(ctx)
 	acct, err := callerAccount(ctx)
 	if err != nil {
 		return h.errorResponse(ctx, err)
@@ -120,7 +119,7 @@ func (h *Handlers) IngestDelivery(ctx context.Context, req *functionapp.Request)
 		return h.errorResponse(ctx, err)
 	}
 
-	if err := h.bus.Publish(ctx, h.versioned(ctx, requestedMessage(d))); err != nil {
+	if err := h.bus.Publish(ctx, h.versioned(requestedMessage(d))); err != nil {
 		// The client's retry with the same deliveryId queues it again; the
 		// stored delivery stays Created until then.
 		return h.errorResponse(ctx, domain.Unavailable(err, "the delivery could not be queued; retry with deliveryId %s", id))

@@ -197,15 +197,9 @@ type Zones interface {
 // a later write by anyone else makes that write fail and the step read
 // again.
 type Remembering[T any] interface {
-	// Recording returns a context under which the collection notes the
-	// version of each document it reads or writes, for Remembered.
-	Recording(ctx context.Context) context.Context
-	// Remembered returns a token naming the version of document id that
-	// the last read or write made under ctx (from Recording) found or
-	// wrote; "" when none did. It is not what the process last saw of the
-	// document: a read made elsewhere in the process may have been
-	// answered before the step's write and learnt after it.
-	Remembered(ctx context.Context, id string) string
+	// Remembered returns a token naming the version of document id this
+	// process last wrote or read; "" when it remembers none.
+	Remembered(id string) string
 	// FindRemembered returns document id at the version token names when
 	// this process remembers that version, and otherwise finds it as Find
 	// does.

@@ -83,48 +83,20 @@ func (c *collection[T]) Find(ctx context.Context, id string) (*T, error) {
 	return c.decode(id, cur.body)
 }
 
-// seenKey is the context key under which a collection notes the versions
-// it reads and writes (Recording); one per collection.
-type seenKey struct{ collection string }
-
-// seen is what calls under one context read or wrote, by document id.
-type seen struct {
-	mu sync.Mutex
-	m  map[string]azcore.ETag
-}
-
-// Recording implements ports.Remembering.
-func (c *collection[T]) Recording(ctx context.Context) context.Context {
-	return context.WithValue(ctx, seenKey{c.name}, &seen{m: map[string]azcore.ETag{}})
-}
-
-// Remembered implements ports.Remembering: the ETag of the version the
-// last read or write under ctx found or wrote.
-func (c *collection[T]) Remembered(ctx context.Context, id string) string {
-	s, ok := ctx.Value(seenKey{c.name}).(*seen)
+// Remembered implements ports.Remembering: the ETag of the version this
+// Store last wrote or read of document id.
+func (c *collection[T]) Remembered(id string) string {
+	cur, ok := c.cache.get(id)
 	if !ok {
 		return ""
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return string(s.m[id])
-}
-
-// note records, under a Recording context, the version a call found or
-// wrote.
-func (c *collection[T]) note(ctx context.Context, id string, etag azcore.ETag) {
-	if s, ok := ctx.Value(seenKey{c.name}).(*seen); ok {
-		s.mu.Lock()
-		s.m[id] = etag
-		s.mu.Unlock()
-	}
+	return string(cur.etag)
 }
 
 // FindRemembered implements ports.Remembering: the remembered copy when its
 // ETag is token, which saves the point read, else a read.
 func (c *collection[T]) FindRemembered(ctx context.Context, id, token string) (*T, error) {
 	if cur, ok := c.cache.get(id); ok && token != "" && string(cur.etag) == token {
-		c.note(ctx, id, cur.etag)
 		return c.decode(id, cur.body)
 	}
 	return c.Find(ctx, id)
@@ -213,7 +185,6 @@ func (c *collection[T]) read(ctx context.Context, id string) (version, error) {
 	}
 	v := version{etag: resp.ETag, body: resp.Value}
 	c.cache.put(id, v)
-	c.note(ctx, id, resp.ETag)
 	return v, nil
 }
 
@@ -229,7 +200,6 @@ func (c *collection[T]) Insert(ctx context.Context, id string, v *T) error {
 		return c.fail(err, "create", id)
 	}
 	c.written(id, resp, body, v)
-	c.note(ctx, id, resp.ETag)
 	return nil
 }
 
@@ -255,7 +225,6 @@ func (c *collection[T]) Replace(ctx context.Context, id string, s version, v *T)
 		return c.fail(err, "replace", id)
 	}
 	c.written(id, resp, body, v)
-	c.note(ctx, id, resp.ETag)
 	return nil
 }
 
