@@ -256,9 +256,9 @@ func (h *Handlers) Registry() functionapp.Registry {
 	return functionapp.Registry{
 		"IngestDelivery":    biz(h.IngestDelivery),
 		"QuoteDelivery":     biz(h.QuoteDelivery),
-		"ScheduleDrone":     {Queue: h.remembering(h.ScheduleDrone)},
-		"UpdatePackage":     {Queue: h.remembering(h.UpdatePackage)},
-		"ComputeEta":        {Queue: h.remembering(h.ComputeEta)},
+		"ScheduleDrone":     {Queue: h.ScheduleDrone},
+		"UpdatePackage":     {Queue: h.UpdatePackage},
+		"ComputeEta":        {Queue: h.ComputeEta},
 		"GetDelivery":       {HTTP: h.guard(businessOrOperator, h.GetDelivery)},
 		"GetDeliveryStatus": {HTTP: h.guard(businessOrOperator, h.GetDeliveryStatus)},
 		"ListDeliveries":    biz(h.ListDeliveries),
@@ -411,53 +411,6 @@ func (h *Handlers) errorResponse(ctx context.Context, err error) *functionapp.Re
 // writes commit with its messages; otherwise the store itself.
 func (h *Handlers) st(ctx context.Context) ports.Store { return ports.StoreFrom(ctx, h.store) }
 
-// remembering wraps a queue step of the delivery chain: when the store
-// remembers versions (ports.Remembering, the Cosmos DB adapter), each
-// message the step sends about a delivery names the version of it this
-// process holds, the one the step wrote, so that the step receiving it
-// here starts from that version instead of reading it (loadEnvelope).
-func (h *Handlers) remembering(fn functionapp.QueueFunc) functionapp.QueueFunc {
-	r, ok := h.store.Deliveries.(ports.Remembering[domain.Delivery])
-	if !ok {
-		return fn
-	}
-	return func(ctx context.Context, msg *ports.Delivered) ([]ports.Message, error) {
-		out, err := fn(ctx, msg)
-		for i := range out {
-			out[i].Body = withVersion(out[i].Body, r)
-		}
-		return out, err
-	}
-}
-
-// versioned is m naming the version of its delivery the store remembers,
-// as remembering does for a queue step's messages.
-func (h *Handlers) versioned(m ports.Message) ports.Message {
-	if r, ok := h.store.Deliveries.(ports.Remembering[domain.Delivery]); ok {
-		m.Body = withVersion(m.Body, r)
-	}
-	return m
-}
-
-// withVersion sets the version of an envelope's delivery that r remembers;
-// a body that is no envelope of the chain is left as it is.
-func withVersion(body []byte, r ports.Remembering[domain.Delivery]) []byte {
-	var env wire.Envelope
-	if json.Unmarshal(body, &env) != nil || env.DeliveryID == "" || env.Operation != wire.OpDelivery && env.Operation != wire.OpNotify {
-		return body
-	}
-	v := r.Remembered(env.DeliveryID)
-	if v == "" || v == env.Version {
-		return body
-	}
-	env.Version = v
-	out, err := json.Marshal(env)
-	if err != nil {
-		return body
-	}
-	return out
-}
-
 // loadEnvelope decodes a queue message and finds its delivery. A message
 // naming no known delivery can never succeed.
 func (h *Handlers) loadEnvelope(ctx context.Context, msg *ports.Delivered) (context.Context, *wire.Envelope, *domain.Delivery, error) {
@@ -466,12 +419,7 @@ func (h *Handlers) loadEnvelope(ctx context.Context, msg *ports.Delivered) (cont
 		return ctx, nil, nil, err
 	}
 	ctx = withDelivery(ctx, env)
-	var d *domain.Delivery
-	if r, ok := h.st(ctx).Deliveries.(ports.Remembering[domain.Delivery]); ok && env.Version != "" {
-		d, err = r.FindRemembered(ctx, env.DeliveryID, env.Version)
-	} else {
-		d, err = h.st(ctx).Deliveries.Find(ctx, env.DeliveryID)
-	}
+	d, err := h.st(ctx).Deliveries.Find(ctx, env.DeliveryID)
 	if domain.IsCode(err, domain.ENOTFOUND) {
 		if msg.DeliveryCount < 3 {
 			// A message is sent only after the delivery it names was

@@ -119,7 +119,7 @@ func (h *Handlers) IngestDelivery(ctx context.Context, req *functionapp.Request)
 		return h.errorResponse(ctx, err)
 	}
 
-	if err := h.bus.Publish(ctx, h.versioned(requestedMessage(d))); err != nil {
+	if err := h.bus.Publish(ctx, requestedMessage(d)); err != nil {
 		// The client's retry with the same deliveryId queues it again; the
 		// stored delivery stays Created until then.
 		return h.errorResponse(ctx, domain.Unavailable(err, "the delivery could not be queued; retry with deliveryId %s", id))

@@ -187,25 +187,6 @@ type Zones interface {
 	Version(ctx context.Context) (string, error)
 }
 
-// Remembering is a collection that remembers, in this process, the
-// version of each document it last wrote or read (the Cosmos DB adapter).
-// A queue step names the version of the delivery it wrote in the messages
-// it sends (wire.Envelope.Version); the next step, when it runs in the same
-// process, starts from that version without reading it. That is safe
-// because the version is exactly the state the message was sent from, and
-// every write a step makes is conditional on the version it started from:
-// a later write by anyone else makes that write fail and the step read
-// again.
-type Remembering[T any] interface {
-	// Remembered returns a token naming the version of document id this
-	// process last wrote or read; "" when it remembers none.
-	Remembered(id string) string
-	// FindRemembered returns document id at the version token names when
-	// this process remembers that version, and otherwise finds it as Find
-	// does.
-	FindRemembered(ctx context.Context, id, token string) (*T, error)
-}
-
 // Pauses stores the operator's service pauses, keyed by pause id. The
 // collection is small (domain.MaxPauses), so its listing reads all of it.
 type Pauses interface {

@@ -56,11 +56,6 @@ type Envelope struct {
 	// Generation is the delivery's reschedule count when the message was
 	// sent; a step ignores a message of an older generation.
 	Generation int `json:"generation,omitempty"`
-	// Version names the version of the delivery document the step that
-	// sent the message wrote (an opaque token: a Cosmos DB ETag), when its
-	// store remembers versions (ports.Remembering); the receiving step may
-	// start from a copy of that version instead of reading the delivery.
-	Version string `json:"version,omitempty"`
 	// NotificationID names the notification an OpNotify message sends.
 	NotificationID string `json:"notificationId,omitempty"`
 	// SubscriptionID and Channel say who an OpCustomerMessage message goes

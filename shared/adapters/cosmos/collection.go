@@ -69,7 +69,6 @@ type version struct {
 
 var (
 	_ ports.Collection[domain.Delivery]             = (*collection[domain.Delivery])(nil)
-	_ ports.Remembering[domain.Delivery]            = (*collection[domain.Delivery])(nil)
 	_ optimistic.Recaller[domain.Delivery, version] = (*collection[domain.Delivery])(nil)
 )
 
@@ -81,25 +80,6 @@ func (c *collection[T]) Find(ctx context.Context, id string) (*T, error) {
 		return nil, err
 	}
 	return c.decode(id, cur.body)
-}
-
-// Remembered implements ports.Remembering: the ETag of the version this
-// Store last wrote or read of document id.
-func (c *collection[T]) Remembered(id string) string {
-	cur, ok := c.cache.get(id)
-	if !ok {
-		return ""
-	}
-	return string(cur.etag)
-}
-
-// FindRemembered implements ports.Remembering: the remembered copy when its
-// ETag is token, which saves the point read, else a read.
-func (c *collection[T]) FindRemembered(ctx context.Context, id, token string) (*T, error) {
-	if cur, ok := c.cache.get(id); ok && token != "" && string(cur.etag) == token {
-		return c.decode(id, cur.body)
-	}
-	return c.Find(ctx, id)
 }
 
 // Create implements ports.Collection. It takes the document's turn, so that

@@ -75,7 +75,6 @@ func TestCosmos(t *testing.T) {
 	t.Run("AirspaceSeesOtherStores", func(t *testing.T) { t.Parallel(); testAirspaceSeesOtherStores(t, e) })
 	t.Run("StaleIndexEntryCostsOneRead", func(t *testing.T) { t.Parallel(); testStaleIndexEntry(t, e) })
 	t.Run("CountingPolicy", func(t *testing.T) { t.Parallel(); testCounting(t, e) })
-	t.Run("FindRememberedReadsOnlyOtherVersions", func(t *testing.T) { t.Parallel(); testFindRemembered(t, e) })
 	t.Run("ScheduleCostsFourPointOperations", func(t *testing.T) { t.Parallel(); testScheduleCost(t, e) })
 	t.Run("ListWithoutGatewayOrderBy", func(t *testing.T) { t.Parallel(); testListFallback(t, e) })
 	t.Run("ListingCost", func(t *testing.T) { t.Parallel(); testListingCost(t, e) })
@@ -1029,44 +1028,4 @@ func testAnalyticsCost(t *testing.T, e *env) {
 			t.Fatalf("bucket %s: total %+v, day %+v; want %+v in both", b, m.Total, m.Days[now.Day()-1], want)
 		}
 	}
-}
-
-// testFindRemembered: a document found at the version this Store wrote
-// costs no read; a token of another version (written by another Store, or
-// one this Store does not hold) costs one read and returns what is stored.
-func testFindRemembered(t *testing.T, e *env) {
-	ctx := ctxFor(t)
-	counts := &CountingPolicy{}
-	db := e.freshDB(t)
-	a := e.open(t, e.newClient(t, &azcosmos.ClientOptions{ClientOptions: azcore.ClientOptions{PerCallPolicies: []policy.Policy{counts}}}), db, Options{})
-	b := e.open(t, e.newClient(t, nil), db, Options{}).Store()
-	now := time.Now().UTC()
-	id := uniqueID("rem")
-	r := a.deliveries.collection
-	must(t, r.Create(ctx, id, &domain.Delivery{ID: id, OwnerID: "o", Stage: domain.StageCreated, CreatedAt: now, UpdatedAt: now}), "create")
-	mine := r.Remembered(id)
-	if mine == "" {
-		t.Fatal("the Store remembers no version of what it wrote")
-	}
-	reads := func(what, token string, want int) *domain.Delivery {
-		t.Helper()
-		before := counts.Snapshot()
-		d, err := r.FindRemembered(ctx, id, token)
-		must(t, err, what)
-		if n := counts.Snapshot()[OpRead] - before[OpRead]; n != want {
-			t.Fatalf("%s: %d reads, want %d", what, n, want)
-		}
-		return d
-	}
-	reads("the version written here", mine, 0)
-	_, err := b.Deliveries.Update(ctx, id, func(d *domain.Delivery) error { d.ScheduleAttempts = 7; return nil })
-	must(t, err, "update through the other store")
-	// A message sent from the other Store's write names its version.
-	if d := reads("another Store's version", `"not-remembered"`, 1); d.ScheduleAttempts != 7 {
-		t.Fatalf("read %d schedule attempts, want the other store's 7", d.ScheduleAttempts)
-	}
-	if got := r.Remembered(id); got == mine {
-		t.Fatal("the read did not replace the remembered version")
-	}
-	reads("no token", "", 1)
 }
