@@ -126,7 +126,8 @@ func Open(_ context.Context, client *azcosmos.Client, database string, opts Opti
 // Store returns the collections as the ports the handlers use.
 func (s *Store) Store() ports.Store {
 	return ports.Store{Deliveries: s.deliveries, Packages: s.packages, Fleet: s.fleet, Accounts: s.accounts, APIKeys: s.apiKeys,
-		Confirmations: s.confirmations, Zones: s.zones, Analytics: s.analytics, Pauses: s.pauses}
+		Confirmations: s.confirmations, Zones: s.zones, Analytics: s.analytics, Pauses: s.pauses,
+		Waiting: waiting{s.deliveries}}
 }
 
 // Close stops following the change feed and waits for it; the client
