@@ -284,3 +284,42 @@ func TestOperatorReplaysDeadLettersOnAzureAdapters(t *testing.T) {
 	deadLetterScenario(t, p, func(m ports.Message) { require.NoError(t, bus.Publish(ctxFor(t), m)) })
 	p.stop(t)
 }
+
+// TestHostServesOperatorViews runs the operator endpoints under the
+// Functions host's protocol (the host forwards the HTTP request): the
+// waiting listing answers, a dead letter is listed and replayed to its
+// queue, and the console's event stream answers 501, so the page polls.
+// Under the host the queues are the host's to deliver, so the test
+// dead-letters the message itself, as the host's Service Bus trigger does
+// after its last attempt.
+func TestHostServesOperatorViews(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	p := startHost(t, dir)
+	a := signUp(t, p.base)
+	db, err := embedded.Open(filepath.Join(dir, "dronedelivery.db"), embedded.Options{})
+	require.NoError(t, err)
+	defer db.Close()
+	bus := db.Bus()
+	ctx := ctxFor(t)
+	require.NoError(t, bus.Publish(ctx, poisonEarly("host-early")))
+	msgs, err := bus.Receive(ctx, topology.QueueDeliveryRequests, 1)
+	require.NoError(t, err)
+	require.Len(t, msgs, 1)
+	require.NoError(t, bus.DeadLetter(ctx, msgs[0], "MaxDeliveryCountExceeded", "given up"))
+
+	assert.Equal(t, waitingPage{Items: []waitingDoc{}}, waiting(t, a, "?stage=waiting"))
+	dead := deadLetters(t, a)
+	require.Len(t, dead, 1)
+	assert.Equal(t, deadLetterDoc{ID: "host-early:requested", Queue: topology.QueueDeliveryRequests, Reason: "MaxDeliveryCountExceeded", DeliveryID: "host-early"}, dead[0])
+	resp := a.fleet(t, "POST", "/api/deadletters/"+topology.QueueDeliveryRequests+"/host-early:requested/replay", nil)
+	require.Equal(t, http.StatusAccepted, resp.Status, string(resp.Body))
+	active, deadCount, err := bus.Depth(ctx, topology.QueueDeliveryRequests)
+	require.NoError(t, err)
+	assert.Equal(t, [2]int{1, 0}, [2]int{active, deadCount}, "back on its queue for the host to deliver")
+	assert.Equal(t, http.StatusNotFound, a.fleet(t, "POST", "/api/deadletters/"+topology.QueueDeliveryRequests+"/host-early:requested/replay", nil).Status)
+
+	resp = a.fleet(t, "GET", "/api/console/events", nil)
+	assert.Equal(t, http.StatusNotImplemented, resp.Status, "no stream under the host")
+	assert.Equal(t, "application/problem+json", resp.Header.Get("Content-Type"))
+}
