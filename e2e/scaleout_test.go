@@ -346,6 +346,7 @@ func TestScaleOutUnderLoad(t *testing.T) {
 	defer func() {
 		if t.Failed() && first != nil {
 			t.Logf("%d deliveries not Completed; the first, %s, is %s with drone %q (%s)", len(pending), first.ID, first.Stage, first.DroneID, first.FailureReason)
+			t.Logf("its history: %s", a.call(t, "GET", "/api/deliveries/"+first.ID+"/history", nil).Body)
 		}
 	}()
 	eventually(t, "every accepted delivery to be Completed", func() bool {

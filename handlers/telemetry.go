@@ -91,12 +91,19 @@ func (h *Handlers) TrackDrone(ctx context.Context, msg *ports.Delivered) ([]port
 	}
 	// A report older than the drone's last one still goes to the delivery:
 	// it belongs in the trail and may be the one that reached the pickup.
+	// One of an earlier flight, which the queue may bring after the drone
+	// was claimed again, goes to the drone alone.
+	flight := drone.FlightOf(*r)
+	if flight == "" && drone.CurrentDeliveryID != "" {
+		h.log.InfoContext(ctx, "report of an earlier flight; not filed into the current delivery",
+			"deliveryId", drone.CurrentDeliveryID, "timestamp", r.Timestamp)
+	}
 	var out []ports.Message
 	var d *domain.Delivery
-	if drone.CurrentDeliveryID != "" {
-		ctx = logctx.With(ctx, "deliveryId", drone.CurrentDeliveryID)
+	if flight != "" {
+		ctx = logctx.With(ctx, "deliveryId", flight)
 		var notes []domain.Notification
-		d, err = h.store.Deliveries.Update(ctx, drone.CurrentDeliveryID, func(cur *domain.Delivery) error {
+		d, err = h.store.Deliveries.Update(ctx, flight, func(cur *domain.Delivery) error {
 			changed, ns := domain.Track(cur, drone, *r, h.cfg.Tracking)
 			if !changed {
 				return ports.ErrSkip
@@ -105,7 +112,7 @@ func (h *Handlers) TrackDrone(ctx context.Context, msg *ports.Delivered) ([]port
 			return nil
 		})
 		if err != nil && !domain.IsCode(err, domain.ENOTFOUND) {
-			return nil, fmt.Errorf("track delivery %s: %w", drone.CurrentDeliveryID, err)
+			return nil, fmt.Errorf("track delivery %s: %w", flight, err)
 		}
 		if d != nil {
 			if notes == nil {
@@ -124,7 +131,7 @@ func (h *Handlers) TrackDrone(ctx context.Context, msg *ports.Delivered) ([]port
 	freed := false
 	after, err := h.store.Fleet.Update(ctx, r.DroneID, func(dr *domain.Drone) error {
 		var err error
-		freed, err = dr.ApplyReport(*r, drone.CurrentDeliveryID, d == nil || d.Stage.Terminal(), h.cfg.Tracking, now)
+		freed, err = dr.ApplyReport(*r, flight, d == nil || d.Stage.Terminal(), h.cfg.Tracking, now)
 		return err
 	})
 	if err != nil {
@@ -132,7 +139,7 @@ func (h *Handlers) TrackDrone(ctx context.Context, msg *ports.Delivered) ([]port
 	}
 	out = append(out, startedCharging(drone, after)...)
 	if freed {
-		h.log.InfoContext(ctx, "drone freed", "droneId", r.DroneID, "deliveryId", drone.CurrentDeliveryID, "at", r.Timestamp)
+		h.log.InfoContext(ctx, "drone freed", "droneId", r.DroneID, "deliveryId", flight, "at", r.Timestamp)
 	}
 	// After the drone's write, so the feed shows where the report put it.
 	h.announce(ctx, d)

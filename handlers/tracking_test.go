@@ -569,6 +569,36 @@ func TestLateReportNeverFreesTheDronesNextDelivery(t *testing.T) {
 	assert.Equal(t, drop, dr.Location, "the report still moves the drone")
 }
 
+// TestRedeliveredReportStaysWithItsFlight: a report of delivery A that the
+// queue brings again after A ended and B claimed the drone (the instance
+// that took it first died before settling it) is not filed into B: B stays
+// Scheduled with an empty trail, and B's own reports still complete it.
+func TestRedeliveredReportStaysWithItsFlight(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	pickup, drop, far := at(0, 0), at(0.005, 0), at(0.01, 0)
+	f.putDrone(t, domain.Drone{ID: "again", Location: pickup})
+	f.scheduled(t, "first", pickup, drop)
+	f.report(t, "again", pickup, 90, t0.Add(time.Minute))
+	f.report(t, "again", drop, 80, t0.Add(2*time.Minute))
+	require.Equal(t, domain.StageCompleted, f.delivery(t, "first").Stage)
+	f.scheduled(t, "second", drop, far)
+	require.Equal(t, "second", f.drone(t, "again").CurrentDeliveryID)
+
+	// The completing report of "first", delivered once more.
+	body, _ := json.Marshal(domain.Telemetry{DroneID: "again", Location: drop, BatteryPercent: 80, Timestamp: t0.Add(2 * time.Minute)})
+	_, err := f.h.TrackDrone(context.Background(), &ports.Delivered{Message: ports.Message{ID: "again-late", Body: body}, DeliveryCount: 2})
+	require.NoError(t, err)
+	d := f.delivery(t, "second")
+	assert.Equal(t, domain.StageScheduled, d.Stage, "a report of the earlier flight does not move the next delivery")
+	assert.Empty(t, d.Trail)
+	assert.Equal(t, domain.DroneAssigned, f.drone(t, "again").Status)
+
+	f.report(t, "again", drop, 79, t0.Add(3*time.Minute))
+	f.report(t, "again", far, 78, t0.Add(4*time.Minute))
+	assert.Equal(t, domain.StageCompleted, f.delivery(t, "second").Stage)
+}
+
 // TestDroneMeasurementsAreRounded: the range a drone has left is its
 // registered range scaled by each battery report, and that arithmetic shows
 // only to the metre; the battery shows to a tenth of a percent. Whichever

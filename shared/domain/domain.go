@@ -304,8 +304,13 @@ type Drone struct {
 	// CurrentGeneration is the reschedule generation of the delivery the
 	// drone was claimed for, so releasing an earlier generation's drone
 	// never frees one the current generation holds.
-	CurrentGeneration int        `json:"currentGeneration,omitempty"`
-	LastTelemetryAt   *time.Time `json:"lastTelemetryAt,omitempty"`
+	CurrentGeneration int `json:"currentGeneration,omitempty"`
+	// ClaimedAfterReport is the time of the newest report the drone had
+	// sent when it was claimed for its current delivery: a report dated no
+	// later belongs to an earlier flight (FlightOf), however late the queue
+	// brings it.
+	ClaimedAfterReport *time.Time `json:"claimedAfterReport,omitempty"`
+	LastTelemetryAt    *time.Time `json:"lastTelemetryAt,omitempty"`
 	// ChargeDueAt is when a Charging drone that sends no reports is
 	// charged (StartCharging).
 	ChargeDueAt *time.Time `json:"chargeDueAt,omitempty"`

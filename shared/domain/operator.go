@@ -69,6 +69,7 @@ func (dr *Drone) Ground(reason string, now time.Time) (deliveryID string, gen in
 	}
 	deliveryID, gen = dr.CurrentDeliveryID, dr.CurrentGeneration
 	dr.Status, dr.CurrentDeliveryID, dr.Recalled, dr.ChargeDueAt = DroneMaintenance, "", false, nil
+	dr.ClaimedAfterReport = nil
 	dr.StatusReason, dr.UpdatedAt = reason, now
 	return deliveryID, gen, nil
 }
@@ -83,6 +84,7 @@ func (dr *Drone) Recall(reason string, now time.Time) (deliveryID string, gen in
 	}
 	deliveryID, gen = dr.CurrentDeliveryID, dr.CurrentGeneration
 	dr.Status, dr.CurrentDeliveryID, dr.Recalled, dr.ChargeDueAt = DroneInFlight, "", true, nil
+	dr.ClaimedAfterReport = nil
 	dr.StatusReason, dr.UpdatedAt = reason, now
 	return deliveryID, gen, nil
 }

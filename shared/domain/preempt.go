@@ -211,5 +211,6 @@ func (dr *Drone) TakeOver(from string, fromGen int, to string, gen int, req *Del
 		return fmt.Errorf("%w: %s", ErrDroneUnavailable, why)
 	}
 	dr.CurrentDeliveryID, dr.CurrentGeneration, dr.UpdatedAt = to, gen, now
+	dr.ClaimedAfterReport = clonePtr(dr.LastTelemetryAt)
 	return nil
 }

@@ -346,7 +346,7 @@ func latest(a, b time.Time) time.Time {
 // operator recalled keeps flying home (see ApplyReport).
 func ReleaseDrone(dr *Drone, cfg TrackingConfig, t time.Time) {
 	cfg = cfg.WithDefaults()
-	dr.CurrentDeliveryID = ""
+	dr.CurrentDeliveryID, dr.ClaimedAfterReport = "", nil
 	dr.Status, dr.ChargeDueAt = DroneAvailable, nil
 	if dr.Recalled {
 		dr.Status = DroneInFlight

@@ -280,8 +280,23 @@ func (dr *Drone) Claim(deliveryID string, gen int, req *DeliveryRequest, now tim
 	dr.Status = DroneAssigned
 	dr.CurrentDeliveryID = deliveryID
 	dr.CurrentGeneration = gen
+	dr.ClaimedAfterReport = clonePtr(dr.LastTelemetryAt)
 	dr.UpdatedAt = now
 	return nil
+}
+
+// FlightOf returns the delivery a telemetry report belongs to: the one the
+// drone is claimed for, unless the report is dated no later than the
+// newest report the drone had sent when it was claimed, which makes it a
+// report of an earlier flight (or of the ground before it) that the queue
+// brought late, a redelivery for instance. It returns "" when the report
+// belongs to no delivery. Both times are the drone's own clock, so a
+// drone whose clock lags the service's is judged alike.
+func (dr *Drone) FlightOf(r Telemetry) string {
+	if dr.ClaimedAfterReport != nil && !r.Timestamp.After(*dr.ClaimedAfterReport) {
+		return ""
+	}
+	return dr.CurrentDeliveryID
 }
 
 // Release frees the drone from deliveryID (compensation for a cancel, or the
@@ -367,6 +382,7 @@ func (dr *Drone) Clone() *Drone {
 	c.Location.Altitude = clonePtr(dr.Location.Altitude)
 	c.HomeBase.Altitude = clonePtr(dr.HomeBase.Altitude)
 	c.LastTelemetryAt = clonePtr(dr.LastTelemetryAt)
+	c.ClaimedAfterReport = clonePtr(dr.ClaimedAfterReport)
 	return &c
 }
 
