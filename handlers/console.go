@@ -122,8 +122,11 @@ func (h *Handlers) ConsoleEvents(ctx context.Context, req *functionapp.Request, 
 }
 
 // ConsoleEventsUnavailable answers GET /api/console/events where the
-// runtime cannot hold a stream (the Functions host, Lambda): the console
-// then polls the operator API.
+// runtime cannot hold a stream: under the Functions host a custom handler
+// returns a whole response payload that the host passes to the output
+// binding (learn.microsoft.com/azure/azure-functions/functions-custom-handlers#overview),
+// and Lambda's API Gateway integration likewise takes a whole answer. The
+// console then polls the operator API.
 func (h *Handlers) ConsoleEventsUnavailable(ctx context.Context, req *functionapp.Request) *functionapp.Response {
 	return functionapp.Problem(http.StatusNotImplemented, "",
 		"this deployment serves no event stream to the console; it polls the operator API")
