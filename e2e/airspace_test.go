@@ -15,20 +15,11 @@ import (
 // service areas and no-fly zones through the binary on the embedded
 // backend; bad GeoJSON is refused naming the position at fault; businesses
 // and strangers are kept out.
-func TestAirspaceEndToEnd(t *testing.T) {
-	t.Parallel()
-	p := startServe(t, t.TempDir())
-	airspaceScenario(t, p)
-}
+func TestAirspaceEndToEnd(t *testing.T) { onEmbedded(t, airspaceScenario) }
 
 // TestAirspaceOnAzureAdapters runs the same scenario with the zones stored
 // in Cosmos DB, through the local doubles.
-func TestAirspaceOnAzureAdapters(t *testing.T) {
-	t.Parallel()
-	p := startOnAzure(t)
-	airspaceScenario(t, p)
-	p.stop(t)
-}
+func TestAirspaceOnAzureAdapters(t *testing.T) { onAzure(t, airspaceScenario) }
 
 // stadium is a no-fly zone around a stadium south of downtown Seattle.
 const stadium = `{"type":"Polygon","coordinates":[[[-122.3340,47.5940],[-122.3300,47.5940],[-122.3300,47.5965],[-122.3340,47.5965],[-122.3340,47.5940]]]}`

@@ -8,7 +8,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/fabrikam/dronedelivery/tools/testdoubles"
+	"github.com/fabrikam/dronedelivery/tools/testdoubles/cosmosdouble"
+	"github.com/fabrikam/dronedelivery/tools/testdoubles/servicebusdouble"
 )
 
 // TestStandaloneChainOnAzureAdapters runs the chain scenario with the binary
@@ -16,8 +17,8 @@ import (
 // doubles by connection strings, exactly as it would reach emulators.
 func TestStandaloneChainOnAzureAdapters(t *testing.T) {
 	t.Parallel()
-	cosmos := testdoubles.StartCosmos(t)
-	sb := testdoubles.StartServiceBus(t)
+	cosmos := cosmosdouble.StartCosmos(t)
+	sb := servicebusdouble.StartServiceBus(t)
 	p := startServeEnv(t, t.TempDir(), []string{
 		"CosmosDBConnection=" + cosmos,
 		"ServiceBusConnection=" + sb.ConnectionString(),
@@ -34,19 +35,31 @@ func TestStandaloneChainOnAzureAdapters(t *testing.T) {
 // TestListingOnAzureAdapters runs the listing scenario on Cosmos DB and
 // Service Bus, through the local doubles: every page is a query of the
 // owner index's partition and point reads.
-func TestListingOnAzureAdapters(t *testing.T) {
-	t.Parallel()
-	p := startOnAzure(t)
-	listingScenario(t, p)
-	p.stop(t)
-}
+func TestListingOnAzureAdapters(t *testing.T) { onAzure(t, listingScenario) }
 
 // startOnAzure starts the binary on the Cosmos DB and Service Bus adapters,
 // over fresh local doubles and a database of its own, with extra settings.
+// onEmbedded runs scenario in parallel against an instance of its own on
+// the embedded backend, and stops the instance cleanly after it.
+func onEmbedded(t *testing.T, scenario func(*testing.T, *proc)) {
+	t.Parallel()
+	p := startServe(t, t.TempDir())
+	scenario(t, p)
+	p.stop(t)
+}
+
+// onAzure is onEmbedded on the Azure adapters, over the local doubles.
+func onAzure(t *testing.T, scenario func(*testing.T, *proc)) {
+	t.Parallel()
+	p := startOnAzure(t)
+	scenario(t, p)
+	p.stop(t)
+}
+
 func startOnAzure(t *testing.T, env ...string) *proc {
 	t.Helper()
-	cosmos := testdoubles.StartCosmos(t)
-	sb := testdoubles.StartServiceBus(t)
+	cosmos := cosmosdouble.StartCosmos(t)
+	sb := servicebusdouble.StartServiceBus(t)
 	p := startServeEnv(t, t.TempDir(), append([]string{
 		"CosmosDBConnection=" + cosmos,
 		"ServiceBusConnection=" + sb.ConnectionString(),

@@ -16,14 +16,39 @@ import (
 
 	"github.com/fabrikam/dronedelivery/handlers"
 	"github.com/fabrikam/dronedelivery/shared/domain"
+	"github.com/fabrikam/dronedelivery/tools/apiclient"
 	"github.com/fabrikam/dronedelivery/tools/simulator"
-	"github.com/fabrikam/dronedelivery/tools/testdoubles"
+	"github.com/fabrikam/dronedelivery/tools/testdoubles/browser"
 )
 
 // browserTurn lets one test at a time drive Chromium: two browsers starting
 // at once on a small machine take long enough that a flight the page is
 // meant to follow may be over before it opens.
 var browserTurn sync.Mutex
+
+// The flight the tracking-page tests watch: about 1.4 km from the drone's
+// home by the pickup to the dropoff.
+var (
+	flightHome   = domain.Location{Latitude: 47.6050, Longitude: -122.3350}
+	flightPickup = domain.Location{Latitude: 47.6080, Longitude: -122.3350}
+	flightDrop   = domain.Location{Latitude: 47.6140, Longitude: -122.3300}
+)
+
+// scheduleFlight registers droneID at flightHome and waits until it is
+// scheduled for delivery id from flightPickup to flightDrop; it returns
+// the delivery's tracking id.
+func scheduleFlight(t *testing.T, a api, droneID, id string) string {
+	t.Helper()
+	require.Equal(t, http.StatusCreated, a.fleet(t, "PUT", "/api/drones/"+droneID, droneSpec{
+		Location: flightHome, MaxPayloadKg: 5, MaxPackageSize: "Medium", RangeKm: 30, CruiseSpeedMps: 12, BatteryPercent: 100,
+	}).Status)
+	resp := a.call(t, "POST", "/api/deliveryrequests", deliveryRequest(id, flightPickup, flightDrop, "Small", 1))
+	require.Equal(t, http.StatusAccepted, resp.Status, string(resp.Body))
+	var acc apiclient.Accepted
+	resp.decode(t, &acc)
+	waitStage(t, a, id, domain.StageScheduled)
+	return acc.TrackingID
+}
 
 // TestTrackingPageInBrowser opens a customer's tracking page in headless
 // Chromium while the simulator flies the delivery, and checks that the page
@@ -37,26 +62,14 @@ func TestTrackingPageInBrowser(t *testing.T) {
 	t.Parallel()
 	p := startServe(t, t.TempDir())
 	a := signUp(t, p.base)
-	home := domain.Location{Latitude: 47.6050, Longitude: -122.3350}
-	pickup := domain.Location{Latitude: 47.6080, Longitude: -122.3350}
-	drop := domain.Location{Latitude: 47.6140, Longitude: -122.3300}
-	require.Equal(t, http.StatusCreated, a.fleet(t, "PUT", "/api/drones/browser-drone", droneSpec{
-		Location: home, MaxPayloadKg: 5, MaxPackageSize: "Medium", RangeKm: 30, CruiseSpeedMps: 12, BatteryPercent: 100,
-	}).Status)
-	resp := a.call(t, "POST", "/api/deliveryrequests", deliveryRequest("browser", pickup, drop, "Small", 1))
-	require.Equal(t, http.StatusAccepted, resp.Status, string(resp.Body))
-	var acc struct {
-		TrackingID string `json:"trackingId"`
-	}
-	resp.decode(t, &acc)
-	waitStage(t, a, "browser", domain.StageScheduled)
+	trackingID := scheduleFlight(t, a, "browser-drone", "browser")
 
 	dir := t.ArtifactDir()
 	if env := os.Getenv("SCREENSHOT_DIR"); env != "" {
 		dir = env
 	}
 	shot := filepath.Join(dir, "tracking-page.png")
-	page := testdoubles.StartBrowser(t, p.base+"/api/track/"+acc.TrackingID+"?interval=300", shot, patience)
+	page := browser.StartBrowser(t, p.base+"/api/track/"+trackingID+"?interval=300", shot, patience)
 	first := page.Ready(t)
 	require.Equal(t, string(domain.StageScheduled), first.Stage, "the page shows the scheduled delivery before the flight")
 
@@ -68,7 +81,7 @@ func TestTrackingPageInBrowser(t *testing.T) {
 		simDone <- simulator.Run(ctx, simulator.Options{BaseURL: p.base, Interval: 100 * time.Millisecond, Step: 10 * time.Second,
 			Out: io.Discard, UntilIdle: true, OperatorKey: e2eOperatorKey, HTTPClient: checkedClient(t, 10*time.Second),
 			AfterReport: func(ctx context.Context, r simulator.Report) {
-				page.Await(ctx, func(s testdoubles.BrowserState) bool {
+				page.Await(ctx, func(s browser.BrowserState) bool {
 					return s.HasShown(r.Latitude, r.Longitude) || s.Stage == string(domain.StageCompleted)
 				})
 			}})
@@ -101,29 +114,18 @@ func TestTrackingPageIsPushedTo(t *testing.T) {
 	t.Parallel()
 	p := startServe(t, t.TempDir())
 	a := signUp(t, p.base)
-	home := domain.Location{Latitude: 47.6050, Longitude: -122.3350}
-	pickup := domain.Location{Latitude: 47.6080, Longitude: -122.3350}
-	drop := domain.Location{Latitude: 47.6140, Longitude: -122.3300}
-	require.Equal(t, http.StatusCreated, a.fleet(t, "PUT", "/api/drones/push-drone", droneSpec{
-		Location: home, MaxPayloadKg: 5, MaxPackageSize: "Medium", RangeKm: 30, CruiseSpeedMps: 12, BatteryPercent: 100,
-	}).Status)
-	resp := a.call(t, "POST", "/api/deliveryrequests", deliveryRequest("push-page", pickup, drop, "Small", 1))
-	require.Equal(t, http.StatusAccepted, resp.Status, string(resp.Body))
-	var acc struct {
-		TrackingID string `json:"trackingId"`
-	}
-	resp.decode(t, &acc)
-	waitStage(t, a, "push-page", domain.StageScheduled)
+	trackingID := scheduleFlight(t, a, "push-drone", "push-page")
+	home, pickup, drop := flightHome, flightPickup, flightDrop
 
 	browserTurn.Lock()
 	defer browserTurn.Unlock()
 	shot := filepath.Join(t.ArtifactDir(), "tracking-page-pushed.png")
 	// ?interval=50 asks for polling 20 times a second; the page polls
 	// every 2 s at most, and here not at all while push works.
-	page := testdoubles.StartBrowser(t, p.base+"/api/track/"+acc.TrackingID+"?interval=50", shot, patience)
+	page := browser.StartBrowser(t, p.base+"/api/track/"+trackingID+"?interval=50", shot, patience)
 	page.Ready(t)
 	ctx := ctxFor(t)
-	_, err := page.Await(ctx, func(s testdoubles.BrowserState) bool { return s.Push == "sse" })
+	_, err := page.Await(ctx, func(s browser.BrowserState) bool { return s.Push == "sse" })
 	require.NoError(t, err, "the page opened its event stream")
 
 	clock := time.Now().UTC()
@@ -137,7 +139,7 @@ func TestTrackingPageIsPushedTo(t *testing.T) {
 		r := a.fleet(t, "POST", "/api/drones/push-drone/telemetry", map[string]any{
 			"location": loc, "batteryPercent": 100 - i, "timestamp": clock.Format(time.RFC3339Nano)})
 		require.Equal(t, http.StatusAccepted, r.Status, string(r.Body))
-		s, err := page.Await(ctx, func(s testdoubles.BrowserState) bool { return s.HasShown(loc.Latitude, loc.Longitude) })
+		s, err := page.Await(ctx, func(s browser.BrowserState) bool { return s.HasShown(loc.Latitude, loc.Longitude) })
 		require.NoError(t, err, "report %d shown", i)
 		pos, _ := s.ShownAt(loc.Latitude, loc.Longitude)
 		assert.Equal(t, "push", pos.Via, "report %d reached the page by push", i)

@@ -12,7 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/fabrikam/dronedelivery/shared/domain"
-	"github.com/fabrikam/dronedelivery/tools/testdoubles"
+	"github.com/fabrikam/dronedelivery/tools/testdoubles/browser"
 )
 
 // TestProofOfDeliveryEndToEnd flies a delivery that asks for a picture to
@@ -142,10 +142,10 @@ func TestProofOfDeliveryEndToEnd(t *testing.T) {
 		assert.Empty(t, e.Kind, "the feed's history holds the changes of stage")
 	}
 	shot := filepath.Join(t.ArtifactDir(), "tracking-page-confirmed.png")
-	res := func() testdoubles.BrowserResult {
+	res := func() browser.BrowserResult {
 		browserTurn.Lock()
 		defer browserTurn.Unlock() // also when RunBrowser fails the test
-		return testdoubles.RunBrowser(t, p.base+"/api/track/"+acc.TrackingID+"?interval=300", shot, 30*time.Second)
+		return browser.RunBrowser(t, p.base+"/api/track/"+acc.TrackingID+"?interval=300", shot, 30*time.Second)
 	}()
 	assert.Equal(t, string(domain.StageCompleted), res.FinalStage)
 	assert.Contains(t, res.Text, "confirmed by a picture")

@@ -13,7 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/fabrikam/dronedelivery/shared/domain"
-	"github.com/fabrikam/dronedelivery/tools/testdoubles"
+	"github.com/fabrikam/dronedelivery/tools/testdoubles/browser"
 )
 
 // TestConsoleInBrowser opens the operator console in headless Chromium as
@@ -47,7 +47,7 @@ func TestConsoleInBrowser(t *testing.T) {
 
 	browserTurn.Lock()
 	defer browserTurn.Unlock()
-	page := testdoubles.OpenPage(t, p.base+"/api/console?interval=500", 1280, 900, patience)
+	page := browser.OpenPage(t, p.base+"/api/console?interval=500", 1280, 900, patience)
 	page.Wait(t, "the page asks for the key", `document.body.dataset.state === 'locked'`)
 	var url string
 	page.Eval(t, `location.href`, &url)

@@ -16,21 +16,11 @@ import (
 
 // TestDispatchRules runs the dispatch scenario through the binary on the
 // embedded backend.
-func TestDispatchRules(t *testing.T) {
-	t.Parallel()
-	p := startServe(t, t.TempDir())
-	dispatchScenario(t, p)
-	p.stop(t)
-}
+func TestDispatchRules(t *testing.T) { onEmbedded(t, dispatchScenario) }
 
 // TestDispatchRulesOnAzureAdapters runs it on Cosmos DB and Service Bus,
 // through the local doubles.
-func TestDispatchRulesOnAzureAdapters(t *testing.T) {
-	t.Parallel()
-	p := startOnAzure(t)
-	dispatchScenario(t, p)
-	p.stop(t)
-}
+func TestDispatchRulesOnAzureAdapters(t *testing.T) { onAzure(t, dispatchScenario) }
 
 // problemOf decodes a problem document.
 func problemOf(t *testing.T, r *response) (field, detail string) {
@@ -314,20 +304,10 @@ func bookedPickupScenario(t *testing.T, p *proc) {
 // TestFairShare: one account's burst of 45 requests holds every drone and
 // keeps waiting; another account's delivery, waiting behind it, gets the
 // first drone that comes free.
-func TestFairShare(t *testing.T) {
-	t.Parallel()
-	p := startServe(t, t.TempDir())
-	fairShareScenario(t, p)
-	p.stop(t)
-}
+func TestFairShare(t *testing.T) { onEmbedded(t, fairShareScenario) }
 
 // TestFairShareOnAzureAdapters is the same on Cosmos DB and Service Bus.
-func TestFairShareOnAzureAdapters(t *testing.T) {
-	t.Parallel()
-	p := startOnAzure(t)
-	fairShareScenario(t, p)
-	p.stop(t)
-}
+func TestFairShareOnAzureAdapters(t *testing.T) { onAzure(t, fairShareScenario) }
 
 func fairShareScenario(t *testing.T, p *proc) {
 	busy, patient := signUp(t, p.base), signUp(t, p.base)

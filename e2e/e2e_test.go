@@ -25,7 +25,9 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/fabrikam/dronedelivery/shared/adapters/embedded"
 	"github.com/fabrikam/dronedelivery/shared/domain"
+	"github.com/fabrikam/dronedelivery/tools/apiclient"
 	"github.com/fabrikam/dronedelivery/tools/testdoubles"
 )
 
@@ -83,6 +85,7 @@ func startServeEnv(t testing.TB, dataDir string, env []string, args ...string) *
 	t.Helper()
 	args = append([]string{"serve", "-addr", "127.0.0.1:0", "-data-dir", dataDir}, args...)
 	cmd := exec.Command(binary, args...)
+	testdoubles.DieWithTest(cmd)
 	cmd.Env = append(os.Environ(), "FUNCTIONS_CUSTOMHANDLER_PORT=", "FUNCTIONS_HTTPWORKER_PORT=",
 		"OPERATOR_KEY="+e2eOperatorKey, "RATE_LIMIT=off", "SIGNUP_RATE_LIMIT=off")
 	cmd.Env = append(cmd.Env, env...)
@@ -135,6 +138,7 @@ func startHost(t *testing.T, dataDir string) *proc {
 func launchHost(t *testing.T, env []string, args ...string) *proc {
 	t.Helper()
 	cmd := exec.Command(binary, args...)
+	testdoubles.DieWithTest(cmd)
 	cmd.Env = append(os.Environ(),
 		fmt.Sprintf("FUNCTIONS_CUSTOMHANDLER_PORT=%d", freePort(t)),
 		"FUNCTIONS_CUSTOMHANDLER_WORKER_ID=worker-1")
@@ -201,11 +205,19 @@ func (p *proc) stop(t *testing.T) {
 	}
 }
 
-type response struct {
-	Status int
-	Header http.Header
-	Body   []byte
+// openEmbedded opens, beside the instance whose data folder is dir, its
+// embedded store, to observe its queues (or feed them, playing the host);
+// it is closed when the test ends.
+func openEmbedded(t *testing.T, dir string) *embedded.DB {
+	t.Helper()
+	db, err := embedded.Open(filepath.Join(dir, "dronedelivery.db"), embedded.Options{})
+	require.NoError(t, err)
+	t.Cleanup(func() { db.Close() })
+	return db
 }
+
+// response is one answer, read whole.
+type response apiclient.Response
 
 func (r *response) decode(t testing.TB, v any) {
 	t.Helper()
@@ -224,32 +236,15 @@ func call(t testing.TB, method, url string, body any) *response {
 // and a body, if any, as JSON; the exchange is held to the OpenAPI document.
 func callAs(t testing.TB, key, method, url string, body any) *response {
 	t.Helper()
-	var rd io.Reader
-	switch b := body.(type) {
-	case nil:
-	case string:
-		rd = strings.NewReader(b)
-	case []byte:
-		rd = bytes.NewReader(b)
-	default:
-		j, err := json.Marshal(b)
-		require.NoError(t, err)
-		rd = bytes.NewReader(j)
-	}
-	req, err := http.NewRequest(method, url, rd)
+	resp, err := clientOf(t, key).Send(context.Background(), method, url, body)
 	require.NoError(t, err)
-	if rd != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if key != "" {
-		req.Header.Set("Authorization", "Bearer "+key)
-	}
-	resp, err := checkedClient(t, 0).Do(req)
-	require.NoError(t, err)
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	require.NoError(t, err)
-	return &response{Status: resp.StatusCode, Header: resp.Header, Body: b}
+	return (*response)(resp)
+}
+
+// clientOf is the API client for t's exchanges with key, which are held to
+// the OpenAPI document; its paths are whole URLs.
+func clientOf(t testing.TB, key string) apiclient.Client {
+	return apiclient.Client{Key: key, HTTP: checkedClient(t, 0)}
 }
 
 // api is one business calling a running instance with its API key; fleet
@@ -261,15 +256,24 @@ type api struct {
 // signUp registers a business with the instance at base.
 func signUp(t testing.TB, base string) api {
 	t.Helper()
-	resp := call(t, "POST", base+"/api/accounts", map[string]any{"name": "Fabrikam", "contactEmail": "ops@fabrikam.example"})
-	require.Equal(t, http.StatusCreated, resp.Status, string(resp.Body))
-	var out struct {
-		AccountID, APIKey string
-	}
-	resp.decode(t, &out)
-	require.NotEmpty(t, out.APIKey)
-	return api{base: base, key: out.APIKey}
+	c := clientOf(t, "")
+	c.Base = base
+	acct, err := c.SignUp(context.Background(), apiclient.Registration{Name: "Fabrikam", ContactEmail: "ops@fabrikam.example"})
+	require.NoError(t, err)
+	return api{base: base, key: acct.APIKey}
 }
+
+// client is the API client of the business, held to the OpenAPI document.
+func (a api) client(t testing.TB) apiclient.Client { return timedClient(t, a, 0) }
+
+// timedClient is the business's client for a load: every exchange is held
+// to the OpenAPI document and given up after timeout (0: never).
+func timedClient(t testing.TB, a api, timeout time.Duration) apiclient.Client {
+	return apiclient.Client{Base: a.base, Key: a.key, HTTP: checkedClient(t, timeout)}
+}
+
+// operator is the API client with the operator key.
+func (a api) operator(t testing.TB) apiclient.Client { return a.client(t).WithKey(e2eOperatorKey) }
 
 // call sends a request as the business.
 func (a api) call(t *testing.T, method, path string, body any) *response {
@@ -300,14 +304,7 @@ func eventually(t *testing.T, what string, cond func() bool) {
 }
 
 // droneSpec is the PUT /api/drones/{id} body.
-type droneSpec struct {
-	Location       domain.Location `json:"location"`
-	MaxPayloadKg   float64         `json:"maxPayloadKg"`
-	MaxPackageSize string          `json:"maxPackageSize"`
-	RangeKm        float64         `json:"rangeKm"`
-	CruiseSpeedMps float64         `json:"cruiseSpeedMps"`
-	BatteryPercent float64         `json:"batteryPercent"`
-}
+type droneSpec = apiclient.DroneSpec
 
 // testFleet is a fleet of varied drones around Seattle, placed on a
 // deterministic spiral so every distance differs.
@@ -332,8 +329,7 @@ func testFleet(n int) map[string]droneSpec {
 func registerFleet(t *testing.T, a api, fleet map[string]droneSpec) {
 	t.Helper()
 	for id, spec := range fleet {
-		resp := a.fleet(t, "PUT", "/api/drones/"+id, spec)
-		require.Equal(t, http.StatusCreated, resp.Status, string(resp.Body))
+		require.NoError(t, a.operator(t).PutDrone(context.Background(), id, spec))
 	}
 }
 
@@ -371,36 +367,25 @@ func expectedDrones(drones []*domain.Drone, req *domain.DeliveryRequest) []strin
 
 func availableDrones(t *testing.T, a api) []*domain.Drone {
 	t.Helper()
-	var page struct {
-		Drones []*domain.Drone `json:"drones"`
-	}
-	a.fleet(t, "GET", "/api/drones?status=Available&limit=1000", nil).decode(t, &page)
-	return page.Drones
+	return dronesIn(t, a, domain.DroneAvailable)
 }
 
-type deliveryDoc struct {
-	ID                string           `json:"id"`
-	TrackingID        string           `json:"trackingId"`
-	Stage             domain.Stage     `json:"stage"`
-	DroneID           string           `json:"droneId"`
-	PickupLocation    domain.Location  `json:"pickupLocation"`
-	DropoffLocation   domain.Location  `json:"dropOffLocation"`
-	PickupTime        time.Time        `json:"pickupTime"`
-	PickupETA         *time.Time       `json:"pickupETA"`
-	DeliveryETA       *time.Time       `json:"deliveryETA"`
-	ScheduledAt       *time.Time       `json:"scheduledAt"`
-	LastKnownLocation *domain.Location `json:"lastKnownLocation"`
-	FailureReason     string           `json:"failureReason"`
-	PackageInfo       domain.PackageInfo
+// dronesIn lists the drones with the status.
+func dronesIn(t *testing.T, a api, status domain.DroneStatus) []*domain.Drone {
+	t.Helper()
+	drones, err := a.operator(t).ListDrones(context.Background(), status)
+	require.NoError(t, err)
+	return drones
 }
+
+// deliveryDoc is GET /api/deliveries/{id}.
+type deliveryDoc = apiclient.Delivery
 
 func getDelivery(t *testing.T, a api, id string) *deliveryDoc {
 	t.Helper()
-	resp := a.call(t, "GET", "/api/deliveries/"+id, nil)
-	require.Equal(t, http.StatusOK, resp.Status, string(resp.Body))
-	var d deliveryDoc
-	resp.decode(t, &d)
-	return &d
+	d, err := a.client(t).GetDelivery(context.Background(), id)
+	require.NoError(t, err)
+	return d
 }
 
 func waitStage(t *testing.T, a api, id string, stages ...domain.Stage) *deliveryDoc {
@@ -433,8 +418,8 @@ func checkSchedule(t *testing.T, a api, d *deliveryDoc) {
 	t.Helper()
 	require.Equal(t, domain.StageScheduled, d.Stage)
 	require.NotNil(t, d.ScheduledAt)
-	var drone domain.Drone
-	a.fleet(t, "GET", "/api/drones/"+d.DroneID, nil).decode(t, &drone)
+	drone, err := a.operator(t).GetDrone(context.Background(), d.DroneID)
+	require.NoError(t, err)
 	require.Equal(t, d.ID, drone.CurrentDeliveryID)
 	req := &domain.DeliveryRequest{PickupLocation: d.PickupLocation, DropoffLocation: d.DropoffLocation, PickupTime: d.PickupTime}
 	want := domain.ComputeETA(*d.ScheduledAt, drone.Location, drone.CruiseSpeedMps, req)

@@ -8,7 +8,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -17,15 +16,33 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/fabrikam/dronedelivery/shared/adapters/embedded"
 	"github.com/fabrikam/dronedelivery/shared/domain"
 	"github.com/fabrikam/dronedelivery/shared/ports"
 	"github.com/fabrikam/dronedelivery/shared/topology"
-	"github.com/fabrikam/dronedelivery/tools/testdoubles"
+	"github.com/fabrikam/dronedelivery/tools/testdoubles/cosmosdouble"
+	"github.com/fabrikam/dronedelivery/tools/testdoubles/servicebusdouble"
 )
 
 // jsonString double-encodes a scalar the way the host sends Service Bus
 // trigger metadata: a JSON string holding the value's JSON.
+// hostChain is the chain's queue steps in order: the function the host
+// invokes for each queue.
+var hostChain = []struct{ fn, queue string }{
+	{"ScheduleDrone", topology.QueueDeliveryRequests},
+	{"UpdatePackage", topology.QueueDroneScheduled},
+	{"ComputeEta", topology.QueuePackageUpdated},
+	{"SendNotification", topology.QueueNotifications},
+}
+
+// receiveOnly takes the one message waiting on queue.
+func receiveOnly(t *testing.T, bus ports.Bus, queue string) []*ports.Delivered {
+	t.Helper()
+	msgs, err := bus.Receive(ctxFor(t), queue, 10)
+	require.NoError(t, err, queue)
+	require.Len(t, msgs, 1, queue)
+	return msgs
+}
+
 func jsonString(v any) string {
 	b, _ := json.Marshal(v)
 	return string(b)
@@ -191,20 +208,10 @@ func TestHostProtocolChain(t *testing.T) {
 	// Play the host for each queue step: take the message the previous step
 	// emitted, invoke the function with it, then deliver it a second time;
 	// the state after the duplicate must equal the state after the first.
-	db, err := embedded.Open(filepath.Join(dir, "dronedelivery.db"), embedded.Options{})
-	require.NoError(t, err)
-	defer db.Close()
+	db := openEmbedded(t, dir)
 	bus := db.Bus()
-	steps := []struct{ fn, queue string }{
-		{"ScheduleDrone", topology.QueueDeliveryRequests},
-		{"UpdatePackage", topology.QueueDroneScheduled},
-		{"ComputeEta", topology.QueuePackageUpdated},
-		{"SendNotification", topology.QueueNotifications},
-	}
-	for i, s := range steps {
-		msgs, err := bus.Receive(ctxFor(t), s.queue, 10)
-		require.NoError(t, err, s.queue)
-		require.Len(t, msgs, 1, s.queue)
+	for i, s := range hostChain {
+		msgs := receiveOnly(t, bus, s.queue)
 		m := msgs[0]
 		if s.queue != topology.QueueNotifications {
 			assert.Equal(t, "delivery", m.Operation)
@@ -309,8 +316,8 @@ func TestHostLogsInfoToStdoutAndErrorsToStderr(t *testing.T) {
 // shows that listening does not wait for it.
 func TestHostAnswersBeforeCosmosIsReachable(t *testing.T) {
 	t.Parallel()
-	cosmos := testdoubles.StartCosmos(t)
-	sb := testdoubles.StartServiceBus(t)
+	cosmos := cosmosdouble.StartCosmos(t)
+	sb := servicebusdouble.StartServiceBus(t)
 	double := strings.TrimSuffix(strings.TrimPrefix(strings.SplitN(cosmos, ";", 2)[0], "AccountEndpoint=http://"), "/")
 	closed := fmt.Sprintf("127.0.0.1:%d", freePort(t)) // nothing listens here yet
 	p := launchHost(t, []string{

@@ -16,7 +16,6 @@ import (
 	"github.com/stretchr/testify/require"
 	_ "modernc.org/sqlite" // the embedded store's driver, to read its file beside the process
 
-	"github.com/fabrikam/dronedelivery/shared/adapters/embedded"
 	"github.com/fabrikam/dronedelivery/shared/domain"
 	"github.com/fabrikam/dronedelivery/shared/functionapp"
 	"github.com/fabrikam/dronedelivery/shared/ports"
@@ -555,9 +554,7 @@ func TestPoisonMessagesAreDeadLetteredOnce(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	p := startServe(t, dir)
-	db, err := embedded.Open(filepath.Join(dir, "dronedelivery.db"), embedded.Options{})
-	require.NoError(t, err)
-	defer db.Close()
+	db := openEmbedded(t, dir)
 	bus := db.Bus()
 	poison := []string{
 		`{oops`, ``, `null`, `[]`, `"delivery"`, "{\"operation\":\"delivery\",\"deliveryId\":\"\xff\",\"correlationId\":\"c\"}",

@@ -22,7 +22,10 @@ import (
 	"github.com/fabrikam/dronedelivery/shared/domain"
 	"github.com/fabrikam/dronedelivery/shared/topology"
 	"github.com/fabrikam/dronedelivery/shared/wire/sqsmsg"
-	"github.com/fabrikam/dronedelivery/tools/testdoubles"
+	"github.com/fabrikam/dronedelivery/tools/testdoubles/cosmosdouble"
+	"github.com/fabrikam/dronedelivery/tools/testdoubles/lambdarie"
+	"github.com/fabrikam/dronedelivery/tools/testdoubles/otlpdouble"
+	"github.com/fabrikam/dronedelivery/tools/testdoubles/sqsdouble"
 )
 
 // queuePrefix begins the SQS queue names in these tests, as the stack name
@@ -31,10 +34,10 @@ const queuePrefix = "e2e-"
 
 // awsEnv starts the Cosmos DB and SQS doubles and returns the settings that
 // point the binary at them, as Lambda's environment would point it at AWS.
-func awsEnv(t *testing.T) (*testdoubles.SQS, []string) {
+func awsEnv(t *testing.T) (*sqsdouble.SQS, []string) {
 	t.Helper()
-	cosmos := testdoubles.StartCosmos(t)
-	q := testdoubles.StartSQS(t)
+	cosmos := cosmosdouble.StartCosmos(t)
+	q := sqsdouble.StartSQS(t)
 	return q, append(q.Env(),
 		"CosmosDBConnection="+cosmos,
 		fmt.Sprintf("COSMOS_DATABASE=aws%d", time.Now().UnixNano()),
@@ -64,7 +67,7 @@ type lambdaAPI struct {
 	key string // a business's API key, once signed up
 }
 
-func (a *lambdaAPI) call(t *testing.T, fn *testdoubles.RIE, method, path string, body any) events.APIGatewayV2HTTPResponse {
+func (a *lambdaAPI) call(t *testing.T, fn *lambdarie.RIE, method, path string, body any) events.APIGatewayV2HTTPResponse {
 	t.Helper()
 	rawPath, query, _ := strings.Cut(path, "?")
 	e := events.APIGatewayV2HTTPRequest{
@@ -93,7 +96,7 @@ func (a *lambdaAPI) call(t *testing.T, fn *testdoubles.RIE, method, path string,
 
 // takeMessage receives the one message a step left on queue, as the event
 // source mapping would, and shapes it as the SQS event Lambda would send.
-func takeMessage(t *testing.T, q *testdoubles.SQS, queue string) (events.SQSMessage, func()) {
+func takeMessage(t *testing.T, q *sqsdouble.SQS, queue string) (events.SQSMessage, func()) {
 	t.Helper()
 	ctx := ctxFor(t)
 	client := q.Client()
@@ -117,7 +120,7 @@ func takeMessage(t *testing.T, q *testdoubles.SQS, queue string) (events.SQSMess
 	rec := events.SQSMessage{
 		MessageId: aws.ToString(m.MessageId), ReceiptHandle: aws.ToString(m.ReceiptHandle), Body: aws.ToString(m.Body),
 		Md5OfBody: aws.ToString(m.MD5OfBody), Attributes: m.Attributes, MessageAttributes: map[string]events.SQSMessageAttribute{},
-		EventSource: "aws:sqs", EventSourceARN: testdoubles.QueueARN(name), AWSRegion: testdoubles.SQSRegion,
+		EventSource: "aws:sqs", EventSourceARN: sqsdouble.QueueARN(name), AWSRegion: sqsdouble.SQSRegion,
 	}
 	for k, v := range m.MessageAttributes {
 		rec.MessageAttributes[k] = events.SQSMessageAttribute{DataType: aws.ToString(v.DataType), StringValue: v.StringValue}
@@ -164,11 +167,11 @@ func TestLambdaUnderRuntimeInterfaceEmulator(t *testing.T) {
 	require.NoError(t, err, "build the bootstrap: %s", out)
 
 	// The functions export their spans, each invocation's before it answers.
-	rcv := testdoubles.StartOTLPReceiver(t)
+	rcv := otlpdouble.StartOTLPReceiver(t)
 	env = append(env, otlpEnv(rcv)...)
-	ingest := testdoubles.StartRIE(t, bootstrap, "IngestDelivery", env)
-	schedule := testdoubles.StartRIE(t, bootstrap, "", append(env, "DRONEDELIVERY_FUNCTION=ScheduleDrone"))
-	every := testdoubles.StartRIE(t, bootstrap, "", env)
+	ingest := lambdarie.StartRIE(t, bootstrap, "IngestDelivery", env)
+	schedule := lambdarie.StartRIE(t, bootstrap, "", append(env, "DRONEDELIVERY_FUNCTION=ScheduleDrone"))
+	every := lambdarie.StartRIE(t, bootstrap, "", env)
 
 	var a lambdaAPI
 	resp := a.call(t, every, http.MethodPost, "/api/accounts", map[string]any{"name": "Fabrikam", "contactEmail": "ops@fabrikam.example"})

@@ -14,12 +14,7 @@ import (
 	"github.com/fabrikam/dronedelivery/shared/domain"
 )
 
-func TestListingEndToEnd(t *testing.T) {
-	t.Parallel()
-	p := startServe(t, t.TempDir())
-	listingScenario(t, p)
-	p.stop(t)
-}
+func TestListingEndToEnd(t *testing.T) { onEmbedded(t, listingScenario) }
 
 // listedDelivery is an item of GET /api/deliveries as a client reads it.
 type listedDelivery struct {

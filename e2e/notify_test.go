@@ -15,7 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/fabrikam/dronedelivery/shared/domain"
-	"github.com/fabrikam/dronedelivery/tools/testdoubles"
+	"github.com/fabrikam/dronedelivery/tools/testdoubles/smtpdouble"
 )
 
 // notifyPickup and notifyDropoff are the places of the notify-me tests'
@@ -60,9 +60,9 @@ func reportAt(t *testing.T, a api, droneID string, loc domain.Location, at time.
 var unsubscribeLink = regexp.MustCompile(`https?://\S+/api/unsubscribe/\S+`)
 
 // waitMail waits for a message to rcpt with the given subject.
-func waitMail(t *testing.T, srv *testdoubles.MailServer, rcpt, subject string) testdoubles.Mail {
+func waitMail(t *testing.T, srv *smtpdouble.MailServer, rcpt, subject string) smtpdouble.Mail {
 	t.Helper()
-	var got testdoubles.Mail
+	var got smtpdouble.Mail
 	eventually(t, fmt.Sprintf("an e-mail %q to %s", subject, rcpt), func() bool {
 		for _, m := range srv.To(rcpt) {
 			if m.Header().Get("Subject") == subject {
@@ -75,7 +75,7 @@ func waitMail(t *testing.T, srv *testdoubles.MailServer, rcpt, subject string) t
 	return got
 }
 
-func subjectsTo(srv *testdoubles.MailServer, rcpt string) []string {
+func subjectsTo(srv *smtpdouble.MailServer, rcpt string) []string {
 	var out []string
 	for _, m := range srv.To(rcpt) {
 		out = append(out, m.Header().Get("Subject"))
@@ -90,12 +90,12 @@ func subjectsTo(srv *testdoubles.MailServer, rcpt string) []string {
 // that link stops the mail.
 func TestNotifyMeSendsEmailThroughSMTP(t *testing.T) {
 	t.Parallel()
-	serverTLS, _ := testdoubles.SelfSignedTLS(t)
-	srv := testdoubles.StartMailServer(t, testdoubles.MailServerOptions{TLS: serverTLS, Username: "drones", Password: "mail-password-1"})
+	serverTLS, _ := smtpdouble.SelfSignedTLS(t)
+	srv := smtpdouble.StartMailServer(t, smtpdouble.MailServerOptions{TLS: serverTLS, Username: "drones", Password: "mail-password-1"})
 	// The binary trusts the server's certificate through the roots file
 	// Go reads on Linux.
 	roots := filepath.Join(t.TempDir(), "roots.pem")
-	require.NoError(t, os.WriteFile(roots, testdoubles.CertPEM(serverTLS), 0o600))
+	require.NoError(t, os.WriteFile(roots, smtpdouble.CertPEM(serverTLS), 0o600))
 	p := startServeEnv(t, t.TempDir(), []string{
 		"SSL_CERT_FILE=" + roots,
 		"SMTP_HOST=" + srv.Host, "SMTP_PORT=" + strconv.Itoa(srv.Port), "SMTP_TLS=required",

@@ -1,10 +1,8 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"database/sql"
-	"encoding/json"
 	"fmt"
 	"io"
 	"maps"
@@ -25,8 +23,10 @@ import (
 	"github.com/fabrikam/dronedelivery/shared/domain"
 	"github.com/fabrikam/dronedelivery/shared/ports"
 	"github.com/fabrikam/dronedelivery/shared/topology"
+	"github.com/fabrikam/dronedelivery/tools/apiclient"
 	"github.com/fabrikam/dronedelivery/tools/simulator"
-	"github.com/fabrikam/dronedelivery/tools/testdoubles"
+	"github.com/fabrikam/dronedelivery/tools/testdoubles/cosmosdouble"
+	"github.com/fabrikam/dronedelivery/tools/testdoubles/servicebusdouble"
 )
 
 // outageWindows are the lengths of the outages TestOutagesUnderLoad
@@ -63,12 +63,10 @@ const (
 type patientLoad struct {
 	a      api
 	prefix string
-	client *http.Client
+	client apiclient.Client
 
-	mu           sync.Mutex
-	accepted     []string
-	acceptedAt   []time.Time
-	statuses     map[int]int
+	answered
+	acceptedAt   []time.Time // under answered's lock, as accepted
 	noRetryAfter int
 	sent         atomic.Int64
 }
@@ -90,10 +88,7 @@ func (l *patientLoad) run(stop <-chan struct{}, clients int) *sync.WaitGroup {
 				}
 				l.sent.Add(1)
 				id := fmt.Sprintf("%s-%d-%d", l.prefix, c, i)
-				body, _ := json.Marshal(deliveryRequest(id,
-					domain.Location{Latitude: 47.6062 + float64(i%40)*0.0005, Longitude: -122.3321 + float64(c)*0.001},
-					domain.Location{Latitude: 47.6162, Longitude: -122.3221}, "Small", 1))
-				if !l.post(stop, id, body) {
+				if !l.post(stop, id, loadRequest(id, c, i)) {
 					return
 				}
 			}
@@ -104,40 +99,29 @@ func (l *patientLoad) run(stop <-chan struct{}, clients int) *sync.WaitGroup {
 
 // post sends one delivery until it is answered with something other than
 // 503, or stop closes; it reports false when it stopped.
-func (l *patientLoad) post(stop <-chan struct{}, id string, body []byte) bool {
+func (l *patientLoad) post(stop <-chan struct{}, id string, body any) bool {
 	for {
 		select {
 		case <-stop:
 			return false
 		default:
 		}
-		req, _ := http.NewRequest("POST", l.a.base+"/api/deliveryrequests", bytes.NewReader(body))
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("Authorization", "Bearer "+l.a.key)
-		resp, err := l.client.Do(req)
+		resp, err := l.client.Send(context.Background(), "POST", "/api/deliveryrequests", body)
 		if err != nil {
 			if !pause(stop, 100*time.Millisecond) {
 				return false
 			}
 			continue
 		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		l.mu.Lock()
-		if l.statuses == nil {
-			l.statuses = map[int]int{}
-		}
-		l.statuses[resp.StatusCode]++
-		if resp.StatusCode == http.StatusAccepted {
-			l.accepted = append(l.accepted, id)
-			l.acceptedAt = append(l.acceptedAt, time.Now())
-		}
-		retryAfter := resp.Header.Get("Retry-After")
-		if resp.StatusCode == http.StatusServiceUnavailable && retryAfter == "" {
-			l.noRetryAfter++
-		}
-		l.mu.Unlock()
-		if resp.StatusCode != http.StatusServiceUnavailable {
+		l.count(id, resp.Status, func() {
+			if resp.Status == http.StatusAccepted {
+				l.acceptedAt = append(l.acceptedAt, time.Now())
+			}
+			if resp.Status == http.StatusServiceUnavailable && resp.Header.Get("Retry-After") == "" {
+				l.noRetryAfter++
+			}
+		})
+		if resp.Status != http.StatusServiceUnavailable {
 			return true
 		}
 		// Retry-After is 1 or 2 s here; a shorter wait keeps the load up
@@ -169,12 +153,6 @@ func (l *patientLoad) acceptedSince(t time.Time) (string, bool) {
 		}
 	}
 	return "", false
-}
-
-func (l *patientLoad) acceptedCount() int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return len(l.accepted)
 }
 
 // outagePhase is one window of failure: start opens it, ended reports
@@ -235,7 +213,7 @@ func runOutage(t *testing.T, s *outageService, fault string, window time.Duratio
 			}
 		}
 	})
-	l := &patientLoad{a: s.a, prefix: "outage", client: checkedClient(t, 30*time.Second)}
+	l := &patientLoad{a: s.a, prefix: "outage", client: timedClient(t, s.a, 30*time.Second)}
 	stop := make(chan struct{})
 	wg := l.run(stop, 4)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -257,7 +235,7 @@ func runOutage(t *testing.T, s *outageService, fault string, window time.Duratio
 	defer stopLoad()
 	eventually(t, "deliveries accepted before the outage", func() bool { return l.acceptedCount() >= 20 })
 
-	probe := checkedClient(t, 30*time.Second)
+	probe := timedClient(t, s.a, 30*time.Second)
 	reads := map[int]int{}
 	for _, ph := range phases {
 		ph.start()
@@ -270,15 +248,11 @@ func runOutage(t *testing.T, s *outageService, fault string, window time.Duratio
 			l.mu.Lock()
 			id := l.accepted[len(l.accepted)/2]
 			l.mu.Unlock()
-			req, _ := http.NewRequest("GET", s.a.base+"/api/deliveries/"+id, nil)
-			req.Header.Set("Authorization", "Bearer "+s.a.key)
-			resp, err := probe.Do(req)
+			resp, err := probe.Send(context.Background(), "GET", "/api/deliveries/"+id, nil)
 			require.NoError(t, err)
-			io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			reads[resp.StatusCode]++
-			assert.Contains(t, []int{http.StatusOK, http.StatusServiceUnavailable}, resp.StatusCode, "a read during the outage")
-			if resp.StatusCode == http.StatusServiceUnavailable {
+			reads[resp.Status]++
+			assert.Contains(t, []int{http.StatusOK, http.StatusServiceUnavailable}, resp.Status, "a read during the outage")
+			if resp.Status == http.StatusServiceUnavailable {
 				assert.NotEmpty(t, resp.Header.Get("Retry-After"), "a 503 read says when to retry")
 			}
 			time.Sleep(100 * time.Millisecond)
@@ -317,10 +291,10 @@ func runOutage(t *testing.T, s *outageService, fault string, window time.Duratio
 
 // startOnAzureDoubles starts the binary on the Cosmos DB and Service Bus
 // doubles with a seeded fleet.
-func startOnAzureDoubles(t *testing.T) (*outageService, *testdoubles.Cosmos, *testdoubles.ServiceBus) {
+func startOnAzureDoubles(t *testing.T) (*outageService, *cosmosdouble.Cosmos, *servicebusdouble.ServiceBus) {
 	t.Helper()
-	cosmos := testdoubles.StartCosmosDouble(t)
-	sb := testdoubles.StartServiceBus(t)
+	cosmos := cosmosdouble.StartCosmosDouble(t)
+	sb := servicebusdouble.StartServiceBus(t)
 	p := startServeEnv(t, t.TempDir(), []string{
 		"CosmosDBConnection=" + cosmos.ConnectionString(),
 		"ServiceBusConnection=" + sb.ConnectionString(),
@@ -329,7 +303,7 @@ func startOnAzureDoubles(t *testing.T) (*outageService, *testdoubles.Cosmos, *te
 		"LOG_LEVEL=" + os.Getenv("DRONEDELIVERY_OUTAGE_LOG_LEVEL"),
 	}, "-seed", outageFleet)
 	require.Contains(t, p.logs.String(), `"backend":"Cosmos DB`, "the binary opened the Azure backends")
-	count := func(f func(testdoubles.QueueStats) int) int {
+	count := func(f func(servicebusdouble.QueueStats) int) int {
 		n := 0
 		for _, q := range topology.Queues {
 			n += f(sb.Stats(t, q))
@@ -339,9 +313,9 @@ func startOnAzureDoubles(t *testing.T) (*outageService, *testdoubles.Cosmos, *te
 	return &outageService{
 		p: p, a: signUp(t, p.base),
 		pending: func() int {
-			return count(func(s testdoubles.QueueStats) int { return s.Active + s.Scheduled + s.Locked })
+			return count(func(s servicebusdouble.QueueStats) int { return s.Active + s.Scheduled + s.Locked })
 		},
-		deadLettered: func() int { return count(func(s testdoubles.QueueStats) int { return s.DeadLettered }) },
+		deadLettered: func() int { return count(func(s servicebusdouble.QueueStats) int { return s.DeadLettered }) },
 		queues: func() string {
 			var b strings.Builder
 			for _, q := range topology.Queues {
@@ -352,12 +326,12 @@ func startOnAzureDoubles(t *testing.T) (*outageService, *testdoubles.Cosmos, *te
 	}, cosmos, sb
 }
 
-func cosmosPhase(t *testing.T, c *testdoubles.Cosmos, f testdoubles.CosmosFault) outagePhase {
+func cosmosPhase(t *testing.T, c *cosmosdouble.Cosmos, f cosmosdouble.CosmosFault) outagePhase {
 	return outagePhase{start: func() { c.Fault(t, f) }, ended: func() bool { return !c.FaultState(t).Active }}
 }
 
-func serviceBusOutage(window time.Duration) testdoubles.ServiceBusFault {
-	return testdoubles.ServiceBusFault{DetachLinks: true, RefuseLinks: true, For: window}
+func serviceBusOutage(window time.Duration) servicebusdouble.ServiceBusFault {
+	return servicebusdouble.ServiceBusFault{DetachLinks: true, RefuseLinks: true, For: window}
 }
 
 // TestOutagesUnderLoad takes away what the service depends on while
@@ -379,14 +353,14 @@ func TestOutagesUnderLoad(t *testing.T) {
 	t.Run("CosmosThrottleStorm", func(t *testing.T) {
 		s, cosmos, _ := startOnAzureDoubles(t)
 		row := runOutage(t, s, "Cosmos DB 429 storm (x-ms-retry-after-ms 250)", throttle,
-			cosmosPhase(t, cosmos, testdoubles.CosmosFault{Kind: testdoubles.CosmosThrottle, RetryAfter: 250 * time.Millisecond, For: throttle}))
+			cosmosPhase(t, cosmos, cosmosdouble.CosmosFault{Kind: cosmosdouble.CosmosThrottle, RetryAfter: 250 * time.Millisecond, For: throttle}))
 		rows = append(rows, row.String())
 	})
 	t.Run("CosmosOutage", func(t *testing.T) {
 		s, cosmos, _ := startOnAzureDoubles(t)
 		row := runOutage(t, s, "Cosmos DB outage (503, then connections refused)", outage,
-			cosmosPhase(t, cosmos, testdoubles.CosmosFault{Kind: testdoubles.CosmosUnavailable, For: outage / 2}),
-			cosmosPhase(t, cosmos, testdoubles.CosmosFault{Kind: testdoubles.CosmosRefuse, For: outage / 2}))
+			cosmosPhase(t, cosmos, cosmosdouble.CosmosFault{Kind: cosmosdouble.CosmosUnavailable, For: outage / 2}),
+			cosmosPhase(t, cosmos, cosmosdouble.CosmosFault{Kind: cosmosdouble.CosmosRefuse, For: outage / 2}))
 		rows = append(rows, row.String())
 	})
 	t.Run("ServiceBusOutage", func(t *testing.T) {
@@ -401,7 +375,7 @@ func TestOutagesUnderLoad(t *testing.T) {
 		s, cosmos, sb := startOnAzureDoubles(t)
 		row := runOutage(t, s, "Cosmos DB 503 and Service Bus outage at once", outage, outagePhase{
 			start: func() {
-				cosmos.Fault(t, testdoubles.CosmosFault{Kind: testdoubles.CosmosUnavailable, For: outage})
+				cosmos.Fault(t, cosmosdouble.CosmosFault{Kind: cosmosdouble.CosmosUnavailable, For: outage})
 				sb.Fault(t, serviceBusOutage(outage))
 			},
 			ended: func() bool { return !cosmos.FaultState(t).Active && !sb.FaultState(t).Active },

@@ -14,21 +14,11 @@ import (
 
 // TestExpeditedTakesADroneNotYetFlying runs the preemption scenario
 // through the binary on the embedded backend.
-func TestExpeditedTakesADroneNotYetFlying(t *testing.T) {
-	t.Parallel()
-	p := startServe(t, t.TempDir())
-	preemptScenario(t, p)
-	p.stop(t)
-}
+func TestExpeditedTakesADroneNotYetFlying(t *testing.T) { onEmbedded(t, preemptScenario) }
 
 // TestExpeditedTakesADroneNotYetFlyingOnAzureAdapters is the same on
 // Cosmos DB and Service Bus, through the local doubles.
-func TestExpeditedTakesADroneNotYetFlyingOnAzureAdapters(t *testing.T) {
-	t.Parallel()
-	p := startOnAzure(t)
-	preemptScenario(t, p)
-	p.stop(t)
-}
+func TestExpeditedTakesADroneNotYetFlyingOnAzureAdapters(t *testing.T) { onAzure(t, preemptScenario) }
 
 // preemptScenario: the only drone is booked for one account's plain
 // delivery and has not taken off; another account's expedited delivery,

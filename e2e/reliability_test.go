@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -21,7 +20,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/fabrikam/dronedelivery/shared/adapters/embedded"
 	"github.com/fabrikam/dronedelivery/shared/domain"
 	"github.com/fabrikam/dronedelivery/shared/ports"
 	"github.com/fabrikam/dronedelivery/shared/topology"
@@ -33,19 +31,57 @@ import (
 // the ids of those answered 202. A refused connection (the process is down)
 // is not an error here; any 5xx answer is.
 type load struct {
-	t        testing.TB // whose exchanges are held to the OpenAPI document
-	a        api
-	prefix   string
-	max      int64 // requests to send at most, so the fleet never runs out of drones
+	t      testing.TB // whose exchanges are held to the OpenAPI document
+	a      api
+	prefix string
+	max    int64 // requests to send at most, so the fleet never runs out of drones
+	answered
+	sent atomic.Int64
+}
+
+// answered counts a load's answers by status and keeps the ids answered
+// 202.
+type answered struct {
+	mu       sync.Mutex
 	accepted []string
 	statuses map[int]int
-	mu       sync.Mutex
-	sent     atomic.Int64
+}
+
+// count records the answer to the request for id, and runs also, when
+// set, under the same lock.
+func (a *answered) count(id string, status int, also func()) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.statuses == nil {
+		a.statuses = map[int]int{}
+	}
+	a.statuses[status]++
+	if status == http.StatusAccepted {
+		a.accepted = append(a.accepted, id)
+	}
+	if also != nil {
+		also()
+	}
+}
+
+// acceptedCount is how many deliveries have been answered 202 so far.
+func (a *answered) acceptedCount() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return len(a.accepted)
+}
+
+// loadRequest is client c's i-th delivery request of a load: pickups spread
+// over a few blocks of Seattle, one dropoff.
+func loadRequest(id string, c, i int) map[string]any {
+	return deliveryRequest(id,
+		domain.Location{Latitude: 47.6062 + float64(i%40)*0.0005, Longitude: -122.3321 + float64(c)*0.001},
+		domain.Location{Latitude: 47.6162, Longitude: -122.3221}, "Small", 1)
 }
 
 func (l *load) run(stop <-chan struct{}, clients int) *sync.WaitGroup {
 	var wg sync.WaitGroup
-	client := checkedClient(l.t, 10*time.Second)
+	client := timedClient(l.t, l.a, 10*time.Second)
 	for c := range clients {
 		wg.Add(1)
 		go func() {
@@ -61,40 +97,17 @@ func (l *load) run(stop <-chan struct{}, clients int) *sync.WaitGroup {
 					continue
 				}
 				id := fmt.Sprintf("%s-%d-%d", l.prefix, c, i)
-				body, _ := json.Marshal(deliveryRequest(id,
-					domain.Location{Latitude: 47.6062 + float64(i%40)*0.0005, Longitude: -122.3321 + float64(c)*0.001},
-					domain.Location{Latitude: 47.6162, Longitude: -122.3221}, "Small", 1))
-				req, _ := http.NewRequest("POST", l.a.base+"/api/deliveryrequests", bytes.NewReader(body))
-				req.Header.Set("Content-Type", "application/json")
-				req.Header.Set("Authorization", "Bearer "+l.a.key)
 				l.sent.Add(1)
-				resp, err := client.Do(req)
+				resp, err := client.Send(context.Background(), "POST", "/api/deliveryrequests", loadRequest(id, c, i))
 				if err != nil {
 					time.Sleep(20 * time.Millisecond)
 					continue
 				}
-				io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				l.mu.Lock()
-				if l.statuses == nil {
-					l.statuses = map[int]int{}
-				}
-				l.statuses[resp.StatusCode]++
-				if resp.StatusCode == http.StatusAccepted {
-					l.accepted = append(l.accepted, id)
-				}
-				l.mu.Unlock()
+				l.count(id, resp.Status, nil)
 			}
 		}()
 	}
 	return &wg
-}
-
-// acceptedCount is how many deliveries have been answered 202 so far.
-func (l *load) acceptedCount() int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return len(l.accepted)
 }
 
 // settle waits until every accepted delivery is Scheduled or further and
@@ -179,12 +192,8 @@ func checkSettled(t *testing.T, a api, accepted []string) (failed int) {
 			heldBy[d.DroneID] = id
 		}
 	}
-	var page struct {
-		Drones []*domain.Drone `json:"drones"`
-	}
-	for _, status := range []string{"Assigned", "InFlight"} {
-		a.fleet(t, "GET", "/api/drones?status="+status+"&limit=1000", nil).decode(t, &page)
-		for _, dr := range page.Drones {
+	for _, status := range []domain.DroneStatus{domain.DroneAssigned, domain.DroneInFlight} {
+		for _, dr := range dronesIn(t, a, status) {
 			d := getDelivery(t, a, dr.CurrentDeliveryID)
 			assert.Equal(t, dr.ID, d.DroneID, "drone %s holds %s, which does not know it", dr.ID, d.ID)
 			assert.NotEqual(t, domain.StageCompleted, d.Stage)
@@ -289,9 +298,7 @@ func TestPoisonMessagesAreDeadLetteredAndReplayed(t *testing.T) {
 	a := signUp(t, p.base)
 	registerFleet(t, a, testFleet(5))
 
-	db, err := embedded.Open(filepath.Join(dir, "dronedelivery.db"), embedded.Options{})
-	require.NoError(t, err)
-	defer db.Close()
+	db := openEmbedded(t, dir)
 	early, _ := json.Marshal(wire.Envelope{Operation: wire.OpDelivery, DeliveryID: "early", CorrelationID: "c-early"})
 	require.NoError(t, db.Bus().Publish(ctxFor(t),
 		ports.Message{ID: "garbage-1", Queue: topology.QueueDeliveryRequests, Body: []byte("{not json"), Operation: "delivery"},

@@ -1,10 +1,9 @@
 package e2e
 
 import (
-	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"net/http"
 	"os"
@@ -21,7 +20,9 @@ import (
 
 	"github.com/fabrikam/dronedelivery/shared/domain"
 	"github.com/fabrikam/dronedelivery/shared/topology"
-	"github.com/fabrikam/dronedelivery/tools/testdoubles"
+	"github.com/fabrikam/dronedelivery/tools/apiclient"
+	"github.com/fabrikam/dronedelivery/tools/testdoubles/cosmosdouble"
+	"github.com/fabrikam/dronedelivery/tools/testdoubles/servicebusdouble"
 )
 
 // scaleCenter is where the scale-out tests' drones and deliveries are.
@@ -50,14 +51,14 @@ func putScaleDrone(t *testing.T, a api, id string, loc domain.Location) {
 // that), and dispatches the drone again.
 func TestIndexFollowsOtherInstance(t *testing.T) {
 	t.Parallel()
-	cosmos := testdoubles.StartCosmos(t)
-	sb := testdoubles.StartServiceBus(t)
+	cosmos := cosmosdouble.StartCosmos(t)
+	sb := servicebusdouble.StartServiceBus(t)
 	db := fmt.Sprintf("COSMOS_DATABASE=follow%d", time.Now().UnixNano())
 	start := func(bus string) *proc {
 		return startServeEnv(t, t.TempDir(), []string{"CosmosDBConnection=" + cosmos, "ServiceBusConnection=" + bus, db, "COSMOS_BOOTSTRAP=true"})
 	}
 	pa := start(sb.ConnectionString())
-	pb := start(sb.Namespace(t, testdoubles.QueueProperties{}))
+	pb := start(sb.Namespace(t, servicebusdouble.QueueProperties{}))
 	a := signUp(t, pa.base)
 	b := api{base: pb.base, key: a.key}
 
@@ -93,8 +94,7 @@ func TestIndexFollowsOtherInstance(t *testing.T) {
 // scaleLoad posts deliveries to whichever instances are up, and drives
 // each to Completed with two telemetry reports once it is Scheduled.
 type scaleLoad struct {
-	key    string
-	client *http.Client
+	client apiclient.Client // the business's; paths go to base()
 
 	mu       sync.Mutex
 	bases    []string // the instances that are up
@@ -120,37 +120,26 @@ func (l *scaleLoad) setBases(bases ...string) {
 // one does not answer (it was killed) or answers 503, and returns the
 // status and body; stop ends the tries.
 func (l *scaleLoad) send(stop <-chan struct{}, key, method, path string, body any) (int, []byte, bool) {
-	var raw []byte
-	if body != nil {
-		raw, _ = json.Marshal(body)
-	}
 	for {
 		select {
 		case <-stop:
 			return 0, nil, false
 		default:
 		}
-		req, _ := http.NewRequest(method, l.base()+path, bytes.NewReader(raw))
-		if body != nil {
-			req.Header.Set("Content-Type", "application/json")
-		}
-		req.Header.Set("Authorization", "Bearer "+key)
-		resp, err := l.client.Do(req)
+		resp, err := l.client.WithKey(key).Send(context.Background(), method, l.base()+path, body)
 		if err != nil {
 			if !pause(stop, 20*time.Millisecond) {
 				return 0, nil, false
 			}
 			continue
 		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode == http.StatusServiceUnavailable {
+		if resp.Status == http.StatusServiceUnavailable {
 			if !pause(stop, 50*time.Millisecond) {
 				return 0, nil, false
 			}
 			continue
 		}
-		return resp.StatusCode, b, true
+		return resp.Status, resp.Body, true
 	}
 }
 
@@ -178,7 +167,7 @@ func (l *scaleLoad) post(stop <-chan struct{}, client, n, maxInFlight int) {
 		id := fmt.Sprintf("scale-%d-%d", client, i)
 		pickup := near(rng.IntN(21)-10, rng.IntN(21)-10)
 		drop := near(rng.IntN(21)-10, rng.IntN(21)-10)
-		status, _, ok := l.send(stop, l.key, "POST", "/api/deliveryrequests", deliveryRequest(id, pickup, drop, "Small", 1))
+		status, _, ok := l.send(stop, l.client.Key, "POST", "/api/deliveryrequests", deliveryRequest(id, pickup, drop, "Small", 1))
 		if !ok {
 			return
 		}
@@ -223,7 +212,7 @@ func (l *scaleLoad) drive(t *testing.T, stop <-chan struct{}) {
 		}
 		l.mu.Unlock()
 		for _, id := range todo {
-			status, body, ok := l.send(stop, l.key, "GET", "/api/deliveries/"+id, nil)
+			status, body, ok := l.send(stop, l.client.Key, "GET", "/api/deliveries/"+id, nil)
 			if !ok {
 				return
 			}
@@ -281,8 +270,8 @@ func TestScaleOutUnderLoad(t *testing.T) {
 		killAfter  = 35 // accepted deliveries before the kill
 		startAfter = 60 // accepted deliveries before the restart
 	)
-	cosmos := testdoubles.StartCosmos(t)
-	sb := testdoubles.StartServiceBus(t)
+	cosmos := cosmosdouble.StartCosmos(t)
+	sb := servicebusdouble.StartServiceBus(t)
 	// Short locks, so the messages the killed instance held come back soon.
 	for _, q := range topology.Queues {
 		sb.CreateQueue(t, q, 3*time.Second, 0)
@@ -312,7 +301,7 @@ func TestScaleOutUnderLoad(t *testing.T) {
 		putScaleDrone(t, a, fmt.Sprintf("scale-drone-%02d", i), near(4*(i%6)-10, 4*(i/6)-6))
 	}
 
-	l := &scaleLoad{key: a.key, client: checkedClient(t, 30*time.Second), driven: map[string]bool{}, statuses: map[int]int{}}
+	l := &scaleLoad{client: apiclient.Client{Key: a.key, HTTP: checkedClient(t, 30*time.Second)}, driven: map[string]bool{}, statuses: map[int]int{}}
 	l.setBases(procs[0].base, procs[1].base, procs[2].base)
 	stop := make(chan struct{})
 	var posting, driving sync.WaitGroup

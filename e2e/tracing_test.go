@@ -1,24 +1,19 @@
 package e2e
 
 import (
-	"bytes"
+	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/fabrikam/dronedelivery/shared/adapters/embedded"
 	"github.com/fabrikam/dronedelivery/shared/domain"
-	"github.com/fabrikam/dronedelivery/shared/topology"
-	"github.com/fabrikam/dronedelivery/tools/testdoubles"
+	"github.com/fabrikam/dronedelivery/tools/testdoubles/otlpdouble"
 )
 
 // deliveryChain is the functions one accepted delivery runs through on its
@@ -27,7 +22,7 @@ var deliveryChain = []string{"IngestDelivery", "ScheduleDrone", "UpdatePackage",
 
 // otlpEnv points the binary's exporter at rcv and has it export at once
 // rather than every five seconds.
-func otlpEnv(rcv *testdoubles.OTLPReceiver) []string {
+func otlpEnv(rcv *otlpdouble.OTLPReceiver) []string {
 	return []string{
 		"OTEL_EXPORTER_OTLP_ENDPOINT=" + rcv.URL,
 		"OTEL_BSP_SCHEDULE_DELAY=50",
@@ -50,23 +45,26 @@ func newClientSpan(t *testing.T) clientSpan {
 
 func (c clientSpan) traceparent() string { return "00-" + c.traceID + "-" + c.spanID + "-01" }
 
+// tracedDelivery signs a business up with the instance at base, registers
+// a fleet and submits delivery id inside a new caller's span.
+func tracedDelivery(t *testing.T, base, id string) (api, clientSpan) {
+	t.Helper()
+	a := signUp(t, base)
+	registerFleet(t, a, testFleet(10))
+	c := newClientSpan(t)
+	submitTraced(t, a, c, deliveryRequest(id, domain.Location{Latitude: 47.607, Longitude: -122.334},
+		domain.Location{Latitude: 47.615, Longitude: -122.34}, "Small", 1.5))
+	return a, c
+}
+
 // submitTraced posts a delivery request as the business, inside the
 // caller's span c.
 func submitTraced(t *testing.T, a api, c clientSpan, body any) {
 	t.Helper()
-	raw, err := json.Marshal(body)
+	client := a.client(t)
+	client.Header = http.Header{"Traceparent": {c.traceparent()}, "Tracestate": {"e2e=1"}}
+	_, err := client.PostDelivery(context.Background(), body)
 	require.NoError(t, err)
-	req, err := http.NewRequest("POST", a.base+"/api/deliveryrequests", bytes.NewReader(raw))
-	require.NoError(t, err)
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Authorization", "Bearer "+a.key)
-	req.Header.Set("traceparent", c.traceparent())
-	req.Header.Set("tracestate", "e2e=1")
-	resp, err := checkedClient(t, 0).Do(req)
-	require.NoError(t, err)
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	require.Equal(t, http.StatusAccepted, resp.StatusCode, string(b))
 }
 
 // checkDeliveryTrace waits until the receiver holds a span of every
@@ -75,13 +73,13 @@ func submitTraced(t *testing.T, a api, c clientSpan, body any) {
 // every step's span the child of the step that sent its message; that
 // every span names the delivery and the service; and that no span naming
 // the delivery lies in another trace.
-func checkDeliveryTrace(t *testing.T, rcv *testdoubles.OTLPReceiver, c clientSpan, deliveryID string, chain ...string) {
+func checkDeliveryTrace(t *testing.T, rcv *otlpdouble.OTLPReceiver, c clientSpan, deliveryID string, chain ...string) {
 	t.Helper()
 	if len(chain) == 0 {
 		chain = deliveryChain
 	}
-	var spans []testdoubles.Span
-	byName := map[string][]testdoubles.Span{}
+	var spans []otlpdouble.Span
+	byName := map[string][]otlpdouble.Span{}
 	eventually(t, "a span of every step in the delivery's trace", func() bool {
 		spans = nil
 		clear(byName)
@@ -127,7 +125,7 @@ func checkDeliveryTrace(t *testing.T, rcv *testdoubles.OTLPReceiver, c clientSpa
 
 // rootOf waits for the span of function fn that names the delivery and
 // returns its trace and span, for a request sent without a traceparent.
-func rootOf(t *testing.T, rcv *testdoubles.OTLPReceiver, fn, deliveryID string) clientSpan {
+func rootOf(t *testing.T, rcv *otlpdouble.OTLPReceiver, fn, deliveryID string) clientSpan {
 	t.Helper()
 	var c clientSpan
 	eventually(t, fn+"'s span for "+deliveryID, func() bool {
@@ -144,13 +142,9 @@ func rootOf(t *testing.T, rcv *testdoubles.OTLPReceiver, fn, deliveryID string) 
 
 // traceScenario accepts one delivery inside a caller's span and checks its
 // trace.
-func traceScenario(t *testing.T, p *proc, rcv *testdoubles.OTLPReceiver) {
-	a := signUp(t, p.base)
-	registerFleet(t, a, testFleet(10))
-	c := newClientSpan(t)
+func traceScenario(t *testing.T, p *proc, rcv *otlpdouble.OTLPReceiver) {
 	id := "traced-1"
-	submitTraced(t, a, c, deliveryRequest(id, domain.Location{Latitude: 47.607, Longitude: -122.334},
-		domain.Location{Latitude: 47.615, Longitude: -122.34}, "Small", 1.5))
+	a, c := tracedDelivery(t, p.base, id)
 	d := waitStage(t, a, id, domain.StageScheduled)
 	checkDeliveryTrace(t, rcv, c, id)
 
@@ -180,7 +174,7 @@ func traceScenario(t *testing.T, p *proc, rcv *testdoubles.OTLPReceiver) {
 // span through every step, and one per telemetry report.
 func TestTraceOfADelivery(t *testing.T) {
 	t.Parallel()
-	rcv := testdoubles.StartOTLPReceiver(t)
+	rcv := otlpdouble.StartOTLPReceiver(t)
 	p := startServeEnv(t, t.TempDir(), otlpEnv(rcv))
 	traceScenario(t, p, rcv)
 	p.stop(t)
@@ -191,7 +185,7 @@ func TestTraceOfADelivery(t *testing.T) {
 // the messages' application properties.
 func TestTraceOfADeliveryOnAzureAdapters(t *testing.T) {
 	t.Parallel()
-	rcv := testdoubles.StartOTLPReceiver(t)
+	rcv := otlpdouble.StartOTLPReceiver(t)
 	p := startOnAzure(t, otlpEnv(rcv)...)
 	traceScenario(t, p, rcv)
 	p.stop(t)
@@ -201,7 +195,7 @@ func TestTraceOfADeliveryOnAzureAdapters(t *testing.T) {
 // trace context in the messages' attributes.
 func TestTraceOfADeliveryOnSQS(t *testing.T) {
 	t.Parallel()
-	rcv := testdoubles.StartOTLPReceiver(t)
+	rcv := otlpdouble.StartOTLPReceiver(t)
 	_, env := awsEnv(t)
 	p := startServeEnv(t, t.TempDir(), append(env, otlpEnv(rcv)...))
 	traceScenario(t, p, rcv)
@@ -214,31 +208,17 @@ func TestTraceOfADeliveryOnSQS(t *testing.T) {
 // delivers them, and the chain is one trace again.
 func TestTraceOfADeliveryUnderTheHost(t *testing.T) {
 	t.Parallel()
-	rcv := testdoubles.StartOTLPReceiver(t)
+	rcv := otlpdouble.StartOTLPReceiver(t)
 	dir := t.TempDir()
 	p := launchHost(t, append([]string{"OPERATOR_KEY=" + e2eOperatorKey, "DATA_DIR=" + dir}, otlpEnv(rcv)...))
 	waitReady(t, p)
-	a := signUp(t, p.base)
-	registerFleet(t, a, testFleet(10))
-	c := newClientSpan(t)
 	id := "traced-host"
-	submitTraced(t, a, c, deliveryRequest(id, domain.Location{Latitude: 47.607, Longitude: -122.334},
-		domain.Location{Latitude: 47.615, Longitude: -122.34}, "Small", 1.5))
+	a, c := tracedDelivery(t, p.base, id)
 
-	db, err := embedded.Open(filepath.Join(dir, "dronedelivery.db"), embedded.Options{})
-	require.NoError(t, err)
-	defer db.Close()
+	db := openEmbedded(t, dir)
 	bus := db.Bus()
-	steps := []struct{ fn, queue string }{
-		{"ScheduleDrone", topology.QueueDeliveryRequests},
-		{"UpdatePackage", topology.QueueDroneScheduled},
-		{"ComputeEta", topology.QueuePackageUpdated},
-		{"SendNotification", topology.QueueNotifications},
-	}
-	for i, s := range steps {
-		msgs, err := bus.Receive(ctxFor(t), s.queue, 10)
-		require.NoError(t, err, s.queue)
-		require.Len(t, msgs, 1, s.queue)
+	for i, s := range hostChain {
+		msgs := receiveOnly(t, bus, s.queue)
 		require.NotEmpty(t, msgs[0].TraceParent, "%s: the message carries its sender's span", s.queue)
 		status, _ := invoke(t, p, s.fn, fmt.Sprintf("inv-trace-%d", i), queueInvocation(s.fn, msgs[0], 1))
 		require.Equal(t, http.StatusOK, status, s.fn)

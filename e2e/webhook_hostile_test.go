@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -19,7 +18,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/fabrikam/dronedelivery/shared/adapters/embedded"
 	"github.com/fabrikam/dronedelivery/shared/adapters/webhook"
 	"github.com/fabrikam/dronedelivery/shared/domain"
 	"github.com/fabrikam/dronedelivery/shared/ports"
@@ -209,9 +207,7 @@ func TestWebhookToAPrivateAddressIsRefusedWhenDialled(t *testing.T) {
 	submit(t, toItself, "self", selfCount)
 	submit(t, toListener, "prod", 1)
 
-	db, err := embedded.Open(filepath.Join(dir, "dronedelivery.db"), embedded.Options{})
-	require.NoError(t, err)
-	defer db.Close()
+	db := openEmbedded(t, dir)
 	bus := db.Bus()
 	eventually(t, "every refused notification to be dead-lettered", func() bool {
 		_, dead, err := bus.Depth(ctxFor(t), topology.QueueNotifications)
@@ -315,9 +311,7 @@ func TestDeadWebhookOpensItsCircuit(t *testing.T) {
 	assert.Equal(t, 3, requests, "only WEBHOOK_BREAKER_FAILURES attempts reached the dead endpoint")
 	assert.Equal(t, 1, logLines(p, "webhook circuit open"), "the circuit opened once")
 
-	db, err := embedded.Open(filepath.Join(dir, "dronedelivery.db"), embedded.Options{})
-	require.NoError(t, err)
-	defer db.Close()
+	db := openEmbedded(t, dir)
 	active, deadLettered, err := db.Bus().Depth(ctxFor(t), topology.QueueNotifications)
 	require.NoError(t, err)
 	assert.Equal(t, [2]int{len(ids), 0}, [2]int{active, deadLettered}, "every notice waits for the cool-down; none is lost")

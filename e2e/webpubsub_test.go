@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -15,7 +14,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/fabrikam/dronedelivery/shared/adapters/embedded"
 	"github.com/fabrikam/dronedelivery/shared/domain"
 	"github.com/fabrikam/dronedelivery/shared/topology"
 )
@@ -146,9 +144,7 @@ func TestHostPushesThroughWebPubSub(t *testing.T) {
 	group := "delivery.wps-1"
 
 	// Play the host for the chain's queue steps.
-	db, err := embedded.Open(filepath.Join(dir, "dronedelivery.db"), embedded.Options{})
-	require.NoError(t, err)
-	defer db.Close()
+	db := openEmbedded(t, dir)
 	bus := db.Bus()
 	deliver := func(fn, queue string) {
 		t.Helper()

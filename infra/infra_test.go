@@ -17,6 +17,8 @@ import (
 	"github.com/fabrikam/dronedelivery/shared/config"
 	"github.com/fabrikam/dronedelivery/shared/functionapp"
 	"github.com/fabrikam/dronedelivery/shared/topology"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // No Bicep compiler can be installed where these tests run, so they read the
@@ -40,9 +42,7 @@ type inputs struct {
 func repoRoot(t *testing.T) string {
 	t.Helper()
 	root, err := filepath.Abs("..")
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	return root
 }
 
@@ -50,44 +50,29 @@ func loadInputs(t *testing.T) inputs {
 	t.Helper()
 	root := repoRoot(t)
 	fns, err := functionapp.LoadFunctions(os.DirFS(root), "functions")
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	raw, err := os.ReadFile(filepath.Join(root, "shared", "topology", "topology.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	topo, err := topology.Parse(raw)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	in := inputs{functions: fns, topology: topo, bicep: map[string]string{}, required: config.AppSettings}
 	files, err := filepath.Glob(filepath.Join(root, "infra", "modules", "*.bicep"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	files = append(files, filepath.Join(root, "infra", "main.bicep"))
 	for _, f := range files {
 		b, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		rel, _ := filepath.Rel(filepath.Join(root, "infra"), f)
 		in.bicep[filepath.ToSlash(rel)] = string(b)
 	}
-	if in.parameters, err = os.ReadFile(filepath.Join(root, "infra", "main.parameters.json")); err != nil {
-		t.Fatal(err)
-	}
-	if in.hostJSON, err = os.ReadFile(filepath.Join(root, "host.json")); err != nil {
-		t.Fatal(err)
-	}
-	if in.localJSON, err = os.ReadFile(filepath.Join(root, "local.settings.sample.json")); err != nil {
-		t.Fatal(err)
-	}
+	in.parameters, err = os.ReadFile(filepath.Join(root, "infra", "main.parameters.json"))
+	require.NoError(t, err)
+	in.hostJSON, err = os.ReadFile(filepath.Join(root, "host.json"))
+	require.NoError(t, err)
+	in.localJSON, err = os.ReadFile(filepath.Join(root, "local.settings.sample.json"))
+	require.NoError(t, err)
 	mk, err := os.ReadFile(filepath.Join(root, "Makefile"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	in.makefile = string(mk)
 	return in
 }
@@ -96,9 +81,7 @@ func loadInputs(t *testing.T) inputs {
 func TestConsistency(t *testing.T) {
 	in := loadInputs(t)
 	settings, err := appSettings(in.bicep["main.bicep"])
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	for name, problems := range map[string][]string{
 		"QueuesMatchFunctions":        checkQueues(in.functions, in.topology),
 		"GoTopologyMatchesJSON":       checkGoTopology(topology.Queues, topology.Containers, in.topology),
@@ -132,20 +115,14 @@ func TestChecksCatchDrift(t *testing.T) {
 	in := loadInputs(t)
 	mainBicep := in.bicep["main.bicep"]
 	settings, err := appSettings(mainBicep)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 
 	mustMention := func(t *testing.T, problems []string, names ...string) {
 		t.Helper()
 		all := strings.Join(problems, "\n")
-		if len(problems) == 0 {
-			t.Fatalf("the check passed; want it to fail naming %q", names)
-		}
+		require.NotEmpty(t, problems, "the check passed; want it to fail naming %q", names)
 		for _, n := range names {
-			if !strings.Contains(all, n) {
-				t.Errorf("problems do not name %q:\n%s", n, all)
-			}
+			assert.Contains(t, all, n, "the problems name it")
 		}
 	}
 
@@ -176,9 +153,7 @@ func TestChecksCatchDrift(t *testing.T) {
 	})
 	t.Run("AppSettingRemovedFromBicep", func(t *testing.T) {
 		s, err := appSettings(dropLine(t, mainBicep, "COSMOS_DATABASE:"))
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		mustMention(t, checkAppSettings(in.required, s), config.CosmosDatabase)
 	})
 	t.Run("SettingAddedToConfigOnly", func(t *testing.T) {
@@ -186,9 +161,7 @@ func TestChecksCatchDrift(t *testing.T) {
 	})
 	t.Run("IdentitySettingRemovedFromBicep", func(t *testing.T) {
 		s, err := appSettings(dropLine(t, mainBicep, "ServiceBusConnection__clientId:"))
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		mustMention(t, checkConnections(in.functions, s), "ServiceBusConnection__clientId")
 	})
 	t.Run("ConnectionWithSecretCredential", func(t *testing.T) {
@@ -203,9 +176,7 @@ func TestChecksCatchDrift(t *testing.T) {
 	})
 	t.Run("HostStorageSettingRemoved", func(t *testing.T) {
 		s, err := appSettings(dropLine(t, mainBicep, "AzureWebJobsStorage__credential:"))
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		mustMention(t, checkHostSettings(s), "AzureWebJobsStorage__credential")
 	})
 	t.Run("WorkerRuntimeSettingOnFlex", func(t *testing.T) {
@@ -213,21 +184,23 @@ func TestChecksCatchDrift(t *testing.T) {
 		s["FUNCTIONS_WORKER_RUNTIME"] = "'custom'"
 		mustMention(t, checkHostSettings(s), "FUNCTIONS_WORKER_RUNTIME")
 	})
-	t.Run("RoleAssignmentRemoved", func(t *testing.T) {
-		files := cloneFiles(in.bicep)
-		files["modules/servicebus.bicep"] = strings.ReplaceAll(files["modules/servicebus.bicep"], "4f6d3b9b-027b-4f4c-9142-0e5a2a2247e0", "00000000-0000-0000-0000-0000000000ff")
-		mustMention(t, checkRoles(files), "Azure Service Bus Data Receiver")
-	})
-	t.Run("CommunicationRoleRemoved", func(t *testing.T) {
-		files := cloneFiles(in.bicep)
-		files["modules/communication.bicep"] = strings.ReplaceAll(files["modules/communication.bicep"], "09976791-48a7-449e-bb21-39d1a415f350", "00000000-0000-0000-0000-0000000000ff")
-		mustMention(t, checkRoles(files), "Communication and Email Service Owner")
-	})
+	// A role assignment removed (its role id replaced) is named.
+	for _, c := range []struct{ name, file, roleID, replacement, role string }{
+		{"RoleAssignmentRemoved", "modules/servicebus.bicep", "4f6d3b9b-027b-4f4c-9142-0e5a2a2247e0", "00000000-0000-0000-0000-0000000000ff", "Azure Service Bus Data Receiver"},
+		{"CommunicationRoleRemoved", "modules/communication.bicep", "09976791-48a7-449e-bb21-39d1a415f350", "00000000-0000-0000-0000-0000000000ff", "Communication and Email Service Owner"},
+		{"StorageQueueRoleRemoved", "modules/storage.bicep", "974c5e8b-45b9-4653-ba55-5f855dd0fb88", "00000000-0000-0000-0000-0000000000fe", "Storage Queue Data Contributor"},
+		{"StorageTableRoleRemoved", "modules/storage.bicep", "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3", "00000000-0000-0000-0000-0000000000fd", "Storage Table Data Contributor"},
+		{"ServiceBusDataOwnerRemoved", "modules/servicebus.bicep", "090c5cfd-751d-490a-894a-3ce6f1109419", "00000000-0000-0000-0000-0000000000fc", "Azure Service Bus Data Owner"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			files := cloneFiles(in.bicep)
+			files[c.file] = strings.ReplaceAll(files[c.file], c.roleID, c.replacement)
+			mustMention(t, checkRoles(files), c.role)
+		})
+	}
 	t.Run("CommunicationSettingDropped", func(t *testing.T) {
 		s, err := appSettings(dropLine(t, mainBicep, "ACS_ENDPOINT:"))
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		mustMention(t, checkAppSettings(in.required, s), config.ACSEndpoint)
 	})
 	t.Run("KeyReadInBicep", func(t *testing.T) {
@@ -246,12 +219,7 @@ func TestChecksCatchDrift(t *testing.T) {
 		mustMention(t, checkModules(files), "queue", "queues")
 	})
 	t.Run("ParameterFileNamesUnknownParam", func(t *testing.T) {
-		var p map[string]any
-		if err := json.Unmarshal(in.parameters, &p); err != nil {
-			t.Fatal(err)
-		}
-		p["parameters"].(map[string]any)["cosmosServeless"] = map[string]any{"value": true}
-		b, _ := json.Marshal(p)
+		b := withParameter(t, in.parameters, "cosmosServeless", true)
 		mustMention(t, checkParameters(mainBicep, b), "cosmosServeless")
 	})
 	t.Run("SampleSettingsWithAKey", func(t *testing.T) {
@@ -260,9 +228,7 @@ func TestChecksCatchDrift(t *testing.T) {
 	})
 	t.Run("OperatorKeyLeftOutOfAppSettings", func(t *testing.T) {
 		s, err := appSettings(dropLine(t, mainBicep, "OPERATOR_KEY:"))
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		mustMention(t, checkOperatorKey(in.bicep, s, in.parameters, in.makefile), "OPERATOR_KEY")
 	})
 	t.Run("OperatorKeyNotSecure", func(t *testing.T) {
@@ -280,33 +246,13 @@ func TestChecksCatchDrift(t *testing.T) {
 		mustMention(t, checkOperatorKey(in.bicep, settings, in.parameters, mk), "appsettings set")
 	})
 	t.Run("OperatorKeyInParametersFile", func(t *testing.T) {
-		var p map[string]any
-		if err := json.Unmarshal(in.parameters, &p); err != nil {
-			t.Fatal(err)
-		}
-		p["parameters"].(map[string]any)["operatorKey"] = map[string]any{"value": "op-key-in-git-0123456789"}
-		b, _ := json.Marshal(p)
+		b := withParameter(t, in.parameters, "operatorKey", "op-key-in-git-0123456789")
 		mustMention(t, checkOperatorKey(in.bicep, settings, b, in.makefile), "main.parameters.json", "operatorKey")
 	})
 	t.Run("AnotherSecureParameter", func(t *testing.T) {
 		files := cloneFiles(in.bicep)
 		files["modules/cosmos.bicep"] += "\n@secure()\nparam adminPassword string\n"
 		mustMention(t, checkNoSecrets(files, in.parameters), "modules/cosmos.bicep", "adminPassword")
-	})
-	t.Run("StorageQueueRoleRemoved", func(t *testing.T) {
-		files := cloneFiles(in.bicep)
-		files["modules/storage.bicep"] = strings.ReplaceAll(files["modules/storage.bicep"], "974c5e8b-45b9-4653-ba55-5f855dd0fb88", "00000000-0000-0000-0000-0000000000fe")
-		mustMention(t, checkRoles(files), "Storage Queue Data Contributor")
-	})
-	t.Run("StorageTableRoleRemoved", func(t *testing.T) {
-		files := cloneFiles(in.bicep)
-		files["modules/storage.bicep"] = strings.ReplaceAll(files["modules/storage.bicep"], "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3", "00000000-0000-0000-0000-0000000000fd")
-		mustMention(t, checkRoles(files), "Storage Table Data Contributor")
-	})
-	t.Run("ServiceBusDataOwnerRemoved", func(t *testing.T) {
-		files := cloneFiles(in.bicep)
-		files["modules/servicebus.bicep"] = strings.ReplaceAll(files["modules/servicebus.bicep"], "090c5cfd-751d-490a-894a-3ce6f1109419", "00000000-0000-0000-0000-0000000000fc")
-		mustMention(t, checkRoles(files), "Azure Service Bus Data Owner")
 	})
 	t.Run("SessionConsistency", func(t *testing.T) {
 		files := cloneFiles(in.bicep)
@@ -1000,6 +946,17 @@ func hasLine(text, want string) bool {
 		}
 	}
 	return false
+}
+
+// withParameter returns the parameters file with name set to value.
+func withParameter(t *testing.T, parameters []byte, name string, value any) []byte {
+	t.Helper()
+	var p map[string]any
+	require.NoError(t, json.Unmarshal(parameters, &p))
+	p["parameters"].(map[string]any)[name] = map[string]any{"value": value}
+	b, err := json.Marshal(p)
+	require.NoError(t, err)
+	return b
 }
 
 func cloneFiles(m map[string]string) map[string]string { return maps.Clone(m) }

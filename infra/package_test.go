@@ -13,6 +13,9 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // TestPackageZip runs `make package` into a temporary directory and inspects
@@ -38,14 +41,11 @@ func TestPackageZip(t *testing.T) {
 	cmd.Env = slices.DeleteFunc(os.Environ(), func(kv string) bool {
 		return strings.HasPrefix(kv, "MAKEFLAGS=") || strings.HasPrefix(kv, "MFLAGS=") || strings.HasPrefix(kv, "MAKELEVEL=")
 	})
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("make package: %v\n%s", err, out)
-	}
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "make package\n%s", out)
 
 	zr, err := zip.OpenReader(filepath.Join(dist, "app.zip"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	defer zr.Close()
 	entries := map[string]*zip.File{}
 	for _, f := range zr.File {
@@ -53,9 +53,7 @@ func TestPackageZip(t *testing.T) {
 	}
 
 	hostFile, ok := entries["host.json"]
-	if !ok {
-		t.Fatalf("app.zip has no host.json at its root; entries: %v", names(zr.File))
-	}
+	require.True(t, ok, "app.zip has no host.json at its root; entries: %v", names(zr.File))
 	var host struct {
 		CustomHandler struct {
 			Description struct {
@@ -63,30 +61,25 @@ func TestPackageZip(t *testing.T) {
 			} `json:"description"`
 		} `json:"customHandler"`
 	}
-	if err := json.Unmarshal(read(t, hostFile), &host); err != nil {
-		t.Fatalf("host.json in app.zip: %v", err)
-	}
-	if want, err := os.ReadFile(filepath.Join(root, "host.json")); err != nil || !bytes.Equal(read(t, hostFile), want) {
-		t.Errorf("host.json in app.zip differs from the repository's (%v)", err)
-	}
+	require.NoError(t, json.Unmarshal(read(t, hostFile), &host), "host.json in app.zip")
+	wantHost, err := os.ReadFile(filepath.Join(root, "host.json"))
+	require.NoError(t, err)
+	assert.Equal(t, string(wantHost), string(read(t, hostFile)), "host.json in app.zip is the repository's")
 
 	// One folder per function, each with the repository's function.json, and
 	// no function.json the repository does not have.
 	want, err := filepath.Glob(filepath.Join(root, "functions", "*", "function.json"))
-	if err != nil || len(want) == 0 {
-		t.Fatalf("no functions/*/function.json in the repository (%v)", err)
-	}
+	require.NoError(t, err)
+	require.NotEmpty(t, want, "functions/*/function.json in the repository")
 	for _, src := range want {
 		name := filepath.Base(filepath.Dir(src)) + "/function.json"
 		f, ok := entries[name]
-		if !ok {
-			t.Errorf("app.zip has no %s", name)
+		if !assert.True(t, ok, "app.zip has no %s", name) {
 			continue
 		}
 		b, err := os.ReadFile(src)
-		if err != nil || !bytes.Equal(read(t, f), b) {
-			t.Errorf("%s in app.zip differs from %s (%v)", name, src, err)
-		}
+		require.NoError(t, err)
+		assert.Equal(t, string(b), string(read(t, f)), "%s in app.zip is %s", name, src)
 	}
 	for name := range entries {
 		if path.Base(name) == "function.json" && strings.Count(name, "/") != 1 {
@@ -99,25 +92,17 @@ func TestPackageZip(t *testing.T) {
 			functionJSON++
 		}
 	}
-	if functionJSON != len(want) {
-		t.Errorf("app.zip has %d function.json files; the repository has %d", functionJSON, len(want))
-	}
-	if _, ok := entries["local.settings.json"]; ok {
-		t.Error("app.zip carries local.settings.json, which holds local secrets")
-	}
+	assert.Len(t, want, functionJSON, "function.json files in the repository and in app.zip")
+	assert.NotContains(t, entries, "local.settings.json", "app.zip carries local.settings.json, which holds local secrets")
 
 	exe := path.Clean(host.CustomHandler.Description.DefaultExecutablePath)
 	f, ok := entries[exe]
-	if !ok {
-		t.Fatalf("host.json names executable %q, which app.zip does not contain", exe)
-	}
+	require.True(t, ok, "host.json names executable %q, which app.zip does not contain", exe)
 	if mode := f.Mode(); mode&0o111 == 0 {
 		t.Errorf("%s has mode %v in app.zip; the host cannot start it without the executable bit", exe, mode)
 	}
 	bin, err := elf.NewFile(bytes.NewReader(read(t, f)))
-	if err != nil {
-		t.Fatalf("%s is not an ELF executable: %v", exe, err)
-	}
+	require.NoError(t, err, "%s is not an ELF executable", exe)
 	defer bin.Close()
 	if bin.Class != elf.ELFCLASS64 || bin.Machine != elf.EM_X86_64 {
 		t.Errorf("%s is %v %v; the Flex Consumption workers are linux/amd64 (ELFCLASS64, EM_X86_64)", exe, bin.Class, bin.Machine)
@@ -135,14 +120,10 @@ func TestPackageZip(t *testing.T) {
 func read(t *testing.T, f *zip.File) []byte {
 	t.Helper()
 	rc, err := f.Open()
-	if err != nil {
-		t.Fatalf("%s: %v", f.Name, err)
-	}
+	require.NoError(t, err, "%s", f.Name)
 	defer rc.Close()
 	b, err := io.ReadAll(rc)
-	if err != nil {
-		t.Fatalf("%s: %v", f.Name, err)
-	}
+	require.NoError(t, err, "%s", f.Name)
 	return b
 }
 

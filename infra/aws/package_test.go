@@ -11,6 +11,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/stretchr/testify/require"
 )
 
 // TestPackageLambdaZip runs `make package-lambda` into a temporary folder
@@ -25,9 +27,7 @@ func TestPackageLambdaZip(t *testing.T) {
 		}
 	}
 	root, err := filepath.Abs(filepath.Join("..", ".."))
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	dist := t.TempDir()
 	cmd := exec.Command("make", "--no-print-directory", "package-lambda", "DIST="+dist)
 	cmd.Dir = root
@@ -40,9 +40,7 @@ func TestPackageLambdaZip(t *testing.T) {
 		t.Fatalf("make package-lambda: %v\n%s", err, out)
 	}
 	zr, err := zip.OpenReader(filepath.Join(dist, "lambda.zip"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	defer zr.Close()
 	if len(zr.File) != 1 || zr.File[0].Name != "bootstrap" {
 		var names []string
@@ -56,18 +54,12 @@ func TestPackageLambdaZip(t *testing.T) {
 		t.Errorf("bootstrap has mode %v; Lambda cannot start it without the executable bit", f.Mode())
 	}
 	rc, err := f.Open()
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	raw, err := io.ReadAll(rc)
 	rc.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	bin, err := elf.NewFile(bytes.NewReader(raw))
-	if err != nil {
-		t.Fatalf("bootstrap is not an ELF executable: %v", err)
-	}
+	require.NoError(t, err, "bootstrap is not an ELF executable")
 	defer bin.Close()
 	if bin.Class != elf.ELFCLASS64 || bin.Machine != elf.EM_X86_64 {
 		t.Errorf("bootstrap is %v %v, want linux/amd64", bin.Class, bin.Machine)

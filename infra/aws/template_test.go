@@ -14,6 +14,8 @@ import (
 
 	"github.com/fabrikam/dronedelivery/shared/functionapp"
 	"github.com/fabrikam/dronedelivery/shared/topology"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // No SAM CLI or CloudFormation can run where these tests do, so they read
@@ -36,25 +38,15 @@ type resource struct {
 func load(t *testing.T) (*template, []functionapp.FunctionConfig, topology.Topology) {
 	t.Helper()
 	raw, err := os.ReadFile("template.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	var tpl template
-	if err := yaml.Unmarshal(raw, &tpl); err != nil {
-		t.Fatalf("template.yaml: %v", err)
-	}
+	require.NoError(t, yaml.Unmarshal(raw, &tpl), "template.yaml")
 	root, err := filepath.Abs(filepath.Join("..", ".."))
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	fns, err := functionapp.LoadFunctions(os.DirFS(root), "functions")
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	topo, err := topology.Parse(topology.JSON())
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	return &tpl, fns, topo
 }
 
@@ -227,9 +219,7 @@ func TestTemplateMatchesFunctionsAndTopology(t *testing.T) {
 	t.Parallel()
 	tpl, fns, topo := load(t)
 	for _, err := range []error{checkGlobals(tpl), checkQueues(tpl, topo), checkFunctions(tpl, fns)} {
-		if err != nil {
-			t.Error(err)
-		}
+		assert.NoError(t, err)
 	}
 }
 
@@ -265,9 +255,7 @@ func TestChecksCatchDrift(t *testing.T) {
 		}},
 	}
 	for _, b := range breakIt {
-		if err := b.check(tpl); err != nil {
-			t.Fatalf("%s: the unbroken template fails already: %v", b.name, err)
-		}
+		require.NoError(t, b.check(tpl), "%s: the unbroken template fails already", b.name)
 		c := fresh()
 		b.edit(c)
 		if err := b.check(c); err == nil {

@@ -27,7 +27,8 @@ import (
 	"github.com/fabrikam/dronedelivery/shared/functionapp"
 	"github.com/fabrikam/dronedelivery/shared/functionapp/standalone"
 	"github.com/fabrikam/dronedelivery/shared/topology"
-	"github.com/fabrikam/dronedelivery/tools/testdoubles"
+	"github.com/fabrikam/dronedelivery/tools/testdoubles/cosmosdouble"
+	"github.com/fabrikam/dronedelivery/tools/testdoubles/servicebusdouble"
 )
 
 // patience bounds the waits for the chain: only a hang reaches it.
@@ -38,8 +39,8 @@ const patience = 2 * time.Minute
 // makes per delivery, through an azcore pipeline policy. The figure is
 // quoted in docs/data-layout.md; change both together.
 func TestCosmosOperationsPerDelivery(t *testing.T) {
-	cosmosConn := testdoubles.StartCosmos(t)
-	sb := testdoubles.StartServiceBus(t)
+	cosmosConn := cosmosdouble.StartCosmos(t)
+	sb := servicebusdouble.StartServiceBus(t)
 	env := map[string]string{"CosmosDBConnection": cosmosConn, "ServiceBusConnection": sb.ConnectionString(), "COSMOS_DATABASE": "ops" + fmt.Sprint(time.Now().UnixNano())}
 	cfg, err := config.Load(func(k string) string { return env[k] })
 	require.NoError(t, err)

@@ -105,6 +105,31 @@ func TestFeasibleNeedsOneDroneAbleToDoItAll(t *testing.T) {
 }
 
 // bruteForce is the dispatch rule by a walk over every drone.
+// randomRequest is a request within some 3 km of near(0, 0), of up to
+// 3 kg, due in 5 to 35 minutes.
+func randomRequest(r *rand.Rand) *domain.DeliveryRequest {
+	return request(near(r.Float64()*0.06-0.03, r.Float64()*0.06-0.03), near(r.Float64()*0.06-0.03, r.Float64()*0.06-0.03),
+		float64(r.IntN(4)), time.Duration(5+r.IntN(30))*time.Minute)
+}
+
+// airspaceFor is open airspace for an even seed, zones for an odd one.
+func airspaceFor(seed uint64, zones domain.Airspace) domain.Airspace {
+	if seed%2 == 1 {
+		return zones
+	}
+	return domain.OpenAirspace{}
+}
+
+// limitsFor bounds a search over drones: their fastest speed, and room for
+// a thousand eligible.
+func limitsFor(drones []*domain.Drone) domain.ChoiceLimits {
+	fast := 0.0
+	for _, d := range drones {
+		fast = max(fast, d.CruiseSpeedMps)
+	}
+	return domain.ChoiceLimits{MaxSpeedMps: fast, MaxEligible: 1000}
+}
+
 func bruteForce(drones []*domain.Drone, req *domain.DeliveryRequest, air domain.Airspace) *domain.Plan {
 	leg, err := air.Route(req.PickupLocation, req.DropoffLocation, now)
 	if err != nil {
@@ -155,21 +180,13 @@ func TestChooseProperties(t *testing.T) {
 			}
 			drones = append(drones, d)
 		}
-		req := request(near(r.Float64()*0.06-0.03, r.Float64()*0.06-0.03), near(r.Float64()*0.06-0.03, r.Float64()*0.06-0.03),
-			float64(r.IntN(4)), time.Duration(5+r.IntN(30))*time.Minute)
+		req := randomRequest(r)
 		if r.IntN(3) == 0 {
 			req.PickupTime = now.Add(time.Duration(r.IntN(40)) * time.Minute)
 			req.Deadline = req.PickupTime.Add(time.Duration(5+r.IntN(30)) * time.Minute)
 		}
-		var air domain.Airspace = domain.OpenAirspace{}
-		if seed%2 == 1 {
-			air = zones
-		}
-		fast := 0.0
-		for _, d := range drones {
-			fast = max(fast, d.CruiseSpeedMps)
-		}
-		got, err := domain.Choose(nearest(drones, req.PickupLocation), req, air, domain.ChoiceLimits{MaxSpeedMps: fast, MaxEligible: 1000}, now)
+		air := airspaceFor(seed, zones)
+		got, err := domain.Choose(nearest(drones, req.PickupLocation), req, air, limitsFor(drones), now)
 		require.NoError(t, err)
 		want := bruteForce(drones, req, air)
 		if want == nil {

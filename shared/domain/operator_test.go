@@ -32,14 +32,7 @@ func TestOperatorDeliveryActions(t *testing.T) {
 		d.History = append(d.History, domain.Event{Stage: d.Stage, At: t0, Kind: domain.EventOperator, ActionID: "a-1"})
 		return d
 	}
-	tests := []struct {
-		name   string
-		from   *domain.Delivery
-		change func(*domain.Delivery) error
-		want   error
-		code   string
-		check  func(*testing.T, *domain.Delivery)
-	}{
+	tests := []deliveryChange{
 		{"reassign a scheduled delivery", assigned(domain.StageScheduled), reassign, nil, "", func(t *testing.T, d *domain.Delivery) {
 			assert.Equal(t, domain.StageRescheduled, d.Stage)
 			assert.Equal(t, 1, d.Generation, "a new generation for dispatch")
@@ -77,26 +70,7 @@ func TestOperatorDeliveryActions(t *testing.T) {
 		{"hand over twice", func() *domain.Delivery { d := assigned(domain.StageRescheduled); d.Generation = 1; return d }(), handOver("drone-1", 0), domain.ErrNoChange, "", nil},
 		{"hand over from another drone", assigned(domain.StageScheduled), handOver("drone-9", 0), domain.ErrNoChange, "", nil},
 	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			before := *tc.from
-			err := tc.change(tc.from)
-			switch {
-			case tc.code != "":
-				assert.Equal(t, tc.code, domain.ErrorCode(err))
-			case tc.want != nil:
-				assert.ErrorIs(t, err, tc.want)
-			default:
-				require.NoError(t, err)
-			}
-			if err != nil {
-				assert.Equal(t, before, *tc.from, "a refused or repeated action leaves the delivery as it was")
-			}
-			if tc.check != nil {
-				tc.check(t, tc.from)
-			}
-		})
-	}
+	runDeliveryChanges(t, tests)
 }
 
 func TestOperatorDroneActions(t *testing.T) {

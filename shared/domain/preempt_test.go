@@ -41,18 +41,10 @@ func TestChooseTakeoversProperties(t *testing.T) {
 			}
 			drones = append(drones, d)
 		}
-		req := request(near(r.Float64()*0.06-0.03, r.Float64()*0.06-0.03), near(r.Float64()*0.06-0.03, r.Float64()*0.06-0.03),
-			float64(r.IntN(4)), time.Duration(5+r.IntN(30))*time.Minute)
+		req := randomRequest(r)
 		req.Expedited = true
-		var air domain.Airspace = domain.OpenAirspace{}
-		if seed%2 == 1 {
-			air = zones
-		}
-		fast := 0.0
-		for _, d := range drones {
-			fast = max(fast, d.CruiseSpeedMps)
-		}
-		got, err := domain.ChooseTakeovers(nearest(drones, req.PickupLocation), req, air, domain.ChoiceLimits{MaxSpeedMps: fast, MaxEligible: 1000}, now)
+		air := airspaceFor(seed, zones)
+		got, err := domain.ChooseTakeovers(nearest(drones, req.PickupLocation), req, air, limitsFor(drones), now)
 		require.NoError(t, err)
 		want := bruteForce(freed, req, air)
 		if want == nil {

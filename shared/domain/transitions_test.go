@@ -36,16 +36,46 @@ func drone() *domain.Drone {
 
 // Each transition, from each kind of state it meets: allowed (the change
 // is made), already made (ErrNoChange, nothing changed) or refused.
+// deliveryChange is one case of a table of state changes: the change
+// applied to from gives want (nil, domain.ErrNoChange) or an error with
+// code, and then passes check.
+type deliveryChange struct {
+	name   string
+	from   *domain.Delivery
+	change func(*domain.Delivery) error
+	want   error
+	code   string
+	check  func(*testing.T, *domain.Delivery)
+}
+
+// runDeliveryChanges runs each case as a subtest; a refused or repeated
+// change must leave the delivery as it was.
+func runDeliveryChanges(t *testing.T, tests []deliveryChange) {
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			before := *tc.from
+			err := tc.change(tc.from)
+			switch {
+			case tc.code != "":
+				assert.Equal(t, tc.code, domain.ErrorCode(err))
+			case tc.want != nil:
+				assert.ErrorIs(t, err, tc.want)
+			default:
+				require.NoError(t, err)
+			}
+			if err != nil {
+				assert.Equal(t, before, *tc.from, "a refused or repeated change leaves the delivery as it was")
+			}
+			if tc.check != nil {
+				tc.check(t, tc.from)
+			}
+		})
+	}
+}
+
 func TestDeliveryTransitions(t *testing.T) {
 	reschedule := &domain.Reschedule{PickupTime: ptr(t0.Add(time.Hour))}
-	tests := []struct {
-		name   string
-		from   *domain.Delivery
-		change func(*domain.Delivery) error
-		want   error // nil, domain.ErrNoChange, or a code via wantCode
-		code   string
-		check  func(*testing.T, *domain.Delivery)
-	}{
+	tests := []deliveryChange{
 		{"reserve a free delivery", delivery(domain.StageCreated), func(d *domain.Delivery) error { return d.Reserve("drone-1", t0) }, nil, "",
 			func(t *testing.T, d *domain.Delivery) { assert.Equal(t, "drone-1", d.DroneID) }},
 		{"reserve a reserved delivery", func() *domain.Delivery { d := delivery(domain.StageCreated); d.DroneID = "drone-9"; return d }(),
@@ -119,26 +149,7 @@ func TestDeliveryTransitions(t *testing.T) {
 				return err
 			}, domain.ErrNoChange, "", nil},
 	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			before := *tc.from
-			err := tc.change(tc.from)
-			switch {
-			case tc.code != "":
-				assert.Equal(t, tc.code, domain.ErrorCode(err))
-			case tc.want != nil:
-				assert.ErrorIs(t, err, tc.want)
-			default:
-				require.NoError(t, err)
-			}
-			if err != nil {
-				assert.Equal(t, before, *tc.from, "a refused or repeated change leaves the delivery as it was")
-			}
-			if tc.check != nil {
-				tc.check(t, tc.from)
-			}
-		})
-	}
+	runDeliveryChanges(t, tests)
 }
 
 func TestDroneTransitions(t *testing.T) {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -13,27 +12,18 @@ import (
 	"time"
 
 	"github.com/fabrikam/dronedelivery/shared/domain"
+	"github.com/fabrikam/dronedelivery/tools/apiclient"
 	"github.com/fabrikam/dronedelivery/tools/loadgen"
 )
 
 // signUp registers a business and returns its API key; the service asks
 // for one by answering 401.
 func signUp(ctx context.Context, c *loadgen.Client) (loadgen.Credentials, error) {
-	status, body, err := c.DoRaw(ctx, http.MethodPost, "/api/accounts", []byte(`{"name":"Bench Co","contactEmail":"bench@example.com"}`))
+	acct, err := c.API().SignUp(ctx, apiclient.Registration{Name: "Bench Co", ContactEmail: "bench@example.com"})
 	if err != nil {
 		return loadgen.Credentials{}, err
 	}
-	if status != http.StatusCreated && status != http.StatusOK {
-		return loadgen.Credentials{}, fmt.Errorf("POST /api/accounts answered %d: %.200s", status, body)
-	}
-	var v struct {
-		APIKey    string `json:"apiKey"`
-		AccountID string `json:"accountId"`
-	}
-	if err := json.Unmarshal(body, &v); err != nil || v.APIKey == "" {
-		return loadgen.Credentials{}, fmt.Errorf("POST /api/accounts gave no apiKey: %.200s", body)
-	}
-	return loadgen.Credentials{Key: v.APIKey, Owner: v.AccountID}, nil
+	return loadgen.Credentials{Key: acct.APIKey, Owner: acct.AccountID}, nil
 }
 
 func randomHex(n int) string {

@@ -1,15 +1,15 @@
 package loadgen
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/fabrikam/dronedelivery/tools/apiclient"
 )
 
 // Credentials is what signing up yields: the key to send as a bearer token
@@ -25,8 +25,7 @@ type Credentials struct {
 // time) and retry with the key. Requests under an operator path carry the
 // operator key instead, when one is set.
 type Client struct {
-	base          string
-	hc            *http.Client
+	api           apiclient.Client
 	operatorKey   string
 	operatorPaths []string
 	signUp        func(ctx context.Context, c *Client) (Credentials, error)
@@ -59,14 +58,14 @@ func NewClient(base string, o ClientOptions) *Client {
 		IdleConnTimeout:     90 * time.Second,
 		DisableCompression:  true,
 	}
-	c := &Client{base: strings.TrimSuffix(base, "/"), hc: &http.Client{Transport: tr, Timeout: 30 * time.Second},
+	c := &Client{api: apiclient.New(base, "", &http.Client{Transport: tr, Timeout: 30 * time.Second}),
 		operatorKey: o.OperatorKey, operatorPaths: o.OperatorPaths, signUp: o.SignUp}
 	c.creds.Store(&Credentials{Owner: o.Owner})
 	return c
 }
 
 // Base returns the service's base URL.
-func (c *Client) Base() string { return c.base }
+func (c *Client) Base() string { return c.api.Base }
 
 // Owner returns the owner id requests should carry: the signed-up
 // account's once there is one.
@@ -76,7 +75,10 @@ func (c *Client) Owner() string { return c.creds.Load().Owner }
 func (c *Client) Authenticated() bool { return c.creds.Load().Key != "" }
 
 // Close drops the idle connections.
-func (c *Client) Close() { c.hc.CloseIdleConnections() }
+func (c *Client) Close() { c.api.HTTP.CloseIdleConnections() }
+
+// API returns the client of the service's typed calls, without a key.
+func (c *Client) API() apiclient.Client { return c.api }
 
 // Do sends one request. body, when not nil, builds the request body; it is
 // called again for the retry after a sign-up, since the body may name the
@@ -94,12 +96,6 @@ func (c *Client) Do(ctx context.Context, method, path string, body func(owner st
 	}
 }
 
-// DoRaw sends one request with a fixed body and no credentials, for calls
-// such as the sign-up itself.
-func (c *Client) DoRaw(ctx context.Context, method, path string, body []byte) (int, []byte, error) {
-	return c.send(ctx, method, path, func(string) []byte { return body }, &Credentials{}, true)
-}
-
 func (c *Client) operatorPath(path string) bool {
 	for _, p := range c.operatorPaths {
 		if strings.HasPrefix(path, p) {
@@ -110,36 +106,22 @@ func (c *Client) operatorPath(path string) bool {
 }
 
 func (c *Client) send(ctx context.Context, method, path string, body func(string) []byte, creds *Credentials, keep bool) (int, []byte, error) {
-	var rd io.Reader
+	var b any
 	if body != nil {
-		rd = bytes.NewReader(body(creds.Owner))
+		b = body(creds.Owner)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
-	if err != nil {
-		return 0, nil, err
+	key := creds.Key
+	if c.operatorPath(path) {
+		key = c.operatorKey
 	}
-	if rd != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	switch {
-	case c.operatorPath(path):
-		if c.operatorKey != "" {
-			req.Header.Set("Authorization", "Bearer "+c.operatorKey)
-		}
-	case creds.Key != "":
-		req.Header.Set("Authorization", "Bearer "+creds.Key)
-	}
-	resp, err := c.hc.Do(req)
+	resp, err := c.api.WithKey(key).Send(ctx, method, path, b)
 	if err != nil {
 		return 0, nil, transportError(err)
 	}
-	defer resp.Body.Close()
 	if !keep {
-		_, err = io.Copy(io.Discard, resp.Body)
-		return resp.StatusCode, nil, err
+		return resp.Status, nil, nil
 	}
-	b, err := io.ReadAll(resp.Body)
-	return resp.StatusCode, b, err
+	return resp.Status, resp.Body, nil
 }
 
 // renew signs up unless another request already did since creds were read.

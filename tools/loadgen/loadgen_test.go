@@ -19,6 +19,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/fabrikam/dronedelivery/tools/apiclient"
 )
 
 func TestBucketsCoverEveryValueOnce(t *testing.T) {
@@ -189,10 +191,8 @@ func TestClientSignsUpOnceOn401(t *testing.T) {
 	defer srv.Close()
 	c := NewClient(srv.URL, ClientOptions{Connections: 4, OperatorKey: "op", OperatorPaths: []string{"/api/drones"}, Owner: "anon",
 		SignUp: func(ctx context.Context, c *Client) (Credentials, error) {
-			_, b, err := c.DoRaw(ctx, http.MethodPost, "/api/accounts", []byte(`{}`))
-			var v struct{ APIKey, AccountID string }
-			json.Unmarshal(b, &v)
-			return Credentials{Key: v.APIKey, Owner: v.AccountID}, err
+			acct, err := c.API().SignUp(ctx, apiclient.Registration{Name: "Load Co", ContactEmail: "load@example.com"})
+			return Credentials{Key: acct.APIKey, Owner: acct.AccountID}, err
 		}})
 	defer c.Close()
 	var wg sync.WaitGroup

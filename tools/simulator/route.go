@@ -3,6 +3,7 @@ package simulator
 import (
 	"math"
 
+	"github.com/fabrikam/dronedelivery/shared/domain"
 	"github.com/fabrikam/dronedelivery/shared/geo"
 )
 
@@ -47,4 +48,4 @@ func advance(p, target geo.Point, stepKm float64) (geo.Point, bool) {
 	return toward(p, target, stepKm/d), false
 }
 
-func point(l location) geo.Point { return geo.Point{Lat: l.Latitude, Lon: l.Longitude} }
+func point(l domain.Location) geo.Point { return l.Point() }

@@ -17,7 +17,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/fabrikam/dronedelivery/shared/domain"
 	"github.com/fabrikam/dronedelivery/shared/geo"
+	"github.com/fabrikam/dronedelivery/tools/apiclient"
 )
 
 // Options configure Run; zero fields take the documented defaults.
@@ -99,7 +101,7 @@ func Run(ctx context.Context, opts Options) error {
 	now := time.Now()
 	s := &sim{
 		opts:     opts,
-		api:      &client{base: base.String(), key: opts.OperatorKey, http: hc},
+		api:      apiclient.Client{Base: base.String(), Key: opts.OperatorKey, HTTP: hc, UserAgent: "dronedelivery-simulator"},
 		prog:     newProgress(opts.Out),
 		start:    now,
 		simStart: now.UTC(),
@@ -112,7 +114,7 @@ func Run(ctx context.Context, opts Options) error {
 
 type sim struct {
 	opts     Options
-	api      *client
+	api      apiclient.Client
 	prog     *progress
 	start    time.Time // real, with the monotonic reading
 	simStart time.Time
@@ -126,7 +128,7 @@ type sim struct {
 
 // flight is one drone flying one delivery.
 type flight struct {
-	drone   drone // as the list showed it when the flight began
+	drone   *domain.Drone // as the list showed it when the flight began
 	cancel  context.CancelCauseFunc
 	arrived atomic.Bool // the last report has gone; only confirmation is left
 }
@@ -144,7 +146,7 @@ func (s *sim) run(parent context.Context) error {
 	defer cancel()
 	ticker := time.NewTicker(s.opts.Interval)
 	defer ticker.Stop()
-	s.prog.eventf("simulating drones against %s: a report every %s, time ×%g", s.api.base, s.opts.Interval, s.opts.TimeScale)
+	s.prog.eventf("simulating drones against %s: a report every %s, time ×%g", s.api.Base, s.opts.Interval, s.opts.TimeScale)
 
 	var fatal error
 	idle := 0
@@ -159,11 +161,11 @@ loop:
 				idle = 0
 			case ctx.Err() != nil:
 				break loop
-			case unauthorized(err):
+			case apiclient.Unauthorized(err):
 				fatal = fmt.Errorf("simulator: the API refused the operator key (set -operator-key or OPERATOR_KEY): %w", err)
 				break loop
 			case round == 0:
-				fatal = fmt.Errorf("simulator: cannot list drones at %s (is the service running? make run): %w", s.api.base, err)
+				fatal = fmt.Errorf("simulator: cannot list drones at %s (is the service running? make run): %w", s.api.Base, err)
 				break loop
 			default:
 				s.prog.eventf("drone list failed, retrying: %v", err)
@@ -212,11 +214,11 @@ func (s *sim) fail(err error) {
 // new one, stops flights whose drone was released, and returns how many
 // drones still have a delivery to fly.
 func (s *sim) refresh(ctx context.Context) (int, error) {
-	want := map[string]drone{}
+	want := map[string]*domain.Drone{}
 	// Assigned before InFlight: a drone moving between the two during the
 	// two reads is then seen at least once.
-	for _, st := range []string{"Assigned", "InFlight"} {
-		ds, err := s.api.listDrones(ctx, st)
+	for _, st := range []domain.DroneStatus{domain.DroneAssigned, domain.DroneInFlight} {
+		ds, err := s.api.ListDrones(ctx, st)
 		if err != nil {
 			return 0, err
 		}
@@ -288,7 +290,7 @@ var errReleased = errors.New("drone released")
 // simulator was still flying it; a delivery completed on a report inside the
 // arrival radius is the common case.
 func (s *sim) released(ctx context.Context, id string) bool {
-	d, err := s.api.getDelivery(ctx, id)
+	d, err := s.api.GetDelivery(ctx, id)
 	switch {
 	case err != nil:
 		s.prog.done(id, fmt.Sprintf("%s: the drone was released; the delivery could not be read: %v", id, err))
@@ -300,22 +302,22 @@ func (s *sim) released(ctx context.Context, id string) bool {
 	return true
 }
 
-func terminalStage(s string) bool { return s == "Completed" || s == "Cancelled" || s == "Failed" }
+func terminalStage(s domain.Stage) bool { return s == "Completed" || s == "Cancelled" || s == "Failed" }
 
 // fly flies one delivery and reports whether it is finished with, as
 // opposed to interrupted by a transient error and worth another try.
 func (s *sim) fly(ctx context.Context, f *flight) bool {
 	dr := f.drone
 	id := dr.CurrentDeliveryID
-	del, err := s.api.getDelivery(ctx, id)
+	del, err := s.api.GetDelivery(ctx, id)
 	switch {
 	case err == nil:
 	case ctx.Err() != nil:
 		return false
-	case unauthorized(err):
+	case apiclient.Unauthorized(err):
 		s.fail(fmt.Errorf("simulator: the API refused the operator key: %w", err))
 		return false
-	case statusOf(err) == http.StatusNotFound:
+	case apiclient.StatusOf(err) == http.StatusNotFound:
 		s.prog.eventf("%s: drone %s is assigned a delivery that does not exist; leaving it", id, dr.ID)
 		return true
 	default:
@@ -359,7 +361,7 @@ func (s *sim) fly(ctx context.Context, f *flight) bool {
 	}
 	s.prog.eventf("%s: drone %s takes off, %.2f km to fly at %g m/s", id, dr.ID, totalKm, speed)
 
-	stage, etaAt := del.Stage, del.DeliveryETA
+	stage, etaAt := string(del.Stage), del.DeliveryETA
 	var lastTS, tookOff time.Time
 	flownKm := 0.0
 	failures := 0
@@ -398,8 +400,8 @@ func (s *sim) fly(ctx context.Context, f *flight) bool {
 			alt = 0
 		}
 		battery := min(max(dr.BatteryPercent*(1-flownKm/rangeKm), 0), 100)
-		err := s.api.postTelemetry(ctx, dr.ID, report{
-			Location:       location{Latitude: pos.Lat, Longitude: pos.Lon, Altitude: &alt},
+		err := s.api.PostTelemetry(ctx, dr.ID, apiclient.Report{
+			Location:       domain.Location{Latitude: pos.Lat, Longitude: pos.Lon, Altitude: &alt},
 			BatteryPercent: math.Round(battery*100) / 100,
 			Timestamp:      ts.Format("2006-01-02T15:04:05.000Z07:00"),
 		})
@@ -414,10 +416,10 @@ func (s *sim) fly(ctx context.Context, f *flight) bool {
 		case ctx.Err() != nil:
 			s.interrupted(ctx, id, percent(flownKm, totalKm))
 			return false
-		case unauthorized(err):
+		case apiclient.Unauthorized(err):
 			s.fail(fmt.Errorf("simulator: the API refused the operator key: %w", err))
 			return false
-		case statusOf(err) >= 400 && statusOf(err) < 500 && statusOf(err) != http.StatusTooManyRequests:
+		case apiclient.StatusOf(err) >= 400 && apiclient.StatusOf(err) < 500 && apiclient.StatusOf(err) != http.StatusTooManyRequests:
 			// The API will refuse every report like this one alike.
 			s.prog.done(id, fmt.Sprintf("%s: drone %s grounded: %v", id, dr.ID, err))
 			return true
@@ -436,13 +438,13 @@ func (s *sim) fly(ctx context.Context, f *flight) bool {
 			return s.confirm(ctx, id, totalKm, ts.Sub(tookOff))
 		}
 		if tick%listEvery == 0 {
-			if d, err := s.api.getDelivery(ctx, id); err == nil {
-				stage, etaAt = d.Stage, d.DeliveryETA
+			if d, err := s.api.GetDelivery(ctx, id); err == nil {
+				stage, etaAt = string(d.Stage), d.DeliveryETA
 				if d.Stage == "Cancelled" || d.Stage == "Failed" {
 					s.prog.done(id, fmt.Sprintf("%s: %s by the backend; drone %s stops", id, d.Stage, dr.ID))
 					return true
 				}
-			} else if unauthorized(err) {
+			} else if apiclient.Unauthorized(err) {
 				s.fail(fmt.Errorf("simulator: the API refused the operator key: %w", err))
 				return false
 			}
@@ -472,10 +474,10 @@ func (s *sim) fly(ctx context.Context, f *flight) bool {
 // Completed after the report at the dropoff, so the output says what the
 // service made of the flight rather than what the simulator hoped.
 func (s *sim) confirm(ctx context.Context, id string, totalKm float64, took time.Duration) bool {
-	stage := ""
+	stage := domain.Stage("")
 wait:
 	for range confirmWait + 1 {
-		if d, err := s.api.getDelivery(ctx, id); err == nil {
+		if d, err := s.api.GetDelivery(ctx, id); err == nil {
 			stage = d.Stage
 			if terminalStage(stage) {
 				break

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"math"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -19,7 +18,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/fabrikam/dronedelivery/shared/domain"
 	"github.com/fabrikam/dronedelivery/shared/geo"
+	"github.com/fabrikam/dronedelivery/tools/apiclient"
 	"github.com/fabrikam/dronedelivery/tools/testdoubles"
 )
 
@@ -37,8 +38,8 @@ const step = 2 * time.Second
 type fakeAPI struct {
 	t          *testing.T
 	mu         sync.Mutex
-	drones     map[string]*drone
-	deliveries map[string]*delivery
+	drones     map[string]*domain.Drone
+	deliveries map[string]*apiclient.Delivery
 	reports    map[string][]gotReport // by drone, every report posted
 	auth       map[string]bool        // Authorization headers seen
 	pageSize   int                    // the list's page size, to exercise paging
@@ -51,7 +52,7 @@ type fakeAPI struct {
 }
 
 type gotReport struct {
-	report
+	apiclient.Report
 	at       time.Time // parsed timestamp
 	accepted bool      // newer than the drone's last one
 	stage    string    // the delivery's stage after it
@@ -60,7 +61,7 @@ type gotReport struct {
 const radiusKm = 0.05
 
 func newFakeAPI(t *testing.T) (*fakeAPI, *httptest.Server) {
-	f := &fakeAPI{t: t, drones: map[string]*drone{}, deliveries: map[string]*delivery{},
+	f := &fakeAPI{t: t, drones: map[string]*domain.Drone{}, deliveries: map[string]*apiclient.Delivery{},
 		reports: map[string][]gotReport{}, auth: map[string]bool{}, pageSize: 2}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /api/drones", f.list)
@@ -80,13 +81,13 @@ func newFakeAPI(t *testing.T) (*fakeAPI, *httptest.Server) {
 func (f *fakeAPI) assign(droneID, deliveryID string, from, pickup, dropoff geo.Point) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.drones[droneID] = &drone{ID: droneID, Location: loc(from), RangeKm: 20, CruiseSpeedMps: 15,
+	f.drones[droneID] = &domain.Drone{ID: droneID, Location: loc(from), RangeKm: 20, CruiseSpeedMps: 15,
 		BatteryPercent: 90, Status: "Assigned", CurrentDeliveryID: deliveryID}
-	f.deliveries[deliveryID] = &delivery{ID: deliveryID, Stage: "Scheduled", DroneID: droneID,
+	f.deliveries[deliveryID] = &apiclient.Delivery{ID: deliveryID, Stage: "Scheduled", DroneID: droneID,
 		PickupLocation: loc(pickup), DropoffLocation: loc(dropoff)}
 }
 
-func loc(p geo.Point) location { return location{Latitude: p.Lat, Longitude: p.Lon} }
+func loc(p geo.Point) domain.Location { return domain.Location{Latitude: p.Lat, Longitude: p.Lon} }
 
 func (f *fakeAPI) list(w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
@@ -98,18 +99,20 @@ func (f *fakeAPI) list(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, `{"title":%q,"status":%d}`, http.StatusText(f.listStatus), f.listStatus)
 		return
 	}
-	if r.URL.Query().Get("limit") != "1000" {
-		f.t.Errorf("drone list asked with limit %q, want 1000", r.URL.Query().Get("limit"))
-	}
+	assert.Equal(f.t, "1000", r.URL.Query().Get("limit"), "the drone list's page size")
 	status, after := r.URL.Query().Get("status"), r.URL.Query().Get("after")
 	var ids []string
 	for id, d := range f.drones {
-		if d.Status == status && id > after {
+		if string(d.Status) == status && id > after {
 			ids = append(ids, id)
 		}
 	}
 	slices.Sort(ids)
-	page := dronePage{Drones: []drone{}}
+	var page struct {
+		Drones []domain.Drone `json:"drones"`
+		Next   string         `json:"next,omitempty"`
+	}
+	page.Drones = []domain.Drone{}
 	for i, id := range ids {
 		if i == f.pageSize {
 			page.Next = ids[i-1]
@@ -132,21 +135,17 @@ func (f *fakeAPI) getDelivery(w http.ResponseWriter, r *http.Request) {
 }
 
 func (f *fakeAPI) telemetry(w http.ResponseWriter, r *http.Request) {
-	var rep report
-	if err := json.NewDecoder(r.Body).Decode(&rep); err != nil {
-		f.t.Errorf("telemetry body: %v", err)
+	var rep apiclient.Report
+	if err := json.NewDecoder(r.Body).Decode(&rep); !assert.NoError(f.t, err, "telemetry body") {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
 	at, err := time.Parse(time.RFC3339, rep.Timestamp)
-	if err != nil {
-		f.t.Errorf("telemetry timestamp %q is not RFC 3339: %v", rep.Timestamp, err)
+	if !assert.NoError(f.t, err, "telemetry timestamp %q is not RFC 3339", rep.Timestamp) {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	if rep.BatteryPercent < 0 || rep.BatteryPercent > 100 {
-		f.t.Errorf("battery %v out of range", rep.BatteryPercent)
-	}
+	assert.True(f.t, rep.BatteryPercent >= 0 && rep.BatteryPercent <= 100, "battery %v out of range", rep.BatteryPercent)
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.posted++
@@ -168,7 +167,7 @@ func (f *fakeAPI) telemetry(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, `{"title":"Not Found","status":404}`, http.StatusNotFound)
 		return
 	}
-	g := gotReport{report: rep, at: at}
+	g := gotReport{Report: rep, at: at}
 	if dr.LastTelemetryAt == nil || at.After(*dr.LastTelemetryAt) {
 		g.accepted = true
 		dr.LastTelemetryAt = &at
@@ -189,7 +188,7 @@ func (f *fakeAPI) telemetry(w http.ResponseWriter, r *http.Request) {
 				eta := at.Add(time.Duration(remainingKm(p, []geo.Point{point(d.DropoffLocation)}) / 0.015 * float64(time.Second)))
 				d.DeliveryETA = &eta
 			}
-			g.stage = d.Stage
+			g.stage = string(d.Stage)
 		}
 	}
 	f.reports[id] = append(f.reports[id], g)
@@ -197,11 +196,11 @@ func (f *fakeAPI) telemetry(w http.ResponseWriter, r *http.Request) {
 	w.Write([]byte(`{"accepted":1}`))
 }
 
-func (f *fakeAPI) snapshot(droneID string) ([]gotReport, drone, delivery) {
+func (f *fakeAPI) snapshot(droneID string) ([]gotReport, domain.Drone, apiclient.Delivery) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	dr := *f.drones[droneID]
-	var d delivery
+	var d apiclient.Delivery
 	for _, x := range f.deliveries {
 		if x.DroneID == droneID {
 			d = *x
@@ -222,45 +221,29 @@ var (
 // speed, lands within the radius of each, and the battery only drains.
 func checkFlight(t *testing.T, reps []gotReport, speedMps float64) {
 	t.Helper()
-	if len(reps) < 5 {
-		t.Fatalf("only %d reports", len(reps))
-	}
+	require.GreaterOrEqual(t, len(reps), 5, "reports")
 	for i, r := range reps {
-		if !r.accepted {
-			t.Errorf("report %d (%s) was not newer than the one before and would be ignored", i, r.Timestamp)
-		}
-		if i > 0 && !r.at.After(reps[i-1].at) {
-			t.Errorf("report %d at %s is not after report %d at %s", i, r.Timestamp, i-1, reps[i-1].Timestamp)
-		}
-		if i > 0 && r.BatteryPercent > reps[i-1].BatteryPercent {
-			t.Errorf("battery rose from %v to %v at report %d", reps[i-1].BatteryPercent, r.BatteryPercent, i)
+		assert.True(t, r.accepted, "report %d (%s) was not newer than the one before and would be ignored", i, r.Timestamp)
+		if i > 0 {
+			assert.True(t, r.at.After(reps[i-1].at), "report %d at %s is not after report %d at %s", i, r.Timestamp, i-1, reps[i-1].Timestamp)
+			assert.LessOrEqual(t, r.BatteryPercent, reps[i-1].BatteryPercent, "the battery rose at report %d", i)
 		}
 	}
 	atPickup := slices.IndexFunc(reps, func(r gotReport) bool {
 		return geo.DistanceKm(point(r.Location), pickup) <= radiusKm
 	})
-	if atPickup < 0 {
-		t.Fatalf("no report within %g km of the pickup", radiusKm)
-	}
+	require.GreaterOrEqual(t, atPickup, 0, "no report within %g km of the pickup", radiusKm)
 	for i := 1; i <= atPickup; i++ {
 		before, after := geo.DistanceKm(point(reps[i-1].Location), pickup), geo.DistanceKm(point(reps[i].Location), pickup)
-		if after >= before {
-			t.Errorf("report %d moved away from the pickup: %.5f km → %.5f km", i, before, after)
-		}
+		assert.Less(t, after, before, "report %d moved away from the pickup (km)", i)
 	}
 	for i := atPickup + 1; i < len(reps); i++ {
 		before, after := geo.DistanceKm(point(reps[i-1].Location), dropoff), geo.DistanceKm(point(reps[i].Location), dropoff)
-		if after >= before {
-			t.Errorf("report %d moved away from the dropoff: %.5f km → %.5f km", i, before, after)
-		}
+		assert.Less(t, after, before, "report %d moved away from the dropoff (km)", i)
 	}
 	last := reps[len(reps)-1]
-	if d := geo.DistanceKm(point(last.Location), dropoff); d > radiusKm {
-		t.Errorf("last report is %.3f km from the dropoff", d)
-	}
-	if last.stage != "Completed" {
-		t.Errorf("stage after the last report %q, want Completed", last.stage)
-	}
+	assert.LessOrEqual(t, geo.DistanceKm(point(last.Location), dropoff), radiusKm, "the last report's distance from the dropoff (km)")
+	assert.Equal(t, "Completed", last.stage, "the stage after the last report")
 	// Speed: each hop is the cruise speed times the simulated time between
 	// the reports, shorter only when it ends on the pickup or the dropoff.
 	for i := 1; i < len(reps); i++ {
@@ -269,12 +252,14 @@ func checkFlight(t *testing.T, reps []gotReport, speedMps float64) {
 		// The hop onto the pad may be up to landingKm longer, never shorter
 		// than the radius allows.
 		ends := i == atPickup || i == len(reps)-1
-		if (!ends && (hop > want+0.5 || hop < want-0.5)) || (ends && hop > want+landingKm*1000+0.5) {
-			t.Errorf("hop %d is %.1f m in %s simulated, want %.1f m at %g m/s", i, hop, reps[i].at.Sub(reps[i-1].at), want, speedMps)
+		if ends {
+			assert.LessOrEqual(t, hop, want+landingKm*1000+0.5, "hop %d (m) in %s simulated at %g m/s", i, reps[i].at.Sub(reps[i-1].at), speedMps)
+		} else {
+			assert.InDelta(t, want, hop, 0.5, "hop %d (m) in %s simulated at %g m/s", i, reps[i].at.Sub(reps[i-1].at), speedMps)
 		}
 	}
-	if alt := reps[atPickup].Location.Altitude; alt == nil || *alt != 0 {
-		t.Errorf("the drone did not land at the pickup: altitude %v", alt)
+	if alt := reps[atPickup].Location.Altitude; assert.NotNil(t, alt, "the altitude at the pickup") {
+		assert.Zero(t, *alt, "the drone did not land at the pickup")
 	}
 }
 
@@ -288,43 +273,27 @@ func TestFliesAnAssignedDroneToCompletion(t *testing.T) {
 
 	err := Run(ctx, Options{BaseURL: srv.URL + "/", Interval: 20 * time.Millisecond, Step: step,
 		Out: &out, OperatorKey: "op-key", UntilIdle: true})
-	if err != nil {
-		t.Fatalf("Run: %v\n%s", err, out.String())
-	}
-	if ctx.Err() != nil {
-		t.Fatalf("Run returned only at the deadline: UntilIdle did not stop it\n%s", out.String())
-	}
+	require.NoError(t, err, "Run\n%s", out.String())
+	require.NoError(t, ctx.Err(), "Run returned only at the deadline: UntilIdle did not stop it\n%s", out.String())
 
 	reps, dr, del := api.snapshot("drone-001")
 	checkFlight(t, reps, 15)
-	if del.Stage != "Completed" || dr.Status != "Available" {
-		t.Errorf("delivery %s, drone %s: want Completed and Available", del.Stage, dr.Status)
-	}
+	assert.Equal(t, domain.StageCompleted, del.Stage)
+	assert.Equal(t, domain.DroneAvailable, dr.Status)
 	for i := 1; i < len(reps); i++ {
-		if gap := reps[i].at.Sub(reps[i-1].at); gap != step {
-			t.Errorf("reports %d and %d are %s apart in simulated time, want the step of %s", i-1, i, gap, step)
-		}
+		assert.Equal(t, step, reps[i].at.Sub(reps[i-1].at), "reports %d and %d apart in simulated time", i-1, i)
 	}
 	simSpan := reps[len(reps)-1].at.Sub(reps[0].at)
 	routeKm := geo.DistanceKm(base, pickup) + geo.DistanceKm(pickup, dropoff)
 	// Each of the two legs may end with a hop stretched by landingKm.
-	if min := time.Duration((routeKm - 2*landingKm) * 1000 / 15 * float64(time.Second)); simSpan < min {
-		t.Errorf("flew %.2f km in %s simulated, faster than 15 m/s", routeKm, simSpan)
-	}
-	if want := 90 * (1 - routeKm/20); math.Abs(reps[len(reps)-1].BatteryPercent-want) > 0.05 {
-		t.Errorf("battery at the end %v%%, want %.2f%% (%.2f km of a 20 km range from 90%%)", reps[len(reps)-1].BatteryPercent, want, routeKm)
-	}
-	if !api.auth["Bearer op-key"] || len(api.auth) != 1 {
-		t.Errorf("Authorization headers %v, want only Bearer op-key", api.auth)
-	}
+	assert.GreaterOrEqual(t, simSpan, time.Duration((routeKm-2*landingKm)*1000/15*float64(time.Second)), "flew %.2f km faster than 15 m/s", routeKm)
+	assert.InDelta(t, 90*(1-routeKm/20), reps[len(reps)-1].BatteryPercent, 0.05, "battery at the end (%.2f km of a 20 km range from 90%%)", routeKm)
+	assert.Equal(t, map[string]bool{"Bearer op-key": true}, api.auth, "Authorization headers")
 	text := out.String()
 	t.Logf("progress:\n%s", text)
-	if !strings.Contains(text, "order-1  Completed        ██████████ 100%") {
-		t.Errorf("progress does not show order-1 completed:\n%s", text)
-	}
-	if !strings.Contains(text, "HeadedToDropoff") || strings.Contains(text, "\x1b[") {
-		t.Errorf("plain progress should show the stages and no cursor movement:\n%s", text)
-	}
+	assert.Contains(t, text, "order-1  Completed        ██████████ 100%", "progress shows order-1 completed")
+	assert.Contains(t, text, "HeadedToDropoff", "plain progress shows the stages")
+	assert.NotContains(t, text, "\x1b[", "plain progress does not move the cursor")
 }
 
 // TestSimulatedClockRunsTimeScaleTimesFaster reads the simulated clock
@@ -375,19 +344,14 @@ func TestFliesOnThroughFailedReports(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), patience)
 	defer cancel()
 	err := Run(ctx, Options{BaseURL: srv.URL, Interval: 20 * time.Millisecond, Step: step, Out: &out, UntilIdle: true})
-	if err != nil || ctx.Err() != nil {
-		t.Fatalf("Run: %v (ctx %v)\n%s", err, ctx.Err(), out.String())
-	}
+	require.NoError(t, err, "Run\n%s", out.String())
+	require.NoError(t, ctx.Err(), "Run returned only at the deadline\n%s", out.String())
 	// The reports the API took still make a consistent flight, and the one
 	// at the dropoff was sent again until it was taken.
 	reps, _, del := api.snapshot("drone-001")
 	checkFlight(t, reps, 15)
-	if del.Stage != "Completed" {
-		t.Errorf("stage %s, want Completed\n%s", del.Stage, out.String())
-	}
-	if !strings.Contains(out.String(), "telemetry failed, flying on") {
-		t.Errorf("the failures were not reported:\n%s", out.String())
-	}
+	assert.Equal(t, domain.StageCompleted, del.Stage, out.String())
+	assert.Contains(t, out.String(), "telemetry failed, flying on", "the failures are reported")
 }
 
 func TestPicksUpDronesAsTheyAreAssigned(t *testing.T) {
@@ -397,7 +361,7 @@ func TestPicksUpDronesAsTheyAreAssigned(t *testing.T) {
 	for i := range 5 {
 		api.mu.Lock()
 		id := fmt.Sprintf("idle-%d", i)
-		api.drones[id] = &drone{ID: id, Location: loc(base), Status: "Available", CruiseSpeedMps: 15, RangeKm: 20, BatteryPercent: 100}
+		api.drones[id] = &domain.Drone{ID: id, Location: loc(base), Status: "Available", CruiseSpeedMps: 15, RangeKm: 20, BatteryPercent: 100}
 		api.mu.Unlock()
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -438,9 +402,8 @@ func TestPicksUpDronesAsTheyAreAssigned(t *testing.T) {
 		checkFlight(t, reps, 15)
 	}
 	for i := range 5 {
-		if reps, _, _ := api.snapshot(fmt.Sprintf("idle-%d", i)); len(reps) > 0 {
-			t.Errorf("idle-%d, never assigned, reported %d times", i, len(reps))
-		}
+		reps, _, _ := api.snapshot(fmt.Sprintf("idle-%d", i))
+		assert.Empty(t, reps, "idle-%d, never assigned, reported", i)
 	}
 }
 
@@ -502,9 +465,7 @@ func TestStopsCleanlyWhenCancelled(t *testing.T) {
 	expectStopped(t, requests)
 	reps, _, _ := api.snapshot("drone-001")
 	for i := 1; i < len(reps); i++ {
-		if geo.DistanceKm(point(reps[i].Location), far) >= geo.DistanceKm(point(reps[i-1].Location), far) {
-			t.Fatalf("report %d did not get closer to the pickup", i)
-		}
+		require.Less(t, geo.DistanceKm(point(reps[i].Location), far), geo.DistanceKm(point(reps[i-1].Location), far), "report %d did not get closer to the pickup", i)
 	}
 }
 
@@ -529,9 +490,8 @@ func TestStopsFlyingACancelledDelivery(t *testing.T) {
 	api.deliveries["order-1"].Stage = "Cancelled"
 	api.drones["drone-001"].Status, api.drones["drone-001"].CurrentDeliveryID = "Available", ""
 	api.mu.Unlock()
-	if err := <-done; err != nil || ctx.Err() != nil {
-		t.Fatalf("Run: %v (ctx %v)\n%s", err, ctx.Err(), out.String())
-	}
+	require.NoError(t, <-done, "Run\n%s", out.String())
+	require.NoError(t, ctx.Err(), "Run returned only at the deadline\n%s", out.String())
 	expectStopped(t, requests)
 }
 
@@ -545,14 +505,10 @@ func TestResumesAfterAFutureTimestamp(t *testing.T) {
 	api.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), patience)
 	defer cancel()
-	if err := Run(ctx, Options{BaseURL: srv.URL, Interval: 20 * time.Millisecond, TimeScale: 100, Step: step, UntilIdle: true}); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, Run(ctx, Options{BaseURL: srv.URL, Interval: 20 * time.Millisecond, TimeScale: 100, Step: step, UntilIdle: true}))
 	reps, _, _ := api.snapshot("drone-001")
 	checkFlight(t, reps, 15)
-	if !reps[0].at.After(future) {
-		t.Errorf("first report at %s, not after the drone's last one at %s", reps[0].at, future)
-	}
+	assert.True(t, reps[0].at.After(future), "first report at %s, not after the drone's last one at %s", reps[0].at, future)
 }
 
 func TestRefusedKeyAndUnreachableAPIAreErrors(t *testing.T) {
@@ -562,20 +518,14 @@ func TestRefusedKeyAndUnreachableAPIAreErrors(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), patience)
 	defer cancel()
 	err := Run(ctx, Options{BaseURL: srv.URL, Interval: 10 * time.Millisecond})
-	if err == nil || !strings.Contains(err.Error(), "operator key") {
-		t.Errorf("refused key: %v, want an error naming the operator key", err)
-	}
+	assert.ErrorContains(t, err, "operator key", "a refused key")
 
 	dead := httptest.NewServer(http.NotFoundHandler())
 	dead.Close()
 	err = Run(ctx, Options{BaseURL: dead.URL, Interval: 10 * time.Millisecond})
-	if err == nil || !strings.Contains(err.Error(), "is the service running") {
-		t.Errorf("unreachable API: %v, want an error saying so", err)
-	}
+	assert.ErrorContains(t, err, "is the service running", "an unreachable API")
 
-	if err := Run(ctx, Options{BaseURL: "127.0.0.1:7071"}); err == nil {
-		t.Error("a base URL without a scheme was accepted")
-	}
+	assert.Error(t, Run(ctx, Options{BaseURL: "127.0.0.1:7071"}), "a base URL without a scheme")
 }
 
 func TestProgressOnATerminalRedrawsInPlace(t *testing.T) {
@@ -587,23 +537,16 @@ func TestProgressOnATerminalRedrawsInPlace(t *testing.T) {
 	p.set("order-22", status{stage: "HeadedToDropoff", frac: 0.7, eta: -1})
 	p.render()
 	first := b.String()
-	if !strings.Contains(first, "order-1   HeadedToPickup   ███░░░░░░░  30%  ETA 3m12s\n") ||
-		!strings.Contains(first, "order-22  HeadedToDropoff  ███████░░░  70%  ETA ?\n") {
-		t.Fatalf("first frame:\n%q", first)
-	}
+	require.Contains(t, first, "order-1   HeadedToPickup   ███░░░░░░░  30%  ETA 3m12s\n", "first frame")
+	require.Contains(t, first, "order-22  HeadedToDropoff  ███████░░░  70%  ETA ?\n", "first frame")
 	b.Reset()
 	p.done("order-1", "order-1 done")
 	p.render()
 	second := b.String()
-	if !strings.HasPrefix(second, "\x1b[2A") {
-		t.Errorf("second frame does not move back over the two live lines: %q", second)
-	}
-	if !strings.Contains(second, "order-1 done\n") || !strings.Contains(second, "order-22  HeadedToDropoff") {
-		t.Errorf("second frame: %q", second)
-	}
-	if got := formatLine("x", 1, status{stage: "HeadedToDropoff", frac: 1, eta: 0}); got != "x  HeadedToDropoff  ██████████ 100%  ETA 0s" {
-		t.Errorf("formatLine: %q", got)
-	}
+	assert.True(t, strings.HasPrefix(second, "\x1b[2A"), "second frame does not move back over the two live lines: %q", second)
+	assert.Contains(t, second, "order-1 done\n", "second frame")
+	assert.Contains(t, second, "order-22  HeadedToDropoff", "second frame")
+	assert.Equal(t, "x  HeadedToDropoff  ██████████ 100%  ETA 0s", formatLine("x", 1, status{stage: "HeadedToDropoff", frac: 1, eta: 0}))
 }
 
 func TestTowardFollowsTheGreatCircle(t *testing.T) {
@@ -612,17 +555,11 @@ func TestTowardFollowsTheGreatCircle(t *testing.T) {
 	total := geo.DistanceKm(a, b)
 	for _, f := range []float64{0.1, 0.25, 0.5, 0.9} {
 		m := toward(a, b, f)
-		if d := geo.DistanceKm(a, m); math.Abs(d-f*total) > 1e-6*total {
-			t.Errorf("f=%g: %.3f km from the start, want %.3f", f, d, f*total)
-		}
-		if d := geo.DistanceKm(a, m) + geo.DistanceKm(m, b); math.Abs(d-total) > 1e-6*total {
-			t.Errorf("f=%g: the point is off the great circle by %.3f km", f, d-total)
-		}
+		assert.InDelta(t, f*total, geo.DistanceKm(a, m), 1e-6*total, "f=%g: km from the start", f)
+		assert.InDelta(t, total, geo.DistanceKm(a, m)+geo.DistanceKm(m, b), 1e-6*total, "f=%g: the point is off the great circle", f)
 	}
 	// The great circle from Seattle to London passes north of both.
-	if mid := toward(a, b, 0.5); mid.Lat < 60 {
-		t.Errorf("midpoint latitude %.2f: not a great circle", mid.Lat)
-	}
+	assert.GreaterOrEqual(t, toward(a, b, 0.5).Lat, 60.0, "the midpoint's latitude: not a great circle")
 }
 
 // TestWaitsAtThePickupUntilThePickupTime: a drone that reaches the pickup
@@ -645,7 +582,7 @@ func TestWaitsAtThePickupUntilThePickupTime(t *testing.T) {
 	require.NoError(t, err, out.String())
 
 	reps, _, del := api.snapshot("drone-001")
-	require.Equal(t, "Completed", del.Stage)
+	require.Equal(t, domain.StageCompleted, del.Stage)
 	arrived, left := -1, -1
 	for i, r := range reps {
 		at := geo.DistanceKm(point(r.Location), pickup) <= radiusKm

@@ -1,12 +1,18 @@
-// Package testdoubles starts the local stand-ins for Cosmos DB and Service
-// Bus that the contract and end-to-end tests run the Azure adapters against.
-// They are Node.js programs in this folder, installed from its lockfile;
-// they are test tools, not parts of the product.
+// Package testdoubles holds what the local stand-ins share: it starts the
+// Node.js doubles in this folder (installed from its lockfile), installs the
+// Go tools some doubles run, and captures their output. Each double has its
+// own package below it (cosmosdouble, servicebusdouble, sqsdouble,
+// smtpdouble, otlpdouble, lambdarie, and browser, the headless-browser
+// driver). They are test tools, not parts of the product.
 package testdoubles
 
 import (
 	"bufio"
+	"bytes"
+	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +22,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/stretchr/testify/require"
 )
 
 // Dir is the folder holding the doubles and their package.json.
@@ -33,15 +41,7 @@ func EnsureInstalled(t testing.TB) {
 	if _, err := exec.LookPath("node"); err != nil {
 		t.Fatalf("the Cosmos DB and Service Bus test doubles need Node.js 20 or later with npm on PATH (Debian: apt-get install -y nodejs npm): %v", err)
 	}
-	lock, err := os.OpenFile(filepath.Join(dir, ".install.lock"), os.O_CREATE|os.O_RDWR, 0o644)
-	if err != nil {
-		t.Fatalf("open install lock: %v", err)
-	}
-	defer lock.Close()
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
-		t.Fatalf("lock install: %v", err)
-	}
-	defer syscall.Flock(int(lock.Fd()), syscall.LOCK_UN)
+	defer lockInstall(t, dir)()
 	if installed(dir) {
 		return
 	}
@@ -49,6 +49,22 @@ func EnsureInstalled(t testing.TB) {
 	cmd.Dir = dir
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("npm ci in %s: %v\n%s", dir, err, out)
+	}
+}
+
+// lockInstall takes dir's install lock, for one test binary at a time;
+// call what it returns to let go.
+func lockInstall(t testing.TB, dir string) (unlock func()) {
+	t.Helper()
+	lock, err := os.OpenFile(filepath.Join(dir, ".install.lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	require.NoError(t, err, "open install lock")
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+		lock.Close()
+		require.NoError(t, err, "lock install")
+	}
+	return func() {
+		syscall.Flock(int(lock.Fd()), syscall.LOCK_UN)
+		lock.Close()
 	}
 }
 
@@ -78,6 +94,7 @@ func Start(t testing.TB, script string, args ...string) *Process {
 	EnsureInstalled(t)
 	cmd := exec.Command("node", append([]string{filepath.Join(Dir(), script)}, args...)...)
 	cmd.Dir = Dir()
+	DieWithTest(cmd)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -124,3 +141,55 @@ func Start(t testing.TB, script string, args ...string) *Process {
 
 // Addr is the double's loopback address.
 func (p *Process) Addr() string { return fmt.Sprintf("127.0.0.1:%d", p.Port) }
+
+// TempPortFile names a file in the test's temporary folder where a double
+// writes its admin port: the harness reads only the READY line.
+func TempPortFile(t testing.TB, name string) string {
+	return filepath.Join(t.TempDir(), name)
+}
+
+// ReadAdminURL reads the admin port a double wrote before it printed READY.
+func ReadAdminURL(t testing.TB, portFile, double string) string {
+	t.Helper()
+	raw, err := os.ReadFile(portFile)
+	if err != nil {
+		t.Fatalf("read the %s double's admin port: %v", double, err)
+	}
+	port, err := strconv.Atoi(strings.TrimSpace(string(raw)))
+	if err != nil {
+		t.Fatalf("the %s double's admin port %q: %v", double, raw, err)
+	}
+	return fmt.Sprintf("http://127.0.0.1:%d", port)
+}
+
+// AdminCall sends a JSON request to a double's admin endpoint and decodes
+// its JSON answer into out (unless nil), failing the test on any error.
+func AdminCall(t testing.TB, double, method, url string, in, out any) {
+	t.Helper()
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequest(method, url, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s double admin %s %s: %v", double, method, url, err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode/100 != 2 {
+		t.Fatalf("%s double admin %s %s: %s: %s", double, method, url, resp.Status, raw)
+	}
+	if out != nil {
+		if err := json.Unmarshal(raw, out); err != nil {
+			t.Fatalf("%s double admin %s %s: %v: %s", double, method, url, err, raw)
+		}
+	}
+}

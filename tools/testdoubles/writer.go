@@ -31,10 +31,10 @@ func (l *LockedBuffer) String() string {
 	return l.b.String()
 }
 
-// background starts cmd with its output captured and returns the capture, a
+// Background starts cmd with its output captured and returns the capture, a
 // channel closed when the process ends, and a stop that asks it to end
 // (SIGTERM) and kills it if it has not within 5 s.
-func background(t testing.TB, cmd *exec.Cmd, what string) (*LockedBuffer, <-chan struct{}, func()) {
+func Background(t testing.TB, cmd *exec.Cmd, what string) (*LockedBuffer, <-chan struct{}, func()) {
 	t.Helper()
 	logs := &LockedBuffer{}
 	cmd.Stdout, cmd.Stderr = logs, logs

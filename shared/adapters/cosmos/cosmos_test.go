@@ -25,14 +25,14 @@ import (
 	"github.com/fabrikam/dronedelivery/shared/ports"
 	"github.com/fabrikam/dronedelivery/shared/ports/porttest"
 	"github.com/fabrikam/dronedelivery/shared/topology"
-	"github.com/fabrikam/dronedelivery/tools/testdoubles"
+	"github.com/fabrikam/dronedelivery/tools/testdoubles/cosmosdouble"
 )
 
 // TestCosmos runs everything against one Cosmos DB double: its subtests run
 // in parallel, each in a database of its own unless it says otherwise, and
 // the double stops when the last of them ends.
 func TestCosmos(t *testing.T) {
-	e := &env{conn: testdoubles.StartCosmos(t)}
+	e := &env{conn: cosmosdouble.StartCosmos(t)}
 	e.client = e.newClient(t, nil)
 
 	t.Run("Collections", func(t *testing.T) {

@@ -10,7 +10,7 @@ import (
 
 	"github.com/fabrikam/dronedelivery/shared/domain"
 	"github.com/fabrikam/dronedelivery/shared/topology"
-	"github.com/fabrikam/dronedelivery/tools/testdoubles"
+	"github.com/fabrikam/dronedelivery/tools/testdoubles/cosmosdouble"
 )
 
 // TestOutagesAreUnavailable holds the adapter, over azcosmos v1.5.0's
@@ -23,7 +23,7 @@ import (
 // and loads once it ends.
 func TestOutagesAreUnavailable(t *testing.T) {
 	t.Parallel()
-	double := testdoubles.StartCosmosDouble(t)
+	double := cosmosdouble.StartCosmosDouble(t)
 	e := &env{conn: double.ConnectionString()}
 	// As shared/backend builds it: nine retries of a 429.
 	o := &azcosmos.ClientOptions{}
@@ -37,13 +37,13 @@ func TestOutagesAreUnavailable(t *testing.T) {
 
 	cases := []struct {
 		name  string
-		fault testdoubles.CosmosFault
+		fault cosmosdouble.CosmosFault
 	}{
-		{"throttled past the SDK's retries", testdoubles.CosmosFault{Kind: testdoubles.CosmosThrottle, RetryAfter: 10 * time.Millisecond}},
-		{"503", testdoubles.CosmosFault{Kind: testdoubles.CosmosUnavailable}},
-		{"connections dropped", testdoubles.CosmosFault{Kind: testdoubles.CosmosDrop}},
-		{"connections refused", testdoubles.CosmosFault{Kind: testdoubles.CosmosRefuse}},
-		{"503 on the packages container", testdoubles.CosmosFault{Kind: testdoubles.CosmosUnavailable, Container: topology.ContainerPackages}},
+		{"throttled past the SDK's retries", cosmosdouble.CosmosFault{Kind: cosmosdouble.CosmosThrottle, RetryAfter: 10 * time.Millisecond}},
+		{"503", cosmosdouble.CosmosFault{Kind: cosmosdouble.CosmosUnavailable}},
+		{"connections dropped", cosmosdouble.CosmosFault{Kind: cosmosdouble.CosmosDrop}},
+		{"connections refused", cosmosdouble.CosmosFault{Kind: cosmosdouble.CosmosRefuse}},
+		{"503 on the packages container", cosmosdouble.CosmosFault{Kind: cosmosdouble.CosmosUnavailable, Container: topology.ContainerPackages}},
 	}
 	for _, c := range cases {
 		double.Fault(t, c.fault)
@@ -58,7 +58,7 @@ func TestOutagesAreUnavailable(t *testing.T) {
 			_, err := s.Store().Accounts.Find(ctx, "nobody")
 			mustCode(t, err, domain.ENOTFOUND, c.name+": another container is served")
 		}
-		if c.fault.Kind != testdoubles.CosmosRefuse {
+		if c.fault.Kind != cosmosdouble.CosmosRefuse {
 			assert.Positive(t, double.FaultState(t).Injected, c.name)
 		}
 		double.Heal(t)
@@ -71,7 +71,7 @@ func TestOutagesAreUnavailable(t *testing.T) {
 	// index is unavailable, and it loads in the background once Cosmos DB
 	// answers again.
 	fleet := e.open(t, e.client, e.freshDB(t), Options{}).Store().Fleet
-	double.Fault(t, testdoubles.CosmosFault{Kind: testdoubles.CosmosUnavailable})
+	double.Fault(t, cosmosdouble.CosmosFault{Kind: cosmosdouble.CosmosUnavailable})
 	mustCode(t, fleet.Ready(ctx), domain.EUNAVAILABLE, "the index's first load in an outage")
 	mustCode(t, fleet.Ready(ctx), domain.EUNAVAILABLE, "the index while its load is retried")
 	double.Heal(t)
@@ -79,7 +79,7 @@ func TestOutagesAreUnavailable(t *testing.T) {
 
 	// A throttle the SDK's own retries outlast: it waits x-ms-retry-after-ms
 	// between tries, and the window ends before its tries do.
-	double.Fault(t, testdoubles.CosmosFault{Kind: testdoubles.CosmosThrottle, For: 300 * time.Millisecond, RetryAfter: 100 * time.Millisecond})
+	double.Fault(t, cosmosdouble.CosmosFault{Kind: cosmosdouble.CosmosThrottle, For: 300 * time.Millisecond, RetryAfter: 100 * time.Millisecond})
 	got, err := packages.Find(ctx, id)
 	require.NoError(t, err, "the SDK rode out a short throttle")
 	assert.Equal(t, id, got.ID)

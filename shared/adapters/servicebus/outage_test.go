@@ -9,7 +9,7 @@ import (
 
 	"github.com/fabrikam/dronedelivery/shared/domain"
 	"github.com/fabrikam/dronedelivery/shared/ports"
-	"github.com/fabrikam/dronedelivery/tools/testdoubles"
+	"github.com/fabrikam/dronedelivery/tools/testdoubles/servicebusdouble"
 )
 
 // TestOutageIsUnavailableAndHeals detaches every link and refuses new ones:
@@ -19,14 +19,12 @@ import (
 // outage.
 func TestOutageIsUnavailableAndHeals(t *testing.T) {
 	t.Parallel()
-	sb := testdoubles.StartServiceBus(t)
-	q := testQueue(t)
-	bus, _ := open(t, sb.ConnectionString(), Options{})
+	sb, q, bus, _ := startBus(t)
 	ctx := ctxFor(t)
 	require.NoError(t, bus.Publish(ctx, ports.Message{ID: "before", Queue: q, Body: []byte(`{}`)}))
 	held := receiveOne(t, bus, q)
 
-	sb.Fault(t, testdoubles.ServiceBusFault{DetachLinks: true, RefuseLinks: true})
+	sb.Fault(t, servicebusdouble.ServiceBusFault{DetachLinks: true, RefuseLinks: true})
 	began := time.Now()
 	err := bus.Publish(ctx, ports.Message{ID: "during", Queue: q, Body: []byte(`{}`)})
 	assert.Equal(t, domain.EUNAVAILABLE, domain.ErrorCode(err), "publish during the outage: %v", err)
@@ -59,12 +57,10 @@ func TestOutageIsUnavailableAndHeals(t *testing.T) {
 // TestServerBusyIsUnavailable rejects sends with com.microsoft:server-busy.
 func TestServerBusyIsUnavailable(t *testing.T) {
 	t.Parallel()
-	sb := testdoubles.StartServiceBus(t)
-	q := testQueue(t)
-	bus, _ := open(t, sb.ConnectionString(), Options{})
+	sb, q, bus, _ := startBus(t)
 	ctx := ctxFor(t)
 	require.NoError(t, bus.Publish(ctx, ports.Message{ID: "before", Queue: q, Body: []byte(`{}`)}))
-	sb.Fault(t, testdoubles.ServiceBusFault{ServerBusy: true})
+	sb.Fault(t, servicebusdouble.ServiceBusFault{ServerBusy: true})
 	err := bus.Publish(ctx, ports.Message{ID: "during", Queue: q, Body: []byte(`{}`)})
 	assert.Equal(t, domain.EUNAVAILABLE, domain.ErrorCode(err), "publish while busy: %v", err)
 	assert.Positive(t, sb.FaultState(t).Busy)

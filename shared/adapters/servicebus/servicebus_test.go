@@ -2,7 +2,6 @@ package servicebus
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -12,12 +11,14 @@ import (
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/messaging/azservicebus"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 
 	"github.com/fabrikam/dronedelivery/shared/domain"
 	"github.com/fabrikam/dronedelivery/shared/ports"
 	"github.com/fabrikam/dronedelivery/shared/ports/porttest"
 	"github.com/fabrikam/dronedelivery/shared/wire"
-	"github.com/fabrikam/dronedelivery/tools/testdoubles"
+	"github.com/fabrikam/dronedelivery/tools/testdoubles/servicebusdouble"
 )
 
 // patience bounds waits for things that should happen promptly: only a
@@ -28,16 +29,12 @@ const patience = time.Minute
 func open(tb testing.TB, conn string, opts Options) (*Bus, *azservicebus.Client) {
 	tb.Helper()
 	client, err := azservicebus.NewClientFromConnectionString(conn, ClientOptions())
-	if err != nil {
-		tb.Fatalf("client: %v", err)
-	}
+	require.NoError(tb, err, "client")
 	bus := New(client, opts)
 	tb.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), patience)
 		defer cancel()
-		if err := bus.Close(ctx); err != nil {
-			tb.Errorf("close bus: %v", err)
-		}
+		assert.NoError(tb, bus.Close(ctx), "close bus")
 		if err := client.Close(ctx); err != nil {
 			tb.Errorf("close client: %v", err)
 		}
@@ -52,7 +49,7 @@ func open(tb testing.TB, conn string, opts Options) (*Bus, *azservicebus.Client)
 // case stands for a consumer that died, which could not renew either.
 func TestBus(t *testing.T) {
 	t.Parallel()
-	sb := testdoubles.StartServiceBus(t)
+	sb := servicebusdouble.StartServiceBus(t)
 	var (
 		mu     sync.Mutex
 		buses  = map[porttest.BusOptions]*Bus{}
@@ -64,12 +61,21 @@ func TestBus(t *testing.T) {
 		if bus := buses[o]; bus != nil {
 			return bus
 		}
-		conn := sb.Namespace(t, testdoubles.QueueProperties{LockDuration: o.LockDuration, MaxDeliveryCount: o.MaxDeliveryCount})
+		conn := sb.Namespace(t, servicebusdouble.QueueProperties{LockDuration: o.LockDuration, MaxDeliveryCount: o.MaxDeliveryCount})
 		// The bus outlives this subtest: others with the same options share it.
 		bus, _ := open(parent, conn, Options{MaxLockRenewal: -1})
 		buses[o] = bus
 		return bus
 	})
+}
+
+// startBus starts a double of t's own and opens a Bus on it; q is t's
+// queue.
+func startBus(t *testing.T) (sb *servicebusdouble.ServiceBus, q string, bus *Bus, client *azservicebus.Client) {
+	t.Helper()
+	sb = servicebusdouble.StartServiceBus(t)
+	bus, client = open(t, sb.ConnectionString(), Options{})
+	return sb, testQueue(t), bus, client
 }
 
 func testQueue(t *testing.T) string {
@@ -85,9 +91,8 @@ func ctxFor(t *testing.T) context.Context {
 func receiveOne(t *testing.T, bus ports.Bus, queue string) *ports.Delivered {
 	t.Helper()
 	msgs, err := bus.Receive(ctxFor(t), queue, 1)
-	if err != nil || len(msgs) != 1 {
-		t.Fatalf("receive from %s: %d messages, error %v", queue, len(msgs), err)
-	}
+	require.NoError(t, err, "receive from %s", queue)
+	require.Len(t, msgs, 1, "receive from %s", queue)
 	return msgs[0]
 }
 
@@ -97,17 +102,13 @@ func expectNothing(t *testing.T, bus ports.Bus, queue string, d time.Duration) {
 	ctx, cancel := context.WithTimeout(t.Context(), d)
 	defer cancel()
 	msgs, err := bus.Receive(ctx, queue, 10)
-	if len(msgs) > 0 {
-		t.Fatalf("%s delivered %s (count %d) while it should have had nothing", queue, msgs[0].ID, msgs[0].DeliveryCount)
-	}
-	if !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("receive from %s: %v, want the deadline", queue, err)
-	}
+	require.Empty(t, msgs, "%s delivered while it should have had nothing", queue)
+	require.ErrorIs(t, err, context.DeadlineExceeded, "receive from %s", queue)
 }
 
 func TestPublishSplitsBatchesAtTheSizeLimit(t *testing.T) {
 	t.Parallel()
-	sb := testdoubles.StartServiceBus(t)
+	sb := servicebusdouble.StartServiceBus(t)
 	q := testQueue(t)
 	sb.CreateQueue(t, q, 0, 0)
 	bus, _ := open(t, sb.ConnectionString(), Options{})
@@ -121,118 +122,87 @@ func TestPublishSplitsBatchesAtTheSizeLimit(t *testing.T) {
 	for i := range n {
 		msgs = append(msgs, ports.Message{ID: fmt.Sprintf("m%03d", i), Queue: q, Body: []byte(`{"pad":"` + pad + `"}`)})
 	}
-	if err := bus.Publish(ctx, msgs...); err != nil {
-		t.Fatalf("publish: %v", err)
-	}
-	if st := sb.Stats(t, q); st.Transfers < 3 || st.Transfers > 6 || st.Active != n {
-		t.Fatalf("the double got %d transfers holding %d messages; want 3 to 6 batches holding %d", st.Transfers, st.Active, n)
-	}
+	require.NoError(t, bus.Publish(ctx, msgs...), "publish")
+	st := sb.Stats(t, q)
+	require.Equal(t, n, st.Active, "messages the double holds")
+	require.True(t, st.Transfers >= 3 && st.Transfers <= 6, "the double got %d transfers, want 3 to 6 batches", st.Transfers)
 	// The batches kept the publish order: sequence numbers follow it. (The
 	// order of receipt may differ a little: messages that arrive between two
 	// receives are released by the SDK and come back after later ones.)
 	bySeq := map[int64]string{}
 	for len(bySeq) < n {
 		batch, err := bus.Receive(ctx, q, 50)
-		if err != nil {
-			t.Fatalf("receive after %d: %v", len(bySeq), err)
-		}
+		require.NoError(t, err, "receive after %d", len(bySeq))
 		for _, m := range batch {
 			bySeq[m.SequenceNumber] = m.ID
-			if err := bus.Complete(ctx, m); err != nil {
-				t.Fatalf("complete %s: %v", m.ID, err)
-			}
+			require.NoError(t, bus.Complete(ctx, m), "complete %s", m.ID)
 		}
 	}
 	seqs := slices.Sorted(maps.Keys(bySeq))
 	for i, seq := range seqs {
-		if want := fmt.Sprintf("m%03d", i); bySeq[seq] != want {
-			t.Fatalf("sequence number %d holds %s, want %s", seq, bySeq[seq], want)
-		}
+		require.Equal(t, fmt.Sprintf("m%03d", i), bySeq[seq], "sequence number %d", seq)
 	}
 	expectNothing(t, bus, q, 300*time.Millisecond)
 }
 
 func TestOversizedMessageIsInvalid(t *testing.T) {
 	t.Parallel()
-	sb := testdoubles.StartServiceBus(t)
-	q := testQueue(t)
-	bus, _ := open(t, sb.ConnectionString(), Options{})
+	_, q, bus, _ := startBus(t)
 	huge := ports.Message{ID: "huge", Queue: q, Body: []byte(`"` + strings.Repeat("x", 300*1024) + `"`)}
 	err := bus.Publish(ctxFor(t), huge)
-	if domain.ErrorCode(err) != domain.EINVALID {
-		t.Fatalf("publish of a 300 KB message: %v, want %s", err, domain.EINVALID)
-	}
+	require.Equal(t, domain.EINVALID, domain.ErrorCode(err), "publish of a 300 KB message: %v", err)
 }
 
 // TestPropertiesRoundTrip checks the wire shape other Service Bus clients
 // see, in both directions, with a bare azservicebus client on the far end.
 func TestPropertiesRoundTrip(t *testing.T) {
 	t.Parallel()
-	sb := testdoubles.StartServiceBus(t)
-	q := testQueue(t)
-	bus, client := open(t, sb.ConnectionString(), Options{})
+	_, q, bus, client := startBus(t)
 	ctx := ctxFor(t)
 
 	sent := ports.Message{ID: "d1-schedule", Queue: q, Body: []byte(`{"operation":"delivery"}`), CorrelationID: "corr-1", Operation: string(wire.OpDelivery)}
-	if err := bus.Publish(ctx, sent); err != nil {
-		t.Fatalf("publish: %v", err)
-	}
+	require.NoError(t, bus.Publish(ctx, sent), "publish")
 	raw, err := client.NewReceiverForQueue(q, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	defer raw.Close(context.Background())
 	got, err := raw.ReceiveMessages(ctx, 1, nil)
-	if err != nil || len(got) != 1 {
-		t.Fatalf("raw receive: %d messages, %v", len(got), err)
-	}
+	require.NoError(t, err, "raw receive")
+	require.Len(t, got, 1, "raw receive")
 	m := got[0]
 	if m.MessageID != sent.ID || deref(m.CorrelationID) != sent.CorrelationID || deref(m.ContentType) != "application/json" ||
 		m.ApplicationProperties[OperationProperty] != sent.Operation || string(m.Body) != string(sent.Body) {
 		t.Fatalf("raw client saw id %q, correlation %q, content type %q, properties %v, body %s",
 			m.MessageID, deref(m.CorrelationID), deref(m.ContentType), m.ApplicationProperties, m.Body)
 	}
-	if err := raw.CompleteMessage(ctx, m, nil); err != nil {
-		t.Fatalf("raw complete: %v", err)
-	}
+	require.NoError(t, raw.CompleteMessage(ctx, m, nil), "raw complete")
 
 	// The other way: another producer's message, with properties of
 	// several AMQP types, reaches the port intact.
 	rawSender, err := client.NewSender(q, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	defer rawSender.Close(context.Background())
 	id, corr, ct := "d2-schedule", "corr-2", "application/json"
 	err = rawSender.SendMessage(ctx, &azservicebus.Message{
 		MessageID: &id, CorrelationID: &corr, ContentType: &ct, Body: []byte(`{}`),
 		ApplicationProperties: map[string]any{OperationProperty: string(wire.OpCancel), "attempt": int64(3), "urgent": true},
 	}, nil)
-	if err != nil {
-		t.Fatalf("raw send: %v", err)
-	}
+	require.NoError(t, err, "raw send")
 	d := receiveOne(t, bus, q)
-	if d.ID != id || d.CorrelationID != corr || d.Operation != string(wire.OpCancel) || d.Queue != q {
-		t.Fatalf("port saw %+v", d.Message)
-	}
-	if err := bus.Abandon(ctx, d); err != nil {
-		t.Fatalf("abandon: %v", err)
-	}
+	require.Equal(t, []string{id, corr, string(wire.OpCancel), q}, []string{d.ID, d.CorrelationID, d.Operation, d.Queue}, "the port saw id, correlation, operation, queue")
+	require.NoError(t, bus.Abandon(ctx, d), "abandon")
 	again, err := raw.ReceiveMessages(ctx, 1, nil)
-	if err != nil || len(again) != 1 {
-		t.Fatalf("raw receive: %d messages, %v", len(again), err)
-	}
-	if p := again[0].ApplicationProperties; p["attempt"] != int64(3) || p["urgent"] != true || again[0].DeliveryCount != 2 {
-		t.Fatalf("after an abandon the raw client saw properties %v (attempt %T), count %d", p, p["attempt"], again[0].DeliveryCount)
-	}
-	if err := raw.CompleteMessage(ctx, again[0], nil); err != nil {
-		t.Fatalf("raw complete: %v", err)
-	}
+	require.NoError(t, err, "raw receive")
+	require.Len(t, again, 1, "raw receive")
+	p := again[0].ApplicationProperties
+	require.Equal(t, int64(3), p["attempt"], "after an abandon the raw client saw properties %v", p)
+	require.Equal(t, true, p["urgent"], "after an abandon the raw client saw properties %v", p)
+	require.EqualValues(t, 2, again[0].DeliveryCount, "the delivery count after an abandon")
+	require.NoError(t, raw.CompleteMessage(ctx, again[0], nil), "raw complete")
 }
 
 func TestLockRenewalKeepsUnsettledMessageLocked(t *testing.T) {
 	t.Parallel()
-	sb := testdoubles.StartServiceBus(t)
+	sb := servicebusdouble.StartServiceBus(t)
 	q := testQueue(t)
 	// Renewal comes at half the lock's remaining time: a long lock leaves
 	// it seconds to spare on a busy machine.
@@ -242,24 +212,18 @@ func TestLockRenewalKeepsUnsettledMessageLocked(t *testing.T) {
 	rival, _ := open(t, sb.ConnectionString(), Options{})
 	ctx := ctxFor(t)
 
-	if err := worker.Publish(ctx, ports.Message{ID: "slow", Queue: q, Body: []byte(`{}`)}); err != nil {
-		t.Fatalf("publish: %v", err)
-	}
+	require.NoError(t, worker.Publish(ctx, ports.Message{ID: "slow", Queue: q, Body: []byte(`{}`)}), "publish")
 	m := receiveOne(t, worker, q)
 	// Long work: two lock durations pass without a settlement.
 	expectNothing(t, rival, q, 2*lock)
-	if st := sb.Stats(t, q); st.Locked != 1 {
-		t.Fatalf("after two lock durations the double shows %d locked messages, want 1", st.Locked)
-	}
-	if err := worker.Complete(ctx, m); err != nil {
-		t.Fatalf("complete after long work: %v", err)
-	}
+	require.Equal(t, 1, sb.Stats(t, q).Locked, "locked messages after two lock durations")
+	require.NoError(t, worker.Complete(ctx, m), "complete after long work")
 	expectNothing(t, rival, q, lock/2)
 }
 
 func TestLockRenewalEndsAtMaxLockRenewal(t *testing.T) {
 	t.Parallel()
-	sb := testdoubles.StartServiceBus(t)
+	sb := servicebusdouble.StartServiceBus(t)
 	q := testQueue(t)
 	// Renewal comes at half the lock's remaining time: a long lock leaves
 	// it seconds to spare on a busy machine.
@@ -269,31 +233,21 @@ func TestLockRenewalEndsAtMaxLockRenewal(t *testing.T) {
 	rival, _ := open(t, sb.ConnectionString(), Options{MaxLockRenewal: -1})
 	ctx := ctxFor(t)
 
-	if err := worker.Publish(ctx, ports.Message{ID: "stuck", Queue: q, Body: []byte(`{}`)}); err != nil {
-		t.Fatalf("publish: %v", err)
-	}
+	require.NoError(t, worker.Publish(ctx, ports.Message{ID: "stuck", Queue: q, Body: []byte(`{}`)}), "publish")
 	start := time.Now()
 	first := receiveOne(t, worker, q)
 	second := receiveOne(t, rival, q) // blocks until the renewed lock runs out
-	if elapsed := time.Since(start); elapsed < 2*lock {
-		t.Fatalf("redelivered after %v, before the renewal budget of %v was spent", elapsed, 2*lock)
-	}
-	if second.ID != first.ID || second.DeliveryCount != 2 {
-		t.Fatalf("redelivered %s with count %d", second.ID, second.DeliveryCount)
-	}
-	if err := worker.Complete(ctx, first); domain.ErrorCode(err) != domain.ECONFLICT {
-		t.Fatalf("complete with the expired lock: %v, want %s", err, domain.ECONFLICT)
-	}
-	if err := rival.Complete(ctx, second); err != nil {
-		t.Fatalf("complete: %v", err)
-	}
+	require.GreaterOrEqual(t, time.Since(start), 2*lock, "redelivered before the renewal budget was spent")
+	require.Equal(t, first.ID, second.ID, "redelivered")
+	require.EqualValues(t, 2, second.DeliveryCount, "redelivered %s", second.ID)
+	err := worker.Complete(ctx, first)
+	require.Equal(t, domain.ECONFLICT, domain.ErrorCode(err), "complete with the expired lock: %v", err)
+	require.NoError(t, rival.Complete(ctx, second), "complete")
 }
 
 func TestScheduledMessageWaitsForItsTime(t *testing.T) {
 	t.Parallel()
-	sb := testdoubles.StartServiceBus(t)
-	q := testQueue(t)
-	bus, _ := open(t, sb.ConnectionString(), Options{})
+	sb, q, bus, _ := startBus(t)
 	ctx := ctxFor(t)
 
 	// An hour off, so that it is still scheduled when the double is asked,
@@ -301,21 +255,15 @@ func TestScheduledMessageWaitsForItsTime(t *testing.T) {
 	distant := ports.Message{ID: "retry-9", Queue: q, Body: []byte(`{}`), NotBefore: time.Now().Add(time.Hour).Truncate(time.Millisecond)}
 	now1 := ports.Message{ID: "now-1", Queue: q, Body: []byte(`{}`)}
 	now2 := ports.Message{ID: "now-2", Queue: q, Body: []byte(`{}`)}
-	if err := bus.Publish(ctx, now1, distant, now2); err != nil {
-		t.Fatalf("publish: %v", err)
-	}
+	require.NoError(t, bus.Publish(ctx, now1, distant, now2), "publish")
 	// The two due messages travel as one batch, the scheduled one alone.
 	if st := sb.Stats(t, q); st.Scheduled != 1 || st.Active != 2 || st.Transfers != 2 {
 		t.Fatalf("the double holds %+v; want 1 scheduled and 2 active in 2 transfers", st)
 	}
 	for _, want := range []string{now1.ID, now2.ID} {
 		m := receiveOne(t, bus, q)
-		if m.ID != want {
-			t.Fatalf("received %s, want %s", m.ID, want)
-		}
-		if err := bus.Complete(ctx, m); err != nil {
-			t.Fatalf("complete: %v", err)
-		}
+		require.Equal(t, want, m.ID, "received")
+		require.NoError(t, bus.Complete(ctx, m), "complete")
 	}
 
 	// A message due soon comes at its time, not before: the receive starts
@@ -325,43 +273,27 @@ func TestScheduledMessageWaitsForItsTime(t *testing.T) {
 	// winds the link down.)
 	const delay = 1500 * time.Millisecond
 	later := ports.Message{ID: "retry-1", Queue: q, Body: []byte(`{}`), NotBefore: time.Now().Add(delay).Truncate(time.Millisecond)}
-	if err := bus.Publish(ctx, later); err != nil {
-		t.Fatalf("publish: %v", err)
-	}
+	require.NoError(t, bus.Publish(ctx, later), "publish")
 	m := receiveOne(t, bus, q)
-	if at := time.Now(); m.ID != later.ID || at.Before(later.NotBefore) {
-		t.Fatalf("received %s at %v; want %s not before %v", m.ID, at, later.ID, later.NotBefore)
-	}
-	if !m.NotBefore.Equal(later.NotBefore) {
-		t.Fatalf("NotBefore came back as %v, want %v", m.NotBefore, later.NotBefore)
-	}
-	if err := bus.Complete(ctx, m); err != nil {
-		t.Fatalf("complete: %v", err)
-	}
+	require.Equal(t, later.ID, m.ID, "received")
+	require.False(t, time.Now().Before(later.NotBefore), "received %s before %v", m.ID, later.NotBefore)
+	require.True(t, m.NotBefore.Equal(later.NotBefore), "NotBefore came back as %v, want %v", m.NotBefore, later.NotBefore)
+	require.NoError(t, bus.Complete(ctx, m), "complete")
 }
 
 func TestClosedBusIsUnavailable(t *testing.T) {
 	t.Parallel()
-	sb := testdoubles.StartServiceBus(t)
-	q := testQueue(t)
-	bus, _ := open(t, sb.ConnectionString(), Options{})
+	_, q, bus, _ := startBus(t)
 	ctx := ctxFor(t)
-	if err := bus.Publish(ctx, ports.Message{ID: "m", Queue: q, Body: []byte(`{}`)}); err != nil {
-		t.Fatalf("publish: %v", err)
-	}
+	require.NoError(t, bus.Publish(ctx, ports.Message{ID: "m", Queue: q, Body: []byte(`{}`)}), "publish")
 	m := receiveOne(t, bus, q)
-	if err := bus.Close(ctx); err != nil {
-		t.Fatalf("close: %v", err)
-	}
-	if err := bus.Publish(ctx, ports.Message{ID: "n", Queue: q}); domain.ErrorCode(err) != domain.EUNAVAILABLE {
-		t.Fatalf("publish after close: %v", err)
-	}
-	if _, err := bus.Receive(ctx, q, 1); domain.ErrorCode(err) != domain.EUNAVAILABLE {
-		t.Fatalf("receive after close: %v", err)
-	}
-	if err := bus.Complete(ctx, m); domain.ErrorCode(err) != domain.EUNAVAILABLE {
-		t.Fatalf("complete after close: %v", err)
-	}
+	require.NoError(t, bus.Close(ctx), "close")
+	err := bus.Publish(ctx, ports.Message{ID: "n", Queue: q})
+	require.Equal(t, domain.EUNAVAILABLE, domain.ErrorCode(err), "publish after close: %v", err)
+	_, err = bus.Receive(ctx, q, 1)
+	require.Equal(t, domain.EUNAVAILABLE, domain.ErrorCode(err), "receive after close: %v", err)
+	err = bus.Complete(ctx, m)
+	require.Equal(t, domain.EUNAVAILABLE, domain.ErrorCode(err), "complete after close: %v", err)
 }
 
 // TestSettleByLockTokenFromAnotherBus settles messages that a different Bus
@@ -369,7 +301,7 @@ func TestClosedBusIsUnavailable(t *testing.T) {
 // the management link, and the broker alone decides.
 func TestSettleByLockTokenFromAnotherBus(t *testing.T) {
 	t.Parallel()
-	sb := testdoubles.StartServiceBus(t)
+	sb := servicebusdouble.StartServiceBus(t)
 	q := testQueue(t)
 	sb.CreateQueue(t, q, time.Minute, 0)
 	first, _ := open(t, sb.ConnectionString(), Options{})
@@ -380,57 +312,39 @@ func TestSettleByLockTokenFromAnotherBus(t *testing.T) {
 	for _, id := range []string{"to-complete", "to-abandon", "to-dead-letter"} {
 		msgs = append(msgs, ports.Message{ID: id, Queue: q, Body: []byte(`{}`)})
 	}
-	if err := first.Publish(ctx, msgs...); err != nil {
-		t.Fatalf("publish: %v", err)
-	}
+	require.NoError(t, first.Publish(ctx, msgs...), "publish")
 	got, err := first.Receive(ctx, q, 3)
 	for len(got) < 3 && err == nil {
 		var more []*ports.Delivered
 		more, err = first.Receive(ctx, q, 3-len(got))
 		got = append(got, more...)
 	}
-	if err != nil {
-		t.Fatalf("receive: %v", err)
-	}
+	require.NoError(t, err, "receive")
 	byID := map[string]*ports.Delivered{}
 	for _, m := range got {
 		byID[m.ID] = m
 	}
-	if err := second.Complete(ctx, byID["to-complete"]); err != nil {
-		t.Fatalf("complete from another bus: %v", err)
-	}
-	if err := second.Abandon(ctx, byID["to-abandon"]); err != nil {
-		t.Fatalf("abandon from another bus: %v", err)
-	}
-	if err := second.DeadLetter(ctx, byID["to-dead-letter"], "Replayed", "by an operator"); err != nil {
-		t.Fatalf("dead-letter from another bus: %v", err)
-	}
+	require.NoError(t, second.Complete(ctx, byID["to-complete"]), "complete from another bus")
+	require.NoError(t, second.Abandon(ctx, byID["to-abandon"]), "abandon from another bus")
+	require.NoError(t, second.DeadLetter(ctx, byID["to-dead-letter"], "Replayed", "by an operator"), "dead-letter from another bus")
 	// The first bus still holds them, but the broker has settled them.
-	if err := first.Complete(ctx, byID["to-complete"]); domain.ErrorCode(err) != domain.ECONFLICT {
-		t.Fatalf("complete on the receiving bus after the other settled it: %v", err)
-	}
+	err = first.Complete(ctx, byID["to-complete"])
+	require.Equal(t, domain.ECONFLICT, domain.ErrorCode(err), "complete on the receiving bus after the other settled it: %v", err)
 	again := receiveOne(t, second, q)
-	if again.ID != "to-abandon" || again.DeliveryCount != 2 {
-		t.Fatalf("redelivered %s with count %d", again.ID, again.DeliveryCount)
-	}
-	if err := second.Complete(ctx, again); err != nil {
-		t.Fatalf("complete: %v", err)
-	}
+	require.Equal(t, "to-abandon", again.ID, "redelivered")
+	require.EqualValues(t, 2, again.DeliveryCount, "redelivered %s", again.ID)
+	require.NoError(t, second.Complete(ctx, again), "complete")
 	dead := receiveOne(t, second, ports.DeadLetterQueue(q))
-	if dead.ID != "to-dead-letter" || dead.DeadLetterReason != "Replayed" || dead.DeadLetterDescription != "by an operator" {
-		t.Fatalf("dead-lettered %s with reason %q, description %q", dead.ID, dead.DeadLetterReason, dead.DeadLetterDescription)
-	}
-	if err := second.Complete(ctx, dead); err != nil {
-		t.Fatalf("complete the dead-lettered message: %v", err)
-	}
+	require.Equal(t, []string{"to-dead-letter", "Replayed", "by an operator"}, []string{dead.ID, dead.DeadLetterReason, dead.DeadLetterDescription}, "dead-lettered id, reason, description")
+	require.NoError(t, second.Complete(ctx, dead), "complete the dead-lettered message")
 }
 
 func TestDuplicateDetectionForgetsAfterItsWindow(t *testing.T) {
 	t.Parallel()
-	sb := testdoubles.StartServiceBus(t)
+	sb := servicebusdouble.StartServiceBus(t)
 	q := testQueue(t)
 	const window = time.Second
-	sb.CreateQueueWith(t, q, testdoubles.QueueProperties{DuplicateDetectionWindow: window})
+	sb.CreateQueueWith(t, q, servicebusdouble.QueueProperties{DuplicateDetectionWindow: window})
 	bus, _ := open(t, sb.ConnectionString(), Options{})
 	ctx := ctxFor(t)
 
@@ -446,19 +360,13 @@ func TestDuplicateDetectionForgetsAfterItsWindow(t *testing.T) {
 		m = ports.Message{ID: fmt.Sprintf("d%d-schedule", try), Queue: q, Body: []byte(`{}`)}
 		before := sb.Stats(t, q).Active
 		start := time.Now()
-		if err := bus.Publish(ctx, m); err != nil {
-			t.Fatalf("publish: %v", err)
-		}
+		require.NoError(t, bus.Publish(ctx, m), "publish")
 		sent = time.Now()
-		if err := bus.Publish(ctx, m); err != nil {
-			t.Fatalf("publish: %v", err)
-		}
+		require.NoError(t, bus.Publish(ctx, m), "publish")
 		if time.Since(start) >= window {
 			continue
 		}
-		if st := sb.Stats(t, q); st.Active != before+1 {
-			t.Fatalf("%d messages after a duplicate within the window, want %d", st.Active, before+1)
-		}
+		require.Equal(t, before+1, sb.Stats(t, q).Active, "messages after a duplicate within the window")
 		break
 	}
 	active := sb.Stats(t, q).Active
@@ -468,58 +376,42 @@ func TestDuplicateDetectionForgetsAfterItsWindow(t *testing.T) {
 	for d := time.Until(sent.Add(window)); d >= 0; d = time.Until(sent.Add(window)) {
 		time.Sleep(d + time.Millisecond)
 	}
-	if err := bus.Publish(ctx, m); err != nil {
-		t.Fatalf("publish: %v", err)
-	}
-	if st := sb.Stats(t, q); st.Active != active+1 {
-		t.Fatalf("%d messages after the window passed, want %d", st.Active, active+1)
-	}
+	require.NoError(t, bus.Publish(ctx, m), "publish")
+	require.Equal(t, active+1, sb.Stats(t, q).Active, "messages after the window passed")
 }
 
 // TestScheduleMessageOperation covers the management-link way of
 // scheduling, which other clients use; the adapter sets the annotation.
 func TestScheduleMessageOperation(t *testing.T) {
 	t.Parallel()
-	sb := testdoubles.StartServiceBus(t)
-	q := testQueue(t)
-	bus, client := open(t, sb.ConnectionString(), Options{})
+	sb, q, bus, client := startBus(t)
 	ctx := ctxFor(t)
 
 	sender, err := client.NewSender(q, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	defer sender.Close(context.Background())
 	cancelled, kept := "cancelled", "kept"
 	seqs, err := sender.ScheduleMessages(ctx, []*azservicebus.Message{{MessageID: &cancelled, Body: []byte(`{}`)}}, time.Now().Add(time.Hour), nil)
-	if err != nil || len(seqs) != 1 {
-		t.Fatalf("schedule: %v, sequence numbers %v", err, seqs)
-	}
-	if err := sender.CancelScheduledMessages(ctx, seqs, nil); err != nil {
-		t.Fatalf("cancel: %v", err)
-	}
+	require.NoError(t, err, "schedule")
+	require.Len(t, seqs, 1, "sequence numbers")
+	require.NoError(t, sender.CancelScheduledMessages(ctx, seqs, nil), "cancel")
 	at := time.Now().Add(500 * time.Millisecond)
-	if _, err := sender.ScheduleMessages(ctx, []*azservicebus.Message{{MessageID: &kept, Body: []byte(`{}`)}}, at, nil); err != nil {
-		t.Fatalf("schedule: %v", err)
-	}
+	_, err = sender.ScheduleMessages(ctx, []*azservicebus.Message{{MessageID: &kept, Body: []byte(`{}`)}}, at, nil)
+	require.NoError(t, err, "schedule")
 	// The cancelled one is gone; the kept one is there, still scheduled or,
 	// on a slow machine, already due.
-	if st := sb.Stats(t, q); st.Scheduled+st.Active != 1 {
-		t.Fatalf("the double holds %+v after one cancel and one schedule, want 1 message", st)
-	}
+	st := sb.Stats(t, q)
+	require.Equal(t, 1, st.Scheduled+st.Active, "messages the double holds after one cancel and one schedule: %+v", st)
 	m := receiveOne(t, bus, q)
-	if m.ID != kept || time.Now().Before(at) {
-		t.Fatalf("received %s at %v, want %s not before %v", m.ID, time.Now(), kept, at)
-	}
-	if err := bus.Complete(ctx, m); err != nil {
-		t.Fatalf("complete: %v", err)
-	}
+	require.Equal(t, kept, m.ID, "received")
+	require.False(t, time.Now().Before(at), "received %s before %v", m.ID, at)
+	require.NoError(t, bus.Complete(ctx, m), "complete")
 }
 
 // BenchmarkPublish measures sequential single-message publishes through
 // the double; it is for judging the double, not Service Bus.
 func BenchmarkPublish(b *testing.B) {
-	sb := testdoubles.StartServiceBus(b)
+	sb := servicebusdouble.StartServiceBus(b)
 	bus, _ := open(b, sb.ConnectionString(), Options{})
 	ctx := context.Background()
 	b.ResetTimer()
@@ -533,7 +425,7 @@ func BenchmarkPublish(b *testing.B) {
 
 // BenchmarkReceiveComplete measures one-at-a-time receive and complete.
 func BenchmarkReceiveComplete(b *testing.B) {
-	sb := testdoubles.StartServiceBus(b)
+	sb := servicebusdouble.StartServiceBus(b)
 	bus, _ := open(b, sb.ConnectionString(), Options{})
 	ctx := context.Background()
 	msgs := make([]ports.Message, b.N)

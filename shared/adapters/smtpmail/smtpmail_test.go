@@ -16,7 +16,7 @@ import (
 	"github.com/fabrikam/dronedelivery/shared/adapters/smtpmail"
 	"github.com/fabrikam/dronedelivery/shared/domain"
 	"github.com/fabrikam/dronedelivery/shared/ports"
-	"github.com/fabrikam/dronedelivery/tools/testdoubles"
+	"github.com/fabrikam/dronedelivery/tools/testdoubles/smtpdouble"
 )
 
 func message(to string) ports.Outgoing {
@@ -32,8 +32,8 @@ func message(to string) ports.Outgoing {
 
 func TestSendsOverSTARTTLSWithAuth(t *testing.T) {
 	t.Parallel()
-	serverTLS, roots := testdoubles.SelfSignedTLS(t)
-	srv := testdoubles.StartMailServer(t, testdoubles.MailServerOptions{TLS: serverTLS, Username: "drones", Password: "s3cret"})
+	serverTLS, roots := smtpdouble.SelfSignedTLS(t)
+	srv := smtpdouble.StartMailServer(t, smtpdouble.MailServerOptions{TLS: serverTLS, Username: "drones", Password: "s3cret"})
 	s, err := smtpmail.New(smtpmail.Config{Host: srv.Host, Port: srv.Port, Username: "drones", Password: "s3cret",
 		From: "Fabrikam Drones <drones@fabrikam.example>", TLS: smtpmail.TLSRequired, TLSConfig: &tls.Config{RootCAs: roots}})
 	require.NoError(t, err)
@@ -64,7 +64,7 @@ func TestSendsOverSTARTTLSWithAuth(t *testing.T) {
 
 func TestCredentialsAreNeverSentInTheClear(t *testing.T) {
 	t.Parallel()
-	srv := testdoubles.StartMailServer(t, testdoubles.MailServerOptions{Username: "drones", Password: "s3cret"})
+	srv := smtpdouble.StartMailServer(t, smtpdouble.MailServerOptions{Username: "drones", Password: "s3cret"})
 	// The server offers neither STARTTLS nor (unencrypted) AUTH.
 	s, err := smtpmail.New(smtpmail.Config{Host: srv.Host, Port: srv.Port, Username: "drones", Password: "s3cret", From: "drones@fabrikam.example"})
 	require.NoError(t, err)
@@ -80,7 +80,7 @@ func TestCredentialsAreNeverSentInTheClear(t *testing.T) {
 
 func TestPlainServerWithoutTLSIsUsedWhenAllowed(t *testing.T) {
 	t.Parallel()
-	srv := testdoubles.StartMailServer(t, testdoubles.MailServerOptions{})
+	srv := smtpdouble.StartMailServer(t, smtpdouble.MailServerOptions{})
 	s, err := smtpmail.New(smtpmail.Config{Host: srv.Host, Port: srv.Port, From: "drones@fabrikam.example"})
 	require.NoError(t, err)
 	require.NoError(t, s.Send(context.Background(), message("a@example.com")))
@@ -91,7 +91,7 @@ func TestPlainServerWithoutTLSIsUsedWhenAllowed(t *testing.T) {
 
 func TestRefusedRecipientIsPermanent(t *testing.T) {
 	t.Parallel()
-	srv := testdoubles.StartMailServer(t, testdoubles.MailServerOptions{RefuseRecipient: "gone@example.com"})
+	srv := smtpdouble.StartMailServer(t, smtpdouble.MailServerOptions{RefuseRecipient: "gone@example.com"})
 	s, err := smtpmail.New(smtpmail.Config{Host: srv.Host, Port: srv.Port, From: "drones@fabrikam.example"})
 	require.NoError(t, err)
 	err = s.Send(context.Background(), message("gone@example.com"))

@@ -19,20 +19,20 @@ import (
 	"github.com/fabrikam/dronedelivery/shared/ports"
 	"github.com/fabrikam/dronedelivery/shared/ports/porttest"
 	"github.com/fabrikam/dronedelivery/shared/wire/sqsmsg"
-	"github.com/fabrikam/dronedelivery/tools/testdoubles"
+	"github.com/fabrikam/dronedelivery/tools/testdoubles/sqsdouble"
 )
 
 // TestBusContract holds the adapter to the bus contract every other bus
 // passes, against goaws behind the test double's front.
 func TestBusContract(t *testing.T) {
 	t.Parallel()
-	d := testdoubles.StartSQS(t)
+	d := sqsdouble.StartSQS(t)
 	porttest.Bus(t, func(t *testing.T, o porttest.BusOptions) ports.Bus {
 		return open(t, d, o)
 	})
 }
 
-func open(t *testing.T, d *testdoubles.SQS, o porttest.BusOptions) *sqs.Bus {
+func open(t *testing.T, d *sqsdouble.SQS, o porttest.BusOptions) *sqs.Bus {
 	t.Helper()
 	bus := sqs.New(d.Client(), sqs.Options{CreateQueues: &sqs.QueueSettings{VisibilityTimeout: o.LockDuration, MaxReceiveCount: o.MaxDeliveryCount}})
 	t.Cleanup(func() { bus.Close() })
@@ -114,9 +114,7 @@ func (c *counting) GetQueueUrl(ctx context.Context, in *awssqs.GetQueueUrlInput,
 // and that a message from another producer reaches the port intact.
 func TestWireShape(t *testing.T) {
 	t.Parallel()
-	d := testdoubles.StartSQS(t)
-	q := testQueue(t)
-	bus := open(t, d, porttest.BusOptions{})
+	d, q, bus := openOwn(t)
 	ctx := ctxFor(t)
 	sent := ports.Message{ID: "d1:drone-scheduled", Queue: q, Body: []byte(`{"operation":"delivery"}`), CorrelationID: "corr-1", Operation: "delivery"}
 	require.NoError(t, bus.Publish(ctx, sent))
@@ -161,14 +159,28 @@ func TestWireShape(t *testing.T) {
 	require.NoError(t, bus.Complete(ctx, got))
 }
 
+// openOwn opens a Bus on a double of t's own; q is t's queue.
+func openOwn(t *testing.T) (*sqsdouble.SQS, string, *sqs.Bus) {
+	d := sqsdouble.StartSQS(t)
+	return d, testQueue(t), open(t, d, porttest.BusOptions{})
+}
+
+// countingBus opens a Bus, creating its queues, on a double of t's own,
+// through an API that counts its calls.
+func countingBus(t *testing.T) (*counting, *sqs.Bus) {
+	d := sqsdouble.StartSQS(t)
+	api := &counting{API: d.Client(), calls: map[string]int{}}
+	bus := sqs.New(api, sqs.Options{CreateQueues: &sqs.QueueSettings{}})
+	t.Cleanup(func() { bus.Close() })
+	return api, bus
+}
+
 // TestPublishBatchesOfTen checks that a publish goes in SendMessageBatch
 // calls of at most ten, which is SQS's limit, and looks the queue up once.
 func TestPublishBatchesOfTen(t *testing.T) {
 	t.Parallel()
-	d := testdoubles.StartSQS(t)
 	q := testQueue(t)
-	api := &counting{API: d.Client(), calls: map[string]int{}}
-	bus := sqs.New(api, sqs.Options{CreateQueues: &sqs.QueueSettings{}})
+	api, bus := countingBus(t)
 	ctx := ctxFor(t)
 	var msgs []ports.Message
 	for i := range 25 {
@@ -193,11 +205,8 @@ func TestPublishBatchesOfTen(t *testing.T) {
 // queue: the early receive counts in the delivery count.
 func TestEarlyMessageIsHiddenUntilDue(t *testing.T) {
 	t.Parallel()
-	d := testdoubles.StartSQS(t)
 	q := testQueue(t)
-	api := &counting{API: d.Client(), calls: map[string]int{}}
-	bus := sqs.New(api, sqs.Options{CreateQueues: &sqs.QueueSettings{}})
-	t.Cleanup(func() { bus.Close() })
+	api, bus := countingBus(t)
 	ctx := ctxFor(t)
 	// Whether the first receive came early is seen, not assumed: the adapter
 	// hides an early message (ChangeMessageVisibility). On a machine so busy
@@ -224,9 +233,7 @@ func TestEarlyMessageIsHiddenUntilDue(t *testing.T) {
 // with an early record: hide it by its receipt handle.
 func TestDelayHidesAMessageTakenElsewhere(t *testing.T) {
 	t.Parallel()
-	d := testdoubles.StartSQS(t)
-	q := testQueue(t)
-	bus := open(t, d, porttest.BusOptions{})
+	d, q, bus := openOwn(t)
 	ctx := ctxFor(t)
 	require.NoError(t, bus.Publish(ctx, ports.Message{ID: "m", Queue: q, Body: []byte(`{}`)}))
 	raw := d.Client()
@@ -251,7 +258,7 @@ func TestDelayHidesAMessageTakenElsewhere(t *testing.T) {
 
 func TestOversizedMessageIsInvalid(t *testing.T) {
 	t.Parallel()
-	d := testdoubles.StartSQS(t)
+	d := sqsdouble.StartSQS(t)
 	bus := open(t, d, porttest.BusOptions{})
 	huge := ports.Message{ID: "huge", Queue: testQueue(t), Body: []byte(`"` + strings.Repeat("x", 300*1024) + `"`)}
 	err := bus.Publish(ctxFor(t), huge)
@@ -260,7 +267,7 @@ func TestOversizedMessageIsInvalid(t *testing.T) {
 
 func TestMissingQueueIsUnavailableAndNamed(t *testing.T) {
 	t.Parallel()
-	d := testdoubles.StartSQS(t)
+	d := sqsdouble.StartSQS(t)
 	bus := sqs.New(d.Client(), sqs.Options{})
 	err := bus.Publish(ctxFor(t), ports.Message{ID: "m", Queue: "nowhere", Body: []byte(`{}`)})
 	assert.Equal(t, domain.EUNAVAILABLE, domain.ErrorCode(err))
@@ -269,9 +276,7 @@ func TestMissingQueueIsUnavailableAndNamed(t *testing.T) {
 
 func TestClosedBusIsUnavailable(t *testing.T) {
 	t.Parallel()
-	d := testdoubles.StartSQS(t)
-	q := testQueue(t)
-	bus := open(t, d, porttest.BusOptions{})
+	_, q, bus := openOwn(t)
 	ctx := ctxFor(t)
 	require.NoError(t, bus.Publish(ctx, ports.Message{ID: "m", Queue: q, Body: []byte(`{}`)}))
 	m := receiveOne(t, bus, q)

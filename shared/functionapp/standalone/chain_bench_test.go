@@ -26,7 +26,7 @@ import (
 	"github.com/fabrikam/dronedelivery/shared/topology"
 	"github.com/fabrikam/dronedelivery/shared/tracing"
 	"github.com/fabrikam/dronedelivery/shared/wire"
-	"github.com/fabrikam/dronedelivery/tools/testdoubles"
+	"github.com/fabrikam/dronedelivery/tools/testdoubles/otlpdouble"
 )
 
 // BenchmarkQueueSteps carries b.N accepted deliveries through the queue
@@ -55,7 +55,7 @@ func BenchmarkQueueSteps(b *testing.B) {
 func BenchmarkQueueStepsTracing(b *testing.B) {
 	b.Run("tracing=off", func(b *testing.B) { benchmarkQueueSteps(b, 16) })
 	b.Run("tracing=on", func(b *testing.B) {
-		rcv := testdoubles.StartOTLPReceiver(b)
+		rcv := otlpdouble.StartOTLPReceiver(b)
 		exp, err := otlptracehttp.New(context.Background(), otlptracehttp.WithEndpointURL(rcv.URL+"/v1/traces"))
 		if err != nil {
 			b.Fatal(err)

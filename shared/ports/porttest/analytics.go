@@ -7,6 +7,7 @@ import (
 
 	"github.com/fabrikam/dronedelivery/shared/domain"
 	"github.com/fabrikam/dronedelivery/shared/ports"
+	"github.com/stretchr/testify/require"
 )
 
 // Analytics checks that the writes of deliveries keep Store.Analytics: a
@@ -28,21 +29,21 @@ func Analytics(t *testing.T, open func(t *testing.T) ports.Store) {
 		read := func(bucket string) *domain.MonthFigures {
 			t.Helper()
 			m, err := st.Analytics.Month(ctx, bucket, month)
-			must(t, err, "read "+bucket)
+			require.NoError(t, err, "read "+bucket)
 			return m
 		}
 		empty := read(acct)
-		mustEqual(t, 31, len(empty.Days), "days of March")
-		mustEqual(t, domain.Figures{}, empty.Total, "figures of a bucket nothing counted in")
+		require.Equal(t, 31, len(empty.Days), "days of March")
+		require.Equal(t, domain.Figures{}, empty.Total, "figures of a bucket nothing counted in")
 
 		done, cancelled := owner+"-done", owner+"-cancelled"
 		for _, id := range []string{done, cancelled} {
 			d := listed(id, owner, at)
 			d.AreaID = "harbour"
 			d.Request.Deadline = at.Add(time.Hour)
-			must(t, st.Deliveries.Create(ctx, id, d), "create")
+			require.NoError(t, st.Deliveries.Create(ctx, id, d), "create")
 		}
-		mustEqual(t, domain.Figures{Count: 2}, read(acct).Total, "two accepted")
+		require.Equal(t, domain.Figures{Count: 2}, read(acct).Total, "two accepted")
 
 		assigned := at.Add(time.Minute)
 		finish := func(d *domain.Delivery) error {
@@ -56,16 +57,16 @@ func Analytics(t *testing.T, open func(t *testing.T) ports.Store) {
 		}
 		for range 3 { // the step, then two replays of it
 			_, err := st.Deliveries.Update(ctx, done, finish)
-			must(t, err, "complete")
+			require.NoError(t, err, "complete")
 		}
 		// A write in the terminal stage that changes something else.
 		_, err := st.Deliveries.Update(ctx, done, func(d *domain.Delivery) error { d.UpdatedAt = d.UpdatedAt.Add(time.Second); return nil })
-		must(t, err, "touch the completed delivery")
+		require.NoError(t, err, "touch the completed delivery")
 		_, err = st.Deliveries.Update(ctx, cancelled, func(d *domain.Delivery) error {
 			_, err := d.Cancel(at.Add(2 * time.Minute))
 			return err
 		})
-		must(t, err, "cancel")
+		require.NoError(t, err, "cancel")
 		_, err = st.Deliveries.Update(ctx, cancelled, func(d *domain.Delivery) error {
 			_, err := d.Cancel(at.Add(3 * time.Minute))
 			if errors.Is(err, domain.ErrNoChange) {
@@ -73,22 +74,22 @@ func Analytics(t *testing.T, open func(t *testing.T) ports.Store) {
 			}
 			return err
 		})
-		must(t, err, "cancel again")
+		require.NoError(t, err, "cancel again")
 
 		want := domain.Figures{Count: 2, Completed: 1, Cancelled: 1, OnTime: 1, DurationMs: (31 * time.Minute).Milliseconds(),
 			TraveledM: 2500, AssignedMs: (30 * time.Minute).Milliseconds()}
 		for _, b := range []string{acct, domain.BucketKey(domain.ScopeArea, "harbour"), domain.ScopeFleet} {
 			m := read(b)
-			mustEqual(t, want, m.Total, b+" total")
-			mustEqual(t, want, m.Days[4], b+" on the 5th")
+			require.Equal(t, want, m.Total, b+" total")
+			require.Equal(t, want, m.Days[4], b+" on the 5th")
 		}
 
 		derived, err := st.Analytics.Derive(ctx, month)
-		must(t, err, "derive")
+		require.NoError(t, err, "derive")
 		for b, m := range derived {
-			mustEqual(t, m.Days, read(b).Days, "maintained and derived "+b)
+			require.Equal(t, m.Days, read(b).Days, "maintained and derived "+b)
 		}
-		mustEqual(t, 3, len(derived), "buckets derived")
+		require.Equal(t, 3, len(derived), "buckets derived")
 	})
 
 	t.Run("ReaggregateRepairsAndLaterTransitionsCountOnce", func(t *testing.T) {
@@ -99,34 +100,34 @@ func Analytics(t *testing.T, open func(t *testing.T) ports.Store) {
 		acct := domain.BucketKey(domain.ScopeAccount, owner)
 		running, ended := owner+"-running", owner+"-ended"
 		for _, id := range []string{running, ended} {
-			must(t, st.Deliveries.Create(ctx, id, listed(id, owner, at)), "create")
+			require.NoError(t, st.Deliveries.Create(ctx, id, listed(id, owner, at)), "create")
 		}
 		_, err := st.Deliveries.Update(ctx, ended, func(d *domain.Delivery) error {
 			_, err := d.Fail("no drone", at.Add(time.Minute))
 			return err
 		})
-		must(t, err, "fail")
+		require.NoError(t, err, "fail")
 		rebuilt, err := st.Analytics.Reaggregate(ctx, month)
-		must(t, err, "reaggregate")
+		require.NoError(t, err, "reaggregate")
 		want := domain.Figures{Count: 2, Failed: 1}
-		mustEqual(t, want, rebuilt[acct].Total, "rebuilt")
+		require.Equal(t, want, rebuilt[acct].Total, "rebuilt")
 		again, err := st.Analytics.Reaggregate(ctx, month)
-		must(t, err, "reaggregate again")
-		mustEqual(t, want, again[acct].Total, "rebuilt twice")
+		require.NoError(t, err, "reaggregate again")
+		require.Equal(t, want, again[acct].Total, "rebuilt twice")
 		m, err := st.Analytics.Month(ctx, acct, month)
-		must(t, err, "read")
-		mustEqual(t, want, m.Total, "after the rebuild")
+		require.NoError(t, err, "read")
+		require.Equal(t, want, m.Total, "after the rebuild")
 
 		_, err = st.Deliveries.Update(ctx, running, func(d *domain.Delivery) error {
 			_, err := d.Cancel(at.Add(2 * time.Minute))
 			return err
 		})
-		must(t, err, "cancel")
+		require.NoError(t, err, "cancel")
 		m, err = st.Analytics.Month(ctx, acct, month)
-		must(t, err, "read")
-		mustEqual(t, domain.Figures{Count: 2, Failed: 1, Cancelled: 1}, m.Total, "a transition after the rebuild")
+		require.NoError(t, err, "read")
+		require.Equal(t, domain.Figures{Count: 2, Failed: 1, Cancelled: 1}, m.Total, "a transition after the rebuild")
 		m, err = st.Analytics.Month(ctx, domain.BucketKey(domain.ScopeArea, domain.UnzonedArea), month)
-		must(t, err, "read the area")
-		mustEqual(t, domain.Figures{Count: 2, Failed: 1, Cancelled: 1}, m.Total, "the unzoned area")
+		require.NoError(t, err, "read the area")
+		require.Equal(t, domain.Figures{Count: 2, Failed: 1, Cancelled: 1}, m.Total, "the unzoned area")
 	})
 }

@@ -2,7 +2,6 @@ package porttest
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -14,6 +13,8 @@ import (
 	"github.com/fabrikam/dronedelivery/shared/domain"
 	"github.com/fabrikam/dronedelivery/shared/ports"
 	"github.com/fabrikam/dronedelivery/shared/wire"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // BusOptions are the queue settings a Bus test needs; zero means the
@@ -46,20 +47,17 @@ func Bus(t *testing.T, open func(t *testing.T, o BusOptions) ports.Bus) {
 		sent := message(q, "m1")
 		sent.CorrelationID, sent.Operation = "corr-1", string(wire.OpDelivery)
 		before := time.Now()
-		must(t, bus.Publish(ctx, sent), "publish")
+		require.NoError(t, bus.Publish(ctx, sent), "publish")
 
 		m := receiveOne(t, bus, q)
-		if m.ID != sent.ID || string(m.Body) != string(sent.Body) || m.CorrelationID != sent.CorrelationID ||
-			m.Operation != sent.Operation || m.Queue != q {
-			t.Fatalf("received %s, want %s", show(m.Message), show(sent))
-		}
-		if m.DeliveryCount != 1 || m.LockToken == "" || m.SequenceNumber == 0 || m.EnqueuedAt.IsZero() {
-			t.Fatalf("received count %d, token %q, sequence %d, enqueued %v", m.DeliveryCount, m.LockToken, m.SequenceNumber, m.EnqueuedAt)
-		}
-		if !m.LockedUntil.After(before) {
-			t.Fatalf("locked until %v, which is before the publish at %v", m.LockedUntil, before)
-		}
-		must(t, bus.Complete(ctx, m), "complete")
+		require.Equal(t, []string{sent.ID, string(sent.Body), sent.CorrelationID, sent.Operation, q},
+			[]string{m.ID, string(m.Body), m.CorrelationID, m.Operation, m.Queue}, "received id, body, correlation, operation, queue")
+		require.Equal(t, 1, m.DeliveryCount, "delivery count")
+		require.NotEmpty(t, m.LockToken, "lock token")
+		require.NotZero(t, m.SequenceNumber, "sequence number")
+		require.False(t, m.EnqueuedAt.IsZero(), "enqueued at")
+		require.True(t, m.LockedUntil.After(before), "locked until %v, which is before the publish at %v", m.LockedUntil, before)
+		require.NoError(t, bus.Complete(ctx, m), "complete")
 		expectEmpty(t, bus, q)
 		mustCode(t, bus.Complete(ctx, m), domain.ECONFLICT, "second complete")
 		mustCode(t, bus.Abandon(ctx, m), domain.ECONFLICT, "abandon after complete")
@@ -73,7 +71,7 @@ func Bus(t *testing.T, open func(t *testing.T, o BusOptions) ports.Bus) {
 		kept := message(q, "kept")
 		kept.TraceParent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 		kept.TraceState = "congo=t61rcWkgMzE"
-		must(t, bus.Publish(ctx, kept), "publish")
+		require.NoError(t, bus.Publish(ctx, kept), "publish")
 		// A span in ctx makes the message its child.
 		sc := trace.NewSpanContext(trace.SpanContextConfig{
 			TraceID:    trace.TraceID{0x4b, 0xf9, 0x2f, 0x35, 0x77, 0xb3, 0x4d, 0xa6, 0xa3, 0xce, 0x92, 0x9d, 0x0e, 0x0e, 0x47, 0x36},
@@ -81,9 +79,9 @@ func Bus(t *testing.T, open func(t *testing.T, o BusOptions) ports.Bus) {
 			TraceFlags: trace.FlagsSampled,
 		})
 		stamped := message(q, "stamped")
-		must(t, bus.Publish(trace.ContextWithSpanContext(ctx, sc), stamped), "publish under a span")
+		require.NoError(t, bus.Publish(trace.ContextWithSpanContext(ctx, sc), stamped), "publish under a span")
 		none := message(q, "none")
-		must(t, bus.Publish(ctx, none), "publish without a context")
+		require.NoError(t, bus.Publish(ctx, none), "publish without a context")
 
 		got := receiveN(t, bus, q, 3, 10)
 		want := []string{
@@ -94,9 +92,9 @@ func Bus(t *testing.T, open func(t *testing.T, o BusOptions) ports.Bus) {
 		var have []string
 		for _, m := range got {
 			have = append(have, m.TraceParent+" "+m.TraceState)
-			must(t, bus.Complete(ctx, m), "complete")
+			require.NoError(t, bus.Complete(ctx, m), "complete")
 		}
-		mustEqual(t, want, have, "trace context received")
+		require.Equal(t, want, have, "trace context received")
 	})
 
 	t.Run("Order", func(t *testing.T) {
@@ -105,7 +103,7 @@ func Bus(t *testing.T, open func(t *testing.T, o BusOptions) ports.Bus) {
 		var want []string
 		for i := range 5 {
 			m := message(q, fmt.Sprintf("single-%d", i))
-			must(t, bus.Publish(ctx, m), "publish")
+			require.NoError(t, bus.Publish(ctx, m), "publish")
 			want = append(want, m.ID)
 		}
 		var batch []ports.Message
@@ -113,18 +111,18 @@ func Bus(t *testing.T, open func(t *testing.T, o BusOptions) ports.Bus) {
 			batch = append(batch, message(q, fmt.Sprintf("batch-%d", i)))
 			want = append(want, batch[i].ID)
 		}
-		must(t, bus.Publish(ctx, batch...), "publish batch")
+		require.NoError(t, bus.Publish(ctx, batch...), "publish batch")
 
 		got := receiveN(t, bus, q, len(want), 3)
 		var ids []string
 		for i, m := range got {
 			ids = append(ids, m.ID)
-			if i > 0 && m.SequenceNumber <= got[i-1].SequenceNumber {
-				t.Fatalf("sequence number %d follows %d", m.SequenceNumber, got[i-1].SequenceNumber)
+			if i > 0 {
+				require.Greater(t, m.SequenceNumber, got[i-1].SequenceNumber, "sequence numbers in order")
 			}
-			must(t, bus.Complete(ctx, m), "complete")
+			require.NoError(t, bus.Complete(ctx, m), "complete")
 		}
-		mustEqual(t, want, ids, "order of receipt")
+		require.Equal(t, want, ids, "order of receipt")
 	})
 
 	t.Run("DuplicateIDDropped", func(t *testing.T) {
@@ -132,28 +130,28 @@ func Bus(t *testing.T, open func(t *testing.T, o BusOptions) ports.Bus) {
 		other := q + "-other"
 		ctx := ctxFor(t)
 		a, b := message(q, "a"), message(q, "b")
-		must(t, bus.Publish(ctx, a), "publish")
+		require.NoError(t, bus.Publish(ctx, a), "publish")
 		dup := a
 		dup.Body = []byte(`{"duplicate":true}`)
-		must(t, bus.Publish(ctx, dup), "publish a duplicate")
-		must(t, bus.Publish(ctx, b, b), "publish a batch holding a duplicate")
+		require.NoError(t, bus.Publish(ctx, dup), "publish a duplicate")
+		require.NoError(t, bus.Publish(ctx, b, b), "publish a batch holding a duplicate")
 		elsewhere := a
 		elsewhere.Queue = other
-		must(t, bus.Publish(ctx, elsewhere), "publish the same id to another queue")
+		require.NoError(t, bus.Publish(ctx, elsewhere), "publish the same id to another queue")
 
 		got := receiveN(t, bus, q, 2, 10)
-		mustEqual(t, []string{a.ID, b.ID}, []string{got[0].ID, got[1].ID}, "ids received")
-		mustEqual(t, string(a.Body), string(got[0].Body), "body of the first publish")
+		require.Equal(t, []string{a.ID, b.ID}, []string{got[0].ID, got[1].ID}, "ids received")
+		require.Equal(t, string(a.Body), string(got[0].Body), "body of the first publish")
 		for _, m := range got {
-			must(t, bus.Complete(ctx, m), "complete")
+			require.NoError(t, bus.Complete(ctx, m), "complete")
 		}
 		// Duplicate detection remembers ids, not just pending messages.
-		must(t, bus.Publish(ctx, a), "publish again after completion")
+		require.NoError(t, bus.Publish(ctx, a), "publish again after completion")
 		expectEmpty(t, bus, q)
 
 		m := receiveOne(t, bus, other)
-		mustEqual(t, a.ID, m.ID, "id on the other queue")
-		must(t, bus.Complete(ctx, m), "complete")
+		require.Equal(t, a.ID, m.ID, "id on the other queue")
+		require.NoError(t, bus.Complete(ctx, m), "complete")
 	})
 
 	t.Run("NotBeforeDelays", func(t *testing.T) {
@@ -164,40 +162,35 @@ func Bus(t *testing.T, open func(t *testing.T, o BusOptions) ports.Bus) {
 		distant := message(q, "distant")
 		distant.NotBefore = time.Now().Add(time.Hour)
 		now := message(q, "now")
-		must(t, bus.Publish(ctx, distant, now), "publish")
+		require.NoError(t, bus.Publish(ctx, distant, now), "publish")
 
 		first := receiveOne(t, bus, q)
-		mustEqual(t, now.ID, first.ID, "first message received")
-		must(t, bus.Complete(ctx, first), "complete")
+		require.Equal(t, now.ID, first.ID, "first message received")
+		require.NoError(t, bus.Complete(ctx, first), "complete")
 
 		// A short delay is waited out, never cut short.
 		later := message(q, "later")
 		later.NotBefore = time.Now().Add(shortDelay)
-		must(t, bus.Publish(ctx, later), "publish")
+		require.NoError(t, bus.Publish(ctx, later), "publish")
 		second := receiveOne(t, bus, q)
-		mustEqual(t, later.ID, second.ID, "second message received")
-		if at := time.Now(); at.Before(later.NotBefore) {
-			t.Fatalf("received at %v, before its NotBefore %v", at, later.NotBefore)
-		}
-		must(t, bus.Complete(ctx, second), "complete")
+		require.Equal(t, later.ID, second.ID, "second message received")
+		require.False(t, time.Now().Before(later.NotBefore), "received before its NotBefore %v", later.NotBefore)
+		require.NoError(t, bus.Complete(ctx, second), "complete")
 	})
 
 	t.Run("AbandonRedelivers", func(t *testing.T) {
 		// A lock far longer than patience: only the abandon can free it.
 		bus, q := setup(t, BusOptions{LockDuration: time.Minute})
 		ctx := ctxFor(t)
-		must(t, bus.Publish(ctx, message(q, "m")), "publish")
+		require.NoError(t, bus.Publish(ctx, message(q, "m")), "publish")
 		first := receiveOne(t, bus, q)
-		must(t, bus.Abandon(ctx, first), "abandon")
+		require.NoError(t, bus.Abandon(ctx, first), "abandon")
 		second := receiveOne(t, bus, q)
-		if second.ID != first.ID || second.DeliveryCount != 2 {
-			t.Fatalf("redelivered %s with count %d, want %s with count 2", second.ID, second.DeliveryCount, first.ID)
-		}
-		if second.LockToken == first.LockToken {
-			t.Fatal("the redelivery kept the old lock token")
-		}
+		require.Equal(t, first.ID, second.ID, "redelivered")
+		require.Equal(t, 2, second.DeliveryCount, "the redelivery's count")
+		require.NotEqual(t, first.LockToken, second.LockToken, "the redelivery kept the old lock token")
 		mustCode(t, bus.Complete(ctx, first), domain.ECONFLICT, "complete with the abandoned lock")
-		must(t, bus.Complete(ctx, second), "complete")
+		require.NoError(t, bus.Complete(ctx, second), "complete")
 	})
 
 	t.Run("DeadLetterAndReplay", func(t *testing.T) {
@@ -205,34 +198,31 @@ func Bus(t *testing.T, open func(t *testing.T, o BusOptions) ports.Bus) {
 		ctx := ctxFor(t)
 		sent := message(q, "poison")
 		sent.CorrelationID, sent.Operation = "corr-p", string(wire.OpCancel)
-		must(t, bus.Publish(ctx, sent), "publish")
+		require.NoError(t, bus.Publish(ctx, sent), "publish")
 		m := receiveOne(t, bus, q)
-		must(t, bus.DeadLetter(ctx, m, "InvalidEnvelope", "operation is missing"), "dead-letter")
+		require.NoError(t, bus.DeadLetter(ctx, m, "InvalidEnvelope", "operation is missing"), "dead-letter")
 		mustCode(t, bus.DeadLetter(ctx, m, "again", ""), domain.ECONFLICT, "second dead-letter")
 		expectEmpty(t, bus, q)
 
 		dead := receiveOne(t, bus, ports.DeadLetterQueue(q))
-		if dead.ID != sent.ID || string(dead.Body) != string(sent.Body) || dead.CorrelationID != sent.CorrelationID ||
-			dead.Operation != sent.Operation {
-			t.Fatalf("dead-lettered %s, want %s", show(dead.Message), show(sent))
-		}
-		if dead.DeadLetterReason != "InvalidEnvelope" || dead.DeadLetterDescription != "operation is missing" {
-			t.Fatalf("dead-letter reason %q, description %q", dead.DeadLetterReason, dead.DeadLetterDescription)
-		}
+		require.Equal(t, []string{sent.ID, string(sent.Body), sent.CorrelationID, sent.Operation},
+			[]string{dead.ID, string(dead.Body), dead.CorrelationID, dead.Operation}, "dead-lettered id, body, correlation, operation")
+		require.Equal(t, "InvalidEnvelope", dead.DeadLetterReason, "dead-letter reason")
+		require.Equal(t, "operation is missing", dead.DeadLetterDescription, "dead-letter description")
 
 		// An operator replays it: publish a copy, then complete the
 		// dead-lettered one. The copy needs a new id, or duplicate
 		// detection would drop it within the window.
 		replay := dead.Message
 		replay.Queue, replay.ID = q, dead.ID+"-replay"
-		must(t, bus.Publish(ctx, replay), "replay")
-		must(t, bus.Complete(ctx, dead), "complete the dead-lettered copy")
+		require.NoError(t, bus.Publish(ctx, replay), "replay")
+		require.NoError(t, bus.Complete(ctx, dead), "complete the dead-lettered copy")
 		expectEmpty(t, bus, ports.DeadLetterQueue(q))
 		again := receiveOne(t, bus, q)
-		if again.ID != replay.ID || string(again.Body) != string(sent.Body) || again.DeliveryCount != 1 {
-			t.Fatalf("replayed %s with count %d", show(again.Message), again.DeliveryCount)
-		}
-		must(t, bus.Complete(ctx, again), "complete the replay")
+		require.Equal(t, replay.ID, again.ID, "replayed")
+		require.Equal(t, string(sent.Body), string(again.Body), "replayed body")
+		require.Equal(t, 1, again.DeliveryCount, "the replay's delivery count")
+		require.NoError(t, bus.Complete(ctx, again), "complete the replay")
 	})
 
 	t.Run("MaxDeliveryCountDeadLetters", func(t *testing.T) {
@@ -240,39 +230,35 @@ func Bus(t *testing.T, open func(t *testing.T, o BusOptions) ports.Bus) {
 		bus, q := setup(t, BusOptions{LockDuration: time.Minute, MaxDeliveryCount: maxDeliveries})
 		ctx := ctxFor(t)
 		sent := message(q, "unlucky")
-		must(t, bus.Publish(ctx, sent), "publish")
+		require.NoError(t, bus.Publish(ctx, sent), "publish")
 		for i := 1; i <= maxDeliveries; i++ {
 			m := receiveOne(t, bus, q)
-			if m.ID != sent.ID || m.DeliveryCount != i {
-				t.Fatalf("delivery %d: got %s with count %d", i, m.ID, m.DeliveryCount)
-			}
-			must(t, bus.Abandon(ctx, m), "abandon")
+			require.Equal(t, sent.ID, m.ID, "delivery %d", i)
+			require.Equal(t, i, m.DeliveryCount, "delivery %d's count", i)
+			require.NoError(t, bus.Abandon(ctx, m), "abandon")
 		}
 		expectEmpty(t, bus, q)
 		dead := receiveOne(t, bus, ports.DeadLetterQueue(q))
-		if dead.ID != sent.ID || dead.DeadLetterReason != "MaxDeliveryCountExceeded" {
-			t.Fatalf("dead-lettered %s with reason %q", dead.ID, dead.DeadLetterReason)
-		}
-		must(t, bus.Complete(ctx, dead), "complete the dead-lettered message")
+		require.Equal(t, sent.ID, dead.ID, "dead-lettered")
+		require.Equal(t, "MaxDeliveryCountExceeded", dead.DeadLetterReason, "dead-letter reason")
+		require.NoError(t, bus.Complete(ctx, dead), "complete the dead-lettered message")
 	})
 
 	t.Run("LockExpiryRedelivers", func(t *testing.T) {
 		bus, q := setup(t, BusOptions{LockDuration: shortDelay})
 		ctx := ctxFor(t)
-		must(t, bus.Publish(ctx, message(q, "slow")), "publish")
+		require.NoError(t, bus.Publish(ctx, message(q, "slow")), "publish")
 		start := time.Now()
 		first := receiveOne(t, bus, q)
 		second := receiveOne(t, bus, q) // blocks until the first lock expires
-		if elapsed := time.Since(start); elapsed < shortDelay {
-			t.Fatalf("redelivered after %v, before the %v lock expired", elapsed, shortDelay)
-		}
+		require.GreaterOrEqual(t, time.Since(start), shortDelay, "redelivered before the lock expired")
 		if second.ID != first.ID || second.DeliveryCount <= first.DeliveryCount || second.LockToken == first.LockToken {
 			t.Fatalf("redelivered %s count %d token %q after %s count %d token %q",
 				second.ID, second.DeliveryCount, second.LockToken, first.ID, first.DeliveryCount, first.LockToken)
 		}
 		mustCode(t, bus.Complete(ctx, first), domain.ECONFLICT, "complete with the expired lock")
 		mustCode(t, bus.Abandon(ctx, first), domain.ECONFLICT, "abandon with the expired lock")
-		must(t, bus.Complete(ctx, second), "complete with the current lock")
+		require.NoError(t, bus.Complete(ctx, second), "complete with the current lock")
 		expectEmpty(t, bus, q)
 	})
 
@@ -296,13 +282,12 @@ func Bus(t *testing.T, open func(t *testing.T, o BusOptions) ports.Bus) {
 		sent := message(q, "awaited")
 		published := make(chan error, 1)
 		go func() { published <- bus.Publish(ctx, sent) }()
-		must(t, <-published, "publish")
+		require.NoError(t, <-published, "publish")
 		r := <-done
-		must(t, r.err, "receive")
-		if len(r.msgs) != 1 || r.msgs[0].ID != sent.ID {
-			t.Fatalf("received %d messages, want only %s", len(r.msgs), sent.ID)
-		}
-		must(t, bus.Complete(ctx, r.msgs[0]), "complete")
+		require.NoError(t, r.err, "receive")
+		require.Len(t, r.msgs, 1, "received")
+		require.Equal(t, sent.ID, r.msgs[0].ID, "received")
+		require.NoError(t, bus.Complete(ctx, r.msgs[0]), "complete")
 	})
 
 	t.Run("ReceiveReturnsOnCancel", func(t *testing.T) {
@@ -324,9 +309,7 @@ func Bus(t *testing.T, open func(t *testing.T, o BusOptions) ports.Bus) {
 		cancel()
 		select {
 		case err := <-done:
-			if !errors.Is(err, context.Canceled) {
-				t.Fatalf("receive returned %v, want context.Canceled", err)
-			}
+			require.ErrorIs(t, err, context.Canceled, "receive after its context was cancelled")
 		case <-time.After(patience):
 			t.Fatal("receive did not return after its context was cancelled")
 		}
@@ -340,7 +323,7 @@ func Bus(t *testing.T, open func(t *testing.T, o BusOptions) ports.Bus) {
 		for i := range total {
 			batch = append(batch, message(q, fmt.Sprintf("m%03d", i)))
 		}
-		must(t, bus.Publish(ctx, batch...), "publish batch")
+		require.NoError(t, bus.Publish(ctx, batch...), "publish batch")
 
 		rctx, stop := context.WithCancel(ctx)
 		defer stop()
@@ -380,17 +363,13 @@ func Bus(t *testing.T, open func(t *testing.T, o BusOptions) ports.Bus) {
 		wg.Wait()
 		close(errs)
 		for err := range errs {
-			t.Errorf("receiver: %v", err)
+			assert.NoError(t, err, "receiver")
 		}
-		must(t, ctx.Err(), "receiving the batch")
+		require.NoError(t, ctx.Err(), "receiving the batch")
 		for _, m := range batch {
-			if seen[m.ID] != 1 {
-				t.Errorf("%s received %d times", m.ID, seen[m.ID])
-			}
+			assert.Equal(t, 1, seen[m.ID], "%s received", m.ID)
 		}
-		if len(seen) != total {
-			t.Errorf("received %d distinct messages, want %d", len(seen), total)
-		}
+		assert.Len(t, seen, total, "distinct messages received")
 		expectEmpty(t, bus, q)
 	})
 }
@@ -407,15 +386,12 @@ func receiveN(t *testing.T, bus ports.Bus, queue string, n, batch int) []*ports.
 	var out []*ports.Delivered
 	for len(out) < n {
 		msgs, err := bus.Receive(ctx, queue, min(batch, n-len(out)))
-		must(t, err, fmt.Sprintf("receive from %s after %d of %d messages", queue, len(out), n))
-		if len(msgs) == 0 || len(msgs) > batch {
-			t.Fatalf("receive with max %d returned %d messages", batch, len(msgs))
-		}
+		require.NoError(t, err, fmt.Sprintf("receive from %s after %d of %d messages", queue, len(out), n))
+		require.NotEmpty(t, msgs, "receive with max %d", batch)
+		require.LessOrEqual(t, len(msgs), batch, "receive with max %d", batch)
 		out = append(out, msgs...)
 	}
-	if len(out) != n {
-		t.Fatalf("received %d messages, want %d", len(out), n)
-	}
+	require.Len(t, out, n, "received")
 	return out
 }
 
@@ -438,7 +414,5 @@ func expectEmpty(t *testing.T, bus ports.Bus, queue string) {
 		slices.Sort(ids)
 		t.Fatalf("%s should be empty but delivered %v", queue, ids)
 	}
-	if !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("receive from empty %s: got %v, want the context's deadline", queue, err)
-	}
+	require.ErrorIs(t, err, context.DeadlineExceeded, "receive from empty %s", queue)
 }

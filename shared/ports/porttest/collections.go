@@ -9,6 +9,8 @@ import (
 
 	"github.com/fabrikam/dronedelivery/shared/domain"
 	"github.com/fabrikam/dronedelivery/shared/ports"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // kind describes one collection to the generic tests: how to reach it, how
@@ -180,7 +182,7 @@ func collectionTests[T any](t *testing.T, open func(t *testing.T) ports.Store, k
 		t.Helper()
 		id := unique("doc")
 		doc := k.make(id)
-		must(t, c.Create(ctxFor(t), id, doc), "create")
+		require.NoError(t, c.Create(ctxFor(t), id, doc), "create")
 		return id, k.make(id)
 	}
 
@@ -188,19 +190,19 @@ func collectionTests[T any](t *testing.T, open func(t *testing.T) ports.Store, k
 		c := setup(t)
 		id, want := created(t, c)
 		got, err := c.Find(ctxFor(t), id)
-		must(t, err, "find")
-		mustEqual(t, want, got, "found document")
+		require.NoError(t, err, "find")
+		require.Equal(t, want, got, "found document")
 	})
 
 	t.Run("FindReturnsACopy", func(t *testing.T) {
 		c := setup(t)
 		id, want := created(t, c)
 		got, err := c.Find(ctxFor(t), id)
-		must(t, err, "find")
+		require.NoError(t, err, "find")
 		k.bump(got)
 		again, err := c.Find(ctxFor(t), id)
-		must(t, err, "find again")
-		mustEqual(t, want, again, "document after changing a found copy")
+		require.NoError(t, err, "find again")
+		require.Equal(t, want, again, "document after changing a found copy")
 	})
 
 	t.Run("FindMissing", func(t *testing.T) {
@@ -216,8 +218,8 @@ func collectionTests[T any](t *testing.T, open func(t *testing.T) ports.Store, k
 		k.bump(other)
 		mustCode(t, c.Create(ctxFor(t), id, other), domain.ECONFLICT, "second create")
 		got, err := c.Find(ctxFor(t), id)
-		must(t, err, "find")
-		mustEqual(t, want, got, "document after a refused create")
+		require.NoError(t, err, "find")
+		require.Equal(t, want, got, "document after a refused create")
 	})
 
 	t.Run("UpdateAppliesAndPersists", func(t *testing.T) {
@@ -225,13 +227,11 @@ func collectionTests[T any](t *testing.T, open func(t *testing.T) ports.Store, k
 		id, _ := created(t, c)
 		for i := 1; i <= 2; i++ {
 			got, err := c.Update(ctxFor(t), id, func(v *T) error { k.bump(v); return nil })
-			must(t, err, "update")
-			if n := k.count(got); n != i {
-				t.Fatalf("update %d returned count %d", i, n)
-			}
+			require.NoError(t, err, "update")
+			require.Equal(t, i, k.count(got), "the count update %d returned", i)
 			found, err := c.Find(ctxFor(t), id)
-			must(t, err, "find")
-			mustEqual(t, got, found, "stored document after update")
+			require.NoError(t, err, "find")
+			require.Equal(t, got, found, "stored document after update")
 		}
 	})
 
@@ -240,9 +240,7 @@ func collectionTests[T any](t *testing.T, open func(t *testing.T) ports.Store, k
 		called := false
 		_, err := c.Update(ctxFor(t), unique("missing"), func(*T) error { called = true; return nil })
 		mustCode(t, err, domain.ENOTFOUND, "update of a missing id")
-		if called {
-			t.Fatal("the update function ran for a missing document")
-		}
+		require.False(t, called, "the update function ran for a missing document")
 		_, err = c.Find(ctxFor(t), unique("missing"))
 		mustCode(t, err, domain.ENOTFOUND, "find after update of a missing id")
 	})
@@ -254,29 +252,25 @@ func collectionTests[T any](t *testing.T, open func(t *testing.T) ports.Store, k
 			k.bump(v) // a change the skip must discard
 			return ports.ErrSkip
 		})
-		must(t, err, "skipped update")
-		mustEqual(t, want, got, "document returned by a skipped update")
+		require.NoError(t, err, "skipped update")
+		require.Equal(t, want, got, "document returned by a skipped update")
 		found, err := c.Find(ctxFor(t), id)
-		must(t, err, "find")
-		mustEqual(t, want, found, "stored document after a skipped update")
+		require.NoError(t, err, "find")
+		require.Equal(t, want, found, "stored document after a skipped update")
 		// A write after the skip must not trip over it.
 		got, err = c.Update(ctxFor(t), id, func(v *T) error { k.bump(v); return nil })
-		must(t, err, "update after skip")
-		if k.count(got) != 1 {
-			t.Fatalf("count after skip and update = %d, want 1", k.count(got))
-		}
+		require.NoError(t, err, "update after skip")
+		require.Equal(t, 1, k.count(got), "count after skip and update")
 	})
 
 	t.Run("UpdateErrorAborts", func(t *testing.T) {
 		c := setup(t)
 		id, want := created(t, c)
 		_, err := c.Update(ctxFor(t), id, func(v *T) error { k.bump(v); return errSentinel })
-		if err != errSentinel {
-			t.Fatalf("update returned %v, want the function's own error", err)
-		}
+		require.Equal(t, errSentinel, err, "update returns the function's own error")
 		found, err := c.Find(ctxFor(t), id)
-		must(t, err, "find")
-		mustEqual(t, want, found, "stored document after a failed update")
+		require.NoError(t, err, "find")
+		require.Equal(t, want, found, "stored document after a failed update")
 	})
 
 	t.Run("UpsertCreatesThenUpdates", func(t *testing.T) {
@@ -289,11 +283,11 @@ func collectionTests[T any](t *testing.T, open func(t *testing.T) ports.Store, k
 			}
 			return k.make(id), nil
 		})
-		must(t, err, "upsert of a missing document")
-		mustEqual(t, want, got, "document returned by the creating upsert")
+		require.NoError(t, err, "upsert of a missing document")
+		require.Equal(t, want, got, "document returned by the creating upsert")
 		found, err := c.Find(ctxFor(t), id)
-		must(t, err, "find")
-		mustEqual(t, want, found, "stored document after the creating upsert")
+		require.NoError(t, err, "find")
+		require.Equal(t, want, found, "stored document after the creating upsert")
 
 		got, err = c.Upsert(ctxFor(t), id, func(cur *T) (*T, error) {
 			if cur == nil {
@@ -305,37 +299,31 @@ func collectionTests[T any](t *testing.T, open func(t *testing.T) ports.Store, k
 			k.bump(cur)
 			return cur, nil
 		})
-		must(t, err, "upsert of an existing document")
-		if k.count(got) != 1 {
-			t.Fatalf("count after the updating upsert = %d, want 1", k.count(got))
-		}
+		require.NoError(t, err, "upsert of an existing document")
+		require.Equal(t, 1, k.count(got), "count after the updating upsert")
 		found, err = c.Find(ctxFor(t), id)
-		must(t, err, "find")
-		mustEqual(t, got, found, "stored document after the updating upsert")
+		require.NoError(t, err, "find")
+		require.Equal(t, got, found, "stored document after the updating upsert")
 	})
 
 	t.Run("UpsertSkipAndError", func(t *testing.T) {
 		c := setup(t)
 		missing := unique("missing")
 		got, err := c.Upsert(ctxFor(t), missing, func(*T) (*T, error) { return nil, ports.ErrSkip })
-		must(t, err, "skipped upsert of a missing document")
-		if got != nil {
-			t.Fatalf("skipped upsert of a missing document returned %s", show(got))
-		}
+		require.NoError(t, err, "skipped upsert of a missing document")
+		require.Nil(t, got, "skipped upsert of a missing document")
 		_, err = c.Find(ctxFor(t), missing)
 		mustCode(t, err, domain.ENOTFOUND, "find after a skipped upsert")
 
 		id, want := created(t, c)
 		got, err = c.Upsert(ctxFor(t), id, func(cur *T) (*T, error) { k.bump(cur); return nil, ports.ErrSkip })
-		must(t, err, "skipped upsert of an existing document")
-		mustEqual(t, want, got, "document returned by a skipped upsert")
+		require.NoError(t, err, "skipped upsert of an existing document")
+		require.Equal(t, want, got, "document returned by a skipped upsert")
 		_, err = c.Upsert(ctxFor(t), id, func(cur *T) (*T, error) { k.bump(cur); return cur, errSentinel })
-		if err != errSentinel {
-			t.Fatalf("upsert returned %v, want the function's own error", err)
-		}
+		require.Equal(t, errSentinel, err, "upsert returns the function's own error")
 		found, err := c.Find(ctxFor(t), id)
-		must(t, err, "find")
-		mustEqual(t, want, found, "stored document after a skipped and a failed upsert")
+		require.NoError(t, err, "find")
+		require.Equal(t, want, found, "stored document after a skipped and a failed upsert")
 	})
 
 	t.Run("ConcurrentUpdatesLoseNothing", func(t *testing.T) {
@@ -348,10 +336,8 @@ func collectionTests[T any](t *testing.T, open func(t *testing.T) ports.Store, k
 			return err
 		})
 		got, err := c.Find(ctxFor(t), id)
-		must(t, err, "find")
-		if n := k.count(got); n != workers*each {
-			t.Fatalf("count after %d concurrent updates = %d", workers*each, n)
-		}
+		require.NoError(t, err, "find")
+		require.Equal(t, workers*each, k.count(got), "count after concurrent updates")
 	})
 
 	t.Run("ConcurrentUpsertsCreateOnce", func(t *testing.T) {
@@ -370,10 +356,8 @@ func collectionTests[T any](t *testing.T, open func(t *testing.T) ports.Store, k
 			return err
 		})
 		got, err := c.Find(ctxFor(t), id)
-		must(t, err, "find")
-		if n := k.count(got); n != workers {
-			t.Fatalf("count after %d concurrent upserts = %d", workers, n)
-		}
+		require.NoError(t, err, "find")
+		require.Equal(t, workers, k.count(got), "count after concurrent upserts")
 	})
 }
 
@@ -397,7 +381,7 @@ func hammer(t *testing.T, workers, each int, op func() error) {
 	wg.Wait()
 	close(errs)
 	for err := range errs {
-		t.Errorf("concurrent operation: %v", err)
+		assert.NoError(t, err, "concurrent operation")
 	}
 	if t.Failed() {
 		t.FailNow()

@@ -12,6 +12,7 @@ import (
 
 	"github.com/fabrikam/dronedelivery/shared/domain"
 	"github.com/fabrikam/dronedelivery/shared/ports"
+	"github.com/stretchr/testify/require"
 )
 
 // Fleet checks the drone queries of a store: listing by status with a
@@ -38,7 +39,7 @@ func Fleet(t *testing.T, open func(t *testing.T) ports.Store) {
 			id := fmt.Sprintf("%s-%d", prefix, i)
 			d := drone(id, domain.Location{Latitude: -88, Longitude: float64(i)})
 			d.Status = s
-			must(t, f.Create(ctx, id, d), "create")
+			require.NoError(t, f.Create(ctx, id, d), "create")
 			all = append(all, id)
 		}
 		available := []string{all[0], all[2], all[4]}
@@ -46,14 +47,12 @@ func Fleet(t *testing.T, open func(t *testing.T) ports.Store) {
 		list := func(status domain.DroneStatus, after string, limit int) []string {
 			t.Helper()
 			got, err := f.List(ctx, status, after, limit)
-			must(t, err, "list")
-			if len(got) > limit {
-				t.Fatalf("list with limit %d returned %d drones", limit, len(got))
-			}
+			require.NoError(t, err, "list")
+			require.LessOrEqual(t, len(got), limit, "drones a list with the limit returned")
 			var ids []string
 			for _, d := range got {
-				if status != "" && d.Status != status {
-					t.Fatalf("list of %s drones returned %s, which is %s", status, d.ID, d.Status)
+				if status != "" {
+					require.Equal(t, status, d.Status, "the status of %s in the list", d.ID)
 				}
 				if strings.HasPrefix(d.ID, prefix) {
 					ids = append(ids, d.ID)
@@ -61,17 +60,15 @@ func Fleet(t *testing.T, open func(t *testing.T) ports.Store) {
 			}
 			return ids
 		}
-		mustEqual(t, all, list("", prefix, len(all)), "all drones in id order")
-		mustEqual(t, available, list(domain.DroneAvailable, prefix, 10), "available drones in id order")
-		mustEqual(t, []string{all[1]}, list(domain.DroneCharging, prefix, 10), "charging drones")
+		require.Equal(t, all, list("", prefix, len(all)), "all drones in id order")
+		require.Equal(t, available, list(domain.DroneAvailable, prefix, 10), "available drones in id order")
+		require.Equal(t, []string{all[1]}, list(domain.DroneCharging, prefix, 10), "charging drones")
 
 		// Page through the available ones two at a time.
-		mustEqual(t, available[:2], list(domain.DroneAvailable, prefix, 2), "first page")
-		mustEqual(t, available[2:], list(domain.DroneAvailable, available[1], 2), "second page")
-		mustEqual(t, all[1:2], list("", all[0], 1), "one drone after a cursor")
-		if got := list("", prefix, 0); len(got) != 0 {
-			t.Fatalf("list with limit 0 returned %v", got)
-		}
+		require.Equal(t, available[:2], list(domain.DroneAvailable, prefix, 2), "first page")
+		require.Equal(t, available[2:], list(domain.DroneAvailable, available[1], 2), "second page")
+		require.Equal(t, all[1:2], list("", all[0], 1), "one drone after a cursor")
+		require.Empty(t, list("", prefix, 0), "a list with limit 0")
 	})
 
 	t.Run("NearestAvailableOnlyAvailableNearestFirst", func(t *testing.T) {
@@ -88,7 +85,7 @@ func Fleet(t *testing.T, open func(t *testing.T) ports.Store) {
 			if s == domain.DroneAssigned || s == domain.DroneInFlight {
 				d.CurrentDeliveryID = "del-" + id
 			}
-			must(t, f.Create(ctx, id, d), "create")
+			require.NoError(t, f.Create(ctx, id, d), "create")
 		}
 		want := placeAvailable(t, f, center, prefix, []float64{0.6, 1.1, 1.9, 2.7, 3.4, 4.8})
 
@@ -142,9 +139,7 @@ func Fleet(t *testing.T, open func(t *testing.T) ports.Store) {
 				break
 			}
 		}
-		if err := sameDrones(want, nearest(ctx, f, center, prefix, 1)); err != nil {
-			t.Fatalf("after changing what NearestAvailable yielded: %v", err)
-		}
+		require.NoError(t, sameDrones(want, nearest(ctx, f, center, prefix, 1)), "after changing what NearestAvailable yielded")
 	})
 
 	t.Run("NearestAvailableReflectsClaimAndRelease", func(t *testing.T) {
@@ -160,7 +155,7 @@ func Fleet(t *testing.T, open func(t *testing.T) ports.Store) {
 			d.Status, d.CurrentDeliveryID = domain.DroneAssigned, "del-"+claimed
 			return nil
 		})
-		must(t, err, "claim")
+		require.NoError(t, err, "claim")
 		// The claimed drone was the nearest, so it would come first.
 		eventually(t, "the drones left after a claim", func() error {
 			return sameDrones(want[1:], nearest(ctx, f, center, prefix, len(want)-1))
@@ -170,7 +165,7 @@ func Fleet(t *testing.T, open func(t *testing.T) ports.Store) {
 			d.Status, d.CurrentDeliveryID = domain.DroneAvailable, ""
 			return nil
 		})
-		must(t, err, "release")
+		require.NoError(t, err, "release")
 		eventually(t, "the drones after a release", func() error {
 			return sameDrones(want, nearest(ctx, f, center, prefix, len(want)))
 		})
@@ -194,14 +189,14 @@ func Fleet(t *testing.T, open func(t *testing.T) ports.Store) {
 			}
 			return out
 		}
-		must(t, sameDrones(nil, waiting(0)), "no drone awaits takeoff before a claim")
+		require.NoError(t, sameDrones(nil, waiting(0)), "no drone awaits takeoff before a claim")
 
 		for _, d := range drones {
 			_, err := f.Update(ctx, d.ID, func(cur *domain.Drone) error {
 				cur.Status, cur.CurrentDeliveryID = domain.DroneAssigned, "del-"+cur.ID
 				return nil
 			})
-			must(t, err, "claim")
+			require.NoError(t, err, "claim")
 			d.Status, d.CurrentDeliveryID = domain.DroneAssigned, "del-"+d.ID
 		}
 		eventually(t, "both claimed drones, nearest first", func() error { return sameDrones(drones, waiting(2)) })
@@ -210,14 +205,14 @@ func Fleet(t *testing.T, open func(t *testing.T) ports.Store) {
 			cur.Status = domain.DroneInFlight
 			return nil
 		})
-		must(t, err, "first report")
+		require.NoError(t, err, "first report")
 		eventually(t, "the drone still on the ground", func() error { return sameDrones(drones[1:], waiting(0)) })
 
 		_, err = f.Update(ctx, drones[1].ID, func(cur *domain.Drone) error {
 			cur.Status, cur.CurrentDeliveryID = domain.DroneAvailable, ""
 			return nil
 		})
-		must(t, err, "release")
+		require.NoError(t, err, "release")
 		eventually(t, "none after the release", func() error { return sameDrones(nil, waiting(0)) })
 	})
 
@@ -243,16 +238,14 @@ func Fleet(t *testing.T, open func(t *testing.T) ports.Store) {
 				cur.Status, cur.CurrentDeliveryID = domain.DroneAssigned, "del-"+cur.ID
 				return nil
 			})
-			must(t, err, "claim inside the loop")
+			require.NoError(t, err, "claim inside the loop")
 			claimed[d.ID] = true
 			if len(claimed) == len(want) {
 				break
 			}
 		}
-		must(t, ctx.Err(), "walk with claims")
-		if len(claimed) != len(want) {
-			t.Fatalf("claimed %d of %d drones inside the loop", len(claimed), len(want))
-		}
+		require.NoError(t, ctx.Err(), "walk with claims")
+		require.Len(t, claimed, len(want), "drones claimed inside the loop")
 		eventually(t, "no drones after claiming all", func() error {
 			return sameDrones(nil, nearest(ctx, f, center, prefix, 0))
 		})
@@ -275,7 +268,7 @@ func placeAvailable(t *testing.T, f ports.Fleet, center domain.Location, prefix 
 	for i, km := range kms {
 		bearing := rand.Float64() * 2 * math.Pi
 		d := drone(fmt.Sprintf("%s-%d", prefix, i), offset(center, km*math.Cos(bearing), km*math.Sin(bearing)))
-		must(t, f.Create(ctxFor(t), d.ID, d), "create")
+		require.NoError(t, f.Create(ctxFor(t), d.ID, d), "create")
 		out = append(out, d)
 	}
 	slices.SortFunc(out, func(a, b *domain.Drone) int {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/fabrikam/dronedelivery/shared/domain"
 	"github.com/fabrikam/dronedelivery/shared/ports"
+	"github.com/stretchr/testify/require"
 )
 
 // Listing checks Deliveries.PageByOwner: pages walk an owner's deliveries
@@ -25,21 +26,21 @@ func Listing(t *testing.T, open func(t *testing.T) ports.Store) {
 		for i := range 13 {
 			at := listAt.Add(time.Duration(i/3) * time.Minute)
 			id := fmt.Sprintf("%s-%02d", owner, i)
-			must(t, st.Deliveries.Create(ctxFor(t), id, listed(id, owner, at)), "create")
+			require.NoError(t, st.Deliveries.Create(ctxFor(t), id, listed(id, owner, at)), "create")
 			want = append(want, id)
 			oid := fmt.Sprintf("%s-%02d", other, i)
-			must(t, st.Deliveries.Create(ctxFor(t), oid, listed(oid, other, at)), "create another owner's")
+			require.NoError(t, st.Deliveries.Create(ctxFor(t), oid, listed(oid, other, at)), "create another owner's")
 		}
 		slices.Reverse(want)
 		for _, limit := range []int{1, 4, 13, 20} {
 			got := walk(t, st.Deliveries, ports.DeliveryFilter{OwnerID: owner, Limit: limit})
-			mustEqual(t, want, got, fmt.Sprintf("ids listed %d a page", limit))
+			require.Equal(t, want, got, fmt.Sprintf("ids listed %d a page", limit))
 		}
 		got, pages := walkPages(t, st.Deliveries, ports.DeliveryFilter{OwnerID: owner, Limit: 13})
-		mustEqual(t, want, got, "one full page")
-		mustEqual(t, 1, pages, "pages of a listing that fits one page exactly")
+		require.Equal(t, want, got, "one full page")
+		require.Equal(t, 1, pages, "pages of a listing that fits one page exactly")
 		none, _ := walkPages(t, st.Deliveries, ports.DeliveryFilter{OwnerID: unique("owner"), Limit: 5})
-		mustEqual(t, 0, len(none), "deliveries of an owner with none")
+		require.Equal(t, 0, len(none), "deliveries of an owner with none")
 	})
 
 	t.Run("PagesCarryTheDeliveries", func(t *testing.T) {
@@ -49,13 +50,11 @@ func Listing(t *testing.T, open func(t *testing.T) ports.Store) {
 		id := owner + "-only"
 		want := listed(id, owner, listAt)
 		want.Request.PackageInfo.Tag = "fragile"
-		must(t, st.Deliveries.Create(ctxFor(t), id, want), "create")
+		require.NoError(t, st.Deliveries.Create(ctxFor(t), id, want), "create")
 		page, err := st.Deliveries.PageByOwner(ctxFor(t), ports.DeliveryFilter{OwnerID: owner, Limit: 10})
-		must(t, err, "page")
-		mustEqual(t, []*domain.Delivery{want}, page.Deliveries, "the page")
-		if page.Next != nil {
-			t.Fatalf("a page holding the only delivery has next %+v", page.Next)
-		}
+		require.NoError(t, err, "page")
+		require.Equal(t, []*domain.Delivery{want}, page.Deliveries, "the page")
+		require.Nil(t, page.Next, "a page holding the only delivery has a next")
 	})
 
 	t.Run("CreationTimeRangeIsHalfOpen", func(t *testing.T) {
@@ -67,19 +66,19 @@ func Listing(t *testing.T, open func(t *testing.T) ports.Store) {
 			id := fmt.Sprintf("%s-%d", owner, i)
 			// Fractions of a second, whose RFC 3339 text would not sort.
 			at := listAt.Add(time.Duration(i)*time.Second + time.Duration(i%2)*500*time.Millisecond)
-			must(t, st.Deliveries.Create(ctxFor(t), id, listed(id, owner, at)), "create")
+			require.NoError(t, st.Deliveries.Create(ctxFor(t), id, listed(id, owner, at)), "create")
 			ids = append(ids, id)
 		}
 		from := listAt.Add(time.Second + 500*time.Millisecond) // delivery 1 exactly
 		to := listAt.Add(4 * time.Second)                      // delivery 4 exactly
 		got := walk(t, st.Deliveries, ports.DeliveryFilter{OwnerID: owner, CreatedFrom: from, CreatedTo: to, Limit: 2})
-		mustEqual(t, []string{ids[3], ids[2], ids[1]}, got, "from (inclusive) to (exclusive)")
+		require.Equal(t, []string{ids[3], ids[2], ids[1]}, got, "from (inclusive) to (exclusive)")
 		got = walk(t, st.Deliveries, ports.DeliveryFilter{OwnerID: owner, CreatedFrom: to, Limit: 2})
-		mustEqual(t, []string{ids[5], ids[4]}, got, "from only")
+		require.Equal(t, []string{ids[5], ids[4]}, got, "from only")
 		got = walk(t, st.Deliveries, ports.DeliveryFilter{OwnerID: owner, CreatedTo: from, Limit: 2})
-		mustEqual(t, []string{ids[0]}, got, "to only")
+		require.Equal(t, []string{ids[0]}, got, "to only")
 		got = walk(t, st.Deliveries, ports.DeliveryFilter{OwnerID: owner, CreatedFrom: to, CreatedTo: from, Limit: 2})
-		mustEqual(t, 0, len(got), "an empty range")
+		require.Equal(t, 0, len(got), "an empty range")
 	})
 
 	t.Run("StageFilterFollowsWrites", func(t *testing.T) {
@@ -89,7 +88,7 @@ func Listing(t *testing.T, open func(t *testing.T) ports.Store) {
 		var ids []string
 		for i := range 8 {
 			id := fmt.Sprintf("%s-%d", owner, i)
-			must(t, st.Deliveries.Create(ctxFor(t), id, listed(id, owner, listAt.Add(time.Duration(i)*time.Second))), "create")
+			require.NoError(t, st.Deliveries.Create(ctxFor(t), id, listed(id, owner, listAt.Add(time.Duration(i)*time.Second))), "create")
 			ids = append(ids, id)
 		}
 		move := func(id string, s domain.Stage) {
@@ -98,7 +97,7 @@ func Listing(t *testing.T, open func(t *testing.T) ports.Store) {
 				d.SetStage(s, listAt.Add(time.Hour), "")
 				return nil
 			})
-			must(t, err, "move "+id+" to "+string(s))
+			require.NoError(t, err, "move "+id+" to "+string(s))
 		}
 		for _, i := range []int{1, 4, 6} {
 			move(ids[i], domain.StageScheduled)
@@ -107,28 +106,28 @@ func Listing(t *testing.T, open func(t *testing.T) ports.Store) {
 			t.Helper()
 			return walk(t, st.Deliveries, ports.DeliveryFilter{OwnerID: owner, Stage: s, Limit: 2})
 		}
-		mustEqual(t, []string{ids[6], ids[4], ids[1]}, stage(domain.StageScheduled), "Scheduled")
-		mustEqual(t, []string{ids[7], ids[5], ids[3], ids[2], ids[0]}, stage(domain.StageCreated), "Created")
+		require.Equal(t, []string{ids[6], ids[4], ids[1]}, stage(domain.StageScheduled), "Scheduled")
+		require.Equal(t, []string{ids[7], ids[5], ids[3], ids[2], ids[0]}, stage(domain.StageCreated), "Created")
 
 		move(ids[4], domain.StageCancelled)
-		mustEqual(t, []string{ids[6], ids[1]}, stage(domain.StageScheduled), "Scheduled after a cancel")
-		mustEqual(t, []string{ids[4]}, stage(domain.StageCancelled), "Cancelled")
+		require.Equal(t, []string{ids[6], ids[1]}, stage(domain.StageScheduled), "Scheduled after a cancel")
+		require.Equal(t, []string{ids[4]}, stage(domain.StageCancelled), "Cancelled")
 
 		// Writes that leave the stage, and updates that skip, change nothing.
 		_, err := st.Deliveries.Update(ctxFor(t), ids[6], func(d *domain.Delivery) error { d.ScheduleAttempts++; return nil })
-		must(t, err, "update without a stage change")
+		require.NoError(t, err, "update without a stage change")
 		_, err = st.Deliveries.Update(ctxFor(t), ids[1], func(d *domain.Delivery) error {
 			d.SetStage(domain.StageFailed, listAt, "")
 			return ports.ErrSkip
 		})
-		must(t, err, "skipped update")
-		mustEqual(t, []string{ids[6], ids[1]}, stage(domain.StageScheduled), "Scheduled after writes that keep the stage")
-		mustEqual(t, 0, len(stage(domain.StageFailed)), "Failed after a skipped update")
+		require.NoError(t, err, "skipped update")
+		require.Equal(t, []string{ids[6], ids[1]}, stage(domain.StageScheduled), "Scheduled after writes that keep the stage")
+		require.Equal(t, 0, len(stage(domain.StageFailed)), "Failed after a skipped update")
 
 		// Stage and creation time combine.
 		got := walk(t, st.Deliveries, ports.DeliveryFilter{OwnerID: owner, Stage: domain.StageCreated,
 			CreatedFrom: listAt.Add(2 * time.Second), CreatedTo: listAt.Add(6 * time.Second), Limit: 1})
-		mustEqual(t, []string{ids[5], ids[3], ids[2]}, got, "Created between 2 s and 6 s")
+		require.Equal(t, []string{ids[5], ids[3], ids[2]}, got, "Created between 2 s and 6 s")
 	})
 
 	t.Run("UpsertedDeliveriesAreListed", func(t *testing.T) {
@@ -139,15 +138,15 @@ func Listing(t *testing.T, open func(t *testing.T) ports.Store) {
 		_, err := st.Deliveries.Upsert(ctxFor(t), id, func(cur *domain.Delivery) (*domain.Delivery, error) {
 			return listed(id, owner, listAt), nil
 		})
-		must(t, err, "creating upsert")
-		mustEqual(t, []string{id}, walk(t, st.Deliveries, ports.DeliveryFilter{OwnerID: owner, Limit: 5}), "after the creating upsert")
+		require.NoError(t, err, "creating upsert")
+		require.Equal(t, []string{id}, walk(t, st.Deliveries, ports.DeliveryFilter{OwnerID: owner, Limit: 5}), "after the creating upsert")
 		_, err = st.Deliveries.Upsert(ctxFor(t), id, func(cur *domain.Delivery) (*domain.Delivery, error) {
 			cur.SetStage(domain.StageFailed, listAt, "")
 			return cur, nil
 		})
-		must(t, err, "updating upsert")
-		mustEqual(t, []string{id}, walk(t, st.Deliveries, ports.DeliveryFilter{OwnerID: owner, Stage: domain.StageFailed, Limit: 5}), "Failed")
-		mustEqual(t, 0, len(walk(t, st.Deliveries, ports.DeliveryFilter{OwnerID: owner, Stage: domain.StageCreated, Limit: 5})), "Created")
+		require.NoError(t, err, "updating upsert")
+		require.Equal(t, []string{id}, walk(t, st.Deliveries, ports.DeliveryFilter{OwnerID: owner, Stage: domain.StageFailed, Limit: 5}), "Failed")
+		require.Equal(t, 0, len(walk(t, st.Deliveries, ports.DeliveryFilter{OwnerID: owner, Stage: domain.StageCreated, Limit: 5})), "Created")
 	})
 
 	t.Run("ConcurrentStageChangesEndWhereTheDeliveryIs", func(t *testing.T) {
@@ -155,7 +154,7 @@ func Listing(t *testing.T, open func(t *testing.T) ports.Store) {
 		st := open(t)
 		owner := unique("owner")
 		id := owner + "-busy"
-		must(t, st.Deliveries.Create(ctxFor(t), id, listed(id, owner, listAt)), "create")
+		require.NoError(t, st.Deliveries.Create(ctxFor(t), id, listed(id, owner, listAt)), "create")
 		stages := []domain.Stage{domain.StageScheduled, domain.StageRescheduled}
 		hammer(t, 4, 5, func() error {
 			_, err := st.Deliveries.Update(ctxFor(t), id, func(d *domain.Delivery) error {
@@ -165,14 +164,14 @@ func Listing(t *testing.T, open func(t *testing.T) ports.Store) {
 			return err
 		})
 		d, err := st.Deliveries.Find(ctxFor(t), id)
-		must(t, err, "find")
-		mustEqual(t, 21, len(d.History), "history length after 20 stage changes")
-		mustEqual(t, []string{id}, walk(t, st.Deliveries, ports.DeliveryFilter{OwnerID: owner, Stage: d.Stage, Limit: 5}), "listed in its last stage")
+		require.NoError(t, err, "find")
+		require.Equal(t, 21, len(d.History), "history length after 20 stage changes")
+		require.Equal(t, []string{id}, walk(t, st.Deliveries, ports.DeliveryFilter{OwnerID: owner, Stage: d.Stage, Limit: 5}), "listed in its last stage")
 		other := stages[0]
 		if d.Stage == other {
 			other = stages[1]
 		}
-		mustEqual(t, 0, len(walk(t, st.Deliveries, ports.DeliveryFilter{OwnerID: owner, Stage: other, Limit: 5})), "listed in the stage it left")
+		require.Equal(t, 0, len(walk(t, st.Deliveries, ports.DeliveryFilter{OwnerID: owner, Stage: other, Limit: 5})), "listed in the stage it left")
 	})
 }
 
@@ -200,15 +199,11 @@ func walkPages(t *testing.T, ds ports.Deliveries, f ports.DeliveryFilter) (ids [
 	t.Helper()
 	for {
 		page, err := ds.PageByOwner(ctxFor(t), f)
-		must(t, err, "page")
+		require.NoError(t, err, "page")
 		pages++
-		if len(page.Deliveries) > f.Limit {
-			t.Fatalf("a page of limit %d holds %d deliveries", f.Limit, len(page.Deliveries))
-		}
+		require.LessOrEqual(t, len(page.Deliveries), f.Limit, "deliveries in a page of the limit")
 		for _, d := range page.Deliveries {
-			if d.OwnerID != f.OwnerID {
-				t.Fatalf("listing of %s holds %s of %s", f.OwnerID, d.ID, d.OwnerID)
-			}
+			require.Equal(t, f.OwnerID, d.OwnerID, "the owner of %s in the listing", d.ID)
 			ids = append(ids, d.ID)
 		}
 		if page.Next == nil {

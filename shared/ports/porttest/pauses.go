@@ -6,6 +6,7 @@ import (
 
 	"github.com/fabrikam/dronedelivery/shared/domain"
 	"github.com/fabrikam/dronedelivery/shared/ports"
+	"github.com/stretchr/testify/require"
 )
 
 // Pauses checks what the pause store adds to a collection: delete and the
@@ -20,7 +21,7 @@ func Pauses(t *testing.T, open func(t *testing.T) ports.Store) {
 		mine := func() []*domain.Pause {
 			t.Helper()
 			all, err := ps.List(ctx)
-			must(t, err, "list")
+			require.NoError(t, err, "list")
 			var out []*domain.Pause
 			for _, p := range all {
 				if strings.HasPrefix(p.ID, prefix) {
@@ -31,20 +32,20 @@ func Pauses(t *testing.T, open func(t *testing.T) ports.Store) {
 		}
 		for _, id := range []string{"c", "a", "b"} {
 			p := &domain.Pause{ID: prefix + id, AreaID: "area-" + id, Reason: "storm " + id, Until: at.Add(3600e9), CreatedAt: at, UpdatedAt: at}
-			must(t, ps.Create(ctx, p.ID, p), "create")
+			require.NoError(t, ps.Create(ctx, p.ID, p), "create")
 		}
 		got := mine()
 		ids := make([]string, len(got))
 		for i, p := range got {
 			ids[i] = p.ID
 		}
-		mustEqual(t, []string{prefix + "a", prefix + "b", prefix + "c"}, ids, "pauses in id order")
-		mustEqual(t, domain.Pause{ID: prefix + "a", AreaID: "area-a", Reason: "storm a", Until: at.Add(3600e9), CreatedAt: at, UpdatedAt: at}, *got[0], "a pause round-trips")
+		require.Equal(t, []string{prefix + "a", prefix + "b", prefix + "c"}, ids, "pauses in id order")
+		require.Equal(t, domain.Pause{ID: prefix + "a", AreaID: "area-a", Reason: "storm a", Until: at.Add(3600e9), CreatedAt: at, UpdatedAt: at}, *got[0], "a pause round-trips")
 
-		must(t, ps.Delete(ctx, prefix+"b"), "delete")
+		require.NoError(t, ps.Delete(ctx, prefix+"b"), "delete")
 		_, err := ps.Find(ctx, prefix+"b")
 		mustCode(t, err, domain.ENOTFOUND, "find a deleted pause")
 		mustCode(t, ps.Delete(ctx, prefix+"b"), domain.ENOTFOUND, "delete again")
-		mustEqual(t, 2, len(mine()), "after the delete")
+		require.Equal(t, 2, len(mine()), "after the delete")
 	})
 }

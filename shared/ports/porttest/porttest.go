@@ -14,11 +14,11 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"reflect"
 	"testing"
 	"time"
 
 	"github.com/fabrikam/dronedelivery/shared/domain"
+	"github.com/stretchr/testify/require"
 )
 
 // patience bounds every wait for something that should happen promptly;
@@ -40,25 +40,9 @@ func ctxFor(t *testing.T) context.Context {
 	return ctx
 }
 
-func must(t *testing.T, err error, what string) {
-	t.Helper()
-	if err != nil {
-		t.Fatalf("%s: %v", what, err)
-	}
-}
-
 func mustCode(t *testing.T, err error, code, what string) {
 	t.Helper()
-	if got := domain.ErrorCode(err); got != code {
-		t.Fatalf("%s: got error %v (code %q), want code %q", what, err, got, code)
-	}
-}
-
-func mustEqual[T any](t *testing.T, want, got T, what string) {
-	t.Helper()
-	if !reflect.DeepEqual(want, got) {
-		t.Fatalf("%s:\n got  %s\n want %s", what, show(got), show(want))
-	}
+	require.Equal(t, code, domain.ErrorCode(err), "%s: the code of error %v", what, err)
 }
 
 func show(v any) string {

@@ -6,6 +6,7 @@ import (
 
 	"github.com/fabrikam/dronedelivery/shared/domain"
 	"github.com/fabrikam/dronedelivery/shared/ports"
+	"github.com/stretchr/testify/require"
 )
 
 // Zones checks what the zone store adds to a collection: delete, the
@@ -24,12 +25,10 @@ func Zones(t *testing.T, open func(t *testing.T) ports.Store) {
 			after = domain.ZoneKey(kind, prefix)
 		}
 		got, err := zs.List(ctxFor(t), kind, after, limit)
-		must(t, err, "list")
+		require.NoError(t, err, "list")
 		var ids []string
 		for _, z := range got {
-			if z.Kind != kind {
-				t.Fatalf("listing %s returned a %s", kind, z.Kind)
-			}
+			require.Equal(t, kind, z.Kind, "the kind of a zone in the listing")
 			if strings.HasPrefix(z.ID, prefix) {
 				ids = append(ids, z.ID)
 			}
@@ -43,22 +42,22 @@ func Zones(t *testing.T, open func(t *testing.T) ports.Store) {
 		ctx := ctxFor(t)
 		prefix := unique("zone")
 		for _, id := range []string{"c", "a", "b"} {
-			must(t, zs.Create(ctx, domain.ZoneKey(domain.NoFlyZone, prefix+id), zone(domain.NoFlyZone, prefix+id)), "create no-fly zone")
+			require.NoError(t, zs.Create(ctx, domain.ZoneKey(domain.NoFlyZone, prefix+id), zone(domain.NoFlyZone, prefix+id)), "create no-fly zone")
 		}
-		must(t, zs.Create(ctx, domain.ZoneKey(domain.ServiceArea, prefix+"a"), zone(domain.ServiceArea, prefix+"a")), "create service area")
+		require.NoError(t, zs.Create(ctx, domain.ZoneKey(domain.ServiceArea, prefix+"a"), zone(domain.ServiceArea, prefix+"a")), "create service area")
 
-		mustEqual(t, []string{prefix + "a", prefix + "b", prefix + "c"}, mine(t, zs, domain.NoFlyZone, prefix, "", 100), "no-fly zones in key order")
-		mustEqual(t, []string{prefix + "a"}, mine(t, zs, domain.ServiceArea, prefix, "", 100), "service areas")
-		mustEqual(t, []string{prefix + "b", prefix + "c"}, mine(t, zs, domain.NoFlyZone, prefix, domain.ZoneKey(domain.NoFlyZone, prefix+"a"), 100), "after a cursor")
-		mustEqual(t, []string{prefix + "a", prefix + "b"}, mine(t, zs, domain.NoFlyZone, prefix, "", 2), "limited")
+		require.Equal(t, []string{prefix + "a", prefix + "b", prefix + "c"}, mine(t, zs, domain.NoFlyZone, prefix, "", 100), "no-fly zones in key order")
+		require.Equal(t, []string{prefix + "a"}, mine(t, zs, domain.ServiceArea, prefix, "", 100), "service areas")
+		require.Equal(t, []string{prefix + "b", prefix + "c"}, mine(t, zs, domain.NoFlyZone, prefix, domain.ZoneKey(domain.NoFlyZone, prefix+"a"), 100), "after a cursor")
+		require.Equal(t, []string{prefix + "a", prefix + "b"}, mine(t, zs, domain.NoFlyZone, prefix, "", 2), "limited")
 
-		must(t, zs.Delete(ctx, domain.ZoneKey(domain.NoFlyZone, prefix+"b")), "delete")
+		require.NoError(t, zs.Delete(ctx, domain.ZoneKey(domain.NoFlyZone, prefix+"b")), "delete")
 		_, err := zs.Find(ctx, domain.ZoneKey(domain.NoFlyZone, prefix+"b"))
 		mustCode(t, err, domain.ENOTFOUND, "find a deleted zone")
 		mustCode(t, zs.Delete(ctx, domain.ZoneKey(domain.NoFlyZone, prefix+"b")), domain.ENOTFOUND, "delete again")
-		mustEqual(t, []string{prefix + "a", prefix + "c"}, mine(t, zs, domain.NoFlyZone, prefix, "", 100), "after the delete")
+		require.Equal(t, []string{prefix + "a", prefix + "c"}, mine(t, zs, domain.NoFlyZone, prefix, "", 100), "after the delete")
 		_, err = zs.Find(ctx, domain.ZoneKey(domain.ServiceArea, prefix+"a"))
-		must(t, err, "the service area of the same id is another document")
+		require.NoError(t, err, "the service area of the same id is another document")
 	})
 
 	t.Run("VersionChangesWithEveryWrite", func(t *testing.T) {
@@ -70,13 +69,11 @@ func Zones(t *testing.T, open func(t *testing.T) ports.Store) {
 		step := func(what string, write func() error) {
 			t.Helper()
 			before, err := zs.Version(ctx)
-			must(t, err, "version")
-			must(t, write(), what)
+			require.NoError(t, err, "version")
+			require.NoError(t, write(), what)
 			after, err := zs.Version(ctx)
-			must(t, err, "version")
-			if after == before {
-				t.Fatalf("the version stayed %q across %s", after, what)
-			}
+			require.NoError(t, err, "version")
+			require.NotEqual(t, before, after, "the version stayed the same across %s", what)
 			if prev, ok := seen[after]; ok {
 				t.Fatalf("%s returned the version %q again, first seen after %s", what, after, prev)
 			}

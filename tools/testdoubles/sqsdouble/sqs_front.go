@@ -1,4 +1,4 @@
-package testdoubles
+package sqsdouble
 
 import (
 	"bytes"

@@ -1,4 +1,5 @@
-package testdoubles
+// Package smtpdouble is an SMTP server for tests that keeps what it receives. It is a test tool.
+package smtpdouble
 
 import (
 	"bytes"

@@ -1,4 +1,5 @@
-package testdoubles
+// Package lambdarie runs the AWS Lambda Runtime Interface Emulator. It is a test tool.
+package lambdarie
 
 import (
 	"bytes"
@@ -10,6 +11,16 @@ import (
 	"os/exec"
 	"testing"
 	"time"
+
+	"github.com/fabrikam/dronedelivery/tools/testdoubles"
+)
+
+// The Lambda Runtime Interface Emulator.
+const (
+	riePackage = "github.com/aws/aws-lambda-runtime-interface-emulator/cmd/aws-lambda-rie"
+	// The RIE's tagged versions are not on the proxy; this pseudo-version is.
+	rieVersion = "v0.0.0-20261030222936-bef5c4ba774d"
+	rieBinary  = "aws-lambda-rie"
 )
 
 // RIE is a Lambda bootstrap running under the AWS Lambda Runtime Interface
@@ -18,7 +29,7 @@ import (
 type RIE struct {
 	// URL is the invocation endpoint.
 	URL  string
-	logs *LockedBuffer
+	logs *testdoubles.LockedBuffer
 }
 
 // rieInvokePath is where the emulator takes invocations.
@@ -30,13 +41,13 @@ const rieInvokePath = "/2015-03-31/functions/function/invocations"
 // bootstrap on the first invocation, as Lambda does on a cold start.
 func StartRIE(t testing.TB, bootstrap, handler string, env []string) *RIE {
 	t.Helper()
-	bin := installGoTool(t, riePackage, rieVersion, rieBinary)
+	bin := testdoubles.InstallGoTool(t, riePackage, rieVersion, rieBinary)
 	var last string
 	for range 3 {
-		invokePort, apiPort := freePort(t), freePort(t)
+		invokePort, apiPort := testdoubles.FreePort(t), testdoubles.FreePort(t)
 		args := []string{
-			"--runtime-interface-emulator-address", loopback(invokePort),
-			"--runtime-api-address", loopback(apiPort),
+			"--runtime-interface-emulator-address", testdoubles.Loopback(invokePort),
+			"--runtime-api-address", testdoubles.Loopback(apiPort),
 			"--log-level", "info",
 			bootstrap,
 		}
@@ -45,12 +56,13 @@ func StartRIE(t testing.TB, bootstrap, handler string, env []string) *RIE {
 		}
 		cmd := exec.Command(bin, args...)
 		cmd.Dir = t.TempDir()
+		testdoubles.DieWithTest(cmd)
 		// The emulator hands its environment to the bootstrap, minus the
 		// names Lambda reserves; the function's timeout is generous so a
 		// loaded machine does not fail an invocation.
 		cmd.Env = append(append(os.Environ(), "AWS_LAMBDA_FUNCTION_TIMEOUT=60"), env...)
-		logs, done, stop := background(t, cmd, "the Lambda Runtime Interface Emulator")
-		r := &RIE{URL: "http://" + loopback(invokePort) + rieInvokePath, logs: logs}
+		logs, done, stop := testdoubles.Background(t, cmd, "the Lambda Runtime Interface Emulator")
+		r := &RIE{URL: "http://" + testdoubles.Loopback(invokePort) + rieInvokePath, logs: logs}
 		if r.listening(done, 30*time.Second) {
 			t.Cleanup(func() {
 				stop()

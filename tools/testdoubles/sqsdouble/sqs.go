@@ -1,4 +1,6 @@
-package testdoubles
+// Package sqsdouble starts the SQS stand-in: goaws behind a front that
+// mends what it lacks. It is a test tool.
+package sqsdouble
 
 import (
 	"context"
@@ -14,6 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/fabrikam/dronedelivery/tools/testdoubles"
 )
 
 // The account, region and keys the SQS double answers for; it checks no
@@ -23,6 +26,13 @@ const (
 	SQSRegion    = "us-east-1"
 	sqsAccessKey = "dronedelivery-test"
 	sqsSecretKey = "dronedelivery-test-secret"
+)
+
+// goaws, the SQS-compatible server behind the double.
+const (
+	goawsPackage = "github.com/Admiral-Piett/goaws/app/cmd"
+	goawsVersion = "v0.4.5"
+	goawsBinary  = "cmd" // go install names a binary after its package folder
 )
 
 // SQS is a running SQS double: goaws, installed from the Go module proxy,
@@ -37,7 +47,7 @@ type SQS struct {
 // StartSQS starts goaws and the front for the duration of the test.
 func StartSQS(t testing.TB) *SQS {
 	t.Helper()
-	bin := installGoTool(t, goawsPackage, goawsVersion, goawsBinary)
+	bin := testdoubles.InstallGoTool(t, goawsPackage, goawsVersion, goawsBinary)
 	goaws := startGoaws(t, bin)
 
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -62,7 +72,7 @@ func startGoaws(t testing.TB, bin string) string {
 	t.Helper()
 	var lastErr string
 	for range 3 {
-		port := freePort(t)
+		port := testdoubles.FreePort(t)
 		dir := t.TempDir()
 		config := filepath.Join(dir, "goaws.yaml")
 		yaml := fmt.Sprintf("Local:\n  Host: 127.0.0.1\n  Port: %d\n  AccountId: %q\n  EnableDuplicates: false\n"+
@@ -72,10 +82,11 @@ func startGoaws(t testing.TB, bin string) string {
 		}
 		cmd := exec.Command(bin, "-config", config)
 		cmd.Dir = dir
+		testdoubles.DieWithTest(cmd)
 		// goaws logs every message it handles; only the tail matters, and
 		// only when a test fails.
-		logs, done, stop := background(t, cmd, "goaws")
-		base := "http://" + loopback(port)
+		logs, done, stop := testdoubles.Background(t, cmd, "goaws")
+		base := "http://" + testdoubles.Loopback(port)
 		if waitHealthy(base+"/health", done, 30*time.Second) {
 			t.Cleanup(func() {
 				stop()

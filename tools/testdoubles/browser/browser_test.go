@@ -1,4 +1,4 @@
-package testdoubles
+package browser
 
 import (
 	"bytes"
@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fabrikam/dronedelivery/tools/testdoubles"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -184,10 +185,8 @@ func distKm(a, b fakeLoc) float64 {
 // TrackFeed do, CSP included, so a page that breaks the policy fails here.
 func serveTrack(t *testing.T, tid string, s *script) *httptest.Server {
 	t.Helper()
-	page, err := os.ReadFile(filepath.Join(Dir(), "..", "..", "handlers", "assets", "track.html"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	page, err := os.ReadFile(filepath.Join(testdoubles.Dir(), "..", "..", "handlers", "assets", "track.html"))
+	require.NoError(t, err)
 	mux := http.NewServeMux()
 	// Unlike TrackPage, the page is served for any id, so that a test can
 	// watch it meet an unknown one in its feed.
@@ -229,9 +228,7 @@ func serveTrack(t *testing.T, tid string, s *script) *httptest.Server {
 // a person can look at them, and in the test's temporary folder otherwise.
 func screenshotPath(t *testing.T, name string) string {
 	if dir := os.Getenv("BROWSER_SCREENSHOTS"); dir != "" {
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, os.MkdirAll(dir, 0o755))
 		return filepath.Join(dir, name)
 	}
 	return filepath.Join(t.TempDir(), name)
@@ -240,9 +237,7 @@ func screenshotPath(t *testing.T, name string) string {
 func checkScreenshot(t *testing.T, path string) {
 	t.Helper()
 	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("no screenshot: %v", err)
-	}
+	require.NoError(t, err, "no screenshot")
 	if !bytes.HasPrefix(b, []byte("\x89PNG\r\n\x1a\n")) || len(b) < 10_000 {
 		t.Fatalf("screenshot %s is not a plausible PNG (%d bytes)", path, len(b))
 	}

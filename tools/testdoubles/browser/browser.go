@@ -1,4 +1,6 @@
-package testdoubles
+// Package browser drives headless Chromium (browser.js, page.js) through
+// the pages the service serves. It is a test tool.
+package browser
 
 import (
 	"bufio"
@@ -14,6 +16,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/fabrikam/dronedelivery/tools/testdoubles"
 )
 
 // ChromiumPath is where Debian's chromium package puts the browser; the
@@ -78,7 +82,7 @@ func (s BrowserState) ShownAt(lat, lon float64) (BrowserPosition, bool) {
 type Browser struct {
 	url    string
 	cmd    *exec.Cmd
-	stderr *LockedBuffer
+	stderr *testdoubles.LockedBuffer
 
 	mu      sync.Mutex
 	state   BrowserState
@@ -99,13 +103,14 @@ func StartBrowser(t testing.TB, url, screenshot string, timeout time.Duration) *
 	if _, err := os.Stat(ChromiumPath); err != nil {
 		t.Fatalf("the browser test needs Debian's Chromium at %s: apt-get install -y chromium (make test-deps installs it): %v", ChromiumPath, err)
 	}
-	EnsureInstalled(t)
+	testdoubles.EnsureInstalled(t)
 	// Chromium's start-up is not part of the page's time budget.
 	ctx, cancel := context.WithTimeout(context.Background(), timeout+90*time.Second)
-	cmd := exec.CommandContext(ctx, "node", filepath.Join(Dir(), "browser.js"), url, screenshot, strconv.FormatInt(timeout.Milliseconds(), 10))
-	cmd.Dir = Dir()
+	cmd := exec.CommandContext(ctx, "node", filepath.Join(testdoubles.Dir(), "browser.js"), url, screenshot, strconv.FormatInt(timeout.Milliseconds(), 10))
+	cmd.Dir = testdoubles.Dir()
+	testdoubles.DieWithTest(cmd)
 	cmd.WaitDelay = 5 * time.Second
-	b := &Browser{url: url, cmd: cmd, stderr: &LockedBuffer{}, changed: make(chan struct{}), done: make(chan struct{})}
+	b := &Browser{url: url, cmd: cmd, stderr: &testdoubles.LockedBuffer{}, changed: make(chan struct{}), done: make(chan struct{})}
 	cmd.Stderr = b.stderr
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {

@@ -1,24 +1,21 @@
-package testdoubles
+// Package servicebusdouble starts the Service Bus stand-in (servicebus.js,
+// an AMQP 1.0 server on rhea) and manages its queues and faults. It is a test tool.
+package servicebusdouble
 
 import (
-	"bytes"
-	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
-	"os"
-	"path/filepath"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
+
+	"github.com/fabrikam/dronedelivery/tools/testdoubles"
 )
 
 // ServiceBus is a running Service Bus test double (servicebus.js): one
 // in-memory namespace reachable with the unmodified azservicebus client.
 type ServiceBus struct {
-	proc  *Process
+	proc  *testdoubles.Process
 	admin string // base URL of the HTTP admin endpoint
 }
 
@@ -45,29 +42,9 @@ func StartServiceBus(t testing.TB) *ServiceBus {
 	t.Helper()
 	// The harness reads only the READY line, so the double also writes its
 	// admin port to a file, before it prints READY.
-	portFile := tempPortFile(t, "servicebus-admin-port")
-	p := Start(t, "servicebus.js", "--admin-port-file", portFile)
-	return &ServiceBus{proc: p, admin: readAdminURL(t, portFile, "Service Bus")}
-}
-
-// tempPortFile names a file in the test's temporary folder where a double
-// writes its admin port: the harness reads only the READY line.
-func tempPortFile(t testing.TB, name string) string {
-	return filepath.Join(t.TempDir(), name)
-}
-
-// readAdminURL reads the admin port a double wrote before it printed READY.
-func readAdminURL(t testing.TB, portFile, double string) string {
-	t.Helper()
-	raw, err := os.ReadFile(portFile)
-	if err != nil {
-		t.Fatalf("read the %s double's admin port: %v", double, err)
-	}
-	port, err := strconv.Atoi(strings.TrimSpace(string(raw)))
-	if err != nil {
-		t.Fatalf("the %s double's admin port %q: %v", double, raw, err)
-	}
-	return fmt.Sprintf("http://127.0.0.1:%d", port)
+	portFile := testdoubles.TempPortFile(t, "servicebus-admin-port")
+	p := testdoubles.Start(t, "servicebus.js", "--admin-port-file", portFile)
+	return &ServiceBus{proc: p, admin: testdoubles.ReadAdminURL(t, portFile, "Service Bus")}
 }
 
 // ConnectionString reaches the double's default namespace.
@@ -120,39 +97,7 @@ func (p QueueProperties) body() map[string]any {
 
 func (s *ServiceBus) call(t testing.TB, method, path string, in, out any) {
 	t.Helper()
-	adminCall(t, "Service Bus", method, s.admin+path, in, out)
-}
-
-// adminCall sends a JSON request to a double's admin endpoint and decodes
-// its JSON answer into out (unless nil), failing the test on any error.
-func adminCall(t testing.TB, double, method, url string, in, out any) {
-	t.Helper()
-	var body io.Reader
-	if in != nil {
-		b, err := json.Marshal(in)
-		if err != nil {
-			t.Fatal(err)
-		}
-		body = bytes.NewReader(b)
-	}
-	req, err := http.NewRequest(method, url, body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatalf("%s double admin %s %s: %v", double, method, url, err)
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode/100 != 2 {
-		t.Fatalf("%s double admin %s %s: %s: %s", double, method, url, resp.Status, raw)
-	}
-	if out != nil {
-		if err := json.Unmarshal(raw, out); err != nil {
-			t.Fatalf("%s double admin %s %s: %v: %s", double, method, url, err, raw)
-		}
-	}
+	testdoubles.AdminCall(t, "Service Bus", method, s.admin+path, in, out)
 }
 
 // ServiceBusFault is one window of failure of the double's default

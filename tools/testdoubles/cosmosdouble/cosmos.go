@@ -1,4 +1,6 @@
-package testdoubles
+// Package cosmosdouble starts the Cosmos DB stand-in (cosmos.js on
+// @vercel/cosmosdb-server) and switches its faults. It is a test tool.
+package cosmosdouble
 
 import (
 	"encoding/base64"
@@ -6,6 +8,8 @@ import (
 	"net/http"
 	"testing"
 	"time"
+
+	"github.com/fabrikam/dronedelivery/tools/testdoubles"
 )
 
 // CosmosKey is the account key the Cosmos DB double is reached with; the
@@ -14,7 +18,7 @@ var CosmosKey = base64.StdEncoding.EncodeToString([]byte("dronedelivery cosmos t
 
 // Cosmos is a running Cosmos DB double (cosmos.js) with its fault switch.
 type Cosmos struct {
-	proc  *Process
+	proc  *testdoubles.Process
 	admin string // base URL of the HTTP admin endpoint
 }
 
@@ -66,9 +70,9 @@ func StartCosmos(t testing.TB) (connectionString string) {
 // returns it, so that the test can also switch faults on.
 func StartCosmosDouble(t testing.TB) *Cosmos {
 	t.Helper()
-	portFile := tempPortFile(t, "cosmos-admin-port")
-	p := Start(t, "cosmos.js", "--admin-port-file", portFile)
-	return &Cosmos{proc: p, admin: readAdminURL(t, portFile, "Cosmos DB")}
+	portFile := testdoubles.TempPortFile(t, "cosmos-admin-port")
+	p := testdoubles.Start(t, "cosmos.js", "--admin-port-file", portFile)
+	return &Cosmos{proc: p, admin: testdoubles.ReadAdminURL(t, portFile, "Cosmos DB")}
 }
 
 // ConnectionString reaches the double, ending at the key because the SDK's
@@ -81,7 +85,7 @@ func (c *Cosmos) ConnectionString() string {
 // double ends it by itself after f.For.
 func (c *Cosmos) Fault(t testing.TB, f CosmosFault) {
 	t.Helper()
-	adminCall(t, "Cosmos DB", http.MethodPut, c.admin+"/faults", map[string]any{
+	testdoubles.AdminCall(t, "Cosmos DB", http.MethodPut, c.admin+"/faults", map[string]any{
 		"kind": f.Kind, "container": f.Container, "durationMs": f.For.Milliseconds(), "retryAfterMs": f.RetryAfter.Milliseconds(),
 	}, nil)
 }
@@ -89,13 +93,13 @@ func (c *Cosmos) Fault(t testing.TB, f CosmosFault) {
 // Heal ends the current fault at once.
 func (c *Cosmos) Heal(t testing.TB) {
 	t.Helper()
-	adminCall(t, "Cosmos DB", http.MethodDelete, c.admin+"/faults", nil, nil)
+	testdoubles.AdminCall(t, "Cosmos DB", http.MethodDelete, c.admin+"/faults", nil, nil)
 }
 
 // FaultState reports whether a fault is active and how many requests it failed.
 func (c *Cosmos) FaultState(t testing.TB) CosmosFaultState {
 	t.Helper()
 	var out CosmosFaultState
-	adminCall(t, "Cosmos DB", http.MethodGet, c.admin+"/faults", nil, &out)
+	testdoubles.AdminCall(t, "Cosmos DB", http.MethodGet, c.admin+"/faults", nil, &out)
 	return out
 }

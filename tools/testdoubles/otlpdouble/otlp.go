@@ -1,4 +1,5 @@
-package testdoubles
+// Package otlpdouble is an OTLP/HTTP trace receiver for tests. It is a test tool.
+package otlpdouble
 
 import (
 	"compress/gzip"

@@ -1,4 +1,4 @@
-package testdoubles
+package browser
 
 import (
 	"bufio"
@@ -13,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/fabrikam/dronedelivery/tools/testdoubles"
 )
 
 // Page is a page open in headless Chromium that a test works like a
@@ -22,7 +24,7 @@ import (
 type Page struct {
 	url    string
 	stdin  io.WriteCloser
-	stderr *LockedBuffer
+	stderr *testdoubles.LockedBuffer
 	wait   time.Duration
 
 	mu      sync.Mutex // one command at a time
@@ -44,12 +46,13 @@ func OpenPage(t testing.TB, url string, width, height int, patience time.Duratio
 	if _, err := os.Stat(ChromiumPath); err != nil {
 		t.Fatalf("the browser test needs Debian's Chromium at %s: apt-get install -y chromium (make test-deps installs it): %v", ChromiumPath, err)
 	}
-	EnsureInstalled(t)
+	testdoubles.EnsureInstalled(t)
 	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, "node", filepath.Join(Dir(), "page.js"), url, strconv.Itoa(width), strconv.Itoa(height))
-	cmd.Dir = Dir()
+	cmd := exec.CommandContext(ctx, "node", filepath.Join(testdoubles.Dir(), "page.js"), url, strconv.Itoa(width), strconv.Itoa(height))
+	cmd.Dir = testdoubles.Dir()
+	testdoubles.DieWithTest(cmd)
 	cmd.WaitDelay = 5 * time.Second
-	p := &Page{url: url, stderr: &LockedBuffer{}, wait: patience}
+	p := &Page{url: url, stderr: &testdoubles.LockedBuffer{}, wait: patience}
 	cmd.Stderr = p.stderr
 	var err error
 	if p.stdin, err = cmd.StdinPipe(); err != nil {

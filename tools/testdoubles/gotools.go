@@ -7,24 +7,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 )
 
-// The Go programs the AWS tests run: an SQS-compatible server and the Lambda
-// Runtime Interface Emulator. They are installed with `go install` into a
-// cache folder, never required by go.mod, so the product does not depend on
-// them; the Go module proxy serves both.
-const (
-	goawsPackage = "github.com/Admiral-Piett/goaws/app/cmd"
-	goawsVersion = "v0.4.5"
-	goawsBinary  = "cmd" // go install names a binary after its package folder
-
-	riePackage = "github.com/aws/aws-lambda-runtime-interface-emulator/cmd/aws-lambda-rie"
-	// The RIE's tagged versions are not on the proxy; this pseudo-version is.
-	rieVersion = "v0.0.0-20261030222936-bef5c4ba774d"
-	rieBinary  = "aws-lambda-rie"
-)
+// Go programs some doubles run (an SQS-compatible server, the Lambda
+// Runtime Interface Emulator) are installed with `go install` into a cache
+// folder, never required by go.mod, so the product does not depend on them;
+// the Go module proxy serves them.
 
 // toolsDir is where installed tools are kept across test runs: the user's
 // cache folder, or DRONEDELIVERY_TOOLS_DIR when set (a CI cache, say).
@@ -40,10 +29,10 @@ func toolsDir(t testing.TB) string {
 	return filepath.Join(cache, "dronedelivery", "tools")
 }
 
-// installGoTool installs pkg@version once per machine and returns the path
+// InstallGoTool installs pkg@version once per machine and returns the path
 // of its binary. Test binaries of several packages may ask at once, so the
 // install runs under a file lock, as EnsureInstalled does for npm.
-func installGoTool(t testing.TB, pkg, version, binary string) string {
+func InstallGoTool(t testing.TB, pkg, version, binary string) string {
 	t.Helper()
 	dir := filepath.Join(toolsDir(t), strings.ReplaceAll(pkg, "/", "_")+"@"+version)
 	bin := filepath.Join(dir, binary)
@@ -53,15 +42,7 @@ func installGoTool(t testing.TB, pkg, version, binary string) string {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatalf("create %s: %v", dir, err)
 	}
-	lock, err := os.OpenFile(filepath.Join(dir, ".install.lock"), os.O_CREATE|os.O_RDWR, 0o644)
-	if err != nil {
-		t.Fatalf("open install lock: %v", err)
-	}
-	defer lock.Close()
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
-		t.Fatalf("lock install: %v", err)
-	}
-	defer syscall.Flock(int(lock.Fd()), syscall.LOCK_UN)
+	defer lockInstall(t, dir)()
 	if _, err := os.Stat(bin); err == nil {
 		return bin
 	}
@@ -86,10 +67,10 @@ func installGoTool(t testing.TB, pkg, version, binary string) string {
 	return bin
 }
 
-// freePort asks the kernel for a loopback port nobody listens on. Another
+// FreePort asks the kernel for a loopback port nobody listens on. Another
 // process may take it before the tool binds it, so callers retry a start
 // that fails.
-func freePort(t testing.TB) int {
+func FreePort(t testing.TB) int {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -99,5 +80,5 @@ func freePort(t testing.TB) int {
 	return ln.Addr().(*net.TCPAddr).Port
 }
 
-// loopback is the address of a port on 127.0.0.1.
-func loopback(port int) string { return fmt.Sprintf("127.0.0.1:%d", port) }
+// Loopback is the address of a port on 127.0.0.1.
+func Loopback(port int) string { return fmt.Sprintf("127.0.0.1:%d", port) }
