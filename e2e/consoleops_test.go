@@ -12,7 +12,7 @@ import (
 
 	"github.com/fabrikam/dronedelivery/shared/adapters/embedded"
 	"github.com/fabrikam/dronedelivery/shared/domain"
-	"github.com/fabrikam/dronedelivery/tools/testdoubles"
+	"github.com/fabrikam/dronedelivery/tools/testdoubles/browser"
 )
 
 // TestConsoleShowsWaitingAndReplaysDeadLetters opens the console in
@@ -50,7 +50,7 @@ func TestConsoleShowsWaitingAndReplaysDeadLetters(t *testing.T) {
 
 	browserTurn.Lock()
 	defer browserTurn.Unlock()
-	page := testdoubles.OpenPage(t, p.base+"/api/console?interval=600000", 1280, 1100, patience)
+	page := browser.OpenPage(t, p.base+"/api/console?interval=600000", 1280, 1100, patience)
 	page.Wait(t, "the page asks for the key", `document.body.dataset.state === 'locked'`)
 	page.Fill(t, "#key", e2eOperatorKey)
 	page.Click(t, "#connect")

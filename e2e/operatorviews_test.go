@@ -20,7 +20,8 @@ import (
 	"github.com/fabrikam/dronedelivery/shared/ports"
 	"github.com/fabrikam/dronedelivery/shared/topology"
 	"github.com/fabrikam/dronedelivery/shared/wire"
-	"github.com/fabrikam/dronedelivery/tools/testdoubles"
+	"github.com/fabrikam/dronedelivery/tools/testdoubles/cosmosdouble"
+	"github.com/fabrikam/dronedelivery/tools/testdoubles/servicebusdouble"
 )
 
 // waitingDoc is one item of GET /api/operator/deliveries.
@@ -269,8 +270,8 @@ func TestOperatorReplaysDeadLetters(t *testing.T) {
 // the queue's dead-letter subqueue with the azservicebus client.
 func TestOperatorReplaysDeadLettersOnAzureAdapters(t *testing.T) {
 	t.Parallel()
-	cosmos := testdoubles.StartCosmos(t)
-	sb := testdoubles.StartServiceBus(t)
+	cosmos := cosmosdouble.StartCosmos(t)
+	sb := servicebusdouble.StartServiceBus(t)
 	p := startServeEnv(t, t.TempDir(), []string{
 		"CosmosDBConnection=" + cosmos,
 		"ServiceBusConnection=" + sb.ConnectionString(),

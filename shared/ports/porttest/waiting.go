@@ -8,6 +8,7 @@ import (
 
 	"github.com/fabrikam/dronedelivery/shared/domain"
 	"github.com/fabrikam/dronedelivery/shared/ports"
+	"github.com/stretchr/testify/require"
 )
 
 // Waiting checks Store.Waiting: pages walk the waiting deliveries of every
@@ -16,9 +17,7 @@ import (
 // a store of its own: the listing spans every owner.
 func Waiting(t *testing.T, open func(t *testing.T) ports.Store) {
 	st := open(t)
-	if st.Waiting == nil {
-		t.Fatal("the store lists no waiting deliveries")
-	}
+	require.NotNil(t, st.Waiting, "the store lists waiting deliveries")
 	owners := []string{unique("owner"), unique("owner")}
 	var want []string
 	assigned := listAt.Add(time.Hour)
@@ -38,13 +37,13 @@ func Waiting(t *testing.T, open func(t *testing.T) ports.Store) {
 		case 3: // in flight
 			d.Stage, d.DroneID, d.DroneAssignedAt = domain.StageHeadedToPickup, "drone-1", &assigned
 		}
-		must(t, st.Deliveries.Create(ctxFor(t), id, d), "create")
+		require.NoError(t, st.Deliveries.Create(ctxFor(t), id, d), "create")
 	}
 	newest := slices.Clone(want)
 	slices.Reverse(newest)
 	for _, limit := range []int{1, 2, 5, 20} {
-		mustEqual(t, newest, walkWaiting(t, st.Waiting, ports.WaitingFilter{Limit: limit}), fmt.Sprintf("newest first, %d a page", limit))
-		mustEqual(t, want, walkWaiting(t, st.Waiting, ports.WaitingFilter{Oldest: true, Limit: limit}), fmt.Sprintf("oldest first, %d a page", limit))
+		require.Equal(t, newest, walkWaiting(t, st.Waiting, ports.WaitingFilter{Limit: limit}), fmt.Sprintf("newest first, %d a page", limit))
+		require.Equal(t, want, walkWaiting(t, st.Waiting, ports.WaitingFilter{Oldest: true, Limit: limit}), fmt.Sprintf("oldest first, %d a page", limit))
 	}
 	// The first waiting delivery takes off: it is no longer listed.
 	_, err := st.Deliveries.Update(ctxFor(t), want[0], func(d *domain.Delivery) error {
@@ -52,8 +51,8 @@ func Waiting(t *testing.T, open func(t *testing.T) ports.Store) {
 		d.SetStage(domain.StageHeadedToPickup, assigned, "")
 		return nil
 	})
-	must(t, err, "take off")
-	mustEqual(t, want[1:], walkWaiting(t, st.Waiting, ports.WaitingFilter{Oldest: true, Limit: 3}), "after a take-off")
+	require.NoError(t, err, "take off")
+	require.Equal(t, want[1:], walkWaiting(t, st.Waiting, ports.WaitingFilter{Oldest: true, Limit: 3}), "after a take-off")
 }
 
 // walkWaiting follows a listing of waiting deliveries to its end.
@@ -65,10 +64,8 @@ func walkWaiting(t *testing.T, w ports.WaitingDeliveries, f ports.WaitingFilter)
 			t.Fatal("the listing does not end")
 		}
 		page, err := w.PageWaiting(ctxFor(t), f)
-		must(t, err, "page")
-		if len(page.Deliveries) > f.Limit {
-			t.Fatalf("a page of %d with limit %d", len(page.Deliveries), f.Limit)
-		}
+		require.NoError(t, err, "page")
+		require.LessOrEqual(t, len(page.Deliveries), f.Limit, "deliveries in a page of the limit")
 		for _, d := range page.Deliveries {
 			ids = append(ids, d.ID)
 		}
