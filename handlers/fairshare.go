@@ -126,6 +126,50 @@ func (h *Handlers) held(ctx context.Context, owner, area string) (int, error) {
 // in the area for now.
 var errOverShare = fmt.Errorf("the account holds its share of the area's drones")
 
+// holdings counts, once per account, the drones accounts hold in one
+// area, for ranking waiting deliveries by the fair-share rule.
+type holdings struct {
+	h      *Handlers
+	area   string
+	counts map[string]int
+}
+
+func (h *Handlers) holdingsIn(area string) *holdings {
+	return &holdings{h: h, area: area, counts: map[string]int{}}
+}
+
+// of returns the drones owner's deliveries hold in the area.
+func (c *holdings) of(ctx context.Context, owner string) (int, error) {
+	if n, ok := c.counts[owner]; ok {
+		return n, nil
+	}
+	n, err := c.h.held(ctx, owner, c.area)
+	if err != nil {
+		return 0, err
+	}
+	c.counts[owner] = n
+	return n, nil
+}
+
+// rank fills in each waiter's holding and sorts ws, the one that gets a
+// free drone first first.
+func (c *holdings) rank(ctx context.Context, ws []waiter) error {
+	for i := range ws {
+		n, err := c.of(ctx, ws[i].OwnerID)
+		if err != nil {
+			return err
+		}
+		ws[i].Held = n
+	}
+	slices.SortFunc(ws, func(a, b waiter) int {
+		if a.Outranks(b.Waiter) {
+			return -1
+		}
+		return 1
+	})
+	return nil
+}
+
 // yieldTo applies the fair-share rule before d claims plan's drone: it
 // returns the waiting delivery that outranks d and could take that drone
 // instead (nil when none does), or errOverShare when the operator's cap
@@ -136,16 +180,8 @@ func (h *Handlers) yieldTo(ctx context.Context, d *domain.Delivery, plan *domain
 	if len(others) == 0 && h.cfg.MaxAccountShare <= 0 {
 		return nil, nil
 	}
-	counts := map[string]int{}
-	count := func(owner string) (int, error) {
-		if n, ok := counts[owner]; ok {
-			return n, nil
-		}
-		n, err := h.held(ctx, owner, area)
-		counts[owner] = n
-		return n, err
-	}
-	mine, err := count(d.OwnerID)
+	held := h.holdingsIn(area)
+	mine, err := held.of(ctx, d.OwnerID)
 	if err != nil {
 		return nil, err
 	}
@@ -157,17 +193,9 @@ func (h *Handlers) yieldTo(ctx context.Context, d *domain.Delivery, plan *domain
 		return nil, errOverShare
 	}
 	me := domain.Waiter{DeliveryID: d.ID, OwnerID: d.OwnerID, Expedited: d.Request.Expedited, CreatedAt: d.CreatedAt, Held: mine}
-	for i := range others {
-		if others[i].Held, err = count(others[i].OwnerID); err != nil {
-			return nil, err
-		}
+	if err := held.rank(ctx, others); err != nil {
+		return nil, err
 	}
-	slices.SortFunc(others, func(a, b waiter) int {
-		if a.Outranks(b.Waiter) {
-			return -1
-		}
-		return 1
-	})
 	air, err := h.airspace(ctx)
 	if err != nil {
 		return nil, err
@@ -183,6 +211,47 @@ func (h *Handlers) yieldTo(ctx context.Context, d *domain.Delivery, plan *domain
 		}
 		if _, why := domain.PlanFor(plan.Drone, domain.DistanceKm(plan.Drone.Location, w.req.PickupLocation), &w.req, air, leg, now); why == "" {
 			return w, nil
+		}
+	}
+	return nil, nil
+}
+
+// maxHandOnChecks bounds the waiting deliveries one hand-on looks for a
+// drone for.
+const maxHandOnChecks = 8
+
+// handOn passes a wake on when the delivery it woke, d, no longer waits
+// for a drone (another run served it, it ended, or it was rescheduled):
+// the drone left to d would otherwise stay free until some waiting
+// delivery's next retry. It wakes the waiting delivery of d's area that
+// ranks first among those a free drone can serve now (at most
+// maxHandOnChecks are tried), or none. The woken delivery claims through
+// the conditional write like any run, so a repeated hand-on at worst
+// wakes a delivery that then finds nothing; each hand-on takes d off the
+// board, so a chain of them ends within the deliveries waiting there.
+func (h *Handlers) handOn(ctx context.Context, d *domain.Delivery, now time.Time) ([]ports.Message, error) {
+	h.waiting.remove(d)
+	area := domain.AreaOf(d.Request.PickupLocation)
+	others := h.waiting.others(area, d.ID, now)
+	if len(others) == 0 {
+		return nil, nil
+	}
+	if err := h.holdingsIn(area).rank(ctx, others); err != nil {
+		return nil, err
+	}
+	st := h.st(ctx)
+	for i := range min(len(others), maxHandOnChecks) {
+		w := &others[i]
+		plan, err := h.choose(ctx, st, &w.req, now, nil)
+		if domain.IsCode(err, domain.EUNPROCESSABLE) {
+			continue // no route for it now
+		}
+		if err != nil {
+			return nil, err
+		}
+		if plan != nil {
+			h.log.InfoContext(ctx, "woken delivery no longer waits; wake handed on", "droneId", plan.Drone.ID, "for", w.DeliveryID)
+			return []ports.Message{h.wakeMessage(w)}, nil
 		}
 	}
 	return nil, nil

@@ -1,6 +1,7 @@
 package handlers_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -170,4 +171,93 @@ func TestActiveDeliveriesPerAccountAreLimited(t *testing.T) {
 	f.ingestAs(t, other, "o1", false)
 	require.Equal(t, http.StatusNoContent, f.biz("CancelDelivery", &functionapp.Request{Method: "DELETE", Params: map[string]string{"id": "l1"}}).Status)
 	assert.Equal(t, http.StatusAccepted, f.ingest(t, body).Status, "a cancelled delivery frees its place")
+}
+
+// retryOf takes the delayed retry of delivery id from those drain kept
+// aside, as the queue delivers it once due.
+func (f *fixture) retryOf(t *testing.T, id string) *ports.Delivered {
+	t.Helper()
+	q := f.delayed[topology.QueueDeliveryRequests]
+	for i, m := range q {
+		var env wire.Envelope
+		require.NoError(t, json.Unmarshal(m.Body, &env))
+		if env.DeliveryID == id {
+			f.delayed[topology.QueueDeliveryRequests] = append(q[:i:i], q[i+1:]...)
+			return &ports.Delivered{Message: m, DeliveryCount: 1}
+		}
+	}
+	t.Fatalf("no retry of %s kept aside", id)
+	return nil
+}
+
+// wakesIn returns the wakes among a step's outputs, as delivered.
+func wakesIn(t *testing.T, out []ports.Message) []*ports.Delivered {
+	t.Helper()
+	var wakes []*ports.Delivered
+	for _, m := range out {
+		if m.Queue != topology.QueueDeliveryRequests || !m.NotBefore.IsZero() {
+			continue
+		}
+		var env wire.Envelope
+		require.NoError(t, json.Unmarshal(m.Body, &env))
+		if env.Wake {
+			wakes = append(wakes, &ports.Delivered{Message: m, DeliveryCount: 1})
+		}
+	}
+	return wakes
+}
+
+// A wake that finds its delivery already served passes the drone left to
+// it on to the next waiting delivery at once, rather than leaving it free
+// until that delivery's next retry; a repeated hand-on books nothing twice.
+func TestAWakeForAServedDeliveryHandsTheDroneOn(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ctx := context.Background()
+	f.putDrone(t, domain.Drone{ID: "d1", Location: at(0, 0)})
+	f.putDrone(t, domain.Drone{ID: "d2", Location: at(0, 0.001)})
+	f.ingestAs(t, f.key, "a1", false)
+	f.ingestAs(t, f.key, "a2", false)
+	f.drain(t)
+	require.Len(t, f.assigned(t, "a1", "a2"), 2)
+	f.clock.Advance(time.Second)
+	f.ingestAs(t, f.key, "w1", false)
+	f.clock.Advance(time.Second)
+	f.ingestAs(t, f.key, "w2", false)
+	f.drain(t)
+	require.Empty(t, f.assigned(t, "w1", "w2"), "both wait for a drone")
+	f.complete(t, "a1")
+	f.complete(t, "a2")
+
+	// w2's retry comes first: it leaves the drone it found to the older
+	// w1 and wakes it.
+	out, err := f.h.ScheduleDrone(ctx, f.retryOf(t, "w2"))
+	require.NoError(t, err)
+	wakes := wakesIn(t, out)
+	require.Len(t, wakes, 1)
+	require.Empty(t, f.assigned(t, "w2"))
+	// w1's own retry serves it before the wake arrives.
+	_, err = f.h.ScheduleDrone(ctx, f.retryOf(t, "w1"))
+	require.NoError(t, err)
+	require.Equal(t, []string{"w1"}, f.assigned(t, "w1"))
+
+	// The wake finds w1 served and hands the other drone on to w2.
+	out, err = f.h.ScheduleDrone(ctx, wakes[0])
+	require.NoError(t, err)
+	handed := wakesIn(t, out)
+	require.Len(t, handed, 1, "the wake is handed on")
+	for range 2 { // delivered twice: the second run finds w2 served
+		_, err = f.h.ScheduleDrone(ctx, handed[0])
+		require.NoError(t, err)
+	}
+	assert.Equal(t, []string{"w2"}, f.assigned(t, "w2"))
+	assert.NotEqual(t, f.delivery(t, "w1").DroneID, f.delivery(t, "w2").DroneID)
+	for _, id := range []string{"w1", "w2"} {
+		assert.Equal(t, id, f.drone(t, f.delivery(t, id).DroneID).CurrentDeliveryID)
+	}
+
+	// With nobody left waiting, a repeated wake hands nothing on.
+	out, err = f.h.ScheduleDrone(ctx, wakes[0])
+	require.NoError(t, err)
+	assert.Empty(t, wakesIn(t, out))
 }

@@ -16,7 +16,8 @@ const DefaultFleetSummaryTTL = 30 * time.Second
 const fleetSummaryPage = 1000
 
 // fleetSummary keeps what the fleet can do (domain.FleetSummary) so that
-// checking a request against it reads no drone. It is built by listing the
+// checking a request against it reads no drone, for a fleet that keeps no
+// summary of its own (fleetSummariser). It is built by listing the
 // fleet once, then grows with every drone this process registers, and is
 // built again in the background once it is older than the TTL, which is
 // how drones registered or retired through another process are learnt.
@@ -32,8 +33,20 @@ type fleetSummary struct {
 	first sync.Mutex
 }
 
-// fleetSummary returns the current summary, building it on first use.
+// fleetSummariser is a fleet that keeps its summary up to date as its
+// drones are written (the embedded one), so that it is never built by
+// listing the fleet.
+type fleetSummariser interface {
+	Summary(ctx context.Context) (*domain.FleetSummary, error)
+}
+
+// fleetSummary returns the current summary: the fleet's own where it
+// keeps one, otherwise built on first use and again once older than the
+// TTL.
 func (h *Handlers) fleetSummary(ctx context.Context) (*domain.FleetSummary, error) {
+	if s, ok := h.store.Fleet.(fleetSummariser); ok {
+		return s.Summary(ctx)
+	}
 	c := &h.summary
 	c.mu.Lock()
 	cur, built, building := c.cur, c.built, c.building

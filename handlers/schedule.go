@@ -43,14 +43,18 @@ func (h *Handlers) ScheduleDrone(ctx context.Context, msg *ports.Delivered) ([]p
 	default:
 		return nil, &domain.Permanent{Err: domain.Invalid("operation", "%s is not handled by this step", env.Operation)}
 	}
+	now := h.clock.Now()
 	if env.Generation != d.Generation {
 		h.log.InfoContext(ctx, "stale message of an earlier schedule; ignored", "generation", env.Generation)
-		return nil, nil
+		return h.wokenInVain(ctx, env, d, now)
 	}
 	if d.Stage.Terminal() {
 		h.waiting.remove(d)
 		h.log.InfoContext(ctx, "delivery already ended; nothing to schedule", "stage", d.Stage)
-		return nil, h.releaseDrone(ctx, d)
+		if err := h.releaseDrone(ctx, d); err != nil {
+			return nil, err
+		}
+		return h.wokenInVain(ctx, env, d, now)
 	}
 	if d.Generation > d.ResetGeneration {
 		if d, err = h.resetAssignment(ctx, d); err != nil {
@@ -73,10 +77,13 @@ func (h *Handlers) ScheduleDrone(ctx context.Context, msg *ports.Delivered) ([]p
 		if err != nil {
 			return nil, err
 		}
-		return append(msgs, nextMessage(d, topology.QueueDroneScheduled, stepScheduled)), nil
+		on, err := h.wokenInVain(ctx, env, d, now)
+		if err != nil {
+			return nil, err
+		}
+		return append(append(msgs, on...), nextMessage(d, topology.QueueDroneScheduled, stepScheduled)), nil
 	}
 
-	now := h.clock.Now()
 	if d.DroneID == "" {
 		if msgs, booked, err := h.book(ctx, d, now); err != nil || booked {
 			return msgs, err
@@ -131,6 +138,15 @@ func (h *Handlers) ScheduleDrone(ctx context.Context, msg *ports.Delivered) ([]p
 	h.waiting.add(d, retry.Attempt)
 	h.log.InfoContext(ctx, "no drone available; retrying later", "attempt", retry.Attempt, "delay", delay.String())
 	return append(wakes, m), nil
+}
+
+// wokenInVain hands a wake on (handOn) when env is one and d no longer
+// waits for a drone; any other message needs nothing more.
+func (h *Handlers) wokenInVain(ctx context.Context, env *wire.Envelope, d *domain.Delivery, now time.Time) ([]ports.Message, error) {
+	if !env.Wake {
+		return nil, nil
+	}
+	return h.handOn(ctx, d, now)
 }
 
 // book makes d a booked pickup when its pickup time is later than a drone

@@ -383,6 +383,7 @@ func (dr *Drone) Clone() *Drone {
 	c.HomeBase.Altitude = clonePtr(dr.HomeBase.Altitude)
 	c.LastTelemetryAt = clonePtr(dr.LastTelemetryAt)
 	c.ClaimedAfterReport = clonePtr(dr.ClaimedAfterReport)
+	c.ChargeDueAt = clonePtr(dr.ChargeDueAt)
 	return &c
 }
 

@@ -10,9 +10,11 @@
 // Another process may open the same
 // file; the busy timeout makes the two take turns at the write lock. What
 // one process cannot see of another is its in-memory state: queue wake-ups
-// (the other process's receivers notice by polling) and the nearest-drone
-// index (drones claimed or freed elsewhere show there only after a reopen;
-// the scheduler re-checks each candidate in Update, which reads the file).
+// (the other process's receivers notice by polling), the nearest-drone
+// index and the fleet summary kept beside it (drones claimed, freed or
+// registered elsewhere show there only after a reopen, or once a commit of
+// this process found such a drone changed; the claim is a conditional
+// write, so a stale index costs a retry, never a double booking).
 package embedded
 
 import (

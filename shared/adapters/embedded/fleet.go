@@ -18,10 +18,11 @@ import (
 // drones by scanning rows would cost milliseconds per delivery.
 //
 // The index learns only of writes committed through this DB: a drone that
-// another process claims or frees is seen here after the next reopen. That
-// is safe because the scheduler re-checks every candidate in Update, which
-// reads the row; it only costs a wasted claim attempt, or a drone freed
-// elsewhere going unused until then.
+// another process claims or frees is seen here after the next reopen, or
+// after a unit of work's commit found it changed. That is safe because a
+// claim is a conditional write on the version the scheduler started from
+// (the row's, or in a unit of work the index's); it only costs a wasted
+// claim attempt, or a drone freed elsewhere going unused until then.
 type fleet struct {
 	*collection[domain.Drone]
 	index *geo.Index[*domain.Drone]
@@ -37,6 +38,8 @@ type fleet struct {
 	versions        map[string]int64
 	waitingMu       sync.Mutex
 	waitingVersions map[string]int64
+
+	summary fleetSummary
 }
 
 var _ ports.Fleet = (*fleet)(nil)
@@ -51,12 +54,28 @@ func newFleet(db *DB) *fleet {
 		waitingVersions: make(map[string]int64),
 	}
 	f.written = f.track
+	f.clone = (*domain.Drone).Clone
+	f.cached = f.indexed
 	return f
 }
 
-// load fills the indexes from the file at open.
+// indexed returns a copy of an available drone from the index, at the
+// version the index holds it. Dispatch claims drones the index yielded,
+// so a claim in a unit of work reads no row.
+func (f *fleet) indexed(id string) (int64, *domain.Drone, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	_, d, ok := f.index.Get(id)
+	if !ok {
+		return 0, nil, false
+	}
+	return f.versions[id], d.Clone(), true
+}
+
+// load fills the indexes and the summary from the file at open.
 func (f *fleet) load(ctx context.Context) error {
-	for _, status := range []domain.DroneStatus{domain.DroneAvailable, domain.DroneAssigned} {
+	for _, status := range []domain.DroneStatus{domain.DroneAvailable, domain.DroneAssigned,
+		domain.DroneInFlight, domain.DroneCharging, domain.DroneMaintenance} {
 		if err := f.loadStatus(ctx, status); err != nil {
 			return err
 		}
@@ -86,12 +105,21 @@ func (f *fleet) loadStatus(ctx context.Context, status domain.DroneStatus) error
 	return f.db.fail(rows.Err(), "load fleet")
 }
 
-// track brings the index up to date with a committed write of drone d.
+// track brings the indexes and the summary up to date with a committed
+// write of drone d.
 func (f *fleet) track(id string, version int64, d *domain.Drone) {
 	f.trackAvailable(id, version, d)
 	f.trackWaiting(id, version, d)
 }
 
+// Summary implements the handlers' fleet summariser: the summary kept as
+// drones are written, which no caller has to build by listing the fleet.
+func (f *fleet) Summary(ctx context.Context) (*domain.FleetSummary, error) {
+	return f.summary.Summary(ctx)
+}
+
+// trackAvailable updates the dispatch index, and the summary, which
+// versions order too.
 func (f *fleet) trackAvailable(id string, version int64, d *domain.Drone) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -99,6 +127,7 @@ func (f *fleet) trackAvailable(id string, version int64, d *domain.Drone) {
 		return
 	}
 	f.versions[id] = version
+	f.summary.note(id, d)
 	if d.Dispatchable() {
 		// A copy: the caller keeps d and may change it.
 		f.index.Upsert(id, d.Location.Point(), d.Clone())

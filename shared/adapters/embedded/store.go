@@ -34,6 +34,14 @@ type collection[T any] struct {
 	// index, when set, writes what an index table keeps of a document, in
 	// the transaction that writes the document, so the two never disagree.
 	index func(w *writeTx, id string, v *T) error
+	// clone, when set, copies a document without sharing anything a caller
+	// could change, so that a unit of work decodes a document once.
+	clone func(*T) *T
+	// cached, when set, returns a copy of a document at its version as
+	// this process last committed or read it, without reading the file;
+	// a unit of work starts from it, its conditional write guarding
+	// against a newer version written by another process.
+	cached func(id string) (version int64, v *T, ok bool)
 }
 
 // stored is a document as read: its version, on which a write is

@@ -68,6 +68,10 @@ type workDoc struct {
 	changed  bool
 	written  func(version int64)  // tells the collection of the commit
 	index    func(*writeTx) error // the collection's index write, if it has one
+	// reread, set when the document came from the collection's cache
+	// rather than the file, reads it from the file into the cache after a
+	// commit found it stale, so that the step's next run sees it as it is.
+	reread func(context.Context)
 }
 
 // Store implements ports.UnitOfWork.
@@ -148,6 +152,11 @@ func (w *work) Commit(ctx context.Context, settle *ports.Delivered, out ...ports
 	case err != nil:
 		return err
 	case stale:
+		for _, d := range w.docs {
+			if d.reread != nil {
+				d.reread(ctx)
+			}
+		}
 		return fmt.Errorf("%s: %w", what, ports.ErrStale)
 	case lost:
 		return lockLost("complete", settle)
@@ -170,13 +179,24 @@ type workCollection[T any] struct {
 func (wc workCollection[T]) key(id string) string { return wc.c.name + "\x00" + id }
 
 // doc returns what the unit of work knows of a document, reading it the
-// first time.
-func (wc workCollection[T]) doc(ctx context.Context, id string) (*workDoc, error) {
+// first time. With cache set, for a document about to be written, it may
+// come from the collection's cache: Commit writes it on condition that
+// its version is still the one cached. A document only read is read from
+// the file, since nothing checks it later.
+func (wc workCollection[T]) doc(ctx context.Context, id string, cache bool) (*workDoc, error) {
 	key := wc.key(id)
 	if d, ok := wc.w.docs[key]; ok {
 		return d, nil
 	}
 	d := &workDoc{coll: wc.c.name, id: id}
+	if cache && wc.c.cached != nil {
+		if version, v, ok := wc.c.cached(id); ok {
+			d.version, d.exists, d.value = version, true, v
+			d.reread = wc.reread(id)
+			wc.w.docs[key] = d
+			return d, nil
+		}
+	}
 	version, body, err := wc.c.read(ctx, id)
 	switch {
 	case domain.IsCode(err, domain.ENOTFOUND):
@@ -191,6 +211,36 @@ func (wc workCollection[T]) doc(ctx context.Context, id string) (*workDoc, error
 	}
 	wc.w.docs[key] = d
 	return d, nil
+}
+
+// reread returns what brings the collection's cache up to date with the
+// file's copy of document id.
+func (wc workCollection[T]) reread(id string) func(context.Context) {
+	return func(ctx context.Context) {
+		version, body, err := wc.c.read(ctx, id)
+		if err != nil {
+			return // the next run reads it again
+		}
+		if v, err := wc.c.decode(id, body); err == nil {
+			wc.c.committed(id, version, v)
+		}
+	}
+}
+
+// uncheckedCache reports whether d came from the collection's cache and
+// is not to be written, so that Commit would not check its version.
+func (wc workCollection[T]) uncheckedCache(d *workDoc) bool {
+	return d.reread != nil && !d.changed
+}
+
+// private returns a copy of the document as the step sees it, its own to
+// change: cloned where the collection can, decoded from the JSON
+// otherwise.
+func (wc workCollection[T]) private(d *workDoc) (*T, error) {
+	if wc.c.clone != nil {
+		return wc.c.clone(d.value.(*T)), nil
+	}
+	return wc.c.decode(d.id, d.body)
 }
 
 // current returns a shallow copy of the document as the step sees it.
@@ -224,7 +274,7 @@ func (wc workCollection[T]) notFound(id string) error {
 
 // Find implements ports.Collection.
 func (wc workCollection[T]) Find(ctx context.Context, id string) (*T, error) {
-	d, err := wc.doc(ctx, id)
+	d, err := wc.doc(ctx, id, false)
 	if err != nil {
 		return nil, err
 	}
@@ -252,21 +302,32 @@ func (wc workCollection[T]) Create(ctx context.Context, id string, v *T) error {
 }
 
 // Update implements ports.Collection. fn works on its own copy of the
-// document, decoded from what the unit of work holds, so a failing fn
-// changes nothing.
+// document, cloned or decoded from what the unit of work holds, so a
+// failing fn changes nothing.
 func (wc workCollection[T]) Update(ctx context.Context, id string, fn func(*T) error) (*T, error) {
-	d, err := wc.doc(ctx, id)
+	return wc.update(ctx, id, fn, true)
+}
+
+// update is Update, starting from the collection's cache if cache is set.
+func (wc workCollection[T]) update(ctx context.Context, id string, fn func(*T) error, cache bool) (*T, error) {
+	d, err := wc.doc(ctx, id, cache)
 	if err != nil {
 		return nil, err
 	}
 	if !d.exists {
 		return nil, wc.notFound(id)
 	}
-	v, err := wc.c.decode(id, d.body)
+	v, err := wc.private(d)
 	if err != nil {
 		return nil, err
 	}
 	if err := fn(v); err != nil {
+		if wc.uncheckedCache(d) {
+			// fn decided on the cache's copy, which no write will now
+			// check: it decides again on the file's.
+			delete(wc.w.docs, wc.key(id))
+			return wc.update(ctx, id, fn, false)
+		}
 		if errors.Is(err, ports.ErrSkip) {
 			return wc.current(d), nil
 		}
@@ -280,18 +341,27 @@ func (wc workCollection[T]) Update(ctx context.Context, id string, fn func(*T) e
 
 // Upsert implements ports.Collection.
 func (wc workCollection[T]) Upsert(ctx context.Context, id string, fn func(cur *T) (*T, error)) (*T, error) {
-	d, err := wc.doc(ctx, id)
+	return wc.upsert(ctx, id, fn, true)
+}
+
+// upsert is Upsert, starting from the collection's cache if cache is set.
+func (wc workCollection[T]) upsert(ctx context.Context, id string, fn func(cur *T) (*T, error), cache bool) (*T, error) {
+	d, err := wc.doc(ctx, id, cache)
 	if err != nil {
 		return nil, err
 	}
 	var cur *T
 	if d.exists {
-		if cur, err = wc.c.decode(id, d.body); err != nil {
+		if cur, err = wc.private(d); err != nil {
 			return nil, err
 		}
 	}
 	next, err := fn(cur)
 	if err != nil {
+		if wc.uncheckedCache(d) {
+			delete(wc.w.docs, wc.key(id))
+			return wc.upsert(ctx, id, fn, false)
+		}
 		if !errors.Is(err, ports.ErrSkip) {
 			return nil, err
 		}

@@ -245,3 +245,58 @@ func TestOpenIndexesDeliveriesStoredBeforeTheIndex(t *testing.T) {
 	require.NoError(t, db.w.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version))
 	assert.Equal(t, schemaVersion, version)
 }
+
+// A unit of work claims a drone from the dispatch index's copy, reading
+// no row; a claim that another process made first, which the index has
+// not heard of, fails the commit as stale, after which the index knows
+// it and the step's next run does not take the drone again.
+func TestAUnitOfWorkClaimsFromTheIndexAndLearnsOfOtherProcesses(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "db")
+	a, b := mustOpenAt(t, path, Options{}), mustOpenAt(t, path, Options{})
+	ctx := ctxFor(t)
+	home := domain.Location{Latitude: 47.6, Longitude: -122.3}
+	req := &domain.DeliveryRequest{PickupLocation: home, DropoffLocation: home, PackageInfo: domain.PackageInfo{Size: domain.SizeSmall, Weight: 1}}
+	claim := func(dr *domain.Drone) error { return dr.Claim("d1", 0, req, dr.UpdatedAt) }
+	for _, id := range []string{"drone-1", "drone-2"} {
+		require.NoError(t, a.Store().Fleet.Create(ctx, id, &domain.Drone{ID: id, Status: domain.DroneAvailable, Location: home, HomeBase: home,
+			MaxPayloadKg: 5, MaxPackageSize: domain.SizeLarge, RangeKm: 50, CruiseSpeedMps: 10, BatteryPercent: 100}))
+	}
+
+	uow := a.Begin()
+	before := a.Stats().Reads
+	_, err := uow.Store().Fleet.Update(ctx, "drone-1", claim)
+	require.NoError(t, err)
+	assert.Equal(t, before, a.Stats().Reads, "the claim read no row")
+	require.NoError(t, uow.Commit(ctx, nil))
+	got, err := b.Store().Fleet.Find(ctx, "drone-1")
+	require.NoError(t, err)
+	assert.Equal(t, "d1", got.CurrentDeliveryID)
+
+	// b claims drone-2; a's index still holds it as available.
+	_, err = b.Store().Fleet.Update(ctx, "drone-2", func(dr *domain.Drone) error { return dr.Claim("d2", 0, req, dr.UpdatedAt) })
+	require.NoError(t, err)
+	require.Equal(t, []string{"drone-2"}, nearestIDs(ctx, a.Store().Fleet, home))
+	uow = a.Begin()
+	_, err = uow.Store().Fleet.Update(ctx, "drone-2", claim)
+	require.NoError(t, err)
+	require.ErrorIs(t, uow.Commit(ctx, nil), ports.ErrStale)
+	assert.Empty(t, nearestIDs(ctx, a.Store().Fleet, home), "the stale commit taught the index")
+	got, err = a.Store().Fleet.Find(ctx, "drone-2")
+	require.NoError(t, err)
+	assert.Equal(t, "d2", got.CurrentDeliveryID, "b's claim stands")
+
+	// An update that decides on the index's copy and changes nothing
+	// decides again on the file's, which no commit would check.
+	require.NoError(t, a.Store().Fleet.Create(ctx, "drone-3", &domain.Drone{ID: "drone-3", Status: domain.DroneAvailable, Location: home, HomeBase: home,
+		MaxPayloadKg: 5, MaxPackageSize: domain.SizeLarge, RangeKm: 50, CruiseSpeedMps: 10, BatteryPercent: 100}))
+	_, err = b.Store().Fleet.Update(ctx, "drone-3", func(dr *domain.Drone) error { return dr.Claim("d3", 0, req, dr.UpdatedAt) })
+	require.NoError(t, err)
+	var seen []string
+	_, err = a.Begin().Store().Fleet.Update(ctx, "drone-3", func(dr *domain.Drone) error {
+		seen = append(seen, dr.CurrentDeliveryID)
+		return ports.ErrSkip
+	})
+	require.NoError(t, err)
+	assert.Equal(t, []string{"", "d3"}, seen, "decided on the index's copy, then on the file's")
+}
