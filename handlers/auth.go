@@ -116,6 +116,22 @@ func (h *Handlers) guard(a access, fn functionapp.HTTPFunc) functionapp.HTTPFunc
 	}
 }
 
+// guardStream is guard for a stream: the stream runs only for a caller
+// guard lets through, with the context guard gives it.
+func (h *Handlers) guardStream(a access, fn functionapp.StreamFunc) functionapp.StreamFunc {
+	return func(ctx context.Context, req *functionapp.Request, s functionapp.Stream) *functionapp.Response {
+		var admitted context.Context
+		resp := h.guard(a, func(ctx context.Context, _ *functionapp.Request) *functionapp.Response {
+			admitted = ctx
+			return nil
+		})(ctx, req)
+		if admitted == nil {
+			return resp
+		}
+		return fn(admitted, req, s)
+	}
+}
+
 // checkContentType refuses a body that does not say it is JSON: every body
 // the API takes is JSON, and a form or text post is a client mistake or a
 // cross-site request trying its luck.

@@ -1,11 +1,16 @@
 package handlers
 
 import (
+	"bytes"
 	"context"
 	_ "embed"
+	"encoding/json"
 	"net/http"
+	"time"
 
+	"github.com/fabrikam/dronedelivery/shared/domain"
 	"github.com/fabrikam/dronedelivery/shared/functionapp"
+	"github.com/fabrikam/dronedelivery/shared/wire"
 )
 
 //go:embed assets/console.html
@@ -25,4 +30,104 @@ func (h *Handlers) Console(ctx context.Context, req *functionapp.Request) *funct
 		"Referrer-Policy":         {"no-referrer"},
 		"X-Content-Type-Options":  {"nosniff"},
 	}}
+}
+
+// consoleSnapshot is one event of GET /api/console/events: what the
+// console shows of the fleet and of the waiting deliveries.
+type consoleSnapshot struct {
+	Drones []*domain.Drone `json:"drones"`
+	// MoreDrones says the fleet has more than consoleDrones drones; the
+	// first by id are sent.
+	MoreDrones bool         `json:"moreDrones"`
+	Waiting    *waitingList `json:"waiting"`
+}
+
+// consoleDrones and consoleWaiting bound what one snapshot reads: the
+// console shows so much and no more.
+const (
+	consoleDrones  = 1000
+	consoleWaiting = 20
+)
+
+// consoleEvery is how often an open console stream reads the store: a
+// listing of drones and a page of waiting deliveries each time, so it is
+// slower than the tracking page's read of one delivery.
+const consoleEvery = time.Second
+
+// snapshot reads what a console stream sends.
+func (h *Handlers) consoleSnapshot(ctx context.Context) (*consoleSnapshot, error) {
+	drones, err := h.store.Fleet.List(ctx, "", "", consoleDrones+1)
+	if err != nil {
+		return nil, err
+	}
+	s := &consoleSnapshot{Drones: make([]*domain.Drone, 0, min(len(drones), consoleDrones))}
+	if len(drones) > consoleDrones {
+		drones, s.MoreDrones = drones[:consoleDrones], true
+	}
+	for _, d := range drones {
+		s.Drones = append(s.Drones, droneView(d))
+	}
+	if h.store.Waiting != nil {
+		if s.Waiting, err = h.waitingPage(ctx, &wire.WaitingListing{Limit: consoleWaiting}); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+// ConsoleEvents serves GET /api/console/events with the operator key on
+// the standalone runtime: server-sent events named "fleet", each a
+// consoleSnapshot, sent when it differs from the last one sent, with
+// keep-alive comments in between. Like TrackEvents it reads the store
+// (every consoleEvery), so it sees the writes of every instance. The
+// console reads it with fetch, which can send the key in the
+// Authorization header (an EventSource cannot), and polls the API when
+// the stream cannot be had.
+func (h *Handlers) ConsoleEvents(ctx context.Context, req *functionapp.Request, s functionapp.Stream) *functionapp.Response {
+	cfg := h.cfg.Push
+	tick := time.NewTicker(max(consoleEvery, cfg.PollInterval))
+	defer tick.Stop()
+	life := time.NewTimer(cfg.MaxLifetime)
+	defer life.Stop()
+	lastWrite := time.Now()
+	var last []byte
+	for {
+		snap, err := h.consoleSnapshot(ctx)
+		if err != nil {
+			if last == nil {
+				return h.errorResponse(ctx, err)
+			}
+			// Read again at the next tick; the page shows what it has.
+			h.log.WarnContext(ctx, "console stream: reading the fleet failed", "err", err)
+		} else if body, err := json.Marshal(snap); err == nil && !bytes.Equal(body, last) {
+			if s.Event("fleet", body) != nil {
+				return nil
+			}
+			last, lastWrite = body, time.Now()
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-life.C:
+			return nil
+		case <-tick.C:
+		}
+		if time.Since(lastWrite) >= cfg.KeepAlive {
+			if s.Comment("keep-alive") != nil {
+				return nil
+			}
+			lastWrite = time.Now()
+		}
+	}
+}
+
+// ConsoleEventsUnavailable answers GET /api/console/events where the
+// runtime cannot hold a stream: under the Functions host a custom handler
+// returns a whole response payload that the host passes to the output
+// binding (learn.microsoft.com/azure/azure-functions/functions-custom-handlers#overview),
+// and Lambda's API Gateway integration likewise takes a whole answer. The
+// console then polls the operator API.
+func (h *Handlers) ConsoleEventsUnavailable(ctx context.Context, req *functionapp.Request) *functionapp.Response {
+	return functionapp.Problem(http.StatusNotImplemented, "",
+		"this deployment serves no event stream to the console; it polls the operator API")
 }

@@ -3,7 +3,6 @@ package handlers
 import (
 	"context"
 	"fmt"
-	"math"
 	"net/http"
 	"slices"
 	"strconv"
@@ -186,14 +185,12 @@ func (h *Handlers) yieldTo(ctx context.Context, d *domain.Delivery, plan *domain
 	if err != nil {
 		return nil, err
 	}
-	if h.cfg.MaxAccountShare > 0 {
-		fleet, err := h.fleetSummary(ctx)
-		if err != nil {
-			return nil, err
-		}
-		if limit := int(math.Ceil(h.cfg.MaxAccountShare * float64(fleet.DronesIn(d.Request.PickupLocation)))); limit > 0 && mine >= limit {
-			return nil, errOverShare
-		}
+	limit, err := h.shareLimit(ctx, d.Request.PickupLocation)
+	if err != nil {
+		return nil, err
+	}
+	if limit > 0 && mine >= limit {
+		return nil, errOverShare
 	}
 	me := domain.Waiter{DeliveryID: d.ID, OwnerID: d.OwnerID, Expedited: d.Request.Expedited, CreatedAt: d.CreatedAt, Held: mine}
 	if err := held.rank(ctx, others); err != nil {

@@ -179,6 +179,9 @@ type Deps struct {
 	// Push relays changes to the tracking pages through a service that
 	// holds their connections (Web PubSub); nil means none.
 	Push ports.Push
+	// DeadLetters is the bus whose dead-letter queues the operator reads
+	// and replays from (GET /api/deadletters); nil answers 503 there.
+	DeadLetters ports.Bus
 }
 
 // Handlers binds the step functions to their dependencies.
@@ -200,6 +203,7 @@ type Handlers struct {
 	waiting      waitingBoard
 	push         ports.Push
 	pauses       pauseSet
+	deadLetters  ports.Bus
 }
 
 // New returns the handlers over deps.
@@ -210,7 +214,7 @@ func New(d Deps) *Handlers {
 	}
 	cfg := d.Config.withDefaults()
 	h := &Handlers{store: d.Store, bus: d.Bus, clock: d.Clock, ids: d.IDs, webhooks: d.Webhooks, log: log, cfg: cfg,
-		messenger: d.Messenger, outbox: d.Outbox, air: d.Airspace, push: d.Push, keys: newKeyCache(cfg.KeyCacheTTL, keyCacheSize)}
+		messenger: d.Messenger, outbox: d.Outbox, air: d.Airspace, push: d.Push, deadLetters: d.DeadLetters, keys: newKeyCache(cfg.KeyCacheTTL, keyCacheSize)}
 	if h.air == nil {
 		h.air = airspace.For(d.Store)
 	}
@@ -312,6 +316,11 @@ func (h *Handlers) Registry() functionapp.Registry {
 		"RevokeDroneKey": op(h.RevokeDroneKey),
 		"PutPause":       op(h.PutPause),
 		"DeletePause":    op(h.DeletePause),
+
+		"ListWaitingDeliveries": op(h.ListWaitingDeliveries),
+		"ListDeadLetters":       op(h.ListDeadLetters),
+		"ReplayDeadLetter":      op(h.ReplayDeadLetter),
+		"ConsoleEvents":         {HTTP: h.guard(operator, h.ConsoleEventsUnavailable), Stream: h.guardStream(operator, h.ConsoleEvents)},
 	}.Use(functionapp.EmitsOnly(emits))
 }
 

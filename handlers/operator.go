@@ -2,7 +2,11 @@ package handlers
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
 	"net/http"
+	"strconv"
 
 	"github.com/fabrikam/dronedelivery/shared/domain"
 	"github.com/fabrikam/dronedelivery/shared/functionapp"
@@ -41,37 +45,93 @@ func (h *Handlers) DroneAction(ctx context.Context, req *functionapp.Request) *f
 	if err != nil {
 		return h.errorResponse(ctx, err)
 	}
+	if cur.CurrentDeliveryID != "" {
+		// Two writes follow (the delivery's, then the drone's): the queued
+		// message repeats both, so a call that stops between them is
+		// finished all the same.
+		if err := h.bus.Publish(ctx, droneActionMessage(id, action, a, cur.CurrentDeliveryID, cur.CurrentGeneration)); err != nil {
+			return h.errorResponse(ctx, domain.Unavailable(err, "the action could not be queued; send it again"))
+		}
+	}
+	dr, err := h.applyDroneAction(ctx, id, action, a, cur.CurrentDeliveryID, cur.CurrentGeneration)
+	if err != nil {
+		return h.errorResponse(ctx, err)
+	}
+	h.log.InfoContext(ctx, "drone "+string(action), "reason", a.Reason)
+	return functionapp.JSON(http.StatusAccepted, droneView(dr))
+}
+
+// applyDroneAction grounds or recalls drone id, handing on first the
+// delivery it held (deliveryID, in generation gen; none when empty), and
+// then any delivery that claimed it in between. Each write is a no-op once
+// made.
+func (h *Handlers) applyDroneAction(ctx context.Context, id string, action domain.DroneAction, a domain.OperatorAction, deliveryID string, gen int) (*domain.Drone, error) {
 	// The delivery first: once it is handed on, telemetry no longer moves
 	// it, and dispatch will not give it this drone again.
-	if cur.CurrentDeliveryID != "" {
-		if err := h.handOver(ctx, id, cur.CurrentDeliveryID, cur.CurrentGeneration, a); err != nil {
-			return h.errorResponse(ctx, err)
+	if deliveryID != "" {
+		if err := h.handOver(ctx, id, deliveryID, gen, a); err != nil {
+			return nil, err
 		}
 	}
 	now := h.clock.Now()
 	var held string
-	var gen int
+	var heldGen int
 	dr, err := h.store.Fleet.Update(ctx, id, func(dr *domain.Drone) error {
 		var err error
 		if action == domain.ActionGround {
-			held, gen, err = dr.Ground(a.Reason, now)
+			held, heldGen, err = dr.Ground(a.Reason, now)
 		} else {
-			held, gen, err = dr.Recall(a.Reason, now)
+			held, heldGen, err = dr.Recall(a.Reason, now)
 		}
 		return err
 	})
 	if err != nil {
-		return h.errorResponse(ctx, err)
+		return nil, err
 	}
 	if held != "" {
 		// Claimed by a delivery in between (dispatch freed it for a
 		// moment): that one is handed on too.
-		if err := h.handOver(ctx, id, held, gen, a); err != nil {
-			return h.errorResponse(ctx, err)
+		if err := h.handOver(ctx, id, held, heldGen, a); err != nil {
+			return nil, err
 		}
 	}
-	h.log.InfoContext(ctx, "drone "+string(action), "reason", a.Reason)
-	return functionapp.JSON(http.StatusAccepted, droneView(dr))
+	return dr, nil
+}
+
+// droneActionMessage asks the tracking step to finish action on droneID,
+// which held deliveryID in generation gen (finishDroneAction). Its id names
+// the drone, the delivery, the generation and the action, so the same
+// action repeated sends one.
+func droneActionMessage(droneID string, action domain.DroneAction, a domain.OperatorAction, deliveryID string, gen int) ports.Message {
+	body, _ := json.Marshal(wire.DroneActionMessage{DroneID: droneID, Action: string(action), Reason: a.Reason, By: a.By,
+		ActionID: a.ActionID, DeliveryID: deliveryID, Generation: gen}) // always encodes
+	return ports.Message{
+		ID:            wire.MessageID(droneID, 0, string(action)+":"+deliveryID+":g"+strconv.Itoa(gen)),
+		Queue:         topology.QueueDroneTelemetry,
+		Body:          body,
+		CorrelationID: droneID,
+		Operation:     string(wire.OpDroneAction),
+	}
+}
+
+// finishDroneAction runs a queued drone action (wire.OpDroneAction): the
+// hand-over of the delivery and the drone's write, whichever the call
+// that queued it did not finish; both are no-ops once made.
+func (h *Handlers) finishDroneAction(ctx context.Context, msg *ports.Delivered) error {
+	m, err := wire.ParseDroneActionMessage(msg.Body)
+	if err != nil {
+		return err
+	}
+	ctx = logctx.With(ctx, "droneId", m.DroneID, "deliveryId", m.DeliveryID)
+	a := domain.OperatorAction{Name: m.Action, By: m.By, Reason: m.Reason, ActionID: m.ActionID}
+	_, err = h.applyDroneAction(ctx, m.DroneID, domain.DroneAction(m.Action), a, m.DeliveryID, m.Generation)
+	if domain.IsCode(err, domain.ENOTFOUND) {
+		return nil // the drone was removed
+	}
+	if err != nil && !errors.Is(err, ports.ErrSkip) {
+		return fmt.Errorf("finish the %s of drone %s: %w", m.Action, m.DroneID, err)
+	}
+	return nil
 }
 
 // handOver takes deliveryID off droneID (generation gen) and sends it on:

@@ -63,8 +63,11 @@ func (h *Handlers) PostTelemetry(ctx context.Context, req *functionapp.Request) 
 // late one lands where it belongs; the drone keeps the newest position
 // only. A crash between the two writes is finished by the redelivery.
 func (h *Handlers) TrackDrone(ctx context.Context, msg *ports.Delivered) ([]ports.Message, error) {
-	if msg.Operation == string(wire.OpChargeCheck) {
+	switch msg.Operation {
+	case string(wire.OpChargeCheck):
 		return h.checkCharge(ctx, msg)
+	case string(wire.OpDroneAction):
+		return nil, h.finishDroneAction(ctx, msg)
 	}
 	r, err := wire.ParseTelemetryMessage(msg.Body)
 	if err != nil {

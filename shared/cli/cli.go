@@ -243,7 +243,7 @@ func open(ctx context.Context, c common, app fs.FS, env func(string) string, log
 		}
 	}
 	h := handlers.New(handlers.Deps{Store: b.Store, Bus: b.Bus, Airspace: b.Airspace, Clock: platform.Clock{}, IDs: platform.IDs{},
-		Messenger: msg.Messenger, Outbox: msg.Outbox, Push: push, Log: log, Config: cfg})
+		Messenger: msg.Messenger, Outbox: msg.Outbox, Push: push, DeadLetters: b.Bus, Log: log, Config: cfg})
 	reg := h.Registry()
 	if err := reg.Check(fns); err != nil {
 		b.Close()

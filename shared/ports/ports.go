@@ -97,6 +97,30 @@ type DeliveryPage struct {
 	Next *DeliveryPosition
 }
 
+// WaitingDeliveries lists the deliveries of every account that wait for a
+// drone (domain.Delivery.Waiting): accepted or rescheduled and not yet
+// assigned, held by a pause, or booked. It is the operator's view, not a
+// hot path.
+type WaitingDeliveries interface {
+	// PageWaiting returns one page of the waiting deliveries, newest first
+	// (by creation time, then id, both descending) or, with f.Oldest,
+	// oldest first. The page is never longer than f.Limit; it may be
+	// shorter and still have a Next, since an implementation reads a
+	// bounded number of candidates per page and keeps those that wait.
+	PageWaiting(ctx context.Context, f WaitingFilter) (DeliveryPage, error)
+}
+
+// WaitingFilter chooses one page of waiting deliveries.
+type WaitingFilter struct {
+	// Oldest lists the oldest first.
+	Oldest bool
+	// After continues a listing after the position where its previous
+	// page ended, in the listing's order.
+	After *DeliveryPosition
+	// Limit is the most deliveries the page holds; it must be positive.
+	Limit int
+}
+
 // Analytics keeps the running totals of deliveries per bucket (an account,
 // a service area, the fleet: domain.BucketKey) and month, with a bucket per
 // day. The store of deliveries maintains them as it writes deliveries:
@@ -395,4 +419,7 @@ type Store struct {
 	// Pauses holds the operator's service pauses; nil in a store that
 	// keeps none, which is never paused.
 	Pauses Pauses
+	// Waiting lists the deliveries waiting for a drone across accounts;
+	// nil in a store that cannot.
+	Waiting WaitingDeliveries
 }

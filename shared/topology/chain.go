@@ -25,14 +25,16 @@ var Chain = []Step{
 	{Function: "PutDrone", Emits: []string{QueueDroneTelemetry}},
 	// The operator's actions hand deliveries on through dispatch and tell
 	// their customers.
-	{Function: "DroneAction", Emits: []string{QueueDeliveryRequests, QueueNotifications, QueueCustomerMessages}},
+	// A drone's action that takes a delivery off it is finished by the
+	// tracking step too (wire.OpDroneAction), should the call stop halfway.
+	{Function: "DroneAction", Emits: []string{QueueDeliveryRequests, QueueNotifications, QueueCustomerMessages, QueueDroneTelemetry}},
 	{Function: "DeliveryAction", Emits: []string{QueueDeliveryRequests, QueueNotifications, QueueCustomerMessages}},
 	{Function: "UpdatePackage", Reads: QueueDroneScheduled, Emits: []string{QueuePackageUpdated, QueueNotifications, QueueCustomerMessages}},
 	{Function: "ComputeEta", Reads: QueuePackageUpdated, Emits: []string{QueueNotifications, QueueCustomerMessages}},
 	{Function: "PostTelemetry", Emits: []string{QueueDroneTelemetry}},
 	// A drone that goes to charge schedules the check that returns it to
 	// service (wire.OpChargeCheck) on the queue the tracking step reads.
-	{Function: "TrackDrone", Reads: QueueDroneTelemetry, Emits: []string{QueueNotifications, QueueCustomerMessages, QueueDroneTelemetry}},
+	{Function: "TrackDrone", Reads: QueueDroneTelemetry, Emits: []string{QueueNotifications, QueueCustomerMessages, QueueDroneTelemetry, QueueDeliveryRequests}},
 	{Function: "SendNotification", Reads: QueueNotifications, Emits: []string{QueueNotifications}},
 	// A failed send is tried again through its own queue.
 	{Function: "SendCustomerMessage", Reads: QueueCustomerMessages, Emits: []string{QueueCustomerMessages}},

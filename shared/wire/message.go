@@ -21,7 +21,44 @@ const (
 	// OpChargeCheck asks the tracking step (drone-telemetry queue) to
 	// return a charging drone to service once its charge is due.
 	OpChargeCheck Operation = "charge-check"
+	// OpDroneAction asks the tracking step (drone-telemetry queue) to
+	// finish an operator's ground or recall of a drone that held a
+	// delivery: the hand-over of the delivery and the drone's own write,
+	// each a no-op once made, so that a crash between them is repaired.
+	OpDroneAction Operation = "drone-action"
 )
+
+// DroneActionMessage is the body of an OpDroneAction message: the action
+// (ground or recall) on DroneID, and the delivery it held, in the
+// generation it held it for.
+type DroneActionMessage struct {
+	DroneID    string `json:"droneId"`
+	Action     string `json:"action"`
+	Reason     string `json:"reason"`
+	By         string `json:"by"`
+	ActionID   string `json:"actionId,omitempty"`
+	DeliveryID string `json:"deliveryId"`
+	Generation int    `json:"generation,omitempty"`
+}
+
+// ParseDroneActionMessage decodes an OpDroneAction message; a body that
+// fails here can never succeed (domain.Permanent).
+func ParseDroneActionMessage(body []byte) (*DroneActionMessage, error) {
+	var m DroneActionMessage
+	if err := DecodeStrict(body, &m); err != nil {
+		return nil, &domain.Permanent{Err: err}
+	}
+	if err := domain.ValidID("droneId", m.DroneID); err != nil {
+		return nil, &domain.Permanent{Err: err}
+	}
+	if err := domain.ValidID("deliveryId", m.DeliveryID); err != nil {
+		return nil, &domain.Permanent{Err: err}
+	}
+	if a := domain.DroneAction(m.Action); a != domain.ActionGround && a != domain.ActionRecall {
+		return nil, &domain.Permanent{Err: domain.Invalid("action", "must be ground or recall")}
+	}
+	return &m, nil
+}
 
 // ChargeCheck is the body of an OpChargeCheck message.
 type ChargeCheck struct {

@@ -137,7 +137,8 @@ func newPackages(c *azcosmos.ContainerClient) *collection[domain.Package] {
 // Store returns the collections as the ports the handlers use.
 func (s *Store) Store() ports.Store {
 	return ports.Store{Deliveries: s.deliveries, Packages: s.packages, Fleet: s.fleet, Accounts: s.accounts, APIKeys: s.apiKeys,
-		Confirmations: s.confirmations, Zones: s.zones, Analytics: s.analytics, Pauses: s.pauses}
+		Confirmations: s.confirmations, Zones: s.zones, Analytics: s.analytics, Pauses: s.pauses,
+		Waiting: waiting{s.deliveries}}
 }
 
 // Close stops following the change feeds and waits for them; the client

@@ -47,6 +47,10 @@ func TestCosmos(t *testing.T) {
 		t.Parallel()
 		porttest.Zones(t, func(t *testing.T) ports.Store { return e.open(t, e.client, e.freshDB(t), Options{}).Store() })
 	})
+	t.Run("Waiting", func(t *testing.T) {
+		t.Parallel()
+		porttest.Waiting(t, func(t *testing.T) ports.Store { return e.open(t, e.client, e.freshDB(t), Options{}).Store() })
+	})
 	t.Run("Pauses", func(t *testing.T) {
 		t.Parallel()
 		porttest.Pauses(t, func(t *testing.T) ports.Store { return e.open(t, e.client, e.freshDB(t), Options{}).Store() })

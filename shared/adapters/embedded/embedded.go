@@ -178,6 +178,7 @@ func Open(path string, opts Options) (*DB, error) {
 		Analytics:     db.analytics,
 		Pauses:        newPauses(db),
 	}
+	db.store.Waiting = waiting{db.store.Deliveries.(deliveries)}
 	db.bus = newBus(db)
 	return db, nil
 }
@@ -241,6 +242,11 @@ CREATE TABLE IF NOT EXISTS delivery_index (
 	PRIMARY KEY (owner, created, id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS delivery_index_owner_stage ON delivery_index (owner, stage, created, id);
+-- The operator's listing of waiting deliveries (waiting.go): only the rows
+-- in a stage a waiting delivery can be in are in it, so a delivery leaves
+-- it when it takes off.
+CREATE INDEX IF NOT EXISTS delivery_index_waiting ON delivery_index (created, id)
+	WHERE stage IN ('Created', 'Rescheduled', 'Scheduled');
 
 -- Analytics: running totals per bucket (an account, a service area, the
 -- fleet), month and day, and the contributions already added, one row per

@@ -61,6 +61,11 @@ func TestListing(t *testing.T) {
 	porttest.Listing(t, func(t *testing.T) ports.Store { return MustOpen(t, Options{}).Store() })
 }
 
+func TestWaiting(t *testing.T) {
+	t.Parallel()
+	porttest.Waiting(t, func(t *testing.T) ports.Store { return MustOpen(t, Options{}).Store() })
+}
+
 func TestAnalytics(t *testing.T) {
 	t.Parallel()
 	porttest.Analytics(t, func(t *testing.T) ports.Store { return MustOpen(t, Options{}).Store() })

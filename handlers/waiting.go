@@ -1,0 +1,133 @@
+package handlers
+
+import (
+	"context"
+	"math"
+	"net/http"
+	"time"
+
+	"github.com/fabrikam/dronedelivery/shared/domain"
+	"github.com/fabrikam/dronedelivery/shared/functionapp"
+	"github.com/fabrikam/dronedelivery/shared/ports"
+	"github.com/fabrikam/dronedelivery/shared/wire"
+)
+
+// waitingView is a waiting delivery as the operator's listing shows it:
+// the delivery as GET /api/deliveries/{id} shows it, and why it waits.
+type waitingView struct {
+	deliveryView
+	// WaitKind is a machine-readable domain.WaitKind; WaitReason says it
+	// for a person.
+	WaitKind   domain.WaitKind `json:"waitKind"`
+	WaitReason string          `json:"waitReason"`
+}
+
+// waitingList is the body of GET /api/operator/deliveries.
+type waitingList struct {
+	Items      []waitingView `json:"items"`
+	NextCursor string        `json:"nextCursor,omitempty"`
+}
+
+// ListWaitingDeliveries serves GET /api/operator/deliveries?stage=waiting
+// with the operator key: the deliveries of every account not yet flying
+// and without a drone (domain.Delivery.Waiting), newest first or
+// (order=oldest) oldest first, limit at a time, each with why it waits.
+// The store reads a bounded number of candidates per page
+// (ports.WaitingDeliveries), so a page may be short and still have a
+// nextCursor; only its absence ends the listing.
+func (h *Handlers) ListWaitingDeliveries(ctx context.Context, req *functionapp.Request) *functionapp.Response {
+	q, err := wire.ParseWaitingListing(req.Query)
+	if err != nil {
+		return h.errorResponse(ctx, err)
+	}
+	out, err := h.waitingPage(ctx, q)
+	if err != nil {
+		return h.errorResponse(ctx, err)
+	}
+	return functionapp.JSON(http.StatusOK, out)
+}
+
+// waitingPage reads one page of the waiting deliveries with their reasons.
+func (h *Handlers) waitingPage(ctx context.Context, q *wire.WaitingListing) (*waitingList, error) {
+	if h.store.Waiting == nil {
+		return nil, domain.Errorf(domain.EUNAVAILABLE, "this backend cannot list deliveries across accounts")
+	}
+	f := ports.WaitingFilter{Oldest: q.Oldest, Limit: q.Limit}
+	if q.After != nil {
+		f.After = &ports.DeliveryPosition{CreatedAt: q.After.CreatedAt, ID: q.After.ID}
+	}
+	page, err := h.store.Waiting.PageWaiting(ctx, f)
+	if err != nil {
+		return nil, err
+	}
+	now := h.clock.Now()
+	shares := map[[2]string]bool{}
+	out := &waitingList{Items: make([]waitingView, 0, len(page.Deliveries))}
+	for _, d := range page.Deliveries {
+		kind, why, err := h.waitReason(ctx, d, now, shares)
+		if err != nil {
+			return nil, err
+		}
+		out.Items = append(out.Items, waitingView{deliveryView: viewOf(d), WaitKind: kind, WaitReason: why})
+	}
+	if page.Next != nil {
+		out.NextCursor = wire.EncodeCursor(wire.Cursor{CreatedAt: page.Next.CreatedAt, ID: page.Next.ID})
+	}
+	return out, nil
+}
+
+// waitReason says why d waits: what d records (domain.WaitReason), else a
+// pause declared since dispatch last ran, else the operator's cap on an
+// account's share of the area's drones, else no drone was available.
+// shares remembers, per account and area, whether the account is at its
+// share, so a page counts each once.
+func (h *Handlers) waitReason(ctx context.Context, d *domain.Delivery, now time.Time, shares map[[2]string]bool) (domain.WaitKind, string, error) {
+	kind, why := d.WaitReason(now, h.cfg.RetryBase)
+	if kind != domain.WaitNoDrone && kind != domain.WaitDispatch {
+		return kind, why, nil
+	}
+	hold, err := h.pausedAt(ctx, d.Request.PickupLocation, now)
+	if err != nil {
+		return "", "", err
+	}
+	if hold != nil {
+		return domain.WaitHeld, "held: " + hold.Reason, nil
+	}
+	if kind != domain.WaitNoDrone || h.cfg.MaxAccountShare <= 0 {
+		return kind, why, nil
+	}
+	area := domain.AreaOf(d.Request.PickupLocation)
+	key := [2]string{d.OwnerID, area}
+	at, ok := shares[key]
+	if !ok {
+		limit, err := h.shareLimit(ctx, d.Request.PickupLocation)
+		if err != nil {
+			return "", "", err
+		}
+		if limit > 0 {
+			held, err := h.held(ctx, d.OwnerID, area)
+			if err != nil {
+				return "", "", err
+			}
+			at = held >= limit
+		}
+		shares[key] = at
+	}
+	if at {
+		return domain.WaitShare, "account at its share", nil
+	}
+	return kind, why, nil
+}
+
+// shareLimit is how many drones near loc one account may hold at once
+// under Config.MaxAccountShare; 0 means no limit.
+func (h *Handlers) shareLimit(ctx context.Context, loc domain.Location) (int, error) {
+	if h.cfg.MaxAccountShare <= 0 {
+		return 0, nil
+	}
+	fleet, err := h.fleetSummary(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return int(math.Ceil(h.cfg.MaxAccountShare * float64(fleet.DronesIn(loc)))), nil
+}

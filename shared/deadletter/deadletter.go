@@ -1,0 +1,102 @@
+// Package deadletter reads and replays the messages a bus dead-lettered,
+// through the ports alone, so that the operator's command
+// (dronedelivery deadletters) and the operator's HTTP endpoints do the
+// same thing on every backend.
+package deadletter
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/fabrikam/dronedelivery/shared/domain"
+	"github.com/fabrikam/dronedelivery/shared/ports"
+)
+
+// Wait is how long a listing waits for a dead-letter queue to answer when
+// the bus cannot say how many messages it holds; an empty queue answers
+// nothing at all, so this ends the wait.
+const Wait = 2 * time.Second
+
+// countedWait bounds a receive from a dead-letter queue the bus has counted:
+// the messages are there and come at once, unless one went meanwhile (an
+// operator replayed it) or another listing holds it.
+const countedWait = 30 * time.Second
+
+// Peek reads up to limit messages of q's dead-letter queue, locked; the
+// caller gives them back (GiveBack). A bus that counts its queues (the
+// embedded one) says how many to read, so that neither an empty queue nor
+// a busy machine is mistaken for the other; on another bus the read ends
+// after wait without a message.
+func Peek(ctx context.Context, bus ports.Consumer, q string, limit int, wait time.Duration) ([]*ports.Delivered, error) {
+	want, patience := limit, wait
+	if b, ok := bus.(ports.Backlog); ok {
+		_, dead, err := b.Depth(ctx, q)
+		if err != nil {
+			return nil, fmt.Errorf("count the dead-letter queue of %s: %w", q, err)
+		}
+		want, patience = min(limit, dead), countedWait
+	}
+	var out []*ports.Delivered
+	for len(out) < want {
+		w, cancel := context.WithTimeout(ctx, patience)
+		msgs, err := bus.Receive(w, ports.DeadLetterQueue(q), want-len(out))
+		cancel()
+		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+			break
+		}
+		if err != nil {
+			GiveBack(ctx, bus, out)
+			return nil, fmt.Errorf("read the dead-letter queue of %s: %w", q, err)
+		}
+		out = append(out, msgs...)
+	}
+	return out, nil
+}
+
+// GiveBack releases the locks of messages read from a dead-letter queue,
+// skipping nil entries (messages already settled). They stay dead-lettered
+// either way.
+func GiveBack(ctx context.Context, bus ports.Consumer, msgs []*ports.Delivered) {
+	for _, m := range msgs {
+		if m != nil {
+			_ = bus.Abandon(context.WithoutCancel(ctx), m)
+		}
+	}
+}
+
+// Replay publishes the dead-lettered message id of queue q to q again under
+// a new id (the original id would be dropped by duplicate detection), then
+// removes it from the dead-letter queue, and returns the new id. It looks
+// for the message among the first limit of the dead-letter queue and
+// returns ENOTFOUND when it is not there: never dead-lettered, replayed
+// already, or held at that moment by another reader. A replay that
+// published but could not remove the message returns an error, and the
+// message, still dead-lettered, may be replayed again: the steps are
+// idempotent, so a second copy changes nothing.
+func Replay(ctx context.Context, bus ports.Bus, q, id string, limit int, wait time.Duration) (string, error) {
+	msgs, err := Peek(ctx, bus, q, limit, wait)
+	if err != nil {
+		return "", err
+	}
+	defer func() { GiveBack(ctx, bus, msgs) }()
+	for i, m := range msgs {
+		if m.ID != id {
+			continue
+		}
+		again := m.Message
+		again.Queue = q
+		again.ID = fmt.Sprintf("%s:replay-%d", m.ID, time.Now().UnixNano())
+		again.NotBefore = time.Time{}
+		if err := bus.Publish(ctx, again); err != nil {
+			return "", fmt.Errorf("replay %s: %w", id, err)
+		}
+		if err := bus.Complete(ctx, m); err != nil {
+			return again.ID, fmt.Errorf("replayed %s as %s but could not remove it from the dead-letter queue: %w", id, again.ID, err)
+		}
+		msgs[i] = nil
+		return again.ID, nil
+	}
+	return "", domain.Errorf(domain.ENOTFOUND, "no message %s among the first %d dead-lettered messages of %s", id, len(msgs), q)
+}

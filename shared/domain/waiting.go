@@ -1,0 +1,60 @@
+package domain
+
+import "time"
+
+// WaitingStages are the stages a delivery that waits for a drone can be
+// in: accepted, rescheduled, or booked (Scheduled with a dispatch time and
+// no drone yet). A store's listing of waiting deliveries reads these and
+// keeps those Waiting says wait.
+var WaitingStages = []Stage{StageCreated, StageRescheduled, StageScheduled}
+
+// Waiting reports whether the delivery is not yet flying and has no drone
+// assigned: it waits for dispatch, a drone, a pause to end or its booked
+// dispatch time.
+func (d *Delivery) Waiting() bool {
+	switch d.Stage {
+	case StageCreated, StageRescheduled, StageScheduled:
+		return d.DroneAssignedAt == nil
+	}
+	return false
+}
+
+// WaitKind says why a waiting delivery waits.
+type WaitKind string
+
+// The reasons a delivery waits.
+const (
+	// WaitHeld: a service pause covers its pickup.
+	WaitHeld WaitKind = "held"
+	// WaitBooked: a booked pickup before its dispatch time.
+	WaitBooked WaitKind = "booked"
+	// WaitClaiming: dispatch reserved a drone and is claiming it.
+	WaitClaiming WaitKind = "claiming"
+	// WaitShare: its account holds the share of the area's drones the
+	// operator's cap allows.
+	WaitShare WaitKind = "share"
+	// WaitDispatch: accepted moments ago; dispatch has not run yet.
+	WaitDispatch WaitKind = "dispatch"
+	// WaitNoDrone: dispatch found no drone that can serve it; it retries.
+	WaitNoDrone WaitKind = "noDrone"
+)
+
+// WaitReason says from the delivery alone why it waits at now: held by a
+// pause it was marked with, booked, a drone being claimed, or, for one
+// accepted or rescheduled less than fresh ago, dispatch not run yet;
+// otherwise no drone was available. What the delivery does not record (a
+// pause declared since dispatch last ran, an account at its share) the
+// caller checks before falling back on this.
+func (d *Delivery) WaitReason(now time.Time, fresh time.Duration) (WaitKind, string) {
+	switch {
+	case d.HeldReason != "":
+		return WaitHeld, "held: " + d.HeldReason
+	case d.DispatchAt != nil && now.Before(*d.DispatchAt):
+		return WaitBooked, "booked: dispatch at " + d.DispatchAt.UTC().Format("15:04") + " UTC"
+	case d.DroneID != "":
+		return WaitClaiming, "drone " + d.DroneID + " being claimed"
+	case now.Sub(d.UpdatedAt) < fresh:
+		return WaitDispatch, "waiting for dispatch"
+	}
+	return WaitNoDrone, "no drone available"
+}

@@ -1,0 +1,43 @@
+package domain
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+)
+
+func TestWaitReason(t *testing.T) {
+	now := time.Date(2026, 12, 4, 10, 0, 0, 0, time.UTC)
+	later := now.Add(90 * time.Minute)
+	assigned := now.Add(-time.Minute)
+	old := now.Add(-time.Hour)
+	cases := []struct {
+		name    string
+		d       Delivery
+		waiting bool
+		kind    WaitKind
+		text    string
+	}{
+		{"held", Delivery{Stage: StageCreated, HeldReason: "storm", UpdatedAt: old}, true, WaitHeld, "held: storm"},
+		{"booked", Delivery{Stage: StageScheduled, DispatchAt: &later, UpdatedAt: old}, true, WaitBooked, "booked: dispatch at 11:30 UTC"},
+		{"claiming", Delivery{Stage: StageCreated, DroneID: "d1", UpdatedAt: old}, true, WaitClaiming, "drone d1 being claimed"},
+		{"fresh", Delivery{Stage: StageRescheduled, UpdatedAt: now.Add(-time.Second)}, true, WaitDispatch, "waiting for dispatch"},
+		{"no drone", Delivery{Stage: StageCreated, UpdatedAt: old}, true, WaitNoDrone, "no drone available"},
+		{"booked, time come", Delivery{Stage: StageScheduled, DispatchAt: &old, UpdatedAt: old}, true, WaitNoDrone, "no drone available"},
+		{"assigned", Delivery{Stage: StageScheduled, DroneID: "d1", DroneAssignedAt: &assigned}, false, "", ""},
+		{"flying", Delivery{Stage: StageHeadedToPickup}, false, "", ""},
+		{"ended", Delivery{Stage: StageFailed}, false, "", ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			assert.Equal(t, c.waiting, c.d.Waiting())
+			if !c.waiting {
+				return
+			}
+			kind, text := c.d.WaitReason(now, 5*time.Second)
+			assert.Equal(t, c.kind, kind)
+			assert.Equal(t, c.text, text)
+		})
+	}
+}
