@@ -43,7 +43,6 @@ func (h *Handlers) PutDrone(ctx context.Context, req *functionapp.Request) *func
 		return h.errorResponse(ctx, domain.Unavailable(err, "the drone is stored but its charge check could not be queued; send the PUT again"))
 	}
 	h.noteDrone(d)
-	h.consoleChanged(ctx)
 	status := http.StatusOK
 	if created {
 		status = http.StatusCreated
