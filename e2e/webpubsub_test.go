@@ -19,6 +19,7 @@ import (
 
 	"github.com/fabrikam/dronedelivery/shared/domain"
 	"github.com/fabrikam/dronedelivery/shared/topology"
+	"github.com/fabrikam/dronedelivery/tools/testdoubles/browser"
 )
 
 // webPubSubDouble stands in, on loopback, for Azure Web PubSub's data-plane
@@ -331,6 +332,55 @@ func TestHostPushesConsoleThroughWebPubSub(t *testing.T) {
 		}
 	})
 	assert.JSONEq(t, `{"type":"changed"}`, string(m))
+	wps.mu.Lock()
+	assert.Empty(t, wps.bad, "every call to the double was authorized")
+	wps.mu.Unlock()
+}
+
+// TestHostConsoleInBrowserThroughWebPubSub opens the console in headless
+// Chromium under the Functions host's protocol with Web PubSub: the page
+// negotiates, holds a WebSocket to the double's client endpoint, and a
+// telemetry report processed by the host's queue trigger rings it, after
+// which it reads the fleet and draws the drone where the report put it.
+// The page's poll interval is set far beyond the test's waits, so the
+// update comes from the push.
+func TestHostConsoleInBrowserThroughWebPubSub(t *testing.T) {
+	t.Parallel()
+	wps := startWebPubSubDouble(t)
+	dir := t.TempDir()
+	p := launchHost(t, []string{"OPERATOR_KEY=" + e2eOperatorKey, "DATA_DIR=" + dir,
+		"WEBPUBSUB_ENDPOINT=" + wps.srv.URL, "WEBPUBSUB_CLIENT_ID=00000000-0000-0000-0000-0000000000aa",
+		"IDENTITY_ENDPOINT=" + wps.srv.URL + "/msi/token", "IDENTITY_HEADER=" + wpsIdentityHeader})
+	waitReady(t, p)
+	a := signUp(t, p.base)
+	require.Equal(t, http.StatusCreated, a.fleet(t, "PUT", "/api/drones/host-console", droneSpec{
+		Location: domain.Location{Latitude: 47.6, Longitude: -122.33}, MaxPayloadKg: 5, MaxPackageSize: "Small",
+		RangeKm: 30, CruiseSpeedMps: 12, BatteryPercent: 100}).Status)
+
+	browserTurn.Lock()
+	defer browserTurn.Unlock()
+	page := browser.OpenPage(t, p.base+"/api/console?interval=3600000", 1280, 900, patience)
+	page.Wait(t, "the page asks for the key", `document.body.dataset.state === 'locked'`)
+	page.Fill(t, "#key", e2eOperatorKey)
+	page.Click(t, "#connect")
+	page.Wait(t, "the page on Web PubSub with the drone drawn", `document.body.dataset.state === 'ok' &&
+		document.body.dataset.transport === 'push' && document.querySelectorAll('#map g.drone').length === 1`)
+
+	moved := domain.Location{Latitude: 47.6075, Longitude: -122.33}
+	postReport(t, a, "host-console", moved, 92, time.Now().UTC())
+	bus := openEmbedded(t, dir).Bus()
+	msgs, err := bus.Receive(ctxFor(t), topology.QueueDroneTelemetry, 10)
+	require.NoError(t, err)
+	require.Len(t, msgs, 1)
+	status, _ := invoke(t, p, "TrackDrone", "inv-host-console-1", queueInvocation("TrackDrone", msgs[0], 1))
+	require.Equal(t, http.StatusOK, status)
+	require.NoError(t, bus.Complete(ctxFor(t), msgs[0]))
+	page.Wait(t, "the pushed change drawn", fmt.Sprintf(`(() => {
+		const g = document.querySelector('#map g.drone[data-id="host-console"]');
+		return Number(document.body.dataset.pushes) >= 1 && g &&
+			Number(g.dataset.lat) === %v && Number(g.dataset.lon) === %v;
+	})()`, moved.Latitude, moved.Longitude))
+	assert.Empty(t, page.Errors(t), "no errors in the page")
 	wps.mu.Lock()
 	assert.Empty(t, wps.bad, "every call to the double was authorized")
 	wps.mu.Unlock()
