@@ -20,7 +20,7 @@ help:
 	@echo "make deploy   OPERATOR_KEY=... : create or update the Azure resources (infra/main.bicep) and publish dist/app.zip; see docs/deploy.md"
 	@echo "make publish  publish dist/app.zip to the deployed app only (a code-only redeploy)"
 	@echo "make start    run the packaged app under Azure Functions Core Tools (func start) with ./local.settings.json"
-	@echo "make bench    load-test the service beside a bare net/http baseline (under 3 minutes); writes bench/report.md and bench/report.json"
+	@echo "make bench    load-test the service beside a bare net/http baseline (about 5 minutes); writes bench/report.md and bench/report.json"
 	@echo "make bench-go run the Go benchmarks"
 	@echo "make package-lambda  build the AWS Lambda bootstrap into dist/lambda.zip (LAMBDA_ARCH=amd64|arm64)"
 	@echo "make deploy-aws      deploy infra/aws/template.yaml with the SAM CLI; see README, Run on AWS Lambda"
