@@ -6,6 +6,7 @@ import (
 	_ "embed"
 	"encoding/json"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/fabrikam/dronedelivery/shared/domain"
@@ -22,10 +23,16 @@ var consolePage []byte
 // key in sessionStorage and sends it as the bearer token of the operator
 // API it calls from its own origin, never in a URL.
 func (h *Handlers) Console(ctx context.Context, req *functionapp.Request) *functionapp.Response {
+	// The page connects to its own origin, and to Web PubSub where that
+	// tells it of changes.
+	connect := "'self'"
+	if h.push != nil {
+		connect += " " + h.push.Origin()
+	}
 	return &functionapp.Response{Status: http.StatusOK, Body: consolePage, Header: http.Header{
 		"Content-Type":            {"text/html; charset=utf-8"},
 		"Cache-Control":           {"no-store"},
-		"Content-Security-Policy": {"default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"},
+		"Content-Security-Policy": {"default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:; connect-src " + connect + "; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"},
 		"X-Frame-Options":         {"DENY"},
 		"Referrer-Policy":         {"no-referrer"},
 		"X-Content-Type-Options":  {"nosniff"},
@@ -130,4 +137,77 @@ func (h *Handlers) ConsoleEvents(ctx context.Context, req *functionapp.Request, 
 func (h *Handlers) ConsoleEventsUnavailable(ctx context.Context, req *functionapp.Request) *functionapp.Response {
 	return functionapp.Problem(http.StatusNotImplemented, "",
 		"this deployment serves no event stream to the console; it polls the operator API")
+}
+
+// consoleGroup is the Web PubSub group of the open consoles.
+const consoleGroup = "operators"
+
+// consolePushEvery is the least time between two messages one process
+// sends to the consoles: each makes every open console read its snapshot,
+// so a busy fleet must not turn every telemetry report into a read.
+const consolePushEvery = time.Second
+
+// consoleChangedMessage is what the consoles are sent: only that something
+// changed. The console then reads what it shows, as when it polls, so the
+// message carries no data and needs no ordering.
+var consoleChangedMessage = []byte(`{"type":"changed"}`)
+
+// consolePush throttles the messages to the consoles.
+type consolePush struct {
+	mu   sync.Mutex
+	last time.Time
+}
+
+// due reports whether a message may go now, and if so counts it as sent.
+func (c *consolePush) due(now time.Time) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.last.IsZero() && now.Sub(c.last) < consolePushEvery {
+		return false
+	}
+	c.last = now
+	return true
+}
+
+// consoleChanged tells the open consoles, through Push, that what they show
+// has changed, at most once per consolePushEvery in this process. A change
+// that falls within that second is not sent: the console reads once more a
+// little over consolePushEvery after each message, which covers it (see
+// docs/operating.md). A failure is logged and nothing more; the consoles
+// also poll, slowly, while push works. Call it after the step's writes: a
+// runtime with Push (the Functions host) writes as a step goes, with no
+// unit of work to commit later.
+func (h *Handlers) consoleChanged(ctx context.Context) {
+	// time.Now, not h.clock: the throttle is about real time between
+	// sends, and a monotonic reading.
+	if h.push == nil || !h.console.due(time.Now()) {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), pushSendTimeout)
+	defer cancel()
+	if err := h.push.SendToGroup(ctx, consoleGroup, consoleChangedMessage); err != nil {
+		h.log.WarnContext(ctx, "push to the consoles failed; they will catch up by polling", "err", err)
+	}
+}
+
+// ConsoleNegotiate serves GET /api/console/negotiate with the operator key:
+// how the console learns of changes here. "webpubsub": a WebSocket to url
+// receives a message whenever something the console shows has changed
+// (the Functions host); "sse": url is GET /api/console/events (the
+// standalone runtime); "poll": neither, poll every pollIntervalMs.
+func (h *Handlers) ConsoleNegotiate(ctx context.Context, req *functionapp.Request) *functionapp.Response {
+	n := negotiation{Transport: "poll", PollInterval: int(MinPagePollInterval / time.Millisecond)}
+	switch {
+	case h.push != nil:
+		u, err := h.push.ClientURL(ctx, consoleGroup, h.cfg.Push.ClientTokenLifetime)
+		if err != nil {
+			// The console polls instead.
+			h.log.WarnContext(ctx, "console negotiate: no Web PubSub client URL", "err", err)
+			break
+		}
+		n.Transport, n.URL = "webpubsub", u
+	case h.cfg.Push.Events:
+		n.Transport, n.URL = "sse", "/api/console/events"
+	}
+	return functionapp.JSON(http.StatusOK, n)
 }

@@ -202,6 +202,7 @@ type Handlers struct {
 	summary      fleetSummary
 	waiting      waitingBoard
 	push         ports.Push
+	console      consolePush
 	pauses       pauseSet
 	deadLetters  ports.Bus
 }
@@ -321,6 +322,7 @@ func (h *Handlers) Registry() functionapp.Registry {
 		"ListDeadLetters":       op(h.ListDeadLetters),
 		"ReplayDeadLetter":      op(h.ReplayDeadLetter),
 		"ConsoleEvents":         {HTTP: h.guard(operator, h.ConsoleEventsUnavailable), Stream: h.guardStream(operator, h.ConsoleEvents)},
+		"ConsoleNegotiate":      op(h.ConsoleNegotiate),
 	}.Use(functionapp.EmitsOnly(emits))
 }
 

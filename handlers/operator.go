@@ -58,6 +58,7 @@ func (h *Handlers) DroneAction(ctx context.Context, req *functionapp.Request) *f
 		return h.errorResponse(ctx, err)
 	}
 	h.log.InfoContext(ctx, "drone "+string(action), "reason", a.Reason)
+	h.consoleChanged(ctx)
 	return functionapp.JSON(http.StatusAccepted, droneView(dr))
 }
 
@@ -200,6 +201,7 @@ func (h *Handlers) DeliveryAction(ctx context.Context, req *functionapp.Request)
 		return h.errorResponse(ctx, err)
 	}
 	h.log.InfoContext(ctx, "delivery "+string(action), "reason", a.Reason)
+	h.consoleChanged(ctx)
 	resp := functionapp.JSON(http.StatusAccepted, viewOf(d))
 	resp.Header.Set("Location", "/api/deliveries/"+d.ID)
 	return resp

@@ -2,6 +2,7 @@ package handlers
 
 import (
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 
@@ -39,4 +40,14 @@ func TestPushConfigBoundsThePollInterval(t *testing.T) {
 	t.Parallel()
 	assert.Equal(t, DefaultPushPollInterval, PushConfig{}.withDefaults().PollInterval)
 	assert.Equal(t, MinPushPollInterval, PushConfig{PollInterval: 1}.withDefaults().PollInterval)
+}
+
+func TestConsolePushSendsAtMostOncePerSecond(t *testing.T) {
+	var c consolePush
+	t0 := time.Unix(1_800_000_000, 0)
+	assert.True(t, c.due(t0), "the first change is sent")
+	assert.False(t, c.due(t0.Add(999*time.Millisecond)), "within a second of the last send")
+	assert.True(t, c.due(t0.Add(time.Second)))
+	assert.False(t, c.due(t0.Add(1500*time.Millisecond)))
+	assert.True(t, c.due(t0.Add(2500*time.Millisecond)))
 }

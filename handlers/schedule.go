@@ -112,6 +112,7 @@ func (h *Handlers) ScheduleDrone(ctx context.Context, msg *ports.Delivered) ([]p
 	if d.DroneAssignedAt != nil {
 		h.waiting.remove(d)
 		h.log.InfoContext(ctx, "drone assigned", "droneId", d.DroneID)
+		h.consoleChanged(ctx)
 		return append(wakes, nextMessage(d, topology.QueueDroneScheduled, stepScheduled)), nil
 	}
 	if d.Stage.Terminal() {
@@ -137,6 +138,7 @@ func (h *Handlers) ScheduleDrone(ctx context.Context, msg *ports.Delivered) ([]p
 	m.NotBefore = now.Add(delay)
 	h.waiting.add(d, retry.Attempt)
 	h.log.InfoContext(ctx, "no drone available; retrying later", "attempt", retry.Attempt, "delay", delay.String())
+	h.consoleChanged(ctx)
 	return append(wakes, m), nil
 }
 

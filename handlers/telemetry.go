@@ -144,8 +144,10 @@ func (h *Handlers) TrackDrone(ctx context.Context, msg *ports.Delivered) ([]port
 	if freed {
 		h.log.InfoContext(ctx, "drone freed", "droneId", r.DroneID, "deliveryId", flight, "at", r.Timestamp)
 	}
-	// After the drone's write, so the feed shows where the report put it.
+	// After the drone's write, so the feed and the consoles show where the
+	// report put it.
 	h.announce(ctx, d)
+	h.consoleChanged(ctx)
 	return out, nil
 }
 

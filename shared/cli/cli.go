@@ -230,7 +230,7 @@ func open(ctx context.Context, c common, app fs.FS, env func(string) string, log
 			return nil, err
 		}
 		push = client
-		log.Info("tracking pages are pushed to through " + client.Describe())
+		log.Info("tracking pages and the console are pushed to through " + client.Describe())
 	}
 	b, err := openBackendWith(ctx, c, settings, env, log)
 	if err != nil {
