@@ -133,10 +133,11 @@ func (h *Handlers) ConsoleEvents(ctx context.Context, req *functionapp.Request, 
 // returns a whole response payload that the host passes to the output
 // binding (learn.microsoft.com/azure/azure-functions/functions-custom-handlers#overview),
 // and Lambda's API Gateway integration likewise takes a whole answer. The
-// console then polls the operator API.
+// console asks GET /api/console/negotiate instead: Web PubSub where it is
+// configured, else polling.
 func (h *Handlers) ConsoleEventsUnavailable(ctx context.Context, req *functionapp.Request) *functionapp.Response {
 	return functionapp.Problem(http.StatusNotImplemented, "",
-		"this deployment serves no event stream to the console; it polls the operator API")
+		"this deployment serves no event stream to the console: GET /api/console/negotiate says how it pushes, or poll the operator API")
 }
 
 // consoleGroup is the Web PubSub group of the open consoles.
