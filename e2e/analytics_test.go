@@ -105,7 +105,19 @@ func analyticsAgreement(t *testing.T, p *proc, dir string) {
 		}
 		return out
 	}
-	kept := read()
+	// On Cosmos DB a delivery's contributions follow its stage write, a
+	// batch per bucket: the figures are read once every bucket has counted
+	// every delivery's end.
+	var kept map[string]figures
+	eventually(t, "every bucket to count every delivery's end", func() bool {
+		kept = read()
+		for _, f := range kept {
+			if f.summary["inProgress"] != 0.0 {
+				return false
+			}
+		}
+		return true
+	})
 	counts := func(f figures) []any {
 		return []any{f.summary["count"], f.summary["completed"], f.summary["cancelled"], f.summary["failed"], f.summary["inProgress"]}
 	}
