@@ -167,24 +167,36 @@ func (f *fleet) Ready(ctx context.Context) error {
 // a failure, which leaves the index as it was.
 func (f *fleet) follow(ctx context.Context) {
 	defer close(f.done)
-	token := ""
 	began := time.Now()
+	followFeed(ctx, f.poll, f.drain, func(err error, retryIn time.Duration) {
+		f.attempted(err, began)
+		if err != nil {
+			f.log.WarnContext(ctx, "cosmos: reading the drone index's change feed failed; keeping the index and retrying",
+				"err", err, "retryIn", retryIn.String())
+		}
+	})
+}
+
+// followFeed calls drain, which reads a change feed from *token until it
+// finds nothing, until ctx ends: poll after a read that succeeded, backing
+// off from feedBackoffMin to feedBackoffMax after failures in a row. Each
+// read's outcome goes to done with the wait before the next.
+func followFeed(ctx context.Context, poll time.Duration, drain func(context.Context, *string) error, done func(err error, retryIn time.Duration)) {
+	token := ""
 	failures := 0
 	for {
-		err := f.drain(ctx, &token)
+		err := drain(ctx, &token)
 		if ctx.Err() != nil {
 			return
 		}
-		f.attempted(err, began)
-		wait := f.poll
+		wait := poll
 		if err != nil {
 			failures++
 			wait = min(feedBackoffMin<<min(failures-1, 10), feedBackoffMax)
-			f.log.WarnContext(ctx, "cosmos: reading the drone index's change feed failed; keeping the index and retrying",
-				"err", err, "retryIn", wait.String())
 		} else {
 			failures = 0
 		}
+		done(err, wait)
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():

@@ -212,30 +212,12 @@ func (z *zones) changed() {
 // FeedPoll after a read that reached the end, backing off after a failure.
 func (z *zones) follow(ctx context.Context) {
 	defer close(z.done)
-	token := ""
-	failures := 0
-	for {
-		err := z.drain(ctx, &token)
-		if ctx.Err() != nil {
-			return
-		}
-		wait := z.poll
+	followFeed(ctx, z.poll, z.drain, func(err error, retryIn time.Duration) {
 		if err != nil {
-			failures++
-			wait = min(feedBackoffMin<<min(failures-1, 10), feedBackoffMax)
 			z.log.WarnContext(ctx, "cosmos: reading the airspace's change feed failed; reading its version document meanwhile",
-				"err", err, "retryIn", wait.String())
-		} else {
-			failures = 0
+				"err", err, "retryIn", retryIn.String())
 		}
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return
-		case <-t.C:
-		}
-	}
+	})
 }
 
 // drain reads the feed from *token (the beginning when empty) until a read
