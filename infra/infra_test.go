@@ -142,26 +142,22 @@ func TestChecksCatchDrift(t *testing.T) {
 		mustMention(t, checkGoTopology(topology.Queues, goContainers, in.topology), goContainers[0].Name, "/ownerId")
 	})
 	t.Run("QueueHardCodedInBicep", func(t *testing.T) {
-		files := cloneFiles(in.bicep)
-		files["modules/servicebus.bicep"] += "\nresource extra 'Microsoft.ServiceBus/namespaces/queues@2024-01-01' = {\n  parent: namespace\n  name: 'package-updated'\n}\n"
+		files := edited(in.bicep, "modules/servicebus.bicep", appending("\nresource extra 'Microsoft.ServiceBus/namespaces/queues@2024-01-01' = {\n  parent: namespace\n  name: 'package-updated'\n}\n"))
 		mustMention(t, checkBicepTopology(files, in.topology), "package-updated")
 	})
 	t.Run("ContainersNotFromJSON", func(t *testing.T) {
-		files := cloneFiles(in.bicep)
-		files["main.bicep"] = replaceLine(t, files["main.bicep"], "containers: topology.containers", "containers: []")
+		files := edited(in.bicep, "main.bicep", replacing(t, "containers: topology.containers", "containers: []"))
 		mustMention(t, checkBicepTopology(files, in.topology), "topology.containers")
 	})
 	t.Run("AppSettingRemovedFromBicep", func(t *testing.T) {
-		s, err := appSettings(dropLine(t, mainBicep, "COSMOS_DATABASE:"))
-		require.NoError(t, err)
+		s := settingsWithout(t, mainBicep, "COSMOS_DATABASE:")
 		mustMention(t, checkAppSettings(in.required, s), config.CosmosDatabase)
 	})
 	t.Run("SettingAddedToConfigOnly", func(t *testing.T) {
 		mustMention(t, checkAppSettings(append(slices.Clone(in.required), "DISPATCH_RADIUS_KM"), settings), "DISPATCH_RADIUS_KM")
 	})
 	t.Run("IdentitySettingRemovedFromBicep", func(t *testing.T) {
-		s, err := appSettings(dropLine(t, mainBicep, "ServiceBusConnection__clientId:"))
-		require.NoError(t, err)
+		s := settingsWithout(t, mainBicep, "ServiceBusConnection__clientId:")
 		mustMention(t, checkConnections(in.functions, s), "ServiceBusConnection__clientId")
 	})
 	t.Run("ConnectionWithSecretCredential", func(t *testing.T) {
@@ -175,8 +171,7 @@ func TestChecksCatchDrift(t *testing.T) {
 		mustMention(t, checkConnections(fns, settings), "AuditBus__fullyQualifiedNamespace", "AuditBus__credential", "AuditBus__clientId")
 	})
 	t.Run("HostStorageSettingRemoved", func(t *testing.T) {
-		s, err := appSettings(dropLine(t, mainBicep, "AzureWebJobsStorage__credential:"))
-		require.NoError(t, err)
+		s := settingsWithout(t, mainBicep, "AzureWebJobsStorage__credential:")
 		mustMention(t, checkHostSettings(s), "AzureWebJobsStorage__credential")
 	})
 	t.Run("WorkerRuntimeSettingOnFlex", func(t *testing.T) {
@@ -193,29 +188,32 @@ func TestChecksCatchDrift(t *testing.T) {
 		{"ServiceBusDataOwnerRemoved", "modules/servicebus.bicep", "090c5cfd-751d-490a-894a-3ce6f1109419", "00000000-0000-0000-0000-0000000000fc", "Azure Service Bus Data Owner"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			files := cloneFiles(in.bicep)
-			files[c.file] = strings.ReplaceAll(files[c.file], c.roleID, c.replacement)
+			files := edited(in.bicep, c.file, func(s string) string { return strings.ReplaceAll(s, c.roleID, c.replacement) })
 			mustMention(t, checkRoles(files), c.role)
 		})
 	}
 	t.Run("CommunicationSettingDropped", func(t *testing.T) {
-		s, err := appSettings(dropLine(t, mainBicep, "ACS_ENDPOINT:"))
-		require.NoError(t, err)
+		s := settingsWithout(t, mainBicep, "ACS_ENDPOINT:")
 		mustMention(t, checkAppSettings(in.required, s), config.ACSEndpoint)
 	})
-	t.Run("KeyReadInBicep", func(t *testing.T) {
-		files := cloneFiles(in.bicep)
-		files["modules/cosmos.bicep"] += "\noutput key string = account.listKeys().primaryMasterKey\n"
-		mustMention(t, checkNoSecrets(files, in.parameters), "modules/cosmos.bicep", "listKeys")
-	})
+	// A secret the Bicep reads or takes as a parameter is named.
+	for _, c := range []struct {
+		name, file, text string
+		mentions         []string
+	}{
+		{"KeyReadInBicep", "modules/cosmos.bicep", "\noutput key string = account.listKeys().primaryMasterKey\n", []string{"modules/cosmos.bicep", "listKeys"}},
+		{"AnotherSecureParameter", "modules/cosmos.bicep", "\n@secure()\nparam adminPassword string\n", []string{"modules/cosmos.bicep", "adminPassword"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			mustMention(t, checkNoSecrets(edited(in.bicep, c.file, appending(c.text)), in.parameters), c.mentions...)
+		})
+	}
 	t.Run("LocalAuthLeftOn", func(t *testing.T) {
-		files := cloneFiles(in.bicep)
-		files["modules/servicebus.bicep"] = replaceLine(t, files["modules/servicebus.bicep"], "disableLocalAuth: true", "disableLocalAuth: false")
+		files := edited(in.bicep, "modules/servicebus.bicep", replacing(t, "disableLocalAuth: true", "disableLocalAuth: false"))
 		mustMention(t, checkLocalAuthDisabled(files), "modules/servicebus.bicep")
 	})
 	t.Run("ModuleParamMisspelled", func(t *testing.T) {
-		files := cloneFiles(in.bicep)
-		files["main.bicep"] = replaceLine(t, files["main.bicep"], "queues: topology.queues", "queue: topology.queues")
+		files := edited(in.bicep, "main.bicep", replacing(t, "queues: topology.queues", "queue: topology.queues"))
 		mustMention(t, checkModules(files), "queue", "queues")
 	})
 	t.Run("ParameterFileNamesUnknownParam", func(t *testing.T) {
@@ -227,18 +225,15 @@ func TestChecksCatchDrift(t *testing.T) {
 		mustMention(t, checkLocalSettings([]byte(sample), in.functions), "AzureWebJobsStorage", "AccountKey")
 	})
 	t.Run("OperatorKeyLeftOutOfAppSettings", func(t *testing.T) {
-		s, err := appSettings(dropLine(t, mainBicep, "OPERATOR_KEY:"))
-		require.NoError(t, err)
+		s := settingsWithout(t, mainBicep, "OPERATOR_KEY:")
 		mustMention(t, checkOperatorKey(in.bicep, s, in.parameters, in.makefile), "OPERATOR_KEY")
 	})
 	t.Run("OperatorKeyNotSecure", func(t *testing.T) {
-		files := cloneFiles(in.bicep)
-		files["main.bicep"] = dropLineBefore(t, files["main.bicep"], "param operatorKey string", "@secure()")
+		files := edited(in.bicep, "main.bicep", droppingBefore(t, "param operatorKey string", "@secure()"))
 		mustMention(t, checkOperatorKey(files, settings, in.parameters, in.makefile), "operatorKey", "@secure()")
 	})
 	t.Run("AppSettingsModuleParamNotSecure", func(t *testing.T) {
-		files := cloneFiles(in.bicep)
-		files["modules/functionapp.bicep"] = dropLineBefore(t, files["modules/functionapp.bicep"], "param appSettings object", "@secure()")
+		files := edited(in.bicep, "modules/functionapp.bicep", droppingBefore(t, "param appSettings object", "@secure()"))
 		mustMention(t, checkOperatorKey(files, settings, in.parameters, in.makefile), "appSettings", "modules/functionapp.bicep")
 	})
 	t.Run("OperatorKeySetAfterTheTemplate", func(t *testing.T) {
@@ -249,14 +244,8 @@ func TestChecksCatchDrift(t *testing.T) {
 		b := withParameter(t, in.parameters, "operatorKey", "op-key-in-git-0123456789")
 		mustMention(t, checkOperatorKey(in.bicep, settings, b, in.makefile), "main.parameters.json", "operatorKey")
 	})
-	t.Run("AnotherSecureParameter", func(t *testing.T) {
-		files := cloneFiles(in.bicep)
-		files["modules/cosmos.bicep"] += "\n@secure()\nparam adminPassword string\n"
-		mustMention(t, checkNoSecrets(files, in.parameters), "modules/cosmos.bicep", "adminPassword")
-	})
 	t.Run("SessionConsistency", func(t *testing.T) {
-		files := cloneFiles(in.bicep)
-		files["modules/cosmos.bicep"] = replaceLine(t, files["modules/cosmos.bicep"], "defaultConsistencyLevel: 'Strong'", "defaultConsistencyLevel: 'Session'")
+		files := edited(in.bicep, "modules/cosmos.bicep", replacing(t, "defaultConsistencyLevel: 'Strong'", "defaultConsistencyLevel: 'Session'"))
 		mustMention(t, checkCosmosConsistency(files), "Strong")
 	})
 	t.Run("PrefetchTurnedOn", func(t *testing.T) {
@@ -544,7 +533,7 @@ func checkNoSecrets(files map[string]string, parameters []byte) []string {
 		"APPLICATIONINSIGHTS_CONNECTION_STRING: monitoring.outputs.connectionString",
 	}
 	var problems []string
-	all := cloneFiles(files)
+	all := maps.Clone(files)
 	all["main.parameters.json"] = string(parameters)
 	for _, file := range slices.Sorted(maps.Keys(all)) {
 		lines := strings.Split(all[file], "\n")
@@ -959,7 +948,35 @@ func withParameter(t *testing.T, parameters []byte, name string, value any) []by
 	return b
 }
 
-func cloneFiles(m map[string]string) map[string]string { return maps.Clone(m) }
+// edited returns a copy of the Bicep files with file changed by edit.
+func edited(files map[string]string, file string, edit func(string) string) map[string]string {
+	out := maps.Clone(files)
+	out[file] = edit(out[file])
+	return out
+}
+
+// appending, replacing (replaceLine) and droppingBefore (dropLineBefore)
+// are the edits the tests make to a Bicep file.
+func appending(text string) func(string) string {
+	return func(s string) string { return s + text }
+}
+
+func replacing(t *testing.T, from, to string) func(string) string {
+	return func(s string) string { return replaceLine(t, s, from, to) }
+}
+
+func droppingBefore(t *testing.T, decl, what string) func(string) string {
+	return func(s string) string { return dropLineBefore(t, s, decl, what) }
+}
+
+// settingsWithout is the app settings of main.bicep once the line that
+// starts with prefix is dropped.
+func settingsWithout(t *testing.T, mainBicep, prefix string) map[string]string {
+	t.Helper()
+	s, err := appSettings(dropLine(t, mainBicep, prefix))
+	require.NoError(t, err)
+	return s
+}
 
 func cloneSettings(m map[string]string) map[string]string { return maps.Clone(m) }
 

@@ -241,23 +241,7 @@ func (a *Airspace) Admit(field string, loc domain.Location, t time.Time) error {
 			return domain.Unprocessable(field, "is within %g m of no-fly zone %s", Margin, z.z.Label())
 		}
 	}
-	served, limited := false, false
-	for _, z := range a.areas {
-		if !z.z.ActiveAt(t) {
-			continue
-		}
-		limited = true
-		for _, poly := range z.polygons {
-			if poly.RectBound().ContainsLatLng(ll) && poly.ContainsPoint(p) {
-				served = true
-				break
-			}
-		}
-		if served {
-			break
-		}
-	}
-	if limited && !served {
+	if area, limited := a.areaAt(ll, p, t); limited && area == nil {
 		return domain.Unprocessable(field, "is outside every service area")
 	}
 	return nil
@@ -268,18 +252,28 @@ var _ domain.AreaLocator = (*Airspace)(nil)
 // AreaOf implements domain.AreaLocator.
 func (a *Airspace) AreaOf(loc domain.Location, t time.Time) string {
 	ll := s2.LatLngFromDegrees(loc.Latitude, loc.Longitude)
-	p := s2.PointFromLatLng(ll)
+	if area, _ := a.areaAt(ll, s2.PointFromLatLng(ll), t); area != nil {
+		return area.z.ID
+	}
+	return ""
+}
+
+// areaAt returns the first service area in force at t that holds the
+// point (ll, and p, the same point), or nil; limited says whether any
+// service area is in force at t at all.
+func (a *Airspace) areaAt(ll s2.LatLng, p s2.Point, t time.Time) (area *zone, limited bool) {
 	for _, z := range a.areas {
 		if !z.z.ActiveAt(t) {
 			continue
 		}
+		limited = true
 		for _, poly := range z.polygons {
 			if poly.RectBound().ContainsLatLng(ll) && poly.ContainsPoint(p) {
-				return z.z.ID
+				return z, true
 			}
 		}
 	}
-	return ""
+	return nil, limited
 }
 
 // Route implements domain.Airspace: the straight leg when it touches no

@@ -210,28 +210,28 @@ func webhooks(env func(string) string) (Webhooks, error) {
 
 // duration reads an optional duration setting within [lo, hi]; unset is 0.
 func duration(env func(string) string, name string, lo, hi time.Duration) (time.Duration, error) {
-	s := strings.TrimSpace(env(name))
-	if s == "" {
-		return 0, nil
-	}
-	d, err := time.ParseDuration(s)
-	if err != nil || d < lo || d > hi {
-		return 0, fmt.Errorf("%s is %q; it must be a duration from %s to %s", name, s, lo, hi)
-	}
-	return d, nil
+	return bounded(env, name, lo, hi, time.ParseDuration, "a duration")
 }
 
 // count reads an optional whole-number setting within [lo, hi]; unset is 0.
 func count(env func(string) string, name string, lo, hi int) (int, error) {
+	return bounded(env, name, lo, hi, strconv.Atoi, "a whole number")
+}
+
+// bounded reads an optional setting that parse reads and that must lie
+// within [lo, hi]; unset is the zero value. what names the kind of value
+// in the error.
+func bounded[T int | time.Duration](env func(string) string, name string, lo, hi T, parse func(string) (T, error), what string) (T, error) {
+	var zero T
 	s := strings.TrimSpace(env(name))
 	if s == "" {
-		return 0, nil
+		return zero, nil
 	}
-	n, err := strconv.Atoi(s)
-	if err != nil || n < lo || n > hi {
-		return 0, fmt.Errorf("%s is %q; it must be a whole number from %d to %d", name, s, lo, hi)
+	v, err := parse(s)
+	if err != nil || v < lo || v > hi {
+		return zero, fmt.Errorf("%s is %q; it must be %s from %v to %v", name, s, what, lo, hi)
 	}
-	return n, nil
+	return v, nil
 }
 
 // loadSQS reads the SQS settings into c and reports whether SQS is chosen.

@@ -118,19 +118,25 @@ type ChoiceLimits struct {
 // DefaultMaxEligible is ChoiceLimits.MaxEligible when none is set.
 const DefaultMaxEligible = 64
 
+// startChoice is where both choices begin (Choose and ChooseTakeovers): it
+// fills in an open airspace and DefaultMaxEligible where none is given, and
+// routes req's pickup to its dropoff.
+func startChoice(req *DeliveryRequest, air Airspace, lim ChoiceLimits, now time.Time) (Airspace, ChoiceLimits, Route, error) {
+	if air == nil {
+		air = OpenAirspace{}
+	}
+	lim.MaxEligible = positiveOr(lim.MaxEligible, DefaultMaxEligible)
+	leg, err := air.Route(req.PickupLocation, req.DropoffLocation, now)
+	return air, lim, leg, err
+}
+
 // Choose applies the dispatch rule to candidates, which yields drones with
 // their straight-line distance from the pickup, nearest first (as
 // ports.Fleet.NearestAvailable does). It returns the chosen plan, or nil
 // when no candidate is eligible, or the airspace's error when there is no
 // route from the pickup to the dropoff at all.
 func Choose(candidates iter.Seq2[*Drone, float64], req *DeliveryRequest, air Airspace, lim ChoiceLimits, now time.Time) (*Plan, error) {
-	if air == nil {
-		air = OpenAirspace{}
-	}
-	if lim.MaxEligible <= 0 {
-		lim.MaxEligible = DefaultMaxEligible
-	}
-	leg, err := air.Route(req.PickupLocation, req.DropoffLocation, now)
+	air, lim, leg, err := startChoice(req, air, lim, now)
 	if err != nil {
 		return nil, err
 	}

@@ -104,7 +104,6 @@ func TestFeasibleNeedsOneDroneAbleToDoItAll(t *testing.T) {
 	assert.NoError(t, domain.Feasible(huge, domain.NewFleetSummary(), nil, domain.FeasibilityRules{}, now))
 }
 
-// bruteForce is the dispatch rule by a walk over every drone.
 // randomRequest is a request within some 3 km of near(0, 0), of up to
 // 3 kg, due in 5 to 35 minutes.
 func randomRequest(r *rand.Rand) *domain.DeliveryRequest {
@@ -112,12 +111,36 @@ func randomRequest(r *rand.Rand) *domain.DeliveryRequest {
 		float64(r.IntN(4)), time.Duration(5+r.IntN(30))*time.Minute)
 }
 
-// airspaceFor is open airspace for an even seed, zones for an odd one.
-func airspaceFor(seed uint64, zones domain.Airspace) domain.Airspace {
+// randomDrone is drone i of a random fleet within some 5 km of
+// near(0, 0): 10 to 20 m/s, 10 to 39 km of range, 1 to 6 kg of payload.
+func randomDrone(r *rand.Rand, i int) *domain.Drone {
+	d := aDrone(fmt.Sprint("d", i), near(r.Float64()*0.1-0.05, r.Float64()*0.1-0.05), float64(10+r.IntN(11)))
+	d.RangeKm = float64(10 + r.IntN(30))
+	d.MaxPayloadKg = float64(1 + r.IntN(6))
+	return d
+}
+
+// airspaceFor is open airspace for an even seed, and for an odd one a
+// no-fly zone of 1 km around near(0.02, 0.02).
+func airspaceFor(seed uint64) domain.Airspace {
 	if seed%2 == 1 {
-		return zones
+		return airspacetest.Circles{Zones: []airspacetest.Zone{{Name: "z", Center: near(0.02, 0.02), RadiusKm: 1}}}
 	}
 	return domain.OpenAirspace{}
+}
+
+// assertSameBest asserts that got, the best plan a walk found (nil for
+// none), is the one the walk over every drone found, want; it reports
+// whether there is a plan to check further.
+func assertSameBest(t *testing.T, seed uint64, want, got *domain.Plan, msg string) bool {
+	t.Helper()
+	if want == nil {
+		assert.Nil(t, got, "seed %d", seed)
+		return false
+	}
+	require.NotNil(t, got, "seed %d", seed)
+	assert.Equal(t, want.Drone.ID, got.Drone.ID, "seed %d%s", seed, msg)
+	return true
 }
 
 // limitsFor bounds a search over drones: their fastest speed, and room for
@@ -130,6 +153,7 @@ func limitsFor(drones []*domain.Drone) domain.ChoiceLimits {
 	return domain.ChoiceLimits{MaxSpeedMps: fast, MaxEligible: 1000}
 }
 
+// bruteForce is the dispatch rule by a walk over every drone.
 func bruteForce(drones []*domain.Drone, req *domain.DeliveryRequest, air domain.Airspace) *domain.Plan {
 	leg, err := air.Route(req.PickupLocation, req.DropoffLocation, now)
 	if err != nil {
@@ -167,14 +191,11 @@ func nearest(drones []*domain.Drone, at domain.Location) iter.Seq2[*domain.Drone
 // stops early picks what a walk over every drone picks.
 func TestChooseProperties(t *testing.T) {
 	t.Parallel()
-	zones := airspacetest.Circles{Zones: []airspacetest.Zone{{Name: "z", Center: near(0.02, 0.02), RadiusKm: 1}}}
 	for seed := range uint64(300) {
 		r := rand.New(rand.NewPCG(seed, 1))
 		var drones []*domain.Drone
 		for i := range 1 + r.IntN(40) {
-			d := aDrone(fmt.Sprint("d", i), near(r.Float64()*0.1-0.05, r.Float64()*0.1-0.05), float64(10+r.IntN(11)))
-			d.RangeKm = float64(10 + r.IntN(30))
-			d.MaxPayloadKg = float64(1 + r.IntN(6))
+			d := randomDrone(r, i)
 			if r.IntN(5) == 0 {
 				d.Status = domain.DroneCharging
 			}
@@ -185,16 +206,12 @@ func TestChooseProperties(t *testing.T) {
 			req.PickupTime = now.Add(time.Duration(r.IntN(40)) * time.Minute)
 			req.Deadline = req.PickupTime.Add(time.Duration(5+r.IntN(30)) * time.Minute)
 		}
-		air := airspaceFor(seed, zones)
+		air := airspaceFor(seed)
 		got, err := domain.Choose(nearest(drones, req.PickupLocation), req, air, limitsFor(drones), now)
 		require.NoError(t, err)
-		want := bruteForce(drones, req, air)
-		if want == nil {
-			assert.Nil(t, got, "seed %d", seed)
+		if !assertSameBest(t, seed, bruteForce(drones, req, air), got, "") {
 			continue
 		}
-		require.NotNil(t, got, "seed %d", seed)
-		assert.Equal(t, want.Drone.ID, got.Drone.ID, "seed %d", seed)
 		assert.False(t, got.ETA.Delivery.After(req.Deadline), "seed %d: delivers after the deadline", seed)
 		assert.LessOrEqual(t, got.Route.Pickup.Km+got.Route.Dropoff.Km+domain.DistanceKm(req.DropoffLocation, got.Drone.HomeBase), got.Drone.RangeKm+1e-9)
 	}

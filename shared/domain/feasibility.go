@@ -127,12 +127,8 @@ const (
 
 // WithDefaults fills zero fields.
 func (r FeasibilityRules) WithDefaults() FeasibilityRules {
-	if r.PickupTolerance <= 0 {
-		r.PickupTolerance = DefaultPickupTolerance
-	}
-	if r.MaxHorizon <= 0 {
-		r.MaxHorizon = DefaultMaxHorizon
-	}
+	r.PickupTolerance = positiveOr(r.PickupTolerance, DefaultPickupTolerance)
+	r.MaxHorizon = positiveOr(r.MaxHorizon, DefaultMaxHorizon)
 	return r
 }
 

@@ -67,10 +67,7 @@ func (dr *Drone) Ground(reason string, now time.Time) (deliveryID string, gen in
 	if dr.Status == DroneMaintenance && dr.CurrentDeliveryID == "" && !dr.Recalled {
 		return "", 0, ErrNoChange
 	}
-	deliveryID, gen = dr.CurrentDeliveryID, dr.CurrentGeneration
-	dr.Status, dr.CurrentDeliveryID, dr.Recalled, dr.ChargeDueAt = DroneMaintenance, "", false, nil
-	dr.ClaimedAfterReport = nil
-	dr.StatusReason, dr.UpdatedAt = reason, now
+	deliveryID, gen = dr.release(DroneMaintenance, false, reason, now)
 	return deliveryID, gen, nil
 }
 
@@ -82,11 +79,19 @@ func (dr *Drone) Recall(reason string, now time.Time) (deliveryID string, gen in
 	if dr.Recalled && dr.CurrentDeliveryID == "" {
 		return "", 0, ErrNoChange
 	}
+	deliveryID, gen = dr.release(DroneInFlight, true, reason, now)
+	return deliveryID, gen, nil
+}
+
+// release takes the drone off whatever it serves for an operator's action:
+// it puts the drone in status, recalled or not, for reason, and returns
+// the delivery it held and the generation it was claimed for.
+func (dr *Drone) release(status DroneStatus, recalled bool, reason string, now time.Time) (deliveryID string, gen int) {
 	deliveryID, gen = dr.CurrentDeliveryID, dr.CurrentGeneration
-	dr.Status, dr.CurrentDeliveryID, dr.Recalled, dr.ChargeDueAt = DroneInFlight, "", true, nil
+	dr.Status, dr.CurrentDeliveryID, dr.Recalled, dr.ChargeDueAt = status, "", recalled, nil
 	dr.ClaimedAfterReport = nil
 	dr.StatusReason, dr.UpdatedAt = reason, now
-	return deliveryID, gen, nil
+	return deliveryID, gen
 }
 
 // arriveHome lands a recalled drone that reached its home base: Available,

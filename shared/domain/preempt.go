@@ -75,13 +75,7 @@ func (dr *Drone) AwaitsTakeoff() bool {
 // from the next candidate's distance and deliver by the deadline. The
 // deliveries the drones serve are not judged here (Delivery.Preemptible).
 func ChooseTakeovers(candidates iter.Seq2[*Drone, float64], req *DeliveryRequest, air Airspace, lim ChoiceLimits, now time.Time) ([]Plan, error) {
-	if air == nil {
-		air = OpenAirspace{}
-	}
-	if lim.MaxEligible <= 0 {
-		lim.MaxEligible = DefaultMaxEligible
-	}
-	leg, err := air.Route(req.PickupLocation, req.DropoffLocation, now)
+	air, lim, leg, err := startChoice(req, air, lim, now)
 	if err != nil {
 		return nil, err
 	}

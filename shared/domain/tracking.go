@@ -51,33 +51,15 @@ type TrackingConfig struct {
 
 // WithDefaults fills zero fields.
 func (c TrackingConfig) WithDefaults() TrackingConfig {
-	if c.ArrivalRadiusKm <= 0 {
-		c.ArrivalRadiusKm = 0.05
-	}
-	if c.ETAChangeThreshold <= 0 {
-		c.ETAChangeThreshold = 2 * time.Minute
-	}
-	if c.LowBatteryPercent <= 0 {
-		c.LowBatteryPercent = 20
-	}
-	if c.ReservePercent <= 0 {
-		c.ReservePercent = DefaultReservePercent
-	}
-	if c.ChargedPercent <= 0 {
-		c.ChargedPercent = DefaultChargedPercent
-	}
-	if c.ChargePercentPerHour <= 0 {
-		c.ChargePercentPerHour = DefaultChargePercentPerHour
-	}
-	if c.ClockSkew <= 0 {
-		c.ClockSkew = TelemetryFutureSkew
-	}
-	if c.MaxReportAge <= 0 {
-		c.MaxReportAge = TelemetryMaxAge
-	}
-	if c.PickupTolerance <= 0 {
-		c.PickupTolerance = DefaultPickupEarliness
-	}
+	c.ArrivalRadiusKm = positiveOr(c.ArrivalRadiusKm, 0.05)
+	c.ETAChangeThreshold = positiveOr(c.ETAChangeThreshold, 2*time.Minute)
+	c.LowBatteryPercent = positiveOr(c.LowBatteryPercent, 20)
+	c.ReservePercent = positiveOr(c.ReservePercent, DefaultReservePercent)
+	c.ChargedPercent = positiveOr(c.ChargedPercent, DefaultChargedPercent)
+	c.ChargePercentPerHour = positiveOr(c.ChargePercentPerHour, DefaultChargePercentPerHour)
+	c.ClockSkew = positiveOr(c.ClockSkew, TelemetryFutureSkew)
+	c.MaxReportAge = positiveOr(c.MaxReportAge, TelemetryMaxAge)
+	c.PickupTolerance = positiveOr(c.PickupTolerance, DefaultPickupEarliness)
 	return c
 }
 

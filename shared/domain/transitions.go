@@ -209,12 +209,8 @@ const DefaultConfirmationRadiusKm = 0.1
 
 // WithDefaults fills zero fields.
 func (r ConfirmationRules) WithDefaults() ConfirmationRules {
-	if r.RadiusKm <= 0 {
-		r.RadiusKm = DefaultConfirmationRadiusKm
-	}
-	if r.Skew <= 0 {
-		r.Skew = 5 * time.Minute
-	}
+	r.RadiusKm = positiveOr(r.RadiusKm, DefaultConfirmationRadiusKm)
+	r.Skew = positiveOr(r.Skew, 5*time.Minute)
 	return r
 }
 

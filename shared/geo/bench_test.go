@@ -60,38 +60,39 @@ var sinkDist float64
 
 func BenchmarkNearest(b *testing.B) {
 	b.Run("index", func(b *testing.B) {
-		for _, n := range benchSizes {
-			b.Run(strconv.Itoa(n), func(b *testing.B) {
-				f := fleet(n)
-				i := 0
-				for b.Loop() {
-					taken := 0
-					for _, d := range f.index.Nearest(f.queries[i%len(f.queries)]) {
-						sinkDist += d
-						taken++
-						if taken == takeFirst {
-							break
-						}
-					}
-					i++
+		benchEachSize(b, func(f *benchFleet, q Point) {
+			taken := 0
+			for _, d := range f.index.Nearest(q) {
+				sinkDist += d
+				taken++
+				if taken == takeFirst {
+					break
 				}
-			})
-		}
+			}
+		})
 	})
 	b.Run("linear", func(b *testing.B) {
-		for _, n := range benchSizes {
-			b.Run(strconv.Itoa(n), func(b *testing.B) {
-				f := fleet(n)
-				i := 0
-				for b.Loop() {
-					for _, c := range linearNearest(f.items, f.queries[i%len(f.queries)]) {
-						sinkDist += c.dist
-					}
-					i++
-				}
-			})
-		}
+		benchEachSize(b, func(f *benchFleet, q Point) {
+			for _, c := range linearNearest(f.items, q) {
+				sinkDist += c.dist
+			}
+		})
 	})
+}
+
+// benchEachSize runs a sub-benchmark per fleet size, each calling search
+// on the fleet's queries in turn.
+func benchEachSize(b *testing.B, search func(f *benchFleet, q Point)) {
+	for _, n := range benchSizes {
+		b.Run(strconv.Itoa(n), func(b *testing.B) {
+			f := fleet(n)
+			i := 0
+			for b.Loop() {
+				search(f, f.queries[i%len(f.queries)])
+				i++
+			}
+		})
+	}
 }
 
 type linearCand struct {

@@ -116,21 +116,29 @@ func collect(x *Index[int], q Point, limit int) []yielded {
 // Nearest yields exactly the order of a brute-force sort.
 func TestNearestMatchesLinearScan(t *testing.T) {
 	t.Parallel()
-	for _, sc := range scenarios {
-		for _, leafCap := range leafCaps {
-			t.Run(fmt.Sprintf("%s/leafcap=%d", sc.name, leafCap), func(t *testing.T) {
-				t.Parallel()
-				for seed := range uint64(40) {
-					checkAgainstLinear(t, sc, leafCap, seed)
-				}
-			})
+	forEachScenario(t, func(t *testing.T, sc scenario, leafCap int) {
+		for seed := range uint64(40) {
+			checkAgainstLinear(t, sc, leafCap, seed)
 		}
-	}
+	})
 }
 
 // leafCaps runs the search from splitting at every second item to never
 // splitting below a face.
 var leafCaps = []int{1, 4, defaultLeafCap, 1000}
+
+// forEachScenario runs check in parallel for every scenario with every
+// leaf capacity.
+func forEachScenario(t *testing.T, check func(t *testing.T, sc scenario, leafCap int)) {
+	for _, sc := range scenarios {
+		for _, leafCap := range leafCaps {
+			t.Run(fmt.Sprintf("%s/leafcap=%d", sc.name, leafCap), func(t *testing.T) {
+				t.Parallel()
+				check(t, sc, leafCap)
+			})
+		}
+	}
+}
 
 func checkAgainstLinear(t *testing.T, sc scenario, leafCap int, seed uint64) {
 	t.Helper()
@@ -185,53 +193,48 @@ func checkAgainstLinear(t *testing.T, sc scenario, leafCap int, seed uint64) {
 // Nearest still yields exactly the brute-force order of what is left.
 func TestNearestAfterRemovalsMatchesLinearScan(t *testing.T) {
 	t.Parallel()
-	for _, sc := range scenarios {
-		for _, leafCap := range leafCaps {
-			t.Run(fmt.Sprintf("%s/leafcap=%d", sc.name, leafCap), func(t *testing.T) {
-				t.Parallel()
-				for seed := range uint64(20) {
-					r := rand.New(rand.NewPCG(seed, 99))
-					x := newIndex[int](leafCap)
-					n := 1 + r.IntN(600)
-					left := map[int]Point{}
-					for i := range n {
-						p := sc.gen(r)
-						x.Upsert(strconv.Itoa(i), p, i)
-						left[i] = p
-					}
-					centre := sc.gen(r)
-					order := slices.Collect(maps.Keys(left))
-					slices.SortFunc(order, func(a, b int) int {
-						return cmp.Compare(DistanceKm(centre, left[a]), DistanceKm(centre, left[b]))
-					})
-					for _, i := range order[:n/2] {
-						x.Remove(strconv.Itoa(i))
-						delete(left, i)
-					}
-					for i := range left {
-						if r.IntN(5) == 0 {
-							x.Remove(strconv.Itoa(i))
-							delete(left, i)
-						}
-					}
-					checkInvariants(t, x)
-					for _, q := range []Point{centre, sc.gen(r), uniformSphere(r)} {
-						want := make([]float64, 0, len(left))
-						for _, p := range left {
-							want = append(want, DistanceKm(q, p))
-						}
-						slices.Sort(want)
-						got := collect(x, q, -1)
-						require.Len(t, got, len(want))
-						for i, y := range got {
-							require.Equal(t, left[y.item.Value], y.item.Point)
-							require.Equal(t, want[i], y.dist, "seed %d query %v position %d", seed, q, i)
-						}
-					}
-				}
+	forEachScenario(t, func(t *testing.T, sc scenario, leafCap int) {
+		for seed := range uint64(20) {
+			r := rand.New(rand.NewPCG(seed, 99))
+			x := newIndex[int](leafCap)
+			n := 1 + r.IntN(600)
+			left := map[int]Point{}
+			for i := range n {
+				p := sc.gen(r)
+				x.Upsert(strconv.Itoa(i), p, i)
+				left[i] = p
+			}
+			centre := sc.gen(r)
+			order := slices.Collect(maps.Keys(left))
+			slices.SortFunc(order, func(a, b int) int {
+				return cmp.Compare(DistanceKm(centre, left[a]), DistanceKm(centre, left[b]))
 			})
+			for _, i := range order[:n/2] {
+				x.Remove(strconv.Itoa(i))
+				delete(left, i)
+			}
+			for i := range left {
+				if r.IntN(5) == 0 {
+					x.Remove(strconv.Itoa(i))
+					delete(left, i)
+				}
+			}
+			checkInvariants(t, x)
+			for _, q := range []Point{centre, sc.gen(r), uniformSphere(r)} {
+				want := make([]float64, 0, len(left))
+				for _, p := range left {
+					want = append(want, DistanceKm(q, p))
+				}
+				slices.Sort(want)
+				got := collect(x, q, -1)
+				require.Len(t, got, len(want))
+				for i, y := range got {
+					require.Equal(t, left[y.item.Value], y.item.Point)
+					require.Equal(t, want[i], y.dist, "seed %d query %v position %d", seed, q, i)
+				}
+			}
 		}
-	}
+	})
 }
 
 func TestNearestEmptyIndex(t *testing.T) {

@@ -154,13 +154,7 @@ func Parse(b []byte) (Topology, error) {
 	t := Topology{Queues: f.Queues}
 	seen := map[string]bool{}
 	for _, q := range f.Queues {
-		if !queueName.MatchString(q.Name) {
-			errs = append(errs, fmt.Errorf("queue %q: name must be 2-260 lowercase letters, digits, '.' or '-'", q.Name))
-		}
-		if seen[q.Name] {
-			errs = append(errs, fmt.Errorf("queue %q is declared twice", q.Name))
-		}
-		seen[q.Name] = true
+		errs = append(errs, checkName("queue", q.Name, queueName, "2-260 lowercase letters, digits, '.' or '-'", seen)...)
 		if q.MaxDeliveryCount < 1 {
 			errs = append(errs, fmt.Errorf("queue %q: maxDeliveryCount %d must be at least 1", q.Name, q.MaxDeliveryCount))
 		}
@@ -173,13 +167,7 @@ func Parse(b []byte) (Topology, error) {
 	}
 	seen = map[string]bool{}
 	for _, c := range f.Containers {
-		if !containerName.MatchString(c.Name) {
-			errs = append(errs, fmt.Errorf("container %q: name must be lowercase letters, digits or '-'", c.Name))
-		}
-		if seen[c.Name] {
-			errs = append(errs, fmt.Errorf("container %q is declared twice", c.Name))
-		}
-		seen[c.Name] = true
+		errs = append(errs, checkName("container", c.Name, containerName, "lowercase letters, digits or '-'", seen)...)
 		if !keyPath.MatchString(c.PartitionKey) {
 			errs = append(errs, fmt.Errorf("container %q: partitionKey %q must be one path such as /id", c.Name, c.PartitionKey))
 		}
@@ -193,6 +181,21 @@ func Parse(b []byte) (Topology, error) {
 		t.Containers = append(t.Containers, Container{Name: c.Name, PartitionKey: c.PartitionKey, DefaultTTL: ttl})
 	}
 	return t, errors.Join(errs...)
+}
+
+// checkName reports what is wrong with the name of a queue or container
+// (kind): it must match re, which rule says in words, and must not be in
+// seen, the names declared before it, to which it is added.
+func checkName(kind, name string, re *regexp.Regexp, rule string, seen map[string]bool) []error {
+	var errs []error
+	if !re.MatchString(name) {
+		errs = append(errs, fmt.Errorf("%s %q: name must be %s", kind, name, rule))
+	}
+	if seen[name] {
+		errs = append(errs, fmt.Errorf("%s %q is declared twice", kind, name))
+	}
+	seen[name] = true
+	return errs
 }
 
 func within(iso string, lo, hi time.Duration) error {

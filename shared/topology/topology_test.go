@@ -16,16 +16,7 @@ func TestQueueConstantsMatchJSON(t *testing.T) {
 	for _, q := range Spec.Queues {
 		fromJSON = append(fromJSON, q.Name)
 	}
-	for _, c := range consts {
-		if !slices.Contains(fromJSON, c) {
-			t.Errorf("constant queue %q is not declared in topology.json", c)
-		}
-	}
-	for _, q := range fromJSON {
-		if !slices.Contains(consts, q) {
-			t.Errorf("topology.json declares queue %q but no Queue* constant names it", q)
-		}
-	}
+	sameNames(t, "queue", "Queue*", consts, fromJSON)
 	if !slices.Equal(Queues, fromJSON) {
 		t.Errorf("Queues = %v, want the names of topology.json in order %v", Queues, fromJSON)
 	}
@@ -37,18 +28,25 @@ func TestContainerConstantsMatchJSON(t *testing.T) {
 	for _, c := range Spec.Containers {
 		fromJSON = append(fromJSON, c.Name)
 	}
-	for _, c := range consts {
-		if !slices.Contains(fromJSON, c) {
-			t.Errorf("constant container %q is not declared in topology.json", c)
-		}
-	}
-	for _, c := range fromJSON {
-		if !slices.Contains(consts, c) {
-			t.Errorf("topology.json declares container %q but no Container* constant names it", c)
-		}
-	}
+	sameNames(t, "container", "Container*", consts, fromJSON)
 	if !slices.Equal(Containers, Spec.Containers) {
 		t.Errorf("Containers = %v, want %v", Containers, Spec.Containers)
+	}
+}
+
+// sameNames fails unless the constants of kind (named like constName)
+// and the names topology.json declares are the same set.
+func sameNames(t *testing.T, kind, constName string, consts, fromJSON []string) {
+	t.Helper()
+	for _, c := range consts {
+		if !slices.Contains(fromJSON, c) {
+			t.Errorf("constant %s %q is not declared in topology.json", kind, c)
+		}
+	}
+	for _, n := range fromJSON {
+		if !slices.Contains(consts, n) {
+			t.Errorf("topology.json declares %s %q but no %s constant names it", kind, n, constName)
+		}
 	}
 }
 

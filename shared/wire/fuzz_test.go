@@ -71,9 +71,7 @@ func mustBeInvalid(t *testing.T, err error, input []byte) {
 }
 
 func FuzzParseDeliveryRequest(f *testing.F) {
-	for _, s := range requestSeeds {
-		f.Add([]byte(s))
-	}
+	addSeeds(f, requestSeeds)
 	f.Fuzz(func(t *testing.T, body []byte) {
 		p, err := wire.ParseDeliveryRequest(body)
 		if err != nil {
@@ -96,12 +94,10 @@ func FuzzParseDeliveryRequest(f *testing.F) {
 }
 
 func FuzzParseReschedule(f *testing.F) {
-	for _, s := range []string{
+	addSeeds(f, []string{
 		`{"pickupLocation":{"latitude":1,"longitude":2}}`, `{"dropoffLocation":{"latitude":1,"longitude":2},"deadline":"2026-11-26T12:00:00Z"}`,
 		`{"pickupTime":"2026-11-26T10:00:00.5+01:00"}`, `{}`, `{"deadline":""}`, `{"pickupTime":"2000-01-01T00:00:00Z"}`,
-	} {
-		f.Add([]byte(s))
-	}
+	})
 	f.Fuzz(func(t *testing.T, body []byte) {
 		r, err := wire.ParseReschedule(body)
 		if err != nil {
@@ -160,58 +156,21 @@ func FuzzParseTelemetry(f *testing.F) {
 }
 
 func FuzzParseTelemetryMessage(f *testing.F) {
-	for _, s := range []string{
+	fuzzQueueDecoder(f, []string{
 		`{"droneId":"d-1","location":{"latitude":1,"longitude":2},"batteryPercent":50,"timestamp":"2026-11-26T10:00:00Z"}`,
 		`{"droneId":"","location":null,"batteryPercent":null,"timestamp":null}`, `{oops`, ``,
-	} {
-		f.Add([]byte(s))
-	}
-	f.Fuzz(func(t *testing.T, body []byte) {
-		r, err := wire.ParseTelemetryMessage(body)
-		if err != nil {
-			if !domain.IsPermanent(err) {
-				t.Fatalf("undecodable message %q is not a permanent failure: %v", body, err)
-			}
-			return
-		}
-		msg, err := json.Marshal(r)
-		if err != nil {
-			t.Fatalf("accepted %q, which does not encode again: %v", body, err)
-		}
-		again, err := wire.ParseTelemetryMessage(msg)
-		if err != nil || !reflect.DeepEqual(r, again) {
-			t.Fatalf("%q re-encoded as %s decodes to %+v, %v; want %+v", body, msg, again, err, r)
-		}
-	})
+	}, wire.ParseTelemetryMessage, nil)
 }
 
 func FuzzParseEnvelope(f *testing.F) {
-	for _, s := range []string{
+	fuzzQueueDecoder(f, []string{
 		`{"operation":"delivery","deliveryId":"d-1","correlationId":"c","attempt":2}`,
 		`{"operation":"notify","deliveryId":"d-1","correlationId":"c","notificationId":"d-1:n3"}`,
 		`{"operation":"reschedule","deliveryId":"d-1","correlationId":"c","generation":4,"payload":{"ownerId":"o"}}`,
 		`{"operation":"cancel","deliveryId":"d","correlationId":"","payload":null}`,
 		`{`, `{"operation":"explode","deliveryId":"d"}`, `{"operation":"delivery","deliveryId":"d","extra":1}`,
 		`{"operation":"delivery","deliveryId":"d","attempt":1e400}`, `{"operation":"delivery","deliveryId":"d","attempt":-1}`,
-	} {
-		f.Add([]byte(s))
-	}
-	f.Fuzz(func(t *testing.T, body []byte) {
-		e, err := wire.ParseEnvelope(body)
-		if err != nil {
-			if !domain.IsPermanent(err) {
-				t.Fatalf("undecodable message %q is not a permanent failure: %v", body, err)
-			}
-			return
-		}
-		msg, err := json.Marshal(e)
-		if err != nil {
-			t.Fatalf("accepted %q, which does not encode again: %v", body, err)
-		}
-		again, err := wire.ParseEnvelope(msg)
-		if err != nil {
-			t.Fatalf("accepted %q but not its re-encoding %s: %v", body, msg, err)
-		}
+	}, wire.ParseEnvelope, func(t *testing.T, e *wire.Envelope) {
 		// Encoding compacts a raw payload; the value is what must survive.
 		if len(e.Payload) > 0 {
 			var b bytes.Buffer
@@ -220,10 +179,46 @@ func FuzzParseEnvelope(f *testing.F) {
 			}
 			e.Payload = b.Bytes()
 		}
-		if !reflect.DeepEqual(e, again) {
-			t.Fatalf("%q re-encoded as %s decodes to %+v; want %+v", body, msg, again, e)
+	})
+}
+
+// fuzzQueueDecoder holds a queue message decoder to the properties of a
+// queue: what it refuses is a permanent failure (no redelivery can make
+// it succeed), and what it accepts encodes again and decodes to the same
+// value, once encoded adjusts the value for what encoding changes on
+// purpose (nil: nothing).
+func fuzzQueueDecoder[T any](f *testing.F, seeds []string, parse func([]byte) (*T, error), encoded func(*testing.T, *T)) {
+	addSeeds(f, seeds)
+	f.Fuzz(func(t *testing.T, body []byte) {
+		v, err := parse(body)
+		if err != nil {
+			if !domain.IsPermanent(err) {
+				t.Fatalf("undecodable message %q is not a permanent failure: %v", body, err)
+			}
+			return
+		}
+		msg, err := json.Marshal(v)
+		if err != nil {
+			t.Fatalf("accepted %q, which does not encode again: %v", body, err)
+		}
+		again, err := parse(msg)
+		if err != nil {
+			t.Fatalf("accepted %q but not its re-encoding %s: %v", body, msg, err)
+		}
+		if encoded != nil {
+			encoded(t, v)
+		}
+		if !reflect.DeepEqual(v, again) {
+			t.Fatalf("%q re-encoded as %s decodes to %+v; want %+v", body, msg, again, v)
 		}
 	})
+}
+
+// addSeeds adds bodies to f's corpus.
+func addSeeds(f *testing.F, bodies []string) {
+	for _, s := range bodies {
+		f.Add([]byte(s))
+	}
 }
 
 // Found by FuzzParseTelemetry against the decoders before time bounds

@@ -44,20 +44,20 @@ type DroneActionMessage struct {
 // ParseDroneActionMessage decodes an OpDroneAction message; a body that
 // fails here can never succeed (domain.Permanent).
 func ParseDroneActionMessage(body []byte) (*DroneActionMessage, error) {
-	var m DroneActionMessage
-	if err := DecodeStrict(body, &m); err != nil {
-		return nil, &domain.Permanent{Err: err}
-	}
+	return decodeMessage(body, (*DroneActionMessage).validate)
+}
+
+func (m *DroneActionMessage) validate() error {
 	if err := domain.ValidID("droneId", m.DroneID); err != nil {
-		return nil, &domain.Permanent{Err: err}
+		return err
 	}
 	if err := domain.ValidID("deliveryId", m.DeliveryID); err != nil {
-		return nil, &domain.Permanent{Err: err}
+		return err
 	}
 	if a := domain.DroneAction(m.Action); a != domain.ActionGround && a != domain.ActionRecall {
-		return nil, &domain.Permanent{Err: domain.Invalid("action", "must be ground or recall")}
+		return domain.Invalid("action", "must be ground or recall")
 	}
-	return &m, nil
+	return nil
 }
 
 // ChargeCheck is the body of an OpChargeCheck message.
@@ -68,14 +68,21 @@ type ChargeCheck struct {
 // ParseChargeCheck decodes an OpChargeCheck message; a body that fails here
 // can never succeed (domain.Permanent).
 func ParseChargeCheck(body []byte) (*ChargeCheck, error) {
-	var c ChargeCheck
-	if err := DecodeStrict(body, &c); err != nil {
+	return decodeMessage(body, func(c *ChargeCheck) error { return domain.ValidID("droneId", c.DroneID) })
+}
+
+// decodeMessage decodes a queue message's body strictly and validates it.
+// Any error is domain.Permanent: the same body can never succeed, so the
+// message is settled rather than retried.
+func decodeMessage[T any](body []byte, validate func(*T) error) (*T, error) {
+	var m T
+	if err := DecodeStrict(body, &m); err != nil {
 		return nil, &domain.Permanent{Err: err}
 	}
-	if err := domain.ValidID("droneId", c.DroneID); err != nil {
+	if err := validate(&m); err != nil {
 		return nil, &domain.Permanent{Err: err}
 	}
-	return &c, nil
+	return &m, nil
 }
 
 // Envelope is the JSON body of every message between steps. The store is
@@ -105,46 +112,43 @@ type Envelope struct {
 // ParseEnvelope decodes and validates a message body. A body that fails here
 // can never succeed, so the error is domain.Permanent.
 func ParseEnvelope(body []byte) (*Envelope, error) {
-	var e Envelope
-	if err := DecodeStrict(body, &e); err != nil {
-		return nil, &domain.Permanent{Err: err}
-	}
+	return decodeMessage(body, (*Envelope).validate)
+}
+
+func (e *Envelope) validate() error {
 	switch e.Operation {
 	case OpDelivery, OpCancel, OpReschedule, OpNotify, OpCustomerMessage:
 	default:
-		return nil, &domain.Permanent{Err: domain.Invalid("operation", "must be one of delivery, cancel, reschedule, notify, customer-message")}
+		return domain.Invalid("operation", "must be one of delivery, cancel, reschedule, notify, customer-message")
 	}
 	if err := domain.ValidID("deliveryId", e.DeliveryID); err != nil {
-		return nil, &domain.Permanent{Err: err}
+		return err
 	}
 	// The correlation id rides every log line and message after this one.
 	if err := domain.ValidText("correlationId", e.CorrelationID, domain.MaxIDLength); err != nil {
-		return nil, &domain.Permanent{Err: err}
+		return err
 	}
 	if e.Attempt < 0 {
-		return nil, &domain.Permanent{Err: domain.Invalid("attempt", "must not be negative")}
+		return domain.Invalid("attempt", "must not be negative")
 	}
 	if e.Generation < 0 {
-		return nil, &domain.Permanent{Err: domain.Invalid("generation", "must not be negative")}
+		return domain.Invalid("generation", "must not be negative")
 	}
 	if (e.Operation == OpNotify || e.Operation == OpCustomerMessage) && e.NotificationID == "" {
-		return nil, &domain.Permanent{Err: domain.Invalid("notificationId", "is required for %s", e.Operation)}
+		return domain.Invalid("notificationId", "is required for %s", e.Operation)
 	}
 	if e.Operation == OpCustomerMessage {
 		if err := domain.ValidID("subscriptionId", e.SubscriptionID); err != nil {
-			return nil, &domain.Permanent{Err: err}
+			return err
 		}
 		if e.Channel != domain.ChannelEmail && e.Channel != domain.ChannelSMS {
-			return nil, &domain.Permanent{Err: domain.Invalid("channel", "must be email or sms")}
+			return domain.Invalid("channel", "must be email or sms")
 		}
 	} else if e.SubscriptionID != "" || e.Channel != "" {
-		return nil, &domain.Permanent{Err: domain.Invalid("subscriptionId", "belongs to customer-message only")}
+		return domain.Invalid("subscriptionId", "belongs to customer-message only")
 	}
 	// A notification id is its delivery's id and a ":n<sequence>" suffix.
-	if err := domain.ValidText("notificationId", e.NotificationID, domain.MaxIDLength+16); err != nil {
-		return nil, &domain.Permanent{Err: err}
-	}
-	return &e, nil
+	return domain.ValidText("notificationId", e.NotificationID, domain.MaxIDLength+16)
 }
 
 // ParseTelemetryMessage decodes and validates a telemetry queue message.

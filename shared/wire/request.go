@@ -80,23 +80,15 @@ func ParseDeliveryRequest(body []byte) (*ParsedRequest, error) {
 	if r.PickupLocation, err = parseLocation("pickupLocation", w.PickupLocation); err != nil {
 		return nil, err
 	}
-	drop, field := w.DropOffLocation, "dropOffLocation"
-	if drop == nil && w.DropoffLocation != nil {
-		drop, field = w.DropoffLocation, "dropoffLocation"
-	} else if drop != nil && w.DropoffLocation != nil {
-		return nil, domain.Invalid("dropoffLocation", "give either dropOffLocation or dropoffLocation, not both")
+	drop, field, err := pickDropoff(w.DropOffLocation, w.DropoffLocation)
+	if err != nil {
+		return nil, err
 	}
 	if r.DropoffLocation, err = parseLocation(field, drop); err != nil {
 		return nil, err
 	}
-	if r.PickupTime, err = parseTime("pickupTime", w.PickupTime); err != nil {
+	if r.PickupTime, r.Deadline, err = parseInterval("pickupTime", w.PickupTime, "deadline", w.Deadline); err != nil {
 		return nil, err
-	}
-	if r.Deadline, err = parseTime("deadline", w.Deadline); err != nil {
-		return nil, err
-	}
-	if !r.PickupTime.IsZero() && !r.Deadline.IsZero() && !r.Deadline.After(r.PickupTime) {
-		return nil, domain.Invalid("deadline", "must be after pickupTime")
 	}
 	if w.Expedited != nil {
 		r.Expedited = *w.Expedited
@@ -123,6 +115,19 @@ func ParseDeliveryRequest(body []byte) (*ParsedRequest, error) {
 func (p *ParsedRequest) SetOwner(owner string) {
 	p.Request.OwnerID = owner
 	p.Hash = hashJSON(&p.Request, p.DeliveryID)
+}
+
+// pickDropoff returns the dropoff under whichever of the two spellings the
+// reference API's clients use it came, with that spelling to name it in
+// errors; both spellings at once are refused.
+func pickDropoff(dropOff, dropoff *locationWire) (*locationWire, string, error) {
+	switch {
+	case dropOff != nil && dropoff != nil:
+		return nil, "", domain.Invalid("dropoffLocation", "give either dropOffLocation or dropoffLocation, not both")
+	case dropoff != nil:
+		return dropoff, "dropoffLocation", nil
+	}
+	return dropOff, "dropOffLocation", nil
 }
 
 func parseLocation(field string, w *locationWire) (domain.Location, error) {
@@ -180,6 +185,21 @@ func parseTime(field string, s *string) (time.Time, error) {
 		return time.Time{}, domain.Invalid(field, "must be an RFC 3339 date-time such as 2026-11-26T15:04:05Z")
 	}
 	return inRange(field, t)
+}
+
+// parseInterval parses two optional times given as fromField and
+// toField; when both are given, to must come after from.
+func parseInterval(fromField string, from *string, toField string, to *string) (start, end time.Time, err error) {
+	if start, err = parseTime(fromField, from); err != nil {
+		return time.Time{}, time.Time{}, err
+	}
+	if end, err = parseTime(toField, to); err != nil {
+		return time.Time{}, time.Time{}, err
+	}
+	if !start.IsZero() && !end.IsZero() && !end.After(start) {
+		return time.Time{}, time.Time{}, domain.Invalid(toField, "must be after %s", fromField)
+	}
+	return start, end, nil
 }
 
 // inRange returns t in UTC when it lies in [MinTime, MaxTime).
@@ -396,11 +416,9 @@ func ParseReschedule(body []byte) (*domain.Reschedule, error) {
 		}
 		r.PickupLocation = &l
 	}
-	drop, field := w.DropOffLocation, "dropOffLocation"
-	if drop == nil && w.DropoffLocation != nil {
-		drop, field = w.DropoffLocation, "dropoffLocation"
-	} else if drop != nil && w.DropoffLocation != nil {
-		return nil, domain.Invalid("dropoffLocation", "give either dropOffLocation or dropoffLocation, not both")
+	drop, field, err := pickDropoff(w.DropOffLocation, w.DropoffLocation)
+	if err != nil {
+		return nil, err
 	}
 	if drop != nil {
 		l, err := parseLocation(field, drop)

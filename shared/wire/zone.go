@@ -64,14 +64,8 @@ func ParseZone(kind domain.ZoneKind, id string, body []byte) (*domain.Zone, erro
 	if z.GeometryType, z.Polygons, err = ParseGeometry("geometry", w.Geometry); err != nil {
 		return nil, err
 	}
-	if z.ValidFrom, err = parseTime("validFrom", w.ValidFrom); err != nil {
+	if z.ValidFrom, z.ValidTo, err = parseInterval("validFrom", w.ValidFrom, "validTo", w.ValidTo); err != nil {
 		return nil, err
-	}
-	if z.ValidTo, err = parseTime("validTo", w.ValidTo); err != nil {
-		return nil, err
-	}
-	if !z.ValidFrom.IsZero() && !z.ValidTo.IsZero() && !z.ValidTo.After(z.ValidFrom) {
-		return nil, domain.Invalid("validTo", "must be after validFrom")
 	}
 	return z, nil
 }

@@ -100,9 +100,7 @@ func TestParseZoneInvalid(t *testing.T) {
 // decoders: no panic, only client errors, and what it accepts comes back
 // the same through the API's view of it.
 func FuzzParseZone(f *testing.F) {
-	for _, s := range zoneSeeds {
-		f.Add([]byte(s))
-	}
+	addSeeds(f, zoneSeeds)
 	f.Fuzz(func(t *testing.T, body []byte) {
 		z, err := wire.ParseZone(domain.NoFlyZone, "z", body)
 		if err != nil {
