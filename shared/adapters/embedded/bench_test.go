@@ -51,16 +51,21 @@ func BenchmarkDeliveryCreate(b *testing.B) {
 	}
 }
 
+// createDeliveries creates the deliveries d0 to d<n-1>.
+func createDeliveries(b *testing.B, deliveries ports.Deliveries, n int) {
+	for i := range n {
+		id := "d" + strconv.Itoa(i)
+		if err := deliveries.Create(context.Background(), id, benchDelivery(id)); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
 func BenchmarkDeliveryFind(b *testing.B) {
 	deliveries := MustOpen(b, Options{}).Store().Deliveries
 	ctx := context.Background()
 	const n = 1000
-	for i := range n {
-		id := "d" + strconv.Itoa(i)
-		if err := deliveries.Create(ctx, id, benchDelivery(id)); err != nil {
-			b.Fatal(err)
-		}
-	}
+	createDeliveries(b, deliveries, n)
 	b.ReportAllocs()
 	for i := 0; b.Loop(); i++ {
 		if _, err := deliveries.Find(ctx, "d"+strconv.Itoa(i%n)); err != nil {
@@ -73,12 +78,7 @@ func BenchmarkDeliveryUpdate(b *testing.B) {
 	deliveries := MustOpen(b, Options{}).Store().Deliveries
 	ctx := context.Background()
 	const n = 1000
-	for i := range n {
-		id := "d" + strconv.Itoa(i)
-		if err := deliveries.Create(ctx, id, benchDelivery(id)); err != nil {
-			b.Fatal(err)
-		}
-	}
+	createDeliveries(b, deliveries, n)
 	b.ReportAllocs()
 	for i := 0; b.Loop(); i++ {
 		if _, err := deliveries.Update(ctx, "d"+strconv.Itoa(i%n), func(d *domain.Delivery) error {
