@@ -13,31 +13,10 @@ import (
 
 	"github.com/fabrikam/dronedelivery/shared/domain"
 	"github.com/fabrikam/dronedelivery/shared/ports"
+	"github.com/fabrikam/dronedelivery/shared/ports/porttest"
 	"github.com/fabrikam/dronedelivery/shared/topology"
 	"github.com/fabrikam/dronedelivery/shared/wire"
 )
-
-func benchDelivery(id string) *domain.Delivery {
-	now := time.Now().UTC()
-	eta := now.Add(30 * time.Minute)
-	return &domain.Delivery{
-		ID: id, TrackingID: "TRACK" + id, OwnerID: "owner-1", CorrelationID: "corr-" + id,
-		Request: domain.DeliveryRequest{
-			OwnerID:              "owner-1",
-			PickupLocation:       domain.Location{Latitude: 47.61, Longitude: -122.33},
-			DropoffLocation:      domain.Location{Latitude: 47.65, Longitude: -122.30},
-			PickupTime:           now,
-			Deadline:             now.Add(2 * time.Hour),
-			ConfirmationRequired: domain.ConfirmationNone,
-			PackageInfo:          domain.PackageInfo{PackageID: "pkg-" + id, Size: domain.SizeSmall, Weight: 1.2},
-		},
-		RequestHash: "0123456789abcdef0123456789abcdef",
-		Stage:       domain.StageCreated,
-		PickupETA:   &eta,
-		CreatedAt:   now,
-		UpdatedAt:   now,
-	}
-}
 
 func BenchmarkDeliveryCreate(b *testing.B) {
 	deliveries := MustOpen(b, Options{}).Store().Deliveries
@@ -45,7 +24,7 @@ func BenchmarkDeliveryCreate(b *testing.B) {
 	b.ReportAllocs()
 	for i := 0; b.Loop(); i++ {
 		id := "d" + strconv.Itoa(i)
-		if err := deliveries.Create(ctx, id, benchDelivery(id)); err != nil {
+		if err := deliveries.Create(ctx, id, porttest.Delivery(id)); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -55,7 +34,7 @@ func BenchmarkDeliveryCreate(b *testing.B) {
 func createDeliveries(b *testing.B, deliveries ports.Deliveries, n int) {
 	for i := range n {
 		id := "d" + strconv.Itoa(i)
-		if err := deliveries.Create(context.Background(), id, benchDelivery(id)); err != nil {
+		if err := deliveries.Create(context.Background(), id, porttest.Delivery(id)); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -208,12 +187,7 @@ func BenchmarkDeliveryUpdateParallel(b *testing.B) {
 	deliveries := MustOpen(b, Options{}).Store().Deliveries
 	ctx := context.Background()
 	const n = 4096
-	for i := range n {
-		id := "d" + strconv.Itoa(i)
-		if err := deliveries.Create(ctx, id, benchDelivery(id)); err != nil {
-			b.Fatal(err)
-		}
-	}
+	createDeliveries(b, deliveries, n)
 	var next atomic.Int64
 	b.ReportAllocs()
 	b.SetParallelism(32)
