@@ -30,21 +30,21 @@ func BenchmarkDeliveryCreate(b *testing.B) {
 	}
 }
 
-// createDeliveries creates the deliveries d0 to d<n-1>.
-func createDeliveries(b *testing.B, deliveries ports.Deliveries, n int) {
+// seededDeliveries opens a store that holds the deliveries d0 to d<n-1>.
+func seededDeliveries(b *testing.B, n int) ports.Deliveries {
+	deliveries := MustOpen(b, Options{}).Store().Deliveries
 	for i := range n {
 		id := "d" + strconv.Itoa(i)
 		if err := deliveries.Create(context.Background(), id, porttest.Delivery(id)); err != nil {
 			b.Fatal(err)
 		}
 	}
+	return deliveries
 }
 
 func BenchmarkDeliveryFind(b *testing.B) {
-	deliveries := MustOpen(b, Options{}).Store().Deliveries
-	ctx := context.Background()
 	const n = 1000
-	createDeliveries(b, deliveries, n)
+	deliveries, ctx := seededDeliveries(b, n), context.Background()
 	b.ReportAllocs()
 	for i := 0; b.Loop(); i++ {
 		if _, err := deliveries.Find(ctx, "d"+strconv.Itoa(i%n)); err != nil {
@@ -54,10 +54,8 @@ func BenchmarkDeliveryFind(b *testing.B) {
 }
 
 func BenchmarkDeliveryUpdate(b *testing.B) {
-	deliveries := MustOpen(b, Options{}).Store().Deliveries
-	ctx := context.Background()
 	const n = 1000
-	createDeliveries(b, deliveries, n)
+	deliveries, ctx := seededDeliveries(b, n), context.Background()
 	b.ReportAllocs()
 	for i := 0; b.Loop(); i++ {
 		if _, err := deliveries.Update(ctx, "d"+strconv.Itoa(i%n), func(d *domain.Delivery) error {
@@ -184,10 +182,8 @@ func BenchmarkNearestAvailable(b *testing.B) {
 // from many goroutines at once, the shape of the queue consumers' load,
 // where group commit lets concurrent writers share transactions.
 func BenchmarkDeliveryUpdateParallel(b *testing.B) {
-	deliveries := MustOpen(b, Options{}).Store().Deliveries
-	ctx := context.Background()
 	const n = 4096
-	createDeliveries(b, deliveries, n)
+	deliveries, ctx := seededDeliveries(b, n), context.Background()
 	var next atomic.Int64
 	b.ReportAllocs()
 	b.SetParallelism(32)
