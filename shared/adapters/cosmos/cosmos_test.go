@@ -240,19 +240,20 @@ func container(t *testing.T, c *azcosmos.Client, db, name string) *azcosmos.Cont
 }
 
 // pair opens two Stores with separate clients on one fresh database, as two
-// processes would, so that only ETags keep their writes apart.
-func pair(t *testing.T, e *env, o Options) (a, b ports.Store) {
+// processes would, so that only ETags keep their writes apart, and creates
+// through a the package both are to race for.
+func pair(t *testing.T, e *env) (a, b ports.Store, pkg string) {
 	db := e.freshDB(t)
-	a = e.open(t, e.client, db, o).Store()
-	b = e.open(t, e.newClient(t, nil), db, o).Store()
-	return a, b
+	a = e.open(t, e.client, db, Options{}).Store()
+	b = e.open(t, e.newClient(t, nil), db, Options{}).Store()
+	pkg = uniqueID("pkg")
+	must(t, a.Packages.Create(ctxFor(t), pkg, testPackage(pkg)), "create")
+	return a, b, pkg
 }
 
 func testLostRace(t *testing.T, e *env) {
 	ctx := ctxFor(t)
-	a, b := pair(t, e, Options{})
-	id := uniqueID("pkg")
-	must(t, a.Packages.Create(ctx, id, testPackage(id)), "create")
+	a, b, id := pair(t, e)
 
 	// The first run of fn lets the other Store write in between, so the
 	// replace must fail its ETag check (412), re-read and re-apply fn.
@@ -311,9 +312,7 @@ func testLostRace(t *testing.T, e *env) {
 
 func testConcurrentStores(t *testing.T, e *env) {
 	ctx := ctxFor(t)
-	a, b := pair(t, e, Options{})
-	id := uniqueID("pkg")
-	must(t, a.Packages.Create(ctx, id, testPackage(id)), "create")
+	a, b, id := pair(t, e)
 	const workers, each = 4, 15
 	var wg sync.WaitGroup
 	errs := make(chan error, 2*workers*each)
@@ -342,9 +341,7 @@ func testConcurrentStores(t *testing.T, e *env) {
 
 func testLostRacesBounded(t *testing.T, e *env) {
 	ctx := ctxFor(t)
-	a, b := pair(t, e, Options{})
-	id := uniqueID("pkg")
-	must(t, a.Packages.Create(ctx, id, testPackage(id)), "create")
+	a, b, id := pair(t, e)
 	runs := 0
 	_, err := a.Packages.Update(ctx, id, func(p *domain.Package) error {
 		runs++
