@@ -81,7 +81,9 @@ func OpenEmbedded(dataDir string, opts embedded.Options) (*Backend, error) {
 	return &Backend{Store: db.Store(), Bus: db.Bus(), Airspace: airspace.For(db.Store()), Name: "embedded SQLite at " + path, close: db.Close}, nil
 }
 
-func openAzure(ctx context.Context, cfg *config.Config, opts Options) (*Backend, error) {
+// openCosmos opens the Cosmos DB store cfg names, bootstrapping its
+// database first when opts ask it to.
+func openCosmos(ctx context.Context, cfg *config.Config, opts Options) (*cosmos.Store, error) {
 	cc, err := cosmosClient(cfg.Cosmos, opts.CosmosPolicies)
 	if err != nil {
 		return nil, err
@@ -91,7 +93,11 @@ func openAzure(ctx context.Context, cfg *config.Config, opts Options) (*Backend,
 			return nil, fmt.Errorf("bootstrap cosmos database %s: %w", cfg.Database, err)
 		}
 	}
-	store, err := cosmos.Open(ctx, cc, cfg.Database, cosmos.Options{Logger: opts.Log})
+	return cosmos.Open(ctx, cc, cfg.Database, cosmos.Options{Logger: opts.Log})
+}
+
+func openAzure(ctx context.Context, cfg *config.Config, opts Options) (*Backend, error) {
+	store, err := openCosmos(ctx, cfg, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -112,20 +118,11 @@ func openAzure(ctx context.Context, cfg *config.Config, opts Options) (*Backend,
 // on AWS) and SQS with the SDK's default credential chain: the function's
 // role on Lambda, the usual AWS_* settings elsewhere.
 func openAWS(ctx context.Context, cfg *config.Config, opts Options) (*Backend, error) {
-	cc, err := cosmosClient(cfg.Cosmos, opts.CosmosPolicies)
-	if err != nil {
-		return nil, err
-	}
-	if opts.Bootstrap {
-		if err := cosmos.Bootstrap(ctx, cc, cfg.Database); err != nil {
-			return nil, fmt.Errorf("bootstrap cosmos database %s: %w", cfg.Database, err)
-		}
-	}
 	awsCfg, err := awsconfig.LoadDefaultConfig(ctx, awsconfig.WithRegion(cfg.SQS.Region))
 	if err != nil {
 		return nil, fmt.Errorf("AWS configuration: %w", err)
 	}
-	store, err := cosmos.Open(ctx, cc, cfg.Database, cosmos.Options{Logger: opts.Log})
+	store, err := openCosmos(ctx, cfg, opts)
 	if err != nil {
 		return nil, err
 	}

@@ -7,9 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -25,8 +23,8 @@ import (
 	"github.com/fabrikam/dronedelivery/shared/backend"
 	"github.com/fabrikam/dronedelivery/shared/config"
 	"github.com/fabrikam/dronedelivery/shared/domain"
-	"github.com/fabrikam/dronedelivery/shared/functionapp"
 	"github.com/fabrikam/dronedelivery/shared/functionapp/standalone"
+	"github.com/fabrikam/dronedelivery/shared/functionapp/standalone/standalonetest"
 	"github.com/fabrikam/dronedelivery/shared/topology"
 	"github.com/fabrikam/dronedelivery/tools/testdoubles/cosmosdouble"
 	"github.com/fabrikam/dronedelivery/tools/testdoubles/servicebusdouble"
@@ -50,23 +48,13 @@ func TestCosmosOperationsPerDelivery(t *testing.T) {
 	counter := &cosmos.CountingPolicy{}
 	b, err := backend.Open(context.Background(), cfg, backend.Options{Bootstrap: true, CosmosPolicies: []policy.Policy{counter}})
 	require.NoError(t, err)
-	defer b.Close()
+	// A cleanup, not a defer: the server, stopped at the test's end, stops
+	// before the backend under it closes.
+	t.Cleanup(func() { b.Close() })
 
-	log := slog.New(slog.DiscardHandler)
 	const operatorKey = "backend-test-operator-key"
-	h := handlers.New(handlers.Deps{Store: b.Store, Bus: b.Bus, Clock: platform.Clock{}, IDs: platform.IDs{}, Log: log,
-		Config: handlers.Config{OperatorKey: operatorKey}})
-	fns, err := functionapp.LoadFunctions(os.DirFS("../.."), "functions")
-	require.NoError(t, err)
-	srv, err := standalone.New(h.Registry(), fns, b.Bus, log, standalone.Options{Workers: 4})
-	require.NoError(t, err)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(ctx, ln) }()
-	defer func() { cancel(); <-done }()
-	base := "http://" + ln.Addr().String()
+	base := standalonetest.ServeApp(t, "../..", b.Bus, handlers.Deps{Store: b.Store, Clock: platform.Clock{}, IDs: platform.IDs{},
+		Log: slog.New(slog.DiscardHandler), Config: handlers.Config{OperatorKey: operatorKey}}, standalone.Options{Workers: 4})
 
 	key := ""
 	do := func(method, path string, body any) (int, []byte) {

@@ -246,6 +246,35 @@ type Publisher interface {
 	Publish(ctx context.Context, msgs ...Message) error
 }
 
+// QueueMessages is the part of one Publish bound for one queue.
+type QueueMessages struct {
+	Queue string
+	Msgs  []*Message
+}
+
+// ByQueue groups msgs for a Publisher that sends one queue at a time:
+// queues in the order they first appear, each queue's messages in the
+// order given. check vets every message first; ByQueue returns the first
+// error it returns.
+func ByQueue(msgs []Message, check func(*Message) error) ([]QueueMessages, error) {
+	var groups []QueueMessages
+	at := map[string]int{}
+	for i := range msgs {
+		m := &msgs[i]
+		if err := check(m); err != nil {
+			return nil, err
+		}
+		g, ok := at[m.Queue]
+		if !ok {
+			g = len(groups)
+			at[m.Queue] = g
+			groups = append(groups, QueueMessages{Queue: m.Queue})
+		}
+		groups[g].Msgs = append(groups[g].Msgs, m)
+	}
+	return groups, nil
+}
+
 // Delivered is a message received under a peek-lock.
 type Delivered struct {
 	Message

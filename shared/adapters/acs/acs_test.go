@@ -127,6 +127,16 @@ func outgoing(ch domain.Channel, to string) ports.Outgoing {
 	}
 }
 
+// assertPost checks that r is a POST to path with the API version given,
+// carrying the credential's token.
+func assertPost(t *testing.T, r recorded, path, apiVersion string) {
+	t.Helper()
+	assert.Equal(t, http.MethodPost, r.method)
+	assert.Equal(t, path, r.path)
+	assert.Equal(t, apiVersion, r.apiVersion)
+	assert.Equal(t, "Bearer entra-token-123", r.auth)
+}
+
 func TestEmailRequestShape(t *testing.T) {
 	t.Parallel()
 	c, s, cred := setup(t)
@@ -134,10 +144,7 @@ func TestEmailRequestShape(t *testing.T) {
 	require.NoError(t, c.Send(context.Background(), m))
 
 	r := s.last()
-	assert.Equal(t, http.MethodPost, r.method)
-	assert.Equal(t, "/emails:send", r.path)
-	assert.Equal(t, "2023-03-31", r.apiVersion)
-	assert.Equal(t, "Bearer entra-token-123", r.auth)
+	assertPost(t, r, "/emails:send", "2023-03-31")
 	assert.Equal(t, []string{"https://communication.azure.com//.default"}, cred.scopes)
 	assert.Equal(t, "application/json", r.contentType)
 	assert.Regexp(t, uuidPattern, r.operationID)
@@ -164,10 +171,7 @@ func TestSMSRequestShape(t *testing.T) {
 	m := outgoing(domain.ChannelSMS, "+14255550123")
 	require.NoError(t, c.Send(context.Background(), m))
 	r := s.last()
-	assert.Equal(t, http.MethodPost, r.method)
-	assert.Equal(t, "/sms", r.path)
-	assert.Equal(t, "2021-03-07", r.apiVersion)
-	assert.Equal(t, "Bearer entra-token-123", r.auth)
+	assertPost(t, r, "/sms", "2021-03-07")
 	assert.Equal(t, "+18005550100", r.body["from"])
 	assert.Equal(t, m.Text, r.body["message"])
 	recipients := r.body["smsRecipients"].([]any)

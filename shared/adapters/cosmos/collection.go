@@ -227,6 +227,16 @@ func (c *collection[T]) written(id string, resp azcosmos.ItemResponse, body []by
 
 // remove deletes a document; a missing one is no error.
 func (c *collection[T]) remove(ctx context.Context, key string) error {
+	if err := c.delete(ctx, key); err != nil && statusOf(err) != http.StatusNotFound {
+		return c.fail(err, "delete", key)
+	}
+	return nil
+}
+
+// delete deletes a document under its turn and forgets its version. It
+// returns Cosmos DB's error unmapped, for the caller to say what a missing
+// document means.
+func (c *collection[T]) delete(ctx context.Context, key string) error {
 	unlock, err := c.turns.Take(ctx, key)
 	if err != nil {
 		return c.fail(err, "delete", key)
@@ -235,10 +245,7 @@ func (c *collection[T]) remove(ctx context.Context, key string) error {
 	docID, pk := c.where(key)
 	_, err = c.c.DeleteItem(ctx, pk, docID, nil)
 	c.cache.drop(key)
-	if err != nil && statusOf(err) != http.StatusNotFound {
-		return c.fail(err, "delete", key)
-	}
-	return nil
+	return err
 }
 
 // where returns the id and partition key of the document stored under key.

@@ -35,34 +35,7 @@ func TestCosmos(t *testing.T) {
 	e := &env{conn: cosmosdouble.StartCosmos(t)}
 	e.client = e.newClient(t, nil)
 
-	t.Run("Collections", func(t *testing.T) {
-		t.Parallel()
-		porttest.Collections(t, func(t *testing.T) ports.Store { return e.open(t, e.client, e.freshDB(t), Options{}).Store() })
-	})
-	t.Run("Listing", func(t *testing.T) {
-		t.Parallel()
-		porttest.Listing(t, func(t *testing.T) ports.Store { return e.open(t, e.client, e.freshDB(t), Options{}).Store() })
-	})
-	t.Run("Zones", func(t *testing.T) {
-		t.Parallel()
-		porttest.Zones(t, func(t *testing.T) ports.Store { return e.open(t, e.client, e.freshDB(t), Options{}).Store() })
-	})
-	t.Run("Waiting", func(t *testing.T) {
-		t.Parallel()
-		porttest.Waiting(t, func(t *testing.T) ports.Store { return e.open(t, e.client, e.freshDB(t), Options{}).Store() })
-	})
-	t.Run("Pauses", func(t *testing.T) {
-		t.Parallel()
-		porttest.Pauses(t, func(t *testing.T) ports.Store { return e.open(t, e.client, e.freshDB(t), Options{}).Store() })
-	})
-	t.Run("Fleet", func(t *testing.T) {
-		t.Parallel()
-		porttest.Fleet(t, func(t *testing.T) ports.Store { return e.open(t, e.client, e.freshDB(t), Options{}).Store() })
-	})
-	t.Run("Analytics", func(t *testing.T) {
-		t.Parallel()
-		porttest.Analytics(t, func(t *testing.T) ports.Store { return e.open(t, e.client, e.freshDB(t), Options{}).Store() })
-	})
+	porttest.Store(t, func(t *testing.T) ports.Store { return e.open(t, e.client, e.freshDB(t), Options{}).Store() })
 	t.Run("AnalyticsCost", func(t *testing.T) { t.Parallel(); testAnalyticsCost(t, e) })
 	t.Run("BatchAllOrNothing", func(t *testing.T) { t.Parallel(); testBatchAllOrNothing(t, e) })
 	t.Run("SharedDatabase", func(t *testing.T) {
@@ -167,25 +140,6 @@ func must(t *testing.T, err error, what string) {
 	}
 }
 
-// eventually retries check until it passes; it is for what the index may
-// learn only at its next reload.
-func eventually(t *testing.T, what string, check func() error) {
-	t.Helper()
-	deadline := time.Now().Add(patience)
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		err := check()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: still failing: %v", what, err)
-		}
-		<-tick.C
-	}
-}
-
 var at = time.Date(2025, 3, 14, 15, 9, 26, 0, time.UTC)
 
 func testPackage(id string) *domain.Package {
@@ -219,11 +173,7 @@ func testSharedDatabase(t *testing.T, e *env) {
 	}
 	var n atomic.Int64
 	open := func(*testing.T) ports.Store { return stores[n.Add(1)%2].Store() }
-	t.Run("Collections", func(t *testing.T) { t.Parallel(); porttest.Collections(t, open) })
-	t.Run("Fleet", func(t *testing.T) { t.Parallel(); porttest.Fleet(t, open) })
-	t.Run("Listing", func(t *testing.T) { t.Parallel(); porttest.Listing(t, open) })
-	t.Run("Zones", func(t *testing.T) { t.Parallel(); porttest.Zones(t, open) })
-	t.Run("Pauses", func(t *testing.T) { t.Parallel(); porttest.Pauses(t, open) })
+	porttest.SharedStore(t, open)
 }
 
 func testErrorMapping(t *testing.T, e *env) {
@@ -290,19 +240,20 @@ func container(t *testing.T, c *azcosmos.Client, db, name string) *azcosmos.Cont
 }
 
 // pair opens two Stores with separate clients on one fresh database, as two
-// processes would, so that only ETags keep their writes apart.
-func pair(t *testing.T, e *env, o Options) (a, b ports.Store) {
+// processes would, so that only ETags keep their writes apart, and creates
+// through a the package both are to race for.
+func pair(t *testing.T, e *env) (a, b ports.Store, pkg string) {
 	db := e.freshDB(t)
-	a = e.open(t, e.client, db, o).Store()
-	b = e.open(t, e.newClient(t, nil), db, o).Store()
-	return a, b
+	a = e.open(t, e.client, db, Options{}).Store()
+	b = e.open(t, e.newClient(t, nil), db, Options{}).Store()
+	pkg = uniqueID("pkg")
+	must(t, a.Packages.Create(ctxFor(t), pkg, testPackage(pkg)), "create")
+	return a, b, pkg
 }
 
 func testLostRace(t *testing.T, e *env) {
 	ctx := ctxFor(t)
-	a, b := pair(t, e, Options{})
-	id := uniqueID("pkg")
-	must(t, a.Packages.Create(ctx, id, testPackage(id)), "create")
+	a, b, id := pair(t, e)
 
 	// The first run of fn lets the other Store write in between, so the
 	// replace must fail its ETag check (412), re-read and re-apply fn.
@@ -361,9 +312,7 @@ func testLostRace(t *testing.T, e *env) {
 
 func testConcurrentStores(t *testing.T, e *env) {
 	ctx := ctxFor(t)
-	a, b := pair(t, e, Options{})
-	id := uniqueID("pkg")
-	must(t, a.Packages.Create(ctx, id, testPackage(id)), "create")
+	a, b, id := pair(t, e)
 	const workers, each = 4, 15
 	var wg sync.WaitGroup
 	errs := make(chan error, 2*workers*each)
@@ -392,9 +341,7 @@ func testConcurrentStores(t *testing.T, e *env) {
 
 func testLostRacesBounded(t *testing.T, e *env) {
 	ctx := ctxFor(t)
-	a, b := pair(t, e, Options{})
-	id := uniqueID("pkg")
-	must(t, a.Packages.Create(ctx, id, testPackage(id)), "create")
+	a, b, id := pair(t, e)
 	runs := 0
 	_, err := a.Packages.Update(ctx, id, func(p *domain.Package) error {
 		runs++
@@ -489,14 +436,14 @@ func testAirspaceSeesOtherStores(t *testing.T, e *env) {
 	z := &domain.Zone{ID: "city", Kind: domain.NoFlyZone, GeometryType: "Polygon", Polygons: []domain.Polygon{{{
 		{-0.13, 51.49}, {-0.11, 51.49}, {-0.11, 51.51}, {-0.13, 51.51}, {-0.13, 51.49}}}}}
 	must(t, b.Zones.Create(ctx, z.Key(), z), "create a zone through the other store")
-	eventually(t, "the zone written elsewhere in force", func() error {
+	porttest.Eventually(t, "the zone written elsewhere in force", func() error {
 		if admitted() {
 			return errors.New("the spot is still admitted")
 		}
 		return nil
 	})
 	must(t, b.Zones.Delete(ctx, z.Key()), "delete it there")
-	eventually(t, "the zone deleted elsewhere out of force", func() error {
+	porttest.Eventually(t, "the zone deleted elsewhere out of force", func() error {
 		if !admitted() {
 			return errors.New("the spot is still refused")
 		}
@@ -542,20 +489,20 @@ func testIndexSeesOtherStores(t *testing.T, e *env) {
 			return nil
 		}
 	}
-	eventually(t, "a drone created elsewhere", want(id))
+	porttest.Eventually(t, "a drone created elsewhere", want(id))
 	_, err := b.Fleet.Update(ctx, id, func(d *domain.Drone) error {
 		d.Status, d.CurrentDeliveryID = domain.DroneAssigned, "del-1"
 		return nil
 	})
 	must(t, err, "claim elsewhere")
-	eventually(t, "a drone claimed elsewhere", want())
+	porttest.Eventually(t, "a drone claimed elsewhere", want())
 	_, err = b.Fleet.Update(ctx, id, func(d *domain.Drone) error {
 		d.Status, d.CurrentDeliveryID = domain.DroneAvailable, ""
 		d.Location.Latitude += 0.01
 		return nil
 	})
 	must(t, err, "release elsewhere")
-	eventually(t, "a drone freed and moved elsewhere", func() error {
+	porttest.Eventually(t, "a drone freed and moved elsewhere", func() error {
 		if err := want(id)(); err != nil {
 			return err
 		}

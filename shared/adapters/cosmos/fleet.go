@@ -229,6 +229,13 @@ func (f *fleet) attempted(err error, began time.Time) {
 // drain reads the feed from *token (the beginning when empty) until a read
 // finds nothing, applying each page and advancing *token past it.
 func (f *fleet) drain(ctx context.Context, token *string) error {
+	return drainFeed(ctx, f.c, f.name, token, func(items [][]byte) { f.applyPage(ctx, items) })
+}
+
+// drainFeed reads the change feed of c, the container name, from *token
+// (the beginning when empty) until a read finds nothing, handing each
+// page's items to page (the empty one last) and advancing *token past it.
+func drainFeed(ctx context.Context, c *azcosmos.ContainerClient, name string, token *string, page func(items [][]byte)) error {
 	for {
 		opts := &azcosmos.ChangeFeedOptions{MaxItemCount: feedPage}
 		if *token == "" {
@@ -236,11 +243,11 @@ func (f *fleet) drain(ctx context.Context, token *string) error {
 		} else {
 			opts.Continuation = token
 		}
-		resp, err := f.c.ReadChangeFeed(ctx, opts)
+		resp, err := c.ReadChangeFeed(ctx, opts)
 		if err != nil {
-			return domain.Unavailable(err, "read the change feed of %s", f.name)
+			return domain.Unavailable(err, "read the change feed of %s", name)
 		}
-		f.applyPage(ctx, resp.Items)
+		page(resp.Items)
 		if resp.ContinuationToken != "" {
 			*token = resp.ContinuationToken
 		}

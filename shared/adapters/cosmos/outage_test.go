@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/fabrikam/dronedelivery/shared/domain"
+	"github.com/fabrikam/dronedelivery/shared/ports/porttest"
 	"github.com/fabrikam/dronedelivery/shared/topology"
 	"github.com/fabrikam/dronedelivery/tools/testdoubles/cosmosdouble"
 )
@@ -75,7 +76,7 @@ func TestOutagesAreUnavailable(t *testing.T) {
 	mustCode(t, fleet.Ready(ctx), domain.EUNAVAILABLE, "the index's first load in an outage")
 	mustCode(t, fleet.Ready(ctx), domain.EUNAVAILABLE, "the index while its load is retried")
 	double.Heal(t)
-	eventually(t, "the index to load once the outage ends", func() error { return fleet.Ready(ctx) })
+	porttest.Eventually(t, "the index to load once the outage ends", func() error { return fleet.Ready(ctx) })
 
 	// A throttle the SDK's own retries outlast: it waits x-ms-retry-after-ms
 	// between tries, and the window ends before its tries do.

@@ -28,13 +28,7 @@ func newPauses(c *azcosmos.ContainerClient) *pauses {
 
 // Delete implements ports.Pauses.
 func (p *pauses) Delete(ctx context.Context, id string) error {
-	unlock, err := p.turns.Take(ctx, id)
-	if err != nil {
-		return p.fail(err, "delete", id)
-	}
-	defer unlock()
-	_, err = p.c.DeleteItem(ctx, partition(id), id, nil)
-	p.cache.drop(id)
+	err := p.delete(ctx, id)
 	if statusOf(err) == http.StatusNotFound {
 		return domain.Errorf(domain.ENOTFOUND, "%s %s not found", p.name, id)
 	}

@@ -97,14 +97,7 @@ func (z *zones) Upsert(ctx context.Context, key string, fn func(*domain.Zone) (*
 
 // Delete implements ports.Zones.
 func (z *zones) Delete(ctx context.Context, key string) error {
-	unlock, err := z.turns.Take(ctx, key)
-	if err != nil {
-		return z.fail(err, "delete", key)
-	}
-	defer unlock()
-	_, err = z.c.DeleteItem(ctx, partition(key), key, nil)
-	z.cache.drop(key)
-	if err != nil {
+	if err := z.delete(ctx, key); err != nil {
 		return z.fail(err, "delete", key)
 	}
 	return z.bump(ctx)
@@ -224,32 +217,20 @@ func (z *zones) follow(ctx context.Context) {
 // finds nothing; a page with changes bumps the version.
 func (z *zones) drain(ctx context.Context, token *string) error {
 	began := time.Now()
-	for {
-		opts := &azcosmos.ChangeFeedOptions{MaxItemCount: feedPage}
-		if *token == "" {
-			opts.FeedRange = &wholeContainer
-		} else {
-			opts.Continuation = token
-		}
-		resp, err := z.c.ReadChangeFeed(ctx, opts)
-		if err != nil {
-			return domain.Unavailable(err, "read the change feed of %s", z.name)
-		}
-		if len(resp.Items) > 0 {
+	err := drainFeed(ctx, z.c, z.name, token, func(items [][]byte) {
+		if len(items) > 0 {
 			z.changed()
 		}
-		if resp.ContinuationToken != "" {
-			*token = resp.ContinuationToken
-		}
-		if len(resp.Items) == 0 {
-			z.mu.Lock()
-			// The start of this drain, not its end: a change made while it
-			// ran may be in no page it read.
-			z.fedAt = began
-			z.mu.Unlock()
-			return nil
-		}
+	})
+	if err != nil {
+		return err
 	}
+	z.mu.Lock()
+	// The start of this drain, not its end: a change made while it ran may
+	// be in no page it read.
+	z.fedAt = began
+	z.mu.Unlock()
+	return nil
 }
 
 // close stops following the feed and waits for it.

@@ -84,21 +84,13 @@ func monthDeliveries(ctx context.Context, q interface {
 	if err != nil {
 		return nil, err
 	}
-	defer rows.Close()
-	var out []*domain.Delivery
-	for rows.Next() {
-		var id string
-		var body []byte
-		if err := rows.Scan(&id, &body); err != nil {
-			return nil, err
-		}
+	return decodeRows(rows, func(id string, body []byte) (*domain.Delivery, error) {
 		d := new(domain.Delivery)
 		if err := json.Unmarshal(body, d); err != nil {
 			return nil, fmt.Errorf("decode delivery %s: %w", id, err)
 		}
-		out = append(out, d)
-	}
-	return out, rows.Err()
+		return d, nil
+	})
 }
 
 // Derive implements ports.Analytics.

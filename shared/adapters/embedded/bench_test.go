@@ -13,31 +13,10 @@ import (
 
 	"github.com/fabrikam/dronedelivery/shared/domain"
 	"github.com/fabrikam/dronedelivery/shared/ports"
+	"github.com/fabrikam/dronedelivery/shared/ports/porttest"
 	"github.com/fabrikam/dronedelivery/shared/topology"
 	"github.com/fabrikam/dronedelivery/shared/wire"
 )
-
-func benchDelivery(id string) *domain.Delivery {
-	now := time.Now().UTC()
-	eta := now.Add(30 * time.Minute)
-	return &domain.Delivery{
-		ID: id, TrackingID: "TRACK" + id, OwnerID: "owner-1", CorrelationID: "corr-" + id,
-		Request: domain.DeliveryRequest{
-			OwnerID:              "owner-1",
-			PickupLocation:       domain.Location{Latitude: 47.61, Longitude: -122.33},
-			DropoffLocation:      domain.Location{Latitude: 47.65, Longitude: -122.30},
-			PickupTime:           now,
-			Deadline:             now.Add(2 * time.Hour),
-			ConfirmationRequired: domain.ConfirmationNone,
-			PackageInfo:          domain.PackageInfo{PackageID: "pkg-" + id, Size: domain.SizeSmall, Weight: 1.2},
-		},
-		RequestHash: "0123456789abcdef0123456789abcdef",
-		Stage:       domain.StageCreated,
-		PickupETA:   &eta,
-		CreatedAt:   now,
-		UpdatedAt:   now,
-	}
-}
 
 func BenchmarkDeliveryCreate(b *testing.B) {
 	deliveries := MustOpen(b, Options{}).Store().Deliveries
@@ -45,22 +24,27 @@ func BenchmarkDeliveryCreate(b *testing.B) {
 	b.ReportAllocs()
 	for i := 0; b.Loop(); i++ {
 		id := "d" + strconv.Itoa(i)
-		if err := deliveries.Create(ctx, id, benchDelivery(id)); err != nil {
+		if err := deliveries.Create(ctx, id, porttest.Delivery(id)); err != nil {
 			b.Fatal(err)
 		}
 	}
 }
 
-func BenchmarkDeliveryFind(b *testing.B) {
+// seededDeliveries opens a store that holds the deliveries d0 to d<n-1>.
+func seededDeliveries(b *testing.B, n int) ports.Deliveries {
 	deliveries := MustOpen(b, Options{}).Store().Deliveries
-	ctx := context.Background()
-	const n = 1000
 	for i := range n {
 		id := "d" + strconv.Itoa(i)
-		if err := deliveries.Create(ctx, id, benchDelivery(id)); err != nil {
+		if err := deliveries.Create(context.Background(), id, porttest.Delivery(id)); err != nil {
 			b.Fatal(err)
 		}
 	}
+	return deliveries
+}
+
+func BenchmarkDeliveryFind(b *testing.B) {
+	const n = 1000
+	deliveries, ctx := seededDeliveries(b, n), context.Background()
 	b.ReportAllocs()
 	for i := 0; b.Loop(); i++ {
 		if _, err := deliveries.Find(ctx, "d"+strconv.Itoa(i%n)); err != nil {
@@ -70,15 +54,8 @@ func BenchmarkDeliveryFind(b *testing.B) {
 }
 
 func BenchmarkDeliveryUpdate(b *testing.B) {
-	deliveries := MustOpen(b, Options{}).Store().Deliveries
-	ctx := context.Background()
 	const n = 1000
-	for i := range n {
-		id := "d" + strconv.Itoa(i)
-		if err := deliveries.Create(ctx, id, benchDelivery(id)); err != nil {
-			b.Fatal(err)
-		}
-	}
+	deliveries, ctx := seededDeliveries(b, n), context.Background()
 	b.ReportAllocs()
 	for i := 0; b.Loop(); i++ {
 		if _, err := deliveries.Update(ctx, "d"+strconv.Itoa(i%n), func(d *domain.Delivery) error {
@@ -205,15 +182,8 @@ func BenchmarkNearestAvailable(b *testing.B) {
 // from many goroutines at once, the shape of the queue consumers' load,
 // where group commit lets concurrent writers share transactions.
 func BenchmarkDeliveryUpdateParallel(b *testing.B) {
-	deliveries := MustOpen(b, Options{}).Store().Deliveries
-	ctx := context.Background()
 	const n = 4096
-	for i := range n {
-		id := "d" + strconv.Itoa(i)
-		if err := deliveries.Create(ctx, id, benchDelivery(id)); err != nil {
-			b.Fatal(err)
-		}
-	}
+	deliveries, ctx := seededDeliveries(b, n), context.Background()
 	var next atomic.Int64
 	b.ReportAllocs()
 	b.SetParallelism(32)

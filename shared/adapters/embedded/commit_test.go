@@ -39,6 +39,33 @@ func holdCommitter(t *testing.T, db *DB) (release func()) {
 	}
 }
 
+// queueBehind runs write(0) to write(n-1) at once, calls release when all
+// n wait behind the held committer, and returns their errors once every
+// one has ended.
+func queueBehind(db *DB, release func(), n int, write func(i int) error) []error {
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = write(i)
+		}()
+	}
+	for pending(db) < n {
+		runtime.Gosched()
+	}
+	release()
+	wg.Wait()
+	return errs
+}
+
+// createDelivery creates delivery d<i>.
+func createDelivery(ctx context.Context, deliveries ports.Deliveries, i int) error {
+	id := "d" + strconv.Itoa(i)
+	return deliveries.Create(ctx, id, &domain.Delivery{ID: id, Stage: domain.StageCreated})
+}
+
 func TestConcurrentWritesShareACommit(t *testing.T) {
 	t.Parallel()
 	db := MustOpen(t, Options{})
@@ -46,21 +73,7 @@ func TestConcurrentWritesShareACommit(t *testing.T) {
 	ctx := ctxFor(t)
 	release := holdCommitter(t, db)
 	before := db.Stats()
-	var wg sync.WaitGroup
-	errs := make([]error, 20)
-	for i := range 20 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			id := "d" + strconv.Itoa(i)
-			errs[i] = deliveries.Create(ctx, id, &domain.Delivery{ID: id, Stage: domain.StageCreated})
-		}()
-	}
-	for pending(db) < 20 {
-		runtime.Gosched()
-	}
-	release()
-	wg.Wait()
+	errs := queueBehind(db, release, 20, func(i int) error { return createDelivery(ctx, deliveries, i) })
 	for i, err := range errs {
 		require.NoError(t, err, "write %d", i)
 	}
@@ -80,31 +93,18 @@ func TestAFailingWriteDoesNotFailItsGroup(t *testing.T) {
 	ctx := ctxFor(t)
 	boom := errors.New("boom")
 	release := holdCommitter(t, db)
-	var wg sync.WaitGroup
-	errs := make([]error, 10)
-	for i := range 10 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if i == 5 {
-				errs[i] = db.commit.write(ctx, "fail", func(w *writeTx) error {
-					// A real write first, which the rollback must undo.
-					if _, err := w.stmt(db.st.docInsert).Exec(topology.ContainerDeliveries, "ghost", `{}`, 0); err != nil {
-						return err
-					}
-					return boom
-				})
-				return
+	errs := queueBehind(db, release, 10, func(i int) error {
+		if i != 5 {
+			return createDelivery(ctx, deliveries, i)
+		}
+		return db.commit.write(ctx, "fail", func(w *writeTx) error {
+			// A real write first, which the rollback must undo.
+			if _, err := w.stmt(db.st.docInsert).Exec(topology.ContainerDeliveries, "ghost", `{}`, 0); err != nil {
+				return err
 			}
-			id := "d" + strconv.Itoa(i)
-			errs[i] = deliveries.Create(ctx, id, &domain.Delivery{ID: id, Stage: domain.StageCreated})
-		}()
-	}
-	for pending(db) < 10 {
-		runtime.Gosched()
-	}
-	release()
-	wg.Wait()
+			return boom
+		})
+	})
 	for i, err := range errs {
 		if i == 5 {
 			assert.ErrorIs(t, err, boom)

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 	"time"
 
@@ -180,25 +181,11 @@ func (d deliveries) ListByOwner(ctx context.Context, ownerID string, from, to ti
 	if err != nil {
 		return nil, d.db.fail(err, "list deliveries by owner")
 	}
-	defer rows.Close()
-	var out []*domain.Delivery
-	for rows.Next() {
-		var id string
-		var body []byte
-		if err := rows.Scan(&id, &body); err != nil {
-			return nil, d.db.fail(err, "list deliveries by owner")
-		}
-		v, err := d.decode(id, body)
-		if err != nil {
-			return nil, err
-		}
-		if !v.CreatedAt.Before(from) && v.CreatedAt.Before(to) {
-			out = append(out, v)
-		}
-	}
-	if err := rows.Err(); err != nil {
+	out, err := decodeRows(rows, d.decode)
+	if err != nil {
 		return nil, d.db.fail(err, "list deliveries by owner")
 	}
+	out = slices.DeleteFunc(out, func(v *domain.Delivery) bool { return v.CreatedAt.Before(from) || !v.CreatedAt.Before(to) })
 	sort.Slice(out, func(i, j int) bool { return out[i].CreatedAt.Before(out[j].CreatedAt) })
 	if len(out) > limit {
 		out = out[:limit]

@@ -45,35 +45,9 @@ func busOptions(o porttest.BusOptions) Options {
 	return Options{LockDuration: o.LockDuration, MaxDeliveryCount: o.MaxDeliveryCount}
 }
 
-func TestCollections(t *testing.T) {
+func TestStore(t *testing.T) {
 	t.Parallel()
-	porttest.Collections(t, func(t *testing.T) ports.Store { return MustOpen(t, Options{}).Store() })
-}
-
-func TestZones(t *testing.T) {
-	t.Parallel()
-	porttest.Zones(t, func(t *testing.T) ports.Store { return MustOpen(t, Options{}).Store() })
-	porttest.Pauses(t, func(t *testing.T) ports.Store { return MustOpen(t, Options{}).Store() })
-}
-
-func TestListing(t *testing.T) {
-	t.Parallel()
-	porttest.Listing(t, func(t *testing.T) ports.Store { return MustOpen(t, Options{}).Store() })
-}
-
-func TestWaiting(t *testing.T) {
-	t.Parallel()
-	porttest.Waiting(t, func(t *testing.T) ports.Store { return MustOpen(t, Options{}).Store() })
-}
-
-func TestAnalytics(t *testing.T) {
-	t.Parallel()
-	porttest.Analytics(t, func(t *testing.T) ports.Store { return MustOpen(t, Options{}).Store() })
-}
-
-func TestFleet(t *testing.T) {
-	t.Parallel()
-	porttest.Fleet(t, func(t *testing.T) ports.Store { return MustOpen(t, Options{}).Store() })
+	porttest.Store(t, func(t *testing.T) ports.Store { return MustOpen(t, Options{}).Store() })
 }
 
 func TestBus(t *testing.T) {
@@ -96,22 +70,7 @@ func TestSharedBackend(t *testing.T) {
 		}
 		return dbs[o]
 	}
-	t.Run("Collections", func(t *testing.T) {
-		t.Parallel()
-		porttest.Collections(t, func(*testing.T) ports.Store { return shared(porttest.BusOptions{}).Store() })
-	})
-	t.Run("Fleet", func(t *testing.T) {
-		t.Parallel()
-		porttest.Fleet(t, func(*testing.T) ports.Store { return shared(porttest.BusOptions{}).Store() })
-	})
-	t.Run("Listing", func(t *testing.T) {
-		t.Parallel()
-		porttest.Listing(t, func(*testing.T) ports.Store { return shared(porttest.BusOptions{}).Store() })
-	})
-	t.Run("Zones", func(t *testing.T) {
-		t.Parallel()
-		porttest.Zones(t, func(*testing.T) ports.Store { return shared(porttest.BusOptions{}).Store() })
-	})
+	porttest.SharedStore(t, func(*testing.T) ports.Store { return shared(porttest.BusOptions{}).Store() })
 	t.Run("Bus", func(t *testing.T) {
 		t.Parallel()
 		porttest.Bus(t, func(_ *testing.T, o porttest.BusOptions) ports.Bus { return shared(o).Bus() })

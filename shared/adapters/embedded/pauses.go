@@ -43,19 +43,6 @@ func (p *pauses) List(ctx context.Context) ([]*domain.Pause, error) {
 	if err != nil {
 		return nil, p.db.fail(err, "list %s", p.name)
 	}
-	defer rows.Close()
-	var out []*domain.Pause
-	for rows.Next() {
-		var id string
-		var body []byte
-		if err := rows.Scan(&id, &body); err != nil {
-			return nil, p.db.fail(err, "list %s", p.name)
-		}
-		v, err := p.decode(id, body)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, v)
-	}
-	return out, p.db.fail(rows.Err(), "list %s", p.name)
+	out, err := decodeRows(rows, p.decode)
+	return out, p.db.fail(err, "list %s", p.name)
 }

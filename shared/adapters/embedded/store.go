@@ -130,6 +130,26 @@ func (c *collection[T]) decode(id string, body []byte) (*T, error) {
 	return v, nil
 }
 
+// decodeRows reads rows of id and body to their end and closes them,
+// decoding each body with decode.
+func decodeRows[T any](rows *sql.Rows, decode func(id string, body []byte) (*T, error)) ([]*T, error) {
+	defer rows.Close()
+	var out []*T
+	for rows.Next() {
+		var id string
+		var body []byte
+		if err := rows.Scan(&id, &body); err != nil {
+			return nil, err
+		}
+		v, err := decode(id, body)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, rows.Err()
+}
+
 // Insert implements optimistic.Store.
 func (c *collection[T]) Insert(ctx context.Context, id string, v *T) error {
 	body, err := json.Marshal(v)

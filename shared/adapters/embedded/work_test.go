@@ -14,14 +14,23 @@ import (
 	"github.com/fabrikam/dronedelivery/shared/topology"
 )
 
-func TestAUnitOfWorkCommitsWritesMessagesAndCompletionInOneWrite(t *testing.T) {
-	t.Parallel()
+// scheduleStep opens a database holding delivery d1, just created, and
+// receives the message that asks to schedule it.
+func scheduleStep(t *testing.T) (*DB, *ports.Delivered) {
+	t.Helper()
 	db := MustOpen(t, Options{})
 	bus, ctx := db.Bus(), ctxFor(t)
-	q, next := topology.QueueDeliveryRequests, topology.QueueDroneScheduled
+	q := topology.QueueDeliveryRequests
 	require.NoError(t, db.Store().Deliveries.Create(ctx, "d1", &domain.Delivery{ID: "d1", Stage: domain.StageCreated}))
 	must(t, bus.Publish(ctx, ports.Message{ID: "d1:requested", Queue: q, Body: []byte(`{}`)}), "publish")
-	m := receive(t, bus, q, 1)[0]
+	return db, receive(t, bus, q, 1)[0]
+}
+
+func TestAUnitOfWorkCommitsWritesMessagesAndCompletionInOneWrite(t *testing.T) {
+	t.Parallel()
+	db, m := scheduleStep(t)
+	bus, ctx := db.Bus(), ctxFor(t)
+	q, next := topology.QueueDeliveryRequests, topology.QueueDroneScheduled
 
 	uow := bus.Begin()
 	st := uow.Store()
@@ -49,12 +58,9 @@ func TestAUnitOfWorkCommitsWritesMessagesAndCompletionInOneWrite(t *testing.T) {
 
 func TestAUnitOfWorkThatLostARaceWritesNothing(t *testing.T) {
 	t.Parallel()
-	db := MustOpen(t, Options{})
+	db, m := scheduleStep(t)
 	bus, ctx := db.Bus(), ctxFor(t)
 	q, next := topology.QueueDeliveryRequests, topology.QueueDroneScheduled
-	require.NoError(t, db.Store().Deliveries.Create(ctx, "d1", &domain.Delivery{ID: "d1", Stage: domain.StageCreated}))
-	must(t, bus.Publish(ctx, ports.Message{ID: "d1:requested", Queue: q, Body: []byte(`{}`)}), "publish")
-	m := receive(t, bus, q, 1)[0]
 
 	uow := bus.Begin()
 	require.NoError(t, uow.Store().Packages.Create(ctx, "p1", &domain.Package{ID: "p1"}))

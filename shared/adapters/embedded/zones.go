@@ -70,21 +70,8 @@ func (z *zones) List(ctx context.Context, kind domain.ZoneKind, after string, li
 	if err != nil {
 		return nil, z.db.fail(err, "list %s", z.name)
 	}
-	defer rows.Close()
-	var out []*domain.Zone
-	for rows.Next() {
-		var id string
-		var body []byte
-		if err := rows.Scan(&id, &body); err != nil {
-			return nil, z.db.fail(err, "list %s", z.name)
-		}
-		v, err := z.decode(id, body)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, v)
-	}
-	return out, z.db.fail(rows.Err(), "list %s", z.name)
+	out, err := decodeRows(rows, z.decode)
+	return out, z.db.fail(err, "list %s", z.name)
 }
 
 // Version implements ports.Zones with a point read of the version row.

@@ -136,6 +136,15 @@ func loop(s optimistic.Store[doc, version], attempts int) (*optimistic.Loop[doc,
 
 func bump(d *doc) error { d.N++; return nil }
 
+// createOrAddTen is an upsert of document a: N 1 when new, 10 more when not.
+func createOrAddTen(cur *doc) (*doc, error) {
+	if cur == nil {
+		return &doc{ID: "a", N: 1}, nil
+	}
+	cur.N += 10
+	return cur, nil
+}
+
 func TestUpdateAfterALostRaceRunsAgainOnTheNewVersion(t *testing.T) {
 	t.Parallel()
 	s := newMemStore()
@@ -232,18 +241,11 @@ func TestUpsertCreatesThenUpdates(t *testing.T) {
 	t.Parallel()
 	s := newMemStore()
 	l, _ := loop(s, 4)
-	upsert := func(cur *doc) (*doc, error) {
-		if cur == nil {
-			return &doc{ID: "a", N: 1}, nil
-		}
-		cur.N += 10
-		return cur, nil
-	}
 
-	got, err := l.Upsert(context.Background(), "a", upsert)
+	got, err := l.Upsert(context.Background(), "a", createOrAddTen)
 	require.NoError(t, err)
 	assert.Equal(t, &doc{ID: "a", N: 1}, got, "created")
-	got, err = l.Upsert(context.Background(), "a", upsert)
+	got, err = l.Upsert(context.Background(), "a", createOrAddTen)
 	require.NoError(t, err)
 	assert.Equal(t, &doc{ID: "a", N: 11}, got, "updated")
 	assert.Equal(t, doc{ID: "a", N: 11}, s.get(t, "a"))
@@ -287,11 +289,7 @@ func TestCreateFirstSavesTheReadOfANewDocument(t *testing.T) {
 	var seen []bool
 	upsert := func(cur *doc) (*doc, error) {
 		seen = append(seen, cur != nil)
-		if cur == nil {
-			return &doc{ID: "a", N: 1}, nil
-		}
-		cur.N += 10
-		return cur, nil
+		return createOrAddTen(cur)
 	}
 	got, err := l.Upsert(context.Background(), "a", upsert)
 	require.NoError(t, err)

@@ -185,24 +185,21 @@ func (b *Bus) Close(ctx context.Context) error {
 // in its application properties.
 func (b *Bus) Publish(ctx context.Context, msgs ...ports.Message) error {
 	tracing.Inject(ctx, msgs)
-	var order []string
-	byQueue := map[string][]*ports.Message{}
-	for i := range msgs {
-		q := msgs[i].Queue
-		if q == "" || strings.HasSuffix(q, dlqSuffix) {
-			return domain.Invalid("queue", "cannot publish to %q", q)
+	groups, err := ports.ByQueue(msgs, func(m *ports.Message) error {
+		if m.Queue == "" || strings.HasSuffix(m.Queue, dlqSuffix) {
+			return domain.Invalid("queue", "cannot publish to %q", m.Queue)
 		}
-		if _, ok := byQueue[q]; !ok {
-			order = append(order, q)
-		}
-		byQueue[q] = append(byQueue[q], &msgs[i])
+		return nil
+	})
+	if err != nil {
+		return err
 	}
-	for _, q := range order {
-		s, err := b.sender(q)
+	for _, g := range groups {
+		s, err := b.sender(g.Queue)
 		if err != nil {
 			return err
 		}
-		if err := b.sendQueue(ctx, s, q, byQueue[q]); err != nil {
+		if err := b.sendQueue(ctx, s, g.Queue, g.Msgs); err != nil {
 			return err
 		}
 	}

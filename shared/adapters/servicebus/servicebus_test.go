@@ -200,19 +200,27 @@ func TestPropertiesRoundTrip(t *testing.T) {
 	require.NoError(t, raw.CompleteMessage(ctx, again[0], nil), "raw complete")
 }
 
-func TestLockRenewalKeepsUnsettledMessageLocked(t *testing.T) {
-	t.Parallel()
+// lockedQueue makes a queue whose messages lock for lock, opens a worker
+// and a rival bus on it with their options, and publishes message id
+// through the worker. Renewal comes at half the lock's remaining time: a
+// long lock leaves it seconds to spare on a busy machine.
+func lockedQueue(t *testing.T, lock time.Duration, id string, worker, rival Options) (*servicebusdouble.ServiceBus, string, *Bus, *Bus) {
+	t.Helper()
 	sb := servicebusdouble.StartServiceBus(t)
 	q := testQueue(t)
-	// Renewal comes at half the lock's remaining time: a long lock leaves
-	// it seconds to spare on a busy machine.
-	const lock = 5 * time.Second
 	sb.CreateQueue(t, q, lock, 0)
-	worker, _ := open(t, sb.ConnectionString(), Options{})
-	rival, _ := open(t, sb.ConnectionString(), Options{})
+	w, _ := open(t, sb.ConnectionString(), worker)
+	r, _ := open(t, sb.ConnectionString(), rival)
+	require.NoError(t, w.Publish(ctxFor(t), ports.Message{ID: id, Queue: q, Body: []byte(`{}`)}), "publish")
+	return sb, q, w, r
+}
+
+func TestLockRenewalKeepsUnsettledMessageLocked(t *testing.T) {
+	t.Parallel()
+	const lock = 5 * time.Second
+	sb, q, worker, rival := lockedQueue(t, lock, "slow", Options{}, Options{})
 	ctx := ctxFor(t)
 
-	require.NoError(t, worker.Publish(ctx, ports.Message{ID: "slow", Queue: q, Body: []byte(`{}`)}), "publish")
 	m := receiveOne(t, worker, q)
 	// Long work: two lock durations pass without a settlement.
 	expectNothing(t, rival, q, 2*lock)
@@ -223,17 +231,10 @@ func TestLockRenewalKeepsUnsettledMessageLocked(t *testing.T) {
 
 func TestLockRenewalEndsAtMaxLockRenewal(t *testing.T) {
 	t.Parallel()
-	sb := servicebusdouble.StartServiceBus(t)
-	q := testQueue(t)
-	// Renewal comes at half the lock's remaining time: a long lock leaves
-	// it seconds to spare on a busy machine.
 	const lock = 4 * time.Second
-	sb.CreateQueue(t, q, lock, 0)
-	worker, _ := open(t, sb.ConnectionString(), Options{MaxLockRenewal: 2 * lock})
-	rival, _ := open(t, sb.ConnectionString(), Options{MaxLockRenewal: -1})
+	_, q, worker, rival := lockedQueue(t, lock, "stuck", Options{MaxLockRenewal: 2 * lock}, Options{MaxLockRenewal: -1})
 	ctx := ctxFor(t)
 
-	require.NoError(t, worker.Publish(ctx, ports.Message{ID: "stuck", Queue: q, Body: []byte(`{}`)}), "publish")
 	start := time.Now()
 	first := receiveOne(t, worker, q)
 	second := receiveOne(t, rival, q) // blocks until the renewed lock runs out

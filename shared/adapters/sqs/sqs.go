@@ -133,27 +133,24 @@ func (b *Bus) isClosed() bool {
 // ctx carries (tracing.Inject) among its message attributes.
 func (b *Bus) Publish(ctx context.Context, msgs ...ports.Message) error {
 	tracing.Inject(ctx, msgs)
-	var order []string
-	byQueue := map[string][]*ports.Message{}
-	for i := range msgs {
-		q := msgs[i].Queue
-		if q == "" || sqsmsg.IsDLQ(q) {
-			return domain.Invalid("queue", "cannot publish to %q", q)
+	groups, err := ports.ByQueue(msgs, func(m *ports.Message) error {
+		if m.Queue == "" || sqsmsg.IsDLQ(m.Queue) {
+			return domain.Invalid("queue", "cannot publish to %q", m.Queue)
 		}
-		if !utf8.Valid(msgs[i].Body) {
-			return domain.Invalid("message", "message %s: SQS carries text, and the body is not UTF-8", msgs[i].ID)
+		if !utf8.Valid(m.Body) {
+			return domain.Invalid("message", "message %s: SQS carries text, and the body is not UTF-8", m.ID)
 		}
-		if _, ok := byQueue[q]; !ok {
-			order = append(order, q)
-		}
-		byQueue[q] = append(byQueue[q], &msgs[i])
+		return nil
+	})
+	if err != nil {
+		return err
 	}
-	for _, q := range order {
-		info, err := b.queue(ctx, q)
+	for _, g := range groups {
+		info, err := b.queue(ctx, g.Queue)
 		if err != nil {
 			return err
 		}
-		if err := b.sendQueue(ctx, info, byQueue[q]); err != nil {
+		if err := b.sendQueue(ctx, info, g.Msgs); err != nil {
 			return err
 		}
 	}

@@ -37,15 +37,19 @@ func goldenSeeds(f *testing.F, prefix string) {
 	}
 }
 
-// canonicalHTTP is req as a current host would send it.
-func canonicalHTTP(req *struct {
+// plainRequest is what the HTTP decoder makes of a request, in a form
+// reflect.DeepEqual can compare.
+type plainRequest struct {
 	Method string
 	Path   string
 	Params map[string]string
 	Query  url.Values
 	Header http.Header
 	Body   []byte
-}) []byte {
+}
+
+// canonicalHTTP is req as a current host would send it.
+func canonicalHTTP(req *plainRequest) []byte {
 	u := url.URL{Scheme: "https", Host: "app.example", Path: req.Path}
 	b, err := json.Marshal(map[string]any{"Data": map[string]any{"req": map[string]any{
 		"Url": u.String(), "Method": req.Method, "Query": req.Query, "Headers": req.Header,
@@ -75,15 +79,7 @@ func FuzzDecodeHTTPInvocation(f *testing.F) {
 		if err != nil {
 			return
 		}
-		type plain = struct {
-			Method string
-			Path   string
-			Params map[string]string
-			Query  url.Values
-			Header http.Header
-			Body   []byte
-		}
-		first := plain{req.Method, req.Path, req.Params, req.Query, req.Header, req.Body}
+		first := plainRequest{req.Method, req.Path, req.Params, req.Query, req.Header, req.Body}
 		inv2, err := parseInvocation(canonicalHTTP(&first))
 		if err != nil {
 			t.Fatalf("re-encoding of %q: %v", body, err)
@@ -93,7 +89,7 @@ func FuzzDecodeHTTPInvocation(f *testing.F) {
 		if err != nil {
 			t.Fatalf("accepted %q but not its canonical form %s: %v", body, canonicalHTTP(&first), err)
 		}
-		second := plain{again.Method, again.Path, again.Params, again.Query, again.Header, again.Body}
+		second := plainRequest{again.Method, again.Path, again.Params, again.Query, again.Header, again.Body}
 		if len(first.Body) == 0 {
 			first.Body, second.Body = nil, nil
 		}

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -22,6 +23,7 @@ import (
 	"github.com/fabrikam/dronedelivery/shared/logctx"
 	"github.com/fabrikam/dronedelivery/shared/ports"
 	"github.com/fabrikam/dronedelivery/shared/topology"
+	"github.com/fabrikam/dronedelivery/tools/testdoubles"
 )
 
 // envelopeBody is the queue message every Service Bus golden file carries,
@@ -121,29 +123,19 @@ func (r *recorder) WriteHeader(code int) {
 	r.ResponseRecorder.WriteHeader(code)
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
+// logBuffer holds what the server under test logs, one JSON record a line.
+type logBuffer struct{ testdoubles.LockedBuffer }
 
 // lines returns the JSON log records written so far.
-func (s *syncBuffer) lines(t *testing.T) []map[string]any {
+func (s *logBuffer) lines(t *testing.T) []map[string]any {
 	t.Helper()
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	var out []map[string]any
-	for _, l := range bytes.Split(bytes.TrimSpace(s.b.Bytes()), []byte("\n")) {
-		if len(l) == 0 {
+	for _, l := range strings.Split(strings.TrimSpace(s.String()), "\n") {
+		if l == "" {
 			continue
 		}
 		var m map[string]any
-		require.NoError(t, json.Unmarshal(l, &m), string(l))
+		require.NoError(t, json.Unmarshal([]byte(l), &m), l)
 		out = append(out, m)
 	}
 	return out
@@ -155,7 +147,7 @@ type fixture struct {
 	h    http.Handler
 	pub  *fakePublisher
 	ev   *events
-	logs *syncBuffer
+	logs *logBuffer
 	opts Options
 
 	mu  sync.Mutex
@@ -172,7 +164,7 @@ func newFixture(t *testing.T, step stepFunc) *fixture {
 
 func newFixtureWith(t *testing.T, step stepFunc, opts Options) *fixture {
 	t.Helper()
-	f := &fixture{ev: &events{}, logs: &syncBuffer{}, opts: opts}
+	f := &fixture{ev: &events{}, logs: &logBuffer{}, opts: opts}
 	f.pub = &fakePublisher{ev: f.ev}
 	reg := functionapp.Registry{
 		"Echo": {HTTP: echo},

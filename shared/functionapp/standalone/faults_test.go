@@ -9,9 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"math"
-	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -24,8 +22,8 @@ import (
 	"github.com/fabrikam/dronedelivery/shared/adapters/embedded"
 	"github.com/fabrikam/dronedelivery/shared/adapters/platform"
 	"github.com/fabrikam/dronedelivery/shared/domain"
-	"github.com/fabrikam/dronedelivery/shared/functionapp"
 	"github.com/fabrikam/dronedelivery/shared/functionapp/standalone"
+	"github.com/fabrikam/dronedelivery/shared/functionapp/standalone/standalonetest"
 	"github.com/fabrikam/dronedelivery/shared/ports"
 	"github.com/fabrikam/dronedelivery/shared/ports/porttest"
 	"github.com/fabrikam/dronedelivery/shared/topology"
@@ -53,21 +51,9 @@ func startWorld(t *testing.T, wrap func(ports.Bus) ports.Bus) *world {
 	file, err := sql.Open("sqlite", path+"?_pragma=query_only(1)&_pragma=busy_timeout(5000)")
 	require.NoError(t, err)
 	t.Cleanup(func() { file.Close() })
-	bus := wrap(db.Bus())
-	log := slog.New(slog.DiscardHandler)
-	h := handlers.New(handlers.Deps{Store: db.Store(), Bus: bus, Clock: platform.Clock{}, IDs: platform.IDs{}, Log: log,
-		Config: handlers.Config{OperatorKey: operatorKey}})
-	fns, err := functionapp.LoadFunctions(os.DirFS("../../.."), "functions")
-	require.NoError(t, err)
-	srv, err := standalone.New(h.Registry(), fns, bus, log, standalone.Options{Workers: 8})
-	require.NoError(t, err)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(ctx, ln) }()
-	t.Cleanup(func() { cancel(); <-done })
-	w := &world{t: t, base: "http://" + ln.Addr().String(), db: db, file: file, store: db.Store()}
+	base := standalonetest.ServeApp(t, "../../..", wrap(db.Bus()), handlers.Deps{Store: db.Store(), Clock: platform.Clock{}, IDs: platform.IDs{},
+		Log: slog.New(slog.DiscardHandler), Config: handlers.Config{OperatorKey: operatorKey}}, standalone.Options{Workers: 8})
+	w := &world{t: t, base: base, db: db, file: file, store: db.Store()}
 	var acct struct{ APIKey string }
 	w.decode(w.do("", "POST", "/api/accounts", map[string]any{"name": "Faults Inc", "contactEmail": "ops@faults.example"}, http.StatusCreated), &acct)
 	w.key = acct.APIKey

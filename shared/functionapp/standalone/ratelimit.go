@@ -100,21 +100,13 @@ var (
 )
 
 func (l RateLimits) withDefaults() RateLimits {
-	if l.Burst <= 0 {
-		l.Burst = DefaultBurst
-	}
-	if l.SignUpBurst <= 0 {
-		l.SignUpBurst = DefaultSignUpBurst
-	}
+	l.Burst = positiveOr(l.Burst, DefaultBurst)
+	l.SignUpBurst = positiveOr(l.SignUpBurst, DefaultSignUpBurst)
 	if l.FailedAuth == (Rate{}) {
 		l.FailedAuth = DefaultFailedAuth
 	}
-	if l.FailedAuthBurst <= 0 {
-		l.FailedAuthBurst = DefaultFailedAuthBurst
-	}
-	if l.MaxBuckets <= 0 {
-		l.MaxBuckets = DefaultMaxBuckets
-	}
+	l.FailedAuthBurst = positiveOr(l.FailedAuthBurst, DefaultFailedAuthBurst)
+	l.MaxBuckets = positiveOr(l.MaxBuckets, DefaultMaxBuckets)
 	return l
 }
 

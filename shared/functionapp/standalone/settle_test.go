@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"net"
 	"sync"
 	"testing"
 	"time"
@@ -15,6 +14,7 @@ import (
 	"github.com/fabrikam/dronedelivery/shared/domain"
 	"github.com/fabrikam/dronedelivery/shared/functionapp"
 	"github.com/fabrikam/dronedelivery/shared/functionapp/standalone"
+	"github.com/fabrikam/dronedelivery/shared/functionapp/standalone/standalonetest"
 	"github.com/fabrikam/dronedelivery/shared/ports"
 	"github.com/fabrikam/dronedelivery/shared/wire"
 )
@@ -124,18 +124,13 @@ func runStepWith(t *testing.T, bus ports.Bus, rb *recordingBus, step functionapp
 		{Type: "serviceBusTrigger", Direction: "in", Name: "msg", QueueName: "q", Connection: "ServiceBusConnection"}}}}
 	srv, err := standalone.New(reg, fns, bus, slog.New(slog.DiscardHandler), standalone.Options{Workers: 1})
 	require.NoError(t, err)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(ctx, ln) }()
+	_, stop := standalonetest.Serve(t, srv)
 	select {
 	case <-rb.settled:
 	case <-time.After(30 * time.Second):
 		t.Fatal("the message was never settled")
 	}
-	cancel()
-	require.NoError(t, <-done)
+	require.NoError(t, stop())
 }
 
 func newRecordingBus() *recordingBus {

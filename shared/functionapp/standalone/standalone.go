@@ -132,22 +132,21 @@ func (c ConnLimits) withDefaults() ConnLimits {
 	if c.MaxConnsPerAddr == 0 {
 		c.MaxConnsPerAddr = DefaultMaxConnsPerAddr
 	}
-	if c.ReadTimeout <= 0 {
-		c.ReadTimeout = DefaultReadTimeout
-	}
-	if c.ReadHeaderTimeout <= 0 {
-		c.ReadHeaderTimeout = min(DefaultReadHeaderTimeout, c.ReadTimeout)
-	}
-	if c.WriteTimeout <= 0 {
-		c.WriteTimeout = DefaultWriteTimeout
-	}
-	if c.IdleTimeout <= 0 {
-		c.IdleTimeout = DefaultIdleTimeout
-	}
-	if c.MaxHeaderBytes <= 0 {
-		c.MaxHeaderBytes = DefaultMaxHeaderBytes
-	}
+	c.ReadTimeout = positiveOr(c.ReadTimeout, DefaultReadTimeout)
+	c.ReadHeaderTimeout = positiveOr(c.ReadHeaderTimeout, min(DefaultReadHeaderTimeout, c.ReadTimeout))
+	c.WriteTimeout = positiveOr(c.WriteTimeout, DefaultWriteTimeout)
+	c.IdleTimeout = positiveOr(c.IdleTimeout, DefaultIdleTimeout)
+	c.MaxHeaderBytes = positiveOr(c.MaxHeaderBytes, DefaultMaxHeaderBytes)
 	return c
+}
+
+// positiveOr is v, or def when v is zero or negative: what a setting left
+// out, or set to nonsense, falls back to.
+func positiveOr[T int | time.Duration](v, def T) T {
+	if v <= 0 {
+		return def
+	}
+	return v
 }
 
 func (o Options) withDefaults() Options {
@@ -157,21 +156,13 @@ func (o Options) withDefaults() Options {
 		// groups per commit: on two cores 32 beat 16 and 64 (BenchmarkQueueSteps).
 		o.Workers = 16 * goruntime.GOMAXPROCS(0)
 	}
-	if o.Prefetch <= 0 {
-		o.Prefetch = 32
-	}
-	if o.DrainTimeout <= 0 {
-		o.DrainTimeout = 20 * time.Second
-	}
-	if o.Retry.First <= 0 {
-		o.Retry.First = DefaultRetry.First
-	}
+	o.Prefetch = positiveOr(o.Prefetch, 32)
+	o.DrainTimeout = positiveOr(o.DrainTimeout, 20*time.Second)
+	o.Retry.First = positiveOr(o.Retry.First, DefaultRetry.First)
 	if o.Retry.Max < o.Retry.First {
 		o.Retry.Max = max(DefaultRetry.Max, o.Retry.First)
 	}
-	if o.Retry.Attempts <= 0 {
-		o.Retry.Attempts = DefaultRetry.Attempts
-	}
+	o.Retry.Attempts = positiveOr(o.Retry.Attempts, DefaultRetry.Attempts)
 	o.Conns = o.Conns.withDefaults()
 	o.Streams = o.Streams.withDefaults()
 	if o.RateLimits.TrustForwardedFor {

@@ -27,31 +27,35 @@ type kind[T any] struct {
 // trip through JSON.
 var at = time.Date(2025, 3, 14, 15, 9, 26, 0, time.UTC)
 
+// Delivery is a delivery as ingest stores it, with every field a request
+// sets, for tests and benchmarks that need a realistic document.
+func Delivery(id string) *domain.Delivery {
+	alt := 120.0
+	eta := at.Add(time.Hour)
+	return &domain.Delivery{
+		ID: id, TrackingID: "T" + id, OwnerID: "owner-1", CorrelationID: "corr-" + id,
+		Request: domain.DeliveryRequest{
+			OwnerID:              "owner-1",
+			PickupLocation:       domain.Location{Latitude: 47.6, Longitude: -122.3, Altitude: &alt},
+			DropoffLocation:      domain.Location{Latitude: 47.7, Longitude: -122.2},
+			PickupTime:           at,
+			Deadline:             at.Add(2 * time.Hour),
+			ConfirmationRequired: domain.ConfirmationNone,
+			PackageInfo:          domain.PackageInfo{PackageID: "pkg-" + id, Size: domain.SizeSmall, Weight: 1.5},
+		},
+		RequestHash: "hash",
+		Stage:       domain.StageCreated,
+		PickupETA:   &eta,
+		CreatedAt:   at,
+		UpdatedAt:   at,
+	}
+}
+
 func deliveryKind() kind[domain.Delivery] {
 	return kind[domain.Delivery]{
-		name: "Deliveries",
-		coll: func(s ports.Store) ports.Collection[domain.Delivery] { return s.Deliveries },
-		make: func(id string) *domain.Delivery {
-			alt := 120.0
-			eta := at.Add(time.Hour)
-			return &domain.Delivery{
-				ID: id, TrackingID: "T" + id, OwnerID: "owner-1", CorrelationID: "corr-" + id,
-				Request: domain.DeliveryRequest{
-					OwnerID:              "owner-1",
-					PickupLocation:       domain.Location{Latitude: 47.6, Longitude: -122.3, Altitude: &alt},
-					DropoffLocation:      domain.Location{Latitude: 47.7, Longitude: -122.2},
-					PickupTime:           at,
-					Deadline:             at.Add(2 * time.Hour),
-					ConfirmationRequired: domain.ConfirmationNone,
-					PackageInfo:          domain.PackageInfo{PackageID: "pkg-" + id, Size: domain.SizeSmall, Weight: 1.5},
-				},
-				RequestHash: "hash",
-				Stage:       domain.StageCreated,
-				PickupETA:   &eta,
-				CreatedAt:   at,
-				UpdatedAt:   at,
-			}
-		},
+		name:  "Deliveries",
+		coll:  func(s ports.Store) ports.Collection[domain.Delivery] { return s.Deliveries },
+		make:  Delivery,
 		bump:  func(d *domain.Delivery) { d.ScheduleAttempts++ },
 		count: func(d *domain.Delivery) int { return d.ScheduleAttempts },
 	}

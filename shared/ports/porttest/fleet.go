@@ -89,7 +89,7 @@ func Fleet(t *testing.T, open func(t *testing.T) ports.Store) {
 		}
 		want := placeAvailable(t, f, center, prefix, []float64{0.6, 1.1, 1.9, 2.7, 3.4, 4.8})
 
-		eventually(t, "nearest available drones", func() error {
+		Eventually(t, "nearest available drones", func() error {
 			got := nearest(ctx, f, center, prefix, len(want))
 			if err := sameDrones(want, got); err != nil {
 				return err
@@ -109,7 +109,7 @@ func Fleet(t *testing.T, open func(t *testing.T) ports.Store) {
 		center := randomCenter()
 		prefix := unique("break")
 		placeAvailable(t, f, center, prefix, []float64{0.5, 1, 1.5})
-		eventually(t, "a first drone", func() error {
+		Eventually(t, "a first drone", func() error {
 			n := 0
 			for range f.NearestAvailable(ctx, center) {
 				n++
@@ -128,7 +128,7 @@ func Fleet(t *testing.T, open func(t *testing.T) ports.Store) {
 		center := randomCenter()
 		prefix := unique("copy")
 		want := placeAvailable(t, f, center, prefix, []float64{0.5})
-		eventually(t, "the drone", func() error { return sameDrones(want, nearest(ctx, f, center, prefix, 1)) })
+		Eventually(t, "the drone", func() error { return sameDrones(want, nearest(ctx, f, center, prefix, 1)) })
 		for d := range f.NearestAvailable(ctx, center) {
 			d.Status = domain.DroneMaintenance
 			d.Location = offset(center, 100, 100)
@@ -148,7 +148,7 @@ func Fleet(t *testing.T, open func(t *testing.T) ports.Store) {
 		center := randomCenter()
 		prefix := unique("claim")
 		want := placeAvailable(t, f, center, prefix, []float64{0.5, 1.5, 2.5})
-		eventually(t, "the drones", func() error { return sameDrones(want, nearest(ctx, f, center, prefix, len(want))) })
+		Eventually(t, "the drones", func() error { return sameDrones(want, nearest(ctx, f, center, prefix, len(want))) })
 
 		claimed := want[0].ID
 		_, err := f.Update(ctx, claimed, func(d *domain.Drone) error {
@@ -157,7 +157,7 @@ func Fleet(t *testing.T, open func(t *testing.T) ports.Store) {
 		})
 		require.NoError(t, err, "claim")
 		// The claimed drone was the nearest, so it would come first.
-		eventually(t, "the drones left after a claim", func() error {
+		Eventually(t, "the drones left after a claim", func() error {
 			return sameDrones(want[1:], nearest(ctx, f, center, prefix, len(want)-1))
 		})
 
@@ -166,7 +166,7 @@ func Fleet(t *testing.T, open func(t *testing.T) ports.Store) {
 			return nil
 		})
 		require.NoError(t, err, "release")
-		eventually(t, "the drones after a release", func() error {
+		Eventually(t, "the drones after a release", func() error {
 			return sameDrones(want, nearest(ctx, f, center, prefix, len(want)))
 		})
 	})
@@ -199,21 +199,21 @@ func Fleet(t *testing.T, open func(t *testing.T) ports.Store) {
 			require.NoError(t, err, "claim")
 			d.Status, d.CurrentDeliveryID = domain.DroneAssigned, "del-"+d.ID
 		}
-		eventually(t, "both claimed drones, nearest first", func() error { return sameDrones(drones, waiting(2)) })
+		Eventually(t, "both claimed drones, nearest first", func() error { return sameDrones(drones, waiting(2)) })
 
 		_, err := f.Update(ctx, drones[0].ID, func(cur *domain.Drone) error {
 			cur.Status = domain.DroneInFlight
 			return nil
 		})
 		require.NoError(t, err, "first report")
-		eventually(t, "the drone still on the ground", func() error { return sameDrones(drones[1:], waiting(0)) })
+		Eventually(t, "the drone still on the ground", func() error { return sameDrones(drones[1:], waiting(0)) })
 
 		_, err = f.Update(ctx, drones[1].ID, func(cur *domain.Drone) error {
 			cur.Status, cur.CurrentDeliveryID = domain.DroneAvailable, ""
 			return nil
 		})
 		require.NoError(t, err, "release")
-		eventually(t, "none after the release", func() error { return sameDrones(nil, waiting(0)) })
+		Eventually(t, "none after the release", func() error { return sameDrones(nil, waiting(0)) })
 	})
 
 	t.Run("NearestAvailableToleratesUpdateInLoop", func(t *testing.T) {
@@ -222,7 +222,7 @@ func Fleet(t *testing.T, open func(t *testing.T) ports.Store) {
 		center := randomCenter()
 		prefix := unique("loop")
 		want := placeAvailable(t, f, center, prefix, []float64{0.3, 0.9, 1.7, 2.2, 3.1})
-		eventually(t, "the drones", func() error { return sameDrones(want, nearest(ctx, f, center, prefix, len(want))) })
+		Eventually(t, "the drones", func() error { return sameDrones(want, nearest(ctx, f, center, prefix, len(want))) })
 
 		// Claim every drone of this test from inside the loop, as a
 		// scheduler claims its pick; ctx bounds a deadlocked iterator.
@@ -246,7 +246,7 @@ func Fleet(t *testing.T, open func(t *testing.T) ports.Store) {
 		}
 		require.NoError(t, ctx.Err(), "walk with claims")
 		require.Len(t, claimed, len(want), "drones claimed inside the loop")
-		eventually(t, "no drones after claiming all", func() error {
+		Eventually(t, "no drones after claiming all", func() error {
 			return sameDrones(nil, nearest(ctx, f, center, prefix, 0))
 		})
 	})

@@ -61,14 +61,10 @@ func Listing(t *testing.T, open func(t *testing.T) ports.Store) {
 		t.Parallel()
 		st := open(t)
 		owner := unique("owner")
-		var ids []string
-		for i := range 6 {
-			id := fmt.Sprintf("%s-%d", owner, i)
+		ids := createListed(t, st, owner, 6, func(i int) time.Time {
 			// Fractions of a second, whose RFC 3339 text would not sort.
-			at := listAt.Add(time.Duration(i)*time.Second + time.Duration(i%2)*500*time.Millisecond)
-			require.NoError(t, st.Deliveries.Create(ctxFor(t), id, listed(id, owner, at)), "create")
-			ids = append(ids, id)
-		}
+			return listAt.Add(time.Duration(i)*time.Second + time.Duration(i%2)*500*time.Millisecond)
+		})
 		from := listAt.Add(time.Second + 500*time.Millisecond) // delivery 1 exactly
 		to := listAt.Add(4 * time.Second)                      // delivery 4 exactly
 		got := walk(t, st.Deliveries, ports.DeliveryFilter{OwnerID: owner, CreatedFrom: from, CreatedTo: to, Limit: 2})
@@ -85,12 +81,7 @@ func Listing(t *testing.T, open func(t *testing.T) ports.Store) {
 		t.Parallel()
 		st := open(t)
 		owner := unique("owner")
-		var ids []string
-		for i := range 8 {
-			id := fmt.Sprintf("%s-%d", owner, i)
-			require.NoError(t, st.Deliveries.Create(ctxFor(t), id, listed(id, owner, listAt.Add(time.Duration(i)*time.Second))), "create")
-			ids = append(ids, id)
-		}
+		ids := createListed(t, st, owner, 8, func(i int) time.Time { return listAt.Add(time.Duration(i) * time.Second) })
 		move := func(id string, s domain.Stage) {
 			t.Helper()
 			_, err := st.Deliveries.Update(ctxFor(t), id, func(d *domain.Delivery) error {
@@ -217,4 +208,17 @@ func walkPages(t *testing.T, ds ports.Deliveries, f ports.DeliveryFilter) (ids [
 		}
 		f.After = page.Next
 	}
+}
+
+// createListed creates n deliveries of owner, owner-0 to owner-<n-1>, the
+// i-th created at(i), and returns their ids in that order.
+func createListed(t *testing.T, st ports.Store, owner string, n int, at func(i int) time.Time) []string {
+	t.Helper()
+	var ids []string
+	for i := range n {
+		id := fmt.Sprintf("%s-%d", owner, i)
+		require.NoError(t, st.Deliveries.Create(ctxFor(t), id, listed(id, owner, at(i))), "create")
+		ids = append(ids, id)
+	}
+	return ids
 }

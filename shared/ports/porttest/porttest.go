@@ -18,8 +18,52 @@ import (
 	"time"
 
 	"github.com/fabrikam/dronedelivery/shared/domain"
+	"github.com/fabrikam/dronedelivery/shared/ports"
 	"github.com/stretchr/testify/require"
 )
+
+// storeSuite is one contract suite of ports.Store.
+type storeSuite struct {
+	name string
+	run  func(t *testing.T, open func(t *testing.T) ports.Store)
+	// shared says the suite allows open to hand every test one backend.
+	shared bool
+}
+
+var storeSuites = []storeSuite{
+	{"Collections", Collections, true},
+	{"Listing", Listing, true},
+	{"Zones", Zones, true},
+	{"Waiting", Waiting, false},
+	{"Pauses", Pauses, true},
+	{"Fleet", Fleet, true},
+	{"Analytics", Analytics, false},
+}
+
+// Store runs every store suite as a parallel subtest of t named after the
+// suite. open must return a store of its own per call.
+func Store(t *testing.T, open func(t *testing.T) ports.Store) {
+	runStoreSuites(t, open, false)
+}
+
+// SharedStore runs, as parallel subtests of t named after them, the store
+// suites that allow open to hand every test one shared backend: a run in
+// which every test also meets the documents of all the others.
+func SharedStore(t *testing.T, open func(t *testing.T) ports.Store) {
+	runStoreSuites(t, open, true)
+}
+
+func runStoreSuites(t *testing.T, open func(t *testing.T) ports.Store, sharedOnly bool) {
+	for _, s := range storeSuites {
+		if sharedOnly && !s.shared {
+			continue
+		}
+		t.Run(s.name, func(t *testing.T) {
+			t.Parallel()
+			s.run(t, open)
+		})
+	}
+}
 
 // patience bounds every wait for something that should happen promptly;
 // waits end as soon as what they wait for happens, so only a hang, never a
@@ -53,9 +97,10 @@ func show(v any) string {
 	return string(b)
 }
 
-// eventually retries check until it succeeds or patience runs out; it is for
-// the things a port allows to trail a write for a moment.
-func eventually(t *testing.T, what string, check func() error) {
+// Eventually retries check until it succeeds or a minute runs out; it is
+// for the things a port allows to trail a write for a moment, and for what
+// an adapter's caches learn only at their next reload.
+func Eventually(t *testing.T, what string, check func() error) {
 	t.Helper()
 	deadline := time.Now().Add(patience)
 	tick := time.NewTicker(10 * time.Millisecond)
