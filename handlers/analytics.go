@@ -85,20 +85,20 @@ func month(ctx context.Context, q map[string][]string, now time.Time) (p period,
 }
 
 // figures reads the month a request asks for from the maintained
-// analytics: one point read.
-func (h *Handlers) figures(ctx context.Context, req *functionapp.Request) (period, *domain.MonthFigures, error) {
+// analytics (one point read) and answers it with the body view makes of it.
+func figures[B any](ctx context.Context, h *Handlers, req *functionapp.Request, view func(scope, id string, from time.Time, m *domain.MonthFigures) B) *functionapp.Response {
 	p, err := month(ctx, req.Query, h.clock.Now())
 	if err != nil {
-		return p, nil, err
+		return h.errorResponse(ctx, err)
 	}
 	if h.store.Analytics == nil {
-		return p, nil, domain.Errorf(domain.EINTERNAL, "this store keeps no analytics")
+		return h.errorResponse(ctx, domain.Errorf(domain.EINTERNAL, "this store keeps no analytics"))
 	}
 	m, err := h.store.Analytics.Month(ctx, p.bucket(), p.from)
 	if err != nil {
-		return p, nil, err
+		return h.errorResponse(ctx, err)
 	}
-	return p, m, nil
+	return functionapp.JSON(http.StatusOK, view(p.scope, p.id, p.from, m))
 }
 
 // DeliverySummary is the body of GET /api/deliveries/summary.
@@ -135,11 +135,7 @@ type SummaryDay struct {
 // GetDeliveriesSummary serves GET /api/deliveries/summary?ownerId&areaId&year&month
 // from the maintained analytics, in constant time.
 func (h *Handlers) GetDeliveriesSummary(ctx context.Context, req *functionapp.Request) *functionapp.Response {
-	p, m, err := h.figures(ctx, req)
-	if err != nil {
-		return h.errorResponse(ctx, err)
-	}
-	return functionapp.JSON(http.StatusOK, Summarise(p.scope, p.id, p.from, m))
+	return figures(ctx, h, req, Summarise)
 }
 
 // Summarise turns a bucket's month into the summary body.
@@ -202,11 +198,7 @@ type UtilizationDay struct {
 // cancellation or failure), counted when each delivery ends, from the
 // maintained analytics in constant time.
 func (h *Handlers) GetUtilization(ctx context.Context, req *functionapp.Request) *functionapp.Response {
-	p, m, err := h.figures(ctx, req)
-	if err != nil {
-		return h.errorResponse(ctx, err)
-	}
-	return functionapp.JSON(http.StatusOK, Utilize(p.scope, p.id, p.from, m))
+	return figures(ctx, h, req, Utilize)
 }
 
 // Utilize turns a bucket's month into the utilisation body.

@@ -23,20 +23,7 @@ var consolePage []byte
 // key in sessionStorage and sends it as the bearer token of the operator
 // API it calls from its own origin, never in a URL.
 func (h *Handlers) Console(ctx context.Context, req *functionapp.Request) *functionapp.Response {
-	// The page connects to its own origin, and to Web PubSub where that
-	// tells it of changes.
-	connect := "'self'"
-	if h.push != nil {
-		connect += " " + h.push.Origin()
-	}
-	return &functionapp.Response{Status: http.StatusOK, Body: consolePage, Header: http.Header{
-		"Content-Type":            {"text/html; charset=utf-8"},
-		"Cache-Control":           {"no-store"},
-		"Content-Security-Policy": {"default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:; connect-src " + connect + "; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"},
-		"X-Frame-Options":         {"DENY"},
-		"Referrer-Policy":         {"no-referrer"},
-		"X-Content-Type-Options":  {"nosniff"},
-	}}
+	return h.page(consolePage)
 }
 
 // consoleSnapshot is one event of GET /api/console/events: what the

@@ -302,14 +302,14 @@ func (h *Handlers) Registry() functionapp.Registry {
 		"GetOutbox":             biz(h.GetOutbox),
 		"SendCustomerMessage":   {Queue: h.SendCustomerMessage},
 
-		"PutServiceArea":    op(h.PutServiceArea),
-		"GetServiceArea":    op(h.GetServiceArea),
-		"DeleteServiceArea": op(h.DeleteServiceArea),
-		"ListServiceAreas":  op(h.ListServiceAreas),
-		"PutNoFlyZone":      op(h.PutNoFlyZone),
-		"GetNoFlyZone":      op(h.GetNoFlyZone),
-		"DeleteNoFlyZone":   op(h.DeleteNoFlyZone),
-		"ListNoFlyZones":    op(h.ListNoFlyZones),
+		"PutServiceArea":    op(zoneFunc(h.putZone).forKind(domain.ServiceArea)),
+		"GetServiceArea":    op(zoneFunc(h.getZone).forKind(domain.ServiceArea)),
+		"DeleteServiceArea": op(zoneFunc(h.deleteZone).forKind(domain.ServiceArea)),
+		"ListServiceAreas":  op(zoneFunc(h.listZones).forKind(domain.ServiceArea)),
+		"PutNoFlyZone":      op(zoneFunc(h.putZone).forKind(domain.NoFlyZone)),
+		"GetNoFlyZone":      op(zoneFunc(h.getZone).forKind(domain.NoFlyZone)),
+		"DeleteNoFlyZone":   op(zoneFunc(h.deleteZone).forKind(domain.NoFlyZone)),
+		"ListNoFlyZones":    op(zoneFunc(h.listZones).forKind(domain.NoFlyZone)),
 
 		"DroneAction":    op(h.DroneAction),
 		"DeliveryAction": op(h.DeliveryAction),
@@ -382,27 +382,36 @@ func withDelivery(ctx context.Context, env *wire.Envelope) context.Context {
 	return logctx.With(ctx, "deliveryId", env.DeliveryID, "correlationId", env.CorrelationID)
 }
 
+// notFoundAs rewords a store's ENOTFOUND error as format says, so the
+// problem names what the caller asked for rather than a storage key; any
+// other error, or nil, is returned as it is.
+func notFoundAs(err error, format string, args ...any) error {
+	if domain.IsCode(err, domain.ENOTFOUND) {
+		return domain.Errorf(domain.ENOTFOUND, format, args...)
+	}
+	return err
+}
+
+// errorStatus is the HTTP status of each application error code; any other
+// code is a 500.
+var errorStatus = map[string]int{
+	domain.EINVALID:       http.StatusBadRequest,
+	domain.EUNAUTHORIZED:  http.StatusUnauthorized,
+	domain.EFORBIDDEN:     http.StatusForbidden,
+	domain.ENOTFOUND:      http.StatusNotFound,
+	domain.ECONFLICT:      http.StatusConflict,
+	domain.EUNPROCESSABLE: http.StatusUnprocessableEntity,
+	domain.ETOOLARGE:      http.StatusRequestEntityTooLarge,
+	domain.EUNAVAILABLE:   http.StatusServiceUnavailable,
+	domain.EPRECONDITION:  http.StatusServiceUnavailable,
+}
+
 // errorResponse maps an application error to a problem response; anything
 // unexpected is logged and reported without details.
 func (h *Handlers) errorResponse(ctx context.Context, err error) *functionapp.Response {
-	status := http.StatusInternalServerError
-	switch domain.ErrorCode(err) {
-	case domain.EINVALID:
-		status = http.StatusBadRequest
-	case domain.EUNAUTHORIZED:
-		status = http.StatusUnauthorized
-	case domain.EFORBIDDEN:
-		status = http.StatusForbidden
-	case domain.ENOTFOUND:
-		status = http.StatusNotFound
-	case domain.ECONFLICT:
-		status = http.StatusConflict
-	case domain.EUNPROCESSABLE:
-		status = http.StatusUnprocessableEntity
-	case domain.ETOOLARGE:
-		status = http.StatusRequestEntityTooLarge
-	case domain.EUNAVAILABLE, domain.EPRECONDITION:
-		status = http.StatusServiceUnavailable
+	status, ok := errorStatus[domain.ErrorCode(err)]
+	if !ok {
+		status = http.StatusInternalServerError
 	}
 	if status >= 500 {
 		h.log.ErrorContext(ctx, "request failed", "err", err)

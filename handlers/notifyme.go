@@ -247,14 +247,9 @@ func (h *Handlers) SendCustomerMessage(ctx context.Context, msg *ports.Delivered
 		return nil, &domain.Permanent{Err: domain.Invalid("operation", "must be customer-message")}
 	}
 	ctx = logctx.With(ctx, "notificationId", env.NotificationID, "subscriptionId", env.SubscriptionID, "channel", string(env.Channel))
-	n, dropped := d.Notification(env.NotificationID)
-	if dropped {
-		// Superseded by the newer notices the delivery keeps instead.
-		h.log.InfoContext(ctx, "notice no longer kept; not sent", "notificationId", env.NotificationID)
-		return nil, nil
-	}
-	if n == nil {
-		return nil, &domain.Permanent{Err: fmt.Errorf("delivery %s has no notification %s", d.ID, env.NotificationID)}
+	n, err := h.notificationToSend(ctx, d, env.NotificationID)
+	if n == nil || err != nil {
+		return nil, err
 	}
 	s, ok := d.Subscription(env.SubscriptionID)
 	if !ok || s.Address(env.Channel) == "" {

@@ -46,14 +46,9 @@ func (h *Handlers) SendNotification(ctx context.Context, msg *ports.Delivered) (
 	if env.Operation != wire.OpNotify {
 		return nil, &domain.Permanent{Err: domain.Invalid("operation", "must be notify")}
 	}
-	n, dropped := d.Notification(env.NotificationID)
-	if dropped {
-		// Superseded by the newer notices the delivery keeps instead.
-		h.log.InfoContext(ctx, "notice no longer kept; not sent", "notificationId", env.NotificationID)
-		return nil, nil
-	}
-	if n == nil {
-		return nil, &domain.Permanent{Err: fmt.Errorf("delivery %s has no notification %s", d.ID, env.NotificationID)}
+	n, err := h.notificationToSend(ctx, d, env.NotificationID)
+	if n == nil || err != nil {
+		return nil, err
 	}
 	acct, err := h.st(ctx).Accounts.Find(ctx, d.OwnerID)
 	if domain.IsCode(err, domain.ENOTFOUND) {
@@ -103,4 +98,20 @@ func (h *Handlers) SendNotification(ctx context.Context, msg *ports.Delivered) (
 	m.NotBefore = now.Add(delay)
 	h.log.WarnContext(ctx, "webhook failed; retrying later", "notificationId", n.ID, "attempt", attempt, "err", werr)
 	return []ports.Message{m}, nil
+}
+
+// notificationToSend finds the notification id of d that a notify or
+// customer-message envelope names. It is nil, with no error, when d no
+// longer keeps it: newer notices superseded it and are sent instead. A
+// notification d never had is a permanent failure.
+func (h *Handlers) notificationToSend(ctx context.Context, d *domain.Delivery, id string) (*domain.Notification, error) {
+	n, dropped := d.Notification(id)
+	if dropped {
+		h.log.InfoContext(ctx, "notice no longer kept; not sent", "notificationId", id)
+		return nil, nil
+	}
+	if n == nil {
+		return nil, &domain.Permanent{Err: fmt.Errorf("delivery %s has no notification %s", d.ID, id)}
+	}
+	return n, nil
 }
