@@ -1,6 +1,7 @@
 package handlers_test
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -134,27 +135,14 @@ func at(dLat, dLon float64) domain.Location {
 
 func (f *fixture) putDrone(t *testing.T, d domain.Drone) {
 	t.Helper()
-	if d.HomeBase == (domain.Location{}) {
-		d.HomeBase = d.Location
-	}
-	if d.Status == "" {
-		d.Status = domain.DroneAvailable
-	}
-	if d.CruiseSpeedMps == 0 {
-		d.CruiseSpeedMps = 15
-	}
-	if d.MaxPayloadKg == 0 {
-		d.MaxPayloadKg = 5
-	}
-	if d.MaxPackageSize == "" {
-		d.MaxPackageSize = domain.SizeLarge
-	}
-	if d.RangeKm == 0 {
-		d.RangeKm = 50
-	}
-	if d.BatteryPercent == 0 {
-		d.BatteryPercent = 100
-	}
+	// What a test leaves out is a ready, capable drone based where it is.
+	d.HomeBase = cmp.Or(d.HomeBase, d.Location)
+	d.Status = cmp.Or(d.Status, domain.DroneAvailable)
+	d.CruiseSpeedMps = cmp.Or(d.CruiseSpeedMps, 15)
+	d.MaxPayloadKg = cmp.Or(d.MaxPayloadKg, 5)
+	d.MaxPackageSize = cmp.Or(d.MaxPackageSize, domain.SizeLarge)
+	d.RangeKm = cmp.Or(d.RangeKm, 50)
+	d.BatteryPercent = cmp.Or(d.BatteryPercent, 100)
 	body, err := json.Marshal(d)
 	require.NoError(t, err)
 	var m map[string]any

@@ -127,9 +127,7 @@ func TestLowBatteryDroneGoesToCharging(t *testing.T) {
 	pickup, drop := at(0, 0), at(0.005, 0)
 	f.putDrone(t, domain.Drone{ID: "tired", Location: pickup})
 	f.scheduled(t, "low", pickup, drop)
-	f.report(t, "tired", pickup, 30, t0.Add(time.Minute))
-	f.report(t, "tired", drop, 15, t0.Add(2*time.Minute))
-	assert.Equal(t, domain.StageCompleted, f.delivery(t, "low").Stage)
+	f.fly(t, "tired", "low", pickup, drop, 30, 15)
 	dr := f.drone(t, "tired")
 	assert.Equal(t, domain.DroneCharging, dr.Status)
 	assert.Less(t, dr.RangeKm, 50.0, "range shrinks with the charge")
@@ -170,6 +168,16 @@ func TestTelemetryValidation(t *testing.T) {
 	active, _, err := f.bus.Depth(context.Background(), topology.QueueDroneTelemetry)
 	require.NoError(t, err)
 	assert.Zero(t, active, "nothing queued by bad reports")
+}
+
+// fly reports droneID at pickup a minute after t0 and at drop a minute
+// later, with battery atPickup and atDrop, and checks that this completed
+// its delivery id.
+func (f *fixture) fly(t *testing.T, droneID, id string, pickup, drop domain.Location, atPickup, atDrop float64) {
+	t.Helper()
+	f.report(t, droneID, pickup, atPickup, t0.Add(time.Minute))
+	f.report(t, droneID, drop, atDrop, t0.Add(2*time.Minute))
+	require.Equal(t, domain.StageCompleted, f.delivery(t, id).Stage)
 }
 
 func (f *fixture) cancel(t *testing.T, id string) *functionapp.Response {
@@ -213,9 +221,7 @@ func TestCancelCompletedIsRefused(t *testing.T) {
 	pickup, drop := at(0, 0), at(0.005, 0)
 	f.putDrone(t, domain.Drone{ID: "c2", Location: pickup})
 	f.scheduled(t, "done", pickup, drop)
-	f.report(t, "c2", pickup, 90, t0.Add(time.Minute))
-	f.report(t, "c2", drop, 80, t0.Add(2*time.Minute))
-	require.Equal(t, domain.StageCompleted, f.delivery(t, "done").Stage)
+	f.fly(t, "c2", "done", pickup, drop, 90, 80)
 	resp := f.cancel(t, "done")
 	assert.Equal(t, http.StatusConflict, resp.Status)
 	assert.Equal(t, "application/problem+json", resp.Header.Get("Content-Type"))
@@ -550,9 +556,7 @@ func TestLateReportNeverFreesTheDronesNextDelivery(t *testing.T) {
 	f.putDrone(t, domain.Drone{ID: "busy", Location: pickup})
 	f.scheduled(t, "first", pickup, drop)
 	stale := f.drone(t, "busy") // serving "first"
-	f.report(t, "busy", pickup, 90, t0.Add(time.Minute))
-	f.report(t, "busy", drop, 80, t0.Add(2*time.Minute))
-	require.Equal(t, domain.StageCompleted, f.delivery(t, "first").Stage)
+	f.fly(t, "busy", "first", pickup, drop, 90, 80)
 	f.scheduled(t, "second", drop, at(0.01, 0))
 	require.Equal(t, "second", f.drone(t, "busy").CurrentDeliveryID)
 
@@ -579,9 +583,7 @@ func TestRedeliveredReportStaysWithItsFlight(t *testing.T) {
 	pickup, drop, far := at(0, 0), at(0.005, 0), at(0.01, 0)
 	f.putDrone(t, domain.Drone{ID: "again", Location: pickup})
 	f.scheduled(t, "first", pickup, drop)
-	f.report(t, "again", pickup, 90, t0.Add(time.Minute))
-	f.report(t, "again", drop, 80, t0.Add(2*time.Minute))
-	require.Equal(t, domain.StageCompleted, f.delivery(t, "first").Stage)
+	f.fly(t, "again", "first", pickup, drop, 90, 80)
 	f.scheduled(t, "second", drop, far)
 	require.Equal(t, "second", f.drone(t, "again").CurrentDeliveryID)
 
