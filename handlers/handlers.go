@@ -245,12 +245,10 @@ func New(d Deps) *Handlers {
 // HTTP function is wrapped in its guard here, so every runtime enforces the
 // same authentication, ownership rules and media type.
 func (h *Handlers) Registry() functionapp.Registry {
-	biz := func(fn functionapp.HTTPFunc) functionapp.Function {
-		return functionapp.Function{HTTP: h.guard(business, fn)}
+	guarded := func(a access) func(functionapp.HTTPFunc) functionapp.Function {
+		return func(fn functionapp.HTTPFunc) functionapp.Function { return functionapp.Function{HTTP: h.guard(a, fn)} }
 	}
-	op := func(fn functionapp.HTTPFunc) functionapp.Function {
-		return functionapp.Function{HTTP: h.guard(operator, fn)}
-	}
+	biz, op, bizOrOp := guarded(business), guarded(operator), guarded(businessOrOperator)
 	open := func(fn functionapp.HTTPFunc) functionapp.Function {
 		return functionapp.Function{HTTP: h.guard(anyone, fn), Public: true}
 	}
@@ -264,8 +262,8 @@ func (h *Handlers) Registry() functionapp.Registry {
 		"ScheduleDrone":     {Queue: h.ScheduleDrone},
 		"UpdatePackage":     {Queue: h.UpdatePackage},
 		"ComputeEta":        {Queue: h.ComputeEta},
-		"GetDelivery":       {HTTP: h.guard(businessOrOperator, h.GetDelivery)},
-		"GetDeliveryStatus": {HTTP: h.guard(businessOrOperator, h.GetDeliveryStatus)},
+		"GetDelivery":       bizOrOp(h.GetDelivery),
+		"GetDeliveryStatus": bizOrOp(h.GetDeliveryStatus),
 		"ListDeliveries":    biz(h.ListDeliveries),
 		"GetPackage":        biz(h.GetPackage),
 		"PutDrone":          op(h.PutDrone),
@@ -288,8 +286,8 @@ func (h *Handlers) Registry() functionapp.Registry {
 		"TrackFeed":            open(h.TrackFeed),
 		"TrackEvents":          {HTTP: h.guard(anyone, h.TrackEventsUnavailable), Stream: h.TrackEvents, Public: true},
 		"TrackNegotiate":       open(h.TrackNegotiate),
-		"GetDeliveriesSummary": {HTTP: h.guard(businessOrOperator, h.GetDeliveriesSummary)},
-		"GetUtilization":       {HTTP: h.guard(businessOrOperator, h.GetUtilization)},
+		"GetDeliveriesSummary": bizOrOp(h.GetDeliveriesSummary),
+		"GetUtilization":       bizOrOp(h.GetUtilization),
 		"CreateAccount":        open(h.CreateAccount),
 		"CreateApiKey":         biz(h.CreateAPIKey),
 		"RevokeApiKey":         biz(h.RevokeAPIKey),

@@ -239,18 +239,11 @@ func customerMessage(env wire.Envelope) ports.Message {
 // Config.MessageAttempts failures, is a permanent failure, which the
 // runtime dead-letters. Delivery is at least once.
 func (h *Handlers) SendCustomerMessage(ctx context.Context, msg *ports.Delivered) ([]ports.Message, error) {
-	ctx, env, d, err := h.loadEnvelope(ctx, msg)
-	if err != nil {
-		return nil, err
-	}
-	if env.Operation != wire.OpCustomerMessage {
-		return nil, &domain.Permanent{Err: domain.Invalid("operation", "must be customer-message")}
-	}
-	ctx = logctx.With(ctx, "notificationId", env.NotificationID, "subscriptionId", env.SubscriptionID, "channel", string(env.Channel))
-	n, err := h.notificationToSend(ctx, d, env.NotificationID)
+	ctx, env, d, n, err := h.loadNotification(ctx, msg, wire.OpCustomerMessage)
 	if n == nil || err != nil {
 		return nil, err
 	}
+	ctx = logctx.With(ctx, "notificationId", env.NotificationID, "subscriptionId", env.SubscriptionID, "channel", string(env.Channel))
 	s, ok := d.Subscription(env.SubscriptionID)
 	if !ok || s.Address(env.Channel) == "" {
 		h.log.InfoContext(ctx, "subscription ended: customer message not sent")

@@ -39,14 +39,7 @@ type webhookBody struct {
 // spends one and is tried again after the cool-down or its backoff,
 // whichever is later.
 func (h *Handlers) SendNotification(ctx context.Context, msg *ports.Delivered) ([]ports.Message, error) {
-	ctx, env, d, err := h.loadEnvelope(ctx, msg)
-	if err != nil {
-		return nil, err
-	}
-	if env.Operation != wire.OpNotify {
-		return nil, &domain.Permanent{Err: domain.Invalid("operation", "must be notify")}
-	}
-	n, err := h.notificationToSend(ctx, d, env.NotificationID)
+	ctx, env, d, n, err := h.loadNotification(ctx, msg, wire.OpNotify)
 	if n == nil || err != nil {
 		return nil, err
 	}
@@ -100,18 +93,27 @@ func (h *Handlers) SendNotification(ctx context.Context, msg *ports.Delivered) (
 	return []ports.Message{m}, nil
 }
 
-// notificationToSend finds the notification id of d that a notify or
-// customer-message envelope names. It is nil, with no error, when d no
-// longer keeps it: newer notices superseded it and are sent instead. A
-// notification d never had is a permanent failure.
-func (h *Handlers) notificationToSend(ctx context.Context, d *domain.Delivery, id string) (*domain.Notification, error) {
-	n, dropped := d.Notification(id)
+// loadNotification loads a message of operation op (notify or
+// customer-message), its delivery and the notification it names. The
+// notification is nil, with no error, when the delivery no longer keeps
+// it: newer notices superseded it and are sent instead. A message of
+// another operation, or one naming a notification the delivery never had,
+// is a permanent failure.
+func (h *Handlers) loadNotification(ctx context.Context, msg *ports.Delivered, op wire.Operation) (context.Context, *wire.Envelope, *domain.Delivery, *domain.Notification, error) {
+	ctx, env, d, err := h.loadEnvelope(ctx, msg)
+	if err != nil {
+		return ctx, env, d, nil, err
+	}
+	if env.Operation != op {
+		return ctx, env, d, nil, &domain.Permanent{Err: domain.Invalid("operation", "must be %s", op)}
+	}
+	n, dropped := d.Notification(env.NotificationID)
 	if dropped {
-		h.log.InfoContext(ctx, "notice no longer kept; not sent", "notificationId", id)
-		return nil, nil
+		h.log.InfoContext(ctx, "notice no longer kept; not sent", "notificationId", env.NotificationID)
+		return ctx, env, d, nil, nil
 	}
 	if n == nil {
-		return nil, &domain.Permanent{Err: fmt.Errorf("delivery %s has no notification %s", d.ID, id)}
+		return ctx, env, d, nil, &domain.Permanent{Err: fmt.Errorf("delivery %s has no notification %s", d.ID, env.NotificationID)}
 	}
-	return n, nil
+	return ctx, env, d, n, nil
 }
