@@ -144,7 +144,7 @@ func TestConfirmationIsValidatedStoredOnceAndReadable(t *testing.T) {
 	require.NoError(t, domain.LegalHistory(hist.Events))
 
 	// Another account sees none of it.
-	_, otherKey := f.signUp(t, `{"name":"Contoso","contactEmail":"ops@contoso.example"}`)
+	_, otherKey := f.signUpOther(t)
 	other := f.call("GetConfirmation", otherKey, &functionapp.Request{Method: "GET", Params: map[string]string{"id": "conf"}})
 	assert.Equal(t, http.StatusNotFound, other.Status)
 	other = f.call("PostConfirmation", otherKey, &functionapp.Request{Method: "POST", Params: map[string]string{"id": "conf"}, Body: confirmation("Picture", near, picture)})

@@ -95,7 +95,7 @@ func (f *fixture) assigned(t *testing.T, ids ...string) []string {
 func TestFairShareGivesAFreedDroneToTheAccountHoldingFewest(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
-	_, other := f.signUp(t, `{"name":"Contoso","contactEmail":"ops@contoso.example"}`)
+	_, other := f.signUpOther(t)
 	f.putDrone(t, domain.Drone{ID: "d1", Location: at(0, 0)})
 	f.putDrone(t, domain.Drone{ID: "d2", Location: at(0, 0.001)})
 	var burst []string
@@ -123,8 +123,7 @@ func TestFairShareGivesAFreedDroneToTheAccountHoldingFewest(t *testing.T) {
 // take every free drone.
 func TestExpeditedFirstAndWorkConserving(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t)
-	f.putDrone(t, domain.Drone{ID: "d1", Location: at(0, 0)})
+	f := newFixture(t, domain.Drone{ID: "d1", Location: at(0, 0)})
 	f.ingestAs(t, f.key, "first", false)
 	f.drain(t)
 	// Flying, so that the expedited delivery cannot take its drone.
@@ -160,7 +159,7 @@ func TestOperatorCapsAnAccountsShare(t *testing.T) {
 func TestActiveDeliveriesPerAccountAreLimited(t *testing.T) {
 	t.Parallel()
 	f := newFixtureWith(t, func(d *handlers.Deps) { d.Config.MaxActiveDeliveries = 2 })
-	_, other := f.signUp(t, `{"name":"Contoso","contactEmail":"ops@contoso.example"}`)
+	_, other := f.signUpOther(t)
 	f.ingestAs(t, f.key, "l1", false)
 	f.ingestAs(t, f.key, "l2", false)
 	body := requestBody("l3", at(0.01, 0), at(0.02, 0), "Small", 1)

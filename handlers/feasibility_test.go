@@ -84,8 +84,7 @@ func TestIngestRefusesWhatNoDroneCouldServe(t *testing.T) {
 // elsewhere once the summary is older than its TTL.
 func TestFeasibilityLearnsOfNewDrones(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t)
-	f.putDrone(t, domain.Drone{ID: "light", Location: at(0, 0), MaxPayloadKg: 2})
+	f := newFixture(t, domain.Drone{ID: "light", Location: at(0, 0), MaxPayloadKg: 2})
 	heavy := requestBody("h1", at(0.01, 0), at(0.02, 0), "Small", 8)
 	require.Equal(t, http.StatusUnprocessableEntity, f.ingest(t, heavy).Status)
 	f.putDrone(t, domain.Drone{ID: "heavy", Location: at(0, 0), MaxPayloadKg: 10})

@@ -64,9 +64,15 @@ func ctxFor(t *testing.T) context.Context {
 // operatorKey opens the fleet endpoints in these tests.
 const operatorKey = "test-operator-key-0123456789"
 
-func newFixture(t *testing.T) *fixture {
+// newFixture is a fixture over a fresh embedded backend, with drones
+// registered (see putDrone for what each leaves out).
+func newFixture(t *testing.T, drones ...domain.Drone) *fixture {
 	t.Helper()
-	return newFixtureWith(t, nil)
+	f := newFixtureWith(t, nil)
+	for _, d := range drones {
+		f.putDrone(t, d)
+	}
+	return f
 }
 
 // newFixtureWith is newFixture with the handlers' dependencies adjusted by
@@ -100,6 +106,13 @@ func (f *fixture) signUp(t *testing.T, body string) (string, string) {
 	var out struct{ AccountID, APIKey string }
 	require.NoError(t, json.Unmarshal(resp.Body, &out))
 	return out.AccountID, out.APIKey
+}
+
+// signUpOther creates a second account, Contoso, and returns its id and
+// API key.
+func (f *fixture) signUpOther(t *testing.T) (string, string) {
+	t.Helper()
+	return f.signUp(t, `{"name":"Contoso","contactEmail":"ops@contoso.example"}`)
 }
 
 // call runs a function as a runtime would: through its registry entry,
@@ -372,9 +385,7 @@ func (f *fixture) snapshot(t *testing.T, deliveryIDs, droneIDs []string) string 
 
 func TestEveryStepTwiceLeavesTheSameState(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t)
-	f.putDrone(t, domain.Drone{ID: "a", Location: at(0.001, 0)})
-	f.putDrone(t, domain.Drone{ID: "b", Location: at(0.002, 0)})
+	f := newFixture(t, domain.Drone{ID: "a", Location: at(0.001, 0)}, domain.Drone{ID: "b", Location: at(0.002, 0)})
 	require.Equal(t, http.StatusAccepted, f.ingest(t, requestBody("twice", at(0, 0), at(0.01, 0), "Small", 1)).Status)
 
 	steps := []struct {
@@ -408,9 +419,7 @@ func TestEveryStepTwiceLeavesTheSameState(t *testing.T) {
 
 func TestInterruptedAssignmentIsFinishedNotDuplicated(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t)
-	f.putDrone(t, domain.Drone{ID: "a", Location: at(0.001, 0)})
-	f.putDrone(t, domain.Drone{ID: "b", Location: at(0.002, 0)})
+	f := newFixture(t, domain.Drone{ID: "a", Location: at(0.001, 0)}, domain.Drone{ID: "b", Location: at(0.002, 0)})
 	require.Equal(t, http.StatusAccepted, f.ingest(t, requestBody("crash", at(0, 0), at(0.01, 0), "Small", 1)).Status)
 	ctx := context.Background()
 	// A scheduler reserved drone a and claimed it, then died before recording it.

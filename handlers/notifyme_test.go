@@ -77,8 +77,7 @@ func (f *fixture) outbox(t *testing.T, id string) []outboxDoc {
 
 func TestSubscriptionsAreCreatedListedAndDeleted(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t)
-	f.putDrone(t, domain.Drone{ID: "sub", Location: at(0.001, 0)})
+	f := newFixture(t, domain.Drone{ID: "sub", Location: at(0.001, 0)})
 	f.scheduled(t, "subs", at(0, 0), at(0.01, 0))
 	assert.Empty(t, f.subscriptions(t, "subs"))
 
@@ -140,8 +139,7 @@ func ids(subs []subscriptionDoc) []string {
 
 func TestEndedDeliveryTakesNoSubscription(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t)
-	f.putDrone(t, domain.Drone{ID: "end", Location: at(0.001, 0)})
+	f := newFixture(t, domain.Drone{ID: "end", Location: at(0.001, 0)})
 	f.scheduled(t, "ended", at(0, 0), at(0.01, 0))
 	require.Equal(t, http.StatusNoContent, f.cancel(t, "ended").Status)
 	resp, _ := f.subscribe(t, "ended", `{"emailAddress":"late@example.com"}`)

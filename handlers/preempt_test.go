@@ -38,7 +38,7 @@ func hasKind(d *domain.Delivery, kind string) bool {
 func TestExpeditedTakesTheDroneOfADeliveryNotYetFlying(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
-	_, other := f.signUp(t, `{"name":"Contoso","contactEmail":"ops@contoso.example"}`)
+	_, other := f.signUpOther(t)
 	f.putDrone(t, domain.Drone{ID: "d1", Location: at(0, 0)})
 	f.ingestAs(t, f.key, "plain", false)
 	f.drain(t)
@@ -82,8 +82,7 @@ func TestExpeditedTakesTheDroneOfADeliveryNotYetFlying(t *testing.T) {
 // and the expedited delivery waits.
 func TestExpeditedLeavesAFlyingDroneAlone(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t)
-	f.putDrone(t, domain.Drone{ID: "d1", Location: at(0, 0)})
+	f := newFixture(t, domain.Drone{ID: "d1", Location: at(0, 0)})
 	f.ingestAs(t, f.key, "plain", false)
 	f.drain(t)
 	f.takeOff(t, "plain")
@@ -99,8 +98,7 @@ func TestExpeditedLeavesAFlyingDroneAlone(t *testing.T) {
 // meets the deadline is taken before anybody's.
 func TestExpeditedTakesAFreeDroneFirstAndNeverAnExpeditedOnesDrone(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t)
-	f.putDrone(t, domain.Drone{ID: "d1", Location: at(0, 0)})
+	f := newFixture(t, domain.Drone{ID: "d1", Location: at(0, 0)})
 	f.ingestAs(t, f.key, "u1", true)
 	f.drain(t)
 	f.ingestAs(t, f.key, "u2", true)

@@ -41,8 +41,7 @@ func (f *fixture) quote(t *testing.T, body []byte) quote {
 
 func TestQuoteStoresAndClaimsNothing(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t)
-	f.putDrone(t, domain.Drone{ID: "d1", Location: at(0, 0), MaxPayloadKg: 5})
+	f := newFixture(t, domain.Drone{ID: "d1", Location: at(0, 0), MaxPayloadKg: 5})
 	q := f.quote(t, requestBody("q1", at(0.01, 0), at(0.02, 0), "Small", 2))
 	assert.True(t, q.Feasible)
 	assert.Empty(t, q.Reasons)
