@@ -94,10 +94,8 @@ func (f *fixture) assigned(t *testing.T, ids ...string) []string {
 // although the burst's retries come round first.
 func TestFairShareGivesAFreedDroneToTheAccountHoldingFewest(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t)
+	f := newFixture(t, domain.Drone{ID: "d1", Location: at(0, 0)}, domain.Drone{ID: "d2", Location: at(0, 0.001)})
 	_, other := f.signUpOther(t)
-	f.putDrone(t, domain.Drone{ID: "d1", Location: at(0, 0)})
-	f.putDrone(t, domain.Drone{ID: "d2", Location: at(0, 0.001)})
 	var burst []string
 	for i := range 6 {
 		id := fmt.Sprint("a", i)

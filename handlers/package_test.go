@@ -17,10 +17,8 @@ import (
 // two accounts using one id each get their record and their delivery.
 func TestSamePackageIDInTwoAccounts(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t)
+	f := newFixture(t, domain.Drone{ID: "one", Location: at(0.01, 0)}, domain.Drone{ID: "two", Location: at(0.011, 0)})
 	otherAcct, otherKey := f.signUpOther(t)
-	f.putDrone(t, domain.Drone{ID: "one", Location: at(0.01, 0)})
-	f.putDrone(t, domain.Drone{ID: "two", Location: at(0.011, 0)})
 	body := requestBody("mine", at(0.01, 0), at(0.02, 0), "Small", 1)
 	require.Equal(t, http.StatusAccepted, f.ingest(t, body).Status)
 	theirs := strings.Replace(string(requestBody("theirs", at(0.01, 0), at(0.02, 0), "Small", 1)), "pkg-theirs", "pkg-mine", 1)

@@ -37,9 +37,8 @@ func hasKind(d *domain.Delivery, kind string) bool {
 // dispatch, is told why, and gets the drone once it is free again.
 func TestExpeditedTakesTheDroneOfADeliveryNotYetFlying(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t)
+	f := newFixture(t, domain.Drone{ID: "d1", Location: at(0, 0)})
 	_, other := f.signUpOther(t)
-	f.putDrone(t, domain.Drone{ID: "d1", Location: at(0, 0)})
 	f.ingestAs(t, f.key, "plain", false)
 	f.drain(t)
 	require.Equal(t, domain.StageScheduled, f.delivery(t, "plain").Stage)

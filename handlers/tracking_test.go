@@ -434,7 +434,7 @@ func TestSummaryAndUtilizationFromHistories(t *testing.T) {
 	require.NoError(t, json.Unmarshal(resp.Body, &s))
 	days := s.Days
 	s.Days = nil
-	assert.Equal(t, handlers.DeliverySummary{OwnerID: o, Scope: "account", Year: 2026, Month: 11, Count: 5, Completed: 2, Cancelled: 1, Failed: 1,
+	assert.Equal(t, handlers.DeliverySummary{FiguresOf: handlers.FiguresOf{OwnerID: o, Scope: "account", Year: 2026, Month: 11}, Count: 5, Completed: 2, Cancelled: 1, Failed: 1,
 		InProgress: 1, OnTime: 1, OnTimeRate: 0.5, AverageDurationMinutes: 105, TotalDurationMinutes: 210}, s)
 	require.Len(t, days, 30)
 	assert.Equal(t, handlers.SummaryDay{Date: "2026-11-01", Count: 5, Completed: 2, Cancelled: 1, Failed: 1, OnTime: 1}, days[0])
