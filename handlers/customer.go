@@ -40,11 +40,7 @@ func confirmationOf(d *domain.Delivery) *confirmationView {
 // again: of two confirmations racing, one wins and the other gets 409,
 // leaving at most a blob no delivery names.
 func (h *Handlers) PostConfirmation(ctx context.Context, req *functionapp.Request) *functionapp.Response {
-	id := req.Params["id"]
-	if err := domain.ValidID("id", id); err != nil {
-		return h.errorResponse(ctx, err)
-	}
-	p, err := wire.ParseConfirmation(req.Body)
+	id, p, err := idAndBody(req, wire.ParseConfirmation)
 	if err != nil {
 		return h.errorResponse(ctx, err)
 	}

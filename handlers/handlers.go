@@ -380,6 +380,18 @@ func withDelivery(ctx context.Context, env *wire.Envelope) context.Context {
 	return logctx.With(ctx, "deliveryId", env.DeliveryID, "correlationId", env.CorrelationID)
 }
 
+// idAndBody reads the {id} of a route that writes to one resource, and its
+// body with parse.
+func idAndBody[B any](req *functionapp.Request, parse func([]byte) (B, error)) (string, B, error) {
+	id := req.Params["id"]
+	if err := domain.ValidID("id", id); err != nil {
+		var none B
+		return id, none, err
+	}
+	body, err := parse(req.Body)
+	return id, body, err
+}
+
 // notFoundAs rewords a store's ENOTFOUND error as format says, so the
 // problem names what the caller asked for rather than a storage key; any
 // other error, or nil, is returned as it is.

@@ -41,11 +41,7 @@ const subscriptionIDLength = 12
 // both. 201 with the new subscription and its Location; 200 with the
 // existing one when the same addresses are subscribed already.
 func (h *Handlers) PostNotifyMeRequest(ctx context.Context, req *functionapp.Request) *functionapp.Response {
-	id := req.Params["id"]
-	if err := domain.ValidID("id", id); err != nil {
-		return h.errorResponse(ctx, err)
-	}
-	r, err := wire.ParseNotifyMe(req.Body)
+	id, r, err := idAndBody(req, wire.ParseNotifyMe)
 	if err != nil {
 		return h.errorResponse(ctx, err)
 	}
