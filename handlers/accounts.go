@@ -106,8 +106,9 @@ func (h *Handlers) storeKey(ctx context.Context, k *domain.APIKey) error {
 }
 
 // revokeKey marks the key document under prefix revoked at now, and drops
-// it from this process's key cache. A key that owned refuses answers
-// notFound; one revoked already is left as it is.
+// it from this process's key cache. It answers notFound for a key that
+// owned rejects (another account's or drone's), and leaves a key revoked
+// already as it is.
 func (h *Handlers) revokeKey(ctx context.Context, prefix string, now time.Time, notFound error, owned func(*domain.APIKey) bool) error {
 	defer h.keys.forget(prefix)
 	_, err := h.store.APIKeys.Update(ctx, prefix, func(k *domain.APIKey) error {
