@@ -105,6 +105,25 @@ func (h *Handlers) storeKey(ctx context.Context, k *domain.APIKey) error {
 	return nil
 }
 
+// revokeKey marks the key document under prefix revoked at now, and drops
+// it from this process's key cache. It answers notFound for a key that
+// owned rejects (another account's or drone's), and leaves a key revoked
+// already as it is.
+func (h *Handlers) revokeKey(ctx context.Context, prefix string, now time.Time, notFound error, owned func(*domain.APIKey) bool) error {
+	defer h.keys.forget(prefix)
+	_, err := h.store.APIKeys.Update(ctx, prefix, func(k *domain.APIKey) error {
+		if !owned(k) {
+			return notFound
+		}
+		if k.RevokedAt != nil {
+			return ports.ErrSkip
+		}
+		k.RevokedAt = &now
+		return nil
+	})
+	return err
+}
+
 // ownAccount checks that the {id} of an account route is the caller's own
 // account; any other id answers as a missing account does.
 func ownAccount(ctx context.Context, id string) (string, error) {
@@ -147,11 +166,8 @@ func (h *Handlers) CreateAPIKey(ctx context.Context, req *functionapp.Request) *
 		a.Keys = append(a.Keys, domain.KeyInfo{Prefix: key.Prefix, CreatedAt: now})
 		return nil
 	})
-	if domain.IsCode(err, domain.ENOTFOUND) {
-		err = domain.Errorf(domain.ENOTFOUND, "account %s not found", acct)
-	}
 	if err != nil {
-		return h.errorResponse(ctx, err)
+		return h.errorResponse(ctx, notFoundAs(err, "account %s not found", acct))
 	}
 	if err := h.storeKey(ctx, key); err != nil {
 		return h.errorResponse(ctx, err)
@@ -207,18 +223,7 @@ func (h *Handlers) RevokeAPIKey(ctx context.Context, req *functionapp.Request) *
 	if err != nil {
 		return h.errorResponse(ctx, err)
 	}
-	_, err = h.store.APIKeys.Update(ctx, prefix, func(k *domain.APIKey) error {
-		if k.AccountID != acct {
-			return notFound
-		}
-		if k.RevokedAt != nil {
-			return ports.ErrSkip
-		}
-		t := now
-		k.RevokedAt = &t
-		return nil
-	})
-	h.keys.forget(prefix)
+	err = h.revokeKey(ctx, prefix, now, notFound, func(k *domain.APIKey) bool { return k.AccountID == acct })
 	if err != nil && !domain.IsCode(err, domain.ENOTFOUND) {
 		return h.errorResponse(ctx, domain.Unavailable(err, "the key could not be revoked; send the DELETE again"))
 	}

@@ -14,7 +14,9 @@ import (
 // The operator's service areas (/api/serviceareas) and no-fly zones
 // (/api/noflyzones): one resource shape, two kinds, each with ids of its
 // own. A write shows in the next dispatch of every instance (see
-// airspace.Store).
+// airspace.Store). Registry binds each kind's PUT, GET, DELETE and list
+// routes (PutServiceArea, ListNoFlyZones, …) to putZone, getZone,
+// deleteZone and listZones.
 
 // zoneRoute is where the API keeps zones of kind.
 func zoneRoute(kind domain.ZoneKind) string {
@@ -31,52 +33,20 @@ func zoneNoun(kind domain.ZoneKind) string {
 	return "no-fly zone"
 }
 
+// zoneFunc serves one route of the zones of one kind.
+type zoneFunc func(ctx context.Context, kind domain.ZoneKind, req *functionapp.Request) *functionapp.Response
+
+// forKind binds fn to kind.
+func (fn zoneFunc) forKind(kind domain.ZoneKind) functionapp.HTTPFunc {
+	return func(ctx context.Context, req *functionapp.Request) *functionapp.Response { return fn(ctx, kind, req) }
+}
+
 // zones returns the store's zones, or an error when the backend keeps none.
 func (h *Handlers) zones() (ports.Zones, error) {
 	if h.store.Zones == nil {
 		return nil, domain.Errorf(domain.EUNAVAILABLE, "this backend keeps no service areas or no-fly zones")
 	}
 	return h.store.Zones, nil
-}
-
-// PutServiceArea serves PUT /api/serviceareas/{id}.
-func (h *Handlers) PutServiceArea(ctx context.Context, req *functionapp.Request) *functionapp.Response {
-	return h.putZone(ctx, domain.ServiceArea, req)
-}
-
-// PutNoFlyZone serves PUT /api/noflyzones/{id}.
-func (h *Handlers) PutNoFlyZone(ctx context.Context, req *functionapp.Request) *functionapp.Response {
-	return h.putZone(ctx, domain.NoFlyZone, req)
-}
-
-// GetServiceArea serves GET /api/serviceareas/{id}.
-func (h *Handlers) GetServiceArea(ctx context.Context, req *functionapp.Request) *functionapp.Response {
-	return h.getZone(ctx, domain.ServiceArea, req)
-}
-
-// GetNoFlyZone serves GET /api/noflyzones/{id}.
-func (h *Handlers) GetNoFlyZone(ctx context.Context, req *functionapp.Request) *functionapp.Response {
-	return h.getZone(ctx, domain.NoFlyZone, req)
-}
-
-// DeleteServiceArea serves DELETE /api/serviceareas/{id}.
-func (h *Handlers) DeleteServiceArea(ctx context.Context, req *functionapp.Request) *functionapp.Response {
-	return h.deleteZone(ctx, domain.ServiceArea, req)
-}
-
-// DeleteNoFlyZone serves DELETE /api/noflyzones/{id}.
-func (h *Handlers) DeleteNoFlyZone(ctx context.Context, req *functionapp.Request) *functionapp.Response {
-	return h.deleteZone(ctx, domain.NoFlyZone, req)
-}
-
-// ListServiceAreas serves GET /api/serviceareas?after=&limit=.
-func (h *Handlers) ListServiceAreas(ctx context.Context, req *functionapp.Request) *functionapp.Response {
-	return h.listZones(ctx, domain.ServiceArea, req)
-}
-
-// ListNoFlyZones serves GET /api/noflyzones?after=&limit=.
-func (h *Handlers) ListNoFlyZones(ctx context.Context, req *functionapp.Request) *functionapp.Response {
-	return h.listZones(ctx, domain.NoFlyZone, req)
 }
 
 // putZone creates (201) or replaces (200) a zone.
@@ -120,40 +90,35 @@ func (h *Handlers) putZone(ctx context.Context, kind domain.ZoneKind, req *funct
 	return resp
 }
 
-func (h *Handlers) getZone(ctx context.Context, kind domain.ZoneKind, req *functionapp.Request) *functionapp.Response {
+// zoneAt returns the store's zones and the {id} of a zone route.
+func (h *Handlers) zoneAt(req *functionapp.Request) (ports.Zones, string, error) {
 	zs, err := h.zones()
 	if err != nil {
-		return h.errorResponse(ctx, err)
+		return nil, "", err
 	}
 	id := req.Params["id"]
-	if err := domain.ValidID("id", id); err != nil {
+	return zs, id, domain.ValidID("id", id)
+}
+
+func (h *Handlers) getZone(ctx context.Context, kind domain.ZoneKind, req *functionapp.Request) *functionapp.Response {
+	zs, id, err := h.zoneAt(req)
+	if err != nil {
 		return h.errorResponse(ctx, err)
 	}
 	z, err := zs.Find(ctx, domain.ZoneKey(kind, id))
-	if domain.IsCode(err, domain.ENOTFOUND) {
-		err = domain.Errorf(domain.ENOTFOUND, "%s %s not found", zoneNoun(kind), id)
-	}
 	if err != nil {
-		return h.errorResponse(ctx, err)
+		return h.errorResponse(ctx, notFoundAs(err, "%s %s not found", zoneNoun(kind), id))
 	}
 	return functionapp.JSON(http.StatusOK, wire.NewZoneView(z))
 }
 
 func (h *Handlers) deleteZone(ctx context.Context, kind domain.ZoneKind, req *functionapp.Request) *functionapp.Response {
-	zs, err := h.zones()
+	zs, id, err := h.zoneAt(req)
 	if err != nil {
 		return h.errorResponse(ctx, err)
 	}
-	id := req.Params["id"]
-	if err := domain.ValidID("id", id); err != nil {
-		return h.errorResponse(ctx, err)
-	}
-	err = zs.Delete(ctx, domain.ZoneKey(kind, id))
-	if domain.IsCode(err, domain.ENOTFOUND) {
-		err = domain.Errorf(domain.ENOTFOUND, "%s %s not found", zoneNoun(kind), id)
-	}
-	if err != nil {
-		return h.errorResponse(ctx, err)
+	if err := zs.Delete(ctx, domain.ZoneKey(kind, id)); err != nil {
+		return h.errorResponse(ctx, notFoundAs(err, "%s %s not found", zoneNoun(kind), id))
 	}
 	h.log.InfoContext(ctx, zoneNoun(kind)+" deleted", "zoneId", id)
 	return &functionapp.Response{Status: http.StatusNoContent, Header: http.Header{}}

@@ -20,6 +20,30 @@ type period struct {
 
 func (p period) bucket() string { return domain.BucketKey(p.scope, p.id) }
 
+// FiguresOf says whose month a figures body (DeliverySummary, Utilization)
+// counts.
+type FiguresOf struct {
+	OwnerID string `json:"ownerId,omitempty"` // the account, for an account's figures
+	AreaID  string `json:"areaId,omitempty"`  // the service area, for an area's figures
+	Scope   string `json:"scope"`             // account, area or fleet
+	Year    int    `json:"year"`
+	Month   int    `json:"month"`
+}
+
+func (p period) figuresOf() FiguresOf {
+	o := FiguresOf{Scope: p.scope, Year: p.from.Year(), Month: int(p.from.Month())}
+	switch p.scope {
+	case domain.ScopeAccount:
+		o.OwnerID = p.id
+	case domain.ScopeArea:
+		o.AreaID = p.id
+	}
+	return o
+}
+
+// day is the date of the i-th day of p's month, counted from 0.
+func (p period) day(i int) string { return p.from.AddDate(0, 0, i).Format(time.DateOnly) }
+
 // month parses the ownerId, areaId, year and month query parameters shared
 // by the summaries; a month outside 1..12 is a 400, as in the reference
 // API. A business's figures are its own account's: ownerId may repeat it
@@ -85,29 +109,25 @@ func month(ctx context.Context, q map[string][]string, now time.Time) (p period,
 }
 
 // figures reads the month a request asks for from the maintained
-// analytics: one point read.
-func (h *Handlers) figures(ctx context.Context, req *functionapp.Request) (period, *domain.MonthFigures, error) {
+// analytics (one point read) and answers it with the body view makes of it.
+func figures[B any](ctx context.Context, h *Handlers, req *functionapp.Request, view func(period, *domain.MonthFigures) B) *functionapp.Response {
 	p, err := month(ctx, req.Query, h.clock.Now())
 	if err != nil {
-		return p, nil, err
+		return h.errorResponse(ctx, err)
 	}
 	if h.store.Analytics == nil {
-		return p, nil, domain.Errorf(domain.EINTERNAL, "this store keeps no analytics")
+		return h.errorResponse(ctx, domain.Errorf(domain.EINTERNAL, "this store keeps no analytics"))
 	}
 	m, err := h.store.Analytics.Month(ctx, p.bucket(), p.from)
 	if err != nil {
-		return p, nil, err
+		return h.errorResponse(ctx, err)
 	}
-	return p, m, nil
+	return functionapp.JSON(http.StatusOK, view(p, m))
 }
 
 // DeliverySummary is the body of GET /api/deliveries/summary.
 type DeliverySummary struct {
-	OwnerID                string  `json:"ownerId,omitempty"` // the account, for an account's figures
-	AreaID                 string  `json:"areaId,omitempty"`  // the service area, for an area's figures
-	Scope                  string  `json:"scope"`             // account, area or fleet
-	Year                   int     `json:"year"`
-	Month                  int     `json:"month"`
+	FiguresOf
 	Count                  int64   `json:"count"`
 	Completed              int64   `json:"completed"`
 	Cancelled              int64   `json:"cancelled"`
@@ -135,50 +155,31 @@ type SummaryDay struct {
 // GetDeliveriesSummary serves GET /api/deliveries/summary?ownerId&areaId&year&month
 // from the maintained analytics, in constant time.
 func (h *Handlers) GetDeliveriesSummary(ctx context.Context, req *functionapp.Request) *functionapp.Response {
-	p, m, err := h.figures(ctx, req)
-	if err != nil {
-		return h.errorResponse(ctx, err)
-	}
-	return functionapp.JSON(http.StatusOK, Summarise(p.scope, p.id, p.from, m))
+	return figures(ctx, h, req, summarise)
 }
 
-// Summarise turns a bucket's month into the summary body.
-func Summarise(scope, id string, from time.Time, m *domain.MonthFigures) DeliverySummary {
+// summarise turns a bucket's month into the summary body.
+func summarise(p period, m *domain.MonthFigures) DeliverySummary {
 	t := m.Total
-	s := DeliverySummary{Scope: scope, Year: from.Year(), Month: int(from.Month()),
+	s := DeliverySummary{FiguresOf: p.figuresOf(),
 		Count: t.Count, Completed: t.Completed, Cancelled: t.Cancelled, Failed: t.Failed, OnTime: t.OnTime,
 		InProgress:           max(0, t.Count-t.Completed-t.Cancelled-t.Failed),
 		TotalDurationMinutes: round(float64(t.DurationMs)/60000, 2),
 		Days:                 make([]SummaryDay, len(m.Days))}
-	s.OwnerID, s.AreaID = scopeIDs(scope, id)
 	if t.Completed > 0 {
 		s.OnTimeRate = round(float64(t.OnTime)/float64(t.Completed), 4)
 		s.AverageDurationMinutes = round(float64(t.DurationMs)/60000/float64(t.Completed), 2)
 	}
 	for i, f := range m.Days {
-		s.Days[i] = SummaryDay{Date: from.AddDate(0, 0, i).Format(time.DateOnly),
+		s.Days[i] = SummaryDay{Date: p.day(i),
 			Count: f.Count, Completed: f.Completed, Cancelled: f.Cancelled, Failed: f.Failed, OnTime: f.OnTime}
 	}
 	return s
 }
 
-func scopeIDs(scope, id string) (owner, area string) {
-	switch scope {
-	case domain.ScopeAccount:
-		return id, ""
-	case domain.ScopeArea:
-		return "", id
-	}
-	return "", ""
-}
-
 // Utilization is the body of GET /api/dronedeliveries/utilization.
 type Utilization struct {
-	OwnerID       string  `json:"ownerId,omitempty"`
-	AreaID        string  `json:"areaId,omitempty"`
-	Scope         string  `json:"scope"`
-	Year          int     `json:"year"`
-	Month         int     `json:"month"`
+	FiguresOf
 	TraveledMiles float64 `json:"traveledMiles"`
 	TraveledKm    float64 `json:"traveledKm"`
 	AssignedHours float64 `json:"assignedHours"`
@@ -202,23 +203,18 @@ type UtilizationDay struct {
 // cancellation or failure), counted when each delivery ends, from the
 // maintained analytics in constant time.
 func (h *Handlers) GetUtilization(ctx context.Context, req *functionapp.Request) *functionapp.Response {
-	p, m, err := h.figures(ctx, req)
-	if err != nil {
-		return h.errorResponse(ctx, err)
-	}
-	return functionapp.JSON(http.StatusOK, Utilize(p.scope, p.id, p.from, m))
+	return figures(ctx, h, req, utilize)
 }
 
-// Utilize turns a bucket's month into the utilisation body.
-func Utilize(scope, id string, from time.Time, m *domain.MonthFigures) Utilization {
+// utilize turns a bucket's month into the utilisation body.
+func utilize(p period, m *domain.MonthFigures) Utilization {
 	t := m.Total
-	u := Utilization{Scope: scope, Year: from.Year(), Month: int(from.Month()),
+	u := Utilization{FiguresOf: p.figuresOf(),
 		TraveledMiles: miles(t.TraveledM), TraveledKm: round(float64(t.TraveledM)/1000, 3),
 		AssignedHours: hours(t.AssignedMs), Ended: t.Completed + t.Cancelled + t.Failed,
 		Days: make([]UtilizationDay, len(m.Days))}
-	u.OwnerID, u.AreaID = scopeIDs(scope, id)
 	for i, f := range m.Days {
-		u.Days[i] = UtilizationDay{Date: from.AddDate(0, 0, i).Format(time.DateOnly),
+		u.Days[i] = UtilizationDay{Date: p.day(i),
 			TraveledMiles: miles(f.TraveledM), AssignedHours: hours(f.AssignedMs)}
 	}
 	return u

@@ -100,7 +100,7 @@ func TestContentTypeIsChecked(t *testing.T) {
 func TestOwnerComesFromTheKey(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
-	other, _ := f.signUp(t, `{"name":"Contoso","contactEmail":"ops@contoso.example"}`)
+	other, _ := f.signUpOther(t)
 	with := func(owner string) []byte {
 		var m map[string]any
 		require.NoError(t, json.Unmarshal(requestBody("own-1", at(0, 0), at(0.01, 0), "Small", 1), &m))
@@ -124,8 +124,7 @@ func TestOwnerComesFromTheKey(t *testing.T) {
 
 func TestAccountsSeeOnlyTheirOwn(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t)
-	f.putDrone(t, domain.Drone{ID: "iso", Location: at(0.001, 0)})
+	f := newFixture(t, domain.Drone{ID: "iso", Location: at(0.001, 0)})
 	f.scheduled(t, "mine", at(0, 0), at(0.01, 0))
 	_, intruder := f.signUp(t, `{"name":"Mallory","contactEmail":"m@mallory.example"}`)
 	ctx := context.Background()
@@ -223,7 +222,7 @@ func TestKeysAreIssuedAndRevoked(t *testing.T) {
 	assert.True(t, works(second.APIKey))
 
 	// Another account's key or account is not there for this one.
-	otherAcct, otherKey := f.signUp(t, `{"name":"Contoso","contactEmail":"ops@contoso.example"}`)
+	otherAcct, otherKey := f.signUpOther(t)
 	otherPrefix, _ := domain.SplitAPIKey(otherKey)
 	assert.Equal(t, http.StatusNotFound, revoke(second.APIKey, f.acct, otherPrefix).Status)
 	assert.Equal(t, http.StatusNotFound, revoke(second.APIKey, otherAcct, otherPrefix).Status)

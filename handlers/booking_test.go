@@ -33,8 +33,7 @@ func (f *fixture) releaseDelayed(t *testing.T, q string) []ports.Message {
 // report at the pickup counts only from pickupTime − the tolerance on.
 func TestBookedPickupHoldsNoDroneUntilItsDispatchTime(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t)
-	f.putDrone(t, domain.Drone{ID: "d1", Location: at(0, 0), CruiseSpeedMps: 10})
+	f := newFixture(t, domain.Drone{ID: "d1", Location: at(0, 0), CruiseSpeedMps: 10})
 	pickupAt := t0.Add(time.Hour)
 	body, _ := json.Marshal(map[string]any{"deliveryId": "later", "pickupLocation": at(0.01, 0), "dropOffLocation": at(0.02, 0),
 		"pickupTime": pickupAt.Format(time.RFC3339), "packageInfo": map[string]any{"size": "Small", "weight": 1}})
@@ -79,8 +78,7 @@ func TestBookedPickupHoldsNoDroneUntilItsDispatchTime(t *testing.T) {
 // A redelivered booking message neither books twice nor claims early.
 func TestBookingIsIdempotent(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t)
-	f.putDrone(t, domain.Drone{ID: "d1", Location: at(0, 0)})
+	f := newFixture(t, domain.Drone{ID: "d1", Location: at(0, 0)})
 	body, _ := json.Marshal(map[string]any{"deliveryId": "b", "pickupLocation": at(0.01, 0), "dropOffLocation": at(0.02, 0),
 		"pickupTime": t0.Add(time.Hour).Format(time.RFC3339), "packageInfo": map[string]any{"size": "Small", "weight": 1}})
 	require.Equal(t, http.StatusAccepted, f.ingest(t, body).Status)

@@ -62,11 +62,7 @@ func (h *Handlers) CancelDelivery(ctx context.Context, req *functionapp.Request)
 // picked up, or a delivery that has ended, cannot be rescheduled (409); a
 // change no drone could ever serve is refused like such a request (422).
 func (h *Handlers) RescheduleDelivery(ctx context.Context, req *functionapp.Request) *functionapp.Response {
-	id := req.Params["id"]
-	if err := domain.ValidID("id", id); err != nil {
-		return h.errorResponse(ctx, err)
-	}
-	change, err := wire.ParseReschedule(req.Body)
+	id, change, err := idAndBody(req, wire.ParseReschedule)
 	if err != nil {
 		return h.errorResponse(ctx, err)
 	}

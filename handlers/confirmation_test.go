@@ -36,9 +36,9 @@ func confirmation(kind string, where domain.Location, blob string) []byte {
 	return mustJSON(m)
 }
 
-// completed flies a delivery asking for a confirmation of kind to its
-// dropoff and returns the dropoff.
-func (f *fixture) completed(t *testing.T, id, kind string) domain.Location {
+// headedToDropoff flies a delivery asking for a confirmation of kind from
+// its pickup toward its dropoff and returns the dropoff.
+func (f *fixture) headedToDropoff(t *testing.T, id, kind string) domain.Location {
 	t.Helper()
 	pickup, drop := at(0, 0), at(0.005, 0)
 	f.putDrone(t, domain.Drone{ID: "drone-" + id, Location: pickup})
@@ -51,6 +51,16 @@ func (f *fixture) completed(t *testing.T, id, kind string) domain.Location {
 	return drop
 }
 
+// delivered flies a delivery that asks for no confirmation to its
+// dropoff, which completes it, and returns the dropoff.
+func (f *fixture) delivered(t *testing.T, id string) domain.Location {
+	t.Helper()
+	drop := f.headedToDropoff(t, id, "None")
+	f.report(t, "drone-"+id, drop, 80, t0.Add(2*time.Minute))
+	require.Equal(t, domain.StageCompleted, f.delivery(t, id).Stage)
+	return drop
+}
+
 func (f *fixture) confirm(id string, body []byte) *functionapp.Response {
 	return f.biz("PostConfirmation", &functionapp.Request{Method: "POST", Params: map[string]string{"id": id}, Body: body})
 }
@@ -58,7 +68,7 @@ func (f *fixture) confirm(id string, body []byte) *functionapp.Response {
 func TestConfirmationIsValidatedStoredOnceAndReadable(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
-	drop := f.completed(t, "conf", "Picture")
+	drop := f.headedToDropoff(t, "conf", "Picture")
 	near := domain.Location{Latitude: drop.Latitude + 0.0003, Longitude: drop.Longitude} // about 33 m
 	picture := pngBlob(1024)
 	assert.Equal(t, http.StatusConflict, f.confirm("conf", confirmation("Picture", near, picture)).Status, "not before it is delivered")
@@ -134,7 +144,7 @@ func TestConfirmationIsValidatedStoredOnceAndReadable(t *testing.T) {
 	require.NoError(t, domain.LegalHistory(hist.Events))
 
 	// Another account sees none of it.
-	_, otherKey := f.signUp(t, `{"name":"Contoso","contactEmail":"ops@contoso.example"}`)
+	_, otherKey := f.signUpOther(t)
 	other := f.call("GetConfirmation", otherKey, &functionapp.Request{Method: "GET", Params: map[string]string{"id": "conf"}})
 	assert.Equal(t, http.StatusNotFound, other.Status)
 	other = f.call("PostConfirmation", otherKey, &functionapp.Request{Method: "POST", Params: map[string]string{"id": "conf"}, Body: confirmation("Picture", near, picture)})
@@ -144,15 +154,13 @@ func TestConfirmationIsValidatedStoredOnceAndReadable(t *testing.T) {
 func TestConfirmationOfAnyTypeWhenNoneIsRequired(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
-	drop := f.completed(t, "any", "None")
-	f.report(t, "drone-any", drop, 80, t0.Add(2*time.Minute))
+	drop := f.delivered(t, "any")
 	assert.Equal(t, http.StatusBadRequest, f.confirm("any", confirmation("None", drop, pngBlob(64))).Status, "None takes no blob")
 	resp := f.confirm("any", confirmation("FingerPrint", drop, pngBlob(64)))
 	require.Equal(t, http.StatusCreated, resp.Status, string(resp.Body))
 
 	// None needs no blob, and GET …/confirmation has none to show.
-	drop = f.completed(t, "plain", "None")
-	f.report(t, "drone-plain", drop, 80, t0.Add(2*time.Minute))
+	drop = f.delivered(t, "plain")
 	require.Equal(t, http.StatusCreated, f.confirm("plain", confirmation("None", drop, "")).Status)
 	resp = f.biz("GetConfirmation", &functionapp.Request{Method: "GET", Params: map[string]string{"id": "plain"}})
 	require.Equal(t, http.StatusOK, resp.Status)
@@ -164,8 +172,7 @@ func TestConfirmationOfAnyTypeWhenNoneIsRequired(t *testing.T) {
 func TestConfirmationRadiusIsConfigurable(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
-	drop := f.completed(t, "wide", "None")
-	f.report(t, "drone-wide", drop, 80, t0.Add(2*time.Minute))
+	drop := f.delivered(t, "wide")
 	away := domain.Location{Latitude: drop.Latitude + 0.002, Longitude: drop.Longitude} // about 222 m
 	resp := f.confirm("wide", confirmation("None", away, ""))
 	require.Equal(t, http.StatusUnprocessableEntity, resp.Status)

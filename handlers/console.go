@@ -1,7 +1,6 @@
 package handlers
 
 import (
-	"bytes"
 	"context"
 	_ "embed"
 	"encoding/json"
@@ -23,20 +22,7 @@ var consolePage []byte
 // key in sessionStorage and sends it as the bearer token of the operator
 // API it calls from its own origin, never in a URL.
 func (h *Handlers) Console(ctx context.Context, req *functionapp.Request) *functionapp.Response {
-	// The page connects to its own origin, and to Web PubSub where that
-	// tells it of changes.
-	connect := "'self'"
-	if h.push != nil {
-		connect += " " + h.push.Origin()
-	}
-	return &functionapp.Response{Status: http.StatusOK, Body: consolePage, Header: http.Header{
-		"Content-Type":            {"text/html; charset=utf-8"},
-		"Cache-Control":           {"no-store"},
-		"Content-Security-Policy": {"default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:; connect-src " + connect + "; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"},
-		"X-Frame-Options":         {"DENY"},
-		"Referrer-Policy":         {"no-referrer"},
-		"X-Content-Type-Options":  {"nosniff"},
-	}}
+	return h.page(consolePage)
 }
 
 // consoleSnapshot is one event of GET /api/console/events: what the
@@ -91,39 +77,21 @@ func (h *Handlers) consoleSnapshot(ctx context.Context) (*consoleSnapshot, error
 // Authorization header (an EventSource cannot), and polls the API when
 // the stream cannot be had.
 func (h *Handlers) ConsoleEvents(ctx context.Context, req *functionapp.Request, s functionapp.Stream) *functionapp.Response {
-	cfg := h.cfg.Push
-	tick := time.NewTicker(max(consoleEvery, cfg.PollInterval))
-	defer tick.Stop()
-	life := time.NewTimer(cfg.MaxLifetime)
-	defer life.Stop()
-	lastWrite := time.Now()
-	var last []byte
+	es := newEventStream(s, h.cfg.Push, max(consoleEvery, h.cfg.Push.PollInterval))
+	defer es.stop()
 	for {
 		snap, err := h.consoleSnapshot(ctx)
 		if err != nil {
-			if last == nil {
+			if es.last == nil {
 				return h.errorResponse(ctx, err)
 			}
 			// Read again at the next tick; the page shows what it has.
 			h.log.WarnContext(ctx, "console stream: reading the fleet failed", "err", err)
-		} else if body, err := json.Marshal(snap); err == nil && !bytes.Equal(body, last) {
-			if s.Event("fleet", body) != nil {
-				return nil
-			}
-			last, lastWrite = body, time.Now()
-		}
-		select {
-		case <-ctx.Done():
+		} else if body, err := json.Marshal(snap); err == nil && !es.send("fleet", body) {
 			return nil
-		case <-life.C:
-			return nil
-		case <-tick.C:
 		}
-		if time.Since(lastWrite) >= cfg.KeepAlive {
-			if s.Comment("keep-alive") != nil {
-				return nil
-			}
-			lastWrite = time.Now()
+		if !es.wait(ctx) {
+			return nil
 		}
 	}
 }

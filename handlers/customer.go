@@ -40,11 +40,7 @@ func confirmationOf(d *domain.Delivery) *confirmationView {
 // again: of two confirmations racing, one wins and the other gets 409,
 // leaving at most a blob no delivery names.
 func (h *Handlers) PostConfirmation(ctx context.Context, req *functionapp.Request) *functionapp.Response {
-	id := req.Params["id"]
-	if err := domain.ValidID("id", id); err != nil {
-		return h.errorResponse(ctx, err)
-	}
-	p, err := wire.ParseConfirmation(req.Body)
+	id, p, err := idAndBody(req, wire.ParseConfirmation)
 	if err != nil {
 		return h.errorResponse(ctx, err)
 	}
@@ -121,11 +117,7 @@ func (h *Handlers) GetNotifications(ctx context.Context, req *functionapp.Reques
 	if err != nil {
 		return h.errorResponse(ctx, err)
 	}
-	ns := d.Notifications
-	if ns == nil {
-		ns = []domain.Notification{}
-	}
-	return functionapp.JSON(http.StatusOK, map[string]any{"deliveryId": d.ID, "notifications": ns})
+	return functionapp.JSON(http.StatusOK, map[string]any{"deliveryId": d.ID, "notifications": orEmpty(d.Notifications)})
 }
 
 // GetHistory serves GET /api/deliveries/{id}/history: every stage the
@@ -135,9 +127,14 @@ func (h *Handlers) GetHistory(ctx context.Context, req *functionapp.Request) *fu
 	if err != nil {
 		return h.errorResponse(ctx, err)
 	}
-	events := d.History
-	if events == nil {
-		events = []domain.Event{}
+	return functionapp.JSON(http.StatusOK, map[string]any{"deliveryId": d.ID, "events": orEmpty(d.History)})
+}
+
+// orEmpty is s, or an empty slice for nil, so that a list the API
+// answers encodes as [] and never as null.
+func orEmpty[T any](s []T) []T {
+	if s == nil {
+		return []T{}
 	}
-	return functionapp.JSON(http.StatusOK, map[string]any{"deliveryId": d.ID, "events": events})
+	return s
 }

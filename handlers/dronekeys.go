@@ -7,7 +7,6 @@ import (
 
 	"github.com/fabrikam/dronedelivery/shared/domain"
 	"github.com/fabrikam/dronedelivery/shared/functionapp"
-	"github.com/fabrikam/dronedelivery/shared/ports"
 	"github.com/fabrikam/dronedelivery/shared/wire"
 )
 
@@ -37,10 +36,7 @@ func (h *Handlers) CreateDroneKey(ctx context.Context, req *functionapp.Request)
 		}
 	}
 	if _, err := h.store.Fleet.Find(ctx, id); err != nil {
-		if domain.IsCode(err, domain.ENOTFOUND) {
-			err = domain.Errorf(domain.ENOTFOUND, "drone %s not found", id)
-		}
-		return h.errorResponse(ctx, err)
+		return h.errorResponse(ctx, notFoundAs(err, "drone %s not found", id))
 	}
 	now := h.clock.Now()
 	plain, key := newAPIKey("", now)
@@ -71,19 +67,7 @@ func (h *Handlers) RevokeDroneKey(ctx context.Context, req *functionapp.Request)
 	if !domain.ValidKeyPrefix(prefix) {
 		return h.errorResponse(ctx, notFound)
 	}
-	now := h.clock.Now()
-	_, err := h.store.APIKeys.Update(ctx, prefix, func(k *domain.APIKey) error {
-		if k.DroneID != id {
-			return notFound
-		}
-		if k.RevokedAt != nil {
-			return ports.ErrSkip
-		}
-		t := now
-		k.RevokedAt = &t
-		return nil
-	})
-	h.keys.forget(prefix)
+	err := h.revokeKey(ctx, prefix, h.clock.Now(), notFound, func(k *domain.APIKey) bool { return k.DroneID == id })
 	if domain.IsCode(err, domain.ENOTFOUND) {
 		err = notFound
 	}

@@ -59,11 +59,8 @@ func (h *Handlers) GetDrone(ctx context.Context, req *functionapp.Request) *func
 		return h.errorResponse(ctx, err)
 	}
 	d, err := h.store.Fleet.Find(ctx, id)
-	if domain.IsCode(err, domain.ENOTFOUND) {
-		err = domain.Errorf(domain.ENOTFOUND, "drone %s not found", id)
-	}
 	if err != nil {
-		return h.errorResponse(ctx, err)
+		return h.errorResponse(ctx, notFoundAs(err, "drone %s not found", id))
 	}
 	return functionapp.JSON(http.StatusOK, droneView(d))
 }

@@ -57,6 +57,14 @@ func (f *fixture) ingestAs(t *testing.T, key, id string, expedited bool) {
 	require.Equal(t, http.StatusAccepted, resp.Status, string(resp.Body))
 }
 
+// dispatchAs posts a delivery as the account with key (see ingestAs) and
+// runs the chain until its queues are empty.
+func (f *fixture) dispatchAs(t *testing.T, key, id string, expedited bool) {
+	t.Helper()
+	f.ingestAs(t, key, id, expedited)
+	f.drain(t)
+}
+
 // takeOff has a scheduled delivery's drone report where it stands: it
 // is flying from then on.
 func (f *fixture) takeOff(t *testing.T, id string) {
@@ -94,10 +102,8 @@ func (f *fixture) assigned(t *testing.T, ids ...string) []string {
 // although the burst's retries come round first.
 func TestFairShareGivesAFreedDroneToTheAccountHoldingFewest(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t)
-	_, other := f.signUp(t, `{"name":"Contoso","contactEmail":"ops@contoso.example"}`)
-	f.putDrone(t, domain.Drone{ID: "d1", Location: at(0, 0)})
-	f.putDrone(t, domain.Drone{ID: "d2", Location: at(0, 0.001)})
+	f := newFixture(t, domain.Drone{ID: "d1", Location: at(0, 0)}, domain.Drone{ID: "d2", Location: at(0, 0.001)})
+	_, other := f.signUpOther(t)
 	var burst []string
 	for i := range 6 {
 		id := fmt.Sprint("a", i)
@@ -107,8 +113,7 @@ func TestFairShareGivesAFreedDroneToTheAccountHoldingFewest(t *testing.T) {
 	f.drain(t)
 	require.Len(t, f.assigned(t, burst...), 2)
 	f.clock.Advance(time.Second)
-	f.ingestAs(t, other, "b0", false)
-	f.drain(t)
+	f.dispatchAs(t, other, "b0", false)
 	require.Empty(t, f.assigned(t, "b0"))
 
 	f.complete(t, f.assigned(t, burst...)[0])
@@ -123,16 +128,13 @@ func TestFairShareGivesAFreedDroneToTheAccountHoldingFewest(t *testing.T) {
 // take every free drone.
 func TestExpeditedFirstAndWorkConserving(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t)
-	f.putDrone(t, domain.Drone{ID: "d1", Location: at(0, 0)})
-	f.ingestAs(t, f.key, "first", false)
-	f.drain(t)
+	f := newFixture(t, domain.Drone{ID: "d1", Location: at(0, 0)})
+	f.dispatchAs(t, f.key, "first", false)
 	// Flying, so that the expedited delivery cannot take its drone.
 	f.takeOff(t, "first")
 	f.ingestAs(t, f.key, "plain", false)
 	f.clock.Advance(time.Second)
-	f.ingestAs(t, f.key, "urgent", true)
-	f.drain(t)
+	f.dispatchAs(t, f.key, "urgent", true)
 	require.Empty(t, f.assigned(t, "plain", "urgent"))
 	f.complete(t, "first")
 	f.playRetries(t, "plain")
@@ -150,8 +152,7 @@ func TestOperatorCapsAnAccountsShare(t *testing.T) {
 	f.putDrone(t, domain.Drone{ID: "d1", Location: at(0, 0)})
 	f.putDrone(t, domain.Drone{ID: "d2", Location: at(0, 0.001)})
 	f.ingestAs(t, f.key, "x1", false)
-	f.ingestAs(t, f.key, "x2", false)
-	f.drain(t)
+	f.dispatchAs(t, f.key, "x2", false)
 	assert.Len(t, f.assigned(t, "x1", "x2"), 1, "half of two drones")
 	assert.Equal(t, domain.DroneAvailable, f.drone(t, "d2").Status)
 }
@@ -160,7 +161,7 @@ func TestOperatorCapsAnAccountsShare(t *testing.T) {
 func TestActiveDeliveriesPerAccountAreLimited(t *testing.T) {
 	t.Parallel()
 	f := newFixtureWith(t, func(d *handlers.Deps) { d.Config.MaxActiveDeliveries = 2 })
-	_, other := f.signUp(t, `{"name":"Contoso","contactEmail":"ops@contoso.example"}`)
+	_, other := f.signUpOther(t)
 	f.ingestAs(t, f.key, "l1", false)
 	f.ingestAs(t, f.key, "l2", false)
 	body := requestBody("l3", at(0.01, 0), at(0.02, 0), "Small", 1)
@@ -217,14 +218,12 @@ func TestAWakeForAServedDeliveryHandsTheDroneOn(t *testing.T) {
 	f.putDrone(t, domain.Drone{ID: "d1", Location: at(0, 0)})
 	f.putDrone(t, domain.Drone{ID: "d2", Location: at(0, 0.001)})
 	f.ingestAs(t, f.key, "a1", false)
-	f.ingestAs(t, f.key, "a2", false)
-	f.drain(t)
+	f.dispatchAs(t, f.key, "a2", false)
 	require.Len(t, f.assigned(t, "a1", "a2"), 2)
 	f.clock.Advance(time.Second)
 	f.ingestAs(t, f.key, "w1", false)
 	f.clock.Advance(time.Second)
-	f.ingestAs(t, f.key, "w2", false)
-	f.drain(t)
+	f.dispatchAs(t, f.key, "w2", false)
 	require.Empty(t, f.assigned(t, "w1", "w2"), "both wait for a drone")
 	f.complete(t, "a1")
 	f.complete(t, "a2")

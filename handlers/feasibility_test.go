@@ -3,6 +3,8 @@ package handlers_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"math/rand/v2"
 	"net/http"
 	"testing"
 	"time"
@@ -84,8 +86,7 @@ func TestIngestRefusesWhatNoDroneCouldServe(t *testing.T) {
 // elsewhere once the summary is older than its TTL.
 func TestFeasibilityLearnsOfNewDrones(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t)
-	f.putDrone(t, domain.Drone{ID: "light", Location: at(0, 0), MaxPayloadKg: 2})
+	f := newFixture(t, domain.Drone{ID: "light", Location: at(0, 0), MaxPayloadKg: 2})
 	heavy := requestBody("h1", at(0.01, 0), at(0.02, 0), "Small", 8)
 	require.Equal(t, http.StatusUnprocessableEntity, f.ingest(t, heavy).Status)
 	f.putDrone(t, domain.Drone{ID: "heavy", Location: at(0, 0), MaxPayloadKg: 10})
@@ -97,4 +98,114 @@ func TestFeasibilityLearnsOfNewDrones(t *testing.T) {
 		MaxPayloadKg: 25, MaxPackageSize: domain.SizeLarge, RangeKm: 40, CruiseSpeedMps: 15, BatteryPercent: 100, Status: domain.DroneAvailable}))
 	f.clock.Advance(handlers.DefaultFleetSummaryTTL + time.Second)
 	require.Eventually(t, func() bool { return f.ingest(t, heavier).Status == http.StatusAccepted }, 10*time.Second, 10*time.Millisecond)
+}
+
+type quote struct {
+	Feasible bool `json:"feasible"`
+	Reasons  []struct {
+		Field, Detail string
+	} `json:"reasons"`
+	PickupETA    *time.Time           `json:"pickupETA"`
+	DeliveryETA  *time.Time           `json:"deliveryETA"`
+	DroneClass   *json.RawMessage     `json:"droneClass"`
+	PlannedRoute *domain.PlannedRoute `json:"plannedRoute"`
+	Paused       string               `json:"paused"`
+}
+
+func (f *fixture) quote(t *testing.T, body []byte) quote {
+	t.Helper()
+	resp := f.biz("QuoteDelivery", &functionapp.Request{Method: "POST", Body: body})
+	require.Equal(t, http.StatusOK, resp.Status, string(resp.Body))
+	var q quote
+	require.NoError(t, json.Unmarshal(resp.Body, &q))
+	return q
+}
+
+func TestQuoteStoresAndClaimsNothing(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, domain.Drone{ID: "d1", Location: at(0, 0), MaxPayloadKg: 5})
+	q := f.quote(t, requestBody("q1", at(0.01, 0), at(0.02, 0), "Small", 2))
+	assert.True(t, q.Feasible)
+	assert.Empty(t, q.Reasons)
+	require.NotNil(t, q.PickupETA)
+	require.NotNil(t, q.DroneClass)
+	assert.Equal(t, domain.DroneAvailable, f.drone(t, "d1").Status)
+	_, err := f.store.Deliveries.Find(ctxFor(t), "q1")
+	assert.True(t, domain.IsCode(err, domain.ENOTFOUND))
+	active, _, err := f.bus.Depth(ctxFor(t), topology.QueueDeliveryRequests)
+	require.NoError(t, err)
+	assert.Zero(t, active)
+
+	heavy := f.quote(t, requestBody("q2", at(0.01, 0), at(0.02, 0), "Small", 50))
+	assert.False(t, heavy.Feasible)
+	require.Len(t, heavy.Reasons, 1)
+	assert.Equal(t, "packageInfo.weight", heavy.Reasons[0].Field)
+	assert.Nil(t, heavy.PickupETA)
+
+	// Malformed input is 400, as at ingest.
+	bad := f.biz("QuoteDelivery", &functionapp.Request{Method: "POST", Body: []byte(`{"pickupLocation":1}`)})
+	assert.Equal(t, http.StatusBadRequest, bad.Status)
+}
+
+// With nothing changed in between, the delivery gets the drone and the
+// ETAs its quote named, over random fleets, requests and a zone.
+func TestQuoteAndAssignmentAgree(t *testing.T) {
+	t.Parallel()
+	zone := airspacetest.Circles{Zones: []airspacetest.Zone{{Name: "z", Center: at(0.02, 0.02), RadiusKm: 0.8}}}
+	f := newFixtureWith(t, func(d *handlers.Deps) { d.Airspace = fixedAirspace{zone} })
+	r := rand.New(rand.NewPCG(3, 4))
+	for i := range 30 {
+		loc := at(r.Float64()*0.08-0.04, r.Float64()*0.08-0.04)
+		if zone.Admit("", loc, t0) != nil {
+			continue
+		}
+		f.putDrone(t, domain.Drone{ID: fmt.Sprint("d", i), Location: loc, CruiseSpeedMps: float64(10 + r.IntN(11)),
+			MaxPayloadKg: float64(2 + r.IntN(6)), RangeKm: float64(15 + r.IntN(30))})
+	}
+	agreed := 0
+	for i := range 25 {
+		pickup, drop := at(r.Float64()*0.06-0.03, r.Float64()*0.06-0.03), at(r.Float64()*0.06-0.03, r.Float64()*0.06-0.03)
+		body, _ := json.Marshal(map[string]any{"deliveryId": fmt.Sprint("x", i), "pickupLocation": pickup, "dropOffLocation": drop,
+			"deadline":    t0.Add(time.Duration(20+r.IntN(60)) * time.Minute).Format(time.RFC3339),
+			"packageInfo": map[string]any{"size": "Small", "weight": float64(1 + r.IntN(5))}})
+		q := f.quote(t, body)
+		resp := f.ingest(t, body)
+		if !q.Feasible {
+			assert.Equal(t, http.StatusUnprocessableEntity, resp.Status, "quote and ingest agree on refusal")
+			continue
+		}
+		require.Equal(t, http.StatusAccepted, resp.Status, string(resp.Body))
+		f.drain(t)
+		d := f.delivery(t, fmt.Sprint("x", i))
+		if q.PickupETA == nil {
+			assert.Empty(t, d.DroneID, "no drone was quoted, none assigned")
+			continue
+		}
+		require.Equal(t, domain.StageScheduled, d.Stage, d.FailureReason)
+		assert.Equal(t, *q.PickupETA, *d.PickupETA)
+		assert.Equal(t, *q.DeliveryETA, *d.DeliveryETA)
+		assert.Equal(t, q.PlannedRoute, d.PlannedRoute)
+		assert.False(t, d.DeliveryETA.After(d.Request.Deadline), "assigned drone meets the deadline")
+		agreed++
+	}
+	assert.Positive(t, agreed)
+}
+
+// The nearest drone is slow and would miss the deadline: the farther, faster
+// one is assigned, and its route goes round the zone in the way.
+func TestDispatchPassesOverTheNearestDroneThatMissesTheDeadline(t *testing.T) {
+	t.Parallel()
+	zone := airspacetest.Circles{Zones: []airspacetest.Zone{{Name: "z", Center: at(0.05, 0), RadiusKm: 0.5}}}
+	f := newFixtureWith(t, func(d *handlers.Deps) { d.Airspace = fixedAirspace{zone} })
+	f.putDrone(t, domain.Drone{ID: "slow", Location: at(0.0005, 0), CruiseSpeedMps: 5})
+	f.putDrone(t, domain.Drone{ID: "fast", Location: at(-0.02, 0), CruiseSpeedMps: 20})
+	body, _ := json.Marshal(map[string]any{"deliveryId": "d", "pickupLocation": at(0, 0), "dropOffLocation": at(0.1, 0),
+		"deadline": t0.Add(20 * time.Minute).Format(time.RFC3339), "packageInfo": map[string]any{"size": "Small", "weight": 1}})
+	require.Equal(t, http.StatusAccepted, f.ingest(t, body).Status)
+	f.drain(t)
+	d := f.delivery(t, "d")
+	assert.Equal(t, "fast", d.DroneID)
+	require.NotNil(t, d.PlannedRoute)
+	assert.Len(t, d.PlannedRoute.Dropoff.Points, 3, "round the zone")
+	assert.Equal(t, domain.DroneAvailable, f.drone(t, "slow").Status)
 }

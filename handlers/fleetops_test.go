@@ -24,8 +24,7 @@ func (f *fixture) action(t *testing.T, name, id string, body map[string]any) *fu
 // dispatches it once the pause is lifted.
 func TestPauseHoldsAndResumes(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t)
-	f.putDrone(t, domain.Drone{ID: "d1", Location: at(0, 0), Status: domain.DroneMaintenance})
+	f := newFixture(t, domain.Drone{ID: "d1", Location: at(0, 0), Status: domain.DroneMaintenance})
 	require.Equal(t, http.StatusAccepted, f.ingest(t, requestBody("waits", at(0.01, 0), at(0.02, 0), "Small", 1)).Status)
 	f.drain(t)
 	require.Equal(t, domain.StageCreated, f.delivery(t, "waits").Stage, "no drone: it waits")
@@ -65,9 +64,7 @@ func TestPauseHoldsAndResumes(t *testing.T) {
 // through dispatch, tells the customer and audits the action once.
 func TestGroundHandsDeliveryOn(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t)
-	f.putDrone(t, domain.Drone{ID: "near", Location: at(0.011, 0)})
-	f.putDrone(t, domain.Drone{ID: "far", Location: at(0.03, 0)})
+	f := newFixture(t, domain.Drone{ID: "near", Location: at(0.011, 0)}, domain.Drone{ID: "far", Location: at(0.03, 0)})
 	require.Equal(t, http.StatusAccepted, f.ingest(t, requestBody("d", at(0.01, 0), at(0.02, 0), "Small", 1)).Status)
 	f.drain(t)
 	require.Equal(t, "near", f.delivery(t, "d").DroneID)
@@ -111,8 +108,7 @@ func TestGroundHandsDeliveryOn(t *testing.T) {
 // service at the due time; a report of a full battery restores the range.
 func TestChargeCheckReturnsDrone(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t)
-	f.putDrone(t, domain.Drone{ID: "low", Location: at(0, 0), BatteryPercent: 100, RangeKm: 45})
+	f := newFixture(t, domain.Drone{ID: "low", Location: at(0, 0), BatteryPercent: 100, RangeKm: 45})
 	f.report(t, "low", at(0, 0), 0, t0.Add(time.Second))
 	assert.Zero(t, f.drone(t, "low").RangeKm)
 	f.report(t, "low", at(0, 0), 100, t0.Add(2*time.Second))
@@ -140,9 +136,7 @@ func TestChargeCheckReturnsDrone(t *testing.T) {
 // A drone key posts its own drone's telemetry only.
 func TestDroneKeyScope(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t)
-	f.putDrone(t, domain.Drone{ID: "a", Location: at(0, 0)})
-	f.putDrone(t, domain.Drone{ID: "b", Location: at(0, 0)})
+	f := newFixture(t, domain.Drone{ID: "a", Location: at(0, 0)}, domain.Drone{ID: "b", Location: at(0, 0)})
 	resp := f.fleet("CreateDroneKey", &functionapp.Request{Method: "POST", Params: map[string]string{"id": "a"}})
 	require.Equal(t, http.StatusCreated, resp.Status, string(resp.Body))
 	var k struct{ APIKey, Prefix string }

@@ -245,12 +245,10 @@ func New(d Deps) *Handlers {
 // HTTP function is wrapped in its guard here, so every runtime enforces the
 // same authentication, ownership rules and media type.
 func (h *Handlers) Registry() functionapp.Registry {
-	biz := func(fn functionapp.HTTPFunc) functionapp.Function {
-		return functionapp.Function{HTTP: h.guard(business, fn)}
+	guarded := func(a access) func(functionapp.HTTPFunc) functionapp.Function {
+		return func(fn functionapp.HTTPFunc) functionapp.Function { return functionapp.Function{HTTP: h.guard(a, fn)} }
 	}
-	op := func(fn functionapp.HTTPFunc) functionapp.Function {
-		return functionapp.Function{HTTP: h.guard(operator, fn)}
-	}
+	biz, op, bizOrOp := guarded(business), guarded(operator), guarded(businessOrOperator)
 	open := func(fn functionapp.HTTPFunc) functionapp.Function {
 		return functionapp.Function{HTTP: h.guard(anyone, fn), Public: true}
 	}
@@ -264,8 +262,8 @@ func (h *Handlers) Registry() functionapp.Registry {
 		"ScheduleDrone":     {Queue: h.ScheduleDrone},
 		"UpdatePackage":     {Queue: h.UpdatePackage},
 		"ComputeEta":        {Queue: h.ComputeEta},
-		"GetDelivery":       {HTTP: h.guard(businessOrOperator, h.GetDelivery)},
-		"GetDeliveryStatus": {HTTP: h.guard(businessOrOperator, h.GetDeliveryStatus)},
+		"GetDelivery":       bizOrOp(h.GetDelivery),
+		"GetDeliveryStatus": bizOrOp(h.GetDeliveryStatus),
 		"ListDeliveries":    biz(h.ListDeliveries),
 		"GetPackage":        biz(h.GetPackage),
 		"PutDrone":          op(h.PutDrone),
@@ -288,8 +286,8 @@ func (h *Handlers) Registry() functionapp.Registry {
 		"TrackFeed":            open(h.TrackFeed),
 		"TrackEvents":          {HTTP: h.guard(anyone, h.TrackEventsUnavailable), Stream: h.TrackEvents, Public: true},
 		"TrackNegotiate":       open(h.TrackNegotiate),
-		"GetDeliveriesSummary": {HTTP: h.guard(businessOrOperator, h.GetDeliveriesSummary)},
-		"GetUtilization":       {HTTP: h.guard(businessOrOperator, h.GetUtilization)},
+		"GetDeliveriesSummary": bizOrOp(h.GetDeliveriesSummary),
+		"GetUtilization":       bizOrOp(h.GetUtilization),
 		"CreateAccount":        open(h.CreateAccount),
 		"CreateApiKey":         biz(h.CreateAPIKey),
 		"RevokeApiKey":         biz(h.RevokeAPIKey),
@@ -302,14 +300,14 @@ func (h *Handlers) Registry() functionapp.Registry {
 		"GetOutbox":             biz(h.GetOutbox),
 		"SendCustomerMessage":   {Queue: h.SendCustomerMessage},
 
-		"PutServiceArea":    op(h.PutServiceArea),
-		"GetServiceArea":    op(h.GetServiceArea),
-		"DeleteServiceArea": op(h.DeleteServiceArea),
-		"ListServiceAreas":  op(h.ListServiceAreas),
-		"PutNoFlyZone":      op(h.PutNoFlyZone),
-		"GetNoFlyZone":      op(h.GetNoFlyZone),
-		"DeleteNoFlyZone":   op(h.DeleteNoFlyZone),
-		"ListNoFlyZones":    op(h.ListNoFlyZones),
+		"PutServiceArea":    op(zoneFunc(h.putZone).forKind(domain.ServiceArea)),
+		"GetServiceArea":    op(zoneFunc(h.getZone).forKind(domain.ServiceArea)),
+		"DeleteServiceArea": op(zoneFunc(h.deleteZone).forKind(domain.ServiceArea)),
+		"ListServiceAreas":  op(zoneFunc(h.listZones).forKind(domain.ServiceArea)),
+		"PutNoFlyZone":      op(zoneFunc(h.putZone).forKind(domain.NoFlyZone)),
+		"GetNoFlyZone":      op(zoneFunc(h.getZone).forKind(domain.NoFlyZone)),
+		"DeleteNoFlyZone":   op(zoneFunc(h.deleteZone).forKind(domain.NoFlyZone)),
+		"ListNoFlyZones":    op(zoneFunc(h.listZones).forKind(domain.NoFlyZone)),
 
 		"DroneAction":    op(h.DroneAction),
 		"DeliveryAction": op(h.DeliveryAction),
@@ -382,27 +380,48 @@ func withDelivery(ctx context.Context, env *wire.Envelope) context.Context {
 	return logctx.With(ctx, "deliveryId", env.DeliveryID, "correlationId", env.CorrelationID)
 }
 
+// idAndBody reads the {id} of a route that writes to one resource, and its
+// body with parse.
+func idAndBody[B any](req *functionapp.Request, parse func([]byte) (B, error)) (string, B, error) {
+	id := req.Params["id"]
+	if err := domain.ValidID("id", id); err != nil {
+		var none B
+		return id, none, err
+	}
+	body, err := parse(req.Body)
+	return id, body, err
+}
+
+// notFoundAs rewords a store's ENOTFOUND error as format says, so the
+// problem names what the caller asked for rather than a storage key; any
+// other error, or nil, is returned as it is.
+func notFoundAs(err error, format string, args ...any) error {
+	if domain.IsCode(err, domain.ENOTFOUND) {
+		return domain.Errorf(domain.ENOTFOUND, format, args...)
+	}
+	return err
+}
+
+// errorStatus is the HTTP status of each application error code; any other
+// code is a 500.
+var errorStatus = map[string]int{
+	domain.EINVALID:       http.StatusBadRequest,
+	domain.EUNAUTHORIZED:  http.StatusUnauthorized,
+	domain.EFORBIDDEN:     http.StatusForbidden,
+	domain.ENOTFOUND:      http.StatusNotFound,
+	domain.ECONFLICT:      http.StatusConflict,
+	domain.EUNPROCESSABLE: http.StatusUnprocessableEntity,
+	domain.ETOOLARGE:      http.StatusRequestEntityTooLarge,
+	domain.EUNAVAILABLE:   http.StatusServiceUnavailable,
+	domain.EPRECONDITION:  http.StatusServiceUnavailable,
+}
+
 // errorResponse maps an application error to a problem response; anything
 // unexpected is logged and reported without details.
 func (h *Handlers) errorResponse(ctx context.Context, err error) *functionapp.Response {
-	status := http.StatusInternalServerError
-	switch domain.ErrorCode(err) {
-	case domain.EINVALID:
-		status = http.StatusBadRequest
-	case domain.EUNAUTHORIZED:
-		status = http.StatusUnauthorized
-	case domain.EFORBIDDEN:
-		status = http.StatusForbidden
-	case domain.ENOTFOUND:
-		status = http.StatusNotFound
-	case domain.ECONFLICT:
-		status = http.StatusConflict
-	case domain.EUNPROCESSABLE:
-		status = http.StatusUnprocessableEntity
-	case domain.ETOOLARGE:
-		status = http.StatusRequestEntityTooLarge
-	case domain.EUNAVAILABLE, domain.EPRECONDITION:
-		status = http.StatusServiceUnavailable
+	status, ok := errorStatus[domain.ErrorCode(err)]
+	if !ok {
+		status = http.StatusInternalServerError
 	}
 	if status >= 500 {
 		h.log.ErrorContext(ctx, "request failed", "err", err)

@@ -1,6 +1,7 @@
 package handlers_test
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -63,9 +64,15 @@ func ctxFor(t *testing.T) context.Context {
 // operatorKey opens the fleet endpoints in these tests.
 const operatorKey = "test-operator-key-0123456789"
 
-func newFixture(t *testing.T) *fixture {
+// newFixture is a fixture over a fresh embedded backend, with drones
+// registered (see putDrone for what each leaves out).
+func newFixture(t *testing.T, drones ...domain.Drone) *fixture {
 	t.Helper()
-	return newFixtureWith(t, nil)
+	f := newFixtureWith(t, nil)
+	for _, d := range drones {
+		f.putDrone(t, d)
+	}
+	return f
 }
 
 // newFixtureWith is newFixture with the handlers' dependencies adjusted by
@@ -101,6 +108,13 @@ func (f *fixture) signUp(t *testing.T, body string) (string, string) {
 	return out.AccountID, out.APIKey
 }
 
+// signUpOther creates a second account, Contoso, and returns its id and
+// API key.
+func (f *fixture) signUpOther(t *testing.T) (string, string) {
+	t.Helper()
+	return f.signUp(t, `{"name":"Contoso","contactEmail":"ops@contoso.example"}`)
+}
+
 // call runs a function as a runtime would: through its registry entry,
 // with key (if any) as the bearer token and a JSON body declared as such.
 func (f *fixture) call(name, key string, req *functionapp.Request) *functionapp.Response {
@@ -134,27 +148,14 @@ func at(dLat, dLon float64) domain.Location {
 
 func (f *fixture) putDrone(t *testing.T, d domain.Drone) {
 	t.Helper()
-	if d.HomeBase == (domain.Location{}) {
-		d.HomeBase = d.Location
-	}
-	if d.Status == "" {
-		d.Status = domain.DroneAvailable
-	}
-	if d.CruiseSpeedMps == 0 {
-		d.CruiseSpeedMps = 15
-	}
-	if d.MaxPayloadKg == 0 {
-		d.MaxPayloadKg = 5
-	}
-	if d.MaxPackageSize == "" {
-		d.MaxPackageSize = domain.SizeLarge
-	}
-	if d.RangeKm == 0 {
-		d.RangeKm = 50
-	}
-	if d.BatteryPercent == 0 {
-		d.BatteryPercent = 100
-	}
+	// What a test leaves out is a ready, capable drone based where it is.
+	d.HomeBase = cmp.Or(d.HomeBase, d.Location)
+	d.Status = cmp.Or(d.Status, domain.DroneAvailable)
+	d.CruiseSpeedMps = cmp.Or(d.CruiseSpeedMps, 15)
+	d.MaxPayloadKg = cmp.Or(d.MaxPayloadKg, 5)
+	d.MaxPackageSize = cmp.Or(d.MaxPackageSize, domain.SizeLarge)
+	d.RangeKm = cmp.Or(d.RangeKm, 50)
+	d.BatteryPercent = cmp.Or(d.BatteryPercent, 100)
 	body, err := json.Marshal(d)
 	require.NoError(t, err)
 	var m map[string]any
@@ -384,9 +385,7 @@ func (f *fixture) snapshot(t *testing.T, deliveryIDs, droneIDs []string) string 
 
 func TestEveryStepTwiceLeavesTheSameState(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t)
-	f.putDrone(t, domain.Drone{ID: "a", Location: at(0.001, 0)})
-	f.putDrone(t, domain.Drone{ID: "b", Location: at(0.002, 0)})
+	f := newFixture(t, domain.Drone{ID: "a", Location: at(0.001, 0)}, domain.Drone{ID: "b", Location: at(0.002, 0)})
 	require.Equal(t, http.StatusAccepted, f.ingest(t, requestBody("twice", at(0, 0), at(0.01, 0), "Small", 1)).Status)
 
 	steps := []struct {
@@ -420,9 +419,7 @@ func TestEveryStepTwiceLeavesTheSameState(t *testing.T) {
 
 func TestInterruptedAssignmentIsFinishedNotDuplicated(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t)
-	f.putDrone(t, domain.Drone{ID: "a", Location: at(0.001, 0)})
-	f.putDrone(t, domain.Drone{ID: "b", Location: at(0.002, 0)})
+	f := newFixture(t, domain.Drone{ID: "a", Location: at(0.001, 0)}, domain.Drone{ID: "b", Location: at(0.002, 0)})
 	require.Equal(t, http.StatusAccepted, f.ingest(t, requestBody("crash", at(0, 0), at(0.01, 0), "Small", 1)).Status)
 	ctx := context.Background()
 	// A scheduler reserved drone a and claimed it, then died before recording it.

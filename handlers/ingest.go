@@ -39,14 +39,10 @@ func (h *Handlers) IngestDelivery(ctx context.Context, req *functionapp.Request)
 	if h.overloaded(ctx) {
 		return busy()
 	}
-	p, err := wire.ParseDeliveryRequest(req.Body)
+	p, err := parseOwnRequest(req.Body, acct)
 	if err != nil {
 		return h.errorResponse(ctx, err)
 	}
-	if p.Request.OwnerID != "" && p.Request.OwnerID != acct {
-		return h.errorResponse(ctx, domain.Forbidden("ownerId", "must be the id of the account whose API key is used, or be left out"))
-	}
-	p.SetOwner(acct)
 	if resp, err := h.tooManyActive(ctx, acct); err != nil || resp != nil {
 		if err != nil {
 			return h.errorResponse(ctx, domain.Unavailable(err, "the account's deliveries could not be counted; retry"))
@@ -157,4 +153,19 @@ func (h *Handlers) create(ctx context.Context, d *domain.Delivery) (stored bool,
 		return false, domain.Unavailable(err, "the delivery could not be stored; retry with deliveryId %s", d.ID)
 	}
 	return true, nil
+}
+
+// parseOwnRequest parses the body of a delivery request made with the API
+// key of account acct, which owns it: the body's ownerId may repeat acct
+// and is refused (403) when it names another account.
+func parseOwnRequest(body []byte, acct string) (*wire.ParsedRequest, error) {
+	p, err := wire.ParseDeliveryRequest(body)
+	if err != nil {
+		return nil, err
+	}
+	if p.Request.OwnerID != "" && p.Request.OwnerID != acct {
+		return nil, domain.Forbidden("ownerId", "must be the id of the account whose API key is used, or be left out")
+	}
+	p.SetOwner(acct)
+	return p, nil
 }

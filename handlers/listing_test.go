@@ -32,7 +32,7 @@ func (f *fixture) list(key string, q url.Values) *functionapp.Response {
 func TestListDeliveriesPagesTheCallersOwn(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
-	_, otherKey := f.signUp(t, `{"name":"Contoso","contactEmail":"ops@contoso.example"}`)
+	_, otherKey := f.signUpOther(t)
 	var mine []string
 	for i := range 5 {
 		f.clock.Advance(time.Second)

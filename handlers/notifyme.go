@@ -41,11 +41,7 @@ const subscriptionIDLength = 12
 // both. 201 with the new subscription and its Location; 200 with the
 // existing one when the same addresses are subscribed already.
 func (h *Handlers) PostNotifyMeRequest(ctx context.Context, req *functionapp.Request) *functionapp.Response {
-	id := req.Params["id"]
-	if err := domain.ValidID("id", id); err != nil {
-		return h.errorResponse(ctx, err)
-	}
-	r, err := wire.ParseNotifyMe(req.Body)
+	id, r, err := idAndBody(req, wire.ParseNotifyMe)
 	if err != nil {
 		return h.errorResponse(ctx, err)
 	}
@@ -239,23 +235,11 @@ func customerMessage(env wire.Envelope) ports.Message {
 // Config.MessageAttempts failures, is a permanent failure, which the
 // runtime dead-letters. Delivery is at least once.
 func (h *Handlers) SendCustomerMessage(ctx context.Context, msg *ports.Delivered) ([]ports.Message, error) {
-	ctx, env, d, err := h.loadEnvelope(ctx, msg)
-	if err != nil {
+	ctx, env, d, n, err := h.loadNotification(ctx, msg, wire.OpCustomerMessage)
+	if n == nil || err != nil {
 		return nil, err
 	}
-	if env.Operation != wire.OpCustomerMessage {
-		return nil, &domain.Permanent{Err: domain.Invalid("operation", "must be customer-message")}
-	}
 	ctx = logctx.With(ctx, "notificationId", env.NotificationID, "subscriptionId", env.SubscriptionID, "channel", string(env.Channel))
-	n, dropped := d.Notification(env.NotificationID)
-	if dropped {
-		// Superseded by the newer notices the delivery keeps instead.
-		h.log.InfoContext(ctx, "notice no longer kept; not sent", "notificationId", env.NotificationID)
-		return nil, nil
-	}
-	if n == nil {
-		return nil, &domain.Permanent{Err: fmt.Errorf("delivery %s has no notification %s", d.ID, env.NotificationID)}
-	}
 	s, ok := d.Subscription(env.SubscriptionID)
 	if !ok || s.Address(env.Channel) == "" {
 		h.log.InfoContext(ctx, "subscription ended: customer message not sent")

@@ -39,11 +39,8 @@ func (h *Handlers) DroneAction(ctx context.Context, req *functionapp.Request) *f
 	a.By = operatorName
 	ctx = logctx.With(ctx, "droneId", id)
 	cur, err := h.store.Fleet.Find(ctx, id)
-	if domain.IsCode(err, domain.ENOTFOUND) {
-		err = domain.Errorf(domain.ENOTFOUND, "drone %s not found", id)
-	}
 	if err != nil {
-		return h.errorResponse(ctx, err)
+		return h.errorResponse(ctx, notFoundAs(err, "drone %s not found", id))
 	}
 	if cur.CurrentDeliveryID != "" {
 		// Two writes follow (the delivery's, then the drone's): the queued
@@ -190,11 +187,8 @@ func (h *Handlers) DeliveryAction(ctx context.Context, req *functionapp.Request)
 		}
 		return err
 	})
-	if domain.IsCode(err, domain.ENOTFOUND) {
-		err = domain.Errorf(domain.ENOTFOUND, "delivery %s not found", id)
-	}
 	if err != nil {
-		return h.errorResponse(ctx, err)
+		return h.errorResponse(ctx, notFoundAs(err, "delivery %s not found", id))
 	}
 	ctx = logctx.With(ctx, "deliveryId", id, "correlationId", d.CorrelationID)
 	if err := h.sendOn(ctx, d, notes, "the action is recorded but its follow-up could not be queued; send it again"); err != nil {

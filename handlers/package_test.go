@@ -17,10 +17,8 @@ import (
 // two accounts using one id each get their record and their delivery.
 func TestSamePackageIDInTwoAccounts(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t)
-	otherAcct, otherKey := f.signUp(t, `{"name":"Contoso","contactEmail":"ops@contoso.example"}`)
-	f.putDrone(t, domain.Drone{ID: "one", Location: at(0.01, 0)})
-	f.putDrone(t, domain.Drone{ID: "two", Location: at(0.011, 0)})
+	f := newFixture(t, domain.Drone{ID: "one", Location: at(0.01, 0)}, domain.Drone{ID: "two", Location: at(0.011, 0)})
+	otherAcct, otherKey := f.signUpOther(t)
 	body := requestBody("mine", at(0.01, 0), at(0.02, 0), "Small", 1)
 	require.Equal(t, http.StatusAccepted, f.ingest(t, body).Status)
 	theirs := strings.Replace(string(requestBody("theirs", at(0.01, 0), at(0.02, 0), "Small", 1)), "pkg-theirs", "pkg-mine", 1)
@@ -43,8 +41,7 @@ func TestSamePackageIDInTwoAccounts(t *testing.T) {
 // drone is free again; it never stays Created with the drone booked.
 func TestUnrecordablePackageFailsTheDeliveryAndFreesTheDrone(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t)
-	f.putDrone(t, domain.Drone{ID: "only", Location: at(0.01, 0)})
+	f := newFixture(t, domain.Drone{ID: "only", Location: at(0.01, 0)})
 	key := domain.PackageKey(f.acct, "pkg-d1")
 	_, err := f.store.Packages.Upsert(context.Background(), key, func(*domain.Package) (*domain.Package, error) {
 		return &domain.Package{ID: key, PackageID: "pkg-d1", OwnerID: "someone-else", DeliveryID: "x", Status: "Scheduled"}, nil

@@ -215,11 +215,8 @@ func (h *Handlers) DeletePause(ctx context.Context, req *functionapp.Request) *f
 	}
 	err = ps.Delete(ctx, id)
 	h.forgetPauses()
-	if domain.IsCode(err, domain.ENOTFOUND) {
-		err = domain.Errorf(domain.ENOTFOUND, "pause %s not found", id)
-	}
 	if err != nil {
-		return h.errorResponse(ctx, err)
+		return h.errorResponse(ctx, notFoundAs(err, "pause %s not found", id))
 	}
 	h.log.InfoContext(ctx, "service resumed", "pauseId", id)
 	return &functionapp.Response{Status: http.StatusNoContent, Header: http.Header{}}

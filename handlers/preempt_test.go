@@ -37,17 +37,14 @@ func hasKind(d *domain.Delivery, kind string) bool {
 // dispatch, is told why, and gets the drone once it is free again.
 func TestExpeditedTakesTheDroneOfADeliveryNotYetFlying(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t)
-	_, other := f.signUp(t, `{"name":"Contoso","contactEmail":"ops@contoso.example"}`)
-	f.putDrone(t, domain.Drone{ID: "d1", Location: at(0, 0)})
-	f.ingestAs(t, f.key, "plain", false)
-	f.drain(t)
+	f := newFixture(t, domain.Drone{ID: "d1", Location: at(0, 0)})
+	_, other := f.signUpOther(t)
+	f.dispatchAs(t, f.key, "plain", false)
 	require.Equal(t, domain.StageScheduled, f.delivery(t, "plain").Stage)
 	require.Equal(t, domain.DroneAssigned, f.drone(t, "d1").Status)
 
 	f.clock.Advance(time.Second)
-	f.ingestAs(t, other, "urgent", true)
-	f.drain(t)
+	f.dispatchAs(t, other, "urgent", true)
 
 	urgent := f.delivery(t, "urgent")
 	require.Equal(t, domain.StageScheduled, urgent.Stage)
@@ -82,13 +79,10 @@ func TestExpeditedTakesTheDroneOfADeliveryNotYetFlying(t *testing.T) {
 // and the expedited delivery waits.
 func TestExpeditedLeavesAFlyingDroneAlone(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t)
-	f.putDrone(t, domain.Drone{ID: "d1", Location: at(0, 0)})
-	f.ingestAs(t, f.key, "plain", false)
-	f.drain(t)
+	f := newFixture(t, domain.Drone{ID: "d1", Location: at(0, 0)})
+	f.dispatchAs(t, f.key, "plain", false)
 	f.takeOff(t, "plain")
-	f.ingestAs(t, f.key, "urgent", true)
-	f.drain(t)
+	f.dispatchAs(t, f.key, "urgent", true)
 	assert.Empty(t, f.assigned(t, "urgent"))
 	assert.Equal(t, "plain", f.drone(t, "d1").CurrentDeliveryID)
 	assert.Equal(t, domain.StageHeadedToPickup, f.delivery(t, "plain").Stage)
@@ -99,12 +93,9 @@ func TestExpeditedLeavesAFlyingDroneAlone(t *testing.T) {
 // meets the deadline is taken before anybody's.
 func TestExpeditedTakesAFreeDroneFirstAndNeverAnExpeditedOnesDrone(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t)
-	f.putDrone(t, domain.Drone{ID: "d1", Location: at(0, 0)})
-	f.ingestAs(t, f.key, "u1", true)
-	f.drain(t)
-	f.ingestAs(t, f.key, "u2", true)
-	f.drain(t)
+	f := newFixture(t, domain.Drone{ID: "d1", Location: at(0, 0)})
+	f.dispatchAs(t, f.key, "u1", true)
+	f.dispatchAs(t, f.key, "u2", true)
 	assert.Equal(t, []string{"u1"}, f.assigned(t, "u1", "u2"))
 	assert.Equal(t, 0, f.delivery(t, "u1").Generation)
 
@@ -124,8 +115,7 @@ func TestTakeoverStoppedHalfWayIsFinishedByTheRedelivery(t *testing.T) {
 	f := newFixture(t)
 	ctx := ctxFor(t)
 	f.putDrone(t, domain.Drone{ID: "d1", Location: at(0, 0)})
-	f.ingestAs(t, f.key, "plain", false)
-	f.drain(t)
+	f.dispatchAs(t, f.key, "plain", false)
 	now := f.clock.Now()
 	require.NoError(t, f.store.Deliveries.Create(ctx, "urgent", &domain.Delivery{ID: "urgent", TrackingID: "t.urgent", OwnerID: f.acct,
 		CorrelationID: "c-urgent", Stage: domain.StageCreated, CreatedAt: now, UpdatedAt: now,

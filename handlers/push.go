@@ -99,42 +99,21 @@ func (h *Handlers) TrackEvents(ctx context.Context, req *functionapp.Request, s 
 	if err != nil {
 		return h.trackingError(ctx, err)
 	}
-	cfg := h.cfg.Push
-	poll := time.NewTicker(cfg.PollInterval)
-	defer poll.Stop()
-	life := time.NewTimer(cfg.MaxLifetime)
-	defer life.Stop()
-	lastWrite := time.Now()
-	var last []byte
+	es := newEventStream(s, h.cfg.Push, h.cfg.Push.PollInterval)
+	defer es.stop()
 	for {
 		if d != nil {
 			body, err := json.Marshal(h.feedOf(ctx, d))
-			if err != nil {
+			if err != nil || !es.send("", body) {
 				return nil
-			}
-			if !bytes.Equal(body, last) {
-				if s.Event("", body) != nil {
-					return nil
-				}
-				last, lastWrite = body, time.Now()
 			}
 			if ended(d) {
 				_ = s.Event("end", []byte(`{"stage":"`+string(d.Stage)+`"}`))
 				return nil
 			}
 		}
-		select {
-		case <-ctx.Done():
+		if !es.wait(ctx) {
 			return nil
-		case <-life.C:
-			return nil
-		case <-poll.C:
-		}
-		if time.Since(lastWrite) >= cfg.KeepAlive {
-			if s.Comment("keep-alive") != nil {
-				return nil
-			}
-			lastWrite = time.Now()
 		}
 		d, err = h.findTracked(ctx, tid)
 		switch {
@@ -149,6 +128,61 @@ func (h *Handlers) TrackEvents(ctx context.Context, req *functionapp.Request, s 
 			d = nil
 		}
 	}
+}
+
+// eventStream holds a server-sent event stream open for a handler that
+// reads what it streams every tick: an event goes out only when its body
+// differs from the last one sent, a keep-alive comment when nothing was
+// written for cfg.KeepAlive, and the stream ends after cfg.MaxLifetime.
+type eventStream struct {
+	s         functionapp.Stream
+	keepAlive time.Duration
+	tick      *time.Ticker
+	life      *time.Timer
+	lastWrite time.Time
+	last      []byte // the last event's body; nil before the first
+}
+
+func newEventStream(s functionapp.Stream, cfg PushConfig, every time.Duration) *eventStream {
+	return &eventStream{s: s, keepAlive: cfg.KeepAlive, tick: time.NewTicker(every), life: time.NewTimer(cfg.MaxLifetime), lastWrite: time.Now()}
+}
+
+func (e *eventStream) stop() {
+	e.tick.Stop()
+	e.life.Stop()
+}
+
+// send writes body as an event called name unless it is the body sent
+// last; it reports false when the client has gone.
+func (e *eventStream) send(name string, body []byte) bool {
+	if bytes.Equal(body, e.last) {
+		return true
+	}
+	if e.s.Event(name, body) != nil {
+		return false
+	}
+	e.last, e.lastWrite = body, time.Now()
+	return true
+}
+
+// wait waits for the next tick and keeps the stream alive; it reports
+// false when the stream is over: the client has gone or its lifetime has
+// passed.
+func (e *eventStream) wait(ctx context.Context) bool {
+	select {
+	case <-ctx.Done():
+		return false
+	case <-e.life.C:
+		return false
+	case <-e.tick.C:
+	}
+	if time.Since(e.lastWrite) >= e.keepAlive {
+		if e.s.Comment("keep-alive") != nil {
+			return false
+		}
+		e.lastWrite = time.Now()
+	}
+	return true
 }
 
 // TrackEventsUnavailable answers GET /api/track/{trackingId}/events where

@@ -7,7 +7,6 @@ import (
 
 	"github.com/fabrikam/dronedelivery/shared/domain"
 	"github.com/fabrikam/dronedelivery/shared/functionapp"
-	"github.com/fabrikam/dronedelivery/shared/wire"
 )
 
 // quoteView is the answer of POST /api/deliveryquotes.
@@ -49,14 +48,10 @@ func (h *Handlers) QuoteDelivery(ctx context.Context, req *functionapp.Request) 
 	if err != nil {
 		return h.errorResponse(ctx, err)
 	}
-	p, err := wire.ParseDeliveryRequest(req.Body)
+	p, err := parseOwnRequest(req.Body, acct)
 	if err != nil {
 		return h.errorResponse(ctx, err)
 	}
-	if p.Request.OwnerID != "" && p.Request.OwnerID != acct {
-		return h.errorResponse(ctx, domain.Forbidden("ownerId", "must be the id of the account whose API key is used, or be left out"))
-	}
-	p.SetOwner(acct)
 	now := h.clock.Now()
 	r := p.Request
 	r.Defaults(now, "quote")

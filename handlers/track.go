@@ -96,13 +96,18 @@ func (h *Handlers) TrackPage(ctx context.Context, req *functionapp.Request) *fun
 	if _, err := h.findTracked(ctx, req.Params["trackingId"]); err != nil {
 		return h.trackingError(ctx, err)
 	}
-	// The page connects to its own origin, and to Web PubSub where that
-	// pushes its updates.
+	return h.page(trackPage)
+}
+
+// page answers with one of the self-contained HTML pages (the tracking page,
+// the console). A page runs only its own inline script and connects only to
+// its own origin, and to Web PubSub where that pushes its updates.
+func (h *Handlers) page(body []byte) *functionapp.Response {
 	connect := "'self'"
 	if h.push != nil {
 		connect += " " + h.push.Origin()
 	}
-	return &functionapp.Response{Status: http.StatusOK, Body: trackPage, Header: http.Header{
+	return &functionapp.Response{Status: http.StatusOK, Body: body, Header: http.Header{
 		"Content-Type":            {"text/html; charset=utf-8"},
 		"Cache-Control":           {"no-store"},
 		"Content-Security-Policy": {"default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:; connect-src " + connect + "; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"},
@@ -190,9 +195,7 @@ func (h *Handlers) feedOf(ctx context.Context, d *domain.Delivery) trackFeed {
 		f.HeldReason = d.HeldReason
 		f.Notice = "held: " + d.HeldReason
 	}
-	if f.Trail == nil {
-		f.Trail = []domain.TrailPoint{}
-	}
+	f.Trail = orEmpty(f.Trail)
 	for _, e := range d.History {
 		// The page dates each stage by its event; a proof of delivery,
 		// recorded in the Completed stage, would redate the delivery.

@@ -124,12 +124,7 @@ func TestTelemetryCarriesADeliveryToCompletion(t *testing.T) {
 func TestLowBatteryDroneGoesToCharging(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
-	pickup, drop := at(0, 0), at(0.005, 0)
-	f.putDrone(t, domain.Drone{ID: "tired", Location: pickup})
-	f.scheduled(t, "low", pickup, drop)
-	f.report(t, "tired", pickup, 30, t0.Add(time.Minute))
-	f.report(t, "tired", drop, 15, t0.Add(2*time.Minute))
-	assert.Equal(t, domain.StageCompleted, f.delivery(t, "low").Stage)
+	f.flown(t, "tired", "low", 30, 15)
 	dr := f.drone(t, "tired")
 	assert.Equal(t, domain.DroneCharging, dr.Status)
 	assert.Less(t, dr.RangeKm, 50.0, "range shrinks with the charge")
@@ -137,8 +132,7 @@ func TestLowBatteryDroneGoesToCharging(t *testing.T) {
 
 func TestTelemetryValidation(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t)
-	f.putDrone(t, domain.Drone{ID: "v", Location: at(0, 0)})
+	f := newFixture(t, domain.Drone{ID: "v", Location: at(0, 0)})
 	now := `"` + t0.Format(time.RFC3339) + `"`
 	for field, body := range map[string]string{
 		"timestamp":         `{"location":{"latitude":1,"longitude":2},"batteryPercent":50}`,
@@ -172,6 +166,23 @@ func TestTelemetryValidation(t *testing.T) {
 	assert.Zero(t, active, "nothing queued by bad reports")
 }
 
+// flown dispatches delivery id, from at(0, 0) to at(0.005, 0), to drone
+// droneID registered at its pickup, then reports the drone at the pickup a
+// minute after t0 and at the dropoff a minute later, with battery atPickup
+// and atDrop, and checks that this completed the delivery. It returns the
+// dropoff and the drone as dispatch left it.
+func (f *fixture) flown(t *testing.T, droneID, id string, atPickup, atDrop float64) (domain.Location, *domain.Drone) {
+	t.Helper()
+	pickup, drop := at(0, 0), at(0.005, 0)
+	f.putDrone(t, domain.Drone{ID: droneID, Location: pickup})
+	f.scheduled(t, id, pickup, drop)
+	dispatched := f.drone(t, droneID)
+	f.report(t, droneID, pickup, atPickup, t0.Add(time.Minute))
+	f.report(t, droneID, drop, atDrop, t0.Add(2*time.Minute))
+	require.Equal(t, domain.StageCompleted, f.delivery(t, id).Stage)
+	return drop, dispatched
+}
+
 func (f *fixture) cancel(t *testing.T, id string) *functionapp.Response {
 	t.Helper()
 	return f.biz("CancelDelivery", &functionapp.Request{Method: "DELETE", Params: map[string]string{"id": id}})
@@ -179,8 +190,7 @@ func (f *fixture) cancel(t *testing.T, id string) *functionapp.Response {
 
 func TestCancelAfterAssignmentReleasesTheDrone(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t)
-	f.putDrone(t, domain.Drone{ID: "c1", Location: at(0.001, 0)})
+	f := newFixture(t, domain.Drone{ID: "c1", Location: at(0.001, 0)})
 	f.scheduled(t, "gone", at(0, 0), at(0.01, 0))
 	assert.Equal(t, domain.DroneAssigned, f.drone(t, "c1").Status)
 
@@ -210,12 +220,7 @@ func TestCancelAfterAssignmentReleasesTheDrone(t *testing.T) {
 func TestCancelCompletedIsRefused(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
-	pickup, drop := at(0, 0), at(0.005, 0)
-	f.putDrone(t, domain.Drone{ID: "c2", Location: pickup})
-	f.scheduled(t, "done", pickup, drop)
-	f.report(t, "c2", pickup, 90, t0.Add(time.Minute))
-	f.report(t, "c2", drop, 80, t0.Add(2*time.Minute))
-	require.Equal(t, domain.StageCompleted, f.delivery(t, "done").Stage)
+	f.flown(t, "c2", "done", 90, 80)
 	resp := f.cancel(t, "done")
 	assert.Equal(t, http.StatusConflict, resp.Status)
 	assert.Equal(t, "application/problem+json", resp.Header.Get("Content-Type"))
@@ -224,8 +229,7 @@ func TestCancelCompletedIsRefused(t *testing.T) {
 
 func TestCancelWhileSchedulingNeverStrandsADrone(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t)
-	f.putDrone(t, domain.Drone{ID: "c3", Location: at(0.001, 0)})
+	f := newFixture(t, domain.Drone{ID: "c3", Location: at(0.001, 0)})
 	require.Equal(t, http.StatusAccepted, f.ingest(t, requestBody("race", at(0, 0), at(0.01, 0), "Small", 1)).Status)
 	msgs := f.receive(t, topology.QueueDeliveryRequests)
 	// The cancel lands before the scheduler runs its message.
@@ -240,9 +244,7 @@ func TestCancelWhileSchedulingNeverStrandsADrone(t *testing.T) {
 
 func TestRescheduleDispatchesAgain(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t)
-	f.putDrone(t, domain.Drone{ID: "west", Location: at(0, -0.001)})
-	f.putDrone(t, domain.Drone{ID: "east", Location: at(0, 0.101)})
+	f := newFixture(t, domain.Drone{ID: "west", Location: at(0, -0.001)}, domain.Drone{ID: "east", Location: at(0, 0.101)})
 	d := f.scheduled(t, "move", at(0, 0), at(0.01, 0))
 	require.Equal(t, "west", d.DroneID)
 
@@ -432,7 +434,7 @@ func TestSummaryAndUtilizationFromHistories(t *testing.T) {
 	require.NoError(t, json.Unmarshal(resp.Body, &s))
 	days := s.Days
 	s.Days = nil
-	assert.Equal(t, handlers.DeliverySummary{OwnerID: o, Scope: "account", Year: 2026, Month: 11, Count: 5, Completed: 2, Cancelled: 1, Failed: 1,
+	assert.Equal(t, handlers.DeliverySummary{FiguresOf: handlers.FiguresOf{OwnerID: o, Scope: "account", Year: 2026, Month: 11}, Count: 5, Completed: 2, Cancelled: 1, Failed: 1,
 		InProgress: 1, OnTime: 1, OnTimeRate: 0.5, AverageDurationMinutes: 105, TotalDurationMinutes: 210}, s)
 	require.Len(t, days, 30)
 	assert.Equal(t, handlers.SummaryDay{Date: "2026-11-01", Count: 5, Completed: 2, Cancelled: 1, Failed: 1, OnTime: 1}, days[0])
@@ -478,8 +480,7 @@ func TestSummaryAndUtilizationFromHistories(t *testing.T) {
 
 func TestNotifyMe(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t)
-	f.putDrone(t, domain.Drone{ID: "nm", Location: at(0, 0)})
+	f := newFixture(t, domain.Drone{ID: "nm", Location: at(0, 0)})
 	require.Equal(t, http.StatusAccepted, f.ingest(t, requestBody("nm", at(0, 0), at(0.005, 0), "Small", 1)).Status)
 	f.drain(t)
 	post := func(body string) *functionapp.Response {
@@ -495,8 +496,7 @@ func TestNotifyMe(t *testing.T) {
 
 func TestTrackingFeedByTrackingIDOnly(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t)
-	f.putDrone(t, domain.Drone{ID: "tf", Location: at(0.001, 0), BatteryPercent: 80})
+	f := newFixture(t, domain.Drone{ID: "tf", Location: at(0.001, 0), BatteryPercent: 80})
 	resp := f.ingest(t, requestBody("feed", at(0, 0), at(0.01, 0), "Small", 1))
 	var acc struct{ TrackingID string }
 	require.NoError(t, json.Unmarshal(resp.Body, &acc))
@@ -546,13 +546,7 @@ func (s staleFleet) Find(ctx context.Context, id string) (*domain.Drone, error) 
 func TestLateReportNeverFreesTheDronesNextDelivery(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
-	pickup, drop := at(0, 0), at(0.005, 0)
-	f.putDrone(t, domain.Drone{ID: "busy", Location: pickup})
-	f.scheduled(t, "first", pickup, drop)
-	stale := f.drone(t, "busy") // serving "first"
-	f.report(t, "busy", pickup, 90, t0.Add(time.Minute))
-	f.report(t, "busy", drop, 80, t0.Add(2*time.Minute))
-	require.Equal(t, domain.StageCompleted, f.delivery(t, "first").Stage)
+	drop, stale := f.flown(t, "busy", "first", 90, 80) // stale: the drone serving "first"
 	f.scheduled(t, "second", drop, at(0.01, 0))
 	require.Equal(t, "second", f.drone(t, "busy").CurrentDeliveryID)
 
@@ -576,12 +570,8 @@ func TestLateReportNeverFreesTheDronesNextDelivery(t *testing.T) {
 func TestRedeliveredReportStaysWithItsFlight(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
-	pickup, drop, far := at(0, 0), at(0.005, 0), at(0.01, 0)
-	f.putDrone(t, domain.Drone{ID: "again", Location: pickup})
-	f.scheduled(t, "first", pickup, drop)
-	f.report(t, "again", pickup, 90, t0.Add(time.Minute))
-	f.report(t, "again", drop, 80, t0.Add(2*time.Minute))
-	require.Equal(t, domain.StageCompleted, f.delivery(t, "first").Stage)
+	drop, _ := f.flown(t, "again", "first", 90, 80)
+	far := at(0.01, 0)
 	f.scheduled(t, "second", drop, far)
 	require.Equal(t, "second", f.drone(t, "again").CurrentDeliveryID)
 
@@ -605,8 +595,7 @@ func TestRedeliveredReportStaysWithItsFlight(t *testing.T) {
 // function reads the drone, it reads the same rounded figures.
 func TestDroneMeasurementsAreRounded(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t)
-	f.putDrone(t, domain.Drone{ID: "worn", Location: at(0, 0), RangeKm: 42, BatteryPercent: 100})
+	f := newFixture(t, domain.Drone{ID: "worn", Location: at(0, 0), RangeKm: 42, BatteryPercent: 100})
 	f.report(t, "worn", at(0.001, 0), 90, t0.Add(time.Minute))
 	// 42 km at 100 % keeping a 10 % reserve is 46.67 km on a full charge.
 	require.Equal(t, 37.33333333333333, f.drone(t, "worn").RangeKm, "the stored range keeps its arithmetic")
@@ -638,8 +627,7 @@ func TestDroneMeasurementsAreRounded(t *testing.T) {
 
 func TestTrackingLinkExpiresAfterTheDeliveryEnds(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t)
-	f.putDrone(t, domain.Drone{ID: "ex", Location: at(0.001, 0)})
+	f := newFixture(t, domain.Drone{ID: "ex", Location: at(0.001, 0)})
 	resp := f.ingest(t, requestBody("expiring", at(0, 0), at(0.01, 0), "Small", 1))
 	var acc struct{ TrackingID string }
 	require.NoError(t, json.Unmarshal(resp.Body, &acc))

@@ -39,21 +39,9 @@ type webhookBody struct {
 // spends one and is tried again after the cool-down or its backoff,
 // whichever is later.
 func (h *Handlers) SendNotification(ctx context.Context, msg *ports.Delivered) ([]ports.Message, error) {
-	ctx, env, d, err := h.loadEnvelope(ctx, msg)
-	if err != nil {
+	ctx, env, d, n, err := h.loadNotification(ctx, msg, wire.OpNotify)
+	if n == nil || err != nil {
 		return nil, err
-	}
-	if env.Operation != wire.OpNotify {
-		return nil, &domain.Permanent{Err: domain.Invalid("operation", "must be notify")}
-	}
-	n, dropped := d.Notification(env.NotificationID)
-	if dropped {
-		// Superseded by the newer notices the delivery keeps instead.
-		h.log.InfoContext(ctx, "notice no longer kept; not sent", "notificationId", env.NotificationID)
-		return nil, nil
-	}
-	if n == nil {
-		return nil, &domain.Permanent{Err: fmt.Errorf("delivery %s has no notification %s", d.ID, env.NotificationID)}
 	}
 	acct, err := h.st(ctx).Accounts.Find(ctx, d.OwnerID)
 	if domain.IsCode(err, domain.ENOTFOUND) {
@@ -103,4 +91,29 @@ func (h *Handlers) SendNotification(ctx context.Context, msg *ports.Delivered) (
 	m.NotBefore = now.Add(delay)
 	h.log.WarnContext(ctx, "webhook failed; retrying later", "notificationId", n.ID, "attempt", attempt, "err", werr)
 	return []ports.Message{m}, nil
+}
+
+// loadNotification loads a message of operation op (notify or
+// customer-message), its delivery and the notification it names. The
+// notification is nil, with no error, when the delivery no longer keeps
+// it: newer notices superseded it and are sent instead. A message of
+// another operation, or one naming a notification the delivery never had,
+// is a permanent failure.
+func (h *Handlers) loadNotification(ctx context.Context, msg *ports.Delivered, op wire.Operation) (context.Context, *wire.Envelope, *domain.Delivery, *domain.Notification, error) {
+	ctx, env, d, err := h.loadEnvelope(ctx, msg)
+	if err != nil {
+		return ctx, env, d, nil, err
+	}
+	if env.Operation != op {
+		return ctx, env, d, nil, &domain.Permanent{Err: domain.Invalid("operation", "must be %s", op)}
+	}
+	n, dropped := d.Notification(env.NotificationID)
+	if dropped {
+		h.log.InfoContext(ctx, "notice no longer kept; not sent", "notificationId", env.NotificationID)
+		return ctx, env, d, nil, nil
+	}
+	if n == nil {
+		return ctx, env, d, nil, &domain.Permanent{Err: fmt.Errorf("delivery %s has no notification %s", d.ID, env.NotificationID)}
+	}
+	return ctx, env, d, n, nil
 }
