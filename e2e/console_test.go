@@ -28,20 +28,14 @@ func TestConsoleInBrowser(t *testing.T) {
 	t.Parallel()
 	p := startServe(t, t.TempDir())
 	a := signUp(t, p.base)
-	pickup := domain.Location{Latitude: 47.610, Longitude: -122.330}
-	drop := domain.Location{Latitude: 47.620, Longitude: -122.325}
-	near := domain.Location{Latitude: 47.605, Longitude: -122.330}
-	far := domain.Location{Latitude: 47.595, Longitude: -122.338}
-	for id, loc := range map[string]domain.Location{"console-near": near, "console-far": far} {
-		require.Equal(t, http.StatusCreated, a.fleet(t, "PUT", "/api/drones/"+id, droneSpec{
-			Location: loc, MaxPayloadKg: 5, MaxPackageSize: "Small", RangeKm: 30, CruiseSpeedMps: 12, BatteryPercent: 100}).Status)
-	}
+	putDrone(t, a, "console-near", shortFlight.home, "Small")
+	putDrone(t, a, "console-far", domain.Location{Latitude: 47.595, Longitude: -122.338}, "Small")
 	// A no-fly zone between the drones and the dropoff, for the map.
 	require.Equal(t, http.StatusCreated, a.fleet(t, "PUT", "/api/noflyzones/stadium", map[string]any{
 		"name": "Stadium", "geometry": map[string]any{"type": "Polygon", "coordinates": [][][2]float64{{
 			{-122.3335, 47.6140}, {-122.3315, 47.6140}, {-122.3315, 47.6160}, {-122.3335, 47.6160}, {-122.3335, 47.6140}}}},
 	}).Status)
-	require.Equal(t, http.StatusAccepted, a.call(t, "POST", "/api/deliveryrequests", deliveryRequest("console", pickup, drop, "Small", 1)).Status)
+	require.Equal(t, http.StatusAccepted, a.call(t, "POST", "/api/deliveryrequests", deliveryRequest("console", shortFlight.pickup, shortFlight.drop, "Small", 1)).Status)
 	d := waitStage(t, a, "console", domain.StageScheduled)
 	require.Equal(t, "console-near", d.DroneID)
 

@@ -301,16 +301,12 @@ func TestDocumentsStayBounded(t *testing.T) {
 	assert.Less(t, afterPatches, maxDeliveryDocument)
 	assert.Less(t, final, maxDeliveryDocument)
 
-	var hist struct {
-		Events []domain.Event `json:"events"`
-	}
-	a.call(t, "GET", "/api/deliveries/bulk/history", nil).decode(t, &hist)
-	require.LessOrEqual(t, len(hist.Events), domain.MaxHistoryEvents)
-	require.NoError(t, domain.LegalHistory(hist.Events))
-	marker := hist.Events[1]
+	hist := historyOf(t, a, "bulk")
+	require.LessOrEqual(t, len(hist), domain.MaxHistoryEvents)
+	marker := hist[1]
 	assert.Equal(t, domain.EventTruncated, marker.Kind)
-	assert.Greater(t, marker.Omitted+len(hist.Events)-1, patches, "every reschedule counted, omitted or shown")
-	assert.Equal(t, domain.StageHeadedToPickup, hist.Events[len(hist.Events)-1].Stage)
+	assert.Greater(t, marker.Omitted+len(hist)-1, patches, "every reschedule counted, omitted or shown")
+	assert.Equal(t, domain.StageHeadedToPickup, hist[len(hist)-1].Stage)
 
 	var notes struct {
 		Notifications []domain.Notification `json:"notifications"`
