@@ -16,6 +16,18 @@ import (
 	"github.com/fabrikam/dronedelivery/tools/testdoubles/browser"
 )
 
+// openConsole opens the operator console on base with query in headless
+// Chromium, 1280 pixels wide, and waits until it asks for the key. It
+// holds browserTurn until the test ends.
+func openConsole(t *testing.T, base, query string, height int) *browser.Page {
+	t.Helper()
+	browserTurn.Lock()
+	t.Cleanup(browserTurn.Unlock)
+	page := browser.OpenPage(t, base+"/api/console?"+query, 1280, height, patience)
+	page.Wait(t, "the page asks for the key", `document.body.dataset.state === 'locked'`)
+	return page
+}
+
 // TestConsoleInBrowser opens the operator console in headless Chromium as
 // an operator would: it pastes the operator key, sees a drone move on the
 // map after a telemetry report, grounds the drone that holds a delivery
@@ -39,10 +51,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	d := waitStage(t, a, "console", domain.StageScheduled)
 	require.Equal(t, "console-near", d.DroneID)
 
-	browserTurn.Lock()
-	defer browserTurn.Unlock()
-	page := browser.OpenPage(t, p.base+"/api/console?interval=500", 1280, 900, patience)
-	page.Wait(t, "the page asks for the key", `document.body.dataset.state === 'locked'`)
+	page := openConsole(t, p.base, "interval=500", 900)
 	var url string
 	page.Eval(t, `location.href`, &url)
 	assert.NotContains(t, url, e2eOperatorKey)

@@ -12,7 +12,6 @@ import (
 
 	"github.com/fabrikam/dronedelivery/shared/adapters/embedded"
 	"github.com/fabrikam/dronedelivery/shared/domain"
-	"github.com/fabrikam/dronedelivery/tools/testdoubles/browser"
 )
 
 // TestConsoleShowsWaitingAndReplaysDeadLetters opens the console in
@@ -43,10 +42,7 @@ func TestConsoleShowsWaitingAndReplaysDeadLetters(t *testing.T) {
 	eventually(t, "the message dead-lettered", func() bool { return len(deadLetters(t, a)) == 1 })
 	require.Equal(t, http.StatusAccepted, a.call(t, "POST", "/api/deliveryrequests", deliveryRequest("cw-early", pickup, drop, "Small", 1)).Status)
 
-	browserTurn.Lock()
-	defer browserTurn.Unlock()
-	page := browser.OpenPage(t, p.base+"/api/console?interval=600000", 1280, 1100, patience)
-	page.Wait(t, "the page asks for the key", `document.body.dataset.state === 'locked'`)
+	page := openConsole(t, p.base, "interval=600000", 1100)
 	page.Fill(t, "#key", e2eOperatorKey)
 	page.Click(t, "#connect")
 	page.Wait(t, "the stream connected", `document.body.dataset.state === 'ok' && document.body.dataset.transport === 'push' &&

@@ -69,16 +69,6 @@ func (f flight) route(toPickup, toDrop int) []domain.Location {
 	return append(flightPath(f.home, f.pickup, toPickup), flightPath(f.pickup, f.drop, toDrop)[1:]...)
 }
 
-// flightPath interpolates n points from a to b, both ends included.
-func flightPath(a, b domain.Location, n int) []domain.Location {
-	out := make([]domain.Location, n)
-	for i := range n {
-		f := float64(i) / float64(n-1)
-		out[i] = domain.Location{Latitude: a.Latitude + f*(b.Latitude-a.Latitude), Longitude: a.Longitude + f*(b.Longitude-a.Longitude)}
-	}
-	return out
-}
-
 // putDrone registers drone id at loc with a full battery, 30 km of range,
 // 12 m/s and room for 5 kg in packages up to size.
 func putDrone(t *testing.T, a api, id string, loc domain.Location, size string) {

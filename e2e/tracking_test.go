@@ -12,6 +12,16 @@ import (
 	"github.com/fabrikam/dronedelivery/shared/domain"
 )
 
+// flightPath interpolates n points from a to b, both ends included.
+func flightPath(a, b domain.Location, n int) []domain.Location {
+	out := make([]domain.Location, n)
+	for i := range n {
+		f := float64(i) / float64(n-1)
+		out[i] = domain.Location{Latitude: a.Latitude + f*(b.Latitude-a.Latitude), Longitude: a.Longitude + f*(b.Longitude-a.Longitude)}
+	}
+	return out
+}
+
 // TestTrackingEndToEnd replays a flight's telemetry through the public API
 // and follows the delivery from Scheduled to Completed.
 func TestTrackingEndToEnd(t *testing.T) {

@@ -20,7 +20,6 @@ import (
 	"github.com/fabrikam/dronedelivery/shared/adapters/embedded"
 	"github.com/fabrikam/dronedelivery/shared/domain"
 	"github.com/fabrikam/dronedelivery/shared/topology"
-	"github.com/fabrikam/dronedelivery/tools/testdoubles/browser"
 )
 
 // webPubSubDouble stands in, on loopback, for Azure Web PubSub's data-plane
@@ -154,18 +153,20 @@ func (d *webPubSubDouble) feedsTo(t *testing.T, group string) []pushFeed {
 	return out
 }
 
-// launchHost starts the binary under the Functions host's protocol on the
-// embedded store, sending to this double with a managed-identity token; it
-// returns the instance once ready and the store's bus, for the test to
-// play the host's queue triggers.
-func (d *webPubSubDouble) launchHost(t *testing.T) (*proc, *embedded.Bus) {
+// startHostOnWebPubSub starts a Web PubSub double and the binary under the
+// Functions host's protocol on the embedded store, sending to the double
+// with a managed-identity token; it returns the double, the instance once
+// ready and the store's bus, for the test to play the host's queue
+// triggers.
+func startHostOnWebPubSub(t *testing.T) (*webPubSubDouble, *proc, *embedded.Bus) {
 	t.Helper()
+	d := startWebPubSubDouble(t)
 	dir := t.TempDir()
 	p := launchHost(t, []string{"OPERATOR_KEY=" + e2eOperatorKey, "DATA_DIR=" + dir,
 		"WEBPUBSUB_ENDPOINT=" + d.srv.URL, "WEBPUBSUB_CLIENT_ID=00000000-0000-0000-0000-0000000000aa",
 		"IDENTITY_ENDPOINT=" + d.srv.URL + "/msi/token", "IDENTITY_HEADER=" + wpsIdentityHeader})
 	waitReady(t, p)
-	return p, openEmbedded(t, dir).Bus()
+	return d, p, openEmbedded(t, dir).Bus()
 }
 
 // wsOrigin is the origin of the double's client endpoint.
@@ -217,8 +218,7 @@ func (d *webPubSubDouble) checkAllAuthorized(t *testing.T) {
 // the host cannot hold, answers 501.
 func TestHostPushesThroughWebPubSub(t *testing.T) {
 	t.Parallel()
-	wps := startWebPubSubDouble(t)
-	p, bus := wps.launchHost(t)
+	wps, p, bus := startHostOnWebPubSub(t)
 	a := signUp(t, p.base)
 	trackingID := northFlight.book(t, a, "wps-drone", "wps-1")
 	group := "delivery.wps-1"
@@ -264,8 +264,7 @@ func TestHostPushesThroughWebPubSub(t *testing.T) {
 // to that group as a "changed" message.
 func TestHostPushesConsoleThroughWebPubSub(t *testing.T) {
 	t.Parallel()
-	wps := startWebPubSubDouble(t)
-	p, bus := wps.launchHost(t)
+	wps, p, bus := startHostOnWebPubSub(t)
 	a := signUp(t, p.base)
 
 	var resp *response
@@ -324,15 +323,11 @@ func TestHostPushesConsoleThroughWebPubSub(t *testing.T) {
 // update comes from the push.
 func TestHostConsoleInBrowserThroughWebPubSub(t *testing.T) {
 	t.Parallel()
-	wps := startWebPubSubDouble(t)
-	p, bus := wps.launchHost(t)
+	wps, p, bus := startHostOnWebPubSub(t)
 	a := signUp(t, p.base)
 	putDrone(t, a, "host-console", domain.Location{Latitude: 47.6, Longitude: -122.33}, "Small")
 
-	browserTurn.Lock()
-	defer browserTurn.Unlock()
-	page := browser.OpenPage(t, p.base+"/api/console?interval=3600000", 1280, 900, patience)
-	page.Wait(t, "the page asks for the key", `document.body.dataset.state === 'locked'`)
+	page := openConsole(t, p.base, "interval=3600000", 900)
 	page.Fill(t, "#key", e2eOperatorKey)
 	page.Click(t, "#connect")
 	page.Wait(t, "the page on Web PubSub with the drone drawn", `document.body.dataset.state === 'ok' &&
