@@ -5,10 +5,8 @@ package e2e
 // telemetry times, the numbers that feed an ETA).
 
 import (
-	"database/sql"
 	"fmt"
 	"net/http"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -36,16 +34,6 @@ func waitAt(t *testing.T, a api, id string, loc domain.Location) {
 		d := getDelivery(t, a, id)
 		return d.LastKnownLocation != nil && d.LastKnownLocation.Latitude == loc.Latitude && d.LastKnownLocation.Longitude == loc.Longitude
 	})
-}
-
-// openStore opens the embedded store's file beside the running process,
-// read-only.
-func openStore(t *testing.T, dir string) *sql.DB {
-	t.Helper()
-	db, err := sql.Open("sqlite", filepath.Join(dir, "dronedelivery.db")+"?_pragma=query_only(1)&_pragma=busy_timeout(5000)")
-	require.NoError(t, err)
-	t.Cleanup(func() { db.Close() })
-	return db
 }
 
 var (
@@ -228,7 +216,7 @@ func TestDocumentsStayBounded(t *testing.T) {
 	p := startServe(t, dir)
 	a := signUp(t, p.base)
 	require.Equal(t, http.StatusAccepted, a.call(t, "POST", "/api/deliveryrequests", deliveryRequest("bulk", dataPickup, dataDrop, "Small", 1)).Status)
-	db := openStore(t, dir)
+	db := openReadOnly(t, dir)
 	size := func() int {
 		var n int
 		require.NoError(t, db.QueryRow(`SELECT length(body) FROM documents WHERE collection = ? AND id = ?`, topology.ContainerDeliveries, "bulk").Scan(&n))
