@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"encoding/json"
 	"net/http"
 	"strings"
 	"testing"
@@ -9,6 +8,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/fabrikam/dronedelivery/shared/wire"
 )
 
 // TestAirspaceEndToEnd: the operator puts, reads, lists and deletes
@@ -24,39 +25,38 @@ func TestAirspaceOnAzureAdapters(t *testing.T) { onAzure(t, airspaceScenario) }
 // stadium is a no-fly zone around a stadium south of downtown Seattle.
 const stadium = `{"type":"Polygon","coordinates":[[[-122.3340,47.5940],[-122.3300,47.5940],[-122.3300,47.5965],[-122.3340,47.5965],[-122.3340,47.5940]]]}`
 
-type zoneView struct {
-	ID        string          `json:"id"`
-	Name      string          `json:"name"`
-	Geometry  json.RawMessage `json:"geometry"`
-	ValidFrom *time.Time      `json:"validFrom"`
-	ValidTo   *time.Time      `json:"validTo"`
-	UpdatedAt time.Time       `json:"updatedAt"`
-}
-
+// zonePage is a page of a zone listing.
 type zonePage struct {
-	Zones []zoneView `json:"zones"`
-	Next  string     `json:"next"`
+	Zones []wire.ZoneView `json:"zones"`
+	Next  string          `json:"next"`
 }
 
 func airspaceScenario(t *testing.T, p *proc) {
 	a := signUp(t, p.base)
 
-	// Only the operator manages the airspace.
+	// Only the operator manages the airspace: a business is forbidden, a
+	// caller without a key unauthorized.
 	body := `{"name":"Stadium","geometry":` + stadium + `}`
-	resp := a.call(t, http.MethodPut, "/api/noflyzones/stadium", body)
-	assert.Equal(t, http.StatusForbidden, resp.Status, string(resp.Body))
+	var resp *response
+	for _, req := range []struct {
+		method, path string
+		body         any
+	}{
+		{http.MethodPut, "/api/noflyzones/stadium", body},
+		{http.MethodGet, "/api/serviceareas", nil},
+		{http.MethodDelete, "/api/noflyzones/stadium", nil},
+	} {
+		resp = a.call(t, req.method, req.path, req.body)
+		assert.Equal(t, http.StatusForbidden, resp.Status, "%s %s: %s", req.method, req.path, resp.Body)
+	}
 	sendingMalformed(t, func() { resp = call(t, http.MethodPut, p.base+"/api/noflyzones/stadium", body) })
 	assert.Equal(t, http.StatusUnauthorized, resp.Status, string(resp.Body))
-	resp = a.call(t, http.MethodGet, "/api/serviceareas", nil)
-	assert.Equal(t, http.StatusForbidden, resp.Status, string(resp.Body))
-	resp = a.call(t, http.MethodDelete, "/api/noflyzones/stadium", nil)
-	assert.Equal(t, http.StatusForbidden, resp.Status, string(resp.Body))
 
 	// Create, read, replace.
 	resp = a.fleet(t, http.MethodPut, "/api/noflyzones/stadium", body)
 	require.Equal(t, http.StatusCreated, resp.Status, string(resp.Body))
 	assert.Equal(t, "/api/noflyzones/stadium", resp.Header.Get("Location"))
-	var z zoneView
+	var z wire.ZoneView
 	resp.decode(t, &z)
 	assert.Equal(t, "stadium", z.ID)
 	assert.Equal(t, "Stadium", z.Name)
@@ -150,13 +150,17 @@ func airspaceScenario(t *testing.T, p *proc) {
 	resp = a.fleet(t, http.MethodGet, "/api/noflyzones/big", nil)
 	assert.Equal(t, http.StatusNotFound, resp.Status)
 
-	// Delete.
-	resp = a.fleet(t, http.MethodDelete, "/api/noflyzones/stadium", nil)
-	assert.Equal(t, http.StatusNoContent, resp.Status, string(resp.Body))
-	resp = a.fleet(t, http.MethodGet, "/api/noflyzones/stadium", nil)
-	assert.Equal(t, http.StatusNotFound, resp.Status, string(resp.Body))
-	resp = a.fleet(t, http.MethodDelete, "/api/noflyzones/stadium", nil)
-	assert.Equal(t, http.StatusNotFound, resp.Status, string(resp.Body))
-	resp = a.fleet(t, http.MethodGet, "/api/serviceareas/stadium", nil)
-	assert.Equal(t, http.StatusOK, resp.Status, "the service area of that id stays")
+	// Delete: the zone goes, once; the service area of that id stays.
+	for _, step := range []struct {
+		method, path string
+		status       int
+	}{
+		{http.MethodDelete, "/api/noflyzones/stadium", http.StatusNoContent},
+		{http.MethodGet, "/api/noflyzones/stadium", http.StatusNotFound},
+		{http.MethodDelete, "/api/noflyzones/stadium", http.StatusNotFound},
+		{http.MethodGet, "/api/serviceareas/stadium", http.StatusOK},
+	} {
+		resp = a.fleet(t, step.method, step.path, nil)
+		assert.Equal(t, step.status, resp.Status, "%s %s: %s", step.method, step.path, resp.Body)
+	}
 }

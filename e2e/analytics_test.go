@@ -168,9 +168,7 @@ func fly(t *testing.T, a api, id string) {
 	reports[1], reports[2] = reports[2], reports[1]
 	for i, rp := range reports {
 		for range 2 {
-			r := a.fleet(t, "POST", "/api/drones/"+d.DroneID+"/telemetry", map[string]any{
-				"location": rp.loc, "batteryPercent": 100 - i, "timestamp": rp.at.Format(time.RFC3339Nano)})
-			require.Equal(t, http.StatusAccepted, r.Status, string(r.Body))
+			postReport(t, a, d.DroneID, rp.loc, float64(100-i), rp.at)
 		}
 	}
 }

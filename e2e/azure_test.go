@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"fmt"
-	"strings"
 	"testing"
 	"time"
 
@@ -15,30 +14,13 @@ import (
 // TestStandaloneChainOnAzureAdapters runs the chain scenario with the binary
 // configured for Cosmos DB and Service Bus, reached through the local test
 // doubles by connection strings, exactly as it would reach emulators.
-func TestStandaloneChainOnAzureAdapters(t *testing.T) {
-	t.Parallel()
-	cosmos := cosmosdouble.StartCosmos(t)
-	sb := servicebusdouble.StartServiceBus(t)
-	p := startServeEnv(t, t.TempDir(), []string{
-		"CosmosDBConnection=" + cosmos,
-		"ServiceBusConnection=" + sb.ConnectionString(),
-		fmt.Sprintf("COSMOS_DATABASE=e2e%d", time.Now().UnixNano()),
-		"COSMOS_BOOTSTRAP=true",
-	})
-	if !strings.Contains(p.logs.String(), `"backend":"Cosmos DB`) {
-		t.Fatalf("the binary did not open the Azure backends:\n%s", p.logs)
-	}
-	chainScenario(t, p)
-	p.stop(t)
-}
+func TestStandaloneChainOnAzureAdapters(t *testing.T) { onAzure(t, chainScenario) }
 
 // TestListingOnAzureAdapters runs the listing scenario on Cosmos DB and
 // Service Bus, through the local doubles: every page is a query of the
 // owner index's partition and point reads.
 func TestListingOnAzureAdapters(t *testing.T) { onAzure(t, listingScenario) }
 
-// startOnAzure starts the binary on the Cosmos DB and Service Bus adapters,
-// over fresh local doubles and a database of its own, with extra settings.
 // onEmbedded runs scenario in parallel against an instance of its own on
 // the embedded backend, and stops the instance cleanly after it.
 func onEmbedded(t *testing.T, scenario func(*testing.T, *proc)) {
@@ -56,7 +38,17 @@ func onAzure(t *testing.T, scenario func(*testing.T, *proc)) {
 	p.stop(t)
 }
 
+// startOnAzure starts the binary on the Cosmos DB and Service Bus adapters,
+// over fresh local doubles and a database of its own, with extra settings.
 func startOnAzure(t *testing.T, env ...string) *proc {
+	t.Helper()
+	p, _ := startOnAzureBus(t, env...)
+	return p
+}
+
+// startOnAzureBus is startOnAzure that also returns the Service Bus double,
+// for the test to reach the queues itself.
+func startOnAzureBus(t *testing.T, env ...string) (*proc, *servicebusdouble.ServiceBus) {
 	t.Helper()
 	cosmos := cosmosdouble.StartCosmos(t)
 	sb := servicebusdouble.StartServiceBus(t)
@@ -67,5 +59,5 @@ func startOnAzure(t *testing.T, env ...string) *proc {
 		"COSMOS_BOOTSTRAP=true",
 	}, env...))
 	require.Contains(t, p.logs.String(), `"backend":"Cosmos DB`, "the binary opened the Azure backends")
-	return p
+	return p, sb
 }

@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -16,7 +15,6 @@ import (
 
 	"github.com/fabrikam/dronedelivery/handlers"
 	"github.com/fabrikam/dronedelivery/shared/domain"
-	"github.com/fabrikam/dronedelivery/tools/apiclient"
 	"github.com/fabrikam/dronedelivery/tools/simulator"
 	"github.com/fabrikam/dronedelivery/tools/testdoubles/browser"
 )
@@ -25,30 +23,6 @@ import (
 // at once on a small machine take long enough that a flight the page is
 // meant to follow may be over before it opens.
 var browserTurn sync.Mutex
-
-// The flight the tracking-page tests watch: about 1.4 km from the drone's
-// home by the pickup to the dropoff.
-var (
-	flightHome   = domain.Location{Latitude: 47.6050, Longitude: -122.3350}
-	flightPickup = domain.Location{Latitude: 47.6080, Longitude: -122.3350}
-	flightDrop   = domain.Location{Latitude: 47.6140, Longitude: -122.3300}
-)
-
-// scheduleFlight registers droneID at flightHome and waits until it is
-// scheduled for delivery id from flightPickup to flightDrop; it returns
-// the delivery's tracking id.
-func scheduleFlight(t *testing.T, a api, droneID, id string) string {
-	t.Helper()
-	require.Equal(t, http.StatusCreated, a.fleet(t, "PUT", "/api/drones/"+droneID, droneSpec{
-		Location: flightHome, MaxPayloadKg: 5, MaxPackageSize: "Medium", RangeKm: 30, CruiseSpeedMps: 12, BatteryPercent: 100,
-	}).Status)
-	resp := a.call(t, "POST", "/api/deliveryrequests", deliveryRequest(id, flightPickup, flightDrop, "Small", 1))
-	require.Equal(t, http.StatusAccepted, resp.Status, string(resp.Body))
-	var acc apiclient.Accepted
-	resp.decode(t, &acc)
-	waitStage(t, a, id, domain.StageScheduled)
-	return acc.TrackingID
-}
 
 // TestTrackingPageInBrowser opens a customer's tracking page in headless
 // Chromium while the simulator flies the delivery, and checks that the page
@@ -62,7 +36,7 @@ func TestTrackingPageInBrowser(t *testing.T) {
 	t.Parallel()
 	p := startServe(t, t.TempDir())
 	a := signUp(t, p.base)
-	trackingID := scheduleFlight(t, a, "browser-drone", "browser")
+	trackingID := pageFlight.schedule(t, a, "browser-drone", "browser")
 
 	dir := t.ArtifactDir()
 	if env := os.Getenv("SCREENSHOT_DIR"); env != "" {
@@ -114,8 +88,7 @@ func TestTrackingPageIsPushedTo(t *testing.T) {
 	t.Parallel()
 	p := startServe(t, t.TempDir())
 	a := signUp(t, p.base)
-	trackingID := scheduleFlight(t, a, "push-drone", "push-page")
-	home, pickup, drop := flightHome, flightPickup, flightDrop
+	trackingID := pageFlight.schedule(t, a, "push-drone", "push-page")
 
 	browserTurn.Lock()
 	defer browserTurn.Unlock()
@@ -131,14 +104,12 @@ func TestTrackingPageIsPushedTo(t *testing.T) {
 	clock := time.Now().UTC()
 	// The page shows the drone at home already: the flight starts one
 	// step out.
-	route := append(flightPath(home, pickup, 5)[1:], flightPath(pickup, drop, 8)[1:]...)
+	route := pageFlight.route(5, 8)[1:]
 	var delays []time.Duration
 	for i, loc := range route {
 		clock = clock.Add(10 * time.Second)
 		sent := time.Now()
-		r := a.fleet(t, "POST", "/api/drones/push-drone/telemetry", map[string]any{
-			"location": loc, "batteryPercent": 100 - i, "timestamp": clock.Format(time.RFC3339Nano)})
-		require.Equal(t, http.StatusAccepted, r.Status, string(r.Body))
+		postReport(t, a, "push-drone", loc, float64(100-i), clock)
 		s, err := page.Await(ctx, func(s browser.BrowserState) bool { return s.HasShown(loc.Latitude, loc.Longitude) })
 		require.NoError(t, err, "report %d shown", i)
 		pos, _ := s.ShownAt(loc.Latitude, loc.Longitude)

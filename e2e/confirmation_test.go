@@ -27,9 +27,7 @@ func TestProofOfDeliveryEndToEnd(t *testing.T) {
 	home := domain.Location{Latitude: 47.600, Longitude: -122.330}
 	pickup := domain.Location{Latitude: 47.605, Longitude: -122.330}
 	drop := domain.Location{Latitude: 47.612, Longitude: -122.325}
-	require.Equal(t, http.StatusCreated, a.fleet(t, "PUT", "/api/drones/pod-drone", droneSpec{
-		Location: home, MaxPayloadKg: 5, MaxPackageSize: "Medium", RangeKm: 30, CruiseSpeedMps: 12, BatteryPercent: 100,
-	}).Status)
+	putDrone(t, a, "pod-drone", home, "Medium")
 	body := deliveryRequest("pod", pickup, drop, "Small", 1)
 	body["confirmationRequired"] = "Picture"
 	resp := a.call(t, "POST", "/api/deliveryrequests", body)
@@ -63,9 +61,7 @@ func TestProofOfDeliveryEndToEnd(t *testing.T) {
 	clock := time.Now().UTC()
 	report := func(loc domain.Location) {
 		clock = clock.Add(15 * time.Second)
-		r := a.fleet(t, "POST", "/api/drones/pod-drone/telemetry", map[string]any{
-			"location": loc, "batteryPercent": 90, "timestamp": clock.Format(time.RFC3339Nano)})
-		require.Equal(t, http.StatusAccepted, r.Status, string(r.Body))
+		postReport(t, a, "pod-drone", loc, 90, clock)
 	}
 	for _, loc := range flightPath(home, pickup, 4) {
 		report(loc)
@@ -106,15 +102,11 @@ func TestProofOfDeliveryEndToEnd(t *testing.T) {
 	resp.decode(t, &full)
 	assert.Equal(t, picture, full["confirmationBlob"])
 	// In the history.
-	var hist struct {
-		Events []domain.Event `json:"events"`
-	}
-	a.call(t, "GET", "/api/deliveries/pod/history", nil).decode(t, &hist)
-	require.NoError(t, domain.LegalHistory(hist.Events))
-	last := hist.Events[len(hist.Events)-1]
+	hist := historyOf(t, a, "pod")
+	last := hist[len(hist)-1]
 	assert.Equal(t, domain.EventConfirmed, last.Kind)
 	assert.Equal(t, "confirmed by a picture", last.Note)
-	assert.Equal(t, domain.StageCompleted, hist.Events[len(hist.Events)-2].Stage)
+	assert.Equal(t, domain.StageCompleted, hist[len(hist)-2].Stage)
 	// In the listing, as on the delivery.
 	var page struct {
 		Items []struct {

@@ -16,6 +16,18 @@ import (
 	"github.com/fabrikam/dronedelivery/tools/testdoubles/browser"
 )
 
+// openConsole opens the operator console on base with query in headless
+// Chromium, 1280 pixels wide, and waits until it asks for the key. It
+// holds browserTurn until the test ends.
+func openConsole(t *testing.T, base, query string, height int) *browser.Page {
+	t.Helper()
+	browserTurn.Lock()
+	t.Cleanup(browserTurn.Unlock)
+	page := browser.OpenPage(t, base+"/api/console?"+query, 1280, height, patience)
+	page.Wait(t, "the page asks for the key", `document.body.dataset.state === 'locked'`)
+	return page
+}
+
 // TestConsoleInBrowser opens the operator console in headless Chromium as
 // an operator would: it pastes the operator key, sees a drone move on the
 // map after a telemetry report, grounds the drone that holds a delivery
@@ -28,27 +40,18 @@ func TestConsoleInBrowser(t *testing.T) {
 	t.Parallel()
 	p := startServe(t, t.TempDir())
 	a := signUp(t, p.base)
-	pickup := domain.Location{Latitude: 47.610, Longitude: -122.330}
-	drop := domain.Location{Latitude: 47.620, Longitude: -122.325}
-	near := domain.Location{Latitude: 47.605, Longitude: -122.330}
-	far := domain.Location{Latitude: 47.595, Longitude: -122.338}
-	for id, loc := range map[string]domain.Location{"console-near": near, "console-far": far} {
-		require.Equal(t, http.StatusCreated, a.fleet(t, "PUT", "/api/drones/"+id, droneSpec{
-			Location: loc, MaxPayloadKg: 5, MaxPackageSize: "Small", RangeKm: 30, CruiseSpeedMps: 12, BatteryPercent: 100}).Status)
-	}
+	putDrone(t, a, "console-near", shortFlight.home, "Small")
+	putDrone(t, a, "console-far", domain.Location{Latitude: 47.595, Longitude: -122.338}, "Small")
 	// A no-fly zone between the drones and the dropoff, for the map.
 	require.Equal(t, http.StatusCreated, a.fleet(t, "PUT", "/api/noflyzones/stadium", map[string]any{
 		"name": "Stadium", "geometry": map[string]any{"type": "Polygon", "coordinates": [][][2]float64{{
 			{-122.3335, 47.6140}, {-122.3315, 47.6140}, {-122.3315, 47.6160}, {-122.3335, 47.6160}, {-122.3335, 47.6140}}}},
 	}).Status)
-	require.Equal(t, http.StatusAccepted, a.call(t, "POST", "/api/deliveryrequests", deliveryRequest("console", pickup, drop, "Small", 1)).Status)
+	require.Equal(t, http.StatusAccepted, a.call(t, "POST", "/api/deliveryrequests", deliveryRequest("console", shortFlight.pickup, shortFlight.drop, "Small", 1)).Status)
 	d := waitStage(t, a, "console", domain.StageScheduled)
 	require.Equal(t, "console-near", d.DroneID)
 
-	browserTurn.Lock()
-	defer browserTurn.Unlock()
-	page := browser.OpenPage(t, p.base+"/api/console?interval=500", 1280, 900, patience)
-	page.Wait(t, "the page asks for the key", `document.body.dataset.state === 'locked'`)
+	page := openConsole(t, p.base, "interval=500", 900)
 	var url string
 	page.Eval(t, `location.href`, &url)
 	assert.NotContains(t, url, e2eOperatorKey)

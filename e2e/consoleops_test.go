@@ -12,7 +12,6 @@ import (
 
 	"github.com/fabrikam/dronedelivery/shared/adapters/embedded"
 	"github.com/fabrikam/dronedelivery/shared/domain"
-	"github.com/fabrikam/dronedelivery/tools/testdoubles/browser"
 )
 
 // TestConsoleShowsWaitingAndReplaysDeadLetters opens the console in
@@ -29,13 +28,8 @@ func TestConsoleShowsWaitingAndReplaysDeadLetters(t *testing.T) {
 	// take the drones added below soon.
 	p := startServeEnv(t, dir, []string{"DISPATCH_RETRY_MAX=2s"})
 	a := signUp(t, p.base)
-	pickup := domain.Location{Latitude: 47.610, Longitude: -122.330}
-	drop := domain.Location{Latitude: 47.620, Longitude: -122.325}
-	drone := func(id string, loc domain.Location) {
-		require.Equal(t, http.StatusCreated, a.fleet(t, "PUT", "/api/drones/"+id, droneSpec{
-			Location: loc, MaxPayloadKg: 5, MaxPackageSize: "Small", RangeKm: 30, CruiseSpeedMps: 12, BatteryPercent: 100}).Status)
-	}
-	drone("cw-only", domain.Location{Latitude: 47.605, Longitude: -122.330})
+	pickup, drop := shortFlight.pickup, shortFlight.drop
+	putDrone(t, a, "cw-only", shortFlight.home, "Small")
 	require.Equal(t, http.StatusAccepted, a.call(t, "POST", "/api/deliveryrequests", deliveryRequest("cw-first", pickup, drop, "Small", 1)).Status)
 	waitStage(t, a, "cw-first", domain.StageScheduled)
 	require.Equal(t, http.StatusAccepted, a.call(t, "POST", "/api/deliveryrequests", deliveryRequest("cw-second", pickup, drop, "Small", 1)).Status)
@@ -48,10 +42,7 @@ func TestConsoleShowsWaitingAndReplaysDeadLetters(t *testing.T) {
 	eventually(t, "the message dead-lettered", func() bool { return len(deadLetters(t, a)) == 1 })
 	require.Equal(t, http.StatusAccepted, a.call(t, "POST", "/api/deliveryrequests", deliveryRequest("cw-early", pickup, drop, "Small", 1)).Status)
 
-	browserTurn.Lock()
-	defer browserTurn.Unlock()
-	page := browser.OpenPage(t, p.base+"/api/console?interval=600000", 1280, 1100, patience)
-	page.Wait(t, "the page asks for the key", `document.body.dataset.state === 'locked'`)
+	page := openConsole(t, p.base, "interval=600000", 1100)
 	page.Fill(t, "#key", e2eOperatorKey)
 	page.Click(t, "#connect")
 	page.Wait(t, "the stream connected", `document.body.dataset.state === 'ok' && document.body.dataset.transport === 'push' &&
@@ -77,8 +68,8 @@ func TestConsoleShowsWaitingAndReplaysDeadLetters(t *testing.T) {
 
 	// Two more drones: both waiting deliveries are scheduled, and the
 	// page's list empties by push.
-	drone("cw-spare-1", domain.Location{Latitude: 47.606, Longitude: -122.331})
-	drone("cw-spare-2", domain.Location{Latitude: 47.604, Longitude: -122.329})
+	putDrone(t, a, "cw-spare-1", domain.Location{Latitude: 47.606, Longitude: -122.331}, "Small")
+	putDrone(t, a, "cw-spare-2", domain.Location{Latitude: 47.604, Longitude: -122.329}, "Small")
 	waitStage(t, a, "cw-early", domain.StageScheduled)
 	waitStage(t, a, "cw-second", domain.StageScheduled)
 	page.Wait(t, "no delivery waiting on the page", `document.querySelector('tr[data-waiting]') === null &&

@@ -5,10 +5,8 @@ package e2e
 // telemetry times, the numbers that feed an ETA).
 
 import (
-	"database/sql"
 	"fmt"
 	"net/http"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -36,16 +34,6 @@ func waitAt(t *testing.T, a api, id string, loc domain.Location) {
 		d := getDelivery(t, a, id)
 		return d.LastKnownLocation != nil && d.LastKnownLocation.Latitude == loc.Latitude && d.LastKnownLocation.Longitude == loc.Longitude
 	})
-}
-
-// openStore opens the embedded store's file beside the running process,
-// read-only.
-func openStore(t *testing.T, dir string) *sql.DB {
-	t.Helper()
-	db, err := sql.Open("sqlite", filepath.Join(dir, "dronedelivery.db")+"?_pragma=query_only(1)&_pragma=busy_timeout(5000)")
-	require.NoError(t, err)
-	t.Cleanup(func() { db.Close() })
-	return db
 }
 
 var (
@@ -228,7 +216,7 @@ func TestDocumentsStayBounded(t *testing.T) {
 	p := startServe(t, dir)
 	a := signUp(t, p.base)
 	require.Equal(t, http.StatusAccepted, a.call(t, "POST", "/api/deliveryrequests", deliveryRequest("bulk", dataPickup, dataDrop, "Small", 1)).Status)
-	db := openStore(t, dir)
+	db := openReadOnly(t, dir)
 	size := func() int {
 		var n int
 		require.NoError(t, db.QueryRow(`SELECT length(body) FROM documents WHERE collection = ? AND id = ?`, topology.ContainerDeliveries, "bulk").Scan(&n))
@@ -301,16 +289,12 @@ func TestDocumentsStayBounded(t *testing.T) {
 	assert.Less(t, afterPatches, maxDeliveryDocument)
 	assert.Less(t, final, maxDeliveryDocument)
 
-	var hist struct {
-		Events []domain.Event `json:"events"`
-	}
-	a.call(t, "GET", "/api/deliveries/bulk/history", nil).decode(t, &hist)
-	require.LessOrEqual(t, len(hist.Events), domain.MaxHistoryEvents)
-	require.NoError(t, domain.LegalHistory(hist.Events))
-	marker := hist.Events[1]
+	hist := historyOf(t, a, "bulk")
+	require.LessOrEqual(t, len(hist), domain.MaxHistoryEvents)
+	marker := hist[1]
 	assert.Equal(t, domain.EventTruncated, marker.Kind)
-	assert.Greater(t, marker.Omitted+len(hist.Events)-1, patches, "every reschedule counted, omitted or shown")
-	assert.Equal(t, domain.StageHeadedToPickup, hist.Events[len(hist.Events)-1].Stage)
+	assert.Greater(t, marker.Omitted+len(hist)-1, patches, "every reschedule counted, omitted or shown")
+	assert.Equal(t, domain.StageHeadedToPickup, hist[len(hist)-1].Stage)
 
 	var notes struct {
 		Notifications []domain.Notification `json:"notifications"`

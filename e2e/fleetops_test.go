@@ -24,14 +24,6 @@ func getDrone(t *testing.T, a api, id string) *domain.Drone {
 	return &d
 }
 
-// postReport posts one telemetry report of drone id with the operator key.
-func postReport(t *testing.T, a api, id string, loc domain.Location, battery float64, at time.Time) {
-	t.Helper()
-	r := a.fleet(t, "POST", "/api/drones/"+id+"/telemetry", map[string]any{
-		"location": loc, "batteryPercent": battery, "timestamp": at.Format(time.RFC3339Nano)})
-	require.Equal(t, http.StatusAccepted, r.Status, string(r.Body))
-}
-
 // waitDrone waits until drone id satisfies cond and returns it.
 func waitDrone(t *testing.T, a api, id, what string, cond func(*domain.Drone) bool) *domain.Drone {
 	t.Helper()
@@ -50,9 +42,7 @@ func TestChargingReturnsDroneToService(t *testing.T) {
 	// 360,000 % an hour: a flat battery is charged in under a second.
 	p := startServeEnv(t, t.TempDir(), []string{"BATTERY_CHARGE_RATE=360000"})
 	a := signUp(t, p.base)
-	home := domain.Location{Latitude: 47.600, Longitude: -122.330}
-	pickup := domain.Location{Latitude: 47.610, Longitude: -122.330}
-	drop := domain.Location{Latitude: 47.625, Longitude: -122.320}
+	home, pickup, drop := northFlight.home, northFlight.pickup, northFlight.drop
 
 	// Range both ways: 18 km on 100 % is 20 km on a full charge keeping
 	// a 10 % reserve; a flat report leaves none, a full one gives it back.
@@ -76,7 +66,7 @@ func TestChargingReturnsDroneToService(t *testing.T) {
 	assert.Equal(t, "gauge", got.DroneID, "the drone whose battery cannot fly the job plus the reserve is passed over")
 
 	// Fly it, landing at 12 %: below 20 % it goes to charge, and comes back.
-	route := append(flightPath(home, pickup, 3), flightPath(pickup, drop, 3)[1:]...)
+	route := northFlight.route(3, 3)
 	for i, loc := range route {
 		clock = clock.Add(10 * time.Second)
 		postReport(t, a, "gauge", loc, 100-float64(i)*(88.0/float64(len(route)-1)), clock)
@@ -95,15 +85,10 @@ func TestChargingReturnsDroneToService(t *testing.T) {
 // shows a charging drone returned to service by a report at the threshold.
 func fleetOpsScenario(t *testing.T, p *proc) {
 	a := signUp(t, p.base)
-	pickup := domain.Location{Latitude: 47.610, Longitude: -122.330}
-	drop := domain.Location{Latitude: 47.620, Longitude: -122.325}
-	near := domain.Location{Latitude: 47.605, Longitude: -122.330}
-	far := domain.Location{Latitude: 47.595, Longitude: -122.330}
-	for id, loc := range map[string]domain.Location{"first": near, "second": far} {
-		require.Equal(t, http.StatusCreated, a.fleet(t, "PUT", "/api/drones/"+id, droneSpec{
-			Location: loc, MaxPayloadKg: 5, MaxPackageSize: "Small", RangeKm: 30, CruiseSpeedMps: 12, BatteryPercent: 100}).Status)
-	}
-	require.Equal(t, http.StatusAccepted, a.call(t, "POST", "/api/deliveryrequests", deliveryRequest("handed", pickup, drop, "Small", 1)).Status)
+	near, far := shortFlight.home, domain.Location{Latitude: 47.595, Longitude: -122.330}
+	putDrone(t, a, "first", near, "Small")
+	putDrone(t, a, "second", far, "Small")
+	require.Equal(t, http.StatusAccepted, a.call(t, "POST", "/api/deliveryrequests", deliveryRequest("handed", shortFlight.pickup, shortFlight.drop, "Small", 1)).Status)
 	d := waitStage(t, a, "handed", domain.StageScheduled)
 	require.Equal(t, "first", d.DroneID)
 	postReport(t, a, "first", near, 90, time.Now().UTC())
@@ -144,13 +129,9 @@ func fleetOpsScenario(t *testing.T, p *proc) {
 		d = getDelivery(t, a, "handed")
 		return d.Stage == domain.StageScheduled && d.DroneID == "second"
 	})
-	var hist struct {
-		Events []domain.Event `json:"events"`
-	}
-	a.call(t, "GET", "/api/deliveries/handed/history", nil).decode(t, &hist)
-	require.NoError(t, domain.LegalHistory(hist.Events))
+	hist := historyOf(t, a, "handed")
 	var actions []domain.Event
-	for _, e := range hist.Events {
+	for _, e := range hist {
 		if e.Kind == domain.EventOperator {
 			actions = append(actions, e)
 		}
@@ -220,10 +201,8 @@ func TestDroneKeys(t *testing.T) {
 	p := startServe(t, t.TempDir())
 	a := signUp(t, p.base)
 	home := domain.Location{Latitude: 47.600, Longitude: -122.330}
-	for _, id := range []string{"alpha", "beta"} {
-		require.Equal(t, http.StatusCreated, a.fleet(t, "PUT", "/api/drones/"+id, droneSpec{
-			Location: home, MaxPayloadKg: 5, MaxPackageSize: "Small", RangeKm: 30, CruiseSpeedMps: 12, BatteryPercent: 100}).Status)
-	}
+	putDrone(t, a, "alpha", home, "Small")
+	putDrone(t, a, "beta", home, "Small")
 	assert.Equal(t, http.StatusNotFound, a.fleet(t, "POST", "/api/drones/nobody/keys", nil).Status)
 	assert.Equal(t, http.StatusForbidden, a.call(t, "POST", "/api/drones/alpha/keys", nil).Status, "a business cannot issue one")
 	resp := a.fleet(t, "POST", "/api/drones/alpha/keys", nil)
@@ -381,8 +360,7 @@ func TestDroneKeysHaveTheirOwnRateBucket(t *testing.T) {
 	p := startServeEnv(t, t.TempDir(), []string{"RATE_LIMIT=5/m", "RATE_BURST=5"})
 	a := api{base: p.base}
 	home := domain.Location{Latitude: 47.600, Longitude: -122.330}
-	require.Equal(t, http.StatusCreated, a.fleet(t, "PUT", "/api/drones/solo", droneSpec{
-		Location: home, MaxPayloadKg: 5, MaxPackageSize: "Small", RangeKm: 30, CruiseSpeedMps: 12, BatteryPercent: 100}).Status)
+	putDrone(t, a, "solo", home, "Small")
 	resp := a.fleet(t, "POST", "/api/drones/solo/keys", nil)
 	require.Equal(t, http.StatusCreated, resp.Status, string(resp.Body))
 	var key struct{ APIKey string }

@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/fabrikam/dronedelivery/shared/adapters/embedded"
 	"github.com/fabrikam/dronedelivery/shared/domain"
 	"github.com/fabrikam/dronedelivery/shared/ports"
 	"github.com/fabrikam/dronedelivery/shared/topology"
@@ -73,6 +74,21 @@ func httpInvocation(method, url, key string, params map[string]string, body stri
 			"sys":     map[string]any{"MethodName": "IngestDelivery", "UtcNow": time.Now().UTC().Format(time.RFC3339Nano), "RandGuid": "0f8fad5b-d9cb-469f-a165-70867728950e"},
 		},
 	}
+}
+
+// runQueued plays the host's queue trigger for fn: every message waiting
+// on queue is handed to the instance, which must take it, then completed.
+// It returns how many there were.
+func runQueued(t *testing.T, p *proc, bus *embedded.Bus, fn, queue string) int {
+	t.Helper()
+	msgs, err := bus.Receive(ctxFor(t), queue, 10)
+	require.NoError(t, err, queue)
+	for i, m := range msgs {
+		status, _ := invoke(t, p, fn, fmt.Sprintf("inv-%s-%d-%d", fn, m.SequenceNumber, i), queueInvocation(fn, m, 1))
+		require.Equal(t, http.StatusOK, status, fn)
+		require.NoError(t, bus.Complete(ctxFor(t), m))
+	}
+	return len(msgs)
 }
 
 // queueInvocation is what the host POSTs for a serviceBusTrigger with

@@ -1,11 +1,10 @@
 package e2e
 
 import (
-	"bytes"
+	"context"
 	"database/sql"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -21,6 +20,7 @@ import (
 	"github.com/fabrikam/dronedelivery/shared/ports"
 	"github.com/fabrikam/dronedelivery/shared/topology"
 	"github.com/fabrikam/dronedelivery/shared/wire"
+	"github.com/fabrikam/dronedelivery/tools/apiclient"
 )
 
 // hostile is one malformed or hostile request and the answer it must get.
@@ -437,43 +437,22 @@ func TestHostileRequests(t *testing.T) {
 
 	client := malformedClient(t, 30*time.Second) // the answers are held to the OpenAPI document
 	for _, c := range cases {
-		var rd io.Reader
-		jsonBody := true
-		switch v := c.body.(type) {
-		case nil:
-			jsonBody = false
-		case string:
-			rd = strings.NewReader(v)
-		case []byte:
-			rd = bytes.NewReader(v)
-		default:
-			j, err := json.Marshal(v)
-			require.NoError(t, err, c.name)
-			rd = bytes.NewReader(j)
-		}
-		req, err := http.NewRequest(c.method, p.base+c.path, rd)
-		require.NoError(t, err, c.name)
-		if jsonBody {
-			req.Header.Set("Content-Type", "application/json")
-		}
-		if c.key != "" {
-			req.Header.Set("Authorization", "Bearer "+c.key)
-		}
+		header := http.Header{}
 		for k, v := range c.header {
 			if v == "" {
-				req.Header.Del(k)
+				header[http.CanonicalHeaderKey(k)] = nil // the request goes without it
 			} else {
-				req.Header.Set(k, v)
+				header.Set(k, v)
 			}
 		}
-		resp, err := client.Do(req)
+		api := apiclient.Client{Base: p.base, Key: c.key, HTTP: client, Header: header}
+		resp, err := api.Send(context.Background(), c.method, c.path, c.body)
 		require.NoError(t, err, c.name)
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if !assert.Equal(t, c.status, resp.StatusCode, "%s: %s", c.name, body) {
+		body := resp.Body
+		if !assert.Equal(t, c.status, resp.Status, "%s: %s", c.name, body) {
 			continue
 		}
-		assert.Less(t, resp.StatusCode, 500, c.name)
+		assert.Less(t, resp.Status, 500, c.name)
 		assert.Equal(t, "application/problem+json", resp.Header.Get("Content-Type"), c.name)
 		assert.Equal(t, "nosniff", resp.Header.Get("X-Content-Type-Options"), c.name)
 		assert.Equal(t, "no-store", resp.Header.Get("Cache-Control"), c.name)

@@ -20,8 +20,6 @@ import (
 	"github.com/fabrikam/dronedelivery/shared/ports"
 	"github.com/fabrikam/dronedelivery/shared/topology"
 	"github.com/fabrikam/dronedelivery/shared/wire"
-	"github.com/fabrikam/dronedelivery/tools/testdoubles/cosmosdouble"
-	"github.com/fabrikam/dronedelivery/tools/testdoubles/servicebusdouble"
 )
 
 // waitingDoc is one item of GET /api/operator/deliveries.
@@ -270,14 +268,7 @@ func TestOperatorReplaysDeadLetters(t *testing.T) {
 // the queue's dead-letter subqueue with the azservicebus client.
 func TestOperatorReplaysDeadLettersOnAzureAdapters(t *testing.T) {
 	t.Parallel()
-	cosmos := cosmosdouble.StartCosmos(t)
-	sb := servicebusdouble.StartServiceBus(t)
-	p := startServeEnv(t, t.TempDir(), []string{
-		"CosmosDBConnection=" + cosmos,
-		"ServiceBusConnection=" + sb.ConnectionString(),
-		"COSMOS_DATABASE=e2edl" + strings.ReplaceAll(t.Name(), "/", ""),
-		"COSMOS_BOOTSTRAP=true",
-	})
+	p, sb := startOnAzureBus(t)
 	client, err := azservicebus.NewClientFromConnectionString(sb.ConnectionString(), servicebus.ClientOptions())
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = client.Close(context.Background()) })

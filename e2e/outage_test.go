@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	"io"
 	"maps"
 	"net/http"
 	"os"
@@ -24,7 +23,6 @@ import (
 	"github.com/fabrikam/dronedelivery/shared/ports"
 	"github.com/fabrikam/dronedelivery/shared/topology"
 	"github.com/fabrikam/dronedelivery/tools/apiclient"
-	"github.com/fabrikam/dronedelivery/tools/simulator"
 	"github.com/fabrikam/dronedelivery/tools/testdoubles/cosmosdouble"
 	"github.com/fabrikam/dronedelivery/tools/testdoubles/servicebusdouble"
 )
@@ -216,20 +214,10 @@ func runOutage(t *testing.T, s *outageService, fault string, window time.Duratio
 	l := &patientLoad{a: s.a, prefix: "outage", client: timedClient(t, s.a, 30*time.Second)}
 	stop := make(chan struct{})
 	wg := l.run(stop, 4)
-	ctx, cancel := context.WithCancel(context.Background())
-	simDone := make(chan struct{})
-	go func() {
-		defer close(simDone)
-		simulator.Run(ctx, simulator.Options{BaseURL: s.p.base, OperatorKey: e2eOperatorKey, Interval: 200 * time.Millisecond, TimeScale: 30, Out: io.Discard,
-			HTTPClient: checkedClient(t, 30*time.Second)})
-	}()
+	stopSimulator := sync.OnceFunc(flyFleet(t, s.p.base, 30*time.Second))
 	stopLoad := sync.OnceFunc(func() {
 		close(stop)
 		wg.Wait()
-	})
-	stopSimulator := sync.OnceFunc(func() {
-		cancel()
-		<-simDone
 	})
 	defer stopSimulator()
 	defer stopLoad()

@@ -86,28 +86,16 @@ func TestTrackingEventsPushEveryChange(t *testing.T) {
 	t.Parallel()
 	p := startServeEnv(t, t.TempDir(), []string{"PUSH_KEEPALIVE=100ms", "MAX_STREAMS_PER_LINK=2"})
 	a := signUp(t, p.base)
-	home := domain.Location{Latitude: 47.600, Longitude: -122.330}
-	pickup := domain.Location{Latitude: 47.610, Longitude: -122.330}
-	drop := domain.Location{Latitude: 47.625, Longitude: -122.320}
-	require.Equal(t, http.StatusCreated, a.fleet(t, "PUT", "/api/drones/pusher", droneSpec{
-		Location: home, MaxPayloadKg: 5, MaxPackageSize: "Medium", RangeKm: 30, CruiseSpeedMps: 12, BatteryPercent: 100,
-	}).Status)
-	resp := a.call(t, "POST", "/api/deliveryrequests", deliveryRequest("pushed", pickup, drop, "Small", 1))
-	require.Equal(t, http.StatusAccepted, resp.Status, string(resp.Body))
-	var acc struct {
-		TrackingID string `json:"trackingId"`
-	}
-	resp.decode(t, &acc)
-	waitStage(t, a, "pushed", domain.StageScheduled)
+	trackingID := northFlight.schedule(t, a, "pusher", "pushed")
 
-	track := p.base + "/api/track/" + acc.TrackingID
+	track := p.base + "/api/track/" + trackingID
 	var neg struct {
 		Transport, URL string
 		PollIntervalMs int
 	}
 	call(t, "GET", track+"/negotiate", nil).decode(t, &neg)
 	require.Equal(t, "sse", neg.Transport)
-	require.Equal(t, "/api/track/"+acc.TrackingID+"/events", neg.URL)
+	require.Equal(t, "/api/track/"+trackingID+"/events", neg.URL)
 	assert.Equal(t, 2000, neg.PollIntervalMs)
 
 	stream, events := openEvents(t, p.base+neg.URL)
@@ -139,12 +127,10 @@ func TestTrackingEventsPushEveryChange(t *testing.T) {
 	second.Body.Close()
 
 	clock := time.Now().UTC()
-	route := append(flightPath(home, pickup, 4), flightPath(pickup, drop, 5)[1:]...)
+	route := northFlight.route(4, 5)
 	for i, loc := range route {
 		clock = clock.Add(15 * time.Second)
-		r := a.fleet(t, "POST", "/api/drones/pusher/telemetry", map[string]any{
-			"location": loc, "batteryPercent": 100 - i, "timestamp": clock.Format(time.RFC3339Nano)})
-		require.Equal(t, http.StatusAccepted, r.Status, string(r.Body))
+		postReport(t, a, "pusher", loc, float64(100-i), clock)
 		// Each report is pushed, with the drone where it put it (the last
 		// one Completes the delivery, whose feed then shows the drone where
 		// it landed).

@@ -226,22 +226,15 @@ func TestCrashUnderLoad(t *testing.T) {
 		before := l.acceptedCount()
 		stop := make(chan struct{})
 		wg := l.run(stop, 4)
-		ctx, cancel := context.WithCancel(context.Background())
-		simDone := make(chan struct{})
-		go func() {
-			defer close(simDone)
-			simulator.Run(ctx, simulator.Options{BaseURL: p.base, OperatorKey: e2eOperatorKey, Interval: 200 * time.Millisecond, TimeScale: 30, Out: io.Discard,
-				HTTPClient: checkedClient(t, 10*time.Second)})
-		}()
+		stopSimulator := flyFleet(t, p.base, 10*time.Second)
 		// The kill comes while deliveries arrive: after this round's first
 		// is accepted, at a random moment in the load's own pace.
 		eventually(t, "a delivery accepted in this round", func() bool { return l.acceptedCount() > before })
 		time.Sleep(time.Duration(500+rng.IntN(2500)) * time.Millisecond)
 		p.kill() // mid-request, mid-message, mid-flight
-		cancel()
 		close(stop)
+		stopSimulator()
 		wg.Wait()
-		<-simDone
 	}
 	p := startServe(t, dir, args...)
 	l.a.base = p.base
@@ -251,6 +244,24 @@ func TestCrashUnderLoad(t *testing.T) {
 	t.Logf("%d kills, %d requests sent, %d accepted; answers %v", kills, l.sent.Load(), len(l.accepted), l.statuses)
 	require.NotEmpty(t, l.accepted)
 	checkOutcome(t, l.a, dir, l.accepted)
+}
+
+// flyFleet runs the simulator against the instance at base in the
+// background, at 30 times real speed with each exchange given up after
+// timeout, until the function it returns is called; that call waits for
+// the simulator to end.
+func flyFleet(t *testing.T, base string, timeout time.Duration) func() {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		simulator.Run(ctx, simulator.Options{BaseURL: base, OperatorKey: e2eOperatorKey, Interval: 200 * time.Millisecond, TimeScale: 30, Out: io.Discard,
+			HTTPClient: checkedClient(t, timeout)})
+	}()
+	return func() {
+		cancel()
+		<-done
+	}
 }
 
 // TestGracefulShutdownUnderLoad sends SIGTERM while requests pour in: no

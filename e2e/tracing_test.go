@@ -150,9 +150,7 @@ func traceScenario(t *testing.T, p *proc, rcv *otlpdouble.OTLPReceiver) {
 
 	// A telemetry report is a trace of its own, whose TrackDrone span names
 	// the delivery the drone flies.
-	r := a.fleet(t, "POST", "/api/drones/"+d.DroneID+"/telemetry", map[string]any{
-		"location": d.PickupLocation, "batteryPercent": 90, "timestamp": time.Now().UTC().Format(time.RFC3339Nano)})
-	require.Equal(t, http.StatusAccepted, r.Status, string(r.Body))
+	postReport(t, a, d.DroneID, d.PickupLocation, 90, time.Now().UTC())
 	eventually(t, "the report's TrackDrone span, the child of its PostTelemetry span", func() bool {
 		spans := rcv.Spans()
 		for _, track := range spans {

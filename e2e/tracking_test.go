@@ -22,44 +22,22 @@ func flightPath(a, b domain.Location, n int) []domain.Location {
 	return out
 }
 
-type statusDoc struct {
-	Stage             domain.Stage     `json:"stage"`
-	DroneID           string           `json:"droneId"`
-	LastKnownLocation *domain.Location `json:"lastKnownLocation"`
-	PickupETA         *time.Time       `json:"pickupETA"`
-	DeliveryETA       *time.Time       `json:"deliveryETA"`
-}
-
 // TestTrackingEndToEnd replays a flight's telemetry through the public API
 // and follows the delivery from Scheduled to Completed.
 func TestTrackingEndToEnd(t *testing.T) {
 	t.Parallel()
 	p := startServe(t, t.TempDir())
 	a := signUp(t, p.base)
-	home := domain.Location{Latitude: 47.600, Longitude: -122.330}
-	pickup := domain.Location{Latitude: 47.610, Longitude: -122.330}
-	drop := domain.Location{Latitude: 47.625, Longitude: -122.320}
-	require.Equal(t, http.StatusCreated, a.fleet(t, "PUT", "/api/drones/courier", droneSpec{
-		Location: home, MaxPayloadKg: 5, MaxPackageSize: "Medium", RangeKm: 30, CruiseSpeedMps: 12, BatteryPercent: 100,
-	}).Status)
-	resp := a.call(t, "POST", "/api/deliveryrequests", deliveryRequest("live", pickup, drop, "Small", 1))
-	require.Equal(t, http.StatusAccepted, resp.Status, string(resp.Body))
-	var acc struct {
-		TrackingID string `json:"trackingId"`
-	}
-	resp.decode(t, &acc)
-	waitStage(t, a, "live", domain.StageScheduled)
+	trackingID := northFlight.schedule(t, a, "courier", "live")
 
 	clock := time.Now().UTC()
 	var remaining []time.Duration
 	seen := map[domain.Stage]bool{}
-	route := append(flightPath(home, pickup, 8), flightPath(pickup, drop, 10)[1:]...)
+	route := northFlight.route(8, 10)
 	for i, loc := range route {
 		clock = clock.Add(15 * time.Second)
-		r := a.fleet(t, "POST", "/api/drones/courier/telemetry", map[string]any{
-			"location": loc, "batteryPercent": 100 - i, "timestamp": clock.Format(time.RFC3339Nano)})
-		require.Equal(t, http.StatusAccepted, r.Status, string(r.Body))
-		var st statusDoc
+		postReport(t, a, "courier", loc, float64(100-i), clock)
+		var st deliveryDoc // the status holds a few of the delivery's fields
 		eventually(t, fmt.Sprintf("report %d applied", i), func() bool {
 			a.call(t, "GET", "/api/deliveries/live/status", nil).decode(t, &st)
 			return st.LastKnownLocation != nil && *st.LastKnownLocation == loc
@@ -88,12 +66,8 @@ func TestTrackingEndToEnd(t *testing.T) {
 	})
 	assert.Empty(t, drone.CurrentDeliveryID)
 
-	var hist struct {
-		Events []domain.Event `json:"events"`
-	}
-	a.call(t, "GET", "/api/deliveries/live/history", nil).decode(t, &hist)
-	require.NoError(t, domain.LegalHistory(hist.Events))
-	assert.Equal(t, domain.StageCompleted, hist.Events[len(hist.Events)-1].Stage)
+	hist := historyOf(t, a, "live")
+	assert.Equal(t, domain.StageCompleted, hist[len(hist)-1].Stage)
 
 	var notes struct {
 		Notifications []domain.Notification `json:"notifications"`
@@ -102,7 +76,7 @@ func TestTrackingEndToEnd(t *testing.T) {
 	require.NotEmpty(t, notes.Notifications)
 	assert.Equal(t, domain.NotifyDelivered, notes.Notifications[len(notes.Notifications)-1].Kind)
 
-	feed := call(t, "GET", p.base+"/api/track/"+acc.TrackingID+"/feed", nil)
+	feed := call(t, "GET", p.base+"/api/track/"+trackingID+"/feed", nil)
 	require.Equal(t, http.StatusOK, feed.Status)
 	var f struct {
 		Stage domain.Stage `json:"stage"`
@@ -151,13 +125,8 @@ func TestCancelAndRescheduleEndToEnd(t *testing.T) {
 		g := getDelivery(t, a, "rx")
 		return g.Stage == domain.StageScheduled && g.DropoffLocation.Latitude == 47.612
 	})
-	var hist struct {
-		Events []domain.Event `json:"events"`
-	}
-	a.call(t, "GET", "/api/deliveries/rx/history", nil).decode(t, &hist)
-	require.NoError(t, domain.LegalHistory(hist.Events))
 	var stages []domain.Stage
-	for _, e := range hist.Events {
+	for _, e := range historyOf(t, a, "rx") {
 		stages = append(stages, e.Stage)
 	}
 	assert.Equal(t, []domain.Stage{domain.StageCreated, domain.StageScheduled, domain.StageRescheduled, domain.StageScheduled}, stages)

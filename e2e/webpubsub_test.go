@@ -17,9 +17,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/fabrikam/dronedelivery/shared/adapters/embedded"
 	"github.com/fabrikam/dronedelivery/shared/domain"
 	"github.com/fabrikam/dronedelivery/shared/topology"
-	"github.com/fabrikam/dronedelivery/tools/testdoubles/browser"
 )
 
 // webPubSubDouble stands in, on loopback, for Azure Web PubSub's data-plane
@@ -153,6 +153,62 @@ func (d *webPubSubDouble) feedsTo(t *testing.T, group string) []pushFeed {
 	return out
 }
 
+// startHostOnWebPubSub starts a Web PubSub double and the binary under the
+// Functions host's protocol on the embedded store, sending to the double
+// with a managed-identity token; it returns the double, the instance once
+// ready and the store's bus, for the test to play the host's queue
+// triggers.
+func startHostOnWebPubSub(t *testing.T) (*webPubSubDouble, *proc, *embedded.Bus) {
+	t.Helper()
+	d := startWebPubSubDouble(t)
+	dir := t.TempDir()
+	p := launchHost(t, []string{"OPERATOR_KEY=" + e2eOperatorKey, "DATA_DIR=" + dir,
+		"WEBPUBSUB_ENDPOINT=" + d.srv.URL, "WEBPUBSUB_CLIENT_ID=00000000-0000-0000-0000-0000000000aa",
+		"IDENTITY_ENDPOINT=" + d.srv.URL + "/msi/token", "IDENTITY_HEADER=" + wpsIdentityHeader})
+	waitReady(t, p)
+	return d, p, openEmbedded(t, dir).Bus()
+}
+
+// wsOrigin is the origin of the double's client endpoint.
+func (d *webPubSubDouble) wsOrigin() string {
+	return "ws://" + strings.TrimPrefix(d.srv.URL, "http://")
+}
+
+// clientURL is the client URL that hands out the first token generated.
+func (d *webPubSubDouble) clientURL() string {
+	return d.wsOrigin() + "/client/hubs/tracking?access_token=" + wpsClientToken
+}
+
+// checkNegotiated holds a negotiate answer and the page that makes it to
+// Web PubSub: the answer names the transport and a client URL with the one
+// token generated, which may not send; the page's CSP lets it connect to
+// the double. It returns the query the token was generated with.
+func (d *webPubSubDouble) checkNegotiated(t *testing.T, negotiate, page *response) string {
+	t.Helper()
+	require.Equal(t, http.StatusOK, negotiate.Status, string(negotiate.Body))
+	var neg struct {
+		Transport, URL string
+	}
+	negotiate.decode(t, &neg)
+	assert.Equal(t, "webpubsub", neg.Transport)
+	assert.Equal(t, d.clientURL(), neg.URL)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	require.Len(t, d.tokens, 1)
+	assert.NotContains(t, d.tokens[0], "role=", "the client may only receive")
+	require.Equal(t, http.StatusOK, page.Status)
+	assert.Contains(t, page.Header.Get("Content-Security-Policy"), "connect-src 'self' "+d.wsOrigin()+";")
+	return d.tokens[0]
+}
+
+// checkAllAuthorized asserts that the double refused no call.
+func (d *webPubSubDouble) checkAllAuthorized(t *testing.T) {
+	t.Helper()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	assert.Empty(t, d.bad, "every call to the double was authorized")
+}
+
 // TestHostPushesThroughWebPubSub runs the binary under the Functions
 // host's protocol with WEBPUBSUB_ENDPOINT set: each step that changes what
 // the tracking page shows (the ETA step, each telemetry report) sends the
@@ -162,76 +218,33 @@ func (d *webPubSubDouble) feedsTo(t *testing.T, group string) []pushFeed {
 // the host cannot hold, answers 501.
 func TestHostPushesThroughWebPubSub(t *testing.T) {
 	t.Parallel()
-	wps := startWebPubSubDouble(t)
-	dir := t.TempDir()
-	p := launchHost(t, []string{"OPERATOR_KEY=" + e2eOperatorKey, "DATA_DIR=" + dir,
-		"WEBPUBSUB_ENDPOINT=" + wps.srv.URL, "WEBPUBSUB_CLIENT_ID=00000000-0000-0000-0000-0000000000aa",
-		"IDENTITY_ENDPOINT=" + wps.srv.URL + "/msi/token", "IDENTITY_HEADER=" + wpsIdentityHeader})
-	waitReady(t, p)
+	wps, p, bus := startHostOnWebPubSub(t)
 	a := signUp(t, p.base)
-	home := domain.Location{Latitude: 47.600, Longitude: -122.330}
-	pickup := domain.Location{Latitude: 47.610, Longitude: -122.330}
-	drop := domain.Location{Latitude: 47.625, Longitude: -122.320}
-	require.Equal(t, http.StatusCreated, a.fleet(t, "PUT", "/api/drones/wps-drone", droneSpec{
-		Location: home, MaxPayloadKg: 5, MaxPackageSize: "Medium", RangeKm: 30, CruiseSpeedMps: 12, BatteryPercent: 100,
-	}).Status)
-	resp := a.call(t, "POST", "/api/deliveryrequests", deliveryRequest("wps-1", pickup, drop, "Small", 1))
-	require.Equal(t, http.StatusAccepted, resp.Status, string(resp.Body))
-	var acc struct {
-		TrackingID string `json:"trackingId"`
-	}
-	resp.decode(t, &acc)
+	trackingID := northFlight.book(t, a, "wps-drone", "wps-1")
 	group := "delivery.wps-1"
 
 	// Play the host for the chain's queue steps.
-	db := openEmbedded(t, dir)
-	bus := db.Bus()
-	deliver := func(fn, queue string) {
-		t.Helper()
-		msgs, err := bus.Receive(ctxFor(t), queue, 10)
-		require.NoError(t, err, queue)
-		for i, m := range msgs {
-			status, _ := invoke(t, p, fn, fmt.Sprintf("inv-%s-%d-%d", fn, m.SequenceNumber, i), queueInvocation(fn, m, 1))
-			require.Equal(t, http.StatusOK, status, fn)
-			require.NoError(t, bus.Complete(ctxFor(t), m))
-		}
-	}
-	deliver("ScheduleDrone", topology.QueueDeliveryRequests)
-	deliver("UpdatePackage", topology.QueueDroneScheduled)
-	deliver("ComputeEta", topology.QueuePackageUpdated)
+	runQueued(t, p, bus, "ScheduleDrone", topology.QueueDeliveryRequests)
+	runQueued(t, p, bus, "UpdatePackage", topology.QueueDroneScheduled)
+	runQueued(t, p, bus, "ComputeEta", topology.QueuePackageUpdated)
 	feeds := wps.feedsTo(t, group)
 	require.NotEmpty(t, feeds, "the ETA step pushed the scheduled delivery (refused: %v)", wps.bad)
 	assert.Equal(t, domain.StageScheduled, feeds[len(feeds)-1].Stage)
 
-	track := p.base + "/api/track/" + acc.TrackingID
-	var neg struct {
-		Transport, URL string
-	}
-	call(t, "GET", track+"/negotiate", nil).decode(t, &neg)
-	assert.Equal(t, "webpubsub", neg.Transport)
-	wsOrigin := "ws://" + strings.TrimPrefix(wps.srv.URL, "http://")
-	assert.Equal(t, wsOrigin+"/client/hubs/tracking?access_token="+wpsClientToken, neg.URL)
-	wps.mu.Lock()
-	require.Len(t, wps.tokens, 1)
-	assert.Contains(t, wps.tokens[0], "group="+group)
-	assert.Contains(t, wps.tokens[0], "minutesToExpire=60")
-	assert.NotContains(t, wps.tokens[0], "role=", "the client may only receive")
-	wps.mu.Unlock()
-	page := call(t, "GET", track, nil)
-	require.Equal(t, http.StatusOK, page.Status)
-	assert.Contains(t, page.Header.Get("Content-Security-Policy"), "connect-src 'self' "+wsOrigin+";")
+	track := p.base + "/api/track/" + trackingID
+	token := wps.checkNegotiated(t, call(t, "GET", track+"/negotiate", nil), call(t, "GET", track, nil))
+	assert.Contains(t, token, "group="+group)
+	assert.Contains(t, token, "minutesToExpire=60")
 	assert.Equal(t, http.StatusNotImplemented, call(t, "GET", track+"/events", nil).Status)
 
 	// Each telemetry report is pushed with the drone where it put it.
 	clock := time.Now().UTC()
-	route := append(flightPath(home, pickup, 3)[1:], flightPath(pickup, drop, 3)[1:]...)
+	route := northFlight.route(3, 3)[1:]
 	for i, loc := range route {
 		clock = clock.Add(15 * time.Second)
-		r := a.fleet(t, "POST", "/api/drones/wps-drone/telemetry", map[string]any{
-			"location": loc, "batteryPercent": 100 - i, "timestamp": clock.Format(time.RFC3339Nano)})
-		require.Equal(t, http.StatusAccepted, r.Status, string(r.Body))
+		postReport(t, a, "wps-drone", loc, float64(100-i), clock)
 		before := len(wps.feedsTo(t, group))
-		deliver("TrackDrone", topology.QueueDroneTelemetry)
+		runQueued(t, p, bus, "TrackDrone", topology.QueueDroneTelemetry)
 		feeds := wps.feedsTo(t, group)
 		require.Len(t, feeds, before+1, "report %d pushed once", i)
 		last := feeds[len(feeds)-1]
@@ -240,9 +253,7 @@ func TestHostPushesThroughWebPubSub(t *testing.T) {
 	}
 	feeds = wps.feedsTo(t, group)
 	assert.Equal(t, domain.StageCompleted, feeds[len(feeds)-1].Stage)
-	wps.mu.Lock()
-	assert.Empty(t, wps.bad, "every call to the double was authorized")
-	wps.mu.Unlock()
+	wps.checkAllAuthorized(t)
 }
 
 // TestHostPushesConsoleThroughWebPubSub runs the binary under the Functions
@@ -253,39 +264,19 @@ func TestHostPushesThroughWebPubSub(t *testing.T) {
 // to that group as a "changed" message.
 func TestHostPushesConsoleThroughWebPubSub(t *testing.T) {
 	t.Parallel()
-	wps := startWebPubSubDouble(t)
-	dir := t.TempDir()
-	p := launchHost(t, []string{"OPERATOR_KEY=" + e2eOperatorKey, "DATA_DIR=" + dir,
-		"WEBPUBSUB_ENDPOINT=" + wps.srv.URL, "WEBPUBSUB_CLIENT_ID=00000000-0000-0000-0000-0000000000aa",
-		"IDENTITY_ENDPOINT=" + wps.srv.URL + "/msi/token", "IDENTITY_HEADER=" + wpsIdentityHeader})
-	waitReady(t, p)
+	wps, p, bus := startHostOnWebPubSub(t)
 	a := signUp(t, p.base)
 
 	var resp *response
 	sendingMalformed(t, func() { resp = call(t, "GET", p.base+"/api/console/negotiate", nil) })
 	assert.Equal(t, http.StatusUnauthorized, resp.Status, "no key")
 	assert.Equal(t, http.StatusForbidden, a.call(t, "GET", "/api/console/negotiate", nil).Status)
-	resp = a.fleet(t, "GET", "/api/console/negotiate", nil)
-	require.Equal(t, http.StatusOK, resp.Status, string(resp.Body))
-	var neg struct {
-		Transport, URL string
-	}
-	resp.decode(t, &neg)
-	assert.Equal(t, "webpubsub", neg.Transport)
-	wsOrigin := "ws://" + strings.TrimPrefix(wps.srv.URL, "http://")
-	assert.Equal(t, wsOrigin+"/client/hubs/tracking?access_token="+wpsClientToken, neg.URL)
-	wps.mu.Lock()
-	require.Len(t, wps.tokens, 1)
-	assert.Contains(t, wps.tokens[0], "group=operators")
-	assert.NotContains(t, wps.tokens[0], "role=", "the client may only receive")
-	wps.mu.Unlock()
-	page := call(t, "GET", p.base+"/api/console", nil)
-	require.Equal(t, http.StatusOK, page.Status)
-	assert.Contains(t, page.Header.Get("Content-Security-Policy"), "connect-src 'self' "+wsOrigin+";")
+	token := wps.checkNegotiated(t, a.fleet(t, "GET", "/api/console/negotiate", nil), call(t, "GET", p.base+"/api/console", nil))
+	assert.Contains(t, token, "group=operators")
 
 	ctx, cancel := context.WithCancel(ctxFor(t))
 	defer cancel()
-	ws, _, err := websocket.Dial(ctx, neg.URL, nil)
+	ws, _, err := websocket.Dial(ctx, wps.clientURL(), nil)
 	require.NoError(t, err)
 	defer ws.CloseNow()
 	got := make(chan []byte, 16)
@@ -306,21 +297,9 @@ func TestHostPushesConsoleThroughWebPubSub(t *testing.T) {
 
 	// The drone's PUT is not announced; the report is the first change this
 	// process tells the consoles of, so the throttle lets it through.
-	require.Equal(t, http.StatusCreated, a.fleet(t, "PUT", "/api/drones/console-drone", droneSpec{
-		Location: domain.Location{Latitude: 47.6, Longitude: -122.33}, MaxPayloadKg: 5, MaxPackageSize: "Medium",
-		RangeKm: 30, CruiseSpeedMps: 12, BatteryPercent: 100,
-	}).Status)
-	r := a.fleet(t, "POST", "/api/drones/console-drone/telemetry", map[string]any{
-		"location": domain.Location{Latitude: 47.601, Longitude: -122.331}, "batteryPercent": 97,
-		"timestamp": time.Now().UTC().Format(time.RFC3339Nano)})
-	require.Equal(t, http.StatusAccepted, r.Status, string(r.Body))
-	bus := openEmbedded(t, dir).Bus()
-	msgs, err := bus.Receive(ctxFor(t), topology.QueueDroneTelemetry, 10)
-	require.NoError(t, err)
-	require.Len(t, msgs, 1)
-	status, _ := invoke(t, p, "TrackDrone", "inv-console-1", queueInvocation("TrackDrone", msgs[0], 1))
-	require.Equal(t, http.StatusOK, status)
-	require.NoError(t, bus.Complete(ctxFor(t), msgs[0]))
+	putDrone(t, a, "console-drone", domain.Location{Latitude: 47.6, Longitude: -122.33}, "Medium")
+	postReport(t, a, "console-drone", domain.Location{Latitude: 47.601, Longitude: -122.331}, 97, time.Now().UTC())
+	require.Equal(t, 1, runQueued(t, p, bus, "TrackDrone", topology.QueueDroneTelemetry))
 
 	var m []byte
 	eventually(t, "a message to the console's WebSocket", func() bool {
@@ -332,9 +311,7 @@ func TestHostPushesConsoleThroughWebPubSub(t *testing.T) {
 		}
 	})
 	assert.JSONEq(t, `{"type":"changed"}`, string(m))
-	wps.mu.Lock()
-	assert.Empty(t, wps.bad, "every call to the double was authorized")
-	wps.mu.Unlock()
+	wps.checkAllAuthorized(t)
 }
 
 // TestHostConsoleInBrowserThroughWebPubSub opens the console in headless
@@ -346,21 +323,11 @@ func TestHostPushesConsoleThroughWebPubSub(t *testing.T) {
 // update comes from the push.
 func TestHostConsoleInBrowserThroughWebPubSub(t *testing.T) {
 	t.Parallel()
-	wps := startWebPubSubDouble(t)
-	dir := t.TempDir()
-	p := launchHost(t, []string{"OPERATOR_KEY=" + e2eOperatorKey, "DATA_DIR=" + dir,
-		"WEBPUBSUB_ENDPOINT=" + wps.srv.URL, "WEBPUBSUB_CLIENT_ID=00000000-0000-0000-0000-0000000000aa",
-		"IDENTITY_ENDPOINT=" + wps.srv.URL + "/msi/token", "IDENTITY_HEADER=" + wpsIdentityHeader})
-	waitReady(t, p)
+	wps, p, bus := startHostOnWebPubSub(t)
 	a := signUp(t, p.base)
-	require.Equal(t, http.StatusCreated, a.fleet(t, "PUT", "/api/drones/host-console", droneSpec{
-		Location: domain.Location{Latitude: 47.6, Longitude: -122.33}, MaxPayloadKg: 5, MaxPackageSize: "Small",
-		RangeKm: 30, CruiseSpeedMps: 12, BatteryPercent: 100}).Status)
+	putDrone(t, a, "host-console", domain.Location{Latitude: 47.6, Longitude: -122.33}, "Small")
 
-	browserTurn.Lock()
-	defer browserTurn.Unlock()
-	page := browser.OpenPage(t, p.base+"/api/console?interval=3600000", 1280, 900, patience)
-	page.Wait(t, "the page asks for the key", `document.body.dataset.state === 'locked'`)
+	page := openConsole(t, p.base, "interval=3600000", 900)
 	page.Fill(t, "#key", e2eOperatorKey)
 	page.Click(t, "#connect")
 	page.Wait(t, "the page on Web PubSub with the drone drawn", `document.body.dataset.state === 'ok' &&
@@ -368,20 +335,12 @@ func TestHostConsoleInBrowserThroughWebPubSub(t *testing.T) {
 
 	moved := domain.Location{Latitude: 47.6075, Longitude: -122.33}
 	postReport(t, a, "host-console", moved, 92, time.Now().UTC())
-	bus := openEmbedded(t, dir).Bus()
-	msgs, err := bus.Receive(ctxFor(t), topology.QueueDroneTelemetry, 10)
-	require.NoError(t, err)
-	require.Len(t, msgs, 1)
-	status, _ := invoke(t, p, "TrackDrone", "inv-host-console-1", queueInvocation("TrackDrone", msgs[0], 1))
-	require.Equal(t, http.StatusOK, status)
-	require.NoError(t, bus.Complete(ctxFor(t), msgs[0]))
+	require.Equal(t, 1, runQueued(t, p, bus, "TrackDrone", topology.QueueDroneTelemetry))
 	page.Wait(t, "the pushed change drawn", fmt.Sprintf(`(() => {
 		const g = document.querySelector('#map g.drone[data-id="host-console"]');
 		return Number(document.body.dataset.pushes) >= 1 && g &&
 			Number(g.dataset.lat) === %v && Number(g.dataset.lon) === %v;
 	})()`, moved.Latitude, moved.Longitude))
 	assert.Empty(t, page.Errors(t), "no errors in the page")
-	wps.mu.Lock()
-	assert.Empty(t, wps.bad, "every call to the double was authorized")
-	wps.mu.Unlock()
+	wps.checkAllAuthorized(t)
 }

@@ -187,18 +187,7 @@ func (b *benchRun) dispatchOn(ctx context.Context, dir, shape string, pickupKm f
 		if err != nil {
 			return 0, err
 		}
-		if len(out) != 1 || out[0].Queue != topology.QueueDroneScheduled {
-			return 0, errors.New("no drone assigned")
-		}
-		d, err := store.Deliveries.Find(ctx, msgs[i].CorrelationID)
-		if err != nil {
-			return 0, err
-		}
-		_, err = store.Fleet.Update(ctx, d.DroneID, func(dr *domain.Drone) error {
-			dr.Status, dr.CurrentDeliveryID = domain.DroneAvailable, ""
-			return nil
-		})
-		return took, err
+		return took, freeAssigned(ctx, store, msgs[i].CorrelationID, out)
 	})
 
 	// Then the same as the standalone runtime runs the step on this
@@ -237,23 +226,30 @@ func (b *benchRun) dispatchOn(ctx context.Context, dir, shape string, pickupKm f
 		if err != nil {
 			return 0, err
 		}
-		if len(out) != 1 || out[0].Queue != topology.QueueDroneScheduled {
-			return 0, errors.New("no drone assigned")
-		}
-		d, err := store.Deliveries.Find(ctx, id)
-		if err != nil {
-			return 0, err
-		}
-		_, err = store.Fleet.Update(ctx, d.DroneID, func(dr *domain.Drone) error {
-			dr.Status, dr.CurrentDeliveryID = domain.DroneAvailable, ""
-			return nil
-		})
-		return took, err
+		return took, freeAssigned(ctx, store, id, out)
 	})
 	b.rep.Runs = append(b.rep.Runs, unit, whole, index, linear)
 	b.say("   ScheduleDrone p99 %.3f ms in a unit of work, %.3f ms writing through; search p99 %.3f ms with the index, %.3f ms by linear scan (%s)",
 		unit.Latency.P99Ms, whole.Latency.P99Ms, index.Latency.P99Ms, linear.Latency.P99Ms, tag)
 	return nil
+}
+
+// freeAssigned checks that ScheduleDrone gave delivery id a drone (out, what
+// the step emitted, is its one message to the next step) and makes that
+// drone available again.
+func freeAssigned(ctx context.Context, store ports.Store, id string, out []ports.Message) error {
+	if len(out) != 1 || out[0].Queue != topology.QueueDroneScheduled {
+		return errors.New("no drone assigned")
+	}
+	d, err := store.Deliveries.Find(ctx, id)
+	if err != nil {
+		return err
+	}
+	_, err = store.Fleet.Update(ctx, d.DroneID, func(dr *domain.Drone) error {
+		dr.Status, dr.CurrentDeliveryID = domain.DroneAvailable, ""
+		return nil
+	})
+	return err
 }
 
 func listFleet(ctx context.Context, f ports.Fleet) ([]*domain.Drone, error) {

@@ -34,6 +34,13 @@ func (b *benchRun) targets() {
 		}
 		return nil
 	}
+	// againstBaseline1000 sets a p99 target's baseline: bare net/http's p99
+	// under the same rate.
+	againstBaseline1000 := func(tg *loadgen.Target) {
+		if b.base1000 != nil {
+			tg.Baseline, tg.BaselineValue = fmt.Sprintf("bare net/http p99 %.2f ms", b.base1000.Latency.P99Ms), b.base1000.Latency.P99Ms
+		}
+	}
 	var t []loadgen.Target
 
 	through := loadgen.Target{Name: "deliveries/s accepted and carried to Scheduled", Goal: "≥ 5,000/s", Limit: 5000, HigherIsBetter: true, Unit: "/s",
@@ -52,9 +59,7 @@ func (b *benchRun) targets() {
 	if r := find(e2eName); r != nil && r.OK > 0 {
 		ingest.Measured, ingest.Value = true, r.Latency.P99Ms
 	}
-	if b.base1000 != nil {
-		ingest.Baseline, ingest.BaselineValue = fmt.Sprintf("bare net/http p99 %.2f ms", b.base1000.Latency.P99Ms), b.base1000.Latency.P99Ms
-	}
+	againstBaseline1000(&ingest)
 	t = append(t, ingest)
 
 	sched := loadgen.Target{Name: fmt.Sprintf("accept → Scheduled p99 at %g/s", b.o.e2eRate), Goal: "≤ 100 ms", Limit: 100, Unit: "ms",
@@ -62,9 +67,7 @@ func (b *benchRun) targets() {
 	if c := completion(e2eName); c != nil && c.Completed > 0 {
 		sched.Measured, sched.Value = true, c.Latency.P99Ms
 	}
-	if b.base1000 != nil {
-		sched.Baseline, sched.BaselineValue = fmt.Sprintf("bare net/http p99 %.2f ms", b.base1000.Latency.P99Ms), b.base1000.Latency.P99Ms
-	}
+	againstBaseline1000(&sched)
 	t = append(t, sched)
 
 	t = append(t, b.denseTargets(completion)...)

@@ -138,7 +138,13 @@ func Run(ctx context.Context, cfg Config, op Op) *Result {
 	if end.Before(start) {
 		end = time.Now()
 	}
-	r.ElapsedSec = end.Sub(start).Seconds()
+	r.finish(t, end.Sub(start))
+	return r
+}
+
+// finish fills in r's figures from the tally of a run that took elapsed.
+func (r *Result) finish(t *tally, elapsed time.Duration) {
+	r.ElapsedSec = elapsed.Seconds()
 	r.Sent, r.OK, r.Failed, r.Unsent = t.sent.Load(), t.ok.Load(), t.failed.Load(), t.unsent.Load()
 	if r.ElapsedSec > 0 {
 		r.Throughput = float64(r.OK) / r.ElapsedSec
@@ -147,7 +153,6 @@ func Run(ctx context.Context, cfg Config, op Op) *Result {
 	if len(t.errors) > 0 {
 		r.Errors = t.errors
 	}
-	return r
 }
 
 // dueAt is when operation i of an open-loop run falls due.
@@ -297,14 +302,6 @@ func Measure(ctx context.Context, name string, n int, op func(ctx context.Contex
 		r.latency.Record(d)
 		r.service.Record(d)
 	}
-	r.ElapsedSec = busy.Seconds()
-	r.Sent, r.OK, r.Failed = t.sent.Load(), t.ok.Load(), t.failed.Load()
-	if r.ElapsedSec > 0 {
-		r.Throughput = float64(r.OK) / r.ElapsedSec
-	}
-	r.Latency, r.Service = r.latency.Summary(), r.service.Summary()
-	if len(t.errors) > 0 {
-		r.Errors = t.errors
-	}
+	r.finish(t, busy)
 	return r
 }

@@ -390,13 +390,7 @@ func TestPicksUpDronesAsTheyAreAssigned(t *testing.T) {
 		}
 		return true
 	}, patience, 10*time.Millisecond, "every delivery completed\n%s", &out)
-	cancel()
-	select {
-	case err := <-done:
-		require.NoError(t, err, "Run after cancel")
-	case <-time.After(patience):
-		t.Fatal("Run did not return after its context was cancelled")
-	}
+	cancelRun(t, cancel, done)
 	for i := range 3 {
 		reps, _, _ := api.snapshot(fmt.Sprintf("drone-%03d", i))
 		checkFlight(t, reps, 15)
@@ -455,13 +449,7 @@ func TestStopsCleanlyWhenCancelled(t *testing.T) {
 		reps, _, _ := api.snapshot("drone-001")
 		return len(reps) >= 3
 	}, patience, 5*time.Millisecond, "the drone is flying")
-	cancel()
-	select {
-	case err := <-done:
-		require.NoError(t, err, "Run")
-	case <-time.After(patience):
-		t.Fatal("Run did not return after cancel")
-	}
+	cancelRun(t, cancel, done)
 	expectStopped(t, requests)
 	reps, _, _ := api.snapshot("drone-001")
 	for i := 1; i < len(reps); i++ {
@@ -598,4 +586,17 @@ func TestWaitsAtThePickupUntilThePickupTime(t *testing.T) {
 	assert.True(t, reps[arrived].at.Before(ready), "the drone was early, at %s for %s", reps[arrived].at, ready)
 	assert.Greater(t, left-arrived, 2, "it waited several reports at the pickup")
 	assert.False(t, reps[left-1].at.Before(ready), "it left no earlier than the pickup time: last report at the pickup %s, ready %s", reps[left-1].at, ready)
+}
+
+// cancelRun cancels the context of a Run that reports to done, and waits
+// for it to return without an error.
+func cancelRun(t *testing.T, cancel context.CancelFunc, done <-chan error) {
+	t.Helper()
+	cancel()
+	select {
+	case err := <-done:
+		require.NoError(t, err, "Run after cancel")
+	case <-time.After(patience):
+		t.Fatal("Run did not return after its context was cancelled")
+	}
 }

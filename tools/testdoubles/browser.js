@@ -34,11 +34,9 @@
 'use strict';
 
 const fs = require('fs');
-const os = require('os');
 const path = require('path');
-const { chromium } = require('playwright-core');
+const { withPage, run } = require('./chromium');
 
-const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
 const TERMINAL = ['Completed', 'Cancelled', 'Failed'];
 
 async function main() {
@@ -47,33 +45,8 @@ async function main() {
   if (!url || !screenshot || !(timeout > 0)) {
     throw new Error('usage: node browser.js <url> <screenshot.png> <timeout-ms>');
   }
-  if (!fs.existsSync(CHROMIUM)) {
-    throw new Error(`${CHROMIUM} not found: install Debian's chromium (apt-get install -y chromium)`);
-  }
-  // A fresh profile per run: nothing cached from an earlier page version and
-  // no lock shared with a concurrent test.
-  const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'track-browser-'));
-  let context;
-  try {
-    context = await chromium.launchPersistentContext(profile, {
-      executablePath: CHROMIUM,
-      headless: true,
-      args: [
-        '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-        '--disable-background-networking', '--disable-component-update', '--disable-sync',
-      ],
-      viewport: { width: 390, height: 844 },
-      deviceScaleFactor: 2,
-      isMobile: true,
-      hasTouch: true,
-      locale: 'en-US',
-      colorScheme: process.env.COLOR_SCHEME || 'light',
-      timeout: 60000,
-    });
-    const page = context.pages()[0] || await context.newPage();
-    const errors = [];
-    page.on('pageerror', (e) => errors.push(`pageerror: ${e.message}`));
-    page.on('console', (m) => { if (m.type() === 'error') errors.push(`console: ${m.text()}`); });
+  const phone = { viewport: { width: 390, height: 844 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true };
+  await withPage('track-browser-', phone, async (page, errors) => {
 
     // Every change reaches this process at once, in order (seq), and is
     // printed as a state line for the test to wait on.
@@ -148,13 +121,7 @@ async function main() {
     fs.mkdirSync(path.dirname(path.resolve(screenshot)), { recursive: true });
     await page.screenshot({ path: screenshot, fullPage: true });
     emit('result', { stages: rec.stages, positions: rec.positions, finalStage, connections: rec.connections, text, errors });
-  } finally {
-    if (context) await context.close().catch(() => {});
-    fs.rmSync(profile, { recursive: true, force: true });
-  }
+  });
 }
 
-main().catch((e) => {
-  process.stderr.write(`browser.js: ${e && e.stack || e}\n`);
-  process.exit(1);
-});
+run('browser.js', main);

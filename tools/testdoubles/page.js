@@ -20,12 +20,9 @@
 'use strict';
 
 const fs = require('fs');
-const os = require('os');
 const path = require('path');
 const readline = require('readline');
-const { chromium } = require('playwright-core');
-
-const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
+const { withPage, run } = require('./chromium');
 
 // asFunction turns an expression into a function returning its value.
 function asFunction(expr) {
@@ -35,25 +32,8 @@ function asFunction(expr) {
 async function main() {
   const [url, w, h] = process.argv.slice(2);
   if (!url || !(Number(w) > 0) || !(Number(h) > 0)) throw new Error('usage: node page.js <url> <width> <height>');
-  if (!fs.existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} not found: install Debian's chromium (apt-get install -y chromium)`);
-  const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'page-browser-'));
-  let context;
   const answer = (rec) => process.stdout.write(JSON.stringify(rec) + '\n');
-  try {
-    context = await chromium.launchPersistentContext(profile, {
-      executablePath: CHROMIUM,
-      headless: true,
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-        '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-      viewport: { width: Number(w), height: Number(h) },
-      locale: 'en-US',
-      colorScheme: process.env.COLOR_SCHEME || 'light',
-      timeout: 60000,
-    });
-    const page = context.pages()[0] || await context.newPage();
-    const errors = [];
-    page.on('pageerror', (e) => errors.push(`pageerror: ${e.message}`));
-    page.on('console', (m) => { if (m.type() === 'error') errors.push(`console: ${m.text()}`); });
+  await withPage('page-browser-', { viewport: { width: Number(w), height: Number(h) } }, async (page, errors) => {
     await page.goto(url, { waitUntil: 'load', timeout: 60000 });
     answer({ id: 0, value: 'loaded' });
 
@@ -83,13 +63,7 @@ async function main() {
         answer({ id: cmd.id, error: String(e && e.message || e) });
       }
     }
-  } finally {
-    if (context) await context.close().catch(() => {});
-    fs.rmSync(profile, { recursive: true, force: true });
-  }
+  });
 }
 
-main().catch((e) => {
-  process.stderr.write(`page.js: ${e && e.stack || e}\n`);
-  process.exit(1);
-});
+run('page.js', main);

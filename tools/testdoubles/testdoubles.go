@@ -142,14 +142,20 @@ func Start(t testing.TB, script string, args ...string) *Process {
 // Addr is the double's loopback address.
 func (p *Process) Addr() string { return fmt.Sprintf("127.0.0.1:%d", p.Port) }
 
-// TempPortFile names a file in the test's temporary folder where a double
-// writes its admin port: the harness reads only the READY line.
-func TempPortFile(t testing.TB, name string) string {
-	return filepath.Join(t.TempDir(), name)
+// StartWithAdmin is Start for a double with an admin endpoint besides the
+// service it stands in for: the harness reads only the READY line, so the
+// double is told to write its admin port to a file (--admin-port-file)
+// before it prints READY. It returns the process and the admin endpoint's
+// URL; double names it in failures.
+func StartWithAdmin(t testing.TB, script, double string) (*Process, string) {
+	t.Helper()
+	portFile := filepath.Join(t.TempDir(), "admin-port")
+	p := Start(t, script, "--admin-port-file", portFile)
+	return p, readAdminURL(t, portFile, double)
 }
 
-// ReadAdminURL reads the admin port a double wrote before it printed READY.
-func ReadAdminURL(t testing.TB, portFile, double string) string {
+// readAdminURL reads the admin port a double wrote before it printed READY.
+func readAdminURL(t testing.TB, portFile, double string) string {
 	t.Helper()
 	raw, err := os.ReadFile(portFile)
 	if err != nil {
@@ -192,4 +198,21 @@ func AdminCall(t testing.TB, double, method, url string, in, out any) {
 			t.Fatalf("%s double admin %s %s: %v: %s", double, method, url, err, raw)
 		}
 	}
+}
+
+// Poll calls ready every 20 ms until it reports true (Poll then does too),
+// done is closed or within has passed.
+func Poll(done <-chan struct{}, within time.Duration, ready func() bool) bool {
+	deadline := time.Now().Add(within)
+	for time.Now().Before(deadline) {
+		if ready() {
+			return true
+		}
+		select {
+		case <-done:
+			return false
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	return false
 }

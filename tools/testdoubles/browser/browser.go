@@ -25,6 +25,43 @@ import (
 // reachable from CI.
 const ChromiumPath = "/usr/bin/chromium"
 
+// requireChromium fails the test when Chromium is missing, naming the
+// package to install, and installs the driver scripts' packages.
+func requireChromium(t testing.TB) {
+	t.Helper()
+	if _, err := os.Stat(ChromiumPath); err != nil {
+		t.Fatalf("the browser test needs Debian's Chromium at %s: apt-get install -y chromium (make test-deps installs it): %v", ChromiumPath, err)
+	}
+	testdoubles.EnsureInstalled(t)
+}
+
+// nodeCommand is `node <script> args...` run from the doubles' folder under
+// ctx, killed with the test binary, its standard error into stderr.
+func nodeCommand(ctx context.Context, stderr io.Writer, script string, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, "node", append([]string{filepath.Join(testdoubles.Dir(), script)}, args...)...)
+	cmd.Dir = testdoubles.Dir()
+	testdoubles.DieWithTest(cmd)
+	cmd.WaitDelay = 5 * time.Second
+	cmd.Stderr = stderr
+	return cmd
+}
+
+// startReading starts cmd and returns its standard output; when it cannot,
+// it calls cancel and fails the test.
+func startReading(t testing.TB, cmd *exec.Cmd, cancel context.CancelFunc) io.ReadCloser {
+	t.Helper()
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		cancel()
+		t.Fatalf("start %s: %v", filepath.Base(cmd.Args[1]), err)
+	}
+	return stdout
+}
+
 // BrowserPosition is one position of the tracking page's drone marker,
 // with when the page showed it (the browser's Date.now(), ms since the
 // epoch) and how the feed that put it there came (body[data-via]: "push"
@@ -100,28 +137,12 @@ type Browser struct {
 // stopped when the test ends.
 func StartBrowser(t testing.TB, url, screenshot string, timeout time.Duration) *Browser {
 	t.Helper()
-	if _, err := os.Stat(ChromiumPath); err != nil {
-		t.Fatalf("the browser test needs Debian's Chromium at %s: apt-get install -y chromium (make test-deps installs it): %v", ChromiumPath, err)
-	}
-	testdoubles.EnsureInstalled(t)
+	requireChromium(t)
 	// Chromium's start-up is not part of the page's time budget.
 	ctx, cancel := context.WithTimeout(context.Background(), timeout+90*time.Second)
-	cmd := exec.CommandContext(ctx, "node", filepath.Join(testdoubles.Dir(), "browser.js"), url, screenshot, strconv.FormatInt(timeout.Milliseconds(), 10))
-	cmd.Dir = testdoubles.Dir()
-	testdoubles.DieWithTest(cmd)
-	cmd.WaitDelay = 5 * time.Second
-	b := &Browser{url: url, cmd: cmd, stderr: &testdoubles.LockedBuffer{}, changed: make(chan struct{}), done: make(chan struct{})}
-	cmd.Stderr = b.stderr
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		cancel()
-		t.Fatalf("start browser.js: %v", err)
-	}
-	go b.read(stdout)
+	b := &Browser{url: url, stderr: &testdoubles.LockedBuffer{}, changed: make(chan struct{}), done: make(chan struct{})}
+	b.cmd = nodeCommand(ctx, b.stderr, "browser.js", url, screenshot, strconv.FormatInt(timeout.Milliseconds(), 10))
+	go b.read(startReading(t, b.cmd, cancel))
 	t.Cleanup(func() {
 		cancel()
 		<-b.done

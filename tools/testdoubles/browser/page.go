@@ -6,9 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"sync"
 	"testing"
@@ -43,31 +40,16 @@ type pageAnswer struct {
 // The test fails when Chromium is missing, naming the package to install.
 func OpenPage(t testing.TB, url string, width, height int, patience time.Duration) *Page {
 	t.Helper()
-	if _, err := os.Stat(ChromiumPath); err != nil {
-		t.Fatalf("the browser test needs Debian's Chromium at %s: apt-get install -y chromium (make test-deps installs it): %v", ChromiumPath, err)
-	}
-	testdoubles.EnsureInstalled(t)
+	requireChromium(t)
 	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, "node", filepath.Join(testdoubles.Dir(), "page.js"), url, strconv.Itoa(width), strconv.Itoa(height))
-	cmd.Dir = testdoubles.Dir()
-	testdoubles.DieWithTest(cmd)
-	cmd.WaitDelay = 5 * time.Second
 	p := &Page{url: url, stderr: &testdoubles.LockedBuffer{}, wait: patience}
-	cmd.Stderr = p.stderr
+	cmd := nodeCommand(ctx, p.stderr, "page.js", url, strconv.Itoa(width), strconv.Itoa(height))
 	var err error
 	if p.stdin, err = cmd.StdinPipe(); err != nil {
 		cancel()
 		t.Fatal(err)
 	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		cancel()
-		t.Fatalf("start page.js: %v", err)
-	}
+	stdout := startReading(t, cmd, cancel)
 	t.Cleanup(func() {
 		p.stdin.Close()
 		done := make(chan struct{})

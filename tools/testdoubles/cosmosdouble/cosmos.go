@@ -70,9 +70,8 @@ func StartCosmos(t testing.TB) (connectionString string) {
 // returns it, so that the test can also switch faults on.
 func StartCosmosDouble(t testing.TB) *Cosmos {
 	t.Helper()
-	portFile := testdoubles.TempPortFile(t, "cosmos-admin-port")
-	p := testdoubles.Start(t, "cosmos.js", "--admin-port-file", portFile)
-	return &Cosmos{proc: p, admin: testdoubles.ReadAdminURL(t, portFile, "Cosmos DB")}
+	p, admin := testdoubles.StartWithAdmin(t, "cosmos.js", "Cosmos DB")
+	return &Cosmos{proc: p, admin: admin}
 }
 
 // ConnectionString reaches the double, ending at the key because the SDK's

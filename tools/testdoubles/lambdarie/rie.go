@@ -82,20 +82,14 @@ func StartRIE(t testing.TB, bootstrap, handler string, env []string) *RIE {
 // listening waits until the invocation port accepts connections; a GET is
 // answered (with an error status) without starting the bootstrap.
 func (r *RIE) listening(done <-chan struct{}, within time.Duration) bool {
-	deadline := time.Now().Add(within)
-	for time.Now().Before(deadline) {
-		req, _ := http.NewRequest(http.MethodGet, r.URL, nil)
-		if resp, err := http.DefaultClient.Do(req); err == nil {
-			resp.Body.Close()
-			return true
-		}
-		select {
-		case <-done:
+	return testdoubles.Poll(done, within, func() bool {
+		resp, err := http.Get(r.URL)
+		if err != nil {
 			return false
-		case <-time.After(20 * time.Millisecond):
 		}
-	}
-	return false
+		resp.Body.Close()
+		return true
+	})
 }
 
 // Invoke sends one event and returns the function's answer. A function

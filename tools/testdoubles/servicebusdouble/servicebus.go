@@ -40,11 +40,8 @@ type QueueStats struct {
 // StartServiceBus starts the double for the duration of the test.
 func StartServiceBus(t testing.TB) *ServiceBus {
 	t.Helper()
-	// The harness reads only the READY line, so the double also writes its
-	// admin port to a file, before it prints READY.
-	portFile := testdoubles.TempPortFile(t, "servicebus-admin-port")
-	p := testdoubles.Start(t, "servicebus.js", "--admin-port-file", portFile)
-	return &ServiceBus{proc: p, admin: testdoubles.ReadAdminURL(t, portFile, "Service Bus")}
+	p, admin := testdoubles.StartWithAdmin(t, "servicebus.js", "Service Bus")
+	return &ServiceBus{proc: p, admin: admin}
 }
 
 // ConnectionString reaches the double's default namespace.

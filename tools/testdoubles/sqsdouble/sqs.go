@@ -16,6 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
+
 	"github.com/fabrikam/dronedelivery/tools/testdoubles"
 )
 
@@ -107,21 +108,14 @@ func startGoaws(t testing.TB, bin string) string {
 // waitHealthy polls url until it answers 200, the process ends or the time
 // is up.
 func waitHealthy(url string, done <-chan struct{}, within time.Duration) bool {
-	deadline := time.Now().Add(within)
-	for time.Now().Before(deadline) {
-		if resp, err := http.Get(url); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return true
-			}
-		}
-		select {
-		case <-done:
+	return testdoubles.Poll(done, within, func() bool {
+		resp, err := http.Get(url)
+		if err != nil {
 			return false
-		case <-time.After(20 * time.Millisecond):
 		}
-	}
-	return false
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
 }
 
 // Env is what a process needs to reach the double: the settings that

@@ -221,6 +221,21 @@ func (f *sqsFront) queueURL(name string) string { return f.base + "/" + f.accoun
 
 // queueFor finds the queue a QueueUrl names by its last path segment, as
 // SQS does for the account it is called with.
+// queueRef is the QueueUrl that names the queue of an action on one.
+type queueRef struct{ QueueUrl string }
+
+func (r queueRef) queueURL() string { return r.QueueUrl }
+
+// decodeOnQueue decodes the JSON input of an action on a queue into in, a
+// struct that embeds queueRef, and returns the queue it names. Input that
+// does not decode is an InvalidParameterValue, as SQS answers it.
+func (f *sqsFront) decodeOnQueue(body []byte, in interface{ queueURL() string }) (*frontQueue, error) {
+	if err := json.Unmarshal(body, in); err != nil {
+		return nil, invalidParameter("%v", err)
+	}
+	return f.queueFor(in.queueURL())
+}
+
 func (f *sqsFront) queueFor(queueURL string) (*frontQueue, error) {
 	name := queueURL[strings.LastIndex(queueURL, "/")+1:]
 	f.mu.Lock()
@@ -345,13 +360,10 @@ func (f *sqsFront) getQueueURL(_ context.Context, body []byte) (any, error) {
 
 func (f *sqsFront) getQueueAttributes(ctx context.Context, body []byte) (any, error) {
 	var in struct {
-		QueueUrl       string
+		queueRef
 		AttributeNames []string
 	}
-	if err := json.Unmarshal(body, &in); err != nil {
-		return nil, invalidParameter("%v", err)
-	}
-	q, err := f.queueFor(in.QueueUrl)
+	q, err := f.decodeOnQueue(body, &in)
 	if err != nil {
 		return nil, err
 	}
@@ -421,13 +433,10 @@ type sendOutput struct {
 
 func (f *sqsFront) sendMessage(ctx context.Context, body []byte) (any, error) {
 	var in struct {
-		QueueUrl string
+		queueRef
 		sendInput
 	}
-	if err := json.Unmarshal(body, &in); err != nil {
-		return nil, invalidParameter("%v", err)
-	}
-	q, err := f.queueFor(in.QueueUrl)
+	q, err := f.decodeOnQueue(body, &in)
 	if err != nil {
 		return nil, err
 	}
@@ -436,13 +445,10 @@ func (f *sqsFront) sendMessage(ctx context.Context, body []byte) (any, error) {
 
 func (f *sqsFront) sendMessageBatch(ctx context.Context, body []byte) (any, error) {
 	var in struct {
-		QueueUrl string
-		Entries  []sendInput
+		queueRef
+		Entries []sendInput
 	}
-	if err := json.Unmarshal(body, &in); err != nil {
-		return nil, invalidParameter("%v", err)
-	}
-	q, err := f.queueFor(in.QueueUrl)
+	q, err := f.decodeOnQueue(body, &in)
 	if err != nil {
 		return nil, err
 	}
@@ -656,7 +662,7 @@ type receivedMessage struct {
 
 func (f *sqsFront) receiveMessage(ctx context.Context, body []byte) (any, error) {
 	var in struct {
-		QueueUrl                    string
+		queueRef
 		MaxNumberOfMessages         *int
 		WaitTimeSeconds             *int
 		VisibilityTimeout           *int
@@ -664,10 +670,7 @@ func (f *sqsFront) receiveMessage(ctx context.Context, body []byte) (any, error)
 		MessageSystemAttributeNames []string
 		MessageAttributeNames       []string
 	}
-	if err := json.Unmarshal(body, &in); err != nil {
-		return nil, invalidParameter("%v", err)
-	}
-	q, err := f.queueFor(in.QueueUrl)
+	q, err := f.decodeOnQueue(body, &in)
 	if err != nil {
 		return nil, err
 	}
@@ -820,11 +823,11 @@ func pick[V any](all map[string]V, names []string) map[string]V {
 }
 
 func (f *sqsFront) deleteMessage(ctx context.Context, body []byte) (any, error) {
-	var in struct{ QueueUrl, ReceiptHandle string }
-	if err := json.Unmarshal(body, &in); err != nil {
-		return nil, invalidParameter("%v", err)
+	var in struct {
+		queueRef
+		ReceiptHandle string
 	}
-	q, err := f.queueFor(in.QueueUrl)
+	q, err := f.decodeOnQueue(body, &in)
 	if err != nil {
 		return nil, err
 	}
@@ -851,14 +854,11 @@ func (f *sqsFront) deleteMessage(ctx context.Context, body []byte) (any, error) 
 
 func (f *sqsFront) changeMessageVisibility(ctx context.Context, body []byte) (any, error) {
 	var in struct {
-		QueueUrl          string
+		queueRef
 		ReceiptHandle     string
 		VisibilityTimeout int
 	}
-	if err := json.Unmarshal(body, &in); err != nil {
-		return nil, invalidParameter("%v", err)
-	}
-	q, err := f.queueFor(in.QueueUrl)
+	q, err := f.decodeOnQueue(body, &in)
 	if err != nil {
 		return nil, err
 	}
