@@ -26,6 +26,9 @@ func newDeliveries(db *DB) deliveries {
 		}
 		return db.analytics.apply(w, id, d)
 	}
+	// A unit of work decodes a delivery once and clones it for each of
+	// its step's changes (dispatch makes two or three).
+	c.clone = (*domain.Delivery).Clone
 	return deliveries{c}
 }
 
