@@ -6,8 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
-	"slices"
-	"sort"
 	"time"
 
 	"github.com/fabrikam/dronedelivery/shared/domain"
@@ -28,6 +26,9 @@ func newDeliveries(db *DB) deliveries {
 		}
 		return db.analytics.apply(w, id, d)
 	}
+	// A unit of work decodes a delivery once and clones it for each of
+	// its step's changes (dispatch makes two or three).
+	c.clone = (*domain.Delivery).Clone
 	return deliveries{c}
 }
 
@@ -169,26 +170,27 @@ func (d deliveries) PageByOwner(ctx context.Context, f ports.DeliveryFilter) (po
 	return page, nil
 }
 
-// ListByOwner implements ports.Deliveries. The owner is matched by an
-// expression index; the creation time, stored as RFC 3339 text whose
-// fractional seconds do not sort as text, is filtered after decoding.
+// ListByOwner implements ports.Deliveries with one statement, as
+// PageByOwner does: a range of the owner's rows of delivery_index, oldest
+// first, each joined to its document by primary key. Serving it from that
+// index rather than from an index on the documents' JSON spares every
+// write of a delivery an expression to evaluate and an index page to
+// write.
 func (d deliveries) ListByOwner(ctx context.Context, ownerID string, from, to time.Time, limit int) ([]*domain.Delivery, error) {
 	if limit <= 0 {
 		return nil, nil
 	}
-	rows, err := d.db.r.QueryContext(ctx,
-		`SELECT id, body FROM documents WHERE collection = 'deliveries' AND json_extract(body, '$.ownerId') = ?`, ownerID)
+	lo, hi := nanos(from), nanos(to)
+	if hi == math.MinInt64 {
+		return nil, nil // nothing is created before the earliest time kept
+	}
+	rows, err := d.db.st.idxList.QueryContext(ctx, ownerID, lo, hi-1, limit)
 	if err != nil {
 		return nil, d.db.fail(err, "list deliveries by owner")
 	}
 	out, err := decodeRows(rows, d.decode)
 	if err != nil {
 		return nil, d.db.fail(err, "list deliveries by owner")
-	}
-	out = slices.DeleteFunc(out, func(v *domain.Delivery) bool { return v.CreatedAt.Before(from) || !v.CreatedAt.Before(to) })
-	sort.Slice(out, func(i, j int) bool { return out[i].CreatedAt.Before(out[j].CreatedAt) })
-	if len(out) > limit {
-		out = out[:limit]
 	}
 	return out, nil
 }

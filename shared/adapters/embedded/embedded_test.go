@@ -570,6 +570,8 @@ func TestQueriesUseIndexes(t *testing.T) {
 		// from the owner's newest.
 		deliveryPageQuery(""):                 "SEARCH i USING PRIMARY KEY (owner=? AND created>? AND created<?)",
 		deliveryPageQuery("AND i.stage = ?6"): "COVERING INDEX delivery_index_owner_stage (owner=? AND stage=? AND created>? AND created<?)",
+		// A report's list of an owner's deliveries: the same range, oldest first.
+		deliveryListQuery: "SEARCH i USING PRIMARY KEY (owner=? AND created>? AND created<?)",
 	} {
 		// The listing's statements take parameters (owner, times, id,
 		// limit and maybe stage); the plan does not depend on their values.

@@ -20,7 +20,7 @@ type statements struct {
 	msgComplete, msgAbandon, msgDeadLetter *sql.Stmt
 	msgNext, msgCount, msgReady            *sql.Stmt
 	workBegin, workUndo, workEnd           *sql.Stmt // a unit of work's savepoint
-	idxPut, idxPage, idxPageStage          *sql.Stmt
+	idxPut, idxPage, idxPageStage, idxList *sql.Stmt
 	docDelete, zoneBump, zoneList          *sql.Stmt
 	aggMark, aggAdd, aggMonth              *sql.Stmt
 	pauseList                              *sql.Stmt
@@ -110,6 +110,7 @@ func (s *statements) prepare(ctx context.Context, w, r *sql.DB) error {
 			FROM analytics WHERE bucket = ? AND month = ?`},
 		{r, &s.idxPage, deliveryPageQuery("")},
 		{r, &s.idxPageStage, deliveryPageQuery("AND i.stage = ?6")},
+		{r, &s.idxList, deliveryListQuery},
 
 		{r, &s.msgNext, `SELECT visible_at FROM messages WHERE queue = ? ORDER BY visible_at LIMIT 1`},
 		{r, &s.msgCount, `SELECT count(*) FROM messages WHERE queue = ?`},
@@ -138,6 +139,13 @@ func deliveryPageQuery(extra string) string {
 		WHERE i.owner = ?1 AND i.created >= ?2 AND i.created <= ?3 AND (i.created < ?3 OR ?4 IS NULL OR i.id < ?4) ` + extra + `
 		ORDER BY i.created DESC, i.id DESC LIMIT ?5`
 }
+
+// deliveryListQuery selects an owner's deliveries oldest first: ?1 the
+// owner, [?2, ?3] the creation times, ?4 the most rows.
+const deliveryListQuery = `SELECT i.id, d.body FROM delivery_index i CROSS JOIN documents d
+	ON d.collection = '` + topology.ContainerDeliveries + `' AND d.id = i.id
+	WHERE i.owner = ?1 AND i.created >= ?2 AND i.created <= ?3
+	ORDER BY i.created, i.id LIMIT ?4`
 
 func (s *statements) close() {
 	for _, st := range s.all {
