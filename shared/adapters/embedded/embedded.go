@@ -118,7 +118,12 @@ func Open(path string, opts Options) (*DB, error) {
 	// IMMEDIATE takes the write lock at BEGIN, where the busy timeout can
 	// wait for it; a deferred transaction that reads first and then writes
 	// fails at once if another process committed in between.
-	w, err := sql.Open("sqlite", common+"&_pragma=journal_mode(WAL)&_txlock=immediate"+
+	// temp_store(MEMORY) keeps the statement journal of each unit of work's
+	// savepoint in memory instead of a temporary file: it only serves to undo
+	// a savepoint inside an open transaction, never recovery after a crash,
+	// and on a file it cost a write system call for every page a savepoint
+	// touched.
+	w, err := sql.Open("sqlite", common+"&_pragma=journal_mode(WAL)&_txlock=immediate&_pragma=temp_store(MEMORY)"+
 		fmt.Sprintf("&_pragma=wal_autocheckpoint(%d)", writerAutocheckpoint))
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", path, err)
