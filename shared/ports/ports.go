@@ -415,6 +415,15 @@ type UnitOfWork interface {
 	Commit(ctx context.Context, settle *Delivered, out ...Message) error
 }
 
+// ReadChecker is a unit of work that may start a step from a cache of
+// documents (a commit checks them). A step that fails does not commit, so
+// a runtime asks CheckReads before it acts on the failure: ErrStale means
+// the step decided on a document that has changed since, and is to be run
+// again.
+type ReadChecker interface {
+	CheckReads(ctx context.Context) error
+}
+
 type storeKey struct{}
 
 // WithStore returns a context that hands st to the steps run with it: a

@@ -29,6 +29,10 @@ func newDeliveries(db *DB) deliveries {
 	// A unit of work decodes a delivery once and clones it for each of
 	// its step's changes (dispatch makes two or three).
 	c.clone = (*domain.Delivery).Clone
+	// And each step starts from the delivery as the step before it
+	// committed it, when that was in this process.
+	r := newRecent(recentDeliveries, c.clone)
+	c.written, c.cached = r.put, r.get
 	return deliveries{c}
 }
 

@@ -17,9 +17,10 @@ import (
 // in an in-memory spatial index, because finding the nearest of 100,000
 // drones by scanning rows would cost milliseconds per delivery.
 //
-// The index learns only of writes committed through this DB: a drone that
-// another process claims or frees is seen here after the next reopen, or
-// after a unit of work's commit found it changed. That is safe because a
+// The index learns only of writes committed through this DB and of rows a
+// unit of work read: a drone that another process claims or frees is seen
+// here after the next reopen, or after a unit of work's commit found it
+// changed. That is safe because a
 // claim is a conditional write on the version the scheduler started from
 // (the row's, or in a unit of work the index's); it only costs a wasted
 // claim attempt, or a drone freed elsewhere going unused until then.
@@ -40,6 +41,9 @@ type fleet struct {
 	waitingVersions map[string]int64
 
 	summary fleetSummary
+	// recent holds the drones last written or read, the ones flying
+	// among them, which the index does not hold.
+	recent *recent[domain.Drone]
 }
 
 var _ ports.Fleet = (*fleet)(nil)
@@ -55,21 +59,27 @@ func newFleet(db *DB) *fleet {
 	}
 	f.written = f.track
 	f.clone = (*domain.Drone).Clone
+	f.recent = newRecent(recentDrones, f.clone)
 	f.cached = f.indexed
 	return f
 }
 
-// indexed returns a copy of an available drone from the index, at the
-// version the index holds it. Dispatch claims drones the index yielded,
-// so a claim in a unit of work reads no row.
+// recentDrones is how many drones fleet.recent keeps.
+const recentDrones = 2048
+
+// indexed returns a copy of a drone from the index of available drones,
+// or else from the recent ones, at the version held there. Dispatch
+// claims drones the index yielded, so a claim in a unit of work reads no
+// row.
 func (f *fleet) indexed(id string) (int64, *domain.Drone, bool) {
 	f.mu.Lock()
-	defer f.mu.Unlock()
 	_, d, ok := f.index.Get(id)
-	if !ok {
-		return 0, nil, false
+	if ok {
+		defer f.mu.Unlock()
+		return f.versions[id], d.Clone(), true
 	}
-	return f.versions[id], d.Clone(), true
+	f.mu.Unlock()
+	return f.recent.get(id)
 }
 
 // load fills the indexes and the summary from the file at open.
@@ -110,6 +120,9 @@ func (f *fleet) loadStatus(ctx context.Context, status domain.DroneStatus) error
 func (f *fleet) track(id string, version int64, d *domain.Drone) {
 	f.trackAvailable(id, version, d)
 	f.trackWaiting(id, version, d)
+	if !d.Dispatchable() {
+		f.recent.put(id, version, d)
+	}
 }
 
 // Summary implements the handlers' fleet summariser: the summary kept as

@@ -14,6 +14,7 @@ import (
 // single connection; reader statements on the read pool.
 type statements struct {
 	docFind, docInsert, docUpdate          *sql.Stmt
+	docCheck                               *sql.Stmt
 	droneList, droneListAny, droneLoad     *sql.Stmt
 	msgDedupe, msgInsert, msgPrune         *sql.Stmt
 	msgPick, msgExpire, msgLock            *sql.Stmt
@@ -44,6 +45,8 @@ func (s *statements) prepare(ctx context.Context, w, r *sql.DB) error {
 		{w, &s.docUpdate, `UPDATE documents SET version = version + 1, body = ?, updated_at = ?
 			WHERE collection = ? AND id = ? AND version = ?`},
 
+		// A unit of work's check of a document it read from a cache.
+		{w, &s.docCheck, `SELECT 1 FROM documents WHERE collection = ? AND id = ? AND version = ?`},
 		{w, &s.docDelete, `DELETE FROM documents WHERE collection = ? AND id = ?`},
 		{w, &s.zoneBump, `INSERT INTO documents (collection, id, version, body, updated_at)
 			VALUES ('` + topology.ContainerAirspace + `', '` + zoneVersionID + `', 1, '{}', ?1)

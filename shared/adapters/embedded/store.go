@@ -28,8 +28,9 @@ type collection[T any] struct {
 	loop optimistic.Loop[T, stored]
 	// turns queues this process's read-modify-writes of one document.
 	turns optimistic.Turns
-	// written, when set, learns of every write this process commits, in no
-	// particular order; the version lets it discard stale news.
+	// written, when set, learns of every write this process commits, and
+	// of what a unit of work reads from the file, in no particular order;
+	// the version lets it discard stale news.
 	written func(id string, version int64, v *T)
 	// index, when set, writes what an index table keeps of a document, in
 	// the transaction that writes the document, so the two never disagree.
@@ -172,7 +173,7 @@ func (c *collection[T]) Insert(ctx context.Context, id string, v *T) error {
 	if n == 0 {
 		return domain.Errorf(domain.ECONFLICT, "%s %s already exists", c.name, id)
 	}
-	c.committed(id, 1, v)
+	c.learned(id, 1, v)
 	return nil
 }
 
@@ -196,7 +197,7 @@ func (c *collection[T]) Replace(ctx context.Context, id string, s stored, v *T) 
 	if n == 0 {
 		return optimistic.ErrChanged
 	}
-	c.committed(id, s.version+1, v)
+	c.learned(id, s.version+1, v)
 	return nil
 }
 
@@ -208,8 +209,9 @@ func (c *collection[T]) indexed(w *writeTx, id string, v *T) error {
 	return c.index(w, id, v)
 }
 
-// committed tells the written hook about a successful write.
-func (c *collection[T]) committed(id string, version int64, v *T) {
+// learned tells the written hook of a version of a document: one this
+// process committed, or one a unit of work read from the file.
+func (c *collection[T]) learned(id string, version int64, v *T) {
 	if c.written != nil {
 		c.written(id, version, v)
 	}

@@ -3,6 +3,7 @@ package embedded
 import (
 	"cmp"
 	"context"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -55,6 +56,9 @@ type work struct {
 	store ports.Store
 	docs  map[string]*workDoc // by collection + "\x00" + id
 	dirty []*workDoc          // in the order they were first changed
+	// cached are the documents taken from a collection's cache; Commit
+	// checks that those it does not write are still at their version.
+	cached []*workDoc
 }
 
 // workDoc is one document as the unit of work knows it: as read (version 0
@@ -102,8 +106,25 @@ func (w *work) Commit(ctx context.Context, settle *ports.Delivered, out ...ports
 		if _, err := tx.stmt(w.db.st.workBegin).Exec(); err != nil {
 			return err
 		}
+		for _, d := range w.cached {
+			if d.changed {
+				continue // its write is conditional on the version
+			}
+			var one int
+			err := tx.stmt(w.db.st.docCheck).QueryRow(d.coll, d.id, d.version).Scan(&one)
+			if errors.Is(err, sql.ErrNoRows) {
+				stale = true
+				break
+			}
+			if err != nil {
+				return err
+			}
+		}
 		now := time.Now().UnixNano()
 		for _, d := range w.dirty {
+			if stale {
+				break
+			}
 			var n int64
 			if d.version == 0 {
 				res, err := tx.stmt(w.db.st.docInsert).Exec(d.coll, d.id, string(d.body), now)
@@ -152,11 +173,7 @@ func (w *work) Commit(ctx context.Context, settle *ports.Delivered, out ...ports
 	case err != nil:
 		return err
 	case stale:
-		for _, d := range w.docs {
-			if d.reread != nil {
-				d.reread(ctx)
-			}
-		}
+		w.reread(ctx)
 		return fmt.Errorf("%s: %w", what, ports.ErrStale)
 	case lost:
 		return lockLost("complete", settle)
@@ -170,6 +187,34 @@ func (w *work) Commit(ctx context.Context, settle *ports.Delivered, out ...ports
 	return nil
 }
 
+var _ ports.ReadChecker = (*work)(nil)
+
+// CheckReads implements ports.ReadChecker: it compares the version of
+// each document taken from a cache with the file's, and on a difference
+// brings the caches up to date and returns ErrStale.
+func (w *work) CheckReads(ctx context.Context) error {
+	for _, d := range w.cached {
+		var version int64
+		var body []byte
+		err := w.db.st.docFind.QueryRowContext(ctx, d.coll, d.id).Scan(&version, &body)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return w.db.fail(err, "check %s/%s", d.coll, d.id)
+		}
+		if version != d.version {
+			w.reread(ctx)
+			return fmt.Errorf("%s %s changed since it was read: %w", d.coll, d.id, ports.ErrStale)
+		}
+	}
+	return nil
+}
+
+// reread brings the caches the unit of work read from up to date.
+func (w *work) reread(ctx context.Context) {
+	for _, d := range w.cached {
+		d.reread(ctx)
+	}
+}
+
 // workCollection is one collection seen through a unit of work.
 type workCollection[T any] struct {
 	w *work
@@ -179,10 +224,9 @@ type workCollection[T any] struct {
 func (wc workCollection[T]) key(id string) string { return wc.c.name + "\x00" + id }
 
 // doc returns what the unit of work knows of a document, reading it the
-// first time. With cache set, for a document about to be written, it may
-// come from the collection's cache: Commit writes it on condition that
-// its version is still the one cached. A document only read is read from
-// the file, since nothing checks it later.
+// first time. With cache set it may come from the collection's cache:
+// Commit then writes it on condition that its version is still the one
+// cached, or, if the step only read it, checks that it still is.
 func (wc workCollection[T]) doc(ctx context.Context, id string, cache bool) (*workDoc, error) {
 	key := wc.key(id)
 	if d, ok := wc.w.docs[key]; ok {
@@ -194,6 +238,7 @@ func (wc workCollection[T]) doc(ctx context.Context, id string, cache bool) (*wo
 			d.version, d.exists, d.value = version, true, v
 			d.reread = wc.reread(id)
 			wc.w.docs[key] = d
+			wc.w.cached = append(wc.w.cached, d)
 			return d, nil
 		}
 	}
@@ -208,6 +253,10 @@ func (wc workCollection[T]) doc(ctx context.Context, id string, cache bool) (*wo
 			return nil, err
 		}
 		d.version, d.exists, d.body, d.value = version, true, body, v
+		if cache {
+			// The next unit of work to read it starts from the cache.
+			wc.c.learned(id, version, v)
+		}
 	}
 	wc.w.docs[key] = d
 	return d, nil
@@ -222,13 +271,14 @@ func (wc workCollection[T]) reread(id string) func(context.Context) {
 			return // the next run reads it again
 		}
 		if v, err := wc.c.decode(id, body); err == nil {
-			wc.c.committed(id, version, v)
+			wc.c.learned(id, version, v)
 		}
 	}
 }
 
 // uncheckedCache reports whether d came from the collection's cache and
-// is not to be written, so that Commit would not check its version.
+// is not to be written, so that a step that fails on it, and so does not
+// commit, would have decided on a version nothing checked.
 func (wc workCollection[T]) uncheckedCache(d *workDoc) bool {
 	return d.reread != nil && !d.changed
 }
@@ -257,7 +307,7 @@ func (wc workCollection[T]) change(d *workDoc, v *T) error {
 	}
 	d.body, d.value, d.exists = body, v, true
 	c, id := wc.c, d.id
-	d.written = func(version int64) { c.committed(id, version, v) }
+	d.written = func(version int64) { c.learned(id, version, v) }
 	if c.index != nil {
 		d.index = func(tx *writeTx) error { return c.index(tx, id, v) }
 	}
@@ -272,9 +322,10 @@ func (wc workCollection[T]) notFound(id string) error {
 	return domain.Errorf(domain.ENOTFOUND, "%s %s not found", wc.c.name, id)
 }
 
-// Find implements ports.Collection.
+// Find implements ports.Collection. The document may come from the
+// collection's cache, which Commit checks.
 func (wc workCollection[T]) Find(ctx context.Context, id string) (*T, error) {
-	d, err := wc.doc(ctx, id, false)
+	d, err := wc.doc(ctx, id, true)
 	if err != nil {
 		return nil, err
 	}

@@ -348,3 +348,73 @@ func TestListByOwnerReadsTheOwnerIndexOldestFirst(t *testing.T) {
 	assert.Empty(t, ids(time.Time{}, time.Time{}, 10), "nothing is created before the earliest time")
 	assert.Empty(t, ids(time.Time{}, t0.Add(time.Hour), 0))
 }
+
+// A step starts from the delivery as this process last committed it,
+// reading no row; when another process has changed it since, the commit
+// fails as stale even though the step only read it, and so does
+// CheckReads, which a runtime asks when the step failed, after which the
+// next unit of work sees the other process's version.
+func TestAUnitOfWorkReadsRecentDeliveriesAndChecksThem(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "db")
+	a, b := mustOpenAt(t, path, Options{}), mustOpenAt(t, path, Options{})
+	ctx := ctxFor(t)
+	require.NoError(t, a.Store().Deliveries.Create(ctx, "d1", &domain.Delivery{ID: "d1", Stage: domain.StageCreated}))
+
+	find := func(uow ports.UnitOfWork) *domain.Delivery {
+		t.Helper()
+		d, err := uow.Store().Deliveries.Find(ctx, "d1")
+		require.NoError(t, err)
+		return d
+	}
+	uow := a.Begin()
+	before := a.Stats().Reads
+	assert.Equal(t, domain.StageCreated, find(uow).Stage)
+	assert.Equal(t, before, a.Stats().Reads, "the delivery came from the cache")
+	require.NoError(t, uow.(ports.ReadChecker).CheckReads(ctx), "nothing changed")
+	require.NoError(t, uow.Commit(ctx, nil), "nothing changed")
+
+	// b cancels it; a's cache still holds it as created.
+	_, err := b.Store().Deliveries.Update(ctx, "d1", func(d *domain.Delivery) error { d.Stage = domain.StageCancelled; return nil })
+	require.NoError(t, err)
+	uow = a.Begin()
+	assert.Equal(t, domain.StageCreated, find(uow).Stage, "the cache has not heard of b's write")
+	require.ErrorIs(t, uow.Commit(ctx, nil, ports.Message{ID: "m1", Queue: topology.QueueDroneScheduled, Body: []byte(`{}`)}), ports.ErrStale,
+		"a step that only read a stale copy does not commit")
+	expectDepth(t, a.Bus(), topology.QueueDroneScheduled, 0, 0)
+	assert.Equal(t, domain.StageCancelled, find(a.Begin()).Stage, "the stale commit taught the cache")
+
+	_, err = b.Store().Deliveries.Update(ctx, "d1", func(d *domain.Delivery) error { d.Stage = domain.StageFailed; return nil })
+	require.NoError(t, err)
+	uow = a.Begin()
+	assert.Equal(t, domain.StageCancelled, find(uow).Stage)
+	require.ErrorIs(t, uow.(ports.ReadChecker).CheckReads(ctx), ports.ErrStale)
+	assert.Equal(t, domain.StageFailed, find(a.Begin()).Stage, "CheckReads taught the cache")
+}
+
+// The cache keeps the newest version it heard of, copies in and out, and
+// forgets the oldest document first when full.
+func TestRecentKeepsNewestCopiesAndForgetsOldest(t *testing.T) {
+	t.Parallel()
+	r := newRecent(2, (*domain.Delivery).Clone)
+	d := &domain.Delivery{ID: "d1", Stage: domain.StageCreated}
+	r.put("d1", 2, d)
+	d.Stage = domain.StageFailed
+	r.put("d1", 1, &domain.Delivery{ID: "d1", Stage: domain.StageCancelled})
+	version, got, ok := r.get("d1")
+	require.True(t, ok)
+	assert.Equal(t, int64(2), version, "an older version is ignored")
+	assert.Equal(t, domain.StageCreated, got.Stage, "the writer's later change is not seen")
+	got.Stage = domain.StageFailed
+	_, again, _ := r.get("d1")
+	assert.Equal(t, domain.StageCreated, again.Stage, "a reader's change is not seen")
+
+	r.put("d2", 1, &domain.Delivery{ID: "d2"})
+	r.put("d3", 1, &domain.Delivery{ID: "d3"})
+	_, _, ok = r.get("d1")
+	assert.False(t, ok, "the oldest is forgotten")
+	for _, id := range []string{"d2", "d3"} {
+		_, _, ok = r.get(id)
+		assert.True(t, ok, id)
+	}
+}

@@ -28,6 +28,7 @@ type recordingBus struct {
 	with      []ports.Message // what a unit of work committed
 	withErr   error
 	stale     []error // what the next commits answer, before withErr
+	checks    []error // what the next CheckReads answer
 	failing   []error // what the next completions answer
 	settled   chan struct{}
 }
@@ -104,6 +105,18 @@ func (w withWork) Commit(_ context.Context, _ *ports.Delivered, out ...ports.Mes
 	if err == nil {
 		w.record("complete-with")
 	}
+	return err
+}
+
+// CheckReads implements ports.ReadChecker.
+func (w withWork) CheckReads(context.Context) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.checks) == 0 {
+		return nil
+	}
+	err := w.checks[0]
+	w.checks = w.checks[1:]
 	return err
 }
 
@@ -227,4 +240,29 @@ func TestAStepThatLostARaceRunsAgain(t *testing.T) {
 	runStep(t, withBus{rb}, rb)
 	assert.Equal(t, []string{"complete-with"}, rb.calls, "the third run commits; nothing was settled before it")
 	require.Len(t, rb.with, 1, "only the committed run's outputs went out")
+}
+
+// A step that failed on a document its unit of work took from a cache
+// that has changed since runs again, rather than dead-lettering the
+// message on what it decided from a stale copy; one whose reads are
+// current fails as it would have.
+func TestAStepThatFailedOnAStaleReadRunsAgain(t *testing.T) {
+	t.Parallel()
+	fail := func() functionapp.QueueFunc {
+		runs := 0
+		return func(context.Context, *ports.Delivered) ([]ports.Message, error) {
+			if runs++; runs == 1 {
+				return nil, &domain.Permanent{Err: errors.New("delivery d1 is cancelled")}
+			}
+			return []ports.Message{{ID: "d1:next", Queue: "next", Body: []byte(`{}`)}}, nil
+		}
+	}
+	rb := newRecordingBus()
+	rb.checks = []error{ports.ErrStale}
+	runStepWith(t, withBus{rb}, rb, fail())
+	assert.Equal(t, []string{"complete-with"}, rb.calls, "the second run commits")
+
+	rb = newRecordingBus()
+	runStepWith(t, withBus{rb}, rb, fail())
+	assert.Equal(t, []string{"dead-letter"}, rb.calls, "its reads were current: the failure stands")
 }

@@ -378,6 +378,9 @@ func (s *Server) handle(ctx context.Context, stopping <-chan struct{}, name stri
 		}
 		outcome, perr = functionapp.Process(runCtx, fn, pub, msg)
 		if outcome != functionapp.Done {
+			if rc, ok := uow.(ports.ReadChecker); ok && run < maxRuns && errors.Is(rc.CheckReads(ctx), ports.ErrStale) {
+				continue // it failed on a cached document that has changed
+			}
 			break
 		}
 		if !transactional {
