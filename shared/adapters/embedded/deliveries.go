@@ -31,8 +31,8 @@ func newDeliveries(db *DB) deliveries {
 	c.clone = (*domain.Delivery).Clone
 	// And each step starts from the delivery as the step before it
 	// committed it, when that was in this process.
-	r := newRecent(recentDeliveries, c.clone)
-	c.written, c.cached = r.put, r.get
+	c.recent = newRecent(recentDocs)
+	c.cached = c.recentCopy
 	return deliveries{c}
 }
 

@@ -41,9 +41,6 @@ type fleet struct {
 	waitingVersions map[string]int64
 
 	summary fleetSummary
-	// recent holds the drones last written or read, the ones flying
-	// among them, which the index does not hold.
-	recent *recent[domain.Drone]
 }
 
 var _ ports.Fleet = (*fleet)(nil)
@@ -59,13 +56,11 @@ func newFleet(db *DB) *fleet {
 	}
 	f.written = f.track
 	f.clone = (*domain.Drone).Clone
-	f.recent = newRecent(recentDrones, f.clone)
+	// The drones flying, which the index does not hold, come from recent.
+	f.recent = newRecent(recentDocs)
 	f.cached = f.indexed
 	return f
 }
-
-// recentDrones is how many drones fleet.recent keeps.
-const recentDrones = 2048
 
 // indexed returns a copy of a drone from the index of available drones,
 // or else from the recent ones, at the version held there. Dispatch
@@ -79,7 +74,7 @@ func (f *fleet) indexed(id string) (int64, *domain.Drone, bool) {
 		return f.versions[id], d.Clone(), true
 	}
 	f.mu.Unlock()
-	return f.recent.get(id)
+	return f.recentCopy(id)
 }
 
 // load fills the indexes and the summary from the file at open.
@@ -120,9 +115,6 @@ func (f *fleet) loadStatus(ctx context.Context, status domain.DroneStatus) error
 func (f *fleet) track(id string, version int64, d *domain.Drone) {
 	f.trackAvailable(id, version, d)
 	f.trackWaiting(id, version, d)
-	if !d.Dispatchable() {
-		f.recent.put(id, version, d)
-	}
 }
 
 // Summary implements the handlers' fleet summariser: the summary kept as

@@ -43,6 +43,9 @@ type collection[T any] struct {
 	// a unit of work starts from it, its conditional write guarding
 	// against a newer version written by another process.
 	cached func(id string) (version int64, v *T, ok bool)
+	// recent, when set, keeps the JSON of the documents this process
+	// committed or a unit of work read last (see recentCopy).
+	recent *recent
 }
 
 // stored is a document as read: its version, on which a write is
@@ -173,7 +176,7 @@ func (c *collection[T]) Insert(ctx context.Context, id string, v *T) error {
 	if n == 0 {
 		return domain.Errorf(domain.ECONFLICT, "%s %s already exists", c.name, id)
 	}
-	c.learned(id, 1, v)
+	c.learned(id, 1, v, body)
 	return nil
 }
 
@@ -197,7 +200,7 @@ func (c *collection[T]) Replace(ctx context.Context, id string, s stored, v *T) 
 	if n == 0 {
 		return optimistic.ErrChanged
 	}
-	c.learned(id, s.version+1, v)
+	c.learned(id, s.version+1, v, body)
 	return nil
 }
 
@@ -209,10 +212,28 @@ func (c *collection[T]) indexed(w *writeTx, id string, v *T) error {
 	return c.index(w, id, v)
 }
 
-// learned tells the written hook of a version of a document: one this
-// process committed, or one a unit of work read from the file.
-func (c *collection[T]) learned(id string, version int64, v *T) {
+// learned tells the written hook, and recent, of a version of a
+// document: one this process committed, or one a unit of work read from
+// the file. body is v's JSON, which nobody changes afterwards.
+func (c *collection[T]) learned(id string, version int64, v *T, body []byte) {
 	if c.written != nil {
 		c.written(id, version, v)
 	}
+	if c.recent != nil {
+		c.recent.put(id, version, body)
+	}
+}
+
+// recentCopy returns document id as recent holds it, decoded: the cached
+// hook of a collection with recent set.
+func (c *collection[T]) recentCopy(id string) (int64, *T, bool) {
+	version, body, ok := c.recent.get(id)
+	if !ok {
+		return 0, nil, false
+	}
+	v, err := c.decode(id, body)
+	if err != nil {
+		return 0, nil, false
+	}
+	return version, v, true
 }

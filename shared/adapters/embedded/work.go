@@ -255,7 +255,7 @@ func (wc workCollection[T]) doc(ctx context.Context, id string, cache bool) (*wo
 		d.version, d.exists, d.body, d.value = version, true, body, v
 		if cache {
 			// The next unit of work to read it starts from the cache.
-			wc.c.learned(id, version, v)
+			wc.c.learned(id, version, v, body)
 		}
 	}
 	wc.w.docs[key] = d
@@ -271,7 +271,7 @@ func (wc workCollection[T]) reread(id string) func(context.Context) {
 			return // the next run reads it again
 		}
 		if v, err := wc.c.decode(id, body); err == nil {
-			wc.c.learned(id, version, v)
+			wc.c.learned(id, version, v, body)
 		}
 	}
 }
@@ -307,7 +307,7 @@ func (wc workCollection[T]) change(d *workDoc, v *T) error {
 	}
 	d.body, d.value, d.exists = body, v, true
 	c, id := wc.c, d.id
-	d.written = func(version int64) { c.learned(id, version, v) }
+	d.written = func(version int64) { c.learned(id, version, v, body) }
 	if c.index != nil {
 		d.index = func(tx *writeTx) error { return c.index(tx, id, v) }
 	}
