@@ -402,7 +402,9 @@ type Transactional interface {
 // its messages. It is used by one goroutine.
 type UnitOfWork interface {
 	// Store reads each document at most once (later reads and updates of
-	// it reuse what was read) and holds every write until Commit. A Create
+	// it reuse what was read) and holds every write until Commit. A backend
+	// may answer a read from what this process last committed or read
+	// (see ReadChecker); Commit then checks that it is still current. A Create
 	// of a document it has not read is checked at Commit (ErrStale if the
 	// document exists by then). Queries (Fleet's List, Deliveries'
 	// ListByOwner and PageByOwner) read the backend as it is; Fleet's NearestAvailable
