@@ -20,7 +20,9 @@ const MaxZones = 4 * domain.MaxZonesPerKind
 // the airspace container's change feed) and reloads the zones only when it
 // changed, so a write through this process shows in its next Current, and
 // one through any other with no restart: at once on SQLite, within the
-// change feed's poll (a second by default) on Cosmos DB.
+// change feed's poll (a second by default) on Cosmos DB. Within a unit of
+// work (ports.WithStore) it asks that unit's zones, which on SQLite answer
+// the version this process knows and check it when the unit commits.
 type Store struct {
 	zones ports.Zones
 
@@ -51,7 +53,11 @@ func (Open) Current(context.Context) (domain.Airspace, error) { return domain.Op
 
 // Current implements ports.Airspace.
 func (s *Store) Current(ctx context.Context) (domain.Airspace, error) {
-	v, err := s.zones.Version(ctx)
+	zones := s.zones
+	if st := ports.StoreFrom(ctx, ports.Store{}); st.Zones != nil {
+		zones = st.Zones
+	}
+	v, err := zones.Version(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("airspace version: %w", err)
 	}

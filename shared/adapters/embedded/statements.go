@@ -46,7 +46,7 @@ func (s *statements) prepare(ctx context.Context, w, r *sql.DB) error {
 			WHERE collection = ? AND id = ? AND version = ?`},
 
 		// A unit of work's check of a document it read from a cache.
-		{w, &s.docCheck, `SELECT 1 FROM documents WHERE collection = ? AND id = ? AND version = ?`},
+		{w, &s.docCheck, `SELECT version FROM documents WHERE collection = ? AND id = ?`},
 		{w, &s.docDelete, `DELETE FROM documents WHERE collection = ? AND id = ?`},
 		{w, &s.zoneBump, `INSERT INTO documents (collection, id, version, body, updated_at)
 			VALUES ('` + topology.ContainerAirspace + `', '` + zoneVersionID + `', 1, '{}', ?1)

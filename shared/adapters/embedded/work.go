@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"iter"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/fabrikam/dronedelivery/shared/domain"
@@ -42,8 +43,9 @@ func (db *DB) Begin() ports.UnitOfWork {
 		APIKeys:    workCollection[domain.APIKey]{w, st.APIKeys.(*collection[domain.APIKey])},
 
 		Confirmations: workCollection[domain.ConfirmationBlob]{w, st.Confirmations.(*collection[domain.ConfirmationBlob])},
-		// No step writes zones; a unit of work reads them as they are.
-		Zones:     st.Zones,
+		// No step writes zones; a unit of work reads them as they are, but
+		// for their version (workZones).
+		Zones:     workZones{st.Zones.(*zones), w},
 		Analytics: st.Analytics,
 		// Nor pauses: dispatch reads them as they are.
 		Pauses: st.Pauses,
@@ -110,14 +112,14 @@ func (w *work) Commit(ctx context.Context, settle *ports.Delivered, out ...ports
 			if d.changed {
 				continue // its write is conditional on the version
 			}
-			var one int
-			err := tx.stmt(w.db.st.docCheck).QueryRow(d.coll, d.id, d.version).Scan(&one)
-			if errors.Is(err, sql.ErrNoRows) {
+			var version int64 // 0: no such row
+			err := tx.stmt(w.db.st.docCheck).QueryRow(d.coll, d.id).Scan(&version)
+			if err != nil && !errors.Is(err, sql.ErrNoRows) {
+				return err
+			}
+			if version != d.version {
 				stale = true
 				break
-			}
-			if err != nil {
-				return err
 			}
 		}
 		now := time.Now().UnixNano()
@@ -213,6 +215,34 @@ func (w *work) reread(ctx context.Context) {
 	for _, d := range w.cached {
 		d.reread(ctx)
 	}
+}
+
+// workZones is the zones seen through a unit of work: as the store keeps
+// them, but for Version, which answers the version this process last read
+// or wrote without reading the row, and which Commit (or CheckReads)
+// checks like a document taken from a cache. A step thus never commits a
+// decision made under an airspace that another process has changed since:
+// it runs again under the new one.
+type workZones struct {
+	*zones
+	w *work
+}
+
+// Version implements ports.Zones.
+func (wz workZones) Version(ctx context.Context) (string, error) {
+	key := wz.name + "\x00" + zoneVersionID
+	d, ok := wz.w.docs[key]
+	if !ok {
+		version, err := wz.knownVersion(ctx)
+		if err != nil {
+			return "", err
+		}
+		d = &workDoc{coll: wz.name, id: zoneVersionID, version: version, exists: version > 0,
+			reread: func(ctx context.Context) { wz.readVersion(ctx) }}
+		wz.w.docs[key] = d
+		wz.w.cached = append(wz.w.cached, d)
+	}
+	return strconv.FormatInt(d.version, 10), nil
 }
 
 // workCollection is one collection seen through a unit of work.

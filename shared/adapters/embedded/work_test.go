@@ -417,3 +417,56 @@ func TestRecentKeepsTheNewestAndForgetsTheOldest(t *testing.T) {
 		assert.True(t, ok, id)
 	}
 }
+
+// A unit of work answers the zones' version this process knows without
+// reading the row, and its commit checks it: a zone another process
+// writes meanwhile, the first one included, makes the commit stale, after
+// which the next unit of work knows the new version; a zone written
+// through this process shows in the next unit of work at once.
+func TestAUnitOfWorkChecksTheZonesVersionItDecidedUnder(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "db")
+	a, b := mustOpenAt(t, path, Options{}), mustOpenAt(t, path, Options{})
+	ctx := ctxFor(t)
+	square := domain.Polygon{{{-122.3, 47.6}, {-122.2, 47.6}, {-122.2, 47.7}, {-122.3, 47.6}}}
+	zone := func(id string) *domain.Zone {
+		return &domain.Zone{ID: id, Kind: domain.NoFlyZone, GeometryType: "Polygon", Polygons: []domain.Polygon{square}}
+	}
+	version := func(uow ports.UnitOfWork) string {
+		t.Helper()
+		v, err := uow.Store().Zones.Version(ctx)
+		require.NoError(t, err)
+		return v
+	}
+
+	first := version(a.Begin())
+	uow := a.Begin()
+	before := a.Stats().Reads
+	assert.Equal(t, first, version(uow))
+	assert.Equal(t, first, version(uow), "asked twice")
+	assert.Equal(t, before, a.Stats().Reads, "the known version: no row read")
+	require.NoError(t, uow.Commit(ctx, nil), "no zone changed")
+
+	// b writes the first zone of the file; a does not know of it.
+	require.NoError(t, b.Store().Zones.Create(ctx, domain.ZoneKey(domain.NoFlyZone, "z1"), zone("z1")))
+	uow = a.Begin()
+	assert.Equal(t, first, version(uow))
+	require.ErrorIs(t, uow.Commit(ctx, nil), ports.ErrStale, "decided under a version that has changed")
+	second := version(a.Begin())
+	assert.NotEqual(t, first, second, "the stale commit taught the version")
+
+	_, err := b.Store().Zones.Update(ctx, domain.ZoneKey(domain.NoFlyZone, "z1"), func(z *domain.Zone) error { z.Name = "renamed"; return nil })
+	require.NoError(t, err)
+	uow = a.Begin()
+	assert.Equal(t, second, version(uow))
+	require.ErrorIs(t, uow.(ports.ReadChecker).CheckReads(ctx), ports.ErrStale)
+	third := version(a.Begin())
+	assert.NotEqual(t, second, third)
+
+	// A zone written through a shows in a's next unit of work at once.
+	require.NoError(t, a.Store().Zones.Delete(ctx, domain.ZoneKey(domain.NoFlyZone, "z1")))
+	uow = a.Begin()
+	fourth := version(uow)
+	assert.NotEqual(t, third, fourth)
+	require.NoError(t, uow.Commit(ctx, nil))
+}

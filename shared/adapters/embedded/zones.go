@@ -3,6 +3,7 @@ package embedded
 import (
 	"context"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/fabrikam/dronedelivery/shared/domain"
@@ -16,6 +17,14 @@ import (
 // the zones, whichever process wrote them.
 type zones struct {
 	*collection[domain.Zone]
+
+	// known is the version row as this process last read it, for units of
+	// work (see workZones); gen counts this process's zone writes, so that
+	// a read that a write overtook is not kept.
+	mu    sync.Mutex
+	known int64
+	ok    bool
+	gen   uint64
 }
 
 var _ ports.Zones = (*zones)(nil)
@@ -30,7 +39,48 @@ const zonesWhere = "collection = '" + topology.ContainerAirspace + "'"
 func newZones(db *DB) *zones {
 	z := &zones{collection: newCollection[domain.Zone](db, topology.ContainerAirspace)}
 	z.index = func(w *writeTx, _ string, _ *domain.Zone) error { return z.bump(w) }
+	z.written = func(string, int64, *domain.Zone) { z.forget() }
 	return z
+}
+
+// forget drops the known version after a write through this process.
+func (z *zones) forget() {
+	z.mu.Lock()
+	defer z.mu.Unlock()
+	z.gen++
+	z.ok = false
+}
+
+// readVersion reads the version row (0 when there is none) and keeps it
+// as the known version, unless a write of this process overtook the read.
+func (z *zones) readVersion(ctx context.Context) (int64, error) {
+	z.mu.Lock()
+	gen := z.gen
+	z.mu.Unlock()
+	version, _, err := z.read(ctx, zoneVersionID)
+	if domain.IsCode(err, domain.ENOTFOUND) {
+		version, err = 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	z.mu.Lock()
+	if z.gen == gen {
+		z.known, z.ok = version, true
+	}
+	z.mu.Unlock()
+	return version, nil
+}
+
+// knownVersion returns the known version, reading it when there is none.
+func (z *zones) knownVersion(ctx context.Context) (int64, error) {
+	z.mu.Lock()
+	version, ok := z.known, z.ok
+	z.mu.Unlock()
+	if ok {
+		return version, nil
+	}
+	return z.readVersion(ctx)
 }
 
 func (z *zones) bump(w *writeTx) error {
@@ -54,6 +104,7 @@ func (z *zones) Delete(ctx context.Context, key string) error {
 	if n == 0 {
 		return domain.Errorf(domain.ENOTFOUND, "%s %s not found", z.name, key)
 	}
+	z.forget()
 	return nil
 }
 
@@ -75,11 +126,9 @@ func (z *zones) List(ctx context.Context, kind domain.ZoneKind, after string, li
 }
 
 // Version implements ports.Zones with a point read of the version row.
+// A unit of work's Version reads none (workZones).
 func (z *zones) Version(ctx context.Context) (string, error) {
-	version, _, err := z.read(ctx, zoneVersionID)
-	if domain.IsCode(err, domain.ENOTFOUND) {
-		return "0", nil
-	}
+	version, err := z.readVersion(ctx)
 	if err != nil {
 		return "", err
 	}
