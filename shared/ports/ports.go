@@ -207,7 +207,8 @@ type Zones interface {
 	// once on the embedded backend (one row read) and within the change
 	// feed's poll on Cosmos DB (no request per call while the feed is
 	// followed). A reader checks it before trusting the zones it loaded
-	// earlier.
+	// earlier. A unit of work's Zones may answer the version its process
+	// knows without reading it, and check it at Commit (see ReadChecker).
 	Version(ctx context.Context) (string, error)
 }
 
