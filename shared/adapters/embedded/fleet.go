@@ -20,10 +20,10 @@ import (
 // The index learns only of writes committed through this DB and of rows a
 // unit of work read: a drone that another process claims or frees is seen
 // here after the next reopen, or after a unit of work's commit found it
-// changed. That is safe because a
-// claim is a conditional write on the version the scheduler started from
-// (the row's, or in a unit of work the index's); it only costs a wasted
-// claim attempt, or a drone freed elsewhere going unused until then.
+// changed. That is safe because a claim is a conditional write on the
+// version the scheduler started from (the row's, or in a unit of work the
+// index's); it only costs a wasted claim attempt, or a drone freed
+// elsewhere going unused until then.
 type fleet struct {
 	*collection[domain.Drone]
 	index *geo.Index[*domain.Drone]
@@ -69,12 +69,15 @@ func newFleet(db *DB) *fleet {
 func (f *fleet) indexed(id string) (int64, *domain.Drone, bool) {
 	f.mu.Lock()
 	_, d, ok := f.index.Get(id)
+	var version int64
 	if ok {
-		defer f.mu.Unlock()
-		return f.versions[id], d.Clone(), true
+		version, d = f.versions[id], d.Clone()
 	}
 	f.mu.Unlock()
-	return f.recentCopy(id)
+	if !ok {
+		return f.recentCopy(id)
+	}
+	return version, d, true
 }
 
 // load fills the indexes and the summary from the file at open.

@@ -252,14 +252,20 @@ func TestOpenIndexesDeliveriesStoredBeforeTheIndex(t *testing.T) {
 	assert.Equal(t, schemaVersion, version)
 }
 
+// twoHandles opens one file twice, as two processes sharing it would.
+func twoHandles(t *testing.T) (a, b *DB) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "db")
+	return mustOpenAt(t, path, Options{}), mustOpenAt(t, path, Options{})
+}
+
 // A unit of work claims a drone from the dispatch index's copy, reading
 // no row; a claim that another process made first, which the index has
 // not heard of, fails the commit as stale, after which the index knows
 // it and the step's next run does not take the drone again.
 func TestAUnitOfWorkClaimsFromTheIndexAndLearnsOfOtherProcesses(t *testing.T) {
 	t.Parallel()
-	path := filepath.Join(t.TempDir(), "db")
-	a, b := mustOpenAt(t, path, Options{}), mustOpenAt(t, path, Options{})
+	a, b := twoHandles(t)
 	ctx := ctxFor(t)
 	home := domain.Location{Latitude: 47.6, Longitude: -122.3}
 	req := &domain.DeliveryRequest{PickupLocation: home, DropoffLocation: home, PackageInfo: domain.PackageInfo{Size: domain.SizeSmall, Weight: 1}}
@@ -356,8 +362,7 @@ func TestListByOwnerReadsTheOwnerIndexOldestFirst(t *testing.T) {
 // next unit of work sees the other process's version.
 func TestAUnitOfWorkReadsRecentDeliveriesAndChecksThem(t *testing.T) {
 	t.Parallel()
-	path := filepath.Join(t.TempDir(), "db")
-	a, b := mustOpenAt(t, path, Options{}), mustOpenAt(t, path, Options{})
+	a, b := twoHandles(t)
 	ctx := ctxFor(t)
 	require.NoError(t, a.Store().Deliveries.Create(ctx, "d1", &domain.Delivery{ID: "d1", Stage: domain.StageCreated}))
 
@@ -425,8 +430,7 @@ func TestRecentKeepsTheNewestAndForgetsTheOldest(t *testing.T) {
 // through this process shows in the next unit of work at once.
 func TestAUnitOfWorkChecksTheZonesVersionItDecidedUnder(t *testing.T) {
 	t.Parallel()
-	path := filepath.Join(t.TempDir(), "db")
-	a, b := mustOpenAt(t, path, Options{}), mustOpenAt(t, path, Options{})
+	a, b := twoHandles(t)
 	ctx := ctxFor(t)
 	square := domain.Polygon{{{-122.3, 47.6}, {-122.2, 47.6}, {-122.2, 47.7}, {-122.3, 47.6}}}
 	zone := func(id string) *domain.Zone {
