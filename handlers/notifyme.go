@@ -49,8 +49,9 @@ func (h *Handlers) PostNotifyMeRequest(ctx context.Context, req *functionapp.Req
 	// The token joins an unguessable part and the delivery id, like the
 	// tracking id, so the unsubscribe link finds its delivery with one
 	// point read.
+	// The end of a new id, which is random; its start is the time.
 	sid := h.ids.NewID()
-	sid = sid[:min(len(sid), subscriptionIDLength)]
+	sid = sid[max(0, len(sid)-subscriptionIDLength):]
 	sub := domain.Subscription{
 		ID:           sid,
 		EmailAddress: r.EmailAddress,

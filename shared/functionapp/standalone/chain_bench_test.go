@@ -88,9 +88,13 @@ func benchmarkQueueSteps(b *testing.B, workers int) {
 		b.Fatal(err)
 	}
 	msgs := make([]ports.Message, b.N)
+	ids := make([]string, b.N)
 	pickups := fleetgen.Generate(b.N, center, 15, 2, now)
 	for i := range b.N {
-		id := fmt.Sprintf("bench-%d", i)
+		// Ids as ingest makes them, since their order decides which pages
+		// of the store's B-trees a batch of steps writes.
+		id := platform.IDs{}.NewID()
+		ids[i] = id
 		d := &domain.Delivery{ID: id, TrackingID: "T" + id, OwnerID: "bench", CorrelationID: id, Stage: domain.StageCreated,
 			CreatedAt: now, UpdatedAt: now, History: []domain.Event{{Stage: domain.StageCreated, At: now}},
 			Request: domain.DeliveryRequest{OwnerID: "bench",
@@ -162,7 +166,7 @@ func benchmarkQueueSteps(b *testing.B, workers int) {
 		b.Fatal(err)
 	}
 	for _, i := range []int{0, b.N / 2, b.N - 1} {
-		d, err := store.Deliveries.Find(context.Background(), fmt.Sprintf("bench-%d", i))
+		d, err := store.Deliveries.Find(context.Background(), ids[i])
 		if err != nil {
 			b.Fatal(err)
 		}
