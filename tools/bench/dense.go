@@ -6,9 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"net/http"
 	"path/filepath"
-	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -75,10 +73,10 @@ func (b *benchRun) denseScenario(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := b.closedLoopOn(ctx, "dense-max", tmpl, "dense-", b.o.dense.deliveries); err != nil {
+	if err := b.closedLoopOn(ctx, "dense-max", tmpl, b.o.dense.deliveries); err != nil {
 		return err
 	}
-	return b.openLoopOn(ctx, fmt.Sprintf("dense-e2e-%g/s", b.o.e2eRate), tmpl, "dense-e2e-", b.o.e2eRate, nil)
+	return b.openLoopOn(ctx, fmt.Sprintf("dense-e2e-%g/s", b.o.e2eRate), tmpl, b.o.e2eRate, nil)
 }
 
 // depletedScenario is the closed loop of -depleted-deliveries on the dense
@@ -88,7 +86,7 @@ func (b *benchRun) depletedScenario(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	return b.closedLoopOn(ctx, "depleted-max", tmpl, "depl-", b.o.dense.depleted)
+	return b.closedLoopOn(ctx, "depleted-max", tmpl, b.o.dense.depleted)
 }
 
 // telemetryScenario offers -telemetry-rate deliveries a second on the
@@ -118,25 +116,25 @@ func (b *benchRun) telemetryScenario(ctx context.Context) error {
 				reports.Load(), secs, float64(reports.Load())/secs, b.o.dense.telemetryRate)
 		}
 	}
-	return b.openLoopOn(ctx, fmt.Sprintf("telemetry-e2e-%g/s", b.o.dense.telemetryRate), b.small, "tele-", b.o.dense.telemetryRate, sim)
+	return b.openLoopOn(ctx, fmt.Sprintf("telemetry-e2e-%g/s", b.o.dense.telemetryRate), b.small, b.o.dense.telemetryRate, sim)
 }
 
 // closedLoopOn accepts n deliveries as fast as the server answers on a
 // copy of template, pickups within the dense radius, and reports how fast
 // they reached Scheduled.
-func (b *benchRun) closedLoopOn(ctx context.Context, name, template, prefix string, n int) error {
+func (b *benchRun) closedLoopOn(ctx context.Context, name, template string, n int) error {
 	s, err := b.startServer(ctx, name, template)
 	if err != nil {
 		return err
 	}
 	defer s.stop()
-	accepted := make([]bool, n)
+	accepted := make([]string, n)
 	cpu0, _ := s.p.CPUTime()
 	r := loadgen.Run(ctx, loadgen.Config{Name: name, Concurrency: b.o.connections, Duration: 10 * time.Minute,
-		MaxOps: n, Progress: b.progress}, denseIngestOp(s.client, prefix, accepted))
+		MaxOps: n, Progress: b.progress}, ingestOp(s.client, denseRadiusKm, accepted))
 	loadEnd := time.Now()
 	b.rep.Runs = append(b.rep.Runs, r)
-	c, err := b.finish(ctx, s, name, prefix, accepted, loadEnd, cpu0)
+	c, err := b.finish(ctx, s, name, accepted, loadEnd, cpu0)
 	if err != nil {
 		return err
 	}
@@ -147,7 +145,7 @@ func (b *benchRun) closedLoopOn(ctx context.Context, name, template, prefix stri
 // openLoopOn offers rate deliveries a second for -e2e-duration on a copy of
 // template; beside, when set, runs alongside the load and returns the
 // function that stops it.
-func (b *benchRun) openLoopOn(ctx context.Context, name, template, prefix string, rate float64, beside func(context.Context, *server) func()) error {
+func (b *benchRun) openLoopOn(ctx context.Context, name, template string, rate float64, beside func(context.Context, *server) func()) error {
 	s, err := b.startServer(ctx, name, template)
 	if err != nil {
 		return err
@@ -158,13 +156,13 @@ func (b *benchRun) openLoopOn(ctx context.Context, name, template, prefix string
 		stop = beside(ctx, s)
 	}
 	total := int(rate * b.o.e2eDur.Seconds())
-	accepted := make([]bool, total)
+	accepted := make([]string, total)
 	cpu0, _ := s.p.CPUTime()
 	r := loadgen.Run(ctx, loadgen.Config{Name: name, Rate: rate, Concurrency: b.o.connections, Duration: b.o.e2eDur,
-		Progress: b.progress}, denseIngestOp(s.client, prefix, accepted))
+		Progress: b.progress}, ingestOp(s.client, denseRadiusKm, accepted))
 	loadEnd := time.Now()
 	b.rep.Runs = append(b.rep.Runs, r)
-	c, err := b.finish(ctx, s, name, prefix, accepted, loadEnd, cpu0)
+	c, err := b.finish(ctx, s, name, accepted, loadEnd, cpu0)
 	if stop != nil {
 		stop()
 	}
@@ -173,28 +171,6 @@ func (b *benchRun) openLoopOn(ctx context.Context, name, template, prefix string
 	}
 	b.rep.Completions = append(b.rep.Completions, c)
 	return nil
-}
-
-// denseIngestOp is ingestOp with pickups within the dense radius.
-func denseIngestOp(c *loadgen.Client, prefix string, accepted []bool) loadgen.Op {
-	return func(ctx context.Context, i int) error {
-		id := prefix + strconv.Itoa(i)
-		status, _, err := c.Do(ctx, http.MethodPost, "/api/deliveryrequests", func(owner string) []byte {
-			return requestBodyWithin(id, owner, i, denseRadiusKm)
-		}, false)
-		if err != nil {
-			return err
-		}
-		if status == http.StatusServiceUnavailable {
-			time.Sleep(time.Second) // shed: wait as ingestOp does
-			return errors.New("status 503 (shed)")
-		}
-		if status != http.StatusAccepted {
-			return fmt.Errorf("status %d", status)
-		}
-		accepted[i] = true
-		return nil
-	}
 }
 
 // denseTargets are the target rows of the dense scenarios, each beside its

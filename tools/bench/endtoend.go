@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/fabrikam/dronedelivery/shared/domain"
@@ -28,11 +27,11 @@ func (b *benchRun) endToEnd(ctx context.Context) error {
 		b.rep.Memory = append(b.rep.Memory, loadgen.MemoryRow{Process: "dronedelivery serve", When: fmt.Sprintf("idle, %d drones loaded", small), RSSMB: m.RSSMB, PeakMB: m.PeakMB})
 	}
 	total := int(b.o.e2eRate * b.o.e2eDur.Seconds())
-	accepted := make([]bool, total)
+	accepted := make([]string, total)
 	peak := s.p.SampleMemory(250 * time.Millisecond)
 	cpu0, _ := s.p.CPUTime()
 	r := loadgen.Run(ctx, loadgen.Config{Name: name, Rate: b.o.e2eRate, Concurrency: b.o.connections, Duration: b.o.e2eDur,
-		Progress: b.progress}, ingestOp(s.client, "e2e-", accepted))
+		Progress: b.progress}, ingestOp(s.client, benchPickupRadiusKm, accepted))
 	loadEnd := time.Now()
 	// Sampled while the load ran, not during the read-back that follows,
 	// which loads the server far harder than the rate under test.
@@ -40,7 +39,7 @@ func (b *benchRun) endToEnd(ctx context.Context) error {
 	m, _ := s.p.ReadMemory()
 	b.rep.Memory = append(b.rep.Memory, loadgen.MemoryRow{Process: "dronedelivery serve", When: fmt.Sprintf("under %g deliveries/s (largest sample)", b.o.e2eRate), RSSMB: rss, PeakMB: m.PeakMB})
 	b.rep.Runs = append(b.rep.Runs, r)
-	c, err := b.finish(ctx, s, name, "e2e-", accepted, loadEnd, cpu0)
+	c, err := b.finish(ctx, s, name, accepted, loadEnd, cpu0)
 	if m, merr := s.p.ReadMemory(); merr == nil {
 		b.rep.Memory = append(b.rep.Memory, loadgen.MemoryRow{Process: "dronedelivery serve", When: "after reading every delivery back at full speed", RSSMB: m.RSSMB, PeakMB: m.PeakMB})
 	}
@@ -59,13 +58,13 @@ func (b *benchRun) endToEndMax(ctx context.Context) error {
 		return err
 	}
 	defer s.stop()
-	accepted := make([]bool, b.o.maxDeliveries)
+	accepted := make([]string, b.o.maxDeliveries)
 	cpu0, _ := s.p.CPUTime()
 	r := loadgen.Run(ctx, loadgen.Config{Name: "e2e-max", Concurrency: b.o.connections, Duration: b.o.maxDur,
-		MaxOps: b.o.maxDeliveries, Progress: b.progress}, ingestOp(s.client, "max-", accepted))
+		MaxOps: b.o.maxDeliveries, Progress: b.progress}, ingestOp(s.client, benchPickupRadiusKm, accepted))
 	loadEnd := time.Now()
 	b.rep.Runs = append(b.rep.Runs, r)
-	c, err := b.finish(ctx, s, "e2e-max", "max-", accepted, loadEnd, cpu0)
+	c, err := b.finish(ctx, s, "e2e-max", accepted, loadEnd, cpu0)
 	if err != nil {
 		return err
 	}
@@ -75,8 +74,8 @@ func (b *benchRun) endToEndMax(ctx context.Context) error {
 
 // finish waits for the chain to drain, records the server's CPU time per
 // delivery up to then, and reads the deliveries back.
-func (b *benchRun) finish(ctx context.Context, s *server, name, prefix string, accepted []bool, loadEnd time.Time, cpu0 time.Duration) (loadgen.Completion, error) {
-	ids := acceptedIDs(prefix, accepted)
+func (b *benchRun) finish(ctx context.Context, s *server, name string, accepted []string, loadEnd time.Time, cpu0 time.Duration) (loadgen.Completion, error) {
+	ids := acceptedIDs(accepted)
 	if len(ids) == 0 {
 		return loadgen.Completion{}, errors.New("no delivery was accepted")
 	}
@@ -96,12 +95,13 @@ type deliveryTimes struct {
 	ScheduledAt *time.Time   `json:"scheduledAt"`
 }
 
-// acceptedIDs lists the ids of the deliveries a run had accepted.
-func acceptedIDs(prefix string, accepted []bool) []string {
+// acceptedIDs lists the ids of the deliveries a run had accepted, in the
+// order they were requested.
+func acceptedIDs(accepted []string) []string {
 	var ids []string
-	for i, ok := range accepted {
-		if ok {
-			ids = append(ids, prefix+strconv.Itoa(i))
+	for _, id := range accepted {
+		if id != "" {
+			ids = append(ids, id)
 		}
 	}
 	return ids

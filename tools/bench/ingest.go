@@ -23,12 +23,12 @@ func (b *benchRun) baseline(ctx context.Context) error {
 	peak := p.SampleMemory(250 * time.Millisecond)
 	cpu0, _ := p.CPUTime()
 	b.baseMax = loadgen.Run(ctx, loadgen.Config{Name: "baseline-max", Concurrency: b.o.connections, Duration: b.o.baselineDur, Progress: b.progress},
-		ingestOp(c, "base-", nil))
+		ingestOp(c, benchPickupRadiusKm, nil))
 	if cpu1, err := p.CPUTime(); err == nil {
 		b.rep.CPU = append(b.rep.CPU, loadgen.NewCPURow("bare net/http baseline", b.baseMax.Name, cpu1-cpu0, int(b.baseMax.OK), "requests"))
 	}
 	b.base1000 = loadgen.Run(ctx, loadgen.Config{Name: fmt.Sprintf("baseline-%g/s", b.o.e2eRate), Rate: b.o.e2eRate, Concurrency: b.o.connections,
-		Duration: b.o.baselineDur, Progress: b.progress}, ingestOp(c, "base1-", nil))
+		Duration: b.o.baselineDur, Progress: b.progress}, ingestOp(c, benchPickupRadiusKm, nil))
 	b.baseRSS = peak()
 	b.rep.Runs = append(b.rep.Runs, b.baseMax, b.base1000)
 	b.rep.Memory = append(b.rep.Memory, loadgen.MemoryRow{Process: "bare net/http baseline", When: "under its load runs", RSSMB: b.baseRSS, PeakMB: b.baseRSS})
@@ -46,7 +46,7 @@ func (b *benchRun) ingest(ctx context.Context) error {
 	_, large := b.fleetSizes()
 	cpu0, _ := s.p.CPUTime()
 	r := loadgen.Run(ctx, loadgen.Config{Name: "ingest-max", Concurrency: b.o.connections, Duration: b.o.ingestDur,
-		MaxOps: large * 9 / 10, Progress: b.progress}, ingestOp(s.client, "ingest-", nil))
+		MaxOps: large * 9 / 10, Progress: b.progress}, ingestOp(s.client, benchPickupRadiusKm, nil))
 	if cpu1, err := s.p.CPUTime(); err == nil {
 		b.rep.CPU = append(b.rep.CPU, loadgen.NewCPURow("dronedelivery serve", "ingest-max, the chain running behind", cpu1-cpu0, int(r.OK), "requests"))
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -36,7 +37,8 @@ func randomHex(n int) string {
 
 // requestBody is delivery request i of a run: a pickup somewhere in the
 // city and a dropoff a short hop away, mostly small parcels, so every
-// request is one some nearby drone can take.
+// request is one some nearby drone can take. An empty id leaves the naming
+// of the delivery to the service.
 func requestBody(id, owner string, i int) []byte {
 	return requestBodyWithin(id, owner, i, benchPickupRadiusKm)
 }
@@ -50,9 +52,13 @@ func requestBodyWithin(id, owner string, i int, radiusKm float64) []byte {
 		size = "Medium"
 	}
 	b := make([]byte, 0, 320)
-	b = append(b, `{"deliveryId":"`...)
-	b = append(b, id...)
-	b = append(b, `","ownerId":"`...)
+	b = append(b, '{')
+	if id != "" {
+		b = append(b, `"deliveryId":"`...)
+		b = append(b, id...)
+		b = append(b, `",`...)
+	}
+	b = append(b, `"ownerId":"`...)
 	b = append(b, owner...)
 	b = append(b, `","pickupLocation":{"latitude":`...)
 	b = strconv.AppendFloat(b, pickup.Latitude, 'f', 6, 64)
@@ -87,13 +93,15 @@ func offsetKm(c domain.Location, km, bearing float64) domain.Location {
 	return domain.Location{Latitude: c.Latitude + dLat, Longitude: c.Longitude + dLon}
 }
 
-// ingestOp posts delivery request i; ids[i] records what was accepted.
-func ingestOp(c *loadgen.Client, prefix string, accepted []bool) loadgen.Op {
+// ingestOp posts delivery request i, its pickup within radiusKm of the
+// centre. It leaves the delivery's id to the service, as a client that does
+// not name its deliveries does; ids, when not nil, gets at i the id of the
+// delivery the service accepted.
+func ingestOp(c *loadgen.Client, radiusKm float64, ids []string) loadgen.Op {
 	return func(ctx context.Context, i int) error {
-		id := prefix + strconv.Itoa(i)
-		status, _, err := c.Do(ctx, http.MethodPost, "/api/deliveryrequests", func(owner string) []byte {
-			return requestBody(id, owner, i)
-		}, false)
+		status, body, err := c.Do(ctx, http.MethodPost, "/api/deliveryrequests", func(owner string) []byte {
+			return requestBodyWithin("", owner, i, radiusKm)
+		}, ids != nil)
 		if err != nil {
 			return err
 		}
@@ -106,8 +114,12 @@ func ingestOp(c *loadgen.Client, prefix string, accepted []bool) loadgen.Op {
 		if status != http.StatusAccepted {
 			return fmt.Errorf("status %d", status)
 		}
-		if accepted != nil {
-			accepted[i] = true
+		if ids != nil {
+			var a apiclient.Accepted
+			if err := json.Unmarshal(body, &a); err != nil || a.DeliveryID == "" {
+				return fmt.Errorf("202 without a deliveryId: %.200s", body)
+			}
+			ids[i] = a.DeliveryID
 		}
 		return nil
 	}
