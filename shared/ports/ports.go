@@ -333,7 +333,8 @@ type Clock interface {
 
 // IDs makes identifiers.
 type IDs interface {
-	// NewID returns a new delivery id.
+	// NewID returns a new id for a delivery, an account or a correlation;
+	// ids made one after another sort in that order. Not a secret.
 	NewID() string
 	// NewTrackingID returns an unguessable id (at least 128 random bits).
 	NewTrackingID() string
