@@ -27,8 +27,12 @@ type IDs struct{}
 // the embedded store's primary key, its analytics contributions, its
 // messages' duplicate-detection entries) gain their new keys in the pages
 // that the deliveries in flight already touch, rather than each in a page
-// of its own. An id is a name, not a secret: secrets come from
-// NewTrackingID.
+// of its own. Cosmos DB places documents by a hash of their partition key
+// ("Azure Cosmos DB uses hash-based partitioning to spread logical
+// partitions across physical partitions", Microsoft's partitioning
+// overview, https://learn.microsoft.com/azure/cosmos-db/partitioning-overview),
+// so ids that sort by time do not crowd one partition there. An id is a
+// name, not a secret: secrets come from NewTrackingID.
 func (IDs) NewID() string {
 	// NewV7 fails only when crypto/rand does, which never happens on the
 	// platforms Go supports.
