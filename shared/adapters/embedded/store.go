@@ -156,24 +156,13 @@ func decodeRows[T any](rows *sql.Rows, decode func(id string, body []byte) (*T, 
 
 // Insert implements optimistic.Store.
 func (c *collection[T]) Insert(ctx context.Context, id string, v *T) error {
-	body, err := json.Marshal(v)
-	if err != nil {
-		return fmt.Errorf("encode: %w", err)
-	}
-	var n int64
-	err = c.db.commit.write(ctx, "insert", func(w *writeTx) error {
-		// Bound as text: SQLite's JSON functions take a blob for JSONB,
-		// which would break the status column.
-		res, err := w.stmt(c.db.st.docInsert).Exec(c.name, id, string(body), time.Now().UnixNano())
-		if n = affected(res, err); n == 0 || err != nil {
-			return err
-		}
-		return c.indexed(w, id, v)
+	wrote, body, err := c.write(ctx, "insert", id, v, func(w *writeTx, body string) (sql.Result, error) {
+		return w.stmt(c.db.st.docInsert).Exec(c.name, id, body, time.Now().UnixNano())
 	})
 	if err != nil {
 		return err
 	}
-	if n == 0 {
+	if !wrote {
 		return domain.Errorf(domain.ECONFLICT, "%s %s already exists", c.name, id)
 	}
 	c.learned(id, 1, v, body)
@@ -182,26 +171,38 @@ func (c *collection[T]) Insert(ctx context.Context, id string, v *T) error {
 
 // Replace implements optimistic.Store.
 func (c *collection[T]) Replace(ctx context.Context, id string, s stored, v *T) error {
+	wrote, body, err := c.write(ctx, "write", id, v, func(w *writeTx, body string) (sql.Result, error) {
+		return w.stmt(c.db.st.docUpdate).Exec(body, time.Now().UnixNano(), c.name, id, s.version)
+	})
+	if err != nil {
+		return err
+	}
+	if !wrote {
+		return optimistic.ErrChanged
+	}
+	c.learned(id, s.version+1, v, body)
+	return nil
+}
+
+// write encodes v and, in a group-committed transaction, runs exec with
+// its JSON and then, if exec changed a row, the index hook. It returns
+// whether a row changed, and the JSON. The JSON is bound as text: SQLite's
+// JSON functions take a blob for JSONB, which would break the status
+// column.
+func (c *collection[T]) write(ctx context.Context, op, id string, v *T, exec func(w *writeTx, body string) (sql.Result, error)) (bool, []byte, error) {
 	body, err := json.Marshal(v)
 	if err != nil {
-		return fmt.Errorf("encode: %w", err)
+		return false, nil, fmt.Errorf("encode: %w", err)
 	}
 	var n int64
-	err = c.db.commit.write(ctx, "write", func(w *writeTx) error {
-		res, err := w.stmt(c.db.st.docUpdate).Exec(string(body), time.Now().UnixNano(), c.name, id, s.version)
+	err = c.db.commit.write(ctx, op, func(w *writeTx) error {
+		res, err := exec(w, string(body))
 		if n = affected(res, err); n == 0 || err != nil {
 			return err
 		}
 		return c.indexed(w, id, v)
 	})
-	if err != nil {
-		return err
-	}
-	if n == 0 {
-		return optimistic.ErrChanged
-	}
-	c.learned(id, s.version+1, v, body)
-	return nil
+	return n > 0, body, err
 }
 
 // indexed runs the index hook, if any, for a document just written in w.
