@@ -46,12 +46,13 @@ func (h *Handlers) PostNotifyMeRequest(ctx context.Context, req *functionapp.Req
 		return h.errorResponse(ctx, err)
 	}
 	now := h.clock.Now()
+	// The subscription id is the end of a new id, which is random; its
+	// start is the time.
+	sid := h.ids.NewID()
+	sid = sid[max(0, len(sid)-subscriptionIDLength):]
 	// The token joins an unguessable part and the delivery id, like the
 	// tracking id, so the unsubscribe link finds its delivery with one
 	// point read.
-	// The end of a new id, which is random; its start is the time.
-	sid := h.ids.NewID()
-	sid = sid[max(0, len(sid)-subscriptionIDLength):]
 	sub := domain.Subscription{
 		ID:           sid,
 		EmailAddress: r.EmailAddress,

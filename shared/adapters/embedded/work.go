@@ -108,49 +108,12 @@ func (w *work) Commit(ctx context.Context, settle *ports.Delivered, out ...ports
 		if _, err := tx.stmt(w.db.st.workBegin).Exec(); err != nil {
 			return err
 		}
-		for _, d := range w.cached {
-			if d.changed {
-				continue // its write is conditional on the version
-			}
-			var version int64 // 0: no such row
-			err := tx.stmt(w.db.st.docCheck).QueryRow(d.coll, d.id).Scan(&version)
-			if err != nil && !errors.Is(err, sql.ErrNoRows) {
-				return err
-			}
-			if version != d.version {
-				stale = true
-				break
-			}
-		}
 		now := time.Now().UnixNano()
-		for _, d := range w.dirty {
-			if stale {
-				break
-			}
-			var n int64
-			if d.version == 0 {
-				res, err := tx.stmt(w.db.st.docInsert).Exec(d.coll, d.id, string(d.body), now)
-				n = affected(res, err)
-				if err != nil {
-					return err
-				}
-			} else {
-				res, err := tx.stmt(w.db.st.docUpdate).Exec(string(d.body), now, d.coll, d.id, d.version)
-				n = affected(res, err)
-				if err != nil {
-					return err
-				}
-			}
-			if n == 0 {
-				stale = true
-				break
-			}
-			if d.index != nil {
-				if err := d.index(tx); err != nil {
-					return err
-				}
-			}
+		st, err := w.writeDocs(tx, now)
+		if err != nil {
+			return err
 		}
+		stale = st
 		if !stale && len(out) > 0 {
 			if err := b.insert(tx, out); err != nil {
 				return err
@@ -168,7 +131,7 @@ func (w *work) Commit(ctx context.Context, settle *ports.Delivered, out ...ports
 				return err
 			}
 		}
-		_, err := tx.stmt(w.db.st.workEnd).Exec()
+		_, err = tx.stmt(w.db.st.workEnd).Exec()
 		return err
 	})
 	switch {
@@ -187,6 +150,48 @@ func (w *work) Commit(ctx context.Context, settle *ports.Delivered, out ...ports
 		b.signal(q)
 	}
 	return nil
+}
+
+// writeDocs checks in tx that each document taken from a cache and not
+// written is still at the version read, then writes the changed ones, each
+// on condition of its version. It reports stale at the first document
+// whose version is not the one the unit of work read, having written
+// what came before it, which the caller undoes.
+func (w *work) writeDocs(tx *writeTx, now int64) (stale bool, err error) {
+	for _, d := range w.cached {
+		if d.changed {
+			continue // its write is conditional on the version
+		}
+		var version int64 // 0: no such row
+		err := tx.stmt(w.db.st.docCheck).QueryRow(d.coll, d.id).Scan(&version)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return false, err
+		}
+		if version != d.version {
+			return true, nil
+		}
+	}
+	for _, d := range w.dirty {
+		var res sql.Result
+		if d.version == 0 {
+			res, err = tx.stmt(w.db.st.docInsert).Exec(d.coll, d.id, string(d.body), now)
+		} else {
+			res, err = tx.stmt(w.db.st.docUpdate).Exec(string(d.body), now, d.coll, d.id, d.version)
+		}
+		n := affected(res, err)
+		if err != nil {
+			return false, err
+		}
+		if n == 0 {
+			return true, nil
+		}
+		if d.index != nil {
+			if err := d.index(tx); err != nil {
+				return false, err
+			}
+		}
+	}
+	return false, nil
 }
 
 var _ ports.ReadChecker = (*work)(nil)
