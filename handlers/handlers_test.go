@@ -50,6 +50,9 @@ type fixture struct {
 	// delayed holds, by queue, the outputs drain kept aside because a step
 	// delayed them (NotBefore), for receiveDelayed.
 	delayed map[string][]ports.Message
+	// rewrite, when set, edits each message's body before drain runs its
+	// step, as a message from another build would differ.
+	rewrite func([]byte) []byte
 }
 
 // patience bounds every wait for the embedded bus: only a hang reaches it.
@@ -211,6 +214,9 @@ func (f *fixture) drain(t *testing.T) int {
 				msgs, err := f.bus.Receive(ctxFor(t), q, 10)
 				require.NoError(t, err)
 				for _, m := range msgs {
+					if f.rewrite != nil {
+						m.Body = f.rewrite(m.Body)
+					}
 					outcome, err := functionapp.Process(context.Background(), steps[q], delayAside{f}, m)
 					require.Equal(t, functionapp.Done, outcome, "%s: %v", m.ID, err)
 					require.NoError(t, f.bus.Complete(context.Background(), m))
@@ -511,6 +517,30 @@ func TestRacingSchedulersNeverDoubleBook(t *testing.T) {
 		assert.Equal(t, d.ID, f.drone(t, d.DroneID).CurrentDeliveryID)
 	}
 	assert.Equal(t, drones, assigned, "every drone is used exactly once")
+}
+
+// During a deploy, instances of the old build and the new one take
+// messages from the same queues. Every step carries out a message that has
+// a field its build does not know, as one from a newer build would.
+func TestStepsCarryOutMessagesWithFieldsOfANewerBuild(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	rewritten := 0
+	f.rewrite = func(body []byte) []byte {
+		var m map[string]any
+		require.NoError(t, json.Unmarshal(body, &m))
+		m["fieldOfANewerBuild"] = map[string]any{"version": 2}
+		out, err := json.Marshal(m)
+		require.NoError(t, err)
+		rewritten++
+		return out
+	}
+	f.flown(t, "newer-1", "newer-d1", 90, 80) // asserts Completed
+	d := f.delivery(t, "newer-d1")
+	assert.Equal(t, "newer-1", d.DroneID)
+	assert.NotNil(t, d.PickupETA)
+	// Dispatch, package, ETA, notices, and the two reports at least.
+	assert.GreaterOrEqual(t, rewritten, 6)
 }
 
 func TestPermanentFailures(t *testing.T) {

@@ -71,18 +71,32 @@ func ParseChargeCheck(body []byte) (*ChargeCheck, error) {
 	return decodeMessage(body, func(c *ChargeCheck) error { return domain.ValidID("droneId", c.DroneID) })
 }
 
-// decodeMessage decodes a queue message's body strictly and validates it.
-// Any error is domain.Permanent: the same body can never succeed, so the
-// message is settled rather than retried.
+// decodeMessage decodes a queue message's body and validates it. Any error
+// is domain.Permanent: the same body can never succeed, so the message is
+// settled rather than retried.
 func decodeMessage[T any](body []byte, validate func(*T) error) (*T, error) {
 	var m T
-	if err := DecodeStrict(body, &m); err != nil {
+	if err := tolerantDecode(body, &m); err != nil {
 		return nil, &domain.Permanent{Err: err}
 	}
 	if err := validate(&m); err != nil {
 		return nil, &domain.Permanent{Err: err}
 	}
 	return &m, nil
+}
+
+// tolerantDecode decodes the JSON body of a message between the steps into
+// v as a tolerant reader: unlike DecodeStrict, meant for what strangers
+// send, it ignores fields it does not know. Only this service writes its
+// queues, and during a deploy instances of the old build and the new one
+// take messages from the same queues, so a field that a newer build adds
+// must not make an older one refuse, and dead-letter, what it can still
+// carry out. What no build writes is refused as before: invalid UTF-8, a
+// key given twice, nesting deeper than MaxJSONDepth, trailing data, and a
+// value of the wrong type, by the field's name; each message's own checks
+// (validate) then refuse a value out of range.
+func tolerantDecode(body []byte, v any) error {
+	return decode(body, v, false)
 }
 
 // Envelope is the JSON body of every message between steps. The store is
@@ -159,7 +173,7 @@ func ParseTelemetryMessage(body []byte) (*domain.Telemetry, error) {
 		BatteryPercent *float64        `json:"batteryPercent"`
 		Timestamp      *string         `json:"timestamp"`
 	}
-	if err := DecodeStrict(body, &t); err != nil {
+	if err := tolerantDecode(body, &t); err != nil {
 		return nil, &domain.Permanent{Err: err}
 	}
 	r, err := telemetryReport(t.DroneID, "", t.Location, t.BatteryPercent, t.Timestamp)

@@ -144,7 +144,13 @@ func TestParseEnvelope(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, wire.OpDelivery, e.Operation)
 	assert.Equal(t, 2, e.Attempt)
-	for _, bad := range []string{`{`, `{"operation":"explode","deliveryId":"d"}`, `{"operation":"delivery","deliveryId":""}`, `{"operation":"delivery","deliveryId":"d","extra":1}`} {
+	// A field a newer build added is ignored, not refused (a tolerant
+	// reader: old and new builds share the queues during a deploy).
+	e, err = wire.ParseEnvelope([]byte(`{"operation":"delivery","deliveryId":"d-1","correlationId":"c","extra":{"x":[1]}}`))
+	require.NoError(t, err)
+	assert.Equal(t, "d-1", e.DeliveryID)
+	for _, bad := range []string{`{`, `{"operation":"explode","deliveryId":"d"}`, `{"operation":"delivery","deliveryId":""}`, `{"operation":"delivery","deliveryId":"d","attempt":"2"}`,
+		`{"operation":"delivery","deliveryId":"d","correlationId":"c","deliveryId":"e"}`, `{"operation":"delivery","deliveryId":"d","correlationId":"c"} {}`} {
 		_, err := wire.ParseEnvelope([]byte(bad))
 		assert.True(t, domain.IsPermanent(err), "%s: %v", bad, err)
 	}
