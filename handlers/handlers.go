@@ -257,11 +257,13 @@ func (h *Handlers) Registry() functionapp.Registry {
 		emits[s.Function] = s.Emits
 	}
 	return functionapp.Registry{
-		"IngestDelivery":    biz(h.IngestDelivery),
-		"QuoteDelivery":     biz(h.QuoteDelivery),
-		"ScheduleDrone":     {Queue: h.ScheduleDrone},
-		"UpdatePackage":     {Queue: h.UpdatePackage},
-		"ComputeEta":        {Queue: h.ComputeEta},
+		"IngestDelivery": biz(h.IngestDelivery),
+		"QuoteDelivery":  biz(h.QuoteDelivery),
+		// The chain's steps only write conditionally and send messages, so
+		// they may start from the versions their message carries.
+		"ScheduleDrone":     {Queue: h.ScheduleDrone, StartsFromCarriedVersions: true},
+		"UpdatePackage":     {Queue: h.UpdatePackage, StartsFromCarriedVersions: true},
+		"ComputeEta":        {Queue: h.ComputeEta, StartsFromCarriedVersions: true},
 		"GetDelivery":       bizOrOp(h.GetDelivery),
 		"GetDeliveryStatus": bizOrOp(h.GetDeliveryStatus),
 		"ListDeliveries":    biz(h.ListDeliveries),

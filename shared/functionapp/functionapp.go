@@ -53,6 +53,12 @@ type Function struct {
 	// function's must not, so the platform's key guards exactly the
 	// functions the API key guards (Registry.Check holds them together).
 	Public bool
+	// StartsFromCarriedVersions says a queue function's every effect is a
+	// conditional write or a message, so that it may start from the
+	// versions of documents its message carries instead of reading them
+	// (ports.Versions, CarryVersions). A step that acts outside the store
+	// (a webhook, an e-mail) must leave it unset and read.
+	StartsFromCarriedVersions bool
 }
 
 // Registry maps a function's name (its folder under functions/) to its handler.

@@ -85,6 +85,41 @@ func Classify(log *slog.Logger) Middleware {
 	}
 }
 
+// CarryVersions passes the versions of documents from step to step (see
+// ports.Versions): each message's step notes what its store reads and
+// writes, and its outputs carry those versions to the next step. Only the
+// steps in trusting start from the versions their message carries, and
+// only on a message's first delivery: a redelivery may follow an attempt
+// that wrote and then stopped, and a step finishes such an attempt from
+// what is stored now. The others note and pass on, but read.
+func CarryVersions(trusting map[string]bool) Middleware {
+	return func(name string, next QueueFunc) QueueFunc {
+		trusted := trusting[name]
+		return func(ctx context.Context, msg *ports.Delivered) ([]ports.Message, error) {
+			carried := ""
+			if trusted && msg.DeliveryCount <= 1 {
+				carried = msg.Versions
+			}
+			ctx, _ = ports.WithVersions(ctx, carried)
+			out, err := next(ctx, msg)
+			if err == nil {
+				ports.StampVersions(ctx, out)
+			}
+			return out, err
+		}
+	}
+}
+
+// NoteVersionsHTTP gives an HTTP function a ports.Versions, so that the
+// messages it publishes carry the versions its store wrote (an accepted
+// delivery's first message names the delivery just created).
+func NoteVersionsHTTP(next HTTPFunc) HTTPFunc {
+	return func(ctx context.Context, req *Request) *Response {
+		ctx, _ = ports.WithVersions(ctx, "")
+		return next(ctx, req)
+	}
+}
+
 // EmitsOnly refuses, as a permanent failure, a step's output to a queue that
 // emits[name] does not list: the chain's table (topology.Chain) is then the
 // whole truth about which step feeds which. A function missing from emits
@@ -106,8 +141,8 @@ func EmitsOnly(emits map[string][]string) Middleware {
 
 // Prepare is how every runtime starts: it checks the registry against the
 // functions' configuration (each has a trigger and a handler of its kind),
-// wraps the queue functions in the Standard middleware and the HTTP
-// functions in TraceHTTP, and returns a
+// wraps the queue functions in the Standard middleware and CarryVersions
+// and the HTTP functions in TraceHTTP and NoteVersionsHTTP, and returns a
 // logger that keeps the attributes logctx.With attaches (nil means
 // slog.Default()).
 func Prepare(reg Registry, fns []FunctionConfig, log *slog.Logger) (Registry, *slog.Logger, error) {
@@ -125,7 +160,11 @@ func Prepare(reg Registry, fns []FunctionConfig, log *slog.Logger) (Registry, *s
 	if err := reg.Check(fns); err != nil {
 		return nil, nil, err
 	}
-	reg = reg.Use(Standard(log)...)
+	trusting := map[string]bool{}
+	for name, f := range reg {
+		trusting[name] = f.StartsFromCarriedVersions
+	}
+	reg = reg.Use(append(Standard(log), CarryVersions(trusting))...)
 	for _, fc := range fns {
 		if t := fc.Trigger(); t.Type == "httpTrigger" {
 			f := reg[fc.Name]
@@ -133,7 +172,7 @@ func Prepare(reg Registry, fns []FunctionConfig, log *slog.Logger) (Registry, *s
 			if route == "" {
 				route = fc.Name
 			}
-			f.HTTP = TraceHTTP(fc.Name, "/"+RoutePrefix+"/"+route, f.HTTP)
+			f.HTTP = TraceHTTP(fc.Name, "/"+RoutePrefix+"/"+route, NoteVersionsHTTP(f.HTTP))
 			reg[fc.Name] = f
 		}
 	}

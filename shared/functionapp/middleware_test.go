@@ -94,3 +94,36 @@ func TestEmitsOnlyRefusesAnUndeclaredQueue(t *testing.T) {
 	_, err = call(t, functionapp.EmitsOnly(emits)("Other", step("next")))
 	assert.True(t, domain.IsPermanent(err), "a function the table does not name may emit nothing")
 }
+
+// CarryVersions gives a trusting step the versions its message carries on
+// a first delivery only, and stamps every step's outputs with what its
+// store noted and what it was given and did not touch.
+func TestCarryVersionsTrustsFirstDeliveriesOfTrustingSteps(t *testing.T) {
+	t.Parallel()
+	carried := `{"deliveries/d-1":"e1","drones/dr-1":"e7"}`
+	step := func(ctx context.Context, m *ports.Delivered) ([]ports.Message, error) {
+		got, _ := ports.CarriedVersion(ctx, "deliveries", "d-1")
+		ports.NoteVersion(ctx, "deliveries", "d-1", "e2") // the step's write
+		return []ports.Message{{ID: "out", Body: []byte(got)}}, nil
+	}
+	reg := functionapp.Registry{
+		"Trusting": {Queue: step, StartsFromCarriedVersions: true},
+		"Reading":  {Queue: step},
+	}.Use(functionapp.CarryVersions(map[string]bool{"Trusting": true}))
+	for _, c := range []struct {
+		name      string
+		count     int
+		seen      string // what the step was given for d-1
+		forwarded string
+	}{
+		{"Trusting", 1, "e1", `{"deliveries/d-1":"e2","drones/dr-1":"e7"}`},
+		{"Trusting", 2, "", `{"deliveries/d-1":"e2"}`}, // a redelivery reads
+		{"Reading", 1, "", `{"deliveries/d-1":"e2"}`},
+	} {
+		out, err := reg[c.name].Queue(context.Background(), &ports.Delivered{Message: ports.Message{ID: "in", Versions: carried}, DeliveryCount: c.count})
+		require.NoError(t, err)
+		require.Len(t, out, 1)
+		assert.Equal(t, c.seen, string(out[0].Body), "%s, delivery %d: version given", c.name, c.count)
+		assert.JSONEq(t, c.forwarded, out[0].Versions, "%s, delivery %d: versions sent on", c.name, c.count)
+	}
+}

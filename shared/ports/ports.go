@@ -236,6 +236,11 @@ type Message struct {
 	// that receives it continues the trace (see package tracing).
 	TraceParent string
 	TraceState  string
+	// Versions names the versions of documents the sending step read or
+	// wrote (see Versions), so that the next step may start from them
+	// without a read; the bus adapters that can carry it do so in an
+	// application property or attribute, the others drop it.
+	Versions string
 }
 
 // Publisher sends messages. A message whose ID was sent to the same queue

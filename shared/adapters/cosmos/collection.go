@@ -50,6 +50,10 @@ type collection[T any] struct {
 	observe func(id string, etag azcore.ETag, v *T)
 	// hint, when set, offers a version known outside the cache.
 	hint func(id string) (version, bool)
+	// carried says the versions this collection reads and writes are
+	// noted for the step at hand and its outputs (ports.Versions), and a
+	// version its message carries may stand in for Find's read.
+	carried bool
 }
 
 func newCollection[T any](cc *azcosmos.ContainerClient, name string) *collection[T] {
@@ -72,9 +76,20 @@ var (
 	_ optimistic.Recaller[domain.Delivery, version] = (*collection[domain.Delivery])(nil)
 )
 
-// Find implements ports.Collection. It always reads, because a caller
-// deciding what to do next needs the stored state, not a remembered one.
+// Find implements ports.Collection. It reads, because a caller deciding
+// what to do next needs the stored state, not a remembered one; except
+// that where the step's message names the version this process remembers
+// (ports.CarriedVersion), it starts from that version as if it had run
+// when the message was sent: its writes are conditional, so a document
+// changed since fails them and is read again.
 func (c *collection[T]) Find(ctx context.Context, id string) (*T, error) {
+	if c.carried {
+		if want, ok := ports.CarriedVersion(ctx, c.name, id); ok {
+			if known, ok := c.cache.get(id); ok && string(known.etag) == want {
+				return c.decode(id, known.body)
+			}
+		}
+	}
 	cur, err := c.read(ctx, id)
 	if err != nil {
 		return nil, err
@@ -165,6 +180,7 @@ func (c *collection[T]) read(ctx context.Context, id string) (version, error) {
 	}
 	v := version{etag: resp.ETag, body: resp.Value}
 	c.cache.put(id, v)
+	c.note(ctx, id, v.etag)
 	return v, nil
 }
 
@@ -179,7 +195,7 @@ func (c *collection[T]) Insert(ctx context.Context, id string, v *T) error {
 	if err != nil {
 		return c.fail(err, "create", id)
 	}
-	c.written(id, resp, body, v)
+	c.written(ctx, id, resp, body, v)
 	return nil
 }
 
@@ -204,12 +220,21 @@ func (c *collection[T]) Replace(ctx context.Context, id string, s version, v *T)
 		}
 		return c.fail(err, "replace", id)
 	}
-	c.written(id, resp, body, v)
+	c.written(ctx, id, resp, body, v)
 	return nil
 }
 
+// note tells the step at hand which version of a document it read or
+// wrote, when this collection's versions are carried.
+func (c *collection[T]) note(ctx context.Context, id string, etag azcore.ETag) {
+	if c.carried {
+		ports.NoteVersion(ctx, c.name, id, string(etag))
+	}
+}
+
 // written remembers a successful write and tells the observer.
-func (c *collection[T]) written(id string, resp azcosmos.ItemResponse, body []byte, v *T) {
+func (c *collection[T]) written(ctx context.Context, id string, resp azcosmos.ItemResponse, body []byte, v *T) {
+	c.note(ctx, id, resp.ETag)
 	if resp.ETag == "" {
 		// Without the new ETag a remembered version could only fail.
 		c.cache.drop(id)

@@ -59,6 +59,78 @@ func TestCosmos(t *testing.T) {
 	t.Run("ListingMendsTrailingEntries", func(t *testing.T) { t.Parallel(); testListingMendsTrailingEntries(t, e) })
 	t.Run("ListingSkipsStrayEntries", func(t *testing.T) { t.Parallel(); testListingSkipsStrayEntries(t, e) })
 	t.Run("BootstrapIsIdempotent", func(t *testing.T) { t.Parallel(); testBootstrapTwice(t, e) })
+	t.Run("CarriedVersions", func(t *testing.T) { t.Parallel(); testCarriedVersions(t, e) })
+}
+
+// testCarriedVersions: a step whose message names the version of a
+// delivery this Store wrote starts from it without a read; where another
+// Store wrote since, the step's conditional write fails, reads, and
+// applies its change to what is stored now; a version this Store does not
+// remember costs a read, as before.
+func testCarriedVersions(t *testing.T, e *env) {
+	db := e.freshDB(t)
+	counts := &CountingPolicy{}
+	a := e.open(t, e.newClient(t, &azcosmos.ClientOptions{ClientOptions: azcore.ClientOptions{PerCallPolicies: []policy.Policy{counts}}}),
+		db, Options{}).Store()
+	b := e.open(t, e.newClient(t, nil), db, Options{}).Store()
+	id := uniqueID("carried")
+	now := time.Now().UTC()
+
+	// The sending step: its create is noted, and its messages carry it.
+	sending, sent := ports.WithVersions(ctxFor(t), "")
+	must(t, a.Deliveries.Create(sending, id, newDelivery(id, "owner-1", now)), "create")
+	carried := sent.Encode()
+	if !strings.Contains(carried, topology.ContainerDeliveries+"/"+id) {
+		t.Fatalf("the create's version is not carried: %q", carried)
+	}
+
+	// The next step on the same Store: no read.
+	step, _ := ports.WithVersions(ctxFor(t), carried)
+	before := counts.Snapshot()
+	d, err := a.Deliveries.Find(step, id)
+	must(t, err, "find from the carried version")
+	if d.ID != id || d.Stage != domain.StageCreated {
+		t.Fatalf("found %s in %s", d.ID, d.Stage)
+	}
+	if n := delta(before, counts.Snapshot())[OpRead]; n != 0 {
+		t.Fatalf("a find of the carried version read %d times; want none", n)
+	}
+
+	// Another Store cancels the delivery meanwhile. The step, which found
+	// it Created, updates it; the update sees the cancel and refuses.
+	_, err = b.Deliveries.Update(ctxFor(t), id, func(cur *domain.Delivery) error {
+		cur.SetStage(domain.StageCancelled, now, "cancelled elsewhere")
+		return nil
+	})
+	must(t, err, "cancel through the other store")
+	stale, _ := ports.WithVersions(ctxFor(t), carried)
+	d, err = a.Deliveries.Find(stale, id)
+	must(t, err, "find from the carried version")
+	if d.Stage != domain.StageCreated {
+		t.Fatalf("the carried version is %s; want the Created it names", d.Stage)
+	}
+	var applied []domain.Stage
+	got, err := a.Deliveries.Update(stale, id, func(cur *domain.Delivery) error {
+		applied = append(applied, cur.Stage)
+		if cur.Stage.Terminal() {
+			return ports.ErrSkip
+		}
+		cur.DroneID = "drone-1"
+		return nil
+	})
+	must(t, err, "update after the other store's write")
+	if fmt.Sprint(applied) != "[Created Cancelled]" || got.Stage != domain.StageCancelled || got.DroneID != "" {
+		t.Fatalf("the update saw %v and left %s with drone %q; want [Created Cancelled], Cancelled, no drone", applied, got.Stage, got.DroneID)
+	}
+
+	// A Store that does not remember the carried version reads.
+	c := e.open(t, e.newClient(t, nil), db, Options{}).Store()
+	fresh, _ := ports.WithVersions(ctxFor(t), carried)
+	d, err = c.Deliveries.Find(fresh, id)
+	must(t, err, "find on a store without the version")
+	if d.Stage != domain.StageCancelled {
+		t.Fatalf("read %s; want the stored Cancelled", d.Stage)
+	}
 }
 
 // env is the double and what the subtests share of it.

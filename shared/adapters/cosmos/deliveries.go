@@ -68,7 +68,9 @@ func (d deliveries) counted(ctx context.Context, id string, v *domain.Delivery, 
 func newDeliveries(docs, index *azcosmos.ContainerClient) deliveries {
 	owners := newCollection[ownerEntry](index, topology.ContainerDeliveriesByOwner)
 	owners.locate = locateOwnerEntry
-	return deliveries{collection: newCollection[domain.Delivery](docs, topology.ContainerDeliveries), owners: owners}
+	docsColl := newCollection[domain.Delivery](docs, topology.ContainerDeliveries)
+	docsColl.carried = true
+	return deliveries{collection: docsColl, owners: owners}
 }
 
 // ownerEntry is what the owner index keeps of a delivery.

@@ -115,6 +115,7 @@ func newFleet(c *azcosmos.ContainerClient, log *slog.Logger, poll time.Duration)
 	}
 	f.observe = f.track
 	f.hint = f.indexed
+	f.carried = true
 	return f
 }
 

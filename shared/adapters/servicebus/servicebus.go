@@ -185,6 +185,7 @@ func (b *Bus) Close(ctx context.Context) error {
 // in its application properties.
 func (b *Bus) Publish(ctx context.Context, msgs ...ports.Message) error {
 	tracing.Inject(ctx, msgs)
+	ports.StampVersions(ctx, msgs)
 	groups, err := ports.ByQueue(msgs, func(m *ports.Message) error {
 		if m.Queue == "" || strings.HasSuffix(m.Queue, dlqSuffix) {
 			return domain.Invalid("queue", "cannot publish to %q", m.Queue)
@@ -296,6 +297,9 @@ func toServiceBus(m *ports.Message) *azservicebus.Message {
 			out.ApplicationProperties[tracing.PropTraceState] = m.TraceState
 		}
 	}
+	if m.Versions != "" {
+		out.ApplicationProperties[ports.VersionsProperty] = m.Versions
+	}
 	if !m.NotBefore.IsZero() {
 		at := m.NotBefore.UTC()
 		out.ScheduledEnqueueTime = &at
@@ -373,6 +377,7 @@ func fromServiceBus(queue string, m *azservicebus.ReceivedMessage) *ports.Delive
 		DeadLetterDescription: deref(m.DeadLetterErrorDescription),
 	}
 	d.Operation, _ = m.ApplicationProperties[OperationProperty].(string)
+	d.Versions, _ = m.ApplicationProperties[ports.VersionsProperty].(string)
 	d.TraceParent, d.TraceState = tracing.FromProperties(func(key string) string {
 		v, _ := m.ApplicationProperties[key].(string)
 		return v

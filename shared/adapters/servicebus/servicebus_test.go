@@ -69,6 +69,14 @@ func TestBus(t *testing.T) {
 	})
 }
 
+func TestBusCarriesVersions(t *testing.T) {
+	sb := servicebusdouble.StartServiceBus(t)
+	porttest.BusCarriesVersions(t, func(t *testing.T, o porttest.BusOptions) ports.Bus {
+		bus, _ := open(t, sb.Namespace(t, servicebusdouble.QueueProperties{}), Options{MaxLockRenewal: -1})
+		return bus
+	})
+}
+
 // startBus starts a double of t's own and opens a Bus on it; q is t's
 // queue.
 func startBus(t *testing.T) (sb *servicebusdouble.ServiceBus, q string, bus *Bus, client *azservicebus.Client) {

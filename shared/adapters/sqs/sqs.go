@@ -133,6 +133,7 @@ func (b *Bus) isClosed() bool {
 // ctx carries (tracing.Inject) among its message attributes.
 func (b *Bus) Publish(ctx context.Context, msgs ...ports.Message) error {
 	tracing.Inject(ctx, msgs)
+	ports.StampVersions(ctx, msgs)
 	groups, err := ports.ByQueue(msgs, func(m *ports.Message) error {
 		if m.Queue == "" || sqsmsg.IsDLQ(m.Queue) {
 			return domain.Invalid("queue", "cannot publish to %q", m.Queue)
@@ -233,6 +234,9 @@ func entry(m *ports.Message, batchID string) types.SendMessageBatchRequestEntry 
 		if m.TraceState != "" {
 			attrs[sqsmsg.AttrTraceState] = stringAttr(m.TraceState)
 		}
+	}
+	if m.Versions != "" {
+		attrs[sqsmsg.AttrVersions] = stringAttr(m.Versions)
 	}
 	return types.SendMessageBatchRequestEntry{
 		Id:                     aws.String(batchID),

@@ -32,6 +32,13 @@ func TestBusContract(t *testing.T) {
 	})
 }
 
+func TestBusCarriesVersions(t *testing.T) {
+	d := sqsdouble.StartSQS(t)
+	porttest.BusCarriesVersions(t, func(t *testing.T, o porttest.BusOptions) ports.Bus {
+		return open(t, d, o)
+	})
+}
+
 func open(t *testing.T, d *sqsdouble.SQS, o porttest.BusOptions) *sqs.Bus {
 	t.Helper()
 	bus := sqs.New(d.Client(), sqs.Options{CreateQueues: &sqs.QueueSettings{VisibilityTimeout: o.LockDuration, MaxReceiveCount: o.MaxDeliveryCount}})

@@ -141,6 +141,8 @@ func decodeMessage(raw json.RawMessage, md map[string]json.RawMessage, binary bo
 	msg.Operation = d.prop(props, "operation")
 	// The trace context the sender wrote, so the step continues its trace.
 	msg.TraceParent, msg.TraceState = tracing.FromProperties(func(key string) string { return d.prop(props, key) })
+	// The versions of documents the sending step left behind.
+	msg.Versions = d.prop(props, ports.VersionsProperty)
 	// Service Bus keeps a dead-lettered message's reason in these
 	// properties, which a function reading a dead-letter queue wants.
 	msg.DeadLetterReason = d.prop(props, "DeadLetterReason")

@@ -86,6 +86,18 @@ func TestQueueInvocationDecodesMessage(t *testing.T) {
 			},
 		},
 		{
+			name: "the versions of documents the sender left behind, in the application properties",
+			doc: func(t *testing.T) []byte {
+				return patch(t, golden(t, "servicebus_double_encoded.json"), "Metadata", "ApplicationProperties", map[string]any{
+					"operation": "delivery", "documentVersions": `{"deliveries/d-1":"\"e1\""}`})
+			},
+			want: func() ports.Delivered {
+				d := ingested()
+				d.Versions = `{"deliveries/d-1":"\"e1\""}`
+				return d
+			},
+		},
+		{
 			name: "EnqueuedTime stands in for a missing EnqueuedTimeUtc",
 			doc: func(t *testing.T) []byte {
 				return patch(t, golden(t, "servicebus_double_encoded.json"), "Metadata", "EnqueuedTimeUtc", nil)

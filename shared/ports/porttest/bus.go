@@ -416,3 +416,33 @@ func expectEmpty(t *testing.T, bus ports.Bus, queue string) {
 	}
 	require.ErrorIs(t, err, context.DeadlineExceeded, "receive from empty %s", queue)
 }
+
+// BusCarriesVersions checks a bus that carries Message.Versions (the
+// Service Bus and SQS adapters; the embedded bus drops them): a message's
+// own versions arrive as sent, and one published under a ctx whose
+// ports.Versions noted a document is stamped with them.
+func BusCarriesVersions(t *testing.T, open func(t *testing.T, o BusOptions) ports.Bus) {
+	t.Parallel()
+	bus, q := open(t, BusOptions{}), unique("q")
+	ctx := ctxFor(t)
+	own := message(q, "own")
+	own.Versions = `{"deliveries/d-1":"\"etag-1\""}`
+	require.NoError(t, bus.Publish(ctx, own), "publish")
+	noted, _ := ports.WithVersions(ctx, "")
+	ports.NoteVersion(noted, "drones", "dr-1", `"etag-2"`)
+	stamped := message(q, "stamped")
+	require.NoError(t, bus.Publish(noted, stamped), "publish with noted versions")
+	none := message(q, "none")
+	require.NoError(t, bus.Publish(ctx, none), "publish without")
+
+	byID := map[string]string{}
+	for _, m := range receiveN(t, bus, q, 3, 10) {
+		byID[m.ID] = m.Versions
+		require.NoError(t, bus.Complete(ctx, m), "complete")
+	}
+	require.Equal(t, map[string]string{
+		own.ID:     own.Versions,
+		stamped.ID: `{"drones/dr-1":"\"etag-2\""}`,
+		none.ID:    "",
+	}, byID, "versions received")
+}

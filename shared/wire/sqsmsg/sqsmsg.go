@@ -34,6 +34,9 @@ const (
 	// SQS allows ten message attributes, and these bring the count to eight.
 	AttrTraceParent = tracing.PropTraceParent
 	AttrTraceState  = tracing.PropTraceState
+	// The versions of documents the sending step left behind
+	// (ports.Message.Versions): the ninth.
+	AttrVersions = ports.VersionsProperty
 )
 
 // ReasonMaxDeliveryCountExceeded is the dead-letter reason given to a
@@ -116,6 +119,7 @@ func (r Record) Delivered(queue string) *ports.Delivered {
 			Operation:     ma[AttrOperation],
 			TraceParent:   ma[AttrTraceParent],
 			TraceState:    ma[AttrTraceState],
+			Versions:      ma[AttrVersions],
 		},
 		LockToken: r.ReceiptHandle,
 	}
