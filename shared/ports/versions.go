@@ -97,6 +97,9 @@ func NoteVersion(ctx context.Context, collection, id, version string) {
 func (v *Versions) Encode() string {
 	v.mu.Lock()
 	defer v.mu.Unlock()
+	if len(v.seen) == 0 && len(v.carried) == 0 {
+		return ""
+	}
 	out := map[string]string{}
 	for _, n := range slices.Backward(v.seen) {
 		if len(out) == MaxCarriedVersions {
