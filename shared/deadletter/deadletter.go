@@ -89,6 +89,9 @@ func Replay(ctx context.Context, bus ports.Bus, q, id string, limit int, wait ti
 		again.Queue = q
 		again.ID = fmt.Sprintf("%s:replay-%d", m.ID, time.Now().UnixNano())
 		again.NotBefore = time.Time{}
+		// Its step failed before; the replay reads what is stored now
+		// rather than start from the versions it carried (ports.Versions).
+		again.Versions = ""
 		if err := bus.Publish(ctx, again); err != nil {
 			return "", fmt.Errorf("replay %s: %w", id, err)
 		}

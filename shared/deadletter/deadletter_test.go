@@ -1,0 +1,57 @@
+package deadletter_test
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/fabrikam/dronedelivery/shared/adapters/embedded"
+	"github.com/fabrikam/dronedelivery/shared/deadletter"
+	"github.com/fabrikam/dronedelivery/shared/ports"
+)
+
+// carrying makes the embedded bus look like one that carries
+// Message.Versions (Service Bus, SQS): what it hands out carries versions,
+// and what is published to it is kept for the test to read.
+type carrying struct {
+	ports.Bus
+	published []ports.Message
+}
+
+func (b *carrying) Receive(ctx context.Context, q string, n int) ([]*ports.Delivered, error) {
+	msgs, err := b.Bus.Receive(ctx, q, n)
+	for _, m := range msgs {
+		m.Versions = `{"deliveries/d-1":"e1"}`
+	}
+	return msgs, err
+}
+
+func (b *carrying) Publish(ctx context.Context, msgs ...ports.Message) error {
+	b.published = append(b.published, msgs...)
+	return b.Bus.Publish(ctx, msgs...)
+}
+
+// A replayed message's step failed before, so the replay drops the
+// versions it carried: the step reads what is stored now.
+func TestReplayDropsCarriedVersions(t *testing.T) {
+	t.Parallel()
+	db, err := embedded.Open(filepath.Join(t.TempDir(), "dl.db"), embedded.Options{})
+	require.NoError(t, err)
+	t.Cleanup(func() { db.Close() })
+	ctx := context.Background()
+	require.NoError(t, db.Bus().Publish(ctx, ports.Message{ID: "d-1:requested", Queue: "q", Body: []byte(`{}`)}))
+	got, err := db.Bus().Receive(ctx, "q", 1)
+	require.NoError(t, err)
+	require.NoError(t, db.Bus().DeadLetter(ctx, got[0], "test", "failed"))
+
+	bus := &carrying{Bus: db.Bus()}
+	again, err := deadletter.Replay(ctx, bus, "q", "d-1:requested", 10, 300*time.Millisecond)
+	require.NoError(t, err)
+	require.Len(t, bus.published, 1)
+	assert.Equal(t, again, bus.published[0].ID)
+	assert.Empty(t, bus.published[0].Versions)
+}
