@@ -336,6 +336,12 @@ func TestScaleOutUnderLoad(t *testing.T) {
 		if t.Failed() && first != nil {
 			t.Logf("%d deliveries not Completed; the first, %s, is %s with drone %q (%s)", len(pending), first.ID, first.Stage, first.DroneID, first.FailureReason)
 			t.Logf("its history: %s", a.call(t, "GET", "/api/deliveries/"+first.ID+"/history", nil).Body)
+			if first.DroneID != "" {
+				t.Logf("its drone: %s", a.fleet(t, "GET", "/api/drones/"+first.DroneID, nil).Body)
+			}
+			l.mu.Lock()
+			t.Logf("driven by the test: %v", l.driven[first.ID])
+			l.mu.Unlock()
 		}
 	}()
 	eventually(t, "every accepted delivery to be Completed", func() bool {
