@@ -69,14 +69,12 @@ func newFleet(db *DB) *fleet {
 func (f *fleet) indexed(id string) (int64, *domain.Drone, bool) {
 	f.mu.Lock()
 	_, d, ok := f.index.Get(id)
-	var version int64
-	if ok {
-		version, d = f.versions[id], d.Clone()
-	}
-	f.mu.Unlock()
 	if !ok {
+		f.mu.Unlock()
 		return f.recentCopy(id)
 	}
+	version, d := f.versions[id], d.Clone()
+	f.mu.Unlock()
 	return version, d, true
 }
 

@@ -109,11 +109,10 @@ func (w *work) Commit(ctx context.Context, settle *ports.Delivered, out ...ports
 			return err
 		}
 		now := time.Now().UnixNano()
-		st, err := w.writeDocs(tx, now)
-		if err != nil {
+		var err error
+		if stale, err = w.writeDocs(tx, now); err != nil {
 			return err
 		}
-		stale = st
 		if !stale && len(out) > 0 {
 			if err := b.insert(tx, out); err != nil {
 				return err
