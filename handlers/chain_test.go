@@ -2,11 +2,13 @@ package handlers_test
 
 import (
 	"os"
+	"slices"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/fabrikam/dronedelivery/handlers"
 	"github.com/fabrikam/dronedelivery/shared/functionapp"
 	"github.com/fabrikam/dronedelivery/shared/topology"
 )
@@ -39,4 +41,30 @@ func TestChainTableMatchesFunctionBindings(t *testing.T) {
 			assert.Contains(t, topology.Queues, q, "%s emits to an undeclared queue", s.Function)
 		}
 	}
+}
+
+// Every runtime's start-up check holds the bindings to the chain: a
+// function.json whose trigger reads another queue than the table says is
+// refused before anything is served.
+func TestRegistryRefusesABindingTheChainDoesNotSay(t *testing.T) {
+	fns, err := functionapp.LoadFunctions(os.DirFS(".."), "functions")
+	require.NoError(t, err)
+	reg := handlers.New(handlers.Deps{}).Registry()
+	require.NoError(t, reg.Check(fns))
+	for i, fc := range fns {
+		if fc.Name != "ScheduleDrone" {
+			continue
+		}
+		bindings := slices.Clone(fc.Bindings)
+		for j := range bindings {
+			if bindings[j].Type == "serviceBusTrigger" {
+				bindings[j].QueueName = topology.QueuePackageUpdated
+			}
+		}
+		fns[i].Bindings = bindings
+	}
+	err = reg.Check(fns)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "ScheduleDrone")
+	assert.Contains(t, err.Error(), topology.QueueDeliveryRequests)
 }

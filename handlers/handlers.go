@@ -252,11 +252,7 @@ func (h *Handlers) Registry() functionapp.Registry {
 	open := func(fn functionapp.HTTPFunc) functionapp.Function {
 		return functionapp.Function{HTTP: h.guard(anyone, fn), Public: true}
 	}
-	emits := map[string][]string{}
-	for _, s := range topology.Chain {
-		emits[s.Function] = s.Emits
-	}
-	return functionapp.Registry{
+	reg := functionapp.Registry{
 		"IngestDelivery": biz(h.IngestDelivery),
 		"QuoteDelivery":  biz(h.QuoteDelivery),
 		// The chain's steps only write conditionally and send messages, so
@@ -323,7 +319,18 @@ func (h *Handlers) Registry() functionapp.Registry {
 		"ReplayDeadLetter":      op(h.ReplayDeadLetter),
 		"ConsoleEvents":         {HTTP: h.guard(operator, h.ConsoleEventsUnavailable), Stream: h.guardStream(operator, h.ConsoleEvents)},
 		"ConsoleNegotiate":      op(h.ConsoleNegotiate),
-	}.Use(functionapp.EmitsOnly(emits))
+	}
+	// The chain's table says what each step reads, which Registry.Check
+	// holds the bindings to, and where it may send, which EmitsOnly does.
+	emits := map[string][]string{}
+	for _, s := range topology.Chain {
+		emits[s.Function] = s.Emits
+		if f, ok := reg[s.Function]; ok && s.Reads != "" {
+			f.Reads = s.Reads
+			reg[s.Function] = f
+		}
+	}
+	return reg.Use(functionapp.EmitsOnly(emits))
 }
 
 // The steps' names make message ids (wire.MessageID).

@@ -324,7 +324,7 @@ func (h *Handlers) assign(ctx context.Context, d *domain.Delivery, now time.Time
 		if domain.IsCode(err, domain.EUNPROCESSABLE) {
 			// No way from the pickup to the dropoff now (a zone in force):
 			// wait as for a drone.
-			h.log.InfoContext(ctx, "no route for the delivery now", "reason", domain.ErrorMessage(err))
+			h.log.InfoContext(ctx, "no route for the delivery now", "err", domain.ErrorMessage(err))
 			return d, wakes, nil
 		}
 		if err != nil {

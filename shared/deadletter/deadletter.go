@@ -8,10 +8,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/fabrikam/dronedelivery/shared/domain"
 	"github.com/fabrikam/dronedelivery/shared/ports"
+	"github.com/fabrikam/dronedelivery/shared/wire"
 )
 
 // Wait is how long a listing waits for a dead-letter queue to answer when
@@ -87,7 +89,9 @@ func Replay(ctx context.Context, bus ports.Bus, q, id string, limit int, wait ti
 		}
 		again := m.Message
 		again.Queue = q
-		again.ID = fmt.Sprintf("%s:replay-%d", m.ID, time.Now().UnixNano())
+		// A new id, so that duplicate detection does not drop the replay as
+		// the message it copies; MessageID keeps it within the bus's bound.
+		again.ID = wire.MessageID(m.ID, 0, "replay-"+strconv.FormatInt(time.Now().UnixNano(), 10))
 		again.NotBefore = time.Time{}
 		// Its step failed before; the replay reads what is stored now
 		// rather than start from the versions it carried (ports.Versions).

@@ -3,6 +3,7 @@ package deadletter_test
 import (
 	"context"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -12,6 +13,7 @@ import (
 	"github.com/fabrikam/dronedelivery/shared/adapters/embedded"
 	"github.com/fabrikam/dronedelivery/shared/deadletter"
 	"github.com/fabrikam/dronedelivery/shared/ports"
+	"github.com/fabrikam/dronedelivery/shared/wire"
 )
 
 // carrying makes the embedded bus look like one that carries
@@ -54,4 +56,28 @@ func TestReplayDropsCarriedVersions(t *testing.T) {
 	require.Len(t, bus.published, 1)
 	assert.Equal(t, again, bus.published[0].ID)
 	assert.Empty(t, bus.published[0].Versions)
+}
+
+// A replay gets an id of its own, within the bus's bound even when the
+// message it copies already used all of it.
+func TestReplayIDStaysWithinTheBusBound(t *testing.T) {
+	t.Parallel()
+	db, err := embedded.Open(filepath.Join(t.TempDir(), "dl.db"), embedded.Options{})
+	require.NoError(t, err)
+	t.Cleanup(func() { db.Close() })
+	ctx := context.Background()
+	long := strings.Repeat("x", wire.MaxMessageIDLength)
+	require.NoError(t, db.Bus().Publish(ctx, ports.Message{ID: long, Queue: "q", Body: []byte(`{}`)}))
+	got, err := db.Bus().Receive(ctx, "q", 1)
+	require.NoError(t, err)
+	require.NoError(t, db.Bus().DeadLetter(ctx, got[0], "test", "failed"))
+
+	again, err := deadletter.Replay(ctx, db.Bus(), "q", long, 10, 300*time.Millisecond)
+	require.NoError(t, err)
+	assert.LessOrEqual(t, len(again), wire.MaxMessageIDLength)
+	assert.NotEqual(t, long, again)
+	replayed, err := db.Bus().Receive(ctx, "q", 1)
+	require.NoError(t, err)
+	require.Len(t, replayed, 1)
+	assert.Equal(t, again, replayed[0].ID)
 }

@@ -59,6 +59,10 @@ type Function struct {
 	// (ports.Versions, CarryVersions). A step that acts outside the store
 	// (a webhook, an e-mail) must leave it unset and read.
 	StartsFromCarriedVersions bool
+	// Reads is the queue a queue function is triggered by, as the chain's
+	// table has it (topology.Chain); Registry.Check refuses a function.json
+	// whose trigger reads another. Empty leaves the binding unchecked.
+	Reads string
 }
 
 // Registry maps a function's name (its folder under functions/) to its handler.

@@ -2,16 +2,21 @@ package topology
 
 // Step is one function of the chain: the queue it is triggered by ("" for
 // an HTTP function) and the queues its results may go to. The table is the
-// one place that says how the steps connect; the functions' bindings must
-// agree with Reads (functionapp checks them at start-up), and the queue
-// middleware refuses an output to a queue a step does not declare.
+// one place that says how the steps connect: every runtime checks at
+// start-up that the functions' bindings read the queues Reads names
+// (functionapp.Registry.Check, through handlers.Registry), and the queue
+// middleware (functionapp.EmitsOnly) refuses a queue step's output to a
+// queue it does not declare. HTTP functions publish through the bus
+// directly; their Emits are checked by tests, not at run time.
 type Step struct {
 	Function string
 	Reads    string
 	Emits    []string
 }
 
-// Chain lists every function that reads or writes a queue. A step that
+// Chain lists every function that reads or writes a queue, but for the
+// operator's ReplayDeadLetter, which puts a dead-lettered message back on
+// the queue it came from, whichever that is. A step that
 // records a milestone emits it twice over: once to notifications (the
 // business's webhook) and once per subscription and channel to
 // customer-messages (the customers' e-mail and SMS), so that a slow or

@@ -60,6 +60,13 @@ func TestNewRejectsWhatItCannotServe(t *testing.T) {
 			wantErr: "no publisher",
 		},
 		{
+			name:    "a queue function bound to another queue than the chain's",
+			reg:     functionapp.Registry{"Q": {Queue: queue, Reads: "elsewhere"}},
+			fns:     []functionapp.FunctionConfig{{Name: "Q", Bindings: []functionapp.Binding{sbTrigger}}},
+			pub:     pub,
+			wantErr: `reads queue "q", but its handler reads "elsewhere"`,
+		},
+		{
 			name:    "a function named like the route prefix",
 			reg:     functionapp.Registry{"API": {Queue: queue}},
 			fns:     []functionapp.FunctionConfig{{Name: "API", Bindings: []functionapp.Binding{sbTrigger}}},
