@@ -65,7 +65,7 @@ func newAPIKey(accountID string, now time.Time) (string, *domain.APIKey) {
 // account nobody can use rather than a key for an account that does not
 // exist.
 func (h *Handlers) CreateAccount(ctx context.Context, req *functionapp.Request) *functionapp.Response {
-	s, err := wire.ParseSignUp(req.Body, h.cfg.Webhook.AllowPrivate)
+	s, err := wire.ParseSignUp(req.Body, h.cfg.AllowPrivateWebhooks)
 	if err != nil {
 		return h.errorResponse(ctx, err)
 	}

@@ -8,13 +8,12 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"time"
 
-	"github.com/fabrikam/dronedelivery/shared/adapters/messaging"
-	"github.com/fabrikam/dronedelivery/shared/adapters/webhook"
 	"github.com/fabrikam/dronedelivery/shared/airspace"
 	"github.com/fabrikam/dronedelivery/shared/domain"
 	"github.com/fabrikam/dronedelivery/shared/functionapp"
@@ -44,14 +43,10 @@ type Config struct {
 	// business's webhook before the step gives up on it (a permanent
 	// failure: see SendNotification for what each runtime does then).
 	WebhookAttempts int
-	// Webhook configures the HTTP client that sends webhooks when
-	// Deps.Webhooks is nil. Its AllowPrivate (a development setting) also
-	// lets sign-up accept webhook URLs on loopback and private hosts.
-	Webhook webhook.Options
-	// WebhookFairness bounds each account's webhooks in flight and opens
-	// its circuit after consecutive failures (see webhook.Fair), whichever
-	// Webhooks sends them.
-	WebhookFairness webhook.FairOptions
+	// AllowPrivateWebhooks (a development setting) lets sign-up accept
+	// webhook URLs on loopback and private hosts; the sender (Deps.Webhooks)
+	// must be told the same to reach them.
+	AllowPrivateWebhooks bool
 	// OperatorKey is the bearer token of the fleet endpoints (drones and
 	// telemetry); empty closes them.
 	OperatorKey string
@@ -159,15 +154,16 @@ type Deps struct {
 	Bus   ports.Publisher
 	Clock ports.Clock
 	IDs   ports.IDs
-	// Webhooks delivers notifications to businesses; nil means over HTTP
-	// as Config.Webhook says. Either way Config.WebhookFairness applies.
+	// Webhooks delivers notifications to businesses (webhook.NewSender is
+	// the one a service runs with); nil refuses every webhook, which
+	// dead-letters the notifications of accounts that have a webhook URL.
 	Webhooks ports.Webhooks
 	Log      *slog.Logger
 	Config   Config
 
-	// Messenger sends customers their e-mail and SMS; nil keeps every
-	// message in an in-memory outbox (messaging.Outbox), which Outbox then
-	// is too.
+	// Messenger sends customers their e-mail and SMS (backend.OpenMessaging
+	// builds the one a service runs with); nil refuses every message, which
+	// dead-letters them.
 	Messenger ports.Messenger
 	// Outbox reads back the messages kept rather than sent; nil (with a
 	// Messenger) means there is none, and GET …/outbox answers 404.
@@ -220,25 +216,31 @@ func New(d Deps) *Handlers {
 		h.air = airspace.For(d.Store)
 	}
 	if h.webhooks == nil {
-		h.webhooks = webhook.New(cfg.Webhook)
+		h.webhooks = unwired{}
 	}
-	fair := cfg.WebhookFairness
-	if fair.Log == nil {
-		fair.Log = log
-	}
-	if fair.BusyRetry <= 0 {
-		fair.BusyRetry = cfg.Webhook.Timeout
-	}
-	h.webhooks = webhook.NewFair(h.webhooks, fair)
 	if h.messenger == nil {
-		o := messaging.NewOutbox(log, 0)
-		h.messenger, h.outbox = o, o
+		h.messenger = unwired{}
 	}
 	if cfg.OperatorKey != "" {
 		sum := sha256.Sum256([]byte(cfg.OperatorKey))
 		h.operatorHash = sum[:]
 	}
 	return h
+}
+
+// unwired stands in for a webhook sender or a messenger the service was
+// built without: it refuses every send for good, so the notification is
+// dead-lettered with the reason rather than retried.
+type unwired struct{}
+
+var errUnwired = errors.New("this service has no sender for it")
+
+func (unwired) Post(context.Context, ports.Webhook) error {
+	return fmt.Errorf("%w: %w", ports.ErrWebhookRefused, errUnwired)
+}
+
+func (unwired) Send(context.Context, ports.Outgoing) error {
+	return fmt.Errorf("%w: %w", ports.ErrUndeliverable, errUnwired)
 }
 
 // Registry maps every function name under functions/ to its handler. Each

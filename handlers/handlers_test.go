@@ -18,7 +18,9 @@ import (
 
 	"github.com/fabrikam/dronedelivery/handlers"
 	"github.com/fabrikam/dronedelivery/shared/adapters/embedded"
+	"github.com/fabrikam/dronedelivery/shared/adapters/messaging"
 	"github.com/fabrikam/dronedelivery/shared/adapters/platform"
+	"github.com/fabrikam/dronedelivery/shared/adapters/webhook"
 	"github.com/fabrikam/dronedelivery/shared/apidoc"
 	"github.com/fabrikam/dronedelivery/shared/domain"
 	"github.com/fabrikam/dronedelivery/shared/functionapp"
@@ -95,10 +97,24 @@ func newFixtureWith(t *testing.T, edit func(*handlers.Deps)) *fixture {
 	if edit != nil {
 		edit(&deps)
 	}
+	wireSenders(&deps)
 	f.h = handlers.New(deps)
 	f.reg = f.h.Registry()
 	f.acct, f.key = f.signUp(t, `{"name":"Fabrikam","contactEmail":"ops@fabrikam.example"}`)
 	return f
+}
+
+// wireSenders gives deps what a service runs with for the senders it
+// leaves unset: webhooks over HTTP, and customer messages kept in an
+// outbox that GET …/outbox reads.
+func wireSenders(deps *handlers.Deps) {
+	if deps.Webhooks == nil {
+		deps.Webhooks = webhook.NewSender(webhook.Options{AllowPrivate: deps.Config.AllowPrivateWebhooks}, webhook.FairOptions{Log: deps.Log})
+	}
+	if deps.Messenger == nil {
+		o := messaging.NewOutbox(deps.Log, 0)
+		deps.Messenger, deps.Outbox = o, o
+	}
 }
 
 // signUp creates an account and returns its id and API key.

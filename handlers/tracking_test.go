@@ -304,7 +304,7 @@ func (w *webhookReceiver) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 
 // allowPrivateWebhooks lets a fixture's webhooks reach the loopback
 // listeners these tests start.
-func allowPrivateWebhooks(d *handlers.Deps) { d.Config.Webhook.AllowPrivate = true }
+func allowPrivateWebhooks(d *handlers.Deps) { d.Config.AllowPrivateWebhooks = true }
 
 func TestWebhookIsSignedAndRetried(t *testing.T) {
 	t.Parallel()

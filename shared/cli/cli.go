@@ -197,8 +197,9 @@ func open(ctx context.Context, c common, app fs.FS, env func(string) string, log
 		cfg.Tracking.ClockSkew = settings.TelemetryClockSkew
 	}
 	w := settings.Webhooks
-	cfg.Webhook = webhook.Options{Timeout: w.Timeout, AllowPrivate: w.AllowPrivate}
-	cfg.WebhookFairness = webhook.FairOptions{PerAccount: w.PerAccount, FailuresToOpen: w.FailuresToOpen, CoolDown: w.CoolDown}
+	cfg.AllowPrivateWebhooks = w.AllowPrivate
+	webhooks := webhook.NewSender(webhook.Options{Timeout: w.Timeout, AllowPrivate: w.AllowPrivate},
+		webhook.FairOptions{PerAccount: w.PerAccount, FailuresToOpen: w.FailuresToOpen, CoolDown: w.CoolDown, Log: log})
 	timeout := w.Timeout
 	if timeout == 0 {
 		timeout = webhook.DefaultTimeout
@@ -243,7 +244,7 @@ func open(ctx context.Context, c common, app fs.FS, env func(string) string, log
 		}
 	}
 	h := handlers.New(handlers.Deps{Store: b.Store, Bus: b.Bus, Airspace: b.Airspace, Clock: platform.Clock{}, IDs: platform.IDs{},
-		Messenger: msg.Messenger, Outbox: msg.Outbox, Push: push, DeadLetters: b.Bus, Log: log, Config: cfg})
+		Webhooks: webhooks, Messenger: msg.Messenger, Outbox: msg.Outbox, Push: push, DeadLetters: b.Bus, Log: log, Config: cfg})
 	reg := h.Registry()
 	if err := reg.Check(fns); err != nil {
 		b.Close()

@@ -140,3 +140,14 @@ func (f *Fair) release(account string) {
 		delete(f.inFlight, account)
 	}
 }
+
+// NewSender is the webhook sender a service runs with: the HTTP client o
+// describes, behind the per-account fairness fair describes. A webhook
+// held back for its account's share waits one attempt's timeout (o's)
+// unless fair says otherwise.
+func NewSender(o Options, fair FairOptions) *Fair {
+	if fair.BusyRetry <= 0 {
+		fair.BusyRetry = o.Timeout
+	}
+	return NewFair(New(o), fair)
+}
