@@ -341,7 +341,7 @@ func registerFleet(t *testing.T, a api, fleet map[string]droneSpec) {
 func expectedDrones(drones []*domain.Drone, req *domain.DeliveryRequest) []string {
 	now := time.Now().UTC()
 	r := *req
-	r.Defaults(now, "expected")
+	r.Defaults(now, "expected", 0)
 	leg := domain.StraightRoute(r.PickupLocation, r.DropoffLocation)
 	sort.Slice(drones, func(i, j int) bool { return drones[i].ID < drones[j].ID })
 	var plans []domain.Plan

@@ -58,6 +58,7 @@ func TestIngestRefusesWhatNoDroneCouldServe(t *testing.T) {
 		{"in a zone", "dropOffLocation", "stadium", func(m map[string]any) { m["dropOffLocation"] = at(0.05, 0.05) }},
 		{"deadline in 2999", "deadline", "ahead", func(m map[string]any) { m["deadline"] = "2999-01-01T00:00:00Z" }},
 		{"pickup yesterday", "pickupTime", "past", func(m map[string]any) { m["pickupTime"] = t0.Add(-24 * time.Hour).Format(time.RFC3339) }},
+		{"pickup in 2999", "pickupTime", "ahead", func(m map[string]any) { m["pickupTime"] = "2999-01-01T00:00:00Z" }},
 	}
 	for _, tc := range cases {
 		resp := f.ingest(t, body(tc.edit))
@@ -80,6 +81,23 @@ func TestIngestRefusesWhatNoDroneCouldServe(t *testing.T) {
 	require.Equal(t, http.StatusUnprocessableEntity, resp.Status, string(resp.Body))
 	assert.Equal(t, domain.StageCreated, f.delivery(t, "x").Stage)
 	assert.Equal(t, 0, f.delivery(t, "x").Generation)
+}
+
+// A booking near the end of the horizon that names no deadline is
+// accepted: its default deadline, two hours after the pickup, stops at the
+// horizon instead of refusing the request for a field the client never
+// sent.
+func TestALateBookingWithoutADeadlineIsAccepted(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, domain.Drone{ID: "d1", Location: at(0, 0)})
+	pickup := t0.Add(domain.DefaultMaxHorizon - time.Hour)
+	b, _ := json.Marshal(map[string]any{"deliveryId": "late", "pickupLocation": at(0.01, 0), "dropOffLocation": at(0.02, 0),
+		"pickupTime": pickup.Format(time.RFC3339), "packageInfo": map[string]any{"size": "Small", "weight": 1.0}})
+	resp := f.ingest(t, b)
+	require.Equal(t, http.StatusAccepted, resp.Status, string(resp.Body))
+	d := f.delivery(t, "late")
+	assert.Equal(t, t0.Add(domain.DefaultMaxHorizon), d.Request.Deadline, "the default deadline stops at the horizon")
+	assert.True(t, d.Request.Deadline.After(d.Request.PickupTime))
 }
 
 // A drone registered through this process counts at once; one written

@@ -340,6 +340,89 @@ func TestIngestIdempotentByDeliveryID(t *testing.T) {
 	other := f.ingest(t, requestBody("same", at(0, 0), at(0.02, 0), "Small", 1))
 	assert.Equal(t, http.StatusConflict, other.Status)
 	assert.Equal(t, "application/problem+json", other.Header.Get("Content-Type"))
+	assert.Equal(t, "deliveryId", problemOf(t, other).Field)
+
+	// Another body under the id is a conflict even when that body is one
+	// the fleet could never serve.
+	heavy := f.ingest(t, requestBody("same", at(0, 0), at(0.01, 0), "Small", 50))
+	assert.Equal(t, http.StatusConflict, heavy.Status, string(heavy.Body))
+	assert.Equal(t, "deliveryId", problemOf(t, heavy).Field)
+}
+
+// packageRequest is a request for delivery id carrying package pkg.
+func packageRequest(id, pkg string) []byte {
+	b, _ := json.Marshal(map[string]any{
+		"deliveryId":      id,
+		"pickupLocation":  at(0.01, 0),
+		"dropOffLocation": at(0.02, 0),
+		"packageInfo":     map[string]any{"packageId": pkg, "size": "Small", "weight": 1},
+	})
+	return b
+}
+
+// A package travels on one delivery at a time: a request naming a package
+// that another delivery of the account carries is refused until that
+// delivery has ended, and the package record is left alone.
+func TestAPackageTravelsOnOneDeliveryAtATime(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, domain.Drone{ID: "a", Location: at(0.01, 0)}, domain.Drone{ID: "b", Location: at(0.011, 0)})
+	ctx := context.Background()
+	require.Equal(t, http.StatusAccepted, f.ingest(t, packageRequest("first", "parcel")).Status)
+	f.drain(t)
+	require.Equal(t, domain.StageScheduled, f.delivery(t, "first").Stage)
+
+	again := f.ingest(t, packageRequest("second", "parcel"))
+	require.Equal(t, http.StatusConflict, again.Status, string(again.Body))
+	p := problemOf(t, again)
+	assert.Equal(t, "packageInfo.packageId", p.Field)
+	assert.Contains(t, p.Detail, "first")
+	_, err := f.store.Deliveries.Find(ctx, "second")
+	assert.True(t, domain.IsCode(err, domain.ENOTFOUND), "nothing stored: %v", err)
+	pkg, err := f.store.Packages.Find(ctx, domain.PackageKey(f.acct, "parcel"))
+	require.NoError(t, err)
+	assert.Equal(t, "first", pkg.DeliveryID)
+
+	// Once the first delivery has ended, the package may ship again.
+	require.Equal(t, http.StatusNoContent, f.cancel(t, "first").Status)
+	f.drain(t)
+	require.Equal(t, http.StatusAccepted, f.ingest(t, packageRequest("second", "parcel")).Status)
+	f.drain(t)
+	assert.Equal(t, domain.StageScheduled, f.delivery(t, "second").Stage)
+	pkg, err = f.store.Packages.Find(ctx, domain.PackageKey(f.acct, "parcel"))
+	require.NoError(t, err)
+	assert.Equal(t, "second", pkg.DeliveryID)
+}
+
+// Two requests for one package that both pass ingest before either is
+// scheduled: the second to reach the package step fails, gives its drone
+// back, and the package stays with the first.
+func TestAPackageRequestedTwiceAtOnceStaysWithTheFirst(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, domain.Drone{ID: "a", Location: at(0.01, 0)}, domain.Drone{ID: "b", Location: at(0.011, 0)})
+	ctx := context.Background()
+	require.Equal(t, http.StatusAccepted, f.ingest(t, packageRequest("one", "parcel")).Status)
+	require.Equal(t, http.StatusAccepted, f.ingest(t, packageRequest("two", "parcel")).Status)
+	f.drain(t)
+
+	one, two := f.delivery(t, "one"), f.delivery(t, "two")
+	pkg, err := f.store.Packages.Find(ctx, domain.PackageKey(f.acct, "parcel"))
+	require.NoError(t, err)
+	winner, loser := one, two
+	if pkg.DeliveryID == "two" {
+		winner, loser = two, one
+	}
+	assert.Equal(t, domain.StageScheduled, winner.Stage)
+	assert.Equal(t, domain.StageFailed, loser.Stage)
+	assert.Contains(t, loser.FailureReason, "parcel")
+	assert.Contains(t, loser.FailureReason, winner.ID)
+	for _, id := range []string{"a", "b"} {
+		dr := f.drone(t, id)
+		if dr.CurrentDeliveryID != "" {
+			assert.Equal(t, winner.ID, dr.CurrentDeliveryID, "only the winner holds a drone")
+		} else {
+			assert.Equal(t, domain.DroneAvailable, dr.Status, "the loser's drone is given back")
+		}
+	}
 }
 
 func TestNoDroneRetriesWithBackoffThenFails(t *testing.T) {

@@ -3,6 +3,7 @@ package handlers
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 
 	"github.com/fabrikam/dronedelivery/shared/domain"
@@ -69,7 +70,7 @@ func (h *Handlers) IngestDelivery(ctx context.Context, req *functionapp.Request)
 		CreatedAt:     now,
 		UpdatedAt:     now,
 	}
-	d.Request.Defaults(now, id)
+	d.Request.Defaults(now, id, h.cfg.Feasibility.MaxHorizon)
 	hold, err := h.pausedAt(ctx, d.Request.PickupLocation, now)
 	if err != nil {
 		err = domain.Unavailable(err, "the service pauses could not be read; retry")
@@ -81,15 +82,28 @@ func (h *Handlers) IngestDelivery(ctx context.Context, req *functionapp.Request)
 	if err != nil || hold != nil {
 		// A retry of a request accepted earlier gets its 202 again, even
 		// if by now its pickup time has passed.
+		// Another request under its id is a conflict, whatever is wrong
+		// with this one.
 		if p.DeliveryID != "" {
-			if prev, ferr := h.store.Deliveries.Find(ctx, id); ferr == nil && prev.RequestHash == p.Hash {
-				return h.acceptedResponse(prev)
+			if prev, ferr := h.store.Deliveries.Find(ctx, id); ferr == nil {
+				if prev.RequestHash == p.Hash {
+					return h.acceptedResponse(prev)
+				}
+				return h.errorResponse(ctx, reusedID(id))
 			}
 		}
 		if hold != nil {
 			return pausedResponse(hold, now)
 		}
 		return h.errorResponse(ctx, err)
+	}
+	// A package the client named may be on another delivery still; one
+	// the service named after this delivery cannot (UpdatePackage checks
+	// again, for requests that race).
+	if p.Request.PackageInfo.PackageID != "" {
+		if err := h.packageFree(ctx, d); err != nil {
+			return h.errorResponse(ctx, err)
+		}
 	}
 	d.History = []domain.Event{{Stage: domain.StageCreated, At: now}}
 	d.AreaID = area
@@ -105,7 +119,7 @@ func (h *Handlers) IngestDelivery(ctx context.Context, req *functionapp.Request)
 			return h.errorResponse(ctx, err)
 		}
 		if d.RequestHash != p.Hash {
-			return h.errorResponse(ctx, domain.Errorf(domain.ECONFLICT, "deliveryId %s was already used for a different request", id))
+			return h.errorResponse(ctx, reusedID(id))
 		}
 		ctx = logctx.With(ctx, "correlationId", d.CorrelationID)
 		if d.Stage != domain.StageCreated {
@@ -122,6 +136,11 @@ func (h *Handlers) IngestDelivery(ctx context.Context, req *functionapp.Request)
 	}
 	h.log.InfoContext(ctx, "delivery accepted")
 	return h.acceptedResponse(d)
+}
+
+// reusedID is the 409 of a deliveryId already used for another request.
+func reusedID(id string) error {
+	return &domain.Error{Code: domain.ECONFLICT, Field: "deliveryId", Message: fmt.Sprintf("%s was already used for a different request", id)}
 }
 
 func (h *Handlers) acceptedResponse(d *domain.Delivery) *functionapp.Response {

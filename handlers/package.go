@@ -13,10 +13,13 @@ import (
 // UpdatePackage creates or updates the package record of a delivery whose
 // drone is assigned, and hands the delivery to the ETA step. Package ids
 // are scoped to the business (domain.PackageKey): another business using
-// the same id has a record of its own. A record that still cannot be taken
-// (one naming another owner under this key, which only a corrupted store
-// holds) fails the delivery and releases its drone rather than leave it
-// Created with the drone booked.
+// the same id has a record of its own. A package travels on one delivery
+// at a time: the record moves to this delivery only from one that has
+// ended (ingest refuses the rest, and this catches two requests that
+// raced past it). A record that cannot be taken (one on another delivery
+// that has not ended, or one naming another owner under this key, which
+// only a corrupted store holds) fails the delivery and releases its drone
+// rather than leave it Created with the drone booked.
 func (h *Handlers) UpdatePackage(ctx context.Context, msg *ports.Delivered) ([]ports.Message, error) {
 	ctx, env, d, err := h.loadEnvelope(ctx, msg)
 	if err != nil {
@@ -46,11 +49,23 @@ func (h *Handlers) UpdatePackage(ctx context.Context, msg *ports.Delivered) ([]p
 		if cur.DeliveryID == d.ID && cur.Size == info.Size && cur.Weight == info.Weight && cur.Tag == info.Tag && cur.Status == "Scheduled" {
 			return nil, ports.ErrSkip
 		}
+		if cur.DeliveryID != d.ID {
+			holder, err := h.packageHolder(ctx, cur, d.ID)
+			if err != nil {
+				return nil, err
+			}
+			if holder != "" {
+				return nil, &packageTaken{holder: holder}
+			}
+		}
 		cur.DeliveryID, cur.Size, cur.Weight, cur.Tag, cur.Status, cur.UpdatedAt = d.ID, info.Size, info.Weight, info.Tag, "Scheduled", now
 		return cur, nil
 	})
 	if errors.Is(err, errForeignPackage) {
 		return h.fail(ctx, d.ID, fmt.Sprintf("package %s could not be recorded", info.PackageID))
+	}
+	if taken := (*packageTaken)(nil); errors.As(err, &taken) {
+		return h.fail(ctx, d.ID, fmt.Sprintf("package %s is on delivery %s, which has not ended", info.PackageID, taken.holder))
 	}
 	if err != nil {
 		return nil, fmt.Errorf("upsert package %s: %w", info.PackageID, err)
@@ -69,3 +84,52 @@ func (h *Handlers) UpdatePackage(ctx context.Context, msg *ports.Delivered) ([]p
 }
 
 var errForeignPackage = errors.New("package record names another owner")
+
+// packageTaken says the package is on delivery holder, which has not ended.
+type packageTaken struct{ holder string }
+
+func (e *packageTaken) Error() string { return "the package is on delivery " + e.holder }
+
+// packageHolder returns the delivery other than deliveryID that package p
+// is on, when that delivery has not ended; "" when p may move (its
+// delivery ended, or is gone).
+func (h *Handlers) packageHolder(ctx context.Context, p *domain.Package, deliveryID string) (string, error) {
+	if p.DeliveryID == "" || p.DeliveryID == deliveryID {
+		return "", nil
+	}
+	other, err := h.st(ctx).Deliveries.Find(ctx, p.DeliveryID)
+	if domain.IsCode(err, domain.ENOTFOUND) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("read delivery %s, which holds the package: %w", p.DeliveryID, err)
+	}
+	if other.Stage.Terminal() {
+		return "", nil
+	}
+	return other.ID, nil
+}
+
+// packageFree refuses, with 409 naming packageInfo.packageId, a request
+// whose package is on another of the account's deliveries that has not
+// ended: a package travels on one delivery at a time. Once that delivery
+// has ended (delivered, cancelled or failed) the package may ship again.
+func (h *Handlers) packageFree(ctx context.Context, d *domain.Delivery) error {
+	id := d.Request.PackageInfo.PackageID
+	p, err := h.st(ctx).Packages.Find(ctx, domain.PackageKey(d.OwnerID, id))
+	if domain.IsCode(err, domain.ENOTFOUND) {
+		return nil
+	}
+	if err != nil {
+		return domain.Unavailable(err, "the package record could not be read; retry")
+	}
+	holder, err := h.packageHolder(ctx, p, d.ID)
+	if err != nil {
+		return domain.Unavailable(err, "the package record could not be read; retry")
+	}
+	if holder != "" {
+		return &domain.Error{Code: domain.ECONFLICT, Field: "packageInfo.packageId",
+			Message: fmt.Sprintf("package %s is on delivery %s, which has not ended; a package travels on one delivery at a time", id, holder)}
+	}
+	return nil
+}

@@ -54,7 +54,7 @@ func (h *Handlers) QuoteDelivery(ctx context.Context, req *functionapp.Request) 
 	}
 	now := h.clock.Now()
 	r := p.Request
-	r.Defaults(now, "quote")
+	r.Defaults(now, "quote", h.cfg.Feasibility.MaxHorizon)
 	out := quoteView{Feasible: true, Reasons: []quoteReason{}}
 	if hold, err := h.pausedAt(ctx, r.PickupLocation, now); err != nil {
 		return h.errorResponse(ctx, domain.Unavailable(err, "the service pauses could not be read; retry"))

@@ -136,7 +136,7 @@ func (r FeasibilityRules) WithDefaults() FeasibilityRules {
 // (with its times filled in), and otherwise an EUNPROCESSABLE *Error that
 // names the field at fault and says why. The checks, in order:
 //   - pickupTime no further in the past than rules.PickupTolerance, and
-//     deadline within rules.MaxHorizon of now;
+//     pickupTime and deadline within rules.MaxHorizon of now;
 //   - the pickup and the dropoff admitted by the airspace at pickupTime;
 //   - some drone lifting the package's weight and size;
 //   - of those, some drone whose full-charge range covers home base →
@@ -152,6 +152,9 @@ func Feasible(req *DeliveryRequest, fleet *FleetSummary, air Airspace, rules Fea
 	rules = rules.WithDefaults()
 	if req.PickupTime.Before(now.Add(-rules.PickupTolerance)) {
 		return Unprocessable("pickupTime", "is more than %s in the past", rules.PickupTolerance)
+	}
+	if req.PickupTime.After(now.Add(rules.MaxHorizon)) {
+		return Unprocessable("pickupTime", "is more than %s ahead; deliveries are accepted up to %s in advance", rules.MaxHorizon, now.Add(rules.MaxHorizon).UTC().Format(time.RFC3339))
 	}
 	if req.Deadline.After(now.Add(rules.MaxHorizon)) {
 		return Unprocessable("deadline", "is more than %s ahead; deliveries are accepted up to %s in advance", rules.MaxHorizon, now.Add(rules.MaxHorizon).UTC().Format(time.RFC3339))

@@ -16,14 +16,21 @@ const (
 )
 
 // Defaults fills what the client left out, as of the moment of acceptance:
-// the pickup is as soon as possible, the deadline DefaultDeadline after it,
-// and the package id is the delivery id.
-func (r *DeliveryRequest) Defaults(now time.Time, deliveryID string) {
+// the pickup is as soon as possible, the deadline DefaultDeadline after it
+// but not past the booking horizon (now + horizon; zero means
+// DefaultMaxHorizon) when the pickup is within it, so that a late booking
+// is not refused for a deadline its client never named, and the package id
+// is the delivery id.
+func (r *DeliveryRequest) Defaults(now time.Time, deliveryID string, horizon time.Duration) {
 	if r.PickupTime.IsZero() {
 		r.PickupTime = now.UTC().Truncate(time.Second)
 	}
 	if r.Deadline.IsZero() {
 		r.Deadline = r.PickupTime.Add(DefaultDeadline)
+		end := now.Add(positiveOr(horizon, DefaultMaxHorizon)).UTC().Truncate(time.Second)
+		if r.Deadline.After(end) && end.After(r.PickupTime) {
+			r.Deadline = end
+		}
 	}
 	if r.PackageInfo.PackageID == "" {
 		r.PackageInfo.PackageID = deliveryID

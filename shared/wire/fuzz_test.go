@@ -86,7 +86,7 @@ func FuzzParseDeliveryRequest(f *testing.F) {
 			t.Fatalf("%q and its re-encoding decode differently:\n%+v\n%+v", body, p, again)
 		}
 		// What ingest stores and answers must encode: defaults included.
-		p.Request.Defaults(time.Date(2026, 11, 26, 0, 0, 0, 0, time.UTC), "d")
+		p.Request.Defaults(time.Date(2026, 11, 26, 0, 0, 0, 0, time.UTC), "d", 0)
 		if _, err := json.Marshal(domain.Delivery{Request: p.Request}); err != nil {
 			t.Fatalf("accepted %q, but the delivery cannot be stored: %v", body, err)
 		}

@@ -132,7 +132,7 @@ func TestDefaults(t *testing.T) {
 	require.NoError(t, err)
 	now := time.Date(2026, 11, 26, 8, 30, 15, 500, time.UTC)
 	r := p.Request
-	r.Defaults(now, "d-9")
+	r.Defaults(now, "d-9", 0)
 	assert.Equal(t, now.Truncate(time.Second), r.PickupTime)
 	assert.Equal(t, r.PickupTime.Add(domain.DefaultDeadline), r.Deadline)
 	assert.Equal(t, "d-9", r.PackageInfo.PackageID)

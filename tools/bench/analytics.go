@@ -174,7 +174,7 @@ func benchDelivery(owner string, i int, at time.Time) (*domain.Delivery, error) 
 		RequestHash: p.Hash, Stage: domain.StageCreated, CreatedAt: at, UpdatedAt: at,
 		History: []domain.Event{{Stage: domain.StageCreated, At: at}}}
 	d.Request.OwnerID = owner
-	d.Request.Defaults(at, id)
+	d.Request.Defaults(at, id, 0)
 	u := unit(i, 8)
 	if u < 0.03 {
 		return d, nil // still waiting
