@@ -3,7 +3,6 @@ package embedded
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"fmt"
 	"time"
 
@@ -86,7 +85,7 @@ func monthDeliveries(ctx context.Context, q interface {
 	}
 	return decodeRows(rows, func(id string, body []byte) (*domain.Delivery, error) {
 		d := new(domain.Delivery)
-		if err := json.Unmarshal(body, d); err != nil {
+		if err := decodeStored(body, d); err != nil {
 			return nil, fmt.Errorf("decode delivery %s: %w", id, err)
 		}
 		return d, nil
