@@ -62,7 +62,9 @@ func (d *Delivery) RecordAssignment(droneID string, now time.Time) error {
 
 // ResetAssignment forgets the assignment of the generation before gen when
 // a rescheduled delivery is dispatched again, remembering its drone in
-// PreviousDroneID so that it can be given back.
+// PreviousDroneID so that it can be given back. The drone's last known
+// position goes with it: until another drone serves the delivery (or if it
+// is booked for later), there is no drone to show.
 func (d *Delivery) ResetAssignment(gen int) error {
 	if d.Generation != gen || d.ResetGeneration >= gen {
 		return ErrNoChange
@@ -71,6 +73,7 @@ func (d *Delivery) ResetAssignment(gen int) error {
 		d.PreviousDroneID = d.DroneID
 	}
 	d.DroneID, d.DroneAssignedAt, d.PackageRecordedAt, d.Preempted = "", nil, nil, nil
+	d.LastKnownLocation = nil
 	d.ResetGeneration = gen
 	return nil
 }

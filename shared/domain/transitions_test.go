@@ -117,12 +117,17 @@ func TestDeliveryTransitions(t *testing.T) {
 				assert.Nil(t, d.PickupETA)
 			}},
 		{"reschedule a package in flight", assigned(domain.StageHeadedToDropoff), func(d *domain.Delivery) error { return d.Reschedule(reschedule, t0) }, nil, domain.ECONFLICT, nil},
-		{"reset the assignment of the earlier generation", func() *domain.Delivery { d := assigned(domain.StageRescheduled); d.Generation = 1; return d }(),
+		{"reset the assignment of the earlier generation", func() *domain.Delivery {
+			d := assigned(domain.StageRescheduled)
+			d.Generation, d.LastKnownLocation = 1, &domain.Location{Latitude: 1, Longitude: 2}
+			return d
+		}(),
 			func(d *domain.Delivery) error { return d.ResetAssignment(1) }, nil, "",
 			func(t *testing.T, d *domain.Delivery) {
 				assert.Equal(t, "drone-1", d.PreviousDroneID)
 				assert.Empty(t, d.DroneID)
 				assert.Nil(t, d.DroneAssignedAt)
+				assert.Nil(t, d.LastKnownLocation, "where the drone that no longer serves it was says nothing of the delivery")
 			}},
 		{"reset twice", func() *domain.Delivery {
 			d := delivery(domain.StageRescheduled)
