@@ -146,6 +146,19 @@ func waitingScenario(t *testing.T, p *proc) {
 	assert.Equal(t, domain.WaitHeld, byID["wd-second"].WaitKind)
 	assert.Equal(t, "held: thunderstorm", byID["wd-second"].WaitReason)
 	require.Equal(t, http.StatusNoContent, a.fleet(t, "DELETE", "/api/pauses/storm", nil).Status)
+
+	// A no-fly zone put over the pickup since: the listing names it
+	// instead of a want of drones.
+	ring := [][2]float64{{-122.3341, 47.6052}, {-122.3301, 47.6052}, {-122.3301, 47.6072}, {-122.3341, 47.6072}, {-122.3341, 47.6052}}
+	zone := map[string]any{"name": "crane", "geometry": map[string]any{"type": "Polygon", "coordinates": [][][2]float64{ring}}}
+	require.Equal(t, http.StatusCreated, a.fleet(t, "PUT", "/api/noflyzones/crane", zone).Status)
+	byID, _ = waitingByID(t, a, "")
+	assert.Equal(t, domain.WaitNoRoute, byID["wd-second"].WaitKind)
+	assert.Contains(t, byID["wd-second"].WaitReason, "no route: pickupLocation")
+	assert.Contains(t, byID["wd-second"].WaitReason, "crane")
+	require.Equal(t, http.StatusNoContent, a.fleet(t, "DELETE", "/api/noflyzones/crane", nil).Status)
+	byID, _ = waitingByID(t, a, "")
+	assert.Equal(t, domain.WaitNoDrone, byID["wd-second"].WaitKind)
 }
 
 // TestOperatorListsWaitingDeliveries runs the waiting scenario on the

@@ -77,8 +77,9 @@ func (h *Handlers) waitingPage(ctx context.Context, q *wire.WaitingListing) (*wa
 }
 
 // waitReason says why d waits: what d records (domain.WaitReason), else a
-// pause declared since dispatch last ran, else the operator's cap on an
-// account's share of the area's drones, else no drone was available.
+// pause declared since dispatch last ran, else an airspace that leaves it
+// no flight now, else the operator's cap on an account's share of the
+// area's drones, else no drone was available.
 // shares remembers, per account and area, whether the account is at its
 // share, so a page counts each once.
 func (h *Handlers) waitReason(ctx context.Context, d *domain.Delivery, now time.Time, shares map[[2]string]bool) (domain.WaitKind, string, error) {
@@ -92,6 +93,23 @@ func (h *Handlers) waitReason(ctx context.Context, d *domain.Delivery, now time.
 	}
 	if hold != nil {
 		return domain.WaitHeld, "held: " + hold.Reason, nil
+	}
+	if kind == domain.WaitNoDrone {
+		air, err := h.airspace(ctx)
+		if err != nil {
+			return "", "", err
+		}
+		at := now
+		if d.Request.PickupTime.After(at) {
+			at = d.Request.PickupTime
+		}
+		why, err := domain.Unroutable(&d.Request, air, at)
+		if err != nil {
+			return "", "", err
+		}
+		if why != "" {
+			return domain.WaitNoRoute, "no route: " + why, nil
+		}
 	}
 	if kind != domain.WaitNoDrone || h.cfg.MaxAccountShare <= 0 {
 		return kind, why, nil

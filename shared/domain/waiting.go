@@ -35,9 +35,30 @@ const (
 	WaitShare WaitKind = "share"
 	// WaitDispatch: accepted moments ago; dispatch has not run yet.
 	WaitDispatch WaitKind = "dispatch"
+	// WaitNoRoute: the airspace in force now refuses its pickup or its
+	// dropoff, or leaves no way between them (a zone put since it was
+	// accepted); dispatch tries again until the deadline.
+	WaitNoRoute WaitKind = "noRoute"
 	// WaitNoDrone: dispatch found no drone that can serve it; it retries.
 	WaitNoDrone WaitKind = "noDrone"
 )
+
+// Unroutable says why the airspace air, at time at, leaves the request no
+// flight: its pickup or its dropoff refused, or no way between them; ""
+// when it has one. Errors other than the airspace's refusal are returned.
+func Unroutable(req *DeliveryRequest, air Airspace, at time.Time) (string, error) {
+	err := air.Admit("pickupLocation", req.PickupLocation, at)
+	if err == nil {
+		err = air.Admit("dropOffLocation", req.DropoffLocation, at)
+	}
+	if err == nil {
+		_, err = air.Route(req.PickupLocation, req.DropoffLocation, at)
+	}
+	if IsCode(err, EUNPROCESSABLE) {
+		return err.Error(), nil
+	}
+	return "", err
+}
 
 // WaitReason says from the delivery alone why it waits at now: held by a
 // pause it was marked with, booked, a drone being claimed, or, for one
