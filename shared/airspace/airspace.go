@@ -17,6 +17,10 @@
 // and testing a segment for visibility only when the search reaches it. The
 // path thus keeps about Margin clear of every zone's edge and NodeMargin
 // clear of its corners, so a drone that drifts a little does not graze one.
+// A point nearer a zone than its moved corners (a pickup admitted a little
+// beyond Margin, or a corner of a zone close by) lies within their ring,
+// where no segment to them is a tangent: from there any of them may be the
+// first turn.
 // Limits:
 //   - The route is the shortest that turns at the moved corners; the
 //     shortest around the grown zones would hug them, so a route can be
@@ -92,18 +96,45 @@ type Airspace struct {
 var _ domain.Airspace = (*Airspace)(nil)
 
 // zone is a zone ready for the geometry: its polygons as given, grown by
-// Margin (no-fly zones only), and its corners moved out by NodeMargin.
+// Margin (no-fly zones only), and its corners moved out by NodeMargin, with
+// the region they enclose.
 type zone struct {
 	z        *domain.Zone
 	polygons []*s2.Polygon
 	grown    []*s2.Polygon
+	reach    []*reach
 	corners  []corner
 }
 
 // corner is one possible turning point of a route, with its neighbours on
-// the moved ring, which tell whether a segment to it is a tangent.
+// the moved ring, which tell whether a segment to it is a tangent, and the
+// index of its polygon in the zone.
 type corner struct {
 	p, prev, next s2.Point
+	poly          int
+}
+
+// reach is a polygon grown to its moved corners. Seen from a point inside
+// it (outside the polygon grown by Margin) the moved corners lie all
+// around, so the tangent test would rule every one of them out. Few points
+// fall within its bound, so the polygon is built when one first does.
+type reach struct {
+	loops []*s2.Loop // the moved rings
+	bound s2.Rect
+	once  sync.Once
+	poly  *s2.Polygon // nil when a moved ring folds over itself: the bound alone then
+}
+
+func (r *reach) contains(ll s2.LatLng, p s2.Point) bool {
+	if !r.bound.ContainsLatLng(ll) {
+		return false
+	}
+	r.once.Do(func() {
+		if _, _, bad := geo.FirstCrossing(r.loops); !bad {
+			r.poly = s2.PolygonFromLoops(r.loops)
+		}
+	})
+	return r.poly == nil || r.poly.ContainsPoint(p)
 }
 
 // New builds a snapshot of zones. Zones come from the store, where the
@@ -124,7 +155,7 @@ func New(zones []*domain.Zone) *Airspace {
 
 func newZone(z *domain.Zone, obstacle bool) *zone {
 	out := &zone{z: z}
-	for _, p := range z.Polygons {
+	for pi, p := range z.Polygons {
 		loops := make([]*s2.Loop, len(p))
 		for i, ring := range p {
 			loops[i] = loopOf(ring)
@@ -147,12 +178,17 @@ func newZone(z *domain.Zone, obstacle bool) *zone {
 		} else {
 			out.grown = append(out.grown, s2.PolygonFromLoops(grownLoops))
 		}
-		for _, l := range loops {
+		r := &reach{loops: make([]*s2.Loop, len(loops)), bound: s2.EmptyRect()}
+		for li, l := range loops {
 			pts := offsetLoop(l, poly, NodeMargin)
 			for i, p := range pts {
-				out.corners = append(out.corners, corner{p: p, prev: pts[(i+len(pts)-1)%len(pts)], next: pts[(i+1)%len(pts)]})
+				out.corners = append(out.corners, corner{p: p, prev: pts[(i+len(pts)-1)%len(pts)], next: pts[(i+1)%len(pts)], poly: pi})
 			}
+			r.loops[li] = s2.LoopFromPoints(pts)
+			r.loops[li].Normalize()
+			r.bound = r.bound.Union(r.loops[li].RectBound())
 		}
+		out.reach = append(out.reach, r)
 	}
 	return out
 }
@@ -284,13 +320,15 @@ func (a *Airspace) Route(from, to domain.Location, t time.Time) (domain.Route, e
 	if g == nil {
 		return domain.StraightRoute(from, to), nil
 	}
+	// A problem's detail is its field followed by the message, so the
+	// messages read on from "route".
 	pa, pb := pointOf(from.Latitude, from.Longitude), pointOf(to.Latitude, to.Longitude)
 	for _, end := range []struct {
 		what string
 		p    s2.Point
-	}{{"start", pa}, {"end", pb}} {
+	}{{"starts", pa}, {"ends", pb}} {
 		if z := g.inside(end.p); z != nil {
-			return domain.Route{}, domain.Unprocessable("route", "the leg's %s is inside no-fly zone %s or within %g m of it", end.what, z.z.Label(), Margin)
+			return domain.Route{}, domain.Unprocessable("route", "%s inside no-fly zone %s or within %g m of it", end.what, z.z.Label(), Margin)
 		}
 	}
 	if g.clear(pa, pb) {
@@ -298,7 +336,7 @@ func (a *Airspace) Route(from, to domain.Location, t time.Time) (domain.Route, e
 	}
 	path, ok := g.search(pa, pb)
 	if !ok {
-		return domain.Route{}, domain.Unprocessable("route", "no path leads around the no-fly zones from %.5f,%.5f to %.5f,%.5f",
+		return domain.Route{}, domain.Unprocessable("route", "cannot be found: no path leads around the no-fly zones from %.5f,%.5f to %.5f,%.5f",
 			from.Latitude, from.Longitude, to.Latitude, to.Longitude)
 	}
 	r := domain.Route{Points: make([]domain.Location, 0, len(path)+2)}
@@ -356,18 +394,21 @@ type graph struct {
 	obstacles []obstacle
 	nodes     []corner
 	locs      []domain.Location
+	owner     []int   // each node's obstacle
+	near      [][]int // the other obstacles whose reach holds each node
 	adj       []lazyEdges
 	buffers   sync.Pool // of *searchBuffers
 }
 
 // obstacle is one grown polygon with the bounds that let most tests skip
-// it without looking at its edges.
+// it without looking at its edges, and the reach of its moved corners.
 type obstacle struct {
 	zone       *zone
 	poly       *s2.Polygon
 	bound      s2.Rect
 	loops      []*s2.Loop
 	loopBounds []s2.Rect
+	reach      *reach
 }
 
 type lazyEdges struct {
@@ -385,20 +426,26 @@ type edge struct {
 
 func newGraph(zones []*zone) *graph {
 	g := &graph{}
-	for _, z := range zones {
-		for _, p := range z.grown {
-			o := obstacle{zone: z, poly: p, bound: p.RectBound(), loops: p.Loops()}
+	first := make([]int, len(zones)) // each zone's first obstacle
+	for zi, z := range zones {
+		first[zi] = len(g.obstacles)
+		for i, p := range z.grown {
+			o := obstacle{zone: z, poly: p, bound: p.RectBound(), loops: p.Loops(), reach: z.reach[i]}
 			for _, l := range o.loops {
 				o.loopBounds = append(o.loopBounds, l.RectBound())
 			}
 			g.obstacles = append(g.obstacles, o)
 		}
 	}
-	for _, z := range zones {
+	for zi, z := range zones {
 		for _, c := range z.corners {
 			if g.inside(c.p) == nil {
+				own := first[zi] + c.poly
 				g.nodes = append(g.nodes, c)
 				g.locs = append(g.locs, locationOf(c.p))
+				g.owner = append(g.owner, own)
+				// A node lies on its own moved ring, where the test holds.
+				g.near = append(g.near, g.reaching(c.p, own))
 			}
 		}
 	}
@@ -425,6 +472,19 @@ func (g *graph) inside(p s2.Point) *zone {
 		}
 	}
 	return nil
+}
+
+// reaching lists the obstacles other than except whose reach holds p: from
+// p, their nodes are candidates whether or not they are tangents.
+func (g *graph) reaching(p s2.Point, except int) []int {
+	ll := s2.LatLngFromPoint(p)
+	var out []int
+	for i := range g.obstacles {
+		if i != except && g.obstacles[i].reach.contains(ll, p) {
+			out = append(out, i)
+		}
+	}
+	return out
 }
 
 // clear reports whether the great-circle segment from p to q, whose ends
@@ -464,8 +524,13 @@ func (g *graph) clear(p, q s2.Point) bool {
 // tangent reports whether a segment from p to node n may be part of a
 // shortest path: one that turns at n must touch n's ring there, with both
 // of n's neighbours on one side of the line from p through n. Other
-// segments need not be tested for visibility at all.
-func (g *graph) tangent(p s2.Point, n int) bool {
+// segments need not be tested for visibility at all. That holds only for a
+// p outside the ring: near lists the obstacles whose reach holds p, and
+// their nodes pass.
+func (g *graph) tangent(p s2.Point, near []int, n int) bool {
+	if slices.Contains(near, g.owner[n]) {
+		return true
+	}
 	c := g.nodes[n]
 	before, after := s2.RobustSign(p, c.p, c.prev), s2.RobustSign(p, c.p, c.next)
 	// Indeterminate: p lies on the line of one of n's edges, as n's
@@ -474,13 +539,13 @@ func (g *graph) tangent(p s2.Point, n int) bool {
 }
 
 // candidates lists the nodes a path from p might turn at next, with their
-// distances as angles; whether p sees them is left to the search. From a
-// node (self ≥ 0) the line must be tangent at both ends, as every segment
-// between two turns of a shortest path is.
-func (g *graph) candidates(p s2.Point, self int) []edge {
+// distances as angles; whether p sees them is left to the search. near is
+// what reaching says of p. From a node (self ≥ 0) the line must be tangent
+// at both ends, as every segment between two turns of a shortest path is.
+func (g *graph) candidates(p s2.Point, near []int, self int) []edge {
 	var out []edge
 	for n := range g.nodes {
-		if n != self && g.tangent(p, n) && (self < 0 || g.tangent(g.nodes[n].p, self)) {
+		if n != self && g.tangent(p, near, n) && (self < 0 || g.tangent(g.nodes[n].p, g.near[n], self)) {
 			out = append(out, edge{n, float64(p.Angle(g.nodes[n].p.Vector))})
 		}
 	}
@@ -493,7 +558,7 @@ func (g *graph) candidates(p s2.Point, self int) []edge {
 func (g *graph) edges(n int) []edge {
 	e := &g.adj[n]
 	e.once.Do(func() {
-		for _, c := range g.candidates(g.nodes[n].p, n) {
+		for _, c := range g.candidates(g.nodes[n].p, g.near[n], n) {
 			if g.clear(g.nodes[n].p, g.nodes[c.to].p) {
 				e.edges = append(e.edges, c)
 			}
@@ -531,7 +596,7 @@ func (g *graph) search(a, b s2.Point) ([]int, bool) {
 	for i := range prev {
 		prev[i] = unreached
 	}
-	for _, e := range g.candidates(a, start) {
+	for _, e := range g.candidates(a, g.reaching(a, -1), start) {
 		q = append(q, item{node: e.to, from: start, g: e.rad, f: e.rad + h(e.to)})
 	}
 	heap.Init(&q)

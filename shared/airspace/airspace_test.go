@@ -178,12 +178,16 @@ func TestRouteRefusesEndsInsideAndEnclosedEnds(t *testing.T) {
 
 	_, err := a.Route(outside, offset(seattle, 1.5, 0), now)
 	assert.Equal(t, domain.EUNPROCESSABLE, domain.ErrorCode(err))
-	assert.Contains(t, domain.ErrorMessage(err), "end is inside no-fly zone donut")
+	assert.Equal(t, "route", domain.ErrorField(err))
+	assert.Equal(t, "ends inside no-fly zone donut or within 15 m of it", domain.ErrorMessage(err))
+	_, err = a.Route(offset(seattle, 1.5, 0), outside, now)
+	assert.Equal(t, "starts inside no-fly zone donut or within 15 m of it", domain.ErrorMessage(err))
 
 	require.NoError(t, a.Admit("dropoffLocation", seattle, now), "the hole is not the zone")
 	_, err = a.Route(outside, seattle, now)
 	assert.Equal(t, domain.EUNPROCESSABLE, domain.ErrorCode(err))
-	assert.Contains(t, domain.ErrorMessage(err), "no path")
+	assert.Equal(t, "route", domain.ErrorField(err))
+	assert.Contains(t, domain.ErrorMessage(err), "cannot be found: no path leads around the no-fly zones from ")
 
 	r, err := a.Route(seattle, offset(seattle, 0.5, 0.5), now)
 	require.NoError(t, err, "within the hole")
@@ -356,5 +360,104 @@ func TestRouteAcrossTheAntimeridian(t *testing.T) {
 		for k := 0; k <= 1000; k++ {
 			require.False(t, loop.ContainsPoint(s2.Interpolate(float64(k)/1000, pa, pb)), "leg %d enters the zone", i)
 		}
+	}
+}
+
+// TestRouteFromNearAnEdge: a pickup or dropoff admitted a little beyond the
+// margin lies between the grown zone and the ring of moved corners, where
+// no corner is a tangent; it must still be routed around the zone, along
+// the edge to a corner, as closely as the moved corners allow.
+func TestRouteFromNearAnEdge(t *testing.T) {
+	t.Parallel()
+	sw, se := domain.Location{Latitude: 47.614, Longitude: -122.352}, domain.Location{Latitude: 47.614, Longitude: -122.340}
+	ne, nw := domain.Location{Latitude: 47.616, Longitude: -122.340}, domain.Location{Latitude: 47.616, Longitude: -122.352}
+	zone := nfz("block", ring(sw, se, ne, nw))
+	a := airspace.New([]*domain.Zone{zone})
+	// The route's turning points: the corners moved out along both edges.
+	m := airspace.NodeMargin / 1000
+	sw2, se2, ne2, nw2 := offset(sw, -m, -m), offset(se, -m, m), offset(ne, m, m), offset(nw, m, -m)
+	const near = 0.022 // km off the edge: past Margin, short of NodeMargin
+	// Within the margin a point is still refused, by admission and routing.
+	inMargin := offset(domain.Location{Latitude: 47.614, Longitude: -122.345}, -0.010, 0)
+	err := a.Admit("pickupLocation", inMargin, now)
+	assert.Equal(t, domain.EUNPROCESSABLE, domain.ErrorCode(err))
+	assert.Contains(t, domain.ErrorMessage(err), "within 15 m of no-fly zone block")
+	_, err = a.Route(inMargin, domain.Location{Latitude: 47.6205, Longitude: -122.3493}, now)
+	assert.Equal(t, domain.EUNPROCESSABLE, domain.ErrorCode(err))
+	assert.Equal(t, "starts inside no-fly zone block or within 15 m of it", domain.ErrorMessage(err))
+	for _, c := range []struct {
+		name     string
+		from, to domain.Location
+		// The two ways around: the obvious detours.
+		left, right []domain.Location
+	}{
+		{"south", domain.Location{Latitude: 47.6138, Longitude: -122.345}, domain.Location{Latitude: 47.6205, Longitude: -122.3493},
+			[]domain.Location{sw2, nw2}, []domain.Location{se2, ne2}},
+		{"north", offset(domain.Location{Latitude: 47.616, Longitude: -122.345}, near, 0), domain.Location{Latitude: 47.6095, Longitude: -122.3493},
+			[]domain.Location{nw2, sw2}, []domain.Location{ne2, se2}},
+		{"west", offset(domain.Location{Latitude: 47.6152, Longitude: -122.352}, 0, -near), domain.Location{Latitude: 47.6148, Longitude: -122.333},
+			[]domain.Location{sw2, se2}, []domain.Location{nw2, ne2}},
+	} {
+		for _, leg := range []struct {
+			name     string
+			from, to domain.Location
+		}{{c.name + " to far side", c.from, c.to}, {"far side to " + c.name, c.to, c.from}} {
+			t.Run(leg.name, func(t *testing.T) {
+				require.NoError(t, a.Admit("pickupLocation", leg.from, now))
+				require.NoError(t, a.Admit("dropOffLocation", leg.to, now))
+				r, err := a.Route(leg.from, leg.to, now)
+				require.NoError(t, err)
+				require.Greater(t, len(r.Points), 2, "the leg turns")
+				assert.Equal(t, leg.from, r.Points[0])
+				assert.Equal(t, leg.to, r.Points[len(r.Points)-1])
+				for i := 1; i < len(r.Points); i++ {
+					where, in := legEntersZone(r.Points[i-1], r.Points[i], []*domain.Zone{zone})
+					assert.False(t, in, "leg %d enters %s", i, where)
+				}
+				// Either way, the same length as from c.from to c.to.
+				detour := math.Min(pathKm(c.from, c.to, c.left...), pathKm(c.from, c.to, c.right...))
+				straight := domain.DistanceKm(leg.from, leg.to)
+				assert.Greater(t, r.Km, straight)
+				assert.LessOrEqual(t, r.Km, detour*1.01, "along the edge and round the nearer corners")
+			})
+		}
+	}
+}
+
+// pathKm is the length of the path from a through via to b.
+func pathKm(a, b domain.Location, via ...domain.Location) float64 {
+	pts := append(append([]domain.Location{a}, via...), b)
+	km := 0.0
+	for i := 1; i < len(pts); i++ {
+		km += domain.DistanceKm(pts[i-1], pts[i])
+	}
+	return km
+}
+
+// TestRouteThroughANarrowPassage: a passage between two zones wider than
+// twice Margin but narrower than twice NodeMargin is open, and each zone's
+// corners by it lie within the other's ring of moved corners; a leg from
+// one side to the other turns at corners of both, through the passage,
+// rather than going around the pair.
+func TestRouteThroughANarrowPassage(t *testing.T) {
+	t.Parallel()
+	const gap = 0.05 // km
+	west := nfz("west", box(seattle, 0.5, 0.3))
+	east := nfz("east", box(offset(seattle, 0.2, 0.6+gap), 0.5, 0.3))
+	zones := []*domain.Zone{west, east}
+	a := airspace.New(zones)
+	m := airspace.NodeMargin / 1000
+	from, to := offset(seattle, -0.7, 0), offset(seattle, 1, 0.6+gap)
+	// West's south-east corner, then east's south-west and north-west ones.
+	through := pathKm(from, to, offset(seattle, -0.5-m, 0.3+m), offset(seattle, -0.3-m, 0.3+gap-m), offset(seattle, 0.7+m, 0.3+gap-m))
+	for _, leg := range [][2]domain.Location{{from, to}, {to, from}} {
+		r, err := a.Route(leg[0], leg[1], now)
+		require.NoError(t, err)
+		for i := 1; i < len(r.Points); i++ {
+			where, in := legEntersZone(r.Points[i-1], r.Points[i], zones)
+			assert.False(t, in, "leg %d enters %s", i, where)
+		}
+		assert.Greater(t, r.Km, domain.DistanceKm(from, to))
+		assert.LessOrEqual(t, r.Km, through*1.01, "through the passage, not around: %v", r.Points)
 	}
 }
