@@ -268,15 +268,15 @@ func TestCellBounds(t *testing.T) {
 }
 
 // checkInvariants verifies the bookkeeping that Upsert and Remove maintain
-// between byID and the tree.
+// between cells and the tree.
 func checkInvariants[V any](t *testing.T, x *Index[V]) {
 	t.Helper()
 	x.mu.RLock()
 	defer x.mu.RUnlock()
-	require.Equal(t, len(x.byID), x.tree.Len())
+	require.Equal(t, len(x.cells), x.tree.Len())
 	x.tree.Ascend(func(e entry[V]) bool {
 		require.Equal(t, leafOf(e.p), e.cell, "%s is filed under the wrong cell", e.id)
-		require.Equal(t, e, x.byID[e.id], "byID of %s", e.id)
+		require.Equal(t, e.cell, x.cells[e.id], "cell of %s", e.id)
 		return true
 	})
 }

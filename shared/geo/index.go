@@ -50,7 +50,9 @@ const defaultLeafCap = 16
 type Index[V any] struct {
 	mu   sync.RWMutex
 	tree *btree.BTreeG[entry[V]]
-	byID map[string]entry[V]
+	// cells holds each item's leaf cell, which with its id is the item's
+	// key in tree; the item itself is kept only there.
+	cells map[string]s2.CellID
 
 	searches sync.Pool // of *search[V]
 
@@ -87,7 +89,7 @@ func NewIndex[V any]() *Index[V] {
 func newIndex[V any](leafCap int) *Index[V] {
 	return &Index[V]{
 		tree:    btree.NewG(btreeDegree, lessEntry[V]),
-		byID:    make(map[string]entry[V]),
+		cells:   make(map[string]s2.CellID),
 		leafCap: max(leafCap, 1),
 	}
 }
@@ -100,11 +102,11 @@ func (x *Index[V]) Upsert(id string, p Point, v V) {
 
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	if old, ok := x.byID[id]; ok && old.cell != e.cell {
-		x.tree.Delete(old)
+	if old, ok := x.cells[id]; ok && old != e.cell {
+		x.tree.Delete(entry[V]{cell: old, id: id})
 	}
 	x.tree.ReplaceOrInsert(e)
-	x.byID[id] = e
+	x.cells[id] = e.cell
 }
 
 // Remove deletes the item and is a no-op when it is absent, so claiming an
@@ -112,12 +114,12 @@ func (x *Index[V]) Upsert(id string, p Point, v V) {
 func (x *Index[V]) Remove(id string) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	old, ok := x.byID[id]
+	old, ok := x.cells[id]
 	if !ok {
 		return
 	}
-	x.tree.Delete(old)
-	delete(x.byID, id)
+	x.tree.Delete(entry[V]{cell: old, id: id})
+	delete(x.cells, id)
 }
 
 // Get returns the item's current position and value, which callers use to
@@ -125,8 +127,22 @@ func (x *Index[V]) Remove(id string) {
 func (x *Index[V]) Get(id string) (Point, V, bool) {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
-	e, ok := x.byID[id]
-	return e.p, e.v, ok
+	cell, ok := x.cells[id]
+	if !ok {
+		var none V
+		return Point{}, none, false
+	}
+	e, _ := x.tree.Get(entry[V]{cell: cell, id: id})
+	return e.p, e.v, true
+}
+
+// Has reports whether the item is in the index, for a caller that needs
+// no more.
+func (x *Index[V]) Has(id string) bool {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	_, ok := x.cells[id]
+	return ok
 }
 
 // Len returns the number of items, each id counted once however often it was
@@ -134,7 +150,7 @@ func (x *Index[V]) Get(id string) (Point, V, bool) {
 func (x *Index[V]) Len() int {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
-	return len(x.byID)
+	return len(x.cells)
 }
 
 // Nearest yields every item in order of increasing great-circle distance from

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"path/filepath"
+	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -12,6 +14,7 @@ import (
 	"time"
 
 	"github.com/fabrikam/dronedelivery/shared/domain"
+	"github.com/fabrikam/dronedelivery/shared/fleetgen"
 	"github.com/fabrikam/dronedelivery/shared/ports"
 	"github.com/fabrikam/dronedelivery/shared/ports/porttest"
 	"github.com/fabrikam/dronedelivery/shared/topology"
@@ -275,4 +278,47 @@ func BenchmarkCompleteWith(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkFleetMemory reports the Go heap the fleet holds per drone once
+// a file of n available drones is open: the dispatch index, the versions
+// and the summary. It is a measurement of memory, not of time.
+func BenchmarkFleetMemory(b *testing.B) {
+	for _, n := range []int{25_000, 100_000} {
+		b.Run(strconv.Itoa(n), func(b *testing.B) {
+			path := filepath.Join(b.TempDir(), "fleet.db")
+			db := mustOpenAt(b, path, Options{})
+			drones := fleetgen.Generate(n, domain.Location{Latitude: 47.6062, Longitude: -122.3321}, 20, 1, time.Now().UTC())
+			ctx := context.Background()
+			for _, d := range drones {
+				if err := db.Store().Fleet.Create(ctx, d.ID, d); err != nil {
+					b.Fatal(err)
+				}
+			}
+			drones = nil
+			var perDrone float64
+			for b.Loop() {
+				empty := heapInUse()
+				again, err := Open(path, Options{})
+				if err != nil {
+					b.Fatal(err)
+				}
+				perDrone = float64(heapInUse()-empty) / float64(n)
+				runtime.KeepAlive(again)
+				if err := again.Close(); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(perDrone, "heap-B/drone")
+			b.ReportMetric(0, "ns/op")
+		})
+	}
+}
+
+// heapInUse is the heap's live bytes after a full collection.
+func heapInUse() int64 {
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return int64(m.HeapAlloc)
 }

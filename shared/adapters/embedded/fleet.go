@@ -26,21 +26,25 @@ import (
 // elsewhere going unused until then.
 type fleet struct {
 	*collection[domain.Drone]
-	index *geo.Index[*domain.Drone]
+
+	// mu orders the updates of everything below by version, since writers
+	// report their commits concurrently and possibly out of order.
+	mu sync.Mutex
+	// members holds, for every drone this process has seen, the version it
+	// saw last and what the summary counts of it.
+	members map[string]member
+	// index holds the dispatchable drones (domain.Drone.Dispatchable).
+	index *geo.Index[indexedDrone]
 	// waiting holds the drones awaiting takeoff (domain.Drone.AwaitsTakeoff),
 	// the ones an expedited delivery may take.
-	waiting *geo.Index[*domain.Drone]
-
-	// mu orders index updates by version, since writers report their
-	// commits concurrently and possibly out of order; waitingMu does the
-	// same for waiting, apart, so that dispatch's index is updated as
-	// soon as before.
-	mu              sync.Mutex
-	versions        map[string]int64
-	waitingMu       sync.Mutex
-	waitingVersions map[string]int64
-
+	waiting *geo.Index[indexedDrone]
 	summary fleetSummary
+}
+
+// member is what the fleet keeps of every drone, indexed or not.
+type member struct {
+	version int64
+	caps    capabilities
 }
 
 var _ ports.Fleet = (*fleet)(nil)
@@ -48,11 +52,9 @@ var _ ports.Fleet = (*fleet)(nil)
 func newFleet(db *DB) *fleet {
 	f := &fleet{
 		collection: newCollection[domain.Drone](db, topology.ContainerDrones),
-		index:      geo.NewIndex[*domain.Drone](),
-		waiting:    geo.NewIndex[*domain.Drone](),
-		versions:   make(map[string]int64),
-
-		waitingVersions: make(map[string]int64),
+		members:    make(map[string]member),
+		index:      geo.NewIndex[indexedDrone](),
+		waiting:    geo.NewIndex[indexedDrone](),
 	}
 	f.written = f.track
 	f.clone = (*domain.Drone).Clone
@@ -68,14 +70,13 @@ func newFleet(db *DB) *fleet {
 // row.
 func (f *fleet) indexed(id string) (int64, *domain.Drone, bool) {
 	f.mu.Lock()
-	_, d, ok := f.index.Get(id)
+	_, x, ok := f.index.Get(id)
+	version := f.members[id].version
+	f.mu.Unlock()
 	if !ok {
-		f.mu.Unlock()
 		return f.recentCopy(id)
 	}
-	version, d := f.versions[id], d.Clone()
-	f.mu.Unlock()
-	return version, d, true
+	return version, x.drone(id), true
 }
 
 // load fills the indexes and the summary from the file at open.
@@ -114,46 +115,33 @@ func (f *fleet) loadStatus(ctx context.Context, status domain.DroneStatus) error
 // track brings the indexes and the summary up to date with a committed
 // write of drone d.
 func (f *fleet) track(id string, version int64, d *domain.Drone) {
-	f.trackAvailable(id, version, d)
-	f.trackWaiting(id, version, d)
+	c := capabilitiesOf(d)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	old, known := f.members[id]
+	if version <= old.version {
+		return
+	}
+	f.members[id] = member{version: version, caps: c}
+	f.summary.note(old.caps, known, c)
+	if d.Dispatchable() {
+		f.index.Upsert(id, d.Location.Point(), indexDrone(d))
+	} else {
+		f.index.Remove(id)
+	}
+	if d.AwaitsTakeoff() {
+		f.waiting.Upsert(id, d.Location.Point(), indexDrone(d))
+	} else {
+		f.waiting.Remove(id)
+	}
 }
 
 // Summary implements the handlers' fleet summariser: the summary kept as
 // drones are written, which no caller has to build by listing the fleet.
-func (f *fleet) Summary(ctx context.Context) (*domain.FleetSummary, error) {
-	return f.summary.Summary(ctx)
-}
-
-// trackAvailable updates the dispatch index, and the summary, which
-// versions order too.
-func (f *fleet) trackAvailable(id string, version int64, d *domain.Drone) {
+func (f *fleet) Summary(context.Context) (*domain.FleetSummary, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if version <= f.versions[id] {
-		return
-	}
-	f.versions[id] = version
-	f.summary.note(id, d)
-	if d.Dispatchable() {
-		// A copy: the caller keeps d and may change it.
-		f.index.Upsert(id, d.Location.Point(), d.Clone())
-	} else {
-		f.index.Remove(id)
-	}
-}
-
-func (f *fleet) trackWaiting(id string, version int64, d *domain.Drone) {
-	f.waitingMu.Lock()
-	defer f.waitingMu.Unlock()
-	if version <= f.waitingVersions[id] {
-		return
-	}
-	f.waitingVersions[id] = version
-	if d.AwaitsTakeoff() {
-		f.waiting.Upsert(id, d.Location.Point(), d.Clone())
-	} else {
-		f.waiting.Remove(id)
-	}
+	return f.summary.summary(f.members), nil
 }
 
 // List implements ports.Fleet.
@@ -203,7 +191,7 @@ func (f *fleet) NearestAwaitingTakeoff(ctx context.Context, loc domain.Location)
 }
 
 // nearestIn walks index from loc, yielding copies.
-func nearestIn(ctx context.Context, index *geo.Index[*domain.Drone], loc domain.Location) iter.Seq2[*domain.Drone, float64] {
+func nearestIn(ctx context.Context, index *geo.Index[indexedDrone], loc domain.Location) iter.Seq2[*domain.Drone, float64] {
 	return func(yield func(*domain.Drone, float64) bool) {
 		// The index may yield a drone that moved during the walk twice.
 		var seen idSet
@@ -214,10 +202,10 @@ func nearestIn(ctx context.Context, index *geo.Index[*domain.Drone], loc domain.
 			// Skip drones claimed since their cell was read, most likely
 			// by a concurrent scheduler: the caller would only lose the
 			// race for them.
-			if _, _, ok := index.Get(it.ID); !ok || !seen.add(it.ID) {
+			if !index.Has(it.ID) || !seen.add(it.ID) {
 				continue
 			}
-			if !yield(it.Value.Clone(), km) {
+			if !yield(it.Value.drone(it.ID), km) {
 				return
 			}
 		}

@@ -1,8 +1,6 @@
 package embedded
 
 import (
-	"context"
-	"sync"
 	"time"
 
 	"github.com/fabrikam/dronedelivery/shared/domain"
@@ -17,15 +15,14 @@ const summaryRebuildEvery = time.Second
 // drones are written, so that no reader lists the fleet: a drone seen for
 // the first time is added to a copy at once; one whose capabilities or
 // home base changed marks the summary for a rebuild from the capabilities
-// kept here, at most once per summaryRebuildEvery. It learns what the
-// dispatch index learns: the drones in the file at open and every write
-// this process commits.
+// the fleet keeps of every drone (fleet.members), at most once per
+// summaryRebuildEvery. It learns what the dispatch index learns: the
+// drones in the file at open and every write this process commits. The
+// fleet's lock guards it.
 type fleetSummary struct {
-	mu     sync.Mutex
-	drones map[string]capabilities
-	cur    *domain.FleetSummary // published: never changed, a change publishes a copy
-	stale  bool
-	built  time.Time
+	cur   *domain.FleetSummary // published: never changed, a change publishes a copy
+	stale bool
+	built time.Time
 	// rebuildEvery is summaryRebuildEvery but in tests.
 	rebuildEvery time.Duration
 }
@@ -48,19 +45,15 @@ func (c capabilities) drone() *domain.Drone {
 		MaxPackageSize: c.size, CruiseSpeedMps: c.speedMps, RangeKm: c.fullRangeKm}
 }
 
-// note counts a committed write of drone d.
-func (s *fleetSummary) note(id string, d *domain.Drone) {
-	c := capabilitiesOf(d)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.drones == nil {
-		s.drones, s.cur = map[string]capabilities{}, domain.NewFleetSummary()
+// note counts a committed write of a drone whose capabilities are now c,
+// and were old before it if known.
+func (s *fleetSummary) note(old capabilities, known bool, c capabilities) {
+	if s.cur == nil {
+		s.cur = domain.NewFleetSummary()
 	}
-	old, known := s.drones[id]
 	if known && old == c {
 		return
 	}
-	s.drones[id] = c
 	if known {
 		s.stale = true
 		return
@@ -73,13 +66,11 @@ func (s *fleetSummary) note(id string, d *domain.Drone) {
 	s.cur = next
 }
 
-// Summary returns what the fleet can do, counting every drone of any
-// status (one busy now may serve later).
-func (s *fleetSummary) Summary(context.Context) (*domain.FleetSummary, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+// summary returns what the fleet can do, counting every drone of members
+// whatever its status (one busy now may serve later).
+func (s *fleetSummary) summary(members map[string]member) *domain.FleetSummary {
 	if s.cur == nil {
-		return domain.NewFleetSummary(), nil
+		return domain.NewFleetSummary()
 	}
 	every := summaryRebuildEvery
 	if s.rebuildEvery > 0 {
@@ -87,10 +78,10 @@ func (s *fleetSummary) Summary(context.Context) (*domain.FleetSummary, error) {
 	}
 	if s.stale && time.Since(s.built) >= every {
 		next := domain.NewFleetSummary()
-		for _, c := range s.drones {
-			next.Add(c.drone())
+		for _, m := range members {
+			next.Add(m.caps.drone())
 		}
 		s.cur, s.stale, s.built = next, false, time.Now()
 	}
-	return s.cur, nil
+	return s.cur
 }
