@@ -16,8 +16,8 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/data/azcosmos"
 
+	"github.com/fabrikam/dronedelivery/shared/adapters/droneindex"
 	"github.com/fabrikam/dronedelivery/shared/domain"
-	"github.com/fabrikam/dronedelivery/shared/geo"
 	"github.com/fabrikam/dronedelivery/shared/ports"
 	"github.com/fabrikam/dronedelivery/shared/topology"
 )
@@ -50,11 +50,11 @@ import (
 // brought that write keeps the older version until the drone changes again.
 type fleet struct {
 	*collection[domain.Drone]
-	index *geo.Index[*domain.Drone]
+	index *droneindex.Index
 	// waiting holds the drones awaiting takeoff (domain.Drone.AwaitsTakeoff),
 	// which an expedited delivery may take, kept from the same feed and
 	// observations as index.
-	waiting *geo.Index[*domain.Drone]
+	waiting *droneindex.Index
 	log     *slog.Logger
 	poll    time.Duration
 
@@ -103,8 +103,8 @@ func newFleet(c *azcosmos.ContainerClient, log *slog.Logger, poll time.Duration)
 	bg, cancel := context.WithCancel(context.Background())
 	f := &fleet{
 		collection: newCollection[domain.Drone](c, topology.ContainerDrones),
-		index:      geo.NewIndex[*domain.Drone](),
-		waiting:    geo.NewIndex[*domain.Drone](),
+		index:      droneindex.New(),
+		waiting:    droneindex.New(),
 		log:        log,
 		poll:       poll,
 		etags:      make(map[string]azcore.ETag),
@@ -289,14 +289,14 @@ func (f *fleet) track(id string, etag azcore.ETag, d *domain.Drone) {
 func (f *fleet) apply(id string, etag azcore.ETag, d *domain.Drone) {
 	if d.Dispatchable() && etag != "" {
 		// A copy: the caller keeps d and may change it.
-		f.index.Upsert(id, d.Location.Point(), d.Clone())
+		f.index.Put(id, d)
 		f.etags[id] = etag
 	} else {
 		f.index.Remove(id)
 		delete(f.etags, id)
 	}
 	if d.AwaitsTakeoff() {
-		f.waiting.Upsert(id, d.Location.Point(), d.Clone())
+		f.waiting.Put(id, d)
 	} else {
 		f.waiting.Remove(id)
 	}
@@ -311,7 +311,7 @@ func (f *fleet) indexed(id string) (version, bool) {
 	if !ok {
 		return version{}, false
 	}
-	_, d, ok := f.index.Get(id)
+	d, ok := f.index.Get(id)
 	if !ok {
 		return version{}, false
 	}
@@ -445,28 +445,14 @@ func (f *fleet) NearestAwaitingTakeoff(ctx context.Context, loc domain.Location)
 	return f.nearestIn(ctx, f.waiting, loc)
 }
 
-// nearestIn walks index from loc, yielding copies.
-func (f *fleet) nearestIn(ctx context.Context, index *geo.Index[*domain.Drone], loc domain.Location) iter.Seq2[*domain.Drone, float64] {
+// nearestIn walks index from loc once the index is loaded.
+func (f *fleet) nearestIn(ctx context.Context, index *droneindex.Index, loc domain.Location) iter.Seq2[*domain.Drone, float64] {
 	return func(yield func(*domain.Drone, float64) bool) {
 		if f.Ready(ctx) != nil {
 			return // the caller learns why from Ready
 		}
-		// The index may yield a drone that moved during the walk twice.
-		seen := map[string]struct{}{}
-		for it, km := range index.Nearest(loc.Point()) {
-			if ctx.Err() != nil {
-				return
-			}
-			// Skip drones claimed since their cell was read, most likely
-			// by this caller's loop body: it would only lose the race.
-			if _, _, ok := index.Get(it.ID); !ok {
-				continue
-			}
-			if _, dup := seen[it.ID]; dup {
-				continue
-			}
-			seen[it.ID] = struct{}{}
-			if !yield(it.Value.Clone(), km) {
+		for d, km := range index.Nearest(ctx, loc) {
+			if !yield(d, km) {
 				return
 			}
 		}

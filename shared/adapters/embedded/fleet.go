@@ -4,11 +4,10 @@ import (
 	"context"
 	"database/sql"
 	"iter"
-	"slices"
 	"sync"
 
+	"github.com/fabrikam/dronedelivery/shared/adapters/droneindex"
 	"github.com/fabrikam/dronedelivery/shared/domain"
-	"github.com/fabrikam/dronedelivery/shared/geo"
 	"github.com/fabrikam/dronedelivery/shared/ports"
 	"github.com/fabrikam/dronedelivery/shared/topology"
 )
@@ -34,10 +33,10 @@ type fleet struct {
 	// saw last and what the summary counts of it.
 	members map[string]member
 	// index holds the dispatchable drones (domain.Drone.Dispatchable).
-	index *geo.Index[indexedDrone]
+	index *droneindex.Index
 	// waiting holds the drones awaiting takeoff (domain.Drone.AwaitsTakeoff),
 	// the ones an expedited delivery may take.
-	waiting *geo.Index[indexedDrone]
+	waiting *droneindex.Index
 	summary fleetSummary
 }
 
@@ -53,8 +52,8 @@ func newFleet(db *DB) *fleet {
 	f := &fleet{
 		collection: newCollection[domain.Drone](db, topology.ContainerDrones),
 		members:    make(map[string]member),
-		index:      geo.NewIndex[indexedDrone](),
-		waiting:    geo.NewIndex[indexedDrone](),
+		index:      droneindex.New(),
+		waiting:    droneindex.New(),
 	}
 	f.written = f.track
 	f.clone = (*domain.Drone).Clone
@@ -70,13 +69,13 @@ func newFleet(db *DB) *fleet {
 // row.
 func (f *fleet) indexed(id string) (int64, *domain.Drone, bool) {
 	f.mu.Lock()
-	_, x, ok := f.index.Get(id)
+	d, ok := f.index.Get(id)
 	version := f.members[id].version
 	f.mu.Unlock()
 	if !ok {
 		return f.recentCopy(id)
 	}
-	return version, x.drone(id), true
+	return version, d, true
 }
 
 // load fills the indexes and the summary from the file at open.
@@ -125,12 +124,12 @@ func (f *fleet) track(id string, version int64, d *domain.Drone) {
 	f.members[id] = member{version: version, caps: c}
 	f.summary.note(old.caps, known, c)
 	if d.Dispatchable() {
-		f.index.Upsert(id, d.Location.Point(), indexDrone(d))
+		f.index.Put(id, d)
 	} else {
 		f.index.Remove(id)
 	}
 	if d.AwaitsTakeoff() {
-		f.waiting.Upsert(id, d.Location.Point(), indexDrone(d))
+		f.waiting.Put(id, d)
 	} else {
 		f.waiting.Remove(id)
 	}
@@ -182,63 +181,10 @@ func (f *fleet) Ready(context.Context) error { return nil }
 // that edits a drone before claiming it cannot corrupt the index, and holds
 // no lock while the caller's loop body runs, so the body may Update.
 func (f *fleet) NearestAvailable(ctx context.Context, loc domain.Location) iter.Seq2[*domain.Drone, float64] {
-	return nearestIn(ctx, f.index, loc)
+	return f.index.Nearest(ctx, loc)
 }
 
 // NearestAwaitingTakeoff implements ports.Fleet, as NearestAvailable does.
 func (f *fleet) NearestAwaitingTakeoff(ctx context.Context, loc domain.Location) iter.Seq2[*domain.Drone, float64] {
-	return nearestIn(ctx, f.waiting, loc)
-}
-
-// nearestIn walks index from loc, yielding copies.
-func nearestIn(ctx context.Context, index *geo.Index[indexedDrone], loc domain.Location) iter.Seq2[*domain.Drone, float64] {
-	return func(yield func(*domain.Drone, float64) bool) {
-		// The index may yield a drone that moved during the walk twice.
-		var seen idSet
-		for it, km := range index.Nearest(loc.Point()) {
-			if ctx.Err() != nil {
-				return
-			}
-			// Skip drones claimed since their cell was read, most likely
-			// by a concurrent scheduler: the caller would only lose the
-			// race for them.
-			if !index.Has(it.ID) || !seen.add(it.ID) {
-				continue
-			}
-			if !yield(it.Value.drone(it.ID), km) {
-				return
-			}
-		}
-	}
-}
-
-// idSet stays a short slice while small, because most callers take one or
-// two drones and a map would cost more than the search that found them.
-type idSet struct {
-	few  []string
-	many map[string]struct{}
-}
-
-// add reports whether id was new.
-func (s *idSet) add(id string) bool {
-	if s.many != nil {
-		if _, ok := s.many[id]; ok {
-			return false
-		}
-		s.many[id] = struct{}{}
-		return true
-	}
-	if slices.Contains(s.few, id) {
-		return false
-	}
-	if len(s.few) < 16 {
-		s.few = append(s.few, id)
-		return true
-	}
-	s.many = make(map[string]struct{}, 4*len(s.few))
-	for _, x := range s.few {
-		s.many[x] = struct{}{}
-	}
-	s.many[id] = struct{}{}
-	return true
+	return f.waiting.Nearest(ctx, loc)
 }

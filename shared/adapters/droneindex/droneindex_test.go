@@ -1,6 +1,7 @@
-package embedded
+package droneindex
 
 import (
+	"context"
 	"testing"
 	"time"
 	"unsafe"
@@ -54,4 +55,30 @@ func TestIndexedDronesComeBackExactly(t *testing.T) {
 // A packed drone fits the allocator's 128-byte class.
 func TestPackedDroneSize(t *testing.T) {
 	assert.LessOrEqual(t, unsafe.Sizeof(packedDrone{}), uintptr(128))
+}
+
+// Nearest yields copies, nearest first, and skips a drone its caller took
+// out during the walk.
+func TestNearestYieldsCopiesAndSkipsWhatWasTakenOut(t *testing.T) {
+	t.Parallel()
+	x := New()
+	at := func(lat float64) domain.Location { return domain.Location{Latitude: lat, Longitude: -122.3} }
+	for i, id := range []string{"near", "middle", "far"} {
+		x.Put(id, &domain.Drone{ID: id, Location: at(47.6 + 0.01*float64(i)), Status: domain.DroneAvailable, MaxPayloadKg: 5})
+	}
+	var got []string
+	for d, km := range x.Nearest(context.Background(), at(47.6)) {
+		got = append(got, d.ID)
+		assert.GreaterOrEqual(t, km, 0.0)
+		d.MaxPayloadKg = 99
+		if d.ID == "near" {
+			x.Remove("middle")
+		}
+	}
+	assert.Equal(t, []string{"near", "far"}, got)
+	near, ok := x.Get("near")
+	require.True(t, ok)
+	assert.Equal(t, 5.0, near.MaxPayloadKg, "a copy handed out changes nothing kept")
+	assert.False(t, x.Has("middle"))
+	assert.Equal(t, 2, x.Len())
 }
