@@ -37,18 +37,27 @@ func (b *carrying) Publish(ctx context.Context, msgs ...ports.Message) error {
 	return b.Bus.Publish(ctx, msgs...)
 }
 
-// A replayed message's step failed before, so the replay drops the
-// versions it carried: the step reads what is stored now.
-func TestReplayDropsCarriedVersions(t *testing.T) {
-	t.Parallel()
+// deadLettered opens an embedded bus whose queue q holds message id,
+// dead-lettered.
+func deadLettered(t *testing.T, id string) *embedded.DB {
+	t.Helper()
 	db, err := embedded.Open(filepath.Join(t.TempDir(), "dl.db"), embedded.Options{})
 	require.NoError(t, err)
 	t.Cleanup(func() { db.Close() })
 	ctx := context.Background()
-	require.NoError(t, db.Bus().Publish(ctx, ports.Message{ID: "d-1:requested", Queue: "q", Body: []byte(`{}`)}))
+	require.NoError(t, db.Bus().Publish(ctx, ports.Message{ID: id, Queue: "q", Body: []byte(`{}`)}))
 	got, err := db.Bus().Receive(ctx, "q", 1)
 	require.NoError(t, err)
 	require.NoError(t, db.Bus().DeadLetter(ctx, got[0], "test", "failed"))
+	return db
+}
+
+// A replayed message's step failed before, so the replay drops the
+// versions it carried: the step reads what is stored now.
+func TestReplayDropsCarriedVersions(t *testing.T) {
+	t.Parallel()
+	db := deadLettered(t, "d-1:requested")
+	ctx := context.Background()
 
 	bus := &carrying{Bus: db.Bus()}
 	again, err := deadletter.Replay(ctx, bus, "q", "d-1:requested", 10, 300*time.Millisecond)
@@ -62,15 +71,9 @@ func TestReplayDropsCarriedVersions(t *testing.T) {
 // message it copies already used all of it.
 func TestReplayIDStaysWithinTheBusBound(t *testing.T) {
 	t.Parallel()
-	db, err := embedded.Open(filepath.Join(t.TempDir(), "dl.db"), embedded.Options{})
-	require.NoError(t, err)
-	t.Cleanup(func() { db.Close() })
-	ctx := context.Background()
 	long := strings.Repeat("x", wire.MaxMessageIDLength)
-	require.NoError(t, db.Bus().Publish(ctx, ports.Message{ID: long, Queue: "q", Body: []byte(`{}`)}))
-	got, err := db.Bus().Receive(ctx, "q", 1)
-	require.NoError(t, err)
-	require.NoError(t, db.Bus().DeadLetter(ctx, got[0], "test", "failed"))
+	db := deadLettered(t, long)
+	ctx := context.Background()
 
 	again, err := deadletter.Replay(ctx, db.Bus(), "q", long, 10, 300*time.Millisecond)
 	require.NoError(t, err)
