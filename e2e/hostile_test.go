@@ -210,7 +210,7 @@ func TestHostileRequests(t *testing.T) {
 		{name: "cross-tenant confirmation", method: "POST", path: "/api/deliveries/a-1/confirmations", key: b.key, body: confirm, status: 404},
 		{name: "cross-tenant notify-me", method: "POST", path: "/api/deliveries/a-1/notifymerequests", key: b.key, body: `{"emailAddress":"spy@b.example"}`, status: 404},
 		{name: "ingest for another owner", method: "POST", path: "/api/deliveryrequests", key: b.key, body: good(set("ownerId", id)), status: 403, field: "ownerId"},
-		{name: "ingest reusing another account's delivery id", method: "POST", path: "/api/deliveryrequests", key: b.key, body: deliveryRequest("a-1", near, drop, "Small", 1), status: 409},
+		{name: "ingest reusing another account's delivery id", method: "POST", path: "/api/deliveryrequests", key: b.key, body: deliveryRequest("a-1", near, drop, "Small", 1), status: 409, field: "deliveryId"},
 		{name: "another owner's summary", method: "GET", path: "/api/deliveries/summary?ownerId=" + id, key: b.key, status: 403, field: "ownerId"},
 		{name: "another owner's utilization", method: "GET", path: "/api/dronedeliveries/utilization?ownerId=" + id, key: b.key, status: 403, field: "ownerId"},
 		{name: "issue a key for another account", method: "POST", path: "/api/accounts/" + id + "/keys", key: b.key, status: 404},
