@@ -1,9 +1,17 @@
 package wire
 
 import (
-	"github.com/fabrikam/dronedelivery/shared/domain"
-
 	"encoding/json"
+	"errors"
+	"io"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+
+	jsonv2 "github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
+
+	"github.com/fabrikam/dronedelivery/shared/domain"
 )
 
 // Operation is what a message on the delivery-requests queue asks for.
@@ -91,12 +99,48 @@ func decodeMessage[T any](body []byte, validate func(*T) error) (*T, error) {
 // queues, and during a deploy instances of the old build and the new one
 // take messages from the same queues, so a field that a newer build adds
 // must not make an older one refuse, and dead-letter, what it can still
-// carry out. What no build writes is refused as before: invalid UTF-8, a
-// key given twice, nesting deeper than MaxJSONDepth, trailing data, and a
-// value of the wrong type, by the field's name; each message's own checks
-// (validate) then refuse a value out of range.
+// carry out. What no build writes is refused: invalid UTF-8, a key given
+// twice, trailing data, and a value of the wrong type, by the field's
+// name; each message's own checks (validate) then refuse a value out of
+// range. The service writes its messages with encoding/json and reads them
+// with encoding/json/v2 (the module github.com/go-json-experiment/json),
+// which refuses all of that itself in one pass, matches field names
+// exactly as they are written, and bounds nesting (at 10,000 levels).
 func tolerantDecode(body []byte, v any) error {
-	return decode(body, v, false)
+	err := jsonv2.Unmarshal(body, v)
+	if err == nil {
+		return nil
+	}
+	var sem *jsonv2.SemanticError
+	var syn *jsontext.SyntacticError
+	switch {
+	case errors.As(err, &sem) && sem.GoType != nil && sem.JSONKind != 0:
+		return &domain.Error{Code: domain.EINVALID, Field: pointerField(sem.JSONPointer), Message: "must be of type " + jsonType(sem.GoType.Kind().String()), Err: err}
+	case errors.As(err, &syn) && errors.Is(syn.Err, jsontext.ErrDuplicateName):
+		return &domain.Error{Code: domain.EINVALID, Field: pointerField(syn.JSONPointer), Message: "is given more than once", Err: err}
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return &domain.Error{Code: domain.EINVALID, Field: "body", Message: "is empty or truncated JSON", Err: err}
+	case !utf8.Valid(body):
+		return domain.Invalid("body", "must be valid UTF-8")
+	}
+	return &domain.Error{Code: domain.EINVALID, Field: "body", Message: "is not valid JSON", Err: err}
+}
+
+// pointerField writes a JSON pointer (/packageInfo/weight, /legs/0) the way
+// the strict decoder names fields (packageInfo.weight, legs[0]).
+func pointerField(p jsontext.Pointer) string {
+	var b strings.Builder
+	for tok := range p.Tokens() {
+		if _, err := strconv.Atoi(tok); err == nil && b.Len() > 0 {
+			b.WriteString("[" + tok + "]")
+			continue
+		}
+		if b.Len() > 0 {
+			b.WriteByte('.')
+		}
+		b.WriteString(tok)
+	}
+	return orBody(b.String())
 }
 
 // Envelope is the JSON body of every message between steps. The store is

@@ -1,20 +1,22 @@
 package wire
 
 import (
-	"github.com/fabrikam/dronedelivery/shared/domain"
-
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"math"
+	"strconv"
 	"strings"
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/go-json-experiment/json/jsontext"
+
+	"github.com/fabrikam/dronedelivery/shared/domain"
 )
 
 // The wire shapes accept optional and misspelled fields so that validation,
@@ -283,58 +285,72 @@ func decode(body []byte, v any, strict bool) error {
 // checkShape walks the tokens of body once, before it is decoded, for what
 // the decoder does not refuse by itself: keys given twice in one object
 // (compared as the decoder matches them, without regard to case) and
-// nesting deeper than MaxJSONDepth.
+// nesting deeper than MaxJSONDepth. It reads the tokens with jsontext, the
+// tokenizer of encoding/json/v2 (github.com/go-json-experiment/json), which
+// hands them out without allocating, where encoding/json's Decoder.Token
+// boxes each.
 func checkShape(body []byte) error {
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.UseNumber() // a number too large for float64 is the decoder's to report, by field
+	dec := jsontext.NewDecoder(bytes.NewReader(body), jsontext.AllowDuplicateNames(true), jsontext.AllowInvalidUTF8(true))
 	return walkValue(dec, "", 0)
 }
 
-func walkValue(dec *json.Decoder, path string, depth int) error {
-	tok, err := dec.Token()
+func walkValue(dec *jsontext.Decoder, path string, depth int) error {
+	tok, err := dec.ReadToken()
 	if err != nil {
-		return decodeError(err)
+		return shapeError(err)
 	}
-	delim, ok := tok.(json.Delim)
-	if !ok {
+	kind := tok.Kind()
+	if kind != '{' && kind != '[' {
 		return nil
 	}
 	if depth >= MaxJSONDepth {
 		return domain.Invalid(orBody(path), "nests deeper than %d levels", MaxJSONDepth)
 	}
-	switch delim {
-	case '{':
-		seen := map[string]bool{}
-		for dec.More() {
-			kt, err := dec.Token()
-			if err != nil {
-				return decodeError(err)
-			}
-			key, _ := kt.(string) // object keys are always strings
-			field := key
-			if path != "" {
-				field = path + "." + key
-			}
-			folded := foldKey(key)
-			if seen[folded] {
-				return domain.Invalid(field, "is given more than once")
-			}
-			seen[folded] = true
-			if err := walkValue(dec, field, depth+1); err != nil {
+	end := jsontext.Kind('}')
+	if kind == '[' {
+		end = ']'
+	}
+	var seen map[string]bool
+	for i := 0; dec.PeekKind() != end; i++ {
+		if kind == '[' {
+			if err := walkValue(dec, path+"["+strconv.Itoa(i)+"]", depth+1); err != nil {
 				return err
 			}
+			continue
 		}
-	case '[':
-		for i := 0; dec.More(); i++ {
-			if err := walkValue(dec, fmt.Sprintf("%s[%d]", path, i), depth+1); err != nil {
-				return err
-			}
+		kt, err := dec.ReadToken()
+		if err != nil {
+			return shapeError(err)
+		}
+		key := kt.String() // object names are always strings
+		field := key
+		if path != "" {
+			field = path + "." + key
+		}
+		if seen == nil {
+			seen = map[string]bool{}
+		}
+		folded := foldKey(key)
+		if seen[folded] {
+			return domain.Invalid(field, "is given more than once")
+		}
+		seen[folded] = true
+		if err := walkValue(dec, field, depth+1); err != nil {
+			return err
 		}
 	}
-	if _, err := dec.Token(); err != nil { // the closing delimiter
-		return decodeError(err)
+	if _, err := dec.ReadToken(); err != nil { // the closing delimiter
+		return shapeError(err)
 	}
 	return nil
+}
+
+// shapeError says what is wrong with a body the tokenizer stopped in.
+func shapeError(err error) error {
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return &domain.Error{Code: domain.EINVALID, Field: "body", Message: "is empty or truncated JSON", Err: err}
+	}
+	return &domain.Error{Code: domain.EINVALID, Field: "body", Message: "is not valid JSON", Err: err}
 }
 
 func orBody(path string) string {

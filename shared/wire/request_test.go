@@ -154,4 +154,19 @@ func TestParseEnvelope(t *testing.T) {
 		_, err := wire.ParseEnvelope([]byte(bad))
 		assert.True(t, domain.IsPermanent(err), "%s: %v", bad, err)
 	}
+	// What is refused is named as the strict decoder names it.
+	for bad, want := range map[string]string{
+		`{"operation":"delivery","deliveryId":"d","attempt":"2"}`:                   "attempt: must be of type number",
+		`{"operation":"delivery","deliveryId":"d","deliveryId":"e"}`:                "deliveryId: is given more than once",
+		`{"operation":"delivery","deliveryId":"d"} {}`:                              "body: is not valid JSON",
+		`{"operation":"delivery","deliveryId":"d`:                                   "body: is empty or truncated JSON",
+		"{\"operation\":\"delivery\",\"deliveryId\":\"d\xff\"}":                     "body: must be valid UTF-8",
+		`{"operation":"delivery","deliveryId":"d","versions":{"a":1,"a":2}}`:        "versions.a: is given more than once",
+		`{"operation":"delivery","deliveryId":"d","generation":{"x":1}}`:            "generation: must be of type number",
+		`{"operation":"delivery","deliveryId":"d","extra":[{"a":1},{"a":1,"a":2}]}`: "extra[1].a: is given more than once",
+	} {
+		_, err := wire.ParseEnvelope([]byte(bad))
+		require.Error(t, err, bad)
+		assert.Equal(t, want, domain.ErrorField(err)+": "+domain.ErrorMessage(err), bad)
+	}
 }
