@@ -210,9 +210,9 @@ func Feasible(req *DeliveryRequest, fleet *FleetSummary, air Airspace, rules Fea
 	case !weighs:
 		return Unprocessable("packageInfo.weight", "%.2f kg is more than any drone of the fleet can carry", p.Weight)
 	case !sized:
-		return Unprocessable("packageInfo.size", "no drone of the fleet carries a %s package", p.Size)
+		return Unprocessable("packageInfo.size", "%s is larger than any drone of the fleet carries", p.Size)
 	case !lifts:
-		return Unprocessable("packageInfo", "no drone of the fleet carries a %s package of %.2f kg", p.Size, p.Weight)
+		return Unprocessable("packageInfo", "fits no single drone of the fleet: none carries a %s package of %.2f kg", p.Size, p.Weight)
 	case !reach:
 		if 2*minPickupKm > maxRangeKm {
 			return Unprocessable("pickupLocation", "is out of range: %.1f km from the nearest base of a drone that can carry the package, and none flies more than %.1f km on a full charge", minPickupKm, maxRangeKm)
