@@ -339,7 +339,8 @@ func TestHostileRequests(t *testing.T) {
 		// Changes to an own delivery that break a rule.
 		{name: "an empty reschedule", method: "PATCH", path: "/api/deliveryrequests/a-1", key: a.key, body: `{}`, status: 400, field: "body"},
 		{name: "a reschedule to a bad time", method: "PATCH", path: "/api/deliveryrequests/a-1", key: a.key, body: `{"pickupTime":"soon"}`, status: 400, field: "pickupTime"},
-		{name: "a reschedule past the deadline", method: "PATCH", path: "/api/deliveryrequests/a-1", key: a.key, body: `{"pickupTime":"2999-01-01T00:00:00Z"}`, status: 400, field: "deadline"},
+		{name: "a reschedule past the horizon", method: "PATCH", path: "/api/deliveryrequests/a-1", key: a.key, body: `{"pickupTime":"2999-01-01T00:00:00Z"}`, status: 422, field: "pickupTime"},
+		{name: "a reschedule past its own deadline", method: "PATCH", path: "/api/deliveryrequests/a-1", key: a.key, body: `{"pickupTime":"2998-01-01T02:00:00Z","deadline":"2998-01-01T01:00:00Z"}`, status: 400, field: "deadline"},
 		{name: "a reschedule with an unknown field", method: "PATCH", path: "/api/deliveryrequests/a-1", key: a.key, body: `{"stage":"Completed"}`, status: 400, field: "stage"},
 		{name: "a confirmation with a bad time", method: "POST", path: "/api/deliveries/a-1/confirmations", key: a.key, body: strings.Replace(confirm, "2026-11-26T10:00:00Z", "now", 1), status: 400, field: "dateTime"},
 		{name: "a confirmation before the flight", method: "POST", path: "/api/deliveries/a-1/confirmations", key: a.key, body: confirm, status: 409},

@@ -61,13 +61,15 @@ func month(ctx context.Context, q map[string][]string, now time.Time) (p period,
 		return p, err
 	}
 	owner, area := get("ownerId"), get("areaId")
+	// Account and area ids are ids like any other (domain.ValidID), so
+	// "..", a slash or a space is refused rather than looked up.
 	if owner != "" {
-		if err := domain.ValidText("ownerId", owner, domain.MaxIDLength); err != nil {
+		if err := domain.ValidID("ownerId", owner); err != nil {
 			return p, err
 		}
 	}
 	if area != "" {
-		if err := domain.ValidText("areaId", area, domain.MaxIDLength); err != nil {
+		if err := domain.ValidID("areaId", area); err != nil {
 			return p, err
 		}
 	}

@@ -78,6 +78,8 @@ func TestConfirmationIsValidatedStoredOnceAndReadable(t *testing.T) {
 	jpeg := "data:image/jpeg;base64," + base64.StdEncoding.EncodeToString(append([]byte{0xff, 0xd8, 0xff, 0xe0}, make([]byte, 64)...))
 	future := confirmation("Picture", near, picture)
 	future = bytes.Replace(future, []byte(t0.Format(time.RFC3339)), []byte(t0.Add(time.Hour).Format(time.RFC3339)), 1)
+	past := confirmation("Picture", near, picture)
+	past = bytes.Replace(past, []byte(t0.Format(time.RFC3339)), []byte("2020-01-01T00:00:00Z"), 1)
 	for _, c := range []struct {
 		name   string
 		body   []byte
@@ -93,6 +95,7 @@ func TestConfirmationIsValidatedStoredOnceAndReadable(t *testing.T) {
 		{"a blob that is not a data: URI", confirmation("Picture", near, base64.StdEncoding.EncodeToString([]byte("\x89PNG\r\n\x1a\n"))), 400, "confirmationBlob"},
 		{"a blob that is not base64", confirmation("Picture", near, "data:image/png;base64,***"), 400, "confirmationBlob"},
 		{"dated in the future", future, 422, "dateTime"},
+		{"dated before the pickup", past, 422, "dateTime"},
 	} {
 		resp := f.confirm("conf", c.body)
 		assert.Equal(t, c.status, resp.Status, "%s: %s", c.name, resp.Body)

@@ -3,6 +3,7 @@ package handlers_test
 import (
 	"encoding/json"
 	"net/http"
+	"strconv"
 	"testing"
 	"time"
 
@@ -58,6 +59,16 @@ func TestPauseHoldsAndResumes(t *testing.T) {
 	assert.Equal(t, "d1", d.DroneID)
 	assert.Empty(t, d.HeldReason)
 	assert.Equal(t, http.StatusAccepted, f.ingest(t, requestBody("after", at(0.01, 0), at(0.02, 0), "Small", 1)).Status)
+
+	// A pause that ends centuries ahead: Retry-After counts the seconds to
+	// its end, which a time.Duration could not hold.
+	far := time.Date(2999, 1, 1, 0, 0, 0, 0, time.UTC)
+	resp = f.fleet("PutPause", &functionapp.Request{Method: "PUT", Params: map[string]string{"id": "forever"},
+		Body: mustJSON(map[string]any{"reason": "closed", "until": far.Format(time.RFC3339)})})
+	require.Equal(t, http.StatusCreated, resp.Status, string(resp.Body))
+	resp = f.ingest(t, requestBody("much-later", at(0.01, 0), at(0.02, 0), "Small", 1))
+	require.Equal(t, http.StatusServiceUnavailable, resp.Status)
+	assert.Equal(t, strconv.FormatInt(far.Unix()-t0.Unix(), 10), resp.Header.Get("Retry-After"))
 }
 
 // Grounding a drone mid-delivery hands the delivery to another drone

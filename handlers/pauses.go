@@ -122,12 +122,17 @@ func (h *Handlers) pausedAt(ctx context.Context, loc domain.Location, now time.T
 // pausedResponse is the 503 of a request a pause refuses: the reason, and
 // Retry-After the pause's end (DefaultPauseRetryAfter when it has none).
 func pausedResponse(hold *domain.Hold, now time.Time) *functionapp.Response {
-	wait := DefaultPauseRetryAfter
+	seconds := int64(math.Ceil(DefaultPauseRetryAfter.Seconds()))
 	if !hold.Until.IsZero() {
-		wait = hold.Until.Sub(now)
+		// Whole seconds from the Unix times: a Duration cannot hold a
+		// pause that ends centuries ahead, and would say 292 years.
+		seconds = hold.Until.Unix() - now.Unix()
+		if hold.Until.Nanosecond() > now.Nanosecond() {
+			seconds++
+		}
 	}
 	resp := functionapp.Problem(http.StatusServiceUnavailable, "pickupLocation", pausedDetail(hold))
-	resp.Header.Set("Retry-After", strconv.Itoa(int(math.Max(1, math.Ceil(wait.Seconds())))))
+	resp.Header.Set("Retry-After", strconv.FormatInt(max(1, seconds), 10))
 	return resp
 }
 

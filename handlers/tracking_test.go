@@ -188,6 +188,25 @@ func (f *fixture) cancel(t *testing.T, id string) *functionapp.Response {
 	return f.biz("CancelDelivery", &functionapp.Request{Method: "DELETE", Params: map[string]string{"id": id}})
 }
 
+// Once the package is on board a cancel is refused and changes nothing:
+// it would free a drone carrying the package (the operator's abort
+// returns it to the sender instead).
+func TestCancelWithThePackageOnBoardIsRefused(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	f.headedToDropoff(t, "aboard", "None")
+	resp := f.cancel(t, "aboard")
+	require.Equal(t, http.StatusConflict, resp.Status, string(resp.Body))
+	assert.Equal(t, "application/problem+json", resp.Header.Get("Content-Type"))
+	f.drain(t)
+	d := f.delivery(t, "aboard")
+	assert.Equal(t, domain.StageHeadedToDropoff, d.Stage)
+	assert.Nil(t, d.CancelledAt)
+	dr := f.drone(t, "drone-aboard")
+	assert.Equal(t, domain.DroneInFlight, dr.Status)
+	assert.Equal(t, "aboard", dr.CurrentDeliveryID)
+}
+
 func TestCancelAfterAssignmentReleasesTheDrone(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, domain.Drone{ID: "c1", Location: at(0.001, 0)})
@@ -271,6 +290,32 @@ func TestRescheduleDispatchesAgain(t *testing.T) {
 	assert.Equal(t, http.StatusBadRequest, patch(`{"deadline":"2000-01-01T00:00:00Z"}`).Status, "deadline before pickup")
 	require.Equal(t, http.StatusNoContent, f.cancel(t, "move").Status)
 	assert.Equal(t, http.StatusConflict, patch(string(body)).Status)
+}
+
+// A reschedule that moves the pickup past the deadline the service chose
+// (two hours after the pickup) moves that deadline with it; one the client
+// chose stays, and a pickup moved past it is refused naming the deadline.
+func TestRescheduleMovesTheDefaultDeadline(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, domain.Drone{ID: "d1", Location: at(0, 0)})
+	require.Equal(t, http.StatusAccepted, f.ingest(t, requestBody("later", at(0.01, 0), at(0.02, 0), "Small", 1)).Status)
+	patch := func(id string, m map[string]any) *functionapp.Response {
+		return f.biz("RescheduleDelivery", &functionapp.Request{Method: "PATCH", Params: map[string]string{"id": id}, Body: mustJSON(m)})
+	}
+	pickup := t0.Add(3 * time.Hour)
+	resp := patch("later", map[string]any{"pickupTime": pickup.Format(time.RFC3339)})
+	require.Equal(t, http.StatusAccepted, resp.Status, string(resp.Body))
+	d := f.delivery(t, "later")
+	assert.Equal(t, pickup, d.Request.PickupTime)
+	assert.Equal(t, pickup.Add(domain.DefaultDeadline), d.Request.Deadline)
+
+	chosen := map[string]any{"deliveryId": "fixed", "pickupLocation": at(0.01, 0), "dropOffLocation": at(0.02, 0),
+		"deadline": t0.Add(time.Hour).Format(time.RFC3339), "packageInfo": map[string]any{"size": "Small", "weight": 1}}
+	require.Equal(t, http.StatusAccepted, f.ingest(t, mustJSON(chosen)).Status)
+	resp = patch("fixed", map[string]any{"pickupTime": pickup.Format(time.RFC3339)})
+	require.Equal(t, http.StatusBadRequest, resp.Status, string(resp.Body))
+	assert.Equal(t, "deadline", problemOf(t, resp).Field)
+	assert.Equal(t, t0.Add(time.Hour), f.delivery(t, "fixed").Request.Deadline)
 }
 
 // webhookReceiver records what reaches a business's webhook and fails the
@@ -476,6 +521,14 @@ func TestSummaryAndUtilizationFromHistories(t *testing.T) {
 	assert.Equal(t, "x", other.OwnerID)
 	assert.EqualValues(t, 1, other.Count)
 	assert.EqualValues(t, 0, op(map[string][]string{"areaId": {"elsewhere"}}).Count)
+	// Ids that are no ids are refused, naming the parameter.
+	for _, q := range []map[string][]string{{"ownerId": {".."}}, {"areaId": {"a/b"}}, {"ownerId": {"a b"}}} {
+		resp := f.fleet("GetDeliveriesSummary", &functionapp.Request{Method: "GET", Query: q})
+		require.Equal(t, http.StatusBadRequest, resp.Status, "%v", q)
+		for k := range q {
+			assert.Equal(t, k, problemOf(t, resp).Field)
+		}
+	}
 }
 
 func TestNotifyMe(t *testing.T) {

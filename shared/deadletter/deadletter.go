@@ -6,6 +6,7 @@ package deadletter
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -93,6 +94,7 @@ func Replay(ctx context.Context, bus ports.Bus, q, id string, limit int, wait ti
 		// the message it copies; MessageID keeps it within the bus's bound.
 		again.ID = wire.MessageID(m.ID, 0, "replay-"+strconv.FormatInt(time.Now().UnixNano(), 10))
 		again.NotBefore = time.Time{}
+		again.Body = freshStart(again.Body)
 		// Its step failed before; the replay reads what is stored now
 		// rather than start from the versions it carried (ports.Versions).
 		again.Versions = ""
@@ -106,4 +108,27 @@ func Replay(ctx context.Context, bus ports.Bus, q, id string, limit int, wait ti
 		return again.ID, nil
 	}
 	return "", domain.Errorf(domain.ENOTFOUND, "no message %s among the first %d dead-lettered messages of %s", id, len(msgs), q)
+}
+
+// freshStart takes the count of attempts off a message's body (the
+// "attempt" of wire.Envelope), so that its step tries the replay as often
+// as a new message: an operator replays once the cause is mended, and a
+// replay that kept attempt 7 of 8 would be given up after one more try
+// (or none, a webhook whose circuit is still open). Other fields, known
+// to this build or not, are kept; a body that is no JSON object is left
+// as it is.
+func freshStart(body []byte) []byte {
+	var fields map[string]json.RawMessage
+	if json.Unmarshal(body, &fields) != nil {
+		return body
+	}
+	if _, ok := fields["attempt"]; !ok {
+		return body
+	}
+	delete(fields, "attempt")
+	out, err := json.Marshal(fields)
+	if err != nil {
+		return body
+	}
+	return out
 }

@@ -37,15 +37,15 @@ func (b *carrying) Publish(ctx context.Context, msgs ...ports.Message) error {
 	return b.Bus.Publish(ctx, msgs...)
 }
 
-// deadLettered opens an embedded bus whose queue q holds message id,
-// dead-lettered.
-func deadLettered(t *testing.T, id string) *embedded.DB {
+// deadLettered opens an embedded bus whose queue q holds message id, with
+// body, dead-lettered.
+func deadLettered(t *testing.T, id, body string) *embedded.DB {
 	t.Helper()
 	db, err := embedded.Open(filepath.Join(t.TempDir(), "dl.db"), embedded.Options{})
 	require.NoError(t, err)
 	t.Cleanup(func() { db.Close() })
 	ctx := context.Background()
-	require.NoError(t, db.Bus().Publish(ctx, ports.Message{ID: id, Queue: "q", Body: []byte(`{}`)}))
+	require.NoError(t, db.Bus().Publish(ctx, ports.Message{ID: id, Queue: "q", Body: []byte(body)}))
 	got, err := db.Bus().Receive(ctx, "q", 1)
 	require.NoError(t, err)
 	require.NoError(t, db.Bus().DeadLetter(ctx, got[0], "test", "failed"))
@@ -56,7 +56,7 @@ func deadLettered(t *testing.T, id string) *embedded.DB {
 // versions it carried: the step reads what is stored now.
 func TestReplayDropsCarriedVersions(t *testing.T) {
 	t.Parallel()
-	db := deadLettered(t, "d-1:requested")
+	db := deadLettered(t, "d-1:requested", `{}`)
 	ctx := context.Background()
 
 	bus := &carrying{Bus: db.Bus()}
@@ -72,7 +72,7 @@ func TestReplayDropsCarriedVersions(t *testing.T) {
 func TestReplayIDStaysWithinTheBusBound(t *testing.T) {
 	t.Parallel()
 	long := strings.Repeat("x", wire.MaxMessageIDLength)
-	db := deadLettered(t, long)
+	db := deadLettered(t, long, `{}`)
 	ctx := context.Background()
 
 	again, err := deadletter.Replay(ctx, db.Bus(), "q", long, 10, 300*time.Millisecond)
@@ -83,4 +83,20 @@ func TestReplayIDStaysWithinTheBusBound(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, replayed, 1)
 	assert.Equal(t, again, replayed[0].ID)
+}
+
+// A replay starts its step's count of attempts again and keeps the rest of
+// the body, fields this build does not know included.
+func TestReplayStartsTheAttemptsAgain(t *testing.T) {
+	t.Parallel()
+	db := deadLettered(t, "d-2:n1:retry-7", `{"operation":"notify","deliveryId":"d-2","notificationId":"d-2:n1","attempt":7,"fromANewerBuild":true}`)
+	ctx := context.Background()
+
+	again, err := deadletter.Replay(ctx, db.Bus(), "q", "d-2:n1:retry-7", 10, 300*time.Millisecond)
+	require.NoError(t, err)
+	replayed, err := db.Bus().Receive(ctx, "q", 1)
+	require.NoError(t, err)
+	require.Len(t, replayed, 1)
+	assert.Equal(t, again, replayed[0].ID)
+	assert.JSONEq(t, `{"operation":"notify","deliveryId":"d-2","notificationId":"d-2:n1","fromANewerBuild":true}`, string(replayed[0].Body))
 }

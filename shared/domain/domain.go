@@ -317,7 +317,11 @@ type Drone struct {
 	// Recalled is set while a drone the operator recalled flies back to
 	// its home base; StatusReason says why the operator grounded or
 	// recalled it.
-	Recalled     bool      `json:"recalled,omitempty"`
+	Recalled bool `json:"recalled,omitempty"`
+	// Grounded is set while the operator's ground holds: a recall then
+	// brings the drone home and leaves it in Maintenance, and only a PUT
+	// returns it to service.
+	Grounded     bool      `json:"grounded,omitempty"`
 	StatusReason string    `json:"statusReason,omitempty"`
 	UpdatedAt    time.Time `json:"updatedAt"`
 }

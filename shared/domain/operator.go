@@ -68,13 +68,15 @@ func (dr *Drone) Ground(reason string, now time.Time) (deliveryID string, gen in
 		return "", 0, ErrNoChange
 	}
 	deliveryID, gen = dr.release(DroneMaintenance, false, reason, now)
+	dr.Grounded = true
 	return deliveryID, gen, nil
 }
 
 // Recall sends the drone home even when it serves a delivery, which it
 // returns with the generation the drone was claimed for, for the caller to
 // hand on. The drone flies (InFlight) until a report places it at its
-// home base (ApplyReport). A drone already recalled is unchanged.
+// home base (ApplyReport); a grounded drone stays grounded there. A drone
+// already recalled is unchanged.
 func (dr *Drone) Recall(reason string, now time.Time) (deliveryID string, gen int, err error) {
 	if dr.Recalled && dr.CurrentDeliveryID == "" {
 		return "", 0, ErrNoChange
@@ -95,13 +97,19 @@ func (dr *Drone) release(status DroneStatus, recalled bool, reason string, now t
 }
 
 // arriveHome lands a recalled drone that reached its home base: Available,
-// or Charging when its battery is low.
+// or Charging when its battery is low; a grounded one stays in Maintenance
+// with its reason.
 func (dr *Drone) arriveHome(cfg TrackingConfig, now time.Time) {
 	cfg = cfg.WithDefaults()
 	if !dr.Recalled || dr.CurrentDeliveryID != "" || DistanceKm(dr.Location, dr.HomeBase) > cfg.ArrivalRadiusKm {
 		return
 	}
-	dr.Recalled, dr.StatusReason = false, ""
+	dr.Recalled = false
+	if dr.Grounded {
+		dr.Status = DroneMaintenance
+		return
+	}
+	dr.StatusReason = ""
 	dr.Status = DroneAvailable
 	if dr.BatteryPercent < cfg.LowBatteryPercent {
 		dr.StartCharging(cfg, now)

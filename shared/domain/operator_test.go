@@ -110,4 +110,19 @@ func TestOperatorDroneActions(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, domain.DroneAvailable, dr.Status, "landed at its home base")
 	assert.False(t, dr.Recalled)
+
+	// A grounded drone recalled home stays grounded there.
+	dr = busy()
+	dr.Location = away.Location
+	_, _, err = dr.Ground("rotor check", t0)
+	require.NoError(t, err)
+	_, _, err = dr.Recall("bring it in", t0)
+	require.NoError(t, err)
+	assert.Equal(t, domain.DroneInFlight, dr.Status)
+	_, err = dr.ApplyReport(home, "", false, domain.TrackingConfig{}, t0)
+	require.NoError(t, err)
+	assert.Equal(t, domain.DroneMaintenance, dr.Status, "still grounded at home")
+	assert.False(t, dr.Recalled)
+	assert.Equal(t, "bring it in", dr.StatusReason)
+	assert.False(t, dr.Dispatchable())
 }

@@ -89,7 +89,14 @@ func (r *Reschedule) Apply(req *DeliveryRequest) error {
 		req.DropoffLocation = *r.DropoffLocation
 	}
 	if r.PickupTime != nil {
+		// A deadline the default set (DefaultDeadline after the pickup)
+		// moves with the pickup unless the change names one: the client
+		// never chose it, so must not be told it is now too early.
+		moves := r.Deadline == nil && req.Deadline.Equal(req.PickupTime.Add(DefaultDeadline))
 		req.PickupTime = *r.PickupTime
+		if moves {
+			req.Deadline = req.PickupTime.Add(DefaultDeadline)
+		}
 	}
 	if r.Deadline != nil {
 		req.Deadline = *r.Deadline

@@ -170,6 +170,11 @@ func (d *Delivery) Cancel(now time.Time) (Notification, error) {
 	case StageCancelled:
 		return Notification{}, ErrNoChange
 	}
+	if d.PickedUpAt != nil || d.Stage == StageHeadedToDropoff {
+		// Cancelling would free a drone with the package aboard; the
+		// operator's abort brings it back to the sender instead.
+		return Notification{}, Errorf(ECONFLICT, "delivery %s has its package on board and cannot be cancelled", d.ID)
+	}
 	t := now
 	d.CancelledAt = &t
 	d.SetStage(StageCancelled, now, "cancelled by the business")
@@ -237,6 +242,15 @@ func (d *Delivery) Confirm(c Confirmation, rules ConfirmationRules, now time.Tim
 	}
 	if c.DateTime.After(now.Add(rules.Skew)) {
 		return Unprocessable("dateTime", "must not be in the future")
+	}
+	// Nor before the package left with the drone (give or take the same
+	// skew): a proof dated earlier proves nothing of this delivery.
+	since := d.CreatedAt
+	if d.PickedUpAt != nil {
+		since = *d.PickedUpAt
+	}
+	if c.DateTime.Before(since.Add(-rules.Skew)) {
+		return Unprocessable("dateTime", "must not be before the package was picked up (%s)", since.UTC().Format(time.RFC3339))
 	}
 	km := DistanceKm(c.GeoCoordinates, d.Request.DropoffLocation)
 	if km > rules.RadiusKm {

@@ -110,6 +110,7 @@ func TestDeliveryTransitions(t *testing.T) {
 			func(t *testing.T, d *domain.Delivery) { assert.Equal(t, domain.StageCancelled, d.Stage) }},
 		{"cancel twice", delivery(domain.StageCancelled), func(d *domain.Delivery) error { _, err := d.Cancel(t0); return err }, domain.ErrNoChange, "", nil},
 		{"cancel a completed delivery", delivery(domain.StageCompleted), func(d *domain.Delivery) error { _, err := d.Cancel(t0); return err }, nil, domain.ECONFLICT, nil},
+		{"cancel with the package on board", delivery(domain.StageHeadedToDropoff), func(d *domain.Delivery) error { _, err := d.Cancel(t0); return err }, nil, domain.ECONFLICT, nil},
 		{"reschedule", assigned(domain.StageScheduled), func(d *domain.Delivery) error { return d.Reschedule(reschedule, t0) }, nil, "",
 			func(t *testing.T, d *domain.Delivery) {
 				assert.Equal(t, 1, d.Generation)
