@@ -59,8 +59,9 @@ func (h *Handlers) deadLetterBus() (ports.Bus, error) {
 
 // ListDeadLetters serves GET /api/deadletters with the operator key: the
 // dead-lettered messages of every queue (or ?queue=), up to limit per
-// queue, in the order the bus gives them. Reading locks each message for
-// a moment and gives it straight back; it stays dead-lettered.
+// queue, in the order the bus gives them (deadletter.Browse: without a
+// lock on a bus that can browse; elsewhere each is locked for a moment and
+// given straight back). Every message stays dead-lettered.
 func (h *Handlers) ListDeadLetters(ctx context.Context, req *functionapp.Request) *functionapp.Response {
 	q, err := wire.ParseDeadLetterListing(req.Query, topology.Queues)
 	if err != nil {
@@ -76,14 +77,13 @@ func (h *Handlers) ListDeadLetters(ctx context.Context, req *functionapp.Request
 	for i, name := range q.Queues {
 		wg.Go(func() {
 			// One more than the limit says whether the queue holds more.
-			got[i], errs[i] = deadletter.Peek(ctx, bus, name, q.Limit+1, deadLetterWait)
+			got[i], errs[i] = deadletter.Browse(ctx, bus, name, q.Limit+1, deadLetterWait)
 		})
 	}
 	wg.Wait()
 	out := deadLetterList{Items: []deadLetterView{}, Truncated: []string{}}
 	for i, name := range q.Queues {
 		msgs := got[i]
-		deadletter.GiveBack(ctx, bus, msgs)
 		if errs[i] != nil {
 			err = errs[i]
 			continue

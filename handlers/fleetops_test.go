@@ -1,6 +1,7 @@
 package handlers_test
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"strconv"
@@ -12,7 +13,9 @@ import (
 
 	"github.com/fabrikam/dronedelivery/shared/domain"
 	"github.com/fabrikam/dronedelivery/shared/functionapp"
+	"github.com/fabrikam/dronedelivery/shared/ports"
 	"github.com/fabrikam/dronedelivery/shared/topology"
+	"github.com/fabrikam/dronedelivery/shared/wire"
 )
 
 func (f *fixture) action(t *testing.T, name, id string, body map[string]any) *functionapp.Response {
@@ -162,4 +165,34 @@ func TestDroneKeyScope(t *testing.T) {
 	resp = f.fleet("RevokeDroneKey", &functionapp.Request{Method: "DELETE", Params: map[string]string{"id": "a", "prefix": k.Prefix}})
 	require.Equal(t, http.StatusNoContent, resp.Status)
 	assert.Equal(t, http.StatusUnauthorized, post("a"))
+}
+
+// Listing the dead letters reads them and changes nothing: their delivery
+// counts stay what the bus said when it dead-lettered them, however often
+// the operator (or the console, every 10 s) looks.
+func TestListingDeadLettersChangesNothing(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ctx := context.Background()
+	body := mustJSON(wire.Envelope{Operation: wire.OpDelivery, DeliveryID: "gone", CorrelationID: "c"})
+	require.NoError(t, f.bus.Publish(ctx, ports.Message{ID: "gone:requested", Queue: topology.QueueDeliveryRequests, Body: body}))
+	got, err := f.bus.Receive(ctx, topology.QueueDeliveryRequests, 1)
+	require.NoError(t, err)
+	require.NoError(t, f.bus.DeadLetter(ctx, got[0], "test", "poison"))
+
+	list := func() []map[string]any {
+		resp := f.fleet("ListDeadLetters", &functionapp.Request{Method: "GET", Query: map[string][]string{"queue": {topology.QueueDeliveryRequests}}})
+		require.Equal(t, http.StatusOK, resp.Status, string(resp.Body))
+		var out struct{ Items []map[string]any }
+		require.NoError(t, json.Unmarshal(resp.Body, &out))
+		return out.Items
+	}
+	first := list()
+	require.Len(t, first, 1)
+	assert.EqualValues(t, 1, first[0]["deliveryCount"])
+	for range 3 {
+		again := list()
+		require.Len(t, again, 1)
+		assert.Equal(t, first[0]["deliveryCount"], again[0]["deliveryCount"])
+	}
 }

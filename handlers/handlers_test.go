@@ -92,8 +92,8 @@ func newFixtureWith(t *testing.T, edit func(*handlers.Deps)) *fixture {
 	f := &fixture{db: db, store: db.Store(), bus: db.Bus(), clock: c, delayed: map[string][]ports.Message{}}
 	// Messages the handlers publish for later (a charge check) are set
 	// aside like the steps' delayed outputs (see drain).
-	deps := handlers.Deps{Store: f.store, Bus: fixtureBus{delayAside{f}, f.bus}, Clock: c, IDs: platform.IDs{}, Log: slog.New(slog.DiscardHandler),
-		Config: handlers.Config{OperatorKey: operatorKey}}
+	deps := handlers.Deps{Store: f.store, Bus: fixtureBus{delayAside{f}, f.bus}, DeadLetters: f.bus, Clock: c, IDs: platform.IDs{},
+		Log: slog.New(slog.DiscardHandler), Config: handlers.Config{OperatorKey: operatorKey}}
 	if edit != nil {
 		edit(&deps)
 	}

@@ -57,7 +57,7 @@ func deadLetters(ctx context.Context, args []string, env func(string) string, st
 	fmt.Fprintln(w, "QUEUE\tMESSAGE ID\tDELIVERIES\tENQUEUED\tREASON\tDESCRIPTION\tBODY")
 	total := 0
 	for _, q := range queues {
-		msgs, err := deadletter.Peek(ctx, b.Bus, q, *limit, deadletter.Wait)
+		msgs, err := deadletter.Browse(ctx, b.Bus, q, *limit, deadletter.Wait)
 		if err != nil {
 			return err
 		}
@@ -65,7 +65,6 @@ func deadLetters(ctx context.Context, args []string, env func(string) string, st
 			fmt.Fprintf(w, "%s\t%s\t%d\t%s\t%s\t%s\t%s\n", q, m.ID, m.DeliveryCount, m.EnqueuedAt.UTC().Format(time.RFC3339),
 				m.DeadLetterReason, clip(m.DeadLetterDescription, 60), clip(string(m.Body), 80))
 		}
-		deadletter.GiveBack(ctx, b.Bus, msgs)
 		total += len(msgs)
 	}
 	if err := w.Flush(); err != nil {

@@ -58,6 +58,24 @@ func Peek(ctx context.Context, bus ports.Consumer, q string, limit int, wait tim
 	return out, nil
 }
 
+// Browse reads up to limit messages of q's dead-letter queue for a
+// listing. A bus that can browse (ports.Browser) reads them without a lock
+// or a delivery counted, so a listing changes nothing; another is read as
+// Peek reads it and the messages are given back at once, each read then
+// counted as a delivery.
+func Browse(ctx context.Context, bus ports.Consumer, q string, limit int, wait time.Duration) ([]*ports.Delivered, error) {
+	if b, ok := bus.(ports.Browser); ok {
+		msgs, err := b.Browse(ctx, ports.DeadLetterQueue(q), limit)
+		if err != nil {
+			return nil, fmt.Errorf("read the dead-letter queue of %s: %w", q, err)
+		}
+		return msgs, nil
+	}
+	msgs, err := Peek(ctx, bus, q, limit, wait)
+	GiveBack(ctx, bus, msgs)
+	return msgs, err
+}
+
 // GiveBack releases the locks of messages read from a dead-letter queue,
 // skipping nil entries (messages already settled). They stay dead-lettered
 // either way.

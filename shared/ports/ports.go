@@ -331,6 +331,14 @@ type Bus interface {
 	Consumer
 }
 
+// Browser is a bus that reads a queue's messages without locking them or
+// counting a delivery (Service Bus's peek): what a listing of dead letters
+// needs, so that reading them changes nothing. A bus without it is read
+// by receiving and giving the messages back.
+type Browser interface {
+	Browse(ctx context.Context, queue string, n int) ([]*Delivered, error)
+}
+
 // Clock tells the time; tests substitute a fixed or stepping clock.
 type Clock interface {
 	Now() time.Time

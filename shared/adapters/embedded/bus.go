@@ -425,6 +425,32 @@ func (b *Bus) Abandon(ctx context.Context, m *ports.Delivered) error {
 	return nil
 }
 
+// Browse implements ports.Browser: up to n of queue's messages, oldest
+// first, read without a lock and without counting a delivery, as Service
+// Bus's peek reads them.
+func (b *Bus) Browse(ctx context.Context, queue string, n int) ([]*ports.Delivered, error) {
+	rows, err := b.db.st.msgBrowse.QueryContext(ctx, queue, min(max(n, 1), maxBatch))
+	if err != nil {
+		return nil, b.db.fail(err, "browse %s", queue)
+	}
+	defer rows.Close()
+	var out []*ports.Delivered
+	for rows.Next() {
+		d := &ports.Delivered{}
+		d.Queue = queue
+		var notBefore, enqueued int64
+		if err := rows.Scan(&d.SequenceNumber, &d.ID, &d.Body, &d.CorrelationID, &d.Operation, &notBefore, &enqueued,
+			&d.DeliveryCount, &d.DeadLetterReason, &d.DeadLetterDescription, &d.TraceParent, &d.TraceState); err != nil {
+			return nil, b.db.fail(err, "browse %s", queue)
+		}
+		d.NotBefore, d.EnqueuedAt = fromNanos(notBefore), fromNanos(enqueued)
+		out = append(out, d)
+	}
+	return out, b.db.fail(rows.Err(), "browse %s", queue)
+}
+
+var _ ports.Browser = (*Bus)(nil)
+
 // DeadLetter implements ports.Consumer.
 func (b *Bus) DeadLetter(ctx context.Context, m *ports.Delivered, reason, description string) error {
 	if err := checkDelivered(m); err != nil {

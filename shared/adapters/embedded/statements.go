@@ -20,6 +20,7 @@ type statements struct {
 	msgPick, msgExpire, msgLock            *sql.Stmt
 	msgComplete, msgAbandon, msgDeadLetter *sql.Stmt
 	msgNext, msgCount, msgReady            *sql.Stmt
+	msgBrowse                              *sql.Stmt
 	workBegin, workUndo, workEnd           *sql.Stmt // a unit of work's savepoint
 	idxPut, idxPage, idxPageStage, idxList *sql.Stmt
 	docDelete, zoneBump, zoneList          *sql.Stmt
@@ -117,6 +118,8 @@ func (s *statements) prepare(ctx context.Context, w, r *sql.DB) error {
 
 		{r, &s.msgNext, `SELECT visible_at FROM messages WHERE queue = ? ORDER BY visible_at LIMIT 1`},
 		{r, &s.msgCount, `SELECT count(*) FROM messages WHERE queue = ?`},
+		{r, &s.msgBrowse, `SELECT seq, id, body, correlation_id, operation, not_before, enqueued_at, delivery_count,
+			dl_reason, dl_description, trace_parent, trace_state FROM messages WHERE queue = ? ORDER BY seq LIMIT ?`},
 		// Messages a consumer could receive now: a range of messages_visible.
 		{r, &s.msgReady, `SELECT count(*) FROM messages WHERE queue = ? AND visible_at <= ?`},
 	} {
