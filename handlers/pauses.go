@@ -207,8 +207,9 @@ func (h *Handlers) PutPause(ctx context.Context, req *functionapp.Request) *func
 }
 
 // DeletePause serves DELETE /api/pauses/{id} (204): service resumes there.
-// The deliveries it held are dispatched at their next look, within
-// RetryMax.
+// The deliveries it held, and no other pause holds, are sent to dispatch
+// at once (resume); any left behind are dispatched at their next look,
+// within RetryMax.
 func (h *Handlers) DeletePause(ctx context.Context, req *functionapp.Request) *functionapp.Response {
 	ps, err := h.pausesStore()
 	if err != nil {
@@ -224,7 +225,53 @@ func (h *Handlers) DeletePause(ctx context.Context, req *functionapp.Request) *f
 		return h.errorResponse(ctx, notFoundAs(err, "pause %s not found", id))
 	}
 	h.log.InfoContext(ctx, "service resumed", "pauseId", id)
+	if err := h.resume(ctx, id); err != nil {
+		// The pause is gone; what it held is looked at again within
+		// RetryMax all the same.
+		h.log.WarnContext(ctx, "deliveries held by the pause not woken; they wait for their next look", "pauseId", id, "err", err)
+	}
 	return &functionapp.Response{Status: http.StatusNoContent, Header: http.Header{}}
+}
+
+// resumeBound bounds the waiting deliveries one resume reads; those beyond
+// it wait for their next look.
+const resumeBound = 1000
+
+// resume sends to dispatch the waiting deliveries a pause held that no
+// pause holds now, each by a message of its own (a wake: the delivery's
+// own retries go on beside it, and whichever runs second changes nothing).
+func (h *Handlers) resume(ctx context.Context, pauseID string) error {
+	if h.store.Waiting == nil {
+		return nil
+	}
+	now := h.clock.Now()
+	var msgs []ports.Message
+	f := ports.WaitingFilter{Oldest: true, Limit: 200}
+	for read := 0; read < resumeBound; {
+		page, err := h.store.Waiting.PageWaiting(ctx, f)
+		if err != nil {
+			return err
+		}
+		for _, d := range page.Deliveries {
+			if d.HeldReason == "" {
+				continue
+			}
+			if hold, err := h.pausedAt(ctx, d.Request.PickupLocation, now); err != nil || hold != nil {
+				continue
+			}
+			msgs = append(msgs, message(topology.QueueDeliveryRequests, "resume-"+pauseID+"-"+strconv.FormatInt(now.UnixNano(), 10),
+				wire.Envelope{Operation: wire.OpDelivery, DeliveryID: d.ID, CorrelationID: d.CorrelationID, Generation: d.Generation, Wake: true}))
+		}
+		read += len(page.Deliveries)
+		if page.Next == nil {
+			break
+		}
+		f.After = page.Next
+	}
+	if len(msgs) == 0 {
+		return nil
+	}
+	return h.bus.Publish(ctx, msgs...)
 }
 
 // hold keeps d, which a pause covers, from dispatch: it is marked held with

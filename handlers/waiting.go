@@ -84,6 +84,10 @@ func (h *Handlers) waitingPage(ctx context.Context, q *wire.WaitingListing) (*wa
 // share, so a page counts each once.
 func (h *Handlers) waitReason(ctx context.Context, d *domain.Delivery, now time.Time, shares map[[2]string]bool) (domain.WaitKind, string, error) {
 	kind, why := d.WaitReason(now, h.cfg.RetryBase)
+	if kind == domain.WaitHeld {
+		// Held when dispatch last looked; the pause may have ended since.
+		kind, why = domain.WaitNoDrone, "no drone available"
+	}
 	if kind != domain.WaitNoDrone && kind != domain.WaitDispatch {
 		return kind, why, nil
 	}

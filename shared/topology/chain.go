@@ -37,6 +37,8 @@ var Chain = []Step{
 	{Function: "UpdatePackage", Reads: QueueDroneScheduled, Emits: []string{QueuePackageUpdated, QueueNotifications, QueueCustomerMessages}},
 	{Function: "ComputeEta", Reads: QueuePackageUpdated, Emits: []string{QueueNotifications, QueueCustomerMessages}},
 	{Function: "PostTelemetry", Emits: []string{QueueDroneTelemetry}},
+	// The end of a pause sends the deliveries it held to dispatch.
+	{Function: "DeletePause", Emits: []string{QueueDeliveryRequests}},
 	// A drone that goes to charge schedules the check that returns it to
 	// service (wire.OpChargeCheck) on the queue the tracking step reads.
 	{Function: "TrackDrone", Reads: QueueDroneTelemetry, Emits: []string{QueueNotifications, QueueCustomerMessages, QueueDroneTelemetry, QueueDeliveryRequests}},
