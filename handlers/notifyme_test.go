@@ -102,7 +102,12 @@ func TestSubscriptionsAreCreatedListedAndDeleted(t *testing.T) {
 		return f.biz("DeleteNotifyMeRequest", &functionapp.Request{Method: "DELETE", Params: map[string]string{"id": "subs", "subscriptionId": sid}})
 	}
 	assert.Equal(t, http.StatusNoContent, del(a.ID).Status)
-	assert.Equal(t, http.StatusNotFound, del(a.ID).Status, "gone")
+	gone := del(a.ID)
+	assert.Equal(t, http.StatusNotFound, gone.Status, "gone")
+	assert.Equal(t, "subscriptionId", problemOf(t, gone).Field, "the subscription is missing, not the delivery")
+	elsewhere := f.biz("DeleteNotifyMeRequest", &functionapp.Request{Method: "DELETE", Params: map[string]string{"id": "nowhere", "subscriptionId": b.ID}})
+	assert.Equal(t, http.StatusNotFound, elsewhere.Status)
+	assert.Contains(t, problemOf(t, elsewhere).Detail, "delivery nowhere not found")
 	assert.Equal(t, http.StatusBadRequest, del("no/such").Status)
 	assert.Equal(t, []string{b.ID}, ids(f.subscriptions(t, "subs")))
 

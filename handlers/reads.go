@@ -178,13 +178,18 @@ func (h *Handlers) updateOwnDelivery(ctx context.Context, id string, fn func(*do
 		return nil, err
 	}
 	notFound := domain.Errorf(domain.ENOTFOUND, "delivery %s not found", id)
+	var fnErr error
 	d, err := h.store.Deliveries.Update(ctx, id, func(cur *domain.Delivery) error {
 		if cur.OwnerID != acct {
+			fnErr = notFound
 			return notFound
 		}
-		return fn(cur)
+		fnErr = fn(cur)
+		return fnErr
 	})
-	if domain.IsCode(err, domain.ENOTFOUND) {
+	// fn's own "not found" (a subscription, say) is its to report; the
+	// store's is the delivery's.
+	if domain.IsCode(err, domain.ENOTFOUND) && (fnErr == nil || fnErr == notFound) {
 		return nil, notFound
 	}
 	return d, err

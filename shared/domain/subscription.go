@@ -2,6 +2,7 @@ package domain
 
 import (
 	"crypto/subtle"
+	"fmt"
 	"slices"
 	"strings"
 	"time"
@@ -107,7 +108,7 @@ func (d *Delivery) Subscription(id string) (*Subscription, bool) {
 func (d *Delivery) Unsubscribe(id string) error {
 	i := slices.IndexFunc(d.Subscriptions, func(s Subscription) bool { return s.ID == id })
 	if i < 0 {
-		return Errorf(ENOTFOUND, "subscription %s not found", id)
+		return &Error{Code: ENOTFOUND, Field: "subscriptionId", Message: fmt.Sprintf("%s names no subscription of this delivery", id)}
 	}
 	d.Subscriptions = slices.Delete(d.Subscriptions, i, i+1)
 	return nil
