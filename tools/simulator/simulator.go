@@ -79,8 +79,9 @@ const (
 )
 
 // Run flies every Assigned or InFlight drone with a current delivery from
-// where it is to the pickup and on to the dropoff, posting a telemetry
-// report each Interval, until ctx is cancelled (or, with UntilIdle, until
+// where it is to the pickup and on to the dropoff, and every drone the
+// operator recalled to its home base, posting a telemetry report each
+// Interval, until ctx is cancelled (or, with UntilIdle, until
 // there is nothing left to fly). A cancelled ctx is a clean stop and returns
 // nil; an unreachable API at the start or a refused operator key is an error.
 func Run(ctx context.Context, opts Options) error {
@@ -223,7 +224,9 @@ func (s *sim) refresh(ctx context.Context) (int, error) {
 			return 0, err
 		}
 		for _, d := range ds {
-			if d.CurrentDeliveryID != "" {
+			// A drone with a delivery, or one the operator recalled,
+			// which flies home serving none.
+			if d.CurrentDeliveryID != "" || d.Recalled && st == domain.DroneInFlight {
 				want[d.ID] = d
 			}
 		}
@@ -257,9 +260,14 @@ func (s *sim) refresh(ctx context.Context) (int, error) {
 		go func() {
 			defer s.wg.Done()
 			defer cancel(nil)
-			final := s.fly(fctx, f)
-			if errors.Is(context.Cause(fctx), errReleased) && ctx.Err() == nil {
-				final = s.released(ctx, d.CurrentDeliveryID)
+			var final bool
+			if d.CurrentDeliveryID == "" {
+				final = s.flyHome(fctx, f)
+			} else {
+				final = s.fly(fctx, f)
+				if errors.Is(context.Cause(fctx), errReleased) && ctx.Err() == nil {
+					final = s.released(ctx, d.CurrentDeliveryID)
+				}
 			}
 			s.mu.Lock()
 			defer s.mu.Unlock()
@@ -351,14 +359,7 @@ func (s *sim) fly(ctx context.Context, f *flight) bool {
 	if !(rangeKm > 0) {
 		rangeKm = math.Inf(1)
 	}
-	// The backend ignores reports no newer than the drone's last one, which
-	// an earlier run at a high time scale may have put in the future.
-	var shift time.Duration
-	if last := dr.LastTelemetryAt; last != nil {
-		if now := s.simNow(); !now.After(*last) {
-			shift = last.Sub(now) + time.Millisecond
-		}
-	}
+	shift := s.shiftFor(dr)
 	s.prog.eventf("%s: drone %s takes off, %.2f km to fly at %g m/s", id, dr.ID, totalKm, speed)
 
 	stage, etaAt := string(del.Stage), del.DeliveryETA
@@ -369,13 +370,7 @@ func (s *sim) fly(ctx context.Context, f *flight) bool {
 	ticker := time.NewTicker(s.opts.Interval)
 	defer ticker.Stop()
 	for tick := 1; ; tick++ {
-		ts := s.simNow().Add(shift).Truncate(time.Millisecond)
-		if s.opts.Step > 0 && !lastTS.IsZero() {
-			ts = lastTS.Add(s.opts.Step).Truncate(time.Millisecond)
-		}
-		if !ts.After(lastTS) {
-			ts = lastTS.Add(time.Millisecond)
-		}
+		ts := s.reportTime(shift, lastTS)
 		// The first report is from where the drone stands; a landing, at the
 		// pickup or the dropoff, is sent again until the API takes it, or
 		// the backend never sees the drone arrive and the delivery never ends.
@@ -464,6 +459,101 @@ func (s *sim) fly(ctx context.Context, f *flight) bool {
 		select {
 		case <-ctx.Done():
 			s.interrupted(ctx, id, percent(flownKm, totalKm))
+			return false
+		case <-ticker.C:
+		}
+	}
+}
+
+// shiftFor is how far ahead of the simulated clock dr's reports must be
+// dated: the backend ignores reports no newer than the drone's last one,
+// which an earlier run at a high time scale may have put in the future.
+func (s *sim) shiftFor(dr *domain.Drone) time.Duration {
+	if last := dr.LastTelemetryAt; last != nil {
+		if now := s.simNow(); !now.After(*last) {
+			return last.Sub(now) + time.Millisecond
+		}
+	}
+	return 0
+}
+
+// reportTime dates the next report of a flight whose last was dated last:
+// the simulated clock shifted by shift, or Step after the last with Step
+// set, and always after the last.
+func (s *sim) reportTime(shift time.Duration, last time.Time) time.Time {
+	ts := s.simNow().Add(shift).Truncate(time.Millisecond)
+	if s.opts.Step > 0 && !last.IsZero() {
+		ts = last.Add(s.opts.Step).Truncate(time.Millisecond)
+	}
+	if !ts.After(last) {
+		ts = last.Add(time.Millisecond)
+	}
+	return ts
+}
+
+// flyHome flies a drone the operator recalled, which serves no delivery,
+// to its home base, where the backend lands it (Available, or Maintenance
+// if it was grounded). It reports whether it is finished with.
+func (s *sim) flyHome(ctx context.Context, f *flight) bool {
+	dr := f.drone
+	label := dr.ID + " (recalled)"
+	pos, home := point(dr.Location), point(dr.HomeBase)
+	totalKm := geo.DistanceKm(pos, home)
+	speed := dr.CruiseSpeedMps
+	if !(speed > 0) {
+		speed = fallbackSpeedMps
+	}
+	rangeKm := dr.RangeKm
+	if !(rangeKm > 0) {
+		rangeKm = math.Inf(1)
+	}
+	shift := s.shiftFor(dr)
+	s.prog.eventf("%s: flies home, %.2f km at %g m/s", label, totalKm, speed)
+	var lastTS time.Time
+	flownKm := 0.0
+	ticker := time.NewTicker(s.opts.Interval)
+	defer ticker.Stop()
+	for {
+		ts := s.reportTime(shift, lastTS)
+		landed := totalKm == 0
+		if !lastTS.IsZero() {
+			prev := pos
+			pos, landed = advance(pos, home, speed*ts.Sub(lastTS).Seconds()/1000)
+			flownKm += geo.DistanceKm(prev, pos)
+		}
+		alt := cruiseAltitudeM
+		if landed || lastTS.IsZero() {
+			alt = 0
+		}
+		battery := min(max(dr.BatteryPercent*(1-flownKm/rangeKm), 0), 100)
+		err := s.api.PostTelemetry(ctx, dr.ID, apiclient.Report{
+			Location:       domain.Location{Latitude: pos.Lat, Longitude: pos.Lon, Altitude: &alt},
+			BatteryPercent: math.Round(battery*100) / 100,
+			Timestamp:      ts.Format("2006-01-02T15:04:05.000Z07:00"),
+		})
+		lastTS = ts
+		switch {
+		case err == nil:
+		case ctx.Err() != nil:
+			s.interrupted(ctx, label, percent(flownKm, totalKm))
+			return false
+		case apiclient.Unauthorized(err):
+			s.fail(fmt.Errorf("simulator: the API refused the operator key: %w", err))
+			return false
+		case apiclient.StatusOf(err) >= 400 && apiclient.StatusOf(err) < 500 && apiclient.StatusOf(err) != http.StatusTooManyRequests:
+			s.prog.done(label, fmt.Sprintf("%s: grounded: %v", label, err))
+			return true
+		}
+		if landed && err == nil {
+			f.arrived.Store(true)
+			s.prog.done(label, fmt.Sprintf("%s: landed at its home base after %.2f km", label, flownKm))
+			return true
+		}
+		s.prog.set(label, status{stage: "ReturningHome", frac: frac(flownKm, totalKm),
+			eta: time.Duration(geo.DistanceKm(pos, home) * 1000 / speed * float64(time.Second))})
+		select {
+		case <-ctx.Done():
+			s.interrupted(ctx, label, percent(flownKm, totalKm))
 			return false
 		case <-ticker.C:
 		}

@@ -172,6 +172,9 @@ func (f *fakeAPI) telemetry(w http.ResponseWriter, r *http.Request) {
 		g.accepted = true
 		dr.LastTelemetryAt = &at
 		dr.Location, dr.BatteryPercent = rep.Location, rep.BatteryPercent
+		if dr.Recalled && dr.CurrentDeliveryID == "" && geo.DistanceKm(point(rep.Location), point(dr.HomeBase)) <= radiusKm {
+			dr.Status, dr.Recalled = "Available", false // a recalled drone lands at home
+		}
 		if d := f.deliveries[dr.CurrentDeliveryID]; d != nil {
 			p := point(rep.Location)
 			if d.Stage == "Scheduled" {
@@ -294,6 +297,35 @@ func TestFliesAnAssignedDroneToCompletion(t *testing.T) {
 	assert.Contains(t, text, "order-1  Completed        ██████████ 100%", "progress shows order-1 completed")
 	assert.Contains(t, text, "HeadedToDropoff", "plain progress shows the stages")
 	assert.NotContains(t, text, "\x1b[", "plain progress does not move the cursor")
+}
+
+// A drone the operator recalled serves no delivery; the simulator flies it
+// to its home base, where the backend lands it, and then is idle.
+func TestFliesARecalledDroneHome(t *testing.T) {
+	t.Parallel()
+	api, srv := newFakeAPI(t)
+	api.mu.Lock()
+	api.drones["drone-009"] = &domain.Drone{ID: "drone-009", Location: loc(dropoff), HomeBase: loc(base), RangeKm: 20, CruiseSpeedMps: 15,
+		BatteryPercent: 80, Status: domain.DroneInFlight, Recalled: true}
+	api.mu.Unlock()
+	var out bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), patience)
+	defer cancel()
+
+	err := Run(ctx, Options{BaseURL: srv.URL, Interval: 20 * time.Millisecond, Step: step, Out: &out, OperatorKey: "op-key", UntilIdle: true})
+	require.NoError(t, err, "Run\n%s", out.String())
+	require.NoError(t, ctx.Err(), "Run returned only at the deadline\n%s", out.String())
+
+	reps, dr, _ := api.snapshot("drone-009")
+	require.GreaterOrEqual(t, len(reps), 3, "it flew, reporting")
+	assert.Equal(t, domain.DroneAvailable, dr.Status, "landed at home")
+	assert.False(t, dr.Recalled)
+	last := reps[len(reps)-1]
+	assert.LessOrEqual(t, geo.DistanceKm(point(last.Location), base), radiusKm)
+	for i := 1; i < len(reps); i++ {
+		assert.Less(t, geo.DistanceKm(point(reps[i].Location), base), geo.DistanceKm(point(reps[i-1].Location), base)+1e-9, "report %d comes no farther from home", i)
+	}
+	assert.Contains(t, out.String(), "drone-009 (recalled): landed at its home base")
 }
 
 // TestSimulatedClockRunsTimeScaleTimesFaster reads the simulated clock
