@@ -351,14 +351,7 @@ func (s *sim) fly(ctx context.Context, f *flight) bool {
 		totalKm += geo.DistanceKm(from, l)
 		from = l
 	}
-	speed := dr.CruiseSpeedMps
-	if !(speed > 0) {
-		speed = fallbackSpeedMps
-	}
-	rangeKm := dr.RangeKm
-	if !(rangeKm > 0) {
-		rangeKm = math.Inf(1)
-	}
+	speed, rangeKm := performance(dr)
 	shift := s.shiftFor(dr)
 	s.prog.eventf("%s: drone %s takes off, %.2f km to fly at %g m/s", id, dr.ID, totalKm, speed)
 
@@ -394,12 +387,7 @@ func (s *sim) fly(ctx context.Context, f *flight) bool {
 		if grounded {
 			alt = 0
 		}
-		battery := min(max(dr.BatteryPercent*(1-flownKm/rangeKm), 0), 100)
-		err := s.api.PostTelemetry(ctx, dr.ID, apiclient.Report{
-			Location:       domain.Location{Latitude: pos.Lat, Longitude: pos.Lon, Altitude: &alt},
-			BatteryPercent: math.Round(battery*100) / 100,
-			Timestamp:      ts.Format("2006-01-02T15:04:05.000Z07:00"),
-		})
+		err := s.report(ctx, dr, pos, alt, flownKm, rangeKm, ts)
 		if lastTS.IsZero() {
 			tookOff = ts
 		}
@@ -414,8 +402,7 @@ func (s *sim) fly(ctx context.Context, f *flight) bool {
 		case apiclient.Unauthorized(err):
 			s.fail(fmt.Errorf("simulator: the API refused the operator key: %w", err))
 			return false
-		case apiclient.StatusOf(err) >= 400 && apiclient.StatusOf(err) < 500 && apiclient.StatusOf(err) != http.StatusTooManyRequests:
-			// The API will refuse every report like this one alike.
+		case refusedForGood(err):
 			s.prog.done(id, fmt.Sprintf("%s: drone %s grounded: %v", id, dr.ID, err))
 			return true
 		default:
@@ -465,6 +452,37 @@ func (s *sim) fly(ctx context.Context, f *flight) bool {
 	}
 }
 
+// refusedForGood says the API will refuse every report like this one
+// alike (a 4xx other than 429).
+func refusedForGood(err error) bool {
+	code := apiclient.StatusOf(err)
+	return code >= 400 && code < 500 && code != http.StatusTooManyRequests
+}
+
+// performance is how fast dr flies and how far it goes on its battery,
+// with a fallback for a record that does not say.
+func performance(dr *domain.Drone) (speedMps, rangeKm float64) {
+	speedMps, rangeKm = dr.CruiseSpeedMps, dr.RangeKm
+	if !(speedMps > 0) {
+		speedMps = fallbackSpeedMps
+	}
+	if !(rangeKm > 0) {
+		rangeKm = math.Inf(1)
+	}
+	return speedMps, rangeKm
+}
+
+// report posts dr's telemetry at pos, altM up, dated ts, its battery
+// drained in proportion to the flownKm of its rangeKm.
+func (s *sim) report(ctx context.Context, dr *domain.Drone, pos geo.Point, altM, flownKm, rangeKm float64, ts time.Time) error {
+	battery := min(max(dr.BatteryPercent*(1-flownKm/rangeKm), 0), 100)
+	return s.api.PostTelemetry(ctx, dr.ID, apiclient.Report{
+		Location:       domain.Location{Latitude: pos.Lat, Longitude: pos.Lon, Altitude: &altM},
+		BatteryPercent: math.Round(battery*100) / 100,
+		Timestamp:      ts.Format("2006-01-02T15:04:05.000Z07:00"),
+	})
+}
+
 // shiftFor is how far ahead of the simulated clock dr's reports must be
 // dated: the backend ignores reports no newer than the drone's last one,
 // which an earlier run at a high time scale may have put in the future.
@@ -499,14 +517,7 @@ func (s *sim) flyHome(ctx context.Context, f *flight) bool {
 	label := dr.ID + " (recalled)"
 	pos, home := point(dr.Location), point(dr.HomeBase)
 	totalKm := geo.DistanceKm(pos, home)
-	speed := dr.CruiseSpeedMps
-	if !(speed > 0) {
-		speed = fallbackSpeedMps
-	}
-	rangeKm := dr.RangeKm
-	if !(rangeKm > 0) {
-		rangeKm = math.Inf(1)
-	}
+	speed, rangeKm := performance(dr)
 	shift := s.shiftFor(dr)
 	s.prog.eventf("%s: flies home, %.2f km at %g m/s", label, totalKm, speed)
 	var lastTS time.Time
@@ -525,12 +536,7 @@ func (s *sim) flyHome(ctx context.Context, f *flight) bool {
 		if landed || lastTS.IsZero() {
 			alt = 0
 		}
-		battery := min(max(dr.BatteryPercent*(1-flownKm/rangeKm), 0), 100)
-		err := s.api.PostTelemetry(ctx, dr.ID, apiclient.Report{
-			Location:       domain.Location{Latitude: pos.Lat, Longitude: pos.Lon, Altitude: &alt},
-			BatteryPercent: math.Round(battery*100) / 100,
-			Timestamp:      ts.Format("2006-01-02T15:04:05.000Z07:00"),
-		})
+		err := s.report(ctx, dr, pos, alt, flownKm, rangeKm, ts)
 		lastTS = ts
 		switch {
 		case err == nil:
@@ -540,7 +546,7 @@ func (s *sim) flyHome(ctx context.Context, f *flight) bool {
 		case apiclient.Unauthorized(err):
 			s.fail(fmt.Errorf("simulator: the API refused the operator key: %w", err))
 			return false
-		case apiclient.StatusOf(err) >= 400 && apiclient.StatusOf(err) < 500 && apiclient.StatusOf(err) != http.StatusTooManyRequests:
+		case refusedForGood(err):
 			s.prog.done(label, fmt.Sprintf("%s: grounded: %v", label, err))
 			return true
 		}
