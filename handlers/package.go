@@ -129,7 +129,7 @@ func (h *Handlers) packageFree(ctx context.Context, d *domain.Delivery) error {
 	}
 	if holder != "" {
 		return &domain.Error{Code: domain.ECONFLICT, Field: "packageInfo.packageId",
-			Message: fmt.Sprintf("package %s is on delivery %s, which has not ended; a package travels on one delivery at a time", id, holder)}
+			Message: fmt.Sprintf("%s is on delivery %s, which has not ended; a package travels on one delivery at a time", id, holder)}
 	}
 	return nil
 }
