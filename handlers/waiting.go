@@ -61,10 +61,10 @@ func (h *Handlers) waitingPage(ctx context.Context, q *wire.WaitingListing) (*wa
 		return nil, err
 	}
 	now := h.clock.Now()
-	shares := map[[2]string]bool{}
+	seen := &pageLookups{shares: map[[2]string]bool{}}
 	out := &waitingList{Items: make([]waitingView, 0, len(page.Deliveries))}
 	for _, d := range page.Deliveries {
-		kind, why, err := h.waitReason(ctx, d, now, shares)
+		kind, why, err := h.waitReason(ctx, d, now, seen)
 		if err != nil {
 			return nil, err
 		}
@@ -80,13 +80,12 @@ func (h *Handlers) waitingPage(ctx context.Context, q *wire.WaitingListing) (*wa
 // pause declared since dispatch last ran, else an airspace that leaves it
 // no flight now, else the operator's cap on an account's share of the
 // area's drones, else no drone was available.
-// shares remembers, per account and area, whether the account is at its
-// share, so a page counts each once.
-func (h *Handlers) waitReason(ctx context.Context, d *domain.Delivery, now time.Time, shares map[[2]string]bool) (domain.WaitKind, string, error) {
+// seen keeps what a page's reasons share, so a page reads each once.
+func (h *Handlers) waitReason(ctx context.Context, d *domain.Delivery, now time.Time, seen *pageLookups) (domain.WaitKind, string, error) {
 	kind, why := d.WaitReason(now, h.cfg.RetryBase)
 	if kind == domain.WaitHeld {
 		// Held when dispatch last looked; the pause may have ended since.
-		kind, why = domain.WaitNoDrone, "no drone available"
+		kind, why = domain.WaitNoDrone, domain.NoDroneReason
 	}
 	if kind != domain.WaitNoDrone && kind != domain.WaitDispatch {
 		return kind, why, nil
@@ -99,15 +98,16 @@ func (h *Handlers) waitReason(ctx context.Context, d *domain.Delivery, now time.
 		return domain.WaitHeld, "held: " + hold.Reason, nil
 	}
 	if kind == domain.WaitNoDrone {
-		air, err := h.airspace(ctx)
-		if err != nil {
-			return "", "", err
+		if seen.air == nil {
+			if seen.air, err = h.airspace(ctx); err != nil {
+				return "", "", err
+			}
 		}
 		at := now
 		if d.Request.PickupTime.After(at) {
 			at = d.Request.PickupTime
 		}
-		why, err := domain.Unroutable(&d.Request, air, at)
+		why, err := domain.Unroutable(&d.Request, seen.air, at)
 		if err != nil {
 			return "", "", err
 		}
@@ -120,7 +120,7 @@ func (h *Handlers) waitReason(ctx context.Context, d *domain.Delivery, now time.
 	}
 	area := domain.AreaOf(d.Request.PickupLocation)
 	key := [2]string{d.OwnerID, area}
-	at, ok := shares[key]
+	at, ok := seen.shares[key]
 	if !ok {
 		limit, err := h.shareLimit(ctx, d.Request.PickupLocation)
 		if err != nil {
@@ -133,12 +133,20 @@ func (h *Handlers) waitReason(ctx context.Context, d *domain.Delivery, now time.
 			}
 			at = held >= limit
 		}
-		shares[key] = at
+		seen.shares[key] = at
 	}
 	if at {
 		return domain.WaitShare, "account at its share", nil
 	}
 	return kind, why, nil
+}
+
+// pageLookups is what the reasons of one page of waiting deliveries read
+// once: the airspace in force, and per account and area whether the
+// account is at its share.
+type pageLookups struct {
+	air    domain.Airspace // nil until first needed
+	shares map[[2]string]bool
 }
 
 // shareLimit is how many drones near loc one account may hold at once

@@ -162,13 +162,7 @@ func Feasible(req *DeliveryRequest, fleet *FleetSummary, air Airspace, rules Fea
 	if air == nil {
 		air = OpenAirspace{}
 	}
-	if err := air.Admit("pickupLocation", req.PickupLocation, req.PickupTime); err != nil {
-		return err
-	}
-	if err := air.Admit("dropOffLocation", req.DropoffLocation, req.PickupTime); err != nil {
-		return err
-	}
-	leg, err := air.Route(req.PickupLocation, req.DropoffLocation, req.PickupTime)
+	leg, err := Leg(req, air, req.PickupTime)
 	if err != nil {
 		return err
 	}

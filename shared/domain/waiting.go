@@ -43,17 +43,27 @@ const (
 	WaitNoDrone WaitKind = "noDrone"
 )
 
+// NoDroneReason is the waitReason of WaitNoDrone.
+const NoDroneReason = "no drone available"
+
+// Leg admits the request's pickup and dropoff in airspace air at time at
+// and routes the leg between them; the error is the airspace's refusal,
+// naming the field at fault.
+func Leg(req *DeliveryRequest, air Airspace, at time.Time) (Route, error) {
+	if err := air.Admit("pickupLocation", req.PickupLocation, at); err != nil {
+		return Route{}, err
+	}
+	if err := air.Admit("dropOffLocation", req.DropoffLocation, at); err != nil {
+		return Route{}, err
+	}
+	return air.Route(req.PickupLocation, req.DropoffLocation, at)
+}
+
 // Unroutable says why the airspace air, at time at, leaves the request no
-// flight: its pickup or its dropoff refused, or no way between them; ""
-// when it has one. Errors other than the airspace's refusal are returned.
+// flight (Leg's refusal); "" when it has one. Errors other than the
+// airspace's refusal are returned.
 func Unroutable(req *DeliveryRequest, air Airspace, at time.Time) (string, error) {
-	err := air.Admit("pickupLocation", req.PickupLocation, at)
-	if err == nil {
-		err = air.Admit("dropOffLocation", req.DropoffLocation, at)
-	}
-	if err == nil {
-		_, err = air.Route(req.PickupLocation, req.DropoffLocation, at)
-	}
+	_, err := Leg(req, air, at)
 	if IsCode(err, EUNPROCESSABLE) {
 		return err.Error(), nil
 	}
@@ -77,5 +87,5 @@ func (d *Delivery) WaitReason(now time.Time, fresh time.Duration) (WaitKind, str
 	case now.Sub(d.UpdatedAt) < fresh:
 		return WaitDispatch, "waiting for dispatch"
 	}
-	return WaitNoDrone, "no drone available"
+	return WaitNoDrone, NoDroneReason
 }

@@ -254,12 +254,6 @@ const MaxJSONDepth = 32
 // unknown fields, duplicate keys, nesting deeper than MaxJSONDepth and
 // trailing data, and reports each problem by the offending field's path.
 func DecodeStrict(body []byte, v any) error {
-	return decode(body, v, true)
-}
-
-// decode decodes one JSON value into v as DecodeStrict does; only with
-// strict does it refuse fields v does not have.
-func decode(body []byte, v any, strict bool) error {
 	// encoding/json would quietly replace invalid UTF-8 with U+FFFD and let
 	// the last of two duplicate keys win, so a value could pass validation
 	// looking different from what the client, or a proxy before us, read.
@@ -270,9 +264,7 @@ func decode(body []byte, v any, strict bool) error {
 		return err
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
-	if strict {
-		dec.DisallowUnknownFields()
-	}
+	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		return decodeError(err)
 	}
