@@ -14,11 +14,14 @@ import (
 // time waits for it, so for a pickup booked ahead the fastest drone wins,
 // while for a pickup now the nearness counts too.
 //
-// Candidates are read nearest first. The walk stops when even the fastest
-// drone of the fleet able to carry the package, flying straight from the
-// next candidate's distance, could not beat the best ETA found; at the
-// search radius; or after a bounded number of eligible candidates, so a
-// choice costs a few dozen plans whatever the fleet's size.
+// Candidates are read nearest first. A candidate is routed only when it
+// could beat the best plan found so far: flying straight at its own speed
+// it would deliver sooner (routes are never shorter). The walk stops when
+// even the fastest drone of the fleet able to carry the package, flying
+// straight from the next candidate's distance, could not beat the best ETA
+// found; at the search radius; or after a bounded number of eligible
+// candidates (those passed over unrouted count too), so a choice costs a
+// few dozen plans, and fewer routes, whatever the fleet's size.
 
 // PlannedRoute is the path a drone is planned to fly for a delivery.
 type PlannedRoute struct {
@@ -110,13 +113,32 @@ type ChoiceLimits struct {
 	// the package (FleetSummary.MaxSpeedMps); with it the walk stops once
 	// no farther candidate can beat the best plan. 0 turns that off.
 	MaxSpeedMps float64
-	// MaxEligible ends the walk after that many eligible candidates; 0
-	// means DefaultMaxEligible.
+	// MaxEligible ends the walk after that many eligible candidates,
+	// counting those passed over unrouted that could be; 0 means
+	// DefaultMaxEligible.
 	MaxEligible int
 }
 
 // DefaultMaxEligible is ChoiceLimits.MaxEligible when none is set.
 const DefaultMaxEligible = 64
+
+// cannotBeat says, without routing, that drone d, km from the pickup as
+// the crow flies, would not be chosen over best even were it eligible: no
+// route is shorter than the straight line, so d's ETA along the straight
+// legs at its own speed is the earliest it could have, and that is after
+// best's ETA, or the same and d is no nearer. A drone unable to lift the
+// package, or that could not make the deadline even so, is not eligible
+// at all, and the caller does not count it.
+func cannotBeat(d *Drone, km float64, req *DeliveryRequest, leg Route, best *Plan, now time.Time) bool {
+	if unfitCraft(d, req) != "" {
+		return false
+	}
+	earliest := RoutedETA(now, km, leg.Km, d.CruiseSpeedMps, req.PickupTime).Delivery
+	if earliest.After(req.Deadline) {
+		return false
+	}
+	return earliest.After(best.ETA.Delivery) || earliest.Equal(best.ETA.Delivery) && km >= best.Km
+}
 
 // startChoice is where both choices begin (Choose and ChooseTakeovers): it
 // fills in an open airspace and DefaultMaxEligible where none is given, and
@@ -153,6 +175,14 @@ func Choose(candidates iter.Seq2[*Drone, float64], req *DeliveryRequest, air Air
 			if !bound.Delivery.Before(best.ETA.Delivery) {
 				break
 			}
+		}
+		if best != nil && cannotBeat(d, km, req, leg, best, now) {
+			// Counted as if it were eligible, so that the walk's length
+			// stays bounded when most candidates are passed over this way.
+			if eligible++; eligible >= lim.MaxEligible {
+				break
+			}
+			continue
 		}
 		p, why := PlanFor(d, km, req, air, leg, now)
 		if why != "" {

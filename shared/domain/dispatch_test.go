@@ -248,3 +248,38 @@ func TestChooseUsesRoutedLegs(t *testing.T) {
 	want := domain.RoutedETA(now, got.Route.Pickup.Km, got.Route.Dropoff.Km, 15, now)
 	assert.Equal(t, want, got.ETA)
 }
+
+// routeCounter counts the legs its airspace routes.
+type routeCounter struct {
+	domain.Airspace
+	legs int
+}
+
+func (c *routeCounter) Route(a, b domain.Location, at time.Time) (domain.Route, error) {
+	c.legs++
+	return c.Airspace.Route(a, b, at)
+}
+
+// A candidate that could not beat the best plan even flying straight is
+// passed over without routing its legs, and the choice is the same.
+func TestChooseRoutesOnlyCandidatesThatCouldWin(t *testing.T) {
+	t.Parallel()
+	pickup, drop := near(0, 0), near(0.03, 0) // 3.3 km
+	// The nearest drone flies at 15 m/s; behind it, slow drones a little
+	// farther away, which the fleet's fastest speed (20 m/s, a drone far
+	// off) cannot rule out, but their own can.
+	drones := []*domain.Drone{aDrone("mid", near(0.001, 0), 15), aDrone("fast", near(0.05, 0), 20)}
+	for i := range 30 {
+		drones = append(drones, aDrone(fmt.Sprint("slow-", i), near(0.002+0.0002*float64(i), 0), 10))
+	}
+	req := request(pickup, drop, 1, time.Hour)
+	air := &routeCounter{Airspace: domain.OpenAirspace{}}
+	got, err := domain.Choose(nearest(drones, pickup), req, air, domain.ChoiceLimits{MaxSpeedMps: 20}, now)
+	require.NoError(t, err)
+	require.NotNil(t, got)
+	assert.Equal(t, "mid", got.Drone.ID)
+	assert.Equal(t, bruteForce(drones, req, domain.OpenAirspace{}).Drone.ID, got.Drone.ID)
+	// The request's leg, then the chosen drone's two (to the pickup and
+	// home): none of the slow drones is routed.
+	assert.Equal(t, 3, air.legs)
+}
