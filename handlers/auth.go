@@ -8,8 +8,6 @@ import (
 	"mime"
 	"net/http"
 	"strings"
-	"sync"
-	"time"
 
 	"github.com/fabrikam/dronedelivery/shared/domain"
 	"github.com/fabrikam/dronedelivery/shared/functionapp"
@@ -204,73 +202,4 @@ func (h *Handlers) findKey(ctx context.Context, prefix string) (*domain.APIKey, 
 	}
 	h.keys.put(prefix, k, now)
 	return k, nil
-}
-
-// keyCache remembers looked-up keys for a short time, so a busy client
-// costs one store read per TTL rather than one per request. Revoking a key
-// through this process drops it at once; another process notices within
-// the TTL. Absent keys are remembered too, so guessing at prefixes costs
-// the store nothing extra; a key is new only when issued, and issuing
-// drops its prefix here.
-type keyCache struct {
-	mu  sync.Mutex
-	ttl time.Duration
-	max int
-	m   map[string]cachedKey
-}
-
-type cachedKey struct {
-	key     *domain.APIKey // nil: no such key
-	expires time.Time
-}
-
-func newKeyCache(ttl time.Duration, max int) *keyCache {
-	return &keyCache{ttl: ttl, max: max, m: map[string]cachedKey{}}
-}
-
-func (c *keyCache) get(prefix string, now time.Time) (*domain.APIKey, bool) {
-	if c.ttl <= 0 {
-		return nil, false
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	e, ok := c.m[prefix]
-	if !ok || !now.Before(e.expires) {
-		return nil, false
-	}
-	if e.key == nil {
-		return nil, true
-	}
-	k := *e.key
-	return &k, true
-}
-
-func (c *keyCache) put(prefix string, k *domain.APIKey, now time.Time) {
-	if c.ttl <= 0 {
-		return
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if len(c.m) >= c.max {
-		for p, e := range c.m {
-			if !now.Before(e.expires) {
-				delete(c.m, p)
-			}
-		}
-		// Still full of live entries: drop some at random (map order), which
-		// costs their owners one read each and bounds the memory.
-		for p := range c.m {
-			if len(c.m) < c.max*9/10 {
-				break
-			}
-			delete(c.m, p)
-		}
-	}
-	c.m[prefix] = cachedKey{key: k, expires: now.Add(c.ttl)}
-}
-
-func (c *keyCache) forget(prefix string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	delete(c.m, prefix)
 }

@@ -14,6 +14,8 @@ import (
 	"net/http"
 	"time"
 
+	"golang.org/x/sync/singleflight"
+
 	"github.com/fabrikam/dronedelivery/shared/airspace"
 	"github.com/fabrikam/dronedelivery/shared/domain"
 	"github.com/fabrikam/dronedelivery/shared/functionapp"
@@ -61,9 +63,10 @@ type Config struct {
 	// ingest answers 503 with Retry-After; zero means no bound. Only a bus
 	// that can count its queues (the embedded one) applies it.
 	MaxBacklog int
-	// KeyCacheTTL is how long a looked-up API key is trusted without
-	// reading it again, and so how long a key revoked through another
-	// process keeps working here; negative turns the cache off.
+	// KeyCacheTTL is how long a looked-up API key, or an account's webhook
+	// settings, is trusted without reading it again, and so how long a key
+	// revoked through another process keeps working here; negative turns
+	// both caches off.
 	KeyCacheTTL time.Duration
 
 	// Feasibility bounds what ingest accepts besides what the fleet can do:
@@ -107,7 +110,8 @@ const DefaultTrackingLinkLifetime = 30 * 24 * time.Hour
 // DefaultKeyCacheTTL is the default Config.KeyCacheTTL.
 const DefaultKeyCacheTTL = 30 * time.Second
 
-// keyCacheSize bounds the keys one process remembers.
+// keyCacheSize bounds the keys, and the accounts' webhook settings, one
+// process remembers.
 const keyCacheSize = 10000
 
 func (c Config) withDefaults() Config {
@@ -182,16 +186,25 @@ type Deps struct {
 
 // Handlers binds the step functions to their dependencies.
 type Handlers struct {
-	store        ports.Store
-	bus          ports.Publisher
-	clock        ports.Clock
-	ids          ports.IDs
-	webhooks     ports.Webhooks
-	messenger    ports.Messenger
-	outbox       ports.Outbox
-	log          *slog.Logger
-	cfg          Config
-	keys         *keyCache
+	store     ports.Store
+	bus       ports.Publisher
+	clock     ports.Clock
+	ids       ports.IDs
+	webhooks  ports.Webhooks
+	messenger ports.Messenger
+	outbox    ports.Outbox
+	log       *slog.Logger
+	cfg       Config
+	// keys remembers looked-up API keys by prefix. Revoking a key through
+	// this process drops it at once; another process notices within the
+	// TTL. Absent keys are remembered too, so guessing at prefixes costs
+	// the store nothing extra; issuing a key drops its prefix.
+	keys *ttlCache[domain.APIKey]
+	// hooks remembers each account's webhook settings, which the
+	// notification step reads for every notification; they are set at
+	// sign-up and never change.
+	hooks        *ttlCache[accountHook]
+	hookReads    singleflight.Group
 	operatorHash []byte // SHA-256 of Config.OperatorKey; nil when there is none
 	backlog      backlogGate
 	air          ports.Airspace
@@ -211,7 +224,8 @@ func New(d Deps) *Handlers {
 	}
 	cfg := d.Config.withDefaults()
 	h := &Handlers{store: d.Store, bus: d.Bus, clock: d.Clock, ids: d.IDs, webhooks: d.Webhooks, log: log, cfg: cfg,
-		messenger: d.Messenger, outbox: d.Outbox, air: d.Airspace, push: d.Push, deadLetters: d.DeadLetters, keys: newKeyCache(cfg.KeyCacheTTL, keyCacheSize)}
+		messenger: d.Messenger, outbox: d.Outbox, air: d.Airspace, push: d.Push, deadLetters: d.DeadLetters, keys: newTTLCache[domain.APIKey](cfg.KeyCacheTTL, keyCacheSize),
+		hooks: newTTLCache[accountHook](cfg.KeyCacheTTL, keyCacheSize)}
 	if h.air == nil {
 		h.air = airspace.For(d.Store)
 	}

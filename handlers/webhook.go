@@ -22,6 +22,38 @@ type webhookBody struct {
 	OwnerID    string `json:"ownerId"`
 }
 
+// accountHook is what the notification step needs of an account.
+type accountHook struct{ URL, Secret string }
+
+// accountHook returns account id's webhook settings, or nil when it has no
+// webhook or there is no such account: from the cache when it has them
+// (they are set at sign-up and never change), or with one read, which
+// notifications of the account that miss the cache at the same moment
+// share.
+func (h *Handlers) accountHook(ctx context.Context, id string) (*accountHook, error) {
+	if hook, ok := h.hooks.get(id, h.clock.Now()); ok {
+		return hook, nil
+	}
+	v, err, _ := h.hookReads.Do(id, func() (any, error) {
+		now := h.clock.Now()
+		acct, err := h.store.Accounts.Find(ctx, id)
+		var hook *accountHook
+		switch {
+		case err == nil && acct.WebhookURL != "":
+			hook = &accountHook{URL: acct.WebhookURL, Secret: acct.WebhookSecret}
+		case err == nil, domain.IsCode(err, domain.ENOTFOUND):
+		default:
+			return nil, err
+		}
+		h.hooks.put(id, hook, now)
+		return hook, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return v.(*accountHook), nil
+}
+
 // SendNotification offers one notification to the owner's webhook, when the
 // owner has one. A failed attempt is tried again through the queue with a
 // growing delay; after Config.WebhookAttempts the message is a permanent
@@ -43,20 +75,14 @@ func (h *Handlers) SendNotification(ctx context.Context, msg *ports.Delivered) (
 	if n == nil || err != nil {
 		return nil, err
 	}
-	acct, err := h.st(ctx).Accounts.Find(ctx, d.OwnerID)
-	if domain.IsCode(err, domain.ENOTFOUND) {
-		return nil, nil // no account, no webhook: the record is all there is
-	}
-	if err != nil {
-		return nil, err
-	}
-	if acct.WebhookURL == "" {
-		return nil, nil
+	hook, err := h.accountHook(ctx, d.OwnerID)
+	if hook == nil || err != nil {
+		return nil, err // no account or no webhook: the record is all there is
 	}
 
 	body, _ := json.Marshal(webhookBody{Notification: *n, DeliveryID: d.ID, TrackingID: d.TrackingID, OwnerID: d.OwnerID})
 	now := h.clock.Now()
-	werr := h.webhooks.Post(ctx, ports.Webhook{AccountID: acct.ID, URL: acct.WebhookURL, Secret: acct.WebhookSecret, NotificationID: n.ID, Body: body, At: now})
+	werr := h.webhooks.Post(ctx, ports.Webhook{AccountID: d.OwnerID, URL: hook.URL, Secret: hook.Secret, NotificationID: n.ID, Body: body, At: now})
 	if werr == nil {
 		h.log.InfoContext(ctx, "webhook delivered", "notificationId", n.ID, "attempt", env.Attempt+1)
 		return nil, nil

@@ -1,0 +1,58 @@
+package handlers
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+)
+
+func TestTTLCacheRemembersForItsTTL(t *testing.T) {
+	t.Parallel()
+	at := time.Date(2026, 12, 4, 12, 0, 0, 0, time.UTC)
+	c := newTTLCache[accountHook](time.Minute, 10)
+
+	_, ok := c.get("a", at)
+	assert.False(t, ok, "nothing remembered yet")
+	hook := &accountHook{URL: "https://a.example/hook", Secret: "s"}
+	c.put("a", hook, at)
+	hook.URL = "changed by the caller afterwards"
+	got, ok := c.get("a", at.Add(59*time.Second))
+	assert.True(t, ok)
+	assert.Equal(t, "https://a.example/hook", got.URL, "the cache keeps its own copy")
+	got.URL = "changed by a reader"
+	again, _ := c.get("a", at)
+	assert.Equal(t, "https://a.example/hook", again.URL, "each reader gets its own copy")
+	_, ok = c.get("a", at.Add(time.Minute))
+	assert.False(t, ok, "expired")
+
+	c.put("none", nil, at)
+	got, ok = c.get("none", at)
+	assert.True(t, ok, "an absence is remembered")
+	assert.Nil(t, got)
+	c.forget("none")
+	_, ok = c.get("none", at)
+	assert.False(t, ok, "forgotten")
+}
+
+func TestTTLCacheIsBounded(t *testing.T) {
+	t.Parallel()
+	at := time.Date(2026, 12, 4, 12, 0, 0, 0, time.UTC)
+	c := newTTLCache[accountHook](time.Minute, 10)
+	for i := range 100 {
+		c.put(fmt.Sprint(i), &accountHook{}, at)
+		assert.LessOrEqual(t, len(c.m), 10)
+	}
+	_, ok := c.get("99", at)
+	assert.True(t, ok, "the newest entry is kept")
+}
+
+func TestTTLCacheOffWithoutATTL(t *testing.T) {
+	t.Parallel()
+	at := time.Date(2026, 12, 4, 12, 0, 0, 0, time.UTC)
+	c := newTTLCache[accountHook](-1, 10)
+	c.put("a", &accountHook{}, at)
+	_, ok := c.get("a", at)
+	assert.False(t, ok)
+}
