@@ -393,34 +393,108 @@ func TestAPackageTravelsOnOneDeliveryAtATime(t *testing.T) {
 	assert.Equal(t, "second", pkg.DeliveryID)
 }
 
-// Two requests for one package that both pass ingest before either is
-// scheduled: the second to reach the package step fails, gives its drone
-// back, and the package stays with the first.
-func TestAPackageRequestedTwiceAtOnceStaysWithTheFirst(t *testing.T) {
+// A package is booked when its request is accepted, so a second request
+// for it is refused while the first waits for a drone or for its pickup
+// time, before any drone is assigned; the package can be looked up from
+// the moment it is booked.
+func TestAPackageIsBookedWhenItsRequestIsAccepted(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t) // no drone: the first delivery waits
+	ctx := context.Background()
+	require.Equal(t, http.StatusAccepted, f.ingest(t, packageRequest("one", "parcel")).Status)
+
+	again := f.ingest(t, packageRequest("two", "parcel"))
+	require.Equal(t, http.StatusConflict, again.Status, string(again.Body))
+	assert.Equal(t, "packageInfo.packageId", problemOf(t, again).Field)
+	assert.Contains(t, problemOf(t, again).Detail, "one")
+	_, err := f.store.Deliveries.Find(ctx, "two")
+	assert.True(t, domain.IsCode(err, domain.ENOTFOUND), "nothing stored: %v", err)
+
+	resp := f.biz("GetPackage", &functionapp.Request{Method: "GET", Params: map[string]string{"id": "parcel"}})
+	require.Equal(t, http.StatusOK, resp.Status, string(resp.Body))
+	var pkg domain.Package
+	require.NoError(t, json.Unmarshal(resp.Body, &pkg))
+	assert.Equal(t, "one", pkg.DeliveryID)
+	assert.Equal(t, "Booked", pkg.Status)
+
+	// A retry of the accepted request is its 202 again.
+	assert.Equal(t, http.StatusAccepted, f.ingest(t, packageRequest("one", "parcel")).Status)
+
+	// Cancelled before any drone was assigned, the delivery frees the
+	// package, and its record says so until another request books it.
+	require.Equal(t, http.StatusNoContent, f.cancel(t, "one").Status)
+	f.drain(t)
+	p, err := f.store.Packages.Find(ctx, domain.PackageKey(f.acct, "parcel"))
+	require.NoError(t, err)
+	assert.Equal(t, "Cancelled", p.Status)
+	require.Equal(t, http.StatusAccepted, f.ingest(t, packageRequest("two", "parcel")).Status)
+	p, err = f.store.Packages.Find(ctx, domain.PackageKey(f.acct, "parcel"))
+	require.NoError(t, err)
+	assert.Equal(t, "two", p.DeliveryID)
+	assert.Equal(t, "Booked", p.Status)
+}
+
+// Requests for one package sent at the same moment: exactly one is
+// accepted, and the package is booked for it.
+func TestAPackageRequestedByManyAtOnceIsBookedOnce(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	const n = 6
+	statuses := make([]int, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			statuses[i] = f.biz("IngestDelivery", &functionapp.Request{Method: "POST", Body: packageRequest(fmt.Sprint("at-once-", i), "parcel")}).Status
+		})
+	}
+	wg.Wait()
+	accepted := -1
+	for i, st := range statuses {
+		if st == http.StatusAccepted {
+			assert.Equal(t, -1, accepted, "more than one accepted: %v", statuses)
+			accepted = i
+		} else {
+			assert.Equal(t, http.StatusConflict, st, "the others are conflicts: %v", statuses)
+		}
+	}
+	require.NotEqual(t, -1, accepted, "none accepted: %v", statuses)
+	p, err := f.store.Packages.Find(context.Background(), domain.PackageKey(f.acct, "parcel"))
+	require.NoError(t, err)
+	assert.Equal(t, fmt.Sprint("at-once-", accepted), p.DeliveryID)
+}
+
+// A delivery accepted without booking its package (by a build from before
+// packages were booked at acceptance, during a rolling deploy) that
+// reaches the package step while another delivery holds the package
+// fails, gives its drone back, and the package stays with its holder.
+func TestAPackageHeldByAnotherDeliveryFailsTheLaterOne(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, domain.Drone{ID: "a", Location: at(0.01, 0)}, domain.Drone{ID: "b", Location: at(0.011, 0)})
 	ctx := context.Background()
 	require.Equal(t, http.StatusAccepted, f.ingest(t, packageRequest("one", "parcel")).Status)
-	require.Equal(t, http.StatusAccepted, f.ingest(t, packageRequest("two", "parcel")).Status)
+	require.Equal(t, http.StatusAccepted, f.ingest(t, packageRequest("two", "other")).Status)
+	// What an older build stores: "two" names the package, unbooked.
+	_, err := f.store.Deliveries.Update(ctx, "two", func(d *domain.Delivery) error {
+		d.Request.PackageInfo.PackageID = "parcel"
+		return nil
+	})
+	require.NoError(t, err)
 	f.drain(t)
 
 	one, two := f.delivery(t, "one"), f.delivery(t, "two")
 	pkg, err := f.store.Packages.Find(ctx, domain.PackageKey(f.acct, "parcel"))
 	require.NoError(t, err)
-	winner, loser := one, two
-	if pkg.DeliveryID == "two" {
-		winner, loser = two, one
-	}
-	assert.Equal(t, domain.StageScheduled, winner.Stage)
-	assert.Equal(t, domain.StageFailed, loser.Stage)
-	assert.Contains(t, loser.FailureReason, "parcel")
-	assert.Contains(t, loser.FailureReason, winner.ID)
+	assert.Equal(t, "one", pkg.DeliveryID)
+	assert.Equal(t, domain.StageScheduled, one.Stage)
+	assert.Equal(t, domain.StageFailed, two.Stage)
+	assert.Contains(t, two.FailureReason, "parcel")
+	assert.Contains(t, two.FailureReason, "one")
 	for _, id := range []string{"a", "b"} {
 		dr := f.drone(t, id)
 		if dr.CurrentDeliveryID != "" {
-			assert.Equal(t, winner.ID, dr.CurrentDeliveryID, "only the winner holds a drone")
+			assert.Equal(t, "one", dr.CurrentDeliveryID, "only the holder's delivery holds a drone")
 		} else {
-			assert.Equal(t, domain.DroneAvailable, dr.Status, "the loser's drone is given back")
+			assert.Equal(t, domain.DroneAvailable, dr.Status, "the other's drone is given back")
 		}
 	}
 }

@@ -97,24 +97,19 @@ func (h *Handlers) IngestDelivery(ctx context.Context, req *functionapp.Request)
 		}
 		return h.errorResponse(ctx, err)
 	}
-	// A package the client named may be on another delivery still; one
-	// the service named after this delivery cannot (UpdatePackage checks
-	// again, for requests that race).
-	if p.Request.PackageInfo.PackageID != "" {
-		if err := h.packageFree(ctx, d); err != nil {
-			return h.errorResponse(ctx, err)
-		}
-	}
 	d.History = []domain.Event{{Stage: domain.StageCreated, At: now}}
 	d.AreaID = area
 	ctx = logctx.With(ctx, "deliveryId", id, "correlationId", d.CorrelationID)
 
-	stored, err := h.create(ctx, d)
+	// A package the client named may be on another delivery still, and is
+	// booked for this one as it is stored; one the service names after
+	// this delivery cannot be elsewhere.
+	stored, err := h.create(ctx, d, p.Request.PackageInfo.PackageID != "")
 	if stored {
 		h.log.InfoContext(ctx, "delivery accepted")
 		return h.acceptedResponse(d)
 	}
-	if domain.IsCode(err, domain.ECONFLICT) {
+	if errors.Is(err, errDeliveryExists) {
 		if d, err = h.store.Deliveries.Find(ctx, id); err != nil {
 			return h.errorResponse(ctx, err)
 		}
@@ -149,24 +144,54 @@ func (h *Handlers) acceptedResponse(d *domain.Delivery) *functionapp.Response {
 	return resp
 }
 
+// errDeliveryExists says a delivery under the request's id is stored
+// already: a retry of the request, or another under the same id.
+var errDeliveryExists = errors.New("the delivery exists")
+
 // create stores a new delivery and queues its first message: in one commit
 // when the backend has units of work, so that the delivery and its message
 // exist together or not at all; elsewhere one after the other, and a
 // failure between them leaves a Created delivery that the client's retry
-// with the same deliveryId queues. stored reports that both happened.
-func (h *Handlers) create(ctx context.Context, d *domain.Delivery) (stored bool, err error) {
+// with the same deliveryId queues. stored reports that both happened;
+// errDeliveryExists, that the id was taken. When claim is set it books the
+// package the request names (claimPackage) with the delivery.
+func (h *Handlers) create(ctx context.Context, d *domain.Delivery, claim bool) (stored bool, err error) {
 	tx, ok := h.bus.(ports.Transactional)
 	if !ok {
-		return false, h.store.Deliveries.Create(ctx, d.ID, d)
-	}
-	uow := tx.Begin()
-	if err := uow.Store().Deliveries.Create(ctx, d.ID, d); err != nil {
+		if claim {
+			if err := h.claimPackage(ctx, h.store, d); err != nil {
+				return false, err
+			}
+		}
+		err := h.store.Deliveries.Create(ctx, d.ID, d)
+		if domain.IsCode(err, domain.ECONFLICT) {
+			return false, errDeliveryExists
+		}
 		return false, err
 	}
-	err = uow.Commit(ctx, nil, requestedMessage(d))
-	if errors.Is(err, ports.ErrStale) {
-		// Another request with this id got in first.
-		return false, domain.Errorf(domain.ECONFLICT, "delivery %s exists", d.ID)
+	for attempt := 1; ; attempt++ {
+		uow := tx.Begin()
+		if claim {
+			if err := h.claimPackage(ctx, uow.Store(), d); err != nil {
+				return false, err
+			}
+		}
+		if err := uow.Store().Deliveries.Create(ctx, d.ID, d); err != nil {
+			return false, err
+		}
+		err = uow.Commit(ctx, nil, requestedMessage(d))
+		if !errors.Is(err, ports.ErrStale) {
+			break
+		}
+		// Another request with this id got in first (the caller reads it
+		// and answers), or another booked the package meanwhile, which
+		// the next attempt sees.
+		if _, ferr := h.store.Deliveries.Find(ctx, d.ID); ferr == nil || !claim {
+			return false, errDeliveryExists
+		}
+		if attempt == 3 {
+			break
+		}
 	}
 	if err != nil {
 		return false, domain.Unavailable(err, "the delivery could not be stored; retry with deliveryId %s", d.ID)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/fabrikam/dronedelivery/shared/domain"
 	"github.com/fabrikam/dronedelivery/shared/ports"
@@ -92,13 +93,19 @@ func (e *packageTaken) Error() string { return "the package is on delivery " + e
 
 // packageHolder returns the delivery other than deliveryID that package p
 // is on, when that delivery has not ended; "" when p may move (its
-// delivery ended, or is gone).
+// delivery ended, or is gone). A delivery that booked the package at
+// ingest moments ago and is not stored yet is still being accepted (where
+// the package and the delivery are not written in one transaction), so it
+// holds the package for claimGrace after the booking.
 func (h *Handlers) packageHolder(ctx context.Context, p *domain.Package, deliveryID string) (string, error) {
 	if p.DeliveryID == "" || p.DeliveryID == deliveryID {
 		return "", nil
 	}
 	other, err := h.st(ctx).Deliveries.Find(ctx, p.DeliveryID)
 	if domain.IsCode(err, domain.ENOTFOUND) {
+		if p.Status == packageBooked && h.clock.Now().Before(p.UpdatedAt.Add(claimGrace)) {
+			return p.DeliveryID, nil
+		}
 		return "", nil
 	}
 	if err != nil {
@@ -110,26 +117,62 @@ func (h *Handlers) packageHolder(ctx context.Context, p *domain.Package, deliver
 	return other.ID, nil
 }
 
-// packageFree refuses, with 409 naming packageInfo.packageId, a request
-// whose package is on another of the account's deliveries that has not
-// ended: a package travels on one delivery at a time. Once that delivery
-// has ended (delivered, cancelled or failed) the package may ship again.
-func (h *Handlers) packageFree(ctx context.Context, d *domain.Delivery) error {
-	id := d.Request.PackageInfo.PackageID
-	p, err := h.st(ctx).Packages.Find(ctx, domain.PackageKey(d.OwnerID, id))
-	if domain.IsCode(err, domain.ENOTFOUND) {
+// packageBooked is the status of a package a client named in a delivery
+// request, from its acceptance until a drone is assigned (then Scheduled).
+const packageBooked = "Booked"
+
+// claimGrace is how long a package booked by a delivery not stored yet
+// stays that delivery's: longer than any acceptance takes, short enough
+// that a request that failed after booking frees its package soon (its
+// retry under the same deliveryId finds the package its own at once).
+const claimGrace = time.Minute
+
+// claimPackage books the package that request d names for d, in st (the
+// unit of work that stores d, where there is one, so that the two are
+// written together). It refuses, with 409 naming packageInfo.packageId,
+// a package on another of the account's deliveries that has not ended: a
+// package travels on one delivery at a time. Once that delivery has ended
+// (delivered, cancelled or failed) the package may ship again. Booking at
+// acceptance, rather than only checking, is what keeps two requests that
+// race, or a second request while the first waits for its drone or its
+// pickup time, from both being accepted.
+func (h *Handlers) claimPackage(ctx context.Context, st ports.Store, d *domain.Delivery) error {
+	info := d.Request.PackageInfo
+	key := domain.PackageKey(d.OwnerID, info.PackageID)
+	now := h.clock.Now()
+	_, err := st.Packages.Upsert(ctx, key, func(cur *domain.Package) (*domain.Package, error) {
+		if cur == nil {
+			return &domain.Package{ID: key, PackageID: info.PackageID, OwnerID: d.OwnerID, DeliveryID: d.ID,
+				Size: info.Size, Weight: info.Weight, Tag: info.Tag, Status: packageBooked, CreatedAt: now, UpdatedAt: now}, nil
+		}
+		if cur.OwnerID != d.OwnerID {
+			return nil, errForeignPackage
+		}
+		if cur.DeliveryID == d.ID {
+			return nil, ports.ErrSkip // a retry of this request
+		}
+		holder, err := h.packageHolder(ctx, cur, d.ID)
+		if err != nil {
+			return nil, err
+		}
+		if holder != "" {
+			return nil, &packageTaken{holder: holder}
+		}
+		cur.DeliveryID, cur.Size, cur.Weight, cur.Tag, cur.Status, cur.UpdatedAt = d.ID, info.Size, info.Weight, info.Tag, packageBooked, now
+		return cur, nil
+	})
+	var taken *packageTaken
+	switch {
+	case err == nil:
 		return nil
-	}
-	if err != nil {
-		return domain.Unavailable(err, "the package record could not be read; retry")
-	}
-	holder, err := h.packageHolder(ctx, p, d.ID)
-	if err != nil {
-		return domain.Unavailable(err, "the package record could not be read; retry")
-	}
-	if holder != "" {
+	case errors.As(err, &taken):
 		return &domain.Error{Code: domain.ECONFLICT, Field: "packageInfo.packageId",
-			Message: fmt.Sprintf("%s is on delivery %s, which has not ended; a package travels on one delivery at a time", id, holder)}
+			Message: fmt.Sprintf("%s is on delivery %s, which has not ended; a package travels on one delivery at a time", info.PackageID, taken.holder)}
+	case errors.Is(err, errForeignPackage):
+		return &domain.Error{Code: domain.ECONFLICT, Field: "packageInfo.packageId",
+			Message: fmt.Sprintf("%s cannot be booked", info.PackageID)}
+	case domain.IsCode(err, domain.ECONFLICT), domain.IsCode(err, domain.EUNAVAILABLE):
+		return err
 	}
-	return nil
+	return domain.Unavailable(err, "the package could not be booked; retry")
 }

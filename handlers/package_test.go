@@ -42,13 +42,13 @@ func TestSamePackageIDInTwoAccounts(t *testing.T) {
 func TestUnrecordablePackageFailsTheDeliveryAndFreesTheDrone(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, domain.Drone{ID: "only", Location: at(0.01, 0)})
+	require.Equal(t, http.StatusAccepted, f.ingest(t, requestBody("d1", at(0.01, 0), at(0.02, 0), "Small", 1)).Status)
+	// The damage comes after the package was booked at acceptance.
 	key := domain.PackageKey(f.acct, "pkg-d1")
 	_, err := f.store.Packages.Upsert(context.Background(), key, func(*domain.Package) (*domain.Package, error) {
 		return &domain.Package{ID: key, PackageID: "pkg-d1", OwnerID: "someone-else", DeliveryID: "x", Status: "Scheduled"}, nil
 	})
 	require.NoError(t, err)
-
-	require.Equal(t, http.StatusAccepted, f.ingest(t, requestBody("d1", at(0.01, 0), at(0.02, 0), "Small", 1)).Status)
 	f.drain(t)
 	d := f.delivery(t, "d1")
 	assert.Equal(t, domain.StageFailed, d.Stage)

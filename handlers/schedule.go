@@ -447,6 +447,9 @@ func (h *Handlers) fail(ctx context.Context, id, reason string) ([]ports.Message
 	if err := h.releaseDrone(ctx, d); err != nil {
 		return nil, err
 	}
+	if err := h.markPackage(ctx, d, "Failed"); err != nil {
+		return nil, err
+	}
 	h.log.WarnContext(ctx, "delivery failed", "reason", reason)
 	h.announce(ctx, d)
 	return notifyMessages(d, notes), nil

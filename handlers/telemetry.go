@@ -163,10 +163,12 @@ func notificationsAt(d *domain.Delivery, t time.Time) []domain.Notification {
 	return out
 }
 
-// markPackage records what became of a delivery's package.
+// markPackage records what became of a delivery's package. A package the
+// service named after the delivery has a record only once the package
+// step made one; one the client named was booked at acceptance.
 func (h *Handlers) markPackage(ctx context.Context, d *domain.Delivery, status string) error {
 	id := d.Request.PackageInfo.PackageID
-	if d.PackageRecordedAt == nil {
+	if d.PackageRecordedAt == nil && id == d.ID {
 		return nil
 	}
 	now := h.clock.Now()

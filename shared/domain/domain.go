@@ -337,7 +337,7 @@ type Package struct {
 	Size       PackageSize `json:"size"`
 	Weight     float64     `json:"weight"`
 	Tag        string      `json:"tag,omitempty"`
-	Status     string      `json:"status"` // Scheduled, Delivered or Cancelled
+	Status     string      `json:"status"` // Booked, Scheduled, Delivered, Cancelled or Failed
 	CreatedAt  time.Time   `json:"createdAt"`
 	UpdatedAt  time.Time   `json:"updatedAt"`
 }
