@@ -231,8 +231,27 @@ const maxHandOnChecks = 8
 // board, so a chain of them ends within the deliveries waiting there.
 func (h *Handlers) handOn(ctx context.Context, d *domain.Delivery, now time.Time) ([]ports.Message, error) {
 	h.waiting.remove(d)
-	area := domain.AreaOf(d.Request.PickupLocation)
-	others := h.waiting.others(area, d.ID, now)
+	return h.wakeWaiting(ctx, domain.AreaOf(d.Request.PickupLocation), d.ID, now)
+}
+
+// wakeForFreed wakes a waiting delivery for drone dr, which has just become
+// free (its delivery was cancelled or ended, its charge is done): without
+// it the drone would stay idle until some waiting delivery's next retry,
+// up to RetryMax later. It wakes the delivery of the drone's area that
+// ranks first among those a free drone can serve now, as a hand-on does;
+// nothing when dr is not free or nobody waits there in this process.
+func (h *Handlers) wakeForFreed(ctx context.Context, dr *domain.Drone, now time.Time) ([]ports.Message, error) {
+	if dr == nil || !dr.Dispatchable() {
+		return nil, nil
+	}
+	return h.wakeWaiting(ctx, domain.AreaOf(dr.Location), "", now)
+}
+
+// wakeWaiting wakes the waiting delivery of area, other than skip, that
+// ranks first among those a free drone can serve now (at most
+// maxHandOnChecks are tried), or none.
+func (h *Handlers) wakeWaiting(ctx context.Context, area, skip string, now time.Time) ([]ports.Message, error) {
+	others := h.waiting.others(area, skip, now)
 	if len(others) == 0 {
 		return nil, nil
 	}

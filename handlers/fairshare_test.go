@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"strings"
 	"testing"
@@ -13,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/fabrikam/dronedelivery/handlers"
+	"github.com/fabrikam/dronedelivery/shared/adapters/platform"
 	"github.com/fabrikam/dronedelivery/shared/domain"
 	"github.com/fabrikam/dronedelivery/shared/functionapp"
 	"github.com/fabrikam/dronedelivery/shared/ports"
@@ -84,6 +86,63 @@ func (f *fixture) complete(t *testing.T, id string) {
 	f.clock.Advance(time.Minute)
 	f.report(t, d.DroneID, d.Request.DropoffLocation, 85, f.clock.Now())
 	require.Equal(t, domain.StageCompleted, f.delivery(t, id).Stage)
+}
+
+// completeElsewhere completes id as complete does, its reports handled by
+// another instance of the service, over the same store and queues, whose
+// board of waiting deliveries is its own.
+func (f *fixture) completeElsewhere(t *testing.T, id string) {
+	t.Helper()
+	other := handlers.New(handlers.Deps{Store: f.store, Bus: f.bus, Clock: f.clock, IDs: platform.IDs{},
+		Log: slog.New(slog.DiscardHandler), Config: handlers.Config{OperatorKey: operatorKey}})
+	d := f.delivery(t, id)
+	for _, loc := range []domain.Location{d.Request.PickupLocation, d.Request.DropoffLocation} {
+		f.clock.Advance(time.Minute)
+		body, _ := json.Marshal(map[string]any{"location": loc, "batteryPercent": 90, "timestamp": f.clock.Now().Format(time.RFC3339Nano)})
+		resp := f.fleet("PostTelemetry", &functionapp.Request{Method: "POST", Params: map[string]string{"id": d.DroneID}, Body: body})
+		require.Equal(t, http.StatusAccepted, resp.Status, string(resp.Body))
+		for _, m := range f.receive(t, topology.QueueDroneTelemetry) {
+			out, err := other.TrackDrone(context.Background(), m)
+			require.NoError(t, err)
+			require.Empty(t, wakesIn(t, out), "the other instance knows of nobody waiting")
+			require.NoError(t, f.bus.Complete(context.Background(), m))
+		}
+	}
+	require.Equal(t, domain.StageCompleted, f.delivery(t, id).Stage)
+}
+
+// A drone that comes free (here its delivery completes) wakes the waiting
+// delivery that ranks first at once, rather than leaving the drone idle
+// until that delivery's next retry.
+func TestAFreedDroneWakesTheFirstWaitingDelivery(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ctx := context.Background()
+	f.putDrone(t, domain.Drone{ID: "d1", Location: at(0, 0)})
+	f.dispatchAs(t, f.key, "a1", false)
+	require.Len(t, f.assigned(t, "a1"), 1)
+	f.clock.Advance(time.Second)
+	f.dispatchAs(t, f.key, "w1", false)
+	require.Empty(t, f.assigned(t, "w1"), "it waits for a drone")
+
+	d := f.delivery(t, "a1")
+	for _, loc := range []domain.Location{d.Request.PickupLocation, d.Request.DropoffLocation} {
+		f.clock.Advance(time.Minute)
+		body, _ := json.Marshal(map[string]any{"location": loc, "batteryPercent": 90, "timestamp": f.clock.Now().Format(time.RFC3339Nano)})
+		require.Equal(t, http.StatusAccepted, f.fleet("PostTelemetry", &functionapp.Request{Method: "POST", Params: map[string]string{"id": "d1"}, Body: body}).Status)
+	}
+	var wakes []*ports.Delivered
+	for _, m := range f.receive(t, topology.QueueDroneTelemetry) {
+		out, err := f.h.TrackDrone(ctx, m)
+		require.NoError(t, err)
+		wakes = append(wakes, wakesIn(t, out)...)
+		require.NoError(t, f.bus.Complete(ctx, m))
+	}
+	require.Len(t, wakes, 1, "the drone's freeing wakes w1")
+	_, err := f.h.ScheduleDrone(ctx, wakes[0])
+	require.NoError(t, err)
+	assert.Equal(t, []string{"w1"}, f.assigned(t, "w1"), "served by the wake, before any retry")
+	assert.Equal(t, "w1", f.drone(t, "d1").CurrentDeliveryID)
 }
 
 func (f *fixture) assigned(t *testing.T, ids ...string) []string {
@@ -225,8 +284,10 @@ func TestAWakeForAServedDeliveryHandsTheDroneOn(t *testing.T) {
 	f.clock.Advance(time.Second)
 	f.dispatchAs(t, f.key, "w2", false)
 	require.Empty(t, f.assigned(t, "w1", "w2"), "both wait for a drone")
-	f.complete(t, "a1")
-	f.complete(t, "a2")
+	// The drones come free in another instance, which has not seen w1 and
+	// w2 wait, so nothing there wakes them.
+	f.completeElsewhere(t, "a1")
+	f.completeElsewhere(t, "a2")
 
 	// w2's retry comes first: it leaves the drone it found to the older
 	// w1 and wakes it.
@@ -259,4 +320,31 @@ func TestAWakeForAServedDeliveryHandsTheDroneOn(t *testing.T) {
 	out, err = f.h.ScheduleDrone(ctx, wakes[0])
 	require.NoError(t, err)
 	assert.Empty(t, wakesIn(t, out))
+}
+
+// A cancel that frees a drone wakes the waiting delivery at once.
+func TestACancelledDeliveryWakesTheFirstWaitingOne(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ctx := context.Background()
+	f.putDrone(t, domain.Drone{ID: "d1", Location: at(0, 0)})
+	f.dispatchAs(t, f.key, "a1", false)
+	require.Len(t, f.assigned(t, "a1"), 1)
+	f.clock.Advance(time.Second)
+	f.dispatchAs(t, f.key, "w1", false)
+	require.Empty(t, f.assigned(t, "w1"), "it waits for a drone")
+
+	require.Equal(t, http.StatusNoContent, f.cancel(t, "a1").Status)
+	var wakes []*ports.Delivered
+	for _, m := range f.receive(t, topology.QueueDeliveryRequests) {
+		out, err := f.h.ScheduleDrone(ctx, m)
+		require.NoError(t, err)
+		wakes = append(wakes, wakesIn(t, out)...)
+		require.NoError(t, f.bus.Complete(ctx, m))
+	}
+	require.Len(t, wakes, 1, "the freed drone wakes w1")
+	_, err := f.h.ScheduleDrone(ctx, wakes[0])
+	require.NoError(t, err)
+	assert.Equal(t, []string{"w1"}, f.assigned(t, "w1"))
+	assert.Equal(t, "w1", f.drone(t, "d1").CurrentDeliveryID)
 }

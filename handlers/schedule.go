@@ -35,10 +35,11 @@ func (h *Handlers) ScheduleDrone(ctx context.Context, msg *ports.Delivered) ([]p
 		if d.Stage != domain.StageCancelled && d.Stage != domain.StageFailed {
 			return nil, nil // nothing was cancelled; a stray message
 		}
-		if err := h.releaseDrone(ctx, d); err != nil {
+		wakes, err := h.releaseAndWake(ctx, d, h.clock.Now())
+		if err != nil {
 			return nil, err
 		}
-		return nil, h.markPackage(ctx, d, "Cancelled")
+		return wakes, h.markPackage(ctx, d, "Cancelled")
 	case wire.OpDelivery, wire.OpReschedule:
 	default:
 		return nil, &domain.Permanent{Err: domain.Invalid("operation", "%s is not handled by this step", env.Operation)}
@@ -51,10 +52,12 @@ func (h *Handlers) ScheduleDrone(ctx context.Context, msg *ports.Delivered) ([]p
 	if d.Stage.Terminal() {
 		h.waiting.remove(d)
 		h.log.InfoContext(ctx, "delivery already ended; nothing to schedule", "stage", d.Stage)
-		if err := h.releaseDrone(ctx, d); err != nil {
+		wakes, err := h.releaseAndWake(ctx, d, now)
+		if err != nil {
 			return nil, err
 		}
-		return h.wokenInVain(ctx, env, d, now)
+		more, err := h.wokenInVain(ctx, env, d, now)
+		return append(wakes, more...), err
 	}
 	if d.Generation > d.ResetGeneration {
 		if d, err = h.resetAssignment(ctx, d); err != nil {
@@ -225,8 +228,15 @@ func dispatchMessage(d *domain.Delivery) ports.Message {
 // is the compensation for a cancel, and a self-repair for any drone found
 // attached to a delivery that has ended.
 func (h *Handlers) releaseDrone(ctx context.Context, d *domain.Delivery) error {
+	_, err := h.releaseDroneOf(ctx, d)
+	return err
+}
+
+// releaseDroneOf is releaseDrone returning the drone as released, or nil
+// when d held none.
+func (h *Handlers) releaseDroneOf(ctx context.Context, d *domain.Delivery) (*domain.Drone, error) {
 	if d.DroneID == "" {
-		return nil
+		return nil, nil
 	}
 	now := h.clock.Now()
 	var before *domain.Drone
@@ -235,16 +245,26 @@ func (h *Handlers) releaseDrone(ctx context.Context, d *domain.Delivery) error {
 		return dr.Release(d.ID, h.cfg.Tracking, now)
 	})
 	if domain.IsCode(err, domain.ENOTFOUND) {
-		return nil
+		return nil, nil
 	}
 	if err != nil {
-		return fmt.Errorf("release drone %s: %w", d.DroneID, err)
+		return nil, fmt.Errorf("release drone %s: %w", d.DroneID, err)
 	}
 	if err := h.publishChargeCheck(ctx, before, after); err != nil {
-		return err
+		return nil, err
 	}
 	h.log.InfoContext(ctx, "drone released", "droneId", d.DroneID, "stage", d.Stage)
-	return nil
+	return after, nil
+}
+
+// releaseAndWake releases d's drone and wakes the waiting delivery that
+// the freed drone lets dispatch serve first (wakeForFreed).
+func (h *Handlers) releaseAndWake(ctx context.Context, d *domain.Delivery, now time.Time) ([]ports.Message, error) {
+	dr, err := h.releaseDroneOf(ctx, d)
+	if err != nil {
+		return nil, err
+	}
+	return h.wakeForFreed(ctx, dr, now)
 }
 
 // resetAssignment forgets the previous generation's assignment before a

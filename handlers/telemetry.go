@@ -144,6 +144,13 @@ func (h *Handlers) TrackDrone(ctx context.Context, msg *ports.Delivered) ([]port
 	if freed {
 		h.log.InfoContext(ctx, "drone freed", "droneId", r.DroneID, "deliveryId", flight, "at", r.Timestamp)
 	}
+	if !drone.Dispatchable() {
+		wakes, err := h.wakeForFreed(ctx, after, now)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, wakes...)
+	}
 	// After the drone's write, so the feed and the consoles show where the
 	// report put it.
 	h.announce(ctx, d)
