@@ -61,29 +61,42 @@ func (h *Handlers) CancelDelivery(ctx context.Context, req *functionapp.Request)
 // through the queue (the old drone is released first). A package already
 // picked up, or a delivery that has ended, cannot be rescheduled (409); a
 // change no drone could ever serve is refused like such a request (422).
+// A change the request already carries (the same PATCH again) answers 202
+// and starts no new generation.
 func (h *Handlers) RescheduleDelivery(ctx context.Context, req *functionapp.Request) *functionapp.Response {
 	id, change, err := idAndBody(req, wire.ParseReschedule)
 	if err != nil {
 		return h.errorResponse(ctx, err)
 	}
 	now := h.clock.Now()
+	changed := false
 	d, err := h.updateOwnDelivery(ctx, id, func(cur *domain.Delivery) error {
+		changed = false
 		if err := cur.Reschedule(change, now); err != nil {
 			return err
 		}
+		changed = true
 		return h.feasible(ctx, &cur.Request)
 	})
 	if err != nil {
 		return h.errorResponse(ctx, err)
 	}
 	ctx = logctx.With(ctx, "deliveryId", id, "correlationId", d.CorrelationID)
-	m := message(topology.QueueDeliveryRequests, "reschedule",
-		wire.Envelope{Operation: wire.OpReschedule, DeliveryID: id, CorrelationID: d.CorrelationID, Generation: d.Generation})
-	if err := h.bus.Publish(ctx, m); err != nil {
-		return h.errorResponse(ctx, domain.Unavailable(err, "the reschedule is recorded but could not be queued"))
+	// A change the request already carries (a retry) queues its generation's
+	// message again only while that generation waits to be dispatched, in
+	// case the first attempt stopped before queueing it; the bus drops the
+	// copy of one that was queued.
+	if changed || d.Stage == domain.StageRescheduled {
+		m := message(topology.QueueDeliveryRequests, "reschedule",
+			wire.Envelope{Operation: wire.OpReschedule, DeliveryID: id, CorrelationID: d.CorrelationID, Generation: d.Generation})
+		if err := h.bus.Publish(ctx, m); err != nil {
+			return h.errorResponse(ctx, domain.Unavailable(err, "the reschedule is recorded but could not be queued"))
+		}
 	}
-	h.log.InfoContext(ctx, "delivery rescheduled", "generation", d.Generation)
-	h.announce(ctx, d)
+	if changed {
+		h.log.InfoContext(ctx, "delivery rescheduled", "generation", d.Generation)
+		h.announce(ctx, d)
+	}
 	resp := functionapp.JSON(http.StatusAccepted, accepted{DeliveryID: d.ID, TrackingID: d.TrackingID, DeliveryRequest: d.Request})
 	resp.Header.Set("Location", "/api/deliveries/"+d.ID)
 	return resp

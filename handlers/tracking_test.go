@@ -286,6 +286,19 @@ func TestRescheduleDispatchesAgain(t *testing.T) {
 	assert.Equal(t, "move", f.drone(t, "east").CurrentDeliveryID)
 	require.NoError(t, domain.LegalHistory(d.History))
 
+	// The same change sent again (a client's retry) answers as the first
+	// did and changes nothing: no new generation, the drone kept, no
+	// second notice.
+	notices := len(d.Notifications)
+	again := patch(string(body))
+	require.Equal(t, http.StatusAccepted, again.Status, string(again.Body))
+	f.drain(t)
+	same := f.delivery(t, "move")
+	assert.Equal(t, 1, same.Generation)
+	assert.Equal(t, domain.StageScheduled, same.Stage)
+	assert.Equal(t, "east", same.DroneID)
+	assert.Len(t, same.Notifications, notices)
+
 	assert.Equal(t, http.StatusBadRequest, patch(`{}`).Status)
 	assert.Equal(t, http.StatusBadRequest, patch(`{"deadline":"2000-01-01T00:00:00Z"}`).Status, "deadline before pickup")
 	require.Equal(t, http.StatusNoContent, f.cancel(t, "move").Status)

@@ -183,7 +183,8 @@ func (d *Delivery) Cancel(now time.Time) (Notification, error) {
 
 // Reschedule applies a change of places or times and starts a new
 // generation, which dispatch and ETA run for again. A package already picked
-// up, or a delivery that has ended, cannot be rescheduled (ECONFLICT).
+// up, or a delivery that has ended, cannot be rescheduled (ECONFLICT). A
+// change to what the request already says is ErrNoChange: no generation.
 func (d *Delivery) Reschedule(change *Reschedule, now time.Time) error {
 	switch d.Stage {
 	case StageHeadedToDropoff, StageCompleted, StageCancelled, StageFailed:
@@ -193,11 +194,32 @@ func (d *Delivery) Reschedule(change *Reschedule, now time.Time) error {
 	if err := change.Apply(&next); err != nil {
 		return err
 	}
+	if sameWhereAndWhen(&next, &d.Request) {
+		// A request sent again (a client's retry after a timeout) starts
+		// no new generation: no drone is released and claimed again, and
+		// no customer is told twice.
+		return ErrNoChange
+	}
 	d.Request = next
 	d.Generation++
 	d.PickupETA, d.DeliveryETA, d.ScheduledAt, d.PlannedRoute, d.DispatchAt = nil, nil, nil, nil, nil
 	d.SetStage(StageRescheduled, now, fmt.Sprintf("rescheduled (generation %d)", d.Generation))
 	return nil
+}
+
+// sameWhereAndWhen reports whether a and b agree on what a reschedule can
+// change: the pickup and dropoff locations, the pickup time and the
+// deadline.
+func sameWhereAndWhen(a, b *DeliveryRequest) bool {
+	return sameLocation(a.PickupLocation, b.PickupLocation) && sameLocation(a.DropoffLocation, b.DropoffLocation) &&
+		a.PickupTime.Equal(b.PickupTime) && a.Deadline.Equal(b.Deadline)
+}
+
+func sameLocation(a, b Location) bool {
+	if a.Latitude != b.Latitude || a.Longitude != b.Longitude || (a.Altitude == nil) != (b.Altitude == nil) {
+		return false
+	}
+	return a.Altitude == nil || *a.Altitude == *b.Altitude
 }
 
 // ConfirmationRules bound a proof of delivery.
