@@ -282,6 +282,17 @@ func pauseScenario(t *testing.T, p *proc) {
 	resp := a.fleet(t, "PUT", "/api/pauses/storm", map[string]any{"areaId": "north", "reason": "thunderstorm over the north", "until": until.Format(time.RFC3339)})
 	require.Equal(t, http.StatusCreated, resp.Status, string(resp.Body))
 
+	// It reads back where Location points, and in the listing, in force.
+	type pauseView struct{ PauseID, AreaID, State string }
+	var one pauseView
+	resp = a.fleet(t, "GET", resp.Header.Get("Location"), nil)
+	require.Equal(t, http.StatusOK, resp.Status, string(resp.Body))
+	resp.decode(t, &one)
+	assert.Equal(t, pauseView{PauseID: "storm", AreaID: "north", State: "active"}, one)
+	var kept struct{ Pauses []pauseView }
+	a.fleet(t, "GET", "/api/pauses", nil).decode(t, &kept)
+	assert.Equal(t, []pauseView{one}, kept.Pauses)
+
 	// New requests in the north are refused; the south is served.
 	resp = a.call(t, "POST", "/api/deliveryrequests", deliveryRequest("refused", north, domain.Location{Latitude: 47.66, Longitude: -122.33}, "Small", 1))
 	require.Equal(t, http.StatusServiceUnavailable, resp.Status, string(resp.Body))

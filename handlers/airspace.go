@@ -131,6 +131,9 @@ type zoneList struct {
 }
 
 func (h *Handlers) listZones(ctx context.Context, kind domain.ZoneKind, req *functionapp.Request) *functionapp.Response {
+	if err := wire.CheckQuery(req.Query, "after", "limit"); err != nil {
+		return h.errorResponse(ctx, err)
+	}
 	zs, err := h.zones()
 	if err != nil {
 		return h.errorResponse(ctx, err)
@@ -138,7 +141,7 @@ func (h *Handlers) listZones(ctx context.Context, kind domain.ZoneKind, req *fun
 	limit := 100
 	if s := req.Query.Get("limit"); s != "" {
 		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 || n > 1000 {
+		if err != nil || n < 1 || n > 1000 || strconv.Itoa(n) != s {
 			return h.errorResponse(ctx, domain.Invalid("limit", "must be an integer from 1 to 1000"))
 		}
 		limit = n

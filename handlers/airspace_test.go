@@ -2,8 +2,10 @@ package handlers_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
 	"sync"
 	"testing"
 
@@ -50,4 +52,44 @@ func TestZonesPerKindAreBounded(t *testing.T) {
 	assert.Equal(t, http.StatusOK, resp.Status, "replacing a zone adds none: %s", resp.Body)
 	resp = put("PutServiceArea", "one-more")
 	assert.Equal(t, http.StatusCreated, resp.Status, "service areas are counted apart: %s", resp.Body)
+}
+
+// The zone listings refuse, naming it, a parameter they do not take (a
+// cursor of another listing would otherwise answer the first page) and
+// one given twice, empty or malformed; after and limit still page.
+func TestZoneListingsRefuseUnknownParameters(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	for _, id := range []string{"a", "b"} {
+		for _, fn := range []string{"PutServiceArea", "PutNoFlyZone"} {
+			resp := f.fleet(fn, &functionapp.Request{Method: http.MethodPut, Params: map[string]string{"id": id}, Body: []byte(square)})
+			require.Equal(t, http.StatusCreated, resp.Status, string(resp.Body))
+		}
+	}
+	for _, fn := range []string{"ListServiceAreas", "ListNoFlyZones"} {
+		for _, c := range []struct {
+			name  string
+			q     url.Values
+			field string
+		}{
+			{"a cursor", url.Values{"cursor": {"x"}}, "cursor"},
+			{"a misspelt limit", url.Values{"limits": {"1"}}, "limits"},
+			{"limit twice", url.Values{"limit": {"1", "2"}}, "limit"},
+			{"after empty", url.Values{"after": {""}}, "after"},
+			{"limit with a sign", url.Values{"limit": {"+1"}}, "limit"},
+		} {
+			resp := f.fleet(fn, &functionapp.Request{Method: http.MethodGet, Query: c.q})
+			require.Equal(t, http.StatusBadRequest, resp.Status, "%s, %s: %s", fn, c.name, resp.Body)
+			assert.Equal(t, c.field, problemOf(t, resp).Field, "%s, %s", fn, c.name)
+		}
+		resp := f.fleet(fn, &functionapp.Request{Method: http.MethodGet, Query: url.Values{"after": {"a"}, "limit": {"1"}, "code": {"a-function-key"}}})
+		require.Equal(t, http.StatusOK, resp.Status, "%s: %s", fn, resp.Body)
+		var page struct {
+			Zones []struct{ ID string }
+			Next  string
+		}
+		require.NoError(t, json.Unmarshal(resp.Body, &page))
+		require.Len(t, page.Zones, 1, fn)
+		assert.Equal(t, "b", page.Zones[0].ID, "%s: after and limit still page", fn)
+	}
 }

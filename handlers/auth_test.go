@@ -49,20 +49,64 @@ func TestEveryBusinessAndFleetFunctionNeedsItsKey(t *testing.T) {
 			assert.Contains(t, resp.Header.Get("WWW-Authenticate"), "Bearer", name)
 		}
 	}
-	fleetFns := []string{"PutDrone", "GetDrone", "ListDrones", "PostTelemetry"}
+	fleetFns := []string{"PutDrone", "GetDrone", "ListDrones", "PostTelemetry", "GetPause", "ListPauses"}
 	for _, name := range fleetFns {
 		resp := f.biz(name, &functionapp.Request{Method: "GET", Params: map[string]string{"id": "x"}})
 		assert.Equal(t, http.StatusForbidden, resp.Status, "%s with a business key", name)
 	}
-	for _, name := range []string{"IngestDelivery", "GetPackage", "CancelDelivery", "GetHistory", "CreateApiKey"} {
+	for _, name := range []string{"IngestDelivery", "GetPackage", "CancelDelivery", "CreateApiKey"} {
 		resp := f.fleet(name, &functionapp.Request{Method: "GET", Params: map[string]string{"id": "x"}})
 		assert.Equal(t, http.StatusForbidden, resp.Status, "%s with the operator key", name)
 	}
-	// The operator's drones fly any delivery, so it may read one.
+	// The operator's drones fly any delivery, so it may read one, and its
+	// history, which audits the operator's actions.
 	f.putDrone(t, domain.Drone{ID: "op", Location: at(0.001, 0)})
 	f.scheduled(t, "flown", at(0, 0), at(0.01, 0))
-	assert.Equal(t, http.StatusOK, f.fleet("GetDelivery", &functionapp.Request{Method: "GET", Params: map[string]string{"id": "flown"}}).Status)
-	assert.Equal(t, http.StatusOK, f.fleet("GetDeliveryStatus", &functionapp.Request{Method: "GET", Params: map[string]string{"id": "flown"}}).Status)
+	for _, name := range []string{"GetDelivery", "GetDeliveryStatus", "GetHistory"} {
+		assert.Equal(t, http.StatusOK, f.fleet(name, &functionapp.Request{Method: "GET", Params: map[string]string{"id": "flown"}}).Status, name)
+	}
+}
+
+// The operator reads the audit of its own actions in any delivery's
+// history; a business still reads only its own deliveries' histories, and
+// another account's answers as a missing one does.
+func TestOperatorReadsDeliveryHistory(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, domain.Drone{ID: "near", Location: at(0.011, 0)}, domain.Drone{ID: "far", Location: at(0.03, 0)})
+	f.scheduled(t, "d", at(0.01, 0), at(0.02, 0))
+	resp := f.action(t, "DroneAction", "near", map[string]any{"action": "ground", "reason": "bird strike"})
+	require.Equal(t, http.StatusAccepted, resp.Status, string(resp.Body))
+	f.drain(t)
+
+	history := func(key, id string) *functionapp.Response {
+		return f.call("GetHistory", key, &functionapp.Request{Method: "GET", Params: map[string]string{"id": id}})
+	}
+	resp = history(operatorKey, "d")
+	require.Equal(t, http.StatusOK, resp.Status, string(resp.Body))
+	var h struct {
+		DeliveryID string
+		Events     []domain.Event
+	}
+	require.NoError(t, json.Unmarshal(resp.Body, &h))
+	assert.Equal(t, "d", h.DeliveryID)
+	var audits []domain.Event
+	for _, e := range h.Events {
+		if e.Kind == domain.EventOperator {
+			audits = append(audits, e)
+		}
+	}
+	require.Len(t, audits, 1, "the ground, audited: %s", resp.Body)
+	assert.Equal(t, "operator", audits[0].By)
+	assert.Equal(t, "ground: bird strike", audits[0].Note)
+	assert.Equal(t, "near", audits[0].DroneID)
+	assert.False(t, audits[0].At.IsZero())
+	assert.Equal(t, string(history(f.key, "d").Body), string(resp.Body), "the owner reads the same history")
+	assert.Equal(t, http.StatusNotFound, history(operatorKey, "nothing-here").Status)
+
+	_, other := f.signUpOther(t)
+	theirs, missing := history(other, "d"), history(other, "nothing-here")
+	require.Equal(t, http.StatusNotFound, theirs.Status, string(theirs.Body))
+	assert.Equal(t, strings.ReplaceAll(string(missing.Body), "nothing-here", "d"), string(theirs.Body), "indistinguishable from a missing one")
 }
 
 func TestNoOperatorKeyClosesTheFleet(t *testing.T) {

@@ -121,7 +121,9 @@ func (h *Handlers) GetNotifications(ctx context.Context, req *functionapp.Reques
 }
 
 // GetHistory serves GET /api/deliveries/{id}/history: every stage the
-// delivery passed, in order, with when and where.
+// delivery passed, in order, with when and where, and the operator's
+// actions on it. Its business reads it, and so does the operator, whose
+// actions it audits.
 func (h *Handlers) GetHistory(ctx context.Context, req *functionapp.Request) *functionapp.Response {
 	d, err := h.findDelivery(ctx, req.Params["id"])
 	if err != nil {

@@ -2,6 +2,7 @@ package handlers_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"sync/atomic"
@@ -14,6 +15,7 @@ import (
 	"github.com/fabrikam/dronedelivery/shared/domain"
 	"github.com/fabrikam/dronedelivery/shared/ports"
 	"github.com/fabrikam/dronedelivery/shared/topology"
+	"github.com/fabrikam/dronedelivery/shared/wire"
 )
 
 // crashingFleet fails the next write of one drone when armed, as a process
@@ -81,4 +83,110 @@ func TestGroundStoppedHalfwayIsFinished(t *testing.T) {
 		Body: body, Operation: finish[0].Operation}))
 	f.drain(t)
 	check("after the message again")
+}
+
+// recall recalls drone id for the end of a shift, as the operator does,
+// and returns the drone the 202 shows.
+func (f *fixture) recall(t *testing.T, id string) *domain.Drone {
+	t.Helper()
+	resp := f.action(t, "DroneAction", id, map[string]any{"action": "recall", "reason": "end of shift"})
+	require.Equal(t, http.StatusAccepted, resp.Status, string(resp.Body))
+	var v domain.Drone
+	require.NoError(t, json.Unmarshal(resp.Body, &v))
+	return &v
+}
+
+// A drone recalled where it is parked, at its home base, has arrived: it
+// sends no report to land it, so the recall lands it. It stays Available
+// and dispatch still gives it work; a grounded one stays in Maintenance;
+// a low one goes on charge, its charge check scheduled.
+func TestRecallAtHomeLandsAtOnce(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t,
+		domain.Drone{ID: "parked", Location: at(0.011, 0)},
+		domain.Drone{ID: "grounded", Location: at(0.05, 0)},
+		domain.Drone{ID: "low", Location: at(0.08, 0), BatteryPercent: 10})
+
+	for range 2 {
+		v := f.recall(t, "parked")
+		assert.Equal(t, domain.DroneAvailable, v.Status)
+		assert.False(t, v.Recalled)
+	}
+	parked := f.drone(t, "parked")
+	assert.Equal(t, domain.DroneAvailable, parked.Status)
+	assert.False(t, parked.Recalled)
+
+	resp := f.action(t, "DroneAction", "grounded", map[string]any{"action": "ground", "reason": "rotor check"})
+	require.Equal(t, http.StatusAccepted, resp.Status, string(resp.Body))
+	for range 2 {
+		assert.Equal(t, domain.DroneMaintenance, f.recall(t, "grounded").Status)
+	}
+	grounded := f.drone(t, "grounded")
+	assert.Equal(t, domain.DroneMaintenance, grounded.Status, "a grounded drone recalled home stays Maintenance")
+	assert.True(t, grounded.Grounded)
+	assert.False(t, grounded.Recalled)
+	assert.Equal(t, "end of shift", grounded.StatusReason)
+
+	assert.Equal(t, domain.DroneCharging, f.recall(t, "low").Status)
+	checks := f.delayed[topology.QueueDroneTelemetry]
+	require.Len(t, checks, 1, "the charge check")
+	assert.Equal(t, string(wire.OpChargeCheck), checks[0].Operation)
+
+	d := f.scheduled(t, "next", at(0.01, 0), at(0.02, 0))
+	assert.Equal(t, "parked", d.DroneID, "the parked drone is dispatched")
+}
+
+// A drone recalled at its home base while it serves a delivery hands that
+// delivery on as any recall does (audited once, the customer told) and
+// lands at once. The action's queued message, run after dispatch gave the
+// drone another delivery there, leaves it that one: recalled at home it
+// would only land for dispatch again.
+func TestRecallAtHomeHandsDeliveryOn(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, domain.Drone{ID: "home", Location: at(0.011, 0)}, domain.Drone{ID: "far", Location: at(0.03, 0)})
+	require.Equal(t, http.StatusAccepted, f.ingest(t, requestBody("d", at(0.01, 0), at(0.02, 0), "Small", 1)).Status)
+	f.drain(t)
+	require.Equal(t, "home", f.delivery(t, "d").DroneID)
+
+	v := f.recall(t, "home")
+	assert.Equal(t, domain.DroneAvailable, v.Status, "landed at once")
+	assert.False(t, v.Recalled)
+	assert.Empty(t, v.CurrentDeliveryID)
+
+	// The action's own message is held back until the end.
+	held := f.receive(t, topology.QueueDroneTelemetry)
+	require.Len(t, held, 1, "the action's own message")
+	require.NoError(t, f.bus.Complete(context.Background(), held[0]))
+	f.drain(t)
+	d := f.delivery(t, "d")
+	assert.Equal(t, domain.StageScheduled, d.Stage)
+	assert.Equal(t, "far", d.DroneID)
+	var audits []domain.Event
+	for _, e := range d.History {
+		if e.Kind == domain.EventOperator {
+			audits = append(audits, e)
+		}
+	}
+	require.Len(t, audits, 1, "audited once")
+	assert.Equal(t, "recall: end of shift", audits[0].Note)
+	assert.Equal(t, "operator", audits[0].By)
+	require.NoError(t, domain.LegalHistory(d.History))
+	var kinds []string
+	for _, n := range d.Notifications {
+		kinds = append(kinds, n.Kind)
+	}
+	assert.Contains(t, kinds, domain.NotifyReassigned)
+
+	e := f.scheduled(t, "e", at(0.011, 0), at(0.02, 0))
+	require.Equal(t, "home", e.DroneID)
+	require.NoError(t, f.bus.Publish(context.Background(), ports.Message{ID: "late", Queue: topology.QueueDroneTelemetry,
+		Body: held[0].Body, Operation: held[0].Operation}))
+	f.drain(t)
+	e = f.delivery(t, "e")
+	assert.Equal(t, domain.StageScheduled, e.Stage)
+	assert.Equal(t, "home", e.DroneID)
+	for _, ev := range e.History {
+		assert.NotEqual(t, domain.EventOperator, ev.Kind, "e was not handed on")
+	}
+	assert.Equal(t, "e", f.drone(t, "home").CurrentDeliveryID)
 }

@@ -3,7 +3,9 @@ package handlers_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
+	"net/url"
 	"strconv"
 	"testing"
 	"time"
@@ -74,6 +76,106 @@ func TestPauseHoldsAndResumes(t *testing.T) {
 	resp = f.ingest(t, requestBody("much-later", at(0.01, 0), at(0.02, 0), "Small", 1))
 	require.Equal(t, http.StatusServiceUnavailable, resp.Status)
 	assert.Equal(t, strconv.FormatInt(far.Unix()-t0.Unix(), 10), resp.Header.Get("Retry-After"))
+}
+
+// pauseView is a pause as GET /api/pauses and /api/pauses/{id} show it.
+type pauseView struct {
+	PauseID, AreaID, Reason, State string
+	Until                          time.Time
+}
+
+func (f *fixture) putPause(t *testing.T, id string, body map[string]any) *functionapp.Response {
+	t.Helper()
+	return f.fleet("PutPause", &functionapp.Request{Method: http.MethodPut, Params: map[string]string{"id": id}, Body: mustJSON(body)})
+}
+
+func (f *fixture) listPauses(t *testing.T) []pauseView {
+	t.Helper()
+	resp := f.fleet("ListPauses", &functionapp.Request{Method: http.MethodGet})
+	require.Equal(t, http.StatusOK, resp.Status, string(resp.Body))
+	var page struct{ Pauses []pauseView }
+	require.NoError(t, json.Unmarshal(resp.Body, &page))
+	return page.Pauses
+}
+
+// A pause reads back where PUT's Location points, and the listing shows
+// every pause in id order, each in force or expired by the clock.
+func TestGetAndListPauses(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	assert.Empty(t, f.listPauses(t), "no pauses yet")
+	until := t0.Add(time.Minute)
+	resp := f.putPause(t, "storm", map[string]any{"reason": "hail", "until": until.Format(time.RFC3339)})
+	require.Equal(t, http.StatusCreated, resp.Status, string(resp.Body))
+	assert.Equal(t, "/api/pauses/storm", resp.Header.Get("Location"))
+	assert.Contains(t, string(resp.Body), `"state":"active"`)
+	require.Equal(t, http.StatusCreated, f.putPause(t, "closure", map[string]any{"reason": "airspace closed"}).Status)
+
+	get := func(id string) *functionapp.Response {
+		return f.fleet("GetPause", &functionapp.Request{Method: http.MethodGet, Params: map[string]string{"id": id}})
+	}
+	resp = get("storm")
+	require.Equal(t, http.StatusOK, resp.Status, string(resp.Body))
+	var one pauseView
+	require.NoError(t, json.Unmarshal(resp.Body, &one))
+	assert.Equal(t, pauseView{PauseID: "storm", Reason: "hail", State: "active", Until: until}, one)
+
+	f.clock.Advance(2 * time.Minute)
+	assert.Equal(t, []pauseView{
+		{PauseID: "closure", Reason: "airspace closed", State: "active"},
+		{PauseID: "storm", Reason: "hail", State: "expired", Until: until},
+	}, f.listPauses(t), "in id order; a pause without an end never expires")
+	require.NoError(t, json.Unmarshal(get("storm").Body, &one))
+	assert.Equal(t, "expired", one.State, "an expired pause is kept until the next put")
+
+	resp = get("nothing")
+	require.Equal(t, http.StatusNotFound, resp.Status, string(resp.Body))
+	assert.Equal(t, "pause nothing not found", problemOf(t, resp).Detail)
+	resp = get("..")
+	require.Equal(t, http.StatusBadRequest, resp.Status, string(resp.Body))
+	assert.Equal(t, "id", problemOf(t, resp).Field)
+
+	for _, q := range []url.Values{{"limit": {"10"}}, {"cursor": {"x"}}} {
+		resp = f.fleet("ListPauses", &functionapp.Request{Method: http.MethodGet, Query: q})
+		require.Equal(t, http.StatusBadRequest, resp.Status, string(resp.Body))
+		for k := range q {
+			assert.Equal(t, k, problemOf(t, resp).Field, "the unknown parameter is named")
+		}
+	}
+	resp = f.fleet("ListPauses", &functionapp.Request{Method: http.MethodGet, Query: url.Values{"code": {"a-function-key"}}})
+	assert.Equal(t, http.StatusOK, resp.Status, "the host's function key is not a parameter: %s", resp.Body)
+}
+
+// Only pauses in force count toward domain.MaxPauses: once the pauses
+// kept have expired, a new one is accepted, and the put removes the
+// expired ones so the store stays bounded. A pause with no end never
+// expires.
+func TestPauseLimitIgnoresExpiredPauses(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ctx := ctxFor(t)
+	ends := t0.Add(time.Minute)
+	require.NoError(t, f.store.Pauses.Create(ctx, "forever", &domain.Pause{ID: "forever", Reason: "closed", CreatedAt: t0, UpdatedAt: t0}))
+	for i := 1; i < domain.MaxPauses; i++ {
+		id := fmt.Sprintf("p%03d", i)
+		require.NoError(t, f.store.Pauses.Create(ctx, id, &domain.Pause{ID: id, Reason: "gusts", Until: ends, CreatedAt: t0, UpdatedAt: t0}))
+	}
+	urgent := map[string]any{"reason": "thunderstorm", "until": t0.Add(time.Hour).Format(time.RFC3339)}
+	resp := f.putPause(t, "urgent", urgent)
+	require.Equal(t, http.StatusUnprocessableEntity, resp.Status, "%d pauses in force: %s", domain.MaxPauses, resp.Body)
+	assert.Equal(t, "id", problemOf(t, resp).Field)
+	resp = f.putPause(t, "p001", map[string]any{"reason": "gusts", "until": ends.Format(time.RFC3339)})
+	assert.Equal(t, http.StatusOK, resp.Status, "replacing a pause adds none: %s", resp.Body)
+
+	f.clock.Advance(2 * time.Minute)
+	resp = f.putPause(t, "urgent", urgent)
+	require.Equal(t, http.StatusCreated, resp.Status, "the expired pauses do not count: %s", resp.Body)
+	assert.Equal(t, []pauseView{
+		{PauseID: "forever", Reason: "closed", State: "active"},
+		{PauseID: "urgent", Reason: "thunderstorm", State: "active", Until: t0.Add(time.Hour)},
+	}, f.listPauses(t), "the put removed the expired pauses")
+	resp = f.ingest(t, requestBody("refused", at(0.01, 0), at(0.02, 0), "Small", 1))
+	assert.Equal(t, http.StatusServiceUnavailable, resp.Status, "the new pause is in force")
 }
 
 // Grounding a drone mid-delivery hands the delivery to another drone

@@ -293,7 +293,7 @@ func (h *Handlers) Registry() functionapp.Registry {
 		"GetConfirmation":      biz(h.GetConfirmation),
 		"PostNotifyMeRequest":  biz(h.PostNotifyMeRequest),
 		"GetNotifications":     biz(h.GetNotifications),
-		"GetHistory":           biz(h.GetHistory),
+		"GetHistory":           bizOrOp(h.GetHistory),
 		"SendNotification":     {Queue: h.SendNotification},
 		"TrackPage":            open(h.TrackPage),
 		"Console":              open(h.Console),
@@ -328,7 +328,9 @@ func (h *Handlers) Registry() functionapp.Registry {
 		"CreateDroneKey": op(h.CreateDroneKey),
 		"RevokeDroneKey": op(h.RevokeDroneKey),
 		"PutPause":       op(h.PutPause),
+		"GetPause":       op(h.GetPause),
 		"DeletePause":    op(h.DeletePause),
+		"ListPauses":     op(h.ListPauses),
 
 		"ListWaitingDeliveries": op(h.ListWaitingDeliveries),
 		"ListDeadLetters":       op(h.ListDeadLetters),

@@ -79,12 +79,18 @@ func (h *Handlers) applyDroneAction(ctx context.Context, id string, action domai
 		if action == domain.ActionGround {
 			held, heldGen, err = dr.Ground(a.Reason, now)
 		} else {
-			held, heldGen, err = dr.Recall(a.Reason, now)
+			held, heldGen, err = dr.Recall(a.Reason, deliveryID, h.cfg.Tracking, now)
 		}
 		return err
 	})
 	if err != nil {
 		return nil, err
+	}
+	// A drone recalled at its home base lands at once, and on charge when
+	// low. The check is sent whether this call or an earlier one put it
+	// there: its id names the due time, so a charge under way keeps one.
+	if err := h.publishChargeCheck(ctx, nil, dr); err != nil {
+		return nil, domain.Unavailable(err, "the drone is %sed but its charge check could not be queued; send the action again", action)
 	}
 	if held != "" {
 		// Claimed by a delivery in between (dispatch freed it for a

@@ -171,16 +171,8 @@ func (h *Handlers) PutPause(ctx context.Context, req *functionapp.Request) *func
 			return h.errorResponse(ctx, err)
 		}
 	}
-	if all, err := ps.List(ctx); err != nil {
+	if err := h.roomForPause(ctx, ps, p.ID, now); err != nil {
 		return h.errorResponse(ctx, err)
-	} else if len(all) >= domain.MaxPauses {
-		found := false
-		for _, q := range all {
-			found = found || q.ID == p.ID
-		}
-		if !found {
-			return h.errorResponse(ctx, domain.Unprocessable("id", "at most %d pauses are kept; delete one first", domain.MaxPauses))
-		}
 	}
 	created := false
 	got, err := ps.Upsert(ctx, p.ID, func(cur *domain.Pause) (*domain.Pause, error) {
@@ -201,9 +193,88 @@ func (h *Handlers) PutPause(ctx context.Context, req *functionapp.Request) *func
 	if created {
 		status = http.StatusCreated
 	}
-	resp := functionapp.JSON(status, got)
+	resp := functionapp.JSON(status, wire.NewPauseView(got, now))
 	resp.Header.Set("Location", "/api/pauses/"+got.ID)
 	return resp
+}
+
+// roomForPause refuses a new pause id beyond domain.MaxPauses pauses in
+// force; replacing a pause is always allowed. An expired pause covers
+// nothing, so it does not count; rather than keep expired pauses for ever,
+// a put removes them first (each on condition that nobody put it again
+// since), which keeps the store at MaxPauses, as nothing else adds one.
+// Should the removal fail, the put goes on: the count skips expired
+// pauses whether they are gone or not, and the next put removes them.
+func (h *Handlers) roomForPause(ctx context.Context, ps ports.Pauses, id string, now time.Time) error {
+	if n, err := ps.DeleteExpired(ctx, now); err != nil {
+		h.log.WarnContext(ctx, "expired pauses not removed; the next put tries again", "err", err)
+	} else if n > 0 {
+		h.log.InfoContext(ctx, "expired pauses removed", "removed", n)
+	}
+	all, err := ps.List(ctx)
+	if err != nil {
+		return err
+	}
+	inForce := 0
+	for _, q := range all {
+		if q.ID == id {
+			return nil
+		}
+		if q.ActiveAt(now) {
+			inForce++
+		}
+	}
+	if inForce >= domain.MaxPauses {
+		return domain.Unprocessable("id", "at most %d pauses in force are kept; delete one first", domain.MaxPauses)
+	}
+	return nil
+}
+
+// GetPause serves GET /api/pauses/{id} with the operator key: the pause
+// and its state now, or 404.
+func (h *Handlers) GetPause(ctx context.Context, req *functionapp.Request) *functionapp.Response {
+	ps, err := h.pausesStore()
+	if err != nil {
+		return h.errorResponse(ctx, err)
+	}
+	id := req.Params["id"]
+	if err := domain.ValidID("id", id); err != nil {
+		return h.errorResponse(ctx, err)
+	}
+	p, err := ps.Find(ctx, id)
+	if err != nil {
+		return h.errorResponse(ctx, notFoundAs(err, "pause %s not found", id))
+	}
+	return functionapp.JSON(http.StatusOK, wire.NewPauseView(p, h.clock.Now()))
+}
+
+// pauseList is GET /api/pauses: every pause in one page, since at most
+// domain.MaxPauses are in force and a put removes the expired ones.
+type pauseList struct {
+	Pauses []wire.PauseView `json:"pauses"`
+}
+
+// ListPauses serves GET /api/pauses with the operator key: every pause
+// kept, in force or expired and not yet removed, ordered by id, each with
+// its state now. It takes no parameters.
+func (h *Handlers) ListPauses(ctx context.Context, req *functionapp.Request) *functionapp.Response {
+	if err := wire.CheckQuery(req.Query); err != nil {
+		return h.errorResponse(ctx, err)
+	}
+	ps, err := h.pausesStore()
+	if err != nil {
+		return h.errorResponse(ctx, err)
+	}
+	all, err := ps.List(ctx)
+	if err != nil {
+		return h.errorResponse(ctx, err)
+	}
+	now := h.clock.Now()
+	page := pauseList{Pauses: make([]wire.PauseView, 0, len(all))}
+	for _, p := range all {
+		page.Pauses = append(page.Pauses, wire.NewPauseView(p, now))
+	}
+	return functionapp.JSON(http.StatusOK, page)
 }
 
 // DeletePause serves DELETE /api/pauses/{id} (204): service resumes there.

@@ -18,7 +18,8 @@ const (
 	// ActionGround takes a drone out of service (Maintenance) where it is.
 	ActionGround DroneAction = "ground"
 	// ActionRecall sends a drone back to its home base; it is Available
-	// (or Charging) again once a report places it there.
+	// (or Charging) again once a report places it there, or at once when
+	// it is there already.
 	ActionRecall DroneAction = "recall"
 )
 
@@ -76,12 +77,35 @@ func (dr *Drone) Ground(reason string, now time.Time) (deliveryID string, gen in
 // returns with the generation the drone was claimed for, for the caller to
 // hand on. The drone flies (InFlight) until a report places it at its
 // home base (ApplyReport); a grounded drone stays grounded there. A drone
-// already recalled is unchanged.
-func (dr *Drone) Recall(reason string, now time.Time) (deliveryID string, gen int, err error) {
-	if dr.Recalled && dr.CurrentDeliveryID == "" {
+// that is at its home base already has arrived, and lands at once as that
+// report would land it: a drone parked there may never report again. A
+// drone already recalled is unchanged, and so is one parked at home that
+// the recall would leave as it is.
+//
+// from is the delivery the recall was asked to take off the drone (none
+// when empty). A drone at home serving another delivery keeps it
+// (ErrNoChange): dispatch claimed it after the recall was asked for, which
+// the action's queued repeat can find since the recall freed the drone at
+// once, and recalled there it would only land for dispatch to claim again.
+func (dr *Drone) Recall(reason, from string, cfg TrackingConfig, now time.Time) (deliveryID string, gen int, err error) {
+	switch {
+	case dr.Recalled && dr.CurrentDeliveryID == "":
+		return "", 0, ErrNoChange
+	case dr.CurrentDeliveryID != "" && dr.CurrentDeliveryID != from && dr.atHome(cfg):
 		return "", 0, ErrNoChange
 	}
-	deliveryID, gen = dr.release(DroneInFlight, true, reason, now)
+	next := dr.Clone()
+	deliveryID, gen = next.release(DroneInFlight, true, reason, now)
+	next.arriveHome(cfg, now)
+	if dr.Status == DroneCharging && next.Status == DroneCharging {
+		// The charge under way goes on; its check is scheduled already.
+		next.ChargeDueAt = clonePtr(dr.ChargeDueAt)
+	}
+	if deliveryID == "" && !next.Recalled && next.Status == dr.Status && next.StatusReason == dr.StatusReason &&
+		equalTimes(next.ChargeDueAt, dr.ChargeDueAt) {
+		return "", 0, ErrNoChange
+	}
+	*dr = *next
 	return deliveryID, gen, nil
 }
 
@@ -96,12 +120,19 @@ func (dr *Drone) release(status DroneStatus, recalled bool, reason string, now t
 	return deliveryID, gen
 }
 
-// arriveHome lands a recalled drone that reached its home base: Available,
-// or Charging when its battery is low; a grounded one stays in Maintenance
+// atHome reports whether the drone's last known position is at its home
+// base, as close as a report must be to arrive there.
+func (dr *Drone) atHome(cfg TrackingConfig) bool {
+	return DistanceKm(dr.Location, dr.HomeBase) <= cfg.WithDefaults().ArrivalRadiusKm
+}
+
+// arriveHome lands a recalled drone that is at its home base, whether a
+// report placed it there or the recall found it there: Available, or
+// Charging when its battery is low; a grounded one stays in Maintenance
 // with its reason.
 func (dr *Drone) arriveHome(cfg TrackingConfig, now time.Time) {
 	cfg = cfg.WithDefaults()
-	if !dr.Recalled || dr.CurrentDeliveryID != "" || DistanceKm(dr.Location, dr.HomeBase) > cfg.ArrivalRadiusKm {
+	if !dr.Recalled || dr.CurrentDeliveryID != "" || !dr.atHome(cfg) {
 		return
 	}
 	dr.Recalled = false
@@ -114,6 +145,14 @@ func (dr *Drone) arriveHome(cfg TrackingConfig, now time.Time) {
 	if dr.BatteryPercent < cfg.LowBatteryPercent {
 		dr.StartCharging(cfg, now)
 	}
+}
+
+// equalTimes reports whether a and b are both unset or the same instant.
+func equalTimes(a, b *time.Time) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return a.Equal(*b)
 }
 
 // HandOver takes the delivery off droneID, which held it for generation

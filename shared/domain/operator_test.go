@@ -92,12 +92,12 @@ func TestOperatorDroneActions(t *testing.T) {
 
 	dr = busy()
 	dr.Location = domain.Location{Latitude: 47.65, Longitude: -122.33}
-	id, _, err = dr.Recall("storm", t0)
+	id, _, err = dr.Recall("storm", "d-1", domain.TrackingConfig{}, t0)
 	require.NoError(t, err)
 	assert.Equal(t, "d-1", id)
 	assert.True(t, dr.Recalled)
 	assert.Equal(t, domain.DroneInFlight, dr.Status)
-	_, _, err = dr.Recall("storm", t0)
+	_, _, err = dr.Recall("storm", "", domain.TrackingConfig{}, t0)
 	assert.ErrorIs(t, err, domain.ErrNoChange, "recalling twice")
 
 	away := domain.Telemetry{DroneID: dr.ID, Location: domain.Location{Latitude: 47.63, Longitude: -122.33}, BatteryPercent: 60, Timestamp: t0.Add(time.Minute)}
@@ -116,7 +116,7 @@ func TestOperatorDroneActions(t *testing.T) {
 	dr.Location = away.Location
 	_, _, err = dr.Ground("rotor check", t0)
 	require.NoError(t, err)
-	_, _, err = dr.Recall("bring it in", t0)
+	_, _, err = dr.Recall("bring it in", "", domain.TrackingConfig{}, t0)
 	require.NoError(t, err)
 	assert.Equal(t, domain.DroneInFlight, dr.Status)
 	_, err = dr.ApplyReport(home, "", false, domain.TrackingConfig{}, t0)
@@ -125,4 +125,82 @@ func TestOperatorDroneActions(t *testing.T) {
 	assert.False(t, dr.Recalled)
 	assert.Equal(t, "bring it in", dr.StatusReason)
 	assert.False(t, dr.Dispatchable())
+}
+
+// A recall finds the drone at its home base (within the radius a report
+// must come within to arrive there): it lands at once as a report placing
+// it there would, since a drone parked at home may never report again.
+func TestRecallAtHomeLandsAtOnce(t *testing.T) {
+	t.Parallel()
+	near := domain.Location{Latitude: 47.6003, Longitude: -122.33} // about 33 m from home
+	claimed := func(dr *domain.Drone) *domain.Drone {
+		require.NoError(t, dr.Claim("d-1", 2, &delivery(domain.StageCreated).Request, t0))
+		return dr
+	}
+	grounded := func(dr *domain.Drone) *domain.Drone {
+		_, _, err := dr.Ground("rotor check", t0)
+		require.NoError(t, err)
+		return dr
+	}
+	with := func(edit func(*domain.Drone)) *domain.Drone { dr := drone(); edit(dr); return dr }
+	t1 := t0.Add(time.Minute)
+	tests := []struct {
+		name     string
+		dr       *domain.Drone
+		from     string
+		want     error
+		held     string
+		status   domain.DroneStatus
+		reason   string
+		recalled bool
+	}{
+		{name: "parked at home", dr: drone(), want: domain.ErrNoChange, status: domain.DroneAvailable},
+		{name: "parked within the arrival radius", dr: with(func(dr *domain.Drone) { dr.Location = near }), want: domain.ErrNoChange, status: domain.DroneAvailable},
+		{name: "parked low", dr: with(func(dr *domain.Drone) { dr.SetBattery(10, domain.TrackingConfig{}) }), status: domain.DroneCharging},
+		{name: "grounded at home", dr: grounded(drone()), status: domain.DroneMaintenance, reason: "end of shift"},
+		{name: "serving a delivery at home", dr: claimed(drone()), from: "d-1", held: "d-1", status: domain.DroneAvailable},
+		{name: "claimed at home after the recall was asked", dr: claimed(drone()), from: "", want: domain.ErrNoChange, status: domain.DroneAssigned},
+		{name: "away from home", dr: with(func(dr *domain.Drone) { dr.Location = domain.Location{Latitude: 47.61, Longitude: -122.33} }),
+			status: domain.DroneInFlight, reason: "end of shift", recalled: true},
+		{name: "grounded away from home", dr: grounded(with(func(dr *domain.Drone) { dr.Location = domain.Location{Latitude: 47.61, Longitude: -122.33} })),
+			status: domain.DroneInFlight, reason: "end of shift", recalled: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dr := tt.dr
+			before := dr.Clone()
+			held, _, err := dr.Recall("end of shift", tt.from, domain.TrackingConfig{}, t1)
+			if tt.want != nil {
+				require.ErrorIs(t, err, tt.want)
+				assert.Equal(t, before, dr, "unchanged")
+			} else {
+				require.NoError(t, err)
+				assert.Equal(t, t1, dr.UpdatedAt)
+			}
+			assert.Equal(t, tt.held, held)
+			assert.Equal(t, tt.status, dr.Status)
+			assert.Equal(t, tt.recalled, dr.Recalled)
+			if tt.want == nil {
+				assert.Equal(t, tt.reason, dr.StatusReason)
+				assert.Empty(t, dr.CurrentDeliveryID)
+			}
+			if tt.status == domain.DroneCharging {
+				require.NotNil(t, dr.ChargeDueAt, "on charge from the recall")
+			}
+			_, _, err = dr.Recall("end of shift", tt.from, domain.TrackingConfig{}, t1.Add(time.Minute))
+			assert.ErrorIs(t, err, domain.ErrNoChange, "recalled again")
+		})
+	}
+
+	// A drone charging at home goes on charging: its charge keeps its due
+	// time, for which its check is scheduled.
+	dr := with(func(dr *domain.Drone) {
+		dr.SetBattery(10, domain.TrackingConfig{})
+		dr.StartCharging(domain.TrackingConfig{}, t0)
+	})
+	due := *dr.ChargeDueAt
+	_, _, err := dr.Recall("end of shift", "", domain.TrackingConfig{}, t1)
+	assert.ErrorIs(t, err, domain.ErrNoChange)
+	assert.Equal(t, domain.DroneCharging, dr.Status)
+	assert.Equal(t, due, *dr.ChargeDueAt)
 }

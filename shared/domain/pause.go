@@ -16,11 +16,34 @@ type Pause struct {
 	UpdatedAt time.Time `json:"updatedAt"`
 }
 
-// MaxPauses bounds the pauses kept at once: every request checks them all.
+// MaxPauses bounds the pauses kept: every request checks them all. Only
+// pauses in force count; a put removes the expired ones before it counts,
+// so the store still holds no more than this.
 const MaxPauses = 100
 
 // ActiveAt reports whether p is in force at t.
 func (p *Pause) ActiveAt(t time.Time) bool { return p.Until.IsZero() || t.Before(p.Until) }
+
+// PauseState is where a pause stands at a time. A pause has no start of
+// its own: it is in force from when it is put, so none is ever waiting
+// to start.
+type PauseState string
+
+const (
+	// PauseActive is a pause in force: with no Until, or before it.
+	PauseActive PauseState = "active"
+	// PauseExpired is a pause whose Until has passed: it covers nothing,
+	// and does not count toward MaxPauses.
+	PauseExpired PauseState = "expired"
+)
+
+// StateAt returns where p stands at t.
+func (p *Pause) StateAt(t time.Time) PauseState {
+	if p.ActiveAt(t) {
+		return PauseActive
+	}
+	return PauseExpired
+}
 
 // Hold is what Pauses.Covering reports of the pause that covers a place:
 // its reason and, when it has one, when it ends.

@@ -220,6 +220,11 @@ type Pauses interface {
 	Delete(ctx context.Context, id string) error
 	// List returns every pause, ordered by id.
 	List(ctx context.Context) ([]*domain.Pause, error)
+	// DeleteExpired removes the pauses expired at now (domain.Pause.ActiveAt)
+	// and returns how many it removed. Each removal is conditional on the
+	// pause as this call read it, so a pause put again in the meantime (a
+	// new until) is kept rather than lost.
+	DeleteExpired(ctx context.Context, now time.Time) (int, error)
 }
 
 // Message is a message to send to a queue.

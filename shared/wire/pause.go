@@ -51,3 +51,16 @@ func ParsePause(id string, body []byte, now time.Time) (*domain.Pause, error) {
 	}
 	return p, nil
 }
+
+// PauseView is a pause as the API shows it: the stored pause and, since
+// an expired one is kept until the next put removes it, whether it is in
+// force.
+type PauseView struct {
+	*domain.Pause
+	State domain.PauseState `json:"state"`
+}
+
+// NewPauseView returns the API's view of p at now.
+func NewPauseView(p *domain.Pause, now time.Time) PauseView {
+	return PauseView{Pause: p, State: p.StateAt(now)}
+}

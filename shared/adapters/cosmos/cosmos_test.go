@@ -43,6 +43,7 @@ func TestCosmos(t *testing.T) {
 		testSharedDatabase(t, e)
 	})
 	t.Run("ErrorMapping", func(t *testing.T) { t.Parallel(); testErrorMapping(t, e) })
+	t.Run("ExpiredPausePutAgainIsKept", func(t *testing.T) { t.Parallel(); testExpiredPausePutAgain(t, e) })
 	t.Run("LostRaceRetries", func(t *testing.T) { t.Parallel(); testLostRace(t, e) })
 	t.Run("ConcurrentStoresLoseNothing", func(t *testing.T) { t.Parallel(); testConcurrentStores(t, e) })
 	t.Run("LostRacesAreBounded", func(t *testing.T) { t.Parallel(); testLostRacesBounded(t, e) })
@@ -246,6 +247,35 @@ func testSharedDatabase(t *testing.T, e *env) {
 	var n atomic.Int64
 	open := func(*testing.T) ports.Store { return stores[n.Add(1)%2].Store() }
 	porttest.SharedStore(t, open)
+}
+
+// testExpiredPausePutAgain holds DeleteExpired to its condition: a pause
+// put again after the listing read it expired is not deleted, since the
+// delete names the ETag read.
+func testExpiredPausePutAgain(t *testing.T, e *env) {
+	ctx := ctxFor(t)
+	ps := e.open(t, e.client, e.freshDB(t), Options{}).pauses
+	now := time.Now().UTC()
+	id := uniqueID("pause")
+	must(t, ps.Create(ctx, id, &domain.Pause{ID: id, Reason: "storm", Until: now.Add(-time.Hour)}), "create")
+	read, err := ps.all(ctx)
+	must(t, err, "list")
+	if len(read) != 1 || read[0].pause.ActiveAt(now) {
+		t.Fatalf("want the one expired pause, got %d", len(read))
+	}
+	_, err = ps.Upsert(ctx, id, func(cur *domain.Pause) (*domain.Pause, error) {
+		cur.Until = now.Add(time.Hour)
+		return cur, nil
+	})
+	must(t, err, "put again")
+	if got := statusOf(ps.deleteIf(ctx, id, read[0].etag)); got != http.StatusPreconditionFailed {
+		t.Fatalf("delete on the ETag read: status %d, want 412", got)
+	}
+	n, err := ps.DeleteExpired(ctx, now)
+	must(t, err, "delete expired")
+	if _, err := ps.Find(ctx, id); err != nil || n != 0 {
+		t.Fatalf("the pause put again: %v, %d removed", err, n)
+	}
 }
 
 func testErrorMapping(t *testing.T, e *env) {

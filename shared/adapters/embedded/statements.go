@@ -25,7 +25,7 @@ type statements struct {
 	idxPut, idxPage, idxPageStage, idxList *sql.Stmt
 	docDelete, zoneBump, zoneList          *sql.Stmt
 	aggMark, aggAdd, aggMonth              *sql.Stmt
-	pauseList                              *sql.Stmt
+	pauseList, pauseDeleteIf               *sql.Stmt
 	all                                    []*sql.Stmt
 }
 
@@ -54,6 +54,9 @@ func (s *statements) prepare(ctx context.Context, w, r *sql.DB) error {
 			ON CONFLICT (collection, id) DO UPDATE SET version = version + 1, updated_at = excluded.updated_at`},
 		{r, &s.zoneList, `SELECT id, body FROM documents WHERE ` + zonesWhere + ` AND id > ? AND id GLOB ? ORDER BY id LIMIT ?`},
 		{r, &s.pauseList, `SELECT id, body FROM documents WHERE collection = '` + topology.ContainerPauses + `' ORDER BY id`},
+		// Removes a pause only as it was read: its JSON changes with every
+		// put (updatedAt), so a pause put again since is kept.
+		{w, &s.pauseDeleteIf, `DELETE FROM documents WHERE collection = '` + topology.ContainerPauses + `' AND id = ? AND body = ?`},
 
 		{r, &s.droneList, `SELECT body FROM documents WHERE ` + dronesWhere + ` AND status = ? AND id > ? ORDER BY id LIMIT ?`},
 		{r, &s.droneListAny, `SELECT body FROM documents WHERE ` + dronesWhere + ` AND id > ? ORDER BY id LIMIT ?`},
