@@ -143,6 +143,26 @@ func (h *Handlers) feasible(ctx context.Context, req *domain.DeliveryRequest) er
 	return err
 }
 
+// infeasible returns every reason no drone of the fleet could ever serve
+// req (domain.Infeasible), or the error that kept it from checking.
+func (h *Handlers) infeasible(ctx context.Context, req *domain.DeliveryRequest) ([]error, error) {
+	fleet, err := h.fleetSummary(ctx)
+	if err != nil {
+		return nil, domain.Unavailable(err, "the fleet could not be read; retry")
+	}
+	air, err := h.airspace(ctx)
+	if err != nil {
+		return nil, domain.Unavailable(err, "the airspace could not be read; retry")
+	}
+	errs := domain.Infeasible(req, fleet, air, h.cfg.Feasibility, h.clock.Now())
+	for _, e := range errs {
+		if !domain.IsCode(e, domain.EUNPROCESSABLE) {
+			return nil, e
+		}
+	}
+	return errs, nil
+}
+
 // feasibleIn is feasible that also names the service area holding the
 // pickup ("" for none), which analytics count the delivery under.
 func (h *Handlers) feasibleIn(ctx context.Context, req *domain.DeliveryRequest) (area string, err error) {

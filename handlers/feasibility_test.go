@@ -160,6 +160,21 @@ func TestQuoteStoresAndClaimsNothing(t *testing.T) {
 	assert.Equal(t, "packageInfo.weight", heavy.Reasons[0].Field)
 	assert.Nil(t, heavy.PickupETA)
 
+	// Every reason at once: too heavy, and a deadline beyond the horizon;
+	// ingest names only the first.
+	b, _ := json.Marshal(map[string]any{"pickupLocation": at(0.01, 0), "dropOffLocation": at(0.02, 0),
+		"deadline": "2999-01-01T00:00:00Z", "packageInfo": map[string]any{"size": "Small", "weight": 50}})
+	many := f.quote(t, b)
+	assert.False(t, many.Feasible)
+	var fields []string
+	for _, r := range many.Reasons {
+		fields = append(fields, r.Field)
+	}
+	assert.Equal(t, []string{"deadline", "packageInfo.weight"}, fields)
+	refused := f.ingest(t, b)
+	require.Equal(t, http.StatusUnprocessableEntity, refused.Status, string(refused.Body))
+	assert.Equal(t, "deadline", problemOf(t, refused).Field)
+
 	// Malformed input is 400, as at ingest.
 	bad := f.biz("QuoteDelivery", &functionapp.Request{Method: "POST", Body: []byte(`{"pickupLocation":1}`)})
 	assert.Equal(t, http.StatusBadRequest, bad.Status)

@@ -64,12 +64,17 @@ func (h *Handlers) QuoteDelivery(ctx context.Context, req *functionapp.Request) 
 		out.Paused = pausedDetail(hold)
 		return functionapp.JSON(http.StatusOK, out)
 	}
-	if err := h.feasible(ctx, &r); err != nil {
-		if !domain.IsCode(err, domain.EUNPROCESSABLE) {
-			return h.errorResponse(ctx, err)
-		}
+	errs, err := h.infeasible(ctx, &r)
+	if err != nil {
+		return h.errorResponse(ctx, err)
+	}
+	if len(errs) > 0 {
+		// Every reason at once, so that a client can fix them together;
+		// ingest's 422 names the first.
 		out.Feasible = false
-		out.Reasons = append(out.Reasons, quoteReason{Field: domain.ErrorField(err), Detail: domain.ErrorMessage(err)})
+		for _, e := range errs {
+			out.Reasons = append(out.Reasons, quoteReason{Field: domain.ErrorField(e), Detail: domain.ErrorMessage(e)})
+		}
 		return functionapp.JSON(http.StatusOK, out)
 	}
 	plan, err := h.choose(ctx, h.store, &r, now, nil)

@@ -283,3 +283,32 @@ func TestChooseRoutesOnlyCandidatesThatCouldWin(t *testing.T) {
 	// home): none of the slow drones is routed.
 	assert.Equal(t, 3, air.legs)
 }
+
+// Infeasible lists every reason at once, in Feasible's order, and Feasible
+// names the first of them.
+func TestInfeasibleListsEveryReason(t *testing.T) {
+	t.Parallel()
+	fleet := summary(aDrone("d", near(0, 0), 15)) // 5 kg, Medium, 40 km
+	req := request(near(0.01, 0), near(0.03, 0), 50, time.Hour)
+	req.PackageInfo.Size = domain.SizeLarge
+	req.Deadline = now.Add(30 * 24 * time.Hour)
+	zone := airspacetest.Circles{Zones: []airspacetest.Zone{{Name: "z", Center: near(0.03, 0), RadiusKm: 0.5}}}
+	errs := domain.Infeasible(req, fleet, zone, domain.FeasibilityRules{}, now)
+	var fields []string
+	for _, err := range errs {
+		require.True(t, domain.IsCode(err, domain.EUNPROCESSABLE), "%v", err)
+		fields = append(fields, domain.ErrorField(err))
+	}
+	assert.Equal(t, []string{"deadline", "dropOffLocation", "packageInfo.weight", "packageInfo.size"}, fields)
+	assert.Equal(t, errs[0], domain.Feasible(req, fleet, zone, domain.FeasibilityRules{}, now))
+
+	// With the airspace open and the package light, what is left is the
+	// size, and then (once it fits) nothing builds on a failed check.
+	req.Deadline = now.Add(time.Hour)
+	req.PackageInfo.Weight = 1
+	errs = domain.Infeasible(req, fleet, nil, domain.FeasibilityRules{}, now)
+	require.Len(t, errs, 1)
+	assert.Equal(t, "packageInfo.size", domain.ErrorField(errs[0]))
+	req.PackageInfo.Size = domain.SizeSmall
+	assert.Empty(t, domain.Infeasible(req, fleet, nil, domain.FeasibilityRules{}, now))
+}

@@ -149,25 +149,44 @@ func (r FeasibilityRules) WithDefaults() FeasibilityRules {
 // An empty fleet says nothing of what the service will fly, so only the
 // times and the airspace are checked against it.
 func Feasible(req *DeliveryRequest, fleet *FleetSummary, air Airspace, rules FeasibilityRules, now time.Time) error {
+	if errs := Infeasible(req, fleet, air, rules, now); len(errs) > 0 {
+		return errs[0]
+	}
+	return nil
+}
+
+// Infeasible returns every reason Feasible finds, each an EUNPROCESSABLE
+// *Error naming its field, in Feasible's order, so that a quote can list
+// them all at once (none when some drone could serve req). The checks
+// that build on another are skipped when it fails: range and deadline
+// when the airspace leaves the request no leg, or no single drone lifts
+// the package; a time other errors than the airspace's are returned
+// alone.
+func Infeasible(req *DeliveryRequest, fleet *FleetSummary, air Airspace, rules FeasibilityRules, now time.Time) []error {
 	rules = rules.WithDefaults()
+	var errs []error
 	if req.PickupTime.Before(now.Add(-rules.PickupTolerance)) {
-		return Unprocessable("pickupTime", "is more than %s in the past", rules.PickupTolerance)
+		errs = append(errs, Unprocessable("pickupTime", "is more than %s in the past", rules.PickupTolerance))
 	}
 	if req.PickupTime.After(now.Add(rules.MaxHorizon)) {
-		return Unprocessable("pickupTime", "is more than %s ahead; deliveries are accepted up to %s in advance", rules.MaxHorizon, now.Add(rules.MaxHorizon).UTC().Format(time.RFC3339))
+		errs = append(errs, Unprocessable("pickupTime", "is more than %s ahead; deliveries are accepted up to %s in advance", rules.MaxHorizon, now.Add(rules.MaxHorizon).UTC().Format(time.RFC3339)))
 	}
 	if req.Deadline.After(now.Add(rules.MaxHorizon)) {
-		return Unprocessable("deadline", "is more than %s ahead; deliveries are accepted up to %s in advance", rules.MaxHorizon, now.Add(rules.MaxHorizon).UTC().Format(time.RFC3339))
+		errs = append(errs, Unprocessable("deadline", "is more than %s ahead; deliveries are accepted up to %s in advance", rules.MaxHorizon, now.Add(rules.MaxHorizon).UTC().Format(time.RFC3339)))
 	}
 	if air == nil {
 		air = OpenAirspace{}
 	}
 	leg, err := Leg(req, air, req.PickupTime)
+	routed := err == nil
 	if err != nil {
-		return err
+		if !IsCode(err, EUNPROCESSABLE) {
+			return []error{err}
+		}
+		errs = append(errs, err)
 	}
 	if fleet == nil || fleet.drones == 0 {
-		return nil
+		return errs
 	}
 
 	p := &req.PackageInfo
@@ -185,7 +204,7 @@ func Feasible(req *DeliveryRequest, fleet *FleetSummary, air Airspace, rules Fea
 		for _, cp := range c.caps {
 			weighs = weighs || p.Weight <= cp.PayloadKg
 			sized = sized || p.Size.Rank() <= cp.Size.Rank()
-			if !cp.carries(p) {
+			if !cp.carries(p) || !routed {
 				continue
 			}
 			lifts = true
@@ -200,22 +219,26 @@ func Feasible(req *DeliveryRequest, fleet *FleetSummary, air Airspace, rules Fea
 			}
 		}
 	}
+	if !weighs {
+		errs = append(errs, Unprocessable("packageInfo.weight", "%.2f kg is more than any drone of the fleet can carry", p.Weight))
+	}
+	if !sized {
+		errs = append(errs, Unprocessable("packageInfo.size", "%s is larger than any drone of the fleet carries", p.Size))
+	}
 	switch {
-	case !weighs:
-		return Unprocessable("packageInfo.weight", "%.2f kg is more than any drone of the fleet can carry", p.Weight)
-	case !sized:
-		return Unprocessable("packageInfo.size", "%s is larger than any drone of the fleet carries", p.Size)
+	case !routed || !weighs || !sized:
 	case !lifts:
-		return Unprocessable("packageInfo", "fits no single drone of the fleet: none carries a %s package of %.2f kg", p.Size, p.Weight)
+		errs = append(errs, Unprocessable("packageInfo", "fits no single drone of the fleet: none carries a %s package of %.2f kg", p.Size, p.Weight))
 	case !reach:
 		if 2*minPickupKm > maxRangeKm {
-			return Unprocessable("pickupLocation", "is out of range: %.1f km from the nearest base of a drone that can carry the package, and none flies more than %.1f km on a full charge", minPickupKm, maxRangeKm)
+			errs = append(errs, Unprocessable("pickupLocation", "is out of range: %.1f km from the nearest base of a drone that can carry the package, and none flies more than %.1f km on a full charge", minPickupKm, maxRangeKm))
+		} else {
+			errs = append(errs, Unprocessable("dropOffLocation", "is out of range: base → pickup → dropoff → base is at least %.1f km for every drone that can carry the package, more than it flies on a full charge", minMissionKm))
 		}
-		return Unprocessable("dropOffLocation", "is out of range: base → pickup → dropoff → base is at least %.1f km for every drone that can carry the package, more than it flies on a full charge", minMissionKm)
 	case earliest.After(req.Deadline):
-		return Unprocessable("deadline", "cannot be met: even the fastest drone able to carry the package would deliver at %s at the earliest", ceilSecond(earliest).Format(time.RFC3339))
+		errs = append(errs, Unprocessable("deadline", "cannot be met: even the fastest drone able to carry the package would deliver at %s at the earliest", ceilSecond(earliest).Format(time.RFC3339)))
 	}
-	return nil
+	return errs
 }
 
 // String describes a capability, for logs and quotes.
