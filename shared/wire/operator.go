@@ -30,13 +30,19 @@ func Reason(field string, s *string) (string, error) {
 	return strings.TrimSpace(*s), nil
 }
 
-func decodeAction(body []byte) (*actionWire, string, string, error) {
+// decodeAction decodes an action's body and checks the action, which must
+// be first or second of the actions named, before the reason, so that a
+// wrong action is named as such whatever else is missing.
+func decodeAction(body []byte, first, second string) (*actionWire, string, string, error) {
 	var w actionWire
 	if err := DecodeStrict(body, &w); err != nil {
 		return nil, "", "", err
 	}
 	if w.Action == nil {
 		return nil, "", "", domain.Invalid("action", "is required")
+	}
+	if *w.Action != first && *w.Action != second {
+		return nil, "", "", domain.Invalid("action", "must be %s or %s", first, second)
 	}
 	reason, err := Reason("reason", w.Reason)
 	if err != nil {
@@ -55,14 +61,11 @@ func decodeAction(body []byte) (*actionWire, string, string, error) {
 // ParseDroneAction decodes POST /api/drones/{id}/actions:
 // {action: ground|recall, reason, actionId?}.
 func ParseDroneAction(body []byte) (domain.DroneAction, domain.OperatorAction, error) {
-	w, reason, id, err := decodeAction(body)
+	w, reason, id, err := decodeAction(body, string(domain.ActionGround), string(domain.ActionRecall))
 	if err != nil {
 		return "", domain.OperatorAction{}, err
 	}
 	a := domain.DroneAction(*w.Action)
-	if a != domain.ActionGround && a != domain.ActionRecall {
-		return "", domain.OperatorAction{}, domain.Invalid("action", "must be ground or recall")
-	}
 	if w.Outcome != nil {
 		return "", domain.OperatorAction{}, domain.Invalid("outcome", "is for aborting a delivery, not for a drone's action")
 	}
@@ -73,14 +76,11 @@ func ParseDroneAction(body []byte) (domain.DroneAction, domain.OperatorAction, e
 // {action: reassign|abort, reason, outcome?, actionId?}; outcome (failed,
 // the default, or returnedToSender) is for abort only.
 func ParseDeliveryAction(body []byte) (domain.DeliveryAction, domain.AbortOutcome, domain.OperatorAction, error) {
-	w, reason, id, err := decodeAction(body)
+	w, reason, id, err := decodeAction(body, string(domain.ActionReassign), string(domain.ActionAbort))
 	if err != nil {
 		return "", "", domain.OperatorAction{}, err
 	}
 	a := domain.DeliveryAction(*w.Action)
-	if a != domain.ActionReassign && a != domain.ActionAbort {
-		return "", "", domain.OperatorAction{}, domain.Invalid("action", "must be reassign or abort")
-	}
 	outcome := domain.OutcomeFailed
 	if w.Outcome != nil {
 		if a != domain.ActionAbort {

@@ -26,6 +26,8 @@ func TestOperatorBodiesNameTheField(t *testing.T) {
 	}{
 		{"no action", drone, `{"reason":"x"}`, "action", domain.EINVALID},
 		{"unknown action", drone, `{"action":"land","reason":"x"}`, "action", domain.EINVALID},
+		{"unknown action, no reason", drone, `{"action":"fly"}`, "action", domain.EINVALID},
+		{"unknown delivery action, no reason", delivery, `{"action":"ground"}`, "action", domain.EINVALID},
 		{"blank reason", drone, `{"action":"ground","reason":"  "}`, "reason", domain.EINVALID},
 		{"long reason", drone, `{"action":"ground","reason":"` + longText(501) + `"}`, "reason", domain.EINVALID},
 		{"outcome on a drone", drone, `{"action":"recall","reason":"x","outcome":"failed"}`, "outcome", domain.EINVALID},
