@@ -127,15 +127,6 @@ func (h *Handlers) DeleteNotifyMeRequest(ctx context.Context, req *functionapp.R
 // delivery id.
 const maxTokenLength = 64 + 1 + domain.MaxIDLength
 
-// unsubscribedPage is what a customer sees after following the link.
-const unsubscribedPage = `<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Unsubscribed</title>
-<style>body{font-family:system-ui,sans-serif;max-width:32rem;margin:3rem auto;padding:0 1rem;line-height:1.5}</style>
-</head><body><h1>You are unsubscribed</h1>
-<p>You will get no more messages about this delivery at this address.</p></body></html>
-`
-
 // Unsubscribe serves GET /api/unsubscribe/{token}, the link in every
 // customer message: it ends the subscription the token belongs to and
 // shows a short page. Anyone holding the link may follow it, and it can do
@@ -146,8 +137,17 @@ func (h *Handlers) Unsubscribe(ctx context.Context, req *functionapp.Request) *f
 	token := req.Params["token"]
 	notFound := domain.Errorf(domain.ENOTFOUND, "this unsubscribe link is not valid, or was used already")
 	_, deliveryID, ok := strings.Cut(token, ".")
-	if !ok || len(token) > maxTokenLength || domain.ValidID("token", deliveryID) != nil {
+	spent := func() *functionapp.Response {
+		if wantsPage(req) {
+			// Followed a second time (a double click, or a mail scanner
+			// that opened it first), the link tells the person so.
+			return notice(http.StatusNotFound, "Unsubscribe link",
+				"This link is not valid, or was used already. If you followed it before, you are unsubscribed: you will get no more messages about this delivery at this address.")
+		}
 		return h.errorResponse(ctx, notFound)
+	}
+	if !ok || len(token) > maxTokenLength || domain.ValidID("token", deliveryID) != nil {
+		return spent()
 	}
 	if req.Method == http.MethodGet {
 		var removed string
@@ -162,21 +162,14 @@ func (h *Handlers) Unsubscribe(ctx context.Context, req *functionapp.Request) *f
 			return d.Unsubscribe(sid)
 		})
 		if domain.IsCode(err, domain.ENOTFOUND) {
-			return h.errorResponse(ctx, notFound)
+			return spent()
 		}
 		if err != nil {
 			return h.errorResponse(ctx, err)
 		}
 		h.log.InfoContext(logctx.With(ctx, "deliveryId", deliveryID), "customer unsubscribed through the link", "subscriptionId", removed)
 	}
-	return &functionapp.Response{Status: http.StatusOK, Body: []byte(unsubscribedPage), Header: http.Header{
-		"Content-Type":            {"text/html; charset=utf-8"},
-		"Cache-Control":           {"no-store"},
-		"Content-Security-Policy": {"default-src 'none'; style-src 'unsafe-inline'"},
-		// The token is in the URL: no page this one links to may see it.
-		"Referrer-Policy":        {"no-referrer"},
-		"X-Content-Type-Options": {"nosniff"},
-	}}
+	return notice(http.StatusOK, "You are unsubscribed", "You will get no more messages about this delivery at this address.")
 }
 
 // outboxMessage is one kept message as GET …/outbox shows it.

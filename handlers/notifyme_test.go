@@ -203,6 +203,13 @@ func TestMilestonesReachSubscribersAndTheLinkUnsubscribes(t *testing.T) {
 	assert.Contains(t, string(page.Body), "unsubscribed")
 	assert.Equal(t, []string{ben.ID}, ids(f.subscriptions(t, "told")))
 	assert.Equal(t, http.StatusNotFound, follow(http.MethodGet, token).Status, "a spent link")
+	// Followed again from a browser, the spent link says so in a page.
+	again := f.call("Unsubscribe", "", &functionapp.Request{Method: http.MethodGet, Params: map[string]string{"token": token},
+		Header: http.Header{"Accept": {"text/html,application/xhtml+xml,*/*;q=0.8"}}})
+	assert.Equal(t, http.StatusNotFound, again.Status)
+	assert.Equal(t, "text/html; charset=utf-8", again.Header.Get("Content-Type"))
+	assert.Contains(t, string(again.Body), "you are unsubscribed")
+	assert.Equal(t, []string{ben.ID}, ids(f.subscriptions(t, "told")), "and changes nothing")
 	for _, wrong := range []string{"", "nodot", strings.Repeat("A", 32) + ".told", token + "x", strings.Repeat("A", 32) + ".no-such"} {
 		resp := follow(http.MethodGet, wrong)
 		assert.Equal(t, http.StatusNotFound, resp.Status, wrong)

@@ -5,6 +5,7 @@ import (
 	"crypto/subtle"
 	_ "embed"
 	"errors"
+	"html"
 	"net/http"
 	"strconv"
 	"strings"
@@ -94,9 +95,45 @@ func (h *Handlers) findTracked(ctx context.Context, tid string) (*domain.Deliver
 // tracking page, a self-contained HTML file that polls the feed.
 func (h *Handlers) TrackPage(ctx context.Context, req *functionapp.Request) *functionapp.Response {
 	if _, err := h.findTracked(ctx, req.Params["trackingId"]); err != nil {
-		return h.trackingError(ctx, err)
+		resp := h.trackingError(ctx, err)
+		if wantsPage(req) {
+			// A customer's browser: the same status, said in a page.
+			text := "This tracking link is not valid. Check that it was copied whole."
+			if resp.Status == http.StatusGone {
+				text = "This delivery ended a while ago, and its tracking link has expired."
+			}
+			return notice(resp.Status, "Tracking link", text)
+		}
+		return resp
 	}
 	return h.page(trackPage)
+}
+
+// wantsPage reports whether the request comes from a browser that asked for
+// a page (its Accept names text/html), as a followed link does; an API
+// client, which asks for JSON or nothing, gets problem+json.
+func wantsPage(req *functionapp.Request) bool {
+	return strings.Contains(req.Header.Get("Accept"), "text/html")
+}
+
+// notice is a short self-contained HTML page with status, for a person who
+// followed a link: a title and one paragraph, escaped.
+func notice(status int, title, text string) *functionapp.Response {
+	body := `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>` + html.EscapeString(title) + `</title>
+<style>body{font-family:system-ui,sans-serif;max-width:32rem;margin:3rem auto;padding:0 1rem;line-height:1.5}</style>
+</head><body><h1>` + html.EscapeString(title) + `</h1>
+<p>` + html.EscapeString(text) + `</p></body></html>
+`
+	return &functionapp.Response{Status: status, Body: []byte(body), Header: http.Header{
+		"Content-Type":            {"text/html; charset=utf-8"},
+		"Cache-Control":           {"no-store"},
+		"Content-Security-Policy": {"default-src 'none'; style-src 'unsafe-inline'"},
+		// The link's token may be in the URL: no page may see it.
+		"Referrer-Policy":        {"no-referrer"},
+		"X-Content-Type-Options": {"nosniff"},
+	}}
 }
 
 // page answers with one of the self-contained HTML pages (the tracking page,

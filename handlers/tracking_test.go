@@ -588,6 +588,12 @@ func TestTrackingFeedByTrackingIDOnly(t *testing.T) {
 		assert.Equal(t, http.StatusNotFound, get("TrackFeed", bad).Status, bad)
 		assert.Equal(t, http.StatusNotFound, get("TrackPage", bad).Status, bad)
 	}
+	// A browser that follows a wrong link gets the 404 as a page.
+	resp = f.call("TrackPage", "", &functionapp.Request{Method: "GET", Params: map[string]string{"trackingId": "AAAA" + acc.TrackingID[4:]},
+		Header: http.Header{"Accept": {"text/html"}}})
+	assert.Equal(t, http.StatusNotFound, resp.Status)
+	assert.Equal(t, "text/html; charset=utf-8", resp.Header.Get("Content-Type"))
+	assert.Contains(t, string(resp.Body), "not valid")
 }
 
 // staleFleet answers Find with an old copy of one drone, as a read that
