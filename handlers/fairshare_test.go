@@ -96,19 +96,49 @@ func (f *fixture) completeElsewhere(t *testing.T, id string) {
 	other := handlers.New(handlers.Deps{Store: f.store, Bus: f.bus, Clock: f.clock, IDs: platform.IDs{},
 		Log: slog.New(slog.DiscardHandler), Config: handlers.Config{OperatorKey: operatorKey}})
 	d := f.delivery(t, id)
-	for _, loc := range []domain.Location{d.Request.PickupLocation, d.Request.DropoffLocation} {
+	f.postReports(t, d.DroneID, d.Request.PickupLocation, d.Request.DropoffLocation)
+	require.Empty(t, f.runTelemetry(t, other), "the other instance knows of nobody waiting")
+	require.Equal(t, domain.StageCompleted, f.delivery(t, id).Stage)
+}
+
+// postReports posts a report of droneID at each location, a minute apart,
+// leaving them queued.
+func (f *fixture) postReports(t *testing.T, droneID string, locs ...domain.Location) {
+	t.Helper()
+	for _, loc := range locs {
 		f.clock.Advance(time.Minute)
 		body, _ := json.Marshal(map[string]any{"location": loc, "batteryPercent": 90, "timestamp": f.clock.Now().Format(time.RFC3339Nano)})
-		resp := f.fleet("PostTelemetry", &functionapp.Request{Method: "POST", Params: map[string]string{"id": d.DroneID}, Body: body})
+		resp := f.fleet("PostTelemetry", &functionapp.Request{Method: "POST", Params: map[string]string{"id": droneID}, Body: body})
 		require.Equal(t, http.StatusAccepted, resp.Status, string(resp.Body))
-		for _, m := range f.receive(t, topology.QueueDroneTelemetry) {
-			out, err := other.TrackDrone(context.Background(), m)
-			require.NoError(t, err)
-			require.Empty(t, wakesIn(t, out), "the other instance knows of nobody waiting")
-			require.NoError(t, f.bus.Complete(context.Background(), m))
-		}
 	}
-	require.Equal(t, domain.StageCompleted, f.delivery(t, id).Stage)
+}
+
+// runTelemetry runs the queued reports through h's tracking step and
+// returns the wakes it sent, unrun.
+func (f *fixture) runTelemetry(t *testing.T, h *handlers.Handlers) []*ports.Delivered {
+	t.Helper()
+	var wakes []*ports.Delivered
+	for _, m := range f.receive(t, topology.QueueDroneTelemetry) {
+		out, err := h.TrackDrone(context.Background(), m)
+		require.NoError(t, err)
+		wakes = append(wakes, wakesIn(t, out)...)
+		require.NoError(t, f.bus.Complete(context.Background(), m))
+	}
+	return wakes
+}
+
+// busyAndWaiting is a fleet of one drone, d1, serving a1, with w1 waiting
+// for a drone.
+func busyAndWaiting(t *testing.T) *fixture {
+	t.Helper()
+	f := newFixture(t)
+	f.putDrone(t, domain.Drone{ID: "d1", Location: at(0, 0)})
+	f.dispatchAs(t, f.key, "a1", false)
+	require.Len(t, f.assigned(t, "a1"), 1)
+	f.clock.Advance(time.Second)
+	f.dispatchAs(t, f.key, "w1", false)
+	require.Empty(t, f.assigned(t, "w1"), "it waits for a drone")
+	return f
 }
 
 // A drone that comes free (here its delivery completes) wakes the waiting
@@ -116,28 +146,12 @@ func (f *fixture) completeElsewhere(t *testing.T, id string) {
 // until that delivery's next retry.
 func TestAFreedDroneWakesTheFirstWaitingDelivery(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t)
+	f := busyAndWaiting(t)
 	ctx := context.Background()
-	f.putDrone(t, domain.Drone{ID: "d1", Location: at(0, 0)})
-	f.dispatchAs(t, f.key, "a1", false)
-	require.Len(t, f.assigned(t, "a1"), 1)
-	f.clock.Advance(time.Second)
-	f.dispatchAs(t, f.key, "w1", false)
-	require.Empty(t, f.assigned(t, "w1"), "it waits for a drone")
 
 	d := f.delivery(t, "a1")
-	for _, loc := range []domain.Location{d.Request.PickupLocation, d.Request.DropoffLocation} {
-		f.clock.Advance(time.Minute)
-		body, _ := json.Marshal(map[string]any{"location": loc, "batteryPercent": 90, "timestamp": f.clock.Now().Format(time.RFC3339Nano)})
-		require.Equal(t, http.StatusAccepted, f.fleet("PostTelemetry", &functionapp.Request{Method: "POST", Params: map[string]string{"id": "d1"}, Body: body}).Status)
-	}
-	var wakes []*ports.Delivered
-	for _, m := range f.receive(t, topology.QueueDroneTelemetry) {
-		out, err := f.h.TrackDrone(ctx, m)
-		require.NoError(t, err)
-		wakes = append(wakes, wakesIn(t, out)...)
-		require.NoError(t, f.bus.Complete(ctx, m))
-	}
+	f.postReports(t, "d1", d.Request.PickupLocation, d.Request.DropoffLocation)
+	wakes := f.runTelemetry(t, f.h)
 	require.Len(t, wakes, 1, "the drone's freeing wakes w1")
 	_, err := f.h.ScheduleDrone(ctx, wakes[0])
 	require.NoError(t, err)
@@ -325,14 +339,8 @@ func TestAWakeForAServedDeliveryHandsTheDroneOn(t *testing.T) {
 // A cancel that frees a drone wakes the waiting delivery at once.
 func TestACancelledDeliveryWakesTheFirstWaitingOne(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t)
+	f := busyAndWaiting(t)
 	ctx := context.Background()
-	f.putDrone(t, domain.Drone{ID: "d1", Location: at(0, 0)})
-	f.dispatchAs(t, f.key, "a1", false)
-	require.Len(t, f.assigned(t, "a1"), 1)
-	f.clock.Advance(time.Second)
-	f.dispatchAs(t, f.key, "w1", false)
-	require.Empty(t, f.assigned(t, "w1"), "it waits for a drone")
 
 	require.Equal(t, http.StatusNoContent, f.cancel(t, "a1").Status)
 	var wakes []*ports.Delivered

@@ -230,15 +230,25 @@ func (h *Handlers) roomForPause(ctx context.Context, ps ports.Pauses, id string,
 	return nil
 }
 
-// GetPause serves GET /api/pauses/{id} with the operator key: the pause
-// and its state now, or 404.
-func (h *Handlers) GetPause(ctx context.Context, req *functionapp.Request) *functionapp.Response {
+// pauseNamed returns the pauses' store and the pause id of req's path,
+// checked.
+func (h *Handlers) pauseNamed(req *functionapp.Request) (ports.Pauses, string, error) {
 	ps, err := h.pausesStore()
 	if err != nil {
-		return h.errorResponse(ctx, err)
+		return nil, "", err
 	}
 	id := req.Params["id"]
 	if err := domain.ValidID("id", id); err != nil {
+		return nil, "", err
+	}
+	return ps, id, nil
+}
+
+// GetPause serves GET /api/pauses/{id} with the operator key: the pause
+// and its state now, or 404.
+func (h *Handlers) GetPause(ctx context.Context, req *functionapp.Request) *functionapp.Response {
+	ps, id, err := h.pauseNamed(req)
+	if err != nil {
 		return h.errorResponse(ctx, err)
 	}
 	p, err := ps.Find(ctx, id)
@@ -282,12 +292,8 @@ func (h *Handlers) ListPauses(ctx context.Context, req *functionapp.Request) *fu
 // at once (resume); any left behind are dispatched at their next look,
 // within RetryMax.
 func (h *Handlers) DeletePause(ctx context.Context, req *functionapp.Request) *functionapp.Response {
-	ps, err := h.pausesStore()
+	ps, id, err := h.pauseNamed(req)
 	if err != nil {
-		return h.errorResponse(ctx, err)
-	}
-	id := req.Params["id"]
-	if err := domain.ValidID("id", id); err != nil {
 		return h.errorResponse(ctx, err)
 	}
 	err = ps.Delete(ctx, id)
