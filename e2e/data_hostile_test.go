@@ -228,10 +228,12 @@ func TestDocumentsStayBounded(t *testing.T) {
 		return n
 	}
 
-	// 5,000 reschedules, four at a time.
+	// 5,000 reschedules, four at a time, each to another deadline (the
+	// same change again would change nothing).
 	const patches = 5000
 	began := time.Now()
-	reschedule := map[string]any{"deadline": time.Now().Add(6 * time.Hour).UTC().Format(time.RFC3339)}
+	base := time.Now().Add(6 * time.Hour).UTC().Truncate(time.Second)
+	reschedule := map[string]any{"deadline": base.Format(time.RFC3339)}
 	var wg sync.WaitGroup
 	statuses := make(chan int, patches)
 	for w := range 4 {
@@ -239,7 +241,8 @@ func TestDocumentsStayBounded(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for i := w; i < patches; i += 4 {
-				statuses <- a.call(t, "PATCH", "/api/deliveryrequests/bulk", reschedule).Status
+				moved := map[string]any{"deadline": base.Add(time.Duration(i+1) * time.Second).Format(time.RFC3339)}
+				statuses <- a.call(t, "PATCH", "/api/deliveryrequests/bulk", moved).Status
 			}
 		}()
 	}
