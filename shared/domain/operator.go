@@ -200,17 +200,12 @@ func (d *Delivery) Reassign(a OperatorAction, now time.Time) (Notification, erro
 // Abort ends a delivery that has not ended, in flight or not, as outcome
 // says, with the operator's reason, and returns the notice for the
 // customer; the caller releases its drone. A completed or cancelled
-// delivery cannot be aborted (ECONFLICT), nor a failed one as another
-// outcome than it ended with; the same abort again, or the same action,
-// is ErrNoChange.
+// delivery cannot be aborted (ECONFLICT); a failed one, or the same action
+// again, is ErrNoChange: its answer shows the outcome it ended with.
 func (d *Delivery) Abort(outcome AbortOutcome, a OperatorAction, now time.Time) (Notification, error) {
 	switch {
-	case d.sawAction(a.ActionID):
+	case d.sawAction(a.ActionID) || d.Stage == StageFailed:
 		return Notification{}, ErrNoChange
-	case d.Stage == StageFailed && (d.Outcome == outcome || d.Outcome == "" && outcome == OutcomeFailed):
-		return Notification{}, ErrNoChange // the same abort again
-	case d.Stage == StageFailed:
-		return Notification{}, Errorf(ECONFLICT, "delivery %s has failed already and cannot be aborted again as %s", d.ID, outcome)
 	case d.Stage == StageCompleted || d.Stage == StageCancelled:
 		return Notification{}, Errorf(ECONFLICT, "delivery %s is %s and cannot be aborted", d.ID, d.Stage)
 	}

@@ -59,12 +59,6 @@ func TestOperatorDeliveryActions(t *testing.T) {
 			assert.Contains(t, d.Notifications[0].Message, "returned to the sender")
 		}},
 		{"abort twice", delivery(domain.StageFailed), abort(domain.OutcomeFailed), domain.ErrNoChange, "", nil},
-		{"abort a failed delivery as returned to sender", delivery(domain.StageFailed), abort(domain.OutcomeReturnedToSender), nil, domain.ECONFLICT, nil},
-		{"abort returned to sender twice", func() *domain.Delivery {
-			d := delivery(domain.StageFailed)
-			d.Outcome = domain.OutcomeReturnedToSender
-			return d
-		}(), abort(domain.OutcomeReturnedToSender), domain.ErrNoChange, "", nil},
 		{"abort a completed delivery", delivery(domain.StageCompleted), abort(domain.OutcomeFailed), nil, domain.ECONFLICT, nil},
 		{"hand over from the grounded drone", assigned(domain.StageHeadedToPickup), handOver("drone-1", 0), nil, "", func(t *testing.T, d *domain.Delivery) {
 			assert.Equal(t, domain.StageRescheduled, d.Stage)
