@@ -188,6 +188,7 @@ func TestHostileRequests(t *testing.T) {
 		{name: "notify-me without a key", method: "POST", path: "/api/deliveries/a-1/notifymerequests", body: `{"emailAddress":"x@y.example"}`, status: 401, field: "Authorization"},
 		{name: "issue a key without a key", method: "POST", path: "/api/accounts/" + id + "/keys", status: 401, field: "Authorization"},
 		{name: "revoke a key without a key", method: "DELETE", path: "/api/accounts/" + id + "/keys/" + prefixA, status: 401, field: "Authorization"},
+		{name: "change the webhook without a key", method: "PUT", path: "/api/accounts/" + id + "/webhook", body: `{"webhookUrl":null}`, status: 401, field: "Authorization"},
 		{name: "register a drone without a key", method: "PUT", path: "/api/drones/rogue", body: drone, status: 401, field: "Authorization"},
 		{name: "list drones without a key", method: "GET", path: "/api/drones", status: 401, field: "Authorization"},
 		{name: "telemetry without a key", method: "POST", path: "/api/drones/drone-00/telemetry", body: report, status: 401, field: "Authorization"},
@@ -198,6 +199,7 @@ func TestHostileRequests(t *testing.T) {
 		{name: "ingest with the operator key", method: "POST", path: "/api/deliveryrequests", key: op, body: good(nil), status: 403, field: "Authorization"},
 		{name: "read a package with the operator key", method: "GET", path: "/api/packages/pkg-a-1", key: op, status: 403, field: "Authorization"},
 		{name: "cancel with the operator key", method: "DELETE", path: "/api/deliveryrequests/a-1", key: op, status: 403, field: "Authorization"},
+		{name: "change a webhook with the operator key", method: "PUT", path: "/api/accounts/" + id + "/webhook", key: op, body: `{"webhookUrl":null}`, status: 403, field: "Authorization"},
 
 		// Another account's things are missing, or refused when named outright.
 		{name: "cross-tenant delivery", method: "GET", path: "/api/deliveries/a-1", key: b.key, status: 404},
@@ -220,6 +222,11 @@ func TestHostileRequests(t *testing.T) {
 		{name: "revoke an unknown key", method: "DELETE", path: "/api/accounts/" + id + "/keys/" + strings.Repeat("a", domain.KeyPrefixLength), key: a.key, status: 404},
 		{name: "revoke a key by a path-like prefix", method: "DELETE", path: "/api/accounts/" + id + "/keys/..%2F..%2Fetc", key: a.key, status: 400, field: "prefix"},
 		{name: "issue a key with a body", method: "POST", path: "/api/accounts/" + id + "/keys", key: a.key, body: `{"scope":"admin"}`, status: 400, field: "scope"},
+		{name: "change another account's webhook", method: "PUT", path: "/api/accounts/" + id + "/webhook", key: b.key, body: `{"webhookUrl":"https://hooks.example/x","rotateSecret":true}`, status: 404},
+		{name: "change the webhook to a loopback address", method: "PUT", path: "/api/accounts/" + id + "/webhook", key: a.key, body: `{"webhookUrl":"http://127.0.0.1:7071/hook"}`, status: 400, field: "webhookUrl"},
+		{name: "change the webhook to the service itself", method: "PUT", path: "/api/accounts/" + id + "/webhook", key: a.key, body: map[string]any{"webhookUrl": p.base + "/api/deliveryrequests"}, status: 400, field: "webhookUrl"},
+		{name: "change the webhook and choose its secret", method: "PUT", path: "/api/accounts/" + id + "/webhook", key: a.key, body: `{"webhookUrl":null,"webhookSecret":"whsec_mine"}`, status: 400, field: "webhookSecret"},
+		{name: "rotate the secret without naming the webhook", method: "PUT", path: "/api/accounts/" + id + "/webhook", key: a.key, body: `{"rotateSecret":true}`, status: 400, field: "webhookUrl"},
 
 		// Malformed JSON and wrong types.
 		{name: "truncated JSON", method: "POST", path: "/api/deliveryrequests", key: a.key, body: raw(`{"deliveryId":"x",`), status: 400, field: "body"},

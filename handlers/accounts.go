@@ -47,6 +47,10 @@ func randomToken(n int) string {
 	return strings.ToLower(keyEncoding.EncodeToString(b))
 }
 
+// newWebhookSecret returns a secret to sign an account's webhooks with:
+// 192 random bits, tagged so that a leaked one is recognised for what it is.
+func newWebhookSecret() string { return "whsec_" + randomToken(24) }
+
 // newAPIKey returns a key's secret text and its stored form. The key reads
 // "dd_<prefix>_<secret>": the prefix names the key in lists and revocations,
 // the 160-bit secret is kept only as a SHA-256 hash (a fast hash is right
@@ -75,7 +79,7 @@ func (h *Handlers) CreateAccount(ctx context.Context, req *functionapp.Request) 
 		Name:          s.Name,
 		ContactEmail:  s.ContactEmail,
 		WebhookURL:    s.WebhookURL,
-		WebhookSecret: "whsec_" + randomToken(24),
+		WebhookSecret: newWebhookSecret(),
 		CreatedAt:     now,
 	}
 	plain, key := newAPIKey(a.ID, now)
@@ -229,4 +233,61 @@ func (h *Handlers) RevokeAPIKey(ctx context.Context, req *functionapp.Request) *
 	}
 	h.log.InfoContext(ctx, "API key revoked", "keyPrefix", prefix)
 	return &functionapp.Response{Status: http.StatusNoContent, Header: http.Header{}}
+}
+
+// webhookSettings is the 200 body of PUT /api/accounts/{id}/webhook. The
+// URL is null once the webhook is removed; the secret is there only when
+// this request rotated it, the one time the new secret is shown.
+type webhookSettings struct {
+	WebhookURL    *string `json:"webhookUrl"`
+	WebhookSecret string  `json:"webhookSecret,omitempty"`
+}
+
+// PutWebhook serves PUT /api/accounts/{id}/webhook (200): it sets, changes
+// or (with null) removes the caller's webhook URL, held to sign-up's rule,
+// and with rotateSecret replaces the secret that signs webhooks, shown only
+// in this answer. This process sends the next notification with the new
+// settings; another process keeps using the ones it cached, old secret
+// included, for up to Config.KeyCacheTTL, as it keeps accepting a revoked
+// key. Setting what is already set, without a rotation, writes nothing.
+func (h *Handlers) PutWebhook(ctx context.Context, req *functionapp.Request) *functionapp.Response {
+	acct, err := ownAccount(ctx, req.Params["id"])
+	if err != nil {
+		return h.errorResponse(ctx, err)
+	}
+	c, err := wire.ParseWebhookChange(req.Body, h.cfg.AllowPrivateWebhooks)
+	if err != nil {
+		return h.errorResponse(ctx, err)
+	}
+	var secret string
+	if c.RotateSecret {
+		secret = newWebhookSecret()
+	}
+	// Forgotten whatever the outcome: a write whose answer was lost may
+	// still have happened. A notification that read the account just
+	// before the write can put the old settings back until the TTL ends,
+	// the bound another process has anyway.
+	defer h.hooks.forget(acct)
+	_, err = h.store.Accounts.Update(ctx, acct, func(a *domain.Account) error {
+		if a.WebhookURL == c.URL && secret == "" {
+			return ports.ErrSkip
+		}
+		a.WebhookURL = c.URL
+		if secret != "" {
+			a.WebhookSecret = secret
+		}
+		return nil
+	})
+	if err != nil {
+		return h.errorResponse(ctx, notFoundAs(err, "account %s not found", acct))
+	}
+	// The URL is not logged: receivers put tokens in it (docs/SECURITY.md).
+	h.log.InfoContext(ctx, "webhook set", "hasWebhook", c.URL != "", "secretRotated", secret != "")
+	out := webhookSettings{WebhookSecret: secret}
+	if c.URL != "" {
+		out.WebhookURL = &c.URL
+	}
+	resp := functionapp.JSON(http.StatusOK, out)
+	resp.Header.Set("Cache-Control", "no-store")
+	return resp
 }

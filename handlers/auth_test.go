@@ -54,7 +54,7 @@ func TestEveryBusinessAndFleetFunctionNeedsItsKey(t *testing.T) {
 		resp := f.biz(name, &functionapp.Request{Method: "GET", Params: map[string]string{"id": "x"}})
 		assert.Equal(t, http.StatusForbidden, resp.Status, "%s with a business key", name)
 	}
-	for _, name := range []string{"IngestDelivery", "GetPackage", "CancelDelivery", "CreateApiKey"} {
+	for _, name := range []string{"IngestDelivery", "GetPackage", "CancelDelivery", "CreateApiKey", "RevokeApiKey", "PutWebhook"} {
 		resp := f.fleet(name, &functionapp.Request{Method: "GET", Params: map[string]string{"id": "x"}})
 		assert.Equal(t, http.StatusForbidden, resp.Status, "%s with the operator key", name)
 	}

@@ -65,8 +65,8 @@ type Config struct {
 	MaxBacklog int
 	// KeyCacheTTL is how long a looked-up API key, or an account's webhook
 	// settings, is trusted without reading it again, and so how long a key
-	// revoked through another process keeps working here; negative turns
-	// both caches off.
+	// revoked, or a webhook changed, through another process keeps working
+	// here; negative turns both caches off.
 	KeyCacheTTL time.Duration
 
 	// Feasibility bounds what ingest accepts besides what the fleet can do:
@@ -201,8 +201,10 @@ type Handlers struct {
 	// the store nothing extra; issuing a key drops its prefix.
 	keys *ttlCache[domain.APIKey]
 	// hooks remembers each account's webhook settings, which the
-	// notification step reads for every notification; they are set at
-	// sign-up and never change.
+	// notification step reads for every notification. Changing them
+	// (PutWebhook) through this process drops them at once; another
+	// process sends with the old URL and secret until its entry expires,
+	// as it accepts a revoked key.
 	hooks        *ttlCache[accountHook]
 	hookReads    singleflight.Group
 	operatorHash []byte // SHA-256 of Config.OperatorKey; nil when there is none
@@ -305,6 +307,7 @@ func (h *Handlers) Registry() functionapp.Registry {
 		"CreateAccount":        open(h.CreateAccount),
 		"CreateApiKey":         biz(h.CreateAPIKey),
 		"RevokeApiKey":         biz(h.RevokeAPIKey),
+		"PutWebhook":           biz(h.PutWebhook),
 		"OpenApiDocument":      open(h.OpenAPIDocument),
 		"ApiReference":         open(h.APIReference),
 

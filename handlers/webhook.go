@@ -26,10 +26,12 @@ type webhookBody struct {
 type accountHook struct{ URL, Secret string }
 
 // accountHook returns account id's webhook settings, or nil when it has no
-// webhook or there is no such account: from the cache when it has them
-// (they are set at sign-up and never change), or with one read, which
-// notifications of the account that miss the cache at the same moment
-// share.
+// webhook or there is no such account: from the cache when it has them, or
+// with one read, which notifications of the account that miss the cache at
+// the same moment share. The settings change rarely (PutWebhook), and a
+// change made through another process reaches this one when the entry
+// expires, within Config.KeyCacheTTL, as a revoked key does; until then a
+// notification may go to the old URL, signed with the old secret.
 func (h *Handlers) accountHook(ctx context.Context, id string) (*accountHook, error) {
 	if hook, ok := h.hooks.get(id, h.clock.Now()); ok {
 		return hook, nil

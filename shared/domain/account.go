@@ -14,7 +14,7 @@ type Account struct {
 	Name          string    `json:"name"`
 	ContactEmail  string    `json:"contactEmail"`
 	WebhookURL    string    `json:"webhookUrl,omitempty"`
-	WebhookSecret string    `json:"webhookSecret,omitempty"` // signs webhook bodies; shown once at sign-up
+	WebhookSecret string    `json:"webhookSecret,omitempty"` // signs webhook bodies; shown once, at sign-up or when rotated
 	Keys          []KeyInfo `json:"keys,omitempty"`
 	CreatedAt     time.Time `json:"createdAt"`
 }

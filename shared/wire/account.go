@@ -3,6 +3,7 @@ package wire
 import (
 	"github.com/fabrikam/dronedelivery/shared/domain"
 
+	"encoding/json"
 	"strings"
 )
 
@@ -44,4 +45,42 @@ func ParseSignUp(body []byte, privateWebhooks bool) (*SignUp, error) {
 		s.WebhookURL = *w.WebhookURL
 	}
 	return &s, nil
+}
+
+// WebhookChange is a validated PUT /api/accounts/{id}/webhook body.
+type WebhookChange struct {
+	URL          string // "" removes the webhook
+	RotateSecret bool
+}
+
+// ParseWebhookChange decodes and validates a change of an account's
+// webhook: {"webhookUrl": URL or null, "rotateSecret"?: bool}. The URL is
+// held to sign-up's rule (see ParseSignUp); null, or "" as sign-up reads
+// it, removes the webhook. webhookUrl must be given even to rotate the
+// secret alone, so that a body that forgot it cannot remove the webhook.
+func ParseWebhookChange(body []byte, privateWebhooks bool) (*WebhookChange, error) {
+	var w struct {
+		// Raw, to tell null (remove) from a missing field.
+		WebhookURL   json.RawMessage `json:"webhookUrl"`
+		RotateSecret *bool           `json:"rotateSecret"`
+	}
+	if err := DecodeStrict(body, &w); err != nil {
+		return nil, err
+	}
+	if w.WebhookURL == nil {
+		return nil, domain.Invalid("webhookUrl", "is required: the URL to send webhooks to, or null to remove the webhook")
+	}
+	var c WebhookChange
+	if string(w.WebhookURL) != "null" {
+		if json.Unmarshal(w.WebhookURL, &c.URL) != nil {
+			return nil, domain.Invalid("webhookUrl", "must be a URL or null")
+		}
+		if c.URL != "" {
+			if err := domain.ValidWebhookURL("webhookUrl", c.URL, privateWebhooks); err != nil {
+				return nil, err
+			}
+		}
+	}
+	c.RotateSecret = w.RotateSecret != nil && *w.RotateSecret
+	return &c, nil
 }
