@@ -59,6 +59,7 @@ type Fair struct {
 	mu       sync.Mutex
 	inFlight map[string]int
 	breakers map[string]*gobreaker.CircuitBreaker[struct{}]
+	urls     map[string]string // the endpoint each account's circuit judges
 }
 
 // NewFair wraps next.
@@ -78,13 +79,13 @@ func NewFair(next ports.Webhooks, o FairOptions) *Fair {
 	if o.Log == nil {
 		o.Log = slog.Default()
 	}
-	return &Fair{next: next, o: o, inFlight: map[string]int{}, breakers: map[string]*gobreaker.CircuitBreaker[struct{}]{}}
+	return &Fair{next: next, o: o, inFlight: map[string]int{}, breakers: map[string]*gobreaker.CircuitBreaker[struct{}]{}, urls: map[string]string{}}
 }
 
 // Post sends w unless its account has its share in flight or its circuit
 // is open.
 func (f *Fair) Post(ctx context.Context, w ports.Webhook) error {
-	cb, ok := f.acquire(w.AccountID)
+	cb, ok := f.acquire(w.AccountID, w.URL)
 	if !ok {
 		return &ports.WebhookHeld{Busy: true, RetryAfter: f.o.BusyRetry + rand.N(f.o.BusyRetry+1)}
 	}
@@ -96,9 +97,11 @@ func (f *Fair) Post(ctx context.Context, w ports.Webhook) error {
 	return err
 }
 
-// acquire takes one of the account's slots and returns its circuit, or
-// reports that every slot is taken.
-func (f *Fair) acquire(account string) (*gobreaker.CircuitBreaker[struct{}], bool) {
+// acquire takes one of the account's slots and returns its circuit for
+// url, or reports that every slot is taken. A circuit judges one endpoint:
+// an account that moved its webhook to another url (PUT …/webhook) starts
+// with a closed one rather than wait out the old endpoint's cool-down.
+func (f *Fair) acquire(account, url string) (*gobreaker.CircuitBreaker[struct{}], bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.inFlight[account] >= f.o.PerAccount {
@@ -106,11 +109,15 @@ func (f *Fair) acquire(account string) (*gobreaker.CircuitBreaker[struct{}], boo
 	}
 	f.inFlight[account]++
 	cb := f.breakers[account]
+	if cb != nil && f.urls[account] != url {
+		cb = nil
+	}
 	if cb == nil {
 		if len(f.breakers) >= maxBreakers {
 			for k, b := range f.breakers {
 				if b.State() == gobreaker.StateClosed && b.Counts().ConsecutiveFailures == 0 && f.inFlight[k] == 0 {
 					delete(f.breakers, k)
+					delete(f.urls, k)
 				}
 			}
 		}
@@ -128,7 +135,7 @@ func (f *Fair) acquire(account string) (*gobreaker.CircuitBreaker[struct{}], boo
 				f.o.Log.Warn("webhook circuit "+to.String(), "accountId", account, "from", from.String())
 			},
 		})
-		f.breakers[account] = cb
+		f.breakers[account], f.urls[account] = cb, url
 	}
 	return cb, true
 }

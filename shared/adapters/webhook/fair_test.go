@@ -140,3 +140,23 @@ func TestFairTripsOnlyOnTheEndpointsFailures(t *testing.T) {
 	post(f, "a")
 	assert.Equal(t, 13, e.callsOf("a"))
 }
+
+// A circuit judges one endpoint: an account that moves its webhook to
+// another URL is sent to at once, not after the old one's cool-down.
+func TestFairStartsANewCircuitForANewURL(t *testing.T) {
+	t.Parallel()
+	e := newEndpoints()
+	e.set("moved", errors.New("webhook answered 503"))
+	f := webhook.NewFair(e, webhook.FairOptions{FailuresToOpen: 2, CoolDown: time.Hour, Log: slog.New(slog.DiscardHandler)})
+	for range 2 {
+		require.Error(t, post(f, "moved"))
+	}
+	var held *ports.WebhookHeld
+	require.True(t, errors.As(post(f, "moved"), &held), "open for the old URL")
+	require.Equal(t, 2, e.callsOf("moved"))
+
+	e.set("moved", nil)
+	err := f.Post(context.Background(), ports.Webhook{AccountID: "moved", URL: "https://new.moved.example/h"})
+	require.NoError(t, err, "the new URL has a closed circuit of its own")
+	assert.Equal(t, 3, e.callsOf("moved"))
+}
