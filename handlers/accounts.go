@@ -263,11 +263,14 @@ func (h *Handlers) PutWebhook(ctx context.Context, req *functionapp.Request) *fu
 	if c.RotateSecret {
 		secret = newWebhookSecret()
 	}
-	// Forgotten whatever the outcome: a write whose answer was lost may
-	// still have happened. A notification that read the account just
-	// before the write can put the old settings back until the TTL ends,
-	// the bound another process has anyway.
-	defer h.hooks.forget(acct)
+	// Forgotten whatever the outcome, since a write whose answer was lost
+	// may still have happened: the entry, any read in flight (it may have
+	// read the settings before the write, and will not be remembered), and
+	// the shared read later notifications would otherwise join.
+	defer func() {
+		h.hooks.forget(acct)
+		h.hookReads.Forget(acct)
+	}()
 	_, err = h.store.Accounts.Update(ctx, acct, func(a *domain.Account) error {
 		if a.WebhookURL == c.URL && secret == "" {
 			return ports.ErrSkip

@@ -193,6 +193,7 @@ func (h *Handlers) findKey(ctx context.Context, prefix string) (*domain.APIKey, 
 	if k, ok := h.keys.get(prefix, now); ok {
 		return k, nil
 	}
+	stamp := h.keys.stamp()
 	k, err := h.store.APIKeys.Find(ctx, prefix)
 	if domain.IsCode(err, domain.ENOTFOUND) {
 		k, err = nil, nil
@@ -200,6 +201,6 @@ func (h *Handlers) findKey(ctx context.Context, prefix string) (*domain.APIKey, 
 	if err != nil {
 		return nil, domain.Unavailable(err, "the API key could not be checked; retry")
 	}
-	h.keys.put(prefix, k, now)
+	h.keys.put(prefix, k, now, stamp)
 	return k, nil
 }

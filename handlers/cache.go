@@ -13,10 +13,11 @@ import (
 // or less turns it off. Values are copied in and out, so no caller shares
 // one with another.
 type ttlCache[V any] struct {
-	mu  sync.Mutex
-	ttl time.Duration
-	max int
-	m   map[string]cached[V]
+	mu      sync.Mutex
+	ttl     time.Duration
+	max     int
+	m       map[string]cached[V]
+	forgets uint64 // how many forgets so far: see stamp
 }
 
 type cached[V any] struct {
@@ -47,8 +48,21 @@ func (c *ttlCache[V]) get(key string, now time.Time) (*V, bool) {
 	return &v, true
 }
 
-// put remembers v (nil for absent) under key from now for the TTL.
-func (c *ttlCache[V]) put(key string, v *V, now time.Time) {
+// stamp is taken before reading what put will remember. A forget between
+// the two (the value changed meanwhile, and its reader may have seen it as
+// it was) makes put drop the value, so that a change made through this
+// process applies here at once rather than after the TTL. Any forget
+// drops every put in flight: forgets are rare, a dropped put costs its
+// next reader one read.
+func (c *ttlCache[V]) stamp() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.forgets
+}
+
+// put remembers v (nil for absent) under key from now for the TTL, unless
+// a forget came after stamp.
+func (c *ttlCache[V]) put(key string, v *V, now time.Time, stamp uint64) {
 	if c.ttl <= 0 {
 		return
 	}
@@ -58,6 +72,9 @@ func (c *ttlCache[V]) put(key string, v *V, now time.Time) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if stamp != c.forgets {
+		return
+	}
 	if len(c.m) >= c.max {
 		for k, e := range c.m {
 			if !now.Before(e.expires) {
@@ -74,9 +91,10 @@ func (c *ttlCache[V]) put(key string, v *V, now time.Time) {
 	c.m[key] = cached[V]{v: v, expires: now.Add(c.ttl)}
 }
 
-// forget drops what is remembered under key.
+// forget drops what is remembered under key, and any put in flight.
 func (c *ttlCache[V]) forget(key string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	delete(c.m, key)
+	c.forgets++
 }

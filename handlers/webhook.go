@@ -37,7 +37,7 @@ func (h *Handlers) accountHook(ctx context.Context, id string) (*accountHook, er
 		return hook, nil
 	}
 	v, err, _ := h.hookReads.Do(id, func() (any, error) {
-		now := h.clock.Now()
+		now, stamp := h.clock.Now(), h.hooks.stamp()
 		acct, err := h.store.Accounts.Find(ctx, id)
 		var hook *accountHook
 		switch {
@@ -47,7 +47,7 @@ func (h *Handlers) accountHook(ctx context.Context, id string) (*accountHook, er
 		default:
 			return nil, err
 		}
-		h.hooks.put(id, hook, now)
+		h.hooks.put(id, hook, now, stamp)
 		return hook, nil
 	})
 	if err != nil {
