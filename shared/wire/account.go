@@ -1,10 +1,10 @@
 package wire
 
 import (
-	"github.com/fabrikam/dronedelivery/shared/domain"
-
 	"encoding/json"
 	"strings"
+
+	"github.com/fabrikam/dronedelivery/shared/domain"
 )
 
 // SignUp is a validated POST /api/accounts body.
