@@ -394,3 +394,32 @@ func proxy(t *testing.T, from, to string) {
 		}
 	}()
 }
+
+// TestHostOnTheEmbeddedBackendRunsTheChain: under the host with no Service
+// Bus settings (a local `func start`), the host's queue triggers have
+// nothing to read, so the handler consumes the embedded queues itself and
+// a request reaches Scheduled through forwarded HTTP alone; it says so in
+// a warning. The route is written as a client of the host may write it.
+func TestHostOnTheEmbeddedBackendRunsTheChain(t *testing.T) {
+	t.Parallel()
+	p := launchHost(t, []string{"OPERATOR_KEY=" + e2eOperatorKey, "DATA_DIR=" + t.TempDir(), "CONSUME_EMBEDDED_QUEUES=true"})
+	waitReady(t, p)
+	a := signUp(t, p.base)
+	registerFleet(t, a, testFleet(3))
+	body := deliveryRequest("local-1", domain.Location{Latitude: 47.607, Longitude: -122.334},
+		domain.Location{Latitude: 47.615, Longitude: -122.34}, "Small", 1.5)
+	// Outside the OpenAPI document's spelling, so not through a.call,
+	// which holds every exchange to the document.
+	raw, _ := json.Marshal(body)
+	req, err := http.NewRequest("POST", p.base+"/API/DeliveryRequests/", bytes.NewReader(raw))
+	require.NoError(t, err)
+	req.Header.Set("Authorization", "Bearer "+a.key)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusAccepted, resp.StatusCode)
+	d := waitStage(t, a, "local-1", domain.StageScheduled, domain.StageFailed)
+	require.Equal(t, domain.StageScheduled, d.Stage, d.FailureReason)
+	assert.Contains(t, p.logs.String(), "consumed by this handler")
+}

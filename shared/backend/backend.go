@@ -38,7 +38,11 @@ type Backend struct {
 	// reads through (airspace.For).
 	Airspace ports.Airspace
 	Name     string // a human description, for logs and banners
-	close    func() error
+	// Local is set when the bus is this process's own (the embedded
+	// queues in the SQLite file): nothing outside it, such as the
+	// Functions host's Service Bus triggers, delivers their messages.
+	Local bool
+	close func() error
 }
 
 // Close releases the backend.
@@ -78,7 +82,7 @@ func OpenEmbedded(dataDir string, opts embedded.Options) (*Backend, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open embedded store %s: %w", path, err)
 	}
-	return &Backend{Store: db.Store(), Bus: db.Bus(), Airspace: airspace.For(db.Store()), Name: "embedded SQLite at " + path, close: db.Close}, nil
+	return &Backend{Store: db.Store(), Bus: db.Bus(), Airspace: airspace.For(db.Store()), Name: "embedded SQLite at " + path, Local: true, close: db.Close}, nil
 }
 
 // openCosmos opens the Cosmos DB store cfg names, bootstrapping its

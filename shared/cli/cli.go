@@ -18,6 +18,7 @@ import (
 	"os/signal"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -489,6 +490,12 @@ func hostMode(ctx context.Context, args []string, app fs.FS, env func(string) st
 	if _, err := config.Load(env); err != nil {
 		return err
 	}
+	consumeLocal := true
+	if v := env(ConsumeEmbeddedQueuesSetting); v != "" {
+		if consumeLocal, err = strconv.ParseBool(v); err != nil {
+			return fmt.Errorf("%s is %q: it must be true or false", ConsumeEmbeddedQueuesSetting, v)
+		}
+	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", addr, err)
@@ -503,6 +510,7 @@ func hostMode(ctx context.Context, args []string, app fs.FS, env func(string) st
 	sctx, stop := context.WithCancelCause(ctx)
 	defer stop(nil)
 	var parts *appParts
+	var consuming sync.WaitGroup
 	opened := make(chan struct{})
 	go func() {
 		defer close(opened)
@@ -518,6 +526,24 @@ func hostMode(ctx context.Context, args []string, app fs.FS, env func(string) st
 			stop(err)
 			return
 		}
+		if p.backend.Local && consumeLocal {
+			// The host's serviceBusTrigger functions listen on Service Bus,
+			// which never sees the embedded queues: without this the chain
+			// would stop at its first message (a local `func start` with
+			// no Service Bus settings).
+			srv, err := standalone.New(p.reg, p.fns, p.backend.Bus, log, standalone.Options{})
+			if err != nil {
+				p.backend.Close()
+				stop(err)
+				return
+			}
+			consuming.Add(1)
+			go func() {
+				defer consuming.Done()
+				srv.Consume(sctx)
+			}()
+			log.Warn("the embedded backend's queues are consumed by this handler, not by the host's Service Bus triggers; a deployment sets ServiceBusConnection__fullyQualifiedNamespace and CosmosDBConnection__accountEndpoint")
+		}
 		parts = p
 		gate.Open(h)
 		log.Info("custom handler ready", "backend", p.backend.Name)
@@ -525,6 +551,7 @@ func hostMode(ctx context.Context, args []string, app fs.FS, env func(string) st
 	err = host.ServeListener(sctx, ln, gate, log)
 	stop(nil) // ends the opener's retries if the server stopped first
 	<-opened
+	consuming.Wait()
 	if parts != nil {
 		parts.backend.Close()
 	}
@@ -533,6 +560,11 @@ func hostMode(ctx context.Context, args []string, app fs.FS, env func(string) st
 	}
 	return err
 }
+
+// ConsumeEmbeddedQueuesSetting, false, stops a handler under the host on
+// the embedded backend from consuming its queues itself, for tests that
+// play the host's Service Bus triggers on those queues by hand.
+const ConsumeEmbeddedQueuesSetting = "CONSUME_EMBEDDED_QUEUES"
 
 // hostOperatorKey reads the operator key under the host. Without a usable
 // key the fleet endpoints stay closed, as serve's do, rather than the whole

@@ -21,14 +21,34 @@ const MaxBodyBytes = 1 << 20
 // RoutePrefix is the Functions host's default HTTP route prefix.
 const RoutePrefix = "api"
 
+// Router serves every httpTrigger function at its route, and answers
+// everything else with a problem document instead of ServeMux's plain-text
+// 404 and 405.
+//
+// A route matches as the Functions host matches it, so that a path the
+// host forwards is one this router serves and every runtime answers the
+// same paths: literal segments ignore case and a trailing slash is
+// ignored. The host's routes are ASP.NET Core routes (the HTTP extension's
+// WebJobsRouteBuilder), whose RoutePatternMatcher compares literals with
+// StringComparison.OrdinalIgnoreCase and whose PathTokenizer drops a
+// trailing slash; the host then forwards the path as the client wrote it
+// (DefaultHttpWorkerService.GetPathValue). Path parameters keep their case.
+type Router struct {
+	mux *http.ServeMux
+	// routes holds the segments of every route's pattern, for the match
+	// that ignores case when the exact one finds nothing.
+	routes [][]string
+}
+
 // NewRouter serves every httpTrigger function of fns at its route under
 // prefix, with the methods function.json allows.
-func NewRouter(reg Registry, fns []FunctionConfig, prefix string, opts ...RouterOption) (*http.ServeMux, error) {
+func NewRouter(reg Registry, fns []FunctionConfig, prefix string, opts ...RouterOption) (*Router, error) {
 	var o routerOptions
 	for _, opt := range opts {
 		opt(&o)
 	}
 	mux := http.NewServeMux()
+	rt := &Router{mux: mux}
 	for _, fc := range fns {
 		t := fc.Trigger()
 		if t == nil {
@@ -46,6 +66,7 @@ func NewRouter(reg Registry, fns []FunctionConfig, prefix string, opts ...Router
 			route = fc.Name
 		}
 		pattern := RoutePattern(prefix, route)
+		rt.routes = append(rt.routes, strings.Split(pattern, "/"))
 		serve := serveFunc(fc.Name, h)
 		if s := reg[fc.Name].Stream; s != nil && o.streams {
 			serve = serveStream(fc.Name, s)
@@ -59,7 +80,7 @@ func NewRouter(reg Registry, fns []FunctionConfig, prefix string, opts ...Router
 			mux.Handle(m+" "+pattern, serve)
 		}
 	}
-	return mux, nil
+	return rt, nil
 }
 
 func serveFunc(name string, h HTTPFunc) http.Handler {
@@ -89,36 +110,105 @@ func serveFunc(name string, h HTTPFunc) http.Handler {
 	})
 }
 
-// ServeRouted serves what mux routes and answers everything else with a
-// problem document instead of ServeMux's plain-text 404 and 405. A path
-// ServeMux would clean (a doubled slash, a "." or ".." segment, either
-// percent-encoded) is not served: the mux's answer to it is a redirect,
-// which an API client would follow with its method and credentials to
-// wherever the cleaned path leads, so the API asks for canonical paths.
-func ServeRouted(mux *http.ServeMux) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !canonicalPath(r) {
-			WriteResponse(w, Problem(http.StatusNotFound, "", fmt.Sprintf("%s %s is not served: the path is not in canonical form (no empty, . or .. segments)", r.Method, r.URL.EscapedPath())))
-			return
-		}
-		h, pattern := mux.Handler(r)
-		if pattern != "" {
-			mux.ServeHTTP(w, r) // sets the request's pattern and path values
-			return
-		}
-		rec := &statusRecorder{header: http.Header{}}
-		h.ServeHTTP(rec, r)
-		status := rec.status
-		if status != http.StatusMethodNotAllowed {
-			status = http.StatusNotFound
-		}
-		resp := Problem(status, "", fmt.Sprintf("%s %s is not served", r.Method, r.URL.Path))
-		if allow := rec.header.Get("Allow"); allow != "" && status == http.StatusMethodNotAllowed {
-			resp.Header.Set("Allow", allow)
-		}
-		WriteResponse(w, resp)
-	})
+// ServeHTTP serves r by its route. A path ServeMux would clean (a doubled
+// slash, a "." or ".." segment, either percent-encoded) is not served: the
+// mux's answer to it is a redirect, which an API client would follow with
+// its method and credentials to wherever the cleaned path leads, so the
+// API asks for canonical paths.
+func (rt *Router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !canonicalPath(r) {
+		WriteResponse(w, Problem(http.StatusNotFound, "", fmt.Sprintf("%s %s is not served: the path is not in canonical form (no empty, . or .. segments)", r.Method, r.URL.EscapedPath())))
+		return
+	}
+	r, pattern := rt.resolve(r)
+	if pattern != "" {
+		rt.mux.ServeHTTP(w, r) // sets the request's pattern and path values
+		return
+	}
+	h, _ := rt.mux.Handler(r)
+	rec := &statusRecorder{header: http.Header{}}
+	h.ServeHTTP(rec, r)
+	status := rec.status
+	if status != http.StatusMethodNotAllowed {
+		status = http.StatusNotFound
+	}
+	resp := Problem(status, "", fmt.Sprintf("%s %s is not served", r.Method, r.URL.Path))
+	if allow := rec.header.Get("Allow"); allow != "" && status == http.StatusMethodNotAllowed {
+		resp.Header.Set("Allow", allow)
+	}
+	WriteResponse(w, resp)
 }
+
+// Pattern is the pattern r is served by ("" when none), matched as
+// ServeHTTP matches it.
+func (rt *Router) Pattern(r *http.Request) string {
+	_, pattern := rt.resolve(r)
+	return pattern
+}
+
+// resolve returns r and the pattern that serves it; when none does as r
+// is written but one does with its literal segments in the route's case
+// and no trailing slash, it returns a copy of r written so. The copy is
+// returned when only the method differs too, so that the 405 names the
+// methods of the route the path meant.
+func (rt *Router) resolve(r *http.Request) (*http.Request, string) {
+	if _, pattern := rt.mux.Handler(r); pattern != "" {
+		return r, pattern
+	}
+	esc := r.URL.EscapedPath()
+	if len(esc) > 1 {
+		esc = strings.TrimSuffix(esc, "/")
+	}
+	segs := strings.Split(esc, "/")
+	var best []string
+	bestLiterals := -1
+	for _, route := range rt.routes {
+		if len(route) != len(segs) {
+			continue
+		}
+		literals := 0
+		for i, s := range route {
+			if isParameter(s) {
+				if segs[i] == "" {
+					literals = -1
+					break
+				}
+				continue
+			}
+			if !strings.EqualFold(s, segs[i]) {
+				literals = -1
+				break
+			}
+			literals++
+		}
+		// The route with more literal segments is the more specific, as
+		// the mux and ASP.NET Core both prefer.
+		if literals > bestLiterals {
+			best, bestLiterals = route, literals
+		}
+	}
+	if best == nil {
+		return r, ""
+	}
+	for i, s := range best {
+		if !isParameter(s) {
+			segs[i] = s
+		}
+	}
+	u, err := url.Parse(strings.Join(segs, "/"))
+	if err != nil {
+		return r, ""
+	}
+	folded := new(http.Request)
+	*folded = *r
+	folded.URL = new(url.URL)
+	*folded.URL = *r.URL
+	folded.URL.Path, folded.URL.RawPath = u.Path, u.RawPath
+	_, pattern := rt.mux.Handler(folded)
+	return folded, pattern
+}
+
+func isParameter(seg string) bool { return strings.HasPrefix(seg, "{") && strings.HasSuffix(seg, "}") }
 
 // canonicalPath reports whether r's path is one ServeMux would route as it
 // is rather than redirect to a cleaned form.

@@ -14,16 +14,68 @@ import (
 	"github.com/fabrikam/dronedelivery/shared/functionapp"
 )
 
+// routed is a router for two functions: one delivery by id (GET, DELETE)
+// and the literal route beside it (GET).
 func routed(t *testing.T) http.Handler {
 	t.Helper()
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /api/deliveries/{id}", func(w http.ResponseWriter, r *http.Request) {
-		functionapp.WriteResponse(w, functionapp.JSON(http.StatusOK, map[string]string{"id": r.PathValue("id")}))
-	})
-	return functionapp.ServeRouted(mux)
+	var fns []functionapp.FunctionConfig
+	for name, binding := range map[string]string{
+		"GetDelivery":  `{"type":"httpTrigger","direction":"in","name":"req","methods":["get","delete"],"route":"deliveries/{id}"}`,
+		"DeliverySums": `{"type":"httpTrigger","direction":"in","name":"req","methods":["get"],"route":"deliveries/summary"}`,
+	} {
+		fc := functionapp.FunctionConfig{Name: name}
+		require.NoError(t, json.Unmarshal([]byte(`{"bindings":[`+binding+`,{"type":"http","direction":"out","name":"res"}]}`), &fc))
+		fns = append(fns, fc)
+	}
+	reg := functionapp.Registry{
+		"GetDelivery": {HTTP: func(_ context.Context, req *functionapp.Request) *functionapp.Response {
+			return functionapp.JSON(http.StatusOK, map[string]string{"id": req.Params["id"], "method": req.Method})
+		}},
+		"DeliverySums": {HTTP: func(context.Context, *functionapp.Request) *functionapp.Response {
+			return functionapp.JSON(http.StatusOK, map[string]string{"summary": "yes"})
+		}},
+	}
+	router, err := functionapp.NewRouter(reg, fns, "api")
+	require.NoError(t, err)
+	return router
 }
 
-func TestServeRoutedRefusesPathsTheMuxWouldClean(t *testing.T) {
+func serve(h http.Handler, method, target string) *httptest.ResponseRecorder {
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(method, target, nil))
+	return rec
+}
+
+// TestRouterMatchesAsTheHostDoes: the Functions host matches a route's
+// literal segments in any case and ignores a trailing slash, then forwards
+// the path as written; the router serves those paths too, with path
+// parameters as written and literal routes before parameters.
+func TestRouterMatchesAsTheHostDoes(t *testing.T) {
+	h := routed(t)
+	for target, want := range map[string]string{
+		"/api/deliveries/Ab-1":     `{"id":"Ab-1","method":"GET"}`,
+		"/api/deliveries/Ab-1/":    `{"id":"Ab-1","method":"GET"}`,
+		"/API/Deliveries/Ab-1":     `{"id":"Ab-1","method":"GET"}`,
+		"/Api/DELIVERIES/Ab-1/":    `{"id":"Ab-1","method":"GET"}`,
+		"/api/deliveries/a%2Fb/":   `{"id":"a/b","method":"GET"}`,
+		"/api/deliveries/summary/": `{"summary":"yes"}`,
+		"/api/Deliveries/Summary":  `{"summary":"yes"}`,
+	} {
+		rec := serve(h, "GET", target)
+		require.Equal(t, http.StatusOK, rec.Code, target)
+		assert.JSONEq(t, want, rec.Body.String(), target)
+	}
+	rec := serve(h, "PUT", "/API/deliveries/x/")
+	assert.Equal(t, http.StatusMethodNotAllowed, rec.Code)
+	assert.Contains(t, rec.Header().Get("Allow"), "DELETE")
+	for _, target := range []string{"/api/deliveries", "/api/deliveries/x/y", "/api/deliveriesx/x", "/apix/deliveries/x"} {
+		rec := serve(h, "GET", target)
+		assert.Equal(t, http.StatusNotFound, rec.Code, target)
+		assert.Equal(t, "application/problem+json", rec.Header().Get("Content-Type"), target)
+	}
+}
+
+func TestRouterRefusesPathsTheMuxWouldClean(t *testing.T) {
 	h := routed(t)
 	for _, target := range []string{
 		"/api//deliveries/x", "/api/deliveries/./x", "/api/deliveries/../deliveries/x",
@@ -35,25 +87,21 @@ func TestServeRoutedRefusesPathsTheMuxWouldClean(t *testing.T) {
 		assert.Empty(t, rec.Header().Get("Location"), target)
 		assert.Equal(t, "application/problem+json", rec.Header().Get("Content-Type"), target)
 	}
-	rec := httptest.NewRecorder()
-	h.ServeHTTP(rec, httptest.NewRequest("GET", "/api/deliveries/x", nil))
+	rec := serve(h, "GET", "/api/deliveries/x")
 	require.Equal(t, http.StatusOK, rec.Code)
-	assert.JSONEq(t, `{"id":"x"}`, rec.Body.String())
+	assert.JSONEq(t, `{"id":"x","method":"GET"}`, rec.Body.String())
 	// An encoded slash keeps a segment whole: the handler judges the id.
-	rec = httptest.NewRecorder()
-	h.ServeHTTP(rec, httptest.NewRequest("GET", "/api/deliveries/..%2Fx", nil))
+	rec = serve(h, "GET", "/api/deliveries/..%2Fx")
 	require.Equal(t, http.StatusOK, rec.Code)
-	assert.JSONEq(t, `{"id":"../x"}`, rec.Body.String())
+	assert.JSONEq(t, `{"id":"../x","method":"GET"}`, rec.Body.String())
 }
 
-func TestServeRoutedAnswersProblems(t *testing.T) {
+func TestRouterAnswersProblems(t *testing.T) {
 	h := routed(t)
-	rec := httptest.NewRecorder()
-	h.ServeHTTP(rec, httptest.NewRequest("DELETE", "/api/deliveries/x", nil))
+	rec := serve(h, "POST", "/api/deliveries/x")
 	assert.Equal(t, http.StatusMethodNotAllowed, rec.Code)
 	assert.Contains(t, rec.Header().Get("Allow"), "GET")
-	rec = httptest.NewRecorder()
-	h.ServeHTTP(rec, httptest.NewRequest("GET", "/api/nothing", nil))
+	rec = serve(h, "GET", "/api/nothing")
 	assert.Equal(t, http.StatusNotFound, rec.Code)
 	assert.Equal(t, "nosniff", rec.Header().Get("X-Content-Type-Options"))
 	assert.Equal(t, "no-store", rec.Header().Get("Cache-Control"))

@@ -41,3 +41,18 @@ func TestParseDeliveryListing(t *testing.T) {
 		assert.Equal(t, "cursor", domain.ErrorField(err), "%q: %v", bad, err)
 	}
 }
+
+// TestCheckQueryLeavesTheHostKeyInAnyCase: the Functions host reads its
+// function key from "code" whatever its case and passes the query on, so
+// no spelling of it is refused; any other parameter is held to the list.
+func TestCheckQueryLeavesTheHostKeyInAnyCase(t *testing.T) {
+	for _, q := range []string{"code=k", "Code=k", "CODE=k&limit=5"} {
+		v, err := url.ParseQuery(q)
+		require.NoError(t, err)
+		assert.NoError(t, wire.CheckQuery(v, "limit"), q)
+	}
+	v, _ := url.ParseQuery("codes=k")
+	err := wire.CheckQuery(v, "limit")
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "codes")
+}

@@ -24,7 +24,10 @@ func CheckQuery(q url.Values, params ...string) error {
 	}
 	slices.Sort(keys) // the same parameter is named whatever the map's order
 	for _, k := range keys {
-		if k == hostKeyParam {
+		// The host reads its key whatever the case of the name (ASP.NET's
+		// query collection ignores case; AuthenticationLevelHandler asks
+		// it for "code"), so every spelling of it is the host's.
+		if strings.EqualFold(k, hostKeyParam) {
 			continue
 		}
 		if !slices.Contains(params, k) {

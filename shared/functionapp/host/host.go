@@ -143,10 +143,12 @@ func newFunction(fc functionapp.FunctionConfig, f functionapp.Function) (*functi
 }
 
 // ServeHTTP tells forwarded requests from invocations by path: the host
-// forwards only under the route prefix and invokes at /{FunctionName}.
+// forwards only under the route prefix (in whatever case the client wrote
+// it, since the host's routes ignore the case of literal segments) and
+// invokes at /{FunctionName}.
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p := r.URL.Path
-	if p == h.prefix || strings.HasPrefix(p, h.prefix+"/") {
+	if first, _, _ := strings.Cut(strings.TrimPrefix(p, "/"), "/"); strings.EqualFold("/"+first, h.prefix) {
 		h.router.ServeHTTP(w, r)
 		return
 	}

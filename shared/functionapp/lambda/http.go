@@ -26,11 +26,11 @@ type httpSide struct {
 }
 
 func newHTTPSide(reg functionapp.Registry, fns []functionapp.FunctionConfig) (*httpSide, error) {
-	mux, err := functionapp.NewRouter(reg, fns, functionapp.RoutePrefix)
+	router, err := functionapp.NewRouter(reg, fns, functionapp.RoutePrefix)
 	if err != nil {
 		return nil, err
 	}
-	return &httpSide{h: functionapp.ServeRouted(mux)}, nil
+	return &httpSide{h: router}, nil
 }
 
 func (h *Handler) serveHTTP(ctx context.Context, event json.RawMessage) (*events.APIGatewayV2HTTPResponse, error) {

@@ -191,12 +191,12 @@ func New(reg functionapp.Registry, fns []functionapp.FunctionConfig, bus ports.B
 	if err != nil {
 		return nil, err
 	}
-	mux, err := functionapp.NewRouter(reg, fns, functionapp.RoutePrefix, functionapp.WithStreams())
+	router, err := functionapp.NewRouter(reg, fns, functionapp.RoutePrefix, functionapp.WithStreams())
 	if err != nil {
 		return nil, err
 	}
 	// The limiter learns which function a request is for from the pattern
-	// the mux would route it by.
+	// the router would route it by.
 	names := map[string]string{}
 	for _, fc := range fns {
 		t := fc.Trigger()
@@ -214,10 +214,9 @@ func New(reg functionapp.Registry, fns []functionapp.FunctionConfig, bus ports.B
 		}
 	}
 	function := func(r *http.Request) string {
-		_, pattern := mux.Handler(r)
-		return names[pattern]
+		return names[router.Pattern(r)]
 	}
-	s := &Server{reg: reg, fns: fns, bus: bus, log: log, opts: opts.withDefaults(), handler: functionapp.ServeRouted(mux)}
+	s := &Server{reg: reg, fns: fns, bus: bus, log: log, opts: opts.withDefaults(), handler: router}
 	s.streams = newStreamGate(s.opts.Streams, opts.RateLimits.TrustForwardedFor)
 	s.handler = s.streams.wrap(s.handler, func(r *http.Request) bool { return reg[function(r)].Stream != nil })
 	if opts.RateLimits.PerKey != (Rate{}) || opts.RateLimits.SignUp != (Rate{}) {
@@ -251,18 +250,11 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 	httpErr := make(chan error, 1)
 	go func() { httpErr <- srv.Serve(ln) }()
 
-	var consumers sync.WaitGroup
-	for _, fc := range s.fns {
-		t := fc.Trigger()
-		if t.Type != "serviceBusTrigger" {
-			continue
-		}
-		consumers.Add(1)
-		go func() {
-			defer consumers.Done()
-			s.consume(ctx, fc.Name, t.QueueName, s.reg[fc.Name].Queue)
-		}()
-	}
+	consumed := make(chan struct{})
+	go func() {
+		defer close(consumed)
+		s.Consume(ctx)
+	}()
 
 	var err error
 	select {
@@ -277,11 +269,30 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 	if serr := srv.Shutdown(drain); serr != nil && err == nil {
 		err = serr
 	}
-	consumers.Wait()
+	<-consumed
 	if errors.Is(err, http.ErrServerClosed) {
 		err = nil
 	}
 	return err
+}
+
+// Consume consumes every queue until ctx ends, then lets the messages
+// taken finish and returns. Run does it beside serving HTTP; a process
+// whose HTTP comes another way (the Functions host's) can do it alone.
+func (s *Server) Consume(ctx context.Context) {
+	var consumers sync.WaitGroup
+	for _, fc := range s.fns {
+		t := fc.Trigger()
+		if t.Type != "serviceBusTrigger" {
+			continue
+		}
+		consumers.Add(1)
+		go func() {
+			defer consumers.Done()
+			s.consume(ctx, fc.Name, t.QueueName, s.reg[fc.Name].Queue)
+		}()
+	}
+	consumers.Wait()
 }
 
 // consume receives from queue and processes with a bounded worker pool.
