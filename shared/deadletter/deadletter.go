@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/fabrikam/dronedelivery/shared/domain"
@@ -110,7 +111,9 @@ func Replay(ctx context.Context, bus ports.Bus, q, id string, limit int, wait ti
 		again.Queue = q
 		// A new id, so that duplicate detection does not drop the replay as
 		// the message it copies; MessageID keeps it within the bus's bound.
-		again.ID = wire.MessageID(m.ID, 0, "replay-"+strconv.FormatInt(time.Now().UnixNano(), 10))
+		// A replay replayed again is named after the original, not after
+		// the earlier replay, so ids do not grow with each replay.
+		again.ID = wire.MessageID(unreplayed(m.ID), 0, "replay-"+strconv.FormatInt(time.Now().UnixNano(), 10))
 		again.NotBefore = time.Time{}
 		again.Body = freshStart(again.Body)
 		// Its step failed before; the replay reads what is stored now
@@ -149,4 +152,19 @@ func freshStart(body []byte) []byte {
 		return body
 	}
 	return out
+}
+
+// unreplayed is id without the ":replay-<n>" suffixes Replay gave it.
+func unreplayed(id string) string {
+	for {
+		i := strings.LastIndex(id, ":replay-")
+		if i < 0 {
+			return id
+		}
+		n := id[i+len(":replay-"):]
+		if n == "" || strings.Trim(n, "0123456789") != "" {
+			return id
+		}
+		id = id[:i]
+	}
 }

@@ -100,3 +100,18 @@ func TestReplayStartsTheAttemptsAgain(t *testing.T) {
 	assert.Equal(t, again, replayed[0].ID)
 	assert.JSONEq(t, `{"operation":"notify","deliveryId":"d-2","notificationId":"d-2:n1","fromANewerBuild":true}`, string(replayed[0].Body))
 }
+
+// A replay that is dead-lettered and replayed again is named after the
+// original message, so ids do not grow with each replay.
+func TestReplayOfAReplayIsNamedAfterTheOriginal(t *testing.T) {
+	t.Parallel()
+	db := deadLettered(t, "d-1:requested:replay-17", `{}`)
+	ctx := context.Background()
+
+	again, err := deadletter.Replay(ctx, db.Bus(), "q", "d-1:requested:replay-17", 10, 300*time.Millisecond)
+	require.NoError(t, err)
+	n, ok := strings.CutPrefix(again, "d-1:requested:replay-")
+	require.True(t, ok, again)
+	assert.Empty(t, strings.Trim(n, "0123456789"), again)
+	assert.NotEqual(t, "17", n)
+}
