@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -17,6 +20,7 @@ import (
 	"github.com/fabrikam/dronedelivery/shared/domain"
 	"github.com/fabrikam/dronedelivery/shared/functionapp"
 	"github.com/fabrikam/dronedelivery/shared/topology"
+	"github.com/fabrikam/dronedelivery/tools/testdoubles"
 )
 
 func TestStandaloneChain(t *testing.T) { onEmbedded(t, chainScenario) }
@@ -198,19 +202,39 @@ func TestStandaloneRateLimits(t *testing.T) {
 }
 
 // TestBannerGeneratesAnOperatorKey: make run with no OPERATOR_KEY prints a
-// fresh key that opens the fleet endpoints.
+// fresh key that opens the fleet endpoints, keeps it in the data folder so
+// that a restart prints the same one, and the simulator beside it finds it
+// there.
 func TestBannerGeneratesAnOperatorKey(t *testing.T) {
 	t.Parallel()
-	p := startServeEnv(t, t.TempDir(), []string{"OPERATOR_KEY="}, "-banner")
-	var key string
-	eventually(t, "the banner", func() bool {
-		for _, line := range strings.Split(p.out.String(), "\n") {
-			if k, ok := strings.CutPrefix(strings.TrimSpace(line), "OPERATOR_KEY="); ok {
-				key = k
+	dir := t.TempDir()
+	bannerKey := func(p *proc) string {
+		var key string
+		eventually(t, "the banner", func() bool {
+			for _, line := range strings.Split(p.out.String(), "\n") {
+				if k, ok := strings.CutPrefix(strings.TrimSpace(line), "OPERATOR_KEY="); ok {
+					key = k
+				}
 			}
-		}
-		return key != ""
-	})
+			return key != ""
+		})
+		return key
+	}
+	first := startServeEnv(t, dir, []string{"OPERATOR_KEY="}, "-banner")
+	key := bannerKey(first)
+	first.stop(t)
+	info, err := os.Stat(filepath.Join(dir, "operator.key"))
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o600), info.Mode().Perm())
+	p := startServeEnv(t, dir, []string{"OPERATOR_KEY="}, "-banner")
+	assert.Equal(t, key, bannerKey(p), "a restart on the same data folder keeps the key")
+
+	sim := exec.Command(binary, "simulate", "-api", p.base, "-data-dir", dir, "-until-idle", "-interval", "100ms")
+	testdoubles.DieWithTest(sim)
+	sim.Env = append(os.Environ(), "OPERATOR_KEY=")
+	out, err := sim.CombinedOutput()
+	require.NoError(t, err, "the simulator finds the kept key:\n%s", out)
+
 	assert.NotEqual(t, e2eOperatorKey, key)
 	assert.Contains(t, p.out.String(), "Authorization: Bearer $KEY", "the banner shows how to call with an API key")
 	assert.Contains(t, p.out.String(), p.base+"/api/docs", "and where the API reference is")

@@ -16,6 +16,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -307,7 +308,7 @@ func serve(ctx context.Context, args []string, app fs.FS, env func(string) strin
 	if err != nil {
 		return err
 	}
-	opKey, generated, err := operatorKey(env, *banner)
+	opKey, generated, err := operatorKey(env, *banner, c.dataDir)
 	if err != nil {
 		return err
 	}
@@ -344,7 +345,7 @@ func serve(ctx context.Context, args []string, app fs.FS, env func(string) strin
 		"rateLimit", rl.PerKey.String(), "signUpRateLimit", rl.SignUp.String(),
 		"maxConnections", conns.max, "maxConnectionsPerAddress", conns.perAddr)
 	if *banner {
-		printBanner(stdout, base, parts.backend.Name, opKey, generated)
+		printBanner(stdout, base, parts.backend.Name, opKey, generated, filepath.Join(c.dataDir, operatorKeyFile))
 		printMessagingBanner(stdout, base, parts.messaging)
 	}
 	if *simulate {
@@ -363,7 +364,7 @@ const OperatorKeySetting = config.OperatorKey
 
 // operatorKey reads the operator key; when it is unset and generate is
 // true (make run), it makes one for this run.
-func operatorKey(env func(string) string, generate bool) (key string, generated bool, err error) {
+func operatorKey(env func(string) string, generate bool, dataDir string) (key string, generated bool, err error) {
 	key = env(OperatorKeySetting)
 	if key != "" {
 		return key, false, validOperatorKey(key)
@@ -371,9 +372,43 @@ func operatorKey(env func(string) string, generate bool) (key string, generated 
 	if !generate {
 		return "", false, nil
 	}
+	if key, err = keptOperatorKey(dataDir); key != "" || err != nil {
+		return key, true, err
+	}
 	b := make([]byte, 20)
 	rand.Read(b) // crypto/rand.Read never fails on supported platforms
-	return "op_" + hex.EncodeToString(b), true, nil
+	key = "op_" + hex.EncodeToString(b)
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return "", false, err
+	}
+	path := filepath.Join(dataDir, operatorKeyFile)
+	if err := os.WriteFile(path, []byte(key+"\n"), 0o600); err != nil {
+		return "", false, fmt.Errorf("keep the generated operator key: %w", err)
+	}
+	return key, true, nil
+}
+
+// operatorKeyFile, in the data folder, keeps the operator key serve
+// -banner generates, so that the key stays the same across restarts and
+// the simulator beside the service finds it.
+const operatorKeyFile = "operator.key"
+
+// keptOperatorKey reads the key operatorKey kept in dataDir: "" when there
+// is none, an error when the file is there but its key is not usable.
+func keptOperatorKey(dataDir string) (string, error) {
+	path := filepath.Join(dataDir, operatorKeyFile)
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	key := strings.TrimSpace(string(b))
+	if err := validOperatorKey(key); err != nil {
+		return "", fmt.Errorf("%s: %w", path, err)
+	}
+	return key, nil
 }
 
 // validOperatorKey refuses a key too short to resist guessing, or a
@@ -570,7 +605,7 @@ const ConsumeEmbeddedQueuesSetting = "CONSUME_EMBEDDED_QUEUES"
 // key the fleet endpoints stay closed, as serve's do, rather than the whole
 // app staying down: the business API and the chain need no operator key.
 func hostOperatorKey(env func(string) string, log *slog.Logger) string {
-	key, _, err := operatorKey(env, false)
+	key, _, err := operatorKey(env, false, "")
 	switch {
 	case err != nil:
 		log.Error(OperatorKeySetting+" is not usable, so the fleet endpoints (drones, telemetry) refuse every caller", "err", err)
@@ -630,7 +665,7 @@ func seed(ctx context.Context, args []string, env func(string) string, stdout io
 	return nil
 }
 
-func printBanner(w io.Writer, base, backendName, opKey string, generated bool) {
+func printBanner(w io.Writer, base, backendName, opKey string, generated bool, keyFile string) {
 	fmt.Fprintf(w, `
 Drone delivery backend is running at %[1]s (%[2]s).
 Stop it with Ctrl-C. The API reference: %[1]s/api/docs
@@ -668,12 +703,12 @@ The operator console (paste the key into it): %[1]s/api/console
 		return
 	}
 	fmt.Fprintf(w, `
-The operator key (generated for this run; set %[2]s to keep one across restarts) opens the fleet endpoints:
+The operator key (generated once and kept in %[4]s, so it stays the same across restarts with this data folder; set %[2]s to use your own) opens the fleet endpoints:
   %[2]s=%[3]s
   curl -s -H "Authorization: Bearer $%[2]s" '%[1]s/api/drones?status=Available&limit=5'
 The operator console (paste the key into it): %[1]s/api/console
 
-`, base, OperatorKeySetting, opKey)
+`, base, OperatorKeySetting, opKey, keyFile)
 }
 
 // printMessagingBanner says where customer e-mail and SMS go, and how to

@@ -30,7 +30,7 @@ func lambdaMode(ctx context.Context, app fs.FS, env func(string) string, log *sl
 		return fmt.Errorf("under AWS Lambda the state and the queues must outlive an instance: set %s=sqs and %s to a Cosmos DB connection string",
 			config.MessageBus, config.CosmosPrefix)
 	}
-	opKey, _, err := operatorKey(env, false)
+	opKey, _, err := operatorKey(env, false, "")
 	if err != nil {
 		return err
 	}

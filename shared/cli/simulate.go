@@ -22,12 +22,20 @@ func simulate(ctx context.Context, args []string, env func(string) string, stdou
 	untilIdle := fs.Bool("until-idle", false, "exit once no drone has had a delivery to fly for a few intervals")
 	// The key is read from the environment after parsing, not as the flag's
 	// default, so that -h never prints it.
-	key := fs.String("operator-key", "", "operator API key, sent as a bearer token (default: env OPERATOR_KEY)")
+	key := fs.String("operator-key", "", "operator API key, sent as a bearer token (default: env OPERATOR_KEY, else the key serve -banner keeps in -data-dir)")
+	dataDir := fs.String("data-dir", envOr(env, "DATA_DIR", ".data"), "folder of the service the simulator flies for, whose kept operator key it uses when none is given (env DATA_DIR)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if *key == "" {
 		*key = env("OPERATOR_KEY")
+	}
+	if *key == "" {
+		kept, err := keptOperatorKey(*dataDir)
+		if err != nil {
+			return fmt.Errorf("simulate: %w", err)
+		}
+		*key = kept
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("simulate: unexpected argument %q", fs.Arg(0))
