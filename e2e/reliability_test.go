@@ -351,3 +351,17 @@ func TestPoisonMessagesAreDeadLetteredAndReplayed(t *testing.T) {
 	assert.NotContains(t, list, "early:requested")
 	assert.Contains(t, list, "1 dead-lettered message(s)")
 }
+
+// TestDeadLettersToolNeedsTheServiceStore: the tool pointed at a folder
+// without the service's store says so, rather than creating an empty one
+// and answering that nothing is dead-lettered.
+func TestDeadLettersToolNeedsTheServiceStore(t *testing.T) {
+	t.Parallel()
+	dir := filepath.Join(t.TempDir(), "elsewhere")
+	cmd := exec.Command(binary, "deadletters", "-data-dir", dir)
+	cmd.Env = append(os.Environ(), "FUNCTIONS_CUSTOMHANDLER_PORT=")
+	out, err := cmd.CombinedOutput()
+	require.Error(t, err)
+	assert.Contains(t, string(out), "no embedded store at "+filepath.Join(dir, "dronedelivery.db"))
+	assert.NoDirExists(t, dir)
+}

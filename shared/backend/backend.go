@@ -72,12 +72,15 @@ func Open(ctx context.Context, cfg *config.Config, opts Options) (*Backend, erro
 	return openAzure(ctx, cfg, opts)
 }
 
+// EmbeddedFile is the embedded backend's SQLite file in its data folder.
+const EmbeddedFile = "dronedelivery.db"
+
 // OpenEmbedded opens (creating if needed) the embedded backend in dataDir.
 func OpenEmbedded(dataDir string, opts embedded.Options) (*Backend, error) {
 	if err := embedded.PrepareDir(dataDir); err != nil {
 		return nil, err
 	}
-	path := filepath.Join(dataDir, "dronedelivery.db")
+	path := filepath.Join(dataDir, EmbeddedFile)
 	db, err := embedded.Open(path, opts)
 	if err != nil {
 		return nil, fmt.Errorf("open embedded store %s: %w", path, err)

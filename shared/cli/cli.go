@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -51,6 +52,8 @@ commands:
   simulate  fly every assigned drone and report its telemetry to a running service
   deadletters  list the dead-lettered messages of every queue, or replay one (-queue q -replay id)
   reaggregate  re-derive a month's analytics from its deliveries (-month 2026-12), or compare (-check)
+  bench     measure the service and its steps on this machine (make bench)
+  lambda    serve AWS Lambda's runtime API (the default when Lambda starts the binary)
 
 Run 'dronedelivery <command> -h' for the flags of each.`
 
@@ -66,6 +69,10 @@ func Main(args []string, app fs.FS, stdout, stderr io.Writer) int {
 	}
 	if env(lambdaEnv) != "" {
 		cmd = "lambda" // Lambda passes no arguments, the emulator the handler name
+	}
+	if err := checkSettings(env); err != nil {
+		fmt.Fprintln(stderr, "dronedelivery:", err)
+		return 1
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -151,11 +158,7 @@ func (c *common) register(fs *flag.FlagSet, env func(string) string) {
 	fs.StringVar(&c.dataDir, "data-dir", envOr(env, "DATA_DIR", ".data"), "folder of the embedded backend (env DATA_DIR)")
 	fs.IntVar(&c.fleetSize, "seed", envInt(env, "FLEET_SIZE", 0), "seed this many drones when the fleet has none of them yet (env FLEET_SIZE)")
 	fs.StringVar(&c.center, "fleet-center", envOr(env, "FLEET_CENTER", "47.6062,-122.3321"), "latitude,longitude the seeded fleet is spread around (env FLEET_CENTER)")
-	lock, err := time.ParseDuration(envOr(env, "QUEUE_LOCK_DURATION", "30s"))
-	if err != nil {
-		lock = 30 * time.Second
-	}
-	fs.DurationVar(&c.lock, "lock-duration", lock, "embedded queue: how long a received message stays locked; after a crash its messages return after this (env QUEUE_LOCK_DURATION)")
+	fs.DurationVar(&c.lock, "lock-duration", envDuration(env, "QUEUE_LOCK_DURATION", 30*time.Second), "embedded queue: how long a received message stays locked; after a crash its messages return after this (env QUEUE_LOCK_DURATION)")
 }
 
 // app wires handlers to a backend and reads the function bindings.
@@ -262,6 +265,24 @@ func openBackend(ctx context.Context, c common, env func(string) string, log *sl
 	cfg, err := config.Load(env)
 	if err != nil {
 		return nil, err
+	}
+	return openBackendWith(ctx, c, cfg, env, log)
+}
+
+// openExistingBackend is openBackend for the tools that read what a
+// service wrote (dead letters, analytics): on the embedded backend the
+// data folder must hold a store already, since a new empty one would only
+// answer "nothing" about a service that keeps its data elsewhere.
+func openExistingBackend(ctx context.Context, c common, env func(string) string, log *slog.Logger) (*backend.Backend, error) {
+	cfg, err := config.Load(env)
+	if err != nil {
+		return nil, err
+	}
+	if !cfg.Azure && !cfg.AWS {
+		path := filepath.Join(c.dataDir, backend.EmbeddedFile)
+		if _, err := os.Stat(path); err != nil {
+			return nil, fmt.Errorf("no embedded store at %s: name the service's data folder with -data-dir or DATA_DIR", path)
+		}
 	}
 	return openBackendWith(ctx, c, cfg, env, log)
 }
@@ -779,18 +800,63 @@ func envOr(env func(string) string, key, def string) string {
 	return def
 }
 
+// The settings read as numbers, which checkSettings holds to their form
+// before any command runs, so that a value that does not parse stops
+// start-up naming the setting rather than leaving its default in force
+// unsaid. envInt and envDuration read only settings listed here.
+var (
+	intSettings = []string{"FLEET_SIZE", "MAX_BACKLOG", "MAX_STREAMS", "MAX_STREAMS_PER_ADDRESS", "MAX_STREAMS_PER_LINK",
+		"RATE_BURST", "SIGNUP_BURST", "MAX_CONNECTIONS", "MAX_CONNECTIONS_PER_ADDRESS"}
+	durationSettings = []string{"READ_TIMEOUT", "WRITE_TIMEOUT", "IDLE_TIMEOUT", "QUEUE_LOCK_DURATION",
+		PushPollIntervalSetting, PushKeepAliveSetting, PushMaxLifetimeSetting}
+)
+
+// checkSettings refuses, naming it, a numeric setting or LOG_LEVEL whose
+// value does not parse.
+func checkSettings(env func(string) string) error {
+	for _, key := range intSettings {
+		if v := env(key); v != "" {
+			if _, err := strconv.Atoi(strings.TrimSpace(v)); err != nil {
+				return fmt.Errorf("%s is %q: it must be a whole number", key, v)
+			}
+		}
+	}
+	for _, key := range durationSettings {
+		if v := env(key); v != "" {
+			if d, err := time.ParseDuration(strings.TrimSpace(v)); err != nil || d <= 0 {
+				return fmt.Errorf("%s is %q: it must be a positive duration such as 30s or 5m", key, v)
+			}
+		}
+	}
+	if v := env("LOG_LEVEL"); v != "" {
+		var l slog.Level
+		if l.UnmarshalText([]byte(strings.TrimSpace(v))) != nil {
+			return fmt.Errorf("LOG_LEVEL is %q: it must be debug, info, warn or error", v)
+		}
+	}
+	return nil
+}
+
 func envDuration(env func(string) string, key string, def time.Duration) time.Duration {
-	if d, err := time.ParseDuration(env(key)); err == nil && d > 0 {
+	mustBeListed(durationSettings, key)
+	if d, err := time.ParseDuration(strings.TrimSpace(env(key))); err == nil && d > 0 {
 		return d
 	}
 	return def
 }
 
 func envInt(env func(string) string, key string, def int) int {
-	if n, err := strconv.Atoi(env(key)); err == nil {
+	mustBeListed(intSettings, key)
+	if n, err := strconv.Atoi(strings.TrimSpace(env(key))); err == nil {
 		return n
 	}
 	return def
+}
+
+func mustBeListed(settings []string, key string) {
+	if !slices.Contains(settings, key) {
+		panic("setting " + key + " is read as a number but checkSettings does not check it")
+	}
 }
 
 // The settings of dispatch, as Go durations ("90s", "168h").

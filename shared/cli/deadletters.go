@@ -40,7 +40,7 @@ func deadLetters(ctx context.Context, args []string, env func(string) string, st
 	} else if *replay != "" {
 		return errors.New("-replay needs -queue")
 	}
-	b, err := openBackend(ctx, c, env, log)
+	b, err := openExistingBackend(ctx, c, env, log)
 	if err != nil {
 		return err
 	}

@@ -32,7 +32,7 @@ func reaggregate(ctx context.Context, args []string, env func(string) string, st
 	if err != nil {
 		return fmt.Errorf("-month %q: must be a month as 2026-12", *monthFlag)
 	}
-	b, err := openBackend(ctx, c, env, log)
+	b, err := openExistingBackend(ctx, c, env, log)
 	if err != nil {
 		return err
 	}
