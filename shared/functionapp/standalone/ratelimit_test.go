@@ -172,6 +172,9 @@ func TestRateLimitPerKeyAnswers429WithRetryAfter(t *testing.T) {
 	wait, err := strconv.Atoi(resp.Header.Get("Retry-After"))
 	require.NoError(t, err)
 	assert.InDelta(t, 3600, wait, 2, "one sign-up an hour")
+	// The route written in another case, or with a trailing slash, is the
+	// same function and the same bucket.
+	assert.Equal(t, http.StatusTooManyRequests, get(t, ts, "POST", "/API/Accounts/", "").StatusCode)
 }
 
 func TestMadeUpTokensShareTheirAddressBucket(t *testing.T) {
