@@ -283,10 +283,37 @@ func DecodeStrict(body []byte, v any) error {
 // boxes each.
 func checkShape(body []byte) error {
 	dec := jsontext.NewDecoder(bytes.NewReader(body), jsontext.AllowDuplicateNames(true), jsontext.AllowInvalidUTF8(true))
-	return walkValue(dec, "", 0)
+	var at shapePath
+	return at.walk(dec, 0)
 }
 
-func walkValue(dec *jsontext.Decoder, path string, depth int) error {
+// shapePath is where checkShape is in the document: the keys and indexes
+// from the top. It is spelt out ("items[3].name") only for an error, so
+// that the walk's work grows with the body, not with the body times the
+// depth and length of its names.
+type shapePath []pathStep
+
+type pathStep struct {
+	key   string
+	index int // when key is ""
+}
+
+func (p shapePath) String() string {
+	var b strings.Builder
+	for _, s := range p {
+		switch {
+		case s.key == "":
+			b.WriteString("[" + strconv.Itoa(s.index) + "]")
+		case b.Len() > 0:
+			b.WriteString("." + s.key)
+		default:
+			b.WriteString(s.key)
+		}
+	}
+	return orBody(b.String())
+}
+
+func (p *shapePath) walk(dec *jsontext.Decoder, depth int) error {
 	tok, err := dec.ReadToken()
 	if err != nil {
 		return shapeError(err)
@@ -296,7 +323,7 @@ func walkValue(dec *jsontext.Decoder, path string, depth int) error {
 		return nil
 	}
 	if depth >= MaxJSONDepth {
-		return domain.Invalid(orBody(path), "nests deeper than %d levels", MaxJSONDepth)
+		return domain.Invalid(p.String(), "nests deeper than %d levels", MaxJSONDepth)
 	}
 	end := jsontext.Kind('}')
 	if kind == '[' {
@@ -305,31 +332,27 @@ func walkValue(dec *jsontext.Decoder, path string, depth int) error {
 	var seen map[string]bool
 	for i := 0; dec.PeekKind() != end; i++ {
 		if kind == '[' {
-			if err := walkValue(dec, path+"["+strconv.Itoa(i)+"]", depth+1); err != nil {
-				return err
+			*p = append(*p, pathStep{index: i})
+		} else {
+			kt, err := dec.ReadToken()
+			if err != nil {
+				return shapeError(err)
 			}
-			continue
+			key := kt.String() // object names are always strings
+			*p = append(*p, pathStep{key: key})
+			if seen == nil {
+				seen = map[string]bool{}
+			}
+			folded := foldKey(key)
+			if seen[folded] {
+				return domain.Invalid(p.String(), "is given more than once")
+			}
+			seen[folded] = true
 		}
-		kt, err := dec.ReadToken()
-		if err != nil {
-			return shapeError(err)
-		}
-		key := kt.String() // object names are always strings
-		field := key
-		if path != "" {
-			field = path + "." + key
-		}
-		if seen == nil {
-			seen = map[string]bool{}
-		}
-		folded := foldKey(key)
-		if seen[folded] {
-			return domain.Invalid(field, "is given more than once")
-		}
-		seen[folded] = true
-		if err := walkValue(dec, field, depth+1); err != nil {
+		if err := p.walk(dec, depth+1); err != nil {
 			return err
 		}
+		*p = (*p)[:len(*p)-1]
 	}
 	if _, err := dec.ReadToken(); err != nil { // the closing delimiter
 		return shapeError(err)
