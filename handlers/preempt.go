@@ -38,8 +38,14 @@ func (h *Handlers) preempt(ctx context.Context, d *domain.Delivery, now time.Tim
 		return d, nil, nil // no route (waits as for a drone), or nothing to take
 	}
 	var out []ports.Message
+	held := h.holdingsIn(domain.AreaOf(d.Request.PickupLocation))
 	for _, p := range plans[:min(len(plans), maxTakeoverAttempts)] {
 		dr := p.Drone
+		if ok, err := h.mayTakeFrom(ctx, held, d, dr.CurrentDeliveryID); err != nil {
+			return nil, nil, err
+		} else if !ok {
+			continue
+		}
 		got, msgs, err := h.takeOver(ctx, d, dr.ID, domain.Preemption{DeliveryID: dr.CurrentDeliveryID, Generation: dr.CurrentGeneration}, now)
 		out = append(out, msgs...)
 		if errors.Is(err, domain.ErrDroneUnavailable) {
@@ -55,6 +61,35 @@ func (h *Handlers) preempt(ctx context.Context, d *domain.Delivery, now time.Tim
 		return got, out, nil
 	}
 	return d, out, nil
+}
+
+// mayTakeFrom says whether expedited delivery d may take the drone of the
+// delivery named from: always from its own account's, and from another
+// account's only while that account holds more drones in the area than
+// d's does, so that marking requests expedited, which costs nothing, lets
+// an account catch up with a larger one but never take a smaller one's
+// drones (the fair-share order, which free drones follow too). A delivery
+// that is gone no longer needs its drone.
+func (h *Handlers) mayTakeFrom(ctx context.Context, held *holdings, d *domain.Delivery, from string) (bool, error) {
+	other, err := h.st(ctx).Deliveries.Find(ctx, from)
+	if domain.ErrorCode(err) == domain.ENOTFOUND {
+		return true, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	if other.OwnerID == d.OwnerID {
+		return true, nil
+	}
+	mine, err := held.of(ctx, d.OwnerID)
+	if err != nil {
+		return false, err
+	}
+	theirs, err := held.of(ctx, other.OwnerID)
+	if err != nil {
+		return false, err
+	}
+	return theirs > mine, nil
 }
 
 // takeOver takes droneID, which awaits takeoff for the delivery p names,

@@ -75,6 +75,27 @@ func TestExpeditedTakesTheDroneOfADeliveryNotYetFlying(t *testing.T) {
 	assert.Equal(t, "plain", f.drone(t, "d1").CurrentDeliveryID)
 }
 
+// An account takes another's drone with an expedited request only while
+// that account holds more drones in the area: expedited costs nothing, so
+// it must not let an account take a smaller or equal one's drones.
+func TestExpeditedDoesNotTakeFromAnAccountHoldingNoMore(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, domain.Drone{ID: "d1", Location: at(0, 0)}, domain.Drone{ID: "d2", Location: at(0, 0.001)})
+	_, other := f.signUpOther(t)
+	f.dispatchAs(t, other, "big-1", true)
+	f.dispatchAs(t, f.key, "small", false)
+	require.Equal(t, domain.StageScheduled, f.delivery(t, "big-1").Stage)
+	require.Equal(t, domain.StageScheduled, f.delivery(t, "small").Stage)
+
+	f.clock.Advance(time.Second)
+	f.dispatchAs(t, other, "urgent", true)
+	assert.Empty(t, f.assigned(t, "urgent"), "one drone each: nothing to take")
+	small := f.delivery(t, "small")
+	assert.Equal(t, domain.StageScheduled, small.Stage)
+	assert.Equal(t, 0, small.Generation)
+	assert.Empty(t, small.PreemptedBy)
+}
+
 // A drone that has reported since its claim is flying: it is not taken,
 // and the expedited delivery waits.
 func TestExpeditedLeavesAFlyingDroneAlone(t *testing.T) {
