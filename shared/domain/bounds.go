@@ -82,6 +82,13 @@ const (
 	MaxHistoryEvents = 100
 	// MaxNotifications bounds the notices kept; ETA changes go first.
 	MaxNotifications = 50
+	// MaxCustomerNotices bounds the notices a delivery's subscribers are
+	// sent by e-mail and SMS, which the operator pays for: a business that
+	// reschedules one delivery over and over would otherwise have every
+	// subscriber messaged each time. Later notices reach the business's
+	// webhook and the tracking page, and the last one (delivered, failed,
+	// cancelled) reaches the customers all the same (Notification.ForCustomers).
+	MaxCustomerNotices = 20
 )
 
 // EventTruncated is the Kind of the history event that stands for omitted
@@ -173,4 +180,21 @@ func (d *Delivery) thinTrail() {
 		kept = append(kept, d.Trail[i])
 	}
 	d.Trail = append(kept, d.Trail[half:]...)
+}
+
+// ForCustomers reports whether notice n is sent to the delivery's
+// subscribers: the first MaxCustomerNotices of a delivery's notices, and
+// whichever ends it.
+func (n *Notification) ForCustomers() bool {
+	switch n.Kind {
+	case NotifyDelivered, NotifyFailed, NotifyCancelled:
+		return true
+	}
+	// The sequence follows the last ":n" (a delivery id may hold one).
+	i := strings.LastIndex(n.ID, ":n")
+	if i < 0 {
+		return true
+	}
+	seq, err := strconv.Atoi(n.ID[i+len(":n"):])
+	return err != nil || seq <= MaxCustomerNotices
 }
