@@ -23,9 +23,11 @@ help:
 	@echo "make bench    load-test the service beside a bare net/http baseline (about 5 minutes); writes bench/report.md and bench/report.json"
 	@echo "make bench-go run the Go benchmarks"
 	@echo "make package-lambda  build the AWS Lambda bootstrap into dist/lambda.zip (LAMBDA_ARCH=amd64|arm64)"
-	@echo "make deploy-aws      deploy infra/aws/template.yaml with the SAM CLI; see README, Run on AWS Lambda"
+	@echo "make deploy-aws      deploy infra/aws/template.yaml with the SAM CLI; see docs/aws.md"
 	@echo "make screenshots  refresh docs/console.png and docs/tracking-page.png from the browser tests"
 	@echo "make fuzz     run every fuzz target for FUZZTIME (default $(FUZZTIME)) each; not part of make test"
+	@echo "make simulate fly every assigned drone of a running service (make run) so deliveries reach Completed; SIMULATE_ARGS passes flags"
+	@echo "make clean    remove bin and dist"
 
 build:
 	$(GO) build -o $(BIN) .
@@ -74,7 +76,7 @@ race:
 	$(GO) test -count=1 -race -timeout 20m ./shared/geo/ ./shared/functionapp/... ./shared/adapters/embedded/ ./handlers/
 
 # The suite again and again beside a CPU load, as on a busy CI machine; see
-# the README's Tests section. tools/stress.sh stops the busy loops however
+# docs/testing.md. tools/stress.sh stops the busy loops however
 # it ends.
 STRESS_RUNS ?= 3
 STRESS_LOAD ?= 2
@@ -97,8 +99,9 @@ bench-go:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 1x .
 
 # Each decoder of hostile input in turn: the delivery request (and its
-# reschedule and telemetry siblings), the queue messages, the query string,
-# and the Functions host's invocations. A failure leaves the input in the package's
+# reschedule and telemetry siblings), the queue messages, the sign-up, the
+# service area and no-fly zone, the query string, and the Functions host's
+# invocations. A failure leaves the input in the package's
 # testdata/fuzz, where it runs with the unit tests from then on.
 FUZZTIME ?= 60s
 FUZZ_TARGETS := \
@@ -158,7 +161,7 @@ package-lambda:
 	cd $(DIST)/lambda && zip -q ../lambda.zip bootstrap
 	@echo "$(DIST)/lambda.zip ready for infra/aws/template.yaml"
 
-# Deploy to AWS (README, Run on AWS Lambda): needs the SAM CLI and AWS
+# Deploy to AWS (docs/aws.md): needs the SAM CLI and AWS
 # credentials, and Secrets Manager secrets holding the Cosmos DB connection
 # string and the operator key. STACK is also the queues' name prefix, so at
 # most 39 characters.
@@ -261,7 +264,7 @@ start:
 # make simulate SIMULATE_ARGS='-time-scale 20 -until-idle'
 .PHONY: simulate
 simulate:
-	$(GO) run . simulate $(SIMULATE_ARGS)
+	$(GO) run . simulate -api http://127.0.0.1:$(PORT) -data-dir $(DATA_DIR) $(SIMULATE_ARGS)
 
 # The README's pictures of the operator console and the tracking page, taken
 # by the browser tests in headless Chromium.
