@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/fabrikam/dronedelivery/shared/domain"
@@ -140,7 +141,14 @@ func (h *Handlers) ScheduleDrone(ctx context.Context, msg *ports.Delivered) ([]p
 	m := message(topology.QueueDeliveryRequests, fmt.Sprintf("retry-%d", retry.Attempt), retry)
 	m.NotBefore = now.Add(delay)
 	h.waiting.add(d, retry.Attempt)
-	h.log.InfoContext(ctx, "no drone available; retrying later", "attempt", retry.Attempt, "delay", delay.String())
+	// The first wait is news; the retries of a delivery booked days ahead
+	// or waiting out a busy spell are not, and at a line a minute each they
+	// would fill the logs.
+	level := slog.LevelDebug
+	if retry.Attempt == 1 {
+		level = slog.LevelInfo
+	}
+	h.log.Log(ctx, level, "no drone available; retrying later", "attempt", retry.Attempt, "delay", delay.String())
 	h.consoleChanged(ctx)
 	return append(wakes, m), nil
 }
