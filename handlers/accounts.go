@@ -185,9 +185,11 @@ func (h *Handlers) CreateAPIKey(ctx context.Context, req *functionapp.Request) *
 
 // RevokeAPIKey serves DELETE /api/accounts/{id}/keys/{prefix} (204). The
 // account's last active key cannot be revoked (409), because nothing could
-// then issue another; revoking a revoked key again is a no-op. The key
-// stops working in this process at once and in others within the key
-// cache's TTL.
+// then issue another; revoking a revoked key again is a no-op while the
+// account still records it, which it does for its domain.MaxRevokedKeys
+// most recently revoked keys (an older one answers 404, as an unknown key
+// does). The key stops working in this process at once and in others
+// within the key cache's TTL.
 func (h *Handlers) RevokeAPIKey(ctx context.Context, req *functionapp.Request) *functionapp.Response {
 	acct, err := ownAccount(ctx, req.Params["id"])
 	if err != nil {
@@ -202,6 +204,10 @@ func (h *Handlers) RevokeAPIKey(ctx context.Context, req *functionapp.Request) *
 		return h.errorResponse(ctx, notFound) // no key has it, so no read is needed to say so
 	}
 	now := h.clock.Now()
+	stale, err := h.retireStaleKeys(ctx, acct, prefix, now)
+	if err != nil {
+		return h.errorResponse(ctx, err)
+	}
 	// The account is marked first: it is where the last-key rule can be
 	// held against concurrent revocations. A retry after a failure below
 	// finds it marked and finishes the key document.
@@ -222,6 +228,7 @@ func (h *Handlers) RevokeAPIKey(ctx context.Context, req *functionapp.Request) *
 		}
 		t := now
 		a.Keys[i].RevokedAt = &t
+		a.DropRevokedKeys(stale)
 		return nil
 	})
 	if err != nil {
@@ -233,6 +240,51 @@ func (h *Handlers) RevokeAPIKey(ctx context.Context, req *functionapp.Request) *
 	}
 	h.log.InfoContext(ctx, "API key revoked", "keyPrefix", prefix)
 	return &functionapp.Response{Status: http.StatusNoContent, Header: http.Header{}}
+}
+
+// maxRetiredPerRevoke bounds the stale key records one revocation drops,
+// and so the key documents it checks first: an account that grew before
+// the records were bounded shrinks over a few revocations rather than in
+// one long request.
+const maxRetiredPerRevoke = 100
+
+// retireStaleKeys prepares the revocation of prefix: it returns the
+// prefixes of the account's revoked keys whose record the revocation may
+// drop, those beyond the domain.MaxRevokedKeys-1 most recently revoked (the
+// key being revoked makes them domain.MaxRevokedKeys again). It first makes
+// sure that each of their key documents is revoked, since a revocation
+// that marked the account but failed before the key document (its caller
+// told to send the DELETE again) would otherwise leave a key that works
+// and that no DELETE could reach once its record is gone. It returns none
+// when prefix is not an active key of the account as read: the update
+// then answers as it would have. The record is bounded, the key documents
+// are not: they stay, revoked, since the store cannot delete one.
+func (h *Handlers) retireStaleKeys(ctx context.Context, acct, prefix string, now time.Time) ([]string, error) {
+	a, err := h.store.Accounts.Find(ctx, acct)
+	if err != nil {
+		return nil, notFoundAs(err, "account %s not found", acct)
+	}
+	active := false
+	for _, k := range a.Keys {
+		if k.Prefix == prefix && k.RevokedAt == nil {
+			active = true
+		}
+	}
+	if !active || a.ActiveKeys() <= 1 {
+		return nil, nil
+	}
+	stale := a.StaleRevokedKeys(domain.MaxRevokedKeys - 1)
+	if len(stale) > maxRetiredPerRevoke {
+		stale = stale[:maxRetiredPerRevoke]
+	}
+	for _, p := range stale {
+		gone := domain.Errorf(domain.ENOTFOUND, "key %s not found", p)
+		err := h.revokeKey(ctx, p, now, gone, func(k *domain.APIKey) bool { return k.AccountID == acct })
+		if err != nil && !domain.IsCode(err, domain.ENOTFOUND) {
+			return nil, domain.Unavailable(err, "the key could not be revoked; send the DELETE again")
+		}
+	}
+	return stale, nil
 }
 
 // webhookSettings is the 200 body of PUT /api/accounts/{id}/webhook. The

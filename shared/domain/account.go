@@ -3,6 +3,7 @@ package domain
 import (
 	"net/netip"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 )
@@ -42,6 +43,46 @@ func (a *Account) ActiveKeys() int {
 // give each of a business's systems its own, few enough that the per-key
 // rate limit stays a per-account one within a small factor.
 const MaxActiveKeys = 10
+
+// MaxRevokedKeys bounds the revoked keys an account keeps a record of: the
+// most recently revoked, so that revoking one of them again stays the
+// no-op it was. The record of older ones is dropped (StaleRevokedKeys),
+// so that issuing and revoking keys cannot grow the account without
+// bound: with MaxActiveKeys, an account lists at most 20 keys.
+const MaxRevokedKeys = 10
+
+// StaleRevokedKeys returns the prefixes of the account's revoked keys
+// beyond the keep most recently revoked, the longest revoked first (keys
+// revoked at the same instant in the order the account lists them).
+func (a *Account) StaleRevokedKeys(keep int) []string {
+	var revoked []KeyInfo
+	for _, k := range a.Keys {
+		if k.RevokedAt != nil {
+			revoked = append(revoked, k)
+		}
+	}
+	keep = max(keep, 0)
+	if len(revoked) <= keep {
+		return nil
+	}
+	slices.SortStableFunc(revoked, func(x, y KeyInfo) int { return x.RevokedAt.Compare(*y.RevokedAt) })
+	stale := make([]string, 0, len(revoked)-keep)
+	for _, k := range revoked[:len(revoked)-keep] {
+		stale = append(stale, k.Prefix)
+	}
+	return stale
+}
+
+// DropRevokedKeys removes from the account's record its revoked keys whose
+// prefix is among prefixes; an active key stays whatever prefixes holds.
+func (a *Account) DropRevokedKeys(prefixes []string) {
+	if len(prefixes) == 0 {
+		return
+	}
+	a.Keys = slices.DeleteFunc(a.Keys, func(k KeyInfo) bool {
+		return k.RevokedAt != nil && slices.Contains(prefixes, k.Prefix)
+	})
+}
 
 // APIKey is the stored form of one API key, kept under its prefix in a
 // collection of its own so that authenticating a request is one point
