@@ -5,9 +5,11 @@ import (
 	"encoding/base64"
 	"fmt"
 	"net/http"
+	"sync"
 
 	"github.com/fabrikam/dronedelivery/shared/domain"
 	"github.com/fabrikam/dronedelivery/shared/functionapp"
+	"github.com/fabrikam/dronedelivery/shared/ports"
 	"github.com/fabrikam/dronedelivery/shared/wire"
 )
 
@@ -37,8 +39,12 @@ func confirmationOf(d *domain.Delivery) *confirmationView {
 // The confirmation is judged on the delivery as read before anything is
 // written, so one that is refused writes nothing, not even its blob. The
 // blob is then stored under its hash, and the delivery updated, judging it
-// again: of two confirmations racing, one wins and the other gets 409,
-// leaving at most a blob no delivery names.
+// again: of two confirmations racing, one wins and the other gets 409.
+// Confirmations of one delivery take turns in this process (h.confirming),
+// so one racing another here reads the winner's delivery and stores
+// nothing. One that loses to another instance has stored its blob by then,
+// and empties it again (dropLosingBlob, best effort): what it leaves is at
+// most a document without content that no delivery names.
 func (h *Handlers) PostConfirmation(ctx context.Context, req *functionapp.Request) *functionapp.Response {
 	id, p, err := idAndBody(req, wire.ParseConfirmation)
 	if err != nil {
@@ -48,25 +54,12 @@ func (h *Handlers) PostConfirmation(ctx context.Context, req *functionapp.Reques
 	if err != nil {
 		return h.errorResponse(ctx, err)
 	}
-	d, err := h.findDelivery(ctx, id)
+	unlock, err := h.confirming.lock(ctx, id)
 	if err != nil {
-		return h.errorResponse(ctx, err)
+		return h.errorResponse(ctx, domain.Unavailable(err, "the confirmation could not be stored; send it again"))
 	}
-	now := h.clock.Now()
-	if err := d.Confirm(p.Confirmation, h.cfg.Confirmation, now); err != nil {
-		return h.errorResponse(ctx, err)
-	}
-	if p.Blob != nil {
-		blob := &domain.ConfirmationBlob{ID: domain.ConfirmationBlobID(id, p.Confirmation.BlobSHA256), DeliveryID: id, OwnerID: acct,
-			ContentType: p.Confirmation.BlobType, Data: p.Blob, CreatedAt: now}
-		// The id is the content's hash: one there already holds this blob.
-		if err := h.store.Confirmations.Create(ctx, blob.ID, blob); err != nil && !domain.IsCode(err, domain.ECONFLICT) {
-			return h.errorResponse(ctx, domain.Unavailable(err, "the confirmation could not be stored; send it again"))
-		}
-	}
-	d, err = h.updateOwnDelivery(ctx, id, func(cur *domain.Delivery) error {
-		return cur.Confirm(p.Confirmation, h.cfg.Confirmation, now)
-	})
+	d, err := h.confirm(ctx, id, acct, p)
+	unlock()
 	if err != nil {
 		return h.errorResponse(ctx, err)
 	}
@@ -76,6 +69,110 @@ func (h *Handlers) PostConfirmation(ctx context.Context, req *functionapp.Reques
 	resp := functionapp.JSON(http.StatusCreated, v)
 	resp.Header.Set("Location", v.Href)
 	return resp
+}
+
+// confirm is PostConfirmation once its turn has come: it judges p on the
+// delivery as read, stores its blob, and confirms the delivery.
+func (h *Handlers) confirm(ctx context.Context, id, acct string, p *wire.ParsedConfirmation) (*domain.Delivery, error) {
+	d, err := h.findDelivery(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	now := h.clock.Now()
+	if err := d.Confirm(p.Confirmation, h.cfg.Confirmation, now); err != nil {
+		return nil, err
+	}
+	var blobID string
+	if p.Blob != nil {
+		blob := &domain.ConfirmationBlob{ID: domain.ConfirmationBlobID(id, p.Confirmation.BlobSHA256), DeliveryID: id, OwnerID: acct,
+			ContentType: p.Confirmation.BlobType, Data: p.Blob, CreatedAt: now}
+		// The id is the content's hash: one there already holds this blob.
+		if err := h.store.Confirmations.Create(ctx, blob.ID, blob); err != nil && !domain.IsCode(err, domain.ECONFLICT) {
+			return nil, domain.Unavailable(err, "the confirmation could not be stored; send it again")
+		}
+		blobID = blob.ID
+	}
+	d, err = h.updateOwnDelivery(ctx, id, func(cur *domain.Delivery) error {
+		return cur.Confirm(p.Confirmation, h.cfg.Confirmation, now)
+	})
+	if err != nil && blobID != "" {
+		h.dropLosingBlob(ctx, id, blobID, p.Confirmation.BlobSHA256)
+	}
+	return d, err
+}
+
+// dropLosingBlob empties the blob stored under blobID for a confirmation
+// of delivery id that was not taken, when the delivery is confirmed with
+// another blob: a delivery is confirmed once, so none will ever name this
+// one. The store has no delete, so an empty document stays; a blob whose
+// delivery is not confirmed, or is confirmed with this very content, may
+// yet be read and is left alone. It is best effort: a failure is logged
+// and leaves the blob.
+func (h *Handlers) dropLosingBlob(ctx context.Context, id, blobID, sha string) {
+	// The request may be over; the clean-up is not the caller's to cancel.
+	ctx = context.WithoutCancel(ctx)
+	d, err := h.store.Deliveries.Find(ctx, id)
+	if err != nil {
+		h.log.WarnContext(ctx, "confirmation blob of a refused confirmation left stored", "deliveryId", id, "blobId", blobID, "err", err)
+		return
+	}
+	if d.Confirmation == nil || d.Confirmation.BlobSHA256 == sha {
+		return
+	}
+	_, err = h.store.Confirmations.Update(ctx, blobID, func(b *domain.ConfirmationBlob) error {
+		if len(b.Data) == 0 {
+			return ports.ErrSkip
+		}
+		b.Data = nil
+		return nil
+	})
+	switch {
+	case domain.IsCode(err, domain.ENOTFOUND):
+		return
+	case err != nil:
+		h.log.WarnContext(ctx, "confirmation blob of a refused confirmation left stored", "deliveryId", id, "blobId", blobID, "err", err)
+		return
+	}
+	h.log.InfoContext(ctx, "confirmation blob of a refused confirmation emptied", "deliveryId", id, "blobId", blobID)
+}
+
+// keyedMutex is a mutex per key, kept only while somebody holds or waits
+// for it.
+type keyedMutex struct {
+	mu   sync.Mutex
+	held map[string]*keyedTurn
+}
+
+type keyedTurn struct {
+	token chan struct{} // holds a value while the key is taken
+	users int           // holders and waiters
+}
+
+// lock takes key, waiting for its holder unless ctx ends first, and
+// returns the function that gives it back.
+func (k *keyedMutex) lock(ctx context.Context, key string) (func(), error) {
+	k.mu.Lock()
+	t := k.held[key]
+	if t == nil {
+		t = &keyedTurn{token: make(chan struct{}, 1)}
+		k.held[key] = t
+	}
+	t.users++
+	k.mu.Unlock()
+	leave := func() {
+		k.mu.Lock()
+		if t.users--; t.users == 0 {
+			delete(k.held, key)
+		}
+		k.mu.Unlock()
+	}
+	select {
+	case t.token <- struct{}{}:
+		return func() { <-t.token; leave() }, nil
+	case <-ctx.Done():
+		leave()
+		return nil, ctx.Err()
+	}
 }
 
 // confirmationWithBlob is GET /api/deliveries/{id}/confirmation.

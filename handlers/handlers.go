@@ -192,9 +192,13 @@ type Handlers struct {
 	ids       ports.IDs
 	webhooks  ports.Webhooks
 	messenger ports.Messenger
-	outbox    ports.Outbox
-	log       *slog.Logger
-	cfg       Config
+	// confirming makes the confirmations of one delivery take turns, so
+	// that of many sent at once only the first stores its blob: the others
+	// read the delivery it confirmed and are refused before they write.
+	confirming *keyedMutex
+	outbox     ports.Outbox
+	log        *slog.Logger
+	cfg        Config
 	// keys remembers looked-up API keys by prefix. Revoking a key through
 	// this process drops it at once; another process notices within the
 	// TTL. Absent keys are remembered too, so guessing at prefixes costs
@@ -226,7 +230,7 @@ func New(d Deps) *Handlers {
 	}
 	cfg := d.Config.withDefaults()
 	h := &Handlers{store: d.Store, bus: d.Bus, clock: d.Clock, ids: d.IDs, webhooks: d.Webhooks, log: log, cfg: cfg,
-		messenger: d.Messenger, outbox: d.Outbox, air: d.Airspace, push: d.Push, deadLetters: d.DeadLetters, keys: newTTLCache[domain.APIKey](cfg.KeyCacheTTL, keyCacheSize),
+		messenger: d.Messenger, confirming: &keyedMutex{held: map[string]*keyedTurn{}}, outbox: d.Outbox, air: d.Airspace, push: d.Push, deadLetters: d.DeadLetters, keys: newTTLCache[domain.APIKey](cfg.KeyCacheTTL, keyCacheSize),
 		hooks: newTTLCache[accountHook](cfg.KeyCacheTTL, keyCacheSize)}
 	if h.air == nil {
 		h.air = airspace.For(d.Store)

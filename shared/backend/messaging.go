@@ -29,8 +29,8 @@ const KeptInOutbox = "kept in the outbox"
 
 // OpenMessaging builds the messenger cfg names: e-mail by SMTP or by Azure
 // Communication Services, SMS by Azure Communication Services, and every
-// channel without a provider into an in-memory outbox that logs each
-// message.
+// channel without a provider into an in-memory outbox, which logs that it
+// kept each message but not what the message says.
 func OpenMessaging(cfg *config.Messaging, log *slog.Logger) (*Messaging, error) {
 	var out Messaging
 	var router messaging.Router

@@ -740,7 +740,7 @@ func printMessagingBanner(w io.Writer, base string, m *backend.Messaging) {
 		fmt.Fprintf(w, "Customer e-mail and SMS (notify-me requests) are not sent: neither SMTP nor Azure Communication\n"+
 			"Services is configured. Each message is logged and kept in an outbox instead.\n")
 	case m.Unsent():
-		fmt.Fprintf(w, "Customer messages (notify-me requests): %s. Those kept in the outbox are logged.\n", m.Describe())
+		fmt.Fprintf(w, "Customer messages (notify-me requests): %s. Those kept in the outbox are logged without their text; GET /api/deliveries/{id}/outbox shows them.\n", m.Describe())
 	default:
 		fmt.Fprintf(w, "Customer messages (notify-me requests): %s.\n\n", m.Describe())
 		return

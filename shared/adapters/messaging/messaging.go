@@ -8,6 +8,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 
 	"github.com/fabrikam/dronedelivery/shared/domain"
@@ -41,9 +42,10 @@ func (r Router) Send(ctx context.Context, m ports.Outgoing) error {
 // run can take.
 const DefaultOutboxSize = 10000
 
-// Outbox keeps messages in memory and logs each one: the messenger of a
-// channel with no provider configured. It is for `make run` and tests; the
-// messages do not outlive the process, and each process has its own.
+// Outbox keeps messages in memory and logs that it kept each one (not its
+// text, nor its full recipient): the messenger of a channel with no
+// provider configured. It is for `make run` and tests; the messages do not
+// outlive the process, and each process has its own.
 type Outbox struct {
 	log  *slog.Logger
 	max  int
@@ -80,9 +82,28 @@ func (o *Outbox) Send(ctx context.Context, m ports.Outgoing) error {
 	o.of[m.ID] = m.DeliveryID
 	o.fifo = append(o.fifo, m.ID)
 	o.byID[m.DeliveryID] = append(o.byID[m.DeliveryID], m)
+	// The log says that a message was kept, not what it says: its text
+	// carries the tracking link, whose id alone opens the delivery's
+	// tracking page, and the unsubscribe link, whose token alone ends the
+	// subscription, and logs are read by more people than the customer.
+	// The outbox (Kept) has the message in full.
 	o.log.InfoContext(ctx, "customer message kept in the outbox (no provider configured for its channel)",
-		"messageId", m.ID, "channel", string(m.Channel), "to", m.To, "subject", m.Subject, "text", m.Text)
+		"messageId", m.ID, "channel", string(m.Channel), "to", maskAddress(m.To), "subject", m.Subject, "textBytes", len(m.Text))
 	return nil
+}
+
+// maskAddress is an e-mail address or a phone number as a log may show it:
+// an address keeps its domain ("***@example.com"), a number its last four
+// digits ("***0123"), anything else nothing ("***").
+func maskAddress(to string) string {
+	const hidden = "***"
+	if at := strings.LastIndexByte(to, '@'); at >= 0 {
+		return hidden + to[at:]
+	}
+	if n := len(to); n > 6 {
+		return hidden + to[n-4:]
+	}
+	return hidden
 }
 
 func (o *Outbox) forgetOldest() {

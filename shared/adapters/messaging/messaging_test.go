@@ -32,7 +32,8 @@ func TestOutboxKeepsLogsAndForgetsTheOldest(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, []string{"m1", "m3"}, idsOf(kept), "kept once, oldest first")
 	assert.Contains(t, logs.String(), `"messageId":"m2"`)
-	assert.Contains(t, logs.String(), `"to":"ana@example.com"`)
+	assert.Contains(t, logs.String(), `"to":"***@example.com"`, "the recipient masked")
+	assert.NotContains(t, logs.String(), "ana@")
 
 	require.NoError(t, o.Send(ctx, msg("m4", "d-2", domain.ChannelEmail)))
 	kept, _ = o.Kept(ctx, "d-1")
