@@ -5,7 +5,6 @@ import (
 	"encoding/base64"
 	"fmt"
 	"net/http"
-	"sync"
 
 	"github.com/fabrikam/dronedelivery/shared/domain"
 	"github.com/fabrikam/dronedelivery/shared/functionapp"
@@ -54,7 +53,7 @@ func (h *Handlers) PostConfirmation(ctx context.Context, req *functionapp.Reques
 	if err != nil {
 		return h.errorResponse(ctx, err)
 	}
-	unlock, err := h.confirming.lock(ctx, id)
+	unlock, err := h.confirming.Take(ctx, id)
 	if err != nil {
 		return h.errorResponse(ctx, domain.Unavailable(err, "the confirmation could not be stored; send it again"))
 	}
@@ -134,45 +133,6 @@ func (h *Handlers) dropLosingBlob(ctx context.Context, id, blobID, sha string) {
 		return
 	}
 	h.log.InfoContext(ctx, "confirmation blob of a refused confirmation emptied", "deliveryId", id, "blobId", blobID)
-}
-
-// keyedMutex is a mutex per key, kept only while somebody holds or waits
-// for it.
-type keyedMutex struct {
-	mu   sync.Mutex
-	held map[string]*keyedTurn
-}
-
-type keyedTurn struct {
-	token chan struct{} // holds a value while the key is taken
-	users int           // holders and waiters
-}
-
-// lock takes key, waiting for its holder unless ctx ends first, and
-// returns the function that gives it back.
-func (k *keyedMutex) lock(ctx context.Context, key string) (func(), error) {
-	k.mu.Lock()
-	t := k.held[key]
-	if t == nil {
-		t = &keyedTurn{token: make(chan struct{}, 1)}
-		k.held[key] = t
-	}
-	t.users++
-	k.mu.Unlock()
-	leave := func() {
-		k.mu.Lock()
-		if t.users--; t.users == 0 {
-			delete(k.held, key)
-		}
-		k.mu.Unlock()
-	}
-	select {
-	case t.token <- struct{}{}:
-		return func() { <-t.token; leave() }, nil
-	case <-ctx.Done():
-		leave()
-		return nil, ctx.Err()
-	}
 }
 
 // confirmationWithBlob is GET /api/deliveries/{id}/confirmation.

@@ -19,6 +19,7 @@ import (
 	"github.com/fabrikam/dronedelivery/shared/airspace"
 	"github.com/fabrikam/dronedelivery/shared/domain"
 	"github.com/fabrikam/dronedelivery/shared/functionapp"
+	"github.com/fabrikam/dronedelivery/shared/keylock"
 	"github.com/fabrikam/dronedelivery/shared/logctx"
 	"github.com/fabrikam/dronedelivery/shared/ports"
 	"github.com/fabrikam/dronedelivery/shared/topology"
@@ -195,7 +196,7 @@ type Handlers struct {
 	// confirming makes the confirmations of one delivery take turns, so
 	// that of many sent at once only the first stores its blob: the others
 	// read the delivery it confirmed and are refused before they write.
-	confirming *keyedMutex
+	confirming *keylock.Turns
 	outbox     ports.Outbox
 	log        *slog.Logger
 	cfg        Config
@@ -230,7 +231,7 @@ func New(d Deps) *Handlers {
 	}
 	cfg := d.Config.withDefaults()
 	h := &Handlers{store: d.Store, bus: d.Bus, clock: d.Clock, ids: d.IDs, webhooks: d.Webhooks, log: log, cfg: cfg,
-		messenger: d.Messenger, confirming: &keyedMutex{held: map[string]*keyedTurn{}}, outbox: d.Outbox, air: d.Airspace, push: d.Push, deadLetters: d.DeadLetters, keys: newTTLCache[domain.APIKey](cfg.KeyCacheTTL, keyCacheSize),
+		messenger: d.Messenger, confirming: &keylock.Turns{}, outbox: d.Outbox, air: d.Airspace, push: d.Push, deadLetters: d.DeadLetters, keys: newTTLCache[domain.APIKey](cfg.KeyCacheTTL, keyCacheSize),
 		hooks: newTTLCache[accountHook](cfg.KeyCacheTTL, keyCacheSize)}
 	if h.air == nil {
 		h.air = airspace.For(d.Store)

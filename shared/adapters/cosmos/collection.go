@@ -15,6 +15,7 @@ import (
 
 	"github.com/fabrikam/dronedelivery/shared/adapters/optimistic"
 	"github.com/fabrikam/dronedelivery/shared/domain"
+	"github.com/fabrikam/dronedelivery/shared/keylock"
 	"github.com/fabrikam/dronedelivery/shared/ports"
 )
 
@@ -37,7 +38,7 @@ type collection[T any] struct {
 	c     *azcosmos.ContainerClient
 	name  string
 	loop  optimistic.Loop[T, version]
-	turns optimistic.Turns
+	turns keylock.Turns
 	cache versions
 
 	// locate, when set, maps the key the collection is used with to the

@@ -12,6 +12,7 @@ import (
 
 	"github.com/fabrikam/dronedelivery/shared/adapters/optimistic"
 	"github.com/fabrikam/dronedelivery/shared/domain"
+	"github.com/fabrikam/dronedelivery/shared/keylock"
 )
 
 // maxAttempts and backoffStep bound the optimistic-concurrency loop (see
@@ -29,7 +30,7 @@ type collection[T any] struct {
 	name string
 	loop optimistic.Loop[T, stored]
 	// turns queues this process's read-modify-writes of one document.
-	turns optimistic.Turns
+	turns keylock.Turns
 	// written, when set, learns of every write this process commits, and
 	// of what a unit of work reads from the file, in no particular order;
 	// the version lets it discard stale news.

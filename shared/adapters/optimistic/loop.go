@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/fabrikam/dronedelivery/shared/domain"
+	"github.com/fabrikam/dronedelivery/shared/keylock"
 	"github.com/fabrikam/dronedelivery/shared/ports"
 )
 
@@ -60,7 +61,7 @@ type Loop[T, S any] struct {
 	Store Store[T, S]
 	// Turns queues this process's writers of one document, keyed by id;
 	// it must be set.
-	Turns *Turns
+	Turns *keylock.Turns
 	// Attempts is how many races to lose before giving up with
 	// EUNAVAILABLE: a document this contended is better retried later, by
 	// redelivery of the message, than fought over indefinitely.

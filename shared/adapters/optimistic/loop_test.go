@@ -13,6 +13,7 @@ import (
 
 	"github.com/fabrikam/dronedelivery/shared/adapters/optimistic"
 	"github.com/fabrikam/dronedelivery/shared/domain"
+	"github.com/fabrikam/dronedelivery/shared/keylock"
 	"github.com/fabrikam/dronedelivery/shared/ports"
 )
 
@@ -126,7 +127,7 @@ func (r *recalling) Recall(id string) (*doc, version, bool) {
 func loop(s optimistic.Store[doc, version], attempts int) (*optimistic.Loop[doc, version], *[]string) {
 	var failed []string
 	return &optimistic.Loop[doc, version]{
-		Name: "docs", Store: s, Turns: &optimistic.Turns{}, Attempts: attempts,
+		Name: "docs", Store: s, Turns: &keylock.Turns{}, Attempts: attempts,
 		Fail: func(err error, op, id string) error {
 			failed = append(failed, op)
 			return fmt.Errorf("%s docs/%s: %w", op, id, err)

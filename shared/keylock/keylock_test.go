@@ -1,4 +1,4 @@
-package optimistic_test
+package keylock_test
 
 import (
 	"context"
@@ -9,12 +9,12 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/fabrikam/dronedelivery/shared/adapters/optimistic"
+	"github.com/fabrikam/dronedelivery/shared/keylock"
 )
 
 func TestOneTurnPerKey(t *testing.T) {
 	t.Parallel()
-	var ts optimistic.Turns
+	var ts keylock.Turns
 	var mu sync.Mutex
 	inside, most := 0, 0
 	var wg sync.WaitGroup

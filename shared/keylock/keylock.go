@@ -1,16 +1,19 @@
-package optimistic
+// Package keylock hands out turns per key within a process: a mutex for
+// each key, kept only while somebody holds or waits for it.
+package keylock
 
 import (
 	"context"
 	"sync"
 )
 
-// Turns hands out one turn at a time per key; the zero value is ready. Loop
-// takes one per document around its read-modify-writes: left to the
-// optimistic-concurrency loop alone, eight goroutines updating one document
-// starve each other, because whoever just won re-reads first and wins
-// again, while those backing off run out of attempts. Versions (ETags)
-// still guard against other processes, which turns cannot see.
+// Turns hands out one turn at a time per key; the zero value is ready. The
+// optimistic-concurrency loop takes one per document around its
+// read-modify-writes (left to the loop alone, eight goroutines updating one
+// document starve each other, because whoever just won re-reads first and
+// wins again), and proof-of-delivery uploads one per delivery. Other
+// processes cannot see them: what they guard must still be guarded there
+// by versions (ETags).
 type Turns struct {
 	mu sync.Mutex
 	m  map[string]*turn
