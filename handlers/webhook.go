@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/fabrikam/dronedelivery/shared/domain"
 	"github.com/fabrikam/dronedelivery/shared/ports"
@@ -67,11 +68,19 @@ func (h *Handlers) accountHook(ctx context.Context, id string) (*accountHook, er
 //
 // A webhook whose address the service never sends to (ports.ErrWebhookRefused)
 // is a permanent failure at once: no retry can change the answer, and
-// retries would tell a prober which internal addresses answer. One held
+// retries would tell a prober which internal addresses answer. Only the
+// first such notice of an account's webhook within refusedHookMemory is
+// dead-lettered, for the operator to see; the others are logged and
+// acknowledged, so that a business whose webhook resolves to a private
+// address does not fill the dead-letter queue with one message per notice. One held
 // back because its account has its share of sends in flight waits its turn
 // without spending an attempt; one held back by its account's open circuit
 // spends one and is tried again after the cool-down or its backoff,
 // whichever is later.
+// refusedHookMemory is how long a refused webhook address is remembered
+// (per process) after its notice was dead-lettered.
+const refusedHookMemory = 10 * time.Minute
+
 func (h *Handlers) SendNotification(ctx context.Context, msg *ports.Delivered) ([]ports.Message, error) {
 	ctx, env, d, n, err := h.loadNotification(ctx, msg, wire.OpNotify)
 	if n == nil || err != nil {
@@ -90,6 +99,13 @@ func (h *Handlers) SendNotification(ctx context.Context, msg *ports.Delivered) (
 		return nil, nil
 	}
 	if errors.Is(werr, ports.ErrWebhookRefused) {
+		key := d.OwnerID + "\x00" + hook.URL
+		if _, seen := h.refusedHooks.get(key, now); seen {
+			h.log.WarnContext(ctx, "webhook not sent: its address is refused; acknowledged, as a notice to it was dead-lettered lately",
+				"notificationId", n.ID, "err", werr)
+			return nil, nil
+		}
+		h.refusedHooks.put(key, &struct{}{}, now, h.refusedHooks.stamp())
 		return nil, &domain.Permanent{Err: fmt.Errorf("webhook for %s not sent: %w", n.ID, werr)}
 	}
 	var held *ports.WebhookHeld
