@@ -61,7 +61,7 @@ func ParseConfirmation(body []byte) (*ParsedConfirmation, error) {
 		ConfirmationType *string         `json:"confirmationType"`
 		ConfirmationBlob *string         `json:"confirmationBlob"`
 	}
-	if err := DecodeStrict(body, &w); err != nil {
+	if err := DecodeStrictLarge(body, &w); err != nil {
 		return nil, err
 	}
 	var p ParsedConfirmation

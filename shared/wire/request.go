@@ -250,10 +250,29 @@ func parsePackageInfo(w *packageInfoWire) (domain.PackageInfo, error) {
 // API nests more than four levels, so anything deeper is hostile.
 const MaxJSONDepth = 32
 
-// DecodeStrict decodes one JSON value into v, rejecting invalid UTF-8,
-// unknown fields, duplicate keys, nesting deeper than MaxJSONDepth and
-// trailing data, and reports each problem by the offending field's path.
+// MaxJSONBytes bounds the JSON bodies of the API's small documents (a
+// delivery request, a sign-up, a subscription: a few hundred bytes each),
+// well below the 1 MiB every request may carry: checking a body costs CPU
+// in proportion to its size (about 60 ms for 1 MiB), which a client could
+// otherwise spend many times a second within its rate limit. The bodies
+// that are large by nature (a zone's polygons, a proof of delivery's blob,
+// a batch of telemetry) are decoded with DecodeStrictLarge.
+const MaxJSONBytes = 64 << 10
+
+// DecodeStrict decodes one JSON value of at most MaxJSONBytes into v,
+// rejecting invalid UTF-8, unknown fields, duplicate keys, nesting deeper
+// than MaxJSONDepth and trailing data, and reports each problem by the
+// offending field's path.
 func DecodeStrict(body []byte, v any) error {
+	if len(body) > MaxJSONBytes {
+		return domain.TooLarge("body", "must be at most %d bytes", MaxJSONBytes)
+	}
+	return DecodeStrictLarge(body, v)
+}
+
+// DecodeStrictLarge is DecodeStrict for the bodies that are large by
+// nature, bounded only by the request's own limit.
+func DecodeStrictLarge(body []byte, v any) error {
 	// encoding/json would quietly replace invalid UTF-8 with U+FFFD and let
 	// the last of two duplicate keys win, so a value could pass validation
 	// looking different from what the client, or a proxy before us, read.

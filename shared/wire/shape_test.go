@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/fabrikam/dronedelivery/shared/domain"
 	"github.com/fabrikam/dronedelivery/shared/wire"
 )
 
@@ -38,4 +39,19 @@ func TestDecodeStrictWorkGrowsWithTheBody(t *testing.T) {
 	b := allocatedBy(func() { require.Error(t, wire.DecodeStrict(large, &v)) })
 	assert.Less(t, float64(b), 3*float64(a), "twice the body allocated %d bytes against %d", b, a)
 	assert.Less(t, b, uint64(40*len(large)), "allocated %d bytes for a body of %d", b, len(large))
+}
+
+// TestSmallDocumentsRefuseLargeBodies: a body of one of the API's small
+// documents above MaxJSONBytes is refused as too large before it is
+// parsed, naming the body; the large documents take more.
+func TestSmallDocumentsRefuseLargeBodies(t *testing.T) {
+	big := hostileShape(wire.MaxJSONBytes / 2)
+	_, err := wire.ParseDeliveryRequest(big)
+	require.Error(t, err)
+	assert.Equal(t, domain.ETOOLARGE, domain.ErrorCode(err))
+	assert.Equal(t, "body", domain.ErrorField(err))
+	var v struct{}
+	err = wire.DecodeStrictLarge(big, &v)
+	require.Error(t, err)
+	assert.Equal(t, domain.EINVALID, domain.ErrorCode(err), "parsed, and refused for what it holds")
 }

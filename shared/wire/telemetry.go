@@ -30,7 +30,7 @@ func ParseTelemetry(droneID string, body []byte, checkTime func(field string, at
 	var wires []telemetryWire
 	prefix := ""
 	if trimmed := bytes.TrimSpace(body); len(trimmed) > 0 && trimmed[0] == '[' {
-		if err := DecodeStrict(body, &wires); err != nil {
+		if err := DecodeStrictLarge(body, &wires); err != nil {
 			return nil, err
 		}
 		if len(wires) == 0 || len(wires) > MaxReportsPerPost {
@@ -39,7 +39,7 @@ func ParseTelemetry(droneID string, body []byte, checkTime func(field string, at
 		prefix = "["
 	} else {
 		var w telemetryWire
-		if err := DecodeStrict(body, &w); err != nil {
+		if err := DecodeStrictLarge(body, &w); err != nil {
 			return nil, err
 		}
 		wires = []telemetryWire{w}

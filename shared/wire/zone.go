@@ -50,7 +50,7 @@ func ParseZone(kind domain.ZoneKind, id string, body []byte) (*domain.Zone, erro
 		return nil, domain.TooLarge("body", "must be at most %d bytes", MaxZoneBytes)
 	}
 	var w zoneWire
-	if err := DecodeStrict(body, &w); err != nil {
+	if err := DecodeStrictLarge(body, &w); err != nil {
 		return nil, err
 	}
 	z := &domain.Zone{ID: id, Kind: kind}
@@ -77,7 +77,7 @@ func ParseGeometry(field string, raw json.RawMessage) (string, []domain.Polygon,
 		return "", nil, domain.Invalid(field, "is required")
 	}
 	var g geometryWire
-	if err := DecodeStrict(raw, &g); err != nil {
+	if err := DecodeStrictLarge(raw, &g); err != nil {
 		return "", nil, prefixed(field, err)
 	}
 	if g.Type == nil || (*g.Type != "Polygon" && *g.Type != "MultiPolygon") {
