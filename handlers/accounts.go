@@ -257,8 +257,8 @@ const maxRetiredPerRevoke = 100
 // told to send the DELETE again) would otherwise leave a key that works
 // and that no DELETE could reach once its record is gone. It returns none
 // when prefix is not an active key of the account as read: the update
-// then answers as it would have. The record is bounded, the key documents
-// are not: they stay, revoked, since the store cannot delete one.
+// then answers as it would have. Their key documents are deleted, so that
+// the key store stays bounded too.
 func (h *Handlers) retireStaleKeys(ctx context.Context, acct, prefix string, now time.Time) ([]string, error) {
 	a, err := h.store.Accounts.Find(ctx, acct)
 	if err != nil {
@@ -280,6 +280,16 @@ func (h *Handlers) retireStaleKeys(ctx context.Context, acct, prefix string, now
 	for _, p := range stale {
 		gone := domain.Errorf(domain.ENOTFOUND, "key %s not found", p)
 		err := h.revokeKey(ctx, p, now, gone, func(k *domain.APIKey) bool { return k.AccountID == acct })
+		if domain.IsCode(err, domain.ENOTFOUND) {
+			continue // gone already, or not this account's to delete
+		}
+		if err == nil {
+			// Revoked first, so that a delete that fails leaves it refused;
+			// deleted, so that issuing and revoking keys does not grow the
+			// key store either. A deleted key is refused as unknown.
+			err = h.store.APIKeys.Delete(ctx, p)
+			h.keys.forget(p)
+		}
 		if err != nil && !domain.IsCode(err, domain.ENOTFOUND) {
 			return nil, domain.Unavailable(err, "the key could not be revoked; send the DELETE again")
 		}

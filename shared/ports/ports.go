@@ -151,7 +151,12 @@ type Accounts = Collection[domain.Account]
 
 // APIKeys stores the hashed API keys, keyed by key prefix, so that
 // authenticating a request is one point read.
-type APIKeys = Collection[domain.APIKey]
+type APIKeys interface {
+	Collection[domain.APIKey]
+	// Delete removes the key stored under prefix id, or returns
+	// ENOTFOUND: an account forgets its long-revoked keys.
+	Delete(ctx context.Context, id string) error
+}
 
 // ConfirmationBlobs stores the blobs of proofs of delivery, keyed by
 // domain.ConfirmationBlobID, apart from the deliveries that name them.

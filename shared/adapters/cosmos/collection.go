@@ -259,6 +259,18 @@ func (c *collection[T]) remove(ctx context.Context, key string) error {
 	return nil
 }
 
+// Delete removes the document stored under id, or returns ENOTFOUND.
+func (c *collection[T]) Delete(ctx context.Context, id string) error {
+	err := c.delete(ctx, id)
+	if statusOf(err) == http.StatusNotFound {
+		return domain.Errorf(domain.ENOTFOUND, "%s %s not found", c.name, id)
+	}
+	if err != nil {
+		return c.fail(err, "delete", id)
+	}
+	return nil
+}
+
 // delete deletes a document under its turn and forgets its version. It
 // returns Cosmos DB's error unmapped, for the caller to say what a missing
 // document means.

@@ -28,18 +28,6 @@ func newPauses(c *azcosmos.ContainerClient) *pauses {
 	return &pauses{collection: newCollection[domain.Pause](c, topology.ContainerPauses)}
 }
 
-// Delete implements ports.Pauses.
-func (p *pauses) Delete(ctx context.Context, id string) error {
-	err := p.delete(ctx, id)
-	if statusOf(err) == http.StatusNotFound {
-		return domain.Errorf(domain.ENOTFOUND, "%s %s not found", p.name, id)
-	}
-	if err != nil {
-		return p.fail(err, "delete", id)
-	}
-	return nil
-}
-
 // List implements ports.Pauses with one cross-partition query, sorted
 // here as zones.List is: the container holds at most domain.MaxPauses.
 func (p *pauses) List(ctx context.Context) ([]*domain.Pause, error) {

@@ -21,23 +21,6 @@ func newPauses(db *DB) *pauses {
 	return &pauses{collection: newCollection[domain.Pause](db, topology.ContainerPauses)}
 }
 
-// Delete implements ports.Pauses.
-func (p *pauses) Delete(ctx context.Context, id string) error {
-	var n int64
-	err := p.db.commit.write(ctx, "delete "+p.name+"/"+id, func(w *writeTx) error {
-		res, err := w.stmt(p.db.st.docDelete).Exec(p.name, id)
-		n = affected(res, err)
-		return err
-	})
-	if err != nil {
-		return p.wrap(err, "delete", id)
-	}
-	if n == 0 {
-		return domain.Errorf(domain.ENOTFOUND, "%s %s not found", p.name, id)
-	}
-	return nil
-}
-
 // List implements ports.Pauses.
 func (p *pauses) List(ctx context.Context) ([]*domain.Pause, error) {
 	rows, err := p.db.st.pauseList.QueryContext(ctx)

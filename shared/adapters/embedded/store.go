@@ -109,6 +109,23 @@ func (c *collection[T]) Load(ctx context.Context, id string) (*T, stored, error)
 // Decode implements optimistic.Store.
 func (c *collection[T]) Decode(id string, s stored) (*T, error) { return c.decode(id, s.body) }
 
+// Delete removes the document stored under id, or returns ENOTFOUND.
+func (c *collection[T]) Delete(ctx context.Context, id string) error {
+	var n int64
+	err := c.db.commit.write(ctx, "delete "+c.name+"/"+id, func(w *writeTx) error {
+		res, err := w.stmt(c.db.st.docDelete).Exec(c.name, id)
+		n = affected(res, err)
+		return err
+	})
+	if err != nil {
+		return c.wrap(err, "delete", id)
+	}
+	if n == 0 {
+		return domain.Errorf(domain.ENOTFOUND, "%s %s not found", c.name, id)
+	}
+	return nil
+}
+
 // wrap says which operation on which document failed.
 func (c *collection[T]) wrap(err error, op, id string) error {
 	return fmt.Errorf("%s %s/%s: %w", op, c.name, id, err)

@@ -40,7 +40,7 @@ func (db *DB) Begin() ports.UnitOfWork {
 		Packages:   workCollection[domain.Package]{w, st.Packages.(*collection[domain.Package])},
 		Fleet:      workFleet{workCollection[domain.Drone]{w, db.fleet.collection}, db.fleet},
 		Accounts:   workCollection[domain.Account]{w, st.Accounts.(*collection[domain.Account])},
-		APIKeys:    workCollection[domain.APIKey]{w, st.APIKeys.(*collection[domain.APIKey])},
+		APIKeys:    workAPIKeys{workCollection[domain.APIKey]{w, st.APIKeys.(*collection[domain.APIKey])}},
 
 		Confirmations: workCollection[domain.ConfirmationBlob]{w, st.Confirmations.(*collection[domain.ConfirmationBlob])},
 		// No step writes zones; a unit of work reads them as they are, but
@@ -555,3 +555,11 @@ type candidate struct {
 	drone *domain.Drone
 	km    float64
 }
+
+// workAPIKeys is the API keys in a unit of work. No step deletes a key, so
+// a delete is not part of the unit: it is made at once.
+type workAPIKeys struct {
+	workCollection[domain.APIKey]
+}
+
+func (wk workAPIKeys) Delete(ctx context.Context, id string) error { return wk.c.Delete(ctx, id) }

@@ -171,6 +171,18 @@ func Collections(t *testing.T, open func(t *testing.T) ports.Store) {
 	t.Run("Fleet", func(t *testing.T) { collectionTests(t, open, droneKind()) })
 	t.Run("Accounts", func(t *testing.T) { collectionTests(t, open, accountKind()) })
 	t.Run("APIKeys", func(t *testing.T) { collectionTests(t, open, apiKeyKind()) })
+	t.Run("APIKeys/Delete", func(t *testing.T) {
+		t.Parallel()
+		keys := open(t).APIKeys
+		ctx := ctxFor(t)
+		id := unique("key")
+		require.NoError(t, keys.Create(ctx, id, apiKeyKind().make(id)))
+		require.NoError(t, keys.Delete(ctx, id))
+		_, err := keys.Find(ctx, id)
+		require.Equal(t, domain.ENOTFOUND, domain.ErrorCode(err), "deleted: %v", err)
+		require.Equal(t, domain.ENOTFOUND, domain.ErrorCode(keys.Delete(ctx, id)), "deleted again")
+		require.NoError(t, keys.Create(ctx, id, apiKeyKind().make(id)), "the prefix may be stored again")
+	})
 	t.Run("Confirmations", func(t *testing.T) { collectionTests(t, open, confirmationKind()) })
 	t.Run("Zones", func(t *testing.T) { collectionTests(t, open, zoneKind()) })
 }
