@@ -8,7 +8,6 @@ import (
 
 	"github.com/fabrikam/dronedelivery/shared/domain"
 	"github.com/fabrikam/dronedelivery/shared/functionapp"
-	"github.com/fabrikam/dronedelivery/shared/ports"
 	"github.com/fabrikam/dronedelivery/shared/wire"
 )
 
@@ -42,8 +41,7 @@ func confirmationOf(d *domain.Delivery) *confirmationView {
 // Confirmations of one delivery take turns in this process (h.confirming),
 // so one racing another here reads the winner's delivery and stores
 // nothing. One that loses to another instance has stored its blob by then,
-// and empties it again (dropLosingBlob, best effort): what it leaves is at
-// most a document without content that no delivery names.
+// and deletes it again (dropLosingBlob, best effort).
 func (h *Handlers) PostConfirmation(ctx context.Context, req *functionapp.Request) *functionapp.Response {
 	id, p, err := idAndBody(req, wire.ParseConfirmation)
 	if err != nil {
@@ -100,13 +98,12 @@ func (h *Handlers) confirm(ctx context.Context, id, acct string, p *wire.ParsedC
 	return d, err
 }
 
-// dropLosingBlob empties the blob stored under blobID for a confirmation
+// dropLosingBlob deletes the blob stored under blobID for a confirmation
 // of delivery id that was not taken, when the delivery is confirmed with
 // another blob: a delivery is confirmed once, so none will ever name this
-// one. The store has no delete, so an empty document stays; a blob whose
-// delivery is not confirmed, or is confirmed with this very content, may
-// yet be read and is left alone. It is best effort: a failure is logged
-// and leaves the blob.
+// one. A blob whose delivery is not confirmed, or is confirmed with this
+// very content, may yet be read and is left alone. It is best effort: a
+// failure is logged and leaves the blob.
 func (h *Handlers) dropLosingBlob(ctx context.Context, id, blobID, sha string) {
 	// The request may be over; the clean-up is not the caller's to cancel.
 	ctx = context.WithoutCancel(ctx)
@@ -118,13 +115,7 @@ func (h *Handlers) dropLosingBlob(ctx context.Context, id, blobID, sha string) {
 	if d.Confirmation == nil || d.Confirmation.BlobSHA256 == sha {
 		return
 	}
-	_, err = h.store.Confirmations.Update(ctx, blobID, func(b *domain.ConfirmationBlob) error {
-		if len(b.Data) == 0 {
-			return ports.ErrSkip
-		}
-		b.Data = nil
-		return nil
-	})
+	err = h.store.Confirmations.Delete(ctx, blobID)
 	switch {
 	case domain.IsCode(err, domain.ENOTFOUND):
 		return
@@ -132,7 +123,7 @@ func (h *Handlers) dropLosingBlob(ctx context.Context, id, blobID, sha string) {
 		h.log.WarnContext(ctx, "confirmation blob of a refused confirmation left stored", "deliveryId", id, "blobId", blobID, "err", err)
 		return
 	}
-	h.log.InfoContext(ctx, "confirmation blob of a refused confirmation emptied", "deliveryId", id, "blobId", blobID)
+	h.log.InfoContext(ctx, "confirmation blob of a refused confirmation deleted", "deliveryId", id, "blobId", blobID)
 }
 
 // confirmationWithBlob is GET /api/deliveries/{id}/confirmation.

@@ -118,7 +118,7 @@ func (b *hookedBlobs) Create(ctx context.Context, id string, v *domain.Confirmat
 // A race this process cannot see (another instance confirms between this
 // one's read of the delivery and its update): the loser gets 409 and its
 // file is not kept, while the winner's stays readable.
-func TestConfirmationLosingToAnotherInstanceEmptiesItsBlob(t *testing.T) {
+func TestConfirmationLosingToAnotherInstanceDeletesItsBlob(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
 	const id = "proofrace-far"
@@ -148,6 +148,8 @@ func TestConfirmationLosingToAnotherInstanceEmptiesItsBlob(t *testing.T) {
 	require.True(t, won.Load())
 	assert.Equal(t, http.StatusConflict, resp.Status, string(resp.Body))
 	assert.Equal(t, []string{theirSHA}, storedBlobs(t, f.store, id, []string{theirSHA, ourSHA}), "the loser's file is not kept")
+	_, err := f.store.Confirmations.Find(context.Background(), domain.ConfirmationBlobID(id, ourSHA))
+	assert.Equal(t, domain.ENOTFOUND, domain.ErrorCode(err), "nor its document: %v", err)
 
 	get := f.biz("GetConfirmation", &functionapp.Request{Method: "GET", Params: map[string]string{"id": id}})
 	require.Equal(t, http.StatusOK, get.Status, string(get.Body))

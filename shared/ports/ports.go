@@ -160,7 +160,12 @@ type APIKeys interface {
 
 // ConfirmationBlobs stores the blobs of proofs of delivery, keyed by
 // domain.ConfirmationBlobID, apart from the deliveries that name them.
-type ConfirmationBlobs = Collection[domain.ConfirmationBlob]
+type ConfirmationBlobs interface {
+	Collection[domain.ConfirmationBlob]
+	// Delete removes the blob stored under id, or returns ENOTFOUND: the
+	// blob of a proof that lost a race to another.
+	Delete(ctx context.Context, id string) error
+}
 
 // Fleet stores drones and finds the nearest available ones.
 type Fleet interface {

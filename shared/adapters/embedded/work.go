@@ -40,9 +40,9 @@ func (db *DB) Begin() ports.UnitOfWork {
 		Packages:   workCollection[domain.Package]{w, st.Packages.(*collection[domain.Package])},
 		Fleet:      workFleet{workCollection[domain.Drone]{w, db.fleet.collection}, db.fleet},
 		Accounts:   workCollection[domain.Account]{w, st.Accounts.(*collection[domain.Account])},
-		APIKeys:    workAPIKeys{workCollection[domain.APIKey]{w, st.APIKeys.(*collection[domain.APIKey])}},
+		APIKeys:    workDeletable[domain.APIKey]{workCollection[domain.APIKey]{w, st.APIKeys.(*collection[domain.APIKey])}},
 
-		Confirmations: workCollection[domain.ConfirmationBlob]{w, st.Confirmations.(*collection[domain.ConfirmationBlob])},
+		Confirmations: workDeletable[domain.ConfirmationBlob]{workCollection[domain.ConfirmationBlob]{w, st.Confirmations.(*collection[domain.ConfirmationBlob])}},
 		// No step writes zones; a unit of work reads them as they are, but
 		// for their version (workZones).
 		Zones:     workZones{st.Zones.(*zones), w},
@@ -556,10 +556,11 @@ type candidate struct {
 	km    float64
 }
 
-// workAPIKeys is the API keys in a unit of work. No step deletes a key, so
-// a delete is not part of the unit: it is made at once.
-type workAPIKeys struct {
-	workCollection[domain.APIKey]
+// workDeletable is a collection in a unit of work that the port lets
+// delete from (API keys, proof blobs). No step deletes, so a delete is not
+// part of the unit: it is made at once.
+type workDeletable[T any] struct {
+	workCollection[T]
 }
 
-func (wk workAPIKeys) Delete(ctx context.Context, id string) error { return wk.c.Delete(ctx, id) }
+func (wd workDeletable[T]) Delete(ctx context.Context, id string) error { return wd.c.Delete(ctx, id) }

@@ -1,6 +1,7 @@
 package porttest
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"sync"
@@ -171,20 +172,30 @@ func Collections(t *testing.T, open func(t *testing.T) ports.Store) {
 	t.Run("Fleet", func(t *testing.T) { collectionTests(t, open, droneKind()) })
 	t.Run("Accounts", func(t *testing.T) { collectionTests(t, open, accountKind()) })
 	t.Run("APIKeys", func(t *testing.T) { collectionTests(t, open, apiKeyKind()) })
-	t.Run("APIKeys/Delete", func(t *testing.T) {
-		t.Parallel()
-		keys := open(t).APIKeys
-		ctx := ctxFor(t)
-		id := unique("key")
-		require.NoError(t, keys.Create(ctx, id, apiKeyKind().make(id)))
-		require.NoError(t, keys.Delete(ctx, id))
-		_, err := keys.Find(ctx, id)
-		require.Equal(t, domain.ENOTFOUND, domain.ErrorCode(err), "deleted: %v", err)
-		require.Equal(t, domain.ENOTFOUND, domain.ErrorCode(keys.Delete(ctx, id)), "deleted again")
-		require.NoError(t, keys.Create(ctx, id, apiKeyKind().make(id)), "the prefix may be stored again")
-	})
+	t.Run("APIKeys/Delete", func(t *testing.T) { deleteTests(t, open(t).APIKeys, apiKeyKind()) })
+	t.Run("Confirmations/Delete", func(t *testing.T) { deleteTests(t, open(t).Confirmations, confirmationKind()) })
 	t.Run("Confirmations", func(t *testing.T) { collectionTests(t, open, confirmationKind()) })
 	t.Run("Zones", func(t *testing.T) { collectionTests(t, open, zoneKind()) })
+}
+
+// deletable is a collection the port lets delete from.
+type deletable[T any] interface {
+	ports.Collection[T]
+	Delete(ctx context.Context, id string) error
+}
+
+// deleteTests checks a collection's delete: the document is gone, a second
+// delete is ENOTFOUND, and the id may be stored again.
+func deleteTests[T any](t *testing.T, c deletable[T], k kind[T]) {
+	t.Parallel()
+	ctx := ctxFor(t)
+	id := unique("doc")
+	require.NoError(t, c.Create(ctx, id, k.make(id)))
+	require.NoError(t, c.Delete(ctx, id))
+	_, err := c.Find(ctx, id)
+	require.Equal(t, domain.ENOTFOUND, domain.ErrorCode(err), "deleted: %v", err)
+	require.Equal(t, domain.ENOTFOUND, domain.ErrorCode(c.Delete(ctx, id)), "deleted again")
+	require.NoError(t, c.Create(ctx, id, k.make(id)), "the id may be stored again")
 }
 
 func collectionTests[T any](t *testing.T, open func(t *testing.T) ports.Store, k kind[T]) {
