@@ -197,7 +197,7 @@ func TestNotifyMeWithoutProviderKeepsAnOutbox(t *testing.T) {
 	// log from a pipe, which may trail the answer above.
 	eventually(t, "the kept message in the log", func() bool {
 		logs := p.logs.String()
-		return strings.Contains(logs, "customer message kept in the outbox") && strings.Contains(logs, `"messageId":"`+mail.ID+`"`)
+		return strings.Contains(logs, "customer message kept in the outbox") && strings.Contains(logs, `"customerMessageId":"`+mail.ID+`"`)
 	})
 
 	// Another business sees nothing of it.

@@ -124,6 +124,14 @@ func TestTrackingEventsPushEveryChange(t *testing.T) {
 	require.Equal(t, http.StatusOK, second.StatusCode)
 	third := call(t, "GET", p.base+neg.URL, nil)
 	assert.Equal(t, http.StatusTooManyRequests, third.Status)
+	// The same link written in another case, or with a trailing slash, is
+	// the same link (raw, as the OpenAPI document spells paths one way).
+	for _, path := range []string{"/API/Track/" + trackingID + "/Events", "/api/track/" + trackingID + "/events/"} {
+		resp, err := http.Get(p.base + path)
+		require.NoError(t, err)
+		resp.Body.Close()
+		assert.Equal(t, http.StatusTooManyRequests, resp.StatusCode, path)
+	}
 	second.Body.Close()
 
 	clock := time.Now().UTC()

@@ -229,11 +229,21 @@ func TestBannerGeneratesAnOperatorKey(t *testing.T) {
 	p := startServeEnv(t, dir, []string{"OPERATOR_KEY="}, "-banner")
 	assert.Equal(t, key, bannerKey(p), "a restart on the same data folder keeps the key")
 
+	// A key file widened by a copy is made private again when it is read.
+	require.NoError(t, os.Chmod(filepath.Join(dir, "operator.key"), 0o644))
 	sim := exec.Command(binary, "simulate", "-api", p.base, "-data-dir", dir, "-until-idle", "-interval", "100ms")
 	testdoubles.DieWithTest(sim)
 	sim.Env = append(os.Environ(), "OPERATOR_KEY=")
 	out, err := sim.CombinedOutput()
 	require.NoError(t, err, "the simulator finds the kept key:\n%s", out)
+	info, err = os.Stat(filepath.Join(dir, "operator.key"))
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o600), info.Mode().Perm())
+	none := exec.Command(binary, "simulate", "-api", p.base, "-data-dir", t.TempDir())
+	none.Env = append(os.Environ(), "OPERATOR_KEY=")
+	out, err = none.CombinedOutput()
+	require.Error(t, err)
+	assert.Contains(t, string(out), "no operator key")
 
 	assert.NotEqual(t, e2eOperatorKey, key)
 	assert.Contains(t, p.out.String(), "Authorization: Bearer $KEY", "the banner shows how to call with an API key")

@@ -244,7 +244,7 @@ func (h *Handlers) SendCustomerMessage(ctx context.Context, msg *ports.Delivered
 	attempt := env.Attempt + 1
 	serr := h.messenger.Send(ctx, out)
 	if serr == nil {
-		h.log.InfoContext(ctx, "customer message handed to the provider", "messageId", out.ID, "attempt", attempt)
+		h.log.InfoContext(ctx, "customer message sent", "customerMessageId", out.ID, "attempt", attempt)
 		return nil, nil
 	}
 	if errors.Is(serr, ports.ErrUndeliverable) {

@@ -294,7 +294,7 @@ func openBackendWith(ctx context.Context, c common, cfg *config.Config, env func
 		// DRONEDELIVERY_TEST_STORE_FAULT is the outage tests' switch (see
 		// embedded.Options.FaultSwitch); unset, nothing is checked.
 		Embedded:  embedded.Options{LockDuration: c.lock, FaultSwitch: env("DRONEDELIVERY_TEST_STORE_FAULT")},
-		Bootstrap: strings.EqualFold(env("COSMOS_BOOTSTRAP"), "true"),
+		Bootstrap: envBool(env, "COSMOS_BOOTSTRAP"),
 		Log:       log,
 	})
 }
@@ -314,7 +314,7 @@ func serve(ctx context.Context, args []string, app fs.FS, env func(string) strin
 	addr := fs.String("addr", "127.0.0.1:"+envOr(env, "PORT", "7071"), "listen address (env PORT sets the port)")
 	banner := fs.Bool("banner", false, "print how to use the running service; with OPERATOR_KEY unset, generate an operator key and print it")
 	workers := fs.Int("workers", 16, "messages processed at once per queue")
-	simulate := fs.Bool("simulate", strings.EqualFold(env("SIMULATE"), "true") || env("SIMULATE") == "1",
+	simulate := fs.Bool("simulate", envBool(env, "SIMULATE"),
 		"also fly every assigned drone and report its telemetry, so deliveries reach Completed (env SIMULATE=1)")
 	maxBacklog := fs.Int("max-backlog", envInt(env, "MAX_BACKLOG", DefaultMaxBacklog),
 		"messages waiting in the chain's queues beyond which new deliveries get 503 with Retry-After; 0 for no bound (env MAX_BACKLOG)")
@@ -429,6 +429,13 @@ func keptOperatorKey(dataDir string) (string, error) {
 	if err := validOperatorKey(key); err != nil {
 		return "", fmt.Errorf("%s: %w", path, err)
 	}
+	// A copy or a restore may have widened its mode: the key opens the
+	// fleet, so only its owner may read it.
+	if info, err := os.Stat(path); err == nil && info.Mode().Perm()&0o077 != 0 {
+		if err := os.Chmod(path, 0o600); err != nil {
+			return "", fmt.Errorf("%s is readable by others and could not be made private: %w", path, err)
+		}
+	}
 	return key, nil
 }
 
@@ -463,7 +470,7 @@ func (f *rateFlags) register(fs *flag.FlagSet, env func(string) string) {
 	fs.StringVar(&f.signUp, "signup-rate-limit", envOr(env, "SIGNUP_RATE_LIMIT", standalone.DefaultSignUp.String()),
 		"sign-ups (POST /api/accounts) per client address, e.g. 20/h; off disables it (env SIGNUP_RATE_LIMIT)")
 	fs.IntVar(&f.signUpBurst, "signup-burst", envInt(env, "SIGNUP_BURST", standalone.DefaultSignUpBurst), "sign-ups an address may make at once (env SIGNUP_BURST)")
-	fs.BoolVar(&f.trustForwarded, "trust-forwarded-for", strings.EqualFold(env("TRUST_FORWARDED_FOR"), "true"),
+	fs.BoolVar(&f.trustForwarded, "trust-forwarded-for", envBool(env, "TRUST_FORWARDED_FOR"),
 		"take the client address from X-Forwarded-For; only behind a proxy that sets it (env TRUST_FORWARDED_FOR)")
 }
 
@@ -546,12 +553,8 @@ func hostMode(ctx context.Context, args []string, app fs.FS, env func(string) st
 	if _, err := config.Load(env); err != nil {
 		return err
 	}
-	consumeLocal := true
-	if v := env(ConsumeEmbeddedQueuesSetting); v != "" {
-		if consumeLocal, err = strconv.ParseBool(v); err != nil {
-			return fmt.Errorf("%s is %q: it must be true or false", ConsumeEmbeddedQueuesSetting, v)
-		}
-	}
+	// Checked with the other booleans before any command ran (checkSettings).
+	consumeLocal := env(ConsumeEmbeddedQueuesSetting) == "" || envBool(env, ConsumeEmbeddedQueuesSetting)
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", addr, err)
@@ -809,6 +812,9 @@ var (
 		"RATE_BURST", "SIGNUP_BURST", "MAX_CONNECTIONS", "MAX_CONNECTIONS_PER_ADDRESS"}
 	durationSettings = []string{"READ_TIMEOUT", "WRITE_TIMEOUT", "IDLE_TIMEOUT", "QUEUE_LOCK_DURATION",
 		PushPollIntervalSetting, PushKeepAliveSetting, PushMaxLifetimeSetting}
+	// boolSettings take true or false in any case (SIMULATE also 1);
+	// envBool reads them.
+	boolSettings = []string{"SIMULATE", "TRUST_FORWARDED_FOR", "COSMOS_BOOTSTRAP", ConsumeEmbeddedQueuesSetting}
 )
 
 // checkSettings refuses, naming it, a numeric setting or LOG_LEVEL whose
@@ -828,6 +834,11 @@ func checkSettings(env func(string) string) error {
 			}
 		}
 	}
+	for _, key := range boolSettings {
+		if v := strings.TrimSpace(env(key)); v != "" && !strings.EqualFold(v, "true") && !strings.EqualFold(v, "false") && !(key == "SIMULATE" && v == "1") {
+			return fmt.Errorf("%s is %q: it must be true or false", key, v)
+		}
+	}
 	if v := env("LOG_LEVEL"); v != "" {
 		var l slog.Level
 		if l.UnmarshalText([]byte(strings.TrimSpace(v))) != nil {
@@ -835,6 +846,13 @@ func checkSettings(env func(string) string) error {
 		}
 	}
 	return nil
+}
+
+// envBool reads a boolean setting (boolSettings); unset is false.
+func envBool(env func(string) string, key string) bool {
+	mustBeListed(boolSettings, key)
+	v := strings.TrimSpace(env(key))
+	return strings.EqualFold(v, "true") || key == "SIMULATE" && v == "1"
 }
 
 func envDuration(env func(string) string, key string, def time.Duration) time.Duration {

@@ -15,6 +15,7 @@ func TestSettingsThatDoNotParseStopStartUp(t *testing.T) {
 	for key, value := range map[string]string{
 		"MAX_BACKLOG": "abc", "MAX_STREAMS": "lots", "READ_TIMEOUT": "abc", "QUEUE_LOCK_DURATION": "-5s",
 		"LOG_LEVEL": "verbose", PushKeepAliveSetting: "soon",
+		"TRUST_FORWARDED_FOR": "yes", "SIMULATE": "yes", "COSMOS_BOOTSTRAP": "maybe", ConsumeEmbeddedQueuesSetting: "no",
 	} {
 		t.Run(key, func(t *testing.T) {
 			t.Setenv(key, value)
@@ -25,6 +26,6 @@ func TestSettingsThatDoNotParseStopStartUp(t *testing.T) {
 		})
 	}
 	assert.NoError(t, checkSettings(func(k string) string {
-		return map[string]string{"MAX_STREAMS": "-1", "READ_TIMEOUT": "45s", "LOG_LEVEL": "debug"}[k]
+		return map[string]string{"MAX_STREAMS": "-1", "READ_TIMEOUT": "45s", "LOG_LEVEL": "debug", "SIMULATE": "1", "TRUST_FORWARDED_FOR": "TRUE", "COSMOS_BOOTSTRAP": "false"}[k]
 	}), "-1 lifts a cap")
 }

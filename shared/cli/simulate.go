@@ -35,6 +35,9 @@ func simulate(ctx context.Context, args []string, env func(string) string, stdou
 		if err != nil {
 			return fmt.Errorf("simulate: %w", err)
 		}
+		if kept == "" {
+			return fmt.Errorf("simulate: no operator key: set OPERATOR_KEY or -operator-key, or name the running service's data folder with -data-dir or DATA_DIR (no %s in %s)", operatorKeyFile, *dataDir)
+		}
 		*key = kept
 	}
 	if fs.NArg() > 0 {

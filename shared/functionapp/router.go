@@ -139,6 +139,13 @@ func (rt *Router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	WriteResponse(w, resp)
 }
 
+// Path is the path r is served as: its literal segments in its route's
+// case, without a trailing slash (r's own path when no route matches).
+func (rt *Router) Path(r *http.Request) string {
+	served, _ := rt.resolve(r)
+	return served.URL.Path
+}
+
 // Pattern is the pattern r is served by ("" when none), matched as
 // ServeHTTP matches it.
 func (rt *Router) Pattern(r *http.Request) string {
@@ -146,15 +153,15 @@ func (rt *Router) Pattern(r *http.Request) string {
 	return pattern
 }
 
-// resolve returns r and the pattern that serves it; when none does as r
-// is written but one does with its literal segments in the route's case
-// and no trailing slash, it returns a copy of r written so. The copy is
-// returned when only the method differs too, so that the 405 names the
-// methods of the route the path meant.
+// resolve returns r and the pattern that serves it. The route is the one
+// whose literal segments match r's in any case, the one with the most
+// literal segments when several do (so /api/deliveries/SUMMARY is the
+// summary, not a delivery of that id, as under the host); when r is not
+// written as that route writes its literals, or ends in a slash, it returns
+// a copy of r written so. The copy is returned when only the method
+// differs too, so that the 405 names the methods of the route the path
+// meant. A path no route matches is served as written.
 func (rt *Router) resolve(r *http.Request) (*http.Request, string) {
-	if _, pattern := rt.mux.Handler(r); pattern != "" {
-		return r, pattern
-	}
 	esc := r.URL.EscapedPath()
 	if len(esc) > 1 {
 		esc = strings.TrimSuffix(esc, "/")
@@ -188,14 +195,20 @@ func (rt *Router) resolve(r *http.Request) (*http.Request, string) {
 		}
 	}
 	if best == nil {
-		return r, ""
+		_, pattern := rt.mux.Handler(r)
+		return r, pattern
 	}
 	for i, s := range best {
 		if !isParameter(s) {
 			segs[i] = s
 		}
 	}
-	u, err := url.Parse(strings.Join(segs, "/"))
+	canonical := strings.Join(segs, "/")
+	if canonical == r.URL.EscapedPath() {
+		_, pattern := rt.mux.Handler(r)
+		return r, pattern
+	}
+	u, err := url.Parse(canonical)
 	if err != nil {
 		return r, ""
 	}

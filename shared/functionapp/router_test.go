@@ -53,13 +53,15 @@ func serve(h http.Handler, method, target string) *httptest.ResponseRecorder {
 func TestRouterMatchesAsTheHostDoes(t *testing.T) {
 	h := routed(t)
 	for target, want := range map[string]string{
-		"/api/deliveries/Ab-1":     `{"id":"Ab-1","method":"GET"}`,
-		"/api/deliveries/Ab-1/":    `{"id":"Ab-1","method":"GET"}`,
-		"/API/Deliveries/Ab-1":     `{"id":"Ab-1","method":"GET"}`,
-		"/Api/DELIVERIES/Ab-1/":    `{"id":"Ab-1","method":"GET"}`,
-		"/api/deliveries/a%2Fb/":   `{"id":"a/b","method":"GET"}`,
-		"/api/deliveries/summary/": `{"summary":"yes"}`,
-		"/api/Deliveries/Summary":  `{"summary":"yes"}`,
+		"/api/deliveries/Ab-1":      `{"id":"Ab-1","method":"GET"}`,
+		"/api/deliveries/Ab-1/":     `{"id":"Ab-1","method":"GET"}`,
+		"/API/Deliveries/Ab-1":      `{"id":"Ab-1","method":"GET"}`,
+		"/Api/DELIVERIES/Ab-1/":     `{"id":"Ab-1","method":"GET"}`,
+		"/api/deliveries/a%2Fb/":    `{"id":"a/b","method":"GET"}`,
+		"/api/deliveries/summary/":  `{"summary":"yes"}`,
+		"/api/Deliveries/Summary":   `{"summary":"yes"}`,
+		"/api/deliveries/SUMMARY":   `{"summary":"yes"}`,
+		"/api/deliveries/Summary-1": `{"id":"Summary-1","method":"GET"}`,
 	} {
 		rec := serve(h, "GET", target)
 		require.Equal(t, http.StatusOK, rec.Code, target)

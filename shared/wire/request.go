@@ -68,6 +68,11 @@ func ParseDeliveryRequest(body []byte) (*ParsedRequest, error) {
 		if err := domain.ValidID("deliveryId", *w.DeliveryID); err != nil {
 			return nil, err
 		}
+		// /api/deliveries/summary is the monthly summary, in any case, so a
+		// delivery of that id could never be read by its URL.
+		if strings.EqualFold(*w.DeliveryID, "summary") {
+			return nil, domain.Invalid("deliveryId", "must not be %q, which names the deliveries' summary", *w.DeliveryID)
+		}
 		p.DeliveryID = *w.DeliveryID
 	}
 	if w.OwnerID != nil && *w.OwnerID != "" {

@@ -55,3 +55,13 @@ func TestSmallDocumentsRefuseLargeBodies(t *testing.T) {
 	require.Error(t, err)
 	assert.Equal(t, domain.EINVALID, domain.ErrorCode(err), "parsed, and refused for what it holds")
 }
+
+// TestDeliveryIDMustNotNameTheSummary: /api/deliveries/summary is the
+// summary in any case, so no delivery may take that id.
+func TestDeliveryIDMustNotNameTheSummary(t *testing.T) {
+	for _, id := range []string{"summary", "Summary", "SUMMARY"} {
+		_, err := wire.ParseDeliveryRequest([]byte(`{"deliveryId":"` + id + `","pickupLocation":{"latitude":47.6,"longitude":-122.3},"dropOffLocation":{"latitude":47.61,"longitude":-122.31},"packageInfo":{"size":"Small","weight":1}}`))
+		require.Error(t, err, id)
+		assert.Equal(t, "deliveryId", domain.ErrorField(err), id)
+	}
+}

@@ -88,7 +88,7 @@ func (o *Outbox) Send(ctx context.Context, m ports.Outgoing) error {
 	// subscription, and logs are read by more people than the customer.
 	// The outbox (Kept) has the message in full.
 	o.log.InfoContext(ctx, "customer message kept in the outbox (no provider configured for its channel)",
-		"messageId", m.ID, "channel", string(m.Channel), "to", maskAddress(m.To), "subject", m.Subject, "textBytes", len(m.Text))
+		"customerMessageId", m.ID, "channel", string(m.Channel), "to", maskAddress(m.To), "subject", m.Subject, "textBytes", len(m.Text))
 	return nil
 }
 

@@ -31,7 +31,7 @@ func TestOutboxKeepsLogsAndForgetsTheOldest(t *testing.T) {
 	kept, err := o.Kept(ctx, "d-1")
 	require.NoError(t, err)
 	assert.Equal(t, []string{"m1", "m3"}, idsOf(kept), "kept once, oldest first")
-	assert.Contains(t, logs.String(), `"messageId":"m2"`)
+	assert.Contains(t, logs.String(), `"customerMessageId":"m2"`)
 	assert.Contains(t, logs.String(), `"to":"***@example.com"`, "the recipient masked")
 	assert.NotContains(t, logs.String(), "ana@")
 
