@@ -72,3 +72,55 @@ func TestRouterSendsByChannel(t *testing.T) {
 	err := messaging.Router{Email: email}.Send(ctx, msg("s2", "d", domain.ChannelSMS))
 	assert.ErrorIs(t, err, ports.ErrUndeliverable, fmt.Sprint(err))
 }
+
+// A channel with no provider keeps its messages in the outbox and logs
+// each one; the log must not carry the links' secrets (the tracking id,
+// which alone opens the tracking page, and the unsubscribe token) nor the
+// full recipient, while the outbox still holds the message as sent.
+func TestOutboxLogCarriesNoLinkSecrets(t *testing.T) {
+	t.Parallel()
+	const (
+		trackingID = "trk-7QmZ1vR9xKp2Lw8NcF4s"
+		token      = "unsub-Hq3Yt6Vb0Jd5Ne9Ra2Ug7Wc1"
+		base       = "https://drones.fabrikam.example/api/"
+	)
+	track, stop := base+"track/"+trackingID, base+"unsubscribe/"+token
+	// The texts as handlers.composeMessage writes them.
+	email := ports.Outgoing{ID: "d-9:n1:to-s1-email", DeliveryID: "d-9", Channel: domain.ChannelEmail, To: "ana.lopez@example.com",
+		Subject: "Your package is on its way", UnsubscribeURL: stop,
+		Text: "Your package has been picked up.\n\nFollow your delivery live: " + track + "\n\n" +
+			"You get these messages because they were asked for when delivery d-9 was arranged.\n" +
+			"To get no more of them, open " + stop + "\n"}
+	sms := ports.Outgoing{ID: "d-9:n1:to-s1-sms", DeliveryID: "d-9", Channel: domain.ChannelSMS, To: "+14255550123",
+		UnsubscribeURL: stop, Text: "Your package has been picked up. Follow it: " + track + " Stop these texts: " + stop}
+
+	for name, h := range map[string]func(*bytes.Buffer) slog.Handler{
+		"json": func(b *bytes.Buffer) slog.Handler { return slog.NewJSONHandler(b, nil) },
+		"text": func(b *bytes.Buffer) slog.Handler { return slog.NewTextHandler(b, nil) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			var logs bytes.Buffer
+			o := messaging.NewOutbox(slog.New(h(&logs)), 0)
+			// Wired as shared/backend wires a channel without a provider.
+			r := messaging.Router{Email: o, SMS: o}
+			ctx := context.Background()
+			require.NoError(t, r.Send(ctx, email))
+			require.NoError(t, r.Send(ctx, sms))
+
+			out := logs.String()
+			assert.Contains(t, out, "customer message kept in the outbox")
+			assert.Contains(t, out, email.ID)
+			assert.Contains(t, out, sms.ID)
+			for _, secret := range []string{trackingID, token, "/api/track/", "/api/unsubscribe/", "ana.lopez", "4255550"} {
+				assert.NotContains(t, out, secret)
+			}
+			assert.Contains(t, out, "@example.com", "the e-mail's domain is kept")
+			assert.Contains(t, out, "***0123", "the number's last digits are kept")
+
+			kept, err := o.Kept(ctx, "d-9")
+			require.NoError(t, err)
+			assert.Equal(t, []ports.Outgoing{email, sms}, kept, "the outbox keeps the messages in full")
+		})
+	}
+}
