@@ -392,14 +392,14 @@ func nextMessage(d *domain.Delivery, queue, step string) ports.Message {
 // notifyMessages hands notifications on: one message each to the webhook
 // step, and one to the customer-message step for every channel of every
 // subscription the delivery has now, for the notices customers are sent
-// (domain.Notification.ForCustomers). Their ids follow from the
+// (domain.Delivery.ForCustomers). Their ids follow from the
 // notification's, so a step that runs again sends nothing twice.
 func notifyMessages(d *domain.Delivery, ns []domain.Notification) []ports.Message {
 	out := make([]ports.Message, 0, len(ns)*(1+2*len(d.Subscriptions)))
 	for _, n := range ns {
 		body, _ := json.Marshal(wire.Envelope{Operation: wire.OpNotify, DeliveryID: d.ID, CorrelationID: d.CorrelationID, NotificationID: n.ID})
 		out = append(out, ports.Message{ID: n.ID, Queue: topology.QueueNotifications, Body: body, CorrelationID: d.CorrelationID, Operation: string(wire.OpNotify)})
-		if !n.ForCustomers() {
+		if !d.ForCustomers(&n) {
 			continue
 		}
 		for _, s := range d.Subscriptions {

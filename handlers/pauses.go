@@ -206,25 +206,26 @@ func (h *Handlers) PutPause(ctx context.Context, req *functionapp.Request) *func
 // Should the removal fail, the put goes on: the count skips expired
 // pauses whether they are gone or not, and the next put removes them.
 func (h *Handlers) roomForPause(ctx context.Context, ps ports.Pauses, id string, now time.Time) error {
-	if n, err := ps.DeleteExpired(ctx, now); err != nil {
-		h.log.WarnContext(ctx, "expired pauses not removed; the next put tries again", "err", err)
-	} else if n > 0 {
-		h.log.InfoContext(ctx, "expired pauses removed", "removed", n)
-	}
 	all, err := ps.List(ctx)
 	if err != nil {
 		return err
 	}
-	inForce := 0
+	inForce, replaces := 0, false
 	for _, q := range all {
-		if q.ID == id {
-			return nil
-		}
+		replaces = replaces || q.ID == id
 		if q.ActiveAt(now) {
 			inForce++
 		}
 	}
-	if inForce >= domain.MaxPauses {
+	// Read again only when the listing shows something to remove.
+	if inForce < len(all) {
+		if n, err := ps.DeleteExpired(ctx, now); err != nil {
+			h.log.WarnContext(ctx, "expired pauses not removed; the next put tries again", "err", err)
+		} else if n > 0 {
+			h.log.InfoContext(ctx, "expired pauses removed", "removed", n)
+		}
+	}
+	if !replaces && inForce >= domain.MaxPauses {
 		return domain.Unprocessable("id", "at most %d pauses in force are kept; delete one first", domain.MaxPauses)
 	}
 	return nil

@@ -294,7 +294,7 @@ func openBackendWith(ctx context.Context, c common, cfg *config.Config, env func
 		// DRONEDELIVERY_TEST_STORE_FAULT is the outage tests' switch (see
 		// embedded.Options.FaultSwitch); unset, nothing is checked.
 		Embedded:  embedded.Options{LockDuration: c.lock, FaultSwitch: env("DRONEDELIVERY_TEST_STORE_FAULT")},
-		Bootstrap: envBool(env, "COSMOS_BOOTSTRAP"),
+		Bootstrap: envBool(env, "COSMOS_BOOTSTRAP", false),
 		Log:       log,
 	})
 }
@@ -314,7 +314,7 @@ func serve(ctx context.Context, args []string, app fs.FS, env func(string) strin
 	addr := fs.String("addr", "127.0.0.1:"+envOr(env, "PORT", "7071"), "listen address (env PORT sets the port)")
 	banner := fs.Bool("banner", false, "print how to use the running service; with OPERATOR_KEY unset, generate an operator key and print it")
 	workers := fs.Int("workers", 16, "messages processed at once per queue")
-	simulate := fs.Bool("simulate", envBool(env, "SIMULATE"),
+	simulate := fs.Bool("simulate", envBool(env, "SIMULATE", false),
 		"also fly every assigned drone and report its telemetry, so deliveries reach Completed (env SIMULATE=1)")
 	maxBacklog := fs.Int("max-backlog", envInt(env, "MAX_BACKLOG", DefaultMaxBacklog),
 		"messages waiting in the chain's queues beyond which new deliveries get 503 with Retry-After; 0 for no bound (env MAX_BACKLOG)")
@@ -470,7 +470,7 @@ func (f *rateFlags) register(fs *flag.FlagSet, env func(string) string) {
 	fs.StringVar(&f.signUp, "signup-rate-limit", envOr(env, "SIGNUP_RATE_LIMIT", standalone.DefaultSignUp.String()),
 		"sign-ups (POST /api/accounts) per client address, e.g. 20/h; off disables it (env SIGNUP_RATE_LIMIT)")
 	fs.IntVar(&f.signUpBurst, "signup-burst", envInt(env, "SIGNUP_BURST", standalone.DefaultSignUpBurst), "sign-ups an address may make at once (env SIGNUP_BURST)")
-	fs.BoolVar(&f.trustForwarded, "trust-forwarded-for", envBool(env, "TRUST_FORWARDED_FOR"),
+	fs.BoolVar(&f.trustForwarded, "trust-forwarded-for", envBool(env, "TRUST_FORWARDED_FOR", false),
 		"take the client address from X-Forwarded-For; only behind a proxy that sets it (env TRUST_FORWARDED_FOR)")
 }
 
@@ -553,8 +553,7 @@ func hostMode(ctx context.Context, args []string, app fs.FS, env func(string) st
 	if _, err := config.Load(env); err != nil {
 		return err
 	}
-	// Checked with the other booleans before any command ran (checkSettings).
-	consumeLocal := env(ConsumeEmbeddedQueuesSetting) == "" || envBool(env, ConsumeEmbeddedQueuesSetting)
+	consumeLocal := envBool(env, ConsumeEmbeddedQueuesSetting, true)
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", addr, err)
@@ -835,8 +834,8 @@ func checkSettings(env func(string) string) error {
 		}
 	}
 	for _, key := range boolSettings {
-		if v := strings.TrimSpace(env(key)); v != "" && !strings.EqualFold(v, "true") && !strings.EqualFold(v, "false") && !(key == "SIMULATE" && v == "1") {
-			return fmt.Errorf("%s is %q: it must be true or false", key, v)
+		if _, ok := parseBoolSetting(key, env(key)); !ok {
+			return fmt.Errorf("%s is %q: it must be true or false", key, env(key))
 		}
 	}
 	if v := env("LOG_LEVEL"); v != "" {
@@ -848,11 +847,29 @@ func checkSettings(env func(string) string) error {
 	return nil
 }
 
-// envBool reads a boolean setting (boolSettings); unset is false.
-func envBool(env func(string) string, key string) bool {
+// envBool reads a boolean setting (boolSettings); unset is def.
+func envBool(env func(string) string, key string, def bool) bool {
 	mustBeListed(boolSettings, key)
-	v := strings.TrimSpace(env(key))
-	return strings.EqualFold(v, "true") || key == "SIMULATE" && v == "1"
+	v := env(key)
+	if strings.TrimSpace(v) == "" {
+		return def
+	}
+	b, _ := parseBoolSetting(key, v) // checkSettings refused any other value before a command ran
+	return b
+}
+
+// parseBoolSetting reads v, the value of boolean setting key: true or
+// false in any case (SIMULATE also 1); empty is false. ok is false for
+// anything else.
+func parseBoolSetting(key, v string) (value, ok bool) {
+	v = strings.TrimSpace(v)
+	switch {
+	case v == "" || strings.EqualFold(v, "false"):
+		return false, true
+	case strings.EqualFold(v, "true") || key == "SIMULATE" && v == "1":
+		return true, true
+	}
+	return false, false
 }
 
 func envDuration(env func(string) string, key string, def time.Duration) time.Duration {

@@ -87,7 +87,7 @@ const (
 	// reschedules one delivery over and over would otherwise have every
 	// subscriber messaged each time. Later notices reach the business's
 	// webhook and the tracking page, and the last one (delivered, failed,
-	// cancelled) reaches the customers all the same (Notification.ForCustomers).
+	// cancelled) reaches the customers all the same (Delivery.ForCustomers).
 	MaxCustomerNotices = 20
 )
 
@@ -162,9 +162,16 @@ func (d *Delivery) Notification(id string) (n *Notification, dropped bool) {
 			return &d.Notifications[i], false
 		}
 	}
+	seq, ok := d.noticeSeq(id)
+	return nil, ok && seq >= 1 && seq <= d.NotificationCount
+}
+
+// noticeSeq is the sequence number in the id of one of d's notices
+// ("<delivery id>:n<seq>", as issued in tracking.go).
+func (d *Delivery) noticeSeq(id string) (int, bool) {
 	rest, ok := strings.CutPrefix(id, d.ID+":n")
 	seq, err := strconv.Atoi(rest)
-	return nil, ok && err == nil && seq >= 1 && seq <= d.NotificationCount
+	return seq, ok && err == nil
 }
 
 // thinTrail halves the resolution of the older half of a full trail,
@@ -182,19 +189,13 @@ func (d *Delivery) thinTrail() {
 	d.Trail = append(kept, d.Trail[half:]...)
 }
 
-// ForCustomers reports whether notice n is sent to the delivery's
-// subscribers: the first MaxCustomerNotices of a delivery's notices, and
-// whichever ends it.
-func (n *Notification) ForCustomers() bool {
+// ForCustomers reports whether d's notice n is sent to its subscribers:
+// the first MaxCustomerNotices of its notices, and whichever ends it.
+func (d *Delivery) ForCustomers(n *Notification) bool {
 	switch n.Kind {
 	case NotifyDelivered, NotifyFailed, NotifyCancelled:
 		return true
 	}
-	// The sequence follows the last ":n" (a delivery id may hold one).
-	i := strings.LastIndex(n.ID, ":n")
-	if i < 0 {
-		return true
-	}
-	seq, err := strconv.Atoi(n.ID[i+len(":n"):])
-	return err != nil || seq <= MaxCustomerNotices
+	seq, ok := d.noticeSeq(n.ID)
+	return !ok || seq <= MaxCustomerNotices
 }

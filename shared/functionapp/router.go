@@ -120,7 +120,7 @@ func (rt *Router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		WriteResponse(w, Problem(http.StatusNotFound, "", fmt.Sprintf("%s %s is not served: the path is not in canonical form (no empty, . or .. segments)", r.Method, r.URL.EscapedPath())))
 		return
 	}
-	r, pattern := rt.resolve(r)
+	r, pattern := rt.resolved(r)
 	if pattern != "" {
 		rt.mux.ServeHTTP(w, r) // sets the request's pattern and path values
 		return
@@ -139,18 +139,34 @@ func (rt *Router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	WriteResponse(w, resp)
 }
 
-// Path is the path r is served as: its literal segments in its route's
-// case, without a trailing slash (r's own path when no route matches).
-func (rt *Router) Path(r *http.Request) string {
-	served, _ := rt.resolve(r)
-	return served.URL.Path
+// Resolving hands next each request as the router will serve it (its
+// literal segments in its route's case, no trailing slash), matched once:
+// what stands before the router (rate limits, stream caps) then sees the
+// path it serves, and Pattern and ServeHTTP do not match it again.
+func (rt *Router) Resolving(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r, pattern := rt.resolve(r)
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), resolvedKey{}, pattern)))
+	})
 }
+
+// resolvedKey holds, in a request Resolving handed on, the pattern it
+// resolved.
+type resolvedKey struct{}
 
 // Pattern is the pattern r is served by ("" when none), matched as
 // ServeHTTP matches it.
 func (rt *Router) Pattern(r *http.Request) string {
-	_, pattern := rt.resolve(r)
+	_, pattern := rt.resolved(r)
 	return pattern
+}
+
+// resolved is resolve, or what Resolving found for r already.
+func (rt *Router) resolved(r *http.Request) (*http.Request, string) {
+	if pattern, ok := r.Context().Value(resolvedKey{}).(string); ok {
+		return r, pattern
+	}
+	return rt.resolve(r)
 }
 
 // resolve returns r and the pattern that serves it. The route is the one

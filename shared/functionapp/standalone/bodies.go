@@ -1,7 +1,6 @@
 package standalone
 
 import (
-	"fmt"
 	"net/http"
 	"sync"
 
@@ -49,8 +48,7 @@ func (b *bodyBudget) wrap(next http.Handler) http.Handler {
 		}
 		addr := clientAddr(r, b.xff)
 		if !b.take(addr, n) {
-			resp := functionapp.Problem(http.StatusServiceUnavailable, "",
-				fmt.Sprintf("too many request bodies are being received at once; retry after %d s", 1))
+			resp := functionapp.Problem(http.StatusServiceUnavailable, "", "too many request bodies are being received at once; retry after 1 s")
 			resp.Header.Set("Retry-After", "1")
 			resp.Header.Set("Connection", "close")
 			functionapp.WriteResponse(w, resp)

@@ -218,12 +218,14 @@ func New(reg functionapp.Registry, fns []functionapp.FunctionConfig, bus ports.B
 	}
 	s := &Server{reg: reg, fns: fns, bus: bus, log: log, opts: opts.withDefaults(), handler: router}
 	s.streams = newStreamGate(s.opts.Streams, opts.RateLimits.TrustForwardedFor)
-	s.handler = s.streams.wrap(s.handler, func(r *http.Request) bool { return reg[function(r)].Stream != nil }, router.Path)
+	s.handler = s.streams.wrap(s.handler, func(r *http.Request) bool { return reg[function(r)].Stream != nil })
 	s.handler = newBodyBudget(opts.RateLimits.TrustForwardedFor, MaxBodyBytesPerAddr, MaxBodyBytesInFlight).wrap(s.handler)
 	if opts.RateLimits.PerKey != (Rate{}) || opts.RateLimits.SignUp != (Rate{}) {
 		s.lim = newLimiter(opts.RateLimits)
 		s.handler = s.lim.wrap(s.handler, function)
 	}
+	// Outermost: every layer sees the request as the router serves it.
+	s.handler = router.Resolving(s.handler)
 	return s, nil
 }
 

@@ -67,17 +67,16 @@ func newStreamGate(lim StreamLimits, trustForwardedFor bool) *streamGate {
 	return &streamGate{lim: lim, xff: trustForwardedFor, stop: make(chan struct{}), byAddr: map[string]int{}, byPath: map[string]int{}}
 }
 
-// wrap admits the requests of stream functions (isStream) within the caps,
-// counting each link by pathOf, the path as the router serves it, so that
-// the same link written in another case or with a trailing slash counts as
-// the same link.
-func (g *streamGate) wrap(next http.Handler, isStream func(*http.Request) bool, pathOf func(*http.Request) string) http.Handler {
+// wrap admits the requests of stream functions (isStream) within the caps.
+// It stands after the router's Resolving, so a link is counted by the path
+// it is served as, whatever its case or trailing slash.
+func (g *streamGate) wrap(next http.Handler, isStream func(*http.Request) bool) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !isStream(r) {
 			next.ServeHTTP(w, r)
 			return
 		}
-		addr, path := clientAddr(r, g.xff), pathOf(r)
+		addr, path := clientAddr(r, g.xff), r.URL.Path
 		if why := g.admit(addr, path); why != "" {
 			resp := functionapp.Problem(http.StatusTooManyRequests, "", "too many event streams: "+why+"; retry after 5 s, or poll the feed")
 			resp.Header.Set("Retry-After", strconv.Itoa(5))
