@@ -3,6 +3,8 @@ package embedded
 import (
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"sync"
@@ -176,7 +178,8 @@ func TestCompleteWithPublishesAndCompletesInOneWrite(t *testing.T) {
 
 func TestCheckpointsRunBesideTheWriter(t *testing.T) {
 	t.Parallel()
-	db := MustOpen(t, Options{})
+	path := filepath.Join(t.TempDir(), "dronedelivery.db")
+	db := mustOpenAt(t, path, Options{})
 	var pages int
 	require.NoError(t, db.w.QueryRowContext(ctxFor(t), "PRAGMA wal_autocheckpoint").Scan(&pages))
 	assert.Equal(t, writerAutocheckpoint, pages, "the writer checkpoints only as a backstop")
@@ -192,6 +195,16 @@ func TestCheckpointsRunBesideTheWriter(t *testing.T) {
 	require.NoError(t, db.ckpt.conn.QueryRowContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)").Scan(&busy, &logged, &copied))
 	assert.Zero(t, busy)
 	assert.Equal(t, logged, copied, "every frame of the WAL is in the database file")
+
+	// Checkpoint copies and empties the WAL, and the file still reads.
+	require.NoError(t, db.Store().Deliveries.Create(ctx, "after", &domain.Delivery{ID: "after"}))
+	require.NoError(t, db.Checkpoint(ctx))
+	wal, err := os.Stat(path + "-wal")
+	require.NoError(t, err)
+	assert.Zero(t, wal.Size(), "the WAL is emptied")
+	got, err := db.Store().Deliveries.Find(ctx, "after")
+	require.NoError(t, err)
+	assert.Equal(t, "after", got.ID)
 }
 
 // pending is how many writes wait for a group.
