@@ -1,9 +1,11 @@
 package e2e
 
 import (
+	"encoding/json"
 	"fmt"
 	"math"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -107,6 +109,16 @@ func dispatchScenario(t *testing.T, p *proc) {
 	require.True(t, q.Feasible)
 	require.NotNil(t, q.DeliveryETA)
 	assert.Equal(t, 20.0, q.DroneClass.CruiseSpeedMps, "the quote names the fast drone's class")
+	// The quote's route is the leg from the pickup; where the chosen
+	// drone waits is not the caller's to see.
+	var route struct {
+		PlannedRoute map[string]json.RawMessage `json:"plannedRoute"`
+	}
+	qr.decode(t, &route)
+	assert.Contains(t, route.PlannedRoute, "dropoff")
+	assert.NotContains(t, route.PlannedRoute, "pickup")
+	fast := north(-2)
+	assert.NotContains(t, string(qr.Body), strconv.FormatFloat(fast.Latitude, 'f', 4, 64), "the drone's position is not in the quote")
 	assert.Equal(t, http.StatusNotFound, a.call(t, "GET", "/api/deliveries/tight", nil).Status, "a quote stores nothing")
 
 	resp := a.call(t, "POST", "/api/deliveryrequests", body)

@@ -17,10 +17,10 @@ type quoteView struct {
 	Reasons  []quoteReason `json:"reasons"`
 	// The ETAs, class and route of the drone dispatch would choose now;
 	// null when none is free to serve the request now.
-	PickupETA    *time.Time           `json:"pickupETA"`
-	DeliveryETA  *time.Time           `json:"deliveryETA"`
-	DroneClass   *droneClass          `json:"droneClass"`
-	PlannedRoute *domain.PlannedRoute `json:"plannedRoute,omitempty"`
+	PickupETA    *time.Time  `json:"pickupETA"`
+	DeliveryETA  *time.Time  `json:"deliveryETA"`
+	DroneClass   *droneClass `json:"droneClass"`
+	PlannedRoute *quoteRoute `json:"plannedRoute,omitempty"`
 	// Paused says why a service pause refuses such a request now.
 	Paused string `json:"paused,omitempty"`
 }
@@ -29,6 +29,14 @@ type quoteView struct {
 type quoteReason struct {
 	Field  string `json:"field,omitempty"`
 	Detail string `json:"detail"`
+}
+
+// quoteRoute is the route a quote shows: the leg from the pickup to the
+// dropoff only. The leg to the pickup starts where the chosen drone is, and
+// the drone is not the caller's until a delivery is accepted: quoting
+// pickups across a city would otherwise map where the idle fleet waits.
+type quoteRoute struct {
+	Dropoff domain.Route `json:"dropoff"`
 }
 
 // droneClass is what the chosen drone can do, without naming it.
@@ -91,6 +99,6 @@ func (h *Handlers) QuoteDelivery(ctx context.Context, req *functionapp.Request) 
 	}
 	out.PickupETA, out.DeliveryETA = &plan.ETA.Pickup, &plan.ETA.Delivery
 	out.DroneClass = &droneClass{MaxPackageSize: plan.Drone.MaxPackageSize, MaxPayloadKg: plan.Drone.MaxPayloadKg, CruiseSpeedMps: plan.Drone.CruiseSpeedMps}
-	out.PlannedRoute = &plan.Route
+	out.PlannedRoute = &quoteRoute{Dropoff: plan.Route.Dropoff}
 	return functionapp.JSON(http.StatusOK, out)
 }
