@@ -217,7 +217,9 @@ func TestQuoteAndAssignmentAgree(t *testing.T) {
 		require.Equal(t, domain.StageScheduled, d.Stage, d.FailureReason)
 		assert.Equal(t, *q.PickupETA, *d.PickupETA)
 		assert.Equal(t, *q.DeliveryETA, *d.DeliveryETA)
-		assert.Equal(t, q.PlannedRoute, d.PlannedRoute)
+		require.NotNil(t, q.PlannedRoute)
+		assert.Equal(t, d.PlannedRoute.Dropoff, q.PlannedRoute.Dropoff)
+		assert.Empty(t, q.PlannedRoute.Pickup.Points, "the leg from where the drone waits is not quoted")
 		assert.False(t, d.DeliveryETA.After(d.Request.Deadline), "assigned drone meets the deadline")
 		agreed++
 	}
