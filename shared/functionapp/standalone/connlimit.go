@@ -178,14 +178,15 @@ func refusal(why string) []byte {
 		"Content-Length: %d\r\n\r\n%s", len(body), body)
 }
 
-// remoteHost is the IP a connection comes from.
+// remoteHost is the client a connection comes from, as the per-client
+// limits count it (clientKey).
 func remoteHost(c net.Conn) string {
 	a := c.RemoteAddr()
 	if tcp, ok := a.(*net.TCPAddr); ok {
-		return tcp.IP.String()
+		return clientKey(tcp.IP.String())
 	}
 	if host, _, err := net.SplitHostPort(a.String()); err == nil {
-		return host
+		return clientKey(host)
 	}
 	return a.String()
 }

@@ -7,6 +7,7 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
@@ -385,22 +386,47 @@ func (k *knownTokens) forget(token string) {
 // clientAddr is the address a request came from.
 func (l *limiter) clientAddr(r *http.Request) string { return clientAddr(r, l.cfg.TrustForwardedFor) }
 
-// clientAddr is the address r came from: the last entry of
-// X-Forwarded-For when the deployment trusts its proxy to set it.
+// clientAddr is the client r came from, as the per-client limits count it
+// (clientKey): the last entry of X-Forwarded-For when the deployment
+// trusts its proxy to set it, else the connection's remote address.
 func clientAddr(r *http.Request, trustForwardedFor bool) string {
 	if trustForwardedFor {
 		if xff := r.Header.Values("X-Forwarded-For"); len(xff) > 0 {
 			parts := strings.Split(xff[len(xff)-1], ",")
 			if a := strings.TrimSpace(parts[len(parts)-1]); a != "" {
-				return a
+				return clientKey(a)
 			}
 		}
 	}
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
-		return r.RemoteAddr
+		return clientKey(r.RemoteAddr)
 	}
-	return host
+	return clientKey(host)
+}
+
+// clientKey is what the per-client limits (requests, sign-ups, failed
+// authentications, bodies in flight, event streams, connections) count an
+// address as: an IPv4 address (or one mapped into IPv6) by itself, an IPv6
+// address by its /64. One subscriber is routinely given a whole /64 or
+// more (RFC 6177), whose interface identifiers it may pick at will
+// (RFC 4291 section 2.5.1, RFC 8981), so counting each IPv6 address apart
+// would give one client a fresh allowance per request. Anything that is
+// not an IP address counts as itself.
+func clientKey(addr string) string {
+	ip, err := netip.ParseAddr(addr)
+	if err != nil {
+		return addr
+	}
+	ip = ip.Unmap().WithZone("")
+	if ip.Is4() {
+		return ip.String()
+	}
+	p, err := ip.Prefix(64)
+	if err != nil {
+		return ip.String()
+	}
+	return p.String()
 }
 
 func tooMany(w http.ResponseWriter, wait time.Duration, what string) {

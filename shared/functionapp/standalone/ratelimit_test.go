@@ -244,6 +244,36 @@ func TestForwardedForOnlyWhenTrusted(t *testing.T) {
 	}
 }
 
+// TestAnIPv6SubnetCountsAsOneClient: the per-client limits count an IPv6
+// client by its /64, which one subscriber holds whole, and an IPv4 client
+// by its address, however it is written.
+func TestAnIPv6SubnetCountsAsOneClient(t *testing.T) {
+	t.Parallel()
+	ts, _ := limited(t, RateLimits{PerKey: Rate{N: 100, Per: time.Hour}, Burst: 100, SignUp: Rate{N: 1, Per: time.Hour}, SignUpBurst: 1})
+	signUp := func(remote string) int {
+		rec := httptest.NewRecorder()
+		req := httptest.NewRequest("POST", "/api/accounts", nil)
+		req.RemoteAddr = remote
+		ts.Config.Handler.ServeHTTP(rec, req)
+		return rec.Code
+	}
+	for _, c := range []struct {
+		remote string
+		want   int
+		why    string
+	}{
+		{"[2001:db8:1:2::1]:4000", http.StatusOK, "the subnet's first sign-up"},
+		{"[2001:db8:1:2:a:b:c:d]:4001", http.StatusTooManyRequests, "another address of the same /64"},
+		{"[2001:db8:1:2::1%eth0]:4002", http.StatusTooManyRequests, "a zone does not make it another client"},
+		{"[2001:db8:1:3::1]:4000", http.StatusOK, "the next /64 is another client"},
+		{"192.0.2.1:4000", http.StatusOK, "an IPv4 client"},
+		{"[::ffff:192.0.2.1]:4001", http.StatusTooManyRequests, "the same IPv4 client written as IPv6"},
+		{"192.0.2.2:4000", http.StatusOK, "its neighbour is another client"},
+	} {
+		assert.Equal(t, c.want, signUp(c.remote), c.why)
+	}
+}
+
 func TestNoLimitsNoLimiter(t *testing.T) {
 	t.Parallel()
 	ts, _ := limited(t, RateLimits{})
