@@ -346,7 +346,7 @@ func serve(ctx context.Context, args []string, app fs.FS, env func(string) strin
 	hcfg := handlers.Config{OperatorKey: opKey, MaxBacklog: *maxBacklog, PublicBaseURL: base}
 	hcfg.Push.Events = true
 	if *simulate {
-		// The simulator's clock runs ahead of the real one (its time scale):
+		// The simulator dates a flight ahead of the real clock (its time scale):
 		// take its reports up to a day ahead unless the setting says otherwise.
 		hcfg.Tracking.ClockSkew = config.MaxTelemetryClockSkew
 	}

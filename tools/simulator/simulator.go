@@ -31,6 +31,10 @@ type Options struct {
 	// TimeScale is how many simulated seconds pass per real second
 	// (default 10): drones fly that much faster and their reports carry
 	// timestamps that run that much faster, so the ETAs stay consistent.
+	// Each flight has a clock of its own, which starts at the real time
+	// (or just after the drone's last report, if that is later), so the
+	// simulated time runs ahead of the real one only by what one drone's
+	// flights in a row gained, not by all the time the simulator has run.
 	TimeScale float64
 	// Out receives progress; a terminal gets lines redrawn in place.
 	Out io.Writer
@@ -99,26 +103,21 @@ func Run(ctx context.Context, opts Options) error {
 	if hc == nil {
 		hc = &http.Client{Timeout: 10 * time.Second}
 	}
-	now := time.Now()
 	s := &sim{
-		opts:     opts,
-		api:      apiclient.Client{Base: base.String(), Key: opts.OperatorKey, HTTP: hc, UserAgent: "dronedelivery-simulator"},
-		prog:     newProgress(opts.Out),
-		start:    now,
-		simStart: now.UTC(),
-		flights:  map[string]*flight{},
-		done:     map[string]bool{},
-		fatal:    make(chan error, 1),
+		opts:    opts,
+		api:     apiclient.Client{Base: base.String(), Key: opts.OperatorKey, HTTP: hc, UserAgent: "dronedelivery-simulator"},
+		prog:    newProgress(opts.Out),
+		flights: map[string]*flight{},
+		done:    map[string]bool{},
+		fatal:   make(chan error, 1),
 	}
 	return s.run(ctx)
 }
 
 type sim struct {
-	opts     Options
-	api      apiclient.Client
-	prog     *progress
-	start    time.Time // real, with the monotonic reading
-	simStart time.Time
+	opts Options
+	api  apiclient.Client
+	prog *progress
 
 	mu      sync.Mutex
 	flights map[string]*flight // by drone id
@@ -136,10 +135,29 @@ type flight struct {
 
 func doneKey(droneID, deliveryID string) string { return droneID + "\x00" + deliveryID }
 
-// simNow is the simulated clock: it starts at the real time and runs
-// TimeScale times as fast.
-func (s *sim) simNow() time.Time {
-	return s.simStart.Add(time.Duration(float64(time.Since(s.start)) * s.opts.TimeScale))
+// flightClock is the simulated clock of one flight: it reads from at the
+// real moment began and runs scale times as fast.
+type flightClock struct {
+	from  time.Time
+	began time.Time // real, with the monotonic reading
+	scale float64
+}
+
+func (c flightClock) now() time.Time {
+	return c.from.Add(time.Duration(float64(time.Since(c.began)) * c.scale))
+}
+
+// clockFor starts the clock of a flight of dr: at the real time, or just
+// after dr's last report if that is later (the backend ignores reports no
+// newer than a drone's last one, and an earlier flight may have dated its
+// last ahead of the real time).
+func (s *sim) clockFor(dr *domain.Drone) flightClock {
+	began := time.Now()
+	from := began.UTC()
+	if last := dr.LastTelemetryAt; last != nil && !from.After(*last) {
+		from = last.Add(time.Millisecond)
+	}
+	return flightClock{from: from, began: began, scale: s.opts.TimeScale}
 }
 
 func (s *sim) run(parent context.Context) error {
@@ -352,7 +370,7 @@ func (s *sim) fly(ctx context.Context, f *flight) bool {
 		from = l
 	}
 	speed, rangeKm := performance(dr)
-	shift := s.shiftFor(dr)
+	clock := s.clockFor(dr)
 	s.prog.eventf("%s: drone %s takes off, %.2f km to fly at %g m/s", id, dr.ID, totalKm, speed)
 
 	stage, etaAt := string(del.Stage), del.DeliveryETA
@@ -363,7 +381,7 @@ func (s *sim) fly(ctx context.Context, f *flight) bool {
 	ticker := time.NewTicker(s.opts.Interval)
 	defer ticker.Stop()
 	for tick := 1; ; tick++ {
-		ts := s.reportTime(shift, lastTS)
+		ts := s.reportTime(clock, lastTS)
 		// The first report is from where the drone stands; a landing, at the
 		// pickup or the dropoff, is sent again until the API takes it, or
 		// the backend never sees the drone arrive and the delivery never ends.
@@ -483,23 +501,11 @@ func (s *sim) report(ctx context.Context, dr *domain.Drone, pos geo.Point, altM,
 	})
 }
 
-// shiftFor is how far ahead of the simulated clock dr's reports must be
-// dated: the backend ignores reports no newer than the drone's last one,
-// which an earlier run at a high time scale may have put in the future.
-func (s *sim) shiftFor(dr *domain.Drone) time.Duration {
-	if last := dr.LastTelemetryAt; last != nil {
-		if now := s.simNow(); !now.After(*last) {
-			return last.Sub(now) + time.Millisecond
-		}
-	}
-	return 0
-}
-
 // reportTime dates the next report of a flight whose last was dated last:
-// the simulated clock shifted by shift, or Step after the last with Step
-// set, and always after the last.
-func (s *sim) reportTime(shift time.Duration, last time.Time) time.Time {
-	ts := s.simNow().Add(shift).Truncate(time.Millisecond)
+// the flight's clock, or Step after the last with Step set, and always
+// after the last.
+func (s *sim) reportTime(clock flightClock, last time.Time) time.Time {
+	ts := clock.now().Truncate(time.Millisecond)
 	if s.opts.Step > 0 && !last.IsZero() {
 		ts = last.Add(s.opts.Step).Truncate(time.Millisecond)
 	}
@@ -518,14 +524,14 @@ func (s *sim) flyHome(ctx context.Context, f *flight) bool {
 	pos, home := point(dr.Location), point(dr.HomeBase)
 	totalKm := geo.DistanceKm(pos, home)
 	speed, rangeKm := performance(dr)
-	shift := s.shiftFor(dr)
+	clock := s.clockFor(dr)
 	s.prog.eventf("%s: flies home, %.2f km at %g m/s", label, totalKm, speed)
 	var lastTS time.Time
 	flownKm := 0.0
 	ticker := time.NewTicker(s.opts.Interval)
 	defer ticker.Stop()
 	for {
-		ts := s.reportTime(shift, lastTS)
+		ts := s.reportTime(clock, lastTS)
 		landed := totalKm == 0
 		if !lastTS.IsZero() {
 			prev := pos

@@ -328,18 +328,40 @@ func TestFliesARecalledDroneHome(t *testing.T) {
 	assert.Contains(t, out.String(), "drone-009 (recalled): landed at its home base")
 }
 
-// TestSimulatedClockRunsTimeScaleTimesFaster reads the simulated clock
+// TestSimulatedClockRunsTimeScaleTimesFaster reads a flight's clock
 // between two readings of the real one: however long the reading took, the
 // simulated time gone lies between TimeScale times each.
 func TestSimulatedClockRunsTimeScaleTimesFaster(t *testing.T) {
 	t.Parallel()
-	start := time.Now()
-	s := &sim{opts: Options{TimeScale: 100}, start: start, simStart: start.UTC()}
-	before := time.Since(start)
-	got := s.simNow().Sub(s.simStart)
-	after := time.Since(start)
+	s := &sim{opts: Options{TimeScale: 100}}
+	c := s.clockFor(&domain.Drone{ID: "d"})
+	before := time.Since(c.began)
+	got := c.now().Sub(c.from)
+	after := time.Since(c.began)
 	assert.GreaterOrEqual(t, got, 100*before, "not slower than ×100")
 	assert.LessOrEqual(t, got, 100*after, "not faster than ×100")
+}
+
+// TestEachFlightsClockStartsAtTheRealTime: a flight's clock starts at the
+// real time, however long the simulator has run, so the simulated time
+// does not drift ahead without bound; after a drone whose last report is
+// dated ahead of the real time, it starts just after that report.
+func TestEachFlightsClockStartsAtTheRealTime(t *testing.T) {
+	t.Parallel()
+	s := &sim{opts: Options{TimeScale: 1000}}
+	before := time.Now().UTC()
+	c := s.clockFor(&domain.Drone{ID: "d"})
+	assert.False(t, c.from.Before(before), "not before the real time")
+	assert.WithinDuration(t, before, c.from, time.Second, "at the real time")
+
+	past := before.Add(-time.Hour)
+	c = s.clockFor(&domain.Drone{ID: "d", LastTelemetryAt: &past})
+	assert.WithinDuration(t, before, c.from, time.Second, "an old report does not hold the clock back")
+
+	ahead := before.Add(time.Hour)
+	c = s.clockFor(&domain.Drone{ID: "d", LastTelemetryAt: &ahead})
+	assert.Equal(t, ahead.Add(time.Millisecond), c.from, "after a report dated ahead, just after it")
+	assert.True(t, s.reportTime(c, ahead).After(ahead))
 }
 
 // TestAfterReportPacesTheFlight holds each report in AfterReport until the
