@@ -434,6 +434,75 @@ func TestAPackageIsBookedWhenItsRequestIsAccepted(t *testing.T) {
 	assert.Equal(t, "Booked", p.Status)
 }
 
+// A request that leaves its package id out carries a package named after
+// the delivery: that package is booked with it too, before its record is
+// written (with the drone's assignment), so another request naming it is
+// refused while the delivery has not ended, and it can be looked up.
+func TestAPackageNamedAfterItsDeliveryIsBookedWithIt(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t) // no drone: the delivery waits
+	ctx := context.Background()
+	b, _ := json.Marshal(map[string]any{"deliveryId": "one", "pickupLocation": at(0.01, 0), "dropOffLocation": at(0.02, 0),
+		"packageInfo": map[string]any{"size": "Small", "weight": 1}})
+	require.Equal(t, http.StatusAccepted, f.ingest(t, b).Status)
+	f.drain(t)
+
+	getPackage := func() domain.Package {
+		t.Helper()
+		resp := f.biz("GetPackage", &functionapp.Request{Method: "GET", Params: map[string]string{"id": "one"}})
+		require.Equal(t, http.StatusOK, resp.Status, string(resp.Body))
+		var pkg domain.Package
+		require.NoError(t, json.Unmarshal(resp.Body, &pkg))
+		return pkg
+	}
+	pkg := getPackage()
+	assert.Equal(t, "one", pkg.ID)
+	assert.Equal(t, "one", pkg.DeliveryID)
+	assert.Equal(t, "Booked", pkg.Status)
+
+	taken := f.ingest(t, packageRequest("two", "one"))
+	require.Equal(t, http.StatusConflict, taken.Status, string(taken.Body))
+	assert.Equal(t, "packageInfo.packageId", problemOf(t, taken).Field)
+	assert.Contains(t, problemOf(t, taken).Detail, "delivery one")
+	_, err := f.store.Deliveries.Find(ctx, "two")
+	assert.True(t, domain.IsCode(err, domain.ENOTFOUND), "nothing stored: %v", err)
+	_, err = f.store.Packages.Find(ctx, domain.PackageKey(f.acct, "one"))
+	assert.True(t, domain.IsCode(err, domain.ENOTFOUND), "no record written: %v", err)
+
+	// Another account's delivery of that name books nothing of this one's.
+	_, otherKey := f.signUpOther(t)
+	resp := f.call("IngestDelivery", otherKey, &functionapp.Request{Method: "POST", Body: packageRequest("other", "one")})
+	assert.Equal(t, http.StatusAccepted, resp.Status, string(resp.Body))
+
+	// Once the delivery has ended the package may ship again.
+	require.Equal(t, http.StatusNoContent, f.cancel(t, "one").Status)
+	f.drain(t)
+	assert.Equal(t, "Cancelled", getPackage().Status)
+	require.Equal(t, http.StatusAccepted, f.ingest(t, packageRequest("two", "one")).Status)
+	p, err := f.store.Packages.Find(ctx, domain.PackageKey(f.acct, "one"))
+	require.NoError(t, err)
+	assert.Equal(t, "two", p.DeliveryID)
+	assert.Equal(t, "Booked", p.Status)
+}
+
+// An aborted delivery fails, and so does its package: it is not marked
+// Cancelled as a business's cancel marks it.
+func TestAnAbortedDeliveryFailsItsPackage(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, domain.Drone{ID: "d1", Location: at(0.01, 0)})
+	require.Equal(t, http.StatusAccepted, f.ingest(t, packageRequest("ab", "parcel")).Status)
+	f.drain(t)
+	require.Equal(t, domain.StageScheduled, f.delivery(t, "ab").Stage)
+	resp := f.action(t, "DeliveryAction", "ab", map[string]any{"action": "abort", "reason": "storm"})
+	require.Equal(t, http.StatusAccepted, resp.Status, string(resp.Body))
+	f.drain(t)
+	assert.Equal(t, domain.StageFailed, f.delivery(t, "ab").Stage)
+	p, err := f.store.Packages.Find(context.Background(), domain.PackageKey(f.acct, "parcel"))
+	require.NoError(t, err)
+	assert.Equal(t, "Failed", p.Status)
+	assert.Equal(t, domain.DroneAvailable, f.drone(t, "d1").Status, "the drone is released")
+}
+
 // Requests for one package sent at the same moment: exactly one is
 // accepted, and the package is booked for it.
 func TestAPackageRequestedByManyAtOnceIsBookedOnce(t *testing.T) {

@@ -142,6 +142,15 @@ func (h *Handlers) claimPackage(ctx context.Context, st ports.Store, d *domain.D
 	now := h.clock.Now()
 	_, err := st.Packages.Upsert(ctx, key, func(cur *domain.Package) (*domain.Package, error) {
 		if cur == nil {
+			// A delivery whose package id was left out carries a package
+			// named after itself, which has no record until its drone is
+			// assigned: that package is on it all the same.
+			if holder, err := defaultPackageHolder(ctx, st, d.OwnerID, info.PackageID, d.ID); err != nil || holder != "" {
+				if err == nil {
+					err = &packageTaken{holder: holder}
+				}
+				return nil, err
+			}
 			return &domain.Package{ID: key, PackageID: info.PackageID, OwnerID: d.OwnerID, DeliveryID: d.ID,
 				Size: info.Size, Weight: info.Weight, Tag: info.Tag, Status: packageBooked, CreatedAt: now, UpdatedAt: now}, nil
 		}
@@ -175,4 +184,46 @@ func (h *Handlers) claimPackage(ctx context.Context, st ports.Store, d *domain.D
 		return err
 	}
 	return domain.Unavailable(err, "the package could not be booked; retry")
+}
+
+// defaultPackageHolder returns the delivery of account owner, other than
+// deliveryID, that carries the package packageID because it is named
+// packageID and its request left the package id out, when that delivery
+// has not ended; "" otherwise. Such a package has no record until the
+// delivery's drone is assigned (UpdatePackage writes it), so the booking
+// of a package that has no record asks the delivery of the same name.
+func defaultPackageHolder(ctx context.Context, st ports.Store, owner, packageID, deliveryID string) (string, error) {
+	if packageID == deliveryID {
+		return "", nil
+	}
+	other, err := st.Deliveries.Find(ctx, packageID)
+	switch {
+	case domain.IsCode(err, domain.ENOTFOUND):
+		return "", nil
+	case err != nil:
+		return "", fmt.Errorf("read delivery %s, which may carry the package: %w", packageID, err)
+	case other.OwnerID != owner || other.Stage.Terminal() || other.Request.PackageInfo.PackageID != packageID:
+		return "", nil
+	}
+	return other.ID, nil
+}
+
+// defaultPackage is the package a delivery named id carries when its
+// request left the package id out and no record of it is written yet (its
+// drone is not assigned): what GET /api/packages/{id} shows until then.
+// ok is false when no such delivery of account owner exists.
+func defaultPackage(d *domain.Delivery, owner string) (p *domain.Package, ok bool) {
+	info := d.Request.PackageInfo
+	if d.OwnerID != owner || info.PackageID != d.ID {
+		return nil, false
+	}
+	status := packageBooked
+	switch d.Stage {
+	case domain.StageCancelled:
+		status = "Cancelled"
+	case domain.StageFailed:
+		status = "Failed"
+	}
+	return &domain.Package{ID: domain.PackageKey(owner, info.PackageID), PackageID: info.PackageID, OwnerID: owner, DeliveryID: d.ID,
+		Size: info.Size, Weight: info.Weight, Tag: info.Tag, Status: status, CreatedAt: d.CreatedAt, UpdatedAt: d.UpdatedAt}, true
 }

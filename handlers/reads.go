@@ -212,6 +212,16 @@ func (h *Handlers) GetPackage(ctx context.Context, req *functionapp.Request) *fu
 		// is under the bare id.
 		p, err = h.store.Packages.Find(ctx, id)
 	}
+	if domain.IsCode(err, domain.ENOTFOUND) {
+		// The package of a delivery that left its package id out is
+		// named after the delivery and has no record before its drone is
+		// assigned.
+		if d, ferr := h.store.Deliveries.Find(ctx, id); ferr == nil {
+			if dp, ok := defaultPackage(d, acct); ok {
+				p, err = dp, nil
+			}
+		}
+	}
 	if domain.IsCode(err, domain.ENOTFOUND) || err == nil && p.OwnerID != acct {
 		err = domain.Errorf(domain.ENOTFOUND, "package %s not found", id)
 	}

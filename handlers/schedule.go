@@ -40,7 +40,7 @@ func (h *Handlers) ScheduleDrone(ctx context.Context, msg *ports.Delivered) ([]p
 		if err != nil {
 			return nil, err
 		}
-		return wakes, h.markPackage(ctx, d, "Cancelled")
+		return wakes, h.markPackage(ctx, d, string(d.Stage))
 	case wire.OpDelivery, wire.OpReschedule:
 	default:
 		return nil, &domain.Permanent{Err: domain.Invalid("operation", "%s is not handled by this step", env.Operation)}
