@@ -60,6 +60,8 @@ func TestWebhookIsMovedAndResignedThroughTheBinary(t *testing.T) {
 	var acct struct{ AccountID, APIKey, WebhookSecret string }
 	resp.decode(t, &acct)
 	a := api{base: p.base, key: acct.APIKey}
+	location := resp.Header.Get("Location")
+	assert.Equal(t, "/api/accounts/"+acct.AccountID, location)
 	submit(t, a, "first", 1)
 	eventually(t, "the first notice at the first URL", func() bool { return len(before.received()) == 1 })
 
@@ -76,6 +78,17 @@ func TestWebhookIsMovedAndResignedThroughTheBinary(t *testing.T) {
 	assert.Equal(t, afterSrv.URL+"/hook", *set.WebhookURL)
 	require.NotEmpty(t, set.WebhookSecret)
 	assert.NotEqual(t, acct.WebhookSecret, set.WebhookSecret)
+
+	// The sign-up's Location reads the account back: the new URL, and
+	// neither secret.
+	resp = a.call(t, "GET", location, nil)
+	require.Equal(t, http.StatusOK, resp.Status, string(resp.Body))
+	var read struct{ AccountID, WebhookURL string }
+	resp.decode(t, &read)
+	assert.Equal(t, acct.AccountID, read.AccountID)
+	assert.Equal(t, afterSrv.URL+"/hook", read.WebhookURL)
+	assert.NotContains(t, string(resp.Body), set.WebhookSecret)
+	assert.NotContains(t, string(resp.Body), acct.WebhookSecret)
 
 	submit(t, a, "second", 1)
 	eventually(t, "the second notice at the new URL", func() bool { return len(after.received()) == 1 })

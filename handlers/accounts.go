@@ -99,6 +99,41 @@ func (h *Handlers) CreateAccount(ctx context.Context, req *functionapp.Request) 
 	return resp
 }
 
+// accountView is the 200 body of GET /api/accounts/{id}: the account as
+// its owner may see it again, its keys by prefix, without the webhook's
+// secret (shown only at sign-up and when rotated) or any key.
+type accountView struct {
+	AccountID    string           `json:"accountId"`
+	Name         string           `json:"name"`
+	ContactEmail string           `json:"contactEmail"`
+	WebhookURL   string           `json:"webhookUrl,omitempty"`
+	Keys         []domain.KeyInfo `json:"keys"`
+	CreatedAt    time.Time        `json:"createdAt"`
+}
+
+// GetAccount serves GET /api/accounts/{id} (200) with the account's own
+// key: its name, contact, webhook URL and keys (prefix, when issued and,
+// for the revoked ones it still lists, when revoked). Another account's
+// id answers as a missing one does.
+func (h *Handlers) GetAccount(ctx context.Context, req *functionapp.Request) *functionapp.Response {
+	acct, err := ownAccount(ctx, req.Params["id"])
+	if err != nil {
+		return h.errorResponse(ctx, err)
+	}
+	a, err := h.store.Accounts.Find(ctx, acct)
+	if err != nil {
+		return h.errorResponse(ctx, notFoundAs(err, "account %s not found", acct))
+	}
+	keys := a.Keys
+	if keys == nil {
+		keys = []domain.KeyInfo{}
+	}
+	resp := functionapp.JSON(http.StatusOK, accountView{AccountID: a.ID, Name: a.Name, ContactEmail: a.ContactEmail,
+		WebhookURL: a.WebhookURL, Keys: keys, CreatedAt: a.CreatedAt})
+	resp.Header.Set("Cache-Control", "no-store")
+	return resp
+}
+
 // storeKey writes a new key document and drops any memory of its prefix
 // having been absent.
 func (h *Handlers) storeKey(ctx context.Context, k *domain.APIKey) error {

@@ -261,6 +261,24 @@ func TestKeysAreIssuedAndRevoked(t *testing.T) {
 	require.NoError(t, err)
 	assert.NotNil(t, stored.RevokedAt)
 
+	// The account lists its keys by prefix, the revoked one as revoked,
+	// and shows neither a key nor its webhook secret again.
+	resp = f.call("GetAccount", second.APIKey, &functionapp.Request{Method: "GET", Params: map[string]string{"id": f.acct}})
+	require.Equal(t, http.StatusOK, resp.Status, string(resp.Body))
+	var account struct {
+		AccountID string
+		Keys      []domain.KeyInfo
+	}
+	require.NoError(t, json.Unmarshal(resp.Body, &account))
+	assert.Equal(t, f.acct, account.AccountID)
+	revokedAt := map[string]bool{}
+	for _, k := range account.Keys {
+		revokedAt[k.Prefix] = k.RevokedAt != nil
+	}
+	assert.Equal(t, map[string]bool{first: true, second.Prefix: false}, revokedAt)
+	assert.NotContains(t, string(resp.Body), "webhookSecret")
+	assert.NotContains(t, string(resp.Body), second.APIKey)
+
 	resp = revoke(second.APIKey, f.acct, second.Prefix)
 	assert.Equal(t, http.StatusConflict, resp.Status, "the last active key stays")
 	assert.True(t, works(second.APIKey))
@@ -271,6 +289,7 @@ func TestKeysAreIssuedAndRevoked(t *testing.T) {
 	assert.Equal(t, http.StatusNotFound, revoke(second.APIKey, f.acct, otherPrefix).Status)
 	assert.Equal(t, http.StatusNotFound, revoke(second.APIKey, otherAcct, otherPrefix).Status)
 	assert.Equal(t, http.StatusNotFound, issue(second.APIKey, otherAcct).Status)
+	assert.Equal(t, http.StatusNotFound, f.call("GetAccount", second.APIKey, &functionapp.Request{Method: "GET", Params: map[string]string{"id": otherAcct}}).Status)
 	assert.True(t, works(otherKey))
 	assert.Equal(t, http.StatusBadRequest, revoke(second.APIKey, f.acct, "../x").Status)
 	assert.Equal(t, http.StatusNotFound, revoke(second.APIKey, f.acct, "NOT-A-PREFIX").Status, "no key has that shape")

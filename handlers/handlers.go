@@ -313,6 +313,7 @@ func (h *Handlers) Registry() functionapp.Registry {
 		"GetDeliveriesSummary": bizOrOp(h.GetDeliveriesSummary),
 		"GetUtilization":       bizOrOp(h.GetUtilization),
 		"CreateAccount":        open(h.CreateAccount),
+		"GetAccount":           biz(h.GetAccount),
 		"CreateApiKey":         biz(h.CreateAPIKey),
 		"RevokeApiKey":         biz(h.RevokeAPIKey),
 		"PutWebhook":           biz(h.PutWebhook),
