@@ -58,7 +58,7 @@ func (h *Handlers) consoleSnapshot(ctx context.Context) (*consoleSnapshot, error
 		drones, s.MoreDrones = drones[:consoleDrones], true
 	}
 	for _, d := range drones {
-		s.Drones = append(s.Drones, droneView(d))
+		s.Drones = append(s.Drones, h.droneView(d))
 	}
 	if h.store.Waiting != nil {
 		if s.Waiting, err = h.waitingPage(ctx, &wire.WaitingListing{Limit: consoleWaiting}); err != nil {

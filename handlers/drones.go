@@ -47,7 +47,7 @@ func (h *Handlers) PutDrone(ctx context.Context, req *functionapp.Request) *func
 	if created {
 		status = http.StatusCreated
 	}
-	resp := functionapp.JSON(status, droneView(d))
+	resp := functionapp.JSON(status, h.droneView(d))
 	resp.Header.Set("Location", "/api/drones/"+d.ID)
 	return resp
 }
@@ -62,17 +62,20 @@ func (h *Handlers) GetDrone(ctx context.Context, req *functionapp.Request) *func
 	if err != nil {
 		return h.errorResponse(ctx, notFoundAs(err, "drone %s not found", id))
 	}
-	return functionapp.JSON(http.StatusOK, droneView(d))
+	return functionapp.JSON(http.StatusOK, h.droneView(d))
 }
 
 // droneView is a drone as the API shows it, its measurements rounded to
 // what they can mean: the range to the metre and the battery to a tenth of
 // a percent. The stored range is the registered one scaled by each battery
 // report, and that arithmetic would otherwise show as 37.800000000000004.
-func droneView(d *domain.Drone) *domain.Drone {
+// A drone written without its full-charge range (one seeded straight into
+// the store, or stored before the battery model) shows the one its range
+// and battery imply, as its first battery report will record.
+func (h *Handlers) droneView(d *domain.Drone) *domain.Drone {
 	v := *d
 	v.RangeKm = round(d.RangeKm, 3)
-	v.FullRangeKm = round(d.FullRangeKm, 3)
+	v.FullRangeKm = round(d.FullRange(h.cfg.Tracking), 3)
 	v.BatteryPercent = round(d.BatteryPercent, 1)
 	return &v
 }
@@ -118,7 +121,7 @@ func (h *Handlers) ListDrones(ctx context.Context, req *functionapp.Request) *fu
 		page.Next = drones[limit-1].ID
 	}
 	for _, d := range drones {
-		page.Drones = append(page.Drones, droneView(d))
+		page.Drones = append(page.Drones, h.droneView(d))
 	}
 	return functionapp.JSON(http.StatusOK, page)
 }

@@ -56,7 +56,7 @@ func (h *Handlers) DroneAction(ctx context.Context, req *functionapp.Request) *f
 	}
 	h.log.InfoContext(ctx, "drone "+string(action), "reason", a.Reason)
 	h.consoleChanged(ctx)
-	return functionapp.JSON(http.StatusAccepted, droneView(dr))
+	return functionapp.JSON(http.StatusAccepted, h.droneView(dr))
 }
 
 // applyDroneAction grounds or recalls drone id, handing on first the

@@ -668,15 +668,26 @@ func TestRedeliveredReportStaysWithItsFlight(t *testing.T) {
 func TestDroneMeasurementsAreRounded(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, domain.Drone{ID: "worn", Location: at(0, 0), RangeKm: 42, BatteryPercent: 100})
+	// Written straight into the store, as make run seeds its fleet, the
+	// drone shows the full-charge range its range and battery imply
+	// before any report records it.
+	require.NoError(t, f.store.Fleet.Create(context.Background(), "seeded", &domain.Drone{ID: "seeded", Location: at(0, 0), RangeKm: 42, BatteryPercent: 100}))
+	var seeded domain.Drone
+	resp := f.fleet("GetDrone", &functionapp.Request{Method: "GET", Params: map[string]string{"id": "seeded"}})
+	require.NoError(t, json.Unmarshal(resp.Body, &seeded))
+	assert.Zero(t, f.drone(t, "seeded").FullRangeKm, "not stored")
+	assert.Equal(t, 46.667, seeded.FullRangeKm, "42 km keeping a 10 % reserve")
+
 	f.report(t, "worn", at(0.001, 0), 90, t0.Add(time.Minute))
 	// 42 km at 100 % keeping a 10 % reserve is 46.67 km on a full charge.
 	require.Equal(t, 37.33333333333333, f.drone(t, "worn").RangeKm, "the stored range keeps its arithmetic")
 	f.report(t, "worn", at(0.002, 0), 89.96, t0.Add(2*time.Minute))
 
 	var one domain.Drone
-	resp := f.fleet("GetDrone", &functionapp.Request{Method: "GET", Params: map[string]string{"id": "worn"}})
+	resp = f.fleet("GetDrone", &functionapp.Request{Method: "GET", Params: map[string]string{"id": "worn"}})
 	require.Equal(t, http.StatusOK, resp.Status, string(resp.Body))
 	require.NoError(t, json.Unmarshal(resp.Body, &one))
+	assert.Equal(t, 46.667, one.FullRangeKm, "the same once recorded")
 	assert.Equal(t, 37.315, one.RangeKm, "km to 3 decimals")
 	assert.Equal(t, 90.0, one.BatteryPercent, "percent to 1 decimal")
 	assert.NotContains(t, string(resp.Body), "37.3146", "no digits beyond the metre")
@@ -684,9 +695,11 @@ func TestDroneMeasurementsAreRounded(t *testing.T) {
 	var page struct{ Drones []domain.Drone }
 	resp = f.fleet("ListDrones", &functionapp.Request{Method: "GET"})
 	require.NoError(t, json.Unmarshal(resp.Body, &page))
-	require.Len(t, page.Drones, 1)
-	assert.Equal(t, one.RangeKm, page.Drones[0].RangeKm)
-	assert.Equal(t, one.BatteryPercent, page.Drones[0].BatteryPercent)
+	require.Len(t, page.Drones, 2)
+	require.Equal(t, "worn", page.Drones[1].ID)
+	assert.Equal(t, one.RangeKm, page.Drones[1].RangeKm)
+	assert.Equal(t, one.BatteryPercent, page.Drones[1].BatteryPercent)
+	assert.Equal(t, 46.667, page.Drones[0].FullRangeKm, "the listing shows the seeded drone's too")
 
 	resp = f.fleet("PutDrone", &functionapp.Request{Method: "PUT", Params: map[string]string{"id": "worn-copy"},
 		Body: []byte(`{"location":{"latitude":0,"longitude":0},"maxPayloadKg":5,"maxPackageSize":"Small","rangeKm":37.783199999999994,"cruiseSpeedMps":15,"batteryPercent":89.96}`)})

@@ -158,7 +158,7 @@ func ValidWebhookURL(field, s string, allowPrivate bool) error {
 			return Invalid(field, "must not name a network interface")
 		}
 		if why := WebhookAddrRefused(addr); why != "" && !allowPrivate {
-			return Invalid(field, "must point at a public address, not a %s one", why)
+			return Invalid(field, "must point at a public address, not one that is %s", why)
 		}
 		return nil
 	}

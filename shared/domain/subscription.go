@@ -87,7 +87,7 @@ func (d *Delivery) Subscribe(s Subscription) (Subscription, error) {
 		return Subscription{}, Errorf(ECONFLICT, "delivery %s already has %d subscriptions", d.ID, MaxSubscriptions)
 	}
 	if len(s.Channels()) == 0 {
-		return Subscription{}, Invalid("emailAddress", "give an emailAddress, an sms number, or both")
+		return Subscription{}, Invalid("emailAddress", "is required unless sms is given: give either or both")
 	}
 	d.Subscriptions = append(d.Subscriptions, s)
 	return s, nil

@@ -34,7 +34,7 @@ func ParseNotifyMe(body []byte) (*NotifyMe, error) {
 		r.SMS = *w.SMS
 	}
 	if r.EmailAddress == "" && r.SMS == "" {
-		return nil, domain.Invalid("emailAddress", "give an emailAddress, an sms number, or both")
+		return nil, domain.Invalid("emailAddress", "is required unless sms is given: give either or both")
 	}
 	return &r, nil
 }
