@@ -278,11 +278,26 @@ func (l *limiter) wrap(next http.Handler, function func(*http.Request) string) h
 		now := l.now()
 		client := l.clientAddr(r)
 		if l.signUps[name] {
-			if ok, wait := l.signUp.take("ip:"+client, now); !ok {
+			addr := "ip:" + client
+			// A sign-up the service refuses (malformed, too large, the
+			// wrong media type) creates nothing: it gives its sign-up token
+			// back and is charged to the address's ordinary requests
+			// instead, so a newcomer fixing a typo is not locked out for
+			// minutes, and refused sign-ups are held to the ordinary rate.
+			if ok, wait := l.perKey.peek(addr, now); !ok {
+				tooMany(w, wait, "requests from this address")
+				return
+			}
+			if ok, wait := l.signUp.take(addr, now); !ok {
 				tooMany(w, wait, "sign-ups from this address")
 				return
 			}
-			next.ServeHTTP(w, r)
+			rec := &statusWriter{ResponseWriter: w}
+			next.ServeHTTP(rec, r)
+			if rec.status >= 400 && rec.status < 500 {
+				l.signUp.give(addr)
+				l.perKey.take(addr, now)
+			}
 			return
 		}
 		if ok, wait := l.failed.peek("ip:"+client, now); !ok {

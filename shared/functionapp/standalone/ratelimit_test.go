@@ -87,6 +87,9 @@ func limited(t *testing.T, limits RateLimits) (*httptest.Server, *clock) {
 	fn := func(public bool) functionapp.Function {
 		return functionapp.Function{Public: public, HTTP: func(ctx context.Context, req *functionapp.Request) *functionapp.Response {
 			if public {
+				if req.Header.Get("X-Test-Refuse") != "" {
+					return functionapp.Problem(http.StatusBadRequest, "name", "is required")
+				}
 				return functionapp.JSON(http.StatusOK, map[string]string{"ok": "yes"})
 			}
 			if auth := req.Header.Get("Authorization"); strings.HasSuffix(auth, "good") {
@@ -242,6 +245,28 @@ func TestForwardedForOnlyWhenTrusted(t *testing.T) {
 			assert.Equal(t, http.StatusTooManyRequests, status, "without one a client cannot pick its address")
 		}
 	}
+}
+
+// TestARefusedSignUpGivesItsTokenBack: a sign-up the service refuses
+// creates nothing, so it does not spend the address's sign-ups; it is
+// charged to the address's ordinary requests instead, which bound a flood
+// of them.
+func TestARefusedSignUpGivesItsTokenBack(t *testing.T) {
+	t.Parallel()
+	ts, _ := limited(t, RateLimits{PerKey: Rate{N: 1, Per: time.Hour}, Burst: 3, SignUp: Rate{N: 1, Per: time.Hour}, SignUpBurst: 1})
+	for i := range 2 {
+		require.Equal(t, http.StatusBadRequest, get(t, ts, "POST", "/api/accounts", "", "X-Test-Refuse", "1").StatusCode, "typo %d", i)
+	}
+	assert.Equal(t, http.StatusOK, get(t, ts, "POST", "/api/accounts", "").StatusCode, "the fixed sign-up still has its token")
+	assert.Equal(t, http.StatusTooManyRequests, get(t, ts, "POST", "/api/accounts", "").StatusCode, "one sign-up an hour")
+
+	ts, _ = limited(t, RateLimits{PerKey: Rate{N: 1, Per: time.Hour}, Burst: 2, SignUp: Rate{N: 1, Per: time.Hour}, SignUpBurst: 5})
+	for i := range 2 {
+		require.Equal(t, http.StatusBadRequest, get(t, ts, "POST", "/api/accounts", "", "X-Test-Refuse", "1").StatusCode, "refused %d", i)
+	}
+	resp := get(t, ts, "POST", "/api/accounts", "", "X-Test-Refuse", "1")
+	assert.Equal(t, http.StatusTooManyRequests, resp.StatusCode, "refused sign-ups are held to the ordinary rate")
+	assert.NotEmpty(t, resp.Header.Get("Retry-After"))
 }
 
 // TestAnIPv6SubnetCountsAsOneClient: the per-client limits count an IPv6
