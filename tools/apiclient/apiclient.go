@@ -237,6 +237,8 @@ type Delivery struct {
 	LastKnownLocation *domain.Location   `json:"lastKnownLocation"`
 	FailureReason     string             `json:"failureReason"`
 	PackageInfo       domain.PackageInfo `json:"packageInfo"`
+	// PlannedRoute is the path dispatch planned, round no-fly zones.
+	PlannedRoute *domain.PlannedRoute `json:"plannedRoute"`
 }
 
 // GetDelivery reads one delivery.

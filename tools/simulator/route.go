@@ -49,3 +49,54 @@ func advance(p, target geo.Point, stepKm float64) (geo.Point, bool) {
 }
 
 func point(l domain.Location) geo.Point { return l.Point() }
+
+// waypoint is a point a flight passes: a corner of the delivery's planned
+// route, which the drone flies past, or a stop (the pickup, the dropoff),
+// where it lands.
+type waypoint struct {
+	geo.Point
+	stop bool
+}
+
+// flightPath is the waypoints of a delivery's flight: the corners of its
+// planned route around no-fly zones (the backend plans each leg as a path
+// over the zones' corners; a leg without one is straight), the pickup and
+// the dropoff. The pickup leg's first point, where the drone was when it
+// was planned, is left out: the flight starts where the drone is.
+func flightPath(pickup, dropoff geo.Point, route *domain.PlannedRoute) []waypoint {
+	var path []waypoint
+	corners := func(r domain.Route) {
+		for i := 1; i+1 < len(r.Points); i++ {
+			path = append(path, waypoint{Point: r.Points[i].Point()})
+		}
+	}
+	if route != nil {
+		corners(route.Pickup)
+	}
+	path = append(path, waypoint{Point: pickup, stop: true})
+	if route != nil {
+		corners(route.Dropoff)
+	}
+	return append(path, waypoint{Point: dropoff, stop: true})
+}
+
+// stopsLeft counts the stops among the waypoints still to fly.
+func stopsLeft(path []waypoint) int {
+	n := 0
+	for _, w := range path {
+		if w.stop {
+			n++
+		}
+	}
+	return n
+}
+
+// pathKm is the length of the path from p through the waypoints.
+func pathKm(p geo.Point, path []waypoint) float64 {
+	km := 0.0
+	for _, w := range path {
+		km += geo.DistanceKm(p, w.Point)
+		p = w.Point
+	}
+	return km
+}

@@ -355,20 +355,23 @@ func (s *sim) fly(ctx context.Context, f *flight) bool {
 	}
 
 	pos := point(dr.Location)
-	legs := []geo.Point{point(del.PickupLocation), point(del.DropoffLocation)}
+	// The drone flies the delivery's planned route, round the no-fly
+	// zones the backend routed it round, landing at the pickup and the
+	// dropoff.
+	legs := flightPath(point(del.PickupLocation), point(del.DropoffLocation), del.PlannedRoute)
 	// A drone at the pickup before the package's pickupTime waits there,
 	// on the pad, reporting, until that time: the backend counts no pickup
 	// earlier.
 	waitUntil := del.PickupTime
 	if del.Stage == "HeadedToDropoff" {
-		legs = legs[1:] // the package is already aboard (a restarted simulator)
+		// The package is already aboard (a restarted simulator).
+		for len(legs) > 0 && !legs[0].stop {
+			legs = legs[1:]
+		}
+		legs = legs[1:]
 		waitUntil = time.Time{}
 	}
-	totalKm, from := 0.0, pos
-	for _, l := range legs {
-		totalKm += geo.DistanceKm(from, l)
-		from = l
-	}
+	totalKm := pathKm(pos, legs)
 	speed, rangeKm := performance(dr)
 	clock := s.clockFor(dr)
 	s.prog.eventf("%s: drone %s takes off, %.2f km to fly at %g m/s", id, dr.ID, totalKm, speed)
@@ -385,19 +388,22 @@ func (s *sim) fly(ctx context.Context, f *flight) bool {
 		// The first report is from where the drone stands; a landing, at the
 		// pickup or the dropoff, is sent again until the API takes it, or
 		// the backend never sees the drone arrive and the delivery never ends.
-		waiting := len(legs) == 1 && ts.Before(waitUntil)
+		waiting := stopsLeft(legs) == 1 && ts.Before(waitUntil)
 		grounded := lastTS.IsZero() || len(legs) == 0 || hold || waiting
 		landed := false
 		if !lastTS.IsZero() && len(legs) > 0 && !hold && !waiting {
 			prev, since := pos, lastTS
-			if len(legs) == 1 && waitUntil.After(since) {
+			if stopsLeft(legs) == 1 && waitUntil.After(since) {
 				since = waitUntil // it took off from the pickup at the pickup time
 			}
-			pos, landed = advance(pos, legs[0], speed*ts.Sub(since).Seconds()/1000)
+			var reached bool
+			pos, reached = advance(pos, legs[0].Point, speed*ts.Sub(since).Seconds()/1000)
 			flownKm += geo.DistanceKm(prev, pos)
-			if landed {
+			if reached {
+				// A corner is flown past; a stop is landed at.
+				landed = legs[0].stop
 				legs = legs[1:]
-				grounded = true
+				grounded = landed
 			}
 		}
 		landing := landed || hold
@@ -457,7 +463,7 @@ func (s *sim) fly(ctx context.Context, f *flight) bool {
 		if etaAt != nil {
 			eta = max(etaAt.Sub(ts), 0)
 		} else {
-			eta = time.Duration(remainingKm(pos, legs) * 1000 / speed * float64(time.Second))
+			eta = time.Duration(pathKm(pos, legs) * 1000 / speed * float64(time.Second))
 		}
 		s.prog.set(id, status{stage: shown, frac: frac(flownKm, totalKm), eta: eta})
 
@@ -600,15 +606,6 @@ wait:
 		s.prog.done(id, fmt.Sprintf("%s: landed at the dropoff but the backend still says %s", id, stage))
 	}
 	return true
-}
-
-func remainingKm(p geo.Point, legs []geo.Point) float64 {
-	km := 0.0
-	for _, l := range legs {
-		km += geo.DistanceKm(p, l)
-		p = l
-	}
-	return km
 }
 
 func frac(done, total float64) float64 {

@@ -188,7 +188,7 @@ func (f *fakeAPI) telemetry(w http.ResponseWriter, r *http.Request) {
 				dr.Status, dr.CurrentDeliveryID = "Available", ""
 			} else {
 				dr.Status = "InFlight"
-				eta := at.Add(time.Duration(remainingKm(p, []geo.Point{point(d.DropoffLocation)}) / 0.015 * float64(time.Second)))
+				eta := at.Add(time.Duration(geo.DistanceKm(p, point(d.DropoffLocation)) / 0.015 * float64(time.Second)))
 				d.DeliveryETA = &eta
 			}
 			g.stage = string(d.Stage)
@@ -297,6 +297,41 @@ func TestFliesAnAssignedDroneToCompletion(t *testing.T) {
 	assert.Contains(t, text, "order-1  Completed        ██████████ 100%", "progress shows order-1 completed")
 	assert.Contains(t, text, "HeadedToDropoff", "plain progress shows the stages")
 	assert.NotContains(t, text, "\x1b[", "plain progress does not move the cursor")
+}
+
+// A delivery whose planned route goes round a no-fly zone is flown round
+// it: the drone passes each corner of the route, in flight, and lands only
+// at the pickup and the dropoff.
+func TestFliesThePlannedRouteRoundAZone(t *testing.T) {
+	t.Parallel()
+	api, srv := newFakeAPI(t)
+	api.assign("drone-001", "order-1", base, pickup, dropoff)
+	// A corner 600 m east of the straight line from the pickup.
+	corner := geo.Point{Lat: (pickup.Lat + dropoff.Lat) / 2, Lon: (pickup.Lon+dropoff.Lon)/2 + 0.008}
+	api.mu.Lock()
+	api.deliveries["order-1"].PlannedRoute = &domain.PlannedRoute{
+		Pickup:  domain.Route{Points: []domain.Location{loc(base), loc(pickup)}},
+		Dropoff: domain.Route{Points: []domain.Location{loc(pickup), loc(corner), loc(dropoff)}},
+	}
+	api.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), patience)
+	defer cancel()
+	var out bytes.Buffer
+	require.NoError(t, Run(ctx, Options{BaseURL: srv.URL, Interval: 20 * time.Millisecond, Step: step, Out: &out, OperatorKey: "k", UntilIdle: true}), out.String())
+
+	reps, _, del := api.snapshot("drone-001")
+	require.Equal(t, domain.StageCompleted, del.Stage, out.String())
+	passed := false
+	for _, r := range reps {
+		if geo.DistanceKm(point(r.Location), corner) <= landingKm {
+			passed = true
+			require.NotNil(t, r.Location.Altitude)
+			assert.Positive(t, *r.Location.Altitude, "in flight at the corner, not landed")
+		}
+	}
+	assert.True(t, passed, "a report at the corner")
+	routed := geo.DistanceKm(base, pickup) + geo.DistanceKm(pickup, corner) + geo.DistanceKm(corner, dropoff)
+	assert.Contains(t, out.String(), fmt.Sprintf("%.2f km to fly", routed), "the routed length")
 }
 
 // A drone the operator recalled serves no delivery; the simulator flies it
