@@ -117,11 +117,37 @@ func (h *Handlers) deleteZone(ctx context.Context, kind domain.ZoneKind, req *fu
 	if err != nil {
 		return h.errorResponse(ctx, err)
 	}
+	if kind == domain.ServiceArea {
+		if err := h.areaUnpaused(ctx, id); err != nil {
+			return h.errorResponse(ctx, err)
+		}
+	}
 	if err := zs.Delete(ctx, domain.ZoneKey(kind, id)); err != nil {
 		return h.errorResponse(ctx, notFoundAs(err, "%s %s not found", zoneNoun(kind), id))
 	}
 	h.log.InfoContext(ctx, zoneNoun(kind)+" deleted", "zoneId", id)
 	return &functionapp.Response{Status: http.StatusNoContent, Header: http.Header{}}
+}
+
+// areaUnpaused refuses (409) to let service area id go while a pause in
+// force names it: the pause would then hold nothing, and the operator who
+// paused the area would not have lifted it. Deleting the pause first, or
+// letting it expire, frees the area.
+func (h *Handlers) areaUnpaused(ctx context.Context, id string) error {
+	if h.store.Pauses == nil {
+		return nil
+	}
+	list, err := h.store.Pauses.List(ctx)
+	if err != nil {
+		return domain.Unavailable(err, "the service pauses could not be read; retry")
+	}
+	now := h.clock.Now()
+	for _, p := range list {
+		if p.AreaID == id && p.ActiveAt(now) {
+			return domain.Errorf(domain.ECONFLICT, "service area %s is paused by pause %s; delete the pause first (DELETE /api/pauses/%s)", id, p.ID, p.ID)
+		}
+	}
+	return nil
 }
 
 // zoneList is one page of a listing of zones.

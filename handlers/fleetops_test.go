@@ -146,6 +146,28 @@ func TestGetAndListPauses(t *testing.T) {
 	assert.Equal(t, http.StatusOK, resp.Status, "the host's function key is not a parameter: %s", resp.Body)
 }
 
+// A service area that a pause in force names cannot be deleted (409
+// naming the pause), or the pause would silently hold nothing; once the
+// pause is deleted, or has expired, the area can be.
+func TestAPausedAreaIsNotDeletedUnderItsPause(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	area := func(method, name string) *functionapp.Response {
+		return f.fleet(name, &functionapp.Request{Method: method, Params: map[string]string{"id": "downtown"}, Body: []byte(square)})
+	}
+	require.Equal(t, http.StatusCreated, area(http.MethodPut, "PutServiceArea").Status)
+	until := t0.Add(time.Hour)
+	require.Equal(t, http.StatusCreated, f.putPause(t, "storm", map[string]any{"reason": "hail", "areaId": "downtown", "until": until.Format(time.RFC3339)}).Status)
+
+	resp := area(http.MethodDelete, "DeleteServiceArea")
+	require.Equal(t, http.StatusConflict, resp.Status, string(resp.Body))
+	assert.Contains(t, problemOf(t, resp).Detail, "pause storm")
+	assert.Equal(t, http.StatusOK, area(http.MethodGet, "GetServiceArea").Status, "the area is still there")
+
+	f.clock.Advance(2 * time.Hour)
+	assert.Equal(t, http.StatusNoContent, area(http.MethodDelete, "DeleteServiceArea").Status, "an expired pause holds nothing back")
+}
+
 // Only pauses in force count toward domain.MaxPauses: once the pauses
 // kept have expired, a new one is accepted, and the put removes the
 // expired ones so the store stays bounded. A pause with no end never
