@@ -92,21 +92,23 @@ func TestConfirmationIsValidatedStoredOnceAndReadable(t *testing.T) {
 		body   []byte
 		status int
 		field  string
+		says   string
 	}{
-		{"too far", confirmation("Picture", domain.Location{Latitude: drop.Latitude + 0.002, Longitude: drop.Longitude}, picture), 422, "geoCoordinates"},
-		{"another type than required", confirmation("Voice", near, "data:audio/mpeg;base64,SUQzAwAAAAAA"), 422, "confirmationType"},
-		{"a blob type a picture does not take", confirmation("Picture", near, "data:audio/mpeg;base64,SUQzAwAAAAAA"), 422, "confirmationBlob"},
-		{"a blob that is not what it declares", confirmation("Picture", near, "data:image/png"+jpeg[len("data:image/jpeg"):]), 422, "confirmationBlob"},
-		{"a blob over 256 KiB", confirmation("Picture", near, pngBlob(wire.MaxConfirmationBlobBytes+1)), 413, "confirmationBlob"},
-		{"no blob", confirmation("Picture", near, ""), 400, "confirmationBlob"},
-		{"a blob that is not a data: URI", confirmation("Picture", near, base64.StdEncoding.EncodeToString([]byte("\x89PNG\r\n\x1a\n"))), 400, "confirmationBlob"},
-		{"a blob that is not base64", confirmation("Picture", near, "data:image/png;base64,***"), 400, "confirmationBlob"},
-		{"dated in the future", future, 422, "dateTime"},
-		{"dated before the pickup", past, 422, "dateTime"},
+		{"too far", confirmation("Picture", domain.Location{Latitude: drop.Latitude + 0.002, Longitude: drop.Longitude}, picture), 422, "geoCoordinates", ""},
+		{"another type than required", confirmation("Voice", near, "data:audio/mpeg;base64,SUQzAwAAAAAA"), 422, "confirmationType", ""},
+		{"a blob type a picture does not take", confirmation("Picture", near, "data:audio/mpeg;base64,SUQzAwAAAAAA"), 422, "confirmationBlob", ""},
+		{"a blob that is not what it declares", confirmation("Picture", near, "data:image/png"+jpeg[len("data:image/jpeg"):]), 422, "confirmationBlob", ""},
+		{"a blob over 256 KiB", confirmation("Picture", near, pngBlob(wire.MaxConfirmationBlobBytes+1)), 413, "confirmationBlob", ""},
+		{"no blob", confirmation("Picture", near, ""), 400, "confirmationBlob", ""},
+		{"a blob that is not a data: URI", confirmation("Picture", near, base64.StdEncoding.EncodeToString([]byte("\x89PNG\r\n\x1a\n"))), 400, "confirmationBlob", ""},
+		{"a blob that is not base64", confirmation("Picture", near, "data:image/png;base64,***"), 400, "confirmationBlob", ""},
+		{"dated in the future", future, 422, "dateTime", "more than 5m0s ahead of the service's clock"},
+		{"dated before the pickup", past, 422, "dateTime", "more than 5m0s before the package was picked up"},
 	} {
 		resp := f.confirm("conf", c.body)
 		assert.Equal(t, c.status, resp.Status, "%s: %s", c.name, resp.Body)
 		assert.Equal(t, c.field, problemOf(t, resp).Field, c.name)
+		assert.Contains(t, problemOf(t, resp).Detail, c.says, "%s: the detail says the tolerance", c.name)
 	}
 	require.Nil(t, f.delivery(t, "conf").Confirmation, "a refused confirmation changes nothing")
 

@@ -43,7 +43,7 @@ func TestPauseHoldsAndResumes(t *testing.T) {
 	resp = f.ingest(t, requestBody("refused", at(0.01, 0), at(0.02, 0), "Small", 1))
 	require.Equal(t, http.StatusServiceUnavailable, resp.Status)
 	assert.Equal(t, "30", resp.Header.Get("Retry-After"))
-	assert.Contains(t, string(resp.Body), "hail")
+	assert.Equal(t, "pickupLocation is where service is paused: hail; it resumes at "+until.Format(time.RFC3339), problemOf(t, resp).Detail)
 	assert.Equal(t, "service is paused here: hail; it resumes at "+until.Format(time.RFC3339), f.quote(t, requestBody("q", at(0.01, 0), at(0.02, 0), "Small", 1)).Paused)
 
 	f.putDrone(t, domain.Drone{ID: "d1", Location: at(0, 0)})

@@ -131,18 +131,21 @@ func pausedResponse(hold *domain.Hold, now time.Time) *functionapp.Response {
 			seconds++
 		}
 	}
-	resp := functionapp.Problem(http.StatusServiceUnavailable, "pickupLocation", pausedDetail(hold))
+	// The problem's detail starts with the field it names.
+	resp := functionapp.Problem(http.StatusServiceUnavailable, "pickupLocation", "is where service is paused: "+pauseReason(hold))
 	resp.Header.Set("Retry-After", strconv.FormatInt(max(1, seconds), 10))
 	return resp
 }
 
 // pausedDetail says why a pause refuses a request, and until when.
-func pausedDetail(hold *domain.Hold) string {
-	detail := "service is paused here: " + hold.Reason
-	if !hold.Until.IsZero() {
-		detail += "; it resumes at " + hold.Until.Format(time.RFC3339)
+func pausedDetail(hold *domain.Hold) string { return "service is paused here: " + pauseReason(hold) }
+
+// pauseReason is the pause's reason, and when it ends if it has an end.
+func pauseReason(hold *domain.Hold) string {
+	if hold.Until.IsZero() {
+		return hold.Reason
 	}
-	return detail
+	return hold.Reason + "; it resumes at " + hold.Until.Format(time.RFC3339)
 }
 
 // PutPause serves PUT /api/pauses/{id} with the operator key: it pauses

@@ -263,7 +263,7 @@ func (d *Delivery) Confirm(c Confirmation, rules ConfirmationRules, now time.Tim
 		return Unprocessable("confirmationType", "must be %s, which this delivery requires", want)
 	}
 	if c.DateTime.After(now.Add(rules.Skew)) {
-		return Unprocessable("dateTime", "must not be in the future")
+		return Unprocessable("dateTime", "must not be more than %s ahead of the service's clock (%s)", rules.Skew, now.UTC().Format(time.RFC3339))
 	}
 	// Nor before the package left with the drone (give or take the same
 	// skew): a proof dated earlier proves nothing of this delivery.
@@ -272,7 +272,7 @@ func (d *Delivery) Confirm(c Confirmation, rules ConfirmationRules, now time.Tim
 		since = *d.PickedUpAt
 	}
 	if c.DateTime.Before(since.Add(-rules.Skew)) {
-		return Unprocessable("dateTime", "must not be before the package was picked up (%s)", since.UTC().Format(time.RFC3339))
+		return Unprocessable("dateTime", "must not be more than %s before the package was picked up (%s)", rules.Skew, since.UTC().Format(time.RFC3339))
 	}
 	km := DistanceKm(c.GeoCoordinates, d.Request.DropoffLocation)
 	if km > rules.RadiusKm {
