@@ -219,9 +219,12 @@ func checkPolygon(path string, p orb.Polygon) (domain.Polygon, error) {
 	return out, nil
 }
 
-// minRingSteradians is about one square metre on the Earth: a ring that
-// encloses less is a line drawn twice or a point.
-const minRingSteradians = 1 / (6371008.8 * 6371008.8)
+// minRingSteradians is about 100 square metres on the Earth (10 m by
+// 10 m), less than any place a zone is drawn round: a ring that encloses
+// less is a line drawn twice or a point. On the sphere, positions along a
+// parallel (one latitude) are not on one great circle, so such a "line"
+// encloses a sliver between the arcs: 1 km of it at 47° north about 14 m².
+const minRingSteradians = 100 / (6371008.8 * 6371008.8)
 
 // prefixed puts field before the path of a decoding error.
 func prefixed(field string, err error) error {

@@ -74,6 +74,7 @@ func TestParseZoneInvalid(t *testing.T) {
 		{"open ring", geom("Polygon", "[[[1,2],[3,4],[5,6],[7,8]]]"), "geometry.coordinates[0][3]"},
 		{"repeated position", geom("Polygon", "[[[1,2],[3,4],[3,4],[5,7],[1,2]]]"), "geometry.coordinates[0][2]"},
 		{"no area", geom("Polygon", "[[[0,0],[1,0],[2,0],[0,0]]]"), "geometry.coordinates[0]"},
+		{"a line along a parallel", geom("Polygon", "[[[-122.334,47.594],[-122.33,47.594],[-122.32,47.594],[-122.334,47.594]]]"), "geometry.coordinates[0]"},
 		{"bow tie", geom("Polygon", "[[[0,0],[1,1],[1,0],[0,1],[0,0]]]"), "geometry.coordinates[0][1]"},
 		{"hole outside", geom("Polygon", "[["+square[1:len(square)-1]+"],[[10,10],[11,10],[11,11],[10,10]]]"), "geometry.coordinates[1]"},
 		{"multipolygon path", geom("MultiPolygon", "[["+square+"],[[[1,2],[3,4],[1,2]]]]"), "geometry.coordinates[1][0]"},
