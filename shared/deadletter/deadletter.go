@@ -90,15 +90,29 @@ func GiveBack(ctx context.Context, bus ports.Consumer, msgs []*ports.Delivered) 
 
 // Replay publishes the dead-lettered message id of queue q to q again under
 // a new id (the original id would be dropped by duplicate detection), then
-// removes it from the dead-letter queue, and returns the new id. It looks
-// for the message among the first limit of the dead-letter queue and
-// returns ENOTFOUND when it is not there: never dead-lettered, replayed
-// already, or held at that moment by another reader. A replay that
+// removes it from the dead-letter queue, and returns the new id. A bus
+// that can take one message by its id (ports.Taker) is asked for that one
+// alone; on another it looks for the message among the first limit of the
+// dead-letter queue, each read counted as a delivery. It returns ENOTFOUND
+// when the message is not there: never dead-lettered, replayed already, or
+// held at that moment by another reader. A replay that
 // published but could not remove the message returns an error, and the
 // message, still dead-lettered, may be replayed again: the steps are
 // idempotent, so a second copy changes nothing.
 func Replay(ctx context.Context, bus ports.Bus, q, id string, limit int, wait time.Duration) (string, error) {
-	msgs, err := Peek(ctx, bus, q, limit, wait)
+	var msgs []*ports.Delivered
+	var err error
+	if t, ok := bus.(ports.Taker); ok {
+		// Only the message replayed is received, so the others' delivery
+		// counts stay as they are.
+		var m *ports.Delivered
+		if m, err = t.Take(ctx, ports.DeadLetterQueue(q), id); domain.IsCode(err, domain.ENOTFOUND) {
+			return "", domain.Errorf(domain.ENOTFOUND, "no message %s in the dead-letter queue of %s", id, q)
+		}
+		msgs = []*ports.Delivered{m}
+	} else {
+		msgs, err = Peek(ctx, bus, q, limit, wait)
+	}
 	if err != nil {
 		return "", err
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/fabrikam/dronedelivery/shared/adapters/embedded"
 	"github.com/fabrikam/dronedelivery/shared/deadletter"
+	"github.com/fabrikam/dronedelivery/shared/domain"
 	"github.com/fabrikam/dronedelivery/shared/ports"
 	"github.com/fabrikam/dronedelivery/shared/wire"
 )
@@ -114,4 +115,37 @@ func TestReplayOfAReplayIsNamedAfterTheOriginal(t *testing.T) {
 	require.True(t, ok, again)
 	assert.Empty(t, strings.Trim(n, "0123456789"), again)
 	assert.NotEqual(t, "17", n)
+}
+
+// On a bus that can take one message by its id (the embedded one),
+// replaying a dead letter receives that message alone: the others'
+// delivery counts stay as they were, whether the replay finds its message
+// or not.
+func TestReplayLeavesTheOtherDeadLettersAlone(t *testing.T) {
+	t.Parallel()
+	db := deadLettered(t, "a", `{}`)
+	ctx := context.Background()
+	require.NoError(t, db.Bus().Publish(ctx, ports.Message{ID: "b", Queue: "q", Body: []byte(`{}`)}))
+	got, err := db.Bus().Receive(ctx, "q", 1)
+	require.NoError(t, err)
+	require.NoError(t, db.Bus().DeadLetter(ctx, got[0], "test", "failed"))
+	counts := func() map[string]int {
+		msgs, err := db.Bus().Browse(ctx, ports.DeadLetterQueue("q"), 10)
+		require.NoError(t, err)
+		out := map[string]int{}
+		for _, m := range msgs {
+			out[m.ID] = m.DeliveryCount
+		}
+		return out
+	}
+	before := counts()
+	require.Equal(t, map[string]int{"a": 1, "b": 1}, before)
+
+	_, err = deadletter.Replay(ctx, db.Bus(), "q", "nope", 10, 300*time.Millisecond)
+	assert.True(t, domain.IsCode(err, domain.ENOTFOUND), "%v", err)
+	assert.Equal(t, before, counts(), "a replay that finds nothing counts nothing")
+
+	_, err = deadletter.Replay(ctx, db.Bus(), "q", "a", 10, 300*time.Millisecond)
+	require.NoError(t, err)
+	assert.Equal(t, map[string]int{"b": 1}, counts(), "a is replayed, b is untouched")
 }

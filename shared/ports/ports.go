@@ -354,6 +354,16 @@ type Browser interface {
 	Browse(ctx context.Context, queue string, n int) ([]*Delivered, error)
 }
 
+// Taker is a bus that receives one message of a queue by its id, under a
+// lock and counted as a delivery, leaving the queue's other messages alone:
+// what replaying one dead letter needs, so that finding it does not count
+// a delivery of every message before it. It returns ENOTFOUND when no
+// message of queue has that id, or another reader holds it. A bus without
+// it is searched by receiving and giving the messages back.
+type Taker interface {
+	Take(ctx context.Context, queue, id string) (*Delivered, error)
+}
+
 // Clock tells the time; tests substitute a fixed or stepping clock.
 type Clock interface {
 	Now() time.Time

@@ -451,6 +451,43 @@ func (b *Bus) Browse(ctx context.Context, queue string, n int) ([]*ports.Deliver
 
 var _ ports.Browser = (*Bus)(nil)
 
+// Take implements ports.Taker: queue's visible message id, locked and
+// counted as a delivery; ENOTFOUND when there is none.
+func (b *Bus) Take(ctx context.Context, queue, id string) (*ports.Delivered, error) {
+	lockedUntil := time.Now().Add(b.db.opts.LockDuration)
+	var out *ports.Delivered
+	err := b.db.commit.write(ctx, "take "+id+" from "+queue, func(w *writeTx) error {
+		var seq int64
+		err := w.stmt(b.db.st.msgPickID).QueryRow(queue, id, time.Now().UnixNano()).Scan(&seq)
+		if errors.Is(err, sql.ErrNoRows) {
+			return domain.Errorf(domain.ENOTFOUND, "no message %s in %s", id, queue)
+		}
+		if err != nil {
+			return err
+		}
+		d := &ports.Delivered{LockedUntil: lockedUntil.UTC()}
+		d.Queue = queue
+		var notBefore, enqueued int64
+		if err := w.stmt(b.db.st.msgLock).QueryRow(lockedUntil.UnixNano(), seqList([]int64{seq})).Scan(&d.SequenceNumber, &d.ID,
+			&d.Body, &d.CorrelationID, &d.Operation, &notBefore, &enqueued, &d.DeliveryCount, &d.LockToken,
+			&d.DeadLetterReason, &d.DeadLetterDescription, &d.TraceParent, &d.TraceState); err != nil {
+			return err
+		}
+		d.NotBefore, d.EnqueuedAt = fromNanos(notBefore), fromNanos(enqueued)
+		out = d
+		return nil
+	})
+	if err != nil {
+		if domain.IsCode(err, domain.ENOTFOUND) {
+			return nil, err
+		}
+		return nil, b.db.fail(err, "take %s from %s", id, queue)
+	}
+	return out, nil
+}
+
+var _ ports.Taker = (*Bus)(nil)
+
 // DeadLetter implements ports.Consumer.
 func (b *Bus) DeadLetter(ctx context.Context, m *ports.Delivered, reason, description string) error {
 	if err := checkDelivered(m); err != nil {

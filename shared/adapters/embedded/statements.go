@@ -18,6 +18,7 @@ type statements struct {
 	droneList, droneListAny, droneLoad     *sql.Stmt
 	msgDedupe, msgInsert, msgPrune         *sql.Stmt
 	msgPick, msgExpire, msgLock            *sql.Stmt
+	msgPickID                              *sql.Stmt
 	msgComplete, msgAbandon, msgDeadLetter *sql.Stmt
 	msgNext, msgCount, msgReady            *sql.Stmt
 	msgBrowse                              *sql.Stmt
@@ -74,6 +75,7 @@ func (s *statements) prepare(ctx context.Context, w, r *sql.DB) error {
 
 		// A locked message's visible_at is its lock expiry, so one index
 		// serves fresh, delayed and expired-lock messages alike.
+		{w, &s.msgPickID, `SELECT seq FROM messages WHERE queue = ? AND id = ? AND visible_at <= ? ORDER BY seq LIMIT 1`},
 		{w, &s.msgPick, `SELECT seq, delivery_count FROM messages
 			WHERE queue = ? AND visible_at <= ? ORDER BY visible_at, seq LIMIT ?`},
 		{w, &s.msgExpire, `UPDATE messages SET queue = ?1, dl_reason = ?2, dl_description = ?3, visible_at = ?4, lock_token = NULL
