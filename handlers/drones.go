@@ -93,7 +93,7 @@ func (h *Handlers) ListDrones(ctx context.Context, req *functionapp.Request) *fu
 	}
 	status := domain.DroneStatus(req.Query.Get("status"))
 	switch status {
-	case "", domain.DroneAvailable, domain.DroneAssigned, domain.DroneInFlight, domain.DroneCharging, domain.DroneMaintenance:
+	case "", domain.DroneAvailable, domain.DroneAssigned, domain.DroneInFlight, domain.DroneCharging, domain.DroneMaintenance, domain.DroneRetired:
 	default:
 		return h.errorResponse(ctx, domain.Invalid("status", "must be one of Available, Assigned, InFlight, Charging, Maintenance"))
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"net/url"
 	"testing"
 	"time"
 
@@ -243,4 +244,42 @@ func TestDispatchPassesOverTheNearestDroneThatMissesTheDeadline(t *testing.T) {
 	require.NotNil(t, d.PlannedRoute)
 	assert.Len(t, d.PlannedRoute.Dropoff.Points, 3, "round the zone")
 	assert.Equal(t, domain.DroneAvailable, f.drone(t, "slow").Status)
+}
+
+// A retired drone leaves the fleet: a request only it could carry is
+// refused (422) and quoted as infeasible, dispatch passes it over even
+// when it is the nearest, and it can be neither grounded nor recalled;
+// put back, it serves again.
+func TestARetiredDroneLeavesTheFleet(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, domain.Drone{ID: "big", Location: at(0.01, 0), MaxPayloadKg: 10}, domain.Drone{ID: "small", Location: at(0.03, 0), MaxPayloadKg: 2})
+	f.putDrone(t, domain.Drone{ID: "big", Location: at(0.01, 0), MaxPayloadKg: 10, Status: domain.DroneRetired})
+	assert.Equal(t, domain.DroneRetired, f.drone(t, "big").Status)
+
+	heavy := requestBody("heavy", at(0.01, 0), at(0.02, 0), "Small", 8)
+	// The fleet's summary drops a drone's old capabilities within a second.
+	require.Eventually(t, func() bool { return !f.quote(t, heavy).Feasible }, 10*time.Second, 10*time.Millisecond,
+		"only the retired drone could carry 8 kg")
+	refused := f.ingest(t, heavy)
+	require.Equal(t, http.StatusUnprocessableEntity, refused.Status, string(refused.Body))
+	assert.Equal(t, "packageInfo.weight", problemOf(t, refused).Field)
+
+	require.Equal(t, http.StatusAccepted, f.ingest(t, requestBody("light", at(0.01, 0), at(0.02, 0), "Small", 1)).Status)
+	f.drain(t)
+	assert.Equal(t, "small", f.delivery(t, "light").DroneID, "the nearest drone is retired")
+	assert.Equal(t, domain.DroneRetired, f.drone(t, "big").Status)
+
+	for _, action := range []string{"ground", "recall"} {
+		resp := f.action(t, "DroneAction", "big", map[string]any{"action": action, "reason": "check"})
+		assert.Equal(t, http.StatusConflict, resp.Status, "%s: %s", action, resp.Body)
+	}
+	resp := f.fleet("ListDrones", &functionapp.Request{Method: "GET", Query: url.Values{"status": {"Retired"}}})
+	require.Equal(t, http.StatusOK, resp.Status, string(resp.Body))
+	assert.Contains(t, string(resp.Body), `"id":"big"`)
+
+	f.putDrone(t, domain.Drone{ID: "big", Location: at(0.01, 0), MaxPayloadKg: 10})
+	assert.True(t, f.quote(t, heavy).Feasible, "put back, it counts at once")
+	require.Equal(t, http.StatusAccepted, f.ingest(t, heavy).Status)
+	f.drain(t)
+	assert.Equal(t, "big", f.delivery(t, "heavy").DroneID)
 }

@@ -42,6 +42,10 @@ func (h *Handlers) DroneAction(ctx context.Context, req *functionapp.Request) *f
 	if err != nil {
 		return h.errorResponse(ctx, notFoundAs(err, "drone %s not found", id))
 	}
+	if cur.Status == domain.DroneRetired {
+		// Grounding or recalling it would put it back in the fleet.
+		return h.errorResponse(ctx, domain.Errorf(domain.ECONFLICT, "drone %s is retired; put it back first (PUT /api/drones/%s with a status)", id, id))
+	}
 	if cur.CurrentDeliveryID != "" {
 		// Two writes follow (the delivery's, then the drone's): the queued
 		// message repeats both, so a call that stops between them is

@@ -277,13 +277,18 @@ func ConfirmationBlobID(deliveryID, sha256Hex string) string { return deliveryID
 // DroneStatus is what a drone is doing.
 type DroneStatus string
 
-// The drone statuses; only Available drones are dispatched.
+// The drone statuses; only Available drones are dispatched. A Retired
+// drone has left the fleet for good, as far as the operator knows: it is
+// kept for its history and may be put back, but it is neither dispatched
+// nor counted in what the fleet could ever serve (FleetSummary), where a
+// drone in Maintenance is, since it will serve again.
 const (
 	DroneAvailable   DroneStatus = "Available"
 	DroneAssigned    DroneStatus = "Assigned"
 	DroneInFlight    DroneStatus = "InFlight"
 	DroneCharging    DroneStatus = "Charging"
 	DroneMaintenance DroneStatus = "Maintenance"
+	DroneRetired     DroneStatus = "Retired"
 )
 
 // Drone is one aircraft of the fleet. RangeKm is the distance it can fly on

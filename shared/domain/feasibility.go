@@ -66,8 +66,12 @@ func NewFleetSummary() *FleetSummary { return &FleetSummary{cells: map[[2]int32]
 // Drones is how many drones were added.
 func (s *FleetSummary) Drones() int { return s.drones }
 
-// Add counts drone d (any status: a drone busy now may serve later).
+// Add counts drone d (any status but Retired: a drone busy now may serve
+// later, a retired one will not).
 func (s *FleetSummary) Add(d *Drone) {
+	if d.Status == DroneRetired {
+		return
+	}
 	s.drones++
 	b := d.HomeBase
 	k := cellOf(b)

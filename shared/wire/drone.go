@@ -65,10 +65,10 @@ func ParseDrone(id string, body []byte) (*domain.Drone, error) {
 	}
 	if w.Status != nil {
 		switch s := domain.DroneStatus(*w.Status); s {
-		case domain.DroneAvailable, domain.DroneCharging, domain.DroneMaintenance:
+		case domain.DroneAvailable, domain.DroneCharging, domain.DroneMaintenance, domain.DroneRetired:
 			d.Status = s
 		default:
-			return nil, domain.Invalid("status", "must be one of Available, Charging, Maintenance")
+			return nil, domain.Invalid("status", "must be one of Available, Charging, Maintenance, Retired")
 		}
 	}
 	return d, nil

@@ -65,7 +65,7 @@ const (
 var (
 	packedSizes    = []domain.PackageSize{"", domain.SizeSmall, domain.SizeMedium, domain.SizeLarge}
 	packedStatuses = []domain.DroneStatus{"", domain.DroneAvailable, domain.DroneAssigned, domain.DroneInFlight,
-		domain.DroneCharging, domain.DroneMaintenance}
+		domain.DroneCharging, domain.DroneMaintenance, domain.DroneRetired}
 )
 
 // pack packs d, and reports false when the packed drone would not give d

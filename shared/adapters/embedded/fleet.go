@@ -81,7 +81,7 @@ func (f *fleet) indexed(id string) (int64, *domain.Drone, bool) {
 // load fills the indexes and the summary from the file at open.
 func (f *fleet) load(ctx context.Context) error {
 	for _, status := range []domain.DroneStatus{domain.DroneAvailable, domain.DroneAssigned,
-		domain.DroneInFlight, domain.DroneCharging, domain.DroneMaintenance} {
+		domain.DroneInFlight, domain.DroneCharging, domain.DroneMaintenance, domain.DroneRetired} {
 		if err := f.loadStatus(ctx, status); err != nil {
 			return err
 		}

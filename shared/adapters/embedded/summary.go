@@ -32,21 +32,30 @@ type fleetSummary struct {
 type capabilities struct {
 	baseLat, baseLon, payloadKg, speedMps, fullRangeKm float64
 	size                                               domain.PackageSize
+	retired                                            bool // counted as no drone at all
 }
 
 func capabilitiesOf(d *domain.Drone) capabilities {
 	return capabilities{baseLat: d.HomeBase.Latitude, baseLon: d.HomeBase.Longitude, payloadKg: d.MaxPayloadKg,
-		speedMps: d.CruiseSpeedMps, fullRangeKm: domain.FullRangeKm(d), size: d.MaxPackageSize}
+		speedMps: d.CruiseSpeedMps, fullRangeKm: domain.FullRangeKm(d), size: d.MaxPackageSize,
+		retired: d.Status == domain.DroneRetired}
 }
 
 // drone is the part of a drone domain.FleetSummary.Add reads.
 func (c capabilities) drone() *domain.Drone {
-	return &domain.Drone{HomeBase: domain.Location{Latitude: c.baseLat, Longitude: c.baseLon}, MaxPayloadKg: c.payloadKg,
+	d := &domain.Drone{HomeBase: domain.Location{Latitude: c.baseLat, Longitude: c.baseLon}, MaxPayloadKg: c.payloadKg,
 		MaxPackageSize: c.size, CruiseSpeedMps: c.speedMps, RangeKm: c.fullRangeKm}
+	if c.retired {
+		d.Status = domain.DroneRetired
+	}
+	return d
 }
 
 // note counts a committed write of a drone whose capabilities are now c,
-// and were old before it if known.
+// and were old before it if known. What a drone can do now is added at
+// once (a summary may count too much, never too little: a drone put back
+// from retirement serves the next request); what it could do before, if
+// it changed, leaves at the next rebuild.
 func (s *fleetSummary) note(old capabilities, known bool, c capabilities) {
 	if s.cur == nil {
 		s.cur = domain.NewFleetSummary()
@@ -56,10 +65,9 @@ func (s *fleetSummary) note(old capabilities, known bool, c capabilities) {
 	}
 	if known {
 		s.stale = true
-		return
 	}
-	if s.stale {
-		return // the rebuild counts it
+	if c.retired {
+		return
 	}
 	next := s.cur.Clone()
 	next.Add(c.drone())

@@ -45,9 +45,24 @@ func TestTheFleetKeepsItsSummaryAsDronesAreWritten(t *testing.T) {
 	assert.Zero(t, speedFor(db, 4), "what a drone no longer lifts is not counted")
 
 	require.NoError(t, db.Store().Fleet.Create(ctx, "b", drone("b", 5, 30, domain.DroneMaintenance)))
+
+	// A retired drone leaves the summary; put back, it counts at once,
+	// before any rebuild.
+	require.NoError(t, db.Store().Fleet.Create(ctx, "c", drone("c", 20, 40, domain.DroneRetired)))
+	assert.Zero(t, speedFor(db, 15), "a retired drone is not counted")
+	db.fleet.summary.rebuildEvery = time.Hour
+	_, err = db.Store().Fleet.Update(ctx, "c", func(d *domain.Drone) error { d.Status = domain.DroneAvailable; return nil })
+	require.NoError(t, err)
+	assert.Equal(t, 40.0, speedFor(db, 15), "put back, it counts without waiting for a rebuild")
+	_, err = db.Store().Fleet.Update(ctx, "c", func(d *domain.Drone) error { d.Status = domain.DroneRetired; return nil })
+	require.NoError(t, err)
+	db.fleet.summary.rebuildEvery = time.Nanosecond
+	assert.Zero(t, speedFor(db, 15), "retired again, it leaves at the rebuild")
+
 	require.NoError(t, db.Close())
 	again := mustOpenAt(t, path, Options{})
 	assert.Equal(t, 30.0, speedFor(again, 4), "a drone in maintenance counts after a reopen")
+	assert.Zero(t, speedFor(again, 15), "a retired one does not")
 	s, err := again.fleet.Summary(ctx)
 	require.NoError(t, err)
 	assert.Equal(t, 2, s.Drones())
