@@ -393,6 +393,19 @@ func TestAPackageTravelsOnOneDeliveryAtATime(t *testing.T) {
 	assert.Equal(t, "second", pkg.DeliveryID)
 }
 
+// refusedForItsPackage checks that request body, for delivery id, is
+// refused with 409 naming packageInfo.packageId because delivery holder
+// carries the package, and that nothing of it is stored.
+func (f *fixture) refusedForItsPackage(t *testing.T, body []byte, id, holder string) {
+	t.Helper()
+	resp := f.ingest(t, body)
+	require.Equal(t, http.StatusConflict, resp.Status, string(resp.Body))
+	assert.Equal(t, "packageInfo.packageId", problemOf(t, resp).Field)
+	assert.Contains(t, problemOf(t, resp).Detail, "delivery "+holder)
+	_, err := f.store.Deliveries.Find(context.Background(), id)
+	assert.True(t, domain.IsCode(err, domain.ENOTFOUND), "nothing stored: %v", err)
+}
+
 // A package is booked when its request is accepted, so a second request
 // for it is refused while the first waits for a drone or for its pickup
 // time, before any drone is assigned; the package can be looked up from
@@ -403,12 +416,7 @@ func TestAPackageIsBookedWhenItsRequestIsAccepted(t *testing.T) {
 	ctx := context.Background()
 	require.Equal(t, http.StatusAccepted, f.ingest(t, packageRequest("one", "parcel")).Status)
 
-	again := f.ingest(t, packageRequest("two", "parcel"))
-	require.Equal(t, http.StatusConflict, again.Status, string(again.Body))
-	assert.Equal(t, "packageInfo.packageId", problemOf(t, again).Field)
-	assert.Contains(t, problemOf(t, again).Detail, "one")
-	_, err := f.store.Deliveries.Find(ctx, "two")
-	assert.True(t, domain.IsCode(err, domain.ENOTFOUND), "nothing stored: %v", err)
+	f.refusedForItsPackage(t, packageRequest("two", "parcel"), "two", "one")
 
 	resp := f.biz("GetPackage", &functionapp.Request{Method: "GET", Params: map[string]string{"id": "parcel"}})
 	require.Equal(t, http.StatusOK, resp.Status, string(resp.Body))
@@ -460,13 +468,8 @@ func TestAPackageNamedAfterItsDeliveryIsBookedWithIt(t *testing.T) {
 	assert.Equal(t, "one", pkg.DeliveryID)
 	assert.Equal(t, "Booked", pkg.Status)
 
-	taken := f.ingest(t, packageRequest("two", "one"))
-	require.Equal(t, http.StatusConflict, taken.Status, string(taken.Body))
-	assert.Equal(t, "packageInfo.packageId", problemOf(t, taken).Field)
-	assert.Contains(t, problemOf(t, taken).Detail, "delivery one")
-	_, err := f.store.Deliveries.Find(ctx, "two")
-	assert.True(t, domain.IsCode(err, domain.ENOTFOUND), "nothing stored: %v", err)
-	_, err = f.store.Packages.Find(ctx, domain.PackageKey(f.acct, "one"))
+	f.refusedForItsPackage(t, packageRequest("two", "one"), "two", "one")
+	_, err := f.store.Packages.Find(ctx, domain.PackageKey(f.acct, "one"))
 	assert.True(t, domain.IsCode(err, domain.ENOTFOUND), "no record written: %v", err)
 
 	// Another account's delivery of that name books nothing of this one's.
