@@ -393,6 +393,16 @@ func TestAPackageTravelsOnOneDeliveryAtATime(t *testing.T) {
 	assert.Equal(t, "second", pkg.DeliveryID)
 }
 
+// getPackageOf reads package id through GetPackage as the business.
+func getPackageOf(t *testing.T, f *fixture, id string) domain.Package {
+	t.Helper()
+	resp := f.biz("GetPackage", &functionapp.Request{Method: "GET", Params: map[string]string{"id": id}})
+	require.Equal(t, http.StatusOK, resp.Status, string(resp.Body))
+	var pkg domain.Package
+	require.NoError(t, json.Unmarshal(resp.Body, &pkg))
+	return pkg
+}
+
 // refusedForItsPackage checks that request body, for delivery id, is
 // refused with 409 naming packageInfo.packageId because delivery holder
 // carries the package, and that nothing of it is stored.
@@ -455,14 +465,7 @@ func TestAPackageNamedAfterItsDeliveryIsBookedWithIt(t *testing.T) {
 	require.Equal(t, http.StatusAccepted, f.ingest(t, b).Status)
 	f.drain(t)
 
-	getPackage := func() domain.Package {
-		t.Helper()
-		resp := f.biz("GetPackage", &functionapp.Request{Method: "GET", Params: map[string]string{"id": "one"}})
-		require.Equal(t, http.StatusOK, resp.Status, string(resp.Body))
-		var pkg domain.Package
-		require.NoError(t, json.Unmarshal(resp.Body, &pkg))
-		return pkg
-	}
+	getPackage := func() domain.Package { return getPackageOf(t, f, "one") }
 	pkg := getPackage()
 	assert.Equal(t, "one", pkg.ID)
 	assert.Equal(t, "one", pkg.DeliveryID)
@@ -486,6 +489,27 @@ func TestAPackageNamedAfterItsDeliveryIsBookedWithIt(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "two", p.DeliveryID)
 	assert.Equal(t, "Booked", p.Status)
+
+	// The other order: a delivery named after a package another delivery
+	// carries, leaving its package id out, is refused the same way.
+	noPackage := func(id string) []byte {
+		b, _ := json.Marshal(map[string]any{"deliveryId": id, "pickupLocation": at(0.01, 0), "dropOffLocation": at(0.02, 0),
+			"packageInfo": map[string]any{"size": "Small", "weight": 1}})
+		return b
+	}
+	require.Equal(t, http.StatusAccepted, f.ingest(t, packageRequest("three", "later")).Status)
+	f.refusedForItsPackage(t, noPackage("later"), "later", "three")
+
+	// A record an ended delivery left does not hold the package back, and
+	// once the delivery named after it is accepted it carries it: the
+	// package reads as its, and a request naming it is refused.
+	require.Equal(t, http.StatusNoContent, f.cancel(t, "three").Status)
+	f.drain(t)
+	require.Equal(t, http.StatusAccepted, f.ingest(t, noPackage("later")).Status)
+	pkg = getPackageOf(t, f, "later")
+	assert.Equal(t, "later", pkg.DeliveryID)
+	assert.Equal(t, "Booked", pkg.Status)
+	f.refusedForItsPackage(t, packageRequest("four", "later"), "four", "later")
 }
 
 // An aborted delivery fails, and so does its package: it is not marked

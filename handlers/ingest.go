@@ -158,10 +158,8 @@ var errDeliveryExists = errors.New("the delivery exists")
 func (h *Handlers) create(ctx context.Context, d *domain.Delivery, claim bool) (stored bool, err error) {
 	tx, ok := h.bus.(ports.Transactional)
 	if !ok {
-		if claim {
-			if err := h.claimPackage(ctx, h.store, d); err != nil {
-				return false, err
-			}
+		if err := h.bookPackage(ctx, h.store, d, claim); err != nil {
+			return false, err
 		}
 		err := h.store.Deliveries.Create(ctx, d.ID, d)
 		if domain.IsCode(err, domain.ECONFLICT) {
@@ -171,10 +169,8 @@ func (h *Handlers) create(ctx context.Context, d *domain.Delivery, claim bool) (
 	}
 	for attempt := 1; ; attempt++ {
 		uow := tx.Begin()
-		if claim {
-			if err := h.claimPackage(ctx, uow.Store(), d); err != nil {
-				return false, err
-			}
+		if err := h.bookPackage(ctx, uow.Store(), d, claim); err != nil {
+			return false, err
 		}
 		if err := uow.Store().Deliveries.Create(ctx, d.ID, d); err != nil {
 			return false, err

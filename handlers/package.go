@@ -161,6 +161,11 @@ func (h *Handlers) claimPackage(ctx context.Context, st ports.Store, d *domain.D
 			return nil, ports.ErrSkip // a retry of this request
 		}
 		holder, err := h.packageHolder(ctx, cur, d.ID)
+		if err == nil && holder == "" {
+			// Free of the delivery its record names, it may be on the
+			// delivery named after it since (see above).
+			holder, err = defaultPackageHolder(ctx, st, d.OwnerID, info.PackageID, d.ID)
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -170,20 +175,54 @@ func (h *Handlers) claimPackage(ctx context.Context, st ports.Store, d *domain.D
 		cur.DeliveryID, cur.Size, cur.Weight, cur.Tag, cur.Status, cur.UpdatedAt = d.ID, info.Size, info.Weight, info.Tag, packageBooked, now
 		return cur, nil
 	})
+	return bookingError(info.PackageID, err)
+}
+
+// bookingError is the answer to a request whose package could not be
+// booked for it (err from the booking; nil when it was).
+func bookingError(packageID string, err error) error {
 	var taken *packageTaken
 	switch {
 	case err == nil:
 		return nil
 	case errors.As(err, &taken):
 		return &domain.Error{Code: domain.ECONFLICT, Field: "packageInfo.packageId",
-			Message: fmt.Sprintf("%s is on delivery %s, which has not ended; a package travels on one delivery at a time", info.PackageID, taken.holder)}
+			Message: fmt.Sprintf("%s is on delivery %s, which has not ended; a package travels on one delivery at a time", packageID, taken.holder)}
 	case errors.Is(err, errForeignPackage):
 		return &domain.Error{Code: domain.ECONFLICT, Field: "packageInfo.packageId",
-			Message: fmt.Sprintf("%s cannot be booked", info.PackageID)}
+			Message: fmt.Sprintf("%s cannot be booked", packageID)}
 	case domain.IsCode(err, domain.ECONFLICT), domain.IsCode(err, domain.EUNAVAILABLE):
 		return err
 	}
 	return domain.Unavailable(err, "the package could not be booked; retry")
+}
+
+// bookPackage books the package request d names for d (claimPackage),
+// when the request named one (named); a package named after d, which the
+// request left out, is written only with d's drone (UpdatePackage), so it
+// is only checked here: a record of it on another delivery that has not
+// ended refuses d as a named package would be refused (one point read).
+func (h *Handlers) bookPackage(ctx context.Context, st ports.Store, d *domain.Delivery, named bool) error {
+	if named {
+		return h.claimPackage(ctx, st, d)
+	}
+	cur, err := st.Packages.Find(ctx, domain.PackageKey(d.OwnerID, d.Request.PackageInfo.PackageID))
+	switch {
+	case domain.IsCode(err, domain.ENOTFOUND):
+		return nil
+	case err != nil:
+		return domain.Unavailable(err, "the package could not be read; retry")
+	case cur.OwnerID != d.OwnerID:
+		return nil // the package step refuses it, as it refuses every such record
+	}
+	holder, err := h.packageHolder(ctx, cur, d.ID)
+	if err == nil && holder != "" {
+		err = &packageTaken{holder: holder}
+	}
+	if err != nil && !errors.As(err, new(*packageTaken)) {
+		return domain.Unavailable(err, "the package could not be checked; retry")
+	}
+	return bookingError(d.Request.PackageInfo.PackageID, err)
 }
 
 // defaultPackageHolder returns the delivery of account owner, other than
@@ -206,6 +245,12 @@ func defaultPackageHolder(ctx context.Context, st ports.Store, owner, packageID,
 		return "", nil
 	}
 	return other.ID, nil
+}
+
+// packageEnded reports whether a package record's status is one its
+// delivery left it in when it ended.
+func packageEnded(status string) bool {
+	return status == "Delivered" || status == "Cancelled" || status == "Failed"
 }
 
 // defaultPackage is the package a delivery named id carries when its

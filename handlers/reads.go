@@ -212,11 +212,11 @@ func (h *Handlers) GetPackage(ctx context.Context, req *functionapp.Request) *fu
 		// is under the bare id.
 		p, err = h.store.Packages.Find(ctx, id)
 	}
-	if domain.IsCode(err, domain.ENOTFOUND) {
+	if domain.IsCode(err, domain.ENOTFOUND) || err == nil && p.OwnerID == acct && p.DeliveryID != id && packageEnded(p.Status) {
 		// The package of a delivery that left its package id out is
-		// named after the delivery and has no record before its drone is
-		// assigned.
-		if d, ferr := h.store.Deliveries.Find(ctx, id); ferr == nil {
+		// named after the delivery and has no record of its own before
+		// its drone is assigned (or only one an earlier delivery left).
+		if d, ferr := h.store.Deliveries.Find(ctx, id); ferr == nil && (err != nil || !d.Stage.Terminal()) {
 			if dp, ok := defaultPackage(d, acct); ok {
 				p, err = dp, nil
 			}
