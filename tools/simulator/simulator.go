@@ -34,7 +34,8 @@ type Options struct {
 	// Each flight has a clock of its own, which starts at the real time
 	// (or just after the drone's last report, if that is later), so the
 	// simulated time runs ahead of the real one only by what one drone's
-	// flights in a row gained, not by all the time the simulator has run.
+	// flights back to back gained, not by all the time the simulator has
+	// run.
 	TimeScale float64
 	// Out receives progress; a terminal gets lines redrawn in place.
 	Out io.Writer
