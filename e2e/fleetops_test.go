@@ -292,6 +292,10 @@ func pauseScenario(t *testing.T, p *proc) {
 	var kept struct{ Pauses []pauseView }
 	a.fleet(t, "GET", "/api/pauses", nil).decode(t, &kept)
 	assert.Equal(t, []pauseView{one}, kept.Pauses)
+	// The paused area stays while the pause is in force.
+	resp = a.fleet(t, "DELETE", "/api/serviceareas/north", nil)
+	require.Equal(t, http.StatusConflict, resp.Status, string(resp.Body))
+	assert.Contains(t, string(resp.Body), "pause storm")
 
 	// New requests in the north are refused; the south is served.
 	resp = a.call(t, "POST", "/api/deliveryrequests", deliveryRequest("refused", north, domain.Location{Latitude: 47.66, Longitude: -122.33}, "Small", 1))
@@ -350,6 +354,8 @@ func pauseScenario(t *testing.T, p *proc) {
 	require.Equal(t, http.StatusNoContent, a.fleet(t, "DELETE", "/api/pauses/all", nil).Status)
 	require.Equal(t, http.StatusAccepted, a.call(t, "POST", "/api/deliveryrequests",
 		deliveryRequest("closed", south, domain.Location{Latitude: 47.605, Longitude: -122.325}, "Small", 1)).Status, "accepted again")
+	// With its pause lifted, the area can go.
+	require.Equal(t, http.StatusNoContent, a.fleet(t, "DELETE", "/api/serviceareas/north", nil).Status)
 }
 
 // TestServicePausesEndToEnd runs the pause scenario on the embedded
