@@ -141,29 +141,22 @@ func (h *Handlers) claimPackage(ctx context.Context, st ports.Store, d *domain.D
 	key := domain.PackageKey(d.OwnerID, info.PackageID)
 	now := h.clock.Now()
 	_, err := st.Packages.Upsert(ctx, key, func(cur *domain.Package) (*domain.Package, error) {
-		if cur == nil {
-			// A delivery whose package id was left out carries a package
-			// named after itself, which has no record until its drone is
-			// assigned: that package is on it all the same.
-			if holder, err := defaultPackageHolder(ctx, st, d.OwnerID, info.PackageID, d.ID); err != nil || holder != "" {
-				if err == nil {
-					err = &packageTaken{holder: holder}
-				}
-				return nil, err
+		var holder string
+		var err error
+		if cur != nil {
+			if cur.OwnerID != d.OwnerID {
+				return nil, errForeignPackage
 			}
-			return &domain.Package{ID: key, PackageID: info.PackageID, OwnerID: d.OwnerID, DeliveryID: d.ID,
-				Size: info.Size, Weight: info.Weight, Tag: info.Tag, Status: packageBooked, CreatedAt: now, UpdatedAt: now}, nil
+			if cur.DeliveryID == d.ID {
+				return nil, ports.ErrSkip // a retry of this request
+			}
+			holder, err = h.packageHolder(ctx, cur, d.ID)
 		}
-		if cur.OwnerID != d.OwnerID {
-			return nil, errForeignPackage
-		}
-		if cur.DeliveryID == d.ID {
-			return nil, ports.ErrSkip // a retry of this request
-		}
-		holder, err := h.packageHolder(ctx, cur, d.ID)
 		if err == nil && holder == "" {
-			// Free of the delivery its record names, it may be on the
-			// delivery named after it since (see above).
+			// A delivery whose request left its package id out carries a
+			// package named after itself, which has no record of its own
+			// until its drone is assigned: that package is on it all the
+			// same, with no record or over one an ended delivery left.
 			holder, err = defaultPackageHolder(ctx, st, d.OwnerID, info.PackageID, d.ID)
 		}
 		if err != nil {
@@ -171,6 +164,10 @@ func (h *Handlers) claimPackage(ctx context.Context, st ports.Store, d *domain.D
 		}
 		if holder != "" {
 			return nil, &packageTaken{holder: holder}
+		}
+		if cur == nil {
+			return &domain.Package{ID: key, PackageID: info.PackageID, OwnerID: d.OwnerID, DeliveryID: d.ID,
+				Size: info.Size, Weight: info.Weight, Tag: info.Tag, Status: packageBooked, CreatedAt: now, UpdatedAt: now}, nil
 		}
 		cur.DeliveryID, cur.Size, cur.Weight, cur.Tag, cur.Status, cur.UpdatedAt = d.ID, info.Size, info.Weight, info.Tag, packageBooked, now
 		return cur, nil
@@ -218,9 +215,6 @@ func (h *Handlers) bookPackage(ctx context.Context, st ports.Store, d *domain.De
 	holder, err := h.packageHolder(ctx, cur, d.ID)
 	if err == nil && holder != "" {
 		err = &packageTaken{holder: holder}
-	}
-	if err != nil && !errors.As(err, new(*packageTaken)) {
-		return domain.Unavailable(err, "the package could not be checked; retry")
 	}
 	return bookingError(d.Request.PackageInfo.PackageID, err)
 }

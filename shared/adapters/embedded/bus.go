@@ -309,16 +309,11 @@ func (b *Bus) lockIn(w *writeTx, queue string, n int, maxCount int64) ([]*ports.
 			return nil, false, err
 		}
 		for rows.Next() {
-			d := &ports.Delivered{LockedUntil: lockedUntil.UTC()}
-			d.Queue = queue
-			var notBefore, enqueued int64
-			if err := rows.Scan(&d.SequenceNumber, &d.ID, &d.Body, &d.CorrelationID, &d.Operation,
-				&notBefore, &enqueued, &d.DeliveryCount, &d.LockToken, &d.DeadLetterReason, &d.DeadLetterDescription,
-				&d.TraceParent, &d.TraceState); err != nil {
+			d, err := scanLocked(rows, queue, lockedUntil)
+			if err != nil {
 				rows.Close()
 				return nil, false, err
 			}
-			d.NotBefore, d.EnqueuedAt = fromNanos(notBefore), fromNanos(enqueued)
 			out = append(out, d)
 		}
 		rows.Close()
@@ -333,6 +328,21 @@ func (b *Bus) lockIn(w *writeTx, queue string, n int, maxCount int64) ([]*ports.
 		slices.SortFunc(out, func(a, b *ports.Delivered) int { return pos[a.SequenceNumber] - pos[b.SequenceNumber] })
 	}
 	return out, expired, nil
+}
+
+// scanLocked reads a message of queue that the msgLock statement locked
+// until lockedUntil.
+func scanLocked(row interface{ Scan(...any) error }, queue string, lockedUntil time.Time) (*ports.Delivered, error) {
+	d := &ports.Delivered{LockedUntil: lockedUntil.UTC()}
+	d.Queue = queue
+	var notBefore, enqueued int64
+	if err := row.Scan(&d.SequenceNumber, &d.ID, &d.Body, &d.CorrelationID, &d.Operation,
+		&notBefore, &enqueued, &d.DeliveryCount, &d.LockToken, &d.DeadLetterReason, &d.DeadLetterDescription,
+		&d.TraceParent, &d.TraceState); err != nil {
+		return nil, err
+	}
+	d.NotBefore, d.EnqueuedAt = fromNanos(notBefore), fromNanos(enqueued)
+	return d, nil
 }
 
 // exceededDescription words the dead-letter description as Service Bus does.
@@ -465,17 +475,8 @@ func (b *Bus) Take(ctx context.Context, queue, id string) (*ports.Delivered, err
 		if err != nil {
 			return err
 		}
-		d := &ports.Delivered{LockedUntil: lockedUntil.UTC()}
-		d.Queue = queue
-		var notBefore, enqueued int64
-		if err := w.stmt(b.db.st.msgLock).QueryRow(lockedUntil.UnixNano(), seqList([]int64{seq})).Scan(&d.SequenceNumber, &d.ID,
-			&d.Body, &d.CorrelationID, &d.Operation, &notBefore, &enqueued, &d.DeliveryCount, &d.LockToken,
-			&d.DeadLetterReason, &d.DeadLetterDescription, &d.TraceParent, &d.TraceState); err != nil {
-			return err
-		}
-		d.NotBefore, d.EnqueuedAt = fromNanos(notBefore), fromNanos(enqueued)
-		out = d
-		return nil
+		out, err = scanLocked(w.stmt(b.db.st.msgLock).QueryRow(lockedUntil.UnixNano(), seqList([]int64{seq})), queue, lockedUntil)
+		return err
 	})
 	if err != nil {
 		if domain.IsCode(err, domain.ENOTFOUND) {
