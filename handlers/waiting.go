@@ -97,7 +97,10 @@ func (h *Handlers) waitReason(ctx context.Context, d *domain.Delivery, now time.
 	if hold != nil {
 		return domain.WaitHeld, "held: " + hold.Reason, nil
 	}
-	if kind == domain.WaitNoDrone {
+	// One that is being dispatched again (a retry moments ago) is judged
+	// by the airspace too: a zone put over its pickup since holds it
+	// whether or not dispatch has run.
+	if kind == domain.WaitNoDrone || kind == domain.WaitDispatch {
 		if seen.air == nil {
 			if seen.air, err = h.airspace(ctx); err != nil {
 				return "", "", err
