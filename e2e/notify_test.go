@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -133,10 +134,16 @@ func TestNotifyMeSendsEmailThroughSMTP(t *testing.T) {
 	reportAt(t, a, "mailed-drone", notifyPickup, now.Add(30*time.Second))
 	waitMail(t, srv, "ana@example.com", "Your package is on its way")
 
-	// Ana follows the link in her mail, as a browser would: no key.
+	// The link opened (by Ana, or by a scanner before her) shows its
+	// button and ends nothing; her mail client's one-click button posts
+	// the RFC 8058 form to it, as the mail's List-Unsubscribe-Post says.
+	assert.Equal(t, "List-Unsubscribe=One-Click", scheduled.Header().Get("List-Unsubscribe-Post"))
 	resp := call(t, "GET", stop, nil)
 	require.Equal(t, http.StatusOK, resp.Status, string(resp.Body))
-	assert.Contains(t, string(resp.Body), "You are unsubscribed")
+	assert.Contains(t, string(resp.Body), `<form method="post">`)
+	status, body := oneClick(t, stop)
+	require.Equal(t, http.StatusOK, status, body)
+	assert.Contains(t, body, "You are unsubscribed")
 	var list struct {
 		Subscriptions []struct{ ID, EmailAddress string } `json:"subscriptions"`
 	}
@@ -144,6 +151,8 @@ func TestNotifyMeSendsEmailThroughSMTP(t *testing.T) {
 	require.Len(t, list.Subscriptions, 1)
 	assert.Equal(t, subs[1], list.Subscriptions[0].ID)
 	assert.Equal(t, http.StatusNotFound, call(t, "GET", stop, nil).Status, "the link is spent")
+	status, _ = oneClick(t, stop)
+	assert.Equal(t, http.StatusNotFound, status, "the link is spent")
 
 	// The delivery completes: ben hears of it, ana does not.
 	reportAt(t, a, "mailed-drone", notifyDropoff, now.Add(90*time.Second))
@@ -207,12 +216,27 @@ func TestNotifyMeWithoutProviderKeepsAnOutbox(t *testing.T) {
 	assert.Equal(t, http.StatusNotFound, other.call(t, "DELETE", "/api/deliveries/kept/notifymerequests/"+subs[0], nil).Status)
 
 	// The link kept in the outbox works like the one in a sent message.
-	resp := call(t, "GET", mail.UnsubscribeURL, nil)
-	require.Equal(t, http.StatusOK, resp.Status, string(resp.Body))
+	status, body := oneClick(t, mail.UnsubscribeURL)
+	require.Equal(t, http.StatusOK, status, body)
 	assert.Equal(t, http.StatusNotFound, a.call(t, "DELETE", "/api/deliveries/kept/notifymerequests/"+subs[0], nil).Status, "already gone")
 	var list struct {
 		Subscriptions []any `json:"subscriptions"`
 	}
 	a.call(t, "GET", "/api/deliveries/kept/notifymerequests", nil).decode(t, &list)
 	assert.Empty(t, list.Subscriptions)
+}
+
+// oneClick posts an RFC 8058 one-click unsubscribe to link, as a mail
+// client does (no key, a form body), held to the OpenAPI document.
+func oneClick(t *testing.T, link string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, link, strings.NewReader("List-Unsubscribe=One-Click"))
+	require.NoError(t, err)
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	resp, err := checkedClient(t, 30*time.Second).Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return resp.StatusCode, string(b)
 }

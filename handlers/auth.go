@@ -130,6 +130,27 @@ func (h *Handlers) guardStream(a access, fn functionapp.StreamFunc) functionapp.
 	}
 }
 
+// guardForm is guard for the one function anyone may post a form to, the
+// unsubscribe link's: a mail client's one-click unsubscribe posts
+// "List-Unsubscribe=One-Click" as multipart/form-data or
+// application/x-www-form-urlencoded (RFC 8058, section 3.1:
+// https://www.rfc-editor.org/rfc/rfc8058#section-3.1), and so does the
+// link's page. The function does not read the body; any other media type
+// is still refused.
+func (h *Handlers) guardForm(fn functionapp.HTTPFunc) functionapp.HTTPFunc {
+	return func(ctx context.Context, req *functionapp.Request) *functionapp.Response {
+		if len(req.Body) > 0 {
+			mt, _, err := mime.ParseMediaType(req.Header.Get("Content-Type"))
+			if err != nil || (mt != "application/x-www-form-urlencoded" && mt != "multipart/form-data") {
+				resp := functionapp.Problem(http.StatusUnsupportedMediaType, "Content-Type", "must be application/x-www-form-urlencoded or multipart/form-data")
+				resp.Header.Set("Accept", "application/x-www-form-urlencoded, multipart/form-data")
+				return resp
+			}
+		}
+		return fn(ctx, req)
+	}
+}
+
 // checkContentType refuses a body that does not say it is JSON: every body
 // the API takes is JSON, and a form or text post is a client mistake or a
 // cross-site request trying its luck.

@@ -322,7 +322,8 @@ func (h *Handlers) Registry() functionapp.Registry {
 
 		"ListNotifyMeRequests":  biz(h.ListNotifyMeRequests),
 		"DeleteNotifyMeRequest": biz(h.DeleteNotifyMeRequest),
-		"Unsubscribe":           open(h.Unsubscribe),
+		"UnsubscribePage":       open(h.UnsubscribePage),
+		"Unsubscribe":           {HTTP: h.guardForm(h.Unsubscribe), Public: true},
 		"GetOutbox":             biz(h.GetOutbox),
 		"SendCustomerMessage":   {Queue: h.SendCustomerMessage},
 

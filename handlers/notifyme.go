@@ -127,49 +127,87 @@ func (h *Handlers) DeleteNotifyMeRequest(ctx context.Context, req *functionapp.R
 // delivery id.
 const maxTokenLength = 64 + 1 + domain.MaxIDLength
 
-// Unsubscribe serves GET /api/unsubscribe/{token}, the link in every
-// customer message: it ends the subscription the token belongs to and
-// shows a short page. Anyone holding the link may follow it, and it can do
-// nothing else; a wrong or spent token is 404, whatever was wrong with it.
-// Only GET acts: a HEAD (which net/http routes with GET, and which some
-// mail scanners send to check links) shows the page and changes nothing.
+var errSpentLink = domain.Errorf(domain.ENOTFOUND, "this unsubscribe link is not valid, or was used already")
+
+// UnsubscribePage serves GET /api/unsubscribe/{token}, the link in every
+// customer message: it asks the person to confirm with a button that posts
+// to the same address (Unsubscribe), and changes nothing itself. A GET must
+// not act, because mail scanners and link previews fetch the links in a
+// message before anyone reads it (RFC 8058, section 1:
+// https://www.rfc-editor.org/rfc/rfc8058#section-1). A wrong or spent token
+// is 404, whatever was wrong with it.
+func (h *Handlers) UnsubscribePage(ctx context.Context, req *functionapp.Request) *functionapp.Response {
+	token := req.Params["token"]
+	deliveryID, ok := unsubscribeDelivery(token)
+	if !ok {
+		return h.spentLink(ctx, req)
+	}
+	d, err := h.store.Deliveries.Find(ctx, deliveryID)
+	if domain.IsCode(err, domain.ENOTFOUND) {
+		return h.spentLink(ctx, req)
+	}
+	if err != nil {
+		return h.errorResponse(ctx, err)
+	}
+	if _, ok := d.SubscriptionByToken(token); !ok {
+		return h.spentLink(ctx, req)
+	}
+	return confirmForm("Stop these messages?",
+		"You will get no more messages about this delivery at this address.", "Unsubscribe")
+}
+
+// Unsubscribe serves POST /api/unsubscribe/{token}: the page's button, or
+// a mail client's one-click unsubscribe (RFC 8058: a POST of
+// "List-Unsubscribe=One-Click" to the List-Unsubscribe address, as a form;
+// https://www.rfc-editor.org/rfc/rfc8058#section-3.1). It ends the
+// subscription the token belongs to and says so; its body is not read.
+// Anyone holding the link may post it, and it can do nothing else.
 func (h *Handlers) Unsubscribe(ctx context.Context, req *functionapp.Request) *functionapp.Response {
 	token := req.Params["token"]
-	notFound := domain.Errorf(domain.ENOTFOUND, "this unsubscribe link is not valid, or was used already")
-	_, deliveryID, ok := strings.Cut(token, ".")
-	spent := func() *functionapp.Response {
-		if wantsPage(req) {
-			// Followed a second time (a double click, or a mail scanner
-			// that opened it first), the link tells the person so.
-			return notice(http.StatusNotFound, "Unsubscribe link",
-				"This link is not valid, or was used already. If you followed it before, you are unsubscribed: you will get no more messages about this delivery at this address.")
-		}
-		return h.errorResponse(ctx, notFound)
+	deliveryID, ok := unsubscribeDelivery(token)
+	if !ok {
+		return h.spentLink(ctx, req)
 	}
-	if !ok || len(token) > maxTokenLength || domain.ValidID("token", deliveryID) != nil {
-		return spent()
-	}
-	if req.Method == http.MethodGet {
-		var removed string
-		now := h.clock.Now()
-		_, err := h.store.Deliveries.Update(ctx, deliveryID, func(d *domain.Delivery) error {
-			sid, ok := d.SubscriptionByToken(token)
-			if !ok {
-				return notFound
-			}
-			removed = sid
-			d.UpdatedAt = now
-			return d.Unsubscribe(sid)
-		})
-		if domain.IsCode(err, domain.ENOTFOUND) {
-			return spent()
+	var removed string
+	now := h.clock.Now()
+	_, err := h.store.Deliveries.Update(ctx, deliveryID, func(d *domain.Delivery) error {
+		sid, ok := d.SubscriptionByToken(token)
+		if !ok {
+			return errSpentLink
 		}
-		if err != nil {
-			return h.errorResponse(ctx, err)
-		}
-		h.log.InfoContext(logctx.With(ctx, "deliveryId", deliveryID), "customer unsubscribed through the link", "subscriptionId", removed)
+		removed = sid
+		d.UpdatedAt = now
+		return d.Unsubscribe(sid)
+	})
+	if domain.IsCode(err, domain.ENOTFOUND) {
+		return h.spentLink(ctx, req)
 	}
+	if err != nil {
+		return h.errorResponse(ctx, err)
+	}
+	h.log.InfoContext(logctx.With(ctx, "deliveryId", deliveryID), "customer unsubscribed through the link", "subscriptionId", removed)
 	return notice(http.StatusOK, "You are unsubscribed", "You will get no more messages about this delivery at this address.")
+}
+
+// unsubscribeDelivery returns the delivery an unsubscribe token names, if
+// the token has the shape of one.
+func unsubscribeDelivery(token string) (string, bool) {
+	_, deliveryID, ok := strings.Cut(token, ".")
+	if !ok || len(token) > maxTokenLength || domain.ValidID("token", deliveryID) != nil {
+		return "", false
+	}
+	return deliveryID, true
+}
+
+// spentLink answers a wrong or spent unsubscribe token: a page for a
+// person (followed a second time, after a double click, the link says so),
+// a problem document otherwise.
+func (h *Handlers) spentLink(ctx context.Context, req *functionapp.Request) *functionapp.Response {
+	if wantsPage(req) {
+		return notice(http.StatusNotFound, "Unsubscribe link",
+			"This link is not valid, or was used already. If you followed it before, you are unsubscribed: you will get no more messages about this delivery at this address.")
+	}
+	return h.errorResponse(ctx, errSpentLink)
 }
 
 // outboxMessage is one kept message as GET …/outbox shows it.

@@ -189,32 +189,49 @@ func TestMilestonesReachSubscribersAndTheLinkUnsubscribes(t *testing.T) {
 	assert.Equal(t, mail.UnsubscribeURL, sms.UnsubscribeURL, "one subscription, one link")
 	assert.NotEqual(t, mail.UnsubscribeURL, byTo["ben@example.com"].UnsubscribeURL)
 
-	// Ana follows her link (a HEAD first, as a link checker would).
+	// Ana's mail is fetched by a scanner (a HEAD and a GET, as link
+	// checkers send): each shows the page with its button and ends nothing.
 	token := strings.TrimPrefix(mail.UnsubscribeURL, "https://drones.example/api/unsubscribe/")
-	follow := func(method, tok string) *functionapp.Response {
-		return f.call("Unsubscribe", "", &functionapp.Request{Method: method, Params: map[string]string{"token": tok}})
+	follow := func(fn, method, tok string, h http.Header) *functionapp.Response {
+		return f.call(fn, "", &functionapp.Request{Method: method, Params: map[string]string{"token": tok}, Header: h})
 	}
-	assert.Equal(t, http.StatusOK, follow(http.MethodHead, token).Status)
-	assert.Len(t, f.subscriptions(t, "told"), 2, "a HEAD changes nothing")
-	page := follow(http.MethodGet, token)
+	assert.Equal(t, http.StatusOK, follow("UnsubscribePage", http.MethodHead, token, nil).Status)
+	page := follow("UnsubscribePage", http.MethodGet, token, nil)
 	require.Equal(t, http.StatusOK, page.Status, string(page.Body))
 	assert.Equal(t, "text/html; charset=utf-8", page.Header.Get("Content-Type"))
 	assert.Equal(t, "no-referrer", page.Header.Get("Referrer-Policy"))
-	assert.Contains(t, string(page.Body), "unsubscribed")
+	assert.Contains(t, page.Header.Get("Content-Security-Policy"), "form-action 'self'")
+	assert.Contains(t, page.Header.Get("Content-Security-Policy"), "frame-ancestors 'none'")
+	assert.Contains(t, string(page.Body), `<form method="post">`, "a button that posts back to the link")
+	assert.Len(t, f.subscriptions(t, "told"), 2, "a GET or a HEAD changes nothing")
+
+	// A body that is not a form is refused, and changes nothing.
+	notForm := f.call("Unsubscribe", "", &functionapp.Request{Method: http.MethodPost, Params: map[string]string{"token": token},
+		Header: http.Header{"Content-Type": {"application/json"}}, Body: []byte(`{}`)})
+	assert.Equal(t, http.StatusUnsupportedMediaType, notForm.Status)
+	assert.Len(t, f.subscriptions(t, "told"), 2)
+
+	// Her mail client's one-click button posts the RFC 8058 form.
+	done := f.call("Unsubscribe", "", &functionapp.Request{Method: http.MethodPost, Params: map[string]string{"token": token},
+		Header: http.Header{"Content-Type": {"application/x-www-form-urlencoded"}}, Body: []byte("List-Unsubscribe=One-Click")})
+	require.Equal(t, http.StatusOK, done.Status, string(done.Body))
+	assert.Contains(t, string(done.Body), "unsubscribed")
 	assert.Equal(t, []string{ben.ID}, ids(f.subscriptions(t, "told")))
-	assert.Equal(t, http.StatusNotFound, follow(http.MethodGet, token).Status, "a spent link")
-	// Followed again from a browser, the spent link says so in a page.
-	again := f.call("Unsubscribe", "", &functionapp.Request{Method: http.MethodGet, Params: map[string]string{"token": token},
-		Header: http.Header{"Accept": {"text/html,application/xhtml+xml,*/*;q=0.8"}}})
-	assert.Equal(t, http.StatusNotFound, again.Status)
-	assert.Equal(t, "text/html; charset=utf-8", again.Header.Get("Content-Type"))
-	assert.Contains(t, string(again.Body), "you are unsubscribed")
-	assert.Equal(t, []string{ben.ID}, ids(f.subscriptions(t, "told")), "and changes nothing")
-	for _, wrong := range []string{"", "nodot", strings.Repeat("A", 32) + ".told", token + "x", strings.Repeat("A", 32) + ".no-such"} {
-		resp := follow(http.MethodGet, wrong)
-		assert.Equal(t, http.StatusNotFound, resp.Status, wrong)
-		assert.Equal(t, "application/problem+json", resp.Header.Get("Content-Type"))
+	for _, fn := range []string{"UnsubscribePage", "Unsubscribe"} {
+		method := map[string]string{"UnsubscribePage": http.MethodGet, "Unsubscribe": http.MethodPost}[fn]
+		assert.Equal(t, http.StatusNotFound, follow(fn, method, token, nil).Status, "a spent link: %s", fn)
+		// Followed again from a browser, the spent link says so in a page.
+		again := follow(fn, method, token, http.Header{"Accept": {"text/html,application/xhtml+xml,*/*;q=0.8"}})
+		assert.Equal(t, http.StatusNotFound, again.Status)
+		assert.Equal(t, "text/html; charset=utf-8", again.Header.Get("Content-Type"))
+		assert.Contains(t, string(again.Body), "you are unsubscribed")
+		for _, wrong := range []string{"", "nodot", strings.Repeat("A", 32) + ".told", token + "x", strings.Repeat("A", 32) + ".no-such"} {
+			resp := follow(fn, method, wrong, nil)
+			assert.Equal(t, http.StatusNotFound, resp.Status, wrong)
+			assert.Equal(t, "application/problem+json", resp.Header.Get("Content-Type"))
+		}
 	}
+	assert.Equal(t, []string{ben.ID}, ids(f.subscriptions(t, "told")), "and changes nothing")
 
 	// The pickup: only ben hears of it.
 	f.report(t, "m1", pickup, 95, t0.Add(time.Minute))

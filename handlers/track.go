@@ -119,17 +119,31 @@ func wantsPage(req *functionapp.Request) bool {
 // notice is a short self-contained HTML page with status, for a person who
 // followed a link: a title and one paragraph, escaped.
 func notice(status int, title, text string) *functionapp.Response {
+	return shortPage(status, title, text, "", "default-src 'none'; style-src 'unsafe-inline'")
+}
+
+// confirmForm is a notice with one button that posts an empty-valued form
+// back to the page's own address, which is the only place it may post to;
+// no other site may frame it.
+func confirmForm(title, text, button string) *functionapp.Response {
+	form := `<form method="post"><input type="hidden" name="List-Unsubscribe" value="One-Click"><button type="submit">` +
+		html.EscapeString(button) + `</button></form>`
+	return shortPage(http.StatusOK, title, text, form,
+		"default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'")
+}
+
+func shortPage(status int, title, text, form, csp string) *functionapp.Response {
 	body := `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>` + html.EscapeString(title) + `</title>
 <style>body{font-family:system-ui,sans-serif;max-width:32rem;margin:3rem auto;padding:0 1rem;line-height:1.5}</style>
 </head><body><h1>` + html.EscapeString(title) + `</h1>
-<p>` + html.EscapeString(text) + `</p></body></html>
+<p>` + html.EscapeString(text) + `</p>` + form + `</body></html>
 `
 	return &functionapp.Response{Status: status, Body: []byte(body), Header: http.Header{
 		"Content-Type":            {"text/html; charset=utf-8"},
 		"Cache-Control":           {"no-store"},
-		"Content-Security-Policy": {"default-src 'none'; style-src 'unsafe-inline'"},
+		"Content-Security-Policy": {csp},
 		// The link's token may be in the URL: no page may see it.
 		"Referrer-Policy":        {"no-referrer"},
 		"X-Content-Type-Options": {"nosniff"},

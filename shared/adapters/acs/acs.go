@@ -162,8 +162,12 @@ func (c *Client) sendEmail(ctx context.Context, m ports.Outgoing) error {
 		// Custom headers travel in "headers" (Microsoft's "Adding Reserved
 		// Custom headers",
 		// https://learn.microsoft.com/azure/communication-services/concepts/email/email-headers);
-		// RFC 2369's lets mail clients offer an unsubscribe button.
-		body.Headers = map[string]string{"List-Unsubscribe": "<" + m.UnsubscribeURL + ">"}
+		// RFC 2369's lets mail clients offer an unsubscribe button, and
+		// RFC 8058's says that button may post to it in one click.
+		body.Headers = map[string]string{
+			"List-Unsubscribe":      "<" + m.UnsubscribeURL + ">",
+			"List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+		}
 	}
 	// Tracking pixels and rewritten links have no place in a delivery
 	// notice, and rewriting would break the unsubscribe link's token.

@@ -149,10 +149,13 @@ func TestEmailRequestShape(t *testing.T) {
 	assert.Equal(t, "application/json", r.contentType)
 	assert.Regexp(t, uuidPattern, r.operationID)
 	assert.Equal(t, map[string]any{
-		"senderAddress":                  "DoNotReply@0000.azurecomm.net",
-		"recipients":                     map[string]any{"to": []any{map[string]any{"address": "customer@example.com"}}},
-		"content":                        map[string]any{"subject": m.Subject, "plainText": m.Text},
-		"headers":                        map[string]any{"List-Unsubscribe": "<https://x/api/unsubscribe/U.d-1>"},
+		"senderAddress": "DoNotReply@0000.azurecomm.net",
+		"recipients":    map[string]any{"to": []any{map[string]any{"address": "customer@example.com"}}},
+		"content":       map[string]any{"subject": m.Subject, "plainText": m.Text},
+		"headers": map[string]any{
+			"List-Unsubscribe":      "<https://x/api/unsubscribe/U.d-1>",
+			"List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+		},
 		"userEngagementTrackingDisabled": true,
 	}, r.body)
 

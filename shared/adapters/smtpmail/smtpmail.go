@@ -239,8 +239,13 @@ func (s *Sender) compose(m ports.Outgoing, now time.Time) ([]byte, error) {
 		{"Auto-Submitted", "auto-generated"},
 	}
 	if m.UnsubscribeURL != "" {
-		// RFC 2369: mail clients show an unsubscribe button for it.
-		header = append(header, struct{ k, v string }{"List-Unsubscribe", "<" + oneLine(m.UnsubscribeURL) + ">"})
+		// RFC 2369: mail clients show an unsubscribe button for it; RFC
+		// 8058's List-Unsubscribe-Post says the address takes a one-click
+		// POST, so a client may unsubscribe without opening a page, and
+		// knows that a GET of it changes nothing.
+		header = append(header,
+			struct{ k, v string }{"List-Unsubscribe", "<" + oneLine(m.UnsubscribeURL) + ">"},
+			struct{ k, v string }{"List-Unsubscribe-Post", "List-Unsubscribe=One-Click"})
 	}
 	for _, h := range header {
 		fmt.Fprintf(&b, "%s: %s\r\n", h.k, h.v)

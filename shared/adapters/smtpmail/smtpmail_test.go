@@ -56,6 +56,7 @@ func TestSendsOverSTARTTLSWithAuth(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, m.Subject, subject, "a non-ASCII subject survives encoding")
 	assert.Equal(t, "<"+m.UnsubscribeURL+">", h.Get("List-Unsubscribe"))
+	assert.Equal(t, "List-Unsubscribe=One-Click", h.Get("List-Unsubscribe-Post"), "RFC 8058 one-click")
 	assert.Equal(t, "auto-generated", h.Get("Auto-Submitted"))
 	assert.Equal(t, h.Get("Message-ID"), got[1].Header().Get("Message-ID"), "a retry carries the same Message-ID")
 	assert.True(t, strings.HasSuffix(h.Get("Message-ID"), "@fabrikam.example>"))
