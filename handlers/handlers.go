@@ -12,11 +12,13 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"time"
 
 	"golang.org/x/sync/singleflight"
 
 	"github.com/fabrikam/dronedelivery/shared/airspace"
+	"github.com/fabrikam/dronedelivery/shared/apidoc"
 	"github.com/fabrikam/dronedelivery/shared/domain"
 	"github.com/fabrikam/dronedelivery/shared/functionapp"
 	"github.com/fabrikam/dronedelivery/shared/keylock"
@@ -351,6 +353,7 @@ func (h *Handlers) Registry() functionapp.Registry {
 		"ConsoleEvents":         {HTTP: h.guard(operator, h.ConsoleEventsUnavailable), Stream: h.guardStream(operator, h.ConsoleEvents)},
 		"ConsoleNegotiate":      op(h.ConsoleNegotiate),
 	}
+	h.takeDeclaredQuery(reg)
 	// The chain's table says what each step reads, which Registry.Check
 	// holds the bindings to, and where it may send, which EmitsOnly does.
 	emits := map[string][]string{}
@@ -362,6 +365,48 @@ func (h *Handlers) Registry() functionapp.Registry {
 		}
 	}
 	return reg.Use(functionapp.EmitsOnly(emits))
+}
+
+// openedFromLinks are the functions a person reaches by a link (a page, or
+// the unsubscribe link's button): they ignore query parameters they do not
+// read, since whoever passed the link on may have added some (utm_source,
+// a mail provider's link wrapper), and a page refused for that would help
+// nobody.
+var openedFromLinks = []string{"TrackPage", "Console", "ApiReference", "UnsubscribePage", "Unsubscribe"}
+
+// takeDeclaredQuery holds every other HTTP function to the query
+// parameters the API document declares for its operation
+// (wire.CheckQuery): one it does not take, given twice or empty, is 400
+// naming it, before anything else is read, instead of being ignored while
+// the request goes ahead. The listings check their values besides.
+func (h *Handlers) takeDeclaredQuery(reg functionapp.Registry) {
+	declared, err := apidoc.QueryParameters()
+	if err != nil {
+		panic(err) // the document is built in, and its tests read it
+	}
+	for name, f := range reg {
+		if slices.Contains(openedFromLinks, name) {
+			continue
+		}
+		params := declared[name]
+		if next := f.HTTP; next != nil {
+			f.HTTP = func(ctx context.Context, req *functionapp.Request) *functionapp.Response {
+				if err := wire.CheckQuery(req.Query, params...); err != nil {
+					return h.errorResponse(ctx, err)
+				}
+				return next(ctx, req)
+			}
+		}
+		if next := f.Stream; next != nil {
+			f.Stream = func(ctx context.Context, req *functionapp.Request, st functionapp.Stream) *functionapp.Response {
+				if err := wire.CheckQuery(req.Query, params...); err != nil {
+					return h.errorResponse(ctx, err)
+				}
+				return next(ctx, req, st)
+			}
+		}
+		reg[name] = f
+	}
 }
 
 // The steps' names make message ids (wire.MessageID).
