@@ -188,6 +188,12 @@ deploy-aws:
 # lost at the next deployment. It goes to az in a parameters file that only
 # this user can read, not on the command line, where ps would show it.
 #
+# EXTRA_APP_SETTINGS, when set, names a JSON file of app settings of your
+# own, e.g. {"PUBLIC_BASE_URL": "https://drones.example.com"}, which go into
+# the same parameters file as the template's secure parameter
+# extraAppSettings, so that every deployment sets them too. A name the
+# template sets itself keeps the template's value.
+#
 # make publish (part of make deploy) sends dist/app.zip with
 # az functionapp deployment source config-zip, which for a Flex Consumption
 # app posts it to the One Deploy endpoint (/api/publish) and then polls the
@@ -199,6 +205,7 @@ NAME ?= dronedelivery
 RESOURCE_GROUP ?= rg-$(NAME)
 LOCATION ?= eastus
 SMS_SENDER ?=
+EXTRA_APP_SETTINGS ?=
 PUBLISH_TIMEOUT ?= 900
 HEALTH_TIMEOUT ?= 300
 
@@ -218,12 +225,17 @@ deploy: deploy-check
 	$(MAKE) deploy-infra
 	$(MAKE) publish
 
-# The template alone; OPERATOR_KEY as for make deploy.
+# The template alone; OPERATOR_KEY and EXTRA_APP_SETTINGS as for make deploy.
 deploy-infra: deploy-check
 	@set -e; umask 077; params=$$(mktemp); trap 'rm -f "$$params"' EXIT; \
 	key=$$(printf '%s' "$$OPERATOR_KEY" | sed 's/[\\"]/\\&/g'); \
-	printf '{"$$schema": "https://schema.management.azure.com/schemas/2019-04-01/deploymentParameters.json#", "contentVersion": "1.0.0.0", "parameters": {"operatorKey": {"value": "%s"}}}\n' "$$key" > "$$params"; \
-	echo "az deployment group create --resource-group $(RESOURCE_GROUP) --name $(NAME) --template-file infra/main.bicep (operatorKey from OPERATOR_KEY)"; \
+	extra='{}'; \
+	if [ -n "$(EXTRA_APP_SETTINGS)" ]; then \
+		test -r "$(EXTRA_APP_SETTINGS)" || { echo "make deploy: EXTRA_APP_SETTINGS names $(EXTRA_APP_SETTINGS), which cannot be read"; exit 1; }; \
+		extra=$$(cat "$(EXTRA_APP_SETTINGS)"); \
+	fi; \
+	printf '{"$$schema": "https://schema.management.azure.com/schemas/2019-04-01/deploymentParameters.json#", "contentVersion": "1.0.0.0", "parameters": {"operatorKey": {"value": "%s"}, "extraAppSettings": {"value": %s}}}\n' "$$key" "$$extra" > "$$params"; \
+	echo "az deployment group create --resource-group $(RESOURCE_GROUP) --name $(NAME) --template-file infra/main.bicep (operatorKey from OPERATOR_KEY$(if $(EXTRA_APP_SETTINGS), and extraAppSettings from $(EXTRA_APP_SETTINGS)))"; \
 	az deployment group create --resource-group $(RESOURCE_GROUP) --name $(NAME) \
 		--template-file infra/main.bicep --parameters @infra/main.parameters.json \
 		--parameters name=$(NAME) location=$(LOCATION) $(if $(SMS_SENDER),smsSender=$(SMS_SENDER)) --parameters "@$$params" --output none

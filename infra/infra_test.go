@@ -149,6 +149,13 @@ func TestChecksCatchDrift(t *testing.T) {
 		files := edited(in.bicep, "main.bicep", replacing(t, "containers: topology.containers", "containers: []"))
 		mustMention(t, checkBicepTopology(files, in.topology), "topology.containers")
 	})
+	t.Run("UnindexedContainerRenamedInTopologyOnly", func(t *testing.T) {
+		topo := cloneTopology(in.topology)
+		i := slices.IndexFunc(topo.Containers, func(c topology.Container) bool { return c.Name == topology.ContainerConfirmations })
+		require.GreaterOrEqual(t, i, 0)
+		topo.Containers[i].Name = "proofs"
+		mustMention(t, checkBicepTopology(in.bicep, topo), topology.ContainerConfirmations, "unindexedContainers")
+	})
 	t.Run("AppSettingRemovedFromBicep", func(t *testing.T) {
 		s := settingsWithout(t, mainBicep, "COSMOS_DATABASE:")
 		mustMention(t, checkAppSettings(in.required, s), config.CosmosDatabase)
@@ -235,6 +242,10 @@ func TestChecksCatchDrift(t *testing.T) {
 	t.Run("AppSettingsModuleParamNotSecure", func(t *testing.T) {
 		files := edited(in.bicep, "modules/functionapp.bicep", droppingBefore(t, "param appSettings object", "@secure()"))
 		mustMention(t, checkOperatorKey(files, settings, in.parameters, in.makefile), "appSettings", "modules/functionapp.bicep")
+	})
+	t.Run("ExtraSettingsWinOverTheTemplate", func(t *testing.T) {
+		files := edited(in.bicep, "main.bicep", replacing(t, "appSettings: union(extraAppSettings, appSettings)", "appSettings: union(appSettings, extraAppSettings)"))
+		mustMention(t, checkOperatorKey(files, settings, in.parameters, in.makefile), "union(extraAppSettings, appSettings)")
 	})
 	t.Run("OperatorKeySetAfterTheTemplate", func(t *testing.T) {
 		mk := in.makefile + "\n\taz functionapp config appsettings set --name app --settings OPERATOR_KEY=$$OPERATOR_KEY\n"
@@ -326,7 +337,11 @@ func checkGoTopology(goQueues []string, goContainers []topology.Container, topo 
 	return problems
 }
 
-var loadJSON = regexp.MustCompile(`loadJsonContent\('([^']+)'\)`)
+var (
+	loadJSON      = regexp.MustCompile(`loadJsonContent\('([^']+)'\)`)
+	unindexedDecl = regexp.MustCompile(`(?m)^var unindexedContainers = \[(.*)\]$`)
+	quotedName    = regexp.MustCompile(`'([^']*)'`)
+)
 
 // checkBicepTopology: main.bicep loads topology.json and hands its lists to
 // the modules, the modules build every queue and container from those lists
@@ -360,6 +375,9 @@ func checkBicepTopology(files map[string]string, topo topology.Topology) []strin
 			`id: c.name`,
 			`paths: [c.partitionKey]`,
 			`defaultTtl: c.?defaultTtl`,
+			`indexingPolicy: contains(unindexedContainers, c.name) ? noIndex : null`,
+			`indexingMode: 'none'`,
+			`automatic: false`,
 		},
 	}
 	for _, file := range slices.Sorted(maps.Keys(want)) {
@@ -373,12 +391,35 @@ func checkBicepTopology(files map[string]string, topo topology.Topology) []strin
 	for _, q := range topo.Queues {
 		names = append(names, q.Name)
 	}
+	containers := map[string]bool{}
 	for _, c := range topo.Containers {
 		names = append(names, c.Name)
+		containers[c.Name] = true
+	}
+	// main.bicep's unindexedContainers is the one place a container is
+	// named in Bicep: a fact about how the code reads it, not topology.
+	// Each name must still be a container of topology.json, or a rename
+	// would leave it indexed without a word.
+	unindexed := unindexedDecl.FindStringSubmatch(main)
+	if unindexed == nil {
+		problems = append(problems, "main.bicep has no line `var unindexedContainers = [...]` (one line, names quoted)")
+	} else {
+		for _, m := range quotedName.FindAllStringSubmatch(unindexed[1], -1) {
+			if !containers[m[1]] {
+				problems = append(problems, fmt.Sprintf("main.bicep's unindexedContainers names %q, which topology.json does not declare", m[1]))
+			}
+		}
+		if !hasLine(main, "unindexedContainers: unindexedContainers") {
+			problems = append(problems, "main.bicep does not pass unindexedContainers: unindexedContainers to the cosmos module")
+		}
 	}
 	for _, file := range slices.Sorted(maps.Keys(files)) {
+		text := files[file]
+		if file == "main.bicep" && unindexed != nil {
+			text = strings.Replace(text, unindexed[0], "", 1)
+		}
 		for _, n := range names {
-			if strings.Contains(files[file], "'"+n+"'") {
+			if strings.Contains(text, "'"+n+"'") {
 				problems = append(problems, fmt.Sprintf("%s spells '%s' itself; take it from topology.json so there is one source", file, n))
 			}
 		}
@@ -516,15 +557,16 @@ func checkRoles(files map[string]string) []string {
 var secretPatterns = regexp.MustCompile(`(?i)list\w*keys\(|listConnectionStrings|listAccountSas|listServiceSas|accountkey|sharedaccesskey|primarykey|secondarykey|masterkey|@secure\(|password|connectionstring`)
 
 // secureParams are the only secure parameters the templates may declare:
-// the operator key, and the app settings object that carries it into the
+// the operator key, the settings of the operator's own (an OTLP header may
+// carry a key), and the app settings object that carries both into the
 // function app module.
-var secureParams = map[string]string{
-	"main.bicep":                "operatorKey",
-	"modules/functionapp.bicep": "appSettings",
+var secureParams = map[string][]string{
+	"main.bicep":                {"operatorKey", "extraAppSettings"},
+	"modules/functionapp.bicep": {"appSettings"},
 }
 
 // checkNoSecrets: no template reads a key, handles a connection string or
-// asks for a secure parameter other than the operator key's (secureParams);
+// asks for a secure parameter other than those of secureParams;
 // the only connection string is Application Insights', an address rather
 // than a credential once local auth is off.
 func checkNoSecrets(files map[string]string, parameters []byte) []string {
@@ -543,8 +585,8 @@ func checkNoSecrets(files map[string]string, parameters []byte) []string {
 				continue
 			}
 			if trimmed == "@secure()" {
-				if name := nextParam(lines[i+1:]); name != secureParams[file] || name == "" {
-					problems = append(problems, fmt.Sprintf("%s:%d: secure parameter %q: the operator key is the deployment's only secret", file, i+1, name))
+				if name := nextParam(lines[i+1:]); !slices.Contains(secureParams[file], name) || name == "" {
+					problems = append(problems, fmt.Sprintf("%s:%d: secure parameter %q: the operator key and the extra app settings are the deployment's only secrets", file, i+1, name))
 				}
 				continue
 			}
@@ -809,8 +851,10 @@ func checkOperatorKey(files map[string]string, settings map[string]string, param
 	if !decorated(files["modules/functionapp.bicep"], "param appSettings object", "@secure()") {
 		problems = append(problems, "modules/functionapp.bicep does not declare param appSettings object with @secure(): the settings carry the operator key")
 	}
-	if !hasLine(files["main.bicep"], "appSettings: appSettings") {
-		problems = append(problems, "main.bicep does not pass appSettings: appSettings to the function app module")
+	// union keeps the last object's value of a key, so the template's own
+	// settings, the operator key among them, win over extraAppSettings.
+	if !hasLine(files["main.bicep"], "appSettings: union(extraAppSettings, appSettings)") {
+		problems = append(problems, "main.bicep does not pass appSettings: union(extraAppSettings, appSettings) to the function app module: the template's settings, the operator key among them, must reach the app and win over extraAppSettings")
 	}
 	var f struct {
 		Parameters map[string]json.RawMessage `json:"parameters"`

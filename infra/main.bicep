@@ -51,6 +51,13 @@ param communicationDataLocation string = 'United States'
 @description('A phone number the Communication Services resource owns, in E.164 form, to send SMS from; empty until one is bought (docs/deploy.md): SMS are then kept in the outbox.')
 param smsSender string = ''
 
+@description('Web PubSub tier: Standard_S1 (1,000 connections a unit, billed per unit-day) or Free_F1 (20 connections, no charge; for trials).')
+@allowed([
+  'Free_F1'
+  'Standard_S1'
+])
+param webPubSubSku string = 'Standard_S1'
+
 @description('Tags for every resource.')
 param tags object = {}
 
@@ -65,9 +72,28 @@ param tags object = {}
 @description('Bearer key of the fleet endpoints (drones, telemetry): at least 16 printable characters, e.g. openssl rand -hex 32. Pass the same one on every deployment; a new one rotates it.')
 param operatorKey string
 
+// Settings the template does not know, such as PUBLIC_BASE_URL or the
+// OTEL_EXPORTER_OTLP_* settings (docs/deploy.md, "Settings of your own").
+// The settings resource replaces the whole set, so a setting added by hand
+// is wiped by the next deployment; given here, it is deployed every time.
+// Secure because an OTLP header may carry a key. The template's own
+// settings win over a setting of the same name here (see functionApp
+// below), so this cannot replace the identity, the connections or the
+// operator key by accident.
+@secure()
+@description('App settings to deploy beside the template\'s own, e.g. {"PUBLIC_BASE_URL": "https://drones.example.com"}; make deploy passes them from the file EXTRA_APP_SETTINGS names. A name the template sets itself keeps the template\'s value.')
+param extraAppSettings object = {}
+
 // The one list of queues and containers, shared with the Go code, which embeds
 // the same file (shared/topology). The path is relative to this file.
 var topology = loadJsonContent('../shared/topology/topology.json')
+
+// Containers of topology.json that the code only point-reads, writes and
+// deletes by id, never queries (docs/data-layout.md): the proof-of-delivery
+// blobs, up to 256 KiB each, which an index would only make dearer to write.
+// They get no index (modules/cosmos.bicep). infra/infra_test.go checks that
+// every name here is a container of topology.json.
+var unindexedContainers = ['confirmations']
 
 // Globally unique names need a suffix; uniqueString is stable per resource
 // group and name, so redeploying updates rather than duplicates.
@@ -137,6 +163,7 @@ module cosmos 'modules/cosmos.bicep' = {
     location: location
     databaseName: databaseName
     containers: topology.containers
+    unindexedContainers: unindexedContainers
     serverless: cosmosServerless
     provisionedMaxThroughput: cosmosProvisionedMaxThroughput
     principalId: identity.outputs.principalId
@@ -160,6 +187,7 @@ module webPubSub 'modules/webpubsub.bicep' = {
   params: {
     name: webPubSubName
     location: location
+    skuName: webPubSubSku
     principalId: identity.outputs.principalId
     tags: tags
   }
@@ -195,6 +223,9 @@ var appSettings = {
 
 // Taking module outputs as parameters makes this module wait for the others,
 // role assignments included, so the app never starts without its permissions.
+// union gives a key the value of the last object that has it
+// (https://learn.microsoft.com/azure/azure-resource-manager/bicep/bicep-functions-object#union),
+// so appSettings, last, wins over extraAppSettings.
 module functionApp 'modules/functionapp.bicep' = {
   name: 'functionapp'
   params: {
@@ -203,7 +234,7 @@ module functionApp 'modules/functionapp.bicep' = {
     location: location
     identityId: identity.outputs.id
     deploymentContainerUrl: storage.outputs.deploymentContainerUrl
-    appSettings: appSettings
+    appSettings: union(extraAppSettings, appSettings)
     maximumInstanceCount: maximumInstanceCount
     instanceMemoryMB: instanceMemoryMB
     tags: tags

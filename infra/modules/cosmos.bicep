@@ -17,6 +17,9 @@ param databaseName string
 @description('The containers of topology.json: name, partitionKey and an optional defaultTtl.')
 param containers array
 
+@description('Names of containers the code only ever reads by id, never queries: they are created with no index.')
+param unindexedContainers array = []
+
 @description('Serverless (pay per request, nothing when idle) or provisioned autoscale throughput.')
 param serverless bool = true
 
@@ -62,6 +65,10 @@ resource account 'Microsoft.DocumentDB/databaseAccounts@2024-11-15' = {
     capabilities: serverless ? [{ name: 'EnableServerless' }] : []
     disableLocalAuth: true
     disableKeyBasedMetadataWriteAccess: true
+    // New accounts default to TLS 1.2 already; stated so that no later
+    // change lowers it. The property exists from API version 2022-11-15
+    // (https://learn.microsoft.com/azure/cosmos-db/self-serve-minimum-tls-enforcement).
+    minimalTlsVersion: 'Tls12'
     publicNetworkAccess: 'Enabled'
   }
 }
@@ -81,6 +88,21 @@ resource database 'Microsoft.DocumentDB/databaseAccounts/sqlDatabases@2024-11-15
 
 // defaultTtl is left out (null) where topology.json declares none, so such a
 // container keeps its items until they are deleted.
+//
+// An unindexed container has indexing mode none, which Microsoft describes
+// for a container used as a key-value store whose items are read by id only
+// (https://learn.microsoft.com/azure/cosmos-db/index-policy#indexing-mode):
+// its writes pay for no index, so it is for point reads and writes only.
+// The service refuses mode none while automatic indexing is on ("Indexing
+// mode value cannot be 'none' when automatic indexing is specified as
+// 'true'", quoted in Azure/azure-cosmos-table-dotnet issue 68), so automatic
+// is false. Every other container keeps the default policy (null leaves it
+// out).
+var noIndex = {
+  indexingMode: 'none'
+  automatic: false
+}
+
 resource container 'Microsoft.DocumentDB/databaseAccounts/sqlDatabases/containers@2024-11-15' = [
   for c in containers: {
     parent: database
@@ -94,6 +116,7 @@ resource container 'Microsoft.DocumentDB/databaseAccounts/sqlDatabases/container
           version: 2
         }
         defaultTtl: c.?defaultTtl
+        indexingPolicy: contains(unindexedContainers, c.name) ? noIndex : null
       }
     }
   }
