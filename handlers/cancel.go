@@ -76,7 +76,15 @@ func (h *Handlers) RescheduleDelivery(ctx context.Context, req *functionapp.Requ
 			return err
 		}
 		changed = true
-		return h.feasible(ctx, &cur.Request)
+		check := cur.Request
+		if change.PickupTime == nil && check.PickupTime.Before(now) {
+			// A change that leaves the pickup time alone is judged from
+			// now: a delivery that has waited since its pickup time is
+			// still to be picked up as soon as a drone can, and its old
+			// pickup time is no mistake of this request's.
+			check.PickupTime = now
+		}
+		return h.feasible(ctx, &check)
 	})
 	if err != nil {
 		return h.errorResponse(ctx, err)

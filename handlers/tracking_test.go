@@ -768,3 +768,29 @@ func TestAnalyticsCountTheAreaHoldingThePickup(t *testing.T) {
 	require.NoError(t, json.Unmarshal(resp.Body, &s))
 	assert.EqualValues(t, 0, s.Count, "none outside the areas")
 }
+
+// A delivery that has waited since its pickup time (no drone came) can
+// have its dropoff moved without restating a pickup time: the change is
+// judged from now, and the stored pickup time stays as it was. A pickup
+// time the change does give is held to the rules as at ingest.
+func TestRescheduleOfAWaitingDeliveryKeepsItsPickupTime(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	require.Equal(t, http.StatusAccepted, f.ingest(t, requestBody("waited", at(0.01, 0), at(0.02, 0), "Small", 1)).Status)
+	accepted := f.delivery(t, "waited").Request.PickupTime
+	f.clock.Advance(20 * time.Minute)
+	patch := func(m map[string]any) *functionapp.Response {
+		return f.biz("RescheduleDelivery", &functionapp.Request{Method: "PATCH", Params: map[string]string{"id": "waited"}, Body: mustJSON(m)})
+	}
+	resp := patch(map[string]any{"dropOffLocation": at(0.03, 0)})
+	require.Equal(t, http.StatusAccepted, resp.Status, string(resp.Body))
+	d := f.delivery(t, "waited")
+	assert.Equal(t, at(0.03, 0), d.Request.DropoffLocation)
+	assert.Equal(t, accepted, d.Request.PickupTime, "the pickup time is not the change's")
+	assert.Equal(t, domain.StageRescheduled, d.Stage)
+
+	resp = patch(map[string]any{"dropOffLocation": at(0.04, 0), "pickupTime": accepted.Format(time.RFC3339)})
+	require.Equal(t, http.StatusUnprocessableEntity, resp.Status, string(resp.Body))
+	assert.Equal(t, "pickupTime", problemOf(t, resp).Field, "a pickup time given in the past")
+	assert.Equal(t, at(0.03, 0), f.delivery(t, "waited").Request.DropoffLocation, "refused, nothing changed")
+}
