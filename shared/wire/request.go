@@ -8,6 +8,7 @@ import (
 	"errors"
 	"io"
 	"math"
+	"reflect"
 	"strconv"
 	"strings"
 	"time"
@@ -290,7 +291,13 @@ func DecodeStrictLarge(body []byte, v any) error {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		return decodeError(err)
+		err = decodeError(err)
+		if e, ok := err.(*domain.Error); ok && e.Message == unknownField {
+			if path := unknownFieldPath(body, reflect.TypeOf(v)); path != "" {
+				e.Field = path
+			}
+		}
+		return err
 	}
 	if _, err := dec.Token(); err != io.EOF {
 		return domain.Invalid("body", "must hold a single JSON value")
@@ -414,6 +421,9 @@ func foldKey(s string) string {
 	return b.String()
 }
 
+// unknownField is the message of a member the decoded type has no field for.
+const unknownField = "is not a known field"
+
 func decodeError(err error) error {
 	var typeErr *json.UnmarshalTypeError
 	var syntaxErr *json.SyntaxError
@@ -430,7 +440,7 @@ func decodeError(err error) error {
 		return &domain.Error{Code: domain.EINVALID, Field: "body", Message: "is empty or truncated JSON", Err: err}
 	}
 	if name, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
-		return &domain.Error{Code: domain.EINVALID, Field: strings.Trim(name, `"`), Message: "is not a known field", Err: err}
+		return &domain.Error{Code: domain.EINVALID, Field: strings.Trim(name, `"`), Message: unknownField, Err: err}
 	}
 	return &domain.Error{Code: domain.EINVALID, Field: "body", Message: "is not valid JSON", Err: err}
 }
