@@ -153,6 +153,16 @@ func TestNotifyMeSendsEmailThroughSMTP(t *testing.T) {
 	assert.Equal(t, http.StatusNotFound, call(t, "GET", stop, nil).Status, "the link is spent")
 	status, _ = oneClick(t, stop)
 	assert.Equal(t, http.StatusNotFound, status, "the link is spent")
+	// Opened again from a browser, the spent link says so in a page, as the
+	// document states (the checked client holds the answer to it).
+	req, err := http.NewRequest(http.MethodGet, stop, nil)
+	require.NoError(t, err)
+	req.Header.Set("Accept", "text/html,application/xhtml+xml,*/*;q=0.8")
+	spent, err := checkedClient(t, 30*time.Second).Do(req)
+	require.NoError(t, err)
+	spent.Body.Close()
+	assert.Equal(t, http.StatusNotFound, spent.StatusCode)
+	assert.Equal(t, "text/html; charset=utf-8", spent.Header.Get("Content-Type"))
 
 	// The delivery completes: ben hears of it, ana does not.
 	reportAt(t, a, "mailed-drone", notifyDropoff, now.Add(90*time.Second))
