@@ -348,6 +348,15 @@ func TestSignUpValidates(t *testing.T) {
 		require.Equal(t, http.StatusBadRequest, resp.Status, field)
 		assert.Equal(t, field, problemOf(t, resp).Field)
 	}
+	for body, detail := range map[string]string{
+		`{"name":"A"}`:                        "contactEmail is required",
+		`{"name":"A","contactEmail":" "}`:     "contactEmail is required",
+		`{"name":"A","contactEmail":"a.b.c"}`: "contactEmail must be an e-mail address",
+	} {
+		resp := f.call("CreateAccount", "", &functionapp.Request{Method: "POST", Body: []byte(body)})
+		require.Equal(t, http.StatusBadRequest, resp.Status, body)
+		assert.Contains(t, problemOf(t, resp).Detail, detail, body)
+	}
 	resp := f.call("CreateAccount", "", &functionapp.Request{Method: "POST", Body: []byte(`{"name":"A","contactEmail":"a@b.example"}`)})
 	require.Equal(t, http.StatusCreated, resp.Status)
 	assert.Equal(t, "no-store", resp.Header.Get("Cache-Control"), "the key must not be cached on the way")

@@ -95,7 +95,7 @@ func (h *Handlers) ListDrones(ctx context.Context, req *functionapp.Request) *fu
 	switch status {
 	case "", domain.DroneAvailable, domain.DroneAssigned, domain.DroneInFlight, domain.DroneCharging, domain.DroneMaintenance, domain.DroneRetired:
 	default:
-		return h.errorResponse(ctx, domain.Invalid("status", "must be one of Available, Assigned, InFlight, Charging, Maintenance"))
+		return h.errorResponse(ctx, domain.Invalid("status", "must be one of Available, Assigned, InFlight, Charging, Maintenance, Retired"))
 	}
 	limit := 100
 	if s := req.Query.Get("limit"); s != "" {

@@ -276,6 +276,9 @@ func TestARetiredDroneLeavesTheFleet(t *testing.T) {
 	resp := f.fleet("ListDrones", &functionapp.Request{Method: "GET", Query: url.Values{"status": {"Retired"}}})
 	require.Equal(t, http.StatusOK, resp.Status, string(resp.Body))
 	assert.Contains(t, string(resp.Body), `"id":"big"`)
+	resp = f.fleet("ListDrones", &functionapp.Request{Method: "GET", Query: url.Values{"status": {"Flying"}}})
+	require.Equal(t, http.StatusBadRequest, resp.Status, string(resp.Body))
+	assert.Contains(t, problemOf(t, resp).Detail, "Maintenance, Retired", "the statuses listed are those it takes")
 
 	f.putDrone(t, domain.Drone{ID: "big", Location: at(0.01, 0), MaxPayloadKg: 10})
 	assert.True(t, f.quote(t, heavy).Feasible, "put back, it counts at once")

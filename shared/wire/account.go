@@ -34,8 +34,11 @@ func ParseSignUp(body []byte, privateWebhooks bool) (*SignUp, error) {
 		return nil, err
 	}
 	s.Name = strings.TrimSpace(*w.Name)
-	if w.ContactEmail == nil || !domain.ValidEmailAddress(*w.ContactEmail) {
-		return nil, domain.Invalid("contactEmail", "must be an e-mail address")
+	if w.ContactEmail == nil || strings.TrimSpace(*w.ContactEmail) == "" {
+		return nil, domain.Invalid("contactEmail", "is required: an address the operator can reach the business at")
+	}
+	if !domain.ValidEmailAddress(*w.ContactEmail) {
+		return nil, domain.Invalid("contactEmail", "must be an e-mail address such as ops@example.com")
 	}
 	s.ContactEmail = *w.ContactEmail
 	if w.WebhookURL != nil && *w.WebhookURL != "" {
