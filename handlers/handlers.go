@@ -5,6 +5,7 @@
 package handlers
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/json"
@@ -353,7 +354,7 @@ func (h *Handlers) Registry() functionapp.Registry {
 		"ConsoleEvents":         {HTTP: h.guard(operator, h.ConsoleEventsUnavailable), Stream: h.guardStream(operator, h.ConsoleEvents)},
 		"ConsoleNegotiate":      op(h.ConsoleNegotiate),
 	}
-	h.takeDeclaredQuery(reg)
+	h.holdToDocument(reg)
 	// The chain's table says what each step reads, which Registry.Check
 	// holds the bindings to, and where it may send, which EmitsOnly does.
 	emits := map[string][]string{}
@@ -374,13 +375,14 @@ func (h *Handlers) Registry() functionapp.Registry {
 // nobody.
 var openedFromLinks = []string{"TrackPage", "Console", "ApiReference", "UnsubscribePage", "Unsubscribe"}
 
-// takeDeclaredQuery holds every other HTTP function to the query
-// parameters the API document declares for its operation
-// (wire.CheckQuery): one it does not take, given twice or empty, is 400
-// naming it, before anything else is read, instead of being ignored while
-// the request goes ahead. The listings check their values besides.
-func (h *Handlers) takeDeclaredQuery(reg functionapp.Registry) {
-	declared, err := apidoc.QueryParameters()
+// holdToDocument holds every other HTTP function to what the API document
+// declares for its operation, before anything else is read: a query
+// parameter it does not take, or one given twice or empty
+// (wire.CheckQuery), and a body where it takes none, are 400 naming them,
+// instead of being ignored while the request goes ahead. The listings
+// check their parameters' values besides.
+func (h *Handlers) holdToDocument(reg functionapp.Registry) {
+	declared, err := apidoc.OperationInputs()
 	if err != nil {
 		panic(err) // the document is built in, and its tests read it
 	}
@@ -388,10 +390,16 @@ func (h *Handlers) takeDeclaredQuery(reg functionapp.Registry) {
 		if slices.Contains(openedFromLinks, name) {
 			continue
 		}
-		params := declared[name]
+		in := declared[name]
+		check := func(req *functionapp.Request) error {
+			if !in.Body && !saysNothing(req.Body) {
+				return domain.Invalid("body", "is not taken by this operation, which has none")
+			}
+			return wire.CheckQuery(req.Query, in.Query...)
+		}
 		if next := f.HTTP; next != nil {
 			f.HTTP = func(ctx context.Context, req *functionapp.Request) *functionapp.Response {
-				if err := wire.CheckQuery(req.Query, params...); err != nil {
+				if err := check(req); err != nil {
 					return h.errorResponse(ctx, err)
 				}
 				return next(ctx, req)
@@ -399,7 +407,7 @@ func (h *Handlers) takeDeclaredQuery(reg functionapp.Registry) {
 		}
 		if next := f.Stream; next != nil {
 			f.Stream = func(ctx context.Context, req *functionapp.Request, st functionapp.Stream) *functionapp.Response {
-				if err := wire.CheckQuery(req.Query, params...); err != nil {
+				if err := check(req); err != nil {
 					return h.errorResponse(ctx, err)
 				}
 				return next(ctx, req, st)
@@ -407,6 +415,13 @@ func (h *Handlers) takeDeclaredQuery(reg functionapp.Registry) {
 		}
 		reg[name] = f
 	}
+}
+
+// saysNothing reports whether a body is absent, blank or an empty JSON
+// object, which some clients send with every request.
+func saysNothing(body []byte) bool {
+	b := bytes.TrimSpace(body)
+	return len(b) == 0 || string(b) == "{}"
 }
 
 // The steps' names make message ids (wire.MessageID).

@@ -13,11 +13,12 @@ import (
 	"github.com/fabrikam/dronedelivery/shared/functionapp"
 )
 
-// TestEveryFunctionRefusesAQueryItDoesNotTake sends a query parameter the
-// API document does not declare to functions that take none: each answers
-// 400 naming it and does nothing, where before the request went ahead. The
-// Functions host's own key (code) and a declared parameter still pass.
-func TestEveryFunctionRefusesAQueryItDoesNotTake(t *testing.T) {
+// TestEveryFunctionRefusesWhatItDoesNotTake sends a query parameter the
+// API document does not declare, and a body where it declares none, to
+// functions that take neither: each answers 400 naming it and does
+// nothing, where before the request went ahead. The Functions host's own
+// key (code), a declared parameter and an empty body object still pass.
+func TestEveryFunctionRefusesWhatItDoesNotTake(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
 	pickup, drop := at(0, 0), at(0.01, 0)
@@ -47,11 +48,23 @@ func TestEveryFunctionRefusesAQueryItDoesNotTake(t *testing.T) {
 	assert.Equal(t, "force", field(resp))
 	assert.Equal(t, domain.StageCreated, f.delivery(t, "q2").Stage, "not cancelled")
 
+	// A body where the operation takes none is refused too; an empty
+	// object, which some clients send with every request, says nothing.
+	resp = f.biz("CancelDelivery", &functionapp.Request{Method: http.MethodDelete, Params: map[string]string{"id": "q2"}, Body: []byte(`{"reason":"x"}`)})
+	require.Equal(t, http.StatusBadRequest, resp.Status, string(resp.Body))
+	assert.Equal(t, "body", field(resp))
+	assert.Equal(t, domain.StageCreated, f.delivery(t, "q2").Stage, "not cancelled")
+
 	// The Functions host's key, in any case, is the host's.
 	get = f.biz("GetDelivery", &functionapp.Request{Method: http.MethodGet, Params: map[string]string{"id": "q2"}, Query: url.Values{"Code": {"k"}}})
 	assert.Equal(t, http.StatusOK, get.Status, string(get.Body))
-	// A page opened from a link takes what whoever passed the link on added.
 	d := f.delivery(t, "q2")
+	resp = f.biz("CancelDelivery", &functionapp.Request{Method: http.MethodDelete, Params: map[string]string{"id": "q2"}, Body: []byte(" {} ")})
+	require.Equal(t, http.StatusNoContent, resp.Status, string(resp.Body))
+	require.Equal(t, http.StatusAccepted, f.ingest(t, requestBody("q3", pickup, drop, "Small", 1)).Status)
+	d = f.delivery(t, "q3")
+
+	// A page opened from a link takes what whoever passed the link on added.
 	for _, q := range []url.Values{{"interval": {"5000"}}, {"utm_source": {"newsletter"}}} {
 		page := f.call("TrackPage", "", &functionapp.Request{Method: http.MethodGet, Params: map[string]string{"trackingId": d.TrackingID}, Query: q})
 		assert.Equal(t, http.StatusOK, page.Status, "%v: %s", q, page.Body)

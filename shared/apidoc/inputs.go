@@ -7,13 +7,21 @@ import (
 	"sync"
 )
 
-// QueryParameters returns, by operationId (the function's name), the query
-// parameters the document declares for the operation, on the operation or
-// on its path. The document is the API's contract: a parameter it does not
-// declare is one the operation does not take.
-func QueryParameters() (map[string][]string, error) { return queryParameters() }
+// Inputs is what the document says an operation takes besides its path.
+type Inputs struct {
+	// Query names the query parameters declared on the operation or on
+	// its path.
+	Query []string
+	// Body says the operation declares a request body.
+	Body bool
+}
 
-var queryParameters = sync.OnceValues(func() (map[string][]string, error) {
+// OperationInputs returns, by operationId (the function's name), what each
+// operation takes. The document is the API's contract: a parameter it does
+// not declare is one the operation does not take, and so is a body.
+func OperationInputs() (map[string]Inputs, error) { return operationInputs() }
+
+var operationInputs = sync.OnceValues(func() (map[string]Inputs, error) {
 	var doc struct {
 		Paths      map[string]map[string]json.RawMessage `json:"paths"`
 		Components struct {
@@ -39,7 +47,7 @@ var queryParameters = sync.OnceValues(func() (map[string][]string, error) {
 		}
 		return names, nil
 	}
-	out := map[string][]string{}
+	out := map[string]Inputs{}
 	for path, item := range doc.Paths {
 		var shared []parameter
 		if raw, ok := item["parameters"]; ok {
@@ -52,8 +60,9 @@ var queryParameters = sync.OnceValues(func() (map[string][]string, error) {
 				continue
 			}
 			var op struct {
-				OperationID string      `json:"operationId"`
-				Parameters  []parameter `json:"parameters"`
+				OperationID string          `json:"operationId"`
+				Parameters  []parameter     `json:"parameters"`
+				RequestBody json.RawMessage `json:"requestBody"`
 			}
 			if err := json.Unmarshal(raw, &op); err != nil {
 				return nil, fmt.Errorf("the OpenAPI document's %s %s: %w", method, path, err)
@@ -62,7 +71,7 @@ var queryParameters = sync.OnceValues(func() (map[string][]string, error) {
 			if err != nil {
 				return nil, err
 			}
-			out[op.OperationID] = names
+			out[op.OperationID] = Inputs{Query: names, Body: len(op.RequestBody) > 0}
 		}
 	}
 	return out, nil
