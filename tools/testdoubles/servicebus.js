@@ -20,12 +20,15 @@
 //   POST /namespaces         {same defaults} starts another namespace on its own AMQP port and
 //                            answers {port}; its queues, created on first use, get those defaults
 //   PUT|GET /namespaces/PORT/queues/NAME   the same, in that namespace
-//   PUT  /faults             {refuseLinks, detachLinks, serverBusy, durationMs} opens a window of
+//   PUT  /faults             {refuseLinks, detachLinks, serverBusy, ignoreSettlements, durationMs} opens a window of
 //                            failure, replacing any open one, that ends by itself after durationMs
 //                            (0: until DELETE): refuseLinks answers every new link but $cbs with a
 //                            detach (amqp:link:detach-forced); detachLinks detaches every open link
 //                            the same way when the window opens; serverBusy rejects sends and
-//                            management requests with com.microsoft:server-busy and delivers nothing.
+//                            management requests with com.microsoft:server-busy and delivers nothing;
+//                            ignoreSettlements leaves every settlement sent on a receiving link
+//                            unanswered (a link that went silent), while the $management link
+//                            still settles by lock token.
 //                            Locks held when the window opens stay, and expire as usual.
 //   DELETE /faults           ends the window; GET /faults reports it and counts what it refused
 //   PUT|GET|DELETE /namespaces/PORT/faults   the same, for that namespace
@@ -469,7 +472,7 @@ class Namespace {
   // setFault opens a window of failure (see the admin API above).
   setFault(f) {
     this.clearFault();
-    this.fault = Object.assign({ refused: 0, detached: 0, busy: 0 }, f);
+    this.fault = Object.assign({ refused: 0, detached: 0, busy: 0, ignored: 0 }, f);
     if (f.durationMs > 0) this.fault.timer = setTimeout(() => this.clearFault(), f.durationMs);
     if (f.detachLinks) {
       for (const link of this.links) {
@@ -492,8 +495,8 @@ class Namespace {
 
   faultState() {
     if (!this.fault) return { active: false };
-    const { refuseLinks, detachLinks, serverBusy, refused, detached, busy } = this.fault;
-    return { active: true, refuseLinks: !!refuseLinks, detachLinks: !!detachLinks, serverBusy: !!serverBusy, refused, detached, busy };
+    const { refuseLinks, detachLinks, serverBusy, ignoreSettlements, refused, detached, busy, ignored } = this.fault;
+    return { active: true, refuseLinks: !!refuseLinks, detachLinks: !!detachLinks, serverBusy: !!serverBusy, ignoreSettlements: !!ignoreSettlements, refused, detached, busy, ignored };
   }
 
   // refused closes a new link while the fault refuses links, and tracks it
@@ -707,6 +710,10 @@ class Namespace {
   onOutcome(outcome, delivery) {
     const link = delivery.link;
     if (!link.queue || delivery.lockKey === undefined) return;
+    if (this.fault && this.fault.ignoreSettlements) {
+      this.fault.ignored++;
+      return log('settlement left unanswered (test fault)', outcome);
+    }
     const q = link.queue;
     const state = delivery.remote_state;
     try {
@@ -801,7 +808,7 @@ function startAdmin(namespaces) {
           if (req.method === 'PUT') {
             ns.setFault({
               refuseLinks: !!body.refuseLinks, detachLinks: !!body.detachLinks, serverBusy: !!body.serverBusy,
-              durationMs: Number(body.durationMs || 0),
+              ignoreSettlements: !!body.ignoreSettlements, durationMs: Number(body.durationMs || 0),
             });
           } else if (req.method === 'DELETE') {
             ns.clearFault();

@@ -72,3 +72,31 @@ func TestServerBusyIsUnavailable(t *testing.T) {
 		require.NoError(t, bus.Complete(ctx, got))
 	}
 }
+
+// TestASilentLinkIsSettledThroughTheManagementLink leaves every settlement
+// on the receiving link unanswered: the first Complete times out
+// (EUNAVAILABLE), and the retry settles by lock token through the
+// management link at once, where on the link it would time out again.
+func TestASilentLinkIsSettledThroughTheManagementLink(t *testing.T) {
+	t.Parallel()
+	sb := servicebusdouble.StartServiceBus(t)
+	bus, _ := open(t, sb.ConnectionString(), Options{SettleTimeout: 2 * time.Second})
+	q := testQueue(t)
+	ctx := ctxFor(t)
+	require.NoError(t, bus.Publish(ctx, ports.Message{ID: "m", Queue: q, Body: []byte(`{}`)}))
+	held := receiveOne(t, bus, q)
+
+	sb.Fault(t, servicebusdouble.ServiceBusFault{IgnoreSettlements: true})
+	err := bus.Complete(ctx, held)
+	assert.Equal(t, domain.EUNAVAILABLE, domain.ErrorCode(err), "the link did not answer: %v", err)
+	assert.Equal(t, 1, sb.FaultState(t).Ignored)
+	began := time.Now()
+	require.NoError(t, bus.Complete(ctx, held), "settled by lock token")
+	t.Logf("the retry settled in %v", time.Since(began).Round(time.Millisecond))
+	assert.Equal(t, 1, sb.FaultState(t).Ignored, "not on the silent link again")
+	sb.Heal(t)
+	st := sb.Stats(t, q)
+	assert.Zero(t, st.Active+st.Locked, "the message is gone: %+v", st)
+	err = bus.Complete(ctx, held)
+	assert.Equal(t, domain.ECONFLICT, domain.ErrorCode(err), "settled once: %v", err)
+}

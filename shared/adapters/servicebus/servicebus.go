@@ -6,6 +6,7 @@
 package servicebus
 
 import (
+	"cmp"
 	"context"
 	"encoding/hex"
 	"errors"
@@ -47,13 +48,13 @@ const (
 	// through the management link, which answers the same way.
 	forgetGrace = time.Second
 
-	// settleTimeout bounds one settlement. The SDK retries a settlement
-	// with its default retry options whatever the client's (azservicebus
-	// v1.11.0, messageSettler.go: settleWithRetries passes RetryOptions{}),
-	// 4 s, 8 s and 16 s apart: 46 s measured against the double with its
-	// links refused. The caller, told EUNAVAILABLE sooner, may try again by
-	// lock token once the broker is back.
-	settleTimeout = 10 * time.Second
+	// DefaultSettleTimeout bounds one settlement. The SDK retries a
+	// settlement with its default retry options whatever the client's
+	// (azservicebus v1.11.0, messageSettler.go: settleWithRetries passes
+	// RetryOptions{}), 4 s, 8 s and 16 s apart: 46 s measured against the
+	// double with its links refused. The caller, told EUNAVAILABLE sooner,
+	// may try again by lock token once the broker is back.
+	DefaultSettleTimeout = 10 * time.Second
 )
 
 // dlqSuffix ends every dead-letter queue's name in the ports' naming.
@@ -70,6 +71,8 @@ type Options struct {
 	MaxLockRenewal time.Duration
 	// Logger receives lock renewal failures; nil means slog.Default().
 	Logger *slog.Logger
+	// SettleTimeout bounds one settlement; zero means DefaultSettleTimeout.
+	SettleTimeout time.Duration
 }
 
 // ClientOptions are the azservicebus client options the adapter is meant
@@ -88,9 +91,10 @@ func ClientOptions() *azservicebus.ClientOptions {
 
 // Bus is a ports.Bus on the queues of one Service Bus namespace.
 type Bus struct {
-	client  *azservicebus.Client
-	renewal time.Duration // zero: renewal off
-	log     *slog.Logger
+	client        *azservicebus.Client
+	renewal       time.Duration // zero: renewal off
+	settleTimeout time.Duration
+	log           *slog.Logger
 
 	life context.Context // ends at Close, and with it every lock renewal
 	stop context.CancelFunc
@@ -120,6 +124,10 @@ type held struct {
 	ctx   context.Context // ends at settlement or Close
 	stop  context.CancelFunc
 	token string
+	// linkFailed says a settlement on the link it came by failed for a
+	// reason other than a lost lock: the next one goes by lock token
+	// through the management link.
+	linkFailed bool
 }
 
 // New returns a Bus on the client's namespace; the caller keeps ownership
@@ -138,14 +146,15 @@ func New(client *azservicebus.Client, opts Options) *Bus {
 	}
 	life, stop := context.WithCancel(context.Background())
 	return &Bus{
-		client:    client,
-		renewal:   renewal,
-		log:       logger,
-		life:      life,
-		stop:      stop,
-		senders:   map[string]*azservicebus.Sender{},
-		receivers: map[string]*receiver{},
-		held:      map[string]*held{},
+		client:        client,
+		renewal:       renewal,
+		settleTimeout: cmp.Or(opts.SettleTimeout, DefaultSettleTimeout),
+		log:           logger,
+		life:          life,
+		stop:          stop,
+		senders:       map[string]*azservicebus.Sender{},
+		receivers:     map[string]*receiver{},
+		held:          map[string]*held{},
 	}
 }
 
@@ -452,10 +461,18 @@ func (b *Bus) take(token string) *held {
 }
 
 // putBack returns a message whose settlement failed for a passing reason,
-// so that a retry can use its link again; its renewal goes on.
+// so that a retry finds it, and its renewal goes on. The retry settles by
+// lock token through the management link: a link that did not answer (an
+// outage's detached link, or one gone silent: 93 messages of one run under
+// load timed out on their links for minutes while settlements by lock token
+// were answered) may not answer the next time either, and the SDK, which
+// falls back to the management link only when the link reports itself
+// gone (azservicebus v1.11.0, messageSettler.go, shouldSettleOnMgmtLink),
+// would wait on it again.
 func (b *Bus) putBack(h *held) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	h.linkFailed = true
 	if !b.closed && h.ctx.Err() == nil {
 		b.held[h.token] = h
 	}
@@ -486,21 +503,22 @@ func (b *Bus) DeadLetter(ctx context.Context, m *ports.Delivered, reason, descri
 }
 
 // settle settles on the link the message came by while the adapter holds
-// it. Otherwise (settled before, lock expired, or received by another Bus)
+// it, unless a settlement there failed (putBack). Otherwise (that, settled
+// before, lock expired, or received by another Bus)
 // it settles by lock token through the queue's management link, and the
 // broker, which alone knows, answers whether the lock is still held.
 func (b *Bus) settle(ctx context.Context, m *ports.Delivered, op string, fn func(context.Context, *azservicebus.Receiver, *azservicebus.ReceivedMessage) error) error {
 	if m == nil || m.LockToken == "" || m.Queue == "" {
 		return domain.Invalid("message", "is not a received message")
 	}
-	ctx, cancel := context.WithTimeout(ctx, settleTimeout)
+	ctx, cancel := context.WithTimeout(ctx, b.settleTimeout)
 	defer cancel()
 	h := b.take(m.LockToken)
 	var (
 		r   *receiver
 		msg *azservicebus.ReceivedMessage
 	)
-	if h != nil {
+	if h != nil && !h.linkFailed {
 		r, msg = h.rcv, h.msg
 	} else {
 		token, err := parseLockToken(m.LockToken)

@@ -109,6 +109,10 @@ type ServiceBusFault struct {
 	// ServerBusy rejects sends and management requests with
 	// com.microsoft:server-busy and delivers no message.
 	ServerBusy bool
+	// IgnoreSettlements leaves every settlement sent on a receiving link
+	// unanswered, as a link that went silent would; the $management link
+	// still settles by lock token.
+	IgnoreSettlements bool
 	// For is the window's length; zero lasts until Heal.
 	For time.Duration
 }
@@ -119,6 +123,7 @@ type ServiceBusFaultState struct {
 	Refused  int  `json:"refused"`  // links refused in the window
 	Detached int  `json:"detached"` // links detached when it opened
 	Busy     int  `json:"busy"`     // requests answered server-busy
+	Ignored  int  `json:"ignored"`  // settlements left unanswered
 }
 
 // Fault opens a window of failure, replacing any window still open; the
@@ -126,7 +131,8 @@ type ServiceBusFaultState struct {
 func (s *ServiceBus) Fault(t testing.TB, f ServiceBusFault) {
 	t.Helper()
 	s.call(t, http.MethodPut, "/faults", map[string]any{
-		"refuseLinks": f.RefuseLinks, "detachLinks": f.DetachLinks, "serverBusy": f.ServerBusy, "durationMs": f.For.Milliseconds(),
+		"refuseLinks": f.RefuseLinks, "detachLinks": f.DetachLinks, "serverBusy": f.ServerBusy,
+		"ignoreSettlements": f.IgnoreSettlements, "durationMs": f.For.Milliseconds(),
 	}, nil)
 }
 
