@@ -3,7 +3,6 @@ package handlers
 import (
 	"context"
 	"net/http"
-	"strconv"
 
 	"github.com/fabrikam/dronedelivery/shared/domain"
 	"github.com/fabrikam/dronedelivery/shared/functionapp"
@@ -157,36 +156,26 @@ type zoneList struct {
 }
 
 func (h *Handlers) listZones(ctx context.Context, kind domain.ZoneKind, req *functionapp.Request) *functionapp.Response {
-	if err := wire.CheckQuery(req.Query, "after", "limit"); err != nil {
+	p, err := wire.ParseIDPage(req.Query)
+	if err != nil {
 		return h.errorResponse(ctx, err)
 	}
 	zs, err := h.zones()
 	if err != nil {
 		return h.errorResponse(ctx, err)
 	}
-	limit := 100
-	if s := req.Query.Get("limit"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 || n > 1000 || strconv.Itoa(n) != s {
-			return h.errorResponse(ctx, domain.Invalid("limit", "must be an integer from 1 to 1000"))
-		}
-		limit = n
-	}
 	after := ""
-	if a := req.Query.Get("after"); a != "" {
-		if err := domain.ValidID("after", a); err != nil {
-			return h.errorResponse(ctx, err)
-		}
-		after = domain.ZoneKey(kind, a)
+	if p.After != "" {
+		after = domain.ZoneKey(kind, p.After)
 	}
-	got, err := zs.List(ctx, kind, after, limit+1)
+	got, err := zs.List(ctx, kind, after, p.Limit+1)
 	if err != nil {
 		return h.errorResponse(ctx, err)
 	}
 	page := zoneList{Zones: []wire.ZoneView{}}
-	if len(got) > limit {
-		got = got[:limit]
-		page.Next = got[limit-1].ID
+	if len(got) > p.Limit {
+		got = got[:p.Limit]
+		page.Next = got[p.Limit-1].ID
 	}
 	for _, z := range got {
 		page.Zones = append(page.Zones, wire.NewZoneView(z))

@@ -3,7 +3,6 @@ package handlers
 import (
 	"context"
 	"net/http"
-	"strconv"
 
 	"github.com/fabrikam/dronedelivery/shared/domain"
 	"github.com/fabrikam/dronedelivery/shared/functionapp"
@@ -88,7 +87,8 @@ type droneList struct {
 
 // ListDrones serves GET /api/drones?status=&after=&limit=, ordered by id.
 func (h *Handlers) ListDrones(ctx context.Context, req *functionapp.Request) *functionapp.Response {
-	if err := wire.CheckQuery(req.Query, "status", "after", "limit"); err != nil {
+	p, err := wire.ParseIDPage(req.Query, "status")
+	if err != nil {
 		return h.errorResponse(ctx, err)
 	}
 	status := domain.DroneStatus(req.Query.Get("status"))
@@ -97,28 +97,14 @@ func (h *Handlers) ListDrones(ctx context.Context, req *functionapp.Request) *fu
 	default:
 		return h.errorResponse(ctx, domain.Invalid("status", "must be one of Available, Assigned, InFlight, Charging, Maintenance, Retired"))
 	}
-	limit := 100
-	if s := req.Query.Get("limit"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 || n > 1000 || strconv.Itoa(n) != s {
-			return h.errorResponse(ctx, domain.Invalid("limit", "must be an integer from 1 to 1000"))
-		}
-		limit = n
-	}
-	after := req.Query.Get("after")
-	if after != "" {
-		if err := domain.ValidID("after", after); err != nil {
-			return h.errorResponse(ctx, err)
-		}
-	}
-	drones, err := h.store.Fleet.List(ctx, status, after, limit+1)
+	drones, err := h.store.Fleet.List(ctx, status, p.After, p.Limit+1)
 	if err != nil {
 		return h.errorResponse(ctx, err)
 	}
 	page := droneList{Drones: []*domain.Drone{}}
-	if len(drones) > limit {
-		drones = drones[:limit]
-		page.Next = drones[limit-1].ID
+	if len(drones) > p.Limit {
+		drones = drones[:p.Limit]
+		page.Next = drones[p.Limit-1].ID
 	}
 	for _, d := range drones {
 		page.Drones = append(page.Drones, h.droneView(d))

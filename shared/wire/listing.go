@@ -152,3 +152,40 @@ func DecodeCursor(s string) (*Cursor, error) {
 	}
 	return &Cursor{CreatedAt: at.UTC(), ID: w.ID}, nil
 }
+
+// IDPage is a validated page of a listing ordered by id (drones, zones):
+// the id to start after ("" for the first page) and how many to show.
+type IDPage struct {
+	After string
+	Limit int
+}
+
+// Page sizes of the listings ordered by id.
+const (
+	DefaultIDPageLimit = 100
+	MaxIDPageLimit     = 1000
+)
+
+// ParseIDPage decodes and validates the query of a listing ordered by id,
+// which takes after and limit besides the named filters, whose values the
+// caller checks.
+func ParseIDPage(q url.Values, filters ...string) (IDPage, error) {
+	p := IDPage{Limit: DefaultIDPageLimit}
+	if err := CheckQuery(q, append([]string{"after", "limit"}, filters...)...); err != nil {
+		return p, err
+	}
+	if s := q.Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > MaxIDPageLimit || strconv.Itoa(n) != s {
+			return p, domain.Invalid("limit", "must be an integer from 1 to %d", MaxIDPageLimit)
+		}
+		p.Limit = n
+	}
+	if a := q.Get("after"); a != "" {
+		if err := domain.ValidID("after", a); err != nil {
+			return p, err
+		}
+		p.After = a
+	}
+	return p, nil
+}
