@@ -45,6 +45,25 @@ func (h *Handlers) PostNotifyMeRequest(ctx context.Context, req *functionapp.Req
 	if err != nil {
 		return h.errorResponse(ctx, err)
 	}
+	acct, err := callerAccount(ctx)
+	if err != nil {
+		return h.errorResponse(ctx, err)
+	}
+	for _, a := range []struct {
+		field   string
+		ch      domain.Channel
+		address string
+	}{{"emailAddress", domain.ChannelEmail, r.EmailAddress}, {"sms", domain.ChannelSMS, r.SMS}} {
+		if a.address == "" {
+			continue
+		}
+		if suppressed, err := h.suppressed(ctx, acct, a.ch, a.address); err != nil {
+			return h.errorResponse(ctx, err)
+		} else if suppressed {
+			return h.errorResponse(ctx, &domain.Error{Code: domain.ECONFLICT, Field: a.field,
+				Message: a.field + " asked this business for no more messages, by the unsubscribe link of an earlier one; it cannot be subscribed again"})
+		}
+	}
 	now := h.clock.Now()
 	// The subscription id is the end of a new id, which is random; its
 	// start is the time.
@@ -168,25 +187,49 @@ func (h *Handlers) Unsubscribe(ctx context.Context, req *functionapp.Request) *f
 	if !ok {
 		return h.spentLink(ctx, req)
 	}
-	var removed string
 	now := h.clock.Now()
-	_, err := h.store.Deliveries.Update(ctx, deliveryID, func(d *domain.Delivery) error {
-		sid, ok := d.SubscriptionByToken(token)
-		if !ok {
-			return errSpentLink
-		}
-		removed = sid
-		d.UpdatedAt = now
-		return d.Unsubscribe(sid)
-	})
+	// The addresses are suppressed before the subscription is ended, so
+	// that a failure in between leaves the link live for another try.
+	d, err := h.store.Deliveries.Find(ctx, deliveryID)
 	if domain.IsCode(err, domain.ENOTFOUND) {
 		return h.spentLink(ctx, req)
 	}
 	if err != nil {
 		return h.errorResponse(ctx, err)
 	}
-	h.log.InfoContext(logctx.With(ctx, "deliveryId", deliveryID), "customer unsubscribed through the link", "subscriptionId", removed)
-	return notice(http.StatusOK, "You are unsubscribed", "You will get no more messages about this delivery at this address.")
+	sid, ok := d.SubscriptionByToken(token)
+	if !ok {
+		return h.spentLink(ctx, req)
+	}
+	s, _ := d.Subscription(sid)
+	for _, sup := range s.Suppress(d.OwnerID, now) {
+		if err := h.store.Suppressions.Create(ctx, sup.ID, &sup); err != nil && !domain.IsCode(err, domain.ECONFLICT) {
+			return h.errorResponse(ctx, err)
+		}
+	}
+	_, err = h.store.Deliveries.Update(ctx, deliveryID, func(d *domain.Delivery) error {
+		if _, ok := d.Subscription(sid); !ok {
+			return ports.ErrSkip // ended meanwhile: by this link, or by the business
+		}
+		d.UpdatedAt = now
+		return d.Unsubscribe(sid)
+	})
+	if err != nil && !domain.IsCode(err, domain.ENOTFOUND) {
+		return h.errorResponse(ctx, err)
+	}
+	h.log.InfoContext(logctx.With(ctx, "deliveryId", deliveryID), "customer unsubscribed through the link", "subscriptionId", sid)
+	return notice(http.StatusOK, "You are unsubscribed",
+		"This sender will send no more messages, about this delivery or any other, to the addresses this link was sent to (the e-mail address and the phone number given together).")
+}
+
+// suppressed reports whether address asked account, by an unsubscribe link,
+// for no more messages on channel.
+func (h *Handlers) suppressed(ctx context.Context, account string, ch domain.Channel, address string) (bool, error) {
+	_, err := h.store.Suppressions.Find(ctx, domain.SuppressionKey(account, ch, address))
+	if domain.IsCode(err, domain.ENOTFOUND) {
+		return false, nil
+	}
+	return err == nil, err
 }
 
 // unsubscribeDelivery returns the delivery an unsubscribe token names, if
@@ -278,6 +321,12 @@ func (h *Handlers) SendCustomerMessage(ctx context.Context, msg *ports.Delivered
 		h.log.InfoContext(ctx, "subscription ended: customer message not sent")
 		return nil, nil
 	}
+	if suppressed, err := h.suppressed(ctx, d.OwnerID, env.Channel, s.Address(env.Channel)); err != nil {
+		return nil, err
+	} else if suppressed {
+		h.log.InfoContext(ctx, "the address asked this business for no more messages: customer message not sent")
+		return nil, nil
+	}
 	out := h.composeMessage(d, n, s, env.Channel)
 	attempt := env.Attempt + 1
 	serr := h.messenger.Send(ctx, out)
@@ -327,8 +376,8 @@ func (h *Handlers) composeMessage(d *domain.Delivery, n *domain.Notification, s 
 		text = fmt.Sprintf("%s Follow it: %s Stop these texts: %s", n.Message, track, stop)
 	default:
 		text = fmt.Sprintf("%s\n\nFollow your delivery live: %s\n\n"+
-			"You get these messages because they were asked for when delivery %s was arranged.\n"+
-			"To get no more of them, open %s\n", n.Message, track, d.ID, stop)
+			"You get these messages because they were asked for when this delivery was arranged.\n"+
+			"To get no more messages from this sender, open %s\n", n.Message, track, stop)
 	}
 	return ports.Outgoing{
 		ID:         customerMessageID(wire.Envelope{NotificationID: n.ID, SubscriptionID: s.ID, Channel: ch}),

@@ -456,3 +456,74 @@ func TestCustomersGetABoundedNumberOfNotices(t *testing.T) {
 	require.Len(t, kept, domain.MaxCustomerNotices+1, "the notice that ends the delivery still goes")
 	assert.Contains(t, kept[len(kept)-1].Subject, "cancelled")
 }
+
+// TestAnUnsubscribedAddressHearsNoMoreFromThatBusiness follows the
+// unsubscribe link of one delivery's message: the business's other
+// subscriptions of the address stop too, and it cannot subscribe the
+// address again (409 naming the field), in any letter case; another
+// business still may, and other addresses are unaffected.
+func TestAnUnsubscribedAddressHearsNoMoreFromThatBusiness(t *testing.T) {
+	t.Parallel()
+	f := newFixtureWith(t, func(d *handlers.Deps) { d.Config.PublicBaseURL = "https://drones.example/" })
+	pickup, drop := at(0, 0), at(0.005, 0)
+	f.putDrone(t, domain.Drone{ID: "u1", Location: pickup})
+	require.Equal(t, http.StatusAccepted, f.ingest(t, requestBody("first", pickup, drop, "Small", 1)).Status)
+	require.Equal(t, http.StatusAccepted, f.ingest(t, requestBody("second", pickup, drop, "Small", 1)).Status)
+	resp, _ := f.subscribe(t, "first", `{"emailAddress":"ana@example.com","sms":"+14255550123"}`)
+	require.Equal(t, http.StatusCreated, resp.Status, string(resp.Body))
+	resp, _ = f.subscribe(t, "second", `{"emailAddress":"Ana@Example.com"}`)
+	require.Equal(t, http.StatusCreated, resp.Status, string(resp.Body))
+	resp, ben := f.subscribe(t, "second", `{"emailAddress":"ben@example.com"}`)
+	require.Equal(t, http.StatusCreated, resp.Status, string(resp.Body))
+	f.drain(t)
+	require.Equal(t, domain.StageScheduled, f.delivery(t, "first").Stage, "the one drone flies the first")
+
+	var link string
+	for _, m := range f.outbox(t, "first") {
+		if m.To == "ana@example.com" {
+			link = m.UnsubscribeURL
+		}
+	}
+	require.NotEmpty(t, link)
+	token := strings.TrimPrefix(link, "https://drones.example/api/unsubscribe/")
+	done := f.call("Unsubscribe", "", &functionapp.Request{Method: http.MethodPost, Params: map[string]string{"token": token}})
+	require.Equal(t, http.StatusOK, done.Status, string(done.Body))
+
+	for body, field := range map[string]string{
+		`{"emailAddress":"ana@example.com"}`: "emailAddress",
+		`{"emailAddress":"ANA@example.COM"}`: "emailAddress",
+		`{"sms":"+14255550123"}`:             "sms",
+	} {
+		resp, _ := f.subscribe(t, "first", body)
+		require.Equal(t, http.StatusConflict, resp.Status, "%s: %s", body, resp.Body)
+		assert.Equal(t, field, problemOf(t, resp).Field, body)
+	}
+	assert.Empty(t, f.subscriptions(t, "first"), "nothing was added")
+	resp, _ = f.subscribe(t, "first", `{"emailAddress":"carla@example.com"}`)
+	assert.Equal(t, http.StatusCreated, resp.Status, "another address: %s", resp.Body)
+
+	// The second delivery gets its drone: ben hears of it, Ana does not,
+	// though her subscription to it was made before she unsubscribed.
+	f.putDrone(t, domain.Drone{ID: "u2", Location: pickup})
+	f.clock.Advance(time.Minute)
+	retries := f.delayed[topology.QueueDeliveryRequests]
+	delete(f.delayed, topology.QueueDeliveryRequests)
+	require.NotEmpty(t, retries, "the second delivery's dispatch is to be tried again")
+	require.NoError(t, f.bus.Publish(context.Background(), retries...))
+	f.drain(t)
+	require.Equal(t, domain.StageScheduled, f.delivery(t, "second").Stage)
+	var to []string
+	for _, m := range f.outbox(t, "second") {
+		to = append(to, m.To)
+	}
+	assert.Equal(t, []string{"ben@example.com"}, to)
+	assert.Len(t, f.subscriptions(t, "second"), 2, "the business's records are its own: "+ben.ID)
+
+	// Another business may still write to her.
+	_, otherKey := f.signUpOther(t)
+	other := requestBody("theirs", pickup, drop, "Small", 1)
+	require.Equal(t, http.StatusAccepted, f.call("IngestDelivery", otherKey, &functionapp.Request{Method: http.MethodPost, Body: other}).Status)
+	resp = f.call("PostNotifyMeRequest", otherKey, &functionapp.Request{Method: http.MethodPost, Params: map[string]string{"id": "theirs"},
+		Body: []byte(`{"emailAddress":"ana@example.com"}`)})
+	assert.Equal(t, http.StatusCreated, resp.Status, string(resp.Body))
+}

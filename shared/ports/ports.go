@@ -502,4 +502,10 @@ type Store struct {
 	// Waiting lists the deliveries waiting for a drone across accounts;
 	// nil in a store that cannot.
 	Waiting WaitingDeliveries
+	// Suppressions holds the addresses that asked a business, by the
+	// unsubscribe link, for no more messages (domain.SuppressionKey).
+	Suppressions Suppressions
 }
+
+// Suppressions stores domain.Suppression by domain.SuppressionKey.
+type Suppressions = Collection[domain.Suppression]

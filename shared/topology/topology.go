@@ -63,6 +63,10 @@ const (
 	ContainerAnalytics = "analytics"
 	// ContainerPauses holds the operator's service pauses.
 	ContainerPauses = "pauses"
+	// ContainerSuppressions holds the addresses whose owners asked a
+	// business for no more messages, keyed by account and a hash of the
+	// address (domain.SuppressionKey).
+	ContainerSuppressions = "suppressions"
 )
 
 // Queue is one Service Bus queue as topology.json declares it; the durations

@@ -23,7 +23,7 @@ func TestQueueConstantsMatchJSON(t *testing.T) {
 }
 
 func TestContainerConstantsMatchJSON(t *testing.T) {
-	consts := []string{ContainerDeliveries, ContainerPackages, ContainerDrones, ContainerAccounts, ContainerAPIKeys, ContainerDeliveriesByOwner, ContainerConfirmations, ContainerAirspace, ContainerAnalytics, ContainerPauses}
+	consts := []string{ContainerDeliveries, ContainerPackages, ContainerDrones, ContainerAccounts, ContainerAPIKeys, ContainerDeliveriesByOwner, ContainerConfirmations, ContainerAirspace, ContainerAnalytics, ContainerPauses, ContainerSuppressions}
 	var fromJSON []string
 	for _, c := range Spec.Containers {
 		fromJSON = append(fromJSON, c.Name)

@@ -70,6 +70,7 @@ type Store struct {
 	zones         *zones
 	analytics     *analytics
 	pauses        *pauses
+	suppressions  *collection[domain.Suppression]
 }
 
 // Open connects to the containers of database without a request: the
@@ -96,6 +97,7 @@ func Open(_ context.Context, client *azcosmos.Client, database string, opts Opti
 		topology.ContainerDeliveries: "/id", topology.ContainerPackages: "/id", topology.ContainerDrones: "/id",
 		topology.ContainerAccounts: "/id", topology.ContainerAPIKeys: "/id", topology.ContainerDeliveriesByOwner: "/ownerId",
 		topology.ContainerConfirmations: "/id", topology.ContainerAirspace: "/id", topology.ContainerAnalytics: "/bucket", topology.ContainerPauses: "/id",
+		topology.ContainerSuppressions: "/id",
 	} {
 		i := slices.IndexFunc(topology.Containers, func(c topology.Container) bool { return c.Name == name })
 		if i < 0 {
@@ -117,6 +119,7 @@ func Open(_ context.Context, client *azcosmos.Client, database string, opts Opti
 		fleet:         newFleet(containers[topology.ContainerDrones], opts.Logger, opts.FeedPoll),
 		zones:         newZones(containers[topology.ContainerAirspace], opts.Logger, opts.FeedPoll),
 		pauses:        newPauses(containers[topology.ContainerPauses]),
+		suppressions:  newCollection[domain.Suppression](containers[topology.ContainerSuppressions], topology.ContainerSuppressions),
 	}
 	s.analytics = &analytics{c: containers[topology.ContainerAnalytics], deliveries: s.deliveries, log: opts.Logger}
 	s.deliveries.analytics = s.analytics
@@ -138,7 +141,7 @@ func newPackages(c *azcosmos.ContainerClient) *collection[domain.Package] {
 func (s *Store) Store() ports.Store {
 	return ports.Store{Deliveries: s.deliveries, Packages: s.packages, Fleet: s.fleet, Accounts: s.accounts, APIKeys: s.apiKeys,
 		Confirmations: s.confirmations, Zones: s.zones, Analytics: s.analytics, Pauses: s.pauses,
-		Waiting: waiting{s.deliveries}}
+		Waiting: waiting{s.deliveries}, Suppressions: s.suppressions}
 }
 
 // Close stops following the change feeds and waits for them; the client

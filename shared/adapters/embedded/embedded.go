@@ -182,6 +182,7 @@ func Open(path string, opts Options) (*DB, error) {
 		Zones:         newZones(db),
 		Analytics:     db.analytics,
 		Pauses:        newPauses(db),
+		Suppressions:  newCollection[domain.Suppression](db, topology.ContainerSuppressions),
 	}
 	db.store.Waiting = waiting{db.store.Deliveries.(deliveries)}
 	db.bus = newBus(db)

@@ -48,7 +48,8 @@ func (db *DB) Begin() ports.UnitOfWork {
 		Zones:     workZones{st.Zones.(*zones), w},
 		Analytics: st.Analytics,
 		// Nor pauses: dispatch reads them as they are.
-		Pauses: st.Pauses,
+		Pauses:       st.Pauses,
+		Suppressions: workCollection[domain.Suppression]{w, st.Suppressions.(*collection[domain.Suppression])},
 	}
 	return w
 }
