@@ -174,9 +174,10 @@ func TestStandaloneRejectsBadRequests(t *testing.T) {
 	assert.Equal(t, http.StatusConflict, changed.Status)
 }
 
-// TestStandaloneRateLimits sends more than a key's burst and more sign-ups
-// than an address may make: both get 429 with Retry-After, and other keys
-// are not held back.
+// TestStandaloneRateLimits sends more than an account's burst and more
+// sign-ups than an address may make: both get 429 with Retry-After, the
+// account's second key shares its bucket, and other accounts are not held
+// back.
 func TestStandaloneRateLimits(t *testing.T) {
 	t.Parallel()
 	p := startServe(t, t.TempDir(), "-rate-limit", "1/m", "-rate-burst", "3", "-signup-rate-limit", "1/h", "-signup-burst", "2")
@@ -188,16 +189,28 @@ func TestStandaloneRateLimits(t *testing.T) {
 	assert.Greater(t, wait, 3000, "one sign-up an hour")
 
 	// A key's first request, which authenticates it, is charged to the
-	// client address; from then on the key has its own bucket.
-	require.Equal(t, http.StatusOK, a.call(t, "GET", "/api/deliveries/summary", nil).Status, "the first request")
-	for i := range 3 {
+	// client address; from then on its account's bucket is charged.
+	first := a.call(t, "GET", "/api/deliveries/summary", nil)
+	require.Equal(t, http.StatusOK, first.Status, "the first request")
+	var s struct{ OwnerID string }
+	first.decode(t, &s)
+	resp := a.call(t, "POST", "/api/accounts/"+s.OwnerID+"/keys", nil)
+	require.Equal(t, http.StatusCreated, resp.Status, "request 1 of the burst: %s", resp.Body)
+	var second struct{ APIKey string }
+	resp.decode(t, &second)
+	for i := 2; i <= 3; i++ {
 		require.Equal(t, http.StatusOK, a.call(t, "GET", "/api/deliveries/summary", nil).Status, "request %d of the burst", i)
 	}
 	limited := a.call(t, "GET", "/api/deliveries/summary", nil)
 	require.Equal(t, http.StatusTooManyRequests, limited.Status)
 	assert.Equal(t, "application/problem+json", limited.Header.Get("Content-Type"))
 	assert.NotEmpty(t, limited.Header.Get("Retry-After"))
-	assert.Equal(t, http.StatusOK, b.call(t, "GET", "/api/deliveries/summary", nil).Status, "another key is not held back")
+	// The account's other key: its first request authenticates it, on the
+	// address's bucket; the next is the account's, which is spent.
+	a2 := api{base: p.base, key: second.APIKey}
+	require.Equal(t, http.StatusOK, a2.call(t, "GET", "/api/deliveries/summary", nil).Status, "the second key's first request")
+	assert.Equal(t, http.StatusTooManyRequests, a2.call(t, "GET", "/api/deliveries/summary", nil).Status, "a second key adds nothing to the account's share")
+	assert.Equal(t, http.StatusOK, b.call(t, "GET", "/api/deliveries/summary", nil).Status, "another account is not held back")
 	assert.Equal(t, http.StatusOK, call(t, "GET", p.base+"/api/healthz", nil).Status, "health is never limited")
 }
 

@@ -43,7 +43,9 @@ type principal struct {
 }
 
 // rateKey names whom a rate limiter charges this principal's requests to:
-// each API key on its own, each drone on its own, the operator as one.
+// each account as one, whichever of its keys it uses (an account issues
+// itself up to 10, which would otherwise multiply its share), each drone on
+// its own, the operator as one.
 func (p principal) rateKey() string {
 	switch {
 	case p.operator:
@@ -51,7 +53,7 @@ func (p principal) rateKey() string {
 	case p.droneID != "":
 		return "drone:" + p.droneID
 	}
-	return "key:" + p.keyPrefix
+	return "account:" + p.accountID
 }
 
 type principalKey struct{}

@@ -62,9 +62,12 @@ func ParseRate(s string) (Rate, error) {
 // Functions host the platform (or API Management in front of it) is where
 // such limits belong, so only this runtime applies them.
 type RateLimits struct {
-	// PerKey is each API key's sustained rate, with Burst requests in hand.
-	// Requests without a key, and those with a bearer token that has not
-	// yet authenticated, share a bucket per client address.
+	// PerKey is the sustained rate of each bucket a handler names when it
+	// authenticates a request (functionapp.NoteAuthenticated: an account,
+	// whichever of its keys it uses; a drone; the operator), with Burst
+	// requests in hand. Requests without a key, and those with a bearer
+	// token that has not yet authenticated, share a bucket per client
+	// address.
 	PerKey Rate
 	Burst  int
 	// SignUp is each client address's rate on the SignUpFunctions, with
