@@ -202,6 +202,7 @@ func TestMilestonesReachSubscribersAndTheLinkUnsubscribes(t *testing.T) {
 	assert.Equal(t, "no-referrer", page.Header.Get("Referrer-Policy"))
 	assert.Contains(t, page.Header.Get("Content-Security-Policy"), "form-action 'self'")
 	assert.Contains(t, page.Header.Get("Content-Security-Policy"), "frame-ancestors 'none'")
+	assert.Equal(t, "DENY", page.Header.Get("X-Frame-Options"))
 	assert.Contains(t, string(page.Body), `<form method="post">`, "a button that posts back to the link")
 	assert.Len(t, f.subscriptions(t, "told"), 2, "a GET or a HEAD changes nothing")
 

@@ -119,7 +119,7 @@ func wantsPage(req *functionapp.Request) bool {
 // notice is a short self-contained HTML page with status, for a person who
 // followed a link: a title and one paragraph, escaped.
 func notice(status int, title, text string) *functionapp.Response {
-	return shortPage(status, title, text, "", "default-src 'none'; style-src 'unsafe-inline'")
+	return shortPage(status, title, text, "", "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'")
 }
 
 // confirmForm is a notice with one button that posts an empty-valued form
@@ -129,7 +129,7 @@ func confirmForm(title, text, button string) *functionapp.Response {
 	form := `<form method="post"><input type="hidden" name="List-Unsubscribe" value="One-Click"><button type="submit">` +
 		html.EscapeString(button) + `</button></form>`
 	return shortPage(http.StatusOK, title, text, form,
-		"default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'")
+		"default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
 }
 
 func shortPage(status int, title, text, form, csp string) *functionapp.Response {
@@ -147,6 +147,8 @@ func shortPage(status int, title, text, form, csp string) *functionapp.Response 
 		// The link's token may be in the URL: no page may see it.
 		"Referrer-Policy":        {"no-referrer"},
 		"X-Content-Type-Options": {"nosniff"},
+		// frame-ancestors for browsers that predate it.
+		"X-Frame-Options": {"DENY"},
 	}}
 }
 

@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -151,6 +152,11 @@ func ValidWebhookURL(field, s string, allowPrivate bool) error {
 	u, err := url.Parse(s)
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.User != nil {
 		return Invalid(field, "must be an absolute http or https URL without credentials")
+	}
+	if p := u.Port(); p != "" {
+		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+			return Invalid(field, "must have a port from 1 to 65535, if any")
+		}
 	}
 	host := u.Hostname()
 	if addr, err := netip.ParseAddr(host); err == nil {

@@ -56,3 +56,27 @@ func TestCheckQueryLeavesTheHostKeyInAnyCase(t *testing.T) {
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "codes")
 }
+
+// A parameter with no name, or one whose name is not printable text, is
+// refused naming the query, not echoing the name back.
+func TestCheckQueryRefusesNamesThatAreNoNames(t *testing.T) {
+	for q, detail := range map[string]string{
+		"=5":       "has a parameter with no name",
+		"%00=1":    "has a parameter whose name is not printable text",
+		"k%FF=1":   "has a parameter whose name is not printable text",
+		"a%0Ab=1":  "has a parameter whose name is not printable text",
+		"limit=5&": "",
+	} {
+		v, err := url.ParseQuery(q)
+		require.NoError(t, err, q)
+		err = wire.CheckQuery(v, "limit")
+		if detail == "" {
+			assert.NoError(t, err, q)
+			continue
+		}
+		var e *domain.Error
+		require.ErrorAs(t, err, &e, q)
+		assert.Equal(t, "query", e.Field, q)
+		assert.Equal(t, detail, e.Message, q)
+	}
+}

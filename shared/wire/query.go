@@ -4,6 +4,8 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/fabrikam/dronedelivery/shared/domain"
 )
@@ -29,6 +31,12 @@ func CheckQuery(q url.Values, params ...string) error {
 		// it for "code"), so every spelling of it is the host's.
 		if strings.EqualFold(k, hostKeyParam) {
 			continue
+		}
+		if k == "" {
+			return domain.Invalid("query", "has a parameter with no name")
+		}
+		if !utf8.ValidString(k) || strings.IndexFunc(k, func(r rune) bool { return !unicode.IsPrint(r) }) >= 0 {
+			return domain.Invalid("query", "has a parameter whose name is not printable text")
 		}
 		if !slices.Contains(params, k) {
 			if len(params) == 0 {

@@ -2,6 +2,7 @@ package wire
 
 import (
 	"bytes"
+	"cmp"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -325,20 +326,23 @@ func checkShape(body []byte) error {
 type shapePath []pathStep
 
 type pathStep struct {
-	key   string
-	index int // when key is ""
+	key     string
+	index   int // when isIndex
+	isIndex bool
 }
 
 func (p shapePath) String() string {
 	var b strings.Builder
 	for _, s := range p {
 		switch {
-		case s.key == "":
+		case s.isIndex:
 			b.WriteString("[" + strconv.Itoa(s.index) + "]")
-		case b.Len() > 0:
-			b.WriteString("." + s.key)
 		default:
-			b.WriteString(s.key)
+			name := cmp.Or(s.key, `""`) // a member with an empty name
+			if b.Len() > 0 {
+				name = "." + name
+			}
+			b.WriteString(name)
 		}
 	}
 	return orBody(b.String())
@@ -363,7 +367,7 @@ func (p *shapePath) walk(dec *jsontext.Decoder, depth int) error {
 	var seen map[string]bool
 	for i := 0; dec.PeekKind() != end; i++ {
 		if kind == '[' {
-			*p = append(*p, pathStep{index: i})
+			*p = append(*p, pathStep{index: i, isIndex: true})
 		} else {
 			kt, err := dec.ReadToken()
 			if err != nil {

@@ -43,7 +43,7 @@ func (p *shapePath) unknown(dec *jsontext.Decoder, t reflect.Type) (bool, error)
 	for i := 0; dec.PeekKind() != '}' && dec.PeekKind() != ']'; i++ {
 		var elem reflect.Type
 		if kind == '[' {
-			*p = append(*p, pathStep{index: i})
+			*p = append(*p, pathStep{index: i, isIndex: true})
 			if t.Kind() == reflect.Slice || t.Kind() == reflect.Array {
 				elem = t.Elem()
 			}
