@@ -413,13 +413,20 @@ type WebhookHeld struct {
 	Busy bool
 	// RetryAfter is the earliest a new try is worthwhile.
 	RetryAfter time.Duration
+	// LastFailure is, for an open circuit, the last failure of the
+	// endpoint that opened it, when known.
+	LastFailure string
 }
 
 func (e *WebhookHeld) Error() string {
 	if e.Busy {
 		return fmt.Sprintf("webhook held back: its account has its share in flight; try again in %s", e.RetryAfter)
 	}
-	return fmt.Sprintf("webhook held back: its endpoint failed repeatedly and its circuit is open; try again in %s", e.RetryAfter)
+	msg := fmt.Sprintf("webhook held back: its endpoint failed repeatedly and its circuit is open; try again in %s", e.RetryAfter)
+	if e.LastFailure != "" {
+		msg += "; its last failure: " + e.LastFailure
+	}
+	return msg
 }
 
 // ErrStale says a unit of work did not commit because a document it read

@@ -60,6 +60,7 @@ type Fair struct {
 	inFlight map[string]int
 	breakers map[string]*gobreaker.CircuitBreaker[struct{}]
 	urls     map[string]string // the endpoint each account's circuit judges
+	lastErr  map[string]string // the last failure of each account's endpoint, while its circuit is not closed and clean
 }
 
 // NewFair wraps next.
@@ -79,7 +80,8 @@ func NewFair(next ports.Webhooks, o FairOptions) *Fair {
 	if o.Log == nil {
 		o.Log = slog.Default()
 	}
-	return &Fair{next: next, o: o, inFlight: map[string]int{}, breakers: map[string]*gobreaker.CircuitBreaker[struct{}]{}, urls: map[string]string{}}
+	return &Fair{next: next, o: o, inFlight: map[string]int{}, breakers: map[string]*gobreaker.CircuitBreaker[struct{}]{}, urls: map[string]string{},
+		lastErr: map[string]string{}}
 }
 
 // Post sends w unless its account has its share in flight or its circuit
@@ -92,9 +94,29 @@ func (f *Fair) Post(ctx context.Context, w ports.Webhook) error {
 	defer f.release(w.AccountID)
 	_, err := cb.Execute(func() (struct{}, error) { return struct{}{}, f.next.Post(ctx, w) })
 	if errors.Is(err, gobreaker.ErrOpenState) || errors.Is(err, gobreaker.ErrTooManyRequests) {
-		return &ports.WebhookHeld{RetryAfter: f.o.CoolDown}
+		// Held back, the webhook says why its endpoint's circuit opened:
+		// the failure that an operator reading a dead letter needs.
+		return &ports.WebhookHeld{RetryAfter: f.o.CoolDown, LastFailure: f.lastFailure(w.AccountID)}
 	}
+	f.noteOutcome(w.AccountID, err)
 	return err
+}
+
+func (f *Fair) noteOutcome(account string, err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	switch {
+	case err == nil:
+		delete(f.lastErr, account)
+	case !errors.Is(err, ports.ErrWebhookRefused) && !errors.Is(err, context.Canceled):
+		f.lastErr[account] = err.Error()
+	}
+}
+
+func (f *Fair) lastFailure(account string) string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.lastErr[account]
 }
 
 // acquire takes one of the account's slots and returns its circuit for
@@ -118,6 +140,7 @@ func (f *Fair) acquire(account, url string) (*gobreaker.CircuitBreaker[struct{}]
 				if b.State() == gobreaker.StateClosed && b.Counts().ConsecutiveFailures == 0 && f.inFlight[k] == 0 {
 					delete(f.breakers, k)
 					delete(f.urls, k)
+					delete(f.lastErr, k)
 				}
 			}
 		}

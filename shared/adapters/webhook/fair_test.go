@@ -105,6 +105,8 @@ func TestFairOpensAnAccountsCircuitAndHalfOpensAfterTheCoolDown(t *testing.T) {
 	require.True(t, errors.As(err, &held), "%v", err)
 	assert.False(t, held.Busy, "an open circuit counts as a failed attempt")
 	assert.Equal(t, 50*time.Millisecond, held.RetryAfter, "tried again after the cool-down")
+	assert.Equal(t, "webhook answered 503", held.LastFailure, "what opened the circuit")
+	assert.Contains(t, held.Error(), "its last failure: webhook answered 503")
 	assert.Equal(t, 3, e.callsOf("dead"))
 	assert.NoError(t, post(f, "alive"), "another account's circuit is its own")
 
