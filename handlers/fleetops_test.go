@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"strconv"
 	"testing"
 	"time"
 
@@ -67,15 +66,17 @@ func TestPauseHoldsAndResumes(t *testing.T) {
 	assert.Empty(t, d.HeldReason)
 	assert.Equal(t, http.StatusAccepted, f.ingest(t, requestBody("after", at(0.01, 0), at(0.02, 0), "Small", 1)).Status)
 
-	// A pause that ends centuries ahead: Retry-After counts the seconds to
-	// its end, which a time.Duration could not hold.
+	// A pause that ends centuries ahead (a time.Duration could not hold
+	// the seconds to its end): Retry-After asks to come back within the
+	// hour, in case it is lifted before, and the detail says when it ends.
 	far := time.Date(2999, 1, 1, 0, 0, 0, 0, time.UTC)
 	resp = f.fleet("PutPause", &functionapp.Request{Method: "PUT", Params: map[string]string{"id": "forever"},
 		Body: mustJSON(map[string]any{"reason": "closed", "until": far.Format(time.RFC3339)})})
 	require.Equal(t, http.StatusCreated, resp.Status, string(resp.Body))
 	resp = f.ingest(t, requestBody("much-later", at(0.01, 0), at(0.02, 0), "Small", 1))
 	require.Equal(t, http.StatusServiceUnavailable, resp.Status)
-	assert.Equal(t, strconv.FormatInt(far.Unix()-t0.Unix(), 10), resp.Header.Get("Retry-After"))
+	assert.Equal(t, "3600", resp.Header.Get("Retry-After"))
+	assert.Contains(t, problemOf(t, resp).Detail, "2999-01-01")
 }
 
 // pauseView is a pause as GET /api/pauses and /api/pauses/{id} show it.

@@ -30,6 +30,12 @@ import (
 // shows here within this time (at once through this one).
 const pauseCacheTTL = time.Second
 
+// MaxPauseRetryAfter bounds the Retry-After of a refusal by a pause that
+// ends later: an operator may lift a pause before its end, and a client told
+// to wait days (or, for a pause until 2999, centuries) would not come back
+// for them; the detail still says when the pause ends.
+const MaxPauseRetryAfter = time.Hour
+
 // DefaultPauseRetryAfter is the Retry-After of a refusal by a pause with
 // no end set.
 const DefaultPauseRetryAfter = 5 * time.Minute
@@ -120,7 +126,8 @@ func (h *Handlers) pausedAt(ctx context.Context, loc domain.Location, now time.T
 }
 
 // pausedResponse is the 503 of a request a pause refuses: the reason, and
-// Retry-After the pause's end (DefaultPauseRetryAfter when it has none).
+// Retry-After the pause's end, at most MaxPauseRetryAfter
+// (DefaultPauseRetryAfter when it has none).
 func pausedResponse(hold *domain.Hold, now time.Time) *functionapp.Response {
 	seconds := int64(math.Ceil(DefaultPauseRetryAfter.Seconds()))
 	if !hold.Until.IsZero() {
@@ -133,6 +140,7 @@ func pausedResponse(hold *domain.Hold, now time.Time) *functionapp.Response {
 	}
 	// The problem's detail starts with the field it names.
 	resp := functionapp.Problem(http.StatusServiceUnavailable, "pickupLocation", "is where service is paused: "+pauseReason(hold))
+	seconds = min(seconds, int64(MaxPauseRetryAfter/time.Second))
 	resp.Header.Set("Retry-After", strconv.FormatInt(max(1, seconds), 10))
 	return resp
 }

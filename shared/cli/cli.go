@@ -698,17 +698,17 @@ Sign up; the answer holds your API key, shown only this once:
     -d '{"name": "Fabrikam", "contactEmail": "ops@fabrikam.example"}'
   KEY=dd_...   # the apiKey from the answer
 
-Request a delivery:
+Request a delivery (each time a new one: its id, and its package's, are made for it):
   curl -si -X POST %[1]s/api/deliveryrequests -H "Authorization: Bearer $KEY" \
     -H 'Content-Type: application/json' -d '{
     "pickupLocation": {"latitude": 47.6101, "longitude": -122.3421},
     "dropOffLocation": {"latitude": 47.6205, "longitude": -122.3493},
-    "packageInfo": {"packageId": "pkg-1", "size": "Small", "weight": 1.2}
+    "packageInfo": {"size": "Small", "weight": 1.2}
   }'
 
-Then, with the deliveryId from the answer:
+Then, with the deliveryId from the answer (its package has the same id):
   curl -s -H "Authorization: Bearer $KEY" %[1]s/api/deliveries/<deliveryId>/status
-  curl -s -H "Authorization: Bearer $KEY" %[1]s/api/packages/pkg-1
+  curl -s -H "Authorization: Bearer $KEY" %[1]s/api/packages/<deliveryId>
 `, base, backendName)
 	if opKey == "" {
 		fmt.Fprintf(w, "\nThe fleet endpoints (drones, telemetry) are closed: set %s to open them.\n\n", OperatorKeySetting)
