@@ -72,13 +72,16 @@ func (h *Handlers) RescheduleDelivery(ctx context.Context, req *functionapp.Requ
 	changed := false
 	d, err := h.updateOwnDelivery(ctx, id, func(cur *domain.Delivery) error {
 		changed = false
+		before := cur.Request.PickupTime
 		if err := cur.Reschedule(change, now); err != nil {
 			return err
 		}
 		changed = true
 		check := cur.Request
-		if change.PickupTime == nil && check.PickupTime.Before(now) {
-			// A change that leaves the pickup time alone is judged from
+		if (change.PickupTime == nil || change.PickupTime.Equal(before)) && check.PickupTime.Before(now) {
+			// A change that leaves the pickup time alone (by leaving it
+			// out, or by sending back the one stored, as a client that
+			// reads, edits and writes the request does) is judged from
 			// now: a delivery that has waited since its pickup time is
 			// still to be picked up as soon as a drone can, and its old
 			// pickup time is no mistake of this request's.

@@ -789,8 +789,14 @@ func TestRescheduleOfAWaitingDeliveryKeepsItsPickupTime(t *testing.T) {
 	assert.Equal(t, accepted, d.Request.PickupTime, "the pickup time is not the change's")
 	assert.Equal(t, domain.StageRescheduled, d.Stage)
 
-	resp = patch(map[string]any{"dropOffLocation": at(0.04, 0), "pickupTime": accepted.Format(time.RFC3339)})
+	// The stored pickup time sent back, as a client that reads, edits and
+	// writes the request does, leaves it alone too.
+	resp = patch(map[string]any{"dropOffLocation": at(0.035, 0), "pickupTime": accepted.Format(time.RFC3339Nano)})
+	require.Equal(t, http.StatusAccepted, resp.Status, string(resp.Body))
+	assert.Equal(t, accepted, f.delivery(t, "waited").Request.PickupTime)
+
+	resp = patch(map[string]any{"dropOffLocation": at(0.04, 0), "pickupTime": accepted.Add(-time.Second).Format(time.RFC3339Nano)})
 	require.Equal(t, http.StatusUnprocessableEntity, resp.Status, string(resp.Body))
-	assert.Equal(t, "pickupTime", problemOf(t, resp).Field, "a pickup time given in the past")
-	assert.Equal(t, at(0.03, 0), f.delivery(t, "waited").Request.DropoffLocation, "refused, nothing changed")
+	assert.Equal(t, "pickupTime", problemOf(t, resp).Field, "another pickup time in the past")
+	assert.Equal(t, at(0.035, 0), f.delivery(t, "waited").Request.DropoffLocation, "refused, nothing changed")
 }
