@@ -45,25 +45,6 @@ func (h *Handlers) PostNotifyMeRequest(ctx context.Context, req *functionapp.Req
 	if err != nil {
 		return h.errorResponse(ctx, err)
 	}
-	acct, err := callerAccount(ctx)
-	if err != nil {
-		return h.errorResponse(ctx, err)
-	}
-	for _, a := range []struct {
-		field   string
-		ch      domain.Channel
-		address string
-	}{{"emailAddress", domain.ChannelEmail, r.EmailAddress}, {"sms", domain.ChannelSMS, r.SMS}} {
-		if a.address == "" {
-			continue
-		}
-		if suppressed, err := h.suppressed(ctx, acct, a.ch, a.address); err != nil {
-			return h.errorResponse(ctx, err)
-		} else if suppressed {
-			return h.errorResponse(ctx, &domain.Error{Code: domain.ECONFLICT, Field: a.field,
-				Message: a.field + " asked this business for no more messages, by the unsubscribe link of an earlier one; it cannot be subscribed again"})
-		}
-	}
 	now := h.clock.Now()
 	// The subscription id is the end of a new id, which is random; its
 	// start is the time.
@@ -129,7 +110,7 @@ func (h *Handlers) DeleteNotifyMeRequest(ctx context.Context, req *functionapp.R
 	}
 	now := h.clock.Now()
 	_, err := h.updateOwnDelivery(ctx, id, func(d *domain.Delivery) error {
-		if err := d.Unsubscribe(sid); err != nil {
+		if err := d.EndSubscription(sid); err != nil {
 			return err
 		}
 		d.UpdatedAt = now
@@ -168,11 +149,11 @@ func (h *Handlers) UnsubscribePage(ctx context.Context, req *functionapp.Request
 	if err != nil {
 		return h.errorResponse(ctx, err)
 	}
-	if _, ok := d.SubscriptionByToken(token); !ok {
+	if _, _, ok := d.ByToken(token); !ok {
 		return h.spentLink(ctx, req)
 	}
 	return confirmForm("Stop these messages?",
-		"You will get no more messages about this delivery at this address.", "Unsubscribe")
+		"This service will send no more messages, about this delivery or any other, to the addresses this link was sent to.", "Unsubscribe")
 }
 
 // Unsubscribe serves POST /api/unsubscribe/{token}: the page's button, or
@@ -197,35 +178,35 @@ func (h *Handlers) Unsubscribe(ctx context.Context, req *functionapp.Request) *f
 	if err != nil {
 		return h.errorResponse(ctx, err)
 	}
-	sid, ok := d.SubscriptionByToken(token)
+	sid, keys, ok := d.ByToken(token)
 	if !ok {
 		return h.spentLink(ctx, req)
 	}
-	s, _ := d.Subscription(sid)
-	for _, sup := range s.Suppress(d.OwnerID, now) {
-		if err := h.store.Suppressions.Create(ctx, sup.ID, &sup); err != nil && !domain.IsCode(err, domain.ECONFLICT) {
+	for _, k := range keys {
+		sup := domain.Suppression{ID: k, CreatedAt: now}
+		if err := h.store.Suppressions.Create(ctx, k, &sup); err != nil && !domain.IsCode(err, domain.ECONFLICT) {
 			return h.errorResponse(ctx, err)
 		}
 	}
 	_, err = h.store.Deliveries.Update(ctx, deliveryID, func(d *domain.Delivery) error {
-		if _, ok := d.Subscription(sid); !ok {
-			return ports.ErrSkip // ended meanwhile: by this link, or by the business
+		if err := d.Unlink(token); err != nil {
+			return err // ErrNoChange: spent meanwhile, by this link
 		}
 		d.UpdatedAt = now
-		return d.Unsubscribe(sid)
+		return nil
 	})
 	if err != nil && !domain.IsCode(err, domain.ENOTFOUND) {
 		return h.errorResponse(ctx, err)
 	}
 	h.log.InfoContext(logctx.With(ctx, "deliveryId", deliveryID), "customer unsubscribed through the link", "subscriptionId", sid)
 	return notice(http.StatusOK, "You are unsubscribed",
-		"This sender will send no more messages, about this delivery or any other, to the addresses this link was sent to (the e-mail address and the phone number given together).")
+		"This service will send no more messages, about this delivery or any other, to the addresses this link was sent to (the e-mail address and the phone number given together).")
 }
 
-// suppressed reports whether address asked account, by an unsubscribe link,
-// for no more messages on channel.
-func (h *Handlers) suppressed(ctx context.Context, account string, ch domain.Channel, address string) (bool, error) {
-	_, err := h.store.Suppressions.Find(ctx, domain.SuppressionKey(account, ch, address))
+// suppressed reports whether address asked, by an unsubscribe link, for
+// no more messages on channel.
+func (h *Handlers) suppressed(ctx context.Context, ch domain.Channel, address string) (bool, error) {
+	_, err := h.store.Suppressions.Find(ctx, domain.SuppressionKey(ch, address))
 	if domain.IsCode(err, domain.ENOTFOUND) {
 		return false, nil
 	}
@@ -321,10 +302,10 @@ func (h *Handlers) SendCustomerMessage(ctx context.Context, msg *ports.Delivered
 		h.log.InfoContext(ctx, "subscription ended: customer message not sent")
 		return nil, nil
 	}
-	if suppressed, err := h.suppressed(ctx, d.OwnerID, env.Channel, s.Address(env.Channel)); err != nil {
+	if suppressed, err := h.suppressed(ctx, env.Channel, s.Address(env.Channel)); err != nil {
 		return nil, err
 	} else if suppressed {
-		h.log.InfoContext(ctx, "the address asked this business for no more messages: customer message not sent")
+		h.log.InfoContext(ctx, "the address asked for no more messages: customer message not sent")
 		return nil, nil
 	}
 	out := h.composeMessage(d, n, s, env.Channel)

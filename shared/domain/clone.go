@@ -37,6 +37,10 @@ func (d *Delivery) Clone() *Delivery {
 		c.Confirmation = &cf
 	}
 	c.Subscriptions = slices.Clone(d.Subscriptions)
+	c.EndedSubscriptions = cloneEach(d.EndedSubscriptions, func(e EndedSubscription) EndedSubscription {
+		e.Suppress = slices.Clone(e.Suppress)
+		return e
+	})
 	return &c
 }
 

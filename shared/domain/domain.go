@@ -195,6 +195,12 @@ type Delivery struct {
 	// Subscriptions are the customers' notify-me requests: who hears of
 	// each milestone by e-mail or SMS.
 	Subscriptions []Subscription `json:"subscriptions,omitempty"`
+	// EndedSubscriptions are the subscriptions the business ended, kept so
+	// that the unsubscribe links already sent for them still work.
+	EndedSubscriptions []EndedSubscription `json:"endedSubscriptions,omitempty"`
+	// SubscriptionsMade counts the subscriptions ever made on the delivery
+	// (MaxSubscriptionsMade bounds it).
+	SubscriptionsMade int `json:"subscriptionsMade,omitempty"`
 }
 
 // Event is one entry of a delivery's append-only history: a change of

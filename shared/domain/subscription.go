@@ -22,6 +22,21 @@ const (
 // messages.
 const MaxSubscriptions = 10
 
+// MaxSubscriptionsMade bounds the subscriptions a delivery is ever given,
+// ended ones included: a subscription the business ends is kept
+// (EndedSubscription), so the document stays bounded and a business cannot
+// end and make subscriptions until the links it sent no longer work.
+const MaxSubscriptionsMade = 20
+
+// EndedSubscription is what is kept of a subscription the business ended:
+// the unsubscribe link of every message sent for it still works, and
+// records the suppression of its addresses.
+type EndedSubscription struct {
+	Token string `json:"token"`
+	// Suppress are the SuppressionKey of each of its addresses.
+	Suppress []string `json:"suppress"`
+}
+
 // Subscription is a customer's request to hear of a delivery's milestones
 // by e-mail, by SMS or both (the reference API's notify-me request).
 type Subscription struct {
@@ -86,10 +101,14 @@ func (d *Delivery) Subscribe(s Subscription) (Subscription, error) {
 	if len(d.Subscriptions) >= MaxSubscriptions {
 		return Subscription{}, Errorf(ECONFLICT, "delivery %s already has %d subscriptions", d.ID, MaxSubscriptions)
 	}
+	if max(d.SubscriptionsMade, len(d.Subscriptions)+len(d.EndedSubscriptions)) >= MaxSubscriptionsMade {
+		return Subscription{}, Errorf(ECONFLICT, "delivery %s has had %d subscriptions, which is as many as a delivery takes", d.ID, MaxSubscriptionsMade)
+	}
 	if len(s.Channels()) == 0 {
 		return Subscription{}, Invalid("emailAddress", "is required unless sms is given: give either or both")
 	}
 	d.Subscriptions = append(d.Subscriptions, s)
+	d.SubscriptionsMade = max(d.SubscriptionsMade, len(d.Subscriptions)+len(d.EndedSubscriptions)-1) + 1
 	return s, nil
 }
 
@@ -104,7 +123,8 @@ func (d *Delivery) Subscription(id string) (*Subscription, bool) {
 }
 
 // Unsubscribe removes the subscription with the given id, or returns
-// ENOTFOUND. Ended deliveries allow it too: it only ever stops messages.
+// ENOTFOUND: its customer followed its link. Ended deliveries allow it too:
+// it only ever stops messages.
 func (d *Delivery) Unsubscribe(id string) error {
 	i := slices.IndexFunc(d.Subscriptions, func(s Subscription) bool { return s.ID == id })
 	if i < 0 {
@@ -114,17 +134,56 @@ func (d *Delivery) Unsubscribe(id string) error {
 	return nil
 }
 
-// SubscriptionByToken returns the id of the subscription whose unsubscribe
-// token is token. Every token is compared in full, in constant time, so the
-// time taken says nothing about how much of a guess was right.
-func (d *Delivery) SubscriptionByToken(token string) (string, bool) {
-	found := ""
+// EndSubscription is Unsubscribe by the business: the subscription is kept
+// as an EndedSubscription, so that the links already sent for it still
+// work.
+func (d *Delivery) EndSubscription(id string) error {
+	s, ok := d.Subscription(id)
+	if !ok {
+		return d.Unsubscribe(id)
+	}
+	ended := EndedSubscription{Token: s.Token, Suppress: s.SuppressionKeys()}
+	if err := d.Unsubscribe(id); err != nil {
+		return err
+	}
+	d.EndedSubscriptions = append(d.EndedSubscriptions, ended)
+	return nil
+}
+
+// ByToken finds the subscription, live or ended by the business, whose
+// unsubscribe token is token: the live one's id ("" for an ended one) and
+// the suppression keys of its addresses. Every token is compared in full,
+// in constant time, so the time taken says nothing about how much of a
+// guess was right.
+func (d *Delivery) ByToken(token string) (id string, suppress []string, ok bool) {
 	for _, s := range d.Subscriptions {
 		if s.Token != "" && subtle.ConstantTimeCompare([]byte(s.Token), []byte(token)) == 1 {
-			found = s.ID
+			id, suppress, ok = s.ID, s.SuppressionKeys(), true
 		}
 	}
-	return found, found != ""
+	for _, e := range d.EndedSubscriptions {
+		if e.Token != "" && subtle.ConstantTimeCompare([]byte(e.Token), []byte(token)) == 1 {
+			id, suppress, ok = "", e.Suppress, true
+		}
+	}
+	return id, suppress, ok
+}
+
+// Unlink ends what token names, once its addresses are suppressed: the
+// live subscription, or what is kept of an ended one, so that the link is
+// spent. It returns ErrNoChange when token names neither.
+func (d *Delivery) Unlink(token string) error {
+	id, _, ok := d.ByToken(token)
+	switch {
+	case !ok:
+		return ErrNoChange
+	case id != "":
+		return d.Unsubscribe(id)
+	}
+	d.EndedSubscriptions = slices.DeleteFunc(d.EndedSubscriptions, func(e EndedSubscription) bool {
+		return subtle.ConstantTimeCompare([]byte(e.Token), []byte(token)) == 1
+	})
+	return nil
 }
 
 // Address limits: RFC 5321 allows 64 characters before the @ and 254 in

@@ -1,6 +1,7 @@
 package domain_test
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -90,18 +91,19 @@ func TestSubscribeRules(t *testing.T) {
 	_, err = d.Subscribe(domain.Subscription{ID: "c"})
 	assert.True(t, domain.IsCode(err, domain.EINVALID), "no address at all")
 
-	id, ok := d.SubscriptionByToken("tok-a")
+	id, keys, ok := d.ByToken("tok-a")
 	assert.True(t, ok)
 	assert.Equal(t, "a", id)
-	_, ok = d.SubscriptionByToken("tok-")
+	assert.Equal(t, []string{domain.SuppressionKey(domain.ChannelEmail, "ana@example.com"), domain.SuppressionKey(domain.ChannelSMS, "+14255550123")}, keys)
+	_, _, ok = d.ByToken("tok-")
 	assert.False(t, ok)
-	_, ok = d.SubscriptionByToken("")
+	_, _, ok = d.ByToken("")
 	assert.False(t, ok)
 
 	require.NoError(t, d.Unsubscribe("a"))
 	assert.True(t, domain.IsCode(d.Unsubscribe("a"), domain.ENOTFOUND))
-	_, ok = d.SubscriptionByToken("tok-a")
-	assert.False(t, ok)
+	_, _, ok = d.ByToken("tok-a")
+	assert.False(t, ok, "ended by its link: spent")
 
 	for i := range domain.MaxSubscriptions {
 		_, err := d.Subscribe(domain.Subscription{ID: string(rune('k' + i)), EmailAddress: string(rune('k'+i)) + "@example.com"})
@@ -122,4 +124,45 @@ func TestSubscriptionChannels(t *testing.T) {
 	assert.Equal(t, "+14255550123", s.Address(domain.ChannelSMS))
 	assert.Equal(t, "", s.Address("fax"))
 	assert.Empty(t, (&domain.Subscription{}).Channels())
+}
+
+// A subscription the business ends keeps its link working: the link finds
+// what to suppress, and spends it; a delivery takes MaxSubscriptionsMade
+// subscriptions in all, so ending and making them cannot go on for ever.
+func TestAnEndedSubscriptionsLinkStillWorks(t *testing.T) {
+	t.Parallel()
+	d := delivery(domain.StageCreated)
+	_, err := d.Subscribe(domain.Subscription{ID: "a", EmailAddress: "ana@example.com", Token: "tok-a"})
+	require.NoError(t, err)
+	require.NoError(t, d.EndSubscription("a"))
+	_, ok := d.Subscription("a")
+	assert.False(t, ok, "no longer sent to")
+	id, keys, ok := d.ByToken("tok-a")
+	require.True(t, ok, "the link still works")
+	assert.Empty(t, id)
+	assert.Equal(t, []string{domain.SuppressionKey(domain.ChannelEmail, "ana@example.com")}, keys)
+	require.NoError(t, d.Unlink("tok-a"))
+	_, _, ok = d.ByToken("tok-a")
+	assert.False(t, ok, "spent")
+	assert.ErrorIs(t, d.Unlink("tok-a"), domain.ErrNoChange)
+
+	made := 1
+	for ; made < domain.MaxSubscriptionsMade; made++ {
+		sid := fmt.Sprintf("s%d", made)
+		_, err := d.Subscribe(domain.Subscription{ID: sid, EmailAddress: sid + "@example.com", Token: "tok-" + sid})
+		require.NoError(t, err, "subscription %d", made+1)
+		require.NoError(t, d.EndSubscription(sid))
+	}
+	_, err = d.Subscribe(domain.Subscription{ID: "over", EmailAddress: "over@example.com", Token: "tok-over"})
+	assert.True(t, domain.IsCode(err, domain.ECONFLICT), "%d made in all: %v", made, err)
+	assert.LessOrEqual(t, len(d.EndedSubscriptions), domain.MaxSubscriptionsMade)
+}
+
+func TestSuppressionKeys(t *testing.T) {
+	t.Parallel()
+	email := func(a string) string { return domain.SuppressionKey(domain.ChannelEmail, a) }
+	assert.Equal(t, email("bob@example.com"), email(" BOB@Example.COM "), "case and white space")
+	assert.Equal(t, email("bob@example.com"), email("bob+news@example.com"), "a +tag reaches the same mailbox")
+	assert.NotEqual(t, email("bob@example.com"), email("b.ob@example.com"), "dots are the provider's business")
+	assert.NotEqual(t, email("bob@example.com"), domain.SuppressionKey(domain.ChannelSMS, "bob@example.com"), "one channel's address is not another's")
 }

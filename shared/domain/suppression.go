@@ -8,32 +8,38 @@ import (
 )
 
 // Suppression records that a person ended, by the unsubscribe link of a
-// message, every message of one business to one address: that business's
-// messages to it stop, and it cannot subscribe the address again. Only a
-// hash of the address is kept (SuppressionKey), so the record holds no
-// address of someone who asked to hear no more.
+// message, every message of this service to an address: no business's
+// subscription of it is sent anything more. Only a hash of the address is
+// stored (SuppressionKey), not the address itself.
 type Suppression struct {
 	ID        string    `json:"id"`
-	AccountID string    `json:"accountId"`
-	Channel   Channel   `json:"channel"`
 	CreatedAt time.Time `json:"createdAt"`
 }
 
-// SuppressionKey is the key of the suppression of address on channel for
-// account: the account, then a hash of the channel and the address as
-// messages are sent to it (an e-mail address in any letter case is one
-// address here).
-func SuppressionKey(accountID string, ch Channel, address string) string {
-	sum := sha256.Sum256([]byte(string(ch) + ":" + strings.ToLower(strings.TrimSpace(address))))
-	return accountID + ":" + hex.EncodeToString(sum[:16])
+// SuppressionKey is the key of the suppression of address on channel: a
+// hash of the channel and the address as it reaches its mailbox. An e-mail
+// address is taken in lower case and without a "+tag" after its local part
+// (bob+x@example.com reaches bob@example.com at most providers); other
+// aliases a provider may keep (dots in the local part, at some) are other
+// addresses here. Phone numbers are E.164 already.
+func SuppressionKey(ch Channel, address string) string {
+	a := strings.ToLower(strings.TrimSpace(address))
+	if ch == ChannelEmail {
+		if local, domain, ok := strings.Cut(a, "@"); ok {
+			local, _, _ = strings.Cut(local, "+")
+			a = local + "@" + domain
+		}
+	}
+	sum := sha256.Sum256([]byte(string(ch) + ":" + a))
+	return hex.EncodeToString(sum[:16])
 }
 
-// Suppress returns the suppressions that the unsubscribe of s from a
-// delivery of account records, one for each of its addresses.
-func (s *Subscription) Suppress(account string, now time.Time) []Suppression {
-	var out []Suppression
+// SuppressionKeys are the SuppressionKey of each of the subscription's
+// addresses.
+func (s *Subscription) SuppressionKeys() []string {
+	var out []string
 	for _, ch := range s.Channels() {
-		out = append(out, Suppression{ID: SuppressionKey(account, ch, s.Address(ch)), AccountID: account, Channel: ch, CreatedAt: now})
+		out = append(out, SuppressionKey(ch, s.Address(ch)))
 	}
 	return out
 }
