@@ -465,8 +465,8 @@ type rateFlags struct {
 
 func (f *rateFlags) register(fs *flag.FlagSet, env func(string) string) {
 	fs.StringVar(&f.perKey, "rate-limit", envOr(env, "RATE_LIMIT", standalone.DefaultPerKey.String()),
-		"requests per API key (per client address without one), e.g. 50/s or 600/m; off disables it and the failed-authentication limit (env RATE_LIMIT)")
-	fs.IntVar(&f.burst, "rate-burst", envInt(env, "RATE_BURST", standalone.DefaultBurst), "requests a key may send at once above its rate (env RATE_BURST)")
+		"requests per account, all its API keys together (per drone, for the operator, or per client address without a key), e.g. 50/s or 600/m; off disables it and the failed-authentication limit (env RATE_LIMIT)")
+	fs.IntVar(&f.burst, "rate-burst", envInt(env, "RATE_BURST", standalone.DefaultBurst), "requests an account (or a drone, the operator, an address) may send at once above its rate (env RATE_BURST)")
 	fs.StringVar(&f.signUp, "signup-rate-limit", envOr(env, "SIGNUP_RATE_LIMIT", standalone.DefaultSignUp.String()),
 		"sign-ups (POST /api/accounts) per client address, e.g. 20/h; off disables it (env SIGNUP_RATE_LIMIT)")
 	fs.IntVar(&f.signUpBurst, "signup-burst", envInt(env, "SIGNUP_BURST", standalone.DefaultSignUpBurst), "sign-ups an address may make at once (env SIGNUP_BURST)")

@@ -153,9 +153,9 @@ func ValidWebhookURL(field, s string, allowPrivate bool) error {
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.User != nil {
 		return Invalid(field, "must be an absolute http or https URL without credentials")
 	}
-	if p := u.Port(); p != "" {
-		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
-			return Invalid(field, "must have a port from 1 to 65535, if any")
+	if p := u.Port(); p != "" || strings.HasSuffix(u.Host, ":") {
+		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 || strconv.Itoa(n) != p {
+			return Invalid(field, "must have a port from 1 to 65535 in plain digits, if any")
 		}
 	}
 	host := u.Hostname()

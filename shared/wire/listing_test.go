@@ -2,6 +2,7 @@ package wire_test
 
 import (
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -61,11 +62,12 @@ func TestCheckQueryLeavesTheHostKeyInAnyCase(t *testing.T) {
 // refused naming the query, not echoing the name back.
 func TestCheckQueryRefusesNamesThatAreNoNames(t *testing.T) {
 	for q, detail := range map[string]string{
-		"=5":       "has a parameter with no name",
-		"%00=1":    "has a parameter whose name is not printable text",
-		"k%FF=1":   "has a parameter whose name is not printable text",
-		"a%0Ab=1":  "has a parameter whose name is not printable text",
-		"limit=5&": "",
+		"=5":                           "has a parameter with no name",
+		"%00=1":                        "has a parameter whose name is not printable text",
+		"k%FF=1":                       "has a parameter whose name is not printable text",
+		"a%0Ab=1":                      "has a parameter whose name is not printable text",
+		"limit=5&":                     "",
+		strings.Repeat("a", 65) + "=1": "has a parameter whose name is longer than 64 bytes",
 	} {
 		v, err := url.ParseQuery(q)
 		require.NoError(t, err, q)

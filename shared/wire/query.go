@@ -19,6 +19,10 @@ const hostKeyParam = "code"
 // client mistake that, ignored, would answer a question other than the one
 // asked (a misspelt filter, a second limit, "limit=" taken for the default).
 // The values themselves are the endpoint's to check.
+// maxParamName bounds a parameter name that an error names: no endpoint
+// takes a longer one, and an answer need not echo a long one back.
+const maxParamName = 64
+
 func CheckQuery(q url.Values, params ...string) error {
 	keys := make([]string, 0, len(q))
 	for k := range q {
@@ -37,6 +41,9 @@ func CheckQuery(q url.Values, params ...string) error {
 		}
 		if !utf8.ValidString(k) || strings.IndexFunc(k, func(r rune) bool { return !unicode.IsPrint(r) }) >= 0 {
 			return domain.Invalid("query", "has a parameter whose name is not printable text")
+		}
+		if len(k) > maxParamName {
+			return domain.Invalid("query", "has a parameter whose name is longer than %d bytes", maxParamName)
 		}
 		if !slices.Contains(params, k) {
 			if len(params) == 0 {

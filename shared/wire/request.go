@@ -338,7 +338,7 @@ func (p shapePath) String() string {
 		case s.isIndex:
 			b.WriteString("[" + strconv.Itoa(s.index) + "]")
 		default:
-			name := cmp.Or(s.key, `""`) // a member with an empty name
+			name := cmp.Or(printableName(s.key), `""`) // a member with an empty name
 			if b.Len() > 0 {
 				name = "." + name
 			}
@@ -525,4 +525,24 @@ func ParseReschedule(body []byte) (*domain.Reschedule, error) {
 		return nil, domain.Invalid("body", "must change at least one of pickupLocation, dropOffLocation, pickupTime, deadline")
 	}
 	return &r, nil
+}
+
+// printableName is a member's name as an error may show it: at most 64
+// bytes, and a character that does not print (a control, a direction
+// override) as U+FFFD.
+func printableName(s string) string {
+	s = strings.Map(func(r rune) rune {
+		if unicode.IsPrint(r) {
+			return r
+		}
+		return utf8.RuneError
+	}, strings.ToValidUTF8(s, string(utf8.RuneError)))
+	if len(s) > 64 {
+		cut := 64
+		for cut > 0 && !utf8.RuneStart(s[cut]) {
+			cut--
+		}
+		s = s[:cut] + "…"
+	}
+	return s
 }

@@ -71,6 +71,8 @@ func TestParseDeliveryRequestInvalid(t *testing.T) {
 		{"ownerId wrong type", `{"ownerId":5,` + base + `,` + pkg + `}`, "ownerId"},
 		{"ownerId control chars", `{"ownerId":"a\u0000b",` + base + `,` + pkg + `}`, "ownerId"},
 		{"unknown field", `{"ownerId":"o","color":"red",` + base + `,` + pkg + `}`, "color"},
+		{"a member whose name does not print", `{"ownerId":"o",` + base + `,"packageInfo":{"size":"Small","weight":1,"a\u0000\u202eb":1}}`, "packageInfo.a\ufffd\ufffdb"},
+		{"a member with a long name", `{"ownerId":"o",` + base + `,"packageInfo":{"size":"Small","weight":1,"` + strings.Repeat("x", 100) + `":1}}`, "packageInfo." + strings.Repeat("x", 64) + "…"},
 		{"a member with an empty name", `{"ownerId":"o",` + base + `,"packageInfo":{"size":"Small","weight":1,"":1}}`, `packageInfo.""`},
 		{"unknown field in packageInfo", `{"ownerId":"o",` + base + `,"packageInfo":{"size":"Small","weight":1,"color":1}}`, "packageInfo.color"},
 		{"unknown field in a location", `{"ownerId":"o","pickupLocation":{"latitude":1,"longitude":2,"foo":3},"dropOffLocation":{"latitude":3,"longitude":4},` + pkg + `}`, "pickupLocation.foo"},
