@@ -159,9 +159,11 @@ func (h *Handlers) UnsubscribePage(ctx context.Context, req *functionapp.Request
 // Unsubscribe serves POST /api/unsubscribe/{token}: the page's button, or
 // a mail client's one-click unsubscribe (RFC 8058: a POST of
 // "List-Unsubscribe=One-Click" to the List-Unsubscribe address, as a form;
-// https://www.rfc-editor.org/rfc/rfc8058#section-3.1). It ends the
-// subscription the token belongs to and says so; its body is not read.
-// Anyone holding the link may post it, and it can do nothing else.
+// https://www.rfc-editor.org/rfc/rfc8058#section-3.1). It suppresses the
+// addresses of the subscription the token belongs to (live, or ended by
+// the business), so that nothing more is sent to them by any business,
+// ends the subscription, spends the link and says so; its body is not
+// read. Anyone holding the link may post it, and it can do nothing else.
 func (h *Handlers) Unsubscribe(ctx context.Context, req *functionapp.Request) *functionapp.Response {
 	token := req.Params["token"]
 	deliveryID, ok := unsubscribeDelivery(token)
