@@ -36,6 +36,12 @@ type waiter struct {
 	correlationID string
 	attempt       int
 	wakes         int
+	// vain says a wake of this attempt found no drone it could take (its
+	// account at its share, say, or the drone left to it gone): until its
+	// next attempt no drone is left to it and no wake sent to it, or one
+	// delivery that cannot take drones would hold every free drone of its
+	// area, each retry of the others waking it once more.
+	vain bool
 }
 
 // add puts d on the board (or updates its entry) after its attempt-th
@@ -58,7 +64,19 @@ func (b *waitingBoard) add(d *domain.Delivery, attempt int) {
 		q[d.ID] = w
 	}
 	w.Waiter = domain.Waiter{DeliveryID: d.ID, OwnerID: d.OwnerID, Expedited: d.Request.Expedited, CreatedAt: d.CreatedAt}
+	if w.attempt != attempt {
+		w.wakes, w.vain = 0, false // a new attempt may be woken again
+	}
 	w.req, w.generation, w.correlationID, w.attempt = d.Request, d.Generation, d.CorrelationID, attempt
+}
+
+// wokenInVain notes that a wake of d found no drone it could take.
+func (b *waitingBoard) wokenInVain(d *domain.Delivery) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if w := b.byArea[domain.AreaOf(d.Request.PickupLocation)][d.ID]; w != nil {
+		w.vain = true
+	}
 }
 
 // remove takes d off the board.
@@ -205,6 +223,9 @@ func (h *Handlers) yieldTo(ctx context.Context, d *domain.Delivery, plan *domain
 		if !w.Outranks(me) {
 			break
 		}
+		if w.vain {
+			continue
+		}
 		leg, err := air.Route(w.req.PickupLocation, w.req.DropoffLocation, now)
 		if err != nil {
 			continue
@@ -259,8 +280,16 @@ func (h *Handlers) wakeWaiting(ctx context.Context, area, skip string, now time.
 		return nil, err
 	}
 	st := h.st(ctx)
-	for i := range min(len(others), maxHandOnChecks) {
+	checked := 0
+	for i := range others {
+		if checked == maxHandOnChecks {
+			break
+		}
 		w := &others[i]
+		if w.vain {
+			continue
+		}
+		checked++
 		plan, err := h.choose(ctx, st, &w.req, now, nil)
 		if domain.IsCode(err, domain.EUNPROCESSABLE) {
 			continue // no route for it now

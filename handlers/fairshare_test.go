@@ -356,3 +356,25 @@ func TestACancelledDeliveryWakesTheFirstWaitingOne(t *testing.T) {
 	assert.Equal(t, []string{"w1"}, f.assigned(t, "w1"))
 	assert.Equal(t, "w1", f.drone(t, "d1").CurrentDeliveryID)
 }
+
+// A waiting delivery that cannot take the drone others leave it (here an
+// expedited one whose account is at the operator's cap) is woken once: its
+// wake finds no drone it may take and goes on to one that can, instead of
+// every retry of the others leaving the free drone to it again while the
+// drone stays idle.
+func TestADeliveryThatCannotTakeADroneDoesNotHoldIt(t *testing.T) {
+	t.Parallel()
+	f := newFixtureWith(t, func(d *handlers.Deps) { d.Config.MaxAccountShare = 0.5 })
+	f.putDrone(t, domain.Drone{ID: "d1", Location: at(0, 0)})
+	f.putDrone(t, domain.Drone{ID: "d2", Location: at(0, 0.001)})
+	f.dispatchAs(t, f.key, "a1", false)
+	require.Len(t, f.assigned(t, "a1"), 1, "half of two drones: the account is at its cap")
+	f.dispatchAs(t, f.key, "urgent", true)
+	require.Empty(t, f.assigned(t, "urgent"), "over its account's share, it waits")
+
+	_, other := f.signUpOther(t)
+	f.dispatchAs(t, other, "b1", false)
+	assert.Equal(t, []string{"b1"}, f.assigned(t, "b1"), "the free drone is not left idle for the urgent delivery")
+	assert.Empty(t, f.assigned(t, "urgent"))
+	assert.Equal(t, "b1", f.drone(t, f.delivery(t, "b1").DroneID).CurrentDeliveryID)
+}

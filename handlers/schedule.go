@@ -124,8 +124,12 @@ func (h *Handlers) ScheduleDrone(ctx context.Context, msg *ports.Delivered) ([]p
 		return wakes, nil
 	}
 	if env.Wake {
-		// The delivery's own retries go on; this run adds none.
-		return wakes, nil
+		// Woken, and no drone taken: the delivery's own retries go on (this
+		// run adds none), nothing is left to it or woken for it until the
+		// next, and the wake goes on to a delivery that can take a drone.
+		h.waiting.wokenInVain(d)
+		on, err := h.wakeWaiting(ctx, domain.AreaOf(d.Request.PickupLocation), d.ID, now)
+		return append(wakes, on...), err
 	}
 
 	// No drone now: wait in the area's queue and try again later, backing
