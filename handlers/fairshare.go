@@ -35,13 +35,14 @@ type waiter struct {
 	generation    int
 	correlationID string
 	attempt       int
-	wakes         int
-	// vain says a wake of this attempt found no drone it could take (its
-	// account at its share, say, or the drone left to it gone): until its
-	// next attempt no drone is left to it and no wake sent to it, or one
-	// delivery that cannot take drones would hold every free drone of its
-	// area, each retry of the others waking it once more.
-	vain bool
+	// wakes counts the wakes sent to this attempt. One is enough: it is on
+	// its way, or it ran and the delivery could not take a drone (its
+	// account at its share, say, or the drone gone). Until the delivery's
+	// next attempt no drone is left to it and no other wake sent to it
+	// (yieldTo, wakeWaiting), or the wakes handed on from deliveries served
+	// meanwhile would all pile onto the first waiting one, each retry of
+	// the others adding one more while their drones stay idle.
+	wakes int
 }
 
 // add puts d on the board (or updates its entry) after its attempt-th
@@ -65,18 +66,9 @@ func (b *waitingBoard) add(d *domain.Delivery, attempt int) {
 	}
 	w.Waiter = domain.Waiter{DeliveryID: d.ID, OwnerID: d.OwnerID, Expedited: d.Request.Expedited, CreatedAt: d.CreatedAt}
 	if w.attempt != attempt {
-		w.wakes, w.vain = 0, false // a new attempt may be woken again
+		w.wakes = 0 // a new attempt may be woken again
 	}
 	w.req, w.generation, w.correlationID, w.attempt = d.Request, d.Generation, d.CorrelationID, attempt
-}
-
-// wokenInVain notes that a wake of d found no drone it could take.
-func (b *waitingBoard) wokenInVain(d *domain.Delivery) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if w := b.byArea[domain.AreaOf(d.Request.PickupLocation)][d.ID]; w != nil {
-		w.vain = true
-	}
 }
 
 // remove takes d off the board.
@@ -223,8 +215,8 @@ func (h *Handlers) yieldTo(ctx context.Context, d *domain.Delivery, plan *domain
 		if !w.Outranks(me) {
 			break
 		}
-		if w.vain {
-			continue
+		if w.wakes > 0 {
+			continue // woken in this attempt already (see waiter.wakes)
 		}
 		leg, err := air.Route(w.req.PickupLocation, w.req.DropoffLocation, now)
 		if err != nil {
@@ -286,8 +278,8 @@ func (h *Handlers) wakeWaiting(ctx context.Context, area, skip string, now time.
 			break
 		}
 		w := &others[i]
-		if w.vain {
-			continue
+		if w.wakes > 0 {
+			continue // woken in this attempt already (see waiter.wakes)
 		}
 		checked++
 		plan, err := h.choose(ctx, st, &w.req, now, nil)

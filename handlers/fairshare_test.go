@@ -378,3 +378,42 @@ func TestADeliveryThatCannotTakeADroneDoesNotHoldIt(t *testing.T) {
 	assert.Empty(t, f.assigned(t, "urgent"))
 	assert.Equal(t, "b1", f.drone(t, f.delivery(t, "b1").DroneID).CurrentDeliveryID)
 }
+
+// Two retries that each find a free drone leave them to two different
+// waiting deliveries that outrank them, not both to the first: a delivery
+// is woken once an attempt, so wakes do not pile onto the first waiting
+// delivery while the drones left for it stay idle.
+func TestEachFreeDroneWakesADifferentWaitingDelivery(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	for _, id := range []string{"d1", "d2"} {
+		f.putDrone(t, domain.Drone{ID: id, Location: at(0, 0), Status: domain.DroneMaintenance})
+	}
+	for _, id := range []string{"w1", "w2", "x1", "x2"} {
+		f.clock.Advance(time.Second)
+		f.dispatchAs(t, f.key, id, false)
+	}
+	require.Empty(t, f.assigned(t, "w1", "w2", "x1", "x2"), "no drone is in service")
+	for _, id := range []string{"d1", "d2"} {
+		f.putDrone(t, domain.Drone{ID: id, Location: at(0, 0), Status: domain.DroneAvailable})
+	}
+
+	// The younger deliveries' retries run first.
+	var woken []string
+	for _, m := range f.delayed[topology.QueueDeliveryRequests] {
+		var env wire.Envelope
+		require.NoError(t, json.Unmarshal(m.Body, &env))
+		if env.DeliveryID != "x1" && env.DeliveryID != "x2" {
+			continue
+		}
+		m.NotBefore = time.Time{}
+		out, err := f.h.ScheduleDrone(context.Background(), &ports.Delivered{Message: m, DeliveryCount: 1})
+		require.NoError(t, err)
+		for _, w := range wakesIn(t, out) {
+			var env wire.Envelope
+			require.NoError(t, json.Unmarshal(w.Body, &env))
+			woken = append(woken, env.DeliveryID)
+		}
+	}
+	assert.ElementsMatch(t, []string{"w1", "w2"}, woken, "one wake each, for the two that rank first")
+}

@@ -126,8 +126,8 @@ func (h *Handlers) ScheduleDrone(ctx context.Context, msg *ports.Delivered) ([]p
 	if env.Wake {
 		// Woken, and no drone taken: the delivery's own retries go on (this
 		// run adds none), nothing is left to it or woken for it until the
-		// next, and the wake goes on to a delivery that can take a drone.
-		h.waiting.wokenInVain(d)
+		// next (waiter.wakes), and the wake goes on to a delivery that can
+		// take a drone.
 		on, err := h.wakeWaiting(ctx, domain.AreaOf(d.Request.PickupLocation), d.ID, now)
 		return append(wakes, on...), err
 	}
