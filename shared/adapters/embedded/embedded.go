@@ -371,9 +371,12 @@ func (db *DB) migrate(ctx context.Context) error {
 }
 
 // fail adds context to a driver error and classifies it: a busy or locked
-// file means another process held the write lock past the busy timeout, and
-// a closed DB may be reopened, so both are EUNAVAILABLE because retrying
-// may cure them; anything else keeps its cause and counts as internal.
+// file means another process held the write lock past the busy timeout, a
+// full disk or a read-only file waits for its operator to make room or
+// give the permission back, and a closed DB may be reopened, so all are
+// EUNAVAILABLE because retrying may cure them (ingest answers 503 and the
+// queue steps retry on their schedule); anything else keeps its cause and
+// counts as internal.
 func (db *DB) fail(err error, format string, args ...any) error {
 	if err == nil {
 		return nil
@@ -387,7 +390,7 @@ func (db *DB) fail(err error, format string, args ...any) error {
 	var se *sqlite.Error
 	if errors.As(err, &se) {
 		switch se.Code() & 0xff {
-		case sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED:
+		case sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_FULL, sqlite3.SQLITE_READONLY:
 			return domain.Unavailable(err, "%s", msg)
 		}
 	}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -46,4 +48,26 @@ func TestFaultSwitchFailsWritesAndHeals(t *testing.T) {
 	require.Len(t, msgs, 1, "the refused publish queued nothing")
 	assert.Equal(t, "m1", msgs[0].ID)
 	assert.Equal(t, 1, msgs[0].DeliveryCount, "the refused receive counted no delivery")
+}
+
+// TestAFullDiskIsUnavailable: SQLite's "database or disk is full" is a
+// dependency's unavailability (EUNAVAILABLE), as the fault switch makes
+// it, so that ingest answers 503 and the queue steps retry on their
+// schedule, instead of an internal error; a read-only file too. The file's
+// size limit (max_page_count) stands in for the disk.
+func TestAFullDiskIsUnavailable(t *testing.T) {
+	t.Parallel()
+	db := MustOpen(t, Options{})
+	ctx := context.Background()
+	var pages int
+	require.NoError(t, db.w.QueryRowContext(ctx, "PRAGMA page_count").Scan(&pages))
+	require.NoError(t, db.w.QueryRowContext(ctx, "PRAGMA max_page_count = "+strconv.Itoa(pages+1)).Scan(&pages))
+	packages := db.Store().Packages
+	var err error
+	for i := 0; err == nil && i < 1000; i++ {
+		id := "p" + strconv.Itoa(i)
+		err = packages.Create(ctx, id, &domain.Package{ID: id, Status: strings.Repeat("x", 2000)})
+	}
+	require.Error(t, err, "the file filled up")
+	assert.Equal(t, domain.EUNAVAILABLE, domain.ErrorCode(err), "%v", err)
 }
