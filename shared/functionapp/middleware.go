@@ -68,6 +68,9 @@ func Recoverer(_ string, next QueueFunc) QueueFunc {
 // Classify logs how a message ended, once: a permanent failure (an error
 // wrapping domain.Permanent) can never succeed and the runtime settles it
 // without retry; any other error is transient and the message is retried.
+// A failure the runtime will run again at once, because a document the run
+// read had changed (WithRerun), is only a debug line: the run that counts
+// is the next.
 func Classify(log *slog.Logger) Middleware {
 	return func(_ string, next QueueFunc) QueueFunc {
 		return func(ctx context.Context, msg *ports.Delivered) ([]ports.Message, error) {
@@ -75,6 +78,8 @@ func Classify(log *slog.Logger) Middleware {
 			switch {
 			case err == nil:
 				log.DebugContext(ctx, "message processed", "outputs", len(out))
+			case rerun(ctx):
+				log.DebugContext(ctx, "step failed on a document that changed since it was read; it runs again", "err", err)
 			case domain.IsPermanent(err):
 				log.ErrorContext(ctx, "message can never succeed; it will not be retried", "err", err)
 			default:
@@ -177,4 +182,17 @@ func Prepare(reg Registry, fns []FunctionConfig, log *slog.Logger) (Registry, *s
 		}
 	}
 	return reg, log, nil
+}
+
+type rerunKey struct{}
+
+// WithRerun tells Classify that the runtime runs the step again at once
+// when stale reports that a document the run read has changed since.
+func WithRerun(ctx context.Context, stale func() bool) context.Context {
+	return context.WithValue(ctx, rerunKey{}, stale)
+}
+
+func rerun(ctx context.Context) bool {
+	stale, ok := ctx.Value(rerunKey{}).(func() bool)
+	return ok && stale()
 }

@@ -1,6 +1,7 @@
 package standalone_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"log/slog"
@@ -132,10 +133,15 @@ func runStep(t *testing.T, bus ports.Bus, rb *recordingBus) {
 // runStepWith runs step over bus until the message is settled.
 func runStepWith(t *testing.T, bus ports.Bus, rb *recordingBus, step functionapp.QueueFunc) {
 	t.Helper()
+	runStepLogged(t, bus, rb, step, slog.New(slog.DiscardHandler))
+}
+
+func runStepLogged(t *testing.T, bus ports.Bus, rb *recordingBus, step functionapp.QueueFunc, log *slog.Logger) {
+	t.Helper()
 	reg := functionapp.Registry{"Step": {Queue: step}}
 	fns := []functionapp.FunctionConfig{{Name: "Step", Bindings: []functionapp.Binding{
 		{Type: "serviceBusTrigger", Direction: "in", Name: "msg", QueueName: "q", Connection: "ServiceBusConnection"}}}}
-	srv, err := standalone.New(reg, fns, bus, slog.New(slog.DiscardHandler), standalone.Options{Workers: 1})
+	srv, err := standalone.New(reg, fns, bus, log, standalone.Options{Workers: 1})
 	require.NoError(t, err)
 	_, stop := standalonetest.Serve(t, srv)
 	select {
@@ -259,8 +265,11 @@ func TestAStepThatFailedOnAStaleReadRunsAgain(t *testing.T) {
 	}
 	rb := newRecordingBus()
 	rb.checks = []error{ports.ErrStale}
-	runStepWith(t, withBus{rb}, rb, fail())
+	var logs bytes.Buffer
+	runStepLogged(t, withBus{rb}, rb, fail(), slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	assert.Equal(t, []string{"complete-with"}, rb.calls, "the second run commits")
+	assert.NotContains(t, logs.String(), "can never succeed", "the run that counts succeeded: no error is logged")
+	assert.Contains(t, logs.String(), "changed since it was read; it runs again")
 
 	rb = newRecordingBus()
 	runStepWith(t, withBus{rb}, rb, fail())

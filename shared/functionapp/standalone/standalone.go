@@ -386,13 +386,19 @@ func (s *Server) handle(ctx context.Context, stopping <-chan struct{}, name stri
 		var pub ports.Publisher = s.bus
 		var uow ports.UnitOfWork
 		runCtx := ctx
+		stale := func() bool { return false }
 		if transactional {
 			uow, pub = tx.Begin(), &out
 			runCtx = ports.WithStore(ctx, uow.Store())
+			if rc, ok := uow.(ports.ReadChecker); ok && run < maxRuns {
+				// Asked once a run: by the log of a failure, then here.
+				stale = sync.OnceValue(func() bool { return errors.Is(rc.CheckReads(ctx), ports.ErrStale) })
+				runCtx = functionapp.WithRerun(runCtx, stale)
+			}
 		}
 		outcome, perr = functionapp.Process(runCtx, fn, pub, msg)
 		if outcome != functionapp.Done {
-			if rc, ok := uow.(ports.ReadChecker); ok && run < maxRuns && errors.Is(rc.CheckReads(ctx), ports.ErrStale) {
+			if stale() {
 				continue // it failed on a cached document that has changed
 			}
 			break
