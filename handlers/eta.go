@@ -23,9 +23,10 @@ func (h *Handlers) ComputeEta(ctx context.Context, msg *ports.Delivered) ([]port
 	}
 	if !d.AwaitsSchedule() {
 		if d.ScheduledAt != nil {
-			// A redelivery: send the scheduled notice again in case the
-			// first attempt stopped before it; duplicates are dropped.
-			return notifyMessages(d, notificationsOfKind(d, domain.NotifyScheduled)), nil
+			// A redelivery: send the notices of the schedule again, and
+			// finish a flight the schedule found ended, in case the first
+			// attempt stopped before them; duplicates are dropped.
+			return h.afterSchedule(ctx, d, notificationsAt(d, *d.ScheduledAt))
 		}
 		return nil, nil
 	}
@@ -54,13 +55,35 @@ func (h *Handlers) ComputeEta(ctx context.Context, msg *ports.Delivered) ([]port
 		n, err := cur.Schedule(env.Generation, eta, &plan.Route, drone.Location, now)
 		if err == nil {
 			notes = append(notes, n)
+			// The drone may have flown some of the delivery, or all of it,
+			// while the delivery waited for this step.
+			notes = append(notes, domain.FollowTrail(cur, drone, h.cfg.Tracking)...)
 		}
 		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("record ETA: %w", err)
 	}
-	h.log.InfoContext(ctx, "delivery scheduled", "droneId", d.DroneID, "pickupETA", eta.Pickup, "deliveryETA", eta.Delivery)
+	h.log.InfoContext(ctx, "delivery scheduled", "droneId", d.DroneID, "pickupETA", eta.Pickup, "deliveryETA", eta.Delivery, "stage", d.Stage)
+	return h.afterSchedule(ctx, d, notes)
+}
+
+// afterSchedule sends the notices of a delivery's schedule and, when the
+// reports its drone sent before it took the delivery to its dropoff,
+// finishes the flight as the tracking step would have: the package
+// delivered, the drone freed and the delivery that waits for it woken.
+func (h *Handlers) afterSchedule(ctx context.Context, d *domain.Delivery, notes []domain.Notification) ([]ports.Message, error) {
+	out := notifyMessages(d, notes)
+	if d.Stage == domain.StageCompleted {
+		if err := h.markPackage(ctx, d, "Delivered"); err != nil {
+			return nil, err
+		}
+		wakes, err := h.releaseAndWake(ctx, d, h.clock.Now())
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, wakes...)
+	}
 	h.announce(ctx, d)
-	return notifyMessages(d, notes), nil
+	return out, nil
 }

@@ -245,6 +245,19 @@ func (f *fixture) drain(t *testing.T) int {
 	return n
 }
 
+// step runs the messages waiting on q through fn, as drain does, and
+// leaves the messages they send queued.
+func (f *fixture) step(t *testing.T, q string, fn functionapp.QueueFunc) {
+	t.Helper()
+	msgs := f.receive(t, q)
+	require.NotEmpty(t, msgs, "nothing waits on %s", q)
+	for _, m := range msgs {
+		outcome, err := functionapp.Process(context.Background(), fn, delayAside{f}, m)
+		require.Equal(t, functionapp.Done, outcome, "%s: %v", m.ID, err)
+		require.NoError(t, f.bus.Complete(context.Background(), m))
+	}
+}
+
 // fixtureBus is the bus the fixture's handlers publish to: delayed
 // messages aside, the rest onto the embedded bus, whose backlog it counts.
 type fixtureBus struct {

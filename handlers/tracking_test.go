@@ -800,3 +800,88 @@ func TestRescheduleOfAWaitingDeliveryKeepsItsPickupTime(t *testing.T) {
 	assert.Equal(t, "pickupTime", problemOf(t, resp).Field, "another pickup time in the past")
 	assert.Equal(t, at(0.035, 0), f.delivery(t, "waited").Request.DropoffLocation, "refused, nothing changed")
 }
+
+// A drone flies from its claim, and its delivery may wait for the ETA step
+// for longer than the flight takes (the step's message waiting out its lock
+// after a crash or a full disk). The reports sent meanwhile are filed on the
+// delivery without moving its stage, and the ETA step takes it as far as
+// they flew it: here all the way, so the package is delivered and the drone
+// freed, where before the delivery was left Scheduled and its drone InFlight
+// with nothing more to report.
+func TestAFlightReportedBeforeItsScheduleIsFollowed(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		name  string
+		flown int // reports of the route sent before the ETA step
+		stage domain.Stage
+	}{
+		{"to the dropoff", 9, domain.StageCompleted},
+		{"past the pickup", 6, domain.StageHeadedToDropoff},
+		{"towards the pickup", 2, domain.StageHeadedToPickup},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			f := newFixture(t)
+			home := at(-0.01, 0)
+			pickup, drop := at(0, 0), at(0.02, 0.01)
+			f.putDrone(t, domain.Drone{ID: "eager", Location: home, CruiseSpeedMps: 10})
+			require.Equal(t, http.StatusAccepted, f.ingest(t, requestBody("early", pickup, drop, "Small", 1)).Status)
+			f.step(t, topology.QueueDeliveryRequests, f.h.ScheduleDrone)
+			f.step(t, topology.QueueDroneScheduled, f.h.UpdatePackage)
+			require.Equal(t, "eager", f.delivery(t, "early").DroneID)
+
+			route := append(leg(home, pickup, 4), leg(pickup, drop, 6)[1:]...)
+			f.postReports(t, "eager", route[:c.flown]...)
+			f.runTelemetry(t, f.h)
+			d := f.delivery(t, "early")
+			assert.Equal(t, domain.StageCreated, d.Stage, "no stage moves before the schedule")
+			assert.Len(t, d.Trail, c.flown, "but every report is filed")
+			assert.Equal(t, route[c.flown-1], *d.LastKnownLocation)
+			assert.Equal(t, domain.DroneInFlight, f.drone(t, "eager").Status)
+
+			f.drain(t) // the ETA step, then the notices
+			d = f.delivery(t, "early")
+			assert.Equal(t, c.stage, d.Stage)
+			require.NoError(t, domain.LegalHistory(d.History))
+			var milestones []string
+			for _, n := range d.Notifications {
+				if n.Kind != domain.NotifyETAChanged {
+					milestones = append(milestones, n.Kind)
+				}
+				assert.False(t, n.At.Before(*d.ScheduledAt), "%s dated before the schedule", n.Kind)
+			}
+			want := []string{domain.NotifyScheduled}
+			if c.stage != domain.StageHeadedToPickup {
+				want = append(want, domain.NotifyPickedUp)
+			}
+			if c.stage == domain.StageCompleted {
+				want = append(want, domain.NotifyDelivered)
+			}
+			assert.Equal(t, want, milestones)
+
+			// The rest of the flight, reported as usual, ends it.
+			if c.flown < len(route) {
+				f.postReports(t, "eager", route[c.flown:]...)
+				f.drain(t)
+				d = f.delivery(t, "early")
+				assert.Equal(t, domain.StageCompleted, d.Stage)
+				require.NoError(t, domain.LegalHistory(d.History))
+			}
+			assert.InDelta(t, domain.DistanceKm(home, pickup)+domain.DistanceKm(pickup, drop), d.TraveledKm, 0.01)
+			dr := f.drone(t, "eager")
+			assert.Equal(t, domain.DroneAvailable, dr.Status)
+			assert.Empty(t, dr.CurrentDeliveryID)
+			pkg, err := f.store.Packages.Find(context.Background(), domain.PackageKey(f.acct, "pkg-early"))
+			require.NoError(t, err)
+			assert.Equal(t, "Delivered", pkg.Status)
+
+			// The ETA step's message again (a redelivery) changes nothing.
+			before := f.snapshot(t, []string{"early"}, []string{"eager"})
+			_, err = f.h.ComputeEta(context.Background(), &ports.Delivered{Message: ports.Message{
+				Queue: topology.QueuePackageUpdated,
+				Body:  mustJSON(wire.Envelope{Operation: wire.OpDelivery, DeliveryID: "early", Generation: d.Generation})}})
+			require.NoError(t, err)
+			assert.Equal(t, before, f.snapshot(t, []string{"early"}, []string{"eager"}))
+		})
+	}
+}

@@ -195,10 +195,24 @@ func FlightETA(now time.Time, from Location, speedMps float64, req *DeliveryRequ
 // trail stays sorted, the distance flown is kept exact by splicing, and the
 // pickup and dropoff are found from the trail in time order, so the order of
 // arrival does not change where the delivery ends up.
+//
+// A drone flies from its claim, and its delivery may await its schedule
+// for longer than the flight (the ETA step's message waiting out a lock
+// after a crash): such a report is filed in the trail and moves the
+// position, but no stage, until Schedule and FollowTrail take the
+// delivery as far as the trail has flown it.
 func Track(d *Delivery, drone *Drone, r Telemetry, cfg TrackingConfig) (bool, []Notification) {
 	cfg = cfg.WithDefaults()
+	early := false
 	switch d.Stage {
 	case StageScheduled, StageHeadedToPickup, StageHeadedToDropoff:
+	case StageCreated, StageRescheduled:
+		// Only the drone this generation claimed: a report of the drone
+		// an earlier generation held says nothing of this flight.
+		early = d.DroneID == drone.ID && drone.CurrentDeliveryID == d.ID && drone.CurrentGeneration == d.Generation
+		if !early {
+			return false, nil
+		}
 	default:
 		return false, nil
 	}
@@ -217,7 +231,30 @@ func Track(d *Delivery, drone *Drone, r Telemetry, cfg TrackingConfig) (bool, []
 		d.LastTelemetryAt = &t
 		d.UpdatedAt = t
 	}
+	if early {
+		return true, nil
+	}
+	return true, d.follow(drone, t, r.Location, newest, t, cfg)
+}
 
+// FollowTrail takes a delivery Schedule has just made Scheduled as far as
+// the reports its drone sent while the delivery awaited its schedule have
+// flown it (see Track): off to the pickup, picked up, delivered, with the
+// notices due, and the ETAs from the newest report. It changes nothing
+// when the drone had sent none.
+func FollowTrail(d *Delivery, drone *Drone, cfg TrackingConfig) []Notification {
+	if d.Stage != StageScheduled || d.LastTelemetryAt == nil || d.LastKnownLocation == nil || len(d.Trail) == 0 {
+		return nil
+	}
+	// Its notices are dated with the schedule (eventTime), after the
+	// scheduled notice they follow.
+	t := *d.LastTelemetryAt
+	return d.follow(drone, t, *d.LastKnownLocation, true, d.eventTime(t), cfg.WithDefaults())
+}
+
+// follow moves the stage as the trail says, the newest report being at loc
+// at t, and returns the notifications due, a changed ETA's dated noticeAt.
+func (d *Delivery) follow(drone *Drone, t time.Time, loc Location, newest bool, noticeAt time.Time, cfg TrackingConfig) []Notification {
 	var out []Notification
 	if d.Stage == StageScheduled {
 		d.SetStage(StageHeadedToPickup, d.eventTime(t), "")
@@ -245,14 +282,14 @@ func Track(d *Delivery, drone *Drone, r Telemetry, cfg TrackingConfig) (bool, []
 			d.DeliveryETA = &ct
 			d.SetStage(StageCompleted, d.eventTime(ct), "package delivered")
 			out = append(out, d.Notify(NotifyDelivered, "Your package has been delivered.", d.eventTime(ct)))
-			return true, out
+			return out
 		}
 	}
 	if !newest {
-		return true, out // an old report says nothing about where the drone is now
+		return out // an old report says nothing about where the drone is now
 	}
 
-	eta := FlightETA(t, r.Location, drone.CruiseSpeedMps, &d.Request, d.PickedUpAt != nil)
+	eta := FlightETA(t, loc, drone.CruiseSpeedMps, &d.Request, d.PickedUpAt != nil)
 	if d.PickedUpAt == nil {
 		d.PickupETA = &eta.Pickup
 	}
@@ -263,10 +300,10 @@ func Track(d *Delivery, drone *Drone, r Telemetry, cfg TrackingConfig) (bool, []
 			moved = -moved
 		}
 		if moved > cfg.ETAChangeThreshold {
-			out = append(out, d.Notify(NotifyETAChanged, "Your delivery's estimated time changed to "+eta.Delivery.Format(time.RFC3339)+".", t))
+			out = append(out, d.Notify(NotifyETAChanged, "Your delivery's estimated time changed to "+eta.Delivery.Format(time.RFC3339)+".", noticeAt))
 		}
 	}
-	return true, out
+	return out
 }
 
 // insertTrail files p in the trail by time and keeps TraveledKm the length

@@ -141,3 +141,52 @@ func TestLegalHistory(t *testing.T) {
 	proved[len(proved)-1].Stage = domain.StageFailed
 	assert.Error(t, domain.LegalHistory(proved), "an event of another stage than the delivery's")
 }
+
+// A report of the drone a delivery awaiting its schedule has claimed is
+// filed without moving the stage; one of another drone, or of the drone an
+// earlier generation held, is not filed at all. A reset for a new
+// generation forgets the report time, so the next drone is judged by its
+// own clock, and Schedule then FollowTrail take the delivery on.
+func TestTrackBeforeTheSchedule(t *testing.T) {
+	t.Parallel()
+	start := time.Date(2026, 12, 5, 10, 0, 0, 0, time.UTC)
+	pickup := domain.Location{Latitude: 47.60, Longitude: -122.33}
+	drop := domain.Location{Latitude: 47.62, Longitude: -122.33}
+	d := &domain.Delivery{ID: "d", Stage: domain.StageCreated, DroneID: "a", Generation: 1,
+		Request: domain.DeliveryRequest{PickupLocation: pickup, DropoffLocation: drop}}
+	d.History = []domain.Event{{Stage: domain.StageCreated, At: start}}
+	claimed := &domain.Drone{ID: "a", CurrentDeliveryID: "d", CurrentGeneration: 1, CruiseSpeedMps: 10}
+	cfg := domain.TrackingConfig{}
+	report := func(dr *domain.Drone, loc domain.Location, at time.Time) bool {
+		changed, notes := domain.Track(d, dr, domain.Telemetry{DroneID: dr.ID, Location: loc, Timestamp: at}, cfg)
+		assert.Empty(t, notes)
+		return changed
+	}
+
+	stranger := &domain.Drone{ID: "b", CurrentDeliveryID: "d", CurrentGeneration: 1}
+	assert.False(t, report(stranger, pickup, start.Add(time.Second)), "not the reserved drone")
+	earlier := &domain.Drone{ID: "a", CurrentDeliveryID: "d", CurrentGeneration: 0}
+	assert.False(t, report(earlier, pickup, start.Add(time.Second)), "an earlier generation's claim")
+	assert.Empty(t, d.Trail)
+
+	assert.True(t, report(claimed, pickup, start.Add(time.Minute)))
+	assert.Equal(t, domain.StageCreated, d.Stage)
+	require.Len(t, d.Trail, 1)
+	assert.Equal(t, pickup, *d.LastKnownLocation)
+	assert.Empty(t, domain.FollowTrail(d, claimed, cfg), "not scheduled yet")
+
+	_, err := d.Schedule(1, domain.ETA{Pickup: start.Add(5 * time.Minute), Delivery: start.Add(9 * time.Minute)}, nil,
+		domain.Location{Latitude: 1, Longitude: 1}, start.Add(2*time.Minute))
+	require.NoError(t, err)
+	assert.Equal(t, pickup, *d.LastKnownLocation, "the report's position, not the one the step read")
+	notes := domain.FollowTrail(d, claimed, cfg)
+	assert.Equal(t, domain.StageHeadedToDropoff, d.Stage)
+	require.NotEmpty(t, notes)
+	assert.Equal(t, domain.NotifyPickedUp, notes[0].Kind)
+	assert.NoError(t, domain.LegalHistory(d.History))
+
+	r := &domain.Delivery{Generation: 2, DroneID: "a", LastTelemetryAt: &start, LastKnownLocation: &pickup}
+	require.NoError(t, r.ResetAssignment(2))
+	assert.Nil(t, r.LastTelemetryAt)
+	assert.Nil(t, r.LastKnownLocation)
+}

@@ -63,8 +63,9 @@ func (d *Delivery) RecordAssignment(droneID string, now time.Time) error {
 // ResetAssignment forgets the assignment of the generation before gen when
 // a rescheduled delivery is dispatched again, remembering its drone in
 // PreviousDroneID so that it can be given back. The drone's last known
-// position goes with it: until another drone serves the delivery (or if it
-// is booked for later), there is no drone to show.
+// position and report time go with it: until another drone serves the
+// delivery (or if it is booked for later), there is no drone to show, and
+// the next drone's reports are judged by its own clock.
 func (d *Delivery) ResetAssignment(gen int) error {
 	if d.Generation != gen || d.ResetGeneration >= gen {
 		return ErrNoChange
@@ -73,7 +74,7 @@ func (d *Delivery) ResetAssignment(gen int) error {
 		d.PreviousDroneID = d.DroneID
 	}
 	d.DroneID, d.DroneAssignedAt, d.PackageRecordedAt, d.Preempted = "", nil, nil, nil
-	d.LastKnownLocation = nil
+	d.LastKnownLocation, d.LastTelemetryAt = nil, nil
 	d.ResetGeneration = gen
 	return nil
 }
@@ -100,7 +101,11 @@ func (d *Delivery) Schedule(gen int, eta ETA, route *PlannedRoute, at Location, 
 	t := now
 	d.PickupETA, d.DeliveryETA = &eta.Pickup, &eta.Delivery
 	d.PlannedRoute = route
-	d.LastKnownLocation = &at
+	if d.LastTelemetryAt == nil {
+		// Where the drone is, unless it has reported to the delivery
+		// already (Track): then where its newest report put it.
+		d.LastKnownLocation = &at
+	}
 	d.ScheduledAt = &t
 	if d.Stage == StageScheduled {
 		// A booked pickup: the stage said so since the booking.
