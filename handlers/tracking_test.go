@@ -885,3 +885,41 @@ func TestAFlightReportedBeforeItsScheduleIsFollowed(t *testing.T) {
 		})
 	}
 }
+
+// Once the drone has reported at the pickup, the package is aboard even if
+// the delivery is still Created: a cancel, a reschedule and a reassign
+// are refused (each would free a drone carrying it), and nothing changes;
+// the operator's abort still ends it.
+func TestThePackageIsAboardBeforeTheSchedule(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	home := at(-0.01, 0)
+	pickup, drop := at(0, 0), at(0.02, 0.01)
+	f.putDrone(t, domain.Drone{ID: "eager", Location: home, CruiseSpeedMps: 10})
+	f.putDrone(t, domain.Drone{ID: "spare", Location: home, CruiseSpeedMps: 10})
+	require.Equal(t, http.StatusAccepted, f.ingest(t, requestBody("early", pickup, drop, "Small", 1)).Status)
+	f.step(t, topology.QueueDeliveryRequests, f.h.ScheduleDrone)
+	held := f.delivery(t, "early").DroneID
+	require.NotEmpty(t, held)
+	f.postReports(t, held, home, pickup, at(0.005, 0.0025))
+	f.runTelemetry(t, f.h)
+	d := f.delivery(t, "early")
+	require.Equal(t, domain.StageCreated, d.Stage)
+	require.NotNil(t, d.PickedUpAt)
+
+	before := f.snapshot(t, []string{"early"}, []string{"eager", "spare"})
+	assert.Equal(t, http.StatusConflict, f.cancel(t, "early").Status)
+	resp := f.biz("RescheduleDelivery", &functionapp.Request{Method: "PATCH", Params: map[string]string{"id": "early"},
+		Body: []byte(`{"dropOffLocation": {"latitude": 0.03, "longitude": 0.01}}`)})
+	assert.Equal(t, http.StatusConflict, resp.Status, string(resp.Body))
+	resp = f.action(t, "DeliveryAction", "early", map[string]any{"action": "reassign", "reason": "swap"})
+	assert.Equal(t, http.StatusConflict, resp.Status, string(resp.Body))
+	assert.Equal(t, before, f.snapshot(t, []string{"early"}, []string{"eager", "spare"}), "nothing changed")
+
+	resp = f.action(t, "DeliveryAction", "early", map[string]any{"action": "abort", "reason": "storm"})
+	require.Less(t, resp.Status, 300, string(resp.Body))
+	f.drain(t)
+	d = f.delivery(t, "early")
+	assert.Equal(t, domain.StageFailed, d.Stage)
+	require.NoError(t, domain.LegalHistory(d.History))
+}

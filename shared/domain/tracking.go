@@ -123,10 +123,20 @@ func LegalHistory(events []Event) error {
 // before they won the document (two PATCHes at once) keep the history in
 // time order.
 func (d *Delivery) SetStage(s Stage, t time.Time, note string) {
+	d.setStageAt(s, t, note, nil)
+}
+
+// setStageAt is SetStage for a move that happened at where, a point of the
+// trail (a milestone a late report revealed); nil is the last known
+// location.
+func (d *Delivery) setStageAt(s Stage, t time.Time, note string, where *Location) {
 	d.Stage = s
 	e := Event{Stage: s, At: d.eventTime(t), Note: note}
-	if d.LastKnownLocation != nil {
-		loc := *d.LastKnownLocation
+	if where == nil {
+		where = d.LastKnownLocation
+	}
+	if where != nil {
+		loc := *where
 		e.Location = &loc
 	}
 	if d.DroneAssignedAt != nil {
@@ -232,9 +242,30 @@ func Track(d *Delivery, drone *Drone, r Telemetry, cfg TrackingConfig) (bool, []
 		d.UpdatedAt = t
 	}
 	if early {
+		// The package is aboard once the drone has been at the pickup,
+		// whatever the stage says: cancel, reschedule, reassign and
+		// preemption refuse it from then on. Stages and notices wait for
+		// the schedule.
+		d.findPickup(cfg)
 		return true, nil
 	}
 	return true, d.follow(drone, t, r.Location, newest, t, cfg)
+}
+
+// findPickup sets PickedUpAt (and PickupETA) from the first report of the
+// trail at the pickup, if there is one and none was found before. A drone
+// at the pickup early waits there: no pickup before pickupTime −
+// PickupTolerance.
+func (d *Delivery) findPickup(cfg TrackingConfig) {
+	if d.PickedUpAt != nil {
+		return
+	}
+	earliest := d.Request.PickupTime.Add(-cfg.PickupTolerance - time.Nanosecond)
+	if p, ok := firstWithin(d.Trail, d.Request.PickupLocation, cfg.ArrivalRadiusKm, earliest); ok {
+		pt := p.At
+		d.PickedUpAt = &pt
+		d.PickupETA = &pt
+	}
 }
 
 // FollowTrail takes a delivery Schedule has just made Scheduled as far as
@@ -259,17 +290,11 @@ func (d *Delivery) follow(drone *Drone, t time.Time, loc Location, newest bool, 
 	if d.Stage == StageScheduled {
 		d.SetStage(StageHeadedToPickup, d.eventTime(t), "")
 	}
-	if d.PickedUpAt == nil {
-		// A drone at the pickup early waits there: no pickup before
-		// pickupTime − PickupTolerance.
-		earliest := d.Request.PickupTime.Add(-cfg.PickupTolerance - time.Nanosecond)
-		if p, ok := firstWithin(d.Trail, d.Request.PickupLocation, cfg.ArrivalRadiusKm, earliest); ok {
-			pt := p.At
-			d.PickedUpAt = &pt
-			d.PickupETA = &pt
-			d.SetStage(StageHeadedToDropoff, d.eventTime(pt), "package picked up")
-			out = append(out, d.Notify(NotifyPickedUp, "Your package has been picked up.", d.eventTime(pt)))
-		}
+	d.findPickup(cfg)
+	if d.PickedUpAt != nil && d.Stage == StageHeadedToPickup {
+		pt := *d.PickedUpAt
+		d.setStageAt(StageHeadedToDropoff, d.eventTime(pt), "package picked up", d.trailAt(pt))
+		out = append(out, d.Notify(NotifyPickedUp, "Your package has been picked up.", d.eventTime(pt)))
 	}
 	if d.PickedUpAt != nil && d.Stage == StageHeadedToDropoff {
 		if p, ok := firstWithin(d.Trail, d.Request.DropoffLocation, cfg.ArrivalRadiusKm, *d.PickedUpAt); ok {
@@ -280,7 +305,7 @@ func (d *Delivery) follow(drone *Drone, t time.Time, loc Location, newest bool, 
 			ct := latest(p.At, d.CreatedAt)
 			d.CompletedAt = &ct
 			d.DeliveryETA = &ct
-			d.SetStage(StageCompleted, d.eventTime(ct), "package delivered")
+			d.setStageAt(StageCompleted, d.eventTime(ct), "package delivered", d.trailAt(p.At))
 			out = append(out, d.Notify(NotifyDelivered, "Your package has been delivered.", d.eventTime(ct)))
 			return out
 		}
@@ -331,6 +356,17 @@ func (d *Delivery) insertTrail(p TrailPoint) bool {
 	}
 	d.Trail = slices.Insert(d.Trail, i, p)
 	return true
+}
+
+// trailAt returns where the trail puts the drone at t, or nil when no
+// point of it is dated t (thinned away).
+func (d *Delivery) trailAt(t time.Time) *Location {
+	for _, p := range d.Trail {
+		if p.At.Equal(t) {
+			return &Location{Latitude: p.Latitude, Longitude: p.Longitude}
+		}
+	}
+	return nil
 }
 
 // firstWithin returns the earliest trail point after "after" within

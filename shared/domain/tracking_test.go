@@ -169,21 +169,42 @@ func TestTrackBeforeTheSchedule(t *testing.T) {
 	assert.False(t, report(earlier, pickup, start.Add(time.Second)), "an earlier generation's claim")
 	assert.Empty(t, d.Trail)
 
-	assert.True(t, report(claimed, pickup, start.Add(time.Minute)))
+	away := domain.Location{Latitude: 47.59, Longitude: -122.33}
+	assert.True(t, report(claimed, away, start.Add(time.Minute)))
 	assert.Equal(t, domain.StageCreated, d.Stage)
-	require.Len(t, d.Trail, 1)
+	assert.Nil(t, d.PickedUpAt)
+	assert.True(t, report(claimed, pickup, start.Add(90*time.Second)))
+	assert.Equal(t, domain.StageCreated, d.Stage, "no stage moves before the schedule")
+	require.Len(t, d.Trail, 2)
 	assert.Equal(t, pickup, *d.LastKnownLocation)
+	require.NotNil(t, d.PickedUpAt, "but the package is aboard")
+	assert.Equal(t, start.Add(90*time.Second), *d.PickedUpAt)
 	assert.Empty(t, domain.FollowTrail(d, claimed, cfg), "not scheduled yet")
 
-	_, err := d.Schedule(1, domain.ETA{Pickup: start.Add(5 * time.Minute), Delivery: start.Add(9 * time.Minute)}, nil,
-		domain.Location{Latitude: 1, Longitude: 1}, start.Add(2*time.Minute))
+	// So nothing that would free the drone with the package aboard is
+	// allowed.
+	_, err := d.Clone().Cancel(start.Add(100 * time.Second))
+	assert.True(t, domain.IsCode(err, domain.ECONFLICT), "cancel: %v", err)
+	moved := domain.Location{Latitude: 47.61, Longitude: -122.33}
+	err = d.Clone().Reschedule(&domain.Reschedule{DropoffLocation: &moved}, start.Add(100*time.Second))
+	assert.True(t, domain.IsCode(err, domain.ECONFLICT), "reschedule: %v", err)
+	_, err = d.Clone().Reassign(domain.OperatorAction{Name: "reassign", ActionID: "a1", Reason: "test"}, start.Add(100*time.Second))
+	assert.True(t, domain.IsCode(err, domain.ECONFLICT), "reassign: %v", err)
+
+	onward := domain.Location{Latitude: 47.605, Longitude: -122.33}
+	assert.True(t, report(claimed, onward, start.Add(2*time.Minute)))
+	_, err = d.Schedule(1, domain.ETA{Pickup: start.Add(5 * time.Minute), Delivery: start.Add(9 * time.Minute)}, nil,
+		domain.Location{Latitude: 1, Longitude: 1}, start.Add(3*time.Minute))
 	require.NoError(t, err)
-	assert.Equal(t, pickup, *d.LastKnownLocation, "the report's position, not the one the step read")
+	assert.Equal(t, onward, *d.LastKnownLocation, "the newest report's position, not the one the step read")
 	notes := domain.FollowTrail(d, claimed, cfg)
 	assert.Equal(t, domain.StageHeadedToDropoff, d.Stage)
 	require.NotEmpty(t, notes)
 	assert.Equal(t, domain.NotifyPickedUp, notes[0].Kind)
 	assert.NoError(t, domain.LegalHistory(d.History))
+	last := d.History[len(d.History)-1]
+	require.NotNil(t, last.Location)
+	assert.Equal(t, pickup, *last.Location, "the pickup's event is where the drone was at the pickup")
 
 	r := &domain.Delivery{Generation: 2, DroneID: "a", LastTelemetryAt: &start, LastKnownLocation: &pickup}
 	require.NoError(t, r.ResetAssignment(2))

@@ -195,6 +195,11 @@ func (d *Delivery) Reschedule(change *Reschedule, now time.Time) error {
 	case StageHeadedToDropoff, StageCompleted, StageCancelled, StageFailed:
 		return Errorf(ECONFLICT, "delivery %s is %s and cannot be rescheduled", d.ID, d.Stage)
 	}
+	if d.PickedUpAt != nil {
+		// Its drone reported at the pickup before the delivery was
+		// scheduled (Track): the package is aboard.
+		return Errorf(ECONFLICT, "delivery %s has its package on board and cannot be rescheduled", d.ID)
+	}
 	next := d.Request
 	if err := change.Apply(&next); err != nil {
 		return err
