@@ -339,6 +339,7 @@ func TestHostileRequests(t *testing.T) {
 		{name: "unknown drone status", method: "GET", path: "/api/drones?status=Flying", key: op, status: 400, field: "status"},
 		{name: "a path in the cursor", method: "GET", path: "/api/drones?after=..%2Fx", key: op, status: 400, field: "after"},
 		{name: "month 13", method: "GET", path: "/api/deliveries/summary?month=13", key: a.key, status: 400, field: "month"},
+		{name: "month with two leading zeros", method: "GET", path: "/api/deliveries/summary?month=012", key: a.key, status: 400, field: "month"},
 		{name: "month as a word", method: "GET", path: "/api/dronedeliveries/utilization?month=May", key: a.key, status: 400, field: "month"},
 		{name: "a negative year", method: "GET", path: "/api/deliveries/summary?year=-1", key: a.key, status: 400, field: "year"},
 		{name: "a year beyond int64", method: "GET", path: "/api/deliveries/summary?year=99999999999999999999", key: a.key, status: 400, field: "year"},

@@ -2,6 +2,7 @@ package handlers
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"net/http"
 	"strconv"
@@ -102,7 +103,7 @@ func month(ctx context.Context, q map[string][]string, now time.Time) (p period,
 		}
 	}
 	if s := get("month"); s != "" {
-		if mon, err = strconv.Atoi(s); err != nil || mon < 1 || mon > 12 || (strconv.Itoa(mon) != s && "0"+strconv.Itoa(mon) != s) {
+		if mon, err = strconv.Atoi(s); err != nil || mon < 1 || mon > 12 || (s != strconv.Itoa(mon) && s != fmt.Sprintf("%02d", mon)) {
 			return p, domain.Invalid("month", "must be from 1 to 12")
 		}
 	}

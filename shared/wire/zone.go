@@ -46,6 +46,10 @@ func ParseZone(kind domain.ZoneKind, id string, body []byte) (*domain.Zone, erro
 	if err := domain.ValidID("id", id); err != nil {
 		return nil, err
 	}
+	if kind == domain.ServiceArea && id == domain.UnzonedArea {
+		// Its summaries would merge with those of the pickups in no area.
+		return nil, domain.Invalid("id", "%q is reserved: the summaries name the deliveries whose pickup lies in no service area so", id)
+	}
 	if len(body) > MaxZoneBytes {
 		return nil, domain.TooLarge("body", "must be at most %d bytes", MaxZoneBytes)
 	}

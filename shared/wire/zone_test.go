@@ -95,6 +95,12 @@ func TestParseZoneInvalid(t *testing.T) {
 	assert.Equal(t, domain.ETOOLARGE, domain.ErrorCode(err))
 	_, err = wire.ParseZone(domain.NoFlyZone, "a/b", []byte(zoneSeeds[0]))
 	assert.Equal(t, "id", domain.ErrorField(err))
+	// The bucket of the pickups in no area is not an area's to take.
+	_, err = wire.ParseZone(domain.ServiceArea, domain.UnzonedArea, []byte(zoneSeeds[0]))
+	assert.Equal(t, domain.EINVALID, domain.ErrorCode(err), "%v", err)
+	assert.Equal(t, "id", domain.ErrorField(err))
+	_, err = wire.ParseZone(domain.NoFlyZone, domain.UnzonedArea, []byte(zoneSeeds[0]))
+	assert.NoError(t, err, "a no-fly zone may have any id")
 }
 
 // FuzzParseZone holds the zone decoder to the properties of the other

@@ -313,7 +313,34 @@ func (a *analytics) Derive(ctx context.Context, month time.Time) (map[string]*do
 	if err != nil {
 		return nil, err
 	}
-	return domain.Derive(month, ds), nil
+	derived := domain.Derive(month, ds)
+	return derived, a.addKept(ctx, month, derived)
+}
+
+// addKept adds to derived, empty, each bucket kept for month that no
+// delivery supports (its deliveries are gone, or it was written wrongly).
+func (a *analytics) addKept(ctx context.Context, month time.Time, derived map[string]*domain.MonthFigures) error {
+	key := domain.MonthKey(month)
+	pager := a.c.NewQueryItemsPager("SELECT * FROM c WHERE c.kind = 'aggregate' AND c.month = @m", azcosmos.NewPartitionKey(),
+		&azcosmos.QueryOptions{QueryParameters: []azcosmos.QueryParameter{{Name: "@m", Value: key}}})
+	for pager.More() {
+		page, err := pager.NextPage(ctx)
+		if err != nil {
+			return domain.Unavailable(err, "list the analytics of %s", key)
+		}
+		for _, item := range page.Items {
+			var doc struct {
+				Name string `json:"name"`
+			}
+			if err := json.Unmarshal(item, &doc); err != nil {
+				return domain.Errorf(domain.EINTERNAL, "decode analytics: %v", err)
+			}
+			if _, ok := derived[doc.Name]; !ok {
+				derived[doc.Name] = domain.NewMonthFigures(doc.Name, month)
+			}
+		}
+	}
+	return nil
 }
 
 // Reaggregate implements ports.Analytics. Cosmos DB has no transaction
@@ -329,22 +356,8 @@ func (a *analytics) Reaggregate(ctx context.Context, month time.Time) (map[strin
 	derived := domain.Derive(month, ds)
 	key := domain.MonthKey(month)
 	// Buckets kept but not derived (their deliveries are gone) are emptied.
-	pager := a.c.NewQueryItemsPager("SELECT * FROM c WHERE c.kind = 'aggregate' AND c.month = @m", azcosmos.NewPartitionKey(),
-		&azcosmos.QueryOptions{QueryParameters: []azcosmos.QueryParameter{{Name: "@m", Value: key}}})
-	for pager.More() {
-		page, err := pager.NextPage(ctx)
-		if err != nil {
-			return nil, domain.Unavailable(err, "list the analytics of %s", key)
-		}
-		for _, item := range page.Items {
-			var doc aggregateDoc
-			if err := json.Unmarshal(item, &doc); err != nil {
-				return nil, domain.Errorf(domain.EINTERNAL, "decode analytics: %v", err)
-			}
-			if _, ok := derived[doc.Name]; !ok {
-				derived[doc.Name] = domain.NewMonthFigures(doc.Name, month)
-			}
-		}
+	if err := a.addKept(ctx, month, derived); err != nil {
+		return nil, err
 	}
 	for _, d := range ds {
 		for _, c := range d.Contributions() {

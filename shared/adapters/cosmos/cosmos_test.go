@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -37,6 +38,7 @@ func TestCosmos(t *testing.T) {
 
 	porttest.Store(t, func(t *testing.T) ports.Store { return e.open(t, e.client, e.freshDB(t), Options{}).Store() })
 	t.Run("AnalyticsCost", func(t *testing.T) { t.Parallel(); testAnalyticsCost(t, e) })
+	t.Run("KeptBucketsNoDeliverySupports", func(t *testing.T) { t.Parallel(); testKeptBucketsNoDeliverySupports(t, e) })
 	t.Run("BatchAllOrNothing", func(t *testing.T) { t.Parallel(); testBatchAllOrNothing(t, e) })
 	t.Run("SharedDatabase", func(t *testing.T) {
 		t.Parallel()
@@ -1080,5 +1082,38 @@ func testAnalyticsCost(t *testing.T, e *env) {
 		if m.Total != want || m.Days[now.Day()-1] != want {
 			t.Fatalf("bucket %s: total %+v, day %+v; want %+v in both", b, m.Total, m.Days[now.Day()-1], want)
 		}
+	}
+}
+
+// A bucket kept for a month that no delivery supports is derived empty, so
+// `reaggregate -check` reports it as differing, and the repair empties it.
+func testKeptBucketsNoDeliverySupports(t *testing.T, e *env) {
+	ctx := ctxFor(t)
+	s := e.open(t, e.client, e.freshDB(t), Options{})
+	month := time.Date(2031, 3, 1, 0, 0, 0, 0, time.UTC)
+	key := domain.MonthKey(month)
+	ghost := domain.BucketKey(domain.ScopeArea, "ghost")
+	planted := domain.NewMonthFigures(ghost, month)
+	planted.AddDay(3, domain.Figures{Count: 7, Completed: 7})
+	body, err := json.Marshal(aggregateDoc{ID: aggregateID, Bucket: partitionOf(ghost, key), Kind: "aggregate", Name: ghost,
+		Month: key, Total: planted.Total, Days: planted.Days})
+	must(t, err, "encode")
+	_, err = s.analytics.c.UpsertItem(ctx, azcosmos.NewPartitionKeyString(partitionOf(ghost, key)), body, nil)
+	must(t, err, "plant")
+
+	derived, err := s.analytics.Derive(ctx, month)
+	must(t, err, "derive")
+	if m, ok := derived[ghost]; !ok || m.Total != (domain.Figures{}) {
+		t.Fatalf("derived %s: %+v, want it empty", ghost, m)
+	}
+	out, err := s.analytics.Reaggregate(ctx, month)
+	must(t, err, "reaggregate")
+	if _, ok := out[ghost]; !ok {
+		t.Fatalf("the repair does not report %s", ghost)
+	}
+	kept, err := s.analytics.Month(ctx, ghost, month)
+	must(t, err, "read")
+	if kept.Total != (domain.Figures{}) {
+		t.Fatalf("kept after the repair: %+v, want it empty", kept.Total)
 	}
 }

@@ -98,7 +98,31 @@ func (a *analytics) Derive(ctx context.Context, month time.Time) (map[string]*do
 	if err != nil {
 		return nil, a.db.fail(err, "derive analytics of %s", domain.MonthKey(month))
 	}
-	return domain.Derive(month, ds), nil
+	derived := domain.Derive(month, ds)
+	return derived, a.db.fail(addKept(ctx, a.db.r, month, derived), "derive analytics of %s", domain.MonthKey(month))
+}
+
+// addKept adds to derived, empty, each bucket kept for month that no
+// delivery supports (its deliveries are gone, or it was written wrongly),
+// read with q, the read pool or the writer's transaction.
+func addKept(ctx context.Context, q interface {
+	QueryContext(context.Context, string, ...any) (*sql.Rows, error)
+}, month time.Time, derived map[string]*domain.MonthFigures) error {
+	rows, err := q.QueryContext(ctx, `SELECT DISTINCT bucket FROM analytics WHERE month = ?`, domain.MonthKey(month))
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var b string
+		if err := rows.Scan(&b); err != nil {
+			return err
+		}
+		if _, ok := derived[b]; !ok {
+			derived[b] = domain.NewMonthFigures(b, month)
+		}
+	}
+	return rows.Err()
 }
 
 // Reaggregate implements ports.Analytics in one transaction, which holds
@@ -113,6 +137,9 @@ func (a *analytics) Reaggregate(ctx context.Context, month time.Time) (map[strin
 			return err
 		}
 		out = domain.Derive(month, ds)
+		if err := addKept(ctx, w.tx, month, out); err != nil {
+			return err
+		}
 		if _, err := w.tx.ExecContext(ctx, `DELETE FROM analytics WHERE month = ?`, key); err != nil {
 			return err
 		}
