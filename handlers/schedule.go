@@ -283,9 +283,9 @@ func (h *Handlers) releaseAndWake(ctx context.Context, d *domain.Delivery, now t
 // rescheduled delivery is dispatched again, remembering its drone so that
 // releaseOldDrone can give it back.
 func (h *Handlers) resetAssignment(ctx context.Context, d *domain.Delivery) (*domain.Delivery, error) {
-	gen := d.Generation
+	gen, now := d.Generation, h.clock.Now()
 	got, err := h.st(ctx).Deliveries.Update(ctx, d.ID, func(cur *domain.Delivery) error {
-		return cur.ResetAssignment(gen)
+		return cur.ResetAssignment(gen, now)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("reset assignment: %w", err)

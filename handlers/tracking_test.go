@@ -923,3 +923,55 @@ func TestThePackageIsAboardBeforeTheSchedule(t *testing.T) {
 	assert.Equal(t, domain.StageFailed, d.Stage)
 	require.NoError(t, domain.LegalHistory(d.History))
 }
+
+// A delivery that changes drones counts what each drone flew and how long
+// each held it: the new drone's flight starts at its own first report, not
+// with a leg from where the last drone was last seen, its pickup is looked
+// for in its own reports only, and the first drone's time is kept.
+func TestADeliveryThatChangesDronesCountsEachFlight(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	pickup, drop := at(0, 0), at(0.02, 0.01)
+	firstHome, secondHome := at(-0.01, 0), at(0, 0.02)
+	f.putDrone(t, domain.Drone{ID: "first", Location: firstHome, CruiseSpeedMps: 10})
+	f.putDrone(t, domain.Drone{ID: "second", Location: secondHome, CruiseSpeedMps: 10})
+	d := f.scheduled(t, "swap", pickup, drop)
+	require.Equal(t, "first", d.DroneID)
+	firstAssigned := *d.DroneAssignedAt
+
+	halfway := at(-0.005, 0)
+	now := t0.Add(time.Minute)
+	f.report(t, "first", firstHome, 90, now)
+	f.report(t, "first", halfway, 89, now.Add(time.Minute))
+	require.Equal(t, domain.StageHeadedToPickup, f.delivery(t, "swap").Stage)
+	resp := f.action(t, "DroneAction", "first", map[string]any{"action": "ground", "reason": "rotor"})
+	require.Less(t, resp.Status, 300, string(resp.Body))
+	f.clock.Advance(time.Minute)
+	handedOver := f.clock.Now()
+	f.drain(t)
+	d = f.delivery(t, "swap")
+	require.Equal(t, "second", d.DroneID)
+	require.Equal(t, domain.StageScheduled, d.Stage)
+	assert.Empty(t, d.Trail, "the first drone's flight is not the second's")
+	assert.Equal(t, handedOver.Sub(firstAssigned).Milliseconds(), d.AssignedBeforeMs)
+
+	later := f.clock.Now().Add(time.Minute)
+	for i, loc := range []domain.Location{secondHome, pickup, drop} {
+		f.report(t, "second", loc, 95, later.Add(time.Duration(i)*time.Minute))
+	}
+	d = f.delivery(t, "swap")
+	require.Equal(t, domain.StageCompleted, d.Stage)
+	require.NoError(t, domain.LegalHistory(d.History))
+	flown := domain.DistanceKm(firstHome, halfway) + domain.DistanceKm(secondHome, pickup) + domain.DistanceKm(pickup, drop)
+	assert.InDelta(t, flown, d.TraveledKm, 0.01, "no leg from halfway to the second drone's home")
+	assert.Len(t, d.Trail, 3)
+
+	var ended domain.Figures
+	for _, c := range d.Contributions() {
+		if c.Stage != domain.StageCreated {
+			ended = c.Figures
+		}
+	}
+	assert.Equal(t, handedOver.Sub(firstAssigned).Milliseconds()+d.CompletedAt.Sub(*d.DroneAssignedAt).Milliseconds(), ended.AssignedMs,
+		"both drones' time")
+}

@@ -94,9 +94,9 @@ func (d *Delivery) Contributions() []Contribution {
 		return out
 	}
 	end := d.EndedAt()
-	f := Figures{TraveledM: int64(math.Round(d.TraveledKm * 1000))}
+	f := Figures{TraveledM: int64(math.Round(d.TraveledKm * 1000)), AssignedMs: d.AssignedBeforeMs}
 	if d.DroneAssignedAt != nil && end.After(*d.DroneAssignedAt) {
-		f.AssignedMs = end.Sub(*d.DroneAssignedAt).Milliseconds()
+		f.AssignedMs += end.Sub(*d.DroneAssignedAt).Milliseconds()
 	}
 	switch d.Stage {
 	case StageCompleted:

@@ -134,11 +134,15 @@ type Delivery struct {
 	Request       DeliveryRequest `json:"request"`
 	// AreaID is the service area that held the pickup when the delivery
 	// was accepted ("" for none); analytics count the delivery there.
-	AreaID            string     `json:"areaId,omitempty"`
-	RequestHash       string     `json:"requestHash"`
-	Stage             Stage      `json:"stage"`
-	DroneID           string     `json:"droneId,omitempty"`
-	DroneAssignedAt   *time.Time `json:"droneAssignedAt,omitempty"`
+	AreaID          string     `json:"areaId,omitempty"`
+	RequestHash     string     `json:"requestHash"`
+	Stage           Stage      `json:"stage"`
+	DroneID         string     `json:"droneId,omitempty"`
+	DroneAssignedAt *time.Time `json:"droneAssignedAt,omitempty"`
+	// AssignedBeforeMs is how long the drones of earlier generations held
+	// the delivery (ResetAssignment), which analytics count with the
+	// current drone's time.
+	AssignedBeforeMs  int64      `json:"assignedBeforeMs,omitempty"`
 	PackageID         string     `json:"packageId,omitempty"`
 	PackageRecordedAt *time.Time `json:"packageRecordedAt,omitempty"`
 	PickupETA         *time.Time `json:"pickupETA,omitempty"`

@@ -206,8 +206,15 @@ func TestTrackBeforeTheSchedule(t *testing.T) {
 	require.NotNil(t, last.Location)
 	assert.Equal(t, pickup, *last.Location, "the pickup's event is where the drone was at the pickup")
 
-	r := &domain.Delivery{Generation: 2, DroneID: "a", LastTelemetryAt: &start, LastKnownLocation: &pickup}
-	require.NoError(t, r.ResetAssignment(2))
+	// A new generation's dispatch starts the next drone's flight afresh;
+	// the last one's distance and time stay counted.
+	r := &domain.Delivery{Generation: 2, DroneID: "a", DroneAssignedAt: &start, LastTelemetryAt: &start,
+		LastKnownLocation: &pickup, Trail: d.Trail, TraveledKm: 1.5, AssignedBeforeMs: 1000}
+	require.NoError(t, r.ResetAssignment(2, start.Add(time.Minute)))
 	assert.Nil(t, r.LastTelemetryAt)
 	assert.Nil(t, r.LastKnownLocation)
+	assert.Empty(t, r.Trail)
+	assert.Equal(t, 1.5, r.TraveledKm)
+	assert.Equal(t, int64(61_000), r.AssignedBeforeMs)
+	assert.Equal(t, "a", r.PreviousDroneID)
 }

@@ -61,20 +61,27 @@ func (d *Delivery) RecordAssignment(droneID string, now time.Time) error {
 }
 
 // ResetAssignment forgets the assignment of the generation before gen when
-// a rescheduled delivery is dispatched again, remembering its drone in
-// PreviousDroneID so that it can be given back. The drone's last known
-// position and report time go with it: until another drone serves the
-// delivery (or if it is booked for later), there is no drone to show, and
-// the next drone's reports are judged by its own clock.
-func (d *Delivery) ResetAssignment(gen int) error {
+// a rescheduled delivery is dispatched again at now, remembering its drone
+// in PreviousDroneID so that it can be given back, and the time the drone
+// was held until now in AssignedBeforeMs. The drone's flight goes with it:
+// its last known position, its report time and its trail (the distance it
+// flew stays counted in TraveledKm). Until another drone serves the
+// delivery (or if it is booked for later) there is no drone to show, and
+// the next drone's flight is measured, searched for the pickup and judged
+// by its own clock from its own first report, never from a jump off the
+// last drone's last point.
+func (d *Delivery) ResetAssignment(gen int, now time.Time) error {
 	if d.Generation != gen || d.ResetGeneration >= gen {
 		return ErrNoChange
 	}
 	if d.DroneID != "" {
 		d.PreviousDroneID = d.DroneID
 	}
+	if d.DroneAssignedAt != nil && now.After(*d.DroneAssignedAt) {
+		d.AssignedBeforeMs += now.Sub(*d.DroneAssignedAt).Milliseconds()
+	}
 	d.DroneID, d.DroneAssignedAt, d.PackageRecordedAt, d.Preempted = "", nil, nil, nil
-	d.LastKnownLocation, d.LastTelemetryAt = nil, nil
+	d.LastKnownLocation, d.LastTelemetryAt, d.Trail = nil, nil, nil
 	d.ResetGeneration = gen
 	return nil
 }

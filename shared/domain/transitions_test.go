@@ -123,7 +123,7 @@ func TestDeliveryTransitions(t *testing.T) {
 			d.Generation, d.LastKnownLocation = 1, &domain.Location{Latitude: 1, Longitude: 2}
 			return d
 		}(),
-			func(d *domain.Delivery) error { return d.ResetAssignment(1) }, nil, "",
+			func(d *domain.Delivery) error { return d.ResetAssignment(1, t0) }, nil, "",
 			func(t *testing.T, d *domain.Delivery) {
 				assert.Equal(t, "drone-1", d.PreviousDroneID)
 				assert.Empty(t, d.DroneID)
@@ -135,7 +135,7 @@ func TestDeliveryTransitions(t *testing.T) {
 			d.Generation, d.ResetGeneration = 1, 1
 			return d
 		}(),
-			func(d *domain.Delivery) error { return d.ResetAssignment(1) }, domain.ErrNoChange, "", nil},
+			func(d *domain.Delivery) error { return d.ResetAssignment(1, t0) }, domain.ErrNoChange, "", nil},
 		{"schedule", assigned(domain.StageCreated), func(d *domain.Delivery) error {
 			_, err := d.Schedule(0, domain.ETA{Pickup: t0.Add(time.Minute), Delivery: t0.Add(5 * time.Minute)}, nil, domain.Location{}, t0)
 			return err
