@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/fabrikam/dronedelivery/shared/domain"
+	"github.com/fabrikam/dronedelivery/shared/functionapp"
 	"github.com/fabrikam/dronedelivery/shared/ports"
 	"github.com/fabrikam/dronedelivery/shared/topology"
 )
@@ -92,4 +93,57 @@ func TestBookingIsIdempotent(t *testing.T) {
 	assert.Empty(t, d.DroneID)
 	require.NotEmpty(t, again)
 	assert.Equal(t, first[len(first)-1].ID, again[0].ID, "the same dispatch message, which duplicate detection drops")
+}
+
+// A booked pickup that finds no drone free at its dispatch time drops the
+// planned times of the drone that is not coming, and its customer is told
+// once; the times come back, with the scheduled notice, when a drone is
+// assigned. Before, the page counted down to a planned pickup that passed
+// with nothing in the air.
+func TestABookedPickupThatFindsNoDroneShowsNoPlannedTimes(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, domain.Drone{ID: "d1", Location: at(0, 0), CruiseSpeedMps: 10})
+	pickupAt := t0.Add(time.Hour)
+	body, _ := json.Marshal(map[string]any{"deliveryId": "later", "pickupLocation": at(0.01, 0), "dropOffLocation": at(0.02, 0),
+		"pickupTime": pickupAt.Format(time.RFC3339), "packageInfo": map[string]any{"size": "Small", "weight": 1}})
+	require.Equal(t, http.StatusAccepted, f.ingest(t, body).Status)
+	f.drain(t)
+	d := f.delivery(t, "later")
+	require.NotNil(t, d.DispatchAt)
+	f.putDrone(t, domain.Drone{ID: "d1", Location: at(0, 0), CruiseSpeedMps: 10, Status: domain.DroneMaintenance})
+
+	f.clock.Set(*d.DispatchAt)
+	f.releaseDelayed(t, topology.QueueDeliveryRequests)
+	f.drain(t)
+	d = f.delivery(t, "later")
+	assert.Equal(t, domain.StageScheduled, d.Stage)
+	assert.Empty(t, d.DroneID)
+	assert.Nil(t, d.PickupETA)
+	assert.Nil(t, d.DeliveryETA)
+	last := d.Notifications[len(d.Notifications)-1]
+	assert.Equal(t, domain.NotifyETAChanged, last.Kind)
+	assert.Contains(t, last.Message, "No drone is free yet")
+	feed := f.call("TrackFeed", "", &functionapp.Request{Method: http.MethodGet, Params: map[string]string{"trackingId": d.TrackingID}})
+	require.Equal(t, http.StatusOK, feed.Status)
+	var shown map[string]any
+	require.NoError(t, json.Unmarshal(feed.Body, &shown))
+	assert.Nil(t, shown["pickupETA"], "the page shows no time")
+	told := len(d.Notifications)
+
+	// The next attempt, still with no drone, tells nobody again.
+	f.clock.Advance(time.Minute)
+	f.releaseDelayed(t, topology.QueueDeliveryRequests)
+	f.drain(t)
+	assert.Len(t, f.delivery(t, "later").Notifications, told)
+
+	f.putDrone(t, domain.Drone{ID: "d1", Location: at(0, 0), CruiseSpeedMps: 10})
+	f.clock.Advance(time.Minute)
+	f.releaseDelayed(t, topology.QueueDeliveryRequests)
+	f.drain(t)
+	d = f.delivery(t, "later")
+	assert.Equal(t, "d1", d.DroneID)
+	require.NotNil(t, d.PickupETA)
+	require.NotNil(t, d.DeliveryETA)
+	assert.Equal(t, domain.NotifyScheduled, d.Notifications[len(d.Notifications)-1].Kind)
+	assert.NoError(t, domain.LegalHistory(d.History))
 }

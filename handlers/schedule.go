@@ -140,6 +140,11 @@ func (h *Handlers) ScheduleDrone(ctx context.Context, msg *ports.Delivered) ([]p
 		msgs, err := h.fail(ctx, d.ID, "no drone could be assigned before the deadline")
 		return append(wakes, msgs...), err
 	}
+	notes, err := h.awaitDrone(ctx, d, now)
+	if err != nil {
+		return nil, err
+	}
+	wakes = append(wakes, notes...)
 	retry := *env
 	retry.Attempt++
 	m := message(topology.QueueDeliveryRequests, fmt.Sprintf("retry-%d", retry.Attempt), retry)
@@ -155,6 +160,39 @@ func (h *Handlers) ScheduleDrone(ctx context.Context, msg *ports.Delivered) ([]p
 	h.log.Log(ctx, level, "no drone available; retrying later", "attempt", retry.Attempt, "delay", delay.String())
 	h.consoleChanged(ctx)
 	return append(wakes, m), nil
+}
+
+// awaitDrone clears the planned times of a booked pickup that found no
+// drone at its dispatch time and tells the customer (Delivery.AwaitDrone).
+// A run that finds them cleared sends the notice again, in case the run
+// that cleared them stopped before it; duplicates are dropped.
+func (h *Handlers) awaitDrone(ctx context.Context, d *domain.Delivery, now time.Time) ([]ports.Message, error) {
+	if d.AwaitsDrone() {
+		var again []domain.Notification
+		for _, n := range notificationsOfKind(d, domain.NotifyETAChanged) {
+			if n.PickupETA == nil {
+				again = append(again, n)
+			}
+		}
+		return notifyMessages(d, again), nil
+	}
+	if d.Stage != domain.StageScheduled || d.DispatchAt == nil {
+		return nil, nil
+	}
+	var note domain.Notification
+	got, err := h.st(ctx).Deliveries.Update(ctx, d.ID, func(cur *domain.Delivery) error {
+		var err error
+		note, err = cur.AwaitDrone(now)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("clear the booked times: %w", err)
+	}
+	if note.ID == "" {
+		return nil, nil
+	}
+	h.log.InfoContext(ctx, "no drone free at the booked pickup's dispatch time; its planned times cleared")
+	return notifyMessages(got, []domain.Notification{note}), nil
 }
 
 // wokenInVain hands a wake on (handOn) when env is one and d no longer
@@ -173,7 +211,8 @@ func (h *Handlers) wokenInVain(ctx context.Context, env *wire.Envelope, d *domai
 // Config.DispatchLead when no drone could be chosen now). booked reports
 // that d waits for its dispatch time; at that time dispatch runs as for
 // any delivery, and when no drone is free then, d waits for one as any
-// delivery does, keeping its planned times until a drone is assigned.
+// delivery does, its planned times cleared until a drone is assigned
+// (awaitDrone).
 func (h *Handlers) book(ctx context.Context, d *domain.Delivery, now time.Time) (msgs []ports.Message, booked bool, err error) {
 	if d.DispatchAt != nil {
 		if now.Before(*d.DispatchAt) {

@@ -156,6 +156,30 @@ func (d *Delivery) Book(gen int, dispatchAt time.Time, eta ETA, now time.Time) (
 		eta.Pickup.Format(time.RFC3339), eta.Delivery.Format(time.RFC3339)), now), nil
 }
 
+// AwaitDrone clears the planned times of a booked pickup (Book) whose
+// dispatch found no drone free: they were those of a drone that is not
+// coming, and a customer shown them would watch the pickup time pass with
+// nothing in the air. It returns the notice that says so; the ETA step
+// gives the times again, with the scheduled notice, once a drone is
+// assigned. It is ErrNoChange for a delivery that is not such a booking,
+// or whose times are cleared already.
+func (d *Delivery) AwaitDrone(now time.Time) (Notification, error) {
+	if d.Stage != StageScheduled || d.DispatchAt == nil || d.ScheduledAt != nil || d.DroneID != "" || d.PickupETA == nil {
+		return Notification{}, ErrNoChange
+	}
+	planned := *d.PickupETA
+	d.PickupETA, d.DeliveryETA, d.PlannedRoute = nil, nil, nil
+	d.UpdatedAt = now
+	return d.Notify(NotifyETAChanged, "No drone is free yet for your pickup planned at "+planned.UTC().Format(time.RFC3339)+
+		"; you will be told its new time when one is on its way.", now), nil
+}
+
+// AwaitsDrone reports whether d is a booked pickup whose planned times
+// AwaitDrone cleared: it waits for a drone, with no time to show.
+func (d *Delivery) AwaitsDrone() bool {
+	return d.Stage == StageScheduled && d.DispatchAt != nil && d.ScheduledAt == nil && d.DroneID == "" && d.PickupETA == nil
+}
+
 // Fail ends a delivery that no drone flies yet (one with no drone
 // assigned, or one that still awaits its schedule: Created, Rescheduled or
 // booked), with a reason the customer is told; any other delivery is left
