@@ -218,3 +218,36 @@ func TestTrackBeforeTheSchedule(t *testing.T) {
 	assert.Equal(t, int64(61_000), r.AssignedBeforeMs)
 	assert.Equal(t, "a", r.PreviousDroneID)
 }
+
+// While the drone is still at the pickup after the pickup, its delivery
+// ETA counts the landing, the loading and the climb still ahead, so it
+// holds steady through reports from the pad instead of falling by those
+// two minutes at the pickup and creeping back; on the pad past them, the
+// climb is still ahead.
+func TestTheETAFromThePickupPadCountsTheHandlingAhead(t *testing.T) {
+	t.Parallel()
+	start := time.Date(2026, 12, 5, 10, 0, 0, 0, time.UTC)
+	pickup := domain.Location{Latitude: 47.60, Longitude: -122.33}
+	drop := domain.Location{Latitude: 47.62, Longitude: -122.33}
+	d := &domain.Delivery{ID: "d", Stage: domain.StageScheduled, Request: domain.DeliveryRequest{PickupLocation: pickup, DropoffLocation: drop}}
+	d.History = []domain.Event{{Stage: domain.StageCreated, At: start}, {Stage: domain.StageScheduled, At: start}}
+	drone := &domain.Drone{CruiseSpeedMps: 10}
+	report := func(loc domain.Location, at time.Time) time.Time {
+		_, _ = domain.Track(d, drone, domain.Telemetry{Location: loc, Timestamp: at}, domain.TrackingConfig{})
+		return *d.DeliveryETA
+	}
+	report(domain.Location{Latitude: 47.59, Longitude: -122.33}, start)
+	arrived := start.Add(2 * time.Minute)
+	atPad := report(pickup, arrived)
+	require.NotNil(t, d.PickedUpAt)
+	leg := domain.FlightETA(arrived, pickup, 10, &d.Request, true).Delivery.Sub(arrived)
+	assert.WithinDuration(t, arrived.Add(2*time.Minute+leg), atPad, time.Second, "landing, loading and climb ahead")
+	for _, after := range []time.Duration{30 * time.Second, 60 * time.Second, 90 * time.Second} {
+		assert.WithinDuration(t, atPad, report(pickup, arrived.Add(after)), time.Second, "steady on the pad %s after", after)
+	}
+	late := arrived.Add(5 * time.Minute)
+	assert.WithinDuration(t, late.Add(30*time.Second+leg), report(pickup, late), time.Second, "still on the pad: the climb is ahead")
+	away := domain.Location{Latitude: 47.605, Longitude: -122.33}
+	gone := late.Add(time.Minute)
+	assert.Equal(t, domain.FlightETA(gone, away, 10, &d.Request, true).Delivery, report(away, gone), "in the air")
+}
