@@ -12,6 +12,7 @@ import (
 	"math"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -134,7 +135,11 @@ type flight struct {
 	arrived atomic.Bool // the last report has gone; only confirmation is left
 }
 
-func doneKey(droneID, deliveryID string) string { return droneID + "\x00" + deliveryID }
+// doneKey names a flight: a drone's for one generation of a delivery (a
+// reschedule that keeps the drone is a flight of its own, on a new route).
+func doneKey(dr *domain.Drone) string {
+	return dr.ID + "\x00" + dr.CurrentDeliveryID + "\x00" + strconv.Itoa(dr.CurrentGeneration)
+}
 
 // flightClock is the simulated clock of one flight: it reads from at the
 // real moment began and runs scale times as fast.
@@ -253,19 +258,19 @@ func (s *sim) refresh(ctx context.Context) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for id, f := range s.flights {
-		if d, ok := want[id]; (!ok || d.CurrentDeliveryID != f.drone.CurrentDeliveryID) && !f.arrived.Load() {
+		if d, ok := want[id]; (!ok || doneKey(d) != doneKey(f.drone)) && !f.arrived.Load() {
 			f.cancel(errReleased)
 		}
 	}
 	for key := range s.done {
-		droneID, deliveryID, _ := strings.Cut(key, "\x00")
-		if d, ok := want[droneID]; !ok || d.CurrentDeliveryID != deliveryID {
+		droneID, _, _ := strings.Cut(key, "\x00")
+		if d, ok := want[droneID]; !ok || doneKey(d) != key {
 			delete(s.done, key) // released at last: nothing to guard against
 		}
 	}
 	pending := 0
 	for id, d := range want {
-		if s.done[doneKey(id, d.CurrentDeliveryID)] {
+		if s.done[doneKey(d)] {
 			continue
 		}
 		pending++
@@ -294,7 +299,7 @@ func (s *sim) refresh(ctx context.Context) (int, error) {
 				delete(s.flights, id)
 			}
 			if final {
-				s.done[doneKey(id, d.CurrentDeliveryID)] = true
+				s.done[doneKey(d)] = true
 			}
 		}()
 	}

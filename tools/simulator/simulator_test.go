@@ -689,3 +689,41 @@ func cancelRun(t *testing.T, cancel context.CancelFunc, done <-chan error) {
 		t.Fatal("Run did not return after its context was cancelled")
 	}
 }
+
+// A reschedule that keeps the drone (a new generation of the same
+// delivery, to a new dropoff) is a flight of its own: the simulator drops
+// the old route and flies the new one to the new dropoff. Before, it flew
+// on to the old dropoff and left the delivery HeadedToDropoff.
+func TestFliesTheNewRouteOfARescheduledDelivery(t *testing.T) {
+	t.Parallel()
+	api, srv := newFakeAPI(t)
+	far := geo.Point{Lat: 48.5, Lon: -122.3}
+	api.assign("drone-001", "order-1", base, far, dropoff)
+	ctx, cancel := context.WithTimeout(context.Background(), patience)
+	defer cancel()
+	var out testdoubles.LockedBuffer
+	done := make(chan error, 1)
+	go func() {
+		done <- Run(ctx, Options{BaseURL: srv.URL, Interval: 10 * time.Millisecond, Out: &out, UntilIdle: true})
+	}()
+	require.Eventually(t, func() bool {
+		reps, _, _ := api.snapshot("drone-001")
+		return len(reps) >= 3
+	}, patience, 5*time.Millisecond, "the drone is flying")
+
+	// Rescheduled to a pickup and a dropoff near where the drone is, which
+	// the dispatch gives back to the same drone.
+	newDrop := geo.Point{Lat: base.Lat + 0.01, Lon: base.Lon + 0.01}
+	api.mu.Lock()
+	d := api.deliveries["order-1"]
+	d.Stage, d.PickupLocation, d.DropoffLocation = "Scheduled", loc(base), loc(newDrop)
+	api.drones["drone-001"].CurrentGeneration = 1
+	api.mu.Unlock()
+
+	require.NoError(t, <-done, "Run\n%s", out.String())
+	require.NoError(t, ctx.Err(), "Run returned only at the deadline\n%s", out.String())
+	reps, dr, del := api.snapshot("drone-001")
+	assert.Equal(t, domain.StageCompleted, del.Stage)
+	assert.Equal(t, domain.DroneAvailable, dr.Status)
+	assert.LessOrEqual(t, geo.DistanceKm(point(reps[len(reps)-1].Location), newDrop), radiusKm, "landed at the new dropoff")
+}
