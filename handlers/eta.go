@@ -3,6 +3,7 @@ package handlers
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/fabrikam/dronedelivery/shared/domain"
 	"github.com/fabrikam/dronedelivery/shared/ports"
@@ -26,7 +27,7 @@ func (h *Handlers) ComputeEta(ctx context.Context, msg *ports.Delivered) ([]port
 			// A redelivery: send the notices of the schedule again, and
 			// finish a flight the schedule found ended, in case the first
 			// attempt stopped before them; duplicates are dropped.
-			return h.afterSchedule(ctx, d, notificationsAt(d, *d.ScheduledAt))
+			return h.afterSchedule(ctx, d, notificationsSince(d, *d.ScheduledAt))
 		}
 		return nil, nil
 	}
@@ -66,6 +67,19 @@ func (h *Handlers) ComputeEta(ctx context.Context, msg *ports.Delivered) ([]port
 	}
 	h.log.InfoContext(ctx, "delivery scheduled", "droneId", d.DroneID, "pickupETA", eta.Pickup, "deliveryETA", eta.Delivery, "stage", d.Stage)
 	return h.afterSchedule(ctx, d, notes)
+}
+
+// notificationsSince returns the notifications of d dated t or later: a
+// schedule's and those of the flight it followed (FollowTrail), dated no
+// earlier than it.
+func notificationsSince(d *domain.Delivery, t time.Time) []domain.Notification {
+	var out []domain.Notification
+	for _, n := range d.Notifications {
+		if !n.At.Before(t) {
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
 // afterSchedule sends the notices of a delivery's schedule and, when the

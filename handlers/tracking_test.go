@@ -843,6 +843,12 @@ func TestAFlightReportedBeforeItsScheduleIsFollowed(t *testing.T) {
 			d = f.delivery(t, "early")
 			assert.Equal(t, c.stage, d.Stage)
 			require.NoError(t, domain.LegalHistory(d.History))
+			for _, e := range d.History {
+				if e.Stage == domain.StageHeadedToPickup && e.Kind == "" {
+					require.NotNil(t, e.Location)
+					assert.Equal(t, route[0], *e.Location, "off at the first report")
+				}
+			}
 			var milestones []string
 			for _, n := range d.Notifications {
 				if n.Kind != domain.NotifyETAChanged {
@@ -875,13 +881,24 @@ func TestAFlightReportedBeforeItsScheduleIsFollowed(t *testing.T) {
 			require.NoError(t, err)
 			assert.Equal(t, "Delivered", pkg.Status)
 
-			// The ETA step's message again (a redelivery) changes nothing.
+			// The ETA step's message again (a redelivery) changes nothing,
+			// and sends the schedule's notices again, the followed flight's
+			// too, in case the first run stopped before them.
 			before := f.snapshot(t, []string{"early"}, []string{"eager"})
-			_, err = f.h.ComputeEta(context.Background(), &ports.Delivered{Message: ports.Message{
+			again, err := f.h.ComputeEta(context.Background(), &ports.Delivered{Message: ports.Message{
 				Queue: topology.QueuePackageUpdated,
 				Body:  mustJSON(wire.Envelope{Operation: wire.OpDelivery, DeliveryID: "early", Generation: d.Generation})}})
 			require.NoError(t, err)
 			assert.Equal(t, before, f.snapshot(t, []string{"early"}, []string{"eager"}))
+			sent := map[string]bool{}
+			for _, m := range again {
+				sent[m.ID] = true
+			}
+			for _, n := range d.Notifications {
+				if n.Kind == domain.NotifyScheduled || c.stage == domain.StageCompleted {
+					assert.True(t, sent[n.ID], "%s (%s) sent again", n.ID, n.Kind)
+				}
+			}
 		})
 	}
 }

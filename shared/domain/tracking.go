@@ -287,8 +287,11 @@ func FollowTrail(d *Delivery, drone *Drone, cfg TrackingConfig) []Notification {
 // at t, and returns the notifications due, a changed ETA's dated noticeAt.
 func (d *Delivery) follow(drone *Drone, t time.Time, loc Location, newest bool, noticeAt time.Time, cfg TrackingConfig) []Notification {
 	var out []Notification
-	if d.Stage == StageScheduled {
-		d.SetStage(StageHeadedToPickup, d.eventTime(t), "")
+	if d.Stage == StageScheduled && len(d.Trail) > 0 {
+		// Off at the flight's first report: the one at hand as reports
+		// come, the earliest of those FollowTrail follows.
+		first := d.Trail[0]
+		d.setStageAt(StageHeadedToPickup, d.eventTime(first.At), "", &Location{Latitude: first.Latitude, Longitude: first.Longitude})
 	}
 	d.findPickup(cfg)
 	if d.PickedUpAt != nil && d.Stage == StageHeadedToPickup {
