@@ -104,6 +104,7 @@ func checkGlobals(tpl *template) error {
 // own FIFO dead-letter queue, named as the SQS adapter names them.
 func checkQueues(tpl *template, topo topology.Topology) error {
 	var errs []error
+	timeout, _ := tpl.Globals.Function["Timeout"].(int)
 	declared := map[string]bool{}
 	for _, q := range topo.Queues {
 		id := queueLogicalID(q.Name)
@@ -123,8 +124,9 @@ func checkQueues(tpl *template, topo topology.Topology) error {
 			}
 		}
 		lock, err := topology.ParseDuration(q.LockDuration)
-		if err != nil || main.Properties["VisibilityTimeout"] != int(lock.Seconds()) {
-			errs = append(errs, fmt.Errorf("queue %s: VisibilityTimeout %v, want the lockDuration %s in seconds", q.Name, main.Properties["VisibilityTimeout"], q.LockDuration))
+		if want := max(int(lock.Seconds()), 6*timeout); err != nil || main.Properties["VisibilityTimeout"] != want {
+			errs = append(errs, fmt.Errorf("queue %s: VisibilityTimeout %v, want %d: six times the functions' Timeout %d, at least the lockDuration %s",
+				q.Name, main.Properties["VisibilityTimeout"], want, timeout, q.LockDuration))
 		}
 		rp, _ := main.Properties["RedrivePolicy"].(map[string]any)
 		if !same(getAtt(id+"DeadLetterQueue"), rp["deadLetterTargetArn"]) || rp["maxReceiveCount"] != q.MaxDeliveryCount {
@@ -215,10 +217,50 @@ func checkFunctions(tpl *template, fns []functionapp.FunctionConfig) error {
 	return errors.Join(errs...)
 }
 
+// deadLetterFunctions read and delete messages on the dead-letter queues.
+var deadLetterFunctions = []string{"ListDeadLetters", "ReplayDeadLetter"}
+
+// checkQueuePolicies holds the policies to the queues: QueueAccess names
+// each of this stack's queues (a pattern on the stack's name would match
+// another stack's), and the dead-letter endpoints may also receive and
+// delete on every dead-letter queue, by DeadLetterAccess.
+func checkQueuePolicies(tpl *template, topo topology.Topology) error {
+	var errs []error
+	var all, dlqs []any
+	for _, q := range topo.Queues {
+		id := queueLogicalID(q.Name)
+		all = append(all, getAtt(id+"Queue"), getAtt(id+"DeadLetterQueue"))
+		dlqs = append(dlqs, getAtt(id+"DeadLetterQueue"))
+	}
+	statement := func(policy string) map[string]any {
+		st, _ := get(tpl.Resources[policy].Properties, "PolicyDocument", "Statement").([]any)
+		if len(st) != 1 {
+			return nil
+		}
+		m, _ := st[0].(map[string]any)
+		return m
+	}
+	if st := statement("QueueAccess"); st == nil || !same(all, st["Resource"]) {
+		errs = append(errs, fmt.Errorf("QueueAccess: one statement whose Resource is every queue's Arn, got %v", st))
+	}
+	st := statement("DeadLetterAccess")
+	actions, _ := st["Action"].([]any)
+	if st == nil || !same(dlqs, st["Resource"]) || !slices.Contains(actions, any("sqs:ReceiveMessage")) || !slices.Contains(actions, any("sqs:DeleteMessage")) {
+		errs = append(errs, fmt.Errorf("DeadLetterAccess: one statement allowing sqs:ReceiveMessage and sqs:DeleteMessage on every dead-letter queue's Arn, got %v", st))
+	}
+	for _, fn := range deadLetterFunctions {
+		policies, _ := tpl.Resources[fn+"Function"].Properties["Policies"].([]any)
+		if !slices.ContainsFunc(policies, func(p any) bool { return same(map[string]any{"Ref": "DeadLetterAccess"}, p) }) {
+			errs = append(errs, fmt.Errorf("function %s: Policies %v lack DeadLetterAccess", fn, policies))
+		}
+	}
+	return errors.Join(errs...)
+}
+
 func TestTemplateMatchesFunctionsAndTopology(t *testing.T) {
 	t.Parallel()
 	tpl, fns, topo := load(t)
-	for _, err := range []error{checkGlobals(tpl), checkQueues(tpl, topo), checkFunctions(tpl, fns)} {
+	for _, err := range []error{checkGlobals(tpl), checkQueues(tpl, topo), checkFunctions(tpl, fns), checkQueuePolicies(tpl, topo)} {
 		assert.NoError(t, err)
 	}
 }
@@ -249,6 +291,16 @@ func TestChecksCatchDrift(t *testing.T) {
 		}},
 		{"redrive count drifted", func(c *template) error { return checkQueues(c, topo) }, func(c *template) {
 			c.Resources["DroneScheduledQueue"].Properties["RedrivePolicy"].(map[string]any)["maxReceiveCount"] = 3
+		}},
+		{"a visibility timeout under six function timeouts", func(c *template) error { return checkQueues(c, topo) }, func(c *template) {
+			c.Resources["PackageUpdatedQueue"].Properties["VisibilityTimeout"] = 60
+		}},
+		{"queue access by a name pattern", func(c *template) error { return checkQueuePolicies(c, topo) }, func(c *template) {
+			get(c.Resources["QueueAccess"].Properties, "PolicyDocument", "Statement").([]any)[0].(map[string]any)["Resource"] =
+				sub("arn:${AWS::Partition}:sqs:${AWS::Region}:${AWS::AccountId}:${AWS::StackName}-*")
+		}},
+		{"dead letters unreadable", func(c *template) error { return checkQueuePolicies(c, topo) }, func(c *template) {
+			c.Resources["ReplayDeadLetterFunction"].Properties["Policies"] = []any{map[string]any{"Ref": "QueueAccess"}}
 		}},
 		{"prefix dropped", checkGlobals, func(c *template) {
 			delete(get(c.Globals.Function, "Environment", "Variables").(map[string]any), "SQS_QUEUE_PREFIX")

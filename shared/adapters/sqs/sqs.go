@@ -330,30 +330,66 @@ func fromSQS(queue string, m types.Message) *ports.Delivered {
 	return r.Delivered(queue)
 }
 
-// hide keeps an early message invisible until its NotBefore. A failure is
-// only logged: the message then reappears when its visibility timeout ends
-// and is looked at again.
+// hide keeps an early message invisible until its NotBefore (wait). A
+// failure is only logged: the message then reappears when its visibility
+// timeout ends and is looked at again.
 func (b *Bus) hide(ctx context.Context, q *queue, d *ports.Delivered) {
-	if err := b.changeVisibility(ctx, q, d.LockToken, time.Until(d.NotBefore)); err != nil {
+	if err := b.wait(ctx, q, d); err != nil {
 		b.log.WarnContext(ctx, "could not delay an early message", "queue", q.port, "messageId", d.ID, "err", err)
 	}
 }
 
-// Delay hides a message received through another channel (a Lambda event)
-// until the given time, up to SQS's limit of 12 hours; the message must
-// then be reported as not processed so that SQS keeps it.
-func (b *Bus) Delay(ctx context.Context, queue, receiptHandle string, until time.Time) error {
-	q, err := b.queue(ctx, queue)
+// Delay keeps a message received through another channel (a Lambda event)
+// out of sight until its NotBefore (wait); the message must then be
+// reported as not processed, so that SQS keeps it.
+func (b *Bus) Delay(ctx context.Context, m *ports.Delivered) error {
+	q, err := b.queue(ctx, m.Queue)
 	if err != nil {
 		return err
 	}
-	if err := b.changeVisibility(ctx, q, receiptHandle, time.Until(until)); err != nil {
+	if err := b.wait(ctx, q, m); err != nil {
 		if isLockLost(err) {
-			return &domain.Error{Code: domain.ECONFLICT, Message: "delay a message on " + queue + ": lock lost", Err: err}
+			return &domain.Error{Code: domain.ECONFLICT, Message: "delay a message on " + m.Queue + ": lock lost", Err: err}
 		}
-		return domain.Unavailable(err, "delay a message on %s", queue)
+		return domain.Unavailable(err, "delay a message on %s", m.Queue)
 	}
 	return nil
+}
+
+// wait makes an early message wait for its NotBefore. A FIFO queue takes no
+// per-message delay, so a received message is hidden by its visibility
+// timeout, which SQS holds to 12 hours from the receive its receipt handle
+// came from (a longer one is refused, not cut: "Total VisibilityTimeout for
+// the message is beyond the limit [43200 seconds]", the ChangeMessageVisibility
+// reference), and every receive counts toward the redrive policy's
+// maxReceiveCount. So a message due within one hide is hidden until it is
+// due; one due later (a pickup booked days ahead) is hidden as long as SQS
+// allows at its first receive, and at its next, still early, is sent again
+// as a fresh copy (its receive count and retention start again; a
+// deduplication id of its own, the message id kept) and the received one
+// deleted: each copy is received at most twice, whatever the delay. A stop
+// between the send and the delete leaves two copies, which the steps, being
+// idempotent, treat as a duplicate.
+func (b *Bus) wait(ctx context.Context, q *queue, m *ports.Delivered) error {
+	// The receive was at most one visibility timeout ago, or the handle
+	// would have lapsed.
+	window := maxVisibility - q.visibility
+	left := time.Until(m.NotBefore)
+	switch {
+	case left <= window:
+		return b.changeVisibility(ctx, q, m.LockToken, left)
+	case m.DeliveryCount < 2:
+		return b.changeVisibility(ctx, q, m.LockToken, window)
+	}
+	e := entry(&m.Message, "0")
+	fresh := aws.String(sqsmsg.DedupID(m.ID + "~wait-" + strconv.FormatInt(time.Now().UnixNano(), 36)))
+	if _, err := b.api.SendMessage(ctx, &sqs.SendMessageInput{
+		QueueUrl: &q.url, MessageBody: e.MessageBody, MessageAttributes: e.MessageAttributes,
+		MessageDeduplicationId: fresh, MessageGroupId: fresh,
+	}); err != nil {
+		return fmt.Errorf("send %s again to wait on %s: %w", m.ID, q.port, err)
+	}
+	return b.delete(ctx, q, m.LockToken)
 }
 
 func (b *Bus) changeVisibility(ctx context.Context, q *queue, handle string, d time.Duration) error {

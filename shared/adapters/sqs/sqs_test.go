@@ -255,12 +255,66 @@ func TestDelayHidesAMessageTakenElsewhere(t *testing.T) {
 	require.Len(t, again.Messages, 1)
 	// ...unless Delay hides it.
 	until := time.Now().Add(1500 * time.Millisecond)
-	require.NoError(t, bus.Delay(ctx, q, aws.ToString(again.Messages[0].ReceiptHandle), until))
+	early := &ports.Delivered{Message: ports.Message{ID: "m", Queue: q, NotBefore: until}, LockToken: aws.ToString(again.Messages[0].ReceiptHandle), DeliveryCount: 2}
+	require.NoError(t, bus.Delay(ctx, early))
 	m := receiveOne(t, bus, q)
 	assert.False(t, time.Now().Before(until), "visible before the delay ended")
 	require.NoError(t, bus.Complete(ctx, m))
-	err = bus.Delay(ctx, q, aws.ToString(again.Messages[0].ReceiptHandle), until)
+	err = bus.Delay(ctx, early)
 	assert.Equal(t, domain.ECONFLICT, domain.ErrorCode(err), "a receipt handle of a deleted message holds nothing: %v", err)
+}
+
+// receivedRaw receives one message of q as a Lambda event hands it over.
+func receivedRaw(t *testing.T, raw sqs.API, url *string, q string) *ports.Delivered {
+	t.Helper()
+	out := rawReceive(t, raw, &awssqs.ReceiveMessageInput{QueueUrl: url, MessageAttributeNames: []string{"All"},
+		MessageSystemAttributeNames: []types.MessageSystemAttributeName{types.MessageSystemAttributeNameAll}})
+	require.Len(t, out.Messages, 1)
+	m := out.Messages[0]
+	r := sqsmsg.Record{MessageID: aws.ToString(m.MessageId), ReceiptHandle: aws.ToString(m.ReceiptHandle), Body: aws.ToString(m.Body),
+		Attributes: m.Attributes, MessageAttributes: map[string]string{}}
+	for k, v := range m.MessageAttributes {
+		r.MessageAttributes[k] = aws.ToString(v.StringValue)
+	}
+	return r.Delivered(q)
+}
+
+// A message due later than SQS can hide one (12 hours from a receive, the
+// whole visibility counted; a booked pickup days ahead) is hidden as long
+// as SQS allows at its first early receive and sent again as a fresh copy
+// at its second, so that neither SQS refuses the hide nor the receives of
+// a long wait reach the redrive policy's maxReceiveCount. Before, the hide
+// asked for 12 hours from now, which SQS refuses, and the message came
+// back every visibility timeout until it was dead-lettered.
+func TestALongDelayIsHiddenThenSentAgain(t *testing.T) {
+	t.Parallel()
+	d, q, bus := openOwn(t)
+	ctx := ctxFor(t)
+	due := time.Now().Add(72 * time.Hour).Truncate(time.Millisecond)
+	require.NoError(t, bus.Publish(ctx, ports.Message{ID: "booked", Queue: q, Body: []byte(`{"x":1}`), NotBefore: due}))
+	raw := d.Client()
+	url, err := raw.GetQueueUrl(ctx, &awssqs.GetQueueUrlInput{QueueName: aws.String(sqsmsg.QueueName("", q))})
+	require.NoError(t, err)
+
+	first := receivedRaw(t, raw, url.QueueUrl, q)
+	require.Equal(t, 1, first.DeliveryCount)
+	require.NoError(t, bus.Delay(ctx, first), "hidden as long as SQS allows")
+	// Twelve hours on: visible again, still early.
+	_, err = raw.ChangeMessageVisibility(ctx, &awssqs.ChangeMessageVisibilityInput{QueueUrl: url.QueueUrl, ReceiptHandle: aws.String(first.LockToken)})
+	require.NoError(t, err)
+	second := receivedRaw(t, raw, url.QueueUrl, q)
+	require.Equal(t, 2, second.DeliveryCount)
+	require.NoError(t, bus.Delay(ctx, second), "sent again")
+
+	copied := receivedRaw(t, raw, url.QueueUrl, q)
+	assert.Equal(t, 1, copied.DeliveryCount, "a fresh copy, counted from one")
+	assert.Equal(t, "booked", copied.ID)
+	assert.True(t, due.Equal(copied.NotBefore), "still due at %v, got %v", due, copied.NotBefore)
+	assert.JSONEq(t, `{"x":1}`, string(copied.Body))
+	require.NoError(t, bus.Delay(ctx, copied), "the copy is hidden in turn")
+	got, err := raw.ReceiveMessage(ctx, &awssqs.ReceiveMessageInput{QueueUrl: url.QueueUrl, WaitTimeSeconds: 1})
+	require.NoError(t, err)
+	assert.Empty(t, got.Messages, "the received original is gone and the copy hidden")
 }
 
 func TestOversizedMessageIsInvalid(t *testing.T) {

@@ -33,11 +33,12 @@ const (
 	EnvHandler  = "_HANDLER"
 )
 
-// Delayer hides a received message until a time: SQS FIFO queues take no
-// per-message delay, so a record that arrives before its NotBefore is
-// hidden again and reported unprocessed. The SQS bus implements it.
+// Delayer keeps a received message out of sight until its NotBefore: SQS
+// FIFO queues take no per-message delay, so a record that arrives early is
+// hidden again (or, due later than SQS hides one, sent again) and reported
+// unprocessed. The SQS bus implements it.
 type Delayer interface {
-	Delay(ctx context.Context, queue, receiptHandle string, until time.Time) error
+	Delay(ctx context.Context, m *ports.Delivered) error
 }
 
 // Options tune a Handler.

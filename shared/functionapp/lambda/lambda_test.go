@@ -104,10 +104,10 @@ type delayingPublisher struct {
 	delays []string // queue|receipt handle|until
 }
 
-func (p *delayingPublisher) Delay(_ context.Context, queue, handle string, until time.Time) error {
+func (p *delayingPublisher) Delay(_ context.Context, m *ports.Delivered) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.delays = append(p.delays, queue+"|"+handle+"|"+until.UTC().Format(time.RFC3339Nano))
+	p.delays = append(p.delays, m.Queue+"|"+m.LockToken+"|"+m.NotBefore.UTC().Format(time.RFC3339Nano))
 	return nil
 }
 
@@ -121,11 +121,14 @@ type fixture struct {
 
 // step answers by the message body: "ok" produces a message, "transient"
 // and "permanent" fail so, "panic" panics.
-func (f *fixture) step(_ context.Context, msg *ports.Delivered) ([]ports.Message, error) {
+func (f *fixture) step(ctx context.Context, msg *ports.Delivered) ([]ports.Message, error) {
 	f.mu.Lock()
 	f.got[msg.ID] = msg
 	f.mu.Unlock()
 	switch string(msg.Body) {
+	case "stuck": // a dependency that never answers, until the context ends
+		<-ctx.Done()
+		return nil, ctx.Err()
 	case "ok":
 		return []ports.Message{{ID: msg.ID + ":next", Queue: "drone-scheduled", Body: []byte("next"), CorrelationID: msg.CorrelationID}}, nil
 	case "transient":
@@ -364,6 +367,31 @@ func TestSQSEarlyRecordIsHiddenNotRun(t *testing.T) {
 	resp = invoke[events.SQSEventResponse](t, late.h, events.SQSEvent{Records: []events.SQSMessage{early}})
 	assert.Empty(t, failures(resp))
 	assert.NotNil(t, late.delivered("d1:retry-1"))
+}
+
+// A record stuck on a slow dependency is given up before the invocation's
+// deadline, so the invocation still answers with its partial batch
+// response: a function that times out has its whole batch retried, the
+// records that succeeded too (their webhooks and e-mails sent again).
+func TestSQSStuckRecordIsGivenUpBeforeTheDeadline(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, &fakePublisher{}, Options{})
+	event := events.SQSEvent{Records: []events.SQSMessage{
+		sqsRecord("delivery-requests", "d1:requested", "stuck", 1),
+		sqsRecord("delivery-requests", "d2:requested", "ok", 1),
+	}}
+	raw, err := json.Marshal(event)
+	require.NoError(t, err)
+	deadline := time.Now().Add(sqsReturnMargin + 500*time.Millisecond)
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+	out, err := f.h.Invoke(ctx, raw)
+	require.NoError(t, err)
+	assert.True(t, time.Now().Before(deadline), "answered before the invocation's deadline")
+	resp, ok := out.(*events.SQSEventResponse)
+	require.True(t, ok, "%T", out)
+	assert.Equal(t, []string{"sqs-d1:requested"}, failures(*resp), "only the stuck record is retried")
+	assert.NotNil(t, f.delivered("d2:requested"))
 }
 
 func TestSQSRecordFromAnUnservedQueueStays(t *testing.T) {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/aws/aws-lambda-go/events"
 
@@ -30,6 +31,11 @@ func (h *Handler) serveSQS(ctx context.Context, event json.RawMessage) (*events.
 	if err := json.Unmarshal(event, &e); err != nil {
 		return nil, fmt.Errorf("decode the SQS event: %w", err)
 	}
+	if deadline, ok := ctx.Deadline(); ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, deadline.Add(-sqsReturnMargin))
+		defer cancel()
+	}
 	failed := make([]bool, len(e.Records))
 	var wg sync.WaitGroup
 	for i := range e.Records {
@@ -44,6 +50,17 @@ func (h *Handler) serveSQS(ctx context.Context, event json.RawMessage) (*events.
 	}
 	return resp, nil
 }
+
+// sqsReturnMargin is the time an invocation keeps, before its deadline, to
+// answer: the records still running then are given up (their context ends)
+// and listed for retry. An invocation that fails (a timeout is one: it
+// returns no response) has every message of its batch made visible again,
+// those it processed too: a partial batch response counts only when the
+// function returns one ("Handling errors for an SQS event source in
+// Lambda", Implementing partial batch responses,
+// docs.aws.amazon.com/lambda/latest/dg/services-sqs-errorhandling.html), so
+// the webhooks and e-mails of the records that succeeded would be sent again.
+const sqsReturnMargin = 2 * time.Second
 
 // processRecord runs one record's step and reports whether Lambda may
 // delete the record.
@@ -65,7 +82,7 @@ func (h *Handler) processRecord(ctx context.Context, rec *events.SQSMessage) boo
 	msg := toRecord(rec).Delivered(queue)
 	if !msg.NotBefore.IsZero() && h.now().Before(msg.NotBefore) {
 		ctx = logctx.With(ctx, "messageId", msg.ID)
-		h.delay(ctx, queue, rec.ReceiptHandle, msg)
+		h.delay(ctx, msg)
 		return false
 	}
 	outcome, _ := functionapp.Process(ctx, fn.fn, h.pub, msg)
@@ -77,13 +94,13 @@ func (h *Handler) processRecord(ctx context.Context, rec *events.SQSMessage) boo
 // delay hides an early record until its NotBefore, so that SQS, not this
 // invocation, does the waiting. Without a Delayer, or if hiding fails, the
 // record returns after the queue's visibility timeout and is looked at again.
-func (h *Handler) delay(ctx context.Context, queue, receiptHandle string, msg *ports.Delivered) {
+func (h *Handler) delay(ctx context.Context, msg *ports.Delivered) {
 	d, ok := h.pub.(Delayer)
 	if !ok {
 		h.log.InfoContext(ctx, "message is not due yet; it returns after the visibility timeout", "notBefore", msg.NotBefore)
 		return
 	}
-	if err := d.Delay(ctx, queue, receiptHandle, msg.NotBefore); err != nil {
+	if err := d.Delay(ctx, msg); err != nil {
 		h.log.WarnContext(ctx, "message is not due yet and could not be hidden until it is", "notBefore", msg.NotBefore, "err", err)
 		return
 	}

@@ -41,6 +41,8 @@ import (
 //   - message attributes and DelaySeconds in SendMessageBatch (goaws drops
 //     them), by sending batch entries one by one;
 //   - a delete with a stale receipt handle, which SQS answers with success;
+//   - the 12-hour limit of a message's visibility, counted from the receive
+//     its receipt handle came from;
 //   - FIFO rules goaws does not check: a group id and a deduplication id
 //     are required and a per-message DelaySeconds is refused;
 //   - concurrency: goaws reads its queue map without a lock, so creating a
@@ -90,6 +92,7 @@ type frontMessage struct {
 	sent         time.Time
 	receives     int
 	firstReceive time.Time
+	lastReceive  time.Time // a visibility timeout runs at most 12 hours from it
 	group, dedup string
 }
 
@@ -753,6 +756,7 @@ func (f *sqsFront) tryReceive(ctx context.Context, q *frontQueue, n int, systemN
 			q.meta[gm.MessageID] = m
 		}
 		m.receives++
+		m.lastReceive = now
 		if m.firstReceive.IsZero() {
 			m.firstReceive = now
 		}
@@ -864,6 +868,15 @@ func (f *sqsFront) changeMessageVisibility(ctx context.Context, body []byte) (an
 	}
 	if in.VisibilityTimeout < 0 || in.VisibilityTimeout > 43200 {
 		return nil, invalidParameter("Value %d for parameter VisibilityTimeout is invalid. Reason: must be between 0 and 43200.", in.VisibilityTimeout)
+	}
+	// SQS counts the limit from the receive the handle came from: the time
+	// since then and the new timeout together may not pass 12 hours.
+	msgID, _, _ := strings.Cut(in.ReceiptHandle, "#")
+	q.lock.Lock()
+	m := q.meta[msgID]
+	q.lock.Unlock()
+	if m != nil && !m.lastReceive.IsZero() && time.Since(m.lastReceive)+time.Duration(in.VisibilityTimeout)*time.Second > 43200*time.Second {
+		return nil, invalidParameter("Value %d for parameter VisibilityTimeout is invalid. Reason: Total VisibilityTimeout for the message is beyond the limit [43200 seconds]", in.VisibilityTimeout)
 	}
 	if err := f.changeVisibility(ctx, q, in.ReceiptHandle, in.VisibilityTimeout); err != nil {
 		return nil, err
