@@ -378,7 +378,7 @@ func (s *sim) fly(ctx context.Context, f *flight) bool {
 		waitUntil = time.Time{}
 	}
 	totalKm := pathKm(pos, legs)
-	speed, rangeKm := performance(dr)
+	speed, fullRangeKm := performance(dr)
 	clock := s.clockFor(dr)
 	s.prog.eventf("%s: drone %s takes off, %.2f km to fly at %g m/s", id, dr.ID, totalKm, speed)
 
@@ -417,7 +417,7 @@ func (s *sim) fly(ctx context.Context, f *flight) bool {
 		if grounded {
 			alt = 0
 		}
-		err := s.report(ctx, dr, pos, alt, flownKm, rangeKm, ts)
+		err := s.report(ctx, dr, pos, alt, flownKm, fullRangeKm, ts)
 		if lastTS.IsZero() {
 			tookOff = ts
 		}
@@ -489,23 +489,27 @@ func refusedForGood(err error) bool {
 	return code >= 400 && code < 500 && code != http.StatusTooManyRequests
 }
 
-// performance is how fast dr flies and how far it goes on its battery,
-// with a fallback for a record that does not say.
-func performance(dr *domain.Drone) (speedMps, rangeKm float64) {
-	speedMps, rangeKm = dr.CruiseSpeedMps, dr.RangeKm
+// performance is how fast dr flies and how far a full charge takes it
+// (fullRangeKm), with a fallback for a record that does not say.
+func performance(dr *domain.Drone) (speedMps, fullRangeKm float64) {
+	speedMps, fullRangeKm = dr.CruiseSpeedMps, dr.FullRangeKm
 	if !(speedMps > 0) {
 		speedMps = fallbackSpeedMps
 	}
-	if !(rangeKm > 0) {
-		rangeKm = math.Inf(1)
+	if !(fullRangeKm > 0) {
+		fullRangeKm = math.Inf(1)
 	}
-	return speedMps, rangeKm
+	return speedMps, fullRangeKm
 }
 
 // report posts dr's telemetry at pos, altM up, dated ts, its battery
-// drained in proportion to the flownKm of its rangeKm.
-func (s *sim) report(ctx context.Context, dr *domain.Drone, pos geo.Point, altM, flownKm, rangeKm float64, ts time.Time) error {
-	battery := min(max(dr.BatteryPercent*(1-flownKm/rangeKm), 0), 100)
+// drained as the service's range model has it (docs/operating.md, Battery
+// and charging): a full charge's share per km, fullRangeKm flown taking
+// 100 %, so that a drone that flies the range it was given lands with the
+// reserve left. (A drain in proportion to the range left, as before, took
+// a drone at 20 % down twice as fast and landed it under the reserve.)
+func (s *sim) report(ctx context.Context, dr *domain.Drone, pos geo.Point, altM, flownKm, fullRangeKm float64, ts time.Time) error {
+	battery := min(max(dr.BatteryPercent-flownKm/fullRangeKm*100, 0), 100)
 	return s.api.PostTelemetry(ctx, dr.ID, apiclient.Report{
 		Location:       domain.Location{Latitude: pos.Lat, Longitude: pos.Lon, Altitude: &altM},
 		BatteryPercent: math.Round(battery*100) / 100,
@@ -535,7 +539,7 @@ func (s *sim) flyHome(ctx context.Context, f *flight) bool {
 	label := dr.ID + " (recalled)"
 	pos, home := point(dr.Location), point(dr.HomeBase)
 	totalKm := geo.DistanceKm(pos, home)
-	speed, rangeKm := performance(dr)
+	speed, fullRangeKm := performance(dr)
 	clock := s.clockFor(dr)
 	s.prog.eventf("%s: flies home, %.2f km at %g m/s", label, totalKm, speed)
 	var lastTS time.Time
@@ -554,7 +558,7 @@ func (s *sim) flyHome(ctx context.Context, f *flight) bool {
 		if landed || lastTS.IsZero() {
 			alt = 0
 		}
-		err := s.report(ctx, dr, pos, alt, flownKm, rangeKm, ts)
+		err := s.report(ctx, dr, pos, alt, flownKm, fullRangeKm, ts)
 		lastTS = ts
 		switch {
 		case err == nil:

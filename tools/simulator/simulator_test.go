@@ -81,7 +81,7 @@ func newFakeAPI(t *testing.T) (*fakeAPI, *httptest.Server) {
 func (f *fakeAPI) assign(droneID, deliveryID string, from, pickup, dropoff geo.Point) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.drones[droneID] = &domain.Drone{ID: droneID, Location: loc(from), RangeKm: 20, CruiseSpeedMps: 15,
+	f.drones[droneID] = &domain.Drone{ID: droneID, Location: loc(from), RangeKm: 16, FullRangeKm: 20, CruiseSpeedMps: 15,
 		BatteryPercent: 90, Status: "Assigned", CurrentDeliveryID: deliveryID}
 	f.deliveries[deliveryID] = &apiclient.Delivery{ID: deliveryID, Stage: "Scheduled", DroneID: droneID,
 		PickupLocation: loc(pickup), DropoffLocation: loc(dropoff)}
@@ -290,7 +290,9 @@ func TestFliesAnAssignedDroneToCompletion(t *testing.T) {
 	routeKm := geo.DistanceKm(base, pickup) + geo.DistanceKm(pickup, dropoff)
 	// Each of the two legs may end with a hop stretched by landingKm.
 	assert.GreaterOrEqual(t, simSpan, time.Duration((routeKm-2*landingKm)*1000/15*float64(time.Second)), "flew %.2f km faster than 15 m/s", routeKm)
-	assert.InDelta(t, 90*(1-routeKm/20), reps[len(reps)-1].BatteryPercent, 0.05, "battery at the end (%.2f km of a 20 km range from 90%%)", routeKm)
+	// The service's range model: 100 % per full range (20 km) flown, so a
+	// drone that flies its 16 km range from 90 % lands at the 10 % reserve.
+	assert.InDelta(t, 90-routeKm/20*100, reps[len(reps)-1].BatteryPercent, 0.05, "battery at the end (%.2f km of a 20 km full range from 90%%)", routeKm)
 	assert.Equal(t, map[string]bool{"Bearer op-key": true}, api.auth, "Authorization headers")
 	text := out.String()
 	t.Logf("progress:\n%s", text)
