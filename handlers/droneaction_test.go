@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -189,4 +190,55 @@ func TestRecallAtHomeHandsDeliveryOn(t *testing.T) {
 		assert.NotEqual(t, domain.EventOperator, ev.Kind, "e was not handed on")
 	}
 	assert.Equal(t, "e", f.drone(t, "home").CurrentDeliveryID)
+}
+
+// A grounded drone is put back in service where it is, with the battery it
+// last reported, and the delivery waiting for a drone gets it; an idle
+// drone left low is put on charge where it is. A put of the whole drone,
+// which the README gave for this, set a full battery and moved it home.
+func TestResumeAndChargeKeepTheDroneAsItIs(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	f.putDrone(t, domain.Drone{ID: "d1", Location: at(0, 0), HomeBase: at(-0.05, 0)})
+	out := at(0.01, 0)
+	f.report(t, "d1", out, 40, t0.Add(time.Minute))
+	resp := f.action(t, "DroneAction", "d1", map[string]any{"action": "ground", "reason": "rotor inspection"})
+	require.Equal(t, http.StatusAccepted, resp.Status, string(resp.Body))
+	require.Equal(t, http.StatusAccepted, f.ingest(t, requestBody("waits", at(0.012, 0), at(0.02, 0), "Small", 1)).Status)
+	f.drain(t)
+	require.Empty(t, f.delivery(t, "waits").DroneID, "no drone in service")
+
+	resp = f.action(t, "DroneAction", "d1", map[string]any{"action": "resume", "reason": "inspection done"})
+	require.Equal(t, http.StatusAccepted, resp.Status, string(resp.Body))
+	dr := f.drone(t, "d1")
+	assert.Equal(t, domain.DroneAvailable, dr.Status)
+	assert.False(t, dr.Grounded)
+	assert.Equal(t, 40.0, dr.BatteryPercent, "the battery it reported")
+	assert.Equal(t, out, dr.Location, "where it is, not its home base")
+	f.drain(t)
+	assert.Equal(t, "d1", f.delivery(t, "waits").DroneID, "woken for the drone back in service")
+
+	resp = f.action(t, "DroneAction", "d1", map[string]any{"action": "charge", "reason": "top up"})
+	assert.Equal(t, http.StatusConflict, resp.Status, "it serves a delivery: %s", resp.Body)
+	resp = f.action(t, "DroneAction", "d1", map[string]any{"action": "resume", "reason": "again"})
+	assert.Equal(t, http.StatusAccepted, resp.Status, "in service already: no change")
+	assert.Equal(t, "waits", f.drone(t, "d1").CurrentDeliveryID)
+
+	f.putDrone(t, domain.Drone{ID: "d2", Location: at(0, 0.01)})
+	f.report(t, "d2", at(0, 0.02), 30, t0.Add(2*time.Minute))
+	resp = f.action(t, "DroneAction", "d2", map[string]any{"action": "charge", "reason": "long trips ahead"})
+	require.Equal(t, http.StatusAccepted, resp.Status, string(resp.Body))
+	dr = f.drone(t, "d2")
+	assert.Equal(t, domain.DroneCharging, dr.Status)
+	require.NotNil(t, dr.ChargeDueAt)
+	assert.Equal(t, 30.0, dr.BatteryPercent)
+	assert.Equal(t, at(0, 0.02), dr.Location)
+	due := *dr.ChargeDueAt
+	resp = f.action(t, "DroneAction", "d2", map[string]any{"action": "charge", "reason": "again"})
+	assert.Equal(t, http.StatusAccepted, resp.Status)
+	assert.Equal(t, due, *f.drone(t, "d2").ChargeDueAt, "charging already: unchanged")
+
+	resp = f.action(t, "DroneAction", "d2", map[string]any{"action": "refuel", "reason": "x"})
+	assert.Equal(t, http.StatusBadRequest, resp.Status)
+	assert.Contains(t, string(resp.Body), "ground, recall, resume or charge")
 }

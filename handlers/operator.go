@@ -24,9 +24,11 @@ const operatorName = "operator"
 // a drone, even one serving a delivery. That delivery is taken off it
 // first and handed on through the queue (domain.Delivery.HandOver:
 // dispatched again to another drone, the customer told, the action in its
-// history), then the drone is grounded or recalled. Each write is a no-op
-// once made, so the same action twice, or a retry after a failure, changes
-// nothing more. The body is {action: ground|recall, reason, actionId?}.
+// history), then the drone is grounded or recalled. Resume puts a grounded
+// drone back in service and charge puts an idle one on charge, each where
+// it is, with its battery as reported. Each write is a no-op once made, so
+// the same action twice, or a retry after a failure, changes nothing more.
+// The body is {action: ground|recall|resume|charge, reason, actionId?}.
 func (h *Handlers) DroneAction(ctx context.Context, req *functionapp.Request) *functionapp.Response {
 	id := req.Params["id"]
 	if err := domain.ValidID("id", id); err != nil {
@@ -46,15 +48,19 @@ func (h *Handlers) DroneAction(ctx context.Context, req *functionapp.Request) *f
 		// Grounding or recalling it would put it back in the fleet.
 		return h.errorResponse(ctx, domain.Errorf(domain.ECONFLICT, "drone %s is retired; put it back first (PUT /api/drones/%s with a status)", id, id))
 	}
-	if cur.CurrentDeliveryID != "" {
+	deliveryID, gen := cur.CurrentDeliveryID, cur.CurrentGeneration
+	if !action.TakesTheDrone() {
+		deliveryID, gen = "", 0 // it hands on nothing: a drone serving one is refused
+	}
+	if deliveryID != "" {
 		// Two writes follow (the delivery's, then the drone's): the queued
 		// message repeats both, so a call that stops between them is
 		// finished all the same.
-		if err := h.bus.Publish(ctx, droneActionMessage(id, action, a, cur.CurrentDeliveryID, cur.CurrentGeneration)); err != nil {
+		if err := h.bus.Publish(ctx, droneActionMessage(id, action, a, deliveryID, gen)); err != nil {
 			return h.errorResponse(ctx, domain.Unavailable(err, "the action could not be queued; send it again"))
 		}
 	}
-	dr, err := h.applyDroneAction(ctx, id, action, a, cur.CurrentDeliveryID, cur.CurrentGeneration)
+	dr, err := h.applyDroneAction(ctx, id, action, a, deliveryID, gen)
 	if err != nil {
 		return h.errorResponse(ctx, err)
 	}
@@ -80,15 +86,35 @@ func (h *Handlers) applyDroneAction(ctx context.Context, id string, action domai
 	var heldGen int
 	dr, err := h.store.Fleet.Update(ctx, id, func(dr *domain.Drone) error {
 		var err error
-		if action == domain.ActionGround {
+		switch action {
+		case domain.ActionGround:
 			held, heldGen, err = dr.Ground(a.Reason, now)
-		} else {
+		case domain.ActionRecall:
 			held, heldGen, err = dr.Recall(a.Reason, deliveryID, h.cfg.Tracking, now)
+		case domain.ActionResume:
+			err = dr.Resume(a.Reason, h.cfg.Tracking, now)
+		case domain.ActionCharge:
+			err = dr.Charge(a.Reason, h.cfg.Tracking, now)
+		default:
+			err = domain.Invalid("action", "%q is not a drone action", action)
 		}
 		return err
 	})
 	if err != nil {
 		return nil, err
+	}
+	if action == domain.ActionResume {
+		// Back in service: the waiting delivery it lets dispatch serve
+		// first need not wait for its next retry.
+		wakes, err := h.wakeForFreed(ctx, dr, now)
+		if err != nil {
+			return nil, err
+		}
+		if len(wakes) > 0 {
+			if err := h.bus.Publish(ctx, wakes...); err != nil {
+				return nil, domain.Unavailable(err, "the drone is back in service but dispatch could not be woken; send the action again")
+			}
+		}
 	}
 	// A drone recalled at its home base lands at once, and on charge when
 	// low. The check is sent whether this call or an earlier one put it

@@ -21,7 +21,16 @@ const (
 	// (or Charging) again once a report places it there, or at once when
 	// it is there already.
 	ActionRecall DroneAction = "recall"
+	// ActionResume puts a grounded drone back in service where it is, with
+	// the battery it last reported (Resume).
+	ActionResume DroneAction = "resume"
+	// ActionCharge puts an idle drone on charge where it is (Charge).
+	ActionCharge DroneAction = "charge"
 )
+
+// TakesTheDrone reports whether the action takes the drone off the
+// delivery it serves (ground, recall), which is then handed on.
+func (a DroneAction) TakesTheDrone() bool { return a == ActionGround || a == ActionRecall }
 
 // DeliveryAction is what the operator does to a delivery.
 type DeliveryAction string
@@ -71,6 +80,49 @@ func (dr *Drone) Ground(reason string, now time.Time) (deliveryID string, gen in
 	deliveryID, gen = dr.release(DroneMaintenance, false, reason, now)
 	dr.Grounded = true
 	return deliveryID, gen, nil
+}
+
+// Resume puts a grounded drone back in service where it is, keeping the
+// battery and the position its reports gave it (a put of the whole drone
+// would set what it leaves out: a full battery, the home base): Available,
+// or Charging below LowBatteryPercent. A grounded drone flying home on a
+// recall lands in service there. A drone not grounded is unchanged.
+func (dr *Drone) Resume(reason string, cfg TrackingConfig, now time.Time) error {
+	if !dr.Grounded && dr.Status != DroneMaintenance {
+		return ErrNoChange
+	}
+	dr.Grounded = false
+	dr.StatusReason, dr.UpdatedAt = reason, now
+	if dr.Recalled {
+		return nil // it lands Available at home (arriveHome)
+	}
+	dr.Status, dr.ChargeDueAt = DroneAvailable, nil
+	if dr.BatteryPercent < cfg.WithDefaults().LowBatteryPercent {
+		dr.StartCharging(cfg, now)
+	}
+	return nil
+}
+
+// Charge puts an idle Available drone on charge where it is, until its
+// battery reaches ChargedPercent (StartCharging): the end of a delivery
+// charges only a drone under LowBatteryPercent, so one left at 30 % may
+// lack the range for a long trip, or for its way home, until the operator
+// charges it. A drone charging already, or charged, is unchanged; one that
+// serves a delivery, is grounded, retired or flying is not put on charge
+// (ECONFLICT).
+func (dr *Drone) Charge(reason string, cfg TrackingConfig, now time.Time) error {
+	cfg = cfg.WithDefaults()
+	switch {
+	case dr.Status == DroneCharging:
+		return ErrNoChange
+	case dr.Status != DroneAvailable || dr.CurrentDeliveryID != "" || dr.Recalled:
+		return Errorf(ECONFLICT, "drone %s is %s; only an idle Available drone is put on charge", dr.ID, dr.Status)
+	case dr.BatteryPercent >= cfg.ChargedPercent:
+		return ErrNoChange
+	}
+	dr.StatusReason = reason
+	dr.StartCharging(cfg, now)
+	return nil
 }
 
 // Recall sends the drone home even when it serves a delivery, which it
@@ -261,6 +313,8 @@ func pastTense(action string) string {
 		return "grounded"
 	case string(ActionRecall):
 		return "recalled"
+	case string(ActionResume), string(ActionCharge):
+		return action + "d"
 	}
 	return action + "ed"
 }

@@ -320,10 +320,15 @@ func (d *Delivery) follow(drone *Drone, t time.Time, loc Location, newest bool, 
 	eta := FlightETA(t, loc, drone.CruiseSpeedMps, &d.Request, d.PickedUpAt != nil)
 	if d.PickedUpAt != nil && DistanceKm(loc, d.Request.PickupLocation) <= cfg.ArrivalRadiusKm {
 		// Still at the pickup: the landing, the loading and the climb that
-		// an estimate from the air leaves out are ahead, or the climb at
-		// least.
-		leaves := latest(d.PickedUpAt.Add(LandingDuration+PickupHandling+TakeoffDuration), t.Add(TakeoffDuration))
-		eta.Delivery = ceilSecond(eta.Delivery.Add(leaves.Sub(t)))
+		// an estimate from the air leaves out are ahead, or, on the pad
+		// past them (no altitude reported, or none), the climb at least.
+		leaves := d.PickedUpAt.Add(LandingDuration + PickupHandling + TakeoffDuration)
+		if loc.Altitude == nil || *loc.Altitude < 1 {
+			leaves = latest(leaves, t.Add(TakeoffDuration))
+		}
+		if leaves.After(t) {
+			eta.Delivery = ceilSecond(eta.Delivery.Add(leaves.Sub(t)))
+		}
 	}
 	if d.PickedUpAt == nil {
 		d.PickupETA = &eta.Pickup

@@ -1,6 +1,7 @@
 package wire
 
 import (
+	"slices"
 	"strings"
 	"unicode/utf8"
 
@@ -31,9 +32,9 @@ func Reason(field string, s *string) (string, error) {
 }
 
 // decodeAction decodes an action's body and checks the action, which must
-// be first or second of the actions named, before the reason, so that a
-// wrong action is named as such whatever else is missing.
-func decodeAction(body []byte, first, second string) (*actionWire, string, string, error) {
+// be one of the actions named, before the reason, so that a wrong action
+// is named as such whatever else is missing.
+func decodeAction(body []byte, actions ...string) (*actionWire, string, string, error) {
 	var w actionWire
 	if err := DecodeStrict(body, &w); err != nil {
 		return nil, "", "", err
@@ -41,8 +42,8 @@ func decodeAction(body []byte, first, second string) (*actionWire, string, strin
 	if w.Action == nil {
 		return nil, "", "", domain.Invalid("action", "is required")
 	}
-	if *w.Action != first && *w.Action != second {
-		return nil, "", "", domain.Invalid("action", "must be %s or %s", first, second)
+	if !slices.Contains(actions, *w.Action) {
+		return nil, "", "", domain.Invalid("action", "must be %s or %s", strings.Join(actions[:len(actions)-1], ", "), actions[len(actions)-1])
 	}
 	reason, err := Reason("reason", w.Reason)
 	if err != nil {
@@ -59,9 +60,10 @@ func decodeAction(body []byte, first, second string) (*actionWire, string, strin
 }
 
 // ParseDroneAction decodes POST /api/drones/{id}/actions:
-// {action: ground|recall, reason, actionId?}.
+// {action: ground|recall|resume|charge, reason, actionId?}.
 func ParseDroneAction(body []byte) (domain.DroneAction, domain.OperatorAction, error) {
-	w, reason, id, err := decodeAction(body, string(domain.ActionGround), string(domain.ActionRecall))
+	w, reason, id, err := decodeAction(body, string(domain.ActionGround), string(domain.ActionRecall),
+		string(domain.ActionResume), string(domain.ActionCharge))
 	if err != nil {
 		return "", domain.OperatorAction{}, err
 	}
