@@ -327,3 +327,27 @@ func TestListingDeadLettersChangesNothing(t *testing.T) {
 		assert.Equal(t, first[0]["deliveryCount"], again[0]["deliveryCount"])
 	}
 }
+
+// A pause refuses a request whose pickup falls while it is in force, and
+// takes one booked for after it ends (as a no-fly zone judges a pickup by
+// its time); one without an end refuses every pickup it covers.
+func TestAPauseJudgesAPickupByItsTime(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, domain.Drone{ID: "d1", Location: at(0, 0)})
+	until := t0.Add(90 * time.Second)
+	require.Equal(t, http.StatusCreated, f.putPause(t, "gusts", map[string]any{"reason": "gusts", "until": until.Format(time.RFC3339)}).Status)
+	request := func(id string, pickup time.Time) []byte {
+		return mustJSON(map[string]any{"deliveryId": id, "pickupLocation": at(0.01, 0), "dropOffLocation": at(0.02, 0),
+			"pickupTime": pickup.Format(time.RFC3339), "packageInfo": map[string]any{"size": "Small", "weight": 1}})
+	}
+	resp := f.ingest(t, request("during", t0.Add(time.Minute)))
+	assert.Equal(t, http.StatusServiceUnavailable, resp.Status, "its pickup falls in the pause: %s", resp.Body)
+	resp = f.ingest(t, request("after", t0.Add(6*time.Minute)))
+	require.Equal(t, http.StatusAccepted, resp.Status, "its pickup comes after the pause ends: %s", resp.Body)
+	f.drain(t)
+	assert.Equal(t, domain.StageScheduled, f.delivery(t, "after").Stage, "booked")
+
+	require.Equal(t, http.StatusCreated, f.putPause(t, "closed", map[string]any{"reason": "airspace closed"}).Status)
+	resp = f.ingest(t, request("later", t0.Add(time.Hour)))
+	assert.Equal(t, http.StatusServiceUnavailable, resp.Status, "a pause without an end covers every pickup: %s", resp.Body)
+}

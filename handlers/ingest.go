@@ -71,7 +71,7 @@ func (h *Handlers) IngestDelivery(ctx context.Context, req *functionapp.Request)
 		UpdatedAt:     now,
 	}
 	d.Request.Defaults(now, id, h.cfg.Feasibility.MaxHorizon)
-	hold, err := h.pausedAt(ctx, d.Request.PickupLocation, now)
+	hold, err := h.pickupPaused(ctx, &d.Request, now)
 	if err != nil {
 		err = domain.Unavailable(err, "the service pauses could not be read; retry")
 	}

@@ -108,13 +108,32 @@ func (h *Handlers) forgetPauses() {
 // pausedAt returns the hold of a pause in force at now that covers loc,
 // or nil.
 func (h *Handlers) pausedAt(ctx context.Context, loc domain.Location, now time.Time) (*domain.Hold, error) {
+	return h.pausedUntil(ctx, loc, now, now)
+}
+
+// pickupPaused returns the hold of a pause in force now that covers the
+// request's pickup and is still in force at its pickup time: a pickup
+// booked for after every pause there has ended is taken (and held at its
+// dispatch time if a pause still is), as the no-fly zones judge a pickup
+// by its time.
+func (h *Handlers) pickupPaused(ctx context.Context, r *domain.DeliveryRequest, now time.Time) (*domain.Hold, error) {
+	at := now
+	if r.PickupTime.After(now) {
+		at = r.PickupTime
+	}
+	return h.pausedUntil(ctx, r.PickupLocation, now, at)
+}
+
+// pausedUntil returns the hold of a pause read at now that covers loc and
+// is in force at at, or nil.
+func (h *Handlers) pausedUntil(ctx context.Context, loc domain.Location, now, at time.Time) (*domain.Hold, error) {
 	ps, err := h.currentPauses(ctx, now)
 	if err != nil {
 		return nil, err
 	}
 	for _, cp := range ps {
 		p := cp.pause
-		if !p.ActiveAt(now) || cp.gone {
+		if !p.ActiveAt(at) || cp.gone {
 			continue
 		}
 		if cp.area != nil && cp.area.Admit("pickupLocation", loc, now) != nil {

@@ -64,7 +64,7 @@ func (h *Handlers) QuoteDelivery(ctx context.Context, req *functionapp.Request) 
 	r := p.Request
 	r.Defaults(now, "quote", h.cfg.Feasibility.MaxHorizon)
 	out := quoteView{Feasible: true, Reasons: []quoteReason{}}
-	if hold, err := h.pausedAt(ctx, r.PickupLocation, now); err != nil {
+	if hold, err := h.pickupPaused(ctx, &r, now); err != nil {
 		return h.errorResponse(ctx, domain.Unavailable(err, "the service pauses could not be read; retry"))
 	} else if hold != nil {
 		// What a request now would meet (ingest's 503), with no drone
