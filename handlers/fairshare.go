@@ -324,7 +324,7 @@ func (h *Handlers) tooManyActive(ctx context.Context, owner string) (*functionap
 		}
 		if n += len(page.Deliveries); n >= limit {
 			resp := functionapp.Problem(http.StatusTooManyRequests, "",
-				fmt.Sprintf("the account has %d deliveries that have not ended, its limit; retry once some have", limit))
+				fmt.Sprintf("the account is at its limit of %d deliveries that have not ended; retry once some have", limit))
 			resp.Header.Set("Retry-After", "60")
 			return resp, nil
 		}

@@ -106,7 +106,7 @@ func (h *Handlers) SendNotification(ctx context.Context, msg *ports.Delivered) (
 			return nil, nil
 		}
 		h.refusedHooks.put(key, &struct{}{}, now, h.refusedHooks.stamp())
-		return nil, &domain.Permanent{Err: fmt.Errorf("webhook for %s not sent: %w", n.ID, werr)}
+		return nil, &domain.Permanent{Err: fmt.Errorf("webhook for %s not sent: %w", n.ID, werr), Elsewhere: true}
 	}
 	var held *ports.WebhookHeld
 	if errors.As(werr, &held) && held.Busy {
@@ -122,7 +122,7 @@ func (h *Handlers) SendNotification(ctx context.Context, msg *ports.Delivered) (
 	}
 	attempt := env.Attempt + 1
 	if attempt >= h.cfg.WebhookAttempts {
-		return nil, &domain.Permanent{Err: fmt.Errorf("webhook for %s failed %d times, last: %w", n.ID, attempt, werr)}
+		return nil, &domain.Permanent{Err: fmt.Errorf("webhook for %s failed %d times, last: %w", n.ID, attempt, werr), Elsewhere: true}
 	}
 	delay := h.backoff(attempt - 1)
 	if held != nil {

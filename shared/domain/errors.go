@@ -117,13 +117,26 @@ func IsCode(err error, code string) bool { return ErrorCode(err) == code }
 
 // Permanent marks a queue message that can never succeed: the runtime
 // acknowledges (or dead-letters) it instead of retrying.
-type Permanent struct{ Err error }
+type Permanent struct {
+	Err error
+	// Elsewhere says the failure is another party's, not the service's (a
+	// business's webhook that keeps failing): it is logged as a warning,
+	// so that an alert on errors pages nobody for it.
+	Elsewhere bool
+}
 
 // Error implements the error interface.
 func (p *Permanent) Error() string { return "permanent: " + p.Err.Error() }
 
 // Unwrap exposes the cause.
 func (p *Permanent) Unwrap() error { return p.Err }
+
+// IsElsewhere reports whether err is a permanent failure that is another
+// party's (Permanent.Elsewhere).
+func IsElsewhere(err error) bool {
+	var p *Permanent
+	return errors.As(err, &p) && p.Elsewhere
+}
 
 // IsPermanent reports whether err must not be retried.
 func IsPermanent(err error) bool {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -125,5 +126,27 @@ func TestCarryVersionsTrustsFirstDeliveriesOfTrustingSteps(t *testing.T) {
 		require.Len(t, out, 1)
 		assert.Equal(t, c.seen, string(out[0].Body), "%s, delivery %d: version given", c.name, c.count)
 		assert.JSONEq(t, c.forwarded, out[0].Versions, "%s, delivery %d: versions sent on", c.name, c.count)
+	}
+}
+
+// A permanent failure is an error in the log, unless it is another party's
+// (a business's webhook that keeps failing), which is a warning: an alert
+// on errors must not page anyone for a customer's endpoint.
+func TestClassifyLogsAnotherPartysFailureAsAWarning(t *testing.T) {
+	var buf strings.Builder
+	log := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	for _, c := range []struct {
+		err   error
+		level string
+	}{
+		{&domain.Permanent{Err: errors.New("no such delivery")}, "level=ERROR"},
+		{&domain.Permanent{Err: errors.New("webhook failed 8 times"), Elsewhere: true}, "level=WARN"},
+		{errors.New("the store is busy"), "level=WARN"},
+	} {
+		buf.Reset()
+		f := functionapp.Classify(log)("Step", func(context.Context, *ports.Delivered) ([]ports.Message, error) { return nil, c.err })
+		_, err := call(t, f)
+		require.Equal(t, c.err, err)
+		assert.Contains(t, buf.String(), c.level, "%v", c.err)
 	}
 }
