@@ -294,6 +294,12 @@ func (d *Delivery) follow(drone *Drone, t time.Time, loc Location, newest bool, 
 		d.setStageAt(StageHeadedToPickup, d.eventTime(first.At), "", &Location{Latitude: first.Latitude, Longitude: first.Longitude})
 	}
 	d.findPickup(cfg)
+	if newest {
+		// The ETAs from the newest report, before the notices, which
+		// carry them: the picked-up notice tells the delivery time as the
+		// report that made it has it.
+		d.estimate(drone, t, loc, cfg)
+	}
 	if d.PickedUpAt != nil && d.Stage == StageHeadedToPickup {
 		pt := *d.PickedUpAt
 		d.setStageAt(StageHeadedToDropoff, d.eventTime(pt), "package picked up", d.trailAt(pt))
@@ -313,10 +319,22 @@ func (d *Delivery) follow(drone *Drone, t time.Time, loc Location, newest bool, 
 			return out
 		}
 	}
-	if !newest {
+	if !newest || d.NotifiedDeliveryETA == nil {
 		return out // an old report says nothing about where the drone is now
 	}
+	moved := d.DeliveryETA.Sub(*d.NotifiedDeliveryETA)
+	if moved < 0 {
+		moved = -moved
+	}
+	if moved > cfg.ETAChangeThreshold {
+		out = append(out, d.Notify(NotifyETAChanged, "Your delivery's estimated time changed to "+d.DeliveryETA.Format(time.RFC3339)+".", noticeAt))
+	}
+	return out
+}
 
+// estimate sets the ETAs from where the newest report, at t, put the drone
+// (FlightETA): the pickup's until the pickup, the delivery's always.
+func (d *Delivery) estimate(drone *Drone, t time.Time, loc Location, cfg TrackingConfig) {
 	eta := FlightETA(t, loc, drone.CruiseSpeedMps, &d.Request, d.PickedUpAt != nil)
 	if d.PickedUpAt != nil && DistanceKm(loc, d.Request.PickupLocation) <= cfg.ArrivalRadiusKm {
 		// Still at the pickup: the landing, the loading and the climb that
@@ -334,16 +352,6 @@ func (d *Delivery) follow(drone *Drone, t time.Time, loc Location, newest bool, 
 		d.PickupETA = &eta.Pickup
 	}
 	d.DeliveryETA = &eta.Delivery
-	if d.NotifiedDeliveryETA != nil {
-		moved := eta.Delivery.Sub(*d.NotifiedDeliveryETA)
-		if moved < 0 {
-			moved = -moved
-		}
-		if moved > cfg.ETAChangeThreshold {
-			out = append(out, d.Notify(NotifyETAChanged, "Your delivery's estimated time changed to "+eta.Delivery.Format(time.RFC3339)+".", noticeAt))
-		}
-	}
-	return out
 }
 
 // insertTrail files p in the trail by time and keeps TraveledKm the length

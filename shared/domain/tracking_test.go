@@ -240,6 +240,10 @@ func TestTheETAFromThePickupPadCountsTheHandlingAhead(t *testing.T) {
 	arrived := start.Add(2 * time.Minute)
 	atPad := report(pickup, arrived)
 	require.NotNil(t, d.PickedUpAt)
+	picked := d.Notifications[len(d.Notifications)-1]
+	require.Equal(t, domain.NotifyPickedUp, picked.Kind)
+	require.NotNil(t, picked.DeliveryETA)
+	assert.Equal(t, atPad, *picked.DeliveryETA, "the picked-up notice tells the time the report that made it gave")
 	leg := domain.FlightETA(arrived, pickup, 10, &d.Request, true).Delivery.Sub(arrived)
 	assert.WithinDuration(t, arrived.Add(2*time.Minute+leg), atPad, time.Second, "landing, loading and climb ahead")
 	for _, after := range []time.Duration{30 * time.Second, 60 * time.Second, 90 * time.Second} {
