@@ -287,6 +287,8 @@ func TestGracefulShutdownUnderLoad(t *testing.T) {
 	close(stop)
 	wg.Wait()
 	assert.Equal(t, 0, p.cmd.ProcessState.ExitCode(), "a clean exit: drained within its drain timeout")
+	assert.Equal(t, 1, logLines(p, `"shutting down`), "the log says it is shutting down\n%s", p.logs.String())
+	assert.Equal(t, 1, logLines(p, `"stopped"`, "drainedIn"), "and when it has stopped")
 	for status := range l.statuses {
 		assert.Less(t, status, 500, "an answer of %d during shutdown", status)
 	}

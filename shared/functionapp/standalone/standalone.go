@@ -264,6 +264,8 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 	case <-ctx.Done():
 	case err = <-httpErr:
 	}
+	started := time.Now()
+	s.log.Info("shutting down: no new requests or messages; those under way finish", "drainTimeout", s.opts.DrainTimeout.String())
 	drain, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.opts.DrainTimeout)
 	defer cancel()
 	// Streams last as long as their deliveries: they are ended, and their
@@ -276,6 +278,7 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 	if errors.Is(err, http.ErrServerClosed) {
 		err = nil
 	}
+	s.log.Info("stopped", "drainedIn", time.Since(started).Round(time.Millisecond).String())
 	return err
 }
 
