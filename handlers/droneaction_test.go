@@ -14,6 +14,7 @@ import (
 
 	"github.com/fabrikam/dronedelivery/handlers"
 	"github.com/fabrikam/dronedelivery/shared/domain"
+	"github.com/fabrikam/dronedelivery/shared/functionapp"
 	"github.com/fabrikam/dronedelivery/shared/ports"
 	"github.com/fabrikam/dronedelivery/shared/topology"
 	"github.com/fabrikam/dronedelivery/shared/wire"
@@ -241,4 +242,29 @@ func TestResumeAndChargeKeepTheDroneAsItIs(t *testing.T) {
 	resp = f.action(t, "DroneAction", "d2", map[string]any{"action": "refuel", "reason": "x"})
 	assert.Equal(t, http.StatusBadRequest, resp.Status)
 	assert.Contains(t, string(resp.Body), "ground, recall, resume or charge")
+}
+
+// A delivery that waits while free drones nearby could fly it charged says
+// so in the operator's listing, so that the operator knows to charge one
+// rather than wait; once one is charged it is dispatched.
+func TestAWaitForChargeSaysSo(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	f.putDrone(t, domain.Drone{ID: "low", Location: at(0, 0), RangeKm: 18})
+	f.report(t, "low", at(0, 0), 25, t0.Add(time.Minute)) // 15 % of a 20 km full range: 3 km now
+	require.Equal(t, http.StatusAccepted, f.ingest(t, requestBody("far", at(0.01, 0), at(0.05, 0), "Small", 1)).Status)
+	f.drain(t)
+	f.clock.Advance(time.Minute) // past the moments of a fresh dispatch
+	resp := f.fleet("ListWaitingDeliveries", &functionapp.Request{Method: http.MethodGet})
+	require.Equal(t, http.StatusOK, resp.Status, string(resp.Body))
+	var page struct {
+		Items []struct {
+			WaitKind   domain.WaitKind `json:"waitKind"`
+			WaitReason string          `json:"waitReason"`
+		} `json:"items"`
+	}
+	require.NoError(t, json.Unmarshal(resp.Body, &page))
+	require.Len(t, page.Items, 1)
+	assert.Equal(t, domain.WaitNoDrone, page.Items[0].WaitKind)
+	assert.Equal(t, "no drone available: 1 free drone(s) nearby could fly it charged, none with the charge now", page.Items[0].WaitReason)
 }

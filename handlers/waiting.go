@@ -2,6 +2,7 @@ package handlers
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"net/http"
 	"time"
@@ -118,6 +119,14 @@ func (h *Handlers) waitReason(ctx context.Context, d *domain.Delivery, now time.
 			return domain.WaitNoRoute, "no route: " + why, nil
 		}
 	}
+	if kind == domain.WaitNoDrone {
+		if n := h.shortOfCharge(ctx, &d.Request); n > 0 {
+			// Free drones are there, too low to fly it: the operator may
+			// charge one (the end of a delivery charges one only under
+			// BATTERY_LOW_PERCENT).
+			why = fmt.Sprintf("%s: %d free drone(s) nearby could fly it charged, none with the charge now", domain.NoDroneReason, n)
+		}
+	}
 	if kind != domain.WaitNoDrone || h.cfg.MaxAccountShare <= 0 {
 		return kind, why, nil
 	}
@@ -142,6 +151,27 @@ func (h *Handlers) waitReason(ctx context.Context, d *domain.Delivery, now time.
 		return domain.WaitShare, "account at its share", nil
 	}
 	return kind, why, nil
+}
+
+// chargeCandidates bounds the free drones near a waiting delivery that
+// shortOfCharge looks at.
+const chargeCandidates = 20
+
+// shortOfCharge counts the free drones within the dispatch radius of req's
+// pickup (of the nearest chargeCandidates) that could fly it on a full
+// charge but not on the battery they have (domain.ShortOfCharge).
+func (h *Handlers) shortOfCharge(ctx context.Context, req *domain.DeliveryRequest) int {
+	n, seen := 0, 0
+	for dr, km := range h.store.Fleet.NearestAvailable(ctx, req.PickupLocation) {
+		if km > h.cfg.DispatchRadiusKm || seen == chargeCandidates {
+			break
+		}
+		seen++
+		if domain.ShortOfCharge(dr, req) {
+			n++
+		}
+	}
+	return n
 }
 
 // pageLookups is what the reasons of one page of waiting deliveries read

@@ -36,6 +36,17 @@ func Unfit(d *Drone, req *DeliveryRequest) string {
 	return ""
 }
 
+// ShortOfCharge reports whether the drone could serve req on a full charge
+// but not on the battery it has: it carries the package, and the mission
+// is within its full range but beyond its range now.
+func ShortOfCharge(d *Drone, req *DeliveryRequest) bool {
+	if unfitCraft(d, req) != "" {
+		return false
+	}
+	need := MissionKm(d, req)
+	return need > d.RangeKm && need <= d.FullRangeKm
+}
+
 // LegDuration is the time to fly distanceKm at speedMps, including the climb
 // and descent. It cannot overflow: the speed counts as at least
 // MinCruiseSpeedMps and the distance as at most half the Earth's
