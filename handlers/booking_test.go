@@ -29,18 +29,25 @@ func (f *fixture) releaseDelayed(t *testing.T, q string) []ports.Message {
 	return msgs
 }
 
-// A pickup an hour ahead is booked: Scheduled with the planned times, no
-// drone held; at its dispatch time a drone is claimed and flies, and its
-// report at the pickup counts only from pickupTime − the tolerance on.
-func TestBookedPickupHoldsNoDroneUntilItsDispatchTime(t *testing.T) {
-	t.Parallel()
+// bookedLater is a fleet of one drone, d1, and a delivery, "later", whose
+// pickup an hour ahead is booked (the chain run), with that pickup time.
+func bookedLater(t *testing.T) (*fixture, time.Time) {
+	t.Helper()
 	f := newFixture(t, domain.Drone{ID: "d1", Location: at(0, 0), CruiseSpeedMps: 10})
 	pickupAt := t0.Add(time.Hour)
 	body, _ := json.Marshal(map[string]any{"deliveryId": "later", "pickupLocation": at(0.01, 0), "dropOffLocation": at(0.02, 0),
 		"pickupTime": pickupAt.Format(time.RFC3339), "packageInfo": map[string]any{"size": "Small", "weight": 1}})
 	require.Equal(t, http.StatusAccepted, f.ingest(t, body).Status)
 	f.drain(t)
+	return f, pickupAt
+}
 
+// A pickup an hour ahead is booked: Scheduled with the planned times, no
+// drone held; at its dispatch time a drone is claimed and flies, and its
+// report at the pickup counts only from pickupTime − the tolerance on.
+func TestBookedPickupHoldsNoDroneUntilItsDispatchTime(t *testing.T) {
+	t.Parallel()
+	f, pickupAt := bookedLater(t)
 	d := f.delivery(t, "later")
 	assert.Equal(t, domain.StageScheduled, d.Stage)
 	assert.Empty(t, d.DroneID, "no drone reserved")
@@ -102,12 +109,7 @@ func TestBookingIsIdempotent(t *testing.T) {
 // with nothing in the air.
 func TestABookedPickupThatFindsNoDroneShowsNoPlannedTimes(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t, domain.Drone{ID: "d1", Location: at(0, 0), CruiseSpeedMps: 10})
-	pickupAt := t0.Add(time.Hour)
-	body, _ := json.Marshal(map[string]any{"deliveryId": "later", "pickupLocation": at(0.01, 0), "dropOffLocation": at(0.02, 0),
-		"pickupTime": pickupAt.Format(time.RFC3339), "packageInfo": map[string]any{"size": "Small", "weight": 1}})
-	require.Equal(t, http.StatusAccepted, f.ingest(t, body).Status)
-	f.drain(t)
+	f, _ := bookedLater(t)
 	d := f.delivery(t, "later")
 	require.NotNil(t, d.DispatchAt)
 	f.putDrone(t, domain.Drone{ID: "d1", Location: at(0, 0), CruiseSpeedMps: 10, Status: domain.DroneMaintenance})
