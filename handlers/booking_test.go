@@ -132,9 +132,33 @@ func TestABookedPickupThatFindsNoDroneShowsNoPlannedTimes(t *testing.T) {
 	assert.Nil(t, shown["pickupETA"], "the page shows no time")
 	told := len(d.Notifications)
 
-	// The next attempt, still with no drone, tells nobody again.
+	// The next attempt, still with no drone, tells nobody again; a
+	// redelivery of it sends the notice again, in case the run that made
+	// it stopped before sending it (the bus drops the duplicate).
 	f.clock.Advance(time.Minute)
 	f.releaseDelayed(t, topology.QueueDeliveryRequests)
+	msgs := f.receive(t, topology.QueueDeliveryRequests)
+	require.Len(t, msgs, 1)
+	retry := msgs[0]
+	notices := func(out []ports.Message) int {
+		n := 0
+		for _, m := range out {
+			if m.Queue == topology.QueueNotifications {
+				n++
+			}
+		}
+		return n
+	}
+	again := *retry
+	again.DeliveryCount = 2
+	redelivered, err := f.h.ScheduleDrone(context.Background(), &again)
+	require.NoError(t, err)
+	assert.Equal(t, 1, notices(redelivered), "a redelivery sends the notice again")
+	out, err := f.h.ScheduleDrone(context.Background(), retry)
+	require.NoError(t, err)
+	assert.Zero(t, notices(out), "a later retry tells nobody again")
+	require.NoError(t, delayAside{f}.Publish(context.Background(), out...))
+	require.NoError(t, f.bus.Complete(context.Background(), retry))
 	f.drain(t)
 	assert.Len(t, f.delivery(t, "later").Notifications, told)
 

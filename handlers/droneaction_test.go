@@ -268,3 +268,35 @@ func TestAWaitForChargeSaysSo(t *testing.T) {
 	assert.Equal(t, domain.WaitNoDrone, page.Items[0].WaitKind)
 	assert.Equal(t, "no drone available: 1 free drone(s) nearby could fly it charged, none with the charge now", page.Items[0].WaitReason)
 }
+
+// A ground's queued repeat that comes after the operator put the drone
+// back in service (a retry, a backlog on the queue) leaves the drone in
+// service: the ground it repeats is over.
+func TestALateGroundDoesNotUndoAResume(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	f.putDrone(t, domain.Drone{ID: "near", Location: at(0.011, 0)})
+	f.putDrone(t, domain.Drone{ID: "far", Location: at(0.03, 0)})
+	require.Equal(t, http.StatusAccepted, f.ingest(t, requestBody("d", at(0.01, 0), at(0.02, 0), "Small", 1)).Status)
+	f.drain(t)
+	require.Equal(t, "near", f.delivery(t, "d").DroneID)
+
+	resp := f.action(t, "DroneAction", "near", map[string]any{"action": "ground", "reason": "bird strike"})
+	require.Equal(t, http.StatusAccepted, resp.Status, string(resp.Body))
+	late := f.receive(t, topology.QueueDroneTelemetry)
+	require.Len(t, late, 1, "the ground's own message is queued")
+	f.clock.Advance(time.Second)
+	resp = f.action(t, "DroneAction", "near", map[string]any{"action": "resume", "reason": "checked, no damage"})
+	require.Equal(t, http.StatusAccepted, resp.Status, string(resp.Body))
+	require.Equal(t, domain.DroneAvailable, f.drone(t, "near").Status)
+
+	_, err := f.h.TrackDrone(context.Background(), late[0])
+	require.NoError(t, err)
+	require.NoError(t, f.bus.Complete(context.Background(), late[0]))
+	near := f.drone(t, "near")
+	assert.Equal(t, domain.DroneAvailable, near.Status, "still in service")
+	assert.False(t, near.Grounded)
+	f.drain(t)
+	assert.Equal(t, "far", f.delivery(t, "d").DroneID, "the delivery handed on, to the other drone")
+	assert.Equal(t, domain.DroneAvailable, f.drone(t, "near").Status)
+}

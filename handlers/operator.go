@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/fabrikam/dronedelivery/shared/domain"
 	"github.com/fabrikam/dronedelivery/shared/functionapp"
@@ -52,15 +53,16 @@ func (h *Handlers) DroneAction(ctx context.Context, req *functionapp.Request) *f
 	if !action.TakesTheDrone() {
 		deliveryID, gen = "", 0 // it hands on nothing: a drone serving one is refused
 	}
+	asked := h.clock.Now()
 	if deliveryID != "" {
 		// Two writes follow (the delivery's, then the drone's): the queued
 		// message repeats both, so a call that stops between them is
 		// finished all the same.
-		if err := h.bus.Publish(ctx, droneActionMessage(id, action, a, deliveryID, gen)); err != nil {
+		if err := h.bus.Publish(ctx, droneActionMessage(id, action, a, deliveryID, gen, asked)); err != nil {
 			return h.errorResponse(ctx, domain.Unavailable(err, "the action could not be queued; send it again"))
 		}
 	}
-	dr, err := h.applyDroneAction(ctx, id, action, a, deliveryID, gen)
+	dr, err := h.applyDroneAction(ctx, id, action, a, deliveryID, gen, asked)
 	if err != nil {
 		return h.errorResponse(ctx, err)
 	}
@@ -71,9 +73,11 @@ func (h *Handlers) DroneAction(ctx context.Context, req *functionapp.Request) *f
 
 // applyDroneAction grounds or recalls drone id, handing on first the
 // delivery it held (deliveryID, in generation gen; none when empty), and
-// then any delivery that claimed it in between. Each write is a no-op once
-// made.
-func (h *Handlers) applyDroneAction(ctx context.Context, id string, action domain.DroneAction, a domain.OperatorAction, deliveryID string, gen int) (*domain.Drone, error) {
+// then any delivery that claimed it in between; or resumes or charges it.
+// Each write is a no-op once made, and a ground or recall asked at asked
+// is one for a drone the operator has put back in service since (its
+// queued repeat coming late).
+func (h *Handlers) applyDroneAction(ctx context.Context, id string, action domain.DroneAction, a domain.OperatorAction, deliveryID string, gen int, asked time.Time) (*domain.Drone, error) {
 	// The delivery first: once it is handed on, telemetry no longer moves
 	// it, and dispatch will not give it this drone again.
 	if deliveryID != "" {
@@ -86,6 +90,9 @@ func (h *Handlers) applyDroneAction(ctx context.Context, id string, action domai
 	var heldGen int
 	dr, err := h.store.Fleet.Update(ctx, id, func(dr *domain.Drone) error {
 		var err error
+		if action.TakesTheDrone() && dr.ResumedSince(asked) {
+			return domain.ErrNoChange
+		}
 		switch action {
 		case domain.ActionGround:
 			held, heldGen, err = dr.Ground(a.Reason, now)
@@ -136,9 +143,9 @@ func (h *Handlers) applyDroneAction(ctx context.Context, id string, action domai
 // which held deliveryID in generation gen (finishDroneAction). Its id names
 // the drone, the delivery, the generation and the action, so the same
 // action repeated sends one.
-func droneActionMessage(droneID string, action domain.DroneAction, a domain.OperatorAction, deliveryID string, gen int) ports.Message {
+func droneActionMessage(droneID string, action domain.DroneAction, a domain.OperatorAction, deliveryID string, gen int, asked time.Time) ports.Message {
 	body, _ := json.Marshal(wire.DroneActionMessage{DroneID: droneID, Action: string(action), Reason: a.Reason, By: a.By,
-		ActionID: a.ActionID, DeliveryID: deliveryID, Generation: gen}) // always encodes
+		ActionID: a.ActionID, DeliveryID: deliveryID, Generation: gen, At: asked.UTC()}) // always encodes
 	return ports.Message{
 		ID:            wire.MessageID(droneID, 0, string(action)+":"+deliveryID+":g"+strconv.Itoa(gen)),
 		Queue:         topology.QueueDroneTelemetry,
@@ -158,7 +165,7 @@ func (h *Handlers) finishDroneAction(ctx context.Context, msg *ports.Delivered) 
 	}
 	ctx = logctx.With(ctx, "droneId", m.DroneID, "deliveryId", m.DeliveryID)
 	a := domain.OperatorAction{Name: m.Action, By: m.By, Reason: m.Reason, ActionID: m.ActionID}
-	_, err = h.applyDroneAction(ctx, m.DroneID, domain.DroneAction(m.Action), a, m.DeliveryID, m.Generation)
+	_, err = h.applyDroneAction(ctx, m.DroneID, domain.DroneAction(m.Action), a, m.DeliveryID, m.Generation, m.At)
 	if domain.IsCode(err, domain.ENOTFOUND) {
 		return nil // the drone was removed
 	}

@@ -140,7 +140,7 @@ func (h *Handlers) ScheduleDrone(ctx context.Context, msg *ports.Delivered) ([]p
 		msgs, err := h.fail(ctx, d.ID, "no drone could be assigned before the deadline")
 		return append(wakes, msgs...), err
 	}
-	notes, err := h.awaitDrone(ctx, d, now)
+	notes, err := h.awaitDrone(ctx, d, msg.DeliveryCount > 1, now)
 	if err != nil {
 		return nil, err
 	}
@@ -164,10 +164,15 @@ func (h *Handlers) ScheduleDrone(ctx context.Context, msg *ports.Delivered) ([]p
 
 // awaitDrone clears the planned times of a booked pickup that found no
 // drone at its dispatch time and tells the customer (Delivery.AwaitDrone).
-// A run that finds them cleared sends the notice again, in case the run
-// that cleared them stopped before it; duplicates are dropped.
-func (h *Handlers) awaitDrone(ctx context.Context, d *domain.Delivery, now time.Time) ([]ports.Message, error) {
+// A redelivered message that finds them cleared sends the notice again, in
+// case the run that cleared them stopped before it (duplicates are
+// dropped); the later retries do not, or the customer would hear it again
+// each time the bus's duplicate window ran out.
+func (h *Handlers) awaitDrone(ctx context.Context, d *domain.Delivery, redelivered bool, now time.Time) ([]ports.Message, error) {
 	if d.AwaitsDrone() {
+		if !redelivered {
+			return nil, nil
+		}
 		var again []domain.Notification
 		for _, n := range notificationsOfKind(d, domain.NotifyETAChanged) {
 			if n.PickupETA == nil {

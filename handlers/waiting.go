@@ -158,8 +158,8 @@ func (h *Handlers) waitReason(ctx context.Context, d *domain.Delivery, now time.
 const chargeCandidates = 20
 
 // shortOfCharge counts the free drones within the dispatch radius of req's
-// pickup (of the nearest chargeCandidates) that could fly it on a full
-// charge but not on the battery they have (domain.ShortOfCharge).
+// pickup (of the nearest chargeCandidates) that could fly it once charged
+// but not on the battery they have (domain.ShortOfCharge).
 func (h *Handlers) shortOfCharge(ctx context.Context, req *domain.DeliveryRequest) int {
 	n, seen := 0, 0
 	for dr, km := range h.store.Fleet.NearestAvailable(ctx, req.PickupLocation) {
@@ -167,7 +167,7 @@ func (h *Handlers) shortOfCharge(ctx context.Context, req *domain.DeliveryReques
 			break
 		}
 		seen++
-		if domain.ShortOfCharge(dr, req) {
+		if domain.ShortOfCharge(dr, req, h.cfg.Tracking) {
 			n++
 		}
 	}

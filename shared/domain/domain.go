@@ -336,9 +336,13 @@ type Drone struct {
 	// Grounded is set while the operator's ground holds: a recall then
 	// brings the drone home and leaves it in Maintenance, and only a PUT
 	// returns it to service.
-	Grounded     bool      `json:"grounded,omitempty"`
-	StatusReason string    `json:"statusReason,omitempty"`
-	UpdatedAt    time.Time `json:"updatedAt"`
+	Grounded bool `json:"grounded,omitempty"`
+	// ResumedAt is when the operator last put the drone back in service
+	// (Resume): a ground or recall asked before then, whose queued repeat
+	// comes late, is not applied again.
+	ResumedAt    *time.Time `json:"resumedAt,omitempty"`
+	StatusReason string     `json:"statusReason,omitempty"`
+	UpdatedAt    time.Time  `json:"updatedAt"`
 }
 
 // Package is the record of a package and the delivery carrying it. Package

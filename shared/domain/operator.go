@@ -32,6 +32,13 @@ const (
 // delivery it serves (ground, recall), which is then handed on.
 func (a DroneAction) TakesTheDrone() bool { return a == ActionGround || a == ActionRecall }
 
+// ResumedSince reports whether the operator put the drone back in service
+// after at: a ground or recall asked at at is then over, and its late
+// repeat must not take the drone out of service again.
+func (dr *Drone) ResumedSince(at time.Time) bool {
+	return dr.ResumedAt != nil && !at.IsZero() && dr.ResumedAt.After(at)
+}
+
 // DeliveryAction is what the operator does to a delivery.
 type DeliveryAction string
 
@@ -91,7 +98,8 @@ func (dr *Drone) Resume(reason string, cfg TrackingConfig, now time.Time) error 
 	if !dr.Grounded && dr.Status != DroneMaintenance {
 		return ErrNoChange
 	}
-	dr.Grounded = false
+	t := now
+	dr.Grounded, dr.ResumedAt = false, &t
 	dr.StatusReason, dr.UpdatedAt = reason, now
 	if dr.Recalled {
 		return nil // it lands Available at home (arriveHome)

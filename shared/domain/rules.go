@@ -36,15 +36,17 @@ func Unfit(d *Drone, req *DeliveryRequest) string {
 	return ""
 }
 
-// ShortOfCharge reports whether the drone could serve req on a full charge
-// but not on the battery it has: it carries the package, and the mission
-// is within its full range but beyond its range now.
-func ShortOfCharge(d *Drone, req *DeliveryRequest) bool {
+// ShortOfCharge reports whether the drone could serve req once charged but
+// not on the battery it has: it carries the package, and the mission is
+// beyond its range now but within the range a charge gives it (to
+// ChargedPercent, keeping the reserve).
+func ShortOfCharge(d *Drone, req *DeliveryRequest, cfg TrackingConfig) bool {
 	if unfitCraft(d, req) != "" {
 		return false
 	}
+	cfg = cfg.WithDefaults()
 	need := MissionKm(d, req)
-	return need > d.RangeKm && need <= d.FullRangeKm
+	return need > d.RangeKm && need <= cfg.UsableRangeKm(d.FullRange(cfg), cfg.ChargedPercent)
 }
 
 // LegDuration is the time to fly distanceKm at speedMps, including the climb

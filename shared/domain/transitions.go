@@ -460,6 +460,7 @@ func (dr *Drone) Clone() *Drone {
 	c.LastTelemetryAt = clonePtr(dr.LastTelemetryAt)
 	c.ClaimedAfterReport = clonePtr(dr.ClaimedAfterReport)
 	c.ChargeDueAt = clonePtr(dr.ChargeDueAt)
+	c.ResumedAt = clonePtr(dr.ResumedAt)
 	return &c
 }
 

@@ -6,6 +6,7 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	jsonv2 "github.com/go-json-experiment/json"
@@ -47,6 +48,9 @@ type DroneActionMessage struct {
 	ActionID   string `json:"actionId,omitempty"`
 	DeliveryID string `json:"deliveryId"`
 	Generation int    `json:"generation,omitempty"`
+	// At is when the action was asked (zero in messages of builds before
+	// it): a drone put back in service since is left as it is.
+	At time.Time `json:"at,omitzero"`
 }
 
 // ParseDroneActionMessage decodes an OpDroneAction message; a body that
