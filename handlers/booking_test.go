@@ -173,3 +173,40 @@ func TestABookedPickupThatFindsNoDroneShowsNoPlannedTimes(t *testing.T) {
 	assert.Equal(t, domain.NotifyScheduled, d.Notifications[len(d.Notifications)-1].Kind)
 	assert.NoError(t, domain.LegalHistory(d.History))
 }
+
+// A booked pickup that a pause holds at its dispatch time drops its planned
+// times too, and its customer is told why, once; when the pause is lifted
+// a drone is dispatched and the times come back.
+func TestABookedPickupHeldByAPauseShowsNoPlannedTimes(t *testing.T) {
+	t.Parallel()
+	f, _ := bookedLater(t)
+	d := f.delivery(t, "later")
+	require.NotNil(t, d.DispatchAt)
+	require.Equal(t, http.StatusCreated, f.putPause(t, "storm", map[string]any{"reason": "thunderstorm"}).Status)
+
+	f.clock.Set(*d.DispatchAt)
+	f.releaseDelayed(t, topology.QueueDeliveryRequests)
+	f.drain(t)
+	d = f.delivery(t, "later")
+	assert.Equal(t, "thunderstorm", d.HeldReason)
+	assert.Nil(t, d.PickupETA)
+	assert.Nil(t, d.DeliveryETA)
+	last := d.Notifications[len(d.Notifications)-1]
+	assert.Equal(t, domain.NotifyETAChanged, last.Kind)
+	assert.Contains(t, last.Message, "Service is paused at your pickup (thunderstorm)")
+	told := len(d.Notifications)
+
+	f.clock.Advance(time.Minute)
+	f.releaseDelayed(t, topology.QueueDeliveryRequests)
+	f.drain(t)
+	assert.Len(t, f.delivery(t, "later").Notifications, told, "held again, nobody told again")
+
+	resp := f.fleet("DeletePause", &functionapp.Request{Method: http.MethodDelete, Params: map[string]string{"id": "storm"}})
+	require.Equal(t, http.StatusNoContent, resp.Status, string(resp.Body))
+	f.drain(t)
+	d = f.delivery(t, "later")
+	assert.Equal(t, "d1", d.DroneID)
+	require.NotNil(t, d.PickupETA)
+	assert.Equal(t, domain.NotifyScheduled, d.Notifications[len(d.Notifications)-1].Kind)
+	assert.NoError(t, domain.LegalHistory(d.History))
+}

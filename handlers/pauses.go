@@ -385,14 +385,19 @@ func (h *Handlers) resume(ctx context.Context, pauseID string) error {
 // hold keeps d, which a pause covers, from dispatch: it is marked held with
 // the pause's reason and looked at again when the pause ends or after
 // RetryMax, whichever is sooner. The wait does not count against it.
-func (h *Handlers) hold(ctx context.Context, d *domain.Delivery, env *wire.Envelope, hold *domain.Hold, now time.Time) ([]ports.Message, error) {
+func (h *Handlers) hold(ctx context.Context, d *domain.Delivery, env *wire.Envelope, hold *domain.Hold, redelivered bool, now time.Time) ([]ports.Message, error) {
 	if _, err := h.st(ctx).Deliveries.Update(ctx, d.ID, func(cur *domain.Delivery) error {
 		return cur.Hold(hold.Reason, now)
 	}); err != nil {
 		return nil, fmt.Errorf("hold the delivery: %w", err)
 	}
+	// A booked pickup held at its dispatch time shows no planned times.
+	notes, err := h.awaitDrone(ctx, d, hold.Reason, redelivered, now)
+	if err != nil {
+		return nil, err
+	}
 	if env.Wake {
-		return nil, nil // the delivery's own retries go on
+		return notes, nil // the delivery's own retries go on
 	}
 	next := now.Add(h.cfg.RetryMax)
 	if !hold.Until.IsZero() && hold.Until.Before(next) {
@@ -403,5 +408,5 @@ func (h *Handlers) hold(ctx context.Context, d *domain.Delivery, env *wire.Envel
 	m := message(topology.QueueDeliveryRequests, fmt.Sprintf("retry-%d", retry.Attempt), retry)
 	m.NotBefore = next
 	h.log.InfoContext(ctx, "delivery held by a service pause", "pauseId", hold.PauseID, "until", next)
-	return []ports.Message{m}, nil
+	return append(notes, m), nil
 }

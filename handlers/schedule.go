@@ -101,7 +101,7 @@ func (h *Handlers) ScheduleDrone(ctx context.Context, msg *ports.Delivered) ([]p
 		}
 		if hold != nil {
 			h.waiting.remove(d)
-			return h.hold(ctx, d, env, hold, now)
+			return h.hold(ctx, d, env, hold, msg.DeliveryCount > 1, now)
 		}
 		if d.HeldReason != "" {
 			if d, err = h.st(ctx).Deliveries.Update(ctx, d.ID, func(cur *domain.Delivery) error { return cur.Unhold(now) }); err != nil {
@@ -140,7 +140,7 @@ func (h *Handlers) ScheduleDrone(ctx context.Context, msg *ports.Delivered) ([]p
 		msgs, err := h.fail(ctx, d.ID, "no drone could be assigned before the deadline")
 		return append(wakes, msgs...), err
 	}
-	notes, err := h.awaitDrone(ctx, d, msg.DeliveryCount > 1, now)
+	notes, err := h.awaitDrone(ctx, d, "", msg.DeliveryCount > 1, now)
 	if err != nil {
 		return nil, err
 	}
@@ -163,12 +163,13 @@ func (h *Handlers) ScheduleDrone(ctx context.Context, msg *ports.Delivered) ([]p
 }
 
 // awaitDrone clears the planned times of a booked pickup that found no
-// drone at its dispatch time and tells the customer (Delivery.AwaitDrone).
+// drone at its dispatch time, or a pause over its pickup (paused, the
+// pause's reason), and tells the customer (Delivery.AwaitDrone).
 // A redelivered message that finds them cleared sends the notice again, in
 // case the run that cleared them stopped before it (duplicates are
 // dropped); the later retries do not, or the customer would hear it again
 // each time the bus's duplicate window ran out.
-func (h *Handlers) awaitDrone(ctx context.Context, d *domain.Delivery, redelivered bool, now time.Time) ([]ports.Message, error) {
+func (h *Handlers) awaitDrone(ctx context.Context, d *domain.Delivery, paused string, redelivered bool, now time.Time) ([]ports.Message, error) {
 	if d.AwaitsDrone() {
 		if !redelivered {
 			return nil, nil
@@ -187,7 +188,7 @@ func (h *Handlers) awaitDrone(ctx context.Context, d *domain.Delivery, redeliver
 	var note domain.Notification
 	got, err := h.st(ctx).Deliveries.Update(ctx, d.ID, func(cur *domain.Delivery) error {
 		var err error
-		note, err = cur.AwaitDrone(now)
+		note, err = cur.AwaitDrone(paused, now)
 		return err
 	})
 	if err != nil {
@@ -196,7 +197,7 @@ func (h *Handlers) awaitDrone(ctx context.Context, d *domain.Delivery, redeliver
 	if note.ID == "" {
 		return nil, nil
 	}
-	h.log.InfoContext(ctx, "no drone free at the booked pickup's dispatch time; its planned times cleared")
+	h.log.InfoContext(ctx, "no drone for the booked pickup at its dispatch time; its planned times cleared", "paused", paused)
 	return notifyMessages(got, []domain.Notification{note}), nil
 }
 

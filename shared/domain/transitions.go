@@ -157,21 +157,25 @@ func (d *Delivery) Book(gen int, dispatchAt time.Time, eta ETA, now time.Time) (
 }
 
 // AwaitDrone clears the planned times of a booked pickup (Book) whose
-// dispatch found no drone free: they were those of a drone that is not
+// dispatch found no drone free, or a pause holding its pickup (paused is
+// then the pause's reason): they were those of a drone that is not
 // coming, and a customer shown them would watch the pickup time pass with
 // nothing in the air. It returns the notice that says so; the ETA step
 // gives the times again, with the scheduled notice, once a drone is
 // assigned. It is ErrNoChange for a delivery that is not such a booking,
 // or whose times are cleared already.
-func (d *Delivery) AwaitDrone(now time.Time) (Notification, error) {
+func (d *Delivery) AwaitDrone(paused string, now time.Time) (Notification, error) {
 	if d.Stage != StageScheduled || d.DispatchAt == nil || d.ScheduledAt != nil || d.DroneID != "" || d.PickupETA == nil {
 		return Notification{}, ErrNoChange
 	}
 	planned := *d.PickupETA
 	d.PickupETA, d.DeliveryETA, d.PlannedRoute = nil, nil, nil
 	d.UpdatedAt = now
-	return d.Notify(NotifyETAChanged, "No drone is free yet for your pickup planned at "+planned.UTC().Format(time.RFC3339)+
-		"; you will be told its new time when one is on its way.", now), nil
+	why := "No drone is free yet for your pickup planned at " + planned.UTC().Format(time.RFC3339)
+	if paused != "" {
+		why = "Service is paused at your pickup (" + paused + "), planned at " + planned.UTC().Format(time.RFC3339)
+	}
+	return d.Notify(NotifyETAChanged, why+"; you will be told its new time when a drone is on its way.", now), nil
 }
 
 // AwaitsDrone reports whether d is a booked pickup whose planned times
