@@ -101,14 +101,19 @@ func (dr *Drone) Resume(reason string, cfg TrackingConfig, now time.Time) error 
 	t := now
 	dr.Grounded, dr.ResumedAt = false, &t
 	dr.StatusReason, dr.UpdatedAt = reason, now
-	if dr.Recalled {
-		return nil // it lands Available at home (arriveHome)
+	if !dr.Recalled { // a recalled one lands in service at home (arriveHome)
+		dr.serve(cfg, now)
 	}
+	return nil
+}
+
+// serve puts the drone in service: Available, or Charging when its battery
+// is under LowBatteryPercent (StartCharging).
+func (dr *Drone) serve(cfg TrackingConfig, now time.Time) {
 	dr.Status, dr.ChargeDueAt = DroneAvailable, nil
 	if dr.BatteryPercent < cfg.WithDefaults().LowBatteryPercent {
 		dr.StartCharging(cfg, now)
 	}
-	return nil
 }
 
 // Charge puts an idle Available drone on charge where it is, until its
@@ -201,10 +206,7 @@ func (dr *Drone) arriveHome(cfg TrackingConfig, now time.Time) {
 		return
 	}
 	dr.StatusReason = ""
-	dr.Status = DroneAvailable
-	if dr.BatteryPercent < cfg.LowBatteryPercent {
-		dr.StartCharging(cfg, now)
-	}
+	dr.serve(cfg, now)
 }
 
 // equalTimes reports whether a and b are both unset or the same instant.

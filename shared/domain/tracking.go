@@ -423,13 +423,11 @@ func latest(a, b time.Time) time.Time {
 // or Charging when its battery is low (StartCharging). A drone the
 // operator recalled keeps flying home (see ApplyReport).
 func ReleaseDrone(dr *Drone, cfg TrackingConfig, t time.Time) {
-	cfg = cfg.WithDefaults()
 	dr.CurrentDeliveryID, dr.ClaimedAfterReport = "", nil
-	dr.Status, dr.ChargeDueAt = DroneAvailable, nil
 	if dr.Recalled {
-		dr.Status = DroneInFlight
-	} else if dr.BatteryPercent < cfg.LowBatteryPercent {
-		dr.StartCharging(cfg, t)
+		dr.Status, dr.ChargeDueAt = DroneInFlight, nil
+	} else {
+		dr.serve(cfg, t)
 	}
 	dr.UpdatedAt = t
 }
