@@ -11,11 +11,21 @@ import (
 )
 
 // DefaultStartWait is how long a Gate holds an invocation that arrives
-// before the handler is ready. A refused queue invocation costs its message
-// one delivery, which Service Bus retries at once, so holding it while the
-// backend opens spares the message's delivery count; the host waits for the
-// answer as long as the function timeout allows (host.json, 5 minutes).
-const DefaultStartWait = 20 * time.Second
+// before the handler is ready. A refused queue invocation fails, and a
+// failed invocation's message is abandoned and delivered again at once
+// (the host calls EnsureSuccessStatusCode on the answer,
+// DefaultHttpWorkerService.cs in Azure/azure-functions-host; with
+// autoCompleteMessages a failure abandons the message, and an abandoned
+// message "is available again for immediate processing",
+// ServiceBusReceiver.AbandonMessageAsync in Azure.Messaging.ServiceBus). So
+// each refusal costs one of the queue's maxDeliveryCount (10) deliveries,
+// and a backend that stays closed for ten waits dead-letters the message.
+// The backend may take minutes to open (a role assignment propagating; it
+// is retried until it opens), so an invocation is held for most of
+// host.json's functionTimeout (5 minutes), leaving the step two minutes to
+// run once the backend opens: ten deliveries then outlast 30 minutes of a
+// closed backend, where a 20-second wait outlasted three.
+const DefaultStartWait = 3 * time.Minute
 
 // startingRetryAfter is the Retry-After, in seconds, of a forwarded request
 // answered while the handler starts.
@@ -71,8 +81,11 @@ func (g *Gate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	default:
 	}
+	// The host forwards the path as the client wrote it, and its routes
+	// ignore case, so "/API/..." is a forwarded request too.
 	p := r.URL.Path
-	forwarded := p == g.prefix || strings.HasPrefix(p, g.prefix+"/")
+	forwarded := strings.EqualFold(p, g.prefix) ||
+		(len(p) > len(g.prefix) && p[len(g.prefix)] == '/' && strings.EqualFold(p[:len(g.prefix)], g.prefix))
 	if !forwarded && r.Method == http.MethodPost && g.wait > 0 {
 		t := time.NewTimer(g.wait)
 		defer t.Stop()

@@ -42,8 +42,11 @@ func TestGateAnswersWhileStarting(t *testing.T) {
 func TestGateForwardedRequestsDoNotWait(t *testing.T) {
 	t.Parallel()
 	g := NewGate(time.Hour) // a wait that would hang the test if it applied
-	rec := serveGate(g, http.MethodPost, "/api/deliveryrequests")
-	assert.Equal(t, http.StatusServiceUnavailable, rec.Code)
+	for _, target := range []string{"/api/deliveryrequests", "/API/deliveryrequests", "/Api"} {
+		rec := serveGate(g, http.MethodPost, target)
+		assert.Equal(t, http.StatusServiceUnavailable, rec.Code, target)
+		assert.Equal(t, "5", rec.Header().Get("Retry-After"), target)
+	}
 }
 
 func TestGateHoldsAnInvocationUntilOpen(t *testing.T) {

@@ -247,6 +247,7 @@ func TestServerTimeoutsLeaveTheHostRoom(t *testing.T) {
 	require.NoError(t, err, hj.FunctionTimeout)
 	fnTimeout := time.Duration(h)*time.Hour + time.Duration(m)*time.Minute + time.Duration(s)*time.Second
 	assert.Greater(t, writeTimeout, fnTimeout, "an invocation may run for functionTimeout")
+	assert.LessOrEqual(t, DefaultStartWait+2*time.Minute, fnTimeout, "an invocation held while the backend opens leaves its step two minutes")
 	assert.Greater(t, idleTimeout, 2*time.Minute, "the host's pooled connections idle up to 2 minutes")
 	assert.Greater(t, maxHeaderBytes, 32<<10, "the host forwards up to 32 KB of headers")
 }
