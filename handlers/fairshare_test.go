@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -245,6 +247,36 @@ func TestActiveDeliveriesPerAccountAreLimited(t *testing.T) {
 	f.ingestAs(t, other, "o1", false)
 	require.Equal(t, http.StatusNoContent, f.biz("CancelDelivery", &functionapp.Request{Method: "DELETE", Params: map[string]string{"id": "l1"}}).Status)
 	assert.Equal(t, http.StatusAccepted, f.ingest(t, body).Status, "a cancelled delivery frees its place")
+}
+
+// Requests sent at once are held to the limit too: each counts the
+// account's deliveries only after the one before it has stored its own.
+func TestActiveDeliveriesLimitHoldsForRequestsAtOnce(t *testing.T) {
+	t.Parallel()
+	f := newFixtureWith(t, func(d *handlers.Deps) { d.Config.MaxActiveDeliveries = 3 })
+	const n = 24
+	statuses := make(chan int, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			body := requestBody(fmt.Sprintf("burst-%d", i), at(0.01, 0), at(0.02, 0), "Small", 1)
+			statuses <- f.biz("IngestDelivery", &functionapp.Request{Method: "POST", Body: body}).Status
+		}()
+	}
+	wg.Wait()
+	close(statuses)
+	count := map[int]int{}
+	for s := range statuses {
+		count[s]++
+	}
+	assert.Equal(t, map[int]int{http.StatusAccepted: 3, http.StatusTooManyRequests: n - 3}, count)
+	var list struct{ Items []json.RawMessage }
+	resp := f.list(f.key, url.Values{"limit": {"50"}})
+	require.Equal(t, http.StatusOK, resp.Status, string(resp.Body))
+	require.NoError(t, json.Unmarshal(resp.Body, &list))
+	assert.Len(t, list.Items, 3, "as many stored as the limit")
 }
 
 // retryOf takes the delayed retry of delivery id from those drain kept

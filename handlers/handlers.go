@@ -200,9 +200,14 @@ type Handlers struct {
 	// that of many sent at once only the first stores its blob: the others
 	// read the delivery it confirmed and are refused before they write.
 	confirming *keylock.Turns
-	outbox     ports.Outbox
-	log        *slog.Logger
-	cfg        Config
+	// admitting makes the requests of one account take turns from the
+	// count of its active deliveries to the store of the new one, when
+	// Config.MaxActiveDeliveries limits them: counted side by side, two
+	// requests would both see room for one more.
+	admitting *keylock.Turns
+	outbox    ports.Outbox
+	log       *slog.Logger
+	cfg       Config
 	// keys remembers looked-up API keys by prefix. Revoking a key through
 	// this process drops it at once; another process notices within the
 	// TTL. Absent keys are remembered too, so guessing at prefixes costs
@@ -237,7 +242,7 @@ func New(d Deps) *Handlers {
 	}
 	cfg := d.Config.withDefaults()
 	h := &Handlers{store: d.Store, bus: d.Bus, clock: d.Clock, ids: d.IDs, webhooks: d.Webhooks, log: log, cfg: cfg,
-		messenger: d.Messenger, confirming: &keylock.Turns{}, outbox: d.Outbox, air: d.Airspace, push: d.Push, deadLetters: d.DeadLetters, keys: newTTLCache[domain.APIKey](cfg.KeyCacheTTL, keyCacheSize),
+		messenger: d.Messenger, confirming: &keylock.Turns{}, admitting: &keylock.Turns{}, outbox: d.Outbox, air: d.Airspace, push: d.Push, deadLetters: d.DeadLetters, keys: newTTLCache[domain.APIKey](cfg.KeyCacheTTL, keyCacheSize),
 		hooks: newTTLCache[accountHook](cfg.KeyCacheTTL, keyCacheSize), refusedHooks: newTTLCache[struct{}](refusedHookMemory, keyCacheSize)}
 	if h.air == nil {
 		h.air = airspace.For(d.Store)

@@ -44,6 +44,14 @@ func (h *Handlers) IngestDelivery(ctx context.Context, req *functionapp.Request)
 	if err != nil {
 		return h.errorResponse(ctx, err)
 	}
+	if h.cfg.MaxActiveDeliveries > 0 {
+		// Held until the delivery is stored (this function returns).
+		done, err := h.admitting.Take(ctx, acct)
+		if err != nil {
+			return h.errorResponse(ctx, domain.Unavailable(err, "the request was given up while it waited its turn; retry"))
+		}
+		defer done()
+	}
 	if resp, err := h.tooManyActive(ctx, acct); err != nil || resp != nil {
 		if err != nil {
 			return h.errorResponse(ctx, domain.Unavailable(err, "the account's deliveries could not be counted; retry"))
