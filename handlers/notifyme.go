@@ -58,6 +58,7 @@ func (h *Handlers) PostNotifyMeRequest(ctx context.Context, req *functionapp.Req
 		EmailAddress: r.EmailAddress,
 		SMS:          r.SMS,
 		Token:        h.ids.NewTrackingID() + "." + id,
+		KeptToken:    h.ids.NewTrackingID() + "." + id,
 		CreatedAt:    now,
 	}
 	var got domain.Subscription
@@ -127,6 +128,10 @@ func (h *Handlers) DeleteNotifyMeRequest(ctx context.Context, req *functionapp.R
 // delivery id.
 const maxTokenLength = 64 + 1 + domain.MaxIDLength
 
+// keptLinkNote begins what the link of a kept message says: it came in a
+// message no address received (domain.Subscription.KeptToken).
+const keptLinkNote = "This link is from a message the service kept rather than sent, as no provider is set up for its channel."
+
 var errSpentLink = domain.Errorf(domain.ENOTFOUND, "this unsubscribe link is not valid, or was used already")
 
 // UnsubscribePage serves GET /api/unsubscribe/{token}, the link in every
@@ -149,8 +154,12 @@ func (h *Handlers) UnsubscribePage(ctx context.Context, req *functionapp.Request
 	if err != nil {
 		return h.errorResponse(ctx, err)
 	}
-	if _, _, ok := d.ByToken(token); !ok {
+	_, keys, ok := d.ByToken(token)
+	if !ok {
 		return h.spentLink(ctx, req)
+	}
+	if len(keys) == 0 {
+		return confirmForm("End this subscription?", keptLinkNote+" It ends this delivery's subscription only.", "End the subscription")
 	}
 	return confirmForm("Stop these messages?",
 		"This service will send no more messages, about this delivery or any other, to the addresses this link was sent to.", "Unsubscribe")
@@ -199,6 +208,11 @@ func (h *Handlers) Unsubscribe(ctx context.Context, req *functionapp.Request) *f
 	})
 	if err != nil && !domain.IsCode(err, domain.ENOTFOUND) {
 		return h.errorResponse(ctx, err)
+	}
+	if len(keys) == 0 {
+		h.log.InfoContext(logctx.With(ctx, "deliveryId", deliveryID), "subscription ended through the link of a kept message", "subscriptionId", sid)
+		return notice(http.StatusOK, "Subscription ended",
+			keptLinkNote+" This delivery's subscription is ended; the addresses still get the messages of other subscriptions.")
 	}
 	h.log.InfoContext(logctx.With(ctx, "deliveryId", deliveryID), "customer unsubscribed through the link", "subscriptionId", sid)
 	return notice(http.StatusOK, "You are unsubscribed",
@@ -362,11 +376,15 @@ func (h *Handlers) composeMessage(d *domain.Delivery, n *domain.Notification, s 
 			"You get these messages because they were asked for when this delivery was arranged.\n"+
 			"To get no more messages from this sender, open %s\n", n.Message, track, stop)
 	}
-	return ports.Outgoing{
+	out := ports.Outgoing{
 		ID:         customerMessageID(wire.Envelope{NotificationID: n.ID, SubscriptionID: s.ID, Channel: ch}),
 		DeliveryID: d.ID, Channel: ch, To: s.Address(ch),
 		Subject: subject, Text: text, UnsubscribeURL: stop, At: n.At,
 	}
+	if s.KeptToken != "" {
+		out.KeptUnsubscribeURL = h.link("unsubscribe/" + url.PathEscape(s.KeptToken))
+	}
+	return out
 }
 
 // link is an absolute URL of the API when Config.PublicBaseURL is known,

@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/fabrikam/dronedelivery/handlers"
+	"github.com/fabrikam/dronedelivery/shared/adapters/messaging"
 	"github.com/fabrikam/dronedelivery/shared/domain"
 	"github.com/fabrikam/dronedelivery/shared/functionapp"
 	"github.com/fabrikam/dronedelivery/shared/ports"
@@ -152,12 +153,13 @@ func TestEndedDeliveryTakesNoSubscription(t *testing.T) {
 }
 
 // TestMilestonesReachSubscribersAndTheLinkUnsubscribes follows a delivery
-// with the default messenger, the outbox: every milestone reaches every
+// with a provider that sends every message: every milestone reaches every
 // channel of every subscription, with the tracking link and a working
 // unsubscribe link.
 func TestMilestonesReachSubscribersAndTheLinkUnsubscribes(t *testing.T) {
 	t.Parallel()
-	f := newFixtureWith(t, func(d *handlers.Deps) { d.Config.PublicBaseURL = "https://drones.example/" })
+	msgr := &scriptedMessenger{}
+	f := newFixtureWith(t, func(d *handlers.Deps) { d.Config.PublicBaseURL = "https://drones.example/"; d.Messenger = msgr })
 	pickup, drop := at(0, 0), at(0.005, 0)
 	f.putDrone(t, domain.Drone{ID: "m1", Location: pickup})
 	require.Equal(t, http.StatusAccepted, f.ingest(t, requestBody("told", pickup, drop, "Small", 1)).Status)
@@ -167,7 +169,7 @@ func TestMilestonesReachSubscribersAndTheLinkUnsubscribes(t *testing.T) {
 	d := f.delivery(t, "told")
 	require.Equal(t, domain.StageScheduled, d.Stage)
 
-	kept := f.outbox(t, "told")
+	kept := sentOf(msgr, "told")
 	require.Len(t, kept, 3, "scheduled: ana by e-mail and SMS, ben by e-mail")
 	byTo := map[string]outboxDoc{}
 	for _, m := range kept {
@@ -239,7 +241,7 @@ func TestMilestonesReachSubscribersAndTheLinkUnsubscribes(t *testing.T) {
 	d = f.delivery(t, "told")
 	require.Equal(t, domain.StageHeadedToDropoff, d.Stage)
 	var pickedUp []outboxDoc
-	for _, m := range f.outbox(t, "told") {
+	for _, m := range sentOf(msgr, "told") {
 		if m.Subject == "Your package is on its way" {
 			pickedUp = append(pickedUp, m)
 		}
@@ -467,7 +469,8 @@ func TestCustomersGetABoundedNumberOfNotices(t *testing.T) {
 // the business ended, and made again, still works.
 func TestAnUnsubscribedAddressHearsNoMoreFromTheService(t *testing.T) {
 	t.Parallel()
-	f := newFixtureWith(t, func(d *handlers.Deps) { d.Config.PublicBaseURL = "https://drones.example/" })
+	msgr := &scriptedMessenger{}
+	f := newFixtureWith(t, func(d *handlers.Deps) { d.Config.PublicBaseURL = "https://drones.example/"; d.Messenger = msgr })
 	pickup, drop := at(0, 0), at(0.005, 0)
 	f.putDrone(t, domain.Drone{ID: "u1", Location: pickup})
 	require.Equal(t, http.StatusAccepted, f.ingest(t, requestBody("first", pickup, drop, "Small", 1)).Status)
@@ -483,7 +486,7 @@ func TestAnUnsubscribedAddressHearsNoMoreFromTheService(t *testing.T) {
 
 	linkTo := func(id, to string) string {
 		t.Helper()
-		for _, m := range f.outbox(t, id) {
+		for _, m := range sentOf(msgr, id) {
 			if m.To == to {
 				return strings.TrimPrefix(m.UnsubscribeURL, "https://drones.example/api/unsubscribe/")
 			}
@@ -513,7 +516,7 @@ func TestAnUnsubscribedAddressHearsNoMoreFromTheService(t *testing.T) {
 	f.drain(t)
 	require.Equal(t, domain.StageScheduled, f.delivery(t, "second").Stage)
 	var to []string
-	for _, m := range f.outbox(t, "second") {
+	for _, m := range sentOf(msgr, "second") {
 		to = append(to, m.To)
 	}
 	assert.Equal(t, []string{"ben@example.com"}, to)
@@ -529,10 +532,10 @@ func TestAnUnsubscribedAddressHearsNoMoreFromTheService(t *testing.T) {
 	assert.Equal(t, http.StatusOK, page.Status, "the ended subscription's link shows its button")
 	require.Equal(t, http.StatusOK, press(benLink).Status)
 	assert.Equal(t, http.StatusNotFound, press(benLink).Status, "then it is spent")
-	kept := len(f.outbox(t, "second"))
+	kept := len(sentOf(msgr, "second"))
 	require.Equal(t, http.StatusNoContent, f.cancel(t, "second").Status)
 	f.drain(t)
-	assert.Len(t, f.outbox(t, "second"), kept, "the cancellation reached neither of them")
+	assert.Len(t, sentOf(msgr, "second"), kept, "the cancellation reached neither of them")
 
 	// Another business gets nothing sent to her either.
 	_, otherKey := f.signUpOther(t)
@@ -541,10 +544,99 @@ func TestAnUnsubscribedAddressHearsNoMoreFromTheService(t *testing.T) {
 	resp = f.call("PostNotifyMeRequest", otherKey, &functionapp.Request{Method: http.MethodPost, Params: map[string]string{"id": "theirs"},
 		Body: []byte(`{"emailAddress":"ana@example.com"}`)})
 	require.Equal(t, http.StatusCreated, resp.Status, string(resp.Body))
+	resp = f.call("PostNotifyMeRequest", otherKey, &functionapp.Request{Method: http.MethodPost, Params: map[string]string{"id": "theirs"},
+		Body: []byte(`{"emailAddress":"carl@example.com"}`)})
+	require.Equal(t, http.StatusCreated, resp.Status, string(resp.Body))
 	require.Equal(t, http.StatusNoContent, f.call("CancelDelivery", otherKey, &functionapp.Request{Method: http.MethodDelete,
 		Params: map[string]string{"id": "theirs"}}).Status)
 	f.drain(t)
-	out := f.call("GetOutbox", otherKey, &functionapp.Request{Method: http.MethodGet, Params: map[string]string{"id": "theirs"}})
-	require.Equal(t, http.StatusOK, out.Status, string(out.Body))
-	assert.NotContains(t, string(out.Body), "ana@example.com")
+	to = nil
+	for _, m := range sentOf(msgr, "theirs") {
+		to = append(to, m.To)
+	}
+	assert.Equal(t, []string{"carl@example.com"}, to, "the cancellation reached carl, not her")
+}
+
+// sentOf is what msgr sent for delivery id, as the outbox would list it.
+func sentOf(msgr *scriptedMessenger, id string) []outboxDoc {
+	_, sent := msgr.snapshot()
+	var out []outboxDoc
+	for _, m := range sent {
+		if m.DeliveryID == id {
+			out = append(out, outboxDoc{ID: m.ID, Channel: m.Channel, To: m.To, Subject: m.Subject, Text: m.Text, UnsubscribeURL: m.UnsubscribeURL, At: m.At})
+		}
+	}
+	return out
+}
+
+// TestAKeptMessagesLinkEndsOnlyItsSubscription: a message kept in the
+// outbox, which the business reads, carries a link of its own, which ends
+// the subscription and suppresses nothing (no address received it), so a
+// business cannot stop the service messaging an address for everyone by
+// subscribing it and pressing the link it keeps. With e-mail sent and SMS
+// kept, the e-mailed link still works once the kept one ended the
+// subscription, and that one suppresses.
+func TestAKeptMessagesLinkEndsOnlyItsSubscription(t *testing.T) {
+	t.Parallel()
+	msgr := &scriptedMessenger{}
+	f := newFixtureWith(t, func(d *handlers.Deps) {
+		d.Config.PublicBaseURL = "https://drones.example/"
+		o := messaging.NewOutbox(d.Log, 0)
+		d.Messenger, d.Outbox = messaging.Router{Email: msgr, SMS: o}, o
+	})
+	pickup, drop := at(0, 0), at(0.005, 0)
+	f.putDrone(t, domain.Drone{ID: "k1", Location: pickup})
+	require.Equal(t, http.StatusAccepted, f.ingest(t, requestBody("mine", pickup, drop, "Small", 1)).Status)
+	resp, _ := f.subscribe(t, "mine", `{"emailAddress":"ana@example.com","sms":"+14255550123"}`)
+	require.Equal(t, http.StatusCreated, resp.Status, string(resp.Body))
+	f.drain(t)
+	require.Equal(t, domain.StageScheduled, f.delivery(t, "mine").Stage)
+
+	const base = "https://drones.example/api/unsubscribe/"
+	kept := f.outbox(t, "mine")
+	require.Len(t, kept, 1, "the SMS is kept")
+	mailed := sentOf(msgr, "mine")
+	require.Len(t, mailed, 1, "the e-mail is sent")
+	keptLink, mailLink := kept[0].UnsubscribeURL, mailed[0].UnsubscribeURL
+	require.True(t, strings.HasPrefix(keptLink, base), keptLink)
+	assert.Contains(t, kept[0].Text, keptLink, "the kept text carries the kept link")
+	assert.NotEqual(t, mailLink, keptLink)
+	assert.NotContains(t, kept[0].Text, mailLink, "the business never sees the link it could suppress with")
+
+	press := func(link string) *functionapp.Response {
+		return f.call("Unsubscribe", "", &functionapp.Request{Method: http.MethodPost, Params: map[string]string{"token": strings.TrimPrefix(link, base)}})
+	}
+	page := f.call("UnsubscribePage", "", &functionapp.Request{Method: http.MethodGet, Params: map[string]string{"token": strings.TrimPrefix(keptLink, base)}})
+	require.Equal(t, http.StatusOK, page.Status, string(page.Body))
+	assert.Contains(t, string(page.Body), "kept rather than sent")
+	done := press(keptLink)
+	require.Equal(t, http.StatusOK, done.Status, string(done.Body))
+	assert.Contains(t, string(done.Body), "Subscription ended")
+	assert.Empty(t, f.subscriptions(t, "mine"), "the subscription is ended")
+	assert.Equal(t, http.StatusNotFound, press(keptLink).Status, "then the kept link is spent")
+
+	// Another business's subscription to the same addresses still hears.
+	_, otherKey := f.signUpOther(t)
+	require.Equal(t, http.StatusAccepted, f.call("IngestDelivery", otherKey, &functionapp.Request{Method: http.MethodPost,
+		Body: requestBody("theirs", pickup, drop, "Small", 1)}).Status)
+	resp = f.call("PostNotifyMeRequest", otherKey, &functionapp.Request{Method: http.MethodPost, Params: map[string]string{"id": "theirs"},
+		Body: []byte(`{"emailAddress":"ana@example.com","sms":"+14255550123"}`)})
+	require.Equal(t, http.StatusCreated, resp.Status, string(resp.Body))
+	require.Equal(t, http.StatusNoContent, f.call("CancelDelivery", otherKey, &functionapp.Request{Method: http.MethodDelete,
+		Params: map[string]string{"id": "theirs"}}).Status)
+	f.drain(t)
+	require.Len(t, sentOf(msgr, "theirs"), 1, "the e-mail of the cancellation went out")
+	assert.Equal(t, "ana@example.com", sentOf(msgr, "theirs")[0].To)
+
+	// The link ana got by e-mail works still, and that one suppresses.
+	require.Equal(t, http.StatusOK, press(mailLink).Status)
+	require.Equal(t, http.StatusAccepted, f.call("IngestDelivery", otherKey, &functionapp.Request{Method: http.MethodPost,
+		Body: requestBody("theirs-2", pickup, drop, "Small", 1)}).Status)
+	resp = f.call("PostNotifyMeRequest", otherKey, &functionapp.Request{Method: http.MethodPost, Params: map[string]string{"id": "theirs-2"},
+		Body: []byte(`{"emailAddress":"ana@example.com"}`)})
+	require.Equal(t, http.StatusCreated, resp.Status, string(resp.Body))
+	require.Equal(t, http.StatusNoContent, f.call("CancelDelivery", otherKey, &functionapp.Request{Method: http.MethodDelete,
+		Params: map[string]string{"id": "theirs-2"}}).Status)
+	f.drain(t)
+	assert.Empty(t, sentOf(msgr, "theirs-2"), "once she pressed her own link, nothing more goes to her")
 }

@@ -45,7 +45,15 @@ type Subscription struct {
 	SMS          string `json:"sms,omitempty"`
 	// Token is the unguessable secret of the unsubscribe link every message
 	// carries; whoever holds it may end the subscription, and nothing else.
-	Token     string    `json:"token"`
+	Token string `json:"token"`
+	// KeptToken is the secret of the link a message carries instead when it
+	// is kept in an outbox rather than sent (its channel has no provider):
+	// that link ends the subscription and suppresses no address, since no
+	// address received it, and the business that reads its outbox holds
+	// it. Without it the business could stop the service messaging any
+	// address, for every business, by subscribing the address and pressing
+	// the link it keeps.
+	KeptToken string    `json:"keptToken,omitempty"`
 	CreatedAt time.Time `json:"createdAt"`
 }
 
@@ -152,13 +160,17 @@ func (d *Delivery) EndSubscription(id string) error {
 
 // ByToken finds the subscription, live or ended by the business, whose
 // unsubscribe token is token: the live one's id ("" for an ended one) and
-// the suppression keys of its addresses. Every token is compared in full,
+// the suppression keys of its addresses (none for the KeptToken of a live
+// one: the link of a message that was not sent). Every token is compared in full,
 // in constant time, so the time taken says nothing about how much of a
 // guess was right.
 func (d *Delivery) ByToken(token string) (id string, suppress []string, ok bool) {
 	for _, s := range d.Subscriptions {
 		if s.Token != "" && subtle.ConstantTimeCompare([]byte(s.Token), []byte(token)) == 1 {
 			id, suppress, ok = s.ID, s.SuppressionKeys(), true
+		}
+		if s.KeptToken != "" && subtle.ConstantTimeCompare([]byte(s.KeptToken), []byte(token)) == 1 {
+			id, suppress, ok = s.ID, nil, true
 		}
 	}
 	for _, e := range d.EndedSubscriptions {
@@ -171,12 +183,16 @@ func (d *Delivery) ByToken(token string) (id string, suppress []string, ok bool)
 
 // Unlink ends what token names, once its addresses are suppressed: the
 // live subscription, or what is kept of an ended one, so that the link is
-// spent. It returns ErrNoChange when token names neither.
+// spent. The link of a kept message (KeptToken) ends the subscription as
+// its business would, so that the links sent for it still work. It returns
+// ErrNoChange when token names neither.
 func (d *Delivery) Unlink(token string) error {
-	id, _, ok := d.ByToken(token)
+	id, keys, ok := d.ByToken(token)
 	switch {
 	case !ok:
 		return ErrNoChange
+	case id != "" && len(keys) == 0:
+		return d.EndSubscription(id)
 	case id != "":
 		return d.Unsubscribe(id)
 	}

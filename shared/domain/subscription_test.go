@@ -158,6 +158,29 @@ func TestAnEndedSubscriptionsLinkStillWorks(t *testing.T) {
 	assert.LessOrEqual(t, len(d.EndedSubscriptions), domain.MaxSubscriptionsMade)
 }
 
+// The link of a kept message (KeptToken) finds its subscription and no
+// address to suppress, and ends the subscription as the business would:
+// the link sent for it (Token) still works, and suppresses.
+func TestAKeptMessagesLinkSuppressesNothing(t *testing.T) {
+	t.Parallel()
+	d := delivery(domain.StageCreated)
+	_, err := d.Subscribe(domain.Subscription{ID: "a", EmailAddress: "ana@example.com", Token: "tok-a", KeptToken: "kept-a"})
+	require.NoError(t, err)
+	id, keys, ok := d.ByToken("kept-a")
+	require.True(t, ok)
+	assert.Equal(t, "a", id)
+	assert.Empty(t, keys, "no address received the kept message")
+	require.NoError(t, d.Unlink("kept-a"))
+	_, ok = d.Subscription("a")
+	assert.False(t, ok, "ended")
+	_, _, ok = d.ByToken("kept-a")
+	assert.False(t, ok, "the kept link is spent")
+	id, keys, ok = d.ByToken("tok-a")
+	require.True(t, ok, "the sent link still works")
+	assert.Empty(t, id)
+	assert.Equal(t, []string{domain.SuppressionKey(domain.ChannelEmail, "ana@example.com")}, keys)
+}
+
 func TestSuppressionKeys(t *testing.T) {
 	t.Parallel()
 	email := func(a string) string { return domain.SuppressionKey(domain.ChannelEmail, a) }

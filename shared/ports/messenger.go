@@ -22,6 +22,11 @@ type Outgoing struct {
 	// UnsubscribeURL ends the subscription when followed; an e-mail also
 	// carries it as its List-Unsubscribe header.
 	UnsubscribeURL string
+	// KeptUnsubscribeURL replaces UnsubscribeURL, in the text too, when the
+	// message is kept rather than sent (an Outbox): it ends the subscription
+	// but suppresses no address, as none received the message. "" withholds
+	// the link from a kept message.
+	KeptUnsubscribeURL string
 	// At is when the milestone happened: the same on every attempt.
 	At time.Time
 }

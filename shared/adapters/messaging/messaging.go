@@ -68,8 +68,25 @@ func NewOutbox(log *slog.Logger, max int) *Outbox {
 	return &Outbox{log: log, max: max, seen: map[string]bool{}, byID: map[string][]ports.Outgoing{}, of: map[string]string{}}
 }
 
-// Send keeps m and logs it; it never fails.
+// withheldLink stands in a kept message for an unsubscribe link it has no
+// kept version of.
+const withheldLink = "(no link: this message was kept, not sent)"
+
+// Send keeps m and logs it; it never fails. The message is kept with the
+// link for a message that was not sent (KeptUnsubscribeURL), which the
+// business reading its outbox may press without suppressing the address
+// for every business: the link that does is for whoever receives the
+// message.
 func (o *Outbox) Send(ctx context.Context, m ports.Outgoing) error {
+	if m.UnsubscribeURL != "" {
+		kept := m.KeptUnsubscribeURL
+		if kept == "" {
+			kept = withheldLink
+		}
+		m.Text = strings.ReplaceAll(m.Text, m.UnsubscribeURL, kept)
+		m.UnsubscribeURL = m.KeptUnsubscribeURL
+	}
+	m.KeptUnsubscribeURL = ""
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if o.seen[m.ID] {

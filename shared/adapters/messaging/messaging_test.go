@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -82,17 +83,25 @@ func TestOutboxLogCarriesNoLinkSecrets(t *testing.T) {
 	const (
 		trackingID = "trk-7QmZ1vR9xKp2Lw8NcF4s"
 		token      = "unsub-Hq3Yt6Vb0Jd5Ne9Ra2Ug7Wc1"
+		keptToken  = "kept-Zr8Pq2Lm5Tx9Wb3Vc6Nd0Fh4"
 		base       = "https://drones.fabrikam.example/api/"
 	)
-	track, stop := base+"track/"+trackingID, base+"unsubscribe/"+token
+	track, stop, keptStop := base+"track/"+trackingID, base+"unsubscribe/"+token, base+"unsubscribe/"+keptToken
 	// The texts as handlers.composeMessage writes them.
 	email := ports.Outgoing{ID: "d-9:n1:to-s1-email", DeliveryID: "d-9", Channel: domain.ChannelEmail, To: "ana.lopez@example.com",
-		Subject: "Your package is on its way", UnsubscribeURL: stop,
+		Subject: "Your package is on its way", UnsubscribeURL: stop, KeptUnsubscribeURL: keptStop,
 		Text: "Your package has been picked up.\n\nFollow your delivery live: " + track + "\n\n" +
 			"You get these messages because they were asked for when delivery d-9 was arranged.\n" +
 			"To get no more of them, open " + stop + "\n"}
 	sms := ports.Outgoing{ID: "d-9:n1:to-s1-sms", DeliveryID: "d-9", Channel: domain.ChannelSMS, To: "+14255550123",
-		UnsubscribeURL: stop, Text: "Your package has been picked up. Follow it: " + track + " Stop these texts: " + stop}
+		UnsubscribeURL: stop, KeptUnsubscribeURL: keptStop, Text: "Your package has been picked up. Follow it: " + track + " Stop these texts: " + stop}
+	// Kept, each carries the link of a kept message, which suppresses
+	// nothing, in place of the one for its receiver.
+	keptAs := func(m ports.Outgoing) ports.Outgoing {
+		m.Text = strings.ReplaceAll(m.Text, stop, keptStop)
+		m.UnsubscribeURL, m.KeptUnsubscribeURL = keptStop, ""
+		return m
+	}
 
 	for name, h := range map[string]func(*bytes.Buffer) slog.Handler{
 		"json": func(b *bytes.Buffer) slog.Handler { return slog.NewJSONHandler(b, nil) },
@@ -112,7 +121,7 @@ func TestOutboxLogCarriesNoLinkSecrets(t *testing.T) {
 			assert.Contains(t, out, "customer message kept in the outbox")
 			assert.Contains(t, out, email.ID)
 			assert.Contains(t, out, sms.ID)
-			for _, secret := range []string{trackingID, token, "/api/track/", "/api/unsubscribe/", "ana.lopez", "4255550"} {
+			for _, secret := range []string{trackingID, token, keptToken, "/api/track/", "/api/unsubscribe/", "ana.lopez", "4255550"} {
 				assert.NotContains(t, out, secret)
 			}
 			assert.Contains(t, out, "@example.com", "the e-mail's domain is kept")
@@ -120,7 +129,10 @@ func TestOutboxLogCarriesNoLinkSecrets(t *testing.T) {
 
 			kept, err := o.Kept(ctx, "d-9")
 			require.NoError(t, err)
-			assert.Equal(t, []ports.Outgoing{email, sms}, kept, "the outbox keeps the messages in full")
+			assert.Equal(t, []ports.Outgoing{keptAs(email), keptAs(sms)}, kept, "the outbox keeps the messages in full, with the kept link")
+			for _, m := range kept {
+				assert.NotContains(t, m.Text, token, "the receiver's link is not kept")
+			}
 		})
 	}
 }
