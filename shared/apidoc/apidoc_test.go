@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"slices"
 	"sort"
@@ -17,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/fabrikam/dronedelivery/shared/apidoc"
+	"github.com/fabrikam/dronedelivery/shared/domain"
 	"github.com/fabrikam/dronedelivery/shared/functionapp"
 )
 
@@ -158,6 +160,23 @@ func TestProblemSchemaMatchesTheType(t *testing.T) {
 	var v any
 	require.NoError(t, json.Unmarshal(resp.Body, &v))
 	require.NoError(t, schema.VisitJSON(v, openapi3.EnableJSONSchema2020()))
+}
+
+// TestDroneSchemaMatchesTheType holds the Drone schema to the drone record
+// the fleet endpoints answer with: a field the schema lacks makes every
+// strict client refuse the drone (the schema allows no other property).
+func TestDroneSchemaMatchesTheType(t *testing.T) {
+	schema := load(t).Components.Schemas["Drone"].Value
+	require.NotNil(t, schema.AdditionalProperties.Has)
+	require.False(t, *schema.AdditionalProperties.Has, "the schema allows no other property")
+	typ := reflect.TypeFor[domain.Drone]()
+	for i := range typ.NumField() {
+		name, _, _ := strings.Cut(typ.Field(i).Tag.Get("json"), ",")
+		if name == "" || name == "-" {
+			continue
+		}
+		assert.Contains(t, schema.Properties, name, "domain.Drone.%s", typ.Field(i).Name)
+	}
 }
 
 // TestReferencePage checks that the page lists every operation and every
