@@ -46,8 +46,10 @@ func (c TrackingConfig) ChargeDuration(battery float64) time.Duration {
 // FullRange is the drone's range at a full charge: FullRangeKm once set,
 // else what its current range and battery imply under the model (for a
 // drone registered with a range on a partial charge, or stored before the
-// model). A battery at or under the reserve leaves no usable range to
-// scale from: the range given is then taken as the full charge's.
+// model). A battery at or under one point above the reserve leaves too
+// little usable range to scale from (dividing by it would multiply any
+// error in the range given): the range given is then taken as the full
+// charge's.
 func (dr *Drone) FullRange(cfg TrackingConfig) float64 {
 	if dr.FullRangeKm > 0 {
 		return dr.FullRangeKm
