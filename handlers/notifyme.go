@@ -68,7 +68,7 @@ func (h *Handlers) PostNotifyMeRequest(ctx context.Context, req *functionapp.Req
 		got, err = d.Subscribe(sub)
 		created = err == nil
 		if created {
-			d.UpdatedAt = now
+			d.Touch(now)
 		}
 		return err
 	})
@@ -114,7 +114,7 @@ func (h *Handlers) DeleteNotifyMeRequest(ctx context.Context, req *functionapp.R
 		if err := d.EndSubscription(sid); err != nil {
 			return err
 		}
-		d.UpdatedAt = now
+		d.Touch(now)
 		return nil
 	})
 	if err != nil {
@@ -203,7 +203,7 @@ func (h *Handlers) Unsubscribe(ctx context.Context, req *functionapp.Request) *f
 		if err := d.Unlink(token); err != nil {
 			return err // ErrNoChange: spent meanwhile, by this link
 		}
-		d.UpdatedAt = now
+		d.Touch(now)
 		return nil
 	})
 	if err != nil && !domain.IsCode(err, domain.ENOTFOUND) {

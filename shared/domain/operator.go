@@ -301,7 +301,7 @@ func (d *Delivery) redispatch(avoid string, now time.Time, note string) {
 func (d *Delivery) audit(a OperatorAction, droneID string, now time.Time) {
 	d.record(Event{Stage: d.Stage, At: d.eventTime(now), DroneID: droneID, Kind: EventOperator,
 		Note: a.Name + ": " + a.Reason, By: a.By, ActionID: a.ActionID})
-	d.UpdatedAt = now
+	d.Touch(now)
 }
 
 // sawAction reports whether the history holds an action with this id.

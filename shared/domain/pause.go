@@ -59,7 +59,8 @@ func (d *Delivery) Hold(reason string, now time.Time) error {
 	if d.HeldReason == reason || d.Stage.Terminal() || d.DroneAssignedAt != nil {
 		return ErrNoChange
 	}
-	d.HeldReason, d.UpdatedAt = reason, now
+	d.HeldReason = reason
+	d.Touch(now)
 	return nil
 }
 
@@ -68,6 +69,7 @@ func (d *Delivery) Unhold(now time.Time) error {
 	if d.HeldReason == "" {
 		return ErrNoChange
 	}
-	d.HeldReason, d.UpdatedAt = "", now
+	d.HeldReason = ""
+	d.Touch(now)
 	return nil
 }

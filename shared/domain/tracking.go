@@ -143,7 +143,7 @@ func (d *Delivery) setStageAt(s Stage, t time.Time, note string, where *Location
 		e.DroneID = d.DroneID
 	}
 	d.record(e)
-	d.UpdatedAt = t
+	d.Touch(t)
 }
 
 // Notify records a notification and returns it, so the caller can send it
@@ -239,7 +239,7 @@ func Track(d *Delivery, drone *Drone, r Telemetry, cfg TrackingConfig) (bool, []
 		loc := r.Location
 		d.LastKnownLocation = &loc
 		d.LastTelemetryAt = &t
-		d.UpdatedAt = t
+		d.Touch(t)
 	}
 	if early {
 		// The package is aboard once the drone has been at the pickup,
@@ -411,6 +411,12 @@ func (d *Delivery) eventTime(t time.Time) time.Time {
 	}
 	return t
 }
+
+// Touch marks the delivery changed at t. UpdatedAt never goes back: a
+// report dated ahead of the service's clock (within the skew it allows)
+// may have set it, and a client that reads changes since an updatedAt it
+// saw would miss a later write dated earlier.
+func (d *Delivery) Touch(t time.Time) { d.UpdatedAt = latest(d.UpdatedAt, t) }
 
 func latest(a, b time.Time) time.Time {
 	if a.After(b) {

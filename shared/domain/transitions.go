@@ -32,7 +32,8 @@ func (d *Delivery) Reserve(droneID string, now time.Time) error {
 	if d.DroneAssignedAt != nil || d.Stage.Terminal() || d.DroneID != "" {
 		return ErrNoChange
 	}
-	d.DroneID, d.UpdatedAt = droneID, now
+	d.DroneID = droneID
+	d.Touch(now)
 	return nil
 }
 
@@ -41,7 +42,8 @@ func (d *Delivery) DropReservation(droneID string, now time.Time) error {
 	if d.DroneID != droneID || d.DroneAssignedAt != nil {
 		return ErrNoChange
 	}
-	d.DroneID, d.Preempted, d.UpdatedAt = "", nil, now
+	d.DroneID, d.Preempted = "", nil
+	d.Touch(now)
 	return nil
 }
 
@@ -55,7 +57,8 @@ func (d *Delivery) RecordAssignment(droneID string, now time.Time) error {
 		return fmt.Errorf("delivery reserved drone %s but drone %s was claimed", d.DroneID, droneID)
 	}
 	t := now
-	d.DroneAssignedAt, d.UpdatedAt = &t, now
+	d.DroneAssignedAt = &t
+	d.Touch(now)
 	d.HeldReason = "" // a delivery with a drone is held by no pause
 	return nil
 }
@@ -92,7 +95,8 @@ func (d *Delivery) RecordPackage(packageID string, now time.Time) error {
 		return ErrNoChange
 	}
 	t := now
-	d.PackageID, d.PackageRecordedAt, d.UpdatedAt = packageID, &t, now
+	d.PackageID, d.PackageRecordedAt = packageID, &t
+	d.Touch(now)
 	return nil
 }
 
@@ -118,7 +122,7 @@ func (d *Delivery) Schedule(gen int, eta ETA, route *PlannedRoute, at Location, 
 		// A booked pickup: the stage said so since the booking.
 		d.record(Event{Stage: d.Stage, At: d.eventTime(now), DroneID: d.DroneID, Kind: EventDispatched,
 			Note: "drone " + d.DroneID + " dispatched"})
-		d.UpdatedAt = now
+		d.Touch(now)
 	} else {
 		d.SetStage(StageScheduled, now, "")
 	}
@@ -170,7 +174,7 @@ func (d *Delivery) AwaitDrone(paused string, now time.Time) (Notification, error
 	}
 	planned := *d.PickupETA
 	d.PickupETA, d.DeliveryETA, d.PlannedRoute = nil, nil, nil
-	d.UpdatedAt = now
+	d.Touch(now)
 	why := "No drone is free yet for your pickup planned at " + planned.UTC().Format(time.RFC3339)
 	if paused != "" {
 		why = "Service is paused at your pickup (" + paused + "), planned at " + planned.UTC().Format(time.RFC3339)
@@ -329,7 +333,7 @@ func (d *Delivery) Confirm(c Confirmation, rules ConfirmationRules, now time.Tim
 	at := c.GeoCoordinates
 	d.record(Event{Stage: d.Stage, At: d.eventTime(now), Location: &at, Kind: EventConfirmed,
 		Note: "confirmed by " + c.ConfirmationType.Describe()})
-	d.UpdatedAt = now
+	d.Touch(now)
 	return nil
 }
 

@@ -275,3 +275,19 @@ func TestConfirm(t *testing.T) {
 		})
 	}
 }
+
+// A delivery's updatedAt never goes back: a report dated ahead of the
+// service's clock (within the skew allowed) may have set it, and a proof of
+// delivery received just after must not date the delivery earlier, or a
+// client reading changes since the updatedAt it saw would miss it.
+func TestUpdatedAtNeverGoesBack(t *testing.T) {
+	t.Parallel()
+	d := delivery(domain.StageCompleted)
+	d.History = []domain.Event{{Stage: domain.StageCreated, At: t0.Add(-time.Hour)}, {Stage: domain.StageCompleted, At: t0.Add(3 * time.Minute)}}
+	d.UpdatedAt = t0.Add(3 * time.Minute) // the report that completed it, dated ahead
+	c := domain.Confirmation{DateTime: t0, GeoCoordinates: d.Request.DropoffLocation, ConfirmationType: domain.ConfirmationPicture}
+	require.NoError(t, d.Confirm(c, domain.ConfirmationRules{}, t0))
+	assert.Equal(t, t0.Add(3*time.Minute), d.UpdatedAt)
+	d.Touch(t0.Add(10 * time.Minute))
+	assert.Equal(t, t0.Add(10*time.Minute), d.UpdatedAt, "and moves on with the clock")
+}
