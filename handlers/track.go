@@ -242,7 +242,7 @@ func (h *Handlers) feedOf(ctx context.Context, d *domain.Delivery) trackFeed {
 		PickupTime:           d.Request.PickupTime, PlannedRoute: d.PlannedRoute,
 	}
 	if d.PickedUpAt == nil && !d.Stage.Terminal() && d.Request.PickupTime.After(h.clock.Now().Add(time.Minute)) {
-		f.Notice = "pickup at " + d.Request.PickupTime.UTC().Format("15:04") + " UTC"
+		f.Notice = "pickup at " + domain.ClockTime(d.Request.PickupTime, h.clock.Now())
 	}
 	if d.HeldReason != "" && !d.Stage.Terminal() {
 		f.HeldReason = d.HeldReason

@@ -81,11 +81,22 @@ func (d *Delivery) WaitReason(now time.Time, fresh time.Duration) (WaitKind, str
 	case d.HeldReason != "":
 		return WaitHeld, "held: " + d.HeldReason
 	case d.DispatchAt != nil && now.Before(*d.DispatchAt):
-		return WaitBooked, "booked: dispatch at " + d.DispatchAt.UTC().Format("15:04") + " UTC"
+		return WaitBooked, "booked: dispatch at " + ClockTime(*d.DispatchAt, now)
 	case d.DroneID != "":
 		return WaitClaiming, "drone " + d.DroneID + " being claimed"
 	case now.Sub(d.UpdatedAt) < fresh:
 		return WaitDispatch, "waiting for dispatch"
 	}
 	return WaitNoDrone, NoDroneReason
+}
+
+// ClockTime writes t for a person reading it at now, in UTC: "14:05 UTC"
+// on the same day, "Dec 12 14:05 UTC" on another, so that a time days away
+// is not read as today's.
+func ClockTime(t, now time.Time) string {
+	t, now = t.UTC(), now.UTC()
+	if y, m, d := t.Date(); now.Year() == y && now.Month() == m && now.Day() == d {
+		return t.Format("15:04") + " UTC"
+	}
+	return t.Format("Jan 2 15:04") + " UTC"
 }

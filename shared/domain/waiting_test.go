@@ -10,6 +10,7 @@ import (
 func TestWaitReason(t *testing.T) {
 	now := time.Date(2026, 12, 4, 10, 0, 0, 0, time.UTC)
 	later := now.Add(90 * time.Minute)
+	days := later.Add(7 * 24 * time.Hour)
 	assigned := now.Add(-time.Minute)
 	old := now.Add(-time.Hour)
 	cases := []struct {
@@ -21,6 +22,7 @@ func TestWaitReason(t *testing.T) {
 	}{
 		{"held", Delivery{Stage: StageCreated, HeldReason: "storm", UpdatedAt: old}, true, WaitHeld, "held: storm"},
 		{"booked", Delivery{Stage: StageScheduled, DispatchAt: &later, UpdatedAt: old}, true, WaitBooked, "booked: dispatch at 11:30 UTC"},
+		{"booked days ahead", Delivery{Stage: StageScheduled, DispatchAt: &days, UpdatedAt: old}, true, WaitBooked, "booked: dispatch at " + days.Format("Jan 2") + " 11:30 UTC"},
 		{"claiming", Delivery{Stage: StageCreated, DroneID: "d1", UpdatedAt: old}, true, WaitClaiming, "drone d1 being claimed"},
 		{"fresh", Delivery{Stage: StageRescheduled, UpdatedAt: now.Add(-time.Second)}, true, WaitDispatch, "waiting for dispatch"},
 		{"no drone", Delivery{Stage: StageCreated, UpdatedAt: old}, true, WaitNoDrone, "no drone available"},
