@@ -61,15 +61,26 @@ func assignedDrone(d *domain.Delivery) string {
 	return d.DroneID
 }
 
+// shownETAs are d's ETAs as the views show them: none once it is cancelled
+// or has failed, since no drone is coming and a time beside the stage would
+// read as one that is (the record keeps them; the history dates the end).
+func shownETAs(d *domain.Delivery) (pickup, delivery *time.Time) {
+	if d.Stage == domain.StageCancelled || d.Stage == domain.StageFailed {
+		return nil, nil
+	}
+	return d.PickupETA, d.DeliveryETA
+}
+
 // viewOf is the public shape of d.
 func viewOf(d *domain.Delivery) deliveryView {
 	r := d.Request
+	pickupETA, deliveryETA := shownETAs(d)
 	return deliveryView{
 		ID: d.ID, TrackingID: d.TrackingID, OwnerID: d.OwnerID, Stage: d.Stage,
 		PickupLocation: r.PickupLocation, DropoffLocation: r.DropoffLocation,
 		PickupTime: r.PickupTime, Deadline: r.Deadline, Expedited: r.Expedited,
 		ConfirmationReq: r.ConfirmationRequired, PackageInfo: r.PackageInfo,
-		DroneID: assignedDrone(d), PickupETA: d.PickupETA, DeliveryETA: d.DeliveryETA,
+		DroneID: assignedDrone(d), PickupETA: pickupETA, DeliveryETA: deliveryETA,
 		LastKnownLocation: d.LastKnownLocation, PlannedRoute: d.PlannedRoute, DispatchAt: d.DispatchAt, FailureReason: d.FailureReason,
 		Outcome: d.Outcome, HeldReason: d.HeldReason, CreatedAt: d.CreatedAt, ScheduledAt: d.ScheduledAt, UpdatedAt: d.UpdatedAt,
 		Confirmation: confirmationOf(d),
@@ -137,9 +148,11 @@ func (h *Handlers) GetDeliveryStatus(ctx context.Context, req *functionapp.Reque
 	if err != nil {
 		return h.errorResponse(ctx, err)
 	}
+	pickupETA, deliveryETA := shownETAs(d)
 	return functionapp.JSON(http.StatusOK, statusView{
 		Stage: d.Stage, DroneID: assignedDrone(d), LastKnownLocation: d.LastKnownLocation,
-		PickupETA: d.PickupETA, DeliveryETA: d.DeliveryETA, DispatchAt: d.DispatchAt, FailureReason: d.FailureReason, HeldReason: d.HeldReason, UpdatedAt: d.UpdatedAt,
+		PickupETA: pickupETA, DeliveryETA: deliveryETA,
+		DispatchAt: d.DispatchAt, FailureReason: d.FailureReason, HeldReason: d.HeldReason, UpdatedAt: d.UpdatedAt,
 	})
 }
 

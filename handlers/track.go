@@ -236,7 +236,7 @@ func (h *Handlers) feedOf(ctx context.Context, d *domain.Delivery) trackFeed {
 	f := trackFeed{
 		TrackingID: d.TrackingID, Stage: d.Stage,
 		PickupLocation: d.Request.PickupLocation, DropoffLocation: d.Request.DropoffLocation,
-		Trail: d.Trail, PickupETA: d.PickupETA, DeliveryETA: d.DeliveryETA, UpdatedAt: d.UpdatedAt,
+		Trail: d.Trail, UpdatedAt: d.UpdatedAt,
 		FailureReason: d.FailureReason, History: make([]feedEvent, 0, len(d.History)),
 		ConfirmationRequired: d.Request.ConfirmationRequired,
 		PickupTime:           d.Request.PickupTime, PlannedRoute: d.PlannedRoute,
@@ -248,6 +248,7 @@ func (h *Handlers) feedOf(ctx context.Context, d *domain.Delivery) trackFeed {
 		f.HeldReason = d.HeldReason
 		f.Notice = "held: " + d.HeldReason
 	}
+	f.PickupETA, f.DeliveryETA = shownETAs(d)
 	f.Trail = orEmpty(f.Trail)
 	for _, e := range d.History {
 		// The page dates each stage by its event; a proof of delivery,

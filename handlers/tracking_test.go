@@ -992,3 +992,32 @@ func TestADeliveryThatChangesDronesCountsEachFlight(t *testing.T) {
 	assert.Equal(t, handedOver.Sub(firstAssigned).Milliseconds()+d.CompletedAt.Sub(*d.DroneAssignedAt).Milliseconds(), ended.AssignedMs,
 		"both drones' time")
 }
+
+// A cancelled delivery shows no ETAs: no drone is coming, and a time beside
+// the stage would read as one that is. Its status, its record and its
+// tracking feed all leave them out.
+func TestACancelledDeliveryShowsNoETAs(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	f.putDrone(t, domain.Drone{ID: "e1", Location: at(0.001, 0)})
+	d := f.scheduled(t, "gone", at(0, 0), at(0.01, 0))
+	require.NotNil(t, d.PickupETA, "scheduled with its ETAs")
+	require.Equal(t, http.StatusNoContent, f.cancel(t, "gone").Status)
+	f.drain(t)
+	params := map[string]string{"id": "gone"}
+	for _, fn := range []string{"GetDeliveryStatus", "GetDelivery"} {
+		resp := f.biz(fn, &functionapp.Request{Method: http.MethodGet, Params: params})
+		require.Equal(t, http.StatusOK, resp.Status, string(resp.Body))
+		var v map[string]any
+		require.NoError(t, json.Unmarshal(resp.Body, &v))
+		assert.Equal(t, "Cancelled", v["stage"], fn)
+		assert.Nil(t, v["pickupETA"], fn)
+		assert.Nil(t, v["deliveryETA"], fn)
+	}
+	feed := f.call("TrackFeed", "", &functionapp.Request{Method: http.MethodGet, Params: map[string]string{"trackingId": d.TrackingID}})
+	require.Equal(t, http.StatusOK, feed.Status, string(feed.Body))
+	var v map[string]any
+	require.NoError(t, json.Unmarshal(feed.Body, &v))
+	assert.Nil(t, v["pickupETA"])
+	assert.Nil(t, v["deliveryETA"])
+}
