@@ -79,6 +79,33 @@ func TestPauseHoldsAndResumes(t *testing.T) {
 	assert.Contains(t, problemOf(t, resp).Detail, "2999-01-01")
 }
 
+// A pause put while a delivery waits holds it at once: its status says so
+// before its next retry comes round; a new reason replaces the old one at
+// once too, and the end of the pause clears it.
+func TestAPauseHoldsWhatItCoversAtOnce(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, domain.Drone{ID: "d1", Location: at(0, 0), Status: domain.DroneMaintenance})
+	require.Equal(t, http.StatusAccepted, f.ingest(t, requestBody("waits", at(0.01, 0), at(0.02, 0), "Small", 1)).Status)
+	f.drain(t)
+	require.Empty(t, f.delivery(t, "waits").HeldReason, "waiting for a drone, held by nothing")
+	heldReason := func() string {
+		t.Helper()
+		resp := f.biz("GetDeliveryStatus", &functionapp.Request{Method: http.MethodGet, Params: map[string]string{"id": "waits"}})
+		require.Equal(t, http.StatusOK, resp.Status, string(resp.Body))
+		var v struct{ HeldReason string }
+		require.NoError(t, json.Unmarshal(resp.Body, &v))
+		return v.HeldReason
+	}
+	for _, reason := range []string{"hail", "high winds"} {
+		require.Contains(t, []int{http.StatusCreated, http.StatusOK}, f.putPause(t, "storm", map[string]any{"reason": reason}).Status)
+		f.drain(t) // no clock moves, no retry is played
+		assert.Equal(t, reason, heldReason())
+	}
+	require.Equal(t, http.StatusNoContent, f.fleet("DeletePause", &functionapp.Request{Method: "DELETE", Params: map[string]string{"id": "storm"}}).Status)
+	f.drain(t)
+	assert.Empty(t, heldReason())
+}
+
 // pauseView is a pause as GET /api/pauses and /api/pauses/{id} show it.
 type pauseView struct {
 	PauseID, AreaID, Reason, State string

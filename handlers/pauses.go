@@ -3,6 +3,7 @@ package handlers
 import (
 	"context"
 	"fmt"
+	"hash/fnv"
 	"math"
 	"net/http"
 	"strconv"
@@ -219,6 +220,10 @@ func (h *Handlers) PutPause(ctx context.Context, req *functionapp.Request) *func
 		return h.errorResponse(ctx, err)
 	}
 	h.log.InfoContext(ctx, "service paused", "pauseId", got.ID, "areaId", got.AreaID, "reason", got.Reason)
+	if err := h.wakeHeldOtherwise(ctx, "pause-"+got.ID); err != nil {
+		// What the pause covers is held at its next look all the same.
+		h.log.WarnContext(ctx, "waiting deliveries the pause covers not woken; they are held at their next look", "pauseId", got.ID, "err", err)
+	}
 	status := http.StatusOK
 	if created {
 		status = http.StatusCreated
@@ -333,7 +338,7 @@ func (h *Handlers) DeletePause(ctx context.Context, req *functionapp.Request) *f
 		return h.errorResponse(ctx, notFoundAs(err, "pause %s not found", id))
 	}
 	h.log.InfoContext(ctx, "service resumed", "pauseId", id)
-	if err := h.resume(ctx, id); err != nil {
+	if err := h.wakeHeldOtherwise(ctx, "resume-"+id); err != nil {
 		// The pause is gone; what it held is looked at again within
 		// RetryMax all the same.
 		h.log.WarnContext(ctx, "deliveries held by the pause not woken; they wait for their next look", "pauseId", id, "err", err)
@@ -341,33 +346,51 @@ func (h *Handlers) DeletePause(ctx context.Context, req *functionapp.Request) *f
 	return &functionapp.Response{Status: http.StatusNoContent, Header: http.Header{}}
 }
 
-// resumeBound bounds the waiting deliveries one resume reads; those beyond
-// it wait for their next look.
-const resumeBound = 1000
+// wakeBound bounds the waiting deliveries one change of the pauses reads;
+// those beyond it wait for their next look.
+const wakeBound = 1000
 
-// resume sends to dispatch the waiting deliveries a pause held that no
-// pause holds now, each by a message of its own (a wake: the delivery's
-// own retries go on beside it, and whichever runs second changes nothing).
-func (h *Handlers) resume(ctx context.Context, pauseID string) error {
+// wakeHeldOtherwise sends to dispatch the waiting deliveries whose hold
+// the pauses in force now change: held by a pause that ended, not held
+// though a pause put now covers their pickup, or held for another reason
+// than the one in force. Each gets a message of its own (a wake: the
+// delivery's own retries go on beside it, and whichever runs second
+// changes nothing), so that its status and tracking page say at once what
+// holds it, and it is dispatched at once when nothing does. A booked
+// pickup before its dispatch time, and a delivery whose drone is being
+// claimed, are left to their own next step.
+func (h *Handlers) wakeHeldOtherwise(ctx context.Context, tag string) error {
 	if h.store.Waiting == nil {
 		return nil
 	}
 	now := h.clock.Now()
 	var msgs []ports.Message
 	f := ports.WaitingFilter{Oldest: true, Limit: 200}
-	for read := 0; read < resumeBound; {
+	for read := 0; read < wakeBound; {
 		page, err := h.store.Waiting.PageWaiting(ctx, f)
 		if err != nil {
 			return err
 		}
 		for _, d := range page.Deliveries {
-			if d.HeldReason == "" {
+			if d.DroneID != "" || (d.DispatchAt != nil && now.Before(*d.DispatchAt)) {
 				continue
 			}
-			if hold, err := h.pausedAt(ctx, d.Request.PickupLocation, now); err != nil || hold != nil {
+			hold, err := h.pausedAt(ctx, d.Request.PickupLocation, now)
+			if err != nil {
+				return err
+			}
+			want := ""
+			if hold != nil {
+				want = hold.Reason
+			}
+			if d.HeldReason == want {
 				continue
 			}
-			msgs = append(msgs, message(topology.QueueDeliveryRequests, "resume-"+pauseID+"-"+strconv.FormatInt(now.UnixNano(), 10),
+			// Named by the change and the hold it brings, so that two
+			// changes at one instant are not taken for one message, in a
+			// few characters whatever the length of the pause's id (a
+			// Service Bus message id holds 128).
+			msgs = append(msgs, message(topology.QueueDeliveryRequests, "hold-"+strconv.FormatInt(now.UnixNano(), 10)+"-"+shortTag(tag, want),
 				wire.Envelope{Operation: wire.OpDelivery, DeliveryID: d.ID, CorrelationID: d.CorrelationID, Generation: d.Generation, Wake: true}))
 		}
 		read += len(page.Deliveries)
@@ -380,6 +403,16 @@ func (h *Handlers) resume(ctx context.Context, pauseID string) error {
 		return nil
 	}
 	return h.bus.Publish(ctx, msgs...)
+}
+
+// shortTag is a short name of parts for a message id.
+func shortTag(parts ...string) string {
+	h := fnv.New64a()
+	for _, p := range parts {
+		h.Write([]byte(p))
+		h.Write([]byte{0})
+	}
+	return strconv.FormatUint(h.Sum64(), 36)
 }
 
 // hold keeps d, which a pause covers, from dispatch: it is marked held with
