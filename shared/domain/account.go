@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 )
 
 // Account is a business registered with the service. Its id is the owner
@@ -148,6 +149,11 @@ func base32Lower(s string) bool {
 func ValidWebhookURL(field, s string, allowPrivate bool) error {
 	if len(s) > 2048 {
 		return Invalid(field, "must be at most 2048 characters")
+	}
+	// A URL is sent as it is written: white space or a control character
+	// would be escaped into another URL than the one stored and shown.
+	if strings.ContainsFunc(s, func(c rune) bool { return unicode.IsSpace(c) || unicode.IsControl(c) }) {
+		return Invalid(field, "must not contain spaces or control characters (escape them as %%20 and the like)")
 	}
 	u, err := url.Parse(s)
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.User != nil {

@@ -55,7 +55,11 @@ func ValidID(field, id string) error {
 	return nil
 }
 
-// ValidText checks free text: valid UTF-8, no control characters, bounded.
+// ValidText checks free text: valid UTF-8, no control characters, no
+// bidirectional embeddings, overrides or isolates (which make a name or a
+// tag display in another order than it reads, the "Trojan Source" trick),
+// bounded. Zero-width joiners stay allowed: emoji sequences and some
+// scripts need them.
 func ValidText(field, s string, max int) error {
 	if !utf8.ValidString(s) {
 		return Invalid(field, "must be valid UTF-8")
@@ -66,6 +70,9 @@ func ValidText(field, s string, max int) error {
 	for _, c := range s {
 		if unicode.IsControl(c) {
 			return Invalid(field, "must not contain control characters")
+		}
+		if c >= '\u202a' && c <= '\u202e' || c >= '\u2066' && c <= '\u2069' {
+			return Invalid(field, "must not contain bidirectional formatting characters (U+%04X)", c)
 		}
 	}
 	return nil

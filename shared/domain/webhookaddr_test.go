@@ -39,7 +39,7 @@ func TestValidWebhookURL(t *testing.T) {
 		"http://2130706433/", "http://0x7f000001/", "http://0177.0.0.1/", "http://127.1/", "http://127.0.1/", "http://0x7f.0.0.1/",
 		"http://017700000001/", "http://1.2.3.04/", "http://[fe80::1%25eth0]/", "https://hooks.example/" + string(make([]byte, 2048)),
 		"http://hooks.example:65536/", "http://hooks.example:0/", "https://[2606:4700::1111]:99999/h", "http://hooks.example:0080/",
-		"http://hooks.example:/",
+		"http://hooks.example:/", "https://hooks.example/a b", "https://hooks.example/a\tb", "https://hooks.example/a\u00a0b",
 	}
 	private := []string{ // refused unless private targets are allowed
 		"http://127.0.0.1:8080/hook", "http://[::1]/", "http://[::ffff:127.0.0.1]/", "http://[::ffff:7f00:1]/", "http://10.0.0.5/",
