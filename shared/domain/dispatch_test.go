@@ -104,6 +104,40 @@ func TestFeasibleNeedsOneDroneAbleToDoItAll(t *testing.T) {
 	assert.NoError(t, domain.Feasible(huge, domain.NewFleetSummary(), nil, domain.FeasibilityRules{}, now))
 }
 
+// A drone on a partial charge counts what a full charge gives it, keeping
+// the reserve: 20 km on a full battery, 10 % of it reserved, is 18 km,
+// whatever its battery now (before, 8 km at 50 % counted as 16).
+func TestFeasibleCountsAFullChargeKeepingTheReserve(t *testing.T) {
+	t.Parallel()
+	cfg := domain.TrackingConfig{}.WithDefaults()
+	for _, battery := range []float64{100, 50, 20, 10} {
+		d := aDrone("b", center, 10)
+		d.FullRangeKm = 20
+		d.SetBattery(battery, cfg)
+		assert.InDelta(t, 18, domain.FullRangeKm(d), 1e-9, "at %v %%", battery)
+		// Pickup 8.5 km north, dropoff 0.1 km further, back home: 17.2 km.
+		fits := request(near(8.5/111.2, 0), near(8.6/111.2, 0), 1, 2*time.Hour)
+		assert.NoError(t, domain.Feasible(fits, summary(d), nil, domain.FeasibilityRules{}, now), "at %v %%", battery)
+		over := request(near(9.1/111.2, 0), near(9.2/111.2, 0), 1, 2*time.Hour)
+		assert.Equal(t, "pickupLocation", domain.ErrorField(domain.Feasible(over, summary(d), nil, domain.FeasibilityRules{}, now)), "at %v %%", battery)
+	}
+}
+
+// A drone based farther from the pickup than dispatch looks could never be
+// sent there, whatever its range.
+func TestFeasibleRefusesAPickupBeyondTheDispatchRadius(t *testing.T) {
+	t.Parallel()
+	d := aDrone("far", center, 60)
+	d.RangeKm = 1000
+	r := request(near(205/111.2, 0), near(202/111.2, 0), 1, 6*time.Hour)
+	err := domain.Feasible(r, summary(d), nil, domain.FeasibilityRules{RadiusKm: 200}, now)
+	assert.Equal(t, "pickupLocation", domain.ErrorField(err), "%v", err)
+	assert.Contains(t, fmt.Sprint(err), "farther than dispatch looks")
+	assert.NoError(t, domain.Feasible(r, summary(d), nil, domain.FeasibilityRules{RadiusKm: 300}, now))
+	closer := request(near(195/111.2, 0), near(192/111.2, 0), 1, 6*time.Hour)
+	assert.NoError(t, domain.Feasible(closer, summary(d), nil, domain.FeasibilityRules{RadiusKm: 200}, now))
+}
+
 // randomRequest is a request within some 3 km of near(0, 0), of up to
 // 3 kg, due in 5 to 35 minutes.
 func randomRequest(r *rand.Rand) *domain.DeliveryRequest {

@@ -25,11 +25,20 @@ func (c Capability) carries(p *PackageInfo) bool {
 	return p.Weight <= c.PayloadKg && p.Size.Rank() <= c.Size.Rank()
 }
 
-// FullRangeKm is how far the drone flies on a full charge: its range now,
-// scaled up from its battery level.
+// FullRangeKm is how far the drone may fly on a full charge, keeping the
+// reserve: its range now, which keeps the reserve already, and what the
+// charge it lacks adds (Drone.FullRangeKm × (100 − battery) / 100), so no
+// reserve setting is needed to work it out. (A battery under the reserve
+// has a range of 0, and the sum then counts part of the reserve: it errs
+// towards accepting.) A drone stored before the battery model, with no
+// FullRangeKm, has its range now scaled up from its battery level.
 func FullRangeKm(d *Drone) float64 {
-	if d.BatteryPercent > 0 && d.BatteryPercent < 100 {
-		return d.RangeKm * 100 / d.BatteryPercent
+	battery := min(max(d.BatteryPercent, 0), 100)
+	if d.FullRangeKm > 0 {
+		return d.RangeKm + d.FullRangeKm*(100-battery)/100
+	}
+	if battery > 0 && battery < 100 {
+		return d.RangeKm * 100 / battery
 	}
 	return d.RangeKm
 }
@@ -121,6 +130,10 @@ type FeasibilityRules struct {
 	PickupTolerance time.Duration
 	// MaxHorizon is how far ahead of now a deadline may be.
 	MaxHorizon time.Duration
+	// RadiusKm is how far from the pickup dispatch looks for a drone
+	// (ChoiceLimits.RadiusKm); 0 for no limit. A drone based farther away
+	// could never be dispatched to it.
+	RadiusKm float64
 }
 
 // Defaults of FeasibilityRules.
@@ -196,7 +209,7 @@ func Infeasible(req *DeliveryRequest, fleet *FleetSummary, air Airspace, rules F
 	p := &req.PackageInfo
 	lifts, weighs, sized := false, false, false
 	minMissionKm, minPickupKm, maxRangeKm := math.Inf(1), math.Inf(1), 0.0
-	reach := false
+	reach, ranged := false, false
 	start := req.PickupTime
 	if start.Before(now) {
 		start = now
@@ -216,6 +229,10 @@ func Infeasible(req *DeliveryRequest, fleet *FleetSummary, air Airspace, rules F
 			if mission > cp.FullRangeKm {
 				continue
 			}
+			ranged = true
+			if rules.RadiusKm > 0 && toPickup > rules.RadiusKm {
+				continue // dispatch never looks that far
+			}
 			reach = true
 			at := start.Add(PickupHandling + LegDuration(leg.Km, cp.SpeedMps))
 			if earliest.IsZero() || at.Before(earliest) {
@@ -233,6 +250,8 @@ func Infeasible(req *DeliveryRequest, fleet *FleetSummary, air Airspace, rules F
 	case !routed || !weighs || !sized:
 	case !lifts:
 		errs = append(errs, Unprocessable("packageInfo", "fits no single drone of the fleet: none carries a %s package of %.2f kg", p.Size, p.Weight))
+	case !reach && ranged:
+		errs = append(errs, Unprocessable("pickupLocation", "is out of reach: the nearest base of a drone that can fly the trip is more than %.0f km away, farther than dispatch looks for a drone", rules.RadiusKm))
 	case !reach:
 		if 2*minPickupKm > maxRangeKm {
 			errs = append(errs, Unprocessable("pickupLocation", "is out of range: %.1f km from the nearest base of a drone that can carry the package, and none flies more than %.1f km on a full charge", minPickupKm, maxRangeKm))
