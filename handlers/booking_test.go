@@ -42,6 +42,29 @@ func bookedLater(t *testing.T) (*fixture, time.Time) {
 	return f, pickupAt
 }
 
+// A pickup booked while no drone is free is planned for its pickup time
+// all the same (the fastest able drone's flight of the leg after it), not
+// a minute later.
+func TestABookingWithNoFreeDroneIsPlannedForItsPickupTime(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, domain.Drone{ID: "d1", Location: at(0, 0), CruiseSpeedMps: 10, Status: domain.DroneMaintenance})
+	pickupAt := t0.Add(time.Hour)
+	body, _ := json.Marshal(map[string]any{"deliveryId": "later", "pickupLocation": at(0.01, 0), "dropOffLocation": at(0.02, 0),
+		"pickupTime": pickupAt.Format(time.RFC3339), "packageInfo": map[string]any{"size": "Small", "weight": 1}})
+	require.Equal(t, http.StatusAccepted, f.ingest(t, body).Status)
+	f.drain(t)
+	d := f.delivery(t, "later")
+	require.Equal(t, domain.StageScheduled, d.Stage)
+	require.NotNil(t, d.PickupETA)
+	assert.Equal(t, pickupAt, *d.PickupETA)
+	leg := domain.LegDuration(domain.DistanceKm(at(0.01, 0), at(0.02, 0)), 10)
+	want := pickupAt.Add(domain.PickupHandling + leg)
+	if whole := want.Truncate(time.Second); !whole.Equal(want) {
+		want = whole.Add(time.Second) // ETAs are rounded up to the second
+	}
+	assert.Equal(t, want, *d.DeliveryETA)
+}
+
 // A pickup an hour ahead is booked: Scheduled with the planned times, no
 // drone held; at its dispatch time a drone is claimed and flies, and its
 // report at the pickup counts only from pickupTime − the tolerance on.

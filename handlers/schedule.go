@@ -248,7 +248,16 @@ func (h *Handlers) book(ctx context.Context, d *domain.Delivery, now time.Time) 
 		if speed <= 0 {
 			return nil, false, nil
 		}
-		eta = domain.RoutedETA(d.Request.PickupTime, 0, domain.DistanceKm(d.Request.PickupLocation, d.Request.DropoffLocation), speed, d.Request.PickupTime)
+		// The drone to come is at the pickup at pickupTime (RoutedETA
+		// from now: the pickup time, not a flight of 0 km after it), and
+		// flies the leg as routed at that time.
+		legKm := domain.DistanceKm(d.Request.PickupLocation, d.Request.DropoffLocation)
+		if air, err := h.airspace(ctx); err == nil {
+			if leg, err := domain.Leg(&d.Request, air, d.Request.PickupTime); err == nil {
+				legKm = leg.Km
+			}
+		}
+		eta = domain.RoutedETA(now, 0, legKm, speed, d.Request.PickupTime)
 	}
 	dispatchAt := d.Request.PickupTime.Add(-lead - h.cfg.DispatchMargin)
 	if !now.Before(dispatchAt) {
