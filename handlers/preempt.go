@@ -13,7 +13,10 @@ import (
 )
 
 // maxTakeoverAttempts bounds the drones one run of dispatch tries to take
-// from other deliveries before the expedited delivery waits like any.
+// from other deliveries before the expedited delivery waits like any. A
+// drone its delivery may not give up (expedited too, flying, another
+// account's that holds fewer drones) is passed over without counting: the
+// one that could be taken may come after several that cannot.
 const maxTakeoverAttempts = 4
 
 // preempt applies the preemption rule (domain.ChooseTakeovers) for the
@@ -39,13 +42,18 @@ func (h *Handlers) preempt(ctx context.Context, d *domain.Delivery, now time.Tim
 	}
 	var out []ports.Message
 	held := h.holdingsIn(domain.AreaOf(d.Request.PickupLocation))
-	for _, p := range plans[:min(len(plans), maxTakeoverAttempts)] {
+	attempts := 0
+	for _, p := range plans {
+		if attempts >= maxTakeoverAttempts {
+			break
+		}
 		dr := p.Drone
-		if ok, err := h.mayTakeFrom(ctx, held, d, dr.CurrentDeliveryID); err != nil {
+		if ok, err := h.mayTakeFrom(ctx, held, d, dr); err != nil {
 			return nil, nil, err
 		} else if !ok {
 			continue
 		}
+		attempts++
 		got, msgs, err := h.takeOver(ctx, d, dr.ID, domain.Preemption{DeliveryID: dr.CurrentDeliveryID, Generation: dr.CurrentGeneration}, now)
 		out = append(out, msgs...)
 		if errors.Is(err, domain.ErrDroneUnavailable) {
@@ -63,20 +71,25 @@ func (h *Handlers) preempt(ctx context.Context, d *domain.Delivery, now time.Tim
 	return d, out, nil
 }
 
-// mayTakeFrom says whether expedited delivery d may take the drone of the
-// delivery named from: always from its own account's, and from another
+// mayTakeFrom says whether expedited delivery d may take drone dr from the
+// delivery it is claimed for: never one that may not give it up
+// (domain.Delivery.Preemptible: expedited too, flying, rescheduled since);
+// always from its own account's, and from another
 // account's only while that account holds more drones in the area than
 // d's does, so that marking requests expedited, which costs nothing, lets
 // an account catch up with a larger one but never take a smaller one's
 // drones (the fair-share order, which free drones follow too). A delivery
 // that is gone no longer needs its drone.
-func (h *Handlers) mayTakeFrom(ctx context.Context, held *holdings, d *domain.Delivery, from string) (bool, error) {
-	other, err := h.st(ctx).Deliveries.Find(ctx, from)
+func (h *Handlers) mayTakeFrom(ctx context.Context, held *holdings, d *domain.Delivery, dr *domain.Drone) (bool, error) {
+	other, err := h.st(ctx).Deliveries.Find(ctx, dr.CurrentDeliveryID)
 	if domain.ErrorCode(err) == domain.ENOTFOUND {
 		return true, nil
 	}
 	if err != nil {
 		return false, err
+	}
+	if other.Preemptible(dr.ID, dr.CurrentGeneration) != "" {
+		return false, nil
 	}
 	if other.OwnerID == d.OwnerID {
 		return true, nil

@@ -2,6 +2,7 @@ package handlers_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"testing"
 	"time"
 
@@ -185,4 +186,34 @@ func TestTakeoverStoppedHalfWayIsFinishedByTheRedelivery(t *testing.T) {
 	assert.Equal(t, domain.StageRescheduled, plain.Stage)
 	assert.Nil(t, plain.DroneAssignedAt)
 	assert.Equal(t, "urgent", f.drone(t, "d1").CurrentDeliveryID, "its new dispatch does not free the drone it lost")
+}
+
+// The drones an expedited delivery may not take (those of other expedited
+// deliveries) do not use up its attempts: with the five nearest drones on
+// expedited deliveries, it takes the sixth from a plain one.
+func TestExpeditedLooksPastDronesItMayNotTake(t *testing.T) {
+	t.Parallel()
+	var fleet []domain.Drone
+	for i := 1; i <= 5; i++ {
+		fleet = append(fleet, domain.Drone{ID: fmt.Sprintf("e%d", i), Location: at(0.01+0.001*float64(i), 0)})
+	}
+	fleet = append(fleet, domain.Drone{ID: "e6", Location: at(0.037, 0)})
+	f := newFixture(t, fleet...)
+	for i := 1; i <= 5; i++ {
+		f.dispatchAs(t, f.key, fmt.Sprintf("exp-%d", i), true)
+		require.Equal(t, fmt.Sprintf("e%d", i), f.delivery(t, fmt.Sprintf("exp-%d", i)).DroneID)
+	}
+	f.dispatchAs(t, f.key, "plain", false)
+	require.Equal(t, "e6", f.delivery(t, "plain").DroneID)
+
+	f.clock.Advance(time.Second)
+	f.dispatchAs(t, f.key, "exp-7", true)
+	urgent := f.delivery(t, "exp-7")
+	require.Equal(t, domain.StageScheduled, urgent.Stage)
+	assert.Equal(t, "e6", urgent.DroneID)
+	assert.Equal(t, "exp-7", f.drone(t, "e6").CurrentDeliveryID)
+	assert.Equal(t, "exp-7", f.delivery(t, "plain").PreemptedBy)
+	for i := 1; i <= 5; i++ {
+		assert.Equal(t, fmt.Sprintf("exp-%d", i), f.drone(t, fmt.Sprintf("e%d", i)).CurrentDeliveryID, "an expedited delivery keeps its drone")
+	}
 }
