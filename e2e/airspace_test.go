@@ -1,6 +1,8 @@
 package e2e
 
 import (
+	"fmt"
+	"math"
 	"net/http"
 	"strings"
 	"testing"
@@ -9,6 +11,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/fabrikam/dronedelivery/shared/domain"
 	"github.com/fabrikam/dronedelivery/shared/wire"
 )
 
@@ -163,4 +166,48 @@ func airspaceScenario(t *testing.T, p *proc) {
 		resp = a.fleet(t, step.method, step.path, nil)
 		assert.Equal(t, step.status, resp.Status, "%s %s: %s", step.method, step.path, resp.Body)
 	}
+}
+
+// TestAZoneInForceAtThePickupIsRoutedAround: a pickup a minute and a half
+// ahead is dispatched at once, and its pickup → dropoff leg is flown from
+// its pickup time, so a no-fly zone that comes into force before then is
+// flown round, though it is not in force when the drone is dispatched.
+func TestAZoneInForceAtThePickupIsRoutedAround(t *testing.T) {
+	t.Parallel()
+	p := startServe(t, t.TempDir())
+	a := signUp(t, p.base)
+	center := domain.Location{Latitude: 36, Longitude: -97}
+	west := func(km float64) domain.Location {
+		return domain.Location{Latitude: center.Latitude, Longitude: center.Longitude - km/(111.2*math.Cos(center.Latitude*math.Pi/180))}
+	}
+	registerFleet(t, a, map[string]droneSpec{
+		"tz-1": {Location: west(3), MaxPayloadKg: 5, MaxPackageSize: "Large", RangeKm: 30, CruiseSpeedMps: 15, BatteryPercent: 100},
+	})
+	pickupTime := time.Now().Add(90 * time.Second).UTC().Truncate(time.Second)
+	square := fmt.Sprintf(`{"type":"Polygon","coordinates":[[[%[1]f,%[3]f],[%[2]f,%[3]f],[%[2]f,%[4]f],[%[1]f,%[4]f],[%[1]f,%[3]f]]]}`,
+		west(0.5).Longitude, west(-0.5).Longitude, center.Latitude-0.0045, center.Latitude+0.0045)
+	zone := fmt.Sprintf(`{"name":"Air show","geometry":%s,"validFrom":%q,"validTo":%q}`, square,
+		pickupTime.Add(-time.Minute).Format(time.RFC3339), pickupTime.Add(2*time.Hour).Format(time.RFC3339))
+	resp := a.fleet(t, http.MethodPut, "/api/noflyzones/air-show", zone)
+	require.Equal(t, http.StatusCreated, resp.Status, string(resp.Body))
+
+	req := deliveryRequest("tz-a", west(2), west(-2), "Small", 1)
+	req["pickupTime"] = pickupTime.Format(time.RFC3339)
+	resp = a.call(t, http.MethodPost, "/api/deliveryrequests", req)
+	require.Equal(t, http.StatusAccepted, resp.Status, string(resp.Body))
+	waitStage(t, a, "tz-a", domain.StageScheduled)
+	var d struct {
+		DroneID      string `json:"droneId"`
+		PlannedRoute struct {
+			Dropoff struct {
+				Km     float64           `json:"km"`
+				Points []domain.Location `json:"points"`
+			} `json:"dropoff"`
+		} `json:"plannedRoute"`
+	}
+	a.call(t, http.MethodGet, "/api/deliveries/tz-a", nil).decode(t, &d)
+	require.Equal(t, "tz-1", d.DroneID)
+	straight := domain.DistanceKm(west(2), west(-2))
+	assert.Greater(t, d.PlannedRoute.Dropoff.Km, straight+0.05, "round the zone, not %.3f km straight through it", straight)
+	assert.Greater(t, len(d.PlannedRoute.Dropoff.Points), 2, "with waypoints")
 }

@@ -50,7 +50,7 @@ func (h *Handlers) plan(ctx context.Context, drone *domain.Drone, d *domain.Deli
 	if err != nil {
 		return domain.Plan{}, err
 	}
-	leg, err := air.Route(d.Request.PickupLocation, d.Request.DropoffLocation, now)
+	leg, err := air.Route(d.Request.PickupLocation, d.Request.DropoffLocation, domain.LegTime(&d.Request, now))
 	if err != nil {
 		return domain.Plan{}, err
 	}

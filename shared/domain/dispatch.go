@@ -148,8 +148,20 @@ func startChoice(req *DeliveryRequest, air Airspace, lim ChoiceLimits, now time.
 		air = OpenAirspace{}
 	}
 	lim.MaxEligible = positiveOr(lim.MaxEligible, DefaultMaxEligible)
-	leg, err := air.Route(req.PickupLocation, req.DropoffLocation, now)
+	leg, err := air.Route(req.PickupLocation, req.DropoffLocation, LegTime(req, now))
 	return air, lim, leg, err
+}
+
+// LegTime is when the pickup → dropoff leg of req is flown from, as far
+// as is known before a drone is chosen: its pickup time, or now when that
+// has come. The leg is routed round the zones in force then: a booked
+// pickup is dispatched minutes ahead, and a zone that opens or closes in
+// between is the one its drone meets, or no longer meets.
+func LegTime(req *DeliveryRequest, now time.Time) time.Time {
+	if req.PickupTime.After(now) {
+		return req.PickupTime
+	}
+	return now
 }
 
 // Choose applies the dispatch rule to candidates, which yields drones with
