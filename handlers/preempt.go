@@ -27,33 +27,13 @@ const maxTakeoverAttempts = 4
 // lost its drone again and tell its customer why; they must be sent even
 // when d got no drone, since that delivery may have given its drone up.
 func (h *Handlers) preempt(ctx context.Context, d *domain.Delivery, now time.Time) (*domain.Delivery, []ports.Message, error) {
-	fleet, err := h.fleetSummary(ctx)
+	plans, err := h.takeable(ctx, d, now)
 	if err != nil {
 		return nil, nil, err
-	}
-	air, err := h.airspace(ctx)
-	if err != nil {
-		return nil, nil, err
-	}
-	lim := domain.ChoiceLimits{RadiusKm: h.cfg.DispatchRadiusKm, MaxSpeedMps: fleet.MaxSpeedMps(&d.Request.PackageInfo), MaxEligible: h.cfg.MaxEligible}
-	plans, err := domain.ChooseTakeovers(h.st(ctx).Fleet.NearestAwaitingTakeoff(ctx, d.Request.PickupLocation), &d.Request, air, lim, now)
-	if err != nil || len(plans) == 0 {
-		return d, nil, nil // no route (waits as for a drone), or nothing to take
 	}
 	var out []ports.Message
-	held := h.holdingsIn(domain.AreaOf(d.Request.PickupLocation))
-	attempts := 0
 	for _, p := range plans {
-		if attempts >= maxTakeoverAttempts {
-			break
-		}
 		dr := p.Drone
-		if ok, err := h.mayTakeFrom(ctx, held, d, dr); err != nil {
-			return nil, nil, err
-		} else if !ok {
-			continue
-		}
-		attempts++
 		got, msgs, err := h.takeOver(ctx, d, dr.ID, domain.Preemption{DeliveryID: dr.CurrentDeliveryID, Generation: dr.CurrentGeneration}, now)
 		out = append(out, msgs...)
 		if errors.Is(err, domain.ErrDroneUnavailable) {
@@ -69,6 +49,40 @@ func (h *Handlers) preempt(ctx context.Context, d *domain.Delivery, now time.Tim
 		return got, out, nil
 	}
 	return d, out, nil
+}
+
+// takeable returns the plans of the drones expedited delivery d may take
+// (mayTakeFrom), best first as the preemption rule ranks them
+// (domain.ChooseTakeovers), at most maxTakeoverAttempts of them: none when
+// the airspace leaves d no route or no drone may be taken. It changes
+// nothing.
+func (h *Handlers) takeable(ctx context.Context, d *domain.Delivery, now time.Time) ([]domain.Plan, error) {
+	fleet, err := h.fleetSummary(ctx)
+	if err != nil {
+		return nil, err
+	}
+	air, err := h.airspace(ctx)
+	if err != nil {
+		return nil, err
+	}
+	lim := domain.ChoiceLimits{RadiusKm: h.cfg.DispatchRadiusKm, MaxSpeedMps: fleet.MaxSpeedMps(&d.Request.PackageInfo), MaxEligible: h.cfg.MaxEligible}
+	plans, err := domain.ChooseTakeovers(h.st(ctx).Fleet.NearestAwaitingTakeoff(ctx, d.Request.PickupLocation), &d.Request, air, lim, now)
+	if err != nil || len(plans) == 0 {
+		return nil, nil // no route (waits as for a drone), or nothing to take
+	}
+	held := h.holdingsIn(domain.AreaOf(d.Request.PickupLocation))
+	var out []domain.Plan
+	for _, p := range plans {
+		if len(out) >= maxTakeoverAttempts {
+			break
+		}
+		if ok, err := h.mayTakeFrom(ctx, held, d, p.Drone); err != nil {
+			return nil, err
+		} else if ok {
+			out = append(out, p)
+		}
+	}
+	return out, nil
 }
 
 // mayTakeFrom says whether expedited delivery d may take drone dr from the

@@ -217,3 +217,30 @@ func TestExpeditedLooksPastDronesItMayNotTake(t *testing.T) {
 		assert.Equal(t, fmt.Sprintf("exp-%d", i), f.drone(t, fmt.Sprintf("e%d", i)).CurrentDeliveryID, "an expedited delivery keeps its drone")
 	}
 }
+
+// A quote for an expedited request answers with the drone dispatch would
+// take from a delivery that has not taken off, as the request itself then
+// gets it: the same rule through the same code. A plain request's quote
+// still finds no drone, and the quote takes nothing.
+func TestAnExpeditedQuoteCountsTheDroneItWouldTake(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, domain.Drone{ID: "d1", Location: at(0, 0)})
+	f.dispatchAs(t, f.key, "plain", false)
+	require.Equal(t, "d1", f.delivery(t, "plain").DroneID)
+	f.clock.Advance(time.Second)
+
+	body := func(id string, expedited bool) []byte {
+		b, _ := json.Marshal(map[string]any{"deliveryId": id, "pickupLocation": at(0.01, 0), "dropOffLocation": at(0.02, 0),
+			"expedited": expedited, "packageInfo": map[string]any{"size": "Small", "weight": 1}})
+		return b
+	}
+	assert.Nil(t, f.quote(t, body("q-plain", false)).PickupETA, "a plain request waits")
+	q := f.quote(t, body("q-urgent", true))
+	require.NotNil(t, q.PickupETA, "%+v", q)
+	assert.Equal(t, "plain", f.drone(t, "d1").CurrentDeliveryID, "the quote took nothing")
+
+	f.dispatchAs(t, f.key, "urgent", true)
+	urgent := f.delivery(t, "urgent")
+	require.Equal(t, "d1", urgent.DroneID)
+	assert.Equal(t, *q.PickupETA, *urgent.PickupETA, "the quoted time is the one it gets")
+}

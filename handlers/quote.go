@@ -89,6 +89,17 @@ func (h *Handlers) QuoteDelivery(ctx context.Context, req *functionapp.Request) 
 	if err != nil && !domain.IsCode(err, domain.EUNPROCESSABLE) {
 		return h.errorResponse(ctx, domain.Unavailable(err, "the fleet could not be read; retry"))
 	}
+	if plan == nil && err == nil && r.Expedited {
+		// The drone an expedited request would take from a delivery that
+		// has not taken off (the preemption rule), as dispatch would.
+		takes, terr := h.takeable(ctx, &domain.Delivery{ID: "quote", OwnerID: acct, Request: r}, now)
+		if terr != nil {
+			return h.errorResponse(ctx, domain.Unavailable(terr, "the fleet could not be read; retry"))
+		}
+		if len(takes) > 0 {
+			plan = &takes[0]
+		}
+	}
 	if plan == nil {
 		detail := "no drone is free to serve it before the deadline now; an accepted request waits for one"
 		if err != nil {
