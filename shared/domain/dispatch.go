@@ -98,7 +98,7 @@ func unfitCraft(d *Drone, req *DeliveryRequest) string {
 	case d.Status != DroneAvailable || d.CurrentDeliveryID != "":
 		return fmt.Sprintf("drone is %s", d.Status)
 	case req.PackageInfo.Weight > d.MaxPayloadKg:
-		return fmt.Sprintf("payload %.2f kg exceeds %.2f kg", req.PackageInfo.Weight, d.MaxPayloadKg)
+		return fmt.Sprintf("payload %g kg exceeds %g kg", req.PackageInfo.Weight, d.MaxPayloadKg)
 	case req.PackageInfo.Size.Rank() > d.MaxPackageSize.Rank():
 		return fmt.Sprintf("package size %s exceeds %s", req.PackageInfo.Size, d.MaxPackageSize)
 	}

@@ -241,7 +241,7 @@ func Infeasible(req *DeliveryRequest, fleet *FleetSummary, air Airspace, rules F
 		}
 	}
 	if !weighs {
-		errs = append(errs, Unprocessable("packageInfo.weight", "%.2f kg is more than any drone of the fleet can carry", p.Weight))
+		errs = append(errs, Unprocessable("packageInfo.weight", "%g kg is more than any drone of the fleet can carry", p.Weight))
 	}
 	if !sized {
 		errs = append(errs, Unprocessable("packageInfo.size", "%s is larger than any drone of the fleet carries", p.Size))
@@ -249,7 +249,7 @@ func Infeasible(req *DeliveryRequest, fleet *FleetSummary, air Airspace, rules F
 	switch {
 	case !routed || !weighs || !sized:
 	case !lifts:
-		errs = append(errs, Unprocessable("packageInfo", "fits no single drone of the fleet: none carries a %s package of %.2f kg", p.Size, p.Weight))
+		errs = append(errs, Unprocessable("packageInfo", "fits no single drone of the fleet: none carries a %s package of %g kg", p.Size, p.Weight))
 	case !reach && ranged:
 		errs = append(errs, Unprocessable("pickupLocation", "is out of reach: the nearest base of a drone that can fly the trip is more than %.0f km away, farther than dispatch looks for a drone", rules.RadiusKm))
 	case !reach:
