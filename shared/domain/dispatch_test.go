@@ -123,6 +123,29 @@ func TestFeasibleCountsAFullChargeKeepingTheReserve(t *testing.T) {
 	}
 }
 
+// Two drones based 30 km apart in one cell of the summary: a pickup
+// between them is out of range of both, though the cell's bounding box
+// holds it (it was accepted to wait until its deadline). A cell of more
+// bases than it keeps is judged by its box, erring towards accepting.
+func TestFeasibleJudgesACellBaseByBase(t *testing.T) {
+	t.Parallel()
+	a := aDrone("a", domain.Location{Latitude: 45.01, Longitude: -100.24}, 15)
+	b := aDrone("b", domain.Location{Latitude: 45.24, Longitude: -100.01}, 15)
+	a.RangeKm, b.RangeKm = 18, 18
+	between := request(domain.Location{Latitude: 45.12, Longitude: -100.12}, domain.Location{Latitude: 45.12, Longitude: -100.107}, 1, 2*time.Hour)
+	err := domain.Feasible(between, summary(a, b), nil, domain.FeasibilityRules{}, now)
+	assert.Equal(t, "pickupLocation", domain.ErrorField(err), "%v", err)
+	nearA := request(domain.Location{Latitude: 45.05, Longitude: -100.24}, domain.Location{Latitude: 45.06, Longitude: -100.24}, 1, 2*time.Hour)
+	assert.NoError(t, domain.Feasible(nearA, summary(a, b), nil, domain.FeasibilityRules{}, now))
+
+	crowd := []*domain.Drone{a, b}
+	for i := range 40 {
+		crowd = append(crowd, aDrone(fmt.Sprint(i), domain.Location{Latitude: 45.01 + 0.001*float64(i), Longitude: -100.24}, 15))
+		crowd[len(crowd)-1].RangeKm = 18
+	}
+	assert.NoError(t, domain.Feasible(between, summary(crowd...), nil, domain.FeasibilityRules{}, now), "judged by its box")
+}
+
 // A drone based farther from the pickup than dispatch looks could never be
 // sent there, whatever its range.
 func TestFeasibleRefusesAPickupBeyondTheDispatchRadius(t *testing.T) {

@@ -53,8 +53,11 @@ const summaryCellDeg = 0.25
 // in each cell the capabilities no other drone of the cell outdoes (the
 // Pareto front over payload, size, speed and full range). It answers
 // whether any drone could ever serve a request without reading the fleet,
-// and errs only towards accepting: a cell's bases count as its bounding
-// box, and a drone's capability as its cell's best that covers it.
+// and errs only towards accepting: a drone's capability counts as its
+// cell's best that covers it, flown from whichever of the cell's bases
+// serves the request best; a cell of more than maxCellBases distinct bases
+// (a fleet whose every drone has a home of its own) counts its bounding
+// box as its bases.
 //
 // A summary only grows (Add); a drone removed or made less able stays
 // counted until the summary is built again.
@@ -67,7 +70,16 @@ type summaryCell struct {
 	drones                         int
 	minLat, maxLat, minLon, maxLon float64
 	caps                           []Capability
+	// bases are the cell's distinct home bases while there are at most
+	// maxCellBases; many once there were more (bases is then nil).
+	bases []Location
+	many  bool
 }
+
+// maxCellBases bounds the bases a cell keeps: a fleet flies from a few
+// hubs, each a base to many drones, and a cell of hubs is judged base by
+// base; one with more is judged by its bounding box.
+const maxCellBases = 32
 
 // NewFleetSummary returns an empty summary.
 func NewFleetSummary() *FleetSummary { return &FleetSummary{cells: map[[2]int32]*summaryCell{}} }
@@ -92,6 +104,13 @@ func (s *FleetSummary) Add(d *Drone) {
 	c.drones++
 	c.minLat, c.maxLat = min(c.minLat, b.Latitude), max(c.maxLat, b.Latitude)
 	c.minLon, c.maxLon = min(c.minLon, b.Longitude), max(c.maxLon, b.Longitude)
+	if !c.many && !slices.Contains(c.bases, b) {
+		if len(c.bases) < maxCellBases {
+			c.bases = append(c.bases, b)
+		} else {
+			c.bases, c.many = nil, true
+		}
+	}
 	cp := Capability{PayloadKg: d.MaxPayloadKg, Size: d.MaxPackageSize, SpeedMps: d.CruiseSpeedMps, FullRangeKm: FullRangeKm(d)}
 	for _, o := range c.caps {
 		if o.covers(cp) {
@@ -118,6 +137,22 @@ func (s *FleetSummary) MaxSpeedMps(p *PackageInfo) float64 {
 
 // nearestKm is a lower bound of the distance from loc to any base of the
 // cell: the distance to the nearest point of the bases' bounding box.
+// reachKm is, for the drones of c, the least distance from a base to
+// pickup and the least of base → pickup plus dropoff → base, over its
+// bases (its bounding box when it keeps none).
+func (c *summaryCell) reachKm(pickup, dropoff Location) (toPickup, roundKm float64) {
+	if c.many || len(c.bases) == 0 {
+		toPickup = c.nearestKm(pickup)
+		return toPickup, toPickup + c.nearestKm(dropoff)
+	}
+	toPickup, roundKm = math.Inf(1), math.Inf(1)
+	for _, b := range c.bases {
+		p := DistanceKm(b, pickup)
+		toPickup, roundKm = min(toPickup, p), min(roundKm, p+DistanceKm(dropoff, b))
+	}
+	return toPickup, roundKm
+}
+
 func (c *summaryCell) nearestKm(loc Location) float64 {
 	p := Location{Latitude: min(max(loc.Latitude, c.minLat), c.maxLat), Longitude: min(max(loc.Longitude, c.minLon), c.maxLon)}
 	return DistanceKm(p, loc)
@@ -216,8 +251,8 @@ func Infeasible(req *DeliveryRequest, fleet *FleetSummary, air Airspace, rules F
 	}
 	earliest := time.Time{}
 	for _, c := range fleet.cells {
-		toPickup, fromDropoff := c.nearestKm(req.PickupLocation), c.nearestKm(req.DropoffLocation)
-		mission := toPickup + leg.Km + fromDropoff
+		toPickup, roundKm := c.reachKm(req.PickupLocation, req.DropoffLocation)
+		mission := roundKm + leg.Km
 		for _, cp := range c.caps {
 			weighs = weighs || p.Weight <= cp.PayloadKg
 			sized = sized || p.Size.Rank() <= cp.Size.Rank()
@@ -275,6 +310,7 @@ func (s *FleetSummary) Clone() *FleetSummary {
 	for k, v := range s.cells {
 		cell := *v
 		cell.caps = slices.Clone(v.caps)
+		cell.bases = slices.Clone(v.bases)
 		c.cells[k] = &cell
 	}
 	return c
