@@ -18,16 +18,25 @@ func (h *Handlers) choose(ctx context.Context, st ports.Store, req *domain.Deliv
 	if err := st.Fleet.Ready(ctx); err != nil {
 		return nil, err
 	}
-	fleet, err := h.fleetSummary(ctx)
+	air, lim, err := h.choiceLimits(ctx, req)
 	if err != nil {
 		return nil, err
+	}
+	return domain.Choose(without(st.Fleet.NearestAvailable(ctx, req.PickupLocation), skip), req, air, lim, now)
+}
+
+// choiceLimits are the airspace in force and the limits a choice of drone
+// for req works within (dispatch's and preemption's alike).
+func (h *Handlers) choiceLimits(ctx context.Context, req *domain.DeliveryRequest) (domain.Airspace, domain.ChoiceLimits, error) {
+	fleet, err := h.fleetSummary(ctx)
+	if err != nil {
+		return nil, domain.ChoiceLimits{}, err
 	}
 	air, err := h.airspace(ctx)
 	if err != nil {
-		return nil, err
+		return nil, domain.ChoiceLimits{}, err
 	}
-	lim := domain.ChoiceLimits{RadiusKm: h.cfg.DispatchRadiusKm, MaxSpeedMps: fleet.MaxSpeedMps(&req.PackageInfo), MaxEligible: h.cfg.MaxEligible}
-	return domain.Choose(without(st.Fleet.NearestAvailable(ctx, req.PickupLocation), skip), req, air, lim, now)
+	return air, domain.ChoiceLimits{RadiusKm: h.cfg.DispatchRadiusKm, MaxSpeedMps: fleet.MaxSpeedMps(&req.PackageInfo), MaxEligible: h.cfg.MaxEligible}, nil
 }
 
 // without leaves the drones skip names out of candidates.

@@ -57,15 +57,10 @@ func (h *Handlers) preempt(ctx context.Context, d *domain.Delivery, now time.Tim
 // the airspace leaves d no route or no drone may be taken. It changes
 // nothing.
 func (h *Handlers) takeable(ctx context.Context, d *domain.Delivery, now time.Time) ([]domain.Plan, error) {
-	fleet, err := h.fleetSummary(ctx)
+	air, lim, err := h.choiceLimits(ctx, &d.Request)
 	if err != nil {
 		return nil, err
 	}
-	air, err := h.airspace(ctx)
-	if err != nil {
-		return nil, err
-	}
-	lim := domain.ChoiceLimits{RadiusKm: h.cfg.DispatchRadiusKm, MaxSpeedMps: fleet.MaxSpeedMps(&d.Request.PackageInfo), MaxEligible: h.cfg.MaxEligible}
 	plans, err := domain.ChooseTakeovers(h.st(ctx).Fleet.NearestAwaitingTakeoff(ctx, d.Request.PickupLocation), &d.Request, air, lim, now)
 	if err != nil || len(plans) == 0 {
 		return nil, nil // no route (waits as for a drone), or nothing to take
