@@ -449,3 +449,14 @@ func TestEachFreeDroneWakesADifferentWaitingDelivery(t *testing.T) {
 	}
 	assert.ElementsMatch(t, []string{"w1", "w2"}, woken, "one wake each, for the two that rank first")
 }
+
+// At the limit, a retry of a request already accepted is answered as any
+// retry is (202), not refused: it adds no delivery.
+func TestARetryAtTheActiveLimitIsStillAccepted(t *testing.T) {
+	t.Parallel()
+	f := newFixtureWith(t, func(d *handlers.Deps) { d.Config.MaxActiveDeliveries = 1 })
+	body := requestBody("r1", at(0.01, 0), at(0.02, 0), "Small", 1)
+	require.Equal(t, http.StatusAccepted, f.ingest(t, body).Status)
+	assert.Equal(t, http.StatusAccepted, f.ingest(t, body).Status, "the same request again")
+	assert.Equal(t, http.StatusTooManyRequests, f.ingest(t, requestBody("r2", at(0.01, 0), at(0.02, 0), "Small", 1)).Status)
+}

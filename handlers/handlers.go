@@ -140,9 +140,6 @@ func (c Config) withDefaults() Config {
 		c.KeyCacheTTL = DefaultKeyCacheTTL
 	}
 	c.Feasibility = c.Feasibility.WithDefaults()
-	// Feasibility refuses what dispatch could never reach (after the
-	// radius's own default, above).
-	c.Feasibility.RadiusKm = c.DispatchRadiusKm
 	c.Push = c.Push.withDefaults()
 	if c.DispatchMargin <= 0 {
 		c.DispatchMargin = 2 * time.Minute

@@ -44,19 +44,21 @@ func (h *Handlers) IngestDelivery(ctx context.Context, req *functionapp.Request)
 	if err != nil {
 		return h.errorResponse(ctx, err)
 	}
-	if h.cfg.MaxActiveDeliveries > 0 {
-		// Held until the delivery is stored (this function returns).
+	if h.cfg.MaxActiveDeliveries > 0 && !h.stored(ctx, p.DeliveryID) {
+		// Held until the delivery is stored (this function returns). A
+		// request under an id already stored is a retry (or a reuse,
+		// 409): it adds no delivery, and is not counted against it.
 		done, err := h.admitting.Take(ctx, acct)
 		if err != nil {
 			return h.errorResponse(ctx, domain.Unavailable(err, "the request was given up while it waited its turn; retry"))
 		}
 		defer done()
-	}
-	if resp, err := h.tooManyActive(ctx, acct); err != nil || resp != nil {
-		if err != nil {
-			return h.errorResponse(ctx, domain.Unavailable(err, "the account's deliveries could not be counted; retry"))
+		if resp, err := h.tooManyActive(ctx, acct); err != nil || resp != nil {
+			if err != nil {
+				return h.errorResponse(ctx, domain.Unavailable(err, "the account's deliveries could not be counted; retry"))
+			}
+			return resp
 		}
-		return resp
 	}
 	now := h.clock.Now()
 	id := p.DeliveryID
@@ -150,6 +152,17 @@ func (h *Handlers) acceptedResponse(d *domain.Delivery) *functionapp.Response {
 	resp := functionapp.JSON(http.StatusAccepted, accepted{DeliveryID: d.ID, TrackingID: d.TrackingID, DeliveryRequest: d.Request})
 	resp.Header.Set("Location", "/api/deliveries/"+d.ID)
 	return resp
+}
+
+// stored reports whether a delivery is stored under id ("" names none).
+// A failed read counts as none: the request is then counted against the
+// limit as a new one would be.
+func (h *Handlers) stored(ctx context.Context, id string) bool {
+	if id == "" {
+		return false
+	}
+	_, err := h.store.Deliveries.Find(ctx, id)
+	return err == nil
 }
 
 // errDeliveryExists says a delivery under the request's id is stored

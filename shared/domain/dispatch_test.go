@@ -138,27 +138,27 @@ func TestFeasibleJudgesACellBaseByBase(t *testing.T) {
 	nearA := request(domain.Location{Latitude: 45.05, Longitude: -100.24}, domain.Location{Latitude: 45.06, Longitude: -100.24}, 1, 2*time.Hour)
 	assert.NoError(t, domain.Feasible(nearA, summary(a, b), nil, domain.FeasibilityRules{}, now))
 
+	// Many drones at each of the two hubs, their bases read with an
+	// altitude each: still two bases.
+	hubs := []*domain.Drone{}
+	for i := range 40 {
+		for _, base := range []domain.Location{a.HomeBase, b.HomeBase} {
+			alt := 12.0
+			base.Altitude = &alt
+			d := aDrone(fmt.Sprint("hub", i, base.Latitude), base, 15)
+			d.RangeKm = 18
+			hubs = append(hubs, d)
+		}
+	}
+	err = domain.Feasible(between, summary(hubs...), nil, domain.FeasibilityRules{}, now)
+	assert.Equal(t, "pickupLocation", domain.ErrorField(err), "%v", err)
+
 	crowd := []*domain.Drone{a, b}
 	for i := range 40 {
 		crowd = append(crowd, aDrone(fmt.Sprint(i), domain.Location{Latitude: 45.01 + 0.001*float64(i), Longitude: -100.24}, 15))
 		crowd[len(crowd)-1].RangeKm = 18
 	}
 	assert.NoError(t, domain.Feasible(between, summary(crowd...), nil, domain.FeasibilityRules{}, now), "judged by its box")
-}
-
-// A drone based farther from the pickup than dispatch looks could never be
-// sent there, whatever its range.
-func TestFeasibleRefusesAPickupBeyondTheDispatchRadius(t *testing.T) {
-	t.Parallel()
-	d := aDrone("far", center, 60)
-	d.RangeKm = 1000
-	r := request(near(205/111.2, 0), near(202/111.2, 0), 1, 6*time.Hour)
-	err := domain.Feasible(r, summary(d), nil, domain.FeasibilityRules{RadiusKm: 200}, now)
-	assert.Equal(t, "pickupLocation", domain.ErrorField(err), "%v", err)
-	assert.Contains(t, fmt.Sprint(err), "farther than dispatch looks")
-	assert.NoError(t, domain.Feasible(r, summary(d), nil, domain.FeasibilityRules{RadiusKm: 300}, now))
-	closer := request(near(195/111.2, 0), near(192/111.2, 0), 1, 6*time.Hour)
-	assert.NoError(t, domain.Feasible(closer, summary(d), nil, domain.FeasibilityRules{RadiusKm: 200}, now))
 }
 
 // randomRequest is a request within some 3 km of near(0, 0), of up to

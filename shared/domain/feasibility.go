@@ -94,7 +94,7 @@ func (s *FleetSummary) Add(d *Drone) {
 		return
 	}
 	s.drones++
-	b := d.HomeBase
+	b := Location{Latitude: d.HomeBase.Latitude, Longitude: d.HomeBase.Longitude} // a base is where it is, at any altitude
 	k := cellOf(b)
 	c := s.cells[k]
 	if c == nil {
@@ -165,10 +165,6 @@ type FeasibilityRules struct {
 	PickupTolerance time.Duration
 	// MaxHorizon is how far ahead of now a deadline may be.
 	MaxHorizon time.Duration
-	// RadiusKm is how far from the pickup dispatch looks for a drone
-	// (ChoiceLimits.RadiusKm); 0 for no limit. A drone based farther away
-	// could never be dispatched to it.
-	RadiusKm float64
 }
 
 // Defaults of FeasibilityRules.
@@ -244,7 +240,7 @@ func Infeasible(req *DeliveryRequest, fleet *FleetSummary, air Airspace, rules F
 	p := &req.PackageInfo
 	lifts, weighs, sized := false, false, false
 	minMissionKm, minPickupKm, maxRangeKm := math.Inf(1), math.Inf(1), 0.0
-	reach, ranged := false, false
+	reach := false
 	start := req.PickupTime
 	if start.Before(now) {
 		start = now
@@ -264,10 +260,6 @@ func Infeasible(req *DeliveryRequest, fleet *FleetSummary, air Airspace, rules F
 			if mission > cp.FullRangeKm {
 				continue
 			}
-			ranged = true
-			if rules.RadiusKm > 0 && toPickup > rules.RadiusKm {
-				continue // dispatch never looks that far
-			}
 			reach = true
 			at := start.Add(PickupHandling + LegDuration(leg.Km, cp.SpeedMps))
 			if earliest.IsZero() || at.Before(earliest) {
@@ -285,8 +277,6 @@ func Infeasible(req *DeliveryRequest, fleet *FleetSummary, air Airspace, rules F
 	case !routed || !weighs || !sized:
 	case !lifts:
 		errs = append(errs, Unprocessable("packageInfo", "fits no single drone of the fleet: none carries a %s package of %g kg", p.Size, p.Weight))
-	case !reach && ranged:
-		errs = append(errs, Unprocessable("pickupLocation", "is out of reach: the nearest base of a drone that can fly the trip is more than %.0f km away, farther than dispatch looks for a drone", rules.RadiusKm))
 	case !reach:
 		if 2*minPickupKm > maxRangeKm {
 			errs = append(errs, Unprocessable("pickupLocation", "is out of range: %.1f km from the nearest base of a drone that can carry the package, and none flies more than %.1f km on a full charge", minPickupKm, maxRangeKm))
