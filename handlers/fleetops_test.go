@@ -59,6 +59,7 @@ func TestPauseHoldsAndResumes(t *testing.T) {
 	// at the held delivery's next retry.
 	resp = f.fleet("DeletePause", &functionapp.Request{Method: "DELETE", Params: map[string]string{"id": "storm"}})
 	require.Equal(t, http.StatusNoContent, resp.Status)
+	f.playWakes(t)
 	f.drain(t)
 	d = f.delivery(t, "waits")
 	assert.Equal(t, domain.StageScheduled, d.Stage)
@@ -98,10 +99,12 @@ func TestAPauseHoldsWhatItCoversAtOnce(t *testing.T) {
 	}
 	for _, reason := range []string{"hail", "high winds"} {
 		require.Contains(t, []int{http.StatusCreated, http.StatusOK}, f.putPause(t, "storm", map[string]any{"reason": reason}).Status)
-		f.drain(t) // no clock moves, no retry is played
+		f.playWakes(t) // no retry is played
+		f.drain(t)
 		assert.Equal(t, reason, heldReason())
 	}
 	require.Equal(t, http.StatusNoContent, f.fleet("DeletePause", &functionapp.Request{Method: "DELETE", Params: map[string]string{"id": "storm"}}).Status)
+	f.playWakes(t)
 	f.drain(t)
 	assert.Empty(t, heldReason())
 }

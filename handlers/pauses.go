@@ -350,7 +350,8 @@ func (h *Handlers) DeletePause(ctx context.Context, req *functionapp.Request) *f
 // those beyond it wait for their next look.
 const wakeBound = 1000
 
-// wakeHeldOtherwise sends to dispatch the waiting deliveries whose hold
+// wakeHeldOtherwise sends to dispatch, once every instance knows the
+// change (2 × pauseCacheTTL), the waiting deliveries whose hold
 // the pauses in force now change: held by a pause that ended, not held
 // though a pause put now covers their pickup, or held for another reason
 // than the one in force. Each gets a message of its own (a wake: the
@@ -390,8 +391,13 @@ func (h *Handlers) wakeHeldOtherwise(ctx context.Context, tag string) error {
 			// changes at one instant are not taken for one message, in a
 			// few characters whatever the length of the pause's id (a
 			// Service Bus message id holds 128).
-			msgs = append(msgs, message(topology.QueueDeliveryRequests, "hold-"+strconv.FormatInt(now.UnixNano(), 10)+"-"+shortTag(tag, want),
-				wire.Envelope{Operation: wire.OpDelivery, DeliveryID: d.ID, CorrelationID: d.CorrelationID, Generation: d.Generation, Wake: true}))
+			m := message(topology.QueueDeliveryRequests, "hold-"+strconv.FormatInt(now.UnixNano(), 10)+"-"+shortTag(tag, want),
+				wire.Envelope{Operation: wire.OpDelivery, DeliveryID: d.ID, CorrelationID: d.CorrelationID, Generation: d.Generation, Wake: true})
+			// Due once every instance has read the pauses again: one
+			// still trusting what it read before the change would
+			// dispatch into a pause, or hold what is no longer paused.
+			m.NotBefore = now.Add(2 * pauseCacheTTL)
+			msgs = append(msgs, m)
 		}
 		read += len(page.Deliveries)
 		if page.Next == nil {

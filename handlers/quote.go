@@ -89,9 +89,10 @@ func (h *Handlers) QuoteDelivery(ctx context.Context, req *functionapp.Request) 
 	if err != nil && !domain.IsCode(err, domain.EUNPROCESSABLE) {
 		return h.errorResponse(ctx, domain.Unavailable(err, "the fleet could not be read; retry"))
 	}
-	if plan == nil && err == nil && r.Expedited {
+	if plan == nil && err == nil && r.Expedited && !r.PickupTime.After(now.Add(h.cfg.DispatchMargin)) {
 		// The drone an expedited request would take from a delivery that
-		// has not taken off (the preemption rule), as dispatch would.
+		// has not taken off (the preemption rule), as dispatch would; a
+		// pickup booked ahead takes none until its dispatch time.
 		takes, terr := h.takeable(ctx, &domain.Delivery{ID: "quote", OwnerID: acct, Request: r}, now)
 		if terr != nil {
 			return h.errorResponse(ctx, domain.Unavailable(terr, "the fleet could not be read; retry"))

@@ -121,6 +121,11 @@ func TestFeasibleCountsAFullChargeKeepingTheReserve(t *testing.T) {
 		over := request(near(9.1/111.2, 0), near(9.2/111.2, 0), 1, 2*time.Hour)
 		assert.Equal(t, "pickupLocation", domain.ErrorField(domain.Feasible(over, summary(d), nil, domain.FeasibilityRules{}, now)), "at %v %%", battery)
 	}
+	// A drone stored before the battery model (no fullRangeKm): 8 km at
+	// 50 % is 20 km on a full battery under the model, 18 with the reserve.
+	old := aDrone("old", center, 10)
+	old.RangeKm, old.BatteryPercent = 8, 50
+	assert.InDelta(t, 18, domain.FullRangeKm(old), 1e-9)
 }
 
 // Two drones based 30 km apart in one cell of the summary: a pickup

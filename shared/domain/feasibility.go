@@ -31,16 +31,15 @@ func (c Capability) carries(p *PackageInfo) bool {
 // reserve setting is needed to work it out. (A battery under the reserve
 // has a range of 0, and the sum then counts part of the reserve: it errs
 // towards accepting.) A drone stored before the battery model, with no
-// FullRangeKm, has its range now scaled up from its battery level.
+// FullRangeKm, has its full range worked out as Drone.FullRange does,
+// under the model's default reserve, and the same reserve kept.
 func FullRangeKm(d *Drone) float64 {
 	battery := min(max(d.BatteryPercent, 0), 100)
 	if d.FullRangeKm > 0 {
 		return d.RangeKm + d.FullRangeKm*(100-battery)/100
 	}
-	if battery > 0 && battery < 100 {
-		return d.RangeKm * 100 / battery
-	}
-	return d.RangeKm
+	cfg := TrackingConfig{}.WithDefaults()
+	return cfg.UsableRangeKm(d.FullRange(cfg), 100)
 }
 
 // summaryCellDeg is the side of the cells that group home bases in a

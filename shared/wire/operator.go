@@ -3,7 +3,6 @@ package wire
 import (
 	"slices"
 	"strings"
-	"unicode/utf8"
 
 	"github.com/fabrikam/dronedelivery/shared/domain"
 )
@@ -20,13 +19,15 @@ type actionWire struct {
 }
 
 // Reason checks the operator's reason for an action or a pause: required,
-// 1 to MaxReasonLength characters, not blank.
+// 1 to MaxReasonLength characters, not blank, and free text as
+// domain.ValidText has it (customers read it: a pause's reason is the
+// "held: …" of their tracking page).
 func Reason(field string, s *string) (string, error) {
 	if s == nil || strings.TrimSpace(*s) == "" {
 		return "", domain.Invalid(field, "is required: say why")
 	}
-	if utf8.RuneCountInString(*s) > MaxReasonLength {
-		return "", domain.Invalid(field, "must be at most %d characters", MaxReasonLength)
+	if err := domain.ValidText(field, *s, MaxReasonLength); err != nil {
+		return "", err
 	}
 	return strings.TrimSpace(*s), nil
 }

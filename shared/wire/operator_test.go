@@ -30,6 +30,8 @@ func TestOperatorBodiesNameTheField(t *testing.T) {
 		{"unknown delivery action, no reason", delivery, `{"action":"ground"}`, "action", domain.EINVALID},
 		{"blank reason", drone, `{"action":"ground","reason":"  "}`, "reason", domain.EINVALID},
 		{"long reason", drone, `{"action":"ground","reason":"` + longText(501) + `"}`, "reason", domain.EINVALID},
+		{"a control character in the reason", drone, `{"action":"ground","reason":"rotor\u0007"}`, "reason", domain.EINVALID},
+		{"a bidirectional override in the reason", drone, `{"action":"ground","reason":"\u202erotor"}`, "reason", domain.EINVALID},
 		{"outcome on a drone", drone, `{"action":"recall","reason":"x","outcome":"failed"}`, "outcome", domain.EINVALID},
 		{"bad action id", drone, `{"action":"recall","reason":"x","actionId":"a b"}`, "actionId", domain.EINVALID},
 		{"outcome on reassign", delivery, `{"action":"reassign","reason":"x","outcome":"failed"}`, "outcome", domain.EINVALID},

@@ -43,8 +43,9 @@ func capabilitiesOf(d *domain.Drone) capabilities {
 
 // drone is the part of a drone domain.FleetSummary.Add reads.
 func (c capabilities) drone() *domain.Drone {
+	// Its range on a full battery is what FullRangeKm worked out.
 	d := &domain.Drone{HomeBase: domain.Location{Latitude: c.baseLat, Longitude: c.baseLon}, MaxPayloadKg: c.payloadKg,
-		MaxPackageSize: c.size, CruiseSpeedMps: c.speedMps, RangeKm: c.fullRangeKm}
+		MaxPackageSize: c.size, CruiseSpeedMps: c.speedMps, RangeKm: c.fullRangeKm, BatteryPercent: 100}
 	if c.retired {
 		d.Status = domain.DroneRetired
 	}
