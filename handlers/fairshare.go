@@ -218,7 +218,7 @@ func (h *Handlers) yieldTo(ctx context.Context, d *domain.Delivery, plan *domain
 		if w.wakes > 0 {
 			continue // woken in this attempt already (see waiter.wakes)
 		}
-		leg, err := air.Route(w.req.PickupLocation, w.req.DropoffLocation, now)
+		leg, err := air.Route(w.req.PickupLocation, w.req.DropoffLocation, domain.LegTime(&w.req, now))
 		if err != nil {
 			continue
 		}

@@ -180,9 +180,10 @@ type Telemetry struct {
 
 // FlightETA estimates arrival times for a drone already in the air at
 // from: no climb before the next leg. Before the pickup, the pickup leg
-// ends with a landing and loading, and the dropoff leg starts with a climb;
-// after it, only the descent at the dropoff remains.
-func FlightETA(now time.Time, from Location, speedMps float64, req *DeliveryRequest, pickedUp bool) ETA {
+// ends with a landing and loading, and the dropoff leg, legKm long as
+// routed (the straight line when 0), starts with a climb; after it, only
+// the descent at the dropoff remains.
+func FlightETA(now time.Time, from Location, speedMps float64, req *DeliveryRequest, legKm float64, pickedUp bool) ETA {
 	cruise := func(km float64) time.Duration { return cruiseDuration(km, speedMps) }
 	if pickedUp {
 		return ETA{Delivery: ceilSecond(now.Add(cruise(DistanceKm(from, req.DropoffLocation)) + LandingDuration))}
@@ -192,7 +193,8 @@ func FlightETA(now time.Time, from Location, speedMps float64, req *DeliveryRequ
 		pickup = req.PickupTime
 	}
 	pickup = ceilSecond(pickup)
-	delivery := pickup.Add(PickupHandling + LegDuration(DistanceKm(req.PickupLocation, req.DropoffLocation), speedMps))
+	legKm = max(legKm, DistanceKm(req.PickupLocation, req.DropoffLocation))
+	delivery := pickup.Add(PickupHandling + LegDuration(legKm, speedMps))
 	return ETA{Pickup: pickup, Delivery: ceilSecond(delivery)}
 }
 
@@ -335,7 +337,11 @@ func (d *Delivery) follow(drone *Drone, t time.Time, loc Location, newest bool, 
 // estimate sets the ETAs from where the newest report, at t, put the drone
 // (FlightETA): the pickup's until the pickup, the delivery's always.
 func (d *Delivery) estimate(drone *Drone, t time.Time, loc Location, cfg TrackingConfig) {
-	eta := FlightETA(t, loc, drone.CruiseSpeedMps, &d.Request, d.PickedUpAt != nil)
+	legKm := 0.0 // the straight line
+	if d.PlannedRoute != nil {
+		legKm = d.PlannedRoute.Dropoff.Km // as routed round the zones
+	}
+	eta := FlightETA(t, loc, drone.CruiseSpeedMps, &d.Request, legKm, d.PickedUpAt != nil)
 	if d.PickedUpAt != nil && DistanceKm(loc, d.Request.PickupLocation) <= cfg.ArrivalRadiusKm {
 		// Still at the pickup: the landing, the loading and the climb that
 		// an estimate from the air leaves out are ahead, or, on the pad

@@ -54,7 +54,7 @@ func TestTrackStagesAndETAChanges(t *testing.T) {
 
 	_, _ = report(domain.Location{Latitude: 47.61, Longitude: -122.33}, start.Add(4*time.Minute))
 	assert.Equal(t, domain.StageHeadedToDropoff, d.Stage)
-	want := domain.FlightETA(start.Add(4*time.Minute), domain.Location{Latitude: 47.61, Longitude: -122.33}, 10, &d.Request, true)
+	want := domain.FlightETA(start.Add(4*time.Minute), domain.Location{Latitude: 47.61, Longitude: -122.33}, 10, &d.Request, 0, true)
 	assert.Equal(t, want.Delivery, *d.DeliveryETA)
 
 	_, notes = report(drop, start.Add(6*time.Minute))
@@ -244,7 +244,7 @@ func TestTheETAFromThePickupPadCountsTheHandlingAhead(t *testing.T) {
 	require.Equal(t, domain.NotifyPickedUp, picked.Kind)
 	require.NotNil(t, picked.DeliveryETA)
 	assert.Equal(t, atPad, *picked.DeliveryETA, "the picked-up notice tells the time the report that made it gave")
-	leg := domain.FlightETA(arrived, pickup, 10, &d.Request, true).Delivery.Sub(arrived)
+	leg := domain.FlightETA(arrived, pickup, 10, &d.Request, 0, true).Delivery.Sub(arrived)
 	assert.WithinDuration(t, arrived.Add(2*time.Minute+leg), atPad, time.Second, "landing, loading and climb ahead")
 	for _, after := range []time.Duration{30 * time.Second, 60 * time.Second, 90 * time.Second} {
 		assert.WithinDuration(t, atPad, report(pickup, arrived.Add(after)), time.Second, "steady on the pad %s after", after)
@@ -253,5 +253,29 @@ func TestTheETAFromThePickupPadCountsTheHandlingAhead(t *testing.T) {
 	assert.WithinDuration(t, late.Add(30*time.Second+leg), report(pickup, late), time.Second, "still on the pad: the climb is ahead")
 	away := domain.Location{Latitude: 47.605, Longitude: -122.33}
 	gone := late.Add(time.Minute)
-	assert.Equal(t, domain.FlightETA(gone, away, 10, &d.Request, true).Delivery, report(away, gone), "in the air")
+	assert.Equal(t, domain.FlightETA(gone, away, 10, &d.Request, 0, true).Delivery, report(away, gone), "in the air")
+}
+
+// Before the pickup, a report's delivery ETA counts the pickup → dropoff
+// leg as dispatch routed it round the zones, not the straight line: a
+// detour kept in the plan is not dropped at the first report (which moved
+// the ETA minutes earlier, and told the customer so, right after the
+// scheduled notice).
+func TestAReportCountsTheRoutedLeg(t *testing.T) {
+	t.Parallel()
+	start := time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC)
+	pickup := domain.Location{Latitude: 47.60, Longitude: -122.33}
+	drop := domain.Location{Latitude: 47.62, Longitude: -122.33}
+	straight := domain.DistanceKm(pickup, drop)
+	d := &domain.Delivery{ID: "d", Stage: domain.StageScheduled, Request: domain.DeliveryRequest{PickupLocation: pickup, DropoffLocation: drop},
+		PlannedRoute: &domain.PlannedRoute{Dropoff: domain.Route{Km: straight + 3}}}
+	d.History = []domain.Event{{Stage: domain.StageCreated, At: start}, {Stage: domain.StageScheduled, At: start}}
+	drone := &domain.Drone{CruiseSpeedMps: 10}
+	away := domain.Location{Latitude: 47.59, Longitude: -122.33}
+	at := start.Add(time.Minute)
+	changed, _ := domain.Track(d, drone, domain.Telemetry{Location: away, BatteryPercent: 50, Timestamp: at}, domain.TrackingConfig{})
+	require.True(t, changed)
+	assert.Equal(t, domain.FlightETA(at, away, 10, &d.Request, straight+3, false).Delivery, *d.DeliveryETA)
+	assert.Equal(t, 300*time.Second, domain.FlightETA(at, away, 10, &d.Request, straight+3, false).Delivery.Sub(
+		domain.FlightETA(at, away, 10, &d.Request, 0, false).Delivery), "3 km more at 10 m/s")
 }
