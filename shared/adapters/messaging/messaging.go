@@ -72,6 +72,11 @@ func NewOutbox(log *slog.Logger, max int) *Outbox {
 // kept version of.
 const withheldLink = "(no link: this message was kept, not sent)"
 
+// keptNote ends the text of a kept message that had an unsubscribe link:
+// the text says what the link does in a sent message, which the kept link
+// does not.
+const keptNote = "\n[Kept, not sent: its link ends this subscription only.]"
+
 // Send keeps m and logs it; it never fails. The message is kept with the
 // link for a message that was not sent (KeptUnsubscribeURL), which the
 // business reading its outbox may press without suppressing the address
@@ -83,7 +88,7 @@ func (o *Outbox) Send(ctx context.Context, m ports.Outgoing) error {
 		if kept == "" {
 			kept = withheldLink
 		}
-		m.Text = strings.ReplaceAll(m.Text, m.UnsubscribeURL, kept)
+		m.Text = strings.ReplaceAll(m.Text, m.UnsubscribeURL, kept) + keptNote
 		m.UnsubscribeURL = m.KeptUnsubscribeURL
 	}
 	m.KeptUnsubscribeURL = ""

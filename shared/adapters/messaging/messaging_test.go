@@ -98,7 +98,7 @@ func TestOutboxLogCarriesNoLinkSecrets(t *testing.T) {
 	// Kept, each carries the link of a kept message, which suppresses
 	// nothing, in place of the one for its receiver.
 	keptAs := func(m ports.Outgoing) ports.Outgoing {
-		m.Text = strings.ReplaceAll(m.Text, stop, keptStop)
+		m.Text = strings.ReplaceAll(m.Text, stop, keptStop) + "\n[Kept, not sent: its link ends this subscription only.]"
 		m.UnsubscribeURL, m.KeptUnsubscribeURL = keptStop, ""
 		return m
 	}
