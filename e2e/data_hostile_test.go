@@ -126,7 +126,13 @@ func TestFeedOfAnEndedDeliveryHidesItsFormerDrone(t *testing.T) {
 	start := time.Now()
 	report(t, a, "feed-drone", onA, 80, start)
 	waitAt(t, a, "feed-a", onA)
-	f := feedOf(tidA)
+	// The report writes the delivery, then the drone, whose record the
+	// feed shows live.
+	var f feed
+	eventually(t, "the feed to show the drone where it reported", func() bool {
+		f = feedOf(tidA)
+		return f.Drone != nil && loc(f) == onA
+	})
 	assert.Equal(t, onA, loc(f), "live while it serves the delivery")
 	assert.Equal(t, 80.0, f.Drone["batteryPercent"])
 
