@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -51,7 +52,12 @@ func TestPauseHoldsAndResumes(t *testing.T) {
 	assert.Equal(t, domain.StageCreated, d.Stage, "held, not failed")
 	assert.Empty(t, d.DroneID)
 	assert.Equal(t, "hail", d.HeldReason)
-	retries := f.delayed[topology.QueueDeliveryRequests]
+	var retries []ports.Message // the delivery's own, not the pause's wakes
+	for _, m := range f.delayed[topology.QueueDeliveryRequests] {
+		if strings.Contains(m.ID, ":retry-") {
+			retries = append(retries, m)
+		}
+	}
 	require.Len(t, retries, 1)
 	assert.Equal(t, until, retries[0].NotBefore, "looked at again when the pause ends (sooner than RetryMax)")
 
@@ -107,6 +113,37 @@ func TestAPauseHoldsWhatItCoversAtOnce(t *testing.T) {
 	f.playWakes(t)
 	f.drain(t)
 	assert.Empty(t, heldReason())
+}
+
+// A pause put while a delivery waits, and ending before the delivery's own
+// next retry, sends it to dispatch when it ends: the hold is not shown,
+// nor the drone kept from it, until that retry.
+func TestAPauseReleasesWhatItHeldWhenItEnds(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, domain.Drone{ID: "d1", Location: at(0, 0), Status: domain.DroneMaintenance})
+	require.Equal(t, http.StatusAccepted, f.ingest(t, requestBody("waits", at(0.01, 0), at(0.02, 0), "Small", 1)).Status)
+	f.drain(t)
+	until := t0.Add(20 * time.Second)
+	require.Equal(t, http.StatusCreated, f.putPause(t, "gust", map[string]any{"reason": "gust front", "until": until.Format(time.RFC3339)}).Status)
+	f.playWakes(t)
+	f.drain(t)
+	require.Equal(t, "gust front", f.delivery(t, "waits").HeldReason)
+	var end []ports.Message
+	for _, m := range f.delayed[topology.QueueDeliveryRequests] {
+		if strings.Contains(m.ID, ":hold-end-") {
+			end = append(end, m)
+		}
+	}
+	require.Len(t, end, 1, "a wake for the end of the pause")
+	assert.True(t, end[0].NotBefore.After(until), "due once every instance sees it ended")
+
+	f.putDrone(t, domain.Drone{ID: "d1", Location: at(0, 0)})
+	f.clock.Set(end[0].NotBefore)
+	f.playWakes(t) // the delivery's own retries stay aside
+	f.drain(t)
+	d := f.delivery(t, "waits")
+	assert.Empty(t, d.HeldReason)
+	assert.Equal(t, "d1", d.DroneID)
 }
 
 // pauseView is a pause as GET /api/pauses and /api/pauses/{id} show it.

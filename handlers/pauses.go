@@ -436,7 +436,16 @@ func (h *Handlers) hold(ctx context.Context, d *domain.Delivery, env *wire.Envel
 		return nil, err
 	}
 	if env.Wake {
-		return notes, nil // the delivery's own retries go on
+		// The delivery's own retries go on; a pause with an end gets a
+		// wake of its own then, so that what it held is dispatched (and
+		// its status shows no hold) when it ends, not at the next retry.
+		if hold.Until.IsZero() || !hold.Until.Before(now.Add(h.cfg.RetryMax)) {
+			return notes, nil
+		}
+		end := *env
+		m := message(topology.QueueDeliveryRequests, "hold-end-"+strconv.FormatInt(hold.Until.UnixNano(), 10)+"-"+shortTag(hold.PauseID), end)
+		m.NotBefore = hold.Until.Add(2 * pauseCacheTTL)
+		return append(notes, m), nil
 	}
 	next := now.Add(h.cfg.RetryMax)
 	if !hold.Until.IsZero() && hold.Until.Before(next) {

@@ -154,6 +154,9 @@ func (d *Delivery) Book(gen int, dispatchAt time.Time, eta ETA, now time.Time) (
 	}
 	at := dispatchAt.UTC()
 	d.DispatchAt = &at
+	// A pause is judged again at the dispatch time: until then nothing
+	// is dispatched for the booking for a pause to hold.
+	d.HeldReason = ""
 	d.PickupETA, d.DeliveryETA = &eta.Pickup, &eta.Delivery
 	d.SetStage(StageScheduled, now, "pickup booked for "+eta.Pickup.Format(time.RFC3339))
 	return d.Notify(NotifyScheduled, fmt.Sprintf("Your delivery is booked: pickup at %s, delivery by %s.",

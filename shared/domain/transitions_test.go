@@ -291,3 +291,17 @@ func TestUpdatedAtNeverGoesBack(t *testing.T) {
 	d.Touch(t0.Add(10 * time.Minute))
 	assert.Equal(t, t0.Add(10*time.Minute), d.UpdatedAt, "and moves on with the clock")
 }
+
+// A booking clears a hold: nothing is dispatched for it before its
+// dispatch time, when a pause is judged again.
+func TestABookingIsHeldByNothingUntilItsDispatchTime(t *testing.T) {
+	t.Parallel()
+	d := delivery(domain.StageCreated)
+	d.History = []domain.Event{{Stage: domain.StageCreated, At: t0}}
+	require.NoError(t, d.Hold("squall", t0))
+	_, err := d.Book(0, t0.Add(time.Hour), domain.ETA{Pickup: t0.Add(70 * time.Minute), Delivery: t0.Add(80 * time.Minute)}, t0)
+	require.NoError(t, err)
+	assert.Empty(t, d.HeldReason)
+	kind, _ := d.WaitReason(t0, time.Minute)
+	assert.Equal(t, domain.WaitBooked, kind)
+}
