@@ -209,13 +209,14 @@ func (f *fixture) ingest(t *testing.T, body []byte) *functionapp.Response {
 // with receiveDelayed.
 func (f *fixture) drain(t *testing.T) int {
 	t.Helper()
-	steps := map[string]functionapp.QueueFunc{
-		topology.QueueDeliveryRequests: f.h.ScheduleDrone,
-		topology.QueueDroneScheduled:   f.h.UpdatePackage,
-		topology.QueuePackageUpdated:   f.h.ComputeEta,
-		topology.QueueDroneTelemetry:   f.h.TrackDrone,
-		topology.QueueNotifications:    f.h.SendNotification,
-		topology.QueueCustomerMessages: f.h.SendCustomerMessage,
+	// Each step as the registry serves it, so that what the chain's table
+	// (topology.Chain) forbids a step to send fails here as it would in
+	// a runtime.
+	steps := map[string]functionapp.QueueFunc{}
+	for _, fn := range f.reg {
+		if fn.Queue != nil && fn.Reads != "" {
+			steps[fn.Reads] = fn.Queue
+		}
 	}
 	n := 0
 	for progress := true; progress; {

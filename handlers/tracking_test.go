@@ -1021,3 +1021,31 @@ func TestACancelledDeliveryShowsNoETAs(t *testing.T) {
 	assert.Nil(t, v["pickupETA"])
 	assert.Nil(t, v["deliveryETA"])
 }
+
+// An ETA step that finds the whole trip flown before it (FollowTrail) ends
+// the delivery as the tracking step would: it frees the drone and wakes
+// the delivery waiting for one (on the delivery-requests queue), which the
+// chain's table lets it send, so the step is not dead-lettered for it.
+func TestAnETAStepThatEndsTheTripFreesTheDroneForTheNext(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	home := at(-0.01, 0)
+	pickup, drop := at(0, 0), at(0.02, 0.01)
+	f.putDrone(t, domain.Drone{ID: "eager", Location: home, CruiseSpeedMps: 10})
+	require.Equal(t, http.StatusAccepted, f.ingest(t, requestBody("early", pickup, drop, "Small", 1)).Status)
+	f.step(t, topology.QueueDeliveryRequests, f.h.ScheduleDrone)
+	f.step(t, topology.QueueDroneScheduled, f.h.UpdatePackage)
+	require.Equal(t, http.StatusAccepted, f.ingest(t, requestBody("next", pickup, drop, "Small", 1)).Status)
+	f.step(t, topology.QueueDeliveryRequests, f.h.ScheduleDrone)
+	require.Empty(t, f.delivery(t, "next").DroneID, "it waits for the one drone")
+
+	route := append(leg(home, pickup, 4), leg(pickup, drop, 6)[1:]...)
+	f.postReports(t, "eager", route...)
+	f.runTelemetry(t, f.h)
+	// The ETA step as the registry serves it, which ends the trip.
+	f.step(t, topology.QueuePackageUpdated, f.reg["ComputeEta"].Queue)
+	assert.Equal(t, domain.StageCompleted, f.delivery(t, "early").Stage)
+	f.drain(t)
+	next := f.delivery(t, "next")
+	assert.Equal(t, "eager", next.DroneID, "woken, it took the freed drone")
+}

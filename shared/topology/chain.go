@@ -35,9 +35,15 @@ var Chain = []Step{
 	{Function: "DroneAction", Emits: []string{QueueDeliveryRequests, QueueNotifications, QueueCustomerMessages, QueueDroneTelemetry}},
 	{Function: "DeliveryAction", Emits: []string{QueueDeliveryRequests, QueueNotifications, QueueCustomerMessages}},
 	{Function: "UpdatePackage", Reads: QueueDroneScheduled, Emits: []string{QueuePackageUpdated, QueueNotifications, QueueCustomerMessages}},
-	{Function: "ComputeEta", Reads: QueuePackageUpdated, Emits: []string{QueueNotifications, QueueCustomerMessages}},
+	// A delivery whose drone flew it all before this step ran (the step's
+	// message held up by an outage) ends here: its drone is freed, which
+	// wakes a delivery waiting for one, or sent to charge, which schedules
+	// the charge check on the telemetry queue.
+	{Function: "ComputeEta", Reads: QueuePackageUpdated, Emits: []string{QueueNotifications, QueueCustomerMessages, QueueDeliveryRequests, QueueDroneTelemetry}},
 	{Function: "PostTelemetry", Emits: []string{QueueDroneTelemetry}},
-	// The end of a pause sends the deliveries it held to dispatch.
+	// A pause put or lifted sends the waiting deliveries whose hold it
+	// changes to dispatch.
+	{Function: "PutPause", Emits: []string{QueueDeliveryRequests}},
 	{Function: "DeletePause", Emits: []string{QueueDeliveryRequests}},
 	// A drone that goes to charge schedules the check that returns it to
 	// service (wire.OpChargeCheck) on the queue the tracking step reads.
