@@ -253,3 +253,21 @@ func TestABookedPickupHeldByAPauseShowsNoPlannedTimes(t *testing.T) {
 	assert.Equal(t, domain.NotifyScheduled, d.Notifications[len(d.Notifications)-1].Kind)
 	assert.NoError(t, domain.LegalHistory(d.History))
 }
+
+// A booked pickup cancelled shows no dispatch time any more: nothing is to
+// be dispatched for it.
+func TestACancelledBookingShowsNoDispatchTime(t *testing.T) {
+	t.Parallel()
+	f, _ := bookedLater(t)
+	require.NotNil(t, f.delivery(t, "later").DispatchAt)
+	require.Equal(t, http.StatusNoContent, f.cancel(t, "later").Status)
+	f.drain(t)
+	for _, fn := range []string{"GetDeliveryStatus", "GetDelivery"} {
+		resp := f.biz(fn, &functionapp.Request{Method: http.MethodGet, Params: map[string]string{"id": "later"}})
+		require.Equal(t, http.StatusOK, resp.Status, string(resp.Body))
+		var v map[string]any
+		require.NoError(t, json.Unmarshal(resp.Body, &v))
+		assert.Equal(t, "Cancelled", v["stage"], fn)
+		assert.NotContains(t, v, "dispatchAt", fn)
+	}
+}

@@ -65,10 +65,24 @@ func assignedDrone(d *domain.Delivery) string {
 // or has failed, since no drone is coming and a time beside the stage would
 // read as one that is (the record keeps them; the history dates the end).
 func shownETAs(d *domain.Delivery) (pickup, delivery *time.Time) {
-	if d.Stage == domain.StageCancelled || d.Stage == domain.StageFailed {
+	if noDroneComing(d) {
 		return nil, nil
 	}
 	return d.PickupETA, d.DeliveryETA
+}
+
+// shownDispatchAt is a booked pickup's dispatch time as the views show it:
+// none once it is cancelled or has failed, for the same reason.
+func shownDispatchAt(d *domain.Delivery) *time.Time {
+	if noDroneComing(d) {
+		return nil
+	}
+	return d.DispatchAt
+}
+
+// noDroneComing says d ended without its delivery: cancelled or failed.
+func noDroneComing(d *domain.Delivery) bool {
+	return d.Stage == domain.StageCancelled || d.Stage == domain.StageFailed
 }
 
 // viewOf is the public shape of d.
@@ -81,7 +95,7 @@ func viewOf(d *domain.Delivery) deliveryView {
 		PickupTime: r.PickupTime, Deadline: r.Deadline, Expedited: r.Expedited,
 		ConfirmationReq: r.ConfirmationRequired, PackageInfo: r.PackageInfo,
 		DroneID: assignedDrone(d), PickupETA: pickupETA, DeliveryETA: deliveryETA,
-		LastKnownLocation: d.LastKnownLocation, PlannedRoute: d.PlannedRoute, DispatchAt: d.DispatchAt, FailureReason: d.FailureReason,
+		LastKnownLocation: d.LastKnownLocation, PlannedRoute: d.PlannedRoute, DispatchAt: shownDispatchAt(d), FailureReason: d.FailureReason,
 		Outcome: d.Outcome, HeldReason: d.HeldReason, CreatedAt: d.CreatedAt, ScheduledAt: d.ScheduledAt, UpdatedAt: d.UpdatedAt,
 		Confirmation: confirmationOf(d),
 	}
@@ -152,7 +166,7 @@ func (h *Handlers) GetDeliveryStatus(ctx context.Context, req *functionapp.Reque
 	return functionapp.JSON(http.StatusOK, statusView{
 		Stage: d.Stage, DroneID: assignedDrone(d), LastKnownLocation: d.LastKnownLocation,
 		PickupETA: pickupETA, DeliveryETA: deliveryETA,
-		DispatchAt: d.DispatchAt, FailureReason: d.FailureReason, HeldReason: d.HeldReason, UpdatedAt: d.UpdatedAt,
+		DispatchAt: shownDispatchAt(d), FailureReason: d.FailureReason, HeldReason: d.HeldReason, UpdatedAt: d.UpdatedAt,
 	})
 }
 
