@@ -271,3 +271,23 @@ func TestACancelledBookingShowsNoDispatchTime(t *testing.T) {
 		assert.NotContains(t, v, "dispatchAt", fn)
 	}
 }
+
+// A quote for a pickup booked ahead while no drone is free answers the
+// planned times the request then gets, as the request is booked all the
+// same.
+func TestAQuoteForABookingWithNoFreeDroneHasItsPlannedTimes(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, domain.Drone{ID: "d1", Location: at(0, 0), CruiseSpeedMps: 10, Status: domain.DroneMaintenance})
+	pickupAt := t0.Add(time.Hour)
+	body, _ := json.Marshal(map[string]any{"deliveryId": "later", "pickupLocation": at(0.01, 0), "dropOffLocation": at(0.02, 0),
+		"pickupTime": pickupAt.Format(time.RFC3339), "packageInfo": map[string]any{"size": "Small", "weight": 1}})
+	q := f.quote(t, body)
+	require.NotNil(t, q.PickupETA, "%+v", q)
+	require.NotNil(t, q.DeliveryETA)
+	require.Equal(t, http.StatusAccepted, f.ingest(t, body).Status)
+	f.drain(t)
+	d := f.delivery(t, "later")
+	require.Equal(t, domain.StageScheduled, d.Stage)
+	assert.Equal(t, *d.PickupETA, *q.PickupETA)
+	assert.Equal(t, *d.DeliveryETA, *q.DeliveryETA)
+}

@@ -101,6 +101,17 @@ func (h *Handlers) QuoteDelivery(ctx context.Context, req *functionapp.Request) 
 			plan = &takes[0]
 		}
 	}
+	if plan == nil && err == nil && r.PickupTime.After(now.Add(h.cfg.DispatchMargin)) {
+		// A pickup booked ahead is booked without a drone free now, with
+		// the planned times a request gets (see booking).
+		if _, eta, ok, berr := h.booking(ctx, &r, nil, now); berr != nil {
+			return h.errorResponse(ctx, domain.Unavailable(berr, "the fleet could not be read; retry"))
+		} else if ok {
+			out.PickupETA, out.DeliveryETA = &eta.Pickup, &eta.Delivery
+			out.Reasons = append(out.Reasons, quoteReason{Detail: "no drone is free now; one is dispatched in time for the pickup if one is free then"})
+			return functionapp.JSON(http.StatusOK, out)
+		}
+	}
 	if plan == nil {
 		detail := "no drone is free to serve it before the deadline now; an accepted request waits for one"
 		if err != nil {

@@ -235,33 +235,9 @@ func (h *Handlers) book(ctx context.Context, d *domain.Delivery, now time.Time) 
 	if err != nil && !domain.IsCode(err, domain.EUNPROCESSABLE) {
 		return nil, false, err
 	}
-	var eta domain.ETA
-	lead := h.cfg.DispatchLead
-	if plan != nil {
-		lead, eta = domain.LegDuration(plan.Route.Pickup.Km, plan.Drone.CruiseSpeedMps), plan.ETA
-	} else {
-		fleet, err := h.fleetSummary(ctx)
-		if err != nil {
-			return nil, false, err
-		}
-		speed := fleet.MaxSpeedMps(&d.Request.PackageInfo)
-		if speed <= 0 {
-			return nil, false, nil
-		}
-		// The drone to come is at the pickup at pickupTime (RoutedETA
-		// from now: the pickup time, not a flight of 0 km after it), and
-		// flies the leg as routed at that time.
-		legKm := domain.DistanceKm(d.Request.PickupLocation, d.Request.DropoffLocation)
-		if air, err := h.airspace(ctx); err == nil {
-			if leg, err := domain.Leg(&d.Request, air, d.Request.PickupTime); err == nil {
-				legKm = leg.Km
-			}
-		}
-		eta = domain.RoutedETA(now, 0, legKm, speed, d.Request.PickupTime)
-	}
-	dispatchAt := d.Request.PickupTime.Add(-lead - h.cfg.DispatchMargin)
-	if !now.Before(dispatchAt) {
-		return nil, false, nil
+	dispatchAt, eta, ok, err := h.booking(ctx, &d.Request, plan, now)
+	if err != nil || !ok {
+		return nil, false, err
 	}
 	var notes []domain.Notification
 	gen := d.Generation
@@ -281,6 +257,39 @@ func (h *Handlers) book(ctx context.Context, d *domain.Delivery, now time.Time) 
 	}
 	h.log.InfoContext(ctx, "pickup booked", "dispatchAt", got.DispatchAt, "pickupTime", got.Request.PickupTime)
 	return append(notifyMessages(got, notes), dispatchMessage(got)), true, nil
+}
+
+// booking is how req, a pickup booked ahead, would be booked at now with
+// plan, the drone dispatch would choose now (nil when none is free): its
+// dispatch time and its planned times. ok is false when it is not to be
+// booked (its dispatch time has come, or no drone of the fleet lifts it).
+// Without a drone, the flight to the pickup is taken as DispatchLead, and
+// the times are those of the fastest able drone at the pickup at
+// pickupTime, flying the leg as routed then.
+func (h *Handlers) booking(ctx context.Context, req *domain.DeliveryRequest, plan *domain.Plan, now time.Time) (dispatchAt time.Time, eta domain.ETA, ok bool, err error) {
+	lead := h.cfg.DispatchLead
+	if plan != nil {
+		lead, eta = domain.LegDuration(plan.Route.Pickup.Km, plan.Drone.CruiseSpeedMps), plan.ETA
+	} else {
+		fleet, err := h.fleetSummary(ctx)
+		if err != nil {
+			return time.Time{}, domain.ETA{}, false, err
+		}
+		speed := fleet.MaxSpeedMps(&req.PackageInfo)
+		if speed <= 0 {
+			return time.Time{}, domain.ETA{}, false, nil
+		}
+		// RoutedETA from now: the pickup time, not a flight of 0 km after it.
+		legKm := domain.DistanceKm(req.PickupLocation, req.DropoffLocation)
+		if air, err := h.airspace(ctx); err == nil {
+			if leg, err := domain.Leg(req, air, req.PickupTime); err == nil {
+				legKm = leg.Km
+			}
+		}
+		eta = domain.RoutedETA(now, 0, legKm, speed, req.PickupTime)
+	}
+	dispatchAt = req.PickupTime.Add(-lead - h.cfg.DispatchMargin)
+	return dispatchAt, eta, now.Before(dispatchAt), nil
 }
 
 // dispatchMessage wakes dispatch for a booked pickup at its dispatch time.
