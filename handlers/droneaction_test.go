@@ -267,6 +267,11 @@ func TestAWaitForChargeSaysSo(t *testing.T) {
 	require.Len(t, page.Items, 1)
 	assert.Equal(t, domain.WaitNoDrone, page.Items[0].WaitKind)
 	assert.Equal(t, "no drone available: 1 free drone(s) nearby could fly it charged, none with the charge now", page.Items[0].WaitReason)
+
+	// A quote of the same request says so too.
+	q := f.quote(t, requestBody("far-2", at(0.01, 0), at(0.05, 0), "Small", 1))
+	require.Len(t, q.Reasons, 1)
+	assert.Contains(t, q.Reasons[0].Detail, "1 free drone(s) nearby could fly it charged")
 }
 
 // A ground's queued repeat that comes after the operator put the drone
