@@ -48,14 +48,20 @@ func (f *fixture) playWakes(t *testing.T) {
 	f.delayed[q] = keep
 }
 
+// laterBody is the request of delivery "later", picked up at pickupAt.
+func laterBody(pickupAt time.Time) []byte {
+	b, _ := json.Marshal(map[string]any{"deliveryId": "later", "pickupLocation": at(0.01, 0), "dropOffLocation": at(0.02, 0),
+		"pickupTime": pickupAt.Format(time.RFC3339), "packageInfo": map[string]any{"size": "Small", "weight": 1}})
+	return b
+}
+
 // bookedLater is a fleet of one drone, d1, and a delivery, "later", whose
 // pickup an hour ahead is booked (the chain run), with that pickup time.
 func bookedLater(t *testing.T) (*fixture, time.Time) {
 	t.Helper()
 	f := newFixture(t, domain.Drone{ID: "d1", Location: at(0, 0), CruiseSpeedMps: 10})
 	pickupAt := t0.Add(time.Hour)
-	body, _ := json.Marshal(map[string]any{"deliveryId": "later", "pickupLocation": at(0.01, 0), "dropOffLocation": at(0.02, 0),
-		"pickupTime": pickupAt.Format(time.RFC3339), "packageInfo": map[string]any{"size": "Small", "weight": 1}})
+	body := laterBody(pickupAt)
 	require.Equal(t, http.StatusAccepted, f.ingest(t, body).Status)
 	f.drain(t)
 	return f, pickupAt
@@ -68,8 +74,7 @@ func TestABookingWithNoFreeDroneIsPlannedForItsPickupTime(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, domain.Drone{ID: "d1", Location: at(0, 0), CruiseSpeedMps: 10, Status: domain.DroneMaintenance})
 	pickupAt := t0.Add(time.Hour)
-	body, _ := json.Marshal(map[string]any{"deliveryId": "later", "pickupLocation": at(0.01, 0), "dropOffLocation": at(0.02, 0),
-		"pickupTime": pickupAt.Format(time.RFC3339), "packageInfo": map[string]any{"size": "Small", "weight": 1}})
+	body := laterBody(pickupAt)
 	require.Equal(t, http.StatusAccepted, f.ingest(t, body).Status)
 	f.drain(t)
 	d := f.delivery(t, "later")
@@ -279,8 +284,7 @@ func TestAQuoteForABookingWithNoFreeDroneHasItsPlannedTimes(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, domain.Drone{ID: "d1", Location: at(0, 0), CruiseSpeedMps: 10, Status: domain.DroneMaintenance})
 	pickupAt := t0.Add(time.Hour)
-	body, _ := json.Marshal(map[string]any{"deliveryId": "later", "pickupLocation": at(0.01, 0), "dropOffLocation": at(0.02, 0),
-		"pickupTime": pickupAt.Format(time.RFC3339), "packageInfo": map[string]any{"size": "Small", "weight": 1}})
+	body := laterBody(pickupAt)
 	q := f.quote(t, body)
 	require.NotNil(t, q.PickupETA, "%+v", q)
 	require.NotNil(t, q.DeliveryETA)

@@ -801,6 +801,22 @@ func TestRescheduleOfAWaitingDeliveryKeepsItsPickupTime(t *testing.T) {
 	assert.Equal(t, at(0.035, 0), f.delivery(t, "waited").Request.DropoffLocation, "refused, nothing changed")
 }
 
+// claimedEarly is a fleet of one drone, eager, claimed for a delivery,
+// "early", whose package step has run and whose ETA step has not, and the
+// route eager flies for it: home, the pickup (its 4th point), the dropoff.
+func claimedEarly(t *testing.T) (*fixture, []domain.Location) {
+	t.Helper()
+	f := newFixture(t)
+	home := at(-0.01, 0)
+	pickup, drop := at(0, 0), at(0.02, 0.01)
+	f.putDrone(t, domain.Drone{ID: "eager", Location: home, CruiseSpeedMps: 10})
+	require.Equal(t, http.StatusAccepted, f.ingest(t, requestBody("early", pickup, drop, "Small", 1)).Status)
+	f.step(t, topology.QueueDeliveryRequests, f.h.ScheduleDrone)
+	f.step(t, topology.QueueDroneScheduled, f.h.UpdatePackage)
+	require.Equal(t, "eager", f.delivery(t, "early").DroneID)
+	return f, append(leg(home, pickup, 4), leg(pickup, drop, 6)[1:]...)
+}
+
 // A drone flies from its claim, and its delivery may wait for the ETA step
 // for longer than the flight takes (the step's message waiting out its lock
 // after a crash or a full disk). The reports sent meanwhile are filed on the
@@ -821,16 +837,7 @@ func TestAFlightReportedBeforeItsScheduleIsFollowed(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
-			f := newFixture(t)
-			home := at(-0.01, 0)
-			pickup, drop := at(0, 0), at(0.02, 0.01)
-			f.putDrone(t, domain.Drone{ID: "eager", Location: home, CruiseSpeedMps: 10})
-			require.Equal(t, http.StatusAccepted, f.ingest(t, requestBody("early", pickup, drop, "Small", 1)).Status)
-			f.step(t, topology.QueueDeliveryRequests, f.h.ScheduleDrone)
-			f.step(t, topology.QueueDroneScheduled, f.h.UpdatePackage)
-			require.Equal(t, "eager", f.delivery(t, "early").DroneID)
-
-			route := append(leg(home, pickup, 4), leg(pickup, drop, 6)[1:]...)
+			f, route := claimedEarly(t)
 			f.postReports(t, "eager", route[:c.flown]...)
 			f.runTelemetry(t, f.h)
 			d := f.delivery(t, "early")
@@ -873,6 +880,7 @@ func TestAFlightReportedBeforeItsScheduleIsFollowed(t *testing.T) {
 				assert.Equal(t, domain.StageCompleted, d.Stage)
 				require.NoError(t, domain.LegalHistory(d.History))
 			}
+			home, pickup, drop := route[0], route[3], route[len(route)-1]
 			assert.InDelta(t, domain.DistanceKm(home, pickup)+domain.DistanceKm(pickup, drop), d.TraveledKm, 0.01)
 			dr := f.drone(t, "eager")
 			assert.Equal(t, domain.DroneAvailable, dr.Status)
@@ -1028,18 +1036,11 @@ func TestACancelledDeliveryShowsNoETAs(t *testing.T) {
 // chain's table lets it send, so the step is not dead-lettered for it.
 func TestAnETAStepThatEndsTheTripFreesTheDroneForTheNext(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t)
-	home := at(-0.01, 0)
-	pickup, drop := at(0, 0), at(0.02, 0.01)
-	f.putDrone(t, domain.Drone{ID: "eager", Location: home, CruiseSpeedMps: 10})
-	require.Equal(t, http.StatusAccepted, f.ingest(t, requestBody("early", pickup, drop, "Small", 1)).Status)
-	f.step(t, topology.QueueDeliveryRequests, f.h.ScheduleDrone)
-	f.step(t, topology.QueueDroneScheduled, f.h.UpdatePackage)
-	require.Equal(t, http.StatusAccepted, f.ingest(t, requestBody("next", pickup, drop, "Small", 1)).Status)
+	f, route := claimedEarly(t)
+	require.Equal(t, http.StatusAccepted, f.ingest(t, requestBody("next", at(0, 0), at(0.02, 0.01), "Small", 1)).Status)
 	f.step(t, topology.QueueDeliveryRequests, f.h.ScheduleDrone)
 	require.Empty(t, f.delivery(t, "next").DroneID, "it waits for the one drone")
 
-	route := append(leg(home, pickup, 4), leg(pickup, drop, 6)[1:]...)
 	f.postReports(t, "eager", route...)
 	f.runTelemetry(t, f.h)
 	// The ETA step as the registry serves it, which ends the trip.
