@@ -118,11 +118,7 @@ func (h *Handlers) pausedAt(ctx context.Context, loc domain.Location, now time.T
 // dispatch time if a pause still is), as the no-fly zones judge a pickup
 // by its time.
 func (h *Handlers) pickupPaused(ctx context.Context, r *domain.DeliveryRequest, now time.Time) (*domain.Hold, error) {
-	at := now
-	if r.PickupTime.After(now) {
-		at = r.PickupTime
-	}
-	return h.pausedUntil(ctx, r.PickupLocation, now, at)
+	return h.pausedUntil(ctx, r.PickupLocation, now, domain.LegTime(r, now)) // its pickup time, or now once that has passed
 }
 
 // pausedUntil returns the hold of a pause read at now that covers loc and
@@ -442,8 +438,7 @@ func (h *Handlers) hold(ctx context.Context, d *domain.Delivery, env *wire.Envel
 		if hold.Until.IsZero() || !hold.Until.Before(now.Add(h.cfg.RetryMax)) {
 			return notes, nil
 		}
-		end := *env
-		m := message(topology.QueueDeliveryRequests, "hold-end-"+strconv.FormatInt(hold.Until.UnixNano(), 10)+"-"+shortTag(hold.PauseID), end)
+		m := message(topology.QueueDeliveryRequests, "hold-end-"+strconv.FormatInt(hold.Until.UnixNano(), 10)+"-"+shortTag(hold.PauseID), *env)
 		m.NotBefore = hold.Until.Add(2 * pauseCacheTTL)
 		return append(notes, m), nil
 	}

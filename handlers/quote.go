@@ -90,7 +90,8 @@ func (h *Handlers) QuoteDelivery(ctx context.Context, req *functionapp.Request) 
 	if err != nil && !domain.IsCode(err, domain.EUNPROCESSABLE) {
 		return h.errorResponse(ctx, domain.Unavailable(err, "the fleet could not be read; retry"))
 	}
-	if plan == nil && err == nil && r.Expedited && !r.PickupTime.After(now.Add(h.cfg.DispatchMargin)) {
+	ahead := h.bookedAhead(&r, now)
+	if plan == nil && err == nil && r.Expedited && !ahead {
 		// The drone an expedited request would take from a delivery that
 		// has not taken off (the preemption rule), as dispatch would; a
 		// pickup booked ahead takes none until its dispatch time.
@@ -102,7 +103,7 @@ func (h *Handlers) QuoteDelivery(ctx context.Context, req *functionapp.Request) 
 			plan = &takes[0]
 		}
 	}
-	if plan == nil && err == nil && r.PickupTime.After(now.Add(h.cfg.DispatchMargin)) {
+	if plan == nil && err == nil && ahead {
 		// A pickup booked ahead is booked without a drone free now, with
 		// the planned times a request gets (see booking).
 		if _, eta, ok, berr := h.booking(ctx, &r, nil, now); berr != nil {

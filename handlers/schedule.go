@@ -228,7 +228,7 @@ func (h *Handlers) book(ctx context.Context, d *domain.Delivery, now time.Time) 
 		}
 		return nil, false, nil
 	}
-	if !d.Request.PickupTime.After(now.Add(h.cfg.DispatchMargin)) {
+	if !h.bookedAhead(&d.Request, now) {
 		return nil, false, nil
 	}
 	plan, err := h.choose(ctx, h.st(ctx), &d.Request, now, nil)
@@ -257,6 +257,12 @@ func (h *Handlers) book(ctx context.Context, d *domain.Delivery, now time.Time) 
 	}
 	h.log.InfoContext(ctx, "pickup booked", "dispatchAt", got.DispatchAt, "pickupTime", got.Request.PickupTime)
 	return append(notifyMessages(got, notes), dispatchMessage(got)), true, nil
+}
+
+// bookedAhead says req's pickup is far enough ahead to be booked (book)
+// rather than dispatched now: later than DispatchMargin from now.
+func (h *Handlers) bookedAhead(req *domain.DeliveryRequest, now time.Time) bool {
+	return req.PickupTime.After(now.Add(h.cfg.DispatchMargin))
 }
 
 // booking is how req, a pickup booked ahead, would be booked at now with
