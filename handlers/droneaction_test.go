@@ -244,6 +244,35 @@ func TestResumeAndChargeKeepTheDroneAsItIs(t *testing.T) {
 	assert.Contains(t, string(resp.Body), "ground, recall, resume or charge")
 }
 
+// A drone grounded while it charges keeps what the charge gave it so far:
+// put back in service, it has the battery the charge rate brought it to,
+// not the one it went on charge with. It used to come back at the battery
+// it had before its charge, and an operator's charge was lost.
+func TestGroundingAChargingDroneKeepsItsCharge(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	f.putDrone(t, domain.Drone{ID: "d1", Location: at(0, 0), RangeKm: 18}) // 20 km on a full charge
+	f.report(t, "d1", at(0, 0.01), 30, t0.Add(time.Minute))
+	resp := f.action(t, "DroneAction", "d1", map[string]any{"action": "charge", "reason": "long trips ahead"})
+	require.Equal(t, http.StatusAccepted, resp.Status, string(resp.Body))
+	require.Equal(t, domain.DroneCharging, f.drone(t, "d1").Status)
+
+	f.clock.Advance(30 * time.Minute) // 60 % an hour: 30 % more
+	resp = f.action(t, "DroneAction", "d1", map[string]any{"action": "ground", "reason": "charger fault"})
+	require.Equal(t, http.StatusAccepted, resp.Status, string(resp.Body))
+	dr := f.drone(t, "d1")
+	assert.Equal(t, domain.DroneMaintenance, dr.Status)
+	assert.Nil(t, dr.ChargeDueAt)
+	assert.InDelta(t, 60, dr.BatteryPercent, 0.01, "the charge taken so far")
+	assert.InDelta(t, 20*0.5, dr.RangeKm, 0.01, "the range follows the battery: 20 km × (60 − 10) %")
+
+	resp = f.action(t, "DroneAction", "d1", map[string]any{"action": "resume", "reason": "charger fixed"})
+	require.Equal(t, http.StatusAccepted, resp.Status, string(resp.Body))
+	dr = f.drone(t, "d1")
+	assert.Equal(t, domain.DroneAvailable, dr.Status)
+	assert.InDelta(t, 60, dr.BatteryPercent, 0.01)
+}
+
 // A delivery that waits while free drones nearby could fly it charged says
 // so in the operator's listing, so that the operator knows to charge one
 // rather than wait; once one is charged it is dispatched.

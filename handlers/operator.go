@@ -95,7 +95,7 @@ func (h *Handlers) applyDroneAction(ctx context.Context, id string, action domai
 		}
 		switch action {
 		case domain.ActionGround:
-			held, heldGen, err = dr.Ground(a.Reason, now)
+			held, heldGen, err = dr.Ground(a.Reason, h.cfg.Tracking, now)
 		case domain.ActionRecall:
 			held, heldGen, err = dr.Recall(a.Reason, deliveryID, h.cfg.Tracking, now)
 		case domain.ActionResume:

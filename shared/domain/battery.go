@@ -77,6 +77,19 @@ func (dr *Drone) StartCharging(cfg TrackingConfig, now time.Time) {
 	dr.Status, dr.ChargeDueAt, dr.UpdatedAt = DroneCharging, &due, now
 }
 
+// ChargedBy is the battery a Charging drone has reached at now: what the
+// charge rate has added since it went on charge, worked back from when the
+// charge is due (ChargeDueAt is when the rate brings it to ChargedPercent),
+// and never less than it last reported. Any other drone's is its battery.
+func (dr *Drone) ChargedBy(cfg TrackingConfig, now time.Time) float64 {
+	cfg = cfg.WithDefaults()
+	if dr.Status != DroneCharging || dr.ChargeDueAt == nil {
+		return dr.BatteryPercent
+	}
+	left := max(dr.ChargeDueAt.Sub(now), 0).Hours() * cfg.ChargePercentPerHour
+	return max(dr.BatteryPercent, cfg.ChargedPercent-left)
+}
+
 // FinishCharging returns a Charging drone whose charge is due by now to
 // service, with the battery the charge rate gave it. A drone that is not
 // charging, or not yet charged, is unchanged (ErrNoChange).

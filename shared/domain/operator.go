@@ -79,12 +79,13 @@ type OperatorAction struct {
 // Ground takes the drone out of service where it is (Maintenance) even when
 // it serves a delivery, and returns that delivery and the generation the
 // drone was claimed for, which the caller hands on (Delivery.HandOver). A
-// drone already grounded is unchanged.
-func (dr *Drone) Ground(reason string, now time.Time) (deliveryID string, gen int, err error) {
+// drone on charge keeps the charge it took so far (release). A drone
+// already grounded is unchanged.
+func (dr *Drone) Ground(reason string, cfg TrackingConfig, now time.Time) (deliveryID string, gen int, err error) {
 	if dr.Status == DroneMaintenance && dr.CurrentDeliveryID == "" && !dr.Recalled {
 		return "", 0, ErrNoChange
 	}
-	deliveryID, gen = dr.release(DroneMaintenance, false, reason, now)
+	deliveryID, gen = dr.release(DroneMaintenance, false, reason, cfg, now)
 	dr.Grounded = true
 	return deliveryID, gen, nil
 }
@@ -160,11 +161,13 @@ func (dr *Drone) Recall(reason, from string, cfg TrackingConfig, now time.Time) 
 		return "", 0, ErrNoChange
 	}
 	next := dr.Clone()
-	deliveryID, gen = next.release(DroneInFlight, true, reason, now)
+	deliveryID, gen = next.release(DroneInFlight, true, reason, cfg, now)
 	next.arriveHome(cfg, now)
-	if dr.Status == DroneCharging && next.Status == DroneCharging {
-		// The charge under way goes on; its check is scheduled already.
-		next.ChargeDueAt = clonePtr(dr.ChargeDueAt)
+	if dr.Status == DroneCharging && !next.Recalled && next.Status != DroneMaintenance {
+		// At home already, the charge under way goes on (one the operator
+		// started above LowBatteryPercent too); its check is scheduled
+		// already.
+		next.Status, next.ChargeDueAt = DroneCharging, clonePtr(dr.ChargeDueAt)
 	}
 	if deliveryID == "" && !next.Recalled && next.Status == dr.Status && next.StatusReason == dr.StatusReason &&
 		equalTimes(next.ChargeDueAt, dr.ChargeDueAt) {
@@ -176,8 +179,12 @@ func (dr *Drone) Recall(reason, from string, cfg TrackingConfig, now time.Time) 
 
 // release takes the drone off whatever it serves for an operator's action:
 // it puts the drone in status, recalled or not, for reason, and returns
-// the delivery it held and the generation it was claimed for.
-func (dr *Drone) release(status DroneStatus, recalled bool, reason string, now time.Time) (deliveryID string, gen int) {
+// the delivery it held and the generation it was claimed for. A drone
+// taken off its charge keeps what the charge gave it so far (ChargedBy).
+func (dr *Drone) release(status DroneStatus, recalled bool, reason string, cfg TrackingConfig, now time.Time) (deliveryID string, gen int) {
+	if dr.Status == DroneCharging {
+		dr.SetBattery(dr.ChargedBy(cfg, now), cfg)
+	}
 	deliveryID, gen = dr.CurrentDeliveryID, dr.CurrentGeneration
 	dr.Status, dr.CurrentDeliveryID, dr.Recalled, dr.ChargeDueAt = status, "", recalled, nil
 	dr.ClaimedAfterReport = nil

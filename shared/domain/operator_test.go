@@ -80,14 +80,14 @@ func TestOperatorDroneActions(t *testing.T) {
 		return dr
 	}
 	dr := busy()
-	id, gen, err := dr.Ground("rotor check", t0)
+	id, gen, err := dr.Ground("rotor check", domain.TrackingConfig{}, t0)
 	require.NoError(t, err)
 	assert.Equal(t, "d-1", id)
 	assert.Equal(t, 2, gen)
 	assert.Equal(t, domain.DroneMaintenance, dr.Status)
 	assert.Empty(t, dr.CurrentDeliveryID)
 	assert.Equal(t, "rotor check", dr.StatusReason)
-	_, _, err = dr.Ground("again", t0)
+	_, _, err = dr.Ground("again", domain.TrackingConfig{}, t0)
 	assert.ErrorIs(t, err, domain.ErrNoChange, "grounding twice")
 
 	dr = busy()
@@ -114,7 +114,7 @@ func TestOperatorDroneActions(t *testing.T) {
 	// A grounded drone recalled home stays grounded there.
 	dr = busy()
 	dr.Location = away.Location
-	_, _, err = dr.Ground("rotor check", t0)
+	_, _, err = dr.Ground("rotor check", domain.TrackingConfig{}, t0)
 	require.NoError(t, err)
 	_, _, err = dr.Recall("bring it in", "", domain.TrackingConfig{}, t0)
 	require.NoError(t, err)
@@ -138,7 +138,7 @@ func TestRecallAtHomeLandsAtOnce(t *testing.T) {
 		return dr
 	}
 	grounded := func(dr *domain.Drone) *domain.Drone {
-		_, _, err := dr.Ground("rotor check", t0)
+		_, _, err := dr.Ground("rotor check", domain.TrackingConfig{}, t0)
 		require.NoError(t, err)
 		return dr
 	}
@@ -203,4 +203,45 @@ func TestRecallAtHomeLandsAtOnce(t *testing.T) {
 	assert.ErrorIs(t, err, domain.ErrNoChange)
 	assert.Equal(t, domain.DroneCharging, dr.Status)
 	assert.Equal(t, due, *dr.ChargeDueAt)
+
+	// So does a charge the operator started above the low mark (it ended
+	// on the recall, the drone Available at the battery it went on charge
+	// with).
+	dr = with(func(dr *domain.Drone) { dr.SetBattery(30, domain.TrackingConfig{}) })
+	require.NoError(t, dr.Charge("long trips ahead", domain.TrackingConfig{}, t0))
+	due = *dr.ChargeDueAt
+	_, _, err = dr.Recall("end of shift", "", domain.TrackingConfig{}, t1)
+	require.NoError(t, err)
+	assert.Equal(t, domain.DroneCharging, dr.Status)
+	assert.Equal(t, due, *dr.ChargeDueAt)
+	assert.InDelta(t, 31, dr.BatteryPercent, 0.01, "a minute's charge at 60 % an hour")
+}
+
+// Grounding a drone on charge keeps the charge it took so far, worked
+// back from when the charge is due; a charge due already counts as done.
+func TestGroundKeepsTheChargeSoFar(t *testing.T) {
+	t.Parallel()
+	cfg := domain.TrackingConfig{}
+	for _, tt := range []struct {
+		name  string
+		after time.Duration
+		want  float64
+	}{
+		{"at once", 0, 30},
+		{"half an hour", 30 * time.Minute, 60},
+		{"past its due time", 3 * time.Hour, 95},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			dr := drone()
+			dr.FullRangeKm = 20
+			dr.SetBattery(30, cfg)
+			require.NoError(t, dr.Charge("top up", cfg, t0))
+			_, _, err := dr.Ground("charger fault", cfg, t0.Add(tt.after))
+			require.NoError(t, err)
+			assert.Equal(t, domain.DroneMaintenance, dr.Status)
+			assert.Nil(t, dr.ChargeDueAt)
+			assert.InDelta(t, tt.want, dr.BatteryPercent, 0.01)
+			assert.InDelta(t, cfg.UsableRangeKm(20, tt.want), dr.RangeKm, 0.01)
+		})
+	}
 }
