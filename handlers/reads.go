@@ -65,7 +65,7 @@ func assignedDrone(d *domain.Delivery) string {
 // or has failed, since no drone is coming and a time beside the stage would
 // read as one that is (the record keeps them; the history dates the end).
 func shownETAs(d *domain.Delivery) (pickup, delivery *time.Time) {
-	if noDroneComing(d) {
+	if d.Stage.NoDroneComing() {
 		return nil, nil
 	}
 	return d.PickupETA, d.DeliveryETA
@@ -74,15 +74,10 @@ func shownETAs(d *domain.Delivery) (pickup, delivery *time.Time) {
 // shownDispatchAt is a booked pickup's dispatch time as the views show it:
 // none once it is cancelled or has failed, for the same reason.
 func shownDispatchAt(d *domain.Delivery) *time.Time {
-	if noDroneComing(d) {
+	if d.Stage.NoDroneComing() {
 		return nil
 	}
 	return d.DispatchAt
-}
-
-// noDroneComing says d ended without its delivery: cancelled or failed.
-func noDroneComing(d *domain.Delivery) bool {
-	return d.Stage == domain.StageCancelled || d.Stage == domain.StageFailed
 }
 
 // viewOf is the public shape of d.

@@ -231,6 +231,19 @@ func TestCancelAfterAssignmentReleasesTheDrone(t *testing.T) {
 	require.NoError(t, domain.LegalHistory(d.History))
 	assert.Equal(t, domain.NotifyCancelled, d.Notifications[len(d.Notifications)-1].Kind)
 
+	// The cancelled notice, as its business reads it, carries no ETAs: no
+	// drone is coming (the scheduled one before it did).
+	resp := f.biz("GetNotifications", &functionapp.Request{Method: "GET", Params: map[string]string{"id": "gone"}})
+	require.Equal(t, http.StatusOK, resp.Status)
+	var got struct{ Notifications []map[string]any }
+	require.NoError(t, json.Unmarshal(resp.Body, &got))
+	require.GreaterOrEqual(t, len(got.Notifications), 2)
+	assert.Contains(t, got.Notifications[0], "deliveryETA", "the scheduled notice")
+	last := got.Notifications[len(got.Notifications)-1]
+	assert.Equal(t, "cancelled", last["kind"])
+	assert.NotContains(t, last, "pickupETA")
+	assert.NotContains(t, last, "deliveryETA")
+
 	// The freed drone takes the next job.
 	assert.Equal(t, "c1", f.scheduled(t, "next", at(0, 0), at(0.01, 0)).DroneID)
 	assert.Equal(t, http.StatusNotFound, f.cancel(t, "missing").Status)

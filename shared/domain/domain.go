@@ -57,6 +57,11 @@ func (s Stage) Terminal() bool {
 	return s == StageCompleted || s == StageCancelled || s == StageFailed
 }
 
+// NoDroneComing reports whether the stage ended without the delivery:
+// cancelled or failed. No drone is coming then, and a time beside the stage
+// would read as one that is, so views and notices show no ETAs.
+func (s Stage) NoDroneComing() bool { return s == StageCancelled || s == StageFailed }
+
 // PackageSize is the size class of a package; sizes are ordered.
 type PackageSize string
 

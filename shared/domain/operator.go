@@ -228,7 +228,8 @@ func equalTimes(a, b *time.Time) bool {
 // gen and was grounded or recalled (or is being replaced, for a reassign),
 // and sends it back to dispatch as a new generation that will not take
 // that drone again. A package already aboard cannot change drones: the
-// delivery then ends as returned to the sender. It returns the notice for
+// delivery then ends as returned to the sender (the customer is told why
+// without the drone's id, which the history keeps). It returns the notice for
 // the customer and whether the delivery goes back to dispatch. A delivery
 // no longer held by droneID in generation gen (handed on already, or
 // ended) is unchanged.
@@ -238,7 +239,7 @@ func (d *Delivery) HandOver(droneID string, gen int, a OperatorAction, now time.
 	}
 	d.audit(a, droneID, now)
 	if d.PickedUpAt != nil {
-		n, err := d.end(OutcomeReturnedToSender, fmt.Sprintf("drone %s was %s with the package aboard (%s)", droneID, pastTense(a.Name), a.Reason), now)
+		n, err := d.end(OutcomeReturnedToSender, fmt.Sprintf("its drone was %s with the package aboard (%s)", pastTense(a.Name), a.Reason), now)
 		return n, false, err
 	}
 	d.redispatch(droneID, now, fmt.Sprintf("handed on from drone %s: %s", droneID, a.Reason))

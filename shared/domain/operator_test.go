@@ -12,6 +12,13 @@ import (
 
 var byOperator = domain.OperatorAction{Name: "reassign", By: "operator", Reason: "rotor check", ActionID: "a-1"}
 
+// withETAs gives d the ETAs of a delivery on its way.
+func withETAs(d *domain.Delivery) *domain.Delivery {
+	p, e := t0.Add(5*time.Minute), t0.Add(15*time.Minute)
+	d.PickupETA, d.DeliveryETA = &p, &e
+	return d
+}
+
 func pickedUp() *domain.Delivery {
 	d := assigned(domain.StageHeadedToDropoff)
 	at := t0
@@ -63,9 +70,14 @@ func TestOperatorDeliveryActions(t *testing.T) {
 		{"hand over from the grounded drone", assigned(domain.StageHeadedToPickup), handOver("drone-1", 0), nil, "", func(t *testing.T, d *domain.Delivery) {
 			assert.Equal(t, domain.StageRescheduled, d.Stage)
 		}},
-		{"hand over the package aboard", pickedUp(), handOver("drone-1", 0), nil, "", func(t *testing.T, d *domain.Delivery) {
+		{"hand over the package aboard", withETAs(pickedUp()), handOver("drone-1", 0), nil, "", func(t *testing.T, d *domain.Delivery) {
 			assert.Equal(t, domain.StageFailed, d.Stage, "a package aboard cannot change drones")
 			assert.Equal(t, domain.OutcomeReturnedToSender, d.Outcome)
+			n := d.Notifications[len(d.Notifications)-1]
+			assert.Equal(t, "Your package is being returned to the sender: its drone was reassigned with the package aboard (rotor check).", n.Message)
+			assert.Nil(t, n.PickupETA, "no drone is coming: no ETAs")
+			assert.Nil(t, n.DeliveryETA)
+			assert.Equal(t, "drone-1", d.History[len(d.History)-2].DroneID, "the history names the drone")
 		}},
 		{"hand over twice", func() *domain.Delivery { d := assigned(domain.StageRescheduled); d.Generation = 1; return d }(), handOver("drone-1", 0), domain.ErrNoChange, "", nil},
 		{"hand over from another drone", assigned(domain.StageScheduled), handOver("drone-9", 0), domain.ErrNoChange, "", nil},

@@ -147,7 +147,8 @@ func (d *Delivery) setStageAt(s Stage, t time.Time, note string, where *Location
 }
 
 // Notify records a notification and returns it, so the caller can send it
-// on once the delivery is stored.
+// on once the delivery is stored. It carries the delivery's ETAs, none once
+// it is cancelled or failed (Stage.NoDroneComing).
 func (d *Delivery) Notify(kind, message string, t time.Time) Notification {
 	n := Notification{
 		ID:      fmt.Sprintf("%s:n%d", d.ID, max(d.NotificationCount, len(d.Notifications))+1),
@@ -156,11 +157,11 @@ func (d *Delivery) Notify(kind, message string, t time.Time) Notification {
 		At:      t,
 		Stage:   d.Stage,
 	}
-	if d.PickupETA != nil {
+	if d.PickupETA != nil && !d.Stage.NoDroneComing() {
 		p := *d.PickupETA
 		n.PickupETA = &p
 	}
-	if d.DeliveryETA != nil {
+	if d.DeliveryETA != nil && !d.Stage.NoDroneComing() {
 		e := *d.DeliveryETA
 		n.DeliveryETA = &e
 		d.NotifiedDeliveryETA = &e
