@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -459,4 +460,56 @@ func TestARetryAtTheActiveLimitIsStillAccepted(t *testing.T) {
 	require.Equal(t, http.StatusAccepted, f.ingest(t, body).Status)
 	assert.Equal(t, http.StatusAccepted, f.ingest(t, body).Status, "the same request again")
 	assert.Equal(t, http.StatusTooManyRequests, f.ingest(t, requestBody("r2", at(0.01, 0), at(0.02, 0), "Small", 1)).Status)
+}
+
+// stallingBus holds the first message published until released: a queue
+// that is slow to answer. Like the fixture's own bus it is no unit of
+// work, so ingest stores a delivery and then queues it, as on Service Bus.
+type stallingBus struct {
+	ports.Publisher
+	calls            *atomic.Int32
+	stalled, release chan struct{}
+}
+
+func (b stallingBus) Publish(ctx context.Context, msgs ...ports.Message) error {
+	if b.calls.Add(1) == 1 {
+		close(b.stalled)
+		<-b.release
+	}
+	return b.Publisher.Publish(ctx, msgs...)
+}
+
+// An account's requests take turns under MAX_ACTIVE_DELIVERIES only until
+// each is stored: one whose queueing is slow does not hold the next. The
+// turn was held until the request was answered, so the second request
+// waited for the first one's queue.
+func TestASlowQueueDoesNotHoldTheAccountsOtherRequests(t *testing.T) {
+	t.Parallel()
+	bus := stallingBus{calls: &atomic.Int32{}, stalled: make(chan struct{}), release: make(chan struct{})}
+	f := newFixtureWith(t, func(d *handlers.Deps) {
+		d.Config.MaxActiveDeliveries = 3
+		bus.Publisher = d.Bus
+		d.Bus = bus
+	})
+	first := make(chan int, 1)
+	go func() {
+		body := requestBody("slow-1", at(0.01, 0), at(0.02, 0), "Small", 1)
+		first <- f.biz("IngestDelivery", &functionapp.Request{Method: "POST", Body: body}).Status
+	}()
+	<-bus.stalled
+	second := make(chan int, 1)
+	go func() {
+		body := requestBody("slow-2", at(0.01, 0), at(0.02, 0), "Small", 1)
+		second <- f.biz("IngestDelivery", &functionapp.Request{Method: "POST", Body: body}).Status
+	}()
+	select {
+	case s := <-second:
+		assert.Equal(t, http.StatusAccepted, s, "answered while the first one's queueing stalls")
+	case <-first:
+		t.Fatal("the first request finished while its queue stalled")
+	case <-time.After(patience):
+		t.Fatal("the second request waited for the first one's queue")
+	}
+	close(bus.release)
+	assert.Equal(t, http.StatusAccepted, <-first)
 }

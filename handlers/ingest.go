@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"sync"
 
 	"github.com/fabrikam/dronedelivery/shared/domain"
 	"github.com/fabrikam/dronedelivery/shared/functionapp"
@@ -44,15 +45,18 @@ func (h *Handlers) IngestDelivery(ctx context.Context, req *functionapp.Request)
 	if err != nil {
 		return h.errorResponse(ctx, err)
 	}
+	endTurn := func() {}
 	if h.cfg.MaxActiveDeliveries > 0 && !h.stored(ctx, p.DeliveryID) {
-		// Held until the delivery is stored (this function returns). A
-		// request under an id already stored is a retry (or a reuse,
+		// Held until the delivery is stored or refused, not while it is
+		// queued (a slow queue would hold the account's other requests).
+		// A request under an id already stored is a retry (or a reuse,
 		// 409): it adds no delivery, and is not counted against it.
 		done, err := h.admitting.Take(ctx, acct)
 		if err != nil {
 			return h.errorResponse(ctx, domain.Unavailable(err, "the request was given up while it waited its turn; retry"))
 		}
-		defer done()
+		endTurn = sync.OnceFunc(done)
+		defer endTurn()
 		if resp, err := h.tooManyActive(ctx, acct); err != nil || resp != nil {
 			if err != nil {
 				return h.errorResponse(ctx, domain.Unavailable(err, "the account's deliveries could not be counted; retry"))
@@ -115,6 +119,7 @@ func (h *Handlers) IngestDelivery(ctx context.Context, req *functionapp.Request)
 	// booked for this one as it is stored; one the service names after
 	// this delivery cannot be elsewhere.
 	stored, err := h.create(ctx, d, p.Request.PackageInfo.PackageID != "")
+	endTurn() // the delivery counts from here, stored or not
 	if stored {
 		h.log.InfoContext(ctx, "delivery accepted")
 		return h.acceptedResponse(d)
