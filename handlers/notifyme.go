@@ -245,7 +245,7 @@ func unsubscribeDelivery(token string) (string, bool) {
 func (h *Handlers) spentLink(ctx context.Context, req *functionapp.Request) *functionapp.Response {
 	if wantsPage(req) {
 		return notice(http.StatusNotFound, "Unsubscribe link",
-			"This link is not valid, or was used already. If you followed it before, you are unsubscribed: you will get no more messages about this delivery at this address.")
+			"This link is not valid, or was used already. If you followed it before, you are unsubscribed from what it stopped then; if messages come again, the sender has subscribed this address again since, and the link in them stops those.")
 	}
 	return h.errorResponse(ctx, errSpentLink)
 }
