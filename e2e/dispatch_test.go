@@ -356,6 +356,12 @@ func fairShareScenario(t *testing.T, p *proc) {
 	resp := patient.call(t, "POST", "/api/deliveryrequests", deliveryRequest("patient-1", pickup, drop, "Small", 1))
 	require.Equal(t, http.StatusAccepted, resp.Status, string(resp.Body))
 	assert.Empty(t, getDelivery(t, patient, "patient-1").DroneID)
+	// Dispatch has tried it and found no drone, so it waits in the area's
+	// queue, which the freed drone's wake ranks (a request not yet tried is
+	// not in it: on a busy machine the drone could come free first).
+	eventually(t, "patient-1 to wait for a drone", func() bool {
+		return p.logged(`"msg":"no drone available; retrying later"`, `"deliveryId":"patient-1"`)
+	})
 
 	// One of the burst's deliveries is flown; its drone comes free.
 	done := flying()[0]

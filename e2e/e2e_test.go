@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -111,7 +112,12 @@ func startServeEnv(t testing.TB, dataDir string, env []string, args ...string) *
 		}
 	}()
 	go func() { cmd.Wait(); close(p.done) }()
-	t.Cleanup(func() { p.kill() })
+	t.Cleanup(func() {
+		p.kill()
+		if t.Failed() {
+			t.Logf("the service's last log lines:\n%s", lastLines(p.logs.String(), 150))
+		}
+	})
 	select {
 	case p.base = <-addr:
 	case <-p.done:
@@ -120,6 +126,22 @@ func startServeEnv(t testing.TB, dataDir string, env []string, args ...string) *
 		t.Fatalf("serve did not start:\n%s", p.logs)
 	}
 	return p
+}
+
+// logged reports whether one line of the service's log holds every part.
+func (p *proc) logged(parts ...string) bool {
+	for line := range strings.Lines(p.logs.String()) {
+		if !slices.ContainsFunc(parts, func(s string) bool { return !strings.Contains(line, s) }) {
+			return true
+		}
+	}
+	return false
+}
+
+// lastLines is the last n lines of s.
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }
 
 // startHost runs the binary as the Functions host would: no arguments, the
