@@ -40,7 +40,9 @@ func startedCharging(before, after *domain.Drone) []ports.Message {
 	if after == nil || after.Status != domain.DroneCharging || after.ChargeDueAt == nil {
 		return nil
 	}
-	if before != nil && before.ChargeDueAt != nil && before.ChargeDueAt.Equal(*after.ChargeDueAt) {
+	if before != nil && before.Status == domain.DroneCharging && before.ChargeDueAt != nil && !after.ChargeDueAt.Before(*before.ChargeDueAt) {
+		// Scheduled already; a check that comes before a due time a report
+		// moved later schedules itself again for it (checkCharge).
 		return nil
 	}
 	return []ports.Message{chargeCheckMessage(after, "")}

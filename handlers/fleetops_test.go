@@ -345,6 +345,47 @@ func TestChargeCheckReturnsDrone(t *testing.T) {
 	assert.Equal(t, 95.0, dr.BatteryPercent)
 }
 
+// A report while a drone charges sets when its charge is due from the
+// battery it reports: the charge check at the first due time does not give
+// it 95 % when it reported less since, but waits for the new due time. It
+// used to be Available at 95 % at the first due time whatever came after.
+func TestAReportOnChargeMovesItsDueTime(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, domain.Drone{ID: "c", Location: at(0, 0), RangeKm: 18})
+	f.report(t, "c", at(0, 0), 65, t0.Add(time.Second))
+	resp := f.action(t, "DroneAction", "c", map[string]any{"action": "charge", "reason": "top up"})
+	require.Equal(t, http.StatusAccepted, resp.Status, string(resp.Body))
+	first := *f.drone(t, "c").ChargeDueAt
+	assert.Equal(t, f.clock.Now().Add(30*time.Minute), first, "65 % to 95 % at 60 %/h")
+
+	// Its charger failed: ten minutes on, it reports 35 %.
+	f.clock.Advance(10 * time.Minute)
+	f.report(t, "c", at(0, 0), 35, f.clock.Now())
+	dr := f.drone(t, "c")
+	assert.Equal(t, domain.DroneCharging, dr.Status)
+	assert.Equal(t, f.clock.Now().Add(time.Hour), *dr.ChargeDueAt, "35 % to 95 %")
+	assert.Len(t, f.delayed[topology.QueueDroneTelemetry], 1, "the first check only: none for a due time moved later")
+
+	f.clock.Set(first)
+	f.releaseDelayed(t, topology.QueueDroneTelemetry)
+	checks := f.receive(t, topology.QueueDroneTelemetry)
+	require.Len(t, checks, 1, "the first check")
+	out, err := f.h.TrackDrone(ctxFor(t), checks[0])
+	require.NoError(t, err)
+	require.NoError(t, f.bus.Complete(context.Background(), checks[0]))
+	dr = f.drone(t, "c")
+	assert.Equal(t, domain.DroneCharging, dr.Status, "not charged yet")
+	assert.Equal(t, 35.0, dr.BatteryPercent)
+	require.Len(t, out, 1, "the check again at the new due time")
+	assert.Equal(t, *dr.ChargeDueAt, out[0].NotBefore)
+
+	// A report close to the charge the rate predicts (35 % + 40 minutes
+	// at 60 %/h) leaves the due time as it is.
+	f.clock.Advance(20 * time.Minute)
+	f.report(t, "c", at(0, 0), 75.5, f.clock.Now())
+	assert.Equal(t, *dr.ChargeDueAt, *f.drone(t, "c").ChargeDueAt)
+}
+
 // A drone key posts its own drone's telemetry only.
 func TestDroneKeyScope(t *testing.T) {
 	t.Parallel()

@@ -99,16 +99,33 @@ func (dr *Drone) FinishCharging(cfg TrackingConfig, now time.Time) error {
 		return ErrNoChange
 	}
 	dr.SetBattery(math.Max(dr.BatteryPercent, cfg.ChargedPercent), cfg)
-	dr.Status, dr.ChargeDueAt, dr.UpdatedAt = DroneAvailable, nil, now
+	dr.Status, dr.ChargeDueAt, dr.StatusReason, dr.UpdatedAt = DroneAvailable, nil, "", now
 	return nil
 }
 
 // chargedByReport returns a Charging drone to service when its reported
-// battery reached ChargedPercent; it reports whether it did.
-func (dr *Drone) chargedByReport(cfg TrackingConfig) bool {
-	if dr.Status != DroneCharging || dr.CurrentDeliveryID != "" || dr.BatteryPercent < cfg.WithDefaults().ChargedPercent {
+// battery, read at, reached ChargedPercent; it reports whether it did. A
+// report under it sets when the charge is due from that battery, so that
+// the charge rate's check never gives the drone a charge a report denies
+// (its due time moves only when it is off by more than dueDrift, or a
+// drone reporting on charge would move it, and schedule a check, at every
+// report).
+func (dr *Drone) chargedByReport(cfg TrackingConfig, at time.Time) bool {
+	cfg = cfg.WithDefaults()
+	if dr.Status != DroneCharging || dr.CurrentDeliveryID != "" {
 		return false
 	}
-	dr.Status, dr.ChargeDueAt = DroneAvailable, nil
+	if dr.BatteryPercent < cfg.ChargedPercent {
+		due := at.Add(cfg.ChargeDuration(dr.BatteryPercent)).UTC()
+		if dr.ChargeDueAt == nil || (due.Sub(*dr.ChargeDueAt)).Abs() > dueDrift {
+			dr.ChargeDueAt = &due
+		}
+		return false
+	}
+	dr.Status, dr.ChargeDueAt, dr.StatusReason = DroneAvailable, nil, ""
 	return true
 }
+
+// dueDrift is how far a report must put a charge's due time from the one
+// the drone has before it moves.
+const dueDrift = time.Minute
