@@ -301,6 +301,15 @@ func TestAWaitForChargeSaysSo(t *testing.T) {
 	q := f.quote(t, requestBody("far-2", at(0.01, 0), at(0.05, 0), "Small", 1))
 	require.Len(t, q.Reasons, 1)
 	assert.Contains(t, q.Reasons[0].Detail, "1 free drone(s) nearby could fly it charged")
+
+	// Not for a deadline the charge would miss: 25 % to 95 % takes 70
+	// minutes at 60 %/h, and this one must be delivered within 40.
+	var soon map[string]any
+	require.NoError(t, json.Unmarshal(requestBody("far-3", at(0.01, 0), at(0.05, 0), "Small", 1), &soon))
+	soon["deadline"] = f.clock.Now().Add(40 * time.Minute).Format(time.RFC3339)
+	q = f.quote(t, mustJSON(soon))
+	require.Len(t, q.Reasons, 1)
+	assert.NotContains(t, q.Reasons[0].Detail, "could fly it charged", "charged, it would be late")
 }
 
 // A ground's queued repeat that comes after the operator put the drone

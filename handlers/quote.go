@@ -118,7 +118,7 @@ func (h *Handlers) QuoteDelivery(ctx context.Context, req *functionapp.Request) 
 		detail := "no drone is free to serve it before the deadline now; an accepted request waits for one"
 		if err != nil {
 			detail = domain.ErrorMessage(err)
-		} else if n := h.shortOfCharge(ctx, &r); n > 0 {
+		} else if n := h.shortOfCharge(ctx, &r, now); n > 0 {
 			// As the operator's waiting list says it.
 			detail += fmt.Sprintf(" (%d free drone(s) nearby could fly it charged, none with the charge now)", n)
 		}

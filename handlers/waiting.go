@@ -120,7 +120,7 @@ func (h *Handlers) waitReason(ctx context.Context, d *domain.Delivery, now time.
 		}
 	}
 	if kind == domain.WaitNoDrone {
-		if n := h.shortOfCharge(ctx, &d.Request); n > 0 {
+		if n := h.shortOfCharge(ctx, &d.Request, now); n > 0 {
 			// Free drones are there, too low to fly it: the operator may
 			// charge one (the end of a delivery charges one only under
 			// BATTERY_LOW_PERCENT).
@@ -158,16 +158,17 @@ func (h *Handlers) waitReason(ctx context.Context, d *domain.Delivery, now time.
 const chargeCandidates = 20
 
 // shortOfCharge counts the free drones within the dispatch radius of req's
-// pickup (of the nearest chargeCandidates) that could fly it once charged
-// but not on the battery they have (domain.ShortOfCharge).
-func (h *Handlers) shortOfCharge(ctx context.Context, req *domain.DeliveryRequest) int {
+// pickup (of the nearest chargeCandidates) that could fly it once charged,
+// in time for its deadline if charged from now, but not on the battery
+// they have (domain.ShortOfCharge).
+func (h *Handlers) shortOfCharge(ctx context.Context, req *domain.DeliveryRequest, now time.Time) int {
 	n, seen := 0, 0
 	for dr, km := range h.store.Fleet.NearestAvailable(ctx, req.PickupLocation) {
 		if km > h.cfg.DispatchRadiusKm || seen == chargeCandidates {
 			break
 		}
 		seen++
-		if domain.ShortOfCharge(dr, req, h.cfg.Tracking) {
+		if domain.ShortOfCharge(dr, req, h.cfg.Tracking, now) {
 			n++
 		}
 	}

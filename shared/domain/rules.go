@@ -37,16 +37,22 @@ func Unfit(d *Drone, req *DeliveryRequest) string {
 }
 
 // ShortOfCharge reports whether the drone could serve req once charged but
-// not on the battery it has: it carries the package, and the mission is
-// beyond its range now but within the range a charge gives it (to
-// ChargedPercent, keeping the reserve).
-func ShortOfCharge(d *Drone, req *DeliveryRequest, cfg TrackingConfig) bool {
+// not on the battery it has: it carries the package, the mission is beyond
+// its range now but within the range a charge gives it (to ChargedPercent,
+// keeping the reserve), and charged from now at the charge rate it would
+// still deliver by the deadline (a charge is done, and the drone back in
+// service, at ChargedPercent).
+func ShortOfCharge(d *Drone, req *DeliveryRequest, cfg TrackingConfig, now time.Time) bool {
 	if unfitCraft(d, req) != "" {
 		return false
 	}
 	cfg = cfg.WithDefaults()
 	need := MissionKm(d, req)
-	return need > d.RangeKm && need <= cfg.UsableRangeKm(d.FullRange(cfg), cfg.ChargedPercent)
+	if need <= d.RangeKm || need > cfg.UsableRangeKm(d.FullRange(cfg), cfg.ChargedPercent) {
+		return false
+	}
+	charged := now.Add(cfg.ChargeDuration(d.BatteryPercent))
+	return !ComputeETA(charged, d.Location, d.CruiseSpeedMps, req).Delivery.After(req.Deadline)
 }
 
 // LegDuration is the time to fly distanceKm at speedMps, including the climb
