@@ -193,6 +193,41 @@ func TestRecallAtHomeHandsDeliveryOn(t *testing.T) {
 	assert.Equal(t, "e", f.drone(t, "home").CurrentDeliveryID)
 }
 
+// A delivery handed on from a drone the operator grounded may have that
+// drone again once the operator resumes it: here it is the only drone able
+// to carry the package. It waited for another drone until its deadline.
+// Without the resume, it still does not get the drone back.
+func TestAHandedOnDeliveryMayHaveItsResumedDroneBack(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	f.putDrone(t, domain.Drone{ID: "big", Location: at(0, 0), MaxPayloadKg: 20, MaxPackageSize: domain.SizeLarge})
+	f.putDrone(t, domain.Drone{ID: "small", Location: at(0.001, 0), MaxPayloadKg: 2, MaxPackageSize: domain.SizeSmall})
+	require.Equal(t, http.StatusAccepted, f.ingest(t, requestBody("heavy", at(0.01, 0), at(0.02, 0), "Large", 15)).Status)
+	f.drain(t)
+	require.Equal(t, "big", f.delivery(t, "heavy").DroneID)
+
+	resp := f.action(t, "DroneAction", "big", map[string]any{"action": "ground", "reason": "quick prop check"})
+	require.Equal(t, http.StatusAccepted, resp.Status, string(resp.Body))
+	f.drain(t)
+	d := f.delivery(t, "heavy")
+	require.Equal(t, domain.StageRescheduled, d.Stage)
+	require.Empty(t, d.DroneID, "no other drone carries it")
+
+	f.clock.Advance(time.Minute)
+	resp = f.action(t, "DroneAction", "big", map[string]any{"action": "resume", "reason": "props fine"})
+	require.Equal(t, http.StatusAccepted, resp.Status, string(resp.Body))
+	f.drain(t)
+	d = f.delivery(t, "heavy")
+	assert.Equal(t, "big", d.DroneID, "the resumed drone")
+	assert.Equal(t, domain.StageScheduled, d.Stage)
+
+	// A reassign still moves it off the drone for good.
+	resp = f.action(t, "DeliveryAction", "heavy", map[string]any{"action": "reassign", "reason": "wrong drone"})
+	require.Equal(t, http.StatusAccepted, resp.Status, string(resp.Body))
+	f.drain(t)
+	assert.Empty(t, f.delivery(t, "heavy").DroneID)
+}
+
 // A grounded drone is put back in service where it is, with the battery it
 // last reported, and the delivery waiting for a drone gets it; an idle
 // drone left low is put on charge where it is. A put of the whole drone,

@@ -164,7 +164,9 @@ type Delivery struct {
 	// Outcome says what became of an aborted delivery's package.
 	Outcome AbortOutcome `json:"outcome,omitempty"`
 	// AvoidDroneID is the drone a handed-on delivery was taken from;
-	// dispatch does not give it that drone again.
+	// dispatch does not give it that drone again, unless no other serves
+	// it and the operator has resumed that one since (HandedOverAt,
+	// Drone.ResumedSince).
 	AvoidDroneID string `json:"avoidDroneId,omitempty"`
 	// HeldReason says why dispatch holds the delivery (a service pause);
 	// empty when it is not held.

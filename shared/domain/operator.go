@@ -2,6 +2,7 @@ package domain
 
 import (
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -310,6 +311,21 @@ func (d *Delivery) audit(a OperatorAction, droneID string, now time.Time) {
 	d.record(Event{Stage: d.Stage, At: d.eventTime(now), DroneID: droneID, Kind: EventOperator,
 		Note: a.Name + ": " + a.Reason, By: a.By, ActionID: a.ActionID})
 	d.Touch(now)
+}
+
+// HandedOverAt is when the delivery was last handed on from AvoidDroneID:
+// the time of the operator's action on that drone in the history (zero
+// when there is none, or the history no longer holds it).
+func (d *Delivery) HandedOverAt() time.Time {
+	if d.AvoidDroneID == "" {
+		return time.Time{}
+	}
+	for _, e := range slices.Backward(d.History) {
+		if e.Kind == EventOperator && e.DroneID == d.AvoidDroneID {
+			return e.At
+		}
+	}
+	return time.Time{}
 }
 
 // sawAction reports whether the history holds an action with this id.
