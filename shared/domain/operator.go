@@ -81,10 +81,16 @@ type OperatorAction struct {
 // it serves a delivery, and returns that delivery and the generation the
 // drone was claimed for, which the caller hands on (Delivery.HandOver). A
 // drone on charge keeps the charge it took so far (release). A drone
-// already grounded is unchanged.
+// flying home on a recall goes on home and stays grounded there, as a
+// grounded drone recalled does. A drone already grounded is unchanged.
 func (dr *Drone) Ground(reason string, cfg TrackingConfig, now time.Time) (deliveryID string, gen int, err error) {
-	if dr.Status == DroneMaintenance && dr.CurrentDeliveryID == "" && !dr.Recalled {
+	switch {
+	case dr.Status == DroneMaintenance && dr.CurrentDeliveryID == "" && !dr.Recalled,
+		dr.Grounded && dr.Recalled && dr.CurrentDeliveryID == "":
 		return "", 0, ErrNoChange
+	case dr.Recalled && dr.CurrentDeliveryID == "":
+		dr.Grounded, dr.StatusReason, dr.UpdatedAt = true, reason, now
+		return "", 0, nil
 	}
 	deliveryID, gen = dr.release(DroneMaintenance, false, reason, cfg, now)
 	dr.Grounded = true

@@ -137,6 +137,26 @@ func TestOperatorDroneActions(t *testing.T) {
 	assert.False(t, dr.Recalled)
 	assert.Equal(t, "bring it in", dr.StatusReason)
 	assert.False(t, dr.Dispatchable())
+
+	// A drone flying home on a recall and grounded on the way goes on
+	// home, and stays grounded there (it stopped where it was, and a
+	// resume left it there, away from its base).
+	dr = busy()
+	dr.Location = away.Location
+	_, _, err = dr.Recall("end of shift", "d-1", domain.TrackingConfig{}, t0)
+	require.NoError(t, err)
+	_, _, err = dr.Ground("rotor noise", domain.TrackingConfig{}, t0)
+	require.NoError(t, err)
+	assert.Equal(t, domain.DroneInFlight, dr.Status, "still flying home")
+	assert.True(t, dr.Recalled)
+	assert.True(t, dr.Grounded)
+	_, _, err = dr.Ground("again", domain.TrackingConfig{}, t0)
+	assert.ErrorIs(t, err, domain.ErrNoChange, "grounding twice")
+	_, err = dr.ApplyReport(home, "", false, domain.TrackingConfig{}, t0)
+	require.NoError(t, err)
+	assert.Equal(t, domain.DroneMaintenance, dr.Status, "grounded at home")
+	assert.False(t, dr.Recalled)
+	assert.Equal(t, "rotor noise", dr.StatusReason)
 }
 
 // A recall finds the drone at its home base (within the radius a report
