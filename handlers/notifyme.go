@@ -61,6 +61,9 @@ func (h *Handlers) PostNotifyMeRequest(ctx context.Context, req *functionapp.Req
 		KeptToken:    h.ids.NewTrackingID() + "." + id,
 		CreatedAt:    now,
 	}
+	if r.EmailAddress != "" && r.SMS != "" {
+		sub.SMSToken = h.ids.NewTrackingID() + "." + id
+	}
 	var got domain.Subscription
 	created := false
 	_, err = h.updateOwnDelivery(ctx, id, func(d *domain.Delivery) error {
@@ -162,7 +165,7 @@ func (h *Handlers) UnsubscribePage(ctx context.Context, req *functionapp.Request
 		return confirmForm("End this subscription?", keptLinkNote+" It ends this delivery's subscription only.", "End the subscription")
 	}
 	return confirmForm("Stop these messages?",
-		"This service will send no more messages, about this delivery or any other, to the addresses this link was sent to.", "Unsubscribe")
+		"This service will send no more messages, about this delivery or any other, to the address this link was sent to.", "Unsubscribe")
 }
 
 // Unsubscribe serves POST /api/unsubscribe/{token}: the page's button, or
@@ -216,7 +219,7 @@ func (h *Handlers) Unsubscribe(ctx context.Context, req *functionapp.Request) *f
 	}
 	h.log.InfoContext(logctx.With(ctx, "deliveryId", deliveryID), "customer unsubscribed through the link", "subscriptionId", sid)
 	return notice(http.StatusOK, "You are unsubscribed",
-		"This service will send no more messages, about this delivery or any other, to the addresses this link was sent to (the e-mail address and the phone number given together).")
+		"This service will send no more messages, about this delivery or any other, to the address this link was sent to.")
 }
 
 // suppressed reports whether address asked, by an unsubscribe link, for
@@ -361,7 +364,7 @@ var subjects = map[string]string{
 // subscription. Its id is the same on every attempt.
 func (h *Handlers) composeMessage(d *domain.Delivery, n *domain.Notification, s *domain.Subscription, ch domain.Channel) ports.Outgoing {
 	track := h.link("track/" + url.PathEscape(d.TrackingID))
-	stop := h.link("unsubscribe/" + url.PathEscape(s.Token))
+	stop := h.link("unsubscribe/" + url.PathEscape(s.LinkToken(ch)))
 	subject, ok := subjects[n.Kind]
 	if !ok {
 		subject = "News of your delivery"

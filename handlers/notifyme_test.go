@@ -188,7 +188,7 @@ func TestMilestonesReachSubscribersAndTheLinkUnsubscribes(t *testing.T) {
 	sms := byTo["+14255550123"]
 	assert.Equal(t, domain.ChannelSMS, sms.Channel)
 	assert.Contains(t, sms.Text, track)
-	assert.Equal(t, mail.UnsubscribeURL, sms.UnsubscribeURL, "one subscription, one link")
+	assert.NotEqual(t, mail.UnsubscribeURL, sms.UnsubscribeURL, "a link for each address, which suppresses only that one")
 	assert.NotEqual(t, mail.UnsubscribeURL, byTo["ben@example.com"].UnsubscribeURL)
 
 	// Ana's mail is fetched by a scanner (a HEAD and a GET, as link
@@ -555,6 +555,58 @@ func TestAnUnsubscribedAddressHearsNoMoreFromTheService(t *testing.T) {
 		to = append(to, m.To)
 	}
 	assert.Equal(t, []string{"carl@example.com"}, to, "the cancellation reached carl, not her")
+}
+
+// A link suppresses only the address it was sent to. A business that
+// subscribed someone's phone number beside an e-mail address of its own,
+// and pressed the link its own address received, stopped the service
+// texting that number for every business. The number's own link still
+// works once the e-mailed one ended the subscription, and stops it.
+func TestALinkSuppressesOnlyTheAddressItWentTo(t *testing.T) {
+	t.Parallel()
+	msgr := &scriptedMessenger{}
+	f := newFixtureWith(t, func(d *handlers.Deps) { d.Config.PublicBaseURL = "https://drones.example/"; d.Messenger = msgr })
+	pickup, drop := at(0, 0), at(0.005, 0)
+	f.putDrone(t, domain.Drone{ID: "p1", Location: pickup})
+	f.putDrone(t, domain.Drone{ID: "p2", Location: pickup})
+	require.Equal(t, http.StatusAccepted, f.ingest(t, requestBody("paired", pickup, drop, "Small", 1)).Status)
+	resp, _ := f.subscribe(t, "paired", `{"emailAddress":"mallory@example.com","sms":"+14255550001"}`)
+	require.Equal(t, http.StatusCreated, resp.Status, string(resp.Body))
+	f.drain(t)
+	link := map[string]string{}
+	for _, m := range sentOf(msgr, "paired") {
+		link[m.To] = strings.TrimPrefix(m.UnsubscribeURL, "https://drones.example/api/unsubscribe/")
+	}
+	require.Len(t, link, 2, "the scheduled notice, by e-mail and SMS")
+	press := func(token string) *functionapp.Response {
+		return f.call("Unsubscribe", "", &functionapp.Request{Method: http.MethodPost, Params: map[string]string{"token": token}})
+	}
+	done := press(link["mallory@example.com"])
+	require.Equal(t, http.StatusOK, done.Status, string(done.Body))
+	assert.Contains(t, string(done.Body), "to the address this link was sent to")
+	assert.Empty(t, f.subscriptions(t, "paired"), "the subscription ended")
+
+	// Another business texts the number: it is sent.
+	_, otherKey := f.signUpOther(t)
+	require.Equal(t, http.StatusAccepted, f.call("IngestDelivery", otherKey, &functionapp.Request{Method: http.MethodPost,
+		Body: requestBody("theirs", pickup, drop, "Small", 1)}).Status)
+	resp = f.call("PostNotifyMeRequest", otherKey, &functionapp.Request{Method: http.MethodPost, Params: map[string]string{"id": "theirs"},
+		Body: []byte(`{"sms":"+14255550001"}`)})
+	require.Equal(t, http.StatusCreated, resp.Status, string(resp.Body))
+	f.drain(t)
+	var to []string
+	for _, m := range sentOf(msgr, "theirs") {
+		to = append(to, m.To)
+	}
+	assert.Equal(t, []string{"+14255550001"}, to, "the number was not suppressed by a link it never received")
+
+	// The link the number received still works, and stops it.
+	require.Equal(t, http.StatusOK, press(link["+14255550001"]).Status)
+	assert.Equal(t, http.StatusNotFound, press(link["+14255550001"]).Status, "then it is spent")
+	require.Equal(t, http.StatusNoContent, f.call("CancelDelivery", otherKey, &functionapp.Request{Method: http.MethodDelete,
+		Params: map[string]string{"id": "theirs"}}).Status)
+	f.drain(t)
+	assert.Len(t, sentOf(msgr, "theirs"), 1, "the cancellation was not texted")
 }
 
 // sentOf is what msgr sent for delivery id, as the outbox would list it.

@@ -28,12 +28,13 @@ const MaxSubscriptions = 10
 // end and make subscriptions until the links it sent no longer work.
 const MaxSubscriptionsMade = 20
 
-// EndedSubscription is what is kept of a subscription the business ended:
-// the unsubscribe link of every message sent for it still works, and
-// records the suppression of its addresses.
+// EndedSubscription is what is kept of a link of a subscription that
+// ended (by its business, or by another of its links): the unsubscribe
+// link of every message sent for it still works, and records the
+// suppression of the addresses it was sent to.
 type EndedSubscription struct {
 	Token string `json:"token"`
-	// Suppress are the SuppressionKey of each of its addresses.
+	// Suppress are the SuppressionKey of each address the link went to.
 	Suppress []string `json:"suppress"`
 }
 
@@ -43,9 +44,18 @@ type Subscription struct {
 	ID           string `json:"id"`
 	EmailAddress string `json:"emailAddress,omitempty"`
 	SMS          string `json:"sms,omitempty"`
-	// Token is the unguessable secret of the unsubscribe link every message
-	// carries; whoever holds it may end the subscription, and nothing else.
+	// Token is the unguessable secret of the unsubscribe link the messages
+	// sent to the e-mail address carry (to the phone number, when that is
+	// the only address); whoever holds it may end the subscription and
+	// suppress that address, and nothing else.
 	Token string `json:"token"`
+	// SMSToken is the same for the messages sent to the phone number of a
+	// subscription with both addresses. Each link suppresses only the
+	// address it was sent to: one link for both let a business suppress
+	// anyone's number, for every business, by subscribing it beside an
+	// address of its own and pressing the link its own address received.
+	// A subscription made before it has one link for both addresses.
+	SMSToken string `json:"smsToken,omitempty"`
 	// KeptToken is the secret of the link a message carries instead when it
 	// is kept in an outbox rather than sent (its channel has no provider):
 	// that link ends the subscription and suppresses no address, since no
@@ -66,6 +76,27 @@ func (s *Subscription) Address(c Channel) string {
 		return s.SMS
 	}
 	return ""
+}
+
+// LinkToken is the token of the unsubscribe link a message sent on
+// channel c carries.
+func (s *Subscription) LinkToken(c Channel) string {
+	if c == ChannelSMS && s.SMSToken != "" {
+		return s.SMSToken
+	}
+	return s.Token
+}
+
+// links are the unsubscribe links of the messages sent for the
+// subscription, each with the suppression keys of the addresses it went to.
+func (s *Subscription) links() []EndedSubscription {
+	if s.SMSToken == "" || s.EmailAddress == "" || s.SMS == "" {
+		return []EndedSubscription{{Token: s.Token, Suppress: s.SuppressionKeys()}}
+	}
+	return []EndedSubscription{
+		{Token: s.Token, Suppress: []string{SuppressionKey(ChannelEmail, s.EmailAddress)}},
+		{Token: s.SMSToken, Suppress: []string{SuppressionKey(ChannelSMS, s.SMS)}},
+	}
 }
 
 // Channels lists the channels the subscription sends on, e-mail first.
@@ -109,15 +140,26 @@ func (d *Delivery) Subscribe(s Subscription) (Subscription, error) {
 	if len(d.Subscriptions) >= MaxSubscriptions {
 		return Subscription{}, Errorf(ECONFLICT, "delivery %s already has %d subscriptions", d.ID, MaxSubscriptions)
 	}
-	if max(d.SubscriptionsMade, len(d.Subscriptions)+len(d.EndedSubscriptions)) >= MaxSubscriptionsMade {
+	made := d.subscriptionsMade()
+	if made >= MaxSubscriptionsMade {
 		return Subscription{}, Errorf(ECONFLICT, "delivery %s has had %d subscriptions, which is as many as a delivery takes", d.ID, MaxSubscriptionsMade)
 	}
 	if len(s.Channels()) == 0 {
 		return Subscription{}, Invalid("emailAddress", "is required unless sms is given: give either or both")
 	}
 	d.Subscriptions = append(d.Subscriptions, s)
-	d.SubscriptionsMade = max(d.SubscriptionsMade, len(d.Subscriptions)+len(d.EndedSubscriptions)-1) + 1
+	d.SubscriptionsMade = made + 1
 	return s, nil
+}
+
+// subscriptionsMade is how many subscriptions the delivery was ever given:
+// SubscriptionsMade, or, stored before that was counted, those it holds
+// live and ended (each ended one then kept one link).
+func (d *Delivery) subscriptionsMade() int {
+	if d.SubscriptionsMade > 0 {
+		return d.SubscriptionsMade
+	}
+	return len(d.Subscriptions) + len(d.EndedSubscriptions)
 }
 
 // Subscription returns the subscription with the given id.
@@ -150,11 +192,11 @@ func (d *Delivery) EndSubscription(id string) error {
 	if !ok {
 		return d.Unsubscribe(id)
 	}
-	ended := EndedSubscription{Token: s.Token, Suppress: s.SuppressionKeys()}
+	ended := s.links()
 	if err := d.Unsubscribe(id); err != nil {
 		return err
 	}
-	d.EndedSubscriptions = append(d.EndedSubscriptions, ended)
+	d.EndedSubscriptions = append(d.EndedSubscriptions, ended...)
 	return nil
 }
 
@@ -166,8 +208,10 @@ func (d *Delivery) EndSubscription(id string) error {
 // guess was right.
 func (d *Delivery) ByToken(token string) (id string, suppress []string, ok bool) {
 	for _, s := range d.Subscriptions {
-		if s.Token != "" && subtle.ConstantTimeCompare([]byte(s.Token), []byte(token)) == 1 {
-			id, suppress, ok = s.ID, s.SuppressionKeys(), true
+		for _, l := range s.links() {
+			if l.Token != "" && subtle.ConstantTimeCompare([]byte(l.Token), []byte(token)) == 1 {
+				id, suppress, ok = s.ID, l.Suppress, true
+			}
 		}
 		if s.KeptToken != "" && subtle.ConstantTimeCompare([]byte(s.KeptToken), []byte(token)) == 1 {
 			id, suppress, ok = s.ID, nil, true
@@ -183,8 +227,10 @@ func (d *Delivery) ByToken(token string) (id string, suppress []string, ok bool)
 
 // Unlink ends what token names, once its addresses are suppressed: the
 // live subscription, or what is kept of an ended one, so that the link is
-// spent. The link of a kept message (KeptToken) ends the subscription as
-// its business would, so that the links sent for it still work. It returns
+// spent. The subscription's other links (the one sent to its other
+// address, or that of a kept message) still work: it ends as its business
+// would end it, and the link used is then spent. The link of a kept message
+// (KeptToken) ends the subscription as its business would. It returns
 // ErrNoChange when token names neither.
 func (d *Delivery) Unlink(token string) error {
 	id, keys, ok := d.ByToken(token)
@@ -194,7 +240,9 @@ func (d *Delivery) Unlink(token string) error {
 	case id != "" && len(keys) == 0:
 		return d.EndSubscription(id)
 	case id != "":
-		return d.Unsubscribe(id)
+		if err := d.EndSubscription(id); err != nil {
+			return err
+		}
 	}
 	d.EndedSubscriptions = slices.DeleteFunc(d.EndedSubscriptions, func(e EndedSubscription) bool {
 		return subtle.ConstantTimeCompare([]byte(e.Token), []byte(token)) == 1

@@ -158,6 +158,55 @@ func TestAnEndedSubscriptionsLinkStillWorks(t *testing.T) {
 	assert.LessOrEqual(t, len(d.EndedSubscriptions), domain.MaxSubscriptionsMade)
 }
 
+// A subscription with an e-mail address and a phone number sends each its
+// own link, which suppresses that address alone; pressed, either ends the
+// subscription, and the other still works until it is pressed in turn. The
+// links of ended two-address subscriptions stay bounded.
+func TestEachAddressHasALinkOfItsOwn(t *testing.T) {
+	t.Parallel()
+	d := delivery(domain.StageCreated)
+	_, err := d.Subscribe(domain.Subscription{ID: "a", EmailAddress: "ana@example.com", SMS: "+14255550123", Token: "tok-a", SMSToken: "sms-a"})
+	require.NoError(t, err)
+	s, _ := d.Subscription("a")
+	assert.Equal(t, "tok-a", s.LinkToken(domain.ChannelEmail))
+	assert.Equal(t, "sms-a", s.LinkToken(domain.ChannelSMS))
+	mail, text := domain.SuppressionKey(domain.ChannelEmail, "ana@example.com"), domain.SuppressionKey(domain.ChannelSMS, "+14255550123")
+	_, keys, ok := d.ByToken("tok-a")
+	require.True(t, ok)
+	assert.Equal(t, []string{mail}, keys)
+	_, keys, _ = d.ByToken("sms-a")
+	assert.Equal(t, []string{text}, keys)
+
+	require.NoError(t, d.Unlink("tok-a"))
+	assert.Empty(t, d.Subscriptions, "ended")
+	_, _, ok = d.ByToken("tok-a")
+	assert.False(t, ok, "spent")
+	id, keys, ok := d.ByToken("sms-a")
+	require.True(t, ok, "the text's link still works")
+	assert.Empty(t, id)
+	assert.Equal(t, []string{text}, keys)
+	require.NoError(t, d.Unlink("sms-a"))
+	assert.Empty(t, d.EndedSubscriptions)
+
+	// One made before links per address has one link for both.
+	_, err = d.Subscribe(domain.Subscription{ID: "old", EmailAddress: "bo@example.com", SMS: "+14255550124", Token: "tok-old"})
+	require.NoError(t, err)
+	old, _ := d.Subscription("old")
+	assert.Equal(t, "tok-old", old.LinkToken(domain.ChannelSMS))
+	_, keys, _ = d.ByToken("tok-old")
+	assert.Len(t, keys, 2)
+
+	for made := 2; made < domain.MaxSubscriptionsMade; made++ {
+		sid := fmt.Sprintf("s%d", made)
+		_, err := d.Subscribe(domain.Subscription{ID: sid, EmailAddress: sid + "@example.com", SMS: fmt.Sprintf("+1425555%04d", made), Token: "tok-" + sid, SMSToken: "sms-" + sid})
+		require.NoError(t, err, "subscription %d", made+1)
+		require.NoError(t, d.EndSubscription(sid))
+	}
+	_, err = d.Subscribe(domain.Subscription{ID: "over", EmailAddress: "over@example.com", Token: "tok-over"})
+	assert.True(t, domain.IsCode(err, domain.ECONFLICT), "as many made as a delivery takes: %v", err)
+	assert.LessOrEqual(t, len(d.EndedSubscriptions), 2*domain.MaxSubscriptionsMade)
+}
+
 // The link of a kept message (KeptToken) finds its subscription and no
 // address to suppress, and ends the subscription as the business would:
 // the link sent for it (Token) still works, and suppresses.
