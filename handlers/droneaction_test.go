@@ -228,6 +228,32 @@ func TestAHandedOnDeliveryMayHaveItsResumedDroneBack(t *testing.T) {
 	assert.Empty(t, f.delivery(t, "heavy").DroneID)
 }
 
+// A reassign sent twice without an actionId (a retry, a double click)
+// hands the delivery on once: the second finds it handed on from that
+// drone already. Each used to hand it on again, with a notice each.
+func TestAReassignSentTwiceHandsOnOnce(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	f.putDrone(t, domain.Drone{ID: "near", Location: at(0.011, 0)})
+	f.putDrone(t, domain.Drone{ID: "far", Location: at(0.03, 0)})
+	require.Equal(t, http.StatusAccepted, f.ingest(t, requestBody("twice", at(0.01, 0), at(0.02, 0), "Small", 1)).Status)
+	f.drain(t)
+	require.Equal(t, "near", f.delivery(t, "twice").DroneID)
+	for range 2 {
+		resp := f.action(t, "DeliveryAction", "twice", map[string]any{"action": "reassign", "reason": "rotor check"})
+		require.Equal(t, http.StatusAccepted, resp.Status, string(resp.Body))
+	}
+	f.drain(t)
+	d := f.delivery(t, "twice")
+	assert.Equal(t, "far", d.DroneID)
+	assert.Equal(t, 1, d.Generation, "handed on once")
+	var kinds []string
+	for _, n := range d.Notifications {
+		kinds = append(kinds, n.Kind)
+	}
+	assert.Equal(t, []string{domain.NotifyScheduled, domain.NotifyReassigned, domain.NotifyScheduled}, kinds)
+}
+
 // A grounded drone is put back in service where it is, with the battery it
 // last reported, and the delivery waiting for a drone gets it; an idle
 // drone left low is put on charge where it is. A put of the whole drone,

@@ -256,8 +256,9 @@ func (d *Delivery) HandOver(droneID string, gen int, a OperatorAction, now time.
 // Reassign hands the delivery on from the drone that holds it to another
 // one (HandOver). A delivery whose package is aboard, or one that has
 // ended, cannot be reassigned (ECONFLICT); one with no drone yet is left
-// to dispatch, and the same action again (a.ActionID seen before) changes
-// nothing (ErrNoChange both).
+// to dispatch, and the same action again (a.ActionID seen before, or a
+// reassign while the one before it still hands the delivery on from its
+// drone) changes nothing (ErrNoChange all).
 func (d *Delivery) Reassign(a OperatorAction, now time.Time) (Notification, error) {
 	if d.sawAction(a.ActionID) {
 		return Notification{}, ErrNoChange
@@ -269,6 +270,10 @@ func (d *Delivery) Reassign(a OperatorAction, now time.Time) (Notification, erro
 		return Notification{}, Errorf(ECONFLICT, "delivery %s has its package aboard drone %s; abort it instead", d.ID, d.DroneID)
 	case d.DroneID == "":
 		return Notification{}, ErrNoChange // dispatch gives it a drone anyway
+	case d.DroneID == d.AvoidDroneID && d.DroneAssignedAt != nil && !d.DroneAssignedAt.After(d.HandedOverAt()):
+		// Handed on from this drone already, and not given a drone again
+		// since: the same reassign again (sent twice, without an actionId).
+		return Notification{}, ErrNoChange
 	}
 	n, _, err := d.HandOver(d.DroneID, d.Generation, a, now)
 	return n, err

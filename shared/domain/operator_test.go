@@ -52,6 +52,15 @@ func TestOperatorDeliveryActions(t *testing.T) {
 			assert.Equal(t, domain.NotifyReassigned, d.Notifications[0].Kind)
 		}},
 		{"reassign the same action again", seen(assigned(domain.StageScheduled)), reassign, domain.ErrNoChange, "", nil},
+		{"reassign again before dispatch ran", func() *domain.Delivery {
+			d := assigned(domain.StageScheduled)
+			_, err := d.Reassign(domain.OperatorAction{Name: "reassign", By: "operator", Reason: "rotor check"}, t0)
+			require.NoError(t, err)
+			return d
+		}(), func(d *domain.Delivery) error {
+			_, err := d.Reassign(domain.OperatorAction{Name: "reassign", By: "operator", Reason: "rotor check"}, t0)
+			return err
+		}, domain.ErrNoChange, "", nil},
 		{"reassign a delivery without a drone", delivery(domain.StageCreated), reassign, domain.ErrNoChange, "", nil},
 		{"reassign with the package aboard", pickedUp(), reassign, nil, domain.ECONFLICT, nil},
 		{"reassign a completed delivery", assigned(domain.StageCompleted), reassign, nil, domain.ECONFLICT, nil},
