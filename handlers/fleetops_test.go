@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -270,6 +271,34 @@ func TestPauseLimitIgnoresExpiredPauses(t *testing.T) {
 	}, f.listPauses(t), "the put removed the expired pauses")
 	resp = f.ingest(t, requestBody("refused", at(0.01, 0), at(0.02, 0), "Small", 1))
 	assert.Equal(t, http.StatusServiceUnavailable, resp.Status, "the new pause is in force")
+}
+
+// Pauses put at once are held to MaxPauses too: each used to count the
+// pauses in force side by side with the others, and all were kept.
+func TestPausesPutAtOnceKeepTheLimit(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ctx := ctxFor(t)
+	for i := range domain.MaxPauses - 5 {
+		id := fmt.Sprintf("p%03d", i)
+		require.NoError(t, f.store.Pauses.Create(ctx, id, &domain.Pause{ID: id, Reason: "gusts", CreatedAt: t0, UpdatedAt: t0}))
+	}
+	const n = 20
+	statuses := make(chan int, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			statuses <- f.putPause(t, fmt.Sprintf("at-once-%d", i), map[string]any{"reason": "storm cell"}).Status
+		})
+	}
+	wg.Wait()
+	close(statuses)
+	count := map[int]int{}
+	for s := range statuses {
+		count[s]++
+	}
+	assert.Equal(t, map[int]int{http.StatusCreated: 5, http.StatusUnprocessableEntity: n - 5}, count)
+	assert.Len(t, f.listPauses(t), domain.MaxPauses)
 }
 
 // Grounding a drone mid-delivery hands the delivery to another drone

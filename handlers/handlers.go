@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"net/http"
 	"slices"
+	"sync"
 	"time"
 
 	"golang.org/x/sync/singleflight"
@@ -205,9 +206,13 @@ type Handlers struct {
 	// Config.MaxActiveDeliveries limits them: counted side by side, two
 	// requests would both see room for one more.
 	admitting *keylock.Turns
-	outbox    ports.Outbox
-	log       *slog.Logger
-	cfg       Config
+	// pausing makes the puts of pauses take turns from the count of those
+	// in force (domain.MaxPauses) to the write: counted side by side, puts
+	// sent at once all saw room for one more.
+	pausing *sync.Mutex
+	outbox  ports.Outbox
+	log     *slog.Logger
+	cfg     Config
 	// keys remembers looked-up API keys by prefix. Revoking a key through
 	// this process drops it at once; another process notices within the
 	// TTL. Absent keys are remembered too, so guessing at prefixes costs
@@ -242,7 +247,7 @@ func New(d Deps) *Handlers {
 	}
 	cfg := d.Config.withDefaults()
 	h := &Handlers{store: d.Store, bus: d.Bus, clock: d.Clock, ids: d.IDs, webhooks: d.Webhooks, log: log, cfg: cfg,
-		messenger: d.Messenger, confirming: &keylock.Turns{}, admitting: &keylock.Turns{}, outbox: d.Outbox, air: d.Airspace, push: d.Push, deadLetters: d.DeadLetters, keys: newTTLCache[domain.APIKey](cfg.KeyCacheTTL, keyCacheSize),
+		messenger: d.Messenger, confirming: &keylock.Turns{}, admitting: &keylock.Turns{}, pausing: &sync.Mutex{}, outbox: d.Outbox, air: d.Airspace, push: d.Push, deadLetters: d.DeadLetters, keys: newTTLCache[domain.APIKey](cfg.KeyCacheTTL, keyCacheSize),
 		hooks: newTTLCache[accountHook](cfg.KeyCacheTTL, keyCacheSize), refusedHooks: newTTLCache[struct{}](refusedHookMemory, keyCacheSize)}
 	if h.air == nil {
 		h.air = airspace.For(d.Store)

@@ -198,19 +198,8 @@ func (h *Handlers) PutPause(ctx context.Context, req *functionapp.Request) *func
 			return h.errorResponse(ctx, err)
 		}
 	}
-	if err := h.roomForPause(ctx, ps, p.ID, now); err != nil {
-		return h.errorResponse(ctx, err)
-	}
 	created := false
-	got, err := ps.Upsert(ctx, p.ID, func(cur *domain.Pause) (*domain.Pause, error) {
-		created = cur == nil
-		next := *p
-		next.CreatedAt, next.UpdatedAt = now, now
-		if cur != nil {
-			next.CreatedAt = cur.CreatedAt
-		}
-		return &next, nil
-	})
+	got, err := h.putPause(ctx, ps, p, now, &created)
 	h.forgetPauses()
 	if err != nil {
 		return h.errorResponse(ctx, err)
@@ -227,6 +216,27 @@ func (h *Handlers) PutPause(ctx context.Context, req *functionapp.Request) *func
 	resp := functionapp.JSON(status, wire.NewPauseView(got, now))
 	resp.Header.Set("Location", "/api/pauses/"+got.ID)
 	return resp
+}
+
+// putPause stores p, when roomForPause has room for it, with the other
+// puts of this process waiting their turn (Handlers.pausing); created says
+// whether it is new. Instances count on their own: with several, puts sent
+// to different instances at once may pass MaxPauses by as many.
+func (h *Handlers) putPause(ctx context.Context, ps ports.Pauses, p *domain.Pause, now time.Time, created *bool) (*domain.Pause, error) {
+	h.pausing.Lock()
+	defer h.pausing.Unlock()
+	if err := h.roomForPause(ctx, ps, p.ID, now); err != nil {
+		return nil, err
+	}
+	return ps.Upsert(ctx, p.ID, func(cur *domain.Pause) (*domain.Pause, error) {
+		*created = cur == nil
+		next := *p
+		next.CreatedAt, next.UpdatedAt = now, now
+		if cur != nil {
+			next.CreatedAt = cur.CreatedAt
+		}
+		return &next, nil
+	})
 }
 
 // roomForPause refuses a new pause id beyond domain.MaxPauses pauses in
