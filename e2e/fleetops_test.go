@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/fabrikam/dronedelivery/shared/domain"
+	"github.com/fabrikam/dronedelivery/tools/testdoubles/browser"
 )
 
 // getDrone reads a drone with the operator key.
@@ -335,6 +336,13 @@ func pauseScenario(t *testing.T, p *proc) {
 	}
 	call(t, "GET", p.base+"/api/track/"+tracking+"/feed", nil).decode(t, &feed)
 	assert.Equal(t, "thunderstorm over the north", feed.HeldReason, "the customer sees why")
+	// So does the tracking page (it said it was finding a drone).
+	func() {
+		browserTurn.Lock()
+		defer browserTurn.Unlock()
+		page := browser.OpenPage(t, p.base+"/api/track/"+tracking+"?interval=500", 800, 900, patience)
+		page.Wait(t, "the page shows the hold and its reason", `document.body.innerText.includes('Service paused at your pickup') && document.body.innerText.includes('thunderstorm over the north')`)
+	}()
 
 	// Free the drone; lift the pause: the held delivery is dispatched.
 	require.Equal(t, http.StatusAccepted, a.fleet(t, "POST", "/api/deliveries/south/actions", map[string]any{"action": "abort", "reason": "test over"}).Status)
