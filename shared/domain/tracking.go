@@ -252,7 +252,9 @@ func Track(d *Delivery, drone *Drone, r Telemetry, cfg TrackingConfig) (bool, []
 		d.findPickup(cfg)
 		return true, nil
 	}
-	return true, d.follow(drone, t, r.Location, newest, t, cfg)
+	// A notice is dated no earlier than the events before it: a report
+	// may be dated before them (a drone's clock behind the service's).
+	return true, d.follow(drone, t, r.Location, newest, d.eventTime(t), cfg)
 }
 
 // findPickup sets PickedUpAt (and PickupETA) from the first report of the
@@ -338,6 +340,12 @@ func (d *Delivery) follow(drone *Drone, t time.Time, loc Location, newest bool, 
 // estimate sets the ETAs from where the newest report, at t, put the drone
 // (FlightETA): the pickup's until the pickup, the delivery's always.
 func (d *Delivery) estimate(drone *Drone, t time.Time, loc Location, cfg TrackingConfig) {
+	if d.DroneAssignedAt != nil {
+		// A report dated before the drone was claimed (a clock behind the
+		// service's) still says where it is; the flight counts from the
+		// claim, so no ETA is made earlier than the schedule could be.
+		t = latest(t, *d.DroneAssignedAt)
+	}
 	legKm := 0.0 // the straight line
 	if d.PlannedRoute != nil {
 		legKm = d.PlannedRoute.Dropoff.Km // as routed round the zones

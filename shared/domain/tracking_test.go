@@ -67,6 +67,37 @@ func TestTrackStagesAndETAChanges(t *testing.T) {
 
 // TestTrackIgnoresArrivalOrder replays one flight in order and shuffled,
 // with duplicates, and expects the same outcome: queues do not keep order.
+// A report dated before the drone was claimed (its clock behind the
+// service's, or a report queued long) still moves the delivery, but no ETA
+// is made earlier than the claim and no notice is dated before the
+// schedule's: the ETAs were minutes in the past, and the ETA-changed notice
+// dated before the scheduled one it follows.
+func TestAReportDatedBeforeTheClaim(t *testing.T) {
+	t.Parallel()
+	start := time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC)
+	claimed := start.Add(6 * time.Minute)
+	pickup := domain.Location{Latitude: 47.60, Longitude: -122.33}
+	drop := domain.Location{Latitude: 47.62, Longitude: -122.33}
+	d := &domain.Delivery{ID: "d", Stage: domain.StageScheduled, CreatedAt: start, DroneAssignedAt: &claimed,
+		Request: domain.DeliveryRequest{PickupLocation: pickup, DropoffLocation: drop}}
+	d.History = []domain.Event{{Stage: domain.StageCreated, At: start}, {Stage: domain.StageScheduled, At: claimed}}
+	eta := claimed.Add(40 * time.Minute)
+	d.NotifiedDeliveryETA = &eta
+	d.Notify(domain.NotifyScheduled, "Scheduled.", claimed)
+	drone := &domain.Drone{CruiseSpeedMps: 10}
+
+	away := domain.Location{Latitude: 47.59, Longitude: -122.33}
+	backdated := start.Add(3 * time.Minute)
+	changed, notes := domain.Track(d, drone, domain.Telemetry{Location: away, BatteryPercent: 50, Timestamp: backdated}, domain.TrackingConfig{})
+	require.True(t, changed)
+	require.Len(t, notes, 1)
+	assert.Equal(t, domain.NotifyETAChanged, notes[0].Kind)
+	assert.False(t, notes[0].At.Before(claimed), "dated %s, before the scheduled notice", notes[0].At)
+	want := domain.FlightETA(claimed, away, 10, &d.Request, 0, false)
+	assert.Equal(t, want.Pickup, *d.PickupETA, "counted from the claim")
+	assert.Equal(t, want.Delivery, *d.DeliveryETA)
+}
+
 func TestTrackIgnoresArrivalOrder(t *testing.T) {
 	t.Parallel()
 	start := time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC)
