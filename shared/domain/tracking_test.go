@@ -93,6 +93,7 @@ func TestAReportDatedBeforeTheClaim(t *testing.T) {
 	require.Len(t, notes, 1)
 	assert.Equal(t, domain.NotifyETAChanged, notes[0].Kind)
 	assert.False(t, notes[0].At.Before(claimed), "dated %s, before the scheduled notice", notes[0].At)
+	assert.Regexp(t, `^Your delivery's estimated time changed to \d\d:\d\d UTC\.$`, notes[0].Message, "a time for a person, not RFC 3339")
 	want := domain.FlightETA(claimed, away, 10, &d.Request, 0, false)
 	assert.Equal(t, want.Pickup, *d.PickupETA, "counted from the claim")
 	assert.Equal(t, want.Delivery, *d.DeliveryETA)
