@@ -248,6 +248,23 @@ func TestAStepThatLostARaceRunsAgain(t *testing.T) {
 	require.Len(t, rb.with, 1, "only the committed run's outputs went out")
 }
 
+// A step that loses the race for its documents at every one of its runs
+// (a burst for the same drones) is copied for a moment later, as for an
+// unavailable store: abandoned, it came back at once, and each time
+// counted towards the queue's maxDeliveryCount, which dead-letters.
+func TestAStepThatLosesEveryRunIsCopiedForLater(t *testing.T) {
+	t.Parallel()
+	rb := newRecordingBus()
+	for range 8 {
+		rb.stale = append(rb.stale, ports.ErrStale)
+	}
+	before := time.Now()
+	runStep(t, withBus{rb}, rb)
+	assert.Equal(t, []string{"complete-with"}, rb.calls, "the copy and the completion commit together; no abandon")
+	require.Len(t, rb.with, 1, "none of the runs' outputs went out")
+	checkCopy(t, rb.with[0], before)
+}
+
 // A step that failed on a document its unit of work took from a cache
 // that has changed since runs again, rather than dead-lettering the
 // message on what it decided from a stale copy; one whose reads are

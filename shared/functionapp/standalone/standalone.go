@@ -438,11 +438,16 @@ func (s *Server) handle(ctx context.Context, stopping <-chan struct{}, name stri
 }
 
 // retryLater schedules the next copy of msg and completes msg when cause
-// is a dependency's unavailability (see Backoff); otherwise, or once the
-// copies are used up, it abandons msg.
+// is a dependency's unavailability (see Backoff), or races for the same
+// documents that its runs lost maxRuns times in a row (a burst of requests
+// for the same drones): a copy a moment later meets less of it, where an
+// abandon would come back at once and count towards the queue's
+// maxDeliveryCount, and so towards the dead-letter queue. Otherwise, or
+// once the copies are used up, it abandons msg.
 func (s *Server) retryLater(ctx context.Context, stopping <-chan struct{}, msg *ports.Delivered, cause error) error {
 	_, done := wire.Redelivery(msg.ID)
-	if domain.ErrorCode(cause) != domain.EUNAVAILABLE || done >= s.opts.Retry.Attempts {
+	waits := domain.ErrorCode(cause) == domain.EUNAVAILABLE || errors.Is(cause, ports.ErrStale)
+	if !waits || done >= s.opts.Retry.Attempts {
 		if done >= s.opts.Retry.Attempts {
 			s.log.ErrorContext(ctx, "message failed after its scheduled retries; it is left to the queue's maxDeliveryCount", "messageId", msg.ID, "retries", done, "err", cause)
 		} else {
