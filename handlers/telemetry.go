@@ -130,11 +130,20 @@ func (h *Handlers) TrackDrone(ctx context.Context, msg *ports.Delivered) ([]port
 		}
 	}
 
+	// The drone flies for the delivery once the delivery holds the report;
+	// one the delivery refused (a reschedule came between the drone's read
+	// and the delivery's write, and dispatch claimed the drone again for
+	// the new schedule) moves the drone and leaves it booked, as its next
+	// report, which the new schedule takes, flies it.
+	serving := flight
+	if d != nil && !d.Stage.Terminal() && !d.Filed(r.Timestamp) {
+		serving = ""
+	}
 	now := h.clock.Now()
 	freed := false
 	after, err := h.store.Fleet.Update(ctx, r.DroneID, func(dr *domain.Drone) error {
 		var err error
-		freed, err = dr.ApplyReport(*r, flight, d == nil || d.Stage.Terminal(), h.cfg.Tracking, now)
+		freed, err = dr.ApplyReport(*r, serving, d == nil || d.Stage.Terminal(), h.cfg.Tracking, now)
 		return err
 	})
 	if err != nil {

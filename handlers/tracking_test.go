@@ -207,6 +207,47 @@ func TestCancelWithThePackageOnBoardIsRefused(t *testing.T) {
 	assert.Equal(t, "aboard", dr.CurrentDeliveryID)
 }
 
+// A report that a reschedule overtakes (the tracking step read the drone
+// of the first schedule; the delivery it then writes is rescheduled, and
+// dispatch has claimed the same drone again for the new schedule) is not
+// filed in the delivery, and leaves the drone booked, not flying: it was
+// made InFlight for a schedule that had no report, its ETA counted from
+// its home.
+func TestAReportOvertakenByARescheduleLeavesTheDroneBooked(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	f.putDrone(t, domain.Drone{ID: "r1", Location: at(0.001, 0)})
+	f.scheduled(t, "moved", at(0, 0), at(0.01, 0))
+	before := f.drone(t, "r1")
+	require.Equal(t, 0, before.CurrentGeneration)
+
+	body := mustJSON(map[string]any{"deadline": t0.Add(3 * time.Hour).Format(time.RFC3339)})
+	resp := f.biz("RescheduleDelivery", &functionapp.Request{Method: "PATCH", Params: map[string]string{"id": "moved"}, Body: body})
+	require.Equal(t, http.StatusAccepted, resp.Status, string(resp.Body))
+	f.step(t, topology.QueueDeliveryRequests, f.h.ScheduleDrone)
+	d := f.delivery(t, "moved")
+	require.Equal(t, domain.StageRescheduled, d.Stage)
+	require.Equal(t, 1, d.Generation)
+	require.Equal(t, 1, f.drone(t, "r1").CurrentGeneration, "claimed again for the new schedule")
+
+	store := f.store
+	store.Fleet = staleFleet{Fleet: f.store.Fleet, old: before}
+	racer := handlers.New(handlers.Deps{Store: store, Bus: f.bus, Clock: f.clock, IDs: platform.IDs{}, Log: slog.New(slog.DiscardHandler)})
+	report, _ := json.Marshal(domain.Telemetry{DroneID: "r1", Location: at(0.0005, 0), BatteryPercent: 90, Timestamp: t0.Add(time.Second)})
+	_, err := racer.TrackDrone(context.Background(), &ports.Delivered{Message: ports.Message{ID: "overtaken", Body: report}, DeliveryCount: 1})
+	require.NoError(t, err)
+	assert.Empty(t, f.delivery(t, "moved").Trail, "not filed in the new schedule")
+	dr := f.drone(t, "r1")
+	assert.Equal(t, domain.DroneAssigned, dr.Status, "booked, not flying")
+	assert.Equal(t, at(0.0005, 0), dr.Location, "moved")
+
+	// The drone's next report flies it for the new schedule.
+	f.drain(t)
+	f.report(t, "r1", at(0.0004, 0), 90, t0.Add(2*time.Second))
+	assert.Equal(t, domain.DroneInFlight, f.drone(t, "r1").Status)
+	assert.Len(t, f.delivery(t, "moved").Trail, 1)
+}
+
 func TestCancelAfterAssignmentReleasesTheDrone(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, domain.Drone{ID: "c1", Location: at(0.001, 0)})

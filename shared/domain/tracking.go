@@ -373,6 +373,12 @@ func (d *Delivery) estimate(drone *Drone, t time.Time, loc Location, cfg Trackin
 // of the path through every point ever filed. It returns false for a point
 // whose time is already there (a duplicate report) or that is older than a
 // full trail's oldest point.
+// Filed reports whether the delivery's trail holds a report dated at.
+func (d *Delivery) Filed(at time.Time) bool {
+	i := sort.Search(len(d.Trail), func(i int) bool { return !d.Trail[i].At.Before(at) })
+	return i < len(d.Trail) && d.Trail[i].At.Equal(at)
+}
+
 func (d *Delivery) insertTrail(p TrailPoint) bool {
 	i := sort.Search(len(d.Trail), func(i int) bool { return !d.Trail[i].At.Before(p.At) })
 	if i < len(d.Trail) && d.Trail[i].At.Equal(p.At) {
