@@ -254,6 +254,31 @@ func TestAReassignSentTwiceHandsOnOnce(t *testing.T) {
 	assert.Equal(t, []string{domain.NotifyScheduled, domain.NotifyReassigned, domain.NotifyScheduled}, kinds)
 }
 
+// An actionId names one action: the same action again changes nothing,
+// another action under it is refused (409 naming actionId) and changes
+// nothing. An abort under a reassign's id used to be answered 202 and not
+// done.
+func TestAnActionIdNamesOneAction(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	f.putDrone(t, domain.Drone{ID: "near", Location: at(0.011, 0)})
+	f.putDrone(t, domain.Drone{ID: "far", Location: at(0.03, 0)})
+	require.Equal(t, http.StatusAccepted, f.ingest(t, requestBody("named", at(0.01, 0), at(0.02, 0), "Small", 1)).Status)
+	f.drain(t)
+	resp := f.action(t, "DeliveryAction", "named", map[string]any{"action": "reassign", "reason": "rotor check", "actionId": "op-7"})
+	require.Equal(t, http.StatusAccepted, resp.Status, string(resp.Body))
+	f.drain(t)
+	before := f.snapshot(t, []string{"named"}, []string{"near", "far"})
+
+	resp = f.action(t, "DeliveryAction", "named", map[string]any{"action": "reassign", "reason": "rotor check", "actionId": "op-7"})
+	assert.Equal(t, http.StatusAccepted, resp.Status, "the same action again: %s", resp.Body)
+	resp = f.action(t, "DeliveryAction", "named", map[string]any{"action": "abort", "reason": "sender called", "actionId": "op-7"})
+	assert.Equal(t, http.StatusConflict, resp.Status, string(resp.Body))
+	assert.Equal(t, "actionId", problemOf(t, resp).Field)
+	f.drain(t)
+	assert.Equal(t, before, f.snapshot(t, []string{"named"}, []string{"near", "far"}), "neither changed anything")
+}
+
 // A grounded drone is put back in service where it is, with the battery it
 // last reported, and the delivery waiting for a drone gets it; an idle
 // drone left low is put on charge where it is. A put of the whole drone,

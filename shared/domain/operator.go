@@ -3,6 +3,7 @@ package domain
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -260,8 +261,8 @@ func (d *Delivery) HandOver(droneID string, gen int, a OperatorAction, now time.
 // reassign while the one before it still hands the delivery on from its
 // drone) changes nothing (ErrNoChange all).
 func (d *Delivery) Reassign(a OperatorAction, now time.Time) (Notification, error) {
-	if d.sawAction(a.ActionID) {
-		return Notification{}, ErrNoChange
+	if err := d.actionSeen(a); err != nil {
+		return Notification{}, err
 	}
 	switch {
 	case d.Stage.Terminal():
@@ -285,8 +286,11 @@ func (d *Delivery) Reassign(a OperatorAction, now time.Time) (Notification, erro
 // delivery cannot be aborted (ECONFLICT); a failed one, or the same action
 // again, is ErrNoChange: its answer shows the outcome it ended with.
 func (d *Delivery) Abort(outcome AbortOutcome, a OperatorAction, now time.Time) (Notification, error) {
+	if err := d.actionSeen(a); err != nil {
+		return Notification{}, err
+	}
 	switch {
-	case d.sawAction(a.ActionID) || d.Stage == StageFailed:
+	case d.Stage == StageFailed:
 		return Notification{}, ErrNoChange
 	case d.Stage == StageCompleted || d.Stage == StageCancelled:
 		return Notification{}, Errorf(ECONFLICT, "delivery %s is %s and cannot be aborted", d.ID, d.Stage)
@@ -339,17 +343,24 @@ func (d *Delivery) HandedOverAt() time.Time {
 	return time.Time{}
 }
 
-// sawAction reports whether the history holds an action with this id.
-func (d *Delivery) sawAction(id string) bool {
-	if id == "" {
-		return false
+// actionSeen returns ErrNoChange when the history holds action a under
+// its actionId already (the same action again), an ECONFLICT naming
+// actionId when the id was given to another action, and nil when it is new
+// (or none was given).
+func (d *Delivery) actionSeen(a OperatorAction) error {
+	if a.ActionID == "" {
+		return nil
 	}
 	for _, e := range d.History {
-		if e.Kind == EventOperator && e.ActionID == id {
-			return true
+		if e.Kind != EventOperator || e.ActionID != a.ActionID {
+			continue
 		}
+		if name, _, _ := strings.Cut(e.Note, ": "); name != "" && name != a.Name {
+			return &Error{Code: ECONFLICT, Field: "actionId", Message: fmt.Sprintf("%s names a %s of this delivery already", a.ActionID, name)}
+		}
+		return ErrNoChange
 	}
-	return false
+	return nil
 }
 
 func pastTense(action string) string {
