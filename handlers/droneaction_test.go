@@ -35,6 +35,17 @@ func (c crashingFleet) Update(ctx context.Context, id string, fn func(*domain.Dr
 	return c.Fleet.Update(ctx, id, fn)
 }
 
+// onNear is a fixture with two drones, near and far, and delivery id
+// given to near, the nearer.
+func onNear(t *testing.T, id string) *fixture {
+	t.Helper()
+	f := newFixture(t, domain.Drone{ID: "near", Location: at(0.011, 0)}, domain.Drone{ID: "far", Location: at(0.03, 0)})
+	require.Equal(t, http.StatusAccepted, f.ingest(t, requestBody(id, at(0.01, 0), at(0.02, 0), "Small", 1)).Status)
+	f.drain(t)
+	require.Equal(t, "near", f.delivery(t, id).DroneID)
+	return f
+}
+
 // A ground that stops after the delivery was handed on and before the
 // drone was written is finished by the message it queued first: the drone
 // ends grounded, not back in service, even though the delivery's new
@@ -233,12 +244,7 @@ func TestAHandedOnDeliveryMayHaveItsResumedDroneBack(t *testing.T) {
 // drone already. Each used to hand it on again, with a notice each.
 func TestAReassignSentTwiceHandsOnOnce(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t)
-	f.putDrone(t, domain.Drone{ID: "near", Location: at(0.011, 0)})
-	f.putDrone(t, domain.Drone{ID: "far", Location: at(0.03, 0)})
-	require.Equal(t, http.StatusAccepted, f.ingest(t, requestBody("twice", at(0.01, 0), at(0.02, 0), "Small", 1)).Status)
-	f.drain(t)
-	require.Equal(t, "near", f.delivery(t, "twice").DroneID)
+	f := onNear(t, "twice")
 	for range 2 {
 		resp := f.action(t, "DeliveryAction", "twice", map[string]any{"action": "reassign", "reason": "rotor check"})
 		require.Equal(t, http.StatusAccepted, resp.Status, string(resp.Body))
@@ -403,12 +409,7 @@ func TestAWaitForChargeSaysSo(t *testing.T) {
 // service: the ground it repeats is over.
 func TestALateGroundDoesNotUndoAResume(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t)
-	f.putDrone(t, domain.Drone{ID: "near", Location: at(0.011, 0)})
-	f.putDrone(t, domain.Drone{ID: "far", Location: at(0.03, 0)})
-	require.Equal(t, http.StatusAccepted, f.ingest(t, requestBody("d", at(0.01, 0), at(0.02, 0), "Small", 1)).Status)
-	f.drain(t)
-	require.Equal(t, "near", f.delivery(t, "d").DroneID)
+	f := onNear(t, "d")
 
 	resp := f.action(t, "DroneAction", "near", map[string]any{"action": "ground", "reason": "bird strike"})
 	require.Equal(t, http.StatusAccepted, resp.Status, string(resp.Body))

@@ -305,10 +305,7 @@ func TestPausesPutAtOnceKeepTheLimit(t *testing.T) {
 // through dispatch, tells the customer and audits the action once.
 func TestGroundHandsDeliveryOn(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t, domain.Drone{ID: "near", Location: at(0.011, 0)}, domain.Drone{ID: "far", Location: at(0.03, 0)})
-	require.Equal(t, http.StatusAccepted, f.ingest(t, requestBody("d", at(0.01, 0), at(0.02, 0), "Small", 1)).Status)
-	f.drain(t)
-	require.Equal(t, "near", f.delivery(t, "d").DroneID)
+	f := onNear(t, "d")
 
 	for range 2 {
 		resp := f.action(t, "DroneAction", "near", map[string]any{"action": "ground", "reason": "bird strike"})

@@ -158,8 +158,7 @@ func TestEndedDeliveryTakesNoSubscription(t *testing.T) {
 // unsubscribe link.
 func TestMilestonesReachSubscribersAndTheLinkUnsubscribes(t *testing.T) {
 	t.Parallel()
-	msgr := &scriptedMessenger{}
-	f := newFixtureWith(t, func(d *handlers.Deps) { d.Config.PublicBaseURL = "https://drones.example/"; d.Messenger = msgr })
+	f, msgr := messaged(t)
 	pickup, drop := at(0, 0), at(0.005, 0)
 	f.putDrone(t, domain.Drone{ID: "m1", Location: pickup})
 	require.Equal(t, http.StatusAccepted, f.ingest(t, requestBody("told", pickup, drop, "Small", 1)).Status)
@@ -248,6 +247,14 @@ func TestMilestonesReachSubscribersAndTheLinkUnsubscribes(t *testing.T) {
 	}
 	require.Len(t, pickedUp, 1)
 	assert.Equal(t, "ben@example.com", pickedUp[0].To)
+}
+
+// messaged is a fixture whose customer messages go to a scriptedMessenger
+// that sends them all, with links on https://drones.example/.
+func messaged(t *testing.T) (*fixture, *scriptedMessenger) {
+	t.Helper()
+	msgr := &scriptedMessenger{}
+	return newFixtureWith(t, func(d *handlers.Deps) { d.Config.PublicBaseURL = "https://drones.example/"; d.Messenger = msgr }), msgr
 }
 
 // scriptedMessenger fails as told and records what it was asked to send.
@@ -469,8 +476,7 @@ func TestCustomersGetABoundedNumberOfNotices(t *testing.T) {
 // the business ended, and made again, still works.
 func TestAnUnsubscribedAddressHearsNoMoreFromTheService(t *testing.T) {
 	t.Parallel()
-	msgr := &scriptedMessenger{}
-	f := newFixtureWith(t, func(d *handlers.Deps) { d.Config.PublicBaseURL = "https://drones.example/"; d.Messenger = msgr })
+	f, msgr := messaged(t)
 	pickup, drop := at(0, 0), at(0.005, 0)
 	f.putDrone(t, domain.Drone{ID: "u1", Location: pickup})
 	require.Equal(t, http.StatusAccepted, f.ingest(t, requestBody("first", pickup, drop, "Small", 1)).Status)
@@ -538,15 +544,7 @@ func TestAnUnsubscribedAddressHearsNoMoreFromTheService(t *testing.T) {
 	assert.Len(t, sentOf(msgr, "second"), kept, "the cancellation reached neither of them")
 
 	// Another business gets nothing sent to her either.
-	_, otherKey := f.signUpOther(t)
-	require.Equal(t, http.StatusAccepted, f.call("IngestDelivery", otherKey, &functionapp.Request{Method: http.MethodPost,
-		Body: requestBody("theirs", pickup, drop, "Small", 1)}).Status)
-	resp = f.call("PostNotifyMeRequest", otherKey, &functionapp.Request{Method: http.MethodPost, Params: map[string]string{"id": "theirs"},
-		Body: []byte(`{"emailAddress":"ana@example.com"}`)})
-	require.Equal(t, http.StatusCreated, resp.Status, string(resp.Body))
-	resp = f.call("PostNotifyMeRequest", otherKey, &functionapp.Request{Method: http.MethodPost, Params: map[string]string{"id": "theirs"},
-		Body: []byte(`{"emailAddress":"carl@example.com"}`)})
-	require.Equal(t, http.StatusCreated, resp.Status, string(resp.Body))
+	otherKey := f.theirs(t, pickup, drop, `{"emailAddress":"ana@example.com"}`, `{"emailAddress":"carl@example.com"}`)
 	require.Equal(t, http.StatusNoContent, f.call("CancelDelivery", otherKey, &functionapp.Request{Method: http.MethodDelete,
 		Params: map[string]string{"id": "theirs"}}).Status)
 	f.drain(t)
@@ -564,8 +562,7 @@ func TestAnUnsubscribedAddressHearsNoMoreFromTheService(t *testing.T) {
 // works once the e-mailed one ended the subscription, and stops it.
 func TestALinkSuppressesOnlyTheAddressItWentTo(t *testing.T) {
 	t.Parallel()
-	msgr := &scriptedMessenger{}
-	f := newFixtureWith(t, func(d *handlers.Deps) { d.Config.PublicBaseURL = "https://drones.example/"; d.Messenger = msgr })
+	f, msgr := messaged(t)
 	pickup, drop := at(0, 0), at(0.005, 0)
 	f.putDrone(t, domain.Drone{ID: "p1", Location: pickup})
 	f.putDrone(t, domain.Drone{ID: "p2", Location: pickup})
@@ -587,12 +584,7 @@ func TestALinkSuppressesOnlyTheAddressItWentTo(t *testing.T) {
 	assert.Empty(t, f.subscriptions(t, "paired"), "the subscription ended")
 
 	// Another business texts the number: it is sent.
-	_, otherKey := f.signUpOther(t)
-	require.Equal(t, http.StatusAccepted, f.call("IngestDelivery", otherKey, &functionapp.Request{Method: http.MethodPost,
-		Body: requestBody("theirs", pickup, drop, "Small", 1)}).Status)
-	resp = f.call("PostNotifyMeRequest", otherKey, &functionapp.Request{Method: http.MethodPost, Params: map[string]string{"id": "theirs"},
-		Body: []byte(`{"sms":"+14255550001"}`)})
-	require.Equal(t, http.StatusCreated, resp.Status, string(resp.Body))
+	otherKey := f.theirs(t, pickup, drop, `{"sms":"+14255550001"}`)
 	f.drain(t)
 	var to []string
 	for _, m := range sentOf(msgr, "theirs") {
@@ -607,6 +599,20 @@ func TestALinkSuppressesOnlyTheAddressItWentTo(t *testing.T) {
 		Params: map[string]string{"id": "theirs"}}).Status)
 	f.drain(t)
 	assert.Len(t, sentOf(msgr, "theirs"), 1, "the cancellation was not texted")
+}
+
+// theirs has another business ask for delivery "theirs" and subscribe
+// each of subscriptions to it; it returns that business's key.
+func (f *fixture) theirs(t *testing.T, pickup, drop domain.Location, subscriptions ...string) string {
+	t.Helper()
+	_, key := f.signUpOther(t)
+	require.Equal(t, http.StatusAccepted, f.call("IngestDelivery", key, &functionapp.Request{Method: http.MethodPost,
+		Body: requestBody("theirs", pickup, drop, "Small", 1)}).Status)
+	for _, body := range subscriptions {
+		resp := f.call("PostNotifyMeRequest", key, &functionapp.Request{Method: http.MethodPost, Params: map[string]string{"id": "theirs"}, Body: []byte(body)})
+		require.Equal(t, http.StatusCreated, resp.Status, string(resp.Body))
+	}
+	return key
 }
 
 // sentOf is what msgr sent for delivery id, as the outbox would list it.
