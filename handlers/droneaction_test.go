@@ -285,6 +285,32 @@ func TestAnActionIdNamesOneAction(t *testing.T) {
 	assert.Equal(t, before, f.snapshot(t, []string{"named"}, []string{"near", "far"}), "neither changed anything")
 }
 
+// A delivery the operator aborts with its package aboard sends its drone
+// home with the package, serving nothing until a report places it there:
+// it was released at once, to be dispatched with the package aboard.
+func TestAnAbortWithThePackageAboardBringsTheDroneHome(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	f.headedToDropoff(t, "back", "None")
+	f.report(t, "drone-back", at(0.003, 0), 85, t0.Add(2*time.Minute)) // on its way, off its base
+	resp := f.action(t, "DeliveryAction", "back", map[string]any{"action": "abort", "reason": "wrong address", "outcome": "returnedToSender"})
+	require.Equal(t, http.StatusAccepted, resp.Status, string(resp.Body))
+	f.drain(t)
+	dr := f.drone(t, "drone-back")
+	assert.Equal(t, domain.DroneInFlight, dr.Status, "flying home with the package")
+	assert.True(t, dr.Recalled)
+	assert.Empty(t, dr.CurrentDeliveryID)
+	assert.False(t, dr.Dispatchable())
+	require.Equal(t, http.StatusAccepted, f.ingest(t, requestBody("next", at(0.004, 0), at(0.01, 0), "Small", 1)).Status)
+	f.drain(t)
+	assert.Empty(t, f.delivery(t, "next").DroneID, "not dispatched with a package aboard")
+
+	// Home: it lands, and the waiting delivery gets it.
+	f.report(t, "drone-back", at(0, 0), 80, t0.Add(4*time.Minute))
+	assert.False(t, f.drone(t, "drone-back").Recalled)
+	assert.Equal(t, "drone-back", f.delivery(t, "next").DroneID)
+}
+
 // A grounded drone is put back in service where it is, with the battery it
 // last reported, and the delivery waiting for a drone gets it; an idle
 // drone left low is put on charge where it is. A put of the whole drone,

@@ -323,6 +323,17 @@ func (h *Handlers) releaseDroneOf(ctx context.Context, d *domain.Delivery) (*dom
 	var before *domain.Drone
 	after, err := h.st(ctx).Fleet.Update(ctx, d.DroneID, func(dr *domain.Drone) error {
 		before = dr.Clone()
+		if d.Stage == domain.StageFailed && d.PickedUpAt != nil {
+			// Ended with the package aboard (the operator's abort): the
+			// drone takes it to its home base and serves nothing until a
+			// report places it there. Released at once, it was dispatched
+			// with the package still aboard.
+			if dr.CurrentDeliveryID != d.ID {
+				return domain.ErrNoChange
+			}
+			_, _, err := dr.Recall("bringing back the package of delivery "+d.ID, d.ID, h.cfg.Tracking, now)
+			return err
+		}
 		return dr.Release(d.ID, h.cfg.Tracking, now)
 	})
 	if domain.IsCode(err, domain.ENOTFOUND) {
