@@ -104,19 +104,21 @@ func (dr *Drone) FinishCharging(cfg TrackingConfig, now time.Time) error {
 }
 
 // chargedByReport returns a Charging drone to service when its reported
-// battery, read at, reached ChargedPercent; it reports whether it did. A
-// report under it sets when the charge is due from that battery, so that
+// battery reached ChargedPercent; it reports whether it did. A report under
+// it sets when the charge is due from that battery, counted from now on the
+// service's clock (as the charge started, and as its check runs: a drone's
+// clock may be hours behind), so that
 // the charge rate's check never gives the drone a charge a report denies
 // (its due time moves only when it is off by more than dueDrift, or a
 // drone reporting on charge would move it, and schedule a check, at every
 // report).
-func (dr *Drone) chargedByReport(cfg TrackingConfig, at time.Time) bool {
+func (dr *Drone) chargedByReport(cfg TrackingConfig, now time.Time) bool {
 	cfg = cfg.WithDefaults()
 	if dr.Status != DroneCharging || dr.CurrentDeliveryID != "" {
 		return false
 	}
 	if dr.BatteryPercent < cfg.ChargedPercent {
-		due := at.Add(cfg.ChargeDuration(dr.BatteryPercent)).UTC()
+		due := now.Add(cfg.ChargeDuration(dr.BatteryPercent)).UTC()
 		if dr.ChargeDueAt == nil || (due.Sub(*dr.ChargeDueAt)).Abs() > dueDrift {
 			dr.ChargeDueAt = &due
 		}

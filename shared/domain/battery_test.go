@@ -57,3 +57,24 @@ func TestCharging(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, domain.DroneCharging, dr.Status, "below the threshold it charges on")
 }
+
+// A report on charge sets the charge's due time on the service's clock,
+// as the charge was started: a drone whose clock is two hours behind,
+// reporting 35 %, stays on charge for the hour 35 % to 95 % takes. From
+// the report's own time the due time was an hour past, and the next check
+// gave the drone 95 %.
+func TestAReportOnChargeCountsOnTheServicesClock(t *testing.T) {
+	t.Parallel()
+	cfg := domain.TrackingConfig{}
+	now := time.Date(2026, 12, 5, 12, 0, 0, 0, time.UTC)
+	dr := &domain.Drone{ID: "c", Status: domain.DroneAvailable, FullRangeKm: 20}
+	dr.SetBattery(30, cfg)
+	require.NoError(t, dr.Charge("top up", cfg, now))
+	behind := now.Add(5*time.Minute - 2*time.Hour)
+	_, err := dr.ApplyReport(domain.Telemetry{DroneID: "c", BatteryPercent: 35, Timestamp: behind}, "", false, cfg, now.Add(5*time.Minute))
+	require.NoError(t, err)
+	require.NotNil(t, dr.ChargeDueAt)
+	assert.WithinDuration(t, now.Add(5*time.Minute+time.Hour), *dr.ChargeDueAt, time.Millisecond)
+	assert.ErrorIs(t, dr.FinishCharging(cfg, now.Add(10*time.Minute)), domain.ErrNoChange, "not charged yet")
+	assert.Equal(t, domain.DroneCharging, dr.Status)
+}

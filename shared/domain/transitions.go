@@ -423,7 +423,7 @@ func (dr *Drone) ApplyReport(r Telemetry, deliveryID string, ended bool, cfg Tra
 		dr.SetBattery(r.BatteryPercent, cfg)
 		t := r.Timestamp
 		dr.Location, dr.LastTelemetryAt = r.Location, &t
-		dr.chargedByReport(cfg, t)
+		dr.chargedByReport(cfg, now)
 		dr.arriveHome(cfg, now)
 		changed = true
 	}
