@@ -252,9 +252,11 @@ func Track(d *Delivery, drone *Drone, r Telemetry, cfg TrackingConfig) (bool, []
 		d.findPickup(cfg)
 		return true, nil
 	}
-	// A notice is dated no earlier than the events before it: a report
-	// may be dated before them (a drone's clock behind the service's).
-	return true, d.follow(drone, t, r.Location, newest, d.eventTime(t), cfg)
+	// A changed ETA's notice is dated with the report, even one dated
+	// before the schedule (a drone's clock behind the service's): a
+	// redelivered report finds the notices it made by that time
+	// (notificationsAt, handlers) to send them again.
+	return true, d.follow(drone, t, r.Location, newest, t, cfg)
 }
 
 // findPickup sets PickedUpAt (and PickupETA) from the first report of the
@@ -369,16 +371,16 @@ func (d *Delivery) estimate(drone *Drone, t time.Time, loc Location, cfg Trackin
 	d.DeliveryETA = &eta.Delivery
 }
 
-// insertTrail files p in the trail by time and keeps TraveledKm the length
-// of the path through every point ever filed. It returns false for a point
-// whose time is already there (a duplicate report) or that is older than a
-// full trail's oldest point.
 // Filed reports whether the delivery's trail holds a report dated at.
 func (d *Delivery) Filed(at time.Time) bool {
 	i := sort.Search(len(d.Trail), func(i int) bool { return !d.Trail[i].At.Before(at) })
 	return i < len(d.Trail) && d.Trail[i].At.Equal(at)
 }
 
+// insertTrail files p in the trail by time and keeps TraveledKm the length
+// of the path through every point ever filed. It returns false for a point
+// whose time is already there (a duplicate report) or that is older than a
+// full trail's oldest point.
 func (d *Delivery) insertTrail(p TrailPoint) bool {
 	i := sort.Search(len(d.Trail), func(i int) bool { return !d.Trail[i].At.Before(p.At) })
 	if i < len(d.Trail) && d.Trail[i].At.Equal(p.At) {
