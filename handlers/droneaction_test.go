@@ -205,9 +205,9 @@ func TestRecallAtHomeHandsDeliveryOn(t *testing.T) {
 }
 
 // A delivery handed on from a drone the operator grounded may have that
-// drone again once the operator resumes it: here it is the only drone able
-// to carry the package. It waited for another drone until its deadline.
-// Without the resume, it still does not get the drone back.
+// drone again once the operator resumes it, when no other drone serves it:
+// here it is the only drone able to carry the package. It waited for
+// another drone until its deadline.
 func TestAHandedOnDeliveryMayHaveItsResumedDroneBack(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
@@ -232,11 +232,20 @@ func TestAHandedOnDeliveryMayHaveItsResumedDroneBack(t *testing.T) {
 	assert.Equal(t, "big", d.DroneID, "the resumed drone")
 	assert.Equal(t, domain.StageScheduled, d.Stage)
 
-	// A reassign still moves it off the drone for good.
+	// A reassign still moves it off the drone for good, even after a
+	// ground and a resume of that drone for another reason.
 	resp = f.action(t, "DeliveryAction", "heavy", map[string]any{"action": "reassign", "reason": "wrong drone"})
 	require.Equal(t, http.StatusAccepted, resp.Status, string(resp.Body))
 	f.drain(t)
 	assert.Empty(t, f.delivery(t, "heavy").DroneID)
+	for _, action := range []string{"ground", "resume"} {
+		resp = f.action(t, "DroneAction", "big", map[string]any{"action": action, "reason": "firmware update"})
+		require.Equal(t, http.StatusAccepted, resp.Status, string(resp.Body))
+		f.clock.Advance(time.Minute)
+	}
+	f.drain(t)
+	assert.Empty(t, f.delivery(t, "heavy").DroneID, "reassigned away from big")
+	assert.Equal(t, domain.DroneAvailable, f.drone(t, "big").Status)
 }
 
 // A reassign sent twice without an actionId (a retry, a double click)

@@ -401,20 +401,6 @@ func (h *Handlers) backoff(attempt int) time.Duration {
 	return min(d, h.cfg.RetryMax)
 }
 
-// resumedSinceHandOver reports whether the drone d was handed on from
-// has been put back in service by the operator since the hand-over (a
-// resume after the ground that took it): when no other drone serves d,
-// dispatch may then give it that drone again, which may be the only one
-// able to fly it. A drone that could not be read is still avoided.
-func (h *Handlers) resumedSinceHandOver(ctx context.Context, d *domain.Delivery) bool {
-	at := d.HandedOverAt()
-	if at.IsZero() {
-		return false
-	}
-	dr, err := h.store.Fleet.Find(ctx, d.AvoidDroneID)
-	return err == nil && dr.ResumedSince(at)
-}
-
 // assign returns d with DroneAssignedAt set when a drone was claimed, or
 // unchanged when none is available to it: none is free, or the fair-share
 // rule gives the one it would take to a waiting delivery that outranks it,
@@ -456,9 +442,10 @@ func (h *Handlers) assign(ctx context.Context, d *domain.Delivery, now time.Time
 		if err != nil {
 			return nil, nil, err
 		}
-		if plan == nil && lost[d.AvoidDroneID] && h.resumedSinceHandOver(ctx, d) {
-			// No other drone serves it, and the one it was handed on from
-			// is back in service: it may have that one again.
+		if plan == nil && lost[d.AvoidDroneID] && d.AvoidsItsDroneOnlyWhileOut() {
+			// No other drone serves it, and the one the operator took out
+			// may have it again, once back in service (dispatch finds
+			// only drones in service).
 			delete(lost, d.AvoidDroneID)
 			continue
 		}

@@ -165,8 +165,9 @@ type Delivery struct {
 	Outcome AbortOutcome `json:"outcome,omitempty"`
 	// AvoidDroneID is the drone a handed-on delivery was taken from;
 	// dispatch does not give it that drone again, unless no other serves
-	// it and the operator has resumed that one since (HandedOverAt,
-	// Drone.ResumedSince).
+	// it and the operator took that one out (ground, recall) rather than
+	// reassigning the delivery, and it is back in service
+	// (AvoidsItsDroneOnlyWhileOut).
 	AvoidDroneID string `json:"avoidDroneId,omitempty"`
 	// HeldReason says why dispatch holds the delivery (a service pause);
 	// empty when it is not held.

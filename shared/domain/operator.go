@@ -271,7 +271,7 @@ func (d *Delivery) Reassign(a OperatorAction, now time.Time) (Notification, erro
 		return Notification{}, Errorf(ECONFLICT, "delivery %s has its package aboard drone %s; abort it instead", d.ID, d.DroneID)
 	case d.DroneID == "":
 		return Notification{}, ErrNoChange // dispatch gives it a drone anyway
-	case d.DroneID == d.AvoidDroneID && d.DroneAssignedAt != nil && !d.DroneAssignedAt.After(d.HandedOverAt()):
+	case d.DroneID == d.AvoidDroneID && d.DroneAssignedAt != nil && !d.DroneAssignedAt.After(d.handedOverAt()):
 		// Handed on from this drone already, and not given a drone again
 		// since: the same reassign again (sent twice, without an actionId).
 		return Notification{}, ErrNoChange
@@ -328,19 +328,39 @@ func (d *Delivery) audit(a OperatorAction, droneID string, now time.Time) {
 	d.Touch(now)
 }
 
-// HandedOverAt is when the delivery was last handed on from AvoidDroneID:
+// handedOverAt is when the delivery was last handed on from AvoidDroneID:
 // the time of the operator's action on that drone in the history (zero
 // when there is none, or the history no longer holds it).
-func (d *Delivery) HandedOverAt() time.Time {
+func (d *Delivery) handedOverAt() time.Time {
+	if e, ok := d.handOver(); ok {
+		return e.At
+	}
+	return time.Time{}
+}
+
+// handOver is the history's last operator action on AvoidDroneID.
+func (d *Delivery) handOver() (Event, bool) {
 	if d.AvoidDroneID == "" {
-		return time.Time{}
+		return Event{}, false
 	}
 	for _, e := range slices.Backward(d.History) {
 		if e.Kind == EventOperator && e.DroneID == d.AvoidDroneID {
-			return e.At
+			return e, true
 		}
 	}
-	return time.Time{}
+	return Event{}, false
+}
+
+// AvoidsItsDroneOnlyWhileOut reports whether the delivery was last handed
+// on from AvoidDroneID because the operator took that drone out (ground,
+// recall), not the delivery off it (reassign): once the drone is back in
+// service (resumed, or landed at home), dispatch may give it the delivery
+// again when no other drone serves it. False when the history no longer
+// holds the hand-over.
+func (d *Delivery) AvoidsItsDroneOnlyWhileOut() bool {
+	e, ok := d.handOver()
+	name, _, _ := strings.Cut(e.Note, ": ")
+	return ok && DroneAction(name).TakesTheDrone()
 }
 
 // actionSeen returns ErrNoChange when the history holds action a under
