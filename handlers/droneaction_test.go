@@ -269,6 +269,48 @@ func TestAReassignSentTwiceHandsOnOnce(t *testing.T) {
 	assert.Equal(t, []string{domain.NotifyScheduled, domain.NotifyReassigned, domain.NotifyScheduled}, kinds)
 }
 
+// failingOnce fails its next publish when armed: a queue that refused one
+// call's follow-up.
+type failingOnce struct {
+	ports.Publisher
+	armed *atomic.Bool
+}
+
+func (b failingOnce) Publish(ctx context.Context, msgs ...ports.Message) error {
+	if b.armed.CompareAndSwap(true, false) {
+		return errors.New("the queue refused it")
+	}
+	return b.Publisher.Publish(ctx, msgs...)
+}
+
+// A reassign whose follow-up could not be queued (503, "send it again")
+// and is sent again changes nothing more, and queues its notice with the
+// follow-up: the repeat found the action made and queued no notice, so
+// the customer never heard of it.
+func TestAReassignSentAgainAfterA503QueuesItsNotice(t *testing.T) {
+	t.Parallel()
+	armed := &atomic.Bool{}
+	f := newFixtureWith(t, func(d *handlers.Deps) { d.Bus = failingOnce{Publisher: d.Bus, armed: armed} })
+	f.putDrone(t, domain.Drone{ID: "near", Location: at(0.011, 0)})
+	f.putDrone(t, domain.Drone{ID: "far", Location: at(0.03, 0)})
+	require.Equal(t, http.StatusAccepted, f.ingest(t, requestBody("again", at(0.01, 0), at(0.02, 0), "Small", 1)).Status)
+	f.drain(t)
+	armed.Store(true)
+	resp := f.action(t, "DeliveryAction", "again", map[string]any{"action": "reassign", "reason": "rotor check"})
+	require.Equal(t, http.StatusServiceUnavailable, resp.Status, string(resp.Body))
+	resp = f.action(t, "DeliveryAction", "again", map[string]any{"action": "reassign", "reason": "rotor check"})
+	require.Equal(t, http.StatusAccepted, resp.Status, string(resp.Body))
+	d := f.delivery(t, "again")
+	require.Equal(t, 1, d.Generation, "handed on once")
+	last := d.Notifications[len(d.Notifications)-1]
+	require.Equal(t, domain.NotifyReassigned, last.Kind)
+	var queued []string
+	for _, m := range f.receive(t, topology.QueueNotifications) {
+		queued = append(queued, m.ID)
+	}
+	assert.Contains(t, queued, last.ID, "the reassigned notice is queued")
+}
+
 // An actionId names one action: the same action again changes nothing,
 // another action under it is refused (409 naming actionId) and changes
 // nothing. An abort under a reassign's id used to be answered 202 and not

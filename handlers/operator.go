@@ -234,6 +234,9 @@ func (h *Handlers) DeliveryAction(ctx context.Context, req *functionapp.Request)
 		return h.errorResponse(ctx, notFoundAs(err, "delivery %s not found", id))
 	}
 	ctx = logctx.With(ctx, "deliveryId", id, "correlationId", d.CorrelationID)
+	if notes == nil {
+		notes = unsentNotice(d, action)
+	}
 	if err := h.sendOn(ctx, d, notes, "the action is recorded but its follow-up could not be queued; send it again"); err != nil {
 		return h.errorResponse(ctx, err)
 	}
@@ -242,6 +245,28 @@ func (h *Handlers) DeliveryAction(ctx context.Context, req *functionapp.Request)
 	resp := functionapp.JSON(http.StatusAccepted, viewOf(d))
 	resp.Header.Set("Location", "/api/deliveries/"+d.ID)
 	return resp
+}
+
+// unsentNotice is the notice of a delivery action found made already (the
+// same action again), while the delivery is still as that action left it:
+// the repeat may be the retry of a call whose follow-up could not be queued
+// (503, "send it again"), so its notice is queued again with the follow-up
+// (under the notice's id, so a copy of one that went is dropped). None once
+// the delivery has moved on.
+func unsentNotice(d *domain.Delivery, action domain.DeliveryAction) []domain.Notification {
+	var kind string
+	switch {
+	case action == domain.ActionReassign && d.Stage == domain.StageRescheduled && d.DroneID != "" && d.DroneID == d.AvoidDroneID:
+		kind = domain.NotifyReassigned
+	case action == domain.ActionAbort && d.Stage == domain.StageFailed:
+		kind = domain.NotifyFailed
+	default:
+		return nil
+	}
+	if n := len(d.Notifications); n > 0 && d.Notifications[n-1].Kind == kind {
+		return d.Notifications[n-1:]
+	}
+	return nil
 }
 
 // sendOn queues what follows an operator's action on d, with notes, the
