@@ -178,9 +178,9 @@ func (d *Delivery) AwaitDrone(paused string, now time.Time) (Notification, error
 	planned := *d.PickupETA
 	d.PickupETA, d.DeliveryETA, d.PlannedRoute = nil, nil, nil
 	d.Touch(now)
-	why := "No drone is free yet for your pickup planned at " + planned.UTC().Format(time.RFC3339)
+	why := "No drone is free yet for your pickup planned at " + ClockTime(planned, now)
 	if paused != "" {
-		why = "Service is paused at your pickup (" + paused + "), planned at " + planned.UTC().Format(time.RFC3339)
+		why = "Service is paused at your pickup (" + paused + "), planned at " + ClockTime(planned, now)
 	}
 	return d.Notify(NotifyETAChanged, why+"; you will be told its new time when a drone is on its way.", now), nil
 }
