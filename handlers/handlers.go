@@ -14,7 +14,6 @@ import (
 	"log/slog"
 	"net/http"
 	"slices"
-	"sync"
 	"time"
 
 	"golang.org/x/sync/singleflight"
@@ -209,7 +208,7 @@ type Handlers struct {
 	// pausing makes the puts of pauses take turns from the count of those
 	// in force (domain.MaxPauses) to the write: counted side by side, puts
 	// sent at once all saw room for one more.
-	pausing *sync.Mutex
+	pausing *keylock.Turns
 	outbox  ports.Outbox
 	log     *slog.Logger
 	cfg     Config
@@ -247,7 +246,7 @@ func New(d Deps) *Handlers {
 	}
 	cfg := d.Config.withDefaults()
 	h := &Handlers{store: d.Store, bus: d.Bus, clock: d.Clock, ids: d.IDs, webhooks: d.Webhooks, log: log, cfg: cfg,
-		messenger: d.Messenger, confirming: &keylock.Turns{}, admitting: &keylock.Turns{}, pausing: &sync.Mutex{}, outbox: d.Outbox, air: d.Airspace, push: d.Push, deadLetters: d.DeadLetters, keys: newTTLCache[domain.APIKey](cfg.KeyCacheTTL, keyCacheSize),
+		messenger: d.Messenger, confirming: &keylock.Turns{}, admitting: &keylock.Turns{}, pausing: &keylock.Turns{}, outbox: d.Outbox, air: d.Airspace, push: d.Push, deadLetters: d.DeadLetters, keys: newTTLCache[domain.APIKey](cfg.KeyCacheTTL, keyCacheSize),
 		hooks: newTTLCache[accountHook](cfg.KeyCacheTTL, keyCacheSize), refusedHooks: newTTLCache[struct{}](refusedHookMemory, keyCacheSize)}
 	if h.air == nil {
 		h.air = airspace.For(d.Store)

@@ -165,7 +165,7 @@ func (h *Handlers) UnsubscribePage(ctx context.Context, req *functionapp.Request
 		return confirmForm("End this subscription?", keptLinkNote+" It ends this delivery's subscription only.", "End the subscription")
 	}
 	return confirmForm("Stop these messages?",
-		"This service will send no more messages, about this delivery or any other, to the address this link was sent to.", "Unsubscribe")
+		"This service will send no more messages, about this delivery or any other, to "+linkAddresses(keys)+".", "Unsubscribe")
 }
 
 // Unsubscribe serves POST /api/unsubscribe/{token}: the page's button, or
@@ -219,7 +219,17 @@ func (h *Handlers) Unsubscribe(ctx context.Context, req *functionapp.Request) *f
 	}
 	h.log.InfoContext(logctx.With(ctx, "deliveryId", deliveryID), "customer unsubscribed through the link", "subscriptionId", sid)
 	return notice(http.StatusOK, "You are unsubscribed",
-		"This service will send no more messages, about this delivery or any other, to the address this link was sent to.")
+		"This service will send no more messages, about this delivery or any other, to "+linkAddresses(keys)+".")
+}
+
+// linkAddresses names for a person what a link's keys suppress: the
+// address it was sent to, or both addresses of a subscription made before
+// each address had a link of its own.
+func linkAddresses(keys []string) string {
+	if len(keys) > 1 {
+		return "the addresses this link was sent to (the e-mail address and the phone number given together)"
+	}
+	return "the address this link was sent to"
 }
 
 // suppressed reports whether address asked, by an unsubscribe link, for

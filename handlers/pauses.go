@@ -223,8 +223,11 @@ func (h *Handlers) PutPause(ctx context.Context, req *functionapp.Request) *func
 // whether it is new. Instances count on their own: with several, puts sent
 // to different instances at once may pass MaxPauses by as many.
 func (h *Handlers) putPause(ctx context.Context, ps ports.Pauses, p *domain.Pause, now time.Time, created *bool) (*domain.Pause, error) {
-	h.pausing.Lock()
-	defer h.pausing.Unlock()
+	done, err := h.pausing.Take(ctx, "pauses")
+	if err != nil {
+		return nil, domain.Unavailable(err, "the put was given up while it waited its turn; retry")
+	}
+	defer done()
 	if err := h.roomForPause(ctx, ps, p.ID, now); err != nil {
 		return nil, err
 	}
