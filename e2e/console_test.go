@@ -3,6 +3,9 @@ package e2e
 import (
 	"fmt"
 	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -141,4 +144,51 @@ func TestConsoleIsServedToAnyone(t *testing.T) {
 	assert.Contains(t, csp, "frame-ancestors 'none'")
 	assert.NotContains(t, string(resp.Body), "https://", "no assets from the internet")
 	assert.NotContains(t, string(resp.Body), e2eOperatorKey)
+}
+
+// platformGate stands in front of base as the Functions platform does for
+// functions of authLevel function: every call under /api but the
+// console's page needs the function key, as x-functions-key, or it is
+// answered 401 before the handler runs.
+func platformGate(t *testing.T, base, functionKey string) string {
+	t.Helper()
+	target, err := url.Parse(base)
+	require.NoError(t, err)
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/api/console" && r.Header.Get("x-functions-key") != functionKey {
+			http.Error(w, "function key required", http.StatusUnauthorized)
+			return
+		}
+		proxy.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+// TestConsoleSendsTheFunctionKey: on Azure Functions the platform wants a
+// function key before it passes the console's calls on. Given only the
+// operator key the page says the function key is needed too; given both it
+// opens, and sends the function key with every call. It had no place for
+// it, so on Azure it kept asking for the operator key.
+func TestConsoleSendsTheFunctionKey(t *testing.T) {
+	t.Parallel()
+	p := startServe(t, t.TempDir())
+	a := signUp(t, p.base)
+	putDrone(t, a, "gated", shortFlight.home, "Small")
+	page := openConsole(t, platformGate(t, p.base, "fk-e2e-0123"), "interval=500", 700)
+
+	page.Fill(t, "#key", e2eOperatorKey)
+	page.Click(t, "#connect")
+	page.Wait(t, "the page asks for the function key", `document.body.dataset.state === 'unauthorized' &&
+		document.getElementById('gate-error').textContent.includes('function key is needed')`)
+
+	page.Fill(t, "#key", e2eOperatorKey)
+	page.Fill(t, "#fnkey", "fk-e2e-0123")
+	page.Click(t, "#connect")
+	page.Wait(t, "the fleet on the map", `document.body.dataset.state === 'ok' &&
+		document.querySelectorAll('#map g.drone[data-id="gated"]').length === 1`)
+	var url string
+	page.Eval(t, `location.href`, &url)
+	assert.NotContains(t, url, "fk-e2e-0123", "the function key never goes into the URL")
 }
