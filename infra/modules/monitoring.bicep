@@ -12,7 +12,7 @@ param appInsightsName string
 @description('Azure region.')
 param location string
 
-@description('Days of log retention; 30 is the most the per-GB price includes.')
+@description('Days of log retention; the per-GB price includes up to 31.')
 @minValue(30)
 @maxValue(730)
 param retentionInDays int = 30
