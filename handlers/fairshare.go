@@ -71,6 +71,17 @@ func (b *waitingBoard) add(d *domain.Delivery, attempt int) {
 	w.req, w.generation, w.correlationID, w.attempt = d.Request, d.Generation, d.CorrelationID, attempt
 }
 
+// addIfAbsent puts d on the board as add does, unless it is there
+// already, whose entry (and count of wakes) it then leaves as it is.
+func (b *waitingBoard) addIfAbsent(d *domain.Delivery, attempt int) {
+	b.mu.Lock()
+	_, there := b.byArea[domain.AreaOf(d.Request.PickupLocation)][d.ID]
+	b.mu.Unlock()
+	if !there {
+		b.add(d, attempt)
+	}
+}
+
 // remove takes d off the board.
 func (b *waitingBoard) remove(d *domain.Delivery) {
 	b.mu.Lock()

@@ -114,6 +114,14 @@ func TestAPauseHoldsWhatItCoversAtOnce(t *testing.T) {
 	f.playWakes(t)
 	f.drain(t)
 	assert.Empty(t, heldReason())
+
+	// Woken by the end of the pause with no drone to take, it waits for
+	// the next drone: one put back in service wakes it at once (it waited
+	// for its own retry, up to a minute, the drone idle).
+	resp := f.action(t, "DroneAction", "d1", map[string]any{"action": "resume", "reason": "inspection done"})
+	require.Equal(t, http.StatusAccepted, resp.Status, string(resp.Body))
+	f.drain(t) // the delivery's own retries stay aside
+	assert.Equal(t, "d1", f.delivery(t, "waits").DroneID)
 }
 
 // A pause put while a delivery waits, and ending before the delivery's own

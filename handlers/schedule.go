@@ -127,7 +127,10 @@ func (h *Handlers) ScheduleDrone(ctx context.Context, msg *ports.Delivered) ([]p
 		// Woken, and no drone taken: the delivery's own retries go on (this
 		// run adds none), nothing is left to it or woken for it until the
 		// next (waiter.wakes), and the wake goes on to a delivery that can
-		// take a drone.
+		// take a drone. One a pause held was taken off the board, and a
+		// pause's end woke it: it goes back on, for the next drone freed
+		// to wake.
+		h.waiting.addIfAbsent(d, env.Attempt)
 		on, err := h.wakeWaiting(ctx, domain.AreaOf(d.Request.PickupLocation), d.ID, now)
 		return append(wakes, on...), err
 	}
