@@ -94,7 +94,9 @@ func (d *Delivery) WaitReason(now time.Time, fresh time.Duration) (WaitKind, str
 // on the same day, "Dec 12 14:05 UTC" on another, so that a time days away
 // is not read as today's.
 func ClockTime(t, now time.Time) string {
-	t, now = t.UTC(), now.UTC()
+	// Up to the minute: a time read as "by 15:51" must not be earlier
+	// than the 15:51:48 it stands for.
+	t, now = t.UTC().Add(time.Minute-time.Nanosecond).Truncate(time.Minute), now.UTC()
 	if y, m, d := t.Date(); now.Year() == y && now.Month() == m && now.Day() == d {
 		return t.Format("15:04") + " UTC"
 	}
