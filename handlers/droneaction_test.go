@@ -269,6 +269,21 @@ func TestAReassignSentTwiceHandsOnOnce(t *testing.T) {
 	assert.Equal(t, []string{domain.NotifyScheduled, domain.NotifyReassigned, domain.NotifyScheduled}, kinds)
 }
 
+// A delivery reassigned twice never goes back to the drone of the first
+// reassign: it was avoiding only the drone of the last one.
+func TestAReassignedDeliveryNeverHasAnOldDroneAgain(t *testing.T) {
+	t.Parallel()
+	f := onNear(t, "moved")
+	for _, want := range []string{"far", ""} {
+		resp := f.action(t, "DeliveryAction", "moved", map[string]any{"action": "reassign", "reason": "not that one"})
+		require.Equal(t, http.StatusAccepted, resp.Status, string(resp.Body))
+		f.drain(t)
+		assert.Equal(t, want, f.delivery(t, "moved").DroneID)
+	}
+	assert.Equal(t, []string{"near", "far"}, f.delivery(t, "moved").ReassignedFrom)
+	assert.True(t, f.drone(t, "near").Dispatchable(), "near stays free")
+}
+
 // failingOnce fails its next publish when armed: a queue that refused one
 // call's follow-up.
 type failingOnce struct {

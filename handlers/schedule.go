@@ -434,6 +434,9 @@ func (h *Handlers) assign(ctx context.Context, d *domain.Delivery, now time.Time
 	if d.AvoidDroneID != "" {
 		lost[d.AvoidDroneID] = true // handed on from it by the operator
 	}
+	for _, id := range d.ReassignedFrom {
+		lost[id] = true // the operator moved the delivery off it
+	}
 	for range maxClaimAttempts {
 		plan, err := h.choose(ctx, h.st(ctx), &d.Request, now, lost)
 		if domain.IsCode(err, domain.EUNPROCESSABLE) {

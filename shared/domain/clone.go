@@ -36,6 +36,7 @@ func (d *Delivery) Clone() *Delivery {
 		cf.GeoCoordinates = d.Confirmation.GeoCoordinates.clone()
 		c.Confirmation = &cf
 	}
+	c.ReassignedFrom = slices.Clone(d.ReassignedFrom)
 	c.Subscriptions = slices.Clone(d.Subscriptions)
 	c.EndedSubscriptions = cloneEach(d.EndedSubscriptions, func(e EndedSubscription) EndedSubscription {
 		e.Suppress = slices.Clone(e.Suppress)

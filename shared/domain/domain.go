@@ -169,6 +169,10 @@ type Delivery struct {
 	// reassigning the delivery, and it is back in service
 	// (AvoidsItsDroneOnlyWhileOut).
 	AvoidDroneID string `json:"avoidDroneId,omitempty"`
+	// ReassignedFrom are the drones the operator reassigned the delivery
+	// away from (the last MaxReassignedFrom): dispatch never gives it one
+	// of them again, however often it is handed on since.
+	ReassignedFrom []string `json:"reassignedFrom,omitempty"`
 	// HeldReason says why dispatch holds the delivery (a service pause);
 	// empty when it is not held.
 	HeldReason  string     `json:"heldReason,omitempty"`

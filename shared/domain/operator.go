@@ -232,6 +232,10 @@ func equalTimes(a, b *time.Time) bool {
 	return a.Equal(*b)
 }
 
+// MaxReassignedFrom bounds the drones a delivery keeps as reassigned away
+// from (Delivery.ReassignedFrom).
+const MaxReassignedFrom = 8
+
 // HandOver takes the delivery off droneID, which held it for generation
 // gen and was grounded or recalled (or is being replaced, for a reassign),
 // and sends it back to dispatch as a new generation that will not take
@@ -249,6 +253,10 @@ func (d *Delivery) HandOver(droneID string, gen int, a OperatorAction, now time.
 	if d.PickedUpAt != nil {
 		n, err := d.end(OutcomeReturnedToSender, fmt.Sprintf("its drone was %s with the package aboard (%s)", pastTense(a.Name), a.Reason), now)
 		return n, false, err
+	}
+	if a.Name == string(ActionReassign) && !slices.Contains(d.ReassignedFrom, droneID) {
+		d.ReassignedFrom = append(d.ReassignedFrom, droneID)
+		d.ReassignedFrom = d.ReassignedFrom[max(0, len(d.ReassignedFrom)-MaxReassignedFrom):]
 	}
 	d.redispatch(droneID, now, fmt.Sprintf("handed on from drone %s: %s", droneID, a.Reason))
 	return d.Notify(NotifyReassigned, "Your delivery is moving to another drone: "+a.Reason+".", now), true, nil
@@ -360,7 +368,7 @@ func (d *Delivery) handOver() (Event, bool) {
 func (d *Delivery) AvoidsItsDroneOnlyWhileOut() bool {
 	e, ok := d.handOver()
 	name, _, _ := strings.Cut(e.Note, ": ")
-	return ok && DroneAction(name).TakesTheDrone()
+	return ok && DroneAction(name).TakesTheDrone() && !slices.Contains(d.ReassignedFrom, d.AvoidDroneID)
 }
 
 // actionSeen returns ErrNoChange when the history holds action a under
