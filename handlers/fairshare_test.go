@@ -256,22 +256,10 @@ func TestActiveDeliveriesLimitHoldsForRequestsAtOnce(t *testing.T) {
 	t.Parallel()
 	f := newFixtureWith(t, func(d *handlers.Deps) { d.Config.MaxActiveDeliveries = 3 })
 	const n = 24
-	statuses := make(chan int, n)
-	var wg sync.WaitGroup
-	for i := range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			body := requestBody(fmt.Sprintf("burst-%d", i), at(0.01, 0), at(0.02, 0), "Small", 1)
-			statuses <- f.biz("IngestDelivery", &functionapp.Request{Method: "POST", Body: body}).Status
-		}()
-	}
-	wg.Wait()
-	close(statuses)
-	count := map[int]int{}
-	for s := range statuses {
-		count[s]++
-	}
+	count := atOnce(n, func(i int) int {
+		body := requestBody(fmt.Sprintf("burst-%d", i), at(0.01, 0), at(0.02, 0), "Small", 1)
+		return f.biz("IngestDelivery", &functionapp.Request{Method: "POST", Body: body}).Status
+	})
 	assert.Equal(t, map[int]int{http.StatusAccepted: 3, http.StatusTooManyRequests: n - 3}, count)
 	var list struct{ Items []json.RawMessage }
 	resp := f.list(f.key, url.Values{"limit": {"50"}})
@@ -460,6 +448,23 @@ func TestARetryAtTheActiveLimitIsStillAccepted(t *testing.T) {
 	require.Equal(t, http.StatusAccepted, f.ingest(t, body).Status)
 	assert.Equal(t, http.StatusAccepted, f.ingest(t, body).Status, "the same request again")
 	assert.Equal(t, http.StatusTooManyRequests, f.ingest(t, requestBody("r2", at(0.01, 0), at(0.02, 0), "Small", 1)).Status)
+}
+
+// atOnce makes n calls at the same time and counts the statuses they
+// answer.
+func atOnce(n int, call func(i int) int) map[int]int {
+	statuses := make(chan int, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() { statuses <- call(i) })
+	}
+	wg.Wait()
+	close(statuses)
+	count := map[int]int{}
+	for s := range statuses {
+		count[s]++
+	}
+	return count
 }
 
 // stallingBus holds the first message published until released: a queue

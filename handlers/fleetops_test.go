@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -292,19 +291,9 @@ func TestPausesPutAtOnceKeepTheLimit(t *testing.T) {
 		require.NoError(t, f.store.Pauses.Create(ctx, id, &domain.Pause{ID: id, Reason: "gusts", CreatedAt: t0, UpdatedAt: t0}))
 	}
 	const n = 20
-	statuses := make(chan int, n)
-	var wg sync.WaitGroup
-	for i := range n {
-		wg.Go(func() {
-			statuses <- f.putPause(t, fmt.Sprintf("at-once-%d", i), map[string]any{"reason": "storm cell"}).Status
-		})
-	}
-	wg.Wait()
-	close(statuses)
-	count := map[int]int{}
-	for s := range statuses {
-		count[s]++
-	}
+	count := atOnce(n, func(i int) int {
+		return f.putPause(t, fmt.Sprintf("at-once-%d", i), map[string]any{"reason": "storm cell"}).Status
+	})
 	assert.Equal(t, map[int]int{http.StatusCreated: 5, http.StatusUnprocessableEntity: n - 5}, count)
 	assert.Len(t, f.listPauses(t), domain.MaxPauses)
 }
