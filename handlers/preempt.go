@@ -52,7 +52,7 @@ func (h *Handlers) preempt(ctx context.Context, d *domain.Delivery, now time.Tim
 }
 
 // takeable returns the plans of the drones expedited delivery d may take
-// (mayTakeFrom), best first as the preemption rule ranks them
+// (mayTakeFrom; never one the operator moved it off, Delivery.Avoids), best first as the preemption rule ranks them
 // (domain.ChooseTakeovers), at most maxTakeoverAttempts of them: none when
 // the airspace leaves d no route or no drone may be taken. It changes
 // nothing.
@@ -70,6 +70,9 @@ func (h *Handlers) takeable(ctx context.Context, d *domain.Delivery, now time.Ti
 	for _, p := range plans {
 		if len(out) >= maxTakeoverAttempts {
 			break
+		}
+		if d.Avoids(p.Drone.ID) {
+			continue // the operator moved it off that drone
 		}
 		if ok, err := h.mayTakeFrom(ctx, held, d, p.Drone); err != nil {
 			return nil, err

@@ -3,6 +3,7 @@ package handlers_test
 import (
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"testing"
 	"time"
 
@@ -243,4 +244,28 @@ func TestAnExpeditedQuoteCountsTheDroneItWouldTake(t *testing.T) {
 	urgent := f.delivery(t, "urgent")
 	require.Equal(t, "d1", urgent.DroneID)
 	assert.Equal(t, *q.PickupETA, *urgent.PickupETA, "the quoted time is the one it gets")
+}
+
+// An expedited delivery the operator reassigned does not take back, from
+// another delivery, the drone it was moved off: the preemption rule gave
+// it that drone again, breaking the reassign and costing the other
+// delivery its drone.
+func TestExpeditedDoesNotTakeBackADroneItWasMovedOff(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, domain.Drone{ID: "d1", Location: at(0.011, 0)})
+	f.dispatchAs(t, f.key, "urgent", true)
+	require.Equal(t, "d1", f.delivery(t, "urgent").DroneID)
+	resp := f.action(t, "DeliveryAction", "urgent", map[string]any{"action": "reassign", "reason": "wrong drone"})
+	require.Equal(t, http.StatusAccepted, resp.Status, string(resp.Body))
+	f.drain(t)
+	require.Empty(t, f.delivery(t, "urgent").DroneID)
+	f.dispatchAs(t, f.key, "plain", false)
+	require.Equal(t, "d1", f.delivery(t, "plain").DroneID)
+
+	f.clock.Advance(time.Minute)
+	f.releaseDelayed(t, topology.QueueDeliveryRequests) // urgent's retry
+	f.drain(t)
+	assert.Empty(t, f.delivery(t, "urgent").DroneID, "not the drone it was moved off")
+	assert.Equal(t, "plain", f.drone(t, "d1").CurrentDeliveryID)
+	assert.Empty(t, f.delivery(t, "plain").PreemptedBy)
 }

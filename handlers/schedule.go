@@ -431,11 +431,10 @@ func (h *Handlers) assign(ctx context.Context, d *domain.Delivery, now time.Time
 	// A drone lost to a concurrent claim is left out and the rule applied
 	// again to the others.
 	lost := map[string]bool{}
-	if d.AvoidDroneID != "" {
-		lost[d.AvoidDroneID] = true // handed on from it by the operator
-	}
-	for _, id := range d.ReassignedFrom {
-		lost[id] = true // the operator moved the delivery off it
+	for _, id := range append([]string{d.AvoidDroneID}, d.ReassignedFrom...) {
+		if id != "" {
+			lost[id] = true // the operator moved the delivery off it (Delivery.Avoids)
+		}
 	}
 	for range maxClaimAttempts {
 		plan, err := h.choose(ctx, h.st(ctx), &d.Request, now, lost)

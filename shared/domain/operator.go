@@ -336,6 +336,13 @@ func (d *Delivery) audit(a OperatorAction, droneID string, now time.Time) {
 	d.Touch(now)
 }
 
+// Avoids reports whether dispatch is never to give the delivery drone id
+// while other drones are to be had: the drone it was last handed on from
+// (AvoidDroneID) or one it was reassigned away from (ReassignedFrom).
+func (d *Delivery) Avoids(id string) bool {
+	return id == d.AvoidDroneID || slices.Contains(d.ReassignedFrom, id)
+}
+
 // handedOverAt is when the delivery was last handed on from AvoidDroneID:
 // the time of the operator's action on that drone in the history (zero
 // when there is none, or the history no longer holds it).
