@@ -334,7 +334,7 @@ func (d *Delivery) follow(drone *Drone, t time.Time, loc Location, newest bool, 
 		moved = -moved
 	}
 	if moved > cfg.ETAChangeThreshold {
-		out = append(out, d.Notify(NotifyETAChanged, "Your delivery's estimated time changed to "+ClockTime(*d.DeliveryETA, noticeAt)+".", noticeAt))
+		out = append(out, d.Notify(NotifyETAChanged, "Your delivery's estimated time changed to "+ClockTime(ByMinute(*d.DeliveryETA), noticeAt)+".", noticeAt))
 	}
 	return out
 }

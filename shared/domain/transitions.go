@@ -127,7 +127,7 @@ func (d *Delivery) Schedule(gen int, eta ETA, route *PlannedRoute, at Location, 
 		d.SetStage(StageScheduled, now, "")
 	}
 	return d.Notify(NotifyScheduled,
-		fmt.Sprintf("A drone is on its way: pickup at %s, delivery at %s.", ClockTime(eta.Pickup, now), ClockTime(eta.Delivery, now)), now), nil
+		fmt.Sprintf("A drone is on its way: pickup at %s, delivery by %s.", ClockTime(eta.Pickup, now), ClockTime(ByMinute(eta.Delivery), now)), now), nil
 }
 
 // AwaitsSchedule reports whether the ETA step may still schedule the
@@ -160,7 +160,7 @@ func (d *Delivery) Book(gen int, dispatchAt time.Time, eta ETA, now time.Time) (
 	d.PickupETA, d.DeliveryETA = &eta.Pickup, &eta.Delivery
 	d.SetStage(StageScheduled, now, "pickup booked for "+eta.Pickup.Format(time.RFC3339))
 	return d.Notify(NotifyScheduled, fmt.Sprintf("Your delivery is booked: pickup at %s, delivery by %s.",
-		ClockTime(eta.Pickup, now), ClockTime(eta.Delivery, now)), now), nil
+		ClockTime(eta.Pickup, now), ClockTime(ByMinute(eta.Delivery), now)), now), nil
 }
 
 // AwaitDrone clears the planned times of a booked pickup (Book) whose

@@ -143,7 +143,7 @@ func TestDeliveryTransitions(t *testing.T) {
 			assert.Equal(t, domain.StageScheduled, d.Stage)
 			require.NotNil(t, d.DeliveryETA)
 			assert.Equal(t, domain.NotifyScheduled, d.Notifications[0].Kind)
-			assert.Equal(t, "A drone is on its way: pickup at "+domain.ClockTime(t0.Add(time.Minute), t0)+", delivery at "+domain.ClockTime(t0.Add(5*time.Minute), t0)+".",
+			assert.Equal(t, "A drone is on its way: pickup at "+domain.ClockTime(t0.Add(time.Minute), t0)+", delivery by "+domain.ClockTime(domain.ByMinute(t0.Add(5*time.Minute)), t0)+".",
 				d.Notifications[0].Message, "times for a person")
 		}},
 		{"schedule with an earlier generation's message", func() *domain.Delivery { d := assigned(domain.StageRescheduled); d.Generation = 2; return d }(),

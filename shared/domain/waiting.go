@@ -90,13 +90,19 @@ func (d *Delivery) WaitReason(now time.Time, fresh time.Duration) (WaitKind, str
 	return WaitNoDrone, NoDroneReason
 }
 
+// ByMinute is t rounded up to its minute: a delivery time written to the
+// minute for a person ("by 15:52") is then never earlier than the
+// 15:51:48 it stands for. Other times (a pickup, a dispatch) are written
+// as the tracking page writes them, to the minute begun.
+func ByMinute(t time.Time) time.Time {
+	return t.Add(time.Minute - time.Nanosecond).Truncate(time.Minute)
+}
+
 // ClockTime writes t for a person reading it at now, in UTC: "14:05 UTC"
 // on the same day, "Dec 12 14:05 UTC" on another, so that a time days away
 // is not read as today's.
 func ClockTime(t, now time.Time) string {
-	// Up to the minute: a time read as "by 15:51" must not be earlier
-	// than the 15:51:48 it stands for.
-	t, now = t.UTC().Add(time.Minute-time.Nanosecond).Truncate(time.Minute), now.UTC()
+	t, now = t.UTC(), now.UTC()
 	if y, m, d := t.Date(); now.Year() == y && now.Month() == m && now.Day() == d {
 		return t.Format("15:04") + " UTC"
 	}

@@ -44,14 +44,17 @@ func TestWaitReason(t *testing.T) {
 	}
 }
 
-// A time for a person is rounded up to its minute, so that "delivery by
-// 15:52" is never earlier than the estimate, and names its day when it is
-// not today's.
+// A time for a person is written to its minute, with its day when it is
+// not today's; a delivery time is rounded up to its minute first
+// (ByMinute), so that "delivery by 15:52" is never earlier than the
+// estimate.
 func TestClockTime(t *testing.T) {
 	t.Parallel()
 	now := time.Date(2026, 12, 5, 15, 0, 0, 0, time.UTC)
-	assert.Equal(t, "15:52 UTC", ClockTime(time.Date(2026, 12, 5, 15, 51, 48, 0, time.UTC), now), "rounded up, not cut")
-	assert.Equal(t, "15:51 UTC", ClockTime(time.Date(2026, 12, 5, 15, 51, 0, 0, time.UTC), now), "a whole minute stays")
-	assert.Equal(t, "Dec 6 00:00 UTC", ClockTime(time.Date(2026, 12, 5, 23, 59, 30, 0, time.UTC), now), "rounded into the next day")
+	eta := time.Date(2026, 12, 5, 15, 51, 48, 0, time.UTC)
+	assert.Equal(t, "15:51 UTC", ClockTime(eta, now), "to the minute begun, as the tracking page writes it")
+	assert.Equal(t, "15:52 UTC", ClockTime(ByMinute(eta), now), "a delivery time rounded up")
+	assert.Equal(t, "15:51 UTC", ClockTime(ByMinute(eta.Truncate(time.Minute)), now), "a whole minute stays")
+	assert.Equal(t, "Dec 6 00:00 UTC", ClockTime(ByMinute(time.Date(2026, 12, 5, 23, 59, 30, 0, time.UTC)), now), "rounded into the next day")
 	assert.Equal(t, "Dec 12 14:05 UTC", ClockTime(time.Date(2026, 12, 12, 14, 5, 0, 0, time.FixedZone("CET", 3600)).Add(time.Hour), now))
 }
