@@ -50,6 +50,21 @@ type waiter struct {
 func (b *waitingBoard) add(d *domain.Delivery, attempt int) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	b.addLocked(d, attempt)
+}
+
+// addIfAbsent puts d on the board as add does, unless it is there
+// already, whose entry (and count of wakes) it then leaves as it is.
+func (b *waitingBoard) addIfAbsent(d *domain.Delivery, attempt int) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if _, there := b.byArea[domain.AreaOf(d.Request.PickupLocation)][d.ID]; !there {
+		b.addLocked(d, attempt)
+	}
+}
+
+// addLocked is add, with b.mu held.
+func (b *waitingBoard) addLocked(d *domain.Delivery, attempt int) {
 	if b.byArea == nil {
 		b.byArea = map[string]map[string]*waiter{}
 	}
@@ -69,17 +84,6 @@ func (b *waitingBoard) add(d *domain.Delivery, attempt int) {
 		w.wakes = 0 // a new attempt may be woken again
 	}
 	w.req, w.generation, w.correlationID, w.attempt = d.Request, d.Generation, d.CorrelationID, attempt
-}
-
-// addIfAbsent puts d on the board as add does, unless it is there
-// already, whose entry (and count of wakes) it then leaves as it is.
-func (b *waitingBoard) addIfAbsent(d *domain.Delivery, attempt int) {
-	b.mu.Lock()
-	_, there := b.byArea[domain.AreaOf(d.Request.PickupLocation)][d.ID]
-	b.mu.Unlock()
-	if !there {
-		b.add(d, attempt)
-	}
 }
 
 // remove takes d off the board.
