@@ -184,6 +184,12 @@ func TestConsoleSendsTheFunctionKey(t *testing.T) {
 		document.getElementById('gate-error').textContent.includes('function key is needed')`)
 
 	page.Fill(t, "#key", e2eOperatorKey)
+	page.Fill(t, "#fnkey", "fk-wrong")
+	page.Click(t, "#connect")
+	page.Wait(t, "the page says a key is wrong", `document.body.dataset.state === 'unauthorized' && sessionStorage.length === 0 &&
+		document.getElementById('gate-error').textContent.includes('or the function key is wrong')`)
+
+	page.Fill(t, "#key", e2eOperatorKey)
 	page.Fill(t, "#fnkey", "fk-e2e-0123")
 	page.Click(t, "#connect")
 	page.Wait(t, "the fleet on the map", `document.body.dataset.state === 'ok' &&
