@@ -232,6 +232,24 @@ func equalTimes(a, b *time.Time) bool {
 	return a.Equal(*b)
 }
 
+// noteReassignedFrom adds droneID to ReassignedFrom, keeping the last
+// MaxReassignedFrom. A delivery stored before ReassignedFrom was kept
+// starts it from the reassigns its history holds.
+func (d *Delivery) noteReassignedFrom(droneID string) {
+	if d.ReassignedFrom == nil {
+		for _, e := range d.History {
+			if name, _, _ := strings.Cut(e.Note, ": "); e.Kind == EventOperator && name == string(ActionReassign) && e.DroneID != "" && e.DroneID != droneID &&
+				!slices.Contains(d.ReassignedFrom, e.DroneID) {
+				d.ReassignedFrom = append(d.ReassignedFrom, e.DroneID)
+			}
+		}
+	}
+	if !slices.Contains(d.ReassignedFrom, droneID) {
+		d.ReassignedFrom = append(d.ReassignedFrom, droneID)
+	}
+	d.ReassignedFrom = d.ReassignedFrom[max(0, len(d.ReassignedFrom)-MaxReassignedFrom):]
+}
+
 // MaxReassignedFrom bounds the drones a delivery keeps as reassigned away
 // from (Delivery.ReassignedFrom).
 const MaxReassignedFrom = 8
@@ -254,9 +272,8 @@ func (d *Delivery) HandOver(droneID string, gen int, a OperatorAction, now time.
 		n, err := d.end(OutcomeReturnedToSender, fmt.Sprintf("its drone was %s with the package aboard (%s)", pastTense(a.Name), a.Reason), now)
 		return n, false, err
 	}
-	if a.Name == string(ActionReassign) && !slices.Contains(d.ReassignedFrom, droneID) {
-		d.ReassignedFrom = append(d.ReassignedFrom, droneID)
-		d.ReassignedFrom = d.ReassignedFrom[max(0, len(d.ReassignedFrom)-MaxReassignedFrom):]
+	if a.Name == string(ActionReassign) {
+		d.noteReassignedFrom(droneID)
 	}
 	d.redispatch(droneID, now, fmt.Sprintf("handed on from drone %s: %s", droneID, a.Reason))
 	return d.Notify(NotifyReassigned, "Your delivery is moving to another drone: "+a.Reason+".", now), true, nil

@@ -286,3 +286,19 @@ func TestGroundKeepsTheChargeSoFar(t *testing.T) {
 		})
 	}
 }
+
+// A delivery stored before ReassignedFrom was kept starts it, at its next
+// reassign, from the reassigns its history holds, so that it does not go
+// back to a drone it was moved off before.
+func TestReassignedFromStartsFromTheHistory(t *testing.T) {
+	t.Parallel()
+	d := assigned(domain.StageScheduled)
+	d.History = append(d.History,
+		domain.Event{Stage: domain.StageScheduled, At: t0, Kind: domain.EventOperator, DroneID: "old-1", Note: "reassign: noisy rotor"},
+		domain.Event{Stage: domain.StageScheduled, At: t0, Kind: domain.EventOperator, DroneID: "old-2", Note: "ground: bird strike"})
+	_, err := d.Reassign(domain.OperatorAction{Name: "reassign", By: "operator", Reason: "wrong drone"}, t0)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"old-1", "drone-1"}, d.ReassignedFrom, "the earlier reassign, not the ground")
+	assert.True(t, d.Avoids("old-1"))
+	assert.False(t, d.Avoids("old-2"))
+}
