@@ -284,6 +284,35 @@ func TestAReassignedDeliveryNeverHasAnOldDroneAgain(t *testing.T) {
 	assert.True(t, f.drone(t, "near").Dispatchable(), "near stays free")
 }
 
+// A drone grounded with the package aboard goes home with it and stays
+// grounded there; resumed on the way, it still lands at home before it
+// serves anything. Grounded where it was, a resume put it back in service
+// there, the package still aboard.
+func TestAGroundWithThePackageAboardBringsTheDroneHome(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	f.headedToDropoff(t, "held", "None")
+	f.report(t, "drone-held", at(0.003, 0), 85, t0.Add(2*time.Minute)) // on its way, off its base
+	resp := f.action(t, "DroneAction", "drone-held", map[string]any{"action": "ground", "reason": "motor fault"})
+	require.Equal(t, http.StatusAccepted, resp.Status, string(resp.Body))
+	f.drain(t)
+	d := f.delivery(t, "held")
+	require.Equal(t, domain.StageFailed, d.Stage)
+	require.Equal(t, domain.OutcomeReturnedToSender, d.Outcome)
+	dr := f.drone(t, "drone-held")
+	assert.True(t, dr.Grounded)
+	assert.True(t, dr.Recalled, "flying home with the package")
+	assert.Equal(t, domain.DroneInFlight, dr.Status)
+
+	resp = f.action(t, "DroneAction", "drone-held", map[string]any{"action": "resume", "reason": "motor fine"})
+	require.Equal(t, http.StatusAccepted, resp.Status, string(resp.Body))
+	assert.False(t, f.drone(t, "drone-held").Dispatchable(), "not in service before it is home")
+	f.report(t, "drone-held", at(0, 0), 80, t0.Add(4*time.Minute))
+	dr = f.drone(t, "drone-held")
+	assert.Equal(t, domain.DroneAvailable, dr.Status, "home")
+	assert.False(t, dr.Recalled)
+}
+
 // failingOnce fails its next publish when armed: a queue that refused one
 // call's follow-up.
 type failingOnce struct {

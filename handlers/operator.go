@@ -80,10 +80,17 @@ func (h *Handlers) DroneAction(ctx context.Context, req *functionapp.Request) *f
 func (h *Handlers) applyDroneAction(ctx context.Context, id string, action domain.DroneAction, a domain.OperatorAction, deliveryID string, gen int, asked time.Time) (*domain.Drone, error) {
 	// The delivery first: once it is handed on, telemetry no longer moves
 	// it, and dispatch will not give it this drone again.
+	aboard := false
 	if deliveryID != "" {
-		if err := h.handOver(ctx, id, deliveryID, gen, a); err != nil {
+		d, err := h.handOver(ctx, id, deliveryID, gen, a)
+		if err != nil {
 			return nil, err
 		}
+		// Ended with its package aboard this drone: the drone takes the
+		// package home, where the operator takes it (a grounded one stays
+		// grounded there). Grounded where it was, it was put back in
+		// service there with the package aboard.
+		aboard = d != nil && d.Stage == domain.StageFailed && d.PickedUpAt != nil && d.DroneID == id
 	}
 	now := h.clock.Now()
 	var held string
@@ -96,6 +103,11 @@ func (h *Handlers) applyDroneAction(ctx context.Context, id string, action domai
 		switch action {
 		case domain.ActionGround:
 			held, heldGen, err = dr.Ground(a.Reason, h.cfg.Tracking, now)
+			if err == nil && aboard {
+				if _, _, rerr := dr.Recall(a.Reason, "", h.cfg.Tracking, now); rerr != nil && !errors.Is(rerr, domain.ErrNoChange) {
+					err = rerr
+				}
+			}
 		case domain.ActionRecall:
 			held, heldGen, err = dr.Recall(a.Reason, deliveryID, h.cfg.Tracking, now)
 		case domain.ActionResume:
@@ -132,7 +144,7 @@ func (h *Handlers) applyDroneAction(ctx context.Context, id string, action domai
 	if held != "" {
 		// Claimed by a delivery in between (dispatch freed it for a
 		// moment): that one is handed on too.
-		if err := h.handOver(ctx, id, held, heldGen, a); err != nil {
+		if _, err := h.handOver(ctx, id, held, heldGen, a); err != nil {
 			return nil, err
 		}
 	}
@@ -178,8 +190,9 @@ func (h *Handlers) finishDroneAction(ctx context.Context, msg *ports.Delivered) 
 // handOver takes deliveryID off droneID (generation gen) and sends it on:
 // back to dispatch, or, with its package aboard, ended as returned to the
 // sender; the customer is told either way. A delivery handed on already is
-// sent on again, which duplicate detection absorbs.
-func (h *Handlers) handOver(ctx context.Context, droneID, deliveryID string, gen int, a domain.OperatorAction) error {
+// sent on again, which duplicate detection absorbs. It returns the delivery
+// as stored (nil when it is gone).
+func (h *Handlers) handOver(ctx context.Context, droneID, deliveryID string, gen int, a domain.OperatorAction) (*domain.Delivery, error) {
 	now := h.clock.Now()
 	var notes []domain.Notification
 	d, err := h.store.Deliveries.Update(ctx, deliveryID, func(cur *domain.Delivery) error {
@@ -191,12 +204,12 @@ func (h *Handlers) handOver(ctx context.Context, droneID, deliveryID string, gen
 		return err
 	})
 	if domain.IsCode(err, domain.ENOTFOUND) {
-		return nil
+		return nil, nil
 	}
 	if err != nil {
-		return err
+		return nil, err
 	}
-	return h.sendOn(ctx, d, notes, "the action is recorded but its follow-up could not be queued; send it again")
+	return d, h.sendOn(ctx, d, notes, "the action is recorded but its follow-up could not be queued; send it again")
 }
 
 // DeliveryAction serves POST /api/deliveries/{id}/actions (202) with the
