@@ -90,7 +90,7 @@ func (h *Handlers) applyDroneAction(ctx context.Context, id string, action domai
 		// package home, where the operator takes it (a grounded one stays
 		// grounded there). Grounded where it was, it was put back in
 		// service there with the package aboard.
-		aboard = d != nil && d.Stage == domain.StageFailed && d.PickedUpAt != nil && d.DroneID == id
+		aboard = d != nil && d.EndedWithPackageAboard() && d.DroneID == id
 	}
 	now := h.clock.Now()
 	var held string

@@ -326,7 +326,7 @@ func (h *Handlers) releaseDroneOf(ctx context.Context, d *domain.Delivery) (*dom
 	var before *domain.Drone
 	after, err := h.st(ctx).Fleet.Update(ctx, d.DroneID, func(dr *domain.Drone) error {
 		before = dr.Clone()
-		if d.Stage == domain.StageFailed && d.PickedUpAt != nil {
+		if d.EndedWithPackageAboard() {
 			// Ended with the package aboard (the operator's abort): the
 			// drone takes it to its home base and serves nothing until a
 			// report places it there. Released at once, it was dispatched

@@ -353,6 +353,14 @@ func (d *Delivery) audit(a OperatorAction, droneID string, now time.Time) {
 	d.Touch(now)
 }
 
+// EndedWithPackageAboard reports whether the delivery failed (an abort, or
+// its drone grounded or recalled) after its package was picked up: the
+// drone that held it carries the package home rather than back into
+// service.
+func (d *Delivery) EndedWithPackageAboard() bool {
+	return d.Stage == StageFailed && d.PickedUpAt != nil
+}
+
 // Avoids reports whether dispatch is never to give the delivery drone id
 // while other drones are to be had: the drone it was last handed on from
 // (AvoidDroneID) or one it was reassigned away from (ReassignedFrom).
