@@ -2,6 +2,7 @@ package handlers
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"slices"
@@ -43,6 +44,24 @@ type waiter struct {
 	// meanwhile would all pile onto the first waiting one, each retry of
 	// the others adding one more while their drones stay idle.
 	wakes int
+	// wokenFor is the drone the attempt's wake was sent for, kept for it
+	// until the wake has run (or until wokenUntil, should it never run in
+	// this process): a retry finding that drone free leaves it alone
+	// rather than take it or wake another delivery for it, whose wake
+	// would race this one's.
+	wokenFor   string
+	wokenUntil time.Time
+}
+
+// earmarkFor bounds how long a drone is kept for the wake sent for it. A
+// wake runs within moments; one that never runs here (another instance
+// took it, or the queue dropped it) leaves the drone to the others after
+// this.
+const earmarkFor = 30 * time.Second
+
+// keeps reports whether w's wake, still on its way, keeps droneID.
+func (w *waiter) keeps(droneID string, now time.Time) bool {
+	return w.wokenFor == droneID && now.Before(w.wokenUntil)
 }
 
 // add puts d on the board (or updates its entry) after its attempt-th
@@ -81,7 +100,7 @@ func (b *waitingBoard) addLocked(d *domain.Delivery, attempt int) {
 	}
 	w.Waiter = domain.Waiter{DeliveryID: d.ID, OwnerID: d.OwnerID, Expedited: d.Request.Expedited, CreatedAt: d.CreatedAt}
 	if w.attempt != attempt {
-		w.wakes = 0 // a new attempt may be woken again
+		w.wakes, w.wokenFor = 0, "" // a new attempt may be woken again
 	}
 	w.req, w.generation, w.correlationID, w.attempt = d.Request, d.Generation, d.CorrelationID, attempt
 }
@@ -113,15 +132,27 @@ func (b *waitingBoard) others(area, id string, now time.Time) []waiter {
 	return out
 }
 
-// woken counts a wake of id and returns the wake's number.
-func (b *waitingBoard) woken(area, id string) int {
+// woken counts a wake of id, sent for droneID, and returns the wake's
+// number.
+func (b *waitingBoard) woken(area, id, droneID string, now time.Time) int {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if w := b.byArea[area][id]; w != nil {
 		w.wakes++
+		w.wokenFor, w.wokenUntil = droneID, now.Add(earmarkFor)
 		return w.wakes
 	}
 	return 0
+}
+
+// wakeRan says d's wake has run without taking a drone: the drone it was
+// sent for is no longer kept for it.
+func (b *waitingBoard) wakeRan(d *domain.Delivery) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if w := b.byArea[domain.AreaOf(d.Request.PickupLocation)][d.ID]; w != nil {
+		w.wokenFor = ""
+	}
 }
 
 // heldPage bounds the deliveries read to count an account's drones: an
@@ -195,9 +226,14 @@ func (c *holdings) rank(ctx context.Context, ws []waiter) error {
 	return nil
 }
 
+// errKept says a wake on its way keeps the drone for a waiting delivery
+// that outranks the one that found it free.
+var errKept = errors.New("the drone is kept for the waiting delivery woken for it")
+
 // yieldTo applies the fair-share rule before d claims plan's drone: it
 // returns the waiting delivery that outranks d and could take that drone
-// instead (nil when none does), or errOverShare when the operator's cap
+// instead (nil when none does), errKept when a wake on its way keeps the
+// drone for one that outranks d, or errOverShare when the operator's cap
 // (Config.MaxAccountShare) keeps d's account from another drone there.
 func (h *Handlers) yieldTo(ctx context.Context, d *domain.Delivery, plan *domain.Plan, now time.Time) (*waiter, error) {
 	area := domain.AreaOf(d.Request.PickupLocation)
@@ -229,6 +265,9 @@ func (h *Handlers) yieldTo(ctx context.Context, d *domain.Delivery, plan *domain
 		w := &others[i]
 		if !w.Outranks(me) {
 			break
+		}
+		if w.keeps(plan.Drone.ID, now) {
+			return nil, errKept
 		}
 		if w.wakes > 0 {
 			continue // woken in this attempt already (see waiter.wakes)
@@ -306,15 +345,15 @@ func (h *Handlers) wakeWaiting(ctx context.Context, area, skip string, now time.
 		}
 		if plan != nil {
 			h.log.InfoContext(ctx, "woken delivery no longer waits; wake handed on", "droneId", plan.Drone.ID, "for", w.DeliveryID)
-			return []ports.Message{h.wakeMessage(w)}, nil
+			return []ports.Message{h.wakeMessage(w, plan.Drone.ID, now)}, nil
 		}
 	}
 	return nil, nil
 }
 
-// wakeMessage asks dispatch to run for w now.
-func (h *Handlers) wakeMessage(w *waiter) ports.Message {
-	n := h.waiting.woken(domain.AreaOf(w.req.PickupLocation), w.DeliveryID)
+// wakeMessage asks dispatch to run for w now, for droneID.
+func (h *Handlers) wakeMessage(w *waiter, droneID string, now time.Time) ports.Message {
+	n := h.waiting.woken(domain.AreaOf(w.req.PickupLocation), w.DeliveryID, droneID, now)
 	return message(topology.QueueDeliveryRequests, "wake-"+strconv.Itoa(w.attempt)+"-"+strconv.Itoa(n),
 		wire.Envelope{Operation: wire.OpDelivery, DeliveryID: w.DeliveryID, CorrelationID: w.correlationID,
 			Attempt: w.attempt, Generation: w.generation, Wake: true})

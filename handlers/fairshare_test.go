@@ -518,3 +518,41 @@ func TestASlowQueueDoesNotHoldTheAccountsOtherRequests(t *testing.T) {
 	close(bus.release)
 	assert.Equal(t, http.StatusAccepted, <-first)
 }
+
+// A retry that finds a freed drone while the wake sent for it to the
+// waiting delivery that ranks first is on its way leaves the drone to that
+// delivery: it neither takes the drone nor hands it to the next waiting
+// delivery, whose wake would race the first one's for it.
+func TestARetryLeavesAFreedDroneToTheDeliveryWokenForIt(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, domain.Drone{ID: "d1", Location: at(0, 0)}, domain.Drone{ID: "d2", Location: at(0, 0.001)})
+	_, other := f.signUpOther(t)
+	for _, id := range []string{"a0", "a1", "a2", "a3"} {
+		f.clock.Advance(time.Second)
+		f.ingestAs(t, f.key, id, false)
+	}
+	f.drain(t)
+	require.Equal(t, []string{"a0", "a1"}, f.assigned(t, "a0", "a1", "a2", "a3"))
+	f.clock.Advance(time.Second)
+	f.dispatchAs(t, other, "b1", false)
+	require.Empty(t, f.assigned(t, "b1"), "it waits for a drone")
+
+	d := f.delivery(t, "a1")
+	f.postReports(t, d.DroneID, d.Request.PickupLocation, d.Request.DropoffLocation)
+	wakes := f.runTelemetry(t, f.h)
+	require.Len(t, wakes, 1, "the freed drone wakes b1, whose account holds none")
+
+	// The burst's retries come round before the wake runs (its account
+	// still holds a drone): the younger first, which b1 and a2 both outrank.
+	for _, id := range []string{"a3", "a2"} {
+		out, err := f.h.ScheduleDrone(context.Background(), f.retryOf(t, id))
+		require.NoError(t, err)
+		assert.Empty(t, wakesIn(t, out), "%s's retry wakes nobody else for the drone", id)
+	}
+	assert.Empty(t, f.assigned(t, "a2", "a3"), "the drone is left to b1")
+
+	_, err := f.h.ScheduleDrone(context.Background(), wakes[0])
+	require.NoError(t, err)
+	assert.Equal(t, []string{"b1"}, f.assigned(t, "b1"))
+	assert.Equal(t, "b1", f.drone(t, d.DroneID).CurrentDeliveryID)
+}

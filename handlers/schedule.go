@@ -131,6 +131,7 @@ func (h *Handlers) ScheduleDrone(ctx context.Context, msg *ports.Delivered) ([]p
 		// pause's end woke it: it goes back on, for the next drone freed
 		// to wake.
 		h.waiting.addIfAbsent(d, env.Attempt)
+		h.waiting.wakeRan(d)
 		on, err := h.wakeWaiting(ctx, domain.AreaOf(d.Request.PickupLocation), d.ID, now)
 		return append(wakes, on...), err
 	}
@@ -464,6 +465,11 @@ func (h *Handlers) assign(ctx context.Context, d *domain.Delivery, now time.Time
 			return d, wakes, ctx.Err()
 		}
 		w, err := h.yieldTo(ctx, d, plan, now)
+		if errors.Is(err, errKept) {
+			// Left to the delivery woken for it, as if lost to its claim.
+			lost[plan.Drone.ID] = true
+			continue
+		}
 		if errors.Is(err, errOverShare) {
 			h.log.InfoContext(ctx, "account at its share of the area's drones; waiting")
 			return d, wakes, nil
@@ -473,7 +479,7 @@ func (h *Handlers) assign(ctx context.Context, d *domain.Delivery, now time.Time
 		}
 		if w != nil {
 			h.log.InfoContext(ctx, "drone left to a waiting delivery that ranks first", "droneId", plan.Drone.ID, "for", w.DeliveryID)
-			return d, append(wakes, h.wakeMessage(w)), nil
+			return d, append(wakes, h.wakeMessage(w, plan.Drone.ID, now)), nil
 		}
 		got, err := h.claim(ctx, d, plan.Drone.ID, now)
 		if errors.Is(err, domain.ErrDroneUnavailable) {
