@@ -537,7 +537,14 @@ func (h *Handlers) errorResponse(ctx context.Context, err error) *functionapp.Re
 	if !ok {
 		status = http.StatusInternalServerError
 	}
-	if status >= 500 {
+	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
+		// The client hung up (the runtime cancels a request's context
+		// then): nothing of the service failed, and nobody reads the
+		// answer.
+		h.log.InfoContext(ctx, "request not finished: its client gave up", "err", err)
+		status = http.StatusServiceUnavailable
+		err = domain.Unavailable(err, "the request was given up before it finished; retry")
+	} else if status >= 500 {
 		h.log.ErrorContext(ctx, "request failed", "err", err)
 	}
 	resp := functionapp.Problem(status, domain.ErrorField(err), domain.ErrorMessage(err))
