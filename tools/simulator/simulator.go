@@ -320,16 +320,18 @@ var errReleased = errors.New("drone released")
 
 // released says what became of a delivery whose drone was let go while the
 // simulator was still flying it; a delivery completed on a report inside the
-// arrival radius is the common case.
+// arrival radius is the common case. The drone of one the operator aborted
+// or grounded may be on its way home rather than free, so the line names
+// the delivery's stage, not the drone's.
 func (s *sim) released(ctx context.Context, id string) bool {
 	d, err := s.api.GetDelivery(ctx, id)
 	switch {
 	case err != nil:
-		s.prog.done(id, fmt.Sprintf("%s: the drone was released; the delivery could not be read: %v", id, err))
+		s.prog.done(id, fmt.Sprintf("%s: the flight ended early; the delivery could not be read: %v", id, err))
 	case d.Stage == "Completed":
 		s.prog.done(id, fmt.Sprintf("%s  %-15s  %s 100%%  delivered", id, "Completed", strings.Repeat("█", 10)))
 	default:
-		s.prog.done(id, fmt.Sprintf("%s: the drone was released; the delivery is %s", id, d.Stage))
+		s.prog.done(id, fmt.Sprintf("%s: the flight ended early; the delivery is %s", id, d.Stage))
 	}
 	return true
 }
