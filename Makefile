@@ -220,6 +220,10 @@ deploy-check:
 deploy: deploy-check
 	@printf '%s' "$$OPERATOR_KEY" | LC_ALL=C grep -Eq '^[!-~]{16,}$$' || { echo "make deploy needs OPERATOR_KEY, the fleet endpoints' key: at least 16 printable characters without spaces (openssl rand -hex 32 makes one); keep it and pass the same on every deploy"; exit 1; }
 	@case "$$OPERATOR_KEY" in dd_*) echo "OPERATOR_KEY must not start with dd_, which marks business API keys"; exit 1;; esac
+	@where=$$(az group show --name $(RESOURCE_GROUP) --query location --output tsv 2>/dev/null || true); \
+	if [ -n "$$where" ] && [ "$$where" != "$(LOCATION)" ]; then \
+		echo "make deploy: resource group $(RESOURCE_GROUP) is in $$where, not LOCATION=$(LOCATION); a deployment's resources stay where they were made: pass LOCATION=$$where, or another NAME (or RESOURCE_GROUP) for a second deployment elsewhere"; exit 1; \
+	fi
 	$(MAKE) package
 	az group create --name $(RESOURCE_GROUP) --location $(LOCATION) --output none
 	$(MAKE) deploy-infra
@@ -247,6 +251,7 @@ publish: deploy-check
 	@set -e; \
 	app=$$(az deployment group show --resource-group $(RESOURCE_GROUP) --name $(NAME) --query properties.outputs.functionAppName.value --output tsv); \
 	api=$$(az deployment group show --resource-group $(RESOURCE_GROUP) --name $(NAME) --query properties.outputs.apiBaseUrl.value --output tsv); \
+	[ -n "$$app" ] && [ -n "$$api" ] || { echo "make publish: no deployment $(NAME) with a function app in resource group $(RESOURCE_GROUP): make deploy first (with the same NAME)"; exit 1; }; \
 	bound=$$(command -v timeout || command -v gtimeout || true); \
 	[ -n "$$bound" ] || echo "warning: no timeout command (coreutils): az cannot be bounded and may wait forever on an unhealthy app"; \
 	echo "publishing $(DIST)/app.zip to $$app"; \
