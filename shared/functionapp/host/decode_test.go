@@ -213,3 +213,18 @@ func TestInvocationURLAndMethodMustBeWellFormed(t *testing.T) {
 	_, err := parseInvocation([]byte("{\"Data\":{\"req\":{\"Method\":\"POST\",\"Body\":{\"a\":\"\xec\"}}}}"))
 	assert.ErrorContains(t, err, "UTF-8")
 }
+
+// The host joins a repeated query key's values with commas in Query, but
+// forwards the query string as received in Url: the handler sees the key
+// given twice, as the standalone runtime does, and refuses it the same way.
+func TestRepeatedQueryKeysReachTheHandlerAsGiven(t *testing.T) {
+	t.Parallel()
+	req, err := decodeHTTPRequest(json.RawMessage(`{"Url":"https://h/api/deliveries?limit=1&limit=2&stage=Created","Method":"GET","Query":{"limit":"1,2","stage":"Created"}}`))
+	require.NoError(t, err)
+	assert.Equal(t, []string{"1", "2"}, req.Query["limit"])
+	assert.Equal(t, []string{"Created"}, req.Query["stage"])
+
+	req, err = decodeHTTPRequest(json.RawMessage(`{"Url":"https://h/api/x?a=%zz","Method":"GET","Query":{"a":"%zz"}}`))
+	require.NoError(t, err)
+	assert.Equal(t, []string{"%zz"}, req.Query["a"], "a query Go cannot parse is taken from Query, as the host parsed it")
+}

@@ -121,9 +121,17 @@ func decodeHTTPRequest(raw json.RawMessage) (*functionapp.Request, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bad Query: %w", err)
 	}
-	if len(query) == 0 && u.RawQuery != "" {
-		// A host that leaves Query out still forwards the URL it received.
-		query = u.Query()
+	// Url ends with the query string as the client sent it (the host
+	// builds it from request.QueryString: azure-functions-host,
+	// src/WebJobs.Script/Extensions/HttpRequestExtensions.cs,
+	// GetRequestAsJObject), while Query joins a repeated key's values with
+	// commas: the query string says what was sent, so a key given twice
+	// is seen, and refused, as under the standalone runtime. A host that
+	// leaves Query out still forwards the URL it received.
+	if u.RawQuery != "" {
+		if fromURL, err := url.ParseQuery(u.RawQuery); err == nil || len(query) == 0 {
+			query = fromURL
+		}
 	}
 	header := http.Header{}
 	for k, raw := range d.Headers {
