@@ -372,3 +372,25 @@ func pageErrors(res BrowserResult) []string {
 	}
 	return out
 }
+
+// A drone that has not reported since its ETA passed leaves the page
+// saying the pickup is late, and when it was due, not "any moment" for
+// as long as the drone stays silent.
+func TestTrackingPageSaysWhenADroneIsLate(t *testing.T) {
+	tid := "Lt4Wc8rPza.order-1004"
+	now := time.Now().UTC().Truncate(time.Second)
+	f := flight(tid, now.Add(-30*time.Minute))[2] // Scheduled, its drone at home
+	require.Equal(t, "Scheduled", f.Stage)
+	due := now.Add(-10 * time.Minute)
+	f.PickupETA = &due
+	srv := serveTrack(t, tid, &script{feeds: []fakeFeed{f}})
+
+	page := OpenPage(t, srv.URL+"/api/track/"+tid+"?interval=500", 800, 900, pageTimeout)
+	page.Wait(t, "the page says the pickup is late", `document.getElementById('eta-count').textContent === 'Running late'`)
+	var at, label string
+	page.Eval(t, `document.getElementById('eta-at').textContent`, &at)
+	page.Eval(t, `document.getElementById('eta-at-label').textContent`, &label)
+	assert.Equal(t, "Was due at", label)
+	assert.NotEmpty(t, at)
+	assert.Empty(t, page.Errors(t))
+}
