@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"slices"
 	"strconv"
@@ -46,11 +47,13 @@ type waiter struct {
 	wakes int
 	// wokenFor is the drone the attempt's wake was sent for, kept for it
 	// until the wake has run (or until wokenUntil, should it never run in
-	// this process): a retry finding that drone free leaves it alone
-	// rather than take it or wake another delivery for it, whose wake
-	// would race this one's.
+	// this process): a retry finding that drone free leaves it alone, and
+	// no other delivery is woken for it, whose wake would race this one's.
 	wokenFor   string
 	wokenUntil time.Time
+	// avoids are the drones the delivery will not take (Delivery.Avoids):
+	// none is left, kept or woken for it.
+	avoids []string
 }
 
 // earmarkFor bounds how long a drone is kept for the wake sent for it. A
@@ -99,6 +102,14 @@ func (b *waitingBoard) addLocked(d *domain.Delivery, attempt int) {
 		q[d.ID] = w
 	}
 	w.Waiter = domain.Waiter{DeliveryID: d.ID, OwnerID: d.OwnerID, Expedited: d.Request.Expedited, CreatedAt: d.CreatedAt}
+	// A new slice: copies of the entry (others) share the old one. A drone
+	// the delivery may have back once in service, when no other serves it
+	// (Delivery.AvoidsItsDroneOnlyWhileOut), is not one it avoids here.
+	avoids := slices.Clone(d.ReassignedFrom)
+	if d.AvoidDroneID != "" && !d.AvoidsItsDroneOnlyWhileOut() {
+		avoids = append(avoids, d.AvoidDroneID)
+	}
+	w.avoids = avoids
 	if w.attempt != attempt {
 		w.wakes, w.wokenFor = 0, "" // a new attempt may be woken again
 	}
@@ -145,14 +156,42 @@ func (b *waitingBoard) woken(area, id, droneID string, now time.Time) int {
 	return 0
 }
 
-// wakeRan says d's wake has run without taking a drone: the drone it was
-// sent for is no longer kept for it.
-func (b *waitingBoard) wakeRan(d *domain.Delivery) {
+// wakeRan says a wake of d's attempt-th attempt has run without taking a
+// drone: the drone it was sent for is no longer kept for it. A wake of
+// another attempt (an earlier one's, or a pause's) leaves the current
+// attempt's alone.
+func (b *waitingBoard) wakeRan(d *domain.Delivery, attempt int) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if w := b.byArea[domain.AreaOf(d.Request.PickupLocation)][d.ID]; w != nil {
+	if w := b.byArea[domain.AreaOf(d.Request.PickupLocation)][d.ID]; w != nil && w.attempt == attempt {
 		w.wokenFor = ""
 	}
+}
+
+// kept returns the drones that wakes on their way keep among ws.
+func kept(ws []waiter, now time.Time) map[string]bool {
+	out := map[string]bool{}
+	for _, w := range ws {
+		if w.keeps(w.wokenFor, now) {
+			out[w.wokenFor] = true
+		}
+	}
+	return out
+}
+
+// skipping is skip and the drones w avoids, for a choice made for w.
+func (w *waiter) skipping(skip map[string]bool) map[string]bool {
+	if len(w.avoids) == 0 {
+		return skip
+	}
+	out := maps.Clone(skip)
+	if out == nil {
+		out = map[string]bool{}
+	}
+	for _, id := range w.avoids {
+		out[id] = true
+	}
+	return out
 }
 
 // heldPage bounds the deliveries read to count an account's drones: an
@@ -234,8 +273,11 @@ var errKept = errors.New("the drone is kept for the waiting delivery woken for i
 // returns the waiting delivery that outranks d and could take that drone
 // instead (nil when none does), errKept when a wake on its way keeps the
 // drone for one that outranks d, or errOverShare when the operator's cap
-// (Config.MaxAccountShare) keeps d's account from another drone there.
-func (h *Handlers) yieldTo(ctx context.Context, d *domain.Delivery, plan *domain.Plan, now time.Time) (*waiter, error) {
+// (Config.MaxAccountShare) keeps d's account from another drone there. A
+// redelivered run (redelivered) may be the one whose wake was lost with
+// its outputs: it returns the delivery the drone is kept for, to be woken
+// again, rather than errKept.
+func (h *Handlers) yieldTo(ctx context.Context, d *domain.Delivery, plan *domain.Plan, redelivered bool, now time.Time) (*waiter, error) {
 	area := domain.AreaOf(d.Request.PickupLocation)
 	others := h.waiting.others(area, d.ID, now)
 	if len(others) == 0 && h.cfg.MaxAccountShare <= 0 {
@@ -266,7 +308,13 @@ func (h *Handlers) yieldTo(ctx context.Context, d *domain.Delivery, plan *domain
 		if !w.Outranks(me) {
 			break
 		}
+		if slices.Contains(w.avoids, plan.Drone.ID) {
+			continue
+		}
 		if w.keeps(plan.Drone.ID, now) {
+			if redelivered {
+				return w, nil
+			}
 			return nil, errKept
 		}
 		if w.wakes > 0 {
@@ -325,6 +373,8 @@ func (h *Handlers) wakeWaiting(ctx context.Context, area, skip string, now time.
 	if err := h.holdingsIn(area).rank(ctx, others); err != nil {
 		return nil, err
 	}
+	// A drone a wake on its way keeps is not free for another.
+	keep := kept(others, now)
 	st := h.st(ctx)
 	checked := 0
 	for i := range others {
@@ -336,7 +386,7 @@ func (h *Handlers) wakeWaiting(ctx context.Context, area, skip string, now time.
 			continue // woken in this attempt already (see waiter.wakes)
 		}
 		checked++
-		plan, err := h.choose(ctx, st, &w.req, now, nil)
+		plan, err := h.choose(ctx, st, &w.req, now, w.skipping(keep))
 		if domain.IsCode(err, domain.EUNPROCESSABLE) {
 			continue // no route for it now
 		}

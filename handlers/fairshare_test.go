@@ -556,3 +556,172 @@ func TestARetryLeavesAFreedDroneToTheDeliveryWokenForIt(t *testing.T) {
 	assert.Equal(t, []string{"b1"}, f.assigned(t, "b1"))
 	assert.Equal(t, "b1", f.drone(t, d.DroneID).CurrentDeliveryID)
 }
+
+// cancelAndRun cancels id and runs the cancel through dispatch, returning
+// the wakes it sent, unrun.
+func (f *fixture) cancelAndRun(t *testing.T, id string) []*ports.Delivered {
+	t.Helper()
+	require.Equal(t, http.StatusNoContent, f.cancel(t, id).Status)
+	return f.runQueued(t)
+}
+
+// runQueued runs the messages queued for dispatch, sets aside the delayed
+// messages they send, and returns the wakes they sent, unrun.
+func (f *fixture) runQueued(t *testing.T) []*ports.Delivered {
+	t.Helper()
+	var wakes []*ports.Delivered
+	for _, m := range f.receive(t, topology.QueueDeliveryRequests) {
+		out, err := f.h.ScheduleDrone(context.Background(), m)
+		require.NoError(t, err)
+		wakes = append(wakes, wakesIn(t, out)...)
+		for _, o := range out {
+			if !o.NotBefore.IsZero() {
+				require.NoError(t, delayAside{f}.Publish(context.Background(), o))
+			}
+		}
+		require.NoError(t, f.bus.Complete(context.Background(), m))
+	}
+	return wakes
+}
+
+// wokenIn names the deliveries wakes are for.
+func wokenIn(t *testing.T, wakes []*ports.Delivered) []string {
+	t.Helper()
+	var ids []string
+	for _, m := range wakes {
+		var env wire.Envelope
+		require.NoError(t, json.Unmarshal(m.Body, &env))
+		ids = append(ids, env.DeliveryID)
+	}
+	return ids
+}
+
+// threeBusyDrones is a fleet of d1, d2 and d3, nearest first, held by
+// a0, a1 and a2 of the fixture's account, whose later deliveries (waiting
+// names them) wait with b1, of another account, behind them.
+func threeBusyDrones(t *testing.T, waiting ...string) *fixture {
+	t.Helper()
+	f := newFixture(t, domain.Drone{ID: "d1", Location: at(0, 0)}, domain.Drone{ID: "d2", Location: at(0, 0.001)},
+		domain.Drone{ID: "d3", Location: at(0, 0.003)})
+	_, other := f.signUpOther(t)
+	for _, id := range append([]string{"a0", "a1", "a2"}, waiting...) {
+		f.clock.Advance(time.Second)
+		f.dispatchAs(t, f.key, id, false)
+	}
+	require.Equal(t, "d1", f.delivery(t, "a0").DroneID)
+	require.Equal(t, "d2", f.delivery(t, "a1").DroneID)
+	require.Empty(t, f.assigned(t, waiting...))
+	f.clock.Advance(time.Second)
+	f.dispatchAs(t, other, "b1", false)
+	return f
+}
+
+// A second drone freed while the first is kept for the delivery woken for
+// it is kept for the next waiting delivery, which is woken for that one,
+// not for the nearer drone kept already: a younger retry takes neither.
+func TestEachFreedDroneIsKeptForItsOwnWake(t *testing.T) {
+	t.Parallel()
+	f := threeBusyDrones(t, "a3", "a4")
+	w1 := f.cancelAndRun(t, "a0")
+	require.Equal(t, []string{"b1"}, wokenIn(t, w1), "d1 is left to the account holding none")
+	w2 := f.cancelAndRun(t, "a1")
+	require.Equal(t, []string{"a3"}, wokenIn(t, w2), "d2 to the older of the first account's")
+
+	_, err := f.h.ScheduleDrone(context.Background(), f.retryOf(t, "a4"))
+	require.NoError(t, err)
+	assert.Empty(t, f.assigned(t, "a4"), "a4 leaves d2 to a3, woken for it")
+
+	for _, w := range append(w2, w1...) {
+		_, err = f.h.ScheduleDrone(context.Background(), w)
+		require.NoError(t, err)
+	}
+	assert.Equal(t, []string{"a3", "b1"}, f.assigned(t, "a3", "b1"))
+	assert.Equal(t, "d2", f.delivery(t, "a3").DroneID)
+	assert.Equal(t, "d1", f.delivery(t, "b1").DroneID)
+}
+
+// A drone freed while another is kept for the delivery woken for it wakes
+// only a delivery it can serve itself: not one for the kept drone, whose
+// run would find it kept and hand on, spending every waiting delivery's
+// wake of its attempt on a drone none of them may take.
+func TestADroneKeptForOneWakesNoOther(t *testing.T) {
+	t.Parallel()
+	f := threeBusyDrones(t, "a3", "a4", "a5")
+	f.putDrone(t, domain.Drone{ID: "tiny", Location: at(0, 0), MaxPayloadKg: 0.5, Status: domain.DroneMaintenance})
+	w1 := f.cancelAndRun(t, "a0")
+	require.Equal(t, []string{"b1"}, wokenIn(t, w1), "d1 is kept for b1")
+
+	// tiny, back in service, carries none of the waiting packages.
+	resp := f.action(t, "DroneAction", "tiny", map[string]any{"action": "resume", "reason": "inspected"})
+	require.Equal(t, http.StatusAccepted, resp.Status, string(resp.Body))
+	queued, err := f.bus.Browse(context.Background(), topology.QueueDeliveryRequests, 100)
+	require.NoError(t, err)
+	assert.Empty(t, wokenIn(t, queued), "nobody is woken for d1, kept for b1")
+
+	_, err = f.h.ScheduleDrone(context.Background(), w1[0])
+	require.NoError(t, err)
+	assert.Equal(t, "d1", f.delivery(t, "b1").DroneID)
+	assert.Len(t, f.cancelAndRun(t, "a2"), 1, "d3, freed next, wakes one of a3, a4, a5")
+}
+
+// A retry delivered again, whose first run left the drone to a waiting
+// delivery and woke it but whose messages were lost, wakes it again
+// rather than leave the drone kept for a wake never sent.
+func TestARedeliveredRetryWakesAgainForTheDroneItLeft(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, domain.Drone{ID: "d1", Location: at(0, 0)}, domain.Drone{ID: "d2", Location: at(0, 0.001)})
+	_, other := f.signUpOther(t)
+	for _, id := range []string{"a0", "a1", "a2", "a3"} {
+		f.clock.Advance(time.Second)
+		f.ingestAs(t, f.key, id, false)
+	}
+	f.drain(t)
+	require.Equal(t, []string{"a0", "a1"}, f.assigned(t, "a0", "a1", "a2", "a3"))
+	f.clock.Advance(time.Second)
+	f.dispatchAs(t, other, "b1", false)
+	f.completeElsewhere(t, "a1") // its drone's freeing wakes nobody here
+
+	ctx := context.Background()
+	m := f.retryOf(t, "a3")
+	out, err := f.h.ScheduleDrone(ctx, m)
+	require.NoError(t, err)
+	require.Equal(t, []string{"b1"}, wokenIn(t, wakesIn(t, out)), "a3 leaves the drone to b1")
+	// Its messages are lost (the publish failed): the retry comes again.
+	m.DeliveryCount = 2
+	out, err = f.h.ScheduleDrone(ctx, m)
+	require.NoError(t, err)
+	again := wakesIn(t, out)
+	require.Equal(t, []string{"b1"}, wokenIn(t, again), "the lost wake is sent again")
+	_, err = f.h.ScheduleDrone(ctx, again[0])
+	require.NoError(t, err)
+	assert.Equal(t, []string{"b1"}, f.assigned(t, "b1", "a2", "a3"))
+}
+
+// A drone is neither left nor kept for a waiting delivery that avoids it
+// (the operator moved it off that drone): here an expedited delivery that
+// finds the drone free takes it rather than preempt another's.
+func TestNoDroneIsKeptForADeliveryThatAvoidsIt(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, domain.Drone{ID: "near", Location: at(0.011, 0)}, domain.Drone{ID: "far", Location: at(0.03, 0)},
+		domain.Drone{ID: "d3", Location: at(0.04, 0)})
+	_, other := f.signUpOther(t)
+	f.dispatchAs(t, f.key, "moved", true)
+	require.Equal(t, "near", f.delivery(t, "moved").DroneID)
+	f.clock.Advance(time.Second)
+	f.dispatchAs(t, f.key, "n1", false)
+	require.Equal(t, "far", f.delivery(t, "n1").DroneID)
+	f.takeOff(t, "n1")
+	f.clock.Advance(time.Second)
+	f.dispatchAs(t, other, "n2", false)
+	require.Equal(t, "d3", f.delivery(t, "n2").DroneID)
+	resp := f.action(t, "DeliveryAction", "moved", map[string]any{"action": "reassign", "reason": "rotor check"})
+	require.Equal(t, http.StatusAccepted, resp.Status, string(resp.Body))
+	f.drain(t)
+	require.Empty(t, f.delivery(t, "moved").DroneID, "no other drone for it: it waits")
+
+	f.clock.Advance(time.Second)
+	f.ingestAs(t, other, "e2", true)
+	f.runQueued(t)
+	assert.Equal(t, "near", f.delivery(t, "e2").DroneID)
+	assert.Empty(t, f.delivery(t, "n2").PreemptedBy, "nobody is preempted while near is free")
+}

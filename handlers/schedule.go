@@ -109,7 +109,7 @@ func (h *Handlers) ScheduleDrone(ctx context.Context, msg *ports.Delivered) ([]p
 			}
 		}
 	}
-	d, wakes, err := h.assign(ctx, d, now)
+	d, wakes, err := h.assign(ctx, d, msg.DeliveryCount > 1, now)
 	if err != nil {
 		return nil, err
 	}
@@ -131,7 +131,7 @@ func (h *Handlers) ScheduleDrone(ctx context.Context, msg *ports.Delivered) ([]p
 		// pause's end woke it: it goes back on, for the next drone freed
 		// to wake.
 		h.waiting.addIfAbsent(d, env.Attempt)
-		h.waiting.wakeRan(d)
+		h.waiting.wakeRan(d, env.Attempt)
 		on, err := h.wakeWaiting(ctx, domain.AreaOf(d.Request.PickupLocation), d.ID, now)
 		return append(wakes, on...), err
 	}
@@ -408,10 +408,11 @@ func (h *Handlers) backoff(attempt int) time.Duration {
 // assign returns d with DroneAssignedAt set when a drone was claimed, or
 // unchanged when none is available to it: none is free, or the fair-share
 // rule gives the one it would take to a waiting delivery that outranks it,
-// which wakes holds the message for. A reservation left by an interrupted
-// attempt is finished first, even past the deadline, so a drone claimed by
-// that attempt is never stranded.
-func (h *Handlers) assign(ctx context.Context, d *domain.Delivery, now time.Time) (_ *domain.Delivery, wakes []ports.Message, _ error) {
+// which wakes holds the message for, or keeps it for one woken for it
+// (yieldTo). A reservation left by an interrupted attempt is finished
+// first, even past the deadline, so a drone claimed by that attempt is
+// never stranded. redelivered says the message was delivered before.
+func (h *Handlers) assign(ctx context.Context, d *domain.Delivery, redelivered bool, now time.Time) (_ *domain.Delivery, wakes []ports.Message, _ error) {
 	if d.DroneID != "" {
 		if p := d.Preempted; p != nil {
 			got, msgs, err := h.takeOver(ctx, d, d.DroneID, *p, now)
@@ -464,9 +465,10 @@ func (h *Handlers) assign(ctx context.Context, d *domain.Delivery, now time.Time
 			}
 			return d, wakes, ctx.Err()
 		}
-		w, err := h.yieldTo(ctx, d, plan, now)
+		w, err := h.yieldTo(ctx, d, plan, redelivered, now)
 		if errors.Is(err, errKept) {
 			// Left to the delivery woken for it, as if lost to its claim.
+			h.log.DebugContext(ctx, "drone kept for the waiting delivery woken for it; trying the next", "droneId", plan.Drone.ID)
 			lost[plan.Drone.ID] = true
 			continue
 		}
