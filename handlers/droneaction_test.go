@@ -452,6 +452,12 @@ func TestResumeAndChargeKeepTheDroneAsItIs(t *testing.T) {
 	assert.Equal(t, http.StatusAccepted, resp.Status)
 	assert.Equal(t, due, *f.drone(t, "d2").ChargeDueAt, "charging already: unchanged")
 
+	f.putDrone(t, domain.Drone{ID: "full", Location: at(0, 0.03)})
+	resp = f.action(t, "DroneAction", "full", map[string]any{"action": "charge", "reason": "top up"})
+	assert.Equal(t, http.StatusConflict, resp.Status, "nothing to charge")
+	assert.Contains(t, string(resp.Body), "charged already (100 %; a charge stops at 95 %)")
+	assert.Equal(t, domain.DroneAvailable, f.drone(t, "full").Status)
+
 	resp = f.action(t, "DroneAction", "d2", map[string]any{"action": "refuel", "reason": "x"})
 	assert.Equal(t, http.StatusBadRequest, resp.Status)
 	assert.Contains(t, string(resp.Body), "ground, recall, resume or charge")

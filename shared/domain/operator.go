@@ -140,7 +140,9 @@ func (dr *Drone) Charge(reason string, cfg TrackingConfig, now time.Time) error 
 	case dr.Status != DroneAvailable || dr.CurrentDeliveryID != "" || dr.Recalled:
 		return Errorf(ECONFLICT, "drone %s is %s; only an idle Available drone is put on charge", dr.ID, dr.Status)
 	case dr.BatteryPercent >= cfg.ChargedPercent:
-		return ErrNoChange
+		// Nothing to do, and a 202 would read as done: say why.
+		return &Error{Code: ECONFLICT, Field: "action", Message: fmt.Sprintf("drone %s is charged already (%g %%; a charge stops at %g %%)",
+			dr.ID, dr.BatteryPercent, cfg.ChargedPercent)}
 	}
 	dr.StatusReason = reason
 	dr.StartCharging(cfg, now)
