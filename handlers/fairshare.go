@@ -47,19 +47,24 @@ type waiter struct {
 	wakes int
 	// wokenFor is the drone the attempt's wake was sent for, kept for it
 	// until the wake has run (or until wokenUntil, should it never run in
-	// this process): a retry finding that drone free leaves it alone, and
-	// no other delivery is woken for it, whose wake would race this one's.
+	// this process): a run of a delivery it outranks that finds the drone
+	// free leaves it alone, and no other delivery is woken for it, whose
+	// wake would race this one's. rewoken says a redelivered run has sent
+	// the wake again (yieldTo), which it does once.
 	wokenFor   string
 	wokenUntil time.Time
+	rewoken    bool
 	// avoids are the drones the delivery will not take (Delivery.Avoids):
 	// none is left, kept or woken for it.
 	avoids []string
 }
 
 // earmarkFor bounds how long a drone is kept for the wake sent for it. A
-// wake runs within moments; one that never runs here (another instance
-// took it, or the queue dropped it) leaves the drone to the others after
-// this.
+// wake runs within moments, and a delivery that leaves the board (served,
+// ended, held) hands a drone kept for it on (leaveBoard); one whose wake
+// never runs here (another instance took it) keeps the drone from this
+// process's runs for this long, after which the next run that finds it
+// free (a retry, at most RetryMax later, or the next wake) may take it.
 const earmarkFor = 30 * time.Second
 
 // keeps reports whether w's wake, still on its way, keeps droneID.
@@ -116,13 +121,19 @@ func (b *waitingBoard) addLocked(d *domain.Delivery, attempt int) {
 	w.req, w.generation, w.correlationID, w.attempt = d.Request, d.Generation, d.CorrelationID, attempt
 }
 
-// remove takes d off the board.
-func (b *waitingBoard) remove(d *domain.Delivery) {
+// remove takes d off the board, and returns the drone a wake on its way
+// kept for it ("" when none).
+func (b *waitingBoard) remove(d *domain.Delivery, now time.Time) (kept string) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if q := b.byArea[domain.AreaOf(d.Request.PickupLocation)]; q != nil {
+	q := b.byArea[domain.AreaOf(d.Request.PickupLocation)]
+	if w := q[d.ID]; w != nil {
+		if w.keeps(w.wokenFor, now) {
+			kept = w.wokenFor
+		}
 		delete(q, d.ID)
 	}
+	return kept
 }
 
 // others returns copies of the entries of area but id's, dropping those
@@ -143,17 +154,17 @@ func (b *waitingBoard) others(area, id string, now time.Time) []waiter {
 	return out
 }
 
-// woken counts a wake of id, sent for droneID, and returns the wake's
-// number.
-func (b *waitingBoard) woken(area, id, droneID string, now time.Time) int {
+// woken counts a wake of id, sent for droneID.
+func (b *waitingBoard) woken(area, id, droneID string, now time.Time) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if w := b.byArea[area][id]; w != nil {
 		w.wakes++
+		// A wake sent again for the drone kept (yieldTo) stays the one
+		// wake sent again.
+		w.rewoken = w.rewoken && w.wokenFor == droneID
 		w.wokenFor, w.wokenUntil = droneID, now.Add(earmarkFor)
-		return w.wakes
 	}
-	return 0
 }
 
 // wakeRan says a wake of d's attempt-th attempt has run without taking a
@@ -166,6 +177,18 @@ func (b *waitingBoard) wakeRan(d *domain.Delivery, attempt int) {
 	if w := b.byArea[domain.AreaOf(d.Request.PickupLocation)][d.ID]; w != nil && w.attempt == attempt {
 		w.wokenFor = ""
 	}
+}
+
+// rewake marks w's wake as sent again by a redelivered run, and reports
+// whether it was not yet.
+func (b *waitingBoard) rewake(w *waiter) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if e := b.byArea[domain.AreaOf(w.req.PickupLocation)][w.DeliveryID]; e != nil && !e.rewoken {
+		e.rewoken = true
+		return true
+	}
+	return false
 }
 
 // kept returns the drones that wakes on their way keep among ws.
@@ -275,8 +298,8 @@ var errKept = errors.New("the drone is kept for the waiting delivery woken for i
 // drone for one that outranks d, or errOverShare when the operator's cap
 // (Config.MaxAccountShare) keeps d's account from another drone there. A
 // redelivered run (redelivered) may be the one whose wake was lost with
-// its outputs: it returns the delivery the drone is kept for, to be woken
-// again, rather than errKept.
+// its outputs, so with errKept it returns, the first time for that wake,
+// the delivery the drone is kept for, to be woken again.
 func (h *Handlers) yieldTo(ctx context.Context, d *domain.Delivery, plan *domain.Plan, redelivered bool, now time.Time) (*waiter, error) {
 	area := domain.AreaOf(d.Request.PickupLocation)
 	others := h.waiting.others(area, d.ID, now)
@@ -312,8 +335,8 @@ func (h *Handlers) yieldTo(ctx context.Context, d *domain.Delivery, plan *domain
 			continue
 		}
 		if w.keeps(plan.Drone.ID, now) {
-			if redelivered {
-				return w, nil
+			if redelivered && h.waiting.rewake(w) {
+				return w, errKept
 			}
 			return nil, errKept
 		}
@@ -335,6 +358,18 @@ func (h *Handlers) yieldTo(ctx context.Context, d *domain.Delivery, plan *domain
 // drone for.
 const maxHandOnChecks = 8
 
+// leaveBoard takes d off the waiting board. A drone a wake on its way kept
+// for d, and that d did not take, is free for the others again: the runs
+// that left it to d went back to waiting, so the waiting delivery a free
+// drone serves first is woken (wakeWaiting).
+func (h *Handlers) leaveBoard(ctx context.Context, d *domain.Delivery, now time.Time) ([]ports.Message, error) {
+	kept := h.waiting.remove(d, now)
+	if kept == "" || (d.DroneAssignedAt != nil && d.DroneID == kept) {
+		return nil, nil
+	}
+	return h.wakeWaiting(ctx, domain.AreaOf(d.Request.PickupLocation), d.ID, now)
+}
+
 // handOn passes a wake on when the delivery it woke, d, no longer waits
 // for a drone (another run served it, it ended, or it was rescheduled):
 // the drone left to d would otherwise stay free until some waiting
@@ -345,7 +380,7 @@ const maxHandOnChecks = 8
 // wakes a delivery that then finds nothing; each hand-on takes d off the
 // board, so a chain of them ends within the deliveries waiting there.
 func (h *Handlers) handOn(ctx context.Context, d *domain.Delivery, now time.Time) ([]ports.Message, error) {
-	h.waiting.remove(d)
+	h.waiting.remove(d, now)
 	return h.wakeWaiting(ctx, domain.AreaOf(d.Request.PickupLocation), d.ID, now)
 }
 
@@ -401,10 +436,14 @@ func (h *Handlers) wakeWaiting(ctx context.Context, area, skip string, now time.
 	return nil, nil
 }
 
-// wakeMessage asks dispatch to run for w now, for droneID.
+// wakeMessage asks dispatch to run for w now, for droneID. Each wake has
+// an id of its own: a count of wakes would be this process's, and another
+// instance, or this one after a restart or after w left the board and came
+// back, would count from one again and send an id the queue's duplicate
+// detection drops.
 func (h *Handlers) wakeMessage(w *waiter, droneID string, now time.Time) ports.Message {
-	n := h.waiting.woken(domain.AreaOf(w.req.PickupLocation), w.DeliveryID, droneID, now)
-	return message(topology.QueueDeliveryRequests, "wake-"+strconv.Itoa(w.attempt)+"-"+strconv.Itoa(n),
+	h.waiting.woken(domain.AreaOf(w.req.PickupLocation), w.DeliveryID, droneID, now)
+	return message(topology.QueueDeliveryRequests, "wake-"+strconv.Itoa(w.attempt)+"-"+h.ids.NewID(),
 		wire.Envelope{Operation: wire.OpDelivery, DeliveryID: w.DeliveryID, CorrelationID: w.correlationID,
 			Attempt: w.attempt, Generation: w.generation, Wake: true})
 }

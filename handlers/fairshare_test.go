@@ -725,3 +725,138 @@ func TestNoDroneIsKeptForADeliveryThatAvoidsIt(t *testing.T) {
 	assert.Equal(t, "near", f.delivery(t, "e2").DroneID)
 	assert.Empty(t, f.delivery(t, "n2").PreemptedBy, "nobody is preempted while near is free")
 }
+
+// keptForB1 is a fleet of d1 and d2 held by a0 and a1, with a2 and a3
+// waiting behind them and b1, of another account, behind those; a1's
+// cancel frees its drone, which is kept for b1's wake, returned unrun.
+func keptForB1(t *testing.T) (*fixture, string, *ports.Delivered) {
+	t.Helper()
+	f := newFixture(t, domain.Drone{ID: "d1", Location: at(0, 0)}, domain.Drone{ID: "d2", Location: at(0, 0.001)})
+	_, other := f.signUpOther(t)
+	for _, id := range []string{"a0", "a1", "a2", "a3"} {
+		f.clock.Advance(time.Second)
+		f.ingestAs(t, f.key, id, false)
+	}
+	f.drain(t)
+	require.Equal(t, []string{"a0", "a1"}, f.assigned(t, "a0", "a1", "a2", "a3"))
+	f.clock.Advance(time.Second)
+	f.dispatchAs(t, other, "b1", false)
+	freed := f.delivery(t, "a1").DroneID
+	w := f.cancelAndRun(t, "a1")
+	require.Equal(t, []string{"b1"}, wokenIn(t, w), "the freed drone is kept for b1")
+	return f, freed, w[0]
+}
+
+// A delivery woken for a drone that takes another one hands the drone kept
+// for it on: the retries that left it alone went back to waiting.
+func TestAWakeThatTakesAnotherDroneHandsTheKeptOneOn(t *testing.T) {
+	t.Parallel()
+	f, freed, w := keptForB1(t)
+	_, err := f.h.ScheduleDrone(context.Background(), f.retryOf(t, "a2"))
+	require.NoError(t, err)
+	require.Empty(t, f.assigned(t, "a2"), "a2 leaves the kept drone alone")
+
+	// A drone nearer b1's pickup comes into service (a PUT wakes nobody).
+	f.putDrone(t, domain.Drone{ID: "d0", Location: at(0.01, 0)})
+	out, err := f.h.ScheduleDrone(context.Background(), w)
+	require.NoError(t, err)
+	require.Equal(t, "d0", f.delivery(t, "b1").DroneID)
+	on := wakesIn(t, out)
+	require.Equal(t, []string{"a2"}, wokenIn(t, on), "%s, no longer kept, wakes the first waiting delivery", freed)
+	_, err = f.h.ScheduleDrone(context.Background(), on[0])
+	require.NoError(t, err)
+	assert.Equal(t, freed, f.delivery(t, "a2").DroneID)
+}
+
+// A cancelled delivery leaves the board at once: the drone kept for its
+// wake is free for the others, and an expedited delivery takes it rather
+// than preempt another delivery's drone.
+func TestACancelledDeliveryKeepsNoDrone(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, domain.Drone{ID: "d1", Location: at(0, 0)}, domain.Drone{ID: "d2", Location: at(0, 0.001)})
+	_, other := f.signUpOther(t)
+	f.dispatchAs(t, f.key, "p1", false)
+	f.dispatchAs(t, f.key, "p2", false)
+	f.takeOff(t, "p1")
+	f.takeOff(t, "p2")
+	f.clock.Advance(time.Second)
+	f.dispatchAs(t, other, "u1", true)
+	require.Empty(t, f.assigned(t, "u1"), "nothing to take: it waits")
+	w := f.cancelAndRun(t, "p1")
+	require.Equal(t, []string{"u1"}, wokenIn(t, w), "d1 is kept for u1")
+	f.putDrone(t, domain.Drone{ID: "d3", Location: at(0, 0.002)})
+	f.clock.Advance(time.Second)
+	f.dispatchAs(t, f.key, "p3", false)
+	require.Equal(t, "d3", f.delivery(t, "p3").DroneID)
+
+	resp := f.call("CancelDelivery", other, &functionapp.Request{Method: "DELETE", Params: map[string]string{"id": "u1"}})
+	require.Equal(t, http.StatusNoContent, resp.Status)
+	f.runQueued(t)
+	f.clock.Advance(time.Second)
+	f.dispatchAs(t, f.key, "e1", true)
+	assert.Equal(t, "d1", f.delivery(t, "e1").DroneID, "d1 is free and u1 is cancelled")
+	assert.Empty(t, f.delivery(t, "p3").PreemptedBy)
+}
+
+// Retries delivered again at once (after an outage of the queue, say)
+// while a drone is kept for a wake send that wake again once between them,
+// and each goes on to the drones nobody keeps.
+func TestRedeliveredRetriesWakeOnceAndTakeTheFreeDrone(t *testing.T) {
+	t.Parallel()
+	f, freed, _ := keptForB1(t)
+	f.putDrone(t, domain.Drone{ID: "far", Location: at(0, 0.01)})
+	var woken []string
+	for _, id := range []string{"a3", "a2"} {
+		m := f.retryOf(t, id)
+		m.DeliveryCount = 2
+		out, err := f.h.ScheduleDrone(context.Background(), m)
+		require.NoError(t, err)
+		woken = append(woken, wokenIn(t, wakesIn(t, out))...)
+	}
+	// a3's run sends b1's wake again, then leaves far to a2, which
+	// outranks it; a2's run takes far.
+	assert.Equal(t, []string{"b1", "a2"}, woken, "b1's wake, perhaps lost, is sent again once")
+	assert.Equal(t, []string{"a2"}, f.assigned(t, "a2", "a3"))
+	assert.Equal(t, "far", f.delivery(t, "a2").DroneID)
+	assert.Equal(t, domain.DroneAvailable, f.drone(t, freed).Status, "still kept for b1")
+}
+
+// A delivery woken by one instance, whose wake ran on another, and woken
+// there in turn, gets a wake the queue does not drop as a duplicate of the
+// first (each instance counted its wakes from one).
+func TestAWakeFromAnotherInstanceIsNoDuplicate(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	f := threeBusyDrones(t, "a3")
+	w := f.cancelAndRun(t, "a1")
+	require.Equal(t, []string{"b1"}, wokenIn(t, w), "d2 is kept for b1 here")
+	// d2 goes to an expedited delivery before the wake runs.
+	f.clock.Advance(time.Second)
+	_, other := f.signUpOther(t)
+	f.dispatchAs(t, other, "e1", true)
+	require.Equal(t, "d2", f.delivery(t, "e1").DroneID)
+
+	// The wake runs on another instance: nothing for b1 there, which now
+	// waits on that instance's board.
+	b := handlers.New(handlers.Deps{Store: f.store, Bus: f.bus, Clock: f.clock, IDs: platform.IDs{},
+		Log: slog.New(slog.DiscardHandler), Config: handlers.Config{OperatorKey: operatorKey}})
+	require.NoError(t, f.bus.Publish(ctx, w[0].Message))
+	for _, m := range f.receive(t, topology.QueueDeliveryRequests) {
+		out, err := b.ScheduleDrone(ctx, m)
+		require.NoError(t, err)
+		require.Empty(t, wakesIn(t, out))
+		require.NoError(t, f.bus.Complete(ctx, m))
+	}
+	// a0's cancel runs there too: d1, freed, wakes b1 again.
+	require.Equal(t, http.StatusNoContent, f.cancel(t, "a0").Status)
+	for _, m := range f.receive(t, topology.QueueDeliveryRequests) {
+		out, err := b.ScheduleDrone(ctx, m)
+		require.NoError(t, err)
+		require.Equal(t, []string{"b1"}, wokenIn(t, wakesIn(t, out)))
+		require.NoError(t, f.bus.Publish(ctx, out...))
+		require.NoError(t, f.bus.Complete(ctx, m))
+	}
+	queued, err := f.bus.Browse(ctx, topology.QueueDeliveryRequests, 100)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"b1"}, wokenIn(t, queued), "b1's second wake reached the queue")
+}

@@ -36,11 +36,17 @@ func (h *Handlers) ScheduleDrone(ctx context.Context, msg *ports.Delivered) ([]p
 		if d.Stage != domain.StageCancelled && d.Stage != domain.StageFailed {
 			return nil, nil // nothing was cancelled; a stray message
 		}
-		wakes, err := h.releaseAndWake(ctx, d, h.clock.Now())
+		now := h.clock.Now()
+		// Off the board first, so that the freed drone's wake is not for d.
+		wakes, err := h.leaveBoard(ctx, d, now)
 		if err != nil {
 			return nil, err
 		}
-		return wakes, h.markPackage(ctx, d, string(d.Stage))
+		on, err := h.releaseAndWake(ctx, d, now)
+		if err != nil {
+			return nil, err
+		}
+		return append(wakes, on...), h.markPackage(ctx, d, string(d.Stage))
 	case wire.OpDelivery, wire.OpReschedule:
 	default:
 		return nil, &domain.Permanent{Err: domain.Invalid("operation", "%s is not handled by this step", env.Operation)}
@@ -51,12 +57,16 @@ func (h *Handlers) ScheduleDrone(ctx context.Context, msg *ports.Delivered) ([]p
 		return h.wokenInVain(ctx, env, d, now)
 	}
 	if d.Stage.Terminal() {
-		h.waiting.remove(d)
 		h.log.InfoContext(ctx, "delivery already ended; nothing to schedule", "stage", d.Stage)
-		wakes, err := h.releaseAndWake(ctx, d, now)
+		wakes, err := h.leaveBoard(ctx, d, now)
 		if err != nil {
 			return nil, err
 		}
+		on, err := h.releaseAndWake(ctx, d, now)
+		if err != nil {
+			return nil, err
+		}
+		wakes = append(wakes, on...)
 		more, err := h.wokenInVain(ctx, env, d, now)
 		return append(wakes, more...), err
 	}
@@ -100,8 +110,12 @@ func (h *Handlers) ScheduleDrone(ctx context.Context, msg *ports.Delivered) ([]p
 			return nil, err
 		}
 		if hold != nil {
-			h.waiting.remove(d)
-			return h.hold(ctx, d, env, hold, msg.DeliveryCount > 1, now)
+			on, err := h.leaveBoard(ctx, d, now)
+			if err != nil {
+				return nil, err
+			}
+			msgs, err := h.hold(ctx, d, env, hold, msg.DeliveryCount > 1, now)
+			return append(on, msgs...), err
 		}
 		if d.HeldReason != "" {
 			if d, err = h.st(ctx).Deliveries.Update(ctx, d.ID, func(cur *domain.Delivery) error { return cur.Unhold(now) }); err != nil {
@@ -114,14 +128,18 @@ func (h *Handlers) ScheduleDrone(ctx context.Context, msg *ports.Delivered) ([]p
 		return nil, err
 	}
 	if d.DroneAssignedAt != nil {
-		h.waiting.remove(d)
+		on, err := h.leaveBoard(ctx, d, now)
+		if err != nil {
+			return nil, err
+		}
+		wakes = append(wakes, on...)
 		h.log.InfoContext(ctx, "drone assigned", "droneId", d.DroneID)
 		h.consoleChanged(ctx)
 		return append(wakes, nextMessage(d, topology.QueueDroneScheduled, stepScheduled)), nil
 	}
 	if d.Stage.Terminal() {
-		h.waiting.remove(d)
-		return wakes, nil
+		on, err := h.leaveBoard(ctx, d, now)
+		return append(wakes, on...), err
 	}
 	if env.Wake {
 		// Woken, and no drone taken: the delivery's own retries go on (this
@@ -140,9 +158,12 @@ func (h *Handlers) ScheduleDrone(ctx context.Context, msg *ports.Delivered) ([]p
 	// off, while the deadline allows.
 	delay := h.backoff(env.Attempt)
 	if at := now.Add(delay); !at.Before(d.Request.Deadline) {
-		h.waiting.remove(d)
+		on, err := h.leaveBoard(ctx, d, now)
+		if err != nil {
+			return nil, err
+		}
 		msgs, err := h.fail(ctx, d.ID, "no drone could be assigned before the deadline")
-		return append(wakes, msgs...), err
+		return append(append(wakes, on...), msgs...), err
 	}
 	notes, err := h.awaitDrone(ctx, d, "", msg.DeliveryCount > 1, now)
 	if err != nil {
@@ -467,8 +488,13 @@ func (h *Handlers) assign(ctx context.Context, d *domain.Delivery, redelivered b
 		}
 		w, err := h.yieldTo(ctx, d, plan, redelivered, now)
 		if errors.Is(err, errKept) {
-			// Left to the delivery woken for it, as if lost to its claim.
+			// Left to the delivery woken for it, as if lost to its claim
+			// (woken again, when this run may be the one whose wake was
+			// lost).
 			h.log.DebugContext(ctx, "drone kept for the waiting delivery woken for it; trying the next", "droneId", plan.Drone.ID)
+			if w != nil {
+				wakes = append(wakes, h.wakeMessage(w, plan.Drone.ID, now))
+			}
 			lost[plan.Drone.ID] = true
 			continue
 		}
