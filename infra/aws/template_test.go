@@ -310,8 +310,6 @@ func TestChecksCatchDrift(t *testing.T) {
 		require.NoError(t, b.check(tpl), "%s: the unbroken template fails already", b.name)
 		c := fresh()
 		b.edit(c)
-		if err := b.check(c); err == nil {
-			t.Errorf("%s: the check did not notice", b.name)
-		}
+		assert.Error(t, b.check(c), "%s: the check did not notice", b.name)
 	}
 }

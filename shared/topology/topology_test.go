@@ -1,10 +1,11 @@
 package topology
 
 import (
-	"slices"
-	"strings"
 	"testing"
 	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // The constants exist only because Go cannot declare constants from a file;
@@ -17,9 +18,7 @@ func TestQueueConstantsMatchJSON(t *testing.T) {
 		fromJSON = append(fromJSON, q.Name)
 	}
 	sameNames(t, "queue", "Queue*", consts, fromJSON)
-	if !slices.Equal(Queues, fromJSON) {
-		t.Errorf("Queues = %v, want the names of topology.json in order %v", Queues, fromJSON)
-	}
+	assert.Equal(t, fromJSON, Queues, "Queues, want the names of topology.json in order")
 }
 
 func TestContainerConstantsMatchJSON(t *testing.T) {
@@ -29,9 +28,7 @@ func TestContainerConstantsMatchJSON(t *testing.T) {
 		fromJSON = append(fromJSON, c.Name)
 	}
 	sameNames(t, "container", "Container*", consts, fromJSON)
-	if !slices.Equal(Containers, Spec.Containers) {
-		t.Errorf("Containers = %v, want %v", Containers, Spec.Containers)
-	}
+	assert.Equal(t, Spec.Containers, Containers, "Containers")
 }
 
 // sameNames fails unless the constants of kind (named like constName)
@@ -39,41 +36,32 @@ func TestContainerConstantsMatchJSON(t *testing.T) {
 func sameNames(t *testing.T, kind, constName string, consts, fromJSON []string) {
 	t.Helper()
 	for _, c := range consts {
-		if !slices.Contains(fromJSON, c) {
-			t.Errorf("constant %s %q is not declared in topology.json", kind, c)
-		}
+		assert.Contains(t, fromJSON, c, "constant %s %q is not declared in topology.json", kind, c)
 	}
 	for _, n := range fromJSON {
-		if !slices.Contains(consts, n) {
-			t.Errorf("topology.json declares %s %q but no %s constant names it", kind, n, constName)
-		}
+		assert.Contains(t, consts, n, "topology.json declares %s %q but no %s constant names it", kind, n, constName)
 	}
 }
 
 func TestEveryQueueUsesMaxDeliveryCount(t *testing.T) {
 	for _, q := range Spec.Queues {
-		if q.MaxDeliveryCount != MaxDeliveryCount {
-			t.Errorf("queue %s: maxDeliveryCount %d, but the embedded bus dead-letters after MaxDeliveryCount = %d", q.Name, q.MaxDeliveryCount, MaxDeliveryCount)
-		}
+		assert.Equal(t, MaxDeliveryCount, q.MaxDeliveryCount, "queue %s: maxDeliveryCount, but the embedded bus dead-letters after MaxDeliveryCount", q.Name)
 	}
 }
 
 func TestQueueSpec(t *testing.T) {
 	q, ok := QueueSpec(QueueDroneScheduled)
-	if !ok || q.Name != QueueDroneScheduled || q.LockDuration == "" {
-		t.Fatalf("QueueSpec(%q) = %+v, %v", QueueDroneScheduled, q, ok)
-	}
-	if _, ok := QueueSpec("no-such-queue"); ok {
-		t.Error("QueueSpec found a queue that is not declared")
-	}
+	require.True(t, ok, "QueueSpec(%q) found nothing", QueueDroneScheduled)
+	require.Equal(t, QueueDroneScheduled, q.Name, "QueueSpec(%q)", QueueDroneScheduled)
+	require.NotEmpty(t, q.LockDuration, "QueueSpec(%q): lockDuration", QueueDroneScheduled)
+	_, ok = QueueSpec("no-such-queue")
+	assert.False(t, ok, "QueueSpec found a queue that is not declared")
 }
 
 func TestJSONIsACopy(t *testing.T) {
 	b := JSON()
 	b[0] = 'x'
-	if JSON()[0] == 'x' {
-		t.Error("JSON() handed out the embedded bytes themselves")
-	}
+	assert.NotEqual(t, byte('x'), JSON()[0], "JSON() handed out the embedded bytes themselves")
 }
 
 func TestParseDuration(t *testing.T) {
@@ -86,14 +74,12 @@ func TestParseDuration(t *testing.T) {
 		"P1DT2H3M4S": 26*time.Hour + 3*time.Minute + 4*time.Second,
 	} {
 		got, err := ParseDuration(in)
-		if err != nil || got != want {
-			t.Errorf("ParseDuration(%q) = %v, %v; want %v", in, got, err, want)
-		}
+		assert.NoError(t, err, "ParseDuration(%q)", in)
+		assert.Equal(t, want, got, "ParseDuration(%q)", in)
 	}
 	for _, in := range []string{"", "P", "PT", "P1DT", "1M", "PT1X", "P1Y", "P1M", "00:01:00", "pt1m"} {
-		if _, err := ParseDuration(in); err == nil {
-			t.Errorf("ParseDuration(%q) succeeded; want an error", in)
-		}
+		_, err := ParseDuration(in)
+		assert.Error(t, err, "ParseDuration(%q) succeeded; want an error", in)
 	}
 }
 
@@ -113,22 +99,16 @@ func TestParseRejectsBadFiles(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := Parse([]byte(tc.json))
-			if err == nil || !strings.Contains(err.Error(), tc.want) {
-				t.Errorf("Parse error = %v; want one mentioning %q", err, tc.want)
-			}
+			assert.ErrorContains(t, err, tc.want, "Parse error")
 		})
 	}
 }
 
 func TestParseReadsDefaultTTL(t *testing.T) {
 	top, err := Parse([]byte(containers(`{"name":"sessions","partitionKey":"/owner","defaultTtl":3600},{"name":"audit","partitionKey":"/id","defaultTtl":-1},{"name":"kept","partitionKey":"/id"}`)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	want := []Container{{"sessions", "/owner", 3600}, {"audit", "/id", -1}, {"kept", "/id", 0}}
-	if !slices.Equal(top.Containers, want) {
-		t.Errorf("Containers = %v, want %v", top.Containers, want)
-	}
+	assert.Equal(t, want, top.Containers, "Containers")
 }
 
 func queues(items string) string {

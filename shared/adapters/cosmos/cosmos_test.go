@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"maps"
 	"net/http"
 	"strings"
 	"sync"
@@ -20,6 +19,8 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/Azure/azure-sdk-for-go/sdk/data/azcosmos"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 
 	"github.com/fabrikam/dronedelivery/shared/airspace"
 	"github.com/fabrikam/dronedelivery/shared/domain"
@@ -83,21 +84,16 @@ func testCarriedVersions(t *testing.T, e *env) {
 	sending, sent := ports.WithVersions(ctxFor(t), "")
 	must(t, a.Deliveries.Create(sending, id, newDelivery(id, "owner-1", now)), "create")
 	carried := sent.Encode()
-	if !strings.Contains(carried, topology.ContainerDeliveries+"/"+id) {
-		t.Fatalf("the create's version is not carried: %q", carried)
-	}
+	require.Contains(t, carried, topology.ContainerDeliveries+"/"+id, "the create's version is carried")
 
 	// The next step on the same Store: no read.
 	step, _ := ports.WithVersions(ctxFor(t), carried)
 	before := counts.Snapshot()
 	d, err := a.Deliveries.Find(step, id)
 	must(t, err, "find from the carried version")
-	if d.ID != id || d.Stage != domain.StageCreated {
-		t.Fatalf("found %s in %s", d.ID, d.Stage)
-	}
-	if n := delta(before, counts.Snapshot())[OpRead]; n != 0 {
-		t.Fatalf("a find of the carried version read %d times; want none", n)
-	}
+	require.Equal(t, id, d.ID)
+	require.Equal(t, domain.StageCreated, d.Stage)
+	require.Zero(t, delta(before, counts.Snapshot())[OpRead], "a find of the carried version reads nothing")
 
 	// Another Store cancels the delivery meanwhile. The step, which found
 	// it Created, updates it; the update sees the cancel and refuses.
@@ -109,9 +105,7 @@ func testCarriedVersions(t *testing.T, e *env) {
 	stale, _ := ports.WithVersions(ctxFor(t), carried)
 	d, err = a.Deliveries.Find(stale, id)
 	must(t, err, "find from the carried version")
-	if d.Stage != domain.StageCreated {
-		t.Fatalf("the carried version is %s; want the Created it names", d.Stage)
-	}
+	require.Equal(t, domain.StageCreated, d.Stage, "the carried version is the Created it names")
 	var applied []domain.Stage
 	got, err := a.Deliveries.Update(stale, id, func(cur *domain.Delivery) error {
 		applied = append(applied, cur.Stage)
@@ -122,18 +116,16 @@ func testCarriedVersions(t *testing.T, e *env) {
 		return nil
 	})
 	must(t, err, "update after the other store's write")
-	if fmt.Sprint(applied) != "[Created Cancelled]" || got.Stage != domain.StageCancelled || got.DroneID != "" {
-		t.Fatalf("the update saw %v and left %s with drone %q; want [Created Cancelled], Cancelled, no drone", applied, got.Stage, got.DroneID)
-	}
+	require.Equal(t, "[Created Cancelled]", fmt.Sprint(applied), "the update sees the carried version, then the stored one")
+	require.Equal(t, domain.StageCancelled, got.Stage, "the update leaves the delivery cancelled")
+	require.Empty(t, got.DroneID, "the update leaves no drone")
 
 	// A Store that does not remember the carried version reads.
 	c := e.open(t, e.newClient(t, nil), db, Options{}).Store()
 	fresh, _ := ports.WithVersions(ctxFor(t), carried)
 	d, err = c.Deliveries.Find(fresh, id)
 	must(t, err, "find on a store without the version")
-	if d.Stage != domain.StageCancelled {
-		t.Fatalf("read %s; want the stored Cancelled", d.Stage)
-	}
+	require.Equal(t, domain.StageCancelled, d.Stage, "a store without the version reads the stored one")
 }
 
 // env is the double and what the subtests share of it.
@@ -157,9 +149,7 @@ func (e *env) newClient(t testing.TB, o *azcosmos.ClientOptions) *azcosmos.Clien
 		o.Transport = base
 	}
 	c, err := azcosmos.NewClientFromConnectionString(e.conn, o)
-	if err != nil {
-		t.Fatalf("connect to the Cosmos DB double: %v", err)
-	}
+	require.NoError(t, err, "connect to the Cosmos DB double")
 	return c
 }
 
@@ -169,18 +159,14 @@ func (e *env) freshDB(t testing.TB) string {
 	var b [6]byte
 	rand.Read(b[:])
 	name := "test-" + hex.EncodeToString(b[:])
-	if err := Bootstrap(context.Background(), e.client, name); err != nil {
-		t.Fatalf("bootstrap %s: %v", name, err)
-	}
+	require.NoError(t, Bootstrap(context.Background(), e.client, name), "bootstrap %s", name)
 	return name
 }
 
 func (e *env) open(t testing.TB, client *azcosmos.Client, db string, o Options) *Store {
 	t.Helper()
 	s, err := Open(ctxFor(t), client, db, o)
-	if err != nil {
-		t.Fatalf("open %s: %v", db, err)
-	}
+	require.NoError(t, err, "open %s", db)
 	t.Cleanup(s.Close)
 	return s
 }
@@ -203,16 +189,12 @@ func uniqueID(prefix string) string {
 
 func mustCode(t *testing.T, err error, code, what string) {
 	t.Helper()
-	if got := domain.ErrorCode(err); got != code {
-		t.Fatalf("%s: got %v (code %q), want code %q", what, err, got, code)
-	}
+	require.Equal(t, code, domain.ErrorCode(err), "%s: the code of %v", what, err)
 }
 
 func must(t *testing.T, err error, what string) {
 	t.Helper()
-	if err != nil {
-		t.Fatalf("%s: %v", what, err)
-	}
+	require.NoError(t, err, what)
 }
 
 var at = time.Date(2025, 3, 14, 15, 9, 26, 0, time.UTC)
@@ -262,22 +244,19 @@ func testExpiredPausePutAgain(t *testing.T, e *env) {
 	must(t, ps.Create(ctx, id, &domain.Pause{ID: id, Reason: "storm", Until: now.Add(-time.Hour)}), "create")
 	read, err := ps.all(ctx)
 	must(t, err, "list")
-	if len(read) != 1 || read[0].pause.ActiveAt(now) {
-		t.Fatalf("want the one expired pause, got %d", len(read))
-	}
+	require.Len(t, read, 1, "the one pause")
+	require.False(t, read[0].pause.ActiveAt(now), "the pause is expired")
 	_, err = ps.Upsert(ctx, id, func(cur *domain.Pause) (*domain.Pause, error) {
 		cur.Until = now.Add(time.Hour)
 		return cur, nil
 	})
 	must(t, err, "put again")
-	if got := statusOf(ps.deleteIf(ctx, id, read[0].etag)); got != http.StatusPreconditionFailed {
-		t.Fatalf("delete on the ETag read: status %d, want 412", got)
-	}
+	require.Equal(t, http.StatusPreconditionFailed, statusOf(ps.deleteIf(ctx, id, read[0].etag)), "delete on the ETag read")
 	n, err := ps.DeleteExpired(ctx, now)
 	must(t, err, "delete expired")
-	if _, err := ps.Find(ctx, id); err != nil || n != 0 {
-		t.Fatalf("the pause put again: %v, %d removed", err, n)
-	}
+	_, err = ps.Find(ctx, id)
+	require.NoError(t, err, "the pause put again is kept")
+	require.Zero(t, n, "the pause put again is not removed")
 }
 
 func testErrorMapping(t *testing.T, e *env) {
@@ -320,12 +299,9 @@ func testErrorMapping(t *testing.T, e *env) {
 	_, err = other.Store().Packages.Update(ctx, id, func(p *domain.Package) error { p.Weight++; return nil })
 	mustCode(t, err, domain.EUNAVAILABLE, "update answered 503")
 	var re *azcore.ResponseError
-	if !errors.As(err, &re) || re.StatusCode != http.StatusServiceUnavailable {
-		t.Fatalf("the 503 is not in the error's chain: %v", err)
-	}
-	if want := "replace packages/" + id; !strings.Contains(err.Error(), want) {
-		t.Fatalf("error %q does not say %q", err.Error(), want)
-	}
+	require.ErrorAs(t, err, &re, "the 503 is in the error's chain")
+	require.Equal(t, http.StatusServiceUnavailable, re.StatusCode, "the 503 is in the error's chain")
+	require.ErrorContains(t, err, "replace packages/"+id, "the error says what failed")
 
 	// A transport failure is as transient as a 503.
 	dead := e.newClient(t, &azcosmos.ClientOptions{ClientOptions: azcore.ClientOptions{Retry: fast,
@@ -372,14 +348,11 @@ func testLostRace(t *testing.T, e *env) {
 		return nil
 	})
 	must(t, err, "update that lost a race")
-	if runs != 2 || got.Weight != 11 {
-		t.Fatalf("fn ran %d times and left weight %v; want 2 runs and 11", runs, got.Weight)
-	}
+	require.Equal(t, 2, runs, "fn runs again after the lost race")
+	require.Equal(t, 11.0, got.Weight)
 	found, err := b.Packages.Find(ctx, id)
 	must(t, err, "find")
-	if found.Weight != 11 {
-		t.Fatalf("stored weight %v, want 11", found.Weight)
-	}
+	require.Equal(t, 11.0, found.Weight, "stored weight")
 
 	// The same for an Upsert of an existing document, and for one that
 	// creates: a concurrent create (409) makes it run again as an update.
@@ -394,9 +367,8 @@ func testLostRace(t *testing.T, e *env) {
 		return cur, nil
 	})
 	must(t, err, "upsert that lost a race")
-	if runs != 2 || got.Weight != 22 {
-		t.Fatalf("fn ran %d times and left weight %v; want 2 runs and 22", runs, got.Weight)
-	}
+	require.Equal(t, 2, runs, "fn runs again after the lost race")
+	require.Equal(t, 22.0, got.Weight)
 	fresh := uniqueID("pkg")
 	var seen []bool
 	got, err = a.Packages.Upsert(ctx, fresh, func(cur *domain.Package) (*domain.Package, error) {
@@ -409,9 +381,8 @@ func testLostRace(t *testing.T, e *env) {
 		return cur, nil
 	})
 	must(t, err, "upsert that lost a create race")
-	if fmt.Sprint(seen) != "[false true]" || got.Weight != 1 {
-		t.Fatalf("fn saw documents %v and left weight %v; want [false true] and 1", seen, got.Weight)
-	}
+	require.Equal(t, "[false true]", fmt.Sprint(seen), "fn sees no document, then the one created meanwhile")
+	require.Equal(t, 1.0, got.Weight)
 }
 
 func testConcurrentStores(t *testing.T, e *env) {
@@ -434,13 +405,11 @@ func testConcurrentStores(t *testing.T, e *env) {
 	wg.Wait()
 	close(errs)
 	for err := range errs {
-		t.Errorf("update: %v", err)
+		assert.NoError(t, err, "update")
 	}
 	got, err := a.Packages.Find(ctx, id)
 	must(t, err, "find")
-	if got.Weight != 2*workers*each {
-		t.Fatalf("weight after %d updates from two stores = %v", 2*workers*each, got.Weight)
-	}
+	require.Equal(t, float64(2*workers*each), got.Weight, "weight after %d updates from two stores", 2*workers*each)
 }
 
 func testLostRacesBounded(t *testing.T, e *env) {
@@ -454,9 +423,7 @@ func testLostRacesBounded(t *testing.T, e *env) {
 		return nil
 	})
 	mustCode(t, err, domain.EUNAVAILABLE, "update that always loses")
-	if runs > maxAttempts+1 {
-		t.Fatalf("fn ran %d times; the loop should give up after %d attempts", runs, maxAttempts)
-	}
+	require.LessOrEqual(t, runs, maxAttempts+1, "the loop should give up after %d attempts", maxAttempts)
 }
 
 // throttle answers 429 with a retry-after hint to the first `times`
@@ -486,16 +453,11 @@ func testThrottledOnce(t *testing.T, e *env) {
 	before := counts.Snapshot()
 	got, err := st.Packages.Update(ctx, id, func(p *domain.Package) error { p.Weight++; return nil })
 	must(t, err, "update throttled once")
-	if got.Weight != 1 {
-		t.Fatalf("weight %v, want 1", got.Weight)
-	}
-	if n := tr.attempts(OpReplace); n != 2 {
-		t.Fatalf("the transport saw %d replaces; want the throttled one and its retry", n)
-	}
+	require.Equal(t, 1.0, got.Weight)
+	require.Equal(t, 2, tr.attempts(OpReplace), "the transport sees the throttled replace and its retry")
 	// The SDK's retry policy resent it below the per-call counter.
-	if d := delta(before, counts.Snapshot()); d[OpReplace] != 1 {
-		t.Fatalf("counted %v; want one replace", d)
-	}
+	d := delta(before, counts.Snapshot())
+	require.Equal(t, 1, d[OpReplace], "counted %v; want one replace", d)
 }
 
 func testThrottledAlways(t *testing.T, e *env) {
@@ -508,12 +470,8 @@ func testThrottledAlways(t *testing.T, e *env) {
 	must(t, st.Packages.Create(ctx, id, testPackage(id)), "create")
 	_, err := st.Packages.Update(ctx, id, func(p *domain.Package) error { p.Weight++; return nil })
 	mustCode(t, err, domain.EUNAVAILABLE, "update throttled past the SDK's retries")
-	if statusOf(err) != http.StatusTooManyRequests {
-		t.Fatalf("the 429 is not in the error's chain: %v", err)
-	}
-	if n := tr.attempts(OpReplace); n != 3 {
-		t.Fatalf("the transport saw %d replaces; want 1 + MaxRetries (2)", n)
-	}
+	require.Equal(t, http.StatusTooManyRequests, statusOf(err), "the 429 is in the error's chain: %v", err)
+	require.Equal(t, 3, tr.attempts(OpReplace), "the transport sees 1 + MaxRetries (2) replaces")
 }
 
 // testAirspaceSeesOtherStores puts a zone written or deleted through another
@@ -534,9 +492,7 @@ func testAirspaceSeesOtherStores(t *testing.T, e *env) {
 		must(t, err, "current airspace")
 		return snap.Admit("pickupLocation", spot, time.Now()) == nil
 	}
-	if !admitted() {
-		t.Fatal("no zones, yet the spot is refused")
-	}
+	require.True(t, admitted(), "no zones, yet the spot is refused")
 	z := &domain.Zone{ID: "city", Kind: domain.NoFlyZone, GeometryType: "Polygon", Polygons: []domain.Polygon{{{
 		{-0.13, 51.49}, {-0.11, 51.49}, {-0.11, 51.51}, {-0.13, 51.51}, {-0.13, 51.49}}}}}
 	must(t, b.Zones.Create(ctx, z.Key(), z), "create a zone through the other store")
@@ -554,9 +510,7 @@ func testAirspaceSeesOtherStores(t *testing.T, e *env) {
 		return nil
 	})
 	must(t, a.Zones.Create(ctx, z.Key(), z), "create the zone through this store")
-	if admitted() {
-		t.Fatal("the zone written here is not in force at once")
-	}
+	require.False(t, admitted(), "the zone written here is not in force at once")
 
 	before := counts.Snapshot()
 	for range 20 {
@@ -564,9 +518,7 @@ func testAirspaceSeesOtherStores(t *testing.T, e *env) {
 		must(t, err, "current airspace")
 	}
 	after := counts.Snapshot()
-	if n := after[OpRead] - before[OpRead]; n != 0 {
-		t.Fatalf("20 calls of Current read %d documents; want none while the feed is followed", n)
-	}
+	require.Zero(t, after[OpRead]-before[OpRead], "20 calls of Current read documents; want none while the feed is followed")
 }
 
 // testIndexSeesOtherStores follows drones another Store creates, claims,
@@ -618,9 +570,8 @@ func testIndexSeesOtherStores(t *testing.T, e *env) {
 		return nil
 	})
 	got := counts.Snapshot()
-	if got[OpQuery] != 0 || got[OpChangeFeed] == 0 {
-		t.Fatalf("store A sent %v; want change feed reads and no query", got)
-	}
+	require.Zero(t, got[OpQuery], "store A sent %v; want no query", got)
+	require.NotZero(t, got[OpChangeFeed], "store A sent %v; want change feed reads", got)
 	t.Logf("store A's requests while following: %v", got)
 }
 
@@ -642,9 +593,7 @@ func testStaleIndexEntry(t *testing.T, e *env) {
 		return nil
 	})
 	must(t, err, "claim through the other store")
-	if got := nearestIDs(ctx, a.Fleet, center, "stale-"); len(got) != 1 {
-		t.Fatalf("store A should still think the drone available, yields %v", got)
-	}
+	require.Len(t, nearestIDs(ctx, a.Fleet, center, "stale-"), 1, "store A should still think the drone available")
 
 	errTaken := errors.New("taken")
 	before := counts.Snapshot()
@@ -655,16 +604,11 @@ func testStaleIndexEntry(t *testing.T, e *env) {
 		d.Status, d.CurrentDeliveryID = domain.DroneAssigned, "del-a"
 		return nil
 	})
-	if err != errTaken {
-		t.Fatalf("claim of a drone claimed elsewhere: %v, want the function's error", err)
-	}
+	require.Same(t, errTaken, err, "claim of a drone claimed elsewhere: %v, want the function's error", err)
 	// The claim tried the indexed version (412), then read the drone.
-	if d := delta(before, counts.Snapshot()); d[OpReplace] != 1 || d[OpRead] != 1 || len(d) != 2 {
-		t.Fatalf("a claim from a stale index entry cost %v; want one replace and one read", d)
-	}
-	if got := nearestIDs(ctx, a.Fleet, center, "stale-"); len(got) != 0 {
-		t.Fatalf("the read should have taken the drone out of A's index, which yields %v", got)
-	}
+	require.Equal(t, map[string]int{OpReplace: 1, OpRead: 1}, delta(before, counts.Snapshot()),
+		"a claim from a stale index entry costs one replace and one read")
+	require.Empty(t, nearestIDs(ctx, a.Fleet, center, "stale-"), "the read should have taken the drone out of A's index")
 }
 
 func testCounting(t *testing.T, e *env) {
@@ -679,16 +623,10 @@ func testCounting(t *testing.T, e *env) {
 		before := counts.Snapshot()
 		op()
 		after := counts.Snapshot()
-		if d := delta(before, after); !maps.Equal(d, want) {
-			t.Fatalf("%s cost %v, want %v", what, d, want)
-		}
-		if n := counts.Total(); n < sum(after) {
-			t.Fatalf("%s: Total is %d, below the %d of the snapshot before it", what, n, sum(after))
-		}
+		require.Equal(t, want, delta(before, after), "%s cost", what)
+		require.GreaterOrEqual(t, counts.Total(), sum(after), "%s: Total is below the snapshot before it", what)
 	}
-	if d := delta(before, counts.Snapshot()); len(d) != 0 {
-		t.Fatalf("open cost %v, want nothing: the drone index loads on first use", d)
-	}
+	require.Empty(t, delta(before, counts.Snapshot()), "open costs nothing: the drone index loads on first use")
 
 	id := uniqueID("pkg")
 	step("create", map[string]int{OpCreate: 1}, func() { must(t, st.Packages.Create(ctx, id, testPackage(id)), "create") })
@@ -732,25 +670,16 @@ func testCounting(t *testing.T, e *env) {
 	// container's metadata (for its resource id), its partition key
 	// ranges (read until 304), then the feed until a read finds nothing.
 	before = counts.Snapshot()
-	if got := nearestIDs(ctx, st.Fleet, domain.Location{}, drone); len(got) != 1 {
-		t.Fatalf("the first search yields %v, want the drone", got)
-	}
+	require.Len(t, nearestIDs(ctx, st.Fleet, domain.Location{}, drone), 1, "the first search yields the drone")
 	load := delta(before, counts.Snapshot())
-	if load[OpQuery] != 0 || load[OpChangeFeed] < 2 {
-		t.Fatalf("loading the index cost %v, want change feed reads (a page, then an empty read) and no query", load)
-	}
+	require.Zero(t, load[OpQuery], "loading the index cost %v; want no query", load)
+	require.GreaterOrEqual(t, load[OpChangeFeed], 2, "loading the index cost %v; want change feed reads (a page, then an empty read)", load)
 	t.Logf("loading the index: %v", load)
 	step("nearest once loaded", map[string]int{}, func() { nearestIDs(ctx, st.Fleet, domain.Location{}, "") })
-	if got := Operation(mustRequest(t, http.MethodGet, "/dbs/d/colls/c/docs", "A-IM", "Incremental feed")); got != OpChangeFeed {
-		t.Fatalf("a change feed read is %q, want %q", got, OpChangeFeed)
-	}
+	require.Equal(t, OpChangeFeed, Operation(mustRequest(t, http.MethodGet, "/dbs/d/colls/c/docs", "A-IM", "Incremental feed")), "a change feed read")
 
-	if got := Operation(mustRequest(t, http.MethodGet, "/")); got != OpAccount {
-		t.Fatalf("the root is %q, want %q", got, OpAccount)
-	}
-	if got := Operation(mustRequest(t, http.MethodPost, "/dbs/d/colls")); got != "POST colls" {
-		t.Fatalf("a container create is %q", got)
-	}
+	require.Equal(t, OpAccount, Operation(mustRequest(t, http.MethodGet, "/")), "the root")
+	require.Equal(t, "POST colls", Operation(mustRequest(t, http.MethodPost, "/dbs/d/colls")), "a container create")
 }
 
 // mustRequest makes a request with headers given as name, value pairs.
@@ -799,20 +728,15 @@ func testScheduleCost(t *testing.T, e *env) {
 		before := counts.Snapshot()
 		got := schedule(t, ctx, st, id, now)
 		cost := delta(before, counts.Snapshot())
-		if got.DroneID != want || got.DroneAssignedAt == nil {
-			t.Fatalf("delivery got drone %q (assigned at %v), want %s", got.DroneID, got.DroneAssignedAt, want)
-		}
+		require.Equal(t, want, got.DroneID, "the delivery's drone")
+		require.NotNil(t, got.DroneAssignedAt, "the delivery's assignment time")
 		// Find the delivery, then reserve, claim and record, each a
 		// conditional replace on a version already in hand.
-		if wantCost := map[string]int{OpRead: 1, OpReplace: 3}; !maps.Equal(cost, wantCost) {
-			t.Fatalf("scheduling with drone %s cost %v, want %v", want, cost, wantCost)
-		}
+		require.Equal(t, map[string]int{OpRead: 1, OpReplace: 3}, cost, "scheduling with drone %s", want)
 		t.Logf("schedule with drone %s: %v", want, cost)
 		stored, err := seed.Fleet.Find(ctx, want)
 		must(t, err, "find the drone")
-		if stored.CurrentDeliveryID != id {
-			t.Fatalf("drone %s is on delivery %q, want %s", want, stored.CurrentDeliveryID, id)
-		}
+		require.Equal(t, id, stored.CurrentDeliveryID, "the delivery of drone %s", want)
 	}
 }
 
@@ -849,7 +773,7 @@ func schedule(t *testing.T, ctx context.Context, st ports.Store, id string, now 
 		must(t, err, "record")
 		return got
 	}
-	t.Fatal("no drone to schedule")
+	require.FailNow(t, "no drone to schedule")
 	return nil
 }
 
@@ -888,18 +812,10 @@ func testListFallback(t *testing.T, e *env) {
 		}
 		return fmt.Sprint(ids)
 	}
-	if got, want := list("", "", 4), fmt.Sprint(all[:4]); got != want {
-		t.Fatalf("first page %s, want %s", got, want)
-	}
-	if got, want := list(domain.DroneAvailable, all[2], 3), fmt.Sprint([]string{all[4], all[5], all[7]}); got != want {
-		t.Fatalf("available after %s: %s, want %s", all[2], got, want)
-	}
-	if got, want := list(domain.DroneCharging, "", 200), fmt.Sprint([]string{all[0], all[3], all[6], all[9]}); got != want {
-		t.Fatalf("charging: %s, want %s", got, want)
-	}
-	if n := refused.Load(); n != 1 {
-		t.Fatalf("the gateway refused %d ORDER BY queries; the adapter should have stopped after the first", n)
-	}
+	require.Equal(t, fmt.Sprint(all[:4]), list("", "", 4), "first page")
+	require.Equal(t, fmt.Sprint([]string{all[4], all[5], all[7]}), list(domain.DroneAvailable, all[2], 3), "available after %s", all[2])
+	require.Equal(t, fmt.Sprint([]string{all[0], all[3], all[6], all[9]}), list(domain.DroneCharging, "", 200), "charging")
+	require.Equal(t, int64(1), refused.Load(), "ORDER BY queries the gateway refused; the adapter should have stopped after the first")
 }
 
 func testBootstrapTwice(t *testing.T, e *env) {
@@ -1007,23 +923,19 @@ func testBatchAllOrNothing(t *testing.T, e *env) {
 	b.ReplaceItem("aggregate", doc("aggregate"), &azcosmos.TransactionalBatchItemOptions{IfMatchETag: &stale})
 	resp, err := cc.ExecuteTransactionalBatch(ctx, b, nil)
 	must(t, err, "run the batch")
-	if resp.Success || len(resp.OperationResults) != 2 ||
-		resp.OperationResults[0].StatusCode != http.StatusFailedDependency ||
-		resp.OperationResults[1].StatusCode != http.StatusPreconditionFailed {
-		t.Fatalf("a batch with a stale ETag: success %v, results %+v", resp.Success, resp.OperationResults)
-	}
-	if _, err := cc.ReadItem(ctx, pk, "marker", nil); statusOf(err) != http.StatusNotFound {
-		t.Fatalf("the failed batch's first operation stayed: read error %v", err)
-	}
+	require.False(t, resp.Success, "a batch with a stale ETag")
+	require.Len(t, resp.OperationResults, 2, "a batch with a stale ETag")
+	require.Equal(t, int32(http.StatusFailedDependency), resp.OperationResults[0].StatusCode, "a batch with a stale ETag: the first operation")
+	require.Equal(t, int32(http.StatusPreconditionFailed), resp.OperationResults[1].StatusCode, "a batch with a stale ETag: the second operation")
+	_, err = cc.ReadItem(ctx, pk, "marker", nil)
+	require.Equal(t, http.StatusNotFound, statusOf(err), "the failed batch's first operation stayed: read error %v", err)
 
 	b = cc.NewTransactionalBatch(pk)
 	b.CreateItem(doc("marker"), nil)
 	b.UpsertItem(doc("aggregate"), nil)
 	resp, err = cc.ExecuteTransactionalBatch(ctx, b, nil)
 	must(t, err, "run the batch")
-	if !resp.Success {
-		t.Fatalf("a batch that can succeed: results %+v", resp.OperationResults)
-	}
+	require.True(t, resp.Success, "a batch that can succeed: results %+v", resp.OperationResults)
 	_, err = cc.ReadItem(ctx, pk, "marker", nil)
 	must(t, err, "read the marker the batch created")
 }
@@ -1043,9 +955,7 @@ func testAnalyticsCost(t *testing.T, e *env) {
 		t.Helper()
 		before := counts.Snapshot()
 		must(t, op(), what)
-		if got := delta(before, counts.Snapshot()); !maps.Equal(got, want) {
-			t.Fatalf("%s cost %v, want %v", what, got, want)
-		}
+		require.Equal(t, want, delta(before, counts.Snapshot()), "%s cost", what)
 	}
 	// The month's first delivery finds no aggregate: per bucket (account,
 	// area, fleet) a batch whose patch gets 404, then one that creates it.
@@ -1079,9 +989,8 @@ func testAnalyticsCost(t *testing.T, e *env) {
 		m, err := st.Analytics.Month(ctx, b, now)
 		must(t, err, "read the month of "+b)
 		want := domain.Figures{Count: 2, Cancelled: 1}
-		if m.Total != want || m.Days[now.Day()-1] != want {
-			t.Fatalf("bucket %s: total %+v, day %+v; want %+v in both", b, m.Total, m.Days[now.Day()-1], want)
-		}
+		require.Equal(t, want, m.Total, "bucket %s: total", b)
+		require.Equal(t, want, m.Days[now.Day()-1], "bucket %s: day", b)
 	}
 }
 
@@ -1103,17 +1012,12 @@ func testKeptBucketsNoDeliverySupports(t *testing.T, e *env) {
 
 	derived, err := s.analytics.Derive(ctx, month)
 	must(t, err, "derive")
-	if m, ok := derived[ghost]; !ok || m.Total != (domain.Figures{}) {
-		t.Fatalf("derived %s: %+v, want it empty", ghost, m)
-	}
+	require.Contains(t, derived, ghost, "derived")
+	require.Equal(t, domain.Figures{}, derived[ghost].Total, "derived %s, want it empty", ghost)
 	out, err := s.analytics.Reaggregate(ctx, month)
 	must(t, err, "reaggregate")
-	if _, ok := out[ghost]; !ok {
-		t.Fatalf("the repair does not report %s", ghost)
-	}
+	require.Contains(t, out, ghost, "the repair reports it")
 	kept, err := s.analytics.Month(ctx, ghost, month)
 	must(t, err, "read")
-	if kept.Total != (domain.Figures{}) {
-		t.Fatalf("kept after the repair: %+v, want it empty", kept.Total)
-	}
+	require.Equal(t, domain.Figures{}, kept.Total, "kept after the repair, want it empty")
 }

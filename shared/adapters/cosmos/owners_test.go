@@ -3,7 +3,6 @@ package cosmos
 import (
 	"context"
 	"fmt"
-	"maps"
 	"net/http"
 	"strings"
 	"sync"
@@ -14,6 +13,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/Azure/azure-sdk-for-go/sdk/data/azcosmos"
+	"github.com/stretchr/testify/require"
 
 	"github.com/fabrikam/dronedelivery/shared/domain"
 	"github.com/fabrikam/dronedelivery/shared/ports"
@@ -70,9 +70,7 @@ func testListingCost(t *testing.T, e *env) {
 		t.Helper()
 		before := counts.Snapshot()
 		op()
-		if d := delta(before, counts.Snapshot()); !maps.Equal(d, want) {
-			t.Fatalf("%s cost %v, want %v", what, d, want)
-		}
+		require.Equal(t, want, delta(before, counts.Snapshot()), "%s cost", what)
 	}
 	owner := uniqueID("owner")
 	var ids []string
@@ -109,24 +107,17 @@ func testListingCost(t *testing.T, e *env) {
 
 	mu.Lock()
 	defer mu.Unlock()
-	if len(queries) != 2 {
-		t.Fatalf("%d queries reached the owner index, want 2", len(queries))
-	}
+	require.Len(t, queries, 2, "queries that reached the owner index")
 	for _, h := range queries {
-		if pk := h.Get("x-ms-documentdb-partitionkey"); pk != `["`+owner+`"]` {
-			t.Fatalf("a listing query went to partition %q, want the owner's", pk)
-		}
-		if strings.EqualFold(h.Get("x-ms-documentdb-query-enablecrosspartition"), "true") {
-			t.Fatal("a listing query asked for a cross-partition query")
-		}
+		require.Equal(t, `["`+owner+`"]`, h.Get("x-ms-documentdb-partitionkey"), "a listing query's partition, want the owner's")
+		require.False(t, strings.EqualFold(h.Get("x-ms-documentdb-query-enablecrosspartition"), "true"),
+			"a listing query asked for a cross-partition query")
 	}
 }
 
 func mustEqualIDs(t *testing.T, want, got []string) {
 	t.Helper()
-	if fmt.Sprint(want) != fmt.Sprint(got) {
-		t.Fatalf("listed %v, want %v", got, want)
-	}
+	require.Equal(t, fmt.Sprint(want), fmt.Sprint(got), "listed")
 }
 
 // testFailedEntryWrite loses the entry write of a stage change, as a crash
@@ -153,9 +144,7 @@ func testFailedEntryWrite(t *testing.T, e *env) {
 	failing.Store(false)
 	d, err := ds.Find(ctx, id)
 	must(t, err, "find")
-	if d.Stage != domain.StageCancelled {
-		t.Fatalf("the delivery is %s; the failure came after its write", d.Stage)
-	}
+	require.Equal(t, domain.StageCancelled, d.Stage, "the delivery's stage; the failure came after its write")
 	// The step runs again: the stage is already changed, so it skips.
 	_, err = ds.Update(ctx, id, func(d *domain.Delivery) error {
 		if d.Stage == domain.StageCancelled {

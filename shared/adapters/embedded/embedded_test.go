@@ -2,7 +2,6 @@ package embedded
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -13,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/fabrikam/dronedelivery/shared/domain"
@@ -30,13 +30,9 @@ func MustOpen(tb testing.TB, opts Options) *DB {
 func mustOpenAt(tb testing.TB, path string, opts Options) *DB {
 	tb.Helper()
 	db, err := Open(path, opts)
-	if err != nil {
-		tb.Fatalf("open %s: %v", path, err)
-	}
+	require.NoError(tb, err, "open %s", path)
 	tb.Cleanup(func() {
-		if err := db.Close(); err != nil {
-			tb.Errorf("close %s: %v", path, err)
-		}
+		assert.NoError(tb, db.Close(), "close %s", path)
 	})
 	return db
 }
@@ -99,9 +95,7 @@ func waitForReceiver(t *testing.T, b *Bus, queue string) {
 
 func must(t *testing.T, err error, what string) {
 	t.Helper()
-	if err != nil {
-		t.Fatalf("%s: %v", what, err)
-	}
+	require.NoError(t, err, what)
 }
 
 func receive(t *testing.T, b *Bus, queue string, n int) []*ports.Delivered {
@@ -120,9 +114,8 @@ func expectDepth(t *testing.T, b *Bus, queue string, active, dead int) {
 	t.Helper()
 	a, d, err := b.Depth(ctxFor(t), queue)
 	must(t, err, "depth")
-	if a != active || d != dead {
-		t.Fatalf("depth of %s = %d active, %d dead-lettered; want %d, %d", queue, a, d, active, dead)
-	}
+	require.Equal(t, active, a, "active messages in %s", queue)
+	require.Equal(t, dead, d, "dead-lettered messages in %s", queue)
 }
 
 func testDrone(id string, lat, lon float64) *domain.Drone {
@@ -174,15 +167,13 @@ func TestReopenKeepsDocumentsAndMessages(t *testing.T) {
 	opts.LockDuration = time.Minute
 	db = mustOpenAt(t, path, opts)
 	store, bus = db.Store(), db.Bus()
-	if d, err := store.Deliveries.Find(ctx, "d1"); err != nil || d.Stage != domain.StageCreated {
-		t.Fatalf("delivery after reopen: %+v, %v", d, err)
-	}
-	if _, err := store.Packages.Find(ctx, "p1"); err != nil {
-		t.Fatalf("package after reopen: %v", err)
-	}
-	if ids := nearestIDs(ctx, store.Fleet, domain.Location{Latitude: 47.6, Longitude: -122.3}); strings.Join(ids, ",") != "drone-1" {
-		t.Fatalf("available drones after reopen: %v, want only drone-1", ids)
-	}
+	d, err := store.Deliveries.Find(ctx, "d1")
+	require.NoError(t, err, "delivery after reopen")
+	require.Equal(t, domain.StageCreated, d.Stage, "delivery after reopen")
+	_, err = store.Packages.Find(ctx, "p1")
+	require.NoError(t, err, "package after reopen")
+	require.Equal(t, "drone-1", strings.Join(nearestIDs(ctx, store.Fleet, domain.Location{Latitude: 47.6, Longitude: -122.3}), ","),
+		"available drones after reopen")
 	expectDepth(t, bus, "q", 3, 1)
 
 	// "locked" keeps its lock across the reopen and returns when it
@@ -192,22 +183,18 @@ func TestReopenKeepsDocumentsAndMessages(t *testing.T) {
 		ids = append(ids, fmt.Sprintf("%s#%d", m.ID, m.DeliveryCount))
 		must(t, bus.Complete(ctx, m), "complete")
 	}
-	if strings.Join(ids, ",") != "now#2,locked#2,later#1" && strings.Join(ids, ",") != "now#2,later#1,locked#2" {
-		t.Fatalf("received %v after reopen", ids)
-	}
+	require.Contains(t, []string{"now#2,locked#2,later#1", "now#2,later#1,locked#2"}, strings.Join(ids, ","), "received after reopen")
 	dead := receive(t, bus, ports.DeadLetterQueue("q"), 1)[0]
-	if dead.ID != "poison" || dead.DeadLetterReason != "Poison" || dead.DeadLetterDescription != "cannot parse" {
-		t.Fatalf("dead-lettered after reopen: %+v", dead)
-	}
+	require.Equal(t, "poison", dead.ID, "dead-lettered after reopen")
+	require.Equal(t, "Poison", dead.DeadLetterReason, "dead-lettered after reopen")
+	require.Equal(t, "cannot parse", dead.DeadLetterDescription, "dead-lettered after reopen")
 	must(t, bus.Complete(ctx, dead), "complete dead-lettered")
 
 	// Sequence numbers keep increasing even once every message is gone.
 	must(t, db.Close(), "close")
 	db = mustOpenAt(t, path, opts)
 	must(t, db.Bus().Publish(ctx, ports.Message{ID: "next", Queue: "q"}), "publish after reopen")
-	if m := receive(t, db.Bus(), "q", 1)[0]; m.SequenceNumber <= maxSeq {
-		t.Fatalf("sequence number %d after reopen, not above %d", m.SequenceNumber, maxSeq)
-	}
+	require.Greater(t, receive(t, db.Bus(), "q", 1)[0].SequenceNumber, maxSeq, "sequence number after reopen")
 }
 
 func TestSecondOpenSharesTheFile(t *testing.T) {
@@ -221,17 +208,14 @@ func TestSecondOpenSharesTheFile(t *testing.T) {
 	got := make(chan []*ports.Delivered, 1)
 	go func() {
 		msgs, err := b.Bus().Receive(ctx, "q", 10)
-		if err != nil {
-			t.Errorf("receive through the second handle: %v", err)
-		}
+		assert.NoError(t, err, "receive through the second handle")
 		got <- msgs
 	}()
 	waitForReceiver(t, b.Bus(), "q")
 	must(t, a.Bus().Publish(ctx, ports.Message{ID: "m1", Queue: "q", Body: []byte(`{}`)}), "publish")
 	msgs := <-got
-	if len(msgs) != 1 || msgs[0].ID != "m1" {
-		t.Fatalf("second handle received %+v", msgs)
-	}
+	require.Len(t, msgs, 1, "second handle received")
+	require.Equal(t, "m1", msgs[0].ID, "second handle received")
 	must(t, b.Bus().Complete(ctx, msgs[0]), "complete through the second handle")
 	expectDepth(t, a.Bus(), "q", 0, 0)
 
@@ -241,11 +225,11 @@ func TestSecondOpenSharesTheFile(t *testing.T) {
 	for _, db := range []*DB{a, b, a, b} {
 		wg.Go(func() {
 			for range 25 {
-				if _, err := db.Store().Deliveries.Update(ctx, "d", func(d *domain.Delivery) error {
+				_, err := db.Store().Deliveries.Update(ctx, "d", func(d *domain.Delivery) error {
 					d.ScheduleAttempts++
 					return nil
-				}); err != nil {
-					t.Errorf("update: %v", err)
+				})
+				if !assert.NoError(t, err, "update") {
 					return
 				}
 			}
@@ -254,9 +238,7 @@ func TestSecondOpenSharesTheFile(t *testing.T) {
 	wg.Wait()
 	d, err := b.Store().Deliveries.Find(ctx, "d")
 	must(t, err, "find")
-	if d.ScheduleAttempts != 100 {
-		t.Fatalf("ScheduleAttempts = %d after 100 updates through two handles", d.ScheduleAttempts)
-	}
+	require.Equal(t, 100, d.ScheduleAttempts, "ScheduleAttempts after 100 updates through two handles")
 
 	// A claim through one handle is not in the other's index until reopen,
 	// as documented; the re-check in Update is what keeps dispatch right.
@@ -269,9 +251,7 @@ func TestSecondOpenSharesTheFile(t *testing.T) {
 	for d := range a.Store().Fleet.NearestAvailable(ctx, domain.Location{Latitude: 10, Longitude: 10}) {
 		cur, err := a.Store().Fleet.Find(ctx, d.ID)
 		must(t, err, "re-check")
-		if cur.Status != domain.DroneAssigned {
-			t.Fatalf("re-check through the first handle read %s", cur.Status)
-		}
+		require.Equal(t, domain.DroneAssigned, cur.Status, "re-check through the first handle")
 	}
 }
 
@@ -300,27 +280,21 @@ func TestCrossProcess(t *testing.T) {
 		msgs, err := db.Bus().Receive(ctx, "xproc", 50)
 		if err != nil {
 			cmd.Wait() // output is safe to read only once the process is gone
-			t.Fatalf("receive after %d messages: %v\nhelper process: %s", len(seen), err, out)
 		}
+		require.NoError(t, err, "receive after %d messages\nhelper process: %s", len(seen), out)
 		for _, m := range msgs {
 			seen[m.ID]++
 			must(t, db.Bus().Complete(ctx, m), "complete")
 		}
 	}
 	wg.Wait()
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("helper process: %v\n%s", err, out)
-	}
+	require.NoError(t, cmd.Wait(), "helper process: %s", out)
 	for id, n := range seen {
-		if n != 1 {
-			t.Errorf("%s received %d times", id, n)
-		}
+		assert.Equal(t, 1, n, "times %s was received", id)
 	}
 	d, err := db.Store().Deliveries.Find(ctx, "shared")
 	must(t, err, "find")
-	if d.ScheduleAttempts != 2*updates {
-		t.Fatalf("ScheduleAttempts = %d after %d updates from two processes", d.ScheduleAttempts, 2*updates)
-	}
+	require.Equal(t, 2*updates, d.ScheduleAttempts, "ScheduleAttempts after %d updates from two processes", 2*updates)
 	expectDepth(t, db.Bus(), "xproc", 0, 0)
 }
 
@@ -352,15 +326,14 @@ func crossProcessWork(t *testing.T, db *DB, who string, n int) {
 		for j := i; j < min(i+crossProcessBatch, n); j++ {
 			msgs = append(msgs, ports.Message{ID: fmt.Sprintf("%s-%d", who, j), Queue: "xproc", Body: []byte(`{}`)})
 		}
-		if err := db.Bus().Publish(ctx, msgs...); err != nil {
-			t.Errorf("%s publish: %v", who, err)
+		if !assert.NoError(t, db.Bus().Publish(ctx, msgs...), "%s publish", who) {
 			return
 		}
-		if _, err := db.Store().Deliveries.Update(ctx, "shared", func(d *domain.Delivery) error {
+		_, err := db.Store().Deliveries.Update(ctx, "shared", func(d *domain.Delivery) error {
 			d.ScheduleAttempts++
 			return nil
-		}); err != nil {
-			t.Errorf("%s update: %v", who, err)
+		})
+		if !assert.NoError(t, err, "%s update", who) {
 			return
 		}
 	}
@@ -394,16 +367,14 @@ func TestLockExpiryAtMaxDeliveryCountDeadLetters(t *testing.T) {
 	}, patience, 5*time.Millisecond, "the message dead-lettered or the receive returned")
 	stop()
 	r := <-done
-	if len(r.msgs) != 0 || !errors.Is(r.err, context.Canceled) {
-		t.Fatalf("receive after the last lock lapsed: %d messages, %v; want none until it was called off", len(r.msgs), r.err)
-	}
+	require.Empty(t, r.msgs, "receive after the last lock lapsed: want none until it was called off")
+	require.ErrorIs(t, r.err, context.Canceled, "receive after the last lock lapsed: want none until it was called off")
 	dead := receive(t, bus, ports.DeadLetterQueue("q"), 1)[0]
-	if dead.ID != "m" || dead.DeadLetterReason != ReasonMaxDeliveryCountExceeded || dead.DeadLetterDescription == "" {
-		t.Fatalf("dead-lettered %+v", dead)
-	}
-	if err := bus.Complete(ctx, first); domain.ErrorCode(err) != domain.ECONFLICT {
-		t.Fatalf("complete with the lapsed lock: %v", err)
-	}
+	require.Equal(t, "m", dead.ID, "dead-lettered")
+	require.Equal(t, ReasonMaxDeliveryCountExceeded, dead.DeadLetterReason, "dead-lettered")
+	require.NotEmpty(t, dead.DeadLetterDescription, "dead-lettered")
+	err := bus.Complete(ctx, first)
+	require.Equal(t, domain.ECONFLICT, domain.ErrorCode(err), "complete with the lapsed lock: %v", err)
 	expectDepth(t, bus, "q", 0, 1)
 }
 
@@ -447,9 +418,7 @@ func TestDuplicateWindowExpires(t *testing.T) {
 	// That publish also forgot the expired ids it had not reused.
 	var n int
 	must(t, db.r.QueryRowContext(ctx, `SELECT count(*) FROM message_ids WHERE id = ?`, b).Scan(&n), "count ids")
-	if n != 0 {
-		t.Fatalf("the expired id %s is still remembered", b)
-	}
+	require.Zero(t, n, "the expired id %s is still remembered", b)
 }
 
 // waitUntil returns once the clock has passed at: for a test about a span
@@ -464,9 +433,7 @@ func TestPublishRejectsDeadLetterQueue(t *testing.T) {
 	t.Parallel()
 	bus := MustOpen(t, Options{}).Bus()
 	err := bus.Publish(ctxFor(t), ports.Message{ID: "x", Queue: ports.DeadLetterQueue("q")})
-	if domain.ErrorCode(err) != domain.EINVALID {
-		t.Fatalf("publish to a dead-letter queue: %v", err)
-	}
+	require.Equal(t, domain.EINVALID, domain.ErrorCode(err), "publish to a dead-letter queue: %v", err)
 }
 
 func TestDepthCountsEveryPendingMessage(t *testing.T) {
@@ -499,15 +466,13 @@ func TestCloseWakesReceivers(t *testing.T) {
 	must(t, db.Close(), "close")
 	select {
 	case err := <-done:
-		if !errors.Is(err, ErrClosed) || domain.ErrorCode(err) != domain.EUNAVAILABLE {
-			t.Fatalf("receive after close: %v", err)
-		}
+		require.ErrorIs(t, err, ErrClosed, "receive after close")
+		require.Equal(t, domain.EUNAVAILABLE, domain.ErrorCode(err), "receive after close: %v", err)
 	case <-time.After(patience):
-		t.Fatal("receive did not return after close")
+		require.FailNow(t, "receive did not return after close")
 	}
-	if _, err := db.Store().Deliveries.Find(context.Background(), "x"); !errors.Is(err, ErrClosed) {
-		t.Fatalf("find after close: %v", err)
-	}
+	_, err = db.Store().Deliveries.Find(context.Background(), "x")
+	require.ErrorIs(t, err, ErrClosed, "find after close")
 }
 
 func TestFleetIndexHoldsOnlyDispatchableDrones(t *testing.T) {
@@ -520,27 +485,19 @@ func TestFleetIndexHoldsOnlyDispatchableDrones(t *testing.T) {
 	odd := testDrone("odd", 1, 1)
 	odd.CurrentDeliveryID = "d" // Available on paper but still carrying a delivery
 	must(t, fleet.Create(ctx, "odd", odd), "create")
-	if ids := nearestIDs(ctx, fleet, here); strings.Join(ids, ",") != "free" {
-		t.Fatalf("yielded %v, want only free", ids)
-	}
+	require.Equal(t, "free", strings.Join(nearestIDs(ctx, fleet, here), ","), "yielded, want only free")
 
 	cancelled, cancel := context.WithCancel(ctx)
 	cancel()
-	if ids := nearestIDs(cancelled, fleet, here); len(ids) != 0 {
-		t.Fatalf("yielded %v under a cancelled context", ids)
-	}
+	require.Empty(t, nearestIDs(cancelled, fleet, here), "yielded under a cancelled context")
 
 	// Commits may be reported out of order; the older one must not win.
 	f := db.fleet
 	stale := testDrone("free", 1, 1.01)
 	stale.Status = domain.DroneCharging
 	f.track("free", 0, stale)
-	if ids := nearestIDs(ctx, fleet, here); strings.Join(ids, ",") != "free" {
-		t.Fatalf("a stale write changed the index: %v", ids)
-	}
-	if f.index.Len() != 1 {
-		t.Fatalf("index holds %d drones, want 1", f.index.Len())
-	}
+	require.Equal(t, "free", strings.Join(nearestIDs(ctx, fleet, here), ","), "a stale write changed the index")
+	require.Equal(t, 1, f.index.Len(), "drones the index holds")
 }
 
 func TestPragmas(t *testing.T) {
@@ -549,9 +506,7 @@ func TestPragmas(t *testing.T) {
 	for pragma, want := range map[string]string{"journal_mode": "wal", "synchronous": "1", "busy_timeout": "5000"} {
 		var got string
 		must(t, db.w.QueryRowContext(ctxFor(t), "PRAGMA "+pragma).Scan(&got), pragma)
-		if got != want {
-			t.Errorf("PRAGMA %s = %s, want %s", pragma, got, want)
-		}
+		assert.Equal(t, want, got, "PRAGMA %s", pragma)
 	}
 }
 
@@ -592,8 +547,7 @@ func TestQueriesUseIndexes(t *testing.T) {
 		}
 		rows.Close()
 		joined := strings.Join(plan, "; ")
-		if !strings.Contains(joined, index) || strings.Contains(joined, "TEMP B-TREE") {
-			t.Errorf("%s\n  plan: %s\n  want it to use %s without sorting", query, joined, index)
-		}
+		assert.Contains(t, joined, index, "%s\n  want it to use %s", query, index)
+		assert.NotContains(t, joined, "TEMP B-TREE", "%s\n  want it without sorting", query)
 	}
 }
