@@ -525,18 +525,7 @@ func TestASlowQueueDoesNotHoldTheAccountsOtherRequests(t *testing.T) {
 // delivery, whose wake would race the first one's for it.
 func TestARetryLeavesAFreedDroneToTheDeliveryWokenForIt(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t, domain.Drone{ID: "d1", Location: at(0, 0)}, domain.Drone{ID: "d2", Location: at(0, 0.001)})
-	_, other := f.signUpOther(t)
-	for _, id := range []string{"a0", "a1", "a2", "a3"} {
-		f.clock.Advance(time.Second)
-		f.ingestAs(t, f.key, id, false)
-	}
-	f.drain(t)
-	require.Equal(t, []string{"a0", "a1"}, f.assigned(t, "a0", "a1", "a2", "a3"))
-	f.clock.Advance(time.Second)
-	f.dispatchAs(t, other, "b1", false)
-	require.Empty(t, f.assigned(t, "b1"), "it waits for a drone")
-
+	f := twoBusyDrones(t)
 	d := f.delivery(t, "a1")
 	f.postReports(t, d.DroneID, d.Request.PickupLocation, d.Request.DropoffLocation)
 	wakes := f.runTelemetry(t, f.h)
@@ -669,16 +658,7 @@ func TestADroneKeptForOneWakesNoOther(t *testing.T) {
 // rather than leave the drone kept for a wake never sent.
 func TestARedeliveredRetryWakesAgainForTheDroneItLeft(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t, domain.Drone{ID: "d1", Location: at(0, 0)}, domain.Drone{ID: "d2", Location: at(0, 0.001)})
-	_, other := f.signUpOther(t)
-	for _, id := range []string{"a0", "a1", "a2", "a3"} {
-		f.clock.Advance(time.Second)
-		f.ingestAs(t, f.key, id, false)
-	}
-	f.drain(t)
-	require.Equal(t, []string{"a0", "a1"}, f.assigned(t, "a0", "a1", "a2", "a3"))
-	f.clock.Advance(time.Second)
-	f.dispatchAs(t, other, "b1", false)
+	f := twoBusyDrones(t)
 	f.completeElsewhere(t, "a1") // its drone's freeing wakes nobody here
 
 	ctx := context.Background()
@@ -726,10 +706,9 @@ func TestNoDroneIsKeptForADeliveryThatAvoidsIt(t *testing.T) {
 	assert.Empty(t, f.delivery(t, "n2").PreemptedBy, "nobody is preempted while near is free")
 }
 
-// keptForB1 is a fleet of d1 and d2 held by a0 and a1, with a2 and a3
-// waiting behind them and b1, of another account, behind those; a1's
-// cancel frees its drone, which is kept for b1's wake, returned unrun.
-func keptForB1(t *testing.T) (*fixture, string, *ports.Delivered) {
+// twoBusyDrones is a fleet of d1 and d2 held by a0 and a1, with a2 and a3
+// waiting behind them and b1, of another account, behind those.
+func twoBusyDrones(t *testing.T) *fixture {
 	t.Helper()
 	f := newFixture(t, domain.Drone{ID: "d1", Location: at(0, 0)}, domain.Drone{ID: "d2", Location: at(0, 0.001)})
 	_, other := f.signUpOther(t)
@@ -741,6 +720,15 @@ func keptForB1(t *testing.T) (*fixture, string, *ports.Delivered) {
 	require.Equal(t, []string{"a0", "a1"}, f.assigned(t, "a0", "a1", "a2", "a3"))
 	f.clock.Advance(time.Second)
 	f.dispatchAs(t, other, "b1", false)
+	require.Empty(t, f.assigned(t, "b1"), "it waits for a drone")
+	return f
+}
+
+// keptForB1 is twoBusyDrones after a1's cancel freed its drone, which is
+// kept for b1's wake, returned unrun.
+func keptForB1(t *testing.T) (*fixture, string, *ports.Delivered) {
+	t.Helper()
+	f := twoBusyDrones(t)
 	freed := f.delivery(t, "a1").DroneID
 	w := f.cancelAndRun(t, "a1")
 	require.Equal(t, []string{"b1"}, wokenIn(t, w), "the freed drone is kept for b1")
