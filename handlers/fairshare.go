@@ -28,6 +28,10 @@ import (
 type waitingBoard struct {
 	mu     sync.Mutex
 	byArea map[string]map[string]*waiter
+	// areaOf is the area each delivery on the board waits in: a
+	// reschedule may move its pickup to another area, whose entry the
+	// next add replaces and remove finds.
+	areaOf map[string]string
 }
 
 // waiter is one waiting delivery.
@@ -62,9 +66,12 @@ type waiter struct {
 // earmarkFor bounds how long a drone is kept for the wake sent for it. A
 // wake runs within moments, and a delivery that leaves the board (served,
 // ended, held) hands a drone kept for it on (leaveBoard); one whose wake
-// never runs here (another instance took it) keeps the drone from this
+// never runs here, or that leaves the board in another instance (another
+// instance ran its wake, or its cancel), keeps the drone from this
 // process's runs for this long, after which the next run that finds it
 // free (a retry, at most RetryMax later, or the next wake) may take it.
+// Meanwhile an expedited delivery it outranks finds no free drone there,
+// and may take a drone that has not taken off, as the rule allows.
 const earmarkFor = 30 * time.Second
 
 // keeps reports whether w's wake, still on its way, keeps droneID.
@@ -85,17 +92,27 @@ func (b *waitingBoard) add(d *domain.Delivery, attempt int) {
 func (b *waitingBoard) addIfAbsent(d *domain.Delivery, attempt int) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if _, there := b.byArea[domain.AreaOf(d.Request.PickupLocation)][d.ID]; !there {
+	if w := b.findLocked(d.ID); w == nil || w.generation != d.Generation {
 		b.addLocked(d, attempt)
 	}
+}
+
+// findLocked is d's entry, wherever it waits (nil when it is not on the
+// board), with b.mu held.
+func (b *waitingBoard) findLocked(id string) *waiter {
+	return b.byArea[b.areaOf[id]][id]
 }
 
 // addLocked is add, with b.mu held.
 func (b *waitingBoard) addLocked(d *domain.Delivery, attempt int) {
 	if b.byArea == nil {
-		b.byArea = map[string]map[string]*waiter{}
+		b.byArea, b.areaOf = map[string]map[string]*waiter{}, map[string]string{}
 	}
 	area := domain.AreaOf(d.Request.PickupLocation)
+	if old, ok := b.areaOf[d.ID]; ok && old != area {
+		delete(b.byArea[old], d.ID) // rescheduled into another area
+	}
+	b.areaOf[d.ID] = area
 	q := b.byArea[area]
 	if q == nil {
 		q = map[string]*waiter{}
@@ -115,7 +132,7 @@ func (b *waitingBoard) addLocked(d *domain.Delivery, attempt int) {
 		avoids = append(avoids, d.AvoidDroneID)
 	}
 	w.avoids = avoids
-	if w.attempt != attempt {
+	if w.attempt != attempt || w.generation != d.Generation {
 		w.wakes, w.wokenFor = 0, "" // a new attempt may be woken again
 	}
 	w.req, w.generation, w.correlationID, w.attempt = d.Request, d.Generation, d.CorrelationID, attempt
@@ -124,16 +141,27 @@ func (b *waitingBoard) addLocked(d *domain.Delivery, attempt int) {
 // remove takes d off the board, and returns the drone a wake on its way
 // kept for it ("" when none).
 func (b *waitingBoard) remove(d *domain.Delivery, now time.Time) (kept string) {
+	kept, _ = b.removeIf(d.ID, func(*waiter) bool { return true }, now)
+	return kept
+}
+
+// removeIf takes id off the board when its entry passes ok, and returns the
+// drone a wake on its way kept for it ("" when none) and the area it
+// waited in ("" when it stays).
+func (b *waitingBoard) removeIf(id string, ok func(*waiter) bool, now time.Time) (kept, area string) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	q := b.byArea[domain.AreaOf(d.Request.PickupLocation)]
-	if w := q[d.ID]; w != nil {
-		if w.keeps(w.wokenFor, now) {
-			kept = w.wokenFor
-		}
-		delete(q, d.ID)
+	w := b.findLocked(id)
+	if w == nil || !ok(w) {
+		return "", ""
 	}
-	return kept
+	if w.keeps(w.wokenFor, now) {
+		kept = w.wokenFor
+	}
+	area = b.areaOf[id]
+	delete(b.byArea[area], id)
+	delete(b.areaOf, id)
+	return kept, area
 }
 
 // others returns copies of the entries of area but id's, dropping those
@@ -145,6 +173,7 @@ func (b *waitingBoard) others(area, id string, now time.Time) []waiter {
 	for k, w := range b.byArea[area] {
 		if !now.Before(w.req.Deadline) {
 			delete(b.byArea[area], k)
+			delete(b.areaOf, k)
 			continue
 		}
 		if k != id {
@@ -174,7 +203,7 @@ func (b *waitingBoard) woken(area, id, droneID string, now time.Time) {
 func (b *waitingBoard) wakeRan(d *domain.Delivery, attempt int) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if w := b.byArea[domain.AreaOf(d.Request.PickupLocation)][d.ID]; w != nil && w.attempt == attempt {
+	if w := b.findLocked(d.ID); w != nil && w.attempt == attempt {
 		w.wokenFor = ""
 	}
 }
@@ -334,6 +363,12 @@ func (h *Handlers) yieldTo(ctx context.Context, d *domain.Delivery, plan *domain
 		if slices.Contains(w.avoids, plan.Drone.ID) {
 			continue
 		}
+		if can, err := h.mayTakeADrone(ctx, w, limit, now); err != nil || !can {
+			if err != nil {
+				return nil, err
+			}
+			continue
+		}
 		if w.keeps(plan.Drone.ID, now) {
 			if redelivered && h.waiting.rewake(w) {
 				return w, errKept
@@ -354,6 +389,19 @@ func (h *Handlers) yieldTo(ctx context.Context, d *domain.Delivery, plan *domain
 	return nil, nil
 }
 
+// mayTakeADrone reports whether w, ranked (its Held filled in), may take a
+// drone now: not when its account holds the operator's cap of the area's
+// drones (limit, none when 0), nor while a service pause covers its
+// pickup. A drone is neither left nor woken for it then: its wake would
+// find nothing and hand on, one hop for each such delivery.
+func (h *Handlers) mayTakeADrone(ctx context.Context, w *waiter, limit int, now time.Time) (bool, error) {
+	if limit > 0 && w.Held >= limit {
+		return false, nil
+	}
+	hold, err := h.pausedAt(ctx, w.req.PickupLocation, now)
+	return hold == nil, err
+}
+
 // maxHandOnChecks bounds the waiting deliveries one hand-on looks for a
 // drone for.
 const maxHandOnChecks = 8
@@ -371,7 +419,8 @@ func (h *Handlers) leaveBoard(ctx context.Context, d *domain.Delivery, now time.
 }
 
 // handOn passes a wake on when the delivery it woke, d, no longer waits
-// for a drone (another run served it, it ended, or it was rescheduled):
+// for a drone (another run served it, or it ended; a wake of an earlier
+// generation is staleWake's):
 // the drone left to d would otherwise stay free until some waiting
 // delivery's next retry. It wakes the waiting delivery of d's area that
 // ranks first among those a free drone can serve now (at most
@@ -398,14 +447,19 @@ func (h *Handlers) wakeForFreed(ctx context.Context, dr *domain.Drone, now time.
 }
 
 // wakeWaiting wakes the waiting delivery of area, other than skip, that
-// ranks first among those a free drone can serve now (at most
-// maxHandOnChecks are tried), or none.
+// ranks first among those that may take a drone now (mayTakeADrone) and
+// that a free drone, not kept for another wake nor one it avoids, can
+// serve (at most maxHandOnChecks are tried), or none.
 func (h *Handlers) wakeWaiting(ctx context.Context, area, skip string, now time.Time) ([]ports.Message, error) {
 	others := h.waiting.others(area, skip, now)
 	if len(others) == 0 {
 		return nil, nil
 	}
 	if err := h.holdingsIn(area).rank(ctx, others); err != nil {
+		return nil, err
+	}
+	limit, err := h.shareLimit(ctx, others[0].req.PickupLocation)
+	if err != nil {
 		return nil, err
 	}
 	// A drone a wake on its way keeps is not free for another.
@@ -419,6 +473,12 @@ func (h *Handlers) wakeWaiting(ctx context.Context, area, skip string, now time.
 		w := &others[i]
 		if w.wakes > 0 {
 			continue // woken in this attempt already (see waiter.wakes)
+		}
+		if can, err := h.mayTakeADrone(ctx, w, limit, now); err != nil || !can {
+			if err != nil {
+				return nil, err
+			}
+			continue
 		}
 		checked++
 		plan, err := h.choose(ctx, st, &w.req, now, w.skipping(keep))

@@ -848,3 +848,178 @@ func TestAWakeFromAnotherInstanceIsNoDuplicate(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, []string{"b1"}, wokenIn(t, queued), "b1's second wake reached the queue")
 }
+
+// runChain runs wakes one hop at a time (each hop's wakes only after the
+// hop before) and returns who was woken at each hop.
+func (f *fixture) runChain(t *testing.T, wakes []*ports.Delivered) [][]string {
+	t.Helper()
+	var hops [][]string
+	for len(wakes) > 0 {
+		hops = append(hops, wokenIn(t, wakes))
+		var next []*ports.Delivered
+		for _, w := range wakes {
+			out, err := f.h.ScheduleDrone(context.Background(), w)
+			require.NoError(t, err)
+			next = append(next, wakesIn(t, out)...)
+		}
+		wakes = next
+		require.Less(t, len(hops), 50, "the chain of wakes ends")
+	}
+	return hops
+}
+
+// reschedule changes delivery id as the business with key.
+func (f *fixture) reschedule(t *testing.T, key, id string, change map[string]any) {
+	t.Helper()
+	resp := f.call("RescheduleDelivery", key, &functionapp.Request{Method: "PATCH", Params: map[string]string{"id": id}, Body: mustJSON(change)})
+	require.Equal(t, http.StatusAccepted, resp.Status, string(resp.Body))
+}
+
+// A freed drone is neither left nor woken for a delivery whose account
+// holds its cap of the area's drones: it goes at once to the first
+// delivery that may take it, not through a wake of each capped one.
+func TestAFreedDroneWakesNoDeliveryAtItsAccountsCap(t *testing.T) {
+	t.Parallel()
+	f := newFixtureWith(t, func(d *handlers.Deps) { d.Config.MaxAccountShare = 0.5 })
+	f.putDrone(t, domain.Drone{ID: "d1", Location: at(0, 0)})
+	f.putDrone(t, domain.Drone{ID: "d2", Location: at(0, 0.001)})
+	_, other := f.signUpOther(t)
+	f.dispatchAs(t, f.key, "a1", true) // expedited: nobody preempts it
+	f.clock.Advance(time.Second)
+	f.dispatchAs(t, other, "b0", false)
+	require.Len(t, f.assigned(t, "a1", "b0"), 2)
+	for _, id := range []string{"e1", "e2", "e3"} {
+		f.clock.Advance(time.Second)
+		f.dispatchAs(t, f.key, id, true)
+	}
+	f.clock.Advance(time.Second)
+	f.dispatchAs(t, other, "b1", false)
+	require.Empty(t, f.assigned(t, "e1", "e2", "e3", "b1"), "the first account at its cap, the second's drone busy")
+
+	resp := f.call("CancelDelivery", other, &functionapp.Request{Method: "DELETE", Params: map[string]string{"id": "b0"}})
+	require.Equal(t, http.StatusNoContent, resp.Status)
+	assert.Equal(t, [][]string{{"b1"}}, f.runChain(t, f.runQueued(t)), "one wake, for the delivery that may take the drone")
+	assert.Equal(t, []string{"b1"}, f.assigned(t, "b1"))
+}
+
+// Under a pause, a freed drone wakes nobody the pause covers: each such
+// wake would be held and hand the drone on to the next, one hop for each
+// waiting delivery.
+func TestAFreedDroneWakesNoDeliveryAPauseHolds(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, domain.Drone{ID: "d1", Location: at(0, 0)})
+	f.dispatchAs(t, f.key, "a0", false)
+	for _, id := range []string{"w1", "w2", "w3"} {
+		f.clock.Advance(time.Second)
+		f.dispatchAs(t, f.key, id, false)
+	}
+	resp := f.putPause(t, "storm", map[string]any{"reason": "hail", "until": f.clock.Now().Add(time.Hour).Format(time.RFC3339)})
+	require.Equal(t, http.StatusCreated, resp.Status, string(resp.Body))
+	f.clock.Advance(3 * time.Second) // every instance has read the pause
+	assert.Empty(t, f.runChain(t, f.cancelAndRun(t, "a0")))
+}
+
+// A reschedule that frees the drone of the delivery's earlier schedule
+// (here its pickup moves hours ahead: booked, no drone held) wakes the
+// first waiting delivery for it, as a cancel does.
+func TestARescheduleThatFreesADroneWakesTheFirstWaiting(t *testing.T) {
+	t.Parallel()
+	f := busyAndWaiting(t) // d1 serves a1; w1 waits
+	pickup := f.clock.Now().Add(3 * time.Hour)
+	f.reschedule(t, f.key, "a1", map[string]any{"pickupTime": pickup.Format(time.RFC3339), "deadline": pickup.Add(2 * time.Hour).Format(time.RFC3339)})
+	wakes := f.runQueued(t)
+	require.Equal(t, domain.DroneAvailable, f.drone(t, "d1").Status, "d1 released")
+	require.NotNil(t, f.delivery(t, "a1").DispatchAt, "a1 booked")
+	assert.Equal(t, []string{"w1"}, wokenIn(t, wakes))
+}
+
+// A waiting delivery rescheduled into another area leaves its old area's
+// queue: a drone freed there goes to the delivery behind it.
+func TestADeliveryRescheduledElsewhereLeavesItsAreasQueue(t *testing.T) {
+	t.Parallel()
+	f := busyAndWaiting(t) // d1 serves a1; w1 waits
+	f.clock.Advance(time.Second)
+	f.dispatchAs(t, f.key, "w2", false)
+	f.reschedule(t, f.key, "w1", map[string]any{"pickupLocation": at(0.15, 0), "dropOffLocation": at(0.16, 0)})
+	f.runQueued(t)
+	require.NotEqual(t, domain.AreaOf(at(0.01, 0)), domain.AreaOf(f.delivery(t, "w1").Request.PickupLocation))
+
+	hops := f.runChain(t, f.cancelAndRun(t, "a1"))
+	assert.Equal(t, [][]string{{"w2"}}, hops)
+	assert.Equal(t, []string{"w2"}, f.assigned(t, "w2"))
+}
+
+// rescheduledWhileWoken is a fleet of d1 and d2 held by a0 and a1, with w
+// and v waiting behind them; a0's cancel woke w for d1, which an expedited
+// delivery of another account took before that wake ran, and w was then
+// rescheduled, and waits in its new generation. It returns the wake of w's
+// first generation, unrun.
+func rescheduledWhileWoken(t *testing.T) (*fixture, *ports.Delivered) {
+	t.Helper()
+	f := newFixture(t, domain.Drone{ID: "d1", Location: at(0, 0)}, domain.Drone{ID: "d2", Location: at(0, 0.001)})
+	_, other := f.signUpOther(t)
+	f.dispatchAs(t, f.key, "a0", false)
+	f.dispatchAs(t, f.key, "a1", false)
+	f.clock.Advance(time.Second)
+	f.dispatchAs(t, f.key, "w", false)
+	f.clock.Advance(time.Second)
+	f.dispatchAs(t, f.key, "v", false)
+	stale := f.cancelAndRun(t, "a0")
+	require.Equal(t, []string{"w"}, wokenIn(t, stale), "d1 is kept for w")
+	f.clock.Advance(time.Second)
+	f.dispatchAs(t, other, "e", true) // outranks w: takes d1
+	require.Equal(t, "d1", f.delivery(t, "e").DroneID)
+	f.reschedule(t, f.key, "w", map[string]any{"deadline": f.clock.Now().Add(3 * time.Hour).Format(time.RFC3339)})
+	f.runQueued(t)
+	require.Equal(t, 1, f.delivery(t, "w").Generation)
+	require.Empty(t, f.assigned(t, "w"), "w waits in its new generation")
+	return f, stale[0]
+}
+
+// A delivery rescheduled while it waits starts its new generation with no
+// wake spent: the next drone freed wakes it, the older, not v.
+func TestARescheduledDeliveryMayBeWokenAgain(t *testing.T) {
+	t.Parallel()
+	f, _ := rescheduledWhileWoken(t)
+	assert.Equal(t, []string{"w"}, wokenIn(t, f.cancelAndRun(t, "a1")))
+}
+
+// A wake sent before a waiting delivery was rescheduled (its earlier
+// generation's) hands its drone on to the first waiting delivery, the
+// rescheduled one included: it does not take it off the queue.
+func TestAStaleWakeHandsOnToTheRescheduledDeliveryToo(t *testing.T) {
+	t.Parallel()
+	f, stale := rescheduledWhileWoken(t)
+	f.putDrone(t, domain.Drone{ID: "d9", Location: at(0, 0.002)}) // wakes nobody
+	assert.Equal(t, [][]string{{"w"}, {"w"}}, f.runChain(t, []*ports.Delivered{stale}), "the stale wake, then w's own")
+	assert.Equal(t, []string{"w"}, f.assigned(t, "w", "v"))
+}
+
+// Drones kept for wakes on their way are passed over without using up a
+// run's tries: with eight kept drones nearer, a retry still takes the free
+// one nobody keeps.
+func TestKeptDronesDoNotUseUpTheClaimTries(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	_, other := f.signUpOther(t)
+	for i := 1; i <= 8; i++ {
+		f.putDrone(t, domain.Drone{ID: fmt.Sprint("d", i), Location: at(0, 0.001*float64(i))})
+		f.clock.Advance(time.Second)
+		f.dispatchAs(t, f.key, fmt.Sprint("a", i), false)
+	}
+	for i := 1; i <= 8; i++ {
+		f.clock.Advance(time.Second)
+		f.dispatchAs(t, other, fmt.Sprint("w", i), false)
+	}
+	f.clock.Advance(time.Second)
+	f.dispatchAs(t, f.key, "x", false)
+	var woken []string
+	for i := 1; i <= 8; i++ {
+		woken = append(woken, wokenIn(t, f.cancelAndRun(t, fmt.Sprint("a", i)))...)
+	}
+	require.Len(t, woken, 8, "each freed drone kept for a wake of its own")
+	f.putDrone(t, domain.Drone{ID: "d9", Location: at(0, 0.02)}) // wakes nobody
+	_, err := f.h.ScheduleDrone(context.Background(), f.retryOf(t, "x"))
+	require.NoError(t, err)
+	assert.Equal(t, "d9", f.delivery(t, "x").DroneID)
+}

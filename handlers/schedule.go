@@ -54,7 +54,7 @@ func (h *Handlers) ScheduleDrone(ctx context.Context, msg *ports.Delivered) ([]p
 	now := h.clock.Now()
 	if env.Generation != d.Generation {
 		h.log.InfoContext(ctx, "stale message of an earlier schedule; ignored", "generation", env.Generation)
-		return h.wokenInVain(ctx, env, d, now)
+		return h.staleWake(ctx, env, d, now)
 	}
 	if d.Stage.Terminal() {
 		h.log.InfoContext(ctx, "delivery already ended; nothing to schedule", "stage", d.Stage)
@@ -75,14 +75,27 @@ func (h *Handlers) ScheduleDrone(ctx context.Context, msg *ports.Delivered) ([]p
 			return nil, err
 		}
 	}
+	var freed []ports.Message
 	if d.PreviousDroneID != "" {
 		// Every run of this generation repeats the release of the old
 		// generation's drone, so a crash right after the reset cannot
 		// strand it; the release is a no-op once done.
-		if err := h.releaseOldDrone(ctx, d); err != nil {
+		if freed, err = h.releaseOldDrone(ctx, d, now); err != nil {
 			return nil, err
 		}
 	}
+	out, err := h.dispatch(ctx, msg, env, d, now)
+	if err != nil {
+		return nil, err
+	}
+	return append(freed, out...), nil
+}
+
+// dispatch is ScheduleDrone's run for a delivery of the message's
+// generation that has not ended: it finishes a redelivered assignment,
+// books a pickup ahead, holds one a pause covers, or assigns a drone, or
+// else has the delivery wait for one.
+func (h *Handlers) dispatch(ctx context.Context, msg *ports.Delivered, env *wire.Envelope, d *domain.Delivery, now time.Time) ([]ports.Message, error) {
 	if d.DroneAssignedAt != nil {
 		// A redelivery: a drone taken from another delivery has that
 		// delivery's dispatch sent again, in case the run that took it
@@ -224,6 +237,22 @@ func (h *Handlers) awaitDrone(ctx context.Context, d *domain.Delivery, paused st
 	}
 	h.log.InfoContext(ctx, "no drone for the booked pickup at its dispatch time; its planned times cleared", "paused", paused)
 	return notifyMessages(got, []domain.Notification{note}), nil
+}
+
+// staleWake ends a message of an earlier generation of d. A wake of that
+// generation hands its drone on to the waiting delivery that ranks first,
+// d's current generation included (it may be waiting again), after taking
+// off the board an entry of d left from the generation it was sent to; in
+// that entry's area, which a reschedule may have left.
+func (h *Handlers) staleWake(ctx context.Context, env *wire.Envelope, d *domain.Delivery, now time.Time) ([]ports.Message, error) {
+	if !env.Wake {
+		return nil, nil
+	}
+	_, area := h.waiting.removeIf(d.ID, func(w *waiter) bool { return w.generation == env.Generation }, now)
+	if area == "" {
+		area = domain.AreaOf(d.Request.PickupLocation)
+	}
+	return h.wakeWaiting(ctx, area, "", now)
 }
 
 // wokenInVain hands a wake on (handOn) when env is one and d no longer
@@ -401,21 +430,27 @@ func (h *Handlers) resetAssignment(ctx context.Context, d *domain.Delivery) (*do
 // releaseOldDrone frees the drone an earlier generation of d claimed, unless
 // the current generation has claimed it again (the drone records the
 // generation it serves), so duplicate or concurrent runs cannot free a drone
-// the new schedule holds.
-func (h *Handlers) releaseOldDrone(ctx context.Context, d *domain.Delivery) error {
-	now := h.clock.Now()
+// the new schedule holds. A drone it frees wakes the waiting delivery,
+// other than d, that it lets dispatch serve first, as any freed drone does.
+func (h *Handlers) releaseOldDrone(ctx context.Context, d *domain.Delivery, now time.Time) ([]ports.Message, error) {
 	var before *domain.Drone
 	after, err := h.st(ctx).Fleet.Update(ctx, d.PreviousDroneID, func(dr *domain.Drone) error {
 		before = dr.Clone()
 		return dr.ReleaseEarlier(d.ID, d.Generation, h.cfg.Tracking, now)
 	})
 	if domain.IsCode(err, domain.ENOTFOUND) {
-		return nil
+		return nil, nil
 	}
 	if err != nil {
-		return fmt.Errorf("release drone %s of an earlier schedule: %w", d.PreviousDroneID, err)
+		return nil, fmt.Errorf("release drone %s of an earlier schedule: %w", d.PreviousDroneID, err)
 	}
-	return h.publishChargeCheck(ctx, before, after)
+	if err := h.publishChargeCheck(ctx, before, after); err != nil {
+		return nil, err
+	}
+	if before.CurrentDeliveryID != d.ID || after.CurrentDeliveryID == d.ID || !after.Dispatchable() {
+		return nil, nil // released by an earlier run, or not free
+	}
+	return h.wakeWaiting(ctx, domain.AreaOf(after.Location), d.ID, now)
 }
 
 func (h *Handlers) backoff(attempt int) time.Duration {
@@ -459,7 +494,7 @@ func (h *Handlers) assign(ctx context.Context, d *domain.Delivery, redelivered b
 			lost[id] = true // the operator moved the delivery off it (Delivery.Avoids)
 		}
 	}
-	for range maxClaimAttempts {
+	for tries := 0; tries < maxClaimAttempts; tries++ {
 		plan, err := h.choose(ctx, h.st(ctx), &d.Request, now, lost)
 		if domain.IsCode(err, domain.EUNPROCESSABLE) {
 			// No way from the pickup to the dropoff now (a zone in force):
@@ -496,6 +531,7 @@ func (h *Handlers) assign(ctx context.Context, d *domain.Delivery, redelivered b
 				wakes = append(wakes, h.wakeMessage(w, plan.Drone.ID, now))
 			}
 			lost[plan.Drone.ID] = true
+			tries-- // not a try: each kept drone is passed over once
 			continue
 		}
 		if errors.Is(err, errOverShare) {
@@ -523,7 +559,8 @@ func (h *Handlers) assign(ctx context.Context, d *domain.Delivery, redelivered b
 }
 
 // maxClaimAttempts bounds the drones one run of dispatch tries to claim
-// before it waits like a delivery that found none.
+// before it waits like a delivery that found none (a drone it passes over
+// as kept for a wake, yieldTo, is not one it tried).
 const maxClaimAttempts = 8
 
 // claim reserves droneID on the delivery, claims the drone and records the
