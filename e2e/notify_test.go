@@ -180,6 +180,7 @@ func TestNotifyMeWithoutProviderKeepsAnOutbox(t *testing.T) {
 	t.Parallel()
 	p := startServe(t, t.TempDir(), "-banner")
 	eventually(t, "the banner", func() bool { return strings.Contains(p.out.String(), "Customer e-mail and SMS") })
+	// The banner is one write, so the rest of it has come too.
 	assert.Contains(t, p.out.String(), "neither SMTP nor Azure Communication")
 	assert.Contains(t, p.out.String(), p.base+"/api/deliveries/<deliveryId>/outbox")
 

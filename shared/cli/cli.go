@@ -735,19 +735,22 @@ The operator console (paste the key into it): %[1]s/api/console
 }
 
 // printMessagingBanner says where customer e-mail and SMS go, and how to
-// read them back when they are kept rather than sent.
-func printMessagingBanner(w io.Writer, base string, m *backend.Messaging) {
+// read them back when they are kept rather than sent, in one write, so
+// that a reader of the output sees all of it or none.
+func printMessagingBanner(out io.Writer, base string, m *backend.Messaging) {
+	var w strings.Builder
+	defer func() { io.WriteString(out, w.String()) }()
 	switch {
 	case m.Email == backend.KeptInOutbox && m.SMS == backend.KeptInOutbox:
-		fmt.Fprintf(w, "Customer e-mail and SMS (notify-me requests) are not sent: neither SMTP nor Azure Communication\n"+
+		fmt.Fprintf(&w, "Customer e-mail and SMS (notify-me requests) are not sent: neither SMTP nor Azure Communication\n"+
 			"Services is configured. Each message is logged and kept in an outbox instead.\n")
 	case m.Unsent():
-		fmt.Fprintf(w, "Customer messages (notify-me requests): %s. Those kept in the outbox are logged without their text; GET /api/deliveries/{id}/outbox shows them.\n", m.Describe())
+		fmt.Fprintf(&w, "Customer messages (notify-me requests): %s. Those kept in the outbox are logged without their text; GET /api/deliveries/{id}/outbox shows them.\n", m.Describe())
 	default:
-		fmt.Fprintf(w, "Customer messages (notify-me requests): %s.\n\n", m.Describe())
+		fmt.Fprintf(&w, "Customer messages (notify-me requests): %s.\n\n", m.Describe())
 		return
 	}
-	fmt.Fprintf(w, `The delivery's business reads the outbox:
+	fmt.Fprintf(&w, `The delivery's business reads the outbox:
   curl -s -H "Authorization: Bearer $KEY" %[1]s/api/deliveries/<deliveryId>/outbox
 Set %[2]s and %[3]s (or %[4]s and %[5]s) to send e-mail, %[4]s and %[6]s to send SMS.
 
