@@ -86,12 +86,14 @@ func (h *Handlers) takeable(ctx context.Context, d *domain.Delivery, now time.Ti
 // mayTakeFrom says whether expedited delivery d may take drone dr from the
 // delivery it is claimed for: never one that may not give it up
 // (domain.Delivery.Preemptible: expedited too, flying, rescheduled since);
-// always from its own account's, and from another
-// account's only while that account holds more drones in the area than
-// d's does, so that marking requests expedited, which costs nothing, lets
-// an account catch up with a larger one but never take a smaller one's
-// drones (the fair-share order, which free drones follow too). A delivery
-// that is gone no longer needs its drone.
+// always from its own account's in the area (the account holds as many
+// there after); from its own elsewhere only while d's account is under the
+// operator's cap of the area's drones; and from another account's only
+// while that account holds more drones in the area than d's does, and
+// under that cap, so that marking requests expedited, which costs nothing,
+// lets an account catch up with a larger one but never take a smaller
+// one's drones (the fair-share order, which free drones follow too). A
+// delivery that is gone no longer needs its drone.
 func (h *Handlers) mayTakeFrom(ctx context.Context, held *holdings, d *domain.Delivery, dr *domain.Drone) (bool, error) {
 	other, err := h.st(ctx).Deliveries.Find(ctx, dr.CurrentDeliveryID)
 	if domain.ErrorCode(err) == domain.ENOTFOUND {
@@ -103,12 +105,21 @@ func (h *Handlers) mayTakeFrom(ctx context.Context, held *holdings, d *domain.De
 	if other.Preemptible(dr.ID, dr.CurrentGeneration) != "" {
 		return false, nil
 	}
-	if other.OwnerID == d.OwnerID {
-		return true, nil
+	if other.OwnerID == d.OwnerID && domain.AreaOf(other.Request.PickupLocation) == held.area {
+		return true, nil // the account holds as many drones here after
 	}
 	mine, err := held.of(ctx, d.OwnerID)
 	if err != nil {
 		return false, err
+	}
+	// One more drone of the account's here: never past the operator's cap
+	// (Config.MaxAccountShare), as for a free drone.
+	limit, err := h.shareLimit(ctx, d.Request.PickupLocation)
+	if err != nil || (limit > 0 && mine >= limit) {
+		return false, err
+	}
+	if other.OwnerID == d.OwnerID {
+		return true, nil
 	}
 	theirs, err := held.of(ctx, other.OwnerID)
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/fabrikam/dronedelivery/handlers"
 	"github.com/fabrikam/dronedelivery/shared/domain"
 	"github.com/fabrikam/dronedelivery/shared/ports"
 	"github.com/fabrikam/dronedelivery/shared/topology"
@@ -268,4 +269,27 @@ func TestExpeditedDoesNotTakeBackADroneItWasMovedOff(t *testing.T) {
 	assert.Empty(t, f.delivery(t, "urgent").DroneID, "not the drone it was moved off")
 	assert.Equal(t, "plain", f.drone(t, "d1").CurrentDeliveryID)
 	assert.Empty(t, f.delivery(t, "plain").PreemptedBy)
+}
+
+// An expedited delivery whose account holds the operator's cap of its
+// area's drones takes none by preemption either: not even its own
+// account's drone waiting for a pickup in another area, which would make
+// one more of the account's drones there.
+func TestPreemptionKeepsTheAccountsCap(t *testing.T) {
+	t.Parallel()
+	f := newFixtureWith(t, func(d *handlers.Deps) { d.Config.MaxAccountShare = 0.5 })
+	f.putDrone(t, domain.Drone{ID: "d1", Location: at(0, 0)})
+	f.putDrone(t, domain.Drone{ID: "d2", Location: at(0, 0.001)})
+	f.dispatchAs(t, f.key, "here", false)
+	f.takeOff(t, "here") // flying: not to be taken
+	elsewhere := requestBody("elsewhere", at(0.15, 0), at(0.16, 0), "Small", 1)
+	require.Equal(t, http.StatusAccepted, f.ingest(t, elsewhere).Status)
+	f.drain(t)
+	require.NotEmpty(t, f.delivery(t, "elsewhere").DroneID, "a pickup in the next area, served from this one")
+	require.NotEqual(t, domain.AreaOf(at(0, 0)), domain.AreaOf(at(0.15, 0)))
+
+	f.clock.Advance(time.Second)
+	f.dispatchAs(t, f.key, "urgent", true)
+	assert.Empty(t, f.delivery(t, "urgent").DroneID, "half of the area's two drones held already")
+	assert.Empty(t, f.delivery(t, "elsewhere").PreemptedBy)
 }
