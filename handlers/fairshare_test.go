@@ -1023,3 +1023,20 @@ func TestKeptDronesDoNotUseUpTheClaimTries(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "d9", f.delivery(t, "x").DroneID)
 }
+
+// A waiting delivery rescheduled to a pickup hours ahead is booked, and
+// leaves the queue of those waiting for a drone: the next drone freed
+// goes to the delivery behind it.
+func TestABookedDeliveryLeavesTheWaitingQueue(t *testing.T) {
+	t.Parallel()
+	f := busyAndWaiting(t) // d1 serves a1; w1 waits
+	f.clock.Advance(time.Second)
+	f.dispatchAs(t, f.key, "w2", false)
+	pickup := f.clock.Now().Add(3 * time.Hour)
+	f.reschedule(t, f.key, "w1", map[string]any{"pickupTime": pickup.Format(time.RFC3339), "deadline": pickup.Add(2 * time.Hour).Format(time.RFC3339)})
+	f.runQueued(t)
+	require.NotNil(t, f.delivery(t, "w1").DispatchAt, "w1 booked")
+
+	assert.Equal(t, [][]string{{"w2"}}, f.runChain(t, f.cancelAndRun(t, "a1")))
+	assert.Equal(t, []string{"w2"}, f.assigned(t, "w2"))
+}

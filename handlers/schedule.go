@@ -113,7 +113,12 @@ func (h *Handlers) dispatch(ctx context.Context, msg *ports.Delivered, env *wire
 
 	if d.DroneID == "" {
 		if msgs, booked, err := h.book(ctx, d, now); err != nil || booked {
-			return msgs, err
+			if err != nil {
+				return nil, err
+			}
+			// Booked: it waits for its dispatch time, not for a drone.
+			on, err := h.leaveBoard(ctx, d, now)
+			return append(msgs, on...), err
 		}
 	}
 	if d.DroneID == "" {
@@ -399,7 +404,12 @@ func (h *Handlers) releaseDroneOf(ctx context.Context, d *domain.Delivery) (*dom
 	if err := h.publishChargeCheck(ctx, before, after); err != nil {
 		return nil, err
 	}
-	h.log.InfoContext(ctx, "drone released", "droneId", d.DroneID, "stage", d.Stage)
+	if before.CurrentDeliveryID == d.ID && after.CurrentDeliveryID != d.ID {
+		h.log.InfoContext(ctx, "drone released", "droneId", d.DroneID, "stage", d.Stage)
+	} else {
+		// Released before (a replay), or it serves another delivery now.
+		h.log.DebugContext(ctx, "drone not held by the delivery; nothing to release", "droneId", d.DroneID, "stage", d.Stage)
+	}
 	return after, nil
 }
 
