@@ -437,13 +437,21 @@ func (h *Handlers) handOn(ctx context.Context, d *domain.Delivery, now time.Time
 // free (its delivery was cancelled or ended, its charge is done): without
 // it the drone would stay idle until some waiting delivery's next retry,
 // up to RetryMax later. It wakes the delivery of the drone's area that
-// ranks first among those a free drone can serve now, as a hand-on does;
-// nothing when dr is not free or nobody waits there in this process.
+// ranks first among those a free drone can serve now, as a hand-on does,
+// or, when none there can be woken, that of the next of the areas around
+// it (domain.AreasAround: dispatch serves a pickup from any drone within
+// its radius); nothing when dr is not free or nobody waits there in this
+// process.
 func (h *Handlers) wakeForFreed(ctx context.Context, dr *domain.Drone, now time.Time) ([]ports.Message, error) {
 	if dr == nil || !dr.Dispatchable() {
 		return nil, nil
 	}
-	return h.wakeWaiting(ctx, domain.AreaOf(dr.Location), "", now)
+	for _, area := range domain.AreasAround(dr.Location) {
+		if msgs, err := h.wakeWaiting(ctx, area, "", now); err != nil || len(msgs) > 0 {
+			return msgs, err
+		}
+	}
+	return nil, nil
 }
 
 // wakeWaiting wakes the waiting delivery of area, other than skip, that

@@ -1040,3 +1040,21 @@ func TestABookedDeliveryLeavesTheWaitingQueue(t *testing.T) {
 	assert.Equal(t, [][]string{{"w2"}}, f.runChain(t, f.cancelAndRun(t, "a1")))
 	assert.Equal(t, []string{"w2"}, f.assigned(t, "w2"))
 }
+
+// A drone freed in one area wakes a delivery waiting in the next one when
+// nobody waits in its own: dispatch serves a pickup from any drone in its
+// radius, and the delivery would otherwise wait for its next retry.
+func TestAFreedDroneWakesADeliveryInTheNextArea(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, domain.Drone{ID: "d1", Location: at(0, 0)})
+	f.dispatchAs(t, f.key, "a1", false)
+	require.Equal(t, "d1", f.delivery(t, "a1").DroneID)
+	f.clock.Advance(time.Second)
+	require.Equal(t, http.StatusAccepted, f.ingest(t, requestBody("north", at(0.15, 0), at(0.16, 0), "Small", 1)).Status)
+	f.drain(t)
+	require.Empty(t, f.assigned(t, "north"), "it waits for a drone")
+	require.NotEqual(t, domain.AreaOf(f.drone(t, "d1").Location), domain.AreaOf(at(0.15, 0)))
+
+	assert.Equal(t, [][]string{{"north"}}, f.runChain(t, f.cancelAndRun(t, "a1")))
+	assert.Equal(t, "d1", f.delivery(t, "north").DroneID)
+}

@@ -22,6 +22,18 @@ func AreaOf(loc Location) string {
 	return fmt.Sprintf("%d:%d", k[0], k[1])
 }
 
+// AreasAround names loc's area, then the eight areas around it: those
+// whose waiting deliveries a drone freed at loc is nearest to, within the
+// dispatch radius of any but a very short-range fleet.
+func AreasAround(loc Location) []string {
+	k := cellOf(loc)
+	out := []string{AreaOf(loc)}
+	for _, d := range [8][2]int32{{-1, -1}, {-1, 0}, {-1, 1}, {0, -1}, {0, 1}, {1, -1}, {1, 0}, {1, 1}} {
+		out = append(out, fmt.Sprintf("%d:%d", k[0]+d[0], k[1]+d[1]))
+	}
+	return out
+}
+
 func cellOf(loc Location) [2]int32 {
 	return [2]int32{int32(math.Floor(loc.Latitude / summaryCellDeg)), int32(math.Floor(loc.Longitude / summaryCellDeg))}
 }

@@ -28,3 +28,15 @@ func TestWaiterRanking(t *testing.T) {
 	assert.Equal(t, domain.AreaOf(near(0, 0)), domain.AreaOf(near(0.001, 0.001)))
 	assert.NotEqual(t, domain.AreaOf(near(0, 0)), domain.AreaOf(near(1, 0)))
 }
+
+func TestAreasAroundAreALocationsAreaAndItsNeighbours(t *testing.T) {
+	t.Parallel()
+	here := domain.Location{Latitude: 47.6062, Longitude: -122.3321}
+	around := domain.AreasAround(here)
+	assert.Len(t, around, 9)
+	assert.Equal(t, domain.AreaOf(here), around[0])
+	for _, d := range [][2]float64{{0.25, 0}, {-0.25, 0}, {0, 0.25}, {0.25, -0.25}} {
+		assert.Contains(t, around, domain.AreaOf(domain.Location{Latitude: here.Latitude + d[0], Longitude: here.Longitude + d[1]}))
+	}
+	assert.NotContains(t, around, domain.AreaOf(domain.Location{Latitude: here.Latitude + 0.5, Longitude: here.Longitude}))
+}
