@@ -41,13 +41,14 @@ type waiter struct {
 	generation    int
 	correlationID string
 	attempt       int
-	// wakes counts the wakes sent to this attempt. One is enough: it is on
-	// its way, or it ran and the delivery could not take a drone (its
-	// account at its share, say, or the drone gone). Until the delivery's
-	// next attempt no drone is left to it and no other wake sent to it
-	// (yieldTo, wakeWaiting), or the wakes handed on from deliveries served
-	// meanwhile would all pile onto the first waiting one, each retry of
-	// the others adding one more while their drones stay idle.
+	// wakes counts the wakes sent to this attempt. While one is on its way
+	// no other is sent to it (yieldTo, wakeWaiting: a second drone goes to
+	// the next waiting delivery), and after maxWakesPerAttempt none is
+	// until the delivery's next attempt: a delivery that keeps finding no
+	// drone it may take would otherwise have the wakes of every retry of
+	// the others handed to it while their drones stay idle. One whose wake
+	// ran and found the drone taken by a delivery that outranks it may be
+	// woken again for the next drone.
 	wakes int
 	// wokenFor is the drone the attempt's wake was sent for, kept for it
 	// until the wake has run (or until wokenUntil, should it never run in
@@ -76,7 +77,16 @@ const earmarkFor = 30 * time.Second
 
 // keeps reports whether w's wake, still on its way, keeps droneID.
 func (w *waiter) keeps(droneID string, now time.Time) bool {
-	return w.wokenFor == droneID && now.Before(w.wokenUntil)
+	return droneID != "" && w.wokenFor == droneID && now.Before(w.wokenUntil)
+}
+
+// maxWakesPerAttempt bounds the wakes one attempt of a delivery is sent.
+const maxWakesPerAttempt = 3
+
+// wakeable reports whether w may be sent a wake now: none of its wakes is
+// on its way, and it has not had maxWakesPerAttempt this attempt.
+func (w *waiter) wakeable(now time.Time) bool {
+	return w.wakes < maxWakesPerAttempt && !w.keeps(w.wokenFor, now)
 }
 
 // add puts d on the board (or updates its entry) after its attempt-th
@@ -375,8 +385,8 @@ func (h *Handlers) yieldTo(ctx context.Context, d *domain.Delivery, plan *domain
 			}
 			return nil, errKept
 		}
-		if w.wakes > 0 {
-			continue // woken in this attempt already (see waiter.wakes)
+		if !w.wakeable(now) {
+			continue // a wake on its way, or its attempt's last (see waiter.wakes)
 		}
 		leg, err := air.Route(w.req.PickupLocation, w.req.DropoffLocation, domain.LegTime(&w.req, now))
 		if err != nil {
@@ -479,8 +489,8 @@ func (h *Handlers) wakeWaiting(ctx context.Context, area, skip string, now time.
 			break
 		}
 		w := &others[i]
-		if w.wakes > 0 {
-			continue // woken in this attempt already (see waiter.wakes)
+		if !w.wakeable(now) {
+			continue // a wake on its way, or its attempt's last (see waiter.wakes)
 		}
 		if can, err := h.mayTakeADrone(ctx, w, limit, now); err != nil || !can {
 			if err != nil {

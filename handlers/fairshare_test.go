@@ -1058,3 +1058,28 @@ func TestAFreedDroneWakesADeliveryInTheNextArea(t *testing.T) {
 	assert.Equal(t, [][]string{{"north"}}, f.runChain(t, f.cancelAndRun(t, "a1")))
 	assert.Equal(t, "d1", f.delivery(t, "north").DroneID)
 }
+
+// A delivery whose wake found its drone taken by one that outranks it (an
+// expedited delivery that came meanwhile) is woken again for the next
+// drone freed, rather than passed over until its own next retry.
+func TestADeliveryOutrankedForItsDroneIsWokenForTheNext(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, domain.Drone{ID: "d1", Location: at(0, 0)}, domain.Drone{ID: "d2", Location: at(0, 0.001)})
+	_, other := f.signUpOther(t)
+	_, third := f.signUp(t, `{"name":"Northwind","contactEmail":"ops@northwind.example"}`)
+	f.dispatchAs(t, f.key, "a0", false)
+	f.dispatchAs(t, f.key, "a1", false)
+	f.clock.Advance(time.Second)
+	f.dispatchAs(t, other, "w", false)
+	w := f.cancelAndRun(t, "a0")
+	require.Equal(t, []string{"w"}, wokenIn(t, w), "d1 is kept for w")
+	f.clock.Advance(time.Second)
+	f.dispatchAs(t, third, "x", true) // expedited: outranks w, takes d1
+	require.Equal(t, "d1", f.delivery(t, "x").DroneID)
+	_, err := f.h.ScheduleDrone(context.Background(), w[0])
+	require.NoError(t, err)
+	require.Empty(t, f.assigned(t, "w"))
+
+	assert.Equal(t, [][]string{{"w"}}, f.runChain(t, f.cancelAndRun(t, "a1")), "d2 wakes w again")
+	assert.Equal(t, "d2", f.delivery(t, "w").DroneID)
+}
