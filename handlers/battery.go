@@ -86,7 +86,7 @@ func (h *Handlers) checkCharge(ctx context.Context, msg *ports.Delivered) ([]por
 	}
 	if dr.Status == domain.DroneAvailable {
 		h.log.InfoContext(ctx, "drone charged", "droneId", dr.ID, "batteryPercent", dr.BatteryPercent)
-		return h.wakeForFreed(ctx, dr, now)
+		return h.wakeForFreed(ctx, dr, "", now)
 	}
 	return nil, nil
 }

@@ -32,6 +32,10 @@ type waitingBoard struct {
 	// reschedule may move its pickup to another area, whose entry the
 	// next add replaces and remove finds.
 	areaOf map[string]string
+	// keptFor names the delivery each drone was last woken for (see
+	// waiter.wokenFor, which says whether it still keeps it), so that a
+	// run in another area than that delivery's finds it kept too.
+	keptFor map[string]string
 }
 
 // waiter is one waiting delivery.
@@ -47,8 +51,9 @@ type waiter struct {
 	// until the delivery's next attempt: a delivery that keeps finding no
 	// drone it may take would otherwise have the wakes of every retry of
 	// the others handed to it while their drones stay idle. One whose wake
-	// ran and found the drone taken by a delivery that outranks it may be
-	// woken again for the next drone.
+	// ran without taking a drone (found it taken by a delivery that
+	// outranks it, say), or whose wake's drone is no longer kept for it
+	// (earmarkFor), may be woken again for the next drone.
 	wakes int
 	// wokenFor is the drone the attempt's wake was sent for, kept for it
 	// until the wake has run (or until wokenUntil, should it never run in
@@ -116,7 +121,7 @@ func (b *waitingBoard) findLocked(id string) *waiter {
 // addLocked is add, with b.mu held.
 func (b *waitingBoard) addLocked(d *domain.Delivery, attempt int) {
 	if b.byArea == nil {
-		b.byArea, b.areaOf = map[string]map[string]*waiter{}, map[string]string{}
+		b.byArea, b.areaOf, b.keptFor = map[string]map[string]*waiter{}, map[string]string{}, map[string]string{}
 	}
 	area := domain.AreaOf(d.Request.PickupLocation)
 	if old, ok := b.areaOf[d.ID]; ok && old != area {
@@ -203,6 +208,7 @@ func (b *waitingBoard) woken(area, id, droneID string, now time.Time) {
 		// wake sent again.
 		w.rewoken = w.rewoken && w.wokenFor == droneID
 		w.wokenFor, w.wokenUntil = droneID, now.Add(earmarkFor)
+		b.keptFor[droneID] = id
 	}
 }
 
@@ -216,6 +222,24 @@ func (b *waitingBoard) wakeRan(d *domain.Delivery, attempt int) {
 	if w := b.findLocked(d.ID); w != nil && w.attempt == attempt {
 		w.wokenFor = ""
 	}
+}
+
+// keptElsewhere reports whether droneID is kept for the wake of a delivery,
+// other than id, waiting in another area than area (a freed drone wakes
+// the areas around its own when nobody in its own can take it).
+func (b *waitingBoard) keptElsewhere(droneID, area, id string, now time.Time) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	owner, ok := b.keptFor[droneID]
+	if !ok || owner == id {
+		return false
+	}
+	w := b.findLocked(owner)
+	if w == nil || !w.keeps(droneID, now) {
+		delete(b.keptFor, droneID)
+		return false
+	}
+	return b.areaOf[owner] != area
 }
 
 // rewake marks w's wake as sent again by a redelivered run, and reports
@@ -341,6 +365,9 @@ var errKept = errors.New("the drone is kept for the waiting delivery woken for i
 // the delivery the drone is kept for, to be woken again.
 func (h *Handlers) yieldTo(ctx context.Context, d *domain.Delivery, plan *domain.Plan, redelivered bool, now time.Time) (*waiter, error) {
 	area := domain.AreaOf(d.Request.PickupLocation)
+	if h.waiting.keptElsewhere(plan.Drone.ID, area, d.ID, now) {
+		return nil, errKept
+	}
 	others := h.waiting.others(area, d.ID, now)
 	if len(others) == 0 && h.cfg.MaxAccountShare <= 0 {
 		return nil, nil
@@ -392,7 +419,11 @@ func (h *Handlers) yieldTo(ctx context.Context, d *domain.Delivery, plan *domain
 		if err != nil {
 			continue
 		}
-		if _, why := domain.PlanFor(plan.Drone, domain.DistanceKm(plan.Drone.Location, w.req.PickupLocation), &w.req, air, leg, now); why == "" {
+		dist := domain.DistanceKm(plan.Drone.Location, w.req.PickupLocation)
+		if h.cfg.DispatchRadiusKm > 0 && dist > h.cfg.DispatchRadiusKm {
+			continue // beyond dispatch's radius: its run would not take it
+		}
+		if _, why := domain.PlanFor(plan.Drone, dist, &w.req, air, leg, now); why == "" {
 			return w, nil
 		}
 	}
@@ -425,7 +456,16 @@ func (h *Handlers) leaveBoard(ctx context.Context, d *domain.Delivery, now time.
 	if kept == "" || (d.DroneAssignedAt != nil && d.DroneID == kept) {
 		return nil, nil
 	}
-	return h.wakeWaiting(ctx, domain.AreaOf(d.Request.PickupLocation), d.ID, now)
+	// Around the drone, which may be in another area than d's pickup (a
+	// neighbour's wake, or d rescheduled elsewhere).
+	dr, err := h.st(ctx).Fleet.Find(ctx, kept)
+	if domain.IsCode(err, domain.ENOTFOUND) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("find drone %s kept for delivery %s: %w", kept, d.ID, err)
+	}
+	return h.wakeForFreed(ctx, dr, d.ID, now)
 }
 
 // handOn passes a wake on when the delivery it woke, d, no longer waits
@@ -451,13 +491,13 @@ func (h *Handlers) handOn(ctx context.Context, d *domain.Delivery, now time.Time
 // or, when none there can be woken, that of the next of the areas around
 // it (domain.AreasAround: dispatch serves a pickup from any drone within
 // its radius); nothing when dr is not free or nobody waits there in this
-// process.
-func (h *Handlers) wakeForFreed(ctx context.Context, dr *domain.Drone, now time.Time) ([]ports.Message, error) {
+// process. skip names a delivery not to wake (none when empty).
+func (h *Handlers) wakeForFreed(ctx context.Context, dr *domain.Drone, skip string, now time.Time) ([]ports.Message, error) {
 	if dr == nil || !dr.Dispatchable() {
 		return nil, nil
 	}
 	for _, area := range domain.AreasAround(dr.Location) {
-		if msgs, err := h.wakeWaiting(ctx, area, "", now); err != nil || len(msgs) > 0 {
+		if msgs, err := h.wakeWaiting(ctx, area, skip, now); err != nil || len(msgs) > 0 {
 			return msgs, err
 		}
 	}

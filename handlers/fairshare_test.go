@@ -1083,3 +1083,92 @@ func TestADeliveryOutrankedForItsDroneIsWokenForTheNext(t *testing.T) {
 	assert.Equal(t, [][]string{{"w"}}, f.runChain(t, f.cancelAndRun(t, "a1")), "d2 wakes w again")
 	assert.Equal(t, "d2", f.delivery(t, "w").DroneID)
 }
+
+// A delivery woken for a drone and then rescheduled to a pickup hours
+// ahead in another area hands the drone on around the drone, not around
+// its new pickup.
+func TestADeliveryBookedElsewhereHandsItsDroneOnWhereTheDroneIs(t *testing.T) {
+	t.Parallel()
+	f := busyAndWaiting(t) // d1 serves a1; w1 waits
+	f.clock.Advance(time.Second)
+	f.dispatchAs(t, f.key, "w2", false)
+	stale := f.cancelAndRun(t, "a1")
+	require.Equal(t, []string{"w1"}, wokenIn(t, stale))
+	pickup := f.clock.Now().Add(3 * time.Hour)
+	f.reschedule(t, f.key, "w1", map[string]any{"pickupLocation": at(0.15, 0), "dropOffLocation": at(0.16, 0),
+		"pickupTime": pickup.Format(time.RFC3339), "deadline": pickup.Add(2 * time.Hour).Format(time.RFC3339)})
+	on := f.runQueued(t)
+	require.NotNil(t, f.delivery(t, "w1").DispatchAt, "w1 booked")
+	f.runChain(t, append(on, stale...))
+	assert.Equal(t, []string{"w2"}, f.assigned(t, "w2"))
+}
+
+// A delivery whose pickup is beyond the dispatch radius from a free drone
+// is not left that drone: its run would not take it, and the two would
+// pass the drone back and forth.
+func TestNoDroneIsLeftToADeliveryBeyondTheRadius(t *testing.T) {
+	t.Parallel()
+	f := newFixtureWith(t, func(d *handlers.Deps) { d.Config.DispatchRadiusKm = 3 })
+	f.putDrone(t, domain.Drone{ID: "d1", Location: at(0, 0)})
+	f.dispatchAs(t, f.key, "a1", false)
+	f.clock.Advance(time.Second)
+	require.Equal(t, http.StatusAccepted, f.ingest(t, requestBody("far", at(0.04, 0), at(0.05, 0), "Small", 1)).Status)
+	f.drain(t)
+	f.clock.Advance(time.Second)
+	f.dispatchAs(t, f.key, "x", false)
+	hops := f.runChain(t, f.cancelAndRun(t, "a1"))
+	assert.LessOrEqual(t, len(hops), 1, "%v", hops)
+	assert.Equal(t, []string{"x"}, f.assigned(t, "x", "far"))
+}
+
+// A drone woken for a delivery of a neighbouring area is kept for it in
+// its own area too: a delivery there that came since does not take it.
+func TestADroneWokenForTheNextAreaIsKeptForIt(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, domain.Drone{ID: "d1", Location: at(0, 0)})
+	f.dispatchAs(t, f.key, "a1", false)
+	f.clock.Advance(time.Second)
+	require.Equal(t, http.StatusAccepted, f.ingest(t, requestBody("north", at(0.15, 0), at(0.16, 0), "Small", 1)).Status)
+	f.drain(t)
+	w := f.cancelAndRun(t, "a1")
+	require.Equal(t, []string{"north"}, wokenIn(t, w))
+	f.clock.Advance(time.Second)
+	f.dispatchAs(t, f.key, "late", false)
+	f.runChain(t, w)
+	assert.Empty(t, f.assigned(t, "late"))
+	assert.Equal(t, "d1", f.delivery(t, "north").DroneID)
+}
+
+// A delivery of a neighbouring area woken for a drone, cancelled before
+// its wake ran, hands the drone on around the drone: to a delivery of
+// another area next to it.
+func TestANeighboursWakeHandsOnAroundTheDrone(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, domain.Drone{ID: "d1", Location: at(0, 0)})
+	f.dispatchAs(t, f.key, "a1", false)
+	f.clock.Advance(time.Second)
+	require.Equal(t, http.StatusAccepted, f.ingest(t, requestBody("south", at(-0.15, 0), at(-0.16, 0), "Small", 1)).Status)
+	f.clock.Advance(time.Second)
+	require.Equal(t, http.StatusAccepted, f.ingest(t, requestBody("north", at(0.15, 0), at(0.16, 0), "Small", 1)).Status)
+	f.drain(t)
+	w := f.cancelAndRun(t, "a1")
+	require.Len(t, w, 1)
+	first := wokenIn(t, w)[0]
+	second := map[string]string{"south": "north", "north": "south"}[first]
+	f.runChain(t, append(f.cancelAndRun(t, first), w...))
+	assert.Equal(t, "d1", f.delivery(t, second).DroneID)
+}
+
+// A reschedule that frees a drone where nobody waits wakes the first
+// waiting delivery of the areas around it, as any freed drone does.
+func TestADroneFreedByARescheduleWakesAroundIt(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, domain.Drone{ID: "d1", Location: at(0, 0)})
+	f.dispatchAs(t, f.key, "a1", false)
+	f.clock.Advance(time.Second)
+	require.Equal(t, http.StatusAccepted, f.ingest(t, requestBody("north", at(0.15, 0), at(0.16, 0), "Small", 1)).Status)
+	f.drain(t)
+	pickup := f.clock.Now().Add(3 * time.Hour)
+	f.reschedule(t, f.key, "a1", map[string]any{"pickupTime": pickup.Format(time.RFC3339), "deadline": pickup.Add(2 * time.Hour).Format(time.RFC3339)})
+	assert.Equal(t, []string{"north"}, wokenIn(t, f.runQueued(t)))
+}

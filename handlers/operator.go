@@ -125,7 +125,7 @@ func (h *Handlers) applyDroneAction(ctx context.Context, id string, action domai
 	if action == domain.ActionResume {
 		// Back in service: the waiting delivery it lets dispatch serve
 		// first need not wait for its next retry.
-		wakes, err := h.wakeForFreed(ctx, dr, now)
+		wakes, err := h.wakeForFreed(ctx, dr, "", now)
 		if err != nil {
 			return nil, err
 		}

@@ -420,7 +420,7 @@ func (h *Handlers) releaseAndWake(ctx context.Context, d *domain.Delivery, now t
 	if err != nil {
 		return nil, err
 	}
-	return h.wakeForFreed(ctx, dr, now)
+	return h.wakeForFreed(ctx, dr, "", now)
 }
 
 // resetAssignment forgets the previous generation's assignment before a
@@ -457,10 +457,10 @@ func (h *Handlers) releaseOldDrone(ctx context.Context, d *domain.Delivery, now 
 	if err := h.publishChargeCheck(ctx, before, after); err != nil {
 		return nil, err
 	}
-	if before.CurrentDeliveryID != d.ID || after.CurrentDeliveryID == d.ID || !after.Dispatchable() {
-		return nil, nil // released by an earlier run, or not free
+	if before.CurrentDeliveryID != d.ID || after.CurrentDeliveryID == d.ID {
+		return nil, nil // released by an earlier run
 	}
-	return h.wakeWaiting(ctx, domain.AreaOf(after.Location), d.ID, now)
+	return h.wakeForFreed(ctx, after, d.ID, now)
 }
 
 func (h *Handlers) backoff(attempt int) time.Duration {

@@ -154,7 +154,7 @@ func (h *Handlers) TrackDrone(ctx context.Context, msg *ports.Delivered) ([]port
 		h.log.InfoContext(ctx, "drone freed", "droneId", r.DroneID, "deliveryId", flight, "at", r.Timestamp)
 	}
 	if !drone.Dispatchable() {
-		wakes, err := h.wakeForFreed(ctx, after, now)
+		wakes, err := h.wakeForFreed(ctx, after, "", now)
 		if err != nil {
 			return nil, err
 		}
