@@ -1041,19 +1041,26 @@ func TestABookedDeliveryLeavesTheWaitingQueue(t *testing.T) {
 	assert.Equal(t, []string{"w2"}, f.assigned(t, "w2"))
 }
 
-// A drone freed in one area wakes a delivery waiting in the next one when
-// nobody waits in its own: dispatch serves a pickup from any drone in its
-// radius, and the delivery would otherwise wait for its next retry.
-func TestAFreedDroneWakesADeliveryInTheNextArea(t *testing.T) {
-	t.Parallel()
+// northWaiting is a fleet of d1, serving a1, with north waiting for a
+// drone in the next area.
+func northWaiting(t *testing.T) *fixture {
+	t.Helper()
 	f := newFixture(t, domain.Drone{ID: "d1", Location: at(0, 0)})
 	f.dispatchAs(t, f.key, "a1", false)
-	require.Equal(t, "d1", f.delivery(t, "a1").DroneID)
 	f.clock.Advance(time.Second)
 	require.Equal(t, http.StatusAccepted, f.ingest(t, requestBody("north", at(0.15, 0), at(0.16, 0), "Small", 1)).Status)
 	f.drain(t)
 	require.Empty(t, f.assigned(t, "north"), "it waits for a drone")
 	require.NotEqual(t, domain.AreaOf(f.drone(t, "d1").Location), domain.AreaOf(at(0.15, 0)))
+	return f
+}
+
+// A drone freed in one area wakes a delivery waiting in the next one when
+// nobody waits in its own: dispatch serves a pickup from any drone in its
+// radius, and the delivery would otherwise wait for its next retry.
+func TestAFreedDroneWakesADeliveryInTheNextArea(t *testing.T) {
+	t.Parallel()
+	f := northWaiting(t)
 
 	assert.Equal(t, [][]string{{"north"}}, f.runChain(t, f.cancelAndRun(t, "a1")))
 	assert.Equal(t, "d1", f.delivery(t, "north").DroneID)
@@ -1125,11 +1132,7 @@ func TestNoDroneIsLeftToADeliveryBeyondTheRadius(t *testing.T) {
 // its own area too: a delivery there that came since does not take it.
 func TestADroneWokenForTheNextAreaIsKeptForIt(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t, domain.Drone{ID: "d1", Location: at(0, 0)})
-	f.dispatchAs(t, f.key, "a1", false)
-	f.clock.Advance(time.Second)
-	require.Equal(t, http.StatusAccepted, f.ingest(t, requestBody("north", at(0.15, 0), at(0.16, 0), "Small", 1)).Status)
-	f.drain(t)
+	f := northWaiting(t)
 	w := f.cancelAndRun(t, "a1")
 	require.Equal(t, []string{"north"}, wokenIn(t, w))
 	f.clock.Advance(time.Second)
@@ -1163,11 +1166,7 @@ func TestANeighboursWakeHandsOnAroundTheDrone(t *testing.T) {
 // waiting delivery of the areas around it, as any freed drone does.
 func TestADroneFreedByARescheduleWakesAroundIt(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t, domain.Drone{ID: "d1", Location: at(0, 0)})
-	f.dispatchAs(t, f.key, "a1", false)
-	f.clock.Advance(time.Second)
-	require.Equal(t, http.StatusAccepted, f.ingest(t, requestBody("north", at(0.15, 0), at(0.16, 0), "Small", 1)).Status)
-	f.drain(t)
+	f := northWaiting(t)
 	pickup := f.clock.Now().Add(3 * time.Hour)
 	f.reschedule(t, f.key, "a1", map[string]any{"pickupTime": pickup.Format(time.RFC3339), "deadline": pickup.Add(2 * time.Hour).Format(time.RFC3339)})
 	assert.Equal(t, []string{"north"}, wokenIn(t, f.runQueued(t)))
