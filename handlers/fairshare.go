@@ -199,10 +199,10 @@ func (b *waitingBoard) others(area, id string, now time.Time) []waiter {
 }
 
 // woken counts a wake of id, sent for droneID.
-func (b *waitingBoard) woken(area, id, droneID string, now time.Time) {
+func (b *waitingBoard) woken(id, droneID string, now time.Time) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if w := b.byArea[area][id]; w != nil {
+	if w := b.findLocked(id); w != nil {
 		w.wakes++
 		// A wake sent again for the drone kept (yieldTo) stays the one
 		// wake sent again.
@@ -247,7 +247,7 @@ func (b *waitingBoard) keptElsewhere(droneID, area, id string, now time.Time) bo
 func (b *waitingBoard) rewake(w *waiter) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if e := b.byArea[domain.AreaOf(w.req.PickupLocation)][w.DeliveryID]; e != nil && !e.rewoken {
+	if e := b.findLocked(w.DeliveryID); e != nil && !e.rewoken {
 		e.rewoken = true
 		return true
 	}
@@ -400,10 +400,11 @@ func (h *Handlers) yieldTo(ctx context.Context, d *domain.Delivery, plan *domain
 		if slices.Contains(w.avoids, plan.Drone.ID) {
 			continue
 		}
-		if can, err := h.mayTakeADrone(ctx, w, limit, now); err != nil || !can {
-			if err != nil {
-				return nil, err
-			}
+		can, err := h.mayTakeADrone(ctx, w, limit, now)
+		if err != nil {
+			return nil, err
+		}
+		if !can {
 			continue
 		}
 		if w.keeps(plan.Drone.ID, now) {
@@ -532,10 +533,11 @@ func (h *Handlers) wakeWaiting(ctx context.Context, area, skip string, now time.
 		if !w.wakeable(now) {
 			continue // a wake on its way, or its attempt's last (see waiter.wakes)
 		}
-		if can, err := h.mayTakeADrone(ctx, w, limit, now); err != nil || !can {
-			if err != nil {
-				return nil, err
-			}
+		can, err := h.mayTakeADrone(ctx, w, limit, now)
+		if err != nil {
+			return nil, err
+		}
+		if !can {
 			continue
 		}
 		checked++
@@ -560,7 +562,7 @@ func (h *Handlers) wakeWaiting(ctx context.Context, area, skip string, now time.
 // back, would count from one again and send an id the queue's duplicate
 // detection drops.
 func (h *Handlers) wakeMessage(w *waiter, droneID string, now time.Time) ports.Message {
-	h.waiting.woken(domain.AreaOf(w.req.PickupLocation), w.DeliveryID, droneID, now)
+	h.waiting.woken(w.DeliveryID, droneID, now)
 	return message(topology.QueueDeliveryRequests, "wake-"+strconv.Itoa(w.attempt)+"-"+h.ids.NewID(),
 		wire.Envelope{Operation: wire.OpDelivery, DeliveryID: w.DeliveryID, CorrelationID: w.correlationID,
 			Attempt: w.attempt, Generation: w.generation, Wake: true})
