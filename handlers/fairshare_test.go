@@ -1112,11 +1112,13 @@ func TestADeliveryBookedElsewhereHandsItsDroneOnWhereTheDroneIs(t *testing.T) {
 
 // A delivery whose pickup is beyond the dispatch radius from a free drone
 // is not left that drone: its run would not take it, and the two would
-// pass the drone back and forth.
+// pass the drone back and forth. (A drone based near that pickup, in
+// maintenance, makes the delivery one the fleet could serve.)
 func TestNoDroneIsLeftToADeliveryBeyondTheRadius(t *testing.T) {
 	t.Parallel()
 	f := newFixtureWith(t, func(d *handlers.Deps) { d.Config.DispatchRadiusKm = 3 })
 	f.putDrone(t, domain.Drone{ID: "d1", Location: at(0, 0)})
+	f.putDrone(t, domain.Drone{ID: "d2", Location: at(0.045, 0), Status: domain.DroneMaintenance})
 	f.dispatchAs(t, f.key, "a1", false)
 	f.clock.Advance(time.Second)
 	require.Equal(t, http.StatusAccepted, f.ingest(t, requestBody("far", at(0.04, 0), at(0.05, 0), "Small", 1)).Status)

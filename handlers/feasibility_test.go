@@ -286,3 +286,25 @@ func TestARetiredDroneLeavesTheFleet(t *testing.T) {
 	f.drain(t)
 	assert.Equal(t, "big", f.delivery(t, "heavy").DroneID)
 }
+
+// Dispatch sends no drone to a pickup beyond its radius (200 km), however
+// far the drone could fly: a request whose pickup only such a drone's base
+// is near enough to reach on a charge is refused at ingest, where before it
+// was accepted and waited until its deadline failed it.
+func TestIngestRefusesAPickupBeyondTheDispatchRadius(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	f.putDrone(t, domain.Drone{ID: "long", Location: at(0, 0), RangeKm: 1000})
+	far := requestBody("far", at(2.5, 0), at(2.51, 0), "Small", 1) // about 278 km north of the base
+	resp := f.ingest(t, far)
+	require.Equal(t, http.StatusUnprocessableEntity, resp.Status, string(resp.Body))
+	field, detail := problem(t, resp)
+	assert.Equal(t, "pickupLocation", field)
+	assert.Contains(t, detail, "200 km")
+	_, err := f.store.Deliveries.Find(context.Background(), "far")
+	assert.True(t, domain.IsCode(err, domain.ENOTFOUND), "nothing stored")
+
+	// Within the radius the same drone can be sent: accepted.
+	near := requestBody("near", at(1.5, 0), at(1.51, 0), "Small", 1) // about 167 km
+	require.Equal(t, http.StatusAccepted, f.ingest(t, near).Status)
+}

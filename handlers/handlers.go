@@ -140,6 +140,7 @@ func (c Config) withDefaults() Config {
 		c.KeyCacheTTL = DefaultKeyCacheTTL
 	}
 	c.Feasibility = c.Feasibility.WithDefaults()
+	c.Feasibility.DispatchRadiusKm = c.DispatchRadiusKm
 	c.Push = c.Push.withDefaults()
 	if c.DispatchMargin <= 0 {
 		c.DispatchMargin = 2 * time.Minute

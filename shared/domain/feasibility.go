@@ -164,6 +164,10 @@ type FeasibilityRules struct {
 	PickupTolerance time.Duration
 	// MaxHorizon is how far ahead of now a deadline may be.
 	MaxHorizon time.Duration
+	// DispatchRadiusKm is how far from a pickup dispatch looks for a drone
+	// (handlers.Config.DispatchRadiusKm): a drone based farther away is
+	// never sent, whatever its range. 0 sets no bound.
+	DispatchRadiusKm float64
 }
 
 // Defaults of FeasibilityRules.
@@ -186,8 +190,9 @@ func (r FeasibilityRules) WithDefaults() FeasibilityRules {
 //     pickupTime and deadline within rules.MaxHorizon of now;
 //   - the pickup and the dropoff admitted by the airspace at pickupTime;
 //   - some drone lifting the package's weight and size;
-//   - of those, some drone whose full-charge range covers home base →
-//     pickup → dropoff → home base (the pickup → dropoff leg routed around
+//   - of those, some drone based within rules.DispatchRadiusKm of the
+//     pickup whose full-charge range covers home base → pickup → dropoff →
+//     home base (the pickup → dropoff leg routed around
 //     no-fly zones, the legs from and to the base as the crow flies, which
 //     only makes the check more lenient);
 //   - of those, some drone fast enough to deliver before the deadline if
@@ -256,7 +261,7 @@ func Infeasible(req *DeliveryRequest, fleet *FleetSummary, air Airspace, rules F
 			}
 			lifts = true
 			minPickupKm, minMissionKm, maxRangeKm = min(minPickupKm, toPickup), min(minMissionKm, mission), max(maxRangeKm, cp.FullRangeKm)
-			if mission > cp.FullRangeKm {
+			if mission > cp.FullRangeKm || (rules.DispatchRadiusKm > 0 && toPickup > rules.DispatchRadiusKm) {
 				continue
 			}
 			reach = true
@@ -277,7 +282,9 @@ func Infeasible(req *DeliveryRequest, fleet *FleetSummary, air Airspace, rules F
 	case !lifts:
 		errs = append(errs, Unprocessable("packageInfo", "fits no single drone of the fleet: none carries a %s package of %g kg", p.Size, p.Weight))
 	case !reach:
-		if 2*minPickupKm > maxRangeKm {
+		if rules.DispatchRadiusKm > 0 && minPickupKm > rules.DispatchRadiusKm {
+			errs = append(errs, Unprocessable("pickupLocation", "is out of range: %.1f km from the nearest base of a drone that can carry the package, and no drone is sent more than %.0f km to a pickup", minPickupKm, rules.DispatchRadiusKm))
+		} else if 2*minPickupKm > maxRangeKm {
 			errs = append(errs, Unprocessable("pickupLocation", "is out of range: %.1f km from the nearest base of a drone that can carry the package, and none flies more than %.1f km on a full charge", minPickupKm, maxRangeKm))
 		} else {
 			errs = append(errs, Unprocessable("dropOffLocation", "is out of range: base → pickup → dropoff → base is at least %.1f km for every drone that can carry the package, more than it flies on a full charge", minMissionKm))
