@@ -73,7 +73,7 @@ func (h *Handlers) RescheduleDelivery(ctx context.Context, req *functionapp.Requ
 	d, err := h.updateOwnDelivery(ctx, id, func(cur *domain.Delivery) error {
 		changed = false
 		before := cur.Request.PickupTime
-		if err := cur.Reschedule(change, now); err != nil {
+		if err := cur.Reschedule(change, now, h.cfg.Feasibility.MaxHorizon); err != nil {
 			return err
 		}
 		changed = true

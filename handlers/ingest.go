@@ -84,6 +84,10 @@ func (h *Handlers) IngestDelivery(ctx context.Context, req *functionapp.Request)
 		CreatedAt:     now,
 		UpdatedAt:     now,
 	}
+	d.DeadlineBy = domain.DeadlineByClient
+	if d.Request.Deadline.IsZero() {
+		d.DeadlineBy = domain.DeadlineByService
+	}
 	d.Request.Defaults(now, id, h.cfg.Feasibility.MaxHorizon)
 	hold, err := h.pickupPaused(ctx, &d.Request, now)
 	if err != nil {
@@ -185,7 +189,7 @@ func (h *Handlers) create(ctx context.Context, d *domain.Delivery, claim bool) (
 	tx, ok := h.bus.(ports.Transactional)
 	if !ok {
 		if err := h.bookPackage(ctx, h.store, d, claim); err != nil {
-			return false, err
+			return false, h.orExisting(ctx, d.ID, err)
 		}
 		err := h.store.Deliveries.Create(ctx, d.ID, d)
 		if domain.IsCode(err, domain.ECONFLICT) {
@@ -196,7 +200,7 @@ func (h *Handlers) create(ctx context.Context, d *domain.Delivery, claim bool) (
 	for attempt := 1; ; attempt++ {
 		uow := tx.Begin()
 		if err := h.bookPackage(ctx, uow.Store(), d, claim); err != nil {
-			return false, err
+			return false, h.orExisting(ctx, d.ID, err)
 		}
 		if err := uow.Store().Deliveries.Create(ctx, d.ID, d); err != nil {
 			return false, err
@@ -219,6 +223,22 @@ func (h *Handlers) create(ctx context.Context, d *domain.Delivery, claim bool) (
 		return false, domain.Unavailable(err, "the delivery could not be stored; retry with deliveryId %s", d.ID)
 	}
 	return true, nil
+}
+
+// orExisting is errDeliveryExists in place of err, a refusal of the
+// request's package, when a delivery is stored under id already: the id is
+// judged first (a retry of an accepted request is 202 again, whoever booked
+// its package since; another request under a taken id is 409 naming
+// deliveryId), and a package is looked at only for a new delivery. The
+// read costs nothing on the way of a request that is accepted.
+func (h *Handlers) orExisting(ctx context.Context, id string, err error) error {
+	if !domain.IsCode(err, domain.ECONFLICT) {
+		return err
+	}
+	if _, ferr := h.store.Deliveries.Find(ctx, id); ferr == nil {
+		return errDeliveryExists
+	}
+	return err
 }
 
 // parseOwnRequest parses the body of a delivery request made with the API

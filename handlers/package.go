@@ -41,13 +41,15 @@ func (h *Handlers) UpdatePackage(ctx context.Context, msg *ports.Delivered) ([]p
 	key := domain.PackageKey(d.OwnerID, info.PackageID)
 	_, err = h.st(ctx).Packages.Upsert(ctx, key, func(cur *domain.Package) (*domain.Package, error) {
 		if cur == nil {
+			// Booked with the delivery when it was accepted (a package
+			// named after it has had no record until now).
 			return &domain.Package{ID: key, PackageID: info.PackageID, OwnerID: d.OwnerID, DeliveryID: d.ID,
-				Size: info.Size, Weight: info.Weight, Tag: info.Tag, Status: "Scheduled", CreatedAt: now, UpdatedAt: now}, nil
+				Size: info.Size, Weight: info.Weight, Tag: info.Tag, Status: packageScheduled, CreatedAt: d.CreatedAt, UpdatedAt: now}, nil
 		}
 		if cur.OwnerID != d.OwnerID {
 			return nil, errForeignPackage
 		}
-		if cur.DeliveryID == d.ID && cur.Size == info.Size && cur.Weight == info.Weight && cur.Tag == info.Tag && cur.Status == "Scheduled" {
+		if cur.DeliveryID == d.ID && cur.Size == info.Size && cur.Weight == info.Weight && cur.Tag == info.Tag && cur.Status == packageScheduled {
 			return nil, ports.ErrSkip
 		}
 		if cur.DeliveryID != d.ID {
@@ -59,7 +61,7 @@ func (h *Handlers) UpdatePackage(ctx context.Context, msg *ports.Delivered) ([]p
 				return nil, &packageTaken{holder: holder}
 			}
 		}
-		cur.DeliveryID, cur.Size, cur.Weight, cur.Tag, cur.Status, cur.UpdatedAt = d.ID, info.Size, info.Weight, info.Tag, "Scheduled", now
+		cur.DeliveryID, cur.Size, cur.Weight, cur.Tag, cur.Status, cur.UpdatedAt = d.ID, info.Size, info.Weight, info.Tag, packageScheduled, now
 		return cur, nil
 	})
 	if errors.Is(err, errForeignPackage) {
@@ -118,8 +120,12 @@ func (h *Handlers) packageHolder(ctx context.Context, p *domain.Package, deliver
 }
 
 // packageBooked is the status of a package a client named in a delivery
-// request, from its acceptance until a drone is assigned (then Scheduled).
-const packageBooked = "Booked"
+// request, from its acceptance until a drone is assigned (then
+// packageScheduled, written by UpdatePackage).
+const (
+	packageBooked    = "Booked"
+	packageScheduled = "Scheduled"
+)
 
 // claimGrace is how long a package booked by a delivery not stored yet
 // stays that delivery's: longer than any acceptance takes, short enough

@@ -2,9 +2,11 @@ package handlers_test
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -57,4 +59,71 @@ func TestUnrecordablePackageFailsTheDeliveryAndFreesTheDrone(t *testing.T) {
 	assert.Equal(t, domain.DroneAvailable, dr.Status)
 	assert.Empty(t, dr.CurrentDeliveryID)
 	assert.Equal(t, domain.NotifyFailed, d.Notifications[len(d.Notifications)-1].Kind)
+}
+
+// A request sent again after its delivery ended, whose package another
+// delivery has booked since, is the same request: 202 again, not a 409
+// for the package. And a request under a taken deliveryId is a 409 naming
+// deliveryId, whatever its package: the id is judged before the package.
+func TestAResentRequestIsJudgedByItsIDBeforeItsPackage(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t) // no drone: deliveries wait
+	ctx := context.Background()
+	first := packageRequest("c-1", "cp-1")
+	require.Equal(t, http.StatusAccepted, f.ingest(t, first).Status)
+	require.Equal(t, http.StatusNoContent, f.cancel(t, "c-1").Status)
+	f.drain(t)
+	require.Equal(t, http.StatusAccepted, f.ingest(t, packageRequest("c-2", "cp-1")).Status)
+
+	resp := f.ingest(t, first)
+	require.Equal(t, http.StatusAccepted, resp.Status, string(resp.Body))
+	assert.Equal(t, domain.StageCancelled, f.delivery(t, "c-1").Stage)
+	p, err := f.store.Packages.Find(ctx, domain.PackageKey(f.acct, "cp-1"))
+	require.NoError(t, err)
+	assert.Equal(t, "c-2", p.DeliveryID, "the package stays on the delivery that booked it")
+
+	// Another request under c-2's id, naming c-2's busy package, from this
+	// account and from another.
+	other := packageRequest("c-2", "cp-1")
+	other = []byte(strings.Replace(string(other), `"weight":1`, `"weight":2`, 1))
+	resp = f.ingest(t, other)
+	require.Equal(t, http.StatusConflict, resp.Status, string(resp.Body))
+	assert.Equal(t, "deliveryId", problemOf(t, resp).Field)
+	_, otherKey := f.signUpOther(t)
+	resp = f.call("IngestDelivery", otherKey, &functionapp.Request{Method: "POST", Body: packageRequest("c-2", "cp-1")})
+	require.Equal(t, http.StatusConflict, resp.Status, string(resp.Body))
+	assert.Equal(t, "deliveryId", problemOf(t, resp).Field)
+}
+
+// A package shows Booked while its delivery has no drone: a delivery that
+// had one and lost it (rescheduled to a later pickup, here) shows its
+// package as it showed before the drone was assigned. A package named after
+// its delivery (the request left packageId out) keeps the time of the
+// delivery's acceptance as its createdAt when its record is written.
+func TestAPackageIsBookedWhileItsDeliveryHasNoDrone(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, domain.Drone{ID: "d1", Location: at(0.01, 0)})
+	require.Equal(t, http.StatusAccepted, f.ingest(t, packageRequest("r1", "rp")).Status)
+	f.clock.Advance(time.Second)
+	unnamed, _ := json.Marshal(map[string]any{"deliveryId": "r2", "pickupLocation": at(0.01, 0), "dropOffLocation": at(0.02, 0),
+		"packageInfo": map[string]any{"size": "Small", "weight": 1}})
+	require.Equal(t, http.StatusAccepted, f.ingest(t, unnamed).Status)
+	accepted := getPackageOf(t, f, "r2").CreatedAt
+	f.clock.Advance(time.Minute)
+	f.drain(t)
+	require.Equal(t, domain.StageScheduled, f.delivery(t, "r1").Stage)
+	assert.Equal(t, "Scheduled", getPackageOf(t, f, "rp").Status)
+	require.Empty(t, f.delivery(t, "r2").DroneID, "r2 waits for the one drone")
+
+	later := f.clock.Now().Add(3 * time.Hour).Truncate(time.Second)
+	f.reschedule(t, f.key, "r1", map[string]any{"pickupTime": later.Format(time.RFC3339)})
+	f.drain(t)
+	require.Empty(t, f.delivery(t, "r1").DroneID, "booked for later: no drone")
+	assert.Equal(t, "Booked", getPackageOf(t, f, "rp").Status)
+
+	// The drone r1 gave up went to r2, whose package record is written now.
+	require.Equal(t, "d1", f.delivery(t, "r2").DroneID)
+	p := getPackageOf(t, f, "r2")
+	assert.Equal(t, "Scheduled", p.Status)
+	assert.True(t, accepted.Equal(p.CreatedAt), "createdAt %s, accepted %s", p.CreatedAt, accepted)
 }

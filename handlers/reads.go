@@ -250,6 +250,17 @@ func (h *Handlers) GetPackage(ctx context.Context, req *functionapp.Request) *fu
 	if err != nil {
 		return h.errorResponse(ctx, err)
 	}
+	if p.Status == packageScheduled {
+		// Written so when a drone was assigned: a delivery that has lost
+		// its drone since (rescheduled, or its drone taken by an expedited
+		// delivery) waits for another, and its package shows Booked again
+		// until it has one.
+		if d, ferr := h.store.Deliveries.Find(ctx, p.DeliveryID); ferr == nil && d.OwnerID == acct && !d.Stage.Terminal() && d.DroneID == "" {
+			waiting := *p
+			waiting.Status = packageBooked
+			p = &waiting
+		}
+	}
 	return functionapp.JSON(http.StatusOK, packageView(p))
 }
 

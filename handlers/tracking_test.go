@@ -385,6 +385,46 @@ func TestRescheduleMovesTheDefaultDeadline(t *testing.T) {
 	assert.Equal(t, t0.Add(time.Hour), f.delivery(t, "fixed").Request.Deadline)
 }
 
+// Who set a deadline is kept, not guessed from its value: a deadline the
+// client chose two hours after its pickup stays when the pickup moves, and
+// a default the booking horizon cut short moves with the pickup (to two
+// hours after it, or again to the horizon).
+func TestRescheduleKnowsWhoSetTheDeadline(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, domain.Drone{ID: "d1", Location: at(0, 0)})
+	patch := func(id string, m map[string]any) *functionapp.Response {
+		return f.biz("RescheduleDelivery", &functionapp.Request{Method: "PATCH", Params: map[string]string{"id": id}, Body: mustJSON(m)})
+	}
+	pickup := t0.Add(time.Hour)
+	chosen := map[string]any{"deliveryId": "chosen", "pickupLocation": at(0.01, 0), "dropOffLocation": at(0.02, 0),
+		"pickupTime": pickup.Format(time.RFC3339), "deadline": pickup.Add(domain.DefaultDeadline).Format(time.RFC3339),
+		"packageInfo": map[string]any{"size": "Small", "weight": 1}}
+	require.Equal(t, http.StatusAccepted, f.ingest(t, mustJSON(chosen)).Status)
+	resp := patch("chosen", map[string]any{"pickupTime": pickup.Add(time.Hour).Format(time.RFC3339)})
+	require.Equal(t, http.StatusAccepted, resp.Status, string(resp.Body))
+	assert.Equal(t, pickup.Add(domain.DefaultDeadline), f.delivery(t, "chosen").Request.Deadline, "the client's deadline stays")
+	resp = patch("chosen", map[string]any{"pickupTime": pickup.Add(3 * time.Hour).Format(time.RFC3339)})
+	require.Equal(t, http.StatusBadRequest, resp.Status, string(resp.Body))
+	assert.Equal(t, "deadline", problemOf(t, resp).Field)
+
+	// Booked near the end of the horizon without a deadline: the default
+	// stops at the horizon, ten minutes after the pickup.
+	late := t0.Add(domain.DefaultMaxHorizon - 10*time.Minute)
+	capped := map[string]any{"deliveryId": "capped", "pickupLocation": at(0.01, 0), "dropOffLocation": at(0.02, 0),
+		"pickupTime": late.Format(time.RFC3339), "packageInfo": map[string]any{"size": "Small", "weight": 1}}
+	require.Equal(t, http.StatusAccepted, f.ingest(t, mustJSON(capped)).Status)
+	require.Equal(t, t0.Add(domain.DefaultMaxHorizon), f.delivery(t, "capped").Request.Deadline)
+	f.clock.Advance(time.Minute)
+	resp = patch("capped", map[string]any{"pickupTime": late.Add(5 * time.Minute).Format(time.RFC3339)})
+	require.Equal(t, http.StatusAccepted, resp.Status, string(resp.Body))
+	assert.Equal(t, f.clock.Now().Add(domain.DefaultMaxHorizon).Truncate(time.Second), f.delivery(t, "capped").Request.Deadline,
+		"the default moves to the horizon as of the change")
+	soon := f.clock.Now().Add(time.Hour).Truncate(time.Second)
+	resp = patch("capped", map[string]any{"pickupTime": soon.Format(time.RFC3339)})
+	require.Equal(t, http.StatusAccepted, resp.Status, string(resp.Body))
+	assert.Equal(t, soon.Add(domain.DefaultDeadline), f.delivery(t, "capped").Request.Deadline)
+}
+
 // webhookReceiver records what reaches a business's webhook and fails the
 // first failures requests.
 type webhookReceiver struct {

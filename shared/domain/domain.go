@@ -139,8 +139,13 @@ type Delivery struct {
 	Request       DeliveryRequest `json:"request"`
 	// AreaID is the service area that held the pickup when the delivery
 	// was accepted ("" for none); analytics count the delivery there.
-	AreaID          string     `json:"areaId,omitempty"`
-	RequestHash     string     `json:"requestHash"`
+	AreaID      string `json:"areaId,omitempty"`
+	RequestHash string `json:"requestHash"`
+	// DeadlineBy says who set the request's deadline: DeadlineByService
+	// (the client named none) or DeadlineByClient; "" on a delivery
+	// stored before it was kept (Reschedule then goes by the deadline's
+	// value).
+	DeadlineBy      string     `json:"deadlineBy,omitempty"`
 	Stage           Stage      `json:"stage"`
 	DroneID         string     `json:"droneId,omitempty"`
 	DroneAssignedAt *time.Time `json:"droneAssignedAt,omitempty"`

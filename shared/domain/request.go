@@ -26,16 +26,30 @@ func (r *DeliveryRequest) Defaults(now time.Time, deliveryID string, horizon tim
 		r.PickupTime = now.UTC().Truncate(time.Second)
 	}
 	if r.Deadline.IsZero() {
-		r.Deadline = r.PickupTime.Add(DefaultDeadline)
-		end := now.Add(positiveOr(horizon, DefaultMaxHorizon)).UTC().Truncate(time.Second)
-		if r.Deadline.After(end) && end.After(r.PickupTime) {
-			r.Deadline = end
-		}
+		r.Deadline = defaultDeadline(r.PickupTime, now, horizon)
 	}
 	if r.PackageInfo.PackageID == "" {
 		r.PackageInfo.PackageID = deliveryID
 	}
 }
+
+// defaultDeadline is the deadline of a request that names none:
+// DefaultDeadline after its pickup, but not past the booking horizon (now
+// + horizon; zero means DefaultMaxHorizon) when the pickup is within it.
+func defaultDeadline(pickup, now time.Time, horizon time.Duration) time.Time {
+	deadline := pickup.Add(DefaultDeadline)
+	end := now.Add(positiveOr(horizon, DefaultMaxHorizon)).UTC().Truncate(time.Second)
+	if deadline.After(end) && end.After(pickup) {
+		return end
+	}
+	return deadline
+}
+
+// Who set a delivery's deadline (Delivery.DeadlineBy).
+const (
+	DeadlineByService = "service"
+	DeadlineByClient  = "client"
+)
 
 // ValidID checks an identifier chosen by a client: it becomes part of URLs,
 // queue message ids and database keys, so only URL-safe characters pass.
@@ -88,7 +102,11 @@ type Reschedule struct {
 }
 
 // Apply changes req as asked, keeping the deadline after the pickup time.
-func (r *Reschedule) Apply(req *DeliveryRequest) error {
+// A deadline the service set (serviceDeadline: the client never named one)
+// moves with a new pickup time unless the change names one, as Defaults
+// sets it as of now within horizon: the client never chose it, so must not
+// be told it is now too early.
+func (r *Reschedule) Apply(req *DeliveryRequest, serviceDeadline bool, now time.Time, horizon time.Duration) error {
 	if r.PickupLocation != nil {
 		req.PickupLocation = *r.PickupLocation
 	}
@@ -96,13 +114,9 @@ func (r *Reschedule) Apply(req *DeliveryRequest) error {
 		req.DropoffLocation = *r.DropoffLocation
 	}
 	if r.PickupTime != nil {
-		// A deadline the default set (DefaultDeadline after the pickup)
-		// moves with the pickup unless the change names one: the client
-		// never chose it, so must not be told it is now too early.
-		moves := r.Deadline == nil && req.Deadline.Equal(req.PickupTime.Add(DefaultDeadline))
 		req.PickupTime = *r.PickupTime
-		if moves {
-			req.Deadline = req.PickupTime.Add(DefaultDeadline)
+		if r.Deadline == nil && serviceDeadline {
+			req.Deadline = defaultDeadline(req.PickupTime, now, horizon)
 		}
 	}
 	if r.Deadline != nil {

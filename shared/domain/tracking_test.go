@@ -217,7 +217,7 @@ func TestTrackBeforeTheSchedule(t *testing.T) {
 	_, err := d.Clone().Cancel(start.Add(100 * time.Second))
 	assert.True(t, domain.IsCode(err, domain.ECONFLICT), "cancel: %v", err)
 	moved := domain.Location{Latitude: 47.61, Longitude: -122.33}
-	err = d.Clone().Reschedule(&domain.Reschedule{DropoffLocation: &moved}, start.Add(100*time.Second))
+	err = d.Clone().Reschedule(&domain.Reschedule{DropoffLocation: &moved}, start.Add(100*time.Second), 0)
 	assert.True(t, domain.IsCode(err, domain.ECONFLICT), "reschedule: %v", err)
 	_, err = d.Clone().Reassign(domain.OperatorAction{Name: "reassign", ActionID: "a1", Reason: "test"}, start.Add(100*time.Second))
 	assert.True(t, domain.IsCode(err, domain.ECONFLICT), "reassign: %v", err)

@@ -232,7 +232,9 @@ func (d *Delivery) Cancel(now time.Time) (Notification, error) {
 // generation, which dispatch and ETA run for again. A package already picked
 // up, or a delivery that has ended, cannot be rescheduled (ECONFLICT). A
 // change to what the request already says is ErrNoChange: no generation.
-func (d *Delivery) Reschedule(change *Reschedule, now time.Time) error {
+// A deadline the service set moves with a new pickup time (Apply), within
+// the booking horizon (zero means DefaultMaxHorizon).
+func (d *Delivery) Reschedule(change *Reschedule, now time.Time, horizon time.Duration) error {
 	switch d.Stage {
 	case StageHeadedToDropoff, StageCompleted, StageCancelled, StageFailed:
 		return Errorf(ECONFLICT, "delivery %s is %s and cannot be rescheduled", d.ID, d.Stage)
@@ -243,7 +245,7 @@ func (d *Delivery) Reschedule(change *Reschedule, now time.Time) error {
 		return Errorf(ECONFLICT, "delivery %s has its package on board and cannot be rescheduled", d.ID)
 	}
 	next := d.Request
-	if err := change.Apply(&next); err != nil {
+	if err := change.Apply(&next, d.serviceDeadline(), now, horizon); err != nil {
 		return err
 	}
 	if sameWhereAndWhen(&next, &d.Request) {
@@ -252,11 +254,30 @@ func (d *Delivery) Reschedule(change *Reschedule, now time.Time) error {
 		// no customer is told twice.
 		return ErrNoChange
 	}
+	if d.DeadlineBy == "" {
+		d.DeadlineBy = DeadlineByClient
+		if d.serviceDeadline() {
+			d.DeadlineBy = DeadlineByService
+		}
+	}
+	if change.Deadline != nil {
+		d.DeadlineBy = DeadlineByClient
+	}
 	d.Request = next
 	d.Generation++
 	d.PickupETA, d.DeliveryETA, d.ScheduledAt, d.PlannedRoute, d.DispatchAt = nil, nil, nil, nil, nil
 	d.SetStage(StageRescheduled, now, fmt.Sprintf("rescheduled (generation %d)", d.Generation))
 	return nil
+}
+
+// serviceDeadline reports whether the service set the request's deadline
+// (the client named none). A delivery stored before DeadlineBy was kept
+// goes by the value: DefaultDeadline after the pickup is the default's.
+func (d *Delivery) serviceDeadline() bool {
+	if d.DeadlineBy != "" {
+		return d.DeadlineBy == DeadlineByService
+	}
+	return d.Request.Deadline.Equal(d.Request.PickupTime.Add(DefaultDeadline))
 }
 
 // sameWhereAndWhen reports whether a and b agree on what a reschedule can

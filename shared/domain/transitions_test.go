@@ -111,13 +111,13 @@ func TestDeliveryTransitions(t *testing.T) {
 		{"cancel twice", delivery(domain.StageCancelled), func(d *domain.Delivery) error { _, err := d.Cancel(t0); return err }, domain.ErrNoChange, "", nil},
 		{"cancel a completed delivery", delivery(domain.StageCompleted), func(d *domain.Delivery) error { _, err := d.Cancel(t0); return err }, nil, domain.ECONFLICT, nil},
 		{"cancel with the package on board", delivery(domain.StageHeadedToDropoff), func(d *domain.Delivery) error { _, err := d.Cancel(t0); return err }, nil, domain.ECONFLICT, nil},
-		{"reschedule", assigned(domain.StageScheduled), func(d *domain.Delivery) error { return d.Reschedule(reschedule, t0) }, nil, "",
+		{"reschedule", assigned(domain.StageScheduled), func(d *domain.Delivery) error { return d.Reschedule(reschedule, t0, 0) }, nil, "",
 			func(t *testing.T, d *domain.Delivery) {
 				assert.Equal(t, 1, d.Generation)
 				assert.Equal(t, domain.StageRescheduled, d.Stage)
 				assert.Nil(t, d.PickupETA)
 			}},
-		{"reschedule a package in flight", assigned(domain.StageHeadedToDropoff), func(d *domain.Delivery) error { return d.Reschedule(reschedule, t0) }, nil, domain.ECONFLICT, nil},
+		{"reschedule a package in flight", assigned(domain.StageHeadedToDropoff), func(d *domain.Delivery) error { return d.Reschedule(reschedule, t0, 0) }, nil, domain.ECONFLICT, nil},
 		{"reset the assignment of the earlier generation", func() *domain.Delivery {
 			d := assigned(domain.StageRescheduled)
 			d.Generation, d.LastKnownLocation = 1, &domain.Location{Latitude: 1, Longitude: 2}
