@@ -245,7 +245,8 @@ func (d *Delivery) Reschedule(change *Reschedule, now time.Time, horizon time.Du
 		return Errorf(ECONFLICT, "delivery %s has its package on board and cannot be rescheduled", d.ID)
 	}
 	next := d.Request
-	if err := change.Apply(&next, d.serviceDeadline(), now, horizon); err != nil {
+	serviceDeadline := d.serviceDeadline()
+	if err := change.Apply(&next, serviceDeadline, now, horizon); err != nil {
 		return err
 	}
 	if sameWhereAndWhen(&next, &d.Request) {
@@ -254,14 +255,11 @@ func (d *Delivery) Reschedule(change *Reschedule, now time.Time, horizon time.Du
 		// no customer is told twice.
 		return ErrNoChange
 	}
-	if d.DeadlineBy == "" {
+	switch {
+	case change.Deadline != nil || !serviceDeadline:
 		d.DeadlineBy = DeadlineByClient
-		if d.serviceDeadline() {
-			d.DeadlineBy = DeadlineByService
-		}
-	}
-	if change.Deadline != nil {
-		d.DeadlineBy = DeadlineByClient
+	default:
+		d.DeadlineBy = DeadlineByService
 	}
 	d.Request = next
 	d.Generation++
