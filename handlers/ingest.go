@@ -122,7 +122,7 @@ func (h *Handlers) IngestDelivery(ctx context.Context, req *functionapp.Request)
 	// A package the client named may be on another delivery still, and is
 	// booked for this one as it is stored; one the service names after
 	// this delivery cannot be elsewhere.
-	stored, err := h.create(ctx, d, p.Request.PackageInfo.PackageID != "")
+	stored, err := h.create(ctx, d, p.Request.PackageInfo.PackageID != "", p.DeliveryID != "")
 	endTurn() // the delivery counts from here, stored or not
 	if stored {
 		h.log.InfoContext(ctx, "delivery accepted")
@@ -184,10 +184,19 @@ var errDeliveryExists = errors.New("the delivery exists")
 // failure between them leaves a Created delivery that the client's retry
 // with the same deliveryId queues. stored reports that both happened;
 // errDeliveryExists, that the id was taken. When claim is set it books the
-// package the request names (claimPackage) with the delivery.
-func (h *Handlers) create(ctx context.Context, d *domain.Delivery, claim bool) (stored bool, err error) {
+// package the request names (claimPackage) with the delivery; namedID says
+// the client chose the delivery's id (one the service chose is new).
+func (h *Handlers) create(ctx context.Context, d *domain.Delivery, claim, namedID bool) (stored bool, err error) {
 	tx, ok := h.bus.(ports.Transactional)
 	if !ok {
+		if claim && namedID {
+			// The booking is written before the delivery here, so a
+			// request under a taken id must not get that far: it would
+			// book its package for the delivery that holds the id.
+			if _, err := h.store.Deliveries.Find(ctx, d.ID); err == nil {
+				return false, errDeliveryExists
+			}
+		}
 		if err := h.bookPackage(ctx, h.store, d, claim); err != nil {
 			return false, h.orExisting(ctx, d.ID, err)
 		}

@@ -38,41 +38,12 @@ const patience = 2 * time.Minute
 // makes per delivery, through an azcore pipeline policy. The figure is
 // quoted in docs/data-layout.md; change both together.
 func TestCosmosOperationsPerDelivery(t *testing.T) {
-	cosmosConn := cosmosdouble.StartCosmos(t)
-	sb := servicebusdouble.StartServiceBus(t)
-	env := map[string]string{"CosmosDBConnection": cosmosConn, "ServiceBusConnection": sb.ConnectionString(), "COSMOS_DATABASE": "ops" + fmt.Sprint(time.Now().UnixNano())}
-	cfg, err := config.Load(func(k string) string { return env[k] })
-	require.NoError(t, err)
-	require.True(t, cfg.Azure)
-
 	counter := &cosmos.CountingPolicy{}
-	b, err := backend.Open(context.Background(), cfg, backend.Options{Bootstrap: true, CosmosPolicies: []policy.Policy{counter}})
-	require.NoError(t, err)
-	// A cleanup, not a defer: the server, stopped at the test's end, stops
-	// before the backend under it closes.
-	t.Cleanup(func() { b.Close() })
-
-	const operatorKey = "backend-test-operator-key"
-	base := standalonetest.ServeApp(t, "../..", b.Bus, handlers.Deps{Store: b.Store, Clock: platform.Clock{}, IDs: platform.IDs{},
-		Log: slog.New(slog.DiscardHandler), Config: handlers.Config{OperatorKey: operatorKey}}, standalone.Options{Workers: 4})
-
+	app := serveOnAzureDoubles(t, counter)
+	sb := app.sb
 	key := ""
-	do := func(method, path string, body any) (int, []byte) {
-		var rd io.Reader
-		if body != nil {
-			j, _ := json.Marshal(body)
-			rd = bytes.NewReader(j)
-		}
-		req, _ := http.NewRequest(method, base+path, rd)
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("Authorization", "Bearer "+key)
-		resp, err := http.DefaultClient.Do(req)
-		require.NoError(t, err)
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, b
-	}
-	key = operatorKey
+	do := func(method, path string, body any) (int, []byte) { return call(t, app.base, key, method, path, body) }
+	key = backendOperatorKey
 	const n = 10
 	for i := range n {
 		status, body := do("PUT", fmt.Sprintf("/api/drones/az-%02d", i), map[string]any{
@@ -178,14 +149,14 @@ func TestCosmosOperationsPerDelivery(t *testing.T) {
 	// The sizes of the documents a delivery writes, for the request unit
 	// estimate in docs/data-layout.md (a write costs more as its document
 	// grows). Read outside the counted span.
-	client, err := azcosmos.NewClientFromConnectionString(cosmosConn, nil)
+	client, err := azcosmos.NewClientFromConnectionString(app.cosmosConn, nil)
 	require.NoError(t, err)
 	sizes := map[string]int{}
 	for _, doc := range []struct{ container, pk, id string }{
 		{topology.ContainerDeliveries, "az-0", "az-0"},
 		{topology.ContainerAnalytics, "fleet|" + time.Now().UTC().Format("2006-01"), "aggregate"},
 	} {
-		c, err := client.NewContainer(env["COSMOS_DATABASE"], doc.container)
+		c, err := client.NewContainer(app.database, doc.container)
 		require.NoError(t, err)
 		resp, err := c.ReadItem(context.Background(), azcosmos.NewPartitionKeyString(doc.pk), doc.id, nil)
 		require.NoError(t, err)
@@ -199,4 +170,82 @@ func TestCosmosOperationsPerDelivery(t *testing.T) {
 	batches := after[cosmos.OpBatch] - before[cosmos.OpBatch]
 	assert.GreaterOrEqual(t, batches, 3*n+3, "one analytics batch per bucket")
 	assert.LessOrEqual(t, batches, 3*n+6, "one analytics batch per bucket")
+}
+
+const backendOperatorKey = "backend-test-operator-key"
+
+// azureApp is the function app served on the Azure adapters against the
+// local doubles.
+type azureApp struct {
+	base                 string // its URL
+	sb                   *servicebusdouble.ServiceBus
+	cosmosConn, database string
+}
+
+// serveOnAzureDoubles serves the function app on the Cosmos DB and Service
+// Bus adapters against the local doubles, with policies in the Cosmos DB
+// client's pipeline.
+func serveOnAzureDoubles(t *testing.T, policies ...policy.Policy) azureApp {
+	t.Helper()
+	app := azureApp{cosmosConn: cosmosdouble.StartCosmos(t), sb: servicebusdouble.StartServiceBus(t), database: "ops" + fmt.Sprint(time.Now().UnixNano())}
+	env := map[string]string{"CosmosDBConnection": app.cosmosConn, "ServiceBusConnection": app.sb.ConnectionString(), "COSMOS_DATABASE": app.database}
+	cfg, err := config.Load(func(k string) string { return env[k] })
+	require.NoError(t, err)
+	require.True(t, cfg.Azure)
+	b, err := backend.Open(context.Background(), cfg, backend.Options{Bootstrap: true, CosmosPolicies: policies})
+	require.NoError(t, err)
+	// A cleanup, not a defer: the server, stopped at the test's end, stops
+	// before the backend under it closes.
+	t.Cleanup(func() { b.Close() })
+	app.base = standalonetest.ServeApp(t, "../..", b.Bus, handlers.Deps{Store: b.Store, Clock: platform.Clock{}, IDs: platform.IDs{},
+		Log: slog.New(slog.DiscardHandler), Config: handlers.Config{OperatorKey: backendOperatorKey}}, standalone.Options{Workers: 4})
+	return app
+}
+
+// call sends one request with key and returns its status and body.
+func call(t *testing.T, base, key, method, path string, body any) (int, []byte) {
+	t.Helper()
+	var rd io.Reader
+	if body != nil {
+		j, _ := json.Marshal(body)
+		rd = bytes.NewReader(j)
+	}
+	req, _ := http.NewRequest(method, base+path, rd)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+key)
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b
+}
+
+// On Cosmos DB, where a delivery and its package are not written in one
+// transaction, a request under a deliveryId another account holds is a
+// 409 naming deliveryId that books nothing: the package it names stays
+// free for its own account's next request.
+func TestAReusedIDBooksNoPackageOnCosmos(t *testing.T) {
+	base := serveOnAzureDoubles(t).base
+	signUp := func(name string) string {
+		status, body := call(t, base, "", "POST", "/api/accounts", map[string]any{"name": name, "contactEmail": "ops@example.com"})
+		require.Equal(t, http.StatusCreated, status, string(body))
+		var acct struct{ APIKey string }
+		require.NoError(t, json.Unmarshal(body, &acct))
+		return acct.APIKey
+	}
+	a, b := signUp("A"), signUp("B")
+	request := func(id, pkg string) map[string]any {
+		return map[string]any{"deliveryId": id, "pickupLocation": domain.Location{Latitude: 47.6, Longitude: -122.33},
+			"dropOffLocation": domain.Location{Latitude: 47.61, Longitude: -122.33}, "packageInfo": map[string]any{"packageId": pkg, "size": "Small", "weight": 1}}
+	}
+	status, body := call(t, base, a, "POST", "/api/deliveryrequests", request("x-1", "p-a"))
+	require.Equal(t, http.StatusAccepted, status, string(body))
+
+	status, body = call(t, base, b, "POST", "/api/deliveryrequests", request("x-1", "p-b"))
+	require.Equal(t, http.StatusConflict, status, string(body))
+	assert.Contains(t, string(body), `"field":"deliveryId"`)
+	status, body = call(t, base, b, "GET", "/api/packages/p-b", nil)
+	assert.Equal(t, http.StatusNotFound, status, "nothing booked: %s", body)
+	status, body = call(t, base, b, "POST", "/api/deliveryrequests", request("y-1", "p-b"))
+	assert.Equal(t, http.StatusAccepted, status, "the package is free: %s", body)
 }
