@@ -302,7 +302,7 @@ func (h *Handlers) GetOutbox(ctx context.Context, req *functionapp.Request) *fun
 func customerMessageID(env wire.Envelope) string {
 	step := "to-" + env.SubscriptionID + "-" + string(env.Channel)
 	if env.Attempt > 0 {
-		step += fmt.Sprintf("-retry-%d", env.Attempt)
+		step += "-" + env.RetryStep(fmt.Sprintf("retry-%d", env.Attempt))
 	}
 	return wire.MessageID(env.NotificationID, 0, step)
 }

@@ -461,7 +461,7 @@ func (h *Handlers) hold(ctx context.Context, d *domain.Delivery, env *wire.Envel
 	}
 	retry := *env
 	retry.Attempt++
-	m := message(topology.QueueDeliveryRequests, fmt.Sprintf("retry-%d", retry.Attempt), retry)
+	m := message(topology.QueueDeliveryRequests, env.RetryStep(fmt.Sprintf("retry-%d", retry.Attempt)), retry)
 	m.NotBefore = next
 	h.log.InfoContext(ctx, "delivery held by a service pause", "pauseId", hold.PauseID, "until", next)
 	return append(notes, m), nil

@@ -190,7 +190,7 @@ func (h *Handlers) dispatch(ctx context.Context, msg *ports.Delivered, env *wire
 	wakes = append(wakes, notes...)
 	retry := *env
 	retry.Attempt++
-	m := message(topology.QueueDeliveryRequests, fmt.Sprintf("retry-%d", retry.Attempt), retry)
+	m := message(topology.QueueDeliveryRequests, env.RetryStep(fmt.Sprintf("retry-%d", retry.Attempt)), retry)
 	m.NotBefore = now.Add(delay)
 	h.waiting.add(d, retry.Attempt)
 	// The first wait is news; the retries of a delivery booked days ahead

@@ -530,6 +530,78 @@ func TestWebhookGivesUpAfterTheLimit(t *testing.T) {
 	assert.True(t, domain.IsPermanent(err), "dead-lettered after the limit: %v", err)
 }
 
+// A webhook notice dead-lettered after its last attempt and replayed by
+// the operator is tried as often as a new one: the replay's retries are
+// not named as the original's, which are still in the bus's duplicate-
+// detection window and would have them dropped, the notice lost.
+func TestAReplayedWebhooksRetriesAreNotDroppedAsDuplicates(t *testing.T) {
+	t.Parallel()
+	f := newFixtureWith(t, allowPrivateWebhooks)
+	recv := &webhookReceiver{failures: 1000}
+	srv := httptest.NewServer(recv)
+	defer srv.Close()
+	_, key := f.signUp(t, fmt.Sprintf(`{"name":"Contoso","contactEmail":"ops@contoso.example","webhookUrl":%q}`, srv.URL))
+	f.putDrone(t, domain.Drone{ID: "w3", Location: at(0.001, 0)})
+	body, _ := json.Marshal(map[string]any{"deliveryId": "again", "pickupLocation": at(0, 0),
+		"dropOffLocation": at(0.01, 0), "packageInfo": map[string]any{"size": "Small", "weight": 1}})
+	require.Equal(t, http.StatusAccepted, f.call("IngestDelivery", key, &functionapp.Request{Method: "POST", Body: body}).Status)
+	f.drain(t) // the chain, and the first attempt
+
+	// Each retry as the bus delivers it (at once: the test does not wait
+	// out the backoff), until the last is given up and dead-lettered, as
+	// the runtime does with a permanent failure.
+	ctx := context.Background()
+	receive := func(id string) *ports.Delivered {
+		t.Helper()
+		short, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		msgs, err := f.bus.Receive(short, topology.QueueNotifications, 10)
+		require.NoError(t, err)
+		require.Len(t, msgs, 1, "%s was dropped as a duplicate", id)
+		return msgs[0]
+	}
+	retry := func(out []ports.Message) *ports.Delivered {
+		t.Helper()
+		require.Len(t, out, 1)
+		out[0].NotBefore = time.Time{}
+		require.NoError(t, f.bus.Publish(ctx, out[0]))
+		return receive(out[0].ID)
+	}
+	msg := retry(f.delayed[topology.QueueNotifications])
+	delete(f.delayed, topology.QueueNotifications)
+	sent := map[string]bool{}
+	for {
+		sent[msg.ID] = true
+		out, err := f.h.SendNotification(ctx, msg)
+		if domain.IsPermanent(err) {
+			break
+		}
+		require.NoError(t, err)
+		require.NoError(t, f.bus.Complete(ctx, msg))
+		msg = retry(out)
+	}
+	assert.Equal(t, "again:n1:retry-7", msg.ID)
+	require.NoError(t, f.bus.DeadLetter(ctx, msg, "ProcessingFailed", "failed 8 times"))
+
+	resp := f.fleet("ReplayDeadLetter", &functionapp.Request{Method: "POST",
+		Params: map[string]string{"queue": topology.QueueNotifications, "id": msg.ID}})
+	require.Equal(t, http.StatusAccepted, resp.Status, string(resp.Body))
+	var replayed struct {
+		ReplayedAs string `json:"replayedAs"`
+	}
+	require.NoError(t, json.Unmarshal(resp.Body, &replayed))
+	msg = receive(replayed.ReplayedAs)
+	// The replay and its retries, each run as the bus delivers it.
+	for range 3 {
+		assert.False(t, sent[msg.ID], "%s was used before", msg.ID)
+		sent[msg.ID] = true
+		out, err := f.h.SendNotification(ctx, msg)
+		require.NoError(t, err, "the replay tries again, as a new notice would")
+		require.NoError(t, f.bus.Complete(ctx, msg))
+		msg = retry(out)
+	}
+}
+
 // receiveDelayed queues the one output drain kept aside for q and receives
 // it as the bus delivers it, once due.
 func (f *fixture) receiveDelayed(t *testing.T, q string) *ports.Delivered {

@@ -115,7 +115,7 @@ func (h *Handlers) SendNotification(ctx context.Context, msg *ports.Delivered) (
 		// duplicate detection drops, and each wait gets a new one.
 		sum := sha256.Sum256([]byte(msg.ID))
 		m := message(topology.QueueNotifications, "", *env)
-		m.ID = wire.MessageID(n.ID, 0, "wait-"+hex.EncodeToString(sum[:6]))
+		m.ID = wire.MessageID(n.ID, 0, env.RetryStep("wait-"+hex.EncodeToString(sum[:6])))
 		m.NotBefore = now.Add(held.RetryAfter)
 		h.log.InfoContext(ctx, "webhook waits its turn", "notificationId", n.ID, "retryAfter", held.RetryAfter.String())
 		return []ports.Message{m}, nil
@@ -131,7 +131,7 @@ func (h *Handlers) SendNotification(ctx context.Context, msg *ports.Delivered) (
 	retry := *env
 	retry.Attempt = attempt
 	m := message(topology.QueueNotifications, "", retry)
-	m.ID = wire.MessageID(n.ID, 0, fmt.Sprintf("retry-%d", attempt))
+	m.ID = wire.MessageID(n.ID, 0, env.RetryStep(fmt.Sprintf("retry-%d", attempt)))
 	m.NotBefore = now.Add(delay)
 	h.log.WarnContext(ctx, "webhook failed; retrying later", "notificationId", n.ID, "attempt", attempt, "err", werr)
 	return []ports.Message{m}, nil

@@ -127,9 +127,10 @@ func Replay(ctx context.Context, bus ports.Bus, q, id string, limit int, wait ti
 		// the message it copies; MessageID keeps it within the bus's bound.
 		// A replay replayed again is named after the original, not after
 		// the earlier replay, so ids do not grow with each replay.
-		again.ID = wire.MessageID(unreplayed(m.ID), 0, "replay-"+strconv.FormatInt(time.Now().UnixNano(), 10))
+		replay := strconv.FormatInt(time.Now().UnixNano(), 10)
+		again.ID = wire.MessageID(unreplayed(m.ID), 0, "replay-"+replay)
 		again.NotBefore = time.Time{}
-		again.Body = freshStart(again.Body)
+		again.Body = freshStart(again.Body, replay)
 		// Its step failed before; the replay reads what is stored now
 		// rather than start from the versions it carried (ports.Versions).
 		again.Versions = ""
@@ -149,18 +150,22 @@ func Replay(ctx context.Context, bus ports.Bus, q, id string, limit int, wait ti
 // "attempt" of wire.Envelope), so that its step tries the replay as often
 // as a new message: an operator replays once the cause is mended, and a
 // replay that kept attempt 7 of 8 would be given up after one more try
-// (or none, a webhook whose circuit is still open). Other fields, known
-// to this build or not, are kept; a body that is no JSON object is left
-// as it is.
-func freshStart(body []byte) []byte {
+// (or none, a webhook whose circuit is still open). Since the count starts
+// again, it marks the body as the replay (the "replay" of wire.Envelope),
+// so that the retries the step sends are not named as the original's were
+// (wire.Envelope.RetryStep). Other fields, known to this build or not, are
+// kept; a body that is no JSON object, or no envelope (it names no
+// operation), is left as it is.
+func freshStart(body []byte, replay string) []byte {
 	var fields map[string]json.RawMessage
 	if json.Unmarshal(body, &fields) != nil {
 		return body
 	}
-	if _, ok := fields["attempt"]; !ok {
+	if _, ok := fields["operation"]; !ok {
 		return body
 	}
 	delete(fields, "attempt")
+	fields["replay"], _ = json.Marshal(replay)
 	out, err := json.Marshal(fields)
 	if err != nil {
 		return body

@@ -86,7 +86,8 @@ func TestReplayIDStaysWithinTheBusBound(t *testing.T) {
 	assert.Equal(t, again, replayed[0].ID)
 }
 
-// A replay starts its step's count of attempts again and keeps the rest of
+// A replay starts its step's count of attempts again, marks the body with
+// the replay (its step names its retries after it), and keeps the rest of
 // the body, fields this build does not know included.
 func TestReplayStartsTheAttemptsAgain(t *testing.T) {
 	t.Parallel()
@@ -99,7 +100,9 @@ func TestReplayStartsTheAttemptsAgain(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, replayed, 1)
 	assert.Equal(t, again, replayed[0].ID)
-	assert.JSONEq(t, `{"operation":"notify","deliveryId":"d-2","notificationId":"d-2:n1","fromANewerBuild":true}`, string(replayed[0].Body))
+	n, ok := strings.CutPrefix(again, "d-2:n1:retry-7:replay-")
+	require.True(t, ok, again)
+	assert.JSONEq(t, `{"operation":"notify","deliveryId":"d-2","notificationId":"d-2:n1","fromANewerBuild":true,"replay":"`+n+`"}`, string(replayed[0].Body))
 }
 
 // A replay that is dead-lettered and replayed again is named after the

@@ -169,6 +169,22 @@ type Envelope struct {
 	SubscriptionID string          `json:"subscriptionId,omitempty"`
 	Channel        domain.Channel  `json:"channel,omitempty"`
 	Payload        json.RawMessage `json:"payload,omitempty"`
+	// Replay marks a message an operator replayed from the dead-letter
+	// queue (the n of the replay's id, "…:replay-<n>"): the retries and
+	// waits its step sends are named after it (RetryStep), since the
+	// attempt count starts again and the original's retries, under the
+	// same names, may still be in the bus's duplicate-detection window.
+	Replay string `json:"replay,omitempty"`
+}
+
+// RetryStep is the step name of a message that tries e's step again
+// (retry-<n>, wait-<hash>): the name itself, or, for a replayed message,
+// the name under the replay's.
+func (e *Envelope) RetryStep(step string) string {
+	if e.Replay == "" {
+		return step
+	}
+	return "replay-" + e.Replay + "-" + step
 }
 
 // ParseEnvelope decodes and validates a message body. A body that fails here
