@@ -3,14 +3,17 @@ package standalone
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -350,4 +353,52 @@ func TestBodiesInFlightAreBoundedPerAddress(t *testing.T) {
 	close(release)
 	require.Equal(t, http.StatusOK, (<-done).Code)
 	assert.Equal(t, http.StatusOK, post("/other", 100).Code, "the budget came back")
+}
+
+// TestAnnouncedBodiesHoldNothing: an upload is charged for the bytes it
+// sends, not the length it announces, so connections that announce the
+// largest body and send nothing of it keep nobody out, the same address
+// included; a body announced larger than the bound is refused unread.
+func TestAnnouncedBodiesHoldNothing(t *testing.T) {
+	t.Parallel()
+	var seen, entered atomic.Int64
+	budget := newBodyBudget(false, 2*functionapp.MaxBodyBytes, 4*functionapp.MaxBodyBytes)
+	inner := budget.wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, functionapp.MaxBodyBytes))
+		var tooBig *http.MaxBytesError
+		switch {
+		case errors.As(err, &tooBig):
+			w.WriteHeader(http.StatusRequestEntityTooLarge)
+		case err != nil:
+			w.WriteHeader(http.StatusBadRequest)
+		default:
+			seen.Add(int64(len(b)))
+		}
+	}))
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			entered.Add(1)
+		}
+		inner.ServeHTTP(w, r)
+	}))
+	defer ts.Close()
+	for range 8 { // four times what the address may hold, announced
+		c, err := net.Dial("tcp", ts.Listener.Addr().String())
+		require.NoError(t, err)
+		defer c.Close()
+		_, err = fmt.Fprintf(c, "POST /slow HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n{", functionapp.MaxBodyBytes)
+		require.NoError(t, err)
+	}
+	require.Eventually(t, func() bool { return entered.Load() == 8 }, 10*time.Second, time.Millisecond, "the uploads reach the budget")
+	resp, err := ts.Client().Post(ts.URL+"/ok", "application/json", strings.NewReader(`{"a":1}`))
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
+	assert.EqualValues(t, 7, seen.Load())
+
+	req, _ := http.NewRequest("POST", ts.URL+"/big", strings.NewReader(strings.Repeat("x", functionapp.MaxBodyBytes+1)))
+	resp, err = ts.Client().Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusRequestEntityTooLarge, resp.StatusCode)
 }
