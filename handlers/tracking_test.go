@@ -530,6 +530,63 @@ func TestWebhookGivesUpAfterTheLimit(t *testing.T) {
 	assert.True(t, domain.IsPermanent(err), "dead-lettered after the limit: %v", err)
 }
 
+// A webhook that fails every attempt of one notice after another fills no
+// dead-letter queue: the first notice given up on is dead-lettered (a
+// permanent failure), and later ones to the same webhook within ten
+// minutes are acknowledged; each stays on its delivery.
+func TestAFailingWebhookDeadLettersOneNoticeInTenMinutes(t *testing.T) {
+	t.Parallel()
+	f := newFixtureWith(t, allowPrivateWebhooks)
+	recv := &webhookReceiver{failures: 1000}
+	srv := httptest.NewServer(recv)
+	defer srv.Close()
+	_, key := f.signUp(t, fmt.Sprintf(`{"name":"Contoso","contactEmail":"ops@contoso.example","webhookUrl":%q}`, srv.URL))
+	ctx := context.Background()
+	// The last attempt of each delivery's scheduled notice.
+	lastAttempts := func(ids ...string) map[string]error {
+		t.Helper()
+		for _, id := range ids {
+			f.putDrone(t, domain.Drone{ID: "drone-" + id, Location: at(0.001, 0)})
+			body, _ := json.Marshal(map[string]any{"deliveryId": id, "pickupLocation": at(0, 0),
+				"dropOffLocation": at(0.01, 0), "packageInfo": map[string]any{"size": "Small", "weight": 1}})
+			require.Equal(t, http.StatusAccepted, f.call("IngestDelivery", key, &functionapp.Request{Method: "POST", Body: body}).Status)
+		}
+		f.drain(t)
+		retries := f.delayed[topology.QueueNotifications]
+		delete(f.delayed, topology.QueueNotifications)
+		require.Len(t, retries, len(ids))
+		errs := map[string]error{}
+		for _, m := range retries {
+			var env wire.Envelope
+			require.NoError(t, json.Unmarshal(m.Body, &env))
+			env.Attempt = 7 // the eighth and last attempt
+			m.Body, m.NotBefore = mustJSON(env), time.Time{}
+			require.NoError(t, f.bus.Publish(ctx, m))
+			got, err := f.bus.Receive(ctxFor(t), topology.QueueNotifications, 1)
+			require.NoError(t, err)
+			require.Len(t, got, 1)
+			_, errs[env.DeliveryID] = f.h.SendNotification(ctx, got[0])
+			require.NoError(t, f.bus.Complete(ctx, got[0]))
+		}
+		return errs
+	}
+	errs := lastAttempts("first", "second")
+	permanent := 0
+	for id, err := range errs {
+		if domain.IsPermanent(err) {
+			permanent++
+		} else {
+			assert.NoError(t, err, id)
+		}
+		assert.Len(t, f.delivery(t, id).Notifications, 1, "the notice stays on %s", id)
+	}
+	assert.Equal(t, 1, permanent, "one of the two is dead-lettered: %v", errs)
+
+	f.clock.Advance(11 * time.Minute)
+	err := lastAttempts("third")["third"]
+	assert.True(t, domain.IsPermanent(err), "ten minutes on, one is dead-lettered again: %v", err)
+}
+
 // A webhook notice dead-lettered after its last attempt and replayed by
 // the operator is tried as often as a new one: the replay's retries are
 // not named as the original's, which are still in the bus's duplicate-

@@ -68,18 +68,21 @@ func (h *Handlers) accountHook(ctx context.Context, id string) (*accountHook, er
 //
 // A webhook whose address the service never sends to (ports.ErrWebhookRefused)
 // is a permanent failure at once: no retry can change the answer, and
-// retries would tell a prober which internal addresses answer. Only the
-// first such notice of an account's webhook within refusedHookMemory is
-// dead-lettered, for the operator to see; the others are logged and
-// acknowledged, so that a business whose webhook resolves to a private
-// address does not fill the dead-letter queue with one message per notice. One held
+// retries would tell a prober which internal addresses answer. Of the
+// notices an account's webhook is given up on (refused, or failing every
+// attempt), only the first within givenUpHookMemory is dead-lettered, for
+// the operator to see; the others are logged and acknowledged, so that a
+// business whose webhook resolves to a private address, or answers 500 to
+// everything, does not fill the dead-letter queue with one message per
+// notice (each stays on its delivery). One held
 // back because its account has its share of sends in flight waits its turn
 // without spending an attempt; one held back by its account's open circuit
 // spends one and is tried again after the cool-down or its backoff,
 // whichever is later.
-// refusedHookMemory is how long a refused webhook address is remembered
-// (per process) after its notice was dead-lettered.
-const refusedHookMemory = 10 * time.Minute
+// givenUpHookMemory is how long a webhook a notice was given up on is
+// remembered (per process, by account and URL) after that notice was
+// dead-lettered.
+const givenUpHookMemory = 10 * time.Minute
 
 func (h *Handlers) SendNotification(ctx context.Context, msg *ports.Delivered) ([]ports.Message, error) {
 	ctx, env, d, n, err := h.loadNotification(ctx, msg, wire.OpNotify)
@@ -99,14 +102,7 @@ func (h *Handlers) SendNotification(ctx context.Context, msg *ports.Delivered) (
 		return nil, nil
 	}
 	if errors.Is(werr, ports.ErrWebhookRefused) {
-		key := d.OwnerID + "\x00" + hook.URL
-		if _, seen := h.refusedHooks.get(key, now); seen {
-			h.log.WarnContext(ctx, "webhook not sent: its address is refused; acknowledged, as a notice to it was dead-lettered lately",
-				"notificationId", n.ID, "err", werr)
-			return nil, nil
-		}
-		h.refusedHooks.put(key, &struct{}{}, now, h.refusedHooks.stamp())
-		return nil, &domain.Permanent{Err: fmt.Errorf("webhook for %s not sent: %w", n.ID, werr), Elsewhere: true}
+		return nil, h.giveUp(ctx, d.OwnerID, hook.URL, n.ID, fmt.Errorf("webhook for %s not sent: its address is refused: %w", n.ID, werr))
 	}
 	var held *ports.WebhookHeld
 	if errors.As(werr, &held) && held.Busy {
@@ -122,7 +118,7 @@ func (h *Handlers) SendNotification(ctx context.Context, msg *ports.Delivered) (
 	}
 	attempt := env.Attempt + 1
 	if attempt >= h.cfg.WebhookAttempts {
-		return nil, &domain.Permanent{Err: fmt.Errorf("webhook for %s failed %d times, last: %w", n.ID, attempt, werr), Elsewhere: true}
+		return nil, h.giveUp(ctx, d.OwnerID, hook.URL, n.ID, fmt.Errorf("webhook for %s failed %d times, last: %w", n.ID, attempt, werr))
 	}
 	delay := h.backoff(attempt - 1)
 	if held != nil {
@@ -135,6 +131,22 @@ func (h *Handlers) SendNotification(ctx context.Context, msg *ports.Delivered) (
 	m.NotBefore = now.Add(delay)
 	h.log.WarnContext(ctx, "webhook failed; retrying later", "notificationId", n.ID, "attempt", attempt, "err", werr)
 	return []ports.Message{m}, nil
+}
+
+// giveUp ends notice notificationID to account's webhook at url for err:
+// a permanent failure, which the runtime dead-letters, unless a notice to
+// that webhook was given up on within givenUpHookMemory, when it is logged
+// and acknowledged (nil).
+func (h *Handlers) giveUp(ctx context.Context, account, url, notificationID string, err error) error {
+	key := account + "\x00" + url
+	now := h.clock.Now()
+	if _, seen := h.givenUpHooks.get(key, now); seen {
+		h.log.WarnContext(ctx, "webhook given up; acknowledged, as a notice to it was dead-lettered lately",
+			"notificationId", notificationID, "err", err)
+		return nil
+	}
+	h.givenUpHooks.put(key, &struct{}{}, now, h.givenUpHooks.stamp())
+	return &domain.Permanent{Err: err, Elsewhere: true}
 }
 
 // loadNotification loads a message of operation op (notify or
