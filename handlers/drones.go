@@ -41,7 +41,7 @@ func (h *Handlers) PutDrone(ctx context.Context, req *functionapp.Request) *func
 	if err := h.publishChargeCheck(ctx, before, d); err != nil {
 		return h.errorResponse(ctx, domain.Unavailable(err, "the drone is stored but its charge check could not be queued; send the PUT again"))
 	}
-	h.noteDrone(d)
+	h.noteDrone(before, d)
 	status := http.StatusOK
 	if created {
 		status = http.StatusCreated

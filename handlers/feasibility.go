@@ -28,6 +28,8 @@ type fleetSummary struct {
 	cur      *domain.FleetSummary
 	built    time.Time
 	building bool
+	// dropped is when a retirement dropped the summary (noteDrone).
+	dropped time.Time
 	// first makes the requests that find no summary yet wait for one
 	// listing rather than each list the fleet.
 	first sync.Mutex
@@ -106,17 +108,28 @@ func (h *Handlers) rebuildFleetSummary(ctx context.Context) (*domain.FleetSummar
 	if c.cur != nil && c.built.After(start) {
 		return c.cur, nil
 	}
+	if start.Before(c.dropped) {
+		return s, nil // to this caller only: the next use lists again
+	}
 	c.cur, c.built = s, start
 	return s, nil
 }
 
-// noteDrone adds a registered drone to the summary at once.
-func (h *Handlers) noteDrone(d *domain.Drone) {
+// noteDrone adds a registered drone, before it was put (nil for a new
+// one), to the summary at once; a drone it retires has the summary listed
+// again at its next use.
+func (h *Handlers) noteDrone(before, d *domain.Drone) {
 	c := &h.summary
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.cur == nil {
 		return // the first use lists the fleet, this drone included
+	}
+	if d.Status == domain.DroneRetired && before != nil && before.Status != domain.DroneRetired {
+		// A listing under way may have read the drone before it was
+		// retired: what it finds is not kept (rebuildFleetSummary).
+		c.cur, c.dropped = nil, h.clock.Now()
+		return
 	}
 	next := c.cur.Clone()
 	next.Add(d)

@@ -308,3 +308,29 @@ func TestIngestRefusesAPickupBeyondTheDispatchRadius(t *testing.T) {
 	near := requestBody("near", at(1.5, 0), at(1.51, 0), "Small", 1) // about 167 km
 	require.Equal(t, http.StatusAccepted, f.ingest(t, near).Status)
 }
+
+// hiddenSummary is a fleet that keeps no summary of its own (as Cosmos DB's
+// does not), so that the handlers list it and cache what they find.
+type hiddenSummary struct{ ports.Fleet }
+
+// A retired drone no longer counts in what the fleet could ever serve from
+// the moment the PUT that retired it answers: a request that only it could
+// carry is refused at once, on a fleet that keeps its own summary and on
+// one whose summary the handlers keep.
+func TestARetiredDroneCountsNoMoreAtOnce(t *testing.T) {
+	t.Parallel()
+	for name, edit := range map[string]func(*handlers.Deps){
+		"the fleet's summary":   func(*handlers.Deps) {},
+		"the handlers' summary": func(d *handlers.Deps) { d.Store.Fleet = hiddenSummary{d.Store.Fleet} },
+	} {
+		f := newFixtureWith(t, edit)
+		f.putDrone(t, domain.Drone{ID: "small", Location: at(0, 0), MaxPayloadKg: 2, MaxPackageSize: domain.SizeSmall})
+		for i := range 5 {
+			f.putDrone(t, domain.Drone{ID: "big", Location: at(0, 0), MaxPayloadKg: 30})
+			require.Equal(t, http.StatusAccepted, f.ingest(t, requestBody(fmt.Sprintf("ok-%d", i), at(0.01, 0), at(0.02, 0), "Large", 20)).Status, name)
+			f.putDrone(t, domain.Drone{ID: "big", Location: at(0, 0), MaxPayloadKg: 30, Status: domain.DroneRetired})
+			resp := f.ingest(t, requestBody(fmt.Sprintf("no-%d", i), at(0.01, 0), at(0.02, 0), "Large", 20))
+			require.Equal(t, http.StatusUnprocessableEntity, resp.Status, "%s, round %d: %s", name, i, resp.Body)
+		}
+	}
+}

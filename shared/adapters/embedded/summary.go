@@ -22,6 +22,10 @@ const summaryRebuildEvery = time.Second
 type fleetSummary struct {
 	cur   *domain.FleetSummary // published: never changed, a change publishes a copy
 	stale bool
+	// now asks for the rebuild at the next read, without waiting out
+	// rebuildEvery: a drone was retired, which the operator is told
+	// counts no more at once.
+	now   bool
 	built time.Time
 	// rebuildEvery is summaryRebuildEvery but in tests.
 	rebuildEvery time.Duration
@@ -56,7 +60,8 @@ func (c capabilities) drone() *domain.Drone {
 // and were old before it if known. What a drone can do now is added at
 // once (a summary may count too much, never too little: a drone put back
 // from retirement serves the next request); what it could do before, if
-// it changed, leaves at the next rebuild.
+// it changed, leaves at the next rebuild, which comes at the next read
+// when the drone was retired.
 func (s *fleetSummary) note(old capabilities, known bool, c capabilities) {
 	if s.cur == nil {
 		s.cur = domain.NewFleetSummary()
@@ -66,6 +71,7 @@ func (s *fleetSummary) note(old capabilities, known bool, c capabilities) {
 	}
 	if known {
 		s.stale = true
+		s.now = s.now || c.retired && !old.retired
 	}
 	if c.retired {
 		return
@@ -85,12 +91,12 @@ func (s *fleetSummary) summary(members map[string]member) *domain.FleetSummary {
 	if s.rebuildEvery > 0 {
 		every = s.rebuildEvery
 	}
-	if s.stale && time.Since(s.built) >= every {
+	if s.stale && (s.now || time.Since(s.built) >= every) {
 		next := domain.NewFleetSummary()
 		for _, m := range members {
 			next.Add(m.caps.drone())
 		}
-		s.cur, s.stale, s.built = next, false, time.Now()
+		s.cur, s.stale, s.now, s.built = next, false, false, time.Now()
 	}
 	return s.cur
 }
