@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"time"
 
@@ -18,6 +19,7 @@ const (
 	DefaultPerAccount     = 4
 	DefaultFailuresToOpen = 5
 	DefaultCoolDown       = 30 * time.Second
+	DefaultSlowAfter      = time.Second
 )
 
 // maxBreakers bounds the accounts whose circuits one process remembers;
@@ -42,12 +44,20 @@ type FairOptions struct {
 	// ones do not return together); zero means DefaultTimeout, one
 	// attempt's bound, by which time a slot has most likely come free.
 	BusyRetry time.Duration
-	Log       *slog.Logger
+	// SlowAfter marks an account's endpoint slow: its last webhook took
+	// longer, or one in flight has taken longer already. A slow endpoint
+	// gets one webhook in flight, not PerAccount, so that a few accounts
+	// with endpoints that answer slowly, each within its own bound, cannot
+	// hold every worker between them; zero means DefaultSlowAfter.
+	SlowAfter time.Duration
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	Log *slog.Logger
 }
 
 // Fair wraps a ports.Webhooks so that one account's slow or dead endpoint
 // delays only that account: at most PerAccount of its webhooks are in
-// flight at once, and after FailuresToOpen consecutive failures its
+// flight at once (one while its endpoint is slow), and after FailuresToOpen consecutive failures its
 // circuit opens and its webhooks fail fast, without a connection, until a
 // trial after CoolDown succeeds. A webhook held back either way returns a
 // *ports.WebhookHeld, and the caller schedules it again: nothing is
@@ -58,6 +68,8 @@ type Fair struct {
 
 	mu       sync.Mutex
 	inFlight map[string]int
+	started  map[string][]time.Time // when each of an account's webhooks in flight began
+	slow     map[string]bool        // accounts whose last webhook took longer than SlowAfter
 	breakers map[string]*gobreaker.CircuitBreaker[struct{}]
 	urls     map[string]string // the endpoint each account's circuit judges
 	lastErr  map[string]string // the last failure of each account's endpoint, while its circuit is not closed and clean
@@ -77,21 +89,27 @@ func NewFair(next ports.Webhooks, o FairOptions) *Fair {
 	if o.BusyRetry <= 0 {
 		o.BusyRetry = DefaultTimeout
 	}
+	if o.SlowAfter <= 0 {
+		o.SlowAfter = DefaultSlowAfter
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
 	if o.Log == nil {
 		o.Log = slog.Default()
 	}
-	return &Fair{next: next, o: o, inFlight: map[string]int{}, breakers: map[string]*gobreaker.CircuitBreaker[struct{}]{}, urls: map[string]string{},
-		lastErr: map[string]string{}}
+	return &Fair{next: next, o: o, inFlight: map[string]int{}, started: map[string][]time.Time{}, slow: map[string]bool{},
+		breakers: map[string]*gobreaker.CircuitBreaker[struct{}]{}, urls: map[string]string{}, lastErr: map[string]string{}}
 }
 
 // Post sends w unless its account has its share in flight or its circuit
 // is open.
 func (f *Fair) Post(ctx context.Context, w ports.Webhook) error {
-	cb, ok := f.acquire(w.AccountID, w.URL)
+	cb, start, ok := f.acquire(w.AccountID, w.URL)
 	if !ok {
 		return &ports.WebhookHeld{Busy: true, RetryAfter: f.o.BusyRetry + rand.N(f.o.BusyRetry+1)}
 	}
-	defer f.release(w.AccountID)
+	defer f.release(w.AccountID, start)
 	_, err := cb.Execute(func() (struct{}, error) { return struct{}{}, f.next.Post(ctx, w) })
 	if errors.Is(err, gobreaker.ErrOpenState) || errors.Is(err, gobreaker.ErrTooManyRequests) {
 		// Held back, the webhook says why its endpoint's circuit opened:
@@ -120,16 +138,23 @@ func (f *Fair) lastFailure(account string) string {
 }
 
 // acquire takes one of the account's slots and returns its circuit for
-// url, or reports that every slot is taken. A circuit judges one endpoint:
-// an account that moved its webhook to another url (PUT …/webhook) starts
+// url and when the slot was taken, or reports that every slot is taken
+// (one, while its endpoint is slow). A circuit judges one endpoint: an
+// account that moved its webhook to another url (PUT …/webhook) starts
 // with a closed one rather than wait out the old endpoint's cool-down.
-func (f *Fair) acquire(account, url string) (*gobreaker.CircuitBreaker[struct{}], bool) {
+func (f *Fair) acquire(account, url string) (*gobreaker.CircuitBreaker[struct{}], time.Time, bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.inFlight[account] >= f.o.PerAccount {
-		return nil, false
+	now := f.o.Now()
+	limit := f.o.PerAccount
+	if f.slow[account] || len(f.started[account]) > 0 && now.Sub(f.started[account][0]) > f.o.SlowAfter {
+		limit = 1
+	}
+	if f.inFlight[account] >= limit {
+		return nil, time.Time{}, false
 	}
 	f.inFlight[account]++
+	f.started[account] = append(f.started[account], now)
 	cb := f.breakers[account]
 	if cb != nil && f.urls[account] != url {
 		cb = nil
@@ -160,14 +185,30 @@ func (f *Fair) acquire(account, url string) (*gobreaker.CircuitBreaker[struct{}]
 		})
 		f.breakers[account], f.urls[account] = cb, url
 	}
-	return cb, true
+	return cb, now, true
 }
 
-func (f *Fair) release(account string) {
+// release gives back the slot taken at start, and judges the endpoint by
+// how long the webhook took.
+func (f *Fair) release(account string, start time.Time) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.inFlight[account]--; f.inFlight[account] <= 0 {
 		delete(f.inFlight, account)
+	}
+	starts := f.started[account]
+	if i := slices.Index(starts, start); i >= 0 {
+		starts = slices.Delete(starts, i, i+1)
+	}
+	if len(starts) == 0 {
+		delete(f.started, account)
+	} else {
+		f.started[account] = starts
+	}
+	if f.o.Now().Sub(start) > f.o.SlowAfter {
+		f.slow[account] = true
+	} else {
+		delete(f.slow, account)
 	}
 }
 

@@ -43,6 +43,15 @@ func (e *endpoints) Post(ctx context.Context, w ports.Webhook) error {
 	return err
 }
 
+// hold makes the account's endpoint wait on a new gate, which it returns.
+func (e *endpoints) hold(account string) chan struct{} {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	gate := make(chan struct{})
+	e.gate[account] = gate
+	return gate
+}
+
 func (e *endpoints) set(account string, err error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -84,6 +93,67 @@ func TestFairBoundsEachAccountsWebhooksInFlight(t *testing.T) {
 	close(e.gate["slow"])
 	wg.Wait()
 	assert.NoError(t, post(f, "slow"), "a slot came free")
+}
+
+// fakeClock is a clock a test moves by hand.
+type fakeClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+// An account whose endpoint answers slowly gets one webhook in flight, so
+// that a few such accounts, each within its own bound, cannot hold every
+// worker between them: slow once a webhook in flight has taken longer
+// than SlowAfter, or the last one did, and back to its full share once one
+// is answered promptly.
+func TestFairGivesASlowEndpointOneWebhookInFlight(t *testing.T) {
+	t.Parallel()
+	e := newEndpoints()
+	clock := &fakeClock{now: time.Date(2026, 12, 5, 12, 0, 0, 0, time.UTC)}
+	f := webhook.NewFair(e, webhook.FairOptions{PerAccount: 4, SlowAfter: time.Second, BusyRetry: time.Second, Now: clock.Now, Log: slog.New(slog.DiscardHandler)})
+	busy := func(err error) bool {
+		var held *ports.WebhookHeld
+		return errors.As(err, &held) && held.Busy
+	}
+	gate := e.hold("slow")
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Go(func() { assert.NoError(t, post(f, "slow")) })
+	}
+	require.Eventually(t, func() bool { return e.waiting.Load() == 2 }, time.Minute, time.Millisecond)
+	clock.advance(1500 * time.Millisecond)
+	assert.True(t, busy(post(f, "slow")), "in flight for longer than SlowAfter: no third")
+	assert.NoError(t, post(f, "prompt"), "other accounts are served")
+
+	close(gate)
+	wg.Wait()
+	gate = e.hold("slow")
+	wg.Go(func() { assert.NoError(t, post(f, "slow")) })
+	require.Eventually(t, func() bool { return e.waiting.Load() == 3 }, time.Minute, time.Millisecond)
+	assert.True(t, busy(post(f, "slow")), "its last webhook was slow: one in flight")
+	close(gate)
+	wg.Wait()
+
+	// Answered promptly (the clock did not move): the full share again.
+	gate = e.hold("slow")
+	for range 4 {
+		wg.Go(func() { assert.NoError(t, post(f, "slow")) })
+	}
+	require.Eventually(t, func() bool { return e.waiting.Load() == 7 }, time.Minute, time.Millisecond)
+	close(gate)
+	wg.Wait()
 }
 
 func TestFairOpensAnAccountsCircuitAndHalfOpensAfterTheCoolDown(t *testing.T) {
