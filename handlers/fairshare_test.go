@@ -233,6 +233,27 @@ func TestOperatorCapsAnAccountsShare(t *testing.T) {
 	assert.Equal(t, domain.DroneAvailable, f.drone(t, "d2").Status)
 }
 
+// The cap is a share of the drones in the area, counted once each: a drone
+// whose capabilities change (put again, here, with a larger payload) is
+// still one drone, on a fleet that keeps its own summary and on one whose
+// summary the handlers keep.
+func TestTheCapCountsAChangedDroneOnce(t *testing.T) {
+	t.Parallel()
+	for name, edit := range map[string]func(*handlers.Deps){
+		"the fleet's summary":   func(*handlers.Deps) {},
+		"the handlers' summary": func(d *handlers.Deps) { d.Store.Fleet = hiddenSummary{d.Store.Fleet} },
+	} {
+		f := newFixtureWith(t, func(d *handlers.Deps) { edit(d); d.Config.MaxAccountShare = 0.5 })
+		f.putDrone(t, domain.Drone{ID: "d1", Location: at(0, 0)})
+		f.putDrone(t, domain.Drone{ID: "d2", Location: at(0, 0.001)})
+		f.dispatchAs(t, f.key, "x1", false)
+		require.Len(t, f.assigned(t, "x1"), 1, name)
+		f.putDrone(t, domain.Drone{ID: "d2", Location: at(0, 0.001), MaxPayloadKg: 8})
+		f.dispatchAs(t, f.key, "x2", false)
+		assert.Empty(t, f.assigned(t, "x2"), "%s: half of two drones is one", name)
+	}
+}
+
 // Beyond the limit of deliveries that have not ended, ingest answers 429.
 func TestActiveDeliveriesPerAccountAreLimited(t *testing.T) {
 	t.Parallel()

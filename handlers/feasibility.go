@@ -132,7 +132,11 @@ func (h *Handlers) noteDrone(before, d *domain.Drone) {
 		return
 	}
 	next := c.cur.Clone()
-	next.Add(d)
+	if before != nil && before.Status != domain.DroneRetired {
+		next.AddCapability(d) // counted already: one drone, whatever it can do
+	} else {
+		next.Add(d)
+	}
 	c.cur = next
 }
 

@@ -93,14 +93,21 @@ func (s *FleetSummary) Add(d *Drone) {
 		return
 	}
 	s.drones++
-	b := Location{Latitude: d.HomeBase.Latitude, Longitude: d.HomeBase.Longitude} // a base is where it is, at any altitude
-	k := cellOf(b)
-	c := s.cells[k]
-	if c == nil {
-		c = &summaryCell{minLat: b.Latitude, maxLat: b.Latitude, minLon: b.Longitude, maxLon: b.Longitude}
-		s.cells[k] = c
+	s.cellOf(d).drones++
+	s.AddCapability(d)
+}
+
+// AddCapability counts what drone d can do, from its home base, without
+// counting d as one more drone: for a drone added already whose
+// capabilities changed (a summary may count too much of what drones can
+// do, but its count of drones, which the fair-share cap is a share of,
+// stays exact).
+func (s *FleetSummary) AddCapability(d *Drone) {
+	if d.Status == DroneRetired {
+		return
 	}
-	c.drones++
+	c := s.cellOf(d)
+	b := Location{Latitude: d.HomeBase.Latitude, Longitude: d.HomeBase.Longitude}
 	c.minLat, c.maxLat = min(c.minLat, b.Latitude), max(c.maxLat, b.Latitude)
 	c.minLon, c.maxLon = min(c.minLon, b.Longitude), max(c.maxLon, b.Longitude)
 	if !c.many && !slices.Contains(c.bases, b) {
@@ -118,6 +125,18 @@ func (s *FleetSummary) Add(d *Drone) {
 	}
 	c.caps = slices.DeleteFunc(c.caps, func(o Capability) bool { return cp.covers(o) })
 	c.caps = append(c.caps, cp)
+}
+
+// cellOf returns the cell of d's home base, made if new.
+func (s *FleetSummary) cellOf(d *Drone) *summaryCell {
+	b := Location{Latitude: d.HomeBase.Latitude, Longitude: d.HomeBase.Longitude} // a base is where it is, at any altitude
+	k := cellOf(b)
+	c := s.cells[k]
+	if c == nil {
+		c = &summaryCell{minLat: b.Latitude, maxLat: b.Latitude, minLon: b.Longitude, maxLon: b.Longitude}
+		s.cells[k] = c
+	}
+	return c
 }
 
 // MaxSpeedMps is the fastest cruise speed of a drone that can lift p, or 0

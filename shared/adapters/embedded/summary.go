@@ -1,6 +1,7 @@
 package embedded
 
 import (
+	"math"
 	"time"
 
 	"github.com/fabrikam/dronedelivery/shared/domain"
@@ -40,8 +41,11 @@ type capabilities struct {
 }
 
 func capabilitiesOf(d *domain.Drone) capabilities {
+	// The full range is worked out from the range and battery a drone
+	// reports, whose rounding moves it by a few parts in 10^15 from one
+	// report to the next: to the metre, it changes when the drone does.
 	return capabilities{baseLat: d.HomeBase.Latitude, baseLon: d.HomeBase.Longitude, payloadKg: d.MaxPayloadKg,
-		speedMps: d.CruiseSpeedMps, fullRangeKm: domain.FullRangeKm(d), size: d.MaxPackageSize,
+		speedMps: d.CruiseSpeedMps, fullRangeKm: math.Round(domain.FullRangeKm(d)*1000) / 1000, size: d.MaxPackageSize,
 		retired: d.Status == domain.DroneRetired}
 }
 
@@ -77,7 +81,11 @@ func (s *fleetSummary) note(old capabilities, known bool, c capabilities) {
 		return
 	}
 	next := s.cur.Clone()
-	next.Add(c.drone())
+	if known && !old.retired {
+		next.AddCapability(c.drone()) // counted already: one drone, whatever it can do
+	} else {
+		next.Add(c.drone())
+	}
 	s.cur = next
 }
 

@@ -67,3 +67,50 @@ func TestTheFleetKeepsItsSummaryAsDronesAreWritten(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, 2, s.Drones())
 }
+
+// A drone whose capabilities change is still one drone: the summary's
+// count of drones in an area, of which the operator's fair-share cap is a
+// share, stays exact between rebuilds. And a report that moves a drone's
+// range and battery by rounding alone is no change.
+func TestACapabilityChangeCountsNoDroneTwice(t *testing.T) {
+	t.Parallel()
+	db := mustOpenAt(t, filepath.Join(t.TempDir(), "db"), Options{})
+	db.fleet.summary.rebuildEvery = time.Hour
+	ctx := ctxFor(t)
+	home := domain.Location{Latitude: 47.6, Longitude: -122.3}
+	for _, id := range []string{"a", "b"} {
+		require.NoError(t, db.Store().Fleet.Create(ctx, id, &domain.Drone{ID: id, Status: domain.DroneAvailable, Location: home, HomeBase: home,
+			MaxPayloadKg: 5, MaxPackageSize: domain.SizeLarge, RangeKm: 48.96, FullRangeKm: 54.4, CruiseSpeedMps: 15, BatteryPercent: 100}))
+	}
+	dronesIn := func() int {
+		t.Helper()
+		s, err := db.fleet.Summary(ctx)
+		require.NoError(t, err)
+		return s.DronesIn(home)
+	}
+	// A change, read: the summary is rebuilt now, and not again for an
+	// hour (rebuildEvery).
+	_, err := db.Store().Fleet.Update(ctx, "b", func(d *domain.Drone) error { d.MaxPayloadKg = 6; return nil })
+	require.NoError(t, err)
+	require.Equal(t, 2, dronesIn())
+
+	_, err = db.Store().Fleet.Update(ctx, "a", func(d *domain.Drone) error { d.MaxPayloadKg = 10; return nil })
+	require.NoError(t, err)
+	assert.Equal(t, 2, dronesIn(), "a drone that lifts more is one drone still")
+	s, err := db.fleet.Summary(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, 15.0, s.MaxSpeedMps(&domain.PackageInfo{Size: domain.SizeSmall, Weight: 8}), "and what it lifts now counts at once")
+
+	db.fleet.mu.Lock()
+	db.fleet.summary.stale = false
+	db.fleet.mu.Unlock()
+	cfg := domain.TrackingConfig{}.WithDefaults()
+	for battery := 99.0; battery > 20; battery -= 7.3 { // 48.96 km, and 48.959999999999994 and 48.96000000000001
+
+		_, err := db.Store().Fleet.Update(ctx, "b", func(d *domain.Drone) error { d.SetBattery(battery, cfg); return nil })
+		require.NoError(t, err)
+	}
+	db.fleet.mu.Lock()
+	defer db.fleet.mu.Unlock()
+	assert.False(t, db.fleet.summary.stale, "reports change no capability")
+}
