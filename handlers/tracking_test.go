@@ -509,17 +509,31 @@ func TestWebhookIsSignedAndRetried(t *testing.T) {
 	assert.Equal(t, http.StatusOK, recv.calls[1].status)
 }
 
-func TestWebhookGivesUpAfterTheLimit(t *testing.T) {
-	t.Parallel()
+// withFailingWebhook is a fixture with an account whose webhook answers
+// 503 to everything; it returns the account's key.
+func withFailingWebhook(t *testing.T) (*fixture, string) {
+	t.Helper()
 	f := newFixtureWith(t, allowPrivateWebhooks)
-	recv := &webhookReceiver{failures: 1000}
-	srv := httptest.NewServer(recv)
-	defer srv.Close()
+	srv := httptest.NewServer(&webhookReceiver{failures: 1000})
+	t.Cleanup(srv.Close)
 	_, key := f.signUp(t, fmt.Sprintf(`{"name":"Contoso","contactEmail":"ops@contoso.example","webhookUrl":%q}`, srv.URL))
-	f.putDrone(t, domain.Drone{ID: "w2", Location: at(0.001, 0)})
-	body, _ := json.Marshal(map[string]any{"deliveryId": "nohook", "pickupLocation": at(0, 0),
+	return f, key
+}
+
+// droneAndDelivery registers a drone for delivery id and has the account
+// of key request it, its pickup next to the drone.
+func (f *fixture) droneAndDelivery(t *testing.T, key, id string) {
+	t.Helper()
+	f.putDrone(t, domain.Drone{ID: "drone-" + id, Location: at(0.001, 0)})
+	body, _ := json.Marshal(map[string]any{"deliveryId": id, "pickupLocation": at(0, 0),
 		"dropOffLocation": at(0.01, 0), "packageInfo": map[string]any{"size": "Small", "weight": 1}})
 	require.Equal(t, http.StatusAccepted, f.call("IngestDelivery", key, &functionapp.Request{Method: "POST", Body: body}).Status)
+}
+
+func TestWebhookGivesUpAfterTheLimit(t *testing.T) {
+	t.Parallel()
+	f, key := withFailingWebhook(t)
+	f.droneAndDelivery(t, key, "nohook")
 	f.drain(t)
 	msg := f.receiveDelayed(t, topology.QueueNotifications)
 	var env wire.Envelope
@@ -536,20 +550,13 @@ func TestWebhookGivesUpAfterTheLimit(t *testing.T) {
 // minutes are acknowledged; each stays on its delivery.
 func TestAFailingWebhookDeadLettersOneNoticeInTenMinutes(t *testing.T) {
 	t.Parallel()
-	f := newFixtureWith(t, allowPrivateWebhooks)
-	recv := &webhookReceiver{failures: 1000}
-	srv := httptest.NewServer(recv)
-	defer srv.Close()
-	_, key := f.signUp(t, fmt.Sprintf(`{"name":"Contoso","contactEmail":"ops@contoso.example","webhookUrl":%q}`, srv.URL))
+	f, key := withFailingWebhook(t)
 	ctx := context.Background()
 	// The last attempt of each delivery's scheduled notice.
 	lastAttempts := func(ids ...string) map[string]error {
 		t.Helper()
 		for _, id := range ids {
-			f.putDrone(t, domain.Drone{ID: "drone-" + id, Location: at(0.001, 0)})
-			body, _ := json.Marshal(map[string]any{"deliveryId": id, "pickupLocation": at(0, 0),
-				"dropOffLocation": at(0.01, 0), "packageInfo": map[string]any{"size": "Small", "weight": 1}})
-			require.Equal(t, http.StatusAccepted, f.call("IngestDelivery", key, &functionapp.Request{Method: "POST", Body: body}).Status)
+			f.droneAndDelivery(t, key, id)
 		}
 		f.drain(t)
 		retries := f.delayed[topology.QueueNotifications]
@@ -593,15 +600,8 @@ func TestAFailingWebhookDeadLettersOneNoticeInTenMinutes(t *testing.T) {
 // detection window and would have them dropped, the notice lost.
 func TestAReplayedWebhooksRetriesAreNotDroppedAsDuplicates(t *testing.T) {
 	t.Parallel()
-	f := newFixtureWith(t, allowPrivateWebhooks)
-	recv := &webhookReceiver{failures: 1000}
-	srv := httptest.NewServer(recv)
-	defer srv.Close()
-	_, key := f.signUp(t, fmt.Sprintf(`{"name":"Contoso","contactEmail":"ops@contoso.example","webhookUrl":%q}`, srv.URL))
-	f.putDrone(t, domain.Drone{ID: "w3", Location: at(0.001, 0)})
-	body, _ := json.Marshal(map[string]any{"deliveryId": "again", "pickupLocation": at(0, 0),
-		"dropOffLocation": at(0.01, 0), "packageInfo": map[string]any{"size": "Small", "weight": 1}})
-	require.Equal(t, http.StatusAccepted, f.call("IngestDelivery", key, &functionapp.Request{Method: "POST", Body: body}).Status)
+	f, key := withFailingWebhook(t)
+	f.droneAndDelivery(t, key, "again")
 	f.drain(t) // the chain, and the first attempt
 
 	// Each retry as the bus delivers it (at once: the test does not wait
