@@ -108,7 +108,7 @@ func (h *Handlers) rebuildFleetSummary(ctx context.Context) (*domain.FleetSummar
 	if c.cur != nil && c.built.After(start) {
 		return c.cur, nil
 	}
-	if start.Before(c.dropped) {
+	if !start.After(c.dropped) {
 		return s, nil // to this caller only: the next use lists again
 	}
 	c.cur, c.built = s, start
@@ -116,23 +116,26 @@ func (h *Handlers) rebuildFleetSummary(ctx context.Context) (*domain.FleetSummar
 }
 
 // noteDrone adds a registered drone, before it was put (nil for a new
-// one), to the summary at once; a drone it retires has the summary listed
-// again at its next use.
+// one), to the summary at once. A drone it retires, or whose home base it
+// moves, has the summary listed again at its next use: the summary would
+// count it still, or count it in the area it left.
 func (h *Handlers) noteDrone(before, d *domain.Drone) {
 	c := &h.summary
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.cur == nil {
-		return // the first use lists the fleet, this drone included
-	}
-	if d.Status == domain.DroneRetired && before != nil && before.Status != domain.DroneRetired {
-		// A listing under way may have read the drone before it was
-		// retired: what it finds is not kept (rebuildFleetSummary).
+	counted := before != nil && before.Status != domain.DroneRetired
+	moved := counted && (before.HomeBase.Latitude != d.HomeBase.Latitude || before.HomeBase.Longitude != d.HomeBase.Longitude)
+	if counted && d.Status == domain.DroneRetired || moved {
+		// A listing under way may have read the drone before: what it
+		// finds is not kept (rebuildFleetSummary).
 		c.cur, c.dropped = nil, h.clock.Now()
 		return
 	}
+	if c.cur == nil {
+		return // the first use lists the fleet, this drone included
+	}
 	next := c.cur.Clone()
-	if before != nil && before.Status != domain.DroneRetired {
+	if counted {
 		next.AddCapability(d) // counted already: one drone, whatever it can do
 	} else {
 		next.Add(d)

@@ -334,3 +334,48 @@ func TestARetiredDroneCountsNoMoreAtOnce(t *testing.T) {
 		}
 	}
 }
+
+// heldListing is a fleet that keeps no summary and holds the next listing,
+// once it has read its page, until let go.
+type heldListing struct {
+	ports.Fleet
+	hold chan chan struct{} // the next listing takes one, says it has read, and waits for it
+}
+
+func (h heldListing) List(ctx context.Context, status domain.DroneStatus, after string, limit int) ([]*domain.Drone, error) {
+	page, err := h.Fleet.List(ctx, status, after, limit)
+	select {
+	case release := <-h.hold:
+		release <- struct{}{}
+		<-release
+	default:
+	}
+	return page, err
+}
+
+// A drone retired while a listing of the fleet is under way, when the
+// handlers hold no summary (an earlier retirement dropped it), is not
+// counted by what that listing found: the request after the retirement is
+// refused.
+func TestARetirementDuringAListingIsNotLost(t *testing.T) {
+	t.Parallel()
+	fleet := heldListing{hold: make(chan chan struct{}, 1)}
+	f := newFixtureWith(t, func(d *handlers.Deps) { fleet.Fleet = d.Store.Fleet; d.Store.Fleet = fleet })
+	f.putDrone(t, domain.Drone{ID: "small", Location: at(0, 0), MaxPayloadKg: 2, MaxPackageSize: domain.SizeSmall})
+	f.putDrone(t, domain.Drone{ID: "big", Location: at(0, 0), MaxPayloadKg: 30})
+	require.Equal(t, http.StatusAccepted, f.ingest(t, requestBody("a", at(0.01, 0), at(0.02, 0), "Large", 20)).Status)
+	f.putDrone(t, domain.Drone{ID: "big", Location: at(0, 0), MaxPayloadKg: 30, Status: domain.DroneRetired}) // drops the summary
+	f.putDrone(t, domain.Drone{ID: "big", Location: at(0, 0), MaxPayloadKg: 30})                              // back in service
+	f.clock.Advance(time.Second)
+
+	release := make(chan struct{})
+	fleet.hold <- release
+	done := make(chan int)
+	go func() { done <- f.ingest(t, requestBody("b", at(0.01, 0), at(0.02, 0), "Large", 20)).Status }()
+	<-release // the listing has read "big" in service
+	f.putDrone(t, domain.Drone{ID: "big", Location: at(0, 0), MaxPayloadKg: 30, Status: domain.DroneRetired})
+	release <- struct{}{}
+	assert.Equal(t, http.StatusAccepted, <-done, "judged by the listing it waited for")
+	resp := f.ingest(t, requestBody("c", at(0.01, 0), at(0.02, 0), "Large", 20))
+	assert.Equal(t, http.StatusUnprocessableEntity, resp.Status, "retired before this request: %s", resp.Body)
+}

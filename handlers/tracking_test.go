@@ -597,7 +597,8 @@ func TestAFailingWebhookDeadLettersOneNoticeInTenMinutes(t *testing.T) {
 // A webhook notice dead-lettered after its last attempt and replayed by
 // the operator is tried as often as a new one: the replay's retries are
 // not named as the original's, which are still in the bus's duplicate-
-// detection window and would have them dropped, the notice lost.
+// detection window and would have them dropped, the notice lost; and
+// given up on again, it is dead-lettered again.
 func TestAReplayedWebhooksRetriesAreNotDroppedAsDuplicates(t *testing.T) {
 	t.Parallel()
 	f, key := withFailingWebhook(t)
@@ -648,11 +649,18 @@ func TestAReplayedWebhooksRetriesAreNotDroppedAsDuplicates(t *testing.T) {
 	}
 	require.NoError(t, json.Unmarshal(resp.Body, &replayed))
 	msg = receive(replayed.ReplayedAs)
-	// The replay and its retries, each run as the bus delivers it.
-	for range 3 {
+	// The replay and its retries, each run as the bus delivers it, as
+	// many as a new notice gets; failing still, the last is dead-lettered
+	// again (a permanent failure), not acknowledged as a repeat of the
+	// notice dead-lettered minutes ago.
+	for attempt := 1; ; attempt++ {
 		assert.False(t, sent[msg.ID], "%s was used before", msg.ID)
 		sent[msg.ID] = true
 		out, err := f.h.SendNotification(ctx, msg)
+		if attempt == 8 {
+			assert.True(t, domain.IsPermanent(err), "the replay's last attempt: %v", err)
+			break
+		}
 		require.NoError(t, err, "the replay tries again, as a new notice would")
 		require.NoError(t, f.bus.Complete(ctx, msg))
 		msg = retry(out)

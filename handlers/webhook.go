@@ -102,7 +102,7 @@ func (h *Handlers) SendNotification(ctx context.Context, msg *ports.Delivered) (
 		return nil, nil
 	}
 	if errors.Is(werr, ports.ErrWebhookRefused) {
-		return nil, h.giveUp(ctx, d.OwnerID, hook.URL, n.ID, fmt.Errorf("webhook for %s not sent: its address is refused: %w", n.ID, werr))
+		return nil, h.giveUp(ctx, env, d.OwnerID, hook.URL, fmt.Errorf("webhook for %s not sent: its address is refused: %w", n.ID, werr))
 	}
 	var held *ports.WebhookHeld
 	if errors.As(werr, &held) && held.Busy {
@@ -118,7 +118,7 @@ func (h *Handlers) SendNotification(ctx context.Context, msg *ports.Delivered) (
 	}
 	attempt := env.Attempt + 1
 	if attempt >= h.cfg.WebhookAttempts {
-		return nil, h.giveUp(ctx, d.OwnerID, hook.URL, n.ID, fmt.Errorf("webhook for %s failed %d times, last: %w", n.ID, attempt, werr))
+		return nil, h.giveUp(ctx, env, d.OwnerID, hook.URL, fmt.Errorf("webhook for %s failed %d times, last: %w", n.ID, attempt, werr))
 	}
 	delay := h.backoff(attempt - 1)
 	if held != nil {
@@ -133,16 +133,17 @@ func (h *Handlers) SendNotification(ctx context.Context, msg *ports.Delivered) (
 	return []ports.Message{m}, nil
 }
 
-// giveUp ends notice notificationID to account's webhook at url for err:
-// a permanent failure, which the runtime dead-letters, unless a notice to
+// giveUp ends the notice env sends to account's webhook at url for err: a
+// permanent failure, which the runtime dead-letters, unless a notice to
 // that webhook was given up on within givenUpHookMemory, when it is logged
-// and acknowledged (nil).
-func (h *Handlers) giveUp(ctx context.Context, account, url, notificationID string, err error) error {
+// and acknowledged (nil). A notice the operator replayed is dead-lettered
+// again whatever came before: it is the one they are watching.
+func (h *Handlers) giveUp(ctx context.Context, env *wire.Envelope, account, url string, err error) error {
 	key := account + "\x00" + url
 	now := h.clock.Now()
-	if _, seen := h.givenUpHooks.get(key, now); seen {
+	if _, seen := h.givenUpHooks.get(key, now); seen && env.Replay == "" {
 		h.log.WarnContext(ctx, "webhook given up; acknowledged, as a notice to it was dead-lettered lately",
-			"notificationId", notificationID, "err", err)
+			"notificationId", env.NotificationID, "err", err)
 		return nil
 	}
 	h.givenUpHooks.put(key, &struct{}{}, now, h.givenUpHooks.stamp())

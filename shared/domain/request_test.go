@@ -71,3 +71,20 @@ func TestRescheduleMovesOnlyAServiceDeadline(t *testing.T) {
 	assert.Equal(t, domain.DeadlineByClient, d.DeadlineBy)
 	assert.Equal(t, named, d.Request.Deadline)
 }
+
+// The same change sent again (a client's retry) is no change, though the
+// deadline the service sets, as of now within the booking horizon, would
+// come out later by the seconds between the two.
+func TestARescheduleRetriedNearTheHorizonIsNoChange(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	d := &domain.Delivery{ID: "d", Stage: domain.StageScheduled, DeadlineBy: domain.DeadlineByService,
+		Request: domain.DeliveryRequest{PickupTime: now.Add(time.Hour), Deadline: now.Add(time.Hour + domain.DefaultDeadline)}}
+	pickup := now.Add(domain.DefaultMaxHorizon - time.Hour) // its default deadline is past the horizon
+	change := &domain.Reschedule{PickupTime: &pickup}
+	require.NoError(t, d.Reschedule(change, now, 0))
+	assert.Equal(t, now.Add(domain.DefaultMaxHorizon), d.Request.Deadline, "cut at the horizon")
+	assert.ErrorIs(t, d.Reschedule(change, now.Add(5*time.Second), 0), domain.ErrNoChange)
+	assert.Equal(t, 1, d.Generation)
+	assert.Equal(t, now.Add(domain.DefaultMaxHorizon), d.Request.Deadline)
+}

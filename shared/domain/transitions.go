@@ -249,7 +249,14 @@ func (d *Delivery) Reschedule(change *Reschedule, now time.Time, horizon time.Du
 	if err := change.Apply(&next, serviceDeadline, now, horizon); err != nil {
 		return err
 	}
-	if sameWhereAndWhen(&next, &d.Request) {
+	asked := next
+	if serviceDeadline && change.Deadline == nil {
+		// The deadline the service sets is not the client's to repeat:
+		// worked out as of now, within a horizon that moves with the
+		// clock, it may differ on a retry of the same change.
+		asked.Deadline = d.Request.Deadline
+	}
+	if sameWhereAndWhen(&asked, &d.Request) {
 		// A request sent again (a client's retry after a timeout) starts
 		// no new generation: no drone is released and claimed again, and
 		// no customer is told twice.

@@ -75,7 +75,10 @@ func (s *fleetSummary) note(old capabilities, known bool, c capabilities) {
 	}
 	if known {
 		s.stale = true
-		s.now = s.now || c.retired && !old.retired
+		// A drone retired, or based elsewhere, is counted still, or in the
+		// area it left: the fair-share cap is a share of that count.
+		moved := old.baseLat != c.baseLat || old.baseLon != c.baseLon
+		s.now = s.now || !old.retired && (c.retired || moved)
 	}
 	if c.retired {
 		return

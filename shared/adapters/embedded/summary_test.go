@@ -111,6 +111,16 @@ func TestACapabilityChangeCountsNoDroneTwice(t *testing.T) {
 		require.NoError(t, err)
 	}
 	db.fleet.mu.Lock()
-	defer db.fleet.mu.Unlock()
 	assert.False(t, db.fleet.summary.stale, "reports change no capability")
+	db.fleet.mu.Unlock()
+
+	// Based elsewhere, a drone counts there, and no more where it was, at
+	// once.
+	away := domain.Location{Latitude: 48.6, Longitude: -122.3}
+	_, err = db.Store().Fleet.Update(ctx, "b", func(d *domain.Drone) error { d.HomeBase, d.Location = away, away; return nil })
+	require.NoError(t, err)
+	s, err = db.fleet.Summary(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, 1, s.DronesIn(home))
+	assert.Equal(t, 1, s.DronesIn(away))
 }

@@ -23,7 +23,8 @@ const (
 )
 
 // maxBreakers bounds the accounts whose circuits one process remembers;
-// past it, closed circuits without failures are forgotten.
+// past it, closed circuits without failures are forgotten, with what was
+// noted of their endpoints (slow ones are found slow again).
 const maxBreakers = 10000
 
 // FairOptions configure Fair. Each bound holds per process: under the
@@ -166,6 +167,7 @@ func (f *Fair) acquire(account, url string) (*gobreaker.CircuitBreaker[struct{}]
 					delete(f.breakers, k)
 					delete(f.urls, k)
 					delete(f.lastErr, k)
+					delete(f.slow, k)
 				}
 			}
 		}

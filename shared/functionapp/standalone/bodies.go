@@ -13,11 +13,13 @@ import (
 // Request bodies are read whole before a handler runs (functionapp reads up
 // to MaxBodyBytes, then the handler checks the caller), so a client that
 // opens many uploads and sends them slowly holds memory for each without
-// ever being authenticated. The body bytes held are therefore bounded, per
-// client address and in all: each body is read here, and charged, as its
-// bytes arrive (what a client only announces, or sends nothing of, holds
-// no memory and takes nothing from anyone); an upload that would go over
-// either bound is answered 503 with Retry-After and its connection closed.
+// ever being authenticated. The memory bodies hold is therefore bounded,
+// per client address and in all: each body is read here into a buffer
+// that grows as its bytes arrive, and each growth is charged before it is
+// made (what a client only announces, or sends nothing of, holds a first
+// small buffer and takes that much from the bounds); an upload that would
+// go over either bound is answered 503 with Retry-After and its connection
+// closed.
 const (
 	// MaxBodyBytesPerAddr is the body bytes one client address may hold:
 	// sixteen uploads of the largest size at once, and thousands of the
@@ -26,8 +28,10 @@ const (
 	// MaxBodyBytesInFlight is the body bytes all clients together may
 	// hold.
 	MaxBodyBytesInFlight = 256 * functionapp.MaxBodyBytes
-	// bodyChunk is how much of a body is read, and charged, at a time.
-	bodyChunk = 32 << 10
+	// firstBodyBuffer is the buffer a body is first read into: enough for
+	// most of the API's bodies, and all that a connection that sends
+	// nothing holds.
+	firstBodyBuffer = 512
 )
 
 type bodyBudget struct {
@@ -59,8 +63,8 @@ func (b *bodyBudget) wrap(next http.Handler) http.Handler {
 			return
 		}
 		addr := clientAddr(r, b.xff)
-		body, err := b.read(r.Body, addr)
-		defer b.give(addr, int64(len(body)))
+		body, charged, err := b.read(r.Body, r.ContentLength, addr)
+		defer b.give(addr, charged)
 		if errors.Is(err, errOverBudget) {
 			resp := functionapp.Problem(http.StatusServiceUnavailable, "", "too many request bodies are being received at once; retry after 1 s")
 			resp.Header.Set("Retry-After", "1")
@@ -79,31 +83,40 @@ func (b *bodyBudget) wrap(next http.Handler) http.Handler {
 	})
 }
 
-// read reads body for addr, charging each chunk as it arrives, up to one
-// byte past MaxBodyBytes (enough for the handler to find it too large).
-// It returns what it read and charged, and errOverBudget, or the error
-// that ended the reading, or nil at the body's end.
-func (b *bodyBudget) read(body io.Reader, addr string) ([]byte, error) {
-	var buf []byte
-	for len(buf) <= functionapp.MaxBodyBytes {
+// read reads body, of length n (-1: not announced), for addr: n bytes, or
+// up to one byte past MaxBodyBytes when n is not announced (enough for the
+// handler to find it too large). What is charged is the memory the reading
+// holds, its buffer's capacity, taken before each growth: a first buffer
+// of at most firstBodyBuffer bytes, then twice as much each time it fills,
+// never past what is to be read. It returns what it read, what it charged,
+// and errOverBudget, or the error that ended the reading, or nil at the
+// body's end.
+func (b *bodyBudget) read(body io.Reader, n int64, addr string) (buf []byte, charged int64, err error) {
+	limit := int(n)
+	if n < 0 {
+		limit = functionapp.MaxBodyBytes + 1
+	}
+	for len(buf) < limit {
 		if len(buf) == cap(buf) {
-			buf = append(buf, make([]byte, min(max(cap(buf), bodyChunk), functionapp.MaxBodyBytes+1-len(buf)))...)[:len(buf)]
-		}
-		n, err := body.Read(buf[len(buf):min(cap(buf), len(buf)+bodyChunk)])
-		if n > 0 {
-			if !b.take(addr, int64(n)) {
-				return buf, errOverBudget
+			grow := min(max(cap(buf), firstBodyBuffer), limit-len(buf))
+			if !b.take(addr, int64(grow)) {
+				return buf, charged, errOverBudget
 			}
-			buf = buf[:len(buf)+n]
+			charged += int64(grow)
+			grown := make([]byte, len(buf), len(buf)+grow)
+			copy(grown, buf)
+			buf = grown
 		}
+		read, err := body.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+read]
 		if err == io.EOF {
-			return buf, nil
+			return buf, charged, nil
 		}
 		if err != nil {
-			return buf, err
+			return buf, charged, err
 		}
 	}
-	return buf, nil
+	return buf, charged, nil
 }
 
 // erringReader answers every read with its error.

@@ -15,6 +15,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/iotest"
 	"time"
 
 	"github.com/stretchr/testify/assert"
@@ -401,4 +402,26 @@ func TestAnnouncedBodiesHoldNothing(t *testing.T) {
 	require.NoError(t, err)
 	resp.Body.Close()
 	assert.Equal(t, http.StatusRequestEntityTooLarge, resp.StatusCode)
+}
+
+// TestABodyIsChargedForTheMemoryItHolds: what a body's reading is charged
+// is its buffer's capacity, never short of it: a body that sends nothing
+// holds a first small buffer, and a large one at most twice what it sent.
+func TestABodyIsChargedForTheMemoryItHolds(t *testing.T) {
+	t.Parallel()
+	b := newBodyBudget(false, MaxBodyBytesPerAddr, MaxBodyBytesInFlight)
+	buf, charged, err := b.read(erringReader{io.ErrUnexpectedEOF}, functionapp.MaxBodyBytes, "192.0.2.1")
+	assert.ErrorIs(t, err, io.ErrUnexpectedEOF)
+	assert.Empty(t, buf)
+	assert.EqualValues(t, firstBodyBuffer, charged, "nothing sent, a first buffer held")
+
+	sent := functionapp.MaxBodyBytes/2 + 1
+	buf, charged, err = b.read(iotest.OneByteReader(strings.NewReader(strings.Repeat("x", sent))), -1, "192.0.2.1")
+	require.NoError(t, err)
+	assert.Len(t, buf, sent)
+	assert.EqualValues(t, cap(buf), charged, "charged for the buffer it holds")
+	assert.LessOrEqual(t, charged, int64(2*sent))
+	b.give("192.0.2.1", charged+firstBodyBuffer)
+	assert.Empty(t, b.byAddr, "all given back")
+	assert.Zero(t, b.total)
 }
