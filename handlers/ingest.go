@@ -193,7 +193,7 @@ func (h *Handlers) create(ctx context.Context, d *domain.Delivery, claim, namedI
 			// The booking is written before the delivery here, so a
 			// request under a taken id must not get that far: it would
 			// book its package for the delivery that holds the id.
-			if _, err := h.store.Deliveries.Find(ctx, d.ID); err == nil {
+			if h.stored(ctx, d.ID) {
 				return false, errDeliveryExists
 			}
 		}
@@ -244,7 +244,7 @@ func (h *Handlers) orExisting(ctx context.Context, id string, err error) error {
 	if !domain.IsCode(err, domain.ECONFLICT) {
 		return err
 	}
-	if _, ferr := h.store.Deliveries.Find(ctx, id); ferr == nil {
+	if h.stored(ctx, id) {
 		return errDeliveryExists
 	}
 	return err

@@ -68,8 +68,7 @@ type Fair struct {
 	o    FairOptions
 
 	mu       sync.Mutex
-	inFlight map[string]int
-	started  map[string][]time.Time // when each of an account's webhooks in flight began
+	started  map[string][]time.Time // when each of an account's webhooks in flight began, oldest first
 	slow     map[string]bool        // accounts whose last webhook took longer than SlowAfter
 	breakers map[string]*gobreaker.CircuitBreaker[struct{}]
 	urls     map[string]string // the endpoint each account's circuit judges
@@ -99,7 +98,7 @@ func NewFair(next ports.Webhooks, o FairOptions) *Fair {
 	if o.Log == nil {
 		o.Log = slog.Default()
 	}
-	return &Fair{next: next, o: o, inFlight: map[string]int{}, started: map[string][]time.Time{}, slow: map[string]bool{},
+	return &Fair{next: next, o: o, started: map[string][]time.Time{}, slow: map[string]bool{},
 		breakers: map[string]*gobreaker.CircuitBreaker[struct{}]{}, urls: map[string]string{}, lastErr: map[string]string{}}
 }
 
@@ -148,14 +147,14 @@ func (f *Fair) acquire(account, url string) (*gobreaker.CircuitBreaker[struct{}]
 	defer f.mu.Unlock()
 	now := f.o.Now()
 	limit := f.o.PerAccount
-	if f.slow[account] || len(f.started[account]) > 0 && now.Sub(f.started[account][0]) > f.o.SlowAfter {
+	inFlight := f.started[account]
+	if f.slow[account] || len(inFlight) > 0 && now.Sub(inFlight[0]) > f.o.SlowAfter {
 		limit = 1
 	}
-	if f.inFlight[account] >= limit {
+	if len(inFlight) >= limit {
 		return nil, time.Time{}, false
 	}
-	f.inFlight[account]++
-	f.started[account] = append(f.started[account], now)
+	f.started[account] = append(inFlight, now)
 	cb := f.breakers[account]
 	if cb != nil && f.urls[account] != url {
 		cb = nil
@@ -163,7 +162,7 @@ func (f *Fair) acquire(account, url string) (*gobreaker.CircuitBreaker[struct{}]
 	if cb == nil {
 		if len(f.breakers) >= maxBreakers {
 			for k, b := range f.breakers {
-				if b.State() == gobreaker.StateClosed && b.Counts().ConsecutiveFailures == 0 && f.inFlight[k] == 0 {
+				if b.State() == gobreaker.StateClosed && b.Counts().ConsecutiveFailures == 0 && len(f.started[k]) == 0 {
 					delete(f.breakers, k)
 					delete(f.urls, k)
 					delete(f.lastErr, k)
@@ -195,9 +194,6 @@ func (f *Fair) acquire(account, url string) (*gobreaker.CircuitBreaker[struct{}]
 func (f *Fair) release(account string, start time.Time) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.inFlight[account]--; f.inFlight[account] <= 0 {
-		delete(f.inFlight, account)
-	}
 	starts := f.started[account]
 	if i := slices.Index(starts, start); i >= 0 {
 		starts = slices.Delete(starts, i, i+1)
