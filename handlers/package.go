@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/fabrikam/dronedelivery/shared/domain"
@@ -95,7 +96,11 @@ func (e *packageTaken) Error() string { return "the package is on delivery " + e
 
 // packageHolder returns the delivery other than deliveryID that package p
 // is on, when that delivery has not ended; "" when p may move (its
-// delivery ended, or is gone). A delivery that booked the package at
+// delivery ended, or is gone, or does not carry p: where the booking is
+// written before its delivery, a request that lost a race for a delivery
+// id, or sent another account's, may leave the package naming a delivery
+// of another request, which holds no package of this account's but its
+// own). A delivery that booked the package at
 // ingest moments ago and is not stored yet is still being accepted (where
 // the package and the delivery are not written in one transaction), so it
 // holds the package for claimGrace after the booking.
@@ -113,10 +118,19 @@ func (h *Handlers) packageHolder(ctx context.Context, p *domain.Package, deliver
 	if err != nil {
 		return "", fmt.Errorf("read delivery %s, which holds the package: %w", p.DeliveryID, err)
 	}
-	if other.Stage.Terminal() {
+	if other.Stage.Terminal() || other.OwnerID != p.OwnerID || other.Request.PackageInfo.PackageID != packageIDOf(p) {
 		return "", nil
 	}
 	return other.ID, nil
+}
+
+// packageIDOf is the business's id of package p; a record written before
+// the id was stored apart has it only in its key.
+func packageIDOf(p *domain.Package) string {
+	if p.PackageID != "" {
+		return p.PackageID
+	}
+	return strings.TrimPrefix(p.ID, p.OwnerID+":")
 }
 
 // packageBooked is the status of a package a client named in a delivery

@@ -25,6 +25,7 @@ import (
 	"github.com/fabrikam/dronedelivery/shared/domain"
 	"github.com/fabrikam/dronedelivery/shared/functionapp/standalone"
 	"github.com/fabrikam/dronedelivery/shared/functionapp/standalone/standalonetest"
+	"github.com/fabrikam/dronedelivery/shared/ports"
 	"github.com/fabrikam/dronedelivery/shared/topology"
 	"github.com/fabrikam/dronedelivery/tools/testdoubles/cosmosdouble"
 	"github.com/fabrikam/dronedelivery/tools/testdoubles/servicebusdouble"
@@ -180,6 +181,7 @@ type azureApp struct {
 	base                 string // its URL
 	sb                   *servicebusdouble.ServiceBus
 	cosmosConn, database string
+	store                ports.Store // the backend's, to set up states a race leaves
 }
 
 // serveOnAzureDoubles serves the function app on the Cosmos DB and Service
@@ -197,6 +199,7 @@ func serveOnAzureDoubles(t *testing.T, policies ...policy.Policy) azureApp {
 	// A cleanup, not a defer: the server, stopped at the test's end, stops
 	// before the backend under it closes.
 	t.Cleanup(func() { b.Close() })
+	app.store = b.Store
 	app.base = standalonetest.ServeApp(t, "../..", b.Bus, handlers.Deps{Store: b.Store, Clock: platform.Clock{}, IDs: platform.IDs{},
 		Log: slog.New(slog.DiscardHandler), Config: handlers.Config{OperatorKey: backendOperatorKey}}, standalone.Options{Workers: 4})
 	return app
@@ -248,4 +251,51 @@ func TestAReusedIDBooksNoPackageOnCosmos(t *testing.T) {
 	assert.Equal(t, http.StatusNotFound, status, "nothing booked: %s", body)
 	status, body = call(t, base, b, "POST", "/api/deliveryrequests", request("y-1", "p-b"))
 	assert.Equal(t, http.StatusAccepted, status, "the package is free: %s", body)
+}
+
+// TestALostBookingHoldsNoPackageOnCosmos sets up what two requests racing
+// under one delivery id leave on Cosmos DB, where the package is booked
+// before the delivery is written: the loser's package booked for the
+// winner's delivery. That delivery carries a package of its own, so the
+// loser's package is free for the next request, whether the winner is
+// another account or the same one.
+func TestALostBookingHoldsNoPackageOnCosmos(t *testing.T) {
+	app := serveOnAzureDoubles(t)
+	ctx := context.Background()
+	signUp := func(name string) (id, key string) {
+		status, body := call(t, app.base, "", "POST", "/api/accounts", map[string]any{"name": name, "contactEmail": "ops@example.com"})
+		require.Equal(t, http.StatusCreated, status, string(body))
+		var acct struct{ AccountID, APIKey string }
+		require.NoError(t, json.Unmarshal(body, &acct))
+		require.NotEmpty(t, acct.AccountID)
+		return acct.AccountID, acct.APIKey
+	}
+	aID, a := signUp("A")
+	bID, b := signUp("B")
+	request := func(id, pkg string) map[string]any {
+		return map[string]any{"deliveryId": id, "pickupLocation": domain.Location{Latitude: 47.6, Longitude: -122.33},
+			"dropOffLocation": domain.Location{Latitude: 47.61, Longitude: -122.33}, "packageInfo": map[string]any{"packageId": pkg, "size": "Small", "weight": 1}}
+	}
+	status, body := call(t, app.base, a, "POST", "/api/deliveryrequests", request("x-1", "p-a"))
+	require.Equal(t, http.StatusAccepted, status, string(body))
+
+	lost := func(owner, pkg string) {
+		now := time.Now().UTC()
+		key := domain.PackageKey(owner, pkg)
+		_, err := app.store.Packages.Upsert(ctx, key, func(*domain.Package) (*domain.Package, error) {
+			return &domain.Package{ID: key, PackageID: pkg, OwnerID: owner, DeliveryID: "x-1", Size: domain.SizeSmall, Weight: 1,
+				Status: "Booked", CreatedAt: now, UpdatedAt: now}, nil
+		})
+		require.NoError(t, err)
+	}
+	lost(bID, "p-b")
+	status, body = call(t, app.base, b, "POST", "/api/deliveryrequests", request("y-1", "p-b"))
+	assert.Equal(t, http.StatusAccepted, status, "another account's delivery holds none of B's packages: %s", body)
+
+	lost(aID, "p-a2")
+	status, body = call(t, app.base, a, "POST", "/api/deliveryrequests", request("x-2", "p-a2"))
+	assert.Equal(t, http.StatusAccepted, status, "x-1 carries p-a, not p-a2: %s", body)
+	status, body = call(t, app.base, a, "POST", "/api/deliveryrequests", request("x-3", "p-a"))
+	assert.Equal(t, http.StatusConflict, status, "x-1 still holds its own package: %s", body)
+	assert.Contains(t, string(body), `"field":"packageInfo.packageId"`)
 }
