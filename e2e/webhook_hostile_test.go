@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -286,6 +287,100 @@ func TestSlowWebhookDelaysOnlyItsAccount(t *testing.T) {
 	assert.Equal(t, 2, requests, "no more of the slow account's notices were sent meanwhile")
 	assert.Equal(t, 2, maxHeld, "never more than WEBHOOK_CONCURRENCY in flight for one account")
 	assert.Zero(t, gaveUp)
+}
+
+// slowHooks answers every webhook after delay, and notes how many of its
+// requests were in flight as each arrived.
+type slowHooks struct {
+	*httptest.Server
+	delay    time.Duration
+	mu       sync.Mutex
+	inFlight int
+	arrivals []int          // in flight as each request arrived, itself included
+	answered map[string]int // answers by path
+}
+
+func listenSlowly(t *testing.T, delay time.Duration) *slowHooks {
+	t.Helper()
+	s := &slowHooks{delay: delay, answered: map[string]int{}}
+	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.mu.Lock()
+		s.inFlight++
+		s.arrivals = append(s.arrivals, s.inFlight)
+		s.mu.Unlock()
+		select {
+		case <-time.After(s.delay):
+		case <-r.Context().Done():
+		}
+		s.mu.Lock()
+		s.inFlight--
+		s.answered[r.URL.Path]++
+		s.mu.Unlock()
+	}))
+	t.Cleanup(s.Close)
+	return s
+}
+
+// snapshot returns the requests arrived so far, how many are in flight,
+// and how many paths have been answered.
+func (s *slowHooks) snapshot() (arrived, inFlight, paths int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.arrivals), s.inFlight, len(s.answered)
+}
+
+// mostInFlightSince is the most requests in flight as any request after
+// the first n arrived.
+func (s *slowHooks) mostInFlightSince(n int) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	most := 0
+	for _, k := range s.arrivals[n:] {
+		most = max(most, k)
+	}
+	return most
+}
+
+// TestSlowEndpointsTogetherLeaveWorkersToOthers: five accounts whose
+// endpoints each answer in 1.5 s (slow, within the timeout) have at most
+// WEBHOOK_SLOW_CONCURRENCY webhooks in flight between them, though each
+// would have one of its own and they outnumber the notification workers;
+// a prompt account's notices go out meanwhile.
+func TestSlowEndpointsTogetherLeaveWorkersToOthers(t *testing.T) {
+	t.Parallel()
+	p := startServeEnv(t, t.TempDir(), []string{"WEBHOOK_ALLOW_PRIVATE=true", "WEBHOOK_TIMEOUT=5s", "WEBHOOK_SLOW_CONCURRENCY=2"}, "-workers", "4")
+	registerFleet(t, signUp(t, p.base), testFleet(32))
+	slow := listenSlowly(t, 1500*time.Millisecond)
+	fast := listenForHooks(t, false, nil)
+	var slowAccts []api
+	for i := range 5 {
+		slowAccts = append(slowAccts, signUpWithHook(t, p.base, fmt.Sprintf("%s/hook/%d", slow.URL, i)))
+	}
+	fastAcct := signUpWithHook(t, p.base, fast.URL+"/hook")
+
+	// Each slow account's first notice, answered slowly, marks its
+	// endpoint slow.
+	for i, a := range slowAccts {
+		submit(t, a, fmt.Sprintf("first-%d", i), 1)
+	}
+	eventually(t, "every slow endpoint to answer a notice, and none to be in flight", func() bool {
+		_, inFlight, paths := slow.snapshot()
+		return paths == len(slowAccts) && inFlight == 0
+	})
+	mark, _, _ := slow.snapshot()
+
+	for i, a := range slowAccts {
+		submit(t, a, fmt.Sprintf("more-%d", i), 3)
+	}
+	fastIDs := submit(t, fastAcct, "fast", 4)
+	eventually(t, "every notice of the prompt account, and more to the slow endpoints", func() bool {
+		_, _, _, _, ok := fast.snapshot()
+		arrived, _, _ := slow.snapshot()
+		return len(dedupe(ok)) == len(fastIDs) && arrived >= mark+4
+	})
+	_, _, _, _, ok := fast.snapshot()
+	assert.ElementsMatch(t, fastIDs, dedupe(ok))
+	assert.LessOrEqual(t, slow.mostInFlightSince(mark), 2, "never more than WEBHOOK_SLOW_CONCURRENCY in flight to the slow endpoints")
 }
 
 // TestDeadWebhookOpensItsCircuit: an endpoint that answers 503 to

@@ -204,7 +204,7 @@ func open(ctx context.Context, c common, app fs.FS, env func(string) string, log
 	w := settings.Webhooks
 	cfg.AllowPrivateWebhooks = w.AllowPrivate
 	webhooks := webhook.NewSender(webhook.Options{Timeout: w.Timeout, AllowPrivate: w.AllowPrivate},
-		webhook.FairOptions{PerAccount: w.PerAccount, FailuresToOpen: w.FailuresToOpen, CoolDown: w.CoolDown, Log: log})
+		webhook.FairOptions{PerAccount: w.PerAccount, SlowTotal: w.SlowTotal, FailuresToOpen: w.FailuresToOpen, CoolDown: w.CoolDown, Log: log})
 	timeout := w.Timeout
 	if timeout == 0 {
 		timeout = webhook.DefaultTimeout

@@ -44,6 +44,9 @@ const (
 	// WebhookConcurrency is how many webhooks one account may have in
 	// flight at once, per process.
 	WebhookConcurrency = "WEBHOOK_CONCURRENCY"
+	// WebhookSlowConcurrency is how many webhooks to slow endpoints, of
+	// all accounts together, may be in flight at once, per process.
+	WebhookSlowConcurrency = "WEBHOOK_SLOW_CONCURRENCY"
 	// WebhookBreakerFailures is how many consecutive failures of an
 	// account's endpoint open its circuit.
 	WebhookBreakerFailures = "WEBHOOK_BREAKER_FAILURES"
@@ -57,6 +60,7 @@ type Webhooks struct {
 	AllowPrivate   bool
 	Timeout        time.Duration
 	PerAccount     int
+	SlowTotal      int
 	FailuresToOpen int
 	CoolDown       time.Duration
 }
@@ -200,6 +204,9 @@ func webhooks(env func(string) string) (Webhooks, error) {
 		return w, err
 	}
 	if w.PerAccount, err = count(env, WebhookConcurrency, 1, 1000); err != nil {
+		return w, err
+	}
+	if w.SlowTotal, err = count(env, WebhookSlowConcurrency, 1, 1000); err != nil {
 		return w, err
 	}
 	if w.FailuresToOpen, err = count(env, WebhookBreakerFailures, 1, 1000); err != nil {

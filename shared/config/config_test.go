@@ -35,13 +35,14 @@ func TestLoad(t *testing.T) {
 			assert.Equal(t, config.Webhooks{}, c.Webhooks)
 		}},
 		{name: "webhook settings", env: map[string]string{"WEBHOOK_ALLOW_PRIVATE": "TRUE", "WEBHOOK_TIMEOUT": "2m", "WEBHOOK_CONCURRENCY": "2",
-			"WEBHOOK_BREAKER_FAILURES": "3", "WEBHOOK_BREAKER_COOLDOWN": "1s"}, check: func(t *testing.T, c *config.Config) {
-			assert.Equal(t, config.Webhooks{AllowPrivate: true, Timeout: 2 * time.Minute, PerAccount: 2, FailuresToOpen: 3, CoolDown: time.Second}, c.Webhooks)
+			"WEBHOOK_SLOW_CONCURRENCY": "6", "WEBHOOK_BREAKER_FAILURES": "3", "WEBHOOK_BREAKER_COOLDOWN": "1s"}, check: func(t *testing.T, c *config.Config) {
+			assert.Equal(t, config.Webhooks{AllowPrivate: true, Timeout: 2 * time.Minute, PerAccount: 2, SlowTotal: 6, FailuresToOpen: 3, CoolDown: time.Second}, c.Webhooks)
 		}},
 		{name: "webhook private setting not a boolean", env: map[string]string{"WEBHOOK_ALLOW_PRIVATE": "yes"}, wantErr: "WEBHOOK_ALLOW_PRIVATE"},
 		{name: "webhook timeout not a duration", env: map[string]string{"WEBHOOK_TIMEOUT": "5"}, wantErr: "WEBHOOK_TIMEOUT"},
 		{name: "webhook timeout too short", env: map[string]string{"WEBHOOK_TIMEOUT": "1ms"}, wantErr: "WEBHOOK_TIMEOUT"},
 		{name: "webhook concurrency zero", env: map[string]string{"WEBHOOK_CONCURRENCY": "0"}, wantErr: "WEBHOOK_CONCURRENCY"},
+		{name: "webhook slow concurrency not a number", env: map[string]string{"WEBHOOK_SLOW_CONCURRENCY": "half"}, wantErr: "WEBHOOK_SLOW_CONCURRENCY"},
 		{name: "webhook breaker failures not a number", env: map[string]string{"WEBHOOK_BREAKER_FAILURES": "five"}, wantErr: "WEBHOOK_BREAKER_FAILURES"},
 		{name: "webhook cool-down too long", env: map[string]string{"WEBHOOK_BREAKER_COOLDOWN": "2h"}, wantErr: "WEBHOOK_BREAKER_COOLDOWN"},
 		{name: "confirmation radius not a number", env: map[string]string{"CONFIRMATION_RADIUS_M": "100m"}, wantErr: "CONFIRMATION_RADIUS_M"},

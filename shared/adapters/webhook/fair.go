@@ -20,6 +20,10 @@ const (
 	DefaultFailuresToOpen = 5
 	DefaultCoolDown       = 30 * time.Second
 	DefaultSlowAfter      = time.Second
+	// DefaultSlowTotal is half the 16 workers a notifications queue has at
+	// the least: host.json's serviceBus.maxConcurrentCalls under the
+	// Functions host, and the standalone runtime's default.
+	DefaultSlowTotal = 8
 )
 
 // maxBreakers bounds the accounts whose circuits one process remembers;
@@ -51,6 +55,12 @@ type FairOptions struct {
 	// with endpoints that answer slowly, each within its own bound, cannot
 	// hold every worker between them; zero means DefaultSlowAfter.
 	SlowAfter time.Duration
+	// SlowTotal is how many webhooks to slow endpoints, of all accounts
+	// together, may be in flight at once, so that many accounts, each
+	// with one slow webhook in flight, cannot hold every worker between
+	// them either; zero means DefaultSlowTotal. Keep it below the
+	// notifications queue's workers.
+	SlowTotal int
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 	Log *slog.Logger
@@ -58,7 +68,8 @@ type FairOptions struct {
 
 // Fair wraps a ports.Webhooks so that one account's slow or dead endpoint
 // delays only that account: at most PerAccount of its webhooks are in
-// flight at once (one while its endpoint is slow), and after FailuresToOpen consecutive failures its
+// flight at once (one while its endpoint is slow, and SlowTotal of all
+// slow endpoints' together), and after FailuresToOpen consecutive failures its
 // circuit opens and its webhooks fail fast, without a connection, until a
 // trial after CoolDown succeeds. A webhook held back either way returns a
 // *ports.WebhookHeld, and the caller schedules it again: nothing is
@@ -91,6 +102,9 @@ func NewFair(next ports.Webhooks, o FairOptions) *Fair {
 	}
 	if o.SlowAfter <= 0 {
 		o.SlowAfter = DefaultSlowAfter
+	}
+	if o.SlowTotal <= 0 {
+		o.SlowTotal = DefaultSlowTotal
 	}
 	if o.Now == nil {
 		o.Now = time.Now
@@ -139,7 +153,8 @@ func (f *Fair) lastFailure(account string) string {
 
 // acquire takes one of the account's slots and returns its circuit for
 // url and when the slot was taken, or reports that every slot is taken
-// (one, while its endpoint is slow). A circuit judges one endpoint: an
+// (one, while its endpoint is slow, and none while the slow endpoints have
+// SlowTotal in flight between them). A circuit judges one endpoint: an
 // account that moved its webhook to another url (PUT …/webhook) starts
 // with a closed one rather than wait out the old endpoint's cool-down.
 func (f *Fair) acquire(account, url string) (*gobreaker.CircuitBreaker[struct{}], time.Time, bool) {
@@ -148,10 +163,11 @@ func (f *Fair) acquire(account, url string) (*gobreaker.CircuitBreaker[struct{}]
 	now := f.o.Now()
 	limit := f.o.PerAccount
 	inFlight := f.started[account]
-	if f.slow[account] || len(inFlight) > 0 && now.Sub(inFlight[0]) > f.o.SlowAfter {
+	slow := f.slow[account] || len(inFlight) > 0 && now.Sub(inFlight[0]) > f.o.SlowAfter
+	if slow {
 		limit = 1
 	}
-	if len(inFlight) >= limit {
+	if len(inFlight) >= limit || slow && f.slowInFlight(now) >= f.o.SlowTotal {
 		return nil, time.Time{}, false
 	}
 	f.started[account] = append(inFlight, now)
@@ -187,6 +203,25 @@ func (f *Fair) acquire(account, url string) (*gobreaker.CircuitBreaker[struct{}]
 		f.breakers[account], f.urls[account] = cb, url
 	}
 	return cb, now, true
+}
+
+// slowInFlight counts the webhooks in flight to slow endpoints: every one
+// of an account whose last webhook was slow, and each other one that has
+// taken longer than SlowAfter already. f.mu is held.
+func (f *Fair) slowInFlight(now time.Time) int {
+	n := 0
+	for account, starts := range f.started {
+		if f.slow[account] {
+			n += len(starts)
+			continue
+		}
+		for _, s := range starts {
+			if now.Sub(s) > f.o.SlowAfter {
+				n++
+			}
+		}
+	}
+	return n
 }
 
 // release gives back the slot taken at start, and judges the endpoint by

@@ -52,6 +52,13 @@ func (e *endpoints) hold(account string) chan struct{} {
 	return gate
 }
 
+// ungate lets the account's endpoint answer at once again.
+func (e *endpoints) ungate(account string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	delete(e.gate, account)
+}
+
 func (e *endpoints) set(account string, err error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -154,6 +161,58 @@ func TestFairGivesASlowEndpointOneWebhookInFlight(t *testing.T) {
 	require.Eventually(t, func() bool { return e.waiting.Load() == 7 }, time.Minute, time.Millisecond)
 	close(gate)
 	wg.Wait()
+}
+
+// Many accounts, each with one webhook in flight to a slow endpoint,
+// share SlowTotal slots between them: the rest of the workers stay with
+// prompt endpoints. An endpoint not yet known slow is let through, and
+// counts among the slow once its webhook has taken longer than SlowAfter.
+func TestFairBoundsTheSlowEndpointsTogether(t *testing.T) {
+	t.Parallel()
+	e := newEndpoints()
+	clock := &fakeClock{now: time.Date(2026, 12, 5, 12, 0, 0, 0, time.UTC)}
+	f := webhook.NewFair(e, webhook.FairOptions{PerAccount: 4, SlowAfter: time.Second, SlowTotal: 2, BusyRetry: time.Second,
+		Now: clock.Now, Log: slog.New(slog.DiscardHandler)})
+	busy := func(err error) bool {
+		var held *ports.WebhookHeld
+		return errors.As(err, &held) && held.Busy
+	}
+	// send posts one of the account's webhooks in the background; the
+	// channel closes when Post has returned.
+	send := func(account string) chan struct{} {
+		done := make(chan struct{})
+		go func() { defer close(done); assert.NoError(t, post(f, account)) }()
+		return done
+	}
+	gates, done := map[string]chan struct{}{}, map[string]chan struct{}{}
+	for _, a := range []string{"slow-1", "slow-2", "slow-3"} {
+		gates[a] = e.hold(a)
+		done[a] = send(a)
+	}
+	require.Eventually(t, func() bool { return e.waiting.Load() == 3 }, time.Minute, time.Millisecond)
+	clock.advance(1500 * time.Millisecond)
+
+	// The three are slow now. When one ends, the two others fill the slow
+	// endpoints' share, and it waits though it has none in flight.
+	close(gates["slow-1"])
+	<-done["slow-1"]
+	e.ungate("slow-1") // a webhook let through would come back at once
+	assert.True(t, busy(post(f, "slow-1")), "two slow endpoints' webhooks are in flight already")
+	assert.Equal(t, 1, e.callsOf("slow-1"), "it never reached its endpoint")
+	for i := range 5 {
+		assert.NoError(t, post(f, fmt.Sprintf("prompt-%d", i)), "prompt endpoints are served meanwhile")
+	}
+
+	close(gates["slow-2"])
+	<-done["slow-2"]
+	gates["slow-1"] = e.hold("slow-1")
+	done["slow-1"] = send("slow-1")
+	require.Eventually(t, func() bool { return e.waiting.Load() == 4 }, time.Minute, time.Millisecond, "a slow slot came free")
+	assert.Equal(t, 2, e.callsOf("slow-1"))
+	close(gates["slow-1"])
+	close(gates["slow-3"])
+	<-done["slow-1"]
+	<-done["slow-3"]
 }
 
 func TestFairOpensAnAccountsCircuitAndHalfOpensAfterTheCoolDown(t *testing.T) {
