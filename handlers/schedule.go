@@ -74,6 +74,13 @@ func (h *Handlers) ScheduleDrone(ctx context.Context, msg *ports.Delivered) ([]p
 		if d, err = h.resetAssignment(ctx, d); err != nil {
 			return nil, err
 		}
+		if d.Stage.Terminal() {
+			// Cancelled or aborted since it was read (an update runs its
+			// change on the stored document): the end's own message
+			// releases its drone.
+			h.log.InfoContext(ctx, "delivery ended meanwhile; nothing to schedule", "stage", d.Stage)
+			return nil, nil
+		}
 	}
 	var freed []ports.Message
 	if d.PreviousDroneID != "" {

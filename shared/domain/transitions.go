@@ -72,9 +72,10 @@ func (d *Delivery) RecordAssignment(droneID string, now time.Time) error {
 // delivery (or if it is booked for later) there is no drone to show, and
 // the next drone's flight is measured, searched for the pickup and judged
 // by its own clock from its own first report, never from a jump off the
-// last drone's last point.
+// last drone's last point. A delivery that has ended keeps what its end
+// recorded: its drone is released by the end's own message.
 func (d *Delivery) ResetAssignment(gen int, now time.Time) error {
-	if d.Generation != gen || d.ResetGeneration >= gen {
+	if d.Generation != gen || d.ResetGeneration >= gen || d.Stage.Terminal() {
 		return ErrNoChange
 	}
 	if d.DroneID != "" {

@@ -136,6 +136,16 @@ func TestDeliveryTransitions(t *testing.T) {
 			return d
 		}(),
 			func(d *domain.Delivery) error { return d.ResetAssignment(1, t0) }, domain.ErrNoChange, "", nil},
+		// Where an update runs its change again on the stored document
+		// (Cosmos DB), a cancel may land between dispatch's read and its
+		// reset: the ended delivery keeps the drone and the held time its
+		// end recorded.
+		{"reset the assignment of a delivery cancelled meanwhile", func() *domain.Delivery {
+			d := assigned(domain.StageCancelled)
+			d.Generation = 1
+			return d
+		}(),
+			func(d *domain.Delivery) error { return d.ResetAssignment(1, t0.Add(time.Hour)) }, domain.ErrNoChange, "", nil},
 		{"schedule", assigned(domain.StageCreated), func(d *domain.Delivery) error {
 			_, err := d.Schedule(0, domain.ETA{Pickup: t0.Add(time.Minute), Delivery: t0.Add(5 * time.Minute)}, nil, domain.Location{}, t0)
 			return err
