@@ -167,16 +167,12 @@ func (b *benchRun) dispatchOn(ctx context.Context, dir, shape string, pickupKm f
 
 	// Then whole assignments, which claim drones as a real run does.
 	h := handlers.New(handlers.Deps{Store: store, Bus: db.Bus(), Clock: platform.Clock{}, IDs: platform.IDs{}, Log: slog.New(slog.DiscardHandler)})
+	if err := createWaiting(ctx, store, "dispatch-", reqs, now); err != nil {
+		return err
+	}
 	msgs := make([]*ports.Delivered, n)
 	for i := range n {
-		id := fmt.Sprintf("dispatch-%d", i)
-		d := &domain.Delivery{ID: id, TrackingID: randomHex(10), OwnerID: "bench", CorrelationID: id, Request: *reqs[i],
-			Stage: domain.StageCreated, CreatedAt: now, UpdatedAt: now, History: []domain.Event{{Stage: domain.StageCreated, At: now}}}
-		if err := store.Deliveries.Create(ctx, id, d); err != nil {
-			return err
-		}
-		body, _ := json.Marshal(wire.Envelope{Operation: wire.OpDelivery, DeliveryID: id, CorrelationID: id})
-		msgs[i] = &ports.Delivered{Message: ports.Message{ID: id + ":requested", Queue: topology.QueueDeliveryRequests, Body: body, CorrelationID: id}, DeliveryCount: 1}
+		msgs[i] = &ports.Delivered{Message: requested(fmt.Sprintf("dispatch-%d", i)), DeliveryCount: 1}
 	}
 	// Each assigned drone is freed again, untimed, so that every
 	// assignment searches a fleet of the full size. The setup's writes are
@@ -199,21 +195,15 @@ func (b *benchRun) dispatchOn(ctx context.Context, dir, shape string, pickupKm f
 	// drone, the next message and the completion of the message handled.
 	// Each message is received under a lock first, untimed.
 	bus := db.Bus()
-	for i := range n {
-		id := fmt.Sprintf("dispatch-unit-%d", i)
-		d := &domain.Delivery{ID: id, TrackingID: randomHex(10), OwnerID: "bench", CorrelationID: id, Request: *reqs[i],
-			Stage: domain.StageCreated, CreatedAt: now, UpdatedAt: now, History: []domain.Event{{Stage: domain.StageCreated, At: now}}}
-		if err := store.Deliveries.Create(ctx, id, d); err != nil {
-			return err
-		}
+	if err := createWaiting(ctx, store, "dispatch-unit-", reqs, now); err != nil {
+		return err
 	}
 	if err := db.Checkpoint(ctx); err != nil {
 		return err
 	}
 	unit := loadgen.Measure(ctx, "dispatch ScheduleDrone in a unit of work, "+tag, n, func(ctx context.Context, i int) (time.Duration, error) {
 		id := fmt.Sprintf("dispatch-unit-%d", i)
-		body, _ := json.Marshal(wire.Envelope{Operation: wire.OpDelivery, DeliveryID: id, CorrelationID: id})
-		if err := bus.Publish(ctx, ports.Message{ID: id + ":requested", Queue: topology.QueueDeliveryRequests, Body: body, CorrelationID: id}); err != nil {
+		if err := bus.Publish(ctx, requested(id)); err != nil {
 			return 0, err
 		}
 		got, err := bus.Receive(ctx, topology.QueueDeliveryRequests, 1)
@@ -239,6 +229,27 @@ func (b *benchRun) dispatchOn(ctx context.Context, dir, shape string, pickupKm f
 	b.say("   ScheduleDrone p99 %.3f ms in a unit of work, %.3f ms writing through; search p99 %.3f ms with the index, %.3f ms by linear scan (%s)",
 		unit.Latency.P99Ms, whole.Latency.P99Ms, index.Latency.P99Ms, linear.Latency.P99Ms, tag)
 	return nil
+}
+
+// createWaiting stores, for each of reqs, a delivery just accepted and
+// waiting for a drone, with the id prefix followed by the request's index.
+func createWaiting(ctx context.Context, store ports.Store, prefix string, reqs []*domain.DeliveryRequest, now time.Time) error {
+	for i, r := range reqs {
+		id := fmt.Sprintf("%s%d", prefix, i)
+		d := &domain.Delivery{ID: id, TrackingID: randomHex(10), OwnerID: "bench", CorrelationID: id, Request: *r,
+			Stage: domain.StageCreated, CreatedAt: now, UpdatedAt: now, History: []domain.Event{{Stage: domain.StageCreated, At: now}}}
+		if err := store.Deliveries.Create(ctx, id, d); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// requested is the message that asks the scheduling step to find delivery
+// id a drone.
+func requested(id string) ports.Message {
+	body, _ := json.Marshal(wire.Envelope{Operation: wire.OpDelivery, DeliveryID: id, CorrelationID: id})
+	return ports.Message{ID: id + ":requested", Queue: topology.QueueDeliveryRequests, Body: body, CorrelationID: id}
 }
 
 // freeAssigned checks that ScheduleDrone gave delivery id a drone (out, what
