@@ -12,13 +12,20 @@ import (
 	"github.com/fabrikam/dronedelivery/shared/domain"
 )
 
+// scheduledFlight is a delivery created and scheduled at start, with the
+// pickup and dropoff it flies between, 2.2 km apart.
+func scheduledFlight(start time.Time) (d *domain.Delivery, pickup, drop domain.Location) {
+	pickup = domain.Location{Latitude: 47.60, Longitude: -122.33}
+	drop = domain.Location{Latitude: 47.62, Longitude: -122.33}
+	d = &domain.Delivery{ID: "d", Stage: domain.StageScheduled, Request: domain.DeliveryRequest{PickupLocation: pickup, DropoffLocation: drop}}
+	d.History = []domain.Event{{Stage: domain.StageCreated, At: start}, {Stage: domain.StageScheduled, At: start}}
+	return d, pickup, drop
+}
+
 func TestTrackStagesAndETAChanges(t *testing.T) {
 	t.Parallel()
 	start := time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC)
-	pickup := domain.Location{Latitude: 47.60, Longitude: -122.33}
-	drop := domain.Location{Latitude: 47.62, Longitude: -122.33}
-	d := &domain.Delivery{ID: "d", Stage: domain.StageScheduled, Request: domain.DeliveryRequest{PickupLocation: pickup, DropoffLocation: drop}}
-	d.History = []domain.Event{{Stage: domain.StageCreated, At: start}, {Stage: domain.StageScheduled, At: start}}
+	d, pickup, drop := scheduledFlight(start)
 	eta := start.Add(20 * time.Minute)
 	d.NotifiedDeliveryETA = &eta
 	drone := &domain.Drone{CruiseSpeedMps: 10}
@@ -258,10 +265,7 @@ func TestTrackBeforeTheSchedule(t *testing.T) {
 func TestTheETAFromThePickupPadCountsTheHandlingAhead(t *testing.T) {
 	t.Parallel()
 	start := time.Date(2026, 12, 5, 10, 0, 0, 0, time.UTC)
-	pickup := domain.Location{Latitude: 47.60, Longitude: -122.33}
-	drop := domain.Location{Latitude: 47.62, Longitude: -122.33}
-	d := &domain.Delivery{ID: "d", Stage: domain.StageScheduled, Request: domain.DeliveryRequest{PickupLocation: pickup, DropoffLocation: drop}}
-	d.History = []domain.Event{{Stage: domain.StageCreated, At: start}, {Stage: domain.StageScheduled, At: start}}
+	d, pickup, _ := scheduledFlight(start)
 	drone := &domain.Drone{CruiseSpeedMps: 10}
 	report := func(loc domain.Location, at time.Time) time.Time {
 		_, _ = domain.Track(d, drone, domain.Telemetry{Location: loc, Timestamp: at}, domain.TrackingConfig{})
@@ -295,12 +299,9 @@ func TestTheETAFromThePickupPadCountsTheHandlingAhead(t *testing.T) {
 func TestAReportCountsTheRoutedLeg(t *testing.T) {
 	t.Parallel()
 	start := time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC)
-	pickup := domain.Location{Latitude: 47.60, Longitude: -122.33}
-	drop := domain.Location{Latitude: 47.62, Longitude: -122.33}
+	d, pickup, drop := scheduledFlight(start)
 	straight := domain.DistanceKm(pickup, drop)
-	d := &domain.Delivery{ID: "d", Stage: domain.StageScheduled, Request: domain.DeliveryRequest{PickupLocation: pickup, DropoffLocation: drop},
-		PlannedRoute: &domain.PlannedRoute{Dropoff: domain.Route{Km: straight + 3}}}
-	d.History = []domain.Event{{Stage: domain.StageCreated, At: start}, {Stage: domain.StageScheduled, At: start}}
+	d.PlannedRoute = &domain.PlannedRoute{Dropoff: domain.Route{Km: straight + 3}}
 	drone := &domain.Drone{CruiseSpeedMps: 10}
 	away := domain.Location{Latitude: 47.59, Longitude: -122.33}
 	at := start.Add(time.Minute)
