@@ -454,6 +454,14 @@ func (w *webhookReceiver) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	rw.WriteHeader(c.status)
 }
 
+// listen serves r on a loopback listener for the rest of the test.
+func listen(t *testing.T, r *webhookReceiver) *httptest.Server {
+	t.Helper()
+	srv := httptest.NewServer(r)
+	t.Cleanup(srv.Close)
+	return srv
+}
+
 // allowPrivateWebhooks lets a fixture's webhooks reach the loopback
 // listeners these tests start.
 func allowPrivateWebhooks(d *handlers.Deps) { d.Config.AllowPrivateWebhooks = true }
@@ -462,8 +470,7 @@ func TestWebhookIsSignedAndRetried(t *testing.T) {
 	t.Parallel()
 	f := newFixtureWith(t, allowPrivateWebhooks)
 	recv := &webhookReceiver{failures: 1}
-	srv := httptest.NewServer(recv)
-	defer srv.Close()
+	srv := listen(t, recv)
 
 	resp := f.call("CreateAccount", "", &functionapp.Request{Method: "POST", Body: []byte(fmt.Sprintf(`{"name":"Contoso","contactEmail":"ops@contoso.example","webhookUrl":%q}`, srv.URL))})
 	require.Equal(t, http.StatusCreated, resp.Status, string(resp.Body))
@@ -514,8 +521,7 @@ func TestWebhookIsSignedAndRetried(t *testing.T) {
 func withFailingWebhook(t *testing.T) (*fixture, string) {
 	t.Helper()
 	f := newFixtureWith(t, allowPrivateWebhooks)
-	srv := httptest.NewServer(&webhookReceiver{failures: 1000})
-	t.Cleanup(srv.Close)
+	srv := listen(t, &webhookReceiver{failures: 1000})
 	_, key := f.signUp(t, fmt.Sprintf(`{"name":"Contoso","contactEmail":"ops@contoso.example","webhookUrl":%q}`, srv.URL))
 	return f, key
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -86,9 +85,7 @@ func TestWebhookIsChangedRotatedAndRemoved(t *testing.T) {
 		f.putDrone(t, domain.Drone{ID: fmt.Sprint("wh-", i), Location: at(0.001*float64(i+1), 0)})
 	}
 	oldRecv, newRecv := &webhookReceiver{}, &webhookReceiver{}
-	oldSrv, newSrv := httptest.NewServer(oldRecv), httptest.NewServer(newRecv)
-	defer oldSrv.Close()
-	defer newSrv.Close()
+	oldSrv, newSrv := listen(t, oldRecv), listen(t, newRecv)
 	a := f.signUpWithHook(t, oldSrv.URL)
 
 	f.deliverOne(t, a, "before")
@@ -151,9 +148,7 @@ func TestWebhookChangeReachesOtherProcessesWithinTheCacheTTL(t *testing.T) {
 	f := newFixtureWith(t, allowPrivateWebhooks)
 	f.putDrone(t, domain.Drone{ID: "wh-ttl", Location: at(0.001, 0)})
 	oldRecv, newRecv := &webhookReceiver{}, &webhookReceiver{}
-	oldSrv, newSrv := httptest.NewServer(oldRecv), httptest.NewServer(newRecv)
-	defer oldSrv.Close()
-	defer newSrv.Close()
+	oldSrv, newSrv := listen(t, oldRecv), listen(t, newRecv)
 	a := f.signUpWithHook(t, oldSrv.URL)
 	f.deliverOne(t, a, "ttl")
 
