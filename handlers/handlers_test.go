@@ -293,6 +293,14 @@ func (f *fixture) delivery(t *testing.T, id string) *domain.Delivery {
 	return d
 }
 
+// pkg reads the package record the fixture's account holds for packageID.
+func (f *fixture) pkg(t *testing.T, packageID string) *domain.Package {
+	t.Helper()
+	p, err := f.store.Packages.Find(context.Background(), domain.PackageKey(f.acct, packageID))
+	require.NoError(t, err)
+	return p
+}
+
 func (f *fixture) drone(t *testing.T, id string) *domain.Drone {
 	t.Helper()
 	d, err := f.store.Fleet.Find(context.Background(), id)
@@ -327,8 +335,7 @@ func TestChainPicksNearestFitAndComputesETA(t *testing.T) {
 	want := domain.ComputeETA(t0, drone.Location, 12, &d.Request)
 	assert.Equal(t, want.Pickup, *d.PickupETA)
 	assert.Equal(t, want.Delivery, *d.DeliveryETA)
-	pkg, err := f.store.Packages.Find(context.Background(), domain.PackageKey(f.acct, "pkg-d1"))
-	require.NoError(t, err)
+	pkg := f.pkg(t, "pkg-d1")
 	assert.Equal(t, "d1", pkg.DeliveryID)
 	assert.Equal(t, 2.0, pkg.Weight)
 
@@ -393,8 +400,7 @@ func TestAPackageTravelsOnOneDeliveryAtATime(t *testing.T) {
 	assert.Contains(t, p.Detail, "first")
 	_, err := f.store.Deliveries.Find(ctx, "second")
 	assert.True(t, domain.IsCode(err, domain.ENOTFOUND), "nothing stored: %v", err)
-	pkg, err := f.store.Packages.Find(ctx, domain.PackageKey(f.acct, "parcel"))
-	require.NoError(t, err)
+	pkg := f.pkg(t, "parcel")
 	assert.Equal(t, "first", pkg.DeliveryID)
 
 	// Once the first delivery has ended, the package may ship again.
@@ -403,8 +409,7 @@ func TestAPackageTravelsOnOneDeliveryAtATime(t *testing.T) {
 	require.Equal(t, http.StatusAccepted, f.ingest(t, packageRequest("second", "parcel")).Status)
 	f.drain(t)
 	assert.Equal(t, domain.StageScheduled, f.delivery(t, "second").Stage)
-	pkg, err = f.store.Packages.Find(ctx, domain.PackageKey(f.acct, "parcel"))
-	require.NoError(t, err)
+	pkg = f.pkg(t, "parcel")
 	assert.Equal(t, "second", pkg.DeliveryID)
 }
 
@@ -438,7 +443,6 @@ func (f *fixture) refusedForItsPackage(t *testing.T, body []byte, id, holder str
 func TestAPackageIsBookedWhenItsRequestIsAccepted(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t) // no drone: the first delivery waits
-	ctx := context.Background()
 	require.Equal(t, http.StatusAccepted, f.ingest(t, packageRequest("one", "parcel")).Status)
 
 	f.refusedForItsPackage(t, packageRequest("two", "parcel"), "two", "one")
@@ -457,12 +461,10 @@ func TestAPackageIsBookedWhenItsRequestIsAccepted(t *testing.T) {
 	// package, and its record says so until another request books it.
 	require.Equal(t, http.StatusNoContent, f.cancel(t, "one").Status)
 	f.drain(t)
-	p, err := f.store.Packages.Find(ctx, domain.PackageKey(f.acct, "parcel"))
-	require.NoError(t, err)
+	p := f.pkg(t, "parcel")
 	assert.Equal(t, "Cancelled", p.Status)
 	require.Equal(t, http.StatusAccepted, f.ingest(t, packageRequest("two", "parcel")).Status)
-	p, err = f.store.Packages.Find(ctx, domain.PackageKey(f.acct, "parcel"))
-	require.NoError(t, err)
+	p = f.pkg(t, "parcel")
 	assert.Equal(t, "two", p.DeliveryID)
 	assert.Equal(t, "Booked", p.Status)
 }
@@ -500,8 +502,7 @@ func TestAPackageNamedAfterItsDeliveryIsBookedWithIt(t *testing.T) {
 	f.drain(t)
 	assert.Equal(t, "Cancelled", getPackage().Status)
 	require.Equal(t, http.StatusAccepted, f.ingest(t, packageRequest("two", "one")).Status)
-	p, err := f.store.Packages.Find(ctx, domain.PackageKey(f.acct, "one"))
-	require.NoError(t, err)
+	p := f.pkg(t, "one")
 	assert.Equal(t, "two", p.DeliveryID)
 	assert.Equal(t, "Booked", p.Status)
 
@@ -539,8 +540,7 @@ func TestAnAbortedDeliveryFailsItsPackage(t *testing.T) {
 	require.Equal(t, http.StatusAccepted, resp.Status, string(resp.Body))
 	f.drain(t)
 	assert.Equal(t, domain.StageFailed, f.delivery(t, "ab").Stage)
-	p, err := f.store.Packages.Find(context.Background(), domain.PackageKey(f.acct, "parcel"))
-	require.NoError(t, err)
+	p := f.pkg(t, "parcel")
 	assert.Equal(t, "Failed", p.Status)
 	assert.Equal(t, domain.DroneAvailable, f.drone(t, "d1").Status, "the drone is released")
 }
@@ -569,8 +569,7 @@ func TestAPackageRequestedByManyAtOnceIsBookedOnce(t *testing.T) {
 		}
 	}
 	require.NotEqual(t, -1, accepted, "none accepted: %v", statuses)
-	p, err := f.store.Packages.Find(context.Background(), domain.PackageKey(f.acct, "parcel"))
-	require.NoError(t, err)
+	p := f.pkg(t, "parcel")
 	assert.Equal(t, fmt.Sprint("at-once-", accepted), p.DeliveryID)
 }
 
@@ -593,8 +592,7 @@ func TestAPackageHeldByAnotherDeliveryFailsTheLaterOne(t *testing.T) {
 	f.drain(t)
 
 	one, two := f.delivery(t, "one"), f.delivery(t, "two")
-	pkg, err := f.store.Packages.Find(ctx, domain.PackageKey(f.acct, "parcel"))
-	require.NoError(t, err)
+	pkg := f.pkg(t, "parcel")
 	assert.Equal(t, "one", pkg.DeliveryID)
 	assert.Equal(t, domain.StageScheduled, one.Stage)
 	assert.Equal(t, domain.StageFailed, two.Stage)

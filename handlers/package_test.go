@@ -68,7 +68,6 @@ func TestUnrecordablePackageFailsTheDeliveryAndFreesTheDrone(t *testing.T) {
 func TestAResentRequestIsJudgedByItsIDBeforeItsPackage(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t) // no drone: deliveries wait
-	ctx := context.Background()
 	first := packageRequest("c-1", "cp-1")
 	require.Equal(t, http.StatusAccepted, f.ingest(t, first).Status)
 	require.Equal(t, http.StatusNoContent, f.cancel(t, "c-1").Status)
@@ -78,8 +77,7 @@ func TestAResentRequestIsJudgedByItsIDBeforeItsPackage(t *testing.T) {
 	resp := f.ingest(t, first)
 	require.Equal(t, http.StatusAccepted, resp.Status, string(resp.Body))
 	assert.Equal(t, domain.StageCancelled, f.delivery(t, "c-1").Stage)
-	p, err := f.store.Packages.Find(ctx, domain.PackageKey(f.acct, "cp-1"))
-	require.NoError(t, err)
+	p := f.pkg(t, "cp-1")
 	assert.Equal(t, "c-2", p.DeliveryID, "the package stays on the delivery that booked it")
 
 	// Another request under c-2's id, naming c-2's busy package, from this

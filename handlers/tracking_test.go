@@ -106,13 +106,8 @@ func TestTelemetryCarriesADeliveryToCompletion(t *testing.T) {
 	assert.InDelta(t, domain.DistanceKm(home, pickup)+domain.DistanceKm(pickup, drop), d.TraveledKm, 0.01)
 	assert.Len(t, d.Trail, len(route))
 
-	drone := f.drone(t, "flyer")
-	assert.Equal(t, domain.DroneAvailable, drone.Status)
-	assert.Empty(t, drone.CurrentDeliveryID)
-	assert.Equal(t, drop, drone.Location, "free at its final position")
-	pkg, err := f.store.Packages.Find(context.Background(), domain.PackageKey(f.acct, "pkg-trip"))
-	require.NoError(t, err)
-	assert.Equal(t, "Delivered", pkg.Status)
+	f.released(t, "flyer", "pkg-trip", "Delivered")
+	assert.Equal(t, drop, f.drone(t, "flyer").Location, "free at its final position")
 
 	// A stale or repeated report changes nothing.
 	before := f.snapshot(t, []string{"trip"}, []string{"flyer"})
@@ -181,6 +176,16 @@ func (f *fixture) flown(t *testing.T, droneID, id string, atPickup, atDrop float
 	f.report(t, droneID, drop, atDrop, t0.Add(2*time.Minute))
 	require.Equal(t, domain.StageCompleted, f.delivery(t, id).Stage)
 	return drop, dispatched
+}
+
+// released checks that drone droneID is free again and that package
+// packageID has the status the end of its delivery gave it.
+func (f *fixture) released(t *testing.T, droneID, packageID, status string) {
+	t.Helper()
+	dr := f.drone(t, droneID)
+	assert.Equal(t, domain.DroneAvailable, dr.Status)
+	assert.Empty(t, dr.CurrentDeliveryID)
+	assert.Equal(t, status, f.pkg(t, packageID).Status)
 }
 
 func (f *fixture) cancel(t *testing.T, id string) *functionapp.Response {
@@ -257,12 +262,7 @@ func TestCancelAfterAssignmentReleasesTheDrone(t *testing.T) {
 	require.Equal(t, http.StatusNoContent, f.cancel(t, "gone").Status)
 	assert.Equal(t, domain.StageCancelled, f.delivery(t, "gone").Stage, "visible at once")
 	f.drain(t)
-	dr := f.drone(t, "c1")
-	assert.Equal(t, domain.DroneAvailable, dr.Status)
-	assert.Empty(t, dr.CurrentDeliveryID)
-	pkg, err := f.store.Packages.Find(context.Background(), domain.PackageKey(f.acct, "pkg-gone"))
-	require.NoError(t, err)
-	assert.Equal(t, "Cancelled", pkg.Status)
+	f.released(t, "c1", "pkg-gone", "Cancelled")
 
 	before := f.snapshot(t, []string{"gone"}, []string{"c1"})
 	require.Equal(t, http.StatusNoContent, f.cancel(t, "gone").Status, "idempotent")
@@ -1119,12 +1119,7 @@ func TestAFlightReportedBeforeItsScheduleIsFollowed(t *testing.T) {
 			}
 			home, pickup, drop := route[0], route[3], route[len(route)-1]
 			assert.InDelta(t, domain.DistanceKm(home, pickup)+domain.DistanceKm(pickup, drop), d.TraveledKm, 0.01)
-			dr := f.drone(t, "eager")
-			assert.Equal(t, domain.DroneAvailable, dr.Status)
-			assert.Empty(t, dr.CurrentDeliveryID)
-			pkg, err := f.store.Packages.Find(context.Background(), domain.PackageKey(f.acct, "pkg-early"))
-			require.NoError(t, err)
-			assert.Equal(t, "Delivered", pkg.Status)
+			f.released(t, "eager", "pkg-early", "Delivered")
 
 			// The ETA step's message again (a redelivery) changes nothing,
 			// and sends the schedule's notices again, the followed flight's
