@@ -75,14 +75,13 @@ func TestOperatorReadsDeliveryHistory(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, domain.Drone{ID: "near", Location: at(0.011, 0)}, domain.Drone{ID: "far", Location: at(0.03, 0)})
 	f.scheduled(t, "d", at(0.01, 0), at(0.02, 0))
-	resp := f.action(t, "DroneAction", "near", map[string]any{"action": "ground", "reason": "bird strike"})
-	require.Equal(t, http.StatusAccepted, resp.Status, string(resp.Body))
+	f.act(t, "DroneAction", "near", map[string]any{"action": "ground", "reason": "bird strike"})
 	f.drain(t)
 
 	history := func(key, id string) *functionapp.Response {
 		return f.call("GetHistory", key, &functionapp.Request{Method: "GET", Params: map[string]string{"id": id}})
 	}
-	resp = history(operatorKey, "d")
+	resp := history(operatorKey, "d")
 	require.Equal(t, http.StatusOK, resp.Status, string(resp.Body))
 	var h struct {
 		DeliveryID string

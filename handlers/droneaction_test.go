@@ -129,8 +129,7 @@ func TestRecallAtHomeLandsAtOnce(t *testing.T) {
 	assert.Equal(t, domain.DroneAvailable, parked.Status)
 	assert.False(t, parked.Recalled)
 
-	resp := f.action(t, "DroneAction", "grounded", map[string]any{"action": "ground", "reason": "rotor check"})
-	require.Equal(t, http.StatusAccepted, resp.Status, string(resp.Body))
+	f.act(t, "DroneAction", "grounded", map[string]any{"action": "ground", "reason": "rotor check"})
 	for range 2 {
 		assert.Equal(t, domain.DroneMaintenance, f.recall(t, "grounded").Status)
 	}
@@ -217,16 +216,14 @@ func TestAHandedOnDeliveryMayHaveItsResumedDroneBack(t *testing.T) {
 	f.drain(t)
 	require.Equal(t, "big", f.delivery(t, "heavy").DroneID)
 
-	resp := f.action(t, "DroneAction", "big", map[string]any{"action": "ground", "reason": "quick prop check"})
-	require.Equal(t, http.StatusAccepted, resp.Status, string(resp.Body))
+	f.act(t, "DroneAction", "big", map[string]any{"action": "ground", "reason": "quick prop check"})
 	f.drain(t)
 	d := f.delivery(t, "heavy")
 	require.Equal(t, domain.StageRescheduled, d.Stage)
 	require.Empty(t, d.DroneID, "no other drone carries it")
 
 	f.clock.Advance(time.Minute)
-	resp = f.action(t, "DroneAction", "big", map[string]any{"action": "resume", "reason": "props fine"})
-	require.Equal(t, http.StatusAccepted, resp.Status, string(resp.Body))
+	f.act(t, "DroneAction", "big", map[string]any{"action": "resume", "reason": "props fine"})
 	f.drain(t)
 	d = f.delivery(t, "heavy")
 	assert.Equal(t, "big", d.DroneID, "the resumed drone")
@@ -234,13 +231,11 @@ func TestAHandedOnDeliveryMayHaveItsResumedDroneBack(t *testing.T) {
 
 	// A reassign still moves it off the drone for good, even after a
 	// ground and a resume of that drone for another reason.
-	resp = f.action(t, "DeliveryAction", "heavy", map[string]any{"action": "reassign", "reason": "wrong drone"})
-	require.Equal(t, http.StatusAccepted, resp.Status, string(resp.Body))
+	f.act(t, "DeliveryAction", "heavy", map[string]any{"action": "reassign", "reason": "wrong drone"})
 	f.drain(t)
 	assert.Empty(t, f.delivery(t, "heavy").DroneID)
 	for _, action := range []string{"ground", "resume"} {
-		resp = f.action(t, "DroneAction", "big", map[string]any{"action": action, "reason": "firmware update"})
-		require.Equal(t, http.StatusAccepted, resp.Status, string(resp.Body))
+		f.act(t, "DroneAction", "big", map[string]any{"action": action, "reason": "firmware update"})
 		f.clock.Advance(time.Minute)
 	}
 	f.drain(t)
@@ -255,8 +250,7 @@ func TestAReassignSentTwiceHandsOnOnce(t *testing.T) {
 	t.Parallel()
 	f := onNear(t, "twice")
 	for range 2 {
-		resp := f.action(t, "DeliveryAction", "twice", map[string]any{"action": "reassign", "reason": "rotor check"})
-		require.Equal(t, http.StatusAccepted, resp.Status, string(resp.Body))
+		f.act(t, "DeliveryAction", "twice", map[string]any{"action": "reassign", "reason": "rotor check"})
 	}
 	f.drain(t)
 	d := f.delivery(t, "twice")
@@ -275,8 +269,7 @@ func TestAReassignedDeliveryNeverHasAnOldDroneAgain(t *testing.T) {
 	t.Parallel()
 	f := onNear(t, "moved")
 	for _, want := range []string{"far", ""} {
-		resp := f.action(t, "DeliveryAction", "moved", map[string]any{"action": "reassign", "reason": "not that one"})
-		require.Equal(t, http.StatusAccepted, resp.Status, string(resp.Body))
+		f.act(t, "DeliveryAction", "moved", map[string]any{"action": "reassign", "reason": "not that one"})
 		f.drain(t)
 		assert.Equal(t, want, f.delivery(t, "moved").DroneID)
 	}
@@ -293,8 +286,7 @@ func TestAGroundWithThePackageAboardBringsTheDroneHome(t *testing.T) {
 	f := newFixture(t)
 	f.headedToDropoff(t, "held", "None")
 	f.report(t, "drone-held", at(0.003, 0), 85, t0.Add(2*time.Minute)) // on its way, off its base
-	resp := f.action(t, "DroneAction", "drone-held", map[string]any{"action": "ground", "reason": "motor fault"})
-	require.Equal(t, http.StatusAccepted, resp.Status, string(resp.Body))
+	f.act(t, "DroneAction", "drone-held", map[string]any{"action": "ground", "reason": "motor fault"})
 	f.drain(t)
 	d := f.delivery(t, "held")
 	require.Equal(t, domain.StageFailed, d.Stage)
@@ -304,8 +296,7 @@ func TestAGroundWithThePackageAboardBringsTheDroneHome(t *testing.T) {
 	assert.True(t, dr.Recalled, "flying home with the package")
 	assert.Equal(t, domain.DroneInFlight, dr.Status)
 
-	resp = f.action(t, "DroneAction", "drone-held", map[string]any{"action": "resume", "reason": "motor fine"})
-	require.Equal(t, http.StatusAccepted, resp.Status, string(resp.Body))
+	f.act(t, "DroneAction", "drone-held", map[string]any{"action": "resume", "reason": "motor fine"})
 	assert.False(t, f.drone(t, "drone-held").Dispatchable(), "not in service before it is home")
 	f.report(t, "drone-held", at(0, 0), 80, t0.Add(4*time.Minute))
 	dr = f.drone(t, "drone-held")
@@ -342,8 +333,7 @@ func TestAReassignSentAgainAfterA503QueuesItsNotice(t *testing.T) {
 	armed.Store(true)
 	resp := f.action(t, "DeliveryAction", "again", map[string]any{"action": "reassign", "reason": "rotor check"})
 	require.Equal(t, http.StatusServiceUnavailable, resp.Status, string(resp.Body))
-	resp = f.action(t, "DeliveryAction", "again", map[string]any{"action": "reassign", "reason": "rotor check"})
-	require.Equal(t, http.StatusAccepted, resp.Status, string(resp.Body))
+	f.act(t, "DeliveryAction", "again", map[string]any{"action": "reassign", "reason": "rotor check"})
 	d := f.delivery(t, "again")
 	require.Equal(t, 1, d.Generation, "handed on once")
 	last := d.Notifications[len(d.Notifications)-1]
@@ -366,12 +356,11 @@ func TestAnActionIdNamesOneAction(t *testing.T) {
 	f.putDrone(t, domain.Drone{ID: "far", Location: at(0.03, 0)})
 	require.Equal(t, http.StatusAccepted, f.ingest(t, requestBody("named", at(0.01, 0), at(0.02, 0), "Small", 1)).Status)
 	f.drain(t)
-	resp := f.action(t, "DeliveryAction", "named", map[string]any{"action": "reassign", "reason": "rotor check", "actionId": "op-7"})
-	require.Equal(t, http.StatusAccepted, resp.Status, string(resp.Body))
+	f.act(t, "DeliveryAction", "named", map[string]any{"action": "reassign", "reason": "rotor check", "actionId": "op-7"})
 	f.drain(t)
 	before := f.snapshot(t, []string{"named"}, []string{"near", "far"})
 
-	resp = f.action(t, "DeliveryAction", "named", map[string]any{"action": "reassign", "reason": "rotor check", "actionId": "op-7"})
+	resp := f.action(t, "DeliveryAction", "named", map[string]any{"action": "reassign", "reason": "rotor check", "actionId": "op-7"})
 	assert.Equal(t, http.StatusAccepted, resp.Status, "the same action again: %s", resp.Body)
 	resp = f.action(t, "DeliveryAction", "named", map[string]any{"action": "abort", "reason": "sender called", "actionId": "op-7"})
 	assert.Equal(t, http.StatusConflict, resp.Status, string(resp.Body))
@@ -388,8 +377,7 @@ func TestAnAbortWithThePackageAboardBringsTheDroneHome(t *testing.T) {
 	f := newFixture(t)
 	f.headedToDropoff(t, "back", "None")
 	f.report(t, "drone-back", at(0.003, 0), 85, t0.Add(2*time.Minute)) // on its way, off its base
-	resp := f.action(t, "DeliveryAction", "back", map[string]any{"action": "abort", "reason": "wrong address", "outcome": "returnedToSender"})
-	require.Equal(t, http.StatusAccepted, resp.Status, string(resp.Body))
+	f.act(t, "DeliveryAction", "back", map[string]any{"action": "abort", "reason": "wrong address", "outcome": "returnedToSender"})
 	f.drain(t)
 	dr := f.drone(t, "drone-back")
 	assert.Equal(t, domain.DroneInFlight, dr.Status, "flying home with the package")
@@ -416,14 +404,12 @@ func TestResumeAndChargeKeepTheDroneAsItIs(t *testing.T) {
 	f.putDrone(t, domain.Drone{ID: "d1", Location: at(0, 0), HomeBase: at(-0.05, 0)})
 	out := at(0.01, 0)
 	f.report(t, "d1", out, 40, t0.Add(time.Minute))
-	resp := f.action(t, "DroneAction", "d1", map[string]any{"action": "ground", "reason": "rotor inspection"})
-	require.Equal(t, http.StatusAccepted, resp.Status, string(resp.Body))
+	f.act(t, "DroneAction", "d1", map[string]any{"action": "ground", "reason": "rotor inspection"})
 	require.Equal(t, http.StatusAccepted, f.ingest(t, requestBody("waits", at(0.012, 0), at(0.02, 0), "Small", 1)).Status)
 	f.drain(t)
 	require.Empty(t, f.delivery(t, "waits").DroneID, "no drone in service")
 
-	resp = f.action(t, "DroneAction", "d1", map[string]any{"action": "resume", "reason": "inspection done"})
-	require.Equal(t, http.StatusAccepted, resp.Status, string(resp.Body))
+	f.act(t, "DroneAction", "d1", map[string]any{"action": "resume", "reason": "inspection done"})
 	dr := f.drone(t, "d1")
 	assert.Equal(t, domain.DroneAvailable, dr.Status)
 	assert.False(t, dr.Grounded)
@@ -432,7 +418,7 @@ func TestResumeAndChargeKeepTheDroneAsItIs(t *testing.T) {
 	f.drain(t)
 	assert.Equal(t, "d1", f.delivery(t, "waits").DroneID, "woken for the drone back in service")
 
-	resp = f.action(t, "DroneAction", "d1", map[string]any{"action": "charge", "reason": "top up"})
+	resp := f.action(t, "DroneAction", "d1", map[string]any{"action": "charge", "reason": "top up"})
 	assert.Equal(t, http.StatusConflict, resp.Status, "it serves a delivery: %s", resp.Body)
 	resp = f.action(t, "DroneAction", "d1", map[string]any{"action": "resume", "reason": "again"})
 	assert.Equal(t, http.StatusAccepted, resp.Status, "in service already: no change")
@@ -440,8 +426,7 @@ func TestResumeAndChargeKeepTheDroneAsItIs(t *testing.T) {
 
 	f.putDrone(t, domain.Drone{ID: "d2", Location: at(0, 0.01)})
 	f.report(t, "d2", at(0, 0.02), 30, t0.Add(2*time.Minute))
-	resp = f.action(t, "DroneAction", "d2", map[string]any{"action": "charge", "reason": "long trips ahead"})
-	require.Equal(t, http.StatusAccepted, resp.Status, string(resp.Body))
+	f.act(t, "DroneAction", "d2", map[string]any{"action": "charge", "reason": "long trips ahead"})
 	dr = f.drone(t, "d2")
 	assert.Equal(t, domain.DroneCharging, dr.Status)
 	require.NotNil(t, dr.ChargeDueAt)
@@ -472,21 +457,18 @@ func TestGroundingAChargingDroneKeepsItsCharge(t *testing.T) {
 	f := newFixture(t)
 	f.putDrone(t, domain.Drone{ID: "d1", Location: at(0, 0), RangeKm: 18}) // 20 km on a full charge
 	f.report(t, "d1", at(0, 0.01), 30, t0.Add(time.Minute))
-	resp := f.action(t, "DroneAction", "d1", map[string]any{"action": "charge", "reason": "long trips ahead"})
-	require.Equal(t, http.StatusAccepted, resp.Status, string(resp.Body))
+	f.act(t, "DroneAction", "d1", map[string]any{"action": "charge", "reason": "long trips ahead"})
 	require.Equal(t, domain.DroneCharging, f.drone(t, "d1").Status)
 
 	f.clock.Advance(30 * time.Minute) // 60 % an hour: 30 % more
-	resp = f.action(t, "DroneAction", "d1", map[string]any{"action": "ground", "reason": "charger fault"})
-	require.Equal(t, http.StatusAccepted, resp.Status, string(resp.Body))
+	f.act(t, "DroneAction", "d1", map[string]any{"action": "ground", "reason": "charger fault"})
 	dr := f.drone(t, "d1")
 	assert.Equal(t, domain.DroneMaintenance, dr.Status)
 	assert.Nil(t, dr.ChargeDueAt)
 	assert.InDelta(t, 60, dr.BatteryPercent, 0.01, "the charge taken so far")
 	assert.InDelta(t, 20*0.5, dr.RangeKm, 0.01, "the range follows the battery: 20 km × (60 − 10) %")
 
-	resp = f.action(t, "DroneAction", "d1", map[string]any{"action": "resume", "reason": "charger fixed"})
-	require.Equal(t, http.StatusAccepted, resp.Status, string(resp.Body))
+	f.act(t, "DroneAction", "d1", map[string]any{"action": "resume", "reason": "charger fixed"})
 	dr = f.drone(t, "d1")
 	assert.Equal(t, domain.DroneAvailable, dr.Status)
 	assert.InDelta(t, 60, dr.BatteryPercent, 0.01)
@@ -538,13 +520,11 @@ func TestALateGroundDoesNotUndoAResume(t *testing.T) {
 	t.Parallel()
 	f := onNear(t, "d")
 
-	resp := f.action(t, "DroneAction", "near", map[string]any{"action": "ground", "reason": "bird strike"})
-	require.Equal(t, http.StatusAccepted, resp.Status, string(resp.Body))
+	f.act(t, "DroneAction", "near", map[string]any{"action": "ground", "reason": "bird strike"})
 	late := f.receive(t, topology.QueueDroneTelemetry)
 	require.Len(t, late, 1, "the ground's own message is queued")
 	f.clock.Advance(time.Second)
-	resp = f.action(t, "DroneAction", "near", map[string]any{"action": "resume", "reason": "checked, no damage"})
-	require.Equal(t, http.StatusAccepted, resp.Status, string(resp.Body))
+	f.act(t, "DroneAction", "near", map[string]any{"action": "resume", "reason": "checked, no damage"})
 	require.Equal(t, domain.DroneAvailable, f.drone(t, "near").Status)
 
 	_, err := f.h.TrackDrone(context.Background(), late[0])

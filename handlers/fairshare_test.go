@@ -662,8 +662,7 @@ func TestADroneKeptForOneWakesNoOther(t *testing.T) {
 	require.Equal(t, []string{"b1"}, wokenIn(t, w1), "d1 is kept for b1")
 
 	// tiny, back in service, carries none of the waiting packages.
-	resp := f.action(t, "DroneAction", "tiny", map[string]any{"action": "resume", "reason": "inspected"})
-	require.Equal(t, http.StatusAccepted, resp.Status, string(resp.Body))
+	f.act(t, "DroneAction", "tiny", map[string]any{"action": "resume", "reason": "inspected"})
 	queued, err := f.bus.Browse(context.Background(), topology.QueueDeliveryRequests, 100)
 	require.NoError(t, err)
 	assert.Empty(t, wokenIn(t, queued), "nobody is woken for d1, kept for b1")
@@ -715,8 +714,7 @@ func TestNoDroneIsKeptForADeliveryThatAvoidsIt(t *testing.T) {
 	f.clock.Advance(time.Second)
 	f.dispatchAs(t, other, "n2", false)
 	require.Equal(t, "d3", f.delivery(t, "n2").DroneID)
-	resp := f.action(t, "DeliveryAction", "moved", map[string]any{"action": "reassign", "reason": "rotor check"})
-	require.Equal(t, http.StatusAccepted, resp.Status, string(resp.Body))
+	f.act(t, "DeliveryAction", "moved", map[string]any{"action": "reassign", "reason": "rotor check"})
 	f.drain(t)
 	require.Empty(t, f.delivery(t, "moved").DroneID, "no other drone for it: it waits")
 

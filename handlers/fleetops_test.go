@@ -25,6 +25,13 @@ func (f *fixture) action(t *testing.T, name, id string, body map[string]any) *fu
 	return f.fleet(name, &functionapp.Request{Method: "POST", Params: map[string]string{"id": id}, Body: mustJSON(body)})
 }
 
+// act sends an operator's action and requires it accepted.
+func (f *fixture) act(t *testing.T, name, id string, body map[string]any) {
+	t.Helper()
+	resp := f.action(t, name, id, body)
+	require.Equal(t, http.StatusAccepted, resp.Status, string(resp.Body))
+}
+
 // A pause refuses new requests at its pickups with 503, Retry-After and
 // the reason; dispatch holds a waiting delivery, not failing it, and
 // dispatches it once the pause is lifted.
@@ -117,8 +124,7 @@ func TestAPauseHoldsWhatItCoversAtOnce(t *testing.T) {
 	// Woken by the end of the pause with no drone to take, it waits for
 	// the next drone: one put back in service wakes it at once (it waited
 	// for its own retry, up to a minute, the drone idle).
-	resp := f.action(t, "DroneAction", "d1", map[string]any{"action": "resume", "reason": "inspection done"})
-	require.Equal(t, http.StatusAccepted, resp.Status, string(resp.Body))
+	f.act(t, "DroneAction", "d1", map[string]any{"action": "resume", "reason": "inspection done"})
 	f.drain(t) // the delivery's own retries stay aside
 	assert.Equal(t, "d1", f.delivery(t, "waits").DroneID)
 }
@@ -305,8 +311,7 @@ func TestGroundHandsDeliveryOn(t *testing.T) {
 	f := onNear(t, "d")
 
 	for range 2 {
-		resp := f.action(t, "DroneAction", "near", map[string]any{"action": "ground", "reason": "bird strike"})
-		require.Equal(t, http.StatusAccepted, resp.Status, string(resp.Body))
+		f.act(t, "DroneAction", "near", map[string]any{"action": "ground", "reason": "bird strike"})
 	}
 	f.drain(t)
 	d := f.delivery(t, "d")
@@ -331,8 +336,7 @@ func TestGroundHandsDeliveryOn(t *testing.T) {
 	// Reassign it again: "far" is released, and "near" is grounded, so
 	// it waits; the same actionId again changes nothing.
 	for range 2 {
-		resp := f.action(t, "DeliveryAction", "d", map[string]any{"action": "reassign", "reason": "swap", "actionId": "x1"})
-		require.Equal(t, http.StatusAccepted, resp.Status, string(resp.Body))
+		f.act(t, "DeliveryAction", "d", map[string]any{"action": "reassign", "reason": "swap", "actionId": "x1"})
 	}
 	f.drain(t)
 	assert.Equal(t, domain.DroneAvailable, f.drone(t, "far").Status, "released")
@@ -376,8 +380,7 @@ func TestAReportOnChargeMovesItsDueTime(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, domain.Drone{ID: "c", Location: at(0, 0), RangeKm: 18})
 	f.report(t, "c", at(0, 0), 65, t0.Add(time.Second))
-	resp := f.action(t, "DroneAction", "c", map[string]any{"action": "charge", "reason": "top up"})
-	require.Equal(t, http.StatusAccepted, resp.Status, string(resp.Body))
+	f.act(t, "DroneAction", "c", map[string]any{"action": "charge", "reason": "top up"})
 	first := *f.drone(t, "c").ChargeDueAt
 	assert.Equal(t, f.clock.Now().Add(30*time.Minute), first, "65 % to 95 % at 60 %/h")
 
