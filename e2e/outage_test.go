@@ -314,6 +314,35 @@ func startOnAzureDoubles(t *testing.T) (*outageService, *cosmosdouble.Cosmos, *s
 	}, cosmos, sb
 }
 
+// embeddedService is the serve process p on the embedded backend, whose
+// queues are read from its data folder dir.
+func embeddedService(t *testing.T, p *proc, dir string) *outageService {
+	db := openReadOnly(t, dir)
+	return &outageService{p: p, a: signUp(t, p.base),
+		pending:      func() int { return queuedMessages(t, db) },
+		deadLettered: func() int { return deadLetteredMessages(t, db) },
+	}
+}
+
+// heldFor is a phase that applies a fault at its start and lifts it once
+// outage has passed.
+func heldFor(t *testing.T, outage time.Duration, apply, lift func() error) outagePhase {
+	var began time.Time
+	return outagePhase{
+		start: func() {
+			require.NoError(t, apply())
+			began = time.Now()
+		},
+		ended: func() bool {
+			if time.Since(began) < outage {
+				return false
+			}
+			require.NoError(t, lift())
+			return true
+		},
+	}
+}
+
 func cosmosPhase(t *testing.T, c *cosmosdouble.Cosmos, f cosmosdouble.CosmosFault) outagePhase {
 	return outagePhase{start: func() { c.Fault(t, f) }, ended: func() bool { return !c.FaultState(t).Active }}
 }
@@ -376,51 +405,20 @@ func TestOutagesUnderLoad(t *testing.T) {
 		// SIGCONT its workers finish work whose locks are gone.
 		dir := t.TempDir()
 		p := startServe(t, dir, "-seed", outageFleet, "-lock-duration", "2s")
-		db := openReadOnly(t, dir)
-		s := &outageService{p: p, a: signUp(t, p.base),
-			pending:      func() int { return queuedMessages(t, db) },
-			deadLettered: func() int { return deadLetteredMessages(t, db) },
-		}
-		var began time.Time
-		row := runOutage(t, s, "process frozen (SIGSTOP, lock 2 s), embedded", outage, outagePhase{
-			frozen: true,
-			start: func() {
-				require.NoError(t, p.cmd.Process.Signal(syscall.SIGSTOP))
-				began = time.Now()
-			},
-			ended: func() bool {
-				if time.Since(began) < outage {
-					return false
-				}
-				require.NoError(t, p.cmd.Process.Signal(syscall.SIGCONT))
-				return true
-			},
-		})
+		phase := heldFor(t, outage,
+			func() error { return p.cmd.Process.Signal(syscall.SIGSTOP) },
+			func() error { return p.cmd.Process.Signal(syscall.SIGCONT) })
+		phase.frozen = true
+		row := runOutage(t, embeddedService(t, p, dir), "process frozen (SIGSTOP, lock 2 s), embedded", outage, phase)
 		rows = append(rows, row.String())
 	})
 	t.Run("EmbeddedStoreOutage", func(t *testing.T) {
 		dir := t.TempDir()
 		sw := filepath.Join(t.TempDir(), "store-fault")
 		p := startServeEnv(t, dir, []string{"DRONEDELIVERY_TEST_STORE_FAULT=" + sw}, "-seed", outageFleet)
-		db := openReadOnly(t, dir)
-		s := &outageService{p: p, a: signUp(t, p.base),
-			pending:      func() int { return queuedMessages(t, db) },
-			deadLettered: func() int { return deadLetteredMessages(t, db) },
-		}
-		var began time.Time
-		row := runOutage(t, s, "embedded store: every write fails (disk full)", outage, outagePhase{
-			start: func() {
-				require.NoError(t, os.WriteFile(sw, nil, 0o644))
-				began = time.Now()
-			},
-			ended: func() bool {
-				if time.Since(began) < outage {
-					return false
-				}
-				require.NoError(t, os.Remove(sw))
-				return true
-			},
-		})
+		row := runOutage(t, embeddedService(t, p, dir), "embedded store: every write fails (disk full)", outage, heldFor(t, outage,
+			func() error { return os.WriteFile(sw, nil, 0o644) },
+			func() error { return os.Remove(sw) }))
 		rows = append(rows, row.String())
 	})
 }
