@@ -109,17 +109,25 @@ func BenchmarkPublishBatch100(b *testing.B) {
 // BenchmarkReceiveComplete measures one message's round trip through a
 // one-message receive and its completion, the shape of a queue trigger.
 func BenchmarkReceiveComplete(b *testing.B) {
+	benchReceiveSettle(b, func(ctx context.Context, bus *Bus, m *ports.Delivered, _ int) error {
+		return bus.Complete(ctx, m)
+	})
+}
+
+// benchReceiveSettle times b.N one-message receives from a full queue,
+// settling the i-th message received with settle.
+func benchReceiveSettle(b *testing.B, settle func(ctx context.Context, bus *Bus, m *ports.Delivered, i int) error) {
 	bus := MustOpen(b, Options{}).Bus()
 	ctx := context.Background()
 	fillQueue(b, bus, b.N)
 	b.ReportAllocs()
 	b.ResetTimer()
-	for range b.N {
+	for i := range b.N {
 		msgs, err := bus.Receive(ctx, topology.QueueDeliveryRequests, 1)
 		if err != nil {
 			b.Fatal(err)
 		}
-		if err := bus.Complete(ctx, msgs[0]); err != nil {
+		if err := settle(ctx, bus, msgs[0], i); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -262,22 +270,11 @@ func BenchmarkReceiveBatchComplete(b *testing.B) {
 // BenchmarkCompleteWith measures a step's settlement on the embedded bus:
 // its output published and its input completed in one write.
 func BenchmarkCompleteWith(b *testing.B) {
-	bus := MustOpen(b, Options{}).Bus()
-	ctx := context.Background()
-	fillQueue(b, bus, b.N)
-	b.ReportAllocs()
-	b.ResetTimer()
-	for i := range b.N {
-		msgs, err := bus.Receive(ctx, topology.QueueDeliveryRequests, 1)
-		if err != nil {
-			b.Fatal(err)
-		}
+	benchReceiveSettle(b, func(ctx context.Context, bus *Bus, m *ports.Delivered, i int) error {
 		out := benchMessage(i)
 		out.Queue = topology.QueueDroneScheduled
-		if err := bus.CompleteWith(ctx, msgs[0], out); err != nil {
-			b.Fatal(err)
-		}
-	}
+		return bus.CompleteWith(ctx, m, out)
+	})
 }
 
 // BenchmarkFleetMemory reports the Go heap the fleet holds per drone once
