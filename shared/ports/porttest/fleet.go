@@ -24,6 +24,11 @@ func Fleet(t *testing.T, open func(t *testing.T) ports.Store) {
 		t.Parallel()
 		return open(t).Fleet
 	}
+	// around starts a nearest-drone test: its fleet, a context, a centre
+	// of its own and a fresh prefix for the ids of the drones it places.
+	around := func(t *testing.T, name string) (ports.Fleet, context.Context, domain.Location, string) {
+		return setup(t), ctxFor(t), randomCenter(), unique(name)
+	}
 
 	t.Run("ListByStatusWithCursor", func(t *testing.T) {
 		f := setup(t)
@@ -72,10 +77,7 @@ func Fleet(t *testing.T, open func(t *testing.T) ports.Store) {
 	})
 
 	t.Run("NearestAvailableOnlyAvailableNearestFirst", func(t *testing.T) {
-		f := setup(t)
-		ctx := ctxFor(t)
-		center := randomCenter()
-		prefix := unique("near")
+		f, ctx, center, prefix := around(t, "near")
 		// The unavailable drones are the nearest, so yielding any of them
 		// would put it among the first answers.
 		for i, s := range []domain.DroneStatus{domain.DroneCharging, domain.DroneAssigned, domain.DroneMaintenance, domain.DroneInFlight} {
@@ -104,10 +106,7 @@ func Fleet(t *testing.T, open func(t *testing.T) ports.Store) {
 	})
 
 	t.Run("NearestAvailableStopsWhenCallerBreaks", func(t *testing.T) {
-		f := setup(t)
-		ctx := ctxFor(t)
-		center := randomCenter()
-		prefix := unique("break")
+		f, ctx, center, prefix := around(t, "break")
 		placeAvailable(t, f, center, prefix, []float64{0.5, 1, 1.5})
 		Eventually(t, "a first drone", func() error {
 			n := 0
@@ -123,10 +122,7 @@ func Fleet(t *testing.T, open func(t *testing.T) ports.Store) {
 	})
 
 	t.Run("NearestAvailableYieldsCopies", func(t *testing.T) {
-		f := setup(t)
-		ctx := ctxFor(t)
-		center := randomCenter()
-		prefix := unique("copy")
+		f, ctx, center, prefix := around(t, "copy")
 		want := placeAvailable(t, f, center, prefix, []float64{0.5})
 		Eventually(t, "the drone", func() error { return sameDrones(want, nearest(ctx, f, center, prefix, 1)) })
 		for d := range f.NearestAvailable(ctx, center) {
@@ -143,10 +139,7 @@ func Fleet(t *testing.T, open func(t *testing.T) ports.Store) {
 	})
 
 	t.Run("NearestAvailableReflectsClaimAndRelease", func(t *testing.T) {
-		f := setup(t)
-		ctx := ctxFor(t)
-		center := randomCenter()
-		prefix := unique("claim")
+		f, ctx, center, prefix := around(t, "claim")
 		want := placeAvailable(t, f, center, prefix, []float64{0.5, 1.5, 2.5})
 		Eventually(t, "the drones", func() error { return sameDrones(want, nearest(ctx, f, center, prefix, len(want))) })
 
@@ -172,10 +165,7 @@ func Fleet(t *testing.T, open func(t *testing.T) ports.Store) {
 	})
 
 	t.Run("NearestAwaitingTakeoffHoldsClaimedDronesUntilTheyReport", func(t *testing.T) {
-		f := setup(t)
-		ctx := ctxFor(t)
-		center := randomCenter()
-		prefix := unique("takeoff")
+		f, ctx, center, prefix := around(t, "takeoff")
 		drones := placeAvailable(t, f, center, prefix, []float64{0.5, 1.5})
 		waiting := func(n int) []yielded {
 			var out []yielded
@@ -217,10 +207,7 @@ func Fleet(t *testing.T, open func(t *testing.T) ports.Store) {
 	})
 
 	t.Run("NearestAvailableToleratesUpdateInLoop", func(t *testing.T) {
-		f := setup(t)
-		ctx := ctxFor(t)
-		center := randomCenter()
-		prefix := unique("loop")
+		f, ctx, center, prefix := around(t, "loop")
 		want := placeAvailable(t, f, center, prefix, []float64{0.3, 0.9, 1.7, 2.2, 3.1})
 		Eventually(t, "the drones", func() error { return sameDrones(want, nearest(ctx, f, center, prefix, len(want))) })
 
