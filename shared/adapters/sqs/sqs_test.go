@@ -96,20 +96,10 @@ func (c *counting) ChangeMessageVisibility(ctx context.Context, in *awssqs.Chang
 	return c.API.ChangeMessageVisibility(ctx, in, opts...)
 }
 
-// rawReceive long-polls with the bare client until a message comes: a poll
-// that ends empty is asked again, since how long the message takes to show
-// is not what the tests check.
+// rawReceive long-polls with the bare client until a message comes.
 func rawReceive(t *testing.T, c sqs.API, in *awssqs.ReceiveMessageInput) *awssqs.ReceiveMessageOutput {
 	t.Helper()
-	ctx := ctxFor(t)
-	in.WaitTimeSeconds = 5
-	for {
-		out, err := c.ReceiveMessage(ctx, in)
-		require.NoError(t, err)
-		if len(out.Messages) > 0 {
-			return out
-		}
-	}
+	return sqsdouble.Receive(ctxFor(t), t, c, in)
 }
 
 func (c *counting) GetQueueUrl(ctx context.Context, in *awssqs.GetQueueUrlInput, opts ...func(*awssqs.Options)) (*awssqs.GetQueueUrlOutput, error) {

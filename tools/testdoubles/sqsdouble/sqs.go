@@ -140,6 +140,28 @@ func (s *SQS) Client() *sqs.Client {
 	})
 }
 
+// messageReceiver is the part of an SQS client Receive uses.
+type messageReceiver interface {
+	ReceiveMessage(ctx context.Context, in *sqs.ReceiveMessageInput, opts ...func(*sqs.Options)) (*sqs.ReceiveMessageOutput, error)
+}
+
+// Receive long-polls c until a message comes: a poll that ends empty is
+// asked again, since how long a message takes to show is not what a test
+// checks. An error fails the test.
+func Receive(ctx context.Context, t testing.TB, c messageReceiver, in *sqs.ReceiveMessageInput) *sqs.ReceiveMessageOutput {
+	t.Helper()
+	in.WaitTimeSeconds = 5
+	for {
+		out, err := c.ReceiveMessage(ctx, in)
+		if err != nil {
+			t.Fatalf("receive: %v", err)
+		}
+		if len(out.Messages) > 0 {
+			return out
+		}
+	}
+}
+
 // QueueARN is the ARN the double gives the named SQS queue, as a Lambda
 // event's eventSourceARN carries it.
 func QueueARN(name string) string {

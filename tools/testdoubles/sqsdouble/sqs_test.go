@@ -20,18 +20,9 @@ func TestSQSDoubleKeepsSQSRules(t *testing.T) {
 	c := d.Client()
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
-	// receive long-polls until a message comes: how long that takes is not
-	// the test's business, and a poll that ends empty is simply repeated.
 	receive := func(in *sqs.ReceiveMessageInput) *sqs.ReceiveMessageOutput {
 		t.Helper()
-		in.WaitTimeSeconds = 5
-		for {
-			out, err := c.ReceiveMessage(ctx, in)
-			require.NoError(t, err)
-			if len(out.Messages) > 0 {
-				return out
-			}
-		}
+		return Receive(ctx, t, c, in)
 	}
 
 	_, err := c.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String("no-attribute.fifo")})
