@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -185,15 +186,23 @@ func checkCopy(t *testing.T, m ports.Message, before time.Time) {
 	assert.True(t, m.NotBefore.After(before), "the copy is scheduled for later")
 }
 
-func TestAFailedCommitSchedulesACopyInsteadOfAbandoning(t *testing.T) {
-	t.Parallel()
+// copiedAtCommit runs the step in a unit of work whose commits fail with
+// stale, one error each, and checks that the message's copy for later and
+// its completion commit together, carrying none of the runs' outputs.
+func copiedAtCommit(t *testing.T, stale []error) {
+	t.Helper()
 	rb := newRecordingBus()
-	rb.stale = []error{domain.Unavailable(nil, "store down")}
+	rb.stale = stale
 	before := time.Now()
 	runStep(t, withBus{rb}, rb)
 	assert.Equal(t, []string{"complete-with"}, rb.calls, "the copy and the completion commit together; no abandon burns a delivery")
-	require.Len(t, rb.with, 1, "the failed run's outputs did not go out")
+	require.Len(t, rb.with, 1, "none of the runs' outputs went out")
 	checkCopy(t, rb.with[0], before)
+}
+
+func TestAFailedCommitSchedulesACopyInsteadOfAbandoning(t *testing.T) {
+	t.Parallel()
+	copiedAtCommit(t, []error{domain.Unavailable(nil, "store down")})
 }
 
 func TestAFailedStepSchedulesACopyBeforeTheCompletion(t *testing.T) {
@@ -254,15 +263,7 @@ func TestAStepThatLostARaceRunsAgain(t *testing.T) {
 // counted towards the queue's maxDeliveryCount, which dead-letters.
 func TestAStepThatLosesEveryRunIsCopiedForLater(t *testing.T) {
 	t.Parallel()
-	rb := newRecordingBus()
-	for range 8 {
-		rb.stale = append(rb.stale, ports.ErrStale)
-	}
-	before := time.Now()
-	runStep(t, withBus{rb}, rb)
-	assert.Equal(t, []string{"complete-with"}, rb.calls, "the copy and the completion commit together; no abandon")
-	require.Len(t, rb.with, 1, "none of the runs' outputs went out")
-	checkCopy(t, rb.with[0], before)
+	copiedAtCommit(t, slices.Repeat([]error{ports.ErrStale}, 8))
 }
 
 // A step that failed on a document its unit of work took from a cache
