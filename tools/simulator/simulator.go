@@ -425,19 +425,12 @@ func (s *sim) fly(ctx context.Context, f *flight) bool {
 		}
 		lastTS = ts
 		hold = false
-		switch {
-		case err == nil:
+		if stop, done := s.reportEnds(ctx, err, id, fmt.Sprintf("drone %s grounded", dr.ID), flownKm, totalKm); stop {
+			return done
+		}
+		if err == nil {
 			failures = 0
-		case ctx.Err() != nil:
-			s.interrupted(ctx, id, percent(flownKm, totalKm))
-			return false
-		case apiclient.Unauthorized(err):
-			s.fail(fmt.Errorf("simulator: the API refused the operator key: %w", err))
-			return false
-		case refusedForGood(err):
-			s.prog.done(id, fmt.Sprintf("%s: drone %s grounded: %v", id, dr.ID, err))
-			return true
-		default:
+		} else {
 			if failures++; failures == 1 {
 				s.prog.eventf("%s: telemetry failed, flying on: %v", id, err)
 			}
@@ -486,6 +479,27 @@ func (s *sim) fly(ctx context.Context, f *flight) bool {
 
 // refusedForGood says the API will refuse every report like this one
 // alike (a 4xx other than 429).
+// reportEnds says whether err, what a flight's report got, stops the
+// flight labelled label, and if so what the flight answers: not done when
+// it was interrupted or the API refused the operator key; done when the
+// drone was refused for good, which the flight's line tells as grounded.
+func (s *sim) reportEnds(ctx context.Context, err error, label, grounded string, flownKm, totalKm float64) (stop, done bool) {
+	switch {
+	case err == nil:
+		return false, false
+	case ctx.Err() != nil:
+		s.interrupted(ctx, label, percent(flownKm, totalKm))
+		return true, false
+	case apiclient.Unauthorized(err):
+		s.fail(fmt.Errorf("simulator: the API refused the operator key: %w", err))
+		return true, false
+	case refusedForGood(err):
+		s.prog.done(label, fmt.Sprintf("%s: %s: %v", label, grounded, err))
+		return true, true
+	}
+	return false, false
+}
+
 func refusedForGood(err error) bool {
 	code := apiclient.StatusOf(err)
 	return code >= 400 && code < 500 && code != http.StatusTooManyRequests
@@ -562,17 +576,8 @@ func (s *sim) flyHome(ctx context.Context, f *flight) bool {
 		}
 		err := s.report(ctx, dr, pos, alt, flownKm, fullRangeKm, ts)
 		lastTS = ts
-		switch {
-		case err == nil:
-		case ctx.Err() != nil:
-			s.interrupted(ctx, label, percent(flownKm, totalKm))
-			return false
-		case apiclient.Unauthorized(err):
-			s.fail(fmt.Errorf("simulator: the API refused the operator key: %w", err))
-			return false
-		case refusedForGood(err):
-			s.prog.done(label, fmt.Sprintf("%s: grounded: %v", label, err))
-			return true
+		if stop, done := s.reportEnds(ctx, err, label, "grounded", flownKm, totalKm); stop {
+			return done
 		}
 		if landed && err == nil {
 			f.arrived.Store(true)
