@@ -557,45 +557,50 @@ func isLockLost(err error) bool {
 }
 
 func (b *Bus) sender(queue string) (*azservicebus.Sender, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.closed {
-		return nil, domain.Unavailable(ErrClosed, "publish to %s", queue)
-	}
-	if s := b.senders[queue]; s != nil {
+	return openOnce(b, &b.senders, queue, "publish to", func() (*azservicebus.Sender, error) {
+		s, err := b.client.NewSender(queue, nil)
+		if err != nil {
+			return nil, domain.Unavailable(err, "open sender for %s", queue)
+		}
 		return s, nil
-	}
-	s, err := b.client.NewSender(queue, nil)
-	if err != nil {
-		return nil, domain.Unavailable(err, "open sender for %s", queue)
-	}
-	b.senders[queue] = s
-	return s, nil
+	})
 }
 
 // receiver returns the cached peek-lock receiver of a queue, or of its
 // dead-letter sub-queue for a name made by ports.DeadLetterQueue.
 func (b *Bus) receiver(queue string) (*receiver, error) {
+	return openOnce(b, &b.receivers, queue, "receive from", func() (*receiver, error) {
+		opts := &azservicebus.ReceiverOptions{ReceiveMode: azservicebus.ReceiveModePeekLock}
+		name := queue
+		if base, ok := strings.CutSuffix(queue, dlqSuffix); ok {
+			name, opts.SubQueue = base, azservicebus.SubQueueDeadLetter
+		}
+		rcv, err := b.client.NewReceiverForQueue(name, opts)
+		if err != nil {
+			return nil, domain.Unavailable(err, "open receiver for %s", queue)
+		}
+		return &receiver{Receiver: rcv, turn: make(chan struct{}, 1)}, nil
+	})
+}
+
+// openOnce returns the link to queue cached in *links, opening it first
+// when there is none, under the bus's lock; once the bus is closed it
+// opens nothing and says what it could not do (doing, as "publish to").
+func openOnce[L any](b *Bus, links *map[string]*L, queue, doing string, open func() (*L, error)) (*L, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.closed {
-		return nil, domain.Unavailable(ErrClosed, "receive from %s", queue)
+		return nil, domain.Unavailable(ErrClosed, "%s %s", doing, queue)
 	}
-	if r := b.receivers[queue]; r != nil {
-		return r, nil
+	if l := (*links)[queue]; l != nil {
+		return l, nil
 	}
-	opts := &azservicebus.ReceiverOptions{ReceiveMode: azservicebus.ReceiveModePeekLock}
-	name := queue
-	if base, ok := strings.CutSuffix(queue, dlqSuffix); ok {
-		name, opts.SubQueue = base, azservicebus.SubQueueDeadLetter
-	}
-	rcv, err := b.client.NewReceiverForQueue(name, opts)
+	l, err := open()
 	if err != nil {
-		return nil, domain.Unavailable(err, "open receiver for %s", queue)
+		return nil, err
 	}
-	r := &receiver{Receiver: rcv, turn: make(chan struct{}, 1)}
-	b.receivers[queue] = r
-	return r, nil
+	(*links)[queue] = l
+	return l, nil
 }
 
 // lockTokenString formats a lock token as a UUID, as Service Bus tools show it.
