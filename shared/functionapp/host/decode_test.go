@@ -10,6 +10,18 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
+// decoded checks that a decoding failed when wantErr says it should and
+// succeeded otherwise, and says whether there is a value to compare.
+func decoded(t *testing.T, err error, wantErr bool) bool {
+	t.Helper()
+	if wantErr {
+		assert.Error(t, err)
+		return false
+	}
+	require.NoError(t, err)
+	return true
+}
+
 func TestScalarDecoding(t *testing.T) {
 	t.Parallel()
 	when := time.Date(2025, 3, 14, 9, 26, 53, 589793200, time.UTC)
@@ -45,18 +57,12 @@ func TestScalarDecoding(t *testing.T) {
 			assert.Equal(t, tt.str, s)
 
 			n, err := scalarInt(json.RawMessage(tt.raw))
-			if tt.numErr {
-				assert.Error(t, err)
-			} else {
-				require.NoError(t, err)
+			if decoded(t, err, tt.numErr) {
 				assert.Equal(t, tt.num, n)
 			}
 
 			got, err := scalarTime(json.RawMessage(tt.raw))
-			if tt.timeErr {
-				assert.Error(t, err)
-			} else {
-				require.NoError(t, err)
+			if decoded(t, err, tt.timeErr) {
 				assert.True(t, tt.time.Equal(got), "got %v, want %v", got, tt.time)
 				assert.Equal(t, time.UTC, got.Location())
 			}
@@ -72,52 +78,53 @@ func TestScalarStringRejectsContainers(t *testing.T) {
 	}
 }
 
-func TestObjectDecoding(t *testing.T) {
-	t.Parallel()
-	tests := []struct {
-		name    string
-		raw     string
-		want    map[string]string // each value's raw JSON
-		wantErr bool
-	}{
-		{name: "object", raw: `{"operation":"delivery"}`, want: map[string]string{"operation": `"delivery"`}},
-		{name: "string holding an object", raw: `"{\"operation\":\"delivery\"}"`, want: map[string]string{"operation": `"delivery"`}},
-		{name: "null", raw: `null`},
-		{name: "double-encoded null", raw: `"null"`},
-		{name: "empty string", raw: `""`},
-		{name: "a number", raw: `5`, wantErr: true},
-		{name: "a string holding an array", raw: `"[1]"`, wantErr: true},
-	}
-	for _, tt := range tests {
+// decodeCase is a raw JSON value and what a decoder is to make of it.
+type decodeCase[T any] struct {
+	name    string
+	raw     string
+	want    T
+	wantErr bool
+}
+
+// checkDecoding runs decode on each case, in parallel.
+func checkDecoding[T any](t *testing.T, decode func(json.RawMessage) (T, error), cases []decodeCase[T]) {
+	for _, tt := range cases {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			m, err := object(json.RawMessage(tt.raw))
-			if tt.wantErr {
-				assert.Error(t, err)
-				return
+			got, err := decode(json.RawMessage(tt.raw))
+			if decoded(t, err, tt.wantErr) {
+				assert.Equal(t, tt.want, got)
 			}
-			require.NoError(t, err)
-			got := map[string]string{}
-			for k, v := range m {
-				got[k] = string(v)
-			}
-			if tt.want == nil {
-				assert.Empty(t, got)
-				return
-			}
-			assert.Equal(t, tt.want, got)
 		})
 	}
 }
 
+func TestObjectDecoding(t *testing.T) {
+	t.Parallel()
+	none := map[string]string{}
+	// Each value as its raw JSON.
+	decode := func(raw json.RawMessage) (map[string]string, error) {
+		m, err := object(raw)
+		got := map[string]string{}
+		for k, v := range m {
+			got[k] = string(v)
+		}
+		return got, err
+	}
+	checkDecoding(t, decode, []decodeCase[map[string]string]{
+		{name: "object", raw: `{"operation":"delivery"}`, want: map[string]string{"operation": `"delivery"`}},
+		{name: "string holding an object", raw: `"{\"operation\":\"delivery\"}"`, want: map[string]string{"operation": `"delivery"`}},
+		{name: "null", raw: `null`, want: none},
+		{name: "double-encoded null", raw: `"null"`, want: none},
+		{name: "empty string", raw: `""`, want: none},
+		{name: "a number", raw: `5`, wantErr: true},
+		{name: "a string holding an array", raw: `"[1]"`, wantErr: true},
+	})
+}
+
 func TestDecodeQuery(t *testing.T) {
 	t.Parallel()
-	tests := []struct {
-		name    string
-		raw     string
-		want    url.Values
-		wantErr bool
-	}{
+	checkDecoding(t, decodeQuery, []decodeCase[url.Values]{
 		{name: "object of strings", raw: `{"units":"km","verbose":"true"}`, want: url.Values{"units": {"km"}, "verbose": {"true"}}},
 		{name: "object of arrays", raw: `{"units":["km","mi"]}`, want: url.Values{"units": {"km", "mi"}}},
 		{name: "JSON string of an old host", raw: `"{\"units\":\"km\"}"`, want: url.Values{"units": {"km"}}},
@@ -126,19 +133,7 @@ func TestDecodeQuery(t *testing.T) {
 		{name: "empty string", raw: `""`, want: url.Values{}},
 		{name: "a number", raw: `5`, wantErr: true},
 		{name: "a nested object", raw: `{"units":{"a":1}}`, wantErr: true},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			got, err := decodeQuery(json.RawMessage(tt.raw))
-			if tt.wantErr {
-				assert.Error(t, err)
-				return
-			}
-			require.NoError(t, err)
-			assert.Equal(t, tt.want, got)
-		})
-	}
+	})
 }
 
 func TestHTTPBody(t *testing.T) {
