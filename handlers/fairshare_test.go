@@ -144,6 +144,16 @@ func busyAndWaiting(t *testing.T) *fixture {
 	return f
 }
 
+// twoWaiting is busyAndWaiting with a second delivery, w2, waiting behind
+// w1 from a second later.
+func twoWaiting(t *testing.T) *fixture {
+	t.Helper()
+	f := busyAndWaiting(t)
+	f.clock.Advance(time.Second)
+	f.dispatchAs(t, f.key, "w2", false)
+	return f
+}
+
 // A drone that comes free (here its delivery completes) wakes the waiting
 // delivery that ranks first at once, rather than leaving the drone idle
 // until that delivery's next retry.
@@ -221,12 +231,25 @@ func TestExpeditedFirstAndWorkConserving(t *testing.T) {
 	assert.Equal(t, []string{"plain"}, f.assigned(t, "plain"), "alone in the queue, it takes the drone")
 }
 
+// halfShare is a fixture, edited by edit when not nil, whose accounts may
+// hold at most half of an area's drones, with two drones there: d1 and d2.
+func halfShare(t *testing.T, edit func(*handlers.Deps)) *fixture {
+	t.Helper()
+	f := newFixtureWith(t, func(d *handlers.Deps) {
+		if edit != nil {
+			edit(d)
+		}
+		d.Config.MaxAccountShare = 0.5
+	})
+	f.putDrone(t, domain.Drone{ID: "d1", Location: at(0, 0)})
+	f.putDrone(t, domain.Drone{ID: "d2", Location: at(0, 0.001)})
+	return f
+}
+
 // The operator may cap an account's share of an area's drones.
 func TestOperatorCapsAnAccountsShare(t *testing.T) {
 	t.Parallel()
-	f := newFixtureWith(t, func(d *handlers.Deps) { d.Config.MaxAccountShare = 0.5 })
-	f.putDrone(t, domain.Drone{ID: "d1", Location: at(0, 0)})
-	f.putDrone(t, domain.Drone{ID: "d2", Location: at(0, 0.001)})
+	f := halfShare(t, nil)
 	f.ingestAs(t, f.key, "x1", false)
 	f.dispatchAs(t, f.key, "x2", false)
 	assert.Len(t, f.assigned(t, "x1", "x2"), 1, "half of two drones")
@@ -239,13 +262,8 @@ func TestOperatorCapsAnAccountsShare(t *testing.T) {
 // summary the handlers keep.
 func TestTheCapCountsAChangedDroneOnce(t *testing.T) {
 	t.Parallel()
-	for name, edit := range map[string]func(*handlers.Deps){
-		"the fleet's summary":   func(*handlers.Deps) {},
-		"the handlers' summary": func(d *handlers.Deps) { d.Store.Fleet = hiddenSummary{d.Store.Fleet} },
-	} {
-		f := newFixtureWith(t, func(d *handlers.Deps) { edit(d); d.Config.MaxAccountShare = 0.5 })
-		f.putDrone(t, domain.Drone{ID: "d1", Location: at(0, 0)})
-		f.putDrone(t, domain.Drone{ID: "d2", Location: at(0, 0.001)})
+	for name, edit := range summaryKeepers {
+		f := halfShare(t, edit)
 		f.dispatchAs(t, f.key, "x1", false)
 		require.Len(t, f.assigned(t, "x1"), 1, name)
 		f.putDrone(t, domain.Drone{ID: "d2", Location: at(0, 0.001), MaxPayloadKg: 8})
@@ -406,9 +424,7 @@ func TestACancelledDeliveryWakesTheFirstWaitingOne(t *testing.T) {
 // drone stays idle.
 func TestADeliveryThatCannotTakeADroneDoesNotHoldIt(t *testing.T) {
 	t.Parallel()
-	f := newFixtureWith(t, func(d *handlers.Deps) { d.Config.MaxAccountShare = 0.5 })
-	f.putDrone(t, domain.Drone{ID: "d1", Location: at(0, 0)})
-	f.putDrone(t, domain.Drone{ID: "d2", Location: at(0, 0.001)})
+	f := halfShare(t, nil)
 	f.dispatchAs(t, f.key, "a1", false)
 	require.Len(t, f.assigned(t, "a1"), 1, "half of two drones: the account is at its cap")
 	f.dispatchAs(t, f.key, "urgent", true)
@@ -899,9 +915,7 @@ func (f *fixture) reschedule(t *testing.T, key, id string, change map[string]any
 // delivery that may take it, not through a wake of each capped one.
 func TestAFreedDroneWakesNoDeliveryAtItsAccountsCap(t *testing.T) {
 	t.Parallel()
-	f := newFixtureWith(t, func(d *handlers.Deps) { d.Config.MaxAccountShare = 0.5 })
-	f.putDrone(t, domain.Drone{ID: "d1", Location: at(0, 0)})
-	f.putDrone(t, domain.Drone{ID: "d2", Location: at(0, 0.001)})
+	f := halfShare(t, nil)
 	_, other := f.signUpOther(t)
 	f.dispatchAs(t, f.key, "a1", true) // expedited: nobody preempts it
 	f.clock.Advance(time.Second)
@@ -956,9 +970,7 @@ func TestARescheduleThatFreesADroneWakesTheFirstWaiting(t *testing.T) {
 // queue: a drone freed there goes to the delivery behind it.
 func TestADeliveryRescheduledElsewhereLeavesItsAreasQueue(t *testing.T) {
 	t.Parallel()
-	f := busyAndWaiting(t) // d1 serves a1; w1 waits
-	f.clock.Advance(time.Second)
-	f.dispatchAs(t, f.key, "w2", false)
+	f := twoWaiting(t) // d1 serves a1; w1, then w2, wait
 	f.reschedule(t, f.key, "w1", map[string]any{"pickupLocation": at(0.15, 0), "dropOffLocation": at(0.16, 0)})
 	f.runQueued(t)
 	require.NotEqual(t, domain.AreaOf(at(0.01, 0)), domain.AreaOf(f.delivery(t, "w1").Request.PickupLocation))
@@ -1048,9 +1060,7 @@ func TestKeptDronesDoNotUseUpTheClaimTries(t *testing.T) {
 // goes to the delivery behind it.
 func TestABookedDeliveryLeavesTheWaitingQueue(t *testing.T) {
 	t.Parallel()
-	f := busyAndWaiting(t) // d1 serves a1; w1 waits
-	f.clock.Advance(time.Second)
-	f.dispatchAs(t, f.key, "w2", false)
+	f := twoWaiting(t) // d1 serves a1; w1, then w2, wait
 	pickup := f.clock.Now().Add(3 * time.Hour)
 	f.reschedule(t, f.key, "w1", map[string]any{"pickupTime": pickup.Format(time.RFC3339), "deadline": pickup.Add(2 * time.Hour).Format(time.RFC3339)})
 	f.runQueued(t)
@@ -1115,9 +1125,7 @@ func TestADeliveryOutrankedForItsDroneIsWokenForTheNext(t *testing.T) {
 // its new pickup.
 func TestADeliveryBookedElsewhereHandsItsDroneOnWhereTheDroneIs(t *testing.T) {
 	t.Parallel()
-	f := busyAndWaiting(t) // d1 serves a1; w1 waits
-	f.clock.Advance(time.Second)
-	f.dispatchAs(t, f.key, "w2", false)
+	f := twoWaiting(t) // d1 serves a1; w1, then w2, wait
 	stale := f.cancelAndRun(t, "a1")
 	require.Equal(t, []string{"w1"}, wokenIn(t, stale))
 	pickup := f.clock.Now().Add(3 * time.Hour)

@@ -313,16 +313,20 @@ func TestIngestRefusesAPickupBeyondTheDispatchRadius(t *testing.T) {
 // does not), so that the handlers list it and cache what they find.
 type hiddenSummary struct{ ports.Fleet }
 
+// summaryKeepers are the two ways a fleet's summary is kept, by name: by
+// the fleet itself, and by the handlers for a fleet that keeps none.
+var summaryKeepers = map[string]func(*handlers.Deps){
+	"the fleet's summary":   func(*handlers.Deps) {},
+	"the handlers' summary": func(d *handlers.Deps) { d.Store.Fleet = hiddenSummary{d.Store.Fleet} },
+}
+
 // A retired drone no longer counts in what the fleet could ever serve from
 // the moment the PUT that retired it answers: a request that only it could
 // carry is refused at once, on a fleet that keeps its own summary and on
 // one whose summary the handlers keep.
 func TestARetiredDroneCountsNoMoreAtOnce(t *testing.T) {
 	t.Parallel()
-	for name, edit := range map[string]func(*handlers.Deps){
-		"the fleet's summary":   func(*handlers.Deps) {},
-		"the handlers' summary": func(d *handlers.Deps) { d.Store.Fleet = hiddenSummary{d.Store.Fleet} },
-	} {
+	for name, edit := range summaryKeepers {
 		f := newFixtureWith(t, edit)
 		f.putDrone(t, domain.Drone{ID: "small", Location: at(0, 0), MaxPayloadKg: 2, MaxPackageSize: domain.SizeSmall})
 		for i := range 5 {

@@ -10,7 +10,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/fabrikam/dronedelivery/handlers"
 	"github.com/fabrikam/dronedelivery/shared/domain"
 	"github.com/fabrikam/dronedelivery/shared/ports"
 	"github.com/fabrikam/dronedelivery/shared/topology"
@@ -276,9 +275,7 @@ func TestExpeditedDoesNotTakeBackADroneItWasMovedOff(t *testing.T) {
 // one more of the account's drones there.
 func TestPreemptionKeepsTheAccountsCap(t *testing.T) {
 	t.Parallel()
-	f := newFixtureWith(t, func(d *handlers.Deps) { d.Config.MaxAccountShare = 0.5 })
-	f.putDrone(t, domain.Drone{ID: "d1", Location: at(0, 0)})
-	f.putDrone(t, domain.Drone{ID: "d2", Location: at(0, 0.001)})
+	f := halfShare(t, nil)
 	f.dispatchAs(t, f.key, "here", false)
 	f.takeOff(t, "here") // flying: not to be taken
 	elsewhere := requestBody("elsewhere", at(0.15, 0), at(0.16, 0), "Small", 1)
