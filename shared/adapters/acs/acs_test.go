@@ -127,24 +127,25 @@ func outgoing(ch domain.Channel, to string) ports.Outgoing {
 	}
 }
 
-// assertPost checks that r is a POST to path with the API version given,
-// carrying the credential's token.
-func assertPost(t *testing.T, r recorded, path, apiVersion string) {
+// sentAsPost sends m through c and returns the request s received for it,
+// checked as a POST to path with the API version given, carrying the
+// credential's token.
+func sentAsPost(t *testing.T, c *acs.Client, s *standIn, m ports.Outgoing, path, apiVersion string) recorded {
 	t.Helper()
+	require.NoError(t, c.Send(context.Background(), m))
+	r := s.last()
 	assert.Equal(t, http.MethodPost, r.method)
 	assert.Equal(t, path, r.path)
 	assert.Equal(t, apiVersion, r.apiVersion)
 	assert.Equal(t, "Bearer entra-token-123", r.auth)
+	return r
 }
 
 func TestEmailRequestShape(t *testing.T) {
 	t.Parallel()
 	c, s, cred := setup(t)
 	m := outgoing(domain.ChannelEmail, "customer@example.com")
-	require.NoError(t, c.Send(context.Background(), m))
-
-	r := s.last()
-	assertPost(t, r, "/emails:send", "2023-03-31")
+	r := sentAsPost(t, c, s, m, "/emails:send", "2023-03-31")
 	assert.Equal(t, []string{"https://communication.azure.com//.default"}, cred.scopes)
 	assert.Equal(t, "application/json", r.contentType)
 	assert.Regexp(t, uuidPattern, r.operationID)
@@ -172,9 +173,7 @@ func TestSMSRequestShape(t *testing.T) {
 	t.Parallel()
 	c, s, _ := setup(t)
 	m := outgoing(domain.ChannelSMS, "+14255550123")
-	require.NoError(t, c.Send(context.Background(), m))
-	r := s.last()
-	assertPost(t, r, "/sms", "2021-03-07")
+	r := sentAsPost(t, c, s, m, "/sms", "2021-03-07")
 	assert.Equal(t, "+18005550100", r.body["from"])
 	assert.Equal(t, m.Text, r.body["message"])
 	recipients := r.body["smsRecipients"].([]any)
