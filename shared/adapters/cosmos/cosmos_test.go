@@ -331,6 +331,14 @@ func pair(t *testing.T, e *env) (a, b ports.Store, pkg string) {
 	return a, b, pkg
 }
 
+// meddle adds kg to the weight of package id through b, the other store of
+// a pair, as another process's write in the middle of a's update.
+func meddle(ctx context.Context, t *testing.T, b ports.Store, id string, kg float64) {
+	t.Helper()
+	_, err := b.Packages.Update(ctx, id, func(p *domain.Package) error { p.Weight += kg; return nil })
+	must(t, err, "the other store's update")
+}
+
 func testLostRace(t *testing.T, e *env) {
 	ctx := ctxFor(t)
 	a, b, id := pair(t, e)
@@ -341,8 +349,7 @@ func testLostRace(t *testing.T, e *env) {
 	got, err := a.Packages.Update(ctx, id, func(p *domain.Package) error {
 		runs++
 		if runs == 1 {
-			_, err := b.Packages.Update(ctx, id, func(p *domain.Package) error { p.Weight += 10; return nil })
-			must(t, err, "the other store's update")
+			meddle(ctx, t, b, id, 10)
 		}
 		p.Weight++
 		return nil
@@ -360,8 +367,7 @@ func testLostRace(t *testing.T, e *env) {
 	got, err = a.Packages.Upsert(ctx, id, func(cur *domain.Package) (*domain.Package, error) {
 		runs++
 		if runs == 1 {
-			_, err := b.Packages.Update(ctx, id, func(p *domain.Package) error { p.Weight += 10; return nil })
-			must(t, err, "the other store's update")
+			meddle(ctx, t, b, id, 10)
 		}
 		cur.Weight++
 		return cur, nil
@@ -418,8 +424,7 @@ func testLostRacesBounded(t *testing.T, e *env) {
 	runs := 0
 	_, err := a.Packages.Update(ctx, id, func(p *domain.Package) error {
 		runs++
-		_, err := b.Packages.Update(ctx, id, func(p *domain.Package) error { p.Weight++; return nil })
-		must(t, err, "the other store's update")
+		meddle(ctx, t, b, id, 1)
 		return nil
 	})
 	mustCode(t, err, domain.EUNAVAILABLE, "update that always loses")
