@@ -1,6 +1,7 @@
 package porttest
 
 import (
+	"context"
 	"errors"
 	"testing"
 	"time"
@@ -19,20 +20,24 @@ import (
 func Analytics(t *testing.T, open func(t *testing.T) ports.Store) {
 	month := time.Date(2031, 3, 1, 0, 0, 0, 0, time.UTC)
 	at := month.Add(4*24*time.Hour + 9*time.Hour) // the 5th
+	// begin starts a case on a store of its own, with an owner new to it
+	// and that owner's account bucket.
+	begin := func(t *testing.T) (st ports.Store, ctx context.Context, owner, acct string) {
+		t.Parallel()
+		owner = unique("owner")
+		return open(t), ctxFor(t), owner, domain.BucketKey(domain.ScopeAccount, owner)
+	}
+	// read reads the month's figures of bucket from st.
+	read := func(t *testing.T, st ports.Store, bucket string) *domain.MonthFigures {
+		t.Helper()
+		m, err := st.Analytics.Month(ctxFor(t), bucket, month)
+		require.NoError(t, err, "read "+bucket)
+		return m
+	}
 
 	t.Run("EachTransitionCountsOnce", func(t *testing.T) {
-		t.Parallel()
-		st := open(t)
-		ctx := ctxFor(t)
-		owner := unique("owner")
-		acct := domain.BucketKey(domain.ScopeAccount, owner)
-		read := func(bucket string) *domain.MonthFigures {
-			t.Helper()
-			m, err := st.Analytics.Month(ctx, bucket, month)
-			require.NoError(t, err, "read "+bucket)
-			return m
-		}
-		empty := read(acct)
+		st, ctx, owner, acct := begin(t)
+		empty := read(t, st, acct)
 		require.Equal(t, 31, len(empty.Days), "days of March")
 		require.Equal(t, domain.Figures{}, empty.Total, "figures of a bucket nothing counted in")
 
@@ -43,7 +48,7 @@ func Analytics(t *testing.T, open func(t *testing.T) ports.Store) {
 			d.Request.Deadline = at.Add(time.Hour)
 			require.NoError(t, st.Deliveries.Create(ctx, id, d), "create")
 		}
-		require.Equal(t, domain.Figures{Count: 2}, read(acct).Total, "two accepted")
+		require.Equal(t, domain.Figures{Count: 2}, read(t, st, acct).Total, "two accepted")
 
 		assigned := at.Add(time.Minute)
 		finish := func(d *domain.Delivery) error {
@@ -79,7 +84,7 @@ func Analytics(t *testing.T, open func(t *testing.T) ports.Store) {
 		want := domain.Figures{Count: 2, Completed: 1, Cancelled: 1, OnTime: 1, DurationMs: (31 * time.Minute).Milliseconds(),
 			TraveledM: 2500, AssignedMs: (30 * time.Minute).Milliseconds()}
 		for _, b := range []string{acct, domain.BucketKey(domain.ScopeArea, "harbour"), domain.ScopeFleet} {
-			m := read(b)
+			m := read(t, st, b)
 			require.Equal(t, want, m.Total, b+" total")
 			require.Equal(t, want, m.Days[4], b+" on the 5th")
 		}
@@ -87,17 +92,13 @@ func Analytics(t *testing.T, open func(t *testing.T) ports.Store) {
 		derived, err := st.Analytics.Derive(ctx, month)
 		require.NoError(t, err, "derive")
 		for b, m := range derived {
-			require.Equal(t, m.Days, read(b).Days, "maintained and derived "+b)
+			require.Equal(t, m.Days, read(t, st, b).Days, "maintained and derived "+b)
 		}
 		require.Equal(t, 3, len(derived), "buckets derived")
 	})
 
 	t.Run("ReaggregateRepairsAndLaterTransitionsCountOnce", func(t *testing.T) {
-		t.Parallel()
-		st := open(t)
-		ctx := ctxFor(t)
-		owner := unique("owner")
-		acct := domain.BucketKey(domain.ScopeAccount, owner)
+		st, ctx, owner, acct := begin(t)
 		running, ended := owner+"-running", owner+"-ended"
 		for _, id := range []string{running, ended} {
 			require.NoError(t, st.Deliveries.Create(ctx, id, listed(id, owner, at)), "create")
@@ -114,20 +115,14 @@ func Analytics(t *testing.T, open func(t *testing.T) ports.Store) {
 		again, err := st.Analytics.Reaggregate(ctx, month)
 		require.NoError(t, err, "reaggregate again")
 		require.Equal(t, want, again[acct].Total, "rebuilt twice")
-		m, err := st.Analytics.Month(ctx, acct, month)
-		require.NoError(t, err, "read")
-		require.Equal(t, want, m.Total, "after the rebuild")
+		require.Equal(t, want, read(t, st, acct).Total, "after the rebuild")
 
 		_, err = st.Deliveries.Update(ctx, running, func(d *domain.Delivery) error {
 			_, err := d.Cancel(at.Add(2 * time.Minute))
 			return err
 		})
 		require.NoError(t, err, "cancel")
-		m, err = st.Analytics.Month(ctx, acct, month)
-		require.NoError(t, err, "read")
-		require.Equal(t, domain.Figures{Count: 2, Failed: 1, Cancelled: 1}, m.Total, "a transition after the rebuild")
-		m, err = st.Analytics.Month(ctx, domain.BucketKey(domain.ScopeArea, domain.UnzonedArea), month)
-		require.NoError(t, err, "read the area")
-		require.Equal(t, domain.Figures{Count: 2, Failed: 1, Cancelled: 1}, m.Total, "the unzoned area")
+		require.Equal(t, domain.Figures{Count: 2, Failed: 1, Cancelled: 1}, read(t, st, acct).Total, "a transition after the rebuild")
+		require.Equal(t, domain.Figures{Count: 2, Failed: 1, Cancelled: 1}, read(t, st, domain.BucketKey(domain.ScopeArea, domain.UnzonedArea)).Total, "the unzoned area")
 	})
 }
