@@ -67,6 +67,18 @@ func bookedLater(t *testing.T) (*fixture, time.Time) {
 	return f, pickupAt
 }
 
+// laterDispatched checks that booking "later" went to drone d1 in the end:
+// its pickup planned, its customer told it is scheduled, its history legal.
+func (f *fixture) laterDispatched(t *testing.T) *domain.Delivery {
+	t.Helper()
+	d := f.delivery(t, "later")
+	assert.Equal(t, "d1", d.DroneID)
+	require.NotNil(t, d.PickupETA)
+	assert.Equal(t, domain.NotifyScheduled, d.Notifications[len(d.Notifications)-1].Kind)
+	assert.NoError(t, domain.LegalHistory(d.History))
+	return d
+}
+
 // A pickup booked while no drone is free is planned for its pickup time
 // all the same (the fastest able drone's flight of the leg after it), not
 // a minute later.
@@ -213,12 +225,7 @@ func TestABookedPickupThatFindsNoDroneShowsNoPlannedTimes(t *testing.T) {
 	f.clock.Advance(time.Minute)
 	f.releaseDelayed(t, topology.QueueDeliveryRequests)
 	f.drain(t)
-	d = f.delivery(t, "later")
-	assert.Equal(t, "d1", d.DroneID)
-	require.NotNil(t, d.PickupETA)
-	require.NotNil(t, d.DeliveryETA)
-	assert.Equal(t, domain.NotifyScheduled, d.Notifications[len(d.Notifications)-1].Kind)
-	assert.NoError(t, domain.LegalHistory(d.History))
+	require.NotNil(t, f.laterDispatched(t).DeliveryETA)
 }
 
 // A booked pickup that a pause holds at its dispatch time drops its planned
@@ -252,11 +259,7 @@ func TestABookedPickupHeldByAPauseShowsNoPlannedTimes(t *testing.T) {
 	require.Equal(t, http.StatusNoContent, resp.Status, string(resp.Body))
 	f.playWakes(t)
 	f.drain(t)
-	d = f.delivery(t, "later")
-	assert.Equal(t, "d1", d.DroneID)
-	require.NotNil(t, d.PickupETA)
-	assert.Equal(t, domain.NotifyScheduled, d.Notifications[len(d.Notifications)-1].Kind)
-	assert.NoError(t, domain.LegalHistory(d.History))
+	f.laterDispatched(t)
 }
 
 // A booked pickup cancelled shows no dispatch time any more: nothing is to
