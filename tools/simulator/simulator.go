@@ -477,8 +477,6 @@ func (s *sim) fly(ctx context.Context, f *flight) bool {
 	}
 }
 
-// refusedForGood says the API will refuse every report like this one
-// alike (a 4xx other than 429).
 // reportEnds says whether err, what a flight's report got, stops the
 // flight labelled label, and if so what the flight answers: not done when
 // it was interrupted or the API refused the operator key; done when the
@@ -500,6 +498,8 @@ func (s *sim) reportEnds(ctx context.Context, err error, label, grounded string,
 	return false, false
 }
 
+// refusedForGood says the API will refuse every report like this one
+// alike (a 4xx other than 429).
 func refusedForGood(err error) bool {
 	code := apiclient.StatusOf(err)
 	return code >= 400 && code < 500 && code != http.StatusTooManyRequests
