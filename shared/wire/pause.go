@@ -40,7 +40,7 @@ func ParsePause(id string, body []byte, now time.Time) (*domain.Pause, error) {
 		if json.Unmarshal(*w.Until, &s) != nil {
 			return nil, domain.Invalid("until", "must be an RFC 3339 time")
 		}
-		t, err := time.Parse(time.RFC3339Nano, s)
+		t, err := parseRFC3339(s)
 		if err != nil {
 			return nil, domain.Invalid("until", "must be an RFC 3339 time")
 		}

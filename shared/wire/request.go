@@ -185,11 +185,24 @@ var (
 	MaxTime = time.Date(3000, 1, 1, 0, 0, 0, 0, time.UTC)
 )
 
+// parseRFC3339 parses an RFC 3339 date-time, with or without a fraction
+// of a second. RFC 3339 (section 5.6, its note) lets the "T" and the "Z"
+// be written in lower case, which time.Parse does not take.
+func parseRFC3339(s string) (time.Time, error) {
+	if len(s) > 10 && s[10] == 't' {
+		s = s[:10] + "T" + s[11:]
+	}
+	if strings.HasSuffix(s, "z") {
+		s = s[:len(s)-1] + "Z"
+	}
+	return time.Parse(time.RFC3339Nano, s)
+}
+
 func parseTime(field string, s *string) (time.Time, error) {
 	if s == nil || *s == "" {
 		return time.Time{}, nil
 	}
-	t, err := time.Parse(time.RFC3339, *s)
+	t, err := parseRFC3339(*s)
 	if err != nil {
 		return time.Time{}, domain.Invalid(field, "must be an RFC 3339 date-time such as 2026-11-26T15:04:05Z")
 	}
@@ -268,7 +281,8 @@ const MaxJSONBytes = 64 << 10
 
 // DecodeStrict decodes one JSON value of at most MaxJSONBytes into v,
 // rejecting invalid UTF-8, unknown fields, duplicate keys, nesting deeper
-// than MaxJSONDepth and trailing data, and reports each problem by the
+// than MaxJSONDepth, trailing data and nulls (but into a json.RawMessage),
+// and reports each problem by the
 // offending field's path.
 func DecodeStrict(body []byte, v any) error {
 	if len(body) > MaxJSONBytes {
@@ -302,6 +316,15 @@ func DecodeStrictLarge(body []byte, v any) error {
 	}
 	if _, err := dec.Token(); err != io.EOF {
 		return domain.Invalid("body", "must hold a single JSON value")
+	}
+	// encoding/json takes a null for a value left out, which the API's
+	// schemas do not allow but where they say so: refused, with its path,
+	// rather than read as "everywhere", "not expedited" or "now". Only a
+	// body that has the word at all is walked again.
+	if bytes.Contains(body, []byte("null")) {
+		if path := nullPath(body, reflect.TypeOf(v)); path != "" {
+			return domain.Invalid(path, "must not be null (leave an optional field out instead)")
+		}
 	}
 	return nil
 }

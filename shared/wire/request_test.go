@@ -232,3 +232,88 @@ func TestDeliveryIDMustNotNameTheSummary(t *testing.T) {
 		assert.Equal(t, "deliveryId", domain.ErrorField(err), id)
 	}
 }
+
+// A null is refused with its path wherever the API's schema does not
+// allow one, instead of being read as the field left out; where it does
+// (a webhook removed, a pause without an end, a drone's home base that is
+// its location), null still means what the schema says.
+func TestNullIsRefusedWhereTheSchemaAllowsNone(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 12, 5, 12, 0, 0, 0, time.UTC)
+	req := `"pickupLocation":{"latitude":1,"longitude":2},"dropOffLocation":{"latitude":3,"longitude":4}`
+	drone := `"location":{"latitude":1,"longitude":2},"maxPayloadKg":5,"maxPackageSize":"Small","rangeKm":10,"cruiseSpeedMps":12`
+	refused := []struct {
+		name, field string
+		parse       func() error
+	}{
+		{"a request's deliveryId", "deliveryId", func() error {
+			_, err := wire.ParseDeliveryRequest([]byte(`{"deliveryId":null,` + req + `,"packageInfo":{"size":"Small","weight":1}}`))
+			return err
+		}},
+		{"a request's expedited", "expedited", func() error {
+			_, err := wire.ParseDeliveryRequest([]byte(`{"expedited":null,` + req + `,"packageInfo":{"size":"Small","weight":1}}`))
+			return err
+		}},
+		{"a package's tag", "packageInfo.tag", func() error {
+			_, err := wire.ParseDeliveryRequest([]byte(`{` + req + `,"packageInfo":{"size":"Small","weight":1,"tag":null}}`))
+			return err
+		}},
+		{"a location's altitude", "pickupLocation.altitude", func() error {
+			_, err := wire.ParseDeliveryRequest([]byte(`{"pickupLocation":{"latitude":1,"longitude":2,"altitude":null},"dropOffLocation":{"latitude":3,"longitude":4},"packageInfo":{"size":"Small","weight":1}}`))
+			return err
+		}},
+		{"a pause's areaId", "areaId", func() error {
+			_, err := wire.ParsePause("storm", []byte(`{"reason":"storm","areaId":null}`), now)
+			return err
+		}},
+		{"a drone's status", "status", func() error {
+			_, err := wire.ParseDrone("d-1", []byte(`{`+drone+`,"status":null}`))
+			return err
+		}},
+		{"a zone's corner", "geometry.coordinates[0][1][0]", func() error {
+			_, err := wire.ParseZone(domain.NoFlyZone, "z-1", []byte(`{"name":"Stadium","geometry":{"type":"Polygon","coordinates":[[[0,0],[null,0],[1,1],[0,0]]]}}`))
+			return err
+		}},
+	}
+	for _, tc := range refused {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.parse()
+			require.Error(t, err)
+			assert.Equal(t, domain.EINVALID, domain.ErrorCode(err), "%v", err)
+			var e *domain.Error
+			require.ErrorAs(t, err, &e)
+			assert.Equal(t, tc.field, e.Field, "%v", err)
+		})
+	}
+
+	p, err := wire.ParsePause("storm", []byte(`{"reason":"storm","until":null}`), now)
+	require.NoError(t, err, "a pause without an end")
+	assert.True(t, p.Until.IsZero())
+	d, err := wire.ParseDrone("d-1", []byte(`{`+drone+`,"homeBase":null}`))
+	require.NoError(t, err, "a home base at the drone's location")
+	assert.Equal(t, d.Location, d.HomeBase)
+	w, err := wire.ParseWebhookChange([]byte(`{"webhookUrl":null}`), false)
+	require.NoError(t, err, "a webhook removed")
+	assert.Empty(t, w.URL)
+	_, err = wire.ParseDeliveryRequest([]byte(`{"deliveryId":"null",` + req + `,"packageInfo":{"size":"Small","weight":1,"tag":"null"}}`))
+	assert.NoError(t, err, "the word inside a string is a string")
+}
+
+// RFC 3339 (section 5.6) allows a lower-case "t" and "z"; so do the times
+// of a request, a report and a pause.
+func TestTimesMayBeWrittenInLowerCase(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 12, 5, 12, 0, 0, 0, time.UTC)
+	want := time.Date(2026, 12, 5, 13, 30, 0, 500_000_000, time.UTC)
+	p, err := wire.ParseDeliveryRequest([]byte(`{"pickupLocation":{"latitude":1,"longitude":2},"dropOffLocation":{"latitude":3,"longitude":4},` +
+		`"pickupTime":"2026-12-05t13:30:00.5z","packageInfo":{"size":"Small","weight":1}}`))
+	require.NoError(t, err)
+	assert.True(t, want.Equal(p.Request.PickupTime), "%v", p.Request.PickupTime)
+	reports, err := wire.ParseTelemetry("d-1", []byte(`{"location":{"latitude":1,"longitude":2},"batteryPercent":50,"timestamp":"2026-12-05t13:30:00.5+00:00"}`),
+		func(string, time.Time) error { return nil })
+	require.NoError(t, err)
+	assert.True(t, want.Equal(reports[0].Timestamp), "%v", reports[0].Timestamp)
+	pause, err := wire.ParsePause("storm", []byte(`{"reason":"storm","until":"2026-12-05T13:30:00.5z"}`), now)
+	require.NoError(t, err)
+	assert.True(t, want.Equal(pause.Until), "%v", pause.Until)
+}

@@ -78,7 +78,7 @@ func telemetryReport(droneID, field string, loc json.RawMessage, battery *float6
 	if ts == nil {
 		return nil, domain.Invalid(field+"timestamp", "is required")
 	}
-	t, err := time.Parse(time.RFC3339Nano, *ts)
+	t, err := parseRFC3339(*ts)
 	if err != nil {
 		return nil, domain.Invalid(field+"timestamp", "must be an RFC 3339 date-time")
 	}

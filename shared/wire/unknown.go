@@ -17,23 +17,47 @@ import (
 // none, which cannot happen for a body the decoder refused for an unknown
 // field.
 func unknownFieldPath(body []byte, t reflect.Type) string {
+	return findPath(body, t, false)
+}
+
+// nullPath finds where in body the first null lies that encoding/json
+// would take for a value left out (a nil pointer, a zero, an empty
+// string: a member, an array's element or a map's value), and spells its
+// path; "" when there is none (a body that is null as a whole counts as
+// none). A null decoded into a json.RawMessage, or into an interface, is
+// the parser's to judge: the raw ones are raw so that null can mean
+// something (a webhook removed, an open-ended pause).
+func nullPath(body []byte, t reflect.Type) string {
+	return findPath(body, t, true)
+}
+
+func findPath(body []byte, t reflect.Type, nulls bool) string {
 	dec := jsontext.NewDecoder(bytes.NewReader(body), jsontext.AllowDuplicateNames(true), jsontext.AllowInvalidUTF8(true))
 	var at shapePath
-	if found, _ := at.unknown(dec, t); found {
+	// A body that is null as a whole is read as an empty one, whose
+	// required fields say what is missing.
+	if found, _ := at.find(dec, t, nulls); found && len(at) > 0 {
 		return at.String()
 	}
 	return ""
 }
 
-var unmarshalerType = reflect.TypeFor[json.Unmarshaler]()
+var (
+	unmarshalerType = reflect.TypeFor[json.Unmarshaler]()
+	rawMessageType  = reflect.TypeFor[json.RawMessage]()
+)
 
-// unknown reads one value of type t; it reports true, with p at the member,
-// on the first member t has no field for.
-func (p *shapePath) unknown(dec *jsontext.Decoder, t reflect.Type) (bool, error) {
+// find reads one value of type t; it reports true, with p at the member,
+// on the first member t has no field for, or, with nulls, on the first
+// null that t does not take as raw JSON.
+func (p *shapePath) find(dec *jsontext.Decoder, t reflect.Type, nulls bool) (bool, error) {
+	kind := dec.PeekKind()
+	if nulls && kind == 'n' && t != nil && t != rawMessageType && t != reflect.PointerTo(rawMessageType) && t.Kind() != reflect.Interface {
+		return true, nil
+	}
 	for t != nil && t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
-	kind := dec.PeekKind()
 	if t == nil || (kind != '{' && kind != '[') || reflect.PointerTo(t).Implements(unmarshalerType) || t.Kind() == reflect.Interface {
 		return false, dec.SkipValue()
 	}
@@ -58,13 +82,13 @@ func (p *shapePath) unknown(dec *jsontext.Decoder, t reflect.Type) (bool, error)
 				elem = t.Elem()
 			case reflect.Struct:
 				f, ok := fieldFor(t, kt.String())
-				if !ok {
+				if !ok && !nulls {
 					return true, nil
 				}
 				elem = f
 			}
 		}
-		if found, err := p.unknown(dec, elem); found || err != nil {
+		if found, err := p.find(dec, elem, nulls); found || err != nil {
 			return found, err
 		}
 		*p = (*p)[:len(*p)-1]
