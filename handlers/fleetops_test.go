@@ -272,6 +272,7 @@ func TestPauseLimitIgnoresExpiredPauses(t *testing.T) {
 	resp := f.putPause(t, "urgent", urgent)
 	require.Equal(t, http.StatusUnprocessableEntity, resp.Status, "%d pauses in force: %s", domain.MaxPauses, resp.Body)
 	assert.Equal(t, "id", problemOf(t, resp).Field)
+	assert.Equal(t, "id cannot be added: at most 100 pauses in force are kept; delete one first", problemOf(t, resp).Detail)
 	resp = f.putPause(t, "p001", map[string]any{"reason": "gusts", "until": ends.Format(time.RFC3339)})
 	assert.Equal(t, http.StatusOK, resp.Status, "replacing a pause adds none: %s", resp.Body)
 

@@ -270,7 +270,7 @@ func (h *Handlers) roomForPause(ctx context.Context, ps ports.Pauses, id string,
 		}
 	}
 	if !replaces && inForce >= domain.MaxPauses {
-		return domain.Unprocessable("id", "at most %d pauses in force are kept; delete one first", domain.MaxPauses)
+		return domain.Unprocessable("id", "cannot be added: at most %d pauses in force are kept; delete one first", domain.MaxPauses)
 	}
 	return nil
 }
