@@ -78,7 +78,11 @@ func (h *handler) retryLater(w http.ResponseWriter, r *http.Request, msg *ports.
 	next := msg.Message
 	next.ID = wire.RedeliveryID(msg.ID, n)
 	next.NotBefore = h.now().Add(wait)
-	if err := h.pub.Publish(ctx, next); err != nil {
+	// A step stopped by the end of its invocation's budget still has its
+	// retry scheduled: the copy gets settleTime of its own.
+	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), settleTime)
+	defer cancel()
+	if err := h.pub.Publish(pctx, next); err != nil {
 		// Without the copy the message must not be completed: the 500
 		// abandons it, and Service Bus delivers it again at once.
 		h.log.ErrorContext(ctx, "scheduling a retry failed; the message is abandoned", "retryMessageId", next.ID, "err", err)

@@ -17,13 +17,32 @@ import (
 // spares work, and it stays short because the host will not wait long.
 const shutdownGrace = 20 * time.Second
 
+// functionTimeout is host.json's: past it the host does not just give the
+// invocation up, it restarts the worker, killing the handler with every
+// other invocation in flight (WebScriptHostExceptionHandler.OnTimeoutExceptionAsync:
+// "A function timeout has occurred. Restarting worker process",
+// HttpFunctionInvocationDispatcher.RestartWorkerWithInvocationIdAsync,
+// WorkerProcess.Dispose killing the process, in Azure/azure-functions-host),
+// and it sends the invocation without a deadline the handler could see
+// (DefaultHttpWorkerService). A test holds the two together.
+const functionTimeout = 5 * time.Minute
+
+// invocationBudget is how long an invocation may run here, from its
+// arrival (a Gate's wait included), before its context ends: its step then
+// stops as on any transient failure, and settleTime is left to schedule
+// its retry and answer, before functionTimeout.
+const (
+	settleTime       = 30 * time.Second
+	invocationBudget = functionTimeout - settleTime
+)
+
 // Timeouts of the server the Functions host talks to. Only the local host
 // connects, but it forwards what callers send, so the server bounds what a
 // request may take without cutting off anything the host may need:
 //   - writeTimeout bounds an invocation from its request to the end of its
-//     answer. It stays above host.json's functionTimeout (5 minutes), past
-//     which the host gives the invocation up anyway; a test holds the two
-//     together. https://learn.microsoft.com/azure/azure-functions/functions-host-json#functiontimeout
+//     answer. It stays above host.json's functionTimeout (5 minutes), which
+//     invocationBudget keeps every invocation within.
+//     https://learn.microsoft.com/azure/azure-functions/functions-host-json#functiontimeout
 //   - idleTimeout stays above the idle time after which the host's .NET
 //     HttpClient drops a pooled connection (1 minute on .NET 6 and later, 2
 //     before), so the handler never closes a connection the host is about
@@ -70,10 +89,11 @@ func Serve(ctx context.Context, addr string, h http.Handler, log *slog.Logger) e
 	return ServeListener(ctx, ln, h, log)
 }
 
-// newServer is the server for h, with the timeouts above.
+// newServer is the server for h, with the timeouts above and each
+// invocation's context ending after invocationBudget.
 func newServer(h http.Handler, log *slog.Logger) *http.Server {
 	return &http.Server{
-		Handler:           h,
+		Handler:           budgeted(h, invocationBudget),
 		ReadHeaderTimeout: readHeaderTimeout,
 		ReadTimeout:       readTimeout,
 		WriteTimeout:      writeTimeout,
@@ -111,4 +131,13 @@ func ServeListener(ctx context.Context, ln net.Listener, h http.Handler, log *sl
 	}
 	log.InfoContext(ctx, "custom handler stopped")
 	return nil
+}
+
+// budgeted ends each request's context budget after it arrived.
+func budgeted(h http.Handler, budget time.Duration) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), budget)
+		defer cancel()
+		h.ServeHTTP(w, r.WithContext(ctx))
+	})
 }

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"testing"
@@ -18,6 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/fabrikam/dronedelivery/shared/functionapp"
+	"github.com/fabrikam/dronedelivery/shared/logctx"
 	"github.com/fabrikam/dronedelivery/shared/ports"
 )
 
@@ -246,7 +248,9 @@ func TestServerTimeoutsLeaveTheHostRoom(t *testing.T) {
 	_, err = fmt.Sscanf(hj.FunctionTimeout, "%d:%d:%d", &h, &m, &s)
 	require.NoError(t, err, hj.FunctionTimeout)
 	fnTimeout := time.Duration(h)*time.Hour + time.Duration(m)*time.Minute + time.Duration(s)*time.Second
+	assert.Equal(t, functionTimeout, fnTimeout, "the budget of an invocation is counted from host.json's functionTimeout")
 	assert.Greater(t, writeTimeout, fnTimeout, "an invocation may run for functionTimeout")
+	assert.Less(t, DefaultStartWait, invocationBudget, "an invocation held while the backend opens is answered within its budget")
 	assert.LessOrEqual(t, DefaultStartWait+2*time.Minute, fnTimeout, "an invocation held while the backend opens leaves its step two minutes")
 	assert.Greater(t, idleTimeout, 2*time.Minute, "the host's pooled connections idle up to 2 minutes")
 	assert.Greater(t, maxHeaderBytes, 32<<10, "the host forwards up to 32 KB of headers")
@@ -263,4 +267,46 @@ func TestServerSetsEveryTimeout(t *testing.T) {
 	assert.Positive(t, srv.IdleTimeout)
 	assert.Positive(t, srv.MaxHeaderBytes)
 	assert.Less(t, srv.MaxHeaderBytes, http.DefaultMaxHeaderBytes)
+}
+
+// ctxPublisher refuses to publish on a context that has ended, as the
+// Service Bus client does.
+type ctxPublisher struct{ fakePublisher }
+
+func (p *ctxPublisher) Publish(ctx context.Context, msgs ...ports.Message) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return p.fakePublisher.Publish(ctx, msgs...)
+}
+
+// A step that outlives its invocation's budget is stopped by its context
+// ending, and the invocation is answered as for any transient failure,
+// with its retry scheduled, instead of running on until the host's
+// functionTimeout restarts the handler with every invocation in flight.
+func TestAnInvocationEndsWithinItsBudget(t *testing.T) {
+	t.Parallel()
+	logs := &logBuffer{}
+	pub := &ctxPublisher{fakePublisher{ev: &events{}}}
+	reg := functionapp.Registry{
+		"Echo": {HTTP: echo},
+		"ScheduleDrone": {Queue: func(ctx context.Context, _ *ports.Delivered) ([]ports.Message, error) {
+			<-ctx.Done() // a webhook or a store that does not answer
+			return nil, ctx.Err()
+		}},
+	}
+	h, err := New(reg, testFunctions(), pub, logctx.NewLogger(logs, slog.LevelDebug),
+		Options{Now: func() time.Time { return fixtureNow }, Jitter: func() float64 { return 0 }})
+	require.NoError(t, err)
+	req := newRequest(http.MethodPost, "/ScheduleDrone", golden(t, "servicebus_double_encoded.json"))
+	rec := httptest.NewRecorder()
+	budgeted(h, 50*time.Millisecond).ServeHTTP(rec, req)
+
+	require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+	rep := decodeReply(t, &recorder{ResponseRecorder: rec})
+	require.NotEmpty(t, rep.Logs)
+	assert.Contains(t, rep.Logs[len(rep.Logs)-1], "retry 1 of 8 is scheduled as d-0042.ingest:redelivery-1")
+	assert.Contains(t, rep.Logs[len(rep.Logs)-1], "context deadline exceeded")
+	require.Len(t, pub.published(), 1, "the retry was published on a context of its own")
+	assert.Equal(t, "d-0042.ingest:redelivery-1", pub.published()[0][0].ID)
 }
