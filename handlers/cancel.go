@@ -48,7 +48,15 @@ func (h *Handlers) CancelDelivery(ctx context.Context, req *functionapp.Request)
 	msgs := append([]ports.Message{cancel},
 		notifyMessages(d, notes)...)
 	if err := h.bus.Publish(ctx, msgs...); err != nil {
-		return h.errorResponse(ctx, domain.Unavailable(err, "the cancellation is recorded but its follow-up could not be queued; send the DELETE again"))
+		// The queue is down: the drone is released here, so that it
+		// serves again though the client never sends the DELETE again;
+		// the notices wait for that repeat, which queues them.
+		if more, rerr := h.afterCancel(ctx, d, now); rerr != nil {
+			h.log.WarnContext(ctx, "the cancelled delivery's drone could not be released at once; its cancel message releases it", "err", rerr)
+		} else if len(more) > 0 && h.bus.Publish(ctx, more...) != nil {
+			h.log.InfoContext(ctx, "the freed drone's wake could not be queued; waiting deliveries find it on their next try")
+		}
+		return h.errorResponse(ctx, domain.Unavailable(err, "the cancellation is recorded but its notices could not be queued; send the DELETE again"))
 	}
 	h.log.InfoContext(ctx, "delivery cancelled")
 	h.announce(ctx, d)

@@ -345,6 +345,39 @@ func TestAReassignSentAgainAfterA503QueuesItsNotice(t *testing.T) {
 	assert.Contains(t, queued, last.ID, "the reassigned notice is queued")
 }
 
+// A cancel whose follow-up the queue refused (503, "send it again")
+// releases the drone at once all the same: a client that never sends the
+// DELETE again must not leave a drone held by a delivery that has ended
+// (the cancel message that would release it was never queued). The
+// repeat queues the cancel and its notice.
+func TestACancelTheQueueRefusedReleasesItsDrone(t *testing.T) {
+	t.Parallel()
+	armed := &atomic.Bool{}
+	f := newFixtureWith(t, func(d *handlers.Deps) { d.Bus = failingOnce{Publisher: d.Bus, armed: armed} })
+	f.putDrone(t, domain.Drone{ID: "near", Location: at(0.011, 0)})
+	require.Equal(t, http.StatusAccepted, f.ingest(t, requestBody("dropped", at(0.01, 0), at(0.02, 0), "Small", 1)).Status)
+	f.drain(t)
+	require.Equal(t, "near", f.delivery(t, "dropped").DroneID)
+
+	armed.Store(true)
+	resp := f.cancel(t, "dropped")
+	require.Equal(t, http.StatusServiceUnavailable, resp.Status, string(resp.Body))
+	assert.Contains(t, problemOf(t, resp).Detail, "send the DELETE again")
+	assert.Equal(t, domain.StageCancelled, f.delivery(t, "dropped").Stage)
+	f.released(t, "near", "pkg-dropped", "Cancelled") // no queue was drained
+
+	resp = f.cancel(t, "dropped")
+	require.Equal(t, http.StatusNoContent, resp.Status, string(resp.Body))
+	d := f.delivery(t, "dropped")
+	last := d.Notifications[len(d.Notifications)-1]
+	require.Equal(t, domain.NotifyCancelled, last.Kind)
+	var queued []string
+	for _, m := range f.receive(t, topology.QueueNotifications) {
+		queued = append(queued, m.ID)
+	}
+	assert.Contains(t, queued, last.ID, "the cancelled notice is queued with the repeat")
+}
+
 // An actionId names one action: the same action again changes nothing,
 // another action under it is refused (409 naming actionId) and changes
 // nothing. An abort under a reassign's id used to be answered 202 and not

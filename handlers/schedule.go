@@ -36,17 +36,7 @@ func (h *Handlers) ScheduleDrone(ctx context.Context, msg *ports.Delivered) ([]p
 		if d.Stage != domain.StageCancelled && d.Stage != domain.StageFailed {
 			return nil, nil // nothing was cancelled; a stray message
 		}
-		now := h.clock.Now()
-		// Off the board first, so that the freed drone's wake is not for d.
-		wakes, err := h.leaveBoard(ctx, d, now)
-		if err != nil {
-			return nil, err
-		}
-		on, err := h.releaseAndWake(ctx, d, now)
-		if err != nil {
-			return nil, err
-		}
-		return append(wakes, on...), h.markPackage(ctx, d, string(d.Stage))
+		return h.afterCancel(ctx, d, h.clock.Now())
 	case wire.OpDelivery, wire.OpReschedule:
 	default:
 		return nil, &domain.Permanent{Err: domain.Invalid("operation", "%s is not handled by this step", env.Operation)}
@@ -428,6 +418,23 @@ func (h *Handlers) releaseAndWake(ctx context.Context, d *domain.Delivery, now t
 		return nil, err
 	}
 	return h.wakeForFreed(ctx, dr, "", now)
+}
+
+// afterCancel is what follows a delivery's cancel or abort (d is ended):
+// it leaves the waiting board, its drone is released and wakes the next
+// delivery waiting for one, and its package is marked with its end. Each
+// part is a no-op once done.
+func (h *Handlers) afterCancel(ctx context.Context, d *domain.Delivery, now time.Time) ([]ports.Message, error) {
+	// Off the board first, so that the freed drone's wake is not for d.
+	wakes, err := h.leaveBoard(ctx, d, now)
+	if err != nil {
+		return nil, err
+	}
+	on, err := h.releaseAndWake(ctx, d, now)
+	if err != nil {
+		return nil, err
+	}
+	return append(wakes, on...), h.markPackage(ctx, d, string(d.Stage))
 }
 
 // resetAssignment forgets the previous generation's assignment before a
