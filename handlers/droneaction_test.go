@@ -412,6 +412,11 @@ func TestAnAbortWithThePackageAboardBringsTheDroneHome(t *testing.T) {
 	f.report(t, "drone-back", at(0.003, 0), 85, t0.Add(2*time.Minute)) // on its way, off its base
 	f.act(t, "DeliveryAction", "back", map[string]any{"action": "abort", "reason": "wrong address", "outcome": "returnedToSender"})
 	f.drain(t)
+	// The recipient's page is told where the package goes.
+	tracked := f.delivery(t, "back")
+	feed := f.call("TrackFeed", "", &functionapp.Request{Method: http.MethodGet, Params: map[string]string{"trackingId": tracked.TrackingID}})
+	require.Equal(t, http.StatusOK, feed.Status, string(feed.Body))
+	assert.Contains(t, string(feed.Body), `"outcome":"returnedToSender"`)
 	dr := f.drone(t, "drone-back")
 	assert.Equal(t, domain.DroneInFlight, dr.Status, "flying home with the package")
 	assert.True(t, dr.Recalled)

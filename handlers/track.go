@@ -213,6 +213,9 @@ type trackFeed struct {
 	UpdatedAt     time.Time            `json:"updatedAt"`
 	History       []feedEvent          `json:"history"` // the changes of stage
 	FailureReason string               `json:"failureReason,omitempty"`
+	// Outcome says what became of the package of a delivery an operator
+	// aborted: returnedToSender tells the recipient it goes back.
+	Outcome domain.AbortOutcome `json:"outcome,omitempty"`
 	// ConfirmationRequired tells the page to wait for a proof of delivery
 	// after the delivery is Completed; Confirmation is that proof.
 	ConfirmationRequired domain.ConfirmationType `json:"confirmationRequired"`
@@ -237,7 +240,7 @@ func (h *Handlers) feedOf(ctx context.Context, d *domain.Delivery) trackFeed {
 		TrackingID: d.TrackingID, Stage: d.Stage,
 		PickupLocation: d.Request.PickupLocation, DropoffLocation: d.Request.DropoffLocation,
 		Trail: d.Trail, UpdatedAt: d.UpdatedAt,
-		FailureReason: d.FailureReason, History: make([]feedEvent, 0, len(d.History)),
+		FailureReason: d.FailureReason, Outcome: d.Outcome, History: make([]feedEvent, 0, len(d.History)),
 		ConfirmationRequired: d.Request.ConfirmationRequired,
 		PickupTime:           d.Request.PickupTime, PlannedRoute: d.PlannedRoute,
 	}

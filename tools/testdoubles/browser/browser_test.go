@@ -57,6 +57,7 @@ type fakeFeed struct {
 	UpdatedAt       time.Time        `json:"updatedAt"`
 	History         []fakeEvent      `json:"history"`
 	FailureReason   string           `json:"failureReason,omitempty"`
+	Outcome         string           `json:"outcome,omitempty"`
 }
 
 // script is a delivery told one feed per poll, so the test does not depend
@@ -313,6 +314,32 @@ func TestTrackingPageShowsAFailure(t *testing.T) {
 	if errs := pageErrors(res); len(errs) > 0 {
 		t.Errorf("the page reported errors: %v", errs)
 	}
+	checkScreenshot(t, shot)
+}
+
+// A delivery aborted with its package going back tells the recipient so,
+// not just that it failed.
+func TestTrackingPageShowsAReturnToSender(t *testing.T) {
+	tid := "Rt5Lk9sPqe.order-1004"
+	now := time.Now().UTC().Truncate(time.Second)
+	feeds := flight(tid, now)[:6]
+	back := feeds[len(feeds)-1]
+	back.Stage, back.FailureReason, back.Outcome = "Failed", "wrong address", "returnedToSender"
+	back.History = append(slices.Clone(back.History), fakeEvent{"Failed", back.UpdatedAt.Add(5 * time.Second)})
+	back.PickupETA, back.DeliveryETA = nil, nil
+	s := &script{feeds: append(feeds, back)}
+	srv := serveTrack(t, tid, s)
+	shot := screenshotPath(t, "track-returned.png")
+
+	res := RunBrowser(t, srv.URL+"/api/track/"+tid+"?interval=120", shot, pageTimeout)
+
+	if res.FinalStage != "Failed" {
+		t.Fatalf("final stage %q, want Failed; stages %v; errors %v", res.FinalStage, res.Stages, res.Errors)
+	}
+	assert.Contains(t, res.Text, "Your package is being returned to the sender.")
+	assert.Contains(t, res.Text, "Reason: wrong address")
+	assert.NotContains(t, res.Text, "Delivery failed")
+	assert.Empty(t, pageErrors(res), "the page reported errors")
 	checkScreenshot(t, shot)
 }
 
