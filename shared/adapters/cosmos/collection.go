@@ -354,8 +354,10 @@ func (c *collection[T]) fail(err error, op, id string) error {
 	}
 	// A 429 arrives here only after the SDK's retry policy has waited out
 	// x-ms-retry-after-ms and retried (see the package doc): the message
-	// queue's redelivery is the next, slower, back-off.
-	return domain.Unavailable(err, "%s %s/%s", op, c.name, id)
+	// queue's redelivery is the next, slower, back-off. The message is a
+	// caller's too (a 503's detail): it says what failed and that a retry
+	// is the answer.
+	return domain.Unavailable(err, "the store is unavailable (%s %s/%s); retry", op, c.name, id)
 }
 
 func partition(id string) azcosmos.PartitionKey { return azcosmos.NewPartitionKeyString(id) }

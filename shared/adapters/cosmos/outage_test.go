@@ -1,6 +1,7 @@
 package cosmos
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -51,6 +52,8 @@ func TestOutagesAreUnavailable(t *testing.T) {
 		began := time.Now()
 		_, err := packages.Find(ctx, id)
 		mustCode(t, err, domain.EUNAVAILABLE, c.name+": read")
+		// What a caller's 503 says: that the store failed, and to retry.
+		assert.Equal(t, fmt.Sprintf("the store is unavailable (read packages/%s); retry", id), domain.ErrorMessage(err), c.name)
 		t.Logf("%s: read failed after %v", c.name, time.Since(began).Round(time.Millisecond))
 		other := uniqueID("pkg")
 		err = packages.Create(ctx, other, &domain.Package{ID: other, Status: "Scheduled"})
