@@ -338,11 +338,18 @@ func TestAReassignSentAgainAfterA503QueuesItsNotice(t *testing.T) {
 	require.Equal(t, 1, d.Generation, "handed on once")
 	last := d.Notifications[len(d.Notifications)-1]
 	require.Equal(t, domain.NotifyReassigned, last.Kind)
-	var queued []string
-	for _, m := range f.receive(t, topology.QueueNotifications) {
-		queued = append(queued, m.ID)
-	}
+	queued := f.queuedIDs(t, topology.QueueNotifications)
 	assert.Contains(t, queued, last.ID, "the reassigned notice is queued")
+}
+
+// queuedIDs receives what queue q holds and returns the messages' ids.
+func (f *fixture) queuedIDs(t *testing.T, q string) []string {
+	t.Helper()
+	var ids []string
+	for _, m := range f.receive(t, q) {
+		ids = append(ids, m.ID)
+	}
+	return ids
 }
 
 // A cancel whose follow-up the queue refused (503, "send it again")
@@ -371,10 +378,7 @@ func TestACancelTheQueueRefusedReleasesItsDrone(t *testing.T) {
 	d := f.delivery(t, "dropped")
 	last := d.Notifications[len(d.Notifications)-1]
 	require.Equal(t, domain.NotifyCancelled, last.Kind)
-	var queued []string
-	for _, m := range f.receive(t, topology.QueueNotifications) {
-		queued = append(queued, m.ID)
-	}
+	queued := f.queuedIDs(t, topology.QueueNotifications)
 	assert.Contains(t, queued, last.ID, "the cancelled notice is queued with the repeat")
 }
 

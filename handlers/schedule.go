@@ -48,15 +48,10 @@ func (h *Handlers) ScheduleDrone(ctx context.Context, msg *ports.Delivered) ([]p
 	}
 	if d.Stage.Terminal() {
 		h.log.InfoContext(ctx, "delivery already ended; nothing to schedule", "stage", d.Stage)
-		wakes, err := h.leaveBoard(ctx, d, now)
+		wakes, err := h.letGo(ctx, d, now)
 		if err != nil {
 			return nil, err
 		}
-		on, err := h.releaseAndWake(ctx, d, now)
-		if err != nil {
-			return nil, err
-		}
-		wakes = append(wakes, on...)
 		more, err := h.wokenInVain(ctx, env, d, now)
 		return append(wakes, more...), err
 	}
@@ -425,16 +420,23 @@ func (h *Handlers) releaseAndWake(ctx context.Context, d *domain.Delivery, now t
 // delivery waiting for one, and its package is marked with its end. Each
 // part is a no-op once done.
 func (h *Handlers) afterCancel(ctx context.Context, d *domain.Delivery, now time.Time) ([]ports.Message, error) {
+	wakes, err := h.letGo(ctx, d, now)
+	if err != nil {
+		return nil, err
+	}
+	return wakes, h.markPackage(ctx, d, string(d.Stage))
+}
+
+// letGo takes an ended delivery off the waiting board and releases its
+// drone, which wakes the next delivery waiting for one.
+func (h *Handlers) letGo(ctx context.Context, d *domain.Delivery, now time.Time) ([]ports.Message, error) {
 	// Off the board first, so that the freed drone's wake is not for d.
 	wakes, err := h.leaveBoard(ctx, d, now)
 	if err != nil {
 		return nil, err
 	}
 	on, err := h.releaseAndWake(ctx, d, now)
-	if err != nil {
-		return nil, err
-	}
-	return append(wakes, on...), h.markPackage(ctx, d, string(d.Stage))
+	return append(wakes, on...), err
 }
 
 // resetAssignment forgets the previous generation's assignment before a

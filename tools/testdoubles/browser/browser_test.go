@@ -291,25 +291,31 @@ func TestTrackingPageFollowsADelivery(t *testing.T) {
 	}
 }
 
-func TestTrackingPageShowsAFailure(t *testing.T) {
-	tid := "Fq82mZ0aLw.order-1002"
-	now := time.Now().UTC().Truncate(time.Second)
-	feeds := flight(tid, now)[:6]
+// failAfterTakeOff has a delivery fail on the way to its pickup, for
+// reason and with outcome, and returns what the page showed of it.
+func failAfterTakeOff(t *testing.T, tid, reason, outcome, shotName string) (BrowserResult, string) {
+	t.Helper()
+	feeds := flight(tid, time.Now().UTC().Truncate(time.Second))[:6]
 	failed := feeds[len(feeds)-1]
-	failed.Stage, failed.FailureReason = "Failed", "the drone reported a fault and returned to base"
+	failed.Stage, failed.FailureReason, failed.Outcome = "Failed", reason, outcome
 	failed.History = append(slices.Clone(failed.History), fakeEvent{"Failed", failed.UpdatedAt.Add(5 * time.Second)})
 	failed.PickupETA, failed.DeliveryETA = nil, nil
-	s := &script{feeds: append(feeds, failed)}
-	srv := serveTrack(t, tid, s)
-	shot := screenshotPath(t, "track-failed.png")
+	srv := serveTrack(t, tid, &script{feeds: append(feeds, failed)})
+	shot := screenshotPath(t, shotName)
 
 	res := RunBrowser(t, srv.URL+"/api/track/"+tid+"?interval=120", shot, pageTimeout)
 
 	if res.FinalStage != "Failed" {
 		t.Fatalf("final stage %q, want Failed; stages %v; errors %v", res.FinalStage, res.Stages, res.Errors)
 	}
-	if !strings.Contains(res.Text, failed.FailureReason) {
-		t.Errorf("the page does not show the failure reason %q:\n%s", failed.FailureReason, res.Text)
+	return res, shot
+}
+
+func TestTrackingPageShowsAFailure(t *testing.T) {
+	reason := "the drone reported a fault and returned to base"
+	res, shot := failAfterTakeOff(t, "Fq82mZ0aLw.order-1002", reason, "", "track-failed.png")
+	if !strings.Contains(res.Text, reason) {
+		t.Errorf("the page does not show the failure reason %q:\n%s", reason, res.Text)
 	}
 	if errs := pageErrors(res); len(errs) > 0 {
 		t.Errorf("the page reported errors: %v", errs)
@@ -320,22 +326,7 @@ func TestTrackingPageShowsAFailure(t *testing.T) {
 // A delivery aborted with its package going back tells the recipient so,
 // not just that it failed.
 func TestTrackingPageShowsAReturnToSender(t *testing.T) {
-	tid := "Rt5Lk9sPqe.order-1004"
-	now := time.Now().UTC().Truncate(time.Second)
-	feeds := flight(tid, now)[:6]
-	back := feeds[len(feeds)-1]
-	back.Stage, back.FailureReason, back.Outcome = "Failed", "wrong address", "returnedToSender"
-	back.History = append(slices.Clone(back.History), fakeEvent{"Failed", back.UpdatedAt.Add(5 * time.Second)})
-	back.PickupETA, back.DeliveryETA = nil, nil
-	s := &script{feeds: append(feeds, back)}
-	srv := serveTrack(t, tid, s)
-	shot := screenshotPath(t, "track-returned.png")
-
-	res := RunBrowser(t, srv.URL+"/api/track/"+tid+"?interval=120", shot, pageTimeout)
-
-	if res.FinalStage != "Failed" {
-		t.Fatalf("final stage %q, want Failed; stages %v; errors %v", res.FinalStage, res.Stages, res.Errors)
-	}
+	res, shot := failAfterTakeOff(t, "Rt5Lk9sPqe.order-1004", "wrong address", "returnedToSender", "track-returned.png")
 	assert.Contains(t, res.Text, "Your package is being returned to the sender.")
 	assert.Contains(t, res.Text, "Reason: wrong address")
 	assert.NotContains(t, res.Text, "Delivery failed")
