@@ -58,6 +58,26 @@ func (f *fixture) scheduled(t *testing.T, id string, pickup, drop domain.Locatio
 	return d
 }
 
+// A drone whose clock runs half an hour behind the service's still has
+// its delivery picked up and delivered: its reports, all accepted, are
+// dated before the time the delivery was accepted and its pickup was due.
+func TestADroneClockBehindTheServicesCompletesItsDelivery(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	pickup, drop := at(0, 0), at(0.005, 0)
+	f.putDrone(t, domain.Drone{ID: "lagging", Location: at(-0.002, 0)})
+	f.scheduled(t, "late-clock", pickup, drop)
+	behind := -30 * time.Minute
+	for i, loc := range []domain.Location{at(-0.001, 0), pickup, at(0.003, 0), drop} {
+		f.clock.Advance(time.Minute) // sent a minute apart, dated half an hour before
+		f.report(t, "lagging", loc, 90-float64(i), f.clock.Now().Add(behind))
+	}
+	d := f.delivery(t, "late-clock")
+	assert.Equal(t, domain.StageCompleted, d.Stage)
+	require.NotNil(t, d.PickedUpAt)
+	f.released(t, "lagging", "pkg-late-clock", "Delivered")
+}
+
 func TestTelemetryCarriesADeliveryToCompletion(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)

@@ -261,13 +261,19 @@ func Track(d *Delivery, drone *Drone, r Telemetry, cfg TrackingConfig) (bool, []
 
 // findPickup sets PickedUpAt (and PickupETA) from the first report of the
 // trail at the pickup, if there is one and none was found before. A drone
-// at the pickup early waits there: no pickup before pickupTime −
-// PickupTolerance.
+// at a pickup booked ahead waits there: no pickup before pickupTime −
+// PickupTolerance. A pickup due by the time its drone was assigned has no
+// such bound: its drone's reports are dated by the drone's clock, and one
+// running behind the service's dates the report at the pickup before the
+// pickup time, which would then never count.
 func (d *Delivery) findPickup(cfg TrackingConfig) {
 	if d.PickedUpAt != nil {
 		return
 	}
 	earliest := d.Request.PickupTime.Add(-cfg.PickupTolerance - time.Nanosecond)
+	if d.DroneAssignedAt != nil && !d.Request.PickupTime.After(*d.DroneAssignedAt) {
+		earliest = time.Time{}
+	}
 	if p, ok := firstWithin(d.Trail, d.Request.PickupLocation, cfg.ArrivalRadiusKm, earliest); ok {
 		pt := p.At
 		d.PickedUpAt = &pt

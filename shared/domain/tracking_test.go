@@ -311,3 +311,28 @@ func TestAReportCountsTheRoutedLeg(t *testing.T) {
 	assert.Equal(t, 300*time.Second, domain.FlightETA(at, away, 10, &d.Request, straight+3, false).Delivery.Sub(
 		domain.FlightETA(at, away, 10, &d.Request, 0, false).Delivery), "3 km more at 10 m/s")
 }
+
+// A drone whose clock runs behind the service's dates its reports before
+// the delivery's pickup time, which for a delivery picked up as soon as a
+// drone can is the time it was accepted: its report at the pickup counts
+// all the same, and its flight ends at the dropoff. (Only a pickup booked
+// ahead waits for its time; the drone waits there with it.)
+func TestADroneClockBehindTheServicesStillPicksUp(t *testing.T) {
+	t.Parallel()
+	accepted := time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC)
+	claimed := accepted.Add(time.Second)
+	d, pickup, drop := scheduledFlight(accepted)
+	d.CreatedAt, d.DroneAssignedAt, d.Request.PickupTime = accepted, &claimed, accepted
+	drone := &domain.Drone{CruiseSpeedMps: 10}
+	behind := 30 * time.Minute // every report is dated this much before it was sent
+	report := func(loc domain.Location, sent time.Time) {
+		_, _ = domain.Track(d, drone, domain.Telemetry{Location: loc, BatteryPercent: 50, Timestamp: sent.Add(-behind)}, domain.TrackingConfig{})
+	}
+	report(domain.Location{Latitude: 47.59, Longitude: -122.33}, accepted.Add(time.Minute))
+	report(pickup, accepted.Add(3*time.Minute))
+	require.NotNil(t, d.PickedUpAt, "at the pickup")
+	assert.Equal(t, domain.StageHeadedToDropoff, d.Stage)
+	report(drop, accepted.Add(8*time.Minute))
+	assert.Equal(t, domain.StageCompleted, d.Stage)
+	assert.NoError(t, domain.LegalHistory(d.History))
+}
