@@ -20,6 +20,7 @@ const (
 	DefaultFailuresToOpen = 5
 	DefaultCoolDown       = 30 * time.Second
 	DefaultSlowAfter      = time.Second
+	DefaultSlowMemory     = time.Minute
 	// DefaultSlowTotal is half the 16 workers a notifications queue has at
 	// the least: host.json's serviceBus.maxConcurrentCalls under the
 	// Functions host, and the standalone runtime's default.
@@ -49,12 +50,17 @@ type FairOptions struct {
 	// ones do not return together); zero means DefaultTimeout, one
 	// attempt's bound, by which time a slot has most likely come free.
 	BusyRetry time.Duration
-	// SlowAfter marks an account's endpoint slow: its last webhook took
-	// longer, or one in flight has taken longer already. A slow endpoint
+	// SlowAfter marks an account's endpoint slow: a webhook took longer
+	// within SlowMemory, or one in flight has taken longer already. A slow endpoint
 	// gets one webhook in flight, not PerAccount, so that a few accounts
 	// with endpoints that answer slowly, each within its own bound, cannot
 	// hold every worker between them; zero means DefaultSlowAfter.
 	SlowAfter time.Duration
+	// SlowMemory is how long an endpoint stays slow after a slow answer,
+	// prompt answers notwithstanding, so that one that answers one
+	// webhook promptly cannot take its full share again at once to hold
+	// with slow ones; zero means DefaultSlowMemory.
+	SlowMemory time.Duration
 	// SlowTotal is how many webhooks to slow endpoints, of all accounts
 	// together, may be in flight at once, so that many accounts, each
 	// with one slow webhook in flight, cannot hold every worker between
@@ -80,7 +86,7 @@ type Fair struct {
 
 	mu       sync.Mutex
 	started  map[string][]time.Time // when each of an account's webhooks in flight began, oldest first
-	slow     map[string]bool        // accounts whose last webhook took longer than SlowAfter
+	slow     map[string]time.Time   // until when each account's endpoint counts as slow: SlowMemory after its last slow answer
 	breakers map[string]*gobreaker.CircuitBreaker[struct{}]
 	urls     map[string]string // the endpoint each account's circuit judges
 	lastErr  map[string]string // the last failure of each account's endpoint, while its circuit is not closed and clean
@@ -103,6 +109,9 @@ func NewFair(next ports.Webhooks, o FairOptions) *Fair {
 	if o.SlowAfter <= 0 {
 		o.SlowAfter = DefaultSlowAfter
 	}
+	if o.SlowMemory <= 0 {
+		o.SlowMemory = DefaultSlowMemory
+	}
 	if o.SlowTotal <= 0 {
 		o.SlowTotal = DefaultSlowTotal
 	}
@@ -112,7 +121,7 @@ func NewFair(next ports.Webhooks, o FairOptions) *Fair {
 	if o.Log == nil {
 		o.Log = slog.Default()
 	}
-	return &Fair{next: next, o: o, started: map[string][]time.Time{}, slow: map[string]bool{},
+	return &Fair{next: next, o: o, started: map[string][]time.Time{}, slow: map[string]time.Time{},
 		breakers: map[string]*gobreaker.CircuitBreaker[struct{}]{}, urls: map[string]string{}, lastErr: map[string]string{}}
 }
 
@@ -163,7 +172,7 @@ func (f *Fair) acquire(account, url string) (*gobreaker.CircuitBreaker[struct{}]
 	now := f.o.Now()
 	limit := f.o.PerAccount
 	inFlight := f.started[account]
-	slow := f.slow[account] || len(inFlight) > 0 && now.Sub(inFlight[0]) > f.o.SlowAfter
+	slow := now.Before(f.slow[account]) || len(inFlight) > 0 && now.Sub(inFlight[0]) > f.o.SlowAfter
 	if slow {
 		limit = 1
 	}
@@ -206,12 +215,12 @@ func (f *Fair) acquire(account, url string) (*gobreaker.CircuitBreaker[struct{}]
 }
 
 // slowInFlight counts the webhooks in flight to slow endpoints: every one
-// of an account whose last webhook was slow, and each other one that has
+// of an account marked slow (within SlowMemory of a slow answer), and each other one that has
 // taken longer than SlowAfter already. f.mu is held.
 func (f *Fair) slowInFlight(now time.Time) int {
 	n := 0
 	for account, starts := range f.started {
-		if f.slow[account] {
+		if now.Before(f.slow[account]) {
 			n += len(starts)
 			continue
 		}
@@ -238,9 +247,9 @@ func (f *Fair) release(account string, start time.Time) {
 	} else {
 		f.started[account] = starts
 	}
-	if f.o.Now().Sub(start) > f.o.SlowAfter {
-		f.slow[account] = true
-	} else {
+	if now := f.o.Now(); now.Sub(start) > f.o.SlowAfter {
+		f.slow[account] = now.Add(f.o.SlowMemory)
+	} else if !now.Before(f.slow[account]) {
 		delete(f.slow, account)
 	}
 }

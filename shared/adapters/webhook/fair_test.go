@@ -123,8 +123,8 @@ func (c *fakeClock) advance(d time.Duration) {
 // An account whose endpoint answers slowly gets one webhook in flight, so
 // that a few such accounts, each within its own bound, cannot hold every
 // worker between them: slow once a webhook in flight has taken longer
-// than SlowAfter, or the last one did, and back to its full share once one
-// is answered promptly.
+// than SlowAfter, or one did within SlowMemory, and back to its full share
+// once SlowMemory has passed without a slow answer.
 func TestFairGivesASlowEndpointOneWebhookInFlight(t *testing.T) {
 	t.Parallel()
 	e := newEndpoints()
@@ -153,12 +153,23 @@ func TestFairGivesASlowEndpointOneWebhookInFlight(t *testing.T) {
 	close(gate)
 	wg.Wait()
 
-	// Answered promptly (the clock did not move): the full share again.
+	// Answered promptly (the clock did not move), but within SlowMemory of
+	// its slow answers: still one, so that a prompt answer now and then
+	// does not buy back the full share to hold with slow ones.
+	gate = e.hold("slow")
+	wg.Go(func() { assert.NoError(t, post(f, "slow")) })
+	require.Eventually(t, func() bool { return e.waiting.Load() == 4 }, time.Minute, time.Millisecond)
+	assert.True(t, busy(post(f, "slow")), "slow a minute after its last slow answer")
+	close(gate)
+	wg.Wait()
+
+	// A minute on, with no slow answer since: the full share again.
+	clock.advance(webhook.DefaultSlowMemory + time.Second)
 	gate = e.hold("slow")
 	for range 4 {
 		wg.Go(func() { assert.NoError(t, post(f, "slow")) })
 	}
-	require.Eventually(t, func() bool { return e.waiting.Load() == 7 }, time.Minute, time.Millisecond)
+	require.Eventually(t, func() bool { return e.waiting.Load() == 8 }, time.Minute, time.Millisecond)
 	close(gate)
 	wg.Wait()
 }
