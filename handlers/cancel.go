@@ -3,6 +3,7 @@ package handlers
 import (
 	"context"
 	"net/http"
+	"time"
 
 	"github.com/fabrikam/dronedelivery/shared/domain"
 	"github.com/fabrikam/dronedelivery/shared/functionapp"
@@ -48,12 +49,15 @@ func (h *Handlers) CancelDelivery(ctx context.Context, req *functionapp.Request)
 	msgs := append([]ports.Message{cancel},
 		notifyMessages(d, notes)...)
 	if err := h.bus.Publish(ctx, msgs...); err != nil {
-		// The queue is down: the drone is released here, so that it
-		// serves again though the client never sends the DELETE again;
-		// the notices wait for that repeat, which queues them.
-		if more, rerr := h.afterCancel(ctx, d, now); rerr != nil {
-			h.log.WarnContext(ctx, "the cancelled delivery's drone could not be released at once; its cancel message releases it", "err", rerr)
-		} else if len(more) > 0 && h.bus.Publish(ctx, more...) != nil {
+		// The queue is down, or the client gave up: the drone is released
+		// here (on a context of its own, which a client hanging up does not
+		// end), so that it serves again though the client never sends the
+		// DELETE again; the notices wait for that repeat, which queues them.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseInRequest)
+		defer cancel()
+		if more, rerr := h.afterCancel(rctx, d, now); rerr != nil {
+			h.log.WarnContext(ctx, "the cancelled delivery's drone could not be released at once; the DELETE sent again releases it, or its drone's next report", "err", rerr)
+		} else if len(more) > 0 && h.bus.Publish(rctx, more...) != nil {
 			h.log.InfoContext(ctx, "the freed drone's wake could not be queued; waiting deliveries find it on their next try")
 		}
 		return h.errorResponse(ctx, domain.Unavailable(err, "the cancellation is recorded but its notices could not be queued; send the DELETE again"))
@@ -62,6 +66,10 @@ func (h *Handlers) CancelDelivery(ctx context.Context, req *functionapp.Request)
 	h.announce(ctx, d)
 	return &functionapp.Response{Status: http.StatusNoContent, Header: http.Header{}}
 }
+
+// releaseInRequest bounds the release a cancel does itself when its
+// follow-up could not be queued.
+const releaseInRequest = 10 * time.Second
 
 // RescheduleDelivery serves PATCH /api/deliveryrequests/{id} with any of
 // pickupLocation, dropOffLocation, pickupTime and deadline. The delivery

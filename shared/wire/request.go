@@ -322,7 +322,9 @@ func DecodeStrictLarge(body []byte, v any) error {
 	// rather than read as "everywhere", "not expedited" or "now". Only a
 	// body that has the word at all is walked again.
 	if bytes.Contains(body, []byte("null")) {
-		if path := nullPath(body, reflect.TypeOf(v)); path != "" {
+		if path := nullPath(body, reflect.TypeOf(v)); strings.HasSuffix(path, "]") {
+			return domain.Invalid(path, "must not be null")
+		} else if path != "" {
 			return domain.Invalid(path, "must not be null (leave an optional field out instead)")
 		}
 	}

@@ -1,6 +1,8 @@
 package host
 
 import (
+	"context"
+	"errors"
 	"net/http"
 	"strconv"
 	"strings"
@@ -22,9 +24,10 @@ import (
 // and a backend that stays closed for ten waits dead-letters the message.
 // The backend may take minutes to open (a role assignment propagating; it
 // is retried until it opens), so an invocation is held for most of
-// host.json's functionTimeout (5 minutes), leaving the step two minutes to
-// run once the backend opens: ten deliveries then outlast 30 minutes of a
-// closed backend, where a 20-second wait outlasted three.
+// host.json's functionTimeout (5 minutes), leaving the step a minute and a
+// half of the invocation's budget (invocationBudget, counted from its
+// arrival) once the backend opens: ten deliveries then outlast 30 minutes
+// of a closed backend, where a 20-second wait outlasted three.
 const DefaultStartWait = 3 * time.Minute
 
 // startingRetryAfter is the Retry-After, in seconds, of a forwarded request
@@ -95,7 +98,12 @@ func (g *Gate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		case <-t.C:
 		case <-r.Context().Done():
-			return // the host gave up; nobody reads the answer
+			if !errors.Is(r.Context().Err(), context.DeadlineExceeded) {
+				return // the host gave up; nobody reads the answer
+			}
+			// The invocation's budget ran out (a start wait set longer
+			// than it): refused, not answered empty, which the host
+			// would take for success and complete the message unread.
 		}
 	}
 	resp := functionapp.Problem(http.StatusServiceUnavailable, "", "the service is starting; try again shortly")

@@ -80,3 +80,16 @@ func TestGateOpenServesEverything(t *testing.T) {
 		assert.Equal(t, http.StatusTeapot, serveGate(g, http.MethodPost, target).Code, target)
 	}
 }
+
+// An invocation whose budget runs out while the Gate holds it (a start
+// wait set longer than the budget) is refused, not answered with an empty
+// 200, which the host would take for success and complete the message
+// unread.
+func TestAGateHoldingPastTheBudgetRefuses(t *testing.T) {
+	t.Parallel()
+	g := NewGate(time.Minute)
+	req := newRequest(http.MethodPost, "/ScheduleDrone", golden(t, "servicebus_double_encoded.json"))
+	rec := httptest.NewRecorder()
+	budgeted(g, 50*time.Millisecond).ServeHTTP(rec, req)
+	assert.Equal(t, http.StatusServiceUnavailable, rec.Code, rec.Body.String())
+}

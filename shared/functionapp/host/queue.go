@@ -79,8 +79,13 @@ func (h *handler) retryLater(w http.ResponseWriter, r *http.Request, msg *ports.
 	next.ID = wire.RedeliveryID(msg.ID, n)
 	next.NotBefore = h.now().Add(wait)
 	// A step stopped by the end of its invocation's budget still has its
-	// retry scheduled: the copy gets settleTime of its own.
-	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), settleTime)
+	// retry scheduled, within the settleTime after the budget that is
+	// left before functionTimeout (less a few seconds to answer).
+	until := time.Now().Add(settleTime)
+	if d, ok := ctx.Deadline(); ok {
+		until = d.Add(settleTime - 5*time.Second)
+	}
+	pctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), until)
 	defer cancel()
 	if err := h.pub.Publish(pctx, next); err != nil {
 		// Without the copy the message must not be completed: the 500
