@@ -282,8 +282,7 @@ const MaxJSONBytes = 64 << 10
 // DecodeStrict decodes one JSON value of at most MaxJSONBytes into v,
 // rejecting invalid UTF-8, unknown fields, duplicate keys, nesting deeper
 // than MaxJSONDepth, trailing data and nulls (but into a json.RawMessage),
-// and reports each problem by the
-// offending field's path.
+// and reports each problem by the offending field's path.
 func DecodeStrict(body []byte, v any) error {
 	if len(body) > MaxJSONBytes {
 		return domain.TooLarge("body", "must be at most %d bytes", MaxJSONBytes)
@@ -322,9 +321,11 @@ func DecodeStrictLarge(body []byte, v any) error {
 	// rather than read as "everywhere", "not expedited" or "now". Only a
 	// body that has the word at all is walked again.
 	if bytes.Contains(body, []byte("null")) {
-		if path := nullPath(body, reflect.TypeOf(v)); strings.HasSuffix(path, "]") {
+		switch path := nullPath(body, reflect.TypeOf(v)); {
+		case path == "":
+		case strings.HasSuffix(path, "]"): // an array's element
 			return domain.Invalid(path, "must not be null")
-		} else if path != "" {
+		default:
 			return domain.Invalid(path, "must not be null (leave an optional field out instead)")
 		}
 	}

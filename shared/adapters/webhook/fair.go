@@ -94,27 +94,13 @@ type Fair struct {
 
 // NewFair wraps next.
 func NewFair(next ports.Webhooks, o FairOptions) *Fair {
-	if o.PerAccount <= 0 {
-		o.PerAccount = DefaultPerAccount
-	}
-	if o.FailuresToOpen <= 0 {
-		o.FailuresToOpen = DefaultFailuresToOpen
-	}
-	if o.CoolDown <= 0 {
-		o.CoolDown = DefaultCoolDown
-	}
-	if o.BusyRetry <= 0 {
-		o.BusyRetry = DefaultTimeout
-	}
-	if o.SlowAfter <= 0 {
-		o.SlowAfter = DefaultSlowAfter
-	}
-	if o.SlowMemory <= 0 {
-		o.SlowMemory = DefaultSlowMemory
-	}
-	if o.SlowTotal <= 0 {
-		o.SlowTotal = DefaultSlowTotal
-	}
+	o.PerAccount = orDefault(o.PerAccount, DefaultPerAccount)
+	o.FailuresToOpen = orDefault(o.FailuresToOpen, DefaultFailuresToOpen)
+	o.CoolDown = orDefault(o.CoolDown, DefaultCoolDown)
+	o.BusyRetry = orDefault(o.BusyRetry, DefaultTimeout)
+	o.SlowAfter = orDefault(o.SlowAfter, DefaultSlowAfter)
+	o.SlowMemory = orDefault(o.SlowMemory, DefaultSlowMemory)
+	o.SlowTotal = orDefault(o.SlowTotal, DefaultSlowTotal)
 	if o.Now == nil {
 		o.Now = time.Now
 	}
@@ -123,6 +109,14 @@ func NewFair(next ports.Webhooks, o FairOptions) *Fair {
 	}
 	return &Fair{next: next, o: o, started: map[string][]time.Time{}, slow: map[string]time.Time{},
 		breakers: map[string]*gobreaker.CircuitBreaker[struct{}]{}, urls: map[string]string{}, lastErr: map[string]string{}}
+}
+
+// orDefault is v, or def when v is not positive.
+func orDefault[T int | time.Duration](v, def T) T {
+	if v <= 0 {
+		return def
+	}
+	return v
 }
 
 // Post sends w unless its account has its share in flight or its circuit
