@@ -219,6 +219,10 @@ func TestChecksCatchDrift(t *testing.T) {
 		files := edited(in.bicep, "modules/servicebus.bicep", replacing(t, "disableLocalAuth: true", "disableLocalAuth: false"))
 		mustMention(t, checkLocalAuthDisabled(files), "modules/servicebus.bicep")
 	})
+	t.Run("WorkspaceKeysLeftOn", func(t *testing.T) {
+		files := edited(in.bicep, "modules/monitoring.bicep", replacing(t, "disableLocalAuth: true", "disableLocalAuth: false"))
+		mustMention(t, checkLocalAuthDisabled(files), "modules/monitoring.bicep")
+	})
 	t.Run("ModuleParamMisspelled", func(t *testing.T) {
 		files := edited(in.bicep, "main.bicep", replacing(t, "queues: topology.queues", "queue: topology.queues"))
 		mustMention(t, checkModules(files), "queue", "queues")
@@ -598,19 +602,22 @@ func checkNoSecrets(files map[string]string, parameters []byte) []string {
 	return problems
 }
 
-// checkLocalAuthDisabled: every service the identity reaches refuses keys.
+// checkLocalAuthDisabled: every service the identity reaches refuses keys,
+// and so does the Log Analytics workspace behind Application Insights.
 func checkLocalAuthDisabled(files map[string]string) []string {
 	var problems []string
-	for file, line := range map[string]string{
-		"modules/servicebus.bicep":    "disableLocalAuth: true",
-		"modules/cosmos.bicep":        "disableLocalAuth: true",
-		"modules/storage.bicep":       "allowSharedKeyAccess: false",
-		"modules/monitoring.bicep":    "DisableLocalAuth: true",
-		"modules/communication.bicep": "disableLocalAuth: true",
-		"modules/webpubsub.bicep":     "disableLocalAuth: true",
+	for file, lines := range map[string][]string{
+		"modules/servicebus.bicep":    {"disableLocalAuth: true"},
+		"modules/cosmos.bicep":        {"disableLocalAuth: true"},
+		"modules/storage.bicep":       {"allowSharedKeyAccess: false"},
+		"modules/monitoring.bicep":    {"DisableLocalAuth: true", "disableLocalAuth: true"},
+		"modules/communication.bicep": {"disableLocalAuth: true"},
+		"modules/webpubsub.bicep":     {"disableLocalAuth: true"},
 	} {
-		if !hasLine(files[file], line) {
-			problems = append(problems, fmt.Sprintf("%s has no line %q: keys would still work", file, line))
+		for _, line := range lines {
+			if !hasLine(files[file], line) {
+				problems = append(problems, fmt.Sprintf("%s has no line %q: keys would still work", file, line))
+			}
 		}
 	}
 	sort.Strings(problems)

@@ -36,6 +36,13 @@ resource workspace 'Microsoft.OperationalInsights/workspaces@2023-09-01' = {
       name: 'PerGB2018'
     }
     retentionInDays: retentionInDays
+    // The workspace's shared keys stay unusable too: Application Insights
+    // writes to it without them, and nothing else here sends to it
+    // (WorkspaceFeatures.disableLocalAuth, Azure/bicep-types-az,
+    // generated/operationalinsights/microsoft.operationalinsights/2023-09-01/types.md).
+    features: {
+      disableLocalAuth: true
+    }
   }
 }
 
