@@ -209,10 +209,13 @@ func open(ctx context.Context, c common, app fs.FS, env func(string) string, log
 	if timeout == 0 {
 		timeout = webhook.DefaultTimeout
 	}
-	if 2*timeout > c.lock {
+	if c.lock > 0 && 2*timeout > c.lock {
 		// Nothing renews a message's lock while its step runs: an attempt
 		// that outlives the lock lets the message run again beside it, so
 		// the endpoint may be called twice (webhooks are at least once).
+		// Under Lambda (no lock given) the lock is the queue's visibility
+		// timeout, six times the function's timeout, which no attempt
+		// outlives.
 		log.Warn(config.WebhookTimeout+" is more than half the queue lock duration: a slow endpoint may get a notification twice",
 			"webhookTimeout", timeout, "lockDuration", c.lock)
 	}

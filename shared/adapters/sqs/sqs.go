@@ -10,7 +10,9 @@
 // queues refuse a per-message DelaySeconds, so a message with a NotBefore
 // carries it as an attribute and a receiver that gets it early hides it again
 // with ChangeMessageVisibility until it is due; that early receive counts in
-// SQS's ApproximateReceiveCount, which is the DeliveryCount the port reports.
+// SQS's ApproximateReceiveCount (and so toward the redrive policy), but not
+// in the DeliveryCount the port reports once it is due
+// (sqsmsg.DropEarlyReceive), since no step ran.
 //
 // SQS has no dead-letter operation: DeadLetter sends a copy, with the reason
 // as attributes, to the queue's "-dlq" queue and deletes the original, which
@@ -306,6 +308,7 @@ func (b *Bus) Receive(ctx context.Context, queue string, n int) ([]*ports.Delive
 				b.hide(ctx, q, d)
 				continue
 			}
+			sqsmsg.DropEarlyReceive(d, m.Attributes)
 			got = append(got, d)
 		}
 		if len(got) > 0 {

@@ -198,8 +198,10 @@ func TestPublishBatchesOfTen(t *testing.T) {
 	}
 }
 
-// TestEarlyMessageIsHiddenUntilDue shows the cost of delaying on a FIFO
-// queue: the early receive counts in the delivery count.
+// TestEarlyMessageIsHiddenUntilDue: on a FIFO queue an early message is
+// received, hidden and received again when due. SQS counts the early
+// receive, the port does not: the step's first run is no redelivery (it
+// would send the customer's notices again), and a real one still is.
 func TestEarlyMessageIsHiddenUntilDue(t *testing.T) {
 	t.Parallel()
 	q := testQueue(t)
@@ -217,12 +219,15 @@ func TestEarlyMessageIsHiddenUntilDue(t *testing.T) {
 		m := receiveOne(t, bus, q)
 		assert.False(t, time.Now().Before(due), "received before its NotBefore")
 		assert.True(t, m.NotBefore.Equal(due), "NotBefore came back as %v, want %v", m.NotBefore, due)
-		require.NoError(t, bus.Complete(ctx, m))
+		assert.Equal(t, 1, m.DeliveryCount, "its first run")
 		if api.count("ChangeMessageVisibility") > hides {
-			assert.Equal(t, 2, m.DeliveryCount, "the early receive that hid it counts")
+			require.NoError(t, bus.Abandon(ctx, m))
+			again := receiveOne(t, bus, q)
+			assert.Equal(t, 2, again.DeliveryCount, "a redelivery after its first run")
+			require.NoError(t, bus.Complete(ctx, again))
 			return
 		}
-		assert.Equal(t, 1, m.DeliveryCount, "received once, when it was due")
+		require.NoError(t, bus.Complete(ctx, m))
 	}
 }
 

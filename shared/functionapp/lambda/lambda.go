@@ -140,10 +140,21 @@ var errUnknownEvent = errors.New("the event is neither an API Gateway HTTP API (
 // an events.APIGatewayV2HTTPResponse, an SQS event an
 // events.SQSEventResponse listing the records to retry.
 func (h *Handler) Invoke(ctx context.Context, event json.RawMessage) (any, error) {
+	// The answer must leave before Lambda's deadline (returnMargin): the
+	// work ends returnMargin before it, and the export of the spans, which
+	// a collector that is down would hold until the deadline, half of it.
+	flushCtx := ctx
+	if deadline, ok := ctx.Deadline(); ok {
+		var cancelWork, cancelFlush context.CancelFunc
+		flushCtx, cancelFlush = context.WithDeadline(ctx, deadline.Add(-returnMargin/2))
+		defer cancelFlush()
+		ctx, cancelWork = context.WithDeadline(ctx, deadline.Add(-returnMargin))
+		defer cancelWork()
+	}
 	// Lambda may freeze the process as soon as this returns, before the
 	// batch processor's next export: the invocation's spans go out first.
 	defer func() {
-		if err := tracing.Flush(ctx); err != nil {
+		if err := tracing.Flush(flushCtx); err != nil {
 			h.log.WarnContext(ctx, "exporting the invocation's spans failed", "err", err)
 		}
 	}()

@@ -382,7 +382,7 @@ func TestSQSStuckRecordIsGivenUpBeforeTheDeadline(t *testing.T) {
 	}}
 	raw, err := json.Marshal(event)
 	require.NoError(t, err)
-	deadline := time.Now().Add(sqsReturnMargin + 500*time.Millisecond)
+	deadline := time.Now().Add(returnMargin + 500*time.Millisecond)
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
 	out, err := f.h.Invoke(ctx, raw)

@@ -31,11 +31,6 @@ func (h *Handler) serveSQS(ctx context.Context, event json.RawMessage) (*events.
 	if err := json.Unmarshal(event, &e); err != nil {
 		return nil, fmt.Errorf("decode the SQS event: %w", err)
 	}
-	if deadline, ok := ctx.Deadline(); ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithDeadline(ctx, deadline.Add(-sqsReturnMargin))
-		defer cancel()
-	}
 	failed := make([]bool, len(e.Records))
 	var wg sync.WaitGroup
 	for i := range e.Records {
@@ -51,16 +46,20 @@ func (h *Handler) serveSQS(ctx context.Context, event json.RawMessage) (*events.
 	return resp, nil
 }
 
-// sqsReturnMargin is the time an invocation keeps, before its deadline, to
-// answer: the records still running then are given up (their context ends)
-// and listed for retry. An invocation that fails (a timeout is one: it
-// returns no response) has every message of its batch made visible again,
-// those it processed too: a partial batch response counts only when the
-// function returns one ("Handling errors for an SQS event source in
-// Lambda", Implementing partial batch responses,
-// docs.aws.amazon.com/lambda/latest/dg/services-sqs-errorhandling.html), so
-// the webhooks and e-mails of the records that succeeded would be sent again.
-const sqsReturnMargin = 2 * time.Second
+// returnMargin is the time an invocation keeps, before its deadline, to
+// answer (Invoke ends its context that much earlier). For a batch, the
+// records still running then are given up and listed for retry: an
+// invocation that fails (a timeout is one: it returns no response) has
+// every message of its batch made visible again, those it processed too,
+// since a partial batch response counts only when the function returns one
+// ("Handling errors for an SQS event source in Lambda", Implementing
+// partial batch responses,
+// docs.aws.amazon.com/lambda/latest/dg/services-sqs-errorhandling.html),
+// and the webhooks and e-mails of the records that succeeded would be sent
+// again. For an HTTP request, the handler's own answer (a 503 problem for a
+// store that did not answer) reaches the client instead of the gateway's
+// error for a timed-out integration.
+const returnMargin = 2 * time.Second
 
 // processRecord runs one record's step and reports whether Lambda may
 // delete the record.
@@ -85,6 +84,7 @@ func (h *Handler) processRecord(ctx context.Context, rec *events.SQSMessage) boo
 		h.delay(ctx, msg)
 		return false
 	}
+	sqsmsg.DropEarlyReceive(msg, rec.Attributes)
 	outcome, _ := functionapp.Process(ctx, fn.fn, h.pub, msg)
 	// A Poisonous record is deleted too: its step has recorded why it
 	// cannot succeed, and retrying would only feed the DLQ.

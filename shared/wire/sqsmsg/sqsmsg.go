@@ -148,6 +148,27 @@ func (r Record) Delivered(queue string) *ports.Delivered {
 	return d
 }
 
+// DropEarlyReceive takes out of d's DeliveryCount (SQS's receive count) the
+// receive that came before d was due, for a message received when due: a
+// FIFO queue takes no per-message delay, so a message first received before
+// its NotBefore was hidden until then (ChangeMessageVisibility), its step
+// not run; SQS counts that receive, Service Bus would not have delivered it,
+// and a step's first run must not look like a redelivery. attrs are the
+// record's system attributes (ApproximateFirstReceiveTimestamp, in
+// milliseconds of SQS's clock). A copy sent again to wait longer (the SQS
+// adapter's wait) starts its own count, so a copy has at most one such
+// receive, unless hiding it failed and it came back early again, which
+// this still takes out once.
+func DropEarlyReceive(d *ports.Delivered, attrs map[string]string) {
+	if d.DeliveryCount < 2 || d.NotBefore.IsZero() {
+		return
+	}
+	ms, err := strconv.ParseInt(attrs["ApproximateFirstReceiveTimestamp"], 10, 64)
+	if err == nil && time.UnixMilli(ms).Before(d.NotBefore) {
+		d.DeliveryCount--
+	}
+}
+
 // seqMask keeps the low 63 bits of a sequence number.
 var seqMask = new(big.Int).Sub(new(big.Int).Lsh(big.NewInt(1), 63), big.NewInt(1))
 

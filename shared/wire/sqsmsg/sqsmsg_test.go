@@ -72,3 +72,28 @@ func TestRecordDelivered(t *testing.T) {
 	r.MessageAttributes[AttrDeadLetterReason] = "ProcessingFailed"
 	assert.Equal(t, "ProcessingFailed", r.Delivered(ports.DeadLetterQueue("delivery-requests")).DeadLetterReason)
 }
+
+func TestDropEarlyReceive(t *testing.T) {
+	t.Parallel()
+	notBefore := time.Date(2026, 11, 26, 15, 0, 0, 5e8, time.UTC)
+	for _, c := range []struct {
+		name     string
+		first    string // ApproximateFirstReceiveTimestamp
+		received int
+		want     int
+	}{
+		{"first received before it was due, hidden, now due", "1795705199999", 2, 1},
+		{"then run, failed and received again", "1795705199999", 3, 2},
+		{"first received when due", "1795705200500", 2, 2},
+		{"received once", "1795705199999", 1, 1},
+		{"no first receive time", "", 2, 2},
+	} {
+		d := &ports.Delivered{DeliveryCount: c.received}
+		d.NotBefore = notBefore
+		DropEarlyReceive(d, map[string]string{"ApproximateFirstReceiveTimestamp": c.first})
+		assert.Equal(t, c.want, d.DeliveryCount, c.name)
+	}
+	d := &ports.Delivered{DeliveryCount: 2}
+	DropEarlyReceive(d, map[string]string{"ApproximateFirstReceiveTimestamp": "1795705199999"})
+	assert.Equal(t, 2, d.DeliveryCount, "a message with no NotBefore was never hidden")
+}

@@ -1,0 +1,110 @@
+package lambda
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-lambda-go/events"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/otel/trace/noop"
+
+	"github.com/fabrikam/dronedelivery/shared/functionapp"
+	"github.com/fabrikam/dronedelivery/shared/logctx"
+	"github.com/fabrikam/dronedelivery/shared/tracing"
+	"github.com/fabrikam/dronedelivery/shared/wire/sqsmsg"
+)
+
+// stuckExporter is a tracer provider whose flush waits for its context, as
+// an OTLP exporter retrying a collector that answers 503 does.
+type stuckExporter struct{ noop.TracerProvider }
+
+func (stuckExporter) ForceFlush(ctx context.Context) error {
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+// A collector that is down must not hold the answer past Lambda's deadline:
+// an invocation that times out returns no partial batch response, so its
+// whole batch would come back, the records it processed too.
+func TestSpansThatCannotBeExportedDoNotHoldTheAnswer(t *testing.T) {
+	// Not parallel: the tracer provider is the process's.
+	defer tracing.Use(stuckExporter{})()
+	f := newFixture(t, &fakePublisher{}, Options{})
+	raw, err := json.Marshal(events.SQSEvent{Records: []events.SQSMessage{sqsRecord("delivery-requests", "d1:requested", "ok", 1)}})
+	require.NoError(t, err)
+	deadline := time.Now().Add(returnMargin + time.Second)
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+	out, err := f.h.Invoke(ctx, raw)
+	require.NoError(t, err)
+	assert.True(t, time.Now().Before(deadline), "answered before the invocation's deadline")
+	resp, ok := out.(*events.SQSEventResponse)
+	require.True(t, ok, "%T", out)
+	assert.Empty(t, failures(*resp))
+	assert.NotNil(t, f.delivered("d1:requested"))
+}
+
+// An HTTP handler waiting on a store that does not answer is stopped before
+// Lambda's deadline, so that its problem reaches the client rather than the
+// gateway's error for a timed-out integration.
+func TestAnHTTPHandlerIsStoppedBeforeTheDeadline(t *testing.T) {
+	t.Parallel()
+	fns := []functionapp.FunctionConfig{{Name: "Slow", Bindings: []functionapp.Binding{
+		{Type: "httpTrigger", Direction: "in", Name: "req", AuthLevel: "function", Methods: []string{"get"}, Route: "slow"},
+		{Type: "http", Direction: "out", Name: "res"},
+	}}}
+	reg := functionapp.Registry{"Slow": {HTTP: func(ctx context.Context, _ *functionapp.Request) *functionapp.Response {
+		<-ctx.Done()
+		return functionapp.Problem(http.StatusServiceUnavailable, "", "the store did not answer")
+	}}}
+	h, err := New(reg, fns, &fakePublisher{}, logctx.NewLogger(testWriter{t}, slog.LevelDebug), Options{})
+	require.NoError(t, err)
+	raw, err := json.Marshal(httpEvent(http.MethodGet, "/api/slow", "", ""))
+	require.NoError(t, err)
+	deadline := time.Now().Add(returnMargin + time.Second)
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+	out, err := h.Invoke(ctx, raw)
+	require.NoError(t, err)
+	assert.True(t, time.Now().Before(deadline), "answered before the invocation's deadline")
+	resp, ok := out.(*events.APIGatewayV2HTTPResponse)
+	require.True(t, ok, "%T", out)
+	assert.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
+	assert.Contains(t, resp.Body, "the store did not answer")
+}
+
+// On a FIFO queue a message that is not due is received, hidden until it is
+// and received again: SQS counts both receives, but the step runs once, so
+// its first run must not look like a redelivery (which would send the
+// customer's notices again).
+func TestADelayedRecordsFirstRunIsNoRedelivery(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 11, 26, 15, 0, 0, 0, time.UTC)
+	due := now.Add(time.Minute)
+	rec := sqsRecord("delivery-requests", "d1:retry-1", "ok", 1)
+	at := due.Format(time.RFC3339Nano)
+	rec.MessageAttributes[sqsmsg.AttrNotBefore] = events.SQSMessageAttribute{StringValue: &at, DataType: "String"}
+	rec.Attributes["ApproximateFirstReceiveTimestamp"] = strconv.FormatInt(now.UnixMilli(), 10) // by SQS's clock
+	pub := &delayingPublisher{}
+	early := newFixture(t, pub, Options{Now: func() time.Time { return now }})
+	resp := invoke[events.SQSEventResponse](t, early.h, events.SQSEvent{Records: []events.SQSMessage{rec}})
+	require.Equal(t, []string{"sqs-d1:retry-1"}, failures(resp))
+	require.Len(t, pub.delays, 1, "hidden until it is due")
+	require.Nil(t, early.delivered("d1:retry-1"), "its step did not run")
+
+	for receives, want := range map[string]int{"2": 1, "3": 2} {
+		rec.Attributes["ApproximateReceiveCount"] = receives
+		due := newFixture(t, &delayingPublisher{}, Options{Now: func() time.Time { return now.Add(time.Minute) }})
+		resp = invoke[events.SQSEventResponse](t, due.h, events.SQSEvent{Records: []events.SQSMessage{rec}})
+		require.Empty(t, failures(resp))
+		m := due.delivered("d1:retry-1")
+		require.NotNil(t, m)
+		assert.Equal(t, want, m.DeliveryCount, "received %s times, the first early", receives)
+	}
+}
