@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math"
 	"net/http"
 	"slices"
 	"strconv"
@@ -280,24 +281,46 @@ func (w *waiter) skipping(skip map[string]bool) map[string]bool {
 	return out
 }
 
-// heldPage bounds the deliveries read to count an account's drones: an
-// account holding more ranks last anyway.
-const heldPage = 200
+// heldPage is the page size of the reads that count an account's drones,
+// and heldScan bounds the deliveries read per stage: an account with more
+// that have not ended (its booked pickups, its deliveries waiting for a
+// drone) counts as holding heldMany, more drones than any other account,
+// so it ranks last and takes no other account's drone.
+const (
+	heldPage = 200
+	heldScan = 5000
+	heldMany = math.MaxInt32
+)
 
 // held counts the drones owner's deliveries hold in area, through the
-// owner index (one indexed read per stage of a delivery that has not
+// owner index (the indexed reads of each stage of a delivery that has not
 // ended: a claimed drone is held from before the stage says Scheduled).
+// Every delivery of those stages is read, not only the newest page: booked
+// pickups and waiting deliveries, which hold no drone, would otherwise
+// crowd out the older ones that do, and the account would count as
+// holding fewer drones than it does.
 func (h *Handlers) held(ctx context.Context, owner, area string) (int, error) {
 	n := 0
 	for _, s := range activeStages {
-		page, err := h.store.Deliveries.PageByOwner(ctx, ports.DeliveryFilter{OwnerID: owner, Stage: s, Limit: heldPage})
-		if err != nil {
-			return 0, fmt.Errorf("count the drones of account %s: %w", owner, err)
-		}
-		for _, d := range page.Deliveries {
-			if d.HoldsDrone() && domain.AreaOf(d.Request.PickupLocation) == area {
-				n++
+		f := ports.DeliveryFilter{OwnerID: owner, Stage: s, Limit: heldPage}
+		for read := 0; ; {
+			page, err := h.store.Deliveries.PageByOwner(ctx, f)
+			if err != nil {
+				return 0, fmt.Errorf("count the drones of account %s: %w", owner, err)
 			}
+			for _, d := range page.Deliveries {
+				if d.HoldsDrone() && domain.AreaOf(d.Request.PickupLocation) == area {
+					n++
+				}
+			}
+			read += len(page.Deliveries)
+			if page.Next == nil {
+				break
+			}
+			if read >= heldScan {
+				return heldMany, nil
+			}
+			f.After = page.Next
 		}
 	}
 	return n, nil

@@ -1200,3 +1200,42 @@ func TestADroneFreedByARescheduleWakesAroundIt(t *testing.T) {
 	f.reschedule(t, f.key, "a1", map[string]any{"pickupTime": pickup.Format(time.RFC3339), "deadline": pickup.Add(2 * time.Hour).Format(time.RFC3339)})
 	assert.Equal(t, []string{"north"}, wokenIn(t, f.runQueued(t)))
 }
+
+// An account's booked pickups hold no drone, however many there are: its
+// drones are counted through all of its deliveries, not the newest page of
+// each stage, so a large account with many bookings does not count as
+// holding none and jump ahead of a smaller one.
+func TestManyBookingsDoNotHideTheDronesAnAccountHolds(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, domain.Drone{ID: "d1", Location: at(0, 0)}, domain.Drone{ID: "d2", Location: at(0, 0.001)})
+	_, other := f.signUpOther(t)
+	var burst []string
+	for i := range 4 {
+		id := fmt.Sprint("a", i)
+		burst = append(burst, id)
+		f.ingestAs(t, f.key, id, false)
+	}
+	f.drain(t)
+	require.Len(t, f.assigned(t, burst...), 2)
+	// More bookings than a page, newer than the deliveries holding drones
+	// and in the same stage (Scheduled, no drone yet).
+	pickup := f.clock.Now().Add(24 * time.Hour).Format(time.RFC3339)
+	for i := range 230 {
+		f.clock.Advance(time.Millisecond)
+		body, _ := json.Marshal(map[string]any{"deliveryId": fmt.Sprint("booked-", i), "pickupLocation": at(0.01, 0), "dropOffLocation": at(0.02, 0),
+			"pickupTime": pickup, "packageInfo": map[string]any{"size": "Small", "weight": 1}})
+		resp := f.call("IngestDelivery", f.key, &functionapp.Request{Method: "POST", Body: body})
+		require.Equal(t, http.StatusAccepted, resp.Status, string(resp.Body))
+	}
+	f.drain(t)
+	require.Equal(t, domain.StageScheduled, f.delivery(t, "booked-229").Stage)
+	require.Nil(t, f.delivery(t, "booked-229").DroneAssignedAt)
+	f.clock.Advance(time.Second)
+	f.dispatchAs(t, other, "b0", false)
+	require.Empty(t, f.assigned(t, "b0"))
+
+	f.complete(t, f.assigned(t, burst...)[0])
+	f.playRetries(t, burst...)
+	assert.Equal(t, []string{"b0"}, f.assigned(t, "b0"), "the account holding none gets the freed drone")
+	assert.Len(t, f.assigned(t, burst...), 2, "one done, one flying: the burst got no third drone")
+}
