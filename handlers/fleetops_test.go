@@ -486,3 +486,30 @@ func TestAPauseJudgesAPickupByItsTime(t *testing.T) {
 	resp = f.ingest(t, request("later", t0.Add(time.Hour)))
 	assert.Equal(t, http.StatusServiceUnavailable, resp.Status, "a pause without an end covers every pickup: %s", resp.Body)
 }
+
+// A pause does not hide that no drone could ever serve a request: ingest
+// refuses it (422) rather than have it sent again after the pause (503),
+// and its quote lists the reasons beside the pause.
+func TestAPauseDoesNotHideThatARequestCannotBeServed(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, domain.Drone{ID: "d1", Location: at(0, 0)})
+	resp := f.fleet("PutPause", &functionapp.Request{Method: "PUT", Params: map[string]string{"id": "storm"},
+		Body: mustJSON(map[string]any{"reason": "hail"})})
+	require.Equal(t, http.StatusCreated, resp.Status, string(resp.Body))
+
+	heavy := requestBody("heavy", at(0.01, 0), at(0.02, 0), "Small", 50)
+	resp = f.ingest(t, heavy)
+	require.Equal(t, http.StatusUnprocessableEntity, resp.Status, string(resp.Body))
+	assert.Equal(t, "packageInfo.weight", problemOf(t, resp).Field)
+	q := f.quote(t, heavy)
+	assert.False(t, q.Feasible)
+	require.NotEmpty(t, q.Reasons)
+	assert.Equal(t, "packageInfo.weight", q.Reasons[0].Field)
+	assert.Contains(t, q.Paused, "hail")
+
+	light := requestBody("light", at(0.01, 0), at(0.02, 0), "Small", 1)
+	assert.Equal(t, http.StatusServiceUnavailable, f.ingest(t, light).Status, "one the fleet could serve waits for the pause")
+	q = f.quote(t, light)
+	assert.True(t, q.Feasible)
+	assert.Contains(t, q.Paused, "hail")
+}

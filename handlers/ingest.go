@@ -89,13 +89,14 @@ func (h *Handlers) IngestDelivery(ctx context.Context, req *functionapp.Request)
 		d.DeadlineBy = domain.DeadlineByService
 	}
 	d.Request.Defaults(now, id, h.cfg.Feasibility.MaxHorizon)
-	hold, err := h.pickupPaused(ctx, &d.Request, now)
-	if err != nil {
-		err = domain.Unavailable(err, "the service pauses could not be read; retry")
-	}
-	var area string
-	if err == nil && hold == nil {
-		area, err = h.feasibleIn(ctx, &d.Request)
+	// A request no drone could ever serve is refused (422) whether or not
+	// a pause holds its pickup: a 503 would only have it sent again.
+	area, err := h.feasibleIn(ctx, &d.Request)
+	var hold *domain.Hold
+	if err == nil {
+		if hold, err = h.pickupPaused(ctx, &d.Request, now); err != nil {
+			err = domain.Unavailable(err, "the service pauses could not be read; retry")
+		}
 	}
 	if err != nil || hold != nil {
 		// A retry of a request accepted earlier gets its 202 again, even

@@ -65,25 +65,29 @@ func (h *Handlers) QuoteDelivery(ctx context.Context, req *functionapp.Request) 
 	r := p.Request
 	r.Defaults(now, "quote", h.cfg.Feasibility.MaxHorizon)
 	out := quoteView{Feasible: true, Reasons: []quoteReason{}}
-	if hold, err := h.pickupPaused(ctx, &r, now); err != nil {
-		return h.errorResponse(ctx, domain.Unavailable(err, "the service pauses could not be read; retry"))
-	} else if hold != nil {
-		// What a request now would meet (ingest's 503), with no drone
-		// to quote; the fleet may still serve it once service resumes.
-		out.Paused = pausedDetail(hold)
-		return functionapp.JSON(http.StatusOK, out)
-	}
 	errs, err := h.infeasible(ctx, &r)
 	if err != nil {
 		return h.errorResponse(ctx, err)
 	}
+	hold, err := h.pickupPaused(ctx, &r, now)
+	if err != nil {
+		return h.errorResponse(ctx, domain.Unavailable(err, "the service pauses could not be read; retry"))
+	}
+	if hold != nil {
+		// What a request now would meet (ingest's 503 for one the fleet
+		// could serve), with no drone to quote.
+		out.Paused = pausedDetail(hold)
+	}
 	if len(errs) > 0 {
 		// Every reason at once, so that a client can fix them together;
-		// ingest's 422 names the first.
+		// ingest's 422 names the first, pause or not.
 		out.Feasible = false
 		for _, e := range errs {
 			out.Reasons = append(out.Reasons, quoteReason{Field: domain.ErrorField(e), Detail: domain.ErrorMessage(e)})
 		}
+		return functionapp.JSON(http.StatusOK, out)
+	}
+	if hold != nil {
 		return functionapp.JSON(http.StatusOK, out)
 	}
 	plan, err := h.choose(ctx, h.store, &r, now, nil)
