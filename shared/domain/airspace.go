@@ -1,6 +1,10 @@
 package domain
 
-import "time"
+import (
+	"time"
+
+	"github.com/fabrikam/dronedelivery/shared/geo"
+)
 
 // Airspace says where drones may fly at a moment: the service areas that
 // bound where pickups and dropoffs may be, and the no-fly zones that legs
@@ -30,6 +34,21 @@ type AreaLocator interface {
 type Route struct {
 	Points []Location `json:"points"`
 	Km     float64    `json:"km"`
+}
+
+// remainingKm is how far a drone at from has still to fly to to along r
+// (geo.RemainingKm): the straight line when r has fewer than two points,
+// and never less than it.
+func (r Route) remainingKm(from, to Location) float64 {
+	straight := DistanceKm(from, to)
+	if len(r.Points) < 2 {
+		return straight
+	}
+	path := make([]geo.Point, len(r.Points))
+	for i, p := range r.Points {
+		path[i] = p.Point()
+	}
+	return max(geo.RemainingKm(path, from.Point()), straight)
 }
 
 // StraightRoute is the direct path from a to b.

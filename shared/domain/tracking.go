@@ -181,20 +181,27 @@ type Telemetry struct {
 
 // FlightETA estimates arrival times for a drone already in the air at
 // from: no climb before the next leg. Before the pickup, the pickup leg
-// ends with a landing and loading, and the dropoff leg, legKm long as
-// routed (the straight line when 0), starts with a climb; after it, only
-// the descent at the dropoff remains.
-func FlightETA(now time.Time, from Location, speedMps float64, req *DeliveryRequest, legKm float64, pickedUp bool) ETA {
+// ends with a landing and loading, and the dropoff leg starts with a climb;
+// after it, only the descent at the dropoff remains. With a route (the legs
+// as dispatch planned them round the no-fly zones, which the drone flies),
+// the leg the drone is on is counted along it from the point of it nearest
+// the drone, and the dropoff leg at its routed length; without one, or
+// where a leg has no points, straight.
+func FlightETA(now time.Time, from Location, speedMps float64, req *DeliveryRequest, route *PlannedRoute, pickedUp bool) ETA {
 	cruise := func(km float64) time.Duration { return cruiseDuration(km, speedMps) }
-	if pickedUp {
-		return ETA{Delivery: ceilSecond(now.Add(cruise(DistanceKm(from, req.DropoffLocation)) + LandingDuration))}
+	var toPickup, toDropoff Route
+	if route != nil {
+		toPickup, toDropoff = route.Pickup, route.Dropoff
 	}
-	pickup := now.Add(cruise(DistanceKm(from, req.PickupLocation)) + LandingDuration)
+	if pickedUp {
+		return ETA{Delivery: ceilSecond(now.Add(cruise(toDropoff.remainingKm(from, req.DropoffLocation)) + LandingDuration))}
+	}
+	pickup := now.Add(cruise(toPickup.remainingKm(from, req.PickupLocation)) + LandingDuration)
 	if req.PickupTime.After(pickup) {
 		pickup = req.PickupTime
 	}
 	pickup = ceilSecond(pickup)
-	legKm = max(legKm, DistanceKm(req.PickupLocation, req.DropoffLocation))
+	legKm := max(toDropoff.Km, DistanceKm(req.PickupLocation, req.DropoffLocation))
 	delivery := pickup.Add(PickupHandling + LegDuration(legKm, speedMps))
 	return ETA{Pickup: pickup, Delivery: ceilSecond(delivery)}
 }
@@ -354,11 +361,7 @@ func (d *Delivery) estimate(drone *Drone, t time.Time, loc Location, cfg Trackin
 		// claim, so no ETA is made earlier than the schedule could be.
 		t = latest(t, *d.DroneAssignedAt)
 	}
-	legKm := 0.0 // the straight line
-	if d.PlannedRoute != nil {
-		legKm = d.PlannedRoute.Dropoff.Km // as routed round the zones
-	}
-	eta := FlightETA(t, loc, drone.CruiseSpeedMps, &d.Request, legKm, d.PickedUpAt != nil)
+	eta := FlightETA(t, loc, drone.CruiseSpeedMps, &d.Request, d.PlannedRoute, d.PickedUpAt != nil)
 	if d.PickedUpAt != nil && DistanceKm(loc, d.Request.PickupLocation) <= cfg.ArrivalRadiusKm {
 		// Still at the pickup: the landing, the loading and the climb that
 		// an estimate from the air leaves out are ahead, or, on the pad

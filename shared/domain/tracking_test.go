@@ -61,7 +61,7 @@ func TestTrackStagesAndETAChanges(t *testing.T) {
 
 	_, _ = report(domain.Location{Latitude: 47.61, Longitude: -122.33}, start.Add(4*time.Minute))
 	assert.Equal(t, domain.StageHeadedToDropoff, d.Stage)
-	want := domain.FlightETA(start.Add(4*time.Minute), domain.Location{Latitude: 47.61, Longitude: -122.33}, 10, &d.Request, 0, true)
+	want := domain.FlightETA(start.Add(4*time.Minute), domain.Location{Latitude: 47.61, Longitude: -122.33}, 10, &d.Request, nil, true)
 	assert.Equal(t, want.Delivery, *d.DeliveryETA)
 
 	_, notes = report(drop, start.Add(6*time.Minute))
@@ -98,7 +98,7 @@ func TestAReportDatedBeforeTheClaim(t *testing.T) {
 	assert.Equal(t, domain.NotifyETAChanged, notes[0].Kind)
 	assert.Equal(t, backdated, notes[0].At, "dated with its report")
 	assert.Regexp(t, `^Your delivery's estimated time changed to \d\d:\d\d UTC\.$`, notes[0].Message, "a time for a person, not RFC 3339")
-	want := domain.FlightETA(claimed, away, 10, &d.Request, 0, false)
+	want := domain.FlightETA(claimed, away, 10, &d.Request, nil, false)
 	assert.Equal(t, want.Pickup, *d.PickupETA, "counted from the claim")
 	assert.Equal(t, want.Delivery, *d.DeliveryETA)
 }
@@ -279,7 +279,7 @@ func TestTheETAFromThePickupPadCountsTheHandlingAhead(t *testing.T) {
 	require.Equal(t, domain.NotifyPickedUp, picked.Kind)
 	require.NotNil(t, picked.DeliveryETA)
 	assert.Equal(t, atPad, *picked.DeliveryETA, "the picked-up notice tells the time the report that made it gave")
-	leg := domain.FlightETA(arrived, pickup, 10, &d.Request, 0, true).Delivery.Sub(arrived)
+	leg := domain.FlightETA(arrived, pickup, 10, &d.Request, nil, true).Delivery.Sub(arrived)
 	assert.WithinDuration(t, arrived.Add(2*time.Minute+leg), atPad, time.Second, "landing, loading and climb ahead")
 	for _, after := range []time.Duration{30 * time.Second, 60 * time.Second, 90 * time.Second} {
 		assert.WithinDuration(t, atPad, report(pickup, arrived.Add(after)), time.Second, "steady on the pad %s after", after)
@@ -288,7 +288,7 @@ func TestTheETAFromThePickupPadCountsTheHandlingAhead(t *testing.T) {
 	assert.WithinDuration(t, late.Add(30*time.Second+leg), report(pickup, late), time.Second, "still on the pad: the climb is ahead")
 	away := domain.Location{Latitude: 47.605, Longitude: -122.33}
 	gone := late.Add(time.Minute)
-	assert.Equal(t, domain.FlightETA(gone, away, 10, &d.Request, 0, true).Delivery, report(away, gone), "in the air")
+	assert.Equal(t, domain.FlightETA(gone, away, 10, &d.Request, nil, true).Delivery, report(away, gone), "in the air")
 }
 
 // Before the pickup, a report's delivery ETA counts the pickup → dropoff
@@ -307,9 +307,9 @@ func TestAReportCountsTheRoutedLeg(t *testing.T) {
 	at := start.Add(time.Minute)
 	changed, _ := domain.Track(d, drone, domain.Telemetry{Location: away, BatteryPercent: 50, Timestamp: at}, domain.TrackingConfig{})
 	require.True(t, changed)
-	assert.Equal(t, domain.FlightETA(at, away, 10, &d.Request, straight+3, false).Delivery, *d.DeliveryETA)
-	assert.Equal(t, 300*time.Second, domain.FlightETA(at, away, 10, &d.Request, straight+3, false).Delivery.Sub(
-		domain.FlightETA(at, away, 10, &d.Request, 0, false).Delivery), "3 km more at 10 m/s")
+	assert.Equal(t, domain.FlightETA(at, away, 10, &d.Request, d.PlannedRoute, false).Delivery, *d.DeliveryETA)
+	assert.Equal(t, 300*time.Second, domain.FlightETA(at, away, 10, &d.Request, d.PlannedRoute, false).Delivery.Sub(
+		domain.FlightETA(at, away, 10, &d.Request, nil, false).Delivery), "3 km more at 10 m/s")
 }
 
 // A drone whose clock runs behind the service's dates its reports before
@@ -335,4 +335,47 @@ func TestADroneClockBehindTheServicesStillPicksUp(t *testing.T) {
 	report(drop, accepted.Add(8*time.Minute))
 	assert.Equal(t, domain.StageCompleted, d.Stage)
 	assert.NoError(t, domain.LegalHistory(d.History))
+}
+
+// A report on a leg routed round a zone counts what is left of the detour
+// the drone flies, not the straight line through the zone: the pickup ETA
+// of a drone still at its start does not move minutes earlier at its first
+// report (telling the customer so), and one halfway round counts the half
+// left; after the pickup, the same holds for the dropoff leg.
+func TestAReportCountsWhatIsLeftOfTheRoutedLegs(t *testing.T) {
+	t.Parallel()
+	start := time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC)
+	d, pickup, drop := scheduledFlight(start)
+	from := domain.Location{Latitude: pickup.Latitude, Longitude: pickup.Longitude - 0.05}
+	north := 0.03
+	corner1 := domain.Location{Latitude: from.Latitude + north, Longitude: from.Longitude}
+	corner2 := domain.Location{Latitude: pickup.Latitude + north, Longitude: pickup.Longitude}
+	around := func(a, b, c, d domain.Location) domain.Route {
+		return domain.Route{Points: []domain.Location{a, b, c, d}, Km: domain.DistanceKm(a, b) + domain.DistanceKm(b, c) + domain.DistanceKm(c, d)}
+	}
+	d.PlannedRoute = &domain.PlannedRoute{Pickup: around(from, corner1, corner2, pickup), Dropoff: domain.StraightRoute(pickup, drop)}
+	speed := 10.0
+	leg := func(km float64) time.Duration { return time.Duration(km / speed * 1000 * float64(time.Second)) }
+
+	straight := domain.FlightETA(start, from, speed, &d.Request, nil, false)
+	routed := domain.FlightETA(start, from, speed, &d.Request, d.PlannedRoute, false)
+	assert.InDelta(t, leg(d.PlannedRoute.Pickup.Km-domain.DistanceKm(from, pickup)).Seconds(), routed.Pickup.Sub(straight.Pickup).Seconds(), 1,
+		"at its start the whole detour is ahead")
+	halfway := domain.Location{Latitude: corner1.Latitude, Longitude: (corner1.Longitude + corner2.Longitude) / 2}
+	left := domain.DistanceKm(halfway, corner2) + domain.DistanceKm(corner2, pickup)
+	got := domain.FlightETA(start, halfway, speed, &d.Request, d.PlannedRoute, false)
+	assert.InDelta(t, leg(left).Seconds(), got.Pickup.Sub(domain.FlightETA(start, pickup, speed, &d.Request, d.PlannedRoute, false).Pickup).Seconds(), 1,
+		"halfway round, the half left")
+
+	changed, _ := domain.Track(d, &domain.Drone{CruiseSpeedMps: speed}, domain.Telemetry{Location: from, BatteryPercent: 50, Timestamp: start}, domain.TrackingConfig{})
+	require.True(t, changed)
+	assert.Equal(t, routed.Pickup, *d.PickupETA, "the report keeps the routed pickup ETA")
+
+	// After the pickup, on a dropoff leg routed round a zone.
+	beyond := domain.Location{Latitude: drop.Latitude + north, Longitude: drop.Longitude}
+	d.PlannedRoute.Dropoff = around(pickup, corner2, beyond, drop)
+	onTop := domain.Location{Latitude: corner2.Latitude, Longitude: (corner2.Longitude + beyond.Longitude) / 2}
+	after := domain.FlightETA(start, onTop, speed, &d.Request, d.PlannedRoute, true)
+	assert.InDelta(t, leg(domain.DistanceKm(onTop, beyond)+domain.DistanceKm(beyond, drop)).Seconds(),
+		after.Delivery.Sub(start.Add(domain.LandingDuration)).Seconds(), 1, "the rest of the detour, then the landing")
 }
