@@ -361,7 +361,14 @@ func (d *Delivery) estimate(drone *Drone, t time.Time, loc Location, cfg Trackin
 		// claim, so no ETA is made earlier than the schedule could be.
 		t = latest(t, *d.DroneAssignedAt)
 	}
-	eta := FlightETA(t, loc, drone.CruiseSpeedMps, &d.Request, d.PlannedRoute, d.PickedUpAt != nil)
+	from := t
+	if d.PickedUpAt == nil && loc.Altitude != nil && *loc.Altitude < 1 && DistanceKm(loc, d.Request.PickupLocation) > cfg.ArrivalRadiusKm {
+		// On the ground short of the pickup (its first report, before it
+		// takes off): the climb an estimate from the air leaves out is
+		// ahead, as the schedule counted it.
+		from = t.Add(TakeoffDuration)
+	}
+	eta := FlightETA(from, loc, drone.CruiseSpeedMps, &d.Request, d.PlannedRoute, d.PickedUpAt != nil)
 	if d.PickedUpAt != nil && DistanceKm(loc, d.Request.PickupLocation) <= cfg.ArrivalRadiusKm {
 		// Still at the pickup: the landing, the loading and the climb that
 		// an estimate from the air leaves out are ahead, or, on the pad

@@ -379,3 +379,30 @@ func TestAReportCountsWhatIsLeftOfTheRoutedLegs(t *testing.T) {
 	assert.InDelta(t, leg(domain.DistanceKm(onTop, beyond)+domain.DistanceKm(beyond, drop)).Seconds(),
 		after.Delivery.Sub(start.Add(domain.LandingDuration)).Seconds(), 1, "the rest of the detour, then the landing")
 }
+
+// A report from the ground short of the pickup (the drone's first, before
+// it takes off) keeps the climb ahead of it in the ETAs, as the schedule
+// counted it; in the air, there is none left.
+func TestAReportFromTheGroundKeepsTheClimbAhead(t *testing.T) {
+	t.Parallel()
+	start := time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC)
+	away := domain.Location{Latitude: 47.59, Longitude: -122.33}
+	for _, c := range []struct {
+		name     string
+		altitude *float64
+		climb    time.Duration
+	}{
+		{"on the ground", ptr(0.0), domain.TakeoffDuration},
+		{"in the air", ptr(120.0), 0},
+		{"no altitude reported", nil, 0},
+	} {
+		d, _, _ := scheduledFlight(start)
+		loc := away
+		loc.Altitude = c.altitude
+		changed, _ := domain.Track(d, &domain.Drone{CruiseSpeedMps: 10}, domain.Telemetry{Location: loc, BatteryPercent: 90, Timestamp: start}, domain.TrackingConfig{})
+		require.True(t, changed, c.name)
+		want := domain.FlightETA(start.Add(c.climb), away, 10, &d.Request, nil, false)
+		assert.Equal(t, want.Pickup, *d.PickupETA, c.name)
+		assert.Equal(t, want.Delivery, *d.DeliveryETA, c.name)
+	}
+}
