@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -129,4 +130,46 @@ func TestAZoneOverAPickupShowsBeforeDispatchRuns(t *testing.T) {
 	assert.Equal(t, domain.WaitNoRoute, kind)
 	assert.Contains(t, reason, "no route: pickupLocation")
 	assert.Contains(t, reason, "crane")
+}
+
+// A no-fly zone that comes into force while the drone is on its way is
+// flown round as one in force at dispatch is: across the pickup → dropoff
+// leg it lengthens the planned leg, and over the dropoff it keeps the
+// delivery from being scheduled to land inside it.
+func TestAZoneComingIntoForceDuringTheFlightIsMet(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, domain.Drone{ID: "d1", Location: at(0, -0.03)})
+	soon := f.clock.Now().Add(2 * time.Minute)
+	square := func(c domain.Location, half float64) string {
+		return fmt.Sprintf(`{"type":"Polygon","coordinates":[[[%[2]f,%[1]f],[%[4]f,%[1]f],[%[4]f,%[3]f],[%[2]f,%[3]f],[%[2]f,%[1]f]]]}`,
+			c.Latitude-half, c.Longitude-half, c.Latitude+half, c.Longitude+half)
+	}
+	putZone := func(id string, c domain.Location) {
+		t.Helper()
+		body := fmt.Sprintf(`{"name":%q,"geometry":%s,"validFrom":%q,"validTo":%q}`, id, square(c, 0.002),
+			soon.Format(time.RFC3339), soon.Add(2*time.Hour).Format(time.RFC3339))
+		resp := f.fleet("PutNoFlyZone", &functionapp.Request{Method: http.MethodPut, Params: map[string]string{"id": id}, Body: []byte(body)})
+		require.Equal(t, http.StatusCreated, resp.Status, string(resp.Body))
+	}
+
+	putZone("across", at(0, 0.015))
+	require.Equal(t, http.StatusAccepted, f.ingest(t, requestBody("crossing", at(0, 0), at(0, 0.03), "Small", 1)).Status)
+	f.drain(t)
+	d := f.delivery(t, "crossing")
+	require.Equal(t, domain.StageScheduled, d.Stage)
+	require.True(t, d.PickupETA.After(soon), "the leg is flown once the zone is in force")
+	straight := domain.DistanceKm(at(0, 0), at(0, 0.03))
+	assert.Greater(t, d.PlannedRoute.Dropoff.Km, straight+0.05, "round the zone, not %.3f km straight through it", straight)
+	assert.Greater(t, len(d.PlannedRoute.Dropoff.Points), 2)
+
+	putZone("over", at(0.02, 0.03))
+	require.Equal(t, http.StatusAccepted, f.ingest(t, requestBody("landing", at(0.02, 0), at(0.02, 0.03), "Small", 1)).Status)
+	f.drain(t)
+	d = f.delivery(t, "landing")
+	assert.Empty(t, d.DroneID, "not sent to land where a zone will be in force when it gets there")
+	assert.Equal(t, domain.StageCreated, d.Stage)
+	f.clock.Advance(10 * time.Second)
+	resp := f.fleet("ListWaitingDeliveries", &functionapp.Request{Method: http.MethodGet})
+	require.Equal(t, http.StatusOK, resp.Status, string(resp.Body))
+	assert.Contains(t, string(resp.Body), "no-fly zone over", "the operator's listing names the zone")
 }

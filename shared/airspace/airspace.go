@@ -93,7 +93,7 @@ type Airspace struct {
 	graphs map[string]*graph // by the set of no-fly zones in force
 }
 
-var _ domain.Airspace = (*Airspace)(nil)
+var _ domain.TimedAirspace = (*Airspace)(nil)
 
 // zone is a zone ready for the geometry: its polygons as given, grown by
 // Margin (no-fly zones only), and its corners moved out by NodeMargin, with
@@ -316,7 +316,17 @@ func (a *Airspace) areaAt(ll s2.LatLng, p s2.Point, t time.Time) (area *zone, li
 // no-fly zone in force at t, else the shortest path around them over the
 // visibility graph (see the package documentation).
 func (a *Airspace) Route(from, to domain.Location, t time.Time) (domain.Route, error) {
-	g := a.graphAt(t)
+	return a.RouteDuring(from, to, t, t)
+}
+
+// Timed implements domain.TimedAirspace: whether a no-fly zone is in force
+// for a window only.
+func (a *Airspace) Timed() bool { return a.timed }
+
+// RouteDuring implements domain.TimedAirspace: Route round every no-fly
+// zone in force at any time in [start, end].
+func (a *Airspace) RouteDuring(from, to domain.Location, start, end time.Time) (domain.Route, error) {
+	g := a.graphDuring(start, end)
 	if g == nil {
 		return domain.StraightRoute(from, to), nil
 	}
@@ -351,9 +361,9 @@ func (a *Airspace) Route(from, to domain.Location, t time.Time) (domain.Route, e
 	return r, nil
 }
 
-// graphAt returns the graph of the no-fly zones in force at t, building it
-// on first use; nil when none is.
-func (a *Airspace) graphAt(t time.Time) *graph {
+// graphDuring returns the graph of the no-fly zones in force at any time in
+// [start, end], building it on first use; nil when none is.
+func (a *Airspace) graphDuring(start, end time.Time) *graph {
 	if !a.timed {
 		a.static.once.Do(func() {
 			if len(a.nfz) > 0 {
@@ -365,7 +375,7 @@ func (a *Airspace) graphAt(t time.Time) *graph {
 	var key strings.Builder
 	var active []*zone
 	for i, z := range a.nfz {
-		if z.z.ActiveAt(t) {
+		if z.z.ActiveDuring(start, end) {
 			active = append(active, z)
 			key.WriteString(strconv.Itoa(i))
 			key.WriteByte(',')

@@ -21,6 +21,20 @@ type Airspace interface {
 	Route(a, b Location, at time.Time) (Route, error)
 }
 
+// TimedAirspace is an airspace whose no-fly zones may be in force for a
+// window only (temporary flight restrictions). A leg flown over a span of
+// time meets every zone in force at any moment of it, so dispatch routes
+// each leg round those (PlanRoute).
+type TimedAirspace interface {
+	Airspace
+	// Timed reports whether any no-fly zone has a window; without one,
+	// RouteDuring is Route.
+	Timed() bool
+	// RouteDuring is Route round every no-fly zone in force at any time
+	// in [start, end].
+	RouteDuring(a, b Location, start, end time.Time) (Route, error)
+}
+
 // AreaLocator is implemented by an airspace with service areas: it names
 // the one a location lies in, which analytics count a delivery under.
 type AreaLocator interface {

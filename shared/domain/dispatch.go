@@ -57,14 +57,45 @@ func RoutedETA(now time.Time, toPickupKm, legKm, speedMps float64, pickupTime ti
 // PlanRoute plans the flight of drone d for req from where it is at now,
 // whatever its status: the routed legs and the ETA. leg is the routed
 // pickup → dropoff leg.
+//
+// Where no-fly zones come into force and end (a TimedAirspace), the legs
+// are routed round every zone in force at any time from now to the
+// delivery, the time the drone is out on them: one that comes into force
+// while the drone is on its way is met as surely as one in force now (and
+// one that ends before the drone gets there is flown round all the same).
+// A longer route brings a later delivery, which may bring more zones in,
+// so the routing is done again until the legs no longer change.
 func PlanRoute(d *Drone, req *DeliveryRequest, air Airspace, leg Route, now time.Time) (Plan, error) {
 	toPickup, err := air.Route(d.Location, req.PickupLocation, now)
 	if err != nil {
 		return Plan{}, err
 	}
-	return Plan{Drone: d, Km: DistanceKm(d.Location, req.PickupLocation), Route: PlannedRoute{Pickup: toPickup, Dropoff: leg},
-		ETA: RoutedETA(now, toPickup.Km, leg.Km, d.CruiseSpeedMps, req.PickupTime)}, nil
+	eta := RoutedETA(now, toPickup.Km, leg.Km, d.CruiseSpeedMps, req.PickupTime)
+	if timed, ok := air.(TimedAirspace); ok && timed.Timed() {
+		for range maxRoutings {
+			p, err := timed.RouteDuring(d.Location, req.PickupLocation, now, eta.Delivery)
+			if err != nil {
+				return Plan{}, err
+			}
+			l, err := timed.RouteDuring(req.PickupLocation, req.DropoffLocation, now, eta.Delivery)
+			if err != nil {
+				return Plan{}, err
+			}
+			if p.Km == toPickup.Km && l.Km == leg.Km {
+				break
+			}
+			toPickup, leg = p, l
+			eta = RoutedETA(now, toPickup.Km, leg.Km, d.CruiseSpeedMps, req.PickupTime)
+		}
+	}
+	return Plan{Drone: d, Km: DistanceKm(d.Location, req.PickupLocation), Route: PlannedRoute{Pickup: toPickup, Dropoff: leg}, ETA: eta}, nil
 }
+
+// maxRoutings bounds PlanRoute's rounds. The window only grows from round
+// to round, and with it the set of zones, so the legs settle within a
+// round per zone that comes in; a flight that meets more than this many
+// one after another keeps the legs of its last round.
+const maxRoutings = 8
 
 // PlanFor plans drone d, km from the pickup as the crow flies, for req at
 // now, with leg the routed pickup → dropoff leg. It returns the reason d
@@ -78,7 +109,7 @@ func PlanFor(d *Drone, km float64, req *DeliveryRequest, air Airspace, leg Route
 		return Plan{}, "no route to the pickup: " + ErrorMessage(err)
 	}
 	p.Km = km
-	home, err := air.Route(req.DropoffLocation, d.HomeBase, now)
+	home, err := routeHome(d, req, air, p.ETA.Delivery, now)
 	if err != nil {
 		return Plan{}, "no route home: " + ErrorMessage(err)
 	}
@@ -89,6 +120,18 @@ func PlanFor(d *Drone, km float64, req *DeliveryRequest, air Airspace, leg Route
 		return Plan{}, fmt.Sprintf("would deliver at %s, after the deadline", p.ETA.Delivery.Format(time.RFC3339))
 	}
 	return p, ""
+}
+
+// routeHome routes drone d's flight home from req's dropoff, which it
+// leaves at delivered: round the zones in force then, or, where zones come
+// and go, at any time until it is home at the straight line's pace.
+func routeHome(d *Drone, req *DeliveryRequest, air Airspace, delivered, now time.Time) (Route, error) {
+	timed, ok := air.(TimedAirspace)
+	if !ok || !timed.Timed() {
+		return air.Route(req.DropoffLocation, d.HomeBase, now)
+	}
+	home := delivered.Add(LegDuration(DistanceKm(req.DropoffLocation, d.HomeBase), d.CruiseSpeedMps))
+	return timed.RouteDuring(req.DropoffLocation, d.HomeBase, delivered, home)
 }
 
 // unfitCraft is Unfit without the range: whether the drone is free and

@@ -61,8 +61,11 @@ func ZoneKey(kind ZoneKind, id string) string { return string(kind) + ":" + id }
 func (z *Zone) Key() string { return ZoneKey(z.Kind, z.ID) }
 
 // ActiveAt reports whether z is in force at t.
-func (z *Zone) ActiveAt(t time.Time) bool {
-	return (z.ValidFrom.IsZero() || !t.Before(z.ValidFrom)) && (z.ValidTo.IsZero() || t.Before(z.ValidTo))
+func (z *Zone) ActiveAt(t time.Time) bool { return z.ActiveDuring(t, t) }
+
+// ActiveDuring reports whether z is in force at any time in [from, to].
+func (z *Zone) ActiveDuring(from, to time.Time) bool {
+	return (z.ValidFrom.IsZero() || !to.Before(z.ValidFrom)) && (z.ValidTo.IsZero() || from.Before(z.ValidTo))
 }
 
 // Label names z in messages: its name when it has one, else its id.
