@@ -183,21 +183,30 @@ func (f *fixture) assigned(t *testing.T, ids ...string) []string {
 	return out
 }
 
-// One account's burst holds both drones and keeps waiting; the other
-// account's delivery, waiting behind it, gets the first drone that frees,
-// although the burst's retries come round first.
-func TestFairShareGivesAFreedDroneToTheAccountHoldingFewest(t *testing.T) {
-	t.Parallel()
-	f := newFixture(t, domain.Drone{ID: "d1", Location: at(0, 0)}, domain.Drone{ID: "d2", Location: at(0, 0.001)})
-	_, other := f.signUpOther(t)
-	var burst []string
-	for i := range 6 {
+// burstOnTwoDrones is a fixture with two drones, d1 and d2, where the
+// fixture's account has requested n deliveries at once (a0, a1, …): two
+// hold the drones and the others wait. It returns the key of another
+// account, which holds none.
+func burstOnTwoDrones(t *testing.T, n int) (f *fixture, burst []string, other string) {
+	t.Helper()
+	f = newFixture(t, domain.Drone{ID: "d1", Location: at(0, 0)}, domain.Drone{ID: "d2", Location: at(0, 0.001)})
+	_, other = f.signUpOther(t)
+	for i := range n {
 		id := fmt.Sprint("a", i)
 		burst = append(burst, id)
 		f.ingestAs(t, f.key, id, false)
 	}
 	f.drain(t)
 	require.Len(t, f.assigned(t, burst...), 2)
+	return f, burst, other
+}
+
+// One account's burst holds both drones and keeps waiting; the other
+// account's delivery, waiting behind it, gets the first drone that frees,
+// although the burst's retries come round first.
+func TestFairShareGivesAFreedDroneToTheAccountHoldingFewest(t *testing.T) {
+	t.Parallel()
+	f, burst, other := burstOnTwoDrones(t, 6)
 	f.clock.Advance(time.Second)
 	f.dispatchAs(t, other, "b0", false)
 	require.Empty(t, f.assigned(t, "b0"))
@@ -1207,16 +1216,7 @@ func TestADroneFreedByARescheduleWakesAroundIt(t *testing.T) {
 // holding none and jump ahead of a smaller one.
 func TestManyBookingsDoNotHideTheDronesAnAccountHolds(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t, domain.Drone{ID: "d1", Location: at(0, 0)}, domain.Drone{ID: "d2", Location: at(0, 0.001)})
-	_, other := f.signUpOther(t)
-	var burst []string
-	for i := range 4 {
-		id := fmt.Sprint("a", i)
-		burst = append(burst, id)
-		f.ingestAs(t, f.key, id, false)
-	}
-	f.drain(t)
-	require.Len(t, f.assigned(t, burst...), 2)
+	f, burst, other := burstOnTwoDrones(t, 4)
 	// More bookings than a page, newer than the deliveries holding drones
 	// and in the same stage (Scheduled, no drone yet).
 	pickup := f.clock.Now().Add(24 * time.Hour).Format(time.RFC3339)

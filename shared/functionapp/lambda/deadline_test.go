@@ -29,6 +29,22 @@ func (stuckExporter) ForceFlush(ctx context.Context) error {
 	return ctx.Err()
 }
 
+// invokeWithDeadline invokes h with event as Lambda would with a deadline
+// a second past the return margin, and checks that the answer came before
+// the deadline.
+func invokeWithDeadline(t *testing.T, h *Handler, event any) any {
+	t.Helper()
+	raw, err := json.Marshal(event)
+	require.NoError(t, err)
+	deadline := time.Now().Add(returnMargin + time.Second)
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+	out, err := h.Invoke(ctx, raw)
+	require.NoError(t, err)
+	assert.True(t, time.Now().Before(deadline), "answered before the invocation's deadline")
+	return out
+}
+
 // A collector that is down must not hold the answer past Lambda's deadline:
 // an invocation that times out returns no partial batch response, so its
 // whole batch would come back, the records it processed too.
@@ -36,14 +52,7 @@ func TestSpansThatCannotBeExportedDoNotHoldTheAnswer(t *testing.T) {
 	// Not parallel: the tracer provider is the process's.
 	defer tracing.Use(stuckExporter{})()
 	f := newFixture(t, &fakePublisher{}, Options{})
-	raw, err := json.Marshal(events.SQSEvent{Records: []events.SQSMessage{sqsRecord("delivery-requests", "d1:requested", "ok", 1)}})
-	require.NoError(t, err)
-	deadline := time.Now().Add(returnMargin + time.Second)
-	ctx, cancel := context.WithDeadline(context.Background(), deadline)
-	defer cancel()
-	out, err := f.h.Invoke(ctx, raw)
-	require.NoError(t, err)
-	assert.True(t, time.Now().Before(deadline), "answered before the invocation's deadline")
+	out := invokeWithDeadline(t, f.h, events.SQSEvent{Records: []events.SQSMessage{sqsRecord("delivery-requests", "d1:requested", "ok", 1)}})
 	resp, ok := out.(*events.SQSEventResponse)
 	require.True(t, ok, "%T", out)
 	assert.Empty(t, failures(*resp))
@@ -65,14 +74,7 @@ func TestAnHTTPHandlerIsStoppedBeforeTheDeadline(t *testing.T) {
 	}}}
 	h, err := New(reg, fns, &fakePublisher{}, logctx.NewLogger(testWriter{t}, slog.LevelDebug), Options{})
 	require.NoError(t, err)
-	raw, err := json.Marshal(httpEvent(http.MethodGet, "/api/slow", "", ""))
-	require.NoError(t, err)
-	deadline := time.Now().Add(returnMargin + time.Second)
-	ctx, cancel := context.WithDeadline(context.Background(), deadline)
-	defer cancel()
-	out, err := h.Invoke(ctx, raw)
-	require.NoError(t, err)
-	assert.True(t, time.Now().Before(deadline), "answered before the invocation's deadline")
+	out := invokeWithDeadline(t, h, httpEvent(http.MethodGet, "/api/slow", "", ""))
 	resp, ok := out.(*events.APIGatewayV2HTTPResponse)
 	require.True(t, ok, "%T", out)
 	assert.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)

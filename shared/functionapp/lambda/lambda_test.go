@@ -380,14 +380,7 @@ func TestSQSStuckRecordIsGivenUpBeforeTheDeadline(t *testing.T) {
 		sqsRecord("delivery-requests", "d1:requested", "stuck", 1),
 		sqsRecord("delivery-requests", "d2:requested", "ok", 1),
 	}}
-	raw, err := json.Marshal(event)
-	require.NoError(t, err)
-	deadline := time.Now().Add(returnMargin + 500*time.Millisecond)
-	ctx, cancel := context.WithDeadline(context.Background(), deadline)
-	defer cancel()
-	out, err := f.h.Invoke(ctx, raw)
-	require.NoError(t, err)
-	assert.True(t, time.Now().Before(deadline), "answered before the invocation's deadline")
+	out := invokeWithDeadline(t, f.h, event)
 	resp, ok := out.(*events.SQSEventResponse)
 	require.True(t, ok, "%T", out)
 	assert.Equal(t, []string{"sqs-d1:requested"}, failures(*resp), "only the stuck record is retried")
