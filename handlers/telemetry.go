@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"hash/fnv"
 	"net/http"
 	"strconv"
 	"time"
@@ -44,7 +45,7 @@ func (h *Handlers) PostTelemetry(ctx context.Context, req *functionapp.Request) 
 			return h.errorResponse(ctx, fmt.Errorf("encode telemetry of %s: %w", id, err))
 		}
 		msgs[i] = ports.Message{
-			ID:            wire.MessageID(id, 0, "t:"+strconv.FormatInt(r.Timestamp.UnixNano(), 10)),
+			ID:            telemetryMessageID(id, r.Timestamp, body),
 			Queue:         topology.QueueDroneTelemetry,
 			Body:          body,
 			CorrelationID: id,
@@ -55,6 +56,18 @@ func (h *Handlers) PostTelemetry(ctx context.Context, req *functionapp.Request) 
 		return h.errorResponse(ctx, domain.Unavailable(err, "telemetry could not be queued; send it again"))
 	}
 	return functionapp.JSON(http.StatusAccepted, map[string]int{"accepted": len(msgs)})
+}
+
+// telemetryMessageID names a report by its drone, its time and a digest of
+// what it says: the same report sent again is the same message, which the
+// bus's duplicate detection drops, while another report dated the same (a
+// drone whose clock started again, after its operator registered it anew,
+// reusing the times of its earlier flight) is a message of its own, not
+// dropped as a copy of the earlier one.
+func telemetryMessageID(droneID string, at time.Time, body []byte) string {
+	sum := fnv.New32a()
+	sum.Write(body)
+	return wire.MessageID(droneID, 0, "t:"+strconv.FormatInt(at.UnixNano(), 10)+":"+strconv.FormatUint(uint64(sum.Sum32()), 36))
 }
 
 // TrackDrone applies one telemetry report: it moves the drone's active

@@ -1302,3 +1302,24 @@ func TestAnETAStepThatEndsTheTripFreesTheDroneForTheNext(t *testing.T) {
 	next := f.delivery(t, "next")
 	assert.Equal(t, "eager", next.DroneID, "woken, it took the freed drone")
 }
+
+// A report is known by its drone, its time and what it says: the same
+// report sent again changes nothing, but another dated the same (a drone
+// whose clock started again after the operator registered it anew) is
+// applied, not dropped as a copy of the earlier one, which left the drone's
+// landing at a dropoff unseen and its delivery flying for good.
+func TestAReportDatedAsAnEarlierOneIsApplied(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, domain.Drone{ID: "d1", Location: at(0, 0)})
+	when := f.clock.Now()
+	f.report(t, "d1", at(0.001, 0), 90, when)
+	require.Equal(t, at(0.001, 0), f.drone(t, "d1").Location)
+	f.report(t, "d1", at(0.001, 0), 90, when)
+	require.Equal(t, at(0.001, 0), f.drone(t, "d1").Location, "the same report again")
+
+	f.putDrone(t, domain.Drone{ID: "d1", Location: at(0, 0)})
+	require.Nil(t, f.drone(t, "d1").LastTelemetryAt)
+	f.report(t, "d1", at(0.002, 0), 80, when)
+	assert.Equal(t, at(0.002, 0), f.drone(t, "d1").Location)
+	assert.Equal(t, 80.0, f.drone(t, "d1").BatteryPercent)
+}
