@@ -580,3 +580,43 @@ func TestALateGroundDoesNotUndoAResume(t *testing.T) {
 	assert.Equal(t, "far", f.delivery(t, "d").DroneID, "the delivery handed on, to the other drone")
 	assert.Equal(t, domain.DroneAvailable, f.drone(t, "near").Status)
 }
+
+// A drone grounded with a package aboard flies it home: a put while it is
+// on its way is refused (it would end the flight in the air, and the drone
+// could be dispatched there with the package still aboard), but for one
+// that retires it, which leaves it flying home and out of service when it
+// lands; once landed, a put applies.
+func TestAPutWaitsForARecalledDroneToLand(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, domain.Drone{ID: "d1", Location: at(0.005, 0)})
+	d := f.scheduled(t, "carried", at(0.01, 0), at(0.02, 0))
+	f.clock.Advance(time.Minute)
+	f.report(t, "d1", d.Request.PickupLocation, 90, f.clock.Now())
+	require.NotNil(t, f.delivery(t, "carried").PickedUpAt)
+	f.act(t, "DroneAction", "d1", map[string]any{"action": "ground", "reason": "rotor noise"})
+	require.Equal(t, domain.StageFailed, f.delivery(t, "carried").Stage)
+	require.True(t, f.drone(t, "d1").Recalled, "flying the package home")
+
+	put := func(status domain.DroneStatus) *functionapp.Response {
+		body := mustJSON(map[string]any{"location": at(0.005, 0), "maxPayloadKg": 5, "maxPackageSize": "Large", "rangeKm": 40,
+			"cruiseSpeedMps": 15, "status": status})
+		return f.fleet("PutDrone", &functionapp.Request{Method: http.MethodPut, Params: map[string]string{"id": "d1"}, Body: body})
+	}
+	resp := put(domain.DroneAvailable)
+	require.Equal(t, http.StatusConflict, resp.Status, string(resp.Body))
+	assert.Contains(t, problemOf(t, resp).Detail, "flying home after a recall")
+	resp = put(domain.DroneRetired)
+	require.Equal(t, http.StatusOK, resp.Status, string(resp.Body))
+	dr := f.drone(t, "d1")
+	assert.True(t, dr.Recalled, "still flying home")
+	assert.Equal(t, d.Request.PickupLocation, dr.Location, "where it was, not where the put says")
+	assert.Equal(t, http.StatusConflict, put(domain.DroneAvailable).Status, "not back in service in the air")
+
+	f.clock.Advance(time.Minute)
+	f.report(t, "d1", dr.HomeBase, 85, f.clock.Now())
+	dr = f.drone(t, "d1")
+	assert.False(t, dr.Recalled, "landed")
+	assert.Equal(t, domain.DroneRetired, dr.Status, "retired on its way, it stays retired")
+	assert.Equal(t, http.StatusOK, put(domain.DroneAvailable).Status)
+	assert.Equal(t, domain.DroneAvailable, f.drone(t, "d1").Status)
+}
