@@ -72,7 +72,9 @@ func (h *Handlers) checkCharge(ctx context.Context, msg *ports.Delivered) ([]por
 		return nil, err
 	}
 	now := h.clock.Now()
+	charged := false
 	dr, err := h.store.Fleet.Update(ctx, c.DroneID, func(dr *domain.Drone) error {
+		charged = dr.Status == domain.DroneCharging
 		return dr.FinishCharging(h.cfg.Tracking, now)
 	})
 	if domain.IsCode(err, domain.ENOTFOUND) {
@@ -84,9 +86,14 @@ func (h *Handlers) checkCharge(ctx context.Context, msg *ports.Delivered) ([]por
 	if dr.Status == domain.DroneCharging && dr.ChargeDueAt != nil && now.Before(*dr.ChargeDueAt) {
 		return []ports.Message{chargeCheckMessage(dr, ":"+strconv.Itoa(msg.DeliveryCount)+":"+strconv.FormatInt(now.UnixNano(), 10))}, nil
 	}
-	if dr.Status == domain.DroneAvailable {
-		h.log.InfoContext(ctx, "drone charged", "droneId", dr.ID, "batteryPercent", dr.BatteryPercent)
-		return h.wakeForFreed(ctx, dr, "", now)
+	if dr.Status != domain.DroneAvailable {
+		return nil, nil
 	}
-	return nil, nil
+	if charged {
+		// Not for one back in service before its check came (a report at
+		// 95 %, a put): the check changed nothing but wakes the waiting
+		// all the same, which a put does not.
+		h.log.InfoContext(ctx, "drone charged", "droneId", dr.ID, "batteryPercent", dr.BatteryPercent)
+	}
+	return h.wakeForFreed(ctx, dr, "", now)
 }
