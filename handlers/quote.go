@@ -119,7 +119,7 @@ func (h *Handlers) QuoteDelivery(ctx context.Context, req *functionapp.Request) 
 		}
 	}
 	if plan == nil {
-		detail := "no drone is free to serve it before the deadline now; an accepted request waits for one"
+		detail := "no drone can serve it by its deadline now (none is free, or the free ones are too far, too slow or too low on charge); an accepted request waits for one"
 		if err != nil {
 			detail = domain.ErrorMessage(err)
 		} else if n := h.shortOfCharge(ctx, &r, now); n > 0 {
