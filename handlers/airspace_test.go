@@ -162,6 +162,8 @@ func TestAZoneComingIntoForceDuringTheFlightIsMet(t *testing.T) {
 	assert.Greater(t, d.PlannedRoute.Dropoff.Km, straight+0.05, "round the zone, not %.3f km straight through it", straight)
 	assert.Greater(t, len(d.PlannedRoute.Dropoff.Points), 2)
 
+	// d1 flies "crossing"; d2 is free where "landing" is picked up.
+	f.putDrone(t, domain.Drone{ID: "d2", Location: at(0.02, -0.03)})
 	putZone("over", at(0.02, 0.03))
 	require.Equal(t, http.StatusAccepted, f.ingest(t, requestBody("landing", at(0.02, 0), at(0.02, 0.03), "Small", 1)).Status)
 	f.drain(t)
@@ -172,4 +174,48 @@ func TestAZoneComingIntoForceDuringTheFlightIsMet(t *testing.T) {
 	resp := f.fleet("ListWaitingDeliveries", &functionapp.Request{Method: http.MethodGet})
 	require.Equal(t, http.StatusOK, resp.Status, string(resp.Body))
 	assert.Contains(t, string(resp.Body), "no-fly zone over", "the operator's listing names the zone")
+	assert.Equal(t, domain.DroneAvailable, f.drone(t, "d2").Status)
+}
+
+// A delivery that waits for a drone, with a zone over its dropoff that
+// comes into force long after a flight sent now would be done, waits for
+// a drone, not for a route.
+func TestAZoneLaterThanTheFlightIsNoWaitReason(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, domain.Drone{ID: "d1", Location: at(0, 0), Status: domain.DroneMaintenance})
+	c := at(0.02, 0)
+	geom := fmt.Sprintf(`{"type":"Polygon","coordinates":[[[%[2]f,%[1]f],[%[4]f,%[1]f],[%[4]f,%[3]f],[%[2]f,%[3]f],[%[2]f,%[1]f]]]}`,
+		c.Latitude-0.002, c.Longitude-0.002, c.Latitude+0.002, c.Longitude+0.002)
+	body := fmt.Sprintf(`{"name":"later","geometry":%s,"validFrom":%q,"validTo":%q}`, geom,
+		f.clock.Now().Add(50*time.Minute).Format(time.RFC3339), f.clock.Now().Add(2*time.Hour).Format(time.RFC3339))
+	resp := f.fleet("PutNoFlyZone", &functionapp.Request{Method: http.MethodPut, Params: map[string]string{"id": "later"}, Body: []byte(body)})
+	require.Equal(t, http.StatusCreated, resp.Status, string(resp.Body))
+	require.Equal(t, http.StatusAccepted, f.ingest(t, requestBody("w", at(0.01, 0), c, "Small", 1)).Status)
+	f.drain(t)
+	f.clock.Advance(10 * time.Second)
+	resp = f.fleet("ListWaitingDeliveries", &functionapp.Request{Method: http.MethodGet})
+	require.Equal(t, http.StatusOK, resp.Status, string(resp.Body))
+	assert.Contains(t, string(resp.Body), `"waitKind":"noDrone"`)
+}
+
+// A quote for a pickup hours ahead, with a zone over the dropoff that ends
+// long before the drone would set off: nothing is in its way then.
+func TestAZoneEndedBeforeABookedFlightIsNotInItsWay(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, domain.Drone{ID: "d1", Location: at(0, 0), CruiseSpeedMps: 10})
+	c := at(0.02, 0)
+	geom := fmt.Sprintf(`{"type":"Polygon","coordinates":[[[%[2]f,%[1]f],[%[4]f,%[1]f],[%[4]f,%[3]f],[%[2]f,%[3]f],[%[2]f,%[1]f]]]}`,
+		c.Latitude-0.002, c.Longitude-0.002, c.Latitude+0.002, c.Longitude+0.002)
+	body := fmt.Sprintf(`{"name":"tfr","geometry":%s,"validFrom":%q,"validTo":%q}`, geom,
+		f.clock.Now().Add(30*time.Minute).Format(time.RFC3339), f.clock.Now().Add(time.Hour).Format(time.RFC3339))
+	resp := f.fleet("PutNoFlyZone", &functionapp.Request{Method: http.MethodPut, Params: map[string]string{"id": "tfr"}, Body: []byte(body)})
+	require.Equal(t, http.StatusCreated, resp.Status, string(resp.Body))
+	pickup := f.clock.Now().Add(3 * time.Hour)
+	q := f.quote(t, mustJSON(map[string]any{"pickupLocation": at(0.01, 0), "dropOffLocation": c,
+		"pickupTime": pickup.Format(time.RFC3339), "packageInfo": map[string]any{"size": "Small", "weight": 1}}))
+	assert.True(t, q.Feasible)
+	assert.Empty(t, q.Reasons, "d1 is quoted: nothing is in its way when it flies")
+	assert.NotNil(t, q.DroneClass)
+	require.NotNil(t, q.PickupETA)
+	assert.Equal(t, pickup, *q.PickupETA)
 }

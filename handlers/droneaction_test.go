@@ -583,9 +583,8 @@ func TestALateGroundDoesNotUndoAResume(t *testing.T) {
 
 // A drone grounded with a package aboard flies it home: a put while it is
 // on its way is refused (it would end the flight in the air, and the drone
-// could be dispatched there with the package still aboard), but for one
-// that retires it, which leaves it flying home and out of service when it
-// lands; once landed, a put applies.
+// could be dispatched there with the package still aboard), whatever
+// status it gives; once landed, a put applies.
 func TestAPutWaitsForARecalledDroneToLand(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, domain.Drone{ID: "d1", Location: at(0.005, 0)})
@@ -602,21 +601,20 @@ func TestAPutWaitsForARecalledDroneToLand(t *testing.T) {
 			"cruiseSpeedMps": 15, "status": status})
 		return f.fleet("PutDrone", &functionapp.Request{Method: http.MethodPut, Params: map[string]string{"id": "d1"}, Body: body})
 	}
-	resp := put(domain.DroneAvailable)
-	require.Equal(t, http.StatusConflict, resp.Status, string(resp.Body))
-	assert.Contains(t, problemOf(t, resp).Detail, "flying home after a recall")
-	resp = put(domain.DroneRetired)
-	require.Equal(t, http.StatusOK, resp.Status, string(resp.Body))
+	for _, status := range []domain.DroneStatus{domain.DroneAvailable, domain.DroneRetired, domain.DroneMaintenance} {
+		resp := put(status)
+		require.Equal(t, http.StatusConflict, resp.Status, string(resp.Body))
+		assert.Contains(t, problemOf(t, resp).Detail, "flying home after a recall")
+	}
 	dr := f.drone(t, "d1")
 	assert.True(t, dr.Recalled, "still flying home")
-	assert.Equal(t, d.Request.PickupLocation, dr.Location, "where it was, not where the put says")
-	assert.Equal(t, http.StatusConflict, put(domain.DroneAvailable).Status, "not back in service in the air")
+	assert.Equal(t, d.Request.PickupLocation, dr.Location)
 
 	f.clock.Advance(time.Minute)
 	f.report(t, "d1", dr.HomeBase, 85, f.clock.Now())
 	dr = f.drone(t, "d1")
 	assert.False(t, dr.Recalled, "landed")
-	assert.Equal(t, domain.DroneRetired, dr.Status, "retired on its way, it stays retired")
+	assert.Equal(t, domain.DroneMaintenance, dr.Status, "grounded, it stays out of service at home")
 	assert.Equal(t, http.StatusOK, put(domain.DroneAvailable).Status)
 	assert.Equal(t, domain.DroneAvailable, f.drone(t, "d1").Status)
 }

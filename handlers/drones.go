@@ -36,13 +36,9 @@ func (h *Handlers) PutDrone(ctx context.Context, req *functionapp.Request) *func
 		if cur != nil && cur.Recalled {
 			// Flying home after a recall, perhaps with a package a failed
 			// delivery returns: a put would end the flight in the air and
-			// could have the drone dispatched there. Retiring it keeps it
-			// flying home, out of service when it lands.
-			if in.Status != domain.DroneRetired {
-				return nil, domain.Errorf(domain.ECONFLICT, "drone %s is flying home after a recall; put it once it has landed (its first report within %g m of its home base), or retire it",
-					cur.ID, h.cfg.Tracking.WithDefaults().ArrivalRadiusKm*1000)
-			}
-			in.Recalled, in.Grounded, in.Location = true, cur.Grounded, cur.Location
+			// could have the drone dispatched there.
+			return nil, domain.Errorf(domain.ECONFLICT, "drone %s is flying home after a recall; put it once it has landed (its first report within %g m of its home base)",
+				cur.ID, h.cfg.Tracking.WithDefaults().ArrivalRadiusKm*1000)
 		}
 		return in, nil
 	})

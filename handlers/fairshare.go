@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"math"
 	"net/http"
 	"slices"
 	"strconv"
@@ -282,14 +281,13 @@ func (w *waiter) skipping(skip map[string]bool) map[string]bool {
 }
 
 // heldPage is the page size of the reads that count an account's drones,
-// and heldScan bounds the deliveries read per stage: an account with more
-// that have not ended (its booked pickups, its deliveries waiting for a
-// drone) counts as holding heldMany, more drones than any other account,
-// so it ranks last and takes no other account's drone.
+// and heldScan bounds the deliveries read per stage: of an account with
+// more that have not ended (its booked pickups, its deliveries waiting for
+// a drone) only the drones held by the newest heldScan of each stage are
+// counted, so it may count as holding fewer drones than it does.
 const (
 	heldPage = 200
 	heldScan = 5000
-	heldMany = math.MaxInt32
 )
 
 // held counts the drones owner's deliveries hold in area, through the
@@ -314,11 +312,8 @@ func (h *Handlers) held(ctx context.Context, owner, area string) (int, error) {
 				}
 			}
 			read += len(page.Deliveries)
-			if page.Next == nil {
+			if page.Next == nil || read >= heldScan {
 				break
-			}
-			if read >= heldScan {
-				return heldMany, nil
 			}
 			f.After = page.Next
 		}

@@ -7,12 +7,14 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/fabrikam/dronedelivery/handlers"
 	"github.com/fabrikam/dronedelivery/shared/domain"
 	"github.com/fabrikam/dronedelivery/shared/functionapp"
 	"github.com/fabrikam/dronedelivery/shared/ports"
@@ -512,4 +514,27 @@ func TestAPauseDoesNotHideThatARequestCannotBeServed(t *testing.T) {
 	q = f.quote(t, light)
 	assert.True(t, q.Feasible)
 	assert.Contains(t, q.Paused, "hail")
+}
+
+// A request stored but not queued (the queue refused it: 503, "retry with
+// deliveryId") and sent again after a pause began, or after the fleet
+// changed, is queued by the retry that answers 202: it was accepted before
+// them, and a 202 without its message would leave it Created for good.
+func TestARetryOfAStoredRequestQueuesItWhateverHasChanged(t *testing.T) {
+	t.Parallel()
+	armed := &atomic.Bool{}
+	f := newFixtureWith(t, func(d *handlers.Deps) { d.Bus = failingOnce{Publisher: d.Bus, armed: armed} })
+	f.putDrone(t, domain.Drone{ID: "d1", Location: at(0, 0)})
+	body := requestBody("r1", at(0.01, 0), at(0.02, 0), "Small", 1)
+	armed.Store(true)
+	require.Equal(t, http.StatusServiceUnavailable, f.ingest(t, body).Status)
+	require.Equal(t, domain.StageCreated, f.delivery(t, "r1").Stage)
+	resp := f.fleet("PutPause", &functionapp.Request{Method: "PUT", Params: map[string]string{"id": "storm"},
+		Body: mustJSON(map[string]any{"reason": "hail", "until": f.clock.Now().Add(10 * time.Minute).Format(time.RFC3339)})})
+	require.Equal(t, http.StatusCreated, resp.Status, string(resp.Body))
+
+	require.Equal(t, http.StatusAccepted, f.ingest(t, body).Status, "the retry of an accepted request")
+	require.Equal(t, http.StatusNoContent, f.fleet("DeletePause", &functionapp.Request{Method: "DELETE", Params: map[string]string{"id": "storm"}}).Status)
+	assert.Positive(t, f.drain(t), "the retry queued it")
+	assert.Equal(t, domain.StageScheduled, f.delivery(t, "r1").Stage)
 }

@@ -106,7 +106,7 @@ func (h *Handlers) IngestDelivery(ctx context.Context, req *functionapp.Request)
 		if p.DeliveryID != "" {
 			if prev, ferr := h.store.Deliveries.Find(ctx, id); ferr == nil {
 				if prev.RequestHash == p.Hash {
-					return h.acceptedResponse(prev)
+					return h.acceptStored(ctx, prev)
 				}
 				return h.errorResponse(ctx, reusedID(id))
 			}
@@ -137,17 +137,25 @@ func (h *Handlers) IngestDelivery(ctx context.Context, req *functionapp.Request)
 			return h.errorResponse(ctx, reusedID(id))
 		}
 		ctx = logctx.With(ctx, "correlationId", d.CorrelationID)
-		if d.Stage != domain.StageCreated {
-			return h.acceptedResponse(d)
-		}
 	} else if err != nil {
 		return h.errorResponse(ctx, err)
 	}
+	return h.acceptStored(ctx, d)
+}
 
-	if err := h.bus.Publish(ctx, requestedMessage(d)); err != nil {
-		// The client's retry with the same deliveryId queues it again; the
-		// stored delivery stays Created until then.
-		return h.errorResponse(ctx, domain.Unavailable(err, "the delivery could not be queued; retry with deliveryId %s", id))
+// acceptStored answers a request whose delivery d is stored: its first
+// message is queued (again) while d is Created, since on a backend where
+// the store and the queue commit apart the first attempt may have stored
+// d and failed to queue it (the bus drops a copy of one queued); a retry
+// of that attempt gets its 202 once d is queued, whatever a pause or the
+// fleet says by then, as d was accepted before them.
+func (h *Handlers) acceptStored(ctx context.Context, d *domain.Delivery) *functionapp.Response {
+	if d.Stage == domain.StageCreated {
+		if err := h.bus.Publish(ctx, requestedMessage(d)); err != nil {
+			// The client's retry with the same deliveryId queues it again;
+			// the stored delivery stays Created until then.
+			return h.errorResponse(ctx, domain.Unavailable(err, "the delivery could not be queued; retry with deliveryId %s", d.ID))
+		}
 	}
 	h.log.InfoContext(ctx, "delivery accepted")
 	return h.acceptedResponse(d)

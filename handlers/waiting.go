@@ -127,7 +127,10 @@ func (h *Handlers) waitReason(ctx context.Context, d *domain.Delivery, now time.
 			why = fmt.Sprintf("%s: %d free drone(s) nearby could fly it charged, none with the charge now", domain.NoDroneReason, n)
 		}
 	}
-	if kind != domain.WaitNoDrone || h.cfg.MaxAccountShare <= 0 {
+	if kind == domain.WaitNoDrone && h.cfg.MaxAccountShare <= 0 {
+		return h.unroutableSoon(d, now, seen, why)
+	}
+	if kind != domain.WaitNoDrone {
 		return kind, why, nil
 	}
 	area := domain.AreaOf(d.Request.PickupLocation)
@@ -150,7 +153,29 @@ func (h *Handlers) waitReason(ctx context.Context, d *domain.Delivery, now time.
 	if at {
 		return domain.WaitShare, "account at its share", nil
 	}
-	return kind, why, nil
+	return h.unroutableSoon(d, now, seen, why)
+}
+
+// soonWindow is how far ahead the waiting list looks for a zone that comes
+// into force while a drone sent now would still be flying the delivery.
+const soonWindow = 15 * time.Minute
+
+// unroutableSoon is the reason of a delivery that waits with no drone,
+// noDrone (why), unless a zone that comes into force within soonWindow
+// leaves its leg no route, which keeps dispatch from sending a drone now.
+func (h *Handlers) unroutableSoon(d *domain.Delivery, now time.Time, seen *pageLookups, why string) (domain.WaitKind, string, error) {
+	at := now
+	if d.Request.PickupTime.After(at) {
+		at = d.Request.PickupTime
+	}
+	soon, err := domain.UnroutableSoon(&d.Request, seen.air, at, soonWindow)
+	if err != nil {
+		return "", "", err
+	}
+	if soon != "" {
+		return domain.WaitNoRoute, "no route: " + soon + " (in force within 15 minutes)", nil
+	}
+	return domain.WaitNoDrone, why, nil
 }
 
 // chargeCandidates bounds the free drones near a waiting delivery that

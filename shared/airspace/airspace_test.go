@@ -461,3 +461,32 @@ func TestRouteThroughANarrowPassage(t *testing.T) {
 		assert.LessOrEqual(t, r.Km, through*1.01, "through the passage, not around: %v", r.Points)
 	}
 }
+
+// Dispatch counts the mission as it plans it: where a zone that comes into
+// force on the drone's way lengthens the pickup → dropoff leg, the range
+// check counts the longer leg, so a drone with range for the straight one
+// only is not sent (domain.PlanFor with this package's airspace).
+func TestTheRangeCheckCountsTheLegAsPlanned(t *testing.T) {
+	t.Parallel()
+	pickup, drop := seattle, offset(seattle, 0, 4)
+	z := nfz("tfr", box(offset(seattle, 0, 2), 1, 0.2))
+	z.ValidFrom, z.ValidTo = now.Add(2*time.Minute), now.Add(2*time.Hour)
+	air := airspace.New([]*domain.Zone{z})
+	req := &domain.DeliveryRequest{PickupLocation: pickup, DropoffLocation: drop, PickupTime: now, Deadline: now.Add(3 * time.Hour),
+		PackageInfo: domain.PackageInfo{Size: domain.SizeSmall, Weight: 1}}
+	leg, err := air.Route(pickup, drop, now)
+	require.NoError(t, err)
+	home, err := air.RouteDuring(drop, pickup, now, now.Add(3*time.Hour))
+	require.NoError(t, err)
+	d := &domain.Drone{ID: "d", Location: pickup, HomeBase: pickup, Status: domain.DroneAvailable, CruiseSpeedMps: 15,
+		MaxPayloadKg: 5, MaxPackageSize: domain.SizeLarge, BatteryPercent: 100}
+
+	d.RangeKm = leg.Km + home.Km + 0.05 // enough for the straight leg only
+	_, why := domain.PlanFor(d, 0, req, air, leg, now)
+	assert.Contains(t, why, "exceeds range")
+
+	d.RangeKm = 30
+	p, why := domain.PlanFor(d, 0, req, air, leg, now)
+	require.Empty(t, why)
+	assert.Greater(t, p.Route.Dropoff.Km, leg.Km+0.1, "round the zone in force when the leg is flown")
+}

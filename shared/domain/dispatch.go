@@ -58,13 +58,16 @@ func RoutedETA(now time.Time, toPickupKm, legKm, speedMps float64, pickupTime ti
 // whatever its status: the routed legs and the ETA. leg is the routed
 // pickup → dropoff leg.
 //
-// Where no-fly zones come into force and end (a TimedAirspace), the legs
-// are routed round every zone in force at any time from now to the
-// delivery, the time the drone is out on them: one that comes into force
-// while the drone is on its way is met as surely as one in force now (and
-// one that ends before the drone gets there is flown round all the same).
-// A longer route brings a later delivery, which may bring more zones in,
-// so the routing is done again until the legs no longer change.
+// Where no-fly zones come into force and end (a TimedAirspace), both legs
+// are routed round every zone in force at any time the drone is out on
+// them, from its departure (now, or for a pickup booked ahead the time it
+// must set off to be there) to the delivery, widened to whole flightSlots:
+// one that comes into force while the drone is on its way is met as surely
+// as one in force at its departure (and one that ends before the drone
+// gets there is flown round all the same). A longer route brings an
+// earlier departure or a later delivery, which may bring more zones in, so
+// the routing is done again until the legs no longer change; the window
+// only widens from round to round.
 func PlanRoute(d *Drone, req *DeliveryRequest, air Airspace, leg Route, now time.Time) (Plan, error) {
 	toPickup, err := air.Route(d.Location, req.PickupLocation, now)
 	if err != nil {
@@ -72,16 +75,24 @@ func PlanRoute(d *Drone, req *DeliveryRequest, air Airspace, leg Route, now time
 	}
 	eta := RoutedETA(now, toPickup.Km, leg.Km, d.CruiseSpeedMps, req.PickupTime)
 	if timed, ok := air.(TimedAirspace); ok && timed.Timed() {
-		for range maxRoutings {
-			p, err := timed.RouteDuring(d.Location, req.PickupLocation, now, eta.Delivery)
+		var from, to time.Time
+		for round := range maxRoutings {
+			departs := latest(now, eta.Pickup.Add(-LegDuration(toPickup.Km, d.CruiseSpeedMps)))
+			if round == 0 || departs.Before(from) {
+				from = departs.Truncate(flightSlot)
+			}
+			if round == 0 || eta.Delivery.After(to) {
+				to = ceilTo(eta.Delivery, flightSlot)
+			}
+			p, err := timed.RouteDuring(d.Location, req.PickupLocation, from, to)
 			if err != nil {
 				return Plan{}, err
 			}
-			l, err := timed.RouteDuring(req.PickupLocation, req.DropoffLocation, now, eta.Delivery)
+			l, err := timed.RouteDuring(req.PickupLocation, req.DropoffLocation, from, to)
 			if err != nil {
 				return Plan{}, err
 			}
-			if p.Km == toPickup.Km && l.Km == leg.Km {
+			if round > 0 && p.Km == toPickup.Km && l.Km == leg.Km {
 				break
 			}
 			toPickup, leg = p, l
@@ -91,11 +102,24 @@ func PlanRoute(d *Drone, req *DeliveryRequest, air Airspace, leg Route, now time
 	return Plan{Drone: d, Km: DistanceKm(d.Location, req.PickupLocation), Route: PlannedRoute{Pickup: toPickup, Dropoff: leg}, ETA: eta}, nil
 }
 
-// maxRoutings bounds PlanRoute's rounds. The window only grows from round
+// maxRoutings bounds PlanRoute's rounds. The window only widens from round
 // to round, and with it the set of zones, so the legs settle within a
 // round per zone that comes in; a flight that meets more than this many
 // one after another keeps the legs of its last round.
 const maxRoutings = 8
+
+// flightSlot is the grain of the windows legs are routed for where zones
+// come and go: widening a window to whole slots keeps the sets of zones
+// in force, and so the routing graphs the airspace keeps, few.
+const flightSlot = 5 * time.Minute
+
+// ceilTo is t rounded up to a whole d.
+func ceilTo(t time.Time, d time.Duration) time.Time {
+	if r := t.Truncate(d); r.Before(t) {
+		return r.Add(d)
+	}
+	return t
+}
 
 // PlanFor plans drone d, km from the pickup as the crow flies, for req at
 // now, with leg the routed pickup → dropoff leg. It returns the reason d
@@ -113,7 +137,7 @@ func PlanFor(d *Drone, km float64, req *DeliveryRequest, air Airspace, leg Route
 	if err != nil {
 		return Plan{}, "no route home: " + ErrorMessage(err)
 	}
-	if need := p.Route.Pickup.Km + leg.Km + home.Km; need > d.RangeKm {
+	if need := p.Route.Pickup.Km + p.Route.Dropoff.Km + home.Km; need > d.RangeKm {
 		return Plan{}, fmt.Sprintf("mission %.1f km exceeds range %.1f km", need, d.RangeKm)
 	}
 	if p.ETA.Delivery.After(req.Deadline) {
@@ -131,7 +155,7 @@ func routeHome(d *Drone, req *DeliveryRequest, air Airspace, delivered, now time
 		return air.Route(req.DropoffLocation, d.HomeBase, now)
 	}
 	home := delivered.Add(LegDuration(DistanceKm(req.DropoffLocation, d.HomeBase), d.CruiseSpeedMps))
-	return timed.RouteDuring(req.DropoffLocation, d.HomeBase, delivered, home)
+	return timed.RouteDuring(req.DropoffLocation, d.HomeBase, delivered.Truncate(flightSlot), ceilTo(home, flightSlot))
 }
 
 // unfitCraft is Unfit without the range: whether the drone is free and

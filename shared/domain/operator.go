@@ -218,9 +218,6 @@ func (dr *Drone) arriveHome(cfg TrackingConfig, now time.Time) {
 		return
 	}
 	dr.Recalled = false
-	if dr.Status == DroneRetired {
-		return // retired on its way home: it stays out of the fleet
-	}
 	if dr.Grounded {
 		dr.Status = DroneMaintenance
 		return

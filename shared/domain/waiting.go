@@ -62,29 +62,30 @@ func Leg(req *DeliveryRequest, air Airspace, at time.Time) (Route, error) {
 // Unroutable says why the airspace air, at time at, leaves the request no
 // flight (Leg's refusal); "" when it has one. Errors other than the
 // airspace's refusal are returned.
-//
-// Where zones come and go, a leg that can be flown at at may still meet a
-// zone that comes into force before a drone would be done with it, which
-// dispatch counts (PlanRoute): a zone in force within UnroutableWindow of
-// at that leaves no route is named too.
 func Unroutable(req *DeliveryRequest, air Airspace, at time.Time) (string, error) {
 	_, err := Leg(req, air, at)
-	if err == nil {
-		if timed, ok := air.(TimedAirspace); ok && timed.Timed() {
-			if _, err = timed.RouteDuring(req.PickupLocation, req.DropoffLocation, at, at.Add(UnroutableWindow)); IsCode(err, EUNPROCESSABLE) {
-				return err.Error() + " (in force within the hour)", nil
-			}
-		}
-	}
 	if IsCode(err, EUNPROCESSABLE) {
 		return err.Error(), nil
 	}
 	return "", err
 }
 
-// UnroutableWindow is how far ahead Unroutable looks for zones that come
-// into force while a drone would fly a waiting delivery.
-const UnroutableWindow = time.Hour
+// UnroutableSoon is Unroutable for a leg flown at any time from at to
+// within later, where zones come and go: a zone that comes into force by
+// then and leaves no route (over the dropoff, say) keeps dispatch from
+// sending a drone that would be flying then (PlanRoute). "" when the
+// airspace has no zone with a window, or the leg has a route.
+func UnroutableSoon(req *DeliveryRequest, air Airspace, at time.Time, within time.Duration) (string, error) {
+	timed, ok := air.(TimedAirspace)
+	if !ok || !timed.Timed() {
+		return "", nil
+	}
+	_, err := timed.RouteDuring(req.PickupLocation, req.DropoffLocation, at, at.Add(within))
+	if IsCode(err, EUNPROCESSABLE) {
+		return err.Error(), nil
+	}
+	return "", err
+}
 
 // WaitReason says from the delivery alone why it waits at now: held by a
 // pause it was marked with, booked, a drone being claimed, or, for one
