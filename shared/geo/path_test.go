@@ -23,3 +23,20 @@ func TestRemainingKm(t *testing.T) {
 	assert.InDelta(t, DistanceKm(b, d), RemainingKm([]Point{d}, b), 1e-9, "one point: the straight line")
 	assert.Zero(t, RemainingKm(nil, b))
 }
+
+// On a narrow detour, out along one side and back along the other 200 m
+// away, a drone between the two, a little nearer the way back than the way
+// out, is counted on its way out: what is left is most of the detour, not
+// its end. One by the way back is on its way back.
+func TestRemainingKmOnANarrowDetour(t *testing.T) {
+	t.Parallel()
+	out, far, back, end := Point{0, 0}, Point{0.1, 0}, Point{0.1, 0.0018}, Point{0, 0.0018}
+	path := []Point{out, far, back, end}
+	side := DistanceKm(out, far)
+	p := Point{0.06, 0.0011} // 122 m from the way out, 78 m from the way back
+	onOut := Point{0.06, 0}
+	assert.InDelta(t, DistanceKm(p, onOut)+DistanceKm(onOut, far)+DistanceKm(far, back)+side, RemainingKm(path, p), 0.01, "on its way out")
+	q := Point{0.06, 0.0017} // 11 m from the way back, 189 m from the way out
+	onBack := Point{0.06, 0.0018}
+	assert.InDelta(t, DistanceKm(q, onBack)+DistanceKm(onBack, end), RemainingKm(path, q), 0.01, "on its way back")
+}
