@@ -175,6 +175,20 @@ func TestAZoneComingIntoForceDuringTheFlightIsMet(t *testing.T) {
 	require.Equal(t, http.StatusOK, resp.Status, string(resp.Body))
 	assert.Contains(t, string(resp.Body), "no-fly zone over", "the operator's listing names the zone")
 	assert.Equal(t, domain.DroneAvailable, f.drone(t, "d2").Status)
+	q := f.quote(t, requestBody("q", at(0.02, 0), at(0.02, 0.03), "Small", 1))
+	require.Len(t, q.Reasons, 1)
+	assert.Contains(t, q.Reasons[0].Detail, "no-fly zone over", "the quote names the zone too")
+
+	// One whose deadline comes while the zone is in force fails naming it.
+	body, _ := json.Marshal(map[string]any{"deliveryId": "short", "pickupLocation": at(0.02, 0), "dropOffLocation": at(0.02, 0.03),
+		"deadline": f.clock.Now().Add(5 * time.Minute).Format(time.RFC3339), "packageInfo": map[string]any{"size": "Small", "weight": 1}})
+	require.Equal(t, http.StatusAccepted, f.ingest(t, body).Status)
+	f.drain(t)
+	f.clock.Advance(5 * time.Minute)
+	f.playRetries(t, "short")
+	d = f.delivery(t, "short")
+	require.Equal(t, domain.StageFailed, d.Stage)
+	assert.Contains(t, d.FailureReason, "no-fly zone over")
 }
 
 // A delivery that waits for a drone, with a zone over its dropoff that

@@ -122,6 +122,9 @@ func (h *Handlers) QuoteDelivery(ctx context.Context, req *functionapp.Request) 
 		detail := "no drone can serve it by its deadline now (none is free, or the free ones are too far, too slow or too low on charge); an accepted request waits for one"
 		if err != nil {
 			detail = domain.ErrorMessage(err)
+		} else if why := h.zoneInTheWay(ctx, &r, now); why != "" {
+			// As the operator's waiting list names it.
+			detail = "no route: " + why + "; an accepted request waits for it to end"
 		} else if n := h.shortOfCharge(ctx, &r, now); n > 0 {
 			// As the operator's waiting list says it.
 			detail += fmt.Sprintf(" (%d free drone(s) nearby could fly it charged, none with the charge now)", n)

@@ -172,7 +172,7 @@ func (h *Handlers) dispatch(ctx context.Context, msg *ports.Delivered, env *wire
 		if err != nil {
 			return nil, err
 		}
-		msgs, err := h.fail(ctx, d.ID, "no drone could be assigned before the deadline")
+		msgs, err := h.fail(ctx, d.ID, h.noDroneReason(ctx, &d.Request, now))
 		return append(append(wakes, on...), msgs...), err
 	}
 	notes, err := h.awaitDrone(ctx, d, "", msg.DeliveryCount > 1, now)
@@ -685,4 +685,31 @@ func notificationsOfKind(d *domain.Delivery, kind string) []domain.Notification 
 		}
 	}
 	return out
+}
+
+// noDroneReason is why a delivery that found no drone until its deadline
+// fails: no drone, or the no-fly zone that keeps dispatch from sending one
+// (zoneInTheWay), which the customer's notice then names.
+func (h *Handlers) noDroneReason(ctx context.Context, req *domain.DeliveryRequest, now time.Time) string {
+	const none = "no drone could be assigned before the deadline"
+	if why := h.zoneInTheWay(ctx, req, now); why != "" {
+		return none + ": no route: " + why
+	}
+	return none
+}
+
+// zoneInTheWay names a no-fly zone that comes into force within soonWindow
+// of the leg's time and leaves req's leg no route (over its dropoff, say),
+// which keeps dispatch from sending a drone now; "" when there is none, or
+// the airspace could not be read.
+func (h *Handlers) zoneInTheWay(ctx context.Context, req *domain.DeliveryRequest, now time.Time) string {
+	air, err := h.airspace(ctx)
+	if err != nil {
+		return ""
+	}
+	why, err := domain.UnroutableSoon(req, air, domain.LegTime(req, now), soonWindow)
+	if err != nil {
+		return ""
+	}
+	return why
 }
