@@ -233,3 +233,30 @@ func TestAZoneEndedBeforeABookedFlightIsNotInItsWay(t *testing.T) {
 	require.NotNil(t, q.PickupETA)
 	assert.Equal(t, pickup, *q.PickupETA)
 }
+
+// A pickup booked for after a no-fly zone over it has ended is booked with
+// the flight of the drone that will serve it, as any booking with a drone
+// free: the zone, gone by the time that drone sets off, does not make the
+// booking fall back to the long default lead (which sent it out while the
+// zone was in force, telling the customer no drone was free).
+func TestABookingAfterAZoneEndsIsPlannedWithItsDrone(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, domain.Drone{ID: "d1", Location: at(0, -0.01)})
+	pickup := at(0, 0)
+	geom := fmt.Sprintf(`{"type":"Polygon","coordinates":[[[%[2]f,%[1]f],[%[4]f,%[1]f],[%[4]f,%[3]f],[%[2]f,%[3]f],[%[2]f,%[1]f]]]}`,
+		pickup.Latitude-0.001, pickup.Longitude-0.001, pickup.Latitude+0.001, pickup.Longitude+0.001)
+	end := f.clock.Now().Add(10 * time.Minute)
+	body := fmt.Sprintf(`{"name":"crane","geometry":%s,"validFrom":%q,"validTo":%q}`, geom,
+		f.clock.Now().Add(3*time.Minute).Format(time.RFC3339), end.Format(time.RFC3339))
+	resp := f.fleet("PutNoFlyZone", &functionapp.Request{Method: http.MethodPut, Params: map[string]string{"id": "crane"}, Body: []byte(body)})
+	require.Equal(t, http.StatusCreated, resp.Status, string(resp.Body))
+
+	req, _ := json.Marshal(map[string]any{"deliveryId": "later", "pickupLocation": pickup, "dropOffLocation": at(0.01, 0),
+		"pickupTime": f.clock.Now().Add(20 * time.Minute).Format(time.RFC3339), "packageInfo": map[string]any{"size": "Small", "weight": 1}})
+	require.Equal(t, http.StatusAccepted, f.ingest(t, req).Status)
+	f.drain(t)
+	d := f.delivery(t, "later")
+	require.NotNil(t, d.DispatchAt)
+	assert.True(t, d.DispatchAt.After(end), "dispatched at %v, after the zone ends at %v", d.DispatchAt, end)
+	require.NotNil(t, d.PickupETA, "planned with its drone")
+}
