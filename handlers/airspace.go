@@ -65,8 +65,8 @@ func (h *Handlers) putZone(ctx context.Context, kind domain.ZoneKind, req *funct
 		if err != nil {
 			return h.errorResponse(ctx, err)
 		}
-		if len(all) >= domain.MaxZonesPerKind {
-			return h.errorResponse(ctx, domain.Unprocessable("id", "there are %d %ss already, the most kept; delete one first", len(all), zoneNoun(kind)))
+		if n := len(all) - h.pruneExpired(ctx, zs, kind, all); n >= domain.MaxZonesPerKind {
+			return h.errorResponse(ctx, domain.Unprocessable("id", "there are %d %ss already, the most kept; delete one first", n, zoneNoun(kind)))
 		}
 	} else if err != nil {
 		return h.errorResponse(ctx, err)
@@ -87,6 +87,30 @@ func (h *Handlers) putZone(ctx context.Context, kind domain.ZoneKind, req *funct
 	resp := functionapp.JSON(status, wire.NewZoneView(z))
 	resp.Header.Set("Location", zoneRoute(kind)+z.ID)
 	return resp
+}
+
+// pruneExpired makes room for a new no-fly zone at the limit: it deletes
+// those of all whose window has ended (temporary flight restrictions of
+// the past, which no dispatch meets again), and returns how many it
+// deleted. Service areas are left to the operator: a pause may name one.
+func (h *Handlers) pruneExpired(ctx context.Context, zs ports.Zones, kind domain.ZoneKind, all []*domain.Zone) int {
+	if kind != domain.NoFlyZone || len(all) < domain.MaxZonesPerKind {
+		return 0
+	}
+	now := h.clock.Now()
+	n := 0
+	for _, z := range all {
+		if z.ValidTo.IsZero() || z.ValidTo.After(now) {
+			continue
+		}
+		if err := zs.Delete(ctx, z.Key()); err != nil && !domain.IsCode(err, domain.ENOTFOUND) {
+			h.log.WarnContext(ctx, "an ended no-fly zone could not be deleted to make room", "zoneId", z.ID, "err", err)
+			continue
+		}
+		h.log.InfoContext(ctx, "ended no-fly zone deleted to make room", "zoneId", z.ID, "validTo", z.ValidTo)
+		n++
+	}
+	return n
 }
 
 // zoneAt returns the store's zones and the {id} of a zone route.

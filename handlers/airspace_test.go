@@ -53,6 +53,18 @@ func TestZonesPerKindAreBounded(t *testing.T) {
 	assert.Equal(t, http.StatusOK, resp.Status, "replacing a zone adds none: %s", resp.Body)
 	resp = put("PutServiceArea", "one-more")
 	assert.Equal(t, http.StatusCreated, resp.Status, "service areas are counted apart: %s", resp.Body)
+
+	// A restriction whose window has ended makes room for a new one.
+	ended, err := f.store.Zones.Find(ctx, domain.ZoneKey(domain.NoFlyZone, "z0003"))
+	require.NoError(t, err)
+	ended.ValidFrom, ended.ValidTo = f.clock.Now().Add(-2*time.Hour), f.clock.Now().Add(-time.Hour)
+	_, err = f.store.Zones.Upsert(ctx, ended.Key(), func(*domain.Zone) (*domain.Zone, error) { return ended, nil })
+	require.NoError(t, err)
+	resp = put("PutNoFlyZone", "one-more")
+	require.Equal(t, http.StatusCreated, resp.Status, string(resp.Body))
+	_, err = f.store.Zones.Find(ctx, ended.Key())
+	assert.True(t, domain.IsCode(err, domain.ENOTFOUND), "the ended one was deleted")
+	assert.Equal(t, http.StatusUnprocessableEntity, put("PutNoFlyZone", "and-another").Status, "no more room")
 }
 
 // The zone listings refuse, naming it, a parameter they do not take (a
