@@ -107,11 +107,7 @@ func (h *Handlers) waitReason(ctx context.Context, d *domain.Delivery, now time.
 				return "", "", err
 			}
 		}
-		at := now
-		if d.Request.PickupTime.After(at) {
-			at = d.Request.PickupTime
-		}
-		why, err := domain.Unroutable(&d.Request, seen.air, at)
+		why, err := domain.Unroutable(&d.Request, seen.air, domain.LegTime(&d.Request, now))
 		if err != nil {
 			return "", "", err
 		}
@@ -164,11 +160,7 @@ const soonWindow = 15 * time.Minute
 // noDrone (why), unless a zone that comes into force within soonWindow
 // leaves its leg no route, which keeps dispatch from sending a drone now.
 func (h *Handlers) unroutableSoon(d *domain.Delivery, now time.Time, seen *pageLookups, why string) (domain.WaitKind, string, error) {
-	at := now
-	if d.Request.PickupTime.After(at) {
-		at = d.Request.PickupTime
-	}
-	soon, err := domain.UnroutableSoon(&d.Request, seen.air, at, soonWindow)
+	soon, err := domain.UnroutableSoon(&d.Request, seen.air, domain.LegTime(&d.Request, now), soonWindow)
 	if err != nil {
 		return "", "", err
 	}

@@ -1,6 +1,10 @@
 package geo
 
-import "github.com/golang/geo/s2"
+import (
+	"slices"
+
+	"github.com/golang/geo/s2"
+)
 
 // RemainingKm is how far a drone at p has still to fly to the end of path
 // if it goes on along it: to the point of path nearest to p, then along the
@@ -24,13 +28,10 @@ func RemainingKm(path []Point, p Point) float64 {
 		vertices[i] = s2Point(q)
 	}
 	dist := make([]float64, len(path)-1) // from p to each segment, in km
-	nearest := dist[0]
 	for i := range dist {
 		dist[i] = float64(s2.DistanceFromSegment(at, vertices[i], vertices[i+1])) * EarthRadiusKm
-		if i == 0 || dist[i] < nearest {
-			nearest = dist[i]
-		}
 	}
+	nearest := slices.Min(dist)
 	seg := 0
 	for dist[seg] > nearest+pathTolerance {
 		seg++
