@@ -70,7 +70,10 @@ func airspaceScenario(t *testing.T, p *proc) {
 	resp.decode(t, &z)
 	assert.JSONEq(t, stadium, string(z.Geometry))
 
-	game := `{"name":"Game day","geometry":` + stadium + `,"validFrom":"2026-12-06T17:00:00Z","validTo":"2026-12-06T22:00:00Z"}`
+	// A game this evening: from an hour ahead, for five hours.
+	kickoff := time.Now().UTC().Add(time.Hour).Truncate(time.Minute)
+	final := kickoff.Add(5 * time.Hour)
+	game := `{"name":"Game day","geometry":` + stadium + `,"validFrom":"` + kickoff.Format(time.RFC3339) + `","validTo":"` + final.Format(time.RFC3339) + `"}`
 	resp = a.fleet(t, http.MethodPut, "/api/noflyzones/stadium", game)
 	require.Equal(t, http.StatusOK, resp.Status, string(resp.Body))
 	resp = a.fleet(t, http.MethodGet, "/api/noflyzones/stadium", nil)
@@ -78,7 +81,8 @@ func airspaceScenario(t *testing.T, p *proc) {
 	assert.Equal(t, "Game day", z.Name)
 	require.NotNil(t, z.ValidFrom)
 	require.NotNil(t, z.ValidTo)
-	assert.Equal(t, "2026-12-06T22:00:00Z", z.ValidTo.UTC().Format(time.RFC3339))
+	assert.Equal(t, final.Format(time.RFC3339), z.ValidTo.UTC().Format(time.RFC3339))
+	assert.Equal(t, "upcoming", z.State)
 
 	// A service area of the same id is another resource.
 	resp = a.fleet(t, http.MethodGet, "/api/serviceareas/stadium", nil)
@@ -132,6 +136,7 @@ func airspaceScenario(t *testing.T, p *proc) {
 		{`{"geometry":{"type":"Polygon","coordinates":[[[-122.33,47.59],[-122.32,47.59],[-122.32,97.60],[-122.33,47.59]]]}}`, "geometry.coordinates[0][2][1]", 400},
 		{`{"geometry":{"type":"Polygon","coordinates":[[[0,0],[1,1],[1,0],[0,1],[0,0]]]}}`, "geometry.coordinates[0][1]", 400},
 		{`{"geometry":` + stadium + `,"validFrom":"2026-12-06T22:00:00Z","validTo":"2026-12-06T17:00:00Z"}`, "validTo", 400},
+		{`{"geometry":` + stadium + `,"validFrom":"2026-11-06T17:00:00Z","validTo":"2026-11-06T22:00:00Z"}`, "validTo", 422},
 		{`{"name":"x"}`, "geometry", 400},
 		{`{"geometry":` + stadium + `,"colour":"red"}`, "colour", 400},
 	} {

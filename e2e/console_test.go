@@ -50,6 +50,13 @@ func TestConsoleInBrowser(t *testing.T) {
 		"name": "Stadium", "geometry": map[string]any{"type": "Polygon", "coordinates": [][][2]float64{{
 			{-122.3335, 47.6140}, {-122.3315, 47.6140}, {-122.3315, 47.6160}, {-122.3335, 47.6160}, {-122.3335, 47.6140}}}},
 	}).Status)
+	// One for tonight, not yet in force: drawn apart.
+	tonight := time.Now().UTC().Add(time.Hour)
+	require.Equal(t, http.StatusCreated, a.fleet(t, "PUT", "/api/noflyzones/tonight", map[string]any{
+		"name": "Concert", "validFrom": tonight, "validTo": tonight.Add(3 * time.Hour),
+		"geometry": map[string]any{"type": "Polygon", "coordinates": [][][2]float64{{
+			{-122.3435, 47.6040}, {-122.3415, 47.6040}, {-122.3415, 47.6060}, {-122.3435, 47.6060}, {-122.3435, 47.6040}}}},
+	}).Status)
 	require.Equal(t, http.StatusAccepted, a.call(t, "POST", "/api/deliveryrequests", deliveryRequest("console", shortFlight.pickup, shortFlight.drop, "Small", 1)).Status)
 	d := waitStage(t, a, "console", domain.StageScheduled)
 	require.Equal(t, "console-near", d.DroneID)
@@ -69,7 +76,9 @@ func TestConsoleInBrowser(t *testing.T) {
 	page.Wait(t, "the fleet on the map", `document.body.dataset.state === 'ok' &&
 		document.querySelectorAll('#map g.drone').length === 2 &&
 		document.querySelector('#map polyline.route[data-delivery="console"]') !== null &&
-		document.querySelector('#map polygon.zone[data-zone="stadium"]') !== null`)
+		document.querySelector('#map polygon.zone.inForce[data-zone="stadium"]') !== null &&
+		document.querySelector('#map polygon.zone.upcoming[data-zone="tonight"]') !== null &&
+		document.getElementById('zones').textContent.includes('upcoming')`)
 	page.Eval(t, `location.href`, &url)
 	assert.NotContains(t, url, e2eOperatorKey, "the key never goes into the URL")
 

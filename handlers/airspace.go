@@ -3,6 +3,7 @@ package handlers
 import (
 	"context"
 	"net/http"
+	"time"
 
 	"github.com/fabrikam/dronedelivery/shared/domain"
 	"github.com/fabrikam/dronedelivery/shared/functionapp"
@@ -58,7 +59,13 @@ func (h *Handlers) putZone(ctx context.Context, kind domain.ZoneKind, req *funct
 	if err != nil {
 		return h.errorResponse(ctx, err)
 	}
-	in.UpdatedAt = h.clock.Now().UTC()
+	now := h.clock.Now().UTC()
+	if in.Ended(now) {
+		// Kept, it would only fill the store and the console's map: an
+		// operator ending a restriction early deletes it.
+		return h.errorResponse(ctx, domain.Unprocessable("validTo", "is %s, which has passed: the zone would never be in force (to end one now, DELETE it)", in.ValidTo.Format(time.RFC3339)))
+	}
+	in.UpdatedAt = now
 	if _, err := zs.Find(ctx, in.Key()); domain.IsCode(err, domain.ENOTFOUND) {
 		// A new zone: one query, on a request an operator makes rarely.
 		all, err := zs.List(ctx, kind, "", domain.MaxZonesPerKind)
@@ -84,7 +91,7 @@ func (h *Handlers) putZone(ctx context.Context, kind domain.ZoneKind, req *funct
 	if created {
 		status = http.StatusCreated
 	}
-	resp := functionapp.JSON(status, wire.NewZoneView(z))
+	resp := functionapp.JSON(status, wire.NewZoneView(z, now))
 	resp.Header.Set("Location", zoneRoute(kind)+z.ID)
 	return resp
 }
@@ -100,7 +107,7 @@ func (h *Handlers) pruneExpired(ctx context.Context, zs ports.Zones, kind domain
 	now := h.clock.Now()
 	n := 0
 	for _, z := range all {
-		if z.ValidTo.IsZero() || z.ValidTo.After(now) {
+		if !z.Ended(now) {
 			continue
 		}
 		if err := zs.Delete(ctx, z.Key()); err != nil && !domain.IsCode(err, domain.ENOTFOUND) {
@@ -132,7 +139,7 @@ func (h *Handlers) getZone(ctx context.Context, kind domain.ZoneKind, req *funct
 	if err != nil {
 		return h.errorResponse(ctx, notFoundAs(err, "%s %s not found", zoneNoun(kind), id))
 	}
-	return functionapp.JSON(http.StatusOK, wire.NewZoneView(z))
+	return functionapp.JSON(http.StatusOK, wire.NewZoneView(z, h.clock.Now()))
 }
 
 func (h *Handlers) deleteZone(ctx context.Context, kind domain.ZoneKind, req *functionapp.Request) *functionapp.Response {
@@ -201,8 +208,9 @@ func (h *Handlers) listZones(ctx context.Context, kind domain.ZoneKind, req *fun
 		got = got[:p.Limit]
 		page.Next = got[p.Limit-1].ID
 	}
+	now := h.clock.Now()
 	for _, z := range got {
-		page.Zones = append(page.Zones, wire.NewZoneView(z))
+		page.Zones = append(page.Zones, wire.NewZoneView(z, now))
 	}
 	return functionapp.JSON(http.StatusOK, page)
 }

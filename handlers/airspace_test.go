@@ -67,6 +67,67 @@ func TestZonesPerKindAreBounded(t *testing.T) {
 	assert.Equal(t, http.StatusUnprocessableEntity, put("PutNoFlyZone", "and-another").Status, "no more room")
 }
 
+// TestAZoneShowsWhereItsWindowStands: the API says of each zone whether it
+// is upcoming, in force or ended, as time passes; a window that has already
+// ended is refused naming validTo, whether the zone is new or replaces one,
+// and changes nothing.
+func TestAZoneShowsWhereItsWindowStands(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	geometry := `{"type":"Polygon","coordinates":[[[-122.35,47.60],[-122.33,47.60],[-122.33,47.62],[-122.35,47.60]]]}`
+	window := func(from, to time.Time) []byte {
+		return fmt.Appendf(nil, `{"geometry":%s,"validFrom":%q,"validTo":%q}`, geometry, from.Format(time.RFC3339), to.Format(time.RFC3339))
+	}
+	put := func(id string, body []byte) *functionapp.Response {
+		return f.fleet("PutNoFlyZone", &functionapp.Request{Method: http.MethodPut, Params: map[string]string{"id": id}, Body: body})
+	}
+	state := func(id string) string {
+		t.Helper()
+		resp := f.fleet("GetNoFlyZone", &functionapp.Request{Method: http.MethodGet, Params: map[string]string{"id": id}})
+		require.Equal(t, http.StatusOK, resp.Status, string(resp.Body))
+		var z struct{ State string }
+		require.NoError(t, json.Unmarshal(resp.Body, &z))
+		return z.State
+	}
+	listed := func() map[string]string {
+		t.Helper()
+		resp := f.fleet("ListNoFlyZones", &functionapp.Request{Method: http.MethodGet})
+		require.Equal(t, http.StatusOK, resp.Status, string(resp.Body))
+		var page struct{ Zones []struct{ ID, State string } }
+		require.NoError(t, json.Unmarshal(resp.Body, &page))
+		m := map[string]string{}
+		for _, z := range page.Zones {
+			m[z.ID] = z.State
+		}
+		return m
+	}
+
+	now := f.clock.Now()
+	resp := put("game", window(now.Add(time.Hour), now.Add(3*time.Hour)))
+	require.Equal(t, http.StatusCreated, resp.Status, string(resp.Body))
+	assert.Contains(t, string(resp.Body), `"state":"upcoming"`)
+	require.Equal(t, http.StatusCreated, put("always", []byte(`{"geometry":`+geometry+`}`)).Status)
+	assert.Equal(t, map[string]string{"game": "upcoming", "always": "inForce"}, listed())
+
+	f.clock.Advance(time.Hour)
+	assert.Equal(t, "inForce", state("game"), "from validFrom on")
+	f.clock.Advance(2 * time.Hour)
+	assert.Equal(t, "ended", state("game"), "from validTo on")
+	assert.Equal(t, map[string]string{"game": "ended", "always": "inForce"}, listed())
+
+	// A window already past is refused, and nothing changes.
+	now = f.clock.Now()
+	for _, id := range []string{"yesterday", "always"} {
+		resp = put(id, window(now.Add(-26*time.Hour), now.Add(-22*time.Hour)))
+		require.Equal(t, http.StatusUnprocessableEntity, resp.Status, "%s: %s", id, resp.Body)
+		assert.Equal(t, "validTo", problemOf(t, resp).Field, id)
+	}
+	resp = put("until-now", window(now.Add(-time.Hour), now))
+	assert.Equal(t, http.StatusUnprocessableEntity, resp.Status, "validTo is exclusive: %s", resp.Body)
+	assert.Equal(t, map[string]string{"game": "ended", "always": "inForce"}, listed())
+	assert.Equal(t, "inForce", state("always"), "the refused replacement left it as it was")
+}
+
 // The zone listings refuse, naming it, a parameter they do not take (a
 // cursor of another listing would otherwise answer the first page) and
 // one given twice, empty or malformed; after and limit still page.

@@ -68,6 +68,29 @@ func (z *Zone) ActiveDuring(from, to time.Time) bool {
 	return (z.ValidFrom.IsZero() || !to.Before(z.ValidFrom)) && (z.ValidTo.IsZero() || from.Before(z.ValidTo))
 }
 
+// Ended reports whether z's window has closed by t: a zone with a validTo
+// at or before t is in force no more and never will be again.
+func (z *Zone) Ended(t time.Time) bool { return !z.ValidTo.IsZero() && !z.ValidTo.After(t) }
+
+// The states of a zone, as the API shows them.
+const (
+	ZoneUpcoming = "upcoming" // its validFrom is still ahead
+	ZoneInForce  = "inForce"
+	ZoneEnded    = "ended" // its validTo has passed
+)
+
+// State says where t lies in z's window: ZoneUpcoming, ZoneInForce or
+// ZoneEnded.
+func (z *Zone) State(t time.Time) string {
+	switch {
+	case z.Ended(t):
+		return ZoneEnded
+	case !z.ValidFrom.IsZero() && t.Before(z.ValidFrom):
+		return ZoneUpcoming
+	}
+	return ZoneInForce
+}
+
 // Label names z in messages: its name when it has one, else its id.
 func (z *Zone) Label() string {
 	if z.Name != "" {

@@ -248,12 +248,15 @@ type ZoneView struct {
 	Geometry  json.RawMessage `json:"geometry"`
 	ValidFrom *time.Time      `json:"validFrom,omitempty"`
 	ValidTo   *time.Time      `json:"validTo,omitempty"`
-	UpdatedAt time.Time       `json:"updatedAt"`
+	// State is where now lies in the window: "upcoming", "inForce" or
+	// "ended" (domain.Zone.State).
+	State     string    `json:"state"`
+	UpdatedAt time.Time `json:"updatedAt"`
 }
 
-// NewZoneView returns the API's view of z, its geometry as GeoJSON of the
-// type it was given as.
-func NewZoneView(z *domain.Zone) ZoneView {
+// NewZoneView returns the API's view of z at now, its geometry as GeoJSON of
+// the type it was given as.
+func NewZoneView(z *domain.Zone, now time.Time) ZoneView {
 	mp := make(orb.MultiPolygon, len(z.Polygons))
 	for i, p := range z.Polygons {
 		mp[i] = make(orb.Polygon, len(p))
@@ -269,7 +272,7 @@ func NewZoneView(z *domain.Zone) ZoneView {
 		g = mp[0]
 	}
 	raw, _ := geojson.NewGeometry(g).MarshalJSON() // finite numbers always encode
-	v := ZoneView{ID: z.ID, Name: z.Name, Geometry: raw, UpdatedAt: z.UpdatedAt}
+	v := ZoneView{ID: z.ID, Name: z.Name, Geometry: raw, State: z.State(now), UpdatedAt: z.UpdatedAt}
 	if !z.ValidFrom.IsZero() {
 		v.ValidFrom = &z.ValidFrom
 	}

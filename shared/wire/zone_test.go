@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -116,7 +117,7 @@ func FuzzParseZone(f *testing.F) {
 			}
 			return
 		}
-		v := wire.NewZoneView(z)
+		v := wire.NewZoneView(z, time.Now())
 		m := map[string]any{"geometry": v.Geometry}
 		if v.Name != "" {
 			m["name"] = v.Name
