@@ -3,6 +3,7 @@ package handlers_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -226,6 +227,41 @@ func TestABookedPickupThatFindsNoDroneShowsNoPlannedTimes(t *testing.T) {
 	f.releaseDelayed(t, topology.QueueDeliveryRequests)
 	f.drain(t)
 	require.NotNil(t, f.laterDispatched(t).DeliveryETA)
+}
+
+// A booked pickup that a no-fly zone put since leaves no way to fly at its
+// dispatch time tells its customer so, naming the zone, not that no drone
+// is free: its drone stands by.
+func TestABookedPickupBlockedByAZoneSaysSo(t *testing.T) {
+	t.Parallel()
+	f, _ := bookedLater(t)
+	d := f.delivery(t, "later")
+	require.NotNil(t, d.DispatchAt)
+	drop := at(0.02, 0)
+	geom := fmt.Sprintf(`{"name":"Crane","geometry":{"type":"Polygon","coordinates":[[[%[2]f,%[1]f],[%[4]f,%[1]f],[%[4]f,%[3]f],[%[2]f,%[3]f],[%[2]f,%[1]f]]]}}`,
+		drop.Latitude-0.001, drop.Longitude-0.001, drop.Latitude+0.001, drop.Longitude+0.001)
+	resp := f.fleet("PutNoFlyZone", &functionapp.Request{Method: http.MethodPut, Params: map[string]string{"id": "crane"}, Body: []byte(geom)})
+	require.Equal(t, http.StatusCreated, resp.Status, string(resp.Body))
+
+	f.clock.Set(*d.DispatchAt)
+	f.releaseDelayed(t, topology.QueueDeliveryRequests)
+	f.drain(t)
+	d = f.delivery(t, "later")
+	assert.Empty(t, d.DroneID)
+	assert.Nil(t, d.PickupETA)
+	last := d.Notifications[len(d.Notifications)-1]
+	assert.Equal(t, domain.NotifyETAChanged, last.Kind)
+	assert.Contains(t, last.Message, "A no-fly zone closes the way for your pickup")
+	assert.Contains(t, last.Message, "Crane (crane)")
+	assert.NotContains(t, last.Message, "No drone is free")
+	assert.Equal(t, domain.DroneAvailable, f.drone(t, "d1").Status)
+
+	// The zone stays: at its deadline the delivery fails, naming it.
+	f.clock.Set(d.Request.Deadline)
+	f.playRetries(t, "later")
+	d = f.delivery(t, "later")
+	require.Equal(t, domain.StageFailed, d.Stage)
+	assert.Contains(t, d.FailureReason, "no route: dropOffLocation: is inside no-fly zone Crane (crane)")
 }
 
 // A booked pickup that a pause holds at its dispatch time drops its planned

@@ -199,7 +199,8 @@ func (h *Handlers) dispatch(ctx context.Context, msg *ports.Delivered, env *wire
 
 // awaitDrone clears the planned times of a booked pickup that found no
 // drone at its dispatch time, or a pause over its pickup (paused, the
-// pause's reason), and tells the customer (Delivery.AwaitDrone).
+// pause's reason), and tells the customer why (Delivery.AwaitDrone),
+// naming a no-fly zone that leaves its leg no route (zoneInTheWay).
 // A redelivered message that finds them cleared sends the notice again, in
 // case the run that cleared them stopped before it (duplicates are
 // dropped); the later retries do not, or the customer would hear it again
@@ -220,10 +221,14 @@ func (h *Handlers) awaitDrone(ctx context.Context, d *domain.Delivery, paused st
 	if d.Stage != domain.StageScheduled || d.DispatchAt == nil {
 		return nil, nil
 	}
+	noRoute := ""
+	if paused == "" {
+		noRoute = h.zoneInTheWay(ctx, &d.Request, now)
+	}
 	var note domain.Notification
 	got, err := h.st(ctx).Deliveries.Update(ctx, d.ID, func(cur *domain.Delivery) error {
 		var err error
-		note, err = cur.AwaitDrone(paused, now)
+		note, err = cur.AwaitDrone(paused, noRoute, now)
 		return err
 	})
 	if err != nil {
@@ -232,7 +237,7 @@ func (h *Handlers) awaitDrone(ctx context.Context, d *domain.Delivery, paused st
 	if note.ID == "" {
 		return nil, nil
 	}
-	h.log.InfoContext(ctx, "no drone for the booked pickup at its dispatch time; its planned times cleared", "paused", paused)
+	h.log.InfoContext(ctx, "no drone for the booked pickup at its dispatch time; its planned times cleared", "paused", paused, "noRoute", noRoute)
 	return notifyMessages(got, []domain.Notification{note}), nil
 }
 
@@ -698,16 +703,20 @@ func (h *Handlers) noDroneReason(ctx context.Context, req *domain.DeliveryReques
 	return none
 }
 
-// zoneInTheWay names a no-fly zone that comes into force within soonWindow
-// of the leg's time and leaves req's leg no route (over its dropoff, say),
-// which keeps dispatch from sending a drone now; "" when there is none, or
-// the airspace could not be read.
+// zoneInTheWay names a no-fly zone in force at the leg's time, or coming
+// into force within soonWindow of it, that leaves req's leg no route (over
+// its dropoff, say), which keeps dispatch from sending a drone now; "" when
+// there is none, or the airspace could not be read.
 func (h *Handlers) zoneInTheWay(ctx context.Context, req *domain.DeliveryRequest, now time.Time) string {
 	air, err := h.airspace(ctx)
 	if err != nil {
 		return ""
 	}
-	why, err := domain.UnroutableSoon(req, air, domain.LegTime(req, now), soonWindow)
+	at := domain.LegTime(req, now)
+	why, err := domain.Unroutable(req, air, at)
+	if err == nil && why == "" {
+		why, err = domain.UnroutableSoon(req, air, at, soonWindow)
+	}
 	if err != nil {
 		return ""
 	}

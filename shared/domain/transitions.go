@@ -166,13 +166,14 @@ func (d *Delivery) Book(gen int, dispatchAt time.Time, eta ETA, now time.Time) (
 
 // AwaitDrone clears the planned times of a booked pickup (Book) whose
 // dispatch found no drone free, or a pause holding its pickup (paused is
-// then the pause's reason): they were those of a drone that is not
+// then the pause's reason), or no route open (noRoute, the airspace's
+// reason, naming the no-fly zone): they were those of a drone that is not
 // coming, and a customer shown them would watch the pickup time pass with
 // nothing in the air. It returns the notice that says so; the ETA step
 // gives the times again, with the scheduled notice, once a drone is
 // assigned. It is ErrNoChange for a delivery that is not such a booking,
 // or whose times are cleared already.
-func (d *Delivery) AwaitDrone(paused string, now time.Time) (Notification, error) {
+func (d *Delivery) AwaitDrone(paused, noRoute string, now time.Time) (Notification, error) {
 	if d.Stage != StageScheduled || d.DispatchAt == nil || d.ScheduledAt != nil || d.DroneID != "" || d.PickupETA == nil {
 		return Notification{}, ErrNoChange
 	}
@@ -180,8 +181,11 @@ func (d *Delivery) AwaitDrone(paused string, now time.Time) (Notification, error
 	d.PickupETA, d.DeliveryETA, d.PlannedRoute = nil, nil, nil
 	d.Touch(now)
 	why := "No drone is free yet for your pickup planned at " + ClockTime(planned, now)
-	if paused != "" {
+	switch {
+	case paused != "":
 		why = "Service is paused at your pickup (" + paused + "), planned at " + ClockTime(planned, now)
+	case noRoute != "":
+		why = "A no-fly zone closes the way for your pickup planned at " + ClockTime(planned, now) + " (" + noRoute + ")"
 	}
 	return d.Notify(NotifyETAChanged, why+"; you will be told its new time when a drone is on its way.", now), nil
 }
