@@ -271,6 +271,7 @@ func TestChecksCatchDrift(t *testing.T) {
 	})
 	t.Run("RoutePrefixChanged", func(t *testing.T) {
 		mustMention(t, checkOutputs(mainBicep, []byte(`{"extensions":{"http":{"routePrefix":"v2"}}}`)), "/v2")
+		mustMention(t, checkOutputs(mainBicep, []byte(`{"extensions":{"http":{"routePrefix":"v2"}}}`)), "functionapp.RoutePrefix")
 	})
 }
 
@@ -754,6 +755,12 @@ func checkOutputs(main string, hostJSON []byte) []string {
 		prefix = *p
 	}
 	var problems []string
+	if prefix != functionapp.RoutePrefix {
+		// The host forwards requests under its routePrefix
+		// (WebScriptHostHttpRoutesManager, Azure/azure-functions-host), and
+		// the handler takes for forwarded requests those under its own.
+		problems = append(problems, fmt.Sprintf("host.json routePrefix is %q, but the handler serves forwarded requests under /%s (functionapp.RoutePrefix): every route would answer 404", prefix, functionapp.RoutePrefix))
+	}
 	want := "output apiBaseUrl string = 'https://${functionApp.outputs.defaultHostName}/" + prefix + "'"
 	if prefix == "" {
 		want = "output apiBaseUrl string = 'https://${functionApp.outputs.defaultHostName}'"

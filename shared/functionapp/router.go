@@ -40,6 +40,26 @@ type Router struct {
 	routes [][]string
 }
 
+// RouterOption tunes NewRouter.
+type RouterOption func(*routerOptions)
+
+type routerOptions struct {
+	streams bool
+	drain   int64
+}
+
+// WithDrain reads the rest of a body refused as too large, up to limit
+// bytes in all, before answering 413. The Functions host streams a
+// forwarded body to the handler with its Content-Length
+// (HttpRequestExtensions.ToHttpRequestMessage, Azure/azure-functions-host)
+// and its HttpClient fails the whole send, answering the caller 500, when
+// the handler closes the connection before the upload ends; the host takes
+// bodies up to 104,857,600 bytes (ScriptConstants.DefaultMaxRequestBodySize,
+// or FUNCTIONS_REQUEST_BODY_SIZE_LIMIT), so reading them to the end there
+// costs what the host has already accepted. Without it, net/http reads
+// 256 KB of what is left and closes the connection.
+func WithDrain(limit int64) RouterOption { return func(o *routerOptions) { o.drain = limit } }
+
 // NewRouter serves every httpTrigger function of fns at its route under
 // prefix, with the methods function.json allows.
 func NewRouter(reg Registry, fns []FunctionConfig, prefix string, opts ...RouterOption) (*Router, error) {
@@ -67,7 +87,7 @@ func NewRouter(reg Registry, fns []FunctionConfig, prefix string, opts ...Router
 		}
 		pattern := RoutePattern(prefix, route)
 		rt.routes = append(rt.routes, strings.Split(pattern, "/"))
-		serve := serveFunc(fc.Name, h)
+		serve := serveFunc(fc.Name, h, o.drain)
 		if s := reg[fc.Name].Stream; s != nil && o.streams {
 			serve = serveStream(fc.Name, s)
 		}
@@ -83,10 +103,10 @@ func NewRouter(reg Registry, fns []FunctionConfig, prefix string, opts ...Router
 	return rt, nil
 }
 
-func serveFunc(name string, h HTTPFunc) http.Handler {
+func serveFunc(name string, h HTTPFunc, drain int64) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx := logctx.With(r.Context(), "function", name)
-		if id := r.Header.Get("X-Azure-Functions-InvocationId"); id != "" {
+		if id := InvocationID(r.Header); id != "" {
 			ctx = logctx.With(ctx, "invocationId", id)
 		}
 		query, err := ParseQuery(r.URL.RawQuery)
@@ -94,10 +114,14 @@ func serveFunc(name string, h HTTPFunc) http.Handler {
 			WriteResponse(w, Problem(http.StatusBadRequest, err.Field, err.Detail))
 			return
 		}
+		sent := r.Body
 		body, rerr := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
 		if rerr != nil {
 			var tooBig *http.MaxBytesError
 			if errors.As(rerr, &tooBig) {
+				if drain > MaxBodyBytes && r.ContentLength <= drain {
+					io.CopyN(io.Discard, sent, drain-MaxBodyBytes)
+				}
 				WriteResponse(w, Problem(http.StatusRequestEntityTooLarge, "body", fmt.Sprintf("must be at most %d bytes", MaxBodyBytes)))
 				return
 			}
@@ -108,6 +132,23 @@ func serveFunc(name string, h HTTPFunc) http.Handler {
 		req.Query = query
 		WriteResponse(w, Call(ctx, h, req))
 	})
+}
+
+// InvocationID is the Functions host's id of the invocation a request
+// carries, "" when it carries none. The host copies the caller's headers
+// onto a forwarded request and then adds its own id
+// (DefaultHttpWorkerService.AddHeaders, Headers.Add), so a caller that
+// sent the header itself arrives first in the list: the host's is the last.
+func InvocationID(h http.Header) string {
+	vals := h.Values("X-Azure-Functions-InvocationId")
+	if len(vals) == 0 {
+		return ""
+	}
+	last := vals[len(vals)-1]
+	if i := strings.LastIndexByte(last, ','); i >= 0 {
+		last = last[i+1:]
+	}
+	return strings.TrimSpace(last)
 }
 
 // ServeHTTP serves r by its route. A path ServeMux would clean (a doubled

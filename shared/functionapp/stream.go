@@ -33,11 +33,6 @@ type StreamFunc func(ctx context.Context, req *Request, s Stream) *Response
 // buffers for ever.
 const StreamWriteWait = 30 * time.Second
 
-// RouterOption tunes NewRouter.
-type RouterOption func(*routerOptions)
-
-type routerOptions struct{ streams bool }
-
 // WithStreams serves a function's Stream, where it has one, instead of its
 // HTTP: only a runtime that holds its own connections (the standalone one)
 // can, since the Functions host and API Gateway buffer whole answers.

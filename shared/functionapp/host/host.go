@@ -15,6 +15,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -68,6 +69,19 @@ type Options struct {
 	Jitter func() float64
 }
 
+// forwardedBodyLimit is the largest body the host forwards: its Kestrel's
+// limit, 104,857,600 bytes unless FUNCTIONS_REQUEST_BODY_SIZE_LIMIT sets
+// another (ScriptConstants.DefaultMaxRequestBodySize, Program.cs, and
+// HttpRequestBodySizeMiddleware in Azure/azure-functions-host).
+func forwardedBodyLimit(lookup func(string) (string, bool)) int64 {
+	if v, ok := lookup("FUNCTIONS_REQUEST_BODY_SIZE_LIMIT"); ok {
+		if n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64); err == nil && n > 0 {
+			return n
+		}
+	}
+	return 104857600
+}
+
 // New returns the handler for everything the Functions host sends; it
 // rejects a configuration the host would run but the registry cannot serve,
 // so a deployment fails at start-up rather than on its first message.
@@ -76,7 +90,7 @@ func New(reg functionapp.Registry, fns []functionapp.FunctionConfig, pub ports.P
 	if err != nil {
 		return nil, err
 	}
-	router, err := functionapp.NewRouter(reg, fns, functionapp.RoutePrefix)
+	router, err := functionapp.NewRouter(reg, fns, functionapp.RoutePrefix, functionapp.WithDrain(forwardedBodyLimit(os.LookupEnv)))
 	if err != nil {
 		return nil, err
 	}
@@ -165,7 +179,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx := logctx.With(r.Context(), "function", fn.name)
-	if id := r.Header.Get(invocationHeader); id != "" {
+	if id := functionapp.InvocationID(r.Header); id != "" {
 		ctx = logctx.With(ctx, "invocationId", id)
 	}
 	r = r.WithContext(ctx)

@@ -58,9 +58,14 @@ const (
 // failed one.
 const (
 	readHeaderTimeout = 10 * time.Second
-	// readTimeout bounds reading an invocation, body included; the host
-	// sends bodies of at most a few megabytes over loopback.
-	readTimeout    = 2 * time.Minute
+	// readTimeout bounds reading an invocation, body included. The host
+	// streams a forwarded body at the pace its caller uploads it
+	// (HttpRequestExtensions.ToHttpRequestMessage, a StreamContent over
+	// the caller's body) and waits for the answer up to functionTimeout
+	// and a minute (DefaultHttpWorkerService's HttpClient.Timeout), so a
+	// slow upload may take as long as the invocation may run; cut off
+	// sooner, the host would answer the caller 500.
+	readTimeout    = invocationBudget
 	writeTimeout   = 10 * time.Minute
 	idleTimeout    = 5 * time.Minute
 	maxHeaderBytes = 64 << 10

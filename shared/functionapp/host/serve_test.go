@@ -1,6 +1,7 @@
 package host
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -12,6 +13,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -236,6 +238,82 @@ func TestServeListenerReportsAFailedListener(t *testing.T) {
 // the host needs: an invocation may run to host.json's functionTimeout,
 // and a pooled connection stays idle up to .NET's pool timeout (2 minutes
 // at most) before the host drops it.
+// TestForwardedRequestsAsTheHostSendsThem sends, over a real connection,
+// requests as the host forwards them: the caller's own invocation-id
+// header before the host's, and a body larger than the handler takes,
+// written to the end before the answer is read, as the host's HttpClient
+// writes it (a send cut short fails the invocation, and the caller gets
+// 500 instead of the 413).
+func TestForwardedRequestsAsTheHostSendsThem(t *testing.T) {
+	t.Parallel()
+	ids := make(chan string, 1)
+	reg := functionapp.Registry{"Echo": {HTTP: func(ctx context.Context, req *functionapp.Request) *functionapp.Response {
+		for _, a := range logctx.Attrs(ctx) {
+			if a.Key == "invocationId" {
+				ids <- a.Value.String()
+			}
+		}
+		return echo(ctx, req)
+	}}}
+	h, err := New(reg, testFunctions()[:1], nil, slog.New(slog.DiscardHandler), Options{})
+	require.NoError(t, err)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	go ServeListener(ctx, ln, h, slog.New(slog.DiscardHandler))
+
+	send := func(t *testing.T, header string, body io.Reader, size int64) *http.Response {
+		t.Helper()
+		conn, err := net.Dial("tcp", ln.Addr().String())
+		require.NoError(t, err)
+		t.Cleanup(func() { conn.Close() })
+		_, err = fmt.Fprintf(conn, "POST /api/echo/7 HTTP/1.1\r\nHost: func.example\r\nContent-Type: application/json\r\nContent-Length: %d\r\n%s\r\n", size, header)
+		require.NoError(t, err)
+		n, err := io.Copy(conn, body)
+		require.NoError(t, err, "the whole body is sent (%d of %d bytes)", n, size)
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		require.NoError(t, err)
+		t.Cleanup(func() { resp.Body.Close() })
+		return resp
+	}
+
+	t.Run("the host's invocation id, not the caller's", func(t *testing.T) {
+		body := `{"a":1}`
+		resp := send(t, "X-Azure-Functions-InvocationId: forged-by-caller\r\nX-Azure-Functions-InvocationId: 3f1c0b8e-host\r\n", strings.NewReader(body), int64(len(body)))
+		assert.Equal(t, http.StatusCreated, resp.StatusCode)
+		assert.Equal(t, "3f1c0b8e-host", <-ids)
+	})
+	t.Run("a body too large is read to the end and refused", func(t *testing.T) {
+		size := int64(20 << 20)
+		resp := send(t, "X-Azure-Functions-InvocationId: 3f1c0b8e-big\r\n", io.LimitReader(zeros{}, size), size)
+		assert.Equal(t, http.StatusRequestEntityTooLarge, resp.StatusCode)
+		var p functionapp.ProblemDetails
+		require.NoError(t, json.NewDecoder(resp.Body).Decode(&p))
+		assert.Equal(t, "body", p.Field)
+	})
+}
+
+// zeros reads as an endless run of spaces.
+type zeros struct{}
+
+func (zeros) Read(p []byte) (int, error) {
+	for i := range p {
+		p[i] = ' '
+	}
+	return len(p), nil
+}
+
+func TestForwardedBodyLimit(t *testing.T) {
+	t.Parallel()
+	env := func(v string) func(string) (string, bool) {
+		return func(k string) (string, bool) { return v, k == "FUNCTIONS_REQUEST_BODY_SIZE_LIMIT" && v != "" }
+	}
+	assert.EqualValues(t, 104857600, forwardedBodyLimit(env("")), "the host's default")
+	assert.EqualValues(t, 209715200, forwardedBodyLimit(env("209715200")))
+	assert.EqualValues(t, 104857600, forwardedBodyLimit(env("lots")))
+}
+
 func TestServerTimeoutsLeaveTheHostRoom(t *testing.T) {
 	t.Parallel()
 	raw, err := os.ReadFile(filepath.Join("..", "..", "..", "host.json"))
