@@ -317,7 +317,7 @@ func (h *Handlers) Registry() functionapp.Registry {
 		"PostNotifyMeRequest":  biz(h.PostNotifyMeRequest),
 		"GetNotifications":     biz(h.GetNotifications),
 		"GetHistory":           bizOrOp(h.GetHistory),
-		"SendNotification":     {Queue: h.SendNotification},
+		"SendNotification":     {Queue: h.SendNotification, ActsOutside: true},
 		"TrackPage":            open(h.TrackPage),
 		"Console":              open(h.Console),
 		"TrackFeed":            open(h.TrackFeed),
@@ -338,7 +338,7 @@ func (h *Handlers) Registry() functionapp.Registry {
 		"UnsubscribePage":       open(h.UnsubscribePage),
 		"Unsubscribe":           {HTTP: h.guardForm(h.Unsubscribe), Public: true},
 		"GetOutbox":             biz(h.GetOutbox),
-		"SendCustomerMessage":   {Queue: h.SendCustomerMessage},
+		"SendCustomerMessage":   {Queue: h.SendCustomerMessage, ActsOutside: true},
 
 		"PutServiceArea":    op(zoneFunc(h.putZone).forKind(domain.ServiceArea)),
 		"GetServiceArea":    op(zoneFunc(h.getZone).forKind(domain.ServiceArea)),

@@ -112,6 +112,9 @@ func (r Registry) Check(fns []FunctionConfig) error {
 			if h.Queue == nil {
 				return fmt.Errorf("function %s is queue-triggered but its handler is not", fc.Name)
 			}
+			if h.ActsOutside && h.StartsFromCarriedVersions {
+				return fmt.Errorf("function %s acts outside the store, so it must read what it acts on, not start from carried versions", fc.Name)
+			}
 			if h.Reads != "" && trigger.QueueName != h.Reads {
 				return fmt.Errorf("function %s: its function.json reads queue %q, but its handler reads %q", fc.Name, trigger.QueueName, h.Reads)
 			}

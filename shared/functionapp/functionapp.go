@@ -59,6 +59,14 @@ type Function struct {
 	// (ports.Versions, CarryVersions). A step that acts outside the store
 	// (a webhook, an e-mail) must leave it unset and read.
 	StartsFromCarriedVersions bool
+	// ActsOutside says a queue function's run reaches outside the store
+	// (it posts a webhook, sends an e-mail or an SMS), which running it
+	// again would do again, and writes no document. A runtime that runs a
+	// step in a unit of work then commits it without checking the
+	// documents it read, and never runs it again at once because one of
+	// them changed meanwhile (a change that cannot make wrong what it did
+	// not write); a redelivered message still runs it again, as any step.
+	ActsOutside bool
 	// Reads is the queue a queue function is triggered by, as the chain's
 	// table has it (topology.Chain); Registry.Check refuses a function.json
 	// whose trigger reads another. Empty leaves the binding unchecked.

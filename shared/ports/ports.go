@@ -464,6 +464,14 @@ type UnitOfWork interface {
 	Commit(ctx context.Context, settle *Delivered, out ...Message) error
 }
 
+// ReadTruster is a unit of work that can commit without checking the
+// documents it read (functionapp.Function.ActsOutside): TrustReads makes
+// Commit write, send and settle whatever changed since those reads; the
+// writes themselves stay conditional on the versions read.
+type ReadTruster interface {
+	TrustReads()
+}
+
 // ReadChecker is a unit of work that may start a step from a cache of
 // documents (a commit checks them). A step that fails does not commit, so
 // a runtime asks CheckReads before it acts on the failure: ErrStale means

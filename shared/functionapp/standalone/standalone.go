@@ -375,6 +375,7 @@ func (h *held) Publish(_ context.Context, msgs ...ports.Message) error {
 // stopping ends those waits at shutdown.
 func (s *Server) handle(ctx context.Context, stopping <-chan struct{}, name string, fn functionapp.QueueFunc, msg *ports.Delivered) {
 	tx, transactional := s.bus.(ports.Transactional)
+	outside := s.reg[name].ActsOutside
 	// A scheduled copy is a first delivery to the bus; the step is told
 	// every earlier attempt too, so that a rule such as "not found yet, try
 	// again twice" counts the copies.
@@ -393,7 +394,11 @@ func (s *Server) handle(ctx context.Context, stopping <-chan struct{}, name stri
 		if transactional {
 			uow, pub = tx.Begin(), &out
 			runCtx = ports.WithStore(ctx, uow.Store())
-			if rc, ok := uow.(ports.ReadChecker); ok && run < maxRuns {
+			if t, ok := uow.(ports.ReadTruster); ok && outside {
+				// Run again, it would post or send again.
+				t.TrustReads()
+			}
+			if rc, ok := uow.(ports.ReadChecker); ok && run < maxRuns && !outside {
 				// Asked once a run: by the log of a failure, then here.
 				stale = sync.OnceValue(func() bool { return errors.Is(rc.CheckReads(ctx), ports.ErrStale) })
 				runCtx = functionapp.WithRerun(runCtx, stale)
@@ -411,7 +416,7 @@ func (s *Server) handle(ctx context.Context, stopping <-chan struct{}, name stri
 			break
 		}
 		serr = uow.Commit(ctx, msg, out.msgs...)
-		if errors.Is(serr, ports.ErrStale) && run < maxRuns {
+		if errors.Is(serr, ports.ErrStale) && run < maxRuns && !outside {
 			continue
 		}
 		if serr != nil && !domain.IsCode(serr, domain.ECONFLICT) {
