@@ -371,6 +371,38 @@ func TestIngestIdempotentByDeliveryID(t *testing.T) {
 	assert.Equal(t, "deliveryId", problemOf(t, heavy).Field)
 }
 
+// A retry that names the default package id (the delivery's own, which
+// the 202 shows back) is the request that left it out, and the other way
+// round; naming another package is another request.
+func TestARetryMayNameTheDefaultPackageID(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	body := func(id string, pkg any) []byte {
+		info := map[string]any{"size": "Small", "weight": 1}
+		if pkg != nil {
+			info["packageId"] = pkg
+		}
+		b, _ := json.Marshal(map[string]any{"deliveryId": id, "pickupLocation": at(0, 0), "dropOffLocation": at(0.01, 0), "packageInfo": info})
+		return b
+	}
+	for _, tc := range []struct {
+		name, id     string
+		first, retry any
+	}{
+		{"left out, then named", "d-left", nil, "d-left"},
+		{"named, then left out", "d-named", "d-named", nil},
+	} {
+		id := tc.id
+		first := f.ingest(t, body(id, tc.first))
+		require.Equal(t, http.StatusAccepted, first.Status, "%s: %s", tc.name, first.Body)
+		again := f.ingest(t, body(id, tc.retry))
+		assert.Equal(t, http.StatusAccepted, again.Status, "%s: %s", tc.name, again.Body)
+		assert.JSONEq(t, string(first.Body), string(again.Body), tc.name)
+		other := f.ingest(t, body(id, "another-parcel"))
+		assert.Equal(t, http.StatusConflict, other.Status, "%s: %s", tc.name, other.Body)
+	}
+}
+
 // packageRequest is a request for delivery id carrying package pkg.
 func packageRequest(id, pkg string) []byte {
 	b, _ := json.Marshal(map[string]any{

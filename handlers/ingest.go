@@ -105,7 +105,7 @@ func (h *Handlers) IngestDelivery(ctx context.Context, req *functionapp.Request)
 		// with this one.
 		if p.DeliveryID != "" {
 			if prev, ferr := h.store.Deliveries.Find(ctx, id); ferr == nil {
-				if prev.RequestHash == p.Hash {
+				if p.Matches(prev.RequestHash) {
 					return h.acceptStored(ctx, prev)
 				}
 				return h.errorResponse(ctx, reusedID(id))
@@ -133,7 +133,7 @@ func (h *Handlers) IngestDelivery(ctx context.Context, req *functionapp.Request)
 		if d, err = h.store.Deliveries.Find(ctx, id); err != nil {
 			return h.errorResponse(ctx, err)
 		}
-		if d.RequestHash != p.Hash {
+		if !p.Matches(d.RequestHash) {
 			return h.errorResponse(ctx, reusedID(id))
 		}
 		ctx = logctx.With(ctx, "correlationId", d.CorrelationID)

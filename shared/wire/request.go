@@ -126,6 +126,29 @@ func (p *ParsedRequest) SetOwner(owner string) {
 	p.Hash = hashJSON(&p.Request, p.DeliveryID)
 }
 
+// Matches reports whether stored, the hash of a request accepted earlier
+// under the same id, is this request's: the same content, where a package
+// id left out and one that names the default (the delivery's id, which
+// acceptance fills in) are the same request.
+func (p *ParsedRequest) Matches(stored string) bool {
+	if stored == p.Hash {
+		return true
+	}
+	if p.DeliveryID == "" {
+		return false
+	}
+	other := p.Request
+	switch other.PackageInfo.PackageID {
+	case "":
+		other.PackageInfo.PackageID = p.DeliveryID
+	case p.DeliveryID:
+		other.PackageInfo.PackageID = ""
+	default:
+		return false
+	}
+	return stored == hashJSON(&other, p.DeliveryID)
+}
+
 // pickDropoff returns the dropoff under whichever of the two spellings the
 // reference API's clients use it came, with that spelling to name it in
 // errors; both spellings at once are refused.
