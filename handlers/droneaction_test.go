@@ -406,6 +406,29 @@ func TestAnActionIdNamesOneAction(t *testing.T) {
 	assert.Equal(t, before, f.snapshot(t, []string{"named"}, []string{"near", "far"}), "neither changed anything")
 }
 
+// A reassign of a delivery that has no drone yet is refused, 409: there is
+// nothing to hand on, and a 202 told the operator something had happened
+// that had not, with nothing in the history and its actionId not kept.
+func TestAReassignOfADeliveryWithoutADroneIsRefused(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, domain.Drone{ID: "d1", Location: at(0, 0), Status: domain.DroneMaintenance})
+	require.Equal(t, http.StatusAccepted, f.ingest(t, requestBody("waits", at(0.01, 0), at(0.02, 0), "Small", 1)).Status)
+	f.drain(t)
+	before := f.delivery(t, "waits")
+	require.Empty(t, before.DroneID)
+
+	resp := f.action(t, "DeliveryAction", "waits", map[string]any{"action": "reassign", "reason": "wrong drone", "actionId": "op-1"})
+	require.Equal(t, http.StatusConflict, resp.Status, string(resp.Body))
+	assert.Contains(t, problemOf(t, resp).Detail, "no drone to reassign")
+	after := f.delivery(t, "waits")
+	assert.Equal(t, before.History, after.History, "nothing recorded")
+	assert.Equal(t, before.Generation, after.Generation)
+
+	// The refused reassign left its actionId free for another action.
+	f.act(t, "DeliveryAction", "waits", map[string]any{"action": "abort", "reason": "sender called", "actionId": "op-1"})
+	assert.Equal(t, domain.StageFailed, f.delivery(t, "waits").Stage)
+}
+
 // A delivery the operator aborts with its package aboard sends its drone
 // home with the package, serving nothing until a report places it there:
 // it was released at once, to be dispatched with the package aboard.

@@ -283,8 +283,8 @@ func (d *Delivery) HandOver(droneID string, gen int, a OperatorAction, now time.
 
 // Reassign hands the delivery on from the drone that holds it to another
 // one (HandOver). A delivery whose package is aboard, or one that has
-// ended, cannot be reassigned (ECONFLICT); one with no drone yet is left
-// to dispatch, and the same action again (a.ActionID seen before, or a
+// ended, or one with no drone yet (dispatch gives it one), cannot be
+// reassigned (ECONFLICT); the same action again (a.ActionID seen before, or a
 // reassign while the one before it still hands the delivery on from its
 // drone) changes nothing (ErrNoChange all).
 func (d *Delivery) Reassign(a OperatorAction, now time.Time) (Notification, error) {
@@ -297,7 +297,10 @@ func (d *Delivery) Reassign(a OperatorAction, now time.Time) (Notification, erro
 	case d.PickedUpAt != nil:
 		return Notification{}, Errorf(ECONFLICT, "delivery %s has its package aboard drone %s; abort it instead", d.ID, d.DroneID)
 	case d.DroneID == "":
-		return Notification{}, ErrNoChange // dispatch gives it a drone anyway
+		// Nothing to hand on: dispatch gives it a drone anyway. A 202 would
+		// tell the operator something happened that did not, with nothing
+		// in its history.
+		return Notification{}, Errorf(ECONFLICT, "delivery %s has no drone to reassign from yet; dispatch assigns it one (abort it to stop it)", d.ID)
 	case d.DroneID == d.AvoidDroneID && d.DroneAssignedAt != nil && !d.DroneAssignedAt.After(d.handedOverAt()):
 		// Handed on from this drone already, and not given a drone again
 		// since: the same reassign again (sent twice, without an actionId).

@@ -61,7 +61,7 @@ func TestOperatorDeliveryActions(t *testing.T) {
 			_, err := d.Reassign(domain.OperatorAction{Name: "reassign", By: "operator", Reason: "rotor check"}, t0)
 			return err
 		}, domain.ErrNoChange, "", nil},
-		{"reassign a delivery without a drone", delivery(domain.StageCreated), reassign, domain.ErrNoChange, "", nil},
+		{"reassign a delivery without a drone", delivery(domain.StageCreated), reassign, nil, domain.ECONFLICT, nil},
 		{"reassign with the package aboard", pickedUp(), reassign, nil, domain.ECONFLICT, nil},
 		{"reassign a completed delivery", assigned(domain.StageCompleted), reassign, nil, domain.ECONFLICT, nil},
 		{"abort in flight", pickedUp(), abort(domain.OutcomeFailed), nil, "", func(t *testing.T, d *domain.Delivery) {
