@@ -505,7 +505,8 @@ func TestResumeAndChargeKeepTheDroneAsItIs(t *testing.T) {
 	f.putDrone(t, domain.Drone{ID: "full", Location: at(0, 0.03)})
 	resp = f.action(t, "DroneAction", "full", map[string]any{"action": "charge", "reason": "top up"})
 	assert.Equal(t, http.StatusConflict, resp.Status, "nothing to charge")
-	assert.Contains(t, string(resp.Body), `"detail":"action is refused: drone `)
+	assert.Contains(t, string(resp.Body), `"detail":"drone full is charged already`)
+	assert.Empty(t, problemOf(t, resp).Field, "a state's 409 names no field")
 	assert.Contains(t, string(resp.Body), "charged already (100 %; a charge stops at 95 %)")
 	assert.Equal(t, domain.DroneAvailable, f.drone(t, "full").Status)
 

@@ -141,8 +141,7 @@ func (dr *Drone) Charge(reason string, cfg TrackingConfig, now time.Time) error 
 		return Errorf(ECONFLICT, "drone %s is %s; only an idle Available drone is put on charge", dr.ID, dr.Status)
 	case dr.BatteryPercent >= cfg.ChargedPercent:
 		// Nothing to do, and a 202 would read as done: say why.
-		return &Error{Code: ECONFLICT, Field: "action", Message: fmt.Sprintf("is refused: drone %s is charged already (%g %%; a charge stops at %g %%)",
-			dr.ID, dr.BatteryPercent, cfg.ChargedPercent)}
+		return Errorf(ECONFLICT, "drone %s is charged already (%g %%; a charge stops at %g %%)", dr.ID, dr.BatteryPercent, cfg.ChargedPercent)
 	}
 	dr.StatusReason = reason
 	dr.StartCharging(cfg, now)
