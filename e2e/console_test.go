@@ -61,7 +61,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	d := waitStage(t, a, "console", domain.StageScheduled)
 	require.Equal(t, "console-near", d.DroneID)
 
-	page := openConsole(t, p.base, "interval=500", 900)
+	page := openConsole(t, p.base, "interval=500&silent=1500", 900)
 	var url string
 	page.Eval(t, `location.href`, &url)
 	assert.NotContains(t, url, e2eOperatorKey)
@@ -89,6 +89,17 @@ func TestConsoleInBrowser(t *testing.T) {
 		const g = document.querySelector('#map g.drone[data-id="console-near"]');
 		return g && Number(g.dataset.lat) === %v && Number(g.dataset.lon) === %v;
 	})()`, moved.Latitude, moved.Longitude))
+
+	// It flies the delivery and reports no more: the page marks it silent
+	// once its last report is older than ?silent= ms.
+	page.Wait(t, "console-near marked silent in flight", `(() => {
+		const tr = document.querySelector('tr[data-drone="console-near"]');
+		return tr && tr.classList.contains('silent') && tr.querySelector('td.lastreport').textContent.startsWith('silent') &&
+			document.body.dataset.silent === '1';
+	})()`)
+	var farSilent bool
+	page.Eval(t, `document.querySelector('tr[data-drone="console-far"]').classList.contains('silent')`, &farSilent)
+	assert.False(t, farSilent, "a drone on no delivery is not watched")
 
 	dir := t.ArtifactDir()
 	if env := os.Getenv("SCREENSHOT_DIR"); env != "" {
