@@ -62,10 +62,10 @@ type Function struct {
 	// ActsOutside says a queue function's run reaches outside the store
 	// (it posts a webhook, sends an e-mail or an SMS), which running it
 	// again would do again, and writes no document. A runtime that runs a
-	// step in a unit of work then commits it without checking the
-	// documents it read, and never runs it again at once because one of
-	// them changed meanwhile (a change that cannot make wrong what it did
-	// not write); a redelivered message still runs it again, as any step.
+	// step in a unit of work then has it read every document as stored
+	// now (ports.FreshReader), not from a cache of recent ones, so that
+	// neither a stale copy nor a change after its read makes it run again
+	// at once; a redelivered message still runs it again, as any step.
 	ActsOutside bool
 	// Reads is the queue a queue function is triggered by, as the chain's
 	// table has it (topology.Chain); Registry.Check refuses a function.json

@@ -464,12 +464,14 @@ type UnitOfWork interface {
 	Commit(ctx context.Context, settle *Delivered, out ...Message) error
 }
 
-// ReadTruster is a unit of work that can commit without checking the
-// documents it read (functionapp.Function.ActsOutside): TrustReads makes
-// Commit write, send and settle whatever changed since those reads; the
-// writes themselves stay conditional on the versions read.
-type ReadTruster interface {
-	TrustReads()
+// FreshReader is a unit of work that can read every document from the
+// backend itself rather than from a cache of recent documents, for a step
+// that acts outside the store (functionapp.Function.ActsOutside): what it
+// reads is current when read, and Commit has no cached read to check, so
+// a document changed after the step read it does not make the commit
+// stale and run the step, and what it did outside, again.
+type FreshReader interface {
+	ReadFresh()
 }
 
 // ReadChecker is a unit of work that may start a step from a cache of

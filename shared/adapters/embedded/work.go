@@ -62,8 +62,8 @@ type work struct {
 	// cached are the documents taken from a collection's cache; Commit
 	// checks that those it does not write are still at their version.
 	cached []*workDoc
-	// trusted says the step's reads need no check (TrustReads).
-	trusted bool
+	// fresh says every read goes to the file (ReadFresh).
+	fresh bool
 }
 
 // workDoc is one document as the unit of work knows it: as read (version 0
@@ -98,6 +98,11 @@ func (w *work) Commit(ctx context.Context, settle *ports.Delivered, out ...ports
 		return err
 	}
 	tracing.Inject(ctx, out)
+	if w.fresh && len(w.dirty) > 0 {
+		// Its writes could go stale, and its run again would repeat what
+		// it did outside the store.
+		return &domain.Permanent{Err: fmt.Errorf("a step that acts outside the store may not write, and wrote %s %s", w.dirty[0].coll, w.dirty[0].id)}
+	}
 	b := w.db.bus
 	var stale, lost bool
 	what := "commit a unit of work"
@@ -161,7 +166,7 @@ func (w *work) Commit(ctx context.Context, settle *ports.Delivered, out ...ports
 // what came before it, which the caller undoes.
 func (w *work) writeDocs(tx *writeTx, now int64) (stale bool, err error) {
 	for _, d := range w.cached {
-		if d.changed || w.trusted {
+		if d.changed {
 			continue // its write is conditional on the version
 		}
 		var version int64 // 0: no such row
@@ -198,20 +203,18 @@ func (w *work) writeDocs(tx *writeTx, now int64) (stale bool, err error) {
 
 var (
 	_ ports.ReadChecker = (*work)(nil)
-	_ ports.ReadTruster = (*work)(nil)
+	_ ports.FreshReader = (*work)(nil)
 )
 
-// TrustReads implements ports.ReadTruster: the documents taken from a
-// cache are not checked, by Commit or CheckReads.
-func (w *work) TrustReads() { w.trusted = true }
+// ReadFresh implements ports.FreshReader: every document is read from the
+// file, none from a collection's cache, so nothing the step reads is
+// older than its read, and Commit has no cached read to check.
+func (w *work) ReadFresh() { w.fresh = true }
 
 // CheckReads implements ports.ReadChecker: it compares the version of
 // each document taken from a cache with the file's, and on a difference
 // brings the caches up to date and returns ErrStale.
 func (w *work) CheckReads(ctx context.Context) error {
-	if w.trusted {
-		return nil
-	}
 	for _, d := range w.cached {
 		var version int64
 		var body []byte
@@ -249,6 +252,9 @@ type workZones struct {
 func (wz workZones) Version(ctx context.Context) (string, error) {
 	key := wz.name + "\x00" + zoneVersionID
 	d, ok := wz.w.docs[key]
+	if !ok && wz.w.fresh {
+		return wz.zones.Version(ctx)
+	}
 	if !ok {
 		version, err := wz.knownVersion(ctx)
 		if err != nil {
@@ -280,7 +286,7 @@ func (wc workCollection[T]) doc(ctx context.Context, id string, cache bool) (*wo
 		return d, nil
 	}
 	d := &workDoc{coll: wc.c.name, id: id}
-	if cache && wc.c.cached != nil {
+	if cache && !wc.w.fresh && wc.c.cached != nil {
 		if version, v, ok := wc.c.cached(id); ok {
 			d.version, d.exists, d.value = version, true, v
 			d.reread = wc.reread(id)

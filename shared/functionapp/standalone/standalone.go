@@ -394,11 +394,12 @@ func (s *Server) handle(ctx context.Context, stopping <-chan struct{}, name stri
 		if transactional {
 			uow, pub = tx.Begin(), &out
 			runCtx = ports.WithStore(ctx, uow.Store())
-			if t, ok := uow.(ports.ReadTruster); ok && outside {
-				// Run again, it would post or send again.
-				t.TrustReads()
+			if f, ok := uow.(ports.FreshReader); ok && outside {
+				// Run again, it would post or send again: it reads what is
+				// stored now, and a change after that leaves it be.
+				f.ReadFresh()
 			}
-			if rc, ok := uow.(ports.ReadChecker); ok && run < maxRuns && !outside {
+			if rc, ok := uow.(ports.ReadChecker); ok && run < maxRuns {
 				// Asked once a run: by the log of a failure, then here.
 				stale = sync.OnceValue(func() bool { return errors.Is(rc.CheckReads(ctx), ports.ErrStale) })
 				runCtx = functionapp.WithRerun(runCtx, stale)
@@ -416,7 +417,7 @@ func (s *Server) handle(ctx context.Context, stopping <-chan struct{}, name stri
 			break
 		}
 		serr = uow.Commit(ctx, msg, out.msgs...)
-		if errors.Is(serr, ports.ErrStale) && run < maxRuns && !outside {
+		if errors.Is(serr, ports.ErrStale) && run < maxRuns {
 			continue
 		}
 		if serr != nil && !domain.IsCode(serr, domain.ECONFLICT) {
