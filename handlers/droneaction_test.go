@@ -429,6 +429,26 @@ func TestAReassignOfADeliveryWithoutADroneIsRefused(t *testing.T) {
 	assert.Equal(t, domain.StageFailed, f.delivery(t, "waits").Stage)
 }
 
+// A reassign sent again without an actionId, after dispatch let the
+// drone go and found no other, is the same action: 202 and no change,
+// not the 409 of a delivery that never had a drone.
+func TestAReassignSentAgainWhileNoOtherDroneIsFreeChangesNothing(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, domain.Drone{ID: "only", Location: at(0, 0)})
+	require.Equal(t, http.StatusAccepted, f.ingest(t, requestBody("moved", at(0.01, 0), at(0.02, 0), "Small", 1)).Status)
+	f.drain(t)
+	require.Equal(t, "only", f.delivery(t, "moved").DroneID)
+	reassign := map[string]any{"action": "reassign", "reason": "not that one"}
+	f.act(t, "DeliveryAction", "moved", reassign)
+	f.drain(t)
+	before := f.delivery(t, "moved")
+	require.Empty(t, before.DroneID, "no other drone to take it")
+
+	resp := f.action(t, "DeliveryAction", "moved", reassign)
+	assert.Equal(t, http.StatusAccepted, resp.Status, string(resp.Body))
+	assert.Equal(t, before.History, f.delivery(t, "moved").History, "nothing recorded again")
+}
+
 // A delivery the operator aborts with its package aboard sends its drone
 // home with the package, serving nothing until a report places it there:
 // it was released at once, to be dispatched with the package aboard.

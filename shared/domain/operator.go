@@ -295,6 +295,10 @@ func (d *Delivery) Reassign(a OperatorAction, now time.Time) (Notification, erro
 		return Notification{}, Errorf(ECONFLICT, "delivery %s is %s and cannot be reassigned", d.ID, d.Stage)
 	case d.PickedUpAt != nil:
 		return Notification{}, Errorf(ECONFLICT, "delivery %s has its package aboard drone %s; abort it instead", d.ID, d.DroneID)
+	case d.DroneID == "" && d.reassignedWithoutDroneSince():
+		// Handed on by a reassign, and dispatch has found no drone since:
+		// the same reassign again (sent twice, without an actionId).
+		return Notification{}, ErrNoChange
 	case d.DroneID == "":
 		// Nothing to hand on: dispatch gives it a drone anyway. A 202 would
 		// tell the operator something happened that did not, with nothing
@@ -380,6 +384,13 @@ func (d *Delivery) handedOverAt() time.Time {
 		return e.At
 	}
 	return time.Time{}
+}
+
+// reassignedWithoutDroneSince reports whether the delivery's last hand-on
+// was a reassign and no drone has been assigned since.
+func (d *Delivery) reassignedWithoutDroneSince() bool {
+	e, ok := d.handOver()
+	return ok && strings.HasPrefix(e.Note, string(ActionReassign)+": ") && (d.DroneAssignedAt == nil || !d.DroneAssignedAt.After(e.At))
 }
 
 // handOver is the history's last operator action on AvoidDroneID.
