@@ -97,6 +97,9 @@ func (r Registry) Check(fns []FunctionConfig) error {
 		}
 		switch t := trigger.Type; t {
 		case "httpTrigger":
+			if h.ActsOutside || h.StartsFromCarriedVersions {
+				return fmt.Errorf("function %s is HTTP-triggered: ActsOutside and StartsFromCarriedVersions are for queue functions", fc.Name)
+			}
 			if h.HTTP == nil {
 				return fmt.Errorf("function %s is HTTP-triggered but its handler is not", fc.Name)
 			}

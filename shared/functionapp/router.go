@@ -11,6 +11,7 @@ import (
 	"path"
 	"runtime/debug"
 	"strings"
+	"time"
 
 	"github.com/fabrikam/dronedelivery/shared/logctx"
 )
@@ -44,21 +45,34 @@ type Router struct {
 type RouterOption func(*routerOptions)
 
 type routerOptions struct {
-	streams bool
-	drain   int64
+	streams       bool
+	drain         int64
+	drainTime     time.Duration
+	invocationIDs bool
 }
 
+// WithInvocationIDs logs the Functions host's invocation id a request
+// carries (InvocationID). Only the host sets one: elsewhere the header is
+// the caller's, and logging it would let a caller forge the key that ties
+// log lines together.
+func WithInvocationIDs() RouterOption { return func(o *routerOptions) { o.invocationIDs = true } }
+
 // WithDrain reads the rest of a body refused as too large, up to limit
-// bytes in all, before answering 413. The Functions host streams a
-// forwarded body to the handler with its Content-Length
-// (HttpRequestExtensions.ToHttpRequestMessage, Azure/azure-functions-host)
-// and its HttpClient fails the whole send, answering the caller 500, when
-// the handler closes the connection before the upload ends; the host takes
-// bodies up to 104,857,600 bytes (ScriptConstants.DefaultMaxRequestBodySize,
-// or FUNCTIONS_REQUEST_BODY_SIZE_LIMIT), so reading them to the end there
-// costs what the host has already accepted. Without it, net/http reads
-// 256 KB of what is left and closes the connection.
-func WithDrain(limit int64) RouterOption { return func(o *routerOptions) { o.drain = limit } }
+// bytes in all and for at most within, before answering 413. The
+// Functions host streams a forwarded body to the handler with its
+// Content-Length (HttpRequestExtensions.ToHttpRequestMessage,
+// Azure/azure-functions-host) and its HttpClient fails the whole send,
+// answering the caller 500, when the handler closes the connection before
+// the upload ends; the host takes bodies up to 104,857,600 bytes
+// (ScriptConstants.DefaultMaxRequestBodySize, or
+// FUNCTIONS_REQUEST_BODY_SIZE_LIMIT). A caller uploading at a normal pace
+// thus gets the 413; one trickling a large body is cut off after within,
+// rather than holding a request slot of the host's until the read
+// timeout. Without it, net/http reads 256 KB of what is left and
+// closes the connection.
+func WithDrain(limit int64, within time.Duration) RouterOption {
+	return func(o *routerOptions) { o.drain, o.drainTime = limit, within }
+}
 
 // NewRouter serves every httpTrigger function of fns at its route under
 // prefix, with the methods function.json allows.
@@ -87,7 +101,7 @@ func NewRouter(reg Registry, fns []FunctionConfig, prefix string, opts ...Router
 		}
 		pattern := RoutePattern(prefix, route)
 		rt.routes = append(rt.routes, strings.Split(pattern, "/"))
-		serve := serveFunc(fc.Name, h, o.drain)
+		serve := serveFunc(fc.Name, h, o)
 		if s := reg[fc.Name].Stream; s != nil && o.streams {
 			serve = serveStream(fc.Name, s)
 		}
@@ -103,10 +117,10 @@ func NewRouter(reg Registry, fns []FunctionConfig, prefix string, opts ...Router
 	return rt, nil
 }
 
-func serveFunc(name string, h HTTPFunc, drain int64) http.Handler {
+func serveFunc(name string, h HTTPFunc, o routerOptions) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx := logctx.With(r.Context(), "function", name)
-		if id := InvocationID(r.Header); id != "" {
+		if id := InvocationID(r.Header); id != "" && o.invocationIDs {
 			ctx = logctx.With(ctx, "invocationId", id)
 		}
 		query, err := ParseQuery(r.URL.RawQuery)
@@ -119,8 +133,9 @@ func serveFunc(name string, h HTTPFunc, drain int64) http.Handler {
 		if rerr != nil {
 			var tooBig *http.MaxBytesError
 			if errors.As(rerr, &tooBig) {
-				if drain > MaxBodyBytes && r.ContentLength <= drain {
-					io.CopyN(io.Discard, sent, drain-MaxBodyBytes)
+				if o.drain > MaxBodyBytes && r.ContentLength <= o.drain {
+					_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(o.drainTime))
+					io.CopyN(io.Discard, sent, o.drain-MaxBodyBytes)
 				}
 				WriteResponse(w, Problem(http.StatusRequestEntityTooLarge, "body", fmt.Sprintf("must be at most %d bytes", MaxBodyBytes)))
 				return
@@ -134,13 +149,17 @@ func serveFunc(name string, h HTTPFunc, drain int64) http.Handler {
 	})
 }
 
+// InvocationHeader names the Functions host's invocation id, the key that
+// ties log lines to the invocation in Application Insights.
+const InvocationHeader = "X-Azure-Functions-InvocationId"
+
 // InvocationID is the Functions host's id of the invocation a request
 // carries, "" when it carries none. The host copies the caller's headers
 // onto a forwarded request and then adds its own id
 // (DefaultHttpWorkerService.AddHeaders, Headers.Add), so a caller that
 // sent the header itself arrives first in the list: the host's is the last.
 func InvocationID(h http.Header) string {
-	vals := h.Values("X-Azure-Functions-InvocationId")
+	vals := h.Values(InvocationHeader)
 	if len(vals) == 0 {
 		return ""
 	}

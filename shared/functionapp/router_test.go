@@ -1,17 +1,22 @@
 package functionapp_test
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/fabrikam/dronedelivery/shared/functionapp"
+	"github.com/fabrikam/dronedelivery/shared/logctx"
 )
 
 // routed is a router for two functions: one delivery by id (GET, DELETE)
@@ -180,4 +185,71 @@ func FuzzParseQuery(f *testing.F) {
 		require.Nil(t, qerr)
 		assert.Equal(t, len(q), len(again))
 	})
+}
+
+// TestARefusedBodyIsDrainedForAWhileOnly: WithDrain reads a body over the
+// limit so that its caller gets the 413, but a caller that stops sending
+// midway is answered once the drain's time is up, not held until the
+// server's read timeout.
+func TestARefusedBodyIsDrainedForAWhileOnly(t *testing.T) {
+	t.Parallel()
+	fc := functionapp.FunctionConfig{Name: "Post"}
+	require.NoError(t, json.Unmarshal([]byte(`{"bindings":[{"type":"httpTrigger","direction":"in","name":"req","methods":["post"],"route":"things"},{"type":"http","direction":"out","name":"res"}]}`), &fc))
+	reg := functionapp.Registry{"Post": {HTTP: func(context.Context, *functionapp.Request) *functionapp.Response {
+		return functionapp.JSON(http.StatusCreated, map[string]string{})
+	}}}
+	router, err := functionapp.NewRouter(reg, []functionapp.FunctionConfig{fc}, "api", functionapp.WithDrain(100<<20, 200*time.Millisecond))
+	require.NoError(t, err)
+	srv := httptest.NewServer(router)
+	t.Cleanup(srv.Close)
+
+	conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+	require.NoError(t, err)
+	t.Cleanup(func() { conn.Close() })
+	_, err = fmt.Fprintf(conn, "POST /api/things HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n", 50<<20)
+	require.NoError(t, err)
+	_, err = conn.Write(make([]byte, 2<<20)) // then nothing more
+	require.NoError(t, err)
+	// Generous for a busy machine; without the drain's deadline the answer
+	// waits for the server's read timeout, which httptest does not set.
+	require.NoError(t, conn.SetReadDeadline(time.Now().Add(30*time.Second)))
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	require.NoError(t, err, "answered once the drain's time is up")
+	defer resp.Body.Close()
+	assert.Equal(t, http.StatusRequestEntityTooLarge, resp.StatusCode)
+}
+
+// TestOnlyTheHostsInvocationIDIsLogged: a router not behind the Functions
+// host (WithInvocationIDs) takes no invocation id from a caller's header,
+// which would let the caller forge the key that ties log lines together.
+func TestOnlyTheHostsInvocationIDIsLogged(t *testing.T) {
+	t.Parallel()
+	fc := functionapp.FunctionConfig{Name: "Get"}
+	require.NoError(t, json.Unmarshal([]byte(`{"bindings":[{"type":"httpTrigger","direction":"in","name":"req","methods":["get"],"route":"things"},{"type":"http","direction":"out","name":"res"}]}`), &fc))
+	for _, host := range []bool{false, true} {
+		var logged []string
+		reg := functionapp.Registry{"Get": {HTTP: func(ctx context.Context, _ *functionapp.Request) *functionapp.Response {
+			for _, a := range logctx.Attrs(ctx) {
+				if a.Key == "invocationId" {
+					logged = append(logged, a.Value.String())
+				}
+			}
+			return functionapp.JSON(http.StatusOK, map[string]string{})
+		}}}
+		var opts []functionapp.RouterOption
+		if host {
+			opts = append(opts, functionapp.WithInvocationIDs())
+		}
+		router, err := functionapp.NewRouter(reg, []functionapp.FunctionConfig{fc}, "api", opts...)
+		require.NoError(t, err)
+		req := httptest.NewRequest(http.MethodGet, "/api/things", nil)
+		req.Header.Add(functionapp.InvocationHeader, "forged-by-caller")
+		req.Header.Add(functionapp.InvocationHeader, "3f1c0b8e-host")
+		router.ServeHTTP(httptest.NewRecorder(), req)
+		if host {
+			assert.Equal(t, []string{"3f1c0b8e-host"}, logged, "behind the host: the host's, the last")
+		} else {
+			assert.Empty(t, logged, "elsewhere: none")
+		}
+	}
 }

@@ -27,7 +27,7 @@ import (
 
 // invocationHeader names the host's invocation id, the key that ties our log
 // lines to the invocation in Application Insights.
-const invocationHeader = "X-Azure-Functions-InvocationId"
+const invocationHeader = functionapp.InvocationHeader
 
 // maxInvocationBytes bounds an invocation envelope. The body inside may be
 // base64 (a third larger) or a JSON string escaping every quote (up to twice
@@ -69,6 +69,10 @@ type Options struct {
 	Jitter func() float64
 }
 
+// drainTime bounds how long a refused body is read to its end
+// (functionapp.WithDrain): 100 MB at a modest 5 MB/s.
+const drainTime = 20 * time.Second
+
 // forwardedBodyLimit is the largest body the host forwards: its Kestrel's
 // limit, 104,857,600 bytes unless FUNCTIONS_REQUEST_BODY_SIZE_LIMIT sets
 // another (ScriptConstants.DefaultMaxRequestBodySize, Program.cs, and
@@ -90,7 +94,7 @@ func New(reg functionapp.Registry, fns []functionapp.FunctionConfig, pub ports.P
 	if err != nil {
 		return nil, err
 	}
-	router, err := functionapp.NewRouter(reg, fns, functionapp.RoutePrefix, functionapp.WithDrain(forwardedBodyLimit(os.LookupEnv)))
+	router, err := functionapp.NewRouter(reg, fns, functionapp.RoutePrefix, functionapp.WithDrain(forwardedBodyLimit(os.LookupEnv), drainTime), functionapp.WithInvocationIDs())
 	if err != nil {
 		return nil, err
 	}

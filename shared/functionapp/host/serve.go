@@ -61,11 +61,12 @@ const (
 	// readTimeout bounds reading an invocation, body included. The host
 	// streams a forwarded body at the pace its caller uploads it
 	// (HttpRequestExtensions.ToHttpRequestMessage, a StreamContent over
-	// the caller's body) and waits for the answer up to functionTimeout
-	// and a minute (DefaultHttpWorkerService's HttpClient.Timeout), so a
-	// slow upload may take as long as the invocation may run; cut off
-	// sooner, the host would answer the caller 500.
-	readTimeout    = invocationBudget
+	// the caller's body), and a body cut off makes the host answer the
+	// caller 500; but the bodies the API takes are at most 1 MiB, most a
+	// few hundred bytes, and a caller who takes two minutes over one is
+	// holding one of the host's request slots (http maxConcurrentRequests)
+	// more than sending.
+	readTimeout    = 2 * time.Minute
 	writeTimeout   = 10 * time.Minute
 	idleTimeout    = 5 * time.Minute
 	maxHeaderBytes = 64 << 10

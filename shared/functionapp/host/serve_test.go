@@ -234,10 +234,6 @@ func TestServeListenerReportsAFailedListener(t *testing.T) {
 	require.Error(t, err)
 }
 
-// TestServerTimeoutsLeaveTheHostRoom holds the server's timeouts to what
-// the host needs: an invocation may run to host.json's functionTimeout,
-// and a pooled connection stays idle up to .NET's pool timeout (2 minutes
-// at most) before the host drops it.
 // TestForwardedRequestsAsTheHostSendsThem sends, over a real connection,
 // requests as the host forwards them: the caller's own invocation-id
 // header before the host's, and a body larger than the handler takes,
@@ -314,6 +310,10 @@ func TestForwardedBodyLimit(t *testing.T) {
 	assert.EqualValues(t, 104857600, forwardedBodyLimit(env("lots")))
 }
 
+// TestServerTimeoutsLeaveTheHostRoom holds the server's timeouts to what
+// the host needs: an invocation may run to host.json's functionTimeout,
+// and a pooled connection stays idle up to .NET's pool timeout (2 minutes
+// at most) before the host drops it.
 func TestServerTimeoutsLeaveTheHostRoom(t *testing.T) {
 	t.Parallel()
 	raw, err := os.ReadFile(filepath.Join("..", "..", "..", "host.json"))
