@@ -22,8 +22,14 @@ import (
 // The cap per client address is what keeps everyone else served: one
 // address that opens more than its share gets refusals while the global
 // cap still has room for other clients. The global cap bounds memory when
-// many addresses do it at once; then new connections are refused, clearly,
-// until the timeouts have cut the silent ones.
+// many addresses do it at once. At the global cap a new connection takes
+// the place of an idle keep-alive one (between requests) of the address
+// that holds the most, which is closed: a few addresses that open their
+// share each and keep it alive with a request now and then could
+// otherwise hold every place for as long as they liked, since no timeout
+// cuts a connection that is not silent. Only when every connection is busy
+// with a request are new ones refused, clearly, until the timeouts have cut
+// the slow ones.
 //
 // The cap per address is a quarter of the global one: one address may be a
 // whole fleet's gateway or an office behind NAT (the simulator, one
@@ -60,6 +66,10 @@ type limitListener struct {
 	mu     sync.Mutex
 	open   int
 	byAddr map[string]int
+	// idle are the connections between requests, with when they fell idle
+	// (connState), which a new connection over the global cap may take
+	// the place of.
+	idle map[*limitedConn]time.Time
 
 	refusing chan struct{}
 
@@ -75,7 +85,8 @@ type limitListener struct {
 const refusalLogGap = 10 * time.Second
 
 func newLimitListener(ln net.Listener, max, perAddr int, log *slog.Logger) *limitListener {
-	return &limitListener{Listener: ln, max: max, perAddr: perAddr, byAddr: map[string]int{}, refusing: make(chan struct{}, refusalsInFlight), log: log}
+	return &limitListener{Listener: ln, max: max, perAddr: perAddr, byAddr: map[string]int{}, idle: map[*limitedConn]time.Time{},
+		refusing: make(chan struct{}, refusalsInFlight), log: log}
 }
 
 // Accept returns the next connection within the caps, answering and
@@ -87,28 +98,59 @@ func (l *limitListener) Accept() (net.Conn, error) {
 			return nil, err
 		}
 		addr := remoteHost(c)
-		if why := l.admit(addr); why != "" {
+		why, evict := l.admit(addr)
+		if why != "" {
 			l.refuse(c, why)
 			continue
 		}
-		return &limitedConn{Conn: c, release: func() { l.release(addr) }}, nil
+		if evict != nil {
+			// Closed outside the lock: it gives its place back.
+			evict.Close()
+		}
+		lc := &limitedConn{Conn: c, addr: addr}
+		lc.release = func() { l.release(addr, lc) }
+		return lc, nil
 	}
 }
 
-// admit counts a connection from addr in, or says why it cannot be.
-func (l *limitListener) admit(addr string) string {
+// connState follows the server's connections in and out of idleness
+// (http.Server.ConnState).
+func (l *limitListener) connState(c net.Conn, st http.ConnState) {
+	lc, ok := c.(*limitedConn)
+	if !ok {
+		return
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	why := ""
+	if st == http.StateIdle {
+		l.idle[lc] = time.Now()
+	} else {
+		delete(l.idle, lc)
+	}
+}
+
+// admit counts a connection from addr in, or says why it cannot be. At
+// the global cap it takes the place of an idle connection (evictee), which
+// the caller closes.
+func (l *limitListener) admit(addr string) (why string, evict *limitedConn) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	over := l.max > 0 && l.open >= l.max
+	if over && !(l.perAddr > 0 && l.byAddr[addr] >= l.perAddr) {
+		if evict = l.evictee(); evict != nil {
+			delete(l.idle, evict)
+			over = false
+		}
+	}
 	switch {
-	case l.max > 0 && l.open >= l.max:
+	case over:
 		why = fmt.Sprintf("the server has %d connections open, its limit", l.open)
 	case l.perAddr > 0 && l.byAddr[addr] >= l.perAddr:
 		why = fmt.Sprintf("this address has %d connections open, its limit", l.byAddr[addr])
 	default:
 		l.open++
 		l.byAddr[addr]++
-		return ""
+		return "", evict
 	}
 	l.refused++
 	if now := time.Now(); l.log != nil && now.Sub(l.lastLogged) >= refusalLogGap {
@@ -116,12 +158,29 @@ func (l *limitListener) admit(addr string) string {
 			"open", l.open, "maxConnections", l.max, "maxConnectionsPerAddress", l.perAddr)
 		l.refused, l.lastLogged = 0, now
 	}
-	return why
+	return why, nil
 }
 
-func (l *limitListener) release(addr string) {
+// evictee is the idle connection a new one over the global cap takes the
+// place of: of the address with the most connections open, the one idle
+// longest; nil when none is idle. Called with l.mu held.
+func (l *limitListener) evictee() *limitedConn {
+	var pick *limitedConn
+	var pickSince time.Time
+	pickCount := 0
+	for c, since := range l.idle {
+		n := l.byAddr[c.addr]
+		if pick == nil || n > pickCount || n == pickCount && since.Before(pickSince) {
+			pick, pickSince, pickCount = c, since, n
+		}
+	}
+	return pick
+}
+
+func (l *limitListener) release(addr string, c *limitedConn) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	delete(l.idle, c)
 	l.open--
 	if l.byAddr[addr]--; l.byAddr[addr] <= 0 {
 		delete(l.byAddr, addr)
@@ -194,6 +253,7 @@ func remoteHost(c net.Conn) string {
 // limitedConn gives its slot back when closed, once.
 type limitedConn struct {
 	net.Conn
+	addr    string // as the caps count it
 	once    sync.Once
 	release func()
 }

@@ -87,3 +87,71 @@ func TestLimitListenerRefusesClearlyOverEitherCap(t *testing.T) {
 	assert.Equal(t, 3, open)
 	assert.Equal(t, 1, mine)
 }
+
+// TestANewConnectionTakesThePlaceOfAnIdleOne: a few addresses that open
+// their share of connections and keep them alive with a request now and
+// then no longer lock everyone else out at the global cap: a newcomer
+// takes the place of an idle connection of the address holding the most,
+// which is closed; a connection busy with a request is never closed.
+func TestANewConnectionTakesThePlaceOfAnIdleOne(t *testing.T) {
+	t.Parallel()
+	inner, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	ln := newLimitListener(inner, 3, 2, nil)
+	release := make(chan struct{})
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			<-release
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}), ConnState: ln.connState}
+	go srv.Serve(ln)
+	t.Cleanup(func() { close(release); srv.Close() })
+	addr := inner.Addr().String()
+
+	// get sends one request on c and reads its answer.
+	get := func(c net.Conn, path string) (*http.Response, error) {
+		if _, err := c.Write([]byte("GET " + path + " HTTP/1.1\r\nHost: x\r\n\r\n")); err != nil {
+			return nil, err
+		}
+		require.NoError(t, c.SetReadDeadline(time.Now().Add(10*time.Second)))
+		return http.ReadResponse(bufio.NewReader(c), nil)
+	}
+	// Two idle keep-alive connections from .2, and one from .3 busy with a
+	// slow request: the server is at its cap.
+	hog1, hog2 := dialFrom(t, "127.0.0.2", addr), dialFrom(t, "127.0.0.2", addr)
+	for _, c := range []net.Conn{hog1, hog2} {
+		resp, err := get(c, "/")
+		require.NoError(t, err)
+		require.Equal(t, http.StatusNoContent, resp.StatusCode)
+	}
+	busy := dialFrom(t, "127.0.0.3", addr)
+	_, err = busy.Write([]byte("GET /slow HTTP/1.1\r\nHost: x\r\n\r\n"))
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		ln.mu.Lock()
+		defer ln.mu.Unlock()
+		return ln.open == 3 && len(ln.idle) == 2
+	}, 10*time.Second, 5*time.Millisecond)
+
+	// A newcomer is served, in the place of one of .2's idle connections.
+	newcomer := dialFrom(t, "127.0.0.4", addr)
+	resp, err := get(newcomer, "/")
+	require.NoError(t, err)
+	assert.Equal(t, http.StatusNoContent, resp.StatusCode)
+	_, fromHog := ln.counts("127.0.0.2")
+	assert.Equal(t, 1, fromHog, "one of the hog's idle connections was closed")
+	_, fromBusy := ln.counts("127.0.0.3")
+	assert.Equal(t, 1, fromBusy, "the busy one was left alone")
+
+	// With every connection busy, a newcomer is refused, clearly.
+	for _, c := range []net.Conn{hog1, hog2, newcomer} {
+		_, _ = c.Write([]byte("GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")) // one of the hog's is closed
+	}
+	require.Eventually(t, func() bool {
+		ln.mu.Lock()
+		defer ln.mu.Unlock()
+		return len(ln.idle) == 0 && ln.open == 3
+	}, 10*time.Second, 5*time.Millisecond)
+	assert.Equal(t, http.StatusServiceUnavailable, refused(t, dialFrom(t, "127.0.0.5", addr)).StatusCode)
+}

@@ -249,7 +249,9 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 		MaxHeaderBytes:    c.MaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
-	ln = newLimitListener(ln, max(c.MaxConns, 0), max(c.MaxConnsPerAddr, 0), s.log)
+	limited := newLimitListener(ln, max(c.MaxConns, 0), max(c.MaxConnsPerAddr, 0), s.log)
+	srv.ConnState = limited.connState
+	ln = limited
 	httpErr := make(chan error, 1)
 	go func() { httpErr <- srv.Serve(ln) }()
 
