@@ -176,12 +176,15 @@ func (d *Delivery) noticeSeq(id string) (int, bool) {
 
 // thinTrail halves the resolution of the older half of a full trail,
 // keeping its first point, so the whole path stays drawn however long the
-// flight while the trail stays within MaxTrailPoints.
+// flight while the trail stays within MaxTrailPoints. It notes how far the
+// thinned part reaches (ThinnedThrough).
 func (d *Delivery) thinTrail() {
 	if len(d.Trail) <= MaxTrailPoints {
 		return
 	}
 	half := len(d.Trail) / 2
+	through := d.Trail[half-1].At
+	d.ThinnedThrough = &through
 	kept := d.Trail[:1]
 	for i := 2; i < half; i += 2 {
 		kept = append(kept, d.Trail[i])

@@ -133,6 +133,38 @@ func TestTrailIsThinnedNotCut(t *testing.T) {
 	assert.Less(t, len(b), 200<<10)
 }
 
+// A report sent again after the bus's duplicate window, dated in the part
+// of the trail already thinned, counts no distance twice, though its point
+// was thinned away; a new report still counts.
+func TestAReportSentAgainAfterThinningCountsNoDistanceTwice(t *testing.T) {
+	t.Parallel()
+	start := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	d := &domain.Delivery{ID: "d", Stage: domain.StageScheduled, CreatedAt: start,
+		Request: domain.DeliveryRequest{PickupLocation: domain.Location{Latitude: 10}, DropoffLocation: domain.Location{Latitude: 11}}}
+	d.History = []domain.Event{{Stage: domain.StageCreated, At: start}}
+	drone := &domain.Drone{CruiseSpeedMps: 10}
+	// A zig-zag, so that a point put back between its neighbours adds a
+	// detour.
+	report := func(i int) domain.Telemetry {
+		return domain.Telemetry{Location: domain.Location{Latitude: float64(i%2) * 0.001, Longitude: float64(i) * 1e-4},
+			BatteryPercent: 90, Timestamp: start.Add(time.Duration(i+1) * time.Second)}
+	}
+	n := domain.MaxTrailPoints + 20
+	for i := range n {
+		changed, _ := domain.Track(d, drone, report(i), domain.TrackingConfig{})
+		require.True(t, changed, "report %d", i)
+	}
+	require.NotNil(t, d.ThinnedThrough, "the trail was thinned")
+	flown := d.TraveledKm
+	for i := range 100 {
+		domain.Track(d, drone, report(i), domain.TrackingConfig{}) // sent again
+	}
+	assert.InDelta(t, flown, d.TraveledKm, 1e-9, "the same reports again fly no further")
+	changed, _ := domain.Track(d, drone, report(n), domain.TrackingConfig{})
+	assert.True(t, changed)
+	assert.Greater(t, d.TraveledKm, flown, "a new report still counts")
+}
+
 func TestCompletionIsNotDatedBeforeAcceptance(t *testing.T) {
 	t.Parallel()
 	created := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)

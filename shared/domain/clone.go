@@ -27,6 +27,7 @@ func (d *Delivery) Clone() *Delivery {
 	c.CompletedAt = clonePtr(d.CompletedAt)
 	c.CancelledAt = clonePtr(d.CancelledAt)
 	c.LastTelemetryAt = clonePtr(d.LastTelemetryAt)
+	c.ThinnedThrough = clonePtr(d.ThinnedThrough)
 	c.Trail = slices.Clone(d.Trail)
 	c.History = cloneEach(d.History, Event.clone)
 	c.Notifications = cloneEach(d.Notifications, Notification.clone)

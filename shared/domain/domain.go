@@ -198,14 +198,18 @@ type Delivery struct {
 	PreemptedBy string      `json:"preemptedBy,omitempty"`
 	Preempted   *Preemption `json:"preempted,omitempty"`
 
-	PickedUpAt      *time.Time     `json:"pickedUpAt,omitempty"`
-	CompletedAt     *time.Time     `json:"completedAt,omitempty"`
-	CancelledAt     *time.Time     `json:"cancelledAt,omitempty"`
-	LastTelemetryAt *time.Time     `json:"lastTelemetryAt,omitempty"`
-	TraveledKm      float64        `json:"traveledKm,omitempty"`
-	Trail           []TrailPoint   `json:"trail,omitempty"`
-	History         []Event        `json:"history,omitempty"`
-	Notifications   []Notification `json:"notifications,omitempty"`
+	PickedUpAt      *time.Time   `json:"pickedUpAt,omitempty"`
+	CompletedAt     *time.Time   `json:"completedAt,omitempty"`
+	CancelledAt     *time.Time   `json:"cancelledAt,omitempty"`
+	LastTelemetryAt *time.Time   `json:"lastTelemetryAt,omitempty"`
+	TraveledKm      float64      `json:"traveledKm,omitempty"`
+	Trail           []TrailPoint `json:"trail,omitempty"`
+	// ThinnedThrough is the time of the newest point of the part of the
+	// trail thinTrail has thinned: a report dated no later is not filed,
+	// as it may be one thinned away, whose distance is counted already.
+	ThinnedThrough *time.Time     `json:"thinnedThrough,omitempty"`
+	History        []Event        `json:"history,omitempty"`
+	Notifications  []Notification `json:"notifications,omitempty"`
 	// NotificationCount is how many notices the delivery ever issued; it
 	// numbers them, since Notifications keeps only the newest
 	// MaxNotifications.

@@ -395,11 +395,17 @@ func (d *Delivery) Filed(at time.Time) bool {
 
 // insertTrail files p in the trail by time and keeps TraveledKm the length
 // of the path through every point ever filed. It returns false for a point
-// whose time is already there (a duplicate report) or that is older than a
-// full trail's oldest point.
+// whose time is already there (a duplicate report), that is older than a
+// full trail's oldest point, or that falls in the part of the trail
+// already thinned, where a report sent again after the bus's duplicate
+// window may be one thinned away: filed again, its detour would count
+// twice.
 func (d *Delivery) insertTrail(p TrailPoint) bool {
 	i := sort.Search(len(d.Trail), func(i int) bool { return !d.Trail[i].At.Before(p.At) })
 	if i < len(d.Trail) && d.Trail[i].At.Equal(p.At) {
+		return false
+	}
+	if d.ThinnedThrough != nil && !p.At.After(*d.ThinnedThrough) {
 		return false
 	}
 	if i == 0 && len(d.Trail) >= MaxTrailPoints {

@@ -85,7 +85,7 @@ func (d *Delivery) ResetAssignment(gen int, now time.Time) error {
 		d.AssignedBeforeMs += now.Sub(*d.DroneAssignedAt).Milliseconds()
 	}
 	d.DroneID, d.DroneAssignedAt, d.PackageRecordedAt, d.Preempted = "", nil, nil, nil
-	d.LastKnownLocation, d.LastTelemetryAt, d.Trail = nil, nil, nil
+	d.LastKnownLocation, d.LastTelemetryAt, d.Trail, d.ThinnedThrough = nil, nil, nil, nil
 	d.ResetGeneration = gen
 	return nil
 }
