@@ -391,7 +391,7 @@ func (h *Handlers) composeMessage(d *domain.Delivery, n *domain.Notification, s 
 	}
 	out := ports.Outgoing{
 		ID:         customerMessageID(wire.Envelope{NotificationID: n.ID, SubscriptionID: s.ID, Channel: ch}),
-		DeliveryID: d.ID, Channel: ch, To: s.Address(ch),
+		DeliveryID: d.ID, OwnerID: d.OwnerID, Channel: ch, To: s.Address(ch),
 		Subject: subject, Text: text, UnsubscribeURL: stop, At: n.At,
 	}
 	if s.KeptToken != "" {

@@ -15,10 +15,13 @@ type Outgoing struct {
 	// Message-ID, can drop a repeat.
 	ID         string
 	DeliveryID string
-	Channel    domain.Channel
-	To         string // an e-mail address, or an E.164 number
-	Subject    string // e-mail only
-	Text       string // plain text, with the tracking and unsubscribe links in it
+	// OwnerID is the account of the delivery: an outbox keeps each
+	// account's messages apart from the others'.
+	OwnerID string
+	Channel domain.Channel
+	To      string // an e-mail address, or an E.164 number
+	Subject string // e-mail only
+	Text    string // plain text, with the tracking and unsubscribe links in it
 	// UnsubscribeURL ends the subscription when followed; an e-mail also
 	// carries it as its List-Unsubscribe header.
 	UnsubscribeURL string

@@ -38,22 +38,29 @@ func (r Router) Send(ctx context.Context, m ports.Outgoing) error {
 }
 
 // DefaultOutboxSize is how many messages an outbox keeps before it forgets
-// the oldest: plenty for a laptop's day, and a bound on the memory a busy
-// run can take.
+// one: plenty for a laptop's day, and a bound on the memory a busy run can
+// take.
 const DefaultOutboxSize = 10000
 
 // Outbox keeps messages in memory and logs that it kept each one (not its
 // text, nor its full recipient): the messenger of a channel with no
 // provider configured. It is for `make run` and tests; the messages do not
 // outlive the process, and each process has its own.
+//
+// Past its bound it forgets the oldest message of the account that has the
+// most kept, so that one account sending many cannot push another's few
+// out.
 type Outbox struct {
-	log  *slog.Logger
-	max  int
-	mu   sync.Mutex
-	seen map[string]bool             // ids kept, so a retried send is kept once
-	byID map[string][]ports.Outgoing // delivery id → its messages, oldest first
-	fifo []string                    // ids in the order kept, for forgetting
-	of   map[string]string           // id → delivery id
+	log     *slog.Logger
+	max     int
+	mu      sync.Mutex
+	seen    map[string]bool             // ids kept, so a retried send is kept once
+	byID    map[string][]ports.Outgoing // delivery id → its messages, oldest first
+	byOwner map[string][]string         // account → its messages' ids, oldest first
+	kept    int                         // messages kept in all
+	of      map[string]string           // id → delivery id
+	order   map[string]uint64           // id → when it was kept, counted
+	next    uint64
 }
 
 // NewOutbox returns an outbox that keeps up to max messages (DefaultOutboxSize
@@ -65,7 +72,7 @@ func NewOutbox(log *slog.Logger, max int) *Outbox {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Outbox{log: log, max: max, seen: map[string]bool{}, byID: map[string][]ports.Outgoing{}, of: map[string]string{}}
+	return &Outbox{log: log, max: max, seen: map[string]bool{}, byID: map[string][]ports.Outgoing{}, byOwner: map[string][]string{}, of: map[string]string{}, order: map[string]uint64{}}
 }
 
 // withheldLink stands in a kept message for an unsubscribe link it has no
@@ -97,12 +104,15 @@ func (o *Outbox) Send(ctx context.Context, m ports.Outgoing) error {
 	if o.seen[m.ID] {
 		return nil
 	}
-	for len(o.fifo) >= o.max {
-		o.forgetOldest()
+	for o.kept >= o.max {
+		o.forget(m.OwnerID)
 	}
 	o.seen[m.ID] = true
 	o.of[m.ID] = m.DeliveryID
-	o.fifo = append(o.fifo, m.ID)
+	o.byOwner[m.OwnerID] = append(o.byOwner[m.OwnerID], m.ID)
+	o.kept++
+	o.next++
+	o.order[m.ID] = o.next
 	o.byID[m.DeliveryID] = append(o.byID[m.DeliveryID], m)
 	// The log says that a message was kept, not what it says: its text
 	// carries the tracking link, whose id alone opens the delivery's
@@ -128,9 +138,30 @@ func maskAddress(to string) string {
 	return hidden
 }
 
-func (o *Outbox) forgetOldest() {
-	id := o.fifo[0]
-	o.fifo = o.fifo[1:]
+// forget drops the oldest message of the account that has the most kept,
+// counting the one adding is about to add (of two with as many, the one
+// whose oldest came first).
+func (o *Outbox) forget(adding string) {
+	var owner string
+	var ids []string
+	most := 0
+	for a, theirs := range o.byOwner {
+		n := len(theirs)
+		if a == adding {
+			n++
+		}
+		if ids == nil || n > most || n == most && o.order[theirs[0]] < o.order[ids[0]] {
+			owner, ids, most = a, theirs, n
+		}
+	}
+	id := ids[0]
+	if len(ids) == 1 {
+		delete(o.byOwner, owner)
+	} else {
+		o.byOwner[owner] = ids[1:]
+	}
+	o.kept--
+	delete(o.order, id)
 	d := o.of[id]
 	delete(o.of, id)
 	delete(o.seen, id)

@@ -136,3 +136,32 @@ func TestOutboxLogCarriesNoLinkSecrets(t *testing.T) {
 		})
 	}
 }
+
+// TestOneAccountCannotPushAnothersMessagesOut: past its bound the outbox
+// forgets the oldest message of the account that has the most kept, not
+// the oldest of all, so an account sending many keeps another's few.
+func TestOneAccountCannotPushAnothersMessagesOut(t *testing.T) {
+	t.Parallel()
+	o := messaging.NewOutbox(slog.New(slog.DiscardHandler), 4)
+	ctx := context.Background()
+	send := func(id, delivery, owner string) {
+		m := msg(id, delivery, domain.ChannelEmail)
+		m.OwnerID = owner
+		require.NoError(t, o.Send(ctx, m))
+	}
+	send("v1", "victim-1", "victim")
+	send("v2", "victim-1", "victim")
+	for i := range 50 {
+		send(fmt.Sprintf("a%d", i), fmt.Sprintf("flood-%d", i%5), "attacker")
+	}
+	kept, _ := o.Kept(ctx, "victim-1")
+	assert.Equal(t, []string{"v1", "v2"}, idsOf(kept), "the victim's two stay")
+	kept, _ = o.Kept(ctx, "flood-4")
+	assert.Equal(t, []string{"a49"}, idsOf(kept), "the attacker keeps its newest within the bound")
+	kept, _ = o.Kept(ctx, "flood-3")
+	assert.Equal(t, []string{"a48"}, idsOf(kept))
+	// With as many kept each, the oldest goes.
+	send("v3", "victim-1", "victim")
+	kept, _ = o.Kept(ctx, "victim-1")
+	assert.Equal(t, []string{"v2", "v3"}, idsOf(kept))
+}
