@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 	"unicode"
+
+	"golang.org/x/net/idna"
 )
 
 // Account is a business registered with the service. Its id is the owner
@@ -165,6 +167,16 @@ func ValidWebhookURL(field, s string, allowPrivate bool) error {
 		}
 	}
 	host := u.Hostname()
+	if strings.ContainsFunc(host, func(c rune) bool { return c > unicode.MaxASCII }) {
+		// Judged as the HTTP client will dial it: Go's client maps a name
+		// with IDNA's lookup profile (net/http's idnaASCII), under which
+		// 127.0.0.① is 127.0.0.1 and ⓛocalhost is localhost.
+		ascii, err := idna.Lookup.ToASCII(host)
+		if err != nil {
+			return Invalid(field, "must name its host by a valid DNS name")
+		}
+		host = ascii
+	}
 	if addr, err := netip.ParseAddr(host); err == nil {
 		if addr.Zone() != "" {
 			return Invalid(field, "must not name a network interface")

@@ -40,15 +40,19 @@ func TestValidWebhookURL(t *testing.T) {
 		"http://017700000001/", "http://1.2.3.04/", "http://[fe80::1%25eth0]/", "https://hooks.example/" + string(make([]byte, 2048)),
 		"http://hooks.example:65536/", "http://hooks.example:0/", "https://[2606:4700::1111]:99999/h", "http://hooks.example:0080/",
 		"http://hooks.example:/", "https://hooks.example/a b", "https://hooks.example/a\tb", "https://hooks.example/a\u00a0b",
+		// Read as the HTTP client reads them (IDNA's lookup mapping).
+		"http://0x7f.0.0.①/", "http://2130706433.①/", "http://hooks\u200b.example\u2028/",
 	}
 	private := []string{ // refused unless private targets are allowed
 		"http://127.0.0.1:8080/hook", "http://[::1]/", "http://[::ffff:127.0.0.1]/", "http://[::ffff:7f00:1]/", "http://10.0.0.5/",
 		"http://169.254.169.254/latest/meta-data/", "http://[fd00:ec2::254]/", "http://100.100.100.200/", "http://0.0.0.0/",
 		"http://[64:ff9b::7f00:1]/", "http://localhost:7071/", "http://LOCALHOST./", "http://api.localhost/", "http://printer.local/",
 		"http://metadata.google.internal/computeMetadata/v1/", "http://metadata/", "http://intranet/", "http://router.home.arpa/",
+		"http://127.0.0.①:7390/hook", "http://169.254.169.②⑤④/", "http://10.0.0.①/", "http://api.ⓛocalhost./",
+		"http://printer.ⓛocal/", "http://metadata.google.ⓘnternal/", "http://ＬＯＣＡＬＨＯＳＴ/",
 	}
 	public := []string{"https://hooks.example/x?token=s3cret", "http://93.184.215.14:8443/h", "https://[2606:4700::1111]/h",
-		"https://hooks.example./x", "https://a.b.c.hooks.example/x#frag", "https://xn--bcher-kva.example/"}
+		"https://hooks.example./x", "https://a.b.c.hooks.example/x#frag", "https://xn--bcher-kva.example/", "https://bücher.example/"}
 	for _, s := range always {
 		for _, allow := range []bool{false, true} {
 			err := domain.ValidWebhookURL("webhookUrl", s, allow)
