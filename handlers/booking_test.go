@@ -253,6 +253,7 @@ func TestABookedPickupBlockedByAZoneSaysSo(t *testing.T) {
 	assert.Equal(t, domain.NotifyETAChanged, last.Kind)
 	assert.Contains(t, last.Message, "A no-fly zone closes the way for your pickup")
 	assert.Contains(t, last.Message, "Crane (crane)")
+	assert.Contains(t, last.Message, "if the way opens before your delivery's deadline", "the zone may outlast it")
 	assert.NotContains(t, last.Message, "No drone is free")
 	assert.Equal(t, domain.DroneAvailable, f.drone(t, "d1").Status)
 

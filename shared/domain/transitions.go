@@ -187,7 +187,12 @@ func (d *Delivery) AwaitDrone(paused, noRoute string, now time.Time) (Notificati
 	case noRoute != "":
 		why = "A no-fly zone closes the way for your pickup planned at " + ClockTime(planned, now) + " (" + noRoute + ")"
 	}
-	return d.Notify(NotifyETAChanged, why+"; you will be told its new time when a drone is on its way.", now), nil
+	then := "you will be told its new time when a drone is on its way."
+	if noRoute != "" && paused == "" {
+		// The zone may stay in force past the deadline.
+		then = "if the way opens before your delivery's deadline, you will be told its new time when a drone is on its way."
+	}
+	return d.Notify(NotifyETAChanged, why+"; "+then, now), nil
 }
 
 // AwaitsDrone reports whether d is a booked pickup whose planned times
