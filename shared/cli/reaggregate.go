@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"slices"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -69,10 +70,8 @@ func reaggregate(ctx context.Context, args []string, env func(string) string, st
 			return err
 		}
 		note := "agrees"
-		if !slices.Equal(kept.Days, derived[b].Days) {
-			note = fmt.Sprintf("DIFFERS: count %d, completed %d, cancelled %d, failed %d, on time %d, traveled %d m, assigned %d ms",
-				kept.Total.Count, kept.Total.Completed, kept.Total.Cancelled, kept.Total.Failed, kept.Total.OnTime,
-				kept.Total.TraveledM, kept.Total.AssignedMs)
+		if d := differences(kept, derived[b]); d != "" {
+			note = "DIFFERS: " + d
 			differ++
 		}
 		row(b, derived[b].Total, note)
@@ -83,6 +82,44 @@ func reaggregate(ctx context.Context, args []string, env func(string) string, st
 			differ, len(derived), domain.MonthKey(month), domain.MonthKey(month))
 	}
 	return nil
+}
+
+// differences says where a bucket's kept figures differ from those derived
+// from its deliveries: each day that differs (the first three), and in it
+// each figure, kept then derived; "" when they agree.
+func differences(kept, derived *domain.MonthFigures) string {
+	var days []string
+	for i := range max(len(kept.Days), len(derived.Days)) {
+		var k, d domain.Figures
+		if i < len(kept.Days) {
+			k = kept.Days[i]
+		}
+		if i < len(derived.Days) {
+			d = derived.Days[i]
+		}
+		if k == d {
+			continue
+		}
+		if len(days) == 3 {
+			days = append(days, "and more days")
+			break
+		}
+		var figs []string
+		for _, f := range []struct {
+			name string
+			k, d int64
+		}{
+			{"count", k.Count, d.Count}, {"completed", k.Completed, d.Completed}, {"cancelled", k.Cancelled, d.Cancelled},
+			{"failed", k.Failed, d.Failed}, {"on time", k.OnTime, d.OnTime}, {"duration ms", k.DurationMs, d.DurationMs},
+			{"traveled m", k.TraveledM, d.TraveledM}, {"assigned ms", k.AssignedMs, d.AssignedMs},
+		} {
+			if f.k != f.d {
+				figs = append(figs, fmt.Sprintf("%s %d kept, %d derived", f.name, f.k, f.d))
+			}
+		}
+		days = append(days, fmt.Sprintf("day %d: %s", i+1, strings.Join(figs, ", ")))
+	}
+	return strings.Join(days, "; ")
 }
 
 func sortedBuckets(m map[string]*domain.MonthFigures) []string {
