@@ -110,13 +110,19 @@ func TestNotificationsAreCappedETAChangesFirst(t *testing.T) {
 	assert.Equal(t, "d:n601", d.Notifications[len(d.Notifications)-1].ID)
 }
 
-func TestTrailIsThinnedNotCut(t *testing.T) {
-	t.Parallel()
+// longFlight is a scheduled delivery far from where its drone reports,
+// so that no report moves its stage, and the time reports start from.
+func longFlight() (time.Time, *domain.Delivery, *domain.Drone) {
 	start := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
 	d := &domain.Delivery{ID: "d", Stage: domain.StageScheduled, CreatedAt: start,
 		Request: domain.DeliveryRequest{PickupLocation: domain.Location{Latitude: 10}, DropoffLocation: domain.Location{Latitude: 11}}}
 	d.History = []domain.Event{{Stage: domain.StageCreated, At: start}}
-	drone := &domain.Drone{CruiseSpeedMps: 10}
+	return start, d, &domain.Drone{CruiseSpeedMps: 10}
+}
+
+func TestTrailIsThinnedNotCut(t *testing.T) {
+	t.Parallel()
+	start, d, drone := longFlight()
 	for i := range 5000 {
 		changed, _ := domain.Track(d, drone, domain.Telemetry{Location: domain.Location{Latitude: float64(i%7) * 0.001, Longitude: float64(i) * 1e-5},
 			BatteryPercent: 90, Timestamp: start.Add(time.Duration(i+1) * time.Second)}, domain.TrackingConfig{})
@@ -138,11 +144,7 @@ func TestTrailIsThinnedNotCut(t *testing.T) {
 // was thinned away; a new report still counts.
 func TestAReportSentAgainAfterThinningCountsNoDistanceTwice(t *testing.T) {
 	t.Parallel()
-	start := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
-	d := &domain.Delivery{ID: "d", Stage: domain.StageScheduled, CreatedAt: start,
-		Request: domain.DeliveryRequest{PickupLocation: domain.Location{Latitude: 10}, DropoffLocation: domain.Location{Latitude: 11}}}
-	d.History = []domain.Event{{Stage: domain.StageCreated, At: start}}
-	drone := &domain.Drone{CruiseSpeedMps: 10}
+	start, d, drone := longFlight()
 	// A zig-zag, so that a point put back between its neighbours adds a
 	// detour.
 	report := func(i int) domain.Telemetry {
