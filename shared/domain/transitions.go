@@ -415,11 +415,24 @@ func (dr *Drone) Claim(deliveryID string, gen int, req *DeliveryRequest, now tim
 // brought late, a redelivery for instance. It returns "" when the report
 // belongs to no delivery. Both times are the drone's own clock, so a
 // drone whose clock lags the service's is judged alike.
+//
+// A report dated before the end of the drone's last flight (LastFlight)
+// that is not the current flight's belongs to that last one, whose
+// delivery files it in its trail (Track).
 func (dr *Drone) FlightOf(r Telemetry) string {
-	if dr.ClaimedAfterReport != nil && !r.Timestamp.After(*dr.ClaimedAfterReport) {
-		return ""
+	if dr.CurrentDeliveryID != "" && (dr.ClaimedAfterReport == nil || r.Timestamp.After(*dr.ClaimedAfterReport)) {
+		return dr.CurrentDeliveryID
 	}
-	return dr.CurrentDeliveryID
+	if f := dr.LastFlight; f != nil && r.Timestamp.Before(f.Through) {
+		return f.DeliveryID
+	}
+	return ""
+}
+
+// LastFlight is the delivery a drone last flew to its end.
+type LastFlight struct {
+	DeliveryID string    `json:"deliveryId"`
+	Through    time.Time `json:"through"` // the time of the report that ended it
 }
 
 // Release frees the drone from deliveryID (compensation for a cancel, or the
@@ -467,6 +480,7 @@ func (dr *Drone) ApplyReport(r Telemetry, deliveryID string, ended bool, cfg Tra
 		switch {
 		case ended:
 			ReleaseDrone(dr, cfg, now)
+			dr.LastFlight = &LastFlight{DeliveryID: deliveryID, Through: r.Timestamp}
 			changed, freed = true, true
 		case dr.Status != DroneInFlight:
 			dr.Status = DroneInFlight
@@ -506,6 +520,7 @@ func (dr *Drone) Clone() *Drone {
 	c.HomeBase.Altitude = clonePtr(dr.HomeBase.Altitude)
 	c.LastTelemetryAt = clonePtr(dr.LastTelemetryAt)
 	c.ClaimedAfterReport = clonePtr(dr.ClaimedAfterReport)
+	c.LastFlight = clonePtr(dr.LastFlight)
 	c.ChargeDueAt = clonePtr(dr.ChargeDueAt)
 	c.ResumedAt = clonePtr(dr.ResumedAt)
 	return &c
