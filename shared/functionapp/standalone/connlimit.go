@@ -23,13 +23,16 @@ import (
 // address that opens more than its share gets refusals while the global
 // cap still has room for other clients. The global cap bounds memory when
 // many addresses do it at once. At the global cap a new connection takes
-// the place of an idle keep-alive one (between requests) of the address
-// that holds the most, which is closed: a few addresses that open their
-// share each and keep it alive with a request now and then could
-// otherwise hold every place for as long as they liked, since no timeout
-// cuts a connection that is not silent. Only when every connection is busy
-// with a request are new ones refused, clearly, until the timeouts have cut
-// the slow ones.
+// the place of a waiting one of the address that holds the most, which is
+// closed: a keep-alive connection idle between requests for 2 s or more
+// (defaultEvictAfter), or a new one that has sent no request in that time. A few
+// addresses that open their share each and keep it alive with a request
+// now and then, or open silent ones again as the header timeout cuts
+// them, could otherwise hold every place. Closing a connection idle that
+// long is what its idle timeout would do, sooner; a client that sends a
+// request on it as it closes meets the race every keep-alive client
+// handles. Only when no connection has waited that long are new ones
+// refused, clearly, until the timeouts have cut the slow ones.
 //
 // The cap per address is a quarter of the global one: one address may be a
 // whole fleet's gateway or an office behind NAT (the simulator, one
@@ -49,6 +52,10 @@ const (
 	refusalWait = time.Second
 	// refusalHeadBytes bounds what is read of a refused request's head.
 	refusalHeadBytes = 16 << 10
+	// defaultEvictAfter is how long a connection must have waited (idle,
+	// or new without a request) before a newcomer at the cap may take its
+	// place.
+	defaultEvictAfter = 2 * time.Second
 	// maxBodyDrain bounds what is read and dropped of a refused request's
 	// body before its connection is closed.
 	maxBodyDrain = 64 << 10
@@ -66,10 +73,12 @@ type limitListener struct {
 	mu     sync.Mutex
 	open   int
 	byAddr map[string]int
-	// idle are the connections between requests, with when they fell idle
-	// (connState), which a new connection over the global cap may take
-	// the place of.
-	idle map[*limitedConn]time.Time
+	// idle are the connections waiting for a request, new or between
+	// requests, with since when (connState): those a new connection over
+	// the global cap may take the place of, once they have waited
+	// evictAfter.
+	idle       map[*limitedConn]time.Time
+	evictAfter time.Duration
 
 	refusing chan struct{}
 
@@ -85,7 +94,7 @@ type limitListener struct {
 const refusalLogGap = 10 * time.Second
 
 func newLimitListener(ln net.Listener, max, perAddr int, log *slog.Logger) *limitListener {
-	return &limitListener{Listener: ln, max: max, perAddr: perAddr, byAddr: map[string]int{}, idle: map[*limitedConn]time.Time{},
+	return &limitListener{Listener: ln, max: max, perAddr: perAddr, byAddr: map[string]int{}, idle: map[*limitedConn]time.Time{}, evictAfter: defaultEvictAfter,
 		refusing: make(chan struct{}, refusalsInFlight), log: log}
 }
 
@@ -122,7 +131,7 @@ func (l *limitListener) connState(c net.Conn, st http.ConnState) {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if st == http.StateIdle {
+	if st == http.StateIdle || st == http.StateNew {
 		l.idle[lc] = time.Now()
 	} else {
 		delete(l.idle, lc)
@@ -161,14 +170,19 @@ func (l *limitListener) admit(addr string) (why string, evict *limitedConn) {
 	return why, nil
 }
 
-// evictee is the idle connection a new one over the global cap takes the
-// place of: of the address with the most connections open, the one idle
-// longest; nil when none is idle. Called with l.mu held.
+// evictee is the waiting connection a new one over the global cap takes
+// the place of: of the address with the most connections open, the one
+// waiting longest, if it has waited l.evictAfter; nil when none has. Called
+// with l.mu held.
 func (l *limitListener) evictee() *limitedConn {
 	var pick *limitedConn
 	var pickSince time.Time
 	pickCount := 0
+	waited := time.Now().Add(-l.evictAfter)
 	for c, since := range l.idle {
+		if since.After(waited) {
+			continue
+		}
 		n := l.byAddr[c.addr]
 		if pick == nil || n > pickCount || n == pickCount && since.Before(pickSince) {
 			pick, pickSince, pickCount = c, since, n

@@ -92,12 +92,14 @@ func TestLimitListenerRefusesClearlyOverEitherCap(t *testing.T) {
 // their share of connections and keep them alive with a request now and
 // then no longer lock everyone else out at the global cap: a newcomer
 // takes the place of an idle connection of the address holding the most,
-// which is closed; a connection busy with a request is never closed.
+// which is closed, once it has waited evictAfter; a connection busy with a
+// request is never closed.
 func TestANewConnectionTakesThePlaceOfAnIdleOne(t *testing.T) {
 	t.Parallel()
 	inner, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	ln := newLimitListener(inner, 3, 2, nil)
+	ln.evictAfter = time.Hour
 	release := make(chan struct{})
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/slow" {
@@ -134,7 +136,14 @@ func TestANewConnectionTakesThePlaceOfAnIdleOne(t *testing.T) {
 		return ln.open == 3 && len(ln.idle) == 2
 	}, 10*time.Second, 5*time.Millisecond)
 
-	// A newcomer is served, in the place of one of .2's idle connections.
+	// Idle for less than evictAfter, they are left alone: a newcomer is
+	// refused.
+	assert.Equal(t, http.StatusServiceUnavailable, refused(t, dialFrom(t, "127.0.0.4", addr)).StatusCode)
+
+	// Idle long enough, one of .2's makes room: a newcomer is served.
+	ln.mu.Lock()
+	ln.evictAfter = 0
+	ln.mu.Unlock()
 	newcomer := dialFrom(t, "127.0.0.4", addr)
 	resp, err := get(newcomer, "/")
 	require.NoError(t, err)
@@ -154,4 +163,37 @@ func TestANewConnectionTakesThePlaceOfAnIdleOne(t *testing.T) {
 		return len(ln.idle) == 0 && ln.open == 3
 	}, 10*time.Second, 5*time.Millisecond)
 	assert.Equal(t, http.StatusServiceUnavailable, refused(t, dialFrom(t, "127.0.0.5", addr)).StatusCode)
+}
+
+// TestASilentConnectionMakesRoomToo: a connection that has sent no request
+// since it was opened waits like an idle one, and a newcomer at the cap
+// takes its place once it has waited evictAfter, rather than the cap being
+// held by connections opened again as the header timeout cuts them.
+func TestASilentConnectionMakesRoomToo(t *testing.T) {
+	t.Parallel()
+	inner, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	ln := newLimitListener(inner, 1, 1, nil)
+	ln.evictAfter = 0
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) }),
+		ConnState: ln.connState}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	addr := inner.Addr().String()
+
+	dialFrom(t, "127.0.0.2", addr) // says nothing
+	require.Eventually(t, func() bool {
+		ln.mu.Lock()
+		defer ln.mu.Unlock()
+		return ln.open == 1 && len(ln.idle) == 1
+	}, 10*time.Second, 5*time.Millisecond)
+	c := dialFrom(t, "127.0.0.3", addr)
+	_, err = c.Write([]byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n"))
+	require.NoError(t, err)
+	require.NoError(t, c.SetReadDeadline(time.Now().Add(10*time.Second)))
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	require.NoError(t, err)
+	assert.Equal(t, http.StatusNoContent, resp.StatusCode)
+	_, silent := ln.counts("127.0.0.2")
+	assert.Zero(t, silent, "the silent one was closed")
 }
