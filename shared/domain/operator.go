@@ -386,11 +386,19 @@ func (d *Delivery) handedOverAt() time.Time {
 	return time.Time{}
 }
 
-// reassignedWithoutDroneSince reports whether the delivery's last hand-on
-// was a reassign and no drone has been assigned since.
+// reassignedWithoutDroneSince reports whether the last thing that happened
+// to the delivery was a reassign (its operator event, then at most the
+// stage it set): no drone assigned since, no preemption or reschedule.
 func (d *Delivery) reassignedWithoutDroneSince() bool {
-	e, ok := d.handOver()
-	return ok && strings.HasPrefix(e.Note, string(ActionReassign)+": ") && (d.DroneAssignedAt == nil || !d.DroneAssignedAt.After(e.At))
+	n := len(d.History)
+	for i := n - 1; i >= 0 && i >= n-2; i-- {
+		e := d.History[i]
+		if e.Kind == EventOperator {
+			return e.DroneID == d.AvoidDroneID && strings.HasPrefix(e.Note, string(ActionReassign)+": ") &&
+				(d.DroneAssignedAt == nil || !d.DroneAssignedAt.After(e.At))
+		}
+	}
+	return false
 }
 
 // handOver is the history's last operator action on AvoidDroneID.

@@ -94,6 +94,26 @@ func TestOperatorDeliveryActions(t *testing.T) {
 	runDeliveryChanges(t, tests)
 }
 
+// A reassign sent again while the delivery waits for its next drone is the
+// same action (no change); once something else has happened to it since
+// (a reschedule, a preemption), a new reassign is judged afresh: with no
+// drone, 409.
+func TestAReassignIsTheSameOnlyUntilSomethingElseHappens(t *testing.T) {
+	t.Parallel()
+	act := domain.OperatorAction{Name: "reassign", By: "operator", Reason: "rotor check"}
+	d := assigned(domain.StageScheduled)
+	_, err := d.Reassign(act, t0)
+	require.NoError(t, err)
+	require.NoError(t, d.ResetAssignment(d.Generation, t0.Add(time.Second)))
+	require.Empty(t, d.DroneID, "dispatch let the drone go and found no other")
+	_, err = d.Reassign(act, t0.Add(2*time.Second))
+	assert.ErrorIs(t, err, domain.ErrNoChange, "sent again")
+
+	d.SetStage(domain.StageRescheduled, t0.Add(3*time.Second), "rescheduled by the business")
+	_, err = d.Reassign(act, t0.Add(4*time.Second))
+	assert.True(t, domain.IsCode(err, domain.ECONFLICT), "a new reassign of a delivery with no drone: %v", err)
+}
+
 func TestOperatorDroneActions(t *testing.T) {
 	busy := func() *domain.Drone {
 		dr := drone()
