@@ -41,7 +41,7 @@ func TestValidWebhookURL(t *testing.T) {
 		"http://hooks.example:65536/", "http://hooks.example:0/", "https://[2606:4700::1111]:99999/h", "http://hooks.example:0080/",
 		"http://hooks.example:/", "https://hooks.example/a b", "https://hooks.example/a\tb", "https://hooks.example/a\u00a0b",
 		// Read as the HTTP client reads them (IDNA's lookup mapping).
-		"http://0x7f.0.0.①/", "http://2130706433.①/", "http://hooks\u200b.example\u2028/",
+		"http://0x7f.0.0.①/", "http://2130706433.①/",
 	}
 	private := []string{ // refused unless private targets are allowed
 		"http://127.0.0.1:8080/hook", "http://[::1]/", "http://[::ffff:127.0.0.1]/", "http://[::ffff:7f00:1]/", "http://10.0.0.5/",

@@ -58,7 +58,8 @@ type routerOptions struct {
 func WithInvocationIDs() RouterOption { return func(o *routerOptions) { o.invocationIDs = true } }
 
 // WithDrain reads the rest of a body refused as too large, up to limit
-// bytes in all and for at most within, before answering 413. The
+// bytes in all and for at most within from the refusal (0: within the
+// server's read timeout), before answering 413. The
 // Functions host streams a forwarded body to the handler with its
 // Content-Length (HttpRequestExtensions.ToHttpRequestMessage,
 // Azure/azure-functions-host) and its HttpClient fails the whole send,
@@ -134,7 +135,11 @@ func serveFunc(name string, h HTTPFunc, o routerOptions) http.Handler {
 			var tooBig *http.MaxBytesError
 			if errors.As(rerr, &tooBig) {
 				if o.drain > MaxBodyBytes && r.ContentLength <= o.drain {
-					_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(o.drainTime))
+					if o.drainTime > 0 {
+						// From now: a body that took most of the read
+						// timeout to reach the limit may read on this long.
+						_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(o.drainTime))
+					}
 					io.CopyN(io.Discard, sent, o.drain-MaxBodyBytes)
 				}
 				WriteResponse(w, Problem(http.StatusRequestEntityTooLarge, "body", fmt.Sprintf("must be at most %d bytes", MaxBodyBytes)))
