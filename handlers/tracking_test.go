@@ -1323,35 +1323,3 @@ func TestAReportDatedAsAnEarlierOneIsApplied(t *testing.T) {
 	assert.Equal(t, at(0.002, 0), f.drone(t, "d1").Location)
 	assert.Equal(t, 80.0, f.drone(t, "d1").BatteryPercent)
 }
-
-// A report the queue brings after the one at the dropoff, dated before it
-// (a batch of buffered reports whose messages ran out of order), still
-// counts its leg: in the delivery's distance and in the month's
-// utilisation, once, though the completion was counted before it came.
-func TestAReportBroughtAfterTheDropoffStillCounts(t *testing.T) {
-	t.Parallel()
-	pickup, detour, drop := at(0, 0), at(0.002, 0.01), at(0.005, 0)
-	f := newFixture(t, domain.Drone{ID: "d1", Location: pickup})
-	f.scheduled(t, "late", pickup, drop)
-	f.report(t, "d1", pickup, 90, t0.Add(time.Minute))
-	f.report(t, "d1", drop, 85, t0.Add(3*time.Minute))
-	d := f.delivery(t, "late")
-	require.Equal(t, domain.StageCompleted, d.Stage)
-	straight := d.TraveledKm
-
-	f.report(t, "d1", detour, 88, t0.Add(2*time.Minute)) // brought last
-	f.report(t, "d1", detour, 88, t0.Add(2*time.Minute)) // and again
-	d = f.delivery(t, "late")
-	flown := domain.DistanceKm(pickup, detour) + domain.DistanceKm(detour, drop)
-	assert.InDelta(t, flown, d.TraveledKm, 1e-9, "the detour counts, once")
-	assert.Greater(t, d.TraveledKm, straight+0.5)
-	assert.Equal(t, domain.StageCompleted, d.Stage, "nothing else changes")
-	assert.Equal(t, domain.DroneAvailable, f.drone(t, "d1").Status)
-
-	resp := f.biz("GetUtilization", &functionapp.Request{Method: "GET", Query: map[string][]string{
-		"year": {strconv.Itoa(t0.Year())}, "month": {strconv.Itoa(int(t0.Month()))}}})
-	require.Equal(t, http.StatusOK, resp.Status, string(resp.Body))
-	var u handlers.Utilization
-	require.NoError(t, json.Unmarshal(resp.Body, &u))
-	assert.InDelta(t, flown, u.TraveledKm, 0.0011, "the month's kept figures count it too")
-}

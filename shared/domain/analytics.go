@@ -1,7 +1,7 @@
 package domain
 
 import (
-	"fmt"
+	"math"
 	"time"
 )
 
@@ -94,13 +94,7 @@ func (d *Delivery) Contributions() []Contribution {
 		return out
 	}
 	end := d.EndedAt()
-	// The metres filed after the completion are counted apart, each once,
-	// so that the completion's own contribution never changes.
-	late := int64(0)
-	for _, m := range d.LateTraveledM {
-		late += m
-	}
-	f := Figures{TraveledM: metres(d.TraveledKm) - late, AssignedMs: d.AssignedBeforeMs}
+	f := Figures{TraveledM: int64(math.Round(d.TraveledKm * 1000)), AssignedMs: d.AssignedBeforeMs}
 	if d.DroneAssignedAt != nil && end.After(*d.DroneAssignedAt) {
 		f.AssignedMs += end.Sub(*d.DroneAssignedAt).Milliseconds()
 	}
@@ -118,11 +112,7 @@ func (d *Delivery) Contributions() []Contribution {
 	case StageFailed:
 		f.Failed = 1
 	}
-	out = append(out, Contribution{Stage: d.Stage, Figures: f})
-	for i, m := range d.LateTraveledM {
-		out = append(out, Contribution{Stage: Stage(fmt.Sprintf("%s+%d", d.Stage, i+1)), Figures: Figures{TraveledM: m}})
-	}
-	return out
+	return append(out, Contribution{Stage: d.Stage, Figures: f})
 }
 
 // EndedAt is when a delivery in a terminal stage ended: its completion or

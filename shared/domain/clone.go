@@ -28,7 +28,6 @@ func (d *Delivery) Clone() *Delivery {
 	c.CancelledAt = clonePtr(d.CancelledAt)
 	c.LastTelemetryAt = clonePtr(d.LastTelemetryAt)
 	c.ThinnedThrough = clonePtr(d.ThinnedThrough)
-	c.LateTraveledM = slices.Clone(d.LateTraveledM)
 	c.Trail = slices.Clone(d.Trail)
 	c.History = cloneEach(d.History, Event.clone)
 	c.Notifications = cloneEach(d.Notifications, Notification.clone)

@@ -198,17 +198,12 @@ type Delivery struct {
 	PreemptedBy string      `json:"preemptedBy,omitempty"`
 	Preempted   *Preemption `json:"preempted,omitempty"`
 
-	PickedUpAt      *time.Time `json:"pickedUpAt,omitempty"`
-	CompletedAt     *time.Time `json:"completedAt,omitempty"`
-	CancelledAt     *time.Time `json:"cancelledAt,omitempty"`
-	LastTelemetryAt *time.Time `json:"lastTelemetryAt,omitempty"`
-	TraveledKm      float64    `json:"traveledKm,omitempty"`
-	// LateTraveledM are the metres reports of the flight added after the
-	// delivery was completed (the queue brought them after the report at
-	// the dropoff), one entry a report that added any, each counted in
-	// analytics apart (Contributions); at most MaxLateReports.
-	LateTraveledM []int64      `json:"lateTraveledM,omitempty"`
-	Trail         []TrailPoint `json:"trail,omitempty"`
+	PickedUpAt      *time.Time   `json:"pickedUpAt,omitempty"`
+	CompletedAt     *time.Time   `json:"completedAt,omitempty"`
+	CancelledAt     *time.Time   `json:"cancelledAt,omitempty"`
+	LastTelemetryAt *time.Time   `json:"lastTelemetryAt,omitempty"`
+	TraveledKm      float64      `json:"traveledKm,omitempty"`
+	Trail           []TrailPoint `json:"trail,omitempty"`
 	// ThinnedThrough is the time of the newest point of the part of the
 	// trail thinTrail has thinned: a report dated no later is not filed,
 	// as it may be one thinned away, whose distance is counted already.
@@ -351,11 +346,7 @@ type Drone struct {
 	// later belongs to an earlier flight (FlightOf), however late the queue
 	// brings it.
 	ClaimedAfterReport *time.Time `json:"claimedAfterReport,omitempty"`
-	// LastFlight is the delivery the drone last flew to its end, and the
-	// time of the report that ended it: a report dated before then, which
-	// the queue brings later, still belongs to that flight (FlightOf).
-	LastFlight      *LastFlight `json:"lastFlight,omitempty"`
-	LastTelemetryAt *time.Time  `json:"lastTelemetryAt,omitempty"`
+	LastTelemetryAt    *time.Time `json:"lastTelemetryAt,omitempty"`
 	// ChargeDueAt is when a Charging drone that sends no reports is
 	// charged (StartCharging).
 	ChargeDueAt *time.Time `json:"chargeDueAt,omitempty"`

@@ -2,7 +2,6 @@ package domain
 
 import (
 	"fmt"
-	"math"
 	"slices"
 	"sort"
 	"time"
@@ -234,8 +233,6 @@ func Track(d *Delivery, drone *Drone, r Telemetry, cfg TrackingConfig) (bool, []
 		if !early {
 			return false, nil
 		}
-	case StageCompleted:
-		return d.fileLate(drone, r), nil
 	default:
 		return false, nil
 	}
@@ -389,34 +386,6 @@ func (d *Delivery) estimate(drone *Drone, t time.Time, loc Location, cfg Trackin
 	}
 	d.DeliveryETA = &eta.Delivery
 }
-
-// MaxLateReports bounds the reports a completed delivery files after its
-// completion (LateTraveledM): a few out of order, not a stream.
-const MaxLateReports = 32
-
-// fileLate files in a completed delivery's trail a report of its flight
-// that the queue brought after the report at the dropoff: one of its
-// drone's, dated before the completion. The distance it adds is noted
-// apart (LateTraveledM), as the completion's contribution to analytics is
-// counted already. It changes nothing else, and reports whether it filed
-// the report.
-func (d *Delivery) fileLate(drone *Drone, r Telemetry) bool {
-	if d.DroneID != drone.ID || d.CompletedAt == nil || !r.Timestamp.Before(*d.CompletedAt) || len(d.LateTraveledM) >= MaxLateReports {
-		return false
-	}
-	before := metres(d.TraveledKm)
-	if !d.insertTrail(TrailPoint{Latitude: r.Location.Latitude, Longitude: r.Location.Longitude, At: r.Timestamp}) {
-		return false
-	}
-	d.thinTrail()
-	if added := metres(d.TraveledKm) - before; added != 0 {
-		d.LateTraveledM = append(d.LateTraveledM, added)
-	}
-	return true
-}
-
-// metres is km in whole metres, as analytics count distance.
-func metres(km float64) int64 { return int64(math.Round(km * 1000)) }
 
 // Filed reports whether the delivery's trail holds a report dated at.
 func (d *Delivery) Filed(at time.Time) bool {

@@ -415,24 +415,11 @@ func (dr *Drone) Claim(deliveryID string, gen int, req *DeliveryRequest, now tim
 // brought late, a redelivery for instance. It returns "" when the report
 // belongs to no delivery. Both times are the drone's own clock, so a
 // drone whose clock lags the service's is judged alike.
-//
-// A report dated before the end of the drone's last flight (LastFlight)
-// that is not the current flight's belongs to that last one, whose
-// delivery files it in its trail (Track).
 func (dr *Drone) FlightOf(r Telemetry) string {
-	if dr.CurrentDeliveryID != "" && (dr.ClaimedAfterReport == nil || r.Timestamp.After(*dr.ClaimedAfterReport)) {
-		return dr.CurrentDeliveryID
+	if dr.ClaimedAfterReport != nil && !r.Timestamp.After(*dr.ClaimedAfterReport) {
+		return ""
 	}
-	if f := dr.LastFlight; f != nil && r.Timestamp.Before(f.Through) {
-		return f.DeliveryID
-	}
-	return ""
-}
-
-// LastFlight is the delivery a drone last flew to its end.
-type LastFlight struct {
-	DeliveryID string    `json:"deliveryId"`
-	Through    time.Time `json:"through"` // the time of the report that ended it
+	return dr.CurrentDeliveryID
 }
 
 // Release frees the drone from deliveryID (compensation for a cancel, or the
@@ -480,7 +467,6 @@ func (dr *Drone) ApplyReport(r Telemetry, deliveryID string, ended bool, cfg Tra
 		switch {
 		case ended:
 			ReleaseDrone(dr, cfg, now)
-			dr.LastFlight = &LastFlight{DeliveryID: deliveryID, Through: r.Timestamp}
 			changed, freed = true, true
 		case dr.Status != DroneInFlight:
 			dr.Status = DroneInFlight
@@ -520,7 +506,6 @@ func (dr *Drone) Clone() *Drone {
 	c.HomeBase.Altitude = clonePtr(dr.HomeBase.Altitude)
 	c.LastTelemetryAt = clonePtr(dr.LastTelemetryAt)
 	c.ClaimedAfterReport = clonePtr(dr.ClaimedAfterReport)
-	c.LastFlight = clonePtr(dr.LastFlight)
 	c.ChargeDueAt = clonePtr(dr.ChargeDueAt)
 	c.ResumedAt = clonePtr(dr.ResumedAt)
 	return &c
