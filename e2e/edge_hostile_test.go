@@ -170,6 +170,44 @@ func TestConnectionCapsKeepANormalClientServed(t *testing.T) {
 	assert.NotContains(t, p.logs.String(), `"level":"ERROR"`)
 }
 
+// TestKeepAliveConnectionsCannotLockEveryoneOut: two addresses fill the
+// global cap with keep-alive connections, each used for a request so that
+// no timeout cuts it (the server's idle timeout is minutes). A client from
+// elsewhere is served all the same, in the place of one of them, once they
+// have waited a moment; before, it was refused for as long as they liked.
+func TestKeepAliveConnectionsCannotLockEveryoneOut(t *testing.T) {
+	t.Parallel()
+	p := startServe(t, t.TempDir(), "-max-connections", "6", "-max-connections-per-address", "3")
+	addr := strings.TrimPrefix(p.base, "http://")
+	var held []net.Conn
+	for _, src := range []string{"127.0.0.2", "127.0.0.3"} {
+		for range 3 {
+			d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}
+			c, err := d.Dial("tcp", addr)
+			require.NoError(t, err)
+			t.Cleanup(func() { c.Close() })
+			_, err = fmt.Fprintf(c, "GET /api/healthz HTTP/1.1\r\nHost: %s\r\n\r\n", addr)
+			require.NoError(t, err)
+			require.NoError(t, c.SetReadDeadline(time.Now().Add(patience)))
+			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+			require.NoError(t, err)
+			require.Equal(t, http.StatusOK, resp.StatusCode, "held connection from %s", src)
+			held = append(held, c)
+		}
+	}
+	eventually(t, "a client from elsewhere to be served while the cap is held", func() bool {
+		return plainGet(t, "127.0.0.1", p.base+"/api/healthz") == http.StatusOK
+	})
+	closed := 0
+	for _, c := range held {
+		if !stillOpen(t, c) {
+			closed++
+		}
+	}
+	assert.Positive(t, closed, "one of the held connections made room")
+	assert.Less(t, closed, len(held), "not all of them")
+}
+
 // TestMadeUpBearerTokensShareTheAddressLimit: a fresh random token on each
 // request to an anonymous endpoint is charged to the sender's address like
 // no token at all, while a real key, once it has authenticated, keeps its
