@@ -101,7 +101,7 @@ func (w *work) Commit(ctx context.Context, settle *ports.Delivered, out ...ports
 	if w.fresh && len(w.dirty) > 0 {
 		// Its writes could go stale, and its run again would repeat what
 		// it did outside the store.
-		return &domain.Permanent{Err: fmt.Errorf("a step that acts outside the store may not write, and wrote %s %s", w.dirty[0].coll, w.dirty[0].id)}
+		return fmt.Errorf("a step that acts outside the store may not write, and wrote %s %s", w.dirty[0].coll, w.dirty[0].id)
 	}
 	b := w.db.bus
 	var stale, lost bool

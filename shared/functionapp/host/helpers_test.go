@@ -193,7 +193,7 @@ func (f *fixture) delivered() []*ports.Delivered {
 // invoke POSTs an invocation the way the host does.
 func (f *fixture) invoke(name, invocationID string, body []byte) *recorder {
 	req := newRequest(http.MethodPost, "/"+name, body)
-	req.Header.Set(invocationHeader, invocationID)
+	req.Header.Set(functionapp.InvocationHeader, invocationID)
 	rec := &recorder{ResponseRecorder: httptest.NewRecorder(), ev: f.ev}
 	f.h.ServeHTTP(rec, req)
 	return rec
@@ -203,7 +203,7 @@ func (f *fixture) invoke(name, invocationID string, body []byte) *recorder {
 func newRequest(method, target string, body []byte) *http.Request {
 	req := httptest.NewRequest(method, target, bytes.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set(invocationHeader, "inv-0")
+	req.Header.Set(functionapp.InvocationHeader, "inv-0")
 	req.Header.Set("X-Azure-Functions-HostVersion", "4.1037.1.1")
 	req.Header.Set("User-Agent", "Azure-Functions-Host/4.1037.1.1")
 	return req

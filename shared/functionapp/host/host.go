@@ -25,10 +25,6 @@ import (
 	"github.com/fabrikam/dronedelivery/shared/ports"
 )
 
-// invocationHeader names the host's invocation id, the key that ties our log
-// lines to the invocation in Application Insights.
-const invocationHeader = functionapp.InvocationHeader
-
 // maxInvocationBytes bounds an invocation envelope. The body inside may be
 // base64 (a third larger) or a JSON string escaping every quote (up to twice
 // as large), and headers and metadata come on top, so the envelope gets four

@@ -202,7 +202,7 @@ func TestForwardedHTTP(t *testing.T) {
 			if tt.body != "" {
 				req.Header.Set("Content-Type", "application/json")
 			}
-			req.Header.Set(invocationHeader, "inv-fwd")
+			req.Header.Set(functionapp.InvocationHeader, "inv-fwd")
 			rec := httptest.NewRecorder()
 			f.h.ServeHTTP(rec, req)
 
