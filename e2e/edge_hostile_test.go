@@ -208,6 +208,40 @@ func TestKeepAliveConnectionsCannotLockEveryoneOut(t *testing.T) {
 	assert.Less(t, closed, len(held), "not all of them")
 }
 
+// TestTrickledBodiesCannotLockEveryoneOut: two addresses fill the global
+// cap with requests whose heads arrive and whose bodies do not (a few
+// bytes of the thousand announced), which no timeout cuts before the read
+// timeout (minutes here). A client from elsewhere is served all the same,
+// in the place of one of them, once they have waited a moment; before, it
+// was refused until the read timeout cut them.
+func TestTrickledBodiesCannotLockEveryoneOut(t *testing.T) {
+	t.Parallel()
+	p := startServe(t, t.TempDir(), "-max-connections", "6", "-max-connections-per-address", "3", "-read-timeout", "5m")
+	addr := strings.TrimPrefix(p.base, "http://")
+	var held []net.Conn
+	for _, src := range []string{"127.0.0.2", "127.0.0.3"} {
+		for range 3 {
+			d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}
+			c, err := d.Dial("tcp", addr)
+			require.NoError(t, err)
+			t.Cleanup(func() { c.Close() })
+			_, err = fmt.Fprintf(c, "POST /api/accounts HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"na", addr)
+			require.NoError(t, err)
+			held = append(held, c)
+		}
+	}
+	eventually(t, "a client from elsewhere to be served while the cap is held", func() bool {
+		return plainGet(t, "127.0.0.1", p.base+"/api/healthz") == http.StatusOK
+	})
+	closed := 0
+	for _, c := range held {
+		if !stillOpen(t, c) {
+			closed++
+		}
+	}
+	assert.Positive(t, closed, "one of the trickling connections made room")
+}
+
 // TestMadeUpBearerTokensShareTheAddressLimit: a fresh random token on each
 // request to an anonymous endpoint is charged to the sender's address like
 // no token at all, while a real key, once it has authenticated, keeps its

@@ -2,6 +2,7 @@ package standalone
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -23,16 +24,21 @@ import (
 // address that opens more than its share gets refusals while the global
 // cap still has room for other clients. The global cap bounds memory when
 // many addresses do it at once. At the global cap a new connection takes
-// the place of a waiting one of the address that holds the most, which is
-// closed: a keep-alive connection idle between requests for 2 s or more
-// (defaultEvictAfter), or a new one that has sent no request in that time. A few
-// addresses that open their share each and keep it alive with a request
-// now and then, or open silent ones again as the header timeout cuts
-// them, could otherwise hold every place. Closing a connection idle that
+// the place of one of the address that holds the most that has waited on
+// its client for 2 s or more (defaultEvictAfter), which is closed: a
+// keep-alive connection idle between requests, a new one that has sent no
+// request (or only part of its head), or one whose request's body has not
+// all arrived. A few addresses that open their share each and keep it
+// alive with a request now and then, open silent ones again as the header
+// timeout cuts them, or trickle bodies a byte at a time within the read
+// timeout could otherwise hold every place. Closing a connection idle that
 // long is what its idle timeout would do, sooner; a client that sends a
 // request on it as it closes meets the race every keep-alive client
-// handles. Only when no connection has waited that long are new ones
-// refused, clearly, until the timeouts have cut the slow ones.
+// handles; a body that takes more than 2 s to follow its head is one only
+// a slow or hostile client sends, and it is closed only while the server
+// is full and its address holds the most. Only when no connection has
+// waited that long (each one's request has arrived and is being answered)
+// are new ones refused, clearly.
 //
 // The cap per address is a quarter of the global one: one address may be a
 // whole fleet's gateway or an office behind NAT (the simulator, one
@@ -52,9 +58,9 @@ const (
 	refusalWait = time.Second
 	// refusalHeadBytes bounds what is read of a refused request's head.
 	refusalHeadBytes = 16 << 10
-	// defaultEvictAfter is how long a connection must have waited (idle,
-	// or new without a request) before a newcomer at the cap may take its
-	// place.
+	// defaultEvictAfter is how long a connection must have waited on its
+	// client (idle, new without a request, or for the rest of a body)
+	// before a newcomer at the cap may take its place.
 	defaultEvictAfter = 2 * time.Second
 	// maxBodyDrain bounds what is read and dropped of a refused request's
 	// body before its connection is closed.
@@ -73,11 +79,12 @@ type limitListener struct {
 	mu     sync.Mutex
 	open   int
 	byAddr map[string]int
-	// idle are the connections waiting for a request, new or between
-	// requests, with since when (connState): those a new connection over
-	// the global cap may take the place of, once they have waited
-	// evictAfter.
-	idle       map[*limitedConn]time.Time
+	// waiting are the connections waiting on their client, with since
+	// when: new or between requests (connState), or with a request whose
+	// body has not all arrived (from its head to the body's end, arrived):
+	// those a new connection over the global cap may take the place of,
+	// once they have waited evictAfter.
+	waiting    map[*limitedConn]time.Time
 	evictAfter time.Duration
 
 	refusing chan struct{}
@@ -94,7 +101,7 @@ type limitListener struct {
 const refusalLogGap = 10 * time.Second
 
 func newLimitListener(ln net.Listener, max, perAddr int, log *slog.Logger) *limitListener {
-	return &limitListener{Listener: ln, max: max, perAddr: perAddr, byAddr: map[string]int{}, idle: map[*limitedConn]time.Time{}, evictAfter: defaultEvictAfter,
+	return &limitListener{Listener: ln, max: max, perAddr: perAddr, byAddr: map[string]int{}, waiting: map[*limitedConn]time.Time{}, evictAfter: defaultEvictAfter,
 		refusing: make(chan struct{}, refusalsInFlight), log: log}
 }
 
@@ -122,8 +129,36 @@ func (l *limitListener) Accept() (net.Conn, error) {
 	}
 }
 
-// connState follows the server's connections in and out of idleness
-// (http.Server.ConnState).
+// serve wires srv to the listener and serves it: the server's connection
+// states, and its handler's news of when a request has arrived whole, tell
+// the listener which connections wait on their client.
+func (l *limitListener) serve(srv *http.Server) error {
+	srv.ConnState = l.connState
+	srv.ConnContext = func(ctx context.Context, c net.Conn) context.Context {
+		return context.WithValue(ctx, connKey{}, c)
+	}
+	next := srv.Handler
+	srv.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if lc, ok := r.Context().Value(connKey{}).(*limitedConn); ok {
+			if r.Body == nil || r.Body == http.NoBody {
+				l.arrived(lc)
+			} else {
+				r.Body = &arrivingBody{ReadCloser: r.Body, end: func() { l.arrived(lc) }}
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+	return srv.Serve(l)
+}
+
+// connKey is the request context's key of the connection it came on.
+type connKey struct{}
+
+// connState follows the server's connections (http.Server.ConnState): new,
+// or idle between requests, a connection waits on its client; active, its
+// request's head has arrived and it still does until the body has
+// (arrived). The server reports a connection active only once the head
+// has been read, so a head sent slowly leaves it waiting as new or idle.
 func (l *limitListener) connState(c net.Conn, st http.ConnState) {
 	lc, ok := c.(*limitedConn)
 	if !ok {
@@ -131,15 +166,38 @@ func (l *limitListener) connState(c net.Conn, st http.ConnState) {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if st == http.StateIdle || st == http.StateNew {
-		l.idle[lc] = time.Now()
-	} else {
-		delete(l.idle, lc)
+	switch st {
+	case http.StateNew, http.StateIdle, http.StateActive:
+		l.waiting[lc] = time.Now()
+	default:
+		delete(l.waiting, lc)
 	}
 }
 
+// arrived records that c's request has arrived whole: it is the server's
+// turn now.
+func (l *limitListener) arrived(c *limitedConn) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	delete(l.waiting, c)
+}
+
+// arrivingBody calls end when its body has been read to its end.
+type arrivingBody struct {
+	io.ReadCloser
+	end func()
+}
+
+func (b *arrivingBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err == io.EOF {
+		b.end()
+	}
+	return n, err
+}
+
 // admit counts a connection from addr in, or says why it cannot be. At
-// the global cap it takes the place of an idle connection (evictee), which
+// the global cap it takes the place of a waiting connection (evictee), which
 // the caller closes.
 func (l *limitListener) admit(addr string) (why string, evict *limitedConn) {
 	l.mu.Lock()
@@ -147,7 +205,7 @@ func (l *limitListener) admit(addr string) (why string, evict *limitedConn) {
 	over := l.max > 0 && l.open >= l.max
 	if over && !(l.perAddr > 0 && l.byAddr[addr] >= l.perAddr) {
 		if evict = l.evictee(); evict != nil {
-			delete(l.idle, evict)
+			delete(l.waiting, evict)
 			over = false
 		}
 	}
@@ -179,7 +237,7 @@ func (l *limitListener) evictee() *limitedConn {
 	var pickSince time.Time
 	pickCount := 0
 	waited := time.Now().Add(-l.evictAfter)
-	for c, since := range l.idle {
+	for c, since := range l.waiting {
 		if since.After(waited) {
 			continue
 		}
@@ -194,7 +252,7 @@ func (l *limitListener) evictee() *limitedConn {
 func (l *limitListener) release(addr string, c *limitedConn) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	delete(l.idle, c)
+	delete(l.waiting, c)
 	l.open--
 	if l.byAddr[addr]--; l.byAddr[addr] <= 0 {
 		delete(l.byAddr, addr)

@@ -2,6 +2,7 @@ package standalone
 
 import (
 	"bufio"
+	"io"
 	"net"
 	"net/http"
 	"testing"
@@ -106,8 +107,8 @@ func TestANewConnectionTakesThePlaceOfAnIdleOne(t *testing.T) {
 			<-release
 		}
 		w.WriteHeader(http.StatusNoContent)
-	}), ConnState: ln.connState}
-	go srv.Serve(ln)
+	})}
+	go ln.serve(srv)
 	t.Cleanup(func() { close(release); srv.Close() })
 	addr := inner.Addr().String()
 
@@ -133,7 +134,7 @@ func TestANewConnectionTakesThePlaceOfAnIdleOne(t *testing.T) {
 	require.Eventually(t, func() bool {
 		ln.mu.Lock()
 		defer ln.mu.Unlock()
-		return ln.open == 3 && len(ln.idle) == 2
+		return ln.open == 3 && len(ln.waiting) == 2
 	}, 10*time.Second, 5*time.Millisecond)
 
 	// Idle for less than evictAfter, they are left alone: a newcomer is
@@ -160,7 +161,7 @@ func TestANewConnectionTakesThePlaceOfAnIdleOne(t *testing.T) {
 	require.Eventually(t, func() bool {
 		ln.mu.Lock()
 		defer ln.mu.Unlock()
-		return len(ln.idle) == 0 && ln.open == 3
+		return len(ln.waiting) == 0 && ln.open == 3
 	}, 10*time.Second, 5*time.Millisecond)
 	assert.Equal(t, http.StatusServiceUnavailable, refused(t, dialFrom(t, "127.0.0.5", addr)).StatusCode)
 }
@@ -175,9 +176,8 @@ func TestASilentConnectionMakesRoomToo(t *testing.T) {
 	require.NoError(t, err)
 	ln := newLimitListener(inner, 1, 1, nil)
 	ln.evictAfter = 0
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) }),
-		ConnState: ln.connState}
-	go srv.Serve(ln)
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) })}
+	go ln.serve(srv)
 	t.Cleanup(func() { srv.Close() })
 	addr := inner.Addr().String()
 
@@ -185,7 +185,7 @@ func TestASilentConnectionMakesRoomToo(t *testing.T) {
 	require.Eventually(t, func() bool {
 		ln.mu.Lock()
 		defer ln.mu.Unlock()
-		return ln.open == 1 && len(ln.idle) == 1
+		return ln.open == 1 && len(ln.waiting) == 1
 	}, 10*time.Second, 5*time.Millisecond)
 	c := dialFrom(t, "127.0.0.3", addr)
 	_, err = c.Write([]byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n"))
@@ -196,4 +196,71 @@ func TestASilentConnectionMakesRoomToo(t *testing.T) {
 	assert.Equal(t, http.StatusNoContent, resp.StatusCode)
 	_, silent := ln.counts("127.0.0.2")
 	assert.Zero(t, silent, "the silent one was closed")
+}
+
+// TestATrickledBodyMakesRoomToo: a connection whose request's head has
+// arrived but whose body has not all followed waits on its client like an
+// idle one, and a newcomer at the cap takes its place once it has waited
+// evictAfter, rather than the cap being held by bodies sent a byte at a
+// time within the read timeout. Once the body has all arrived, the server
+// is busy with it, and the connection is left alone.
+func TestATrickledBodyMakesRoomToo(t *testing.T) {
+	t.Parallel()
+	inner, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	ln := newLimitListener(inner, 1, 1, nil)
+	ln.evictAfter = 0
+	reading, read, release := make(chan struct{}, 2), make(chan error, 2), make(chan struct{})
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		reading <- struct{}{}
+		_, err := io.ReadAll(r.Body)
+		read <- err
+		if err == nil {
+			<-release
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})}
+	go ln.serve(srv)
+	t.Cleanup(func() { close(release); srv.Close() })
+	addr := inner.Addr().String()
+
+	// .2's head arrives, and two bytes of the hundred its body announces.
+	trickler := dialFrom(t, "127.0.0.2", addr)
+	_, err = trickler.Write([]byte("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nab"))
+	require.NoError(t, err)
+	within(t, reading, "the trickler's handler to start")
+	newcomer := dialFrom(t, "127.0.0.3", addr)
+	_, err = newcomer.Write([]byte("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nok"))
+	require.NoError(t, err)
+	within(t, reading, "the newcomer to be served: the trickler's place was not taken")
+	// One read failed, the trickler's, its connection closed under its
+	// handler; the newcomer's body arrived whole (in either order).
+	var failed int
+	for range 2 {
+		if err := within(t, read, "a handler's body"); err != nil {
+			failed++
+		}
+	}
+	assert.Equal(t, 1, failed, "the trickler's body could not be read to its end")
+	_, fromTrickler := ln.counts("127.0.0.2")
+	assert.Zero(t, fromTrickler, "the trickler's connection was closed")
+
+	// The newcomer's handler holds its request, whose body has arrived
+	// whole: the next newcomer is refused rather than taking its place.
+	assert.Equal(t, http.StatusServiceUnavailable, refused(t, dialFrom(t, "127.0.0.4", addr)).StatusCode)
+	_, fromNewcomer := ln.counts("127.0.0.3")
+	assert.Equal(t, 1, fromNewcomer, "the connection being answered was left alone")
+}
+
+// within receives from ch, failing t if nothing comes in 10 s.
+func within[T any](t *testing.T, ch <-chan T, what string) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(10 * time.Second):
+		require.FailNow(t, "timed out waiting for "+what)
+	}
+	var zero T
+	return zero
 }

@@ -250,10 +250,8 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
 	limited := newLimitListener(ln, max(c.MaxConns, 0), max(c.MaxConnsPerAddr, 0), s.log)
-	srv.ConnState = limited.connState
-	ln = limited
 	httpErr := make(chan error, 1)
-	go func() { httpErr <- srv.Serve(ln) }()
+	go func() { httpErr <- limited.serve(srv) }()
 
 	consumed := make(chan struct{})
 	go func() {
