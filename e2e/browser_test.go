@@ -2,7 +2,9 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -122,4 +124,55 @@ func TestTrackingPageIsPushedTo(t *testing.T) {
 	slices.Sort(delays)
 	t.Logf("report sent → marker moved on the page, over %d reports: min %v, median %v, max %v (push poll interval %v)",
 		len(delays), delays[0], delays[len(delays)/2], delays[len(delays)-1], handlers.DefaultPushPollInterval)
+}
+
+// TestTrackingPageCountsDownOnTheServersTime: a pickup booked ahead and
+// not changed since is opened on the tracking page a while later; once the
+// event stream's first feed has been applied, the countdown still counts
+// to the planned pickup from now, not from when the delivery last changed
+// (before, the pushed feed, which has no Date header, set the page's clock
+// back to the feed's updatedAt).
+func TestTrackingPageCountsDownOnTheServersTime(t *testing.T) {
+	t.Parallel()
+	p := startServe(t, t.TempDir())
+	a := signUp(t, p.base)
+	pickup := domain.Location{Latitude: 47.6062, Longitude: -122.3321}
+	registerFleet(t, a, map[string]droneSpec{
+		"countdown": {Location: domain.Location{Latitude: 47.60629, Longitude: -122.3321}, MaxPayloadKg: 5, MaxPackageSize: "Large",
+			RangeKm: 30, CruiseSpeedMps: 20, BatteryPercent: 100},
+	})
+	body := deliveryRequest("later", pickup, domain.Location{Latitude: 47.6162, Longitude: -122.3321}, "Small", 1)
+	body["pickupTime"] = time.Now().Add(40 * time.Minute).UTC().Truncate(time.Second).Format(time.RFC3339)
+	resp := a.call(t, "POST", "/api/deliveryrequests", body)
+	require.Equal(t, http.StatusAccepted, resp.Status, string(resp.Body))
+	var accepted struct {
+		TrackingID string `json:"trackingId"`
+	}
+	resp.decode(t, &accepted)
+	var booked struct {
+		DispatchAt *time.Time `json:"dispatchAt"`
+		PickupETA  *time.Time `json:"pickupETA"`
+		UpdatedAt  time.Time  `json:"updatedAt"`
+	}
+	eventually(t, "the pickup to be booked", func() bool {
+		a.call(t, "GET", "/api/deliveries/later/status", nil).decode(t, &booked)
+		return booked.DispatchAt != nil
+	})
+	require.NotNil(t, booked.PickupETA)
+	eventually(t, "ten seconds to pass since the delivery last changed", func() bool {
+		return time.Since(booked.UpdatedAt) >= 10*time.Second
+	})
+
+	browserTurn.Lock()
+	defer browserTurn.Unlock()
+	page := browser.OpenPage(t, p.base+"/api/track/"+accepted.TrackingID+"?interval=500", 800, 900, patience)
+	page.Wait(t, "a pushed feed applied", `document.body.getAttribute('data-via') === 'push'`)
+	var shown string
+	page.Eval(t, `document.getElementById('eta-count').firstChild.textContent`, &shown)
+	want := time.Until(*booked.PickupETA)
+	var m, s int
+	_, err := fmt.Sscanf(shown, "%d:%d", &m, &s)
+	require.NoError(t, err, "countdown %q", shown)
+	got := time.Duration(m)*time.Minute + time.Duration(s)*time.Second
+	assert.InDelta(t, want.Seconds(), got.Seconds(), 3, "the page counts %s to the pickup; %s are left", got, want.Round(time.Second))
 }
