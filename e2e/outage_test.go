@@ -20,6 +20,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/fabrikam/dronedelivery/shared/domain"
+	"github.com/fabrikam/dronedelivery/shared/functionapp"
 	"github.com/fabrikam/dronedelivery/shared/ports"
 	"github.com/fabrikam/dronedelivery/shared/topology"
 	"github.com/fabrikam/dronedelivery/tools/apiclient"
@@ -434,4 +435,42 @@ func deadLetteredMessages(t *testing.T, db *sql.DB) int {
 	var n int
 	require.NoError(t, db.QueryRow(`SELECT count(*) FROM messages WHERE queue IN (?`+strings.Repeat(`, ?`, len(dead)-1)+`)`, dead...).Scan(&n))
 	return n
+}
+
+// TestAHungCosmosDBIsAnsweredInTime: Cosmos DB stops answering (its
+// connections stay open and its requests get no answer). A business's
+// request and a read are answered 503 with Retry-After within
+// functionapp.HandlerTimeout, while Cosmos DB still hangs; before, each
+// was held until the server's write timeout closed its connection with no
+// answer. Once Cosmos DB answers again, the same request sent again is
+// accepted.
+func TestAHungCosmosDBIsAnsweredInTime(t *testing.T) {
+	t.Parallel()
+	s, cosmos, _ := startOnAzureDoubles(t)
+	pickup := domain.Location{Latitude: 47.6062, Longitude: -122.3321}
+	body := deliveryRequest("hung-1", pickup, domain.Location{Latitude: 47.6162, Longitude: -122.3321}, "Small", 1)
+	require.Equal(t, http.StatusNotFound, s.a.call(t, "GET", "/api/deliveries/hung-1/status", nil).Status, "the key is checked before the hang")
+
+	cosmos.Fault(t, cosmosdouble.CosmosFault{Kind: cosmosdouble.CosmosHang})
+	for _, r := range []struct {
+		method, path string
+		body         any
+	}{{"POST", "/api/deliveryrequests", body}, {"GET", "/api/deliveries/hung-1/status", nil}} {
+		started := time.Now()
+		// A client that waits a little longer than the handler may: an
+		// answer held past that fails here rather than hanging the test.
+		c := apiclient.Client{Key: s.a.key, HTTP: checkedClient(t, functionapp.HandlerTimeout+15*time.Second)}
+		sent, err := c.Send(context.Background(), r.method, s.a.base+r.path, r.body)
+		require.NoError(t, err, "%s %s answered", r.method, r.path)
+		resp := (*response)(sent)
+		assert.True(t, cosmos.FaultState(t).Active, "%s %s answered while Cosmos DB still hangs", r.method, r.path)
+		require.Equal(t, http.StatusServiceUnavailable, resp.Status, "%s %s: %s", r.method, r.path, resp.Body)
+		assert.Equal(t, "1", resp.Header.Get("Retry-After"))
+		t.Logf("%s %s answered 503 after %v: %s", r.method, r.path, time.Since(started).Round(time.Millisecond), resp.Body)
+	}
+
+	cosmos.Heal(t)
+	eventually(t, "the request sent again to be accepted", func() bool {
+		return s.a.call(t, "POST", "/api/deliveryrequests", body).Status == http.StatusAccepted
+	})
 }

@@ -275,6 +275,14 @@ func TestAReassignedDeliveryNeverHasAnOldDroneAgain(t *testing.T) {
 	}
 	assert.Equal(t, []string{"near", "far"}, f.delivery(t, "moved").ReassignedFrom)
 	assert.True(t, f.drone(t, "near").Dispatchable(), "near stays free")
+	// The operator sees which drones it is kept from.
+	resp := f.fleet("GetDelivery", &functionapp.Request{Method: http.MethodGet, Params: map[string]string{"id": "moved"}})
+	require.Equal(t, http.StatusOK, resp.Status, string(resp.Body))
+	var view struct {
+		ReassignedFrom []string `json:"reassignedFrom"`
+	}
+	require.NoError(t, json.Unmarshal(resp.Body, &view))
+	assert.Equal(t, []string{"near", "far"}, view.ReassignedFrom)
 }
 
 // A drone grounded with the package aboard goes home with it and stays

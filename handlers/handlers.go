@@ -545,6 +545,15 @@ func (h *Handlers) errorResponse(ctx context.Context, err error) *functionapp.Re
 		h.log.InfoContext(ctx, "request not finished: its client gave up", "err", err)
 		status = http.StatusServiceUnavailable
 		err = domain.Unavailable(err, "the request was given up before it finished; retry")
+	} else if !ok && errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil {
+		// Its time ran out (functionapp.HandlerTimeout) waiting on a
+		// dependency that did not answer. (A failure the handler already
+		// worded, such as "could not be queued; retry with deliveryId",
+		// keeps its words.)
+		h.log.ErrorContext(ctx, "request not finished in time: a dependency did not answer", "err", err,
+			"timeout", functionapp.HandlerTimeout.String())
+		status = http.StatusServiceUnavailable
+		err = domain.Unavailable(err, "the service could not finish the request in time; retry")
 	} else if status >= 500 {
 		h.log.ErrorContext(ctx, "request failed", "err", err)
 	}

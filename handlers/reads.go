@@ -33,6 +33,7 @@ type deliveryView struct {
 	FailureReason     string                  `json:"failureReason,omitempty"`
 	Outcome           domain.AbortOutcome     `json:"outcome,omitempty"`
 	HeldReason        string                  `json:"heldReason,omitempty"`
+	ReassignedFrom    []string                `json:"reassignedFrom,omitempty"`
 	CreatedAt         time.Time               `json:"createdAt"`
 	ScheduledAt       *time.Time              `json:"scheduledAt,omitempty"`
 	UpdatedAt         time.Time               `json:"updatedAt"`
@@ -91,7 +92,7 @@ func viewOf(d *domain.Delivery) deliveryView {
 		ConfirmationReq: r.ConfirmationRequired, PackageInfo: r.PackageInfo,
 		DroneID: assignedDrone(d), PickupETA: pickupETA, DeliveryETA: deliveryETA,
 		LastKnownLocation: d.LastKnownLocation, PlannedRoute: d.PlannedRoute, DispatchAt: shownDispatchAt(d), FailureReason: d.FailureReason,
-		Outcome: d.Outcome, HeldReason: d.HeldReason, CreatedAt: d.CreatedAt, ScheduledAt: d.ScheduledAt, UpdatedAt: d.UpdatedAt,
+		Outcome: d.Outcome, HeldReason: d.HeldReason, ReassignedFrom: d.ReassignedFrom, CreatedAt: d.CreatedAt, ScheduledAt: d.ScheduledAt, UpdatedAt: d.UpdatedAt,
 		Confirmation: confirmationOf(d),
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
@@ -173,6 +174,13 @@ func cosmosClient(c config.Connection, policies []policy.Policy) (*azcosmos.Clie
 	// The other Cosmos DB SDKs retry throttling nine times; three is azcore's
 	// default and gives up too soon under a burst.
 	opts.Retry.MaxRetries = 9
+	// A try that gets no answer is cut and tried again (azcore's
+	// policy.RetryOptions.TryTimeout, off by default), so a gateway that
+	// stopped responding does not hold a queue step for as long as the
+	// connection stays open; an HTTP function gives up sooner anyway
+	// (functionapp.HandlerTimeout). Point operations answer in
+	// milliseconds; 10 s leaves room for a query's page.
+	opts.Retry.TryTimeout = 10 * time.Second
 	return sdkClient(c, "accountEndpoint",
 		func(conn string) (*azcosmos.Client, error) { return azcosmos.NewClientFromConnectionString(conn, opts) },
 		func(endpoint string, cred azcore.TokenCredential) (*azcosmos.Client, error) {

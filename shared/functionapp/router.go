@@ -419,8 +419,20 @@ func NoteAuthenticated(ctx context.Context, principal string) {
 	}
 }
 
-// Call runs an HTTP handler, turning a panic into a 500 problem.
+// HandlerTimeout bounds an HTTP function's work. A dependency that takes
+// connections and never answers (a Cosmos DB or Service Bus that stopped
+// responding) would otherwise hold the caller until the server's write
+// timeout closed the connection with no answer at all; at the deadline
+// the function's calls fail, and it answers 503 with Retry-After. It is
+// below the standalone server's write timeout (60 s) and API Gateway's
+// integration timeout (29 s), so the answer always reaches the caller.
+const HandlerTimeout = 20 * time.Second
+
+// Call runs an HTTP handler within HandlerTimeout, turning a panic into a
+// 500 problem.
 func Call(ctx context.Context, h HTTPFunc, req *Request) (resp *Response) {
+	ctx, cancel := context.WithTimeout(ctx, HandlerTimeout)
+	defer cancel()
 	defer func() {
 		if r := recover(); r != nil {
 			logPanic(ctx, r)

@@ -32,10 +32,12 @@
 //                    partition's request units are spent;
 //       unavailable  503, as during a failover;
 //       drop         the connection is closed without an answer;
+//       hang         the request is held unanswered until the window ends,
+//                    then served, as by a server that stopped responding;
 //       refuse       the listening socket is closed and every open
 //                    connection destroyed, so connections are refused, and
 //                    it listens again on the same port when the window ends.
-//     container limits throttle, unavailable and drop to one container's
+//     container limits throttle, unavailable, drop and hang to one container's
 //     requests (all requests when empty); the window ends by itself after
 //     durationMs (0: until DELETE).
 // Usage: node cosmos.js [--admin-port-file PATH]   (prints "READY <port>" once listening)
@@ -157,11 +159,23 @@ function argValue(name) {
 
 // fault is the switch the admin endpoint sets; null when requests are served.
 let fault = null;
-const FAULT_KINDS = ["throttle", "unavailable", "drop", "refuse"];
+const FAULT_KINDS = ["throttle", "unavailable", "drop", "refuse", "hang"];
+
+// applies reports whether the active fault of kind applies to a request.
+function applies(kind, params) {
+  return !!fault && fault.kind === kind && (!fault.container || (!!params && params.collId === fault.container));
+}
+
+// hung resolves once no hang applies to a request (at once when none does).
+async function hung(params) {
+  if (!applies("hang", params)) return;
+  fault.injected++;
+  while (applies("hang", params)) await new Promise((resolve) => setTimeout(resolve, 20));
+}
 
 // faulted answers a request the active fault applies to, or returns false.
 function faulted(req, res, params) {
-  if (!fault || fault.kind === "refuse") return false;
+  if (!fault || fault.kind === "refuse" || fault.kind === "hang") return false;
   if (fault.container && (!params || params.collId !== fault.container)) return false;
   fault.injected++;
   if (fault.kind === "drop") {
@@ -190,6 +204,7 @@ function main() {
   const server = http.createServer({ keepAliveTimeout: 60000 }, (req, res) => {
     (async () => {
       const route = routes(req);
+      await hung(route && route[0]);
       if (faulted(req, res, route && route[0])) return;
       let body;
       if (!route) {

@@ -37,6 +37,9 @@ const (
 	// CosmosRefuse stops listening and closes every open connection, so
 	// new connections are refused, until the window ends.
 	CosmosRefuse CosmosFaultKind = "refuse"
+	// CosmosHang holds requests unanswered until the window ends, then
+	// serves them, as a server that stopped responding.
+	CosmosHang CosmosFaultKind = "hang"
 )
 
 // CosmosFault is one window of failure.
