@@ -438,12 +438,13 @@ func deadLetteredMessages(t *testing.T, db *sql.DB) int {
 }
 
 // TestAHungCosmosDBIsAnsweredInTime: Cosmos DB stops answering (its
-// connections stay open and its requests get no answer). A business's
+// connections stay open and its requests get no answer). Readiness says
+// so within its check's time, while liveness stays 200. A business's
 // request and a read are answered 503 with Retry-After within
 // functionapp.HandlerTimeout, while Cosmos DB still hangs; before, each
 // was held until the server's write timeout closed its connection with no
 // answer. Once Cosmos DB answers again, the same request sent again is
-// accepted.
+// accepted, and the service is ready again.
 func TestAHungCosmosDBIsAnsweredInTime(t *testing.T) {
 	t.Parallel()
 	s, cosmos, _ := startOnAzureDoubles(t)
@@ -451,7 +452,25 @@ func TestAHungCosmosDBIsAnsweredInTime(t *testing.T) {
 	body := deliveryRequest("hung-1", pickup, domain.Location{Latitude: 47.6162, Longitude: -122.3321}, "Small", 1)
 	require.Equal(t, http.StatusNotFound, s.a.call(t, "GET", "/api/deliveries/hung-1/status", nil).Status, "the key is checked before the hang")
 
+	ready := call(t, "GET", s.p.base+"/api/readyz", nil)
+	require.Equal(t, http.StatusOK, ready.Status, string(ready.Body))
+	assert.JSONEq(t, `{"status":"ready","checks":{"store":"ok","droneIndex":"ok"}}`, string(ready.Body), "Service Bus is not asked")
+
 	cosmos.Fault(t, cosmosdouble.CosmosFault{Kind: cosmosdouble.CosmosHang})
+	// Not ready, said within the check's 3 s (and the answer kept for a
+	// second), while Cosmos DB still hangs.
+	eventually(t, "readiness to say the store does not answer", func() bool {
+		resp := call(t, "GET", s.p.base+"/api/readyz", nil)
+		if resp.Status == http.StatusOK {
+			return false
+		}
+		require.Equal(t, http.StatusServiceUnavailable, resp.Status, string(resp.Body))
+		assert.Equal(t, "1", resp.Header.Get("Retry-After"))
+		assert.Contains(t, string(resp.Body), "not ready: the store did not answer")
+		return true
+	})
+	assert.True(t, cosmos.FaultState(t).Active, "said while Cosmos DB still hangs")
+	assert.Equal(t, http.StatusOK, call(t, "GET", s.p.base+"/api/healthz", nil).Status, "alive all the same")
 	for _, r := range []struct {
 		method, path string
 		body         any
@@ -473,4 +492,5 @@ func TestAHungCosmosDBIsAnsweredInTime(t *testing.T) {
 	eventually(t, "the request sent again to be accepted", func() bool {
 		return s.a.call(t, "POST", "/api/deliveryrequests", body).Status == http.StatusAccepted
 	})
+	eventually(t, "ready again", func() bool { return call(t, "GET", s.p.base+"/api/readyz", nil).Status == http.StatusOK })
 }

@@ -112,6 +112,19 @@ func chainScenario(t *testing.T, p *proc) {
 
 	health := call(t, "GET", p.base+"/api/healthz", nil)
 	assert.Equal(t, http.StatusOK, health.Status)
+	var ready struct {
+		Status string            `json:"status"`
+		Checks map[string]string `json:"checks"`
+	}
+	resp := call(t, "GET", p.base+"/api/readyz", nil)
+	require.Equal(t, http.StatusOK, resp.Status, string(resp.Body))
+	resp.decode(t, &ready)
+	assert.Equal(t, "ready", ready.Status)
+	assert.Equal(t, "ok", ready.Checks["store"])
+	assert.Equal(t, "ok", ready.Checks["droneIndex"])
+	for check, v := range ready.Checks { // and the queue, on the embedded backend
+		assert.Equal(t, "ok", v, check)
+	}
 }
 
 func TestStandaloneRejectsBadRequests(t *testing.T) {

@@ -230,6 +230,7 @@ type Handlers struct {
 	hookReads    singleflight.Group
 	operatorHash []byte // SHA-256 of Config.OperatorKey; nil when there is none
 	backlog      backlogGate
+	ready        readiness
 	air          ports.Airspace
 	summary      fleetSummary
 	waiting      waitingBoard
@@ -307,6 +308,7 @@ func (h *Handlers) Registry() functionapp.Registry {
 		"GetDrone":          op(h.GetDrone),
 		"ListDrones":        op(h.ListDrones),
 		"Healthz":           open(h.Healthz),
+		"Readyz":            open(h.Readyz),
 
 		"PostTelemetry":        {HTTP: h.guard(droneOrOperator, h.PostTelemetry)},
 		"TrackDrone":           {Queue: h.TrackDrone},

@@ -489,7 +489,7 @@ func (f *rateFlags) limits() (standalone.RateLimits, error) {
 	return standalone.RateLimits{
 		PerKey: perKey, Burst: f.burst,
 		SignUp: signUp, SignUpBurst: f.signUpBurst, SignUpFunctions: []string{"CreateAccount"},
-		Exempt:            []string{"Healthz"},
+		Exempt:            []string{"Healthz", "Readyz"},
 		TrustForwardedFor: f.trustForwarded,
 	}, nil
 }
