@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -27,18 +28,18 @@ import (
 // the place of one of the address that holds the most that has waited on
 // its client for 2 s or more (defaultEvictAfter), which is closed: a
 // keep-alive connection idle between requests, a new one that has sent no
-// request (or only part of its head), or one whose request's body has not
-// all arrived. A few addresses that open their share each and keep it
-// alive with a request now and then, open silent ones again as the header
-// timeout cuts them, or trickle bodies a byte at a time within the read
-// timeout could otherwise hold every place. Closing a connection idle that
-// long is what its idle timeout would do, sooner; a client that sends a
-// request on it as it closes meets the race every keep-alive client
-// handles; a body that takes more than 2 s to follow its head is one only
-// a slow or hostile client sends, and it is closed only while the server
-// is full and its address holds the most. Only when no connection has
-// waited that long (each one's request has arrived and is being answered)
-// are new ones refused, clearly.
+// request (or only part of its head), or one whose request's body has
+// arrived, since its head, slower than defaultMinBodyRate. A few addresses that
+// open their share each and keep it alive with a request now and then,
+// open silent ones again as the header timeout cuts them, or trickle
+// bodies a byte at a time within the read timeout could otherwise hold
+// every place. Closing a connection idle that long is what its idle
+// timeout would do, sooner; a client that sends a request on it as it
+// closes meets the race every keep-alive client handles; an upload that
+// keeps up defaultMinBodyRate is left alone, however long it takes. Only when no
+// connection has waited that long (each one's request has arrived, or is
+// arriving fast enough, or is being answered) are new ones refused,
+// clearly.
 //
 // The cap per address is a quarter of the global one: one address may be a
 // whole fleet's gateway or an office behind NAT (the simulator, one
@@ -83,9 +84,11 @@ type limitListener struct {
 	// when: new or between requests (connState), or with a request whose
 	// body has not all arrived (from its head to the body's end, arrived):
 	// those a new connection over the global cap may take the place of,
-	// once they have waited evictAfter.
-	waiting    map[*limitedConn]time.Time
-	evictAfter time.Duration
+	// once they have waited evictAfter (and, for a body, while it arrives
+	// slower than l.minBodyRate).
+	waiting     map[*limitedConn]waitingSince
+	evictAfter  time.Duration
+	minBodyRate float64 // bytes a second
 
 	refusing chan struct{}
 
@@ -101,7 +104,7 @@ type limitListener struct {
 const refusalLogGap = 10 * time.Second
 
 func newLimitListener(ln net.Listener, max, perAddr int, log *slog.Logger) *limitListener {
-	return &limitListener{Listener: ln, max: max, perAddr: perAddr, byAddr: map[string]int{}, waiting: map[*limitedConn]time.Time{}, evictAfter: defaultEvictAfter,
+	return &limitListener{Listener: ln, max: max, perAddr: perAddr, byAddr: map[string]int{}, waiting: map[*limitedConn]waitingSince{}, evictAfter: defaultEvictAfter, minBodyRate: defaultMinBodyRate,
 		refusing: make(chan struct{}, refusalsInFlight), log: log}
 }
 
@@ -143,7 +146,7 @@ func (l *limitListener) serve(srv *http.Server) error {
 			if r.Body == nil || r.Body == http.NoBody {
 				l.arrived(lc)
 			} else {
-				r.Body = &arrivingBody{ReadCloser: r.Body, end: func() { l.arrived(lc) }}
+				r.Body = &arrivingBody{ReadCloser: r.Body, c: lc, end: func() { l.arrived(lc) }}
 			}
 		}
 		next.ServeHTTP(w, r)
@@ -167,8 +170,11 @@ func (l *limitListener) connState(c net.Conn, st http.ConnState) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	switch st {
-	case http.StateNew, http.StateIdle, http.StateActive:
-		l.waiting[lc] = time.Now()
+	case http.StateNew, http.StateIdle:
+		l.waiting[lc] = waitingSince{at: time.Now()}
+	case http.StateActive:
+		lc.bodyBytes.Store(0)
+		l.waiting[lc] = waitingSince{at: time.Now(), body: true}
 	default:
 		delete(l.waiting, lc)
 	}
@@ -182,14 +188,30 @@ func (l *limitListener) arrived(c *limitedConn) {
 	delete(l.waiting, c)
 }
 
-// arrivingBody calls end when its body has been read to its end.
+// waitingSince is since when a connection has waited on its client, and
+// whether for the rest of a request's body.
+type waitingSince struct {
+	at   time.Time
+	body bool
+}
+
+// defaultMinBodyRate is the pace, in bytes a second since its head, below
+// which a request's body waits on its client like an idle connection: well
+// under the 35 KiB/s at which the largest body fits the read timeout
+// (DefaultReadTimeout), and far above a byte now and then.
+const defaultMinBodyRate = 8 << 10
+
+// arrivingBody counts the bytes of its body on its connection, and calls
+// end when it has been read to its end.
 type arrivingBody struct {
 	io.ReadCloser
+	c   *limitedConn
 	end func()
 }
 
 func (b *arrivingBody) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
+	b.c.bodyBytes.Add(int64(n))
 	if err == io.EOF {
 		b.end()
 	}
@@ -230,16 +252,21 @@ func (l *limitListener) admit(addr string) (why string, evict *limitedConn) {
 
 // evictee is the waiting connection a new one over the global cap takes
 // the place of: of the address with the most connections open, the one
-// waiting longest, if it has waited l.evictAfter; nil when none has. Called
-// with l.mu held.
+// waiting longest, if it has waited l.evictAfter (a body: and arrives
+// slower than l.minBodyRate); nil when none has. Called with l.mu held.
 func (l *limitListener) evictee() *limitedConn {
 	var pick *limitedConn
 	var pickSince time.Time
 	pickCount := 0
-	waited := time.Now().Add(-l.evictAfter)
-	for c, since := range l.waiting {
+	now := time.Now()
+	waited := now.Add(-l.evictAfter)
+	for c, w := range l.waiting {
+		since := w.at
 		if since.After(waited) {
 			continue
+		}
+		if w.body && float64(c.bodyBytes.Load()) >= l.minBodyRate*now.Sub(since).Seconds() {
+			continue // an upload keeping up its pace
 		}
 		n := l.byAddr[c.addr]
 		if pick == nil || n > pickCount || n == pickCount && since.Before(pickSince) {
@@ -325,9 +352,12 @@ func remoteHost(c net.Conn) string {
 // limitedConn gives its slot back when closed, once.
 type limitedConn struct {
 	net.Conn
-	addr    string // as the caps count it
-	once    sync.Once
-	release func()
+	addr string // as the caps count it
+	// bodyBytes counts the bytes of the current request's body read so
+	// far (arrivingBody), from its head on (connState).
+	bodyBytes atomic.Int64
+	once      sync.Once
+	release   func()
 }
 
 func (c *limitedConn) Close() error {

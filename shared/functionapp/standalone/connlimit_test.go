@@ -199,17 +199,18 @@ func TestASilentConnectionMakesRoomToo(t *testing.T) {
 }
 
 // TestATrickledBodyMakesRoomToo: a connection whose request's head has
-// arrived but whose body has not all followed waits on its client like an
-// idle one, and a newcomer at the cap takes its place once it has waited
-// evictAfter, rather than the cap being held by bodies sent a byte at a
-// time within the read timeout. Once the body has all arrived, the server
-// is busy with it, and the connection is left alone.
+// arrived but whose body follows slower than minBodyRate waits on its
+// client like an idle one, and a newcomer at the cap takes its place once
+// it has waited evictAfter, rather than the cap being held by bodies sent a
+// byte at a time within the read timeout. Once the body has all arrived,
+// the server is busy with it, and the connection is left alone.
 func TestATrickledBodyMakesRoomToo(t *testing.T) {
 	t.Parallel()
 	inner, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	ln := newLimitListener(inner, 1, 1, nil)
 	ln.evictAfter = 0
+	ln.minBodyRate = 1 << 30 // a pace no body keeps: two bytes are a trickle
 	reading, read, release := make(chan struct{}, 2), make(chan error, 2), make(chan struct{})
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		reading <- struct{}{}
@@ -250,6 +251,41 @@ func TestATrickledBodyMakesRoomToo(t *testing.T) {
 	assert.Equal(t, http.StatusServiceUnavailable, refused(t, dialFrom(t, "127.0.0.4", addr)).StatusCode)
 	_, fromNewcomer := ln.counts("127.0.0.3")
 	assert.Equal(t, 1, fromNewcomer, "the connection being answered was left alone")
+}
+
+// TestAnUploadKeepingItsPaceIsLeftAlone: a body still arriving, but at
+// minBodyRate or faster since its head, is an upload under way, not a
+// trickle: a newcomer at the cap is refused rather than taking its place,
+// however long the upload has taken so far.
+func TestAnUploadKeepingItsPaceIsLeftAlone(t *testing.T) {
+	t.Parallel()
+	inner, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	ln := newLimitListener(inner, 1, 1, nil)
+	ln.evictAfter = 0
+	ln.minBodyRate = 1 // a byte a second: the thousand bytes sent keep it up for minutes
+	reading, read := make(chan struct{}, 1), make(chan error, 1)
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		reading <- struct{}{}
+		_, err := io.ReadAll(r.Body)
+		read <- err
+		w.WriteHeader(http.StatusNoContent)
+	})}
+	go ln.serve(srv)
+	t.Cleanup(func() { srv.Close() })
+	addr := inner.Addr().String()
+
+	uploader := dialFrom(t, "127.0.0.2", addr)
+	_, err = uploader.Write(append([]byte("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2000\r\n\r\n"), make([]byte, 1000)...))
+	require.NoError(t, err)
+	within(t, reading, "the uploader's handler to start")
+	assert.Equal(t, http.StatusServiceUnavailable, refused(t, dialFrom(t, "127.0.0.3", addr)).StatusCode, "the upload keeps its place")
+	_, fromUploader := ln.counts("127.0.0.2")
+	assert.Equal(t, 1, fromUploader)
+
+	_, err = uploader.Write(make([]byte, 1000))
+	require.NoError(t, err)
+	require.NoError(t, within(t, read, "the upload's end"))
 }
 
 // within receives from ch, failing t if nothing comes in 10 s.
