@@ -30,10 +30,23 @@ type fleetSummary struct {
 	building bool
 	// dropped is when a retirement dropped the summary (noteDrone).
 	dropped time.Time
-	// first makes the requests that find no summary yet wait for one
-	// listing rather than each list the fleet.
-	first sync.Mutex
+	// first is the listing under way for the requests that find no
+	// summary yet, which wait for it rather than each list the fleet.
+	first *summaryListing
 }
+
+// summaryListing is one listing of the fleet for a first summary: done is
+// closed once s or err is set.
+type summaryListing struct {
+	done chan struct{}
+	s    *domain.FleetSummary
+	err  error
+}
+
+// firstSummaryTime bounds a listing for a summary, longer than a request
+// may wait (functionapp.HandlerTimeout): a large fleet on Cosmos DB may
+// take that long, and requests that give up before it ends find it built.
+const firstSummaryTime = time.Minute
 
 // fleetSummariser is a fleet that keeps its summary up to date as its
 // drones are written (the embedded one), so that it is never built by
@@ -58,19 +71,11 @@ func (h *Handlers) fleetSummary(ctx context.Context) (*domain.FleetSummary, erro
 	}
 	c.mu.Unlock()
 	if cur == nil {
-		c.first.Lock()
-		defer c.first.Unlock()
-		c.mu.Lock()
-		cur = c.cur
-		c.mu.Unlock()
-		if cur != nil {
-			return cur, nil
-		}
-		return h.rebuildFleetSummary(ctx)
+		return h.firstFleetSummary(ctx)
 	}
 	if stale {
 		go func() {
-			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			ctx, cancel := context.WithTimeout(context.Background(), firstSummaryTime)
 			defer cancel()
 			if _, err := h.rebuildFleetSummary(ctx); err != nil {
 				h.log.Warn("fleet summary rebuild failed; keeping the previous one", "err", err)
@@ -78,6 +83,40 @@ func (h *Handlers) fleetSummary(ctx context.Context) (*domain.FleetSummary, erro
 		}()
 	}
 	return cur, nil
+}
+
+// firstFleetSummary waits, within ctx, for the listing that builds the
+// first summary, starting it when none is under way. The listing runs on a
+// context of its own (firstSummaryTime), so that a request that gives up
+// waiting does not end it, and the next request finds its work done.
+func (h *Handlers) firstFleetSummary(ctx context.Context) (*domain.FleetSummary, error) {
+	c := &h.summary
+	c.mu.Lock()
+	if cur := c.cur; cur != nil {
+		c.mu.Unlock()
+		return cur, nil
+	}
+	l := c.first
+	if l == nil {
+		l = &summaryListing{done: make(chan struct{})}
+		c.first = l
+		go func() {
+			lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), firstSummaryTime)
+			defer cancel()
+			l.s, l.err = h.rebuildFleetSummary(lctx)
+			c.mu.Lock()
+			c.first = nil
+			c.mu.Unlock()
+			close(l.done)
+		}()
+	}
+	c.mu.Unlock()
+	select {
+	case <-l.done:
+		return l.s, l.err
+	case <-ctx.Done():
+		return nil, fmt.Errorf("summarise the fleet: %w", ctx.Err())
+	}
 }
 
 // rebuildFleetSummary lists the whole fleet into a new summary.

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/url"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -382,4 +383,52 @@ func TestARetirementDuringAListingIsNotLost(t *testing.T) {
 	assert.Equal(t, http.StatusAccepted, <-done, "judged by the listing it waited for")
 	resp := f.ingest(t, requestBody("c", at(0.01, 0), at(0.02, 0), "Large", 20))
 	assert.Equal(t, http.StatusUnprocessableEntity, resp.Status, "retired before this request: %s", resp.Body)
+}
+
+// slowListing is a fleet that keeps no summary of its own (as on Cosmos
+// DB), whose listing waits for release, or for its context to end.
+type slowListing struct {
+	ports.Fleet
+	lists   *atomic.Int32
+	release chan struct{}
+}
+
+func (f slowListing) List(ctx context.Context, status domain.DroneStatus, after string, limit int) ([]*domain.Drone, error) {
+	f.lists.Add(1)
+	select {
+	case <-f.release:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	return f.Fleet.List(ctx, status, after, limit)
+}
+
+// A request that gives up waiting for the fleet's first summary (its time
+// ran out: functionapp.HandlerTimeout) does not end the listing: the
+// listing goes on, and the next request finds the summary built rather
+// than listing the fleet again from the start. Before, each request's
+// deadline cut the listing short, and on a large fleet every request
+// started it again.
+func TestTheFirstFleetSummaryOutlivesTheRequestThatStartedIt(t *testing.T) {
+	t.Parallel()
+	var lists atomic.Int32
+	release := make(chan struct{})
+	f := newFixtureWith(t, func(d *handlers.Deps) {
+		d.Store.Fleet = slowListing{Fleet: d.Store.Fleet, lists: &lists, release: release}
+	})
+	f.putDrone(t, domain.Drone{ID: "only", Location: at(0.001, 0), BatteryPercent: 90})
+	body := requestBody("q", at(0, 0), at(0.01, 0), "Small", 1)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	req := &functionapp.Request{Method: "POST", Body: body, Header: http.Header{
+		"Authorization": {"Bearer " + f.key}, "Content-Type": {"application/json"}}}
+	resp := functionapp.Call(ctx, f.reg["QuoteDelivery"].HTTP, req)
+	require.Equal(t, http.StatusServiceUnavailable, resp.Status, string(resp.Body))
+	assert.NotEmpty(t, resp.Header.Get("Retry-After"))
+
+	close(release)
+	q := f.quote(t, body)
+	assert.True(t, q.Feasible)
+	assert.Equal(t, int32(1), lists.Load(), "one listing, finished for the next request")
 }

@@ -174,12 +174,17 @@ func cosmosClient(c config.Connection, policies []policy.Policy) (*azcosmos.Clie
 	// The other Cosmos DB SDKs retry throttling nine times; three is azcore's
 	// default and gives up too soon under a burst.
 	opts.Retry.MaxRetries = 9
-	// A try that gets no answer is cut and tried again (azcore's
+	// A try that gets no answer is cut after 10 s (azcore's
 	// policy.RetryOptions.TryTimeout, off by default), so a gateway that
 	// stopped responding does not hold a queue step for as long as the
-	// connection stays open; an HTTP function gives up sooner anyway
-	// (functionapp.HandlerTimeout). Point operations answer in
-	// milliseconds; 10 s leaves room for a query's page.
+	// connection stays open. The cut try is not tried again: azcosmos
+	// v1.5.0's clientRetryPolicy returns a transport error whose request
+	// context has ended as errorinfo.NonRetriableError
+	// (cosmos_client_retry_policy.go), which azcore's retry policy does not
+	// retry; the call fails EUNAVAILABLE and the step backs off as in any
+	// outage. Point operations answer in milliseconds; 10 s leaves room for
+	// a query's page. An HTTP function gives up at
+	// functionapp.HandlerTimeout in any case.
 	opts.Retry.TryTimeout = 10 * time.Second
 	return sdkClient(c, "accountEndpoint",
 		func(conn string) (*azcosmos.Client, error) { return azcosmos.NewClientFromConnectionString(conn, opts) },

@@ -425,7 +425,10 @@ func NoteAuthenticated(ctx context.Context, principal string) {
 // timeout closed the connection with no answer at all; at the deadline
 // the function's calls fail, and it answers 503 with Retry-After. It is
 // below the standalone server's write timeout (60 s) and API Gateway's
-// integration timeout (29 s), so the answer always reaches the caller.
+// integration timeout (29 s). A few functions finish what they started
+// after a failure on a context of their own, briefly (a cancel's release
+// of its drone, up to 10 s more; the removal of a proof's losing blob), so
+// their answer may come later than this in an outage.
 const HandlerTimeout = 20 * time.Second
 
 // Call runs an HTTP handler within HandlerTimeout, turning a panic into a
