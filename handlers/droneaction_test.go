@@ -670,3 +670,24 @@ func TestAPutWaitsForARecalledDroneToLand(t *testing.T) {
 	assert.Equal(t, http.StatusOK, put(domain.DroneAvailable).Status)
 	assert.Equal(t, domain.DroneAvailable, f.drone(t, "d1").Status)
 }
+
+// A package whose delivery lost its drone (the operator moved it off the
+// only drone it may have) reads Booked again, dated when that happened,
+// not when its drone was assigned.
+func TestAPackageBookedAgainIsDatedWhenItWas(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, domain.Drone{ID: "only", Location: at(0.011, 0)})
+	require.Equal(t, http.StatusAccepted, f.ingest(t, requestBody("alone", at(0.01, 0), at(0.02, 0), "Small", 1)).Status)
+	f.drain(t)
+	scheduled := getPackageOf(t, f, "pkg-alone")
+	require.Equal(t, "Scheduled", scheduled.Status)
+
+	f.clock.Advance(time.Minute)
+	f.act(t, "DeliveryAction", "alone", map[string]any{"action": "reassign", "reason": "not that one"})
+	f.drain(t)
+	require.Empty(t, f.delivery(t, "alone").DroneID, "no other drone: it waits")
+	booked := getPackageOf(t, f, "pkg-alone")
+	assert.Equal(t, "Booked", booked.Status)
+	assert.True(t, booked.UpdatedAt.After(scheduled.UpdatedAt), "updatedAt %s moved on from %s", booked.UpdatedAt, scheduled.UpdatedAt)
+	assert.Equal(t, f.delivery(t, "alone").UpdatedAt, booked.UpdatedAt)
+}

@@ -259,6 +259,10 @@ func (h *Handlers) GetPackage(ctx context.Context, req *functionapp.Request) *fu
 		if d, ferr := h.store.Deliveries.Find(ctx, p.DeliveryID); ferr == nil && d.OwnerID == acct && !d.Stage.Terminal() && d.DroneID == "" {
 			waiting := *p
 			waiting.Status = packageBooked
+			// Booked again when the delivery lost its drone, its last change.
+			if d.UpdatedAt.After(waiting.UpdatedAt) {
+				waiting.UpdatedAt = d.UpdatedAt
+			}
 			p = &waiting
 		}
 	}
