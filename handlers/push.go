@@ -99,6 +99,15 @@ func (h *Handlers) TrackEvents(ctx context.Context, req *functionapp.Request, s 
 	if err != nil {
 		return h.trackingError(ctx, err)
 	}
+	if ended(d) {
+		// Nothing more will come. Any status but 200 fails an EventSource's
+		// connection for good (HTML, server-sent events, processing model:
+		// https://html.spec.whatwg.org/multipage/server-sent-events.html#sse-processing-model),
+		// where a stream that sent its last feed and "end" is connected
+		// again every few seconds by a client that does not act on "end".
+		// The last feed is GET …/feed's.
+		return &functionapp.Response{Status: http.StatusNoContent, Header: http.Header{}}
+	}
 	es := newEventStream(s, h.cfg.Push, h.cfg.Push.PollInterval)
 	defer es.stop()
 	for {
