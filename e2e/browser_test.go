@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -141,14 +140,8 @@ func TestTrackingPageCountsDownOnTheServersTime(t *testing.T) {
 		"countdown": {Location: domain.Location{Latitude: 47.60629, Longitude: -122.3321}, MaxPayloadKg: 5, MaxPackageSize: "Large",
 			RangeKm: 30, CruiseSpeedMps: 20, BatteryPercent: 100},
 	})
-	body := deliveryRequest("later", pickup, domain.Location{Latitude: 47.6162, Longitude: -122.3321}, "Small", 1)
-	body["pickupTime"] = time.Now().Add(40 * time.Minute).UTC().Truncate(time.Second).Format(time.RFC3339)
-	resp := a.call(t, "POST", "/api/deliveryrequests", body)
-	require.Equal(t, http.StatusAccepted, resp.Status, string(resp.Body))
-	var accepted struct {
-		TrackingID string `json:"trackingId"`
-	}
-	resp.decode(t, &accepted)
+	trackingID := bookPickup(t, a, "later", pickup, domain.Location{Latitude: 47.6162, Longitude: -122.3321},
+		time.Now().Add(40*time.Minute).UTC().Truncate(time.Second))
 	var booked struct {
 		DispatchAt *time.Time `json:"dispatchAt"`
 		PickupETA  *time.Time `json:"pickupETA"`
@@ -165,7 +158,7 @@ func TestTrackingPageCountsDownOnTheServersTime(t *testing.T) {
 
 	browserTurn.Lock()
 	defer browserTurn.Unlock()
-	page := browser.OpenPage(t, p.base+"/api/track/"+accepted.TrackingID+"?interval=500", 800, 900, patience)
+	page := browser.OpenPage(t, p.base+"/api/track/"+trackingID+"?interval=500", 800, 900, patience)
 	page.Wait(t, "a pushed feed applied", `document.body.getAttribute('data-via') === 'push'`)
 	var shown string
 	page.Eval(t, `document.getElementById('eta-count').firstChild.textContent`, &shown)

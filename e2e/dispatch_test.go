@@ -238,6 +238,21 @@ func TestBookedPickupOnAzureAdapters(t *testing.T) {
 	p.stop(t)
 }
 
+// bookPickup asks for a small package from pickup to drop at pickupTime,
+// and returns the delivery's tracking id.
+func bookPickup(t *testing.T, a api, id string, pickup, drop domain.Location, pickupTime time.Time) string {
+	t.Helper()
+	body := deliveryRequest(id, pickup, drop, "Small", 1)
+	body["pickupTime"] = pickupTime.Format(time.RFC3339)
+	resp := a.call(t, "POST", "/api/deliveryrequests", body)
+	require.Equal(t, http.StatusAccepted, resp.Status, string(resp.Body))
+	var acc struct {
+		TrackingID string `json:"trackingId"`
+	}
+	resp.decode(t, &acc)
+	return acc.TrackingID
+}
+
 func bookedPickupScenario(t *testing.T, p *proc) {
 	a := signUp(t, p.base)
 	pickup := domain.Location{Latitude: 47.6062, Longitude: -122.3321}
@@ -249,14 +264,7 @@ func bookedPickupScenario(t *testing.T, p *proc) {
 			RangeKm: 30, CruiseSpeedMps: 20, BatteryPercent: 100},
 	})
 	pickupTime := time.Now().Add(75 * time.Second).UTC().Truncate(time.Second)
-	body := deliveryRequest("booked", pickup, drop, "Small", 1)
-	body["pickupTime"] = pickupTime.Format(time.RFC3339)
-	resp := a.call(t, "POST", "/api/deliveryrequests", body)
-	require.Equal(t, http.StatusAccepted, resp.Status, string(resp.Body))
-	var acc struct {
-		TrackingID string `json:"trackingId"`
-	}
-	resp.decode(t, &acc)
+	trackingID := bookPickup(t, a, "booked", pickup, drop, pickupTime)
 
 	var booked struct {
 		Stage      domain.Stage `json:"stage"`
@@ -282,7 +290,7 @@ func bookedPickupScenario(t *testing.T, p *proc) {
 		Notice string `json:"notice"`
 	}
 	read := time.Now()
-	call(t, "GET", p.base+"/api/track/"+acc.TrackingID+"/feed", nil).decode(t, &feed)
+	call(t, "GET", p.base+"/api/track/"+trackingID+"/feed", nil).decode(t, &feed)
 	// Written for the day it is read on (a reading across midnight may
 	// name either day).
 	assert.Contains(t, []string{"pickup at " + domain.ClockTime(pickupTime, read), "pickup at " + domain.ClockTime(pickupTime, time.Now())}, feed.Notice)

@@ -179,31 +179,15 @@ func TestKeepAliveConnectionsCannotLockEveryoneOut(t *testing.T) {
 	t.Parallel()
 	p := startServe(t, t.TempDir(), "-max-connections", "6", "-max-connections-per-address", "3")
 	addr := strings.TrimPrefix(p.base, "http://")
-	var held []net.Conn
-	for _, src := range []string{"127.0.0.2", "127.0.0.3"} {
-		for range 3 {
-			d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}
-			c, err := d.Dial("tcp", addr)
-			require.NoError(t, err)
-			t.Cleanup(func() { c.Close() })
-			_, err = fmt.Fprintf(c, "GET /api/healthz HTTP/1.1\r\nHost: %s\r\n\r\n", addr)
-			require.NoError(t, err)
-			require.NoError(t, c.SetReadDeadline(time.Now().Add(patience)))
-			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-			require.NoError(t, err)
-			require.Equal(t, http.StatusOK, resp.StatusCode, "held connection from %s", src)
-			held = append(held, c)
-		}
-	}
-	eventually(t, "a client from elsewhere to be served while the cap is held", func() bool {
-		return plainGet(t, "127.0.0.1", p.base+"/api/healthz") == http.StatusOK
+	held := holdTheCap(t, addr, func(c net.Conn, src string) {
+		_, err := fmt.Fprintf(c, "GET /api/healthz HTTP/1.1\r\nHost: %s\r\n\r\n", addr)
+		require.NoError(t, err)
+		require.NoError(t, c.SetReadDeadline(time.Now().Add(patience)))
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		require.NoError(t, err)
+		require.Equal(t, http.StatusOK, resp.StatusCode, "held connection from %s", src)
 	})
-	closed := 0
-	for _, c := range held {
-		if !stillOpen(t, c) {
-			closed++
-		}
-	}
+	closed := servedAtTheCap(t, p, held)
 	assert.Positive(t, closed, "one of the held connections made room")
 	assert.Less(t, closed, len(held), "not all of them")
 }
@@ -218,6 +202,17 @@ func TestTrickledBodiesCannotLockEveryoneOut(t *testing.T) {
 	t.Parallel()
 	p := startServe(t, t.TempDir(), "-max-connections", "6", "-max-connections-per-address", "3", "-read-timeout", "5m")
 	addr := strings.TrimPrefix(p.base, "http://")
+	held := holdTheCap(t, addr, func(c net.Conn, _ string) {
+		_, err := fmt.Fprintf(c, "POST /api/accounts HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"na", addr)
+		require.NoError(t, err)
+	})
+	assert.Positive(t, servedAtTheCap(t, p, held), "one of the trickling connections made room")
+}
+
+// holdTheCap opens three connections to addr from each of two loopback
+// addresses, each begun by begin, and returns them.
+func holdTheCap(t *testing.T, addr string, begin func(c net.Conn, src string)) []net.Conn {
+	t.Helper()
 	var held []net.Conn
 	for _, src := range []string{"127.0.0.2", "127.0.0.3"} {
 		for range 3 {
@@ -225,11 +220,17 @@ func TestTrickledBodiesCannotLockEveryoneOut(t *testing.T) {
 			c, err := d.Dial("tcp", addr)
 			require.NoError(t, err)
 			t.Cleanup(func() { c.Close() })
-			_, err = fmt.Fprintf(c, "POST /api/accounts HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"na", addr)
-			require.NoError(t, err)
+			begin(c, src)
 			held = append(held, c)
 		}
 	}
+	return held
+}
+
+// servedAtTheCap waits until a client from a third address is served
+// while held fill the cap, and returns how many of held were closed.
+func servedAtTheCap(t *testing.T, p *proc, held []net.Conn) int {
+	t.Helper()
 	eventually(t, "a client from elsewhere to be served while the cap is held", func() bool {
 		return plainGet(t, "127.0.0.1", p.base+"/api/healthz") == http.StatusOK
 	})
@@ -239,7 +240,7 @@ func TestTrickledBodiesCannotLockEveryoneOut(t *testing.T) {
 			closed++
 		}
 	}
-	assert.Positive(t, closed, "one of the trickling connections made room")
+	return closed
 }
 
 // TestMadeUpBearerTokensShareTheAddressLimit: a fresh random token on each

@@ -172,14 +172,7 @@ func TestANewConnectionTakesThePlaceOfAnIdleOne(t *testing.T) {
 // held by connections opened again as the header timeout cuts them.
 func TestASilentConnectionMakesRoomToo(t *testing.T) {
 	t.Parallel()
-	inner, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	ln := newLimitListener(inner, 1, 1, nil)
-	ln.evictAfter = 0
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) })}
-	go ln.serve(srv)
-	t.Cleanup(func() { srv.Close() })
-	addr := inner.Addr().String()
+	ln, addr := capOfOne(t, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) }))
 
 	dialFrom(t, "127.0.0.2", addr) // says nothing
 	require.Eventually(t, func() bool {
@@ -188,7 +181,7 @@ func TestASilentConnectionMakesRoomToo(t *testing.T) {
 		return ln.open == 1 && len(ln.waiting) == 1
 	}, 10*time.Second, 5*time.Millisecond)
 	c := dialFrom(t, "127.0.0.3", addr)
-	_, err = c.Write([]byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n"))
+	_, err := c.Write([]byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n"))
 	require.NoError(t, err)
 	require.NoError(t, c.SetReadDeadline(time.Now().Add(10*time.Second)))
 	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
@@ -206,13 +199,8 @@ func TestASilentConnectionMakesRoomToo(t *testing.T) {
 // the server is busy with it, and the connection is left alone.
 func TestATrickledBodyMakesRoomToo(t *testing.T) {
 	t.Parallel()
-	inner, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	ln := newLimitListener(inner, 1, 1, nil)
-	ln.evictAfter = 0
-	ln.minBodyRate = 1 << 30 // a pace no body keeps: two bytes are a trickle
 	reading, read, release := make(chan struct{}, 2), make(chan error, 2), make(chan struct{})
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	ln, addr := capOfOne(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		reading <- struct{}{}
 		_, err := io.ReadAll(r.Body)
 		read <- err
@@ -220,14 +208,13 @@ func TestATrickledBodyMakesRoomToo(t *testing.T) {
 			<-release
 		}
 		w.WriteHeader(http.StatusNoContent)
-	})}
-	go ln.serve(srv)
-	t.Cleanup(func() { close(release); srv.Close() })
-	addr := inner.Addr().String()
+	}))
+	t.Cleanup(func() { close(release) }) // before the server closes
+	ln.setMinBodyRate(1 << 30)           // a pace no body keeps: two bytes are a trickle
 
 	// .2's head arrives, and two bytes of the hundred its body announces.
 	trickler := dialFrom(t, "127.0.0.2", addr)
-	_, err = trickler.Write([]byte("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nab"))
+	_, err := trickler.Write([]byte("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nab"))
 	require.NoError(t, err)
 	within(t, reading, "the trickler's handler to start")
 	newcomer := dialFrom(t, "127.0.0.3", addr)
@@ -259,24 +246,17 @@ func TestATrickledBodyMakesRoomToo(t *testing.T) {
 // however long the upload has taken so far.
 func TestAnUploadKeepingItsPaceIsLeftAlone(t *testing.T) {
 	t.Parallel()
-	inner, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	ln := newLimitListener(inner, 1, 1, nil)
-	ln.evictAfter = 0
-	ln.minBodyRate = 1 // a byte a second: the thousand bytes sent keep it up for minutes
 	reading, read := make(chan struct{}, 1), make(chan error, 1)
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	ln, addr := capOfOne(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		reading <- struct{}{}
 		_, err := io.ReadAll(r.Body)
 		read <- err
 		w.WriteHeader(http.StatusNoContent)
-	})}
-	go ln.serve(srv)
-	t.Cleanup(func() { srv.Close() })
-	addr := inner.Addr().String()
+	}))
+	ln.setMinBodyRate(1) // a byte a second: the thousand bytes sent keep it up for minutes
 
 	uploader := dialFrom(t, "127.0.0.2", addr)
-	_, err = uploader.Write(append([]byte("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2000\r\n\r\n"), make([]byte, 1000)...))
+	_, err := uploader.Write(append([]byte("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2000\r\n\r\n"), make([]byte, 1000)...))
 	require.NoError(t, err)
 	within(t, reading, "the uploader's handler to start")
 	assert.Equal(t, http.StatusServiceUnavailable, refused(t, dialFrom(t, "127.0.0.3", addr)).StatusCode, "the upload keeps its place")
@@ -286,6 +266,28 @@ func TestAnUploadKeepingItsPaceIsLeftAlone(t *testing.T) {
 	_, err = uploader.Write(make([]byte, 1000))
 	require.NoError(t, err)
 	require.NoError(t, within(t, read, "the upload's end"))
+}
+
+// capOfOne serves h on loopback behind a listener that takes one
+// connection in all and from each address, where a newcomer may take the
+// place of one that waits at once (evictAfter 0).
+func capOfOne(t *testing.T, h http.Handler) (*limitListener, string) {
+	t.Helper()
+	inner, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	ln := newLimitListener(inner, 1, 1, nil)
+	ln.evictAfter = 0
+	srv := &http.Server{Handler: h}
+	go ln.serve(srv)
+	t.Cleanup(func() { srv.Close() })
+	return ln, inner.Addr().String()
+}
+
+// setMinBodyRate sets the pace below which a body waits on its client.
+func (l *limitListener) setMinBodyRate(bytesPerSecond float64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.minBodyRate = bytesPerSecond
 }
 
 // within receives from ch, failing t if nothing comes in 10 s.
