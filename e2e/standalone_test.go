@@ -121,7 +121,6 @@ func chainScenario(t *testing.T, p *proc) {
 	resp.decode(t, &ready)
 	assert.Equal(t, "ready", ready.Status)
 	assert.Equal(t, "ok", ready.Checks["store"])
-	assert.Equal(t, "ok", ready.Checks["droneIndex"])
 	for check, v := range ready.Checks { // and the queue, on the embedded backend
 		assert.Equal(t, "ok", v, check)
 	}

@@ -85,16 +85,20 @@ func TestDelayedRetriesDoNotCountTowardTheBacklog(t *testing.T) {
 		"the three ready ones do count")
 }
 
-// probedAccounts counts the reads of the accounts collection, and fails
-// them with EUNAVAILABLE while down is set.
+// probedAccounts counts the reads of the accounts collection, holds them
+// while hold is set, and fails them with EUNAVAILABLE while down is set.
 type probedAccounts struct {
 	ports.Accounts
 	reads *atomic.Int32
 	down  *atomic.Bool
+	hold  *atomic.Pointer[chan struct{}]
 }
 
 func (a probedAccounts) Find(ctx context.Context, id string) (*domain.Account, error) {
 	a.reads.Add(1)
+	if held := a.hold.Load(); held != nil {
+		<-*held
+	}
 	if a.down.Load() {
 		return nil, domain.Unavailable(errors.New("connection refused by cosmos.internal:443"), "the store is unavailable")
 	}
@@ -109,8 +113,9 @@ func TestReadinessFollowsTheStoreOnceASecond(t *testing.T) {
 	t.Parallel()
 	var reads atomic.Int32
 	var down atomic.Bool
+	var hold atomic.Pointer[chan struct{}]
 	f := newFixtureWith(t, func(d *handlers.Deps) {
-		d.Store.Accounts = probedAccounts{Accounts: d.Store.Accounts, reads: &reads, down: &down}
+		d.Store.Accounts = probedAccounts{Accounts: d.Store.Accounts, reads: &reads, down: &down, hold: &hold}
 	})
 	ready := func() *functionapp.Response {
 		return f.call("Readyz", "", &functionapp.Request{Method: http.MethodGet})
@@ -124,7 +129,7 @@ func TestReadinessFollowsTheStoreOnceASecond(t *testing.T) {
 	}
 	require.NoError(t, json.Unmarshal(resp.Body, &body))
 	assert.Equal(t, "ready", body.Status)
-	assert.Equal(t, map[string]string{"store": "ok", "droneIndex": "ok", "queue": "ok"}, body.Checks)
+	assert.Equal(t, map[string]string{"store": "ok", "queue": "ok"}, body.Checks)
 
 	before := reads.Load()
 	for range 5 {
@@ -145,4 +150,17 @@ func TestReadinessFollowsTheStoreOnceASecond(t *testing.T) {
 	down.Store(false)
 	f.clock.Advance(time.Second)
 	assert.Equal(t, http.StatusOK, ready().Status)
+
+	// A check that hangs holds only the probe that started it: the others
+	// get the last answer meanwhile.
+	held := make(chan struct{})
+	hold.Store(&held)
+	f.clock.Advance(time.Second)
+	first := make(chan int)
+	go func() { first <- ready().Status }()
+	require.Eventually(t, func() bool { return reads.Load() == before+3 }, 10*time.Second, time.Millisecond, "the check under way reads the store")
+	assert.Equal(t, http.StatusOK, ready().Status, "the last answer, at once")
+	hold.Store(nil)
+	close(held)
+	assert.Equal(t, http.StatusOK, <-first)
 }

@@ -105,7 +105,9 @@ func (h *Handlers) firstFleetSummary(ctx context.Context) (*domain.FleetSummary,
 			defer cancel()
 			l.s, l.err = h.rebuildFleetSummary(lctx)
 			c.mu.Lock()
-			c.first = nil
+			if c.first == l {
+				c.first = nil
+			}
 			c.mu.Unlock()
 			close(l.done)
 		}()
@@ -166,8 +168,9 @@ func (h *Handlers) noteDrone(before, d *domain.Drone) {
 	moved := counted && (before.HomeBase.Latitude != d.HomeBase.Latitude || before.HomeBase.Longitude != d.HomeBase.Longitude)
 	if counted && d.Status == domain.DroneRetired || moved {
 		// A listing under way may have read the drone before: what it
-		// finds is not kept (rebuildFleetSummary).
-		c.cur, c.dropped = nil, h.clock.Now()
+		// finds is not kept (rebuildFleetSummary), and a request from now
+		// on does not wait for it but starts another.
+		c.cur, c.dropped, c.first = nil, h.clock.Now(), nil
 		return
 	}
 	if c.cur == nil {

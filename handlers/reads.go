@@ -291,9 +291,11 @@ func (h *Handlers) Healthz(ctx context.Context, req *functionapp.Request) *funct
 // Readiness. Healthz says the process serves; a load balancer or an
 // operator also needs to know whether it can do its work now, which it
 // cannot while Cosmos DB (or the SQLite file) does not answer. Readyz asks
-// each dependency one cheap question within readyTimeout. Its answer is
-// kept for readyFor, so however many probes ask, the dependencies see one
-// check a second at most; an anonymous caller learns only which of them
+// each dependency one cheap question, each within readyTimeout. One check
+// runs at a time, and its answer is kept for readyFor: a probe that comes
+// while a check runs gets the last answer rather than waiting for it, so
+// however many probes ask, the dependencies see one check a second at most
+// from each process. An anonymous caller learns only which dependency
 // failed, never why (the reason, which may name an endpoint, is logged).
 const (
 	readyTimeout = 3 * time.Second
@@ -303,59 +305,95 @@ const (
 	readyProbeID = "readiness-probe"
 )
 
-// readiness is the last answer of Readyz, and when it was found.
+// readiness is the last answer of Readyz, when it was found, and the check
+// under way, if any.
 type readiness struct {
-	mu     sync.Mutex
-	at     time.Time
-	checks map[string]string
-	failed []string
+	mu      sync.Mutex
+	at      time.Time
+	failed  []string
+	checks  map[string]string
+	running chan struct{} // closed when the check under way ends
 }
 
 // Readyz serves GET /api/readyz: 200 with each check "ok" when the store
-// answers a point read, the drone index is loaded, and the queue (where it
-// can be counted: the embedded one) answers a count; otherwise 503 with
-// Retry-After naming what did not answer. Service Bus is not asked: it
-// has no request as cheap that a receiving application may make, and
-// ingest answers 503 while it is out.
+// answers a point read and the queue (where it can be counted: the
+// embedded one) answers a count; otherwise 503 with Retry-After naming
+// what did not answer. Service Bus is not asked: it has no request as
+// cheap that a receiving application may make, and ingest answers 503
+// while it is out. Nor is the drone index: loading it is dispatch's
+// business, and asking would make every process a probe reaches read the
+// whole fleet.
 func (h *Handlers) Readyz(ctx context.Context, req *functionapp.Request) *functionapp.Response {
-	r := &h.ready
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if now := h.clock.Now(); r.at.IsZero() || now.Sub(r.at) >= readyFor || now.Before(r.at) {
-		r.checks, r.failed = h.checkReady(ctx)
-		r.at = h.clock.Now()
-	}
-	if len(r.failed) > 0 {
-		resp := functionapp.Problem(http.StatusServiceUnavailable, "", "not ready: "+strings.Join(r.failed, ", ")+" did not answer; retry")
+	checks, failed := h.lastReadiness(ctx)
+	if len(failed) > 0 {
+		resp := functionapp.Problem(http.StatusServiceUnavailable, "", "not ready: "+strings.Join(failed, ", ")+" did not answer; retry")
 		resp.Header.Set("Retry-After", "1")
 		return resp
 	}
-	return functionapp.JSON(http.StatusOK, map[string]any{"status": "ready", "checks": r.checks})
+	return functionapp.JSON(http.StatusOK, map[string]any{"status": "ready", "checks": checks})
 }
 
-// checkReady asks each dependency its question, all within readyTimeout.
+// lastReadiness returns the last answer while it is fresh, or while a new
+// check runs; otherwise it runs one (the first probe waits for it, within
+// ctx).
+func (h *Handlers) lastReadiness(ctx context.Context) (map[string]string, []string) {
+	r := &h.ready
+	r.mu.Lock()
+	now := h.clock.Now()
+	fresh := !r.at.IsZero() && now.Sub(r.at) < readyFor && !now.Before(r.at)
+	if fresh || r.running != nil && !r.at.IsZero() {
+		defer r.mu.Unlock()
+		return r.checks, r.failed
+	}
+	running := r.running
+	if running == nil {
+		running = make(chan struct{})
+		r.running = running
+		go func() {
+			checks, failed := h.checkReady(context.WithoutCancel(ctx))
+			r.mu.Lock()
+			r.checks, r.failed, r.at, r.running = checks, failed, h.clock.Now(), nil
+			r.mu.Unlock()
+			close(running)
+		}()
+	}
+	r.mu.Unlock()
+	select {
+	case <-running:
+	case <-ctx.Done():
+		return nil, []string{"the readiness check"}
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.checks, r.failed
+}
+
+// checkReady asks each dependency its question, each within readyTimeout.
 func (h *Handlers) checkReady(ctx context.Context) (checks map[string]string, failed []string) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), readyTimeout)
-	defer cancel()
 	checks = map[string]string{}
-	note := func(name, what string, err error) {
-		if err == nil {
-			checks[name] = "ok"
+	ask := func(name, what string, question func(context.Context) error) {
+		qctx, cancel := context.WithTimeout(ctx, readyTimeout)
+		defer cancel()
+		if err := question(qctx); err != nil {
+			checks[name] = "unavailable"
+			failed = append(failed, what)
+			h.log.WarnContext(ctx, "readiness check failed", "check", name, "err", err)
 			return
 		}
-		checks[name] = "unavailable"
-		failed = append(failed, what)
-		h.log.WarnContext(ctx, "readiness check failed", "check", name, "err", err)
+		checks[name] = "ok"
 	}
-	_, err := h.store.Accounts.Find(ctx, readyProbeID)
-	if domain.IsCode(err, domain.ENOTFOUND) {
-		err = nil
-	}
-	note("store", "the store", err)
-	note("droneIndex", "the drone index", h.store.Fleet.Ready(ctx))
+	ask("store", "the store", func(ctx context.Context) error {
+		_, err := h.store.Accounts.Find(ctx, readyProbeID)
+		if domain.IsCode(err, domain.ENOTFOUND) {
+			return nil
+		}
+		return err
+	})
 	if counter, ok := h.bus.(ports.Backlog); ok {
-		_, _, err := counter.Depth(ctx, topology.QueueDeliveryRequests)
-		note("queue", "the queue", err)
+		ask("queue", "the queue", func(ctx context.Context) error {
+			_, _, err := counter.Depth(ctx, topology.QueueDeliveryRequests)
+			return err
+		})
 	}
 	return checks, failed
 }

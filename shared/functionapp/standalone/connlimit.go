@@ -29,7 +29,8 @@ import (
 // its client for 2 s or more (defaultEvictAfter), which is closed: a
 // keep-alive connection idle between requests, a new one that has sent no
 // request (or only part of its head), or one whose request's body has
-// arrived, since its head, slower than defaultMinBodyRate. A few addresses that
+// arrived, since its head, slower than defaultMinBodyRate, or has had no
+// byte for 2 s (defaultBodyStall). A few addresses that
 // open their share each and keep it alive with a request now and then,
 // open silent ones again as the header timeout cuts them, or trickle
 // bodies a byte at a time within the read timeout could otherwise hold
@@ -88,7 +89,8 @@ type limitListener struct {
 	// slower than l.minBodyRate).
 	waiting     map[*limitedConn]waitingSince
 	evictAfter  time.Duration
-	minBodyRate float64 // bytes a second
+	minBodyRate float64       // bytes a second
+	bodyStall   time.Duration // with no byte of a body for this long, it waits
 
 	refusing chan struct{}
 
@@ -104,7 +106,7 @@ type limitListener struct {
 const refusalLogGap = 10 * time.Second
 
 func newLimitListener(ln net.Listener, max, perAddr int, log *slog.Logger) *limitListener {
-	return &limitListener{Listener: ln, max: max, perAddr: perAddr, byAddr: map[string]int{}, waiting: map[*limitedConn]waitingSince{}, evictAfter: defaultEvictAfter, minBodyRate: defaultMinBodyRate,
+	return &limitListener{Listener: ln, max: max, perAddr: perAddr, byAddr: map[string]int{}, waiting: map[*limitedConn]waitingSince{}, evictAfter: defaultEvictAfter, minBodyRate: defaultMinBodyRate, bodyStall: defaultBodyStall,
 		refusing: make(chan struct{}, refusalsInFlight), log: log}
 }
 
@@ -173,8 +175,10 @@ func (l *limitListener) connState(c net.Conn, st http.ConnState) {
 	case http.StateNew, http.StateIdle:
 		l.waiting[lc] = waitingSince{at: time.Now()}
 	case http.StateActive:
+		now := time.Now()
 		lc.bodyBytes.Store(0)
-		l.waiting[lc] = waitingSince{at: time.Now(), body: true}
+		lc.lastBody.Store(now.UnixNano())
+		l.waiting[lc] = waitingSince{at: now, body: true}
 	default:
 		delete(l.waiting, lc)
 	}
@@ -201,6 +205,11 @@ type waitingSince struct {
 // (DefaultReadTimeout), and far above a byte now and then.
 const defaultMinBodyRate = 8 << 10
 
+// defaultBodyStall is how long a body may have no byte arrive before it
+// waits on its client whatever its pace so far: a burst up front then
+// silence is a stall, not an upload.
+const defaultBodyStall = 2 * time.Second
+
 // arrivingBody counts the bytes of its body on its connection, and calls
 // end when it has been read to its end.
 type arrivingBody struct {
@@ -211,7 +220,10 @@ type arrivingBody struct {
 
 func (b *arrivingBody) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
-	b.c.bodyBytes.Add(int64(n))
+	if n > 0 {
+		b.c.bodyBytes.Add(int64(n))
+		b.c.lastBody.Store(time.Now().UnixNano())
+	}
 	if err == io.EOF {
 		b.end()
 	}
@@ -253,7 +265,8 @@ func (l *limitListener) admit(addr string) (why string, evict *limitedConn) {
 // evictee is the waiting connection a new one over the global cap takes
 // the place of: of the address with the most connections open, the one
 // waiting longest, if it has waited l.evictAfter (a body: and arrives
-// slower than l.minBodyRate); nil when none has. Called with l.mu held.
+// slower than l.minBodyRate, or has stalled for l.bodyStall); nil when none
+// has. Called with l.mu held.
 func (l *limitListener) evictee() *limitedConn {
 	var pick *limitedConn
 	var pickSince time.Time
@@ -265,7 +278,8 @@ func (l *limitListener) evictee() *limitedConn {
 		if since.After(waited) {
 			continue
 		}
-		if w.body && float64(c.bodyBytes.Load()) >= l.minBodyRate*now.Sub(since).Seconds() {
+		if w.body && float64(c.bodyBytes.Load()) >= l.minBodyRate*now.Sub(since).Seconds() &&
+			now.Sub(time.Unix(0, c.lastBody.Load())) < l.bodyStall {
 			continue // an upload keeping up its pace
 		}
 		n := l.byAddr[c.addr]
@@ -354,10 +368,12 @@ type limitedConn struct {
 	net.Conn
 	addr string // as the caps count it
 	// bodyBytes counts the bytes of the current request's body read so
-	// far (arrivingBody), from its head on (connState).
-	bodyBytes atomic.Int64
-	once      sync.Once
-	release   func()
+	// far (arrivingBody), from its head on (connState), and lastBody is
+	// when the last of them came (Unix nanoseconds; the head's time before
+	// any).
+	bodyBytes, lastBody atomic.Int64
+	once                sync.Once
+	release             func()
 }
 
 func (c *limitedConn) Close() error {

@@ -210,7 +210,7 @@ func TestATrickledBodyMakesRoomToo(t *testing.T) {
 		w.WriteHeader(http.StatusNoContent)
 	}))
 	t.Cleanup(func() { close(release) }) // before the server closes
-	ln.setMinBodyRate(1 << 30)           // a pace no body keeps: two bytes are a trickle
+	ln.setBodyPace(1<<30, time.Hour)     // a pace no body keeps: two bytes are a trickle
 
 	// .2's head arrives, and two bytes of the hundred its body announces.
 	trickler := dialFrom(t, "127.0.0.2", addr)
@@ -253,7 +253,7 @@ func TestAnUploadKeepingItsPaceIsLeftAlone(t *testing.T) {
 		read <- err
 		w.WriteHeader(http.StatusNoContent)
 	}))
-	ln.setMinBodyRate(1) // a byte a second: the thousand bytes sent keep it up for minutes
+	ln.setBodyPace(1, time.Hour) // a byte a second: the thousand bytes sent keep it up for minutes
 
 	uploader := dialFrom(t, "127.0.0.2", addr)
 	_, err := uploader.Write(append([]byte("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2000\r\n\r\n"), make([]byte, 1000)...))
@@ -266,6 +266,36 @@ func TestAnUploadKeepingItsPaceIsLeftAlone(t *testing.T) {
 	_, err = uploader.Write(make([]byte, 1000))
 	require.NoError(t, err)
 	require.NoError(t, within(t, read, "the upload's end"))
+}
+
+// TestAStalledUploadMakesRoomToo: a body that came in a burst and then
+// stopped is not an upload under way, however far ahead of the pace the
+// burst put it: once no byte has come for bodyStall, a newcomer at the cap
+// takes its place.
+func TestAStalledUploadMakesRoomToo(t *testing.T) {
+	t.Parallel()
+	reading, read := make(chan struct{}, 2), make(chan error, 2)
+	ln, addr := capOfOne(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		reading <- struct{}{}
+		_, err := io.ReadAll(r.Body)
+		read <- err
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	ln.setBodyPace(1, 0) // far ahead of a byte a second, and stalled at once
+
+	staller := dialFrom(t, "127.0.0.2", addr)
+	_, err := staller.Write(append([]byte("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n"), make([]byte, 1000)...))
+	require.NoError(t, err)
+	within(t, reading, "the staller's handler to start")
+	newcomer := dialFrom(t, "127.0.0.3", addr)
+	_, err = newcomer.Write([]byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n"))
+	require.NoError(t, err)
+	require.NoError(t, newcomer.SetReadDeadline(time.Now().Add(10*time.Second)))
+	resp, err := http.ReadResponse(bufio.NewReader(newcomer), nil)
+	require.NoError(t, err, "the newcomer was served")
+	assert.Equal(t, http.StatusNoContent, resp.StatusCode)
+	_, fromStaller := ln.counts("127.0.0.2")
+	assert.Zero(t, fromStaller, "the stalled upload was closed")
 }
 
 // capOfOne serves h on loopback behind a listener that takes one
@@ -283,11 +313,12 @@ func capOfOne(t *testing.T, h http.Handler) (*limitListener, string) {
 	return ln, inner.Addr().String()
 }
 
-// setMinBodyRate sets the pace below which a body waits on its client.
-func (l *limitListener) setMinBodyRate(bytesPerSecond float64) {
+// setBodyPace sets the pace below which a body waits on its client, and
+// how long it may have no byte arrive.
+func (l *limitListener) setBodyPace(bytesPerSecond float64, stall time.Duration) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.minBodyRate = bytesPerSecond
+	l.minBodyRate, l.bodyStall = bytesPerSecond, stall
 }
 
 // within receives from ch, failing t if nothing comes in 10 s.
