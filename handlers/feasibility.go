@@ -36,11 +36,15 @@ type fleetSummary struct {
 }
 
 // summaryListing is one listing of the fleet for a first summary: done is
-// closed once s or err is set.
+// closed once s or err is set. A retirement or a move of a home base while
+// it runs supersedes it (noteDrone): it is cancelled, and those waiting
+// for it wait for the next instead.
 type summaryListing struct {
-	done chan struct{}
-	s    *domain.FleetSummary
-	err  error
+	done       chan struct{}
+	s          *domain.FleetSummary
+	err        error
+	cancel     context.CancelFunc
+	superseded bool // under fleetSummary.mu
 }
 
 // firstSummaryTime bounds a listing for a summary, longer than a request
@@ -88,36 +92,43 @@ func (h *Handlers) fleetSummary(ctx context.Context) (*domain.FleetSummary, erro
 // firstFleetSummary waits, within ctx, for the listing that builds the
 // first summary, starting it when none is under way. The listing runs on a
 // context of its own (firstSummaryTime), so that a request that gives up
-// waiting does not end it, and the next request finds its work done.
+// waiting does not end it, and the next request finds its work done. One
+// listing runs at a time: a request that comes while a superseded one
+// ends waits for it to end, then for the next.
 func (h *Handlers) firstFleetSummary(ctx context.Context) (*domain.FleetSummary, error) {
 	c := &h.summary
-	c.mu.Lock()
-	if cur := c.cur; cur != nil {
-		c.mu.Unlock()
-		return cur, nil
-	}
-	l := c.first
-	if l == nil {
-		l = &summaryListing{done: make(chan struct{})}
-		c.first = l
-		go func() {
-			lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), firstSummaryTime)
-			defer cancel()
-			l.s, l.err = h.rebuildFleetSummary(lctx)
-			c.mu.Lock()
-			if c.first == l {
-				c.first = nil
-			}
+	for {
+		c.mu.Lock()
+		if cur := c.cur; cur != nil {
 			c.mu.Unlock()
-			close(l.done)
-		}()
-	}
-	c.mu.Unlock()
-	select {
-	case <-l.done:
-		return l.s, l.err
-	case <-ctx.Done():
-		return nil, fmt.Errorf("summarise the fleet: %w", ctx.Err())
+			return cur, nil
+		}
+		l := c.first
+		if l == nil {
+			lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), firstSummaryTime)
+			l = &summaryListing{done: make(chan struct{}), cancel: cancel}
+			c.first = l
+			go func() {
+				defer cancel()
+				l.s, l.err = h.rebuildFleetSummary(lctx)
+				c.mu.Lock()
+				c.first = nil
+				c.mu.Unlock()
+				close(l.done)
+			}()
+		}
+		c.mu.Unlock()
+		select {
+		case <-l.done:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("summarise the fleet: %w", ctx.Err())
+		}
+		c.mu.Lock()
+		superseded := l.superseded
+		c.mu.Unlock()
+		if !superseded {
+			return l.s, l.err
+		}
 	}
 }
 
@@ -168,9 +179,13 @@ func (h *Handlers) noteDrone(before, d *domain.Drone) {
 	moved := counted && (before.HomeBase.Latitude != d.HomeBase.Latitude || before.HomeBase.Longitude != d.HomeBase.Longitude)
 	if counted && d.Status == domain.DroneRetired || moved {
 		// A listing under way may have read the drone before: what it
-		// finds is not kept (rebuildFleetSummary), and a request from now
-		// on does not wait for it but starts another.
-		c.cur, c.dropped, c.first = nil, h.clock.Now(), nil
+		// finds is not kept (rebuildFleetSummary), and it is cancelled; the
+		// requests waiting for it wait for the next.
+		c.cur, c.dropped = nil, h.clock.Now()
+		if l := c.first; l != nil && !l.superseded {
+			l.superseded = true
+			l.cancel()
+		}
 		return
 	}
 	if c.cur == nil {

@@ -379,14 +379,15 @@ func TestARetirementDuringAListingIsNotLost(t *testing.T) {
 	go func() { done <- f.ingest(t, requestBody("b", at(0.01, 0), at(0.02, 0), "Large", 20)).Status }()
 	<-release // the listing has read "big" in service
 	f.putDrone(t, domain.Drone{ID: "big", Location: at(0, 0), MaxPayloadKg: 30, Status: domain.DroneRetired})
-	// A request after the retirement, while that listing still runs, does
-	// not wait for it: it lists the fleet again.
+	// A request after the retirement, while that listing still runs, is
+	// not judged by it: the listing is superseded, and both requests are
+	// judged by the next one, which lists the fleet as it is.
 	later := make(chan *functionapp.Response)
 	go func() { later <- f.ingest(t, requestBody("c0", at(0.01, 0), at(0.02, 0), "Large", 20)) }()
+	release <- struct{}{}
 	resp := <-later
 	assert.Equal(t, http.StatusUnprocessableEntity, resp.Status, "retired before this request, while the listing ran: %s", resp.Body)
-	release <- struct{}{}
-	assert.Equal(t, http.StatusAccepted, <-done, "judged by the listing it waited for")
+	assert.Equal(t, http.StatusUnprocessableEntity, <-done, "the listing it waited for was superseded by the retirement")
 	resp = f.ingest(t, requestBody("c", at(0.01, 0), at(0.02, 0), "Large", 20))
 	assert.Equal(t, http.StatusUnprocessableEntity, resp.Status, "retired before this request: %s", resp.Body)
 }

@@ -37,7 +37,8 @@ import (
 // every place. Closing a connection idle that long is what its idle
 // timeout would do, sooner; a client that sends a request on it as it
 // closes meets the race every keep-alive client handles; an upload that
-// keeps up defaultMinBodyRate is left alone, however long it takes. Only when no
+// keeps up defaultMinBodyRate, its bytes still coming, is left alone,
+// however long it takes. Only when no
 // connection has waited that long (each one's request has arrived, or is
 // arriving fast enough, or is being answered) are new ones refused,
 // clearly.
@@ -86,7 +87,7 @@ type limitListener struct {
 	// body has not all arrived (from its head to the body's end, arrived):
 	// those a new connection over the global cap may take the place of,
 	// once they have waited evictAfter (and, for a body, while it arrives
-	// slower than l.minBodyRate).
+	// slower than minBodyRate or has stalled for bodyStall).
 	waiting     map[*limitedConn]waitingSince
 	evictAfter  time.Duration
 	minBodyRate float64       // bytes a second
@@ -177,7 +178,7 @@ func (l *limitListener) connState(c net.Conn, st http.ConnState) {
 	case http.StateActive:
 		now := time.Now()
 		lc.bodyBytes.Store(0)
-		lc.lastBody.Store(now.UnixNano())
+		lc.lastBody.Store(int64(now.Sub(epoch)))
 		l.waiting[lc] = waitingSince{at: now, body: true}
 	default:
 		delete(l.waiting, lc)
@@ -210,6 +211,10 @@ const defaultMinBodyRate = 8 << 10
 // silence is a stall, not an upload.
 const defaultBodyStall = 2 * time.Second
 
+// epoch is what body times are counted from: durations since it follow
+// the monotonic clock, which a step of the wall clock does not move.
+var epoch = time.Now()
+
 // arrivingBody counts the bytes of its body on its connection, and calls
 // end when it has been read to its end.
 type arrivingBody struct {
@@ -222,7 +227,7 @@ func (b *arrivingBody) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
 	if n > 0 {
 		b.c.bodyBytes.Add(int64(n))
-		b.c.lastBody.Store(time.Now().UnixNano())
+		b.c.lastBody.Store(int64(time.Since(epoch)))
 	}
 	if err == io.EOF {
 		b.end()
@@ -279,7 +284,7 @@ func (l *limitListener) evictee() *limitedConn {
 			continue
 		}
 		if w.body && float64(c.bodyBytes.Load()) >= l.minBodyRate*now.Sub(since).Seconds() &&
-			now.Sub(time.Unix(0, c.lastBody.Load())) < l.bodyStall {
+			now.Sub(epoch)-time.Duration(c.lastBody.Load()) < l.bodyStall {
 			continue // an upload keeping up its pace
 		}
 		n := l.byAddr[c.addr]
@@ -369,8 +374,8 @@ type limitedConn struct {
 	addr string // as the caps count it
 	// bodyBytes counts the bytes of the current request's body read so
 	// far (arrivingBody), from its head on (connState), and lastBody is
-	// when the last of them came (Unix nanoseconds; the head's time before
-	// any).
+	// when the last of them came (since epoch, on the monotonic clock; the
+	// head's time before any).
 	bodyBytes, lastBody atomic.Int64
 	once                sync.Once
 	release             func()
