@@ -47,10 +47,11 @@ type summaryListing struct {
 	superseded bool // under fleetSummary.mu
 }
 
-// firstSummaryTime bounds a listing for a summary, longer than a request
-// may wait (functionapp.HandlerTimeout): a large fleet on Cosmos DB may
-// take that long, and requests that give up before it ends find it built.
-const firstSummaryTime = time.Minute
+// summaryListingTime bounds a listing of the fleet for a summary (the
+// first, or one rebuilding a stale one), longer than a request may wait
+// (functionapp.HandlerTimeout): a large fleet on Cosmos DB may take that
+// long, and requests that give up before it ends find it built.
+const summaryListingTime = time.Minute
 
 // fleetSummariser is a fleet that keeps its summary up to date as its
 // drones are written (the embedded one), so that it is never built by
@@ -79,7 +80,7 @@ func (h *Handlers) fleetSummary(ctx context.Context) (*domain.FleetSummary, erro
 	}
 	if stale {
 		go func() {
-			ctx, cancel := context.WithTimeout(context.Background(), firstSummaryTime)
+			ctx, cancel := context.WithTimeout(context.Background(), summaryListingTime)
 			defer cancel()
 			if _, err := h.rebuildFleetSummary(ctx); err != nil {
 				h.log.Warn("fleet summary rebuild failed; keeping the previous one", "err", err)
@@ -91,7 +92,7 @@ func (h *Handlers) fleetSummary(ctx context.Context) (*domain.FleetSummary, erro
 
 // firstFleetSummary waits, within ctx, for the listing that builds the
 // first summary, starting it when none is under way. The listing runs on a
-// context of its own (firstSummaryTime), so that a request that gives up
+// context of its own (summaryListingTime), so that a request that gives up
 // waiting does not end it, and the next request finds its work done. One
 // listing runs at a time: a request that comes while a superseded one
 // ends waits for it to end, then for the next.
@@ -105,7 +106,7 @@ func (h *Handlers) firstFleetSummary(ctx context.Context) (*domain.FleetSummary,
 		}
 		l := c.first
 		if l == nil {
-			lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), firstSummaryTime)
+			lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), summaryListingTime)
 			l = &summaryListing{done: make(chan struct{}), cancel: cancel}
 			c.first = l
 			go func() {

@@ -175,8 +175,7 @@ async function hung(params) {
 
 // faulted answers a request the active fault applies to, or returns false.
 function faulted(req, res, params) {
-  if (!fault || fault.kind === "refuse" || fault.kind === "hang") return false;
-  if (fault.container && (!params || params.collId !== fault.container)) return false;
+  if (!fault || fault.kind === "refuse" || fault.kind === "hang" || !applies(fault.kind, params)) return false;
   fault.injected++;
   if (fault.kind === "drop") {
     req.socket.destroy();

@@ -149,7 +149,7 @@ func (l *limitListener) serve(srv *http.Server) error {
 			if r.Body == nil || r.Body == http.NoBody {
 				l.arrived(lc)
 			} else {
-				r.Body = &arrivingBody{ReadCloser: r.Body, c: lc, end: func() { l.arrived(lc) }}
+				r.Body = &arrivingBody{ReadCloser: r.Body, l: l, c: lc}
 			}
 		}
 		next.ServeHTTP(w, r)
@@ -215,12 +215,12 @@ const defaultBodyStall = 2 * time.Second
 // the monotonic clock, which a step of the wall clock does not move.
 var epoch = time.Now()
 
-// arrivingBody counts the bytes of its body on its connection, and calls
-// end when it has been read to its end.
+// arrivingBody counts the bytes of its body on its connection c, and tells
+// l when it has been read to its end.
 type arrivingBody struct {
 	io.ReadCloser
-	c   *limitedConn
-	end func()
+	l *limitListener
+	c *limitedConn
 }
 
 func (b *arrivingBody) Read(p []byte) (int, error) {
@@ -230,7 +230,7 @@ func (b *arrivingBody) Read(p []byte) (int, error) {
 		b.c.lastBody.Store(int64(time.Since(epoch)))
 	}
 	if err == io.EOF {
-		b.end()
+		b.l.arrived(b.c)
 	}
 	return n, err
 }

@@ -112,20 +112,11 @@ func TestANewConnectionTakesThePlaceOfAnIdleOne(t *testing.T) {
 	t.Cleanup(func() { close(release); srv.Close() })
 	addr := inner.Addr().String()
 
-	// get sends one request on c and reads its answer.
-	get := func(c net.Conn, path string) (*http.Response, error) {
-		if _, err := c.Write([]byte("GET " + path + " HTTP/1.1\r\nHost: x\r\n\r\n")); err != nil {
-			return nil, err
-		}
-		require.NoError(t, c.SetReadDeadline(time.Now().Add(10*time.Second)))
-		return http.ReadResponse(bufio.NewReader(c), nil)
-	}
 	// Two idle keep-alive connections from .2, and one from .3 busy with a
 	// slow request: the server is at its cap.
 	hog1, hog2 := dialFrom(t, "127.0.0.2", addr), dialFrom(t, "127.0.0.2", addr)
 	for _, c := range []net.Conn{hog1, hog2} {
-		resp, err := get(c, "/")
-		require.NoError(t, err)
+		resp := getOn(t, c, "/")
 		require.Equal(t, http.StatusNoContent, resp.StatusCode)
 	}
 	busy := dialFrom(t, "127.0.0.3", addr)
@@ -146,8 +137,7 @@ func TestANewConnectionTakesThePlaceOfAnIdleOne(t *testing.T) {
 	ln.evictAfter = 0
 	ln.mu.Unlock()
 	newcomer := dialFrom(t, "127.0.0.4", addr)
-	resp, err := get(newcomer, "/")
-	require.NoError(t, err)
+	resp := getOn(t, newcomer, "/")
 	assert.Equal(t, http.StatusNoContent, resp.StatusCode)
 	_, fromHog := ln.counts("127.0.0.2")
 	assert.Equal(t, 1, fromHog, "one of the hog's idle connections was closed")
@@ -180,13 +170,7 @@ func TestASilentConnectionMakesRoomToo(t *testing.T) {
 		defer ln.mu.Unlock()
 		return ln.open == 1 && len(ln.waiting) == 1
 	}, 10*time.Second, 5*time.Millisecond)
-	c := dialFrom(t, "127.0.0.3", addr)
-	_, err := c.Write([]byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n"))
-	require.NoError(t, err)
-	require.NoError(t, c.SetReadDeadline(time.Now().Add(10*time.Second)))
-	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-	require.NoError(t, err)
-	assert.Equal(t, http.StatusNoContent, resp.StatusCode)
+	assert.Equal(t, http.StatusNoContent, getOn(t, dialFrom(t, "127.0.0.3", addr), "/").StatusCode)
 	_, silent := ln.counts("127.0.0.2")
 	assert.Zero(t, silent, "the silent one was closed")
 }
@@ -200,15 +184,7 @@ func TestASilentConnectionMakesRoomToo(t *testing.T) {
 func TestATrickledBodyMakesRoomToo(t *testing.T) {
 	t.Parallel()
 	reading, read, release := make(chan struct{}, 2), make(chan error, 2), make(chan struct{})
-	ln, addr := capOfOne(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		reading <- struct{}{}
-		_, err := io.ReadAll(r.Body)
-		read <- err
-		if err == nil {
-			<-release
-		}
-		w.WriteHeader(http.StatusNoContent)
-	}))
+	ln, addr := capOfOne(t, bodyReader(reading, read, release))
 	t.Cleanup(func() { close(release) }) // before the server closes
 	ln.setBodyPace(1<<30, time.Hour)     // a pace no body keeps: two bytes are a trickle
 
@@ -247,12 +223,7 @@ func TestATrickledBodyMakesRoomToo(t *testing.T) {
 func TestAnUploadKeepingItsPaceIsLeftAlone(t *testing.T) {
 	t.Parallel()
 	reading, read := make(chan struct{}, 1), make(chan error, 1)
-	ln, addr := capOfOne(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		reading <- struct{}{}
-		_, err := io.ReadAll(r.Body)
-		read <- err
-		w.WriteHeader(http.StatusNoContent)
-	}))
+	ln, addr := capOfOne(t, bodyReader(reading, read, nil))
 	ln.setBodyPace(1, time.Hour) // a byte a second: the thousand bytes sent keep it up for minutes
 
 	uploader := dialFrom(t, "127.0.0.2", addr)
@@ -275,27 +246,42 @@ func TestAnUploadKeepingItsPaceIsLeftAlone(t *testing.T) {
 func TestAStalledUploadMakesRoomToo(t *testing.T) {
 	t.Parallel()
 	reading, read := make(chan struct{}, 2), make(chan error, 2)
-	ln, addr := capOfOne(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		reading <- struct{}{}
-		_, err := io.ReadAll(r.Body)
-		read <- err
-		w.WriteHeader(http.StatusNoContent)
-	}))
+	ln, addr := capOfOne(t, bodyReader(reading, read, nil))
 	ln.setBodyPace(1, 0) // far ahead of a byte a second, and stalled at once
 
 	staller := dialFrom(t, "127.0.0.2", addr)
 	_, err := staller.Write(append([]byte("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n"), make([]byte, 1000)...))
 	require.NoError(t, err)
 	within(t, reading, "the staller's handler to start")
-	newcomer := dialFrom(t, "127.0.0.3", addr)
-	_, err = newcomer.Write([]byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n"))
-	require.NoError(t, err)
-	require.NoError(t, newcomer.SetReadDeadline(time.Now().Add(10*time.Second)))
-	resp, err := http.ReadResponse(bufio.NewReader(newcomer), nil)
-	require.NoError(t, err, "the newcomer was served")
-	assert.Equal(t, http.StatusNoContent, resp.StatusCode)
+	assert.Equal(t, http.StatusNoContent, getOn(t, dialFrom(t, "127.0.0.3", addr), "/").StatusCode, "the newcomer was served")
 	_, fromStaller := ln.counts("127.0.0.2")
 	assert.Zero(t, fromStaller, "the stalled upload was closed")
+}
+
+// getOn sends one GET on c and reads its answer.
+func getOn(t *testing.T, c net.Conn, path string) *http.Response {
+	t.Helper()
+	_, err := c.Write([]byte("GET " + path + " HTTP/1.1\r\nHost: x\r\n\r\n"))
+	require.NoError(t, err)
+	require.NoError(t, c.SetReadDeadline(time.Now().Add(10*time.Second)))
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	require.NoError(t, err)
+	return resp
+}
+
+// bodyReader is a handler that says it started on reading, reads the body
+// to its end and sends how that went on read, then, the body read, waits
+// for hold (when there is one) before answering 204.
+func bodyReader(reading chan<- struct{}, read chan<- error, hold <-chan struct{}) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		reading <- struct{}{}
+		_, err := io.ReadAll(r.Body)
+		read <- err
+		if err == nil && hold != nil {
+			<-hold
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
 }
 
 // capOfOne serves h on loopback behind a listener that takes one
