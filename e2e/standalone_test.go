@@ -276,3 +276,20 @@ func TestBannerGeneratesAnOperatorKey(t *testing.T) {
 	assert.Equal(t, http.StatusOK, callAs(t, key, "GET", p.base+"/api/drones?limit=1", nil).Status)
 	assert.Equal(t, http.StatusUnauthorized, callAs(t, e2eOperatorKey, "GET", p.base+"/api/drones?limit=1", nil).Status)
 }
+
+// TestServeWritesACPUProfileWhenItStops: `serve -cpuprofile` leaves a
+// profile that go tool pprof reads once the server has stopped on SIGTERM,
+// as `make bench` stops it.
+func TestServeWritesACPUProfileWhenItStops(t *testing.T) {
+	t.Parallel()
+	file := filepath.Join(t.TempDir(), "cpu.prof")
+	p := startServe(t, t.TempDir(), "-cpuprofile", file)
+	for range 20 {
+		require.Equal(t, http.StatusOK, call(t, "GET", p.base+"/api/healthz", nil).Status)
+	}
+	p.stop(t)
+	assert.True(t, p.logged("CPU profile written", file), "the log says where the profile is")
+	out, err := exec.Command("go", "tool", "pprof", "-top", binary, file).CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	assert.Contains(t, string(out), "Type: cpu")
+}

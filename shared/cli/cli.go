@@ -325,9 +325,15 @@ func serve(ctx context.Context, args []string, app fs.FS, env func(string) strin
 	limits.register(fs, env)
 	var conns connFlags
 	conns.register(fs, env)
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file when the server stops (go tool pprof reads it)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	stopProfile, err := startCPUProfile(*cpuProfile, log)
+	if err != nil {
+		return err
+	}
+	defer stopProfile()
 	rl, err := limits.limits()
 	if err != nil {
 		return err
