@@ -85,14 +85,14 @@ func (a *analytics) apply(ctx context.Context, id string, v *domain.Delivery, re
 			if replay || c.Stage != v.Stage {
 				added, err := a.marked(ctx, partitionOf(b, month), markerID(id, c.Stage))
 				if err != nil {
-					return domain.Unavailable(err, "delivery %s is stored but its analytics (%s, %s) are not; retry", id, b, c.Stage)
+					return unavailable(err, "delivery %s is stored but its analytics (%s, %s) are not; retry", id, b, c.Stage)
 				}
 				if added {
 					continue
 				}
 			}
 			if err := a.add(ctx, b, month, day, id, c); err != nil {
-				return domain.Unavailable(err, "delivery %s is stored but its analytics (%s, %s) are not; retry", id, b, c.Stage)
+				return unavailable(err, "delivery %s is stored but its analytics (%s, %s) are not; retry", id, b, c.Stage)
 			}
 		}
 	}
@@ -264,7 +264,7 @@ func (d *aggregateDoc) figures() *domain.MonthFigures {
 func (a *analytics) Month(ctx context.Context, bucket string, month time.Time) (*domain.MonthFigures, error) {
 	doc, _, err := a.read(ctx, bucket, domain.MonthKey(month))
 	if err != nil {
-		return nil, domain.Unavailable(err, "read analytics %s %s", bucket, domain.MonthKey(month))
+		return nil, unavailable(err, "read analytics %s %s", bucket, domain.MonthKey(month))
 	}
 	return doc.figures(), nil
 }
@@ -326,7 +326,7 @@ func (a *analytics) addKept(ctx context.Context, month time.Time, derived map[st
 	for pager.More() {
 		page, err := pager.NextPage(ctx)
 		if err != nil {
-			return domain.Unavailable(err, "list the analytics of %s", key)
+			return unavailable(err, "list the analytics of %s", key)
 		}
 		for _, item := range page.Items {
 			var doc struct {
@@ -367,7 +367,7 @@ func (a *analytics) Reaggregate(ctx context.Context, month time.Time) (map[strin
 					return nil, err
 				}
 				if _, err := a.c.UpsertItem(ctx, azcosmos.NewPartitionKeyString(partitionOf(b, key)), body, nil); err != nil {
-					return nil, domain.Unavailable(err, "reaggregate %s: mark %s", key, d.ID)
+					return nil, unavailable(err, "reaggregate %s: mark %s", key, d.ID)
 				}
 			}
 		}
@@ -379,7 +379,7 @@ func (a *analytics) Reaggregate(ctx context.Context, month time.Time) (map[strin
 			return nil, err
 		}
 		if _, err := a.c.UpsertItem(ctx, azcosmos.NewPartitionKeyString(part), body, nil); err != nil {
-			return nil, domain.Unavailable(err, "reaggregate %s: write %s", key, b)
+			return nil, unavailable(err, "reaggregate %s: write %s", key, b)
 		}
 	}
 	return derived, nil

@@ -346,7 +346,7 @@ func (c *collection[T]) fail(err error, op, id string) error {
 	switch statusOf(err) {
 	case http.StatusNotFound:
 		if sub := subStatusOf(err); sub != "" && sub != "0" {
-			return domain.Unavailable(err, "%s %s/%s: the container or database is missing (sub-status %s)", op, c.name, id, sub)
+			return unavailable(err, "%s %s/%s: the container or database is missing (sub-status %s)", op, c.name, id, sub)
 		}
 		return domain.Errorf(domain.ENOTFOUND, "%s %s not found", c.name, id)
 	case http.StatusConflict:
@@ -357,7 +357,7 @@ func (c *collection[T]) fail(err error, op, id string) error {
 	// queue's redelivery is the next, slower, back-off. The message is a
 	// caller's too (a 503's detail): it says what failed and that a retry
 	// is the answer.
-	return domain.Unavailable(err, "the store is unavailable (%s %s/%s); retry", op, c.name, id)
+	return unavailable(err, "the store is unavailable (%s %s/%s); retry", op, c.name, id)
 }
 
 func partition(id string) azcosmos.PartitionKey { return azcosmos.NewPartitionKeyString(id) }

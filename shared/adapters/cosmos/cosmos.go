@@ -25,14 +25,18 @@ package cosmos
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	azruntime "github.com/Azure/azure-sdk-for-go/sdk/azcore/runtime"
 	"github.com/Azure/azure-sdk-for-go/sdk/data/azcosmos"
 
 	"github.com/fabrikam/dronedelivery/shared/domain"
@@ -87,7 +91,7 @@ func Open(_ context.Context, client *azcosmos.Client, database string, opts Opti
 	}
 	db, err := client.NewDatabase(database)
 	if err != nil {
-		return nil, fmt.Errorf("open cosmos database %s: %w", database, err)
+		return nil, fmt.Errorf("open cosmos database %s: %w", database, brief(err))
 	}
 	containers := map[string]*azcosmos.ContainerClient{}
 	// Every operation here addresses a document's partition by its id,
@@ -107,7 +111,7 @@ func Open(_ context.Context, client *azcosmos.Client, database string, opts Opti
 			return nil, fmt.Errorf("open cosmos container %s: partition key %s, but this adapter needs %s", name, pk, want)
 		}
 		if containers[name], err = db.NewContainer(name); err != nil {
-			return nil, fmt.Errorf("open cosmos container %s: %w", name, err)
+			return nil, fmt.Errorf("open cosmos container %s: %w", name, brief(err))
 		}
 	}
 	s := &Store{
@@ -157,11 +161,11 @@ func (s *Store) Close() {
 func Bootstrap(ctx context.Context, client *azcosmos.Client, database string) error {
 	_, err := client.CreateDatabase(ctx, azcosmos.DatabaseProperties{ID: database}, nil)
 	if err != nil && statusOf(err) != http.StatusConflict {
-		return domain.Unavailable(err, "create database %s", database)
+		return unavailable(err, "create database %s", database)
 	}
 	db, err := client.NewDatabase(database)
 	if err != nil {
-		return fmt.Errorf("create database %s: %w", database, err)
+		return fmt.Errorf("create database %s: %w", database, brief(err))
 	}
 	for _, c := range topology.Containers {
 		props := azcosmos.ContainerProperties{
@@ -174,10 +178,92 @@ func Bootstrap(ctx context.Context, client *azcosmos.Client, database string) er
 		}
 		_, err := db.CreateContainer(ctx, props, nil)
 		if err != nil && statusOf(err) != http.StatusConflict {
-			return domain.Unavailable(err, "create container %s/%s", database, c.Name)
+			return unavailable(err, "create container %s/%s", database, c.Name)
 		}
 	}
 	return nil
+}
+
+// unavailable is domain.Unavailable with Cosmos DB's answer told in one
+// line (brief).
+func unavailable(err error, format string, args ...any) *domain.Error {
+	return domain.Unavailable(brief(err), format, args...)
+}
+
+// brief tells an error answer of Cosmos DB in one line: its status, code
+// and sub-status, the request's method and path, the first line of the
+// answer's message, and the activity id that Azure support asks for. The SDK's own text spells out the request, the
+// status and the whole response body, pretty-printed over many lines
+// (azcore v1.23.3, internal/exported/response_error.go, ResponseError.Error),
+// which every log line of a failing request would carry. The answer stays
+// in the chain for errors.As.
+func brief(err error) error {
+	var re *azcore.ResponseError
+	if !errors.As(err, &re) {
+		return err
+	}
+	return &briefError{re: re, err: err}
+}
+
+type briefError struct {
+	re  *azcore.ResponseError
+	err error
+}
+
+func (e *briefError) Error() string {
+	var b strings.Builder
+	status := strconv.Itoa(e.re.StatusCode)
+	if r := e.re.RawResponse; r != nil && r.Status != "" {
+		status = r.Status
+	}
+	b.WriteString("Cosmos DB answered " + status)
+	// Without a code of its own, the SDK names the status line instead.
+	if e.re.ErrorCode != "" && e.re.ErrorCode != status {
+		b.WriteString(" " + e.re.ErrorCode)
+	}
+	if sub := subStatusOf(e.re); sub != "" && sub != "0" {
+		b.WriteString(" (sub-status " + sub + ")")
+	}
+	if r := e.re.RawResponse; r != nil {
+		if r.Request != nil {
+			fmt.Fprintf(&b, " to %s %s", r.Request.Method, r.Request.URL.EscapedPath())
+		}
+		if msg := answerMessage(e.re); msg != "" {
+			b.WriteString(": " + strconv.Quote(msg))
+		}
+		if id := r.Header.Get("x-ms-activity-id"); id != "" {
+			b.WriteString(", activity id " + id)
+		}
+	}
+	return b.String()
+}
+
+func (e *briefError) Unwrap() error { return e.err }
+
+// answerMessage is the first line of the message in an error answer's
+// body ({"code": …, "message": …}), which names what is missing or
+// wrong, cut at 200 bytes; Cosmos DB appends request statistics on the
+// lines after it.
+func answerMessage(re *azcore.ResponseError) string {
+	if re.RawResponse == nil {
+		return ""
+	}
+	body, err := azruntime.Payload(re.RawResponse)
+	if err != nil {
+		return ""
+	}
+	var answer struct {
+		Message string `json:"message"`
+	}
+	if json.Unmarshal(body, &answer) != nil {
+		return ""
+	}
+	msg, _, _ := strings.Cut(answer.Message, "\n")
+	msg = strings.TrimSpace(msg)
+	if len(msg) > 200 {
+		msg = strings.ToValidUTF8(msg[:200], "") + "…"
+	}
+	return msg
 }
 
 // statusOf returns the HTTP status of a Cosmos error response, or 0 when err

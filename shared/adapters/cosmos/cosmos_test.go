@@ -277,6 +277,10 @@ func testErrorMapping(t *testing.T, e *env) {
 	orphan := newCollection[domain.Delivery](container(t, e.client, uniqueID("nodb"), topology.ContainerDeliveries), topology.ContainerDeliveries)
 	_, err = orphan.Find(ctx, id)
 	mustCode(t, err, domain.EUNAVAILABLE, "find in a missing database (404, sub-status 1003)")
+	require.NotContains(t, err.Error(), "\n", "a log line carries Cosmos DB's answer in one line, not the SDK's dump of it")
+	require.ErrorContains(t, err, "Cosmos DB answered 404")
+	require.ErrorContains(t, err, "(sub-status 1003)")
+	require.ErrorContains(t, err, "Owner resource does not exist", "with what the answer says is missing")
 	// Opening asks nothing of Cosmos DB (a process starts whatever state
 	// it is in); the drone index's first load finds the database missing.
 	missing, err := Open(ctx, e.client, uniqueID("nodb"), Options{})
@@ -302,6 +306,8 @@ func testErrorMapping(t *testing.T, e *env) {
 	require.ErrorAs(t, err, &re, "the 503 is in the error's chain")
 	require.Equal(t, http.StatusServiceUnavailable, re.StatusCode, "the 503 is in the error's chain")
 	require.ErrorContains(t, err, "replace packages/"+id, "the error says what failed")
+	require.NotContains(t, err.Error(), "\n", "in one line")
+	require.ErrorContains(t, err, "Cosmos DB answered 503 Service Unavailable to PUT /dbs/", "with the answer and the request")
 
 	// A transport failure is as transient as a 503.
 	dead := e.newClient(t, &azcosmos.ClientOptions{ClientOptions: azcore.ClientOptions{Retry: fast,

@@ -59,7 +59,7 @@ func (d deliveries) counted(ctx context.Context, id string, v *domain.Delivery, 
 		// contribution whose marker is missing) or by reaggregate; until
 		// then the month's figures miss it.
 		d.analytics.log.WarnContext(ctx, "cosmos: a delivery's acceptance is not counted yet; its end will count it",
-			"deliveryId", id, "err", err)
+			"deliveryId", id, "err", brief(err))
 		return nil
 	}
 	return err
@@ -209,7 +209,7 @@ func (d deliveries) sync(ctx context.Context, id string, v *domain.Delivery) err
 		return e, nil
 	})
 	if err != nil {
-		return domain.Unavailable(err, "delivery %s is stored but its owner index entry is not; retry", id)
+		return unavailable(err, "delivery %s is stored but its owner index entry is not; retry", id)
 	}
 	return nil
 }

@@ -173,7 +173,7 @@ func (f *fleet) follow(ctx context.Context) {
 		f.attempted(err, began)
 		if err != nil {
 			f.log.WarnContext(ctx, "cosmos: reading the drone index's change feed failed; keeping the index and retrying",
-				"err", err, "retryIn", retryIn.String())
+				"err", brief(err), "retryIn", retryIn.String())
 		}
 	})
 }
@@ -246,7 +246,7 @@ func drainFeed(ctx context.Context, c *azcosmos.ContainerClient, name string, to
 		}
 		resp, err := c.ReadChangeFeed(ctx, opts)
 		if err != nil {
-			return domain.Unavailable(err, "read the change feed of %s", name)
+			return unavailable(err, "read the change feed of %s", name)
 		}
 		page(resp.Items)
 		if resp.ContinuationToken != "" {
@@ -424,7 +424,7 @@ func (f *fleet) listFailed(err error) error {
 	if errors.As(err, &de) {
 		return err
 	}
-	return domain.Unavailable(err, "list %s", f.name)
+	return unavailable(err, "list %s", f.name)
 }
 
 // notServableByGateway reports the gateway's refusal of a cross-partition

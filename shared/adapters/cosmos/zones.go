@@ -208,7 +208,7 @@ func (z *zones) follow(ctx context.Context) {
 	followFeed(ctx, z.poll, z.drain, func(err error, retryIn time.Duration) {
 		if err != nil {
 			z.log.WarnContext(ctx, "cosmos: reading the airspace's change feed failed; reading its version document meanwhile",
-				"err", err, "retryIn", retryIn.String())
+				"err", brief(err), "retryIn", retryIn.String())
 		}
 	})
 }
