@@ -300,9 +300,19 @@ func (h *Handlers) GetOutbox(ctx context.Context, req *functionapp.Request) *fun
 // one channel; a retry adds its attempt, so that duplicate detection does
 // not take it for the first.
 func customerMessageID(env wire.Envelope) string {
-	step := "to-" + env.SubscriptionID + "-" + string(env.Channel)
+	again := ""
 	if env.Attempt > 0 {
-		step += "-" + env.RetryStep(fmt.Sprintf("retry-%d", env.Attempt))
+		again = fmt.Sprintf("retry-%d", env.Attempt)
+	}
+	return customerMessageIDAgain(env, again)
+}
+
+// customerMessageIDAgain is customerMessageID for a message that tries
+// env's again under the step name again ("" for the first try).
+func customerMessageIDAgain(env wire.Envelope, again string) string {
+	step := "to-" + env.SubscriptionID + "-" + string(env.Channel)
+	if again != "" {
+		step += "-" + env.RetryStep(again)
 	}
 	return wire.MessageID(env.NotificationID, 0, step)
 }
@@ -314,12 +324,21 @@ func customerMessage(env wire.Envelope) ports.Message {
 	return m
 }
 
+// throttledMessageLimit is how long after its milestone a customer message
+// the provider keeps throttling is still tried: a day, after which the
+// news is stale and the message a permanent failure.
+const throttledMessageLimit = 24 * time.Hour
+
 // SendCustomerMessage sends one milestone to one subscription on one
 // channel through the messenger. A subscription ended since the milestone
 // gets nothing. A failed attempt is tried again through the queue with a
 // growing delay; a refusal the provider calls final, or
 // Config.MessageAttempts failures, is a permanent failure, which the
-// runtime dead-letters. Delivery is at least once.
+// runtime dead-letters. A send the provider throttles (its quota for the
+// minute or the hour used up) waits the time the provider names without
+// spending an attempt, since a try before then only counts against the
+// quota again, until throttledMessageLimit after the milestone. Delivery
+// is at least once.
 func (h *Handlers) SendCustomerMessage(ctx context.Context, msg *ports.Delivered) ([]ports.Message, error) {
 	ctx, env, d, n, err := h.loadNotification(ctx, msg, wire.OpCustomerMessage)
 	if n == nil || err != nil {
@@ -346,6 +365,21 @@ func (h *Handlers) SendCustomerMessage(ctx context.Context, msg *ports.Delivered
 	}
 	if errors.Is(serr, ports.ErrUndeliverable) {
 		return nil, &domain.Permanent{Err: fmt.Errorf("customer message %s refused: %w", out.ID, serr)}
+	}
+	var throttled *ports.MessageThrottled
+	if errors.As(serr, &throttled) {
+		now := h.clock.Now()
+		if now.Sub(n.At) > throttledMessageLimit {
+			return nil, &domain.Permanent{Err: fmt.Errorf("customer message %s still throttled %s after its milestone: %w", out.ID, throttledMessageLimit, serr)}
+		}
+		// The same message again, later, under an id drawn from this
+		// message's (waitStep), as a webhook that waits its turn.
+		m := customerMessage(*env)
+		m.ID = customerMessageIDAgain(*env, waitStep(msg.ID))
+		m.NotBefore = now.Add(min(max(throttled.RetryAfter, time.Second), time.Hour))
+		h.log.WarnContext(ctx, "customer message throttled by its provider; waiting", "messageId", out.ID,
+			"retryAfter", throttled.RetryAfter.String(), "err", serr)
+		return []ports.Message{m}, nil
 	}
 	if attempt >= h.cfg.MessageAttempts {
 		return nil, &domain.Permanent{Err: fmt.Errorf("customer message %s failed %d times, last: %w", out.ID, attempt, serr)}

@@ -336,6 +336,73 @@ func TestCustomerMessageIsRetriedThenDeadLettered(t *testing.T) {
 	assert.Equal(t, before, after, "the messenger was not called")
 }
 
+// TestAThrottledCustomerMessageWaitsWithoutSpendingAnAttempt: a send the
+// provider throttles (an Azure-managed e-mail domain takes 10 an hour)
+// waits the time the provider names, however often, and is given up only
+// a day after its milestone.
+func TestAThrottledCustomerMessageWaitsWithoutSpendingAnAttempt(t *testing.T) {
+	t.Parallel()
+	throttled := &ports.MessageThrottled{RetryAfter: 40 * time.Minute, Detail: "429"}
+	msgr := &scriptedMessenger{errs: []error{throttled}}
+	f := newFixtureWith(t, func(d *handlers.Deps) { d.Messenger = msgr })
+	f.clock.Set(time.Now().UTC())
+	f.putDrone(t, domain.Drone{ID: "q1", Location: at(0.001, 0)})
+	require.Equal(t, http.StatusAccepted, f.ingest(t, requestBody("quota", at(0, 0), at(0.01, 0), "Small", 1)).Status)
+	_, sub := f.subscribe(t, "quota", `{"emailAddress":"ana@example.com"}`)
+	f.drain(t)
+	// take receives a message the step sent as the bus would hand it out
+	// once its wait is over.
+	take := func(m ports.Message) *ports.Delivered {
+		m.NotBefore = time.Time{}
+		require.NoError(t, f.bus.Publish(context.Background(), m))
+		msgs, err := f.bus.Receive(ctxFor(t), topology.QueueCustomerMessages, 10)
+		require.NoError(t, err)
+		require.Len(t, msgs, 1)
+		return msgs[0]
+	}
+	require.Len(t, f.delayed[topology.QueueCustomerMessages], 1)
+	first := f.delayed[topology.QueueCustomerMessages][0]
+	assert.Equal(t, f.clock.Now().Add(40*time.Minute), first.NotBefore, "it waits what the provider asked")
+	wait := take(first)
+	assert.True(t, strings.HasPrefix(wait.ID, "quota:n1:to-"+sub.ID+"-email-wait-"), wait.ID)
+	var env wire.Envelope
+	require.NoError(t, json.Unmarshal(wait.Body, &env))
+	assert.Zero(t, env.Attempt, "a throttled send spends no attempt")
+
+	// Throttled again and again, past the eight attempts a failure gets:
+	// each wait is a new message, and the last try sends it.
+	seen := map[string]bool{wait.ID: true}
+	for range 10 {
+		msgr.mu.Lock()
+		msgr.errs = []error{throttled, throttled}
+		msgr.mu.Unlock()
+		out, err := f.h.SendCustomerMessage(context.Background(), wait)
+		require.NoError(t, err)
+		require.Len(t, out, 1)
+		assert.False(t, seen[out[0].ID], "each wait has an id of its own: %s", out[0].ID)
+		seen[out[0].ID] = true
+		again, err := f.h.SendCustomerMessage(context.Background(), wait)
+		require.NoError(t, err)
+		require.Len(t, again, 1)
+		assert.Equal(t, out[0].ID, again[0].ID, "a redelivery makes the same copy, which duplicate detection drops")
+		wait = take(out[0])
+	}
+	out, err := f.h.SendCustomerMessage(context.Background(), wait)
+	require.NoError(t, err)
+	assert.Empty(t, out)
+	_, sent := msgr.snapshot()
+	require.Len(t, sent, 1, "sent once the provider took it")
+	assert.Equal(t, "quota:n1:to-"+sub.ID+"-email", sent[0].ID, "under the message's own id")
+
+	// A day after its milestone the news is stale: a permanent failure.
+	msgr.mu.Lock()
+	msgr.errs = []error{throttled}
+	msgr.mu.Unlock()
+	f.clock.Advance(25 * time.Hour)
+	_, err = f.h.SendCustomerMessage(context.Background(), wait)
+	assert.True(t, domain.IsPermanent(err), "%v", err)
+}
+
 func TestOutboxIsAbsentWhenEveryChannelHasAProvider(t *testing.T) {
 	t.Parallel()
 	f := newFixtureWith(t, func(d *handlers.Deps) { d.Messenger = &scriptedMessenger{} })

@@ -107,11 +107,9 @@ func (h *Handlers) SendNotification(ctx context.Context, msg *ports.Delivered) (
 	var held *ports.WebhookHeld
 	if errors.As(werr, &held) && held.Busy {
 		// The same message again, later, under an id drawn from this
-		// message's: a redelivery of this one makes the same copy, which
-		// duplicate detection drops, and each wait gets a new one.
-		sum := sha256.Sum256([]byte(msg.ID))
+		// message's (waitStep).
 		m := message(topology.QueueNotifications, "", *env)
-		m.ID = wire.MessageID(n.ID, 0, env.RetryStep("wait-"+hex.EncodeToString(sum[:6])))
+		m.ID = wire.MessageID(n.ID, 0, env.RetryStep(waitStep(msg.ID)))
 		m.NotBefore = now.Add(held.RetryAfter)
 		h.log.InfoContext(ctx, "webhook waits its turn", "notificationId", n.ID, "retryAfter", held.RetryAfter.String())
 		return []ports.Message{m}, nil
@@ -131,6 +129,15 @@ func (h *Handlers) SendNotification(ctx context.Context, msg *ports.Delivered) (
 	m.NotBefore = now.Add(delay)
 	h.log.WarnContext(ctx, "webhook failed; retrying later", "notificationId", n.ID, "attempt", attempt, "err", werr)
 	return []ports.Message{m}, nil
+}
+
+// waitStep names the step of a message that tries the one whose id is
+// msgID again after a wait that spends no attempt: a redelivery of that
+// message makes the same copy, which duplicate detection drops, and each
+// wait gets a new name.
+func waitStep(msgID string) string {
+	sum := sha256.Sum256([]byte(msgID))
+	return "wait-" + hex.EncodeToString(sum[:6])
 }
 
 // giveUp ends the notice env sends to account's webhook at url for err: a

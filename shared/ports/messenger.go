@@ -3,6 +3,7 @@ package ports
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/fabrikam/dronedelivery/shared/domain"
@@ -39,12 +40,28 @@ type Outgoing struct {
 // help, so the message is dead-lettered at once. Adapters wrap it.
 var ErrUndeliverable = errors.New("the provider refused the message for good")
 
+// MessageThrottled is the error of a message the provider would not take
+// yet: the sender's quota for the minute or the hour is used up. Trying
+// again before RetryAfter counts against the quota too, and trying again
+// after it is no failed attempt.
+type MessageThrottled struct {
+	// RetryAfter is how long the provider asks the sender to wait.
+	RetryAfter time.Duration
+	// Detail is the provider's answer, for the log.
+	Detail string
+}
+
+func (e *MessageThrottled) Error() string {
+	return fmt.Sprintf("the provider's sending quota is used up for now; try again in %s: %s", e.RetryAfter, e.Detail)
+}
+
 // Messenger sends messages to customers by e-mail or SMS.
 type Messenger interface {
 	// Send hands one message to the provider of its channel. An error
-	// wrapping ErrUndeliverable is permanent; any other error may pass on
-	// another attempt. A nil error means the provider accepted the message,
-	// not that it reached the customer.
+	// wrapping ErrUndeliverable is permanent; a *MessageThrottled says when
+	// to try again; any other error may pass on another attempt. A nil
+	// error means the provider accepted the message, not that it reached
+	// the customer.
 	Send(ctx context.Context, m Outgoing) error
 }
 

@@ -25,6 +25,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -273,6 +274,13 @@ func (c *Client) post(ctx context.Context, path, apiVersion string, header http.
 	switch {
 	case resp.StatusCode >= 200 && resp.StatusCode <= 299:
 		return out, nil
+	case resp.StatusCode == http.StatusTooManyRequests:
+		// The subscription's sending quota is used up; every request,
+		// retries too, counts against it, so the next try waits for the
+		// time the answer names ("Service limits for Azure Communication
+		// Services", Email: https://learn.microsoft.com/azure/communication-services/concepts/service-limits#email).
+		return nil, &ports.MessageThrottled{RetryAfter: retryAfter(resp.Header, time.Now()),
+			Detail: fmt.Sprintf("acs: %s answered 429: %s", path, truncate(out))}
 	case retryable(resp.StatusCode):
 		return nil, fmt.Errorf("acs: %s answered %d: %s", path, resp.StatusCode, truncate(out))
 	default:
@@ -299,6 +307,30 @@ func (c *Client) bearer(ctx context.Context) (string, error) {
 	}
 	c.token = t
 	return t.Token, nil
+}
+
+// defaultRetryAfter is the wait after a 429 that names none.
+const defaultRetryAfter = time.Minute
+
+// retryAfter reads how long a 429 asks the sender to wait, from the
+// headers azcore's retry policy reads, in its order (retry-after-ms,
+// x-ms-retry-after-ms, then Retry-After in seconds or as an HTTP date;
+// azcore v1.23.3, internal/shared/shared.go, RetryAfter), or
+// defaultRetryAfter.
+func retryAfter(h http.Header, now time.Time) time.Duration {
+	for _, k := range []string{"retry-after-ms", "x-ms-retry-after-ms"} {
+		if ms, err := strconv.Atoi(h.Get(k)); err == nil && ms > 0 {
+			return time.Duration(ms) * time.Millisecond
+		}
+	}
+	v := h.Get("Retry-After")
+	if s, err := strconv.Atoi(v); err == nil && s > 0 {
+		return time.Duration(s) * time.Second
+	}
+	if at, err := http.ParseTime(v); err == nil && at.After(now) {
+		return at.Sub(now)
+	}
+	return defaultRetryAfter
 }
 
 func retryable(status int) bool {

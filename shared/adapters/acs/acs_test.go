@@ -46,6 +46,8 @@ type standIn struct {
 	status []int
 	// smsResult is what the one SMS result says, when set.
 	smsResult map[string]any
+	// retryAfter is the Retry-After header of a scripted answer, when set.
+	retryAfter string
 }
 
 type recorded struct {
@@ -69,10 +71,13 @@ func (s *standIn) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if len(s.status) > 0 {
 		status, s.status = s.status[0], s.status[1:]
 	}
-	smsResult := s.smsResult
+	smsResult, retryAfter := s.smsResult, s.retryAfter
 	s.mu.Unlock()
 	w.Header().Set("Content-Type", "application/json")
 	if status != http.StatusAccepted {
+		if retryAfter != "" {
+			w.Header().Set("Retry-After", retryAfter)
+		}
 		w.WriteHeader(status)
 		w.Write([]byte(`{"error":{"code":"Scripted","message":"scripted answer"}}`))
 		return
@@ -219,6 +224,26 @@ func TestStatusesDecideRetryOrDeadLetter(t *testing.T) {
 		err := c.Send(context.Background(), outgoing(domain.ChannelEmail, "customer@example.com"))
 		require.Error(t, err, "%d", status)
 		assert.Equal(t, permanent, errors.Is(err, ports.ErrUndeliverable), "%d: %v", status, err)
+	}
+}
+
+// TestAThrottledSendSaysWhenToTryAgain: a 429 (the subscription's
+// sending quota used up) is neither final nor an ordinary failure: it
+// carries the wait the answer asks for.
+func TestAThrottledSendSaysWhenToTryAgain(t *testing.T) {
+	t.Parallel()
+	for header, want := range map[string]time.Duration{
+		"120": 2 * time.Minute,
+		"":    time.Minute, // none named: a minute
+		time.Now().Add(10 * time.Minute).UTC().Format(http.TimeFormat): 10 * time.Minute,
+	} {
+		c, s, _ := setup(t)
+		s.script(func() { s.status, s.retryAfter = []int{http.StatusTooManyRequests}, header })
+		err := c.Send(context.Background(), outgoing(domain.ChannelEmail, "customer@example.com"))
+		var throttled *ports.MessageThrottled
+		require.ErrorAs(t, err, &throttled, "Retry-After %q", header)
+		assert.InDelta(t, want.Seconds(), throttled.RetryAfter.Seconds(), 2, "Retry-After %q", header)
+		assert.False(t, errors.Is(err, ports.ErrUndeliverable))
 	}
 }
 
