@@ -7,7 +7,7 @@ import "net/netip"
 // cloud's instance metadata, the private network it runs in). These are the
 // ranges a webhook may never be sent to, from IANA's IPv4 and IPv6
 // Special-Purpose Address Registries (RFC 6890 and its updates) plus
-// multicast and the reserved 240.0.0.0/4.
+// multicast and the reserved 240.0.0.0/4, and Azure's platform address.
 var refusedRanges = []struct {
 	prefix netip.Prefix
 	why    string
@@ -27,6 +27,10 @@ var refusedRanges = []struct {
 	{netip.MustParsePrefix("203.0.113.0/24"), "documentation"},
 	{netip.MustParsePrefix("224.0.0.0/4"), "multicast"},
 	{netip.MustParsePrefix("240.0.0.0/4"), "reserved or broadcast"},
+	// A public address that only Azure's own hosts answer from inside
+	// Azure: its DNS, health probes and the agent's wire server
+	// (https://learn.microsoft.com/azure/virtual-network/what-is-ip-address-168-63-129-16).
+	{netip.MustParsePrefix("168.63.129.16/32"), "Azure platform"},
 
 	// IPv4-mapped addresses (::ffff:0:0/96) are judged by their IPv4 part
 	// before this list is read; the IPv4-compatible ones in ::/96 are

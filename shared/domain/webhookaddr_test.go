@@ -14,7 +14,7 @@ func TestWebhookAddrRefused(t *testing.T) {
 	refused := []string{
 		"127.0.0.1", "127.255.255.254", "0.0.0.0", "10.1.2.3", "172.16.0.1", "172.31.255.255", "192.168.1.1",
 		"100.64.0.1", "100.127.255.255", "169.254.169.254", "224.0.0.1", "239.255.255.250", "255.255.255.255", "240.0.0.1",
-		"192.0.2.1", "198.51.100.7", "203.0.113.9", "198.18.0.1", "192.0.0.170",
+		"192.0.2.1", "198.51.100.7", "203.0.113.9", "198.18.0.1", "192.0.0.170", "168.63.129.16", "::ffff:168.63.129.16",
 		"::", "::1", "::127.0.0.1", "::ffff:127.0.0.1", "::ffff:10.0.0.1", "::ffff:169.254.169.254",
 		"64:ff9b::127.0.0.1", "64:ff9b::a9fe:a9fe", "64:ff9b:1::1", "2002:7f00:1::1", "2002:c0a8:101::1",
 		"fe80::1", "fe80::1%eth0", "fd00:ec2::254", "fc00::1", "ff02::1", "fec0::1", "2001:db8::1", "2001::1", "3fff::1", "100::1",
@@ -22,7 +22,7 @@ func TestWebhookAddrRefused(t *testing.T) {
 	for _, s := range refused {
 		assert.NotEmpty(t, domain.WebhookAddrRefused(netip.MustParseAddr(s)), s)
 	}
-	allowed := []string{"93.184.215.14", "8.8.8.8", "1.1.1.1", "100.128.0.1", "172.32.0.1", "2606:4700::1111",
+	allowed := []string{"93.184.215.14", "8.8.8.8", "1.1.1.1", "100.128.0.1", "172.32.0.1", "2606:4700::1111", "168.63.129.17",
 		"::ffff:8.8.8.8", "64:ff9b::8.8.8.8", "2002:0808:0808::1"}
 	for _, s := range allowed {
 		assert.Empty(t, domain.WebhookAddrRefused(netip.MustParseAddr(s)), s)
@@ -46,7 +46,7 @@ func TestValidWebhookURL(t *testing.T) {
 	private := []string{ // refused unless private targets are allowed
 		"http://127.0.0.1:8080/hook", "http://[::1]/", "http://[::ffff:127.0.0.1]/", "http://[::ffff:7f00:1]/", "http://10.0.0.5/",
 		"http://169.254.169.254/latest/meta-data/", "http://[fd00:ec2::254]/", "http://100.100.100.200/", "http://0.0.0.0/",
-		"http://[64:ff9b::7f00:1]/", "http://localhost:7071/", "http://LOCALHOST./", "http://api.localhost/", "http://printer.local/",
+		"http://[64:ff9b::7f00:1]/", "http://168.63.129.16/machine?comp=goalstate", "http://localhost:7071/", "http://LOCALHOST./", "http://api.localhost/", "http://printer.local/",
 		"http://metadata.google.internal/computeMetadata/v1/", "http://metadata/", "http://intranet/", "http://router.home.arpa/",
 		"http://127.0.0.①:7390/hook", "http://169.254.169.②⑤④/", "http://10.0.0.①/", "http://api.ⓛocalhost./",
 		"http://printer.ⓛocal/", "http://metadata.google.ⓘnternal/", "http://ＬＯＣＡＬＨＯＳＴ/",
