@@ -57,7 +57,7 @@ func (h *Handlers) publishChargeCheck(ctx context.Context, before, after *domain
 	if len(msgs) == 0 {
 		return nil
 	}
-	if err := h.bus.Publish(ctx, msgs...); err != nil {
+	if err := h.publish(ctx, msgs...); err != nil {
 		return fmt.Errorf("schedule the charge check of drone %s: %w", after.ID, err)
 	}
 	return nil

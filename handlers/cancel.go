@@ -48,7 +48,7 @@ func (h *Handlers) CancelDelivery(ctx context.Context, req *functionapp.Request)
 	cancel.ID = wire.MessageID(id, 0, "cancel")
 	msgs := append([]ports.Message{cancel},
 		notifyMessages(d, notes)...)
-	if err := h.bus.Publish(ctx, msgs...); err != nil {
+	if err := h.publish(ctx, msgs...); err != nil {
 		// The queue is down, or the client gave up: the drone is released
 		// here (on a context of its own, which a client hanging up does not
 		// end), so that it serves again though the client never sends the
@@ -57,7 +57,7 @@ func (h *Handlers) CancelDelivery(ctx context.Context, req *functionapp.Request)
 		defer cancel()
 		if more, rerr := h.afterCancel(rctx, d, now); rerr != nil {
 			h.log.WarnContext(ctx, "the cancelled delivery's drone could not be released at once; the DELETE sent again releases it, or its drone's next report", "err", rerr)
-		} else if len(more) > 0 && h.bus.Publish(rctx, more...) != nil {
+		} else if len(more) > 0 && h.publish(rctx, more...) != nil {
 			h.log.InfoContext(ctx, "the freed drone's wake could not be queued; waiting deliveries find it on their next try")
 		}
 		return h.errorResponse(ctx, domain.Unavailable(err, "the cancellation is recorded but its notices could not be queued; send the DELETE again"))
@@ -116,7 +116,7 @@ func (h *Handlers) RescheduleDelivery(ctx context.Context, req *functionapp.Requ
 	if changed || d.Stage == domain.StageRescheduled {
 		m := message(topology.QueueDeliveryRequests, "reschedule",
 			wire.Envelope{Operation: wire.OpReschedule, DeliveryID: id, CorrelationID: d.CorrelationID, Generation: d.Generation})
-		if err := h.bus.Publish(ctx, m); err != nil {
+		if err := h.publish(ctx, m); err != nil {
 			return h.errorResponse(ctx, domain.Unavailable(err, "the reschedule is recorded but could not be queued"))
 		}
 	}

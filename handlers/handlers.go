@@ -368,7 +368,8 @@ func (h *Handlers) Registry() functionapp.Registry {
 	}
 	h.holdToDocument(reg)
 	// The chain's table says what each step reads, which Registry.Check
-	// holds the bindings to, and where it may send, which EmitsOnly does.
+	// holds the bindings to, and where each function may send, which
+	// EmitsOnly and EmitsOnlyHTTP do.
 	emits := map[string][]string{}
 	for _, s := range topology.Chain {
 		emits[s.Function] = s.Emits
@@ -377,7 +378,22 @@ func (h *Handlers) Registry() functionapp.Registry {
 			reg[s.Function] = f
 		}
 	}
+	for name, f := range reg {
+		if f.HTTP != nil {
+			f.HTTP = functionapp.EmitsOnlyHTTP(name, emits[name], f.HTTP)
+			reg[name] = f
+		}
+	}
 	return reg.Use(functionapp.EmitsOnly(emits))
+}
+
+// publish sends msgs, each to a queue the chain's table lets the function
+// at hand send to (ports.CheckEmits).
+func (h *Handlers) publish(ctx context.Context, msgs ...ports.Message) error {
+	if err := ports.CheckEmits(ctx, msgs); err != nil {
+		return err
+	}
+	return h.bus.Publish(ctx, msgs...)
 }
 
 // openedFromLinks are the functions a person reaches by a link (a page, or

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -94,7 +95,7 @@ func newFixtureWith(t *testing.T, edit func(*handlers.Deps)) *fixture {
 	// Messages the handlers publish for later (a charge check) are set
 	// aside like the steps' delayed outputs (see drain).
 	deps := handlers.Deps{Store: f.store, Bus: fixtureBus{delayAside{f}, f.bus}, DeadLetters: f.bus, Clock: c, IDs: platform.IDs{},
-		Log: slog.New(slog.DiscardHandler), Config: handlers.Config{OperatorKey: operatorKey}}
+		Log: slog.New(undeclaredSends(t)), Config: handlers.Config{OperatorKey: operatorKey}}
 	if edit != nil {
 		edit(&deps)
 	}
@@ -103,6 +104,35 @@ func newFixtureWith(t *testing.T, edit func(*handlers.Deps)) *fixture {
 	f.reg = f.h.Registry()
 	f.acct, f.key = f.signUp(t, `{"name":"Fabrikam","contactEmail":"ops@fabrikam.example"}`)
 	return f
+}
+
+// undeclaredSends is the fixture's log: it fails the test that logged a
+// send the chain's table does not declare (ports.CheckEmits), which a
+// function that only warns about a failed publish would otherwise hide.
+func undeclaredSends(t *testing.T) slog.Handler {
+	var first atomic.Pointer[string]
+	t.Cleanup(func() {
+		if msg := first.Load(); msg != nil {
+			t.Errorf("a function sent to a queue topology.Chain does not let it: %s", *msg)
+		}
+	})
+	return sendWatch{&first}
+}
+
+type sendWatch struct{ first *atomic.Pointer[string] }
+
+func (w sendWatch) Enabled(context.Context, slog.Level) bool { return true }
+func (w sendWatch) WithAttrs([]slog.Attr) slog.Handler       { return w }
+func (w sendWatch) WithGroup(string) slog.Handler            { return w }
+func (w sendWatch) Handle(_ context.Context, r slog.Record) error {
+	r.Attrs(func(a slog.Attr) bool {
+		if msg := a.Value.String(); strings.Contains(msg, "(see topology.Chain)") {
+			w.first.CompareAndSwap(nil, &msg)
+			return false
+		}
+		return true
+	})
+	return nil
 }
 
 // wireSenders gives deps what a service runs with for the senders it
@@ -231,6 +261,7 @@ func (f *fixture) drain(t *testing.T) int {
 				}
 				msgs, err := f.bus.Receive(ctxFor(t), q, 10)
 				require.NoError(t, err)
+				require.NotNil(t, steps[q], "no function of the registry reads queue %s", q)
 				for _, m := range msgs {
 					if f.rewrite != nil {
 						m.Body = f.rewrite(m.Body)

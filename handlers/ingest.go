@@ -151,7 +151,7 @@ func (h *Handlers) IngestDelivery(ctx context.Context, req *functionapp.Request)
 // fleet says by then, as d was accepted before them.
 func (h *Handlers) acceptStored(ctx context.Context, d *domain.Delivery) *functionapp.Response {
 	if d.Stage == domain.StageCreated {
-		if err := h.bus.Publish(ctx, requestedMessage(d)); err != nil {
+		if err := h.publish(ctx, requestedMessage(d)); err != nil {
 			// The client's retry with the same deliveryId queues it again;
 			// the stored delivery stays Created until then.
 			return h.errorResponse(ctx, domain.Unavailable(err, "the delivery could not be queued; retry with deliveryId %s", d.ID))
@@ -223,7 +223,11 @@ func (h *Handlers) create(ctx context.Context, d *domain.Delivery, claim, namedI
 		if err := uow.Store().Deliveries.Create(ctx, d.ID, d); err != nil {
 			return false, err
 		}
-		err = uow.Commit(ctx, nil, requestedMessage(d))
+		first := requestedMessage(d)
+		if err := ports.CheckEmits(ctx, []ports.Message{first}); err != nil {
+			return false, err
+		}
+		err = uow.Commit(ctx, nil, first)
 		if !errors.Is(err, ports.ErrStale) {
 			break
 		}

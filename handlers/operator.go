@@ -58,7 +58,7 @@ func (h *Handlers) DroneAction(ctx context.Context, req *functionapp.Request) *f
 		// Two writes follow (the delivery's, then the drone's): the queued
 		// message repeats both, so a call that stops between them is
 		// finished all the same.
-		if err := h.bus.Publish(ctx, droneActionMessage(id, action, a, deliveryID, gen, asked)); err != nil {
+		if err := h.publish(ctx, droneActionMessage(id, action, a, deliveryID, gen, asked)); err != nil {
 			return h.errorResponse(ctx, domain.Unavailable(err, "the action could not be queued; send it again"))
 		}
 	}
@@ -130,7 +130,7 @@ func (h *Handlers) applyDroneAction(ctx context.Context, id string, action domai
 			return nil, err
 		}
 		if len(wakes) > 0 {
-			if err := h.bus.Publish(ctx, wakes...); err != nil {
+			if err := h.publish(ctx, wakes...); err != nil {
 				return nil, domain.Unavailable(err, "the drone is back in service but dispatch could not be woken; send the action again")
 			}
 		}
@@ -299,7 +299,7 @@ func (h *Handlers) sendOn(ctx context.Context, d *domain.Delivery, notes []domai
 	default:
 		return nil
 	}
-	if err := h.bus.Publish(ctx, append([]ports.Message{next}, notifyMessages(d, notes)...)...); err != nil {
+	if err := h.publish(ctx, append([]ports.Message{next}, notifyMessages(d, notes)...)...); err != nil {
 		return domain.Unavailable(err, "%s", retry)
 	}
 	return nil

@@ -417,7 +417,7 @@ func (h *Handlers) wakeHeldOtherwise(ctx context.Context, tag string) error {
 	if len(msgs) == 0 {
 		return nil
 	}
-	return h.bus.Publish(ctx, msgs...)
+	return h.publish(ctx, msgs...)
 }
 
 // shortTag is a short name of parts for a message id.

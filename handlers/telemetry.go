@@ -52,7 +52,7 @@ func (h *Handlers) PostTelemetry(ctx context.Context, req *functionapp.Request) 
 			Operation:     "telemetry",
 		}
 	}
-	if err := h.bus.Publish(ctx, msgs...); err != nil {
+	if err := h.publish(ctx, msgs...); err != nil {
 		return h.errorResponse(ctx, domain.Unavailable(err, "telemetry could not be queued; send it again"))
 	}
 	return functionapp.JSON(http.StatusAccepted, map[string]int{"accepted": len(msgs)})

@@ -131,11 +131,13 @@ func NoteVersionsHTTP(next HTTPFunc) HTTPFunc {
 // EmitsOnly refuses, as a permanent failure, a step's output to a queue that
 // emits[name] does not list: the chain's table (topology.Chain) is then the
 // whole truth about which step feeds which. A function missing from emits
-// may emit nothing.
+// may emit nothing. What the step publishes itself is held to the same
+// list (ports.WithEmits), as an HTTP function's is (EmitsOnlyHTTP).
 func EmitsOnly(emits map[string][]string) Middleware {
 	return func(name string, next QueueFunc) QueueFunc {
 		allowed := emits[name]
 		return func(ctx context.Context, msg *ports.Delivered) ([]ports.Message, error) {
+			ctx = ports.WithEmits(ctx, name, allowed)
 			out, err := next(ctx, msg)
 			for _, m := range out {
 				if !slices.Contains(allowed, m.Queue) {
@@ -144,6 +146,15 @@ func EmitsOnly(emits map[string][]string) Middleware {
 			}
 			return out, err
 		}
+	}
+}
+
+// EmitsOnlyHTTP holds what the HTTP function name publishes to the queues
+// allowed (its row of topology.Chain; none when it has no row): a publish
+// to another fails (ports.CheckEmits).
+func EmitsOnlyHTTP(name string, allowed []string, next HTTPFunc) HTTPFunc {
+	return func(ctx context.Context, req *Request) *Response {
+		return next(ports.WithEmits(ctx, name, allowed), req)
 	}
 }
 

@@ -94,6 +94,25 @@ func TestEmitsOnlyRefusesAnUndeclaredQueue(t *testing.T) {
 
 	_, err = call(t, functionapp.EmitsOnly(emits)("Other", step("next")))
 	assert.True(t, domain.IsPermanent(err), "a function the table does not name may emit nothing")
+
+	// What a function publishes itself is held to its row too, an HTTP
+	// function's (EmitsOnlyHTTP) as a queue step's.
+	publishes := func(queue string) error {
+		var got error
+		functionapp.Call(context.Background(), functionapp.EmitsOnlyHTTP("Post", emits["Post"], func(ctx context.Context, _ *functionapp.Request) *functionapp.Response {
+			got = ports.CheckEmits(ctx, []ports.Message{{ID: "x", Queue: queue}})
+			return &functionapp.Response{Status: 204}
+		}), &functionapp.Request{})
+		return got
+	}
+	emits["Post"] = []string{"next"}
+	assert.NoError(t, publishes("next"))
+	assert.ErrorContains(t, publishes("elsewhere"), "Post may not send to queue elsewhere")
+	_, err = call(t, functionapp.EmitsOnly(emits)("Step", func(ctx context.Context, _ *ports.Delivered) ([]ports.Message, error) {
+		return nil, ports.CheckEmits(ctx, []ports.Message{{ID: "x", Queue: "elsewhere"}})
+	}))
+	assert.ErrorContains(t, err, "Step may not send to queue elsewhere")
+	assert.NoError(t, ports.CheckEmits(context.Background(), []ports.Message{{Queue: "any"}}), "outside a function nothing is checked")
 }
 
 // CarryVersions gives a trusting step the versions its message carries on

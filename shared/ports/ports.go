@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"slices"
 	"time"
 
 	"github.com/fabrikam/dronedelivery/shared/domain"
@@ -265,6 +266,36 @@ type Publisher interface {
 	// messages may have been sent, which duplicate detection makes harmless
 	// when the caller retries.
 	Publish(ctx context.Context, msgs ...Message) error
+}
+
+type emitsKey struct{}
+
+type emits struct {
+	function string
+	queues   []string
+}
+
+// WithEmits says that the function running under ctx may send only to
+// queues (its row of topology.Chain); CheckEmits holds what it publishes
+// to that.
+func WithEmits(ctx context.Context, function string, queues []string) context.Context {
+	return context.WithValue(ctx, emitsKey{}, emits{function, queues})
+}
+
+// CheckEmits returns an error naming the first of msgs bound for a queue
+// the function running under ctx may not send to (WithEmits), or nil; nil
+// too when ctx names no function.
+func CheckEmits(ctx context.Context, msgs []Message) error {
+	e, ok := ctx.Value(emitsKey{}).(emits)
+	if !ok {
+		return nil
+	}
+	for _, m := range msgs {
+		if !slices.Contains(e.queues, m.Queue) {
+			return fmt.Errorf("%s may not send to queue %s (see topology.Chain)", e.function, m.Queue)
+		}
+	}
+	return nil
 }
 
 // QueueMessages is the part of one Publish bound for one queue.

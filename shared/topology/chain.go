@@ -6,8 +6,9 @@ package topology
 // start-up that the functions' bindings read the queues Reads names
 // (functionapp.Registry.Check, through handlers.Registry), and the queue
 // middleware (functionapp.EmitsOnly) refuses a queue step's output to a
-// queue it does not declare. HTTP functions publish through the bus
-// directly; their Emits are checked by tests, not at run time.
+// queue it does not declare; what any function publishes itself, an HTTP
+// function's messages included, fails the same way (ports.CheckEmits,
+// through functionapp.EmitsOnly and functionapp.EmitsOnlyHTTP).
 type Step struct {
 	Function string
 	Reads    string

@@ -92,7 +92,7 @@ type RateLimits struct {
 	MaxBuckets int
 }
 
-// Default rate limits, documented in the README.
+// Default rate limits, documented in docs/accounts.md ("Rate limits").
 var (
 	DefaultPerKey          = Rate{N: 50, Per: time.Second}
 	DefaultBurst           = 100

@@ -118,6 +118,10 @@ func limited(t *testing.T, limits RateLimits) (*httptest.Server, *clock) {
 		httpFn("Track", "get", "track/{id}", "anonymous"),
 	}
 	limits.SignUpFunctions = []string{"SignUp"}
+	for _, renamed := range []RateLimits{{Exempt: []string{"Health"}}, {SignUpFunctions: []string{"Signup"}}} {
+		_, err := New(reg, fns, nil, slog.New(slog.DiscardHandler), Options{RateLimits: renamed})
+		require.ErrorContains(t, err, "which is no HTTP function of the app", "a name the app does not have would limit its function as any other")
+	}
 	limits.Exempt = []string{"Healthz"}
 	srv, err := New(reg, fns, nil, slog.New(slog.DiscardHandler), Options{RateLimits: limits})
 	require.NoError(t, err)

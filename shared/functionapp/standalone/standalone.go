@@ -7,11 +7,13 @@ package standalone
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"net"
 	"net/http"
 	goruntime "runtime"
+	"slices"
 	"sync"
 	"time"
 
@@ -220,6 +222,13 @@ func New(reg functionapp.Registry, fns []functionapp.FunctionConfig, bus ports.B
 	s.streams = newStreamGate(s.opts.Streams, opts.RateLimits.TrustForwardedFor)
 	s.handler = s.streams.wrap(s.handler, func(r *http.Request) bool { return reg[function(r)].Stream != nil })
 	s.handler = newBodyBudget(opts.RateLimits.TrustForwardedFor, MaxBodyBytesPerAddr, MaxBodyBytesInFlight).wrap(s.handler)
+	// A name the app does not have would silently leave its function
+	// limited as any other (after a rename, say): refuse to start.
+	for _, n := range slices.Concat(opts.RateLimits.SignUpFunctions, opts.RateLimits.Exempt) {
+		if reg[n].HTTP == nil {
+			return nil, fmt.Errorf("the rate limits name function %s, which is no HTTP function of the app", n)
+		}
+	}
 	if opts.RateLimits.PerKey != (Rate{}) || opts.RateLimits.SignUp != (Rate{}) {
 		s.lim = newLimiter(opts.RateLimits)
 		s.handler = s.lim.wrap(s.handler, function)
