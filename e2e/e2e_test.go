@@ -96,7 +96,9 @@ func startServeEnv(t testing.TB, dataDir string, env []string, args ...string) *
 	cmd.Stdout = p.out
 	require.NoError(t, cmd.Start())
 	addr := make(chan string, 1)
+	scanned := make(chan struct{})
 	go func() {
+		defer close(scanned)
 		sc := bufio.NewScanner(stderr)
 		sc.Buffer(make([]byte, 1<<20), 1<<20)
 		for sc.Scan() {
@@ -111,7 +113,9 @@ func startServeEnv(t testing.TB, dataDir string, env []string, args ...string) *
 			}
 		}
 	}()
-	go func() { cmd.Wait(); close(p.done) }()
+	// Wait closes the pipe, so it waits for the last line to be read
+	// (os/exec, Cmd.StderrPipe).
+	go func() { <-scanned; cmd.Wait(); close(p.done) }()
 	t.Cleanup(func() {
 		p.kill()
 		if t.Failed() {
@@ -218,7 +222,8 @@ func (p *proc) kill() {
 	<-p.done
 }
 
-// stop ends the process with SIGTERM and waits for it to drain.
+// stop ends the process with SIGINT (Ctrl-C; SIGTERM does the same) and
+// waits for it to drain.
 func (p *proc) stop(t *testing.T) {
 	t.Helper()
 	require.NoError(t, p.cmd.Process.Signal(os.Interrupt))

@@ -278,18 +278,33 @@ func TestBannerGeneratesAnOperatorKey(t *testing.T) {
 }
 
 // TestServeWritesACPUProfileWhenItStops: `serve -cpuprofile` leaves a
-// profile that go tool pprof reads once the server has stopped on SIGTERM,
-// as `make bench` stops it.
+// profile of the whole run that go tool pprof reads once the server has
+// stopped on a signal, as `make bench` stops it.
 func TestServeWritesACPUProfileWhenItStops(t *testing.T) {
 	t.Parallel()
 	file := filepath.Join(t.TempDir(), "cpu.prof")
+	// A start that fails leaves an earlier profile as it was.
+	require.NoError(t, os.WriteFile(file, []byte("an earlier profile"), 0o600))
+	failed := exec.Command(binary, "serve", "-addr", "127.0.0.1:99999", "-data-dir", t.TempDir(), "-cpuprofile", file)
+	failed.Env = append(os.Environ(), "FUNCTIONS_CUSTOMHANDLER_PORT=", "FUNCTIONS_HTTPWORKER_PORT=")
+	out, err := failed.CombinedOutput()
+	require.Error(t, err, "%s", out)
+	kept, err := os.ReadFile(file)
+	require.NoError(t, err)
+	assert.Equal(t, "an earlier profile", string(kept))
+
 	p := startServe(t, t.TempDir(), "-cpuprofile", file)
-	for range 20 {
+	served := time.Now()
+	for time.Since(served) < 500*time.Millisecond {
 		require.Equal(t, http.StatusOK, call(t, "GET", p.base+"/api/healthz", nil).Status)
 	}
 	p.stop(t)
 	assert.True(t, p.logged("CPU profile written", file), "the log says where the profile is")
-	out, err := exec.Command("go", "tool", "pprof", "-top", binary, file).CombinedOutput()
+	out, err = exec.Command("go", "tool", "pprof", "-top", binary, file).CombinedOutput()
 	require.NoError(t, err, "%s", out)
 	assert.Contains(t, string(out), "Type: cpu")
+	_, rest, _ := strings.Cut(string(out), "Duration: ")
+	spanned, err := time.ParseDuration(strings.TrimSpace(strings.Split(rest, ",")[0]))
+	require.NoError(t, err, "%s", out)
+	assert.GreaterOrEqual(t, spanned, 500*time.Millisecond, "the profile spans the run, not only its end")
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"strings"
@@ -324,9 +325,9 @@ func customerMessage(env wire.Envelope) ports.Message {
 	return m
 }
 
-// throttledMessageLimit is how long after its milestone a customer message
-// the provider keeps throttling is still tried: a day, after which the
-// news is stale and the message a permanent failure.
+// throttledMessageLimit is how long after the provider first throttled it
+// a customer message is still tried: a day, after which the news is stale
+// and the message a permanent failure.
 const throttledMessageLimit = 24 * time.Hour
 
 // SendCustomerMessage sends one milestone to one subscription on one
@@ -335,10 +336,11 @@ const throttledMessageLimit = 24 * time.Hour
 // growing delay; a refusal the provider calls final, or
 // Config.MessageAttempts failures, is a permanent failure, which the
 // runtime dead-letters. A send the provider throttles (its quota for the
-// minute or the hour used up) waits the time the provider names without
-// spending an attempt, since a try before then only counts against the
-// quota again, until throttledMessageLimit after the milestone. Delivery
-// is at least once.
+// minute or the hour used up) waits the time the provider names, and up to
+// a quarter more so that the messages it held do not all come back at
+// once, without spending an attempt, since a try before then only counts
+// against the quota again; that goes on until throttledMessageLimit after
+// the first throttled try. Delivery is at least once.
 func (h *Handlers) SendCustomerMessage(ctx context.Context, msg *ports.Delivered) ([]ports.Message, error) {
 	ctx, env, d, n, err := h.loadNotification(ctx, msg, wire.OpCustomerMessage)
 	if n == nil || err != nil {
@@ -369,14 +371,21 @@ func (h *Handlers) SendCustomerMessage(ctx context.Context, msg *ports.Delivered
 	var throttled *ports.MessageThrottled
 	if errors.As(serr, &throttled) {
 		now := h.clock.Now()
-		if now.Sub(n.At) > throttledMessageLimit {
-			return nil, &domain.Permanent{Err: fmt.Errorf("customer message %s still throttled %s after its milestone: %w", out.ID, throttledMessageLimit, serr)}
+		since := now
+		if env.ThrottledSince != nil {
+			since = *env.ThrottledSince
+		}
+		if now.Sub(since) > throttledMessageLimit {
+			return nil, &domain.Permanent{Err: fmt.Errorf("customer message %s throttled since %s: %w", out.ID, since.Format(time.RFC3339), serr)}
 		}
 		// The same message again, later, under an id drawn from this
 		// message's (waitStep), as a webhook that waits its turn.
-		m := customerMessage(*env)
+		again := *env
+		again.ThrottledSince = &since
+		m := customerMessage(again)
 		m.ID = customerMessageIDAgain(*env, waitStep(msg.ID))
-		m.NotBefore = now.Add(min(max(throttled.RetryAfter, time.Second), time.Hour))
+		wait := min(max(throttled.RetryAfter, time.Second), time.Hour)
+		m.NotBefore = now.Add(wait + rand.N(wait/4))
 		h.log.WarnContext(ctx, "customer message throttled by its provider; waiting", "messageId", out.ID,
 			"retryAfter", throttled.RetryAfter.String(), "err", serr)
 		return []ports.Message{m}, nil

@@ -329,11 +329,6 @@ func serve(ctx context.Context, args []string, app fs.FS, env func(string) strin
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	stopProfile, err := startCPUProfile(*cpuProfile, log)
-	if err != nil {
-		return err
-	}
-	defer stopProfile()
 	rl, err := limits.limits()
 	if err != nil {
 		return err
@@ -351,6 +346,14 @@ func serve(ctx context.Context, args []string, app fs.FS, env func(string) strin
 	if err != nil {
 		return err
 	}
+	// Profiled from here, so that a start that fails before it leaves an
+	// earlier profile as it was.
+	stopProfile, err := startCPUProfile(*cpuProfile, log)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	defer stopProfile()
 	base := "http://" + ln.Addr().String()
 	hcfg := handlers.Config{OperatorKey: opKey, MaxBacklog: *maxBacklog, PublicBaseURL: base}
 	hcfg.Push.Events = true

@@ -165,6 +165,7 @@ func freshStart(body []byte, replay string) []byte {
 		return body
 	}
 	delete(fields, "attempt")
+	delete(fields, "throttledSince")
 	fields["replay"], _ = json.Marshal(replay)
 	out, err := json.Marshal(fields)
 	if err != nil {

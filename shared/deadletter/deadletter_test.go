@@ -86,12 +86,13 @@ func TestReplayIDStaysWithinTheBusBound(t *testing.T) {
 	assert.Equal(t, again, replayed[0].ID)
 }
 
-// A replay starts its step's count of attempts again, marks the body with
-// the replay (its step names its retries after it), and keeps the rest of
-// the body, fields this build does not know included.
+// A replay starts its step's count of attempts again, and the day of waits
+// a throttled customer message gets, marks the body with the replay (its
+// step names its retries after it), and keeps the rest of the body, fields
+// this build does not know included.
 func TestReplayStartsTheAttemptsAgain(t *testing.T) {
 	t.Parallel()
-	db := deadLettered(t, "d-2:n1:retry-7", `{"operation":"notify","deliveryId":"d-2","notificationId":"d-2:n1","attempt":7,"fromANewerBuild":true}`)
+	db := deadLettered(t, "d-2:n1:retry-7", `{"operation":"notify","deliveryId":"d-2","notificationId":"d-2:n1","attempt":7,"throttledSince":"2026-12-01T10:00:00Z","fromANewerBuild":true}`)
 	ctx := context.Background()
 
 	again, err := deadletter.Replay(ctx, db.Bus(), "q", "d-2:n1:retry-7", 10, 300*time.Millisecond)

@@ -175,6 +175,10 @@ type Envelope struct {
 	// attempt count starts again and the original's retries, under the
 	// same names, may still be in the bus's duplicate-detection window.
 	Replay string `json:"replay,omitempty"`
+	// ThrottledSince is when the provider first throttled the customer
+	// message an OpCustomerMessage message sends, by the service's clock:
+	// its waits stop a day after.
+	ThrottledSince *time.Time `json:"throttledSince,omitempty"`
 }
 
 // RetryStep is the step name of a message that tries e's step again

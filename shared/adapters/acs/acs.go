@@ -75,6 +75,10 @@ type Client struct {
 
 	mu    sync.Mutex
 	token azcore.AccessToken
+	// quietUntil holds, per API path, when the quota a 429 reported used
+	// up is over: the sends before then are not asked of the service,
+	// since each would count against the quota too.
+	quietUntil map[string]time.Time
 }
 
 // New checks cfg and returns a client; nothing is called until Send.
@@ -98,7 +102,7 @@ func New(cfg Config) (*Client, error) {
 	if cfg.Client == nil {
 		cfg.Client = &http.Client{Timeout: 30 * time.Second}
 	}
-	return &Client{cfg: cfg, endpoint: u}, nil
+	return &Client{cfg: cfg, endpoint: u, quietUntil: map[string]time.Time{}}, nil
 }
 
 // Describe names the resource and what it sends, for logs and banners.
@@ -114,9 +118,11 @@ func (c *Client) Describe() string {
 }
 
 // Send hands one message to Communication Services. Its answer decides
-// what happens next: 2xx is sent; 408, 429 and 5xx, or no answer, are worth
-// another attempt; any other 4xx (a malformed address, an unknown sender)
-// wraps ports.ErrUndeliverable. Delivery itself happens later and is not
+// what happens next: 2xx is sent; 429 is a *ports.MessageThrottled with
+// the wait the answer names, and the sends of that API before the wait is
+// over get the same without a request; 408 and 5xx, or no answer, are
+// worth another attempt; any other 4xx (a malformed address, an unknown
+// sender) wraps ports.ErrUndeliverable. Delivery itself happens later and is not
 // watched: a message the provider accepts and then cannot deliver is not
 // retried.
 func (c *Client) Send(ctx context.Context, m ports.Outgoing) error {
@@ -244,6 +250,14 @@ func (c *Client) sendSMS(ctx context.Context, m ports.Outgoing) error {
 
 // post sends one JSON request and returns the answer's body when it is 2xx.
 func (c *Client) post(ctx context.Context, path, apiVersion string, header http.Header, body any) ([]byte, error) {
+	now := time.Now()
+	c.mu.Lock()
+	until := c.quietUntil[path]
+	c.mu.Unlock()
+	if now.Before(until) {
+		return nil, &ports.MessageThrottled{RetryAfter: until.Sub(now),
+			Detail: fmt.Sprintf("acs: %s answered 429 lately; not asked again before its wait is over", path)}
+	}
 	b, err := json.Marshal(body)
 	if err != nil {
 		return nil, err
@@ -279,7 +293,11 @@ func (c *Client) post(ctx context.Context, path, apiVersion string, header http.
 		// retries too, counts against it, so the next try waits for the
 		// time the answer names ("Service limits for Azure Communication
 		// Services", Email: https://learn.microsoft.com/azure/communication-services/concepts/service-limits#email).
-		return nil, &ports.MessageThrottled{RetryAfter: retryAfter(resp.Header, time.Now()),
+		wait := retryAfter(resp.Header, time.Now())
+		c.mu.Lock()
+		c.quietUntil[path] = time.Now().Add(wait)
+		c.mu.Unlock()
+		return nil, &ports.MessageThrottled{RetryAfter: wait,
 			Detail: fmt.Sprintf("acs: %s answered 429: %s", path, truncate(out))}
 	case retryable(resp.StatusCode):
 		return nil, fmt.Errorf("acs: %s answered %d: %s", path, resp.StatusCode, truncate(out))
@@ -317,18 +335,20 @@ const defaultRetryAfter = time.Minute
 // x-ms-retry-after-ms, then Retry-After in seconds or as an HTTP date;
 // azcore v1.23.3, internal/shared/shared.go, RetryAfter), or
 // defaultRetryAfter.
+// A wait beyond a day is taken as a day.
 func retryAfter(h http.Header, now time.Time) time.Duration {
+	const most = 24 * time.Hour
 	for _, k := range []string{"retry-after-ms", "x-ms-retry-after-ms"} {
-		if ms, err := strconv.Atoi(h.Get(k)); err == nil && ms > 0 {
-			return time.Duration(ms) * time.Millisecond
+		if ms, err := strconv.ParseInt(h.Get(k), 10, 64); err == nil && ms > 0 {
+			return time.Duration(min(ms, most.Milliseconds())) * time.Millisecond
 		}
 	}
 	v := h.Get("Retry-After")
-	if s, err := strconv.Atoi(v); err == nil && s > 0 {
-		return time.Duration(s) * time.Second
+	if s, err := strconv.ParseInt(v, 10, 64); err == nil && s > 0 {
+		return time.Duration(min(s, int64(most.Seconds()))) * time.Second
 	}
 	if at, err := http.ParseTime(v); err == nil && at.After(now) {
-		return at.Sub(now)
+		return min(at.Sub(now), most)
 	}
 	return defaultRetryAfter
 }

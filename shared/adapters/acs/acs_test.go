@@ -244,6 +244,21 @@ func TestAThrottledSendSaysWhenToTryAgain(t *testing.T) {
 		require.ErrorAs(t, err, &throttled, "Retry-After %q", header)
 		assert.InDelta(t, want.Seconds(), throttled.RetryAfter.Seconds(), 2, "Retry-After %q", header)
 		assert.False(t, errors.Is(err, ports.ErrUndeliverable))
+
+		// Until the wait is over, a send is not asked of the service,
+		// where it would count against the quota again.
+		asked := len(s.requests)
+		err = c.Send(context.Background(), outgoing(domain.ChannelEmail, "other@example.com"))
+		require.ErrorAs(t, err, &throttled)
+		assert.InDelta(t, want.Seconds(), throttled.RetryAfter.Seconds(), 2)
+		assert.Len(t, s.requests, asked, "no request while the quota is used up")
+	}
+	for _, huge := range []string{"10000000000", "99999999999999999"} {
+		c, s, _ := setup(t)
+		s.script(func() { s.status, s.retryAfter = []int{http.StatusTooManyRequests}, huge })
+		var throttled *ports.MessageThrottled
+		require.ErrorAs(t, c.Send(context.Background(), outgoing(domain.ChannelEmail, "customer@example.com")), &throttled)
+		assert.Equal(t, 24*time.Hour, throttled.RetryAfter, "a wait of %s s is taken as a day", huge)
 	}
 }
 

@@ -196,10 +196,14 @@ func unavailable(err error, format string, args ...any) *domain.Error {
 // status and the whole response body, pretty-printed over many lines
 // (azcore v1.23.3, internal/exported/response_error.go, ResponseError.Error),
 // which every log line of a failing request would carry. The answer stays
-// in the chain for errors.As.
+// in the chain for errors.As. Only the SDK's error is told so: one the
+// adapter wrapped already (a *domain.Error, through unavailable) is told
+// in one line and keeps what it says.
 func brief(err error) error {
+	var de *domain.Error
+	var be *briefError
 	var re *azcore.ResponseError
-	if !errors.As(err, &re) {
+	if errors.As(err, &de) || errors.As(err, &be) || !errors.As(err, &re) {
 		return err
 	}
 	return &briefError{re: re, err: err}

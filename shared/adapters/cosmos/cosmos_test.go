@@ -308,6 +308,7 @@ func testErrorMapping(t *testing.T, e *env) {
 	require.ErrorContains(t, err, "replace packages/"+id, "the error says what failed")
 	require.NotContains(t, err.Error(), "\n", "in one line")
 	require.ErrorContains(t, err, "Cosmos DB answered 503 Service Unavailable to PUT /dbs/", "with the answer and the request")
+	require.ErrorContains(t, brief(err), "replace packages/"+id, "told in one line again, as a log line does, it keeps what it says")
 
 	// A transport failure is as transient as a 503.
 	dead := e.newClient(t, &azcosmos.ClientOptions{ClientOptions: azcore.ClientOptions{Retry: fast,
