@@ -65,6 +65,18 @@ func get(v any, path ...string) any {
 func sub(s string) map[string]any    { return map[string]any{"Fn::Sub": s} }
 func getAtt(r string) map[string]any { return map[string]any{"Fn::GetAtt": []any{r, "Arn"}} }
 func same(want, got any) bool        { return reflect.DeepEqual(want, got) }
+
+// lacking returns the items of want that the list got does not hold.
+func lacking(want []any, got any) []any {
+	list, _ := got.([]any)
+	var out []any
+	for _, w := range want {
+		if !slices.ContainsFunc(list, func(g any) bool { return same(w, g) }) {
+			out = append(out, w)
+		}
+	}
+	return out
+}
 func queueLogicalID(queue string) string {
 	var b strings.Builder
 	for _, part := range strings.Split(queue, "-") {
@@ -241,12 +253,12 @@ func checkQueuePolicies(tpl *template, topo topology.Topology) error {
 		return m
 	}
 	if st := statement("QueueAccess"); st == nil || !same(all, st["Resource"]) {
-		errs = append(errs, fmt.Errorf("QueueAccess: one statement whose Resource is every queue's Arn, got %v", st))
+		errs = append(errs, fmt.Errorf("QueueAccess: one statement whose Resource is every queue's Arn, in topology.json's order; lacking %v", lacking(all, st["Resource"])))
 	}
 	st := statement("DeadLetterAccess")
 	actions, _ := st["Action"].([]any)
 	if st == nil || !same(dlqs, st["Resource"]) || !slices.Contains(actions, any("sqs:ReceiveMessage")) || !slices.Contains(actions, any("sqs:DeleteMessage")) {
-		errs = append(errs, fmt.Errorf("DeadLetterAccess: one statement allowing sqs:ReceiveMessage and sqs:DeleteMessage on every dead-letter queue's Arn, got %v", st))
+		errs = append(errs, fmt.Errorf("DeadLetterAccess: one statement allowing sqs:ReceiveMessage and sqs:DeleteMessage on every dead-letter queue's Arn, in topology.json's order; lacking %v, got %v", lacking(dlqs, st["Resource"]), st))
 	}
 	for _, fn := range deadLetterFunctions {
 		policies, _ := tpl.Resources[fn+"Function"].Properties["Policies"].([]any)

@@ -114,10 +114,10 @@ func TestDocumentStatesWhatEveryEntryPointChecks(t *testing.T) {
 		t.Run(fc.Name, func(t *testing.T) {
 			route := fc.Trigger().Route
 			item := doc.Paths.Value(functionapp.RoutePattern(functionapp.RoutePrefix, route))
-			require.NotNil(t, item, route)
+			require.NotNil(t, item, "openapi.json has no path for route %s of %s", route, fc.Name)
 			for _, m := range fc.Methods() {
 				op := item.GetOperation(m)
-				require.NotNil(t, op, m)
+				require.NotNil(t, op, "openapi.json has no %s operation on route %s of %s", m, route, fc.Name)
 				require.NotNil(t, op.Security, "%s states its credentials, if only none", fc.Name)
 				anonymous := strings.EqualFold(fc.Trigger().AuthLevel, "anonymous")
 				assert.Equal(t, anonymous, len(*op.Security) == 0, "authLevel %q and the security of %s", fc.Trigger().AuthLevel, fc.Name)

@@ -1,6 +1,12 @@
 package topology
 
 import (
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"io/fs"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -12,7 +18,7 @@ import (
 // these tests make topology.json win any disagreement.
 
 func TestQueueConstantsMatchJSON(t *testing.T) {
-	consts := []string{QueueDeliveryRequests, QueueDroneScheduled, QueuePackageUpdated, QueueDroneTelemetry, QueueNotifications, QueueCustomerMessages}
+	consts := declared(t, "Queue")
 	var fromJSON []string
 	for _, q := range Spec.Queues {
 		fromJSON = append(fromJSON, q.Name)
@@ -22,13 +28,47 @@ func TestQueueConstantsMatchJSON(t *testing.T) {
 }
 
 func TestContainerConstantsMatchJSON(t *testing.T) {
-	consts := []string{ContainerDeliveries, ContainerPackages, ContainerDrones, ContainerAccounts, ContainerAPIKeys, ContainerDeliveriesByOwner, ContainerConfirmations, ContainerAirspace, ContainerAnalytics, ContainerPauses, ContainerSuppressions}
+	consts := declared(t, "Container")
 	var fromJSON []string
 	for _, c := range Spec.Containers {
 		fromJSON = append(fromJSON, c.Name)
 	}
 	sameNames(t, "container", "Container*", consts, fromJSON)
 	assert.Equal(t, Spec.Containers, Containers, "Containers")
+}
+
+// declared returns the values of the string constants this package's
+// files declare under names that begin with prefix, read from the source,
+// so that a constant added there is compared without a list to keep.
+func declared(t *testing.T, prefix string) []string {
+	t.Helper()
+	fset := token.NewFileSet()
+	pkgs, err := parser.ParseDir(fset, ".", func(fi fs.FileInfo) bool { return !strings.HasSuffix(fi.Name(), "_test.go") }, 0)
+	require.NoError(t, err)
+	var values []string
+	for _, f := range pkgs["topology"].Files {
+		for _, d := range f.Decls {
+			g, ok := d.(*ast.GenDecl)
+			if !ok || g.Tok != token.CONST {
+				continue
+			}
+			for _, spec := range g.Specs {
+				v := spec.(*ast.ValueSpec)
+				for i, name := range v.Names {
+					if !strings.HasPrefix(name.Name, prefix) || i >= len(v.Values) {
+						continue
+					}
+					if lit, ok := v.Values[i].(*ast.BasicLit); ok && lit.Kind == token.STRING {
+						s, err := strconv.Unquote(lit.Value)
+						require.NoError(t, err)
+						values = append(values, s)
+					}
+				}
+			}
+		}
+	}
+	require.NotEmpty(t, values, "no %s* constants found", prefix)
+	return values
 }
 
 // sameNames fails unless the constants of kind (named like constName)

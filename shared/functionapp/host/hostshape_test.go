@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -85,8 +86,17 @@ func TestEveryQueueFunctionHasAHostShapedFixture(t *testing.T) {
 	}
 	files, err := filepath.Glob(filepath.Join("testdata", "servicebus_host_*.json"))
 	require.NoError(t, err)
-	assert.Len(t, files, len(queueFns), "a fixture for a function the app does not have")
-	assert.Len(t, hostShaped, len(queueFns))
+	for _, f := range files {
+		name := strings.TrimSuffix(strings.TrimPrefix(filepath.Base(f), "servicebus_host_"), ".json")
+		assert.Contains(t, queueFns, name, "%s is a fixture for a function the app does not have (or that is not queue-triggered)", f)
+	}
+	for _, name := range queueFns {
+		_, ok := hostShaped[name]
+		assert.True(t, ok, "hostShaped has no entry for %s: add what its fixture holds (message id, correlation id, operation, delivery count, parser)", name)
+	}
+	for name := range hostShaped {
+		assert.Contains(t, queueFns, name, "hostShaped has an entry for %s, which is no queue-triggered function of the app", name)
+	}
 }
 
 // TestHostShapedFixturesHaveTheHostsShape keeps the fixtures honest: no
