@@ -387,13 +387,19 @@ func (h *Handlers) Registry() functionapp.Registry {
 	return reg.Use(functionapp.EmitsOnly(emits))
 }
 
-// publish sends msgs, each to a queue the chain's table lets the function
-// at hand send to (ports.CheckEmits).
+// publish sends msgs. One bound for a queue the chain's table does not let
+// the function at hand send to (ports.CheckEmits) is logged as an error,
+// which fails the handler tests, and sent all the same: a row of the table
+// that a rare path outgrew must not strand a drone or a notice.
 func (h *Handlers) publish(ctx context.Context, msgs ...ports.Message) error {
-	if err := ports.CheckEmits(ctx, msgs); err != nil {
-		return err
-	}
+	h.checkEmits(ctx, msgs)
 	return h.bus.Publish(ctx, msgs...)
+}
+
+func (h *Handlers) checkEmits(ctx context.Context, msgs []ports.Message) {
+	if err := ports.CheckEmits(ctx, msgs); err != nil {
+		h.log.ErrorContext(ctx, "a message to a queue topology.Chain does not name for this function; sent all the same", "err", err)
+	}
 }
 
 // openedFromLinks are the functions a person reaches by a link (a page, or

@@ -224,9 +224,7 @@ func (h *Handlers) create(ctx context.Context, d *domain.Delivery, claim, namedI
 			return false, err
 		}
 		first := requestedMessage(d)
-		if err := ports.CheckEmits(ctx, []ports.Message{first}); err != nil {
-			return false, err
-		}
+		h.checkEmits(ctx, []ports.Message{first})
 		err = uow.Commit(ctx, nil, first)
 		if !errors.Is(err, ports.ErrStale) {
 			break

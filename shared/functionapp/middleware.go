@@ -131,8 +131,8 @@ func NoteVersionsHTTP(next HTTPFunc) HTTPFunc {
 // EmitsOnly refuses, as a permanent failure, a step's output to a queue that
 // emits[name] does not list: the chain's table (topology.Chain) is then the
 // whole truth about which step feeds which. A function missing from emits
-// may emit nothing. What the step publishes itself is held to the same
-// list (ports.WithEmits), as an HTTP function's is (EmitsOnlyHTTP).
+// may emit nothing. What the step publishes itself is checked against the
+// same list (ports.WithEmits), as an HTTP function's is (EmitsOnlyHTTP).
 func EmitsOnly(emits map[string][]string) Middleware {
 	return func(name string, next QueueFunc) QueueFunc {
 		allowed := emits[name]
@@ -150,8 +150,8 @@ func EmitsOnly(emits map[string][]string) Middleware {
 }
 
 // EmitsOnlyHTTP holds what the HTTP function name publishes to the queues
-// allowed (its row of topology.Chain; none when it has no row): a publish
-// to another fails (ports.CheckEmits).
+// allowed (its row of topology.Chain; none when it has no row), through
+// ports.CheckEmits.
 func EmitsOnlyHTTP(name string, allowed []string, next HTTPFunc) HTTPFunc {
 	return func(ctx context.Context, req *Request) *Response {
 		return next(ports.WithEmits(ctx, name, allowed), req)

@@ -7,8 +7,9 @@ package topology
 // (functionapp.Registry.Check, through handlers.Registry), and the queue
 // middleware (functionapp.EmitsOnly) refuses a queue step's output to a
 // queue it does not declare; what any function publishes itself, an HTTP
-// function's messages included, fails the same way (ports.CheckEmits,
-// through functionapp.EmitsOnly and functionapp.EmitsOnlyHTTP).
+// function's messages included, is checked too (ports.CheckEmits, through
+// functionapp.EmitsOnly and functionapp.EmitsOnlyHTTP): the handlers log
+// such a send as an error, which fails their tests.
 type Step struct {
 	Function string
 	Reads    string
@@ -24,7 +25,9 @@ type Step struct {
 // failing webhook never holds up a customer's message, nor the reverse.
 var Chain = []Step{
 	{Function: "IngestDelivery", Emits: []string{QueueDeliveryRequests}},
-	{Function: "CancelDelivery", Emits: []string{QueueDeliveryRequests, QueueNotifications, QueueCustomerMessages}},
+	// A cancel whose messages could not be queued releases the drone
+	// itself, and a drone that goes to charge gets its charge check.
+	{Function: "CancelDelivery", Emits: []string{QueueDeliveryRequests, QueueNotifications, QueueCustomerMessages, QueueDroneTelemetry}},
 	{Function: "RescheduleDelivery", Emits: []string{QueueDeliveryRequests}},
 	// A retry when no drone is free goes back to the queue it came from.
 	{Function: "ScheduleDrone", Reads: QueueDeliveryRequests, Emits: []string{QueueDroneScheduled, QueueDeliveryRequests, QueueNotifications, QueueCustomerMessages, QueueDroneTelemetry}},
@@ -35,7 +38,9 @@ var Chain = []Step{
 	// tracking step too (wire.OpDroneAction), should the call stop halfway.
 	{Function: "DroneAction", Emits: []string{QueueDeliveryRequests, QueueNotifications, QueueCustomerMessages, QueueDroneTelemetry}},
 	{Function: "DeliveryAction", Emits: []string{QueueDeliveryRequests, QueueNotifications, QueueCustomerMessages}},
-	{Function: "UpdatePackage", Reads: QueueDroneScheduled, Emits: []string{QueuePackageUpdated, QueueNotifications, QueueCustomerMessages}},
+	// A package that cannot be recorded fails the delivery and releases
+	// its drone, which may go to charge: its charge check.
+	{Function: "UpdatePackage", Reads: QueueDroneScheduled, Emits: []string{QueuePackageUpdated, QueueNotifications, QueueCustomerMessages, QueueDroneTelemetry}},
 	// A delivery whose drone flew it all before this step ran (the step's
 	// message held up by an outage) ends here: its drone is freed, which
 	// wakes a delivery waiting for one, or sent to charge, which schedules
