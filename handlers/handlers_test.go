@@ -670,6 +670,38 @@ func TestAPackageHeldByAnotherDeliveryFailsTheLaterOne(t *testing.T) {
 	}
 }
 
+// TestAFailedPackageStepChargesTheDroneItGivesBack: the package step that
+// fails its delivery gives the drone back, and a drone under the low
+// battery mark goes on charge with its charge check, a message the chain's
+// table lets that step send.
+func TestAFailedPackageStepChargesTheDroneItGivesBack(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, domain.Drone{ID: "a", Location: at(0.01, 0), BatteryPercent: 15}, domain.Drone{ID: "b", Location: at(0.011, 0), BatteryPercent: 15})
+	require.Equal(t, http.StatusAccepted, f.ingest(t, packageRequest("one", "parcel")).Status)
+	require.Equal(t, http.StatusAccepted, f.ingest(t, packageRequest("two", "other")).Status)
+	// What an older build stores: "two" names the package, unbooked.
+	_, err := f.store.Deliveries.Update(context.Background(), "two", func(d *domain.Delivery) error {
+		d.Request.PackageInfo.PackageID = "parcel"
+		return nil
+	})
+	require.NoError(t, err)
+	f.drain(t)
+
+	require.Equal(t, domain.StageFailed, f.delivery(t, "two").Stage)
+	given := "a"
+	if f.drone(t, "a").CurrentDeliveryID == "one" {
+		given = "b"
+	}
+	dr := f.drone(t, given)
+	assert.Empty(t, dr.CurrentDeliveryID)
+	assert.Equal(t, domain.DroneCharging, dr.Status, "given back at 15 %%, it goes on charge")
+	var checks []string
+	for _, m := range f.delayed[topology.QueueDroneTelemetry] {
+		checks = append(checks, m.CorrelationID)
+	}
+	assert.Contains(t, checks, given, "with its charge check")
+}
+
 func TestNoDroneRetriesWithBackoffThenFails(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
