@@ -390,6 +390,27 @@ func TestACancelTheQueueRefusedReleasesItsDrone(t *testing.T) {
 	assert.Contains(t, queued, last.ID, "the cancelled notice is queued with the repeat")
 }
 
+// The drone a refused cancel releases itself goes on charge when its
+// battery is low, with its charge check: a message the chain's table lets
+// CancelDelivery send.
+func TestACancelTheQueueRefusedChargesALowDroneItReleases(t *testing.T) {
+	t.Parallel()
+	armed := &atomic.Bool{}
+	f := newFixtureWith(t, func(d *handlers.Deps) { d.Bus = failingOnce{Publisher: d.Bus, armed: armed} })
+	f.putDrone(t, domain.Drone{ID: "tired", Location: at(0.011, 0), BatteryPercent: 15})
+	require.Equal(t, http.StatusAccepted, f.ingest(t, requestBody("weary", at(0.01, 0), at(0.02, 0), "Small", 1)).Status)
+	f.drain(t)
+	require.Equal(t, "tired", f.delivery(t, "weary").DroneID)
+
+	armed.Store(true)
+	require.Equal(t, http.StatusServiceUnavailable, f.cancel(t, "weary").Status)
+	dr := f.drone(t, "tired")
+	assert.Empty(t, dr.CurrentDeliveryID)
+	assert.Equal(t, domain.DroneCharging, dr.Status)
+	require.Len(t, f.delayed[topology.QueueDroneTelemetry], 1, "its charge check")
+	assert.Equal(t, "tired", f.delayed[topology.QueueDroneTelemetry][0].CorrelationID)
+}
+
 // An actionId names one action: the same action again changes nothing,
 // another action under it is refused (409 naming actionId) and changes
 // nothing. An abort under a reassign's id used to be answered 202 and not
