@@ -89,13 +89,17 @@ func TestDelayedRetriesDoNotCountTowardTheBacklog(t *testing.T) {
 // while hold is set, and fails them with EUNAVAILABLE while down is set.
 type probedAccounts struct {
 	ports.Accounts
-	reads *atomic.Int32
-	down  *atomic.Bool
-	hold  *atomic.Pointer[chan struct{}]
+	reads  *atomic.Int32
+	down   *atomic.Bool
+	hold   *atomic.Pointer[chan struct{}]
+	panics *atomic.Bool
 }
 
 func (a probedAccounts) Find(ctx context.Context, id string) (*domain.Account, error) {
 	a.reads.Add(1)
+	if a.panics != nil && a.panics.Load() {
+		panic("a fault in the store's adapter")
+	}
 	if held := a.hold.Load(); held != nil {
 		<-*held
 	}
@@ -114,8 +118,9 @@ func TestReadinessFollowsTheStoreOnceASecond(t *testing.T) {
 	var reads atomic.Int32
 	var down atomic.Bool
 	var hold atomic.Pointer[chan struct{}]
+	var panics atomic.Bool
 	f := newFixtureWith(t, func(d *handlers.Deps) {
-		d.Store.Accounts = probedAccounts{Accounts: d.Store.Accounts, reads: &reads, down: &down, hold: &hold}
+		d.Store.Accounts = probedAccounts{Accounts: d.Store.Accounts, reads: &reads, down: &down, hold: &hold, panics: &panics}
 	})
 	ready := func() *functionapp.Response {
 		return f.call("Readyz", "", &functionapp.Request{Method: http.MethodGet})
@@ -147,6 +152,15 @@ func TestReadinessFollowsTheStoreOnceASecond(t *testing.T) {
 	assert.NotContains(t, string(resp.Body), "cosmos.internal", "the reason stays in the log")
 	assert.Equal(t, before+1, reads.Load(), "one read for the new second")
 
+	// A panic in the check, which runs in a goroutine of its own, is the
+	// store not answering, not the end of the process.
+	panics.Store(true)
+	f.clock.Advance(time.Second)
+	resp = ready()
+	require.Equal(t, http.StatusServiceUnavailable, resp.Status, string(resp.Body))
+	assert.Contains(t, string(resp.Body), "the store did not answer")
+	panics.Store(false)
+
 	down.Store(false)
 	f.clock.Advance(time.Second)
 	assert.Equal(t, http.StatusOK, ready().Status)
@@ -158,7 +172,7 @@ func TestReadinessFollowsTheStoreOnceASecond(t *testing.T) {
 	f.clock.Advance(time.Second)
 	first := make(chan int)
 	go func() { first <- ready().Status }()
-	require.Eventually(t, func() bool { return reads.Load() == before+3 }, 10*time.Second, time.Millisecond, "the check under way reads the store")
+	require.Eventually(t, func() bool { return reads.Load() == before+4 }, 10*time.Second, time.Millisecond, "the check under way reads the store")
 	assert.Equal(t, http.StatusOK, ready().Status, "the last answer, at once")
 	hold.Store(nil)
 	close(held)

@@ -134,16 +134,21 @@ func (h *Handlers) firstFleetSummary(ctx context.Context) (*domain.FleetSummary,
 }
 
 // rebuildFleetSummary lists the whole fleet into a new summary.
-func (h *Handlers) rebuildFleetSummary(ctx context.Context) (*domain.FleetSummary, error) {
+func (h *Handlers) rebuildFleetSummary(ctx context.Context) (_ *domain.FleetSummary, err error) {
+	defer func() {
+		if err != nil {
+			h.summary.mu.Lock()
+			h.summary.building = false
+			h.summary.mu.Unlock()
+		}
+	}()
+	defer h.recovered("the fleet summary's listing", &err)
 	start := h.clock.Now()
 	s := domain.NewFleetSummary()
 	after := ""
 	for {
 		page, err := h.store.Fleet.List(ctx, "", after, fleetSummaryPage)
 		if err != nil {
-			h.summary.mu.Lock()
-			h.summary.building = false
-			h.summary.mu.Unlock()
 			return nil, fmt.Errorf("summarise the fleet: %w", err)
 		}
 		for _, d := range page {

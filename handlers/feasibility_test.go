@@ -410,6 +410,38 @@ func (f slowListing) List(ctx context.Context, status domain.DroneStatus, after 
 	return f.Fleet.List(ctx, status, after, limit)
 }
 
+// panickyListing panics on its first listing, as a fault in an adapter
+// would.
+type panickyListing struct {
+	ports.Fleet
+	once *atomic.Bool
+}
+
+func (f panickyListing) List(ctx context.Context, status domain.DroneStatus, after string, limit int) ([]*domain.Drone, error) {
+	if f.once.CompareAndSwap(false, true) {
+		panic("a fault in the fleet's listing")
+	}
+	return f.Fleet.List(ctx, status, after, limit)
+}
+
+// A panic in the fleet's listing, which runs in a goroutine of its own for
+// the requests that wait for it, fails those requests and the next lists
+// again; it does not end the process, as a panic outside the runtimes'
+// recovery would.
+func TestAPanicInTheFleetListingFailsItsRequestsOnly(t *testing.T) {
+	t.Parallel()
+	f := newFixtureWith(t, func(d *handlers.Deps) {
+		d.Store.Fleet = panickyListing{Fleet: d.Store.Fleet, once: &atomic.Bool{}}
+	})
+	f.putDrone(t, domain.Drone{ID: "only", Location: at(0.001, 0), BatteryPercent: 90})
+	body := requestBody("q", at(0, 0), at(0.01, 0), "Small", 1)
+	req := &functionapp.Request{Method: "POST", Body: body, Header: http.Header{
+		"Authorization": {"Bearer " + f.key}, "Content-Type": {"application/json"}}}
+	resp := functionapp.Call(context.Background(), f.reg["QuoteDelivery"].HTTP, req)
+	assert.GreaterOrEqual(t, resp.Status, 500, string(resp.Body))
+	assert.True(t, f.quote(t, body).Feasible, "the next request lists the fleet again")
+}
+
 // A request that gives up waiting for the fleet's first summary (its time
 // ran out: functionapp.HandlerTimeout) does not end the listing: the
 // listing goes on, and the next request finds the summary built rather

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"runtime/debug"
 	"slices"
 	"time"
 
@@ -385,6 +386,17 @@ func (h *Handlers) Registry() functionapp.Registry {
 		}
 	}
 	return reg.Use(functionapp.EmitsOnly(emits))
+}
+
+// recovered, deferred by work that runs in a goroutine of its own, outside
+// the recovery the runtimes give each invocation (a listing or a check
+// that requests share), turns a panic into *err and an ERROR line with its
+// stack, rather than the end of the process.
+func (h *Handlers) recovered(what string, err *error) {
+	if r := recover(); r != nil {
+		h.log.Error("panic in "+what, "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+		*err = fmt.Errorf("%s: panic: %v", what, r)
+	}
 }
 
 // publish sends msgs. One bound for a queue the chain's table does not let

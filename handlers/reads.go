@@ -374,7 +374,11 @@ func (h *Handlers) checkReady(ctx context.Context) (checks map[string]string, fa
 	ask := func(name, what string, question func(context.Context) error) {
 		qctx, cancel := context.WithTimeout(ctx, readyTimeout)
 		defer cancel()
-		if err := question(qctx); err != nil {
+		err := func() (err error) {
+			defer h.recovered("the readiness check of "+name, &err)
+			return question(qctx)
+		}()
+		if err != nil {
 			checks[name] = "unavailable"
 			failed = append(failed, what)
 			h.log.WarnContext(ctx, "readiness check failed", "check", name, "err", err)
