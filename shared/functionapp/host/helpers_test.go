@@ -58,6 +58,9 @@ func echo(_ context.Context, req *functionapp.Request) *functionapp.Response {
 	if _, err := strconv.Atoi(id); err != nil {
 		return functionapp.Problem(http.StatusBadRequest, "id", "must be a number")
 	}
+	if answer, err := strconv.Atoi(req.Query.Get("answer")); err == nil {
+		return functionapp.Problem(answer, "", "answered as asked")
+	}
 	status := http.StatusOK
 	if req.Method == http.MethodPost {
 		status = http.StatusCreated

@@ -62,8 +62,14 @@ func (h *handler) invokeHTTP(w http.ResponseWriter, r *http.Request, fn *functio
 		status = http.StatusOK
 	}
 	line := fmt.Sprintf("%s %s answered %d", req.Method, req.Path, status)
+	// A 503 is the service saying "not now" (a dependency out, readiness,
+	// backpressure), whose cause the function logged itself; the host
+	// would turn an error line into an Error trace for every probe.
 	level := slog.LevelInfo
-	if status >= http.StatusInternalServerError {
+	switch {
+	case status == http.StatusServiceUnavailable:
+		level = slog.LevelWarn
+	case status >= http.StatusInternalServerError:
 		level = slog.LevelError
 	}
 	h.log.Log(ctx, level, "http invocation", "method", req.Method, "path", req.Path, "status", status)

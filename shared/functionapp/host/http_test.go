@@ -155,6 +155,28 @@ func quote(s string) string {
 	return string(b)
 }
 
+// TestAnUnavailableAnswerIsAWarning: a 503 (a dependency out, a probe
+// saying not ready, backpressure) is logged as a warning, since the
+// function logs its own cause and the host turns an error line into an
+// Error trace; any other 5xx stays an error.
+func TestAnUnavailableAnswerIsAWarning(t *testing.T) {
+	t.Parallel()
+	for answer, level := range map[string]string{"503": "WARN", "500": "ERROR", "200": "INFO"} {
+		f := newFixture(t, nil)
+		doc := patch(t, golden(t, "http_get_query_object.json"), "Data.req", "Url", "https://fabrikam-drone.azurewebsites.net/api/echo/42?answer="+answer)
+		rec := f.invoke("Echo", "inv-"+answer, doc)
+		require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+		var seen bool
+		for _, l := range f.logs.lines(t) {
+			if l["msg"] == "http invocation" {
+				seen = true
+				assert.Equal(t, level, l["level"], "a %s answer", answer)
+			}
+		}
+		assert.True(t, seen, "a %s answer is logged", answer)
+	}
+}
+
 func TestHTTPInvocationReturnBinding(t *testing.T) {
 	t.Parallel()
 	fns := []functionapp.FunctionConfig{{Name: "Echo", Bindings: []functionapp.Binding{
