@@ -337,8 +337,8 @@ const throttledMessageLimit = 24 * time.Hour
 // Config.MessageAttempts failures, is a permanent failure, which the
 // runtime dead-letters. A send the provider throttles (its quota for the
 // minute or the hour used up) waits the time the provider names, and up to
-// a quarter more so that the messages it held do not all come back at
-// once, without spending an attempt, since a try before then only counts
+// a quarter more (a minute at least) so that the messages it held do not
+// all come back at once, without spending an attempt, since a try before then only counts
 // against the quota again; that goes on until throttledMessageLimit after
 // the first throttled try. Delivery is at least once.
 func (h *Handlers) SendCustomerMessage(ctx context.Context, msg *ports.Delivered) ([]ports.Message, error) {
@@ -384,8 +384,11 @@ func (h *Handlers) SendCustomerMessage(ctx context.Context, msg *ports.Delivered
 		again.ThrottledSince = &since
 		m := customerMessage(again)
 		m.ID = customerMessageIDAgain(*env, waitStep(msg.ID))
+		// Spread over a quarter of the wait, and over a minute at least:
+		// the messages an adapter holds until one instant (its quiet
+		// period) do not all come back at once.
 		wait := min(max(throttled.RetryAfter, time.Second), time.Hour)
-		m.NotBefore = now.Add(wait + rand.N(wait/4))
+		m.NotBefore = now.Add(wait + rand.N(max(wait/4, time.Minute)))
 		h.log.WarnContext(ctx, "customer message throttled by its provider; waiting", "messageId", out.ID,
 			"retryAfter", throttled.RetryAfter.String(), "err", serr)
 		return []ports.Message{m}, nil

@@ -339,17 +339,26 @@ func TestCustomerMessageIsRetriedThenDeadLettered(t *testing.T) {
 // TestAThrottledCustomerMessageWaitsWithoutSpendingAnAttempt: a send the
 // provider throttles (an Azure-managed e-mail domain takes 10 an hour)
 // waits the time the provider names, however often, and is given up only
-// a day after its milestone.
+// a day after the first throttled try.
 func TestAThrottledCustomerMessageWaitsWithoutSpendingAnAttempt(t *testing.T) {
 	t.Parallel()
 	throttled := &ports.MessageThrottled{RetryAfter: 40 * time.Minute, Detail: "429"}
-	msgr := &scriptedMessenger{errs: []error{throttled}}
+	// The first try fails otherwise, and its retry, five hours later, is
+	// the first the provider throttles.
+	msgr := &scriptedMessenger{errs: []error{errors.New("connection refused")}}
 	f := newFixtureWith(t, func(d *handlers.Deps) { d.Messenger = msgr })
 	f.clock.Set(time.Now().UTC())
 	f.putDrone(t, domain.Drone{ID: "q1", Location: at(0.001, 0)})
 	require.Equal(t, http.StatusAccepted, f.ingest(t, requestBody("quota", at(0, 0), at(0.01, 0), "Small", 1)).Status)
 	_, sub := f.subscribe(t, "quota", `{"emailAddress":"ana@example.com"}`)
 	f.drain(t)
+	require.Len(t, f.delayed[topology.QueueCustomerMessages], 1)
+	retry := f.delayed[topology.QueueCustomerMessages][0]
+	delete(f.delayed, topology.QueueCustomerMessages)
+	f.clock.Advance(5 * time.Hour)
+	msgr.mu.Lock()
+	msgr.errs = []error{throttled}
+	msgr.mu.Unlock()
 	// take receives a message the step sent as the bus would hand it out
 	// once its wait is over.
 	take := func(m ports.Message) *ports.Delivered {
@@ -360,15 +369,17 @@ func TestAThrottledCustomerMessageWaitsWithoutSpendingAnAttempt(t *testing.T) {
 		require.Len(t, msgs, 1)
 		return msgs[0]
 	}
-	require.Len(t, f.delayed[topology.QueueCustomerMessages], 1)
-	first := f.delayed[topology.QueueCustomerMessages][0]
+	out, err := f.h.SendCustomerMessage(context.Background(), take(retry))
+	require.NoError(t, err)
+	require.Len(t, out, 1)
+	first := out[0]
 	assert.WithinRange(t, first.NotBefore, f.clock.Now().Add(40*time.Minute), f.clock.Now().Add(50*time.Minute),
 		"it waits what the provider asked, and up to a quarter more")
 	wait := take(first)
 	assert.True(t, strings.HasPrefix(wait.ID, "quota:n1:to-"+sub.ID+"-email-wait-"), wait.ID)
 	var env wire.Envelope
 	require.NoError(t, json.Unmarshal(wait.Body, &env))
-	assert.Zero(t, env.Attempt, "a throttled send spends no attempt")
+	assert.Equal(t, 1, env.Attempt, "a throttled send spends no attempt: the one failure is all it has spent")
 	require.NotNil(t, env.ThrottledSince)
 	assert.True(t, f.clock.Now().Equal(*env.ThrottledSince), "its day of waits counts from the first throttled try, by the service's clock")
 
@@ -390,7 +401,7 @@ func TestAThrottledCustomerMessageWaitsWithoutSpendingAnAttempt(t *testing.T) {
 		assert.Equal(t, out[0].ID, again[0].ID, "a redelivery makes the same copy, which duplicate detection drops")
 		wait = take(out[0])
 	}
-	out, err := f.h.SendCustomerMessage(context.Background(), wait)
+	out, err = f.h.SendCustomerMessage(context.Background(), wait)
 	require.NoError(t, err)
 	assert.Empty(t, out)
 	_, sent := msgr.snapshot()
@@ -412,7 +423,7 @@ func TestAThrottledCustomerMessageWaitsWithoutSpendingAnAttempt(t *testing.T) {
 		return err
 	}
 	f.clock.Advance(23 * time.Hour)
-	require.NoError(t, throttle(), "23 hours after the first throttled try")
+	require.NoError(t, throttle(), "23 hours after the first throttled try, 28 after the milestone")
 	f.clock.Advance(2 * time.Hour)
 	err = throttle()
 	assert.True(t, domain.IsPermanent(err), "%v", err)

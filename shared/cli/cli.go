@@ -346,14 +346,6 @@ func serve(ctx context.Context, args []string, app fs.FS, env func(string) strin
 	if err != nil {
 		return err
 	}
-	// Profiled from here, so that a start that fails before it leaves an
-	// earlier profile as it was.
-	stopProfile, err := startCPUProfile(*cpuProfile, log)
-	if err != nil {
-		ln.Close()
-		return err
-	}
-	defer stopProfile()
 	base := "http://" + ln.Addr().String()
 	hcfg := handlers.Config{OperatorKey: opKey, MaxBacklog: *maxBacklog, PublicBaseURL: base}
 	hcfg.Push.Events = true
@@ -374,6 +366,14 @@ func serve(ctx context.Context, args []string, app fs.FS, env func(string) strin
 		ln.Close()
 		return err
 	}
+	// Profiled from here, once the server has all it needs, so that a
+	// start that fails leaves an earlier profile as it was.
+	stopProfile, err := startCPUProfile(*cpuProfile, log)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	defer stopProfile()
 	log.Info("standalone runtime listening", "addr", base, "backend", parts.backend.Name,
 		"rateLimit", rl.PerKey.String(), "signUpRateLimit", rl.SignUp.String(),
 		"maxConnections", conns.max, "maxConnectionsPerAddress", conns.perAddr)

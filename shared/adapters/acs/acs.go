@@ -295,7 +295,11 @@ func (c *Client) post(ctx context.Context, path, apiVersion string, header http.
 		// Services", Email: https://learn.microsoft.com/azure/communication-services/concepts/service-limits#email).
 		wait := retryAfter(resp.Header, time.Now())
 		c.mu.Lock()
-		c.quietUntil[path] = time.Now().Add(wait)
+		// Sends in flight together may be told different waits (the
+		// minute's quota, the hour's): the longest holds.
+		if until := time.Now().Add(wait); until.After(c.quietUntil[path]) {
+			c.quietUntil[path] = until
+		}
 		c.mu.Unlock()
 		return nil, &ports.MessageThrottled{RetryAfter: wait,
 			Detail: fmt.Sprintf("acs: %s answered 429: %s", path, truncate(out))}

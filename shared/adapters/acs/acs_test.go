@@ -46,8 +46,14 @@ type standIn struct {
 	status []int
 	// smsResult is what the one SMS result says, when set.
 	smsResult map[string]any
-	// retryAfter is the Retry-After header of a scripted answer, when set.
-	retryAfter string
+	// retryAfter is the Retry-After header of a scripted answer, when set;
+	// retryAfters, when set, gives the next requests theirs in order.
+	retryAfter  string
+	retryAfters []string
+	// arrived hears of each request once its answer is chosen, and holds,
+	// when set, hold the next requests' answers until each is closed.
+	arrived chan struct{}
+	holds   []chan struct{}
 }
 
 type recorded struct {
@@ -72,7 +78,21 @@ func (s *standIn) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		status, s.status = s.status[0], s.status[1:]
 	}
 	smsResult, retryAfter := s.smsResult, s.retryAfter
+	if len(s.retryAfters) > 0 {
+		retryAfter, s.retryAfters = s.retryAfters[0], s.retryAfters[1:]
+	}
+	var hold chan struct{}
+	if len(s.holds) > 0 {
+		hold, s.holds = s.holds[0], s.holds[1:]
+	}
+	arrived := s.arrived
 	s.mu.Unlock()
+	if arrived != nil {
+		arrived <- struct{}{}
+	}
+	if hold != nil {
+		<-hold
+	}
 	w.Header().Set("Content-Type", "application/json")
 	if status != http.StatusAccepted {
 		if retryAfter != "" {
@@ -253,6 +273,29 @@ func TestAThrottledSendSaysWhenToTryAgain(t *testing.T) {
 		assert.InDelta(t, want.Seconds(), throttled.RetryAfter.Seconds(), 2)
 		assert.Len(t, s.requests, asked, "no request while the quota is used up")
 	}
+	// Two sends in flight together told different waits (the hour's quota
+	// answered first, the minute's last): the longest holds.
+	c, s, _ := setup(t)
+	first, second := make(chan struct{}), make(chan struct{})
+	s.script(func() {
+		s.status = []int{http.StatusTooManyRequests, http.StatusTooManyRequests}
+		s.retryAfters = []string{"3600", "1"}
+		s.arrived, s.holds = make(chan struct{}, 2), []chan struct{}{first, second}
+	})
+	done := make(chan error, 2)
+	for range 2 {
+		go func() { done <- c.Send(context.Background(), outgoing(domain.ChannelEmail, "customer@example.com")) }()
+	}
+	<-s.arrived
+	<-s.arrived
+	close(first)
+	require.Error(t, <-done)
+	close(second)
+	require.Error(t, <-done)
+	var held *ports.MessageThrottled
+	require.ErrorAs(t, c.Send(context.Background(), outgoing(domain.ChannelEmail, "other@example.com")), &held)
+	assert.Greater(t, held.RetryAfter, 59*time.Minute, "the hour's wait holds")
+
 	for _, huge := range []string{"10000000000", "99999999999999999"} {
 		c, s, _ := setup(t)
 		s.script(func() { s.status, s.retryAfter = []int{http.StatusTooManyRequests}, huge })
