@@ -286,17 +286,25 @@ func (m *scriptedMessenger) snapshot() (int, []ports.Outgoing) {
 	return m.calls, append([]ports.Outgoing(nil), m.sent...)
 }
 
+// subscribedTo is a fixture whose customer messages go to msgr, with delivery
+// id scheduled and ana@example.com subscribed to it by e-mail, drained once:
+// the first message has been tried. Its clock starts at the real time, so
+// that a retry delayed on it stays out of that drain.
+func subscribedTo(t *testing.T, msgr *scriptedMessenger, id string) (*fixture, subscriptionDoc) {
+	t.Helper()
+	f := newFixtureWith(t, func(d *handlers.Deps) { d.Messenger = msgr })
+	f.clock.Set(time.Now().UTC())
+	f.putDrone(t, domain.Drone{ID: "near-" + id, Location: at(0.001, 0)})
+	require.Equal(t, http.StatusAccepted, f.ingest(t, requestBody(id, at(0, 0), at(0.01, 0), "Small", 1)).Status)
+	_, sub := f.subscribe(t, id, `{"emailAddress":"ana@example.com"}`)
+	f.drain(t)
+	return f, sub
+}
+
 func TestCustomerMessageIsRetriedThenDeadLettered(t *testing.T) {
 	t.Parallel()
 	msgr := &scriptedMessenger{errs: []error{errors.New("connection refused")}}
-	f := newFixtureWith(t, func(d *handlers.Deps) { d.Messenger = msgr })
-	// The retry is delayed by a second of the fake clock; starting it at
-	// the real time keeps it out of the first drain.
-	f.clock.Set(time.Now().UTC())
-	f.putDrone(t, domain.Drone{ID: "r1", Location: at(0.001, 0)})
-	require.Equal(t, http.StatusAccepted, f.ingest(t, requestBody("retry", at(0, 0), at(0.01, 0), "Small", 1)).Status)
-	_, sub := f.subscribe(t, "retry", `{"emailAddress":"ana@example.com"}`)
-	f.drain(t)
+	f, sub := subscribedTo(t, msgr, "retry")
 	calls, sent := msgr.snapshot()
 	require.Equal(t, 1, calls)
 	require.Empty(t, sent)
@@ -346,12 +354,7 @@ func TestAThrottledCustomerMessageWaitsWithoutSpendingAnAttempt(t *testing.T) {
 	// The first try fails otherwise, and its retry, five hours later, is
 	// the first the provider throttles.
 	msgr := &scriptedMessenger{errs: []error{errors.New("connection refused")}}
-	f := newFixtureWith(t, func(d *handlers.Deps) { d.Messenger = msgr })
-	f.clock.Set(time.Now().UTC())
-	f.putDrone(t, domain.Drone{ID: "q1", Location: at(0.001, 0)})
-	require.Equal(t, http.StatusAccepted, f.ingest(t, requestBody("quota", at(0, 0), at(0.01, 0), "Small", 1)).Status)
-	_, sub := f.subscribe(t, "quota", `{"emailAddress":"ana@example.com"}`)
-	f.drain(t)
+	f, sub := subscribedTo(t, msgr, "quota")
 	require.Len(t, f.delayed[topology.QueueCustomerMessages], 1)
 	retry := f.delayed[topology.QueueCustomerMessages][0]
 	delete(f.delayed, topology.QueueCustomerMessages)
