@@ -18,22 +18,20 @@ import (
 // these tests make topology.json win any disagreement.
 
 func TestQueueConstantsMatchJSON(t *testing.T) {
-	consts := declared(t, "Queue")
 	var fromJSON []string
 	for _, q := range Spec.Queues {
 		fromJSON = append(fromJSON, q.Name)
 	}
-	sameNames(t, "queue", "Queue*", consts, fromJSON)
+	sameNames(t, "queue", "Queue", fromJSON)
 	assert.Equal(t, fromJSON, Queues, "Queues, want the names of topology.json in order")
 }
 
 func TestContainerConstantsMatchJSON(t *testing.T) {
-	consts := declared(t, "Container")
 	var fromJSON []string
 	for _, c := range Spec.Containers {
 		fromJSON = append(fromJSON, c.Name)
 	}
-	sameNames(t, "container", "Container*", consts, fromJSON)
+	sameNames(t, "container", "Container", fromJSON)
 	assert.Equal(t, Spec.Containers, Containers, "Containers")
 }
 
@@ -71,15 +69,16 @@ func declared(t *testing.T, prefix string) []string {
 	return values
 }
 
-// sameNames fails unless the constants of kind (named like constName)
-// and the names topology.json declares are the same set.
-func sameNames(t *testing.T, kind, constName string, consts, fromJSON []string) {
+// sameNames fails unless the string constants of kind, named with
+// prefix, and the names topology.json declares are the same set.
+func sameNames(t *testing.T, kind, prefix string, fromJSON []string) {
 	t.Helper()
+	consts := declared(t, prefix)
 	for _, c := range consts {
 		assert.Contains(t, fromJSON, c, "constant %s %q is not declared in topology.json", kind, c)
 	}
 	for _, n := range fromJSON {
-		assert.Contains(t, consts, n, "topology.json declares %s %q but no %s constant names it", kind, n, constName)
+		assert.Contains(t, consts, n, "topology.json declares %s %q but no %s* constant names it", kind, n, prefix)
 	}
 }
 
