@@ -338,9 +338,10 @@ const throttledMessageLimit = 24 * time.Hour
 // runtime dead-letters. A send the provider throttles (its quota for the
 // minute or the hour used up) waits the time the provider names, and up to
 // a quarter more (a minute at least) so that the messages it held do not
-// all come back at once, without spending an attempt, since a try before then only counts
-// against the quota again; that goes on until throttledMessageLimit after
-// the first throttled try. Delivery is at least once.
+// all come back at once, without spending an attempt, since a try before
+// then only counts against the quota again; that goes on until
+// throttledMessageLimit after the first throttled try. Delivery is at
+// least once.
 func (h *Handlers) SendCustomerMessage(ctx context.Context, msg *ports.Delivered) ([]ports.Message, error) {
 	ctx, env, d, n, err := h.loadNotification(ctx, msg, wire.OpCustomerMessage)
 	if n == nil || err != nil {

@@ -139,10 +139,8 @@ func EmitsOnly(emits map[string][]string) Middleware {
 		return func(ctx context.Context, msg *ports.Delivered) ([]ports.Message, error) {
 			ctx = ports.WithEmits(ctx, name, allowed)
 			out, err := next(ctx, msg)
-			for _, m := range out {
-				if !slices.Contains(allowed, m.Queue) {
-					return nil, &domain.Permanent{Err: fmt.Errorf("%s may not send to queue %s (see topology.Chain)", name, m.Queue)}
-				}
+			if cerr := ports.CheckEmits(ctx, out); cerr != nil {
+				return nil, &domain.Permanent{Err: cerr}
 			}
 			return out, err
 		}

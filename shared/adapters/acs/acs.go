@@ -122,9 +122,9 @@ func (c *Client) Describe() string {
 // the wait the answer names, and the sends of that API before the wait is
 // over get the same without a request; 408 and 5xx, or no answer, are
 // worth another attempt; any other 4xx (a malformed address, an unknown
-// sender) wraps ports.ErrUndeliverable. Delivery itself happens later and is not
-// watched: a message the provider accepts and then cannot deliver is not
-// retried.
+// sender) wraps ports.ErrUndeliverable. Delivery itself happens later and
+// is not watched: a message the provider accepts and then cannot deliver
+// is not retried.
 func (c *Client) Send(ctx context.Context, m ports.Outgoing) error {
 	switch m.Channel {
 	case domain.ChannelEmail:
@@ -293,11 +293,12 @@ func (c *Client) post(ctx context.Context, path, apiVersion string, header http.
 		// retries too, counts against it, so the next try waits for the
 		// time the answer names ("Service limits for Azure Communication
 		// Services", Email: https://learn.microsoft.com/azure/communication-services/concepts/service-limits#email).
-		wait := retryAfter(resp.Header, time.Now())
+		now := time.Now()
+		wait := retryAfter(resp.Header, now)
 		c.mu.Lock()
 		// Sends in flight together may be told different waits (the
 		// minute's quota, the hour's): the longest holds.
-		if until := time.Now().Add(wait); until.After(c.quietUntil[path]) {
+		if until := now.Add(wait); until.After(c.quietUntil[path]) {
 			c.quietUntil[path] = until
 		}
 		c.mu.Unlock()
@@ -338,8 +339,7 @@ const defaultRetryAfter = time.Minute
 // headers azcore's retry policy reads, in its order (retry-after-ms,
 // x-ms-retry-after-ms, then Retry-After in seconds or as an HTTP date;
 // azcore v1.23.3, internal/shared/shared.go, RetryAfter), or
-// defaultRetryAfter.
-// A wait beyond a day is taken as a day.
+// defaultRetryAfter. A wait beyond a day is taken as a day.
 func retryAfter(h http.Header, now time.Time) time.Duration {
 	const most = 24 * time.Hour
 	for _, k := range []string{"retry-after-ms", "x-ms-retry-after-ms"} {

@@ -192,10 +192,11 @@ func unavailable(err error, format string, args ...any) *domain.Error {
 
 // brief tells an error answer of Cosmos DB in one line: its status, code
 // and sub-status, the request's method and path, the first line of the
-// answer's message, and the activity id that Azure support asks for. The SDK's own text spells out the request, the
-// status and the whole response body, pretty-printed over many lines
-// (azcore v1.23.3, internal/exported/response_error.go, ResponseError.Error),
-// which every log line of a failing request would carry. The answer stays
+// answer's message, and the activity id that Azure support asks for. The
+// SDK's own text spells out the request, the status and the whole
+// response body, pretty-printed over many lines (azcore v1.23.3,
+// internal/exported/response_error.go, ResponseError.Error), which every
+// log line of a failing request would carry. The answer stays
 // in the chain for errors.As. Only the SDK's error is told so: one the
 // adapter wrapped already (a *domain.Error, through unavailable) is told
 // in one line and keeps what it says.
