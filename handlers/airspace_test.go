@@ -194,11 +194,7 @@ func TestAZoneOverAPickupShowsBeforeDispatchRuns(t *testing.T) {
 	kind, _ := waiting()
 	require.Equal(t, domain.WaitDispatch, kind, "accepted moments ago, not dispatched yet")
 
-	lat, lon := pickup.Latitude, pickup.Longitude
-	zone := fmt.Sprintf(`{"name":"crane","geometry":{"type":"Polygon","coordinates":[[[%[2]f,%[1]f],[%[4]f,%[1]f],[%[4]f,%[3]f],[%[2]f,%[3]f],[%[2]f,%[1]f]]]}}`,
-		lat-0.001, lon-0.001, lat+0.001, lon+0.001)
-	resp := f.fleet("PutNoFlyZone", &functionapp.Request{Method: http.MethodPut, Params: map[string]string{"id": "crane"}, Body: []byte(zone)})
-	require.Equal(t, http.StatusCreated, resp.Status, string(resp.Body))
+	f.putSquareZone(t, "crane", "crane", pickup, 0.001, time.Time{}, time.Time{})
 	kind, reason := waiting()
 	assert.Equal(t, domain.WaitNoRoute, kind)
 	assert.Contains(t, reason, "no route: pickupLocation")
@@ -213,16 +209,9 @@ func TestAZoneComingIntoForceDuringTheFlightIsMet(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, domain.Drone{ID: "d1", Location: at(0, -0.03)})
 	soon := f.clock.Now().Add(2 * time.Minute)
-	square := func(c domain.Location, half float64) string {
-		return fmt.Sprintf(`{"type":"Polygon","coordinates":[[[%[2]f,%[1]f],[%[4]f,%[1]f],[%[4]f,%[3]f],[%[2]f,%[3]f],[%[2]f,%[1]f]]]}`,
-			c.Latitude-half, c.Longitude-half, c.Latitude+half, c.Longitude+half)
-	}
 	putZone := func(id string, c domain.Location) {
 		t.Helper()
-		body := fmt.Sprintf(`{"name":%q,"geometry":%s,"validFrom":%q,"validTo":%q}`, id, square(c, 0.002),
-			soon.Format(time.RFC3339), soon.Add(2*time.Hour).Format(time.RFC3339))
-		resp := f.fleet("PutNoFlyZone", &functionapp.Request{Method: http.MethodPut, Params: map[string]string{"id": id}, Body: []byte(body)})
-		require.Equal(t, http.StatusCreated, resp.Status, string(resp.Body))
+		f.putSquareZone(t, id, id, c, 0.002, soon, soon.Add(2*time.Hour))
 	}
 
 	putZone("across", at(0, 0.015))
@@ -271,16 +260,11 @@ func TestAZoneLaterThanTheFlightIsNoWaitReason(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, domain.Drone{ID: "d1", Location: at(0, 0), Status: domain.DroneMaintenance})
 	c := at(0.02, 0)
-	geom := fmt.Sprintf(`{"type":"Polygon","coordinates":[[[%[2]f,%[1]f],[%[4]f,%[1]f],[%[4]f,%[3]f],[%[2]f,%[3]f],[%[2]f,%[1]f]]]}`,
-		c.Latitude-0.002, c.Longitude-0.002, c.Latitude+0.002, c.Longitude+0.002)
-	body := fmt.Sprintf(`{"name":"later","geometry":%s,"validFrom":%q,"validTo":%q}`, geom,
-		f.clock.Now().Add(50*time.Minute).Format(time.RFC3339), f.clock.Now().Add(2*time.Hour).Format(time.RFC3339))
-	resp := f.fleet("PutNoFlyZone", &functionapp.Request{Method: http.MethodPut, Params: map[string]string{"id": "later"}, Body: []byte(body)})
-	require.Equal(t, http.StatusCreated, resp.Status, string(resp.Body))
+	f.putSquareZone(t, "later", "later", c, 0.002, f.clock.Now().Add(50*time.Minute), f.clock.Now().Add(2*time.Hour))
 	require.Equal(t, http.StatusAccepted, f.ingest(t, requestBody("w", at(0.01, 0), c, "Small", 1)).Status)
 	f.drain(t)
 	f.clock.Advance(10 * time.Second)
-	resp = f.fleet("ListWaitingDeliveries", &functionapp.Request{Method: http.MethodGet})
+	resp := f.fleet("ListWaitingDeliveries", &functionapp.Request{Method: http.MethodGet})
 	require.Equal(t, http.StatusOK, resp.Status, string(resp.Body))
 	assert.Contains(t, string(resp.Body), `"waitKind":"noDrone"`)
 }
@@ -291,12 +275,7 @@ func TestAZoneEndedBeforeABookedFlightIsNotInItsWay(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, domain.Drone{ID: "d1", Location: at(0, 0), CruiseSpeedMps: 10})
 	c := at(0.02, 0)
-	geom := fmt.Sprintf(`{"type":"Polygon","coordinates":[[[%[2]f,%[1]f],[%[4]f,%[1]f],[%[4]f,%[3]f],[%[2]f,%[3]f],[%[2]f,%[1]f]]]}`,
-		c.Latitude-0.002, c.Longitude-0.002, c.Latitude+0.002, c.Longitude+0.002)
-	body := fmt.Sprintf(`{"name":"tfr","geometry":%s,"validFrom":%q,"validTo":%q}`, geom,
-		f.clock.Now().Add(30*time.Minute).Format(time.RFC3339), f.clock.Now().Add(time.Hour).Format(time.RFC3339))
-	resp := f.fleet("PutNoFlyZone", &functionapp.Request{Method: http.MethodPut, Params: map[string]string{"id": "tfr"}, Body: []byte(body)})
-	require.Equal(t, http.StatusCreated, resp.Status, string(resp.Body))
+	f.putSquareZone(t, "tfr", "tfr", c, 0.002, f.clock.Now().Add(30*time.Minute), f.clock.Now().Add(time.Hour))
 	pickup := f.clock.Now().Add(3 * time.Hour)
 	q := f.quote(t, mustJSON(map[string]any{"pickupLocation": at(0.01, 0), "dropOffLocation": c,
 		"pickupTime": pickup.Format(time.RFC3339), "packageInfo": map[string]any{"size": "Small", "weight": 1}}))
@@ -316,13 +295,8 @@ func TestABookingAfterAZoneEndsIsPlannedWithItsDrone(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, domain.Drone{ID: "d1", Location: at(0, -0.01)})
 	pickup := at(0, 0)
-	geom := fmt.Sprintf(`{"type":"Polygon","coordinates":[[[%[2]f,%[1]f],[%[4]f,%[1]f],[%[4]f,%[3]f],[%[2]f,%[3]f],[%[2]f,%[1]f]]]}`,
-		pickup.Latitude-0.001, pickup.Longitude-0.001, pickup.Latitude+0.001, pickup.Longitude+0.001)
 	end := f.clock.Now().Add(10 * time.Minute)
-	body := fmt.Sprintf(`{"name":"crane","geometry":%s,"validFrom":%q,"validTo":%q}`, geom,
-		f.clock.Now().Add(3*time.Minute).Format(time.RFC3339), end.Format(time.RFC3339))
-	resp := f.fleet("PutNoFlyZone", &functionapp.Request{Method: http.MethodPut, Params: map[string]string{"id": "crane"}, Body: []byte(body)})
-	require.Equal(t, http.StatusCreated, resp.Status, string(resp.Body))
+	f.putSquareZone(t, "crane", "crane", pickup, 0.001, f.clock.Now().Add(3*time.Minute), end)
 
 	req, _ := json.Marshal(map[string]any{"deliveryId": "later", "pickupLocation": pickup, "dropOffLocation": at(0.01, 0),
 		"pickupTime": f.clock.Now().Add(20 * time.Minute).Format(time.RFC3339), "packageInfo": map[string]any{"size": "Small", "weight": 1}})
@@ -332,4 +306,22 @@ func TestABookingAfterAZoneEndsIsPlannedWithItsDrone(t *testing.T) {
 	require.NotNil(t, d.DispatchAt)
 	assert.True(t, d.DispatchAt.After(end), "dispatched at %v, after the zone ends at %v", d.DispatchAt, end)
 	require.NotNil(t, d.PickupETA, "planned with its drone")
+}
+
+// putSquareZone puts no-fly zone id: a square reaching half degrees from c
+// on each side, in force from from until to (a zero time leaves that end
+// open).
+func (f *fixture) putSquareZone(t *testing.T, id, name string, c domain.Location, half float64, from, to time.Time) {
+	t.Helper()
+	ring := [][]float64{{c.Longitude - half, c.Latitude - half}, {c.Longitude + half, c.Latitude - half},
+		{c.Longitude + half, c.Latitude + half}, {c.Longitude - half, c.Latitude + half}, {c.Longitude - half, c.Latitude - half}}
+	body := map[string]any{"name": name, "geometry": map[string]any{"type": "Polygon", "coordinates": [][][]float64{ring}}}
+	if !from.IsZero() {
+		body["validFrom"] = from.Format(time.RFC3339)
+	}
+	if !to.IsZero() {
+		body["validTo"] = to.Format(time.RFC3339)
+	}
+	resp := f.fleet("PutNoFlyZone", &functionapp.Request{Method: http.MethodPut, Params: map[string]string{"id": id}, Body: mustJSON(body)})
+	require.Equal(t, http.StatusCreated, resp.Status, string(resp.Body))
 }

@@ -3,7 +3,6 @@ package handlers_test
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -237,11 +236,7 @@ func TestABookedPickupBlockedByAZoneSaysSo(t *testing.T) {
 	f, _ := bookedLater(t)
 	d := f.delivery(t, "later")
 	require.NotNil(t, d.DispatchAt)
-	drop := at(0.02, 0)
-	geom := fmt.Sprintf(`{"name":"Crane","geometry":{"type":"Polygon","coordinates":[[[%[2]f,%[1]f],[%[4]f,%[1]f],[%[4]f,%[3]f],[%[2]f,%[3]f],[%[2]f,%[1]f]]]}}`,
-		drop.Latitude-0.001, drop.Longitude-0.001, drop.Latitude+0.001, drop.Longitude+0.001)
-	resp := f.fleet("PutNoFlyZone", &functionapp.Request{Method: http.MethodPut, Params: map[string]string{"id": "crane"}, Body: []byte(geom)})
-	require.Equal(t, http.StatusCreated, resp.Status, string(resp.Body))
+	f.putSquareZone(t, "crane", "Crane", at(0.02, 0), 0.001, time.Time{}, time.Time{})
 
 	f.clock.Set(*d.DispatchAt)
 	f.releaseDelayed(t, topology.QueueDeliveryRequests)
