@@ -251,14 +251,27 @@ func TestHostProtocolChain(t *testing.T) {
 	assert.Contains(t, want, d.DroneID)
 	checkSchedule(t, a, d)
 
-	// A message that can never succeed is acknowledged (200), not retried forever.
-	poison := &ports.Delivered{Message: ports.Message{ID: "poison", Body: []byte("{oops"), Operation: "delivery"}, SequenceNumber: 99, EnqueuedAt: time.Now()}
-	status, res = invoke(t, p, "ScheduleDrone", "inv-poison", queueInvocation("ScheduleDrone", poison, 1))
-	assert.Equal(t, http.StatusOK, status)
-	assert.NotEmpty(t, res.Logs)
+	// A message that can never succeed fails each invocation, and the
+	// host has a failed invocation's message abandoned: after the queue's
+	// maxDeliveryCount it is in the dead-letter queue, where the operator
+	// finds it, not lost.
+	require.NoError(t, bus.Publish(ctxFor(t), ports.Message{ID: "poison", Queue: topology.QueueDeliveryRequests, Body: []byte("{oops"), Operation: "delivery"}))
+	for n := 1; n <= topology.MaxDeliveryCount; n++ {
+		m := receiveOnly(t, bus, topology.QueueDeliveryRequests)[0]
+		require.Equal(t, "poison", m.ID)
+		status, _ := invoke(t, p, "ScheduleDrone", fmt.Sprintf("inv-poison-%d", n), queueInvocation("ScheduleDrone", m, m.DeliveryCount))
+		require.Equal(t, http.StatusInternalServerError, status, "delivery %d: the invocation fails, so that the message is abandoned", n)
+		require.NoError(t, bus.Abandon(ctxFor(t), m))
+	}
+	active, deadCount, err := bus.Depth(ctxFor(t), topology.QueueDeliveryRequests)
+	require.NoError(t, err)
+	assert.Equal(t, [2]int{0, 1}, [2]int{active, deadCount}, "dead-lettered after the queue's maxDeliveryCount")
+	dead := deadLetters(t, a)
+	require.Len(t, dead, 1)
+	assert.Equal(t, deadLetterDoc{ID: "poison", Queue: topology.QueueDeliveryRequests, Reason: "MaxDeliveryCountExceeded"}, dead[0])
 	// The handler's stderr reaches the buffer through a pipe, a moment later.
 	eventually(t, "the poison message's log line", func() bool {
-		return strings.Contains(p.logs.String(), `"invocationId":"inv-poison"`)
+		return strings.Contains(p.logs.String(), `"invocationId":"inv-poison-1"`)
 	})
 }
 
@@ -297,7 +310,7 @@ func TestHostLogsInfoToStdoutAndErrorsToStderr(t *testing.T) {
 	p := startHost(t, t.TempDir())
 	poison := &ports.Delivered{Message: ports.Message{ID: "poison", Body: []byte("{oops"), Operation: "delivery"}, SequenceNumber: 7, EnqueuedAt: time.Now()}
 	status, _ := invoke(t, p, "ScheduleDrone", "inv-logs-poison", queueInvocation("ScheduleDrone", poison, 1))
-	require.Equal(t, http.StatusOK, status)
+	require.Equal(t, http.StatusInternalServerError, status, "failed, so that Service Bus dead-letters it")
 
 	levels := func(out string) map[string][]string {
 		byLevel := map[string][]string{}

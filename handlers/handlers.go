@@ -226,8 +226,9 @@ type Handlers struct {
 	// as it accepts a revoked key.
 	hooks *ttlCache[accountHook]
 	// givenUpHooks remembers, by account and URL, webhooks a notice was
-	// given up on lately (SendNotification).
-	givenUpHooks *ttlCache[struct{}]
+	// given up on lately, with the id of the message given up on
+	// (SendNotification).
+	givenUpHooks *ttlCache[string]
 	hookReads    singleflight.Group
 	operatorHash []byte // SHA-256 of Config.OperatorKey; nil when there is none
 	backlog      backlogGate
@@ -250,7 +251,7 @@ func New(d Deps) *Handlers {
 	cfg := d.Config.withDefaults()
 	h := &Handlers{store: d.Store, bus: d.Bus, clock: d.Clock, ids: d.IDs, webhooks: d.Webhooks, log: log, cfg: cfg,
 		messenger: d.Messenger, confirming: &keylock.Turns{}, admitting: &keylock.Turns{}, pausing: &keylock.Turns{}, outbox: d.Outbox, air: d.Airspace, push: d.Push, deadLetters: d.DeadLetters, keys: newTTLCache[domain.APIKey](cfg.KeyCacheTTL, keyCacheSize),
-		hooks: newTTLCache[accountHook](cfg.KeyCacheTTL, keyCacheSize), givenUpHooks: newTTLCache[struct{}](givenUpHookMemory, keyCacheSize)}
+		hooks: newTTLCache[accountHook](cfg.KeyCacheTTL, keyCacheSize), givenUpHooks: newTTLCache[string](givenUpHookMemory, keyCacheSize)}
 	if h.air == nil {
 		h.air = airspace.For(d.Store)
 	}

@@ -60,9 +60,7 @@ func (h *Handlers) accountHook(ctx context.Context, id string) (*accountHook, er
 // SendNotification offers one notification to the owner's webhook, when the
 // owner has one. A failed attempt is tried again through the queue with a
 // growing delay; after Config.WebhookAttempts the message is a permanent
-// failure. The standalone runtime then dead-letters it; under the Functions
-// host, where a custom handler cannot dead-letter, it is acknowledged and an
-// error line logged; on Lambda it is logged and acknowledged. Either way the
+// failure, which the runtime has dead-lettered (functionapp.Poisonous); the
 // notification stays on the delivery (GET …/notifications). Delivery is at
 // least once: receivers dedupe on the notification id header.
 //
@@ -102,7 +100,7 @@ func (h *Handlers) SendNotification(ctx context.Context, msg *ports.Delivered) (
 		return nil, nil
 	}
 	if errors.Is(werr, ports.ErrWebhookRefused) {
-		return nil, h.giveUp(ctx, env, d.OwnerID, hook.URL, fmt.Errorf("webhook for %s not sent: its address is refused: %w", n.ID, werr))
+		return nil, h.giveUp(ctx, msg.ID, env, d.OwnerID, hook.URL, fmt.Errorf("webhook for %s not sent: its address is refused: %w", n.ID, werr))
 	}
 	var held *ports.WebhookHeld
 	if errors.As(werr, &held) && held.Busy {
@@ -116,7 +114,7 @@ func (h *Handlers) SendNotification(ctx context.Context, msg *ports.Delivered) (
 	}
 	attempt := env.Attempt + 1
 	if attempt >= h.cfg.WebhookAttempts {
-		return nil, h.giveUp(ctx, env, d.OwnerID, hook.URL, fmt.Errorf("webhook for %s failed %d times, last: %w", n.ID, attempt, werr))
+		return nil, h.giveUp(ctx, msg.ID, env, d.OwnerID, hook.URL, fmt.Errorf("webhook for %s failed %d times, last: %w", n.ID, attempt, werr))
 	}
 	delay := h.backoff(attempt - 1)
 	if held != nil {
@@ -140,20 +138,24 @@ func waitStep(msgID string) string {
 	return "wait-" + hex.EncodeToString(sum[:6])
 }
 
-// giveUp ends the notice env sends to account's webhook at url for err: a
-// permanent failure, which the runtime dead-letters, unless a notice to
-// that webhook was given up on within givenUpHookMemory, when it is logged
-// and acknowledged (nil). A notice the operator replayed is dead-lettered
-// again whatever came before: it is the one they are watching.
-func (h *Handlers) giveUp(ctx context.Context, env *wire.Envelope, account, url string, err error) error {
+// giveUp ends the notice env sends to account's webhook at url for err,
+// in message msgID: a permanent failure, which the runtime dead-letters,
+// unless another message's notice to that webhook was given up on within
+// givenUpHookMemory, when it is logged and acknowledged (nil). The same
+// message delivered again (under the Functions host a permanent failure
+// is redelivered until Service Bus dead-letters it) is refused again, so
+// that it does reach the dead-letter queue. A notice the operator replayed
+// is dead-lettered again whatever came before: it is the one they are
+// watching.
+func (h *Handlers) giveUp(ctx context.Context, msgID string, env *wire.Envelope, account, url string, err error) error {
 	key := account + "\x00" + url
 	now := h.clock.Now()
-	if _, seen := h.givenUpHooks.get(key, now); seen && env.Replay == "" {
+	if first, seen := h.givenUpHooks.get(key, now); seen && *first != msgID && env.Replay == "" {
 		h.log.WarnContext(ctx, "webhook given up; acknowledged, as a notice to it was dead-lettered lately",
 			"notificationId", env.NotificationID, "err", err)
 		return nil
 	}
-	h.givenUpHooks.put(key, &struct{}{}, now, h.givenUpHooks.stamp())
+	h.givenUpHooks.put(key, &msgID, now, h.givenUpHooks.stamp())
 	return &domain.Permanent{Err: err, Elsewhere: true}
 }
 

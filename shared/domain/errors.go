@@ -116,7 +116,7 @@ func ErrorMessage(err error) string {
 func IsCode(err error, code string) bool { return ErrorCode(err) == code }
 
 // Permanent marks a queue message that can never succeed: the runtime
-// acknowledges (or dead-letters) it instead of retrying.
+// has it dead-lettered instead of retrying it.
 type Permanent struct {
 	Err error
 	// Elsewhere says the failure is another party's, not the service's (a

@@ -66,8 +66,8 @@ func Recoverer(_ string, next QueueFunc) QueueFunc {
 }
 
 // Classify logs how a message ended, once: a permanent failure (an error
-// wrapping domain.Permanent) can never succeed and the runtime settles it
-// without retry, an error unless it is another party's (a warning); any
+// wrapping domain.Permanent) can never succeed and the runtime has it
+// dead-lettered, an error unless it is another party's (a warning); any
 // other error is transient and the message is retried.
 // A failure the runtime will run again at once, because a document the run
 // read had changed (WithRerun), is only a debug line: the run that counts
@@ -82,9 +82,9 @@ func Classify(log *slog.Logger) Middleware {
 			case rerun(ctx):
 				log.DebugContext(ctx, "step failed on a document that changed since it was read; it runs again", "err", err)
 			case domain.IsElsewhere(err):
-				log.WarnContext(ctx, "message can never succeed, for a failure that is not the service's; it will not be retried", "err", err)
+				log.WarnContext(ctx, "message can never succeed, for a failure that is not the service's; it goes to the dead-letter queue", "err", err)
 			case domain.IsPermanent(err):
-				log.ErrorContext(ctx, "message can never succeed; it will not be retried", "err", err)
+				log.ErrorContext(ctx, "message can never succeed; it goes to the dead-letter queue", "err", err)
 			default:
 				log.WarnContext(ctx, "message failed; it will be retried", "err", err)
 			}

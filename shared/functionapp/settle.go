@@ -3,6 +3,7 @@ package functionapp
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"github.com/fabrikam/dronedelivery/shared/domain"
 	"github.com/fabrikam/dronedelivery/shared/ports"
@@ -15,7 +16,7 @@ type Outcome int
 const (
 	Done      Outcome = iota // complete the message
 	Retry                    // abandon it so the bus redelivers it
-	Poisonous                // it can never succeed: dead-letter it, or acknowledge it where the runtime cannot
+	Poisonous                // it can never succeed: dead-letter it, or fail it where the runtime cannot, so that the broker does
 )
 
 // Process runs a queue function (wrapped by the registry's middleware, see
@@ -37,4 +38,24 @@ func Process(ctx context.Context, fn QueueFunc, pub ports.Publisher, msg *ports.
 		}
 	}
 	return Done, nil
+}
+
+// PoisonReason is the dead-letter reason of a message its step refused as
+// one that can never succeed (Poisonous).
+const PoisonReason = "ProcessingFailed"
+
+// maxDescription is the most of a step's error a dead-letter description
+// carries: its first line says what it was, and a panic's stack trace
+// stays in the log.
+const maxDescription = 1024
+
+// PoisonDescription is the dead-letter description of a Poisonous message:
+// the step's error, cut to maxDescription bytes without splitting a
+// character.
+func PoisonDescription(err error) string {
+	s := err.Error()
+	if len(s) <= maxDescription {
+		return s
+	}
+	return strings.ToValidUTF8(s[:maxDescription], "")
 }

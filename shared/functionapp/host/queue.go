@@ -50,14 +50,32 @@ func (h *handler) invokeQueue(w http.ResponseWriter, r *http.Request, fn *functi
 		logs = append(logs, fmt.Sprintf("message %s processed on delivery %d; %d message(s) published", msg.ID, msg.DeliveryCount, pub.n))
 		writeReply(w, reply{Logs: logs})
 	case functionapp.Poisonous:
-		// A custom handler cannot dead-letter: the step has recorded the
-		// failure, so acknowledging is all that is left, and retrying would
-		// only fail again until the broker dead-letters it anyway.
-		logs = append(logs, fmt.Sprintf("message %s can never succeed and was acknowledged without retry: %v", msg.ID, err))
-		writeReply(w, reply{Logs: logs})
+		h.poisoned(w, r, msg, err)
 	default:
 		h.retryLater(w, r, msg, err, logs)
 	}
+}
+
+// poisoned fails the invocation of a message that can never succeed, so
+// that it ends in its queue's dead-letter queue, where the operator lists
+// and replays dead letters, instead of being acknowledged and lost. A
+// custom handler cannot dead-letter a message itself, but a failed
+// invocation (the host calls EnsureSuccessStatusCode on the answer,
+// DefaultHttpWorkerService.cs in Azure/azure-functions-host) makes the
+// Service Bus extension abandon its message (MessageProcessor.cs, see
+// RetryPolicy), and Service Bus moves a message delivered maxDeliveryCount
+// times to the dead-letter queue with MaxDeliveryCountExceeded ("Poison
+// messages":
+// https://learn.microsoft.com/azure/azure-functions/functions-bindings-service-bus-trigger#poison-messages).
+// The step is idempotent, so each delivery until then refuses the message
+// the same way and changes nothing more.
+func (h *handler) poisoned(w http.ResponseWriter, r *http.Request, msg *ports.Delivered, cause error) {
+	ctx := r.Context()
+	why, _, _ := strings.Cut(cause.Error(), "\n")
+	h.log.InfoContext(ctx, "message can never succeed; its invocation fails so that Service Bus dead-letters it after the queue's maxDeliveryCount",
+		"deliveryCount", msg.DeliveryCount)
+	functionapp.WriteResponse(w, functionapp.Problem(http.StatusInternalServerError, "",
+		fmt.Sprintf("message %s can never succeed (%s); it is failed so that Service Bus dead-letters it", msg.ID, why)))
 }
 
 // retryLater schedules the next copy of a message whose step failed

@@ -205,7 +205,8 @@ func TestQueueOutcomes(t *testing.T) {
 		status     int
 		events     []string
 		published  [][]ports.Message
-		logLine    string // a substring of the reply's last Logs line, for a 200
+		logLine    string // the reply's last Logs line, for a 200
+		problem    string // the problem's detail, when one is given for a 500
 		errorLog   bool   // whether an error-level line is logged
 	}{
 		{
@@ -233,13 +234,15 @@ func TestQueueOutcomes(t *testing.T) {
 			logLine:   "message d-0042.ingest failed and retry 1 of 8 is scheduled as d-0042.ingest:redelivery-1 at 2025-03-14T09:27:02Z: store unavailable: 429 from the store",
 		},
 		{
-			name: "a permanent error is acknowledged and logged",
+			// Failed, so that Service Bus dead-letters it after the
+			// queue's maxDeliveryCount: acknowledged, it would be lost.
+			name: "a permanent error fails the invocation and schedules nothing",
 			step: func(*ports.Delivered) ([]ports.Message, error) {
 				return []ports.Message{next}, &domain.Permanent{Err: domain.Invalid("operation", "must be one of delivery, cancel, reschedule")}
 			},
-			status:   http.StatusOK,
-			events:   []string{"status 200"},
-			logLine:  "message d-0042.ingest can never succeed and was acknowledged without retry: permanent: operation: must be one of delivery, cancel, reschedule",
+			status:   http.StatusInternalServerError,
+			events:   []string{"status 500"},
+			problem:  "message d-0042.ingest can never succeed (permanent: operation: must be one of delivery, cancel, reschedule); it is failed so that Service Bus dead-letters it",
 			errorLog: true,
 		},
 		{
@@ -277,7 +280,11 @@ func TestQueueOutcomes(t *testing.T) {
 				require.NotEmpty(t, rep.Logs)
 				assert.Equal(t, tt.logLine, rep.Logs[len(rep.Logs)-1])
 			} else {
-				assert.Equal(t, http.StatusInternalServerError, problemOf(t, rec).Status)
+				p := problemOf(t, rec)
+				assert.Equal(t, http.StatusInternalServerError, p.Status)
+				if tt.problem != "" {
+					assert.Equal(t, tt.problem, p.Detail)
+				}
 			}
 			var errorLines int
 			for _, l := range f.logs.lines(t) {

@@ -41,6 +41,14 @@ type Delayer interface {
 	Delay(ctx context.Context, m *ports.Delivered) error
 }
 
+// DeadLetterer moves a received message to its queue's dead-letter queue
+// with a reason. SQS has no such operation: the SQS bus copies the message,
+// with the reason as attributes, to the queue's -dlq queue and deletes it
+// (ports.Bus.DeadLetter), as the standalone runtime does on SQS.
+type DeadLetterer interface {
+	DeadLetter(ctx context.Context, m *ports.Delivered, reason, description string) error
+}
+
 // Options tune a Handler.
 type Options struct {
 	// Function, when not empty, is the one function this handler serves;

@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -108,6 +109,23 @@ func (p *delayingPublisher) Delay(_ context.Context, m *ports.Delivered) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.delays = append(p.delays, m.Queue+"|"+m.LockToken+"|"+m.NotBefore.UTC().Format(time.RFC3339Nano))
+	return nil
+}
+
+// deadLetteringPublisher is a publisher that can also dead-letter a
+// record, as the SQS bus does; err fails both.
+type deadLetteringPublisher struct {
+	fakePublisher
+	dead []string // queue|receipt handle|reason|description
+}
+
+func (p *deadLetteringPublisher) DeadLetter(_ context.Context, m *ports.Delivered, reason, description string) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.err != nil {
+		return p.err
+	}
+	p.dead = append(p.dead, strings.Join([]string{m.Queue, m.LockToken, reason, description}, "|"))
 	return nil
 }
 
@@ -314,8 +332,8 @@ func TestSQSBatchReportsOnlyTheRecordsToRetry(t *testing.T) {
 	}}
 	resp := invoke[events.SQSEventResponse](t, f.h, event)
 
-	assert.Equal(t, []string{"sqs-d2:requested", "sqs-d4:drone-scheduled"}, failures(resp),
-		"transient failures and panics are retried; the permanent failure is acknowledged")
+	assert.Equal(t, []string{"sqs-d2:requested", "sqs-d3:requested", "sqs-d4:drone-scheduled"}, failures(resp),
+		"transient failures and panics are retried; the permanent failure, with no way to dead-letter it, stays for the redrive policy")
 	sent := pub.published()
 	require.Len(t, sent, 1, "only the successful step's output is published")
 	assert.Equal(t, "d1:requested:next", sent[0].ID)
@@ -329,6 +347,26 @@ func TestSQSBatchReportsOnlyTheRecordsToRetry(t *testing.T) {
 	assert.Equal(t, "rh-d1:requested", m.LockToken)
 	assert.Equal(t, 2, f.delivered("d2:requested").DeliveryCount)
 	assert.NotNil(t, f.delivered("d4:drone-scheduled"), "routed by the queue in the event source ARN")
+}
+
+// A record that can never succeed is moved to the dead-letter queue with
+// its reason, as the standalone runtime moves one, and reported processed;
+// if the move fails it stays, for the redrive policy.
+func TestSQSPermanentFailureIsDeadLettered(t *testing.T) {
+	t.Parallel()
+	pub := &deadLetteringPublisher{}
+	f := newFixture(t, pub, Options{})
+	event := events.SQSEvent{Records: []events.SQSMessage{
+		sqsRecord("delivery-requests", "d1:requested", "ok", 1),
+		sqsRecord("delivery-requests", "d3:requested", "permanent", 1),
+	}}
+	resp := invoke[events.SQSEventResponse](t, f.h, event)
+	assert.Empty(t, failures(resp))
+	assert.Equal(t, []string{"delivery-requests|rh-d3:requested|ProcessingFailed|permanent: no such delivery"}, pub.dead)
+
+	pub.err = errors.New("SQS is down")
+	resp = invoke[events.SQSEventResponse](t, f.h, events.SQSEvent{Records: []events.SQSMessage{sqsRecord("delivery-requests", "d5:requested", "permanent", 1)}})
+	assert.Equal(t, []string{"sqs-d5:requested"}, failures(resp))
 }
 
 func TestSQSPublishFailureRetriesTheRecord(t *testing.T) {

@@ -21,11 +21,11 @@ import (
 // batch back. Records are independent (each is its own FIFO group), so
 // they run at once.
 //
-// Settlement follows runtime.Process: Done and Poisonous records are
-// reported processed and Lambda deletes them; a Poisonous one cannot succeed
-// and its step has recorded why, so retrying would only feed the DLQ. Retry
-// records stay, come back after the visibility timeout, and reach the
-// dead-letter queue after maxReceiveCount receives.
+// Settlement follows functionapp.Process: Done records are reported
+// processed and Lambda deletes them. A Poisonous one is dead-lettered at
+// once (deadLetter) and reported processed. Retry records stay, come back
+// after the visibility timeout, and reach the dead-letter queue after
+// maxReceiveCount receives.
 func (h *Handler) serveSQS(ctx context.Context, event json.RawMessage) (*events.SQSEventResponse, error) {
 	var e events.SQSEvent
 	if err := json.Unmarshal(event, &e); err != nil {
@@ -85,10 +85,33 @@ func (h *Handler) processRecord(ctx context.Context, rec *events.SQSMessage) boo
 		return false
 	}
 	sqsmsg.DropEarlyReceive(msg, rec.Attributes)
-	outcome, _ := functionapp.Process(ctx, fn.fn, h.pub, msg)
-	// A Poisonous record is deleted too: its step has recorded why it
-	// cannot succeed, and retrying would only feed the DLQ.
-	return outcome != functionapp.Retry
+	switch outcome, err := functionapp.Process(ctx, fn.fn, h.pub, msg); outcome {
+	case functionapp.Done:
+		return true
+	case functionapp.Poisonous:
+		return h.deadLetter(ctx, msg, err)
+	}
+	return false
+}
+
+// deadLetter moves a record that can never succeed to the dead-letter
+// queue, where the operator lists and replays dead letters, and reports
+// whether Lambda may delete it. Without a DeadLetterer, or if the move
+// fails, the record stays: it comes back after the visibility timeout,
+// its step refuses it again, and the redrive policy moves it after
+// maxReceiveCount receives. Either way it is not lost.
+func (h *Handler) deadLetter(ctx context.Context, msg *ports.Delivered, cause error) bool {
+	d, ok := h.pub.(DeadLetterer)
+	if !ok {
+		h.log.InfoContext(ctx, "message can never succeed; it stays on the queue until the redrive policy moves it to the dead-letter queue")
+		return false
+	}
+	if err := d.DeadLetter(ctx, msg, functionapp.PoisonReason, functionapp.PoisonDescription(cause)); err != nil {
+		h.log.WarnContext(ctx, "message can never succeed and could not be dead-lettered; it stays on the queue until the redrive policy moves it", "err", err)
+		return false
+	}
+	h.log.InfoContext(ctx, "message dead-lettered", "reason", functionapp.PoisonReason)
+	return true
 }
 
 // delay hides an early record until its NotBefore, so that SQS, not this

@@ -442,7 +442,7 @@ func (s *Server) handle(ctx context.Context, stopping <-chan struct{}, name stri
 		serr = s.retryLater(ctx, stopping, msg, perr)
 	case functionapp.Poisonous:
 		serr = s.persist(ctx, stopping, func() error {
-			return s.bus.DeadLetter(ctx, msg, "ProcessingFailed", truncate(perr.Error(), 1024))
+			return s.bus.DeadLetter(ctx, msg, functionapp.PoisonReason, functionapp.PoisonDescription(perr))
 		})
 	}
 	if serr != nil {
@@ -512,11 +512,4 @@ func (s *Server) persist(ctx context.Context, stopping <-chan struct{}, settle f
 		}
 		wait = min(2*wait, settleMax)
 	}
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n]
 }
