@@ -290,9 +290,11 @@ const (
 	heldScan = 5000
 )
 
-// held counts the drones owner's deliveries hold in area, through the
-// owner index (the indexed reads of each stage of a delivery that has not
-// ended: a claimed drone is held from before the stage says Scheduled).
+// held counts the drones owner's deliveries hold in area: drones based
+// there (domain.Delivery.HoldingArea), wherever the pickups they serve are.
+// It reads through the owner index (the indexed reads of each stage of a
+// delivery that has not ended: a claimed drone is held from before the
+// stage says Scheduled).
 // Every delivery of those stages is read, not only the newest page: booked
 // pickups and waiting deliveries, which hold no drone, would otherwise
 // crowd out the older ones that do, and the account would count as
@@ -307,7 +309,7 @@ func (h *Handlers) held(ctx context.Context, owner, area string) (int, error) {
 				return 0, fmt.Errorf("count the drones of account %s: %w", owner, err)
 			}
 			for _, d := range page.Deliveries {
-				if d.HoldsDrone() && domain.AreaOf(d.Request.PickupLocation) == area {
+				if d.HoldsDrone() && d.HoldingArea() == area {
 					n++
 				}
 			}
@@ -325,8 +327,9 @@ func (h *Handlers) held(ctx context.Context, owner, area string) (int, error) {
 // in the area for now.
 var errOverShare = fmt.Errorf("the account holds its share of the area's drones")
 
-// holdings counts, once per account, the drones accounts hold in one
-// area, for ranking waiting deliveries by the fair-share rule.
+// holdings counts, once per account, the drones based in one area that
+// accounts hold, for ranking waiting deliveries by the fair-share rule and
+// for the operator's cap.
 type holdings struct {
 	h      *Handlers
 	area   string
@@ -377,7 +380,12 @@ var errKept = errors.New("the drone is kept for the waiting delivery woken for i
 // returns the waiting delivery that outranks d and could take that drone
 // instead (nil when none does), errKept when a wake on its way keeps the
 // drone for one that outranks d, or errOverShare when the operator's cap
-// (Config.MaxAccountShare) keeps d's account from another drone there. A
+// (Config.MaxAccountShare) keeps d's account from another drone of the
+// drone's area. Holdings and the cap count drones where they are based,
+// not where the pickups are: otherwise pickups placed just across an
+// area's edge, in an area with no drones of its own (no cap there), would
+// take that area's drones past the cap, and the count there would miss
+// them. A
 // redelivered run (redelivered) may be the one whose wake was lost with
 // its outputs, so with errKept it returns, the first time for that wake,
 // the delivery the drone is kept for, to be woken again.
@@ -390,12 +398,12 @@ func (h *Handlers) yieldTo(ctx context.Context, d *domain.Delivery, plan *domain
 	if len(others) == 0 && h.cfg.MaxAccountShare <= 0 {
 		return nil, nil
 	}
-	held := h.holdingsIn(area)
+	held := h.holdingsIn(domain.AreaOf(plan.Drone.HomeBase))
 	mine, err := held.of(ctx, d.OwnerID)
 	if err != nil {
 		return nil, err
 	}
-	limit, err := h.shareLimit(ctx, d.Request.PickupLocation)
+	limit, err := h.shareLimit(ctx, held.area)
 	if err != nil {
 		return nil, err
 	}
@@ -535,7 +543,7 @@ func (h *Handlers) wakeWaiting(ctx context.Context, area, skip string, now time.
 	if err := h.holdingsIn(area).rank(ctx, others); err != nil {
 		return nil, err
 	}
-	limit, err := h.shareLimit(ctx, others[0].req.PickupLocation)
+	limit, err := h.shareLimit(ctx, area)
 	if err != nil {
 		return nil, err
 	}

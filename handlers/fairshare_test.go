@@ -255,6 +255,29 @@ func halfShare(t *testing.T, edit func(*handlers.Deps)) *fixture {
 	return f
 }
 
+// waitingReasonOf is why the operator's listing of waiting deliveries says
+// delivery id waits.
+func waitingReasonOf(t *testing.T, f *fixture, id string) (domain.WaitKind, string) {
+	t.Helper()
+	resp := f.fleet("ListWaitingDeliveries", &functionapp.Request{Method: http.MethodGet})
+	require.Equal(t, http.StatusOK, resp.Status, string(resp.Body))
+	var page struct {
+		Items []struct {
+			ID         string          `json:"id"`
+			WaitKind   domain.WaitKind `json:"waitKind"`
+			WaitReason string          `json:"waitReason"`
+		} `json:"items"`
+	}
+	require.NoError(t, json.Unmarshal(resp.Body, &page))
+	for _, it := range page.Items {
+		if it.ID == id {
+			return it.WaitKind, it.WaitReason
+		}
+	}
+	require.Failf(t, "not listed as waiting", "%s: %s", id, resp.Body)
+	return "", ""
+}
+
 // The operator may cap an account's share of an area's drones.
 func TestOperatorCapsAnAccountsShare(t *testing.T) {
 	t.Parallel()

@@ -34,7 +34,7 @@ func (h *Handlers) preempt(ctx context.Context, d *domain.Delivery, now time.Tim
 	var out []ports.Message
 	for _, p := range plans {
 		dr := p.Drone
-		got, msgs, err := h.takeOver(ctx, d, dr.ID, domain.Preemption{DeliveryID: dr.CurrentDeliveryID, Generation: dr.CurrentGeneration}, now)
+		got, msgs, err := h.takeOver(ctx, d, dr.ID, domain.AreaOf(dr.HomeBase), domain.Preemption{DeliveryID: dr.CurrentDeliveryID, Generation: dr.CurrentGeneration}, now)
 		out = append(out, msgs...)
 		if errors.Is(err, domain.ErrDroneUnavailable) {
 			h.log.InfoContext(ctx, "drone could not be taken", "droneId", dr.ID, "from", dr.CurrentDeliveryID, "err", err)
@@ -65,7 +65,7 @@ func (h *Handlers) takeable(ctx context.Context, d *domain.Delivery, now time.Ti
 	if err != nil || len(plans) == 0 {
 		return nil, nil // no route (waits as for a drone), or nothing to take
 	}
-	held := h.holdingsIn(domain.AreaOf(d.Request.PickupLocation))
+	held := map[string]*holdings{} // by the area of the drones' home bases
 	var out []domain.Plan
 	for _, p := range plans {
 		if len(out) >= maxTakeoverAttempts {
@@ -74,7 +74,11 @@ func (h *Handlers) takeable(ctx context.Context, d *domain.Delivery, now time.Ti
 		if d.Avoids(p.Drone.ID) {
 			continue // the operator moved it off that drone
 		}
-		if ok, err := h.mayTakeFrom(ctx, held, d, p.Drone); err != nil {
+		area := domain.AreaOf(p.Drone.HomeBase)
+		if held[area] == nil {
+			held[area] = h.holdingsIn(area)
+		}
+		if ok, err := h.mayTakeFrom(ctx, held[area], d, p.Drone); err != nil {
 			return nil, err
 		} else if ok {
 			out = append(out, p)
@@ -86,14 +90,13 @@ func (h *Handlers) takeable(ctx context.Context, d *domain.Delivery, now time.Ti
 // mayTakeFrom says whether expedited delivery d may take drone dr from the
 // delivery it is claimed for: never one that may not give it up
 // (domain.Delivery.Preemptible: expedited too, flying, rescheduled since);
-// always from its own account's in the area (the account holds as many
-// there after); from its own elsewhere only while d's account is under the
-// operator's cap of the area's drones; and from another account's only
-// while that account holds more drones in the area than d's does, and
-// under that cap, so that marking requests expedited, which costs nothing,
-// lets an account catch up with a larger one but never take a smaller
-// one's drones (the fair-share order, which free drones follow too). A
-// delivery that is gone no longer needs its drone.
+// always from its own account's (the account holds as many drones of dr's
+// area after); and from another account's only while that account holds
+// more of the drones based in dr's area (held) than d's does, and d's is
+// under the operator's cap of them, so that marking requests expedited,
+// which costs nothing, lets an account catch up with a larger one but never
+// take a smaller one's drones (the fair-share order, which free drones
+// follow too). A delivery that is gone no longer needs its drone.
 func (h *Handlers) mayTakeFrom(ctx context.Context, held *holdings, d *domain.Delivery, dr *domain.Drone) (bool, error) {
 	other, err := h.st(ctx).Deliveries.Find(ctx, dr.CurrentDeliveryID)
 	if domain.ErrorCode(err) == domain.ENOTFOUND {
@@ -105,21 +108,18 @@ func (h *Handlers) mayTakeFrom(ctx context.Context, held *holdings, d *domain.De
 	if other.Preemptible(dr.ID, dr.CurrentGeneration) != "" {
 		return false, nil
 	}
-	if other.OwnerID == d.OwnerID && domain.AreaOf(other.Request.PickupLocation) == held.area {
-		return true, nil // the account holds as many drones here after
+	if other.OwnerID == d.OwnerID {
+		return true, nil // the account holds as many drones of dr's area after
 	}
 	mine, err := held.of(ctx, d.OwnerID)
 	if err != nil {
 		return false, err
 	}
-	// One more drone of the account's here: never past the operator's cap
-	// (Config.MaxAccountShare), as for a free drone.
-	limit, err := h.shareLimit(ctx, d.Request.PickupLocation)
+	// One more drone of the area's for the account: never past the
+	// operator's cap (Config.MaxAccountShare), as for a free drone.
+	limit, err := h.shareLimit(ctx, held.area)
 	if err != nil || (limit > 0 && mine >= limit) {
 		return false, err
-	}
-	if other.OwnerID == d.OwnerID {
-		return true, nil
 	}
 	theirs, err := held.of(ctx, other.OwnerID)
 	if err != nil {
@@ -137,10 +137,10 @@ func (h *Handlers) mayTakeFrom(ctx context.Context, held *holdings, d *domain.De
 // when the drone cannot be had, after dropping the reservation, and, once
 // the other delivery has given the drone up, the messages that dispatch
 // it again and tell its customer, whether or not d got the drone.
-func (h *Handlers) takeOver(ctx context.Context, d *domain.Delivery, droneID string, p domain.Preemption, now time.Time) (*domain.Delivery, []ports.Message, error) {
+func (h *Handlers) takeOver(ctx context.Context, d *domain.Delivery, droneID, droneArea string, p domain.Preemption, now time.Time) (*domain.Delivery, []ports.Message, error) {
 	st := h.st(ctx)
 	reserved, err := st.Deliveries.Update(ctx, d.ID, func(cur *domain.Delivery) error {
-		return cur.ReserveTakeover(droneID, p, now)
+		return cur.ReserveTakeover(droneID, droneArea, p, now)
 	})
 	if err != nil {
 		return nil, nil, fmt.Errorf("reserve drone %s: %w", droneID, err)
@@ -151,10 +151,10 @@ func (h *Handlers) takeOver(ctx context.Context, d *domain.Delivery, droneID str
 	if reserved.DroneID != droneID || reserved.Preempted == nil || *reserved.Preempted != p {
 		// Another delivery of this message holds a reservation: finish that one.
 		if reserved.Preempted == nil {
-			got, err := h.claim(ctx, reserved, reserved.DroneID, now)
+			got, err := h.claim(ctx, reserved, reserved.DroneID, reserved.DroneArea, now)
 			return got, nil, err
 		}
-		return h.takeOver(ctx, reserved, reserved.DroneID, *reserved.Preempted, now)
+		return h.takeOver(ctx, reserved, reserved.DroneID, reserved.DroneArea, *reserved.Preempted, now)
 	}
 	drop := func(cause error) (*domain.Delivery, []ports.Message, error) {
 		if _, err := st.Deliveries.Update(ctx, d.ID, func(cur *domain.Delivery) error {

@@ -149,7 +149,7 @@ func TestTakeoverStoppedHalfWayIsFinishedByTheRedelivery(t *testing.T) {
 	// What the stopped run wrote: the reservation, and the plain
 	// delivery's new generation.
 	_, err := f.store.Deliveries.Update(ctx, "urgent", func(d *domain.Delivery) error {
-		return d.ReserveTakeover("d1", domain.Preemption{DeliveryID: "plain"}, now)
+		return d.ReserveTakeover("d1", domain.AreaOf(at(0, 0)), domain.Preemption{DeliveryID: "plain"}, now)
 	})
 	require.NoError(t, err)
 	_, err = f.store.Deliveries.Update(ctx, "plain", func(d *domain.Delivery) error {
@@ -269,23 +269,62 @@ func TestExpeditedDoesNotTakeBackADroneItWasMovedOff(t *testing.T) {
 	assert.Empty(t, f.delivery(t, "plain").PreemptedBy)
 }
 
-// An expedited delivery whose account holds the operator's cap of its
-// area's drones takes none by preemption either: not even its own
-// account's drone waiting for a pickup in another area, which would make
-// one more of the account's drones there.
+// An expedited request weighs the drones its account holds where they are
+// based: an account holding two of an area's drones through pickups in the
+// next area does not count as holding none there, so it takes no drone
+// from an account that holds one (with the cap off, where only that rule
+// stands between them).
+func TestAnExpeditedRequestCountsTheDronesItsAccountHoldsFromTheNextArea(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, domain.Drone{ID: "d1", Location: at(0, 0)}, domain.Drone{ID: "d2", Location: at(0, 0.001)},
+		domain.Drone{ID: "d3", Location: at(0, 0.002)})
+	for _, id := range []string{"across-1", "across-2"} {
+		body, _ := json.Marshal(map[string]any{"deliveryId": id, "pickupLocation": at(0.15, 0), "dropOffLocation": at(0.16, 0),
+			"packageInfo": map[string]any{"size": "Small", "weight": 1}})
+		require.Equal(t, http.StatusAccepted, f.ingest(t, body).Status)
+		f.drain(t)
+		require.NotEmpty(t, f.delivery(t, id).DroneID)
+		f.takeOff(t, id) // flying: its own drones are not to be taken
+	}
+	_, other := f.signUpOther(t)
+	f.dispatchAs(t, other, "theirs", false)
+	require.NotEmpty(t, f.delivery(t, "theirs").DroneID)
+
+	f.clock.Advance(time.Second)
+	f.dispatchAs(t, f.key, "urgent", true)
+	assert.Empty(t, f.delivery(t, "urgent").DroneID, "two of the area's drones against the other account's one: nothing to take")
+	assert.Empty(t, f.delivery(t, "theirs").PreemptedBy)
+}
+
+// The operator's cap counts drones where they are based, wherever the
+// pickups are: an account that holds its share of an area's drones gets
+// none more of them for a pickup in the next area, which has no drones of
+// its own (and so no cap), and an expedited request there takes no other
+// account's drone either; its own it may take (it holds as many after).
 func TestPreemptionKeepsTheAccountsCap(t *testing.T) {
 	t.Parallel()
 	f := halfShare(t, nil)
 	f.dispatchAs(t, f.key, "here", false)
 	f.takeOff(t, "here") // flying: not to be taken
-	elsewhere := requestBody("elsewhere", at(0.15, 0), at(0.16, 0), "Small", 1)
-	require.Equal(t, http.StatusAccepted, f.ingest(t, elsewhere).Status)
-	f.drain(t)
-	require.NotEmpty(t, f.delivery(t, "elsewhere").DroneID, "a pickup in the next area, served from this one")
 	require.NotEqual(t, domain.AreaOf(at(0, 0)), domain.AreaOf(at(0.15, 0)))
+	across := func(id string, expedited bool) {
+		t.Helper()
+		body, _ := json.Marshal(map[string]any{"deliveryId": id, "pickupLocation": at(0.15, 0), "dropOffLocation": at(0.16, 0),
+			"expedited": expedited, "packageInfo": map[string]any{"size": "Small", "weight": 1}})
+		require.Equal(t, http.StatusAccepted, f.ingest(t, body).Status)
+		f.drain(t)
+	}
+	across("elsewhere", false)
+	assert.Empty(t, f.delivery(t, "elsewhere").DroneID, "half of the area's two drones held already, whatever the pickup's area")
+	f.clock.Advance(10 * time.Second) // past the retry the listing reads as a dispatch under way
+	kind, why := waitingReasonOf(t, f, "elsewhere")
+	assert.Equal(t, domain.WaitShare, kind, why)
 
+	_, other := f.signUpOther(t)
+	f.dispatchAs(t, other, "theirs", false)
+	require.NotEmpty(t, f.delivery(t, "theirs").DroneID, "the other account's share")
 	f.clock.Advance(time.Second)
-	f.dispatchAs(t, f.key, "urgent", true)
-	assert.Empty(t, f.delivery(t, "urgent").DroneID, "half of the area's two drones held already")
-	assert.Empty(t, f.delivery(t, "elsewhere").PreemptedBy)
+	across("urgent", true)
+	assert.Empty(t, f.delivery(t, "urgent").DroneID, "the account holds as many of the area's drones as the other: nothing to take")
+	assert.Empty(t, f.delivery(t, "theirs").PreemptedBy)
 }

@@ -502,13 +502,13 @@ func (h *Handlers) backoff(attempt int) time.Duration {
 func (h *Handlers) assign(ctx context.Context, d *domain.Delivery, redelivered bool, now time.Time) (_ *domain.Delivery, wakes []ports.Message, _ error) {
 	if d.DroneID != "" {
 		if p := d.Preempted; p != nil {
-			got, msgs, err := h.takeOver(ctx, d, d.DroneID, *p, now)
+			got, msgs, err := h.takeOver(ctx, d, d.DroneID, d.DroneArea, *p, now)
 			if err == nil || !errors.Is(err, domain.ErrDroneUnavailable) {
 				return got, msgs, err
 			}
 			wakes = msgs
 		} else {
-			got, err := h.claim(ctx, d, d.DroneID, now)
+			got, err := h.claim(ctx, d, d.DroneID, d.DroneArea, now)
 			if err == nil || !errors.Is(err, domain.ErrDroneUnavailable) {
 				return got, nil, err
 			}
@@ -576,7 +576,7 @@ func (h *Handlers) assign(ctx context.Context, d *domain.Delivery, redelivered b
 			h.log.InfoContext(ctx, "drone left to a waiting delivery that ranks first", "droneId", plan.Drone.ID, "for", w.DeliveryID)
 			return d, append(wakes, h.wakeMessage(w, plan.Drone.ID, now)), nil
 		}
-		got, err := h.claim(ctx, d, plan.Drone.ID, now)
+		got, err := h.claim(ctx, d, plan.Drone.ID, domain.AreaOf(plan.Drone.HomeBase), now)
 		if errors.Is(err, domain.ErrDroneUnavailable) {
 			// Another dispatcher took it, or the index had not yet heard
 			// that it was taken: a retry with the next candidate, no error.
@@ -597,9 +597,9 @@ const maxClaimAttempts = 8
 // claim reserves droneID on the delivery, claims the drone and records the
 // assignment. It returns an error wrapping domain.ErrDroneUnavailable when
 // the drone cannot be had, after dropping the reservation.
-func (h *Handlers) claim(ctx context.Context, d *domain.Delivery, droneID string, now time.Time) (*domain.Delivery, error) {
+func (h *Handlers) claim(ctx context.Context, d *domain.Delivery, droneID, droneArea string, now time.Time) (*domain.Delivery, error) {
 	reserved, err := h.st(ctx).Deliveries.Update(ctx, d.ID, func(cur *domain.Delivery) error {
-		return cur.Reserve(droneID, now)
+		return cur.Reserve(droneID, droneArea, now)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("reserve drone %s: %w", droneID, err)
@@ -609,7 +609,7 @@ func (h *Handlers) claim(ctx context.Context, d *domain.Delivery, droneID string
 	}
 	if reserved.DroneID != droneID {
 		// Another delivery of this message holds a reservation: finish that one.
-		return h.claim(ctx, reserved, reserved.DroneID, now)
+		return h.claim(ctx, reserved, reserved.DroneID, reserved.DroneArea, now)
 	}
 
 	gen := reserved.Generation

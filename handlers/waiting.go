@@ -129,27 +129,42 @@ func (h *Handlers) waitReason(ctx context.Context, d *domain.Delivery, now time.
 	if kind != domain.WaitNoDrone {
 		return kind, why, nil
 	}
-	area := domain.AreaOf(d.Request.PickupLocation)
-	key := [2]string{d.OwnerID, area}
-	at, ok := seen.shares[key]
-	if !ok {
-		limit, err := h.shareLimit(ctx, d.Request.PickupLocation)
+	// Dispatch serves a pickup from the drones around it, and the cap
+	// counts drones where they are based: the account is at its share when
+	// it holds the cap of the drones of an area around the pickup.
+	for _, area := range domain.AreasAround(d.Request.PickupLocation) {
+		at, err := h.atShare(ctx, d.OwnerID, area, seen)
 		if err != nil {
 			return "", "", err
 		}
-		if limit > 0 {
-			held, err := h.held(ctx, d.OwnerID, area)
-			if err != nil {
-				return "", "", err
-			}
-			at = held >= limit
+		if at {
+			return domain.WaitShare, "account at its share", nil
 		}
-		seen.shares[key] = at
-	}
-	if at {
-		return domain.WaitShare, "account at its share", nil
 	}
 	return h.unroutableSoon(d, now, seen, why)
+}
+
+// atShare reports whether owner holds the operator's cap of the drones
+// based in area, read once a page (seen).
+func (h *Handlers) atShare(ctx context.Context, owner, area string, seen *pageLookups) (bool, error) {
+	key := [2]string{owner, area}
+	if at, ok := seen.shares[key]; ok {
+		return at, nil
+	}
+	limit, err := h.shareLimit(ctx, area)
+	if err != nil {
+		return false, err
+	}
+	at := false
+	if limit > 0 {
+		held, err := h.held(ctx, owner, area)
+		if err != nil {
+			return false, err
+		}
+		at = held >= limit
+	}
+	seen.shares[key] = at
+	return at, nil
 }
 
 // soonWindow is how far ahead the waiting list looks for a zone that comes
@@ -200,9 +215,9 @@ type pageLookups struct {
 	shares map[[2]string]bool
 }
 
-// shareLimit is how many drones near loc one account may hold at once
-// under Config.MaxAccountShare; 0 means no limit.
-func (h *Handlers) shareLimit(ctx context.Context, loc domain.Location) (int, error) {
+// shareLimit is how many of the drones based in area one account may hold
+// at once under Config.MaxAccountShare; 0 means no limit.
+func (h *Handlers) shareLimit(ctx context.Context, area string) (int, error) {
 	if h.cfg.MaxAccountShare <= 0 {
 		return 0, nil
 	}
@@ -210,5 +225,5 @@ func (h *Handlers) shareLimit(ctx context.Context, loc domain.Location) (int, er
 	if err != nil {
 		return 0, err
 	}
-	return int(math.Ceil(h.cfg.MaxAccountShare * float64(fleet.DronesIn(loc)))), nil
+	return int(math.Ceil(h.cfg.MaxAccountShare * float64(fleet.DronesIn(area)))), nil
 }

@@ -145,9 +145,13 @@ type Delivery struct {
 	// (the client named none) or DeadlineByClient; "" on a delivery
 	// stored before it was kept (Reschedule then goes by the deadline's
 	// value).
-	DeadlineBy      string     `json:"deadlineBy,omitempty"`
-	Stage           Stage      `json:"stage"`
-	DroneID         string     `json:"droneId,omitempty"`
+	DeadlineBy string `json:"deadlineBy,omitempty"`
+	Stage      Stage  `json:"stage"`
+	DroneID    string `json:"droneId,omitempty"`
+	// DroneArea is the area (AreaOf) of the home base of the drone DroneID
+	// names: the operator's cap on an account's share of an area's drones
+	// counts the drone there, wherever the pickup is (HoldingArea).
+	DroneArea       string     `json:"droneArea,omitempty"`
 	DroneAssignedAt *time.Time `json:"droneAssignedAt,omitempty"`
 	// AssignedBeforeMs is how long the drones of earlier generations held
 	// the delivery (ResetAssignment), which analytics count with the

@@ -3,6 +3,8 @@ package domain
 import (
 	"fmt"
 	"math"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -38,9 +40,15 @@ func cellOf(loc Location) [2]int32 {
 	return [2]int32{int32(math.Floor(loc.Latitude / summaryCellDeg)), int32(math.Floor(loc.Longitude / summaryCellDeg))}
 }
 
-// DronesIn is how many drones of the summary are based in loc's area.
-func (s *FleetSummary) DronesIn(loc Location) int {
-	if c := s.cells[cellOf(loc)]; c != nil {
+// DronesIn is how many drones of the summary are based in area (AreaOf).
+func (s *FleetSummary) DronesIn(area string) int {
+	lat, lon, ok := strings.Cut(area, ":")
+	i, err1 := strconv.ParseInt(lat, 10, 32)
+	j, err2 := strconv.ParseInt(lon, 10, 32)
+	if !ok || err1 != nil || err2 != nil {
+		return 0
+	}
+	if c := s.cells[[2]int32{int32(i), int32(j)}]; c != nil {
 		return c.drones
 	}
 	return 0
@@ -73,3 +81,15 @@ func (w Waiter) Outranks(o Waiter) bool {
 // HoldsDrone reports whether the delivery holds a drone now: one is
 // claimed for it and it has not ended.
 func (d *Delivery) HoldsDrone() bool { return d.DroneAssignedAt != nil && !d.Stage.Terminal() }
+
+// HoldingArea is the area whose drones the delivery's drone counts among:
+// that of the drone's home base, as the operator's cap on an account's
+// share counts it, so that pickups placed in an area with no drones of its
+// own do not put an account's drones from the next area out of the count.
+// A delivery stored before the area was noted counts in its pickup's.
+func (d *Delivery) HoldingArea() string {
+	if d.DroneArea != "" {
+		return d.DroneArea
+	}
+	return AreaOf(d.Request.PickupLocation)
+}

@@ -165,8 +165,8 @@ func (d *Delivery) Preempt(gen int, droneID, by string, now time.Time) (Notifica
 // p names (the preemption rule): the reservation remembers it, so that a
 // run that stopped half-way finishes taking the drone, and the delivery
 // that lost it is dispatched again.
-func (d *Delivery) ReserveTakeover(droneID string, p Preemption, now time.Time) error {
-	if err := d.Reserve(droneID, now); err != nil {
+func (d *Delivery) ReserveTakeover(droneID, droneArea string, p Preemption, now time.Time) error {
+	if err := d.Reserve(droneID, droneArea, now); err != nil {
 		return err
 	}
 	d.Preempted = &p

@@ -23,16 +23,17 @@ var ErrNoChange = errors.New("no change")
 // busy, gone, or unfit for the package or the distance.
 var ErrDroneUnavailable = errors.New("drone not claimable")
 
-// Reserve notes droneID on the delivery before the drone is claimed, so that
-// a crash between the claim and RecordAssignment leaves a trace that the next
-// run finishes. A delivery that is assigned, ended or already reserved (by
-// this run or a concurrent redelivery, which the caller then finishes) is
-// left as it is.
-func (d *Delivery) Reserve(droneID string, now time.Time) error {
+// Reserve notes droneID on the delivery before the drone is claimed, so
+// that a crash between the claim and RecordAssignment leaves a trace that
+// the next run finishes, with the area of the drone's home base (DroneArea,
+// AreaOf). A delivery that is assigned, ended or already reserved (by this
+// run or a concurrent redelivery, which the caller then finishes) is left
+// as it is.
+func (d *Delivery) Reserve(droneID, droneArea string, now time.Time) error {
 	if d.DroneAssignedAt != nil || d.Stage.Terminal() || d.DroneID != "" {
 		return ErrNoChange
 	}
-	d.DroneID = droneID
+	d.DroneID, d.DroneArea = droneID, droneArea
 	d.Touch(now)
 	return nil
 }
@@ -42,7 +43,7 @@ func (d *Delivery) DropReservation(droneID string, now time.Time) error {
 	if d.DroneID != droneID || d.DroneAssignedAt != nil {
 		return ErrNoChange
 	}
-	d.DroneID, d.Preempted = "", nil
+	d.DroneID, d.DroneArea, d.Preempted = "", "", nil
 	d.Touch(now)
 	return nil
 }
@@ -84,7 +85,7 @@ func (d *Delivery) ResetAssignment(gen int, now time.Time) error {
 	if d.DroneAssignedAt != nil && now.After(*d.DroneAssignedAt) {
 		d.AssignedBeforeMs += now.Sub(*d.DroneAssignedAt).Milliseconds()
 	}
-	d.DroneID, d.DroneAssignedAt, d.PackageRecordedAt, d.Preempted = "", nil, nil, nil
+	d.DroneID, d.DroneArea, d.DroneAssignedAt, d.PackageRecordedAt, d.Preempted = "", "", nil, nil, nil
 	d.LastKnownLocation, d.LastTelemetryAt, d.Trail, d.ThinnedThrough = nil, nil, nil, nil
 	d.ResetGeneration = gen
 	return nil

@@ -76,14 +76,24 @@ func runDeliveryChanges(t *testing.T, tests []deliveryChange) {
 func TestDeliveryTransitions(t *testing.T) {
 	reschedule := &domain.Reschedule{PickupTime: ptr(t0.Add(time.Hour))}
 	tests := []deliveryChange{
-		{"reserve a free delivery", delivery(domain.StageCreated), func(d *domain.Delivery) error { return d.Reserve("drone-1", t0) }, nil, "",
-			func(t *testing.T, d *domain.Delivery) { assert.Equal(t, "drone-1", d.DroneID) }},
+		{"reserve a free delivery", delivery(domain.StageCreated), func(d *domain.Delivery) error { return d.Reserve("drone-1", "188:-490", t0) }, nil, "",
+			func(t *testing.T, d *domain.Delivery) {
+				assert.Equal(t, "drone-1", d.DroneID)
+				assert.Equal(t, "188:-490", d.HoldingArea(), "counted in its drone's area, not its pickup's")
+			}},
 		{"reserve a reserved delivery", func() *domain.Delivery { d := delivery(domain.StageCreated); d.DroneID = "drone-9"; return d }(),
-			func(d *domain.Delivery) error { return d.Reserve("drone-1", t0) }, domain.ErrNoChange, "", nil},
-		{"reserve a cancelled delivery", delivery(domain.StageCancelled), func(d *domain.Delivery) error { return d.Reserve("drone-1", t0) }, domain.ErrNoChange, "", nil},
-		{"drop the reservation", func() *domain.Delivery { d := delivery(domain.StageCreated); d.DroneID = "drone-1"; return d }(),
+			func(d *domain.Delivery) error { return d.Reserve("drone-1", "188:-490", t0) }, domain.ErrNoChange, "", nil},
+		{"reserve a cancelled delivery", delivery(domain.StageCancelled), func(d *domain.Delivery) error { return d.Reserve("drone-1", "188:-490", t0) }, domain.ErrNoChange, "", nil},
+		{"drop the reservation", func() *domain.Delivery {
+			d := delivery(domain.StageCreated)
+			d.DroneID, d.DroneArea = "drone-1", "188:-490"
+			return d
+		}(),
 			func(d *domain.Delivery) error { return d.DropReservation("drone-1", t0) }, nil, "",
-			func(t *testing.T, d *domain.Delivery) { assert.Empty(t, d.DroneID) }},
+			func(t *testing.T, d *domain.Delivery) {
+				assert.Empty(t, d.DroneID)
+				assert.Equal(t, domain.AreaOf(d.Request.PickupLocation), d.HoldingArea(), "no drone: its pickup's area")
+			}},
 		{"drop another drone's reservation", func() *domain.Delivery { d := delivery(domain.StageCreated); d.DroneID = "drone-9"; return d }(),
 			func(d *domain.Delivery) error { return d.DropReservation("drone-1", t0) }, domain.ErrNoChange, "", nil},
 		{"record the reserved drone", func() *domain.Delivery { d := delivery(domain.StageCreated); d.DroneID = "drone-1"; return d }(),

@@ -86,7 +86,7 @@ func TestACapabilityChangeCountsNoDroneTwice(t *testing.T) {
 		t.Helper()
 		s, err := db.fleet.Summary(ctx)
 		require.NoError(t, err)
-		return s.DronesIn(home)
+		return s.DronesIn(domain.AreaOf(home))
 	}
 	// A change, read: the summary is rebuilt now, and not again for an
 	// hour (rebuildEvery).
@@ -121,6 +121,6 @@ func TestACapabilityChangeCountsNoDroneTwice(t *testing.T) {
 	require.NoError(t, err)
 	s, err = db.fleet.Summary(ctx)
 	require.NoError(t, err)
-	assert.Equal(t, 1, s.DronesIn(home))
-	assert.Equal(t, 1, s.DronesIn(away))
+	assert.Equal(t, 1, s.DronesIn(domain.AreaOf(home)))
+	assert.Equal(t, 1, s.DronesIn(domain.AreaOf(away)))
 }

@@ -34,7 +34,7 @@ func TestAUnitOfWorkCommitsWritesMessagesAndCompletionInOneWrite(t *testing.T) {
 
 	uow := bus.Begin()
 	st := uow.Store()
-	_, err := st.Deliveries.Update(ctx, "d1", func(d *domain.Delivery) error { return d.Reserve("drone-1", d.CreatedAt) })
+	_, err := st.Deliveries.Update(ctx, "d1", func(d *domain.Delivery) error { return d.Reserve("drone-1", "", d.CreatedAt) })
 	require.NoError(t, err)
 	got, err := st.Deliveries.Find(ctx, "d1")
 	require.NoError(t, err)
@@ -64,10 +64,10 @@ func TestAUnitOfWorkThatLostARaceWritesNothing(t *testing.T) {
 
 	uow := bus.Begin()
 	require.NoError(t, uow.Store().Packages.Create(ctx, "p1", &domain.Package{ID: "p1"}))
-	_, err := uow.Store().Deliveries.Update(ctx, "d1", func(d *domain.Delivery) error { return d.Reserve("drone-1", d.CreatedAt) })
+	_, err := uow.Store().Deliveries.Update(ctx, "d1", func(d *domain.Delivery) error { return d.Reserve("drone-1", "", d.CreatedAt) })
 	require.NoError(t, err)
 	// Another writer gets to the delivery first.
-	_, err = db.Store().Deliveries.Update(ctx, "d1", func(d *domain.Delivery) error { return d.Reserve("drone-2", d.CreatedAt) })
+	_, err = db.Store().Deliveries.Update(ctx, "d1", func(d *domain.Delivery) error { return d.Reserve("drone-2", "", d.CreatedAt) })
 	require.NoError(t, err)
 
 	err = uow.Commit(ctx, m, ports.Message{ID: "d1:drone-scheduled", Queue: next, Body: []byte(`{}`)})
