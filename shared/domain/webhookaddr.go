@@ -42,6 +42,8 @@ var refusedRanges = []struct {
 	{netip.MustParsePrefix("2001::/23"), "protocol-assignment (Teredo, benchmarking, ORCHID)"},
 	{netip.MustParsePrefix("2001:db8::/32"), "documentation"},
 	{netip.MustParsePrefix("3fff::/20"), "documentation"},
+	// Segment Routing (SRv6) SIDs, not globally reachable (RFC 9602).
+	{netip.MustParsePrefix("5f00::/16"), "SRv6 SIDs"},
 	{netip.MustParsePrefix("fc00::/7"), "unique-local"},
 	{netip.MustParsePrefix("fe80::/10"), "link-local"},
 	{netip.MustParsePrefix("fec0::/10"), "site-local"},
