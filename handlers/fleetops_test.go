@@ -95,6 +95,56 @@ func TestPauseHoldsAndResumes(t *testing.T) {
 	assert.Contains(t, problemOf(t, resp).Detail, "2999-01-01")
 }
 
+// A delivery a pause holds is not failed for the wait, but its deadline
+// still stands: held at its deadline it fails then, and one whose pause is
+// lifted after its deadline fails as soon as the lift sends it to
+// dispatch, each naming the pause rather than a lack of drones.
+func TestADeliveryHeldPastItsDeadlineFailsNamingThePause(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, domain.Drone{ID: "d1", Location: at(0, 0), Status: domain.DroneMaintenance})
+	deadline := f.clock.Now().Add(5 * time.Minute).Truncate(time.Second)
+	for _, id := range []string{"held", "lifted"} {
+		body := mustJSON(map[string]any{"deliveryId": id, "pickupLocation": at(0.01, 0), "dropOffLocation": at(0.02, 0),
+			"deadline": deadline.Format(time.RFC3339), "packageInfo": map[string]any{"size": "Small", "weight": 1}})
+		require.Equal(t, http.StatusAccepted, f.ingest(t, body).Status)
+	}
+	f.drain(t)
+	resp := f.fleet("PutPause", &functionapp.Request{Method: "PUT", Params: map[string]string{"id": "storm"},
+		Body: mustJSON(map[string]any{"reason": "hail"})})
+	require.Equal(t, http.StatusCreated, resp.Status, string(resp.Body))
+	f.putDrone(t, domain.Drone{ID: "d1", Location: at(0, 0)})
+
+	f.clock.Set(deadline.Add(-30 * time.Second)) // less than RetryMax before it
+	f.playRetries(t, "held", "lifted")
+	require.Equal(t, "hail", f.delivery(t, "held").HeldReason)
+	for _, m := range f.delayed[topology.QueueDeliveryRequests] {
+		if strings.Contains(m.ID, ":retry-") {
+			assert.Equal(t, deadline, m.NotBefore, "%s: looked at again at the deadline, not RetryMax later", m.ID)
+		}
+	}
+
+	// Still held at its deadline: failed then, naming the pause.
+	f.clock.Set(deadline)
+	f.playRetries(t, "held")
+	d := f.delivery(t, "held")
+	require.Equal(t, domain.StageFailed, d.Stage)
+	assert.Equal(t, "the deadline passed while a service pause held the delivery: hail", d.FailureReason)
+	assert.Contains(t, d.Notifications[len(d.Notifications)-1].Message, "a service pause held the delivery: hail")
+
+	// Lifted after its deadline: failed by the run the lift sends, naming
+	// the pause, though d1 is free.
+	f.clock.Advance(time.Minute)
+	resp = f.fleet("DeletePause", &functionapp.Request{Method: "DELETE", Params: map[string]string{"id": "storm"}})
+	require.Equal(t, http.StatusNoContent, resp.Status)
+	f.playWakes(t)
+	f.drain(t)
+	d = f.delivery(t, "lifted")
+	require.Equal(t, domain.StageFailed, d.Stage)
+	assert.Equal(t, "the deadline passed while a service pause held the delivery: hail", d.FailureReason)
+	assert.Empty(t, d.DroneID)
+	assert.Equal(t, domain.DroneAvailable, f.drone(t, "d1").Status)
+}
+
 // A pause put while a delivery waits holds it at once: its status says so
 // before its next retry comes round; a new reason replaces the old one at
 // once too, and the end of the pause clears it.

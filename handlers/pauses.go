@@ -459,6 +459,9 @@ func (h *Handlers) hold(ctx context.Context, d *domain.Delivery, env *wire.Envel
 	if !hold.Until.IsZero() && hold.Until.Before(next) {
 		next = hold.Until
 	}
+	if d.Request.Deadline.Before(next) {
+		next = d.Request.Deadline // failed then if still held (dispatch)
+	}
 	retry := *env
 	retry.Attempt++
 	m := message(topology.QueueDeliveryRequests, env.RetryStep(fmt.Sprintf("retry-%d", retry.Attempt)), retry)

@@ -119,12 +119,25 @@ func (h *Handlers) dispatch(ctx context.Context, msg *ports.Delivered, env *wire
 		if err != nil {
 			return nil, err
 		}
-		if hold != nil {
+		// The deadline passed while a pause held it (its hold retries come
+		// at the deadline at the latest): no drone can meet it now, and the
+		// reason is the pause, whether or not it has ended.
+		pastHeld := (hold != nil || d.HeldReason != "") && !now.Before(d.Request.Deadline)
+		if hold != nil || pastHeld {
 			on, err := h.leaveBoard(ctx, d, now)
 			if err != nil {
 				return nil, err
 			}
-			msgs, err := h.hold(ctx, d, env, hold, msg.DeliveryCount > 1, now)
+			var msgs []ports.Message
+			if pastHeld {
+				reason := d.HeldReason
+				if hold != nil {
+					reason = hold.Reason
+				}
+				msgs, err = h.fail(ctx, d.ID, heldPastDeadline(reason))
+			} else {
+				msgs, err = h.hold(ctx, d, env, hold, msg.DeliveryCount > 1, now)
+			}
 			return append(on, msgs...), err
 		}
 		if d.HeldReason != "" {
@@ -690,6 +703,12 @@ func notificationsOfKind(d *domain.Delivery, kind string) []domain.Notification 
 		}
 	}
 	return out
+}
+
+// heldPastDeadline is the failure reason of a delivery whose deadline
+// passed while a service pause (its reason) held it.
+func heldPastDeadline(pauseReason string) string {
+	return "the deadline passed while a service pause held the delivery: " + pauseReason
 }
 
 // noDroneReason is why a delivery that found no drone until its deadline
