@@ -64,13 +64,19 @@ func dispatchScenario(t *testing.T, p *proc) {
 	// needs a minute to load and ten to fly.
 	tooSoon := deliveryRequest("too-soon", seattle, north(11), "Small", 1)
 	tooSoon["deadline"] = time.Now().Add(3 * time.Minute).UTC().Format(time.RFC3339)
+	// A deadline an hour ago, with no pickup time (as soon as possible).
+	passed := deliveryRequest("passed", seattle, north(1), "Small", 1)
+	passed["deadline"] = time.Now().Add(-time.Hour).UTC().Format(time.RFC3339)
 	refused = append(refused, struct {
 		name, field, says string
 		body              map[string]any
 	}{"deadline in 2999", "deadline", "ahead", year2999}, struct {
 		name, field, says string
 		body              map[string]any
-	}{"deadline no drone can meet", "deadline", "cannot be met", tooSoon})
+	}{"deadline no drone can meet", "deadline", "cannot be met", tooSoon}, struct {
+		name, field, says string
+		body              map[string]any
+	}{"deadline passed", "deadline", "has passed", passed})
 	for _, tc := range refused {
 		resp := a.call(t, "POST", "/api/deliveryrequests", tc.body)
 		require.Equal(t, http.StatusUnprocessableEntity, resp.Status, "%s: %s", tc.name, resp.Body)

@@ -308,6 +308,8 @@ func Infeasible(req *DeliveryRequest, fleet *FleetSummary, air Airspace, rules F
 		} else {
 			errs = append(errs, Unprocessable("dropOffLocation", "is out of range: base → pickup → dropoff → base is at least %.1f km for every drone that can carry the package, more than it flies on a full charge", minMissionKm))
 		}
+	case !req.Deadline.After(now):
+		errs = append(errs, Unprocessable("deadline", "has passed: it was %s", req.Deadline.UTC().Format(time.RFC3339)))
 	case earliest.After(req.Deadline):
 		errs = append(errs, Unprocessable("deadline", "cannot be met: even the fastest drone able to carry the package would deliver at %s at the earliest", ceilSecond(earliest).Format(time.RFC3339)))
 	}
