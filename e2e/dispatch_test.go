@@ -50,12 +50,13 @@ func dispatchScenario(t *testing.T, p *proc) {
 	})
 
 	sydney := domain.Location{Latitude: -33.87, Longitude: 151.21}
+	bondi := domain.Location{Latitude: -33.89, Longitude: 151.27} // Sydney's beach, 6 km on
 	refused := []struct {
 		name, field, says string
 		body              map[string]any
 	}{
 		{"50 kg", "packageInfo.weight", "more than any drone", deliveryRequest("heavy", seattle, north(1), "Small", 50)},
-		{"Sydney", "pickupLocation", "out of range", deliveryRequest("sydney", sydney, sydney, "Small", 1)},
+		{"Sydney", "pickupLocation", "out of range", deliveryRequest("sydney", sydney, bondi, "Small", 1)},
 		{"dropoff out of range", "dropOffLocation", "out of range", deliveryRequest("far", seattle, north(40), "Small", 1)},
 	}
 	year2999 := deliveryRequest("y2999", seattle, north(1), "Small", 1)

@@ -44,6 +44,7 @@ func TestIngestRefusesWhatNoDroneCouldServe(t *testing.T) {
 	f := newFixtureWith(t, func(d *handlers.Deps) { d.Airspace = fixedAirspace{zone} })
 	f.putDrone(t, domain.Drone{ID: "d1", Location: at(0, 0), MaxPayloadKg: 10, RangeKm: 40})
 	sydney := domain.Location{Latitude: -33.87, Longitude: 151.21}
+	bondi := domain.Location{Latitude: -33.89, Longitude: 151.27} // Sydney's beach, 6 km on
 	body := func(edit func(m map[string]any)) []byte {
 		m := map[string]any{"deliveryId": "x", "pickupLocation": at(0.01, 0), "dropOffLocation": at(0.02, 0),
 			"packageInfo": map[string]any{"size": "Small", "weight": 1.0}}
@@ -56,7 +57,7 @@ func TestIngestRefusesWhatNoDroneCouldServe(t *testing.T) {
 		edit              func(m map[string]any)
 	}{
 		{"50 kg", "packageInfo.weight", "more than any drone", func(m map[string]any) { m["packageInfo"].(map[string]any)["weight"] = 50.0 }},
-		{"Sydney", "pickupLocation", "out of range", func(m map[string]any) { m["pickupLocation"], m["dropOffLocation"] = sydney, sydney }},
+		{"Sydney", "pickupLocation", "out of range", func(m map[string]any) { m["pickupLocation"], m["dropOffLocation"] = sydney, bondi }},
 		{"in a zone", "dropOffLocation", "stadium", func(m map[string]any) { m["dropOffLocation"] = at(0.05, 0.05) }},
 		{"deadline in 2999", "deadline", "ahead", func(m map[string]any) { m["deadline"] = "2999-01-01T00:00:00Z" }},
 		{"pickup yesterday", "pickupTime", "past", func(m map[string]any) { m["pickupTime"] = t0.Add(-24 * time.Hour).Format(time.RFC3339) }},
@@ -78,7 +79,7 @@ func TestIngestRefusesWhatNoDroneCouldServe(t *testing.T) {
 	// The same request within reach is accepted; its reschedule to
 	// Sydney is refused and changes nothing.
 	require.Equal(t, http.StatusAccepted, f.ingest(t, body(func(map[string]any) {})).Status)
-	patch, _ := json.Marshal(map[string]any{"pickupLocation": sydney, "dropOffLocation": sydney})
+	patch, _ := json.Marshal(map[string]any{"pickupLocation": sydney, "dropOffLocation": bondi})
 	resp := f.biz("RescheduleDelivery", &functionapp.Request{Method: "PATCH", Params: map[string]string{"id": "x"}, Body: patch})
 	require.Equal(t, http.StatusUnprocessableEntity, resp.Status, string(resp.Body))
 	assert.Equal(t, domain.StageCreated, f.delivery(t, "x").Stage)

@@ -125,5 +125,26 @@ func (r *Reschedule) Apply(req *DeliveryRequest, serviceDeadline bool, now time.
 	if !req.Deadline.After(req.PickupTime) {
 		return Invalid("deadline", "must be after pickupTime")
 	}
+	switch {
+	case r.DropoffLocation != nil:
+		return DistinctPlaces(req.PickupLocation, req.DropoffLocation, "dropOffLocation")
+	case r.PickupLocation != nil:
+		return DistinctPlaces(req.PickupLocation, req.DropoffLocation, "pickupLocation")
+	}
+	return nil
+}
+
+// DistinctPlaces refuses a pickup and a dropoff at the very same
+// coordinates, naming field (the one given last, pickupLocation or
+// dropOffLocation): nothing would be carried anywhere, so it is a client's
+// mistake, not a delivery.
+func DistinctPlaces(pickup, dropoff Location, field string) error {
+	if pickup.Latitude == dropoff.Latitude && pickup.Longitude == dropoff.Longitude {
+		other := "pickupLocation"
+		if field == "pickupLocation" {
+			other = "dropOffLocation"
+		}
+		return Invalid(field, "must differ from %s", other)
+	}
 	return nil
 }
