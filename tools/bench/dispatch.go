@@ -116,7 +116,7 @@ func (b *benchRun) dispatchOn(ctx context.Context, dir, shape string, pickupKm f
 		if pickupKm != benchPickupRadiusKm {
 			// The same draw as requestBody's, over the smaller disc.
 			p.Request.PickupLocation = offsetKm(benchCenter, pickupKm*math.Sqrt(unit(i, 1)), 2*math.Pi*unit(i, 2))
-			p.Request.DropoffLocation = offsetKm(p.Request.PickupLocation, benchDropoffKm*unit(i, 3), 2*math.Pi*unit(i, 4))
+			p.Request.DropoffLocation = offsetKm(p.Request.PickupLocation, benchDropoffKm*(0.05+0.95*unit(i, 3)), 2*math.Pi*unit(i, 4))
 		}
 		p.Request.Defaults(now, fmt.Sprintf("dispatch-%d", i), 0)
 		reqs[i] = &p.Request

@@ -46,7 +46,7 @@ func requestBody(id, owner string, i int) []byte {
 // requestBodyWithin is requestBody with pickups within radiusKm of the centre.
 func requestBodyWithin(id, owner string, i int, radiusKm float64) []byte {
 	pickup := offsetKm(benchCenter, radiusKm*math.Sqrt(unit(i, 1)), 2*math.Pi*unit(i, 2))
-	drop := offsetKm(pickup, benchDropoffKm*unit(i, 3), 2*math.Pi*unit(i, 4))
+	drop := offsetKm(pickup, benchDropoffKm*(0.05+0.95*unit(i, 3)), 2*math.Pi*unit(i, 4)) // never at the pickup
 	size := "Small"
 	if i%4 == 3 {
 		size = "Medium"
