@@ -194,6 +194,9 @@ func ValidWebhookURL(field, s string, allowPrivate bool) error {
 	if last == "" || last[0] >= '0' && last[0] <= '9' || strings.Contains(host, "%") {
 		return Invalid(field, "must name its host by a DNS name, four decimal numbers, or an IPv6 address in brackets")
 	}
+	if len(name) > 253 || !hostLabels(labels) {
+		return Invalid(field, "must name its host by a valid DNS name: labels of 1 to 63 letters, digits and hyphens, with no hyphen first or last")
+	}
 	if allowPrivate {
 		return nil
 	}

@@ -283,9 +283,14 @@ func ValidEmailAddress(s string) bool {
 		}
 	}
 	labels := strings.Split(host, ".")
-	if len(labels) < 2 {
-		return false
-	}
+	// A top-level domain is never all digits; this refuses 1.2.3.4.
+	return len(labels) >= 2 && hostLabels(labels) && strings.Trim(labels[len(labels)-1], "0123456789") != ""
+}
+
+// hostLabels reports whether labels are those of a host name (RFC 1123):
+// each 1 to 63 letters, digits and hyphens, not beginning or ending with a
+// hyphen.
+func hostLabels(labels []string) bool {
 	for _, l := range labels {
 		if l == "" || len(l) > maxLabelLength || l[0] == '-' || l[len(l)-1] == '-' {
 			return false
@@ -296,8 +301,7 @@ func ValidEmailAddress(s string) bool {
 			}
 		}
 	}
-	// A top-level domain is never all digits; this refuses 1.2.3.4.
-	return strings.Trim(labels[len(labels)-1], "0123456789") != ""
+	return true
 }
 
 // ValidPhoneNumber reports whether s is an E.164 number as SMS providers

@@ -2,6 +2,7 @@ package domain_test
 
 import (
 	"net/netip"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -42,6 +43,10 @@ func TestValidWebhookURL(t *testing.T) {
 		"http://hooks.example:/", "https://hooks.example/a b", "https://hooks.example/a\tb", "https://hooks.example/a\u00a0b",
 		// Read as the HTTP client reads them (IDNA's lookup mapping).
 		"http://0x7f.0.0.①/", "http://2130706433.①/",
+		// Not a host name: an empty label, a hyphen first or last, a label
+		// over 63 characters, a character no host name has.
+		"https://a..b.example/x", "https://-bad-.example/", "https://bad-.example/", "https://hooks.-example/",
+		"https://" + strings.Repeat("a", 64) + ".example/", "https://a_b.example/", "https://a!b.example/",
 	}
 	private := []string{ // refused unless private targets are allowed
 		"http://127.0.0.1:8080/hook", "http://[::1]/", "http://[::ffff:127.0.0.1]/", "http://[::ffff:7f00:1]/", "http://10.0.0.5/",
@@ -52,7 +57,8 @@ func TestValidWebhookURL(t *testing.T) {
 		"http://printer.ⓛocal/", "http://metadata.google.ⓘnternal/", "http://ＬＯＣＡＬＨＯＳＴ/",
 	}
 	public := []string{"https://hooks.example/x?token=s3cret", "http://93.184.215.14:8443/h", "https://[2606:4700::1111]/h",
-		"https://hooks.example./x", "https://a.b.c.hooks.example/x#frag", "https://xn--bcher-kva.example/", "https://bücher.example/"}
+		"https://hooks.example./x", "https://a.b.c.hooks.example/x#frag", "https://xn--bcher-kva.example/", "https://bücher.example/",
+		"https://a-b.example/x", "https://" + strings.Repeat("a", 63) + ".example/"}
 	for _, s := range always {
 		for _, allow := range []bool{false, true} {
 			err := domain.ValidWebhookURL("webhookUrl", s, allow)
