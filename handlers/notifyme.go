@@ -363,7 +363,9 @@ func (h *Handlers) SendCustomerMessage(ctx context.Context, msg *ports.Delivered
 	attempt := env.Attempt + 1
 	serr := h.messenger.Send(ctx, out)
 	if serr == nil {
-		h.log.InfoContext(ctx, "customer message sent", "customerMessageId", out.ID, "attempt", attempt)
+		// Sent, or kept in the outbox where no provider serves the channel
+		// (the outbox logs each message it keeps).
+		h.log.InfoContext(ctx, "customer message handed to the messenger", "customerMessageId", out.ID, "attempt", attempt)
 		return nil, nil
 	}
 	if errors.Is(serr, ports.ErrUndeliverable) {
