@@ -178,18 +178,7 @@ func TestAZoneOverAPickupShowsBeforeDispatchRuns(t *testing.T) {
 	require.Equal(t, http.StatusAccepted, f.ingest(t, requestBody("w1", pickup, drop, "Small", 1)).Status)
 	waiting := func() (domain.WaitKind, string) {
 		t.Helper()
-		resp := f.fleet("ListWaitingDeliveries", &functionapp.Request{Method: http.MethodGet})
-		require.Equal(t, http.StatusOK, resp.Status, string(resp.Body))
-		var page struct {
-			Items []struct {
-				ID         string          `json:"id"`
-				WaitKind   domain.WaitKind `json:"waitKind"`
-				WaitReason string          `json:"waitReason"`
-			} `json:"items"`
-		}
-		require.NoError(t, json.Unmarshal(resp.Body, &page))
-		require.Len(t, page.Items, 1)
-		return page.Items[0].WaitKind, page.Items[0].WaitReason
+		return waitingReasonOf(t, f, "w1")
 	}
 	kind, _ := waiting()
 	require.Equal(t, domain.WaitDispatch, kind, "accepted moments ago, not dispatched yet")

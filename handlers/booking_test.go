@@ -287,10 +287,7 @@ func TestABookedPickupHeldByAPauseShowsNoPlannedTimes(t *testing.T) {
 	f.drain(t)
 	assert.Len(t, f.delivery(t, "later").Notifications, told, "held again, nobody told again")
 
-	resp := f.fleet("DeletePause", &functionapp.Request{Method: http.MethodDelete, Params: map[string]string{"id": "storm"}})
-	require.Equal(t, http.StatusNoContent, resp.Status, string(resp.Body))
-	f.playWakes(t)
-	f.drain(t)
+	f.liftPause(t, "storm")
 	f.laterDispatched(t)
 }
 

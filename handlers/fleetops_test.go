@@ -72,10 +72,7 @@ func TestPauseHoldsAndResumes(t *testing.T) {
 
 	// The end of the pause sends what it held to dispatch at once, not
 	// at the held delivery's next retry.
-	resp = f.fleet("DeletePause", &functionapp.Request{Method: "DELETE", Params: map[string]string{"id": "storm"}})
-	require.Equal(t, http.StatusNoContent, resp.Status)
-	f.playWakes(t)
-	f.drain(t)
+	f.liftPause(t, "storm")
 	d = f.delivery(t, "waits")
 	assert.Equal(t, domain.StageScheduled, d.Stage)
 	assert.Equal(t, "d1", d.DroneID)
@@ -93,6 +90,15 @@ func TestPauseHoldsAndResumes(t *testing.T) {
 	require.Equal(t, http.StatusServiceUnavailable, resp.Status)
 	assert.Equal(t, "3600", resp.Header.Get("Retry-After"))
 	assert.Contains(t, problemOf(t, resp).Detail, "2999-01-01")
+}
+
+// liftPause deletes pause id and runs what its end sends to dispatch.
+func (f *fixture) liftPause(t *testing.T, id string) {
+	t.Helper()
+	resp := f.fleet("DeletePause", &functionapp.Request{Method: http.MethodDelete, Params: map[string]string{"id": id}})
+	require.Equal(t, http.StatusNoContent, resp.Status, string(resp.Body))
+	f.playWakes(t)
+	f.drain(t)
 }
 
 // A delivery a pause holds is not failed for the wait, but its deadline
@@ -134,10 +140,7 @@ func TestADeliveryHeldPastItsDeadlineFailsNamingThePause(t *testing.T) {
 	// Lifted after its deadline: failed by the run the lift sends, naming
 	// the pause, though d1 is free.
 	f.clock.Advance(time.Minute)
-	resp = f.fleet("DeletePause", &functionapp.Request{Method: "DELETE", Params: map[string]string{"id": "storm"}})
-	require.Equal(t, http.StatusNoContent, resp.Status)
-	f.playWakes(t)
-	f.drain(t)
+	f.liftPause(t, "storm")
 	d = f.delivery(t, "lifted")
 	require.Equal(t, domain.StageFailed, d.Stage)
 	assert.Equal(t, "the deadline passed while a service pause held the delivery: hail", d.FailureReason)
@@ -168,9 +171,7 @@ func TestAPauseHoldsWhatItCoversAtOnce(t *testing.T) {
 		f.drain(t)
 		assert.Equal(t, reason, heldReason())
 	}
-	require.Equal(t, http.StatusNoContent, f.fleet("DeletePause", &functionapp.Request{Method: "DELETE", Params: map[string]string{"id": "storm"}}).Status)
-	f.playWakes(t)
-	f.drain(t)
+	f.liftPause(t, "storm")
 	assert.Empty(t, heldReason())
 
 	// Woken by the end of the pause with no drone to take, it waits for
