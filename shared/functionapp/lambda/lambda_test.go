@@ -355,18 +355,15 @@ func TestSQSBatchReportsOnlyTheRecordsToRetry(t *testing.T) {
 func TestSQSPermanentFailureIsDeadLettered(t *testing.T) {
 	t.Parallel()
 	pub := &deadLetteringPublisher{}
-	f := newFixture(t, pub, Options{})
-	event := events.SQSEvent{Records: []events.SQSMessage{
-		sqsRecord("delivery-requests", "d1:requested", "ok", 1),
-		sqsRecord("delivery-requests", "d3:requested", "permanent", 1),
-	}}
-	resp := invoke[events.SQSEventResponse](t, f.h, event)
-	assert.Empty(t, failures(resp))
+	h := newFixture(t, pub, Options{}).h
+	resp := invoke[events.SQSEventResponse](t, h, events.SQSEvent{Records: []events.SQSMessage{
+		sqsRecord("delivery-requests", "d1:requested", "ok", 1), sqsRecord("delivery-requests", "d3:requested", "permanent", 1)}})
+	assert.Empty(t, failures(resp), "d3 is dead-lettered, so Lambda may delete it")
 	assert.Equal(t, []string{"delivery-requests|rh-d3:requested|ProcessingFailed|permanent: no such delivery"}, pub.dead)
 
 	pub.err = errors.New("SQS is down")
-	resp = invoke[events.SQSEventResponse](t, f.h, events.SQSEvent{Records: []events.SQSMessage{sqsRecord("delivery-requests", "d5:requested", "permanent", 1)}})
-	assert.Equal(t, []string{"sqs-d5:requested"}, failures(resp))
+	resp = invoke[events.SQSEventResponse](t, h, events.SQSEvent{Records: []events.SQSMessage{sqsRecord("delivery-requests", "d5:requested", "permanent", 1)}})
+	assert.Equal(t, []string{"sqs-d5:requested"}, failures(resp), "not moved: it stays for the redrive policy")
 }
 
 func TestSQSPublishFailureRetriesTheRecord(t *testing.T) {
