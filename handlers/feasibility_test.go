@@ -20,6 +20,7 @@ import (
 	"github.com/fabrikam/dronedelivery/shared/functionapp"
 	"github.com/fabrikam/dronedelivery/shared/ports"
 	"github.com/fabrikam/dronedelivery/shared/topology"
+	"github.com/fabrikam/dronedelivery/shared/wire"
 )
 
 // fixedAirspace serves one airspace through the port.
@@ -36,6 +37,33 @@ func problem(t *testing.T, resp *functionapp.Response) (field, detail string) {
 	var p struct{ Field, Detail string }
 	require.NoError(t, json.Unmarshal(resp.Body, &p))
 	return p.Field, p.Detail
+}
+
+// A request whose dropoff is its pickup is refused (400 naming
+// dropOffLocation), for a quote too, and nothing is stored; one accepted
+// before that rule, sent again as it was, still gets its 202.
+func TestAPickupThatIsTheDropoffIsRefused(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, domain.Drone{ID: "d1", Location: at(0, 0)})
+	same := requestBody("same", at(0.01, 0), at(0.01, 0), "Small", 1)
+	for _, fn := range []string{"IngestDelivery", "QuoteDelivery"} {
+		resp := f.biz(fn, &functionapp.Request{Method: http.MethodPost, Body: same})
+		require.Equal(t, http.StatusBadRequest, resp.Status, "%s: %s", fn, resp.Body)
+		assert.Equal(t, "dropOffLocation", problemOf(t, resp).Field, fn)
+	}
+	_, err := f.store.Deliveries.Find(context.Background(), "same")
+	assert.True(t, domain.IsCode(err, domain.ENOTFOUND), "nothing stored: %v", err)
+
+	// Accepted by a build before the rule: stored as that build stored it.
+	p, err := wire.ParseDeliveryRequest(same)
+	require.NoError(t, err)
+	p.SetOwner(f.acct)
+	now := f.clock.Now()
+	p.Request.Defaults(now, "same", 0)
+	require.NoError(t, f.store.Deliveries.Create(context.Background(), "same", &domain.Delivery{ID: "same", TrackingID: "T-same",
+		OwnerID: f.acct, Request: p.Request, RequestHash: p.Hash, Stage: domain.StageCreated, CreatedAt: now, UpdatedAt: now}))
+	resp := f.biz("IngestDelivery", &functionapp.Request{Method: http.MethodPost, Body: same})
+	assert.Equal(t, http.StatusAccepted, resp.Status, string(resp.Body))
 }
 
 func TestIngestRefusesWhatNoDroneCouldServe(t *testing.T) {

@@ -523,10 +523,15 @@ func TestWebhookOutcomes(t *testing.T) {
 	// so that a webhook at a private address does not fill the dead-letter
 	// queue.
 	other := *msg
-	other.ID = "held:n1:retry-2"
+	other.ID, other.DeliveryCount = "held:n1:retry-2", 1
 	out, err = f.h.SendNotification(context.Background(), &other)
 	assert.NoError(t, err)
 	assert.Empty(t, out)
+	// Another message delivered again may be one another instance gave up
+	// on (each remembers its own): refused again, not acknowledged.
+	other.ID, other.DeliveryCount = "held:n1:retry-3", 2
+	_, err = f.h.SendNotification(context.Background(), &other)
+	assert.True(t, domain.IsPermanent(err), "a redelivered message is given up on: %v", err)
 }
 
 func TestSignUpRefusesPrivateWebhooks(t *testing.T) {

@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/fabrikam/dronedelivery/handlers"
 	"github.com/fabrikam/dronedelivery/shared/domain"
 	"github.com/fabrikam/dronedelivery/shared/ports"
 	"github.com/fabrikam/dronedelivery/shared/topology"
@@ -267,6 +268,29 @@ func TestExpeditedDoesNotTakeBackADroneItWasMovedOff(t *testing.T) {
 	assert.Empty(t, f.delivery(t, "urgent").DroneID, "not the drone it was moved off")
 	assert.Equal(t, "plain", f.drone(t, "d1").CurrentDeliveryID)
 	assert.Empty(t, f.delivery(t, "plain").PreemptedBy)
+}
+
+// A delivery whose nearest free drones are of an area where its account
+// holds its share passes them over for a free drone of another area
+// around its pickup, where it holds none, instead of waiting while that
+// drone is idle.
+func TestACappedAreaIsPassedOverForTheNextAreasDrone(t *testing.T) {
+	t.Parallel()
+	f := newFixtureWith(t, func(d *handlers.Deps) { d.Config.MaxAccountShare = 0.5 })
+	for id, loc := range map[string]domain.Location{"a1": at(0.143, 0), "a2": at(0.143, 0.001), "b1": at(0.16, 0), "b2": at(0.16, 0.001)} {
+		f.putDrone(t, domain.Drone{ID: id, Location: loc})
+	}
+	require.NotEqual(t, domain.AreaOf(at(0.143, 0)), domain.AreaOf(at(0.16, 0)))
+	for _, id := range []string{"first", "second"} {
+		body := mustJSON(map[string]any{"deliveryId": id, "pickupLocation": at(0.145, 0), "dropOffLocation": at(0.12, 0),
+			"packageInfo": map[string]any{"size": "Small", "weight": 1}})
+		require.Equal(t, http.StatusAccepted, f.ingest(t, body).Status)
+		f.drain(t)
+	}
+	first, second := f.delivery(t, "first"), f.delivery(t, "second")
+	require.Contains(t, []string{"a1", "a2"}, first.DroneID, "the nearest drones are the first area's")
+	require.NotEmpty(t, second.DroneID, "a free drone of the next area serves it")
+	assert.Contains(t, []string{"b1", "b2"}, second.DroneID, "not the first area's second drone: half of its two are the account's")
 }
 
 // An expedited request weighs the drones its account holds where they are

@@ -58,6 +58,9 @@ func (h *Handlers) QuoteDelivery(ctx context.Context, req *functionapp.Request) 
 		return h.errorResponse(ctx, err)
 	}
 	p, err := parseOwnRequest(req.Body, acct)
+	if err == nil {
+		err = domain.DistinctPlaces(p.Request.PickupLocation, p.Request.DropoffLocation, "dropOffLocation")
+	}
 	if err != nil {
 		return h.errorResponse(ctx, err)
 	}

@@ -538,6 +538,10 @@ func (h *Handlers) assign(ctx context.Context, d *domain.Delivery, redelivered b
 			lost[id] = true // the operator moved the delivery off it (Delivery.Avoids)
 		}
 	}
+	// Areas whose drones the account holds its share of, found this run:
+	// their drones are passed over (at most maxClaimAttempts of them) for
+	// another area's, as dispatch serves a pickup from the areas around it.
+	capped, overShare := map[string]bool{}, 0
 	for tries := 0; tries < maxClaimAttempts; tries++ {
 		plan, err := h.choose(ctx, h.st(ctx), &d.Request, now, lost)
 		if domain.IsCode(err, domain.EUNPROCESSABLE) {
@@ -557,7 +561,11 @@ func (h *Handlers) assign(ctx context.Context, d *domain.Delivery, redelivered b
 			continue
 		}
 		if plan == nil {
-			if d.Request.Expedited && ctx.Err() == nil {
+			// An account at its share of the drones that could serve it
+			// waits, even expedited: preemption is for a delivery that no
+			// free drone can serve, and free drones are there, only not
+			// for this account.
+			if d.Request.Expedited && overShare == 0 && ctx.Err() == nil {
 				// No free drone serves it by its deadline: the
 				// preemption rule.
 				got, msgs, err := h.preempt(ctx, d, now)
@@ -565,7 +573,12 @@ func (h *Handlers) assign(ctx context.Context, d *domain.Delivery, redelivered b
 			}
 			return d, wakes, ctx.Err()
 		}
-		w, err := h.yieldTo(ctx, d, plan, redelivered, now)
+		var w *waiter
+		if capped[domain.AreaOf(plan.Drone.HomeBase)] {
+			err = errOverShare
+		} else {
+			w, err = h.yieldTo(ctx, d, plan, redelivered, now)
+		}
 		if errors.Is(err, errKept) {
 			// Left to the delivery woken for it, as if lost to its claim
 			// (woken again, when this run may be the one whose wake was
@@ -579,7 +592,13 @@ func (h *Handlers) assign(ctx context.Context, d *domain.Delivery, redelivered b
 			continue
 		}
 		if errors.Is(err, errOverShare) {
-			h.log.InfoContext(ctx, "account at its share of the area's drones; waiting")
+			capped[domain.AreaOf(plan.Drone.HomeBase)] = true
+			if overShare++; overShare < maxClaimAttempts {
+				lost[plan.Drone.ID] = true
+				tries-- // not a try: each capped drone is passed over once
+				continue
+			}
+			h.log.InfoContext(ctx, "account at its share of the drones around the pickup; waiting")
 			return d, wakes, nil
 		}
 		if err != nil {

@@ -100,7 +100,7 @@ func (h *Handlers) SendNotification(ctx context.Context, msg *ports.Delivered) (
 		return nil, nil
 	}
 	if errors.Is(werr, ports.ErrWebhookRefused) {
-		return nil, h.giveUp(ctx, msg.ID, env, d.OwnerID, hook.URL, fmt.Errorf("webhook for %s not sent: its address is refused: %w", n.ID, werr))
+		return nil, h.giveUp(ctx, msg, env, d.OwnerID, hook.URL, fmt.Errorf("webhook for %s not sent: its address is refused: %w", n.ID, werr))
 	}
 	var held *ports.WebhookHeld
 	if errors.As(werr, &held) && held.Busy {
@@ -114,7 +114,7 @@ func (h *Handlers) SendNotification(ctx context.Context, msg *ports.Delivered) (
 	}
 	attempt := env.Attempt + 1
 	if attempt >= h.cfg.WebhookAttempts {
-		return nil, h.giveUp(ctx, msg.ID, env, d.OwnerID, hook.URL, fmt.Errorf("webhook for %s failed %d times, last: %w", n.ID, attempt, werr))
+		return nil, h.giveUp(ctx, msg, env, d.OwnerID, hook.URL, fmt.Errorf("webhook for %s failed %d times, last: %w", n.ID, attempt, werr))
 	}
 	delay := h.backoff(attempt - 1)
 	if held != nil {
@@ -139,18 +139,20 @@ func waitStep(msgID string) string {
 }
 
 // giveUp ends the notice env sends to account's webhook at url for err,
-// in message msgID: a permanent failure, which the runtime dead-letters,
+// in message msg: a permanent failure, which the runtime dead-letters,
 // unless another message's notice to that webhook was given up on within
-// givenUpHookMemory, when it is logged and acknowledged (nil). The same
-// message delivered again (under the Functions host a permanent failure
-// is redelivered until Service Bus dead-letters it) is refused again, so
-// that it does reach the dead-letter queue. A notice the operator replayed
-// is dead-lettered again whatever came before: it is the one they are
+// givenUpHookMemory, when it is logged and acknowledged (nil). A message
+// delivered again is refused again, so that it does reach the dead-letter
+// queue: under the Functions host a permanent failure is redelivered until
+// Service Bus dead-letters it, perhaps to another instance, whose memory
+// holds another message or none. A notice the operator replayed is
+// dead-lettered again whatever came before: it is the one they are
 // watching.
-func (h *Handlers) giveUp(ctx context.Context, msgID string, env *wire.Envelope, account, url string, err error) error {
+func (h *Handlers) giveUp(ctx context.Context, msg *ports.Delivered, env *wire.Envelope, account, url string, err error) error {
 	key := account + "\x00" + url
 	now := h.clock.Now()
-	if first, seen := h.givenUpHooks.get(key, now); seen && *first != msgID && env.Replay == "" {
+	msgID := msg.ID
+	if first, seen := h.givenUpHooks.get(key, now); seen && *first != msgID && msg.DeliveryCount <= 1 && env.Replay == "" {
 		h.log.WarnContext(ctx, "webhook given up; acknowledged, as a notice to it was dead-lettered lately",
 			"notificationId", env.NotificationID, "err", err)
 		return nil

@@ -194,8 +194,11 @@ func ValidWebhookURL(field, s string, allowPrivate bool) error {
 	if last == "" || last[0] >= '0' && last[0] <= '9' || strings.Contains(host, "%") {
 		return Invalid(field, "must name its host by a DNS name, four decimal numbers, or an IPv6 address in brackets")
 	}
-	if len(name) > 253 || !hostLabels(labels) {
-		return Invalid(field, "must name its host by a valid DNS name: labels of 1 to 63 letters, digits and hyphens, with no hyphen first or last")
+	// An underscore is no host name's (RFC 1123), but names that have one
+	// resolve and Go's client dials them, and webhooks set up with one
+	// must stay valid when an account puts its webhook again.
+	if len(name) > 253 || !hostLabels(labels, "_") {
+		return Invalid(field, "must name its host by a valid DNS name: labels of 1 to 63 letters, digits, hyphens and underscores, with no hyphen first or last")
 	}
 	if allowPrivate {
 		return nil

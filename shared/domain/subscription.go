@@ -284,19 +284,19 @@ func ValidEmailAddress(s string) bool {
 	}
 	labels := strings.Split(host, ".")
 	// A top-level domain is never all digits; this refuses 1.2.3.4.
-	return len(labels) >= 2 && hostLabels(labels) && strings.Trim(labels[len(labels)-1], "0123456789") != ""
+	return len(labels) >= 2 && hostLabels(labels, "") && strings.Trim(labels[len(labels)-1], "0123456789") != ""
 }
 
 // hostLabels reports whether labels are those of a host name (RFC 1123):
-// each 1 to 63 letters, digits and hyphens, not beginning or ending with a
-// hyphen.
-func hostLabels(labels []string) bool {
+// each 1 to 63 letters, digits, hyphens and the characters of also, not
+// beginning or ending with a hyphen.
+func hostLabels(labels []string, also string) bool {
 	for _, l := range labels {
 		if l == "" || len(l) > maxLabelLength || l[0] == '-' || l[len(l)-1] == '-' {
 			return false
 		}
 		for _, c := range l {
-			if !(isAlnum(c) || c == '-') {
+			if !(isAlnum(c) || c == '-' || strings.ContainsRune(also, c)) {
 				return false
 			}
 		}

@@ -96,9 +96,6 @@ func ParseDeliveryRequest(body []byte) (*ParsedRequest, error) {
 	if r.DropoffLocation, err = parseLocation(field, drop); err != nil {
 		return nil, err
 	}
-	if err := domain.DistinctPlaces(r.PickupLocation, r.DropoffLocation, field); err != nil {
-		return nil, err
-	}
 	if r.PickupTime, r.Deadline, err = parseInterval("pickupTime", w.PickupTime, "deadline", w.Deadline); err != nil {
 		return nil, err
 	}
