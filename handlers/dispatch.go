@@ -13,7 +13,7 @@ import (
 // of st around req's pickup, leaving out the drones skip names. Dispatch
 // and quotes both choose through it, so a quote names the drone dispatch
 // would take at that moment. A nil plan means no drone can serve req now.
-func (h *Handlers) choose(ctx context.Context, st ports.Store, req *domain.DeliveryRequest, now time.Time, skip map[string]bool) (*domain.Plan, error) {
+func (h *Handlers) choose(ctx context.Context, st ports.Store, req *domain.DeliveryRequest, now time.Time, skip, skipAreas map[string]bool) (*domain.Plan, error) {
 	// An index that cannot be loaded now is an outage, not an empty fleet.
 	if err := st.Fleet.Ready(ctx); err != nil {
 		return nil, err
@@ -22,7 +22,7 @@ func (h *Handlers) choose(ctx context.Context, st ports.Store, req *domain.Deliv
 	if err != nil {
 		return nil, err
 	}
-	return domain.Choose(without(st.Fleet.NearestAvailable(ctx, req.PickupLocation), skip), req, air, lim, now)
+	return domain.Choose(without(st.Fleet.NearestAvailable(ctx, req.PickupLocation), skip, skipAreas), req, air, lim, now)
 }
 
 // choiceLimits are the airspace in force and the limits a choice of drone
@@ -39,14 +39,18 @@ func (h *Handlers) choiceLimits(ctx context.Context, req *domain.DeliveryRequest
 	return air, domain.ChoiceLimits{RadiusKm: h.cfg.DispatchRadiusKm, MaxSpeedMps: fleet.MaxSpeedMps(&req.PackageInfo), MaxEligible: h.cfg.MaxEligible}, nil
 }
 
-// without leaves the drones skip names out of candidates.
-func without(candidates iter.Seq2[*domain.Drone, float64], skip map[string]bool) iter.Seq2[*domain.Drone, float64] {
-	if len(skip) == 0 {
+// without leaves out of candidates the drones skip names and those based
+// in the areas skipAreas names (domain.AreaOf of the home base).
+func without(candidates iter.Seq2[*domain.Drone, float64], skip, skipAreas map[string]bool) iter.Seq2[*domain.Drone, float64] {
+	if len(skip) == 0 && len(skipAreas) == 0 {
 		return candidates
 	}
 	return func(yield func(*domain.Drone, float64) bool) {
 		for d, km := range candidates {
-			if !skip[d.ID] && !yield(d, km) {
+			if skip[d.ID] || (len(skipAreas) > 0 && skipAreas[domain.AreaOf(d.HomeBase)]) {
+				continue
+			}
+			if !yield(d, km) {
 				return
 			}
 		}

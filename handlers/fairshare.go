@@ -567,7 +567,7 @@ func (h *Handlers) wakeWaiting(ctx context.Context, area, skip string, now time.
 			continue
 		}
 		checked++
-		plan, err := h.choose(ctx, st, &w.req, now, w.skipping(keep))
+		plan, err := h.choose(ctx, st, &w.req, now, w.skipping(keep), nil)
 		if domain.IsCode(err, domain.EUNPROCESSABLE) {
 			continue // no route for it now
 		}

@@ -64,6 +64,13 @@ func TestAPickupThatIsTheDropoffIsRefused(t *testing.T) {
 		OwnerID: f.acct, Request: p.Request, RequestHash: p.Hash, Stage: domain.StageCreated, CreatedAt: now, UpdatedAt: now}))
 	resp := f.biz("IngestDelivery", &functionapp.Request{Method: http.MethodPost, Body: same})
 	assert.Equal(t, http.StatusAccepted, resp.Status, string(resp.Body))
+
+	// An account at its limit of deliveries is told what is wrong with
+	// the request, not to retry later.
+	capped := newFixtureWith(t, func(d *handlers.Deps) { d.Config.MaxActiveDeliveries = 1 })
+	require.Equal(t, http.StatusAccepted, capped.ingest(t, requestBody("one", at(0.01, 0), at(0.02, 0), "Small", 1)).Status)
+	resp = capped.biz("IngestDelivery", &functionapp.Request{Method: http.MethodPost, Body: requestBody("two", at(0.01, 0), at(0.01, 0), "Small", 1)})
+	assert.Equal(t, http.StatusBadRequest, resp.Status, string(resp.Body))
 }
 
 func TestIngestRefusesWhatNoDroneCouldServe(t *testing.T) {

@@ -45,6 +45,12 @@ func (h *Handlers) IngestDelivery(ctx context.Context, req *functionapp.Request)
 	if err != nil {
 		return h.errorResponse(ctx, err)
 	}
+	// A pickup at its dropoff is refused before any turn is waited for or
+	// counted, unless a delivery is stored under its id: a retry of one
+	// accepted before that rule gets its 202 below.
+	if err := domain.DistinctPlaces(p.Request.PickupLocation, p.Request.DropoffLocation, "dropOffLocation"); err != nil && !h.stored(ctx, p.DeliveryID) {
+		return h.errorResponse(ctx, err)
+	}
 	endTurn := func() {}
 	if h.cfg.MaxActiveDeliveries > 0 && !h.stored(ctx, p.DeliveryID) {
 		// Held until the delivery is stored or refused, not while it is

@@ -532,6 +532,12 @@ func TestWebhookOutcomes(t *testing.T) {
 	other.ID, other.DeliveryCount = "held:n1:retry-3", 2
 	_, err = f.h.SendNotification(context.Background(), &other)
 	assert.True(t, domain.IsPermanent(err), "a redelivered message is given up on: %v", err)
+	// A scheduled copy after a transient failure is a first delivery to
+	// the bus, though its count includes the copy before it.
+	other.ID, other.DeliveryCount = wire.RedeliveryID("held:n1:retry-4", 1), 2
+	out, err = f.h.SendNotification(context.Background(), &other)
+	assert.NoError(t, err, "a first delivery of a copy is acknowledged like any other")
+	assert.Empty(t, out)
 }
 
 func TestSignUpRefusesPrivateWebhooks(t *testing.T) {

@@ -93,7 +93,7 @@ func (h *Handlers) QuoteDelivery(ctx context.Context, req *functionapp.Request) 
 	if hold != nil {
 		return functionapp.JSON(http.StatusOK, out)
 	}
-	plan, err := h.choose(ctx, h.store, &r, now, nil)
+	plan, err := h.choose(ctx, h.store, &r, now, nil, nil)
 	if err != nil && !domain.IsCode(err, domain.EUNPROCESSABLE) {
 		return h.errorResponse(ctx, domain.Unavailable(err, "the fleet could not be read; retry"))
 	}

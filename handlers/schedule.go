@@ -300,7 +300,7 @@ func (h *Handlers) book(ctx context.Context, d *domain.Delivery, now time.Time) 
 	if !h.bookedAhead(&d.Request, now) {
 		return nil, false, nil
 	}
-	plan, err := h.choose(ctx, h.st(ctx), &d.Request, now, nil)
+	plan, err := h.choose(ctx, h.st(ctx), &d.Request, now, nil, nil)
 	if err != nil && !domain.IsCode(err, domain.EUNPROCESSABLE) {
 		return nil, false, err
 	}
@@ -539,11 +539,11 @@ func (h *Handlers) assign(ctx context.Context, d *domain.Delivery, redelivered b
 		}
 	}
 	// Areas whose drones the account holds its share of, found this run:
-	// their drones are passed over (at most maxClaimAttempts of them) for
+	// their drones are left out (of at most maxClaimAttempts areas) for
 	// another area's, as dispatch serves a pickup from the areas around it.
-	capped, overShare := map[string]bool{}, 0
+	capped := map[string]bool{}
 	for tries := 0; tries < maxClaimAttempts; tries++ {
-		plan, err := h.choose(ctx, h.st(ctx), &d.Request, now, lost)
+		plan, err := h.choose(ctx, h.st(ctx), &d.Request, now, lost, capped)
 		if domain.IsCode(err, domain.EUNPROCESSABLE) {
 			// No way from the pickup to the dropoff now (a zone in force):
 			// wait as for a drone.
@@ -565,7 +565,7 @@ func (h *Handlers) assign(ctx context.Context, d *domain.Delivery, redelivered b
 			// waits, even expedited: preemption is for a delivery that no
 			// free drone can serve, and free drones are there, only not
 			// for this account.
-			if d.Request.Expedited && overShare == 0 && ctx.Err() == nil {
+			if d.Request.Expedited && len(capped) == 0 && ctx.Err() == nil {
 				// No free drone serves it by its deadline: the
 				// preemption rule.
 				got, msgs, err := h.preempt(ctx, d, now)
@@ -573,12 +573,7 @@ func (h *Handlers) assign(ctx context.Context, d *domain.Delivery, redelivered b
 			}
 			return d, wakes, ctx.Err()
 		}
-		var w *waiter
-		if capped[domain.AreaOf(plan.Drone.HomeBase)] {
-			err = errOverShare
-		} else {
-			w, err = h.yieldTo(ctx, d, plan, redelivered, now)
-		}
+		w, err := h.yieldTo(ctx, d, plan, redelivered, now)
 		if errors.Is(err, errKept) {
 			// Left to the delivery woken for it, as if lost to its claim
 			// (woken again, when this run may be the one whose wake was
@@ -593,9 +588,8 @@ func (h *Handlers) assign(ctx context.Context, d *domain.Delivery, redelivered b
 		}
 		if errors.Is(err, errOverShare) {
 			capped[domain.AreaOf(plan.Drone.HomeBase)] = true
-			if overShare++; overShare < maxClaimAttempts {
-				lost[plan.Drone.ID] = true
-				tries-- // not a try: each capped drone is passed over once
+			if len(capped) < maxClaimAttempts {
+				tries-- // not a try: each capped area is passed over once
 				continue
 			}
 			h.log.InfoContext(ctx, "account at its share of the drones around the pickup; waiting")

@@ -142,17 +142,20 @@ func waitStep(msgID string) string {
 // in message msg: a permanent failure, which the runtime dead-letters,
 // unless another message's notice to that webhook was given up on within
 // givenUpHookMemory, when it is logged and acknowledged (nil). A message
-// delivered again is refused again, so that it does reach the dead-letter
-// queue: under the Functions host a permanent failure is redelivered until
-// Service Bus dead-letters it, perhaps to another instance, whose memory
-// holds another message or none. A notice the operator replayed is
-// dead-lettered again whatever came before: it is the one they are
+// the bus delivers again is refused again, so that it does reach the
+// dead-letter queue: under the Functions host a permanent failure is
+// redelivered until Service Bus dead-letters it, perhaps to another
+// instance, whose memory holds another message or none. A scheduled copy
+// made after a transient failure is a first delivery to the bus, and the
+// copies its count includes are taken off. A notice the operator replayed
+// is dead-lettered again whatever came before: it is the one they are
 // watching.
 func (h *Handlers) giveUp(ctx context.Context, msg *ports.Delivered, env *wire.Envelope, account, url string, err error) error {
 	key := account + "\x00" + url
 	now := h.clock.Now()
 	msgID := msg.ID
-	if first, seen := h.givenUpHooks.get(key, now); seen && *first != msgID && msg.DeliveryCount <= 1 && env.Replay == "" {
+	_, copies := wire.Redelivery(msgID)
+	if first, seen := h.givenUpHooks.get(key, now); seen && *first != msgID && msg.DeliveryCount-copies <= 1 && env.Replay == "" {
 		h.log.WarnContext(ctx, "webhook given up; acknowledged, as a notice to it was dead-lettered lately",
 			"notificationId", env.NotificationID, "err", err)
 		return nil
