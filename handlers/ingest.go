@@ -96,14 +96,8 @@ func (h *Handlers) IngestDelivery(ctx context.Context, req *functionapp.Request)
 	}
 	d.Request.Defaults(now, id, h.cfg.Feasibility.MaxHorizon)
 	// A request no drone could ever serve is refused (422) whether or not
-	// a pause holds its pickup: a 503 would only have it sent again. These
-	// checks come after the parse so that a retry of a request accepted
-	// before a rule was added still gets its 202 (below).
-	err = domain.DistinctPlaces(d.Request.PickupLocation, d.Request.DropoffLocation, "dropOffLocation")
-	var area string
-	if err == nil {
-		area, err = h.feasibleIn(ctx, &d.Request)
-	}
+	// a pause holds its pickup: a 503 would only have it sent again.
+	area, err := h.feasibleIn(ctx, &d.Request)
 	var hold *domain.Hold
 	if err == nil {
 		if hold, err = h.pickupPaused(ctx, &d.Request, now); err != nil {
