@@ -295,7 +295,7 @@ func TestServeWritesACPUProfileWhenItStops(t *testing.T) {
 
 	p := startServe(t, t.TempDir(), "-cpuprofile", file)
 	served := time.Now()
-	for time.Since(served) < 500*time.Millisecond {
+	for time.Since(served) < time.Second {
 		require.Equal(t, http.StatusOK, call(t, "GET", p.base+"/api/healthz", nil).Status)
 	}
 	p.stop(t)
@@ -306,5 +306,10 @@ func TestServeWritesACPUProfileWhenItStops(t *testing.T) {
 	_, rest, _ := strings.Cut(string(out), "Duration: ")
 	spanned, err := time.ParseDuration(strings.TrimSpace(strings.Split(rest, ",")[0]))
 	require.NoError(t, err, "%s", out)
+	// The runtime stamps a profile's start when its writer goroutine first
+	// runs (runtime/pprof's profileWriter), which a busy machine can delay
+	// past the moment the server answers; so the recorded span is held to
+	// half of the second the server was seen serving, not to all of it. A
+	// profile begun at the stop would span a few milliseconds.
 	assert.GreaterOrEqual(t, spanned, 500*time.Millisecond, "the profile spans the run, not only its end")
 }
