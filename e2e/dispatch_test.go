@@ -223,9 +223,9 @@ func zoneScenario(t *testing.T, a api, from domain.Location) {
 }
 
 // bookingEnv makes the booked pickup quick to test: the drone is
-// dispatched 3 s before it needs to fly, and a report at the pickup counts
+// dispatched 20 s before it needs to fly, and a report at the pickup counts
 // from 10 s before the pickup time.
-var bookingEnv = []string{"DISPATCH_MARGIN=3s", "PICKUP_EARLINESS=10s"}
+var bookingEnv = []string{"DISPATCH_MARGIN=20s", "PICKUP_EARLINESS=10s"}
 
 // TestBookedPickup: a pickup booked ahead holds no drone until its
 // dispatch time and is picked up within the tolerance of its pickupTime.
@@ -270,7 +270,11 @@ func bookedPickupScenario(t *testing.T, p *proc) {
 		"courier": {Location: domain.Location{Latitude: 47.60629, Longitude: -122.3321}, MaxPayloadKg: 5, MaxPackageSize: "Large",
 			RangeKm: 30, CruiseSpeedMps: 20, BatteryPercent: 100},
 	})
-	pickupTime := time.Now().Add(75 * time.Second).UTC().Truncate(time.Second)
+	// The drone is due to leave 20 s (the margin) before its minute of
+	// flight, so about 24 s after the request: the time the schedule step
+	// has to book it, and a minute more while the feed says when the
+	// pickup is.
+	pickupTime := time.Now().Add(105 * time.Second).UTC().Truncate(time.Second)
 	trackingID := bookPickup(t, a, "booked", pickup, drop, pickupTime)
 
 	var booked struct {
@@ -288,8 +292,8 @@ func bookedPickupScenario(t *testing.T, p *proc) {
 	assert.True(t, booked.PickupETA.Equal(pickupTime), "planned pickup %s, want %s", booked.PickupETA, pickupTime)
 	assert.True(t, booked.DispatchAt.Before(pickupTime.Add(-time.Minute)), "dispatched a flight and a margin ahead: %s", booked.DispatchAt)
 	var drone domain.Drone
-	if time.Now().Before(*booked.DispatchAt) {
-		a.fleet(t, "GET", "/api/drones/courier", nil).decode(t, &drone)
+	a.fleet(t, "GET", "/api/drones/courier", nil).decode(t, &drone)
+	if time.Now().Before(*booked.DispatchAt) { // read before the dispatch time
 		assert.Equal(t, domain.DroneAvailable, drone.Status, "no drone held before the dispatch time")
 		assert.Empty(t, drone.CurrentDeliveryID)
 	}

@@ -1012,8 +1012,8 @@ func TestAnalyticsCountTheAreaHoldingThePickup(t *testing.T) {
 	require.Equal(t, http.StatusAccepted, f.ingest(t, requestBody("in-area", at(0.002, -0.005), at(0.005, -0.005), "Small", 1)).Status)
 	assert.Equal(t, "downtown", f.delivery(t, "in-area").AreaID)
 
-	now := time.Now().UTC()
-	q := map[string][]string{"areaId": {"downtown"}, "year": {now.Format("2006")}, "month": {now.Format("1")}}
+	created := f.delivery(t, "in-area").CreatedAt.UTC() // the month it counts in
+	q := map[string][]string{"areaId": {"downtown"}, "year": {created.Format("2006")}, "month": {created.Format("1")}}
 	resp = f.fleet("GetDeliveriesSummary", &functionapp.Request{Method: "GET", Query: q})
 	require.Equal(t, http.StatusOK, resp.Status, string(resp.Body))
 	var s handlers.DeliverySummary

@@ -231,6 +231,7 @@ type Delivery struct {
 	PickupLocation    domain.Location    `json:"pickupLocation"`
 	DropoffLocation   domain.Location    `json:"dropOffLocation"`
 	PickupTime        time.Time          `json:"pickupTime"`
+	CreatedAt         time.Time          `json:"createdAt"`
 	PickupETA         *time.Time         `json:"pickupETA"`
 	DeliveryETA       *time.Time         `json:"deliveryETA"`
 	ScheduledAt       *time.Time         `json:"scheduledAt"`
