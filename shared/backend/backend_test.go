@@ -153,16 +153,20 @@ func TestCosmosOperationsPerDelivery(t *testing.T) {
 	client, err := azcosmos.NewClientFromConnectionString(app.cosmosConn, nil)
 	require.NoError(t, err)
 	sizes := map[string]int{}
-	for _, doc := range []struct{ container, pk, id string }{
-		{topology.ContainerDeliveries, "az-0", "az-0"},
-		{topology.ContainerAnalytics, "fleet|" + time.Now().UTC().Format("2006-01"), "aggregate"},
-	} {
-		c, err := client.NewContainer(app.database, doc.container)
+	read := func(container, pk, id string) []byte {
+		c, err := client.NewContainer(app.database, container)
 		require.NoError(t, err)
-		resp, err := c.ReadItem(context.Background(), azcosmos.NewPartitionKeyString(doc.pk), doc.id, nil)
+		resp, err := c.ReadItem(context.Background(), azcosmos.NewPartitionKeyString(pk), id, nil)
 		require.NoError(t, err)
-		sizes[doc.container] = len(resp.Value)
+		sizes[container] = len(resp.Value)
+		return resp.Value
 	}
+	var first struct {
+		CreatedAt time.Time `json:"createdAt"`
+	}
+	require.NoError(t, json.Unmarshal(read(topology.ContainerDeliveries, "az-0", "az-0"), &first))
+	// The fleet's aggregate of the month the delivery was created in.
+	read(topology.ContainerAnalytics, "fleet|"+first.CreatedAt.UTC().Format("2006-01"), "aggregate")
 	t.Logf("stored document sizes in bytes: %v", sizes)
 	// One analytics batch per bucket, and one more per bucket for the
 	// month's first contribution, which creates the aggregate (this test's
