@@ -3,6 +3,7 @@ package lambda
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -21,10 +22,20 @@ import (
 )
 
 // stuckExporter is a tracer provider whose flush waits for its context, as
-// an OTLP exporter retrying a collector that answers 503 does.
-type stuckExporter struct{ noop.TracerProvider }
+// an OTLP exporter retrying a collector that answers 503 does. It sends
+// the deadline of each flush's context to deadlines (zero for none).
+type stuckExporter struct {
+	noop.TracerProvider
+	deadlines chan time.Time
+}
 
-func (stuckExporter) ForceFlush(ctx context.Context) error {
+func (e stuckExporter) ForceFlush(ctx context.Context) error {
+	deadline, _ := ctx.Deadline()
+	e.deadlines <- deadline
+	if deadline.IsZero() {
+		// Waiting would hang the test rather than fail it.
+		return errors.New("a flush with no deadline")
+	}
 	<-ctx.Done()
 	return ctx.Err()
 }
@@ -50,9 +61,30 @@ func invokeWithDeadline(t *testing.T, h *Handler, event any) any {
 // whole batch would come back, the records it processed too.
 func TestSpansThatCannotBeExportedDoNotHoldTheAnswer(t *testing.T) {
 	// Not parallel: the tracer provider is the process's.
-	defer tracing.Use(stuckExporter{})()
+	exporter := stuckExporter{deadlines: make(chan time.Time, 1)}
+	defer tracing.Use(exporter)()
 	f := newFixture(t, &fakePublisher{}, Options{})
-	out := invokeWithDeadline(t, f.h, events.SQSEvent{Records: []events.SQSMessage{sqsRecord("delivery-requests", "d1:requested", "ok", 1)}})
+	raw, err := json.Marshal(events.SQSEvent{Records: []events.SQSMessage{sqsRecord("delivery-requests", "d1:requested", "ok", 1)}})
+	require.NoError(t, err)
+	deadline := time.Now().Add(returnMargin + time.Second)
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+	out, err := f.h.Invoke(ctx, raw)
+	require.NoError(t, err)
+
+	// The export, which gives up only when its context ends, was given
+	// until half the return margin before the invocation's deadline, and
+	// the answer came once it gave up. (Timing the answer against the
+	// deadline instead would leave a busy machine only that half margin,
+	// one second, however far off the deadline.)
+	select {
+	case flushDeadline := <-exporter.deadlines:
+		require.False(t, flushDeadline.IsZero(), "the spans' export had no deadline")
+		assert.False(t, flushDeadline.After(deadline.Add(-returnMargin/2)),
+			"the spans' export could hold the answer until %v, %v before the invocation's deadline", flushDeadline, deadline.Sub(flushDeadline))
+	default:
+		require.Fail(t, "the invocation did not export its spans")
+	}
 	resp, ok := out.(*events.SQSEventResponse)
 	require.True(t, ok, "%T", out)
 	assert.Empty(t, failures(*resp))
