@@ -132,10 +132,29 @@ func nearestIDs(ctx context.Context, f ports.Fleet, loc domain.Location) []strin
 	return ids
 }
 
+// endLock ends the lock of the message id on queue now, as its running out
+// would: a locked message's visible_at is its lock's end.
+func endLock(t *testing.T, db *DB, queue, id string) {
+	t.Helper()
+	must(t, db.commit.write(ctxFor(t), "end a lock", func(w *writeTx) error {
+		res, err := w.tx.Exec(`UPDATE messages SET visible_at = ? WHERE queue = ? AND id = ? AND lock_token IS NOT NULL`, time.Now().UnixNano(), queue, id)
+		if err != nil {
+			return err
+		}
+		if n := affected(res, nil); n != 1 {
+			return fmt.Errorf("%d locked messages %s on %s, want 1", n, id, queue)
+		}
+		return nil
+	}), "end the lock of "+id)
+}
+
 func TestReopenKeepsDocumentsAndMessages(t *testing.T) {
 	t.Parallel()
 	path := filepath.Join(t.TempDir(), "db")
-	opts := Options{LockDuration: 200 * time.Millisecond}
+	// A lock far longer than the test: the dead-letter and the abandon
+	// below find their locks held however slow the machine, and "locked"
+	// is still locked after the reopen, until the test ends its lock.
+	opts := Options{LockDuration: time.Minute}
 	ctx := ctxFor(t)
 
 	db, err := Open(path, opts)
@@ -152,19 +171,17 @@ func TestReopenKeepsDocumentsAndMessages(t *testing.T) {
 	must(t, err, "claim drone")
 	must(t, bus.Publish(ctx,
 		ports.Message{ID: "now", Queue: "q", Body: []byte(`1`), CorrelationID: "c1", Operation: "delivery"},
-		ports.Message{ID: "later", Queue: "q", Body: []byte(`2`), NotBefore: time.Now().Add(300 * time.Millisecond)},
 		ports.Message{ID: "locked", Queue: "q", Body: []byte(`3`)},
 		ports.Message{ID: "poison", Queue: "q", Body: []byte(`4`)},
 	), "publish")
 	got := receive(t, bus, "q", 3) // now, locked, poison
 	must(t, bus.DeadLetter(ctx, got[2], "Poison", "cannot parse"), "dead-letter")
 	must(t, bus.Abandon(ctx, got[0]), "abandon")
-	maxSeq := got[2].SequenceNumber
+	// Published after the receive, which therefore cannot take it however
+	// late it runs.
+	must(t, bus.Publish(ctx, ports.Message{ID: "later", Queue: "q", Body: []byte(`2`), NotBefore: time.Now().Add(300 * time.Millisecond)}), "publish later")
 	must(t, db.Close(), "close")
 
-	// A long lock now, so the checks below cannot outlast it; "locked"
-	// keeps the short one it was given before the reopen.
-	opts.LockDuration = time.Minute
 	db = mustOpenAt(t, path, opts)
 	store, bus = db.Store(), db.Bus()
 	d, err := store.Deliveries.Find(ctx, "d1")
@@ -176,18 +193,29 @@ func TestReopenKeepsDocumentsAndMessages(t *testing.T) {
 		"available drones after reopen")
 	expectDepth(t, bus, "q", 3, 1)
 
-	// "locked" keeps its lock across the reopen and returns when it
-	// expires; "later" keeps its delay.
+	// "locked" keeps its lock across the reopen, so the other two come
+	// first ("later" once its delay is over); when its lock ends it comes
+	// back. Ending the lock with a write, rather than giving it a short
+	// one, spares the settlements above a race with it.
 	var ids []string
-	for _, m := range receive(t, bus, "q", 3) {
-		ids = append(ids, fmt.Sprintf("%s#%d", m.ID, m.DeliveryCount))
-		must(t, bus.Complete(ctx, m), "complete")
+	var maxSeq int64
+	settle := func(msgs []*ports.Delivered) {
+		for _, m := range msgs {
+			ids = append(ids, fmt.Sprintf("%s#%d", m.ID, m.DeliveryCount))
+			maxSeq = max(maxSeq, m.SequenceNumber)
+			must(t, bus.Complete(ctx, m), "complete")
+		}
 	}
-	require.Contains(t, []string{"now#2,locked#2,later#1", "now#2,later#1,locked#2"}, strings.Join(ids, ","), "received after reopen")
+	settle(receive(t, bus, "q", 2))
+	require.Equal(t, "now#2,later#1", strings.Join(ids, ","), "received after reopen while \"locked\" is locked")
+	endLock(t, db, "q", "locked")
+	settle(receive(t, bus, "q", 1))
+	require.Equal(t, "now#2,later#1,locked#2", strings.Join(ids, ","), "received after reopen")
 	dead := receive(t, bus, ports.DeadLetterQueue("q"), 1)[0]
 	require.Equal(t, "poison", dead.ID, "dead-lettered after reopen")
 	require.Equal(t, "Poison", dead.DeadLetterReason, "dead-lettered after reopen")
 	require.Equal(t, "cannot parse", dead.DeadLetterDescription, "dead-lettered after reopen")
+	maxSeq = max(maxSeq, dead.SequenceNumber)
 	must(t, bus.Complete(ctx, dead), "complete dead-lettered")
 
 	// Sequence numbers keep increasing even once every message is gone.
