@@ -249,7 +249,9 @@ func servedAtTheCap(t *testing.T, p *proc, held []net.Conn) int {
 // own bucket.
 func TestMadeUpBearerTokensShareTheAddressLimit(t *testing.T) {
 	t.Parallel()
-	p := startServeEnv(t, t.TempDir(), []string{"RATE_LIMIT=5/m", "RATE_BURST=5"})
+	// Five an hour: the test counts the burst, and at five a minute a
+	// machine stalled for twelve seconds would refill a token mid-count.
+	p := startServeEnv(t, t.TempDir(), []string{"RATE_LIMIT=5/h", "RATE_BURST=5"})
 	a := signUp(t, p.base)
 	require.Equal(t, http.StatusOK, a.call(t, "GET", "/api/deliveries/summary", nil).Status, "the key authenticates (charged to the address)")
 
