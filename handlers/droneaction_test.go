@@ -283,6 +283,12 @@ func TestAReassignedDeliveryNeverHasAnOldDroneAgain(t *testing.T) {
 	}
 	require.NoError(t, json.Unmarshal(resp.Body, &view))
 	assert.Equal(t, []string{"near", "far"}, view.ReassignedFrom)
+	// The waiting list says why it waits while both drones are free, not
+	// only that no drone is available.
+	f.clock.Advance(time.Minute) // past the moments of a fresh dispatch
+	kind, why := waitingReasonOf(t, f, "moved")
+	assert.Equal(t, domain.WaitNoDrone, kind)
+	assert.Equal(t, "no drone available: free drone(s) nearby could fly it but it was reassigned away from them (near, far), and is never given one of those again", why)
 }
 
 // A drone grounded with the package aboard goes home with it and stays

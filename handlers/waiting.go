@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/fabrikam/dronedelivery/shared/domain"
@@ -122,6 +124,13 @@ func (h *Handlers) waitReason(ctx context.Context, d *domain.Delivery, now time.
 			// BATTERY_LOW_PERCENT).
 			why = fmt.Sprintf("%s: %d free drone(s) nearby could fly it charged, none with the charge now", domain.NoDroneReason, n)
 		}
+		if ids := h.movedOffNearby(ctx, d, seen.air, now); len(ids) > 0 {
+			// Free drones are there that could fly it, but the operator
+			// moved it off them: the operator may cancel and request it
+			// again, or wait for another drone.
+			why = fmt.Sprintf("%s: free drone(s) nearby could fly it but it was reassigned away from them (%s), and is never given one of those again",
+				domain.NoDroneReason, strings.Join(ids, ", "))
+		}
 	}
 	if kind == domain.WaitNoDrone && h.cfg.MaxAccountShare <= 0 {
 		return h.unroutableSoon(d, now, seen, why)
@@ -205,6 +214,36 @@ func (h *Handlers) shortOfCharge(ctx context.Context, req *domain.DeliveryReques
 		}
 	}
 	return n
+}
+
+// movedOffNearby lists the free drones within the dispatch radius of d's
+// pickup (of the nearest chargeCandidates) that could fly it now but that
+// the operator reassigned it away from (Delivery.ReassignedFrom), which
+// dispatch never gives it again.
+func (h *Handlers) movedOffNearby(ctx context.Context, d *domain.Delivery, air domain.Airspace, now time.Time) []string {
+	if len(d.ReassignedFrom) == 0 || air == nil {
+		return nil
+	}
+	req := &d.Request
+	leg, err := air.Route(req.PickupLocation, req.DropoffLocation, domain.LegTime(req, now))
+	if err != nil {
+		return nil
+	}
+	var ids []string
+	seen := 0
+	for dr, km := range h.store.Fleet.NearestAvailable(ctx, req.PickupLocation) {
+		if km > h.cfg.DispatchRadiusKm || seen == chargeCandidates {
+			break
+		}
+		seen++
+		if !slices.Contains(d.ReassignedFrom, dr.ID) {
+			continue
+		}
+		if _, why := domain.PlanFor(dr, km, req, air, leg, now); why == "" {
+			ids = append(ids, dr.ID)
+		}
+	}
+	return ids
 }
 
 // pageLookups is what the reasons of one page of waiting deliveries read
