@@ -215,6 +215,8 @@ func TestHostileRequests(t *testing.T) {
 		{name: "ingest reusing another account's delivery id", method: "POST", path: "/api/deliveryrequests", key: b.key, body: deliveryRequest("a-1", near, drop, "Small", 1), status: 409, field: "deliveryId"},
 		{name: "another owner's summary", method: "GET", path: "/api/deliveries/summary?ownerId=" + id, key: b.key, status: 403, field: "ownerId"},
 		{name: "another owner's utilization", method: "GET", path: "/api/dronedeliveries/utilization?ownerId=" + id, key: b.key, status: 403, field: "ownerId"},
+		{name: "the operator's summary of an area that is none", method: "GET", path: "/api/deliveries/summary?areaId=nowhere", key: op, status: 404, field: "areaId"},
+		{name: "the operator's utilization of an account that is none", method: "GET", path: "/api/dronedeliveries/utilization?ownerId=nobody", key: op, status: 404, field: "ownerId"},
 		{name: "issue a key for another account", method: "POST", path: "/api/accounts/" + id + "/keys", key: b.key, status: 404},
 		{name: "revoke another account's key there", method: "DELETE", path: "/api/accounts/" + id + "/keys/" + prefixA, key: b.key, status: 404},
 		{name: "revoke another account's key as one's own", method: "DELETE", path: "/api/accounts/" + acctIDOf(t, b) + "/keys/" + prefixA, key: b.key, status: 404},

@@ -125,7 +125,44 @@ func figures[B any](ctx context.Context, h *Handlers, req *functionapp.Request, 
 	if err != nil {
 		return h.errorResponse(ctx, err)
 	}
+	if m.Total.Count == 0 {
+		if err := h.scopeKnown(ctx, p); err != nil {
+			return h.errorResponse(ctx, err)
+		}
+	}
 	return functionapp.JSON(http.StatusOK, view(p, m))
+}
+
+// scopeKnown answers 404, naming the parameter, when the operator asked
+// for the figures of an account or a service area that does not exist, so
+// that a misspelt id is not taken for an idle one. It is asked only of a
+// month with no deliveries: an area deleted since keeps its figures.
+func (h *Handlers) scopeKnown(ctx context.Context, p period) error {
+	switch {
+	case !callerIsOperator(ctx):
+		return nil // a business's own account
+	case p.scope == domain.ScopeAccount:
+		_, err := h.store.Accounts.Find(ctx, p.id)
+		return namedNotFound(err, "ownerId", "no account %s", p.id)
+	case p.scope == domain.ScopeArea && p.id != domain.UnzonedArea:
+		zs, err := h.zones()
+		if err != nil {
+			return err
+		}
+		_, err = zs.Find(ctx, domain.ZoneKey(domain.ServiceArea, p.id))
+		return namedNotFound(err, "areaId", "no service area %s (%s is the area of pickups outside every service area)", p.id, domain.UnzonedArea)
+	}
+	return nil
+}
+
+// namedNotFound turns a store's not-found into a 404 naming field.
+func namedNotFound(err error, field, format string, args ...any) error {
+	if domain.IsCode(err, domain.ENOTFOUND) {
+		e := domain.Errorf(domain.ENOTFOUND, format, args...)
+		e.Field = field
+		return e
+	}
+	return err
 }
 
 // DeliverySummary is the body of GET /api/deliveries/summary.

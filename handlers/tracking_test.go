@@ -795,7 +795,10 @@ func TestSummaryAndUtilizationFromHistories(t *testing.T) {
 	other := op(map[string][]string{"ownerId": {"x"}})
 	assert.Equal(t, "x", other.OwnerID)
 	assert.EqualValues(t, 1, other.Count)
-	assert.EqualValues(t, 0, op(map[string][]string{"areaId": {"elsewhere"}}).Count)
+	// An area that is none, with nothing that month, is not read as idle.
+	nowhere := f.fleet("GetDeliveriesSummary", &functionapp.Request{Method: "GET", Query: map[string][]string{"areaId": {"elsewhere"}, "year": {"2026"}, "month": {"11"}}})
+	assert.Equal(t, http.StatusNotFound, nowhere.Status)
+	assert.Equal(t, "areaId", problemOf(t, nowhere).Field)
 	// Ids that are no ids are refused, naming the parameter.
 	for _, q := range []map[string][]string{{"ownerId": {".."}}, {"areaId": {"a/b"}}, {"ownerId": {"a b"}}} {
 		resp := f.fleet("GetDeliveriesSummary", &functionapp.Request{Method: "GET", Query: q})
@@ -1029,6 +1032,31 @@ func TestAnalyticsCountTheAreaHoldingThePickup(t *testing.T) {
 	resp = f.fleet("GetDeliveriesSummary", &functionapp.Request{Method: "GET", Query: q})
 	require.NoError(t, json.Unmarshal(resp.Body, &s))
 	assert.EqualValues(t, 0, s.Count, "none outside the areas")
+
+	// A misspelt area or account is told apart from an idle one: 404
+	// naming the parameter, where an area that exists has zeros.
+	for _, name := range []string{"GetDeliveriesSummary", "GetUtilization"} {
+		for param, id := range map[string]string{"areaId": "downtwon", "ownerId": "no-such-account"} {
+			resp = f.fleet(name, &functionapp.Request{Method: "GET", Query: map[string][]string{param: {id}}})
+			require.Equal(t, http.StatusNotFound, resp.Status, "%s %s: %s", name, param, resp.Body)
+			var p functionapp.ProblemDetails
+			require.NoError(t, json.Unmarshal(resp.Body, &p))
+			assert.Equal(t, param, p.Field, name)
+		}
+	}
+	idle := map[string][]string{"areaId": {"downtown"}, "year": {"2001"}, "month": {"1"}}
+	resp = f.fleet("GetDeliveriesSummary", &functionapp.Request{Method: "GET", Query: idle})
+	require.Equal(t, http.StatusOK, resp.Status, string(resp.Body))
+	// An area deleted since keeps its figures.
+	resp = f.fleet("DeleteServiceArea", &functionapp.Request{Method: http.MethodDelete, Params: map[string]string{"id": "downtown"}})
+	require.Equal(t, http.StatusNoContent, resp.Status, string(resp.Body))
+	q["areaId"] = []string{"downtown"}
+	resp = f.fleet("GetDeliveriesSummary", &functionapp.Request{Method: "GET", Query: q})
+	require.Equal(t, http.StatusOK, resp.Status, string(resp.Body))
+	require.NoError(t, json.Unmarshal(resp.Body, &s))
+	assert.EqualValues(t, 1, s.Count, "the deleted area's month")
+	resp = f.fleet("GetDeliveriesSummary", &functionapp.Request{Method: "GET", Query: idle})
+	assert.Equal(t, http.StatusNotFound, resp.Status, "a month with nothing of an area that is gone")
 }
 
 // A delivery that has waited since its pickup time (no drone came) can
