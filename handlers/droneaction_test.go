@@ -291,6 +291,37 @@ func TestAReassignedDeliveryNeverHasAnOldDroneAgain(t *testing.T) {
 	assert.Equal(t, "no drone available: free drone(s) nearby could fly it but it was reassigned away from them (near, far), and is never given one of those again", why)
 }
 
+// The waiting list's reason for a delivery reassigned away from every
+// free drone names only what keeps it waiting: neither the charge of
+// drones it is never given, nor those drones once another could fly it.
+func TestAReassignedDeliverysWaitingReasonCountsOnlyDronesItMayHave(t *testing.T) {
+	t.Parallel()
+	f := onNear(t, "moved")
+	for range 2 {
+		f.act(t, "DeliveryAction", "moved", map[string]any{"action": "reassign", "reason": "not that one"})
+		f.drain(t)
+	}
+	require.Equal(t, []string{"near", "far"}, f.delivery(t, "moved").ReassignedFrom)
+	// Both too low to fly it now, and able to once charged.
+	f.report(t, "near", at(0.011, 0), 12, t0.Add(time.Minute))
+	f.report(t, "far", at(0.03, 0), 12, t0.Add(time.Minute))
+	f.clock.Advance(time.Minute) // past the moments of a fresh dispatch
+	kind, why := waitingReasonOf(t, f, "moved")
+	assert.Equal(t, domain.WaitNoDrone, kind)
+	assert.Equal(t, domain.NoDroneReason, why, "charging either would not serve it")
+
+	// Charged, they could fly it, but it is never given them.
+	f.report(t, "near", at(0.011, 0), 100, f.clock.Now())
+	f.report(t, "far", at(0.03, 0), 100, f.clock.Now())
+	_, why = waitingReasonOf(t, f, "moved")
+	assert.Contains(t, why, "reassigned away from them (near, far)")
+
+	// Another free drone that could fly it: it waits only for its next try.
+	f.putDrone(t, domain.Drone{ID: "third", Location: at(0.012, 0)})
+	_, why = waitingReasonOf(t, f, "moved")
+	assert.Equal(t, domain.NoDroneReason, why)
+}
+
 // A drone grounded with the package aboard goes home with it and stays
 // grounded there; resumed on the way, it still lands at home before it
 // serves anything. Grounded where it was, a resume put it back in service

@@ -142,11 +142,7 @@ func (b *waitingBoard) addLocked(d *domain.Delivery, attempt int) {
 	// A new slice: copies of the entry (others) share the old one. A drone
 	// the delivery may have back once in service, when no other serves it
 	// (Delivery.AvoidsItsDroneOnlyWhileOut), is not one it avoids here.
-	avoids := slices.Clone(d.ReassignedFrom)
-	if d.AvoidDroneID != "" && !d.AvoidsItsDroneOnlyWhileOut() {
-		avoids = append(avoids, d.AvoidDroneID)
-	}
-	w.avoids = avoids
+	w.avoids = d.NeverGiven()
 	if w.attempt != attempt || w.generation != d.Generation {
 		w.wakes, w.wokenFor = 0, "" // a new attempt may be woken again
 	}

@@ -128,7 +128,7 @@ func (h *Handlers) QuoteDelivery(ctx context.Context, req *functionapp.Request) 
 		} else if why := h.zoneInTheWay(ctx, &r, now); why != "" {
 			// As the operator's waiting list names it.
 			detail = "no route: " + why + "; an accepted request waits for it to end"
-		} else if n := h.shortOfCharge(ctx, &r, now); n > 0 {
+		} else if n := h.shortOfCharge(ctx, &r, nil, now); n > 0 {
 			// As the operator's waiting list says it.
 			detail += fmt.Sprintf(" (%d free drone(s) nearby could fly it charged, none with the charge now)", n)
 		}

@@ -118,7 +118,7 @@ func (h *Handlers) waitReason(ctx context.Context, d *domain.Delivery, now time.
 		}
 	}
 	if kind == domain.WaitNoDrone {
-		if n := h.shortOfCharge(ctx, &d.Request, now); n > 0 {
+		if n := h.shortOfCharge(ctx, &d.Request, d.NeverGiven(), now); n > 0 {
 			// Free drones are there, too low to fly it: the operator may
 			// charge one (the end of a delivery charges one only under
 			// BATTERY_LOW_PERCENT).
@@ -126,8 +126,8 @@ func (h *Handlers) waitReason(ctx context.Context, d *domain.Delivery, now time.
 		}
 		if ids := h.movedOffNearby(ctx, d, seen.air, now); len(ids) > 0 {
 			// Free drones are there that could fly it, but the operator
-			// moved it off them: the operator may cancel and request it
-			// again, or wait for another drone.
+			// moved it off them: it waits for another drone, or its
+			// business cancels it and requests it again.
 			why = fmt.Sprintf("%s: free drone(s) nearby could fly it but it was reassigned away from them (%s), and is never given one of those again",
 				domain.NoDroneReason, strings.Join(ids, ", "))
 		}
@@ -201,15 +201,16 @@ const chargeCandidates = 20
 // shortOfCharge counts the free drones within the dispatch radius of req's
 // pickup (of the nearest chargeCandidates) that could fly it once charged,
 // in time for its deadline if charged from now, but not on the battery
-// they have (domain.ShortOfCharge).
-func (h *Handlers) shortOfCharge(ctx context.Context, req *domain.DeliveryRequest, now time.Time) int {
+// they have (domain.ShortOfCharge), leaving out those dispatch never gives
+// it (never: domain.Delivery.NeverGiven).
+func (h *Handlers) shortOfCharge(ctx context.Context, req *domain.DeliveryRequest, never []string, now time.Time) int {
 	n, seen := 0, 0
 	for dr, km := range h.store.Fleet.NearestAvailable(ctx, req.PickupLocation) {
 		if km > h.cfg.DispatchRadiusKm || seen == chargeCandidates {
 			break
 		}
 		seen++
-		if domain.ShortOfCharge(dr, req, h.cfg.Tracking, now) {
+		if !slices.Contains(never, dr.ID) && domain.ShortOfCharge(dr, req, h.cfg.Tracking, now) {
 			n++
 		}
 	}
@@ -219,11 +220,13 @@ func (h *Handlers) shortOfCharge(ctx context.Context, req *domain.DeliveryReques
 // movedOffNearby lists the free drones within the dispatch radius of d's
 // pickup (of the nearest chargeCandidates) that could fly it now but that
 // the operator reassigned it away from (Delivery.ReassignedFrom), which
-// dispatch never gives it again.
+// dispatch never gives it again; none when another free drone there could
+// fly it, which its next dispatch may give it.
 func (h *Handlers) movedOffNearby(ctx context.Context, d *domain.Delivery, air domain.Airspace, now time.Time) []string {
 	if len(d.ReassignedFrom) == 0 || air == nil {
 		return nil
 	}
+	never := d.NeverGiven()
 	req := &d.Request
 	leg, err := air.Route(req.PickupLocation, req.DropoffLocation, domain.LegTime(req, now))
 	if err != nil {
@@ -236,10 +239,13 @@ func (h *Handlers) movedOffNearby(ctx context.Context, d *domain.Delivery, air d
 			break
 		}
 		seen++
-		if !slices.Contains(d.ReassignedFrom, dr.ID) {
+		if _, why := domain.PlanFor(dr, km, req, air, leg, now); why != "" {
 			continue
 		}
-		if _, why := domain.PlanFor(dr, km, req, air, leg, now); why == "" {
+		switch {
+		case !slices.Contains(never, dr.ID):
+			return nil // one dispatch may give it
+		case slices.Contains(d.ReassignedFrom, dr.ID):
 			ids = append(ids, dr.ID)
 		}
 	}

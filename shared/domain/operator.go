@@ -402,6 +402,19 @@ func (d *Delivery) reassignedWithoutDroneSince() bool {
 }
 
 // handOver is the history's last operator action on AvoidDroneID.
+// NeverGiven lists the drones dispatch never gives the delivery, however
+// few others there are: those it was reassigned away from, and the one it
+// was last handed on from unless the operator only took that drone out of
+// service (AvoidsItsDroneOnlyWhileOut), which it may have back once the
+// drone is in service again and no other serves it.
+func (d *Delivery) NeverGiven() []string {
+	ids := slices.Clone(d.ReassignedFrom)
+	if d.AvoidDroneID != "" && !d.AvoidsItsDroneOnlyWhileOut() && !slices.Contains(ids, d.AvoidDroneID) {
+		ids = append(ids, d.AvoidDroneID)
+	}
+	return ids
+}
+
 func (d *Delivery) handOver() (Event, bool) {
 	if d.AvoidDroneID == "" {
 		return Event{}, false
