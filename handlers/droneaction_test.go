@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -320,6 +321,34 @@ func TestAReassignedDeliverysWaitingReasonCountsOnlyDronesItMayHave(t *testing.T
 	f.putDrone(t, domain.Drone{ID: "third", Location: at(0.012, 0)})
 	_, why = waitingReasonOf(t, f, "moved")
 	assert.Equal(t, domain.NoDroneReason, why)
+
+	// That one too low to fly it: charging it is what would serve it.
+	f.report(t, "third", at(0.012, 0), 12, f.clock.Now())
+	_, why = waitingReasonOf(t, f, "moved")
+	assert.Equal(t, "no drone available: 1 free drone(s) nearby could fly it charged, none with the charge now", why)
+}
+
+// The "reassigned away" reason looks as far as dispatch does: a free drone
+// it may have beyond the nearest twenty, past drones too small to carry
+// it, is one its next try takes, so it is not said to wait for the drones
+// it was moved off.
+func TestAReassignedDeliverysWaitingReasonLooksAsFarAsDispatch(t *testing.T) {
+	t.Parallel()
+	f := onNear(t, "moved")
+	for range 2 {
+		f.act(t, "DeliveryAction", "moved", map[string]any{"action": "reassign", "reason": "not that one"})
+		f.drain(t)
+	}
+	for i := range 18 {
+		f.putDrone(t, domain.Drone{ID: "small-" + strconv.Itoa(i), Location: at(0.012+0.0005*float64(i), 0), MaxPayloadKg: 0.5})
+	}
+	f.putDrone(t, domain.Drone{ID: "able", Location: at(0.04, 0)})
+	f.clock.Advance(time.Minute) // past the moments of a fresh dispatch
+	_, why := waitingReasonOf(t, f, "moved")
+	assert.Equal(t, domain.NoDroneReason, why, "a free drone it may have can fly it")
+	f.releaseDelayed(t, topology.QueueDeliveryRequests) // its next try
+	f.drain(t)
+	assert.Equal(t, "able", f.delivery(t, "moved").DroneID)
 }
 
 // A drone grounded with the package aboard goes home with it and stays

@@ -64,7 +64,7 @@ type waiter struct {
 	wokenFor   string
 	wokenUntil time.Time
 	rewoken    bool
-	// avoids are the drones the delivery will not take (Delivery.Avoids):
+	// avoids are the drones the delivery will not take (Delivery.NeverGiven):
 	// none is left, kept or woken for it.
 	avoids []string
 }

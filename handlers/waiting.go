@@ -123,8 +123,7 @@ func (h *Handlers) waitReason(ctx context.Context, d *domain.Delivery, now time.
 			// charge one (the end of a delivery charges one only under
 			// BATTERY_LOW_PERCENT).
 			why = fmt.Sprintf("%s: %d free drone(s) nearby could fly it charged, none with the charge now", domain.NoDroneReason, n)
-		}
-		if ids := h.movedOffNearby(ctx, d, seen.air, now); len(ids) > 0 {
+		} else if ids := h.movedOffNearby(ctx, d, seen.air, now); len(ids) > 0 {
 			// Free drones are there that could fly it, but the operator
 			// moved it off them: it waits for another drone, or its
 			// business cancels it and requests it again.
@@ -220,13 +219,20 @@ func (h *Handlers) shortOfCharge(ctx context.Context, req *domain.DeliveryReques
 // movedOffNearby lists the free drones within the dispatch radius of d's
 // pickup (of the nearest chargeCandidates) that could fly it now but that
 // the operator reassigned it away from (Delivery.ReassignedFrom), which
-// dispatch never gives it again; none when another free drone there could
-// fly it, which its next dispatch may give it.
+// dispatch never gives it again; none when dispatch, leaving out the
+// drones it never gives d, would find it a drone now (its next try may
+// take that one).
 func (h *Handlers) movedOffNearby(ctx context.Context, d *domain.Delivery, air domain.Airspace, now time.Time) []string {
 	if len(d.ReassignedFrom) == 0 || air == nil {
 		return nil
 	}
-	never := d.NeverGiven()
+	never := map[string]bool{}
+	for _, id := range d.NeverGiven() {
+		never[id] = true
+	}
+	if plan, err := h.choose(ctx, h.st(ctx), &d.Request, now, never, nil); err != nil || plan != nil {
+		return nil
+	}
 	req := &d.Request
 	leg, err := air.Route(req.PickupLocation, req.DropoffLocation, domain.LegTime(req, now))
 	if err != nil {
@@ -239,13 +245,10 @@ func (h *Handlers) movedOffNearby(ctx context.Context, d *domain.Delivery, air d
 			break
 		}
 		seen++
-		if _, why := domain.PlanFor(dr, km, req, air, leg, now); why != "" {
+		if !slices.Contains(d.ReassignedFrom, dr.ID) {
 			continue
 		}
-		switch {
-		case !slices.Contains(never, dr.ID):
-			return nil // one dispatch may give it
-		case slices.Contains(d.ReassignedFrom, dr.ID):
+		if _, why := domain.PlanFor(dr, km, req, air, leg, now); why == "" {
 			ids = append(ids, dr.ID)
 		}
 	}

@@ -401,7 +401,6 @@ func (d *Delivery) reassignedWithoutDroneSince() bool {
 	return false
 }
 
-// handOver is the history's last operator action on AvoidDroneID.
 // NeverGiven lists the drones dispatch never gives the delivery, however
 // few others there are: those it was reassigned away from, and the one it
 // was last handed on from unless the operator only took that drone out of
@@ -415,6 +414,7 @@ func (d *Delivery) NeverGiven() []string {
 	return ids
 }
 
+// handOver is the history's last operator action on AvoidDroneID.
 func (d *Delivery) handOver() (Event, bool) {
 	if d.AvoidDroneID == "" {
 		return Event{}, false
