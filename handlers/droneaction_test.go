@@ -292,17 +292,25 @@ func TestAReassignedDeliveryNeverHasAnOldDroneAgain(t *testing.T) {
 	assert.Equal(t, "no drone available: free drone(s) nearby could fly it but it was reassigned away from them (near, far), and is never given one of those again", why)
 }
 
-// The waiting list's reason for a delivery reassigned away from every
-// free drone names only what keeps it waiting: neither the charge of
-// drones it is never given, nor those drones once another could fly it.
-func TestAReassignedDeliverysWaitingReasonCountsOnlyDronesItMayHave(t *testing.T) {
-	t.Parallel()
+// movedOffBoth is onNear's delivery "moved" reassigned away from both
+// drones, and waiting.
+func movedOffBoth(t *testing.T) *fixture {
+	t.Helper()
 	f := onNear(t, "moved")
 	for range 2 {
 		f.act(t, "DeliveryAction", "moved", map[string]any{"action": "reassign", "reason": "not that one"})
 		f.drain(t)
 	}
 	require.Equal(t, []string{"near", "far"}, f.delivery(t, "moved").ReassignedFrom)
+	return f
+}
+
+// The waiting list's reason for a delivery reassigned away from every
+// free drone names only what keeps it waiting: neither the charge of
+// drones it is never given, nor those drones once another could fly it.
+func TestAReassignedDeliverysWaitingReasonCountsOnlyDronesItMayHave(t *testing.T) {
+	t.Parallel()
+	f := movedOffBoth(t)
 	// Both too low to fly it now, and able to once charged.
 	f.report(t, "near", at(0.011, 0), 12, t0.Add(time.Minute))
 	f.report(t, "far", at(0.03, 0), 12, t0.Add(time.Minute))
@@ -334,11 +342,7 @@ func TestAReassignedDeliverysWaitingReasonCountsOnlyDronesItMayHave(t *testing.T
 // it was moved off.
 func TestAReassignedDeliverysWaitingReasonLooksAsFarAsDispatch(t *testing.T) {
 	t.Parallel()
-	f := onNear(t, "moved")
-	for range 2 {
-		f.act(t, "DeliveryAction", "moved", map[string]any{"action": "reassign", "reason": "not that one"})
-		f.drain(t)
-	}
+	f := movedOffBoth(t)
 	for i := range 18 {
 		f.putDrone(t, domain.Drone{ID: "small-" + strconv.Itoa(i), Location: at(0.012+0.0005*float64(i), 0), MaxPayloadKg: 0.5})
 	}
