@@ -135,6 +135,8 @@ type fixture struct {
 
 	mu  sync.Mutex
 	got map[string]*ports.Delivered // by message id
+	// stuckUntil is the deadline the last "stuck" step was given.
+	stuckUntil time.Time
 }
 
 // step answers by the message body: "ok" produces a message, "transient"
@@ -145,6 +147,9 @@ func (f *fixture) step(ctx context.Context, msg *ports.Delivered) ([]ports.Messa
 	f.mu.Unlock()
 	switch string(msg.Body) {
 	case "stuck": // a dependency that never answers, until the context ends
+		f.mu.Lock()
+		f.stuckUntil, _ = ctx.Deadline()
+		f.mu.Unlock()
 		<-ctx.Done()
 		return nil, ctx.Err()
 	case "ok":
@@ -415,7 +420,11 @@ func TestSQSStuckRecordIsGivenUpBeforeTheDeadline(t *testing.T) {
 		sqsRecord("delivery-requests", "d1:requested", "stuck", 1),
 		sqsRecord("delivery-requests", "d2:requested", "ok", 1),
 	}}
-	out := invokeWithDeadline(t, f.h, event)
+	out, deadline := invokeWithDeadline(t, f.h, event)
+	f.mu.Lock()
+	stopped := f.stuckUntil
+	f.mu.Unlock()
+	workStoppedInTime(t, stopped, deadline)
 	resp, ok := out.(*events.SQSEventResponse)
 	require.True(t, ok, "%T", out)
 	assert.Equal(t, []string{"sqs-d1:requested"}, failures(*resp), "only the stuck record is retried")
