@@ -102,28 +102,35 @@ func stillOpen(t *testing.T, c net.Conn) bool {
 // TestConnectionCapsKeepANormalClientServed holds more silent and
 // slow-body connections than the caps allow. From one address, those over
 // its own cap are refused at once while a client elsewhere is served. From
-// several addresses, the global cap refuses new connections clearly (503
-// and Retry-After) until the read timeout has cut the held ones, and then
-// the normal client is served again without anyone letting go.
+// several addresses, a connection over the global cap is refused clearly
+// (503 and Retry-After), or takes the place of a held one that has waited
+// 2 s, and the normal client is served again without anyone letting go.
 //
-// Each refusal depends on the held connections still being open, which
-// the 5 s read timeout leaves ample room for; on a machine so slow that
-// they were cut first, the test says so and checks the cut instead, rather
-// than fail on timing.
+// Which of the two happens is timing: the refusals of the first part wait
+// up to a second each for a request's head, so the held connections may
+// have waited 2 s by then; and the 5 s read timeout cuts them all. So a
+// connection over a cap must be refused, or find that the server has
+// closed a held connection to make room for it; the test says which. The
+// refusal at the global cap while every held connection is fresh is
+// TestLimitListenerRefusesClearlyOverEitherCap's.
 func TestConnectionCapsKeepANormalClientServed(t *testing.T) {
 	t.Parallel()
 	p := startServe(t, t.TempDir(), "-max-connections", "12", "-max-connections-per-address", "4", "-read-timeout", "5s")
 	h := &holder{t: t, addr: strings.TrimPrefix(p.base, "http://")}
 	health := p.base + "/api/healthz"
-	refusedOrCut := func(c net.Conn, what string) {
+	refusedOrRoomMade := func(c net.Conn, held []net.Conn, what string) {
 		t.Helper()
 		if refusedAtOnce(t, c) {
 			return
 		}
-		for _, held := range h.conns[:len(h.conns)-1] {
-			require.False(t, stillOpen(t, held), "%s was neither refused nor cut by the timeouts", what)
+		closed := 0
+		for _, c := range held {
+			if !stillOpen(t, c) {
+				closed++
+			}
 		}
-		t.Logf("%s: the held connections had already been cut by the read timeout", what)
+		require.Positive(t, closed, "%s was let in while every held connection was open", what)
+		t.Logf("%s was let in: %d of the %d held connections had been closed to make room (cut by the read timeout, or its place taken)", what, closed, len(held))
 	}
 
 	// One address: four held, the rest refused at once.
@@ -131,7 +138,7 @@ func TestConnectionCapsKeepANormalClientServed(t *testing.T) {
 		h.hold("127.0.0.2", i%2 == 1)
 	}
 	for i := range 6 {
-		refusedOrCut(h.hold("127.0.0.2", i%2 == 1), fmt.Sprintf("connection %d over the address's cap", i))
+		refusedOrRoomMade(h.hold("127.0.0.2", i%2 == 1), h.conns[:4], fmt.Sprintf("connection %d over the address's cap", i))
 	}
 	held := h.conns[:4]
 	h.conns = held
@@ -145,19 +152,21 @@ func TestConnectionCapsKeepANormalClientServed(t *testing.T) {
 	t.Logf("%d of the 4 held connections were open while the other client was served", open)
 
 	// Two more addresses fill the global cap of 12; the next connection,
-	// from anywhere, is refused clearly.
+	// from anywhere, is refused clearly, or served in the place of a held
+	// one, which the server closes before it serves it: a whole request,
+	// answered at once either way.
 	for _, src := range []string{"127.0.0.3", "127.0.0.4"} {
 		for j := range 4 {
 			h.hold(src, j%2 == 0)
 		}
 	}
-	refusedOrCut(h.hold("127.0.0.5", true), "a connection over the global cap")
-	h.conns = h.conns[:len(h.conns)-1]
-	if status := plainGet(t, "127.0.0.1", health); status != http.StatusServiceUnavailable {
-		// Only the timeouts cutting the held connections first lets it in.
-		require.Equal(t, http.StatusOK, status)
-		t.Log("the normal client was served at once: the held connections had already been cut")
-	}
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.5")}}
+	c, err := d.Dial("tcp", h.addr)
+	require.NoError(t, err)
+	defer c.Close()
+	_, err = fmt.Fprintf(c, "GET /api/healthz HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n", h.addr)
+	require.NoError(t, err)
+	refusedOrRoomMade(c, h.conns, "a request over the global cap")
 
 	// Nothing lets go; the server's timeouts cut the silent and slow
 	// connections, and the normal client is served again.
