@@ -155,16 +155,6 @@ func (h *Handlers) scopeKnown(ctx context.Context, p period) error {
 	return nil
 }
 
-// namedNotFound turns a store's not-found into a 404 naming field.
-func namedNotFound(err error, field, format string, args ...any) error {
-	if domain.IsCode(err, domain.ENOTFOUND) {
-		e := domain.Errorf(domain.ENOTFOUND, format, args...)
-		e.Field = field
-		return e
-	}
-	return err
-}
-
 // DeliverySummary is the body of GET /api/deliveries/summary.
 type DeliverySummary struct {
 	FiguresOf

@@ -548,8 +548,16 @@ func idAndBody[B any](req *functionapp.Request, parse func([]byte) (B, error)) (
 // problem names what the caller asked for rather than a storage key; any
 // other error, or nil, is returned as it is.
 func notFoundAs(err error, format string, args ...any) error {
+	return namedNotFound(err, "", format, args...)
+}
+
+// namedNotFound is notFoundAs for a thing named by a request's field (a
+// query parameter, say), which the problem names.
+func namedNotFound(err error, field, format string, args ...any) error {
 	if domain.IsCode(err, domain.ENOTFOUND) {
-		return domain.Errorf(domain.ENOTFOUND, format, args...)
+		e := domain.Errorf(domain.ENOTFOUND, format, args...)
+		e.Field = field
+		return e
 	}
 	return err
 }

@@ -3,6 +3,7 @@ package handlers
 import (
 	"context"
 	"fmt"
+	"iter"
 	"math"
 	"net/http"
 	"slices"
@@ -194,7 +195,7 @@ func (h *Handlers) unroutableSoon(d *domain.Delivery, now time.Time, seen *pageL
 }
 
 // chargeCandidates bounds the free drones near a waiting delivery that
-// shortOfCharge looks at.
+// the waiting list's reasons look at (freeNearby).
 const chargeCandidates = 20
 
 // shortOfCharge counts the free drones within the dispatch radius of req's
@@ -203,17 +204,28 @@ const chargeCandidates = 20
 // they have (domain.ShortOfCharge), leaving out those dispatch never gives
 // it (never: domain.Delivery.NeverGiven).
 func (h *Handlers) shortOfCharge(ctx context.Context, req *domain.DeliveryRequest, never []string, now time.Time) int {
-	n, seen := 0, 0
-	for dr, km := range h.store.Fleet.NearestAvailable(ctx, req.PickupLocation) {
-		if km > h.cfg.DispatchRadiusKm || seen == chargeCandidates {
-			break
-		}
-		seen++
+	n := 0
+	for dr := range h.freeNearby(ctx, req.PickupLocation) {
 		if !slices.Contains(never, dr.ID) && domain.ShortOfCharge(dr, req, h.cfg.Tracking, now) {
 			n++
 		}
 	}
 	return n
+}
+
+// freeNearby yields the free drones within the dispatch radius of loc,
+// nearest first, chargeCandidates at most: those the waiting list's
+// reasons look at.
+func (h *Handlers) freeNearby(ctx context.Context, loc domain.Location) iter.Seq2[*domain.Drone, float64] {
+	return func(yield func(*domain.Drone, float64) bool) {
+		seen := 0
+		for dr, km := range h.store.Fleet.NearestAvailable(ctx, loc) {
+			if km > h.cfg.DispatchRadiusKm || seen == chargeCandidates || !yield(dr, km) {
+				return
+			}
+			seen++
+		}
+	}
 }
 
 // movedOffNearby lists the free drones within the dispatch radius of d's
@@ -239,12 +251,7 @@ func (h *Handlers) movedOffNearby(ctx context.Context, d *domain.Delivery, air d
 		return nil
 	}
 	var ids []string
-	seen := 0
-	for dr, km := range h.store.Fleet.NearestAvailable(ctx, req.PickupLocation) {
-		if km > h.cfg.DispatchRadiusKm || seen == chargeCandidates {
-			break
-		}
-		seen++
+	for dr, km := range h.freeNearby(ctx, req.PickupLocation) {
 		if !slices.Contains(d.ReassignedFrom, dr.ID) {
 			continue
 		}
